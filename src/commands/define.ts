@@ -1,0 +1,37 @@
+/**
+ * `command()` is citty's defineCommand plus the things every securechat
+ * command has: examples shown under --help, and the shared arg groups.
+ */
+import { type ArgsDef, type CommandDef, defineCommand } from "citty";
+
+const examplesOf = new WeakMap<object, string[]>();
+
+export function command<const T extends ArgsDef>(def: CommandDef<T> & { examples: string[] }): CommandDef<T> {
+  const { examples, ...rest } = def;
+  const cmd = defineCommand(rest);
+  examplesOf.set(cmd, examples);
+  return cmd;
+}
+
+export function examples(cmd: object): string[] {
+  return examplesOf.get(cmd) ?? [];
+}
+
+/** Arg groups shared by several commands; one definition each. */
+export const args = {
+  debug: {
+    debug: { type: "boolean", description: "Print stack traces and protocol detail on errors" },
+  },
+  server: {
+    server: { type: "string", description: "Server address", valueHint: "HOST:PORT", default: "127.0.0.1:7447" },
+  },
+  passwordStdin: {
+    "password-stdin": { type: "boolean", description: "Read the password from the first line of stdin instead of the terminal" },
+  },
+  acceptNewHost: {
+    "accept-new-host": { type: "boolean", description: "Trust an unknown server's host key without asking (scripts)" },
+  },
+  data: {
+    data: { type: "string", description: "Server state directory (default: $SECURECHAT_DATA, else the XDG data dir)", valueHint: "DIR" },
+  },
+} as const satisfies Record<string, ArgsDef>;

@@ -1,0 +1,46 @@
+/** SHA-256 (FIPS 180-4) and HKDF-SHA256 (RFC 5869) via @noble/hashes. */
+import { expand, extract } from "@noble/hashes/hkdf.js";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+import { SecureChatError } from "../errors.ts";
+
+export const SHA256_LENGTH = 32;
+/** RFC 5869 §2.3: "L length of output keying material in octets (<= 255*HashLen)". */
+export const HKDF_MAX_LENGTH = 255 * SHA256_LENGTH;
+
+export function sha256(...parts: Uint8Array[]): Uint8Array {
+  const h = nobleSha256.create();
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** Incremental SHA-256, for transcripts and the handshake hash. */
+export function sha256Hasher(): { update(b: Uint8Array): void; digest(): Uint8Array } {
+  const h = nobleSha256.create();
+  return {
+    update: (b) => void h.update(b),
+    digest: () => h.digest(),
+  };
+}
+
+export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
+  return extract(nobleSha256, ikm, salt);
+}
+
+export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  if (!Number.isInteger(length) || length < 0 || length > HKDF_MAX_LENGTH) {
+    throw new SecureChatError("hkdf_length", `hkdf: output length ${length} exceeds ${HKDF_MAX_LENGTH}`);
+  }
+  if (prk.length < SHA256_LENGTH) {
+    throw new SecureChatError("hkdf_prk", `hkdf: prk is ${prk.length} bytes, expected at least ${SHA256_LENGTH}`);
+  }
+  return expand(nobleSha256, prk, info, length);
+}
+
+export function hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  const prk = hkdfExtract(salt, ikm);
+  try {
+    return hkdfExpand(prk, info, length);
+  } finally {
+    prk.fill(0);
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * The secure channel (docs/PROTOCOL.md §3): after the handshake, every frame
+ * body in a direction is an AES-256-GCM record
+ *
+ *   body  = AES-256-GCM-Seal(key_i, nonce(n), plaintext, aad = header)
+ *   nonce(n) = 0x00000000 ‖ uint64be(n)
+ *
+ * where n counts the records sent in that direction since the handshake
+ * (never sent, never reset, never wrapped) and key_i is the direction's key
+ * after i one-way updates. A direction updates its key after a record brings
+ * the records or plaintext bytes under the current key to the limits the
+ * server announced:
+ *
+ *   key_{i+1} = HKDF-Expand(key_i, "securechat/1 rekey", 32)
+ *
+ * and wipes key_i, so a key captured later does not open earlier records.
+ * Both ends apply the same rule to the same records, so no message is needed.
+ * The first failure to open a record is fatal and sticky.
+ */
+import { SecureChatError } from "../errors.ts";
+import { aesGcmOpen, aesGcmSeal, hkdfExpand, labels, wipe } from "../crypto/index.ts";
+import { frameHeader } from "./framing.ts";
+import type { SessionKeys } from "./handshake.ts";
+import { type Message, type MessageType, decodeMessage, encodeMessage, joinRecordPayload, splitRecordPayload } from "./messages.ts";
+import { FRAME_HEADER_LENGTH, MAX_FRAME, MAX_RECORDS, MIN_RECORD_PLAINTEXT, RECORD_TAG_LENGTH } from "./limits.ts";
+
+export interface RekeyPolicy {
+  /** Update the key after this many records under it. */
+  records: number;
+  /** …or after this many plaintext bytes under it, whichever comes first. */
+  bytes: number;
+}
+
+/** The one-way key update of PROTOCOL.md §3.3. */
+export function nextRecordKey(key: Uint8Array): Uint8Array {
+  return hkdfExpand(key, labels.KDF_REKEY, 32);
+}
+
+export function recordNonce(n: number): Uint8Array {
+  const nonce = new Uint8Array(12);
+  const v = new DataView(nonce.buffer);
+  v.setUint32(4, Math.floor(n / 2 ** 32), false);
+  v.setUint32(8, n >>> 0, false);
+  return nonce;
+}
+
+/** One direction's key, counter and rekey state; shared by sealer and opener. */
+class DirectionState {
+  #key: Uint8Array | null;
+  #count = 0;
+  #epochRecords = 0;
+  #epochBytes = 0;
+  #epoch = 0;
+
+  constructor(
+    key: Uint8Array,
+    readonly policy: RekeyPolicy,
+  ) {
+    if (key.length !== 32) throw new SecureChatError("channel_key_length", "channel: key must be 32 bytes");
+    if (!(policy.records >= 1 && policy.bytes >= 1)) {
+      throw new SecureChatError("channel_policy", "channel: rekey limits must be at least 1");
+    }
+    this.#key = key.slice();
+  }
+
+  /** Records processed in this direction so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** How many times the key has been updated. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get closed(): boolean {
+    return this.#key === null;
+  }
+
+  key(): Uint8Array {
+    if (this.#key === null) throw new SecureChatError("channel_closed", "channel: closed after an earlier failure");
+    if (this.#count >= MAX_RECORDS) throw new SecureChatError("channel_exhausted", "channel: record counter exhausted");
+    return this.#key;
+  }
+
+  nonce(): Uint8Array {
+    return recordNonce(this.#count);
+  }
+
+  /** Called once per record sealed or opened. */
+  advance(plaintextLength: number): void {
+    this.#count += 1;
+    this.#epochRecords += 1;
+    this.#epochBytes += plaintextLength;
+    if (this.#epochRecords >= this.policy.records || this.#epochBytes >= this.policy.bytes) {
+      const old = this.#key!;
+      this.#key = nextRecordKey(old);
+      wipe(old);
+      this.#epoch += 1;
+      this.#epochRecords = 0;
+      this.#epochBytes = 0;
+    }
+  }
+
+  close(): void {
+    wipe(this.#key ?? undefined);
+    this.#key = null;
+  }
+}
+
+/** Seals plaintexts into complete frames (header ‖ ciphertext ‖ tag). */
+export class RecordSealer {
+  readonly #state: DirectionState;
+
+  constructor(
+    key: Uint8Array,
+    policy: RekeyPolicy,
+    public maxFrame: number = MAX_FRAME,
+  ) {
+    this.#state = new DirectionState(key, policy);
+  }
+
+  get count(): number {
+    return this.#state.count;
+  }
+
+  get epoch(): number {
+    return this.#state.epoch;
+  }
+
+  seal(plaintext: Uint8Array): Uint8Array {
+    if (plaintext.length < MIN_RECORD_PLAINTEXT) {
+      throw new SecureChatError("record_empty", `record: plaintext of ${plaintext.length} bytes is too short`);
+    }
+    const length = plaintext.length + RECORD_TAG_LENGTH;
+    if (length > this.maxFrame) {
+      throw new SecureChatError("frame_too_large", `frame: length ${length} exceeds ${this.maxFrame}`);
+    }
+    const header = frameHeader(length);
+    const body = aesGcmSeal(this.#state.key(), this.#state.nonce(), plaintext, header);
+    this.#state.advance(plaintext.length);
+    const frame = new Uint8Array(FRAME_HEADER_LENGTH + body.length);
+    frame.set(header, 0);
+    frame.set(body, FRAME_HEADER_LENGTH);
+    return frame;
+  }
+
+  close(): void {
+    this.#state.close();
+  }
+}
+
+/** Opens frame bodies from the peer, in order. Fails closed and stays closed. */
+export class RecordOpener {
+  readonly #state: DirectionState;
+
+  constructor(key: Uint8Array, policy: RekeyPolicy) {
+    this.#state = new DirectionState(key, policy);
+  }
+
+  get count(): number {
+    return this.#state.count;
+  }
+
+  get epoch(): number {
+    return this.#state.epoch;
+  }
+
+  get closed(): boolean {
+    return this.#state.closed;
+  }
+
+  /** `body` is a frame body as the decoder returns it; the header is rebuilt as AAD. */
+  open(body: Uint8Array): Uint8Array {
+    const key = this.#state.key();
+    let plaintext: Uint8Array;
+    try {
+      plaintext = aesGcmOpen(key, this.#state.nonce(), body, frameHeader(body.length));
+    } catch (cause) {
+      this.#state.close();
+      throw new SecureChatError("record_auth_failed", `record: record ${this.#state.count} failed to authenticate`, { cause });
+    }
+    if (plaintext.length < MIN_RECORD_PLAINTEXT) {
+      this.#state.close();
+      throw new SecureChatError("record_empty", `record: plaintext of ${plaintext.length} bytes is too short`);
+    }
+    this.#state.advance(plaintext.length);
+    return plaintext;
+  }
+
+  close(): void {
+    this.#state.close();
+  }
+}
+
+/**
+ * Both directions of an established session, speaking messages: a record's
+ * plaintext is one or more JSON messages joined by LF (PROTOCOL.md §3.4).
+ */
+export class SecureChannel {
+  readonly sealer: RecordSealer;
+  readonly opener: RecordOpener;
+
+  constructor(keys: Pick<SessionKeys, "c2s" | "s2c" | "rekey">, role: "client" | "server", maxFrame: number = MAX_FRAME) {
+    const [send, recv] = role === "client" ? [keys.c2s, keys.s2c] : [keys.s2c, keys.c2s];
+    this.sealer = new RecordSealer(send, keys.rekey, maxFrame);
+    this.opener = new RecordOpener(recv, keys.rekey);
+  }
+
+  /** Seals messages, or their pre-encoded JSON texts, into one frame. */
+  seal(messages: readonly (Message | string)[]): Uint8Array {
+    return this.sealer.seal(joinRecordPayload(messages.map((m) => (typeof m === "string" ? m : encodeMessage(m)))));
+  }
+
+  /** Opens one frame body and validates every message in it. */
+  open<T extends MessageType>(body: Uint8Array, allowed?: readonly T[]): Message<T>[] {
+    const plaintext = this.opener.open(body);
+    return splitRecordPayload(plaintext).map((part) => decodeMessage(part, allowed));
+  }
+
+  close(): void {
+    this.sealer.close();
+    this.opener.close();
+  }
+}

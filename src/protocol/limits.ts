@@ -1,0 +1,44 @@
+/**
+ * Every fixed size and limit of the wire protocol (docs/PROTOCOL.md §2, §6).
+ * Changing one is a protocol change: update the spec and vectors with it.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+/** Frame header: a 4-byte big-endian body length. */
+export const FRAME_HEADER_LENGTH = 4;
+/** Largest frame body before the client is authenticated (handshake, auth record). */
+export const MAX_FRAME_PRELOGIN = 4 * 1024;
+/** Largest frame body after authentication. */
+export const MAX_FRAME = 64 * 1024;
+
+/** AES-256-GCM tag appended to every record. */
+export const RECORD_TAG_LENGTH = 16;
+/** The smallest record plaintext: one JSON object, `{}`. Shorter records are empty or no-progress. */
+export const MIN_RECORD_PLAINTEXT = 2;
+
+/**
+ * Rekey defaults, far inside RFC 8446 §5.5 (AES-GCM: 2^24.5 full-size
+ * records per key; about 2^38 bytes). A direction rekeys after whichever
+ * limit it reaches first; the server announces both in `server_hello`.
+ */
+export const DEFAULT_REKEY_RECORDS = 2 ** 20;
+export const DEFAULT_REKEY_BYTES = 2 ** 32;
+/** Bounds a client accepts for the announced rekey limits. */
+export const MAX_REKEY_RECORDS = 2 ** 24;
+export const MAX_REKEY_BYTES = 2 ** 36;
+
+/**
+ * Records per direction per connection. The nonce is a 64-bit counter; we
+ * stop at 2^53 − 1 (exact in a JavaScript number) and fail closed, so the
+ * counter can never wrap.
+ */
+export const MAX_RECORDS = Number.MAX_SAFE_INTEGER;
+
+/** User names: ASCII lowercase letter, then 1–31 of [a-z0-9_-]. */
+export const USER_NAME_RE = /^[a-z][a-z0-9_-]{1,31}$/;
+export const USER_NAME_MAX = 32;
+/** Upper bound on any password field on the wire, in UTF-16 code units (policy is the server's). */
+export const PASSWORD_FIELD_MAX = 1024;
+/** Bound on `error.message` and other free text in protocol messages. */
+export const TEXT_FIELD_MAX = 4096;

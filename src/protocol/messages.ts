@@ -1,0 +1,235 @@
+/**
+ * Message schemas (docs/PROTOCOL.md §5). Every message is a JSON object with
+ * a string `type`; each type has exactly the fields listed here. Validation
+ * runs before anything else looks at a message: an unknown type, an unknown
+ * field, a missing field or a field of the wrong type or size is rejected
+ * with a stable code, and the connection is closed. Byte fields travel as
+ * canonical padded base64 and come out of the validator as Uint8Array.
+ */
+import { fromBase64, fromUtf8, toBase64, utf8 } from "../bytes.ts";
+import { SecureChatError } from "../errors.ts";
+import { PASSWORD_FIELD_MAX, TEXT_FIELD_MAX, USER_NAME_MAX, USER_NAME_RE } from "./limits.ts";
+
+interface Field<T> {
+  readonly optional: boolean;
+  parse(v: unknown, where: string): T;
+  encode(v: T): unknown;
+}
+
+function invalid(where: string, what: string): never {
+  throw new SecureChatError("message_invalid", `message: ${where} ${what}`);
+}
+
+const bytes = (n: number): Field<Uint8Array> => ({
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string") invalid(where, "must be a base64 string");
+    try {
+      return fromBase64(v, n);
+    } catch {
+      return invalid(where, `must be canonical base64 of ${n} bytes`);
+    }
+  },
+  encode: (v) => toBase64(v),
+});
+
+const int = (min: number, max: number): Field<number> => ({
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "number" || !Number.isSafeInteger(v)) invalid(where, "must be an integer");
+    if (v < min || v > max) invalid(where, `must be in [${min}, ${max}]`);
+    return v;
+  },
+  encode: (v) => v,
+});
+
+const text = (maxLength: number, minLength = 0): Field<string> => ({
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string") invalid(where, "must be a string");
+    if (v.length < minLength || v.length > maxLength) {
+      invalid(where, `must be ${minLength}..${maxLength} characters`);
+    }
+    // JSON can carry lone surrogates (\ud800) that are not valid Unicode text.
+    if (!v.isWellFormed()) invalid(where, "must be well-formed unicode");
+    return v;
+  },
+  encode: (v) => v,
+});
+
+const userName: Field<string> = {
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string" || v.length > USER_NAME_MAX || !USER_NAME_RE.test(v)) {
+      invalid(where, "must be a user name (a-z, then 1-31 of a-z 0-9 _ -)");
+    }
+    return v;
+  },
+  encode: (v) => v,
+};
+
+const optional = <T>(f: Field<T>): Field<T | undefined> => ({
+  optional: true,
+  parse: (v, where) => (v === undefined ? undefined : f.parse(v, where)),
+  encode: (v) => (v === undefined ? undefined : f.encode(v)),
+});
+
+type Fields = Record<string, Field<unknown>>;
+type Infer<F extends Fields> = {
+  [K in keyof F as F[K] extends Field<infer T> ? (undefined extends T ? never : K) : never]: F[K] extends Field<infer T> ? T : never;
+} & {
+  [K in keyof F as F[K] extends Field<infer T> ? (undefined extends T ? K : never) : never]?: F[K] extends Field<infer T> ? T : never;
+};
+
+/** The schema of each message type. Order of fields is the order they are encoded in. */
+const SCHEMAS = {
+  // Cleartext handshake (PROTOCOL.md §4).
+  client_hello: {
+    version: int(0, 0xffff),
+    e: bytes(32),
+    nonce: bytes(32),
+  },
+  server_hello: {
+    version: int(0, 0xffff),
+    e: bytes(32),
+    challenge: bytes(32),
+    host_key: bytes(32),
+    rekey_records: int(1, Number.MAX_SAFE_INTEGER),
+    rekey_bytes: int(1, Number.MAX_SAFE_INTEGER),
+    sig: bytes(64),
+  },
+  // The client's first record (PROTOCOL.md §5.1).
+  register: {
+    user: userName,
+    identity_key: bytes(32),
+    sig: bytes(64),
+    password: text(PASSWORD_FIELD_MAX, 1),
+  },
+  login: {
+    user: userName,
+    sig: bytes(64),
+    password: optional(text(PASSWORD_FIELD_MAX, 1)),
+    ticket: optional(bytes(32)),
+  },
+  // Server answers (PROTOCOL.md §5.2).
+  welcome: {
+    user: userName,
+    session_id: bytes(16),
+    ticket: optional(bytes(32)),
+    ticket_expires: optional(int(0, Number.MAX_SAFE_INTEGER)),
+  },
+  error: {
+    code: text(64, 1),
+    message: text(TEXT_FIELD_MAX),
+  },
+} as const satisfies Record<string, Fields>;
+
+type Schemas = typeof SCHEMAS;
+export type MessageType = keyof Schemas;
+export type Message<T extends MessageType = MessageType> = T extends MessageType ? { type: T } & Infer<Schemas[T]> : never;
+export type ClientHello = Message<"client_hello">;
+export type ServerHello = Message<"server_hello">;
+export type Register = Message<"register">;
+export type Login = Message<"login">;
+export type Welcome = Message<"welcome">;
+export type ErrorMessage = Message<"error">;
+
+export const MESSAGE_TYPES = Object.keys(SCHEMAS) as MessageType[];
+
+function isMessageType(t: string): t is MessageType {
+  return Object.hasOwn(SCHEMAS, t);
+}
+
+/**
+ * Validates a parsed JSON value as a message. With `allowed`, a valid message
+ * of any other type is rejected as `message_unexpected`.
+ */
+export function validateMessage<T extends MessageType = MessageType>(value: unknown, allowed?: readonly T[]): Message<T> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new SecureChatError("message_not_object", "message: not a JSON object");
+  }
+  const obj = value as Record<string, unknown>;
+  const type = obj.type;
+  if (typeof type !== "string") throw new SecureChatError("message_invalid", "message: type must be a string");
+  if (!isMessageType(type)) throw new SecureChatError("message_unknown_type", `message: unknown type ${JSON.stringify(type.slice(0, 32))}`);
+  if (allowed && !(allowed as readonly string[]).includes(type)) {
+    throw new SecureChatError("message_unexpected", `message: ${type} is not allowed here`);
+  }
+  const schema: Fields = SCHEMAS[type];
+  for (const key of Object.keys(obj)) {
+    if (key !== "type" && !Object.hasOwn(schema, key)) {
+      throw new SecureChatError("message_unknown_field", `message: ${type} has unknown field ${JSON.stringify(key.slice(0, 32))}`);
+    }
+  }
+  const out: Record<string, unknown> = { type };
+  for (const [key, field] of Object.entries(schema)) {
+    const v = obj[key];
+    if (v === undefined && !field.optional) {
+      throw new SecureChatError("message_missing_field", `message: ${type}.${key} is missing`);
+    }
+    const parsed = field.parse(v, `${type}.${key}`);
+    if (parsed !== undefined) out[key] = parsed;
+  }
+  return out as Message<T>;
+}
+
+/** The JSON text of a message: `type` first, then fields in schema order. */
+export function encodeMessage(msg: Message): string {
+  const schema: Fields = SCHEMAS[msg.type];
+  const out: Record<string, unknown> = { type: msg.type };
+  const m = msg as unknown as Record<string, unknown>;
+  for (const [key, field] of Object.entries(schema)) {
+    const v = field.encode(m[key]);
+    if (v !== undefined) out[key] = v;
+  }
+  return JSON.stringify(out);
+}
+
+/** Strict UTF-8, then JSON, then an object: the checks every frame body gets. */
+export function parseJsonObject(body: Uint8Array): unknown {
+  const s = fromUtf8(body);
+  let v: unknown;
+  try {
+    v = JSON.parse(s);
+  } catch (cause) {
+    throw new SecureChatError("json_invalid", "json: body is not valid JSON", { cause });
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new SecureChatError("message_not_object", "message: not a JSON object");
+  }
+  return v;
+}
+
+/** Cleartext frame body → validated message. */
+export function decodeMessage<T extends MessageType = MessageType>(body: Uint8Array, allowed?: readonly T[]): Message<T> {
+  return validateMessage(parseJsonObject(body), allowed);
+}
+
+export function encodeMessageBytes(msg: Message): Uint8Array {
+  return utf8(encodeMessage(msg));
+}
+
+const LF = 0x0a;
+
+/**
+ * A record's plaintext carries one or more messages as JSON texts separated
+ * by a single LF (PROTOCOL.md §3.4): no empty segment, no trailing LF.
+ * JSON.stringify never emits a raw LF, so senders can join pre-encoded
+ * messages without re-serializing them.
+ */
+export function splitRecordPayload(plaintext: Uint8Array): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i <= plaintext.length; i++) {
+    if (i === plaintext.length || plaintext[i] === LF) {
+      if (i === start) throw new SecureChatError("record_empty_message", "record: empty message in payload");
+      parts.push(plaintext.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  return parts;
+}
+
+export function joinRecordPayload(messages: readonly string[]): Uint8Array {
+  return utf8(messages.join("\n"));
+}
