@@ -1,0 +1,154 @@
+/**
+ * Handshake cost, both sides in-process, against the primitives it is made of
+ * (src/crypto, i.e. @noble/curves) and against node:crypto's native X25519
+ * and Ed25519 in the same run.
+ *
+ * A full handshake is 2 X25519 key generations (one ephemeral per side),
+ * 2 X25519 shared secrets, 2 Ed25519 signatures (host key, client identity)
+ * and 2 verifications; the server's share is one of each. What is left over
+ * is SHA-256, HKDF, randomness and allocation.
+ */
+import {
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  sign as nativeSign,
+  verify as nativeVerify,
+} from "node:crypto";
+import { ed25519Generate, ed25519Sign, ed25519Verify, randomBytes, x25519, x25519Generate } from "../src/crypto/index.ts";
+import {
+  ClientHandshake,
+  ServerHandshake,
+  clientAuthSignatureInput,
+  signClientAuth,
+  verifyClientAuth,
+} from "../src/protocol/handshake.ts";
+import { type Measurement, measureGroup } from "./lib/measure.ts";
+import { perSecond, ratio, spread, table, time } from "./lib/table.ts";
+import type { Section } from "./run.ts";
+
+// DER wrappers that turn raw 32-byte keys into node:crypto KeyObjects (RFC 8410).
+const X25519_PKCS8 = Buffer.from("302e020100300506032b656e04220420", "hex");
+const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex");
+const ED25519_PKCS8 = Buffer.from("302e020100300506032b657004220420", "hex");
+const ED25519_SPKI = Buffer.from("302a300506032b6570032100", "hex");
+
+const der = (prefix: Buffer, raw: Uint8Array): Buffer => Buffer.concat([prefix, raw]);
+const publicKey = (prefix: Buffer, raw: Uint8Array) => createPublicKey({ key: der(prefix, raw), format: "der", type: "spki" });
+const privateKey = (prefix: Buffer, raw: Uint8Array) => createPrivateKey({ key: der(prefix, raw), format: "der", type: "pkcs8" });
+
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`bench: sanity check failed: ${what}`);
+}
+
+export function handshakeSection(): Section {
+  const hostKey = ed25519Generate();
+  const identity = ed25519Generate();
+
+  /** One complete handshake; returns the ns spent in the server's calls. */
+  function handshake(): number {
+    const client = new ClientHandshake();
+    const t0 = Bun.nanoseconds();
+    const server = new ServerHandshake({ hostKey });
+    const { reply, keys: serverKeys } = server.receiveHello(client.hello());
+    const t1 = Bun.nanoseconds();
+    const clientKeys = client.receive(reply);
+    const sig = signClientAuth(identity.secretKey, clientKeys);
+    const t2 = Bun.nanoseconds();
+    const ok = verifyClientAuth(identity.publicKey, serverKeys, sig);
+    const t3 = Bun.nanoseconds();
+    check(ok, "client auth verifies");
+    return t1 - t0 + (t3 - t2);
+  }
+
+  // Primitives on the real inputs: a peer's ephemeral and the auth signature input (H ‖ challenge).
+  const peer = x25519Generate();
+  const mine = x25519Generate();
+  const msg = clientAuthSignatureInput(randomBytes(32), randomBytes(32));
+  const sig = ed25519Sign(identity.secretKey, msg);
+
+  // The same operations natively, with the same keys; first check they agree.
+  const nMine = privateKey(X25519_PKCS8, mine.secretKey);
+  const nIdentity = privateKey(ED25519_PKCS8, identity.secretKey);
+  check(
+    diffieHellman({ privateKey: nMine, publicKey: publicKey(X25519_SPKI, peer.publicKey) }).equals(x25519(mine.secretKey, peer.publicKey)),
+    "native X25519 matches src/crypto",
+  );
+  check(nativeSign(null, msg, nIdentity).equals(sig), "native Ed25519 signature matches src/crypto");
+
+  // Primitives first: they warm up the code the handshakes run.
+  const [keygen, dh, signM, verifyM, full, server, nKeygen, nDh, nSign, nVerify] = measureGroup([
+    { name: "x25519 keygen", fn: () => x25519Generate() },
+    { name: "x25519 shared secret", fn: () => x25519(mine.secretKey, peer.publicKey) },
+    { name: "ed25519 sign", fn: () => ed25519Sign(identity.secretKey, msg) },
+    { name: "ed25519 verify", fn: () => ed25519Verify(identity.publicKey, msg, sig) },
+    { name: "handshake: full (both sides)", fn: handshake },
+    {
+      name: "handshake: server share",
+      batch: (n) => {
+        let ns = 0;
+        for (let i = 0; i < n; i++) ns += handshake();
+        return ns;
+      },
+    },
+    // A native server gets raw keys off the wire and sends raw keys back, so imports/exports count.
+    {
+      name: "native x25519 keygen + raw export",
+      fn: () => generateKeyPairSync("x25519").publicKey.export({ format: "der", type: "spki" }).subarray(12),
+    },
+    {
+      name: "native x25519 (raw peer import + DH)",
+      fn: () => diffieHellman({ privateKey: nMine, publicKey: publicKey(X25519_SPKI, peer.publicKey) }),
+    },
+    { name: "native ed25519 sign (cached key)", fn: () => nativeSign(null, msg, nIdentity) },
+    {
+      name: "native ed25519 verify (raw key import)",
+      fn: () => nativeVerify(null, msg, publicKey(ED25519_SPKI, identity.publicKey), sig),
+    },
+  ]);
+
+  const serverSum = keygen.median + dh.median + signM.median + verifyM.median;
+  const nativeServer = nKeygen.median + nDh.median + nSign.median + nVerify.median;
+
+  const row = (label: string, m: Measurement, note = ""): string[] => [label, time(m.median), spread(m), perSecond(m.median), note];
+  const est = (label: string, ns: number, note: string): string[] => [label, time(ns), "", perSecond(ns), note];
+  const vsNative = (js: Measurement, native: Measurement): string => `src/crypto ${ratio(js.median / native.median)} native`;
+  const text = table(
+    "Handshake (src/crypto = @noble/curves; per op, median of samples)",
+    ["op", "median", "min/max", "rate", "note"],
+    [
+      row("full handshake, both sides", full, `sum of primitives ×2 = ${time(2 * serverSum)}`),
+      row("server share (new + receiveHello + verifyClientAuth)", server, `${ratio(server.median / serverSum)} its primitives`),
+      null,
+      row("x25519 keygen", keygen),
+      row("x25519 shared secret", dh),
+      row("ed25519 sign", signM),
+      row("ed25519 verify", verifyM),
+      est("sum: server primitives (keygen+dh+sign+verify)", serverSum, "server share ≈ this"),
+      null,
+      row("native x25519 keygen + raw export", nKeygen, vsNative(keygen, nKeygen)),
+      row("native x25519 raw import + DH", nDh, vsNative(dh, nDh)),
+      row("native ed25519 sign", nSign, vsNative(signM, nSign)),
+      row("native ed25519 verify (+ raw key import)", nVerify, vsNative(verifyM, nVerify)),
+      est("native server handshake estimate", nativeServer, `server share ${ratio(server.median / nativeServer)} this`),
+    ],
+  );
+
+  return {
+    text,
+    headline:
+      `server handshake ${time(server.median)} = ${perSecond(server.median)} per core, ${ratio(server.median / serverSum)} its primitives; ` +
+      `native node:crypto estimate ${time(nativeServer)}, ${ratio(server.median / nativeServer)} faster`,
+    measurements: [full, server, keygen, dh, signM, verifyM, nKeygen, nDh, nSign, nVerify],
+    summary: {
+      fullHandshakeMs: full.median / 1e6,
+      serverShareMs: server.median / 1e6,
+      serverHandshakesPerSecondPerCore: 1e9 / server.median,
+      serverPrimitivesSumMs: serverSum / 1e6,
+      serverShareOverPrimitives: server.median / serverSum,
+      nativeServerEstimateMs: nativeServer / 1e6,
+      serverShareOverNativeEstimate: server.median / nativeServer,
+    },
+  };
+}

@@ -1,0 +1,428 @@
+/**
+ * Known-answer vectors for the securechat/1 wire protocol (docs/PROTOCOL.md
+ * §10). Runs one complete handshake and ten records between the project's
+ * own ClientHandshake / ServerHandshake / SecureChannel, from fixed inputs,
+ * and records every intermediate value as hex, plus a list of negative
+ * cases with the error code each must produce.
+ *
+ *   bun run scripts/gen-protocol-vectors.ts   → test/vectors/protocol/handshake.json
+ *
+ * The output is a pure function of the inputs below (Ed25519 signatures and
+ * AES-GCM are deterministic), so the file is stable; test/protocol/vectors.test.ts
+ * rebuilds it in memory with `buildProtocolVectors` and compares. Any change to
+ * this output is a wire-format change (STYLE.md habit 7).
+ *
+ * The secret inputs are nothing-up-my-sleeve values:
+ * SHA-256("securechat/1 test vector: <name>") for each <name> below.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { concat, fromHex, toHex, utf8 } from "../src/bytes.ts";
+import {
+  aesGcmSeal,
+  ed25519Generate,
+  ed25519Sign,
+  hkdfExtract,
+  x25519,
+  x25519Generate,
+} from "../src/crypto/index.ts";
+import { RecordSealer, SecureChannel, nextRecordKey, recordNonce } from "../src/protocol/channel.ts";
+import { encodeFrame, frameHeader } from "../src/protocol/framing.ts";
+import {
+  ClientHandshake,
+  ServerHandshake,
+  type SessionKeys,
+  clientAuthSignatureInput,
+  hashClientHello,
+  hashServerHello,
+  initialHash,
+  serverSignatureInput,
+  signClientAuth,
+} from "../src/protocol/handshake.ts";
+import { MAX_FRAME, MAX_FRAME_PRELOGIN, MAX_REKEY_RECORDS, PROTOCOL_VERSION, TEXT_FIELD_MAX } from "../src/protocol/limits.ts";
+import { type ClientHello, type Message, type ServerHello, decodeMessage, encodeMessage, encodeMessageBytes } from "../src/protocol/messages.ts";
+
+/** Where the committed vectors live, relative to the repository root. */
+export const VECTORS_PATH = "test/vectors/protocol/handshake.json";
+
+/** Fixed inputs: SHA-256("securechat/1 test vector: <name>"). */
+export const FIXED = {
+  client_ephemeral_secret: "defc60bd087eceaa0b71268a5b9f1fc46fdca781ced170b80d17d0953ea2040e", // "client ephemeral secret"
+  client_nonce: "61be3c1f7cb52408115f614126dc7195dd244f1e7bc2a48ec221c843106de621", // "client nonce"
+  server_ephemeral_secret: "f6f2171cb6ad82866e932b1822854fb2e8fa71c920577df7a6bb7c09e7d3f696", // "server ephemeral secret"
+  challenge: "c15e573c5fcf44e3d8658e8d463c6e398b8ff268f06e2c867f6cb49f848b9df1", // "challenge"
+  host_key_seed: "1b3fdcaf308ecb0108cc0d74dd8ef8234d9c958bec6fa51eb6adba0ee6b19485", // "host key seed"
+  identity_key_seed: "f14109191524a4bf1d21917f61310c1a8962605110a205e8c5d2990534ccac81", // "identity key seed"
+  user: "alice",
+  password: "correct horse battery staple",
+  // Small enough that both rekey triggers show up within five records.
+  rekey_records: 2,
+  rekey_bytes: 4096,
+} as const;
+
+/**
+ * An X25519 public key of order 8 (on the libsodium / RFC 7748 §6.1 list of
+ * points whose shared secret with any clamped scalar is all zero).
+ */
+export const LOW_ORDER_POINT = "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800";
+
+const CODE = "test_vector";
+
+/** The messages each direction carries after the handshake; the first of each is fixed by §4. */
+function laterMessages(direction: "c2s" | "s2c"): Message[][] {
+  const err = (message: string): Message => ({ type: "error", code: CODE, message });
+  if (direction === "c2s") {
+    return [
+      [err("c2s record 1: one message, the last under key epoch 0")],
+      [err("c2s record 2: first of two messages in one record"), err("c2s record 2: second of two")],
+      [err("c2s record 3: UTF-8 text, grüße ✓ 🔐")],
+      [err("c2s record 4: key epoch 2")],
+    ];
+  }
+  const big = "s2c record 2: one record of more than rekey_bytes plaintext bytes, so the key is updated after it ";
+  return [
+    [err("s2c record 1: the last record under key epoch 0")],
+    [err(big.padEnd(TEXT_FIELD_MAX, "."))],
+    [err("s2c record 3: first of two messages in one record"), err("s2c record 3: second of two")],
+    [err("s2c record 4: the second record under key epoch 2")],
+  ];
+}
+
+interface RecordVector {
+  n: number;
+  key_epoch: number;
+  key: string;
+  nonce: string;
+  plaintext: string;
+  frame: string;
+  records_under_key: number;
+  bytes_under_key: number;
+  rekey_after: boolean;
+}
+
+interface NegativeVector {
+  name: string;
+  description: string;
+  step: "frame" | "client_hello" | "server_hello" | "first_record" | "record";
+  receiver: "client" | "server";
+  frame_limit?: number;
+  direction?: "c2s" | "s2c";
+  after?: number;
+  bytes: string;
+  error: string;
+}
+
+function fail(what: string): never {
+  throw new Error(`gen-protocol-vectors: ${what}`);
+}
+
+function same(a: Uint8Array, b: Uint8Array, what: string): void {
+  if (toHex(a) !== toHex(b)) fail(`${what} differs between client and server`);
+}
+
+/** Tracks a direction's key schedule the way §3.3 states it, to label each record. */
+class KeyTrack {
+  key: Uint8Array;
+  epoch = 0;
+  records = 0;
+  bytes = 0;
+  constructor(
+    initial: Uint8Array,
+    readonly rekeyRecords: number,
+    readonly rekeyBytes: number,
+  ) {
+    this.key = initial.slice();
+  }
+  /** Returns the counters after this record and whether the key is updated after it. */
+  advance(plaintextLength: number): { records: number; bytes: number; rekey: boolean } {
+    this.records += 1;
+    this.bytes += plaintextLength;
+    const out = { records: this.records, bytes: this.bytes, rekey: this.records >= this.rekeyRecords || this.bytes >= this.rekeyBytes };
+    if (out.rekey) {
+      this.key = nextRecordKey(this.key);
+      this.epoch += 1;
+      this.records = 0;
+      this.bytes = 0;
+    }
+    return out;
+  }
+}
+
+function flipBit(b: Uint8Array, index: number, bit = 0): Uint8Array {
+  const out = b.slice();
+  out[index] = out[index]! ^ (1 << bit);
+  return out;
+}
+
+/** A frame of a cleartext JSON text, bypassing the encoder so malformed bodies can be written. */
+function rawFrame(body: Uint8Array): string {
+  return toHex(concat(frameHeader(body.length), body));
+}
+
+/** Builds the whole vector file as a plain JSON value, in a stable order. */
+export function buildProtocolVectors() {
+  const h = (s: string) => fromHex(s);
+  const clientEphemeral = x25519Generate(h(FIXED.client_ephemeral_secret));
+  const serverEphemeral = x25519Generate(h(FIXED.server_ephemeral_secret));
+  const hostKey = ed25519Generate(h(FIXED.host_key_seed));
+  const identity = ed25519Generate(h(FIXED.identity_key_seed));
+  const nonce = h(FIXED.client_nonce);
+  const challenge = h(FIXED.challenge);
+  const rekey = { records: FIXED.rekey_records, bytes: FIXED.rekey_bytes };
+
+  // §4.2 client_hello.
+  const client = new ClientHandshake({ ephemeral: clientEphemeral, nonce });
+  const hello = client.hello();
+  const helloJson = encodeMessage(hello);
+  const helloFrame = encodeFrame(utf8(helloJson), MAX_FRAME_PRELOGIN);
+
+  // §4.3 server_hello, from the client_hello as the server decodes it off the wire.
+  const server = new ServerHandshake({ hostKey, rekey, ephemeral: serverEphemeral, challenge });
+  const { reply, keys: serverKeys } = server.receiveHello(decodeMessage(utf8(helloJson), ["client_hello"]));
+  const replyJson = encodeMessage(reply);
+  const replyFrame = encodeFrame(utf8(replyJson), MAX_FRAME_PRELOGIN);
+
+  // §4.4–4.5 on the client.
+  const clientKeys = client.receive(decodeMessage(utf8(replyJson), ["server_hello", "error"]));
+  same(clientKeys.handshakeHash, serverKeys.handshakeHash, "H");
+  same(clientKeys.c2s, serverKeys.c2s, "c2s");
+  same(clientKeys.s2c, serverKeys.s2c, "s2c");
+  same(clientKeys.sessionId, serverKeys.sessionId, "session_id");
+
+  // Intermediate values, recomputed with the same exported steps the machines use.
+  const h0 = initialHash();
+  const h1 = hashClientHello(h0, hello);
+  const H = hashServerHello(h1, reply);
+  same(H, clientKeys.handshakeHash, "H (recomputed)");
+  const shared = x25519(clientEphemeral.secretKey, serverEphemeral.publicKey);
+  same(shared, x25519(serverEphemeral.secretKey, clientEphemeral.publicKey), "shared secret");
+  const prk = hkdfExtract(H, shared);
+
+  // §4.6 the client's first record: login with the password.
+  const authSig = signClientAuth(identity.secretKey, clientKeys);
+  const login: Message = { type: "login", user: FIXED.user, sig: authSig, password: FIXED.password };
+  const loginJson = encodeMessage(login);
+
+  const clientChannel = new SecureChannel(clientKeys, "client", MAX_FRAME_PRELOGIN);
+  const serverChannel = new SecureChannel(serverKeys, "server", MAX_FRAME_PRELOGIN);
+  const welcome: Message = { type: "welcome", user: FIXED.user, session_id: serverKeys.sessionId };
+
+  const tracks = {
+    c2s: new KeyTrack(clientKeys.c2s, rekey.records, rekey.bytes),
+    s2c: new KeyTrack(clientKeys.s2c, rekey.records, rekey.bytes),
+  };
+  const records: { c2s: RecordVector[]; s2c: RecordVector[] } = { c2s: [], s2c: [] };
+
+  const send = (direction: "c2s" | "s2c", messages: Message[]): void => {
+    const [from, to] = direction === "c2s" ? [clientChannel, serverChannel] : [serverChannel, clientChannel];
+    const track = tracks[direction];
+    const n = from.sealer.count;
+    if (from.sealer.epoch !== track.epoch) fail(`${direction} record ${n}: key epoch disagrees`);
+    const plaintext = messages.map(encodeMessage).join("\n");
+    const key = track.key.slice();
+    const frame = from.seal(messages);
+    // The frame must be exactly what §3.1 says, under the key §3.3 says.
+    const pt = utf8(plaintext);
+    const header = frameHeader(pt.length + 16);
+    if (toHex(frame) !== toHex(concat(header, aesGcmSeal(key, recordNonce(n), pt, header)))) {
+      fail(`${direction} record ${n} does not match its key and nonce`);
+    }
+    const opened = to.open(frame.subarray(4));
+    if (opened.map((m) => encodeMessage(m)).join("\n") !== plaintext) fail(`${direction} record ${n} does not round-trip`);
+    if (n === 0 && direction === "c2s") server.receiveAuth(opened[0]!);
+    const after = track.advance(pt.length);
+    records[direction].push({
+      n,
+      key_epoch: track.epoch - (after.rekey ? 1 : 0),
+      key: toHex(key),
+      nonce: toHex(recordNonce(n)),
+      plaintext,
+      frame: toHex(frame),
+      records_under_key: after.records,
+      bytes_under_key: after.bytes,
+      rekey_after: after.rekey,
+    });
+  };
+
+  // §4.6–4.7: the first record each way is limited to MAX_FRAME_PRELOGIN; then MAX_FRAME.
+  send("c2s", [login]);
+  send("s2c", [welcome]);
+  clientChannel.sealer.maxFrame = MAX_FRAME;
+  serverChannel.sealer.maxFrame = MAX_FRAME;
+  const c2sLater = laterMessages("c2s");
+  const s2cLater = laterMessages("s2c");
+  for (let i = 0; i < 4; i++) {
+    send("c2s", c2sLater[i]!);
+    send("s2c", s2cLater[i]!);
+  }
+
+  const negative = buildNegatives({
+    hello,
+    helloJson,
+    reply,
+    c2s: clientKeys.c2s,
+    records,
+    hostSecret: hostKey.secretKey,
+    identity,
+    keys: clientKeys,
+  });
+
+  return {
+    about:
+      "securechat/1 known-answer vectors (docs/PROTOCOL.md §10). Generated by scripts/gen-protocol-vectors.ts; do not edit by hand. Byte strings are lowercase hex; *_json and plaintext fields hold the exact UTF-8 text carried on the wire.",
+    protocol_version: PROTOCOL_VERSION,
+    inputs: {
+      client_ephemeral_secret: FIXED.client_ephemeral_secret,
+      client_ephemeral_public: toHex(clientEphemeral.publicKey),
+      client_nonce: FIXED.client_nonce,
+      server_ephemeral_secret: FIXED.server_ephemeral_secret,
+      server_ephemeral_public: toHex(serverEphemeral.publicKey),
+      challenge: FIXED.challenge,
+      host_key_seed: FIXED.host_key_seed,
+      host_key_public: toHex(hostKey.publicKey),
+      identity_key_seed: FIXED.identity_key_seed,
+      identity_key_public: toHex(identity.publicKey),
+      user: FIXED.user,
+      password: FIXED.password,
+      rekey_records: FIXED.rekey_records,
+      rekey_bytes: FIXED.rekey_bytes,
+    },
+    client_hello: {
+      json: helloJson,
+      frame: toHex(helloFrame),
+    },
+    handshake_hash: {
+      h0: toHex(h0),
+      h1: toHex(h1),
+      H: toHex(H),
+    },
+    server_hello: {
+      signature_input: toHex(serverSignatureInput(H)),
+      sig: toHex(reply.sig),
+      json: replyJson,
+      frame: toHex(replyFrame),
+    },
+    key_schedule: {
+      shared_secret: toHex(shared),
+      prk: toHex(prk),
+      c2s: toHex(clientKeys.c2s),
+      s2c: toHex(clientKeys.s2c),
+      session_id: toHex(clientKeys.sessionId),
+    },
+    client_auth: {
+      signature_input: toHex(clientAuthSignatureInput(H, challenge)),
+      sig: toHex(authSig),
+      json: loginJson,
+      frame: records.c2s[0]!.frame,
+    },
+    records,
+    negative,
+  };
+}
+
+export type ProtocolVectors = ReturnType<typeof buildProtocolVectors>;
+
+function buildNegatives(ctx: {
+  hello: ClientHello;
+  helloJson: string;
+  reply: ServerHello;
+  c2s: Uint8Array;
+  records: { c2s: RecordVector[]; s2c: RecordVector[] };
+  hostSecret: Uint8Array;
+  identity: ReturnType<typeof ed25519Generate>;
+  keys: SessionKeys;
+}): NegativeVector[] {
+  const out: NegativeVector[] = [];
+  const jsonFrame = (m: Message) => rawFrame(encodeMessageBytes(m));
+  const { hello, helloJson, reply } = ctx;
+
+  // §2 framing.
+  const frame = (name: string, description: string, limit: number, bytes: string, error: string) =>
+    out.push({ name, description, step: "frame", receiver: "server", frame_limit: limit, bytes, error });
+  frame("frame_zero_length", "a header announcing a zero-length body", MAX_FRAME_PRELOGIN, "00000000", "frame_empty");
+  frame("frame_prelogin_limit_plus_one", "a header announcing 4097 bytes before authentication, rejected before any body byte arrives", MAX_FRAME_PRELOGIN, "00001001", "frame_too_large");
+  frame("frame_limit_plus_one", "a header announcing 65537 bytes after authentication", MAX_FRAME, "00010001", "frame_too_large");
+
+  // §4.2 / §5 client_hello, as the server receives it.
+  const toServer = (name: string, description: string, bytes: string, error: string) =>
+    out.push({ name, description, step: "client_hello", receiver: "server", bytes, error });
+  toServer("client_hello_version_2", "client_hello offering an unsupported version", jsonFrame({ ...hello, version: 2 }), "handshake_version");
+  toServer("client_hello_unknown_field", "client_hello with an extra member", rawFrame(utf8(`${helloJson.slice(0, -1)},"extra":true}`)), "message_unknown_field");
+  const eB64 = Buffer.from(hello.e).toString("base64");
+  const ALPHA = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  // The 43rd character of 32 bytes in base64 carries 4 data bits and 2 zero pad bits; set a pad bit.
+  const lastChar = eB64[42]!;
+  const badE = `${eB64.slice(0, 42)}${ALPHA[ALPHA.indexOf(lastChar) ^ 1]}=`;
+  toServer(
+    "client_hello_noncanonical_base64",
+    "client_hello whose e has a non-zero pad bit in its base64 (decodes to the same bytes)",
+    rawFrame(utf8(helloJson.replace(eB64, badE))),
+    "message_invalid",
+  );
+  toServer("client_hello_missing_nonce", "client_hello without its nonce", rawFrame(utf8(helloJson.replace(/,"nonce":"[^"]*"/, ""))), "message_missing_field");
+  toServer("client_hello_bom", "client_hello preceded by a UTF-8 byte order mark", rawFrame(concat(new Uint8Array([0xef, 0xbb, 0xbf]), utf8(helloJson))), "json_invalid");
+  toServer("client_hello_invalid_utf8", "client_hello followed by a lone 0xff byte", rawFrame(concat(utf8(helloJson), new Uint8Array([0xff]))), "utf8_invalid");
+  toServer("client_hello_array", "a JSON array instead of an object", rawFrame(utf8(`[${helloJson}]`)), "message_not_object");
+  toServer("client_hello_low_order", "client_hello whose ephemeral key has order 8: the shared secret would be all zero", jsonFrame({ ...hello, e: fromHex(LOW_ORDER_POINT) }), "x25519_low_order");
+
+  // §4.3–4.4 server_hello, as the client (having sent the vector's client_hello) receives it.
+  const toClient = (name: string, description: string, bytes: string, error: string) =>
+    out.push({ name, description, step: "server_hello", receiver: "client", bytes, error });
+  const h1 = hashClientHello(initialHash(), hello);
+  const signed = (m: Omit<ServerHello, "sig">): ServerHello => ({ ...m, sig: ed25519Sign(ctx.hostSecret, serverSignatureInput(hashServerHello(h1, m))) });
+  toClient("server_hello_sig_bit_flipped", "the vector's server_hello with bit 0 of sig[0] flipped", jsonFrame({ ...reply, sig: flipBit(reply.sig, 0) }), "handshake_bad_signature");
+  toClient("server_hello_challenge_changed", "the vector's server_hello with bit 0 of challenge[0] flipped, sig unchanged", jsonFrame({ ...reply, challenge: flipBit(reply.challenge, 0) }), "handshake_bad_signature");
+  toClient("server_hello_rekey_changed", "the vector's server_hello with rekey_records 3, sig unchanged", jsonFrame({ ...reply, rekey_records: 3 }), "handshake_bad_signature");
+  toClient("server_hello_rekey_out_of_range", "a correctly signed server_hello announcing rekey_records 2^24 + 1", jsonFrame(signed({ ...reply, rekey_records: MAX_REKEY_RECORDS + 1 })), "handshake_parameters");
+  toClient("server_hello_version_2", "a correctly signed server_hello choosing version 2", jsonFrame(signed({ ...reply, version: 2 })), "handshake_version");
+  toClient("server_hello_low_order", "a correctly signed server_hello whose ephemeral key has order 8", jsonFrame(signed({ ...reply, e: fromHex(LOW_ORDER_POINT) })), "x25519_low_order");
+  toClient("server_hello_error", "a cleartext error in place of server_hello", jsonFrame({ type: "error", code: "handshake_version", message: "this server speaks version 1" }), "handshake_refused");
+
+  // §3 records: `after` records of that direction from `records` have been opened first.
+  const record = (name: string, description: string, direction: "c2s" | "s2c", after: number, bytes: string, error: string) =>
+    out.push({ name, description, step: "record", receiver: direction === "c2s" ? "server" : "client", direction, after, bytes, error });
+  const c2s = ctx.records.c2s;
+  const first = fromHex(c2s[0]!.frame);
+  record("record_bit_flipped", "the client's first record with bit 0 of its first ciphertext byte flipped", "c2s", 0, toHex(flipBit(first, 4)), "record_auth_failed");
+  record("record_reordered", "c2s record 2 delivered where record 1 is due", "c2s", 1, c2s[2]!.frame, "record_auth_failed");
+  record("record_replayed", "c2s record 1 delivered again where record 2 is due", "c2s", 2, c2s[1]!.frame, "record_auth_failed");
+  record("record_reflected", "c2s record 1 sent back to the client where s2c record 1 is due", "s2c", 1, c2s[1]!.frame, "record_auth_failed");
+  record("record_shorter_than_tag", "a 15-byte body where c2s record 1 is due", "c2s", 1, rawFrame(new Uint8Array(15)), "record_auth_failed");
+  // Correctly sealed records whose plaintext breaks §3.4: c2s record 1's key (epoch 0) and nonce (n = 1).
+  const sealAt1 = (plaintext: Uint8Array): string => {
+    const header = frameHeader(plaintext.length + 16);
+    return toHex(concat(header, aesGcmSeal(ctx.c2s, recordNonce(1), plaintext, header)));
+  };
+  const m1 = c2s[1]!.plaintext;
+  record("record_trailing_lf", "c2s record 1's plaintext followed by LF", "c2s", 1, sealAt1(utf8(`${m1}\n`)), "record_empty_message");
+  record("record_empty_segment", "two messages separated by two LFs", "c2s", 1, sealAt1(utf8(`${m1}\n\n${m1}`)), "record_empty_message");
+  record("record_one_byte", "a correctly sealed 1-byte plaintext", "c2s", 1, sealAt1(utf8("{")), "record_empty");
+
+  // §4.6 / §5.1 the first record, as the server's state machine judges it.
+  const firstRecord = (name: string, description: string, m: Message, error: string) => {
+    // A fresh sealer at n = 0 under the initial c2s key, as the client would use.
+    const sealer = new RecordSealer(ctx.c2s, { records: FIXED.rekey_records, bytes: FIXED.rekey_bytes }, MAX_FRAME_PRELOGIN);
+    out.push({ name, description, step: "first_record", receiver: "server", bytes: toHex(sealer.seal(encodeMessageBytes(m))), error });
+  };
+  const sig = signClientAuth(ctx.identity.secretKey, ctx.keys);
+  const ticket = fromHex("00".repeat(32));
+  firstRecord("login_password_and_ticket", "login carrying both password and ticket", { type: "login", user: FIXED.user, sig, password: FIXED.password, ticket }, "handshake_unexpected");
+  firstRecord("login_neither_password_nor_ticket", "login carrying neither password nor ticket", { type: "login", user: FIXED.user, sig }, "handshake_unexpected");
+  const wrongH = { handshakeHash: new Uint8Array(32), challenge: ctx.keys.challenge };
+  firstRecord(
+    "register_bad_signature",
+    "register whose sig is over an all-zero H instead of this session's H",
+    { type: "register", user: FIXED.user, identity_key: ctx.identity.publicKey, sig: signClientAuth(ctx.identity.secretKey, wrongH), password: FIXED.password },
+    "auth_bad_signature",
+  );
+  firstRecord("first_record_welcome", "a welcome where register or login is due", { type: "welcome", user: FIXED.user, session_id: ctx.keys.sessionId }, "message_unexpected");
+  firstRecord("user_name_uppercase", "login with user name \"Alice\"", { type: "login", user: "Alice", sig, password: FIXED.password } as Message, "message_invalid");
+  return out;
+}
+
+if (import.meta.main) {
+  const path = join(import.meta.dir, "..", VECTORS_PATH);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(buildProtocolVectors(), null, 2)}\n`);
+  console.log(`wrote ${VECTORS_PATH}`);
+}
