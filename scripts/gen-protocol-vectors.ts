@@ -1,9 +1,11 @@
 /**
  * Known-answer vectors for the securechat/1 wire protocol (docs/PROTOCOL.md
- * §10). Runs one complete handshake and ten records between the project's
+ * §11). Runs one complete handshake and seven records each way (among them a
+ * short chat exchange, §7) between the project's
  * own ClientHandshake / ServerHandshake / SecureChannel, from fixed inputs,
- * and records every intermediate value as hex, plus a list of negative
- * cases with the error code each must produce.
+ * and records every intermediate value as hex; adds the two other forms the
+ * client's first record can take (register, and a login with a ticket), and
+ * a list of negative cases with the error code each must produce.
  *
  *   bun run scripts/gen-protocol-vectors.ts   → test/vectors/protocol/handshake.json
  *
@@ -38,9 +40,18 @@ import {
   initialHash,
   serverSignatureInput,
   signClientAuth,
+  verifyClientAuth,
 } from "../src/protocol/handshake.ts";
-import { MAX_FRAME, MAX_FRAME_PRELOGIN, MAX_REKEY_RECORDS, PROTOCOL_VERSION, TEXT_FIELD_MAX } from "../src/protocol/limits.ts";
-import { type ClientHello, type Message, type ServerHello, decodeMessage, encodeMessage, encodeMessageBytes } from "../src/protocol/messages.ts";
+import { ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN, MAX_REKEY_RECORDS, PROTOCOL_VERSION } from "../src/protocol/limits.ts";
+import {
+  type ClientHello,
+  type Message,
+  type ServerHello,
+  decodeMessage,
+  encodeMessage,
+  encodeMessageBytes,
+  joinRecordPayload,
+} from "../src/protocol/messages.ts";
 
 /** Where the committed vectors live, relative to the repository root. */
 export const VECTORS_PATH = "test/vectors/protocol/handshake.json";
@@ -53,8 +64,12 @@ export const FIXED = {
   challenge: "c15e573c5fcf44e3d8658e8d463c6e398b8ff268f06e2c867f6cb49f848b9df1", // "challenge"
   host_key_seed: "1b3fdcaf308ecb0108cc0d74dd8ef8234d9c958bec6fa51eb6adba0ee6b19485", // "host key seed"
   identity_key_seed: "f14109191524a4bf1d21917f61310c1a8962605110a205e8c5d2990534ccac81", // "identity key seed"
+  ticket_key_seed: "9ad178431b24f0cbbceacd1f87913103e4cc9cfb042b3f32c9958565c226f6a9", // "ticket key seed"
+  ticket: "deb9ef155703cee360c54066d3366da829081d6994b46df49aeefec3881981b9", // "ticket"
   user: "alice",
   password: "correct horse battery staple",
+  // 2026-01-01T08:00:00Z in milliseconds since the Unix epoch: issued at midnight with the default 8 h lifetime.
+  ticket_expires: 1_767_254_400_000,
   // Small enough that both rekey triggers show up within five records.
   rekey_records: 2,
   rekey_bytes: 4096,
@@ -68,7 +83,20 @@ export const LOW_ORDER_POINT = "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd
 
 const CODE = "test_vector";
 
-/** The messages each direction carries after the handshake; the first of each is fixed by §4. */
+/** Chat timestamps: 2026-01-01T00:00:00Z plus a few seconds, in milliseconds since the Unix epoch. */
+const T0 = 1_767_225_600_000;
+
+/**
+ * The messages each direction carries after the first record (§4.6–4.7).
+ * Records 1–3 exercise the record layer (coalescing, non-ASCII text, both
+ * rekey triggers) and are not a meaningful conversation. Records 4 and 5 are
+ * a short chat exchange (§7), as the reference server would answer it when
+ * bob is already in "lobby" and has said two things: a join answered by one
+ * coalesced record (room, the history, history_end, the `recorded` notice),
+ * then a say and a dm sent in one record and answered by one record (their
+ * acks, in request order, and events from others). The last record each way
+ * is the logout and its bye (§5.3).
+ */
 function laterMessages(direction: "c2s" | "s2c"): Message[][] {
   const err = (message: string): Message => ({ type: "error", code: CODE, message });
   if (direction === "c2s") {
@@ -76,15 +104,34 @@ function laterMessages(direction: "c2s" | "s2c"): Message[][] {
       [err("c2s record 1: one message, the last under key epoch 0")],
       [err("c2s record 2: first of two messages in one record"), err("c2s record 2: second of two")],
       [err("c2s record 3: UTF-8 text, grüße ✓ 🔐")],
-      [err("c2s record 4: key epoch 2")],
+      [{ type: "join", room: "lobby" }],
+      [
+        { type: "say", id: 1, room: "lobby", text: 'hello bob — "grüße" \\o/' },
+        { type: "dm", id: 2, to: "bob", text: "psst 🔐", action: true },
+      ],
+      [{ type: "logout" }],
     ];
   }
-  const big = "s2c record 2: one record of more than rekey_bytes plaintext bytes, so the key is updated after it ";
+  // Text is at most ERROR_TEXT_MAX bytes, so the byte trigger needs several messages in one record.
+  const big = (i: number) => err(`s2c record 2: message ${i} of 8 in one record of more than rekey_bytes plaintext bytes `.padEnd(ERROR_TEXT_MAX, "."));
   return [
     [err("s2c record 1: the last record under key epoch 0")],
-    [err(big.padEnd(TEXT_FIELD_MAX, "."))],
+    Array.from({ length: 8 }, (_, i) => big(i + 1)),
     [err("s2c record 3: first of two messages in one record"), err("s2c record 3: second of two")],
-    [err("s2c record 4: the second record under key epoch 2")],
+    [
+      { type: "room", room: "lobby", users: ["alice", "bob"], seq: 2 },
+      { type: "message", room: "lobby", seq: 1, ts: T0 + 1_000, from: "bob", text: "anyone here? ✓", history: true },
+      { type: "message", room: "lobby", seq: 2, ts: T0 + 2_500, from: "bob", text: "waves", action: true, history: true },
+      { type: "history_end", room: "lobby", count: 2 },
+      { type: "notice", code: "recorded", text: "messages in lobby are recorded in the server's auditable transcript" },
+    ],
+    [
+      { type: "ack", id: 1, seq: 3, ts: T0 + 5_000 },
+      { type: "ack", id: 2, seq: 1, ts: T0 + 5_000 },
+      { type: "message", room: "lobby", seq: 4, ts: T0 + 5_200, from: "bob", text: "hi alice" },
+      { type: "joined", room: "lobby", user: "carol-x", ts: T0 + 5_300 },
+    ],
+    [{ type: "bye", reason: "logged out" }],
   ];
 }
 
@@ -166,6 +213,8 @@ export function buildProtocolVectors() {
   const serverEphemeral = x25519Generate(h(FIXED.server_ephemeral_secret));
   const hostKey = ed25519Generate(h(FIXED.host_key_seed));
   const identity = ed25519Generate(h(FIXED.identity_key_seed));
+  const ticketKey = ed25519Generate(h(FIXED.ticket_key_seed));
+  const ticket = h(FIXED.ticket);
   const nonce = h(FIXED.client_nonce);
   const challenge = h(FIXED.challenge);
   const rekey = { records: FIXED.rekey_records, bytes: FIXED.rekey_bytes };
@@ -198,14 +247,40 @@ export function buildProtocolVectors() {
   same(shared, x25519(serverEphemeral.secretKey, clientEphemeral.publicKey), "shared secret");
   const prk = hkdfExtract(H, shared);
 
-  // §4.6 the client's first record: login with the password.
+  // §4.6 the client's first record: login with the password, asking for a ticket bound to the ticket key.
   const authSig = signClientAuth(identity.secretKey, clientKeys);
-  const login: Message = { type: "login", user: FIXED.user, sig: authSig, password: FIXED.password };
+  const login: Message = { type: "login", user: FIXED.user, sig: authSig, password: FIXED.password, ticket_key: ticketKey.publicKey };
   const loginJson = encodeMessage(login);
+
+  // The other two forms c2s record 0 can take in this same handshake (§5.1): they are alternatives to
+  // the login above, never sent with it (they use the same key and nonce).
+  const register: Message = {
+    type: "register",
+    user: FIXED.user,
+    identity_key: identity.publicKey,
+    sig: authSig,
+    password: FIXED.password,
+    ticket_key: ticketKey.publicKey,
+  };
+  const ticketSig = signClientAuth(ticketKey.secretKey, clientKeys);
+  const ticketLogin: Message = { type: "login", user: FIXED.user, sig: ticketSig, ticket };
+  const alternative = (m: Message): { json: string; frame: string } => {
+    const sealer = new RecordSealer(clientKeys.c2s, rekey, MAX_FRAME_PRELOGIN);
+    const frame = sealer.seal(encodeMessageBytes(m));
+    // A server in await_auth of this handshake accepts it (register: proof of possession checked here).
+    const alt = new ServerHandshake({ hostKey, rekey, ephemeral: serverEphemeral, challenge });
+    const altKeys = alt.receiveHello(decodeMessage(utf8(helloJson))).keys;
+    const opened = new SecureChannel(altKeys, "server", MAX_FRAME_PRELOGIN).open(frame.subarray(4));
+    if (opened.length !== 1) fail("alternative first record must hold one message");
+    const auth = alt.receiveAuth(opened[0]!);
+    if (auth.type === "login" && !verifyClientAuth(ticketKey.publicKey, altKeys, auth.sig)) fail("ticket login signature");
+    alt.complete();
+    return { json: encodeMessage(m), frame: toHex(frame) };
+  };
 
   const clientChannel = new SecureChannel(clientKeys, "client", MAX_FRAME_PRELOGIN);
   const serverChannel = new SecureChannel(serverKeys, "server", MAX_FRAME_PRELOGIN);
-  const welcome: Message = { type: "welcome", user: FIXED.user, session_id: serverKeys.sessionId };
+  const welcome: Message = { type: "welcome", user: FIXED.user, session_id: serverKeys.sessionId, ticket, ticket_expires: FIXED.ticket_expires };
 
   const tracks = {
     c2s: new KeyTrack(clientKeys.c2s, rekey.records, rekey.bytes),
@@ -229,7 +304,11 @@ export function buildProtocolVectors() {
     }
     const opened = to.open(frame.subarray(4));
     if (opened.map((m) => encodeMessage(m)).join("\n") !== plaintext) fail(`${direction} record ${n} does not round-trip`);
-    if (n === 0 && direction === "c2s") server.receiveAuth(opened[0]!);
+    if (n === 0 && direction === "c2s") {
+      if (opened.length !== 1) fail("the first record must hold one message");
+      server.receiveAuth(opened[0]!);
+      server.complete();
+    }
     const after = track.advance(pt.length);
     records[direction].push({
       n,
@@ -244,14 +323,15 @@ export function buildProtocolVectors() {
     });
   };
 
-  // §4.6–4.7: the first record each way is limited to MAX_FRAME_PRELOGIN; then MAX_FRAME.
+  // §2, §4.7: the client sends at most MAX_FRAME_PRELOGIN until welcome; then MAX_FRAME both ways.
   send("c2s", [login]);
   send("s2c", [welcome]);
   clientChannel.sealer.maxFrame = MAX_FRAME;
   serverChannel.sealer.maxFrame = MAX_FRAME;
   const c2sLater = laterMessages("c2s");
   const s2cLater = laterMessages("s2c");
-  for (let i = 0; i < 4; i++) {
+  if (c2sLater.length !== s2cLater.length) fail("both directions must carry the same number of records");
+  for (let i = 0; i < c2sLater.length; i++) {
     send("c2s", c2sLater[i]!);
     send("s2c", s2cLater[i]!);
   }
@@ -261,15 +341,18 @@ export function buildProtocolVectors() {
     helloJson,
     reply,
     c2s: clientKeys.c2s,
+    s2c: clientKeys.s2c,
     records,
     hostSecret: hostKey.secretKey,
     identity,
     keys: clientKeys,
   });
+  const registerVector = alternative(register);
+  const ticketLoginVector = alternative(ticketLogin);
 
   return {
     about:
-      "securechat/1 known-answer vectors (docs/PROTOCOL.md §10). Generated by scripts/gen-protocol-vectors.ts; do not edit by hand. Byte strings are lowercase hex; *_json and plaintext fields hold the exact UTF-8 text carried on the wire.",
+      "securechat/1 known-answer vectors (docs/PROTOCOL.md §11). Generated by scripts/gen-protocol-vectors.ts; do not edit by hand. Byte strings are lowercase hex; *_json and plaintext fields hold the exact UTF-8 text carried on the wire.",
     protocol_version: PROTOCOL_VERSION,
     inputs: {
       client_ephemeral_secret: FIXED.client_ephemeral_secret,
@@ -282,6 +365,10 @@ export function buildProtocolVectors() {
       host_key_public: toHex(hostKey.publicKey),
       identity_key_seed: FIXED.identity_key_seed,
       identity_key_public: toHex(identity.publicKey),
+      ticket_key_seed: FIXED.ticket_key_seed,
+      ticket_key_public: toHex(ticketKey.publicKey),
+      ticket: FIXED.ticket,
+      ticket_expires: FIXED.ticket_expires,
       user: FIXED.user,
       password: FIXED.password,
       rekey_records: FIXED.rekey_records,
@@ -315,6 +402,11 @@ export function buildProtocolVectors() {
       json: loginJson,
       frame: records.c2s[0]!.frame,
     },
+    register: registerVector,
+    ticket_login: {
+      sig: toHex(ticketSig),
+      ...ticketLoginVector,
+    },
     records,
     negative,
   };
@@ -327,6 +419,7 @@ function buildNegatives(ctx: {
   helloJson: string;
   reply: ServerHello;
   c2s: Uint8Array;
+  s2c: Uint8Array;
   records: { c2s: RecordVector[]; s2c: RecordVector[] };
   hostSecret: Uint8Array;
   identity: ReturnType<typeof ed25519Generate>;
@@ -388,35 +481,111 @@ function buildNegatives(ctx: {
   record("record_replayed", "c2s record 1 delivered again where record 2 is due", "c2s", 2, c2s[1]!.frame, "record_auth_failed");
   record("record_reflected", "c2s record 1 sent back to the client where s2c record 1 is due", "s2c", 1, c2s[1]!.frame, "record_auth_failed");
   record("record_shorter_than_tag", "a 15-byte body where c2s record 1 is due", "c2s", 1, rawFrame(new Uint8Array(15)), "record_auth_failed");
-  // Correctly sealed records whose plaintext breaks §3.4: c2s record 1's key (epoch 0) and nonce (n = 1).
-  const sealAt1 = (plaintext: Uint8Array): string => {
+  // Correctly sealed records whose plaintext breaks §3.4 or §5, under the direction's initial key
+  // (both directions are still in key epoch 0 for records 0 and 1).
+  const sealAt = (direction: "c2s" | "s2c", n: number, plaintext: Uint8Array): string => {
     const header = frameHeader(plaintext.length + 16);
-    return toHex(concat(header, aesGcmSeal(ctx.c2s, recordNonce(1), plaintext, header)));
+    return toHex(concat(header, aesGcmSeal(direction === "c2s" ? ctx.c2s : ctx.s2c, recordNonce(n), plaintext, header)));
   };
   const m1 = c2s[1]!.plaintext;
-  record("record_trailing_lf", "c2s record 1's plaintext followed by LF", "c2s", 1, sealAt1(utf8(`${m1}\n`)), "record_empty_message");
-  record("record_empty_segment", "two messages separated by two LFs", "c2s", 1, sealAt1(utf8(`${m1}\n\n${m1}`)), "record_empty_message");
-  record("record_one_byte", "a correctly sealed 1-byte plaintext", "c2s", 1, sealAt1(utf8("{")), "record_empty");
+  record("record_trailing_lf", "c2s record 1's plaintext followed by LF", "c2s", 1, sealAt("c2s", 1, utf8(`${m1}\n`)), "record_empty_message");
+  record("record_empty_segment", "two messages separated by two LFs", "c2s", 1, sealAt("c2s", 1, utf8(`${m1}\n\n${m1}`)), "record_empty_message");
+  record("record_one_byte", "a correctly sealed 1-byte plaintext", "c2s", 1, sealAt("c2s", 1, utf8("{")), "record_empty");
+  const err = (message: string): Uint8Array => encodeMessageBytes({ type: "error", code: CODE, message });
+  record(
+    "error_control_character",
+    "s2c record 1: an error whose message contains U+0007 (BEL), written by JSON as \\u0007",
+    "s2c",
+    1,
+    sealAt("s2c", 1, err("ring the bell \u0007")),
+    "message_invalid",
+  );
+  record("error_c1_control_character", "c2s record 1: an error whose message contains U+009B (CSI)", "c2s", 1, sealAt("c2s", 1, err("csi \u009b31m")), "message_invalid");
+  record(
+    "error_message_over_byte_limit",
+    "s2c record 1: an error whose message is 257 × U+00E9 (514 bytes of UTF-8, 257 UTF-16 code units; the limit is 512 bytes)",
+    "s2c",
+    1,
+    sealAt("s2c", 1, err("\u00e9".repeat(257))),
+    "message_invalid",
+  );
+  record(
+    "welcome_ticket_without_expiry",
+    "s2c record 0: a welcome carrying ticket but not ticket_expires",
+    "s2c",
+    0,
+    sealAt("s2c", 0, encodeMessageBytes({ type: "welcome", user: FIXED.user, session_id: ctx.keys.sessionId, ticket: fromHex(FIXED.ticket) })),
+    "message_invalid",
+  );
+  record("logout_with_member", "c2s record 1: a logout with a member", "c2s", 1, sealAt("c2s", 1, utf8(`{"type":"logout","user":"${FIXED.user}"}`)), "message_unknown_field");
+  // §5.0, §7: chat messages, including a coalesced record with one bad message in it.
+  record("say_room_uppercase", 'c2s record 1: a say to room "Lobby" (room names are lowercase)', "c2s", 1, sealAt("c2s", 1, utf8('{"type":"say","id":1,"room":"Lobby","text":"hi"}')), "message_invalid");
+  record("say_empty_text", "c2s record 1: a say with empty text (at least 1 byte)", "c2s", 1, sealAt("c2s", 1, utf8('{"type":"say","id":1,"room":"lobby","text":""}')), "message_invalid");
+  record(
+    "room_list_nested_unknown_field",
+    "s2c record 1: a room_list whose item has a member not listed (message_invalid, not message_unknown_field: the member is nested)",
+    "s2c",
+    1,
+    sealAt("s2c", 1, utf8('{"type":"room_list","rooms":[{"name":"lobby","users":2,"topic":"x"}]}')),
+    "message_invalid",
+  );
+  record(
+    "members_over_max_list",
+    "s2c record 1: members with 1001 users (MAX_LIST is 1000)",
+    "s2c",
+    1,
+    sealAt("s2c", 1, utf8(JSON.stringify({ type: "members", room: "lobby", users: Array.from({ length: 1001 }, (_, i) => `u${i}`) }))),
+    "message_invalid",
+  );
+  record(
+    "message_history_not_boolean",
+    "s2c record 1: a message whose history member is 1 instead of true",
+    "s2c",
+    1,
+    sealAt("s2c", 1, utf8('{"type":"message","room":"lobby","seq":1,"ts":0,"from":"bob","text":"x","history":1}')),
+    "message_invalid",
+  );
+  record(
+    "coalesced_record_last_message_invalid",
+    "s2c record 1: a valid room and history_end with count 1001 in one record: the whole record is rejected before any message is acted on",
+    "s2c",
+    1,
+    sealAt("s2c", 1, utf8('{"type":"room","room":"lobby","users":["alice"],"seq":0}\n{"type":"history_end","room":"lobby","count":1001}')),
+    "message_invalid",
+  );
 
-  // §4.6 / §5.1 the first record, as the server's state machine judges it.
-  const firstRecord = (name: string, description: string, m: Message, error: string) => {
+  // §4.6–4.7 / §5.1 the first record, as the server judges it in the login phase.
+  const firstRecord = (name: string, description: string, messages: Message[], error: string) => {
     // A fresh sealer at n = 0 under the initial c2s key, as the client would use.
     const sealer = new RecordSealer(ctx.c2s, { records: FIXED.rekey_records, bytes: FIXED.rekey_bytes }, MAX_FRAME_PRELOGIN);
-    out.push({ name, description, step: "first_record", receiver: "server", bytes: toHex(sealer.seal(encodeMessageBytes(m))), error });
+    const bytes = toHex(sealer.seal(joinRecordPayload(messages.map(encodeMessage))));
+    out.push({ name, description, step: "first_record", receiver: "server", bytes, error });
   };
   const sig = signClientAuth(ctx.identity.secretKey, ctx.keys);
-  const ticket = fromHex("00".repeat(32));
-  firstRecord("login_password_and_ticket", "login carrying both password and ticket", { type: "login", user: FIXED.user, sig, password: FIXED.password, ticket }, "handshake_unexpected");
-  firstRecord("login_neither_password_nor_ticket", "login carrying neither password nor ticket", { type: "login", user: FIXED.user, sig }, "handshake_unexpected");
+  const ticket = fromHex(FIXED.ticket);
+  const ticketKey = ed25519Generate(fromHex(FIXED.ticket_key_seed)).publicKey;
+  const login: Message = { type: "login", user: FIXED.user, sig, password: FIXED.password };
+  firstRecord("login_password_and_ticket", "login carrying both password and ticket", [{ ...login, ticket }], "message_invalid");
+  firstRecord("login_neither_password_nor_ticket", "login carrying neither password nor ticket", [{ type: "login", user: FIXED.user, sig }], "message_invalid");
+  firstRecord("ticket_login_with_ticket_key", "a ticket login that also asks for a ticket (ticket_key)", [{ type: "login", user: FIXED.user, sig, ticket, ticket_key: ticketKey }], "message_invalid");
+  firstRecord(
+    "login_password_over_byte_limit",
+    "login whose password is 513 × U+00E9 (1026 bytes of UTF-8, 513 UTF-16 code units; the limit is 1024 bytes)",
+    [{ ...login, password: "\u00e9".repeat(513) }],
+    "message_invalid",
+  );
+  firstRecord("login_password_control_character", "login whose password contains a TAB (U+0009)", [{ ...login, password: "correct\thorse battery staple" }], "message_invalid");
   const wrongH = { handshakeHash: new Uint8Array(32), challenge: ctx.keys.challenge };
   firstRecord(
     "register_bad_signature",
     "register whose sig is over an all-zero H instead of this session's H",
-    { type: "register", user: FIXED.user, identity_key: ctx.identity.publicKey, sig: signClientAuth(ctx.identity.secretKey, wrongH), password: FIXED.password },
+    [{ type: "register", user: FIXED.user, identity_key: ctx.identity.publicKey, sig: signClientAuth(ctx.identity.secretKey, wrongH), password: FIXED.password }],
     "auth_bad_signature",
   );
-  firstRecord("first_record_welcome", "a welcome where register or login is due", { type: "welcome", user: FIXED.user, session_id: ctx.keys.sessionId }, "message_unexpected");
-  firstRecord("user_name_uppercase", "login with user name \"Alice\"", { type: "login", user: "Alice", sig, password: FIXED.password } as Message, "message_invalid");
+  firstRecord("first_record_welcome", "a welcome where register or login is due", [{ type: "welcome", user: FIXED.user, session_id: ctx.keys.sessionId }], "handshake_unexpected");
+  firstRecord("first_record_logout", "a logout where register or login is due", [{ type: "logout" }], "handshake_unexpected");
+  firstRecord("first_record_two_logins", "one record holding the valid login twice", [login, login], "protocol_violation");
+  firstRecord("user_name_uppercase", "login with user name \"Alice\"", [{ ...login, user: "Alice" } as Message], "message_invalid");
   return out;
 }
 

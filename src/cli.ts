@@ -22,6 +22,7 @@ export const root = command({
     serve: lazy(() => import("./commands/serve.ts")),
     register: lazy(() => import("./commands/register.ts")),
     login: lazy(() => import("./commands/login.ts")),
+    logout: lazy(() => import("./commands/logout.ts")),
     chat: lazy(() => import("./commands/chat.ts")),
     transcript: lazy(() => import("./commands/transcript.ts")),
   },
@@ -52,6 +53,9 @@ async function resolveCommand(argv: string[]): Promise<Resolved> {
     const subs = await resolve(cmd.subCommands);
     if (!subs) return { cmd, path, rest };
     const i = rest.findIndex((a) => !a.startsWith("-"));
+    // Commands with sub-commands take no options of their own (only --help, --debug).
+    const stray = rest.slice(0, i < 0 ? rest.length : i).find((a) => !HELP.has(a) && a !== "--debug");
+    if (stray) throw new CliError(EXIT.USAGE, `unknown option "${stray.split("=")[0]}"`, [`run "${path.join(" ")} --help" for usage`]);
     if (i < 0) return { cmd, path, rest };
     const name = rest[i]!;
     const sub = Object.hasOwn(subs, name) ? await resolve(subs[name]) : undefined;
@@ -121,8 +125,17 @@ function plain(): boolean {
   return !process.stdout.isTTY || (process.env.NO_COLOR ?? "") !== "";
 }
 
+/**
+ * Error text can carry a peer's words (a server's refusal). Control
+ * characters are shown as escapes so no peer can move the cursor, recolor
+ * the terminal or forge a `hint:` line.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
 function printError(e: CliError): void {
-  process.stderr.write(`securechat: ${e.message}\n${e.hints.map((h) => `hint: ${h}\n`).join("")}`);
+  process.stderr.write(`securechat: ${printable(e.message)}\n${e.hints.map((h) => `hint: ${printable(h)}\n`).join("")}`);
 }
 
 /** Runs the CLI and returns the exit code; never throws. */

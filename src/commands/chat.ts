@@ -1,15 +1,32 @@
 import { args, command } from "./define.ts";
-import { notImplemented } from "./pending.ts";
 
 export default command({
   meta: { name: "chat", description: "Chat in rooms and direct messages (interactive, or scripted from a pipe)" },
   args: {
-    user: { type: "string", description: "User to chat as (default: the only logged-in user)", valueHint: "NAME" },
+    user: { type: "string", description: "User to chat as (default: the only user logged in to this server)", valueHint: "NAME" },
     ...args.server,
     room: { type: "string", description: "Room to join first", valueHint: "NAME", default: "general" },
     json: { type: "boolean", description: "One JSON object per event on stdout (default when stdout is not a terminal)" },
+    transcript: { type: "string", description: "Append your own view (sent, received, acks) as JSON lines to FILE", valueHint: "FILE" },
+    ...args.passwordStdin,
+    ...args.acceptNewHost,
     ...args.debug,
   },
-  examples: ["securechat chat --user alice", "printf 'hello\\nbye\\n' | securechat chat --user bot --json | jq -c ."],
-  run: () => notImplemented("chat", 4),
+  examples: [
+    "securechat chat --user alice",
+    "printf 'hello\\nbye\\n' | securechat chat --user bot",
+    "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
+  ],
+  async run({ args: a }) {
+    const { runChat } = await import("../client/chatcli.ts");
+    return runChat({
+      user: a.user,
+      server: a.server,
+      room: a.room,
+      json: Boolean(a.json),
+      transcript: a.transcript,
+      passwordStdin: Boolean(a["password-stdin"]),
+      acceptNewHost: Boolean(a["accept-new-host"]),
+    });
+  },
 });

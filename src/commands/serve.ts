@@ -1,14 +1,85 @@
+import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
-import { notImplemented } from "./pending.ts";
+import { parseDuration, parseInteger } from "./values.ts";
 
 export default command({
   meta: { name: "serve", description: "Run a securechat server" },
   args: {
-    host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
-    port: { type: "string", description: "TCP port to listen on", default: "7447" },
+    host: { type: "string", valueHint: "ADDR", description: "Address to listen on", default: "127.0.0.1" },
+    port: { type: "string", valueHint: "PORT", description: "TCP port to listen on (0: any free port)", default: "7447" },
     ...args.data,
+    "ticket-ttl": { type: "string", valueHint: "DURATION", description: "How long a login ticket lasts (e.g. 30m, 8h, 1d)", default: "8h" },
+    "handshake-timeout": { type: "string", valueHint: "DURATION", description: "Handshake and login must finish within this", default: "10s" },
+    "max-startups": { type: "string", valueHint: "START:RATE:FULL", description: "Random early drop of unauthenticated connections, start:rate:full (as OpenSSH)", default: "10:30:100" },
+    "max-auth-tries": { type: "string", valueHint: "N", description: "Failed logins allowed per connection", default: "6" },
+    "rekey-after": { type: "string", description: "Records per key before each direction rekeys", valueHint: "N" },
+    history: { type: "string", valueHint: "N", description: "Recent messages a joining member is shown", default: "50" },
+    "flood-rate": { type: "string", valueHint: "N", description: "Messages per second a user may send, sustained", default: "10" },
+    "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
+    "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
+    "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
+    json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
-  examples: ["securechat serve", "securechat serve --host 0.0.0.0 --port 7447 --data /var/lib/securechat"],
-  run: () => notImplemented("serve", 3),
+  examples: [
+    "securechat serve",
+    "securechat serve --host 0.0.0.0 --port 7447 --data /var/lib/securechat",
+    "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
+  ],
+  async run({ args: a }) {
+    const [{ ChatServer, DEFAULT_SERVER_OPTIONS }, { parseStartups }, log, { serverData }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }] = await Promise.all([
+      import("../server/server.ts"),
+      import("../server/limits.ts"),
+      import("../server/log.ts"),
+      import("../paths.ts"),
+      import("../protocol/limits.ts"),
+    ]);
+    const port = parseInteger("--port", a.port, 0, 65535);
+    const rekeyRecords = a["rekey-after"] === undefined ? DEFAULT_SERVER_OPTIONS.rekey.records : parseInteger("--rekey-after", a["rekey-after"], 1, MAX_REKEY_RECORDS);
+    let startups;
+    try {
+      startups = parseStartups(a["max-startups"]);
+    } catch (e) {
+      throw new CliError(EXIT.USAGE, (e as Error).message);
+    }
+    const logger = a.json ? log.jsonLogger() : await log.textLogger();
+    const dataDir = serverData(a.data);
+    process.umask(0o077);
+    let server: Awaited<ReturnType<typeof ChatServer.start>>;
+    try {
+      server = await ChatServer.start({
+        host: a.host,
+        port,
+        dataDir,
+        ticketTtlMs: parseDuration("--ticket-ttl", a["ticket-ttl"], 365 * 86_400_000),
+        handshakeTimeoutMs: parseDuration("--handshake-timeout", a["handshake-timeout"]),
+        startups,
+        maxAuthTries: parseInteger("--max-auth-tries", a["max-auth-tries"], 1, 1000),
+        rekey: { records: rekeyRecords, bytes: DEFAULT_REKEY_BYTES },
+        chat: {
+          ...DEFAULT_SERVER_OPTIONS.chat,
+          history: parseInteger("--history", a.history, 0, 1000),
+          flood: { rate: parseInteger("--flood-rate", a["flood-rate"], 1, 1_000_000), burst: parseInteger("--flood-burst", a["flood-burst"], 1, 1_000_000) },
+        },
+        idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
+        maxSendBuffer: parseInteger("--max-send-buffer", a["max-send-buffer"], 64 * 1024, 1024 ** 3),
+        log: logger,
+      });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === "EADDRINUSE") throw new CliError(EXIT.FAILURE, `cannot listen on ${a.host}:${port}: the address is in use`, ["stop the other server or pick another --port"]);
+      if (code === "EACCES") throw new CliError(EXIT.FAILURE, `cannot listen on ${a.host}:${port}: permission denied`);
+      throw e;
+    }
+    logger.info(server.hostKeyCreated ? "host_key_created" : "host_key_loaded", { fingerprint: server.fingerprint });
+    logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info("shutdown", { signal });
+        void server.stop().then(resolve);
+      };
+      process.once("SIGINT", () => stop("SIGINT"));
+      process.once("SIGTERM", () => stop("SIGTERM"));
+    });
+  },
 });

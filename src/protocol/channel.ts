@@ -128,6 +128,10 @@ export class RecordSealer {
     return this.#state.epoch;
   }
 
+  get closed(): boolean {
+    return this.#state.closed;
+  }
+
   seal(plaintext: Uint8Array): Uint8Array {
     if (plaintext.length < MIN_RECORD_PLAINTEXT) {
       throw new SecureChatError("record_empty", `record: plaintext of ${plaintext.length} bytes is too short`);

@@ -56,13 +56,20 @@ export class FrameDecoder {
     return this.#headerFill + this.#bodyFill;
   }
 
-  /**
-   * Feeds bytes; returns the bodies of the frames they complete, in order.
-   * Each body is a fresh copy the caller owns.
-   */
+  /** Feeds bytes; returns the bodies of the frames they complete, in order (fresh copies). */
   push(chunk: Uint8Array): Uint8Array[] {
-    if (this.#failed) throw this.#failed;
     const out: Uint8Array[] = [];
+    this.feed(chunk, (body) => out.push(body));
+    return out;
+  }
+
+  /**
+   * Feeds bytes and hands each completed body to `onFrame` before reading
+   * the next header, so a limit changed by `onFrame` (after login) applies
+   * to the very next frame even within one read.
+   */
+  feed(chunk: Uint8Array, onFrame: (body: Uint8Array) => void): void {
+    if (this.#failed) throw this.#failed;
     let i = 0;
     try {
       while (i < chunk.length) {
@@ -82,17 +89,17 @@ export class FrameDecoder {
         this.#bodyFill += take;
         i += take;
         if (this.#bodyFill === this.#body.length) {
-          out.push(this.#body);
+          const body = this.#body;
           this.#body = null;
           this.#bodyFill = 0;
           this.#headerFill = 0;
+          onFrame(body);
         }
       }
     } catch (e) {
-      this.#failed = e as SecureChatError;
+      this.#failed = e instanceof SecureChatError ? e : new SecureChatError("frame_handler", "frame: handler failed", { cause: e });
       this.#body = null;
       throw e;
     }
-    return out;
   }
 }

@@ -157,7 +157,7 @@ export class ClientHandshake {
   /**
    * Step 2: checks server_hello and derives the keys. The caller MUST then
    * check `hostKey` against its pinned key before it sends anything that
-   * reveals a secret (PROTOCOL.md §4.3).
+   * reveals a secret (PROTOCOL.md §4.4 step 7).
    */
   receive(m: Message): SessionKeys {
     this.#expect("sent_hello");
@@ -197,7 +197,7 @@ export class ClientHandshake {
   }
 }
 
-export type ServerState = "await_hello" | "await_auth" | "done" | "failed";
+export type ServerState = "await_hello" | "await_auth" | "checking" | "done" | "failed";
 
 export interface ServerHandshakeOptions {
   hostKey: Ed25519KeyPair;
@@ -233,6 +233,8 @@ export class ServerHandshake {
     try {
       if (m.type !== "client_hello") unexpected(this.#state, m);
       if (m.version !== PROTOCOL_VERSION) fail("handshake_version", `client offered version ${m.version}, this server speaks ${PROTOCOL_VERSION}`);
+      // Validate before spending: the DH (and its low-order check) precedes the host signature.
+      const shared = x25519(this.#ephemeral!.secretKey, m.e);
       const h1 = hashClientHello(initialHash(), m);
       const unsigned = {
         type: "server_hello" as const,
@@ -245,7 +247,6 @@ export class ServerHandshake {
       };
       const h = hashServerHello(h1, unsigned);
       const sig = ed25519Sign(this.#hostKey.secretKey, serverSignatureInput(h));
-      const shared = x25519(this.#ephemeral!.secretKey, m.e);
       const keys: SessionKeys = {
         handshakeHash: h,
         challenge: this.#challenge,
@@ -265,11 +266,13 @@ export class ServerHandshake {
   }
 
   /**
-   * Step 3: accepts the client's first record, which must be register or
-   * login. For register the signature is checked here against the key the
-   * message carries (proof of possession); for login the caller looks up
-   * the account's key and calls `verifyClientAuth` (the account store is
-   * not the handshake's business).
+   * Step 3: accepts a login-phase record, which must be register or login.
+   * For register the signature is checked here against the key the message
+   * carries (proof of possession); for login the caller looks up the
+   * account's (or ticket's) key and calls `verifyClientAuth` — the account
+   * store is not the handshake's business. The caller then calls
+   * `complete()` on success, or `retry()` to accept another attempt under
+   * the same handshake hash and challenge (PROTOCOL.md §5.1).
    */
   receiveAuth(m: Message): Register | Login {
     this.#expect("await_auth");
@@ -278,15 +281,24 @@ export class ServerHandshake {
       if (m.type === "register" && !verifyClientAuth(m.identity_key, this.#keys!, m.sig)) {
         fail("auth_bad_signature", "identity signature does not verify");
       }
-      if (m.type === "login" && (m.password === undefined) === (m.ticket === undefined)) {
-        fail("handshake_unexpected", "login must carry exactly one of password and ticket");
-      }
-      this.#state = "done";
+      this.#state = "checking";
       return m;
     } catch (e) {
       this.#state = "failed";
       throw e;
     }
+  }
+
+  /** The attempt succeeded: the session is authenticated. */
+  complete(): void {
+    this.#expect("checking");
+    this.#state = "done";
+  }
+
+  /** The attempt failed and the server allows another. */
+  retry(): void {
+    this.#expect("checking");
+    this.#state = "await_auth";
   }
 
   #forget(): void {

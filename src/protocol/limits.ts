@@ -1,5 +1,5 @@
 /**
- * Every fixed size and limit of the wire protocol (docs/PROTOCOL.md §2, §6).
+ * Every fixed size and limit of the wire protocol (docs/PROTOCOL.md §2, §8).
  * Changing one is a protocol change: update the spec and vectors with it.
  */
 
@@ -38,7 +38,20 @@ export const MAX_RECORDS = Number.MAX_SAFE_INTEGER;
 /** User names: ASCII lowercase letter, then 1–31 of [a-z0-9_-]. */
 export const USER_NAME_RE = /^[a-z][a-z0-9_-]{1,31}$/;
 export const USER_NAME_MAX = 32;
-/** Upper bound on any password field on the wire, in UTF-16 code units (policy is the server's). */
+/**
+ * Text bounds in bytes of UTF-8. They keep every login-phase record inside
+ * MAX_FRAME_PRELOGIN: text has no control characters, so JSON escaping at
+ * most doubles it (only `"` and `\\` are escaped).
+ */
 export const PASSWORD_FIELD_MAX = 1024;
-/** Bound on `error.message` and other free text in protocol messages. */
-export const TEXT_FIELD_MAX = 4096;
+export const ERROR_CODE_MAX = 64;
+export const ERROR_TEXT_MAX = 512;
+export const REASON_TEXT_MAX = 256;
+
+/** Room names: 1–32 of [a-z0-9_-], starting with a letter or digit. */
+export const ROOM_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+export const ROOM_NAME_MAX = 32;
+/** The text of one chat message, in bytes of UTF-8 (DESIGN.md: max message text 4 KiB). */
+export const MESSAGE_TEXT_MAX = 4096;
+/** Items in a list field (members of a room, rooms on a server). */
+export const MAX_LIST = 1000;

@@ -8,7 +8,18 @@
  */
 import { fromBase64, fromUtf8, toBase64, utf8 } from "../bytes.ts";
 import { SecureChatError } from "../errors.ts";
-import { PASSWORD_FIELD_MAX, TEXT_FIELD_MAX, USER_NAME_MAX, USER_NAME_RE } from "./limits.ts";
+import {
+  ERROR_CODE_MAX,
+  ERROR_TEXT_MAX,
+  MAX_LIST,
+  MESSAGE_TEXT_MAX,
+  PASSWORD_FIELD_MAX,
+  REASON_TEXT_MAX,
+  ROOM_NAME_MAX,
+  ROOM_NAME_RE,
+  USER_NAME_MAX,
+  USER_NAME_RE,
+} from "./limits.ts";
 
 interface Field<T> {
   readonly optional: boolean;
@@ -43,15 +54,19 @@ const int = (min: number, max: number): Field<number> => ({
   encode: (v) => v,
 });
 
-const text = (maxLength: number, minLength = 0): Field<string> => ({
+/** C0 and C1 control characters (and DEL): never allowed in protocol text, so a peer cannot drive a terminal. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** A string whose UTF-8 encoding is `minBytes`..`maxBytes` long, well-formed, without control characters. */
+const text = (maxBytes: number, minBytes = 0): Field<string> => ({
   optional: false,
   parse(v, where) {
     if (typeof v !== "string") invalid(where, "must be a string");
-    if (v.length < minLength || v.length > maxLength) {
-      invalid(where, `must be ${minLength}..${maxLength} characters`);
-    }
     // JSON can carry lone surrogates (\ud800) that are not valid Unicode text.
     if (!v.isWellFormed()) invalid(where, "must be well-formed unicode");
+    const n = Buffer.byteLength(v, "utf8");
+    if (n < minBytes || n > maxBytes) invalid(where, `must be ${minBytes}..${maxBytes} bytes of UTF-8`);
+    if (CONTROL.test(v)) invalid(where, "must not contain control characters");
     return v;
   },
   encode: (v) => v,
@@ -67,6 +82,62 @@ const userName: Field<string> = {
   },
   encode: (v) => v,
 };
+
+const bool: Field<boolean> = {
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "boolean") invalid(where, "must be true or false");
+    return v;
+  },
+  encode: (v) => v,
+};
+
+const roomName: Field<string> = {
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string" || v.length > ROOM_NAME_MAX || !ROOM_NAME_RE.test(v)) {
+      invalid(where, "must be a room name (1-32 of a-z 0-9 _ -, starting with a letter or digit)");
+    }
+    return v;
+  },
+  encode: (v) => v,
+};
+
+/** A JSON array of at most `max` items, each valid for `item`. */
+const list = <T>(item: Field<T>, max: number): Field<T[]> => ({
+  optional: false,
+  parse(v, where) {
+    if (!Array.isArray(v)) invalid(where, "must be an array");
+    if (v.length > max) invalid(where, `must have at most ${max} items`);
+    return v.map((x, i) => item.parse(x, `${where}[${i}]`));
+  },
+  encode: (v) => v.map((x) => item.encode(x)),
+});
+
+/** A nested JSON object with exactly these fields. */
+const object = <F extends Fields>(fields: F): Field<Infer<F>> => ({
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) invalid(where, "must be an object");
+    const o = v as Record<string, unknown>;
+    for (const key of Object.keys(o)) if (!Object.hasOwn(fields, key)) invalid(where, `has unknown field ${JSON.stringify(key.slice(0, 32))}`);
+    const out: Record<string, unknown> = {};
+    for (const [key, f] of Object.entries(fields)) {
+      if (o[key] === undefined && !f.optional) invalid(`${where}.${key}`, "is missing");
+      const parsed = f.parse(o[key], `${where}.${key}`);
+      if (parsed !== undefined) out[key] = parsed;
+    }
+    return out as Infer<F>;
+  },
+  encode: (v) => {
+    const out: Record<string, unknown> = {};
+    for (const [key, f] of Object.entries(fields)) {
+      const e = f.encode((v as Record<string, unknown>)[key]);
+      if (e !== undefined) out[key] = e;
+    }
+    return out;
+  },
+});
 
 const optional = <T>(f: Field<T>): Field<T | undefined> => ({
   optional: true,
@@ -98,18 +169,20 @@ const SCHEMAS = {
     rekey_bytes: int(1, Number.MAX_SAFE_INTEGER),
     sig: bytes(64),
   },
-  // The client's first record (PROTOCOL.md §5.1).
+  // The client's login-phase records (PROTOCOL.md §5.1).
   register: {
     user: userName,
     identity_key: bytes(32),
     sig: bytes(64),
     password: text(PASSWORD_FIELD_MAX, 1),
+    ticket_key: optional(bytes(32)),
   },
   login: {
     user: userName,
     sig: bytes(64),
     password: optional(text(PASSWORD_FIELD_MAX, 1)),
     ticket: optional(bytes(32)),
+    ticket_key: optional(bytes(32)),
   },
   // Server answers (PROTOCOL.md §5.2).
   welcome: {
@@ -119,9 +192,52 @@ const SCHEMAS = {
     ticket_expires: optional(int(0, Number.MAX_SAFE_INTEGER)),
   },
   error: {
-    code: text(64, 1),
-    message: text(TEXT_FIELD_MAX),
+    code: text(ERROR_CODE_MAX, 1),
+    message: text(ERROR_TEXT_MAX),
   },
+  // After login (PROTOCOL.md §5.3).
+  logout: {},
+  bye: {
+    reason: text(REASON_TEXT_MAX),
+  },
+  ping: {},
+  pong: {},
+  // Chat requests, client to server (PROTOCOL.md §7.1). `id` is the client's
+  // number for a say or dm; the server answers it with ack or nack.
+  join: { room: roomName },
+  leave: { room: roomName },
+  say: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
+  dm: { id: int(0, Number.MAX_SAFE_INTEGER), to: userName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
+  who: { room: roomName },
+  rooms: {},
+  history: { room: roomName, limit: int(1, 1000) },
+  // Chat events and answers, server to client (PROTOCOL.md §7.2).
+  ack: { id: int(0, Number.MAX_SAFE_INTEGER), seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER) },
+  nack: { id: int(0, Number.MAX_SAFE_INTEGER), code: text(ERROR_CODE_MAX, 1), message: text(ERROR_TEXT_MAX) },
+  message: {
+    room: roomName,
+    seq: int(1, Number.MAX_SAFE_INTEGER),
+    ts: int(0, Number.MAX_SAFE_INTEGER),
+    from: userName,
+    text: text(MESSAGE_TEXT_MAX, 1),
+    action: optional(bool),
+    history: optional(bool),
+  },
+  direct: {
+    seq: int(1, Number.MAX_SAFE_INTEGER),
+    ts: int(0, Number.MAX_SAFE_INTEGER),
+    from: userName,
+    to: userName,
+    text: text(MESSAGE_TEXT_MAX, 1),
+    action: optional(bool),
+  },
+  room: { room: roomName, users: list(userName, MAX_LIST), seq: int(0, Number.MAX_SAFE_INTEGER) },
+  joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
+  left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
+  members: { room: roomName, users: list(userName, MAX_LIST) },
+  room_list: { rooms: list(object({ name: roomName, users: int(0, Number.MAX_SAFE_INTEGER) }), MAX_LIST) },
+  history_end: { room: roomName, count: int(0, 1000) },
+  notice: { code: text(ERROR_CODE_MAX, 1), text: text(ERROR_TEXT_MAX) },
 } as const satisfies Record<string, Fields>;
 
 type Schemas = typeof SCHEMAS;
@@ -133,6 +249,17 @@ export type Register = Message<"register">;
 export type Login = Message<"login">;
 export type Welcome = Message<"welcome">;
 export type ErrorMessage = Message<"error">;
+
+/** Rules across fields, checked after each field is valid (PROTOCOL.md §5). */
+const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
+  login: (m) =>
+    (m.password === undefined) === (m.ticket === undefined)
+      ? "login must carry exactly one of password and ticket"
+      : m.ticket !== undefined && m.ticket_key !== undefined
+        ? "a ticket login must not ask for a ticket"
+        : null,
+  welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
+};
 
 export const MESSAGE_TYPES = Object.keys(SCHEMAS) as MessageType[];
 
@@ -170,6 +297,9 @@ export function validateMessage<T extends MessageType = MessageType>(value: unkn
     const parsed = field.parse(v, `${type}.${key}`);
     if (parsed !== undefined) out[key] = parsed;
   }
+  const rule = RULES[type] as ((m: Message) => string | null) | undefined;
+  const broken = rule?.(out as Message);
+  if (broken) throw new SecureChatError("message_invalid", `message: ${broken}`);
   return out as Message<T>;
 }
 

@@ -3,9 +3,12 @@
  * 1 ≤ length ≤ limit. What a peer sees: the same bodies in the same order
  * however TCP splits or coalesces the bytes; an oversize or empty header is
  * refused as soon as its 4 bytes are in (before any body byte is buffered),
- * and a failed decoder stays failed.
+ * and a failed decoder stays failed. `feed` hands each body to its callback
+ * before it reads the next header, so a limit raised while handling one frame
+ * applies to the next frame of the same read.
  */
 import { describe, expect, test } from "bun:test";
+import { SecureChatError } from "../../src/errors.ts";
 import { FrameDecoder, encodeFrame, frameHeader } from "../../src/protocol/framing.ts";
 import { FRAME_HEADER_LENGTH, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { SEED, bytesEqual, codeOf, expectCode, hex, rng } from "./helpers.ts";
@@ -250,5 +253,86 @@ describe("FrameDecoder: changing limit", () => {
     d.limit = 11;
     const body = r.bytes(11);
     expect(diff(d.push(encodeFrame(body, 11)), [body])).toBeNull();
+  });
+});
+
+describe("FrameDecoder.feed: each body is handed over before the next header is read", () => {
+  // PROTOCOL.md §2: a limit change made while handling a frame applies to the very next frame, even when
+  // both frames arrived in one read (a server's welcome and a large record right behind it).
+  const a = r.bytes(100);
+  const b = r.bytes(5000);
+  const chunk = Buffer.concat([encodeFrame(a, MAX_FRAME_PRELOGIN), encodeFrame(b, MAX_FRAME)]);
+
+  test("limit 4096, one chunk with A (small) and B (5000 bytes); onFrame(A) raises the limit to 65536 → both delivered", () => {
+    const d = new FrameDecoder(MAX_FRAME_PRELOGIN);
+    const got: Uint8Array[] = [];
+    d.feed(chunk, (body) => {
+      got.push(body);
+      if (got.length === 1) d.limit = MAX_FRAME;
+    });
+    expect(diff(got, [a, b])).toBeNull();
+    expect(d.pending).toBe(0);
+  });
+
+  test("the same chunk through push() (collect, then act) at limit 4096 → frame_too_large, and A is not handed out", () => {
+    const d = new FrameDecoder(MAX_FRAME_PRELOGIN);
+    let out: Uint8Array[] | undefined;
+    expectCode(() => {
+      out = d.push(chunk);
+    }, "frame_too_large");
+    expect(out).toBeUndefined();
+  });
+
+  test("push() is feed() collecting into an array: same bodies for any split", () => {
+    for (const cut of [0, 1, 3, 4, 50, 104, 105, 108, 2000, chunk.length]) {
+      const viaFeed: Uint8Array[] = [];
+      const d1 = new FrameDecoder(MAX_FRAME);
+      d1.feed(chunk.subarray(0, cut), (x) => viaFeed.push(x));
+      d1.feed(chunk.subarray(cut), (x) => viaFeed.push(x));
+      const d2 = new FrameDecoder(MAX_FRAME);
+      const viaPush = [...d2.push(chunk.subarray(0, cut)), ...d2.push(chunk.subarray(cut))];
+      expect([cut, diff(viaFeed, [a, b]), diff(viaPush, [a, b])]).toEqual([cut, null, null]);
+    }
+  });
+
+  test("lowering the limit inside onFrame refuses the next frame of the same chunk", () => {
+    const d = new FrameDecoder(MAX_FRAME);
+    const got: Uint8Array[] = [];
+    expectCode(
+      () =>
+        d.feed(chunk, (body) => {
+          got.push(body);
+          d.limit = MAX_FRAME_PRELOGIN;
+        }),
+      "frame_too_large",
+    );
+    expect(diff(got, [a])).toBeNull();
+  });
+
+  test("a handler that throws stops the decoder for good: its error propagates, later feeds throw frame_handler", () => {
+    const d = new FrameDecoder(MAX_FRAME);
+    const got: Uint8Array[] = [];
+    const boom = new Error("handler failed");
+    expect(() =>
+      d.feed(chunk, (body) => {
+        got.push(body);
+        throw boom;
+      }),
+    ).toThrow(boom);
+    expect(got.length).toBe(1);
+    expectCode(() => d.feed(encodeFrame(new Uint8Array([1])), () => {}), "frame_handler");
+    expectCode(() => d.push(new Uint8Array(0)), "frame_handler");
+  });
+
+  test("a handler that throws a SecureChatError makes that error sticky", () => {
+    const d = new FrameDecoder(MAX_FRAME);
+    expectCode(
+      () =>
+        d.feed(chunk, () => {
+          throw new SecureChatError("protocol_violation", "test");
+        }),
+      "protocol_violation",
+    );
+    expectCode(() => d.push(encodeFrame(new Uint8Array([1]))), "protocol_violation");
   });
 });

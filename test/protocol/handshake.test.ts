@@ -1,10 +1,12 @@
 /**
  * The handshake (src/protocol/handshake.ts). What each side sees: a correct
  * exchange gives both the same keys and the client the server's host key;
- * any message out of turn fails the machine for good; a tampered or
- * re-signed server_hello, a low-order ephemeral, a foreign version, out of
- * bounds rekey limits, or a login signature lifted from another session are
- * refused with stable codes.
+ * any message out of turn fails the machine for good; the server's login
+ * phase goes await_auth → checking → done (complete) or back to await_auth
+ * (retry) under the same hash and challenge; a tampered or re-signed
+ * server_hello, a low-order ephemeral (refused before the server signs), a
+ * foreign version, out of bounds rekey limits, or a login signature lifted
+ * from another session are refused with stable codes.
  */
 import { describe, expect, test } from "bun:test";
 import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from "@noble/curves/ed25519.js";
@@ -69,7 +71,7 @@ const register = (keys: SessionKeys, identity: Ed25519KeyPair = IDENTITY): Regis
   sig: signClientAuth(identity.secretKey, keys),
   password: "correct horse",
 });
-const login = (keys: SessionKeys, extra: { password?: string; ticket?: Uint8Array }): Login => ({
+const login = (keys: SessionKeys, extra: { password?: string; ticket?: Uint8Array; ticket_key?: Uint8Array }): Login => ({
   type: "login",
   user: "alice",
   sig: signClientAuth(IDENTITY.secretKey, keys),
@@ -123,16 +125,54 @@ describe("a successful handshake", () => {
     expect(sk.rekey).toEqual({ records: 7, bytes: 1000 });
   });
 
-  test("register completes the server side; login with exactly one of password / ticket too", () => {
+  test("register, a password login and a ticket login each move the server to checking; complete() ends in done", () => {
     const a = handshake();
     expect(a.server.receiveAuth(register(a.sk))).toEqual(register(a.sk));
+    expect(a.server.state).toBe("checking");
+    a.server.complete();
     expect(a.server.state).toBe("done");
     const b = handshake();
-    expect(b.server.receiveAuth(login(b.sk, { password: "pw" })).type).toBe("login");
+    expect(b.server.receiveAuth(wireValid(login(b.sk, { password: "pw", ticket_key: r.bytes(32) }))).type).toBe("login");
+    expect(b.server.state).toBe("checking");
+    b.server.complete();
     expect(b.server.state).toBe("done");
     const c = handshake();
-    expect(c.server.receiveAuth(login(c.sk, { ticket: r.bytes(32) })).type).toBe("login");
+    expect(c.server.receiveAuth(wireValid(login(c.sk, { ticket: r.bytes(32) }))).type).toBe("login");
+    expect(c.server.state).toBe("checking");
+    // The login signature is the caller's to check (against the account's or the ticket's key).
     expect(verifyClientAuth(IDENTITY.publicKey, c.sk, login(c.ck, { password: "x" }).sig)).toBe(true);
+  });
+
+  test("retry(): back to await_auth; a second attempt under the same hash and challenge is accepted, as often as the caller allows", () => {
+    const run = handshake();
+    const first = wireValid(login(run.ck, { password: "wrong" })) as Login;
+    run.server.receiveAuth(first);
+    expect(run.server.state).toBe("checking");
+    for (let i = 0; i < 5; i++) {
+      run.server.retry();
+      expect(run.server.state).toBe("await_auth");
+      // The client's retry carries the very same signature: H and the challenge have not changed.
+      const again = login(run.ck, { password: `attempt ${i}` });
+      expect(hex(again.sig)).toBe(hex(first.sig));
+      expect(verifyClientAuth(IDENTITY.publicKey, run.sk, again.sig)).toBe(true);
+      run.server.receiveAuth(again);
+      expect(run.server.state).toBe("checking");
+    }
+    // A register is also a valid retry (after a refused login or a refused register).
+    run.server.retry();
+    run.server.receiveAuth(register(run.sk));
+    run.server.complete();
+    expect(run.server.state).toBe("done");
+  });
+
+  test("a register with a bad signature fails the machine even after retries (it is not a retry case)", () => {
+    const run = handshake();
+    run.server.receiveAuth(login(run.sk, { password: "pw" }));
+    run.server.retry();
+    const bad: Register = { ...register(run.sk), sig: signClientAuth(ed25519Generate(r.bytes(32)).secretKey, run.sk) };
+    expectCode(() => run.server.receiveAuth(bad), "auth_bad_signature");
+    expect(run.server.state).toBe("failed");
+    expectCode(() => run.server.retry(), "handshake_state");
   });
 
   test("the transcript, signature and key schedule match the spec, recomputed independently", () => {
@@ -225,9 +265,15 @@ describe("state × message matrix", () => {
       const run = handshake();
       return { server: run.server, keys: run.sk, auth: register(run.sk) };
     },
+    checking: () => {
+      const run = handshake();
+      run.server.receiveAuth(register(run.sk));
+      return { server: run.server, keys: run.sk };
+    },
     done: () => {
       const run = handshake();
       run.server.receiveAuth(register(run.sk));
+      run.server.complete();
       return { server: run.server, keys: run.sk };
     },
     failed: () => {
@@ -274,6 +320,17 @@ describe("state × message matrix", () => {
     expect(client.state).toBe("failed");
   });
 
+  /** After a failure nothing works any more: not the step that would have been right, not complete() or retry(). */
+  function expectDead(server: ServerHandshake, setup: ServerSetup): void {
+    expect(server.state).toBe("failed");
+    if (setup.hello) expectCode(() => server.receiveHello(setup.hello!), "handshake_state");
+    if (setup.auth) expectCode(() => server.receiveAuth(setup.auth!), "handshake_state");
+    expectCode(() => server.receiveAuth(register(handshake().sk)), "handshake_state");
+    expectCode(() => server.complete(), "handshake_state");
+    expectCode(() => server.retry(), "handshake_state");
+    expect(server.state).toBe("failed");
+  }
+
   const serverCells = (Object.keys(serverIn) as ServerState[]).flatMap((s) =>
     (["receiveHello", "receiveAuth"] as const).flatMap((method) => MESSAGE_TYPES.map((t) => [s, method, t] as const)),
   );
@@ -287,14 +344,34 @@ describe("state × message matrix", () => {
     const want = state !== expects ? "handshake_state" : accepts.includes(t) ? "no error" : rejection(t);
     expect(codeOf(() => server[method](m))).toBe(want);
     if (want === "no error") {
-      expect(server.state).toBe(method === "receiveHello" ? "await_auth" : "done");
+      expect(server.state).toBe(method === "receiveHello" ? "await_auth" : "checking");
       return;
     }
-    expect(server.state).toBe("failed");
-    if (setup.hello) expectCode(() => server.receiveHello(setup.hello!), "handshake_state");
-    if (setup.auth) expectCode(() => server.receiveAuth(setup.auth!), "handshake_state");
-    expectCode(() => server.receiveAuth(register(handshake().sk)), "handshake_state");
-    expect(server.state).toBe("failed");
+    expectDead(server, setup);
+  });
+
+  const stepCells = (Object.keys(serverIn) as ServerState[]).flatMap((s) => (["complete", "retry"] as const).map((step) => [s, step] as const));
+  test.each(stepCells)("server in %s: %s()", (state, step) => {
+    const setup = serverIn[state]();
+    const { server } = setup;
+    expect(server.state).toBe(state);
+    const want = state === "checking" ? "no error" : "handshake_state";
+    expect(codeOf(() => server[step]())).toBe(want);
+    if (want === "no error") {
+      expect(server.state).toBe(step === "complete" ? "done" : "await_auth");
+      return;
+    }
+    expectDead(server, setup);
+  });
+
+  test("complete() or retry() twice in a row → handshake_state", () => {
+    for (const step of ["complete", "retry"] as const) {
+      const run = handshake();
+      run.server.receiveAuth(register(run.sk));
+      run.server[step]();
+      expectCode(() => run.server[step](), "handshake_state");
+      expect(run.server.state).toBe("failed");
+    }
   });
 
   test("hello() twice → handshake_state, and the client is failed", () => {
@@ -357,12 +434,11 @@ describe("client authentication", () => {
   test.each([
     ["both password and ticket", { password: "pw", ticket: new Uint8Array(32).fill(7) }],
     ["neither password nor ticket", {}],
-  ] as const)("login with %s → handshake_unexpected, server failed", (_name, extra) => {
+    ["a ticket and a ticket_key", { ticket: new Uint8Array(32).fill(7), ticket_key: new Uint8Array(32).fill(8) }],
+  ] as const)("login with %s never reaches the handshake: the message layer refuses it (message_invalid)", (_name, extra) => {
     const run = handshake();
-    const m = wireValid(login(run.sk, extra));
-    expectCode(() => run.server.receiveAuth(m), "handshake_unexpected");
-    expect(run.server.state).toBe("failed");
-    expectCode(() => run.server.receiveAuth(login(run.sk, { password: "pw" })), "handshake_state");
+    expectCode(() => wireValid(login(run.sk, extra)), "message_invalid");
+    expect(run.server.state).toBe("await_auth");
   });
 });
 
@@ -491,6 +567,18 @@ describe("ephemeral keys, versions, parameters", () => {
     const hello = wireValid({ ...new ClientHandshake().hello(), e: unhex(e) });
     expectCode(() => server.receiveHello(hello), "x25519_low_order");
     expect(server.state).toBe("failed");
+  });
+
+  test("validate before spending: the low-order check comes before the host signature", () => {
+    // A host key whose secret cannot sign (wrong length → ed25519_length): if the server signed first,
+    // a low-order hello would report ed25519_length; it must report x25519_low_order.
+    const unsignable: Ed25519KeyPair = { publicKey: HOST.publicKey, secretKey: new Uint8Array(5) };
+    const lowOrder = wireValid({ ...new ClientHandshake().hello(), e: unhex(LOW_ORDER[2]![1]) });
+    expectCode(() => new ServerHandshake({ hostKey: unsignable }).receiveHello(lowOrder), "x25519_low_order");
+    // Control: with an honest hello the same server does reach the signature.
+    expectCode(() => new ServerHandshake({ hostKey: unsignable }).receiveHello(new ClientHandshake().hello()), "ed25519_length");
+    // …and a foreign version is refused before either.
+    expectCode(() => new ServerHandshake({ hostKey: unsignable }).receiveHello({ ...(lowOrder as ClientHello), version: 2 }), "handshake_version");
   });
 
   test.each(LOW_ORDER)("low-order e in a properly signed server_hello (%s) → client throws x25519_low_order", (_name, e) => {

@@ -71,10 +71,14 @@ export function flipBit(b: Uint8Array, bit: number): Uint8Array {
 }
 
 /**
- * One schema-valid example of every message type, with every optional field
- * present (so the field tables below see the whole schema). Login carrying
- * both password and ticket is valid at the message layer; the handshake is
- * what rejects that combination.
+ * One valid example of every message type, with as many optional fields as
+ * the cross-field rules allow (so the field tables see nearly the whole
+ * schema): register asks for a ticket; login carries a password and asks for
+ * a ticket (a login cannot carry both password and ticket, and a ticket
+ * login cannot ask for a ticket); welcome carries a ticket and its expiry.
+ * `login.ticket` appears only in `exampleVariants`. The chat examples carry
+ * every optional member (`action`, `history`), non-empty lists and text that
+ * JSON must escape (`"` and `\\`).
  */
 export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> } {
   return {
@@ -89,9 +93,76 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
       rekey_bytes: 2 ** 32,
       sig: r.bytes(64),
     },
-    register: { type: "register", user: "alice", identity_key: r.bytes(32), sig: r.bytes(64), password: "correct horse battery staple" },
-    login: { type: "login", user: "bob_2", sig: r.bytes(64), password: "hunter2", ticket: r.bytes(32) },
-    welcome: { type: "welcome", user: "carol-x", session_id: r.bytes(16), ticket: r.bytes(32), ticket_expires: 1_900_000_000 },
+    register: { type: "register", user: "alice", identity_key: r.bytes(32), sig: r.bytes(64), password: "correct horse battery staple", ticket_key: r.bytes(32) },
+    login: { type: "login", user: "bob_2", sig: r.bytes(64), password: "hunter2 — ünïcödé 🔐", ticket_key: r.bytes(32) },
+    welcome: { type: "welcome", user: "carol-x", session_id: r.bytes(16), ticket: r.bytes(32), ticket_expires: 1_900_000_000_000 },
     error: { type: "error", code: "bad_request", message: "that did not parse — try again ✓" },
+    logout: { type: "logout" },
+    bye: { type: "bye", reason: "logged out — à bientôt" },
+    ping: { type: "ping" },
+    pong: { type: "pong" },
+    // Chat requests (PROTOCOL.md §7.1).
+    join: { type: "join", room: "lobby" },
+    leave: { type: "leave", room: "0-dev_ops" },
+    say: { type: "say", id: 7, room: "lobby", text: "waves — 👋 \"hi\" \\o/", action: true },
+    dm: { type: "dm", id: 8, to: "dave_9", text: "psst ✓", action: true },
+    who: { type: "who", room: "lobby" },
+    rooms: { type: "rooms" },
+    history: { type: "history", room: "lobby", limit: 20 },
+    // Chat events and answers (PROTOCOL.md §7.2).
+    ack: { type: "ack", id: 7, seq: 42, ts: 1_900_000_000_123 },
+    nack: { type: "nack", id: 8, code: "user_offline", message: "dave_9 is not online" },
+    message: { type: "message", room: "lobby", seq: 41, ts: 1_899_999_999_999, from: "alice", text: "earlier — ünïcödé", action: true, history: true },
+    direct: { type: "direct", seq: 3, ts: 1_900_000_000_200, from: "bob_2", to: "alice", text: "hello 🔐", action: true },
+    room: { type: "room", room: "lobby", users: ["alice", "bob_2", "carol-x"], seq: 42 },
+    joined: { type: "joined", room: "lobby", user: "carol-x", ts: 1_900_000_000_300 },
+    left: { type: "left", room: "lobby", user: "carol-x", ts: 1_900_000_000_400 },
+    members: { type: "members", room: "lobby", users: ["alice", "bob_2"] },
+    room_list: {
+      type: "room_list",
+      rooms: [
+        { name: "0-dev_ops", users: 1 },
+        { name: "lobby", users: 3 },
+      ],
+    },
+    history_end: { type: "history_end", room: "lobby", count: 1 },
+    notice: { type: "notice", code: "recorded", text: "messages in lobby are recorded in the server's auditable transcript" },
   };
+}
+
+/** Every valid shape of the messages with optional fields (name → message), for round trips and channel tests. */
+export function exampleVariants(r: Rng = rng()): [string, Message][] {
+  const ex = fullExamples(r);
+  const { ticket_key: _rk, ...registerPlain } = ex.register;
+  const { ticket_key: _lk, ...loginPassword } = ex.login;
+  const { ticket: _t, ticket_expires: _te, ...welcomePlain } = ex.welcome;
+  return [
+    ["register", registerPlain],
+    ["register + ticket_key", ex.register],
+    ["login with password", loginPassword],
+    ["login with password + ticket_key", ex.login],
+    ["login with ticket", { type: "login", user: "bob_2", sig: r.bytes(64), ticket: r.bytes(32) }],
+    ["welcome", welcomePlain],
+    ["welcome + ticket", ex.welcome],
+    ["logout", ex.logout],
+    ["bye", ex.bye],
+    ["bye with empty reason", { type: "bye", reason: "" }],
+    ["ping", ex.ping],
+    ["pong", ex.pong],
+    ["say", { type: "say", id: 0, room: "lobby", text: "x" }],
+    ["say + action", ex.say],
+    ["say with action false", { type: "say", id: 1, room: "lobby", text: "plain", action: false }],
+    ["dm", { type: "dm", id: Number.MAX_SAFE_INTEGER, to: "dave_9", text: "x" }],
+    ["dm + action", ex.dm],
+    ["message", { type: "message", room: "lobby", seq: 1, ts: 0, from: "alice", text: "live" }],
+    ["message + action", { type: "message", room: "lobby", seq: 2, ts: 1, from: "alice", text: "waves", action: true }],
+    ["message + history", { type: "message", room: "lobby", seq: 3, ts: 2, from: "alice", text: "old", history: true }],
+    ["message + action + history", ex.message],
+    ["direct", { type: "direct", seq: 1, ts: 0, from: "bob_2", to: "alice", text: "x" }],
+    ["direct + action", ex.direct],
+    ["room with no one else", { type: "room", room: "z", users: ["alice"], seq: 0 }],
+    ["members of an unknown room", { type: "members", room: "nowhere", users: [] }],
+    ["empty room_list", { type: "room_list", rooms: [] }],
+    ["history_end with count 0", { type: "history_end", room: "lobby", count: 0 }],
+  ];
 }

@@ -3,11 +3,22 @@
  * message of every type survives encode → decode unchanged; anything else —
  * bad UTF-8, bad JSON, not an object, unknown type or field, missing field,
  * wrong JSON type, non-canonical base64, out-of-range integer, bad user name,
- * lone surrogate — is refused with a stable code before anyone looks at it.
+ * lone surrogate, text over its byte limit, a control character, a broken
+ * cross-field rule — is refused with a stable code before anyone looks at it.
  */
 import { describe, expect, test } from "bun:test";
 import { toBase64, utf8 } from "../../src/bytes.ts";
-import { PASSWORD_FIELD_MAX, TEXT_FIELD_MAX } from "../../src/protocol/limits.ts";
+import {
+  ERROR_CODE_MAX,
+  ERROR_TEXT_MAX,
+  MAX_LIST,
+  MESSAGE_TEXT_MAX,
+  PASSWORD_FIELD_MAX,
+  REASON_TEXT_MAX,
+  ROOM_NAME_MAX,
+  ROOM_NAME_RE,
+  USER_NAME_MAX,
+} from "../../src/protocol/limits.ts";
 import {
   MESSAGE_TYPES,
   type Message,
@@ -20,17 +31,21 @@ import {
   splitRecordPayload,
   validateMessage,
 } from "../../src/protocol/messages.ts";
-import { SEED, codeOf, expectCode, fullExamples, rng } from "./helpers.ts";
+import { SEED, codeOf, exampleVariants, expectCode, fullExamples, rng } from "./helpers.ts";
 
 console.log(`messages.test.ts: PROTOCOL_TEST_SEED=${SEED}`);
 const r = rng(SEED ^ 0x3e55);
 const FULL = fullExamples(r);
+const VARIANTS = exampleVariants(r);
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
 
 /** The JSON object a full example encodes to, as a mutable plain object. */
 const jsonOf = (t: MessageType): JsonObject => JSON.parse(encodeMessage(FULL[t])) as JsonObject;
+/** A valid JSON object of type `t` in which member `k` may be present (login.ticket needs a ticket login). */
+const baseFor = (t: MessageType, k: string): JsonObject =>
+  t === "login" && k === "ticket" ? (JSON.parse(encodeMessage(VARIANTS.find(([n]) => n === "login with ticket")![1])) as JsonObject) : jsonOf(t);
 const body = (v: unknown): Uint8Array => utf8(JSON.stringify(v));
 /** JSON text of `obj` with `key`'s value replaced by raw JSON text (for numbers and escapes JSON.stringify will not write). */
 function withRaw(obj: JsonObject, key: string, raw: string): Uint8Array {
@@ -43,9 +58,22 @@ type Kind =
   | { kind: "int"; min: number; max: number }
   | { kind: "bytes"; n: number }
   | { kind: "text"; min: number; max: number }
-  | { kind: "user" };
+  | { kind: "user" }
+  | { kind: "bool" }
+  | { kind: "room" }
+  | { kind: "list"; item: Kind; max: number }
+  | { kind: "object"; fields: Record<string, FieldSpec> };
 type FieldSpec = Kind & { optional?: true };
 const SAFE = Number.MAX_SAFE_INTEGER;
+const ID: FieldSpec = { kind: "int", min: 0, max: SAFE };
+const SEQ: FieldSpec = { kind: "int", min: 1, max: SAFE };
+const TS: FieldSpec = { kind: "int", min: 0, max: SAFE };
+const ROOM: FieldSpec = { kind: "room" };
+const USER: FieldSpec = { kind: "user" };
+const CHAT_TEXT: FieldSpec = { kind: "text", min: 1, max: 4096 };
+const ACTION: FieldSpec = { kind: "bool", optional: true };
+const CODE: FieldSpec = { kind: "text", min: 1, max: ERROR_CODE_MAX };
+const USERS: FieldSpec = { kind: "list", item: { kind: "user" }, max: 1000 };
 const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   client_hello: { version: { kind: "int", min: 0, max: 0xffff }, e: { kind: "bytes", n: 32 }, nonce: { kind: "bytes", n: 32 } },
   server_hello: {
@@ -62,12 +90,14 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     identity_key: { kind: "bytes", n: 32 },
     sig: { kind: "bytes", n: 64 },
     password: { kind: "text", min: 1, max: PASSWORD_FIELD_MAX },
+    ticket_key: { kind: "bytes", n: 32, optional: true },
   },
   login: {
     user: { kind: "user" },
     sig: { kind: "bytes", n: 64 },
     password: { kind: "text", min: 1, max: PASSWORD_FIELD_MAX, optional: true },
     ticket: { kind: "bytes", n: 32, optional: true },
+    ticket_key: { kind: "bytes", n: 32, optional: true },
   },
   welcome: {
     user: { kind: "user" },
@@ -75,8 +105,43 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     ticket: { kind: "bytes", n: 32, optional: true },
     ticket_expires: { kind: "int", min: 0, max: SAFE, optional: true },
   },
-  error: { code: { kind: "text", min: 1, max: 64 }, message: { kind: "text", min: 0, max: TEXT_FIELD_MAX } },
+  error: { code: { kind: "text", min: 1, max: ERROR_CODE_MAX }, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
+  logout: {},
+  bye: { reason: { kind: "text", min: 0, max: REASON_TEXT_MAX } },
+  ping: {},
+  pong: {},
+  join: { room: ROOM },
+  leave: { room: ROOM },
+  say: { id: ID, room: ROOM, text: CHAT_TEXT, action: ACTION },
+  dm: { id: ID, to: USER, text: CHAT_TEXT, action: ACTION },
+  who: { room: ROOM },
+  rooms: {},
+  history: { room: ROOM, limit: { kind: "int", min: 1, max: 1000 } },
+  ack: { id: ID, seq: SEQ, ts: TS },
+  nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
+  message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
+  direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION },
+  room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
+  joined: { room: ROOM, user: USER, ts: TS },
+  left: { room: ROOM, user: USER, ts: TS },
+  members: { room: ROOM, users: USERS },
+  room_list: { rooms: { kind: "list", item: { kind: "object", fields: { name: ROOM, users: { kind: "int", min: 0, max: SAFE } } }, max: 1000 } },
+  history_end: { room: ROOM, count: { kind: "int", min: 0, max: 1000 } },
+  notice: { code: CODE, text: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
 };
+
+/** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
+function rulesHold(m: Record<string, unknown>): boolean {
+  const has = (k: string) => m[k] !== undefined;
+  if (m.type === "login") return has("password") !== has("ticket") && !(has("ticket") && has("ticket_key"));
+  if (m.type === "welcome") return has("ticket") === has("ticket_expires");
+  return true;
+}
+
+test("the limits are the spec's (PROTOCOL.md §8): bytes of UTF-8, list items, room names", () => {
+  expect([PASSWORD_FIELD_MAX, ERROR_CODE_MAX, ERROR_TEXT_MAX, REASON_TEXT_MAX, MESSAGE_TEXT_MAX]).toEqual([1024, 64, 512, 256, 4096]);
+  expect([MAX_LIST, ROOM_NAME_MAX, String(ROOM_NAME_RE), USER_NAME_MAX]).toEqual([1000, 32, "/^[a-z0-9][a-z0-9_-]{0,31}$/", 32]);
+});
 
 const ALL_FIELDS = MESSAGE_TYPES.flatMap((t) => Object.entries(FIELDS[t]).map(([k, spec]) => ({ t, k, spec })));
 const fieldsOf = <K extends Kind["kind"]>(kind: K) =>
@@ -103,21 +168,35 @@ describe("round trip", () => {
     expect(encodeMessage(back)).toBe(encodeMessage(m));
   });
 
-  test.each(MESSAGE_TYPES)("%s: encoded text has type first, then exactly the schema's fields in order", (t) => {
-    expect(Object.keys(jsonOf(t))).toEqual(["type", ...Object.keys(FIELDS[t])]);
+  test.each(VARIANTS)("variant %s: encode → decode → encode gives the same text and message", (_name, m) => {
+    expect(rulesHold(m as unknown as Record<string, unknown>)).toBe(true);
+    const back = decodeMessage(encodeMessageBytes(m));
+    expect(back).toEqual(m);
+    expect(encodeMessage(back)).toBe(encodeMessage(m));
   });
 
-  test.each(MESSAGE_TYPES)("%s: optional fields may be left out, required ones may not", (t) => {
-    for (const [k, spec] of Object.entries(FIELDS[t])) {
-      const obj = jsonOf(t);
+  test.each(MESSAGE_TYPES)("%s: encoded text has type first, then the schema's fields in order", (t) => {
+    const present = Object.keys(FIELDS[t]).filter((k) => k in FULL[t]);
+    expect(Object.keys(jsonOf(t))).toEqual(["type", ...present]);
+    // Only login.ticket is absent from the full examples (the rules forbid it next to a password).
+    expect(Object.keys(FIELDS[t]).filter((k) => !(k in FULL[t]))).toEqual(t === "login" ? ["ticket"] : []);
+  });
+
+  test("the variants between them use every optional field", () => {
+    const used = new Set(VARIANTS.flatMap(([, m]) => Object.keys(m).map((k) => `${m.type}.${k}`)));
+    const optional = ALL_FIELDS.filter((f) => f.spec.optional).map((f) => `${f.t}.${f.k}`);
+    expect(optional.filter((f) => !used.has(f))).toEqual([]);
+  });
+
+  test.each(VARIANTS)("variant %s: optional fields may be left out unless a rule needs them; required ones may not", (_name, m) => {
+    const t = m.type;
+    for (const k of Object.keys(m)) {
+      if (k === "type") continue;
+      const obj = JSON.parse(encodeMessage(m)) as JsonObject;
       delete obj[k];
-      if (spec.optional) {
-        const m = decodeMessage(body(obj));
-        expect(k in m).toBe(false);
-        expect(decodeMessage(encodeMessageBytes(m))).toEqual(m);
-      } else {
-        expectCode(() => decodeMessage(body(obj)), "message_missing_field");
-      }
+      const got = codeOf(() => decodeMessage(body(obj)));
+      if (!FIELDS[t][k]!.optional) expect([k, got]).toEqual([k, "message_missing_field"]);
+      else expect([k, got]).toEqual([k, rulesHold(obj) ? "no error" : "message_invalid"]);
     }
   });
 
@@ -223,12 +302,12 @@ describe("fields", () => {
     object: [{}, { a: 1 }],
   };
   test.each(ALL_FIELDS.map((f) => [`${f.t}.${f.k}`, f] as const))("%s with a value of every wrong JSON type → message_invalid", (_name, f) => {
-    const right = f.spec.kind === "int" ? "number" : "string";
+    const right = { int: "number", bool: "boolean", list: "array", object: "object" }[f.spec.kind as string] ?? "string";
     const results: [string, string][] = [];
     for (const [jsonType, values] of Object.entries(JSON_VALUES)) {
       if (jsonType === right) continue;
       for (const v of values) {
-        const obj = jsonOf(f.t);
+        const obj = baseFor(f.t, f.k);
         obj[f.k] = v;
         results.push([JSON.stringify(v), codeOf(() => decodeMessage(body(obj)))]);
       }
@@ -251,7 +330,7 @@ describe("base64 fields", () => {
 
   test.each(fieldsOf("bytes").map((f) => [`${f.t}.${f.k}`, f] as const))("%s", (_name, { t, k, spec }) => {
     const n = spec.n;
-    const set = (v: string): Uint8Array => body({ ...jsonOf(t), [k]: v });
+    const set = (v: string): Uint8Array => body({ ...baseFor(t, k), [k]: v });
     const canonical = toBase64(plusSlash(n));
     expect(canonical).toMatch(/\+/);
     expect(canonical).toMatch(/\//);
@@ -318,29 +397,292 @@ describe("user names", () => {
     ["combining accent", "alice\u0301"],
     ["NUL", "alice\u0000"],
   ];
-  for (const t of ["register", "login", "welcome"] as const) {
-    test(`${t}.user: boundaries of USER_NAME_RE`, () => {
-      expect(accepted.map((u) => [u, codeOf(() => decodeMessage(body({ ...jsonOf(t), user: u })))])).toEqual(accepted.map((u) => [u, "no error"]));
-      expect(rejected.map(([w, u]) => [w, codeOf(() => decodeMessage(body({ ...jsonOf(t), user: u })))])).toEqual(
-        rejected.map(([w]) => [w, "message_invalid"]),
-      );
-      expectCode(() => decodeMessage(withRaw(jsonOf(t), "user", '"a\\ud800"')), "message_invalid");
-    });
-  }
+  const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
+  test("every user-name field is covered", () => {
+    expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
+      ["direct.from", "direct.to", "dm.to", "joined.user", "left.user", "login.user", "message.from", "register.user", "welcome.user"].sort(),
+    );
+  });
+  test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
+    expect(accepted.map((u) => [u, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: u })))])).toEqual(accepted.map((u) => [u, "no error"]));
+    expect(rejected.map(([w, u]) => [w, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: u })))])).toEqual(rejected.map(([w]) => [w, "message_invalid"]));
+    expectCode(() => decodeMessage(withRaw(jsonOf(t), k, '"a\\ud800"')), "message_invalid");
+  });
+  test.each([
+    ["room.users", "room"],
+    ["members.users", "members"],
+  ] as const)("%s: every item is held to USER_NAME_RE", (_name, t) => {
+    const code = (users: unknown[]): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), users })));
+    expect(code(accepted)).toBe("no error");
+    expect(rejected.map(([w, u]) => [w, code(["alice", u, "bob_2"])])).toEqual(rejected.map(([w]) => [w, "message_invalid"]));
+    // Items of the wrong JSON type.
+    const wrong: Json[] = [1, null, true, [], {}, ["alice"], { name: "alice" }];
+    expect(wrong.map((v) => [v, code([v])])).toEqual(wrong.map((v) => [v, "message_invalid"]));
+  });
+});
+
+describe("room names", () => {
+  const A32 = `a${"b".repeat(31)}`;
+  const accepted = ["a", "0", "9", "z", "lobby", "0-dev_ops", "1", "a-", "a_", "9lives", "a--b__c", A32, `0${"_".repeat(31)}`];
+  const rejected: [string, string][] = [
+    ["empty", ""],
+    ["33 chars", `${A32}c`],
+    ["uppercase", "Lobby"],
+    ["uppercase later", "lobBy"],
+    ["leading underscore", "_lobby"],
+    ["leading dash", "-lobby"],
+    ["leading #", "#lobby"],
+    ["dot", "lo.bby"],
+    ["space", "lo bby"],
+    ["slash", "a/b"],
+    ["trailing newline", "lobby\n"],
+    ["leading space", " lobby"],
+    ["Cyrillic о look-alike", "l\u043ebby"],
+    ["fullwidth ｌ", "\uff4cobby"],
+    ["Kelvin sign", "\u212a"],
+    ["zero-width space", "lob\u200bby"],
+    ["combining accent", "lobby\u0301"],
+    ["NUL", "lobby\u0000"],
+  ];
+  const ROOM_FIELDS = fieldsOf("room").map((f) => [`${f.t}.${f.k}`, f] as const);
+  test("every room-name field is covered", () => {
+    expect(ROOM_FIELDS.map(([n]): string => n).sort()).toEqual(
+      ["history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room"].sort(),
+    );
+  });
+  test.each(ROOM_FIELDS)("%s: boundaries of ROOM_NAME_RE", (_name, { t, k }) => {
+    expect(accepted.map((v) => [v, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(accepted.map((v) => [v, "no error"]));
+    expect(rejected.map(([w, v]) => [w, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(rejected.map(([w]) => [w, "message_invalid"]));
+    expectCode(() => decodeMessage(withRaw(jsonOf(t), k, '"a\\ud800"')), "message_invalid");
+  });
+  test("room_list.rooms[].name: boundaries of ROOM_NAME_RE", () => {
+    const code = (name: string): string => codeOf(() => decodeMessage(body({ type: "room_list", rooms: [{ name: "lobby", users: 1 }, { name, users: 2 }] })));
+    expect(accepted.map((v) => [v, code(v)])).toEqual(accepted.map((v) => [v, "no error"]));
+    expect(rejected.map(([w, v]) => [w, code(v)])).toEqual(rejected.map(([w]) => [w, "message_invalid"]));
+  });
+  test("a room name may start with a digit and be one character; a user name may not", () => {
+    expectCode(() => decodeMessage(body({ type: "join", room: "7" })), "no error");
+    expectCode(() => decodeMessage(body({ type: "dm", id: 1, to: "7", text: "x" })), "message_invalid");
+    expectCode(() => decodeMessage(body({ type: "dm", id: 1, to: "a", text: "x" })), "message_invalid");
+  });
+});
+
+describe("boolean fields", () => {
+  const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
+  test("every boolean field is covered, and all are optional", () => {
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(["direct.action", "dm.action", "message.action", "message.history", "say.action"]);
+    expect(BOOL.every(([, f]) => f.spec.optional)).toBe(true);
+  });
+  test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
+    for (const v of [true, false]) {
+      const m = decodeMessage(body({ ...jsonOf(t), [k]: v })) as Record<string, unknown>;
+      expect(m[k]).toBe(v);
+      expect(JSON.parse(encodeMessage(m as Message))[k]).toBe(v);
+    }
+    const bad: Json[] = [0, 1, "true", "false", "", null, [], {}, [true]];
+    expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
+  });
+});
+
+describe("list fields", () => {
+  const names = (n: number): string[] => Array.from({ length: n }, (_, i) => `u${i}`);
+  const roomsOf = (n: number): JsonObject[] => Array.from({ length: n }, (_, i) => ({ name: `r${i}`, users: i }));
+  test.each([
+    ["room.users", "room", "users", names],
+    ["members.users", "members", "users", names],
+    ["room_list.rooms", "room_list", "rooms", roomsOf],
+  ] as const)("%s: 0 and MAX_LIST (1000) items are accepted, 1001 are not", (_name, t, k, make) => {
+    const code = (n: number): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: make(n) })));
+    expect([0, 1, 999, MAX_LIST].map((n) => [n, code(n)])).toEqual([0, 1, 999, MAX_LIST].map((n) => [n, "no error"]));
+    expect([MAX_LIST + 1, 5000].map((n) => [n, code(n)])).toEqual([MAX_LIST + 1, 5000].map((n) => [n, "message_invalid"]));
+    // The full list survives a round trip, in order.
+    const full = decodeMessage(body({ ...jsonOf(t), [k]: make(MAX_LIST) })) as Record<string, unknown>;
+    expect(full[k]).toEqual(make(MAX_LIST));
+    expect(decodeMessage(encodeMessageBytes(full as Message))).toEqual(full as Message);
+  });
+
+  test("MAX_LIST items of the longest names fit in one record: members (~35 KB), room_list with 5-digit user counts (~57 KB)", () => {
+    const longUsers = Array.from({ length: MAX_LIST }, (_, i) => `u${String(i).padStart(31, "0")}`);
+    expect(utf8(encodeMessage({ type: "members", room: "a".repeat(32), users: longUsers })).length).toBeLessThan(65536 - 16);
+    const longRooms = Array.from({ length: MAX_LIST }, (_, i) => ({ name: `r${String(i).padStart(31, "0")}`, users: 99_999 }));
+    expect(utf8(encodeMessage({ type: "room_list", rooms: longRooms })).length).toBeLessThan(65536 - 16);
+  });
+
+  test("duplicates are not the validator's business (the server never sends them)", () => {
+    expectCode(() => decodeMessage(body({ type: "members", room: "lobby", users: ["alice", "alice"] })), "no error");
+  });
+});
+
+describe("nested objects (room_list.rooms[])", () => {
+  const code = (item: unknown): string => codeOf(() => decodeMessage(body({ type: "room_list", rooms: [{ name: "lobby", users: 1 }, item] })));
+  test("a valid item; the nested fields come back in schema order", () => {
+    expect(code({ users: 0, name: "a" })).toBe("no error");
+    expect(encodeMessage(decodeMessage(body({ type: "room_list", rooms: [{ users: 2, name: "a" }] })))).toBe('{"type":"room_list","rooms":[{"name":"a","users":2}]}');
+  });
+  test.each([
+    ["an unknown nested field", { name: "a", users: 1, topic: "x" }],
+    ["an unknown nested field only", { bogus: 1 }],
+    ["__proto__ as a nested field", JSON.parse('{"name":"a","users":1,"__proto__":{}}') as Json],
+    ["missing name", { users: 1 }],
+    ["missing users", { name: "a" }],
+    ["empty object", {}],
+    ["users negative", { name: "a", users: -1 }],
+    ["users fractional", { name: "a", users: 1.5 }],
+    ["users as a string", { name: "a", users: "1" }],
+    ["users beyond 2^53 − 1", { name: "a", users: 2 ** 53 }],
+    ["name null", { name: null, users: 1 }],
+    ["name a bad room", { name: "A", users: 1 }],
+    ["an array instead", ["a", 1]],
+    ["a string instead", "a"],
+    ["a number instead", 1],
+    ["null instead", null],
+    ["true instead", true],
+  ])("%s → message_invalid (not message_unknown_field / message_missing_field: those are top-level codes)", (_name, item) => {
+    expect(code(item)).toBe("message_invalid");
+  });
 });
 
 describe("text fields", () => {
-  test.each(fieldsOf("text").map((f) => [`${f.t}.${f.k}`, f] as const))("%s: length bounds in UTF-16 units, well-formed unicode only", (_name, { t, k, spec }) => {
-    const code = (obj: JsonObject): string => codeOf(() => decodeMessage(body(obj)));
+  const TEXT = fieldsOf("text").map((f) => [`${f.t}.${f.k}`, f] as const);
+
+  test("every text field is covered: error, bye, both passwords and the chat texts and codes", () => {
+    expect(TEXT.map(([n]): string => n).sort()).toEqual(
+      [
+        "bye.reason",
+        "error.code",
+        "error.message",
+        "login.password",
+        "register.password",
+        "say.text",
+        "dm.text",
+        "message.text",
+        "direct.text",
+        "nack.code",
+        "nack.message",
+        "notice.code",
+        "notice.text",
+      ].sort(),
+    );
+  });
+
+  test.each(TEXT)("%s: length bounds count bytes of UTF-8, not characters or UTF-16 units", (_name, { t, k, spec }) => {
+    const code = (v: string): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })));
+    const bytes = (v: string): number => utf8(v).length;
+    const max = spec.max;
+    // ASCII: one byte each.
+    expect(code("x".repeat(max))).toBe("no error");
+    expect(code("x".repeat(max + 1))).toBe("message_invalid");
+    expect(code("x".repeat(spec.min))).toBe("no error");
+    if (spec.min > 0) expect(code("")).toBe("message_invalid");
+    // 2-, 3- and 4-byte characters: exactly max bytes is fine; one more byte is not, though far fewer
+    // characters (and UTF-16 units) than max.
+    for (const ch of ["é", "€", "🔐"]) {
+      const w = bytes(ch);
+      const fit = ch.repeat(Math.floor(max / w)) + "x".repeat(max % w);
+      expect([ch, bytes(fit), code(fit)]).toEqual([ch, max, "no error"]);
+      const over = `${fit}x`;
+      expect([ch, bytes(over), code(over)]).toEqual([ch, max + 1, "message_invalid"]);
+      expect(over.length).toBeLessThanOrEqual(max + 1);
+    }
+    // A string of max/2 two-byte characters and one more: under the old UTF-16 count it was fine.
+    const twoByte = "é".repeat(Math.floor(max / 2) + 1);
+    expect(twoByte.length).toBeLessThanOrEqual(max);
+    expect(code(twoByte)).toBe("message_invalid");
+  });
+
+  test.each(TEXT)("%s: well-formed unicode only", (_name, { t, k }) => {
     const raw = (text: string): string => codeOf(() => decodeMessage(withRaw(jsonOf(t), k, text)));
-    expect(code({ ...jsonOf(t), [k]: "x".repeat(spec.max) })).toBe("no error");
-    expect(code({ ...jsonOf(t), [k]: "x".repeat(spec.max + 1) })).toBe("message_invalid");
-    expect(code({ ...jsonOf(t), [k]: "x".repeat(spec.min) })).toBe("no error");
-    if (spec.min > 0) expect(code({ ...jsonOf(t), [k]: "" })).toBe("message_invalid");
-    // A surrogate pair is well-formed (and counts as 2 units); lone surrogates are not.
+    // A surrogate pair is well-formed (4 bytes of UTF-8); lone surrogates are not.
     expect(raw('"\\ud83d\\ude00"')).toBe("no error");
     const lone = ['"\\ud800"', '"\\udc00"', '"a\\ud800b"', '"\\ude00\\ud83d"', '"\\udbff"'];
     expect(lone.map((l) => [l, raw(l)])).toEqual(lone.map((l) => [l, "message_invalid"]));
+  });
+
+  // Every C0 control, DEL and every C1 control; escaped in JSON or raw in the UTF-8.
+  const CONTROLS = [...Array.from({ length: 0x20 }, (_, i) => i), ...Array.from({ length: 0x21 }, (_, i) => 0x7f + i)];
+  test.each(TEXT)("%s: every C0 and C1 control character and DEL is refused, at any position", (_name, { t, k }) => {
+    const code = (v: string): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })));
+    const bad: string[] = [];
+    for (const c of CONTROLS) {
+      const ch = String.fromCodePoint(c);
+      for (const v of [ch, `a${ch}`, `${ch}b`, `abc${ch}def`]) {
+        const got = code(v);
+        if (got !== "message_invalid") bad.push(`U+${c.toString(16).padStart(4, "0")} in ${JSON.stringify(v)}: ${got}`);
+      }
+    }
+    expect(bad).toEqual([]);
+    // The same characters written as JSON escapes (\n, \t, \u001b, …) are the same strings.
+    for (const esc of ['"a\\nb"', '"a\\tb"', '"a\\rb"', '"a\\bb"', '"a\\fb"', '"\\u001b[31m"', '"\\u0000"', '"\\u007f"', '"\\u0085"', '"\\u009b"']) {
+      expect([esc, codeOf(() => decodeMessage(withRaw(jsonOf(t), k, esc)))]).toEqual([esc, "message_invalid"]);
+    }
+  });
+
+  test.each(TEXT)("%s: the neighbours of the control ranges and other format characters are allowed", (_name, { t, k }) => {
+    const code = (v: string): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })));
+    // Space, '~', NBSP, '¡'; and characters outside C0/C1 that the rule does not cover (see PROTOCOL.md §10).
+    const ok = [0x20, 0x7e, 0xa0, 0xa1, 0x200b, 0x200e, 0x202e, 0x2028, 0xfeff].map((c) => `a${String.fromCodePoint(c)}b`);
+    expect(ok.map((v) => [v, code(v)])).toEqual(ok.map((v) => [v, "no error"]));
+  });
+});
+
+describe("rules across fields (checked after every field is valid)", () => {
+  const sig = toBase64(r.bytes(64));
+  const ticket = toBase64(r.bytes(32));
+  const ticketKey = toBase64(r.bytes(32));
+  const login = (extra: JsonObject): Uint8Array => body({ type: "login", user: "alice", sig, ...extra });
+  test.each([
+    ["password", { password: "pw" }, "no error"],
+    ["password + ticket_key", { password: "pw", ticket_key: ticketKey }, "no error"],
+    ["ticket", { ticket }, "no error"],
+    ["password + ticket", { password: "pw", ticket }, "message_invalid"],
+    ["password + ticket + ticket_key", { password: "pw", ticket, ticket_key: ticketKey }, "message_invalid"],
+    ["neither", {}, "message_invalid"],
+    ["ticket_key alone", { ticket_key: ticketKey }, "message_invalid"],
+    ["ticket + ticket_key", { ticket, ticket_key: ticketKey }, "message_invalid"],
+  ] as const)("login with %s → %s", (_name, extra, want) => {
+    expect(codeOf(() => decodeMessage(login(extra)))).toBe(want);
+  });
+
+  test.each([
+    ["neither", {}, "no error"],
+    ["both", { ticket, ticket_expires: 1_900_000_000_000 }, "no error"],
+    ["ticket_expires 0 with a ticket", { ticket, ticket_expires: 0 }, "no error"],
+    ["ticket only", { ticket }, "message_invalid"],
+    ["ticket_expires only", { ticket_expires: 1_900_000_000_000 }, "message_invalid"],
+  ] as const)("welcome with %s → %s", (_name, extra, want) => {
+    const session_id = toBase64(r.bytes(16));
+    expect(codeOf(() => decodeMessage(body({ type: "welcome", user: "alice", session_id, ...extra })))).toBe(want);
+  });
+
+  test("register may ask for a ticket or not", () => {
+    const reg = { type: "register", user: "alice", identity_key: ticketKey, sig, password: "pw" };
+    expectCode(() => decodeMessage(body(reg)), "no error");
+    expectCode(() => decodeMessage(body({ ...reg, ticket_key: ticketKey })), "no error");
+  });
+
+  test("rules run only after every field is valid: a rule-breaking login without sig is message_missing_field, with an extra member message_unknown_field", () => {
+    expectCode(() => decodeMessage(body({ type: "login", user: "alice", password: "pw", ticket })), "message_missing_field");
+    expectCode(() => decodeMessage(body({ type: "login", user: "alice", sig, password: "pw", ticket, extra: 1 })), "message_unknown_field");
+  });
+
+  test("the rules apply to validateMessage and inside records too", () => {
+    expectCode(() => validateMessage({ type: "login", user: "alice", sig, password: "pw", ticket }), "message_invalid");
+    const payload = joinRecordPayload([encodeMessage(FULL.error), `{"type":"welcome","user":"alice","session_id":"${toBase64(r.bytes(16))}","ticket":"${ticket}"}`]);
+    const parts = splitRecordPayload(payload);
+    expect(codeOf(() => parts.map((p) => decodeMessage(p)))).toBe("message_invalid");
+  });
+});
+
+describe("logout and bye", () => {
+  test("logout has no members; any member is unknown", () => {
+    expect(encodeMessage({ type: "logout" })).toBe('{"type":"logout"}');
+    expect(decodeMessage(utf8('{"type":"logout"}'))).toEqual({ type: "logout" });
+    expectCode(() => decodeMessage(utf8('{"type":"logout","reason":"x"}')), "message_unknown_field");
+  });
+
+  test("bye needs its reason (which may be empty)", () => {
+    expectCode(() => decodeMessage(utf8('{"type":"bye"}')), "message_missing_field");
+    expect(decodeMessage(utf8('{"type":"bye","reason":""}'))).toEqual({ type: "bye", reason: "" });
   });
 });
 
@@ -372,11 +714,12 @@ describe("record payload", () => {
     expect(parts.map((p) => decodeMessage(p))).toEqual(msgs.map((_, i) => FULL[MESSAGE_TYPES[i]!] as Message));
   });
 
-  test("a message containing an escaped newline is not split", () => {
-    const m: Message = { type: "error", code: "x", message: "two\nlines" };
-    const parts = splitRecordPayload(joinRecordPayload([encodeMessage(m), encodeMessage(m)]));
-    expect(parts.length).toBe(2);
-    expect(decodeMessage(parts[1]!)).toEqual(m);
+  test("a JSON text with an escaped newline is not split (the message is then refused for its control character)", () => {
+    const text = '{"type":"error","code":"x","message":"two\\nlines"}';
+    expect(text).not.toContain("\n");
+    const parts = splitRecordPayload(joinRecordPayload([text, text]));
+    expect(parts.map((p) => new TextDecoder().decode(p))).toEqual([text, text]);
+    expectCode(() => decodeMessage(parts[1]!), "message_invalid");
   });
 
   test.each([

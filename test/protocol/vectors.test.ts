@@ -1,6 +1,6 @@
 /**
  * Known-answer tests for the securechat/1 wire protocol against
- * test/vectors/protocol/handshake.json (docs/PROTOCOL.md §10):
+ * test/vectors/protocol/handshake.json (docs/PROTOCOL.md §11):
  *
  *   (a) the project's ClientHandshake + SecureChannel, fed the fixed inputs,
  *       produce the vector's client frames and accept its server frames;
@@ -13,9 +13,11 @@
  *       code, matches the bytes;
  *   (d) the generator, run in memory, reproduces the committed file exactly.
  *
- * Plus two doc-consistency checks: every error code thrown in src/protocol,
- * src/crypto and src/bytes.ts is in PROTOCOL.md §6, and every label in
- * src/crypto/labels.ts is in §8 with its hex.
+ * Plus doc-consistency checks: every error code thrown in src/protocol,
+ * src/crypto and src/bytes.ts, every code the server can put on the wire and
+ * every code the client acts on is in PROTOCOL.md §6; every message type has
+ * its member table; every label in src/crypto/labels.ts is in §9 with its
+ * hex; and every limit of src/protocol/limits.ts is in §8 with its value.
  */
 import { describe, expect, test } from "bun:test";
 import { createCipheriv, createDecipheriv } from "node:crypto";
@@ -27,7 +29,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { type ProtocolVectors, VECTORS_PATH, buildProtocolVectors } from "../../scripts/gen-protocol-vectors.ts";
 import { fromHex, toHex } from "../../src/bytes.ts";
 import { ed25519Generate, labels, x25519Generate } from "../../src/crypto/index.ts";
-import { isSecureChatError } from "../../src/errors.ts";
+import { SecureChatError, isSecureChatError } from "../../src/errors.ts";
 import { SecureChannel } from "../../src/protocol/channel.ts";
 import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
 import { ClientHandshake, ServerHandshake, type SessionKeys, signClientAuth, verifyClientAuth } from "../../src/protocol/handshake.ts";
@@ -92,11 +94,11 @@ function expectKeys(keys: SessionKeys): void {
   expect(keys.rekey).toEqual(REKEY);
 }
 
-/** Client side up to established: the keys and a channel that has sent record 0 and opened welcome. */
+/** Client side just after server_hello: the keys and a fresh channel (nothing sent or opened yet). */
 function clientSession(): { keys: SessionKeys; channel: SecureChannel } {
   const client = newClient();
   client.hello();
-  const keys = client.receive(decodeMessage(frameBody(V.server_hello.frame, MAX_FRAME_PRELOGIN), ["server_hello", "error"]));
+  const keys = client.receive(decodeMessage(frameBody(V.server_hello.frame, MAX_FRAME_PRELOGIN)));
   const channel = new SecureChannel(keys, "client", MAX_FRAME_PRELOGIN);
   return { keys, channel };
 }
@@ -104,7 +106,7 @@ function clientSession(): { keys: SessionKeys; channel: SecureChannel } {
 /** Server side up to await_auth. */
 function serverSession(): { server: ServerHandshake; keys: SessionKeys; channel: SecureChannel } {
   const server = newServer();
-  const { keys } = server.receiveHello(decodeMessage(frameBody(V.client_hello.frame, MAX_FRAME_PRELOGIN), ["client_hello"]));
+  const { keys } = server.receiveHello(decodeMessage(frameBody(V.client_hello.frame, MAX_FRAME_PRELOGIN)));
   return { server, keys, channel: new SecureChannel(keys, "server", MAX_FRAME_PRELOGIN) };
 }
 
@@ -119,18 +121,47 @@ describe("(a) client: ClientHandshake and SecureChannel reproduce the vectors", 
     expectKeys(clientSession().keys);
   });
 
-  test("the first record (login) is byte-exact", () => {
+  test("the first record (login with password and ticket_key) is byte-exact", () => {
     const { keys, channel } = clientSession();
     const sig = signClientAuth(fromHex(I.identity_key_seed), keys);
     expect(toHex(sig)).toBe(V.client_auth.sig);
-    const login: Message = { type: "login", user: I.user, sig, password: I.password };
+    const ticketKey = ed25519Generate(fromHex(I.ticket_key_seed)).publicKey;
+    expect(toHex(ticketKey)).toBe(I.ticket_key_public);
+    const login: Message = { type: "login", user: I.user, sig, password: I.password, ticket_key: ticketKey };
     expect(encodeMessage(login)).toBe(V.client_auth.json);
     expect(toHex(channel.seal([login]))).toBe(V.client_auth.frame);
   });
 
+  test("the alternative first records (register; login with the ticket, signed by the ticket key) are byte-exact", () => {
+    const identity = ed25519Generate(fromHex(I.identity_key_seed));
+    const ticketKey = ed25519Generate(fromHex(I.ticket_key_seed));
+    {
+      const { keys, channel } = clientSession();
+      const register: Message = {
+        type: "register",
+        user: I.user,
+        identity_key: identity.publicKey,
+        sig: signClientAuth(identity.secretKey, keys),
+        password: I.password,
+        ticket_key: ticketKey.publicKey,
+      };
+      expect(encodeMessage(register)).toBe(V.register.json);
+      expect(toHex(channel.seal([register]))).toBe(V.register.frame);
+    }
+    {
+      const { keys, channel } = clientSession();
+      const sig = signClientAuth(ticketKey.secretKey, keys);
+      expect(toHex(sig)).toBe(V.ticket_login.sig);
+      const login: Message = { type: "login", user: I.user, sig, ticket: fromHex(I.ticket) };
+      expect(encodeMessage(login)).toBe(V.ticket_login.json);
+      expect(toHex(channel.seal([login]))).toBe(V.ticket_login.frame);
+    }
+  });
+
   test("seals every c2s record and opens every s2c record, through the key updates", () => {
-    const { channel } = clientSession();
-    const decoder = new FrameDecoder(MAX_FRAME_PRELOGIN);
+    const { keys, channel } = clientSession();
+    // §2: from server_hello on, the client accepts server records up to the post-login limit.
+    const decoder = new FrameDecoder(MAX_FRAME);
     for (let i = 0; i < V.records.c2s.length; i++) {
       const out = V.records.c2s[i]!;
       expect(channel.sealer.count).toBe(out.n);
@@ -141,22 +172,27 @@ describe("(a) client: ClientHandshake and SecureChannel reproduce the vectors", 
       expect(channel.opener.epoch).toBe(inbound.key_epoch);
       const bodies = decoder.push(fromHex(inbound.frame));
       expect(bodies.length).toBe(1);
-      const messages = channel.open(bodies[0]!, i === 0 ? ["welcome"] : ["error"]);
+      const messages = channel.open(bodies[0]!);
       expect(messages.map(encodeMessage).join("\n")).toBe(inbound.plaintext);
       if (i === 0) {
-        // §4.7: after welcome both directions use the post-authentication limit.
-        expect(toHex((messages[0] as Message<"welcome">).session_id)).toBe(V.key_schedule.session_id);
-        decoder.limit = MAX_FRAME;
+        // §4.7: one welcome naming this session; from then on the client may send up to the post-login limit.
+        expect(messages.length).toBe(1);
+        const w = messages[0]!;
+        if (w.type !== "welcome") throw new Error(`expected welcome, got ${w.type}`);
+        expect(toHex(w.session_id)).toBe(toHex(keys.sessionId));
+        expect([w.user, toHex(w.ticket!), w.ticket_expires]).toEqual([I.user, I.ticket, I.ticket_expires]);
         channel.sealer.maxFrame = MAX_FRAME;
       }
     }
+    expect(V.records.c2s.at(-1)!.plaintext).toBe('{"type":"logout"}');
+    expect(JSON.parse(V.records.s2c.at(-1)!.plaintext).type).toBe("bye");
   });
 });
 
 describe("(b) server: ServerHandshake and SecureChannel reproduce the vectors", () => {
   test("answers the client_hello frame with the vector's server_hello frame and keys", () => {
     const server = newServer();
-    const { reply, keys } = server.receiveHello(decodeMessage(frameBody(V.client_hello.frame, MAX_FRAME_PRELOGIN), ["client_hello"]));
+    const { reply, keys } = server.receiveHello(decodeMessage(frameBody(V.client_hello.frame, MAX_FRAME_PRELOGIN)));
     expect(encodeMessage(reply)).toBe(V.server_hello.json);
     expect(toHex(encodeFrame(encodeMessageBytes(reply), MAX_FRAME_PRELOGIN))).toBe(V.server_hello.frame);
     expectKeys(keys);
@@ -164,15 +200,43 @@ describe("(b) server: ServerHandshake and SecureChannel reproduce the vectors", 
 
   test("opens the client's first record and accepts the login", () => {
     const { server, keys, channel } = serverSession();
-    const messages = channel.open(frameBody(V.client_auth.frame, MAX_FRAME_PRELOGIN), ["register", "login"]);
+    const messages = channel.open(frameBody(V.client_auth.frame, MAX_FRAME_PRELOGIN));
     expect(messages.length).toBe(1);
     const auth = server.receiveAuth(messages[0]!);
-    expect(server.state).toBe("done");
+    expect(server.state).toBe("checking");
     expect(auth.type).toBe("login");
     if (auth.type !== "login") throw new Error("unreachable");
     expect(auth.user).toBe(I.user);
     expect(auth.password).toBe(I.password);
+    expect(toHex(auth.ticket_key!)).toBe(I.ticket_key_public);
+    expect(auth.ticket).toBeUndefined();
     expect(verifyClientAuth(fromHex(I.identity_key_public), keys, auth.sig)).toBe(true);
+    server.complete();
+    expect(server.state).toBe("done");
+  });
+
+  test("accepts the alternative first records: register (proof of possession) and the ticket login (ticket key)", () => {
+    {
+      const { server, channel } = serverSession();
+      const [m, ...rest] = channel.open(frameBody(V.register.frame, MAX_FRAME_PRELOGIN));
+      expect(rest).toEqual([]);
+      const auth = server.receiveAuth(m!);
+      if (auth.type !== "register") throw new Error(`expected register, got ${auth.type}`);
+      expect(toHex(auth.identity_key)).toBe(I.identity_key_public);
+      expect(toHex(auth.ticket_key!)).toBe(I.ticket_key_public);
+      expect(server.state).toBe("checking");
+    }
+    {
+      const { server, keys, channel } = serverSession();
+      const [m, ...rest] = channel.open(frameBody(V.ticket_login.frame, MAX_FRAME_PRELOGIN));
+      expect(rest).toEqual([]);
+      const auth = server.receiveAuth(m!);
+      if (auth.type !== "login") throw new Error(`expected login, got ${auth.type}`);
+      expect([auth.password, auth.ticket_key]).toEqual([undefined, undefined]);
+      expect(toHex(auth.ticket!)).toBe(I.ticket);
+      expect(verifyClientAuth(fromHex(I.ticket_key_public), keys, auth.sig)).toBe(true);
+      expect(verifyClientAuth(fromHex(I.identity_key_public), keys, auth.sig)).toBe(false);
+    }
   });
 
   test("seals every s2c record and opens every c2s record, through the key updates", () => {
@@ -186,23 +250,31 @@ describe("(b) server: ServerHandshake and SecureChannel reproduce the vectors", 
       for (let off = 0; off < stream.length; off += 7) bodies.push(...decoder.push(stream.subarray(off, off + 7)));
       expect(bodies.length).toBe(1);
       expect(channel.opener.epoch).toBe(inbound.key_epoch);
-      const messages = channel.open(bodies[0]!, i === 0 ? ["login"] : ["error"]);
+      const messages = channel.open(bodies[0]!);
       expect(messages.map(encodeMessage).join("\n")).toBe(inbound.plaintext);
 
       const out = V.records.s2c[i]!;
       expect(channel.sealer.count).toBe(out.n);
       expect(channel.sealer.epoch).toBe(out.key_epoch);
-      const sealed = channel.seal(i === 0 ? [{ type: "welcome", user: I.user, session_id: keys.sessionId }] : recordMessages(out.plaintext));
-      expect(toHex(sealed)).toBe(out.frame);
       if (i === 0) {
+        // §4.7: the server raises both limits as it sends welcome.
         decoder.limit = MAX_FRAME;
         channel.sealer.maxFrame = MAX_FRAME;
+        const welcome: Message = { type: "welcome", user: I.user, session_id: keys.sessionId, ticket: fromHex(I.ticket), ticket_expires: I.ticket_expires };
+        expect(toHex(channel.seal([welcome]))).toBe(out.frame);
+      } else {
+        expect(toHex(channel.seal(recordMessages(out.plaintext)))).toBe(out.frame);
       }
     }
   });
 });
 
-/** Runs one negative case through the project's code; returns the error code. */
+/**
+ * Runs one negative case through the project's code, the way the reference
+ * server (src/server/server.ts) and client (src/client/connection.ts) drive
+ * it: every message is validated with no `allowed` list, then the state
+ * machine judges its type. Returns the error code.
+ */
 function runWithProject(n: Negative): string {
   const bytes = fromHex(n.bytes);
   switch (n.step) {
@@ -211,21 +283,22 @@ function runWithProject(n: Negative): string {
     case "client_hello":
       return codeOf(() => {
         const [body] = new FrameDecoder(MAX_FRAME_PRELOGIN).push(bytes);
-        newServer().receiveHello(decodeMessage(body!, ["client_hello"]));
+        newServer().receiveHello(decodeMessage(body!));
       });
     case "server_hello":
       return codeOf(() => {
         const client = newClient();
         client.hello();
         const [body] = new FrameDecoder(MAX_FRAME_PRELOGIN).push(bytes);
-        client.receive(decodeMessage(body!, ["server_hello", "error"]));
+        client.receive(decodeMessage(body!));
       });
     case "first_record":
       return codeOf(() => {
         const { server, channel } = serverSession();
         const [body] = new FrameDecoder(MAX_FRAME_PRELOGIN).push(bytes);
-        const messages = channel.open(body!, ["register", "login"]);
-        if (messages.length !== 1) throw new Error("first record must carry one message");
+        const messages = channel.open(body!);
+        // As the server's login phase does (§3.4, §4.7).
+        if (messages.length !== 1) throw new SecureChatError("protocol_violation", "protocol: the login record must hold exactly one message");
         server.receiveAuth(messages[0]!);
       });
     case "record":
@@ -285,7 +358,7 @@ namespace Spec {
   }
   const NUL = new Uint8Array([0]);
 
-  // §8 labels, copied from the spec's table as ASCII.
+  // §9 labels, copied from the spec's table as ASCII.
   const L = {
     hashInit: ascii("securechat/1 handshake"),
     sigServer: ascii("securechat/1 server handshake signature"),
@@ -296,7 +369,7 @@ namespace Spec {
     rekey: ascii("securechat/1 rekey"),
   };
 
-  // §7
+  // §8
   export const LIMIT_PRELOGIN = 4096;
   export const LIMIT = 65536;
 
@@ -319,8 +392,16 @@ namespace Spec {
     return new Uint8Array(b);
   }
 
-  // §5.0 member types.
-  type Kind = { bytes: number } | { int: [number, number] } | { text: [number, number] } | "user";
+  // §5.0 member types; text bounds are in bytes of UTF-8.
+  type Kind =
+    | { bytes: number }
+    | { int: [number, number] }
+    | { text: [number, number] }
+    | "user"
+    | "room"
+    | "bool"
+    | { list: Kind; max: number }
+    | { object: [name: string, kind: Kind][] };
   type Table = [name: string, kind: Kind, optional?: true][];
   const MAX_SAFE = 2 ** 53 - 1;
   // §4.2, §4.3, §5.1, §5.2 tables.
@@ -344,12 +425,14 @@ namespace Spec {
       ["identity_key", { bytes: 32 }],
       ["sig", { bytes: 64 }],
       ["password", { text: [1, 1024] }],
+      ["ticket_key", { bytes: 32 }, true],
     ],
     login: [
       ["user", "user"],
       ["sig", { bytes: 64 }],
       ["password", { text: [1, 1024] }, true],
       ["ticket", { bytes: 32 }, true],
+      ["ticket_key", { bytes: 32 }, true],
     ],
     welcome: [
       ["user", "user"],
@@ -359,9 +442,113 @@ namespace Spec {
     ],
     error: [
       ["code", { text: [1, 64] }],
-      ["message", { text: [0, 4096] }],
+      ["message", { text: [0, 512] }],
+    ],
+    // §5.3
+    logout: [],
+    bye: [["reason", { text: [0, 256] }]],
+    ping: [],
+    pong: [],
+    // §7.1 requests.
+    join: [["room", "room"]],
+    leave: [["room", "room"]],
+    say: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["room", "room"],
+      ["text", { text: [1, 4096] }],
+      ["action", "bool", true],
+    ],
+    dm: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["to", "user"],
+      ["text", { text: [1, 4096] }],
+      ["action", "bool", true],
+    ],
+    who: [["room", "room"]],
+    rooms: [],
+    history: [
+      ["room", "room"],
+      ["limit", { int: [1, 1000] }],
+    ],
+    // §7.2 events and answers.
+    ack: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["ts", { int: [0, MAX_SAFE] }],
+    ],
+    nack: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["code", { text: [1, 64] }],
+      ["message", { text: [0, 512] }],
+    ],
+    message: [
+      ["room", "room"],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["ts", { int: [0, MAX_SAFE] }],
+      ["from", "user"],
+      ["text", { text: [1, 4096] }],
+      ["action", "bool", true],
+      ["history", "bool", true],
+    ],
+    direct: [
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["ts", { int: [0, MAX_SAFE] }],
+      ["from", "user"],
+      ["to", "user"],
+      ["text", { text: [1, 4096] }],
+      ["action", "bool", true],
+    ],
+    room: [
+      ["room", "room"],
+      ["users", { list: "user", max: 1000 }],
+      ["seq", { int: [0, MAX_SAFE] }],
+    ],
+    joined: [
+      ["room", "room"],
+      ["user", "user"],
+      ["ts", { int: [0, MAX_SAFE] }],
+    ],
+    left: [
+      ["room", "room"],
+      ["user", "user"],
+      ["ts", { int: [0, MAX_SAFE] }],
+    ],
+    members: [
+      ["room", "room"],
+      ["users", { list: "user", max: 1000 }],
+    ],
+    room_list: [
+      [
+        "rooms",
+        {
+          list: {
+            object: [
+              ["name", "room"],
+              ["users", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 1000,
+        },
+      ],
+    ],
+    history_end: [
+      ["room", "room"],
+      ["count", { int: [0, 1000] }],
+    ],
+    notice: [
+      ["code", { text: [1, 64] }],
+      ["text", { text: [0, 512] }],
     ],
   };
+  export const TYPES = Object.keys(TABLES);
+
+  /** §5.0 step 7: the rules across members (§5.1, §5.2), after every member is valid. */
+  function rulesHold(m: Msg): boolean {
+    const has = (k: string) => Object.hasOwn(m, k);
+    if (m.type === "login") return has("password") !== has("ticket") && !(has("ticket") && has("ticket_key"));
+    if (m.type === "welcome") return has("ticket") === has("ticket_expires");
+    return true;
+  }
 
   export type Msg = { type: string } & Record<string, unknown>;
 
@@ -370,18 +557,49 @@ namespace Spec {
       if (typeof v !== "string" || !/^[a-z][a-z0-9_-]{1,31}$/.test(v)) fail("message_invalid");
       return v;
     }
+    if (kind === "room") {
+      if (typeof v !== "string" || !/^[a-z0-9][a-z0-9_-]{0,31}$/.test(v)) fail("message_invalid");
+      return v;
+    }
+    if (kind === "bool") {
+      if (v !== true && v !== false) fail("message_invalid");
+      return v;
+    }
+    if ("list" in kind) {
+      // §5.0: at most `max` items, each valid; any failure inside is message_invalid.
+      if (!Array.isArray(v) || v.length > kind.max) return fail("message_invalid");
+      return v.map((item) => member(item, kind.list));
+    }
+    if ("object" in kind) {
+      // §5.0: exactly the listed members, each required; an unlisted or missing one is message_invalid here.
+      if (typeof v !== "object" || v === null || Array.isArray(v)) return fail("message_invalid");
+      const o = v as Record<string, unknown>;
+      if (Object.keys(o).some((k) => !kind.object.some(([name]) => name === k))) fail("message_invalid");
+      const out: Record<string, unknown> = {};
+      for (const [name, k] of kind.object) {
+        if (!Object.hasOwn(o, name)) fail("message_invalid");
+        out[name] = member(o[name], k);
+      }
+      return out;
+    }
     if ("bytes" in kind) return b64(v, kind.bytes);
     if ("int" in kind) {
       if (typeof v !== "number" || !Number.isInteger(v) || v < kind.int[0] || v > kind.int[1] || v > MAX_SAFE) fail("message_invalid");
       return v;
     }
-    // text: len16 is JavaScript's string length; well-formed means no lone surrogate.
-    if (typeof v !== "string" || v.length < kind.text[0] || v.length > kind.text[1] || !v.isWellFormed()) fail("message_invalid");
+    // text: well-formed (no lone surrogate), a..b bytes of UTF-8, no C0 or C1 control character and no DEL.
+    if (typeof v !== "string" || !v.isWellFormed()) return fail("message_invalid");
+    const n = new TextEncoder().encode(v).length;
+    if (n < kind.text[0] || n > kind.text[1]) fail("message_invalid");
+    for (const ch of v) {
+      const c = ch.codePointAt(0)!;
+      if (c <= 0x1f || (c >= 0x7f && c <= 0x9f)) fail("message_invalid");
+    }
     return v;
   }
 
-  /** §5.0 steps 1–6, in order. Byte members come back decoded. */
-  export function parse(bytes: Uint8Array, allowed: readonly string[]): Msg {
+  /** §5.0 steps 1–7, in order. Byte members come back decoded. Whether the type is wanted is the caller's (§4.9). */
+  export function parse(bytes: Uint8Array): Msg {
     let text: string;
     try {
       // fatal: reject malformed UTF-8; ignoreBOM: true means "do not strip a BOM" (§5.0 step 2).
@@ -399,7 +617,6 @@ namespace Spec {
     const o = v as Record<string, unknown>;
     if (typeof o.type !== "string") return fail("message_invalid");
     if (!Object.hasOwn(TABLES, o.type)) return fail("message_unknown_type");
-    if (!allowed.includes(o.type)) return fail("message_unexpected");
     const table = TABLES[o.type]!;
     for (const k of Object.keys(o)) if (k !== "type" && !table.some(([name]) => name === k)) fail("message_unknown_field");
     const out: Msg = { type: o.type };
@@ -410,11 +627,12 @@ namespace Spec {
       }
       out[name] = member(o[name], kind);
     }
+    if (!rulesHold(out)) fail("message_invalid");
     return out;
   }
 
   /** §3.4: split at every LF; an empty segment is fatal; validate all before returning any. */
-  export function splitPayload(p: Uint8Array, allowed: readonly string[]): Msg[] {
+  export function splitPayload(p: Uint8Array): Msg[] {
     const segments: Uint8Array[] = [];
     let start = 0;
     for (let i = 0; i <= p.length; i++) {
@@ -424,7 +642,7 @@ namespace Spec {
         start = i + 1;
       }
     }
-    return segments.map((s) => parse(s, allowed));
+    return segments.map((s) => parse(s));
   }
 
   // §1.2 primitives.
@@ -469,8 +687,9 @@ namespace Spec {
 
   /** §4.4 steps 1–6 (step 7, the pin, is the caller's). */
   export function clientReceiveServerHello(sent: Msg, ephemeralSecret: Uint8Array, frame: Uint8Array) {
-    const sh = parse(readFrame(frame, LIMIT_PRELOGIN).body, ["server_hello", "error"]);
+    const sh = parse(readFrame(frame, LIMIT_PRELOGIN).body);
     if (sh.type === "error") fail("handshake_refused");
+    if (sh.type !== "server_hello") fail("handshake_unexpected");
     if (sh.version !== 1) fail("handshake_version");
     const rr = sh.rekey_records as number;
     const rb = sh.rekey_bytes as number;
@@ -482,9 +701,10 @@ namespace Spec {
     return { sh, h1: hh1, H: h, ss, ...keySchedule(ss, h) };
   }
 
-  /** §4.3 steps 1, 2 and 5 on the server (the checks that can fail on client input). */
+  /** §4.3 steps 1–3 on the server (the checks that can fail on client input), before it signs anything. */
   export function serverReceiveClientHello(ephemeralSecret: Uint8Array, frame: Uint8Array): Msg {
-    const ch = parse(readFrame(frame, LIMIT_PRELOGIN).body, ["client_hello"]);
+    const ch = parse(readFrame(frame, LIMIT_PRELOGIN).body);
+    if (ch.type !== "client_hello") fail("handshake_unexpected");
     if (ch.version !== 1) fail("handshake_version");
     X25519(ephemeralSecret, ch.e as Uint8Array);
     return ch;
@@ -546,12 +766,23 @@ namespace Spec {
     lastCounters = { r: 0, b: 0, rekey: false };
   }
 
-  /** §4.6: the server's judgement of the first record (signature checks that need an account store excepted). */
-  export function judgeFirstRecord(m: Msg, h: Uint8Array, challenge: Uint8Array): void {
+  /**
+   * §4.7: the server's judgement of a login-phase record, whose messages have
+   * passed §5.0 (checks that need the account store excepted).
+   */
+  export function judgeLoginRecord(messages: Msg[], h: Uint8Array, challenge: Uint8Array): Msg {
+    if (messages.length !== 1) fail("protocol_violation");
+    const m = messages[0]!;
+    if (m.type !== "register" && m.type !== "login") fail("handshake_unexpected");
     if (m.type === "register" && !verify(m.identity_key as Uint8Array, clientSigInput(h, challenge), m.sig as Uint8Array)) {
       fail("auth_bad_signature");
     }
-    if (m.type === "login" && ("password" in m) === ("ticket" in m)) fail("handshake_unexpected");
+    return m;
+  }
+
+  /** §5.1: whether a ticket login's sig is by the ticket key it was issued to. */
+  export function ticketLoginSigned(m: Msg, ticketKey: Uint8Array, h: Uint8Array, challenge: Uint8Array): boolean {
+    return verify(ticketKey, clientSigInput(h, challenge), m.sig as Uint8Array);
   }
 }
 
@@ -567,7 +798,7 @@ function specSession() {
     e_c,
     e_s,
     get sent(): Spec.Msg {
-      return (sent ??= Spec.parse(Spec.readFrame(hex(V.client_hello.frame), Spec.LIMIT_PRELOGIN).body, ["client_hello"]));
+      return (sent ??= Spec.parse(Spec.readFrame(hex(V.client_hello.frame), Spec.LIMIT_PRELOGIN).body));
     },
     get client(): ReturnType<typeof Spec.clientReceiveServerHello> {
       return (client ??= Spec.clientReceiveServerHello(this.sent, e_c, hex(V.server_hello.frame)));
@@ -627,12 +858,42 @@ describe("(c) independent re-derivation from docs/PROTOCOL.md", () => {
     expect(S(input)).toBe(V.client_auth.signature_input);
     expect(S(ed25519.getPublicKey(hex(I.identity_key_seed)))).toBe(I.identity_key_public);
     expect(S(ed25519.sign(input, hex(I.identity_key_seed)))).toBe(V.client_auth.sig);
-    const login = Spec.parse(Spec.utf8(V.client_auth.json), ["register", "login"]);
+    const login = Spec.parse(Spec.utf8(V.client_auth.json));
+    expect(login.type).toBe("login");
     expect(login.user).toBe(I.user);
     expect(login.password).toBe(I.password);
+    expect(S(ed25519.getPublicKey(hex(I.ticket_key_seed)))).toBe(I.ticket_key_public);
+    expect(S(login.ticket_key as Uint8Array)).toBe(I.ticket_key_public);
     expect(S(login.sig as Uint8Array)).toBe(V.client_auth.sig);
     expect(ed25519.verify(login.sig as Uint8Array, input, hex(I.identity_key_public), { zip215: false })).toBe(true);
     expect(V.client_auth.frame).toBe(V.records.c2s[0]!.frame);
+  });
+
+  test("§4.6, §5.1 the alternative first records: register, and a ticket login signed by the ticket key", () => {
+    const h = session.client.H;
+    const challenge = session.client.sh.challenge as Uint8Array;
+    const input = Spec.clientSigInput(h, challenge);
+    const open = (v: { frame: string; json: string }): Spec.Msg => {
+      // Each is c2s record n = 0 under k_c2s, in place of the vector's login.
+      const d = new Spec.Direction(session.client.c2s, I.rekey_records, I.rekey_bytes);
+      const p = d.open(hex(v.frame), Spec.LIMIT_PRELOGIN);
+      expect(new TextDecoder().decode(p)).toBe(v.json);
+      return Spec.judgeLoginRecord(Spec.splitPayload(p), h, challenge);
+    };
+    const reg = open(V.register);
+    expect([reg.type, reg.user, reg.password]).toEqual(["register", I.user, I.password]);
+    expect(S(reg.identity_key as Uint8Array)).toBe(I.identity_key_public);
+    expect(S(reg.ticket_key as Uint8Array)).toBe(I.ticket_key_public);
+    // The same handshake, so the same auth_sig as the login.
+    expect(S(reg.sig as Uint8Array)).toBe(V.client_auth.sig);
+
+    const tl = open(V.ticket_login);
+    expect([tl.type, tl.user, "password" in tl, "ticket_key" in tl]).toEqual(["login", I.user, false, false]);
+    expect(S(tl.ticket as Uint8Array)).toBe(I.ticket);
+    expect(S(ed25519.sign(input, hex(I.ticket_key_seed)))).toBe(V.ticket_login.sig);
+    expect(S(tl.sig as Uint8Array)).toBe(V.ticket_login.sig);
+    expect(Spec.ticketLoginSigned(tl, hex(I.ticket_key_public), h, challenge)).toBe(true);
+    expect(Spec.ticketLoginSigned(tl, hex(I.identity_key_public), h, challenge)).toBe(false);
   });
 
   for (const dir of ["c2s", "s2c"] as const) {
@@ -650,20 +911,26 @@ describe("(c) independent re-derivation from docs/PROTOCOL.md", () => {
         expect(S(sender.seal(Spec.utf8(rec.plaintext), limit))).toBe(rec.frame);
         expect(sender.lastCounters).toEqual({ r: rec.records_under_key, b: rec.bytes_under_key, rekey: rec.rekey_after });
 
-        const p = receiver.open(hex(rec.frame), limit);
+        // §2: the server accepts at most 4096 until it has sent welcome; the client accepts 65536 from server_hello on.
+        const p = receiver.open(hex(rec.frame), dir === "s2c" ? Spec.LIMIT : limit);
         expect(new TextDecoder().decode(p)).toBe(rec.plaintext);
-        const allowed = i === 0 ? (dir === "c2s" ? ["register", "login"] : ["welcome"]) : ["error"];
-        const messages = Spec.splitPayload(p, allowed);
+        const messages = Spec.splitPayload(p);
         if (i === 0) {
-          // §3.4: the first record each way carries exactly one message.
-          expect(messages.length).toBe(1);
           if (dir === "s2c") {
-            // §4.7: the client checks the echoed session id.
+            // §4.7: one welcome; the client checks the echoed session id and the user.
+            expect(messages.length).toBe(1);
+            expect(messages[0]!.type).toBe("welcome");
             expect(S(messages[0]!.session_id as Uint8Array)).toBe(V.key_schedule.session_id);
             expect(messages[0]!.user).toBe(I.user);
+            expect(S(messages[0]!.ticket as Uint8Array)).toBe(I.ticket);
+            expect(messages[0]!.ticket_expires).toBe(I.ticket_expires);
           } else {
-            Spec.judgeFirstRecord(messages[0]!, session.client.H, session.client.sh.challenge as Uint8Array);
+            expect(Spec.judgeLoginRecord(messages, session.client.H, session.client.sh.challenge as Uint8Array).type).toBe("login");
           }
+        }
+        if (i === V.records[dir].length - 1) {
+          // §5.3: the client logs out; the server answers bye.
+          expect(messages.map((m) => m.type)).toEqual([dir === "c2s" ? "logout" : "bye"]);
         }
       });
       expect(receiver.epoch).toBe(sender.epoch);
@@ -688,16 +955,14 @@ describe("(c) independent re-derivation from docs/PROTOCOL.md", () => {
           return "no error";
         case "first_record": {
           const d = new Spec.Direction(session.client.c2s, I.rekey_records, I.rekey_bytes);
-          const messages = Spec.splitPayload(d.open(bytes, Spec.LIMIT_PRELOGIN), ["register", "login"]);
-          if (messages.length !== 1) return "more than one message";
-          Spec.judgeFirstRecord(messages[0]!, session.client.H, session.client.sh.challenge as Uint8Array);
+          Spec.judgeLoginRecord(Spec.splitPayload(d.open(bytes, Spec.LIMIT_PRELOGIN)), session.client.H, session.client.sh.challenge as Uint8Array);
           return "no error";
         }
         case "record": {
           const dir = n.direction as Direction;
           const d = new Spec.Direction(dir === "c2s" ? session.client.c2s : session.client.s2c, I.rekey_records, I.rekey_bytes);
           for (const r of V.records[dir].slice(0, n.after!)) d.open(hex(r.frame), Spec.LIMIT);
-          Spec.splitPayload(d.open(bytes, Spec.LIMIT), ["error", "register", "login", "welcome"]);
+          Spec.splitPayload(d.open(bytes, Spec.LIMIT));
           return "no error";
         }
       }
@@ -705,6 +970,40 @@ describe("(c) independent re-derivation from docs/PROTOCOL.md", () => {
       return e instanceof Spec.Fail ? e.code : `unexpected: ${String(e)}`;
     }
   }
+
+  test("§7 the chat records: a join answered by one coalesced record, then a say and a dm answered in request order", () => {
+    // Open every record of both directions, keeping each record's messages.
+    const opened = (dir: Direction): Spec.Msg[][] => {
+      const d = new Spec.Direction(dir === "c2s" ? session.client.c2s : session.client.s2c, I.rekey_records, I.rekey_bytes);
+      return V.records[dir].map((rec) => Spec.splitPayload(d.open(hex(rec.frame), Spec.LIMIT)));
+    };
+    const up = opened("c2s");
+    const down = opened("s2c");
+    const types = (ms: Spec.Msg[]) => ms.map((m) => m.type);
+    // Records 4 and 5 each way carry the chat; the last pair is logout and bye.
+    expect(types(up[4]!)).toEqual(["join"]);
+    expect(types(up[5]!)).toEqual(["say", "dm"]);
+    // §7.3 join: room, the history (history: true, oldest first), history_end, notice recorded — one record (§7.6).
+    const [room, ...rest] = down[4]!;
+    expect(types(down[4]!)).toEqual(["room", "message", "message", "history_end", "notice"]);
+    expect([room!.room, room!.users]).toEqual([up[4]![0]!.room, ["alice", "bob"]]);
+    const history = rest.filter((m) => m.type === "message");
+    expect(history.every((m) => m.history === true && m.room === room!.room && (m.seq as number) <= (room!.seq as number))).toBe(true);
+    expect(history.map((m) => m.seq)).toEqual([1, 2]);
+    const end = rest.find((m) => m.type === "history_end")!;
+    expect([end.room, end.count]).toEqual([room!.room, history.length]);
+    expect([rest.at(-1)!.code]).toEqual(["recorded"]);
+    // §7.4: answers in request order; the say's seq continues the room's sequence after room.seq.
+    const [say, dm] = up[5]!;
+    const acks = down[5]!.filter((m) => m.type === "ack");
+    expect(acks.map((a) => a.id)).toEqual([say!.id, dm!.id]);
+    expect(acks[0]!.seq).toBe((room!.seq as number) + 1);
+    const live = down[5]!.filter((m) => m.type === "message");
+    expect(live.map((m) => [m.seq, "history" in m])).toEqual([[(room!.seq as number) + 2, false]]);
+    expect(say!.text).toBe('hello bob — "grüße" \\o/');
+    // JSON escapes only what it must (§5.0): the quote and the backslash, not the non-ASCII text.
+    expect(V.records.c2s[5]!.plaintext).toContain('"text":"hello bob — \\"grüße\\" \\\\o/"');
+  });
 
   test.each(V.negative.map((n) => [n.name, n] as const))("negative %s", (_name, n) => {
     expect(runWithSpec(n)).toBe(n.error);
@@ -752,7 +1051,101 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
     for (const n of V.negative) expect(section).toContain(`\`${n.error}\``);
   });
 
-  test("§4–§5 have a table per message type whose members match messages.ts, in order", () => {
+  /** Every .ts file under `dir` (relative to the repository root). */
+  const tsFiles = (dir: string): string[] =>
+    readdirSync(join(ROOT, dir), { recursive: true, encoding: "utf8" })
+      .filter((f) => f.endsWith(".ts"))
+      .map((f) => join(ROOT, dir, f));
+  const thrownCodes = (files: string[]): Set<string> => {
+    const codes = new Set<string>();
+    for (const f of files) {
+      for (const m of readFileSync(f, "utf8").matchAll(/(?:new SecureChatError|\bfail)\(\s*"([a-z0-9_]+)"/g)) codes.add(m[1]!);
+    }
+    return codes;
+  };
+
+  test("§6 lists every code the reference server can put on the wire", () => {
+    const serverSource = readFileSync(join(ROOT, "src/server/server.ts"), "utf8");
+    // The server's allowlist (WIRE_CODE): thrown codes that match it are sent as they are; others become internal_error.
+    const literal = /const WIRE_CODE =\s*\/(.+)\/;\n/.exec(serverSource);
+    expect(literal, "WIRE_CODE in src/server/server.ts").not.toBeNull();
+    const wire = new RegExp(literal![1]!);
+    const thrown = thrownCodes([
+      ...tsFiles("src/protocol"),
+      ...tsFiles("src/crypto"),
+      ...tsFiles("src/server"),
+      ...tsFiles("src/store"),
+      ...tsFiles("src/net"),
+      join(ROOT, "src/bytes.ts"),
+      join(ROOT, "src/password.ts"),
+    ]);
+    const sent = new Set([...thrown].filter((c) => wire.test(c)));
+    // Codes the server sends directly: closeWith({ code: … }) and the refusals before the handshake; and the
+    // chat core's nack and notice codes (§7).
+    const chatSource = readFileSync(join(ROOT, "src/server/chat.ts"), "utf8");
+    for (const src of [serverSource, chatSource]) for (const m of src.matchAll(/(?:\bcode: |refuse\()"([a-z0-9_]+)"/g)) sent.add(m[1]!);
+    sent.add("internal_error");
+    for (const c of ["auth_failed", "too_many_failures", "rate_limited", "server_busy", "server_shutdown", "handshake_timeout", "protocol_violation", "idle_timeout", "slow_consumer", "not_member", "user_offline"]) {
+      expect([c, sent.has(c)]).toEqual([c, true]);
+    }
+    const section = tableCells("6. Error codes");
+    const missing = [...sent].filter((c) => !section.includes(`\`${c}\``)).sort();
+    expect(missing).toEqual([]);
+  });
+
+  test("§6 lists every server code the reference client acts on (refusal() in src/client/account.ts)", () => {
+    const source = readFileSync(join(ROOT, "src/client/account.ts"), "utf8");
+    const body = /export function refusal\([^]*?\n}\n/.exec(source);
+    expect(body, "refusal() in src/client/account.ts").not.toBeNull();
+    const acted = new Set([...body![0].matchAll(/case "([a-z0-9_]+)":/g)].map((m) => m[1]!));
+    expect(acted.has("auth_failed")).toBe(true);
+    const section = tableCells("6. Error codes");
+    expect([...acted].filter((c) => !section.includes(`\`${c}\``)).sort()).toEqual([]);
+  });
+
+  test("the independent tables of (c), written from the spec, cover exactly the message types of messages.ts", () => {
+    expect([...Spec.TYPES].sort()).toEqual([...MESSAGE_TYPES].sort());
+  });
+
+  test("§7.1 lists exactly the chat requests the chat core handles (REQUESTS in src/server/chat.ts)", () => {
+    const source = readFileSync(join(ROOT, "src/server/chat.ts"), "utf8");
+    const set = /const REQUESTS = new Set\(\[([^\]]*)\]\)/.exec(source);
+    expect(set, "REQUESTS in src/server/chat.ts").not.toBeNull();
+    const handled = [...set![1]!.matchAll(/"([a-z_]+)"/g)].map((m) => m[1]!).sort();
+    const start = SPEC.indexOf("\n### 7.1 ");
+    const table = SPEC.slice(start, SPEC.indexOf("\n\n", SPEC.indexOf("| type |", start)));
+    const listed = [...table.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]!).sort();
+    expect(listed).toEqual(handled);
+  });
+
+  test("§6 has a row for every nack and notice code of the chat core (src/server/chat.ts), and no other", () => {
+    const source = readFileSync(join(ROOT, "src/server/chat.ts"), "utf8");
+    const used = new Set([...source.matchAll(/type: "(?:nack|notice)",[^}]*?code: "([a-z0-9_]+)"/g)].map((m) => m[1]!));
+    expect([...used].sort()).toEqual(expect.arrayContaining(["flood", "not_member", "recorded", "room_limit", "slow_down", "user_offline"]));
+    const start = SPEC.indexOf("Codes in `nack` and `notice`");
+    expect(start).toBeGreaterThan(0);
+    const tableStart = SPEC.indexOf("| code |", start);
+    const table = SPEC.slice(tableStart, SPEC.indexOf("\n\n", tableStart));
+    const rows = [...table.matchAll(/^\| `([a-z0-9_]+)` \|/gm)].map((m) => m[1]!).sort();
+    expect(rows).toEqual([...used].sort());
+  });
+
+  test("§8 lists every limit of src/protocol/limits.ts with its value", async () => {
+    const limits = (await import("../../src/protocol/limits.ts")) as Record<string, unknown>;
+    const section = tableCells("8. Limits");
+    const rows = section.split("\n").filter((l) => l.startsWith("|"));
+    const names = Object.keys(limits);
+    expect(names.length).toBeGreaterThan(20);
+    for (const name of names) {
+      const row = rows.find((l) => l.includes(`\`${name}\``));
+      expect(row, name).toBeDefined();
+      const v = limits[name];
+      const want = v instanceof RegExp ? v.source.replace(/^\^/, "").replace(/\$$/, "") : String(v);
+      expect([name, row!.includes(want)]).toEqual([name, true]);
+    }
+  });
+
+  test("§4, §5 and §7 have a table per message type whose members match messages.ts, in order", () => {
     // encodeMessage reads each schema member once, in schema order: a Proxy lists them.
     const schemaMembers = (type: MessageType): string[] => {
       const seen: string[] = [];
@@ -776,8 +1169,8 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
     }
   });
 
-  test("§8 lists every label of src/crypto/labels.ts with its exact ASCII and hex", () => {
-    const section = tableCells("8. Labels");
+  test("§9 lists every label of src/crypto/labels.ts with its exact ASCII and hex", () => {
+    const section = tableCells("9. Labels");
     const all = Object.entries(labels).filter((e): e is [string, Uint8Array] => e[1] instanceof Uint8Array);
     expect(all.length).toBe(7);
     for (const [name, bytes] of all) {

@@ -1,0 +1,202 @@
+/**
+ * register / login / logout as a user runs them (docs/PROTOCOL.md §5.1).
+ * Every server refusal becomes a CliError with the exit code of DESIGN.md.
+ */
+import { CliError, EXIT } from "../commands/exit.ts";
+import { constantTimeEqual, ed25519Generate } from "../crypto/index.ts";
+import { SecureChatError, isSecureChatError } from "../errors.ts";
+import { checkPassword } from "../password.ts";
+import { signClientAuth } from "../protocol/handshake.ts";
+import { USER_NAME_RE } from "../protocol/limits.ts";
+import type { Message, Welcome } from "../protocol/messages.ts";
+import { type ClientSession, type HostTrust, type ServerAddress, handshake } from "./connection.ts";
+import { hasIdentity, identityPath, loadIdentity, removeIdentity, saveIdentity } from "./keystore.ts";
+import { deleteTicket, loadTicket, saveTicket, ticketPath } from "./tickets.ts";
+import { existsSync } from "node:fs";
+
+export function checkUserName(user: string): void {
+  if (!USER_NAME_RE.test(user)) {
+    throw new CliError(EXIT.USAGE, `"${user}" is not a valid user name`, ["use 2-32 characters: a lowercase letter, then a-z, 0-9, _ or -"]);
+  }
+}
+
+/** A server `error` as a CliError with the right exit code. */
+export function refusal(m: Message<"error">): CliError {
+  switch (m.code) {
+    case "auth_failed":
+    case "too_many_failures":
+      return new CliError(EXIT.AUTH, m.message);
+    case "password_policy":
+      return new CliError(EXIT.USAGE, m.message);
+    case "name_taken":
+      return new CliError(EXIT.FAILURE, m.message, ["choose another user name"]);
+    case "rate_limited":
+    case "server_busy":
+      return new CliError(EXIT.FAILURE, `server refused: ${m.message}`, ["wait a little and try again"]);
+    default:
+      return new CliError(EXIT.FAILURE, `server refused: ${m.message} (${m.code})`);
+  }
+}
+
+/** Maps errors below the CLI (network, handshake) to exit codes. */
+export function clientError(e: unknown): unknown {
+  if (!isSecureChatError(e)) return e;
+  if (e.code === "handshake_refused") {
+    return new CliError(EXIT.FAILURE, e.message.replace(/^handshake: peer refused: /, "server refused: "));
+  }
+  if (e.code === "handshake_bad_signature" || e.code === "x25519_low_order") {
+    return new CliError(EXIT.HOST_KEY, "the server failed to prove its host key; someone may be intercepting this connection", [], { cause: e });
+  }
+  return new CliError(EXIT.FAILURE, e.message, [], { cause: e });
+}
+
+async function answer(session: ClientSession, user: string): Promise<Welcome> {
+  const [m] = await session.receive();
+  if (m?.type === "welcome") {
+    if (!constantTimeEqual(m.session_id, session.keys.sessionId) || m.user !== user) {
+      throw new SecureChatError("protocol_violation", "protocol: welcome names another session or user");
+    }
+    session.loggedIn();
+    return m;
+  }
+  if (m?.type === "error") throw refusal(m);
+  throw new SecureChatError("protocol_violation", `protocol: expected welcome, got ${m?.type}`);
+}
+
+export interface AccountOptions {
+  addr: ServerAddress;
+  user: string;
+  trust: HostTrust;
+}
+
+function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed25519Generate>): void {
+  if (w.ticket !== undefined && w.ticket_expires !== undefined) {
+    saveTicket(o.addr.id, o.user, { ticket: w.ticket, expiresAt: w.ticket_expires, key });
+  }
+}
+
+/**
+ * Creates the account. The sealed identity key is written before the server
+ * is asked, so an account can never exist whose key the user does not hold;
+ * if the server refuses, the file is removed again.
+ */
+export async function register(o: AccountOptions, password: string): Promise<Welcome> {
+  checkUserName(o.user);
+  try {
+    await checkPassword(password, o.user);
+  } catch (e) {
+    throw isSecureChatError(e, "password_policy") ? new CliError(EXIT.USAGE, e.message) : e;
+  }
+  if (hasIdentity(o.addr.id, o.user)) {
+    throw new CliError(EXIT.FAILURE, `an identity key for ${o.user} at ${o.addr.id} already exists`, [
+      `log in with "securechat login ${o.user}", or remove ${identityPath(o.addr.id, o.user)} if that account is gone`,
+    ]);
+  }
+  const identity = ed25519Generate();
+  const ticketKey = ed25519Generate();
+  await saveIdentity(o.addr.id, o.user, identity, password);
+  // The key file goes only if the server certainly has no account for it:
+  // nothing was sent, or the server answered with a refusal.
+  let keep = false;
+  try {
+    const session = await handshake(o.addr, o.trust);
+    try {
+      session.send({ type: "register", user: o.user, identity_key: identity.publicKey, sig: signClientAuth(identity.secretKey, session.keys), password, ticket_key: ticketKey.publicKey });
+      keep = true;
+      const w = await answer(session, o.user);
+      keepTicket(o, w, ticketKey);
+      return w;
+    } catch (e) {
+      if (e instanceof CliError) keep = false; // an explicit refusal from the server
+      throw e;
+    } finally {
+      session.close();
+    }
+  } catch (e) {
+    const err = clientError(e);
+    if (keep && err instanceof CliError) {
+      err.hints.push(`the server may have created the account before the connection failed; the identity key is kept at ${identityPath(o.addr.id, o.user)} — try "securechat login ${o.user}"`);
+    }
+    throw err;
+  } finally {
+    if (!keep) removeIdentity(o.addr.id, o.user);
+  }
+}
+
+/** Password login: opens the identity key, proves it and the password, stores a fresh ticket. */
+export async function login(o: AccountOptions, password: string): Promise<Welcome> {
+  checkUserName(o.user);
+  let identity: ReturnType<typeof ed25519Generate>;
+  try {
+    identity = await loadIdentity(o.addr.id, o.user, password);
+  } catch (e) {
+    if (isSecureChatError(e, "identity_locked")) throw new CliError(EXIT.AUTH, "wrong password for this account's identity key");
+    if (isSecureChatError(e, "identity_missing")) {
+      throw new CliError(EXIT.AUTH, `no identity key for ${o.user} at ${o.addr.id} on this machine`, [`create the account with "securechat register ${o.user}"`]);
+    }
+    throw e;
+  }
+  const ticketKey = ed25519Generate();
+  try {
+    const session = await handshake(o.addr, o.trust);
+    try {
+      session.send({ type: "login", user: o.user, sig: signClientAuth(identity.secretKey, session.keys), password, ticket_key: ticketKey.publicKey });
+      const w = await answer(session, o.user);
+      keepTicket(o, w, ticketKey);
+      return w;
+    } finally {
+      session.close();
+    }
+  } catch (e) {
+    throw clientError(e);
+  } finally {
+    identity.secretKey.fill(0);
+  }
+}
+
+/** Ticket login; null when there is no usable ticket (the caller asks for the password). */
+export async function resumeWithTicket(o: AccountOptions): Promise<{ session: ClientSession; welcome: Welcome } | null> {
+  const t = loadTicket(o.addr.id, o.user);
+  if (!t) return null;
+  let session: ClientSession;
+  try {
+    session = await handshake(o.addr, o.trust);
+  } catch (e) {
+    throw clientError(e);
+  }
+  try {
+    session.send({ type: "login", user: o.user, sig: signClientAuth(t.key.secretKey, session.keys), ticket: t.ticket });
+    return { session, welcome: await answer(session, o.user) };
+  } catch (e) {
+    session.close();
+    if (e instanceof CliError && e.exitCode === EXIT.AUTH) {
+      deleteTicket(o.addr.id, o.user);
+      return null;
+    }
+    throw clientError(e);
+  }
+}
+
+/** Revokes the ticket on the server and deletes it here. Returns what happened, for the command to say. */
+export async function logout(o: AccountOptions): Promise<"revoked" | "expired" | "none"> {
+  checkUserName(o.user);
+  const had = existsSync(ticketPath(o.addr.id, o.user));
+  const resumed = await resumeWithTicket(o);
+  // No usable ticket: an expired or revoked one is deleted (here or by resumeWithTicket).
+  if (!resumed) {
+    deleteTicket(o.addr.id, o.user);
+    return had ? "expired" : "none";
+  }
+  const { session } = resumed;
+  try {
+    session.send({ type: "logout" });
+    const [m] = await session.receive();
+    if (m?.type !== "bye") throw new SecureChatError("protocol_violation", `protocol: expected bye, got ${m?.type}`);
+  } catch (e) {
+    throw clientError(e);
+  } finally {
+    session.close();
+    deleteTicket(o.addr.id, o.user);
+  }
+  return "revoked";
+}

@@ -1,0 +1,431 @@
+/**
+ * The chat client's engine, shared by the interactive and the scripted
+ * front ends: logs in (ticket, else password), joins the first room, turns
+ * input lines into requests, and reports every event to a sink.
+ *
+ * Nothing is lost silently: every say/dm gets an id and stays "pending"
+ * until the server's ack or nack; at most WINDOW are pending at once (so a
+ * fast script never outruns the server's flood queue); leaving waits for
+ * every pending ack (bounded), and the exit status says whether any line
+ * went unacknowledged.
+ */
+import { appendFileSync } from "node:fs";
+import { CliError, EXIT } from "../commands/exit.ts";
+import { SecureChatError, isSecureChatError } from "../errors.ts";
+import { MESSAGE_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
+import type { Message } from "../protocol/messages.ts";
+import { type AccountOptions, clientError, login, resumeWithTicket } from "./account.ts";
+import type { ClientSession } from "./connection.ts";
+
+/** Requests in flight before the client waits for acks. */
+export const WINDOW = 32;
+/** How long leaving waits for outstanding acks. */
+export const DRAIN_MS = 15_000;
+
+export type LocalEvent =
+  | { type: "connected"; server: string; user: string; session: string }
+  | { type: "disconnected"; reason: string }
+  | { type: "reconnecting"; in_ms: number; attempt: number }
+  | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean }
+  | { type: "local"; text: string };
+
+export type ChatEvent = Message | LocalEvent;
+
+export interface ChatSink {
+  event(e: ChatEvent): void;
+}
+
+export interface ChatOptions extends AccountOptions {
+  room: string;
+  /** Asks for the password when there is no usable ticket. */
+  password: () => Promise<string>;
+  /** Appends the user's own view as JSON lines (chat --transcript). */
+  transcriptFile?: string;
+  /** Reconnect with backoff when the connection drops (interactive use). */
+  reconnect: boolean;
+}
+
+interface Pending {
+  id: number;
+  req: Message<"say" | "dm">;
+}
+
+export class ChatClient {
+  #session: ClientSession | null = null;
+  #room: string;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  #unacknowledged = 0;
+  #windowWaiters: (() => void)[] = [];
+  #drainWaiters: (() => void)[] = [];
+  #closing = false;
+  #reader: Promise<void> | null = null;
+  #done: (reason: string) => void = () => {};
+  #joined: (() => void) | null = null;
+  /** Why the session ended, if it was not this client's own quit. */
+  failure: string | null = null;
+  readonly finished: Promise<string>;
+
+  constructor(
+    readonly opts: ChatOptions,
+    readonly sink: ChatSink,
+  ) {
+    this.#room = opts.room;
+    this.finished = new Promise((resolve) => (this.#done = resolve));
+  }
+
+  get room(): string {
+    return this.#room;
+  }
+
+  /** Messages that were never acknowledged (nacked, or lost with a dropped connection). */
+  get unacknowledged(): number {
+    return this.#unacknowledged;
+  }
+
+  /** Logs in and joins the first room; resolves once the server has confirmed the join. */
+  async start(): Promise<void> {
+    const joined = new Promise<void>((r) => (this.#joined = r));
+    await this.#connect();
+    if (!(await within(Promise.race([joined, this.finished]), 10_000))) {
+      throw new CliError(EXIT.FAILURE, `the server did not confirm joining ${this.#room}`);
+    }
+    if (this.failure) throw new CliError(EXIT.FAILURE, this.failure);
+  }
+
+  async #connect(): Promise<void> {
+    let resumed = await resumeWithTicket(this.opts);
+    if (!resumed) {
+      await login(this.opts, await this.opts.password());
+      resumed = await resumeWithTicket(this.opts);
+      if (!resumed) throw new CliError(EXIT.AUTH, "logged in, but the new ticket was refused");
+    }
+    this.#session = resumed.session;
+    this.emit({ type: "connected", server: this.opts.addr.id, user: resumed.welcome.user, session: Buffer.from(resumed.welcome.session_id).toString("base64") });
+    this.#send({ type: "join", room: this.#room });
+    this.#reader = this.#readLoop(resumed.session);
+  }
+
+  emit(e: ChatEvent): void {
+    this.#record(e);
+    this.sink.event(e);
+  }
+
+  #record(e: ChatEvent): void {
+    if (!this.opts.transcriptFile) return;
+    let line: object | null = null;
+    if (e.type === "sent") line = { kind: "sent", at: Date.now(), ...e, type: undefined };
+    else if (e.type === "message" || e.type === "direct") line = { kind: "recv", ...e, type: e.type };
+    if (line) appendFileSync(this.opts.transcriptFile, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+  }
+
+  #recordAck(p: Pending, ack: Message<"ack">): void {
+    if (!this.opts.transcriptFile) return;
+    const r = p.req;
+    const where = r.type === "say" ? { room: r.room } : { to: r.to };
+    appendFileSync(this.opts.transcriptFile, `${JSON.stringify({ kind: "ack", id: p.id, ...where, seq: ack.seq, ts: ack.ts, text: r.text, ...(r.action ? { action: true } : {}) })}\n`, { mode: 0o600 });
+  }
+
+  #send(m: Message): void {
+    if (!this.#session) throw new SecureChatError("not_connected", "chat: not connected");
+    this.#session.send(m);
+  }
+
+  async #readLoop(session: ClientSession): Promise<void> {
+    try {
+      for (;;) {
+        const msgs = await session.receive(Number.POSITIVE_INFINITY);
+        for (const m of msgs) this.#onMessage(m);
+        if (session !== this.#session) return;
+      }
+    } catch (e) {
+      if (session !== this.#session) return;
+      this.#session = null;
+      session.close();
+      const reason = isSecureChatError(e) ? e.message : String(e);
+      this.#lost(reason);
+    }
+  }
+
+  #onMessage(m: Message): void {
+    switch (m.type) {
+      case "ack":
+      case "nack": {
+        const p = this.#pending.get(m.id);
+        if (p) {
+          this.#pending.delete(m.id);
+          if (m.type === "ack") this.#recordAck(p, m);
+          else this.#unacknowledged++;
+          this.#wake();
+        }
+        break;
+      }
+      case "ping":
+        this.#send({ type: "pong" });
+        return;
+      case "room":
+        this.#room = m.room;
+        this.#joined?.();
+        this.#joined = null;
+        break;
+      case "bye":
+        this.emit(m);
+        this.#finish("server said bye");
+        return;
+    }
+    this.emit(m);
+    if (m.type === "error") {
+      this.failure = `the server closed the session: ${m.message}`;
+      this.#finish(this.failure);
+    }
+  }
+
+  #wake(): void {
+    if (this.#pending.size < WINDOW) for (const w of this.#windowWaiters.splice(0)) w();
+    if (this.#pending.size === 0) for (const w of this.#drainWaiters.splice(0)) w();
+  }
+
+  #lost(reason: string): void {
+    const lost = this.#pending.size;
+    this.#pending.clear();
+    this.#unacknowledged += lost;
+    this.#wake();
+    this.emit({ type: "disconnected", reason: lost > 0 ? `${reason}; ${lost} message(s) were not acknowledged and may not have arrived` : reason });
+    if (this.#closing) return this.#finish(reason);
+    if (!this.opts.reconnect) {
+      this.failure = `connection lost: ${reason}`;
+      return this.#finish(reason);
+    }
+    void this.#reconnect();
+  }
+
+  async #reconnect(): Promise<void> {
+    for (let attempt = 1; !this.#closing; attempt++) {
+      const delay = Math.min(30_000, 1000 * 2 ** Math.min(attempt - 1, 5)) * (0.8 + Math.random() * 0.4);
+      this.emit({ type: "reconnecting", in_ms: Math.round(delay), attempt });
+      await Bun.sleep(delay);
+      if (this.#closing) return;
+      try {
+        await this.#connect();
+        return;
+      } catch (e) {
+        if (e instanceof CliError && (e.exitCode === EXIT.AUTH || e.exitCode === EXIT.HOST_KEY)) {
+          this.emit({ type: "local", text: e.message });
+          this.failure = e.message;
+          return this.#finish(e.message);
+        }
+      }
+    }
+  }
+
+  #finish(reason: string): void {
+    this.#closing = true;
+    this.#session?.close();
+    this.#session = null;
+    // No ack can come any more: what is pending is lost, and whoever waits for it is told now.
+    this.#unacknowledged += this.#pending.size;
+    this.#pending.clear();
+    this.#wake();
+    this.#done(reason);
+  }
+
+  /** Waits until another request may be sent (the window has room). */
+  async #window(): Promise<void> {
+    while (this.#pending.size >= WINDOW && !this.#closing) await new Promise<void>((r) => this.#windowWaiters.push(r));
+  }
+
+  async say(text: string, action = false): Promise<void> {
+    const t = this.#checkText(text);
+    if (t === null) return;
+    await this.#window();
+    this.#request({ type: "say", id: this.#nextId++, room: this.#room, text: t, ...(action ? { action: true } : {}) });
+  }
+
+  async dm(to: string, text: string, action = false): Promise<void> {
+    const t = this.#checkText(text);
+    if (t === null) return;
+    await this.#window();
+    this.#request({ type: "dm", id: this.#nextId++, to, text: t, ...(action ? { action: true } : {}) });
+  }
+
+  /**
+   * The server closes a session over a malformed message, so lines are
+   * checked here first: tabs become spaces; other control characters or
+   * more than MESSAGE_TEXT_MAX bytes refuse the line, which counts as not sent.
+   */
+  #checkText(text: string): string | null {
+    const t = text.replace(/\t/g, "    ");
+    const problem = /[\u0000-\u001f\u007f-\u009f]/.test(t)
+      ? "it contains control characters"
+      : !t.isWellFormed()
+        ? "it is not valid text"
+        : Buffer.byteLength(t) > MESSAGE_TEXT_MAX
+          ? `it is longer than ${MESSAGE_TEXT_MAX} bytes`
+          : null;
+    if (problem === null) return t;
+    this.#unacknowledged++;
+    this.emit({ type: "local", text: `not sent: ${problem}` });
+    return null;
+  }
+
+  #request(req: Message<"say" | "dm">): void {
+    if (!this.#session) {
+      this.#unacknowledged++;
+      this.emit({ type: "local", text: "not connected: message not sent" });
+      return;
+    }
+    this.#pending.set(req.id, { id: req.id, req });
+    this.#send(req);
+    this.emit(req.type === "say" ? { type: "sent", id: req.id, room: req.room, text: req.text, ...(req.action ? { action: true } : {}) } : { type: "sent", id: req.id, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) });
+  }
+
+  /** Other requests (join, leave, who, rooms, history). */
+  request(m: Message<"join" | "leave" | "who" | "rooms" | "history">): void {
+    if (!this.#session) return this.emit({ type: "local", text: "not connected" });
+    this.#send(m);
+  }
+
+  /** Leaves cleanly: waits (bounded) for every pending ack, says bye, closes. */
+  async quit(): Promise<void> {
+    if (this.#closing) return;
+    if (this.#pending.size > 0 && this.#session) {
+      const drained = new Promise<boolean>((r) => this.#drainWaiters.push(() => r(true)));
+      if (!(await within(drained, DRAIN_MS))) {
+        this.#unacknowledged += this.#pending.size;
+        this.emit({ type: "local", text: `${this.#pending.size} message(s) not acknowledged within ${DRAIN_MS / 1000} s` });
+        this.#pending.clear();
+      }
+    }
+    const session = this.#session;
+    this.#closing = true;
+    if (session) {
+      try {
+        session.send({ type: "bye", reason: "leaving" });
+        await within(this.finished, 3000);
+      } catch {
+        // the connection is gone already; nothing more to say
+      }
+    }
+    this.#finish("left");
+    await this.#reader;
+  }
+}
+
+/** Resolves true if `p` settles within `ms`, false otherwise; leaves no timer behind. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** What a typed line means (DESIGN.md "In chat"). */
+export type Command =
+  | { kind: "say"; text: string }
+  | { kind: "me"; text: string }
+  | { kind: "msg"; to: string; text: string }
+  | { kind: "join"; room: string }
+  | { kind: "leave"; room?: string }
+  | { kind: "rooms" }
+  | { kind: "who"; room?: string }
+  | { kind: "history"; limit: number }
+  | { kind: "help" }
+  | { kind: "quit" }
+  | { kind: "error"; text: string };
+
+export const HELP_TEXT = [
+  "/join ROOM         join (or create) a room and make it current",
+  "/leave [ROOM]      leave the current room (or ROOM)",
+  "/rooms             list rooms",
+  "/who [ROOM]        who is in the current room (or ROOM)",
+  "/msg USER TEXT     direct message to USER",
+  "/me TEXT           an action: * you TEXT",
+  "/history [N]       show the last N messages of the room (default 20)",
+  "/help              this list",
+  "/quit  or  bye     leave (waits until the server has acknowledged what you sent)",
+  "//text             send a line that starts with /",
+];
+
+export function parseLine(line: string): Command | null {
+  if (line.trim() === "") return null;
+  if (line.trim() === "bye") return { kind: "quit" };
+  if (!line.startsWith("/")) return { kind: "say", text: line };
+  if (line.startsWith("//")) return { kind: "say", text: line.slice(1) };
+  const [cmd = "", ...rest] = line.slice(1).split(" ");
+  const arg = rest.join(" ").trim();
+  const word = rest.find((w) => w !== "") ?? "";
+  switch (cmd.toLowerCase()) {
+    case "join":
+      return ROOM_NAME_RE.test(word) ? { kind: "join", room: word } : { kind: "error", text: "usage: /join ROOM (1-32 of a-z 0-9 _ -)" };
+    case "leave":
+    case "part":
+      return word === "" || ROOM_NAME_RE.test(word) ? { kind: "leave", ...(word ? { room: word } : {}) } : { kind: "error", text: "usage: /leave [ROOM]" };
+    case "rooms":
+    case "list":
+      return { kind: "rooms" };
+    case "who":
+      return word === "" || ROOM_NAME_RE.test(word) ? { kind: "who", ...(word ? { room: word } : {}) } : { kind: "error", text: "usage: /who [ROOM]" };
+    case "msg": {
+      const m = /^\s*(\S+)\s+(.+)$/.exec(rest.join(" "));
+      if (!m || !USER_NAME_RE.test(m[1]!)) return { kind: "error", text: "usage: /msg USER TEXT" };
+      return { kind: "msg", to: m[1]!, text: m[2]! };
+    }
+    case "me":
+      return arg ? { kind: "me", text: arg } : { kind: "error", text: "usage: /me TEXT" };
+    case "history": {
+      const n = word === "" ? 20 : Number(word);
+      return Number.isInteger(n) && n >= 1 && n <= 1000 ? { kind: "history", limit: n } : { kind: "error", text: "usage: /history [N] (1-1000)" };
+    }
+    case "help":
+    case "?":
+      return { kind: "help" };
+    case "quit":
+    case "exit":
+      return { kind: "quit" };
+    default:
+      return { kind: "error", text: `unknown command /${cmd}; /help lists them` };
+  }
+}
+
+/** Runs one parsed command against the client. Returns false when the user asked to leave. */
+export async function runCommand(client: ChatClient, cmd: Command): Promise<boolean> {
+  switch (cmd.kind) {
+    case "say":
+      await client.say(cmd.text);
+      return true;
+    case "me":
+      await client.say(cmd.text, true);
+      return true;
+    case "msg":
+      await client.dm(cmd.to, cmd.text);
+      return true;
+    case "join":
+      client.request({ type: "join", room: cmd.room });
+      return true;
+    case "leave":
+      client.request({ type: "leave", room: cmd.room ?? client.room });
+      return true;
+    case "rooms":
+      client.request({ type: "rooms" });
+      return true;
+    case "who":
+      client.request({ type: "who", room: cmd.room ?? client.room });
+      return true;
+    case "history":
+      client.request({ type: "history", room: client.room, limit: cmd.limit });
+      return true;
+    case "help":
+      for (const line of HELP_TEXT) client.emit({ type: "local", text: line });
+      return true;
+    case "error":
+      client.emit({ type: "local", text: cmd.text });
+      return true;
+    case "quit":
+      return false;
+  }
+}
+
+export { clientError };

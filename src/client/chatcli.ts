@@ -1,0 +1,133 @@
+/**
+ * `securechat chat`: picks the front end and wires it to the ChatClient.
+ * - stdin a terminal: the interactive Screen (input line at the bottom).
+ * - stdin not a terminal: each line is a message (or a /command); EOF leaves
+ *   after every ack is in.
+ * - `--json` or stdout not a terminal: one JSON object per event on stdout;
+ *   diagnostics on stderr.
+ */
+import { readdirSync } from "node:fs";
+import { CliError, EXIT } from "../commands/exit.ts";
+import { checkUserName } from "./account.ts";
+import { ChatClient, type ChatEvent, parseLine, runCommand } from "./chat.ts";
+import { eventJson, eventLine, plainLine } from "./chatview.ts";
+import { parseServerAddress } from "./connection.ts";
+import { accountDir } from "./keystore.ts";
+import { promptHidden } from "./prompt.ts";
+import { StdinLines } from "./stdin.ts";
+import { Screen } from "./tui/screen.ts";
+import { colorEnabled } from "./tui/colors.ts";
+
+export interface ChatArgs {
+  user?: string;
+  server: string;
+  room: string;
+  json: boolean;
+  transcript?: string;
+  passwordStdin: boolean;
+  acceptNewHost: boolean;
+}
+
+/** --user, or the one user with a ticket for this server. */
+function pickUser(serverId: string, given?: string): string {
+  if (given) return given;
+  let users: string[] = [];
+  try {
+    users = readdirSync(accountDir(serverId)).filter((f) => f.endsWith(".ticket")).map((f) => f.slice(0, -".ticket".length));
+  } catch {
+    // no account directory: nobody has logged in here
+  }
+  if (users.length === 1) return users[0]!;
+  throw new CliError(EXIT.USAGE, users.length === 0 ? `nobody is logged in to ${serverId}` : `several users are logged in to ${serverId}: ${users.join(", ")}`, [
+    "pass --user NAME",
+  ]);
+}
+
+export async function runChat(a: ChatArgs): Promise<void> {
+  const addr = parseServerAddress(a.server);
+  const user = pickUser(addr.id, a.user);
+  checkUserName(user);
+  const interactive = process.stdin.isTTY === true;
+  const json = a.json || !process.stdout.isTTY;
+  const stdin = interactive ? null : new StdinLines();
+
+  const password = async (): Promise<string> => {
+    if (a.passwordStdin && stdin) {
+      const line = await stdin.next();
+      if (!line) throw new CliError(EXIT.USAGE, "--password-stdin: the first line of stdin is empty");
+      return line;
+    }
+    if (interactive) return promptHidden(`Password for ${user}@${addr.id}: `);
+    throw new CliError(EXIT.AUTH, `no valid session ticket for ${user} at ${addr.id}`, [
+      `run "securechat login ${user} --server ${addr.id}" first, or pass --password-stdin with the password as the first line`,
+    ]);
+  };
+
+  let screen = null as Screen | null;
+  const color = !json && colorEnabled(process.stdout.isTTY === true);
+  const show = (e: ChatEvent) => {
+    if (json) {
+      if (e.type === "local" || e.type === "disconnected" || e.type === "reconnecting") process.stderr.write(`securechat: ${plainLine([JSON.stringify(e.type === "local" ? e.text : e)])}\n`);
+      process.stdout.write(`${eventJson(e)}\n`);
+      return;
+    }
+    const line = eventLine(e, user, color);
+    if (!line) return;
+    if (screen) screen.print(line);
+    else process.stdout.write(`${plainLine(line)}\n`);
+  };
+
+  const client = new ChatClient(
+    { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, reconnect: interactive },
+    { event: show },
+  );
+  await client.start();
+
+  if (interactive) {
+    await new Promise<void>((resolve) => {
+      let quitting = false;
+      const quit = () => {
+        if (quitting) return;
+        quitting = true;
+        void client.quit().then(resolve);
+      };
+      screen = new Screen({
+        input: process.stdin,
+        output: process.stdout,
+        prompt: `${user}> `,
+        onLine: (line) => {
+          const cmd = parseLine(line);
+          if (!cmd) return;
+          void runCommand(client, cmd).then((goOn) => goOn || quit());
+        },
+        onEof: quit,
+        onInterrupt: () => {
+          if (screen!.editor.line !== "") {
+            screen!.editor.clear();
+            screen!.redraw();
+          } else quit();
+        },
+      });
+      const restore = () => screen?.stop();
+      process.once("exit", restore);
+      screen.start();
+      void client.finished.then(quit);
+    });
+    screen?.stop();
+  } else {
+    const ended = client.finished.then(() => null);
+    for (;;) {
+      const line = await Promise.race([stdin!.next(), ended]);
+      if (line === null) break;
+      const cmd = parseLine(line);
+      if (!cmd) continue;
+      if (!(await runCommand(client, cmd))) break;
+    }
+    stdin!.close();
+    await client.quit();
+  }
+  if (client.failure && !interactive) throw new CliError(EXIT.FAILURE, client.failure);
+  if (client.unacknowledged > 0) {
+    throw new CliError(EXIT.FAILURE, `${client.unacknowledged} message(s) were not acknowledged by the server`, ["see the events above (nack, disconnected)"]);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * How chat events look: one JSON object per line for machines (`--json`, or
+ * stdout not a terminal), or one formatted line for people. Remote text is
+ * sanitized by the Screen (interactive) or here (plain lines), so no peer
+ * can send escape sequences to the user's terminal.
+ */
+import type { ChatEvent } from "./chat.ts";
+import { colorize, dim, formatTime } from "./tui/colors.ts";
+import { type Segment, renderSegments } from "./tui/sanitize.ts";
+
+/** The JSON-lines form (README "Scripting"): the event's fields, byte fields in base64. */
+export function eventJson(e: ChatEvent): string {
+  return JSON.stringify(e, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v));
+}
+
+/** The human form, or null for events a person need not see (acks, pongs). */
+export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] | null {
+  const at = (ts: number): Segment => dim(formatTime(ts), color);
+  const note = (text: string): Segment[] => [dim("--", color), " ", text];
+  switch (e.type) {
+    case "message": {
+      const head: Segment[] = e.history ? [dim("[history]", color), " "] : [];
+      return e.action
+        ? [...head, at(e.ts), " * ", colorize(e.from, color), " ", e.text]
+        : [...head, at(e.ts), " <", colorize(e.from, color), "> ", e.text];
+    }
+    case "direct": {
+      const who = e.from === me ? ["→ ", colorize(e.to, color)] : [colorize(e.from, color), " →"];
+      return [at(e.ts), " [dm ", ...who, "] ", e.action ? `* ${e.from} ${e.text}` : e.text];
+    }
+    case "sent":
+      if (e.to !== undefined) return [at(Date.now()), " [dm → ", colorize(e.to, color), "] ", e.action ? `* ${me} ${e.text}` : e.text];
+      return e.action ? [at(Date.now()), " * ", colorize(me, color), " ", e.text] : [at(Date.now()), " <", colorize(me, color), "> ", e.text];
+    case "joined":
+      return [at(e.ts), " ", ...note(`${e.user} joined ${e.room}`)];
+    case "left":
+      return [at(e.ts), " ", ...note(e.user === me ? `you left ${e.room}` : `${e.user} left ${e.room}`)];
+    case "room":
+      return note(`you are in ${e.room} with ${e.users.filter((u) => u !== me).join(", ") || "nobody else"}`);
+    case "members":
+      return note(`in ${e.room}: ${e.users.join(", ") || "nobody"}`);
+    case "room_list":
+      return note(e.rooms.length === 0 ? "no rooms" : `rooms: ${e.rooms.map((r) => `${r.name} (${r.users})`).join(", ")}`);
+    case "history_end":
+      return null;
+    case "notice":
+      return note(e.text);
+    case "nack":
+      return note(`not delivered: ${e.message}`);
+    case "error":
+      return note(`server: ${e.message} (${e.code})`);
+    case "bye":
+      return note(`server: ${e.reason}`);
+    case "connected":
+      return note(`connected to ${e.server} as ${e.user}`);
+    case "disconnected":
+      return note(`disconnected: ${e.reason}`);
+    case "reconnecting":
+      return note(`reconnecting in ${(e.in_ms / 1000).toFixed(1)} s (attempt ${e.attempt})`);
+    case "local":
+      return note(e.text);
+    default:
+      return null;
+  }
+}
+
+/** A plain line for a pipe or a non-interactive terminal: sanitized, colored only if asked. */
+export function plainLine(segments: readonly Segment[]): string {
+  return renderSegments(segments);
+}

@@ -1,0 +1,215 @@
+/**
+ * The client's side of a connection: Bun.connect → frames as promises, and
+ * the handshake driver (docs/PROTOCOL.md §4) that checks the pinned host key
+ * before anything secret is sent.
+ */
+import type { Socket } from "bun";
+import { isIPv6 } from "node:net";
+import { CliError, EXIT } from "../commands/exit.ts";
+import { SecureChatError, isSecureChatError } from "../errors.ts";
+import { fingerprint } from "../fingerprint.ts";
+import { Framed } from "../net/framed.ts";
+import { SecureChannel } from "../protocol/channel.ts";
+import { encodeFrame } from "../protocol/framing.ts";
+import { ClientHandshake, type SessionKeys } from "../protocol/handshake.ts";
+import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
+import { type Message, decodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
+import { addKnownHost, checkHost } from "./known_hosts.ts";
+import { promptYesNo, stdinIsTerminal } from "./prompt.ts";
+
+export const DEFAULT_PORT = 7447;
+
+export interface ServerAddress {
+  host: string;
+  port: number;
+  /** `HOST:PORT`, the key in known_hosts and the account directory name. */
+  id: string;
+}
+
+export function parseServerAddress(s: string): ServerAddress {
+  // A DNS name or IPv4 address, or a bracketed IPv6 address; then an optional port.
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?))(?::(\d{1,5}))?$/.exec(s.trim());
+  const port = m?.[3] === undefined ? DEFAULT_PORT : Number(m[3]);
+  if (!m || port < 1 || port > 65535 || (m[1] !== undefined && !isIPv6(m[1]))) {
+    throw new CliError(EXIT.USAGE, `"${s}" is not a server address`, ["use HOST:PORT, e.g. 127.0.0.1:7447 or [::1]:7447"]);
+  }
+  const host = (m[1] ?? m[2]!).toLowerCase();
+  return { host, port, id: `${m[1] ? `[${host}]` : host}:${port}` };
+}
+
+/** Frames from one TCP connection, delivered as promises. */
+export class FrameStream {
+  readonly #bodies: Uint8Array[] = [];
+  #waiter: { resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | null = null;
+  #ended: Error | null = null;
+  framed!: Framed;
+
+  static async connect(addr: ServerAddress, timeoutMs: number): Promise<FrameStream> {
+    const stream = new FrameStream();
+    const connecting = Bun.connect<FrameStream>({
+      hostname: addr.host,
+      port: addr.port,
+      data: stream,
+      socket: {
+        open(socket) {
+          stream.framed = new Framed(socket as Socket<unknown>, MAX_FRAME_PRELOGIN, {
+            frame: (body) => stream.#deliver(body),
+            error: (e) => {
+              stream.#end(e instanceof Error ? e : new Error(String(e)));
+              stream.framed.close("bad frame");
+            },
+            closed: (reason) => stream.#end(new SecureChatError("connection_closed", `connection: ${reason}`)),
+          });
+        },
+        data: (_s, chunk) => stream.framed.receive(chunk),
+        drain: () => stream.framed.drain(),
+        close: () => stream.framed?.socketClosed("server closed the connection"),
+        error: (_s, e) => stream.framed?.socketClosed(`socket error: ${e.message}`),
+      },
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        connecting,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new SecureChatError("connect_timeout", `connection: no answer from ${addr.id} within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } catch (e) {
+      if (isSecureChatError(e)) throw e;
+      throw new SecureChatError("connect_failed", `connection: cannot connect to ${addr.id}: ${(e as Error).message}`, { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+    return stream;
+  }
+
+  #deliver(body: Uint8Array): void {
+    const w = this.#waiter;
+    if (w) {
+      this.#waiter = null;
+      w.resolve(body);
+    } else this.#bodies.push(body);
+  }
+
+  #end(e: Error): void {
+    if (this.#ended) return;
+    this.#ended = e;
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.reject(e);
+  }
+
+  /** The next frame body; rejects when the connection ends or after `timeoutMs` (Infinity: never). */
+  next(timeoutMs: number): Promise<Uint8Array> {
+    const b = this.#bodies.shift();
+    if (b) return Promise.resolve(b);
+    if (this.#ended) return Promise.reject(this.#ended);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const timer = Number.isFinite(timeoutMs)
+        ? setTimeout(() => {
+            this.#waiter = null;
+            reject(new SecureChatError("server_timeout", `connection: no answer from the server within ${timeoutMs} ms`));
+          }, timeoutMs)
+        : undefined;
+      this.#waiter = {
+        resolve: (v) => (clearTimeout(timer), resolve(v)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      };
+    });
+  }
+
+  send(frame: Uint8Array): void {
+    if (!this.framed.send(frame)) throw this.#ended ?? new SecureChatError("connection_closed", "connection: closed");
+  }
+
+  close(): void {
+    this.framed.end();
+  }
+}
+
+export interface HostTrust {
+  /** `--accept-new-host`: pin an unknown server's key without asking. */
+  acceptNew: boolean;
+}
+
+/**
+ * Enforces the pin (DESIGN.md): unknown → ask or --accept-new-host; changed →
+ * exit 4, never a prompt. Returns true if a person was asked (which may have
+ * taken longer than the server's handshake deadline).
+ */
+async function trustHost(addr: ServerAddress, hostKey: Uint8Array, trust: HostTrust): Promise<boolean> {
+  const check = checkHost(addr.id, hostKey);
+  if (check.status === "known") return false;
+  const fp = fingerprint(hostKey);
+  if (check.status === "changed") {
+    throw new CliError(EXIT.HOST_KEY, `the host key of ${addr.id} has changed (now ${fp}); someone may be intercepting this connection`, [
+      `if the server's key was really replaced, remove line ${check.line} of ${check.path} and connect again`,
+    ]);
+  }
+  if (!trust.acceptNew) {
+    if (!stdinIsTerminal()) {
+      throw new CliError(EXIT.HOST_KEY, `${addr.id} is not a known host (its key is ${fp})`, [
+        "check the fingerprint with the server's operator, then pass --accept-new-host",
+      ]);
+    }
+    process.stderr.write(`The authenticity of ${addr.id} can't be established.\nIts host key fingerprint is ${fp}.\n`);
+    if (!(await promptYesNo("Do you trust this key and want to continue?"))) {
+      throw new CliError(EXIT.HOST_KEY, `host key of ${addr.id} not accepted`);
+    }
+  }
+  addKnownHost(addr.id, hostKey);
+  process.stderr.write(`Added ${addr.id} (${fp}) to the known hosts.\n`);
+  return !trust.acceptNew;
+}
+
+/** An established, not yet authenticated session. */
+export class ClientSession {
+  constructor(
+    readonly addr: ServerAddress,
+    readonly stream: FrameStream,
+    readonly keys: SessionKeys,
+    readonly channel: SecureChannel,
+    readonly timeoutMs: number,
+  ) {}
+
+  send(...messages: Message[]): void {
+    this.stream.send(this.channel.seal(messages));
+  }
+
+  async receive(timeoutMs = this.timeoutMs): Promise<Message[]> {
+    return this.channel.open(await this.stream.next(timeoutMs));
+  }
+
+  /** After `welcome`, the client may send frames up to the post-login limit. */
+  loggedIn(): void {
+    this.channel.sealer.maxFrame = MAX_FRAME;
+  }
+
+  close(): void {
+    this.channel.close();
+    this.stream.close();
+  }
+}
+
+export async function handshake(addr: ServerAddress, trust: HostTrust, timeoutMs = 10_000): Promise<ClientSession> {
+  const stream = await FrameStream.connect(addr, timeoutMs);
+  try {
+    const hs = new ClientHandshake();
+    stream.send(encodeFrame(encodeMessageBytes(hs.hello()), MAX_FRAME_PRELOGIN));
+    const keys = hs.receive(decodeMessage(await stream.next(timeoutMs)));
+    // Records from the server may use the post-login limit (PROTOCOL.md §2): a
+    // server may send a large record right behind `welcome`, in the same read.
+    stream.framed.decoder.limit = MAX_FRAME;
+    const asked = await trustHost(addr, keys.hostKey, trust);
+    if (asked && stream.framed.isClosed) {
+      // The server's deadline ran out while a person read the fingerprint:
+      // connect again; the key is pinned now and must match.
+      return await handshake(addr, { acceptNew: false }, timeoutMs);
+    }
+    return new ClientSession(addr, stream, keys, new SecureChannel(keys, "client", MAX_FRAME_PRELOGIN), timeoutMs);
+  } catch (e) {
+    stream.close();
+    throw e;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Terminal input for secrets and questions. consola has no masked prompt, so
+ * the password prompt is written here: raw mode, nothing echoed, backspace,
+ * Ctrl-U to clear, Ctrl-C / Ctrl-D to cancel. Prompts go to stderr so stdout
+ * stays clean for pipes.
+ */
+import { CliError, EXIT } from "../commands/exit.ts";
+
+const MAX_LINE = 4096;
+
+export function stdinIsTerminal(): boolean {
+  return process.stdin.isTTY === true;
+}
+
+/** `--password-stdin`: the first line of stdin, without its line ending (as `docker login` reads it). */
+export async function readFirstLine(): Promise<string> {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let text = "";
+  const reader = Bun.stdin.stream().getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) text += decoder.decode(value, { stream: true });
+      const nl = text.indexOf("\n");
+      if (nl >= 0) {
+        text = text.slice(0, nl);
+        break;
+      }
+      if (text.length > MAX_LINE) throw new CliError(EXIT.USAGE, "the password on stdin is longer than 4096 characters");
+      if (done) break;
+    }
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    throw new CliError(EXIT.USAGE, "stdin is not valid UTF-8", [], { cause: e });
+  } finally {
+    reader.releaseLock();
+  }
+  return text.replace(/\r$/, "");
+}
+
+function rawInput(prompt: string, echo: boolean): Promise<string> {
+  const stdin = process.stdin;
+  process.stderr.write(prompt);
+  stdin.setRawMode(true);
+  stdin.resume();
+  let buf = "";
+  return new Promise<string>((resolve, reject) => {
+    const done = (err: CliError | null) => {
+      stdin.off("data", onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write("\n");
+      if (err) reject(err);
+      else resolve(buf);
+    };
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString("utf8")) {
+        if (ch === "\r" || ch === "\n") return done(null);
+        if (ch === "\u0003" || (ch === "\u0004" && buf === "")) return done(new CliError(EXIT.FAILURE, "cancelled"));
+        if (ch === "\u007f" || ch === "\b") {
+          if (buf.length > 0) {
+            buf = [...buf].slice(0, -1).join("");
+            if (echo) process.stderr.write("\b \b");
+          }
+        } else if (ch === "\u0015") {
+          if (echo) process.stderr.write("\b \b".repeat([...buf].length));
+          buf = "";
+        } else if (ch >= " ") {
+          if (buf.length >= MAX_LINE) return done(new CliError(EXIT.USAGE, "input longer than 4096 characters"));
+          buf += ch;
+          if (echo) process.stderr.write(ch);
+        }
+      }
+    };
+    stdin.on("data", onData);
+  });
+}
+
+/** Asks for a secret on the terminal with echo off. */
+export function promptHidden(prompt: string): Promise<string> {
+  if (!stdinIsTerminal()) {
+    throw new CliError(EXIT.USAGE, "no terminal to ask for the password", ["pass --password-stdin and write the password as the first line of stdin"]);
+  }
+  return rawInput(prompt, false);
+}
+
+/** Asks a yes/no question on the terminal; anything but "yes" is no. */
+export async function promptYesNo(question: string): Promise<boolean> {
+  for (let i = 0; i < 3; i++) {
+    const answer = (await rawInput(`${question} (yes/no) `, true)).trim().toLowerCase();
+    if (answer === "yes") return true;
+    if (answer === "no" || answer === "") return false;
+    process.stderr.write('Please type "yes" or "no".\n');
+  }
+  return false;
+}
+
+/** The password from `--password-stdin` or the terminal; `confirm` asks twice (register). */
+export async function obtainPassword(opts: { fromStdin: boolean; confirm: boolean; prompt?: string }): Promise<string> {
+  if (opts.fromStdin) {
+    const pw = await readFirstLine();
+    if (pw === "") throw new CliError(EXIT.USAGE, "--password-stdin: the first line of stdin is empty");
+    return pw;
+  }
+  const pw = await promptHidden(opts.prompt ?? "Password: ");
+  if (opts.confirm && (await promptHidden("Repeat the password: ")) !== pw) {
+    throw new CliError(EXIT.USAGE, "the two passwords differ");
+  }
+  return pw;
+}

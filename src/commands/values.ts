@@ -1,0 +1,25 @@
+/** Parsing of flag values; a bad value is a usage error (exit 2) naming the flag. */
+import { CliError, EXIT } from "./exit.ts";
+
+export function parseInteger(flag: string, value: string, min: number, max: number): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new CliError(EXIT.USAGE, `${flag} must be a whole number from ${min} to ${max}, not "${value}"`);
+  }
+  return n;
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Longest timer a JavaScript runtime can set (2^31 − 1 ms, about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** "90", "90s", "15m", "8h", "1d" → milliseconds (a bare number is seconds), at most `maxMs`. */
+export function parseDuration(flag: string, value: string, maxMs: number = MAX_TIMER_MS): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(value.trim());
+  const ms = m ? Number(m[1]) * UNITS[m[2] ?? "s"]! : NaN;
+  if (!Number.isSafeInteger(ms) || ms <= 0 || ms > maxMs) {
+    throw new CliError(EXIT.USAGE, `${flag} must be a duration like 30s, 15m, 8h or 1d, at most ${Math.floor(maxMs / 86_400_000)}d, not "${value}"`);
+  }
+  return ms;
+}

@@ -1,0 +1,73 @@
+/**
+ * Where state lives (DESIGN.md "Files") and how secret files are written:
+ * directories 0700, files 0600, written to a temporary name, fsynced and
+ * renamed, so a crash leaves either the old file or the new one, never a
+ * torn one, and no other user can read them at any moment.
+ */
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { randomBytes } from "./crypto/index.ts";
+import { toHex } from "./bytes.ts";
+
+export function clientHome(): string {
+  const env = process.env.SECURECHAT_HOME;
+  if (env) return env;
+  return join(process.env.XDG_CONFIG_HOME || join(homedir(), ".config"), "securechat");
+}
+
+export function serverData(flag?: string): string {
+  if (flag) return flag;
+  const env = process.env.SECURECHAT_DATA;
+  if (env) return env;
+  return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "securechat");
+}
+
+/** Creates `dir` (and parents) 0700; tightens an existing one we own. */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(dir, 0o700);
+}
+
+/** Atomically replaces `path` with `data`, mode 0600. */
+export function writePrivateFile(path: string, data: string | Uint8Array): void {
+  ensurePrivateDir(dirname(path));
+  const tmp = `${path}.${toHex(randomBytes(6))}.tmp`;
+  const fd = openSync(tmp, "wx", 0o600);
+  try {
+    const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never created or already renamed
+    }
+    throw e;
+  }
+  syncDir(dirname(path));
+}
+
+/** Makes a rename durable (POSIX: the directory entry lives in the directory). */
+export function syncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Not every filesystem lets a directory be opened for fsync; the rename still happened.
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Accounts: registration, password and ticket logins, ticket issue and
+ * revocation. Password logins fail uniformly (DESIGN.md "Failures are
+ * uniform"): an unknown user, a wrong password and a wrong identity key all
+ * give `auth_failed` after the same argon2id work — an unknown user is
+ * verified against a dummy verifier made with the same parameters.
+ */
+import { toHex } from "../bytes.ts";
+import { randomBytes, sha256 } from "../crypto/index.ts";
+import { SecureChatError } from "../errors.ts";
+import { checkPassword, normalizePassword } from "../password.ts";
+import type { Store } from "../store/db.ts";
+import type { Gate } from "./limits.ts";
+
+/** OWASP Password Storage Cheat Sheet minimum is m=19 MiB, t=2, p=1; Bun's defaults exceed it. */
+export const ARGON2 = { algorithm: "argon2id", memoryCost: 65536, timeCost: 2 } as const;
+
+export const TICKET_LENGTH = 32;
+
+export const AUTH_FAILED = "login failed: unknown user, wrong password or wrong identity key";
+
+export interface IssuedTicket {
+  ticket: Uint8Array;
+  expiresAt: number;
+}
+
+export class Accounts {
+  #dummy: Promise<string> | undefined;
+
+  constructor(
+    readonly store: Store,
+    readonly gate: Gate,
+    readonly ticketTtlMs: number,
+  ) {}
+
+  /** A verifier nobody knows the password of, made once, with the real parameters. */
+  #dummyVerifier(): Promise<string> {
+    this.#dummy ??= Bun.password.hash(toHex(randomBytes(32)), ARGON2);
+    return this.#dummy;
+  }
+
+  #verify(password: string, verifier: string): Promise<boolean> {
+    return this.gate.run(() => Bun.password.verify(normalizePassword(password), verifier, "argon2id"));
+  }
+
+  /**
+   * Creates the account. `stillWanted` is asked after the slow hash: an
+   * account is only created for a client that is still there to be told,
+   * so no account exists whose key its owner threw away.
+   */
+  async register(user: string, identityKey: Uint8Array, password: string, now: number, stillWanted: () => boolean = () => true): Promise<void> {
+    await checkPassword(password, user);
+    if (this.store.account(user)) throw new SecureChatError("name_taken", `register: the name "${user}" is taken`);
+    const verifier = await this.gate.run(() => Bun.password.hash(normalizePassword(password), ARGON2));
+    if (!stillWanted()) throw new SecureChatError("client_gone", "register: the client left before the account was created");
+    if (!this.store.createAccount({ name: user, identityKey, verifier, createdAt: now })) {
+      throw new SecureChatError("name_taken", `register: the name "${user}" is taken`);
+    }
+  }
+
+  /**
+   * Checks the password and, with `checkKey`, the identity signature against
+   * the account's key. Throws `auth_failed` for every kind of failure.
+   */
+  async loginWithPassword(user: string, password: string, checkKey: (identityKey: Uint8Array) => boolean): Promise<void> {
+    const account = this.store.account(user);
+    const passwordOk = await this.#verify(password, account?.verifier ?? (await this.#dummyVerifier()));
+    const keyOk = account !== null && checkKey(account.identityKey);
+    if (!(account && passwordOk && keyOk)) throw new SecureChatError("auth_failed", AUTH_FAILED);
+  }
+
+  /** A ticket login: the ticket must exist, be unexpired, belong to `user`, and its key must have signed. */
+  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): void {
+    const t = this.store.ticket(sha256(ticket), now);
+    if (!(t && t.user === user && checkKey(t.key))) throw new SecureChatError("auth_failed", AUTH_FAILED);
+  }
+
+  /** Issues a ticket bound to `ticketKey`; only its SHA-256 is stored. */
+  issueTicket(user: string, ticketKey: Uint8Array, now: number): IssuedTicket {
+    const ticket = randomBytes(TICKET_LENGTH);
+    const expiresAt = now + this.ticketTtlMs;
+    this.store.addTicket(sha256(ticket), { user, key: ticketKey, expiresAt }, now);
+    return { ticket, expiresAt };
+  }
+
+  revokeTicket(ticket: Uint8Array): boolean {
+    return this.store.revokeTicket(sha256(ticket));
+  }
+
+  /** Warms the dummy verifier so the first unknown-user login costs what later ones do. */
+  warm(): Promise<string> {
+    return this.#dummyVerifier();
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * The chat core (docs/PROTOCOL.md §7): rooms, membership, relay, direct
+ * messages, presence, history, flood control. No sockets: a `Member` is
+ * anything that can take pre-encoded messages (a Connection in server.ts,
+ * a fake in tests).
+ *
+ * Rules:
+ * - Membership is per connection; presence is per user. A user with several
+ *   terminals in a room is one member to the others (one `joined`, one `left`).
+ * - A room message is serialized once and posted to every connection in the
+ *   room but the sender's, which gets an `ack` with the room's sequence
+ *   number instead. Everything runs on one thread, so every member sees one
+ *   order per room.
+ * - Flood control holds, it does not drop: past the user's token bucket,
+ *   requests wait in order (the sender is told "slow down" once); only a
+ *   sender that ignores that and piles up more than `maxHeld` requests gets
+ *   `nack` code `flood` for the excess.
+ */
+import { SecureChatError } from "../errors.ts";
+import { MAX_LIST } from "../protocol/limits.ts";
+import { type Message, encodeMessage } from "../protocol/messages.ts";
+import { DEFAULT_FLOOD, type FloodPolicy, TokenBucket } from "./flood.ts";
+import type { Journal, RoomMessage } from "./journal.ts";
+
+export interface Member {
+  readonly user: string;
+  /** Queues one pre-encoded message for this connection. */
+  post(json: string): void;
+}
+
+export interface ChatOptions {
+  /** Messages of recent history sent on join (serve --history). */
+  history: number;
+  flood: FloodPolicy;
+  /** Requests held for one connection beyond the flood limit before `nack`. */
+  maxHeld: number;
+  maxRoomsPerConnection: number;
+  maxRooms: number;
+}
+
+export const DEFAULT_CHAT: ChatOptions = { history: 50, flood: DEFAULT_FLOOD, maxHeld: 64, maxRoomsPerConnection: 32, maxRooms: 10_000 };
+
+class Room {
+  readonly members = new Set<Member>();
+  /** Connections per user in this room. */
+  readonly users = new Map<string, number>();
+
+  constructor(
+    readonly name: string,
+    public seq: number,
+  ) {}
+}
+
+/** A held request, or an action that must wait its turn behind them (bye, logout). */
+type Held = Request | (() => void);
+
+interface MemberState {
+  readonly rooms: Set<Room>;
+  readonly held: Held[];
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history">;
+const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history"]);
+
+export function isChatRequest(m: Message): m is Request {
+  return REQUESTS.has(m.type);
+}
+
+export class Chat {
+  readonly #rooms = new Map<string, Room>();
+  readonly #online = new Map<string, Set<Member>>();
+  readonly #state = new Map<Member, MemberState>();
+  readonly #buckets = new Map<string, TokenBucket>();
+  #directSeq: number;
+
+  constructor(
+    readonly opts: ChatOptions,
+    readonly journal: Journal,
+    readonly now: () => number = Date.now,
+  ) {
+    this.#directSeq = journal.lastDirectSeq();
+  }
+
+  /** Users online and the rooms that have members. */
+  get stats(): { users: number; connections: number; rooms: number } {
+    return { users: this.#online.size, connections: this.#state.size, rooms: this.#rooms.size };
+  }
+
+  connect(m: Member): void {
+    this.#state.set(m, { rooms: new Set(), held: [], timer: null });
+    let set = this.#online.get(m.user);
+    if (!set) this.#online.set(m.user, (set = new Set()));
+    set.add(m);
+  }
+
+  disconnect(m: Member): void {
+    const st = this.#state.get(m);
+    if (!st) return;
+    if (st.timer) clearTimeout(st.timer);
+    for (const room of [...st.rooms]) this.#leave(m, st, room, false);
+    this.#state.delete(m);
+    const set = this.#online.get(m.user);
+    set?.delete(m);
+    if (set?.size === 0) {
+      this.#online.delete(m.user);
+      this.#buckets.delete(m.user);
+    }
+  }
+
+  /**
+   * Runs `fn` once every request held for `m` has been answered (at once if
+   * none is), so a bye or logout never overtakes the sender's own messages.
+   */
+  afterHeld(m: Member, fn: () => void): void {
+    const st = this.#state.get(m);
+    if (!st || st.held.length === 0) return fn();
+    st.held.push(fn);
+  }
+
+  /** Handles one request, now or (past the flood limit) later, in order. */
+  handle(m: Member, req: Request): void {
+    const st = this.#state.get(m);
+    if (!st) throw new SecureChatError("chat_state", "chat: request from a connection that is not logged in or has left");
+    if (st.held.length > 0) return this.#hold(m, st, req);
+    if (this.#costs(req) && !this.#bucket(m.user).take(this.now())) {
+      post(m, { type: "notice", code: "slow_down", text: `slow down: more than ${this.opts.flood.rate} messages per second; yours are queued` });
+      return this.#hold(m, st, req);
+    }
+    this.#dispatch(m, st, req);
+  }
+
+  #costs(req: Held): boolean {
+    return typeof req !== "function" && (req.type === "say" || req.type === "dm");
+  }
+
+  #bucket(user: string): TokenBucket {
+    let b = this.#buckets.get(user);
+    if (!b) this.#buckets.set(user, (b = new TokenBucket(this.opts.flood, this.now())));
+    return b;
+  }
+
+  #hold(m: Member, st: MemberState, req: Request): void {
+    if (st.held.length >= this.opts.maxHeld) {
+      if (req.type === "say" || req.type === "dm") {
+        post(m, { type: "nack", id: req.id, code: "flood", message: "dropped: too many messages waiting; wait for acks before sending more" });
+      } else {
+        post(m, { type: "notice", code: "flood", text: `dropped a ${req.type} request: too many requests waiting` });
+      }
+      return;
+    }
+    st.held.push(req);
+    this.#schedule(m, st);
+  }
+
+  #schedule(m: Member, st: MemberState): void {
+    if (st.timer || st.held.length === 0) return;
+    const wait = Math.max(1, this.#bucket(m.user).wait(this.now()));
+    st.timer = setTimeout(() => {
+      st.timer = null;
+      this.#release(m, st);
+    }, wait);
+  }
+
+  #release(m: Member, st: MemberState): void {
+    if (!this.#state.has(m)) return;
+    while (st.held.length > 0) {
+      const req = st.held[0]!;
+      if (this.#costs(req) && !this.#bucket(m.user).take(this.now())) break;
+      st.held.shift();
+      if (typeof req === "function") {
+        req();
+        if (!this.#state.has(m)) return;
+      } else this.#dispatch(m, st, req);
+    }
+    this.#schedule(m, st);
+  }
+
+  #dispatch(m: Member, st: MemberState, req: Request): void {
+    const ts = this.now();
+    switch (req.type) {
+      case "join":
+        return this.#join(m, st, req.room, ts);
+      case "leave": {
+        const room = this.#rooms.get(req.room);
+        if (!room || !st.rooms.has(room)) return post(m, { type: "notice", code: "not_member", text: `you are not in ${req.room}` });
+        return this.#leave(m, st, room, true);
+      }
+      case "say": {
+        const room = this.#rooms.get(req.room);
+        if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
+        room.seq += 1;
+        const msg: RoomMessage = { type: "message", room: room.name, seq: room.seq, ts, from: m.user, text: req.text, ...(req.action ? { action: true } : {}) };
+        this.journal.append({ kind: "message", message: msg });
+        const json = encodeMessage(msg);
+        for (const other of room.members) if (other !== m) other.post(json);
+        return post(m, { type: "ack", id: req.id, seq: msg.seq, ts });
+      }
+      case "dm": {
+        const to = this.#online.get(req.to);
+        if (!to) return post(m, { type: "nack", id: req.id, code: "user_offline", message: `${req.to} is not online` });
+        this.#directSeq += 1;
+        const msg: Message<"direct"> = { type: "direct", seq: this.#directSeq, ts, from: m.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
+        this.journal.append({ kind: "direct", message: msg });
+        const json = encodeMessage(msg);
+        const targets = new Set([...to, ...(this.#online.get(m.user) ?? [])]);
+        for (const t of targets) if (t !== m) t.post(json);
+        return post(m, { type: "ack", id: req.id, seq: msg.seq, ts });
+      }
+      case "who": {
+        const room = this.#rooms.get(req.room);
+        return post(m, { type: "members", room: req.room, users: room ? firstUsers(room) : [] });
+      }
+      case "rooms":
+        return post(m, {
+          type: "room_list",
+          rooms: [...this.#rooms.values()]
+            .map((r) => ({ name: r.name, users: r.users.size }))
+            .sort((a, b) => (a.name < b.name ? -1 : 1))
+            .slice(0, MAX_LIST),
+        });
+      case "history": {
+        const room = this.#rooms.get(req.room);
+        if (!room || !st.rooms.has(room)) return post(m, { type: "notice", code: "not_member", text: `you are not in ${req.room}` });
+        return this.#sendHistory(m, room.name, Math.min(req.limit, this.opts.history));
+      }
+    }
+  }
+
+  #join(m: Member, st: MemberState, name: string, ts: number): void {
+    let room = this.#rooms.get(name);
+    if (room && st.rooms.has(room)) return this.#welcomeToRoom(m, room);
+    if (st.rooms.size >= this.opts.maxRoomsPerConnection) {
+      return post(m, { type: "notice", code: "room_limit", text: `you are in ${st.rooms.size} rooms already; /leave one first` });
+    }
+    if (!room) {
+      if (this.#rooms.size >= this.opts.maxRooms) return post(m, { type: "notice", code: "room_limit", text: "the server has too many rooms" });
+      room = new Room(name, this.journal.lastSeq(name));
+      this.#rooms.set(name, room);
+    }
+    const count = room.users.get(m.user) ?? 0;
+    if (count === 0) {
+      this.journal.append({ kind: "join", room: name, user: m.user, ts });
+      const json = encodeMessage({ type: "joined", room: name, user: m.user, ts });
+      for (const other of room.members) other.post(json);
+    }
+    room.users.set(m.user, count + 1);
+    room.members.add(m);
+    st.rooms.add(room);
+    this.#welcomeToRoom(m, room);
+  }
+
+  #welcomeToRoom(m: Member, room: Room): void {
+    post(m, { type: "room", room: room.name, users: firstUsers(room), seq: room.seq });
+    this.#sendHistory(m, room.name, this.opts.history);
+    post(m, { type: "notice", code: "recorded", text: `messages in ${room.name} are recorded in the server's auditable transcript` });
+  }
+
+  #sendHistory(m: Member, room: string, limit: number): void {
+    const past = this.journal.recent(room, limit);
+    for (const msg of past) post(m, { ...msg, history: true });
+    post(m, { type: "history_end", room, count: past.length });
+  }
+
+  #leave(m: Member, st: MemberState, room: Room, tell: boolean): void {
+    const ts = this.now();
+    room.members.delete(m);
+    st.rooms.delete(room);
+    const count = (room.users.get(m.user) ?? 1) - 1;
+    if (count > 0) room.users.set(m.user, count);
+    else {
+      room.users.delete(m.user);
+      this.journal.append({ kind: "leave", room: room.name, user: m.user, ts });
+      const json = encodeMessage({ type: "left", room: room.name, user: m.user, ts });
+      for (const other of room.members) other.post(json);
+    }
+    if (tell) post(m, { type: "left", room: room.name, user: m.user, ts });
+    if (room.members.size === 0) this.#rooms.delete(room.name);
+  }
+}
+
+/** Lists on the wire hold at most MAX_LIST names (PROTOCOL.md): the first, sorted. */
+function firstUsers(room: Room): string[] {
+  return [...room.users.keys()].sort().slice(0, MAX_LIST);
+}
+
+function post(m: Member, msg: Message): void {
+  m.post(encodeMessage(msg));
+}

@@ -1,0 +1,35 @@
+/**
+ * The server's long-term Ed25519 host key, `host_key` in the data directory
+ * (mode 0600), created on first start; `host_key.pub` beside it holds the
+ * public key for clients and auditors (`transcript verify --host-key`).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fromBase64, toBase64 } from "../bytes.ts";
+import { type Ed25519KeyPair, ed25519Generate } from "../crypto/index.ts";
+import { SecureChatError } from "../errors.ts";
+import { writePrivateFile } from "../paths.ts";
+
+const HEADER = "securechat-host-key-v1";
+
+export function loadOrCreateHostKey(dataDir: string): { key: Ed25519KeyPair; created: boolean } {
+  const path = join(dataDir, "host_key");
+  if (existsSync(path)) {
+    const text = readFileSync(path, "utf8");
+    const [header, secret] = text.trim().split(/\s+/);
+    if (header !== HEADER || secret === undefined) {
+      throw new SecureChatError("host_key_invalid", `host key: ${path} is not a securechat host key`);
+    }
+    let key: Ed25519KeyPair;
+    try {
+      key = ed25519Generate(fromBase64(secret, 32));
+    } catch (cause) {
+      throw new SecureChatError("host_key_invalid", `host key: ${path} is corrupt`, { cause });
+    }
+    return { key, created: false };
+  }
+  const key = ed25519Generate();
+  writePrivateFile(path, `${HEADER} ${toBase64(key.secretKey)}\n`);
+  writePrivateFile(join(dataDir, "host_key.pub"), `ed25519 ${toBase64(key.publicKey)}\n`);
+  return { key, created: true };
+}

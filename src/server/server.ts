@@ -1,0 +1,544 @@
+/**
+ * The securechat server: a Bun TCP listener running the handshake of
+ * docs/PROTOCOL.md §4, then accounts (§5.1). Every connection is a small
+ * state machine (`Connection`); nothing one connection does can block
+ * another: socket work is non-blocking with bounded queues, argon2id runs in
+ * a bounded gate, and a connection that breaks a rule is answered with an
+ * error code and closed — its own connection, never the server.
+ */
+import type { Socket, TCPSocketListener } from "bun";
+import { toBase64 } from "../bytes.ts";
+import { type Ed25519KeyPair } from "../crypto/index.ts";
+import { SecureChatError, isSecureChatError } from "../errors.ts";
+import { fingerprint } from "../fingerprint.ts";
+import { Framed } from "../net/framed.ts";
+import { type RekeyPolicy, SecureChannel } from "../protocol/channel.ts";
+import { encodeFrame } from "../protocol/framing.ts";
+import { type SessionKeys, ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
+import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
+import { type Message, decodeMessage, encodeMessage, encodeMessageBytes, joinRecordPayload } from "../protocol/messages.ts";
+import { Store } from "../store/db.ts";
+import { AUTH_FAILED, Accounts } from "./accounts.ts";
+import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
+import { type Journal, MemoryJournal } from "./journal.ts";
+import { loadOrCreateHostKey } from "./hostkey.ts";
+import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, type StartupPolicy, shouldDropStartup } from "./limits.ts";
+import { type Logger, silentLogger } from "./log.ts";
+
+export interface ServerOptions {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  dataDir: string;
+  ticketTtlMs: number;
+  handshakeTimeoutMs: number;
+  startups: StartupPolicy;
+  penalties: PenaltyPolicy;
+  maxAuthTries: number;
+  rekey: RekeyPolicy;
+  /** Concurrent argon2id computations; DESIGN.md: one per core. */
+  argon2Concurrency: number;
+  argon2Queue: number;
+  chat: ChatOptions;
+  /**
+   * Bytes a connection may have waiting to be sent before it is dropped as
+   * too slow (its own outbox plus what the socket has not taken).
+   */
+  maxSendBuffer: number;
+  /** An authenticated connection silent this long is pinged; twice this long, dropped. */
+  idleMs: number;
+  /** Where events go and history comes from; in memory unless the transcript is given. */
+  journal?: Journal;
+  log: Logger;
+}
+
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
+  host: "127.0.0.1",
+  port: 7447,
+  ticketTtlMs: 8 * 3600_000,
+  handshakeTimeoutMs: 10_000,
+  startups: { start: 10, rate: 30, full: 100 },
+  penalties: DEFAULT_PENALTIES,
+  maxAuthTries: 6,
+  rekey: { records: DEFAULT_REKEY_RECORDS, bytes: DEFAULT_REKEY_BYTES },
+  argon2Concurrency: navigator.hardwareConcurrency || 1,
+  argon2Queue: 64,
+  chat: DEFAULT_CHAT,
+  maxSendBuffer: 1024 * 1024,
+  idleMs: 60_000,
+  log: silentLogger,
+};
+
+/** Room for the record framing: a record's plaintext fills at most this much of MAX_FRAME. */
+const RECORD_PAYLOAD_MAX = MAX_FRAME - 16;
+
+type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
+
+/**
+ * What a peer is told about an error (PROTOCOL.md §6): the codes about its
+ * own input, its login, or the server's state. Anything else (a database or
+ * file error) is `internal_error` with no detail: local faults are logged,
+ * not sent.
+ */
+const WIRE_CODE =
+  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy)$/;
+
+function wireError(e: unknown): { code: string; message: string } {
+  if (isSecureChatError(e) && WIRE_CODE.test(e.code)) return { code: e.code, message: fitText(e.message, ERROR_TEXT_MAX) };
+  return { code: "internal_error", message: "server: internal error" };
+}
+
+/** Cuts text to at most `max` bytes of UTF-8 without splitting a character, so what we send is valid. */
+function fitText(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = "";
+  for (const ch of s) {
+    if (Buffer.byteLength(out + ch) > max - 3) break;
+    out += ch;
+  }
+  return `${out}...`;
+}
+
+class Connection implements Member {
+  phase: Phase = "hello";
+  /** Pre-encoded messages waiting for the next flush (PROTOCOL.md §7.6: one record may carry several). */
+  outbox: string[] = [];
+  outboxBytes = 0;
+  lastHeard = Date.now();
+  pinged = false;
+  /** A bye or logout is waiting behind held requests. */
+  leaving = false;
+  readonly framed: Framed;
+  readonly hs: ServerHandshake;
+  channel: SecureChannel | null = null;
+  keys: SessionKeys | null = null;
+  /** Set once logged in; the chat core only sees logged-in connections. */
+  user: string = "";
+  ticket: Uint8Array | null = null;
+  failures = 0;
+  deadline: ReturnType<typeof setTimeout> | null;
+  readonly source: string;
+
+  constructor(
+    readonly server: ChatServer,
+    socket: Socket<Connection>,
+  ) {
+    this.source = socket.remoteAddress;
+    this.hs = new ServerHandshake({ hostKey: server.hostKey, rekey: server.opts.rekey });
+    this.framed = new Framed(socket as Socket<unknown>, MAX_FRAME_PRELOGIN, {
+      frame: (body) => this.frame(body),
+      error: (e) => this.fail(e),
+      closed: (reason) => this.closed(reason),
+    });
+    this.deadline = setTimeout(() => this.timeout(), server.opts.handshakeTimeoutMs);
+  }
+
+  get authenticated(): boolean {
+    return this.phase === "ready";
+  }
+
+  post(json: string): void {
+    if (this.phase !== "ready") return;
+    this.outbox.push(json);
+    this.outboxBytes += Buffer.byteLength(json) + 1;
+    if (this.outboxBytes + this.framed.queued > this.server.opts.maxSendBuffer) return this.tooSlow();
+    this.server.scheduleFlush(this);
+  }
+
+  /** Seals everything in the outbox into as few records as fit, and writes them. */
+  flush(): void {
+    if (this.phase !== "ready" || this.outbox.length === 0) return;
+    const batch: string[] = [];
+    let size = 0;
+    for (const json of this.outbox) {
+      const add = Buffer.byteLength(json) + (batch.length > 0 ? 1 : 0);
+      if (size + add > RECORD_PAYLOAD_MAX && batch.length > 0) {
+        this.framed.send(this.channel!.sealer.seal(joinRecordPayload(batch)));
+        batch.length = 0;
+        size = 0;
+      }
+      batch.push(json);
+      size += Buffer.byteLength(json) + (batch.length > 1 ? 1 : 0);
+    }
+    if (batch.length > 0) this.framed.send(this.channel!.sealer.seal(joinRecordPayload(batch)));
+    this.outbox = [];
+    this.outboxBytes = 0;
+  }
+
+  /** DESIGN.md: a slow client never stalls others. It is told, and dropped. */
+  private tooSlow(): void {
+    this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.outboxBytes + this.framed.queued });
+    this.outbox = [];
+    this.outboxBytes = 0;
+    this.closeWith({ code: "slow_consumer", message: "you are not reading fast enough to keep up; disconnected" });
+    setTimeout(() => this.framed.close("slow consumer"), 2000).unref?.();
+  }
+
+  private frame(body: Uint8Array): void {
+    this.lastHeard = Date.now();
+    this.pinged = false;
+    switch (this.phase) {
+      case "hello": {
+        const { reply, keys } = this.hs.receiveHello(decodeMessage(body));
+        this.framed.send(encodeFrame(encodeMessageBytes(reply), MAX_FRAME_PRELOGIN));
+        this.keys = keys;
+        this.channel = new SecureChannel(keys, "server", MAX_FRAME_PRELOGIN);
+        this.phase = "auth";
+        return;
+      }
+      case "auth": {
+        const msgs = this.channel!.open(body);
+        if (msgs.length !== 1) throw new SecureChatError("protocol_violation", "protocol: the login record must hold exactly one message");
+        const m = this.hs.receiveAuth(msgs[0]!);
+        this.phase = "authenticating";
+        void this.authenticate(m);
+        return;
+      }
+      case "authenticating":
+        throw new SecureChatError("protocol_violation", "protocol: message sent before the login was answered");
+      case "ready":
+        for (const m of this.channel!.open(body)) {
+          // Nothing after a bye or logout in the same record is acted on.
+          if (this.phase !== "ready" || this.leaving) return;
+          this.message(m);
+        }
+        return;
+      case "closed":
+        return;
+    }
+  }
+
+  private async authenticate(m: Message<"register" | "login">): Promise<void> {
+    const accounts = this.server.accounts;
+    const now = Date.now();
+    try {
+      let issued: { ticket: Uint8Array; expiresAt: number } | undefined;
+      const checkKey = (key: Uint8Array) => verifyClientAuth(key, this.keys!, m.sig);
+      // Penalties apply to every attempt, not only at accept: connections
+      // opened in advance must not keep guessing while their source waits.
+      const wait = this.server.penalties.blockedFor(this.source, now);
+      if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
+      if (m.type === "register") {
+        await accounts.register(m.user, m.identity_key, m.password, now, () => this.phase === "authenticating");
+        this.server.log.info("register", { user: m.user, source: this.source });
+      } else if (m.ticket !== undefined) {
+        accounts.loginWithTicket(m.user, m.ticket, checkKey, now);
+        this.ticket = m.ticket;
+      } else {
+        await accounts.loginWithPassword(m.user, m.password!, checkKey);
+      }
+      if (m.ticket_key !== undefined) {
+        issued = accounts.issueTicket(m.user, m.ticket_key, now);
+        this.ticket = issued.ticket;
+      }
+      if (this.phase === "closed") return;
+      this.user = m.user;
+      this.phase = "ready";
+      this.hs.complete();
+      this.clearDeadline();
+      this.framed.decoder.limit = MAX_FRAME;
+      this.channel!.sealer.maxFrame = MAX_FRAME;
+      this.send({
+        type: "welcome",
+        user: m.user,
+        session_id: this.keys!.sessionId,
+        ...(issued ? { ticket: issued.ticket, ticket_expires: issued.expiresAt } : {}),
+      });
+      this.server.authenticated(this);
+      this.server.log.info("login", { user: m.user, source: this.source, session: toBase64(this.keys!.sessionId), method: m.type === "register" ? "register" : m.ticket ? "ticket" : "password" });
+    } catch (e) {
+      if (this.phase === "closed") return;
+      this.authFailed(m, e);
+    }
+  }
+
+  /**
+   * Every refused attempt counts toward --max-auth-tries (so a peer cannot
+   * loop forever even on cheap refusals); only wrong credentials count
+   * toward the source's penalty.
+   */
+  private authFailed(m: Message<"register" | "login">, e: unknown): void {
+    const err = wireError(e);
+    this.failures++;
+    if (err.code === "auth_failed") {
+      this.server.penalties.failure(this.source, Date.now());
+      this.server.log.warn("login_failed", { source: this.source, reason: m.type === "login" && m.ticket ? "ticket" : "password", failures: this.failures });
+    } else {
+      this.server.log.warn("auth_refused", { source: this.source, code: err.code });
+    }
+    if (this.failures >= this.server.opts.maxAuthTries) {
+      return this.closeWith({ code: "too_many_failures", message: `${this.failures} failed attempts on this connection` });
+    }
+    this.phase = "auth";
+    this.hs.retry();
+    this.send({ type: "error", ...err });
+  }
+
+  private message(m: Message): void {
+    if (isChatRequest(m)) return this.server.chat.handle(this, m);
+    switch (m.type) {
+      case "error":
+        throw new SecureChatError("peer_error", `peer: ${m.code}`);
+      case "ping":
+        return this.post(encodeMessage({ type: "pong" }));
+      case "pong":
+        return;
+      case "logout":
+        this.leaving = true;
+        return this.server.chat.afterHeld(this, () => {
+          if (this.ticket) this.server.accounts.revokeTicket(this.ticket);
+          this.server.log.info("logout", { user: this.user, source: this.source });
+          this.goodbye("logged out");
+        });
+      case "bye":
+        this.leaving = true;
+        return this.server.chat.afterHeld(this, () => this.goodbye("goodbye"));
+      default:
+        throw new SecureChatError("message_unexpected", `message: ${m.type} is not allowed here`);
+    }
+  }
+
+  /** Answers bye after everything already queued, then closes. */
+  private goodbye(reason: string): void {
+    this.post(encodeMessage({ type: "bye", reason }));
+    this.flush();
+    this.server.chat.disconnect(this);
+    this.phase = "closed";
+    this.framed.end();
+  }
+
+  /** Sends one message now, outside the outbox (login phase). */
+  send(m: Message): void {
+    this.framed.send(this.channel!.seal([m]));
+  }
+
+  /** Tells the peer why, then closes: cleartext before the keys exist, sealed after. */
+  closeWith(err: { code: string; message: string }): void {
+    if (this.phase === "closed") return;
+    try {
+      const msg: Message = { type: "error", code: err.code, message: fitText(err.message, ERROR_TEXT_MAX) };
+      if (this.phase === "ready") this.flush();
+      if (this.channel && !this.channel.sealer.closed) this.framed.send(this.channel.seal([msg]));
+      else if (!this.channel) this.framed.send(encodeFrame(encodeMessageBytes(msg), MAX_FRAME_PRELOGIN));
+    } catch {
+      // Nothing more to say to this peer.
+    }
+    this.framed.end();
+    this.phase = "closed";
+  }
+
+  fail(e: unknown): void {
+    // A peer's own `error` (PROTOCOL.md §4.10) is never answered with one: we just close.
+    if (isSecureChatError(e, "handshake_refused") || isSecureChatError(e, "peer_error")) {
+      this.server.log.info("peer_error", { source: this.source, user: this.user || undefined });
+      this.phase = "closed";
+      this.framed.end();
+      return;
+    }
+    const err = wireError(e);
+    if (err.code === "internal_error") this.server.log.warn("internal_error", { source: this.source, error: String(e) });
+    else this.server.log.info("protocol_error", { source: this.source, code: err.code, user: this.user || undefined });
+    this.closeWith(err);
+  }
+
+  private timeout(): void {
+    this.deadline = null;
+    if (this.phase === "ready" || this.phase === "closed") return;
+    this.server.log.info("handshake_timeout", { source: this.source });
+    this.closeWith({ code: "handshake_timeout", message: `handshake and login must finish within ${this.server.opts.handshakeTimeoutMs} ms` });
+    // A peer that does not read must not keep the slot: force it after a grace period.
+    setTimeout(() => this.framed.close("handshake timeout"), 1000).unref?.();
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = null;
+  }
+
+  /** Called by the server's sweep: ping the silent, drop the dead. */
+  idle(now: number): void {
+    if (this.phase !== "ready") return;
+    const silent = now - this.lastHeard;
+    if (silent >= 2 * this.server.opts.idleMs) {
+      this.server.log.info("idle_timeout", { user: this.user, source: this.source });
+      this.closeWith({ code: "idle_timeout", message: "no answer to ping; disconnected" });
+      setTimeout(() => this.framed.close("idle"), 1000).unref?.();
+    } else if (silent >= this.server.opts.idleMs && !this.pinged) {
+      this.pinged = true;
+      this.post(encodeMessage({ type: "ping" }));
+    }
+  }
+
+  private closed(_reason: string): void {
+    const wasAuthenticated = this.user !== "";
+    this.server.chat.disconnect(this);
+    this.phase = "closed";
+    this.clearDeadline();
+    this.channel?.close();
+    this.server.forget(this, wasAuthenticated);
+  }
+}
+
+export class ChatServer {
+  readonly opts: ServerOptions;
+  readonly store: Store;
+  readonly accounts: Accounts;
+  readonly hostKey: Ed25519KeyPair;
+  readonly hostKeyCreated: boolean;
+  readonly penalties: PenaltyBox;
+  readonly log: Logger;
+  readonly chat: Chat;
+  #listener: TCPSocketListener<Connection> | null = null;
+  readonly #dirty = new Set<Connection>();
+  #flushScheduled = false;
+  #sweep: ReturnType<typeof setInterval> | null = null;
+  readonly #connections = new Set<Connection>();
+  #unauthenticated = 0;
+  #stopping: Promise<void> | null = null;
+
+  protected constructor(opts: ServerOptions) {
+    this.opts = opts;
+    this.log = opts.log;
+    const { key, created } = loadOrCreateHostKey(opts.dataDir);
+    this.hostKey = key;
+    this.hostKeyCreated = created;
+    this.store = new Store(opts.dataDir);
+    this.accounts = new Accounts(this.store, new Gate(opts.argon2Concurrency, opts.argon2Queue), opts.ticketTtlMs);
+    this.penalties = new PenaltyBox(opts.penalties);
+    this.chat = new Chat(opts.chat, opts.journal ?? new MemoryJournal(opts.chat.history));
+  }
+
+  /**
+   * Coalescing (issue: throughput by design): what is posted to connections
+   * while handling this turn's input is sealed once per connection at the
+   * end of the turn, several messages per record.
+   */
+  scheduleFlush(c: Connection): void {
+    this.#dirty.add(c);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      const dirty = [...this.#dirty];
+      this.#dirty.clear();
+      for (const d of dirty) d.flush();
+    });
+  }
+
+  static async start(options: Partial<ServerOptions> & { dataDir: string }): Promise<ChatServer> {
+    const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options });
+    await server.accounts.warm();
+    server.store.pruneTickets(Date.now());
+    server.listen();
+    const sweepMs = Math.max(250, Math.min(15_000, server.opts.idleMs / 4));
+    server.#sweep = setInterval(() => {
+      const now = Date.now();
+      for (const c of server.#connections) c.idle(now);
+    }, sweepMs);
+    return server;
+  }
+
+  get port(): number {
+    return this.#listener!.port;
+  }
+
+  get fingerprint(): string {
+    return fingerprint(this.hostKey.publicKey);
+  }
+
+  /** Connections that have not yet logged in. */
+  get unauthenticated(): number {
+    return this.#unauthenticated;
+  }
+
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  private listen(): void {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const server = this;
+    this.#listener = Bun.listen<Connection>({
+      hostname: this.opts.host,
+      port: this.opts.port,
+      socket: {
+        open(socket) {
+          server.admit(socket);
+        },
+        data(socket, chunk) {
+          socket.data?.framed.receive(chunk);
+        },
+        drain(socket) {
+          socket.data?.framed.drain();
+        },
+        close(socket) {
+          socket.data?.framed.socketClosed();
+        },
+        error(socket) {
+          socket.data?.framed.socketClosed("socket error");
+        },
+      },
+    });
+  }
+
+  private admit(socket: Socket<Connection>): void {
+    const refuse = (code: string, message: string) => {
+      socket.write(encodeFrame(encodeMessageBytes({ type: "error", code, message }), MAX_FRAME_PRELOGIN));
+      socket.end();
+    };
+    if (this.#stopping) return refuse("server_shutdown", "server is shutting down");
+    const wait = this.penalties.blockedFor(socket.remoteAddress, Date.now());
+    if (wait > 0) {
+      this.log.info("penalized", { source: socket.remoteAddress, wait_ms: wait });
+      return refuse("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
+    }
+    if (shouldDropStartup(this.opts.startups, this.#unauthenticated)) {
+      this.log.info("startup_dropped", { source: socket.remoteAddress, unauthenticated: this.#unauthenticated });
+      return refuse("server_busy", "too many connections are logging in; retry in a moment");
+    }
+    const conn = new Connection(this, socket);
+    socket.data = conn;
+    this.#connections.add(conn);
+    this.#unauthenticated++;
+  }
+
+  authenticated(conn: Connection): void {
+    this.#unauthenticated--;
+    this.chat.connect(conn);
+  }
+
+  forget(conn: Connection, wasAuthenticated: boolean): void {
+    if (!this.#connections.delete(conn)) return;
+    if (!wasAuthenticated) this.#unauthenticated--;
+    this.#maybeStopped?.();
+  }
+
+  #maybeStopped: (() => void) | null = null;
+
+  /** SIGINT/SIGTERM: stop accepting, tell every client, wait briefly for them to go, close the database. */
+  stop(graceMs = 2000): Promise<void> {
+    this.#stopping ??= (async () => {
+      if (this.#sweep) clearInterval(this.#sweep);
+      this.#listener?.stop(false);
+      for (const c of this.#connections) c.closeWith({ code: "server_shutdown", message: "server is shutting down" });
+      if (this.#connections.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          this.#maybeStopped = () => {
+            if (this.#connections.size === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          };
+        });
+      }
+      for (const c of this.#connections) c.framed.close("server stopped");
+      this.#listener?.stop(true);
+      this.store.close();
+      this.log.info("stopped");
+    })();
+    return this.#stopping;
+  }
+}
+
+export { AUTH_FAILED };

@@ -1,0 +1,123 @@
+/**
+ * The server's database (bun:sqlite, WAL): accounts and session tickets.
+ * `synchronous = FULL` so a commit the server has acknowledged survives a
+ * crash or power loss; the schema version lives in `PRAGMA user_version` and
+ * each migration runs in its own transaction.
+ */
+import { Database } from "bun:sqlite";
+import { chmodSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { SecureChatError } from "../errors.ts";
+import { ensurePrivateDir } from "../paths.ts";
+
+const MIGRATIONS: string[] = [
+  // 1: accounts and tickets.
+  `CREATE TABLE accounts (
+     name         TEXT PRIMARY KEY,
+     identity_key BLOB NOT NULL CHECK (length(identity_key) = 32),
+     verifier     TEXT NOT NULL,
+     created_at   INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE tickets (
+     hash       BLOB PRIMARY KEY CHECK (length(hash) = 32),
+     user       TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+     key        BLOB NOT NULL CHECK (length(key) = 32),
+     expires_at INTEGER NOT NULL,
+     created_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX tickets_expiry ON tickets(expires_at);`,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export interface Account {
+  name: string;
+  identityKey: Uint8Array;
+  verifier: string;
+  createdAt: number;
+}
+
+export interface Ticket {
+  user: string;
+  key: Uint8Array;
+  expiresAt: number;
+}
+
+export class Store {
+  readonly db: Database;
+
+  constructor(dataDir: string) {
+    ensurePrivateDir(dataDir);
+    const path = join(dataDir, "securechat.db");
+    const fresh = !existsSync(path);
+    this.db = new Database(path, { create: true, strict: true });
+    if (fresh) chmodSync(path, 0o600);
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const row = this.db.query<{ user_version: number }, []>("PRAGMA user_version").get();
+    const current = row?.user_version ?? 0;
+    if (current > SCHEMA_VERSION) {
+      throw new SecureChatError("store_version", `store: database schema ${current} is newer than this securechat (${SCHEMA_VERSION})`);
+    }
+    for (let v = current; v < SCHEMA_VERSION; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.exec(`PRAGMA user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  schemaVersion(): number {
+    return this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
+  }
+
+  /** Returns false if the name is taken. */
+  createAccount(a: Account): boolean {
+    const r = this.db
+      .query("INSERT INTO accounts (name, identity_key, verifier, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO NOTHING")
+      .run(a.name, a.identityKey, a.verifier, a.createdAt);
+    return r.changes === 1;
+  }
+
+  account(name: string): Account | null {
+    const row = this.db
+      .query<{ name: string; identity_key: Uint8Array; verifier: string; created_at: number }, [string]>(
+        "SELECT name, identity_key, verifier, created_at FROM accounts WHERE name = ?",
+      )
+      .get(name);
+    return row ? { name: row.name, identityKey: new Uint8Array(row.identity_key), verifier: row.verifier, createdAt: row.created_at } : null;
+  }
+
+  addTicket(hash: Uint8Array, t: Ticket, now: number): void {
+    this.db.query("INSERT INTO tickets (hash, user, key, expires_at, created_at) VALUES (?, ?, ?, ?, ?)").run(hash, t.user, t.key, t.expiresAt, now);
+  }
+
+  /** The unexpired ticket with this hash, if any. */
+  ticket(hash: Uint8Array, now: number): Ticket | null {
+    const row = this.db
+      .query<{ user: string; key: Uint8Array; expires_at: number }, [Uint8Array, number]>(
+        "SELECT user, key, expires_at FROM tickets WHERE hash = ? AND expires_at > ?",
+      )
+      .get(hash, now);
+    return row ? { user: row.user, key: new Uint8Array(row.key), expiresAt: row.expires_at } : null;
+  }
+
+  revokeTicket(hash: Uint8Array): boolean {
+    return this.db.query("DELETE FROM tickets WHERE hash = ?").run(hash).changes === 1;
+  }
+
+  pruneTickets(now: number): number {
+    return this.db.query("DELETE FROM tickets WHERE expires_at <= ?").run(now).changes;
+  }
+
+  integrityCheck(): string {
+    return this.db.query<{ integrity_check: string }, []>("PRAGMA integrity_check").get()!.integrity_check;
+  }
+
+  close(): void {
+    this.db.close(false);
+  }
+}

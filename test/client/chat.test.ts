@@ -1,0 +1,286 @@
+/**
+ * The chat client's engine (src/client/chat.ts): what a typed line means
+ * (parseLine), what runCommand does with it, the local refusals that keep a
+ * bad line from closing the session, and the window that keeps a fast script
+ * from outrunning the server's flood queue.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ChatClient, type Command, HELP_TEXT, WINDOW, parseLine, runCommand } from "../../src/client/chat.ts";
+import { parseServerAddress } from "../../src/client/connection.ts";
+import { MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
+import { DEFAULT_CHAT } from "../../src/server/chat.ts";
+import { type Seed, Collector, Peer, connectClient, cred, machine, quitAll, seedAccounts, serverFrom } from "../server/chat-helpers.ts";
+import type { TestServer } from "../server/helpers.ts";
+
+/** Bound for network tests and their hooks: generous for a loaded machine (bunfig's [test] timeout is not applied by bun 1.4.5). */
+const NET = 15_000;
+
+describe("parseLine", () => {
+  const cases: [string, Command | null][] = [
+    ["", null],
+    ["   ", null],
+    ["hello", { kind: "say", text: "hello" }],
+    ["  spaced out  ", { kind: "say", text: "  spaced out  " }],
+    ["bye", { kind: "quit" }],
+    ["  bye ", { kind: "quit" }],
+    ["bye now", { kind: "say", text: "bye now" }],
+    ["//etc/passwd is a path", { kind: "say", text: "/etc/passwd is a path" }],
+    ["//", { kind: "say", text: "/" }],
+    ["/join lobby", { kind: "join", room: "lobby" }],
+    ["/JOIN lobby", { kind: "join", room: "lobby" }],
+    ["/join   lobby", { kind: "join", room: "lobby" }],
+    ["/join r2-d2_x", { kind: "join", room: "r2-d2_x" }],
+    ["/leave", { kind: "leave" }],
+    ["/leave lobby", { kind: "leave", room: "lobby" }],
+    ["/part lobby", { kind: "leave", room: "lobby" }],
+    ["/rooms", { kind: "rooms" }],
+    ["/list", { kind: "rooms" }],
+    ["/who", { kind: "who" }],
+    ["/who lobby", { kind: "who", room: "lobby" }],
+    ["/msg bob hi there", { kind: "msg", to: "bob", text: "hi there" }],
+    ["/msg bob   two  spaces", { kind: "msg", to: "bob", text: "two  spaces" }],
+    ["/me waves", { kind: "me", text: "waves" }],
+    ["/me   waves slowly  ", { kind: "me", text: "waves slowly" }],
+    ["/history", { kind: "history", limit: 20 }],
+    ["/history 5", { kind: "history", limit: 5 }],
+    ["/history 1", { kind: "history", limit: 1 }],
+    ["/history 1000", { kind: "history", limit: 1000 }],
+    ["/help", { kind: "help" }],
+    ["/?", { kind: "help" }],
+    ["/quit", { kind: "quit" }],
+    ["/exit", { kind: "quit" }],
+  ];
+  for (const [line, want] of cases) {
+    test(JSON.stringify(line), () => {
+      expect(parseLine(line)).toEqual(want);
+    });
+  }
+
+  const errors: [string, RegExp][] = [
+    ["/join", /usage: \/join/],
+    ["/join Lobby", /usage: \/join/],
+    ["/join -dash", /usage: \/join/],
+    ["/join a-room-name-that-is-far-too-long-x", /usage: \/join/],
+    ["/leave Not!", /usage: \/leave/],
+    ["/who ??", /usage: \/who/],
+    ["/msg", /usage: \/msg/],
+    ["/msg bob", /usage: \/msg/],
+    ["/msg Bob hi", /usage: \/msg/],
+    ["/msg b hi", /usage: \/msg/],
+    ["/me", /usage: \/me/],
+    ["/me    ", /usage: \/me/],
+    ["/history 0", /usage: \/history/],
+    ["/history 1001", /usage: \/history/],
+    ["/history -3", /usage: \/history/],
+    ["/history 2.5", /usage: \/history/],
+    ["/history lots", /usage: \/history/],
+    ["/frobnicate now", /unknown command \/frobnicate/],
+    ["/", /unknown command/],
+  ];
+  for (const [line, text] of errors) {
+    test(`${JSON.stringify(line)} → error`, () => {
+      const c = parseLine(line);
+      expect(c?.kind).toBe("error");
+      expect(c?.kind === "error" && c.text).toMatch(text);
+    });
+  }
+});
+
+describe("ChatClient without a connection", () => {
+  const offline = () => {
+    const sink = new Collector();
+    const client = new ChatClient(
+      {
+        addr: parseServerAddress("127.0.0.1:1"),
+        user: "alice",
+        trust: { acceptNew: false },
+        room: "lobby",
+        password: () => Promise.reject(new Error("test: not used")),
+        reconnect: false,
+      },
+      sink,
+    );
+    return { client, sink };
+  };
+
+  test("help and usage errors are shown locally; quit asks to leave", async () => {
+    const { client, sink } = offline();
+    expect(await runCommand(client, { kind: "help" })).toBe(true);
+    expect(sink.of("local").map((e) => e.text)).toEqual(HELP_TEXT);
+    expect(await runCommand(client, parseLine("/join")!)).toBe(true);
+    expect(sink.of("local").at(-1)?.text).toMatch(/usage: \/join/);
+    expect(await runCommand(client, parseLine("bye")!)).toBe(false);
+    expect(await runCommand(client, parseLine("/quit")!)).toBe(false);
+  });
+
+  test("a line typed while not connected is not sent, is said so, and counts as unacknowledged", async () => {
+    const { client, sink } = offline();
+    await runCommand(client, parseLine("hello?")!);
+    await runCommand(client, parseLine("/msg bob hello?")!);
+    expect(sink.of("local").map((e) => e.text)).toEqual(["not connected: message not sent", "not connected: message not sent"]);
+    expect(sink.of("sent")).toEqual([]);
+    expect(client.unacknowledged).toBe(2);
+    await runCommand(client, parseLine("/who")!);
+    expect(sink.of("local").at(-1)?.text).toBe("not connected");
+    expect(client.unacknowledged).toBe(2);
+  });
+});
+
+let seed: Seed;
+const alicePC = machine("client-alice");
+const bobPC = machine("client-bob");
+
+beforeAll(async () => {
+  seed = await seedAccounts(["alice", "bob"]);
+}, NET);
+
+describe("ChatClient against a server", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, history: 10, flood: { rate: 100_000, burst: 100_000 } } });
+  }, NET);
+  afterAll(async () => {
+    await t.server.stop();
+  }, NET);
+
+  test("refuses control characters, broken text and more than 4096 bytes locally: counted, shown, never sent; the session goes on", async () => {
+    let a: ChatClient | undefined;
+    let bob: Peer | undefined;
+    try {
+      bob = await Peer.login(t.port, cred(seed, "bob"));
+      await bob.join("strict");
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "strict");
+      a = alice.client;
+      const refused = [
+        "bell \u0007",
+        "line\nbreak",
+        "carriage\rreturn",
+        "escape \u001b[31mred",
+        "delete \u007f",
+        "c1 \u0085 next line",
+        "lone \ud800 surrogate",
+        "y".repeat(MESSAGE_TEXT_MAX + 1),
+        "€".repeat(1366), // 4098 bytes in 1366 characters
+      ];
+      for (const line of refused) await a.say(line);
+      await a.dm("bob", "beep \u0007");
+      expect(a.unacknowledged).toBe(refused.length + 1);
+      const locals = alice.sink.of("local").map((e) => e.text);
+      expect(locals).toHaveLength(refused.length + 1);
+      expect(locals.every((x) => x.startsWith("not sent: "))).toBe(true);
+      expect(locals.filter((x) => x.includes("control characters"))).toHaveLength(7);
+      expect(locals.filter((x) => x.includes("not valid text"))).toHaveLength(1);
+      expect(locals.filter((x) => x.includes(`longer than ${MESSAGE_TEXT_MAX} bytes`))).toHaveLength(2);
+      expect(alice.sink.of("sent")).toEqual([]);
+
+      // What is allowed still goes, on the same session: tabs become spaces, 4096 bytes exactly is fine.
+      const exact = "z".repeat(MESSAGE_TEXT_MAX);
+      await a.say("tab\there");
+      await a.say(exact);
+      await bob.until("two lines", () => bob!.of("message").length === 2);
+      expect(bob.of("message").map((m) => m.text)).toEqual(["tab    here", exact]);
+      await alice.sink.until("two acks", () => alice.sink.of("ack").length === 2);
+      expect(a.failure).toBeNull();
+      expect(a.unacknowledged).toBe(refused.length + 1);
+    } finally {
+      bob?.close();
+      await quitAll(a);
+    }
+  }, NET);
+
+  test("runCommand drives the session: /join switches the room, /who, /rooms, /history, /me, /msg, /leave", async () => {
+    let a: ChatClient | undefined;
+    let bob: Peer | undefined;
+    try {
+      bob = await Peer.login(t.port, cred(seed, "bob"));
+      await bob.join("attic");
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "cellar");
+      a = alice.client;
+      const run = async (line: string) => expect(await runCommand(a!, parseLine(line)!)).toBe(true);
+
+      await run("/join attic");
+      await alice.sink.inRoom("attic");
+      expect(a.room).toBe("attic");
+      await run("hello attic");
+      await run("/me dusts off a chair");
+      await run("//slash at the start");
+      await bob.until("three lines", () => bob!.of("message").length === 3);
+      expect(bob.of("message").map((m) => [m.text, m.action ?? false])).toEqual([
+        ["hello attic", false],
+        ["dusts off a chair", true],
+        ["/slash at the start", false],
+      ]);
+      await run("/msg bob psst");
+      await bob.until("the dm", () => bob!.of("direct").length === 1);
+      expect(bob.of("direct")[0]).toEqual(expect.objectContaining({ from: "alice", to: "bob", text: "psst" }));
+
+      await run("/who");
+      await alice.sink.until("members", () => alice.sink.of("members").length === 1);
+      expect(alice.sink.of("members")[0]).toEqual({ type: "members", room: "attic", users: ["alice", "bob"] });
+      await run("/rooms");
+      await alice.sink.until("the room list", () => alice.sink.of("room_list").length === 1);
+      expect(alice.sink.of("room_list")[0]?.rooms).toEqual([
+        { name: "attic", users: 2 },
+        { name: "cellar", users: 1 },
+      ]);
+      await run("/history 2");
+      await alice.sink.until("history", () => alice.sink.of("history_end").filter((h) => h.room === "attic").length === 2);
+      expect(alice.sink.of("message").filter((m) => m.history).map((m) => m.text)).toEqual(["dusts off a chair", "/slash at the start"]);
+
+      await run("/leave");
+      await bob.until("alice's departure", () => bob!.of("left").length === 1);
+      expect(alice.sink.of("left").at(-1)).toEqual(expect.objectContaining({ room: "attic", user: "alice" }));
+      await alice.sink.until("acks", () => alice.sink.of("ack").length === 4);
+      await a.quit();
+      expect(a.unacknowledged).toBe(0);
+    } finally {
+      bob?.close();
+      await quitAll(a);
+    }
+  }, NET);
+});
+
+describe("the window", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    // A tight flood limit: the server holds most lines; maxHeld is above the window.
+    t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: { rate: 200, burst: 1 }, maxHeld: 48 } });
+  }, NET);
+  afterAll(async () => {
+    await t.server.stop();
+  }, NET);
+
+  test(`never more than ${WINDOW} lines in flight; a fast script is held, not refused`, async () => {
+    let a: ChatClient | undefined;
+    let bob: Peer | undefined;
+    try {
+      bob = await Peer.login(t.port, cred(seed, "bob"));
+      await bob.join("narrow");
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "narrow");
+      a = alice.client;
+      const N = 100;
+      const started = Date.now();
+      for (let i = 1; i <= N; i++) await a.say(`fast ${i}`);
+      await a.quit();
+      console.log(`window: ${N} lines at 200/s took ${Date.now() - started} ms`);
+
+      let inFlight = 0;
+      let most = 0;
+      for (const e of alice.sink.events) {
+        if (e.type === "sent") inFlight++;
+        if (e.type === "ack" || e.type === "nack") inFlight--;
+        most = Math.max(most, inFlight);
+      }
+      expect(most).toBe(WINDOW);
+      expect(alice.sink.of("notice").some((n) => n.code === "slow_down")).toBe(true);
+      expect(alice.sink.of("nack")).toEqual([]);
+      expect(alice.sink.of("ack")).toHaveLength(N);
+      expect(a.unacknowledged).toBe(0);
+      await bob.until("every line", () => bob!.of("message").length === N);
+      expect(bob.of("message").map((m) => m.text)).toEqual(Array.from({ length: N }, (_, i) => `fast ${i + 1}`));
+    } finally {
+      bob?.close();
+      await quitAll(a);
+    }
+  }, NET);
+});

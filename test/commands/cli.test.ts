@@ -1,0 +1,261 @@
+/**
+ * The CLI runner (src/cli.ts) in-process: `main(argv)` returns the exit code
+ * and writes to process.stdout / process.stderr, which these tests capture.
+ * No server is started: every case either ends before any connection or
+ * needs none.
+ */
+import { describe, expect, test } from "bun:test";
+import { clientError, refusal } from "../../src/client/account.ts";
+import { saveTicket, ticketPath } from "../../src/client/tickets.ts";
+import { existsSync } from "node:fs";
+import { VERSION, main, printable } from "../../src/cli.ts";
+import { CliError, EXIT } from "../../src/commands/exit.ts";
+import { ed25519Generate, randomBytes } from "../../src/crypto/index.ts";
+import { SecureChatError } from "../../src/errors.ts";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs main(argv) with stdout and stderr captured. */
+async function run(...argv: string[]): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const realOut = process.stdout.write;
+  const realErr = process.stderr.write;
+  const capture = (sink: string[]) =>
+    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      sink.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+      const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
+      cb?.();
+      return true;
+    }) as typeof process.stdout.write;
+  process.stdout.write = capture(out);
+  process.stderr.write = capture(err);
+  let code: number;
+  try {
+    code = await main(argv);
+  } finally {
+    process.stdout.write = realOut;
+    process.stderr.write = realErr;
+  }
+  return { code, stdout: out.join(""), stderr: err.join("") };
+}
+
+const EVIL = "\u001b[2J\nhint: evil";
+const EVIL_ESCAPED = "\\x1b[2J\\x0ahint: evil";
+
+/** A usage error: exit 2, nothing on stdout, one error line then hint lines, no stack. */
+function expectUsageError(r: Run, message: string): void {
+  expect(r.code).toBe(EXIT.USAGE);
+  expect(r.stdout).toBe("");
+  const lines = r.stderr.split("\n");
+  expect(lines.at(-1)).toBe(""); // ends with a newline
+  expect(lines[0]).toBe(`securechat: ${message}`);
+  expect(lines.length).toBeGreaterThanOrEqual(3); // message, at least one hint, ""
+  for (const l of lines.slice(1, -1)) expect(l).toStartWith("hint: ");
+  expectNoStack(r.stderr);
+}
+
+function expectNoStack(s: string): void {
+  expect(s).not.toMatch(/^\s+at /m);
+  expect(s).not.toContain("Error:");
+  expect(s).not.toContain(".ts:");
+}
+
+describe("--version", () => {
+  test.each(["--version", "-v"])("%s prints the version and exits 0", async (flag) => {
+    const r = await run(flag);
+    expect(r).toEqual({ code: 0, stdout: `securechat ${VERSION}\n`, stderr: "" });
+    expect(VERSION).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe("--help", () => {
+  const COMMANDS = ["serve", "register", "login", "logout", "chat", "transcript"];
+
+  test.each([["--help"], ["-h"], []])("%p lists the commands and exits 0", async (...argv) => {
+    const r = await run(...(argv.filter((a) => a !== undefined) as string[]));
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    for (const c of COMMANDS) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\s+\\S`, "m"));
+    expect(r.stdout).toContain("EXAMPLES");
+    expect(r.stdout).toContain("EXIT CODES");
+    expect(r.stdout).toContain("2 usage error");
+    // NO_COLOR is set by the test setup and stdout is not a terminal: no escapes.
+    expect(r.stdout).not.toContain("\u001b");
+  });
+
+  test("a sub-command's help shows its arguments and examples", async () => {
+    const r = await run("logout", "--help");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain("securechat logout");
+    expect(r.stdout).toContain("--server");
+    expect(r.stdout).toContain("USER");
+    expect(r.stdout).toContain("$ securechat logout alice");
+    expect(r.stdout).not.toContain("EXIT CODES"); // only on the root
+  });
+
+  test("a command group's help lists its sub-commands", async () => {
+    const r = await run("transcript", "--help");
+    expect(r.code).toBe(0);
+    for (const c of ["verify", "export", "follow"]) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\s+\\S`, "m"));
+  });
+});
+
+describe("usage errors: exit 2, one line, hints, no stack", () => {
+  test("unknown command", async () => {
+    const r = await run("frobnicate");
+    expectUsageError(r, 'unknown command "frobnicate"');
+    expect(r.stderr).toContain('hint: run "securechat --help" to see the commands');
+  });
+
+  test("unknown sub-command of a group", async () => {
+    expectUsageError(await run("transcript", "frob"), 'unknown command "frob"');
+  });
+
+  test("prototype names are not commands", async () => {
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      expectUsageError(await run(name), `unknown command "${name}"`);
+    }
+  });
+
+  test("unknown option", async () => {
+    const r = await run("logout", "alice", "--frob");
+    expectUsageError(r, 'unknown option "--frob"');
+    expect(r.stderr).toContain('hint: run "securechat logout --help" for usage');
+  });
+
+  test("unknown option with a value, and unknown short option", async () => {
+    expectUsageError(await run("logout", "alice", "--frob=1"), 'unknown option "--frob"');
+    expectUsageError(await run("logout", "alice", "-x"), 'unknown option "-x"');
+  });
+
+  test("an unknown option where a command is due", async () => {
+    // Today this says '"securechat" needs a sub-command' rather than naming the
+    // option; the contract tested here is exit 2, one line, a hint, no stack.
+    const r = await run("--frob");
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stdout).toBe("");
+    expect(r.stderr.split("\n")).toHaveLength(3);
+    expect(r.stderr).toStartWith("securechat: ");
+    expect(r.stderr).toContain("\nhint: ");
+    expectNoStack(r.stderr);
+  });
+
+  test("an option without its value", async () => {
+    expectUsageError(await run("logout", "alice", "--server"), 'option "--server" needs a value');
+    expectUsageError(await run("logout", "--server", "--accept-new-host", "alice"), 'option "--server" needs a value');
+  });
+
+  test("a stray argument", async () => {
+    expectUsageError(await run("logout", "alice", "bob"), 'unexpected argument "bob"');
+  });
+
+  test("a missing positional (citty's own error, reworded)", async () => {
+    const r = await run("logout");
+    expectUsageError(r, "missing required positional argument: USER");
+  });
+
+  test("a group without its sub-command", async () => {
+    expectUsageError(await run("transcript"), '"securechat transcript" needs a sub-command');
+  });
+
+  test("a bad value (user name, server address)", async () => {
+    expectUsageError(await run("logout", "Alice"), '"Alice" is not a valid user name');
+    expectUsageError(await run("logout", "alice", "--server", "host:0"), '"host:0" is not a server address');
+  });
+
+  test("--debug adds the stack trace", async () => {
+    const r = await run("frobnicate", "--debug");
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).toStartWith('securechat: unknown command "frobnicate"\n');
+    expect(r.stderr).toMatch(/^\s+at /m);
+  });
+});
+
+describe("runtime outcomes without a server", () => {
+  test("a command that is not implemented yet fails with exit 1, not 0", async () => {
+    const r = await run("transcript", "verify", "/nonexistent");
+    expect(r.code).toBe(EXIT.FAILURE);
+    expect(r.stderr).toStartWith("securechat: transcript verify: not implemented yet\n");
+    expectNoStack(r.stderr);
+  });
+
+  test("chat with nobody logged in to the server is a usage error naming --user", async () => {
+    const r = await run("chat", "--server", "cli-test-nobody.invalid:7447");
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).toContain("nobody is logged in to cli-test-nobody.invalid:7447");
+    expect(r.stderr).toContain("hint: pass --user NAME");
+    expectNoStack(r.stderr);
+  });
+
+  test("logout with no ticket: exit 0, says so, touches no network", async () => {
+    const r = await run("logout", "nobody", "--server", "cli-test.invalid:7447");
+    expect(r).toEqual({ code: 0, stdout: "", stderr: "not logged in\n" });
+  });
+
+  test("logout with an expired ticket deletes it locally", async () => {
+    const server = "cli-test-expired.invalid:7447";
+    saveTicket(server, "alice", { ticket: randomBytes(32), expiresAt: Date.now() - 1000, key: ed25519Generate() });
+    const r = await run("logout", "alice", "--server", server);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("already expired");
+    expect(existsSync(ticketPath(server, "alice"))).toBe(false);
+  });
+});
+
+describe("printable", () => {
+  test("escapes C0, DEL and C1 control characters", () => {
+    expect(printable(EVIL)).toBe(EVIL_ESCAPED);
+    expect(printable("a\tb\rc\u0000d\u007fe\u0080f\u009bg\u009fh")).toBe("a\\x09b\\x0dc\\x00d\\x7fe\\x80f\\x9bg\\x9fh");
+    expect(printable("\u001b]0;title\u0007")).toBe("\\x1b]0;title\\x07");
+  });
+
+  test("leaves ordinary text alone, including non-ASCII", () => {
+    for (const s of ["", "plain text", 'quotes " and \\ backslash', "héllo wörld", "日本語", "🐱 emoji", "\u00a0nbsp"]) {
+      expect(printable(s)).toBe(s);
+    }
+  });
+
+  test("the result has no control characters", () => {
+    let all = "";
+    for (let c = 0; c < 0x100; c++) all += String.fromCharCode(c);
+    expect(printable(all)).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+  });
+
+  test("a server's refusal text is escaped when the CLI prints it", () => {
+    // A server error reaches the user as a CliError (refusal / clientError);
+    // whatever it says, printError shows it on one line.
+    const fromRefusal = refusal({ type: "error", code: "auth_failed", message: EVIL });
+    expect(fromRefusal.exitCode).toBe(EXIT.AUTH);
+    expect(printable(fromRefusal.message)).toBe(EVIL_ESCAPED);
+    const fromHandshake = clientError(new SecureChatError("handshake_refused", `handshake: peer refused: busy: ${EVIL}`));
+    expect(fromHandshake).toBeInstanceOf(CliError);
+    expect(printable((fromHandshake as CliError).message)).toBe(`server refused: busy: ${EVIL_ESCAPED}`);
+  });
+
+  test("through main: hostile text in an error prints as escapes, on one line", async () => {
+    const r = await run(EVIL);
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).toBe(`securechat: unknown command "${EVIL_ESCAPED}"\nhint: run "securechat --help" to see the commands\n`);
+    expect(r.stderr).not.toContain("\u001b");
+    expect(r.stderr.split("\n").filter((l) => l.includes("evil"))).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/^hint: evil/m);
+
+    const r2 = await run("logout", "alice", "--server", EVIL);
+    expectUsageError(r2, `"${EVIL_ESCAPED}" is not a server address`);
+    expect(r2.stderr).not.toMatch(/^hint: evil/m);
+  });
+
+  test("through main: hostile text in an option name is escaped too", async () => {
+    const r = await run("logout", "alice", `--x${EVIL}`);
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).not.toContain("\u001b");
+    expect(r.stderr).not.toMatch(/^hint: evil/m);
+    expect(r.stderr.split("\n")[0]).toBe(`securechat: unknown option "--x${EVIL_ESCAPED}"`);
+  });
+});

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Drives the compiled binary through accounts end to end, as two people on one
+# machine would: serve on a port of its own, register and log in two users,
+# reuse a ticket, see the uniform failure, a pinned host key that changes,
+# and restart. Everything lives in a temporary directory; the server is
+# stopped by its own PID on every exit path.
+set -uo pipefail
+bin=$(realpath "${1:-./dist/securechat}")
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail=0; passed=0; out=""
+ok() { passed=$((passed+1)); }
+bad() { echo "FAIL $*"; fail=$((fail+1)); }
+run() { # name, expected exit, command... (stdin from $input)
+  local name=$1 want=$2 rc; shift 2
+  out=$(printf '%s' "${input:-}" | "$@" 2>&1); rc=$?
+  if [ "$rc" = "$want" ]; then ok; else bad "$name: exit $rc, want $want"; sed 's/^/    /' <<<"$out"; fi
+}
+expect() { if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks \"$2\""; sed 's/^/    /' <<<"$out"; fi; }
+mode_is() { local m; m=$(stat -c %a "$2"); if [ "$m" = "$3" ]; then ok; else bad "$1: $2 has mode $m, want $3"; fi; }
+
+start_server() { # data dir [port]
+  : >"$work/server.log"
+  "$bin" serve --port "${2:-0}" --data "$1" --json >"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    port=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$work/server.log" | grep -o '[0-9]*$')
+    [ -n "$port" ] && return 0
+    sleep 0.05
+  done
+  bad "server did not start"; cat "$work/server.log"; exit 1
+}
+stop_server() {
+  kill -TERM "$server_pid"; wait "$server_pid"; local rc=$?
+  server_pid=""
+  if [ "$rc" = 0 ]; then ok; else bad "server exit $rc after SIGTERM"; fi
+}
+
+export SECURECHAT_HOME="$work/alice-home"
+start_server "$work/data"
+fp=$(grep -o '"fingerprint":"SHA256:[^"]*' "$work/server.log" | head -1 | cut -d'"' -f4)
+[ -n "$fp" ] && ok || bad "server log has no fingerprint"
+mode_is "host key" "$work/data/host_key" 600
+mode_is "data dir" "$work/data" 700
+mode_is "database" "$work/data/securechat.db" 600
+srv="127.0.0.1:$port"
+
+input=$'correct horse battery staple\n'
+run "unknown host without flag" 4 "$bin" register alice --server "$srv" --password-stdin
+expect "unknown host names the fingerprint" "$fp"
+run "register alice" 0 "$bin" register alice --server "$srv" --password-stdin --accept-new-host
+expect "register says so" "registered alice"
+mode_is "identity key" "$SECURECHAT_HOME/accounts/$srv/alice.key" 600
+mode_is "ticket" "$SECURECHAT_HOME/accounts/$srv/alice.ticket" 600
+mode_is "known_hosts" "$SECURECHAT_HOME/known_hosts" 600
+mode_is "home dir" "$SECURECHAT_HOME" 700
+grep -q "correct horse" -r "$SECURECHAT_HOME" "$work/data" && bad "password found at rest" || ok
+
+input=$'correct horse battery staple\n'
+run "duplicate name" 1 env SECURECHAT_HOME="$work/mallory-home" "$bin" register alice --server "$srv" --password-stdin --accept-new-host
+expect "duplicate name message" 'the name "alice" is taken'
+input=$'1qaz2wsx3edc4rfv\n'
+run "common password" 2 env SECURECHAT_HOME="$work/bob-home" "$bin" register bob --server "$srv" --password-stdin --accept-new-host
+expect "common password message" "commonly used"
+input=$'a long enough passphrase for him\n'
+run "register bob" 0 env SECURECHAT_HOME="$work/bob-home" "$bin" register bob --server "$srv" --password-stdin --accept-new-host
+run "bad user name" 2 "$bin" register "Alice!" --server "$srv" --password-stdin
+
+input=$'correct horse battery staple\n'
+run "login alice" 0 "$bin" login alice --server "$srv" --password-stdin
+expect "login says so" "logged in as alice"
+input=$'wrong horse battery staple\n'
+run "wrong password" 3 "$bin" login alice --server "$srv" --password-stdin
+input=$'correct horse battery staple\n'
+run "no identity here (unknown to this machine)" 3 env SECURECHAT_HOME="$work/bob-home" "$bin" login alice --server "$srv" --password-stdin
+
+run "logout alice" 0 "$bin" logout alice --server "$srv"
+expect "logout revoked" "ticket revoked"
+run "logout again" 0 "$bin" logout alice --server "$srv"
+expect "logout again says not logged in" "not logged in"
+
+# Restart keeps accounts and the host key.
+stop_server
+start_server "$work/data" "$port"
+fp2=$(grep -o '"fingerprint":"SHA256:[^"]*' "$work/server.log" | head -1 | cut -d'"' -f4)
+[ "$fp" = "$fp2" ] && ok || bad "host key changed across restart: $fp vs $fp2"
+input=$'correct horse battery staple\n'
+run "login after restart" 0 "$bin" login alice --server "$srv" --password-stdin
+stop_server
+
+# A different server on the same address: the pin must refuse it with exit 4.
+start_server "$work/other-data" "$port"
+run "changed host key" 4 "$bin" login alice --server "$srv" --password-stdin
+expect "changed key names known_hosts" "known_hosts"
+expect "changed key names the line" "remove line"
+stop_server
+
+echo "accounts.sh: $passed passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Drives the compiled binary through a scripted chat, as three people on three
+# machines would: serve on a port of its own, register alice, carol and dave
+# (one SECURECHAT_HOME each), start carol and dave as --json listeners whose
+# stdin stays open but idle (a fifo held open by a `sleep` of our own), then
+# pipe 50 numbered lines from alice. Checks acks, order and sequence numbers
+# on every side, a direct message, /who, the --transcript file, `left` when a
+# listener goes, plain (non-JSON) output on a terminal, and the exit codes of
+# wrong use. Everything lives in a temporary directory; every process started
+# here is stopped by its own PID on every exit path; every wait is bounded.
+set -uo pipefail
+bin=$(realpath "${1:-./dist/securechat}")
+work=$(mktemp -d)
+server_pid=""
+pids=() # listeners and the `sleep`s holding their stdin open
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail=0; passed=0; out=""
+ok() { passed=$((passed+1)); }
+bad() { echo "FAIL $*"; fail=$((fail+1)); }
+show() { sed 's/^/    /' "$@"; }
+run() { # name, expected exit, command... (stdin from $input)
+  local name=$1 want=$2 rc; shift 2
+  out=$(printf '%s' "${input:-}" | "$@" 2>&1); rc=$?
+  if [ "$rc" = "$want" ]; then ok; else bad "$name: exit $rc, want $want"; show <<<"$out"; fi
+}
+expect() { if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks \"$2\""; show <<<"$out"; fi; }
+check() { # name, condition... : passes when the command succeeds
+  local name=$1; shift
+  if "$@"; then ok; else bad "$name"; fi
+}
+# wait_for FILE PATTERN [COUNT]: until FILE has COUNT (default 1) lines matching
+# the extended regex PATTERN; at most 100 × 0.1 s.
+wait_for() {
+  local n
+  for _ in $(seq 1 100); do
+    n=$(grep -cE -- "$2" "$1" 2>/dev/null)
+    [ "${n:-0}" -ge "${3:-1}" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# wait_exit PID: until the process has ended (at most 100 × 0.1 s); then its status in $rc.
+wait_exit() {
+  for _ in $(seq 1 100); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$1" 2>/dev/null; then rc=timeout; return 1; fi
+  wait "$1"; rc=$?
+}
+# A JSON field of one event line (the events are flat except for lists):
+# jstr LINE NAME → string value; jnum LINE NAME → number value.
+jstr() { [[ $1 =~ \"$2\":\"([^\"]*)\" ]] && printf '%s' "${BASH_REMATCH[1]}"; }
+jnum() { [[ $1 =~ \"$2\":([0-9]+) ]] && printf '%s' "${BASH_REMATCH[1]}"; }
+
+start_server() {
+  "$bin" serve --port 0 --data "$work/data" --json >"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    port=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$work/server.log" | grep -o '[0-9]*$')
+    [ -n "$port" ] && return 0
+    sleep 0.05
+  done
+  bad "server did not start"; show "$work/server.log"; exit 1
+}
+
+# as USER command...: runs with USER's own client state directory ("machine"),
+# and never for more than 120 s (timeout passes SIGTERM on and keeps the status).
+as() { local u=$1; shift; env SECURECHAT_HOME="$work/home-$u" NO_COLOR=1 timeout 120 "$@"; }
+
+# listen USER: `chat --json` in the background, stdin a fifo held open by a
+# sleep (so it stays idle until we kill that sleep); sets ${USER}_pid and
+# ${USER}_holder. The sleep is longer than any run of this script, and killed
+# by PID in any case.
+listen() {
+  local u=$1 pid holder
+  mkfifo "$work/$u.in"
+  sleep 300 >"$work/$u.in" &
+  holder=$!
+  as "$u" "$bin" chat --server "$srv" --json <"$work/$u.in" >"$work/$u.out" 2>"$work/$u.err" &
+  pid=$!
+  pids+=("$holder" "$pid")
+  printf -v "${u}_pid" '%s' "$pid"
+  printf -v "${u}_holder" '%s' "$holder"
+  if wait_for "$work/$u.out" '^\{"type":"room"'; then ok; else bad "$u: no room event"; show "$work/$u.out" "$work/$u.err"; fi
+}
+# leave USER: closes USER's stdin (kills the holder); the listener must leave with exit 0.
+leave() {
+  local u=$1 holder pid
+  holder=${u}_holder; pid=${u}_pid
+  kill -TERM "${!holder}"; wait "${!holder}" 2>/dev/null
+  if wait_exit "${!pid}" && [ "$rc" = 0 ]; then ok; else bad "$u: exit $rc after its stdin closed, want 0"; show "$work/$u.err"; fi
+}
+
+start_server
+srv="127.0.0.1:$port"
+
+# Wrong use first, while nobody has logged in anywhere.
+input=""
+run "chat with nobody logged in" 2 as nobody "$bin" chat --server "$srv"
+expect "nobody logged in says so" "nobody is logged in to $srv"
+expect "nobody logged in hints at --user" "hint: pass --user NAME"
+
+# Register each once: that also logs in and stores a ticket.
+declare -A pw=([alice]="correct horse battery staple" [carol]="purple elephants dance at noon" [dave]="seven quiet rivers under snow")
+for u in alice carol dave; do
+  input="${pw[$u]}"$'\n'
+  run "register $u" 0 as "$u" "$bin" register "$u" --server "$srv" --password-stdin --accept-new-host
+  expect "register $u says so" "registered $u"
+done
+
+listen carol
+listen dave
+
+# alice: 50 numbered lines from a pipe, with a transcript.
+start=$(date +%s%N)
+printf 'line %02d\n' $(seq 1 50) | as alice "$bin" chat --server "$srv" --transcript "$work/alice.transcript" >"$work/alice.out" 2>"$work/alice.err"
+rc=$?
+if [ "$rc" = 0 ]; then ok; else bad "sender: exit $rc, want 0"; show "$work/alice.err"; fi
+check "sender: 50 sent" [ "$(grep -c '^{"type":"sent"' "$work/alice.out")" = 50 ]
+check "sender: 50 acks" [ "$(grep -c '^{"type":"ack"' "$work/alice.out")" = 50 ]
+check "sender: no nack" [ "$(grep -c '^{"type":"nack"' "$work/alice.out")" = 0 ]
+check "sender: stderr is quiet" [ ! -s "$work/alice.err" ]
+grep -q '^{"type":"connected",.*"user":"alice"' "$work/alice.out" && ok || bad "sender: no connected event"
+[ "$(grep -c '^{"type":"ack"' "$work/alice.out")" = 50 ] || show "$work/alice.out" "$work/alice.err"
+
+# seqs FILE KIND: checks the 50 lines of KIND ("message" events from alice in a
+# listener's output, or "ack" lines of the transcript) are line 01..50, in
+# order, with strictly increasing seq.
+seqs() {
+  local name=$1 file=$2 kind=$3 i=0 last=0 line seq text from problem=""
+  while IFS= read -r line; do
+    i=$((i+1))
+    seq=$(jnum "$line" seq); text=$(jstr "$line" text)
+    if [ "$kind" = message ]; then
+      from=$(jstr "$line" from)
+      [ "$from" = alice ] || problem="line $i is from \"$from\""
+      [[ $line == *'"history":true'* ]] && problem="line $i is marked history"
+    fi
+    [ "$text" = "$(printf 'line %02d' "$i")" ] || problem="line $i has text \"$text\""
+    [ -n "$seq" ] && [ "$seq" -gt "$last" ] || problem="line $i has seq \"$seq\" after $last"
+    [ -n "$problem" ] && break
+    last=$seq
+  done < <(grep -E "^\{\"(type|kind)\":\"$kind\"" "$file")
+  [ -z "$problem" ] && [ "$i" = 50 ] || problem=${problem:-"$i lines, want 50"}
+  if [ -z "$problem" ]; then ok; else bad "$name: $problem"; show "$file"; fi
+}
+
+for u in carol dave; do
+  wait_for "$work/$u.out" '^\{"type":"message".*"text":"line 50"' || bad "$u: line 50 never arrived"
+  seqs "$u received the 50 lines" "$work/$u.out" message
+  grep -q '^{"type":"joined","room":"general","user":"alice"' "$work/$u.out" && ok || bad "$u: no joined event for alice"
+  wait_for "$work/$u.out" '^\{"type":"left","room":"general","user":"alice"' && ok || bad "$u: no left event for alice"
+done
+check "carol saw dave join" grep -q '^{"type":"joined","room":"general","user":"dave"' "$work/carol.out"
+echo "  (50 lines to two listeners in $(( ($(date +%s%N) - start) / 1000000 )) ms)"
+
+# The sender's transcript: 50 sent, then 50 acks with seqs, in order.
+check "transcript: 50 sent lines" [ "$(grep -c '^{"kind":"sent"' "$work/alice.transcript" 2>/dev/null)" = 50 ]
+seqs "transcript acks" "$work/alice.transcript" ack
+check "transcript is private (0600)" [ "$(stat -c %a "$work/alice.transcript" 2>/dev/null)" = 600 ]
+# The acks in the transcript are the same as on stdout.
+diff <(grep '^{"type":"ack"' "$work/alice.out" | grep -o '"seq":[0-9]*') <(grep '^{"kind":"ack"' "$work/alice.transcript" | grep -o '"seq":[0-9]*') >/dev/null && ok || bad "transcript seqs differ from the acks on stdout"
+
+# A direct message reaches carol and nobody else; /who lists the members.
+# The room line after the DM is a barrier: once dave has it, a misrouted DM
+# (sent before it, on the same connection) would have reached him too.
+printf '/who\n/msg carol psst, only for carol\nafter the dm\n' | as alice "$bin" chat --server "$srv" >"$work/alice2.out" 2>"$work/alice2.err"
+rc=$?
+if [ "$rc" = 0 ]; then ok; else bad "dm sender: exit $rc, want 0"; show "$work/alice2.out" "$work/alice2.err"; fi
+check "dm sender: 2 acks" [ "$(grep -c '^{"type":"ack"' "$work/alice2.out")" = 2 ]
+members=$(grep -m1 '^{"type":"members"' "$work/alice2.out")
+[[ $members == *'"room":"general"'* && $members == *'"alice"'* && $members == *'"carol"'* && $members == *'"dave"'* ]] && ok || { bad "/who: members lack alice, carol or dave: ${members:-none}"; show "$work/alice2.out"; }
+grep -q '^{"type":"sent","id":[0-9]*,"to":"carol","text":"psst, only for carol"}' "$work/alice2.out" && ok || bad "dm sender: no sent event to carol"
+if wait_for "$work/carol.out" '^\{"type":"direct".*"from":"alice","to":"carol","text":"psst, only for carol"'; then ok; else bad "carol did not get the dm"; show "$work/carol.out"; fi
+wait_for "$work/dave.out" '"text":"after the dm"' && ok || bad "dave did not get the line after the dm"
+wait_for "$work/carol.out" '"text":"after the dm"' && ok || bad "carol did not get the line after the dm"
+check "dave did not get the dm" [ "$(grep -c -e '"type":"direct"' -e 'psst' "$work/dave.out")" = 0 ]
+check "the dm is not in the room" [ "$(grep -c '^{"type":"message".*psst' "$work/carol.out")" = 0 ]
+
+# Plain output: stdout a terminal (under script(1)), stdin a pipe → one human line per event.
+if command -v script >/dev/null 2>&1; then
+  printf 'hello in plain\n' >"$work/plain.in"
+  SECURECHAT_HOME="$work/home-alice" NO_COLOR=1 timeout 20 script -qec "\"$bin\" chat --server $srv <\"$work/plain.in\"" /dev/null >"$work/plain.out" 2>&1
+  rc=$?
+  tr -d '\r' <"$work/plain.out" >"$work/plain.txt"
+  if [ "$rc" = 0 ]; then ok; else bad "plain sender: exit $rc, want 0"; show "$work/plain.txt"; fi
+  check "plain: connected line" grep -q "^-- connected to $srv as alice" "$work/plain.txt"
+  check "plain: room line" grep -qE '^-- you are in general with (carol, dave|dave, carol)$' "$work/plain.txt"
+  check "plain: own line as HH:MM <alice> text" grep -qE '^[0-9]{2}:[0-9]{2} <alice> hello in plain$' "$work/plain.txt"
+  check "plain: no JSON" [ "$(grep -c '^{' "$work/plain.txt")" = 0 ]
+  check "plain: no escape sequences with NO_COLOR" [ "$(grep -c $'\x1b' "$work/plain.txt")" = 0 ]
+  grep -qE '^[0-9]{2}:[0-9]{2} <alice> hello in plain$' "$work/plain.txt" || show "$work/plain.txt"
+  wait_for "$work/dave.out" '"text":"hello in plain"' && ok || bad "dave did not get the plain sender's line"
+else
+  echo "  (script(1) not found: plain output not checked)"
+fi
+
+# A listener leaving: carol's stdin closes → she leaves (exit 0), dave sees `left`.
+leave carol
+if wait_for "$work/dave.out" '^\{"type":"left","room":"general","user":"carol"'; then ok; else bad "dave did not see carol leave"; show "$work/dave.out"; fi
+check "carol: stderr is quiet" [ ! -s "$work/carol.err" ]
+leave dave
+check "dave: stderr is quiet" [ ! -s "$work/dave.err" ]
+
+# No ticket and no --password-stdin, stdin not a terminal: exit 3, naming `securechat login`.
+input=""
+run "logout dave" 0 as dave "$bin" logout dave --server "$srv"
+run "chat without a ticket" 3 as dave "$bin" chat --user dave --server "$srv"
+expect "no ticket names securechat login" "securechat login dave --server $srv"
+expect "no ticket mentions --password-stdin" "--password-stdin"
+# ... and with --password-stdin the first line logs in and the rest is chat.
+input="${pw[dave]}"$'\nback with a password\n'
+run "chat with --password-stdin" 0 as dave "$bin" chat --user dave --server "$srv" --password-stdin
+expect "password chat acked" '"type":"ack"'
+grep -q "seven quiet rivers" <<<"$out" && bad "the password was echoed" || ok
+
+# The server stops cleanly.
+kill -TERM "$server_pid"; wait "$server_pid"; rc=$?
+server_pid=""
+if [ "$rc" = 0 ]; then ok; else bad "server exit $rc after SIGTERM"; show "$work/server.log"; fi
+
+echo "chat.sh: $passed passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,605 @@
+/**
+ * The chat core (src/server/chat.ts) with fake members and an injected
+ * clock: no sockets, no real time. What each connection is posted is exactly
+ * what its user would see, so every assertion is on a member's inbox.
+ */
+import { afterEach, describe, expect, jest, test } from "bun:test";
+import { isSecureChatError } from "../../src/errors.ts";
+import type { Message } from "../../src/protocol/messages.ts";
+import { Chat, type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
+import { MemoryJournal } from "../../src/server/journal.ts";
+import { Clock, FakeMember, rng } from "./chat-helpers.ts";
+
+const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
+
+function setup(opts: Partial<ChatOptions> = {}) {
+  const o: ChatOptions = { ...DEFAULT_CHAT, flood: NO_FLOOD, ...opts };
+  const clock = new Clock();
+  const chat = new Chat(o, new MemoryJournal(o.history), clock.now);
+  const connect = (user: string, label = user): FakeMember => {
+    const m = new FakeMember(user, label);
+    chat.connect(m);
+    return m;
+  };
+  let id = 0;
+  const say = (m: FakeMember, room: string, text: string, action = false): number => {
+    const n = ++id;
+    chat.handle(m, { type: "say", id: n, room, text, ...(action ? { action: true } : {}) });
+    return n;
+  };
+  const dm = (m: FakeMember, to: string, text: string): number => {
+    const n = ++id;
+    chat.handle(m, { type: "dm", id: n, to, text });
+    return n;
+  };
+  const join = (m: FakeMember, room: string) => chat.handle(m, { type: "join", room });
+  const leave = (m: FakeMember, room: string) => chat.handle(m, { type: "leave", room });
+  return { chat, clock, connect, say, dm, join, leave, opts: o };
+}
+
+/** Room messages as "room from: text". */
+const lines = (m: FakeMember): string[] => m.of("message").map((x) => `${x.room} ${x.from}: ${x.text}${x.history ? " (history)" : ""}`);
+const types = (msgs: Message[]): string[] => msgs.map((m) => m.type);
+
+afterEach(() => {
+  if (jest.isFakeTimers()) jest.useRealTimers();
+});
+
+describe("membership and relay", () => {
+  test("nothing crosses rooms; the sender gets an ack, not its own message; the user's other terminal gets it", () => {
+    const { connect, join, say, clock } = setup();
+    const alice = connect("alice", "alice/1");
+    const alice2 = connect("alice", "alice/2");
+    const bob = connect("bob");
+    const carol = connect("carol");
+    join(alice, "red");
+    join(alice2, "red");
+    join(bob, "red");
+    join(carol, "blue");
+    for (const m of [alice, alice2, bob, carol]) m.take();
+
+    clock.advance(5);
+    const id = say(alice, "red", "hello red");
+    expect(alice.take()).toEqual([{ type: "ack", id, seq: 1, ts: clock.t }]);
+    const relayed: Message = { type: "message", room: "red", seq: 1, ts: clock.t, from: "alice", text: "hello red" };
+    expect(alice2.take()).toEqual([relayed]);
+    expect(bob.take()).toEqual([relayed]);
+    expect(carol.take()).toEqual([]);
+
+    const id2 = say(carol, "blue", "hello blue", true);
+    expect(carol.take()).toEqual([{ type: "ack", id: id2, seq: 1, ts: clock.t }]);
+    for (const m of [alice, alice2, bob]) expect(m.take()).toEqual([]);
+
+    // A reply from the other terminal reaches the first one like anyone else's.
+    const id3 = say(alice2, "red", "from my laptop");
+    expect(alice2.take()).toEqual([{ type: "ack", id: id3, seq: 2, ts: clock.t }]);
+    expect(lines(alice)).toEqual(["red alice: from my laptop"]);
+    expect(lines(bob)).toEqual(["red alice: from my laptop"]);
+  });
+
+  test("join answers room (users, seq), history, history_end, then the recorded notice; the others get joined", () => {
+    const { connect, join, say, clock } = setup({ history: 3 });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    expect(alice.take()).toEqual([
+      { type: "room", room: "lobby", users: ["alice"], seq: 0 },
+      { type: "history_end", room: "lobby", count: 0 },
+      expect.objectContaining({ type: "notice", code: "recorded" }),
+    ]);
+    const sent: number[] = [];
+    for (let i = 1; i <= 5; i++) {
+      clock.advance(10);
+      sent.push(clock.t);
+      say(alice, "lobby", `m${i}`);
+    }
+    alice.take();
+    clock.advance(10);
+    const bob = connect("bob");
+    join(bob, "lobby");
+    expect(alice.take()).toEqual([{ type: "joined", room: "lobby", user: "bob", ts: clock.t }]);
+    expect(bob.take()).toEqual([
+      { type: "room", room: "lobby", users: ["alice", "bob"], seq: 5 },
+      { type: "message", room: "lobby", seq: 3, ts: sent[2]!, from: "alice", text: "m3", history: true },
+      { type: "message", room: "lobby", seq: 4, ts: sent[3]!, from: "alice", text: "m4", history: true },
+      { type: "message", room: "lobby", seq: 5, ts: sent[4]!, from: "alice", text: "m5", history: true },
+      { type: "history_end", room: "lobby", count: 3 },
+      expect.objectContaining({ type: "notice", code: "recorded" }),
+    ]);
+  });
+
+  test("history on request is capped at the server's history; joining twice re-sends the welcome without a second joined", () => {
+    const { chat, connect, join, say } = setup({ history: 3 });
+    const alice = connect("alice");
+    const bob = connect("bob");
+    join(alice, "lobby");
+    join(bob, "lobby");
+    for (let i = 1; i <= 5; i++) say(alice, "lobby", `m${i}`);
+    alice.take();
+    bob.take();
+
+    chat.handle(bob, { type: "history", room: "lobby", limit: 2 });
+    expect(bob.take().map((m) => (m.type === "message" ? `${m.text}${m.history ? "+h" : ""}` : m.type))).toEqual(["m4+h", "m5+h", "history_end"]);
+    chat.handle(bob, { type: "history", room: "lobby", limit: 1000 });
+    const h = bob.take();
+    expect(h.filter((m) => m.type === "message")).toHaveLength(3);
+    expect(h.at(-1)).toEqual({ type: "history_end", room: "lobby", count: 3 });
+
+    join(bob, "lobby");
+    expect(types(bob.take())).toEqual(["room", "message", "message", "message", "history_end", "notice"]);
+    expect(alice.take()).toEqual([]);
+
+    chat.handle(bob, { type: "history", room: "elsewhere", limit: 5 });
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "notice", code: "not_member" })]);
+  });
+
+  test("a room's seq continues after it empties and is made again; its history is still served", () => {
+    const { chat, connect, join, leave, say } = setup({ history: 10 });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    say(alice, "lobby", "one");
+    say(alice, "lobby", "two");
+    leave(alice, "lobby");
+    alice.take();
+    chat.handle(alice, { type: "rooms" });
+    expect(alice.take()).toEqual([{ type: "room_list", rooms: [] }]);
+
+    const bob = connect("bob");
+    join(bob, "lobby");
+    expect(bob.take()[0]).toEqual({ type: "room", room: "lobby", users: ["bob"], seq: 2 });
+    const id = say(bob, "lobby", "three");
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "ack", id, seq: 3 })]);
+  });
+
+  test("joined and left are sent once per user, however many terminals the user has in the room", () => {
+    const { chat, connect, join, leave } = setup();
+    const bob = connect("bob");
+    join(bob, "lobby");
+    const a1 = connect("alice", "alice/1");
+    const a2 = connect("alice", "alice/2");
+    bob.take();
+
+    join(a1, "lobby");
+    join(a2, "lobby");
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "joined", room: "lobby", user: "alice" })]);
+    // The first terminal does not hear about the second: alice was already in.
+    expect(a1.take().filter((m) => m.type === "joined")).toEqual([]);
+    expect(a2.take()[0]).toEqual({ type: "room", room: "lobby", users: ["alice", "bob"], seq: 0 });
+
+    chat.handle(bob, { type: "who", room: "lobby" });
+    expect(bob.take()).toEqual([{ type: "members", room: "lobby", users: ["alice", "bob"] }]);
+
+    leave(a1, "lobby");
+    expect(a1.take()).toEqual([expect.objectContaining({ type: "left", room: "lobby", user: "alice" })]);
+    expect(bob.take()).toEqual([]);
+    expect(a2.take()).toEqual([]);
+
+    chat.disconnect(a2);
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "left", room: "lobby", user: "alice" })]);
+    chat.handle(bob, { type: "who", room: "lobby" });
+    expect(bob.take()).toEqual([{ type: "members", room: "lobby", users: ["bob"] }]);
+  });
+
+  test("who and rooms: sorted, users counted once, unknown rooms empty", () => {
+    const { chat, connect, join } = setup();
+    const [a1, a2, bob, carol] = [connect("alice"), connect("alice"), connect("bob"), connect("carol")];
+    join(a1, "zeta");
+    join(a2, "zeta");
+    join(bob, "zeta");
+    join(carol, "alpha");
+    join(a1, "mid");
+    carol.take();
+    chat.handle(carol, { type: "rooms" });
+    chat.handle(carol, { type: "who", room: "zeta" });
+    chat.handle(carol, { type: "who", room: "nowhere" });
+    expect(carol.take()).toEqual([
+      {
+        type: "room_list",
+        rooms: [
+          { name: "alpha", users: 1 },
+          { name: "mid", users: 1 },
+          { name: "zeta", users: 2 },
+        ],
+      },
+      { type: "members", room: "zeta", users: ["alice", "bob"] },
+      { type: "members", room: "nowhere", users: [] },
+    ]);
+    expect(chat.stats).toEqual({ users: 3, connections: 4, rooms: 3 });
+  });
+
+  test("say to a room not joined is nacked not_member and reaches no one; leave of a room not joined is a notice", () => {
+    const { connect, join, leave, say } = setup();
+    const alice = connect("alice");
+    const bob = connect("bob");
+    join(bob, "lobby");
+    bob.take();
+    const id = say(alice, "lobby", "let me in");
+    const id2 = say(alice, "nowhere", "anyone?");
+    expect(alice.take()).toEqual([
+      expect.objectContaining({ type: "nack", id, code: "not_member" }),
+      expect.objectContaining({ type: "nack", id: id2, code: "not_member" }),
+    ]);
+    leave(alice, "lobby");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "notice", code: "not_member" })]);
+    expect(bob.take()).toEqual([]);
+  });
+
+  test("room limits: per connection and per server", () => {
+    const { connect, join } = setup({ maxRoomsPerConnection: 2, maxRooms: 3 });
+    const alice = connect("alice");
+    join(alice, "r1");
+    join(alice, "r2");
+    alice.take();
+    join(alice, "r3");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "notice", code: "room_limit" })]);
+    const bob = connect("bob");
+    join(bob, "r3");
+    bob.take();
+    join(bob, "r4");
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "notice", code: "room_limit" })]);
+    join(bob, "r1"); // an existing room is fine
+    expect(bob.take()[0]).toEqual({ type: "room", room: "r1", users: ["alice", "bob"], seq: 0 });
+  });
+
+  test("a request from a connection that is not connected is refused", () => {
+    const { chat } = setup();
+    let err: unknown;
+    try {
+      chat.handle(new FakeMember("ghost"), { type: "rooms" });
+    } catch (e) {
+      err = e;
+    }
+    expect(isSecureChatError(err, "chat_state")).toBe(true);
+  });
+});
+
+describe("direct messages", () => {
+  test("a dm reaches every terminal of the recipient and the sender's other terminals; the sender's gets the ack", () => {
+    const { connect, dm, clock } = setup();
+    const a1 = connect("alice", "alice/1");
+    const a2 = connect("alice", "alice/2");
+    const b1 = connect("bob", "bob/1");
+    const b2 = connect("bob", "bob/2");
+    const carol = connect("carol");
+    clock.advance(3);
+    const id = dm(a1, "bob", "psst");
+    const direct: Message = { type: "direct", seq: 1, ts: clock.t, from: "alice", to: "bob", text: "psst" };
+    expect(a1.take()).toEqual([{ type: "ack", id, seq: 1, ts: clock.t }]);
+    expect(a2.take()).toEqual([direct]);
+    expect(b1.take()).toEqual([direct]);
+    expect(b2.take()).toEqual([direct]);
+    expect(carol.take()).toEqual([]);
+
+    // Direct numbering is one sequence across all users.
+    const id2 = dm(carol, "alice", "hi");
+    expect(carol.take()).toEqual([expect.objectContaining({ type: "ack", id: id2, seq: 2 })]);
+    expect(a1.of("direct").map((d) => d.seq)).toEqual([2]);
+    expect(a2.take()).toHaveLength(1);
+    expect(b1.take()).toEqual([]);
+  });
+
+  test("a dm to a user who is not online is nacked user_offline and reaches no one", () => {
+    const { chat, connect, dm } = setup();
+    const alice = connect("alice");
+    const bob = connect("bob");
+    const id = dm(alice, "dave", "are you there?");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "nack", id, code: "user_offline" })]);
+    chat.disconnect(bob);
+    const id2 = dm(alice, "bob", "gone?");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "nack", id: id2, code: "user_offline" })]);
+    expect(bob.take()).toEqual([]);
+  });
+});
+
+describe("disconnect", () => {
+  test("leaves every room: the others are told, empty rooms go, the user is offline", () => {
+    const { chat, connect, join, dm } = setup();
+    const dave = connect("dave");
+    const alice = connect("alice");
+    const bob = connect("bob");
+    for (const r of ["r1", "r2", "r3"]) join(dave, r);
+    join(alice, "r1");
+    join(bob, "r2");
+    for (const m of [dave, alice, bob]) m.take();
+
+    chat.disconnect(dave);
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "left", room: "r1", user: "dave" })]);
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "left", room: "r2", user: "dave" })]);
+    expect(dave.take()).toEqual([]);
+    chat.handle(alice, { type: "rooms" });
+    expect(alice.take()).toEqual([{ type: "room_list", rooms: [{ name: "r1", users: 1 }, { name: "r2", users: 1 }] }]);
+    expect(chat.stats).toEqual({ users: 2, connections: 2, rooms: 2 });
+    const id = dm(alice, "dave", "bye?");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "nack", id, code: "user_offline" })]);
+    chat.disconnect(dave); // twice is harmless
+  });
+
+  test("held requests of a connection that goes are dropped with it", () => {
+    jest.useFakeTimers();
+    const { chat, connect, join, say, clock } = setup({ flood: { rate: 10, burst: 1 } });
+    const dave = connect("dave");
+    const alice = connect("alice");
+    join(dave, "r1");
+    join(alice, "r1");
+    alice.take();
+    say(dave, "r1", "one");
+    say(dave, "r1", "two");
+    say(dave, "r1", "three");
+    chat.disconnect(dave);
+    clock.advance(1000);
+    expect(lines(alice)).toEqual(["r1 dave: one"]);
+    expect(types(alice.take())).toEqual(["message", "left"]);
+    expect(jest.getTimerCount()).toBe(0);
+  });
+});
+
+describe("flood control", () => {
+  test("rate 10 burst 3: ten says → 3 acked at once, one slow_down, the rest acked later in order; none dropped; a later leave waits its turn", () => {
+    jest.useFakeTimers();
+    const { chat, connect, join, leave, say, clock } = setup({ flood: { rate: 10, burst: 3 } });
+    const alice = connect("alice");
+    const bob = connect("bob");
+    join(alice, "lobby");
+    join(bob, "lobby");
+    alice.take();
+    bob.take();
+
+    const ids = Array.from({ length: 10 }, (_, i) => say(alice, "lobby", `m${i + 1}`));
+    leave(alice, "lobby");
+    chat.handle(alice, { type: "who", room: "lobby" });
+    const first = alice.take();
+    expect(types(first)).toEqual(["ack", "ack", "ack", "notice"]);
+    expect(first[3]).toEqual(expect.objectContaining({ type: "notice", code: "slow_down" }));
+    expect(first.slice(0, 3).map((a) => (a.type === "ack" ? a.id : -1))).toEqual(ids.slice(0, 3));
+    expect(lines(bob)).toEqual(["lobby alice: m1", "lobby alice: m2", "lobby alice: m3"]);
+
+    // One token per 100 ms.
+    clock.advance(99);
+    expect(alice.inbox).toEqual([]);
+    clock.advance(1);
+    expect(alice.take()).toEqual([{ type: "ack", id: ids[3]!, seq: 4, ts: clock.t }]);
+    clock.advance(250);
+    expect(alice.take().map((m) => (m.type === "ack" ? m.id : -1))).toEqual(ids.slice(4, 6));
+
+    clock.advance(450);
+    const rest = alice.take();
+    // The held leave and who come after the last say, in the order sent; no second slow_down.
+    expect(rest.map((m) => (m.type === "ack" ? `ack ${m.id}` : m.type))).toEqual([...ids.slice(6).map((id) => `ack ${id}`), "left", "members"]);
+    expect(rest.at(-1)).toEqual({ type: "members", room: "lobby", users: ["bob"] });
+    expect(lines(bob)).toEqual(ids.map((_, i) => `lobby alice: m${i + 1}`));
+    expect(bob.of("message").map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(bob.inbox.at(-1)).toEqual(expect.objectContaining({ type: "left", user: "alice" }));
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  test("past maxHeld, says are nacked flood and other requests dropped with a notice; the held ones still go out", () => {
+    jest.useFakeTimers();
+    const { chat, connect, join, say, clock } = setup({ flood: { rate: 10, burst: 1 }, maxHeld: 4 });
+    const alice = connect("alice");
+    const bob = connect("bob");
+    join(alice, "lobby");
+    join(bob, "lobby");
+    alice.take();
+    bob.take();
+    const ids = Array.from({ length: 7 }, (_, i) => say(alice, "lobby", `m${i + 1}`));
+    chat.handle(alice, { type: "rooms" });
+    expect(alice.take().map((m) => (m.type === "ack" || m.type === "nack" ? `${m.type}${m.id}` : `${m.type}:${m.type === "notice" ? m.code : ""}`))).toEqual([
+      `ack${ids[0]}`,
+      "notice:slow_down",
+      `nack${ids[5]}`,
+      `nack${ids[6]}`,
+      "notice:flood",
+    ]);
+    expect(alice.of("nack").every((n) => n.code === "flood")).toBe(true);
+    clock.advance(400);
+    expect(alice.take().map((m) => (m.type === "ack" ? m.id : m.type))).toEqual(ids.slice(1, 5));
+    expect(lines(bob)).toEqual(["m1", "m2", "m3", "m4", "m5"].map((t) => `lobby alice: ${t}`));
+  });
+
+  test("a user's terminals share one bucket", () => {
+    jest.useFakeTimers();
+    const { connect, join, say, clock } = setup({ flood: { rate: 10, burst: 2 } });
+    const a1 = connect("alice");
+    const a2 = connect("alice");
+    join(a1, "lobby");
+    join(a2, "lobby");
+    a1.take();
+    a2.take();
+    say(a1, "lobby", "one");
+    say(a2, "lobby", "two");
+    say(a1, "lobby", "three");
+    expect(types(a1.take())).toEqual(["ack", "message", "notice"]);
+    clock.advance(100);
+    expect(types(a1.take())).toEqual(["ack"]);
+    expect(lines(a2)).toEqual(["lobby alice: one", "lobby alice: three"]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Random interleavings against a model
+
+const USERS = ["ann", "ben", "cat", "dan", "eve"];
+const ROOMS = ["red", "green", "blue"];
+const HISTORY = 4;
+
+interface ModelRoom {
+  members: Set<FakeMember>;
+  users: Map<string, number>;
+}
+
+/** What a user sees, minus free text of notices and nacks. */
+function norm(m: Message): unknown {
+  if (m.type === "notice") return { type: "notice", code: m.code };
+  if (m.type === "nack") return { type: "nack", id: m.id, code: m.code };
+  return m;
+}
+
+function runModel(seed: number, steps: number): void {
+  const r = rng(seed);
+  const clock = new Clock();
+  const opts: ChatOptions = { ...DEFAULT_CHAT, history: HISTORY, flood: NO_FLOOD };
+  const chat = new Chat(opts, new MemoryJournal(HISTORY), clock.now);
+
+  const expected = new Map<FakeMember, unknown[]>();
+  const all: FakeMember[] = [];
+  const slots: (FakeMember | null)[] = [];
+  const slotUser: string[] = [];
+  for (const u of USERS) for (let i = 0; i < 2; i++) (slots.push(null), slotUser.push(u));
+
+  const rooms = new Map<string, ModelRoom>();
+  const seqs = new Map<string, number>();
+  const history = new Map<string, Message<"message">[]>();
+  const online = new Map<string, Set<FakeMember>>();
+  const memberOf = new Map<FakeMember, Set<string>>();
+  let directSeq = 0;
+  let nextId = 0;
+  /** Records what the model says member `m` must be posted next. */
+  const expect_ = (m: FakeMember, msg: Message) => expected.get(m)!.push(norm(msg));
+
+  const welcome = (m: FakeMember, name: string) => {
+    const room = rooms.get(name)!;
+    expect_(m, { type: "room", room: name, users: [...room.users.keys()].sort(), seq: seqs.get(name) ?? 0 });
+    sendHistory(m, name, HISTORY);
+    expect_(m, { type: "notice", code: "recorded", text: "" });
+  };
+  const sendHistory = (m: FakeMember, name: string, limit: number) => {
+    const past = (history.get(name) ?? []).slice(-limit);
+    for (const h of past) expect_(m, { ...h, history: true });
+    expect_(m, { type: "history_end", room: name, count: past.length });
+  };
+  const leaveRoom = (m: FakeMember, name: string, tell: boolean) => {
+    const room = rooms.get(name)!;
+    room.members.delete(m);
+    memberOf.get(m)!.delete(name);
+    const count = room.users.get(m.user)! - 1;
+    const left: Message = { type: "left", room: name, user: m.user, ts: clock.t };
+    if (count > 0) room.users.set(m.user, count);
+    else {
+      room.users.delete(m.user);
+      for (const o of room.members) expect_(o, left);
+    }
+    if (tell) expect_(m, left);
+    if (room.members.size === 0) rooms.delete(name);
+  };
+
+  for (let step = 0; step < steps; step++) {
+    clock.advance(1);
+    const slot = r.int(slots.length);
+    const m = slots[slot];
+    if (!m) {
+      const fresh = new FakeMember(slotUser[slot]!, `${slotUser[slot]}#${slot}@${step}`);
+      slots[slot] = fresh;
+      all.push(fresh);
+      expected.set(fresh, []);
+      memberOf.set(fresh, new Set());
+      let set = online.get(fresh.user);
+      if (!set) online.set(fresh.user, (set = new Set()));
+      set.add(fresh);
+      chat.connect(fresh);
+      continue;
+    }
+    const roll = r.next();
+    const name = r.pick(ROOMS);
+    const mine = memberOf.get(m)!;
+    if (roll < 0.22) {
+      chat.handle(m, { type: "join", room: name });
+      if (mine.has(name)) welcome(m, name);
+      else {
+        let room = rooms.get(name);
+        if (!room) rooms.set(name, (room = { members: new Set(), users: new Map() }));
+        const count = room.users.get(m.user) ?? 0;
+        if (count === 0) for (const o of room.members) expect_(o, { type: "joined", room: name, user: m.user, ts: clock.t });
+        room.users.set(m.user, count + 1);
+        room.members.add(m);
+        mine.add(name);
+        welcome(m, name);
+      }
+    } else if (roll < 0.34) {
+      chat.handle(m, { type: "leave", room: name });
+      if (mine.has(name)) leaveRoom(m, name, true);
+      else expect_(m, { type: "notice", code: "not_member", text: "" });
+    } else if (roll < 0.72) {
+      const id = ++nextId;
+      const text = `${m.label} says ${id}`;
+      chat.handle(m, { type: "say", id, room: name, text });
+      if (!mine.has(name)) expect_(m, { type: "nack", id, code: "not_member", message: "" });
+      else {
+        const seq = (seqs.get(name) ?? 0) + 1;
+        seqs.set(name, seq);
+        const msg: Message<"message"> = { type: "message", room: name, seq, ts: clock.t, from: m.user, text };
+        const h = history.get(name) ?? [];
+        h.push(msg);
+        history.set(name, h.slice(-HISTORY));
+        for (const o of rooms.get(name)!.members) if (o !== m) expect_(o, msg);
+        expect_(m, { type: "ack", id, seq, ts: clock.t });
+      }
+    } else if (roll < 0.84) {
+      const id = ++nextId;
+      const to = r.pick(USERS);
+      const text = `${m.label} whispers ${id}`;
+      chat.handle(m, { type: "dm", id, to, text });
+      const targets = online.get(to);
+      if (!targets || targets.size === 0) expect_(m, { type: "nack", id, code: "user_offline", message: "" });
+      else {
+        directSeq += 1;
+        const msg: Message = { type: "direct", seq: directSeq, ts: clock.t, from: m.user, to, text };
+        for (const t of new Set([...targets, ...(online.get(m.user) ?? [])])) if (t !== m) expect_(t, msg);
+        expect_(m, { type: "ack", id, seq: directSeq, ts: clock.t });
+      }
+    } else if (roll < 0.88) {
+      chat.handle(m, { type: "who", room: name });
+      expect_(m, { type: "members", room: name, users: [...(rooms.get(name)?.users.keys() ?? [])].sort() });
+    } else if (roll < 0.9) {
+      chat.handle(m, { type: "rooms" });
+      const list = [...rooms.entries()].map(([n, room]) => ({ name: n, users: room.users.size })).sort((a, b) => (a.name < b.name ? -1 : 1));
+      expect_(m, { type: "room_list", rooms: list });
+    } else if (roll < 0.93) {
+      const limit = 1 + r.int(6);
+      chat.handle(m, { type: "history", room: name, limit });
+      if (mine.has(name)) sendHistory(m, name, Math.min(limit, HISTORY));
+      else expect_(m, { type: "notice", code: "not_member", text: "" });
+    } else {
+      chat.disconnect(m);
+      for (const n of [...mine]) leaveRoom(m, n, false);
+      online.get(m.user)!.delete(m);
+      slots[slot] = null;
+    }
+  }
+
+  for (const m of all) {
+    const got = m.inbox.map(norm);
+    if (JSON.stringify(got) !== JSON.stringify(expected.get(m))) {
+      console.log(`chat model: seed ${seed} — connection ${m.label} differs from the model`);
+    }
+    expect(got).toEqual(expected.get(m)!);
+    // Independent of the model: per room, live messages arrive in increasing
+    // seq; per sender, in the order sent (the id in the text grows).
+    const lastSeq = new Map<string, number>();
+    const lastId = new Map<string, number>();
+    for (const x of m.inbox) {
+      if (x.type !== "message" || x.history) continue;
+      expect(x.seq).toBeGreaterThan(lastSeq.get(x.room) ?? 0);
+      lastSeq.set(x.room, x.seq);
+      const [label, , n] = x.text.split(" ");
+      expect(Number(n)).toBeGreaterThan(lastId.get(label!) ?? 0);
+      lastId.set(label!, Number(n));
+      expect(label!.startsWith(`${x.from}#`)).toBe(true);
+    }
+  }
+  // The run exercised what it claims to: relays, dms, presence, refusals, reconnects.
+  const seen = new Map<string, number>();
+  for (const m of all) for (const x of m.inbox) seen.set(x.type, (seen.get(x.type) ?? 0) + 1);
+  for (const t of ["message", "direct", "ack", "nack", "joined", "left", "room", "history_end", "members", "room_list", "notice"]) expect(seen.get(t) ?? 0).toBeGreaterThan(0);
+  expect(all.length).toBeGreaterThan(2 * USERS.length);
+  console.log(`chat model seed ${seed}: ${all.length} connections, ${JSON.stringify(Object.fromEntries(seen))}`);
+}
+
+describe("random interleavings (5 users × 2 terminals × 3 rooms) match a simple model", () => {
+  const fromEnv = process.env.CHAT_SEED ? [Number(process.env.CHAT_SEED)] : null;
+  const seeds = fromEnv ?? [1, 20240607, Math.floor(Math.random() * 2 ** 31)];
+  for (const seed of seeds) {
+    test(`seed ${seed} (replay with CHAT_SEED=${seed})`, () => {
+      console.log(`chat model seed: ${seed}`);
+      runModel(seed, 1500);
+    });
+  }
+});
