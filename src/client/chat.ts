@@ -370,7 +370,7 @@ export function parseLine(line: string): Command | null {
       return word === "" || ROOM_NAME_RE.test(word) ? { kind: "who", ...(word ? { room: word } : {}) } : { kind: "error", text: "usage: /who [ROOM]" };
     case "msg": {
       const m = /^\s*(\S+)\s+(.+)$/.exec(rest.join(" "));
-      if (!m || !USER_NAME_RE.test(m[1]!)) return { kind: "error", text: "usage: /msg USER TEXT" };
+      if (!m || !USER_NAME_RE.test(m[1]!) || m[2]!.trim() === "") return { kind: "error", text: "usage: /msg USER TEXT" };
       return { kind: "msg", to: m[1]!, text: m[2]! };
     }
     case "me":

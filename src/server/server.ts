@@ -125,11 +125,17 @@ class Connection implements Member {
   ) {
     this.source = socket.remoteAddress;
     this.hs = new ServerHandshake({ hostKey: server.hostKey, rekey: server.opts.rekey });
-    this.framed = new Framed(socket as Socket<unknown>, MAX_FRAME_PRELOGIN, {
-      frame: (body) => this.frame(body),
-      error: (e) => this.fail(e),
-      closed: (reason) => this.closed(reason),
-    });
+    this.framed = new Framed(
+      socket as Socket<unknown>,
+      MAX_FRAME_PRELOGIN,
+      {
+        frame: (body) => this.frame(body),
+        error: (e) => this.fail(e),
+        closed: (reason) => this.closed(reason),
+      },
+      // The hard bound sits above --max-send-buffer so a slow reader is told why before it is cut off.
+      server.opts.maxSendBuffer + 4 * MAX_FRAME,
+    );
     this.deadline = setTimeout(() => this.timeout(), server.opts.handshakeTimeoutMs);
   }
 
@@ -141,7 +147,6 @@ class Connection implements Member {
     if (this.phase !== "ready") return;
     this.outbox.push(json);
     this.outboxBytes += Buffer.byteLength(json) + 1;
-    if (this.outboxBytes + this.framed.queued > this.server.opts.maxSendBuffer) return this.tooSlow();
     this.server.scheduleFlush(this);
   }
 
@@ -163,6 +168,9 @@ class Connection implements Member {
     if (batch.length > 0) this.framed.send(this.channel!.sealer.seal(joinRecordPayload(batch)));
     this.outbox = [];
     this.outboxBytes = 0;
+    // Slow means the socket has not taken what earlier turns sent: one turn's
+    // burst (bounded by what was read in that turn) is not held against a reader.
+    if (this.framed.queued > this.server.opts.maxSendBuffer) this.tooSlow();
   }
 
   /** DESIGN.md: a slow client never stalls others. It is told, and dropped. */
