@@ -123,7 +123,17 @@ export class ChatClient {
     if (!this.opts.transcriptFile) return;
     const r = p.req;
     const where = r.type === "say" ? { room: r.room } : { to: r.to };
-    appendFileSync(this.opts.transcriptFile, `${JSON.stringify({ kind: "ack", id: p.id, ...where, seq: ack.seq, ts: ack.ts, text: r.text, ...(r.action ? { action: true } : {}) })}\n`, { mode: 0o600 });
+    const line = {
+      kind: "ack",
+      id: p.id,
+      ...where,
+      seq: ack.seq,
+      ts: ack.ts,
+      text: r.text,
+      ...(r.action ? { action: true } : {}),
+      ...(ack.tseq !== undefined ? { tseq: ack.tseq, head: ack.head } : {}),
+    };
+    appendFileSync(this.opts.transcriptFile, `${JSON.stringify(line)}\n`, { mode: 0o600 });
   }
 
   #send(m: Message): void {

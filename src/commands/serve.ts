@@ -18,12 +18,18 @@ export default command({
     "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
     "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
+    fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed within 5 ms, or left to the OS", default: "batch" },
+    "checkpoint-every": { type: "string", valueHint: "N", description: "Sign a transcript checkpoint every N entries", default: "1000" },
+    "checkpoint-interval": { type: "string", valueHint: "DURATION", description: "…and at least this often while there are new entries", default: "60s" },
+    "rotate-size": { type: "string", valueHint: "BYTES", description: "Start a new transcript file past this size (and every UTC day)", default: "67108864" },
+    "auditor-key": { type: "string", valueHint: "PUB", description: "Seal message bodies in the transcript to this auditor key (from transcript keygen)" },
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
   examples: [
     "securechat serve",
     "securechat serve --host 0.0.0.0 --port 7447 --data /var/lib/securechat",
+    "securechat serve --auditor-key \"$(cat auditor.pub)\" --fsync always",
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
   ],
   async run({ args: a }) {
@@ -45,6 +51,42 @@ export default command({
     const logger = a.json ? log.jsonLogger() : await log.textLogger();
     const dataDir = serverData(a.data);
     process.umask(0o077);
+    const [{ TranscriptJournal }, { DEFAULT_WRITER }, { parseAuditorPublic }, { loadOrCreateHostKey }, { join }, { VERSION }] = await Promise.all([
+      import("../transcript/journal.ts"),
+      import("../transcript/writer.ts"),
+      import("../transcript/keys.ts"),
+      import("../server/hostkey.ts"),
+      import("node:path"),
+      import("../cli.ts"),
+    ]);
+    let auditorKey: Uint8Array | undefined;
+    if (a["auditor-key"] !== undefined) {
+      try {
+        auditorKey = parseAuditorPublic(a["auditor-key"]);
+      } catch (e) {
+        throw new CliError(EXIT.USAGE, `--auditor-key: ${(e as Error).message}`, ["pass the line printed by \"securechat transcript keygen\", or a file holding it"]);
+      }
+    }
+    const history = parseInteger("--history", a.history, 0, 1000);
+    let journal: ReturnType<typeof TranscriptJournal.open>;
+    try {
+      journal = TranscriptJournal.open({
+        ...DEFAULT_WRITER,
+        dir: join(dataDir, "transcript"),
+        hostKey: loadOrCreateHostKey(dataDir).key,
+        fsync: a.fsync as "always" | "batch" | "off",
+        checkpointEvery: parseInteger("--checkpoint-every", a["checkpoint-every"], 1, 10_000_000),
+        checkpointIntervalMs: parseDuration("--checkpoint-interval", a["checkpoint-interval"]),
+        rotateBytes: parseInteger("--rotate-size", a["rotate-size"], 4096, 2 ** 40),
+        auditorKey,
+        version: VERSION,
+        history,
+        log: logger,
+      });
+    } catch (e) {
+      if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
+      throw e;
+    }
     let server: Awaited<ReturnType<typeof ChatServer.start>>;
     try {
       server = await ChatServer.start({
@@ -58,14 +100,16 @@ export default command({
         rekey: { records: rekeyRecords, bytes: DEFAULT_REKEY_BYTES },
         chat: {
           ...DEFAULT_SERVER_OPTIONS.chat,
-          history: parseInteger("--history", a.history, 0, 1000),
+          history,
           flood: { rate: parseInteger("--flood-rate", a["flood-rate"], 1, 1_000_000), burst: parseInteger("--flood-burst", a["flood-burst"], 1, 1_000_000) },
         },
         idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
         maxSendBuffer: parseInteger("--max-send-buffer", a["max-send-buffer"], 64 * 1024, 1024 ** 3),
+        journal,
         log: logger,
       });
     } catch (e) {
+      journal.close("failed to start");
       const code = (e as { code?: string }).code;
       if (code === "EADDRINUSE") throw new CliError(EXIT.FAILURE, `cannot listen on ${a.host}:${port}: the address is in use`, ["stop the other server or pick another --port"]);
       if (code === "EACCES") throw new CliError(EXIT.FAILURE, `cannot listen on ${a.host}:${port}: permission denied`);

@@ -1,37 +1,222 @@
+/**
+ * `securechat transcript verify|export|follow|keygen`: the auditor's side of
+ * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
+ * src/transcript/, and report; a verification failure is exit 5.
+ * stdout carries only data (the report, entries, the public key).
+ */
+import type { ArgsDef } from "citty";
+import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
-import { notImplemented } from "./pending.ts";
+
+const hostKeyArg = {
+  "host-key": {
+    type: "string",
+    description: "Pin the server's host key: base64, \"ed25519 BASE64\", a path to host_key.pub, or a SHA256: fingerprint",
+    valueHint: "KEY",
+  },
+} as const satisfies ArgsDef;
+
+const identityArg = {
+  identity: { type: "string", description: "Auditor secret key file (from transcript keygen): open sealed message bodies", valueHint: "FILE" },
+} as const satisfies ArgsDef;
+
+const filterArgs = {
+  since: { type: "string", description: "Only entries at or after this time (ISO 8601, UTC unless it has an offset; or epoch ms)", valueHint: "TIME" },
+  until: { type: "string", description: "Only entries before this time", valueHint: "TIME" },
+  room: { type: "string", description: "Only join, leave and message entries of this room", valueHint: "ROOM" },
+  user: { type: "string", description: "Only entries whose user, from or to is this user", valueHint: "USER" },
+} as const satisfies ArgsDef;
+
+async function hostKeyOption(value: string | undefined): Promise<{ hostKey?: Uint8Array; hostKeyFingerprint?: string }> {
+  if (value === undefined) return {};
+  const { parseHostKeyPin } = await import("../transcript/keys.ts");
+  try {
+    const pin = parseHostKeyPin(value);
+    return "key" in pin ? { hostKey: pin.key } : { hostKeyFingerprint: pin.fingerprint };
+  } catch (e) {
+    throw new CliError(EXIT.USAGE, `--host-key: ${(e as Error).message.replace(/^host key: /, "")}`, ["pass host_key.pub from the server's data directory, its line, or the fingerprint clients were shown"]);
+  }
+}
+
+async function identityOption(value: string | undefined): Promise<{ identity?: Uint8Array }> {
+  if (value === undefined) return {};
+  const { loadAuditorIdentity } = await import("../transcript/keys.ts");
+  try {
+    return { identity: loadAuditorIdentity(value) };
+  } catch (e) {
+    throw new CliError(EXIT.USAGE, `--identity: ${(e as Error).message.replace(/^auditor key: /, "")}`, ['pass the file "securechat transcript keygen" wrote']);
+  }
+}
+
+async function filterOptions(a: { since?: string; until?: string; room?: string; user?: string }) {
+  const { parseTime } = await import("../transcript/export.ts");
+  const time = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    try {
+      return parseTime(v);
+    } catch (e) {
+      throw new CliError(EXIT.USAGE, `${flag}: ${(e as Error).message.replace(/^time: /, "")}`);
+    }
+  };
+  return { since: time("--since", a.since), until: time("--until", a.until), room: a.room, user: a.user };
+}
+
+/** A verification failure as people see it: exit 5, the journalctl-style FAIL line. */
+async function failed(e: unknown): Promise<never> {
+  const { TranscriptFailure, failLine } = await import("../transcript/verify.ts");
+  if (e instanceof TranscriptFailure) throw new CliError(EXIT.TRANSCRIPT, failLine(e.problem), [], { cause: e });
+  throw e;
+}
+
+async function notes(s: import("../transcript/export.ts").ExportSummary): Promise<void> {
+  const { chainNotes } = await import("../transcript/verify.ts");
+  const out = chainNotes(s);
+  if (s.leftSealed > 0) out.push(`note: ${s.leftSealed} sealed entries are sealed to another auditor key and were written as stored`);
+  if (out.length > 0) process.stderr.write(`${out.join("\n")}\n`);
+}
+
+async function transcriptDir(flag: string | undefined): Promise<string> {
+  const [{ serverData }, { join }] = await Promise.all([import("../paths.ts"), import("node:path")]);
+  return join(serverData(flag), "transcript");
+}
 
 const verify = command({
   meta: { name: "verify", description: "Check a transcript's hash chain and signed checkpoints (exit 5 on failure)" },
   args: {
-    path: { type: "positional", description: "Transcript file or directory", required: true },
-    "host-key": { type: "string", description: "The server's public host key (base64 or SHA256: fingerprint)", valueHint: "KEY" },
+    path: { type: "positional", description: "Transcript directory (DATA/transcript) or one transcript file", required: true },
+    ...hostKeyArg,
+    against: { type: "string", description: "A client's chat --transcript file: every message the server acknowledged must be in the transcript", valueHint: "FILE" },
+    user: { type: "string", description: "With --against: the client's user (default: taken from the first acknowledged entry)", valueHint: "USER" },
+    ...identityArg,
     ...args.debug,
   },
-  examples: ["securechat transcript verify /var/lib/securechat/transcript --host-key SHA256:..."],
-  run: () => notImplemented("transcript verify", 5),
+  examples: [
+    "securechat transcript verify /var/lib/securechat/transcript --host-key /var/lib/securechat/host_key.pub",
+    "securechat transcript verify ./data/transcript --host-key SHA256:q2B0sNHGI1cBk6dmxGJ+X3jXGOZ1Kgy2TPEX13VkE5o",
+    "securechat transcript verify ./data/transcript/2026-11-22.000000000001.jsonl",
+    "securechat transcript verify ./data/transcript --against alice.transcript --identity auditor.key",
+  ],
+  async run({ args: a }) {
+    const { verifyTranscript, reportLines } = await import("../transcript/verify.ts");
+    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user: a.user };
+    const report = await verifyTranscript(a.path, opts);
+    const [first, ...rest] = reportLines(report);
+    if (report.problem) throw new CliError(EXIT.TRANSCRIPT, first!, rest);
+    process.stdout.write(`${[first, ...rest].join("\n")}\n`);
+  },
 });
 
 const exportCmd = command({
-  meta: { name: "export", description: "Print transcript entries as JSON lines, verified as they are read" },
-  args: {
-    ...args.data,
-    since: { type: "string", description: "Only entries at or after this time (ISO 8601)", valueHint: "TIME" },
-    ...args.debug,
+  meta: {
+    name: "export",
+    description: "Print entries as stored, as JSON lines, verified as read: a problem stops it with FAIL and exit 5, after the lines before it",
   },
-  examples: ["securechat transcript export --since 2026-11-01 | jq -c 'select(.type==\"message\")'"],
-  run: () => notImplemented("transcript export", 5),
+  args: { ...args.data, ...filterArgs, ...identityArg, ...hostKeyArg, ...args.debug },
+  examples: [
+    "securechat transcript export --since 2026-11-01 | jq -c 'select(.type==\"message\")'",
+    "securechat transcript export --data /var/lib/securechat --room general --since 2026-11-22T09:00 --until 2026-11-22T17:00",
+    "securechat transcript export --user alice --identity auditor.key > alice.jsonl",
+    "securechat transcript export > all.jsonl || echo \"exit $?: all.jsonl holds only the part before the problem\"",
+  ],
+  async run({ args: a }) {
+    const { exportTranscript, StdoutSink } = await import("../transcript/export.ts");
+    const opts = { ...(await filterOptions(a)), ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)) };
+    const out = new StdoutSink();
+    try {
+      const summary = await exportTranscript(await transcriptDir(a.data), opts, out);
+      // A reader that went away (| head) saw what it wanted; a summary of a part would mislead.
+      if (!out.closed) await notes(summary);
+    } catch (e) {
+      return failed(e);
+    } finally {
+      out.dispose();
+    }
+  },
 });
 
 const follow = command({
-  meta: { name: "follow", description: "Like tail -f: print new transcript entries as JSON lines as they are written" },
-  args: { ...args.data, ...args.debug },
-  examples: ["securechat transcript follow --data /var/lib/securechat | jq ."],
-  run: () => notImplemented("transcript follow", 5),
+  meta: {
+    name: "follow",
+    description: "Like tail -f: print entries as JSON lines as they are written, verified as read (exit 5 on a problem); runs until interrupted",
+  },
+  args: {
+    ...args.data,
+    "from-end": { type: "boolean", description: "Print only entries written from now on (what is there already is still verified)" },
+    ...filterArgs,
+    ...identityArg,
+    ...hostKeyArg,
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript follow --data /var/lib/securechat | jq .",
+    "securechat transcript follow --from-end --room general",
+    "securechat transcript follow --identity auditor.key --user alice",
+  ],
+  async run({ args: a }) {
+    const { followTranscript, StdoutSink } = await import("../transcript/export.ts");
+    const opts = { ...(await filterOptions(a)), ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)) };
+    const dir = await transcriptDir(a.data);
+    const { existsSync } = await import("node:fs");
+    if (!existsSync(dir)) process.stderr.write(`waiting for ${dir} to appear\n`);
+    const out = new StdoutSink();
+    const stop = new AbortController();
+    const onSignal = (): void => stop.abort();
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    try {
+      const fromEnd = a["from-end"] === true;
+      // With --from-end nothing is printed until something is written: say that the past checked out.
+      const onCaughtUp = (s: { entries: number }): void => void process.stderr.write(`following ${dir}: ${s.entries} existing entries verified; waiting for new ones\n`);
+      const summary = await followTranscript(dir, { ...opts, fromEnd, signal: stop.signal, ...(fromEnd ? { onCaughtUp } : {}) }, out);
+      if (!out.closed) await notes(summary);
+    } catch (e) {
+      return failed(e);
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      out.dispose();
+    }
+  },
+});
+
+const keygen = command({
+  meta: {
+    name: "keygen",
+    description: "Make an auditor key pair: secret to a new 0600 file, public line to stdout (for serve --auditor-key)",
+  },
+  args: {
+    out: { type: "string", description: "Where to write the secret key (never overwritten)", valueHint: "FILE", default: "./auditor.key" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript keygen --out ~/auditor.key > auditor.pub",
+    "securechat serve --auditor-key \"$(cat auditor.pub)\"",
+  ],
+  async run({ args: a }) {
+    const [{ createAuditorKey, auditorPublicLine }, { fingerprint }, { isSecureChatError }] = await Promise.all([
+      import("../transcript/keys.ts"),
+      import("../fingerprint.ts"),
+      import("../errors.ts"),
+    ]);
+    let publicKey: Uint8Array;
+    try {
+      ({ publicKey } = createAuditorKey(a.out));
+    } catch (e) {
+      if (isSecureChatError(e, "auditor_key_exists")) throw new CliError(EXIT.FAILURE, e.message, ["choose another --out, or remove the old key once nothing sealed to it is needed"]);
+      throw new CliError(EXIT.FAILURE, `cannot write ${a.out}: ${(e as Error).message}`, [], { cause: e });
+    }
+    process.stdout.write(`${auditorPublicLine(publicKey)}\n`);
+    process.stderr.write(`wrote the auditor secret key to ${a.out} (mode 0600): keep it offline, it opens every body sealed to it\nfingerprint: ${fingerprint(publicKey)}\n`);
+  },
 });
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow },
-  examples: ["securechat transcript verify ./data/transcript", "securechat transcript export --data ./data | jq ."],
+  subCommands: { verify, export: exportCmd, follow, keygen },
+  examples: [
+    "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
+    "securechat transcript export --data ./data | jq .",
+    "securechat transcript follow --data ./data --from-end",
+    "securechat transcript keygen --out auditor.key",
+  ],
 });

@@ -23,3 +23,10 @@ export const KDF_KEY_S2C = enc("securechat/1 key s2c");
 export const KDF_SESSION_ID = enc("securechat/1 session id");
 /** HKDF-Expand info for the one-way record-key update (Noise Rekey()-style). */
 export const KDF_REKEY = enc("securechat/1 rekey");
+
+/** Transcript entry hash prefix (docs/TRANSCRIPT.md §3). */
+export const TRANSCRIPT_ENTRY = enc("securechat/1 transcript entry");
+/** Context of the host-key signature in transcript checkpoints (docs/TRANSCRIPT.md §4). */
+export const TRANSCRIPT_CHECKPOINT = enc("securechat/1 transcript checkpoint");
+/** HKDF info wrapping a transcript file key to an auditor's X25519 key (docs/TRANSCRIPT.md §5). */
+export const TRANSCRIPT_SEAL_KEY = enc("securechat/1 transcript seal key");

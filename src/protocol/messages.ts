@@ -92,6 +92,16 @@ const bool: Field<boolean> = {
   encode: (v) => v,
 };
 
+/** A SHA-256 value as 64 lowercase hex digits (transcript hashes, TRANSCRIPT.md §3). */
+const hex32: Field<string> = {
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string" || !/^[0-9a-f]{64}$/.test(v)) invalid(where, "must be 64 lowercase hex digits");
+    return v;
+  },
+  encode: (v) => v,
+};
+
 const roomName: Field<string> = {
   optional: false,
   parse(v, where) {
@@ -212,7 +222,13 @@ const SCHEMAS = {
   rooms: {},
   history: { room: roomName, limit: int(1, 1000) },
   // Chat events and answers, server to client (PROTOCOL.md §7.2).
-  ack: { id: int(0, Number.MAX_SAFE_INTEGER), seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER) },
+  ack: {
+    id: int(0, Number.MAX_SAFE_INTEGER),
+    seq: int(1, Number.MAX_SAFE_INTEGER),
+    ts: int(0, Number.MAX_SAFE_INTEGER),
+    tseq: optional(int(1, Number.MAX_SAFE_INTEGER)),
+    head: optional(hex32),
+  },
   nack: { id: int(0, Number.MAX_SAFE_INTEGER), code: text(ERROR_CODE_MAX, 1), message: text(ERROR_TEXT_MAX) },
   message: {
     room: roomName,

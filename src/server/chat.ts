@@ -20,7 +20,7 @@ import { SecureChatError } from "../errors.ts";
 import { MAX_LIST } from "../protocol/limits.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
 import { DEFAULT_FLOOD, type FloodPolicy, TokenBucket } from "./flood.ts";
-import type { Journal, RoomMessage } from "./journal.ts";
+import type { Journal, Receipt, RoomMessage } from "./journal.ts";
 
 export interface Member {
   readonly user: string;
@@ -191,21 +191,21 @@ export class Chat {
         if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
         room.seq += 1;
         const msg: RoomMessage = { type: "message", room: room.name, seq: room.seq, ts, from: m.user, text: req.text, ...(req.action ? { action: true } : {}) };
-        this.journal.append({ kind: "message", message: msg });
+        const receipt = this.journal.append({ kind: "message", message: msg });
         const json = encodeMessage(msg);
         for (const other of room.members) if (other !== m) other.post(json);
-        return post(m, { type: "ack", id: req.id, seq: msg.seq, ts });
+        return this.#ack(m, req.id, msg.seq, ts, receipt);
       }
       case "dm": {
         const to = this.#online.get(req.to);
         if (!to) return post(m, { type: "nack", id: req.id, code: "user_offline", message: `${req.to} is not online` });
         this.#directSeq += 1;
         const msg: Message<"direct"> = { type: "direct", seq: this.#directSeq, ts, from: m.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
-        this.journal.append({ kind: "direct", message: msg });
+        const receipt = this.journal.append({ kind: "direct", message: msg });
         const json = encodeMessage(msg);
         const targets = new Set([...to, ...(this.#online.get(m.user) ?? [])]);
         for (const t of targets) if (t !== m) t.post(json);
-        return post(m, { type: "ack", id: req.id, seq: msg.seq, ts });
+        return this.#ack(m, req.id, msg.seq, ts, receipt);
       }
       case "who": {
         const room = this.#rooms.get(req.room);
@@ -225,6 +225,19 @@ export class Chat {
         return this.#sendHistory(m, room.name, Math.min(req.limit, this.opts.history));
       }
     }
+  }
+
+  /**
+   * The sender's ack waits until the message is where the transcript's
+   * durability policy puts acknowledged entries (TRANSCRIPT.md §6), and
+   * carries the entry's seq and hash: a commitment the client can later
+   * check the server's log against. Others see the message at once.
+   */
+  #ack(m: Member, id: number, seq: number, ts: number, r: Receipt): void {
+    const ack = (): void =>
+      post(m, { type: "ack", id, seq, ts, ...(r.seq !== undefined && r.hash !== undefined ? { tseq: r.seq, head: r.hash } : {}) });
+    if (!r.durable) return ack();
+    r.durable.then(ack, () => post(m, { type: "nack", id, code: "not_recorded", message: "the server could not record this message in its transcript" }));
   }
 
   #join(m: Member, st: MemberState, name: string, ts: number): void {

@@ -270,6 +270,7 @@ class Connection implements Member {
     this.failures++;
     if (err.code === "auth_failed") {
       this.server.penalties.failure(this.source, Date.now());
+      this.server.journal.append({ kind: "login_failed", source: this.source, reason: m.type === "login" && m.ticket ? "ticket" : "password", ts: Date.now() });
       this.server.log.warn("login_failed", { source: this.source, reason: m.type === "login" && m.ticket ? "ticket" : "password", failures: this.failures });
     } else {
       this.server.log.warn("auth_refused", { source: this.source, code: err.code });
@@ -396,6 +397,8 @@ export class ChatServer {
   readonly penalties: PenaltyBox;
   readonly log: Logger;
   readonly chat: Chat;
+  readonly journal: Journal;
+  #journalClosed = false;
   #listener: TCPSocketListener<Connection> | null = null;
   readonly #dirty = new Set<Connection>();
   #flushScheduled = false;
@@ -413,7 +416,8 @@ export class ChatServer {
     this.store = new Store(opts.dataDir);
     this.accounts = new Accounts(this.store, new Gate(opts.argon2Concurrency, opts.argon2Queue), opts.ticketTtlMs);
     this.penalties = new PenaltyBox(opts.penalties);
-    this.chat = new Chat(opts.chat, opts.journal ?? new MemoryJournal(opts.chat.history));
+    this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
+    this.chat = new Chat(opts.chat, this.journal);
   }
 
   /**
@@ -513,11 +517,13 @@ export class ChatServer {
   authenticated(conn: Connection): void {
     this.#unauthenticated--;
     this.chat.connect(conn);
+    this.journal.append({ kind: "session_open", user: conn.user, session: toBase64(conn.keys!.sessionId), source: conn.source, ts: Date.now() });
   }
 
   forget(conn: Connection, wasAuthenticated: boolean): void {
     if (!this.#connections.delete(conn)) return;
     if (!wasAuthenticated) this.#unauthenticated--;
+    else if (!this.#journalClosed) this.journal.append({ kind: "session_close", user: conn.user, session: toBase64(conn.keys!.sessionId), ts: Date.now() });
     this.#maybeStopped?.();
   }
 
@@ -542,6 +548,8 @@ export class ChatServer {
       }
       for (const c of this.#connections) c.framed.close("server stopped");
       this.#listener?.stop(true);
+      this.#journalClosed = true;
+      this.journal.close?.("shutdown");
       this.store.close();
       this.log.info("stopped");
     })();

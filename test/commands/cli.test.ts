@@ -178,10 +178,10 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
 });
 
 describe("runtime outcomes without a server", () => {
-  test("a command that is not implemented yet fails with exit 1, not 0", async () => {
+  test("verifying a transcript that does not exist is a runtime failure (1), not a verification failure (5)", async () => {
     const r = await run("transcript", "verify", "/nonexistent");
     expect(r.code).toBe(EXIT.FAILURE);
-    expect(r.stderr).toStartWith("securechat: transcript verify: not implemented yet\n");
+    expect(r.stderr).toStartWith("securechat: transcript: /nonexistent does not exist\n");
     expectNoStack(r.stderr);
   });
 

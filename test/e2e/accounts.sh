@@ -6,41 +6,8 @@
 # stopped by its own PID on every exit path.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail=0; passed=0; out=""
-ok() { passed=$((passed+1)); }
-bad() { echo "FAIL $*"; fail=$((fail+1)); }
-run() { # name, expected exit, command... (stdin from $input)
-  local name=$1 want=$2 rc; shift 2
-  out=$(printf '%s' "${input:-}" | "$@" 2>&1); rc=$?
-  if [ "$rc" = "$want" ]; then ok; else bad "$name: exit $rc, want $want"; sed 's/^/    /' <<<"$out"; fi
-}
-expect() { if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks \"$2\""; sed 's/^/    /' <<<"$out"; fi; }
-mode_is() { local m; m=$(stat -c %a "$2"); if [ "$m" = "$3" ]; then ok; else bad "$1: $2 has mode $m, want $3"; fi; }
-
-start_server() { # data dir [port]
-  : >"$work/server.log"
-  "$bin" serve --port "${2:-0}" --data "$1" --json >"$work/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 100); do
-    port=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$work/server.log" | grep -o '[0-9]*$')
-    [ -n "$port" ] && return 0
-    sleep 0.05
-  done
-  bad "server did not start"; cat "$work/server.log"; exit 1
-}
-stop_server() {
-  kill -TERM "$server_pid"; wait "$server_pid"; local rc=$?
-  server_pid=""
-  if [ "$rc" = 0 ]; then ok; else bad "server exit $rc after SIGTERM"; fi
-}
+. "$(dirname "$0")/lib.sh"
+begin
 
 export SECURECHAT_HOME="$work/alice-home"
 start_server "$work/data"
@@ -101,5 +68,4 @@ expect "changed key names known_hosts" "known_hosts"
 expect "changed key names the line" "remove line"
 stop_server
 
-echo "accounts.sh: $passed passed, $fail failed"
-[ "$fail" = 0 ]
+finish accounts.sh

@@ -10,68 +10,13 @@
 # here is stopped by its own PID on every exit path; every wait is bounded.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
-work=$(mktemp -d)
-server_pid=""
-pids=() # listeners and the `sleep`s holding their stdin open
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$(dirname "$0")/lib.sh"
+begin
 
-fail=0; passed=0; out=""
-ok() { passed=$((passed+1)); }
-bad() { echo "FAIL $*"; fail=$((fail+1)); }
-show() { sed 's/^/    /' "$@"; }
-run() { # name, expected exit, command... (stdin from $input)
-  local name=$1 want=$2 rc; shift 2
-  out=$(printf '%s' "${input:-}" | "$@" 2>&1); rc=$?
-  if [ "$rc" = "$want" ]; then ok; else bad "$name: exit $rc, want $want"; show <<<"$out"; fi
-}
-expect() { if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks \"$2\""; show <<<"$out"; fi; }
-check() { # name, condition... : passes when the command succeeds
-  local name=$1; shift
-  if "$@"; then ok; else bad "$name"; fi
-}
-# wait_for FILE PATTERN [COUNT]: until FILE has COUNT (default 1) lines matching
-# the extended regex PATTERN; at most 100 × 0.1 s.
-wait_for() {
-  local n
-  for _ in $(seq 1 100); do
-    n=$(grep -cE -- "$2" "$1" 2>/dev/null)
-    [ "${n:-0}" -ge "${3:-1}" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-# wait_exit PID: until the process has ended (at most 100 × 0.1 s); then its status in $rc.
-wait_exit() {
-  for _ in $(seq 1 100); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$1" 2>/dev/null; then rc=timeout; return 1; fi
-  wait "$1"; rc=$?
-}
 # A JSON field of one event line (the events are flat except for lists):
 # jstr LINE NAME → string value; jnum LINE NAME → number value.
 jstr() { [[ $1 =~ \"$2\":\"([^\"]*)\" ]] && printf '%s' "${BASH_REMATCH[1]}"; }
 jnum() { [[ $1 =~ \"$2\":([0-9]+) ]] && printf '%s' "${BASH_REMATCH[1]}"; }
-
-start_server() {
-  "$bin" serve --port 0 --data "$work/data" --json >"$work/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 100); do
-    port=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$work/server.log" | grep -o '[0-9]*$')
-    [ -n "$port" ] && return 0
-    sleep 0.05
-  done
-  bad "server did not start"; show "$work/server.log"; exit 1
-}
 
 # as USER command...: runs with USER's own client state directory ("machine"),
 # and never for more than 120 s (timeout passes SIGTERM on and keeps the status).
@@ -101,7 +46,7 @@ leave() {
   if wait_exit "${!pid}" && [ "$rc" = 0 ]; then ok; else bad "$u: exit $rc after its stdin closed, want 0"; show "$work/$u.err"; fi
 }
 
-start_server
+start_server "$work/data"
 srv="127.0.0.1:$port"
 
 # Wrong use first, while nobody has logged in anywhere.
@@ -167,7 +112,7 @@ echo "  (50 lines to two listeners in $(( ($(date +%s%N) - start) / 1000000 )) m
 # The sender's transcript: 50 sent, then 50 acks with seqs, in order.
 check "transcript: 50 sent lines" [ "$(grep -c '^{"kind":"sent"' "$work/alice.transcript" 2>/dev/null)" = 50 ]
 seqs "transcript acks" "$work/alice.transcript" ack
-check "transcript is private (0600)" [ "$(stat -c %a "$work/alice.transcript" 2>/dev/null)" = 600 ]
+mode_is "transcript is private (0600)" "$work/alice.transcript" 600
 # The acks in the transcript are the same as on stdout.
 diff <(grep '^{"type":"ack"' "$work/alice.out" | grep -o '"seq":[0-9]*') <(grep '^{"kind":"ack"' "$work/alice.transcript" | grep -o '"seq":[0-9]*') >/dev/null && ok || bad "transcript seqs differ from the acks on stdout"
 
@@ -225,9 +170,6 @@ expect "password chat acked" '"type":"ack"'
 grep -q "seven quiet rivers" <<<"$out" && bad "the password was echoed" || ok
 
 # The server stops cleanly.
-kill -TERM "$server_pid"; wait "$server_pid"; rc=$?
-server_pid=""
-if [ "$rc" = 0 ]; then ok; else bad "server exit $rc after SIGTERM"; show "$work/server.log"; fi
+stop_server
 
-echo "chat.sh: $passed passed, $fail failed"
-[ "$fail" = 0 ]
+finish chat.sh

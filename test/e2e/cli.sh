@@ -3,19 +3,9 @@
 # --help on every level, and exit code 2 with a one-line error for bad usage.
 set -uo pipefail
 bin=${1:-./dist/securechat}
-fail=0
-passed=0
-out=""
-ok() { passed=$((passed+1)); }
-bad() { echo "FAIL $*"; fail=$((fail+1)); }
-run() { # name, expected exit code, command... ; leaves the output in $out
-  local name=$1 want=$2 rc; shift 2
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" = "$want" ]; then ok; else bad "$name: exit $rc, want $want"; sed 's/^/    /' <<<"$out"; fi
-}
-expect() { # name, needle: $out must contain it
-  if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks \"$2\""; fi
-}
+. "$(dirname "$0")/lib.sh"
+
+# no_stack NAME: passes when $out (of the last run) has no stack trace.
 no_stack() {
   if grep -qE '^\s+at ' <<<"$out"; then bad "$1: printed a stack trace"; else ok; fi
 }
@@ -33,5 +23,4 @@ run "missing value" 2 "$bin" serve --port;     expect "missing value" 'needs a v
 run "missing user" 2 "$bin" register;          expect "missing user" 'USER'
 run "extra argument" 2 "$bin" login alice bob; expect "extra argument" 'unexpected argument "bob"'
 
-echo "cli.sh: $passed passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli.sh

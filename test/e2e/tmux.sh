@@ -11,51 +11,24 @@
 # wait is a bounded poll.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
+. "$(dirname "$0")/lib.sh"
 
 if ! command -v tmux >/dev/null 2>&1; then
   if [ "${CI:-}" = true ]; then
-    echo "FAIL tmux is not installed (CI=true: install it, e.g. apt-get install -y tmux)"
-    echo "tmux.sh: 0 passed, 1 failed"
-    exit 1
+    bad "tmux is not installed (CI=true: install it, e.g. apt-get install -y tmux)"
+    finish tmux.sh
   fi
   echo "SKIP: tmux not installed (apt-get install -y tmux to run this test)"
   exit 0
 fi
 unset TMUX TMUX_PANE
 
-work=$(mktemp -d)
+begin
 sock="securechat-e2e-$$-$RANDOM"
-server_pid=""
-pids=() # bob's listener and the `sleep` holding its stdin open
+# tm ARGS...: tmux on this run's own socket, without any user configuration.
 tm() { tmux -L "$sock" -f /dev/null "$@"; }
-cleanup() {
-  local p
-  tm kill-server 2>/dev/null
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail=0; passed=0; out=""
-ok() { passed=$((passed+1)); }
-bad() { echo "FAIL $*"; fail=$((fail+1)); }
-show() { sed 's/^/    /' "$@"; }
-run() { # name, expected exit, command... (stdin from $input)
-  local name=$1 want=$2 rc; shift 2
-  out=$(printf '%s' "${input:-}" | "$@" 2>&1); rc=$?
-  if [ "$rc" = "$want" ]; then ok; else bad "$name: exit $rc, want $want"; show <<<"$out"; fi
-}
-# wait_for FILE PATTERN: until FILE has a line matching the extended regex; at most 100 × 0.1 s.
-wait_for() {
-  for _ in $(seq 1 100); do
-    grep -qE -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# The exit trap stops the tmux server (and with it alice's panes) first.
+cleanup_extra() { tm kill-server 2>/dev/null; }
 
 # The pane as text: all 30 rows (blank ones too), trailing spaces trimmed.
 screen() { tm capture-pane -p -t "${1:-alice}" | sed 's/ *$//'; }
@@ -89,14 +62,7 @@ wait_file() {
 }
 dump() { echo "    --- pane ${1:-alice} ---"; screen "${1:-alice}" | show; }
 
-"$bin" serve --port 0 --data "$work/data" --json >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do
-  port=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$work/server.log" | grep -o '[0-9]*$')
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-if [ -z "$port" ]; then bad "server did not start"; show "$work/server.log"; exit 1; fi
+start_server "$work/data"
 srv="127.0.0.1:$port"
 
 declare -A pw=([alice]="correct horse battery staple" [bob]="a long enough passphrase for him")
@@ -137,11 +103,7 @@ SECURECHAT_HOME="$work/home-bob" "$bin" chat --server "$srv" <"$work/bob-lines.t
 bob_send=$!
 pids+=("$bob_send")
 for ch in " " t y p e d; do tm send-keys -t alice -l "$ch"; sleep 0.05; done
-rc=timeout
-for _ in $(seq 1 200); do
-  if ! kill -0 "$bob_send" 2>/dev/null; then wait "$bob_send"; rc=$?; break; fi
-  sleep 0.1
-done
+wait_exit "$bob_send" 200
 if [ "$rc" = 0 ]; then ok; else bad "bob's sender: exit $rc, want 0"; show "$work/bob-send.out"; fi
 if wait_screen '^[0-9]{2}:[0-9]{2} <bob> bob line 40$'; then ok; else bad "alice: bob's last line not shown"; dump; fi
 wait_input "alice> half typed" # (bob's listener stays, so no "bob left" line follows)
@@ -205,5 +167,4 @@ done
 wait_for "$work/bob.out" '^\{"type":"left","room":"general","user":"alice"' && ok || bad "bob did not see alice leave"
 screen alice | grep -qE '^\s+at |Error:' && { bad "alice's pane shows an error"; dump; } || ok
 
-echo "tmux.sh: $passed passed, $fail failed"
-[ "$fail" = 0 ]
+finish tmux.sh

@@ -1172,7 +1172,7 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
   test("§9 lists every label of src/crypto/labels.ts with its exact ASCII and hex", () => {
     const section = tableCells("9. Labels");
     const all = Object.entries(labels).filter((e): e is [string, Uint8Array] => e[1] instanceof Uint8Array);
-    expect(all.length).toBe(7);
+    expect(all.length).toBe(10);
     for (const [name, bytes] of all) {
       const row = section.split("\n").find((l) => l.startsWith(`| \`${name}\``));
       expect(row, name).toBeDefined();

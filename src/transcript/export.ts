@@ -1,0 +1,320 @@
+/**
+ * Exporting and following a transcript (docs/TRANSCRIPT.md §8): entries as
+ * JSON lines, exactly as stored, verified as they are read by the same
+ * ChainVerifier as `verify`. Output stops at the first problem, so what was
+ * written before it is a verified prefix. With the auditor's identity,
+ * sealed bodies are opened: such an entry is written with `text` and
+ * `"decrypted":true` instead of `sealed`/`key_seq` (its hash then no longer
+ * matches; it is a reading copy, not a transcript line).
+ *
+ * follow is export that does not stop at the end: it polls the last file
+ * for new complete lines and the directory for the next file (rotation).
+ */
+import { existsSync, statSync } from "node:fs";
+import { SecureChatError } from "../errors.ts";
+import { fingerprint } from "../fingerprint.ts";
+import { type Entry, entryLine } from "./format.ts";
+import { Unsealer } from "./keys.ts";
+import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatches, readTranscriptBatches } from "./read.ts";
+import { type ChainOptions, ChainVerifier, TranscriptFailure, verifiedBatches } from "./verify.ts";
+
+/** How often follow looks for new lines and files. */
+export const FOLLOW_POLL_MS = 200;
+/** Output is written in batches of about this many bytes (and at every poll). */
+const OUTPUT_BATCH_BYTES = 64 * 1024;
+
+export interface Filter {
+  /** Only entries with ts >= since (epoch ms). */
+  since?: number;
+  /** Only entries with ts < until (epoch ms). */
+  until?: number;
+  /** Only join/leave/message entries of this room. */
+  room?: string;
+  /** Only entries whose user, from or to is this user. */
+  user?: string;
+}
+
+export interface ExportOptions extends ChainOptions, Filter {
+  /** The auditor's X25519 secret key: open sealed bodies. */
+  identity?: Uint8Array;
+}
+
+/** Where output lines go; `closed` set means the reader has gone (EPIPE): stop quietly. */
+export interface Sink {
+  write(line: string): void | Promise<void>;
+  flush?(): void | Promise<void>;
+  readonly closed?: boolean;
+}
+
+export interface ExportSummary {
+  /** Entries verified, and how many of them were written. */
+  entries: number;
+  written: number;
+  lastCheckpoint: number | null;
+  unsealed: number;
+  hostKey: string | null;
+  pinned: boolean;
+  /** Sealed entries written as stored because their file key is wrapped to another auditor key. */
+  leftSealed: number;
+}
+
+const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?(Z|[+-]\d{2}:\d{2})?$/;
+
+/**
+ * `--since` / `--until`: epoch milliseconds, or ISO 8601 (`2026-11-22`,
+ * `2026-11-22T10:30`, `2026-11-22T10:30:00.250+01:00`). Without an offset the
+ * time is UTC, as transcript file names and ts are.
+ */
+export function parseTime(s: string): number {
+  if (/^\d{1,16}$/.test(s)) return Number(s);
+  const m = TIME_RE.exec(s);
+  if (m) {
+    const [, y, mo, d, h = "00", mi = "00", sec = "00", frac = "0", zone = "Z"] = m;
+    const ms = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${sec}.${frac.padEnd(3, "0")}${zone}`);
+    const check = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
+    // Date.parse rolls 2026-02-30 over to March; a date that does not exist is a typo.
+    if (!Number.isNaN(ms) && check.getUTCMonth() === Number(mo) - 1 && check.getUTCDate() === Number(d) && Number(h) < 24 && Number(mi) < 60 && Number(sec) < 60) return ms;
+  }
+  throw new SecureChatError("time_invalid", `time: "${s}" is neither ISO 8601 (2026-11-22, 2026-11-22T10:30:00Z) nor epoch milliseconds`);
+}
+
+export function matches(e: Entry, f: Filter): boolean {
+  if (f.since !== undefined && e.ts < f.since) return false;
+  if (f.until !== undefined && e.ts >= f.until) return false;
+  if (f.room !== undefined && !((e.type === "join" || e.type === "leave" || e.type === "message") && e.room === f.room)) return false;
+  if (f.user !== undefined && e.user !== f.user && e.from !== f.user && e.to !== f.user) return false;
+  return true;
+}
+
+/** Turns verified entries into output lines: the filter, and opening sealed bodies. */
+class Renderer {
+  readonly #filter: Filter;
+  readonly #unsealer: Unsealer | null;
+  leftSealed = 0;
+
+  constructor(opts: ExportOptions) {
+    this.#filter = { since: opts.since, until: opts.until, room: opts.room, user: opts.user };
+    this.#unsealer = opts.identity ? new Unsealer(opts.identity) : null;
+  }
+
+  /** The line to write for an entry, or null when the filter drops it. */
+  render(e: Entry, at: TranscriptLine): string | null {
+    const u = this.#unsealer;
+    const fail = (err: unknown, what: string): never => {
+      throw new TranscriptFailure({ code: "sealed_body", file: at.file, line: at.line, reason: `${what} (${(err as Error).message.replace(/^transcript: /, "")})` });
+    };
+    if (u && e.type === "seal_key") {
+      try {
+        u.sealKey(e);
+      } catch (err) {
+        fail(err, "seal_key does not open with this identity");
+      }
+    }
+    if (!matches(e, this.#filter)) return null;
+    if (!u || typeof e.sealed !== "string") return `${at.text}\n`;
+    let text: string | null;
+    try {
+      text = u.open(e);
+    } catch (err) {
+      return fail(err, "sealed body does not open");
+    }
+    if (text === null) {
+      this.leftSealed++;
+      return `${at.text}\n`;
+    }
+    const { sealed: _s, key_seq: _k, ...rest } = e;
+    return entryLine({ ...rest, text, decrypted: true } as Entry);
+  }
+
+  wipe(): void {
+    this.#unsealer?.wipe();
+  }
+}
+
+function summary(v: ChainVerifier, r: Renderer, written: number): ExportSummary {
+  const { key, pinned } = v.hostKey;
+  return {
+    entries: v.entries,
+    written,
+    lastCheckpoint: v.lastCheckpoint,
+    unsealed: v.sinceCheckpoint,
+    hostKey: key ? fingerprint(key) : null,
+    pinned,
+    leftSealed: r.leftSealed,
+  };
+}
+
+/**
+ * Writes the entries of a transcript (directory or file) that match the
+ * filter to `sink`, verifying the whole chain as it goes. Throws
+ * TranscriptFailure at the first problem; lines before it are already written.
+ */
+export async function exportTranscript(path: string, opts: ExportOptions, sink: Sink): Promise<ExportSummary> {
+  const listing = listTranscript(path);
+  if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
+  const v = new ChainVerifier(opts);
+  const r = new Renderer(opts);
+  let written = 0;
+  try {
+    read: for await (const batch of verifiedBatches(readTranscriptBatches(listing.files), v)) {
+      for (const { entry, line } of batch) {
+        const out = r.render(entry, line);
+        if (out === null) continue;
+        await sink.write(out);
+        written++;
+        if (sink.closed) break read;
+      }
+    }
+  } finally {
+    r.wipe();
+    await sink.flush?.();
+  }
+  return summary(v, r, written);
+}
+
+export interface FollowOptions extends ExportOptions {
+  /** Verify what is there already without writing it; write only entries added later. */
+  fromEnd?: boolean;
+  pollMs?: number;
+  signal?: AbortSignal;
+  /** Called once, when what was there at the start has been read and verified. */
+  onCaughtUp?: (s: ExportSummary) => void;
+}
+
+/**
+ * Like `tail -f` over a transcript directory: writes the entries there
+ * (unless fromEnd), then polls for new complete lines in the current file
+ * and for the next file. A partial last line is waited on, not written.
+ * Returns when `signal` aborts or the sink closes; throws TranscriptFailure
+ * at the first problem.
+ */
+export async function followTranscript(dir: string, opts: FollowOptions, sink: Sink): Promise<ExportSummary> {
+  const v = new ChainVerifier(opts);
+  const r = new Renderer(opts);
+  const pollMs = opts.pollMs ?? FOLLOW_POLL_MS;
+  const stopped = () => opts.signal?.aborted === true || sink.closed === true;
+  const aborted = new Promise<void>((resolve) => opts.signal?.addEventListener("abort", () => resolve(), { once: true }));
+  let current: TranscriptFile | null = null;
+  let offset = 0;
+  let nextLine = 1;
+  let writing = !opts.fromEnd;
+  let caughtUp = false;
+  let written = 0;
+  const lost = (reason: string): never => {
+    throw new TranscriptFailure({ code: "truncated", file: current!.name, line: 0, reason });
+  };
+
+  /** Verifies (and writes) the lines of the current file from `offset`. */
+  const drain = async (partial: "torn" | "stop"): Promise<void> => {
+    const file = current!;
+    if (!existsSync(file.path)) lost("the file was removed while being followed");
+    const size = statSync(file.path).size;
+    if (size < offset) lost(`the file shrank while being followed (from at least ${offset} bytes to ${size})`);
+    if (size === offset) return;
+    const batches = readFileLineBatches(file.path, file.name, { start: offset, firstLine: nextLine, partial });
+    for await (const batch of verifiedBatches(batches, v)) {
+      for (const { entry, line } of batch) {
+        offset = line.end;
+        nextLine = line.line + 1;
+        // Rendered even when not written: seal_key entries carry the file keys.
+        const out = r.render(entry, line);
+        if (writing && out !== null) {
+          await sink.write(out);
+          written++;
+        }
+        if (stopped()) return;
+      }
+    }
+  };
+
+  try {
+    while (!stopped()) {
+      const files = existsSync(dir) ? listTranscript(dir).files : [];
+      if (current === null && files.length > 0) current = files[0]!;
+      if (current !== null) {
+        await drain("stop");
+        if (stopped()) break;
+        const i = files.findIndex((f) => f.name === current!.name);
+        if (i < 0) lost("the file was removed while being followed");
+        const nextFile = files[i + 1];
+        if (nextFile) {
+          // The writer finishes a file before it starts the next: what is left now is whole lines, or a torn one.
+          await drain("torn");
+          current = nextFile;
+          offset = 0;
+          nextLine = 1;
+          continue;
+        }
+      }
+      if (!caughtUp) {
+        caughtUp = true;
+        opts.onCaughtUp?.(summary(v, r, written));
+      }
+      writing = true;
+      await sink.flush?.();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([aborted, new Promise<void>((resolve) => (timer = setTimeout(resolve, pollMs)))]);
+      clearTimeout(timer);
+    }
+  } finally {
+    r.wipe();
+    await sink.flush?.();
+  }
+  return summary(v, r, written);
+}
+
+/**
+ * stdout as a Sink: lines are batched, the stream's back-pressure is
+ * respected (so memory stays bounded when the reader is slow), and a reader
+ * that goes away (EPIPE, `| head`) closes the sink instead of failing.
+ */
+export class StdoutSink implements Sink {
+  #buf: string[] = [];
+  #bytes = 0;
+  #closed = false;
+  readonly #stream: NodeJS.WriteStream;
+  readonly #onError = (e: Error): void => {
+    if ((e as NodeJS.ErrnoException).code === "EPIPE") this.#closed = true;
+    else this.#error = e;
+  };
+  #error: Error | null = null;
+
+  constructor(stream: NodeJS.WriteStream = process.stdout) {
+    this.#stream = stream;
+    stream.on("error", this.#onError);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  write(line: string): void | Promise<void> {
+    this.#buf.push(line);
+    this.#bytes += line.length;
+    if (this.#bytes >= OUTPUT_BATCH_BYTES) return this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.#error) throw this.#error;
+    if (this.#buf.length === 0 || this.#closed) return;
+    const chunk = this.#buf.join("");
+    this.#buf = [];
+    this.#bytes = 0;
+    if (this.#stream.write(chunk)) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.#stream.off("drain", done);
+        this.#stream.off("error", done);
+        this.#stream.off("close", done);
+        resolve();
+      };
+      this.#stream.on("drain", done);
+      this.#stream.on("error", done);
+      this.#stream.on("close", done);
+    });
+  }
+
+  dispose(): void {
+    this.#stream.off("error", this.#onError);
+  }
+}

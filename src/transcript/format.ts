@@ -1,0 +1,217 @@
+/**
+ * The transcript's entry format (docs/TRANSCRIPT.md): one JSON object per
+ * line, hash-chained. This file only defines and checks bytes: encoding,
+ * hashing, parsing, checkpoint signature input, sealing. No files here.
+ *
+ *   canonical(e) = RFC 8785 (JCS) serialization of e without "hash"
+ *   e.hash       = hex(SHA-256("securechat/1 transcript entry" ‖ 0x00 ‖ UTF-8(canonical(e))))
+ *   e.prev       = previous entry's hash (64 zeros for the first entry ever)
+ *
+ * The value domain is small on purpose (strings, safe integers, booleans,
+ * flat objects): JCS over it is "sort keys by UTF-16 code units, serialize
+ * as ECMAScript JSON.stringify does", which any language can reproduce.
+ */
+import { concat, fromBase64, fromHex, fromUtf8, toBase64, toHex, u64be, utf8 } from "../bytes.ts";
+import {
+  ed25519Sign,
+  ed25519Verify,
+  hkdf,
+  labels,
+  randomBytes,
+  sha256,
+  wipe,
+  x25519,
+  x25519Generate,
+  xchachaOpenRandom,
+  xchachaSealRandom,
+} from "../crypto/index.ts";
+import { SecureChatError } from "../errors.ts";
+
+export const GENESIS = "0".repeat(64);
+
+export type Scalar = string | number | boolean;
+export type EntryFields = Record<string, Scalar>;
+
+export interface Entry extends EntryFields {
+  seq: number;
+  ts: number;
+  type: string;
+  prev: string;
+  hash: string;
+}
+
+/** The fields each entry type carries beyond seq, ts, type, prev, hash ("?" marks optional). */
+export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool" | "hex32" | "b64" | "string?" | "bool?" | "b64?" | "int?">> = {
+  server_start: { host_key: "b64", version: "string" },
+  server_stop: { reason: "string" },
+  seal_key: { recipient: "b64", epk: "b64", wrapped: "b64" },
+  session_open: { user: "string", session: "b64", source: "string" },
+  session_close: { user: "string", session: "b64" },
+  login_failed: { source: "string", reason: "string" },
+  join: { room: "string", user: "string" },
+  leave: { room: "string", user: "string" },
+  message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
+  direct: { dm_seq: "int", from: "string", to: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
+  recovery: { file: "string", torn_bytes: "int", torn_sha256: "hex32", reason: "string" },
+  checkpoint: { head_seq: "int", head: "hex32", sig: "b64" },
+};
+
+function fail(code: string, message: string): never {
+  throw new SecureChatError(code, `transcript: ${message}`);
+}
+
+/** RFC 8785 over the transcript's value domain (no floats, no null, no nesting). */
+export function canonical(fields: EntryFields): string {
+  const keys = Object.keys(fields)
+    .filter((k) => k !== "hash")
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(fields[k])}`).join(",")}}`;
+}
+
+export function entryHash(fields: EntryFields): string {
+  return toHex(sha256(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]), utf8(canonical(fields))));
+}
+
+/** Builds the next entry of a chain; refuses values outside the format's domain (§3). */
+export function makeEntry(prev: string, seq: number, ts: number, type: string, fields: EntryFields): Entry {
+  const e = { seq, ts, type, prev, ...fields } as Omit<Entry, "hash">;
+  for (const [k, v] of Object.entries(e)) {
+    const ok = typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) || (typeof v === "string" && v.isWellFormed());
+    if (!ok) fail("entry_value", `${type}.${k} is not a string, a non-negative safe integer or a boolean`);
+  }
+  return { ...e, hash: entryHash(e) } as Entry;
+}
+
+/** The line written for an entry: keys in canonical order, then `hash` last. */
+export function entryLine(e: Entry): string {
+  return `${canonical(e).slice(0, -1)},"hash":${JSON.stringify(e.hash)}}\n`;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Decoded sizes of base64 fields (§2): exact, or a minimum for sealed bodies. */
+const B64_LENGTH: Record<string, number> = { host_key: 32, session: 16, recipient: 32, epk: 32, wrapped: 72, sig: 64 };
+const SEALED_MIN = 24 + 16;
+/** Sequence-valued fields are positive. */
+const POSITIVE = new Set(["room_seq", "dm_seq", "key_seq", "head_seq"]);
+
+/**
+ * Parses and checks one line (without its LF): JSON object, known type,
+ * exactly the type's fields with the right kinds. The hash is NOT checked
+ * here (verify.ts does, to say what is wrong).
+ */
+export function parseEntry(line: string): Entry {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    fail("entry_json", "line is not JSON");
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) fail("entry_json", "line is not a JSON object");
+  const o = v as Record<string, unknown>;
+  const { seq, ts, type, prev, hash } = o;
+  if (!Number.isSafeInteger(seq) || (seq as number) < 1) fail("entry_field", "seq must be a positive integer");
+  if (!Number.isSafeInteger(ts) || (ts as number) < 0) fail("entry_field", "ts must be a non-negative integer");
+  if (typeof type !== "string" || !Object.hasOwn(ENTRY_TYPES, type)) fail("entry_type", `unknown entry type ${JSON.stringify(type)}`);
+  if (typeof prev !== "string" || !HEX64.test(prev)) fail("entry_field", "prev must be 64 lowercase hex digits");
+  if (typeof hash !== "string" || !HEX64.test(hash)) fail("entry_field", "hash must be 64 lowercase hex digits");
+  const spec = ENTRY_TYPES[type]!;
+  for (const key of Object.keys(o)) {
+    if (!["seq", "ts", "type", "prev", "hash"].includes(key) && !Object.hasOwn(spec, key)) fail("entry_field", `${type} has unknown field ${JSON.stringify(key)}`);
+  }
+  for (const [key, kind] of Object.entries(spec)) {
+    const x = o[key];
+    const optional = kind.endsWith("?");
+    if (x === undefined) {
+      if (!optional) fail("entry_field", `${type}.${key} is missing`);
+      continue;
+    }
+    const base = kind.replace("?", "");
+    const ok =
+      base === "string" ? typeof x === "string"
+      : base === "int" ? Number.isSafeInteger(x) && (x as number) >= 0
+      : base === "bool" ? typeof x === "boolean"
+      : base === "hex32" ? typeof x === "string" && HEX64.test(x)
+      : typeof x === "string" && isBase64(x);
+    if (!ok) fail("entry_field", `${type}.${key} must be ${base}`);
+    if (typeof x === "string" && !x.isWellFormed()) fail("entry_field", `${type}.${key} must be well-formed unicode`);
+    if (POSITIVE.has(key) && (x as number) < 1) fail("entry_field", `${type}.${key} must be at least 1`);
+    if (base === "b64") {
+      const n = fromBase64(x as string).length;
+      const want = B64_LENGTH[key];
+      if (want !== undefined && n !== want) fail("entry_field", `${type}.${key} must decode to ${want} bytes`);
+      if (key === "sealed" && n < SEALED_MIN) fail("entry_field", `${type}.sealed must decode to at least ${SEALED_MIN} bytes`);
+    }
+  }
+  if ((type === "message" || type === "direct") && (o.text === undefined) === (o.sealed === undefined)) {
+    fail("entry_field", `${type} must carry exactly one of text and sealed`);
+  }
+  if ((type === "message" || type === "direct") && (o.sealed === undefined) !== (o.key_seq === undefined)) {
+    fail("entry_field", `${type}.sealed and key_seq go together`);
+  }
+  return o as Entry;
+}
+
+function isBase64(s: string): boolean {
+  try {
+    fromBase64(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What a checkpoint's host-key signature covers: the seq and hash of the entry it seals. */
+export function checkpointInput(headSeq: number, head: string): Uint8Array {
+  return concat(labels.TRANSCRIPT_CHECKPOINT, new Uint8Array([0]), u64be(BigInt(headSeq)), fromHex(head));
+}
+
+export function signCheckpoint(hostSecret: Uint8Array, headSeq: number, head: string): string {
+  return toBase64(ed25519Sign(hostSecret, checkpointInput(headSeq, head)));
+}
+
+export function verifyCheckpoint(hostPublic: Uint8Array, e: Entry): boolean {
+  if (e.type !== "checkpoint") return false;
+  return ed25519Verify(hostPublic, checkpointInput(e.head_seq as number, e.head as string), fromBase64(e.sig as string));
+}
+
+/**
+ * Sealing (age-style, docs/TRANSCRIPT.md §5): each transcript file gets a
+ * fresh 32-byte file key, wrapped to the auditor's X25519 public key with an
+ * ephemeral key (X25519 + HKDF-SHA256 + XChaCha20-Poly1305) in a `seal_key`
+ * entry; message bodies are XChaCha20-Poly1305 under the file key with the
+ * entry's seq as associated data, so a sealed body cannot be moved to
+ * another entry. The hash covers the sealed form: the chain verifies
+ * without the auditor's private key.
+ */
+export function wrapFileKey(recipient: Uint8Array): { fileKey: Uint8Array; fields: EntryFields } {
+  const fileKey = randomBytes(32);
+  const eph = x25519Generate();
+  const shared = x25519(eph.secretKey, recipient);
+  const wrapKey = hkdf(shared, concat(eph.publicKey, recipient), labels.TRANSCRIPT_SEAL_KEY, 32);
+  const wrapped = xchachaSealRandom(wrapKey, fileKey, new Uint8Array(0));
+  wipe(eph.secretKey, shared, wrapKey);
+  return { fileKey, fields: { recipient: toBase64(recipient), epk: toBase64(eph.publicKey), wrapped: toBase64(wrapped) } };
+}
+
+export function unwrapFileKey(identity: Uint8Array, e: Entry): Uint8Array {
+  const epk = fromBase64(e.epk as string, 32);
+  const recipient = fromBase64(e.recipient as string, 32);
+  const shared = x25519(identity, epk);
+  const wrapKey = hkdf(shared, concat(epk, recipient), labels.TRANSCRIPT_SEAL_KEY, 32);
+  try {
+    const fileKey = xchachaOpenRandom(wrapKey, fromBase64(e.wrapped as string), new Uint8Array(0));
+    if (fileKey.length !== 32) fail("seal_key_length", `seal_key at seq ${e.seq} wraps ${fileKey.length} bytes, not a 32-byte file key`);
+    return fileKey;
+  } finally {
+    wipe(shared, wrapKey);
+  }
+}
+
+export function sealBody(fileKey: Uint8Array, seq: number, text: string): string {
+  return toBase64(xchachaSealRandom(fileKey, utf8(text), u64be(BigInt(seq))));
+}
+
+export function openBody(fileKey: Uint8Array, seq: number, sealed: string): string {
+  return fromUtf8(xchachaOpenRandom(fileKey, fromBase64(sealed), u64be(BigInt(seq))));
+}

@@ -1,0 +1,173 @@
+/**
+ * Reading transcript files (docs/TRANSCRIPT.md §2): which files make up a
+ * transcript and in what order, and their lines, streamed in fixed-size
+ * chunks so that a transcript of any length is read in bounded memory.
+ * This file knows bytes and lines only; what a line means is format.ts's
+ * business and whether the lines chain is verify.ts's.
+ *
+ *   DIR/YYYY-MM-DD.NNNNNNNNNNNN.jsonl   N = seq of the file's first entry; files are ordered by N
+ *   DIR/*.torn                          bytes cut from a torn last line by crash recovery (not read)
+ */
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { SecureChatError } from "../errors.ts";
+
+/** Bytes read from a file at a time. */
+export const CHUNK_BYTES = 64 * 1024;
+/**
+ * The longest line a reader accepts. A message is at most a few KiB
+ * (protocol/limits.ts); a longer line is damage, and is reported without
+ * being held in memory.
+ */
+export const MAX_LINE_BYTES = 1024 * 1024;
+
+export const TRANSCRIPT_FILE_RE = /^(\d{4}-\d{2}-\d{2})\.(\d{12})\.jsonl$/;
+const TORN_RE = /\.torn$/;
+
+export interface TranscriptFile {
+  /** The file's name, as problems are reported: `2026-11-22.000000000001.jsonl`. */
+  name: string;
+  path: string;
+  /** The seq its name says its first entry has; null for a file given by path with another name. */
+  firstSeq: number | null;
+}
+
+export interface TranscriptListing {
+  dir: string;
+  files: TranscriptFile[];
+  /** `*.torn` files beside them (crash-recovery leftovers, never read as entries). */
+  torn: string[];
+}
+
+/**
+ * The files of a transcript directory in chain order, or a single file.
+ * Throws `transcript_missing` when `path` does not exist.
+ */
+export function listTranscript(path: string): TranscriptListing {
+  if (!existsSync(path)) throw new SecureChatError("transcript_missing", `transcript: ${path} does not exist`);
+  if (!statSync(path).isDirectory()) {
+    const name = basename(path);
+    const m = TRANSCRIPT_FILE_RE.exec(name);
+    return { dir: dirname(path), files: [{ name, path, firstSeq: m ? Number(m[2]) : null }], torn: [] };
+  }
+  const names = readdirSync(path);
+  const files = names
+    .flatMap((name) => {
+      const m = TRANSCRIPT_FILE_RE.exec(name);
+      return m ? [{ name, path: join(path, name), firstSeq: Number(m[2]) }] : [];
+    })
+    .sort((a, b) => a.firstSeq - b.firstSeq || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { dir: path, files, torn: names.filter((n) => TORN_RE.test(n)).sort() };
+}
+
+export interface TranscriptLine {
+  file: string;
+  /** 1-based line number within the file. */
+  line: number;
+  /** The line without its LF; "" when `defect` is too_long or not_utf8. */
+  text: string;
+  /** Byte offsets of the line's first byte and of the byte after its LF. */
+  start: number;
+  end: number;
+  /**
+   * Why this line cannot be an entry, seen while reading:
+   *   torn       the file ends without an LF after it (a torn/incomplete last line)
+   *   too_long   longer than MAX_LINE_BYTES
+   *   not_utf8   not valid UTF-8
+   */
+  defect?: "torn" | "too_long" | "not_utf8";
+}
+
+export interface ReadOptions {
+  /** Byte offset to start at (the start of a line). */
+  start?: number;
+  /** The line number of the line at `start`. */
+  firstLine?: number;
+  /** What to do with a last line that has no LF: yield it as `torn` (default), or stop before it. */
+  partial?: "torn" | "stop";
+}
+
+/** The lines of one file, read CHUNK_BYTES at a time. */
+export async function* readFileLines(path: string, name: string, opts: ReadOptions = {}): AsyncGenerator<TranscriptLine> {
+  for await (const batch of readFileLineBatches(path, name, opts)) yield* batch;
+}
+
+/** The lines of every file of a listing, in chain order. */
+export async function* readTranscriptLines(files: TranscriptFile[]): AsyncGenerator<TranscriptLine> {
+  for (const f of files) yield* readFileLines(f.path, f.name);
+}
+
+/** readTranscriptLines a chunk's worth at a time: one await per 64 KiB instead of per line. */
+export async function* readTranscriptBatches(files: TranscriptFile[]): AsyncGenerator<TranscriptLine[]> {
+  for (const f of files) yield* readFileLineBatches(f.path, f.name);
+}
+
+/**
+ * The lines of one file, one batch per chunk read. Memory stays below
+ * CHUNK_BYTES + MAX_LINE_BYTES (plus the batch) whatever the file's size.
+ */
+export async function* readFileLineBatches(path: string, name: string, opts: ReadOptions = {}): AsyncGenerator<TranscriptLine[]> {
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    let pos = opts.start ?? 0;
+    let lineNo = opts.firstLine ?? 1;
+    let lineStart = pos;
+    // A line that spans chunks is gathered here (at most MAX_LINE_BYTES).
+    let parts: Buffer[] = [];
+    let partLen = 0;
+    let tooLong = false;
+    const finish = (last: Buffer, end: number, defect?: "torn"): TranscriptLine => {
+      let text = "";
+      let bad: TranscriptLine["defect"] = tooLong ? "too_long" : undefined;
+      if (!bad) {
+        const bytes = partLen === 0 ? last : Buffer.concat([...parts, last]);
+        try {
+          text = decoder.decode(bytes);
+        } catch {
+          bad = "not_utf8";
+        }
+      }
+      const l: TranscriptLine = { file: name, line: lineNo++, text, start: lineStart, end };
+      if (defect ?? bad) l.defect = defect ?? bad;
+      lineStart = end;
+      parts = [];
+      partLen = 0;
+      tooLong = false;
+      return l;
+    };
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK_BYTES, pos);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      const batch: TranscriptLine[] = [];
+      let i = 0;
+      while (i < bytesRead) {
+        const nl = chunk.indexOf(0x0a, i);
+        const stop = nl < 0 ? bytesRead : nl;
+        if (!tooLong && partLen + (stop - i) > MAX_LINE_BYTES) {
+          tooLong = true;
+          parts = [];
+          partLen = 0;
+        }
+        if (nl < 0) {
+          if (!tooLong) {
+            // The chunk buffer is reused: keep a copy of the unfinished line.
+            parts.push(Buffer.from(chunk.subarray(i, stop)));
+            partLen += stop - i;
+          }
+          break;
+        }
+        batch.push(finish(tooLong ? Buffer.alloc(0) : chunk.subarray(i, stop), pos + nl + 1));
+        i = nl + 1;
+      }
+      pos += bytesRead;
+      if (batch.length > 0) yield batch;
+    }
+    if (pos > lineStart && opts.partial !== "stop") yield [finish(Buffer.alloc(0), pos, "torn")];
+  } finally {
+    await fh.close();
+  }
+}

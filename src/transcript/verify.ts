@@ -1,0 +1,596 @@
+/**
+ * Verifying a transcript (docs/TRANSCRIPT.md §2–§4): every line is an entry
+ * whose hash matches its content; seq rises by exactly 1 and prev is the
+ * hash of the entry before, across files, from GENESIS; ts never decreases;
+ * every checkpoint seals the entry before it with a valid host-key
+ * signature; every server_start names the same host key. Verification stops
+ * at the first problem and names its file:line and what it looks like
+ * (edited, deleted, inserted, reordered, duplicated, …).
+ *
+ * ChainVerifier is the check itself, one line at a time with O(1) state, so
+ * that export and follow verify exactly as verify does while streaming.
+ * `--against` (AckChecker) then holds the server's log to what it
+ * acknowledged to a client.
+ */
+import { existsSync } from "node:fs";
+import { basename } from "node:path";
+import { fromBase64 } from "../bytes.ts";
+import { constantTimeEqual } from "../crypto/index.ts";
+import { SecureChatError, isSecureChatError } from "../errors.ts";
+import { fingerprint } from "../fingerprint.ts";
+import { type Entry, GENESIS, entryHash, entryLine, parseEntry, verifyCheckpoint } from "./format.ts";
+import { Unsealer } from "./keys.ts";
+import { TRANSCRIPT_FILE_RE, type TranscriptLine, listTranscript, readFileLines, readTranscriptBatches } from "./read.ts";
+
+/** Lines read past a sequence break to tell a deletion from a reordering or an insertion. */
+export const LOOKAHEAD_LINES = 16;
+
+export type ProblemCode =
+  | "empty"
+  | "malformed"
+  | "torn"
+  | "edited"
+  | "deleted"
+  | "inserted"
+  | "reordered"
+  | "duplicated"
+  | "not_genesis"
+  | "time_backwards"
+  | "file_name"
+  | "truncated"
+  | "bad_checkpoint"
+  | "bad_signature"
+  | "no_host_key"
+  | "host_key_changed"
+  | "key_seq"
+  | "sealed_body"
+  | "ack_malformed"
+  | "ack_conflict"
+  | "ack_missing"
+  | "ack_user"
+  | "ack_head"
+  | "message_changed";
+
+export interface Problem {
+  code: ProblemCode;
+  /** File name (no directory) the problem is in; line 0 when it concerns the whole file or transcript. */
+  file: string;
+  line: number;
+  reason: string;
+}
+
+/** The first problem found; `code` is "transcript_" + problem.code. */
+export class TranscriptFailure extends SecureChatError {
+  constructor(readonly problem: Problem) {
+    super(`transcript_${problem.code}`, `transcript: ${where(problem)}: ${problem.reason}`);
+  }
+}
+
+function where(p: Problem): string {
+  return p.line > 0 ? `${p.file}:${p.line}` : p.file;
+}
+
+/** `FAIL: 2026-11-22.000000000001.jsonl:57: entry edited (…)`, as journalctl --verify says it. */
+export function failLine(p: Problem): string {
+  return `FAIL: ${where(p)}: ${p.reason}`;
+}
+
+export interface ChainOptions {
+  /** Pin: checkpoints must be signed by, and every server_start must name, this Ed25519 key. */
+  hostKey?: Uint8Array;
+  /** Pin by fingerprint: the key the first server_start names must have it. */
+  hostKeyFingerprint?: string;
+}
+
+interface Head {
+  seq: number;
+  hash: string;
+  ts: number;
+  file: string;
+  line: number;
+}
+
+/** A chain break that the following lines may explain better. */
+interface Suspect {
+  kind: "gap" | "backwards";
+  entry: Entry;
+  at: TranscriptLine;
+}
+
+/**
+ * The chain check, one line at a time. `check` returns the line's entry
+ * once it is part of the verified chain, or a Suspect for the caller to
+ * `diagnose` with the lines after it; other problems throw TranscriptFailure.
+ */
+export class ChainVerifier {
+  #head: Head | null = null;
+  #key: Uint8Array | null;
+  readonly #fingerprintPin: string | null;
+  /** Where the key checkpoints are checked against came from. */
+  #keySource: "pinned" | number | null;
+  readonly #sealKeys = new Set<number>();
+  entries = 0;
+  firstSeq: number | null = null;
+  lastCheckpoint: number | null = null;
+  sinceCheckpoint = 0;
+  recoveries: number[] = [];
+  #recoveryCount = 0;
+
+  constructor(opts: ChainOptions = {}) {
+    this.#key = opts.hostKey ?? null;
+    this.#keySource = opts.hostKey ? "pinned" : null;
+    this.#fingerprintPin = opts.hostKeyFingerprint ?? null;
+  }
+
+  get lastSeq(): number | null {
+    return this.#head?.seq ?? null;
+  }
+
+  get head(): string | null {
+    return this.#head?.hash ?? null;
+  }
+
+  /** The key checkpoints were checked against, and whether the caller pinned it. */
+  get hostKey(): { key: Uint8Array | null; pinned: boolean } {
+    return { key: this.#key, pinned: this.#keySource === "pinned" || this.#fingerprintPin !== null };
+  }
+
+  get recoveryCount(): number {
+    return this.#recoveryCount;
+  }
+
+  check(l: TranscriptLine): Entry | Suspect {
+    const at = (code: ProblemCode, reason: string): never => {
+      throw new TranscriptFailure({ code, file: l.file, line: l.line, reason });
+    };
+    if (l.defect === "torn") at("torn", `torn last line (${l.end - l.start} bytes without a final LF; the server cuts it off when it next starts)`);
+    if (l.defect === "too_long") at("malformed", "malformed line (longer than 1 MiB)");
+    if (l.defect === "not_utf8") at("malformed", "malformed line (not UTF-8)");
+    let e: Entry;
+    try {
+      e = parseEntry(l.text);
+    } catch (err) {
+      return at("malformed", `malformed line (${isSecureChatError(err) ? err.message.replace(/^transcript: /, "") : String(err)})`);
+    }
+    if (entryHash(e) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
+    // One spelling per entry: a line that only parses to its entry (duplicate
+    // keys, other key order, spaces) could be read differently by another parser.
+    if (entryLine(e) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
+
+    const prev = this.#head;
+    const expected = (prev?.seq ?? 0) + 1;
+    const prevHash = prev?.hash ?? GENESIS;
+    if (e.seq > expected) return { kind: "gap", entry: e, at: l };
+    if (e.seq < expected) {
+      // Only reachable with a previous entry: seq >= 1 = expected otherwise.
+      const p = prev!;
+      if (e.hash === p.hash) at("duplicated", `duplicated entry (the same entry as ${p.file}:${p.line})`);
+      if (e.seq === p.seq) at("inserted", `entry inserted or replaced (two different entries claim seq ${e.seq}: ${p.file}:${p.line} and this line)`);
+      return { kind: "backwards", entry: e, at: l };
+    }
+    if (e.prev !== prevHash) {
+      if (!prev) at("not_genesis", "the transcript does not start at the beginning (seq 1's prev is not the genesis value)");
+      at("inserted", `entry inserted or replaced (prev does not match the previous entry's hash, ${prev!.file}:${prev!.line})`);
+    }
+    if (prev && e.ts < prev.ts) at("time_backwards", `time goes backwards (ts ${e.ts} is before the previous entry's ts ${prev.ts})`);
+    if (l.line === 1) {
+      const m = TRANSCRIPT_FILE_RE.exec(l.file);
+      if (m && Number(m[2]) !== e.seq) at("file_name", `the file name says its first entry is seq ${Number(m[2])}, but it is seq ${e.seq}`);
+    }
+    this.#checkType(e, prev, at);
+
+    this.#head = { seq: e.seq, hash: e.hash, ts: e.ts, file: l.file, line: l.line };
+    this.entries++;
+    this.firstSeq ??= e.seq;
+    if (e.type === "checkpoint") {
+      this.lastCheckpoint = e.seq;
+      this.sinceCheckpoint = 0;
+    } else this.sinceCheckpoint++;
+    return e;
+  }
+
+  #checkType(e: Entry, prev: Head | null, at: (code: ProblemCode, reason: string) => never): void {
+    switch (e.type) {
+      case "server_start": {
+        let key: Uint8Array;
+        try {
+          key = fromBase64(e.host_key as string, 32);
+        } catch {
+          return at("malformed", "malformed line (server_start.host_key is not 32 bytes)");
+        }
+        if (this.#key === null) {
+          if (this.#fingerprintPin !== null && fingerprint(key) !== this.#fingerprintPin) {
+            at("host_key_changed", `host key changed (server_start names ${fingerprint(key)}; --host-key pins ${this.#fingerprintPin})`);
+          }
+          this.#key = key;
+          this.#keySource = e.seq;
+        } else if (!constantTimeEqual(key, this.#key)) {
+          const expected = this.#keySource === "pinned" ? "--host-key pins" : `the first server_start (seq ${this.#keySource}) names`;
+          at("host_key_changed", `host key changed (server_start names ${fingerprint(key)}; ${expected} ${fingerprint(this.#key)})`);
+        }
+        return;
+      }
+      case "checkpoint": {
+        if (!prev || e.head_seq !== prev.seq || e.head !== prev.hash) {
+          at("bad_checkpoint", `bad checkpoint (it must seal the entry before it${prev ? `, seq ${prev.seq}` : ""}; it names seq ${e.head_seq})`);
+        }
+        if (this.#key === null) at("no_host_key", "checkpoint before any server_start: no host key to check its signature against (pass --host-key)");
+        if (!verifyCheckpoint(this.#key!, e)) at("bad_signature", `bad checkpoint signature (not made by host key ${fingerprint(this.#key!)})`);
+        return;
+      }
+      case "seal_key":
+        this.#sealKeys.add(e.seq);
+        return;
+      case "message":
+      case "direct":
+        if (e.key_seq !== undefined && !this.#sealKeys.has(e.key_seq as number)) {
+          at("key_seq", `sealed body names key_seq ${e.key_seq}, which is no seal_key entry before it`);
+        }
+        return;
+      case "recovery":
+        this.#recoveryCount++;
+        if (this.recoveries.length < 5) this.recoveries.push(e.seq);
+        return;
+    }
+  }
+
+  /** Names a Suspect for what it is, given up to LOOKAHEAD_LINES lines that follow it. */
+  diagnose(s: Suspect, following: TranscriptLine[]): Problem {
+    const p = (code: ProblemCode, reason: string): Problem => ({ code, file: s.at.file, line: s.at.line, reason });
+    const next: Entry[] = [];
+    for (const l of following) {
+      if (l.defect) break;
+      try {
+        const e = parseEntry(l.text);
+        if (entryHash(e) !== e.hash) break;
+        next.push(e);
+      } catch {
+        break;
+      }
+    }
+    const e = s.entry;
+    const expected = (this.#head?.seq ?? 0) + 1;
+    const prevHash = this.#head?.hash ?? GENESIS;
+    if (s.kind === "gap") {
+      const d = next.findIndex((n) => n.seq === expected && n.prev === prevHash);
+      if (d === 0 && e.prev !== next[0]!.hash) {
+        return p("inserted", `entry inserted (seq ${e.seq} does not belong before seq ${expected}, which follows on the next line)`);
+      }
+      if (d >= 0) return p("reordered", `entries reordered (expected seq ${expected}, found seq ${e.seq}; seq ${expected} comes ${d + 1} line${d > 0 ? "s" : ""} later)`);
+      if (!this.#head) {
+        return p("not_genesis", `the transcript does not start at the beginning (its first entry is seq ${e.seq}: earlier entries were deleted, or this is only part of a transcript)`);
+      }
+      const n = e.seq - expected;
+      return p("deleted", `${n === 1 ? "entry" : `${n} entries`} deleted (sequence gap: expected seq ${expected}, found ${e.seq})`);
+    }
+    if (next.length === 0 || (next[0]!.seq === expected && next[0]!.prev === prevHash)) {
+      return p("inserted", `entry inserted (seq goes backwards: seq ${e.seq} after seq ${expected - 1}${next.length > 0 ? `; the chain continues with seq ${expected} on the next line` : ""})`);
+    }
+    return p("reordered", `entries reordered (seq goes backwards: seq ${e.seq} after seq ${expected - 1})`);
+  }
+}
+
+export interface VerifiedEntry {
+  entry: Entry;
+  line: TranscriptLine;
+}
+
+/**
+ * The entries of `batches` (as readTranscriptBatches yields them) that
+ * extend the verifier's chain, in order and in batches; at the first
+ * problem, yields the entries before it, then throws TranscriptFailure
+ * (after reading a few lines ahead to name it).
+ */
+export async function* verifiedBatches(batches: AsyncIterable<TranscriptLine[]>, v: ChainVerifier): AsyncGenerator<VerifiedEntry[]> {
+  const it = batches[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      const lines = r.value;
+      const out: VerifiedEntry[] = [];
+      for (let i = 0; i < lines.length; i++) {
+        let got: Entry | Suspect;
+        try {
+          got = v.check(lines[i]!);
+        } catch (e) {
+          if (out.length > 0) yield out;
+          throw e;
+        }
+        if ("seq" in got) {
+          out.push({ entry: got, line: lines[i]! });
+          continue;
+        }
+        const following = lines.slice(i + 1, i + 1 + LOOKAHEAD_LINES);
+        while (following.length < LOOKAHEAD_LINES) {
+          const n = await it.next();
+          if (n.done) break;
+          following.push(...n.value.slice(0, LOOKAHEAD_LINES - following.length));
+        }
+        if (out.length > 0) yield out;
+        throw new TranscriptFailure(v.diagnose(got, following));
+      }
+      if (out.length > 0) yield out;
+    }
+  } finally {
+    await it.return?.();
+  }
+}
+
+export interface VerifyOptions extends ChainOptions {
+  /** A client's `chat --transcript` file: every ack in it must be in the server's transcript. */
+  against?: string;
+  /** The client's user name (else inferred from the first acknowledged entry). */
+  user?: string;
+  /** The auditor's X25519 secret key, to compare sealed bodies with --against. */
+  identity?: Uint8Array;
+}
+
+export interface AgainstReport {
+  file: string;
+  acks: number;
+  user: string | null;
+  /** Acks whose server entry is sealed and could not be opened, so whose text was not compared. */
+  uncompared: number;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  problem: Problem | null;
+  files: number;
+  entries: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  head: string | null;
+  /** Seq of the last checkpoint entry, and how many entries follow it. */
+  lastCheckpoint: number | null;
+  unsealed: number;
+  /** Fingerprint of the key checkpoints were checked against; pinned = given by the caller. */
+  hostKey: string | null;
+  pinned: boolean;
+  torn: string[];
+  recoveries: { count: number; seqs: number[] };
+  against: AgainstReport | null;
+}
+
+/** Verifies a transcript directory (or one file); resolves to a report, never throws for a bad transcript. */
+export async function verifyTranscript(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const listing = listTranscript(path);
+  const v = new ChainVerifier(opts);
+  const unsealer = opts.identity ? new Unsealer(opts.identity) : null;
+  let acks: AckChecker | null = null;
+  let problem: Problem | null = null;
+  try {
+    if (opts.against) acks = await AckChecker.load(opts.against, opts.user ?? null, unsealer);
+    if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
+    for await (const batch of verifiedBatches(readTranscriptBatches(listing.files), v)) {
+      if (acks) for (const { entry, line } of batch) acks.entry(entry, line);
+    }
+    if (v.entries === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "the transcript has no entries" });
+    acks?.finish();
+  } catch (e) {
+    if (!(e instanceof TranscriptFailure)) throw e;
+    problem = e.problem;
+  } finally {
+    unsealer?.wipe();
+  }
+  const { key, pinned } = v.hostKey;
+  return {
+    ok: problem === null,
+    problem,
+    files: listing.files.length,
+    entries: v.entries,
+    firstSeq: v.firstSeq,
+    lastSeq: v.lastSeq,
+    head: v.head,
+    lastCheckpoint: v.lastCheckpoint,
+    unsealed: v.sinceCheckpoint,
+    hostKey: key ? fingerprint(key) : null,
+    pinned,
+    torn: listing.torn,
+    recoveries: { count: v.recoveryCount, seqs: v.recoveries },
+    against: acks?.report() ?? null,
+  };
+}
+
+/** The caveats of a chain that verified: an unsigned tail, an unpinned key. */
+export function chainNotes(s: { unsealed: number; lastCheckpoint: number | null; hostKey: string | null; pinned: boolean }): string[] {
+  const out: string[] = [];
+  if (s.unsealed > 0) {
+    out.push(
+      s.lastCheckpoint === null
+        ? `warning: no checkpoint: none of the ${s.unsealed} entries is sealed by a signature`
+        : `warning: ${s.unsealed} entries after the last checkpoint (seq ${s.lastCheckpoint}) are not sealed by a signature`,
+    );
+  }
+  if (s.hostKey && !s.pinned) out.push(`note: signatures were checked against the key the transcript names (${s.hostKey}); pass --host-key to pin it`);
+  return out;
+}
+
+/** What `transcript verify` prints: PASS and its warnings and notes, or FAIL and how far it got. */
+export function reportLines(r: VerifyReport): string[] {
+  if (r.problem) {
+    const n = `${r.entries} ${r.entries === 1 ? "entry" : "entries"}`;
+    const client = r.problem.code.startsWith("ack_") || r.problem.code === "message_changed";
+    if (r.entries === 0) return [failLine(r.problem)];
+    return [failLine(r.problem), client ? `the server transcript verified (${n}) up to where this was found` : `the ${n} before it verified`];
+  }
+  const files = `${r.files} file${r.files === 1 ? "" : "s"}`;
+  const out = [`PASS: ${r.entries} entries in ${files}; ${r.lastCheckpoint === null ? "no checkpoint" : `last checkpoint at seq ${r.lastCheckpoint}`}`, ...chainNotes(r)];
+  if (r.recoveries.count > 0) {
+    out.push(`note: ${r.recoveries.count} crash recover${r.recoveries.count === 1 ? "y" : "ies"} recorded (seq ${r.recoveries.seqs.join(", ")}${r.recoveries.count > r.recoveries.seqs.length ? ", …" : ""})`);
+  }
+  if (r.torn.length > 0) out.push(`note: ${r.torn.length} .torn file${r.torn.length === 1 ? "" : "s"} (bytes cut off by crash recovery, not part of the chain): ${r.torn.join(", ")}`);
+  if (r.against) {
+    const a = r.against;
+    out.push(`against ${a.file}: ${a.acks} acknowledged message${a.acks === 1 ? "" : "s"} found in the server transcript${a.user ? ` (user ${a.user})` : ""}`);
+    if (a.uncompared > 0) out.push(`note: ${a.uncompared} of them are sealed; their text was not compared (pass --identity)`);
+  }
+  return out;
+}
+
+interface Ack {
+  line: number;
+  raw: string;
+  room?: string;
+  to?: string;
+  seq: number;
+  text: string;
+  action: boolean;
+  tseq?: number;
+  head?: string;
+  found: boolean;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * `verify --against`: the acks a client recorded (`chat --transcript`,
+ * {"kind":"ack","room"|"to",…,"seq","text"}) are the server's promises.
+ * Each must be a message/direct entry of the server's transcript, from the
+ * same user, with the same text, and, when the ack carries tseq/head, the
+ * entry at tseq must have that hash.
+ */
+class AckChecker {
+  readonly #file: string;
+  readonly #acks = new Map<string, Ack>();
+  readonly #byTseq = new Map<number, Ack>();
+  #user: string | null;
+  readonly #userGiven: boolean;
+  #userFrom: string | null = null;
+  readonly #unsealer: Unsealer | null;
+  #uncompared = 0;
+  #lastSeq = 0;
+
+  private constructor(file: string, user: string | null, unsealer: Unsealer | null) {
+    this.#file = file;
+    this.#user = user;
+    this.#userGiven = user !== null;
+    this.#unsealer = unsealer;
+  }
+
+  static async load(path: string, user: string | null, unsealer: Unsealer | null): Promise<AckChecker> {
+    if (!existsSync(path)) throw new SecureChatError("transcript_missing", `transcript: ${path} does not exist`);
+    const c = new AckChecker(basename(path), user, unsealer);
+    for await (const l of readFileLines(path, basename(path))) c.#add(l);
+    return c;
+  }
+
+  #fail(code: ProblemCode, line: number, reason: string): never {
+    throw new TranscriptFailure({ code, file: this.#file, line, reason });
+  }
+
+  #add(l: TranscriptLine): void {
+    const bad = (why: string): never => this.#fail("ack_malformed", l.line, `malformed client transcript line (${why})`);
+    if (l.defect) bad(l.defect === "torn" ? "no final LF" : l.defect === "too_long" ? "longer than 1 MiB" : "not UTF-8");
+    if (l.text === "") return;
+    let v: unknown;
+    try {
+      v = JSON.parse(l.text);
+    } catch {
+      bad("not JSON");
+    }
+    if (typeof v !== "object" || v === null || Array.isArray(v)) bad("not a JSON object");
+    const o = v as Record<string, unknown>;
+    if (o.kind !== "ack") return;
+    const posInt = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 1;
+    if (!posInt(o.seq)) bad("ack.seq must be a positive integer");
+    if (typeof o.text !== "string") bad("ack.text must be a string");
+    if ((typeof o.room === "string") === (typeof o.to === "string")) bad("an ack names exactly one of room and to");
+    if (o.action !== undefined && typeof o.action !== "boolean") bad("ack.action must be a boolean");
+    if ((o.tseq === undefined) !== (o.head === undefined)) bad("ack.tseq and ack.head go together");
+    if (o.tseq !== undefined && (!posInt(o.tseq) || typeof o.head !== "string" || !HEX64.test(o.head))) bad("ack.tseq/head must be a seq and 64 hex digits");
+    const ack: Ack = {
+      line: l.line,
+      raw: l.text,
+      seq: o.seq as number,
+      text: o.text as string,
+      action: o.action === true,
+      found: false,
+      ...(typeof o.room === "string" ? { room: o.room } : { to: o.to as string }),
+      ...(o.tseq !== undefined ? { tseq: o.tseq as number, head: o.head as string } : {}),
+    };
+    const key = ackKey(ack.room, ack.seq);
+    const seen = this.#acks.get(key);
+    if (seen) {
+      if (seen.raw === ack.raw) return;
+      this.#fail("ack_conflict", l.line, `the server acknowledged two messages as ${describe(ack)} (lines ${seen.line} and ${l.line})`);
+    }
+    this.#acks.set(key, ack);
+    if (ack.tseq !== undefined) {
+      const other = this.#byTseq.get(ack.tseq);
+      if (other) this.#fail("ack_conflict", l.line, `the server acknowledged two messages as transcript entry ${ack.tseq} (lines ${other.line} and ${l.line})`);
+      this.#byTseq.set(ack.tseq, ack);
+    }
+  }
+
+  /** Called with each verified server entry, in order. */
+  entry(e: Entry, at: TranscriptLine): void {
+    this.#lastSeq = e.seq;
+    if (e.type === "seal_key" && this.#unsealer) {
+      try {
+        this.#unsealer.sealKey(e);
+      } catch (err) {
+        throw new TranscriptFailure({ code: "sealed_body", file: at.file, line: at.line, reason: `seal_key does not open with this identity (${(err as Error).message.replace(/^transcript: /, "")})` });
+      }
+    }
+    const byT = this.#byTseq.get(e.seq);
+    if (byT && byT.head !== e.hash) {
+      this.#fail("ack_head", byT.line, `the server acknowledged ${describe(byT)} as transcript entry ${e.seq} with hash ${byT.head!.slice(0, 16)}…, but ${at.file}:${at.line} has another hash — the server log was rewritten`);
+    }
+    if (e.type !== "message" && e.type !== "direct") return;
+    const ack = this.#acks.get(e.type === "message" ? ackKey(e.room as string, e.room_seq as number) : ackKey(undefined, e.dm_seq as number));
+    if (!ack) return;
+    ack.found = true;
+    const there = `${at.file}:${at.line}`;
+    if (this.#user === null) {
+      this.#user = e.from as string;
+      this.#userFrom = there;
+    } else if (e.from !== this.#user) {
+      const whose = this.#userGiven ? "--user" : `the first acknowledged entry (${this.#userFrom})`;
+      this.#fail("ack_user", ack.line, `acknowledged message is from another user (${describe(ack)} is from ${e.from} at ${there}; ${whose} says ${this.#user})`);
+    }
+    const changed = (what: string): never => this.#fail("message_changed", ack.line, `message changed (${describe(ack)}: ${what} differs at ${there})`);
+    if (ack.to !== undefined && e.to !== ack.to) changed("the recipient");
+    if ((e.action === true) !== ack.action) changed("the /me flag");
+    let text: string | null = typeof e.text === "string" ? e.text : null;
+    if (text === null && this.#unsealer) {
+      try {
+        text = this.#unsealer.open(e);
+      } catch (err) {
+        throw new TranscriptFailure({ code: "sealed_body", file: at.file, line: at.line, reason: `sealed body does not open (${(err as Error).message.replace(/^transcript: /, "")})` });
+      }
+    }
+    if (text === null) this.#uncompared++;
+    else if (text !== ack.text) changed("the text");
+  }
+
+  /** After the last entry: every ack must have been found. */
+  finish(): void {
+    let first: Ack | null = null;
+    let why = "";
+    for (const a of this.#acks.values()) {
+      if (!a.found && (!first || a.line < first.line)) {
+        first = a;
+        why = `acknowledged message not in the server transcript (${describe(a)})`;
+      }
+      if (a.found && a.tseq !== undefined && a.tseq > this.#lastSeq && (!first || a.line < first.line)) {
+        first = a;
+        why = `acknowledged transcript entry ${a.tseq} (${describe(a)}) is not in the server transcript`;
+      }
+    }
+    if (first) this.#fail("ack_missing", first.line, `${why} — the server log was truncated or rolled back`);
+  }
+
+  report(): AgainstReport {
+    return { file: this.#file, acks: this.#acks.size, user: this.#user, uncompared: this.#uncompared };
+  }
+}
+
+function ackKey(room: string | undefined, seq: number): string {
+  return room === undefined ? `dm\u0000${seq}` : `room\u0000${room}\u0000${seq}`;
+}
+
+function describe(a: Ack): string {
+  return a.room !== undefined ? `room ${a.room} seq ${a.seq}` : `direct message to ${a.to} dm seq ${a.seq}`;
+}

@@ -1,0 +1,388 @@
+/**
+ * The server's transcript appender (docs/TRANSCRIPT.md §2, §6, §7). Entries
+ * are numbered, hashed and chained as they are appended; lines go to the
+ * current file at the end of each event-loop turn; `durable` resolves once
+ * the line is where the fsync policy says an acknowledged entry must be:
+ *
+ *   always  fsync as soon as the line is written
+ *   batch   one fsync for everything written within `batchMs` (group commit)
+ *   off     written to the OS; no fsync (a machine crash may lose the tail)
+ *
+ * On open, a torn last line left by a crash is cut (its bytes kept in
+ * FILE.torn), reported, and recorded with a `recovery` entry that continues
+ * the chain from the last whole entry; a last whole entry whose hash does
+ * not verify stops the server.
+ */
+import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { toHex } from "../bytes.ts";
+import type { Ed25519KeyPair } from "../crypto/index.ts";
+import { sha256 } from "../crypto/index.ts";
+import { SecureChatError } from "../errors.ts";
+import { ensurePrivateDir, syncDir } from "../paths.ts";
+import type { Logger } from "../server/log.ts";
+import { type Entry, type EntryFields, GENESIS, entryHash, entryLine, makeEntry, parseEntry, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
+
+export type FsyncPolicy = "always" | "batch" | "off";
+
+export interface WriterOptions {
+  dir: string;
+  hostKey: Ed25519KeyPair;
+  fsync: FsyncPolicy;
+  /** Group-commit window for `batch`. */
+  batchMs: number;
+  checkpointEvery: number;
+  checkpointIntervalMs: number;
+  rotateBytes: number;
+  /** Seal message bodies to this X25519 public key. */
+  auditorKey?: Uint8Array;
+  version: string;
+  log: Logger;
+  now?: () => number;
+}
+
+export const DEFAULT_WRITER: Omit<WriterOptions, "dir" | "hostKey" | "version" | "log"> = {
+  fsync: "batch",
+  batchMs: 5,
+  checkpointEvery: 1000,
+  checkpointIntervalMs: 60_000,
+  rotateBytes: 64 * 1024 * 1024,
+};
+
+export interface Appended {
+  entry: Entry;
+  /** Resolves when the entry is durable per the fsync policy; rejects if it cannot be. */
+  durable: Promise<void>;
+}
+
+const FILE_RE = /^(\d{4}-\d{2}-\d{2})\.(\d{12})\.jsonl$/;
+
+export function transcriptFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => FILE_RE.test(f))
+    .sort((a, b) => Number(FILE_RE.exec(a)![2]) - Number(FILE_RE.exec(b)![2]));
+}
+
+function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+interface Tail {
+  last: Entry | null;
+  beforeLast: Entry | null;
+  torn: { file: string; bytes: Uint8Array } | null;
+}
+
+/** Reads the end of the chain, cutting a torn last line (kept beside the file). */
+function recoverTail(dir: string, files: string[]): Tail {
+  let torn: Tail["torn"] = null;
+  const lines: string[] = [];
+  for (let i = files.length - 1; i >= 0 && lines.length < 2; i--) {
+    const path = join(dir, files[i]!);
+    const buf = readFileSync(path);
+    let end = buf.length;
+    if (i === files.length - 1 && end > 0 && buf[end - 1] !== 0x0a) {
+      const cut = buf.lastIndexOf(0x0a) + 1;
+      torn = { file: files[i]!, bytes: new Uint8Array(buf.subarray(cut)) };
+      let tornPath = `${path}.torn`;
+      for (let n = 1; existsSync(tornPath); n++) tornPath = `${path}.${n}.torn`;
+      writeFileSync(tornPath, torn.bytes, { mode: 0o600 });
+      const tfd = openSync(tornPath, "r");
+      fsyncSync(tfd);
+      closeSync(tfd);
+      syncDir(dir);
+      const fd = openSync(path, "r+");
+      ftruncateSync(fd, cut);
+      fsyncSync(fd);
+      closeSync(fd);
+      end = cut;
+    }
+    const text = buf.subarray(0, end).toString("utf8");
+    const fileLines = text.split("\n").filter((l) => l !== "");
+    lines.unshift(...fileLines.slice(-(2 - lines.length)));
+  }
+  const parse = (l: string | undefined, what: string): Entry | null => {
+    if (l === undefined) return null;
+    let e: Entry;
+    try {
+      e = parseEntry(l);
+    } catch (cause) {
+      throw new SecureChatError("transcript_corrupt", `transcript: the ${what} entry in ${dir} is malformed; run "securechat transcript verify ${dir}"`, { cause });
+    }
+    if (entryHash(e) !== e.hash || entryLine(e) !== `${l}\n`) {
+      throw new SecureChatError("transcript_corrupt", `transcript: the ${what} entry (seq ${e.seq}) does not match its hash; run "securechat transcript verify ${dir}"`);
+    }
+    return e;
+  };
+  const last = parse(lines.at(-1), "last");
+  const beforeLast = lines.length === 2 ? parse(lines[0], "second-to-last") : null;
+  if (last && beforeLast && (last.prev !== beforeLast.hash || last.seq !== beforeLast.seq + 1)) {
+    throw new SecureChatError("transcript_corrupt", `transcript: the last two entries of ${dir} do not chain; run "securechat transcript verify ${dir}"`);
+  }
+  return { last, beforeLast, torn };
+}
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export class TranscriptWriter {
+  readonly opts: WriterOptions;
+  #fd = -1;
+  #file = "";
+  #fileBytes = 0;
+  #fileDay = "";
+  #seq = 0;
+  #head = GENESIS;
+  #lastTs = 0;
+  #pending: string[] = [];
+  #writtenSeq = 0;
+  #syncedSeq = 0;
+  #syncing = false;
+  #syncTimer: ReturnType<typeof setTimeout> | null = null;
+  #flushScheduled = false;
+  #waiters: Waiter[] = [];
+  #sinceCheckpoint = 0;
+  #checkpointTimer: ReturnType<typeof setInterval> | null = null;
+  #fileKey: Uint8Array | null = null;
+  #keySeq = 0;
+  #failed: SecureChatError | null = null;
+  #closed = false;
+  /** fds retired by rotation while an fsync on them was in flight. */
+  #retired: number[] = [];
+
+  private constructor(opts: WriterOptions) {
+    this.opts = opts;
+  }
+
+  get seq(): number {
+    return this.#seq;
+  }
+
+  get head(): string {
+    return this.#head;
+  }
+
+  get file(): string {
+    return this.#file;
+  }
+
+  /** True once closed or failed: appending would throw. */
+  get stopped(): boolean {
+    return this.#closed || this.#failed !== null;
+  }
+
+  #now(): number {
+    const t = (this.opts.now ?? Date.now)();
+    // ts never decreases (TRANSCRIPT.md §2): a clock that steps back is clamped.
+    this.#lastTs = Math.max(this.#lastTs, t);
+    return this.#lastTs;
+  }
+
+  static open(opts: WriterOptions): TranscriptWriter {
+    const w = new TranscriptWriter(opts);
+    ensurePrivateDir(opts.dir);
+    const files = transcriptFiles(opts.dir);
+    const tail = recoverTail(opts.dir, files);
+    if (tail.last) {
+      w.#seq = tail.last.seq;
+      w.#head = tail.last.hash;
+      w.#lastTs = tail.last.ts;
+    }
+    const cleanStop = tail.last?.type === "server_stop" || (tail.last?.type === "checkpoint" && tail.beforeLast?.type === "server_stop");
+    const lastFile = files.at(-1);
+    if (lastFile) {
+      const path = join(opts.dir, lastFile);
+      const size = statSync(path).size;
+      const day = FILE_RE.exec(lastFile)![1]!;
+      if (size > 0 && size < opts.rotateBytes && day === utcDay(w.#now())) {
+        w.#fd = openSync(path, "a", 0o600);
+        w.#file = lastFile;
+        w.#fileBytes = size;
+        w.#fileDay = day;
+      } else if (size === 0) {
+        // A file emptied by cutting its only (torn) line: start it afresh.
+        w.#fd = openSync(path, "w", 0o600);
+        w.#file = lastFile;
+        w.#fileDay = day;
+      }
+    }
+    if (w.#fd < 0) w.#newFile();
+    w.#writtenSeq = w.#syncedSeq = w.#seq;
+    if (tail.torn) {
+      opts.log.warn("transcript_torn_tail", { file: tail.torn.file, bytes: tail.torn.bytes.length });
+      w.#add("recovery", { file: tail.torn.file, torn_bytes: tail.torn.bytes.length, torn_sha256: toHex(sha256(tail.torn.bytes)), reason: "torn last line cut after a crash" });
+    } else if (tail.last && !cleanStop) {
+      opts.log.warn("transcript_unclean_stop", { seq: tail.last.seq });
+      w.#add("recovery", { file: lastFile ?? w.#file, torn_bytes: 0, torn_sha256: toHex(sha256(new Uint8Array(0))), reason: "the previous run ended without server_stop" });
+    }
+    w.#add("server_start", { host_key: Buffer.from(opts.hostKey.publicKey).toString("base64"), version: opts.version });
+    if (opts.auditorKey) w.#rekeySeal();
+    w.#checkpointTimer = setInterval(() => {
+      if (w.#sinceCheckpoint > 0 && !w.#closed) w.checkpoint();
+    }, opts.checkpointIntervalMs);
+    w.#checkpointTimer.unref?.();
+    return w;
+  }
+
+  #newFile(): void {
+    const now = this.#now();
+    const name = `${utcDay(now)}.${String(this.#seq + 1).padStart(12, "0")}.jsonl`;
+    this.#fd = openSync(join(this.opts.dir, name), "a", 0o600);
+    syncDir(this.opts.dir);
+    this.#file = name;
+    this.#fileBytes = 0;
+    this.#fileDay = utcDay(now);
+  }
+
+  #rekeySeal(): void {
+    const { fileKey, fields } = wrapFileKey(this.opts.auditorKey!);
+    this.#fileKey?.fill(0);
+    this.#fileKey = fileKey;
+    this.#keySeq = this.#add("seal_key", fields).seq;
+  }
+
+  /** Starts a new file when this one is full or the UTC day has changed. */
+  #maybeRotate(lineBytes: number): void {
+    if (this.#fileBytes === 0) return;
+    if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && this.#fileDay === utcDay(this.#now())) return;
+    this.#writePending();
+    const old = this.#fd;
+    fsyncSync(old);
+    if (this.#syncing) this.#retired.push(old);
+    else closeSync(old);
+    this.#syncedSeq = this.#writtenSeq;
+    this.#resolveUpTo(this.#syncedSeq);
+    this.#newFile();
+    if (this.opts.auditorKey) this.#rekeySeal();
+  }
+
+  #add(type: string, fields: EntryFields): Entry {
+    if (this.#failed) throw this.#failed;
+    if (this.#closed && type !== "checkpoint" && type !== "server_stop") throw new SecureChatError("transcript_closed", "transcript: closed");
+    const seq = this.#seq + 1;
+    let f = fields;
+    if (this.#fileKey && (type === "message" || type === "direct") && typeof fields.text === "string") {
+      const { text, ...rest } = fields;
+      f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
+    }
+    const entry = makeEntry(this.#head, seq, this.#now(), type, f);
+    const line = entryLine(entry);
+    this.#seq = seq;
+    this.#head = entry.hash;
+    this.#pending.push(line);
+    this.#fileBytes += Buffer.byteLength(line);
+    this.#sinceCheckpoint = type === "checkpoint" ? 0 : this.#sinceCheckpoint + 1;
+    this.#scheduleFlush();
+    return entry;
+  }
+
+  /** Appends an event; message/direct text is sealed when an auditor key is set. */
+  append(type: string, fields: EntryFields): Appended {
+    this.#maybeRotate(256 + JSON.stringify(fields).length);
+    const entry = this.#add(type, fields);
+    if (this.#sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint();
+    return { entry, durable: this.#durable(entry.seq) };
+  }
+
+  /** Seals the chain so far with a host-key signature. */
+  checkpoint(): Entry {
+    const headSeq = this.#seq;
+    const head = this.#head;
+    return this.#add("checkpoint", { head_seq: headSeq, head, sig: signCheckpoint(this.opts.hostKey.secretKey, headSeq, head) });
+  }
+
+  #durable(seq: number): Promise<void> {
+    if (seq <= this.#syncedSeq) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ seq, resolve, reject }));
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  #writePending(): void {
+    if (this.#pending.length === 0) return;
+    const buf = Buffer.from(this.#pending.join(""));
+    this.#pending = [];
+    try {
+      let off = 0;
+      while (off < buf.length) off += writeSync(this.#fd, buf, off, buf.length - off);
+    } catch (cause) {
+      this.#fail(cause);
+      return;
+    }
+    this.#writtenSeq = this.#seq;
+  }
+
+  #flush(): void {
+    this.#writePending();
+    if (this.#failed) return;
+    if (this.opts.fsync === "off") {
+      this.#syncedSeq = this.#writtenSeq;
+      this.#resolveUpTo(this.#syncedSeq);
+    } else if (this.opts.fsync === "always") {
+      this.#startSync();
+    } else if (!this.#syncTimer && !this.#syncing && this.#writtenSeq > this.#syncedSeq) {
+      this.#syncTimer = setTimeout(() => {
+        this.#syncTimer = null;
+        this.#startSync();
+      }, this.opts.batchMs);
+    }
+  }
+
+  #startSync(): void {
+    if (this.#syncing || this.#writtenSeq <= this.#syncedSeq || this.#failed) return;
+    this.#syncing = true;
+    const upTo = this.#writtenSeq;
+    fsync(this.#fd, (err) => {
+      this.#syncing = false;
+      for (const fd of this.#retired.splice(0)) closeSync(fd);
+      if (err) return this.#fail(err);
+      this.#syncedSeq = Math.max(this.#syncedSeq, upTo);
+      this.#resolveUpTo(this.#syncedSeq);
+      if (this.#writtenSeq > this.#syncedSeq) this.#flush();
+    });
+  }
+
+  #resolveUpTo(seq: number): void {
+    let i = 0;
+    while (i < this.#waiters.length && this.#waiters[i]!.seq <= seq) this.#waiters[i++]!.resolve();
+    if (i > 0) this.#waiters.splice(0, i);
+  }
+
+  #fail(cause: unknown): void {
+    this.#failed = new SecureChatError("transcript_write", `transcript: cannot write ${this.#file}: ${(cause as Error).message}`, { cause });
+    this.opts.log.warn("transcript_failed", { file: this.#file, error: (cause as Error).message });
+    for (const w of this.#waiters.splice(0)) w.reject(this.#failed);
+  }
+
+  /** Clean shutdown: server_stop, a checkpoint, everything written and fsynced. */
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
+    if (this.#syncTimer) clearTimeout(this.#syncTimer);
+    if (!this.#failed) {
+      this.#add("server_stop", { reason });
+      this.checkpoint();
+      this.#writePending();
+      if (!this.#failed) {
+        fsyncSync(this.#fd);
+        this.#syncedSeq = this.#writtenSeq;
+        this.#resolveUpTo(this.#syncedSeq);
+      }
+    }
+    this.#fileKey?.fill(0);
+    if (!this.#syncing) closeSync(this.#fd);
+    else this.#retired.push(this.#fd);
+  }
+}

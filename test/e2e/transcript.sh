@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Drives the binary through the auditor's workflow: a real session's
+# transcript verifies (and --against the client's own transcript), a tampered
+# copy fails with exit 5 naming the line, a truncated copy is caught by
+# --against, export filters work, sealed bodies are unreadable without the
+# auditor key and readable with it, and kill -9 during a burst of messages
+# loses no acknowledged message: after a restart the transcript verifies and
+# the torn tail is reported.
+set -uo pipefail
+bin=$(realpath "${1:-./dist/securechat}")
+. "$(dirname "$0")/lib.sh"
+begin
+
+PW='correct horse battery staple'
+# as USER COMMAND...: run with USER's own client state ("machine"), bounded in time.
+as() { local u=$1; shift; env SECURECHAT_HOME="$work/home-$u" NO_COLOR=1 timeout 120 "$@"; }
+register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "127.0.0.1:$port" --password-stdin --accept-new-host >/dev/null 2>&1 || bad "register $1"; }
+
+# --- a plain session -------------------------------------------------------
+start_server "$work/data"
+register alice
+seq 1 30 | sed 's/^/line /' | as alice "$bin" chat --user alice --server "127.0.0.1:$port" --transcript "$work/alice.tr" >"$work/alice.out" 2>&1
+check "alice's 30 lines acknowledged" test "$(grep -c '"type":"ack"' "$work/alice.out")" = 30
+check "acks carry transcript seq and head" grep -q '"tseq":[0-9]*,"head":"[0-9a-f]\{64\}"' "$work/alice.out"
+stop_server
+tr="$work/data/transcript"
+
+run "verify pins the host key" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub"
+expect "verify says PASS" "PASS"
+run "verify against alice's own view" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub" --against "$work/alice.tr"
+
+mkdir -p "$work/edited-data" && cp -r "$tr" "$work/edited-data/transcript" && ln -s "$work/edited-data/transcript" "$work/edited"
+f=$(ls "$work/edited"/*.jsonl | head -1)
+n=$(grep -n '"text":"line 7"' "$f" | cut -d: -f1)
+sed -i 's/"text":"line 7"/"text":"line 8"/' "$f"
+run "an edited copy fails" 5 "$bin" transcript verify "$work/edited"
+expect "the failure names the edited line" "$(basename "$f"):$n: entry edited"
+
+cp -r "$tr" "$work/deleted"
+f=$(ls "$work/deleted"/*.jsonl | head -1)
+sed -i "${n}d" "$f"
+run "a copy with a deleted entry fails" 5 "$bin" transcript verify "$work/deleted"
+expect "the failure says deleted" "deleted"
+
+cp -r "$tr" "$work/truncated"
+f=$(ls "$work/truncated"/*.jsonl | head -1)
+keep=$(( $(grep -n '"text":"line 20"' "$f" | cut -d: -f1) - 1 ))
+head -n "$keep" "$f" >"$f.new" && mv "$f.new" "$f"
+run "a truncated copy still chains" 0 "$bin" transcript verify "$work/truncated"
+expect "…but says its tail is not covered" "not"
+run "--against catches the truncation" 5 "$bin" transcript verify "$work/truncated" --against "$work/alice.tr"
+expect "--against names the missing message" "not in the server transcript"
+
+run "wrong host key fails" 5 "$bin" transcript verify "$tr" --host-key "$(printf 'ed25519 %s' "$(head -c 32 /dev/urandom | base64)")"
+
+out=$("$bin" transcript export --data "$work/data" --user alice 2>&1)
+check "export --user alice has her 30 messages" test "$(grep -c '"type":"message"' <<<"$out")" = 30
+out=$("$bin" transcript export --data "$work/data" --room nowhere 2>&1)
+check "export --room filters" test "$(grep -c '"type":"message"' <<<"$out")" = 0
+run "export of a tampered source stops with exit 5" 5 "$bin" transcript export --data "$work/edited-data"
+expect "export names the bad line" "entry edited"
+
+# --- sealed bodies ---------------------------------------------------------
+run "keygen" 0 "$bin" transcript keygen --out "$work/auditor.key"
+pub=$(grep -o 'securechat-auditor-pub-v1 [A-Za-z0-9+/=]*' <<<"$out")
+mode_is "auditor key" "$work/auditor.key" 600
+start_server "$work/sealed" 0 --auditor-key "$pub"
+register carol
+printf 'secret line one\nsecret line two\n' | as carol "$bin" chat --user carol --server "127.0.0.1:$port" >/dev/null 2>&1 || bad "carol's chat"
+stop_server
+if grep -rq "secret line" "$work/sealed"; then bad "message text found at rest in the sealed data dir"; else ok; fi
+run "sealed transcript verifies without the auditor key" 0 "$bin" transcript verify "$work/sealed/transcript"
+out=$("$bin" transcript export --data "$work/sealed" 2>&1)
+check "export without the key shows no text" test "$(grep -c 'secret line' <<<"$out")" = 0
+out=$("$bin" transcript export --data "$work/sealed" --identity "$work/auditor.key" 2>&1)
+check "export with the key shows the text" test "$(grep -c 'secret line' <<<"$out")" = 2
+
+# --- kill -9 during a burst ------------------------------------------------
+start_server "$work/crash"
+register dave
+crash_port=$port
+for round in 1 2 3; do
+  seq 1 300 | sed "s/^/round $round line /" | as dave "$bin" chat --user dave --server "127.0.0.1:$port" --transcript "$work/dave.tr" >/dev/null 2>&1 &
+  client=$!
+  pids+=("$client")
+  wait_for "$work/dave.tr" "\"kind\":\"ack\".*round $round line" 20 || bad "round $round: no acks before the crash"
+  kill -KILL "$server_pid"; wait "$server_pid" 2>/dev/null; server_pid=""
+  wait_exit "$client" || bad "round $round: the client did not exit after the server died"
+  start_server "$work/crash" "$crash_port"
+  check "round $round: the restart records a recovery" grep -q '"type":"recovery"' "$work/crash/transcript/"*.jsonl
+  run "round $round: verify after kill -9" 0 "$bin" transcript verify "$work/crash/transcript"
+  run "round $round: every acknowledged message survived" 0 "$bin" transcript verify "$work/crash/transcript" --against "$work/dave.tr"
+done
+acked=$(grep -c '"kind":"ack"' "$work/dave.tr")
+check "some messages were acknowledged across the crashes ($acked)" test "$acked" -gt 0
+stop_server
+
+finish transcript.sh

@@ -1,0 +1,484 @@
+/**
+ * `transcript verify` as an auditor meets it: a faithful transcript passes;
+ * every single-entry edit, deletion, insertion, duplication and adjacent
+ * swap — first, middle and last line of each file, and across file
+ * boundaries — fails with exit 5 naming the file:line where the chain
+ * breaks and what it looks like; key pinning; checkpoints; --against.
+ */
+import { describe, expect, test } from "bun:test";
+import { appendFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { toBase64 } from "../../src/bytes.ts";
+import { EXIT } from "../../src/commands/exit.ts";
+import { fingerprint } from "../../src/fingerprint.ts";
+import { type Entry, entryLine } from "../../src/transcript/format.ts";
+import { CHUNK_BYTES, MAX_LINE_BYTES, listTranscript, readFileLines, readTranscriptLines } from "../../src/transcript/read.ts";
+import { type VerifyReport, verifyTranscript } from "../../src/transcript/verify.ts";
+import { Chain, auditorKeyPair, buildTranscript, clientAcks, fileName, hostKeyPair, runCli, tempDir, writeChain, writeFiles } from "./helpers.ts";
+
+const ENTRIES = 60;
+const EVERY = 7;
+const base = buildTranscript({ entries: ENTRIES, files: 3, checkpointEvery: EVERY });
+const HOST_PUB_LINE = `ed25519 ${toBase64(base.host.publicKey)}`;
+
+function copyFiles(): string[][] {
+  return base.files.map((f) => [...f]);
+}
+
+/** Verifies `files` (named like the base transcript) through the CLI. */
+async function verifyFiles(files: string[][], ...flags: string[]) {
+  const dir = tempDir();
+  writeFiles(dir, base.names, files);
+  const r = await runCli("transcript", "verify", dir, "--host-key", HOST_PUB_LINE, ...flags);
+  rmSync(dir, { recursive: true, force: true });
+  return r;
+}
+
+function expectFail(r: { code: number; stdout: string; stderr: string }, at: string, reason: RegExp): void {
+  expect(r.stdout).toBe("");
+  const first = r.stderr.split("\n")[0]!;
+  expect(first).toStartWith(`securechat: FAIL: ${at}: `);
+  expect(first).toMatch(reason);
+  expect(r.code).toBe(EXIT.TRANSCRIPT);
+}
+
+function edited(line: string): string {
+  const o = JSON.parse(line) as Entry;
+  if (typeof o.text === "string") o.text += " (edited)";
+  else if (typeof o.user === "string") o.user = "mallory";
+  else o.ts += 1;
+  return entryLine(o).slice(0, -1); // canonical, old hash: "recompute nothing"
+}
+
+describe("verify: a faithful transcript", () => {
+  test("passes unpinned, saying the key is the transcript's own", async () => {
+    const r = await runCli("transcript", "verify", base.dir);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    const lines = r.stdout.split("\n");
+    expect(lines[0]).toBe(`PASS: ${ENTRIES} entries in 3 files; last checkpoint at seq ${ENTRIES}`);
+    expect(r.stdout).toContain(`checked against the key the transcript names (${fingerprint(base.host.publicKey)}); pass --host-key to pin it`);
+    expect(r.stdout).not.toContain("not sealed");
+  });
+
+  const pins: [string, () => string][] = [
+    ["base64", () => toBase64(base.host.publicKey)],
+    ["the host_key.pub line", () => HOST_PUB_LINE],
+    ["a path to host_key.pub", () => {
+      const p = join(tempDir(), "host_key.pub");
+      writeFileSync(p, `${HOST_PUB_LINE}\n`);
+      return p;
+    }],
+    ["a SHA256: fingerprint", () => fingerprint(base.host.publicKey)],
+  ];
+  for (const [what, pin] of pins) {
+    test(`passes pinned by ${what}, without the unpinned note`, async () => {
+      const r = await runCli("transcript", "verify", base.dir, "--host-key", pin());
+      expect(r.code).toBe(0);
+      expect(r.stdout).toStartWith(`PASS: ${ENTRIES} entries in 3 files`);
+      expect(r.stdout).not.toContain("pass --host-key");
+    });
+  }
+
+  test("the report counts files, entries and checkpoints", async () => {
+    const rep = await verifyTranscript(base.dir, { hostKey: base.host.publicKey });
+    expect(rep).toMatchObject({ ok: true, problem: null, files: 3, entries: ENTRIES, firstSeq: 1, lastSeq: ENTRIES, lastCheckpoint: ENTRIES, unsealed: 0, pinned: true });
+    expect(rep.head).toBe(base.entries.at(-1)!.hash);
+  });
+
+  test("a single file is verified on its own; the first file passes", async () => {
+    const r = await runCli("transcript", "verify", join(base.dir, base.names[0]!));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toStartWith("PASS: 20 entries in 1 file;");
+  });
+
+  test("a later file alone does not start at the beginning", async () => {
+    const r = await runCli("transcript", "verify", join(base.dir, base.names[1]!));
+    expectFail(r, `${base.names[1]}:1`, /the transcript does not start at the beginning/);
+  });
+
+  test("a truncated tail (entries removed, no checkpoint after them) passes with the not-sealed warning", async () => {
+    const files = copyFiles();
+    files[2] = files[2]!.slice(0, -4);
+    const kept = base.entries.slice(0, ENTRIES - 4);
+    const lastCp = kept.findLast((e) => e.type === "checkpoint")!.seq;
+    const r = await verifyFiles(files);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toStartWith(`PASS: ${ENTRIES - 4} entries in 3 files; last checkpoint at seq ${lastCp}\n`);
+    expect(r.stdout).toContain(`warning: ${ENTRIES - 4 - lastCp} entries after the last checkpoint (seq ${lastCp}) are not sealed by a signature`);
+  });
+
+  test("a whole last file removed passes too (only --against can tell), with the warning if unsealed", async () => {
+    const dir = tempDir();
+    writeFiles(dir, base.names.slice(0, 2), base.files.slice(0, 2));
+    const rep = await verifyTranscript(dir);
+    expect(rep.ok).toBe(true);
+    expect(rep.entries).toBe(40);
+  });
+
+  test(".torn files and recovery entries are mentioned, not read", async () => {
+    const c = new Chain(base.host);
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.add("join", { room: "r", user: "u" });
+    c.add("recovery", { file: "x.jsonl", torn_bytes: 7, torn_sha256: "ab".repeat(32), reason: "torn last line cut after a crash" });
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.checkpoint();
+    const dir = writeChain(c);
+    writeFileSync(join(dir, `${fileName(c.entries[0]!.ts, 1)}.torn`), "{\"seq\":3,");
+    const r = await runCli("transcript", "verify", dir);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("note: 1 crash recovery recorded (seq 3)");
+    expect(r.stdout).toContain(`note: 1 .torn file (bytes cut off by crash recovery, not part of the chain): ${fileName(c.entries[0]!.ts, 1)}.torn`);
+  });
+});
+
+/**
+ * The tamper matrix. Positions are 0-based (file, index); expectations are
+ * "FILE:LINE" (1-based) and the reason's pattern. The base transcript has
+ * 3 files of 20 entries; its last entry (file 3, line 20) is a checkpoint.
+ */
+describe("verify: every single-entry tampering fails at the right file:line", () => {
+  const n = (f: number) => base.files[f]!.length;
+  const name = (f: number) => base.names[f]!;
+  const positions: [number, number][] = [];
+  for (let f = 0; f < 3; f++) positions.push([f, 0], [f, Math.floor(n(f) / 2)], [f, n(f) - 1]);
+
+  interface Case {
+    label: string;
+    mutate: (files: string[][]) => void;
+    at: string;
+    reason: RegExp;
+  }
+  const cases: Case[] = [];
+  for (const [f, i] of positions) {
+    const here = `${name(f)}:${i + 1}`;
+    const lastOfAll = f === 2 && i === n(2) - 1;
+    const firstOfAll = f === 0 && i === 0;
+    const nextPos = i + 1 < n(f) ? `${name(f)}:${i + 1}` : `${name(f + 1)}:1`;
+
+    cases.push({ label: `edit ${here}`, mutate: (fs) => void (fs[f]![i] = edited(fs[f]![i]!)), at: here, reason: /entry edited \(its hash does not match its content\)/ });
+
+    if (!lastOfAll) {
+      cases.push({
+        label: `delete ${here}`,
+        mutate: (fs) => void fs[f]!.splice(i, 1),
+        at: nextPos,
+        reason: firstOfAll ? /the transcript does not start at the beginning \(its first entry is seq 2/ : /entry deleted \(sequence gap: expected seq \d+, found \d+\)/,
+      });
+    }
+
+    // A verbatim entry from another file, inserted before this line.
+    const src = base.files[(f + 2) % 3]![10]!;
+    cases.push({ label: `insert before ${here}`, mutate: (fs) => void fs[f]!.splice(i, 0, src), at: here, reason: /entry inserted/ });
+
+    cases.push({ label: `duplicate ${here}`, mutate: (fs) => void fs[f]!.splice(i + 1, 0, fs[f]![i]!), at: `${name(f)}:${i + 2}`, reason: /duplicated entry/ });
+
+    if (!lastOfAll) {
+      // Swap with the next entry, which for a file's last line is the next file's first.
+      cases.push({
+        label: `swap ${here} with the next entry`,
+        mutate: (fs) => {
+          const [g, j] = i + 1 < n(f) ? [f, i + 1] : [f + 1, 0];
+          [fs[f]![i], fs[g]![j]] = [fs[g]![j]!, fs[f]![i]!];
+        },
+        at: here,
+        reason: /entries reordered \(expected seq \d+, found seq \d+; seq \d+ comes 1 line later\)/,
+      });
+    }
+  }
+  const last = `${name(2)}:${n(2)}`;
+  cases.push(
+    { label: "swap the last two entries", mutate: (fs) => void fs[2]!.splice(n(2) - 2, 2, fs[2]![n(2) - 1]!, fs[2]![n(2) - 2]!), at: `${name(2)}:${n(2) - 1}`, reason: /entries reordered/ },
+    { label: "insert after the last entry", mutate: (fs) => void fs[2]!.push(base.files[0]![5]!), at: `${name(2)}:${n(2) + 1}`, reason: /entry inserted \(seq goes backwards/ },
+    { label: "duplicate a file's last entry as the next file's first", mutate: (fs) => void fs[1]!.unshift(fs[0]!.at(-1)!), at: `${name(1)}:1`, reason: /duplicated entry \(the same entry as .*:20\)/ },
+    { label: "move an entry 3 lines later", mutate: (fs) => void fs[1]!.splice(8, 0, ...fs[1]!.splice(5, 1)), at: `${name(1)}:6`, reason: /entries reordered \(.*comes 3 lines later\)/ },
+    { label: "delete a whole middle file", mutate: (fs) => void fs[1]!.splice(0), at: `${name(2)}:1`, reason: /20 entries deleted \(sequence gap: expected seq 21, found 41\)/ },
+    { label: "edit the hash field itself", mutate: (fs) => void (fs[1]![3] = fs[1]![3]!.replace(/"hash":"./, '"hash":"f')), at: `${name(1)}:4`, reason: /entry edited/ },
+    { label: "edit prev", mutate: (fs) => void (fs[0]![7] = fs[0]![7]!.replace(/"prev":"./, '"prev":"f')), at: `${name(0)}:8`, reason: /entry edited/ },
+    { label: "a line made non-canonical (space added)", mutate: (fs) => void (fs[0]![4] = fs[0]![4]!.replace(",", ", ")), at: `${name(0)}:5`, reason: /malformed line \(not in canonical form/ },
+    { label: "a garbage line", mutate: (fs) => void fs[1]!.splice(2, 0, "not json"), at: `${name(1)}:3`, reason: /malformed line \(line is not JSON\)/ },
+    { label: "an unknown entry type", mutate: (fs) => void (fs[1]![2] = fs[1]![2]!.replace(/"type":"[a-z_]+"/, '"type":"shout"')), at: `${name(1)}:3`, reason: /malformed line \(unknown entry type "shout"\)/ },
+  );
+
+  test("the matrix covers first/middle/last of each file for every kind", () => {
+    expect(cases.length).toBeGreaterThanOrEqual(50);
+    expect(last).toBe(`${name(2)}:20`);
+  });
+
+  for (const c of cases) {
+    test(c.label, async () => {
+      const files = copyFiles();
+      c.mutate(files);
+      expectFail(await verifyFiles(files), c.at, c.reason);
+    });
+  }
+
+  test("deleting the very last entry is a truncation: PASS, with the not-sealed warning", async () => {
+    const files = copyFiles();
+    files[2]!.pop();
+    const r = await verifyFiles(files);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`warning: ${ENTRIES - 1 - base.entries.slice(0, -1).findLast((e) => e.type === "checkpoint")!.seq} entries after the last checkpoint`);
+  });
+
+  test("a renamed file (its name no longer says its first seq) fails", async () => {
+    const dir = tempDir();
+    writeFiles(dir, base.names, base.files);
+    const moved = fileName(base.entries[20]!.ts, 22);
+    renameSync(join(dir, base.names[1]!), join(dir, moved));
+    const r = await runCli("transcript", "verify", dir);
+    expectFail(r, `${moved}:1`, /the file name says its first entry is seq 22, but it is seq 21/);
+  });
+
+  test("a torn last line fails as torn", async () => {
+    const dir = tempDir();
+    writeFiles(dir, base.names, base.files);
+    appendFileSync(join(dir, base.names[2]!), '{"prev":"00');
+    expectFail(await runCli("transcript", "verify", dir), `${name(2)}:21`, /torn last line \(11 bytes without a final LF/);
+  });
+
+  test("an empty directory fails; a missing one is a runtime error (exit 1)", async () => {
+    const dir = tempDir();
+    const r = await runCli("transcript", "verify", dir);
+    expect(r.code).toBe(EXIT.TRANSCRIPT);
+    expect(r.stderr).toContain("no transcript files");
+    const m = await runCli("transcript", "verify", join(dir, "nope"));
+    expect(m.code).toBe(EXIT.FAILURE);
+    expect(m.stderr).toContain("does not exist");
+  });
+});
+
+describe("verify: host keys and checkpoints", () => {
+  const other = hostKeyPair(9);
+
+  test("a wrong pinned host key fails at the first server_start", async () => {
+    for (const pin of [toBase64(other.publicKey), fingerprint(other.publicKey)]) {
+      const r = await runCli("transcript", "verify", base.dir, "--host-key", pin);
+      expectFail(r, `${base.names[0]}:1`, /host key changed \(server_start names SHA256:\S+; --host-key pins SHA256:\S+\)/);
+    }
+  });
+
+  test("a checkpoint signed by another key fails as a bad signature", async () => {
+    const c = new Chain(base.host);
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.add("join", { room: "r", user: "u" });
+    c.checkpoint();
+    c.add("leave", { room: "r", user: "u" });
+    c.checkpoint(other);
+    const dir = writeChain(c);
+    expectFail(await runCli("transcript", "verify", dir), `${fileName(c.entries[0]!.ts, 1)}:5`, /bad checkpoint signature \(not made by host key SHA256:/);
+  });
+
+  test("a forged entry with the whole chain after it recomputed fails at the next checkpoint", async () => {
+    // Without the host key, the forger must re-sign every later checkpoint with a key of their own.
+    const c = new Chain(base.host);
+    let forgedAt = 0;
+    let firstCpAfter = 0;
+    for (const e of base.entries) {
+      const { seq: _s, ts, type, prev: _p, hash: _h, ...fields } = e;
+      if (e.seq === 25) {
+        forgedAt = c.add("message", { room: "general", room_seq: 999, from: "alice", text: "forged" }, ts).seq;
+      }
+      if (type === "checkpoint") {
+        const cp = c.checkpoint(forgedAt ? other : base.host);
+        if (forgedAt && !firstCpAfter) firstCpAfter = cp.seq;
+      } else c.add(type, fields, ts);
+    }
+    const dir = writeChain(c);
+    expectFail(await runCli("transcript", "verify", dir), `${fileName(c.entries[0]!.ts, 1)}:${firstCpAfter}`, /bad checkpoint signature/);
+  });
+
+  test("a transcript forged from the start under another key passes only unpinned, which is why the note says so", async () => {
+    const forged = buildTranscript({ entries: 30, files: 2, checkpointEvery: 7, host: other });
+    const unpinned = await runCli("transcript", "verify", forged.dir);
+    expect(unpinned.code).toBe(0);
+    expect(unpinned.stdout).toContain(`checked against the key the transcript names (${fingerprint(other.publicKey)}); pass --host-key to pin it`);
+    expectFail(await runCli("transcript", "verify", forged.dir, "--host-key", HOST_PUB_LINE), `${forged.names[0]}:1`, /host key changed/);
+  });
+
+  test("a checkpoint naming the wrong head fails", async () => {
+    const c = new Chain(base.host);
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.add("join", { room: "r", user: "u" });
+    c.add("checkpoint", { head_seq: 1, head: c.entries[0]!.hash, sig: toBase64(new Uint8Array(64)) });
+    expectFail(await runCli("transcript", "verify", writeChain(c)), `${fileName(c.entries[0]!.ts, 1)}:3`, /bad checkpoint \(it must seal the entry before it, seq 2; it names seq 1\)/);
+  });
+
+  test("a later server_start with another key fails as host key changed", async () => {
+    const c = new Chain(base.host);
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.checkpoint();
+    c.add("server_start", { host_key: toBase64(other.publicKey), version: "t" });
+    const r = await runCli("transcript", "verify", writeChain(c));
+    expectFail(r, `${fileName(c.entries[0]!.ts, 1)}:3`, /host key changed \(server_start names .*; the first server_start \(seq 1\) names/);
+  });
+
+  test("a checkpoint before any server_start needs --host-key", async () => {
+    const c = new Chain(base.host);
+    c.add("join", { room: "r", user: "u" });
+    c.checkpoint();
+    const dir = writeChain(c);
+    expectFail(await runCli("transcript", "verify", dir), `${fileName(c.entries[0]!.ts, 1)}:2`, /checkpoint before any server_start/);
+    expect((await runCli("transcript", "verify", dir, "--host-key", toBase64(base.host.publicKey))).code).toBe(0);
+  });
+
+  test("time going backwards fails", async () => {
+    const c = new Chain(base.host);
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.add("join", { room: "r", user: "u" });
+    c.add("leave", { room: "r", user: "u" }, c.ts - 1);
+    expectFail(await runCli("transcript", "verify", writeChain(c)), `${fileName(c.entries[0]!.ts, 1)}:3`, /time goes backwards \(ts \d+ is before the previous entry's ts \d+\)/);
+  });
+
+  test("equal timestamps are fine (ts never decreases)", async () => {
+    const c = new Chain(base.host);
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.add("join", { room: "r", user: "u" }, c.ts);
+    c.checkpoint();
+    expect((await runCli("transcript", "verify", writeChain(c))).code).toBe(0);
+  });
+
+  test("a bad --host-key value is a usage error", async () => {
+    for (const bad of ["SHA256:short", "ed25519 AAAA", "/nonexistent/host_key.pub", "securechat"]) {
+      const r = await runCli("transcript", "verify", base.dir, "--host-key", bad);
+      expect(r.code).toBe(EXIT.USAGE);
+      expect(r.stderr).toStartWith("securechat: --host-key: ");
+    }
+  });
+});
+
+describe("verify --against a client's transcript", () => {
+  function clientFile(lines: string[]): string {
+    const p = join(tempDir("client"), "alice.transcript");
+    writeFileSync(p, lines.map((l) => `${l}\n`).join(""));
+    return p;
+  }
+  const aliceAcks = clientAcks(base.entries, "alice");
+  const ackCount = aliceAcks.filter((l) => l.includes('"kind":"ack"')).length;
+
+  test("passes on a faithful server log, naming the inferred user", async () => {
+    const r = await runCli("transcript", "verify", base.dir, "--against", clientFile(aliceAcks));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`against alice.transcript: ${ackCount} acknowledged messages found in the server transcript (user alice)`);
+    expect(ackCount).toBeGreaterThan(5);
+  });
+
+  test("catches a truncated (rolled back) server log", async () => {
+    const dir = tempDir();
+    writeFiles(dir, base.names.slice(0, 2), base.files.slice(0, 2));
+    const firstLost = base.entries.find((e) => e.seq > 40 && e.type === "message" && e.from === "alice")!;
+    const lines = clientAcks(base.entries, "alice", false);
+    const lineNo = lines.findIndex((l) => l.includes('"kind":"ack"') && l.includes(`"seq":${firstLost.room_seq},`) && l.includes('"room":"general"')) + 1;
+    const r = await runCli("transcript", "verify", dir, "--against", clientFile(lines));
+    expectFail(r, `alice.transcript:${lineNo}`, new RegExp(`acknowledged message not in the server transcript \\(room general seq ${firstLost.room_seq}\\) — the server log was truncated or rolled back`));
+  });
+
+  test("catches a message changed in a rewritten (re-chained) server log", async () => {
+    // The server rewrites alice's first message and recomputes the whole chain.
+    const c = new Chain(base.host);
+    let target = 0;
+    for (const e of base.entries) {
+      const { seq: _s, ts, type, prev: _p, hash: _h, ...fields } = e;
+      if (type === "checkpoint") c.checkpoint();
+      else if (!target && type === "message" && fields.from === "alice") {
+        target = e.seq;
+        c.add(type, { ...fields, text: "something alice never said" }, ts);
+      } else c.add(type, fields, ts);
+    }
+    const dir = writeChain(c);
+    const plain = clientAcks(base.entries, "alice", false);
+    const lineNo = plain.findIndex((l) => l.includes('"kind":"ack"')) + 1;
+    expectFail(await runCli("transcript", "verify", dir, "--against", clientFile(plain)), `alice.transcript:${lineNo}`, /message changed \(room general seq 1: the text differs at /);
+    // With the ack's tseq/head, the rewrite is caught by the hash the server promised.
+    expectFail(await runCli("transcript", "verify", dir, "--against", clientFile(aliceAcks)), `alice.transcript:${lineNo}`, /as transcript entry \d+ with hash .* has another hash — the server log was rewritten/);
+  });
+
+  test("acks from two users cannot both be the client's", async () => {
+    const mixed = [...clientAcks(base.entries, "alice"), ...clientAcks(base.entries, "bob")];
+    const r = await runCli("transcript", "verify", base.dir, "--against", clientFile(mixed));
+    expect(r.code).toBe(EXIT.TRANSCRIPT);
+    expect(r.stderr).toMatch(/acknowledged message is from another user/);
+    expect((await runCli("transcript", "verify", base.dir, "--against", clientFile(aliceAcks), "--user", "bob")).stderr).toMatch(/--user says bob/);
+  });
+
+  test("a malformed client line fails naming its line; other kinds are ignored", async () => {
+    const lines = [JSON.stringify({ kind: "recv", whatever: 1 }), ...aliceAcks.slice(0, 4), "{oops", ...aliceAcks.slice(4)];
+    expectFail(await runCli("transcript", "verify", base.dir, "--against", clientFile(lines)), "alice.transcript:6", /malformed client transcript line \(not JSON\)/);
+    const badAck = [JSON.stringify({ kind: "ack", id: 1, room: "general", seq: 0, ts: 1, text: "x" })];
+    expectFail(await runCli("transcript", "verify", base.dir, "--against", clientFile(badAck)), "alice.transcript:1", /ack.seq must be a positive integer/);
+  });
+
+  test("sealed bodies: without --identity the text is not compared (and it says so); with it, it is", async () => {
+    const auditor = auditorKeyPair();
+    const sealed = buildTranscript({ entries: 45, files: 2, checkpointEvery: 5, seal: auditor.publicKey });
+    const acks = clientAcks(sealed.entries, "alice", false, sealed.plain);
+    const n = acks.filter((l) => l.includes('"kind":"ack"')).length;
+    const r = await runCli("transcript", "verify", sealed.dir, "--against", clientFile(acks));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`note: ${n} of them are sealed; their text was not compared (pass --identity)`);
+
+    const keyFile = join(tempDir("auditor"), "auditor.key");
+    writeFileSync(keyFile, `securechat-auditor-key-v1 ${toBase64(auditor.secretKey)}\n`, { mode: 0o600 });
+    const ok = await runCli("transcript", "verify", sealed.dir, "--against", clientFile(acks), "--identity", keyFile);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).not.toContain("not compared");
+
+    const lied = acks.map((l, k) => (k === acks.findIndex((x) => x.includes('"kind":"ack"')) ? l.replace(/"text":"[^"]*"/, '"text":"forged"') : l));
+    const bad = await runCli("transcript", "verify", sealed.dir, "--against", clientFile(lied), "--identity", keyFile);
+    expect(bad.code).toBe(EXIT.TRANSCRIPT);
+    expect(bad.stderr).toMatch(/message changed \(room general seq 1: the text differs/);
+  });
+});
+
+describe("read: lines in bounded chunks", () => {
+  test("lines spanning chunk boundaries come back whole, with 1-based numbers and offsets", async () => {
+    const dir = tempDir();
+    const lines = Array.from({ length: 50 }, (_, k) => `${k}:${"é".repeat(1000 + ((k * 7919) % 5000))}`);
+    const body = lines.map((l) => `${l}\n`).join("");
+    writeFileSync(join(dir, "x.jsonl"), body);
+    expect(Buffer.byteLength(body)).toBeGreaterThan(3 * CHUNK_BYTES);
+    const got = [];
+    for await (const l of readFileLines(join(dir, "x.jsonl"), "x.jsonl")) got.push(l);
+    expect(got.map((l) => l.text)).toEqual(lines);
+    expect(got.map((l) => l.line)).toEqual(lines.map((_, k) => k + 1));
+    expect(got.every((l) => l.defect === undefined)).toBe(true);
+    expect(got.at(-1)!.end).toBe(Buffer.byteLength(body));
+  });
+
+  test("a last line without LF is torn (or held back with partial: stop); bad UTF-8 and overlong lines are flagged", async () => {
+    const dir = tempDir();
+    const p = join(dir, "y.jsonl");
+    writeFileSync(p, Buffer.concat([Buffer.from("ok\n"), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.alloc(MAX_LINE_BYTES + 10, 0x61), Buffer.from("\nnext\ntail")]));
+    const got = [];
+    for await (const l of readFileLines(p, "y.jsonl")) got.push([l.line, l.defect ?? l.text]);
+    expect(got).toEqual([[1, "ok"], [2, "not_utf8"], [3, "too_long"], [4, "next"], [5, "torn"]]);
+    const held = [];
+    for await (const l of readFileLines(p, "y.jsonl", { partial: "stop", start: 3, firstLine: 2 })) held.push(l.line);
+    expect(held).toEqual([2, 3, 4]);
+  });
+
+  test("files are ordered by the seq in their names, not by day or listing order", async () => {
+    const dir = tempDir();
+    for (const n of ["2026-11-23.000000000100.jsonl", "2026-11-22.000000000002.jsonl", "2026-11-21.000000000010.jsonl", "notes.txt", "2026-11-22.000000000002.jsonl.torn"]) writeFileSync(join(dir, n), "");
+    const l = listTranscript(dir);
+    expect(l.files.map((f) => f.firstSeq)).toEqual([2, 10, 100]);
+    expect(l.torn).toEqual(["2026-11-22.000000000002.jsonl.torn"]);
+    const all = [];
+    for await (const x of readTranscriptLines(l.files)) all.push(x);
+    expect(all).toEqual([]);
+  });
+});
+
+describe("verify: report type", () => {
+  test("a failure report names the problem and how far the chain verified", async () => {
+    const files = copyFiles();
+    files[1]![4] = edited(files[1]![4]!);
+    const dir = tempDir();
+    writeFiles(dir, base.names, files);
+    const rep: VerifyReport = await verifyTranscript(dir);
+    expect(rep.ok).toBe(false);
+    expect(rep.problem).toEqual({ code: "edited", file: base.names[1]!, line: 5, reason: "entry edited (its hash does not match its content)" });
+    expect(rep.entries).toBe(24);
+    expect(rep.lastSeq).toBe(24);
+  });
+});
