@@ -37,11 +37,9 @@ export function nextRecordKey(key: Uint8Array): Uint8Array {
 }
 
 export function recordNonce(n: number): Uint8Array {
-  const nonce = new Uint8Array(12);
-  const v = new DataView(nonce.buffer);
-  v.setUint32(4, Math.floor(n / 2 ** 32), false);
-  v.setUint32(8, n >>> 0, false);
-  return nonce;
+  const hi = Math.floor(n / 2 ** 32);
+  const lo = n >>> 0;
+  return new Uint8Array([0, 0, 0, 0, hi >>> 24, (hi >>> 16) & 0xff, (hi >>> 8) & 0xff, hi & 0xff, lo >>> 24, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff]);
 }
 
 /** One direction's key, counter and rekey state; shared by sealer and opener. */
