@@ -1,7 +1,7 @@
 /**
- * Exporting and following a transcript (docs/TRANSCRIPT.md §8): entries as
- * JSON lines, exactly as stored, verified as they are read by the same
- * ChainVerifier as `verify`. Output stops at the first problem, so what was
+ * Exporting and following a transcript (docs/TRANSCRIPT.md §8; opening
+ * sealed bodies, §5.4): entries as JSON lines, exactly as stored, verified
+ * as they are read by the same ChainVerifier as `verify`. Output stops at the first problem, so what was
  * written before it is a verified prefix. With the auditor's identity,
  * sealed bodies are opened: such an entry is written with `text` and
  * `"decrypted":true` instead of `sealed`/`key_seq` (its hash then no longer
@@ -16,7 +16,7 @@ import { fingerprint } from "../fingerprint.ts";
 import { type Entry, entryLine } from "./format.ts";
 import { Unsealer } from "./keys.ts";
 import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatches, readTranscriptBatches } from "./read.ts";
-import { type ChainOptions, ChainVerifier, TranscriptFailure, verifiedBatches } from "./verify.ts";
+import { type ChainOptions, ChainVerifier, TranscriptFailure, unseal, verifiedBatches } from "./verify.ts";
 
 /** How often follow looks for new lines and files. */
 export const FOLLOW_POLL_MS = 200;
@@ -90,6 +90,7 @@ export function matches(e: Entry, f: Filter): boolean {
 class Renderer {
   readonly #filter: Filter;
   readonly #unsealer: Unsealer | null;
+  /** Written as stored: sealed to another auditor key. */
   leftSealed = 0;
 
   constructor(opts: ExportOptions) {
@@ -99,27 +100,11 @@ class Renderer {
 
   /** The line to write for an entry, or null when the filter drops it. */
   render(e: Entry, at: TranscriptLine): string | null {
-    const u = this.#unsealer;
-    const fail = (err: unknown, what: string): never => {
-      throw new TranscriptFailure({ code: "sealed_body", file: at.file, line: at.line, reason: `${what} (${(err as Error).message.replace(/^transcript: /, "")})` });
-    };
-    if (u && e.type === "seal_key") {
-      try {
-        u.sealKey(e);
-      } catch (err) {
-        fail(err, "seal_key does not open with this identity");
-      }
-    }
+    // Unsealed even when filtered out: seal_key entries carry the file keys.
+    const text = this.#unsealer ? unseal(this.#unsealer, e, at) : null;
     if (!matches(e, this.#filter)) return null;
-    if (!u || typeof e.sealed !== "string") return `${at.text}\n`;
-    let text: string | null;
-    try {
-      text = u.open(e);
-    } catch (err) {
-      return fail(err, "sealed body does not open");
-    }
     if (text === null) {
-      this.leftSealed++;
+      if (this.#unsealer && typeof e.sealed === "string") this.leftSealed++;
       return `${at.text}\n`;
     }
     const { sealed: _s, key_seq: _k, ...rest } = e;

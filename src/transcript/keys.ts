@@ -177,6 +177,9 @@ export class Unsealer {
   readonly #keys = new Map<number, Uint8Array>();
   /** seal_key entries wrapped to some other auditor key. */
   readonly #foreign = new Set<number>();
+  /** Bodies opened, and bodies left sealed because their key is another auditor's. */
+  opened = 0;
+  skipped = 0;
 
   /** Keeps its own copy of `identity`, wiped by wipe(). */
   constructor(identity: Uint8Array) {
@@ -204,11 +207,16 @@ export class Unsealer {
    */
   open(e: Entry): string | null {
     const keySeq = e.key_seq as number;
-    if (this.#foreign.has(keySeq)) return null;
+    if (this.#foreign.has(keySeq)) {
+      this.skipped++;
+      return null;
+    }
     const key = this.#keys.get(keySeq);
     if (!key) throw new SecureChatError("sealed_key_seq", `transcript: seq ${e.seq} is sealed under key_seq ${keySeq}, which is no seal_key entry before it`);
     try {
-      return openBody(key, e.seq, e.sealed as string);
+      const text = openBody(key, e.seq, e.sealed as string);
+      this.opened++;
+      return text;
     } catch (cause) {
       throw new SecureChatError("sealed_open", `transcript: the sealed body of seq ${e.seq} does not open with its file key`, { cause });
     }

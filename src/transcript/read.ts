@@ -1,7 +1,8 @@
 /**
- * Reading transcript files (docs/TRANSCRIPT.md §2): which files make up a
- * transcript and in what order, and their lines, streamed in fixed-size
- * chunks so that a transcript of any length is read in bounded memory.
+ * Reading transcript files (docs/TRANSCRIPT.md §2.1, §2.2, §3.5 rules 1–2):
+ * which files make up a transcript and in what order, and their lines,
+ * streamed in fixed-size chunks so that a transcript of any length is read
+ * in bounded memory.
  * This file knows bytes and lines only; what a line means is format.ts's
  * business and whether the lines chain is verify.ts's.
  *

@@ -1,5 +1,6 @@
 /**
- * Verifying a transcript (docs/TRANSCRIPT.md §2–§4): every line is an entry
+ * Verifying a transcript (docs/TRANSCRIPT.md §8, per line §8.2, classes
+ * §8.3, --against §8.4 and Appendix A): every line is an entry
  * whose hash matches its content; seq rises by exactly 1 and prev is the
  * hash of the entry before, across files, from GENESIS; ts never decreases;
  * every checkpoint seals the entry before it with a valid host-key
@@ -143,7 +144,7 @@ export class ChainVerifier {
     const at = (code: ProblemCode, reason: string): never => {
       throw new TranscriptFailure({ code, file: l.file, line: l.line, reason });
     };
-    if (l.defect === "torn") at("torn", `torn last line (${l.end - l.start} bytes without a final LF; the server cuts it off when it next starts)`);
+    if (l.defect === "torn") at("torn", `torn last line (${l.end - l.start} bytes without a final LF, as a crash mid-write leaves them)`);
     if (l.defect === "too_long") at("malformed", "malformed line (longer than 1 MiB)");
     if (l.defect === "not_utf8") at("malformed", "malformed line (not UTF-8)");
     let e: Entry;
@@ -317,12 +318,38 @@ export async function* verifiedBatches(batches: AsyncIterable<TranscriptLine[]>,
   }
 }
 
+/**
+ * With the auditor's identity (docs/TRANSCRIPT.md §5.4): takes the file key
+ * of a seal_key entry, or opens a sealed body. Returns the body's text, or
+ * null (nothing sealed, or sealed to another auditor key). A wrap or body
+ * that does not open is `sealed_body` at its line.
+ */
+export function unseal(u: Unsealer, e: Entry, at: TranscriptLine): string | null {
+  const fail = (err: unknown, what: string): never => {
+    throw new TranscriptFailure({ code: "sealed_body", file: at.file, line: at.line, reason: `${what} (${(err as Error).message.replace(/^transcript: /, "")})` });
+  };
+  if (e.type === "seal_key") {
+    try {
+      u.sealKey(e);
+    } catch (err) {
+      fail(err, "seal_key is addressed to this identity but does not open");
+    }
+    return null;
+  }
+  if (typeof e.sealed !== "string") return null;
+  try {
+    return u.open(e);
+  } catch (err) {
+    return fail(err, "sealed body does not open");
+  }
+}
+
 export interface VerifyOptions extends ChainOptions {
   /** A client's `chat --transcript` file: every ack in it must be in the server's transcript. */
   against?: string;
   /** The client's user name (else inferred from the first acknowledged entry). */
   user?: string;
-  /** The auditor's X25519 secret key, to compare sealed bodies with --against. */
+  /** The auditor's X25519 secret key: open every sealed body (and compare them with --against). */
   identity?: Uint8Array;
 }
 
@@ -350,6 +377,8 @@ export interface VerifyReport {
   pinned: boolean;
   torn: string[];
   recoveries: { count: number; seqs: number[] };
+  /** With an identity: sealed bodies opened, and left sealed because they are another auditor's. */
+  sealed: { opened: number; skipped: number } | null;
   against: AgainstReport | null;
 }
 
@@ -361,10 +390,13 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
   let acks: AckChecker | null = null;
   let problem: Problem | null = null;
   try {
-    if (opts.against) acks = await AckChecker.load(opts.against, opts.user ?? null, unsealer);
+    if (opts.against) acks = await AckChecker.load(opts.against, opts.user ?? null);
     if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
     for await (const batch of verifiedBatches(readTranscriptBatches(listing.files), v)) {
-      if (acks) for (const { entry, line } of batch) acks.entry(entry, line);
+      for (const { entry, line } of batch) {
+        const text = unsealer ? unseal(unsealer, entry, line) : null;
+        acks?.entry(entry, line, text);
+      }
     }
     if (v.entries === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "the transcript has no entries" });
     acks?.finish();
@@ -375,6 +407,7 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     unsealer?.wipe();
   }
   const { key, pinned } = v.hostKey;
+  const sealed = unsealer ? { opened: unsealer.opened, skipped: unsealer.skipped } : null;
   return {
     ok: problem === null,
     problem,
@@ -389,6 +422,7 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     pinned,
     torn: listing.torn,
     recoveries: { count: v.recoveryCount, seqs: v.recoveries },
+    sealed,
     against: acks?.report() ?? null,
   };
 }
@@ -419,6 +453,10 @@ export function reportLines(r: VerifyReport): string[] {
   const out = [`PASS: ${r.entries} entries in ${files}; ${r.lastCheckpoint === null ? "no checkpoint" : `last checkpoint at seq ${r.lastCheckpoint}`}`, ...chainNotes(r)];
   if (r.recoveries.count > 0) {
     out.push(`note: ${r.recoveries.count} crash recover${r.recoveries.count === 1 ? "y" : "ies"} recorded (seq ${r.recoveries.seqs.join(", ")}${r.recoveries.count > r.recoveries.seqs.length ? ", …" : ""})`);
+  }
+  if (r.sealed) {
+    const { opened, skipped } = r.sealed;
+    out.push(`note: ${opened} sealed bod${opened === 1 ? "y" : "ies"} opened with --identity${skipped > 0 ? `; ${skipped} sealed to another auditor key, not checked` : ""}`);
   }
   if (r.torn.length > 0) out.push(`note: ${r.torn.length} .torn file${r.torn.length === 1 ? "" : "s"} (bytes cut off by crash recovery, not part of the chain): ${r.torn.join(", ")}`);
   if (r.against) {
@@ -458,20 +496,18 @@ class AckChecker {
   #user: string | null;
   readonly #userGiven: boolean;
   #userFrom: string | null = null;
-  readonly #unsealer: Unsealer | null;
   #uncompared = 0;
   #lastSeq = 0;
 
-  private constructor(file: string, user: string | null, unsealer: Unsealer | null) {
+  private constructor(file: string, user: string | null) {
     this.#file = file;
     this.#user = user;
     this.#userGiven = user !== null;
-    this.#unsealer = unsealer;
   }
 
-  static async load(path: string, user: string | null, unsealer: Unsealer | null): Promise<AckChecker> {
+  static async load(path: string, user: string | null): Promise<AckChecker> {
     if (!existsSync(path)) throw new SecureChatError("transcript_missing", `transcript: ${path} does not exist`);
-    const c = new AckChecker(basename(path), user, unsealer);
+    const c = new AckChecker(basename(path), user);
     for await (const l of readFileLines(path, basename(path))) c.#add(l);
     return c;
   }
@@ -524,16 +560,9 @@ class AckChecker {
     }
   }
 
-  /** Called with each verified server entry, in order. */
-  entry(e: Entry, at: TranscriptLine): void {
+  /** Called with each verified server entry, in order, and the text of its sealed body if it was opened. */
+  entry(e: Entry, at: TranscriptLine, opened: string | null): void {
     this.#lastSeq = e.seq;
-    if (e.type === "seal_key" && this.#unsealer) {
-      try {
-        this.#unsealer.sealKey(e);
-      } catch (err) {
-        throw new TranscriptFailure({ code: "sealed_body", file: at.file, line: at.line, reason: `seal_key does not open with this identity (${(err as Error).message.replace(/^transcript: /, "")})` });
-      }
-    }
     const byT = this.#byTseq.get(e.seq);
     if (byT && byT.head !== e.hash) {
       this.#fail("ack_head", byT.line, `the server acknowledged ${describe(byT)} as transcript entry ${e.seq} with hash ${byT.head!.slice(0, 16)}…, but ${at.file}:${at.line} has another hash — the server log was rewritten`);
@@ -553,14 +582,7 @@ class AckChecker {
     const changed = (what: string): never => this.#fail("message_changed", ack.line, `message changed (${describe(ack)}: ${what} differs at ${there})`);
     if (ack.to !== undefined && e.to !== ack.to) changed("the recipient");
     if ((e.action === true) !== ack.action) changed("the /me flag");
-    let text: string | null = typeof e.text === "string" ? e.text : null;
-    if (text === null && this.#unsealer) {
-      try {
-        text = this.#unsealer.open(e);
-      } catch (err) {
-        throw new TranscriptFailure({ code: "sealed_body", file: at.file, line: at.line, reason: `sealed body does not open (${(err as Error).message.replace(/^transcript: /, "")})` });
-      }
-    }
+    const text = typeof e.text === "string" ? e.text : opened;
     if (text === null) this.#uncompared++;
     else if (text !== ack.text) changed("the text");
   }

@@ -430,6 +430,36 @@ describe("verify --against a client's transcript", () => {
   });
 });
 
+describe("verify --identity opens every sealed body", () => {
+  const auditor = auditorKeyPair();
+  const keyFile = join(tempDir("auditor"), "auditor.key");
+  writeFileSync(keyFile, `securechat-auditor-key-v1 ${toBase64(auditor.secretKey)}\n`, { mode: 0o600 });
+
+  test("a faithful sealed transcript: PASS, saying how many bodies opened", async () => {
+    const sealed = buildTranscript({ entries: 40, files: 2, checkpointEvery: 6, seal: auditor.publicKey });
+    const r = await runCli("transcript", "verify", sealed.dir, "--identity", keyFile);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`note: ${sealed.plain.size} sealed bodies opened with --identity\n`);
+    const other = join(tempDir("auditor"), "other.key");
+    writeFileSync(other, `securechat-auditor-key-v1 ${toBase64(auditorKeyPair(8).secretKey)}\n`, { mode: 0o600 });
+    const o = await runCli("transcript", "verify", sealed.dir, "--identity", other);
+    expect(o.code).toBe(0);
+    expect(o.stdout).toContain(`note: 0 sealed bodies opened with --identity; ${sealed.plain.size} sealed to another auditor key, not checked`);
+  });
+
+  test("a sealed body moved to another entry chains, but does not open: sealed_body", async () => {
+    const c = new Chain(base.host, auditor.publicKey);
+    c.add("server_start", { host_key: toBase64(base.host.publicKey), version: "t" });
+    c.sealKey();
+    const m = c.add("message", { room: "general", room_seq: 1, from: "alice", text: "mine" });
+    c.add("message", { room: "general", room_seq: 2, from: "alice", sealed: m.sealed!, key_seq: m.key_seq! });
+    c.checkpoint();
+    const dir = writeChain(c);
+    expect((await runCli("transcript", "verify", dir)).code).toBe(0);
+    expectFail(await runCli("transcript", "verify", dir, "--identity", keyFile), `${fileName(c.entries[0]!.ts, 1)}:4`, /sealed body does not open \(the sealed body of seq 4 does not open with its file key\)/);
+  });
+});
+
 describe("read: lines in bounded chunks", () => {
   test("lines spanning chunk boundaries come back whole, with 1-based numbers and offsets", async () => {
     const dir = tempDir();
