@@ -460,6 +460,34 @@ describe("rotation (§2.1)", () => {
     expect(r.entries).toBe(63);
   });
 
+  test("starting a file: the old file is fsynced, then the new one created, then the directory fsynced", async () => {
+    const realOpen = fs.openSync;
+    const realFsyncSync = fs.fsyncSync;
+    const calls: string[] = [];
+    const fds = new Map<number, string>();
+    track(spyOn(fs, "openSync")).mockImplementation(((path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode | null) => {
+      const fd = realOpen(path, flags, mode);
+      fds.set(fd, String(path));
+      calls.push(`open ${String(path)}`);
+      return fd;
+    }) as typeof fs.openSync);
+    track(spyOn(fs, "fsyncSync")).mockImplementation(((fd: number) => {
+      calls.push(`fsync ${fds.get(fd) ?? fd}`);
+      realFsyncSync(fd);
+    }) as typeof fs.fsyncSync);
+    const dir = freshDir();
+    const clock = new FakeClock();
+    const w = TranscriptWriter.open(options(dir, { rotateBytes: 1, now: clock.now }));
+    await nextTurn();
+    calls.length = 0;
+    w.append("message", msg(1));
+    const oldPath = join(dir, "2026-03-01.000000000001.jsonl");
+    const newPath = join(dir, "2026-03-01.000000000002.jsonl");
+    expect(calls).toEqual([`fsync ${oldPath}`, `open ${newPath}`, `open ${dir}`, `fsync ${dir}`]);
+    w.close("bye");
+    await expectVerified(dir);
+  });
+
   test("by UTC day: an entry after midnight UTC starts a new file; a restart continues today's file and starts a new one on a new day", async () => {
     const dir = freshDir();
     const clock = new FakeClock(Date.UTC(2026, 2, 1, 23, 59, 59, 990));
