@@ -13,7 +13,7 @@
  * the chain from the last whole entry; a last whole entry whose hash does
  * not verify stops the server.
  */
-import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { toHex } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
@@ -21,6 +21,7 @@ import { sha256 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../server/log.ts";
+import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
 import { type Entry, type EntryFields, GENESIS, entryHash, entryLine, makeEntry, parseEntry, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
 
 export type FsyncPolicy = "always" | "batch" | "off";
@@ -55,13 +56,11 @@ export interface Appended {
   durable: Promise<void>;
 }
 
-const FILE_RE = /^(\d{4}-\d{2}-\d{2})\.(\d{12})\.jsonl$/;
+const FILE_RE = TRANSCRIPT_FILE_RE;
 
+/** The transcript's file names in chain order (read.ts decides the layout for writer and readers alike). */
 export function transcriptFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => FILE_RE.test(f))
-    .sort((a, b) => Number(FILE_RE.exec(a)![2]) - Number(FILE_RE.exec(b)![2]));
+  return existsSync(dir) ? listTranscript(dir).files.map((f) => f.name) : [];
 }
 
 function utcDay(ms: number): string {

@@ -136,6 +136,13 @@ async function crashedRun(dir: string, clock: FakeClock, n = 2): Promise<Transcr
   return w;
 }
 
+/** A run on an existing transcript that appends one entry and crashes. */
+async function crashedRunFrom(dir: string, clock: FakeClock): Promise<TranscriptWriter> {
+  const w = TranscriptWriter.open(options(dir, { now: clock.now }));
+  await w.append("message", msg(50)).durable;
+  return w;
+}
+
 /** Bytes that look like the start of the next line, as a crash mid-write leaves them. */
 function partialLine(prevHash: string, seq: number, len = 61): Uint8Array {
   const line = entryLine(makeEntry(prevHash, seq, T, "message", msg(99, "never finished")));
@@ -158,6 +165,7 @@ function thrownCode(fn: () => unknown): string | undefined {
   }
   return undefined;
 }
+
 afterEach(() => {
   for (const s of spies.splice(0)) s.mockRestore();
 });
@@ -465,7 +473,7 @@ describe("rotation (§2.1)", () => {
     const realFsyncSync = fs.fsyncSync;
     const calls: string[] = [];
     const fds = new Map<number, string>();
-    track(spyOn(fs, "openSync")).mockImplementation(((path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode | null) => {
+    track(spyOn(fs, "openSync")).mockImplementation(((path: fs.PathLike, flags: fs.OpenMode = "r", mode?: fs.Mode | null) => {
       const fd = realOpen(path, flags, mode);
       fds.set(fd, String(path));
       calls.push(`open ${String(path)}`);
@@ -802,13 +810,6 @@ describe("crash recovery (§7)", () => {
     expect(r.recoveries.count).toBe(2);
   });
 });
-
-/** A run on an existing transcript that appends one entry and crashes. */
-async function crashedRunFrom(dir: string, clock: FakeClock): Promise<TranscriptWriter> {
-  const w = TranscriptWriter.open(options(dir, { now: clock.now }));
-  await w.append("message", msg(50)).durable;
-  return w;
-}
 
 describe("failure (§6): the writer fails for good", () => {
   for (const policy of ["batch", "always"] as const) {
