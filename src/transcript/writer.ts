@@ -221,7 +221,14 @@ export class TranscriptWriter {
     w.#add("server_start", { host_key: Buffer.from(opts.hostKey.publicKey).toString("base64"), version: opts.version });
     if (opts.auditorKey) w.#rekeySeal();
     w.#checkpointTimer = setInterval(() => {
-      if (w.#sinceCheckpoint > 0 && !w.#closed) w.checkpoint();
+      // A timer must never throw: a failed writer has already reported itself.
+      if (w.#sinceCheckpoint > 0 && !w.stopped) {
+        try {
+          w.checkpoint();
+        } catch {
+          // #fail logged it and rejected every waiter
+        }
+      }
     }, opts.checkpointIntervalMs);
     w.#checkpointTimer.unref?.();
     return w;
@@ -244,18 +251,33 @@ export class TranscriptWriter {
     this.#keySeq = this.#add("seal_key", fields).seq;
   }
 
-  /** Starts a new file when this one is full or the UTC day has changed. */
+  /**
+   * Starts a new file when this one is full or the UTC day has changed. Any
+   * failure here (fsync of the old file, creating the new one) fails the
+   * writer for good, so no later call touches a closed descriptor.
+   */
   #maybeRotate(lineBytes: number): void {
     if (this.#fileBytes === 0) return;
     if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && this.#fileDay === utcDay(this.#now())) return;
     this.#writePending();
+    if (this.#failed) throw this.#failed;
     const old = this.#fd;
-    fsyncSync(old);
-    if (this.#syncing) this.#retired.push(old);
-    else closeSync(old);
-    this.#syncedSeq = this.#writtenSeq;
-    this.#resolveUpTo(this.#syncedSeq);
-    this.#newFile();
+    try {
+      fsyncSync(old);
+      this.#fd = -1;
+      if (this.#syncing) this.#retired.push(old);
+      else closeSync(old);
+      this.#syncedSeq = this.#writtenSeq;
+      this.#resolveUpTo(this.#syncedSeq);
+      this.#newFile();
+    } catch (cause) {
+      if (this.#fd === old) {
+        this.#fd = -1;
+        this.#retired.push(old);
+      }
+      this.#fail(cause);
+      throw this.#failed!;
+    }
     if (this.opts.auditorKey) this.#rekeySeal();
   }
 
@@ -281,6 +303,8 @@ export class TranscriptWriter {
 
   /** Appends an event; message/direct text is sealed when an auditor key is set. */
   append(type: string, fields: EntryFields): Appended {
+    if (this.#failed) throw this.#failed;
+    if (this.#closed) throw new SecureChatError("transcript_closed", "transcript: closed");
     this.#maybeRotate(256 + JSON.stringify(fields).length);
     const entry = this.#add(type, fields);
     if (this.#sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint();
@@ -381,7 +405,9 @@ export class TranscriptWriter {
       }
     }
     this.#fileKey?.fill(0);
+    if (this.#fd < 0) return;
     if (!this.#syncing) closeSync(this.#fd);
     else this.#retired.push(this.#fd);
+    this.#fd = -1;
   }
 }
