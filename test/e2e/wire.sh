@@ -45,9 +45,11 @@ as() { local u=$1; shift; env SECURECHAT_HOME="$work/home-$u" NO_COLOR=1 timeout
 start_server "$work/data"
 srv="127.0.0.1:$port"
 
-# The capture: this port only, packet-buffered, started before any client.
+# The capture: this port only, packet-buffered and in immediate mode (else the
+# last packets can still sit in the kernel ring when tcpdump stops), started
+# before any client.
 cap="$work/wire.pcap"
-tcpdump -i lo -nn -U -Z root -w "$cap" "tcp port $port" >"$work/tcpdump.out" 2>"$work/tcpdump.err" &
+tcpdump -i lo -nn -U --immediate-mode -Z root -w "$cap" "tcp port $port" >"$work/tcpdump.out" 2>"$work/tcpdump.err" &
 tcpdump_pid=$!
 pids+=("$tcpdump_pid")
 if wait_for "$work/tcpdump.err" 'listening on'; then ok; else bad "tcpdump did not start"; show "$work/tcpdump.err"; exit 1; fi
@@ -104,9 +106,14 @@ tcpdump -nn -r "$cap" >"$work/wire.txt" 2>"$work/read.err" || bad "tcpdump -r fa
 tcpdump -nn -r "$cap" -A >"$work/wire.ascii" 2>>"$work/read.err" || bad "tcpdump -r -A failed"
 npk=$(grep -c "\.$port[ :]" "$work/wire.txt")
 check "the capture has packets of port $port (${npk:-0})" [ "${npk:-0}" -gt 20 ]
+# Every connection of the session is in it, from its SYN: 2 registers, 1 login, 3 chats.
+nsyn=$(grep -cE "> 127\.0\.0\.1\.$port: Flags \[S\]" "$work/wire.txt")
+check "the capture has all 6 connections to port $port (${nsyn:-0} SYNs)" [ "${nsyn:-0}" = 6 ]
 # Packets with a payload (length > 0): the data of the session, not only SYN/ACK/FIN.
 ndata=$(grep -cE 'length [1-9][0-9]*$' "$work/wire.txt")
-check "the capture has packets with data (${ndata:-0})" [ "${ndata:-0}" -gt 10 ]
+check "the capture has packets with data (${ndata:-0})" [ "${ndata:-0}" -ge 24 ]
+# A capture that lost packets proves nothing about what it lacks.
+if grep -q '^0 packets dropped by kernel' "$work/tcpdump.err"; then ok; else bad "tcpdump dropped packets"; show "$work/tcpdump.err"; fi
 
 # absent NEEDLE: in neither the raw pcap bytes nor tcpdump's ASCII rendering.
 absent() {
