@@ -16,7 +16,8 @@ import { type RekeyPolicy, SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { type SessionKeys, ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
-import { type Message, decodeMessage, encodeMessage, encodeMessageBytes, joinRecordPayload } from "../protocol/messages.ts";
+import { utf8 } from "../bytes.ts";
+import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
@@ -103,7 +104,6 @@ class Connection implements Member {
   phase: Phase = "hello";
   /** Pre-encoded messages waiting for the next flush (PROTOCOL.md §7.6: one record may carry several). */
   outbox: string[] = [];
-  outboxBytes = 0;
   lastHeard = Date.now();
   pinged = false;
   /** A bye or logout is waiting behind held requests. */
@@ -146,28 +146,40 @@ class Connection implements Member {
   post(json: string): void {
     if (this.phase !== "ready") return;
     this.outbox.push(json);
-    this.outboxBytes += Buffer.byteLength(json) + 1;
     this.server.scheduleFlush(this);
   }
 
-  /** Seals everything in the outbox into as few records as fit, and writes them. */
-  flush(): void {
+  /**
+   * Seals everything in the outbox into as few records as fit, and writes
+   * them. `encoded` is shared by every connection flushed in this turn: a
+   * room message posted to N members is encoded to UTF-8 once, not N times.
+   */
+  flush(encoded: Map<string, Uint8Array> = new Map()): void {
     if (this.phase !== "ready" || this.outbox.length === 0) return;
-    const batch: string[] = [];
+    let parts: Uint8Array[] = [];
     let size = 0;
-    for (const json of this.outbox) {
-      const add = Buffer.byteLength(json) + (batch.length > 0 ? 1 : 0);
-      if (size + add > RECORD_PAYLOAD_MAX && batch.length > 0) {
-        this.framed.send(this.channel!.sealer.seal(joinRecordPayload(batch)));
-        batch.length = 0;
-        size = 0;
+    const seal = (): void => {
+      const payload = new Uint8Array(size);
+      let off = 0;
+      for (const p of parts) {
+        if (off > 0) payload[off++] = 0x0a;
+        payload.set(p, off);
+        off += p.length;
       }
-      batch.push(json);
-      size += Buffer.byteLength(json) + (batch.length > 1 ? 1 : 0);
+      this.framed.send(this.channel!.sealer.seal(payload));
+      parts = [];
+      size = 0;
+    };
+    for (const json of this.outbox) {
+      let bytes = encoded.get(json);
+      if (!bytes) encoded.set(json, (bytes = utf8(json)));
+      const add = bytes.length + (parts.length > 0 ? 1 : 0);
+      if (size + add > RECORD_PAYLOAD_MAX && parts.length > 0) seal();
+      size += bytes.length + (parts.length > 0 ? 1 : 0);
+      parts.push(bytes);
     }
-    if (batch.length > 0) this.framed.send(this.channel!.sealer.seal(joinRecordPayload(batch)));
+    if (parts.length > 0) seal();
     this.outbox = [];
-    this.outboxBytes = 0;
     // Slow means the socket has not taken what earlier turns sent: one turn's
     // burst (bounded by what was read in that turn) is not held against a reader.
     if (this.framed.queued > this.server.opts.maxSendBuffer) this.tooSlow();
@@ -175,9 +187,8 @@ class Connection implements Member {
 
   /** DESIGN.md: a slow client never stalls others. It is told, and dropped. */
   private tooSlow(): void {
-    this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.outboxBytes + this.framed.queued });
+    this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.framed.queued });
     this.outbox = [];
-    this.outboxBytes = 0;
     this.closeWith({ code: "slow_consumer", message: "you are not reading fast enough to keep up; disconnected" });
     setTimeout(() => this.framed.close("slow consumer"), 2000).unref?.();
   }
@@ -433,7 +444,8 @@ export class ChatServer {
       this.#flushScheduled = false;
       const dirty = [...this.#dirty];
       this.#dirty.clear();
-      for (const d of dirty) d.flush();
+      const encoded = new Map<string, Uint8Array>();
+      for (const d of dirty) d.flush(encoded);
     });
   }
 
