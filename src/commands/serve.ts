@@ -68,12 +68,14 @@ export default command({
       }
     }
     const history = parseInteger("--history", a.history, 0, 1000);
+    // The transcript signs with the host key, so it is loaded (or made, on first start) here.
+    const hostKey = loadOrCreateHostKey(dataDir);
     let journal: ReturnType<typeof TranscriptJournal.open>;
     try {
       journal = TranscriptJournal.open({
         ...DEFAULT_WRITER,
         dir: join(dataDir, "transcript"),
-        hostKey: loadOrCreateHostKey(dataDir).key,
+        hostKey: hostKey.key,
         fsync: a.fsync as "always" | "batch" | "off",
         checkpointEvery: parseInteger("--checkpoint-every", a["checkpoint-every"], 1, 10_000_000),
         checkpointIntervalMs: parseDuration("--checkpoint-interval", a["checkpoint-interval"]),
@@ -115,7 +117,7 @@ export default command({
       if (code === "EACCES") throw new CliError(EXIT.FAILURE, `cannot listen on ${a.host}:${port}: permission denied`);
       throw e;
     }
-    logger.info(server.hostKeyCreated ? "host_key_created" : "host_key_loaded", { fingerprint: server.fingerprint });
+    logger.info(hostKey.created ? "host_key_created" : "host_key_loaded", { fingerprint: server.fingerprint });
     logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

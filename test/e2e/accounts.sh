@@ -11,6 +11,7 @@ begin
 
 export SECURECHAT_HOME="$work/alice-home"
 start_server "$work/data"
+check "first start says it created the host key" grep -q '"event":"host_key_created"' "$work/server.log"
 fp=$(grep -o '"fingerprint":"SHA256:[^"]*' "$work/server.log" | head -1 | cut -d'"' -f4)
 [ -n "$fp" ] && ok || bad "server log has no fingerprint"
 mode_is "host key" "$work/data/host_key" 600
@@ -55,6 +56,7 @@ expect "logout again says not logged in" "not logged in"
 # Restart keeps accounts and the host key.
 stop_server
 start_server "$work/data" "$port"
+check "a restart says it loaded the host key" grep -q '"event":"host_key_loaded"' "$work/server.log"
 fp2=$(grep -o '"fingerprint":"SHA256:[^"]*' "$work/server.log" | head -1 | cut -d'"' -f4)
 [ "$fp" = "$fp2" ] && ok || bad "host key changed across restart: $fp vs $fp2"
 input=$'correct horse battery staple\n'
