@@ -1,0 +1,241 @@
+/**
+ * Hostile peers against the real `securechat serve` process
+ * (--handshake-timeout 1s, everything else default: max-startups
+ * 10:30:100, max-send-buffer 1 MiB, flood 10/s burst 30, 64 held):
+ *
+ * - 500 idle TCP connections that never speak: each is refused with a
+ *   cleartext `server_busy` or closed at the handshake deadline with
+ *   `handshake_timeout`; a legitimate user still gets in, during and after;
+ *   server RSS stays bounded.
+ * - A half frame that stalls is closed by the handshake deadline.
+ * - Records with an empty or 1-byte plaintext, correctly sealed: the first
+ *   closes the connection with `record_empty`.
+ * - A client that floods 10,000 says and reads nothing is held, nacked and
+ *   kept bounded (or dropped as a slow consumer), while another user's
+ *   messages are acknowledged within 1 s.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { decodeMessage } from "../../src/protocol/messages.ts";
+import { RawConn, type RawSession, freshPath, sleep } from "../server/helpers.ts";
+import { MiB, PausableSession, type Proc, type ServerProc, killProc, receiveAll, registerSession, shortRecord, spawnServer, vmRss } from "./helpers.ts";
+
+const HANDSHAKE_MS = 1000;
+const procs: Proc[] = [];
+const conns: RawConn[] = [];
+const sessions: RawSession[] = [];
+const pausable: PausableSession[] = [];
+let srv: ServerProc;
+let baseline = 0;
+const figures: string[] = [];
+
+beforeAll(async () => {
+  srv = await spawnServer(freshPath("hostile-data"), ["--handshake-timeout", "1s"], procs);
+  // One registration first, so argon2id's working memory is in the baseline.
+  const { s } = await registerSession(srv.port, "warmup");
+  s.close();
+  await sleep(200);
+  baseline = vmRss(srv.proc.pid);
+}, 20_000);
+
+afterAll(async () => {
+  for (const c of conns) c.destroy();
+  for (const s of sessions) s.conn.destroy();
+  for (const p of pausable) p.destroy();
+  for (const p of procs) await killProc(p, "SIGTERM");
+  console.log(`hostile: server RSS figures:\n  ${figures.join("\n  ")}`);
+});
+
+function rss(label: string): number {
+  const now = vmRss(srv.proc.pid);
+  figures.push(`${label}: ${(now / MiB).toFixed(1)} MiB (${((now - baseline) / MiB).toFixed(1)} MiB over the baseline of ${(baseline / MiB).toFixed(1)} MiB)`);
+  return now;
+}
+
+/** Logs in `user` (registering on first use), retrying while the server is busy; joins lobby. */
+async function legitimate(user: string, deadlineMs: number): Promise<{ s: RawSession; attempts: number }> {
+  const deadline = Date.now() + deadlineMs;
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    try {
+      const { s } = await registerSession(srv.port, user);
+      sessions.push(s);
+      s.send({ type: "join", room: "lobby" });
+      return { s, attempts };
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`test: ${user} could not get in after ${attempts} attempts: ${String(e)}`);
+      await sleep(100);
+    }
+  }
+}
+
+/** Says something and returns how long the ack took, reading past anything else. */
+async function sayAcked(s: RawSession, id: number, text: string): Promise<number> {
+  const t0 = performance.now();
+  s.send({ type: "say", id, room: "lobby", text });
+  for (;;) {
+    const left = 3000 - (performance.now() - t0);
+    if (left <= 0) throw new Error(`test: no ack for ${id} within 3 s`);
+    for (const m of await receiveAll(s, left)) {
+      if (m.type === "ack" && m.id === id) return performance.now() - t0;
+      if (m.type === "nack" && m.id === id) throw new Error(`test: ${id} nacked: ${m.code}`);
+    }
+  }
+}
+
+test("500 idle connections: refused with server_busy or closed at the handshake deadline; a legitimate user gets in; RSS bounded", async () => {
+  const N = 500;
+  const opened: RawConn[] = [];
+  const t0 = Date.now();
+  for (let i = 0; i < N; i += 50) {
+    const batch = await Promise.all(Array.from({ length: Math.min(50, N - i) }, () => RawConn.open(srv.port)));
+    opened.push(...batch);
+    conns.push(...batch);
+  }
+  const openMs = Date.now() - t0;
+  await sleep(100);
+  rss("500 idle connections open, before any login");
+  // Meanwhile: a legitimate user.
+  const during = await legitimate("alice", 10_000);
+  const duringAck = await sayAcked(during.s, 1, "hello during the storm");
+  rss("500 idle connections open, after a registration (argon2id m=64 MiB)");
+
+  const outcomes = await Promise.all(
+    opened.map(async (c) => {
+      try {
+        const m = decodeMessage(await c.next(HANDSHAKE_MS + 4000));
+        const closed = await c.waitClosed(3000);
+        return { code: m.type === "error" ? m.code : m.type, closed, ms: (c.closedAt ?? Date.now()) - c.openedAt };
+      } catch (e) {
+        return { code: `no frame: ${(e as { code?: string }).code}`, closed: c.isClosed, ms: (c.closedAt ?? Date.now()) - c.openedAt };
+      }
+    }),
+  );
+  const counts: Record<string, number> = {};
+  for (const o of outcomes) counts[o.code] = (counts[o.code] ?? 0) + 1;
+  const timedOut = outcomes.filter((o) => o.code === "handshake_timeout");
+  const slowest = Math.max(...timedOut.map((o) => o.ms));
+  console.log(`hostile: 500 idle connections opened in ${openMs} ms: ${JSON.stringify(counts)}; handshake_timeout closes after at most ${slowest} ms; alice got in after ${during.attempts} attempt(s), ack in ${duringAck.toFixed(1)} ms`);
+  expect(Object.keys(counts).filter((k) => k !== "server_busy" && k !== "handshake_timeout")).toEqual([]);
+  expect(counts.server_busy ?? 0).toBeGreaterThan(N / 2);
+  expect(outcomes.filter((o) => !o.closed)).toEqual([]);
+  expect(slowest).toBeLessThan(HANDSHAKE_MS + 2500);
+  expect(duringAck).toBeLessThan(1000);
+
+  // Afterwards: a user logs in at once and chats.
+  for (const c of opened) c.destroy();
+  await sleep(300);
+  const after = await legitimate("bob", 3000);
+  expect(after.attempts).toBe(1);
+  expect(await sayAcked(after.s, 1, "hello after the storm")).toBeLessThan(1000);
+  const now = rss("after the 500 idle connections are gone");
+  expect(now - baseline).toBeLessThan(100 * MiB);
+}, 20_000);
+
+test("a half frame that stalls (header promises 1000 bytes, 10 arrive) is closed by the handshake deadline", async () => {
+  const c = await RawConn.open(srv.port);
+  conns.push(c);
+  const header = new Uint8Array([0, 0, 0x03, 0xe8]);
+  c.write(header);
+  c.write(new Uint8Array(10).fill(0x7b));
+  expect(await c.waitClosed(HANDSHAKE_MS + 3000)).toBe(true);
+  const ms = c.closedAt! - c.openedAt;
+  // What it was told, if anything arrived before the close.
+  let said = "nothing";
+  try {
+    const m = decodeMessage(await c.next(10));
+    said = m.type === "error" ? m.code : m.type;
+  } catch {
+    // closed without a frame
+  }
+  console.log(`hostile: stalled half frame closed after ${ms} ms (told: ${said})`);
+  expect(said).toBe("handshake_timeout");
+  expect(ms).toBeGreaterThanOrEqual(HANDSHAKE_MS - 100);
+  expect(ms).toBeLessThan(HANDSHAKE_MS + 2500);
+}, 10_000);
+
+for (const length of [0, 1] as const) {
+  test(`40 records with a ${length}-byte plaintext after login: the first closes the connection with record_empty`, async () => {
+    const { s } = await registerSession(srv.port, `empty${length}`);
+    sessions.push(s);
+    const n = s.channel.sealer.count;
+    const records = Array.from({ length: 40 }, (_, i) => shortRecord(s, length, n + i));
+    const all = new Uint8Array(records.reduce((a, r) => a + r.length, 0));
+    let off = 0;
+    for (const r of records) {
+      all.set(r, off);
+      off += r.length;
+    }
+    s.conn.write(all);
+    const msgs = await receiveAll(s, 5000);
+    expect(msgs.map((m) => (m.type === "error" ? m.code : m.type))).toEqual(["record_empty"]);
+    expect(await s.conn.waitClosed(3000)).toBe(true);
+    // The server is fine, and said it once.
+    const other = await legitimate(`after-empty${length}`, 3000);
+    expect(await sayAcked(other.s, 1, "still here")).toBeLessThan(1000);
+    const logged = srv.lines.filter((l) => l.includes('"record_empty"'));
+    expect(logged.length).toBe(1 + length);
+  }, 10_000);
+}
+
+test("a client that floods 10,000 says and reads nothing is held and bounded; another user is acked within 1 s", async () => {
+  const SAYS = 10_000;
+  const flooder = await PausableSession.register(srv.port, "flooder");
+  pausable.push(flooder);
+  const join = flooder.channel.seal([{ type: "join", room: "lobby" }]);
+  await flooder.writeAll(join);
+  const { s: carol } = await legitimate("carol", 3000);
+  // Let both joins settle before carol starts timing her acks.
+  await sayAcked(carol, 0, "ready");
+  flooder.pause();
+  const before = rss("before the 10,000-say flood");
+
+  const records = Array.from({ length: SAYS }, (_, i) => flooder.channel.seal([{ type: "say", id: i + 1, room: "lobby", text: `flood ${i + 1} ${"x".repeat(64)}` }]));
+  const flood = new Uint8Array(records.reduce((a, r) => a + r.length, 0));
+  let off = 0;
+  for (const r of records) {
+    flood.set(r, off);
+    off += r.length;
+  }
+  const written = flooder.writeAll(flood, 20_000);
+
+  // Carol chats throughout; every one of her messages is acknowledged within 1 s.
+  const latencies: number[] = [];
+  for (let i = 1; i <= 15; i++) {
+    latencies.push(await sayAcked(carol, i, `carol ${i}`));
+    await sleep(150);
+  }
+  const sent = await written;
+  const peak = rss("during the flood (flooder not reading)");
+
+  // Now read what the flooder was sent.
+  flooder.resume();
+  const counts: Record<string, number> = {};
+  const deadline = Date.now() + 4000;
+  for (;;) {
+    let msgs;
+    try {
+      msgs = flooder.channel.open(await flooder.next(Math.max(1, Math.min(1000, deadline - Date.now()))));
+    } catch {
+      break;
+    }
+    for (const m of msgs) {
+      const k = m.type === "nack" || m.type === "error" || m.type === "notice" ? `${m.type}:${m.code}` : m.type;
+      counts[k] = (counts[k] ?? 0) + 1;
+    }
+    if (Date.now() > deadline) break;
+  }
+  const slow = srv.lines.filter((l) => l.includes('"slow_consumer"')).length;
+  console.log(
+    `hostile: flood of ${SAYS} says (${(flood.length / MiB).toFixed(2)} MiB, written whole: ${sent}); flooder received ${JSON.stringify(counts)}; ` +
+      `flooder closed: ${flooder.closedAt !== null}; slow_consumer log lines: ${slow}; carol's ack latencies ms: max ${Math.max(...latencies).toFixed(1)}, ` +
+      `median ${[...latencies].sort((a, b) => a - b)[7]!.toFixed(1)}; RSS ${(before / MiB).toFixed(1)} → ${(peak / MiB).toFixed(1)} MiB`,
+  );
+  expect(Math.max(...latencies)).toBeLessThan(1000);
+  // Flood control: no more than burst + held were accepted before nacks began.
+  expect(counts.ack ?? 0).toBeLessThanOrEqual(30 + 64 + 60);
+  expect((counts["nack:flood"] ?? 0) > 0 || slow > 0).toBe(true);
+  expect(peak - baseline).toBeLessThan(100 * MiB);
+  // The server is still serving.
+  expect(await sayAcked(carol, 99, "after the flood")).toBeLessThan(1000);
+}, 30_000);
