@@ -397,10 +397,9 @@ describe("sealing (§5)", () => {
     expect(() => openBody(key, 1, sealed)).toThrow();
   });
 
-  // docs/TRANSCRIPT.md §5.4: a leading U+FEFF is part of the text. The
-  // reference openBody decodes with a BOM-stripping TextDecoder (a known
-  // deviation, reported to the lead); enable this once it is fixed.
-  test.todo("a text that starts with U+FEFF opens with it", () => {
+  // docs/TRANSCRIPT.md §5.4: a leading U+FEFF is part of the text; openBody
+  // decodes with the strict, BOM-keeping decoder of src/bytes.ts.
+  test("a text that starts with U+FEFF opens with it", () => {
     const key = new Uint8Array(32).fill(5);
     expect(openBody(key, 1, sealBody(key, 1, "\ufeffhi"))).toBe("\ufeffhi");
   });
