@@ -7,6 +7,15 @@
  *   bun run bench/load.ts            N = 10, 100, 500; 3 × 5 s samples each
  *   bun run bench/load.ts --quick    N = 10, 100; 3 × 2.5 s samples (< 60 s)
  *   bun run bench/load.ts --json     one JSON object on stdout
+ *   bun run bench/load.ts --idle [--conns 2000]
+ *       server RSS (/proc/PID/status VmRSS, median of 3 readings 1 s apart)
+ *       before and after C idle connections (securechat: ticket login + join,
+ *       via bench/load/idle.ts), in KiB per connection, vs the bare relay
+ *       holding C raw TCP connections
+ *   bun run bench/load.ts --logins [--seconds 5]
+ *       ticket and password (real argon2id verifiers) logins per second from
+ *       16 concurrent generator workers (handshake + login + close, via
+ *       bench/load/logins.ts), with server CPU-seconds per login
  *
  * Workload (relay throughput): N members in room "bench"; 10% of them (at
  * least 1) send ~100-byte messages, each keeping 32 unacknowledged; every
@@ -22,12 +31,30 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { ROOM as ROOM_NAME } from "./load/common.ts";
 
-const USAGE = "usage: bun run bench/load.ts [--quick] [--json]";
-const argv = new Set(Bun.argv.slice(2));
-for (const a of argv) {
-  if (a !== "--quick" && a !== "--json") {
-    console.error(`${USAGE} (unknown argument ${a})`);
+const USAGE = "usage: bun run bench/load.ts [--quick] [--json] | --idle [--conns C] [--json] | --logins [--seconds S] [--json]";
+const argv = new Set<string>();
+const values = new Map<string, number>();
+{
+  const raw = Bun.argv.slice(2);
+  for (let i = 0; i < raw.length; i++) {
+    const a = raw[i]!;
+    if (a === "--quick" || a === "--json" || a === "--idle" || a === "--logins") argv.add(a);
+    else if (a === "--conns" || a === "--seconds") {
+      const v = Number(raw[++i]);
+      if (!Number.isFinite(v) || v <= 0) {
+        console.error(`${USAGE} (${a} needs a positive number)`);
+        process.exit(2);
+      }
+      values.set(a, v);
+    } else {
+      console.error(`${USAGE} (unknown argument ${a})`);
+      process.exit(2);
+    }
+  }
+  if (argv.has("--idle") && argv.has("--logins")) {
+    console.error(`${USAGE} (--idle and --logins are separate runs)`);
     process.exit(2);
   }
 }
@@ -280,14 +307,226 @@ async function runScenario(impl: Impl, n: number): Promise<Result> {
 }
 
 // ---------------------------------------------------------------------------
+// Modes other than relay throughput (bench/load/idle.ts, bench/load/logins.ts)
+
+const fmtNum = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "-");
+
+function printTable(header: string[], rows: string[][], leftCols: number): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i < leftCols ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  console.log(line(header));
+  console.log(line(widths.map((w) => "-".repeat(w))));
+  for (const r of rows) console.log(line(r));
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+/** `count` RSS readings of `pid`, `gapMs` apart, after waiting `gapMs` first. */
+async function rssSamples(pid: number, count = 3, gapMs = 1000): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await Bun.sleep(gapMs);
+    out.push(rssKiB(pid));
+  }
+  return out;
+}
+
+interface IdleResult {
+  impl: Impl;
+  conns: number;
+  connected: number;
+  failed: number;
+  retries: number;
+  setupMs: number;
+  rssBeforeKiB: number[];
+  rssAfterKiB: number[];
+  kibPerConn: number;
+  ratioVsBare?: number;
+}
+
+async function runIdle(impl: Impl, conns: number): Promise<IdleResult> {
+  const tmp = mkdtempSync(join(os.tmpdir(), "securechat-idle-"));
+  tmpDirs.add(tmp);
+  const children: Subprocess[] = [];
+  try {
+    const credsPath = join(tmp, "creds.json");
+    const server = impl === "bare" ? spawnBun("bare.ts", []) : spawnBun("server.ts", ["--data", join(tmp, "data"), "--users", String(conns), "--creds", credsPath]);
+    children.push(server);
+    const { port } = (await new Lines(server.stdout).next("the server's port", 120_000)) as { port: number };
+    const rssBeforeKiB = await rssSamples(server.pid);
+    const gen = spawnBun("idle.ts", ["--mode", impl === "bare" ? "bare" : "secure", "--port", String(port), "--creds", credsPath, "--n", String(conns)]);
+    children.push(gen);
+    const genLines = new Lines(gen.stdout);
+    const ready = await genLines.next("the idle generator to connect everyone", 300_000);
+    if (ready.event !== "ready") throw new Error(`bench/load: idle generator failed: ${String(ready.error)}`);
+    if (ready.error) console.error(`bench/load: idle ${impl}: ${ready.failed} connections failed: ${String(ready.error)}`);
+    const rssAfterKiB = await rssSamples(server.pid);
+    const connected = ready.connected as number;
+    return {
+      impl,
+      conns,
+      connected,
+      failed: ready.failed as number,
+      retries: ready.retries as number,
+      setupMs: ready.setup_ms as number,
+      rssBeforeKiB,
+      rssAfterKiB,
+      kibPerConn: connected > 0 ? (median(rssAfterKiB) - median(rssBeforeKiB)) / connected : Number.NaN,
+    };
+  } finally {
+    await Promise.all(children.reverse().map(stopChild));
+    rmSync(tmp, { recursive: true, force: true });
+    tmpDirs.delete(tmp);
+  }
+}
+
+interface LoginResult {
+  kind: "ticket" | "password";
+  accounts: number;
+  concurrency: number;
+  seconds: number;
+  logins: number;
+  failures: number;
+  loginsPerSec: number;
+  serverCpu: number;
+  serverCpuPerLogin: number;
+  loginsPerServerCpuSec: number;
+  serverCores: number;
+  clientCores: number;
+}
+
+async function runLogins(seconds: number): Promise<LoginResult[]> {
+  const tmp = mkdtempSync(join(os.tmpdir(), "securechat-logins-"));
+  tmpDirs.add(tmp);
+  const TICKET_USERS = 64;
+  const PW_USERS = 8;
+  const CONCURRENCY = 16;
+  const children: Subprocess[] = [];
+  try {
+    const credsPath = join(tmp, "creds.json");
+    const server = spawnBun("logins.ts", ["server", "--data", join(tmp, "data"), "--users", String(TICKET_USERS), "--pw-users", String(PW_USERS), "--creds", credsPath]);
+    children.push(server);
+    const { port } = (await new Lines(server.stdout).next("the server's port", 120_000)) as { port: number };
+    const results: LoginResult[] = [];
+    for (const kind of ["ticket", "password"] as const) {
+      const gen = spawnBun("logins.ts", ["client", "--port", String(port), "--creds", credsPath, "--kind", kind, "--concurrency", String(CONCURRENCY), "--warmup", "1000", "--seconds", String(seconds)]);
+      children.push(gen);
+      const lines = new Lines(gen.stdout);
+      const marks: { t: number; logins: number; failures: number; serverCpu: number; clientCpu: number }[] = [];
+      for (let i = 0; i < 2; i++) {
+        const e = await lines.next(`a ${kind} login mark`, seconds * 1000 + 30_000);
+        if (e.event !== "mark") throw new Error(`bench/load: login generator failed: ${String(e.error)}`);
+        marks.push({ t: e.t as number, logins: e.logins as number, failures: e.failures as number, serverCpu: cpuSeconds(server.pid), clientCpu: cpuSeconds(gen.pid) });
+      }
+      const done = await lines.next("the login generator to finish", 40_000);
+      if (done.error) console.error(`bench/load: ${kind} logins: ${String(done.error)}`);
+      await stopChild(gen);
+      const [a, b] = [marks[0]!, marks[1]!];
+      const secs = (b.t - a.t) / 1000;
+      const logins = b.logins - a.logins;
+      const cpu = b.serverCpu - a.serverCpu;
+      results.push({
+        kind,
+        accounts: kind === "ticket" ? TICKET_USERS : PW_USERS,
+        concurrency: CONCURRENCY,
+        seconds: secs,
+        logins,
+        failures: b.failures - a.failures,
+        loginsPerSec: logins / secs,
+        serverCpu: cpu,
+        serverCpuPerLogin: logins > 0 ? cpu / logins : Number.NaN,
+        loginsPerServerCpuSec: cpu > 0 ? logins / cpu : Number.NaN,
+        serverCores: cpu / secs,
+        clientCores: (b.clientCpu - a.clientCpu) / secs,
+      });
+      progress(`  ${kind} logins: ${fmtNum(logins / secs, 1)}/s`);
+    }
+    return results;
+  } finally {
+    await Promise.all(children.reverse().map(stopChild));
+    rmSync(tmp, { recursive: true, force: true });
+    tmpDirs.delete(tmp);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Main
 
 const machine = { cpu: os.cpus()[0]?.model ?? "unknown", cores: os.cpus().length, bun: Bun.version, platform: `${process.platform}-${process.arch}` };
 const started = performance.now();
 const results: Result[] = [];
-const progress = (s: string): void => {
+function progress(s: string): void {
   if (!json) console.error(s);
-};
+}
+
+if (argv.has("--idle")) {
+  const conns = Math.round(values.get("--conns") ?? 2000);
+  const bare = await runIdle("bare", conns);
+  progress(`  idle bare: ${fmtNum(bare.kibPerConn, 2)} KiB/conn`);
+  const secure = await runIdle("securechat", conns);
+  secure.ratioVsBare = secure.kibPerConn / bare.kibPerConn;
+  progress(`  idle securechat: ${fmtNum(secure.kibPerConn, 2)} KiB/conn`);
+  const elapsed = (performance.now() - started) / 1000;
+  if (json) console.log(JSON.stringify({ machine, mode: "idle", config: { conns, rssSamples: 3, rssGapMs: 1000 }, elapsed_s: elapsed, results: [bare, secure] }, null, 2));
+  else {
+    console.log(`securechat load: server RSS per idle connection (${conns} connections; securechat: ticket login + join "${ROOM_NAME}")`);
+    console.log(`${machine.cpu} × ${machine.cores}, Bun ${machine.bun}; RSS = median of 3 readings 1 s apart, before and after`);
+    console.log("");
+    printTable(
+      ["impl", "connected", "failed", "retries", "setup s", "RSS before MiB", "RSS after MiB", "KiB/conn", "vs bare"],
+      [bare, secure].map((r) => [
+        r.impl,
+        String(r.connected),
+        String(r.failed),
+        String(r.retries),
+        fmtNum(r.setupMs / 1000, 1),
+        fmtNum(median(r.rssBeforeKiB) / 1024, 1),
+        fmtNum(median(r.rssAfterKiB) / 1024, 1),
+        fmtNum(r.kibPerConn, 2),
+        r.ratioVsBare === undefined ? "1" : fmtNum(r.ratioVsBare, 2),
+      ]),
+      1,
+    );
+    console.log("");
+    console.log(`elapsed ${elapsed.toFixed(1)} s`);
+  }
+  process.exit(0);
+}
+
+if (argv.has("--logins")) {
+  const seconds = values.get("--seconds") ?? 5;
+  const results = await runLogins(seconds);
+  const elapsed = (performance.now() - started) / 1000;
+  if (json) console.log(JSON.stringify({ machine, mode: "logins", config: { seconds, warmupMs: 1000 }, elapsed_s: elapsed, results }, null, 2));
+  else {
+    console.log("securechat load: logins (handshake + login + close, from a generator process)");
+    console.log(`${machine.cpu} × ${machine.cores}, Bun ${machine.bun}; one ${seconds} s sample after 1 s warm-up`);
+    console.log("");
+    printTable(
+      ["kind", "accounts", "conc", "logins", "fail", "logins/s", "srv CPU ms/login", "logins/srv CPU-s", "srv cores", "gen cores"],
+      results.map((r) => [
+        r.kind,
+        String(r.accounts),
+        String(r.concurrency),
+        String(r.logins),
+        String(r.failures),
+        fmtNum(r.loginsPerSec, 1),
+        fmtNum(r.serverCpuPerLogin * 1000, 2),
+        fmtNum(r.loginsPerServerCpuSec, 1),
+        fmtNum(r.serverCores, 2),
+        fmtNum(r.clientCores, 2),
+      ]),
+      1,
+    );
+    console.log("");
+    console.log("password verifiers: argon2id, the server's ARGON2 parameters (64 MiB, t=2); srv CPU counts all server threads.");
+    console.log(`elapsed ${elapsed.toFixed(1)} s`);
+  }
+  process.exit(0);
+}
 
 for (const n of CONFIG.sizes) {
   const bare = await runScenario("bare", n);
