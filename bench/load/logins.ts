@@ -27,8 +27,7 @@ import { ClientHandshake, signClientAuth } from "../../src/protocol/handshake.ts
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { decodeMessage, encodeMessageBytes, splitRecordPayload } from "../../src/protocol/messages.ts";
 import { ARGON2 } from "../../src/server/accounts.ts";
-import { DEFAULT_CHAT } from "../../src/server/chat.ts";
-import { ChatServer } from "../../src/server/server.ts";
+import { startBenchServer } from "./benchserver.ts";
 import { type BenchCred, ROOM, emit, intArg, parseArgs, strArg } from "./common.ts";
 
 /** A password account: the identity key signs the handshake, the password is checked with argon2id. */
@@ -170,25 +169,7 @@ async function serverMain(args: Map<string, string>): Promise<void> {
   const pwUsers = intArg(args, "pw-users", 0);
   const credsPath = strArg(args, "creds");
 
-  const server = await ChatServer.start({
-    dataDir,
-    host: "127.0.0.1",
-    port: 0,
-    chat: { ...DEFAULT_CHAT, flood: { rate: 1e6, burst: 1e6 } },
-    maxSendBuffer: 64 * 1024 * 1024,
-    startups: { start: 1e9, rate: 0, full: 1e9 },
-    penalties: { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 },
-    idleMs: 600_000,
-  });
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    void server.stop(500).finally(() => process.exit(0));
-    setTimeout(() => process.exit(0), 2000).unref?.();
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  const server = await startBenchServer(dataDir);
 
   const now = Date.now();
   const creds: LoginCreds = { ticket: [], password: [] };

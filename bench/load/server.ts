@@ -11,8 +11,7 @@
 import { writeFileSync } from "node:fs";
 import { toHex } from "../../src/bytes.ts";
 import { ed25519Generate } from "../../src/crypto/index.ts";
-import { DEFAULT_CHAT } from "../../src/server/chat.ts";
-import { ChatServer } from "../../src/server/server.ts";
+import { startBenchServer } from "./benchserver.ts";
 import { type BenchCred, emit, intArg, parseArgs, strArg } from "./common.ts";
 
 const args = parseArgs(Bun.argv.slice(2));
@@ -20,28 +19,7 @@ const dataDir = strArg(args, "data");
 const users = intArg(args, "users");
 const credsPath = strArg(args, "creds");
 
-const server = await ChatServer.start({
-  dataDir,
-  host: "127.0.0.1",
-  port: 0,
-  chat: { ...DEFAULT_CHAT, flood: { rate: 1e6, burst: 1e6 } },
-  // Generous: a receiver that falls behind the relay is measured, not dropped.
-  maxSendBuffer: 64 * 1024 * 1024,
-  // Every member logs in from 127.0.0.1, many at once.
-  startups: { start: 1e9, rate: 0, full: 1e9 },
-  penalties: { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 },
-  idleMs: 600_000,
-});
-
-let stopping = false;
-const stop = (): void => {
-  if (stopping) return;
-  stopping = true;
-  void server.stop(500).finally(() => process.exit(0));
-  setTimeout(() => process.exit(0), 2000).unref?.();
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+const server = await startBenchServer(dataDir);
 
 const now = Date.now();
 const creds: BenchCred[] = [];

@@ -1,0 +1,31 @@
+/**
+ * The one configuration the load benchmarks run the real server with, in
+ * its own process: flood control effectively off, every member allowed to
+ * connect from 127.0.0.1 at once, a send buffer generous enough that a
+ * receiver that falls behind is measured, not dropped. SIGTERM/SIGINT stop it.
+ */
+import { DEFAULT_CHAT } from "../../src/server/chat.ts";
+import { ChatServer } from "../../src/server/server.ts";
+
+export async function startBenchServer(dataDir: string): Promise<ChatServer> {
+  const server = await ChatServer.start({
+    dataDir,
+    host: "127.0.0.1",
+    port: 0,
+    chat: { ...DEFAULT_CHAT, flood: { rate: 1e6, burst: 1e6 } },
+    maxSendBuffer: 64 * 1024 * 1024,
+    startups: { start: 1e9, rate: 0, full: 1e9 },
+    penalties: { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 },
+    idleMs: 600_000,
+  });
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    void server.stop(500).finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref?.();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  return server;
+}
