@@ -8,41 +8,13 @@ import { describe, expect, test } from "bun:test";
 import { clientError, refusal } from "../../src/client/account.ts";
 import { saveTicket, ticketPath } from "../../src/client/tickets.ts";
 import { existsSync } from "node:fs";
-import { VERSION, main, printable } from "../../src/cli.ts";
+import { VERSION, printable } from "../../src/cli.ts";
+import { type CliRun as Run, runCli } from "../cli.ts";
 import { CliError, EXIT } from "../../src/commands/exit.ts";
 import { ed25519Generate, randomBytes } from "../../src/crypto/index.ts";
 import { SecureChatError } from "../../src/errors.ts";
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs main(argv) with stdout and stderr captured. */
-async function run(...argv: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const realOut = process.stdout.write;
-  const realErr = process.stderr.write;
-  const capture = (sink: string[]) =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      sink.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-      const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
-      cb?.();
-      return true;
-    }) as typeof process.stdout.write;
-  process.stdout.write = capture(out);
-  process.stderr.write = capture(err);
-  let code: number;
-  try {
-    code = await main(argv);
-  } finally {
-    process.stdout.write = realOut;
-    process.stderr.write = realErr;
-  }
-  return { code, stdout: out.join(""), stderr: err.join("") };
-}
+const run = runCli;
 
 const EVIL = "\u001b[2J\nhint: evil";
 const EVIL_ESCAPED = "\\x1b[2J\\x0ahint: evil";

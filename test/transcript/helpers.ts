@@ -246,34 +246,4 @@ export function clientAcks(entries: Entry[], user: string, withHead = true, plai
   return out;
 }
 
-export interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in-process (src/cli.ts main) with stdout and stderr captured. */
-export async function runCli(...argv: string[]): Promise<Run> {
-  const { main } = await import("../../src/cli.ts");
-  const out: string[] = [];
-  const err: string[] = [];
-  const realOut = process.stdout.write;
-  const realErr = process.stderr.write;
-  const capture = (sink: string[]) =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      sink.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-      const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
-      cb?.();
-      return true;
-    }) as typeof process.stdout.write;
-  process.stdout.write = capture(out);
-  process.stderr.write = capture(err);
-  let code: number;
-  try {
-    code = await main(argv);
-  } finally {
-    process.stdout.write = realOut;
-    process.stderr.write = realErr;
-  }
-  return { code, stdout: out.join(""), stderr: err.join("") };
-}
+export { type CliRun as Run, runCli } from "../cli.ts";
