@@ -56,16 +56,20 @@ export class Framed {
     }
   }
 
-  /** Sends complete frames. Returns false if the connection is (now) closed. */
-  send(frame: Uint8Array): boolean {
+  /**
+   * Sends complete frames. Returns false if the connection is (now) closed.
+   * With `borrowed`, the caller will reuse `frame`'s memory once this
+   * returns: what the socket does not take now is copied, not referenced.
+   */
+  send(frame: Uint8Array, borrowed = false): boolean {
     if (this.#closed || this.#ending) return false;
-    if (this.#queue.length > 0) return this.#enqueue(frame);
+    if (this.#queue.length > 0) return this.#enqueue(borrowed ? frame.slice() : frame);
     const n = this.socket.write(frame);
     if (n < 0) {
       this.close("write failed");
       return false;
     }
-    if (n < frame.length) return this.#enqueue(frame.subarray(n));
+    if (n < frame.length) return this.#enqueue(borrowed ? frame.slice(n) : frame.subarray(n));
     return true;
   }
 

@@ -18,7 +18,7 @@
  * The first failure to open a record is fatal and sticky.
  */
 import { SecureChatError } from "../errors.ts";
-import { aesGcmOpen, aesGcmSeal, hkdfExpand, labels, wipe } from "../crypto/index.ts";
+import { aesGcmOpen, aesGcmSealFrame, hkdfExpand, labels, wipe } from "../crypto/index.ts";
 import { frameHeader } from "./framing.ts";
 import type { SessionKeys } from "./handshake.ts";
 import { type Message, type MessageType, decodeMessage, encodeMessage, joinRecordPayload, splitRecordPayload } from "./messages.ts";
@@ -131,6 +131,17 @@ export class RecordSealer {
   }
 
   seal(plaintext: Uint8Array): Uint8Array {
+    const frame = new Uint8Array(FRAME_HEADER_LENGTH + plaintext.length + RECORD_TAG_LENGTH);
+    this.sealInto(plaintext, frame);
+    return frame;
+  }
+
+  /**
+   * Seals into `out` at `offset` and returns the frame's length. For a
+   * caller that reuses one buffer for many records: it must copy whatever of
+   * the frame it keeps beyond its next use of `out`.
+   */
+  sealInto(plaintext: Uint8Array, out: Uint8Array, offset = 0): number {
     if (plaintext.length < MIN_RECORD_PLAINTEXT) {
       throw new SecureChatError("record_empty", `record: plaintext of ${plaintext.length} bytes is too short`);
     }
@@ -138,13 +149,9 @@ export class RecordSealer {
     if (length > this.maxFrame) {
       throw new SecureChatError("frame_too_large", `frame: length ${length} exceeds ${this.maxFrame}`);
     }
-    const header = frameHeader(length);
-    const body = aesGcmSeal(this.#state.key(), this.#state.nonce(), plaintext, header);
+    const n = aesGcmSealFrame(this.#state.key(), this.#state.nonce(), plaintext, frameHeader(length), out, offset);
     this.#state.advance(plaintext.length);
-    const frame = new Uint8Array(FRAME_HEADER_LENGTH + body.length);
-    frame.set(header, 0);
-    frame.set(body, FRAME_HEADER_LENGTH);
-    return frame;
+    return n;
   }
 
   close(): void {

@@ -485,6 +485,41 @@ describe("record sizes", () => {
   });
 });
 
+describe("sealInto: sealing into a caller's buffer", () => {
+  test("writes at the offset exactly the frames seal() returns, record after record, across rekeys, and nothing else", () => {
+    const key = r.bytes(32);
+    const a = new RecordSealer(key, policy(3));
+    const b = new RecordSealer(key, policy(3));
+    const out = new Uint8Array(64 + 5000 + RECORD_TAG_LENGTH + 4).fill(0xee);
+    for (let i = 0; i < 8; i++) {
+      const pt = r.bytes(2 + ((i * 997) % 4990));
+      const at = [0, 1, 60, 64][i % 4]!;
+      out.fill(0xee);
+      const n = b.sealInto(pt, out, at);
+      expect(hex(out.subarray(at, at + n))).toBe(hex(a.seal(pt)));
+      expect(out.subarray(0, at).every((x) => x === 0xee)).toBe(true);
+      expect(out.subarray(at + n).every((x) => x === 0xee)).toBe(true);
+    }
+    expect(b.epoch).toBe(a.epoch);
+    expect(b.epoch).toBeGreaterThan(0);
+  });
+
+  test("a frame that does not fit → aead_output_length, and no nonce is burnt", () => {
+    const key = r.bytes(32);
+    const a = new RecordSealer(key, policy(2 ** 20));
+    const b = new RecordSealer(key, policy(2 ** 20));
+    const pt = utf8('{"type":"ping"}');
+    const total = 4 + pt.length + RECORD_TAG_LENGTH;
+    expectCode(() => b.sealInto(pt, new Uint8Array(total - 1)), "aead_output_length");
+    expectCode(() => b.sealInto(pt, new Uint8Array(total + 3), 4), "aead_output_length");
+    expectCode(() => b.sealInto(pt, new Uint8Array(total), -1), "aead_output_length");
+    expect(b.count).toBe(0);
+    const out = new Uint8Array(total);
+    expect(b.sealInto(pt, out)).toBe(total);
+    expect(hex(out)).toBe(hex(a.seal(pt)));
+  });
+});
+
 describe("SecureChannel", () => {
   const host = ed25519Generate(r.bytes(32));
   function handshake(): { ck: SessionKeys; sk: SessionKeys } {
