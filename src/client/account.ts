@@ -3,7 +3,7 @@
  * Every server refusal becomes a CliError with the exit code of DESIGN.md.
  */
 import { CliError, EXIT } from "../commands/exit.ts";
-import { constantTimeEqual, ed25519Generate } from "../crypto/index.ts";
+import { constantTimeEqual, ed25519Generate, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkPassword } from "../password.ts";
 import { signClientAuth } from "../protocol/handshake.ts";
@@ -69,9 +69,18 @@ export interface AccountOptions {
   trust: HostTrust;
 }
 
+/**
+ * Stores the ticket the server issued in `w`, bound to `key`. The ticket's
+ * bytes in `w` are wiped once they are in the file: callers get `w` back
+ * for its user and expiry, never to reuse the ticket.
+ */
 function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed25519Generate>): void {
   if (w.ticket !== undefined && w.ticket_expires !== undefined) {
-    saveTicket(o.addr.id, o.user, { ticket: w.ticket, expiresAt: w.ticket_expires, key });
+    try {
+      saveTicket(o.addr.id, o.user, { ticket: w.ticket, expiresAt: w.ticket_expires, key });
+    } finally {
+      wipe(w.ticket);
+    }
   }
 }
 
@@ -94,11 +103,11 @@ export async function register(o: AccountOptions, password: string): Promise<Wel
   }
   const identity = ed25519Generate();
   const ticketKey = ed25519Generate();
-  await saveIdentity(o.addr.id, o.user, identity, password);
   // The key file goes only if the server certainly has no account for it:
   // nothing was sent, or the server answered with a refusal.
   let keep = false;
   try {
+    await saveIdentity(o.addr.id, o.user, identity, password);
     const session = await handshake(o.addr, o.trust);
     try {
       session.send({ type: "register", user: o.user, identity_key: identity.publicKey, sig: signClientAuth(identity.secretKey, session.keys), password, ticket_key: ticketKey.publicKey });
@@ -119,6 +128,8 @@ export async function register(o: AccountOptions, password: string): Promise<Wel
     }
     throw err;
   } finally {
+    // Both secret keys are in their files (or no longer wanted): this process is done with them.
+    wipe(identity.secretKey, ticketKey.secretKey);
     if (!keep) removeIdentity(o.addr.id, o.user);
   }
 }
@@ -150,7 +161,7 @@ export async function login(o: AccountOptions, password: string): Promise<Welcom
   } catch (e) {
     throw clientError(e);
   } finally {
-    identity.secretKey.fill(0);
+    wipe(identity.secretKey, ticketKey.secretKey);
   }
 }
 
@@ -162,10 +173,16 @@ export async function resumeWithTicket(o: AccountOptions): Promise<{ session: Cl
   try {
     session = await handshake(o.addr, o.trust);
   } catch (e) {
+    wipe(t.ticket, t.key.secretKey);
     throw clientError(e);
   }
   try {
-    session.send({ type: "login", user: o.user, sig: signClientAuth(t.key.secretKey, session.keys), ticket: t.ticket });
+    try {
+      session.send({ type: "login", user: o.user, sig: signClientAuth(t.key.secretKey, session.keys), ticket: t.ticket });
+    } finally {
+      // One login per load: the server remembers the ticket for logout, this process needs neither again.
+      wipe(t.ticket, t.key.secretKey);
+    }
     return { session, welcome: await answer(session, o.user) };
   } catch (e) {
     session.close();

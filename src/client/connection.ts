@@ -13,7 +13,8 @@ import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { ClientHandshake, type SessionKeys } from "../protocol/handshake.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
-import { type Message, decodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
+import { type Message, decodeMessage, encodeMessage, encodeMessageBytes, joinRecordPayload, splitRecordPayload } from "../protocol/messages.ts";
+import { wipe } from "../crypto/index.ts";
 import { addKnownHost, checkHost } from "./known_hosts.ts";
 import { promptYesNo, stdinIsTerminal } from "./prompt.ts";
 
@@ -173,12 +174,29 @@ export class ClientSession {
     readonly timeoutMs: number,
   ) {}
 
+  /**
+   * Seals messages into one record. The plaintext (a login's password, a
+   * ticket) is wiped once sealed; the JSON strings it was made from cannot be.
+   */
   send(...messages: Message[]): void {
-    this.stream.send(this.channel.seal(messages));
+    const plaintext = joinRecordPayload(messages.map(encodeMessage));
+    let frame: Uint8Array;
+    try {
+      frame = this.channel.sealer.seal(plaintext);
+    } finally {
+      wipe(plaintext);
+    }
+    this.stream.send(frame);
   }
 
+  /** Opens one record; its plaintext (a welcome's ticket) is wiped once decoded into messages. */
   async receive(timeoutMs = this.timeoutMs): Promise<Message[]> {
-    return this.channel.open(await this.stream.next(timeoutMs));
+    const plaintext = this.channel.opener.open(await this.stream.next(timeoutMs));
+    try {
+      return splitRecordPayload(plaintext).map((part) => decodeMessage(part));
+    } finally {
+      wipe(plaintext);
+    }
   }
 
   /** After `welcome`, the client may send frames up to the post-login limit. */
@@ -198,16 +216,22 @@ export async function handshake(addr: ServerAddress, trust: HostTrust, timeoutMs
     const hs = new ClientHandshake();
     stream.send(encodeFrame(encodeMessageBytes(hs.hello()), MAX_FRAME_PRELOGIN));
     const keys = hs.receive(decodeMessage(await stream.next(timeoutMs)));
-    // Records from the server may use the post-login limit (PROTOCOL.md §2): a
-    // server may send a large record right behind `welcome`, in the same read.
-    stream.framed.decoder.limit = MAX_FRAME;
-    const asked = await trustHost(addr, keys.hostKey, trust);
-    if (asked && stream.framed.isClosed) {
-      // The server's deadline ran out while a person read the fingerprint:
-      // connect again; the key is pinned now and must match.
-      return await handshake(addr, { acceptNew: false }, timeoutMs);
+    try {
+      // Records from the server may use the post-login limit (PROTOCOL.md §2): a
+      // server may send a large record right behind `welcome`, in the same read.
+      stream.framed.decoder.limit = MAX_FRAME;
+      const asked = await trustHost(addr, keys.hostKey, trust);
+      if (asked && stream.framed.isClosed) {
+        // The server's deadline ran out while a person read the fingerprint:
+        // connect again; the key is pinned now and must match.
+        return await handshake(addr, { acceptNew: false }, timeoutMs);
+      }
+      return new ClientSession(addr, stream, keys, new SecureChannel(keys, "client", MAX_FRAME_PRELOGIN), timeoutMs);
+    } finally {
+      // The channel holds its own copies and erases each on rekey; the initial record
+      // keys left in `keys` would open every record of the session, so they go now.
+      wipe(keys.c2s, keys.s2c);
     }
-    return new ClientSession(addr, stream, keys, new SecureChannel(keys, "client", MAX_FRAME_PRELOGIN), timeoutMs);
   } catch (e) {
     stream.close();
     throw e;

@@ -33,13 +33,25 @@ export function identityPath(server: string, user: string): string {
   return join(accountDir(server), `${user}.key`);
 }
 
+/**
+ * scrypt over the NFKC-normalized password's UTF-8 bytes. The byte copy and
+ * node's output buffer are ours: the first is wiped when scrypt is done, the
+ * second is returned as is (no copy left behind) for the caller to wipe.
+ * The password string itself cannot be wiped (docs/SECURITY.md §5).
+ */
 function deriveKey(password: string, salt: Uint8Array, p: { N: number; r: number; p: number }): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    const failed = (cause: unknown) => reject(new SecureChatError("kdf_failed", "keystore: scrypt failed", { cause }));
+    const pw = utf8(normalizePassword(password));
+    const failed = (cause: unknown) => {
+      wipe(pw);
+      reject(new SecureChatError("kdf_failed", "keystore: scrypt failed", { cause }));
+    };
     try {
-      scrypt(normalizePassword(password), salt, 32, { N: p.N, r: p.r, p: p.p, maxmem: SCRYPT.maxmem }, (err, key) =>
-        err ? failed(err) : resolve(new Uint8Array(key)),
-      );
+      scrypt(pw, salt, 32, { N: p.N, r: p.r, p: p.p, maxmem: SCRYPT.maxmem }, (err, key) => {
+        if (err) return failed(err);
+        wipe(pw);
+        resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength));
+      });
     } catch (e) {
       failed(e); // node:crypto throws synchronously on invalid parameters
     }
@@ -82,8 +94,9 @@ export async function loadIdentity(server: string, user: string, password: strin
   try {
     f = JSON.parse(readFileSync(path, "utf8")) as KeyFile;
     if (f.version !== 1 || f.kdf?.name !== "scrypt" || f.user !== user || f.server !== server) throw new Error("fields");
-  } catch (cause) {
-    throw new SecureChatError("identity_corrupt", `keystore: ${path} is not a securechat identity key`, { cause });
+  } catch {
+    // No cause: a JSON parser's message quotes the file's text, and errors never carry a key file's content.
+    throw new SecureChatError("identity_corrupt", `keystore: ${path} is not a securechat identity key`);
   }
   const { N, r, p } = f.kdf;
   // Bounds that admit what we write (and stronger) but refuse a file that would make us
@@ -100,12 +113,14 @@ export async function loadIdentity(server: string, user: string, password: strin
     throw new SecureChatError("identity_corrupt", `keystore: ${path} has unusable key-derivation parameters`, { cause });
   }
   const k = await deriveKey(password, salt, f.kdf);
+  let seed: Uint8Array | undefined;
   try {
-    const seed = xchachaOpenRandom(k, fromBase64(f.sealed), associatedData(f));
+    seed = xchachaOpenRandom(k, fromBase64(f.sealed), associatedData(f));
     const pair = ed25519Generate(seed);
     if (toBase64(pair.publicKey) !== f.public_key) throw new Error("public key mismatch");
-    return pair;
+    return pair; // the caller owns the seed now, and wipes it after signing
   } catch (cause) {
+    wipe(seed);
     throw new SecureChatError("identity_locked", "keystore: wrong password for the identity key (or the key file was altered)", { cause });
   } finally {
     wipe(k);

@@ -20,7 +20,10 @@ export async function readFirstLine(): Promise<string> {
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (value) text += decoder.decode(value, { stream: true });
+      if (value) {
+        text += decoder.decode(value, { stream: true });
+        value.fill(0); // the bytes are ours; the decoded string cannot be wiped
+      }
       const nl = text.indexOf("\n");
       if (nl >= 0) {
         text = text.slice(0, nl);
@@ -54,7 +57,9 @@ function rawInput(prompt: string, echo: boolean): Promise<string> {
       else resolve(buf);
     };
     const onData = (chunk: Buffer) => {
-      for (const ch of chunk.toString("utf8")) {
+      const typed = chunk.toString("utf8");
+      chunk.fill(0); // the keystrokes' bytes; the string they became cannot be wiped
+      for (const ch of typed) {
         if (ch === "\r" || ch === "\n") return done(null);
         if (ch === "\u0003" || (ch === "\u0004" && buf === "")) return done(new CliError(EXIT.FAILURE, "cancelled"));
         if (ch === "\u007f" || ch === "\b") {

@@ -28,7 +28,10 @@ export class StdinLines {
         return last;
       }
       const { value, done } = await this.#reader.read();
-      if (value) this.#buf += this.#decoder.decode(value, { stream: true });
+      if (value) {
+        this.#buf += this.#decoder.decode(value, { stream: true });
+        value.fill(0); // the first line may be --password-stdin's password
+      }
       if (done) {
         this.#buf += this.#decoder.decode();
         this.#eof = true;

@@ -8,8 +8,8 @@
  */
 import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { fromBase64, toBase64 } from "../bytes.ts";
-import { type Ed25519KeyPair, ed25519Generate } from "../crypto/index.ts";
+import { fromBase64, toBase64, utf8 } from "../bytes.ts";
+import { type Ed25519KeyPair, ed25519Generate, wipe } from "../crypto/index.ts";
 import { writePrivateFile } from "../paths.ts";
 import { accountDir } from "./keystore.ts";
 
@@ -23,23 +23,36 @@ export function ticketPath(server: string, user: string): string {
   return join(accountDir(server), `${user}.ticket`);
 }
 
+/**
+ * Writes the ticket file (0600, atomically). The caller keeps its buffers; the
+ * encoded bytes written are wiped here (the base64 strings on the way cannot be).
+ */
 export function saveTicket(server: string, user: string, t: StoredTicket): void {
-  writePrivateFile(
-    ticketPath(server, user),
+  const bytes = utf8(
     `${JSON.stringify({ version: 1, user, server, ticket: toBase64(t.ticket), expires_at: t.expiresAt, ticket_key: toBase64(t.key.secretKey) })}\n`,
   );
+  try {
+    writePrivateFile(ticketPath(server, user), bytes);
+  } finally {
+    wipe(bytes);
+  }
 }
 
 /** The stored ticket if present, well-formed and not expired; otherwise null. */
 export function loadTicket(server: string, user: string, now = Date.now()): StoredTicket | null {
   const path = ticketPath(server, user);
   if (!existsSync(path)) return null;
+  let ticket: Uint8Array | undefined;
+  let seed: Uint8Array | undefined;
   try {
     const f = JSON.parse(readFileSync(path, "utf8"));
     if (f.version !== 1 || f.user !== user || f.server !== server || typeof f.expires_at !== "number") return null;
     if (f.expires_at <= now) return null;
-    return { ticket: fromBase64(f.ticket, 32), expiresAt: f.expires_at, key: ed25519Generate(fromBase64(f.ticket_key, 32)) };
+    ticket = fromBase64(f.ticket, 32);
+    seed = fromBase64(f.ticket_key, 32);
+    return { ticket, expiresAt: f.expires_at, key: ed25519Generate(seed) };
   } catch {
+    wipe(ticket, seed);
     return null;
   }
 }
