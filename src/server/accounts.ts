@@ -5,8 +5,8 @@
  * give `auth_failed` after the same argon2id work — an unknown user is
  * verified against a dummy verifier made with the same parameters.
  */
-import { toHex } from "../bytes.ts";
-import { randomBytes, sha256 } from "../crypto/index.ts";
+import { toHex, utf8 } from "../bytes.ts";
+import { randomBytes, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { checkPassword, normalizePassword } from "../password.ts";
 import type { Store } from "../store/db.ts";
@@ -22,6 +22,21 @@ export const AUTH_FAILED = "login failed: unknown user, wrong password or wrong 
 export interface IssuedTicket {
   ticket: Uint8Array;
   expiresAt: number;
+}
+
+/**
+ * Runs `f` on the UTF-8 bytes of the NFKC-normalized password (what argon2id
+ * hashes, exactly as Bun hashes a string) and wipes those bytes when it
+ * settles. The password string from the decoded message cannot be wiped
+ * (docs/SECURITY.md §5); this keeps the hash's input from being one more copy.
+ */
+async function withPasswordBytes<T>(password: string, f: (pw: Uint8Array) => Promise<T>): Promise<T> {
+  const pw = utf8(normalizePassword(password));
+  try {
+    return await f(pw);
+  } finally {
+    wipe(pw);
+  }
 }
 
 export class Accounts {
@@ -40,7 +55,7 @@ export class Accounts {
   }
 
   #verify(password: string, verifier: string): Promise<boolean> {
-    return this.gate.run(() => Bun.password.verify(normalizePassword(password), verifier, "argon2id"));
+    return this.gate.run(() => withPasswordBytes(password, (pw) => Bun.password.verify(pw, verifier, "argon2id")));
   }
 
   /**
@@ -51,7 +66,7 @@ export class Accounts {
   async register(user: string, identityKey: Uint8Array, password: string, now: number, stillWanted: () => boolean = () => true): Promise<void> {
     await checkPassword(password, user);
     if (this.store.account(user)) throw new SecureChatError("name_taken", `register: the name "${user}" is taken`);
-    const verifier = await this.gate.run(() => Bun.password.hash(normalizePassword(password), ARGON2));
+    const verifier = await this.gate.run(() => withPasswordBytes(password, (pw) => Bun.password.hash(pw, ARGON2)));
     if (!stillWanted()) throw new SecureChatError("client_gone", "register: the client left before the account was created");
     if (!this.store.createAccount({ name: user, identityKey, verifier, createdAt: now })) {
       throw new SecureChatError("name_taken", `register: the name "${user}" is taken`);

@@ -5,7 +5,7 @@
  * each migration runs in its own transaction.
  */
 import { Database } from "bun:sqlite";
-import { chmodSync, existsSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir } from "../paths.ts";
@@ -49,9 +49,16 @@ export class Store {
   constructor(dataDir: string) {
     ensurePrivateDir(dataDir);
     const path = join(dataDir, "securechat.db");
-    const fresh = !existsSync(path);
+    // Created here with mode 0600 in one step (not chmod after SQLite made it
+    // under the umask); SQLite gives -wal and -shm the database file's mode.
+    if (!existsSync(path)) {
+      try {
+        closeSync(openSync(path, "wx", 0o600));
+      } catch (e) {
+        if ((e as { code?: string }).code !== "EEXIST") throw e;
+      }
+    }
     this.db = new Database(path, { create: true, strict: true });
-    if (fresh) chmodSync(path, 0o600);
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
     this.migrate();
   }
