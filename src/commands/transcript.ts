@@ -99,7 +99,12 @@ const verify = command({
   async run({ args: a }) {
     const { verifyTranscript, reportLines } = await import("../transcript/verify.ts");
     const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user: a.user };
-    const report = await verifyTranscript(a.path, opts);
+    let report: Awaited<ReturnType<typeof verifyTranscript>>;
+    try {
+      report = await verifyTranscript(a.path, opts);
+    } finally {
+      opts.identity?.fill(0); // the reader wiped its own copy
+    }
     const [first, ...rest] = reportLines(report);
     if (report.problem) throw new CliError(EXIT.TRANSCRIPT, first!, rest);
     process.stdout.write(`${[first, ...rest].join("\n")}\n`);
@@ -129,6 +134,7 @@ const exportCmd = command({
     } catch (e) {
       return failed(e);
     } finally {
+      opts.identity?.fill(0);
       out.dispose();
     }
   },
@@ -172,6 +178,7 @@ const follow = command({
     } catch (e) {
       return failed(e);
     } finally {
+      opts.identity?.fill(0);
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       out.dispose();

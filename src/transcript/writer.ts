@@ -405,6 +405,7 @@ export class TranscriptWriter {
       }
     }
     this.#fileKey?.fill(0);
+    this.#fileKey = null; // nothing is sealed after close; never under a zeroed key
     if (this.#fd < 0) return;
     if (!this.#syncing) closeSync(this.#fd);
     else this.#retired.push(this.#fd);
