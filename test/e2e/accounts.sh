@@ -53,6 +53,23 @@ expect "logout revoked" "ticket revoked"
 run "logout again" 0 "$bin" logout alice --server "$srv"
 expect "logout again says not logged in" "not logged in"
 
+# Secrets (docs/SECURITY.md §5): no password, ticket or key in the server's
+# log or a command's output; every file 0600, every directory 0700.
+input=$'correct horse battery staple\n'
+run "login alice for the secrets checks" 0 "$bin" login alice --server "$srv" --password-stdin
+ticket=$(grep -o '"ticket":"[^"]*"' "$SECURECHAT_HOME/accounts/$srv/alice.ticket" | cut -d'"' -f4)
+ticket_key=$(grep -o '"ticket_key":"[^"]*"' "$SECURECHAT_HOME/accounts/$srv/alice.ticket" | cut -d'"' -f4)
+host_secret=$(cut -d' ' -f2 "$work/data/host_key")
+for secret in "correct horse battery staple" "wrong horse battery staple" "a long enough passphrase for him" "1qaz2wsx3edc4rfv" "$ticket" "$ticket_key" "$host_secret"; do
+  [ -n "$secret" ] || { bad "secrets: an empty needle"; continue; }
+  if grep -qF -- "$secret" "$work/server.log"; then bad "secrets: the server log holds \"$secret\""; else ok; fi
+  if grep -qF -- "$secret" <<<"$out"; then bad "secrets: login's output holds \"$secret\""; else ok; fi
+done
+grep -rqF "$ticket_key" "$work/data" && bad "secrets: the ticket key is in the data dir" || ok
+loose=$(find "$work"/*-home "$work/data" \( -type f ! -perm 600 \) -o \( -type d ! -perm 700 \))
+if [ -z "$loose" ]; then ok; else bad "secrets: files or directories open to others"; show <<<"$loose"; fi
+run "logout alice after the secrets checks" 0 "$bin" logout alice --server "$srv"
+
 # Restart keeps accounts and the host key.
 stop_server
 start_server "$work/data" "$port"
@@ -68,6 +85,9 @@ start_server "$work/other-data" "$port"
 run "changed host key" 4 "$bin" login alice --server "$srv" --password-stdin
 expect "changed key names known_hosts" "known_hosts"
 expect "changed key names the line" "remove line"
+grep -qF "correct horse" <<<"$out" && bad "changed key: the output holds the password" || ok
+# Refused before the password was sent: the impostor heard no login attempt.
+grep -qE '"event":"(login|login_failed|auth_refused)"' "$work/server.log" && bad "changed key: the other server saw a login" || ok
 stop_server
 
 finish accounts.sh
