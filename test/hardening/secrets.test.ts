@@ -24,6 +24,7 @@
  * Every wait is bounded; every process is stopped by its own handle.
  */
 import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import * as nodeCrypto from "node:crypto";
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -330,6 +331,17 @@ describe("secrets, end to end", () => {
     expect(server.text()).toContain("ℹ"); // consola's text lines, not JSON
     expectExit(await cli(HOME, ["login", "alice", "--server", address, "--password-stdin"], `${PASSWORD}\n`), 0);
     collectTicket(HOME, address);
+    // The server holds only SHA-256 of the ticket, and an argon2id verifier of the password.
+    const db = new Database(join(DATA, "securechat.db"), { readonly: true });
+    try {
+      const f = JSON.parse(readFileSync(join(HOME, "accounts", address, "alice.ticket"), "utf8"));
+      const hashes = db.query<{ hash: Uint8Array }, []>("SELECT hash FROM tickets WHERE user = 'alice'").all().map((r) => toHex(r.hash));
+      expect(hashes).toContain(toHex(crypto.sha256(fromBase64(f.ticket))));
+      const { verifier } = db.query<{ verifier: string }, []>("SELECT verifier FROM accounts WHERE name = 'alice'").get()!;
+      expect(verifier).toStartWith("$argon2id$v=19$m=65536,t=2,p=1$");
+    } finally {
+      db.close();
+    }
     expectExit(await cli(HOME, ["login", "alice", "--server", address, "--password-stdin"], `${WRONG_PASSWORD}\n`), 3);
     expectExit(await cli(HOME, ["chat", "--user", "alice", "--server", address], "text-mode chatter\n"), 0);
     expectExit(await cli(HOME, ["logout", "alice", "--server", address]), 0);
@@ -586,9 +598,26 @@ describe("buffers are wiped after use", () => {
       for (const a of argon) expect(allZero(a)).toBe(true);
 
       load.mockClear();
-      const resumed = await resumeWithTicket(o);
+      const ephemeral = spyOn(crypto, "x25519Generate");
+      const dh = spyOn(crypto, "x25519");
+      let resumed: Awaited<ReturnType<typeof resumeWithTicket>>;
+      let generated: crypto.X25519KeyPair[];
+      let shared: Uint8Array[];
+      try {
+        resumed = await resumeWithTicket(o);
+        generated = ephemeral.mock.results.filter((r) => r.type === "return").map((r) => r.value as crypto.X25519KeyPair);
+        shared = dh.mock.results.filter((r) => r.type === "return").map((r) => r.value as Uint8Array);
+      } finally {
+        ephemeral.mockRestore(); // (restoring also forgets the calls)
+        dh.mockRestore();
+      }
       expect(resumed).not.toBeNull();
       try {
+        // Both ends' X25519 ephemeral secrets and the shared secret, erased once the keys exist.
+        expect(generated.length).toBe(2); // the client's and the (in-process) server's
+        for (const p of generated) expect(allZero(p.secretKey)).toBe(true);
+        expect(shared.length).toBe(2);
+        for (const k of shared) expect(allZero(k)).toBe(true);
         const stored = load.mock.results[0]!.value as tickets.StoredTicket;
         expect(allZero(stored.ticket)).toBe(true);
         expect(allZero(stored.key.secretKey)).toBe(true);
