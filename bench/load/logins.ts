@@ -15,6 +15,11 @@
  *     the welcome, close. After --warmup ms prints a mark, another after
  *     --seconds s: {"event":"mark","t":ms,"logins":n,"failures":n}; then
  *     {"event":"done"}. The parent reads the server's CPU at each mark.
+ *
+ *   bun run bench/load/logins.ts client --port P --kind tls [--ca FILE] [...as above]
+ *     The baseline for ticket logins: the same loop, each connection a TLS
+ *     handshake with the Bun TLS relay (bench/load/tls.ts; ECDHE + ECDSA
+ *     P-256, no session resumption), closed once the handshake is done.
  */
 import { writeFileSync } from "node:fs";
 import type { Socket } from "bun";
@@ -209,25 +214,70 @@ async function serverMain(args: Map<string, string>): Promise<void> {
 // ---------------------------------------------------------------------------
 // client role
 
+/** One TLS connection to P, closed once its handshake is done; rejects on failure. */
+function tlsHandshake(port: number, ca: string | undefined): { ready: Promise<void>; close(): void } {
+  let sock: Socket<undefined> | null = null;
+  let closed = false;
+  let settle!: (err?: string) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    let settled = false;
+    settle = (err) => {
+      if (settled) return;
+      settled = true;
+      if (err === undefined) resolve();
+      else reject(new Error(err));
+    };
+  });
+  ready.catch(() => {});
+  Bun.connect<undefined>({
+    hostname: "127.0.0.1",
+    port,
+    tls: ca !== undefined ? { ca } : { rejectUnauthorized: false },
+    socket: {
+      data: () => {},
+      handshake: (_s, ok, err) => settle(ok || ca === undefined ? undefined : `TLS handshake: ${String(err?.message ?? err)}`),
+      close: () => settle("closed before the TLS handshake"),
+      end: () => settle("ended before the TLS handshake"),
+      error: (_s, e) => settle(`socket error: ${String(e)}`),
+      connectError: (_s, e) => settle(`connect error: ${String(e)}`),
+    },
+  }).then(
+    (s) => {
+      sock = s;
+      if (closed) s.terminate();
+    },
+    (e) => settle(`connect failed: ${String(e)}`),
+  );
+  return {
+    ready,
+    close: () => {
+      closed = true;
+      sock?.terminate();
+    },
+  };
+}
+
 async function clientMain(args: Map<string, string>): Promise<void> {
   const port = intArg(args, "port");
   const kind = strArg(args, "kind");
   const concurrency = intArg(args, "concurrency", 16);
   const warmupMs = intArg(args, "warmup", 1000);
   const seconds = intArg(args, "seconds", 5);
-  const all = JSON.parse(await Bun.file(strArg(args, "creds")).text()) as LoginCreds;
+  const caFile = args.get("ca");
+  const ca = caFile !== undefined ? await Bun.file(caFile).text() : undefined;
+  const all: LoginCreds = kind === "tls" ? { ticket: [], password: [] } : (JSON.parse(await Bun.file(strArg(args, "creds")).text()) as LoginCreds);
   const creds: (BenchCred | PasswordCred)[] = kind === "ticket" ? all.ticket : kind === "password" ? all.password : [];
-  if (creds.length === 0) throw new Error(`bench/load/logins: no ${kind} accounts`);
+  if (creds.length === 0 && kind !== "tls") throw new Error(`bench/load/logins: no ${kind} accounts`);
 
   let logins = 0;
   let failures = 0;
   let firstError: string | null = null;
   let running = true;
-  const open = new Set<BenchConn>();
+  const open = new Set<{ ready: Promise<void>; close(): void }>();
   const worker = async (w: number): Promise<void> => {
     let k = w;
     while (running) {
-      const conn = new BenchConn(port, creds[k % creds.length]!, false).start();
+      const conn = kind === "tls" ? tlsHandshake(port, ca) : new BenchConn(port, creds[k % creds.length]!, false).start();
       k += concurrency;
       open.add(conn);
       const timeout = setTimeout(() => conn.close(), 30_000);
@@ -235,8 +285,11 @@ async function clientMain(args: Map<string, string>): Promise<void> {
         await conn.ready;
         logins++;
       } catch (e) {
-        failures++;
-        firstError ??= String(e instanceof Error ? e.message : e);
+        // Connections cut short by the end of the run are not failures.
+        if (running) {
+          failures++;
+          firstError ??= String(e instanceof Error ? e.message : e);
+        }
       } finally {
         clearTimeout(timeout);
         conn.close();
