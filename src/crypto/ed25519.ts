@@ -1,11 +1,20 @@
 /**
- * Ed25519 (RFC 8032) via @noble/curves, verified strictly: `zip215: false`
- * gives RFC 8032 §5.1.7 verification — S MUST be < L (no malleable
- * signatures) and R and A MUST be canonical encodings.
+ * Ed25519 (RFC 8032) through the runtime's native `node:crypto` (BoringSSL
+ * in Bun): constant-time signing, and 10× faster than the pure-JS
+ * @noble/curves this replaced (docs/PERFORMANCE.md).
+ *
+ * Verification is strict (PROTOCOL.md §1.2): RFC 8032 §5.1.7 with S < L
+ * (BoringSSL, so signatures are not malleable; R is compared as bytes, so
+ * it must be canonical), and a public key of small order or in a
+ * non-canonical encoding is refused before BoringSSL sees it. BoringSSL alone accepts the "universal" signature (R = identity,
+ * S = 0) under such a key for every message, so a key of small order
+ * would bind nothing; @noble/curves with `zip215: false`, which this
+ * replaced, refused them too. test/crypto cross-checks every answer against
+ * noble on random, mutated and small-order inputs, besides Wycheproof.
  */
-import { ed25519 as noble } from "@noble/curves/ed25519.js";
+import { type KeyObject, createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
 import { SecureChatError } from "../errors.ts";
-import { randomBytes } from "./util.ts";
+import { randomBytes, wipe } from "./util.ts";
 
 export const ED25519_SECRET_LENGTH = 32;
 export const ED25519_PUBLIC_LENGTH = 32;
@@ -17,25 +26,86 @@ export interface Ed25519KeyPair {
   publicKey: Uint8Array;
 }
 
-export function ed25519Generate(seed: Uint8Array = randomBytes(ED25519_SECRET_LENGTH)): Ed25519KeyPair {
+/** RFC 8410: PKCS#8 and SubjectPublicKeyInfo for id-Ed25519 (1.3.101.112), key bytes last. */
+const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
+const SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
+
+/**
+ * Every encoding of a point of order 1, 2, 4 or 8, compared with the sign
+ * bit of x (bit 255) ignored — the blocklist of libsodium's
+ * `ge25519_has_small_order`: y = 0, 1, the two y of order 8, p − 1, and the
+ * non-canonical p and p + 1 (y ≥ p can only encode y < 19).
+ */
+const SMALL_ORDER = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+].map((h) => Uint8Array.from(h.match(/../g)!, (b) => Number.parseInt(b, 16)));
+
+/**
+ * True if `key` is a non-canonical encoding: y ≥ p = 2^255 − 19 (bit 255,
+ * the sign of x, is not part of y). Such a key names the same point as
+ * another byte string, and RFC 8032 §5.1.3 says to reject it.
+ */
+export function ed25519IsNonCanonical(key: Uint8Array): boolean {
+  if (key.length !== ED25519_PUBLIC_LENGTH) return false;
+  if ((key[31]! & 0x7f) !== 0x7f || key[0]! < 0xed) return false;
+  for (let i = 1; i < 31; i++) if (key[i] !== 0xff) return false;
+  return true;
+}
+
+/** True if `key` encodes a point of small order (public data: no need for constant time). */
+export function ed25519IsSmallOrder(key: Uint8Array): boolean {
+  if (key.length !== ED25519_PUBLIC_LENGTH) return false;
+  return SMALL_ORDER.some((bad) => {
+    for (let i = 0; i < 31; i++) if (key[i] !== bad[i]) return false;
+    return (key[31]! & 0x7f) === bad[31];
+  });
+}
+
+function checkSeed(seed: Uint8Array): void {
   if (seed.length !== ED25519_SECRET_LENGTH) {
     throw new SecureChatError("ed25519_length", `ed25519: secret key is ${seed.length} bytes, expected 32`);
   }
-  return { secretKey: seed, publicKey: noble.getPublicKey(seed) };
+}
+
+function privateKey(seed: Uint8Array): KeyObject {
+  const der = new Uint8Array(PKCS8_PREFIX.length + ED25519_SECRET_LENGTH);
+  der.set(PKCS8_PREFIX);
+  der.set(seed, PKCS8_PREFIX.length);
+  try {
+    return createPrivateKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: "der", type: "pkcs8" });
+  } finally {
+    wipe(der);
+  }
+}
+
+export function ed25519Generate(seed: Uint8Array = randomBytes(ED25519_SECRET_LENGTH)): Ed25519KeyPair {
+  checkSeed(seed);
+  const spki = createPublicKey(privateKey(seed)).export({ format: "der", type: "spki" });
+  return { secretKey: seed, publicKey: new Uint8Array(spki.subarray(spki.length - ED25519_PUBLIC_LENGTH)) };
 }
 
 export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
-  if (secretKey.length !== ED25519_SECRET_LENGTH) {
-    throw new SecureChatError("ed25519_length", `ed25519: secret key is ${secretKey.length} bytes, expected 32`);
-  }
-  return noble.sign(message, secretKey);
+  checkSeed(secretKey);
+  const sig = sign(null, message, privateKey(secretKey));
+  return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
 }
 
 /** Returns false for any invalid signature, key or length; never throws. */
 export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== ED25519_PUBLIC_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
+  if (ed25519IsSmallOrder(publicKey) || ed25519IsNonCanonical(publicKey)) return false;
   try {
-    return noble.verify(signature, message, publicKey, { zip215: false });
+    const der = new Uint8Array(SPKI_PREFIX.length + ED25519_PUBLIC_LENGTH);
+    der.set(SPKI_PREFIX);
+    der.set(publicKey, SPKI_PREFIX.length);
+    const key = createPublicKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: "der", type: "spki" });
+    return verify(null, message, key, signature);
   } catch {
     return false;
   }
