@@ -1,80 +1,139 @@
 /**
- * Load benchmark: the real securechat server, in its own process, driven
- * through the real protocol by a load generator in another process, against
- * a bare relay (same framing and socket code, no crypto, no JSON) measured
- * in the same run.
+ * The load benchmark's machinery (bench/run.ts prints the table): the real
+ * securechat server in its own process, driven through the real protocol by
+ * a load generator in another process, against baselines measured in the
+ * same run. Each server is a launcher in bench/load/ that prints one line
+ * {"port": P, ...} on stdout and stops on SIGTERM; each generator speaks the
+ * stdout event protocol documented at the top of bench/load/client.ts.
  *
- *   bun run bench/load.ts            N = 10, 100, 500; 3 × 5 s samples each
- *   bun run bench/load.ts --quick    N = 10, 100; 3 × 2.5 s samples (< 60 s)
- *   bun run bench/load.ts --json     one JSON object on stdout
- *   bun run bench/load.ts --idle [--conns 2000]
- *       server RSS (/proc/PID/status VmRSS, median of 3 readings 1 s apart)
- *       before and after C idle connections (securechat: ticket login + join,
- *       via bench/load/idle.ts), in KiB per connection, vs the bare relay
- *       holding C raw TCP connections
- *   bun run bench/load.ts --logins [--seconds 5]
- *       ticket and password (real argon2id verifiers) logins per second from
- *       16 concurrent generator workers (handshake + login + close, via
- *       bench/load/logins.ts), with server CPU-seconds per login
- *
- * Workload (relay throughput): N members in room "bench"; 10% of them (at
- * least 1) send ~100-byte messages, each keeping 32 unacknowledged; every
- * member counts deliveries. After a warm-up, the generator marks the start
- * and end of each sample; at each mark this process reads the server
- * process's CPU time (/proc/PID/stat utime+stime) and RSS (/proc/PID/status).
- * Reported figures are medians over the samples.
+ * Scenarios, each on a fresh server (and data directory):
+ *   throughput  N members in room "bench"; 10% of them (at least 1) send
+ *               ~100-byte messages, each keeping 32 unacknowledged (closed
+ *               loop); every member counts deliveries. After a warm-up the
+ *               generator marks the start and end of each sample; at each
+ *               mark this process reads the server's CPU time
+ *               (/proc/PID/stat utime+stime) and RSS. Medians over samples.
+ *   latency     the same room, open loop at a fixed offered load (deliveries/s),
+ *               send → receive latency from the scheduled send time.
+ *   idle        server RSS (/proc/PID/status VmRSS, median of 3 readings)
+ *               before and after C idle connections (securechat: ticket
+ *               login + join; baselines: connections, TLS ones handshaken),
+ *               "before" taken after W warm-up connections of the same kind.
+ *   logins      ticket and password (real argon2id verifiers) logins per
+ *               second from 16 concurrent workers (handshake + login +
+ *               close), and TLS handshakes per second against the TLS relay.
+ *   cold start  `dist/securechat --help`, and an empty `bun build --compile`
+ *               binary as its baseline.
  *
  * Never fails on speed. Every child is stopped by its handle on every exit
- * path, and every wait is bounded.
+ * path (SIGTERM, then SIGKILL after 2 s), every wait is bounded, and every
+ * temporary directory is removed, also on SIGINT/SIGTERM.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { ROOM as ROOM_NAME } from "./load/common.ts";
+import { opensslPath } from "./load/tls.ts";
 
-const USAGE = "usage: bun run bench/load.ts [--quick] [--json] | --idle [--conns C] [--json] | --logins [--seconds S] [--json]";
-const argv = new Set<string>();
-const values = new Map<string, number>();
-{
-  const raw = Bun.argv.slice(2);
-  for (let i = 0; i < raw.length; i++) {
-    const a = raw[i]!;
-    if (a === "--quick" || a === "--json" || a === "--idle" || a === "--logins") argv.add(a);
-    else if (a === "--conns" || a === "--seconds") {
-      const v = Number(raw[++i]);
-      if (!Number.isFinite(v) || v <= 0) {
-        console.error(`${USAGE} (${a} needs a positive number)`);
-        process.exit(2);
-      }
-      values.set(a, v);
-    } else {
-      console.error(`${USAGE} (unknown argument ${a})`);
-      process.exit(2);
-    }
-  }
-  if (argv.has("--idle") && argv.has("--logins")) {
-    console.error(`${USAGE} (--idle and --logins are separate runs)`);
-    process.exit(2);
-  }
-}
-const quick = argv.has("--quick");
-const json = argv.has("--json");
-
-const CONFIG = quick
-  ? { sizes: [10, 100], warmupMs: 1000, sampleMs: 2500, samples: 3 }
-  : { sizes: [10, 100, 500], warmupMs: 2000, sampleMs: 5000, samples: 3 };
-const WINDOW = 32;
 const HERE = import.meta.dir;
+const LOAD = join(HERE, "load");
+const ROOT = join(HERE, "..");
 
 // ---------------------------------------------------------------------------
-// Children
+// The implementations under test. To add one: a launcher in bench/load/ that
+// prints {"port": P, ...} and stops on SIGTERM, a generator that takes
+// client.ts's flags and prints its events, and an entry here.
+
+export interface ServerContext {
+  /** A fresh temporary directory, removed afterwards. */
+  tmp: string;
+  /** Accounts the server should create (members or connections). */
+  users: number;
+  /** Where a securechat-like launcher writes credentials for the generator. */
+  credsPath: string;
+}
+
+export interface GeneratorContext extends ServerContext {
+  port: number;
+  /** The launcher's first stdout line, e.g. {"port": P, "ca": "/tmp/.../cert.pem"}. */
+  hello: Record<string, unknown>;
+}
+
+export interface Impl {
+  /** Column name in the table. */
+  name: string;
+  /** One line for the notes under the table. */
+  describe: string;
+  /** Why it cannot run on this machine, or null. Checked once per run. */
+  unavailable(): string | null;
+  /** Launcher script in bench/load/ and its arguments. */
+  server(c: ServerContext): string[];
+  /** Relay load generator script in bench/load/ and its impl-specific arguments. */
+  generator(c: GeneratorContext): string[];
+  /** Idle-connection generator (bench/load/idle.ts flags), if this impl has one. */
+  idle?(c: GeneratorContext): string[];
+  /** Extra time the launcher may need before printing its port (ms). */
+  startTimeoutMs?: number;
+}
+
+const caArgs = (c: GeneratorContext): string[] => (typeof c.hello.ca === "string" ? ["--ca", c.hello.ca] : []);
+
+export const IMPLS: Impl[] = [
+  {
+    name: "bare",
+    describe: "bare relay: securechat's framing and socket code, writes coalesced per event-loop turn, no crypto, no JSON (the floor)",
+    unavailable: () => null,
+    server: () => ["bare.ts"],
+    generator: () => ["client.ts", "--mode", "bare"],
+    idle: () => ["idle.ts", "--mode", "bare"],
+  },
+  {
+    name: "tls",
+    describe: "Bun TLS relay: the bare relay behind Bun.listen({tls}), self-signed P-256 certificate pinned by the generator",
+    unavailable: () => (opensslPath() ? null : "openssl not found (the Bun TLS relay needs a certificate)"),
+    server: (c) => ["tls.ts", "--dir", c.tmp],
+    generator: (c) => ["client.ts", "--mode", "bare", "--tls", ...caArgs(c)],
+    idle: (c) => ["idle.ts", "--mode", "bare", "--tls", ...caArgs(c)],
+  },
+  {
+    name: "securechat",
+    describe: "securechat: the real server (bench/load/benchserver.ts configuration), ticket logins, the real protocol",
+    unavailable: () => null,
+    server: (c) => ["server.ts", "--data", join(c.tmp, "data"), "--users", String(c.users), "--creds", c.credsPath],
+    generator: (c) => ["client.ts", "--mode", "secure", "--creds", c.credsPath],
+    idle: (c) => ["idle.ts", "--mode", "secure", "--creds", c.credsPath],
+    startTimeoutMs: 120_000,
+  },
+  // ngIRCd over TLS, the real-world peer (issue 6), where Debian's ngircd is
+  // installed: bench/load/ngircd.ts configures and runs it (loopback, flood
+  // penalties off; prints {"port": TLS_PORT, "pid": NGIRCD_PID}, and the
+  // figures are ngIRCd's own process), bench/load/irc.ts is the IRC load
+  // generator (client.ts's flags and events; TLS by default, certificate
+  // not verified). No idle generator for it (yet).
+  {
+    name: "ngircd",
+    describe: "ngIRCd (C) over TLS: a real-world IRC server, the same room workload through an IRC generator (bench/load/irc.ts)",
+    unavailable: () => {
+      if (!Bun.which("ngircd") && !Bun.which("ngircd", { PATH: "/usr/sbin:/usr/local/sbin:/sbin" })) return "ngircd not installed (apt-get install ngircd)";
+      if (!opensslPath()) return "openssl not found (ngIRCd's TLS needs a certificate)";
+      if (!existsSync(join(LOAD, "ngircd.ts")) || !existsSync(join(LOAD, "irc.ts"))) return "bench/load/ngircd.ts or bench/load/irc.ts not present";
+      return null;
+    },
+    server: (c) => ["ngircd.ts", "--dir", c.tmp],
+    generator: () => ["irc.ts"],
+  },
+];
+
+/** The implementation every other one is compared with. */
+export const SUBJECT = "securechat";
+
+// ---------------------------------------------------------------------------
+// Children and temporary directories
 
 const live = new Set<Subprocess>();
-/** Temporary directories to remove even when interrupted. */
 const tmpDirs = new Set<string>();
 
-async function stopChild(p: Subprocess): Promise<void> {
+export async function stopChild(p: Subprocess): Promise<void> {
   if (p.exitCode === null && p.signalCode === null) {
     p.kill("SIGTERM");
     const exited = await Promise.race([p.exited.then(() => true), Bun.sleep(2000).then(() => false)]);
@@ -95,16 +154,36 @@ process.on("SIGINT", onSignal);
 process.on("SIGTERM", onSignal);
 process.on("exit", () => {
   for (const p of live) p.kill("SIGKILL");
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
 });
 
-function spawnBun(script: string, args: string[]): Subprocess<"ignore", "pipe", "inherit"> {
-  const p = Bun.spawn([process.execPath, "run", join(HERE, "load", script), ...args], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "inherit",
-  });
+function spawnScript(argv: string[]): Subprocess<"ignore", "pipe", "inherit"> {
+  const [script, ...rest] = argv;
+  const p = Bun.spawn([process.execPath, "run", join(LOAD, script!), ...rest], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
   live.add(p);
   return p;
+}
+
+/** As spawnScript, with a pipe to the child's stdin. */
+function spawnScriptWithStdin(argv: string[]): Subprocess<"pipe", "pipe", "inherit"> {
+  const [script, ...rest] = argv;
+  const p = Bun.spawn([process.execPath, "run", join(LOAD, script!), ...rest], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  live.add(p);
+  return p;
+}
+
+/** Runs `fn` with a fresh temporary directory and a list of children, all cleaned up afterwards. */
+async function withScratch<T>(prefix: string, fn: (tmp: string, children: Subprocess[]) => Promise<T>): Promise<T> {
+  const tmp = mkdtempSync(join(os.tmpdir(), `securechat-${prefix}-`));
+  tmpDirs.add(tmp);
+  const children: Subprocess[] = [];
+  try {
+    return await fn(tmp, children);
+  } finally {
+    await Promise.all(children.reverse().map(stopChild));
+    rmSync(tmp, { recursive: true, force: true });
+    tmpDirs.delete(tmp);
+  }
 }
 
 /** Reads a child's stdout one JSON line at a time, each read bounded. */
@@ -143,7 +222,11 @@ class Lines {
         const line = this.#buffer.slice(0, nl);
         this.#buffer = this.#buffer.slice(nl + 1);
         if (line.trim() === "") continue;
-        return JSON.parse(line) as Record<string, unknown>;
+        try {
+          return JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          throw new Error(`bench/load: not a JSON line while waiting for ${what}: ${line.slice(0, 200)}`);
+        }
       }
       if (this.#ended) throw new Error(`bench/load: child exited while waiting for ${what}`);
       const left = deadline - Date.now();
@@ -156,6 +239,28 @@ class Lines {
       clearTimeout(timer);
     }
   }
+
+  /** The next event, which must be `want`; an "error" event (or any other) throws. */
+  async expect(want: string, what: string, timeoutMs: number): Promise<Record<string, unknown>> {
+    const e = await this.next(what, timeoutMs);
+    if (e.event !== want) throw new Error(`bench/load: ${what}: got ${e.event === "error" ? `error: ${String(e.error)}` : JSON.stringify(e).slice(0, 200)}`);
+    return e;
+  }
+}
+
+/**
+ * Starts an impl's launcher and waits for its {"port": P} line. The process
+ * measured is the launcher itself, or the one it names with "pid" (a
+ * launcher that runs the real server as its child, as ngircd.ts does).
+ */
+async function startServer(impl: Impl, ctx: ServerContext, children: Subprocess[]): Promise<{ server: { pid: number }; gen: GeneratorContext }> {
+  const launcher = spawnScript(impl.server(ctx));
+  children.push(launcher);
+  const hello = await new Lines(launcher.stdout).next(`the ${impl.name} server's port`, impl.startTimeoutMs ?? 30_000);
+  if (typeof hello.port !== "number") throw new Error(`bench/load: ${impl.name} server: ${JSON.stringify(hello).slice(0, 200)}`);
+  const pid = typeof hello.pid === "number" ? hello.pid : launcher.pid;
+  cpuSeconds(pid); // throws now, not mid-run, if it cannot be read
+  return { server: { pid }, gen: { ...ctx, port: hello.port, hello } };
 }
 
 // ---------------------------------------------------------------------------
@@ -163,7 +268,7 @@ class Lines {
 
 const CLK_TCK = (() => {
   try {
-    const r = Bun.spawnSync(["getconf", "CLK_TCK"]);
+    const r = Bun.spawnSync(["getconf", "CLK_TCK"], { timeout: 5000 });
     const n = Number(r.stdout.toString().trim());
     return Number.isFinite(n) && n > 0 ? n : 100;
   } catch {
@@ -171,8 +276,8 @@ const CLK_TCK = (() => {
   }
 })();
 
-/** CPU seconds (user + system) of a process so far. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system, all threads) of a process so far. */
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // Fields after the command name (which may hold spaces) start after the last ')'.
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -180,152 +285,13 @@ function cpuSeconds(pid: number): number {
   return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
-
-// ---------------------------------------------------------------------------
-// One scenario
-
-type Impl = "bare" | "securechat";
-
-interface Sample {
-  seconds: number;
-  deliveries: number;
-  serverCpu: number;
-  clientCpu: number;
-}
-
-interface Result {
-  n: number;
-  impl: Impl;
-  senders: number;
-  setupMs: number;
-  samples: Sample[];
-  deliveriesPerSec: number;
-  serverCpuPerMillion: number;
-  deliveriesPerServerCpuSec: number;
-  serverCores: number;
-  clientCores: number;
-  serverRssMiB: number;
-  nacks: number;
-  disconnected: number;
-  ratioVsBare?: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-async function runScenario(impl: Impl, n: number): Promise<Result> {
-  const senders = Math.max(1, Math.round(n / 10));
-  const tmp = mkdtempSync(join(os.tmpdir(), "securechat-load-"));
-  tmpDirs.add(tmp);
-  const children: Subprocess[] = [];
-  try {
-    const credsPath = join(tmp, "creds.json");
-    const server =
-      impl === "bare" ? spawnBun("bare.ts", []) : spawnBun("server.ts", ["--data", join(tmp, "data"), "--users", String(n), "--creds", credsPath]);
-    children.push(server);
-    const serverLines = new Lines(server.stdout);
-    const { port } = (await serverLines.next("the server's port", 30_000)) as { port: number };
-
-    const client = spawnBun("client.ts", [
-      "--mode", impl === "bare" ? "bare" : "secure",
-      "--port", String(port),
-      "--creds", credsPath,
-      "--n", String(n),
-      "--senders", String(senders),
-      "--window", String(WINDOW),
-      "--warmup", String(CONFIG.warmupMs),
-      "--sample", String(CONFIG.sampleMs),
-      "--samples", String(CONFIG.samples),
-    ]);
-    children.push(client);
-    const clientLines = new Lines(client.stdout);
-
-    const ready = await clientLines.next("the load generator to log everyone in", 120_000);
-    if (ready.event !== "ready") throw new Error(`bench/load: generator failed: ${String(ready.error)}`);
-
-    interface Mark {
-      t: number;
-      deliveries: number;
-      nacks: number;
-      closed: number;
-      serverCpu: number;
-      clientCpu: number;
-      rss: number;
-    }
-    const marks: Mark[] = [];
-    const markTimeout = CONFIG.warmupMs + CONFIG.sampleMs + 15_000;
-    for (let i = 0; i <= CONFIG.samples; i++) {
-      const e = await clientLines.next("a sample mark", markTimeout);
-      if (e.event !== "mark") throw new Error(`bench/load: generator failed: ${String(e.error)}`);
-      marks.push({
-        t: e.t as number,
-        deliveries: e.deliveries as number,
-        nacks: e.nacks as number,
-        closed: e.closed as number,
-        serverCpu: cpuSeconds(server.pid),
-        clientCpu: cpuSeconds(client.pid),
-        rss: rssMiB(server.pid),
-      });
-    }
-    const done = await clientLines.next("the generator to finish", 15_000);
-    if (done.event === "done" && done.error) console.error(`bench/load: ${impl} N=${n}: ${String(done.error)}`);
-
-    const samples: Sample[] = [];
-    for (let i = 1; i < marks.length; i++) {
-      const a = marks[i - 1]!;
-      const b = marks[i]!;
-      samples.push({ seconds: (b.t - a.t) / 1000, deliveries: b.deliveries - a.deliveries, serverCpu: b.serverCpu - a.serverCpu, clientCpu: b.clientCpu - a.clientCpu });
-    }
-    const last = marks[marks.length - 1]!;
-    return {
-      n,
-      impl,
-      senders,
-      setupMs: ready.setup_ms as number,
-      samples,
-      deliveriesPerSec: median(samples.map((s) => s.deliveries / s.seconds)),
-      serverCpuPerMillion: median(samples.map((s) => (s.deliveries > 0 ? (s.serverCpu / s.deliveries) * 1e6 : Number.NaN))),
-      deliveriesPerServerCpuSec: median(samples.map((s) => (s.serverCpu > 0 ? s.deliveries / s.serverCpu : Number.NaN))),
-      serverCores: median(samples.map((s) => s.serverCpu / s.seconds)),
-      clientCores: median(samples.map((s) => s.clientCpu / s.seconds)),
-      serverRssMiB: Math.max(...marks.map((m) => m.rss)),
-      nacks: last.nacks,
-      disconnected: last.closed,
-    };
-  } finally {
-    await Promise.all(children.reverse().map(stopChild));
-    rmSync(tmp, { recursive: true, force: true });
-    tmpDirs.delete(tmp);
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Modes other than relay throughput (bench/load/idle.ts, bench/load/logins.ts)
-
-const fmtNum = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "-");
-
-function printTable(header: string[], rows: string[][], leftCols: number): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i < leftCols ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  console.log(line(header));
-  console.log(line(widths.map((w) => "-".repeat(w))));
-  for (const r of rows) console.log(line(r));
-}
-
-function rssKiB(pid: number): number {
+export function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) : Number.NaN;
 }
 
 /** `count` RSS readings of `pid`, `gapMs` apart, after waiting `gapMs` first. */
-async function rssSamples(pid: number, count = 3, gapMs = 1000): Promise<number[]> {
+async function rssSamples(pid: number, count: number, gapMs: number): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < count; i++) {
     await Bun.sleep(gapMs);
@@ -334,8 +300,196 @@ async function rssSamples(pid: number, count = 3, gapMs = 1000): Promise<number[
   return out;
 }
 
-interface IdleResult {
-  impl: Impl;
+export function median(xs: number[]): number {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export const sendersFor = (n: number): number => Math.max(1, Math.round(n / 10));
+
+// ---------------------------------------------------------------------------
+// Relay throughput (closed loop)
+
+export interface ThroughputConfig {
+  warmupMs: number;
+  sampleMs: number;
+  samples: number;
+  window: number;
+}
+
+export interface ThroughputResult {
+  impl: string;
+  n: number;
+  senders: number;
+  setupMs: number;
+  deliveriesPerSec: number;
+  serverCpuPerMillion: number;
+  deliveriesPerServerCpuSec: number;
+  serverCores: number;
+  generatorCores: number;
+  serverRssMiB: number;
+  nacks: number;
+  disconnected: number;
+  samples: { seconds: number; deliveries: number; serverCpu: number; generatorCpu: number }[];
+}
+
+interface Mark {
+  t: number;
+  deliveries: number;
+  nacks: number;
+  closed: number;
+  serverCpu: number;
+  generatorCpu: number;
+  rssKiB: number;
+}
+
+function readMark(e: Record<string, unknown>, server: { pid: number }, gen: Subprocess): Mark {
+  return {
+    t: e.t as number,
+    deliveries: e.deliveries as number,
+    nacks: (e.nacks as number) ?? 0,
+    closed: (e.closed as number) ?? 0,
+    serverCpu: cpuSeconds(server.pid),
+    generatorCpu: cpuSeconds(gen.pid),
+    rssKiB: rssKiB(server.pid),
+  };
+}
+
+export async function runThroughput(impl: Impl, n: number, cfg: ThroughputConfig): Promise<ThroughputResult> {
+  const senders = sendersFor(n);
+  return withScratch("load", async (tmp, children) => {
+    const { server, gen } = await startServer(impl, { tmp, users: n, credsPath: join(tmp, "creds.json") }, children);
+    const client = spawnScript([
+      ...impl.generator(gen),
+      "--port", String(gen.port),
+      "--n", String(n),
+      "--senders", String(senders),
+      "--window", String(cfg.window),
+      "--warmup", String(cfg.warmupMs),
+      "--sample", String(cfg.sampleMs),
+      "--samples", String(cfg.samples),
+    ]);
+    children.push(client);
+    const lines = new Lines(client.stdout);
+    const ready = await lines.expect("ready", `the ${impl.name} generator to connect ${n} members`, 120_000);
+    const marks: Mark[] = [];
+    for (let i = 0; i <= cfg.samples; i++) {
+      marks.push(readMark(await lines.expect("mark", "a sample mark", cfg.warmupMs + cfg.sampleMs + 15_000), server, client));
+    }
+    const done = await lines.expect("done", "the generator to finish", 15_000);
+    if (done.error) console.error(`bench/load: ${impl.name} N=${n}: ${String(done.error)}`);
+    const samples = marks.slice(1).map((b, i) => {
+      const a = marks[i]!;
+      return { seconds: (b.t - a.t) / 1000, deliveries: b.deliveries - a.deliveries, serverCpu: b.serverCpu - a.serverCpu, generatorCpu: b.generatorCpu - a.generatorCpu };
+    });
+    const last = marks[marks.length - 1]!;
+    return {
+      impl: impl.name,
+      n,
+      senders,
+      setupMs: ready.setup_ms as number,
+      deliveriesPerSec: median(samples.map((s) => s.deliveries / s.seconds)),
+      serverCpuPerMillion: median(samples.map((s) => (s.deliveries > 0 ? (s.serverCpu / s.deliveries) * 1e6 : Number.NaN))),
+      deliveriesPerServerCpuSec: median(samples.map((s) => (s.serverCpu > 0 ? s.deliveries / s.serverCpu : Number.NaN))),
+      serverCores: median(samples.map((s) => s.serverCpu / s.seconds)),
+      generatorCores: median(samples.map((s) => s.generatorCpu / s.seconds)),
+      serverRssMiB: Math.max(...marks.map((m) => m.rssKiB)) / 1024,
+      nacks: last.nacks,
+      disconnected: last.closed,
+      samples,
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Latency at a fixed offered load (open loop)
+
+export interface LatencyConfig {
+  /** Offered deliveries per second. */
+  rate: number;
+  warmupMs: number;
+  seconds: number;
+  drainMs: number;
+}
+
+export interface LatencyResult {
+  impl: string;
+  n: number;
+  senders: number;
+  offered: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  count: number;
+  /** Achieved deliveries per second during the window. */
+  rate: number;
+  capped: boolean;
+  missing: number;
+  serverCores: number;
+  generatorCores: number;
+  serverCpuPerMillion: number;
+}
+
+export async function runLatency(impl: Impl, n: number, cfg: LatencyConfig): Promise<LatencyResult> {
+  const senders = sendersFor(n);
+  return withScratch("latency", async (tmp, children) => {
+    const { server, gen } = await startServer(impl, { tmp, users: n, credsPath: join(tmp, "creds.json") }, children);
+    const client = spawnScript([
+      ...impl.generator(gen),
+      "--port", String(gen.port),
+      "--n", String(n),
+      "--senders", String(senders),
+      "--rate", String(cfg.rate),
+      "--warmup", String(cfg.warmupMs),
+      "--seconds", String(cfg.seconds),
+      "--drain", String(cfg.drainMs),
+    ]);
+    children.push(client);
+    const lines = new Lines(client.stdout);
+    await lines.expect("ready", `the ${impl.name} generator to connect ${n} members`, 120_000);
+    const a = readMark(await lines.expect("mark", "the start of the latency window", cfg.warmupMs + 15_000), server, client);
+    const b = readMark(await lines.expect("mark", "the end of the latency window", cfg.seconds * 1000 + 15_000), server, client);
+    const lat = await lines.expect("latency", "the latency figures", cfg.drainMs + 30_000);
+    const done = await lines.expect("done", "the generator to finish", 15_000);
+    if (done.error) console.error(`bench/load: ${impl.name} latency N=${n}: ${String(done.error)}`);
+    const secs = (b.t - a.t) / 1000;
+    const deliveries = b.deliveries - a.deliveries;
+    const num = (x: unknown): number => (typeof x === "number" ? x : Number.NaN);
+    return {
+      impl: impl.name,
+      n,
+      senders,
+      offered: cfg.rate,
+      p50: num(lat.p50),
+      p99: num(lat.p99),
+      p999: num(lat.p999),
+      count: num(lat.count),
+      rate: typeof lat.rate === "number" ? lat.rate : deliveries / secs,
+      capped: lat.capped === true,
+      missing: typeof lat.missing === "number" ? lat.missing : 0,
+      serverCores: (b.serverCpu - a.serverCpu) / secs,
+      generatorCores: (b.generatorCpu - a.generatorCpu) / secs,
+      serverCpuPerMillion: deliveries > 0 ? ((b.serverCpu - a.serverCpu) / deliveries) * 1e6 : Number.NaN,
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Idle connections
+
+export interface IdleConfig {
+  /** Connections opened before the "before" reading (one-time costs out of the figure). */
+  warm: number;
+  conns: number;
+  rssReadings: number;
+  rssGapMs: number;
+}
+
+export interface IdleResult {
+  impl: string;
+  warm: number;
   conns: number;
   connected: number;
   failed: number;
@@ -344,30 +498,33 @@ interface IdleResult {
   rssBeforeKiB: number[];
   rssAfterKiB: number[];
   kibPerConn: number;
-  ratioVsBare?: number;
 }
 
-async function runIdle(impl: Impl, conns: number): Promise<IdleResult> {
-  const tmp = mkdtempSync(join(os.tmpdir(), "securechat-idle-"));
-  tmpDirs.add(tmp);
-  const children: Subprocess[] = [];
-  try {
-    const credsPath = join(tmp, "creds.json");
-    const server = impl === "bare" ? spawnBun("bare.ts", []) : spawnBun("server.ts", ["--data", join(tmp, "data"), "--users", String(conns), "--creds", credsPath]);
-    children.push(server);
-    const { port } = (await new Lines(server.stdout).next("the server's port", 120_000)) as { port: number };
-    const rssBeforeKiB = await rssSamples(server.pid);
-    const gen = spawnBun("idle.ts", ["--mode", impl === "bare" ? "bare" : "secure", "--port", String(port), "--creds", credsPath, "--n", String(conns)]);
-    children.push(gen);
-    const genLines = new Lines(gen.stdout);
-    const ready = await genLines.next("the idle generator to connect everyone", 300_000);
-    if (ready.event !== "ready") throw new Error(`bench/load: idle generator failed: ${String(ready.error)}`);
-    if (ready.error) console.error(`bench/load: idle ${impl}: ${ready.failed} connections failed: ${String(ready.error)}`);
-    const rssAfterKiB = await rssSamples(server.pid);
+export async function runIdle(impl: Impl, cfg: IdleConfig): Promise<IdleResult> {
+  if (!impl.idle) throw new Error(`bench/load: ${impl.name} has no idle generator`);
+  const idle = impl.idle;
+  return withScratch("idle", async (tmp, children) => {
+    const { server, gen } = await startServer(impl, { tmp, users: cfg.warm + cfg.conns, credsPath: join(tmp, "creds.json") }, children);
+    const client = spawnScriptWithStdin([...idle(gen), "--port", String(gen.port), "--n", String(cfg.conns), "--warm", String(cfg.warm)]);
+    children.push(client);
+    const lines = new Lines(client.stdout);
+    if (cfg.warm > 0) {
+      const w = await lines.expect("warm", `the ${impl.name} idle generator to open ${cfg.warm} warm-up connections`, 300_000);
+      if (w.failed) console.error(`bench/load: idle ${impl.name}: ${String(w.failed)} warm-up connections failed`);
+    }
+    const rssBeforeKiB = await rssSamples(server.pid, cfg.rssReadings, cfg.rssGapMs);
+    if (cfg.warm > 0) {
+      client.stdin.write("go\n");
+      await client.stdin.flush();
+    }
+    const ready = await lines.expect("ready", `the ${impl.name} idle generator to connect everyone`, 300_000);
+    if (ready.error) console.error(`bench/load: idle ${impl.name}: ${String(ready.failed)} connections failed: ${String(ready.error)}`);
+    const rssAfterKiB = await rssSamples(server.pid, cfg.rssReadings, cfg.rssGapMs);
     const connected = ready.connected as number;
     return {
-      impl,
-      conns,
+      impl: impl.name,
+      warm: cfg.warm,
+      conns: cfg.conns,
       connected,
       failed: ready.failed as number,
       retries: ready.retries as number,
@@ -376,198 +533,142 @@ async function runIdle(impl: Impl, conns: number): Promise<IdleResult> {
       rssAfterKiB,
       kibPerConn: connected > 0 ? (median(rssAfterKiB) - median(rssBeforeKiB)) / connected : Number.NaN,
     };
-  } finally {
-    await Promise.all(children.reverse().map(stopChild));
-    rmSync(tmp, { recursive: true, force: true });
-    tmpDirs.delete(tmp);
-  }
+  });
 }
 
-interface LoginResult {
-  kind: "ticket" | "password";
+// ---------------------------------------------------------------------------
+// Logins (securechat), and TLS handshakes (the Bun TLS relay) as their baseline
+
+export interface LoginConfig {
+  warmupMs: number;
+  seconds: number;
+  concurrency: number;
+}
+
+export type LoginKind = "ticket" | "password" | "tls";
+
+export interface LoginResult {
+  kind: LoginKind;
+  impl: string;
   accounts: number;
   concurrency: number;
   seconds: number;
   logins: number;
   failures: number;
   loginsPerSec: number;
-  serverCpu: number;
   serverCpuPerLogin: number;
   loginsPerServerCpuSec: number;
   serverCores: number;
-  clientCores: number;
+  generatorCores: number;
 }
 
-async function runLogins(seconds: number): Promise<LoginResult[]> {
-  const tmp = mkdtempSync(join(os.tmpdir(), "securechat-logins-"));
-  tmpDirs.add(tmp);
+async function loginRun(kind: LoginKind, impl: string, accounts: number, server: { pid: number }, genArgs: string[], cfg: LoginConfig, children: Subprocess[]): Promise<LoginResult> {
+  const gen = spawnScript(["logins.ts", "client", ...genArgs, "--kind", kind, "--concurrency", String(cfg.concurrency), "--warmup", String(cfg.warmupMs), "--seconds", String(cfg.seconds)]);
+  children.push(gen);
+  try {
+    const lines = new Lines(gen.stdout);
+    const marks: { t: number; logins: number; failures: number; serverCpu: number; generatorCpu: number }[] = [];
+    for (let i = 0; i < 2; i++) {
+      const e = await lines.expect("mark", `a ${kind} login mark`, cfg.warmupMs + cfg.seconds * 1000 + 30_000);
+      marks.push({ t: e.t as number, logins: e.logins as number, failures: e.failures as number, serverCpu: cpuSeconds(server.pid), generatorCpu: cpuSeconds(gen.pid) });
+    }
+    const done = await lines.expect("done", "the login generator to finish", 40_000);
+    if (done.error) console.error(`bench/load: ${kind} logins: ${String(done.error)}`);
+    const [a, b] = [marks[0]!, marks[1]!];
+    const secs = (b.t - a.t) / 1000;
+    const logins = b.logins - a.logins;
+    const cpu = b.serverCpu - a.serverCpu;
+    return {
+      kind,
+      impl,
+      accounts,
+      concurrency: cfg.concurrency,
+      seconds: secs,
+      logins,
+      failures: b.failures - a.failures,
+      loginsPerSec: logins / secs,
+      serverCpuPerLogin: logins > 0 ? cpu / logins : Number.NaN,
+      loginsPerServerCpuSec: cpu > 0 ? logins / cpu : Number.NaN,
+      serverCores: cpu / secs,
+      generatorCores: (b.generatorCpu - a.generatorCpu) / secs,
+    };
+  } finally {
+    await stopChild(gen);
+  }
+}
+
+/** Ticket and password logins against securechat (one server for both). */
+export async function runLogins(cfg: LoginConfig): Promise<LoginResult[]> {
   const TICKET_USERS = 64;
   const PW_USERS = 8;
-  const CONCURRENCY = 16;
-  const children: Subprocess[] = [];
-  try {
+  return withScratch("logins", async (tmp, children) => {
     const credsPath = join(tmp, "creds.json");
-    const server = spawnBun("logins.ts", ["server", "--data", join(tmp, "data"), "--users", String(TICKET_USERS), "--pw-users", String(PW_USERS), "--creds", credsPath]);
+    const server = spawnScript(["logins.ts", "server", "--data", join(tmp, "data"), "--users", String(TICKET_USERS), "--pw-users", String(PW_USERS), "--creds", credsPath]);
     children.push(server);
-    const { port } = (await new Lines(server.stdout).next("the server's port", 120_000)) as { port: number };
-    const results: LoginResult[] = [];
-    for (const kind of ["ticket", "password"] as const) {
-      const gen = spawnBun("logins.ts", ["client", "--port", String(port), "--creds", credsPath, "--kind", kind, "--concurrency", String(CONCURRENCY), "--warmup", "1000", "--seconds", String(seconds)]);
-      children.push(gen);
-      const lines = new Lines(gen.stdout);
-      const marks: { t: number; logins: number; failures: number; serverCpu: number; clientCpu: number }[] = [];
-      for (let i = 0; i < 2; i++) {
-        const e = await lines.next(`a ${kind} login mark`, seconds * 1000 + 30_000);
-        if (e.event !== "mark") throw new Error(`bench/load: login generator failed: ${String(e.error)}`);
-        marks.push({ t: e.t as number, logins: e.logins as number, failures: e.failures as number, serverCpu: cpuSeconds(server.pid), clientCpu: cpuSeconds(gen.pid) });
-      }
-      const done = await lines.next("the login generator to finish", 40_000);
-      if (done.error) console.error(`bench/load: ${kind} logins: ${String(done.error)}`);
-      await stopChild(gen);
-      const [a, b] = [marks[0]!, marks[1]!];
-      const secs = (b.t - a.t) / 1000;
-      const logins = b.logins - a.logins;
-      const cpu = b.serverCpu - a.serverCpu;
-      results.push({
-        kind,
-        accounts: kind === "ticket" ? TICKET_USERS : PW_USERS,
-        concurrency: CONCURRENCY,
-        seconds: secs,
-        logins,
-        failures: b.failures - a.failures,
-        loginsPerSec: logins / secs,
-        serverCpu: cpu,
-        serverCpuPerLogin: logins > 0 ? cpu / logins : Number.NaN,
-        loginsPerServerCpuSec: cpu > 0 ? logins / cpu : Number.NaN,
-        serverCores: cpu / secs,
-        clientCores: (b.clientCpu - a.clientCpu) / secs,
-      });
-      progress(`  ${kind} logins: ${fmtNum(logins / secs, 1)}/s`);
-    }
-    return results;
-  } finally {
-    await Promise.all(children.reverse().map(stopChild));
-    rmSync(tmp, { recursive: true, force: true });
-    tmpDirs.delete(tmp);
-  }
+    const hello = await new Lines(server.stdout).next("the login server's port", 120_000);
+    if (typeof hello.port !== "number") throw new Error(`bench/load: login server: ${JSON.stringify(hello).slice(0, 200)}`);
+    const args = ["--port", String(hello.port), "--creds", credsPath];
+    return [
+      await loginRun("ticket", SUBJECT, TICKET_USERS, server, args, cfg, children),
+      await loginRun("password", SUBJECT, PW_USERS, server, args, cfg, children),
+    ];
+  });
+}
+
+/** TLS handshakes (connect, handshake, close) against an impl's TLS launcher. */
+export async function runTlsHandshakes(impl: Impl, cfg: LoginConfig): Promise<LoginResult> {
+  return withScratch("handshakes", async (tmp, children) => {
+    const { server, gen } = await startServer(impl, { tmp, users: 0, credsPath: join(tmp, "creds.json") }, children);
+    return loginRun("tls", impl.name, 0, server, ["--port", String(gen.port), ...caArgs(gen)], cfg, children);
+  });
 }
 
 // ---------------------------------------------------------------------------
-// Main
+// Cold start
 
-const machine = { cpu: os.cpus()[0]?.model ?? "unknown", cores: os.cpus().length, bun: Bun.version, platform: `${process.platform}-${process.arch}` };
-const started = performance.now();
-const results: Result[] = [];
-function progress(s: string): void {
-  if (!json) console.error(s);
+export interface ColdStartResult {
+  /** dist/securechat --help, ms (median), or null if not built. */
+  securechatMs: number | null;
+  securechatRuns: number[];
+  /** An empty `bun build --compile` binary, ms (median), or null if it could not be built. */
+  emptyBinaryMs: number | null;
+  emptyBinaryRuns: number[];
+  note: string | null;
 }
 
-if (argv.has("--idle")) {
-  const conns = Math.round(values.get("--conns") ?? 2000);
-  const bare = await runIdle("bare", conns);
-  progress(`  idle bare: ${fmtNum(bare.kibPerConn, 2)} KiB/conn`);
-  const secure = await runIdle("securechat", conns);
-  secure.ratioVsBare = secure.kibPerConn / bare.kibPerConn;
-  progress(`  idle securechat: ${fmtNum(secure.kibPerConn, 2)} KiB/conn`);
-  const elapsed = (performance.now() - started) / 1000;
-  if (json) console.log(JSON.stringify({ machine, mode: "idle", config: { conns, rssSamples: 3, rssGapMs: 1000 }, elapsed_s: elapsed, results: [bare, secure] }, null, 2));
-  else {
-    console.log(`securechat load: server RSS per idle connection (${conns} connections; securechat: ticket login + join "${ROOM_NAME}")`);
-    console.log(`${machine.cpu} × ${machine.cores}, Bun ${machine.bun}; RSS = median of 3 readings 1 s apart, before and after`);
-    console.log("");
-    printTable(
-      ["impl", "connected", "failed", "retries", "setup s", "RSS before MiB", "RSS after MiB", "KiB/conn", "vs bare"],
-      [bare, secure].map((r) => [
-        r.impl,
-        String(r.connected),
-        String(r.failed),
-        String(r.retries),
-        fmtNum(r.setupMs / 1000, 1),
-        fmtNum(median(r.rssBeforeKiB) / 1024, 1),
-        fmtNum(median(r.rssAfterKiB) / 1024, 1),
-        fmtNum(r.kibPerConn, 2),
-        r.ratioVsBare === undefined ? "1" : fmtNum(r.ratioVsBare, 2),
-      ]),
-      1,
-    );
-    console.log("");
-    console.log(`elapsed ${elapsed.toFixed(1)} s`);
+function timeRuns(argv: string[], runs: number): number[] {
+  const out: number[] = [];
+  // One untimed run first: "cold" is a fresh process, not a cold page cache.
+  for (let i = 0; i <= runs; i++) {
+    const t0 = performance.now();
+    const r = Bun.spawnSync(argv, { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 10_000 });
+    const ms = performance.now() - t0;
+    if (r.exitCode !== 0) throw new Error(`${argv.join(" ")} exited ${r.exitCode ?? r.signalCode}`);
+    if (i > 0) out.push(ms);
   }
-  process.exit(0);
+  return out;
 }
 
-if (argv.has("--logins")) {
-  const seconds = values.get("--seconds") ?? 5;
-  const results = await runLogins(seconds);
-  const elapsed = (performance.now() - started) / 1000;
-  if (json) console.log(JSON.stringify({ machine, mode: "logins", config: { seconds, warmupMs: 1000 }, elapsed_s: elapsed, results }, null, 2));
-  else {
-    console.log("securechat load: logins (handshake + login + close, from a generator process)");
-    console.log(`${machine.cpu} × ${machine.cores}, Bun ${machine.bun}; one ${seconds} s sample after 1 s warm-up`);
-    console.log("");
-    printTable(
-      ["kind", "accounts", "conc", "logins", "fail", "logins/s", "srv CPU ms/login", "logins/srv CPU-s", "srv cores", "gen cores"],
-      results.map((r) => [
-        r.kind,
-        String(r.accounts),
-        String(r.concurrency),
-        String(r.logins),
-        String(r.failures),
-        fmtNum(r.loginsPerSec, 1),
-        fmtNum(r.serverCpuPerLogin * 1000, 2),
-        fmtNum(r.loginsPerServerCpuSec, 1),
-        fmtNum(r.serverCores, 2),
-        fmtNum(r.clientCores, 2),
-      ]),
-      1,
-    );
-    console.log("");
-    console.log("password verifiers: argon2id, the server's ARGON2 parameters (64 MiB, t=2); srv CPU counts all server threads.");
-    console.log(`elapsed ${elapsed.toFixed(1)} s`);
-  }
-  process.exit(0);
+export async function runColdStart(runs: number): Promise<ColdStartResult> {
+  const binary = join(ROOT, "dist", "securechat");
+  const result: ColdStartResult = { securechatMs: null, securechatRuns: [], emptyBinaryMs: null, emptyBinaryRuns: [], note: null };
+  if (existsSync(binary)) {
+    result.securechatRuns = timeRuns([binary, "--help"], runs);
+    result.securechatMs = median(result.securechatRuns);
+  } else result.note = "dist/securechat not built (bun run build)";
+  await withScratch("cold", async (tmp) => {
+    const src = join(tmp, "empty.ts");
+    const exe = join(tmp, "empty");
+    writeFileSync(src, "export {};\n");
+    const built = Bun.spawnSync([process.execPath, "build", "--compile", src, "--outfile", exe], { stdin: "ignore", stdout: "ignore", stderr: "pipe", timeout: 60_000 });
+    if (built.exitCode === 0 && existsSync(exe)) {
+      try {
+        result.emptyBinaryRuns = timeRuns([exe], runs);
+        result.emptyBinaryMs = median(result.emptyBinaryRuns);
+      } catch (e) {
+        result.note = [result.note, `empty binary: ${e instanceof Error ? e.message : String(e)}`].filter(Boolean).join("; ");
+      }
+    } else result.note = [result.note, `empty binary not built: ${built.stderr.toString().trim().slice(0, 200)}`].filter(Boolean).join("; ");
+  });
+  return result;
 }
-
-for (const n of CONFIG.sizes) {
-  const bare = await runScenario("bare", n);
-  progress(`  N=${n} bare: ${Math.round(bare.deliveriesPerSec)} deliveries/s`);
-  const secure = await runScenario("securechat", n);
-  secure.ratioVsBare = secure.deliveriesPerServerCpuSec / bare.deliveriesPerServerCpuSec;
-  progress(`  N=${n} securechat: ${Math.round(secure.deliveriesPerSec)} deliveries/s`);
-  results.push(bare, secure);
-}
-const elapsedS = (performance.now() - started) / 1000;
-
-if (json) {
-  console.log(JSON.stringify({ machine, config: { ...CONFIG, window: WINDOW, quick, clkTck: CLK_TCK }, elapsed_s: elapsedS, results }, null, 2));
-} else {
-  const fmt = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "-");
-  const header = ["N", "impl", "senders", "deliveries/s", "srv CPU-s/1M", "deliv/srv CPU-s", "vs bare", "srv cores", "gen cores", "srv RSS MiB", "nacks", "drops"];
-  const rows = results.map((r) => [
-    String(r.n),
-    r.impl,
-    String(r.senders),
-    fmt(r.deliveriesPerSec),
-    fmt(r.serverCpuPerMillion, 2),
-    fmt(r.deliveriesPerServerCpuSec),
-    r.ratioVsBare === undefined ? "1" : fmt(r.ratioVsBare, 3),
-    fmt(r.serverCores, 2),
-    fmt(r.clientCores, 2),
-    fmt(r.serverRssMiB, 0),
-    String(r.nacks),
-    String(r.disconnected),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  console.log(`securechat load: relay throughput, room "bench", 10% senders × window ${WINDOW}, ~100-byte messages`);
-  console.log(`${machine.cpu} × ${machine.cores}, Bun ${machine.bun}; medians of ${CONFIG.samples} × ${CONFIG.sampleMs / 1000} s after ${CONFIG.warmupMs / 1000} s warm-up${quick ? " (--quick)" : ""}`);
-  console.log("");
-  console.log(line(header));
-  console.log(line(widths.map((w) => "-".repeat(w))));
-  for (const r of rows) console.log(line(r));
-  console.log("");
-  console.log("vs bare = securechat deliveries per server CPU-second / the bare relay's (same N, same run).");
-  console.log("srv/gen cores = CPU-seconds per second of the server / load generator; both share this machine.");
-  console.log(`elapsed ${elapsedS.toFixed(1)} s`);
-}
-process.exit(0);
