@@ -73,7 +73,11 @@ export function fromBase64(s: string, length?: number): Uint8Array {
   if (!BASE64_RE.test(s)) {
     throw new SecureChatError("base64_invalid", "base64: not canonical padded base64");
   }
-  const b = new Uint8Array(Buffer.from(s, "base64"));
+  // The decoded bytes may be a key or a ticket: copy them out of Buffer's
+  // memory and wipe that, so only the copy we return (and can wipe) is left.
+  const decoded = Buffer.from(s, "base64");
+  const b = new Uint8Array(decoded);
+  decoded.fill(0);
   if (toBase64(b) !== s) {
     throw new SecureChatError("base64_invalid", "base64: non-canonical encoding");
   }

@@ -96,6 +96,7 @@ function checkArgs(argsDef: ArgsDef, rest: string[], path: string[]): void {
       const [name, value] = a.replace(/^--?/, "").split(/=(.*)/s, 2) as [string, string | undefined];
       const kind = flags.get(name);
       if (!kind) throw new CliError(EXIT.USAGE, `unknown option "${a.split("=")[0]}"`, [hint]);
+      if (kind === "boolean" && value !== undefined) throw new CliError(EXIT.USAGE, `option "--${name}" takes no value`, [hint]);
       if (kind === "string" && value === undefined) {
         const next = rest[i + 1];
         if (next === undefined || next.startsWith("--")) throw new CliError(EXIT.USAGE, `option "--${name}" needs a value`, [hint]);
@@ -105,7 +106,11 @@ function checkArgs(argsDef: ArgsDef, rest: string[], path: string[]): void {
     }
     seen++;
   }
-  if (seen > positionals) throw new CliError(EXIT.USAGE, `unexpected argument "${rest.filter((a) => !a.startsWith("-")).at(-1)}"`, [hint]);
+  // The stray argument is not echoed: it may be a password typed where it does not belong.
+  if (seen > positionals) {
+    const takes = positionals === 0 ? "no arguments" : positionals === 1 ? "one argument" : `${positionals} arguments`;
+    throw new CliError(EXIT.USAGE, `unexpected extra argument: "${path.join(" ")}" takes ${takes} besides options`, [hint]);
+  }
 }
 
 async function usage(cmd: AnyCommand, path: string[]): Promise<string> {

@@ -81,8 +81,11 @@ export function aesGcmOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Arra
     throw new SecureChatError("aead_auth_failed", "aes-gcm: invalid tag", { cause });
   }
   if (tail.length === 0) return new Uint8Array(head.buffer, head.byteOffset, head.byteLength);
+  // GCM never holds bytes back for final(), but if it did, the pieces are wiped once joined.
   const out = new Uint8Array(head.length + tail.length);
   out.set(head, 0);
   out.set(tail, head.length);
+  head.fill(0);
+  tail.fill(0);
   return out;
 }

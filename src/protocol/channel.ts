@@ -227,6 +227,30 @@ export class SecureChannel {
     return splitRecordPayload(plaintext).map((part) => decodeMessage(part, allowed));
   }
 
+  /**
+   * open() for a record that may carry a secret (a login with its password
+   * or ticket): the plaintext is wiped once decoded, whether or not it
+   * decodes. decodeMessage copies everything it keeps.
+   */
+  openSecret<T extends MessageType>(body: Uint8Array, allowed?: readonly T[]): Message<T>[] {
+    const plaintext = this.opener.open(body);
+    try {
+      return splitRecordPayload(plaintext).map((part) => decodeMessage(part, allowed));
+    } finally {
+      wipe(plaintext);
+    }
+  }
+
+  /** seal() for messages that carry a secret (a welcome with its ticket): the plaintext is wiped once sealed. */
+  sealSecret(messages: readonly (Message | string)[]): Uint8Array {
+    const plaintext = joinRecordPayload(messages.map((m) => (typeof m === "string" ? m : encodeMessage(m))));
+    try {
+      return this.sealer.seal(plaintext);
+    } finally {
+      wipe(plaintext);
+    }
+  }
+
   close(): void {
     this.sealer.close();
     this.opener.close();

@@ -259,7 +259,7 @@ class Connection implements Member, FramedHandler {
         return;
       }
       case "auth": {
-        const msgs = this.channel!.open(body);
+        const msgs = this.channel!.openSecret(body);
         if (msgs.length !== 1) throw new SecureChatError("protocol_violation", "protocol: the login record must hold exactly one message");
         const m = this.hs!.receiveAuth(msgs[0]!);
         this.phase = "authenticating";
@@ -383,9 +383,9 @@ class Connection implements Member, FramedHandler {
     this.framed.end();
   }
 
-  /** Sends one message now, outside the outbox (login phase). */
+  /** Sends one message now, outside the outbox (login phase; the welcome carries a ticket, so its plaintext is wiped). */
   send(m: Message): void {
-    this.framed.send(this.channel!.seal([m]));
+    this.framed.send(this.channel!.sealSecret([m]));
   }
 
   /** Tells the peer why, then closes: cleartext before the keys exist, sealed after. */
@@ -457,6 +457,8 @@ class Connection implements Member, FramedHandler {
     this.phase = "closed";
     this.clearDeadline();
     this.channel?.close();
+    this.ticket?.fill(0);
+    this.ticket = null;
     this.server.forget(this, wasAuthenticated);
   }
 }

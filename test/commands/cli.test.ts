@@ -123,8 +123,16 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
     expectUsageError(await run("logout", "--server", "--accept-new-host", "alice"), 'option "--server" needs a value');
   });
 
-  test("a stray argument", async () => {
-    expectUsageError(await run("logout", "alice", "bob"), 'unexpected argument "bob"');
+  test("a stray argument is refused without being echoed (it may be a password)", async () => {
+    const r = await run("logout", "alice", "hunter2-correct-horse");
+    expectUsageError(r, 'unexpected extra argument: "securechat logout" takes one argument besides options');
+    expect(r.stdout + r.stderr).not.toContain("hunter2-correct-horse");
+  });
+
+  test("a boolean option given a value is refused, not silently taken as set", async () => {
+    const r = await run("logout", "alice", "--accept-new-host=hunter2-correct-horse");
+    expectUsageError(r, 'option "--accept-new-host" takes no value');
+    expect(r.stdout + r.stderr).not.toContain("hunter2-correct-horse");
   });
 
   test("a missing positional (citty's own error, reworded)", async () => {

@@ -38,6 +38,8 @@ run() {
 }
 # expect NAME NEEDLE: passes when $out (of the last run) contains the fixed string NEEDLE.
 expect() { if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks \"$2\""; show <<<"$out"; fi; }
+# refute NAME NEEDLE: passes when $out (of the last run) does not contain the fixed string NEEDLE.
+refute() { if grep -qF -- "$2" <<<"$out"; then bad "$1: output contains \"$2\""; show <<<"$out"; else ok; fi; }
 # check NAME COMMAND...: passes when COMMAND succeeds.
 check() {
   local name=$1; shift

@@ -585,6 +585,35 @@ describe("SecureChannel", () => {
     expectCode(() => server.open(client.sealer.seal(utf8("{}\n\n{}")).subarray(4)), "record_empty_message");
   });
 
+  test("openSecret / sealSecret wipe the record's plaintext once decoded or sealed, even when it does not decode", () => {
+    const { ck, sk } = handshake();
+    const client = new SecureChannel(ck, "client");
+    const server = new SecureChannel(sk, "server");
+    const login: Message = { type: "login", user: "alice", sig: new Uint8Array(64).fill(7), password: "correct horse battery staple" };
+    const seen: Uint8Array[] = [];
+    const realSeal = client.sealer.seal.bind(client.sealer);
+    client.sealer.seal = (pt: Uint8Array) => {
+      seen.push(pt);
+      return realSeal(pt);
+    };
+    const frame = client.sealSecret([login]);
+    expect(seen[0]!.length).toBeGreaterThan(0);
+    expect(seen[0]!.every((b) => b === 0)).toBe(true);
+    const realOpen = server.opener.open.bind(server.opener);
+    server.opener.open = (body: Uint8Array) => {
+      const pt = realOpen(body);
+      seen.push(pt);
+      return pt;
+    };
+    const [got] = server.openSecret(frame.subarray(4));
+    expect(got).toEqual(login);
+    expect(seen[1]!.every((b) => b === 0)).toBe(true);
+    // A record that opens but does not decode: refused, and wiped all the same.
+    const bad = realSeal(utf8('{"type":"login","password":"hunter2 hunter2"'));
+    expectCode(() => server.openSecret(bad.subarray(4)), "json_invalid");
+    expect(seen.at(-1)!.every((b) => b === 0)).toBe(true);
+  });
+
   test("close() stops both directions", () => {
     const keys = { c2s: r.bytes(32), s2c: r.bytes(32), rekey: policy(1024) };
     const client = new SecureChannel(keys, "client");
