@@ -226,9 +226,12 @@ class Connection implements Member, FramedHandler {
     const out = FlushTurn.out;
     for (const payload of turn.payloads(this.outbox)) {
       const n = this.channel!.sealer.sealInto(payload, out, FlushTurn.AT);
-      this.framed.send(out.subarray(FlushTurn.AT, FlushTurn.AT + n), true);
+      // A failed write or an overflowing queue closes the connection (and its
+      // channel) inside send: nothing more is sealed for it.
+      if (!this.framed.send(out.subarray(FlushTurn.AT, FlushTurn.AT + n), true)) break;
     }
     this.outbox = [];
+    if (this.phase !== "ready") return;
     // Slow means the socket has not taken what earlier turns sent: one turn's
     // burst (bounded by what was read in that turn) is not held against a reader.
     if (this.framed.queued > this.server.opts.maxSendBuffer) this.tooSlow();
@@ -509,7 +512,15 @@ export class ChatServer {
       const dirty = [...this.#dirty];
       this.#dirty.clear();
       const turn = new FlushTurn();
-      for (const d of dirty) d.flush(turn);
+      for (const d of dirty) {
+        // One connection's failure is its own: it must never end the turn for
+        // the others, or escape the callback and stop the server.
+        try {
+          d.flush(turn);
+        } catch (e) {
+          d.fail(e);
+        }
+      }
     });
   }
 

@@ -4,13 +4,16 @@
  * messages (FlushTurn), and frames sealed into one reused buffer, which
  * Framed must copy whenever it keeps any of it for later (borrowed sends).
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { fromUtf8 } from "../../src/bytes.ts";
 import { Framed } from "../../src/net/framed.ts";
 import { MAX_FRAME } from "../../src/protocol/limits.ts";
 import { encodeMessage } from "../../src/protocol/messages.ts";
+import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { FlushTurn } from "../../src/server/server.ts";
+import { Peer, type Seed, cred, seedAccounts, serverFrom } from "./chat-helpers.ts";
+import { type TestServer, waitFor } from "./helpers.ts";
 
 const say = (seq: number, text = "hello"): string => encodeMessage({ type: "message", room: "r", seq, ts: 1, from: "alice", text });
 
@@ -96,4 +99,65 @@ describe("Framed.send with a borrowed buffer", () => {
     f.drain();
     expect(wire).toEqual([1, 2, 3, 9, 9]);
   });
+});
+
+describe("a connection that fails in the middle of its flush", () => {
+  let seed: Seed;
+  let t: TestServer;
+  beforeAll(async () => {
+    seed = await seedAccounts(["alice", "bob", "dave"]);
+    t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: { rate: 100_000, burst: 100_000 } } });
+  }, 15_000);
+  afterAll(async () => {
+    await t.server.stop();
+  }, 15_000);
+
+  // A write that fails (the peer is gone) or a queue that overflows closes the
+  // connection, and its channel, inside Framed.send. If the turn's outbox
+  // held more records for it, sealing the next one used to throw out of the
+  // flush callback and stop the whole server.
+  test("is closed alone: no further record is sealed for it, the server and the others go on", async () => {
+    const original = Framed.prototype.send;
+    let failedFlushBytes = 0;
+    const peers: Peer[] = [];
+    try {
+      const alice = await Peer.login(t.port, cred(seed, "alice"));
+      const bob = await Peer.login(t.port, cred(seed, "bob"));
+      const dave = await Peer.login(t.port, cred(seed, "dave"));
+      peers.push(alice, bob, dave);
+      for (const p of peers) await p.join("big");
+      // dave's socket "fails" on the first record of a turn whose outbox spans several records.
+      Framed.prototype.send = function (this: Framed, frame: Uint8Array, borrowed?: boolean): boolean {
+        const conn = this.handler as unknown as { user: string; outbox: string[] };
+        if (conn.user === "dave" && borrowed) {
+          const bytes = conn.outbox.reduce((n, m) => n + m.length + 1, 0);
+          if (bytes > MAX_FRAME) {
+            failedFlushBytes = bytes;
+            this.close("write failed");
+            return false;
+          }
+        }
+        return original.call(this, frame, borrowed);
+      };
+      const text = "y".repeat(4000);
+      let id = 0;
+      // Three records of 15 lines each in one burst: ~180 KB for dave in one turn (retried until one turn holds > 64 KiB).
+      for (let round = 0; round < 20 && failedFlushBytes === 0 && !dave.isClosed; round++) {
+        for (let r = 0; r < 3; r++) alice.send(...Array.from({ length: 15 }, () => ({ type: "say" as const, id: ++id, room: "big", text })));
+        await alice.until(`acks for ${id} lines`, () => alice.of("ack").length + alice.of("nack").length === id, 10_000);
+      }
+      expect(failedFlushBytes).toBeGreaterThan(MAX_FRAME);
+      expect(await dave.waitClosed(5000)).toBe(true);
+      // The server is still there for the others: every line reached bob, in order, and new ones still do.
+      alice.send({ type: "say", id: ++id, room: "big", text: "still here" });
+      await bob.until("every line", () => bob.of("message").length === id, 10_000);
+      expect(bob.of("message").map((m) => m.seq)).toEqual(Array.from({ length: id }, (_, i) => i + 1));
+      expect(bob.of("message").at(-1)?.text).toBe("still here");
+      expect(alice.error ?? bob.error).toBeNull();
+      await waitFor("dave to be forgotten", () => t.server.chat.stats.users === 2, 5000);
+    } finally {
+      Framed.prototype.send = original;
+      for (const p of peers) p.destroy();
+    }
+  }, 30_000);
 });
