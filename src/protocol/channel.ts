@@ -37,9 +37,23 @@ export function nextRecordKey(key: Uint8Array): Uint8Array {
 }
 
 export function recordNonce(n: number): Uint8Array {
+  return writeRecordNonce(n, new Uint8Array(12));
+}
+
+/** Writes nonce(n) = 0x00000000 ‖ uint64be(n) into `out` (12 bytes) and returns it. */
+function writeRecordNonce(n: number, out: Uint8Array): Uint8Array {
   const hi = Math.floor(n / 2 ** 32);
   const lo = n >>> 0;
-  return new Uint8Array([0, 0, 0, 0, hi >>> 24, (hi >>> 16) & 0xff, (hi >>> 8) & 0xff, hi & 0xff, lo >>> 24, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff]);
+  out[0] = out[1] = out[2] = out[3] = 0;
+  out[4] = hi >>> 24;
+  out[5] = (hi >>> 16) & 0xff;
+  out[6] = (hi >>> 8) & 0xff;
+  out[7] = hi & 0xff;
+  out[8] = lo >>> 24;
+  out[9] = (lo >>> 16) & 0xff;
+  out[10] = (lo >>> 8) & 0xff;
+  out[11] = lo & 0xff;
+  return out;
 }
 
 /** One direction's key, counter and rekey state; shared by sealer and opener. */
@@ -81,8 +95,10 @@ class DirectionState {
     return this.#key;
   }
 
+  /** The next record's nonce, written into one buffer per direction (the cipher copies it). */
+  readonly #nonce = new Uint8Array(12);
   nonce(): Uint8Array {
-    return recordNonce(this.#count);
+    return writeRecordNonce(this.#count, this.#nonce);
   }
 
   /** Called once per record sealed or opened. */

@@ -125,14 +125,16 @@ const list = <T>(item: Field<T>, max: number): Field<T[]> => ({
 });
 
 /** A nested JSON object with exactly these fields. */
-const object = <F extends Fields>(fields: F): Field<Infer<F>> => ({
+const object = <F extends Fields>(fields: F): Field<Infer<F>> => {
+  const entries = Object.entries(fields);
+  return {
   optional: false,
   parse(v, where) {
     if (typeof v !== "object" || v === null || Array.isArray(v)) invalid(where, "must be an object");
     const o = v as Record<string, unknown>;
     for (const key of Object.keys(o)) if (!Object.hasOwn(fields, key)) invalid(where, `has unknown field ${JSON.stringify(key.slice(0, 32))}`);
     const out: Record<string, unknown> = {};
-    for (const [key, f] of Object.entries(fields)) {
+    for (const [key, f] of entries) {
       if (o[key] === undefined && !f.optional) invalid(`${where}.${key}`, "is missing");
       const parsed = f.parse(o[key], `${where}.${key}`);
       if (parsed !== undefined) out[key] = parsed;
@@ -141,13 +143,14 @@ const object = <F extends Fields>(fields: F): Field<Infer<F>> => ({
   },
   encode: (v) => {
     const out: Record<string, unknown> = {};
-    for (const [key, f] of Object.entries(fields)) {
+    for (const [key, f] of entries) {
       const e = f.encode((v as Record<string, unknown>)[key]);
       if (e !== undefined) out[key] = e;
     }
     return out;
   },
-});
+  };
+};
 
 const optional = <T>(f: Field<T>): Field<T | undefined> => ({
   optional: true,
@@ -279,6 +282,9 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
 
 export const MESSAGE_TYPES = Object.keys(SCHEMAS) as MessageType[];
 
+/** Each schema's fields in order, listed once: these loops run for every message sent and received. */
+const SCHEMA_ENTRIES = Object.fromEntries(MESSAGE_TYPES.map((t) => [t, Object.entries(SCHEMAS[t] as Fields)])) as Record<MessageType, [string, Field<unknown>][]>;
+
 function isMessageType(t: string): t is MessageType {
   return Object.hasOwn(SCHEMAS, t);
 }
@@ -305,7 +311,7 @@ export function validateMessage<T extends MessageType = MessageType>(value: unkn
     }
   }
   const out: Record<string, unknown> = { type };
-  for (const [key, field] of Object.entries(schema)) {
+  for (const [key, field] of SCHEMA_ENTRIES[type]) {
     const v = obj[key];
     if (v === undefined && !field.optional) {
       throw new SecureChatError("message_missing_field", `message: ${type}.${key} is missing`);
@@ -321,10 +327,9 @@ export function validateMessage<T extends MessageType = MessageType>(value: unkn
 
 /** The JSON text of a message: `type` first, then fields in schema order. */
 export function encodeMessage(msg: Message): string {
-  const schema: Fields = SCHEMAS[msg.type];
   const out: Record<string, unknown> = { type: msg.type };
   const m = msg as unknown as Record<string, unknown>;
-  for (const [key, field] of Object.entries(schema)) {
+  for (const [key, field] of SCHEMA_ENTRIES[msg.type]) {
     const v = field.encode(m[key]);
     if (v !== undefined) out[key] = v;
   }
