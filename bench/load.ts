@@ -74,6 +74,8 @@ export interface Impl {
   idle?(c: GeneratorContext): string[];
   /** Extra time the launcher may need before printing its port (ms). */
   startTimeoutMs?: number;
+  /** The server collects its garbage on SIGUSR2 (Bun servers: bench/load/common.ts gcOnSignal). */
+  gc?: boolean;
 }
 
 const caArgs = (c: GeneratorContext): string[] => (typeof c.hello.ca === "string" ? ["--ca", c.hello.ca] : []);
@@ -86,6 +88,7 @@ export const IMPLS: Impl[] = [
     server: () => ["bare.ts"],
     generator: () => ["client.ts", "--mode", "bare"],
     idle: () => ["idle.ts", "--mode", "bare"],
+    gc: true,
   },
   {
     name: "tls",
@@ -94,6 +97,7 @@ export const IMPLS: Impl[] = [
     server: (c) => ["tls.ts", "--dir", c.tmp],
     generator: (c) => ["client.ts", "--mode", "bare", "--tls", ...caArgs(c)],
     idle: (c) => ["idle.ts", "--mode", "bare", "--tls", ...caArgs(c)],
+    gc: true,
   },
   {
     name: "securechat",
@@ -102,6 +106,7 @@ export const IMPLS: Impl[] = [
     server: (c) => ["server.ts", "--data", join(c.tmp, "data"), "--users", String(c.users), "--creds", c.credsPath],
     generator: (c) => ["client.ts", "--mode", "secure", "--creds", c.credsPath],
     idle: (c) => ["idle.ts", "--mode", "secure", "--creds", c.credsPath],
+    gc: true,
     startTimeoutMs: 120_000,
   },
   // ngIRCd over TLS, the real-world peer (issue 6), where Debian's ngircd is
@@ -495,9 +500,23 @@ export interface IdleResult {
   failed: number;
   retries: number;
   setupMs: number;
+  /** Readings as the server is (garbage included). */
   rssBeforeKiB: number[];
   rssAfterKiB: number[];
   kibPerConn: number;
+  /** Readings after a forced full GC (impls with `gc`; else the same as above). */
+  rssBeforeGcKiB: number[];
+  rssAfterGcKiB: number[];
+  /** Memory held per connection: the delta after a forced GC. */
+  kibPerConnGc: number;
+}
+
+/** RSS readings as is, then (if the server can) after a forced GC: SIGUSR2, then the same readings. */
+async function rssReadings(impl: Impl, pid: number, cfg: IdleConfig): Promise<{ raw: number[]; gc: number[] }> {
+  const raw = await rssSamples(pid, cfg.rssReadings, cfg.rssGapMs);
+  if (!impl.gc) return { raw, gc: raw };
+  process.kill(pid, "SIGUSR2");
+  return { raw, gc: await rssSamples(pid, cfg.rssReadings, cfg.rssGapMs) };
 }
 
 export async function runIdle(impl: Impl, cfg: IdleConfig): Promise<IdleResult> {
@@ -512,15 +531,16 @@ export async function runIdle(impl: Impl, cfg: IdleConfig): Promise<IdleResult> 
       const w = await lines.expect("warm", `the ${impl.name} idle generator to open ${cfg.warm} warm-up connections`, 300_000);
       if (w.failed) console.error(`bench/load: idle ${impl.name}: ${String(w.failed)} warm-up connections failed`);
     }
-    const rssBeforeKiB = await rssSamples(server.pid, cfg.rssReadings, cfg.rssGapMs);
+    const before = await rssReadings(impl, server.pid, cfg);
     if (cfg.warm > 0) {
       client.stdin.write("go\n");
       await client.stdin.flush();
     }
     const ready = await lines.expect("ready", `the ${impl.name} idle generator to connect everyone`, 300_000);
     if (ready.error) console.error(`bench/load: idle ${impl.name}: ${String(ready.failed)} connections failed: ${String(ready.error)}`);
-    const rssAfterKiB = await rssSamples(server.pid, cfg.rssReadings, cfg.rssGapMs);
+    const after = await rssReadings(impl, server.pid, cfg);
     const connected = ready.connected as number;
+    const perConn = (a: number[], b: number[]): number => (connected > 0 ? (median(b) - median(a)) / connected : Number.NaN);
     return {
       impl: impl.name,
       warm: cfg.warm,
@@ -529,9 +549,12 @@ export async function runIdle(impl: Impl, cfg: IdleConfig): Promise<IdleResult> 
       failed: ready.failed as number,
       retries: ready.retries as number,
       setupMs: ready.setup_ms as number,
-      rssBeforeKiB,
-      rssAfterKiB,
-      kibPerConn: connected > 0 ? (median(rssAfterKiB) - median(rssBeforeKiB)) / connected : Number.NaN,
+      rssBeforeKiB: before.raw,
+      rssAfterKiB: after.raw,
+      kibPerConn: perConn(before.raw, after.raw),
+      rssBeforeGcKiB: before.gc,
+      rssAfterGcKiB: after.gc,
+      kibPerConnGc: perConn(before.gc, after.gc),
     };
   });
 }

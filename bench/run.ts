@@ -176,7 +176,7 @@ for (let r = 1; r <= CONFIG.runs; r++) {
       if (!impl.idle) continue;
       const res = await attempt(`idle ${CONFIG.idle.conns}`, impl.name, () => runIdle(impl, CONFIG.idle));
       push(idle, impl.name, res);
-      if (res) progress(`idle ${impl.name}: ${fmt(res.kibPerConn, 2)} KiB per connection (${res.connected}/${res.conns})${round}`);
+      if (res) progress(`idle ${impl.name}: ${fmt(res.kibPerConnGc, 2)} KiB per connection after GC, ${fmt(res.kibPerConn, 2)} before (${res.connected}/${res.conns})${round}`);
     }
   }
   if (only.has("logins")) {
@@ -237,7 +237,8 @@ for (const n of only.has("latency") ? CONFIG.latency.sizes : []) {
   row(`N=${n} @ ${rateLabel}: server cores busy`, 2, (i) => agg(get(i), (r) => r.serverCores));
 }
 if (only.has("idle")) {
-  row(`idle: server RSS KiB per connection (${fmt(CONFIG.idle.conns)} conns after ${CONFIG.idle.warm})`, 2, (i) => agg(idle.get(i.name), (r) => r.kibPerConn));
+  row(`idle: server RSS KiB per connection, after GC (${fmt(CONFIG.idle.conns)} conns after ${CONFIG.idle.warm})`, 2, (i) => agg(idle.get(i.name), (r) => r.kibPerConnGc));
+  row(`idle: server RSS KiB per connection, garbage included`, 2, (i) => agg(idle.get(i.name), (r) => r.kibPerConn));
 }
 if (only.has("logins")) {
   const pick = (i: Impl, kind: string): LoginResult[] | undefined => (i.name === SUBJECT ? logins.get(kind) : i.name === "tls" && kind === "ticket" ? logins.get("tls") : undefined);
@@ -326,7 +327,7 @@ if (json) {
   for (const s of implStatus) if (s.reason !== null) out.push(`${s.impl.name}: not run — ${s.reason}.`);
   if (only.has("idle")) {
     out.push(
-      `idle: server RSS delta over ${fmt(CONFIG.idle.conns)} idle connections, measured after ${CONFIG.idle.warm} warm-up ones${full ? "" : " (quick mode: fewer than --full's 2,000)"}; securechat's are logged in and joined.`,
+      `idle: server RSS delta over ${fmt(CONFIG.idle.conns)} idle connections, measured after ${CONFIG.idle.warm} warm-up ones${full ? "" : " (quick mode: fewer than --full's 2,000)"}; securechat's are logged in and joined. "After GC": each reading follows a full garbage collection in the server (SIGUSR2 → Bun.gc(true)), so it counts memory held, not garbage not yet collected.`,
     );
   }
   for (const n of notes.filter(Boolean)) out.push(n);

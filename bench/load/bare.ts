@@ -18,7 +18,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { Framed } from "../../src/net/framed.ts";
 import { encodeFrame } from "../../src/protocol/framing.ts";
 import { MAX_FRAME } from "../../src/protocol/limits.ts";
-import { emit, parseArgs } from "./common.ts";
+import { emit, gcOnSignal, parseArgs } from "./common.ts";
 
 const ACK = encodeFrame(new Uint8Array([1]));
 
@@ -124,6 +124,7 @@ export function serveRelay(opts: RelayOptions, extra: Record<string, unknown> = 
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  gcOnSignal();
   emit({ port: listener.port, ...extra });
 }
 

@@ -6,6 +6,7 @@
  */
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { ChatServer } from "../../src/server/server.ts";
+import { gcOnSignal } from "./common.ts";
 
 export async function startBenchServer(dataDir: string): Promise<ChatServer> {
   const server = await ChatServer.start({
@@ -29,8 +30,7 @@ export async function startBenchServer(dataDir: string): Promise<ChatServer> {
   process.on("SIGINT", stop);
   // SIGUSR2: a full garbage collection, then one line of memory figures on
   // stderr, so a bench can tell memory held from garbage not yet collected.
-  process.on("SIGUSR2", () => {
-    Bun.gc(true);
+  gcOnSignal(() => {
     const m = process.memoryUsage();
     if (process.env.BENCH_HEAP_TYPES) console.error(JSON.stringify(require("bun:jsc").heapStats().objectTypeCounts));
     console.error(JSON.stringify({ event: "gc", rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, connections: server.connections }));

@@ -50,3 +50,15 @@ export interface BenchCred {
 export const ROOM = "bench";
 /** Body size of the bare relay's message frames, and roughly the text of a securechat say. */
 export const BODY_BYTES = 100;
+
+/**
+ * SIGUSR2 → a full, synchronous garbage collection (Bun.gc(true)). The idle
+ * memory bench sends it to Bun servers before reading their RSS, so the
+ * figure is memory held, not garbage not yet collected.
+ */
+export function gcOnSignal(onDone?: () => void): void {
+  process.on("SIGUSR2", () => {
+    Bun.gc(true);
+    onDone?.();
+  });
+}

@@ -19,9 +19,12 @@ export interface FramedHandler {
   closed(reason: string): void;
 }
 
+/** The queue of every connection that has nothing queued: no array per idle connection. Never pushed to. */
+const EMPTY = Object.freeze([]) as unknown as Uint8Array[];
+
 export class Framed {
   readonly decoder: FrameDecoder;
-  #queue: Uint8Array[] = [];
+  #queue: Uint8Array[] = EMPTY;
   #queued = 0;
   #closed = false;
   #ending = false;
@@ -74,6 +77,7 @@ export class Framed {
   }
 
   #enqueue(rest: Uint8Array): boolean {
+    if (this.#queue === EMPTY) this.#queue = [];
     this.#queue.push(rest);
     this.#queued += rest.length;
     if (this.#queued > this.maxQueued) {
@@ -96,6 +100,7 @@ export class Framed {
       }
       this.#queue.shift();
     }
+    if (this.#queue.length === 0) this.#queue = EMPTY;
     if (this.#ending && this.#queue.length === 0) this.socket.end();
   }
 
@@ -110,7 +115,7 @@ export class Framed {
   close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#queue = EMPTY;
     this.#queued = 0;
     this.socket.terminate();
     this.handler.closed(reason);
@@ -120,7 +125,7 @@ export class Framed {
   socketClosed(reason = "connection closed"): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#queue = EMPTY;
     this.#queued = 0;
     this.handler.closed(reason);
   }

@@ -56,7 +56,13 @@ function writeRecordNonce(n: number, out: Uint8Array): Uint8Array {
   return out;
 }
 
-/** One direction's key, counter and rekey state; shared by sealer and opener. */
+const NONCE_SCRATCH = new Uint8Array(12);
+
+/**
+ * One direction's key, counter and rekey state: the base of the sealer and
+ * the opener (a base class rather than a member object: one object fewer per
+ * direction for every connection the server holds).
+ */
 class DirectionState {
   #key: Uint8Array | null;
   #count = 0;
@@ -89,20 +95,24 @@ class DirectionState {
     return this.#key === null;
   }
 
-  key(): Uint8Array {
+  /** Wipes the key; the direction stays closed. */
+  protected key(): Uint8Array {
     if (this.#key === null) throw new SecureChatError("channel_closed", "channel: closed after an earlier failure");
     if (this.#count >= MAX_RECORDS) throw new SecureChatError("channel_exhausted", "channel: record counter exhausted");
     return this.#key;
   }
 
-  /** The next record's nonce, written into one buffer per direction (the cipher copies it). */
-  readonly #nonce = new Uint8Array(12);
-  nonce(): Uint8Array {
-    return writeRecordNonce(this.#count, this.#nonce);
+  /**
+   * The next record's nonce, written into one buffer shared by every
+   * channel: the cipher copies it before anything else can run, and one
+   * buffer per direction would cost every idle connection two more arrays.
+   */
+  protected nonce(): Uint8Array {
+    return writeRecordNonce(this.#count, NONCE_SCRATCH);
   }
 
   /** Called once per record sealed or opened. */
-  advance(plaintextLength: number): void {
+  protected advance(plaintextLength: number): void {
     this.#count += 1;
     this.#epochRecords += 1;
     this.#epochBytes += plaintextLength;
@@ -123,27 +133,13 @@ class DirectionState {
 }
 
 /** Seals plaintexts into complete frames (header ‖ ciphertext ‖ tag). */
-export class RecordSealer {
-  readonly #state: DirectionState;
-
+export class RecordSealer extends DirectionState {
   constructor(
     key: Uint8Array,
     policy: RekeyPolicy,
     public maxFrame: number = MAX_FRAME,
   ) {
-    this.#state = new DirectionState(key, policy);
-  }
-
-  get count(): number {
-    return this.#state.count;
-  }
-
-  get epoch(): number {
-    return this.#state.epoch;
-  }
-
-  get closed(): boolean {
-    return this.#state.closed;
+    super(key, policy);
   }
 
   seal(plaintext: Uint8Array): Uint8Array {
@@ -165,56 +161,34 @@ export class RecordSealer {
     if (length > this.maxFrame) {
       throw new SecureChatError("frame_too_large", `frame: length ${length} exceeds ${this.maxFrame}`);
     }
-    const n = aesGcmSealFrame(this.#state.key(), this.#state.nonce(), plaintext, frameHeader(length), out, offset);
-    this.#state.advance(plaintext.length);
+    const n = aesGcmSealFrame(this.key(), this.nonce(), plaintext, frameHeader(length), out, offset);
+    this.advance(plaintext.length);
     return n;
-  }
-
-  close(): void {
-    this.#state.close();
   }
 }
 
 /** Opens frame bodies from the peer, in order. Fails closed and stays closed. */
-export class RecordOpener {
-  readonly #state: DirectionState;
-
+export class RecordOpener extends DirectionState {
   constructor(key: Uint8Array, policy: RekeyPolicy) {
-    this.#state = new DirectionState(key, policy);
-  }
-
-  get count(): number {
-    return this.#state.count;
-  }
-
-  get epoch(): number {
-    return this.#state.epoch;
-  }
-
-  get closed(): boolean {
-    return this.#state.closed;
+    super(key, policy);
   }
 
   /** `body` is a frame body as the decoder returns it; the header is rebuilt as AAD. */
   open(body: Uint8Array): Uint8Array {
-    const key = this.#state.key();
+    const key = this.key();
     let plaintext: Uint8Array;
     try {
-      plaintext = aesGcmOpen(key, this.#state.nonce(), body, frameHeader(body.length));
+      plaintext = aesGcmOpen(key, this.nonce(), body, frameHeader(body.length));
     } catch (cause) {
-      this.#state.close();
-      throw new SecureChatError("record_auth_failed", `record: record ${this.#state.count} failed to authenticate`, { cause });
+      this.close();
+      throw new SecureChatError("record_auth_failed", `record: record ${this.count} failed to authenticate`, { cause });
     }
     if (plaintext.length < MIN_RECORD_PLAINTEXT) {
-      this.#state.close();
+      this.close();
       throw new SecureChatError("record_empty", `record: plaintext of ${plaintext.length} bytes is too short`);
     }
-    this.#state.advance(plaintext.length);
+    this.advance(plaintext.length);
     return plaintext;
-  }
-
-  close(): void {
-    this.#state.close();
   }
 }
 

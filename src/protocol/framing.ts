@@ -32,7 +32,8 @@ function checkLength(length: number, limit: number): void {
 
 export class FrameDecoder {
   #limit: number;
-  readonly #header = new Uint8Array(FRAME_HEADER_LENGTH);
+  /** The length header as read so far, big-endian, `#headerFill` bytes of it (a number: no array per connection). */
+  #header = 0;
   #headerFill = 0;
   #body: Uint8Array | null = null;
   #bodyFill = 0;
@@ -74,13 +75,13 @@ export class FrameDecoder {
     try {
       while (i < chunk.length) {
         if (this.#body === null) {
-          const take = Math.min(FRAME_HEADER_LENGTH - this.#headerFill, chunk.length - i);
-          this.#header.set(chunk.subarray(i, i + take), this.#headerFill);
-          this.#headerFill += take;
-          i += take;
+          while (this.#headerFill < FRAME_HEADER_LENGTH && i < chunk.length) {
+            this.#header = this.#header * 256 + chunk[i++]!;
+            this.#headerFill++;
+          }
           if (this.#headerFill < FRAME_HEADER_LENGTH) break;
-          const h = this.#header;
-          const length = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+          const length = this.#header;
+          this.#header = 0;
           checkLength(length, this.#limit);
           this.#body = new Uint8Array(length);
           this.#bodyFill = 0;

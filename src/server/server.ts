@@ -165,10 +165,13 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/** The outbox of every connection with nothing to send: no array per idle connection. Never pushed to. */
+const NOTHING = Object.freeze([]) as unknown as string[];
+
 class Connection implements Member, FramedHandler {
   phase: Phase = "hello";
   /** Pre-encoded messages waiting for the next flush (PROTOCOL.md §7.6: one record may carry several). */
-  outbox: string[] = [];
+  outbox: string[] = NOTHING;
   lastHeard = Date.now();
   pinged = false;
   /** A bye or logout is waiting behind held requests. */
@@ -210,7 +213,10 @@ class Connection implements Member, FramedHandler {
   post(json: string): void {
     if (this.phase !== "ready") return;
     // Only the first message of a turn schedules: the rest ride on that flush.
-    if (this.outbox.push(json) === 1) this.server.scheduleFlush(this);
+    if (this.outbox === NOTHING) {
+      this.outbox = [json];
+      this.server.scheduleFlush(this);
+    } else this.outbox.push(json);
   }
 
   /**
@@ -230,7 +236,7 @@ class Connection implements Member, FramedHandler {
       // channel) inside send: nothing more is sealed for it.
       if (!this.framed.send(out.subarray(FlushTurn.AT, FlushTurn.AT + n), true)) break;
     }
-    this.outbox = [];
+    this.outbox = NOTHING;
     if (this.phase !== "ready") return;
     // Slow means the socket has not taken what earlier turns sent: one turn's
     // burst (bounded by what was read in that turn) is not held against a reader.
@@ -240,7 +246,7 @@ class Connection implements Member, FramedHandler {
   /** DESIGN.md: a slow client never stalls others. It is told, and dropped. */
   private tooSlow(): void {
     this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.framed.queued });
-    this.outbox = [];
+    this.outbox = NOTHING;
     this.closeWith({ code: "slow_consumer", message: "you are not reading fast enough to keep up; disconnected" });
     setTimeout(() => this.framed.close("slow consumer"), 2000).unref?.();
   }
