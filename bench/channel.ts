@@ -11,7 +11,7 @@ import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "
 import { type Measurement, measureGroup } from "./lib/measure.ts";
 import { perSecond, spread, table, time } from "./lib/table.ts";
 import { RING, ringOpen } from "./records.ts";
-import type { Section } from "./run.ts";
+import type { Section } from "./micro.ts";
 
 export function channelSection(): Section {
   const keys = { c2s: randomBytes(32), s2c: randomBytes(32), rekey: { records: DEFAULT_REKEY_RECORDS, bytes: DEFAULT_REKEY_BYTES } };

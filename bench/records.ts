@@ -11,7 +11,7 @@ import { frameHeader } from "../src/protocol/framing.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, FRAME_HEADER_LENGTH } from "../src/protocol/limits.ts";
 import { type Measurement, measure, measureGroup } from "./lib/measure.ts";
 import { mbPerSecond, ratio, spread, table, time } from "./lib/table.ts";
-import type { Section } from "./run.ts";
+import type { Section } from "./micro.ts";
 
 export const SIZES = [100, 1024, 16 * 1024] as const;
 
