@@ -13,10 +13,20 @@
  * - A client that floods 10,000 says and reads nothing is held, nacked and
  *   kept bounded (or dropped as a slow consumer), while another user's
  *   messages are acknowledged within 1 s.
+ * - 200 logged-in clients join a busy room and stop reading while one
+ *   sender floods it within the limits (a separate server, --max-send-buffer
+ *   64 KiB, accounts and tickets put in its store beforehand so no argon2id
+ *   runs): each is dropped with `slow_consumer`, a client that reads gets
+ *   every message, and the server's RSS stays below 200 × (max-send-buffer +
+ *   Framed's 4-frame slack) + 64 MiB; the figures are printed.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { randomBytes, sha256, ed25519Generate } from "../../src/crypto/index.ts";
+import { MAX_FRAME } from "../../src/protocol/limits.ts";
 import { decodeMessage } from "../../src/protocol/messages.ts";
+import { Store } from "../../src/store/db.ts";
 import { RawConn, type RawSession, freshPath, sleep } from "../server/helpers.ts";
+import { type Cred, Terminal } from "./interaction.ts";
 import { MiB, PausableSession, type Proc, type ServerProc, killProc, receiveAll, registerSession, shortRecord, spawnServer, vmRss } from "./helpers.ts";
 
 const HANDSHAKE_MS = 1000;
@@ -239,3 +249,137 @@ test("a client that floods 10,000 says and reads nothing is held and bounded; an
   // The server is still serving.
   expect(await sayAcked(carol, 99, "after the flood")).toBeLessThan(1000);
 }, 30_000);
+
+/** Accounts with a ticket each, written straight into a fresh data directory's store: no argon2id. */
+function provisionStore(dataDir: string, users: string[]): Map<string, Cred> {
+  const store = new Store(dataDir);
+  const creds = new Map<string, Cred>();
+  try {
+    const now = Date.now();
+    for (const user of users) {
+      const ticketKey = ed25519Generate();
+      const ticket = randomBytes(32);
+      if (!store.createAccount({ name: user, identityKey: ed25519Generate().publicKey, verifier: "(none: ticket logins only)", createdAt: now })) throw new Error(`test: ${user} exists`);
+      store.addTicket(sha256(ticket), { user, key: ticketKey.publicKey, expiresAt: now + 3600_000 }, now);
+      creds.set(user, { user, ticket, ticketKey });
+    }
+  } finally {
+    store.close();
+  }
+  return creds;
+}
+
+test("200 logged-in clients stop reading a busy room: each dropped as a slow consumer, a reader gets everything, server memory bounded (measured)", async () => {
+  const N = 200;
+  const MAX_SEND_BUFFER = 64 * 1024;
+  const TEXT = 4000;
+  const dataDir = freshPath("stall-data");
+  const stalledNames = Array.from({ length: N }, (_, k) => `stall${String(k).padStart(3, "0")}`);
+  const creds = provisionStore(dataDir, [...stalledNames, "sender", "watcher"]);
+  // Flood control generous enough that one sender can push megabytes (it stays within it: 32 unacked at most).
+  const server = await spawnServer(dataDir, ["--max-send-buffer", String(MAX_SEND_BUFFER), "--flood-rate", "5000", "--flood-burst", "5000", "--max-startups", "1000:30:1000"], procs);
+  const pid = server.proc.pid;
+  const terminals: Terminal[] = [];
+  const login = async (user: string): Promise<Terminal> => {
+    const t = new Terminal(user, user);
+    terminals.push(t);
+    await t.open(server.port, creds.get(user)!, () => {}, 15_000);
+    return t;
+  };
+  const inRoom = async (t: Terminal, timeoutMs = 10_000): Promise<void> => {
+    t.request({ type: "join", room: "busy" }, false);
+    const deadline = Date.now() + timeoutMs;
+    while (!t.received.some((m) => m.type === "history_end" && m.room === "busy")) {
+      if (Date.now() > deadline) throw new Error(`test: ${t.user} got no welcome into busy`);
+      await sleep(5);
+    }
+  };
+  const slowLines = (): number => server.lines.filter((l) => l.includes('"slow_consumer"')).length;
+  try {
+    await sleep(200);
+    const base = vmRss(pid);
+    const watcher = await login("watcher");
+    await inRoom(watcher);
+    const sender = await login("sender");
+    await inRoom(sender);
+    const t0 = Date.now();
+    for (let i = 0; i < N; i += 25) {
+      const batch = await Promise.all(stalledNames.slice(i, i + 25).map(login));
+      await Promise.all(batch.map((t) => inRoom(t, 15_000)));
+      for (const t of batch) t.pause();
+    }
+    const loginMs = Date.now() - t0;
+    await sleep(200);
+    const loggedIn = vmRss(pid);
+
+    // The sender floods within the limits: 32 unacked at most, as the reference client.
+    let peak = loggedIn;
+    const sampler = setInterval(() => {
+      try {
+        peak = Math.max(peak, vmRss(pid));
+      } catch {
+        // the process is gone; the test will say so
+      }
+    }, 50);
+    let said = 0;
+    const acked = (): number => sender.received.filter((m) => m.type === "ack").length;
+    const f0 = Date.now();
+    const floodDeadline = f0 + 40_000;
+    try {
+      while (slowLines() < N && Date.now() < floodDeadline) {
+        for (let k = 0; k < 32; k++) sender.request({ type: "say", id: ++said, room: "busy", text: `${said} ${"y".repeat(TEXT)}` }, true);
+        sender.flush();
+        while (acked() < said) {
+          if (Date.now() > floodDeadline) {
+            throw new Error(
+              `test: ${said - acked()} of ${said} says unacked at the deadline; slow_consumer ${slowLines()}/${N}; server ${server.proc.exitCode === null ? "running" : `exited ${server.proc.exitCode}`}; ` +
+                `sender socket closed: ${sender.socketClosed}, bytes it has not written yet: ${sender.unsent}; last server lines: ${server.lines.slice(-3).join(" | ")}`,
+            );
+          }
+          if (sender.received.some((m) => m.type === "nack" || m.type === "error")) throw new Error(`test: sender refused: ${JSON.stringify(sender.received.find((m) => m.type === "nack" || m.type === "error"))}`);
+          await sleep(2);
+        }
+      }
+    } finally {
+      clearInterval(sampler);
+    }
+    const floodMs = Date.now() - f0;
+    const dropped = slowLines();
+    // The reader got every message, in order, live.
+    const deadline = Date.now() + 10_000;
+    const live = (): number[] => watcher.received.filter((m) => m.type === "message" && m.room === "busy" && !m.history).map((m) => (m as { seq: number }).seq);
+    while (live().length < said && Date.now() < deadline) await sleep(10);
+    const seqs = live();
+    // The stalled sockets are closed by the server (after its 2 s grace for the error to be read).
+    const stalled = terminals.filter((t) => t.user.startsWith("stall"));
+    const closeDeadline = Date.now() + 10_000;
+    while (stalled.some((t) => !t.socketClosed) && Date.now() < closeDeadline) await sleep(20);
+    const closed = stalled.filter((t) => t.socketClosed).length;
+    await sleep(300);
+    const after = vmRss(pid);
+    const bound = N * (MAX_SEND_BUFFER + 4 * MAX_FRAME) + 64 * MiB;
+    const mib = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
+    const figure =
+      `${N} stalled clients, max-send-buffer ${MAX_SEND_BUFFER / 1024} KiB: RSS ${mib(base)} before logins, ${mib(loggedIn)} with ${N + 2} logged in (${loginMs} ms), ` +
+      `peak ${mib(peak)} during a flood of ${said} × ${TEXT} B says (${(said * TEXT / MiB).toFixed(1)} MiB said, ${((said * TEXT * (N + 1)) / MiB).toFixed(0)} MiB fanned out, ${floodMs} ms), ` +
+      `${mib(after)} after; peak over the logged-in figure ${mib(peak - loggedIn)}, bound ${mib(bound)} (N × (max-send-buffer + 4 × MAX_FRAME) + 64 MiB); ` +
+      `slow_consumer drops ${dropped}/${N}, stalled sockets closed ${closed}/${N}; the reader got ${seqs.length}/${said} live messages`;
+    figures.push(figure);
+    console.log(`hostile: ${figure}`);
+    expect(dropped).toBe(N);
+    expect(closed).toBe(N);
+    expect(seqs).toEqual(Array.from({ length: said }, (_, k) => k + 1));
+    expect(peak - loggedIn).toBeLessThan(bound);
+    // The server still serves: the watcher is answered.
+    watcher.request({ type: "who", room: "busy" }, false);
+    const whoDeadline = Date.now() + 3000;
+    while (!watcher.received.some((m) => m.type === "members")) {
+      if (Date.now() > whoDeadline) throw new Error("test: no answer to who after the stall");
+      await sleep(5);
+    }
+    expect(watcher.received.find((m) => m.type === "members")).toEqual({ type: "members", room: "busy", users: ["sender", "watcher"] });
+  } finally {
+    for (const t of terminals) t.destroy();
+    await killProc(server.proc, "SIGTERM");
+  }
+}, 90_000);
