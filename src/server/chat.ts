@@ -26,6 +26,14 @@ export interface Member {
   readonly user: string;
   /** Queues one pre-encoded message for this connection. */
   post(json: string): void;
+  /**
+   * Takes this connection's next place in its output for a message that
+   * exists once `ready` settles (an ack waiting for the transcript, §7.4):
+   * `ok()` if it fulfils, `failed()` if it rejects. Everything posted after
+   * it waits behind it, so the connection's output stays in the order the
+   * server produced it.
+   */
+  postWhen(ready: Promise<void>, ok: () => string, failed: () => string): void;
 }
 
 export interface ChatOptions {
@@ -231,14 +239,15 @@ export class Chat {
    * The sender's ack waits until the message is where the transcript's
    * durability policy puts acknowledged entries (TRANSCRIPT.md §6), and
    * carries the entry's seq and hash: a commitment the client can later
-   * check the server's log against. Others see the message at once.
+   * check the server's log against. Others see the message at once; what
+   * the sender's connection is sent after the ack waits behind it (§7.4).
    */
   #ack(m: Member, id: number, seq: number, ts: number, r: Receipt): void {
-    const ack = (): void =>
-      post(m, { type: "ack", id, seq, ts, ...(r.seq !== undefined && r.hash !== undefined ? { tseq: r.seq, head: r.hash } : {}) });
-    if (!r.durable) return ack();
-    r.durable.then(ack, () => post(m, { type: "nack", id, code: "not_recorded", message: "the server could not record this message in its transcript" }));
+    const ack = (): string => encodeMessage({ type: "ack", id, seq, ts, ...(r.seq !== undefined && r.hash !== undefined ? { tseq: r.seq, head: r.hash } : {}) });
+    if (!r.durable) return m.post(ack());
+    m.postWhen(r.durable, ack, () => encodeMessage({ type: "nack", id, code: "not_recorded", message: "the server could not record this message in its transcript" }));
   }
+
 
   #join(m: Member, st: MemberState, name: string, ts: number): void {
     let room = this.#rooms.get(name);

@@ -165,6 +165,11 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/** A place in a connection's output; `json` is null until the message exists (postWhen). */
+interface Waiting {
+  json: string | null;
+}
+
 /** The outbox of every connection with nothing to send: no array per idle connection. Never pushed to. */
 const NOTHING = Object.freeze([]) as unknown as string[];
 
@@ -176,6 +181,14 @@ class Connection implements Member, FramedHandler {
   pinged = false;
   /** A bye or logout is waiting behind held requests. */
   leaving = false;
+  /** The bye is posted: nothing more is, and the connection closes once it is sent. */
+  saidBye = false;
+  /**
+   * Output behind an ack still waiting for the transcript (postWhen), in the
+   * order posted; null when nothing waits. Counted against --max-send-buffer.
+   */
+  waiting: Waiting[] | null = null;
+  waitingBytes = 0;
   readonly framed: Framed;
   /** Until login: the handshake and its keys. Dropped once logged in (idle memory, and no key kept longer than needed). */
   hs: ServerHandshake | null;
@@ -211,7 +224,44 @@ class Connection implements Member, FramedHandler {
   }
 
   post(json: string): void {
-    if (this.phase !== "ready") return;
+    if (this.phase !== "ready" || this.saidBye) return;
+    if (this.waiting) {
+      this.waiting.push({ json });
+      this.waitingBytes += json.length;
+      if (this.waitingBytes + this.framed.queued > this.server.opts.maxSendBuffer) this.tooSlow();
+      return;
+    }
+    this.enqueue(json);
+  }
+
+  /** Member.postWhen: an ack waiting for the transcript holds back what follows it (PROTOCOL.md §7.4). */
+  postWhen(ready: Promise<void>, ok: () => string, failed: () => string): void {
+    if (this.phase !== "ready" || this.saidBye) return;
+    const slot: Waiting = { json: null };
+    (this.waiting ??= []).push(slot);
+    ready.then(
+      () => this.release(slot, ok()),
+      () => this.release(slot, failed()),
+    );
+  }
+
+  /** Fills a slot, then sends everything from the front that is no longer waiting. */
+  private release(slot: Waiting, json: string): void {
+    slot.json = json;
+    const w = this.waiting;
+    if (!w || this.phase !== "ready") return;
+    let n = 0;
+    while (n < w.length && w[n]!.json !== null) n++;
+    const ready = w.splice(0, n);
+    if (w.length === 0) this.waiting = null;
+    for (const s of ready) {
+      this.waitingBytes -= s.json!.length;
+      this.enqueue(s.json!);
+    }
+    if (!this.waiting && this.saidBye) this.finishGoodbye();
+  }
+
+  private enqueue(json: string): void {
     // Only the first message of a turn schedules: the rest ride on that flush.
     if (this.outbox === NOTHING) {
       this.outbox = [json];
@@ -247,6 +297,8 @@ class Connection implements Member, FramedHandler {
   private tooSlow(): void {
     this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.framed.queued });
     this.outbox = NOTHING;
+    this.waiting = null;
+    this.waitingBytes = 0;
     this.closeWith({ code: "slow_consumer", message: "you are not reading fast enough to keep up; disconnected" });
     setTimeout(() => this.framed.close("slow consumer"), 2000).unref?.();
   }
@@ -385,9 +437,17 @@ class Connection implements Member, FramedHandler {
 
   /** Answers bye after everything already queued, then closes. */
   private goodbye(reason: string): void {
-    this.post(encodeMessage({ type: "bye", reason }));
-    this.flush();
+    // Leaves the chat at once (no more deliveries; the others see it go), but
+    // the bye goes behind any ack still waiting for the transcript, and the
+    // connection closes once it is sent.
     this.server.chat.disconnect(this);
+    this.post(encodeMessage({ type: "bye", reason }));
+    this.saidBye = true;
+    if (!this.waiting) this.finishGoodbye();
+  }
+
+  private finishGoodbye(): void {
+    this.flush();
     this.phase = "closed";
     this.framed.end();
   }
@@ -464,6 +524,7 @@ class Connection implements Member, FramedHandler {
     const wasAuthenticated = this.user !== "";
     this.server.chat.disconnect(this);
     this.phase = "closed";
+    this.waiting = null;
     this.clearDeadline();
     this.channel?.close();
     this.ticket?.fill(0);

@@ -5,7 +5,9 @@
  * the line is where the fsync policy says an acknowledged entry must be:
  *
  *   always  fsync as soon as the line is written
- *   batch   one fsync for everything written within `batchMs` (group commit)
+ *   batch   group commit: at most one fsync per `batchMs`, covering everything
+ *           written before it starts; one starts at once if none has started
+ *           within the last `batchMs` (a quiet server does not wait the window)
  *   off     written to the OS; no fsync (a machine crash may lose the tail)
  *
  * On open, a torn last line left by a crash is cut (its bytes kept in
@@ -142,6 +144,8 @@ export class TranscriptWriter {
   #syncedSeq = 0;
   #syncing = false;
   #syncTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the last fsync started (performance.now()), for batch's window. */
+  #lastSyncStart = Number.NEGATIVE_INFINITY;
   #flushScheduled = false;
   #waiters: Waiter[] = [];
   #sinceCheckpoint = 0;
@@ -355,16 +359,25 @@ export class TranscriptWriter {
     } else if (this.opts.fsync === "always") {
       this.#startSync();
     } else if (!this.#syncTimer && !this.#syncing && this.#writtenSeq > this.#syncedSeq) {
-      this.#syncTimer = setTimeout(() => {
-        this.#syncTimer = null;
-        this.#startSync();
-      }, this.opts.batchMs);
+      // Group commit: at most one fsync per window. One that has not started
+      // within the last window starts now, so an entry on a quiet server
+      // waits for one fsync, not for the window; under load, everything
+      // written while the window runs shares the next one.
+      const wait = this.#lastSyncStart + this.opts.batchMs - performance.now();
+      if (wait <= 0) this.#startSync();
+      else {
+        this.#syncTimer = setTimeout(() => {
+          this.#syncTimer = null;
+          this.#startSync();
+        }, wait);
+      }
     }
   }
 
   #startSync(): void {
     if (this.#syncing || this.#writtenSeq <= this.#syncedSeq || this.#failed) return;
     this.#syncing = true;
+    this.#lastSyncStart = performance.now();
     const upTo = this.#writtenSeq;
     fsync(this.#fd, (err) => {
       this.#syncing = false;

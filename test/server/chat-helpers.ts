@@ -49,9 +49,31 @@ export class FakeMember implements Member {
     readonly label: string = user,
   ) {}
 
+  /** What postWhen holds back, as the server's Connection does: a slot per pending message, then what followed. */
+  #waiting: { json: string | null }[] | null = null;
+
   post(json: string): void {
+    if (this.#waiting) {
+      this.#waiting.push({ json });
+      return;
+    }
     // Validating catches anything a real client would refuse (unknown field, bad value).
     this.inbox.push(decodeMessage(utf8(json)));
+  }
+
+  postWhen(ready: Promise<void>, ok: () => string, failed: () => string): void {
+    const slot: { json: string | null } = { json: null };
+    (this.#waiting ??= []).push(slot);
+    const release = (json: string): void => {
+      slot.json = json;
+      const w = this.#waiting!;
+      while (w.length > 0 && w[0]!.json !== null) this.inbox.push(decodeMessage(utf8(w.shift()!.json!)));
+      if (w.length === 0) this.#waiting = null;
+    };
+    ready.then(
+      () => release(ok()),
+      () => release(failed()),
+    );
   }
 
   /** Everything posted since the last take. */

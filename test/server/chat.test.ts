@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, jest, test } from "bun:test";
 import { isSecureChatError } from "../../src/errors.ts";
-import type { Message } from "../../src/protocol/messages.ts";
+import { type Message, encodeMessage } from "../../src/protocol/messages.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { MemoryJournal } from "../../src/server/journal.ts";
 import { Clock, FakeMember, rng } from "./chat-helpers.ts";
@@ -333,6 +333,27 @@ describe("disconnect", () => {
 });
 
 describe("flood control", () => {
+  test("afterHeld (bye, logout) runs after every held request is answered, not before; at once when none is held", () => {
+    jest.useFakeTimers();
+    const { chat, connect, join, say, clock } = setup({ flood: { rate: 10, burst: 2 } });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    alice.take();
+    let ran = 0;
+    chat.afterHeld(alice, () => ran++);
+    expect(ran).toBe(1); // nothing held: at once
+    const ids = Array.from({ length: 5 }, (_, i) => say(alice, "lobby", `m${i + 1}`));
+    chat.afterHeld(alice, () => {
+      ran++;
+      alice.post(encodeMessage({ type: "bye", reason: "goodbye" }));
+    });
+    expect(ran).toBe(1);
+    clock.advance(1000);
+    expect(ran).toBe(2);
+    const got = alice.take().filter((m) => m.type !== "notice");
+    expect(got.map((m) => (m.type === "ack" ? `ack ${m.id}` : m.type))).toEqual([...ids.map((id) => `ack ${id}`), "bye"]);
+  });
+
   test("rate 10 burst 3: ten says → 3 acked at once, one slow_down, the rest acked later in order; none dropped; a later leave waits its turn", () => {
     jest.useFakeTimers();
     const { chat, connect, join, leave, say, clock } = setup({ flood: { rate: 10, burst: 3 } });

@@ -286,6 +286,28 @@ describe("durability (§6)", () => {
     await expectVerified(dir);
   });
 
+  test("batch: on a quiet writer the fsync starts at once; another within the window waits for the window", async () => {
+    const realFsync = fs.fsync;
+    const held: (() => void)[] = [];
+    const fsync = track(spyOn(fs, "fsync")).mockImplementation(((fd: number, cb: fs.NoParamCallback) => void held.push(() => realFsync(fd, cb))) as typeof fs.fsync);
+    const dir = freshDir();
+    // A window far longer than the test: any wait for it would show.
+    const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 60_000 }));
+    const first = w.append("message", msg(1));
+    await until("the first fsync, without waiting for the window", () => held.length === 1);
+    held.shift()!();
+    await first.durable;
+    const second = w.append("message", msg(2));
+    let durable = false;
+    void second.durable.then(() => (durable = true));
+    for (let i = 0; i < 20; i++) await nextTurn();
+    expect(fsync).toHaveBeenCalledTimes(1); // the second waits for the window: at most one fsync per window
+    expect(durable).toBe(false);
+    w.close("bye"); // close fsyncs whatever is written
+    await second.durable;
+    await expectVerified(dir);
+  });
+
   test("batch: appends over many turns all become durable, in seq order, with fewer fsyncs than entries", async () => {
     const fsync = track(spyOn(fs, "fsync"));
     const dir = freshDir();
