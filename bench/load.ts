@@ -109,6 +109,16 @@ export const IMPLS: Impl[] = [
     gc: true,
     startTimeoutMs: 120_000,
   },
+  {
+    name: "sc+transcript",
+    describe:
+      "sc+transcript: securechat writing its transcript as `serve` does (--fsync batch: group commit, acks wait for the fsync; checkpoints every 1000 entries), so its rows show what the transcript costs",
+    unavailable: () => null,
+    server: (c) => ["server.ts", "--data", join(c.tmp, "data"), "--users", String(c.users), "--creds", c.credsPath, "--transcript", "batch"],
+    generator: (c) => ["client.ts", "--mode", "secure", "--creds", c.credsPath],
+    gc: true,
+    startTimeoutMs: 120_000,
+  },
   // ngIRCd over TLS, the real-world peer (issue 6), where Debian's ngircd is
   // installed: bench/load/ngircd.ts configures and runs it (loopback, flood
   // penalties off; prints {"port": TLS_PORT, "pid": NGIRCD_PID}, and the

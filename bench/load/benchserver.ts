@@ -4,12 +4,31 @@
  * connect from 127.0.0.1 at once, a send buffer generous enough that a
  * receiver that falls behind is measured, not dropped. SIGTERM/SIGINT stop it.
  */
+import { join } from "node:path";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
+import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
+import type { Journal } from "../../src/server/journal.ts";
+import { silentLogger } from "../../src/server/log.ts";
 import { ChatServer } from "../../src/server/server.ts";
+import { TranscriptJournal } from "../../src/transcript/journal.ts";
+import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import { gcOnSignal } from "./common.ts";
 
-export async function startBenchServer(dataDir: string): Promise<ChatServer> {
+export type TranscriptMode = "none" | "always" | "batch" | "off";
+
+/**
+ * `transcript`: "none" keeps history in memory only (the default, and what
+ * the relay rows measure); otherwise the transcript is written as `serve`
+ * writes it (DEFAULT_WRITER: checkpoints, rotation), with that --fsync.
+ */
+export async function startBenchServer(dataDir: string, transcript: TranscriptMode = "none"): Promise<ChatServer> {
+  let journal: Journal | undefined;
+  if (transcript !== "none") {
+    const hostKey = loadOrCreateHostKey(dataDir);
+    journal = TranscriptJournal.open({ ...DEFAULT_WRITER, dir: join(dataDir, "transcript"), hostKey: hostKey.key, fsync: transcript, version: "bench", history: DEFAULT_CHAT.history, log: silentLogger });
+  }
   const server = await ChatServer.start({
+    ...(journal ? { journal } : {}),
     dataDir,
     host: "127.0.0.1",
     port: 0,

@@ -6,20 +6,25 @@
  * written to --creds for the load generator; then one line {"port": P} on
  * stdout. SIGTERM/SIGINT stop the server.
  *
- *   bun run bench/load/server.ts --data DIR --users N --creds FILE
+ *   bun run bench/load/server.ts --data DIR --users N --creds FILE [--transcript always|batch|off]
+ *
+ * --transcript writes the transcript as `serve` does, with that --fsync
+ * policy (acks wait for it); without it, history is kept in memory only.
  */
 import { writeFileSync } from "node:fs";
 import { toHex } from "../../src/bytes.ts";
 import { ed25519Generate } from "../../src/crypto/index.ts";
-import { startBenchServer } from "./benchserver.ts";
+import { type TranscriptMode, startBenchServer } from "./benchserver.ts";
 import { type BenchCred, emit, intArg, parseArgs, strArg } from "./common.ts";
 
 const args = parseArgs(Bun.argv.slice(2));
 const dataDir = strArg(args, "data");
 const users = intArg(args, "users");
 const credsPath = strArg(args, "creds");
+const transcript = args.get("transcript") ?? "none";
+if (!["none", "always", "batch", "off"].includes(transcript)) throw new Error(`bench/load/server: --transcript must be always, batch or off, not ${transcript}`);
 
-const server = await startBenchServer(dataDir);
+const server = await startBenchServer(dataDir, transcript as TranscriptMode);
 
 const now = Date.now();
 const creds: BenchCred[] = [];
