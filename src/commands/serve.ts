@@ -18,7 +18,7 @@ export default command({
     "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
     "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
-    fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed within 5 ms, or left to the OS", default: "batch" },
+    fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed (at most one fsync per ms), or left to the OS", default: "batch" },
     "checkpoint-every": { type: "string", valueHint: "N", description: "Sign a transcript checkpoint every N entries", default: "1000" },
     "checkpoint-interval": { type: "string", valueHint: "DURATION", description: "…and at least this often while there are new entries", default: "60s" },
     "rotate-size": { type: "string", valueHint: "BYTES", description: "Start a new transcript file past this size (and every UTC day)", default: "67108864" },

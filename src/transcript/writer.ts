@@ -46,7 +46,7 @@ export interface WriterOptions {
 
 export const DEFAULT_WRITER: Omit<WriterOptions, "dir" | "hostKey" | "version" | "log"> = {
   fsync: "batch",
-  batchMs: 5,
+  batchMs: 1,
   checkpointEvery: 1000,
   checkpointIntervalMs: 60_000,
   rotateBytes: 64 * 1024 * 1024,
