@@ -127,17 +127,27 @@ export const IMPLS: Impl[] = [
   // not verified). No idle generator for it (yet).
   {
     name: "ngircd",
-    describe: "ngIRCd (C) over TLS: a real-world IRC server, the same room workload through an IRC generator (bench/load/irc.ts)",
-    unavailable: () => {
-      if (!Bun.which("ngircd") && !Bun.which("ngircd", { PATH: "/usr/sbin:/usr/local/sbin:/sbin" })) return "ngircd not installed (apt-get install ngircd)";
-      if (!opensslPath()) return "openssl not found (ngIRCd's TLS needs a certificate)";
-      if (!existsSync(join(LOAD, "ngircd.ts")) || !existsSync(join(LOAD, "irc.ts"))) return "bench/load/ngircd.ts or bench/load/irc.ts not present";
-      return null;
-    },
+    describe:
+      "ngIRCd (C) over TLS, stock: a real-world IRC server, the same room workload through an IRC generator (bench/load/irc.ts). It does not set TCP_NODELAY, so small writes wait for delayed ACKs (~40 ms): fewer, larger writes per CPU-second, and a high latency floor",
+    unavailable: ngircdUnavailable,
     server: (c) => ["ngircd.ts", "--dir", c.tmp],
     generator: () => ["irc.ts"],
   },
+  {
+    name: "ngircd-nd",
+    describe: "ngIRCd (C) over TLS with TCP_NODELAY set by an LD_PRELOAD shim (bench/load/ngircd.ts --nodelay), as securechat and the Bun relays have it: the like-for-like peer",
+    unavailable: () => ngircdUnavailable() ?? (Bun.which("cc") || Bun.which("gcc") ? null : "no C compiler for the TCP_NODELAY shim"),
+    server: (c) => ["ngircd.ts", "--dir", c.tmp, "--nodelay"],
+    generator: () => ["irc.ts"],
+  },
 ];
+
+function ngircdUnavailable(): string | null {
+  if (!Bun.which("ngircd") && !Bun.which("ngircd", { PATH: "/usr/sbin:/usr/local/sbin:/sbin" })) return "ngircd not installed (apt-get install ngircd)";
+  if (!opensslPath()) return "openssl not found (ngIRCd's TLS needs a certificate)";
+  if (!existsSync(join(LOAD, "ngircd.ts")) || !existsSync(join(LOAD, "irc.ts"))) return "bench/load/ngircd.ts or bench/load/irc.ts not present";
+  return null;
+}
 
 /** The implementation every other one is compared with. */
 export const SUBJECT = "securechat";
