@@ -76,6 +76,8 @@ export interface Impl {
   startTimeoutMs?: number;
   /** The server collects its garbage on SIGUSR2 (Bun servers: bench/load/common.ts gcOnSignal). */
   gc?: boolean;
+  /** Run only with --full (or when named in --impls), to keep the quick bench under two minutes. */
+  fullOnly?: boolean;
 }
 
 const caArgs = (c: GeneratorContext): string[] => (typeof c.hello.ca === "string" ? ["--ca", c.hello.ca] : []);
@@ -118,6 +120,7 @@ export const IMPLS: Impl[] = [
     generator: (c) => ["client.ts", "--mode", "secure", "--creds", c.credsPath],
     gc: true,
     startTimeoutMs: 120_000,
+    fullOnly: true,
   },
   // ngIRCd over TLS, the real-world peer (issue 6), where Debian's ngircd is
   // installed: bench/load/ngircd.ts configures and runs it (loopback, flood
@@ -132,6 +135,7 @@ export const IMPLS: Impl[] = [
     unavailable: ngircdUnavailable,
     server: (c) => ["ngircd.ts", "--dir", c.tmp],
     generator: () => ["irc.ts"],
+    fullOnly: true,
   },
   {
     name: "ngircd-nd",

@@ -11,7 +11,8 @@
  *                            of 3 runs, baselines interleaved with securechat
  *   --json                   one JSON object on stdout (no progress on stderr)
  *   --only LIST              throughput,latency,idle,logins,cold (default: all)
- *   --impls LIST             e.g. bare,securechat (default: every one available)
+ *   --impls LIST             e.g. bare,securechat (default: every one available;
+ *                            sc+transcript and stock ngircd only with --full)
  *   --runs K, --conns C, --rate D    override the mode's runs, idle connections,
  *                            offered deliveries/s of the latency rows
  *
@@ -119,7 +120,10 @@ const progress = (s: string): void => {
   if (!json) console.error(`[${elapsed()}] ${s}`);
 };
 
-const implStatus = IMPLS.map((impl) => ({ impl, reason: implFilter && !implFilter.has(impl.name) ? "not selected (--impls)" : impl.unavailable() }));
+const implStatus = IMPLS.map((impl) => ({
+  impl,
+  reason: implFilter ? (implFilter.has(impl.name) ? impl.unavailable() : "not selected (--impls)") : impl.fullOnly && !full ? "--full only" : impl.unavailable(),
+}));
 const impls: Impl[] = implStatus.filter((s) => s.reason === null).map((s) => s.impl);
 const subject = impls.find((i) => i.name === SUBJECT);
 const baselines = impls.filter((i) => i.name !== SUBJECT);
