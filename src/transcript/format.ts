@@ -60,31 +60,71 @@ function fail(code: string, message: string): never {
   throw new SecureChatError(code, `transcript: ${message}`);
 }
 
-/** RFC 8785 over the transcript's value domain (no floats, no null, no nesting). */
+/** Member names as JSON strings, memoized: entries use a few dozen names, over and over. */
+const QUOTED = new Map<string, string>();
+
+function quotedKey(k: string): string {
+  let q = QUOTED.get(k);
+  if (q === undefined) {
+    q = JSON.stringify(k);
+    if (QUOTED.size < 1024) QUOTED.set(k, q);
+  }
+  return q;
+}
+
+/**
+ * RFC 8785 over the transcript's value domain (no floats, no null, no
+ * nesting): members sorted by their names' UTF-16 code units (the default
+ * string sort), strings as JSON.stringify writes them (which is §3.2.2.2's
+ * escaping), safe integers and booleans as JSON.stringify writes them.
+ */
 export function canonical(fields: EntryFields): string {
-  const keys = Object.keys(fields)
-    .filter((k) => k !== "hash")
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(fields[k])}`).join(",")}}`;
+  const keys = Object.keys(fields).sort();
+  let out = "{";
+  for (const k of keys) {
+    if (k === "hash") continue;
+    const v = fields[k];
+    if (out.length > 1) out += ",";
+    out += `${quotedKey(k)}:${typeof v === "string" ? JSON.stringify(v) : String(v)}`;
+  }
+  return `${out}}`;
+}
+
+/** The hash of an entry whose canonical form (without `hash`) is `canon`. */
+export function canonicalHash(canon: string): string {
+  return toHex(sha256(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]), utf8(canon)));
 }
 
 export function entryHash(fields: EntryFields): string {
-  return toHex(sha256(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]), utf8(canonical(fields))));
+  return canonicalHash(canonical(fields));
 }
 
 /** Builds the next entry of a chain; refuses values outside the format's domain (§3). */
 export function makeEntry(prev: string, seq: number, ts: number, type: string, fields: EntryFields): Entry {
+  return makeEntryLine(prev, seq, ts, type, fields).entry;
+}
+
+/** makeEntry, and the entry's line, from one canonical serialization. */
+export function makeEntryLine(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Entry; line: string } {
   const e = { seq, ts, type, prev, ...fields } as Omit<Entry, "hash">;
-  for (const [k, v] of Object.entries(e)) {
+  for (const k in e) {
+    const v = (e as EntryFields)[k];
     const ok = typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) || (typeof v === "string" && v.isWellFormed());
     if (!ok) fail("entry_value", `${type}.${k} is not a string, a non-negative safe integer or a boolean`);
   }
-  return { ...e, hash: entryHash(e) } as Entry;
+  const canon = canonical(e);
+  const hash = canonicalHash(canon);
+  return { entry: { ...e, hash } as Entry, line: canonicalLine(canon, hash) };
 }
 
 /** The line written for an entry: keys in canonical order, then `hash` last. */
 export function entryLine(e: Entry): string {
-  return `${canonical(e).slice(0, -1)},"hash":${JSON.stringify(e.hash)}}\n`;
+  return canonicalLine(canonical(e), e.hash);
+}
+
+/** The line of an entry whose canonical form (without `hash`) is `canon`. */
+export function canonicalLine(canon: string, hash: string): string {
+  return `${canon.slice(0, -1)},"hash":${JSON.stringify(hash)}}\n`;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;

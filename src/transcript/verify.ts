@@ -19,7 +19,7 @@ import { fromBase64 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
-import { type Entry, GENESIS, entryHash, entryLine, parseEntry, verifyCheckpoint } from "./format.ts";
+import { type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint } from "./format.ts";
 import { Unsealer } from "./keys.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptLine, listTranscript, readFileLines, readTranscriptBatches } from "./read.ts";
 
@@ -153,10 +153,11 @@ export class ChainVerifier {
     } catch (err) {
       return at("malformed", `malformed line (${isSecureChatError(err) ? err.message.replace(/^transcript: /, "") : String(err)})`);
     }
-    if (entryHash(e) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
+    const canon = canonical(e);
+    if (canonicalHash(canon) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
     // One spelling per entry: a line that only parses to its entry (duplicate
     // keys, other key order, spaces) could be read differently by another parser.
-    if (entryLine(e) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
+    if (canonicalLine(canon, e.hash) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
 
     const prev = this.#head;
     const expected = (prev?.seq ?? 0) + 1;

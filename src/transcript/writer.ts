@@ -24,7 +24,7 @@ import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../server/log.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
-import { type Entry, type EntryFields, GENESIS, entryHash, entryLine, makeEntry, parseEntry, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
+import { type Entry, type EntryFields, GENESIS, canonical, canonicalHash, canonicalLine, makeEntryLine, parseEntry, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
 
 export type FsyncPolicy = "always" | "batch" | "off";
 
@@ -111,7 +111,8 @@ function recoverTail(dir: string, files: string[]): Tail {
     } catch (cause) {
       throw new SecureChatError("transcript_corrupt", `transcript: the ${what} entry in ${dir} is malformed; run "securechat transcript verify ${dir}"`, { cause });
     }
-    if (entryHash(e) !== e.hash || entryLine(e) !== `${l}\n`) {
+    const canon = canonical(e);
+    if (canonicalHash(canon) !== e.hash || canonicalLine(canon, e.hash) !== `${l}\n`) {
       throw new SecureChatError("transcript_corrupt", `transcript: the ${what} entry (seq ${e.seq}) does not match its hash; run "securechat transcript verify ${dir}"`);
     }
     return e;
@@ -294,8 +295,7 @@ export class TranscriptWriter {
       const { text, ...rest } = fields;
       f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
     }
-    const entry = makeEntry(this.#head, seq, this.#now(), type, f);
-    const line = entryLine(entry);
+    const { entry, line } = makeEntryLine(this.#head, seq, this.#now(), type, f);
     this.#seq = seq;
     this.#head = entry.hash;
     this.#pending.push(line);
@@ -309,7 +309,7 @@ export class TranscriptWriter {
   append(type: string, fields: EntryFields): Appended {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw new SecureChatError("transcript_closed", "transcript: closed");
-    this.#maybeRotate(256 + JSON.stringify(fields).length);
+    this.#maybeRotate(sizeBound(fields));
     const entry = this.#add(type, fields);
     if (this.#sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint();
     return { entry, durable: this.#durable(entry.seq) };
@@ -424,4 +424,20 @@ export class TranscriptWriter {
     else this.#retired.push(this.#fd);
     this.#fd = -1;
   }
+}
+
+/**
+ * An upper bound on the bytes an entry with these fields takes on its line,
+ * for the rotation check made before the entry exists: every UTF-16 unit of
+ * a string is at most 6 bytes escaped, a number or boolean at most 16, and
+ * 256 covers the names, punctuation, seq, ts, type, prev and hash. (Sealed
+ * text is base64 of the UTF-8 plus 40 bytes: within 6 per unit too.)
+ */
+function sizeBound(fields: EntryFields): number {
+  let n = 256;
+  for (const k in fields) {
+    const v = fields[k];
+    n += k.length + 4 + (typeof v === "string" ? 6 * v.length : 16);
+  }
+  return n;
 }
