@@ -104,7 +104,6 @@ if (interaction && !failed) {
   const t0 = performance.now();
   let runs = 0;
   let messages = 0;
-  let deviations = 0;
   // At least one run, however short the time asked for.
   while (runs === 0 || performance.now() < deadline) {
     const runSeed = (seed + runs) >>> 0;
@@ -112,7 +111,6 @@ if (interaction && !failed) {
       const r = await runInteraction({ seed: runSeed, journal: runSeed % 2 === 1 ? "batch" : "memory" });
       runs++;
       messages += r.received;
-      deviations += r.findings.answersOutOfOrder + r.findings.acksLostAtBye;
       if (process.env.FUZZ_VERBOSE) console.log(summary(r));
     } catch (e) {
       console.error(`FAIL ${INTERACTION} (seed ${runSeed})`);
@@ -124,8 +122,8 @@ if (interaction && !failed) {
   }
   const elapsed = (performance.now() - t0) / 1000;
   console.log(
-    `${failed ? "FAIL" : "ok  "} ${INTERACTION.padEnd(24)} ${String(runs).padStart(8)} runs in ${elapsed.toFixed(1)} s (${messages} messages checked; ` +
-      `${deviations} transcript-mode answers out of order or acks lost at bye, known), seeds ${seed >>> 0}..${(seed + Math.max(runs, 1) - 1) >>> 0}`,
+    `${failed ? "FAIL" : "ok  "} ${INTERACTION.padEnd(24)} ${String(runs).padStart(8)} runs in ${elapsed.toFixed(1)} s (${messages} messages checked), ` +
+      `seeds ${seed >>> 0}..${(seed + Math.max(runs, 1) - 1) >>> 0} (odd seeds with the transcript)`,
   );
 }
 cleanupScratch();

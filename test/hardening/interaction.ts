@@ -1349,7 +1349,6 @@ export function summary(r: InteractionReport): string {
     `${m.joins} joins (${m.secondTerminalJoins} second-terminal, ${m.repeatedJoins} repeated), ${m.leaves} leaves, ${m.roomsEnded} rooms ended; ` +
     `${m.roomMessages} room messages → ${m.deliveries} live deliveries, ${m.directs} directs (${m.directsToSelf} to self), ${m.nacks} nacks, ${m.presenceEvents} presence events; ` +
     `${r.received} messages received in all; queues: outbox ≤ ${r.queues.maxOutboxMessages} messages / ${r.queues.maxOutboxChars} chars, ` +
-    `socket queue ≤ ${r.queues.maxSocketQueued} B (max-send-buffer ${r.maxSendBuffer})` +
-    (r.journal === "memory" ? "" : `; transcript deviations: ${r.findings.answersOutOfOrder} answers out of request order, ${r.findings.acksLostAtBye} acks lost at bye`)
+    `socket queue ≤ ${r.queues.maxSocketQueued} B (max-send-buffer ${r.maxSendBuffer})`
   );
 }
