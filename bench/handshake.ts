@@ -12,13 +12,12 @@
  */
 import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from "@noble/curves/ed25519.js";
 import {
-  createPrivateKey,
-  createPublicKey,
   diffieHellman,
   generateKeyPairSync,
   sign as nativeSign,
   verify as nativeVerify,
 } from "node:crypto";
+import { ED25519_DER, X25519_DER, privateKeyObject, publicKeyObject } from "../src/crypto/der.ts";
 import { ed25519Generate, ed25519Sign, ed25519Verify, randomBytes, x25519, x25519Generate } from "../src/crypto/index.ts";
 import {
   ClientHandshake,
@@ -30,16 +29,6 @@ import {
 import { type Measurement, measureGroup } from "./lib/measure.ts";
 import { perSecond, ratio, spread, table, time } from "./lib/table.ts";
 import type { Section } from "./micro.ts";
-
-// DER wrappers that turn raw 32-byte keys into node:crypto KeyObjects (RFC 8410).
-const X25519_PKCS8 = Buffer.from("302e020100300506032b656e04220420", "hex");
-const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex");
-const ED25519_PKCS8 = Buffer.from("302e020100300506032b657004220420", "hex");
-const ED25519_SPKI = Buffer.from("302a300506032b6570032100", "hex");
-
-const der = (prefix: Buffer, raw: Uint8Array): Buffer => Buffer.concat([prefix, raw]);
-const publicKey = (prefix: Buffer, raw: Uint8Array) => createPublicKey({ key: der(prefix, raw), format: "der", type: "spki" });
-const privateKey = (prefix: Buffer, raw: Uint8Array) => createPrivateKey({ key: der(prefix, raw), format: "der", type: "pkcs8" });
 
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`bench: sanity check failed: ${what}`);
@@ -74,10 +63,10 @@ export function handshakeSection(): Section {
   // The same operations in @noble/curves and natively with cached key objects, with the same keys; first check they agree.
   check(Buffer.from(nobleX25519.scalarMult(mine.secretKey, peer.publicKey)).equals(x25519(mine.secretKey, peer.publicKey)), "noble X25519 matches src/crypto");
   check(Buffer.from(nobleEd25519.sign(msg, identity.secretKey)).equals(sig), "noble Ed25519 signature matches src/crypto");
-  const nMine = privateKey(X25519_PKCS8, mine.secretKey);
-  const nIdentity = privateKey(ED25519_PKCS8, identity.secretKey);
+  const nMine = privateKeyObject(X25519_DER, mine.secretKey);
+  const nIdentity = privateKeyObject(ED25519_DER, identity.secretKey);
   check(
-    diffieHellman({ privateKey: nMine, publicKey: publicKey(X25519_SPKI, peer.publicKey) }).equals(x25519(mine.secretKey, peer.publicKey)),
+    diffieHellman({ privateKey: nMine, publicKey: publicKeyObject(X25519_DER, peer.publicKey) }).equals(x25519(mine.secretKey, peer.publicKey)),
     "native X25519 matches src/crypto",
   );
   check(nativeSign(null, msg, nIdentity).equals(sig), "native Ed25519 signature matches src/crypto");
@@ -104,12 +93,12 @@ export function handshakeSection(): Section {
     },
     {
       name: "native x25519 (raw peer import + DH)",
-      fn: () => diffieHellman({ privateKey: nMine, publicKey: publicKey(X25519_SPKI, peer.publicKey) }),
+      fn: () => diffieHellman({ privateKey: nMine, publicKey: publicKeyObject(X25519_DER, peer.publicKey) }),
     },
     { name: "native ed25519 sign (cached key)", fn: () => nativeSign(null, msg, nIdentity) },
     {
       name: "native ed25519 verify (raw key import)",
-      fn: () => nativeVerify(null, msg, publicKey(ED25519_SPKI, identity.publicKey), sig),
+      fn: () => nativeVerify(null, msg, publicKeyObject(ED25519_DER, identity.publicKey), sig),
     },
     { name: "noble x25519 keygen", fn: () => nobleX25519.getPublicKey(randomBytes(32)) },
     { name: "noble x25519 shared secret", fn: () => nobleX25519.scalarMult(mine.secretKey, peer.publicKey) },

@@ -12,9 +12,10 @@
  * replaced, refused them too. test/crypto cross-checks every answer against
  * noble on random, mutated and small-order inputs, besides Wycheproof.
  */
-import { type KeyObject, createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
+import { createPublicKey, sign, verify } from "node:crypto";
 import { SecureChatError } from "../errors.ts";
-import { randomBytes, wipe } from "./util.ts";
+import { ED25519_DER, privateKeyObject, publicKeyObject, rawPublicKey } from "./der.ts";
+import { randomBytes } from "./util.ts";
 
 export const ED25519_SECRET_LENGTH = 32;
 export const ED25519_PUBLIC_LENGTH = 32;
@@ -25,10 +26,6 @@ export interface Ed25519KeyPair {
   secretKey: Uint8Array;
   publicKey: Uint8Array;
 }
-
-/** RFC 8410: PKCS#8 and SubjectPublicKeyInfo for id-Ed25519 (1.3.101.112), key bytes last. */
-const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
-const SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
 
 /**
  * Every encoding of a point of order 1, 2, 4 or 8, compared with the sign
@@ -73,26 +70,14 @@ function checkSeed(seed: Uint8Array): void {
   }
 }
 
-function privateKey(seed: Uint8Array): KeyObject {
-  const der = new Uint8Array(PKCS8_PREFIX.length + ED25519_SECRET_LENGTH);
-  der.set(PKCS8_PREFIX);
-  der.set(seed, PKCS8_PREFIX.length);
-  try {
-    return createPrivateKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: "der", type: "pkcs8" });
-  } finally {
-    wipe(der);
-  }
-}
-
 export function ed25519Generate(seed: Uint8Array = randomBytes(ED25519_SECRET_LENGTH)): Ed25519KeyPair {
   checkSeed(seed);
-  const spki = createPublicKey(privateKey(seed)).export({ format: "der", type: "spki" });
-  return { secretKey: seed, publicKey: new Uint8Array(spki.subarray(spki.length - ED25519_PUBLIC_LENGTH)) };
+  return { secretKey: seed, publicKey: rawPublicKey(createPublicKey(privateKeyObject(ED25519_DER, seed))) };
 }
 
 export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
   checkSeed(secretKey);
-  const sig = sign(null, message, privateKey(secretKey));
+  const sig = sign(null, message, privateKeyObject(ED25519_DER, secretKey));
   return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
 }
 
@@ -101,11 +86,7 @@ export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signat
   if (publicKey.length !== ED25519_PUBLIC_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
   if (ed25519IsSmallOrder(publicKey) || ed25519IsNonCanonical(publicKey)) return false;
   try {
-    const der = new Uint8Array(SPKI_PREFIX.length + ED25519_PUBLIC_LENGTH);
-    der.set(SPKI_PREFIX);
-    der.set(publicKey, SPKI_PREFIX.length);
-    const key = createPublicKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: "der", type: "spki" });
-    return verify(null, message, key, signature);
+    return verify(null, message, publicKeyObject(ED25519_DER, publicKey), signature);
   } catch {
     return false;
   }
