@@ -81,6 +81,21 @@ export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Ar
   return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
 }
 
+/**
+ * Signs many messages with one key, imported once: importing a seed derives
+ * its public key, which costs more than the signature (bun run bench:micro).
+ * For a key held for the process's life (the host key); the key object
+ * keeps its own copy of the secret for as long as the function is kept.
+ */
+export function ed25519Signer(secretKey: Uint8Array): (message: Uint8Array) => Uint8Array {
+  checkSeed(secretKey);
+  const key = privateKeyObject(ED25519_DER, secretKey);
+  return (message) => {
+    const sig = sign(null, message, key);
+    return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
+  };
+}
+
 /** Returns false for any invalid signature, key or length; never throws. */
 export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== ED25519_PUBLIC_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false;

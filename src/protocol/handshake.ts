@@ -201,6 +201,8 @@ export type ServerState = "await_hello" | "await_auth" | "checking" | "done" | "
 
 export interface ServerHandshakeOptions {
   hostKey: Ed25519KeyPair;
+  /** Signs with the host key (a server passes one ed25519Signer for all its handshakes); by default ed25519Sign. */
+  sign?: (message: Uint8Array) => Uint8Array;
   rekey?: RekeyPolicy;
   /** For known-answer tests; fresh by default. */
   ephemeral?: X25519KeyPair;
@@ -210,6 +212,7 @@ export interface ServerHandshakeOptions {
 export class ServerHandshake {
   #state: ServerState = "await_hello";
   readonly #hostKey: Ed25519KeyPair;
+  readonly #sign: (message: Uint8Array) => Uint8Array;
   readonly #rekey: RekeyPolicy;
   #ephemeral: X25519KeyPair | null;
   readonly #challenge: Uint8Array;
@@ -217,6 +220,7 @@ export class ServerHandshake {
 
   constructor(opts: ServerHandshakeOptions) {
     this.#hostKey = opts.hostKey;
+    this.#sign = opts.sign ?? ((message) => ed25519Sign(opts.hostKey.secretKey, message));
     this.#rekey = opts.rekey ?? { records: DEFAULT_REKEY_RECORDS, bytes: DEFAULT_REKEY_BYTES };
     checkRekeyPolicy(this.#rekey);
     this.#ephemeral = opts.ephemeral ? copyKeyPair(opts.ephemeral) : x25519Generate();
@@ -246,7 +250,7 @@ export class ServerHandshake {
         rekey_bytes: this.#rekey.bytes,
       };
       const h = hashServerHello(h1, unsigned);
-      const sig = ed25519Sign(this.#hostKey.secretKey, serverSignatureInput(h));
+      const sig = this.#sign(serverSignatureInput(h));
       const keys: SessionKeys = {
         handshakeHash: h,
         challenge: this.#challenge,

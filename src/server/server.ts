@@ -8,7 +8,7 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { toBase64 } from "../bytes.ts";
-import { type Ed25519KeyPair, wipe } from "../crypto/index.ts";
+import { type Ed25519KeyPair, ed25519Signer, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
@@ -208,7 +208,7 @@ class Connection implements Member, FramedHandler {
     socket: Socket<Connection>,
   ) {
     this.source = socket.remoteAddress;
-    this.hs = new ServerHandshake({ hostKey: server.hostKey, rekey: server.opts.rekey });
+    this.hs = new ServerHandshake({ hostKey: server.hostKey, sign: server.hostSign, rekey: server.opts.rekey });
     this.framed = new Framed(
       socket as Socket<unknown>,
       MAX_FRAME_PRELOGIN,
@@ -538,6 +538,8 @@ export class ChatServer {
   readonly store: Store;
   readonly accounts: Accounts;
   readonly hostKey: Ed25519KeyPair;
+  /** Signs with the host key, imported once for every handshake. */
+  readonly hostSign: (message: Uint8Array) => Uint8Array;
   readonly hostKeyCreated: boolean;
   readonly penalties: PenaltyBox;
   readonly log: Logger;
@@ -557,6 +559,7 @@ export class ChatServer {
     this.log = opts.log;
     const { key, created } = loadOrCreateHostKey(opts.dataDir);
     this.hostKey = key;
+    this.hostSign = ed25519Signer(key.secretKey);
     this.hostKeyCreated = created;
     this.store = new Store(opts.dataDir);
     this.accounts = new Accounts(this.store, new Gate(opts.argon2Concurrency, opts.argon2Queue), opts.ticketTtlMs);

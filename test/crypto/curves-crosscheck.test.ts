@@ -18,7 +18,7 @@
 import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, test } from "bun:test";
 import { toHex } from "../../src/bytes.ts";
-import { ed25519Generate, ed25519IsNonCanonical, ed25519IsSmallOrder, ed25519Sign, ed25519Verify, x25519, x25519Generate } from "../../src/crypto/index.ts";
+import { ed25519Generate, ed25519IsNonCanonical, ed25519IsSmallOrder, ed25519Sign, ed25519Signer, ed25519Verify, x25519, x25519Generate } from "../../src/crypto/index.ts";
 import { isSecureChatError } from "../../src/errors.ts";
 
 const SEED = Number(process.env.CURVES_CROSSCHECK_SEED ?? 0x25519) >>> 0;
@@ -115,6 +115,8 @@ describe(`Ed25519: native agrees with @noble/curves, zip215: false (seed ${SEED}
       const kp = ed25519Generate(seed);
       expect(toHex(kp.publicKey), `seed ${toHex(seed)}`).toBe(toHex(nobleEd25519.getPublicKey(seed)));
       expect(toHex(ed25519Sign(seed, msg)), `seed ${toHex(seed)}`).toBe(toHex(nobleEd25519.sign(msg, seed)));
+      // The signer that imports the key once (the server's host key) signs the same.
+      expect(toHex(ed25519Signer(seed)(msg)), `seed ${toHex(seed)}`).toBe(toHex(nobleEd25519.sign(msg, seed)));
     }
   });
 
