@@ -5,7 +5,7 @@
  * agree byte for byte, and a single flipped bit in the ciphertext, the tag or
  * the AAD must make ours throw `aead_auth_failed`.
  *
- * This is the only test that calls noble directly: here it is the reference.
+ * Here noble is the reference (as @noble/curves is in curves-crosscheck.test.ts).
  * To reproduce a failure, rerun with AESGCM_CROSSCHECK_SEED=<seed>.
  */
 import { gcm } from "@noble/ciphers/aes.js";
