@@ -47,11 +47,13 @@ export async function startBenchServer(dataDir: string, transcript: TranscriptMo
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  // SIGUSR2: a full garbage collection, then one line of memory figures on
-  // stderr, so a bench can tell memory held from garbage not yet collected.
+  // SIGUSR2: a full garbage collection, so a bench can tell memory held from
+  // garbage not yet collected; with BENCH_HEAP_TYPES=1, object counts by type
+  // and memory figures on stderr (for finding what a connection holds).
   gcOnSignal(() => {
+    if (!process.env.BENCH_HEAP_TYPES) return;
     const m = process.memoryUsage();
-    if (process.env.BENCH_HEAP_TYPES) console.error(JSON.stringify(require("bun:jsc").heapStats().objectTypeCounts));
+    console.error(JSON.stringify(require("bun:jsc").heapStats().objectTypeCounts));
     console.error(JSON.stringify({ event: "gc", rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, connections: server.connections }));
   });
   return server;
