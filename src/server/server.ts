@@ -239,9 +239,18 @@ class Connection implements Member, FramedHandler {
     if (this.phase !== "ready" || this.saidBye) return;
     const slot: Waiting = { json: null };
     (this.waiting ??= []).push(slot);
+    // As in the flush turn, a failure here is this connection's own: it must
+    // not become an unhandled rejection, which would stop the server.
+    const settle = (json: () => string): void => {
+      try {
+        this.release(slot, json());
+      } catch (e) {
+        this.fail(e);
+      }
+    };
     ready.then(
-      () => this.release(slot, ok()),
-      () => this.release(slot, failed()),
+      () => settle(ok),
+      () => settle(failed),
     );
   }
 
