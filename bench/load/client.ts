@@ -70,7 +70,7 @@ import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
 import { ClientHandshake, signClientAuth } from "../../src/protocol/handshake.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { decodeMessage, encodeMessageBytes, splitRecordPayload } from "../../src/protocol/messages.ts";
-import { BODY_BYTES, type BenchCred, ROOM, emit, intArg, parseArgs, strArg } from "./common.ts";
+import { BODY_BYTES, type BenchCred, ROOM, emit, intArg, markSamples, parseArgs, percentile, runGenerator, strArg, waitUntil } from "./common.ts";
 
 const args = parseArgs(Bun.argv.slice(2));
 const mode = strArg(args, "mode");
@@ -398,15 +398,6 @@ class BareMember implements Member {
 
 // ---------------------------------------------------------------------------
 
-async function waitUntil(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (firstError) throw new Error(`bench/load/client: ${firstError} (while waiting for ${what})`);
-    if (Date.now() > deadline) throw new Error(`bench/load/client: timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   return Promise.race([
@@ -417,23 +408,13 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
 const mark = (): void => emit({ event: "mark", t: performance.now(), deliveries, acks, nacks, closed: closedEarly });
 
 /** Closed loop: every sender keeps its window full. */
 async function throughput(members: Member[]): Promise<void> {
   running = true;
   for (let i = 0; i < senders; i++) members[i]!.pump();
-  await sleep(warmupMs);
-  mark();
-  for (let s = 0; s < samples; s++) {
-    await sleep(sampleMs);
-    mark();
-  }
+  await markSamples(warmupMs, sampleMs, samples, mark);
 }
 
 /** Open loop at `offered` deliveries/s; see the top of the file. */
@@ -524,7 +505,7 @@ async function main(): Promise<void> {
         const batch = creds.slice(i, Math.min(n, i + BATCH)).map((c) => new SecureMember(c));
         members.push(...batch);
         await withTimeout(Promise.all(batch.map((m) => m.connect())), setupTimeoutMs, "connections");
-        await waitUntil(`members ${i}..${i + batch.length - 1} in ${ROOM}`, () => batch.every((m) => m.joined || m.closed), setupTimeoutMs);
+        await waitUntil("bench/load/client", `members ${i}..${i + batch.length - 1} in ${ROOM}`, () => batch.every((m) => m.joined || m.closed), setupTimeoutMs, () => firstError);
         if (batch.some((m) => m.closed)) throw new Error(`bench/load/client: a member was disconnected during setup`);
       }
     } else if (mode === "bare") {
@@ -547,10 +528,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (e) {
-  emit({ event: "error", error: String(e instanceof Error ? e.message : e) });
-  process.exit(1);
-}
+await runGenerator(main);

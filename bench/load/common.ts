@@ -62,3 +62,44 @@ export function gcOnSignal(onDone?: () => void): void {
     onDone?.();
   });
 }
+
+/** Nearest-rank percentile (0 < q ≤ 1) of ascending `sorted`; NaN when empty. */
+export function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/**
+ * Polls `cond` every 5 ms until it holds; throws after `timeoutMs`, or as
+ * soon as `failure()` reports an error. `who` names the generator in errors.
+ */
+export async function waitUntil(who: string, what: string, cond: () => boolean, timeoutMs: number, failure: () => string | null): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    const error = failure();
+    if (error) throw new Error(`${who}: ${error} (while waiting for ${what})`);
+    if (Date.now() > deadline) throw new Error(`${who}: timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
+
+/** The closed loop's marks: one after `warmupMs`, then one every `sampleMs`, `samples` times. */
+export async function markSamples(warmupMs: number, sampleMs: number, samples: number, mark: () => void): Promise<void> {
+  await Bun.sleep(warmupMs);
+  mark();
+  for (let s = 0; s < samples; s++) {
+    await Bun.sleep(sampleMs);
+    mark();
+  }
+}
+
+/** Runs a generator's main: exit 0, or an {"event":"error"} line and exit 1. */
+export async function runGenerator(main: () => Promise<void>): Promise<never> {
+  try {
+    await main();
+    process.exit(0);
+  } catch (e) {
+    emit({ event: "error", error: String(e instanceof Error ? e.message : e) });
+    process.exit(1);
+  }
+}

@@ -45,7 +45,7 @@
  * read the numbers in its text; other lines are decoded and handled.
  */
 import type { Socket } from "bun";
-import { BODY_BYTES, emit, intArg, parseArgs } from "./common.ts";
+import { BODY_BYTES, emit, intArg, markSamples, parseArgs, percentile, runGenerator, waitUntil } from "./common.ts";
 import { IRC_CHANNEL, IRC_OPER } from "./ngircd.ts";
 
 const args = parseArgs(Bun.argv.slice(2));
@@ -335,34 +335,13 @@ class IrcMember {
   }
 }
 
-async function waitUntil(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (firstError) throw new Error(`bench/load/irc: ${firstError} (while waiting for ${what})`);
-    if (Date.now() > deadline) throw new Error(`bench/load/irc: timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 const mark = (): void => emit({ event: "mark", t: performance.now(), deliveries, acks, nacks: 0, closed: closedEarly });
 
 async function throughput(): Promise<void> {
   running = true;
   for (let i = 0; i < senders; i++) members[i]!.pump();
-  await sleep(warmupMs);
-  mark();
-  for (let s = 0; s < samples; s++) {
-    await sleep(sampleMs);
-    mark();
-  }
+  await markSamples(warmupMs, sampleMs, samples, mark);
   running = false;
-}
-
-/** Nearest-rank percentile of sorted xs. */
-function percentile(xs: Float64Array, p: number): number {
-  if (xs.length === 0) return Number.NaN;
-  const i = Math.min(xs.length - 1, Math.max(0, Math.ceil(p * xs.length) - 1));
-  return Math.round(xs[i]! * 1000) / 1000;
 }
 
 async function latency(): Promise<void> {
@@ -446,7 +425,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < n; i += batchSize) {
       const batch = members.slice(i, Math.min(n, i + batchSize));
       await Promise.all(batch.map((m) => m.connect()));
-      await waitUntil(`members ${i}..${i + batch.length - 1} in ${IRC_CHANNEL}`, () => batch.every((m) => m.ready || m.closed), setupTimeoutMs);
+      await waitUntil("bench/load/irc", `members ${i}..${i + batch.length - 1} in ${IRC_CHANNEL}`, () => batch.every((m) => m.ready || m.closed), setupTimeoutMs, () => firstError);
       if (batch.some((m) => m.closed)) throw new Error(`bench/load/irc: a member was disconnected during setup`);
     }
     emit({ event: "ready", setup_ms: Math.round(performance.now() - setupStart) });
@@ -459,10 +438,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (e) {
-  emit({ event: "error", error: String(e instanceof Error ? e.message : e) });
-  process.exit(1);
-}
+await runGenerator(main);
