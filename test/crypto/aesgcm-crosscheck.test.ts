@@ -11,6 +11,7 @@
 import { gcm } from "@noble/ciphers/aes.js";
 import { expect, test } from "bun:test";
 import { toHex } from "../../src/bytes.ts";
+import { mulberry32 } from "../rng.ts";
 import { AES_GCM_TAG_LENGTH, aesGcmOpen, aesGcmSeal } from "../../src/crypto/index.ts";
 import { isSecureChatError } from "../../src/errors.ts";
 
@@ -21,17 +22,6 @@ const FIXED_PT_LENGTHS = [0, 1, 15, 16, 17, 31, 32, 33, 100, 1024, 2000, 16384];
 const MAX_RANDOM_PT = 2000;
 const MAX_AAD = 64;
 
-/** mulberry32: tiny, seedable, good enough to pick test inputs (not for keys!). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 const next = mulberry32(SEED);
 const int = (maxInclusive: number): number => next() % (maxInclusive + 1);

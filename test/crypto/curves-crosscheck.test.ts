@@ -18,23 +18,13 @@
 import { ed25519 as nobleEd25519, x25519 as nobleX25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, test } from "bun:test";
 import { toHex } from "../../src/bytes.ts";
+import { mulberry32 } from "../rng.ts";
 import { ed25519Generate, ed25519IsNonCanonical, ed25519IsSmallOrder, ed25519Sign, ed25519Signer, ed25519Verify, x25519, x25519Generate } from "../../src/crypto/index.ts";
 import { isSecureChatError } from "../../src/errors.ts";
 
 const SEED = Number(process.env.CURVES_CROSSCHECK_SEED ?? 0x25519) >>> 0;
 console.log(`curves-crosscheck: CURVES_CROSSCHECK_SEED=${SEED}`);
 
-/** mulberry32: tiny, seedable, good enough to pick test inputs (not for keys!). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 const next = mulberry32(SEED);
 function bytes(n: number): Uint8Array {
   const out = new Uint8Array(n);

@@ -86,6 +86,7 @@ import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import { type TestServer, cleartextFrame, freshPath, startServer } from "../server/helpers.ts";
+import { rng } from "../rng.ts";
 
 // ---------------------------------------------------------------------------
 // Seeds
@@ -99,19 +100,6 @@ export function envSeed(): number | null {
   return n >>> 0;
 }
 
-/** mulberry32 (as in test/server/chat-helpers.ts, which imports bun:test and so cannot be used from scripts/fuzz.ts). */
-export function rng(seed: number): { next(): number; int(n: number): number; chance(p: number): boolean; pick<T>(xs: readonly T[]): T } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, chance: (p) => next() < p, pick: (xs) => xs[int(xs.length)]! };
-}
 
 // ---------------------------------------------------------------------------
 // Failures

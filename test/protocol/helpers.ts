@@ -9,6 +9,7 @@
 import { expect } from "bun:test";
 import { isSecureChatError } from "../../src/errors.ts";
 import type { Message, MessageType } from "../../src/protocol/messages.ts";
+import { mulberry32 } from "../rng.ts";
 
 export const SEED = Number(process.env.PROTOCOL_TEST_SEED ?? 0x5ec_c4a7) >>> 0;
 
@@ -37,14 +38,7 @@ export interface Rng {
 }
 
 export function rng(seed: number = SEED): Rng {
-  let a = seed >>> 0;
-  const u32 = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const u32 = mulberry32(seed);
   return {
     u32,
     int: (min, max) => min + (u32() % (max - min + 1)),

@@ -108,19 +108,8 @@ export class Clock {
   }
 }
 
-/** mulberry32: a small seeded PRNG, so a failing interleaving can be replayed. */
-export function rng(seed: number): { next(): number; int(n: number): number; pick<T>(xs: readonly T[]): T } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, pick: (xs) => xs[int(xs.length)]! };
-}
+/** mulberry32 choices (test/rng.ts), so a failing interleaving can be replayed. */
+export { rng } from "../rng.ts";
 
 // ---------------------------------------------------------------------------
 // Accounts, seeded once per file
