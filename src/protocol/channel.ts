@@ -95,7 +95,7 @@ class DirectionState {
     return this.#key === null;
   }
 
-  /** Wipes the key; the direction stays closed. */
+  /** The current key; throws once the direction is closed or its counter is used up. */
   protected key(): Uint8Array {
     if (this.#key === null) throw new SecureChatError("channel_closed", "channel: closed after an earlier failure");
     if (this.#count >= MAX_RECORDS) throw new SecureChatError("channel_exhausted", "channel: record counter exhausted");
@@ -126,6 +126,7 @@ class DirectionState {
     }
   }
 
+  /** Wipes the key; the direction stays closed. */
   close(): void {
     wipe(this.#key ?? undefined);
     this.#key = null;
