@@ -105,8 +105,9 @@ function fitText(s: string, max: number): string {
  * messages' UTF-8 joined by LF (PROTOCOL.md §3.4), split so that each fits
  * one frame. The last outbox's plaintexts are kept: the next connection
  * whose outbox holds the same message strings, in the same order, gets the
- * same plaintexts without building them again. Strings posted to a room are
- * one object per message, so the comparison is by reference and cheap.
+ * same plaintexts without building them again. A message posted to a room
+ * is one string object for every member, so the comparison mostly meets
+ * identical references, which compare at once.
  */
 export class FlushTurn {
   /**
@@ -147,9 +148,8 @@ export class FlushTurn {
     for (const json of outbox) {
       let bytes = this.#encoded.get(json);
       if (!bytes) this.#encoded.set(json, (bytes = utf8(json)));
-      const add = bytes.length + (parts.length > 0 ? 1 : 0);
-      if (size + add > RECORD_PAYLOAD_MAX && parts.length > 0) cut();
-      size += bytes.length + (parts.length > 0 ? 1 : 0);
+      if (parts.length > 0 && size + 1 + bytes.length > RECORD_PAYLOAD_MAX) cut();
+      size += (parts.length > 0 ? 1 : 0) + bytes.length;
       parts.push(bytes);
     }
     if (parts.length > 0) cut();
