@@ -5,13 +5,12 @@
  * flags and stray arguments with exit 2, handles --help / --version, and
  * maps every error to one line and an exit code (DESIGN.md "Exit codes").
  */
+import { VERSION } from "./version.ts";
 import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
 import { CliError, EXIT } from "./commands/exit.ts";
 import { command, examples } from "./commands/define.ts";
 import { isSecureChatError } from "./errors.ts";
 
-declare const SECURECHAT_VERSION: string | undefined;
-export const VERSION: string = typeof SECURECHAT_VERSION === "string" ? SECURECHAT_VERSION : "0.1.0-dev";
 
 type AnyCommand = CommandDef<ArgsDef>;
 const lazy = (load: () => Promise<{ default: unknown }>) => () => load().then((m) => m.default as AnyCommand);

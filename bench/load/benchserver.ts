@@ -32,10 +32,14 @@ export async function startBenchServer(dataDir: string, transcript: TranscriptMo
     dataDir,
     host: "127.0.0.1",
     port: 0,
-    chat: { ...DEFAULT_CHAT, flood: { rate: 1e6, burst: 1e6 } },
+    chat: { ...DEFAULT_CHAT, flood: { rate: 1e6, burst: 1e6 }, requests: { rate: 1e6, burst: 1e6 } },
     maxSendBuffer: 64 * 1024 * 1024,
     startups: { start: 1e9, rate: 0, full: 1e9 },
     penalties: { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 },
+    // Every bench client is one address, often one user: no per-source or per-user quota.
+    maxConnectionsPerAddress: 1e9,
+    maxConnectionsPerUser: 1e9,
+    logins: { rate: 1e9, burst: 1e9 },
     idleMs: 600_000,
   });
   let stopping = false;

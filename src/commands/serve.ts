@@ -9,13 +9,21 @@ export default command({
     port: { type: "string", valueHint: "PORT", description: "TCP port to listen on (0: any free port)", default: "7447" },
     ...args.data,
     "ticket-ttl": { type: "string", valueHint: "DURATION", description: "How long a login ticket lasts (e.g. 30m, 8h, 1d)", default: "8h" },
+    "session-max": { type: "string", valueHint: "DURATION", description: "The longest a session lasts (one opened with a ticket also ends when the ticket does)", default: "24h" },
     "handshake-timeout": { type: "string", valueHint: "DURATION", description: "Handshake and login must finish within this", default: "10s" },
     "max-startups": { type: "string", valueHint: "START:RATE:FULL", description: "Random early drop of unauthenticated connections, start:rate:full (as OpenSSH)", default: "10:30:100" },
     "max-auth-tries": { type: "string", valueHint: "N", description: "Failed logins allowed per connection", default: "6" },
+    "max-connections-per-address": { type: "string", valueHint: "N", description: "Connections open at once from one IPv4 address or IPv6 /64", default: "64" },
+    "max-connections-per-user": { type: "string", valueHint: "N", description: "Logged-in connections one user may have at once", default: "16" },
+    "login-rate": { type: "string", valueHint: "N", description: "Logins per second per address, and per user, sustained", default: "2" },
+    "login-burst": { type: "string", valueHint: "N", description: "Logins per address, and per user, at once after a pause", default: "30" },
     "rekey-after": { type: "string", description: "Records per key before each direction rekeys", valueHint: "N" },
     history: { type: "string", valueHint: "N", description: "Recent messages a joining member is shown", default: "50" },
-    "flood-rate": { type: "string", valueHint: "N", description: "Messages per second a user may send, sustained", default: "10" },
+    "flood-rate": { type: "string", valueHint: "N", description: "Messages (say, dm) per second a user may send, sustained", default: "10" },
     "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
+    "request-rate": { type: "string", valueHint: "N", description: "Other requests (join, leave, who, rooms, history, ping) per second per user, sustained", default: "5" },
+    "request-burst": { type: "string", valueHint: "N", description: "Other requests a user may send at once after a pause", default: "40" },
+    "max-rooms-per-user": { type: "string", valueHint: "N", description: "Rooms one user may be in across its connections (so also rooms it can create)", default: "64" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
     "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
     fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed (at most one fsync per ms), or left to the OS", default: "batch" },
@@ -33,13 +41,15 @@ export default command({
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
   ],
   async run({ args: a }) {
-    const [{ ChatServer, DEFAULT_SERVER_OPTIONS }, { parseStartups }, log, { serverData }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }] = await Promise.all([
+    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/limits.ts"),
-      import("../server/log.ts"),
-      import("../paths.ts"),
       import("../protocol/limits.ts"),
+      import("../transcript/keys.ts"),
+      import("../version.ts"),
     ]);
+    // Every flag is checked before anything touches the disk or the network:
+    // a bad one leaves the data directory as it was.
     const port = parseInteger("--port", a.port, 0, 65535);
     const rekeyRecords = a["rekey-after"] === undefined ? DEFAULT_SERVER_OPTIONS.rekey.records : parseInteger("--rekey-after", a["rekey-after"], 1, MAX_REKEY_RECORDS);
     let startups;
@@ -48,17 +58,6 @@ export default command({
     } catch (e) {
       throw new CliError(EXIT.USAGE, (e as Error).message);
     }
-    const logger = a.json ? log.jsonLogger() : await log.textLogger();
-    const dataDir = serverData(a.data);
-    process.umask(0o077);
-    const [{ TranscriptJournal }, { DEFAULT_WRITER }, { parseAuditorPublic }, { loadOrCreateHostKey }, { join }, { VERSION }] = await Promise.all([
-      import("../transcript/journal.ts"),
-      import("../transcript/writer.ts"),
-      import("../transcript/keys.ts"),
-      import("../server/hostkey.ts"),
-      import("node:path"),
-      import("../cli.ts"),
-    ]);
     let auditorKey: Uint8Array | undefined;
     if (a["auditor-key"] !== undefined) {
       try {
@@ -68,48 +67,68 @@ export default command({
       }
     }
     const history = parseInteger("--history", a.history, 0, 1000);
+    const maxSendBuffer = parseInteger("--max-send-buffer", a["max-send-buffer"], 64 * 1024, 1024 ** 3);
+    const rate = (flag: "flood" | "request" | "login") => ({
+      rate: parseInteger(`--${flag}-rate`, a[`${flag}-rate`], 1, 1_000_000),
+      burst: parseInteger(`--${flag}-burst`, a[`${flag}-burst`], 1, 1_000_000),
+    });
+    const writer = {
+      fsync: a.fsync as "always" | "batch" | "off",
+      checkpointEvery: parseInteger("--checkpoint-every", a["checkpoint-every"], 1, 10_000_000),
+      checkpointIntervalMs: parseDuration("--checkpoint-interval", a["checkpoint-interval"]),
+      rotateBytes: parseInteger("--rotate-size", a["rotate-size"], 4096, 2 ** 40),
+      auditorKey,
+      version: VERSION,
+    };
+    const options = {
+      host: a.host,
+      port,
+      ticketTtlMs: parseDuration("--ticket-ttl", a["ticket-ttl"], 365 * 86_400_000),
+      sessionMaxMs: parseDuration("--session-max", a["session-max"], 365 * 86_400_000),
+      handshakeTimeoutMs: parseDuration("--handshake-timeout", a["handshake-timeout"]),
+      startups,
+      maxAuthTries: parseInteger("--max-auth-tries", a["max-auth-tries"], 1, 1000),
+      maxConnectionsPerAddress: parseInteger("--max-connections-per-address", a["max-connections-per-address"], 1, 1_000_000),
+      maxConnectionsPerUser: parseInteger("--max-connections-per-user", a["max-connections-per-user"], 1, 1_000_000),
+      logins: rate("login"),
+      rekey: { records: rekeyRecords, bytes: DEFAULT_REKEY_BYTES },
+      chat: {
+        ...DEFAULT_SERVER_OPTIONS.chat,
+        history,
+        // One answer's history stays well inside the send buffer (PROTOCOL.md §7.3).
+        historyBytes: maxSendBuffer / 4,
+        flood: rate("flood"),
+        requests: rate("request"),
+        maxRoomsPerUser: parseInteger("--max-rooms-per-user", a["max-rooms-per-user"], 1, 1_000_000),
+      },
+      idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
+      maxSendBuffer,
+    };
+
+    const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { join }] = await Promise.all([
+      import("../server/server.ts"),
+      import("../server/log.ts"),
+      import("../paths.ts"),
+      import("../transcript/journal.ts"),
+      import("../transcript/writer.ts"),
+      import("../server/hostkey.ts"),
+      import("node:path"),
+    ]);
+    const logger = a.json ? log.jsonLogger() : await log.textLogger();
+    const dataDir = serverData(a.data);
+    process.umask(0o077);
     // The transcript signs with the host key, so it is loaded (or made, on first start) here.
     const hostKey = loadOrCreateHostKey(dataDir);
     let journal: ReturnType<typeof TranscriptJournal.open>;
     try {
-      journal = TranscriptJournal.open({
-        ...DEFAULT_WRITER,
-        dir: join(dataDir, "transcript"),
-        hostKey: hostKey.key,
-        fsync: a.fsync as "always" | "batch" | "off",
-        checkpointEvery: parseInteger("--checkpoint-every", a["checkpoint-every"], 1, 10_000_000),
-        checkpointIntervalMs: parseDuration("--checkpoint-interval", a["checkpoint-interval"]),
-        rotateBytes: parseInteger("--rotate-size", a["rotate-size"], 4096, 2 ** 40),
-        auditorKey,
-        version: VERSION,
-        history,
-        log: logger,
-      });
+      journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, log: logger });
     } catch (e) {
       if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
       throw e;
     }
     let server: Awaited<ReturnType<typeof ChatServer.start>>;
     try {
-      server = await ChatServer.start({
-        host: a.host,
-        port,
-        dataDir,
-        ticketTtlMs: parseDuration("--ticket-ttl", a["ticket-ttl"], 365 * 86_400_000),
-        handshakeTimeoutMs: parseDuration("--handshake-timeout", a["handshake-timeout"]),
-        startups,
-        maxAuthTries: parseInteger("--max-auth-tries", a["max-auth-tries"], 1, 1000),
-        rekey: { records: rekeyRecords, bytes: DEFAULT_REKEY_BYTES },
-        chat: {
-          ...DEFAULT_SERVER_OPTIONS.chat,
-          history,
-          flood: { rate: parseInteger("--flood-rate", a["flood-rate"], 1, 1_000_000), burst: parseInteger("--flood-burst", a["flood-burst"], 1, 1_000_000) },
-        },
-        idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
-        maxSendBuffer: parseInteger("--max-send-buffer", a["max-send-buffer"], 64 * 1024, 1024 ** 3),
-        journal,
-        log: logger,
-      });
+      server = await ChatServer.start({ ...options, dataDir, journal, log: logger });
     } catch (e) {
       journal.close("failed to start");
       const code = (e as { code?: string }).code;

@@ -17,6 +17,8 @@ export interface FramedHandler {
   error(e: unknown): void;
   /** The connection is gone (either side closed, or an error). */
   closed(reason: string): void;
+  /** The socket took some or all of what was queued. */
+  drained?(): void;
 }
 
 /** The queue of every connection that has nothing queued: no array per idle connection. Never pushed to. */
@@ -102,6 +104,7 @@ export class Framed {
     }
     if (this.#queue.length === 0) this.#queue = EMPTY;
     if (this.#ending && this.#queue.length === 0) this.socket.end();
+    else if (!this.#closed) this.handler.drained?.();
   }
 
   /** Sends what is queued, then closes (the graceful way out). */

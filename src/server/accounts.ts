@@ -84,10 +84,15 @@ export class Accounts {
     if (!(account && passwordOk && keyOk)) throw new SecureChatError("auth_failed", AUTH_FAILED);
   }
 
-  /** A ticket login: the ticket must exist, be unexpired, belong to `user`, and its key must have signed. */
-  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): void {
+  /**
+   * A ticket login: the ticket must exist, be unexpired, belong to `user`,
+   * and its key must have signed. Returns when the ticket expires (the
+   * session it opens ends then).
+   */
+  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): number {
     const t = this.store.ticket(sha256(ticket), now);
     if (!(t && t.user === user && checkKey(t.key))) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    return t.expiresAt;
   }
 
   /** Issues a ticket bound to `ticketKey`; only its SHA-256 is stored. */

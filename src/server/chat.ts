@@ -11,19 +11,32 @@
  *   room but the sender's, which gets an `ack` with the room's sequence
  *   number instead. Everything runs on one thread, so every member sees one
  *   order per room.
- * - Flood control holds, it does not drop: past the user's token bucket,
- *   requests wait in order (the sender is told "slow down" once); only a
- *   sender that ignores that and piles up more than `maxHeld` requests gets
- *   `nack` code `flood` for the excess.
+ * - Every request costs a token (PROTOCOL.md §7.5): `say` and `dm` from the
+ *   user's message bucket, every other request from its request bucket.
+ *   Flood control holds, it does not drop: past a bucket, requests wait in
+ *   order (the sender is told "slow down" once); only a sender that ignores
+ *   that and piles up more than `maxHeld` requests gets `nack` or `notice`
+ *   code `flood` for the excess.
+ * - A connection's requests also wait while its own output is congested
+ *   (`Member.congested`): what a connection has queued is bounded while it
+ *   is built, so no record of requests can make the server build more than
+ *   one request's answer past that point. The connection calls `wake` when
+ *   its output has drained.
  */
 import { SecureChatError } from "../errors.ts";
 import { MAX_LIST } from "../protocol/limits.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
-import { DEFAULT_FLOOD, type FloodPolicy, TokenBucket } from "./flood.ts";
+import { DEFAULT_FLOOD, DEFAULT_REQUESTS, type FloodPolicy, TokenBucket } from "./flood.ts";
 import type { Journal, Receipt, RoomMessage } from "./journal.ts";
 
 export interface Member {
   readonly user: string;
+  /**
+   * True while the output already queued for this connection is past the
+   * point where the server stops answering its requests (server.ts: half of
+   * --max-send-buffer). Its requests wait, in order, until it drains.
+   */
+  readonly congested: boolean;
   /** Queues one pre-encoded message for this connection. */
   post(json: string): void;
   /**
@@ -39,14 +52,34 @@ export interface Member {
 export interface ChatOptions {
   /** Messages of recent history sent on join (serve --history). */
   history: number;
+  /**
+   * Bytes of JSON one answer's history may take: fewer messages are sent
+   * (the newest) if the last `history` do not fit. Keeps one request's answer
+   * well inside the send buffer.
+   */
+  historyBytes: number;
+  /** `say` and `dm` per user (serve --flood-rate, --flood-burst). */
   flood: FloodPolicy;
+  /** Every other request per user: join, leave, who, rooms, history, ping (serve --request-rate, --request-burst). */
+  requests: FloodPolicy;
   /** Requests held for one connection beyond the flood limit before `nack`. */
   maxHeld: number;
   maxRoomsPerConnection: number;
+  /** Distinct rooms one user may be in across all its connections (serve --max-rooms-per-user). */
+  maxRoomsPerUser: number;
   maxRooms: number;
 }
 
-export const DEFAULT_CHAT: ChatOptions = { history: 50, flood: DEFAULT_FLOOD, maxHeld: 64, maxRoomsPerConnection: 32, maxRooms: 10_000 };
+export const DEFAULT_CHAT: ChatOptions = {
+  history: 50,
+  historyBytes: 256 * 1024,
+  flood: DEFAULT_FLOOD,
+  requests: DEFAULT_REQUESTS,
+  maxHeld: 64,
+  maxRoomsPerConnection: 32,
+  maxRoomsPerUser: 64,
+  maxRooms: 10_000,
+};
 
 class Room {
   readonly members = new Set<Member>();
@@ -68,8 +101,14 @@ interface MemberState {
   timer: ReturnType<typeof setTimeout> | null;
 }
 
-type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history">;
-const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history"]);
+type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "ping">;
+const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history", "ping"]);
+
+/** A user's two buckets: messages (say, dm) and every other request. */
+interface Buckets {
+  readonly messages: TokenBucket;
+  readonly requests: TokenBucket;
+}
 
 export function isChatRequest(m: Message): m is Request {
   return REQUESTS.has(m.type);
@@ -79,7 +118,9 @@ export class Chat {
   readonly #rooms = new Map<string, Room>();
   readonly #online = new Map<string, Set<Member>>();
   readonly #state = new Map<Member, MemberState>();
-  readonly #buckets = new Map<string, TokenBucket>();
+  readonly #buckets = new Map<string, Buckets>();
+  /** Distinct rooms each online user is in, across its connections. */
+  readonly #userRooms = new Map<string, number>();
   #directSeq: number;
 
   constructor(
@@ -93,6 +134,16 @@ export class Chat {
   /** Users online and the rooms that have members. */
   get stats(): { users: number; connections: number; rooms: number } {
     return { users: this.#online.size, connections: this.#state.size, rooms: this.#rooms.size };
+  }
+
+  /** The user's logged-in connections. */
+  connectionsOf(user: string): number {
+    return this.#online.get(user)?.size ?? 0;
+  }
+
+  /** Distinct rooms the user is in, across its connections. */
+  roomsOf(user: string): number {
+    return this.#userRooms.get(user) ?? 0;
   }
 
   connect(m: Member): void {
@@ -130,21 +181,46 @@ export class Chat {
   handle(m: Member, req: Request): void {
     const st = this.#state.get(m);
     if (!st) throw new SecureChatError("chat_state", "chat: request from a connection that is not logged in or has left");
-    if (st.held.length > 0) return this.#hold(m, st, req);
-    if (this.#costs(req) && !this.#bucket(m.user).take(this.now())) {
-      post(m, { type: "notice", code: "slow_down", text: `slow down: more than ${this.opts.flood.rate} messages per second; yours are queued` });
+    if (st.held.length > 0 || m.congested) return this.#hold(m, st, req);
+    if (!this.#take(m.user, req)) {
+      const text = isMessage(req)
+        ? `slow down: more than ${this.opts.flood.rate} messages per second; yours are queued`
+        : `slow down: more than ${this.opts.requests.rate} requests per second; yours are queued`;
+      post(m, { type: "notice", code: "slow_down", text });
       return this.#hold(m, st, req);
     }
     this.#dispatch(m, st, req);
   }
 
-  #costs(req: Held): boolean {
-    return typeof req !== "function" && (req.type === "say" || req.type === "dm");
+  /**
+   * The connection's output has drained below the point where its requests
+   * wait: answers what is held, as far as the buckets and its output allow.
+   */
+  wake(m: Member): void {
+    const st = this.#state.get(m);
+    if (st && st.held.length > 0 && !st.timer) this.#release(m, st);
   }
 
-  #bucket(user: string): TokenBucket {
+  /** Takes the request's token from the right bucket; an action held behind requests (bye, logout) costs nothing. */
+  #take(user: string, req: Held): boolean {
+    if (typeof req === "function") return true;
+    const b = this.#bucketsOf(user);
+    return (isMessage(req) ? b.messages : b.requests).take(this.now());
+  }
+
+  /** Milliseconds until the bucket that `req` draws from has a token. */
+  #wait(user: string, req: Held): number {
+    if (typeof req === "function") return 0;
+    const b = this.#bucketsOf(user);
+    return (isMessage(req) ? b.messages : b.requests).wait(this.now());
+  }
+
+  #bucketsOf(user: string): Buckets {
     let b = this.#buckets.get(user);
-    if (!b) this.#buckets.set(user, (b = new TokenBucket(this.opts.flood, this.now())));
+    if (!b) {
+      const now = this.now();
+      this.#buckets.set(user, (b = { messages: new TokenBucket(this.opts.flood, now), requests: new TokenBucket(this.opts.requests, now) }));
+    }
     return b;
   }
 
@@ -162,8 +238,9 @@ export class Chat {
   }
 
   #schedule(m: Member, st: MemberState): void {
-    if (st.timer || st.held.length === 0) return;
-    const wait = Math.max(1, this.#bucket(m.user).wait(this.now()));
+    // A congested connection is woken by its drain, not by a timer.
+    if (st.timer || st.held.length === 0 || m.congested) return;
+    const wait = Math.max(1, this.#wait(m.user, st.held[0]!));
     st.timer = setTimeout(() => {
       st.timer = null;
       this.#release(m, st);
@@ -174,7 +251,7 @@ export class Chat {
     if (!this.#state.has(m)) return;
     while (st.held.length > 0) {
       const req = st.held[0]!;
-      if (this.#costs(req) && !this.#bucket(m.user).take(this.now())) break;
+      if (m.congested || !this.#take(m.user, req)) break;
       st.held.shift();
       if (typeof req === "function") {
         req();
@@ -232,6 +309,8 @@ export class Chat {
         if (!room || !st.rooms.has(room)) return post(m, { type: "notice", code: "not_member", text: `you are not in ${req.room}` });
         return this.#sendHistory(m, room.name, Math.min(req.limit, this.opts.history));
       }
+      case "ping":
+        return post(m, { type: "pong" });
     }
   }
 
@@ -255,13 +334,17 @@ export class Chat {
     if (st.rooms.size >= this.opts.maxRoomsPerConnection) {
       return post(m, { type: "notice", code: "room_limit", text: `you are in ${st.rooms.size} rooms already; /leave one first` });
     }
+    const count = room?.users.get(m.user) ?? 0;
+    if (count === 0 && this.roomsOf(m.user) >= this.opts.maxRoomsPerUser) {
+      return post(m, { type: "notice", code: "room_limit", text: `${m.user} is in ${this.roomsOf(m.user)} rooms across its connections already; /leave one first` });
+    }
     if (!room) {
       if (this.#rooms.size >= this.opts.maxRooms) return post(m, { type: "notice", code: "room_limit", text: "the server has too many rooms" });
       room = new Room(name, this.journal.lastSeq(name));
       this.#rooms.set(name, room);
     }
-    const count = room.users.get(m.user) ?? 0;
     if (count === 0) {
+      this.#userRooms.set(m.user, this.roomsOf(m.user) + 1);
       this.journal.append({ kind: "join", room: name, user: m.user, ts });
       const json = encodeMessage({ type: "joined", room: name, user: m.user, ts });
       for (const other of room.members) other.post(json);
@@ -278,10 +361,19 @@ export class Chat {
     post(m, { type: "notice", code: "recorded", text: `messages in ${room.name} are recorded in the server's auditable transcript` });
   }
 
+  /** The newest of the room's last `limit` messages that fit `historyBytes`, oldest first. */
   #sendHistory(m: Member, room: string, limit: number): void {
     const past = this.journal.recent(room, limit);
-    for (const msg of past) post(m, { ...msg, history: true });
-    post(m, { type: "history_end", room, count: past.length });
+    const json: string[] = [];
+    let bytes = 0;
+    for (let i = past.length - 1; i >= 0; i--) {
+      const j = encodeMessage({ ...past[i]!, history: true });
+      bytes += j.length;
+      if (bytes > this.opts.historyBytes) break;
+      json.push(j);
+    }
+    for (let i = json.length - 1; i >= 0; i--) m.post(json[i]!);
+    post(m, { type: "history_end", room, count: json.length });
   }
 
   #leave(m: Member, st: MemberState, room: Room, tell: boolean): void {
@@ -292,6 +384,9 @@ export class Chat {
     if (count > 0) room.users.set(m.user, count);
     else {
       room.users.delete(m.user);
+      const rooms = this.roomsOf(m.user) - 1;
+      if (rooms > 0) this.#userRooms.set(m.user, rooms);
+      else this.#userRooms.delete(m.user);
       this.journal.append({ kind: "leave", room: room.name, user: m.user, ts });
       const json = encodeMessage({ type: "left", room: room.name, user: m.user, ts });
       for (const other of room.members) other.post(json);
@@ -304,6 +399,10 @@ export class Chat {
 /** Lists on the wire hold at most MAX_LIST names (PROTOCOL.md): the first, sorted. */
 function firstUsers(room: Room): string[] {
   return [...room.users.keys()].sort().slice(0, MAX_LIST);
+}
+
+function isMessage(req: Request): boolean {
+  return req.type === "say" || req.type === "dm";
 }
 
 function post(m: Member, msg: Message): void {

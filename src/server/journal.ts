@@ -26,6 +26,11 @@ export interface Receipt {
 }
 
 export interface Journal {
+  /**
+   * False while events cannot be recorded (the transcript's disk is full or
+   * failing): the server then refuses what would have to be recorded.
+   */
+  readonly recording: boolean;
   append(e: JournalEvent): Receipt;
   /** The last `limit` messages of `room`, oldest first. */
   recent(room: string, limit: number): RoomMessage[];
@@ -44,6 +49,8 @@ export class MemoryJournal implements Journal {
   /** Kept even when no history is, so sequence numbers are never reused while the server runs. */
   readonly #seqs = new Map<string, number>();
   #directSeq = 0;
+
+  readonly recording = true;
 
   constructor(readonly keep: number) {}
 

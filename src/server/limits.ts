@@ -1,9 +1,64 @@
 /**
- * Abuse limits of the server (DESIGN.md "Server limits"): random early drop
- * of unauthenticated connections, per-source penalties after failed logins,
- * and a bounded gate around argon2id verification.
+ * Abuse limits of the server (docs/SECURITY.md §2.3): random early drop of
+ * unauthenticated connections, per-source penalties after failed logins,
+ * rates per key (logins per address and per user), and a bounded gate
+ * around argon2id verification. A "source" is an address as an attacker
+ * holds them: an IPv4 address, or an IPv6 /64 (one host is usually given a
+ * whole /64, so counting single IPv6 addresses would count nothing).
  */
 import { SecureChatError } from "../errors.ts";
+import { type FloodPolicy, TokenBucket } from "./flood.ts";
+
+/**
+ * The key under which per-address limits count `address`: IPv4 as is (also
+ * when written as an IPv4-mapped IPv6 address), IPv6 as its /64 prefix.
+ */
+export function sourceKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(":")) return address;
+  const [head, tail = ""] = address.toLowerCase().split("%")[0]!.split("::");
+  const left = head ? head.split(":") : [];
+  const right = address.includes("::") && tail ? tail.split(":") : [];
+  const groups = address.includes("::") ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right] : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (Number.parseInt(g, 16) || 0).toString(16))
+    .join(":")}::/64`;
+}
+
+/**
+ * A token bucket per key (logins per source, logins per user), in bounded
+ * memory: a key whose bucket has refilled carries no state and is dropped;
+ * past `maxKeys` the least recently used key is forgotten (it starts full).
+ */
+export class RateLimiter {
+  readonly #buckets = new Map<string, TokenBucket>();
+
+  constructor(
+    readonly policy: FloodPolicy,
+    readonly maxKeys = 65_536,
+  ) {}
+
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  /** Takes a token for `key`: 0 if there was one, else the milliseconds until there will be. */
+  take(key: string, now: number): number {
+    let b = this.#buckets.get(key);
+    if (b) this.#buckets.delete(key);
+    else b = new TokenBucket(this.policy, now);
+    this.#buckets.set(key, b);
+    while (this.#buckets.size > this.maxKeys) this.#buckets.delete(this.#buckets.keys().next().value!);
+    return b.take(now) ? 0 : b.wait(now);
+  }
+
+  /** Forgets every key whose bucket is full again (called by the server's sweep). */
+  prune(now: number): void {
+    for (const [key, b] of this.#buckets) if (b.full(now)) this.#buckets.delete(key);
+  }
+}
 
 /** OpenSSH `MaxStartups start:rate:full`. */
 export interface StartupPolicy {

@@ -7,8 +7,8 @@
  * error code and closed — its own connection, never the server.
  */
 import type { Socket, TCPSocketListener } from "bun";
-import { toBase64 } from "../bytes.ts";
-import { type Ed25519KeyPair, ed25519Signer, wipe } from "../crypto/index.ts";
+import { toBase64, toHex } from "../bytes.ts";
+import { type Ed25519KeyPair, ed25519Signer, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
@@ -23,7 +23,8 @@ import { AUTH_FAILED, Accounts } from "./accounts.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "./journal.ts";
 import { loadOrCreateHostKey } from "./hostkey.ts";
-import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, type StartupPolicy, shouldDropStartup } from "./limits.ts";
+import type { FloodPolicy } from "./flood.ts";
+import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
 import { type Logger, silentLogger } from "./log.ts";
 
 export interface ServerOptions {
@@ -37,7 +38,7 @@ export interface ServerOptions {
   penalties: PenaltyPolicy;
   maxAuthTries: number;
   rekey: RekeyPolicy;
-  /** Concurrent argon2id computations; DESIGN.md: one per core. */
+  /** Concurrent argon2id computations: one per core. */
   argon2Concurrency: number;
   argon2Queue: number;
   chat: ChatOptions;
@@ -48,6 +49,14 @@ export interface ServerOptions {
   maxSendBuffer: number;
   /** An authenticated connection silent this long is pinged; twice this long, dropped. */
   idleMs: number;
+  /** The longest a session lasts; one opened with a ticket also ends when the ticket expires or is revoked. */
+  sessionMaxMs: number;
+  /** Logged-in connections one user may have at once. */
+  maxConnectionsPerUser: number;
+  /** Connections (logged in or not) from one source (an IPv4 address, an IPv6 /64) at once. */
+  maxConnectionsPerAddress: number;
+  /** Login attempts per source, and sessions opened per user. */
+  logins: FloodPolicy;
   /** Where events go and history comes from; in memory unless the transcript is given. */
   journal?: Journal;
   log: Logger;
@@ -67,6 +76,10 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
   chat: DEFAULT_CHAT,
   maxSendBuffer: 1024 * 1024,
   idleMs: 60_000,
+  sessionMaxMs: 24 * 3600_000,
+  maxConnectionsPerUser: 16,
+  maxConnectionsPerAddress: 64,
+  logins: { rate: 2, burst: 30 },
   log: silentLogger,
 };
 
@@ -82,7 +95,7 @@ type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
  * not sent.
  */
 const WIRE_CODE =
-  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy)$/;
+  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded)$/;
 
 function wireError(e: unknown): { code: string; message: string } {
   if (isSecureChatError(e) && WIRE_CODE.test(e.code)) return { code: e.code, message: fitText(e.message, ERROR_TEXT_MAX) };
@@ -177,6 +190,10 @@ class Connection implements Member, FramedHandler {
   phase: Phase = "hello";
   /** Pre-encoded messages waiting for the next flush (PROTOCOL.md §7.6: one record may carry several). */
   outbox: string[] = NOTHING;
+  /** UTF-16 units in `outbox` (as `waitingBytes`). */
+  outboxBytes = 0;
+  /** Reading from the socket is paused until the output drains (`congested`). */
+  paused = false;
   lastHeard = Date.now();
   pinged = false;
   /** A bye or logout is waiting behind held requests. */
@@ -199,22 +216,30 @@ class Connection implements Member, FramedHandler {
   /** Set once logged in; the chat core only sees logged-in connections. */
   user: string = "";
   ticket: Uint8Array | null = null;
+  /** SHA-256 (hex) of every ticket this session stands on: the one it logged in with, the one it was issued. */
+  tickets: string[] = [];
+  /** When the session ends (--session-max, or its login ticket's expiry). */
+  expiresAt = Number.POSITIVE_INFINITY;
   failures = 0;
   deadline: ReturnType<typeof setTimeout> | null;
   readonly source: string;
+  /** The source as per-address limits count it (limits.ts sourceKey). */
+  readonly sourceKey: string;
 
   constructor(
     readonly server: ChatServer,
     socket: Socket<Connection>,
   ) {
     this.source = socket.remoteAddress;
+    this.sourceKey = sourceKey(this.source);
     this.hs = new ServerHandshake({ hostKey: server.hostKey, sign: server.hostSign, rekey: server.opts.rekey });
     this.framed = new Framed(
       socket as Socket<unknown>,
       MAX_FRAME_PRELOGIN,
       this,
-      // The hard bound sits above --max-send-buffer so a slow reader is told why before it is cut off.
-      server.opts.maxSendBuffer + 4 * MAX_FRAME,
+      // The hard bound sits above what `post` allows to be built (4 × --max-send-buffer),
+      // so a slow reader is told why before it is cut off.
+      4 * server.opts.maxSendBuffer + 4 * MAX_FRAME,
     );
     this.deadline = setTimeout(() => this.timeout(), server.opts.handshakeTimeoutMs);
   }
@@ -223,15 +248,38 @@ class Connection implements Member, FramedHandler {
     return this.phase === "ready";
   }
 
+  /**
+   * What waits to reach the peer: queued messages, output held behind acks,
+   * and sealed bytes the socket has not taken.
+   */
+  get pending(): number {
+    return this.outboxBytes + this.waitingBytes + this.framed.queued;
+  }
+
+  /**
+   * Member.congested: past half the send buffer the connection's own
+   * requests wait (in the chat core) and its socket is not read, so what it
+   * asks for can never build more than one answer past this point; what
+   * others send it is still bounded by the whole buffer (a slow consumer).
+   */
+  get congested(): boolean {
+    return this.pending > this.server.opts.maxSendBuffer / 2;
+  }
+
+  /**
+   * Queues one message. What a connection has waiting is bounded as it is
+   * built: past 4 × --max-send-buffer it is dropped at once. (The slow
+   * consumer rule proper, at the end of each flush, is the socket not taking
+   * --max-send-buffer; one turn's burst of other users' messages may exceed
+   * that before the flush without being held against a reader.)
+   */
   post(json: string): void {
     if (this.phase !== "ready" || this.saidBye) return;
     if (this.waiting) {
       this.waiting.push({ json });
       this.waitingBytes += json.length;
-      if (this.waitingBytes + this.framed.queued > this.server.opts.maxSendBuffer) this.tooSlow();
-      return;
-    }
-    this.enqueue(json);
+    } else this.enqueue(json);
+    if (this.pending > 4 * this.server.opts.maxSendBuffer) this.tooSlow();
   }
 
   /** Member.postWhen: an ack waiting for the transcript holds back what follows it (PROTOCOL.md §7.4). */
@@ -267,15 +315,36 @@ class Connection implements Member, FramedHandler {
       this.waitingBytes -= s.json!.length;
       this.enqueue(s.json!);
     }
+    this.unblock();
     if (!this.waiting && this.saidBye) this.finishGoodbye();
   }
 
   private enqueue(json: string): void {
+    this.outboxBytes += json.length;
     // Only the first message of a turn schedules: the rest ride on that flush.
     if (this.outbox === NOTHING) {
       this.outbox = [json];
       this.server.scheduleFlush(this);
     } else this.outbox.push(json);
+  }
+
+  /**
+   * Once the output has drained below a quarter of the send buffer, reading
+   * resumes and held requests are answered. Called after every flush and
+   * every socket drain.
+   */
+  unblock(): void {
+    if (this.phase !== "ready" || this.pending > this.server.opts.maxSendBuffer / 4) return;
+    if (this.paused) {
+      this.paused = false;
+      this.framed.socket.resume();
+    }
+    this.server.chat.wake(this);
+  }
+
+  /** FramedHandler: the socket took what was queued. */
+  drained(): void {
+    this.unblock();
   }
 
   /**
@@ -296,16 +365,17 @@ class Connection implements Member, FramedHandler {
       if (!this.framed.send(out.subarray(FlushTurn.AT, FlushTurn.AT + n), true)) break;
     }
     this.outbox = NOTHING;
+    this.outboxBytes = 0;
     if (this.phase !== "ready") return;
-    // Slow means the socket has not taken what earlier turns sent: one turn's
-    // burst (bounded by what was read in that turn) is not held against a reader.
-    if (this.framed.queued > this.server.opts.maxSendBuffer) this.tooSlow();
+    if (this.pending > this.server.opts.maxSendBuffer) this.tooSlow();
+    else this.unblock();
   }
 
   /** DESIGN.md: a slow client never stalls others. It is told, and dropped. */
   private tooSlow(): void {
-    this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.framed.queued });
+    this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.pending });
     this.outbox = NOTHING;
+    this.outboxBytes = 0;
     this.waiting = null;
     this.waitingBytes = 0;
     this.closeWith({ code: "slow_consumer", message: "you are not reading fast enough to keep up; disconnected" });
@@ -344,6 +414,12 @@ class Connection implements Member, FramedHandler {
           if (this.phase !== "ready" || this.leaving) return;
           this.message(m);
         }
+        // A peer that does not read what it asked for is not read either:
+        // TCP pushes back on it until its output drains (unblock).
+        if (this.phase === "ready" && !this.paused && this.congested) {
+          this.paused = true;
+          this.framed.socket.pause();
+        }
         return;
       case "closed":
         return;
@@ -351,29 +427,40 @@ class Connection implements Member, FramedHandler {
   }
 
   private async authenticate(m: Message<"register" | "login">): Promise<void> {
-    const accounts = this.server.accounts;
+    const server = this.server;
+    const accounts = server.accounts;
     const now = Date.now();
     try {
       let issued: { ticket: Uint8Array; expiresAt: number } | undefined;
       const checkKey = (key: Uint8Array) => verifyClientAuth(key, this.keys!, m.sig);
       // Penalties apply to every attempt, not only at accept: connections
       // opened in advance must not keep guessing while their source waits.
-      const wait = this.server.penalties.blockedFor(this.source, now);
+      const wait = server.penalties.blockedFor(this.sourceKey, now);
       if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
+      const busy = server.loginsBySource.take(this.sourceKey, now);
+      if (busy > 0) throw new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(busy / 1000)} s`);
+      // A session is an entry in the transcript: none is opened that cannot be recorded.
+      if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
+      this.expiresAt = now + server.opts.sessionMaxMs;
       if (m.type === "register") {
         await accounts.register(m.user, m.identity_key, m.password, now, () => this.phase === "authenticating");
-        this.server.log.info("register", { user: m.user, source: this.source });
+        server.log.info("register", { user: m.user, source: this.source });
       } else if (m.ticket !== undefined) {
-        accounts.loginWithTicket(m.user, m.ticket, checkKey, now);
+        const expires = accounts.loginWithTicket(m.user, m.ticket, checkKey, now);
+        this.expiresAt = Math.min(this.expiresAt, expires);
         this.ticket = m.ticket;
+        this.tickets.push(ticketId(m.ticket));
       } else {
         await accounts.loginWithPassword(m.user, m.password!, checkKey);
       }
+      if (this.phase === "closed") return;
+      // Checked once the credentials are: nobody can use up a name's quota without them.
+      server.admitUser(m.user, now);
       if (m.ticket_key !== undefined) {
         issued = accounts.issueTicket(m.user, m.ticket_key, now);
         this.ticket = issued.ticket;
+        this.tickets.push(ticketId(issued.ticket));
       }
-      if (this.phase === "closed") return;
       this.user = m.user;
       this.phase = "ready";
       this.hs!.complete();
@@ -406,7 +493,7 @@ class Connection implements Member, FramedHandler {
     const err = wireError(e);
     this.failures++;
     if (err.code === "auth_failed") {
-      this.server.penalties.failure(this.source, Date.now());
+      this.server.penalties.failure(this.sourceKey, Date.now());
       this.server.journal.append({ kind: "login_failed", source: this.source, reason: m.type === "login" && m.ticket ? "ticket" : "password", ts: Date.now() });
       this.server.log.warn("login_failed", { source: this.source, reason: m.type === "login" && m.ticket ? "ticket" : "password", failures: this.failures });
     } else {
@@ -425,14 +512,15 @@ class Connection implements Member, FramedHandler {
     switch (m.type) {
       case "error":
         throw new SecureChatError("peer_error", `peer: ${m.code}`);
-      case "ping":
-        return this.post(encodeMessage({ type: "pong" }));
       case "pong":
         return;
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
-          if (this.ticket) this.server.accounts.revokeTicket(this.ticket);
+          if (this.ticket) {
+            this.server.accounts.revokeTicket(this.ticket);
+            this.server.endSessions(ticketId(this.ticket), this, { code: "session_revoked", message: "this session's ticket was revoked (logout); log in again" });
+          }
           this.server.log.info("logout", { user: this.user, source: this.source });
           this.goodbye("logged out");
         });
@@ -481,6 +569,17 @@ class Connection implements Member, FramedHandler {
     this.phase = "closed";
   }
 
+  /**
+   * Ends a logged-in session from the server's side: it leaves the chat at
+   * once (nothing more is delivered to it), is told why, and its socket is
+   * closed a second later even if the peer does not read.
+   */
+  end(err: { code: string; message: string }): void {
+    this.server.chat.disconnect(this);
+    this.closeWith(err);
+    setTimeout(() => this.framed.close(err.code), 1000).unref?.();
+  }
+
   /** FramedHandler: a bad frame, or handling one threw. */
   error(e: unknown): void {
     this.fail(e);
@@ -514,14 +613,18 @@ class Connection implements Member, FramedHandler {
     this.deadline = null;
   }
 
-  /** Called by the server's sweep: ping the silent, drop the dead. */
+  /** Called by the server's sweep: end the expired, ping the silent, drop the dead. */
   idle(now: number): void {
     if (this.phase !== "ready") return;
+    if (now >= this.expiresAt) {
+      this.server.log.info("session_expired", { user: this.user, source: this.source });
+      this.end({ code: "session_expired", message: "this session has expired; log in again" });
+      return;
+    }
     const silent = now - this.lastHeard;
     if (silent >= 2 * this.server.opts.idleMs) {
       this.server.log.info("idle_timeout", { user: this.user, source: this.source });
-      this.closeWith({ code: "idle_timeout", message: "no answer to ping; disconnected" });
-      setTimeout(() => this.framed.close("idle"), 1000).unref?.();
+      this.end({ code: "idle_timeout", message: "no answer to ping; disconnected" });
     } else if (silent >= this.server.opts.idleMs && !this.pinged) {
       this.pinged = true;
       this.post(encodeMessage({ type: "ping" }));
@@ -529,8 +632,9 @@ class Connection implements Member, FramedHandler {
   }
 
   /** FramedHandler: the connection is gone. */
-  closed(_reason: string): void {
+  closed(reason: string): void {
     const wasAuthenticated = this.user !== "";
+    if (wasAuthenticated) this.server.log.info("session_closed", { user: this.user, source: this.source, reason });
     this.server.chat.disconnect(this);
     this.phase = "closed";
     this.waiting = null;
@@ -560,6 +664,12 @@ export class ChatServer {
   #flushScheduled = false;
   #sweep: ReturnType<typeof setInterval> | null = null;
   readonly #connections = new Set<Connection>();
+  /** Open connections per source key. */
+  readonly #bySource = new Map<string, number>();
+  /** Logged-in connections per ticket id they stand on (revocation ends them). */
+  readonly #byTicket = new Map<string, Set<Connection>>();
+  readonly loginsBySource: RateLimiter;
+  readonly loginsByUser: RateLimiter;
   #unauthenticated = 0;
   #stopping: Promise<void> | null = null;
 
@@ -573,6 +683,8 @@ export class ChatServer {
     this.store = new Store(opts.dataDir);
     this.accounts = new Accounts(this.store, new Gate(opts.argon2Concurrency, opts.argon2Queue), opts.ticketTtlMs);
     this.penalties = new PenaltyBox(opts.penalties);
+    this.loginsBySource = new RateLimiter(opts.logins);
+    this.loginsByUser = new RateLimiter(opts.logins);
     this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
     this.chat = new Chat(opts.chat, this.journal);
   }
@@ -608,10 +720,18 @@ export class ChatServer {
     await server.accounts.warm();
     server.store.pruneTickets(Date.now());
     server.listen();
-    const sweepMs = Math.max(250, Math.min(15_000, server.opts.idleMs / 4));
+    // Sessions end within a second of expiring; idle pings need no finer grain.
+    const sweepMs = Math.max(250, Math.min(1000, server.opts.idleMs / 4));
+    let lastPrune = Date.now();
     server.#sweep = setInterval(() => {
       const now = Date.now();
       for (const c of server.#connections) c.idle(now);
+      if (now - lastPrune >= 60_000) {
+        lastPrune = now;
+        server.store.pruneTickets(now);
+        server.loginsBySource.prune(now);
+        server.loginsByUser.prune(now);
+      }
     }, sweepMs);
     return server;
   }
@@ -659,16 +779,45 @@ export class ChatServer {
     });
   }
 
+  /**
+   * The per-user limits, checked once a login's credentials are: logged-in
+   * connections (--max-connections-per-user) and sessions opened per second
+   * (--login-rate, --login-burst).
+   */
+  admitUser(user: string, now: number): void {
+    const n = this.chat.connectionsOf(user);
+    if (n >= this.opts.maxConnectionsPerUser) {
+      throw new SecureChatError("too_many_connections", `${user} has ${n} connections open already; close one first`);
+    }
+    const wait = this.loginsByUser.take(user, now);
+    if (wait > 0) throw new SecureChatError("rate_limited", `too many logins as ${user}; retry in ${Math.ceil(wait / 1000)} s`);
+  }
+
+  /** Ends every session standing on the ticket with this id but `except` (its ticket was revoked). */
+  endSessions(ticket: string, except: Connection | null, err: { code: string; message: string }): void {
+    for (const c of this.#byTicket.get(ticket) ?? []) {
+      if (c === except || c.phase !== "ready") continue;
+      this.log.info("session_ended", { user: c.user, source: c.source, code: err.code });
+      c.end(err);
+    }
+  }
+
   private admit(socket: Socket<Connection>): void {
     const refuse = (code: string, message: string) => {
       socket.write(encodeFrame(encodeMessageBytes({ type: "error", code, message }), MAX_FRAME_PRELOGIN));
       socket.end();
     };
     if (this.#stopping) return refuse("server_shutdown", "server is shutting down");
-    const wait = this.penalties.blockedFor(socket.remoteAddress, Date.now());
+    const source = sourceKey(socket.remoteAddress);
+    const wait = this.penalties.blockedFor(source, Date.now());
     if (wait > 0) {
       this.log.info("penalized", { source: socket.remoteAddress, wait_ms: wait });
       return refuse("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
+    }
+    const open = this.#bySource.get(source) ?? 0;
+    if (open >= this.opts.maxConnectionsPerAddress) {
+      this.log.info("source_limit", { source: socket.remoteAddress, connections: open });
+      return refuse("too_many_connections", `your address has ${open} connections open already; close one first`);
     }
     if (shouldDropStartup(this.opts.startups, this.#unauthenticated)) {
       this.log.info("startup_dropped", { source: socket.remoteAddress, unauthenticated: this.#unauthenticated });
@@ -677,17 +826,31 @@ export class ChatServer {
     const conn = new Connection(this, socket);
     socket.data = conn;
     this.#connections.add(conn);
+    this.#bySource.set(source, open + 1);
     this.#unauthenticated++;
   }
 
   authenticated(conn: Connection): void {
     this.#unauthenticated--;
     this.chat.connect(conn);
+    for (const t of conn.tickets) {
+      let set = this.#byTicket.get(t);
+      if (!set) this.#byTicket.set(t, (set = new Set()));
+      set.add(conn);
+    }
     this.journal.append({ kind: "session_open", user: conn.user, session: conn.session, source: conn.source, ts: Date.now() });
   }
 
   forget(conn: Connection, wasAuthenticated: boolean): void {
     if (!this.#connections.delete(conn)) return;
+    const open = (this.#bySource.get(conn.sourceKey) ?? 1) - 1;
+    if (open > 0) this.#bySource.set(conn.sourceKey, open);
+    else this.#bySource.delete(conn.sourceKey);
+    for (const t of conn.tickets) {
+      const set = this.#byTicket.get(t);
+      set?.delete(conn);
+      if (set?.size === 0) this.#byTicket.delete(t);
+    }
     if (!wasAuthenticated) this.#unauthenticated--;
     else if (!this.#journalClosed) this.journal.append({ kind: "session_close", user: conn.user, session: conn.session, ts: Date.now() });
     this.#maybeStopped?.();
@@ -721,6 +884,11 @@ export class ChatServer {
     })();
     return this.#stopping;
   }
+}
+
+/** How the server names a ticket in memory: its SHA-256 in hex (the raw ticket is wiped at close). */
+function ticketId(ticket: Uint8Array): string {
+  return toHex(sha256(ticket));
 }
 
 export { AUTH_FAILED };

@@ -57,6 +57,10 @@ export class TranscriptJournal implements Journal {
     }
   }
 
+  get recording(): boolean {
+    return !this.writer.stopped;
+  }
+
   /**
    * Never throws into the chat core or a socket handler: a closed writer
    * (late connection close at shutdown) records nothing; a failed writer

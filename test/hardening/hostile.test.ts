@@ -20,6 +20,7 @@
  *   every message, and the server's RSS stays below 200 × (max-send-buffer +
  *   Framed's 4-frame slack) + 64 MiB; the figures are printed.
  */
+import { concat } from "../../src/bytes.ts";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { randomBytes, sha256, ed25519Generate } from "../../src/crypto/index.ts";
 import { MAX_FRAME } from "../../src/protocol/limits.ts";
@@ -39,7 +40,7 @@ let baseline = 0;
 const figures: string[] = [];
 
 beforeAll(async () => {
-  srv = await spawnServer(freshPath("hostile-data"), ["--handshake-timeout", "1s"], procs);
+  srv = await spawnServer(freshPath("hostile-data"), ["--handshake-timeout", "1s", "--max-connections-per-address", "100000"], procs);
   // One registration first, so argon2id's working memory is in the baseline.
   const { s } = await registerSession(srv.port, "warmup");
   s.close();
@@ -250,6 +251,66 @@ test("a client that floods 10,000 says and reads nothing is held and bounded; an
   expect(await sayAcked(carol, 99, "after the flood")).toBeLessThan(1000);
 }, 30_000);
 
+test("one record of 2,200 joins (or 1,400 history requests) of a room with 50 × 4 KiB of history: the server's memory stays bounded and it stops reading that client", async () => {
+  // The room: 50 messages of 4 KiB, so every answer to a join or a history
+  // request carries ~200 KiB of history (the outside review's setup).
+  const { s: filler } = await legitimate("filler", 3000);
+  filler.channel.sealer.maxFrame = MAX_FRAME;
+  filler.send({ type: "join", room: "big" });
+  for (let i = 1; i <= 50; i++) {
+    filler.send({ type: "say", id: i, room: "big", text: `${i} ${"y".repeat(4090)}` });
+  }
+  const acked = new Set<number>();
+  const deadline = Date.now() + 15_000;
+  while (acked.size < 50 && Date.now() < deadline) for (const m of await receiveAll(filler, 15_000)) if (m.type === "ack") acked.add(m.id);
+  expect(acked.size).toBe(50);
+  const { s: carol } = await legitimate("carol2", 3000);
+  await sayAcked(carol, 0, "ready");
+
+  const attacker = await PausableSession.register(srv.port, "amplifier");
+  attacker.channel.sealer.maxFrame = MAX_FRAME;
+  pausable.push(attacker);
+  await attacker.writeAll(attacker.channel.seal([{ type: "join", room: "big" }]));
+  attacker.pause();
+  const before = rss("before the join/history records");
+  const joins = Array.from({ length: 2200 }, () => ({ type: "join" as const, room: "big" }));
+  const histories = Array.from({ length: 1400 }, () => ({ type: "history" as const, room: "big", limit: 1000 }));
+  // Ten records of each, back to back, while the attacker reads nothing.
+  const records = [...Array.from({ length: 10 }, () => attacker.channel.seal(joins)), ...Array.from({ length: 10 }, () => attacker.channel.seal(histories))];
+  expect(records[0]!.length).toBeGreaterThan(60_000);
+  // Without backpressure every record would be read and answered; with it, the writes stall.
+  void attacker.writeAll(concat(...records), 8000).catch(() => {});
+  // A bystander is answered throughout.
+  for (let i = 1; i <= 10; i++) {
+    await sayAcked(carol, i, `carol ${i}`);
+    await sleep(100);
+  }
+  const peak = rss("with 10 records of 2,200 joins and 10 of 1,400 history requests sent (attacker not reading)");
+  attacker.resume();
+  const counts: Record<string, number> = {};
+  for (;;) {
+    let msgs;
+    try {
+      msgs = attacker.channel.open(await attacker.next(1500));
+    } catch {
+      break;
+    }
+    for (const m of msgs) {
+      const k = m.type === "nack" || m.type === "error" || m.type === "notice" ? `${m.type}:${m.code}` : m.type;
+      counts[k] = (counts[k] ?? 0) + 1;
+    }
+  }
+  console.log(`hostile: amplification records; attacker received ${JSON.stringify(counts)}; RSS ${(before / MiB).toFixed(1)} → ${(peak / MiB).toFixed(1)} MiB`);
+  // The outside review saw +1,519 MiB from one record of joins. Held and
+  // answered at the request rate, with its output bounded while built, the
+  // attacker costs the server at most a few send buffers.
+  expect(peak - before).toBeLessThan(64 * MiB);
+  // At most the request burst, the held requests and what the bucket refilled
+  // in the test's few seconds were answered with a room's state.
+  expect(counts.room ?? 0).toBeLessThan(40 + 64 + 60);
+  expect(await sayAcked(carol, 99, "after")).toBeGreaterThan(0);
+}, 60_000);
+
 /** Accounts with a ticket each, written straight into a fresh data directory's store: no argon2id. */
 function provisionStore(dataDir: string, users: string[]): Map<string, Cred> {
   const store = new Store(dataDir);
@@ -277,7 +338,7 @@ test("200 logged-in clients stop reading a busy room: each dropped as a slow con
   const stalledNames = Array.from({ length: N }, (_, k) => `stall${String(k).padStart(3, "0")}`);
   const creds = provisionStore(dataDir, [...stalledNames, "sender", "watcher"]);
   // Flood control generous enough that one sender can push megabytes (it stays within it: 32 unacked at most).
-  const server = await spawnServer(dataDir, ["--max-send-buffer", String(MAX_SEND_BUFFER), "--flood-rate", "5000", "--flood-burst", "5000", "--max-startups", "1000:30:1000"], procs);
+  const server = await spawnServer(dataDir, ["--max-send-buffer", String(MAX_SEND_BUFFER), "--flood-rate", "5000", "--flood-burst", "5000", "--max-startups", "1000:30:1000", "--max-connections-per-address", "100000", "--login-rate", "100000", "--login-burst", "100000"], procs);
   const pid = server.proc.pid;
   const terminals: Terminal[] = [];
   const login = async (user: string): Promise<Terminal> => {

@@ -1000,7 +1000,7 @@ export async function startFuzzServer(journalMode: NonNullable<InteractionOption
     return await startServer({
       dataDir,
       ...(journal ? { journal } : {}),
-      chat: { ...DEFAULT_CHAT, history, flood: { rate: 1e9, burst: 1e9 } },
+      chat: { ...DEFAULT_CHAT, history, flood: { rate: 1e9, burst: 1e9 }, requests: { rate: 1e9, burst: 1e9 } },
       startups: { start: 100_000, rate: 100, full: 100_000 },
       ...(maxSendBuffer ? { maxSendBuffer } : {}),
     });

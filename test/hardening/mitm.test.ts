@@ -30,7 +30,7 @@ import { type TestServer, RawConn, cleartextFrame, sleep, waitFor } from "../ser
 import { type Action, type Dir, type FlipWhere, FrameProxy, PASS } from "./proxy.ts";
 
 const NET = 20_000;
-const FAST = { ...DEFAULT_CHAT, flood: { rate: 100_000, burst: 100_000 } };
+const FAST = { ...DEFAULT_CHAT, flood: { rate: 100_000, burst: 100_000 }, requests: { rate: 100_000, burst: 100_000 } };
 
 let seed: Seed;
 beforeAll(async () => {

@@ -43,6 +43,8 @@ import { type LogEvent, type TestServer, cleartextFrame, freshPath, rawSession, 
 /** A connection as the chat core sees it; keeps what it was posted, decoded and validated. */
 export class FakeMember implements Member {
   readonly inbox: Message[] = [];
+  /** Set by a test to play a connection whose output has not drained. */
+  congested = false;
 
   constructor(
     readonly user: string,

@@ -13,7 +13,7 @@ import { type TestServer, sleep, waitFor } from "./helpers.ts";
 /** Bound for network tests and their hooks: generous for a loaded machine (bunfig's [test] timeout is not applied by bun 1.4.5). */
 const NET = 15_000;
 
-const FAST = { ...DEFAULT_CHAT, flood: { rate: 100_000, burst: 100_000 } };
+const FAST = { ...DEFAULT_CHAT, flood: { rate: 100_000, burst: 100_000 }, requests: { rate: 100_000, burst: 100_000 } };
 
 const alicePC = machine("alice");
 const bobPC = machine("bob");

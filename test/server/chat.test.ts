@@ -13,7 +13,7 @@ import { Clock, FakeMember, rng } from "./chat-helpers.ts";
 const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
 
 function setup(opts: Partial<ChatOptions> = {}) {
-  const o: ChatOptions = { ...DEFAULT_CHAT, flood: NO_FLOOD, ...opts };
+  const o: ChatOptions = { ...DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD, ...opts };
   const clock = new Clock();
   const chat = new Chat(o, new MemoryJournal(o.history), clock.now);
   const connect = (user: string, label = user): FakeMember => {
@@ -392,6 +392,124 @@ describe("flood control", () => {
     expect(jest.getTimerCount()).toBe(0);
   });
 
+  test("every request costs a token: a storm of joins is held at the request rate (one slow_down), in order, and answered later", () => {
+    jest.useFakeTimers();
+    const { chat, connect, join, clock } = setup({ requests: { rate: 5, burst: 3 } });
+    const alice = connect("alice");
+    for (let i = 0; i < 6; i++) join(alice, "lobby");
+    chat.handle(alice, { type: "ping" });
+    const first = alice.take();
+    // Three answered at once (room … recorded, each), then one slow_down; nothing else yet.
+    expect(first.filter((m) => m.type === "room").length).toBe(3);
+    expect(first.at(-1)).toEqual(expect.objectContaining({ type: "notice", code: "slow_down" }));
+    expect(first.filter((m) => m.type === "notice" && m.code === "slow_down").length).toBe(1);
+    // One token per 200 ms.
+    clock.advance(199);
+    expect(alice.inbox).toEqual([]);
+    clock.advance(1);
+    expect(alice.take().filter((m) => m.type === "room").length).toBe(1);
+    clock.advance(600);
+    const rest = alice.take();
+    expect(rest.filter((m) => m.type === "room").length).toBe(2);
+    // The ping was a request like the others: answered in its turn, after the joins.
+    expect(rest.at(-1)).toEqual({ type: "pong" });
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  test("messages and other requests draw on separate buckets: joins held do not slow says that arrive first", () => {
+    const { connect, join, say, chat } = setup({ flood: { rate: 10, burst: 5 }, requests: { rate: 1, burst: 1 } });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    alice.take();
+    const ids = [say(alice, "lobby", "a"), say(alice, "lobby", "b")];
+    chat.handle(alice, { type: "who", room: "lobby" });
+    expect(alice.take().map((m) => (m.type === "ack" ? `ack ${m.id}` : m.type === "notice" ? m.code : m.type))).toEqual([`ack ${ids[0]}`, `ack ${ids[1]}`, "slow_down"]);
+  });
+
+  test("a congested connection's requests wait, in order and without a slow_down, until it drains (wake)", () => {
+    const { chat, connect, join, say } = setup();
+    const alice = connect("alice");
+    const bob = connect("bob");
+    join(alice, "lobby");
+    join(bob, "lobby");
+    alice.take();
+    bob.take();
+    alice.congested = true;
+    const id = say(alice, "lobby", "held");
+    join(alice, "other");
+    chat.handle(alice, { type: "rooms" });
+    expect(alice.take()).toEqual([]);
+    expect(bob.take()).toEqual([]);
+    chat.wake(alice); // still congested: nothing moves
+    expect(alice.take()).toEqual([]);
+    alice.congested = false;
+    chat.wake(alice);
+    expect(types(alice.take())).toEqual(["ack", "room", "history_end", "notice", "room_list"]);
+    expect(lines(bob)).toEqual(["lobby alice: held"]);
+    expect(id).toBeGreaterThan(0);
+  });
+
+  test("a congested connection answers at most one held request past the point it became congested", () => {
+    const { chat, connect, join } = setup();
+    const alice = connect("alice");
+    join(alice, "lobby");
+    alice.take();
+    alice.congested = true;
+    for (let i = 0; i < 10; i++) join(alice, `r${i}`);
+    alice.congested = false;
+    // The fake becomes congested again as soon as it is posted the first answer.
+    const post = alice.post.bind(alice);
+    alice.post = (json: string) => {
+      post(json);
+      alice.congested = true;
+    };
+    chat.wake(alice);
+    expect(alice.take().filter((m) => m.type === "room").map((m) => (m.type === "room" ? m.room : ""))).toEqual(["r0"]);
+    alice.congested = false;
+    chat.wake(alice);
+    expect(alice.take().filter((m) => m.type === "room").map((m) => (m.type === "room" ? m.room : ""))).toEqual(["r1"]);
+  });
+
+  test("a user is in at most maxRoomsPerUser rooms across its connections, so it creates at most that many", () => {
+    const { chat, connect, join } = setup({ maxRoomsPerUser: 3, maxRoomsPerConnection: 2 });
+    const a1 = connect("alice", "alice/1");
+    const a2 = connect("alice", "alice/2");
+    join(a1, "r1");
+    join(a1, "r2");
+    join(a2, "r2"); // the same room again: no new room for the user
+    join(a2, "r3");
+    expect(chat.roomsOf("alice")).toBe(3);
+    const a3 = connect("alice", "alice/3");
+    join(a3, "r4");
+    expect(a3.take()).toEqual([expect.objectContaining({ type: "notice", code: "room_limit", text: expect.stringContaining("3 rooms across its connections") })]);
+    expect(chat.stats.rooms).toBe(3);
+    // A room the user is in already is no new room: a third terminal may join it.
+    join(a3, "r3");
+    expect(a3.take().some((m) => m.type === "room" && m.room === "r3")).toBe(true);
+    // Leaving one frees a place.
+    chat.handle(a1, { type: "leave", room: "r1" });
+    join(a3, "r4");
+    expect(a3.take().some((m) => m.type === "room" && m.room === "r4")).toBe(true);
+    for (const m of [a1, a2, a3]) chat.disconnect(m);
+    expect(chat.roomsOf("alice")).toBe(0);
+  });
+
+  test("one answer's history is cut to historyBytes: the newest messages that fit, oldest first, and history_end counts them", () => {
+    const { chat, connect, join, say } = setup({ history: 50, historyBytes: 20_000 });
+    const bob = connect("bob");
+    join(bob, "lobby");
+    for (let i = 1; i <= 50; i++) say(bob, "lobby", `${i} ${"z".repeat(4000)}`);
+    const alice = connect("alice");
+    join(alice, "lobby");
+    const got = alice.take();
+    const past = got.filter((m) => m.type === "message");
+    expect(past.length).toBe(4); // 4 × ~4.1 KB fit in 20,000; 5 do not
+    expect(past.map((m) => (m.type === "message" ? m.seq : 0))).toEqual([47, 48, 49, 50]);
+    expect(got.find((m) => m.type === "history_end")).toEqual({ type: "history_end", room: "lobby", count: 4 });
+    chat.handle(alice, { type: "history", room: "lobby", limit: 1000 });
+    expect(alice.take().filter((m) => m.type === "message").length).toBe(4);
+  });
+
   test("past maxHeld, says are nacked flood and other requests dropped with a notice; the held ones still go out", () => {
     jest.useFakeTimers();
     const { chat, connect, join, say, clock } = setup({ flood: { rate: 10, burst: 1 }, maxHeld: 4 });
@@ -457,7 +575,7 @@ function norm(m: Message): unknown {
 function runModel(seed: number, steps: number): void {
   const r = rng(seed);
   const clock = new Clock();
-  const opts: ChatOptions = { ...DEFAULT_CHAT, history: HISTORY, flood: NO_FLOOD };
+  const opts: ChatOptions = { ...DEFAULT_CHAT, history: HISTORY, flood: NO_FLOOD, requests: NO_FLOOD };
   const chat = new Chat(opts, new MemoryJournal(HISTORY), clock.now);
 
   const expected = new Map<FakeMember, unknown[]>();

@@ -70,13 +70,16 @@ export interface TestServer {
 /** No penalties unless a test asks for them: failures from 127.0.0.1 add up across tests. */
 export const NO_PENALTIES = { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 };
 
+/** No per-source or per-user quotas unless a test asks for them: every test client is 127.0.0.1. */
+export const NO_QUOTAS = { maxConnectionsPerAddress: 1e9, maxConnectionsPerUser: 1e9, logins: { rate: 1e9, burst: 1e9 } };
+
 export async function startServer(overrides: Partial<ServerOptions> & { dataDir?: string; events?: LogEvent[] } = {}): Promise<TestServer> {
   const { events = [], dataDir = freshPath("data"), ...rest } = overrides;
   const log: Logger = {
     info: (event, fields = {}) => void events.push({ level: "info", event, fields }),
     warn: (event, fields = {}) => void events.push({ level: "warn", event, fields }),
   };
-  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...rest, host: "127.0.0.1", port: 0, dataDir, log });
+  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...NO_QUOTAS, ...rest, host: "127.0.0.1", port: 0, dataDir, log });
   return { server, dataDir, events, log, port: server.port, address: `127.0.0.1:${server.port}` };
 }
 
