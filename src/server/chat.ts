@@ -274,6 +274,7 @@ export class Chat {
       case "say": {
         const room = this.#rooms.get(req.room);
         if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
+        if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
         room.seq += 1;
         const msg: RoomMessage = { type: "message", room: room.name, seq: room.seq, ts, from: m.user, text: req.text, ...(req.action ? { action: true } : {}) };
         const receipt = this.journal.append({ kind: "message", message: msg });
@@ -282,6 +283,7 @@ export class Chat {
         return this.#ack(m, req.id, msg.seq, ts, receipt);
       }
       case "dm": {
+        if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
         const to = this.#online.get(req.to);
         if (!to) return post(m, { type: "nack", id: req.id, code: "user_offline", message: `${req.to} is not online` });
         this.#directSeq += 1;
@@ -338,6 +340,7 @@ export class Chat {
     if (count === 0 && this.roomsOf(m.user) >= this.opts.maxRoomsPerUser) {
       return post(m, { type: "notice", code: "room_limit", text: `${m.user} is in ${this.roomsOf(m.user)} rooms across its connections already; /leave one first` });
     }
+    if (!this.journal.recording) return post(m, { type: "notice", code: "not_recorded", text: `not joined ${name}: ${NOT_RECORDING}` });
     if (!room) {
       if (this.#rooms.size >= this.opts.maxRooms) return post(m, { type: "notice", code: "room_limit", text: "the server has too many rooms" });
       room = new Room(name, this.journal.lastSeq(name));
@@ -400,6 +403,12 @@ export class Chat {
 function firstUsers(room: Room): string[] {
   return [...room.users.keys()].sort().slice(0, MAX_LIST);
 }
+
+/**
+ * Why a request that would be recorded is refused while the transcript
+ * cannot record: nothing that must be recorded is relayed unrecorded.
+ */
+const NOT_RECORDING = "the server cannot write its transcript right now, so nothing is relayed; try again later";
 
 function isMessage(req: Request): boolean {
   return req.type === "say" || req.type === "dm";

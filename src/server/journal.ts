@@ -31,6 +31,8 @@ export interface Journal {
    * failing): the server then refuses what would have to be recorded.
    */
   readonly recording: boolean;
+  /** Calls `fn(recording)` whenever `recording` changes. */
+  watch?(fn: (recording: boolean) => void): void;
   append(e: JournalEvent): Receipt;
   /** The last `limit` messages of `room`, oldest first. */
   recent(room: string, limit: number): RoomMessage[];

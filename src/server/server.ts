@@ -686,6 +686,7 @@ export class ChatServer {
     this.loginsBySource = new RateLimiter(opts.logins);
     this.loginsByUser = new RateLimiter(opts.logins);
     this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
+    this.journal.watch?.((recording) => this.#recordingChanged(recording));
     this.chat = new Chat(opts.chat, this.journal);
   }
 
@@ -742,6 +743,21 @@ export class ChatServer {
 
   get fingerprint(): string {
     return fingerprint(this.hostKey.publicKey);
+  }
+
+  /**
+   * The transcript stopped or resumed recording: every logged-in user is
+   * told the truth, and the operator is told loudly (the writer logs why).
+   */
+  #recordingChanged(recording: boolean): void {
+    if (recording) this.log.warn("recording_resumed", { sessions: this.#connections.size - this.#unauthenticated });
+    else this.log.warn("not_recording", { sessions: this.#connections.size - this.#unauthenticated, effect: "messages, joins and logins are refused until the transcript can write" });
+    const notice = encodeMessage(
+      recording
+        ? { type: "notice", code: "recorded", text: "the server's transcript is writing again: messages are relayed and recorded" }
+        : { type: "notice", code: "not_recorded", text: "the server cannot write its transcript: nothing is relayed until it can, and what you send is refused" },
+    );
+    for (const c of this.#connections) c.post(notice);
   }
 
   /** Connections that have not yet logged in. */

@@ -58,7 +58,11 @@ export class TranscriptJournal implements Journal {
   }
 
   get recording(): boolean {
-    return !this.writer.stopped;
+    return this.writer.recording;
+  }
+
+  watch(fn: (recording: boolean) => void): void {
+    this.writer.watch(fn);
   }
 
   /**

@@ -14,6 +14,14 @@
  * FILE.torn), reported, and recorded with a `recovery` entry that continues
  * the chain from the last whole entry; a last whole entry whose hash does
  * not verify stops the server.
+ *
+ * A write the disk refuses for want of space (ENOSPC, EDQUOT) blocks the
+ * writer: `recording` turns false (the server then refuses what it would
+ * have to record), what it could not write stays in memory (bounded), its
+ * waiters keep waiting, and it retries every `retryMs`. Once a retry is
+ * written and fsynced, a `recovery` entry records the outage and
+ * `recording` turns true again. Any other write error, and any fsync
+ * error, fails the writer for good (TRANSCRIPT.md §6).
  */
 import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -30,6 +38,8 @@ export type FsyncPolicy = "always" | "batch" | "off";
 
 export interface WriterOptions {
   dir: string;
+  /** While the disk is full: how often to try again. */
+  retryMs?: number;
   hostKey: Ed25519KeyPair;
   fsync: FsyncPolicy;
   /** Group-commit window for `batch`. */
@@ -59,6 +69,13 @@ export interface Appended {
 }
 
 const FILE_RE = TRANSCRIPT_FILE_RE;
+
+/** Write errors that mean "no space for now": the writer waits and retries. */
+const RETRYABLE = new Set(["ENOSPC", "EDQUOT"]);
+/** What a blocked writer keeps in memory for the disk before it fails for good. */
+const MAX_BLOCKED_BYTES = 16 * 1024 * 1024;
+/** How often a blocked writer says so again in the log. */
+const BLOCKED_LOG_MS = 30_000;
 
 /** The transcript's file names in chain order (read.ts decides the layout for writer and readers alike). */
 export function transcriptFiles(dir: string): string[] {
@@ -155,6 +172,12 @@ export class TranscriptWriter {
   #keySeq = 0;
   #failed: SecureChatError | null = null;
   #closed = false;
+  /** Bytes of a write the disk did not take (the rest of a line may be on disk already); written first. */
+  #unwritten: Uint8Array | null = null;
+  /** The disk refused a write for want of space: since when, and why. */
+  #blocked: { since: number; error: string; logged: number } | null = null;
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  readonly #watchers: ((recording: boolean) => void)[] = [];
   /** fds retired by rotation while an fsync on them was in flight. */
   #retired: number[] = [];
 
@@ -177,6 +200,27 @@ export class TranscriptWriter {
   /** True once closed or failed: appending would throw. */
   get stopped(): boolean {
     return this.#closed || this.#failed !== null;
+  }
+
+  /** True while what is appended is being written: not closed, failed, or blocked on a full disk. */
+  get recording(): boolean {
+    return !this.stopped && this.#blocked === null;
+  }
+
+  /** Calls `fn(recording)` whenever `recording` changes. */
+  watch(fn: (recording: boolean) => void): void {
+    this.#watchers.push(fn);
+  }
+
+  #notify(): void {
+    const recording = this.recording;
+    for (const fn of this.#watchers) {
+      try {
+        fn(recording);
+      } catch {
+        // a watcher's failure is its own
+      }
+    }
   }
 
   #now(): number {
@@ -227,7 +271,7 @@ export class TranscriptWriter {
     if (opts.auditorKey) w.#rekeySeal();
     w.#checkpointTimer = setInterval(() => {
       // A timer must never throw: a failed writer has already reported itself.
-      if (w.#sinceCheckpoint > 0 && !w.stopped) {
+      if (w.#sinceCheckpoint > 0 && w.recording) {
         try {
           w.checkpoint();
         } catch {
@@ -262,7 +306,8 @@ export class TranscriptWriter {
    * writer for good, so no later call touches a closed descriptor.
    */
   #maybeRotate(lineBytes: number): void {
-    if (this.#fileBytes === 0) return;
+    // A blocked file may end in part of a line: it is finished before anything rotates.
+    if (this.#fileBytes === 0 || this.#blocked) return;
     if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && this.#fileDay === utcDay(this.#now())) return;
     this.#writePending();
     if (this.#failed) throw this.#failed;
@@ -309,6 +354,11 @@ export class TranscriptWriter {
   append(type: string, fields: EntryFields): Appended {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw new SecureChatError("transcript_closed", "transcript: closed");
+    // Blocked, entries wait in memory; checked every 256 so the bound costs little.
+    if (this.#blocked && this.#pending.length % 256 === 255 && this.#overBlockedBound()) {
+      this.#fail(new Error(`${this.#blocked.error}; more than ${MAX_BLOCKED_BYTES} bytes waited for the disk`));
+      throw this.#failed!;
+    }
     this.#maybeRotate(sizeBound(fields));
     const entry = this.#add(type, fields);
     if (this.#sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint();
@@ -336,18 +386,80 @@ export class TranscriptWriter {
     });
   }
 
-  #writePending(): void {
-    if (this.#pending.length === 0) return;
-    const buf = Buffer.from(this.#pending.join(""));
+  /** Writes what is pending; true if it was all written. A blocked writer writes only when `retrying`. */
+  #writePending(retrying = false): boolean {
+    if (this.#failed || (this.#blocked && !retrying)) return false;
+    if (this.#pending.length === 0 && !this.#unwritten) return true;
+    const lines = Buffer.from(this.#pending.join(""));
     this.#pending = [];
+    const buf = this.#unwritten ? Buffer.concat([this.#unwritten, lines]) : lines;
+    this.#unwritten = null;
+    const upTo = this.#seq;
+    let off = 0;
     try {
-      let off = 0;
       while (off < buf.length) off += writeSync(this.#fd, buf, off, buf.length - off);
     } catch (cause) {
-      this.#fail(cause);
-      return;
+      const code = (cause as { code?: string }).code ?? "";
+      if (!RETRYABLE.has(code)) {
+        this.#fail(cause);
+        return false;
+      }
+      this.#unwritten = new Uint8Array(buf.subarray(off));
+      this.#block(cause);
+      return false;
     }
-    this.#writtenSeq = this.#seq;
+    this.#writtenSeq = upTo;
+    return true;
+  }
+
+  /** The disk is full: keep what it did not take, refuse to record more, and try again later. */
+  #block(cause: unknown): void {
+    const error = (cause as Error).message;
+    const now = Date.now();
+    if (!this.#blocked) {
+      this.#blocked = { since: now, error, logged: now };
+      this.opts.log.warn("transcript_blocked", { file: this.#file, error, waiting_entries: this.#seq - this.#writtenSeq });
+      this.#notify();
+    } else if (now - this.#blocked.logged >= BLOCKED_LOG_MS) {
+      this.#blocked.logged = now;
+      this.opts.log.warn("transcript_still_blocked", { file: this.#file, error, for_s: Math.round((now - this.#blocked.since) / 1000), waiting_entries: this.#seq - this.#writtenSeq });
+    }
+    if (this.#overBlockedBound()) return this.#fail(new Error(`${error}; more than ${MAX_BLOCKED_BYTES} bytes waited for the disk`));
+    this.#retryTimer ??= setTimeout(() => {
+      this.#retryTimer = null;
+      this.#retry();
+    }, this.opts.retryMs ?? 2000);
+    this.#retryTimer.unref?.();
+  }
+
+  #overBlockedBound(): boolean {
+    let n = this.#unwritten?.length ?? 0;
+    for (const l of this.#pending) n += l.length;
+    return n > MAX_BLOCKED_BYTES;
+  }
+
+  /** One more try at what the full disk refused; on success, fsync, record the outage, and record again. */
+  #retry(): void {
+    const blocked = this.#blocked;
+    if (!blocked || this.#failed || this.#fd < 0) return;
+    if (!this.#writePending(true)) return; // still full (#block rescheduled), or failed for good
+    this.#blocked = null;
+    try {
+      fsyncSync(this.#fd);
+    } catch (cause) {
+      return this.#fail(cause);
+    }
+    this.#syncedSeq = this.#writtenSeq;
+    this.#resolveUpTo(this.#syncedSeq);
+    const seconds = Math.round((Date.now() - blocked.since) / 1000);
+    this.opts.log.warn("transcript_recovered", { file: this.#file, after_s: seconds });
+    this.#add("recovery", {
+      file: this.#file,
+      torn_bytes: 0,
+      torn_sha256: toHex(sha256(new Uint8Array(0))),
+      reason: `the disk refused writes for ${seconds} s (${blocked.error}); what was waiting was written after it`,
+    });
+    this.#notify();
   }
 
   #flush(): void {
@@ -396,26 +508,37 @@ export class TranscriptWriter {
   }
 
   #fail(cause: unknown): void {
+    if (this.#failed) return;
     this.#failed = new SecureChatError("transcript_write", `transcript: cannot write ${this.#file}: ${(cause as Error).message}`, { cause });
+    this.#blocked = null;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.opts.log.warn("transcript_failed", { file: this.#file, error: (cause as Error).message });
     for (const w of this.#waiters.splice(0)) w.reject(this.#failed);
+    this.#notify();
   }
 
   /** Clean shutdown: server_stop, a checkpoint, everything written and fsynced. */
   close(reason: string): void {
     if (this.#closed) return;
+    if (this.#blocked) this.#retry(); // one last try at what the full disk refused
     this.#closed = true;
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#syncTimer) clearTimeout(this.#syncTimer);
-    if (!this.#failed) {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    if (!this.#failed && !this.#blocked) {
       this.#add("server_stop", { reason });
       this.checkpoint();
-      this.#writePending();
-      if (!this.#failed) {
+      if (this.#writePending()) {
         fsyncSync(this.#fd);
         this.#syncedSeq = this.#writtenSeq;
         this.#resolveUpTo(this.#syncedSeq);
       }
+    }
+    if (this.#blocked) {
+      // The disk is still full: what waited is lost with the process, and
+      // the next start finds a torn or unclean end (§7) and records it.
+      this.opts.log.warn("transcript_lost", { file: this.#file, entries: this.#seq - this.#writtenSeq });
+      this.#fail(new Error(this.#blocked.error));
     }
     this.#fileKey?.fill(0);
     this.#fileKey = null; // nothing is sealed after close; never under a zeroed key

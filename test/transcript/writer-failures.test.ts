@@ -42,19 +42,21 @@ test("a rotation that cannot create the next file fails the writer for good", as
   w.close("done");
 });
 
-test("after a write failure the checkpoint timer does not throw (the process survives)", async () => {
-  const w = TranscriptWriter.open({ ...opts(), checkpointIntervalMs: 30, rotateBytes: 1 });
+test("while a full disk blocks the writer, its checkpoint and retry timers do not throw (the process survives); close rejects what waited", async () => {
+  const w = TranscriptWriter.open({ ...opts(), checkpointIntervalMs: 30, retryMs: 20, rotateBytes: 1 });
   await Bun.sleep(10);
   symlinkSync("/dev/full", join(dir, "2026-01-05.000000000002.jsonl"));
   const r = w.append("message", { room: "l", room_seq: 1, from: "a", text: "hi" });
-  const outcome = await r.durable.then(
+  const outcome = r.durable.then(
     () => "durable",
     (e) => (isSecureChatError(e, "transcript_write") ? "failed" : String(e)),
   );
-  expect(outcome).toBe("failed");
-  expect(w.stopped).toBe(true);
   await Bun.sleep(150); // several timer periods: an uncaught throw here would fail the test run
+  expect(w.recording).toBe(false);
+  expect(w.stopped).toBe(false);
   w.close("done");
+  expect(await outcome).toBe("failed");
+  expect(w.stopped).toBe(true);
 });
 
 test("a closed writer refuses before rotating: no new file appears", () => {

@@ -843,7 +843,7 @@ describe("crash recovery (§7)", () => {
 // - the interval checkpoint after a failure: the timer calls checkpoint() on
 //   the failed writer, which throws from the timer (an uncaught exception
 //   that ends the process). The tests here keep the interval out of reach.
-describe("failure (§6): the writer fails for good", () => {
+describe("failure (§6): a full disk blocks the writer until it has space; any other failure stops it for good", () => {
   for (const policy of ["batch", "always"] as const) {
     test(`${policy}: a failed fsync rejects durable, stops the writer, refuses later appends`, async () => {
       const fsync = track(spyOn(fs, "fsync")).mockImplementation(((_fd: number, cb: fs.NoParamCallback) =>
@@ -865,36 +865,107 @@ describe("failure (§6): the writer fails for good", () => {
     });
   }
 
-  test("a failed write rejects durable and stops the writer", async () => {
+  test("a failed write that is not for want of space (EIO) rejects durable and stops the writer", async () => {
     const dir = freshDir();
     const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 5 }));
     await nextTurn(); // server_start written
     track(spyOn(fs, "writeSync")).mockImplementation(() => {
-      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+      throw Object.assign(new Error("EIO: i/o error, write"), { code: "EIO" });
     });
     const a = w.append("message", msg(1));
     expect(await settle(a.durable)).toBe("rejected:transcript_write");
     expect(w.stopped).toBe(true);
+    expect(w.recording).toBe(false);
     expect(thrownCode(() => w.append("message", msg(2)))).toBe("transcript_write");
     w.close("bye");
     expect(entriesOf(dir).map((e) => e.type)).toEqual(["server_start"]);
   });
 
+  test("ENOSPC mid-line blocks the writer: recording turns false, durable waits, nothing torn is left once space returns; then a recovery entry and recording again", async () => {
+    const dir = freshDir();
+    const { log, events } = collectingLog();
+    const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 5, retryMs: 20, log }));
+    const seen: boolean[] = [];
+    w.watch((r) => seen.push(r));
+    await nextTurn(); // server_start written
+    let full = true;
+    let tookSome = false;
+    const real = fs.writeSync;
+    track(spyOn(fs, "writeSync")).mockImplementation(((fd: number, buf: Uint8Array, off?: number, len?: number) => {
+      if (!full) return real(fd, buf, off, len);
+      // The disk takes 10 bytes, then is full: a line is left half written on disk.
+      if (tookSome) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+      tookSome = true;
+      return real(fd, buf, off, Math.min(10, len ?? buf.length));
+    }) as typeof fs.writeSync);
+    const a = w.append("message", msg(1, "100 EUR to bob"));
+    const b = w.append("message", msg(2));
+    await until("blocked", () => !w.recording);
+    expect(w.stopped).toBe(false);
+    expect(seen).toEqual([false]);
+    expect(events.some((e) => e.level === "warn" && e.event === "transcript_blocked" && String(e.fields.error).includes("ENOSPC"))).toBe(true);
+    // Appends still queue (the server refuses what it can; a leave or a session's end cannot be refused).
+    const c = w.append("leave", { room: "lobby", user: "alice" });
+    await sleep(100); // several retries, all refused
+    let outcome = "pending";
+    void a.durable.then(() => (outcome = "durable"));
+    await nextTurn();
+    expect(outcome).toBe("pending");
+    // Space returns.
+    full = false;
+    expect(await settle(a.durable)).toBe("resolved");
+    expect(await settle(b.durable)).toBe("resolved");
+    expect(await settle(c.durable)).toBe("resolved");
+    await until("recording again", () => w.recording);
+    expect(seen).toEqual([false, true]);
+    expect(events.some((e) => e.event === "transcript_recovered")).toBe(true);
+    w.close("bye");
+    const types = entriesOf(dir).map((e) => e.type);
+    expect(types).toEqual(["server_start", "message", "message", "leave", "recovery", "server_stop", "checkpoint"]);
+    const recovery = entriesOf(dir).find((e) => e.type === "recovery")!;
+    expect(String(recovery.reason)).toContain("ENOSPC");
+    expect(entriesOf(dir).find((e) => e.type === "message")!.text).toBe("100 EUR to bob");
+    await expectVerified(dir);
+  });
+
+  test("a disk still full at close: what waited is reported lost, no server_stop is written, and the next start records the unclean end", async () => {
+    const dir = freshDir();
+    const { log, events } = collectingLog();
+    const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 5, retryMs: 20, log }));
+    await nextTurn();
+    const spy = track(spyOn(fs, "writeSync")).mockImplementation(() => {
+      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+    });
+    const a = w.append("message", msg(1));
+    await until("blocked", () => !w.recording);
+    w.close("bye");
+    expect(await settle(a.durable)).toBe("rejected:transcript_write");
+    expect(events.some((e) => e.event === "transcript_lost")).toBe(true);
+    spy.mockRestore();
+    expect(entriesOf(dir).map((e) => e.type)).toEqual(["server_start"]);
+    const again = TranscriptWriter.open(options(dir, { log }));
+    again.close("bye");
+    expect(entriesOf(dir).map((e) => e.type)).toEqual(["server_start", "recovery", "server_start", "server_stop", "checkpoint"]);
+    await expectVerified(dir);
+  });
+
   // Real I/O, and works as root (chmod would not: root ignores the mode bits).
   // The file the next rotation creates is made a symlink to /dev/full, so the
   // writer opens it fine and its first write fails with ENOSPC.
-  test.skipIf(!existsSync("/dev/full"))("a real ENOSPC (a transcript file on /dev/full) rejects durable and stops the writer", async () => {
+  test.skipIf(!existsSync("/dev/full"))("a real ENOSPC (a transcript file on /dev/full) blocks the writer; a close while still full rejects what waited", async () => {
     const dir = freshDir();
     const clock = new FakeClock();
     const { log, events } = collectingLog();
-    const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 5, rotateBytes: 1, now: clock.now, log }));
+    const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 5, rotateBytes: 1, retryMs: 20, now: clock.now, log }));
     await nextTurn();
     symlinkSync("/dev/full", join(dir, "2026-03-01.000000000002.jsonl"));
     const a = w.append("message", msg(1)); // rotates into the /dev/full "file"
     expect(w.file).toBe("2026-03-01.000000000002.jsonl");
+    await until("blocked", () => !w.recording);
+    expect(w.stopped).toBe(false);
+    expect(events.find((e) => e.event === "transcript_blocked")?.fields.error).toContain("ENOSPC");
+    w.close("bye");
     expect(await settle(a.durable)).toBe("rejected:transcript_write");
     expect(w.stopped).toBe(true);
-    expect(events.find((e) => e.event === "transcript_failed")?.fields.error).toContain("ENOSPC");
-    w.close("bye");
   });
 });
