@@ -9,7 +9,7 @@
  *   DIR/YYYY-MM-DD.NNNNNNNNNNNN.jsonl   N = seq of the file's first entry; files are ordered by N
  *   DIR/*.torn                          bytes cut from a torn last line by crash recovery (not read)
  */
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { SecureChatError } from "../errors.ts";
@@ -105,70 +105,168 @@ export async function* readTranscriptBatches(files: TranscriptFile[]): AsyncGene
 }
 
 /**
+ * Splits a file into lines as it is read into `buf` a chunk at a time from
+ * `pos`, for the readers below (async and sync alike). A line that spans
+ * chunks is gathered (at most MAX_LINE_BYTES); a longer one is reported as
+ * too_long without being held.
+ */
+class LineSplitter {
+  readonly buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  /** The file offset the next chunk is read from. */
+  pos: number;
+  /** True once a read returned nothing: the file is done. */
+  done = false;
+  readonly #decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  readonly #name: string;
+  readonly #partial: ReadOptions["partial"];
+  #lineNo: number;
+  #lineStart: number;
+  #parts: Buffer[] = [];
+  #partLen = 0;
+  #tooLong = false;
+
+  constructor(name: string, opts: ReadOptions) {
+    this.#name = name;
+    this.#partial = opts.partial;
+    this.pos = this.#lineStart = opts.start ?? 0;
+    this.#lineNo = opts.firstLine ?? 1;
+  }
+
+  #finish(last: Buffer, end: number, defect?: "torn"): TranscriptLine {
+    let text = "";
+    let bad: TranscriptLine["defect"] = this.#tooLong ? "too_long" : undefined;
+    if (!bad) {
+      const bytes = this.#partLen === 0 ? last : Buffer.concat([...this.#parts, last]);
+      try {
+        text = this.#decoder.decode(bytes);
+      } catch {
+        bad = "not_utf8";
+      }
+    }
+    const l: TranscriptLine = { file: this.#name, line: this.#lineNo++, text, start: this.#lineStart, end };
+    if (defect ?? bad) l.defect = defect ?? bad;
+    this.#lineStart = end;
+    this.#parts = [];
+    this.#partLen = 0;
+    this.#tooLong = false;
+    return l;
+  }
+
+  /**
+   * The lines completed by the `n` bytes just read into `buf` at `pos`; when
+   * `n` is 0, the end of the file: the unfinished last line as `torn`
+   * (unless `partial: "stop"`), and `done`.
+   */
+  take(n: number): TranscriptLine[] {
+    const batch: TranscriptLine[] = [];
+    if (n === 0) {
+      this.done = true;
+      if (this.pos > this.#lineStart && this.#partial !== "stop") batch.push(this.#finish(Buffer.alloc(0), this.pos, "torn"));
+      return batch;
+    }
+    const chunk = this.buf.subarray(0, n);
+    let i = 0;
+    while (i < n) {
+      const nl = chunk.indexOf(0x0a, i);
+      const stop = nl < 0 ? n : nl;
+      if (!this.#tooLong && this.#partLen + (stop - i) > MAX_LINE_BYTES) {
+        this.#tooLong = true;
+        this.#parts = [];
+        this.#partLen = 0;
+      }
+      if (nl < 0) {
+        if (!this.#tooLong) {
+          // The buffer is reused: keep a copy of the unfinished line.
+          this.#parts.push(Buffer.from(chunk.subarray(i, stop)));
+          this.#partLen += stop - i;
+        }
+        break;
+      }
+      batch.push(this.#finish(this.#tooLong ? Buffer.alloc(0) : chunk.subarray(i, stop), this.pos + nl + 1));
+      i = nl + 1;
+    }
+    this.pos += n;
+    return batch;
+  }
+}
+
+/**
  * The lines of one file, one batch per chunk read. Memory stays below
  * CHUNK_BYTES + MAX_LINE_BYTES (plus the batch) whatever the file's size.
  */
 export async function* readFileLineBatches(path: string, name: string, opts: ReadOptions = {}): AsyncGenerator<TranscriptLine[]> {
-  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   const fh = await open(path, "r");
   try {
-    const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-    let pos = opts.start ?? 0;
-    let lineNo = opts.firstLine ?? 1;
-    let lineStart = pos;
-    // A line that spans chunks is gathered here (at most MAX_LINE_BYTES).
-    let parts: Buffer[] = [];
-    let partLen = 0;
-    let tooLong = false;
-    const finish = (last: Buffer, end: number, defect?: "torn"): TranscriptLine => {
-      let text = "";
-      let bad: TranscriptLine["defect"] = tooLong ? "too_long" : undefined;
-      if (!bad) {
-        const bytes = partLen === 0 ? last : Buffer.concat([...parts, last]);
-        try {
-          text = decoder.decode(bytes);
-        } catch {
-          bad = "not_utf8";
-        }
-      }
-      const l: TranscriptLine = { file: name, line: lineNo++, text, start: lineStart, end };
-      if (defect ?? bad) l.defect = defect ?? bad;
-      lineStart = end;
-      parts = [];
-      partLen = 0;
-      tooLong = false;
-      return l;
-    };
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, CHUNK_BYTES, pos);
-      if (bytesRead === 0) break;
-      const chunk = buf.subarray(0, bytesRead);
-      const batch: TranscriptLine[] = [];
-      let i = 0;
-      while (i < bytesRead) {
-        const nl = chunk.indexOf(0x0a, i);
-        const stop = nl < 0 ? bytesRead : nl;
-        if (!tooLong && partLen + (stop - i) > MAX_LINE_BYTES) {
-          tooLong = true;
-          parts = [];
-          partLen = 0;
-        }
-        if (nl < 0) {
-          if (!tooLong) {
-            // The chunk buffer is reused: keep a copy of the unfinished line.
-            parts.push(Buffer.from(chunk.subarray(i, stop)));
-            partLen += stop - i;
-          }
-          break;
-        }
-        batch.push(finish(tooLong ? Buffer.alloc(0) : chunk.subarray(i, stop), pos + nl + 1));
-        i = nl + 1;
-      }
-      pos += bytesRead;
+    for (const s = new LineSplitter(name, opts); !s.done; ) {
+      const batch = s.take((await fh.read(s.buf, 0, CHUNK_BYTES, s.pos)).bytesRead);
       if (batch.length > 0) yield batch;
     }
-    if (pos > lineStart && opts.partial !== "stop") yield [finish(Buffer.alloc(0), pos, "torn")];
   } finally {
     await fh.close();
+  }
+}
+
+/** readFileLineBatches for a caller that cannot wait (the writer, at start). */
+export function* readFileLineBatchesSync(path: string, name: string, opts: ReadOptions = {}): Generator<TranscriptLine[]> {
+  const fd = openSync(path, "r");
+  try {
+    for (const s = new LineSplitter(name, opts); !s.done; ) {
+      const batch = s.take(readSync(fd, s.buf, 0, CHUNK_BYTES, s.pos));
+      if (batch.length > 0) yield batch;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A whole line found by readLinesBackward: its bytes without the LF, and its offsets (`end` is after the LF). */
+export interface RawLine {
+  start: number;
+  end: number;
+  bytes: Buffer;
+}
+
+/**
+ * The whole lines of a file that end at or before byte `end` (default: the
+ * file's size), last first, read CHUNK_BYTES at a time from the end: what
+ * comes after the last LF (a torn line) is not a line, and a line longer
+ * than MAX_LINE_BYTES is skipped. Reads only as far back as the caller
+ * iterates.
+ */
+export function* readLinesBackward(path: string, end?: number): Generator<RawLine> {
+  const fd = openSync(path, "r");
+  try {
+    let pos = end ?? fstatSync(fd).size;
+    // Bytes from `pos` up to the end of the line being gathered (`lineEnd`, after its LF).
+    let carry: Buffer = Buffer.alloc(0);
+    let lineEnd = -1;
+    let tooLong = false;
+    while (pos > 0) {
+      const n = Math.min(CHUNK_BYTES, pos);
+      const chunk = Buffer.allocUnsafe(n);
+      readSync(fd, chunk, 0, n, pos - n);
+      pos -= n;
+      let stop = n;
+      for (let nl = chunk.lastIndexOf(0x0a, n - 1); nl >= 0; nl = nl > 0 ? chunk.lastIndexOf(0x0a, nl - 1) : -1) {
+        if (lineEnd >= 0 && !tooLong && lineEnd - (pos + nl + 1) - 1 <= MAX_LINE_BYTES) {
+          const bytes = Buffer.concat([chunk.subarray(nl + 1, stop), carry]);
+          yield { start: pos + nl + 1, end: lineEnd, bytes: bytes.subarray(0, bytes.length - 1) };
+        }
+        carry = Buffer.alloc(0);
+        tooLong = false;
+        lineEnd = pos + nl + 1;
+        stop = nl + 1;
+      }
+      if (lineEnd >= 0 && !tooLong) {
+        carry = Buffer.concat([chunk.subarray(0, stop), carry]);
+        if (carry.length > MAX_LINE_BYTES + 1) {
+          tooLong = true;
+          carry = Buffer.alloc(0);
+        }
+      }
+    }
+    if (lineEnd > 0 && !tooLong && lineEnd - 1 <= MAX_LINE_BYTES) yield { start: 0, end: lineEnd, bytes: carry.subarray(0, carry.length - 1) };
+  } finally {
+    closeSync(fd);
   }
 }

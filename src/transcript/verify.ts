@@ -13,7 +13,7 @@
  * `--against` (AckChecker) then holds the server's log to what it
  * acknowledged to a client.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { fromBase64 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
@@ -21,7 +21,7 @@ import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint } from "./format.ts";
 import { Unsealer } from "./keys.ts";
-import { TRANSCRIPT_FILE_RE, type TranscriptLine, listTranscript, readFileLines, readTranscriptBatches } from "./read.ts";
+import { TRANSCRIPT_FILE_RE, type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatchesSync, readFileLines, readLinesBackward, readTranscriptBatches } from "./read.ts";
 
 /** Lines read past a sequence break to tell a deletion from a reordering or an insertion. */
 export const LOOKAHEAD_LINES = 16;
@@ -83,6 +83,16 @@ export interface ChainOptions {
   hostKeyFingerprint?: string;
 }
 
+export interface MidChainOptions extends ChainOptions {
+  /**
+   * The first line checked is not the transcript's first: its seq and prev
+   * are taken as given (its form, its hash and its type's rules are still
+   * checked), and a sealed body may name a key_seq before it, which this
+   * check never saw.
+   */
+  midChain?: boolean;
+}
+
 interface Head {
   seq: number;
   hash: string;
@@ -110,6 +120,7 @@ export class ChainVerifier {
   /** Where the key checkpoints are checked against came from. */
   #keySource: "pinned" | number | null;
   readonly #sealKeys = new Set<number>();
+  readonly #midChain: boolean;
   entries = 0;
   firstSeq: number | null = null;
   lastCheckpoint: number | null = null;
@@ -117,7 +128,8 @@ export class ChainVerifier {
   recoveries: number[] = [];
   #recoveryCount = 0;
 
-  constructor(opts: ChainOptions = {}) {
+  constructor(opts: MidChainOptions = {}) {
+    this.#midChain = opts.midChain === true;
     this.#key = opts.hostKey ?? null;
     this.#keySource = opts.hostKey ? "pinned" : null;
     this.#fingerprintPin = opts.hostKeyFingerprint ?? null;
@@ -160,8 +172,9 @@ export class ChainVerifier {
     if (canonicalLine(canon, e.hash) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
 
     const prev = this.#head;
-    const expected = (prev?.seq ?? 0) + 1;
-    const prevHash = prev?.hash ?? GENESIS;
+    const resumed = prev === null && this.#midChain;
+    const expected = resumed ? e.seq : (prev?.seq ?? 0) + 1;
+    const prevHash = resumed ? e.prev : (prev?.hash ?? GENESIS);
     if (e.seq > expected) return { kind: "gap", entry: e, at: l };
     if (e.seq < expected) {
       // Only reachable with a previous entry: seq >= 1 = expected otherwise.
@@ -214,7 +227,8 @@ export class ChainVerifier {
       }
       case "checkpoint": {
         if (!prev || e.head_seq !== prev.seq || e.head !== prev.hash) {
-          at("bad_checkpoint", `bad checkpoint (it must seal the entry before it${prev ? `, seq ${prev.seq}` : ""}; it names seq ${e.head_seq})`);
+          const names = prev && e.head_seq === prev.seq ? `seq ${e.head_seq} with another hash: that entry or one before it was changed` : `seq ${e.head_seq}`;
+          at("bad_checkpoint", `bad checkpoint (it must seal the entry before it${prev ? `, seq ${prev.seq}` : ""}; it names ${names})`);
         }
         if (this.#key === null) at("no_host_key", "checkpoint before any server_start: no host key to check its signature against (pass --host-key)");
         if (!verifyCheckpoint(this.#key!, e)) at("bad_signature", `bad checkpoint signature (not made by host key ${fingerprint(this.#key!)})`);
@@ -225,7 +239,7 @@ export class ChainVerifier {
         return;
       case "message":
       case "direct":
-        if (e.key_seq !== undefined && !this.#sealKeys.has(e.key_seq as number)) {
+        if (e.key_seq !== undefined && !this.#sealKeys.has(e.key_seq as number) && !(this.#midChain && (e.key_seq as number) < (this.firstSeq ?? e.seq))) {
           at("key_seq", `sealed body names key_seq ${e.key_seq}, which is no seal_key entry before it`);
         }
         return;
@@ -316,6 +330,133 @@ export async function* verifiedBatches(batches: AsyncIterable<TranscriptLine[]>,
     }
   } finally {
     await it.return?.();
+  }
+}
+
+/**
+ * verifiedBatches for a caller that cannot wait (the writer, at start):
+ * checks every line, passing each entry that extends the chain to
+ * `accept`; throws TranscriptFailure at the first problem.
+ */
+export function verifyLinesSync(batches: Generator<TranscriptLine[]>, v: ChainVerifier, accept: (e: Entry, l: TranscriptLine) => void): void {
+  try {
+    for (let r = batches.next(); !r.done; r = batches.next()) {
+      const lines = r.value;
+      for (let i = 0; i < lines.length; i++) {
+        const got = v.check(lines[i]!);
+        if ("seq" in got) {
+          accept(got, lines[i]!);
+          continue;
+        }
+        const following = lines.slice(i + 1, i + 1 + LOOKAHEAD_LINES);
+        while (following.length < LOOKAHEAD_LINES) {
+          const n = batches.next();
+          if (n.done) break;
+          following.push(...n.value.slice(0, LOOKAHEAD_LINES - following.length));
+        }
+        throw new TranscriptFailure(v.diagnose(got, following));
+      }
+    }
+  } finally {
+    batches.return(undefined);
+  }
+}
+
+/** What the writer learns from checking the end of the transcript at start (docs/TRANSCRIPT.md §7). */
+export interface TailReport {
+  /** The last whole entry and the one before it, both verified (null if absent or not read). */
+  last: Entry | null;
+  beforeLast: Entry | null;
+  /** The last file's bytes after its last LF, if there are any: a torn last line. */
+  torn: { file: string; path: string; start: number; end: number } | null;
+}
+
+/**
+ * How a canonical checkpoint line ends (§3.3: `type` sorts after every
+ * other member of a checkpoint, `hash` comes last). `,"` cannot occur inside
+ * a JSON string, whose `"` are escaped, so only a checkpoint's line ends so.
+ * Such a line that is not a valid, signed checkpoint is where the check
+ * then fails; a checkpoint spelled otherwise is never a start, and fails
+ * as malformed when the check reaches it.
+ */
+const CHECKPOINT_END = /,"type":"checkpoint","hash":"[0-9a-f]{64}"\}$/;
+
+/** Where checking starts: the index in `files` and the byte offset of a line. */
+interface Start {
+  file: number;
+  offset: number;
+}
+
+/** The line before the last line that ends like a checkpoint, walking the files backwards; else the very beginning. */
+function startOfTail(files: TranscriptFile[]): Start {
+  for (let i = files.length - 1; i >= 0; i--) {
+    for (const l of readLinesBackward(files[i]!.path)) {
+      if (!CHECKPOINT_END.test(l.bytes.toString("latin1", Math.max(0, l.bytes.length - 96)))) continue;
+      // One line earlier: the entry the checkpoint must sign (§4).
+      for (let j = i; j >= 0; j--) {
+        for (const before of readLinesBackward(files[j]!.path, j === i ? l.start : undefined)) return { file: j, offset: before.start };
+      }
+      return { file: 0, offset: 0 };
+    }
+  }
+  return { file: 0, offset: 0 };
+}
+
+/** The number of LFs in the first `end` bytes of a file. */
+function countLines(path: string, end: number): number {
+  let n = 0;
+  for (const batch of readFileLineBatchesSync(path, "", { partial: "stop" })) {
+    for (const l of batch) if (l.end <= end) n++;
+    if (batch.at(-1)!.end >= end) break;
+  }
+  return n;
+}
+
+/**
+ * The writer's check at start (docs/TRANSCRIPT.md §7): from the last
+ * checkpoint on, exactly as `transcript verify` checks it, with the
+ * signatures pinned to the server's own host key — the entry the last
+ * checkpoint signs, the checkpoint (it signs that entry, and the signature
+ * verifies), and every whole line after it. Without a checkpoint, from the
+ * beginning. The work is bounded by the entries since the last checkpoint,
+ * not by the length of the transcript: nothing before that entry is read.
+ * A torn last line is reported, not checked. Throws TranscriptFailure.
+ */
+export function verifyTail(files: TranscriptFile[], hostKey: Uint8Array): TailReport {
+  const start = startOfTail(files);
+  const run = (firstLine: number): TailReport => {
+    const v = new ChainVerifier({ hostKey, midChain: start.offset > 0 || start.file > 0 });
+    const report: TailReport = { last: null, beforeLast: null, torn: null };
+    const lastFile = files.length - 1;
+    let lastEnd = lastFile === start.file ? start.offset : 0;
+    function* lines(): Generator<TranscriptLine[]> {
+      for (let i = start.file; i <= lastFile; i++) {
+        const f = files[i]!;
+        const from = i === start.file ? { start: start.offset, firstLine } : {};
+        yield* readFileLineBatchesSync(f.path, f.name, { ...from, partial: i === lastFile ? "stop" : "torn" });
+      }
+    }
+    verifyLinesSync(lines(), v, (e, l) => {
+      report.beforeLast = report.last;
+      report.last = e;
+      if (l.file === files[lastFile]!.name) lastEnd = l.end;
+    });
+    const f = files[lastFile];
+    if (f) {
+      const size = statSync(f.path).size;
+      if (size > lastEnd) report.torn = { file: f.name, path: f.path, start: lastEnd, end: size };
+    }
+    return report;
+  };
+  if (start.offset === 0) return run(1);
+  try {
+    // Mid-file, line numbers are unknown without reading the file up to the
+    // start; they only name a problem, so they are counted when there is one
+    // (2 stands for "not the first line", which the file-name check needs).
+    return run(2);
+  } catch (e) {
+    if (!(e instanceof TranscriptFailure)) throw e;
+    return run(countLines(files[start.file]!.path, start.offset) + 1);
   }
 }
 

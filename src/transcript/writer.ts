@@ -10,10 +10,12 @@
  *           within the last `batchMs` (a quiet server does not wait the window)
  *   off     written to the OS; no fsync (a machine crash may lose the tail)
  *
- * On open, a torn last line left by a crash is cut (its bytes kept in
- * FILE.torn), reported, and recorded with a `recovery` entry that continues
- * the chain from the last whole entry; a last whole entry whose hash does
- * not verify stops the server.
+ * On open, everything from the last checkpoint on is verified as
+ * `transcript verify` would, the checkpoint's signature under the server's
+ * own host key; a whole line that does not verify stops the server before
+ * anything is written. A torn last line left by a crash is then cut (its
+ * bytes kept in FILE.torn), reported, and recorded with a `recovery` entry
+ * that continues the chain from the last whole entry.
  *
  * A write the disk refuses for want of space (ENOSPC, EDQUOT) blocks the
  * writer: `recording` turns false (the server then refuses what it would
@@ -23,7 +25,7 @@
  * `recording` turns true again. Any other write error, and any fsync
  * error, fails the writer for good (TRANSCRIPT.md §6).
  */
-import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { toHex } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
@@ -32,7 +34,8 @@ import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../server/log.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
-import { type Entry, type EntryFields, GENESIS, canonical, canonicalHash, canonicalLine, makeEntryLine, parseEntry, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
+import { type Entry, type EntryFields, GENESIS, makeEntryLine, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
+import { type TailReport, TranscriptFailure, verifyTail } from "./verify.ts";
 
 export type FsyncPolicy = "always" | "batch" | "off";
 
@@ -92,54 +95,44 @@ interface Tail {
   torn: { file: string; bytes: Uint8Array } | null;
 }
 
-/** Reads the end of the chain, cutting a torn last line (kept beside the file). */
-function recoverTail(dir: string, files: string[]): Tail {
-  let torn: Tail["torn"] = null;
-  const lines: string[] = [];
-  for (let i = files.length - 1; i >= 0 && lines.length < 2; i--) {
-    const path = join(dir, files[i]!);
-    const buf = readFileSync(path);
-    let end = buf.length;
-    if (i === files.length - 1 && end > 0 && buf[end - 1] !== 0x0a) {
-      const cut = buf.lastIndexOf(0x0a) + 1;
-      torn = { file: files[i]!, bytes: new Uint8Array(buf.subarray(cut)) };
-      let tornPath = `${path}.torn`;
-      for (let n = 1; existsSync(tornPath); n++) tornPath = `${path}.${n}.torn`;
-      writeFileSync(tornPath, torn.bytes, { mode: 0o600 });
-      const tfd = openSync(tornPath, "r");
-      fsyncSync(tfd);
-      closeSync(tfd);
-      syncDir(dir);
-      const fd = openSync(path, "r+");
-      ftruncateSync(fd, cut);
-      fsyncSync(fd);
-      closeSync(fd);
-      end = cut;
-    }
-    const text = buf.subarray(0, end).toString("utf8");
-    const fileLines = text.split("\n").filter((l) => l !== "");
-    lines.unshift(...fileLines.slice(-(2 - lines.length)));
+/**
+ * Checks the end of the chain (verifyTail: from the last checkpoint on) and
+ * refuses a transcript that does not verify, touching nothing; then cuts a
+ * torn last line, keeping its bytes beside the file.
+ */
+function recoverTail(dir: string, hostKey: Uint8Array): Tail {
+  let tail: TailReport;
+  try {
+    tail = verifyTail(existsSync(dir) ? listTranscript(dir).files : [], hostKey);
+  } catch (e) {
+    if (!(e instanceof TranscriptFailure)) throw e;
+    const p = e.problem;
+    throw new SecureChatError(
+      "transcript_corrupt",
+      `transcript: ${p.file}:${p.line}: ${p.reason}; the server will not append to a transcript that does not verify: run "securechat transcript verify ${dir}"`,
+      { cause: e },
+    );
   }
-  const parse = (l: string | undefined, what: string): Entry | null => {
-    if (l === undefined) return null;
-    let e: Entry;
-    try {
-      e = parseEntry(l);
-    } catch (cause) {
-      throw new SecureChatError("transcript_corrupt", `transcript: the ${what} entry in ${dir} is malformed; run "securechat transcript verify ${dir}"`, { cause });
-    }
-    const canon = canonical(e);
-    if (canonicalHash(canon) !== e.hash || canonicalLine(canon, e.hash) !== `${l}\n`) {
-      throw new SecureChatError("transcript_corrupt", `transcript: the ${what} entry (seq ${e.seq}) does not match its hash; run "securechat transcript verify ${dir}"`);
-    }
-    return e;
-  };
-  const last = parse(lines.at(-1), "last");
-  const beforeLast = lines.length === 2 ? parse(lines[0], "second-to-last") : null;
-  if (last && beforeLast && (last.prev !== beforeLast.hash || last.seq !== beforeLast.seq + 1)) {
-    throw new SecureChatError("transcript_corrupt", `transcript: the last two entries of ${dir} do not chain; run "securechat transcript verify ${dir}"`);
+  const { last, beforeLast } = tail;
+  if (!tail.torn) return { last, beforeLast, torn: null };
+  const { path, start, end } = tail.torn;
+  const bytes = new Uint8Array(end - start);
+  const fd = openSync(path, "r+");
+  try {
+    readSync(fd, bytes, 0, bytes.length, start);
+    let tornPath = `${path}.torn`;
+    for (let n = 1; existsSync(tornPath); n++) tornPath = `${path}.${n}.torn`;
+    writeFileSync(tornPath, bytes, { mode: 0o600 });
+    const tfd = openSync(tornPath, "r");
+    fsyncSync(tfd);
+    closeSync(tfd);
+    syncDir(dir);
+    ftruncateSync(fd, start);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
-  return { last, beforeLast, torn };
+  return { last, beforeLast, torn: { file: tail.torn.file, bytes } };
 }
 
 interface Waiter {
@@ -233,8 +226,8 @@ export class TranscriptWriter {
   static open(opts: WriterOptions): TranscriptWriter {
     const w = new TranscriptWriter(opts);
     ensurePrivateDir(opts.dir);
+    const tail = recoverTail(opts.dir, opts.hostKey.publicKey);
     const files = transcriptFiles(opts.dir);
-    const tail = recoverTail(opts.dir, files);
     if (tail.last) {
       w.#seq = tail.last.seq;
       w.#head = tail.last.hash;

@@ -5,7 +5,8 @@
 # --against, export filters work, sealed bodies are unreadable without the
 # auditor key and readable with it, and kill -9 during a burst of messages
 # loses no acknowledged message: after a restart the transcript verifies and
-# the torn tail is reported.
+# the torn tail is reported; a restart on a tail rewritten across a checkpoint
+# refuses, and one rewritten after the last checkpoint is caught by --against.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
@@ -94,5 +95,57 @@ done
 acked=$(grep -c '"kind":"ack"' "$work/dave.tr")
 check "some messages were acknowledged across the crashes ($acked)" test "$acked" -gt 0
 stop_server
+
+# --- a tail rewritten while the server is down -------------------------------
+# kill -9 after erin's acknowledged message, then what someone who can write
+# the files but lacks the host key can do: change her text and recompute the
+# hash of that entry and of every later one (TRANSCRIPT.md §3.4). A checkpoint
+# keeps its signed head: with one after the message the restart refuses; with
+# none, nothing in the files tells, and erin's acks do.
+rewrite() { # DIR FROM TO
+  DIR=$1 FROM=$2 TO=$3 bun -e '
+    const fs = require("node:fs"), { createHash } = require("node:crypto");
+    const dir = process.env.DIR;
+    const canonical = (e) => "{" + Object.keys(e).filter((k) => k !== "hash").sort()
+      .map((k) => JSON.stringify(k) + ":" + (typeof e[k] === "string" ? JSON.stringify(e[k]) : String(e[k]))).join(",") + "}";
+    let prev = null;
+    for (const f of fs.readdirSync(dir).filter((n) => /^\d{4}-\d{2}-\d{2}\.\d{12}\.jsonl$/.test(n)).sort((a, b) => Number(a.slice(11, 23)) - Number(b.slice(11, 23)))) {
+      const out = fs.readFileSync(`${dir}/${f}`, "utf8").split("\n").filter(Boolean).map((line) => {
+        const e = JSON.parse(line);
+        if (prev === null && e.text === process.env.FROM) { e.text = process.env.TO; prev = e.prev; }
+        if (prev === null) return line + "\n";
+        e.prev = prev;
+        const c = canonical(e);
+        e.hash = createHash("sha256").update("securechat/1 transcript entry\0" + c).digest("hex");
+        prev = e.hash;
+        return c.slice(0, -1) + ",\"hash\":\"" + e.hash + "\"}\n";
+      });
+      fs.writeFileSync(`${dir}/${f}`, out.join(""));
+    }
+    if (prev === null) process.exit(1);'
+}
+for every in 1 default; do
+  data="$work/forged-$every"
+  flags=(); if [ "$every" = 1 ]; then flags=(--checkpoint-every 1); fi
+  start_server "$data" 0 "${flags[@]}"
+  register "erin$every"
+  printf 'I owe bob 100 EUR\n' | as "erin$every" "$bin" chat --user "erin$every" --server "127.0.0.1:$port" --transcript "$work/erin$every.tr" >/dev/null 2>&1
+  check "checkpoint-every $every: erin's message acknowledged" grep -q '"kind":"ack".*100 EUR' "$work/erin$every.tr"
+  kill -KILL "$server_pid"; wait "$server_pid" 2>/dev/null; server_pid=""
+  check "checkpoint-every $every: the text rewritten, the hashes recomputed" rewrite "$data/transcript" "I owe bob 100 EUR" "I owe bob 100,000 EUR"
+  if [ "$every" = 1 ]; then
+    run "a restart on the rewritten tail refuses with the transcript exit code" 5 timeout 20 "$bin" serve --port 0 --data "$data" --checkpoint-every 1
+    expect "…naming the line" "bad checkpoint"
+    expect "…and transcript verify" "run \"securechat transcript verify $data/transcript\""
+    run "transcript verify finds the same line" 5 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub"
+    expect "…a bad checkpoint" "bad checkpoint"
+  else
+    start_server "$data"
+    stop_server
+    run "with no checkpoint after it, the rewrite verifies alone" 0 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub"
+    run "…and erin's acks show it" 5 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub" --against "$work/erin$every.tr"
+    expect "…as a rewritten log" "the server log was rewritten"
+  fi
+done
 
 finish transcript.sh

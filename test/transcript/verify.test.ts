@@ -12,7 +12,7 @@ import { toBase64 } from "../../src/bytes.ts";
 import { EXIT } from "../../src/commands/exit.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
 import { type Entry, entryLine } from "../../src/transcript/format.ts";
-import { CHUNK_BYTES, MAX_LINE_BYTES, listTranscript, readFileLines, readTranscriptLines } from "../../src/transcript/read.ts";
+import { CHUNK_BYTES, MAX_LINE_BYTES, listTranscript, readFileLineBatches, readFileLineBatchesSync, readFileLines, readLinesBackward, readTranscriptLines } from "../../src/transcript/read.ts";
 import { type VerifyReport, verifyTranscript } from "../../src/transcript/verify.ts";
 import { Chain, auditorKeyPair, buildTranscript, clientAcks, fileName, hostKeyPair, runCli, tempDir, writeChain, writeFiles } from "./helpers.ts";
 
@@ -485,6 +485,41 @@ describe("read: lines in bounded chunks", () => {
     const held = [];
     for await (const l of readFileLines(p, "y.jsonl", { partial: "stop", start: 3, firstLine: 2 })) held.push(l.line);
     expect(held).toEqual([2, 3, 4]);
+  });
+
+  test("the sync reader (the writer's, at start) yields exactly what the async one does", async () => {
+    const dir = tempDir();
+    const p = join(dir, "z.jsonl");
+    const long = Array.from({ length: 40 }, (_, k) => `${k}:${"é".repeat(1000 + ((k * 7919) % 5000))}\n`).join("");
+    writeFileSync(p, Buffer.concat([Buffer.from(long), Buffer.from([0xff, 0x0a]), Buffer.alloc(MAX_LINE_BYTES + 10, 0x61), Buffer.from("\nnext\ntail")]));
+    for (const opts of [{}, { partial: "stop" as const }, { start: Buffer.byteLength(long), firstLine: 41 }]) {
+      const async = [];
+      for await (const b of readFileLineBatches(p, "z.jsonl", opts)) async.push(b);
+      expect([...readFileLineBatchesSync(p, "z.jsonl", opts)]).toEqual(async);
+    }
+  });
+
+  test("backwards: whole lines last first, with their offsets; not the torn tail; overlong lines skipped; only as far as asked", () => {
+    const dir = tempDir();
+    const p = join(dir, "b.jsonl");
+    const lines = ["", ...Array.from({ length: 30 }, (_, k) => `${k}:${"é".repeat(1000 + ((k * 7919) % 9000))}`)];
+    const head = lines.map((l) => `${l}\n`).join("");
+    // just over the limit, and over it by more than a chunk
+    const over = Buffer.concat([Buffer.alloc(MAX_LINE_BYTES + 1, 0x62), Buffer.from("\n"), Buffer.alloc(MAX_LINE_BYTES + 3 * CHUNK_BYTES, 0x63)]);
+    writeFileSync(p, Buffer.concat([Buffer.from(head), over, Buffer.from("\nlast\ntorn, no LF")]));
+    const got = [...readLinesBackward(p)];
+    const overEnd = Buffer.byteLength(head) + over.length + 1;
+    expect(got.map((l) => l.bytes.toString())).toEqual(["last", ...[...lines].reverse()]);
+    expect(got[0]).toMatchObject({ start: overEnd, end: overEnd + 5 });
+    let end = Buffer.byteLength(head);
+    for (const [k, l] of got.slice(1).entries()) {
+      const n = Buffer.byteLength(lines[lines.length - 1 - k]!) + 1;
+      expect([l.start, l.end]).toEqual([end - n, end]);
+      end -= n;
+    }
+    // from a given offset: the lines that end at or before it
+    expect([...readLinesBackward(p, got[3]!.end)].map((l) => l.start)).toEqual(got.slice(3).map((l) => l.start));
+    expect([...readLinesBackward(p, 0)]).toEqual([]);
   });
 
   test("files are ordered by the seq in their names, not by day or listing order", async () => {

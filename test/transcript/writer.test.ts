@@ -20,10 +20,10 @@ import { join } from "node:path";
 import { toBase64, toHex } from "../../src/bytes.ts";
 import { ed25519Generate, sha256, x25519Generate } from "../../src/crypto/index.ts";
 import type { LogFields, Logger } from "../../src/server/log.ts";
-import { type Entry, GENESIS, entryHash, entryLine, makeEntry, openBody, parseEntry, unwrapFileKey, verifyCheckpoint } from "../../src/transcript/format.ts";
+import { type Entry, GENESIS, entryHash, entryLine, makeEntry, openBody, parseEntry, signCheckpoint, unwrapFileKey, verifyCheckpoint } from "../../src/transcript/format.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, TranscriptWriter, type WriterOptions, transcriptFiles } from "../../src/transcript/writer.ts";
-import { hostKeyPair, tempDir } from "./helpers.ts";
+import { clientAcks, hostKeyPair, tempDir } from "./helpers.ts";
 
 const HOST = hostKeyPair(7);
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -830,6 +830,234 @@ describe("crash recovery (§7)", () => {
     const r = await expectVerified(dir);
     expect(r.torn).toEqual([`${file}.1.torn`, `${file}.torn`]);
     expect(r.recoveries.count).toBe(2);
+  });
+});
+
+/**
+ * What an attacker who can write the files, but does not hold the host key,
+ * does to the tail: changes the entry with seq `seq` (`edit`), then
+ * recomputes the hash of it and — unless `only` — `prev` and `hash` of
+ * every later entry; a checkpoint keeps its `head` and `sig`, which only
+ * the key could redo. Every file is written back with the same lines.
+ */
+function rewriteFrom(dir: string, seq: number, edit: (e: Entry) => Entry, only = false): void {
+  let prev = GENESIS;
+  for (const file of transcriptFiles(dir)) {
+    const path = join(dir, file);
+    const lines = readFileSync(path, "utf8")
+      .split("\n")
+      .slice(0, -1)
+      .map((l) => {
+        let e = parseEntry(l);
+        if (e.seq === seq) e = edit(e);
+        if (e.seq > seq && !only) e = { ...e, prev };
+        if (e.seq === seq || (e.seq > seq && !only)) e = { ...e, hash: entryHash(e) };
+        prev = e.hash;
+        return entryLine(e);
+      });
+    writeFileSync(path, lines.join(""));
+  }
+}
+
+/** `FILE:LINE` of the entry with this seq. */
+function lineOf(dir: string, seq: number): string {
+  const all = readAll(dir);
+  const i = all.findIndex((r) => r.entry.seq === seq);
+  const file = all[i]!.file;
+  return `${file}:${all.slice(0, i + 1).filter((r) => r.file === file).length}`;
+}
+
+/** What open throws: its code and message; "opened" if it does not throw. */
+function refusal(dir: string, over: Partial<WriterOptions> = {}): { code?: string; message: string } {
+  try {
+    TranscriptWriter.open(options(dir, over)).close("bye");
+  } catch (e) {
+    return { code: (e as { code?: string }).code, message: (e as Error).message };
+  }
+  return { message: "opened" };
+}
+
+/** Expects open to refuse with transcript_corrupt, naming `at` (FILE:LINE) and `transcript verify`, and to touch nothing. */
+function expectRefused(dir: string, at: string, reason: string, over: Partial<WriterOptions> = {}): void {
+  const snapshot = () => readdirSync(dir).sort().map((n) => [n, readFileSync(join(dir, n)).toString("base64"), modeOf(join(dir, n))]);
+  const before = snapshot();
+  const { log, events } = collectingLog();
+  const r = refusal(dir, { log, ...over });
+  expect(r.code).toBe("transcript_corrupt");
+  expect(r.message).toStartWith(`transcript: ${at}: ${reason}`);
+  expect(r.message).toEndWith(`run "securechat transcript verify ${dir}"`);
+  expect(snapshot()).toEqual(before);
+  expect(events).toEqual([]);
+}
+
+const EUR100 = { room: "lobby", room_seq: 1, from: "alice", text: "I owe bob 100 EUR" };
+const to100k = (e: Entry): Entry => ({ ...e, text: "I owe bob 100,000 EUR" });
+
+describe("the tail is verified at start, from the last checkpoint (§7)", () => {
+  test("the review's attack: alice's acknowledged message rewritten after kill -9, every later hash recomputed, a checkpoint after it: refused", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    // a checkpoint every 3 entries: one follows alice's message
+    const w = TranscriptWriter.open(options(dir, { now: clock.now, checkpointEvery: 3 }));
+    w.append("join", { room: "lobby", user: "alice" });
+    const paid = w.append("message", EUR100);
+    await paid.durable; // alice has her ack
+    await w.append("message", { room: "lobby", room_seq: 2, from: "bob", text: "noted" }).durable;
+    await w.append("leave", { room: "lobby", user: "bob" }).durable;
+    // kill -9: no close, no server_stop, no final checkpoint
+    const cp = entriesOf(dir).find((e) => e.type === "checkpoint" && e.seq > paid.entry.seq)!;
+    rewriteFrom(dir, paid.entry.seq, to100k);
+    expect(readFileSync(join(dir, transcriptFiles(dir)[0]!), "utf8")).toContain("100,000 EUR");
+    expectRefused(dir, lineOf(dir, cp.seq), `bad checkpoint (it must seal the entry before it, seq ${cp.seq - 1}; it names seq ${cp.seq - 1} with another hash`, { now: clock.now });
+  });
+
+  test("the same rewrite with no checkpoint after the message is a transcript the server could have written: it starts; alice's acks show the rewrite", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    const w = TranscriptWriter.open(options(dir, { now: clock.now }));
+    w.append("join", { room: "lobby", user: "alice" });
+    const paid = w.append("message", EUR100);
+    await paid.durable;
+    await w.append("message", { room: "lobby", room_seq: 2, from: "bob", text: "noted" }).durable;
+    rewriteFrom(dir, paid.entry.seq, to100k);
+    // the limit TRANSCRIPT.md §7 states: nothing in the files tells this from a real transcript
+    expect(refusal(dir, { now: clock.now }).message).toBe("opened");
+    const acks = join(tempDir("acks"), "alice.tr");
+    writeFileSync(acks, `${clientAcks([paid.entry], "alice").join("\n")}\n`);
+    const r = await verifyTranscript(dir, { hostKey: HOST.publicKey, against: acks });
+    expect(r.problem?.code).toBe("ack_head");
+  });
+
+  test("a checkpoint signed by another key (forged, or the host key was replaced): refused", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    const w = await crashedRun(dir, clock, 3);
+    const forger = ed25519Generate();
+    const forged = makeEntry(w.head, w.seq + 1, T, "checkpoint", { head_seq: w.seq, head: w.head, sig: signCheckpoint(forger.secretKey, w.seq, w.head) });
+    appendFileSync(join(dir, w.file), entryLine(forged));
+    expectRefused(dir, lineOf(dir, forged.seq), "bad checkpoint signature", { now: clock.now });
+  });
+
+  test("the last checkpoint's signature altered, its hash recomputed: refused", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    TranscriptWriter.open(options(dir, { now: clock.now })).close("bye");
+    const cp = entriesOf(dir).at(-1)!;
+    const sig = Buffer.from(cp.sig as string, "base64");
+    sig[0]! ^= 1;
+    rewriteFrom(dir, cp.seq, (e) => ({ ...e, sig: toBase64(sig) }));
+    expectRefused(dir, lineOf(dir, cp.seq), "bad checkpoint signature", { now: clock.now });
+  });
+
+  test("an entry before a clean stop's checkpoint rewritten, every later hash recomputed: refused at the checkpoint", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    const w = TranscriptWriter.open(options(dir, { now: clock.now }));
+    const paid = w.append("message", EUR100);
+    w.append("leave", { room: "lobby", user: "alice" });
+    w.close("bye");
+    rewriteFrom(dir, paid.entry.seq, to100k);
+    expectRefused(dir, lineOf(dir, entriesOf(dir).at(-1)!.seq), "bad checkpoint (it must seal the entry before it", { now: clock.now });
+  });
+
+  test("an entry deep in the unsigned tail edited (its own hash recomputed, the later ones not): refused at the next line", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    // a checkpoint mid-file, then a tail of 8 entries: the line numbers are counted, not assumed
+    const w = TranscriptWriter.open(options(dir, { now: clock.now, checkpointEvery: 6 }));
+    for (let i = 1; i <= 9; i++) w.append("message", msg(i));
+    await w.append("message", msg(10)).durable;
+    const entries = entriesOf(dir);
+    const lastCp = entries.findLast((e) => e.type === "checkpoint")!;
+    const victim = entries.find((e) => e.seq > lastCp.seq + 1 && e.type === "message")!;
+    expect(entries.at(-1)!.seq - victim.seq).toBeGreaterThan(2); // not one of the last two the old check read
+    rewriteFrom(dir, victim.seq, to100k, true);
+    expectRefused(dir, lineOf(dir, victim.seq + 1), "entry inserted or replaced (prev does not match the previous entry's hash", { now: clock.now });
+  });
+
+  test("no checkpoint at all: verified from the genesis", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    await crashedRun(dir, clock, 5);
+    rewriteFrom(dir, 2, to100k, true);
+    expectRefused(dir, lineOf(dir, 3), "entry inserted or replaced", { now: clock.now });
+  });
+
+  describe("across file rotation", () => {
+    /** Run 1 stops cleanly (its checkpoint ends file 1); run 2 writes one entry per file, then crashes. */
+    async function rotated(dir: string, clock: FakeClock): Promise<Entry[]> {
+      TranscriptWriter.open(options(dir, { now: clock.now })).close("bye");
+      const w = TranscriptWriter.open(options(dir, { now: clock.now, rotateBytes: 1 }));
+      for (let i = 1; i <= 4; i++) await w.append("message", msg(i)).durable;
+      expect(transcriptFiles(dir).length).toBeGreaterThan(4);
+      return entriesOf(dir);
+    }
+
+    test("a tail edited in a middle file: refused, naming the file where the chain breaks", async () => {
+      const dir = freshDir();
+      const clock = new FakeClock();
+      const entries = await rotated(dir, clock);
+      const victim = entries.find((e) => e.type === "message" && e.room_seq === 2)!;
+      rewriteFrom(dir, victim.seq, to100k, true);
+      const at = lineOf(dir, victim.seq + 1);
+      expect(at).toEndWith(".jsonl:1");
+      expect(at).not.toBe(lineOf(dir, victim.seq).replace(/:\d+$/, ":1"));
+      expectRefused(dir, at, "entry inserted or replaced", { now: clock.now });
+    });
+
+    test("an entry of the first file rewritten, hashes recomputed through every later file: refused at the checkpoint in the first file", async () => {
+      const dir = freshDir();
+      const clock = new FakeClock();
+      const entries = await rotated(dir, clock);
+      const cp = entries.find((e) => e.type === "checkpoint")!;
+      rewriteFrom(dir, cp.seq - 1, (e) => ({ ...e, reason: "crash" }));
+      expect(lineOf(dir, cp.seq)).toStartWith(`${transcriptFiles(dir)[0]!}:`);
+      expectRefused(dir, lineOf(dir, cp.seq), "bad checkpoint (it must seal the entry before it", { now: clock.now });
+    });
+
+    test("a clean tail across files opens, and a torn last line is still cut and recorded", async () => {
+      const dir = freshDir();
+      const clock = new FakeClock();
+      const entries = await rotated(dir, clock);
+      const last = entries.at(-1)!;
+      const lastFile = transcriptFiles(dir).at(-1)!;
+      const torn = partialLine(last.hash, last.seq + 1, 90);
+      appendFileSync(join(dir, lastFile), torn);
+      const w = TranscriptWriter.open(options(dir, { now: clock.now }));
+      expect(w.seq).toBe(last.seq + 2); // recovery, server_start
+      w.close("bye");
+      expect(readFileSync(join(dir, `${lastFile}.torn`))).toEqual(Buffer.from(torn));
+      const rec = entriesOf(dir).find((e) => e.seq === last.seq + 1)!;
+      expect([rec.type, rec.file, rec.torn_bytes]).toEqual(["recovery", lastFile, 90]);
+      await expectVerified(dir);
+    });
+  });
+
+  test("a torn last line after a tail that does not verify: refused, and nothing is cut", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    await crashedRun(dir, clock, 5);
+    rewriteFrom(dir, 3, to100k, true);
+    const last = entriesOf(dir).at(-1)!;
+    const at = lineOf(dir, 4);
+    appendFileSync(join(dir, transcriptFiles(dir)[0]!), partialLine(last.hash, last.seq + 1));
+    expectRefused(dir, at, "entry inserted or replaced", { now: clock.now });
+    expect(readdirSync(dir).filter((n) => n.endsWith(".torn"))).toEqual([]);
+  });
+
+  test("only the entry the last checkpoint signs and what follows are read: damage further back is left to transcript verify", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    const w = TranscriptWriter.open(options(dir, { now: clock.now, checkpointEvery: 5 }));
+    for (let i = 1; i <= 12; i++) w.append("message", msg(i));
+    w.close("bye");
+    const first = entriesOf(dir).find((e) => e.type === "message")!;
+    rewriteFrom(dir, first.seq, to100k, true); // breaks the chain two checkpoints back
+    const w2 = TranscriptWriter.open(options(dir, { now: clock.now }));
+    w2.close("bye");
+    const r = await verifyTranscript(dir, { hostKey: HOST.publicKey });
+    expect(r.problem?.code).toBe("inserted");
+    expect(`${r.problem!.file}:${r.problem!.line}`).toBe(lineOf(dir, first.seq + 1));
   });
 });
 
