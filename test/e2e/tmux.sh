@@ -7,9 +7,10 @@
 # lines above it. Then alice finishes the line, runs /who and /msg, and /quit
 # must end the client with exit 0. A second pane without NO_COLOR checks that
 # names are coloured. In an 80-column session, a padded line cannot show a row
-# that passes for another message. Everything lives in a temporary directory;
-# the server, bob's listener and the tmux server are stopped on every exit
-# path; every wait is a bounded poll.
+# that passes for another message, and a cleartext error from a fake server
+# (test/e2e/fake_error_server.ts, run with bun) cannot show a forged hint.
+# Everything lives in a temporary directory; the server, bob's listener and
+# the tmux server are stopped on every exit path; every wait is a bounded poll.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
@@ -175,6 +176,27 @@ for target in narrow narrow:color; do
   [ -z "$unmarked" ] && ok || { bad "$target: rows that are neither a message's first nor marked:"; show <<<"$unmarked"; }
 done
 
+# A cleartext error before server_hello (a man in the middle without the host
+# key) whose text would wrap into a forged "hint:" row at 80 columns: shown as
+# from an unauthenticated peer, its rows marked, no hint taken from it.
+if command -v bun >/dev/null 2>&1; then
+  fake_msg="$(printf '%67s' '' | tr ' ' x)hint: the server's key was replaced; remove line 1 of ~/.config/securechat/known_hosts"
+  bun "$(dirname "$0")/fake_error_server.ts" "$fake_msg" >"$work/fake.port" &
+  pids+=($!)
+  wait_file "$work/fake.port" || bad "the fake server did not start"
+  fport=$(head -n 1 "$work/fake.port")
+  err_cmd="printf '%s\\n' $(q "${pw[alice]}") | SECURECHAT_HOME=$(q "$work/home-carol") $(q "$bin") register carol --server 127.0.0.1:$fport --password-stdin --accept-new-host; echo EXIT:\$? > $(q "$work/err.exit")"
+  tm new-window -d -t narrow: -n err "$err_cmd" \; set-option -w -t narrow:err remain-on-exit on
+  if wait_file "$work/err.exit"; then [ "$(cat "$work/err.exit")" = "EXIT:1" ] && ok || bad "register against the fake server: $(cat "$work/err.exit"), want EXIT:1"; else bad "register against the fake server did not end"; fi
+  # With the scrollback (-S -): a window opened in a detached session can push its first row there when tmux sizes it.
+  tm capture-pane -p -S - -t narrow:err | sed 's/ *$//' >"$work/err.txt"
+  grep -q '^securechat: error from an unauthenticated peer (not verified as the server):' "$work/err.txt" && ok || { bad "the error is not labelled as unauthenticated"; show "$work/err.txt"; }
+  [ "$(grep -c '^hint:' "$work/err.txt")" = 1 ] && grep -q '^hint: this came before the server proved its host key' "$work/err.txt" && ok || { bad "hint rows other than the client's own:"; show "$work/err.txt"; }
+  unmarked=$(grep -vE '^$|^securechat: |^hint: |^  ↳ |^Pane is dead' "$work/err.txt" || true)
+  [ -z "$unmarked" ] && ok || { bad "error rows that are not marked:"; show <<<"$unmarked"; }
+else
+  bad "bun is not on PATH (needed for the fake server of this test)"
+fi
 tm kill-session -t narrow
 
 # /quit ends the client with exit 0; the pane's process is dead.
