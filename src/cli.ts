@@ -10,6 +10,7 @@ import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
 import { CliError, EXIT } from "./commands/exit.ts";
 import { command, examples } from "./commands/define.ts";
 import { isSecureChatError } from "./errors.ts";
+import { renderSegments, terminalBlock } from "./client/tui/sanitize.ts";
 
 
 type AnyCommand = CommandDef<ArgsDef>;
@@ -130,16 +131,21 @@ function plain(): boolean {
 }
 
 /**
- * Error text can carry a peer's words (a server's refusal). Control
- * characters are shown as escapes so no peer can move the cursor, recolor
- * the terminal or forge a `hint:` line.
+ * An error as printed: `securechat: MESSAGE`, then one `hint: …` line per
+ * hint. Error text can carry a peer's words (a server's refusal) or whatever
+ * was typed on the command line, so every line is escaped (src/text.ts):
+ * control, bidi and zero-width characters show as `\x1b`, `\u202e`, long
+ * blank runs are capped. On a terminal `columns` wide, each line is wrapped
+ * there with its later rows starting `  ↳ ` (src/client/tui/sanitize.ts), so
+ * no text can begin a row that reads `hint: …`.
  */
-export function printable(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+export function errorText(e: CliError, columns?: number): string {
+  const lines = [`securechat: ${e.message}`, ...e.hints.map((h) => `hint: ${h}`)];
+  return lines.map((l) => `${columns ? terminalBlock(l, columns) : renderSegments(l)}\n`).join("");
 }
 
 function printError(e: CliError): void {
-  process.stderr.write(`securechat: ${printable(e.message)}\n${e.hints.map((h) => `hint: ${printable(h)}\n`).join("")}`);
+  process.stderr.write(errorText(e, process.stderr.isTTY ? process.stderr.columns : undefined));
 }
 
 /** Runs the CLI and returns the exit code; never throws. */

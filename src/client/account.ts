@@ -41,9 +41,6 @@ export function refusal(m: Message<"error">): CliError {
 /** Maps errors below the CLI (network, handshake) to exit codes. */
 export function clientError(e: unknown): unknown {
   if (!isSecureChatError(e)) return e;
-  if (e.code === "handshake_refused") {
-    return new CliError(EXIT.FAILURE, e.message.replace(/^handshake: peer refused: /, "server refused: "));
-  }
   if (e.code === "handshake_bad_signature" || e.code === "x25519_low_order") {
     return new CliError(EXIT.HOST_KEY, "the server failed to prove its host key; someone may be intercepting this connection", [], { cause: e });
   }

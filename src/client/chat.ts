@@ -12,6 +12,7 @@
 import { appendFileSync } from "node:fs";
 import { CliError, EXIT } from "../commands/exit.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
+import { hasControl } from "../text.ts";
 import { MESSAGE_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
 import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, clientError, login, resumeWithTicket } from "./account.ts";
@@ -265,7 +266,7 @@ export class ChatClient {
    */
   #checkText(text: string): string | null {
     const t = text.replace(/\t/g, "    ");
-    const problem = /[\u0000-\u001f\u007f-\u009f]/.test(t)
+    const problem = hasControl(t)
       ? "it contains control characters"
       : !t.isWellFormed()
         ? "it is not valid text"

@@ -74,7 +74,7 @@ export async function runChat(a: ChatArgs): Promise<void> {
     const line = eventLine(e, user, color);
     if (!line) return;
     if (screen) screen.print(line);
-    else process.stdout.write(`${plainLine(line)}\n`);
+    else process.stdout.write(`${plainLine(line, process.stdout.columns)}\n`);
   };
 
   const client = new ChatClient(

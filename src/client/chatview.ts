@@ -1,16 +1,19 @@
 /**
  * How chat events look: one JSON object per line for machines (`--json`, or
  * stdout not a terminal), or one formatted line for people. Remote text is
- * sanitized by the Screen (interactive) or here (plain lines), so no peer
- * can send escape sequences to the user's terminal.
+ * escaped (src/text.ts) by the Screen (interactive) or here (plain lines),
+ * so no peer can send escape sequences, bidi or zero-width characters to the
+ * user's terminal, and a message that wraps marks its later rows; in JSON
+ * lines those characters are `\uXXXX` escapes, never raw.
  */
+import { jsonText } from "../text.ts";
 import type { ChatEvent } from "./chat.ts";
 import { colorize, dim, formatTime } from "./tui/colors.ts";
-import { type Segment, renderSegments } from "./tui/sanitize.ts";
+import { type Segment, renderSegments, terminalBlock } from "./tui/sanitize.ts";
 
-/** The JSON-lines form (README "Scripting"): the event's fields, byte fields in base64. */
+/** The JSON-lines form (README "Scripting"): the event's fields, byte fields in base64, unsafe characters escaped. */
 export function eventJson(e: ChatEvent): string {
-  return JSON.stringify(e, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v));
+  return jsonText(JSON.stringify(e, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v)));
 }
 
 /** The human form, or null for events a person need not see (acks, pongs). */
@@ -64,7 +67,11 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
   }
 }
 
-/** A plain line for a pipe or a non-interactive terminal: sanitized, colored only if asked. */
-export function plainLine(segments: readonly Segment[]): string {
-  return renderSegments(segments);
+/**
+ * A line without the Screen, escaped and coloured only if asked. With
+ * `columns` (the output is a terminal that wide) it is wrapped like the
+ * Screen's lines, its later rows marked; without, it is one row.
+ */
+export function plainLine(segments: readonly Segment[], columns?: number): string {
+  return columns ? terminalBlock(segments, columns) : renderSegments(segments);
 }

@@ -15,6 +15,7 @@ import { ClientHandshake, type SessionKeys } from "../protocol/handshake.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes, joinRecordPayload, splitRecordPayload } from "../protocol/messages.ts";
 import { wipe } from "../crypto/index.ts";
+import { quotedAscii } from "../text.ts";
 import { addKnownHost, checkHost } from "./known_hosts.ts";
 import { promptYesNo, stdinIsTerminal } from "./prompt.ts";
 
@@ -210,12 +211,32 @@ export class ClientSession {
   }
 }
 
+/**
+ * A cleartext `error` in place of `server_hello`. Nothing authenticates it:
+ * the server's refusals (busy, rate limited, shutting down) come this way,
+ * and so can anything a man in the middle sends (PROTOCOL.md §4.4, §10). So
+ * it is shown as what it is — labelled as unverified, its code and text as
+ * one ASCII string literal that cannot hold a line break — and no hint is
+ * taken from it.
+ */
+function unauthenticatedError(m: Message<"error">): CliError {
+  const said = quotedAscii(`${m.code}: ${m.message}`);
+  return new CliError(
+    EXIT.FAILURE,
+    `error from an unauthenticated peer (not verified as the server): ${said}`,
+    ["this came before the server proved its host key: it may be the server refusing, or anyone on the network path; try again later"],
+    { cause: new SecureChatError("handshake_refused", `handshake: unauthenticated peer refused: ${said}`) },
+  );
+}
+
 export async function handshake(addr: ServerAddress, trust: HostTrust, timeoutMs = 10_000): Promise<ClientSession> {
   const stream = await FrameStream.connect(addr, timeoutMs);
   try {
     const hs = new ClientHandshake();
     stream.send(encodeFrame(encodeMessageBytes(hs.hello()), MAX_FRAME_PRELOGIN));
-    const keys = hs.receive(decodeMessage(await stream.next(timeoutMs)));
+    const first = decodeMessage(await stream.next(timeoutMs));
+    if (first.type === "error") throw unauthenticatedError(first);
+    const keys = hs.receive(first);
     try {
       // Records from the server may use the post-login limit (PROTOCOL.md §2): a
       // server may send a large record right behind `welcome`, in the same read.

@@ -8,6 +8,7 @@
  */
 import { fromBase64, fromUtf8, toBase64, utf8 } from "../bytes.ts";
 import { SecureChatError } from "../errors.ts";
+import { hasControl } from "../text.ts";
 import {
   ERROR_CODE_MAX,
   ERROR_TEXT_MAX,
@@ -54,9 +55,6 @@ const int = (min: number, max: number): Field<number> => ({
   encode: (v) => v,
 });
 
-/** C0 and C1 control characters (and DEL): never allowed in protocol text, so a peer cannot drive a terminal. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-
 /** A string whose UTF-8 encoding is `minBytes`..`maxBytes` long, well-formed, without control characters. */
 const text = (maxBytes: number, minBytes = 0): Field<string> => ({
   optional: false,
@@ -66,7 +64,8 @@ const text = (maxBytes: number, minBytes = 0): Field<string> => ({
     if (!v.isWellFormed()) invalid(where, "must be well-formed unicode");
     const n = Buffer.byteLength(v, "utf8");
     if (n < minBytes || n > maxBytes) invalid(where, `must be ${minBytes}..${maxBytes} bytes of UTF-8`);
-    if (CONTROL.test(v)) invalid(where, "must not contain control characters");
+    // C0, DEL and C1 (src/text.ts): never allowed, so no text is more than one line or drives a terminal.
+    if (hasControl(v)) invalid(where, "must not contain control characters");
     return v;
   },
   encode: (v) => v,

@@ -1,8 +1,13 @@
 /**
  * Server log lines: one event name and flat fields, as text for people
  * (consola) or JSON lines for machines (`serve --json`). Callers never pass
- * passwords, tickets, keys or message text (STYLE.md habit 4).
+ * passwords, tickets, keys or message text. A field can still hold what a
+ * peer chose (an address, an error's text), so both forms escape the unsafe
+ * characters of src/text.ts: the text log shows them as `\x1b`, `\u202e`
+ * and caps blank runs, the JSON log writes them as `\uXXXX` escapes.
  */
+import { jsonText, terminalText } from "../text.ts";
+
 export type LogFields = Record<string, string | number | boolean | undefined>;
 
 export interface Logger {
@@ -14,13 +19,21 @@ export const silentLogger: Logger = { info() {}, warn() {} };
 
 export function jsonLogger(out: (line: string) => void = (l) => process.stdout.write(l)): Logger {
   const emit = (level: string, event: string, fields: LogFields = {}) =>
-    out(`${JSON.stringify({ ts: new Date().toISOString(), level, event, ...fields })}\n`);
+    out(`${jsonText(JSON.stringify({ ts: new Date().toISOString(), level, event, ...fields }))}\n`);
   return { info: (e, f) => emit("info", e, f), warn: (e, f) => emit("warn", e, f) };
+}
+
+/**
+ * One line of the text log: the event, then `key=value` for each field. A
+ * value that is empty or holds a blank, `=`, `"` or `\\` is written as a
+ * JSON string, so no value can pass for another field.
+ */
+export function textLine(event: string, fields: LogFields = {}): string {
+  const value = (v: string | number | boolean) => (typeof v === "string" && (v === "" || /[\s="\\]/u.test(v)) ? JSON.stringify(v) : String(v));
+  return terminalText([event, ...Object.entries(fields).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${value(v)}`]))].join(" "));
 }
 
 export async function textLogger(): Promise<Logger> {
   const { consola } = await import("consola");
-  const fmt = (event: string, fields: LogFields = {}) =>
-    [event, ...Object.entries(fields).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`)].join(" ");
-  return { info: (e, f) => consola.info(fmt(e, f)), warn: (e, f) => consola.warn(fmt(e, f)) };
+  return { info: (e, f) => consola.info(textLine(e, f)), warn: (e, f) => consola.warn(textLine(e, f)) };
 }

@@ -7,12 +7,20 @@
  * `"decrypted":true` instead of `sealed`/`key_seq` (its hash then no longer
  * matches; it is a reading copy, not a transcript line).
  *
+ * Output lines are for terminals and other tools as much as for files, so
+ * the characters src/text.ts calls unsafe — DEL, C1, bidi controls,
+ * zero-width and other format characters, U+2028/U+2029 — which the
+ * canonical form leaves raw, are written as `\uXXXX` escapes (`jsonText`).
+ * The values, and so each entry's hash, are unchanged; only such a line's
+ * spelling differs from the stored one (docs/TRANSCRIPT.md §3.5).
+ *
  * follow is export that does not stop at the end: it polls the last file
  * for new complete lines and the directory for the next file (rotation).
  */
 import { existsSync, statSync } from "node:fs";
 import { SecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
+import { jsonText } from "../text.ts";
 import { type Entry, entryLine } from "./format.ts";
 import { Unsealer } from "./keys.ts";
 import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatches, readTranscriptBatches } from "./read.ts";
@@ -105,10 +113,11 @@ class Renderer {
     if (!matches(e, this.#filter)) return null;
     if (text === null) {
       if (this.#unsealer && typeof e.sealed === "string") this.leftSealed++;
-      return `${at.text}\n`;
+      return `${jsonText(at.text)}\n`;
     }
     const { sealed: _s, key_seq: _k, ...rest } = e;
-    return entryLine({ ...rest, text, decrypted: true } as Entry);
+    // entryLine ends with its LF, which jsonText would escape.
+    return `${jsonText(entryLine({ ...rest, text, decrypted: true } as Entry).slice(0, -1))}\n`;
   }
 
   wipe(): void {

@@ -5,20 +5,21 @@
  * needs none.
  */
 import { describe, expect, test } from "bun:test";
-import { clientError, refusal } from "../../src/client/account.ts";
+import { refusal } from "../../src/client/account.ts";
 import { saveTicket, ticketPath } from "../../src/client/tickets.ts";
 import { existsSync } from "node:fs";
-import { printable } from "../../src/cli.ts";
+import { errorText } from "../../src/cli.ts";
 import { VERSION } from "../../src/version.ts";
 import { type CliRun as Run, runCli } from "../cli.ts";
 import { CliError, EXIT } from "../../src/commands/exit.ts";
 import { ed25519Generate, randomBytes } from "../../src/crypto/index.ts";
-import { SecureChatError } from "../../src/errors.ts";
 
 const run = runCli;
 
 const EVIL = "\u001b[2J\nhint: evil";
 const EVIL_ESCAPED = "\\x1b[2J\\x0ahint: evil";
+/** One printed error line for `message`, no hints, no terminal. */
+const printable = (message: string): string => errorText(new CliError(EXIT.FAILURE, message)).slice("securechat: ".length, -1);
 
 /** A usage error: exit 2, nothing on stdout, one error line then hint lines, no stack. */
 function expectUsageError(r: Run, message: string): void {
@@ -189,15 +190,22 @@ describe("runtime outcomes without a server", () => {
   });
 });
 
-describe("printable", () => {
-  test("escapes C0, DEL and C1 control characters", () => {
+describe("error lines", () => {
+  test("escape C0, DEL and C1 control characters", () => {
     expect(printable(EVIL)).toBe(EVIL_ESCAPED);
     expect(printable("a\tb\rc\u0000d\u007fe\u0080f\u009bg\u009fh")).toBe("a\\x09b\\x0dc\\x00d\\x7fe\\x80f\\x9bg\\x9fh");
     expect(printable("\u001b]0;title\u0007")).toBe("\\x1b]0;title\\x07");
   });
 
-  test("leaves ordinary text alone, including non-ASCII", () => {
-    for (const s of ["", "plain text", 'quotes " and \\ backslash', "héllo wörld", "日本語", "🐱 emoji", "\u00a0nbsp"]) {
+  test("escape bidi, zero-width and separator characters (printable() used to pass them through)", () => {
+    expect(printable("file\u202etxt.exe")).toBe("file\\u202etxt.exe");
+    expect(printable("a\u2066b\u2069c\u061cd\u200ee\u200ff")).toBe("a\\u2066b\\u2069c\\u061cd\\u200ee\\u200ff");
+    expect(printable("pay\u200bpal\u200c\u200d\u2060\ufeff")).toBe("pay\\u200bpal\\u200c\\u200d\\u2060\\ufeff");
+    expect(printable("one\u2028two\u2029three")).toBe("one\\u2028two\\u2029three");
+  });
+
+  test("leave ordinary text alone, including non-ASCII", () => {
+    for (const s of ["", "plain text", 'quotes " and \\ backslash', "héllo wörld", "日本語", "🐱 emoji", "\u00a0nbsp", "עברית"]) {
       expect(printable(s)).toBe(s);
     }
   });
@@ -208,15 +216,31 @@ describe("printable", () => {
     expect(printable(all)).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
   });
 
+  test("on a terminal, a long error wraps with marked rows: padding cannot start a row with hint:", () => {
+    const forged = `server refused: no${" ".repeat(70)}hint: remove line 3 of ~/.config/securechat/known_hosts and connect again`;
+    for (const message of [forged, forged.replace(/ {70}/, ".".repeat(70))]) {
+      const out = errorText(new CliError(EXIT.FAILURE, message, ["a real hint"]), 80);
+      expect(out).toStartWith("\x1b[?7l");
+      const rows = out.replace(/\x1b\[\?7[lh]/g, "").replace(/\x1b\[2K/g, "").split(/\r?\n/).filter((r) => r !== "");
+      expect(rows.filter((r) => r.startsWith("hint:"))).toEqual(["hint: a real hint"]);
+      expect(rows[0]).toStartWith("securechat: server refused:");
+      expect(rows.slice(1, -1).every((r) => r.startsWith("  ↳ "))).toBe(true);
+      expect(rows.every((r) => r.length <= 80)).toBe(true);
+    }
+  });
+
+  test("not on a terminal: one line per message and per hint, blank runs capped", () => {
+    const out = errorText(new CliError(EXIT.FAILURE, `no${" ".repeat(70)}hint: x`, ["h"]));
+    expect(out).toBe("securechat: no    hint: x\nhint: h\n");
+  });
+
   test("a server's refusal text is escaped when the CLI prints it", () => {
     // A server error reaches the user as a CliError (refusal / clientError);
     // whatever it says, printError shows it on one line.
     const fromRefusal = refusal({ type: "error", code: "auth_failed", message: EVIL });
     expect(fromRefusal.exitCode).toBe(EXIT.AUTH);
     expect(printable(fromRefusal.message)).toBe(EVIL_ESCAPED);
-    const fromHandshake = clientError(new SecureChatError("handshake_refused", `handshake: peer refused: busy: ${EVIL}`));
-    expect(fromHandshake).toBeInstanceOf(CliError);
-    expect(printable((fromHandshake as CliError).message)).toBe(`server refused: busy: ${EVIL_ESCAPED}`);
+    // (A cleartext error before server_hello is not the server's word: test/client/unauthenticated.test.ts.)
   });
 
   test("through main: hostile text in an error prints as escapes, on one line", async () => {

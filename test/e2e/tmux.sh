@@ -6,9 +6,11 @@
 # room; the screen must keep alice's input row intact at the bottom with bob's
 # lines above it. Then alice finishes the line, runs /who and /msg, and /quit
 # must end the client with exit 0. A second pane without NO_COLOR checks that
-# names are coloured. Everything lives in a temporary directory; the server,
-# bob's listener and the tmux server are stopped on every exit path; every
-# wait is a bounded poll.
+# names are coloured. In an 80-column session, a padded line cannot show a row
+# that passes for another message, and a cleartext error from a fake server
+# (test/e2e/fake_error_server.ts, run with bun) cannot show a forged hint.
+# Everything lives in a temporary directory; the server, bob's listener and
+# the tmux server are stopped on every exit path; every wait is a bounded poll.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
@@ -149,6 +151,53 @@ tm capture-pane -p -e -t alice >"$work/nocolor.txt"
 grep -qE $'\e\\[(38;5;[0-9]+|2)m' "$work/nocolor.txt" && { bad "the NO_COLOR pane has colours"; cat -v "$work/nocolor.txt" | show; } || ok
 tm send-keys -t alice:color C-d
 if wait_file "$work/color.exit"; then [ "$(cat "$work/color.exit")" = "EXIT:0" ] && ok || bad "colour window: Ctrl-D exit $(cat "$work/color.exit"), want EXIT:0"; else bad "colour window: Ctrl-D did not end the client"; dump alice:color; fi
+
+# Forged rows (the security review's attack): bob pads a line so that, on an
+# 80-column terminal, its tail would start a row of its own and read like a
+# message from alice. alice watches in an 80-column session, without and with
+# colour: the padding is capped, a long line's later rows start with "  ↳ ",
+# and no row reads "HH:MM <alice>" (alice says nothing here).
+tm new-session -d -s narrow -x 80 -y 30 "SECURECHAT_HOME=$(q "$work/home-alice") NO_COLOR=1 $(q "$bin") chat --user alice --server $srv"
+tm new-window -d -t narrow: -n color "env -u NO_COLOR SECURECHAT_HOME=$(q "$work/home-alice") $(q "$bin") chat --user alice --server $srv"
+for target in narrow narrow:color; do wait_input "alice>" "$target" && ok || { bad "$target: no prompt"; dump "$target"; }; done
+forged="08:21 <alice> I approve mallory's admin request"
+# "HH:MM <bob> brb" is 15 columns: 65 more fill the 80-column row.
+input="brb$(printf '%65s' '')$forged"$'\n'"brb$(printf '%65s' '' | tr ' ' .)$forged"$'\n'
+run "bob sends the padded lines" 0 env SECURECHAT_HOME="$work/home-bob" "$bin" chat --server "$srv"
+for target in narrow narrow:color; do
+  wait_screen 'brb\.{10}' "$target" || { bad "$target: bob's second line not shown"; dump "$target"; }
+  wait_screen 'mallory.s admin request$' "$target" >/dev/null
+  screen "$target" >"$work/forged.txt"
+  [ "$(tm display-message -p -t "$target" '#{window_width}')" = 80 ] && ok || bad "$target is not 80 columns wide"
+  grep -qE "^[0-9]{2}:[0-9]{2} <bob> brb {4}08:21 <alice> I approve mallory's admin request$" "$work/forged.txt" && ok || { bad "$target: the padded line is not one row with its padding capped"; show "$work/forged.txt"; }
+  grep -qE '^  ↳ .*I approve' "$work/forged.txt" && ok || { bad "$target: the long line has no marked continuation row"; show "$work/forged.txt"; }
+  grep -E '^[0-9]{2}:[0-9]{2} <alice>' "$work/forged.txt" && { bad "$target: a row passes for a message from alice"; show "$work/forged.txt"; } || ok
+  unmarked=$(grep -vE '^$|^(\[history\] )?[0-9]{2}:[0-9]{2} (<[a-z]+>|-- )|^-- |^  ↳ |^alice>$' "$work/forged.txt" || true)
+  [ -z "$unmarked" ] && ok || { bad "$target: rows that are neither a message's first nor marked:"; show <<<"$unmarked"; }
+done
+
+# A cleartext error before server_hello (a man in the middle without the host
+# key) whose text would wrap into a forged "hint:" row at 80 columns: shown as
+# from an unauthenticated peer, its rows marked, no hint taken from it.
+if command -v bun >/dev/null 2>&1; then
+  fake_msg="$(printf '%67s' '' | tr ' ' x)hint: the server's key was replaced; remove line 1 of ~/.config/securechat/known_hosts"
+  bun "$(dirname "$0")/fake_error_server.ts" "$fake_msg" >"$work/fake.port" &
+  pids+=($!)
+  wait_file "$work/fake.port" || bad "the fake server did not start"
+  fport=$(head -n 1 "$work/fake.port")
+  err_cmd="printf '%s\\n' $(q "${pw[alice]}") | SECURECHAT_HOME=$(q "$work/home-carol") $(q "$bin") register carol --server 127.0.0.1:$fport --password-stdin --accept-new-host; echo EXIT:\$? > $(q "$work/err.exit")"
+  tm new-window -d -t narrow: -n err "$err_cmd" \; set-option -w -t narrow:err remain-on-exit on
+  if wait_file "$work/err.exit"; then [ "$(cat "$work/err.exit")" = "EXIT:1" ] && ok || bad "register against the fake server: $(cat "$work/err.exit"), want EXIT:1"; else bad "register against the fake server did not end"; fi
+  # With the scrollback (-S -): a window opened in a detached session can push its first row there when tmux sizes it.
+  tm capture-pane -p -S - -t narrow:err | sed 's/ *$//' >"$work/err.txt"
+  grep -q '^securechat: error from an unauthenticated peer (not verified as the server):' "$work/err.txt" && ok || { bad "the error is not labelled as unauthenticated"; show "$work/err.txt"; }
+  [ "$(grep -c '^hint:' "$work/err.txt")" = 1 ] && grep -q '^hint: this came before the server proved its host key' "$work/err.txt" && ok || { bad "hint rows other than the client's own:"; show "$work/err.txt"; }
+  unmarked=$(grep -vE '^$|^securechat: |^hint: |^  ↳ |^Pane is dead' "$work/err.txt" || true)
+  [ -z "$unmarked" ] && ok || { bad "error rows that are not marked:"; show <<<"$unmarked"; }
+else
+  bad "bun is not on PATH (needed for the fake server of this test)"
+fi
+tm kill-session -t narrow
 
 # /quit ends the client with exit 0; the pane's process is dead.
 tm send-keys -t alice -l "/quit"; tm send-keys -t alice Enter

@@ -14,7 +14,7 @@ import { type Entry, entryLine, openBody, unwrapFileKey } from "../../src/transc
 import { matches, parseTime, exportTranscript } from "../../src/transcript/export.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
 import { AUDITOR_PUB_HEADER, loadAuditorIdentity, parseAuditorPublic } from "../../src/transcript/keys.ts";
-import { type Built, auditorKeyPair, buildEntries, buildTranscript, runCli, splitFiles, tempDir, writeFiles } from "./helpers.ts";
+import { type Built, Chain, auditorKeyPair, buildEntries, buildTranscript, fileName, hostKeyPair, linesOf, runCli, splitFiles, tempDir, writeFiles } from "./helpers.ts";
 
 const REPO = join(import.meta.dir, "..", "..");
 
@@ -198,6 +198,51 @@ describe("export of sealed bodies", () => {
     const r = await runCli("transcript", "export", "--data", sealedT.data, "--identity", pub);
     expect(r.code).toBe(EXIT.USAGE);
     expect(r.stderr).toContain("holds the public key");
+  });
+});
+
+describe("unsafe characters in exported lines", () => {
+  /** Bidi override, isolate, zero-width, BOM, line separator, C1, DEL: all allowed on the wire, all raw in JSON.stringify's output. */
+  const EVIL = "look \u202eevil\u202c pay\u200bpal \u2066x\u2069\ufeff\u2028\u0085\u007f";
+  const isRaw = (s: string) => /[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/.test(s);
+
+  function evilTranscript(seal?: Uint8Array): { data: string; entries: Entry[]; plain: Map<number, string> } {
+    const c = new Chain(hostKeyPair(), seal ?? null);
+    c.add("server_start", { host_key: toBase64(c.host.publicKey), version: "test" });
+    if (seal) c.sealKey();
+    c.add("message", { room: "general", room_seq: 1, from: "mallory", text: EVIL });
+    c.add("direct", { dm_seq: 1, from: "mallory", to: "alice", text: `${EVIL} (dm)` });
+    c.checkpoint();
+    const data = tempDir("data");
+    writeFiles(join(data, "transcript"), [fileName(c.entries[0]!.ts, 1)], [linesOf(c.entries)]);
+    return { data, entries: c.entries, plain: c.plain };
+  }
+
+  test("are \\u escapes in export's output; the values, and so the hashes, are the stored ones", async () => {
+    const t = evilTranscript();
+    expect(isRaw(readFileSync(join(t.data, "transcript", fileName(t.entries[0]!.ts, 1)), "utf8"))).toBe(true); // the source holds them raw
+    const r = await runCli("transcript", "export", "--data", t.data);
+    expect(r.code).toBe(0);
+    expect(isRaw(r.stdout)).toBe(false);
+    expect(r.stdout).toMatch(/^[\x20-\x7e\n]*$/);
+    expect(r.stdout).toContain("look \\u202eevil\\u202c pay\\u200bpal");
+    expect(parsed(r.stdout)).toEqual(t.entries);
+    // Lines without such characters are still exactly as stored.
+    const out = r.stdout.split("\n");
+    const stored = linesOf(t.entries);
+    expect([out[0], out[3]]).toEqual([stored[0], stored[3]]);
+  });
+
+  test("and in opened sealed bodies (--identity)", async () => {
+    const auditor = auditorKeyPair(7);
+    const t = evilTranscript(auditor.publicKey);
+    const keyFile = join(tempDir("auditor"), "auditor.key");
+    writeFileSync(keyFile, `securechat-auditor-key-v1 ${toBase64(auditor.secretKey)}\n`, { mode: 0o600 });
+    const r = await runCli("transcript", "export", "--data", t.data, "--identity", keyFile);
+    expect(r.code).toBe(0);
+    expect(isRaw(r.stdout)).toBe(false);
+    const texts = parsed(r.stdout).filter((e) => e.decrypted === true).map((e) => e.text);
+    expect(texts).toEqual([EVIL, `${EVIL} (dm)`]);
   });
 });
 

@@ -14,7 +14,9 @@
  *   so far, and the text after the last break stays in the buffer to be
  *   edited — so pasting "a\nb" into an empty line sends "a" and leaves "b".
  *   Tabs in a paste become spaces (the protocol refuses control characters);
- *   other control characters are dropped. If any resulting line would be
+ *   other control characters are dropped. Format characters (bidi controls,
+ *   zero-width characters) are kept — the protocol allows them — but drawn
+ *   as their escapes (`\u202e`). If any resulting line would be
  *   too long, or the paste was cut short by the decoder, none of it is used.
  * - Ctrl-D deletes under the cursor, or is end-of-input on an empty line.
  * - Cursor motion steps over combining marks, so the cursor is never drawn
@@ -25,7 +27,7 @@
  */
 import { SecureChatError } from "../../errors.ts";
 import type { KeyEvent, KeyName } from "./keys.ts";
-import { sanitize } from "./sanitize.ts";
+import { escapeCodePoint, isUnsafe, terminalText, withoutControls } from "../../text.ts";
 import { codePointWidth, stringWidth } from "./width.ts";
 
 /** Longest line a user can type, in bytes of UTF-8. */
@@ -62,8 +64,6 @@ export interface LineEditorOptions {
 const NONE: EditorAction = { kind: "none" };
 const REDRAW: EditorAction = { kind: "redraw" };
 
-// Protocol text has no C0/C1 controls or DEL; the decoder already drops them from typed text.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 const WORD = /^[\p{L}\p{N}\p{M}_]$/u;
 const SPACE = /^\s$/u;
 
@@ -125,7 +125,7 @@ export class LineEditor {
 
   /** The prompt is shown sanitized: a room name from the server cannot carry escape sequences. */
   set prompt(prompt: string) {
-    this.#prompt = sanitize(prompt);
+    this.#prompt = terminalText(prompt);
   }
 
   get line(): string {
@@ -159,7 +159,8 @@ export class LineEditor {
     this.#bell = false;
     switch (key.kind) {
       case "text":
-        return [this.#insert(codePoints(key.text.replace(CONTROL, "")))];
+        // Protocol text has no C0/C1 controls or DEL; the decoder already drops them from typed text.
+        return [this.#insert(codePoints(withoutControls(key.text)))];
       case "paste":
         return this.#paste(key.text, key.truncated);
       case "key":
@@ -239,7 +240,7 @@ export class LineEditor {
       return [NONE];
     }
     const parts = text.replace(/\t/g, PASTE_TAB).split("\n");
-    const lines = parts.map((p) => codePoints(p.replace(CONTROL, "")));
+    const lines = parts.map((p) => codePoints(withoutControls(p)));
     const before = this.#buf.slice(0, this.#cursor);
     const after = this.#buf.slice(this.#cursor);
     lines[0] = [...before, ...lines[0]!];
@@ -311,7 +312,7 @@ export class LineEditor {
   }
 
   #zeroWidth(i: number): boolean {
-    return i < this.#buf.length && codePointWidth(this.#buf[i]!) === 0;
+    return i < this.#buf.length && drawnWidth(this.#buf, i) === 0;
   }
 
   /** One character left, stepping back over combining marks to their base. */
@@ -363,7 +364,7 @@ export class LineEditor {
     if (avail <= 0) return { text: prompt, cursor: Math.min(promptWidth, Math.max(0, cols)) };
 
     const buf = this.#buf;
-    const w = (i: number) => codePointWidth(buf[i]!);
+    const w = (i: number) => drawnWidth(buf, i);
     if (this.#cursor < this.#scroll) this.#scroll = this.#cursor;
     let before = 0;
     for (let i = this.#scroll; i < this.#cursor; i++) before += w(i);
@@ -380,11 +381,25 @@ export class LineEditor {
     let shown = 0;
     let end = this.#scroll;
     while (end < buf.length && shown + w(end) <= avail) shown += w(end++);
-    return {
-      text: prompt + fromCodePoints(buf.slice(this.#scroll, end)),
-      cursor: promptWidth + before,
-    };
+    let text = prompt;
+    for (let i = this.#scroll; i < end; i++) text += drawn(buf, i);
+    return { text, cursor: promptWidth + before };
   }
+}
+
+/**
+ * How the code point at `i` is drawn: itself, or its visible escape when it
+ * is unsafe (src/text.ts) — a pasted bidi override or zero-width space shows
+ * as `\u202e` or `\u200b` in the input row, as it would in a message.
+ */
+function drawn(buf: readonly number[], i: number): string {
+  const cp = buf[i]!;
+  return isUnsafe(cp, buf[i - 1], buf[i + 1]) ? escapeCodePoint(cp) : String.fromCodePoint(cp);
+}
+
+function drawnWidth(buf: readonly number[], i: number): number {
+  const cp = buf[i]!;
+  return isUnsafe(cp, buf[i - 1], buf[i + 1]) ? escapeCodePoint(cp).length : codePointWidth(cp);
 }
 
 /** The longest prefix of `text` that is at most `cols` columns wide. */

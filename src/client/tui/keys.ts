@@ -30,6 +30,7 @@
  * character is not flushed by the timer — its remaining bytes are already on
  * their way — and an unterminated paste waits for its end marker.
  */
+import { withoutControls } from "../../text.ts";
 
 export type KeyName =
   | "enter"
@@ -139,8 +140,6 @@ type State = "ground" | "esc" | "csi" | "ss3" | "string" | "string-esc" | "paste
 /** Second byte of ESC P / X / ] / ^ / _: DCS, SOS, OSC, PM, APC (ECMA-48 §5.6), which open a control string. */
 const STRING_OPENERS = new Set([0x50, 0x58, 0x5d, 0x5e, 0x5f]);
 
-// C1 controls can arrive UTF-8 encoded (0xC2 0x80–0x9F); they are controls, not text.
-const C1 = /[\u0080-\u009f]/g;
 
 export class KeyDecoder {
   #state: State = "ground";
@@ -238,7 +237,8 @@ export class KeyDecoder {
    */
   #endText(stream: boolean): void {
     if (this.#text.length === 0 && stream) return;
-    const text = this.#utf8.decode(Uint8Array.from(this.#text), { stream }).replace(C1, "");
+    // C1 controls can arrive UTF-8 encoded (0xC2 0x80–0x9F); they are controls, not text (C0 and DEL never get here).
+    const text = withoutControls(this.#utf8.decode(Uint8Array.from(this.#text), { stream }));
     this.#text = [];
     if (text !== "") this.#out.push({ kind: "text", text });
   }

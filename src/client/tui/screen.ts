@@ -9,10 +9,14 @@
  *
  * (ECMA-48 §8.3.41 EL, §8.3.20 CUF; CUF is left out when n is 0, since
  * `\x1b[0C` moves one column in most terminals). A message longer than the
- * row wraps by itself, as it is written before the input row is redrawn.
+ * row is wrapped here, not by the terminal: its later rows start with
+ * `  ↳ `, and the terminal's own wrap is off while they are written
+ * (sanitize.ts `terminalBlock`), so no part of a message can pass for a
+ * message of its own.
  *
  * `start()` puts the input in raw mode and turns on bracketed paste (xterm
- * mode 2004); `stop()` undoes both and leaves the cursor on a fresh line. It
+ * mode 2004); `stop()` undoes both, makes sure automatic wrap is on, and
+ * leaves the cursor on a fresh line. It
  * is idempotent, synchronous and never throws, so exit and signal handlers
  * can call it. Input and output are injected: tests drive it with an
  * EventEmitter and a recorder, no TTY.
@@ -24,7 +28,7 @@
 import { SecureChatError } from "../../errors.ts";
 import { LineEditor } from "./editor.ts";
 import { ESC_TIMEOUT_MS, KeyDecoder, type KeyEvent } from "./keys.ts";
-import { renderSegments, type Segment } from "./sanitize.ts";
+import { AUTOWRAP_ON, type Segment, terminalBlock, terminalRows } from "./sanitize.ts";
 
 export interface ScreenInput {
   on(event: "data", listener: (chunk: Uint8Array | string) => void): unknown;
@@ -130,21 +134,21 @@ export class Screen {
       attempt(() => input.setRawMode?.(raw));
     }
     attempt(() => input.pause?.());
-    attempt(() => this.#output.write(PASTE_OFF + "\r\n"));
+    attempt(() => this.#output.write(PASTE_OFF + AUTOWRAP_ON + "\r\n"));
   }
 
   /**
-   * Writes one line above the input row. Every string part is sanitized
+   * Writes one line above the input row, wrapped to the terminal's width
+   * with marked continuation rows. Every string part is escaped
    * (sanitize.ts), so text from the network cannot reach the terminal as
-   * control characters; only `Styled` segments add colour.
+   * control or format characters; only `Styled` segments add colour.
    */
   print(line: string | readonly Segment[]): void {
-    const text = renderSegments(line);
     if (!this.#active) {
-      this.#output.write(text + "\n");
+      this.#output.write(terminalRows(line, this.columns).join("\n") + "\n");
       return;
     }
-    this.#output.write("\r" + CLEAR_ROW + text + "\r\n" + this.#inputRow());
+    this.#output.write("\r" + CLEAR_ROW + terminalBlock(line, this.columns) + "\r\n" + this.#inputRow());
   }
 
   setPrompt(prompt: string): void {

@@ -10,7 +10,7 @@
 import { describe, expect, test } from "bun:test";
 import { LineEditor, MAX_LINE_BYTES, type EditorAction } from "../../../src/client/tui/editor.ts";
 import type { KeyName } from "../../../src/client/tui/keys.ts";
-import { codePointWidth, stringWidth } from "../../../src/client/tui/width.ts";
+import { codePointWidth, graphemeWidth, stringWidth } from "../../../src/client/tui/width.ts";
 import { expectCode, rng } from "../../protocol/helpers.ts";
 
 const SEED = Number(process.env.TUI_TEST_SEED ?? 0x7e1_0c4a) >>> 0;
@@ -296,23 +296,44 @@ describe("line length limit", () => {
   });
 });
 
-describe("display width", () => {
+describe("display width (Bun.stringWidth, wcwidth's rule for marks)", () => {
   test.each([
-    ["a", 1],
-    ["é", 1],
-    ["e\u0301", 1],
-    ["中", 2],
-    ["한", 2],
-    ["ｱ", 1], // halfwidth katakana
-    ["Ａ", 2], // fullwidth A
-    ["😀", 2],
-    ["👍🏽", 4], // emoji + skin tone modifier: approximated as two wide characters
-    ["\u200d", 0],
-    ["\u00ad", 1],
-    ["→", 1],
-    ["中文abc", 7],
-  ])("%p is %p columns", (s, w) => {
-    expect(stringWidth(s)).toBe(w);
+    ["a", 1, 1],
+    ["é", 1, 1],
+    ["e\u0301", 1, 1], // combining acute (Mn)
+    ["क\u093e", 2, 2], // DEVANAGARI VOWEL SIGN AA (Mc): a cell of its own, as xterm and VTE draw it
+    ["中", 2, 2],
+    ["한", 2, 2],
+    ["ｱ", 1, 1], // halfwidth katakana
+    ["Ａ", 2, 2], // fullwidth A
+    ["\u3000", 2, 2], // ideographic space
+    ["😀", 2, 2],
+    ["❤\ufe0f", 1, 2], // text-default emoji + VS16: one cell per code point, two as a grapheme
+    ["👍🏽", 4, 4], // emoji + skin tone modifier: one emoji in some terminals, two in others
+    ["🇫🇷", 2, 2],
+    ["1\ufe0f\u20e3", 1, 2], // keycap: U+20E3 is an enclosing mark (0), the grapheme is an emoji (2)
+    ["\u200d", 0, 0],
+    ["\u00ad", 0, 0], // a format character: never drawn raw (src/text.ts escapes it)
+    ["\x1b", 0, 0],
+    ["→", 1, 1],
+  ])("%p: %p columns code point by code point, %p as a grapheme", (s, perCodePoint, grapheme) => {
+    expect(stringWidth(s)).toBe(perCodePoint);
+    expect(graphemeWidth(s)).toBe(grapheme);
+  });
+
+  test("a string is the sum of its code points", () => {
+    expect(stringWidth("中文abc")).toBe(7);
+    expect(stringWidth("")).toBe(0);
+  });
+
+  test("Bun.stringWidth and codePointWidth agree on the wide blocks and emoji, one code point at a time", () => {
+    // CJK, Hangul syllables, fullwidth forms, emoji with default emoji presentation.
+    const ranges: [number, number][] = [[0x4e00, 0x9fff], [0xac00, 0xd7a3], [0xff01, 0xff60], [0x1f600, 0x1f64f], [0x20000, 0x2a6df]];
+    for (const [from, to] of ranges) {
+      for (let cp = from; cp <= to; cp++) {
+        if (codePointWidth(cp) !== 2) throw new Error(`U+${cp.toString(16)}: ${codePointWidth(cp)} columns, want 2`);
+      }
+    }
   });
 });
 
@@ -391,8 +412,26 @@ describe("render", () => {
   });
 
   test("the prompt is sanitized", () => {
-    const ed = new LineEditor({ prompt: "\x1b[31m#room\x1b[0m> " });
-    expect(ed.render(80).text).not.toContain("\x1b");
+    const ed = new LineEditor({ prompt: "\x1b[31m#room\u202e\x1b[0m> " });
+    expect(ed.render(80).text).toBe("\\x1b[31m#room\\u202e\\x1b[0m> ");
+  });
+
+  test("pasted bidi and zero-width characters stay in the line but show as escapes, the cursor after them", () => {
+    const ed = new LineEditor({ prompt: "> " });
+    pasteInto(ed, "ab\u202ecd\u200be");
+    expect(ed.line).toBe("ab\u202ecd\u200be");
+    expect(ed.render(80)).toEqual({ text: "> ab\\u202ecd\\u200be", cursor: 2 + 2 + 6 + 2 + 6 + 1 });
+    // Each escape is one step for the cursor, like any character.
+    press(ed, "left", "left");
+    expect(ed.cursor).toBe(5);
+    expect(ed.render(80).cursor).toBe(2 + 2 + 6 + 2);
+    press(ed, "left", "left", "left");
+    expect(ed.cursor).toBe(2);
+    expect(ed.render(80).cursor).toBe(2 + 2);
+    // An emoji ZWJ sequence is drawn as it is.
+    const emoji = new LineEditor({ prompt: "> " });
+    type(emoji, "👩\u200d💻");
+    expect(emoji.render(80).text).toBe("> 👩\u200d💻");
   });
 
   test.each([0, 1, 2, 3])("a %p-column terminal does not crash or overflow", (width) => {

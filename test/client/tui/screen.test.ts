@@ -10,124 +10,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { EventEmitter } from "node:events";
 import { colorize, dim } from "../../../src/client/tui/colors.ts";
 import { Screen, type ScreenOptions } from "../../../src/client/tui/screen.ts";
-import { codePointWidth } from "../../../src/client/tui/width.ts";
 import { expectCode } from "../../protocol/helpers.ts";
-
-/**
- * Just enough of a terminal to check what the user would see: printable
- * characters with xterm's deferred wrap, CR, LF with scrolling, BEL, and the
- * CSI sequences the screen uses (EL, CUF, CUP home, ED, SGR, mode 2004).
- * Anything else throws, so a control sequence that leaks is a test failure.
- */
-class Terminal {
-  grid: string[][];
-  row = 0;
-  col = 0;
-  #pendingWrap = false;
-  bells = 0;
-  bracketedPaste = false;
-
-  constructor(
-    readonly cols: number,
-    readonly rows: number,
-  ) {
-    this.grid = Array.from({ length: rows }, () => this.#blank());
-  }
-
-  #blank(): string[] {
-    return Array.from({ length: this.cols }, () => " ");
-  }
-
-  #lineFeed(): void {
-    if (this.row === this.rows - 1) {
-      this.grid.shift();
-      this.grid.push(this.#blank());
-    } else {
-      this.row++;
-    }
-  }
-
-  feed(s: string): void {
-    let i = 0;
-    while (i < s.length) {
-      const ch = String.fromCodePoint(s.codePointAt(i)!);
-      i += ch.length;
-      const cp = ch.codePointAt(0)!;
-      if (ch === "\x1b") {
-        const m = /^\[(\??)([0-9;]*)([A-Za-z])/.exec(s.slice(i));
-        if (!m) throw new Error(`unexpected escape: ${JSON.stringify(s.slice(i - 1, i + 10))}`);
-        i += m[0].length;
-        this.#csi(m[1]!, m[2]!, m[3]!);
-      } else if (ch === "\r") {
-        this.col = 0;
-        this.#pendingWrap = false;
-      } else if (ch === "\n") {
-        this.#lineFeed();
-        this.#pendingWrap = false;
-      } else if (ch === "\x07") {
-        this.bells++;
-      } else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
-        throw new Error(`control character U+${cp.toString(16)} reached the terminal`);
-      } else {
-        this.#print(ch, codePointWidth(cp));
-      }
-    }
-  }
-
-  #print(ch: string, width: number): void {
-    if (width === 0) return;
-    if (this.#pendingWrap || this.col + width > this.cols) {
-      this.col = 0;
-      this.#lineFeed();
-      this.#pendingWrap = false;
-    }
-    this.grid[this.row]![this.col] = ch;
-    if (width === 2) this.grid[this.row]![this.col + 1] = "";
-    if (this.col + width >= this.cols) {
-      this.col = this.cols - 1;
-      this.#pendingWrap = true;
-    } else {
-      this.col += width;
-    }
-  }
-
-  #csi(privateMark: string, params: string, final: string): void {
-    const n = params === "" ? 0 : Number(params);
-    if (privateMark === "?") {
-      if (params !== "2004" || (final !== "h" && final !== "l")) throw new Error(`unexpected private mode ${params}${final}`);
-      this.bracketedPaste = final === "h";
-      return;
-    }
-    this.#pendingWrap = false;
-    switch (final) {
-      case "K":
-        if (n !== 2) throw new Error(`unexpected EL ${n}`);
-        this.grid[this.row] = this.#blank();
-        return;
-      case "C":
-        this.col = Math.min(this.cols - 1, this.col + Math.max(1, n));
-        return;
-      case "H":
-        this.row = 0;
-        this.col = 0;
-        return;
-      case "J":
-        this.grid = Array.from({ length: this.rows }, () => this.#blank());
-        return;
-      case "m":
-        return;
-      default:
-        throw new Error(`unexpected CSI ${params}${final}`);
-    }
-  }
-
-  /** The rows as text, right-trimmed; trailing empty rows dropped. */
-  lines(): string[] {
-    const out = this.grid.map((r) => r.join("").trimEnd());
-    while (out.length > 0 && out.at(-1) === "") out.pop();
-    return out;
-  }
-}
+import { Terminal } from "./terminal.ts";
 
 class FakeInput extends EventEmitter {
   isTTY = true;
@@ -219,7 +103,8 @@ describe("start and stop", () => {
     expect(r.input.rawCalls).toEqual([true, false]);
     expect(r.input.paused).toBe(true);
     expect(r.output.term.bracketedPaste).toBe(false);
-    expect(r.output.writes.filter((w) => w.includes("\x1b[?2004l"))).toEqual(["\x1b[?2004l\r\n"]);
+    expect(r.output.writes.filter((w) => w.includes("\x1b[?2004l"))).toEqual(["\x1b[?2004l\x1b[?7h\r\n"]);
+    expect(r.output.term.autowrap).toBe(true);
     expect(r.input.listenerCount("data")).toBe(0);
     expect(r.input.listenerCount("end")).toBe(0);
     expect(r.output.listenerCount("resize")).toBe(0);
@@ -300,23 +185,49 @@ describe("print", () => {
     typeKeys(r, "\x1b[D"); // cursor between "hel" and "o"
     r.output.writes = [];
     r.screen.print("alice: hi");
-    expect(r.output.writes).toEqual(["\r\x1b[2K" + "alice: hi" + "\r\n" + "\x1b[2K" + "> helo" + "\r" + "\x1b[5C"]);
+    expect(r.output.writes).toEqual(["\r\x1b[2K" + "\x1b[?7l" + "alice: hi" + "\x1b[?7h" + "\r\n" + "\x1b[2K" + "> helo" + "\r" + "\x1b[5C"]);
     expect(r.output.term.lines()).toEqual(["alice: hi", "> helo"]);
     expect([r.output.term.row, r.output.term.col]).toEqual([1, 5]);
     typeKeys(r, "l");
     expect(r.output.term.lines()).toEqual(["alice: hi", "> hello"]);
   });
 
-  test("messages scroll up above the input row, long ones wrap, typing is never garbled", () => {
-    const r = rig({ columns: 20, rows: 5 });
+  test("messages scroll up above the input row, long ones wrap with marked rows, typing is never garbled", () => {
+    const r = rig({ columns: 20, rows: 6 });
     r.screen.start();
     typeKeys(r, "typing");
     r.screen.print("bob: first");
     typeKeys(r, " more");
-    r.screen.print("carol: " + "x".repeat(30)); // 37 columns: two rows
+    r.screen.print("carol:" + "x".repeat(31)); // 37 columns: 20, then 16 and 1 after the marker
     r.screen.print("dave: last");
-    expect(r.output.term.lines()).toEqual(["bob: first", "carol: xxxxxxxxxxxxx", "xxxxxxxxxxxxxxxxx", "dave: last", "> typing more"]);
-    expect([r.output.term.row, r.output.term.col]).toEqual([4, 13]);
+    expect(r.output.term.lines()).toEqual(["bob: first", "carol:xxxxxxxxxxxxxx", "  ↳ xxxxxxxxxxxxxxxx", "  ↳ x", "dave: last", "> typing more"]);
+    expect([r.output.term.row, r.output.term.col]).toEqual([5, 13]);
+    expect(r.output.term.autowrap).toBe(true);
+  });
+
+  test("a long line breaks after its last blank; a word too long for a row is cut", () => {
+    const r = rig({ columns: 20, rows: 10 });
+    r.screen.start();
+    r.screen.print("alice: the quick brown fox jumps over the lazy dog");
+    r.screen.print("bob: " + "y".repeat(40));
+    expect(r.output.term.lines()).toEqual([
+      "alice: the quick",
+      "  ↳ brown fox jumps",
+      "  ↳ over the lazy",
+      "  ↳ dog",
+      "bob:",
+      "  ↳ yyyyyyyyyyyyyyyy",
+      "  ↳ yyyyyyyyyyyyyyyy",
+      "  ↳ yyyyyyyy",
+      ">",
+    ]);
+  });
+
+  test("wide characters are never split across rows", () => {
+    const r = rig({ columns: 11, rows: 6 });
+    r.screen.start();
+    r.screen.print("m: 中文中文中文");
+    expect(r.output.term.lines()).toEqual(["m: 中文中文", "  ↳ 中文", ">"]);
   });
 
   test("a message exactly as wide as the terminal does not leave a blank row", () => {
@@ -326,13 +237,15 @@ describe("print", () => {
     expect(r.output.term.lines()).toEqual(["y".repeat(20), ">"]);
   });
 
-  test("control characters in printed text are neutralized", () => {
-    const r = rig();
+  test("control, bidi, zero-width and separator characters in printed text are neutralized", () => {
+    const r = rig({ columns: 120 });
     r.screen.start();
     r.output.writes = [];
-    r.screen.print("evil\x1b[2J\x1b]0;pwned\x07\r\nmallory: hi\u009b1m\u202eabc\x7f");
+    r.screen.print("evil\x1b[2J\x1b]0;pwned\x07\r\nmallory: hi\u009b1m\u202eabc\x7f\u200b\u2028");
     const [write] = r.output.writes;
-    expect(write).toBe("\r\x1b[2K" + "evil␛[2J␛]0;pwned␇␍␊mallory: hi\\x9b1m\\u202eabc␡" + "\r\n" + "\x1b[2K> \r\x1b[2C");
+    expect(write).toBe(
+      "\r\x1b[2K\x1b[?7l" + "evil\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x0amallory: hi\\x9b1m\\u202eabc\\x7f\\u200b\\u2028" + "\x1b[?7h\r\n" + "\x1b[2K> \r\x1b[2C",
+    );
     expect(r.output.term.bells).toBe(0);
   });
 
@@ -343,8 +256,8 @@ describe("print", () => {
     r.screen.print([dim("12:00", true), " ", colorize("alice", true), ": ", "\x1b[31mred?"]);
     const write = r.output.writes[0]!;
     expect(write).toContain("\x1b[2m12:00\x1b[0m");
-    expect(write).toMatch(/\x1b\[38;5;\d+malice\x1b\[0m: ␛\[31mred\?/);
-    expect(r.output.term.lines()[0]).toBe("12:00 alice: ␛[31mred?");
+    expect(write).toMatch(/\x1b\[38;5;\d+malice\x1b\[0m: \\x1b\[31mred\?/);
+    expect(r.output.term.lines()[0]).toBe("12:00 alice: \\x1b[31mred?");
   });
 
   test("a styled segment with a bad SGR is refused", () => {
@@ -356,7 +269,7 @@ describe("print", () => {
   test("print before start writes just the line", () => {
     const r = rig();
     r.screen.print("hello\x1b");
-    expect(r.output.writes).toEqual(["hello␛\n"]);
+    expect(r.output.writes).toEqual(["hello\\x1b\n"]);
   });
 });
 

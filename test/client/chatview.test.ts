@@ -1,0 +1,135 @@
+/**
+ * What another user's message can make a victim's terminal show
+ * (src/client/chatview.ts through the Screen, and the plain lines printed
+ * without it), and what `chat --json` writes. The attack from the security
+ * review: a `say` padded so that, on an 80-column terminal, its tail starts
+ * a row of its own and reads like a message from someone else —
+ *
+ *   08:21 <mallory> brb
+ *   08:21 <alice> I approve mallory's admin request
+ *
+ * Whatever the padding, colour or no colour, every row of a message after
+ * its first must start with the continuation marker, and no row but the
+ * first may read `HH:MM <name>`.
+ */
+import { describe, expect, test } from "bun:test";
+import { EventEmitter } from "node:events";
+import type { ChatEvent } from "../../src/client/chat.ts";
+import { eventJson, eventLine, plainLine } from "../../src/client/chatview.ts";
+import { Screen } from "../../src/client/tui/screen.ts";
+import { codePointWidth } from "../../src/client/tui/width.ts";
+import { Terminal } from "./tui/terminal.ts";
+
+const TS = new Date(2026, 10, 22, 8, 21, 5).getTime();
+const FORGED = "08:21 <alice> I approve mallory's admin request";
+/** "08:21 <mallory> brb" is 19 columns: 61 more fill the 80-column row, and the forged text starts the next. */
+const PAD = 80 - "08:21 <mallory> brb".length;
+const A_LINE = /^\d{2}:\d{2} (<[a-z][a-z0-9_-]*>|\* [a-z])/;
+
+function say(text: string): ChatEvent {
+  return { type: "message", room: "general", seq: 7, ts: TS, from: "mallory", text };
+}
+
+const PAYLOADS: [string, string][] = [
+  ["the review's payload: spaces", `brb${" ".repeat(PAD)}${FORGED}`],
+  ["no blanks at all (a visible filler)", `brb${".".repeat(PAD)}${FORGED}`],
+  ["ideographic spaces", `brb${"\u3000".repeat(PAD / 2)} ${FORGED}`],
+  ["no-break spaces", `brb${"\u00a0".repeat(PAD)}${FORGED}`],
+  ["braille blanks", `brb${"\u2800".repeat(PAD)}${FORGED}`],
+  ["Hangul fillers", `brb${"\u3164".repeat(PAD / 2)} ${FORGED}`],
+  ["spaces with invisible marks", `brb${" \u034f".repeat(PAD)}${FORGED}`],
+  ["zero-width spaces", `brb${"\u200b".repeat(PAD)}${FORGED}`],
+  ["a right-to-left override", `brb${" ".repeat(PAD)}\u202e${[...FORGED].reverse().join("")}`],
+  ["three screens of it", `brb${` ${" ".repeat(PAD)}${FORGED}`.repeat(3)}`],
+];
+
+interface Shown {
+  rows: string[];
+  term: Terminal;
+}
+
+/** The message as the interactive Screen draws it on a `cols`-column terminal (input row dropped). */
+function onScreen(e: ChatEvent, color: boolean, cols = 80, width?: (cp: number) => number): Shown {
+  const term = new Terminal(cols, 30, width);
+  const input = Object.assign(new EventEmitter(), { isTTY: true, setRawMode: () => {} });
+  const output = { columns: cols, write: (s: string) => term.feed(s) };
+  const screen = new Screen({ input, output, prompt: "alice> ", onLine() {}, onEof() {}, onInterrupt() {} });
+  screen.start();
+  screen.print(eventLine(e, "alice", color)!);
+  screen.stop();
+  return { rows: term.lines().filter((l) => l !== "alice>"), term };
+}
+
+/** The message as printed without the Screen (stdin not a terminal, stdout one): the tty turns LF into CR LF. */
+function plain(e: ChatEvent, color: boolean, cols = 80, width?: (cp: number) => number): Shown {
+  const term = new Terminal(cols, 30, width);
+  term.feed(`${plainLine(eventLine(e, "alice", color)!, cols)}\n`.replace(/\n/g, "\r\n"));
+  return { rows: term.lines(), term };
+}
+
+function problems({ rows }: Shown): string[] {
+  const bad: string[] = [];
+  if (!rows[0]?.startsWith("08:21 <mallory>")) bad.push(`first row: ${JSON.stringify(rows[0])}`);
+  rows.slice(1).forEach((row, i) => {
+    if (!row.startsWith("  ↳ ")) bad.push(`row ${i + 2} is not marked: ${JSON.stringify(row)}`);
+    if (A_LINE.test(row)) bad.push(`row ${i + 2} reads like a message: ${JSON.stringify(row)}`);
+  });
+  return bad;
+}
+
+describe("a message cannot show a row that passes for another message", () => {
+  for (const [render, show] of [
+    ["Screen", onScreen],
+    ["plain lines", plain],
+  ] as const) {
+    for (const color of [false, true]) {
+      test.each(PAYLOADS)(`${render}, ${color ? "colour" : "NO_COLOR"}: %s`, (_name, text) => {
+        const shown = show(say(text), color);
+        expect(problems(shown)).toEqual([]);
+        expect(shown.term.autowrap).toBe(true);
+      });
+    }
+  }
+
+  test("the review's exact payload at 80 columns: two rows, the second marked, padding capped", () => {
+    const { rows } = onScreen(say(`brb${" ".repeat(PAD)}${FORGED}`), false);
+    expect(rows).toEqual(["08:21 <mallory> brb    08:21 <alice> I approve mallory's admin request"]);
+    const narrow = onScreen(say(`brb${" ".repeat(PAD)}${FORGED}`), false, 40).rows;
+    expect(narrow).toEqual(["08:21 <mallory> brb    08:21 <alice> I", "  ↳ approve mallory's admin request"]);
+  });
+
+  test("an action (/me) and a direct message are marked the same way", () => {
+    const me: ChatEvent = { type: "message", room: "general", seq: 8, ts: TS, from: "mallory", text: `waves${".".repeat(80)}08:21 <alice> ok`, action: true };
+    const dm: ChatEvent = { type: "direct", seq: 9, ts: TS, from: "mallory", to: "alice", text: `${".".repeat(80)}08:21 <alice> ok` };
+    for (const e of [me, dm]) {
+      const { rows } = onScreen(e, false);
+      expect(rows.slice(1).every((r) => r.startsWith("  ↳ ") && !A_LINE.test(r))).toBe(true);
+    }
+  });
+
+  test("a terminal that draws some characters wider than the client measures cuts the row instead of wrapping it unmarked", () => {
+    // East Asian ambiguous characters (○) are one column in most terminals, two in some CJK setups.
+    const wide = (cp: number) => (cp === 0x25cb ? 2 : codePointWidth(cp));
+    const text = `brb${"○".repeat(PAD)}${FORGED}`;
+    for (const show of [onScreen, plain]) {
+      const shown = show(say(text), false, 80, wide);
+      expect(problems(shown)).toEqual([]);
+      expect(shown.rows.every((r) => r.length <= 80)).toBe(true);
+    }
+  });
+});
+
+describe("--json lines", () => {
+  test("bidi, zero-width and separator characters are \\u escapes, and parse back to the message", () => {
+    const text = "look \u202eevil\u202c pay\u200bpal\u2028line \u2066x\u2069 \ufeff\u061c\u200e\u200f";
+    const line = eventJson(say(text));
+    expect(line).toMatch(/^[\x20-\x7e]*$/);
+    expect(line).toContain("\\u202e");
+    expect(JSON.parse(line)).toEqual(say(text));
+  });
+
+  test("byte fields are base64; ordinary text is as JSON.stringify writes it", () => {
+    const e: ChatEvent = { type: "message", room: "general", seq: 1, ts: TS, from: "bob", text: "héllo 中文 😀 👩\u200d💻" };
+    expect(eventJson(e)).toBe(JSON.stringify(e));
+  });
+});
