@@ -219,11 +219,14 @@ export class ChatClient {
         await this.#connect();
         return;
       } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
         if (e instanceof CliError && (e.exitCode === EXIT.AUTH || e.exitCode === EXIT.HOST_KEY)) {
-          this.emit({ type: "local", text: e.message });
-          this.failure = e.message;
-          return this.#finish(e.message);
+          this.emit({ type: "local", text: message });
+          this.failure = message;
+          return this.#finish(message);
         }
+        // Anything else (the server is down, busy, or broke the protocol): say so, and try again.
+        this.emit({ type: "local", text: `reconnecting failed (attempt ${attempt}): ${message}` });
       }
     }
   }
