@@ -59,6 +59,9 @@ export class ChatClient {
   #windowWaiters: (() => void)[] = [];
   #drainWaiters: (() => void)[] = [];
   #closing = false;
+  /** This client sent `bye`: the server's `bye` is then the answer, not the server ending the session. */
+  #byeSent = false;
+  #ended = false;
   #reader: Promise<void> | null = null;
   #done: (reason: string) => void = () => {};
   #joined: (() => void) | null = null;
@@ -76,6 +79,11 @@ export class ChatClient {
 
   get room(): string {
     return this.#room;
+  }
+
+  /** The session is over (left, or ended by the server); no more lines can be sent. */
+  get ended(): boolean {
+    return this.#ended;
   }
 
   /** Messages that were never acknowledged (nacked, or lost with a dropped connection). */
@@ -180,6 +188,8 @@ export class ChatClient {
         break;
       case "bye":
         this.emit(m);
+        // The answer to this client's own bye is the normal end; any other bye is the server ending the session.
+        if (!this.#byeSent) this.failure = `the server ended the session${m.reason ? `: ${m.reason}` : ""}`;
         this.#finish("server said bye");
         return;
     }
@@ -233,6 +243,7 @@ export class ChatClient {
 
   #finish(reason: string): void {
     this.#closing = true;
+    this.#ended = true;
     this.#session?.close();
     this.#session = null;
     // No ack can come any more: what is pending is lost, and whoever waits for it is told now.
@@ -313,6 +324,7 @@ export class ChatClient {
     this.#closing = true;
     if (session) {
       try {
+        this.#byeSent = true;
         session.send({ type: "bye", reason: "leaving" });
         await within(this.finished, 3000);
       } catch {

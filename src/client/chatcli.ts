@@ -5,6 +5,9 @@
  *   after every ack is in.
  * - `--json` or stdout not a terminal: one JSON object per event on stdout;
  *   diagnostics on stderr.
+ * The exit status is 0 only if the session ended because this client left
+ * and every line read was sent and acknowledged; otherwise 1, with one line
+ * saying everything that went wrong.
  */
 import { readdirSync } from "node:fs";
 import { CliError, EXIT } from "../commands/exit.ts";
@@ -42,6 +45,19 @@ function pickUser(serverId: string, given?: string): string {
     "pass --user NAME",
   ]);
 }
+
+/** After the session ended early, how much of stdin is looked at to say what was not sent (characters), and for how long. */
+const UNREAD_MAX = 1024 * 1024;
+const UNREAD_WAIT_MS = 500;
+
+/** What to say about input that was never sent, or null if there was none. */
+async function unsentInput(stdin: StdinLines): Promise<string | null> {
+  const { lines, eof } = await stdin.unread(UNREAD_MAX, UNREAD_WAIT_MS);
+  if (eof) return lines === 0 ? null : `input not sent: ${lines} line(s)`;
+  return lines === 0 ? "input not sent: stdin was still open" : `input not sent: ${lines} line(s) so far, and stdin was still open`;
+}
+
+const ENDED = Symbol("ended");
 
 export async function runChat(a: ChatArgs): Promise<void> {
   const addr = parseServerAddress(a.server);
@@ -81,8 +97,15 @@ export async function runChat(a: ChatArgs): Promise<void> {
     { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, reconnect: interactive },
     { event: show },
   );
-  await client.start();
+  try {
+    await client.start();
+  } catch (e) {
+    if (!stdin || !(e instanceof CliError)) throw e;
+    const unsent = await unsentInput(stdin);
+    throw unsent ? new CliError(e.exitCode, `${e.message}; ${unsent}`, e.hints, { cause: e }) : e;
+  }
 
+  let unsent: string | null = null;
   if (interactive) {
     await new Promise<void>((resolve) => {
       let quitting = false;
@@ -115,9 +138,15 @@ export async function runChat(a: ChatArgs): Promise<void> {
     });
     screen?.stop();
   } else {
-    const ended = client.finished.then(() => null);
+    const ended = client.finished.then((): typeof ENDED => ENDED);
     for (;;) {
+      if (client.ended) {
+        // The server ended the session: whatever stdin still holds was never sent.
+        unsent = await unsentInput(stdin!);
+        break;
+      }
       const line = await Promise.race([stdin!.next(), ended]);
+      if (line === ENDED) continue;
       if (line === null) break;
       const cmd = parseLine(line);
       if (!cmd) continue;
@@ -126,8 +155,10 @@ export async function runChat(a: ChatArgs): Promise<void> {
     stdin!.close();
     await client.quit();
   }
-  if (client.failure && !interactive) throw new CliError(EXIT.FAILURE, client.failure);
-  if (client.unacknowledged > 0) {
-    throw new CliError(EXIT.FAILURE, `${client.unacknowledged} message(s) were not acknowledged by the server`, ["see the events above (nack, disconnected)"]);
+  const problems = [client.failure, unsent, client.unacknowledged > 0 ? `${client.unacknowledged} message(s) were not acknowledged by the server` : null].filter(
+    (p) => p !== null,
+  );
+  if (problems.length > 0) {
+    throw new CliError(EXIT.FAILURE, problems.join("; "), client.unacknowledged > 0 ? ["see the events above (nack, disconnected)"] : []);
   }
 }

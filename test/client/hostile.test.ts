@@ -2,6 +2,10 @@
  * The chat client against a hostile server (./hostile-server.ts: the real
  * handshake and records, then whatever the test says):
  *
+ * - the server ends the session (bye, error, close) while piped stdin still
+ *   holds lines: `securechat chat` exits 1 and says how many were not sent,
+ *   also when stdin is still open; interactive chat (a pty) exits 1 too; a
+ *   bye the client asked for is a clean exit 0;
  * - reconnecting: a refusal that is not about authentication is reported,
  *   and the client goes on trying.
  */
@@ -9,13 +13,17 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { ChatClient } from "../../src/client/chat.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { Collector } from "../server/chat-helpers.ts";
-import { type HostileOptions, HostileServer, polite } from "./hostile-server.ts";
+import { waitFor } from "../server/helpers.ts";
+import { REPO } from "../hardening/helpers.ts";
+import { type HostileConn, type HostileOptions, HostileServer, polite } from "./hostile-server.ts";
 
 const NET = 20_000;
 const servers: HostileServer[] = [];
+const procs: { kill(): void }[] = [];
 afterEach(() => {
   for (const s of servers) expect(s.errors).toEqual([]);
   for (const s of servers.splice(0)) s.stop();
+  for (const p of procs.splice(0)) p.kill();
 });
 
 function serve(opts: HostileOptions): HostileServer {
@@ -24,6 +32,161 @@ function serve(opts: HostileOptions): HostileServer {
   s.install("alice");
   return s;
 }
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `securechat chat --user alice --server S --room lobby ARGS` with `input` on stdin (closed after it unless `keepOpen`). */
+async function chat(s: HostileServer, input: string, args: string[] = [], keepOpen = false): Promise<Run> {
+  const proc = Bun.spawn([process.execPath, "src/main.ts", "chat", "--user", "alice", "--server", s.address, "--room", "lobby", ...args], {
+    cwd: REPO,
+    env: { ...process.env },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  procs.push(proc);
+  proc.stdin.write(input);
+  await proc.stdin.flush();
+  if (!keepOpen) await proc.stdin.end();
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (keepOpen) await proc.stdin.end();
+  return { code, stdout, stderr };
+}
+
+const events = (stdout: string): Record<string, unknown>[] =>
+  stdout
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+const lines = (n: number, from = 1): string => Array.from({ length: n }, (_, i) => `line ${from + i}\n`).join("");
+
+/** The ways a server ends a session on its own. */
+const ENDINGS: [string, (c: HostileConn) => void, RegExp][] = [
+  ["bye", (c) => (c.send({ type: "bye", reason: "kicked" }), c.close()), /the server ended the session: kicked/],
+  ["error", (c) => (c.send({ type: "error", code: "server_shutdown", message: "the server is shutting down" }), c.close()), /the server closed the session: the server is shutting down/],
+  ["close", (c) => c.close(), /connection lost: /],
+];
+
+describe("the server ends the session while piped stdin still has lines", () => {
+  for (const [name, end, said] of ENDINGS) {
+    for (const open of [false, true]) {
+      test(`${name}, stdin ${open ? "still open" : "at its end"}: exit 1, and the lines never sent are counted`, async () => {
+        // Never acks: the client sends its window of 32, waits with line 33, and the server ends the session.
+        const s = serve({
+          session: (c) =>
+            (c.onMessage = (m) => {
+              if (m.type === "join") polite(c, m);
+              if (m.type === "say" && c.of("say").length === 32) end(c);
+            }),
+        });
+        const r = await chat(s, lines(40), [], open);
+        expect(r.code).toBe(1);
+        const c = await s.conn();
+        expect(c.of("say").map((m) => m.text)).toEqual(Array.from({ length: 32 }, (_, i) => `line ${i + 1}`));
+        expect(c.of("bye")).toEqual([]);
+        const out = events(r.stdout);
+        expect(out.filter((e) => e.type === "sent")).toHaveLength(32);
+        // Line 33 was waiting for the window: it is refused as not connected; 34…40 were never read.
+        expect(r.stderr).toContain("not connected: message not sent");
+        expect(r.stderr).toMatch(said);
+        expect(r.stderr).toContain(open ? "input not sent: 7 line(s) so far, and stdin was still open" : "input not sent: 7 line(s)");
+        expect(r.stderr).toContain("33 message(s) were not acknowledged by the server");
+      }, NET);
+    }
+  }
+
+  test("every line sent was acknowledged, then an unsolicited bye while stdin is still open: exit 1, input not sent", async () => {
+    const s = serve({
+      session: (c) =>
+        (c.onMessage = (m) => {
+          polite(c, m);
+          if (m.type === "say") {
+            c.send({ type: "bye", reason: "kicked" });
+            c.close();
+          }
+        }),
+    });
+    const r = await chat(s, "line 1\n", [], true);
+    expect(r.code).toBe(1);
+    expect(events(r.stdout).map((e) => e.type)).toEqual(["connected", "room", "history_end", "sent", "ack", "bye"]);
+    expect(r.stderr).toBe("securechat: the server ended the session: kicked; input not sent: stdin was still open\n");
+  }, NET);
+
+  test("the session ends before stdin has anything: an open stdin is still reported", async () => {
+    const s = serve({
+      session: (c) =>
+        (c.onMessage = (m) => {
+          if (m.type === "join") {
+            polite(c, m);
+            c.send({ type: "bye", reason: "kicked" });
+            c.close();
+          }
+        }),
+    });
+    const r = await chat(s, "", [], true);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/the server ended the session: kicked; input not sent: stdin was still open/);
+  }, NET);
+
+  test("a bye the client asked for ends it cleanly: exit 0, nothing on stderr", async () => {
+    const s = serve({});
+    const r = await chat(s, "one\ntwo\n");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const c = await s.conn();
+    expect(c.received.map((m) => m.type)).toEqual(["join", "say", "say", "bye"]);
+    expect(events(r.stdout).filter((e) => e.type === "ack")).toHaveLength(2);
+  }, NET);
+});
+
+describe("interactive chat (a pty)", () => {
+  /** The client in a pty (script(1)); `keys` typed once the room is shown. Returns the exit status and what the terminal showed. */
+  async function interactive(s: HostileServer, keys: string | null): Promise<{ code: number; screen: string }> {
+    const cmd = `stty cols 100 rows 30; exec "${process.execPath}" src/main.ts chat --user alice --server ${s.address} --room lobby`;
+    const proc = Bun.spawn(["script", "-qefc", cmd, "/dev/null"], { cwd: REPO, env: { ...process.env, TERM: "xterm" }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    procs.push(proc);
+    let screen = "";
+    const reading = (async () => {
+      for await (const chunk of proc.stdout) screen += Buffer.from(chunk).toString("utf8");
+    })();
+    await waitFor("the room on the screen", () => screen.includes("you are in lobby"), 10_000);
+    if (keys !== null) {
+      proc.stdin.write(keys);
+      await proc.stdin.flush();
+    }
+    const code = await proc.exited;
+    await reading;
+    await proc.stdin.end();
+    return { code, screen };
+  }
+
+  for (const [name, end, said] of ENDINGS.filter(([n]) => n !== "close")) {
+    test(`the server's ${name} ends the session: exit 1, and why`, async () => {
+      const s = serve({
+        session: (c) =>
+          (c.onMessage = (m) => {
+            polite(c, m);
+            if (m.type === "join") setTimeout(() => end(c), 300);
+          }),
+      });
+      const r = await interactive(s, null);
+      expect(r.code).toBe(1);
+      expect(r.screen).toMatch(said);
+    }, NET);
+  }
+
+  test("/quit: the client's own bye is answered, exit 0", async () => {
+    const s = serve({});
+    const r = await interactive(s, "/quit\r");
+    expect(r.code).toBe(0);
+    expect((await s.conn()).received.map((m) => m.type)).toEqual(["join", "bye"]);
+  }, NET);
+});
 
 describe("reconnecting", () => {
   test("a refusal that is not about authentication is reported, and the client goes on trying", async () => {
