@@ -9,13 +9,13 @@
  * every pending ack (bounded), and the exit status says whether any line
  * went unacknowledged.
  */
-import { appendFileSync } from "node:fs";
 import { CliError, EXIT } from "../commands/exit.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { MESSAGE_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
 import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, clientError, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
+import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
 export const WINDOW = 32;
@@ -41,6 +41,8 @@ export interface ChatOptions extends AccountOptions {
   password: () => Promise<string>;
   /** Appends the user's own view as JSON lines (chat --transcript). */
   transcriptFile?: string;
+  /** The most bytes the transcript file may hold (chat --transcript-max); DEFAULT_TRANSCRIPT_MAX by default. */
+  transcriptMax?: number;
   /** Reconnect with backoff when the connection drops (interactive use). */
   reconnect: boolean;
 }
@@ -63,6 +65,7 @@ export class ChatClient {
   #byeSent = false;
   #ended = false;
   #reader: Promise<void> | null = null;
+  readonly #transcript: TranscriptFile | null;
   #done: (reason: string) => void = () => {};
   #joined: (() => void) | null = null;
   /** Why the session ended, if it was not this client's own quit. */
@@ -75,6 +78,9 @@ export class ChatClient {
   ) {
     this.#room = opts.room;
     this.finished = new Promise((resolve) => (this.#done = resolve));
+    this.#transcript = opts.transcriptFile
+      ? new TranscriptFile(opts.transcriptFile, opts.transcriptMax ?? DEFAULT_TRANSCRIPT_MAX, (text) => this.emit({ type: "local", text }))
+      : null;
   }
 
   get room(): string {
@@ -84,6 +90,11 @@ export class ChatClient {
   /** The session is over (left, or ended by the server); no more lines can be sent. */
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /** Why the --transcript file is incomplete, or null. */
+  get transcriptProblem(): string | null {
+    return this.#transcript?.problem ?? null;
   }
 
   /** Messages that were never acknowledged (nacked, or lost with a dropped connection). */
@@ -119,16 +130,15 @@ export class ChatClient {
     this.sink.event(e);
   }
 
+  /** Only what the user sent and received goes to the transcript: no list, notice or error a server could inflate. */
   #record(e: ChatEvent): void {
-    if (!this.opts.transcriptFile) return;
-    let line: object | null = null;
-    if (e.type === "sent") line = { kind: "sent", at: Date.now(), ...e, type: undefined };
-    else if (e.type === "message" || e.type === "direct") line = { kind: "recv", ...e, type: e.type };
-    if (line) appendFileSync(this.opts.transcriptFile, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+    if (!this.#transcript) return;
+    if (e.type === "sent") this.#transcript.append({ kind: "sent", at: Date.now(), ...e, type: undefined });
+    else if (e.type === "message" || e.type === "direct") this.#transcript.append({ kind: "recv", ...e, type: e.type });
   }
 
   #recordAck(p: Pending, ack: Message<"ack">): void {
-    if (!this.opts.transcriptFile) return;
+    if (!this.#transcript) return;
     const r = p.req;
     const where = r.type === "say" ? { room: r.room } : { to: r.to };
     const line = {
@@ -141,7 +151,7 @@ export class ChatClient {
       ...(r.action ? { action: true } : {}),
       ...(ack.tseq !== undefined ? { tseq: ack.tseq, head: ack.head } : {}),
     };
-    appendFileSync(this.opts.transcriptFile, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+    this.#transcript.append(line);
   }
 
   #send(m: Message): void {

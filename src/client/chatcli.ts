@@ -5,9 +5,9 @@
  *   after every ack is in.
  * - `--json` or stdout not a terminal: one JSON object per event on stdout;
  *   diagnostics on stderr.
- * The exit status is 0 only if the session ended because this client left
- * and every line read was sent and acknowledged; otherwise 1, with one line
- * saying everything that went wrong.
+ * The exit status is 0 only if the session ended because this client left,
+ * every line read was sent and acknowledged, and the --transcript file got
+ * every line; otherwise 1, with one line saying everything that went wrong.
  */
 import { readdirSync } from "node:fs";
 import { CliError, EXIT } from "../commands/exit.ts";
@@ -27,6 +27,7 @@ export interface ChatArgs {
   room: string;
   json: boolean;
   transcript?: string;
+  transcriptMax?: number;
   passwordStdin: boolean;
   acceptNewHost: boolean;
 }
@@ -94,7 +95,7 @@ export async function runChat(a: ChatArgs): Promise<void> {
   };
 
   const client = new ChatClient(
-    { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, reconnect: interactive },
+    { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, transcriptMax: a.transcriptMax, reconnect: interactive },
     { event: show },
   );
   try {
@@ -155,9 +156,12 @@ export async function runChat(a: ChatArgs): Promise<void> {
     stdin!.close();
     await client.quit();
   }
-  const problems = [client.failure, unsent, client.unacknowledged > 0 ? `${client.unacknowledged} message(s) were not acknowledged by the server` : null].filter(
-    (p) => p !== null,
-  );
+  const problems = [
+    client.failure,
+    unsent,
+    client.unacknowledged > 0 ? `${client.unacknowledged} message(s) were not acknowledged by the server` : null,
+    client.transcriptProblem,
+  ].filter((p) => p !== null);
   if (problems.length > 0) {
     throw new CliError(EXIT.FAILURE, problems.join("; "), client.unacknowledged > 0 ? ["see the events above (nack, disconnected)"] : []);
   }

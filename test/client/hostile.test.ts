@@ -6,14 +6,21 @@
  *   holds lines: `securechat chat` exits 1 and says how many were not sent,
  *   also when stdin is still open; interactive chat (a pty) exits 1 too; a
  *   bye the client asked for is a clean exit 0;
+ * - the server sends many large events: the --transcript file gets one
+ *   bounded line per message (nothing for lists, notices or errors) and
+ *   never grows past --transcript-max; the client says so once and exits 1;
  * - reconnecting: a refusal that is not about authentication is reported,
  *   and the client goes on trying.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { ChatClient } from "../../src/client/chat.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
+import { TRANSCRIPT_LINE_MAX, TranscriptFile } from "../../src/client/transcriptfile.ts";
+import { ERROR_TEXT_MAX, MAX_LIST, MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
+import type { Message } from "../../src/protocol/messages.ts";
 import { Collector } from "../server/chat-helpers.ts";
-import { waitFor } from "../server/helpers.ts";
+import { freshPath, waitFor } from "../server/helpers.ts";
 import { REPO } from "../hardening/helpers.ts";
 import { type HostileConn, type HostileOptions, HostileServer, polite } from "./hostile-server.ts";
 
@@ -186,6 +193,94 @@ describe("interactive chat (a pty)", () => {
     expect(r.code).toBe(0);
     expect((await s.conn()).received.map((m) => m.type)).toEqual(["join", "bye"]);
   }, NET);
+});
+
+describe("--transcript against a server that sends a lot", () => {
+  const longName = (i: number) => `u${String(i).padStart(31, "0")}`;
+  /** Everything a server can inflate that is not a message the user saw. */
+  const inflated: Message[] = [
+    { type: "room", room: "lobby", users: Array.from({ length: MAX_LIST }, (_, i) => longName(i)), seq: 0 },
+    { type: "history_end", room: "lobby", count: 0 },
+    { type: "members", room: "lobby", users: Array.from({ length: MAX_LIST }, (_, i) => longName(i)) },
+    { type: "room_list", rooms: Array.from({ length: MAX_LIST }, (_, i) => ({ name: `r${String(i).padStart(31, "0")}`, users: 999_999 })) },
+    ...Array.from({ length: 50 }, (): Message => ({ type: "notice", code: "n".repeat(64), text: "\\".repeat(ERROR_TEXT_MAX) })),
+    ...Array.from({ length: 50 }, (_, i): Message => ({ type: "joined", room: "lobby", user: longName(i), ts: 1 })),
+  ];
+  /** The worst a message can be for a JSON line: every character escaped, every field at its limit. */
+  const worst = (seq: number): Message => ({ type: "message", room: "r".repeat(32), seq, ts: Number.MAX_SAFE_INTEGER, from: longName(seq % 1000), text: '"'.repeat(MESSAGE_TEXT_MAX), action: true, history: true });
+
+  test("one line of at most TRANSCRIPT_LINE_MAX bytes per message, nothing for lists and notices, and never past --transcript-max", async () => {
+    const file = freshPath("alice.transcript");
+    const MAX = 200_000;
+    const FLOOD = 200;
+    const s = serve({
+      session: (c) =>
+        (c.onMessage = (m) => {
+          if (m.type === "join") {
+            for (const e of inflated) c.send(e);
+            for (let i = 1; i <= FLOOD; i++) c.send(worst(i));
+          } else polite(c, m);
+        }),
+    });
+    const r = await chat(s, "hello\n", ["--transcript", file, "--transcript-max", String(MAX)]);
+    const size = statSync(file).size;
+    const written = readFileSync(file, "utf8").split("\n");
+    expect(written.pop()).toBe("");
+    const kinds = written.map((l) => (JSON.parse(l) as { kind: string }).kind);
+    console.log(`transcript: ${FLOOD} messages of ${MESSAGE_TEXT_MAX} escaped bytes → ${written.length} lines, ${size} bytes (--transcript-max ${MAX})`);
+
+    expect(size).toBeLessThanOrEqual(MAX);
+    expect(size).toBeGreaterThan(MAX - TRANSCRIPT_LINE_MAX);
+    for (const l of written) expect(Buffer.byteLength(l) + 1).toBeLessThanOrEqual(TRANSCRIPT_LINE_MAX);
+    // Only what the user sent and received (the say may go out while the flood is being read), one line per message at most.
+    expect(kinds.filter((k) => k !== "recv" && k !== "sent" && k !== "ack")).toEqual([]);
+    expect(kinds.filter((k) => k === "recv").length).toBeLessThanOrEqual(FLOOD);
+    // The client showed every message, and said once that the transcript stopped.
+    expect(events(r.stdout).filter((e) => e.type === "message")).toHaveLength(FLOOD);
+    expect(r.stderr.match(/reached --transcript-max 200000 bytes; nothing more is written to it/g)).toHaveLength(1);
+    expect(r.code).toBe(1);
+    // Lines until the cap, then nothing: of 200 recv, 1 sent and 1 ack lines, the rest is counted.
+    expect(r.stderr).toContain(`${FLOOD + 2 - written.length} line(s) were not written to the transcript ${file} (it reached --transcript-max ${MAX} bytes)`);
+  }, NET);
+
+  test("without a flood the same session writes every line and exits 0", async () => {
+    const file = freshPath("bob.transcript");
+    const s = serve({
+      session: (c) =>
+        (c.onMessage = (m) => {
+          if (m.type === "join") {
+            for (const e of inflated) c.send(e);
+            c.send(worst(1));
+          } else polite(c, m);
+        }),
+    });
+    const r = await chat(s, "hello\n", ["--transcript", file]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const kinds = readFileSync(file, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { kind: string }).kind);
+    expect(kinds.sort()).toEqual(["ack", "recv", "sent"]);
+  }, NET);
+
+  test("TranscriptFile: the cap counts what the file held before; a line over TRANSCRIPT_LINE_MAX is refused, not written", () => {
+    const file = freshPath("carol.transcript");
+    writeFileSync(file, "x".repeat(1000));
+    const said: string[] = [];
+    const t = new TranscriptFile(file, 1100, (text) => said.push(text));
+    const bytes = (o: object) => Buffer.byteLength(`${JSON.stringify(o)}\n`);
+    const huge = { kind: "recv", text: "y".repeat(TRANSCRIPT_LINE_MAX) };
+    t.append(huge);
+    expect(said).toEqual([`transcript: a line of ${bytes(huge)} bytes is longer than ${TRANSCRIPT_LINE_MAX} and was not written`]);
+    const short = { kind: "recv", text: "short" };
+    t.append(short);
+    expect(statSync(file).size).toBe(1000 + bytes(short));
+    t.append({ kind: "recv", text: "z".repeat(100) });
+    t.append(short); // would fit, but the file was full before it
+    expect(statSync(file).size).toBe(1000 + bytes(short));
+    expect(said).toHaveLength(2);
+    expect(said[1]).toBe(`transcript ${file}: it reached --transcript-max 1100 bytes; nothing more is written to it`);
+    expect(t.notWritten).toBe(3);
+    expect(t.problem).toBe(`3 line(s) were not written to the transcript ${file} (it reached --transcript-max 1100 bytes; 1 longer than ${TRANSCRIPT_LINE_MAX} bytes)`);
+  });
 });
 
 describe("reconnecting", () => {
