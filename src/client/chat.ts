@@ -33,6 +33,13 @@ export type ChatEvent = Message | LocalEvent;
 
 export interface ChatSink {
   event(e: ChatEvent): void;
+  /**
+   * Null while the sink can take more events; otherwise a promise that
+   * resolves once it can. Meanwhile the client reads nothing from the
+   * server, so a slow reader of the output holds the server back instead
+   * of filling this process's memory.
+   */
+  congested?(): Promise<void> | null;
 }
 
 export interface ChatOptions extends AccountOptions {
@@ -64,6 +71,7 @@ export class ChatClient {
   /** This client sent `bye`: the server's `bye` is then the answer, not the server ending the session. */
   #byeSent = false;
   #ended = false;
+  #paused = false;
   #reader: Promise<void> | null = null;
   readonly #transcript: TranscriptFile | null;
   #done: (reason: string) => void = () => {};
@@ -90,6 +98,11 @@ export class ChatClient {
   /** The session is over (left, or ended by the server); no more lines can be sent. */
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /** Reading from the server is paused because the sink is congested. */
+  get paused(): boolean {
+    return this.#paused;
   }
 
   /** Why the --transcript file is incomplete, or null. */
@@ -165,6 +178,16 @@ export class ChatClient {
         const msgs = await session.receive(Number.POSITIVE_INFINITY);
         for (const m of msgs) this.#onMessage(m);
         if (session !== this.#session) return;
+        const drained = this.sink.congested?.();
+        if (drained) {
+          // Output waits for a slow reader: stop reading (the server sees TCP backpressure) until it drains.
+          this.#paused = true;
+          session.stream.pauseReading();
+          await Promise.race([drained, this.finished]);
+          this.#paused = false;
+          if (session !== this.#session) return;
+          session.stream.resumeReading();
+        }
       }
     } catch (e) {
       if (session !== this.#session) return;

@@ -5,6 +5,7 @@
  *   after every ack is in.
  * - `--json` or stdout not a terminal: one JSON object per event on stdout;
  *   diagnostics on stderr.
+ * Output that waits for a slow reader of stdout is bounded (BoundedOutput).
  * The exit status is 0 only if the session ended because this client left,
  * every line read was sent and acknowledged, and the --transcript file got
  * every line; otherwise 1, with one line saying everything that went wrong.
@@ -16,6 +17,7 @@ import { ChatClient, type ChatEvent, parseLine, runCommand } from "./chat.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
 import { parseServerAddress } from "./connection.ts";
 import { accountDir } from "./keystore.ts";
+import { BoundedOutput } from "./output.ts";
 import { promptHidden } from "./prompt.ts";
 import { StdinLines } from "./stdin.ts";
 import { Screen } from "./tui/screen.ts";
@@ -82,21 +84,22 @@ export async function runChat(a: ChatArgs): Promise<void> {
 
   let screen = null as Screen | null;
   const color = !json && colorEnabled(process.stdout.isTTY === true);
+  const out = new BoundedOutput(process.stdout);
   const show = (e: ChatEvent) => {
     if (json) {
       if (e.type === "local" || e.type === "disconnected" || e.type === "reconnecting") process.stderr.write(`securechat: ${plainLine([JSON.stringify(e.type === "local" ? e.text : e)])}\n`);
-      process.stdout.write(`${eventJson(e)}\n`);
+      out.write(`${eventJson(e)}\n`);
       return;
     }
     const line = eventLine(e, user, color);
     if (!line) return;
     if (screen) screen.print(line);
-    else process.stdout.write(`${plainLine(line)}\n`);
+    else out.write(`${plainLine(line)}\n`);
   };
 
   const client = new ChatClient(
     { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, transcriptMax: a.transcriptMax, reconnect: interactive },
-    { event: show },
+    { event: show, congested: () => out.congested() },
   );
   try {
     await client.start();

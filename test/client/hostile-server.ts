@@ -21,8 +21,8 @@ import { type Ed25519KeyPair, ed25519Generate, randomBytes } from "../../src/cry
 import { SecureChannel } from "../../src/protocol/channel.ts";
 import { FrameDecoder } from "../../src/protocol/framing.ts";
 import { ServerHandshake } from "../../src/protocol/handshake.ts";
-import { MAX_FRAME } from "../../src/protocol/limits.ts";
-import { type Message, type MessageType, decodeMessage } from "../../src/protocol/messages.ts";
+import { MAX_FRAME, MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
+import { type Message, type MessageType, decodeMessage, encodeMessage } from "../../src/protocol/messages.ts";
 import { cleartextFrame, sleep } from "../server/helpers.ts";
 
 /** One logged-in connection, from the server's side. */
@@ -129,6 +129,27 @@ export class HostileConn {
   close(): void {
     this.socket.end();
   }
+}
+
+/** Records for `flood`: each as many room messages of MESSAGE_TEXT_MAX bytes as fit in a frame, numbered 1, 2, 3, … */
+export class MessageFlood {
+  /** The last message number made. */
+  seq = 0;
+  readonly #text = "x".repeat(MESSAGE_TEXT_MAX);
+
+  constructor(readonly room = "lobby") {}
+
+  readonly next = (): string[] => {
+    const msgs: string[] = [];
+    let size = 0;
+    for (;;) {
+      const m = encodeMessage({ type: "message", room: this.room, seq: this.seq + 1, ts: Date.now(), from: "mallory", text: this.#text });
+      if (size + m.length + 1 > MAX_FRAME - 1024) return msgs;
+      this.seq++;
+      msgs.push(m);
+      size += m.length + 1;
+    }
+  };
 }
 
 interface ConnState {

@@ -6,6 +6,10 @@
  *   holds lines: `securechat chat` exits 1 and says how many were not sent,
  *   also when stdin is still open; interactive chat (a pty) exits 1 too; a
  *   bye the client asked for is a clean exit 0;
+ * - the server floods while stdout's reader has stopped: the client stops
+ *   reading from the socket once its output backlog passes OUTPUT_MAX, so
+ *   what waits for stdout stays within OUTPUT_MAX plus one record's output,
+ *   and nothing is lost once the reader goes on;
  * - the server sends many large events: the --transcript file gets one
  *   bounded line per message (nothing for lists, notices or errors) and
  *   never grows past --transcript-max; the client says so once and exits 1;
@@ -14,15 +18,17 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { Writable } from "node:stream";
 import { ChatClient } from "../../src/client/chat.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
+import { BoundedOutput, OUTPUT_MAX } from "../../src/client/output.ts";
 import { TRANSCRIPT_LINE_MAX, TranscriptFile } from "../../src/client/transcriptfile.ts";
-import { ERROR_TEXT_MAX, MAX_LIST, MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
+import { ERROR_TEXT_MAX, MAX_FRAME, MAX_LIST, MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { Collector } from "../server/chat-helpers.ts";
 import { freshPath, waitFor } from "../server/helpers.ts";
 import { REPO } from "../hardening/helpers.ts";
-import { type HostileConn, type HostileOptions, HostileServer, polite } from "./hostile-server.ts";
+import { type HostileConn, type HostileOptions, HostileServer, MessageFlood, polite } from "./hostile-server.ts";
 
 const NET = 20_000;
 const servers: HostileServer[] = [];
@@ -192,6 +198,96 @@ describe("interactive chat (a pty)", () => {
     const r = await interactive(s, "/quit\r");
     expect(r.code).toBe(0);
     expect((await s.conn()).received.map((m) => m.type)).toEqual(["join", "bye"]);
+  }, NET);
+});
+
+describe("a flood while stdout's reader has stopped", () => {
+  /**
+   * A server that floods records full of 4 KiB messages after the join, and
+   * a ChatClient whose output goes to a stream whose reader has stopped: its
+   * first write completes only once `release()` is called.
+   */
+  async function flooded() {
+    const made = { flood: new MessageFlood(), stop: false, sending: null as Promise<number> | null };
+    const s = serve({
+      session: (c) =>
+        (c.onMessage = (m) => {
+          polite(c, m);
+          if (m.type === "join") made.sending = c.flood(made.flood.next, () => made.stop);
+        }),
+    });
+    let stopped = true;
+    const held: (() => void)[] = [];
+    const stdout = new Writable({
+      write(_chunk, _enc, done) {
+        if (stopped) held.push(done);
+        else done();
+      },
+    });
+    const release = () => {
+      stopped = false;
+      for (const done of held.splice(0)) done();
+    };
+    const out = new BoundedOutput(stdout);
+    const received: number[] = [];
+    const sink = new Collector();
+    const client = new ChatClient(
+      { addr: parseServerAddress(s.address), user: "alice", trust: { acceptNew: false }, room: "lobby", password: () => Promise.reject(new Error("test: not used")), reconnect: false },
+      {
+        event(e) {
+          sink.event(e);
+          if (e.type === "message") received.push(e.seq);
+          out.write(`${JSON.stringify(e)}\n`);
+        },
+        congested: () => out.congested(),
+      },
+    );
+    await client.start();
+    const c = await s.conn();
+    await waitFor("the client to stop reading and the server to be held back", () => client.paused && c.blocked, 15_000);
+    return { c, client, out, received, sink, made, release };
+  }
+
+  test(`the client stops reading once more than ${OUTPUT_MAX} bytes wait for stdout; none is lost when the reader goes on`, async () => {
+    const f = await flooded();
+    try {
+      // What waits for stdout: at most the bound plus the output of the one record read past it.
+      expect(f.out.queued).toBeGreaterThan(OUTPUT_MAX);
+      expect(f.out.peak).toBeLessThanOrEqual(OUTPUT_MAX + MAX_FRAME);
+      const whileStopped = f.received.length;
+
+      // The reader goes on: everything the server sent arrives, in order, with no gap.
+      f.release();
+      await waitFor("reading again", () => f.received.length > whileStopped, 10_000);
+      f.made.stop = true;
+      await f.made.sending;
+      await f.c.flushed();
+      const seq = f.made.flood.seq;
+      await waitFor("every message the server sent", () => f.received.length === seq, 10_000);
+      expect(f.received).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+      expect(f.out.peak).toBeLessThanOrEqual(OUTPUT_MAX + MAX_FRAME);
+      console.log(`flood: ${seq} messages (${((seq * MESSAGE_TEXT_MAX) / 2 ** 20).toFixed(1)} MiB of text); ${whileStopped} read while stdout was stopped; output backlog peak ${f.out.peak} bytes`);
+    } finally {
+      f.release();
+      f.made.stop = true;
+      await f.client.quit();
+    }
+  }, NET);
+
+  test("the server drops the client as a slow consumer: the client says so once its reader goes on, and fails", async () => {
+    const f = await flooded();
+    try {
+      f.made.stop = true;
+      f.c.socket.terminate();
+      f.release();
+      await f.client.finished;
+      expect(f.client.failure).toMatch(/^connection lost: /);
+      expect(f.sink.of("disconnected")).toHaveLength(1);
+      expect(f.out.peak).toBeLessThanOrEqual(OUTPUT_MAX + MAX_FRAME);
+    } finally {
+      f.release();
+      await f.client.quit();
+    }
   }, NET);
 });
 
