@@ -33,11 +33,10 @@ const { HostileServer, MessageFlood, polite } = await import("../test/client/hos
 const flood = new MessageFlood();
 let stop = false;
 const server = HostileServer.start({
-  session: (c) =>
-    (c.onMessage = (m) => {
-      polite(c, m);
-      if (m.type === "join") void c.flood(flood.next, () => stop);
-    }),
+  message: (c, m) => {
+    polite(c, m);
+    if (m.type === "join") void c.flood(flood.next, () => stop);
+  },
 });
 server.install("alice");
 

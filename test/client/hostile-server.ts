@@ -33,6 +33,8 @@ export class HostileConn {
   onMessage: (m: Message) => void = () => {};
   /** Bytes written to the socket (taken by the kernel). */
   written = 0;
+  /** Says and dms `polite` has acknowledged (the seq of its last ack). */
+  acked = 0;
   closedAt: number | null = null;
   #queue: Uint8Array[] = [];
   #drained: (() => void) | null = null;
@@ -161,14 +163,14 @@ interface ConnState {
 }
 
 /** The polite part of a server: join → room (the user alone) and history_end; say/dm → ack; bye → bye and close. */
-export function polite(c: HostileConn, m: Message, seq = { n: 0 }): void {
+export function polite(c: HostileConn, m: Message): void {
   switch (m.type) {
     case "join":
       c.send({ type: "room", room: m.room, users: [c.user], seq: 0 }, { type: "history_end", room: m.room, count: 0 });
       break;
     case "say":
     case "dm":
-      c.send({ type: "ack", id: m.id, seq: ++seq.n, ts: Date.now() });
+      c.send({ type: "ack", id: m.id, seq: ++c.acked, ts: Date.now() });
       break;
     case "bye":
       c.send({ type: "bye", reason: "goodbye" });
@@ -181,8 +183,8 @@ export function polite(c: HostileConn, m: Message, seq = { n: 0 }): void {
 }
 
 export interface HostileOptions {
-  /** What to do with the n-th connection (1-based) once logged in; by default polite answers. */
-  session?: (c: HostileConn, n: number) => void;
+  /** What to do with each message of the n-th connection (1-based, counting logins); by default `polite`. */
+  message?: (c: HostileConn, m: Message, n: number) => void;
   /** Refuse the n-th connection before the handshake with this cleartext error code (e.g. server_busy). */
   refuse?: (n: number) => string | null;
 }
@@ -267,8 +269,10 @@ export class HostileServer {
         st.conn = new HostileConn(socket, st.channel, login.user);
         this.conns.push(st.conn);
         st.conn.send({ type: "welcome", user: login.user, session_id: st.sessionId! });
-        const session = this.opts.session ?? ((c) => (c.onMessage = (m) => polite(c, m)));
-        session(st.conn, this.conns.length);
+        const conn = st.conn;
+        const n = this.conns.length;
+        const message = this.opts.message ?? polite;
+        conn.onMessage = (m) => message(conn, m, n);
         continue;
       }
       for (const m of msgs) {

@@ -78,9 +78,15 @@ const events = (stdout: string): Record<string, unknown>[] =>
 
 const lines = (n: number, from = 1): string => Array.from({ length: n }, (_, i) => `line ${from + i}\n`).join("");
 
+/** An unsolicited bye. */
+const kick = (c: HostileConn): void => {
+  c.send({ type: "bye", reason: "kicked" });
+  c.close();
+};
+
 /** The ways a server ends a session on its own. */
 const ENDINGS: [string, (c: HostileConn) => void, RegExp][] = [
-  ["bye", (c) => (c.send({ type: "bye", reason: "kicked" }), c.close()), /the server ended the session: kicked/],
+  ["bye", kick, /the server ended the session: kicked/],
   ["error", (c) => (c.send({ type: "error", code: "server_shutdown", message: "the server is shutting down" }), c.close()), /the server closed the session: the server is shutting down/],
   ["close", (c) => c.close(), /connection lost: /],
 ];
@@ -91,11 +97,10 @@ describe("the server ends the session while piped stdin still has lines", () => 
       test(`${name}, stdin ${open ? "still open" : "at its end"}: exit 1, and the lines never sent are counted`, async () => {
         // Never acks: the client sends its window of 32, waits with line 33, and the server ends the session.
         const s = serve({
-          session: (c) =>
-            (c.onMessage = (m) => {
-              if (m.type === "join") polite(c, m);
-              if (m.type === "say" && c.of("say").length === 32) end(c);
-            }),
+          message: (c, m) => {
+            if (m.type === "join") polite(c, m);
+            if (m.type === "say" && c.of("say").length === 32) end(c);
+          },
         });
         const r = await chat(s, lines(40), [], open);
         expect(r.code).toBe(1);
@@ -115,14 +120,10 @@ describe("the server ends the session while piped stdin still has lines", () => 
 
   test("every line sent was acknowledged, then an unsolicited bye while stdin is still open: exit 1, input not sent", async () => {
     const s = serve({
-      session: (c) =>
-        (c.onMessage = (m) => {
-          polite(c, m);
-          if (m.type === "say") {
-            c.send({ type: "bye", reason: "kicked" });
-            c.close();
-          }
-        }),
+      message: (c, m) => {
+        polite(c, m);
+        if (m.type === "say") kick(c);
+      },
     });
     const r = await chat(s, "line 1\n", [], true);
     expect(r.code).toBe(1);
@@ -132,14 +133,12 @@ describe("the server ends the session while piped stdin still has lines", () => 
 
   test("the session ends before stdin has anything: an open stdin is still reported", async () => {
     const s = serve({
-      session: (c) =>
-        (c.onMessage = (m) => {
-          if (m.type === "join") {
-            polite(c, m);
-            c.send({ type: "bye", reason: "kicked" });
-            c.close();
-          }
-        }),
+      message: (c, m) => {
+        if (m.type === "join") {
+          polite(c, m);
+          kick(c);
+        }
+      },
     });
     const r = await chat(s, "", [], true);
     expect(r.code).toBe(1);
@@ -181,11 +180,10 @@ describe("interactive chat (a pty)", () => {
   for (const [name, end, said] of ENDINGS.filter(([n]) => n !== "close")) {
     test(`the server's ${name} ends the session: exit 1, and why`, async () => {
       const s = serve({
-        session: (c) =>
-          (c.onMessage = (m) => {
-            polite(c, m);
-            if (m.type === "join") setTimeout(() => end(c), 300);
-          }),
+        message: (c, m) => {
+          polite(c, m);
+          if (m.type === "join") setTimeout(() => end(c), 300);
+        },
       });
       const r = await interactive(s, null);
       expect(r.code).toBe(1);
@@ -210,11 +208,10 @@ describe("a flood while stdout's reader has stopped", () => {
   async function flooded() {
     const made = { flood: new MessageFlood(), stop: false, sending: null as Promise<number> | null };
     const s = serve({
-      session: (c) =>
-        (c.onMessage = (m) => {
-          polite(c, m);
-          if (m.type === "join") made.sending = c.flood(made.flood.next, () => made.stop);
-        }),
+      message: (c, m) => {
+        polite(c, m);
+        if (m.type === "join") made.sending = c.flood(made.flood.next, () => made.stop);
+      },
     });
     let stopped = true;
     const held: (() => void)[] = [];
@@ -310,13 +307,12 @@ describe("--transcript against a server that sends a lot", () => {
     const MAX = 200_000;
     const FLOOD = 200;
     const s = serve({
-      session: (c) =>
-        (c.onMessage = (m) => {
-          if (m.type === "join") {
-            for (const e of inflated) c.send(e);
-            for (let i = 1; i <= FLOOD; i++) c.send(worst(i));
-          } else polite(c, m);
-        }),
+      message: (c, m) => {
+        if (m.type === "join") {
+          for (const e of inflated) c.send(e);
+          for (let i = 1; i <= FLOOD; i++) c.send(worst(i));
+        } else polite(c, m);
+      },
     });
     const r = await chat(s, "hello\n", ["--transcript", file, "--transcript-max", String(MAX)]);
     const size = statSync(file).size;
@@ -342,13 +338,12 @@ describe("--transcript against a server that sends a lot", () => {
   test("without a flood the same session writes every line and exits 0", async () => {
     const file = freshPath("bob.transcript");
     const s = serve({
-      session: (c) =>
-        (c.onMessage = (m) => {
-          if (m.type === "join") {
-            for (const e of inflated) c.send(e);
-            c.send(worst(1));
-          } else polite(c, m);
-        }),
+      message: (c, m) => {
+        if (m.type === "join") {
+          for (const e of inflated) c.send(e);
+          c.send(worst(1));
+        } else polite(c, m);
+      },
     });
     const r = await chat(s, "hello\n", ["--transcript", file]);
     expect(r.stderr).toBe("");
@@ -383,11 +378,10 @@ describe("reconnecting", () => {
   test("a refusal that is not about authentication is reported, and the client goes on trying", async () => {
     const s = serve({
       refuse: (n) => (n === 2 ? "server_busy" : null),
-      session: (c, n) =>
-        (c.onMessage = (m) => {
-          polite(c, m);
-          if (m.type === "join" && n === 1) c.close();
-        }),
+      message: (c, m, n) => {
+        polite(c, m);
+        if (m.type === "join" && n === 1) c.close();
+      },
     });
     const sink = new Collector();
     const client = new ChatClient(
