@@ -9,7 +9,6 @@
  * every pending ack (bounded), and the exit status says whether any line
  * went unacknowledged.
  */
-import { appendFileSync } from "node:fs";
 import { CliError, EXIT } from "../commands/exit.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
@@ -17,6 +16,7 @@ import { MESSAGE_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits
 import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, clientError, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
+import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
 export const WINDOW = 32;
@@ -34,6 +34,13 @@ export type ChatEvent = Message | LocalEvent;
 
 export interface ChatSink {
   event(e: ChatEvent): void;
+  /**
+   * Null while the sink can take more events; otherwise a promise that
+   * resolves once it can. Meanwhile the client reads nothing from the
+   * server, so a slow reader of the output holds the server back instead
+   * of filling this process's memory.
+   */
+  congested?(): Promise<void> | null;
 }
 
 export interface ChatOptions extends AccountOptions {
@@ -42,6 +49,8 @@ export interface ChatOptions extends AccountOptions {
   password: () => Promise<string>;
   /** Appends the user's own view as JSON lines (chat --transcript). */
   transcriptFile?: string;
+  /** The most bytes the transcript file may hold (chat --transcript-max); DEFAULT_TRANSCRIPT_MAX by default. */
+  transcriptMax?: number;
   /** Reconnect with backoff when the connection drops (interactive use). */
   reconnect: boolean;
 }
@@ -60,7 +69,12 @@ export class ChatClient {
   #windowWaiters: (() => void)[] = [];
   #drainWaiters: (() => void)[] = [];
   #closing = false;
+  /** This client sent `bye`: the server's `bye` is then the answer, not the server ending the session. */
+  #byeSent = false;
+  #ended = false;
+  #paused = false;
   #reader: Promise<void> | null = null;
+  readonly #transcript: TranscriptFile | null;
   #done: (reason: string) => void = () => {};
   #joined: (() => void) | null = null;
   /** Why the session ended, if it was not this client's own quit. */
@@ -73,10 +87,28 @@ export class ChatClient {
   ) {
     this.#room = opts.room;
     this.finished = new Promise((resolve) => (this.#done = resolve));
+    this.#transcript = opts.transcriptFile
+      ? new TranscriptFile(opts.transcriptFile, opts.transcriptMax ?? DEFAULT_TRANSCRIPT_MAX, (text) => this.emit({ type: "local", text }))
+      : null;
   }
 
   get room(): string {
     return this.#room;
+  }
+
+  /** The session is over (left, or ended by the server); no more lines can be sent. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Reading from the server is paused because the sink is congested. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Why the --transcript file is incomplete, or null. */
+  get transcriptProblem(): string | null {
+    return this.#transcript?.problem ?? null;
   }
 
   /** Messages that were never acknowledged (nacked, or lost with a dropped connection). */
@@ -112,16 +144,15 @@ export class ChatClient {
     this.sink.event(e);
   }
 
+  /** Only what the user sent and received goes to the transcript: no list, notice or error a server could inflate. */
   #record(e: ChatEvent): void {
-    if (!this.opts.transcriptFile) return;
-    let line: object | null = null;
-    if (e.type === "sent") line = { kind: "sent", at: Date.now(), ...e, type: undefined };
-    else if (e.type === "message" || e.type === "direct") line = { kind: "recv", ...e, type: e.type };
-    if (line) appendFileSync(this.opts.transcriptFile, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+    if (!this.#transcript) return;
+    if (e.type === "sent") this.#transcript.append({ kind: "sent", at: Date.now(), ...e, type: undefined });
+    else if (e.type === "message" || e.type === "direct") this.#transcript.append({ kind: "recv", ...e, type: e.type });
   }
 
   #recordAck(p: Pending, ack: Message<"ack">): void {
-    if (!this.opts.transcriptFile) return;
+    if (!this.#transcript) return;
     const r = p.req;
     const where = r.type === "say" ? { room: r.room } : { to: r.to };
     const line = {
@@ -134,7 +165,7 @@ export class ChatClient {
       ...(r.action ? { action: true } : {}),
       ...(ack.tseq !== undefined ? { tseq: ack.tseq, head: ack.head } : {}),
     };
-    appendFileSync(this.opts.transcriptFile, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+    this.#transcript.append(line);
   }
 
   #send(m: Message): void {
@@ -148,6 +179,16 @@ export class ChatClient {
         const msgs = await session.receive(Number.POSITIVE_INFINITY);
         for (const m of msgs) this.#onMessage(m);
         if (session !== this.#session) return;
+        const drained = this.sink.congested?.();
+        if (drained) {
+          // Output waits for a slow reader: stop reading (the server sees TCP backpressure) until it drains.
+          this.#paused = true;
+          session.stream.pauseReading();
+          await Promise.race([drained, this.finished]);
+          this.#paused = false;
+          if (session !== this.#session) return;
+          session.stream.resumeReading();
+        }
       }
     } catch (e) {
       if (session !== this.#session) return;
@@ -181,6 +222,8 @@ export class ChatClient {
         break;
       case "bye":
         this.emit(m);
+        // The answer to this client's own bye is the normal end; any other bye is the server ending the session.
+        if (!this.#byeSent) this.failure = `the server ended the session${m.reason ? `: ${m.reason}` : ""}`;
         this.#finish("server said bye");
         return;
     }
@@ -220,17 +263,21 @@ export class ChatClient {
         await this.#connect();
         return;
       } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
         if (e instanceof CliError && (e.exitCode === EXIT.AUTH || e.exitCode === EXIT.HOST_KEY)) {
-          this.emit({ type: "local", text: e.message });
-          this.failure = e.message;
-          return this.#finish(e.message);
+          this.emit({ type: "local", text: message });
+          this.failure = message;
+          return this.#finish(message);
         }
+        // Anything else (the server is down, busy, or broke the protocol): say so, and try again.
+        this.emit({ type: "local", text: `reconnecting failed (attempt ${attempt}): ${message}` });
       }
     }
   }
 
   #finish(reason: string): void {
     this.#closing = true;
+    this.#ended = true;
     this.#session?.close();
     this.#session = null;
     // No ack can come any more: what is pending is lost, and whoever waits for it is told now.
@@ -311,6 +358,7 @@ export class ChatClient {
     this.#closing = true;
     if (session) {
       try {
+        this.#byeSent = true;
         session.send({ type: "bye", reason: "leaving" });
         await within(this.finished, 3000);
       } catch {

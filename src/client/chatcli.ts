@@ -5,6 +5,10 @@
  *   after every ack is in.
  * - `--json` or stdout not a terminal: one JSON object per event on stdout;
  *   diagnostics on stderr.
+ * Output that waits for a slow reader of stdout is bounded (BoundedOutput).
+ * The exit status is 0 only if the session ended because this client left,
+ * every line read was sent and acknowledged, and the --transcript file got
+ * every line; otherwise 1, with one line saying everything that went wrong.
  */
 import { readdirSync } from "node:fs";
 import { CliError, EXIT } from "../commands/exit.ts";
@@ -13,6 +17,7 @@ import { ChatClient, type ChatEvent, parseLine, runCommand } from "./chat.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
 import { parseServerAddress } from "./connection.ts";
 import { accountDir } from "./keystore.ts";
+import { BoundedOutput } from "./output.ts";
 import { promptHidden } from "./prompt.ts";
 import { StdinLines } from "./stdin.ts";
 import { Screen } from "./tui/screen.ts";
@@ -24,6 +29,7 @@ export interface ChatArgs {
   room: string;
   json: boolean;
   transcript?: string;
+  transcriptMax?: number;
   passwordStdin: boolean;
   acceptNewHost: boolean;
 }
@@ -42,6 +48,19 @@ function pickUser(serverId: string, given?: string): string {
     "pass --user NAME",
   ]);
 }
+
+/** After the session ended early, how much of stdin is looked at to say what was not sent (characters), and for how long. */
+const UNREAD_MAX = 1024 * 1024;
+const UNREAD_WAIT_MS = 500;
+
+/** What to say about input that was never sent, or null if there was none. */
+async function unsentInput(stdin: StdinLines): Promise<string | null> {
+  const { lines, eof } = await stdin.unread(UNREAD_MAX, UNREAD_WAIT_MS);
+  if (eof) return lines === 0 ? null : `input not sent: ${lines} line(s)`;
+  return lines === 0 ? "input not sent: stdin was still open" : `input not sent: ${lines} line(s) so far, and stdin was still open`;
+}
+
+const ENDED = Symbol("ended");
 
 export async function runChat(a: ChatArgs): Promise<void> {
   const addr = parseServerAddress(a.server);
@@ -65,24 +84,32 @@ export async function runChat(a: ChatArgs): Promise<void> {
 
   let screen = null as Screen | null;
   const color = !json && colorEnabled(process.stdout.isTTY === true);
+  const out = new BoundedOutput(process.stdout);
   const show = (e: ChatEvent) => {
     if (json) {
       if (e.type === "local" || e.type === "disconnected" || e.type === "reconnecting") process.stderr.write(`securechat: ${plainLine([JSON.stringify(e.type === "local" ? e.text : e)])}\n`);
-      process.stdout.write(`${eventJson(e)}\n`);
+      out.write(`${eventJson(e)}\n`);
       return;
     }
     const line = eventLine(e, user, color);
     if (!line) return;
     if (screen) screen.print(line);
-    else process.stdout.write(`${plainLine(line, process.stdout.columns)}\n`);
+    else out.write(`${plainLine(line, process.stdout.columns)}\n`);
   };
 
   const client = new ChatClient(
-    { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, reconnect: interactive },
-    { event: show },
+    { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, transcriptMax: a.transcriptMax, reconnect: interactive },
+    { event: show, congested: () => out.congested() },
   );
-  await client.start();
+  try {
+    await client.start();
+  } catch (e) {
+    if (!stdin || !(e instanceof CliError)) throw e;
+    const unsent = await unsentInput(stdin);
+    throw unsent ? new CliError(e.exitCode, `${e.message}; ${unsent}`, e.hints, { cause: e }) : e;
+  }
 
+  let unsent: string | null = null;
   if (interactive) {
     await new Promise<void>((resolve) => {
       let quitting = false;
@@ -115,9 +142,15 @@ export async function runChat(a: ChatArgs): Promise<void> {
     });
     screen?.stop();
   } else {
-    const ended = client.finished.then(() => null);
+    const ended = client.finished.then((): typeof ENDED => ENDED);
     for (;;) {
+      if (client.ended) {
+        // The server ended the session: whatever stdin still holds was never sent.
+        unsent = await unsentInput(stdin!);
+        break;
+      }
       const line = await Promise.race([stdin!.next(), ended]);
+      if (line === ENDED) continue;
       if (line === null) break;
       const cmd = parseLine(line);
       if (!cmd) continue;
@@ -126,8 +159,13 @@ export async function runChat(a: ChatArgs): Promise<void> {
     stdin!.close();
     await client.quit();
   }
-  if (client.failure && !interactive) throw new CliError(EXIT.FAILURE, client.failure);
-  if (client.unacknowledged > 0) {
-    throw new CliError(EXIT.FAILURE, `${client.unacknowledged} message(s) were not acknowledged by the server`, ["see the events above (nack, disconnected)"]);
+  const problems = [
+    client.failure,
+    unsent,
+    client.unacknowledged > 0 ? `${client.unacknowledged} message(s) were not acknowledged by the server` : null,
+    client.transcriptProblem,
+  ].filter((p) => p !== null);
+  if (problems.length > 0) {
+    throw new CliError(EXIT.FAILURE, problems.join("; "), client.unacknowledged > 0 ? ["see the events above (nack, disconnected)"] : []);
   }
 }

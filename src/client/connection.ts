@@ -121,6 +121,15 @@ export class FrameStream {
     });
   }
 
+  /** Stops reading from the socket: the server's further frames wait in the kernel, then in the server. */
+  pauseReading(): void {
+    this.framed.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.framed.socket.resume();
+  }
+
   send(frame: Uint8Array): void {
     if (!this.framed.send(frame)) throw this.#ended ?? new SecureChatError("connection_closed", "connection: closed");
   }

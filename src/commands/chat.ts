@@ -1,4 +1,7 @@
+import { DEFAULT_TRANSCRIPT_MAX, TRANSCRIPT_LINE_MAX } from "../client/transcriptfile.ts";
 import { args, command } from "./define.ts";
+import { CliError, EXIT } from "./exit.ts";
+import { parseInteger } from "./values.ts";
 
 export default command({
   meta: { name: "chat", description: "Chat in rooms and direct messages (interactive, or scripted from a pipe)" },
@@ -8,6 +11,11 @@ export default command({
     room: { type: "string", description: "Room to join first", valueHint: "NAME", default: "general" },
     json: { type: "boolean", description: "One JSON object per event on stdout (default when stdout is not a terminal)" },
     transcript: { type: "string", description: "Append your own view (sent, received, acks) as JSON lines to FILE", valueHint: "FILE" },
+    "transcript-max": {
+      type: "string",
+      description: `Never let the --transcript file grow past BYTES: stop writing it, say so, exit 1 at the end (default ${DEFAULT_TRANSCRIPT_MAX}, 1 GiB)`,
+      valueHint: "BYTES",
+    },
     ...args.passwordStdin,
     ...args.acceptNewHost,
     ...args.debug,
@@ -18,6 +26,9 @@ export default command({
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
   ],
   async run({ args: a }) {
+    const max = a["transcript-max"];
+    if (max !== undefined && a.transcript === undefined) throw new CliError(EXIT.USAGE, "--transcript-max needs --transcript FILE");
+    const transcriptMax = max === undefined ? undefined : parseInteger("--transcript-max", max, TRANSCRIPT_LINE_MAX, Number.MAX_SAFE_INTEGER);
     const { runChat } = await import("../client/chatcli.ts");
     return runChat({
       user: a.user,
@@ -25,6 +36,7 @@ export default command({
       room: a.room,
       json: Boolean(a.json),
       transcript: a.transcript,
+      transcriptMax,
       passwordStdin: Boolean(a["password-stdin"]),
       acceptNewHost: Boolean(a["accept-new-host"]),
     });

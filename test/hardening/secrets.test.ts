@@ -486,6 +486,7 @@ const VALUE_FLAGS: Record<string, string> = {
   room: "a room name",
   user: "a user name",
   transcript: "a file name (the client's own view of the chat)",
+  "transcript-max": "a number",
   "ticket-ttl": "a duration",
   "handshake-timeout": "a duration",
   "max-startups": "numbers",
