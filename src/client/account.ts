@@ -32,7 +32,10 @@ export function refusal(m: Message<"error">): CliError {
       return new CliError(EXIT.FAILURE, m.message, ["choose another user name"]);
     case "rate_limited":
     case "server_busy":
+    case "not_recorded":
       return new CliError(EXIT.FAILURE, `server refused: ${m.message}`, ["wait a little and try again"]);
+    case "too_many_connections":
+      return new CliError(EXIT.FAILURE, `server refused: ${m.message}`, ["close another securechat session, or wait for one to end"]);
     default:
       return new CliError(EXIT.FAILURE, `server refused: ${m.message} (${m.code})`);
   }

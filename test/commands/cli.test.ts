@@ -243,6 +243,16 @@ describe("error lines", () => {
     // (A cleartext error before server_hello is not the server's word: test/client/unauthenticated.test.ts.)
   });
 
+  test("the server's limits reach the user as refusals to wait for or act on, exit 1", () => {
+    const tooMany = refusal({ type: "error", code: "too_many_connections", message: "alice has 16 connections open already; close one first" });
+    expect(tooMany.exitCode).toBe(EXIT.FAILURE);
+    expect(tooMany.message).toBe("server refused: alice has 16 connections open already; close one first");
+    expect(tooMany.hints).toEqual(["close another securechat session, or wait for one to end"]);
+    const notRecording = refusal({ type: "error", code: "not_recorded", message: "the server cannot record sessions right now" });
+    expect(notRecording.exitCode).toBe(EXIT.FAILURE);
+    expect(notRecording.hints).toEqual(["wait a little and try again"]);
+  });
+
   test("through main: hostile text in an error prints as escapes, on one line", async () => {
     const r = await run(EVIL);
     expect(r.code).toBe(EXIT.USAGE);
