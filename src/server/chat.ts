@@ -99,6 +99,8 @@ interface MemberState {
   readonly rooms: Set<Room>;
   readonly held: Held[];
   timer: ReturnType<typeof setTimeout> | null;
+  /** Requests refused since the queue was last empty. */
+  refused: number;
 }
 
 type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "ping">;
@@ -147,7 +149,7 @@ export class Chat {
   }
 
   connect(m: Member): void {
-    this.#state.set(m, { rooms: new Set(), held: [], timer: null });
+    this.#state.set(m, { rooms: new Set(), held: [], timer: null, refused: 0 });
     let set = this.#online.get(m.user);
     if (!set) this.#online.set(m.user, (set = new Set()));
     set.add(m);
@@ -224,8 +226,17 @@ export class Chat {
     return b;
   }
 
+  /**
+   * Queues a request behind the held ones. Past `maxHeld` it is refused; a
+   * connection that goes on sending while it is refused (another `maxHeld`
+   * requests before its queue empties) is flooding on purpose — no client
+   * that waits for its answers gets there — and is closed (`flood`).
+   */
   #hold(m: Member, st: MemberState, req: Request): void {
     if (st.held.length >= this.opts.maxHeld) {
+      if (++st.refused > this.opts.maxHeld) {
+        throw new SecureChatError("flood", `flood: ${st.refused} requests refused while ${st.held.length} were waiting; disconnected`);
+      }
       if (req.type === "say" || req.type === "dm") {
         post(m, { type: "nack", id: req.id, code: "flood", message: "dropped: too many messages waiting; wait for acks before sending more" });
       } else {
@@ -258,6 +269,7 @@ export class Chat {
         if (!this.#state.has(m)) return;
       } else this.#dispatch(m, st, req);
     }
+    if (st.held.length === 0) st.refused = 0;
     this.#schedule(m, st);
   }
 

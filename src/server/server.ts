@@ -95,7 +95,7 @@ type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
  * not sent.
  */
 const WIRE_CODE =
-  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded)$/;
+  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood)$/;
 
 function wireError(e: unknown): { code: string; message: string } {
   if (isSecureChatError(e) && WIRE_CODE.test(e.code)) return { code: e.code, message: fitText(e.message, ERROR_TEXT_MAX) };

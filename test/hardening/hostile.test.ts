@@ -245,7 +245,9 @@ test("a client that floods 10,000 says and reads nothing is held and bounded; an
   expect(Math.max(...latencies)).toBeLessThan(1000);
   // Flood control: no more than burst + held were accepted before nacks began.
   expect(counts.ack ?? 0).toBeLessThanOrEqual(30 + 64 + 60);
-  expect((counts["nack:flood"] ?? 0) > 0 || slow > 0).toBe(true);
+  // Held, then refused, then — still sending while refused — disconnected (or dropped as a slow consumer).
+  expect((counts["error:flood"] ?? 0) > 0 || slow > 0).toBe(true);
+  expect(flooder.closedAt).not.toBeNull();
   expect(peak - baseline).toBeLessThan(100 * MiB);
   // The server is still serving.
   expect(await sayAcked(carol, 99, "after the flood")).toBeLessThan(1000);
@@ -306,8 +308,11 @@ test("one record of 2,200 joins (or 1,400 history requests) of a room with 50 ×
   // attacker costs the server at most a few send buffers.
   expect(peak - before).toBeLessThan(64 * MiB);
   // At most the request burst, the held requests and what the bucket refilled
-  // in the test's few seconds were answered with a room's state.
+  // in the test's few seconds were answered with a room's state; a client
+  // that goes on sending while refused closes its own connection.
   expect(counts.room ?? 0).toBeLessThan(40 + 64 + 60);
+  expect(attacker.closedAt).not.toBeNull();
+  expect(srv.lines.some((l) => l.includes('"user":"amplifier"') && (l.includes('"code":"flood"') || l.includes('"slow_consumer"')))).toBe(true);
   expect(await sayAcked(carol, 99, "after")).toBeGreaterThan(0);
 }, 60_000);
 

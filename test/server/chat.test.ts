@@ -534,6 +534,31 @@ describe("flood control", () => {
     expect(lines(bob)).toEqual(["m1", "m2", "m3", "m4", "m5"].map((t) => `lobby alice: ${t}`));
   });
 
+  test("a connection that goes on sending while refused (maxHeld more refusals before its queue empties) is closed: flood", () => {
+    jest.useFakeTimers();
+    const { chat, connect, join, say, clock } = setup({ flood: { rate: 10, burst: 1 }, maxHeld: 4 });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    alice.take();
+    for (let i = 0; i < 1 + 4 + 4; i++) say(alice, "lobby", `m${i}`); // one acked, four held, four refused
+    expect(alice.of("nack").length).toBe(4);
+    let thrown: unknown;
+    try {
+      say(alice, "lobby", "one more");
+    } catch (e) {
+      thrown = e;
+    }
+    expect(isSecureChatError(thrown, "flood")).toBe(true);
+    // A client that waits for its answers starts over once its queue has emptied.
+    const bob = connect("bob");
+    join(bob, "lobby");
+    for (let i = 0; i < 1 + 4 + 4; i++) say(bob, "lobby", `b${i}`);
+    clock.advance(1000);
+    expect(() => say(bob, "lobby", "after the queue emptied")).not.toThrow();
+    chat.disconnect(alice);
+    chat.disconnect(bob);
+  });
+
   test("a user's terminals share one bucket", () => {
     jest.useFakeTimers();
     const { connect, join, say, clock } = setup({ flood: { rate: 10, burst: 2 } });
