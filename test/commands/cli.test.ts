@@ -7,7 +7,9 @@
 import { describe, expect, test } from "bun:test";
 import { refusal } from "../../src/client/account.ts";
 import { saveTicket, ticketPath } from "../../src/client/tickets.ts";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { errorText } from "../../src/cli.ts";
 import { VERSION } from "../../src/version.ts";
 import { type CliRun as Run, runCli } from "../cli.ts";
@@ -149,6 +151,23 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
   test("a bad value (user name, server address)", async () => {
     expectUsageError(await run("logout", "Alice"), '"Alice" is not a valid user name');
     expectUsageError(await run("logout", "alice", "--server", "host:0"), '"host:0" is not a server address');
+  });
+
+  test("serve with a bad flag leaves the data directory untouched: no host key, no transcript", async () => {
+    const data = join(mkdtempSync(join(tmpdir(), "cli-serve-")), "data");
+    for (const bad of [
+      ["--ticket-ttl", "bogus"],
+      ["--session-max", "0"],
+      ["--login-rate", "-1"],
+      ["--max-connections-per-address", "many"],
+      ["--checkpoint-every", "0"],
+      ["--auditor-key", "not a key"],
+    ]) {
+      const r = await run("serve", "--data", data, "--port", "0", ...bad);
+      expect(r.code, bad.join(" ")).toBe(EXIT.USAGE);
+      expect(r.stderr, bad.join(" ")).toContain(bad[0]!);
+      expect(existsSync(data), bad.join(" ")).toBe(false);
+    }
   });
 
   test("--debug adds the stack trace", async () => {
