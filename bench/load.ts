@@ -114,7 +114,7 @@ export const IMPLS: Impl[] = [
   {
     name: "sc+transcript",
     describe:
-      "sc+transcript: securechat writing its transcript as `serve` does (--fsync batch: group commit, acks wait for the fsync; checkpoints every 1000 entries), so its rows show what the transcript costs",
+      "sc+transcript: securechat writing its transcript as `serve` does (--fsync batch: group commit, acks wait for the fsync and for a checkpoint signed before it; checkpoints also every 1000 entries), so its rows show what the transcript costs",
     unavailable: () => null,
     server: (c) => ["server.ts", "--data", join(c.tmp, "data"), "--users", String(c.users), "--creds", c.credsPath, "--transcript", "batch"],
     generator: (c) => ["client.ts", "--mode", "secure", "--creds", c.credsPath],

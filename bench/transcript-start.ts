@@ -38,18 +38,27 @@ function writerOptions(dir: string, data: string): WriterOptions {
   return { ...DEFAULT_WRITER, dir, hostKey: loadOrCreateHostKey(data).key, fsync: "off", checkpointEvery: EVERY, checkpointIntervalMs: 1e9, version: "bench", log: silentLogger };
 }
 
-/** A data dir whose transcript ends cleanly, or crashed with EVERY - 1 entries after its last checkpoint. */
+/**
+ * A data dir whose transcript ends cleanly, or crashed with EVERY - 1
+ * entries after its last checkpoint. Messages are signed before they are
+ * acknowledged (docs/TRANSCRIPT.md §6), so a crashed run's unsigned tail
+ * is made of entries no ack waits on: joins.
+ */
 async function make(ending: "clean" | "crash"): Promise<string> {
   const data = mkdtempSync(join(tmpdir(), `securechat-bench-start-${ending}-`));
   const w = TranscriptWriter.open(writerOptions(join(data, "transcript"), data));
-  // server_start and k messages are k + 1 entries, one checkpoint per EVERY of them
-  const k = ending === "crash" ? Math.max(EVERY - 2, Math.floor(N / EVERY) * EVERY - 2) : N;
+  const k = ending === "crash" ? Math.max(0, Math.floor(N / EVERY) * EVERY - EVERY) : N;
   let last: Promise<void> = Promise.resolve();
   for (let i = 1; i <= k; i++) {
     last = w.append("message", { room: "general", room_seq: i, from: `user${i % 97}`, text: `message number ${i}: the quick brown fox jumps over the lazy dog` }).durable;
     if (i % 10_000 === 0) await last; // let the writer flush now and then
   }
   await last;
+  if (ending === "crash") {
+    // the last message's checkpoint is the last one: EVERY - 1 joins follow it
+    for (let i = 1; i < EVERY; i++) last = w.append("join", { room: `room${i}`, user: `user${i % 97}` }).durable;
+    await last;
+  }
   if (ending === "clean") w.close("bench");
   return data; // "crash": abandoned, as kill -9 leaves it
 }

@@ -11,6 +11,9 @@
  *   bun run bench/transcript.ts                 1,000,000 entries
  *   bun run bench/transcript.ts --entries 200000
  *   bun run bench/transcript.ts --json
+ *   bun run bench/transcript.ts --checkpoint-every 1    a checkpoint after every entry:
+ *                                                      a quiet chat, each message signed
+ *                                                      before its ack (TRANSCRIPT.md §6)
  *
  * Never fails on speed; exits non-zero only if the transcript does not verify.
  */
@@ -27,13 +30,23 @@ import { table } from "./lib/table.ts";
 
 const argv = Bun.argv.slice(2);
 const json = argv.includes("--json");
-const ei = argv.indexOf("--entries");
-const N = ei >= 0 ? Number(argv[ei + 1]) : 1_000_000;
-if (!Number.isSafeInteger(N) || N < 10 || argv.some((a, i) => a !== "--json" && a !== "--entries" && argv[i - 1] !== "--entries")) {
-  console.error("usage: bun run bench/transcript.ts [--entries N] [--json]");
+const VALUED = ["--entries", "--checkpoint-every"];
+const valueOf = (flag: string, dflt: number): number => {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? Number(argv[i + 1]) : dflt;
+};
+const N = valueOf("--entries", 1_000_000);
+const CHECKPOINT_EVERY = valueOf("--checkpoint-every", 1000);
+if (
+  !Number.isSafeInteger(N) ||
+  N < 10 ||
+  !Number.isSafeInteger(CHECKPOINT_EVERY) ||
+  CHECKPOINT_EVERY < 1 ||
+  argv.some((a, i) => a !== "--json" && !VALUED.includes(a) && !VALUED.includes(argv[i - 1] ?? ""))
+) {
+  console.error("usage: bun run bench/transcript.ts [--entries N] [--checkpoint-every K] [--json]");
   process.exit(2);
 }
-const CHECKPOINT_EVERY = 1000;
 const ROTATE_BYTES = 64 * 1024 * 1024;
 
 const mib = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;

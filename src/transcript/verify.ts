@@ -21,6 +21,7 @@ import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint } from "./format.ts";
 import { Unsealer } from "./keys.ts";
+import { type UnsignedRange, UnsignedTails } from "./unsigned.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatchesSync, readFileLines, readLinesBackward, readTranscriptBatches } from "./read.ts";
 
 /** Lines read past a sequence break to tell a deletion from a reordering or an insertion. */
@@ -127,6 +128,11 @@ export class ChainVerifier {
   sinceCheckpoint = 0;
   recoveries: number[] = [];
   #recoveryCount = 0;
+  readonly #unsigned = new UnsignedTails();
+  /** Crashed runs' stretches no checkpoint of theirs signed: the first few, and how many in all. */
+  neverSigned: UnsignedRange[] = [];
+  neverSignedCount = 0;
+  neverSignedEntries = 0;
 
   constructor(opts: MidChainOptions = {}) {
     this.#midChain = opts.midChain === true;
@@ -201,6 +207,12 @@ export class ChainVerifier {
       this.lastCheckpoint = e.seq;
       this.sinceCheckpoint = 0;
     } else this.sinceCheckpoint++;
+    const unsigned = this.#unsigned.observe(e);
+    if (unsigned) {
+      this.neverSignedCount++;
+      this.neverSignedEntries += unsigned.to - unsigned.from + 1;
+      if (this.neverSigned.length < 5) this.neverSigned.push(unsigned);
+    }
     return e;
   }
 
@@ -226,7 +238,9 @@ export class ChainVerifier {
         return;
       }
       case "checkpoint": {
-        if (!prev || e.head_seq !== prev.seq || e.head !== prev.hash) {
+        // Resumed mid-chain on a checkpoint: the entry it signs was not read, but its seq and prev are given.
+        const signs = prev ?? (this.#midChain && this.entries === 0 ? { seq: e.seq - 1, hash: e.prev } : null);
+        if (!signs || e.head_seq !== signs.seq || e.head !== signs.hash) {
           const names = prev && e.head_seq === prev.seq ? `seq ${e.head_seq} with another hash: that entry or one before it was changed` : `seq ${e.head_seq}`;
           at("bad_checkpoint", `bad checkpoint (it must seal the entry before it${prev ? `, seq ${prev.seq}` : ""}; it names ${names})`);
         }
@@ -519,6 +533,11 @@ export interface VerifyReport {
   pinned: boolean;
   torn: string[];
   recoveries: { count: number; seqs: number[] };
+  /**
+   * Crashed runs' entries that no checkpoint of their run signed (§8.2): how
+   * many such stretches, how many entries in all, and the first few.
+   */
+  neverSigned: { count: number; entries: number; ranges: UnsignedRange[] };
   /** With an identity: sealed bodies opened, and left sealed because they are another auditor's. */
   sealed: { opened: number; skipped: number } | null;
   against: AgainstReport | null;
@@ -564,6 +583,7 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     pinned,
     torn: listing.torn,
     recoveries: { count: v.recoveryCount, seqs: v.recoveries },
+    neverSigned: { count: v.neverSignedCount, entries: v.neverSignedEntries, ranges: v.neverSigned },
     sealed,
     against: acks?.report() ?? null,
   };
@@ -596,6 +616,7 @@ export function reportLines(r: VerifyReport): string[] {
   if (r.recoveries.count > 0) {
     out.push(`note: ${r.recoveries.count} crash recover${r.recoveries.count === 1 ? "y" : "ies"} recorded (seq ${r.recoveries.seqs.join(", ")}${r.recoveries.count > r.recoveries.seqs.length ? ", …" : ""})`);
   }
+  out.push(...neverSignedLines(r.neverSigned));
   if (r.sealed) {
     const { opened, skipped } = r.sealed;
     out.push(`note: ${opened} sealed bod${opened === 1 ? "y" : "ies"} opened with --identity${skipped > 0 ? `; ${skipped} sealed to another auditor key, not checked` : ""}`);
@@ -606,6 +627,23 @@ export function reportLines(r: VerifyReport): string[] {
     out.push(`against ${a.file}: ${a.acks} acknowledged message${a.acks === 1 ? "" : "s"} found in the server transcript${a.user ? ` (user ${a.user})` : ""}`);
     if (a.uncompared > 0) out.push(`note: ${a.uncompared} of them are sealed; their text was not compared (pass --identity)`);
   }
+  return out;
+}
+
+/**
+ * "warning: 3 entries, seq 41–43 (1 message), written before the crash at
+ * seq 44, were never signed: …", one line per crash, the first few.
+ */
+function neverSignedLines(n: VerifyReport["neverSigned"]): string[] {
+  const out = n.ranges.map((r) => {
+    const count = r.to - r.from + 1;
+    const what = count === 1 ? `1 entry, seq ${r.from}` : `${count} entries, seq ${r.from}–${r.to}`;
+    const messages = r.messages === 0 ? "" : ` (${r.messages} message${r.messages === 1 ? "" : "s"})`;
+    const rest = count === 1 ? "was never signed: the server did not acknowledge it, and it rests" : "were never signed: the server acknowledged none of them, and they rest";
+    return `warning: ${what}${messages}, written before the crash at seq ${r.crash}, ${rest} on the files alone`;
+  });
+  const more = n.count - n.ranges.length;
+  if (more > 0) out.push(`warning: … and ${more} more crash${more === 1 ? "" : "es"} with never-signed entries (${n.entries} such entries in all)`);
   return out;
 }
 

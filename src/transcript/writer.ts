@@ -10,6 +10,16 @@
  *           within the last `batchMs` (a quiet server does not wait the window)
  *   off     written to the OS; no fsync (a machine crash may lose the tail)
  *
+ * No acknowledgement without a signature: the `durable` of a message or
+ * direct entry (whose ack waits on it) resolves only once a checkpoint
+ * covering it is durable too. Before each fsync under always and batch, and
+ * before each write under off, the writer appends a checkpoint if such an
+ * entry is not yet covered by one, so it goes out with them. (The fsyncs of
+ * rotation and of a full disk's retry sign nothing: the acks they would
+ * have released wait for the next one.) The transcript of a run that
+ * crashes thus ends, after its last checkpoint, only in entries whose
+ * senders got no ack (TRANSCRIPT.md §6, §10).
+ *
  * On open, everything from the last checkpoint on is verified as
  * `transcript verify` would, the checkpoint's signature under the server's
  * own host key; a whole line that does not verify stops the server before
@@ -135,8 +145,13 @@ function recoverTail(dir: string, hostKey: Uint8Array): Tail {
   return { last, beforeLast, torn: { file: tail.torn.file, bytes } };
 }
 
+/** Entries whose sender's ack waits for `durable` (TRANSCRIPT.md §2.5, §6): they are never durable unsigned. */
+const ACKNOWLEDGED = new Set(["message", "direct"]);
+
 interface Waiter {
   seq: number;
+  /** An acknowledged entry: it also waits for a durable checkpoint covering it. */
+  signed: boolean;
   resolve: () => void;
   reject: (e: Error) => void;
 }
@@ -160,6 +175,12 @@ export class TranscriptWriter {
   #flushScheduled = false;
   #waiters: Waiter[] = [];
   #sinceCheckpoint = 0;
+  /** The last acknowledged entry appended, and the last entry a checkpoint appended so far covers. */
+  #ackedSeq = 0;
+  #coveredSeq = 0;
+  /** Checkpoints appended but not yet durable, by seq; and the last entry a durable checkpoint covers. */
+  #checkpointsInFlight: number[] = [];
+  #signedSeq = 0;
   #checkpointTimer: ReturnType<typeof setInterval> | null = null;
   #fileKey: Uint8Array | null = null;
   #keySeq = 0;
@@ -339,6 +360,10 @@ export class TranscriptWriter {
     this.#pending.push(line);
     this.#fileBytes += Buffer.byteLength(line);
     this.#sinceCheckpoint = type === "checkpoint" ? 0 : this.#sinceCheckpoint + 1;
+    if (type === "checkpoint") {
+      this.#coveredSeq = seq - 1;
+      this.#checkpointsInFlight.push(seq);
+    } else if (ACKNOWLEDGED.has(type)) this.#ackedSeq = seq;
     this.#scheduleFlush();
     return entry;
   }
@@ -355,7 +380,7 @@ export class TranscriptWriter {
     this.#maybeRotate(sizeBound(fields));
     const entry = this.#add(type, fields);
     if (this.#sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint();
-    return { entry, durable: this.#durable(entry.seq) };
+    return { entry, durable: this.#durable(entry.seq, ACKNOWLEDGED.has(type)) };
   }
 
   /** Seals the chain so far with a host-key signature. */
@@ -365,9 +390,17 @@ export class TranscriptWriter {
     return this.#add("checkpoint", { head_seq: headSeq, head, sig: signCheckpoint(this.opts.hostKey.secretKey, headSeq, head) });
   }
 
-  #durable(seq: number): Promise<void> {
-    if (seq <= this.#syncedSeq) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#waiters.push({ seq, resolve, reject }));
+  #durable(seq: number, signed: boolean): Promise<void> {
+    return new Promise((resolve, reject) => this.#waiters.push({ seq, signed, resolve, reject }));
+  }
+
+  /**
+   * Called before writing lines that an fsync (or, under off, the write
+   * itself) is about to make durable: if an acknowledged entry is not yet
+   * covered by a checkpoint, appends one, so it goes out with them.
+   */
+  #signAcknowledged(): void {
+    if (this.#ackedSeq > this.#coveredSeq) this.checkpoint();
   }
 
   #scheduleFlush(): void {
@@ -456,6 +489,10 @@ export class TranscriptWriter {
   }
 
   #flush(): void {
+    // Under off the write makes the lines durable; otherwise #startSync
+    // signs before its fsync, here too when that fsync starts now, so the
+    // checkpoint shares the turn's write.
+    if (this.opts.fsync === "off" || this.#syncStartsNow()) this.#signAcknowledged();
     this.#writePending();
     if (this.#failed) return;
     if (this.opts.fsync === "off") {
@@ -479,8 +516,18 @@ export class TranscriptWriter {
     }
   }
 
+  /** Whether #flush, having written, will start an fsync at once. */
+  #syncStartsNow(): boolean {
+    if (this.#syncing || this.#blocked) return false;
+    if (this.opts.fsync === "always") return true;
+    return this.opts.fsync === "batch" && !this.#syncTimer && this.#lastSyncStart + this.opts.batchMs <= performance.now();
+  }
+
   #startSync(): void {
-    if (this.#syncing || this.#writtenSeq <= this.#syncedSeq || this.#failed) return;
+    if (this.#syncing || this.#failed) return;
+    this.#signAcknowledged();
+    this.#writePending(); // blocked: what was written before still gets its fsync
+    if (this.#failed || this.#writtenSeq <= this.#syncedSeq) return;
     this.#syncing = true;
     this.#lastSyncStart = performance.now();
     const upTo = this.#writtenSeq;
@@ -495,8 +542,14 @@ export class TranscriptWriter {
   }
 
   #resolveUpTo(seq: number): void {
+    const inFlight = this.#checkpointsInFlight;
+    while (inFlight.length > 0 && inFlight[0]! <= seq) this.#signedSeq = inFlight.shift()! - 1;
     let i = 0;
-    while (i < this.#waiters.length && this.#waiters[i]!.seq <= seq) this.#waiters[i++]!.resolve();
+    for (; i < this.#waiters.length; i++) {
+      const w = this.#waiters[i]!;
+      if (w.seq > seq || (w.signed && w.seq > this.#signedSeq)) break;
+      w.resolve();
+    }
     if (i > 0) this.#waiters.splice(0, i);
   }
 

@@ -5,8 +5,9 @@
 # --against, export filters work, sealed bodies are unreadable without the
 # auditor key and readable with it, and kill -9 during a burst of messages
 # loses no acknowledged message: after a restart the transcript verifies and
-# the torn tail is reported; a restart on a tail rewritten across a checkpoint
-# refuses, and one rewritten after the last checkpoint is caught by --against.
+# the torn tail is reported; a restart on an acknowledged message rewritten
+# after the crash refuses (a checkpoint signed it before its ack), and one cut
+# away and forged anew is flagged by verify and caught by --against.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
@@ -97,13 +98,16 @@ check "some messages were acknowledged across the crashes ($acked)" test "$acked
 stop_server
 
 # --- a tail rewritten while the server is down -------------------------------
-# kill -9 after erin's acknowledged message, then what someone who can write
-# the files but lacks the host key can do: change her text and recompute the
-# hash of that entry and of every later one (TRANSCRIPT.md §3.4). A checkpoint
-# keeps its signed head: with one after the message the restart refuses; with
-# none, nothing in the files tells, and erin's acks do.
-rewrite() { # DIR FROM TO
-  DIR=$1 FROM=$2 TO=$3 bun -e '
+# kill -9 after an acknowledged message, then what someone who can write the
+# files but lacks the host key can do (TRANSCRIPT.md §10). The ack waited for
+# a checkpoint that signs the message (§6), with the default flags as with
+# --checkpoint-every 1: changing its text and recomputing the hash of every
+# later entry breaks that checkpoint, and the restart refuses. The other move,
+# cutting the files back to before the message and writing a forged one in
+# its place, leaves entries that no checkpoint of their run signed: the
+# restart cannot tell, verify warns, and the sender's acks show the rewrite.
+rewrite() { # DIR FROM TO [cut]: the entry whose text is FROM gets TO, every later hash is recomputed; with "cut", nothing after it is kept
+  DIR=$1 FROM=$2 TO=$3 CUT=${4:-} bun -e '
     const fs = require("node:fs"), { createHash } = require("node:crypto");
     const dir = process.env.DIR;
     const canonical = (e) => "{" + Object.keys(e).filter((k) => k !== "hash").sort()
@@ -112,6 +116,7 @@ rewrite() { # DIR FROM TO
     for (const f of fs.readdirSync(dir).filter((n) => /^\d{4}-\d{2}-\d{2}\.\d{12}\.jsonl$/.test(n)).sort((a, b) => Number(a.slice(11, 23)) - Number(b.slice(11, 23)))) {
       const out = fs.readFileSync(`${dir}/${f}`, "utf8").split("\n").filter(Boolean).map((line) => {
         const e = JSON.parse(line);
+        if (prev !== null && process.env.CUT) return "";
         if (prev === null && e.text === process.env.FROM) { e.text = process.env.TO; prev = e.prev; }
         if (prev === null) return line + "\n";
         e.prev = prev;
@@ -120,32 +125,39 @@ rewrite() { # DIR FROM TO
         prev = e.hash;
         return c.slice(0, -1) + ",\"hash\":\"" + e.hash + "\"}\n";
       });
-      fs.writeFileSync(`${dir}/${f}`, out.join(""));
+      if (out.join("") === "" && prev !== null) fs.rmSync(`${dir}/${f}`); else fs.writeFileSync(`${dir}/${f}`, out.join(""));
     }
     if (prev === null) process.exit(1);'
+}
+# owe USER DATA [FLAGS...]: a server on DATA; USER sends "I owe bob 100 EUR", is acknowledged, and the server is killed (-9).
+owe() {
+  local user=$1 data=$2; shift 2
+  start_server "$data" 0 "$@"
+  register "$user"
+  printf 'I owe bob 100 EUR\n' | as "$user" "$bin" chat --user "$user" --server "127.0.0.1:$port" --transcript "$work/$user.tr" >/dev/null 2>&1
+  check "$user's message acknowledged" grep -q '"kind":"ack".*100 EUR' "$work/$user.tr"
+  kill -KILL "$server_pid"; wait "$server_pid" 2>/dev/null; server_pid=""
 }
 for every in 1 default; do
   data="$work/forged-$every"
   flags=(); if [ "$every" = 1 ]; then flags=(--checkpoint-every 1); fi
-  start_server "$data" 0 "${flags[@]}"
-  register "erin$every"
-  printf 'I owe bob 100 EUR\n' | as "erin$every" "$bin" chat --user "erin$every" --server "127.0.0.1:$port" --transcript "$work/erin$every.tr" >/dev/null 2>&1
-  check "checkpoint-every $every: erin's message acknowledged" grep -q '"kind":"ack".*100 EUR' "$work/erin$every.tr"
-  kill -KILL "$server_pid"; wait "$server_pid" 2>/dev/null; server_pid=""
+  owe "erin$every" "$data" "${flags[@]}"
   check "checkpoint-every $every: the text rewritten, the hashes recomputed" rewrite "$data/transcript" "I owe bob 100 EUR" "I owe bob 100,000 EUR"
-  if [ "$every" = 1 ]; then
-    run "a restart on the rewritten tail refuses with the transcript exit code" 5 timeout 20 "$bin" serve --port 0 --data "$data" --checkpoint-every 1
-    expect "…naming the line" "bad checkpoint"
-    expect "…and transcript verify" "run \"securechat transcript verify $data/transcript\""
-    run "transcript verify finds the same line" 5 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub"
-    expect "…a bad checkpoint" "bad checkpoint"
-  else
-    start_server "$data"
-    stop_server
-    run "with no checkpoint after it, the rewrite verifies alone" 0 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub"
-    run "…and erin's acks show it" 5 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub" --against "$work/erin$every.tr"
-    expect "…as a rewritten log" "the server log was rewritten"
-  fi
+  run "checkpoint-every $every: a restart on the rewritten tail refuses with the transcript exit code" 5 timeout 20 "$bin" serve --port 0 --data "$data" "${flags[@]}"
+  expect "…naming the line" "bad checkpoint"
+  expect "…and transcript verify" "run \"securechat transcript verify $data/transcript\""
+  run "checkpoint-every $every: transcript verify finds the same line" 5 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub"
+  expect "…a bad checkpoint" "bad checkpoint"
 done
+data="$work/forged-cut"
+owe frank "$data"
+check "frank's message and all after it cut, a forged one in its place" rewrite "$data/transcript" "I owe bob 100 EUR" "I owe bob 100,000 EUR" cut
+start_server "$data"
+stop_server
+run "the forged transcript verifies: the restart's checkpoints signed what the files held" 0 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub"
+expect "…but verify says the forged message was never signed by its run" "(1 message), written before the crash at seq"
+expect "…and what that means" "were never signed: the server acknowledged none of them, and they rest on the files alone"
+run "…and frank's acks show the rewrite" 5 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub" --against "$work/frank.tr"
+expect "…as a rewritten log" "the server log was rewritten"
 
 finish transcript.sh

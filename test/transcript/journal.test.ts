@@ -137,6 +137,7 @@ describe("TranscriptJournal: entries", () => {
       "direct",
       "leave",
       "session_close",
+      "checkpoint", // signs the messages before their acks (TRANSCRIPT.md §6)
       "server_stop",
       "checkpoint",
     ]);

@@ -547,3 +547,129 @@ describe("verify: report type", () => {
     expect(rep.lastSeq).toBe(24);
   });
 });
+
+/**
+ * A crashed run's entries after its last checkpoint were acknowledged to no
+ * one (§6) and rest on the files alone: verify names them, per crash, as a
+ * warning, and still passes.
+ */
+describe("verify: entries a crashed run never signed (§8.2)", () => {
+  const host = hostKeyPair(9);
+  const start = (c: Chain) => c.add("server_start", { host_key: toBase64(host.publicKey), version: "t" });
+  const crash = (c: Chain) => c.add("recovery", { file: "x.jsonl", torn_bytes: 0, torn_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", reason: "the previous run ended without server_stop" });
+  const stop = (c: Chain) => {
+    c.add("server_stop", { reason: "shutdown" });
+    c.checkpoint();
+  };
+  let roomSeq = 0;
+  /** A message that was acknowledged: a checkpoint follows it. */
+  const acked = (c: Chain) => {
+    c.add("message", { room: "lobby", room_seq: ++roomSeq, from: "alice", text: "signed" });
+    c.checkpoint();
+  };
+  const unsigned = (c: Chain) => c.add("message", { room: "lobby", room_seq: ++roomSeq, from: "alice", text: "never acknowledged" });
+  const join = (c: Chain) => c.add("join", { room: "lobby", user: "bob" });
+
+  async function verifyChain(c: Chain) {
+    const r = await runCli("transcript", "verify", writeChain(c), "--host-key", toBase64(host.publicKey));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toStartWith("PASS: ");
+    return { r, lines: r.stdout.split("\n").filter((l) => /never.signed/.test(l)) };
+  }
+
+  test("clean runs, and a crash right after an acknowledged message's checkpoint: no warning", async () => {
+    const c = new Chain(host);
+    start(c);
+    acked(c);
+    join(c);
+    stop(c);
+    start(c);
+    acked(c);
+    crash(c); // killed right after the checkpoint of its last message
+    start(c);
+    acked(c);
+    stop(c);
+    const { r, lines } = await verifyChain(c);
+    expect(lines).toEqual([]);
+    expect(r.stdout).toContain("note: 1 crash recovery recorded (seq 10)");
+    const rep = await verifyTranscript(writeChain(c), { hostKey: host.publicKey });
+    expect(rep.neverSigned).toEqual({ count: 0, entries: 0, ranges: [] });
+  });
+
+  test("the entries after the last checkpoint of a crashed run are named, per crash, with how many are messages", async () => {
+    const c = new Chain(host);
+    start(c); // 1
+    acked(c); // 2, 3
+    join(c); // 4
+    unsigned(c); // 5
+    crash(c); // 6
+    start(c); // 7
+    acked(c); // 8, 9
+    unsigned(c); // 10
+    crash(c); // 11
+    start(c); // 12
+    stop(c); // 13, 14
+    const { r, lines } = await verifyChain(c);
+    expect(lines).toEqual([
+      "warning: 2 entries, seq 4–5 (1 message), written before the crash at seq 6, were never signed: the server acknowledged none of them, and they rest on the files alone",
+      "warning: 1 entry, seq 10 (1 message), written before the crash at seq 11, was never signed: the server did not acknowledge it, and it rests on the files alone",
+    ]);
+    expect(r.stdout).toContain("note: 2 crash recoveries recorded (seq 6, 11)");
+    const rep = await verifyTranscript(writeChain(c), { hostKey: host.publicKey });
+    expect(rep.neverSigned).toEqual({
+      count: 2,
+      entries: 3,
+      ranges: [
+        { from: 4, to: 5, messages: 1, crash: 6 },
+        { from: 10, to: 10, messages: 1, crash: 11 },
+      ],
+    });
+  });
+
+  /** Each case: the runs as steps (one entry each, `acked` two), and the warnings verify prints. */
+  const cases: [string, string, string[]][] = [
+    [
+      "a run that crashed before its first checkpoint: its own recovery and server_start are in the next crash's stretch",
+      "start acked unsigned crash start join crash start stop", // seq 1, 2–3, 4, 5, 6, 7, 8, 9
+      [
+        "warning: 1 entry, seq 4 (1 message), written before the crash at seq 5, was never signed: the server did not acknowledge it, and it rests on the files alone",
+        "warning: 3 entries, seq 5–7, written before the crash at seq 8, were never signed: the server acknowledged none of them, and they rest on the files alone",
+      ],
+    ],
+    [
+      "a restart with no recovery entry (removed, or never written) still ends the run before it",
+      "start acked unsigned start stop", // seq 1, 2–3, 4, 5
+      ["warning: 1 entry, seq 4 (1 message), written before the crash at seq 5, was never signed: the server did not acknowledge it, and it rests on the files alone"],
+    ],
+    [
+      "a full disk's recovery entry in mid-run is not a crash; a crash after server_stop leaves server_stop unsigned",
+      "start join crash acked server_stop crash start stop", // seq 1, 2, 3 (the disk was full), 4–5, 6 (killed before its checkpoint), 7, 8
+      ["warning: 1 entry, seq 6, written before the crash at seq 7, was never signed: the server did not acknowledge it, and it rests on the files alone"],
+    ],
+  ];
+  for (const [name, steps, warnings] of cases) {
+    test(name, async () => {
+      const c = new Chain(host);
+      const step: Record<string, (c: Chain) => unknown> = { start, acked, unsigned, join, crash, stop, server_stop: (c) => c.add("server_stop", { reason: "shutdown" }) };
+      for (const s of steps.split(" ")) step[s]!(c);
+      expect((await verifyChain(c)).lines).toEqual(warnings);
+    });
+  }
+
+  test("after five crashes, the rest are counted in one line", async () => {
+    const c = new Chain(host);
+    start(c);
+    for (let i = 0; i < 7; i++) {
+      acked(c);
+      unsigned(c);
+      unsigned(c);
+      crash(c);
+      start(c);
+    }
+    stop(c);
+    const { lines } = await verifyChain(c);
+    expect(lines.length).toBe(6);
+    expect(lines.slice(0, 5).every((l) => l.startsWith("warning: 2 entries, seq ") && l.includes("(2 messages)"))).toBe(true);
+    expect(lines[5]).toBe("warning: … and 2 more crashes with never-signed entries (14 such entries in all)");
+  });
+});

@@ -21,7 +21,7 @@ import { toBase64, toHex } from "../../src/bytes.ts";
 import { ed25519Generate, sha256, x25519Generate } from "../../src/crypto/index.ts";
 import type { LogFields, Logger } from "../../src/server/log.ts";
 import { type Entry, GENESIS, entryHash, entryLine, makeEntry, openBody, parseEntry, signCheckpoint, unwrapFileKey, verifyCheckpoint } from "../../src/transcript/format.ts";
-import { verifyTranscript } from "../../src/transcript/verify.ts";
+import { reportLines, verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, TranscriptWriter, type WriterOptions, transcriptFiles } from "../../src/transcript/writer.ts";
 import { clientAcks, hostKeyPair, tempDir } from "./helpers.ts";
 
@@ -136,6 +136,18 @@ async function crashedRun(dir: string, clock: FakeClock, n = 2): Promise<Transcr
   return w;
 }
 
+/**
+ * Opens a writer, appends `n` joins — entries no ack waits on, so no
+ * checkpoint is written for them (§6) — waits until they are durable, and
+ * leaves it open (a crash): a run whose tail no checkpoint signs.
+ */
+async function unsignedRun(dir: string, clock: FakeClock, n: number, over: Partial<WriterOptions> = {}): Promise<TranscriptWriter> {
+  const w = TranscriptWriter.open(options(dir, { now: clock.now, ...over }));
+  const receipts = Array.from({ length: n }, (_, i) => w.append("join", { room: `room${i + 1}`, user: "alice" }));
+  await Promise.all(receipts.map((r) => r.durable));
+  return w;
+}
+
 /** A run on an existing transcript that appends one entry and crashes. */
 async function crashedRunFrom(dir: string, clock: FakeClock): Promise<TranscriptWriter> {
   const w = TranscriptWriter.open(options(dir, { now: clock.now }));
@@ -195,13 +207,15 @@ describe("a fresh directory", () => {
 
     const read = readAll(dir);
     const entries = read.map((r) => r.entry);
-    expect(entries.map((e) => e.type)).toEqual(["server_start", "session_open", "join", "message", "server_stop", "checkpoint"]);
+    // the message was acknowledged (durable): a checkpoint signs it (§6)
+    expect(entries.map((e) => e.type)).toEqual(["server_start", "session_open", "join", "message", "checkpoint", "server_stop", "checkpoint"]);
     expectChained(entries);
     // every line is byte for byte line(e) (§3.3)
     for (const r of read) expect(`${r.line}\n`).toBe(entryLine(r.entry));
-    expect(entries.map((e) => e.ts)).toEqual([T, T + 10, T + 20, T + 30, T + 40, T + 40]);
+    expect(entries.map((e) => e.ts)).toEqual([T, T + 10, T + 20, T + 30, T + 30, T + 40, T + 40]);
 
-    const [start, , , message, stop, cp] = entries as [Entry, Entry, Entry, Entry, Entry, Entry];
+    const [start, , , message, signed, stop, cp] = entries as [Entry, Entry, Entry, Entry, Entry, Entry, Entry];
+    expect(signed.head_seq).toBe(message.seq);
     expect(start.prev).toBe(GENESIS);
     expect(start.host_key).toBe(toBase64(HOST.publicKey));
     expect(start.version).toBe("test");
@@ -219,8 +233,8 @@ describe("a fresh directory", () => {
     expect(readdirSync(dir)).toEqual([w.file]);
 
     const r = await expectVerified(dir);
-    expect(r.entries).toBe(6);
-    expect(r.lastCheckpoint).toBe(6);
+    expect(r.entries).toBe(7);
+    expect(r.lastCheckpoint).toBe(7);
     expect(r.unsealed).toBe(0);
     expect(r.recoveries.count).toBe(0);
   });
@@ -274,8 +288,9 @@ describe("durability (§6)", () => {
     expect(fsync).toHaveBeenCalledTimes(1);
     expect(held.length).toBe(1);
     expect(order).toEqual([]); // written, but not durable until the fsync returns
-    // written to the file already (§6: written at the end of the turn)
-    expect(entriesOf(dir).length).toBe(11);
+    // written to the file already (§6: written at the end of the turn), with the checkpoint that signs them
+    expect(entriesOf(dir).length).toBe(12);
+    expect(entriesOf(dir).at(-1)).toMatchObject({ type: "checkpoint", head_seq: 11 });
 
     held.shift()!();
     await Promise.all(all);
@@ -313,14 +328,16 @@ describe("durability (§6)", () => {
     const dir = freshDir();
     const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 5 }));
     const order: number[] = [];
+    const seqs: number[] = [];
     const all: Promise<void>[] = [];
     for (let i = 0; i < 30; i++) {
       const r = w.append("message", msg(i + 1));
+      seqs.push(r.entry.seq);
       all.push(r.durable.then(() => void order.push(r.entry.seq)));
       if (i % 3 === 2) await nextTurn();
     }
     await Promise.all(all);
-    expect(order).toEqual(Array.from({ length: 30 }, (_, i) => i + 2));
+    expect(order).toEqual(seqs);
     expect(fsync.mock.calls.length).toBeGreaterThanOrEqual(1);
     expect(fsync.mock.calls.length).toBeLessThan(30);
     w.close("bye");
@@ -368,7 +385,8 @@ describe("durability (§6)", () => {
     const receipts = Array.from({ length: 5 }, (_, i) => w.append("message", msg(i + 1)));
     await Promise.all(receipts.map((r) => r.durable.then(() => void order.push(r.entry.seq))));
     expect(order).toEqual([2, 3, 4, 5, 6]);
-    expect(entriesOf(dir).length).toBe(6); // written when durable resolved
+    // written when durable resolved, with the checkpoint that signs them (§6)
+    expect(entriesOf(dir).map((e) => e.type)).toEqual(["server_start", ...order.map(() => "message"), "checkpoint"]);
     expect(fsync).not.toHaveBeenCalled();
     expect(fsyncSync).not.toHaveBeenCalled();
     w.close("bye");
@@ -894,46 +912,44 @@ const EUR100 = { room: "lobby", room_seq: 1, from: "alice", text: "I owe bob 100
 const to100k = (e: Entry): Entry => ({ ...e, text: "I owe bob 100,000 EUR" });
 
 describe("the tail is verified at start, from the last checkpoint (§7)", () => {
-  test("the review's attack: alice's acknowledged message rewritten after kill -9, every later hash recomputed, a checkpoint after it: refused", async () => {
+  test("an edit after the last checkpoint, every later hash recomputed, is refused when a checkpoint follows the entry", async () => {
     const dir = freshDir();
     const clock = new FakeClock();
-    // a checkpoint every 3 entries: one follows alice's message
+    // a checkpoint every 3 entries: one follows bob's join
     const w = TranscriptWriter.open(options(dir, { now: clock.now, checkpointEvery: 3 }));
     w.append("join", { room: "lobby", user: "alice" });
-    const paid = w.append("message", EUR100);
-    await paid.durable; // alice has her ack
-    await w.append("message", { room: "lobby", room_seq: 2, from: "bob", text: "noted" }).durable;
+    const joined = w.append("join", { room: "lobby", user: "bob" });
     await w.append("leave", { room: "lobby", user: "bob" }).durable;
+    await w.append("leave", { room: "lobby", user: "alice" }).durable;
     // kill -9: no close, no server_stop, no final checkpoint
-    const cp = entriesOf(dir).find((e) => e.type === "checkpoint" && e.seq > paid.entry.seq)!;
-    rewriteFrom(dir, paid.entry.seq, to100k);
-    expect(readFileSync(join(dir, transcriptFiles(dir)[0]!), "utf8")).toContain("100,000 EUR");
+    const cp = entriesOf(dir).find((e) => e.type === "checkpoint" && e.seq > joined.entry.seq)!;
+    rewriteFrom(dir, joined.entry.seq, (e) => ({ ...e, user: "mallory" }));
     expectRefused(dir, lineOf(dir, cp.seq), `bad checkpoint (it must seal the entry before it, seq ${cp.seq - 1}; it names seq ${cp.seq - 1} with another hash`, { now: clock.now });
-  });
-
-  test("the same rewrite with no checkpoint after the message is a transcript the server could have written: it starts; alice's acks show the rewrite", async () => {
-    const dir = freshDir();
-    const clock = new FakeClock();
-    const w = TranscriptWriter.open(options(dir, { now: clock.now }));
-    w.append("join", { room: "lobby", user: "alice" });
-    const paid = w.append("message", EUR100);
-    await paid.durable;
-    await w.append("message", { room: "lobby", room_seq: 2, from: "bob", text: "noted" }).durable;
-    rewriteFrom(dir, paid.entry.seq, to100k);
-    // the limit TRANSCRIPT.md §7 states: nothing in the files tells this from a real transcript
-    expect(refusal(dir, { now: clock.now }).message).toBe("opened");
-    const acks = join(tempDir("acks"), "alice.tr");
-    writeFileSync(acks, `${clientAcks([paid.entry], "alice").join("\n")}\n`);
-    const r = await verifyTranscript(dir, { hostKey: HOST.publicKey, against: acks });
-    expect(r.problem?.code).toBe("ack_head");
   });
 
   test("a checkpoint signed by another key (forged, or the host key was replaced): refused", async () => {
     const dir = freshDir();
     const clock = new FakeClock();
-    const w = await crashedRun(dir, clock, 3);
+    const w = await unsignedRun(dir, clock, 3);
     const forger = ed25519Generate();
     const forged = makeEntry(w.head, w.seq + 1, T, "checkpoint", { head_seq: w.seq, head: w.head, sig: signCheckpoint(forger.secretKey, w.seq, w.head) });
+    appendFileSync(join(dir, w.file), entryLine(forged));
+    expectRefused(dir, lineOf(dir, forged.seq), "bad checkpoint signature", { now: clock.now });
+  });
+
+  test("a checkpoint right after another: a genuine one is accepted (it signs the checkpoint before it), a forged one refused at its own line", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    const w = await crashedRun(dir, clock, 2); // ends with the checkpoint that signed the messages
+    expect(entriesOf(dir).at(-1)!.type).toBe("checkpoint");
+    const clean = `${dir}-clean`;
+    fs.cpSync(dir, clean, { recursive: true });
+    const genuine = makeEntry(w.head, w.seq + 1, T, "checkpoint", { head_seq: w.seq, head: w.head, sig: signCheckpoint(HOST.secretKey, w.seq, w.head) });
+    appendFileSync(join(clean, w.file), entryLine(genuine));
+    expect(refusal(clean, { now: clock.now }).message).toBe("opened");
+    await expectVerified(clean);
+
+    const forged = makeEntry(w.head, w.seq + 1, T, "checkpoint", { head_seq: w.seq, head: w.head, sig: signCheckpoint(ed25519Generate().secretKey, w.seq, w.head) });
     appendFileSync(join(dir, w.file), entryLine(forged));
     expectRefused(dir, lineOf(dir, forged.seq), "bad checkpoint signature", { now: clock.now });
   });
@@ -963,32 +979,30 @@ describe("the tail is verified at start, from the last checkpoint (§7)", () => 
   test("an entry deep in the unsigned tail edited (its own hash recomputed, the later ones not): refused at the next line", async () => {
     const dir = freshDir();
     const clock = new FakeClock();
-    // a checkpoint mid-file, then a tail of 8 entries: the line numbers are counted, not assumed
-    const w = TranscriptWriter.open(options(dir, { now: clock.now, checkpointEvery: 6 }));
-    for (let i = 1; i <= 9; i++) w.append("message", msg(i));
-    await w.append("message", msg(10)).durable;
+    // a checkpoint mid-file, then a tail of 4 entries: the line numbers are counted, not assumed
+    await unsignedRun(dir, clock, 10, { checkpointEvery: 6 });
     const entries = entriesOf(dir);
     const lastCp = entries.findLast((e) => e.type === "checkpoint")!;
-    const victim = entries.find((e) => e.seq > lastCp.seq + 1 && e.type === "message")!;
+    const victim = entries.find((e) => e.seq > lastCp.seq + 1 && e.type === "join")!;
     expect(entries.at(-1)!.seq - victim.seq).toBeGreaterThan(2); // not one of the last two the old check read
-    rewriteFrom(dir, victim.seq, to100k, true);
+    rewriteFrom(dir, victim.seq, (e) => ({ ...e, user: "mallory" }), true);
     expectRefused(dir, lineOf(dir, victim.seq + 1), "entry inserted or replaced (prev does not match the previous entry's hash", { now: clock.now });
   });
 
   test("no checkpoint at all: verified from the genesis", async () => {
     const dir = freshDir();
     const clock = new FakeClock();
-    await crashedRun(dir, clock, 5);
-    rewriteFrom(dir, 2, to100k, true);
+    await unsignedRun(dir, clock, 5);
+    rewriteFrom(dir, 2, (e) => ({ ...e, user: "mallory" }), true);
     expectRefused(dir, lineOf(dir, 3), "entry inserted or replaced", { now: clock.now });
   });
 
   describe("across file rotation", () => {
-    /** Run 1 stops cleanly (its checkpoint ends file 1); run 2 writes one entry per file, then crashes. */
+    /** Run 1 stops cleanly (its checkpoint ends file 1); run 2 writes one entry per file, none signed, then crashes. */
     async function rotated(dir: string, clock: FakeClock): Promise<Entry[]> {
       TranscriptWriter.open(options(dir, { now: clock.now })).close("bye");
       const w = TranscriptWriter.open(options(dir, { now: clock.now, rotateBytes: 1 }));
-      for (let i = 1; i <= 4; i++) await w.append("message", msg(i)).durable;
+      for (let i = 1; i <= 4; i++) await w.append("join", { room: `room${i}`, user: "alice" }).durable;
       expect(transcriptFiles(dir).length).toBeGreaterThan(4);
       return entriesOf(dir);
     }
@@ -997,8 +1011,8 @@ describe("the tail is verified at start, from the last checkpoint (§7)", () => 
       const dir = freshDir();
       const clock = new FakeClock();
       const entries = await rotated(dir, clock);
-      const victim = entries.find((e) => e.type === "message" && e.room_seq === 2)!;
-      rewriteFrom(dir, victim.seq, to100k, true);
+      const victim = entries.find((e) => e.type === "join" && e.room === "room2")!;
+      rewriteFrom(dir, victim.seq, (e) => ({ ...e, user: "mallory" }), true);
       const at = lineOf(dir, victim.seq + 1);
       expect(at).toEndWith(".jsonl:1");
       expect(at).not.toBe(lineOf(dir, victim.seq).replace(/:\d+$/, ":1"));
@@ -1036,8 +1050,8 @@ describe("the tail is verified at start, from the last checkpoint (§7)", () => 
   test("a torn last line after a tail that does not verify: refused, and nothing is cut", async () => {
     const dir = freshDir();
     const clock = new FakeClock();
-    await crashedRun(dir, clock, 5);
-    rewriteFrom(dir, 3, to100k, true);
+    await unsignedRun(dir, clock, 5);
+    rewriteFrom(dir, 3, (e) => ({ ...e, user: "mallory" }), true);
     const last = entriesOf(dir).at(-1)!;
     const at = lineOf(dir, 4);
     appendFileSync(join(dir, transcriptFiles(dir)[0]!), partialLine(last.hash, last.seq + 1));
@@ -1058,6 +1072,183 @@ describe("the tail is verified at start, from the last checkpoint (§7)", () => 
     const r = await verifyTranscript(dir, { hostKey: HOST.publicKey });
     expect(r.problem?.code).toBe("inserted");
     expect(`${r.problem!.file}:${r.problem!.line}`).toBe(lineOf(dir, first.seq + 1));
+  });
+});
+
+/** The seqs of the message and direct entries in `entries` that no checkpoint among them covers. */
+function uncovered(entries: Entry[]): number[] {
+  const lastCp = entries.findLast((e) => e.type === "checkpoint");
+  return entries.filter((e) => (e.type === "message" || e.type === "direct") && e.seq > (lastCp ? (lastCp.head_seq as number) : 0)).map((e) => e.seq);
+}
+
+/**
+ * The attacker's other move: cut the transcript back to its entry `keep`,
+ * and append `forged` entries chained after it (no checkpoint: that takes
+ * the host key).
+ */
+function cutAndForge(dir: string, keep: number, forged: [string, Record<string, string | number | boolean>][]): Entry[] {
+  const kept: Entry[] = [];
+  for (const file of transcriptFiles(dir)) {
+    const mine = readAll(dir).filter((r) => r.file === file && r.entry.seq <= keep);
+    kept.push(...mine.map((r) => r.entry));
+    if (mine.length === 0) fs.rmSync(join(dir, file));
+    else writeFileSync(join(dir, file), mine.map((r) => `${r.line}\n`).join(""));
+  }
+  let last = kept.at(-1)!;
+  const made: Entry[] = [];
+  for (const [type, fields] of forged) {
+    last = makeEntry(last.hash, last.seq + 1, last.ts, type, fields);
+    made.push(last);
+  }
+  appendFileSync(join(dir, transcriptFiles(dir).at(-1)!), made.map((e) => entryLine(e)).join(""));
+  return made;
+}
+
+describe("no acknowledgement without a signature (§6, §10)", () => {
+  for (const [policy, rotateBytes] of [["off", 0], ["batch", 0], ["always", 0], ["batch", 1024]] as const) {
+    const rotating = rotateBytes > 0 ? `, rotating every ${rotateBytes} bytes` : "";
+    test(`${policy}${rotating}: when a message's durable resolves, the file holds a host-key checkpoint covering it, written before the fsync that made it durable`, async () => {
+      const dir = freshDir();
+      const realFsync = fs.fsync;
+      const atFsync: number[][] = [];
+      track(spyOn(fs, "fsync")).mockImplementation(((fd: number, cb: fs.NoParamCallback) => {
+        atFsync.push(uncovered(entriesOf(dir)));
+        realFsync(fd, cb);
+      }) as typeof fs.fsync);
+      const w = TranscriptWriter.open(options(dir, { fsync: policy, batchMs: 2, ...(rotateBytes > 0 ? { rotateBytes } : {}) }));
+      const seen: { seq: number; onDisk: Entry[] }[] = [];
+      const watch = (r: { entry: Entry; durable: Promise<void> }) => r.durable.then(() => void seen.push({ seq: r.entry.seq, onDisk: entriesOf(dir) }));
+      const waits: Promise<void>[] = [];
+      let n = 0;
+      // a quiet chat (one message a turn), then bursts in one turn, with entries no ack waits on between
+      for (const burst of [1, 1, 1, 6, 3]) {
+        for (let i = 0; i < burst; i++) {
+          waits.push(watch(w.append("message", msg(++n))));
+          waits.push(watch(w.append("direct", { dm_seq: n, from: "alice", to: "bob", text: `dm ${n}` })));
+          w.append("join", { room: `room${n}`, user: "bob" });
+        }
+        await nextTurn();
+      }
+      await Promise.all(waits);
+      expect(seen.length).toBe(2 * n);
+      for (const { seq, onDisk } of seen) {
+        const cover = onDisk.find((e) => e.type === "checkpoint" && (e.head_seq as number) >= seq);
+        expect(cover).toBeDefined();
+        expect(verifyCheckpoint(HOST.publicKey, cover!)).toBe(true);
+        expectChained(onDisk);
+      }
+      // every fsync began with every message in the file already signed
+      if (policy !== "off") expect(atFsync.length).toBeGreaterThan(0);
+      for (const seqs of atFsync) expect(seqs).toEqual([]);
+      w.close("bye");
+      const r = await expectVerified(dir);
+      expect(r.neverSigned.count).toBe(0);
+      if (rotateBytes > 0) expect(r.files).toBeGreaterThan(3);
+    });
+  }
+
+  test("entries no ack waits on (joins, sessions, leaves) get no checkpoint of their own", async () => {
+    const dir = freshDir();
+    const w = TranscriptWriter.open(options(dir, { fsync: "batch", batchMs: 2 }));
+    for (let i = 1; i <= 3; i++) {
+      await w.append("join", { room: `room${i}`, user: "alice" }).durable;
+      await w.append("session_close", { user: "alice", session: toBase64(new Uint8Array(16).fill(i)) }).durable;
+    }
+    expect(entriesOf(dir).filter((e) => e.type === "checkpoint")).toEqual([]);
+    await w.append("message", msg(1)).durable;
+    expect(entriesOf(dir).map((e) => e.type)).toEqual(["server_start", ...Array(3).fill(["join", "session_close"]).flat(), "message", "checkpoint"]);
+    w.close("bye");
+  });
+
+  test("the review's attack: alice's acknowledged message rewritten after kill -9, every later hash recomputed: a checkpoint signed it before her ack, so the start refuses", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    // default checkpoint settings: nothing but her ack makes a checkpoint follow her message
+    const w = TranscriptWriter.open(options(dir, { now: clock.now, fsync: "batch", batchMs: 2 }));
+    w.append("join", { room: "lobby", user: "alice" });
+    const paid = w.append("message", EUR100);
+    await paid.durable; // alice has her ack
+    await w.append("leave", { room: "lobby", user: "alice" }).durable;
+    // kill -9: no close, no server_stop; the tail after the last checkpoint is the leave alone
+    const cp = entriesOf(dir).findLast((e) => e.type === "checkpoint")!;
+    expect(cp.head_seq).toBe(paid.entry.seq);
+    rewriteFrom(dir, paid.entry.seq, to100k);
+    expect(readFileSync(join(dir, transcriptFiles(dir)[0]!), "utf8")).toContain("100,000 EUR");
+    expectRefused(dir, lineOf(dir, cp.seq), `bad checkpoint (it must seal the entry before it, seq ${paid.entry.seq}; it names seq ${paid.entry.seq} with another hash`, { now: clock.now });
+    const r = await verifyTranscript(dir, { hostKey: HOST.publicKey });
+    expect(r.problem?.code).toBe("bad_checkpoint");
+  });
+
+  describe("the attacker's only other move: cut back to the checkpoint before her message", () => {
+    /** bob's message and its checkpoint, then alice's acknowledged message and its own, then a crash. */
+    async function paidRun(dir: string, clock: FakeClock): Promise<{ before: Entry; paid: Entry; acks: string }> {
+      const w = TranscriptWriter.open(options(dir, { now: clock.now }));
+      w.append("join", { room: "lobby", user: "alice" });
+      await w.append("message", { room: "lobby", room_seq: 1, from: "bob", text: "you owe me" }).durable;
+      const before = entriesOf(dir).findLast((e) => e.type === "checkpoint")!;
+      const paid = w.append("message", { ...EUR100, room_seq: 2 });
+      await paid.durable;
+      const acks = join(tempDir("acks"), "alice.tr");
+      writeFileSync(acks, `${clientAcks([paid.entry], "alice").join("\n")}\n`);
+      return { before, paid: paid.entry, acks };
+    }
+
+    test("…and re-add her message forged: the server starts (it could have written that), and verify says the forgery was never signed; her ack convicts it", async () => {
+      const dir = freshDir();
+      const clock = new FakeClock();
+      const { before, paid, acks } = await paidRun(dir, clock);
+      const forged = cutAndForge(dir, before.seq, [
+        ["message", { ...EUR100, room_seq: 2, text: "I owe bob 100,000 EUR" }],
+        ["leave", { room: "lobby", user: "alice" }],
+      ]);
+      expect(forged[0]!.seq).toBe(paid.seq); // the same seq, another hash
+      expect(forged[0]!.hash).not.toBe(paid.hash);
+      // the restart cannot tell: it starts, and its checkpoints sign what the files hold
+      const w = TranscriptWriter.open(options(dir, { now: clock.now }));
+      w.close("bye");
+      const recovery = entriesOf(dir).find((e) => e.type === "recovery")!;
+      expect(recovery.seq).toBe(forged.at(-1)!.seq + 1);
+
+      const r = await verifyTranscript(dir, { hostKey: HOST.publicKey });
+      expect(r.ok).toBe(true);
+      expect(r.neverSigned).toEqual({ count: 1, entries: 2, ranges: [{ from: paid.seq, to: paid.seq + 1, messages: 1, crash: recovery.seq }] });
+      expect(reportLines(r)).toContain(
+        `warning: 2 entries, seq ${paid.seq}–${paid.seq + 1} (1 message), written before the crash at seq ${recovery.seq}, were never signed: the server acknowledged none of them, and they rest on the files alone`,
+      );
+      const against = await verifyTranscript(dir, { hostKey: HOST.publicKey, against: acks });
+      expect(against.problem?.code).toBe("ack_head");
+      expect(against.problem?.reason).toContain("the server log was rewritten");
+    });
+
+    test("…and stop there: verify passes with no warning (a truncation), her ack shows it, before and after a restart", async () => {
+      const dir = freshDir();
+      const clock = new FakeClock();
+      const { before, paid, acks } = await paidRun(dir, clock);
+      cutAndForge(dir, before.seq, []);
+      const cut = await verifyTranscript(dir, { hostKey: HOST.publicKey });
+      expect([cut.ok, cut.lastSeq, cut.unsealed, cut.neverSigned.count]).toEqual([true, before.seq, 0, 0]);
+      expect((await verifyTranscript(dir, { hostKey: HOST.publicKey, against: acks })).problem?.code).toBe("ack_missing");
+      TranscriptWriter.open(options(dir, { now: clock.now })).close("bye");
+      const r = await verifyTranscript(dir, { hostKey: HOST.publicKey });
+      expect(r.ok).toBe(true);
+      expect(r.neverSigned.count).toBe(0);
+      // the restart's recovery entry now holds her tseq, under another hash
+      expect(entriesOf(dir).find((e) => e.seq === paid.seq)!.type).toBe("recovery");
+      expect((await verifyTranscript(dir, { hostKey: HOST.publicKey, against: acks })).problem?.code).toBe("ack_head");
+    });
+
+    test("left alone, the crash leaves her message signed and no warning: only what no one was acknowledged is flagged", async () => {
+      const dir = freshDir();
+      const clock = new FakeClock();
+      const { paid, acks } = await paidRun(dir, clock);
+      const w = TranscriptWriter.open(options(dir, { now: clock.now }));
+      w.close("bye");
+      const r = await verifyTranscript(dir, { hostKey: HOST.publicKey, against: acks });
+      expect(r.problem).toBeNull();
+      expect(r.neverSigned.count).toBe(0);
+      expect(r.recoveries.count).toBe(1);
+      expect(entriesOf(dir).find((e) => e.seq === paid.seq + 1)!.type).toBe("checkpoint");
+    });
   });
 });
 
@@ -1128,6 +1319,7 @@ describe("failure (§6): a full disk blocks the writer until it has space; any o
     }) as typeof fs.writeSync);
     const a = w.append("message", msg(1, "100 EUR to bob"));
     const b = w.append("message", msg(2));
+    const onDiskWhenAcked = a.durable.then(() => entriesOf(dir));
     await until("blocked", () => !w.recording);
     expect(w.stopped).toBe(false);
     expect(seen).toEqual([false]);
@@ -1144,12 +1336,14 @@ describe("failure (§6): a full disk blocks the writer until it has space; any o
     expect(await settle(a.durable)).toBe("resolved");
     expect(await settle(b.durable)).toBe("resolved");
     expect(await settle(c.durable)).toBe("resolved");
+    expect(uncovered(await onDiskWhenAcked)).toEqual([]); // signed before acknowledged (§6)
     await until("recording again", () => w.recording);
     expect(seen).toEqual([false, true]);
     expect(events.some((e) => e.event === "transcript_recovered")).toBe(true);
     w.close("bye");
     const types = entriesOf(dir).map((e) => e.type);
-    expect(types).toEqual(["server_start", "message", "message", "leave", "recovery", "server_stop", "checkpoint"]);
+    // the messages' acks waited for a checkpoint after the retry's fsync (§6)
+    expect(types).toEqual(["server_start", "message", "message", "leave", "recovery", "checkpoint", "server_stop", "checkpoint"]);
     const recovery = entriesOf(dir).find((e) => e.type === "recovery")!;
     expect(String(recovery.reason)).toContain("ENOSPC");
     expect(entriesOf(dir).find((e) => e.type === "message")!.text).toBe("100 EUR to bob");
