@@ -18,6 +18,8 @@
  *   C1  such records, joins and histories alternating, back to back, reading nothing
  *   C2  the same, reading everything it is sent
  *   C3  records of 1,040 `join`/`leave` pairs of another room, back to back, reading
+ *   C4  (with `relogin`) per session the message burst — 30 `say`s of 4 KiB —
+ *       then a clean end and a new ticket login, in a loop, reading
  *
  * A and the loops last T seconds; B1 and B2 at least T, and then until the
  * server has been idle (under a quarter of a core) for a second, at most
@@ -25,14 +27,14 @@
  * (/proc/PID/stat) every 250 ms and its RSS (/proc/PID/status VmRSS) every
  * 50 ms; past rssCapMiB the server is killed (SIGKILL, by its handle) and
  * the phase ends there. Transcript growth is the size of DATA/transcript
- * before and after. A ping still unanswered when the bystander stops (3 s
+ * before and after, and the lines (entries) appended. A ping still unanswered when the bystander stops (3 s
  * after the phase) counts with its lower bound.
  *
  * `serverCmd` replaces `bun src/main.ts serve` (e.g. an older checkout's
  * src/main.ts, or dist/securechat serve); it must exec the server itself,
  * since its pid is the one measured. Never fails on speed.
  */
-import { readdirSync, statSync } from "node:fs";
+import { closeSync, openSync, readSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { Lines, cpuSeconds, rssKiB, spawnCommand, spawnScriptWithStdin, stopChild, withScratch } from "./load.ts";
@@ -51,9 +53,11 @@ export interface AbuseConfig {
   textBytes: number;
   joins: number;
   histories: number;
+  /** Also phase C4 (says across logins). */
+  relogin: boolean;
 }
 
-export type AttackKind = "join" | "history" | "flood" | "flood-read" | "churn";
+export type AttackKind = "join" | "history" | "flood" | "flood-read" | "churn" | "relogin-say";
 
 export interface AbusePhase {
   phase: string;
@@ -73,6 +77,7 @@ export interface AbusePhase {
   rssPeakMiB: number;
   transcriptBytes: number;
   transcriptBytesPerSec: number;
+  transcriptEntries: number;
   /** One-record phases: from the record to the end of the server's last busy quarter-second. */
   busyS: number | null;
   /** Killed at the RSS cap. */
@@ -82,7 +87,7 @@ export interface AbusePhase {
   attacker: Record<string, unknown> | null;
   /** The attacker process's CPU over the window (it shares the machine's cores with the server). */
   attackerCores: number;
-  /** Server log events during the phase, by name (slow_consumer, login, …). */
+  /** Server log events during the phase, by name and code if any (slow_consumer, "protocol_error flood", …). */
   serverEvents: Record<string, number>;
 }
 
@@ -104,6 +109,7 @@ const PHASES: { phase: string; attack: AttackKind | null; describe: (c: AbuseCon
   { phase: "C1", attack: "flood", describe: () => "such records in a loop, not reading" },
   { phase: "C2", attack: "flood-read", describe: () => "such records in a loop, reading" },
   { phase: "C3", attack: "churn", describe: () => "join/leave records in a loop, reading" },
+  { phase: "C4", attack: "relogin-say", describe: () => "30 says of 4 KiB per login, logins in a loop" },
 ];
 
 const MiB = 1024;
@@ -149,9 +155,9 @@ class ServerLog {
     } catch {
       return;
     }
-    const e = String(j.event);
+    const e = typeof j.code === "string" ? `${String(j.event)} ${j.code}` : String(j.event);
     this.events[e] = (this.events[e] ?? 0) + 1;
-    if (e === "listening") this.listening = String(j.address);
+    if (j.event === "listening") this.listening = String(j.address);
   }
 }
 
@@ -177,12 +183,37 @@ async function startServe(cmd: string[], dataDir: string, children: Subprocess[]
   return { proc, port, log };
 }
 
-function dirBytes(dir: string): number {
+/** Sizes of the files in `dir` (the transcript's), by name. */
+function fileSizes(dir: string): Map<string, number> {
   try {
-    return readdirSync(dir).reduce((a, name) => a + statSync(join(dir, name)).size, 0);
+    return new Map(readdirSync(dir).map((name) => [name, statSync(join(dir, name)).size]));
   } catch {
-    return 0;
+    return new Map();
   }
+}
+
+/** Bytes and lines appended to the files of `dir` since `before`. */
+function appended(dir: string, before: Map<string, number>): { bytes: number; lines: number } {
+  let bytes = 0;
+  let lines = 0;
+  for (const [name, size] of fileSizes(dir)) {
+    const from = before.get(name) ?? 0;
+    if (size <= from) continue;
+    bytes += size - from;
+    const fd = openSync(join(dir, name), "r");
+    try {
+      const buf = Buffer.alloc(1 << 20);
+      for (let at = from; at < size; ) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, size - at), at);
+        if (n <= 0) break;
+        for (let i = 0; i < n; i++) if (buf[i] === 0x0a) lines++;
+        at += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { bytes, lines };
 }
 
 /** The server's RSS every 50 ms and CPU every 250 ms; kills it past the cap. */
@@ -241,6 +272,15 @@ class Sampler {
 
 const IDLE_CORES = 0.25;
 
+/** A child's CPU seconds, or NaN once it has exited (an attacker that failed says why in its last line). */
+function cpuIfAlive(pid: number): number {
+  try {
+    return cpuSeconds(pid);
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function runPhase(
   spec: (typeof PHASES)[number],
   cfg: AbuseConfig,
@@ -271,9 +311,10 @@ async function runPhase(
     }
     await Bun.sleep(500); // logins' garbage and the bystander's first pings out of the window
     const events0 = { ...srv.log.events };
-    const tr0 = dirBytes(join(ctx.dataDir, "transcript"));
+    const transcriptDir = join(ctx.dataDir, "transcript");
+    const tr0 = fileSizes(transcriptDir);
     const cpu0 = cpuSeconds(srv.proc.pid);
-    const attackerCpu0 = attacker ? cpuSeconds(attacker.pid) : 0;
+    const attackerCpu0 = attacker ? cpuIfAlive(attacker.pid) : 0;
     const rss0 = rssKiB(srv.proc.pid);
     const sampler = new Sampler(srv.proc, cfg.rssCapMiB * MiB);
     const t0 = performance.now();
@@ -294,8 +335,8 @@ async function runPhase(
     const e1 = epochNow();
     const alive = !sampler.capped && !sampler.died;
     const cpu1 = alive ? cpuSeconds(srv.proc.pid) : (sampler.cpu[sampler.cpu.length - 1]?.s ?? cpu0);
-    const tr1 = dirBytes(join(ctx.dataDir, "transcript"));
-    const attackerCpu = attacker ? cpuSeconds(attacker.pid) - attackerCpu0 : 0;
+    const tr = appended(transcriptDir, tr0);
+    const attackerCpu = attacker ? cpuIfAlive(attacker.pid) - attackerCpu0 : 0;
     const events: Record<string, number> = {};
     for (const [k, v] of Object.entries(srv.log.events)) if (v - (events0[k] ?? 0) > 0) events[k] = v - (events0[k] ?? 0);
     const seconds = (t1 - t0) / 1000;
@@ -345,8 +386,9 @@ async function runPhase(
         serverCores: cpu / seconds,
         rssStartMiB: rss0 / MiB,
         rssPeakMiB: Math.max(rss0, sampler.peakKiB) / MiB,
-        transcriptBytes: tr1 - tr0,
-        transcriptBytesPerSec: (tr1 - tr0) / seconds,
+        transcriptBytes: tr.bytes,
+        transcriptBytesPerSec: tr.bytes / seconds,
+        transcriptEntries: tr.lines,
         busyS,
         capped: sampler.capped,
         died: sampler.died,
@@ -378,7 +420,7 @@ export async function runAbuse(cfg: AbuseConfig, serverCmd: string[], progress: 
       await stopChild(srv.proc);
     }
     const result: AbuseResult = { serverCmd, setupMs, joinAnswerBytes: Number.NaN, history: Number.NaN, phases: [] };
-    for (const spec of PHASES) {
+    for (const spec of PHASES.filter((p) => p.attack !== "relogin-say" || cfg.relogin)) {
       const { phase, ready } = await runPhase(spec, cfg, { cmd: serverCmd, dataDir, creds, children }, progress);
       if (ready && Number.isNaN(result.joinAnswerBytes)) {
         result.joinAnswerBytes = ready.join_answer_bytes as number;
@@ -441,13 +483,18 @@ export function abuseTable(r: AbuseResult, cfg: AbuseConfig): string[] {
       "error" in a
         ? [`attacker: ${String(a.error)}`]
         : [
-            `${num(a.records as number, 0)} record(s) of ${num(a.messages_per_record as number, 0)} requests sent (${num((a.sent as number) / 1024 / 1024, 1)} MiB)`,
+            `${num(a.records as number, 0)} record(s), ${num(a.requests as number, 0)} requests sent (${num((a.sent as number) / 1024 / 1024, 1)} MiB)`,
             `${num((a.received as number) / 1024 / 1024, 1)} MiB read`,
             `attacker ${num(p.attackerCores, 2)} cores`,
             `${a.logins} login(s)${(a.closed as number) > 0 ? `, closed by the server ${a.closed} time(s)` : ""}${(a.login_failures as number) > 0 ? `, ${a.login_failures} failed` : ""}`,
           ];
     if (p.busyS !== null) parts.push(`server busy ${num(p.busyS, 1)} s after the record`);
-    if (p.attack === "churn") parts.push(`transcript +${num(p.transcriptBytes / 1024, 1)} KiB = ${num(p.transcriptBytesPerSec / 1024 / 1024, 3)} MiB/s (the outside review: 4.6 MiB/s)`);
+    if (p.transcriptEntries > 0) {
+      parts.push(
+        `transcript +${num(p.transcriptEntries, 0)} entries, ${num(p.transcriptBytes / 1024, 1)} KiB: ${num(p.transcriptEntries / p.seconds, 0)} entries/s, ${num(p.transcriptBytesPerSec / 1024, 1)} KiB/s` +
+          (p.attack === "churn" ? " (the outside review: 4.6 MiB/s)" : ""),
+      );
+    }
     out.push(`${p.phase}: ${parts.join("; ")}${ev ? `; server log: ${ev}` : ""}.`);
   }
   out.push(

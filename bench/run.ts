@@ -111,7 +111,7 @@ const CONFIG = full
       idle: { warm: 200, conns: 2000, rssReadings: 3, rssGapMs: 1000 },
       logins: { warmupMs: 1000, seconds: 5, concurrency: 16 },
       coldRuns: 21,
-      abuse: { seconds: 10, maxSeconds: 30, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400 } satisfies AbuseConfig,
+      abuse: { seconds: 10, maxSeconds: 30, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: true } satisfies AbuseConfig,
     }
   : {
       mode: "quick",
@@ -121,7 +121,7 @@ const CONFIG = full
       idle: { warm: 100, conns: 500, rssReadings: 3, rssGapMs: 500 },
       logins: { warmupMs: 500, seconds: 2, concurrency: 16 },
       coldRuns: 5,
-      abuse: { seconds: 3, maxSeconds: 10, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400 } satisfies AbuseConfig,
+      abuse: { seconds: 3, maxSeconds: 10, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: false } satisfies AbuseConfig,
     };
 CONFIG.runs = overrides.get("--runs") ?? CONFIG.runs;
 CONFIG.idle.conns = overrides.get("--conns") ?? CONFIG.idle.conns;

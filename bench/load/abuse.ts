@@ -23,7 +23,7 @@
  *     prints {"event":"done","t":NOW,"outstanding":[SCHEDULED…],"closed":bool}.
  *
  *   bun run bench/load/abuse.ts attacker --port P --creds FILE --attack KIND [--seconds 30]
- *       [--joins 2200] [--histories 1400] [--max-logins 100] [--max-records 100000]
+ *       [--joins 2200] [--histories 1400] [--max-logins 1000] [--max-records 100000]
  *     Ticket login as attacker, joins "big" (its answer read and measured),
  *     then {"event":"ready","join_answer_bytes":N,"history":K}. On "go" on
  *     stdin, the attack, until "stop" on stdin or --seconds:
@@ -34,9 +34,13 @@
  *       flood-read  the same, reading (and discarding) all it is sent
  *       churn       records of `join`/`leave` pairs of room "churn", back to
  *                   back, reading
+ *       relogin-say per session: a join of room "noise" and --burst (30)
+ *                   `say`s of 4 KiB, then a clean end and a new ticket
+ *                   login, in a loop, reading
  *     A connection the server closes is logged in again with the ticket (at
- *     most --max-logins logins in all), as an attacker would. Then
- *     {"event":"done","records":N,"sent":BYTES,"received":BYTES,"logins":N,"closed":N,"login_failures":N}.
+ *     most --max-logins attempts in all, 100 ms apart after a refusal), as an
+ *     attacker would. Then
+ *     {"event":"done","records":N,"requests":N,"sent":BYTES,"received":BYTES,"logins":N,"closed":N,"login_failures":N}.
  *
  * Every wait is bounded; traffic goes to 127.0.0.1 only.
  */
@@ -47,7 +51,7 @@ import { ed25519Generate, randomBytes } from "../../src/crypto/index.ts";
 import { SecureChannel } from "../../src/protocol/channel.ts";
 import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
 import { ClientHandshake, type SessionKeys, signClientAuth } from "../../src/protocol/handshake.ts";
-import { MAX_FRAME, MAX_FRAME_PRELOGIN, RECORD_TAG_LENGTH } from "../../src/protocol/limits.ts";
+import { MAX_FRAME, MAX_FRAME_PRELOGIN, MESSAGE_TEXT_MAX, RECORD_TAG_LENGTH } from "../../src/protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes, splitRecordPayload } from "../../src/protocol/messages.ts";
 import { type BenchCred, emit, intArg, parseArgs, runGenerator, strArg } from "./common.ts";
 
@@ -59,6 +63,7 @@ const credsPath = strArg(args, "creds");
 /** The room the attacker asks about, holding --messages messages of --text characters. */
 export const BIG = "big";
 const CHURN = "churn";
+const NOISE = "noise";
 const USERS = ["filler", "bystander", "attacker"] as const;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -101,7 +106,12 @@ class Conn {
       },
     });
     c.socket.write(encodeFrame(encodeMessageBytes(c.#hs.hello()), MAX_FRAME_PRELOGIN));
-    await c.until(() => c.welcome !== null, `${who}'s welcome`, timeoutMs);
+    try {
+      await c.until(() => c.welcome !== null, `${who}'s welcome`, timeoutMs);
+    } catch (e) {
+      c.terminate();
+      throw e;
+    }
     return c;
   }
 
@@ -165,9 +175,17 @@ class Conn {
     }
   }
 
-  /** Writes what the socket takes now; the rest is the caller's (see writeAll). */
+  /**
+   * Writes what the socket takes now; the rest is the caller's (see
+   * writeAll). A paused socket hears of no close, so a failed write or a
+   * socket no longer established counts as one: a client that does not read
+   * still learns that its writes fail.
+   */
   write(bytes: Uint8Array): number {
-    return this.closed || !this.socket ? 0 : Math.max(0, this.socket.write(bytes));
+    if (this.closed || !this.socket) return 0;
+    const n = this.socket.write(bytes);
+    if (n < 0 || this.socket.readyState <= 0) this.#closed();
+    return Math.max(0, n);
   }
 
   /** Writes all of `bytes`, waiting for drain; false if the connection closed or `deadline` (epoch ms) passed first. */
@@ -195,6 +213,12 @@ class Conn {
 
   pause(): void {
     this.socket?.pause();
+  }
+
+  /** Ends the connection cleanly (FIN after what was written), so the server reads everything first. */
+  end(): void {
+    this.closed = true;
+    this.socket?.end();
   }
 
   terminate(): void {
@@ -329,11 +353,27 @@ async function bystander(): Promise<void> {
 // ---------------------------------------------------------------------------
 // attacker
 
-type Attack = "join" | "history" | "flood" | "flood-read" | "churn";
-const ATTACKS: readonly Attack[] = ["join", "history", "flood", "flood-read", "churn"];
+type Attack = "join" | "history" | "flood" | "flood-read" | "churn" | "relogin-say";
+const ATTACKS: readonly Attack[] = ["join", "history", "flood", "flood-read", "churn", "relogin-say"];
 
 /** A record's largest plaintext (PROTOCOL.md §3.4). */
 const MAX_PLAINTEXT = MAX_FRAME - RECORD_TAG_LENGTH;
+
+/** Messages packed in order into as few records' plaintexts as hold them. */
+function pack(messages: Message[]): string[][] {
+  const out: string[][] = [];
+  let bytes = MAX_PLAINTEXT + 1;
+  for (const m of messages) {
+    const t = encodeMessage(m);
+    if (bytes + 1 + t.length > MAX_PLAINTEXT) {
+      out.push([]);
+      bytes = -1;
+    }
+    out[out.length - 1]!.push(t);
+    bytes += 1 + t.length;
+  }
+  return out;
+}
 
 /** `want` repetitions of the messages of `unit`, or as many as fit one record's plaintext (messages joined by LF). */
 function fill(unit: Message[], want: number): string[] {
@@ -347,13 +387,14 @@ async function attacker(): Promise<void> {
   const attack = strArg(args, "attack") as Attack;
   if (!ATTACKS.includes(attack)) throw new Error(`bench/load/abuse: --attack must be one of ${ATTACKS.join(", ")}`);
   const seconds = intArg(args, "seconds", 30);
-  const maxLogins = intArg(args, "max-logins", 100);
+  const maxLogins = intArg(args, "max-logins", 1000);
   const maxRecords = intArg(args, "max-records", 100_000);
   const cred = readCreds().get("attacker")!;
   const joins = fill([{ type: "join", room: BIG }], intArg(args, "joins", 2200));
   const histories = fill([{ type: "history", room: BIG, limit: 1000 }], intArg(args, "histories", 1400));
   const churn = fill([{ type: "join", room: CHURN }, { type: "leave", room: CHURN }], Number.POSITIVE_INFINITY);
-  const reading = attack === "flood-read" || attack === "churn";
+  const burst = pack([{ type: "join", room: NOISE }, ...Array.from({ length: intArg(args, "burst", 30) }, (_, i): Message => ({ type: "say", id: i + 1, room: NOISE, text: "x".repeat(MESSAGE_TEXT_MAX) }))]);
+  const reading = attack === "flood-read" || attack === "churn" || attack === "relogin-say";
 
   let logins = 0;
   let loginFailures = 0;
@@ -389,19 +430,46 @@ async function attacker(): Promise<void> {
   };
   arm(c);
 
+  let requests = 0;
   const send = async (plaintext: string[]): Promise<boolean> => {
     const record = c.seal(plaintext);
     const ok = await c.writeAll(record, deadline, stopped);
     if (ok) {
       records++;
+      requests += plaintext.length;
       sent += record.length;
     }
     return ok;
   };
 
+  /** After the connection ended: logs in again while attempts are left; false if it could not. */
+  const relogin = async (): Promise<boolean> => {
+    c.terminate();
+    while (!stopped() && logins + loginFailures < maxLogins) {
+      try {
+        c = await Conn.open("attacker", ticketLogin(cred), Math.max(1, deadline - Date.now()));
+        logins++;
+        conns.push(c);
+        arm(c);
+        return true;
+      } catch {
+        loginFailures++;
+        await sleep(100);
+      }
+    }
+    return false;
+  };
+
   if (attack === "join" || attack === "history") {
     await send(attack === "join" ? joins : histories);
     while (!stopped()) await sleep(10);
+  } else if (attack === "relogin-say") {
+    // Each session: the message burst, then a clean end (so the server reads it all) and a new login.
+    while (!stopped() && records < maxRecords) {
+      for (const plaintext of burst) if (!(await send(plaintext))) break;
+      c.end();
+      if (!(await relogin())) break;
+    }
   } else {
     while (!stopped() && records < maxRecords) {
       const plaintext = attack === "churn" ? churn : records % 2 === 0 ? joins : histories;
@@ -410,26 +478,13 @@ async function attacker(): Promise<void> {
         continue;
       }
       if (stopped() || !c.closed) break;
-      // The server closed the connection: log in again while logins are left.
+      // The server closed the connection: log in again, as an attacker would.
       closed++;
-      c.terminate();
-      while (!stopped() && logins < maxLogins) {
-        try {
-          logins++;
-          c = await Conn.open("attacker", ticketLogin(cred), Math.max(1, deadline - Date.now()));
-          conns.push(c);
-          arm(c);
-          break;
-        } catch {
-          loginFailures++;
-          await sleep(100);
-        }
-      }
-      if (c.closed) break;
+      if (!(await relogin())) break;
     }
   }
   const received = conns.reduce((a, k) => a + k.received, 0);
-  emit({ event: "done", records, sent, received, logins, closed, login_failures: loginFailures, messages_per_record: attack === "churn" ? churn.length : attack === "history" ? histories.length : joins.length });
+  emit({ event: "done", records, requests, sent, received, logins, closed, login_failures: loginFailures });
   c.terminate();
 }
 
