@@ -106,19 +106,17 @@ class Conn {
       },
     });
     c.socket.write(encodeFrame(encodeMessageBytes(c.#hs.hello()), MAX_FRAME_PRELOGIN));
-    try {
-      await c.until(() => c.welcome !== null, `${who}'s welcome`, timeoutMs);
-    } catch (e) {
+    await c.until(() => c.welcome !== null, `${who}'s welcome`, timeoutMs).catch((e: unknown) => {
       c.terminate();
       throw e;
-    }
+    });
     return c;
   }
 
+  /** Wakes the wait in until() or writeAll(), which sets a new one when it loops. */
   #wakeUp(): void {
-    const w = this.#wake;
+    this.#wake?.();
     this.#wake = null;
-    w?.();
   }
 
   #closed(): void {
