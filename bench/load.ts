@@ -37,7 +37,7 @@ import { opensslPath } from "./load/tls.ts";
 
 const HERE = import.meta.dir;
 const LOAD = join(HERE, "load");
-const ROOT = join(HERE, "..");
+export const ROOT = join(HERE, "..");
 
 // ---------------------------------------------------------------------------
 // The implementations under test. To add one: a launcher in bench/load/ that
@@ -194,15 +194,22 @@ function spawnScript(argv: string[]): Subprocess<"ignore", "pipe", "inherit"> {
 }
 
 /** As spawnScript, with a pipe to the child's stdin. */
-function spawnScriptWithStdin(argv: string[]): Subprocess<"pipe", "pipe", "inherit"> {
+export function spawnScriptWithStdin(argv: string[]): Subprocess<"pipe", "pipe", "inherit"> {
   const [script, ...rest] = argv;
   const p = Bun.spawn([process.execPath, "run", join(LOAD, script!), ...rest], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
   live.add(p);
   return p;
 }
 
+/** Spawns `cmd` in the repository (stdout and stderr piped), stopped like the scripts on every exit path. */
+export function spawnCommand(cmd: string[]): Subprocess<"ignore", "pipe", "pipe"> {
+  const p = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  live.add(p);
+  return p;
+}
+
 /** Runs `fn` with a fresh temporary directory and a list of children, all cleaned up afterwards. */
-async function withScratch<T>(prefix: string, fn: (tmp: string, children: Subprocess[]) => Promise<T>): Promise<T> {
+export async function withScratch<T>(prefix: string, fn: (tmp: string, children: Subprocess[]) => Promise<T>): Promise<T> {
   const tmp = mkdtempSync(join(os.tmpdir(), `securechat-${prefix}-`));
   tmpDirs.add(tmp);
   const children: Subprocess[] = [];
@@ -216,7 +223,7 @@ async function withScratch<T>(prefix: string, fn: (tmp: string, children: Subpro
 }
 
 /** Reads a child's stdout one JSON line at a time, each read bounded. */
-class Lines {
+export class Lines {
   #buffer = "";
   #ended = false;
   #wake: (() => void) | null = null;

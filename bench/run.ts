@@ -4,28 +4,35 @@
  * the ratios are the headline). The machinery is bench/load.ts; the
  * microbenchmark (handshake, records, channel) is `bun run bench:micro`.
  *
- *   bun run bench            quick (≤ 2 min on 2 cores): N = 10, 100;
- *                            latency at N = 100; 500 idle connections; 1 run
+ *   bun run bench            quick (~2 min on 2 cores): N = 10, 100;
+ *                            latency at N = 100; 500 idle connections; 1 run;
+ *                            abuse phases of 3 s
  *   bun run bench --full     N = 10, 100, 500; latency at N = 100 and 500;
  *                            2,000 idle connections; longer samples; medians
  *                            of 3 runs, baselines interleaved with securechat
  *   --json                   one JSON object on stdout (no progress on stderr)
- *   --only LIST              throughput,latency,idle,logins,cold (default: all)
+ *   --only LIST              throughput,latency,idle,logins,cold,abuse (default: all)
  *   --impls LIST             e.g. bare,securechat (default: every one available;
  *                            sc+transcript and stock ngircd only with --full)
  *   --runs K, --conns C, --rate D    override the mode's runs, idle connections,
  *                            offered deliveries/s of the latency rows
+ *   --server-cmd "CMD"       the abuse section's server instead of
+ *                            `bun src/main.ts serve` (e.g. an older checkout)
  *
  * Figures: delivered messages/s (closed loop); server CPU-seconds per million
  * deliveries, and deliveries per server CPU-second (the figure that cancels
  * out the load generator sharing the cores); p50/p99/p99.9 send → receive
  * latency at a fixed offered load; server RSS per idle connection; ticket
- * and password logins/s; cold start of dist/securechat --help.
+ * and password logins/s; cold start of dist/securechat --help; and (abuse,
+ * bench/abuse.ts) what one hostile logged-in client costs `securechat serve`
+ * with its default flags: a bystander's ping latency, server CPU and RSS,
+ * transcript growth, against the bystander alone in the same run.
  *
  * Never fails on speed: exits 0 unless a securechat measurement could not be
  * made at all (a broken server), or the arguments are wrong.
  */
 import os from "node:os";
+import { type AbuseConfig, type AbuseResult, DEFAULT_SERVER_CMD, abuseTable, runAbuse } from "./abuse.ts";
 import {
   type ColdStartResult,
   IMPLS,
@@ -47,9 +54,9 @@ import {
 /** For bench/channel.ts, bench/handshake.ts and bench/records.ts (the microbenchmark's sections). */
 export type { Section } from "./micro.ts";
 
-const PARTS = ["throughput", "latency", "idle", "logins", "cold"] as const;
+const PARTS = ["throughput", "latency", "idle", "logins", "cold", "abuse"] as const;
 type Part = (typeof PARTS)[number];
-const USAGE = `usage: bun run bench [--quick | --full] [--json] [--only ${PARTS.join(",")}] [--impls ${IMPLS.map((i) => i.name).join(",")}] [--runs K] [--conns C] [--rate D]`;
+const USAGE = `usage: bun run bench [--quick | --full] [--json] [--only ${PARTS.join(",")}] [--impls ${IMPLS.map((i) => i.name).join(",")}] [--runs K] [--conns C] [--rate D] [--server-cmd "CMD"]`;
 
 function usage(why: string): never {
   console.error(`${USAGE}\n(${why})`);
@@ -64,6 +71,7 @@ let json = false;
 let only: Set<Part> = new Set(PARTS);
 let implFilter: Set<string> | null = null;
 const overrides = new Map<string, number>();
+let serverCmd: string[] = DEFAULT_SERVER_CMD;
 {
   const raw = Bun.argv.slice(2);
   for (let i = 0; i < raw.length; i++) {
@@ -86,6 +94,10 @@ const overrides = new Map<string, number>();
       const v = Number(raw[++i]);
       if (!Number.isInteger(v) || v <= 0) usage(`${a} needs a positive integer`);
       overrides.set(a, v);
+    } else if (a === "--server-cmd") {
+      const v = raw[++i];
+      if (v === undefined || v.trim() === "") usage("--server-cmd needs a command");
+      serverCmd = v.trim().split(/\s+/);
     } else usage(`unknown argument ${a}`);
   }
 }
@@ -99,6 +111,7 @@ const CONFIG = full
       idle: { warm: 200, conns: 2000, rssReadings: 3, rssGapMs: 1000 },
       logins: { warmupMs: 1000, seconds: 5, concurrency: 16 },
       coldRuns: 21,
+      abuse: { seconds: 10, maxSeconds: 30, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: true } satisfies AbuseConfig,
     }
   : {
       mode: "quick",
@@ -108,6 +121,7 @@ const CONFIG = full
       idle: { warm: 100, conns: 500, rssReadings: 3, rssGapMs: 500 },
       logins: { warmupMs: 500, seconds: 2, concurrency: 16 },
       coldRuns: 5,
+      abuse: { seconds: 3, maxSeconds: 10, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: false } satisfies AbuseConfig,
     };
 CONFIG.runs = overrides.get("--runs") ?? CONFIG.runs;
 CONFIG.idle.conns = overrides.get("--conns") ?? CONFIG.idle.conns;
@@ -151,6 +165,7 @@ const latency = new Map<string, LatencyResult[]>();
 const idle = new Map<string, IdleResult[]>();
 const logins = new Map<string, LoginResult[]>(); // ticket, password, tls
 let cold: ColdStartResult | null = null;
+let abuse: AbuseResult | null = null;
 const push = <T>(m: Map<string, T[]>, key: string, v: T | null): void => {
   if (v !== null) m.set(key, [...(m.get(key) ?? []), v]);
 };
@@ -202,6 +217,9 @@ for (let r = 1; r <= CONFIG.runs; r++) {
 if (only.has("cold")) {
   cold = await attempt("cold start", SUBJECT, () => runColdStart(CONFIG.coldRuns));
   if (cold) progress(`cold start: dist/securechat --help ${fmt(cold.securechatMs, 1)} ms, empty binary ${fmt(cold.emptyBinaryMs, 1)} ms`);
+}
+if (only.has("abuse")) {
+  abuse = await attempt("abuse", SUBJECT, () => runAbuse(CONFIG.abuse, serverCmd, progress));
 }
 
 // ---------------------------------------------------------------------------
@@ -296,7 +314,7 @@ if (json) {
           header: ["metric", ...impls.map((i) => i.name), ...ratioCols.map((b) => `${SUBJECT}/${b.name}`)],
           rows: rows.map((r) => ({ metric: r.metric, values: r.values, ...(r.text ? { text: r.text } : {}), ratios: Object.fromEntries(ratioCols.map((b) => [b.name, ratio(r, b)])) })),
         },
-        results: { throughput: flat(throughput), latency: flat(latency), idle: flat(idle), logins: flat(logins), cold },
+        results: { throughput: flat(throughput), latency: flat(latency), idle: flat(idle), logins: flat(logins), cold, abuse },
         notes: notes.filter(Boolean),
         errors,
       },
@@ -317,24 +335,27 @@ if (json) {
   out.push(`securechat bench (${CONFIG.mode}) — ${machine.cpu} × ${machine.cores} cores, Bun ${machine.bun}, ${machine.platform}`);
   const t = CONFIG.throughput;
   const l = CONFIG.latency;
-  out.push(
-    `${CONFIG.runs === 1 ? "one run" : `medians of ${CONFIG.runs} runs`}; throughput: 10% of members send ~100-byte messages, window ${t.window}, median of ${t.samples} × ${t.sampleMs / 1000} s after ${t.warmupMs / 1000} s; ` +
-      `latency: open loop at ${fmt(l.rate)} deliveries/s, ${l.seconds} s window after ${l.warmupMs / 1000} s, every delivery timed from its scheduled send`,
-  );
-  out.push("");
-  out.push(line(header));
-  out.push(line(widths.map((w) => "-".repeat(w))));
-  for (const b of body) out.push(line(b));
-  out.push("");
-  if (ratioCols.length > 0) out.push(`sc/x = securechat's figure ÷ x's, same run (higher is better for rates, lower for CPU-s, latency, memory, start time).`);
-  for (const impl of impls) out.push(`${impl.name}: ${impl.describe}.`);
-  for (const s of implStatus) if (s.reason !== null) out.push(`${s.impl.name}: not run — ${s.reason}.`);
+  if (rows.length > 0) {
+    out.push(
+      `${CONFIG.runs === 1 ? "one run" : `medians of ${CONFIG.runs} runs`}; throughput: 10% of members send ~100-byte messages, window ${t.window}, median of ${t.samples} × ${t.sampleMs / 1000} s after ${t.warmupMs / 1000} s; ` +
+        `latency: open loop at ${fmt(l.rate)} deliveries/s, ${l.seconds} s window after ${l.warmupMs / 1000} s, every delivery timed from its scheduled send`,
+    );
+    out.push("");
+    out.push(line(header));
+    out.push(line(widths.map((w) => "-".repeat(w))));
+    for (const b of body) out.push(line(b));
+    out.push("");
+    if (ratioCols.length > 0) out.push(`sc/x = securechat's figure ÷ x's, same run (higher is better for rates, lower for CPU-s, latency, memory, start time).`);
+    for (const impl of impls) out.push(`${impl.name}: ${impl.describe}.`);
+    for (const s of implStatus) if (s.reason !== null) out.push(`${s.impl.name}: not run — ${s.reason}.`);
+  }
   if (only.has("idle")) {
     out.push(
       `idle: server RSS delta over ${fmt(CONFIG.idle.conns)} idle connections, measured after ${CONFIG.idle.warm} warm-up ones${full ? "" : " (quick mode: fewer than --full's 2,000)"}; securechat's are logged in and joined. "After GC": each reading follows a full garbage collection in the server (SIGUSR2 → Bun.gc(true)), so it counts memory held, not garbage not yet collected.`,
     );
   }
   for (const n of notes.filter(Boolean)) out.push(n);
+  if (abuse) out.push(...(rows.length > 0 ? [""] : []), ...abuseTable(abuse, CONFIG.abuse));
   for (const e of errors) out.push(`FAILED ${e.what} (${e.impl}): ${e.error}`);
   out.push(`elapsed ${elapsedS.toFixed(1)} s`);
   console.log(out.join("\n"));
