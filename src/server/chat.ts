@@ -163,9 +163,16 @@ export class Chat {
     this.#state.delete(m);
     const set = this.#online.get(m.user);
     set?.delete(m);
-    if (set?.size === 0) {
-      this.#online.delete(m.user);
-      this.#buckets.delete(m.user);
+    // The user's buckets stay until they have refilled (prune): logging out
+    // and in again must not buy a fresh burst.
+    if (set?.size === 0) this.#online.delete(m.user);
+  }
+
+  /** Forgets the buckets of users who are offline and whose buckets have refilled (no different from new ones). */
+  prune(): void {
+    const now = this.now();
+    for (const [user, b] of this.#buckets) {
+      if (!this.#online.has(user) && b.messages.full(now) && b.requests.full(now)) this.#buckets.delete(user);
     }
   }
 

@@ -732,6 +732,7 @@ export class ChatServer {
         server.store.pruneTickets(now);
         server.loginsBySource.prune(now);
         server.loginsByUser.prune(now);
+        server.chat.prune();
       }
     }, sweepMs);
     return server;

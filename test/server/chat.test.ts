@@ -559,6 +559,31 @@ describe("flood control", () => {
     chat.disconnect(bob);
   });
 
+  test("logging out and in again buys no fresh burst: a user's buckets outlive its connections until they have refilled", () => {
+    jest.useFakeTimers();
+    const { chat, connect, join, say, clock } = setup({ flood: { rate: 10, burst: 3 } });
+    let alice = connect("alice");
+    join(alice, "lobby");
+    for (let i = 0; i < 3; i++) say(alice, "lobby", `m${i}`);
+    chat.disconnect(alice);
+    alice = connect("alice");
+    join(alice, "lobby");
+    alice.take();
+    say(alice, "lobby", "after a new login");
+    expect(alice.take().map((m) => (m.type === "notice" ? m.code : m.type))).toEqual(["slow_down"]);
+    chat.disconnect(alice);
+    // Pruned only once refilled and offline; a pruned bucket is a new, full one.
+    chat.prune();
+    clock.advance(1000);
+    chat.prune();
+    alice = connect("alice");
+    join(alice, "lobby");
+    alice.take();
+    for (let i = 0; i < 3; i++) say(alice, "lobby", `n${i}`);
+    expect(alice.take().map((m) => m.type)).toEqual(["ack", "ack", "ack"]);
+    chat.disconnect(alice);
+  });
+
   test("a user's terminals share one bucket", () => {
     jest.useFakeTimers();
     const { connect, join, say, clock } = setup({ flood: { rate: 10, burst: 2 } });
