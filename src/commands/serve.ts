@@ -14,6 +14,7 @@ export default command({
     "max-auth-tries": { type: "string", valueHint: "N", description: "Failed logins allowed per connection", default: "6" },
     "rekey-after": { type: "string", description: "Records per key before each direction rekeys", valueHint: "N" },
     history: { type: "string", valueHint: "N", description: "Recent messages a joining member is shown", default: "50" },
+    "history-memory": { type: "string", valueHint: "BYTES", description: "Room history held in memory (estimated); the least recently used rooms' is read back from DATA/history.db", default: "16777216" },
     "flood-rate": { type: "string", valueHint: "N", description: "Messages per second a user may send, sustained", default: "10" },
     "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
@@ -83,6 +84,7 @@ export default command({
         auditorKey,
         version: VERSION,
         history,
+        historyMemory: parseInteger("--history-memory", a["history-memory"], 0, 2 ** 40),
         log: logger,
       });
     } catch (e) {
