@@ -5,8 +5,9 @@
  * (store/history.ts, beside the transcript directory) for the others.
  *
  * history.db follows the transcript and never gets ahead of it: a message
- * goes into it once its entry is durable (the writer's fsync policy), in one
- * transaction per event-loop turn, and until then its room stays in memory.
+ * goes into it once its entry is durable (the writer's fsync policy), with
+ * the others of the last `historyFlushMs` in one transaction, and until then
+ * its room stays in memory.
  * When the journal opens, history.db gets the entries it has not seen yet —
  * those after the last one it applied, found by the seq in the transcript's
  * file names — or, if it is missing, unreadable or does not match the
@@ -33,6 +34,8 @@ export interface JournalOptions extends WriterOptions {
   history: number;
   /** Estimated bytes of room history held in memory (serve --history-memory). */
   historyMemory?: number;
+  /** How long durable messages may wait to go into history.db together (default FLUSH_MS). */
+  historyFlushMs?: number;
 }
 
 /** history.db lives beside the transcript directory: DATA/history.db for DATA/transcript. */
@@ -52,6 +55,9 @@ interface Unsaved {
   directSeq?: number;
 }
 
+/** How often history.db gets the messages that are durable, at most; and how many may wait. */
+const FLUSH_MS = 200;
+const FLUSH_MESSAGES = 4096;
 /** Transactions of a replay hold at most this many entries. */
 const REPLAY_BATCH = 4096;
 
@@ -60,12 +66,13 @@ export class TranscriptJournal implements Journal {
   /** The rooms whose history is in memory. */
   readonly rooms: RecentRooms;
   readonly #log: Logger;
+  readonly #flushMs: number;
   #directSeq: number;
   /** In transcript order. */
   readonly #unsaved: Unsaved[] = [];
   /** The last transcript seq known durable. */
   #durableSeq = 0;
-  #flushScheduled = false;
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
   #failing = false;
   #closed = false;
 
@@ -78,6 +85,7 @@ export class TranscriptJournal implements Journal {
   ) {
     this.#db = db;
     this.#log = opts.log;
+    this.#flushMs = opts.historyFlushMs ?? FLUSH_MS;
     this.#directSeq = db.directSeq;
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room));
   }
@@ -130,14 +138,26 @@ export class TranscriptJournal implements Journal {
     }
   }
 
+  /**
+   * history.db gets what is durable in one transaction every `flushMs`, or
+   * at once when FLUSH_MESSAGES are waiting: a commit writes every page it
+   * touched to the WAL, so committing per event-loop turn would write each
+   * busy room's pages over and over.
+   */
   #durable(seq: number): void {
     this.#durableSeq = Math.max(this.#durableSeq, seq);
-    if (this.#closed || this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => {
-      this.#flushScheduled = false;
+    if (this.#closed) return;
+    if (this.#unsaved.length >= FLUSH_MESSAGES) {
+      if (this.#flushTimer) clearTimeout(this.#flushTimer);
+      this.#flushTimer = null;
       this.#flush(this.#durableSeq);
-    });
+    } else if (!this.#flushTimer) {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = null;
+        this.#flush(this.#durableSeq);
+      }, this.#flushMs);
+      this.#flushTimer.unref?.();
+    }
   }
 
   /** Not recorded after all: it never reaches history.db, and its room need not stay in memory for it. */
@@ -192,6 +212,8 @@ export class TranscriptJournal implements Journal {
    */
   close(reason: string): void {
     if (this.#closed) return;
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
     const wasRecording = !this.writer.stopped;
     try {
       this.writer.close(reason);

@@ -36,6 +36,7 @@ function open(dir: string, over: Partial<JournalOptions> = {}): TranscriptJourna
     version: "test",
     log: silentLogger,
     history: 50,
+    historyFlushMs: 0,
     ...over,
   });
 }
@@ -316,10 +317,10 @@ describe("TranscriptJournal: a stopped writer", () => {
   });
 });
 
-/** Waits until the receipts are durable and history.db has had the turn in which it writes them. */
+/** Waits until the receipts are durable and history.db has had them (open() flushes it at once, historyFlushMs 0). */
 async function saved(rs: Receipt[]): Promise<void> {
   await Promise.all(rs.map((r) => r.durable));
-  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 0));
 }
 
 /** Forty rooms of the same name length, room00 … room39. */
