@@ -147,7 +147,8 @@ export class TranscriptJournal implements Journal {
   #durable(seq: number): void {
     this.#durableSeq = Math.max(this.#durableSeq, seq);
     if (this.#closed) return;
-    if (this.#unsaved.length >= FLUSH_MESSAGES) {
+    // (while history.db is failing, only the timer tries again)
+    if (this.#unsaved.length >= FLUSH_MESSAGES && !this.#failing) {
       if (this.#flushTimer) clearTimeout(this.#flushTimer);
       this.#flushTimer = null;
       this.#flush(this.#durableSeq);

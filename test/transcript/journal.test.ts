@@ -15,6 +15,7 @@ import { toBase64 } from "../../src/bytes.ts";
 import { x25519Generate } from "../../src/crypto/index.ts";
 import { type JournalEvent, MemoryJournal, type Receipt, type RoomMessage } from "../../src/server/journal.ts";
 import { type Logger, silentLogger } from "../../src/server/log.ts";
+import { HistoryDb } from "../../src/store/history.ts";
 import { ROOM_OVERHEAD, messageBytes } from "../../src/store/recent.ts";
 import { type Entry, parseEntry } from "../../src/transcript/format.ts";
 import { type JournalOptions, TranscriptJournal, historyDbPath } from "../../src/transcript/journal.ts";
@@ -439,6 +440,31 @@ describe("history in memory is bounded; the rest is in history.db", () => {
     expect(historyDbBytes(dir)).not.toContain("from alice");
     expect(j.recent("lobby", 50)).toEqual([]);
     expect(j.lastSeq("lobby")).toBe(3);
+    j.close("shutdown");
+  });
+});
+
+describe("history.db that cannot be written", () => {
+  test("(a full disk) its rooms stay in memory whatever the budget, the failure is logged once, and a later write saves everything", async () => {
+    const dir = freshDir();
+    const { log, events } = capture();
+    const j = open(dir, { historyMemory: 0, log });
+    const full = spyOn(HistoryDb.prototype, "apply").mockImplementation(() => {
+      throw new Error("database or disk is full");
+    });
+    spies.push(full);
+    await saved(fill(j, ["lobby"]));
+    await saved([j.append(say("ops", 1))]);
+    expect(events.filter((e) => e.event.startsWith("history_db")).map((e) => [e.event, e.fields.error])).toEqual([["history_db_failed", "database or disk is full"]]);
+    expect(["lobby", "ops"].map((r) => j.rooms.holds(r))).toEqual([true, true]);
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual([1, 2, 3]);
+
+    full.mockRestore();
+    await saved([j.append(say("lobby", 4))]);
+    expect(events.map((e) => e.event)).toContain("history_db_recovered");
+    expect(j.rooms.size).toBe(0);
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    expect(j.lastSeq("ops")).toBe(1);
     j.close("shutdown");
   });
 });
