@@ -82,6 +82,9 @@ export class HistoryDb {
   readonly #db: Database;
   /** The in-memory key texts are sealed under, when sealing. */
   #key: Uint8Array | null;
+  /** The statements of the hot path, prepared once. */
+  readonly #q: ReturnType<typeof prepare>;
+  readonly #apply: (b: HistoryBatch) => void;
 
   private constructor(
     db: Database,
@@ -92,6 +95,8 @@ export class HistoryDb {
   ) {
     this.#db = db;
     this.#key = seal ? randomBytes(XCHACHA_KEY_LENGTH) : null;
+    this.#q = prepare(db);
+    this.#apply = db.transaction((b: HistoryBatch) => this.#write(b));
   }
 
   /**
@@ -165,32 +170,29 @@ export class HistoryDb {
 
   /** Writes a batch in one transaction. */
   apply(b: HistoryBatch): void {
-    const db = this.#db;
-    db.transaction(() => {
-      if (this.keep > 0 && b.messages.length > 0) {
-        const insert = db.query("INSERT OR REPLACE INTO messages (room, seq, ts, sender, text, sealed, action) VALUES (?, ?, ?, ?, ?, ?, ?)");
-        const rooms = new Set<string>();
-        for (const m of b.messages) {
-          const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), aad(m.room, m.seq)) : null;
-          insert.run(m.room, m.seq, m.ts, m.from, sealed ? null : m.text, sealed, m.action ? 1 : 0);
-          rooms.add(m.room);
-        }
-        const trim = db.query("DELETE FROM messages WHERE room = ? AND seq < (SELECT seq FROM messages WHERE room = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)");
-        for (const room of rooms) trim.run(room, room, this.keep - 1);
+    this.#apply(b);
+  }
+
+  #write(b: HistoryBatch): void {
+    const q = this.#q;
+    if (this.keep > 0 && b.messages.length > 0) {
+      const rooms = new Set<string>();
+      for (const m of b.messages) {
+        const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), aad(m.room, m.seq)) : null;
+        q.insert.run(m.room, m.seq, m.ts, m.from, sealed ? null : m.text, sealed, m.action ? 1 : 0);
+        rooms.add(m.room);
       }
-      const seq = db.query("INSERT INTO rooms (name, last_seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)");
-      for (const [room, n] of b.seqs) seq.run(room, n);
-      db.query("UPDATE state SET applied_seq = ?, applied_hash = ?, direct_seq = max(direct_seq, ?)").run(b.applied.seq, b.applied.hash, b.directSeq);
-    })();
+      for (const room of rooms) q.trim.run(room, room, this.keep - 1);
+    }
+    for (const [room, n] of b.seqs) q.seq.run(room, n);
+    q.applied.run(b.applied.seq, b.applied.hash, b.directSeq);
   }
 
   /** A room's last sequence number and its last `keep` messages, oldest first. */
   room(name: string): RoomState {
-    const seq = this.#db.query<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE name = ?").get(name)?.last_seq ?? 0;
+    const seq = this.#q.roomSeq.get(name)?.last_seq ?? 0;
     if (this.keep === 0 || seq === 0) return { seq, messages: [] };
-    const rows = this.#db
-      .query<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?")
-      .all(name, this.keep);
+    const rows = this.#q.roomMessages.all(name, this.keep);
     const messages: RoomMessage[] = [];
     for (let i = rows.length - 1; i >= 0; i--) {
       const r = rows[i]!;
@@ -212,8 +214,23 @@ export class HistoryDb {
   close(): void {
     if (this.#key) wipe(this.#key);
     this.#key = null;
+    for (const st of Object.values(this.#q)) st.finalize();
     this.#db.close(false);
   }
+}
+
+function prepare(db: Database) {
+  return {
+    insert: db.prepare<void, [string, number, number, string, string | null, Uint8Array | null, number]>(
+      "INSERT OR REPLACE INTO messages (room, seq, ts, sender, text, sealed, action) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ),
+    // keeps a room's newest `keep` rows (its `keep`-th newest seq and above)
+    trim: db.prepare<void, [string, string, number]>("DELETE FROM messages WHERE room = ? AND seq < (SELECT seq FROM messages WHERE room = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)"),
+    seq: db.prepare<void, [string, number]>("INSERT INTO rooms (name, last_seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"),
+    applied: db.prepare<void, [number, string, number]>("UPDATE state SET applied_seq = ?, applied_hash = ?, direct_seq = max(direct_seq, ?)"),
+    roomSeq: db.prepare<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE name = ?"),
+    roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
+  };
 }
 
 function aad(room: string, seq: number): Uint8Array {

@@ -53,6 +53,8 @@ interface Unsaved {
   /** …and the message itself, for history (not when only its number can be kept). */
   message?: RoomMessage;
   directSeq?: number;
+  /** The writer's promise for it (not for entries replayed at start). */
+  durable?: Promise<void>;
 }
 
 /** How often history.db gets the messages that are durable, at most; and how many may wait. */
@@ -73,6 +75,8 @@ export class TranscriptJournal implements Journal {
   /** The last transcript seq known durable. */
   #durableSeq = 0;
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A durable promise is being waited for (#watch). */
+  #watching = false;
   #failing = false;
   #closed = false;
 
@@ -121,15 +125,12 @@ export class TranscriptJournal implements Journal {
     try {
       const { entry, durable } = this.writer.append(type, fields);
       if (e.kind === "message" || e.kind === "direct") {
-        const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash } };
+        const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash }, durable };
         // history.db has what the transcript has: the entry's ts, as a rebuild would
         if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts } });
         else u.directSeq = e.message.seq;
         this.#unsaved.push(u);
-        durable.then(
-          () => this.#durable(entry.seq),
-          () => this.#lost(u),
-        );
+        if (!this.#watching) this.#watch(entry.seq, durable);
       }
       return { seq: entry.seq, hash: entry.hash, durable: handled(durable) };
     } catch (err) {
@@ -161,12 +162,27 @@ export class TranscriptJournal implements Journal {
     }
   }
 
-  /** Not recorded after all: it never reaches history.db, and its room need not stay in memory for it. */
-  #lost(u: Unsaved): void {
-    const i = this.#unsaved.indexOf(u);
-    if (i < 0) return;
-    this.#unsaved.splice(i, 1);
-    if (u.room !== undefined) this.rooms.unpin(u.room);
+  /**
+   * Waits for one entry to be durable, then for the newest appended since:
+   * entries become durable in order, so one promise at a time tells how far
+   * the transcript is durable.
+   */
+  #watch(seq: number, durable: Promise<void>): void {
+    this.#watching = true;
+    durable.then(
+      () => {
+        this.#watching = false;
+        this.#durable(seq);
+        const last = this.#unsaved.at(-1);
+        if (!this.#closed && last && last.entry.seq > seq) this.#watch(last.entry.seq, last.durable!);
+      },
+      () => {
+        // The writer failed: what was not durable by now never will be, and never reaches history.db.
+        this.#watching = false;
+        const i = this.#unsaved.findIndex((u) => u.entry.seq > this.#durableSeq);
+        if (i >= 0) for (const u of this.#unsaved.splice(i)) if (u.room !== undefined) this.rooms.unpin(u.room);
+      },
+    );
   }
 
   /**
