@@ -470,7 +470,7 @@ describe("history.db that cannot be written", () => {
 });
 
 describe("start-up reads the transcript's tail; history.db is rebuilt when it must be", () => {
-  test("a clean restart reads only what the stop and the start wrote; files already applied can be archived", async () => {
+  test("a clean restart reads only the last file; files already applied can be archived", async () => {
     const dir = freshDir();
     let j = open(dir, { rotateBytes: 4096 });
     await saved(fill(j, ROOMS));
