@@ -4,7 +4,7 @@
  * last (store/recent.ts, within `historyMemory` bytes) and from history.db
  * (store/history.ts, beside the transcript directory) for the others.
  *
- * history.db follows the transcript and never gets ahead of it: a message
+ * history.db follows the transcript and does not get ahead of it: a message
  * goes into it once its entry is durable (the writer's fsync policy), with
  * the others of the last `historyFlushMs` in one transaction, and until then
  * its room stays in memory.
@@ -98,10 +98,10 @@ export class TranscriptJournal implements Journal {
     const writer = Writer.open(opts);
     let db: HistoryDb | undefined;
     try {
-      db = HistoryDb.open(historyDbPath(opts.dir), opts.history, opts.auditorKey !== undefined);
-      const d = db;
-      const lines = db.replay(() => catchUp(d, opts.dir, opts.auditorKey !== undefined, opts.log));
-      return new TranscriptJournal(writer, db, opts, lines);
+      const opened = HistoryDb.open(historyDbPath(opts.dir), opts.history, opts.auditorKey !== undefined);
+      db = opened;
+      const lines = opened.replay(() => catchUp(opened, opts.dir, opts.auditorKey !== undefined, opts.log));
+      return new TranscriptJournal(writer, opened, opts, lines);
     } catch (e) {
       db?.close();
       writer.close("failed to start");
