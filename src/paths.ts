@@ -4,7 +4,7 @@
  * renamed, so a crash leaves either the old file or the new one, never a
  * torn one, and no other user can read them at any moment.
  */
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes } from "./crypto/index.ts";
@@ -56,6 +56,20 @@ export function writePrivateFile(path: string, data: string | Uint8Array): void 
     throw e;
   }
   syncDir(dirname(path));
+}
+
+/**
+ * Creates an empty `path` with mode 0600 in one step unless it exists, so a
+ * database opened on it next is never readable by others (SQLite creates
+ * files under the umask, and gives -wal and -shm the database file's mode).
+ */
+export function createPrivateFile(path: string): void {
+  if (existsSync(path)) return;
+  try {
+    closeSync(openSync(path, "wx", 0o600));
+  } catch (e) {
+    if ((e as { code?: string }).code !== "EEXIST") throw e;
+  }
 }
 
 /** Makes a rename durable (POSIX: the directory entry lives in the directory). */

@@ -30,7 +30,7 @@ import { SecureChannel } from "../../src/protocol/channel.ts";
 import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
 import { ClientHandshake, signClientAuth } from "../../src/protocol/handshake.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
-import { decodeMessage, encodeMessageBytes, splitRecordPayload } from "../../src/protocol/messages.ts";
+import { type Message, decodeMessage, encodeMessageBytes, splitRecordPayload } from "../../src/protocol/messages.ts";
 import { ARGON2 } from "../../src/server/accounts.ts";
 import { startBenchServer } from "./benchserver.ts";
 import { type BenchCred, ROOM, emit, intArg, parseArgs, strArg } from "./common.ts";
@@ -68,6 +68,8 @@ export class BenchConn {
     readonly port: number,
     readonly cred: BenchCred | PasswordCred,
     readonly join: boolean,
+    /** Sees every message after the welcome that BenchConn does not handle itself (bench/history.ts). */
+    readonly onMessage: (m: Message) => void = () => {},
   ) {
     this.ready = new Promise<void>((res, rej) => {
       this.#resolve = res;
@@ -154,9 +156,15 @@ export class BenchConn {
           this.#settle(`${this.cred.user}: server error ${m.code}: ${m.message}`);
           break;
         default:
+          this.onMessage(m);
           break;
       }
     }
+  }
+
+  /** Sends requests in one record (after `ready`). */
+  send(requests: Message[]): void {
+    this.socket!.write(this.channel!.seal(requests));
   }
 
   close(): void {

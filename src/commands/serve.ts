@@ -19,6 +19,7 @@ export default command({
     "login-burst": { type: "string", valueHint: "N", description: "Logins per address, and per user, at once after a pause", default: "30" },
     "rekey-after": { type: "string", description: "Records per key before each direction rekeys", valueHint: "N" },
     history: { type: "string", valueHint: "N", description: "Recent messages a joining member is shown", default: "50" },
+    "history-memory": { type: "string", valueHint: "BYTES", description: "Room history held in memory (estimated); the least recently used rooms' is read back from DATA/history.db", default: "16777216" },
     "flood-rate": { type: "string", valueHint: "N", description: "Messages (say, dm) per second a user may send, sustained", default: "10" },
     "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
     "request-rate": { type: "string", valueHint: "N", description: "Other requests (join, leave, who, rooms, history, ping) per second per user, sustained", default: "5" },
@@ -67,6 +68,7 @@ export default command({
       }
     }
     const history = parseInteger("--history", a.history, 0, 1000);
+    const historyMemory = parseInteger("--history-memory", a["history-memory"], 0, 2 ** 40);
     const maxSendBuffer = parseInteger("--max-send-buffer", a["max-send-buffer"], 64 * 1024, 1024 ** 3);
     const rate = (flag: "flood" | "request" | "login") => ({
       rate: parseInteger(`--${flag}-rate`, a[`${flag}-rate`], 1, 1_000_000),
@@ -121,7 +123,7 @@ export default command({
     const hostKey = loadOrCreateHostKey(dataDir);
     let journal: ReturnType<typeof TranscriptJournal.open>;
     try {
-      journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, log: logger });
+      journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyMemory, log: logger });
     } catch (e) {
       if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
       throw e;

@@ -1,10 +1,12 @@
 /**
  * The hook between the chat core and the record of what happened. The chat
  * core appends every event here and serves history on join from here, so the
- * two cannot disagree. `MemoryJournal` keeps recent room history in memory;
- * the transcript (docs/TRANSCRIPT.md) implements the same interface on disk.
+ * two cannot disagree. `MemoryJournal` keeps recent room history in memory,
+ * within a byte budget; the transcript (docs/TRANSCRIPT.md, with history.db)
+ * implements the same interface on disk.
  */
 import type { Message } from "../protocol/messages.ts";
+import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
 
 export type RoomMessage = Message<"message">;
 
@@ -47,43 +49,36 @@ export interface Journal {
 const NOTHING: Receipt = {};
 
 export class MemoryJournal implements Journal {
-  readonly #rooms = new Map<string, RoomMessage[]>();
-  /** Kept even when no history is, so sequence numbers are never reused while the server runs. */
+  /**
+   * The recent history of the rooms used last, within `maxBytes`
+   * (store/recent.ts). There is no disk behind it: a room pushed out of
+   * memory has no history the next time it is used.
+   */
+  readonly rooms: RecentRooms;
+  /** Kept for every room, even when its history is not, so sequence numbers are never reused while the server runs. */
   readonly #seqs = new Map<string, number>();
   #directSeq = 0;
 
   readonly recording = true;
 
-  constructor(readonly keep: number) {}
+  constructor(
+    readonly keep: number,
+    maxBytes = DEFAULT_HISTORY_MEMORY,
+  ) {
+    this.rooms = new RecentRooms(keep, maxBytes, (room) => ({ seq: this.lastSeq(room), messages: [] }));
+  }
 
   append(e: JournalEvent): Receipt {
     if (e.kind === "direct") this.#directSeq = e.message.seq;
-    if (e.kind === "message") this.remember(e.message);
+    if (e.kind === "message") {
+      this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
+      this.rooms.add(e.message);
+    }
     return NOTHING;
   }
 
-  /** Keeps a room message for history and its number for the room's sequence. */
-  remember(m: RoomMessage): void {
-    this.#seqs.set(m.room, Math.max(this.#seqs.get(m.room) ?? 0, m.seq));
-    if (this.keep === 0) return;
-    let ring = this.#rooms.get(m.room);
-    if (!ring) this.#rooms.set(m.room, (ring = []));
-    ring.push(m);
-    if (ring.length > this.keep) ring.splice(0, ring.length - this.keep);
-  }
-
-  /** Notes a room sequence number without keeping the message (e.g. sealed, unreadable). */
-  rememberSeq(room: string, seq: number): void {
-    this.#seqs.set(room, Math.max(this.#seqs.get(room) ?? 0, seq));
-  }
-
-  rememberDirectSeq(seq: number): void {
-    this.#directSeq = Math.max(this.#directSeq, seq);
-  }
-
   recent(room: string, limit: number): RoomMessage[] {
-    const ring = this.#rooms.get(room) ?? [];
-    return limit <= 0 ? [] : ring.slice(-limit);
+    return this.rooms.recent(room, limit);
   }
 
   lastSeq(room: string): number {

@@ -5,10 +5,9 @@
  * each migration runs in its own transaction.
  */
 import { Database } from "bun:sqlite";
-import { closeSync, existsSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
-import { ensurePrivateDir } from "../paths.ts";
+import { createPrivateFile, ensurePrivateDir } from "../paths.ts";
 
 const MIGRATIONS: string[] = [
   // 1: accounts and tickets.
@@ -49,15 +48,7 @@ export class Store {
   constructor(dataDir: string) {
     ensurePrivateDir(dataDir);
     const path = join(dataDir, "securechat.db");
-    // Created here with mode 0600 in one step (not chmod after SQLite made it
-    // under the umask); SQLite gives -wal and -shm the database file's mode.
-    if (!existsSync(path)) {
-      try {
-        closeSync(openSync(path, "wx", 0o600));
-      } catch (e) {
-        if ((e as { code?: string }).code !== "EEXIST") throw e;
-      }
-    }
+    createPrivateFile(path);
     this.db = new Database(path, { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
     this.migrate();

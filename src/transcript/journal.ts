@@ -1,59 +1,111 @@
 /**
  * The server's Journal backed by the transcript: every chat event becomes a
- * transcript entry, and history on join is rebuilt from the transcript at
- * start, so the two never disagree after a restart. Sealed bodies cannot be
- * read back by the server (only the auditor holds the key): after a restart
- * their rooms keep their sequence numbers but show no older history.
+ * transcript entry. What `join` shows comes from memory for the rooms used
+ * last (store/recent.ts, within `historyMemory` bytes) and from history.db
+ * (store/history.ts, beside the transcript directory) for the others.
+ *
+ * history.db follows the transcript and does not get ahead of it: a message
+ * goes into it once its entry is durable (the writer's fsync policy), with
+ * the others of the last `historyFlushMs` in one transaction, and until then
+ * its room stays in memory.
+ * When the journal opens, history.db gets the entries it has not seen yet —
+ * those after the last one it applied, found by the seq in the transcript's
+ * file names — or, if it is missing, unreadable or does not match the
+ * transcript, every entry (a rebuild, logged). Start-up therefore reads the
+ * transcript's tail, not all of it.
+ *
+ * Sealed bodies cannot be read back by the server (only the auditor holds
+ * the key): after a restart their rooms keep their sequence numbers but
+ * show no older history. While it runs, history.db holds their texts
+ * sealed under a key that exists only in memory (store/history.ts).
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { type Journal, type JournalEvent, MemoryJournal, type Receipt, type RoomMessage } from "../server/journal.ts";
-import { type Entry, parseEntry } from "./format.ts";
-import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer, transcriptFiles } from "./writer.ts";
+import { statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { Journal, JournalEvent, Receipt, RoomMessage } from "../server/journal.ts";
+import type { Logger } from "../server/log.ts";
+import { type Applied, type HistoryBatch, HistoryDb } from "../store/history.ts";
+import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
+import { parseEntry } from "./format.ts";
+import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
+import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
+
+export interface JournalOptions extends WriterOptions {
+  /** Messages of history kept per room (serve --history). */
+  history: number;
+  /** Estimated bytes of room history held in memory (serve --history-memory). */
+  historyMemory?: number;
+  /** How long durable messages may wait to go into history.db together (default FLUSH_MS). */
+  historyFlushMs?: number;
+}
+
+/** history.db lives beside the transcript directory: DATA/history.db for DATA/transcript. */
+export function historyDbPath(transcriptDir: string): string {
+  return join(dirname(transcriptDir), "history.db");
+}
+
+/** A message or direct message recorded in the transcript but not yet in history.db. */
+interface Unsaved {
+  /** Its transcript entry. */
+  entry: Applied;
+  /** A room message's room and number… */
+  room?: string;
+  roomSeq?: number;
+  /** …and the message itself, for history (not when only its number can be kept). */
+  message?: RoomMessage;
+  directSeq?: number;
+  /** The writer's promise for it (not for entries replayed at start). */
+  durable?: Promise<void>;
+}
+
+/** How often history.db gets the messages that are durable, at most; and how many may wait. */
+const FLUSH_MS = 200;
+const FLUSH_MESSAGES = 4096;
+/** Transactions of a replay hold at most this many entries. */
+const REPLAY_BATCH = 4096;
 
 export class TranscriptJournal implements Journal {
-  readonly #memory: MemoryJournal;
+  readonly #db: HistoryDb;
+  /** The rooms whose history is in memory. */
+  readonly rooms: RecentRooms;
+  readonly #log: Logger;
+  readonly #flushMs: number;
+  #directSeq: number;
+  /** In transcript order. */
+  readonly #unsaved: Unsaved[] = [];
+  /** The last transcript seq known durable. */
+  #durableSeq = 0;
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A durable promise is being waited for (#watch). */
+  #watching = false;
+  #failing = false;
+  #closed = false;
 
   private constructor(
     readonly writer: TranscriptWriter,
-    history: number,
+    db: HistoryDb,
+    opts: JournalOptions,
+    /** Transcript lines read when it opened. */
+    readonly linesRead: number,
   ) {
-    this.#memory = new MemoryJournal(history);
+    this.#db = db;
+    this.#log = opts.log;
+    this.#flushMs = opts.historyFlushMs ?? FLUSH_MS;
+    this.#directSeq = db.directSeq;
+    this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room));
   }
 
-  static open(opts: WriterOptions & { history: number }): TranscriptJournal {
+  static open(opts: JournalOptions): TranscriptJournal {
     const writer = Writer.open(opts);
-    const j = new TranscriptJournal(writer, opts.history);
-    j.#load(opts.dir);
-    return j;
-  }
-
-  /** Rebuilds room history and sequence numbers from what is on disk. */
-  #load(dir: string): void {
-    for (const file of transcriptFiles(dir)) {
-      const text = readFileSync(join(dir, file), "utf8");
-      let start = 0;
-      for (let nl = text.indexOf("\n"); nl >= 0; start = nl + 1, nl = text.indexOf("\n", start)) {
-        let e: Entry;
-        try {
-          e = parseEntry(text.slice(start, nl));
-        } catch {
-          continue; // verify reports malformed lines; history just skips them
-        }
-        if (e.type === "message") {
-          if (typeof e.text === "string") {
-            this.#memory.remember({
-              type: "message",
-              room: e.room as string,
-              seq: e.room_seq as number,
-              ts: e.ts,
-              from: e.from as string,
-              text: e.text,
-              ...(e.action ? { action: true } : {}),
-            });
-          } else this.#memory.rememberSeq(e.room as string, e.room_seq as number);
-        } else if (e.type === "direct") this.#memory.rememberDirectSeq(e.dm_seq as number);
-      }
+    let db: HistoryDb | undefined;
+    try {
+      const opened = HistoryDb.open(historyDbPath(opts.dir), opts.history, opts.auditorKey !== undefined);
+      db = opened;
+      const lines = opened.replay(() => catchUp(opened, opts.dir, opts.auditorKey !== undefined, opts.log));
+      return new TranscriptJournal(writer, opened, opts, lines);
+    } catch (e) {
+      db?.close();
+      writer.close("failed to start");
+      throw e;
     }
   }
 
@@ -66,38 +118,282 @@ export class TranscriptJournal implements Journal {
   }
 
   /**
-   * Never throws into the chat core or a socket handler: a closed writer
-   * (late connection close at shutdown) records nothing; a failed writer
+   * Never throws into the chat core or a socket handler: a closed journal or
+   * writer (late connection close at shutdown) records nothing; a failed writer
    * answers with a rejected `durable`, which turns the sender's ack into a
    * nack `not_recorded`.
    */
   append(e: JournalEvent): Receipt {
+    if (this.#closed) return { durable: handled(Promise.reject(new Error("transcript closed"))) };
     const [type, fields] = toEntry(e);
-    this.#memory.append(e);
-    if (this.writer.stopped) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
+    const recording = !this.writer.stopped;
+    if (e.kind === "message") this.rooms.add(e.message, recording);
+    else if (e.kind === "direct") this.#directSeq = Math.max(this.#directSeq, e.message.seq);
+    if (!recording) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
     try {
       const { entry, durable } = this.writer.append(type, fields);
+      if (e.kind === "message" || e.kind === "direct") {
+        const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash }, durable };
+        // history.db has what the transcript has: the entry's ts, as a rebuild would
+        if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts } });
+        else u.directSeq = e.message.seq;
+        this.#unsaved.push(u);
+        if (!this.#watching) this.#watch(entry.seq, durable);
+      }
       return { seq: entry.seq, hash: entry.hash, durable: handled(durable) };
     } catch (err) {
+      if (e.kind === "message") this.rooms.unpin(e.message.room);
       return { durable: handled(Promise.reject(err)) };
     }
   }
 
+  /**
+   * history.db gets what is durable in one transaction every `flushMs`, or
+   * at once when FLUSH_MESSAGES are waiting: a commit writes every page it
+   * touched to the WAL, so committing per event-loop turn would write each
+   * busy room's pages over and over.
+   */
+  #durable(seq: number): void {
+    this.#durableSeq = Math.max(this.#durableSeq, seq);
+    if (this.#closed) return;
+    // (while history.db is failing, only the timer tries again)
+    if (this.#unsaved.length >= FLUSH_MESSAGES && !this.#failing) {
+      if (this.#flushTimer) clearTimeout(this.#flushTimer);
+      this.#flushTimer = null;
+      this.#flush(this.#durableSeq);
+    } else if (!this.#flushTimer) {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = null;
+        this.#flush(this.#durableSeq);
+      }, this.#flushMs);
+      this.#flushTimer.unref?.();
+    }
+  }
+
+  /**
+   * Waits for one entry to be durable, then for the newest appended since:
+   * entries become durable in order, so one promise at a time tells how far
+   * the transcript is durable.
+   */
+  #watch(seq: number, durable: Promise<void>): void {
+    this.#watching = true;
+    durable.then(
+      () => {
+        this.#watching = false;
+        this.#durable(seq);
+        const last = this.#unsaved.at(-1);
+        if (!this.#closed && last && last.entry.seq > seq) this.#watch(last.entry.seq, last.durable!);
+      },
+      () => {
+        // The writer failed: what was not durable by now never will be, and never reaches history.db.
+        this.#watching = false;
+        const i = this.#unsaved.findIndex((u) => u.entry.seq > this.#durableSeq);
+        if (i >= 0) for (const u of this.#unsaved.splice(i)) if (u.room !== undefined) this.rooms.unpin(u.room);
+      },
+    );
+  }
+
+  /**
+   * Writes what is durable up to `upTo` to history.db in one transaction
+   * (`applied` defaults to the last entry written). If that fails (a full
+   * disk), it stays in memory, pinned, and the next flush tries again.
+   */
+  #flush(upTo: number, applied?: Applied): void {
+    if (this.#closed) return;
+    let n = 0;
+    while (n < this.#unsaved.length && this.#unsaved[n]!.entry.seq <= upTo) n++;
+    if (n === 0 && !applied) return;
+    const batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, applied: applied ?? this.#unsaved[n - 1]!.entry };
+    for (let i = 0; i < n; i++) addTo(batch, this.#unsaved[i]!);
+    try {
+      this.#db.apply(batch);
+    } catch (err) {
+      if (!this.#failing) this.#log.warn("history_db_failed", { error: (err as Error).message });
+      this.#failing = true;
+      return;
+    }
+    if (this.#failing) this.#log.info("history_db_recovered");
+    this.#failing = false;
+    for (const u of this.#unsaved.splice(0, n)) if (u.room !== undefined) this.rooms.unpin(u.room);
+  }
+
   recent(room: string, limit: number): RoomMessage[] {
-    return this.#memory.recent(room, limit);
+    return this.rooms.recent(room, limit);
   }
 
   lastSeq(room: string): number {
-    return this.#memory.lastSeq(room);
+    return this.rooms.seq(room);
   }
 
   lastDirectSeq(): number {
-    return this.#memory.lastDirectSeq();
+    return this.#directSeq;
   }
 
+  /**
+   * Closes the transcript, then history.db. A writer that closes cleanly has
+   * fsynced everything, so history.db gets every message and records the
+   * transcript's last entry (server_stop's checkpoint): the next start reads
+   * nothing but what it writes itself.
+   */
   close(reason: string): void {
-    this.writer.close(reason);
+    if (this.#closed) return;
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    const wasRecording = !this.writer.stopped;
+    try {
+      this.writer.close(reason);
+      if (wasRecording) this.#flush(Number.POSITIVE_INFINITY, { seq: this.writer.seq, hash: this.writer.head });
+      else this.#flush(this.#durableSeq);
+    } finally {
+      this.#closed = true;
+      this.#db.close();
+    }
   }
+}
+
+function addTo(b: HistoryBatch, u: Unsaved): void {
+  if (u.room !== undefined) b.seqs.set(u.room, Math.max(b.seqs.get(u.room) ?? 0, u.roomSeq!));
+  if (u.message) b.messages.push(u.message);
+  if (u.directSeq !== undefined) b.directSeq = Math.max(b.directSeq, u.directSeq);
+}
+
+/**
+ * Brings history.db up to date with the transcript in `dir`: the entries
+ * after the last one it applied, if that entry is in the transcript with
+ * the hash it recorded; otherwise (a new database, another transcript, one
+ * that lost its tail) every entry. Returns the number of lines read.
+ */
+function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): number {
+  const files = listTranscript(dir).files;
+  const last = db.applied;
+  let why = db.rebuild;
+  let lines = 0;
+  if (why === null && last.seq > 0) {
+    const at = files.findLastIndex((f) => f.firstSeq !== null && f.firstSeq <= last.seq);
+    if (at < 0) {
+      // The file holding it is gone (archived): nothing to check it against.
+      const first = files[0]?.firstSeq ?? 0;
+      if (first > last.seq + 1) log.warn("history_gap", { applied: last.seq, first_seq: first });
+      lines = replay(db, files, { seq: 0, hash: "" }, sealed).lines;
+      log.info("history_loaded", { lines, applied: db.applied.seq });
+      return lines;
+    }
+    const r = replay(db, files.slice(at), last, sealed);
+    lines = r.lines;
+    if (r.matched) {
+      log.info("history_loaded", { lines, applied: db.applied.seq });
+      return lines;
+    }
+    why = `history.db's last entry (seq ${last.seq}) is not in the transcript`;
+    db.reset();
+  }
+  // (A new server's transcript is empty: nothing to rebuild, nothing to say.)
+  if (why !== null && files.some((f) => statSync(f.path).size > 0)) log.warn("history_rebuild", { reason: why });
+  lines += replay(db, files, { seq: 0, hash: "" }, sealed).lines;
+  log.info("history_loaded", { lines, applied: db.applied.seq });
+  return lines;
+}
+
+/**
+ * Applies the entries of `files` after `after` to history.db; `matched` is
+ * false (and nothing after it applied) if the entry at `after.seq` is not
+ * there with `after.hash`. Lines are looked at as bytes, and only message
+ * and direct entries after `after` are decoded and parsed. A line that is
+ * not an entry is skipped (verify reports it). Sealed (or unreadable) texts
+ * give sequence numbers only; so does every text when sealing, where
+ * history.db keeps no plaintext.
+ *
+ * A message is shown as history only once a checkpoint has signed it: the
+ * messages after a run's last checkpoint, when the next `server_start` or
+ * the end of the files comes first, were never signed — the crashed run
+ * acknowledged none of them, and they rest on the files alone (TRANSCRIPT.md
+ * §2.5, §8.2) — so only their numbers are kept. Until a checkpoint comes,
+ * nothing after them is applied, so an interrupted replay starts again
+ * before them.
+ */
+function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean): { matched: boolean; lines: number } {
+  let matched = after.seq === 0;
+  let lines = 0;
+  let batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, applied: after };
+  let size = 0;
+  let unsigned: Unsaved[] = [];
+  const settle = (signed: boolean): void => {
+    for (const u of unsigned) addTo(batch, signed ? u : { ...u, message: undefined });
+    unsigned = [];
+  };
+  for (const line of readTranscriptLinesSync(files)) {
+    lines++;
+    const seq = lineSeq(line);
+    if (seq === null) continue;
+    if (seq <= after.seq) {
+      if (seq === after.seq) matched = lineHash(line) === after.hash;
+      continue;
+    }
+    if (!matched) return { matched, lines };
+    const hash = lineHash(line);
+    if (hash === null) continue;
+    if (line.includes(CHECKPOINT)) settle(true);
+    else if (line.includes(SERVER_START)) settle(false);
+    batch.applied = { seq, hash };
+    const u = line.includes(MESSAGE) || line.includes(DIRECT) ? unsavedOf(line, sealed) : null;
+    if (u?.message) unsigned.push(u);
+    else if (u) addTo(batch, u);
+    if (++size >= REPLAY_BATCH && unsigned.length === 0) {
+      db.apply(batch);
+      batch = { messages: [], seqs: new Map(), directSeq: 0, applied: batch.applied };
+      size = 0;
+    }
+  }
+  settle(false);
+  if (matched && size > 0) db.apply(batch);
+  return { matched, lines };
+}
+
+// An entry line's members are sorted and `hash` is last (TRANSCRIPT.md §3.3),
+// and a `"` inside a string is always escaped: `"seq":` and `"type":"message"`
+// can only be members, and the line ends with `,"hash":"<64 hex>"}`.
+const SEQ_MEMBER = Buffer.from('"seq":');
+const HASH_TAIL = Buffer.from(',"hash":"');
+const MESSAGE = Buffer.from('"type":"message"');
+const DIRECT = Buffer.from('"type":"direct"');
+const CHECKPOINT = Buffer.from('"type":"checkpoint"');
+const SERVER_START = Buffer.from('"type":"server_start"');
+const HEX64 = /^[0-9a-f]{64}$/;
+const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** An entry line's seq, read from its bytes; null if it has none. */
+function lineSeq(line: Buffer): number | null {
+  const at = line.indexOf(SEQ_MEMBER);
+  if (at < 0) return null;
+  let seq = 0;
+  let i = at + SEQ_MEMBER.length;
+  for (; i < line.length && line[i]! >= 0x30 && line[i]! <= 0x39; i++) seq = seq * 10 + line[i]! - 0x30;
+  return i > at + SEQ_MEMBER.length && (line[i] === 0x2c || line[i] === 0x7d) ? seq : null;
+}
+
+/** An entry line's hash, read from its bytes; null if it does not end with one. */
+function lineHash(line: Buffer): string | null {
+  const n = line.length;
+  if (n < 76 || line[n - 1] !== 0x7d || line[n - 2] !== 0x22 || !line.subarray(n - 75, n - 66).equals(HASH_TAIL)) return null;
+  const hash = line.toString("latin1", n - 66, n - 2);
+  return HEX64.test(hash) ? hash : null;
+}
+
+/** What a message or direct entry line brings to history.db; null for anything else. */
+function unsavedOf(line: Buffer, sealed: boolean): Unsaved | null {
+  let e: ReturnType<typeof parseEntry>;
+  try {
+    e = parseEntry(utf8Strict.decode(line));
+  } catch {
+    return null;
+  }
+  const entry = { seq: e.seq, hash: e.hash };
+  if (e.type === "direct") return { entry, directSeq: e.dm_seq as number };
+  if (e.type !== "message") return null;
+  const room = e.room as string;
+  const seq = e.room_seq as number;
+  if (sealed || typeof e.text !== "string") return { entry, room, roomSeq: seq };
+  return { entry, room, roomSeq: seq, message: { type: "message", room, seq, ts: e.ts, from: e.from as string, text: e.text, ...(e.action ? { action: true } : {}) } };
 }
 
 /** Most receipts (joins, sessions) are not awaited: a failure must not become an unhandled rejection. */

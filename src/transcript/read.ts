@@ -270,3 +270,46 @@ export function* readLinesBackward(path: string, end?: number): Generator<RawLin
     closeSync(fd);
   }
 }
+
+/**
+ * The whole lines of every file of a listing, in chain order, as bytes
+ * without their LF, read synchronously CHUNK_BYTES at a time (for a server
+ * starting up, which has nothing else to do, and decodes only the lines it
+ * needs). A line longer than MAX_LINE_BYTES, or without an LF at the end of
+ * its file, is skipped. A yielded Buffer is only valid until the next one.
+ */
+export function* readTranscriptLinesSync(files: TranscriptFile[]): Generator<Buffer> {
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  for (const f of files) {
+    const fd = openSync(f.path, "r");
+    try {
+      // The start of a line that spans chunks; once too long, only its end is looked for.
+      let carry: Buffer[] = [];
+      let carried = 0;
+      let tooLong = false;
+      for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) {
+        const chunk = buf.subarray(0, n);
+        let i = 0;
+        for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, i)) {
+          const skip = tooLong || carried + (nl - i) > MAX_LINE_BYTES;
+          const line = skip ? null : carried === 0 ? chunk.subarray(i, nl) : Buffer.concat([...carry, chunk.subarray(i, nl)]);
+          carry = [];
+          carried = 0;
+          tooLong = false;
+          i = nl + 1;
+          if (line) yield line;
+        }
+        if (tooLong || carried + (n - i) > MAX_LINE_BYTES) {
+          tooLong = true;
+          carry = [];
+          carried = 0;
+        } else if (i < n) {
+          carry.push(Buffer.from(chunk.subarray(i)));
+          carried += n - i;
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+}

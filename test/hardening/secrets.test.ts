@@ -453,7 +453,8 @@ describe("secrets, end to end", () => {
     for (const f of [AUDITOR_KEY, CHAT_TRANSCRIPT]) if ((lstatSync(f).mode & 0o777) !== 0o600) loose.push(`${relative(WORK, f)} ${(lstatSync(f).mode & 0o777).toString(8)}`);
     expect(loose).toEqual([]);
     // The data directory holds only what docs/SECURITY.md §2.4 lists: the walk above saw all of it.
-    for (const name of readdirSync(DATA)) expect(["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "transcript"]).toContain(name);
+    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript"];
+    for (const name of readdirSync(DATA)) expect(listed).toContain(name);
   });
 });
 
@@ -509,6 +510,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "checkpoint-every": "a number",
   "checkpoint-interval": "a duration",
   "rotate-size": "a number",
+  "history-memory": "a number",
   "auditor-key": "the auditor's PUBLIC key (a secret key line or file is refused)",
   "host-key": "the server's PUBLIC key or fingerprint (the secret host_key is refused)",
   identity: "a FILE name: the auditor secret key is read from the file, never argv",

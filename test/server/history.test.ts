@@ -19,7 +19,7 @@ import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, transcriptFiles } from "../../src/transcript/writer.ts";
 import { Peer, type Seed, connectClient, cred, machine, quitAll, seedAccounts } from "./chat-helpers.ts";
-import { type LogEvent, type TestServer, freshPath, startServer } from "./helpers.ts";
+import { type LogEvent, type TestServer, freshPath, startServer, waitFor } from "./helpers.ts";
 
 let seed: Seed;
 beforeAll(async () => {
@@ -34,7 +34,7 @@ function dataDir(): string {
 }
 
 /** A server on `dir` whose journal is the transcript in DIR/transcript, as `serve` sets it up. */
-async function serve(dir: string, auditor?: X25519KeyPair): Promise<TestServer> {
+async function serve(dir: string, auditor?: X25519KeyPair, historyMemory?: number): Promise<TestServer> {
   const events: LogEvent[] = [];
   const log: Logger = {
     info: (event, fields = {}) => void events.push({ level: "info", event, fields }),
@@ -48,6 +48,7 @@ async function serve(dir: string, auditor?: X25519KeyPair): Promise<TestServer> 
     log,
     history: 50,
     ...(auditor ? { auditorKey: auditor.publicKey } : {}),
+    ...(historyMemory !== undefined ? { historyMemory } : {}),
   });
   return startServer({ dataDir: dir, journal, events });
 }
@@ -198,5 +199,33 @@ describe("history across a restart (sealed transcript)", () => {
     expect(opened).toEqual([...texts, "sealed six"].map((s, i) => [i + 1, s]));
     const report = await verifyTranscript(join(dir, "transcript"), { hostKey: loadOrCreateHostKey(dir).key.publicKey });
     expect(report.problem).toBeNull();
+  }, 15_000);
+});
+
+describe("history of a room pushed out of memory (--history-memory)", () => {
+  test("with room history held for no room at all, a room's history comes back from history.db on join and its numbering continues", async () => {
+    const dir = dataDir();
+    const t = await serve(dir, undefined, 0);
+    const bob = await Peer.login(t.port, cred(seed, "bob"));
+    try {
+      const texts = ["first", "second", "third"];
+      expect((await aliceSays(t, "lobby", texts)).map((a) => a.seq)).toEqual([1, 2, 3]);
+      // the lobby ended (alice left); another room is used since; once history.db has the
+      // lobby's messages (a few hundred ms), nothing keeps them in memory
+      await aliceSays(t, "elsewhere", ["somewhere else"]);
+      const rooms = (t.server.journal as TranscriptJournal).rooms;
+      await waitFor("the lobby to leave memory", () => !rooms.holds("lobby"));
+
+      await bob.join("lobby");
+      expect(bob.of("room").find((r) => r.room === "lobby")!.seq).toBe(3);
+      expect(bob.of("message").map((m) => [m.seq, m.from, m.text, m.history])).toEqual(texts.map((s, i) => [i + 1, "alice", s, true]));
+      bob.send({ type: "say", id: 1, room: "lobby", text: "fourth" });
+      await bob.until("the ack", () => bob.of("ack").length + bob.of("nack").length > 0);
+      expect(bob.of("ack").map((a) => a.seq)).toEqual([4]);
+    } finally {
+      bob.close();
+      await bob.waitClosed(2000);
+      await stop(t);
+    }
   }, 15_000);
 });

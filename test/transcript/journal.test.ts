@@ -9,23 +9,25 @@
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import * as fs from "node:fs";
-import { readFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { toBase64 } from "../../src/bytes.ts";
 import { x25519Generate } from "../../src/crypto/index.ts";
-import type { JournalEvent, Receipt, RoomMessage } from "../../src/server/journal.ts";
-import { silentLogger } from "../../src/server/log.ts";
-import { type Entry, parseEntry } from "../../src/transcript/format.ts";
-import { TranscriptJournal } from "../../src/transcript/journal.ts";
+import { type JournalEvent, MemoryJournal, type Receipt, type RoomMessage } from "../../src/server/journal.ts";
+import { type Logger, silentLogger } from "../../src/server/log.ts";
+import { HistoryDb } from "../../src/store/history.ts";
+import { ROOM_OVERHEAD, messageBytes } from "../../src/store/recent.ts";
+import { type Entry, makeEntryLine, parseEntry } from "../../src/transcript/format.ts";
+import { type JournalOptions, TranscriptJournal, historyDbPath } from "../../src/transcript/journal.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
-import { DEFAULT_WRITER, type WriterOptions, transcriptFiles } from "../../src/transcript/writer.ts";
+import { DEFAULT_WRITER, transcriptFiles } from "../../src/transcript/writer.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
 
 const HOST = hostKeyPair(9);
 const T = Date.UTC(2026, 4, 10, 9, 30);
 const NEVER = 1_000_000_000;
 
-function open(dir: string, over: Partial<WriterOptions & { history: number }> = {}): TranscriptJournal {
+function open(dir: string, over: Partial<JournalOptions> = {}): TranscriptJournal {
   return TranscriptJournal.open({
     ...DEFAULT_WRITER,
     fsync: "off",
@@ -35,6 +37,7 @@ function open(dir: string, over: Partial<WriterOptions & { history: number }> = 
     version: "test",
     log: silentLogger,
     history: 50,
+    historyFlushMs: 0,
     ...over,
   });
 }
@@ -313,5 +316,300 @@ describe("TranscriptJournal: a stopped writer", () => {
     });
     expect(unhandled).toEqual([]);
     expect(() => j.close("shutdown")).not.toThrow();
+  });
+});
+
+/** Waits until the receipts are durable and history.db has had them (open() flushes it at once, historyFlushMs 0). */
+async function saved(rs: Receipt[]): Promise<void> {
+  await Promise.all(rs.map((r) => r.durable));
+  await new Promise((r) => setTimeout(r, 0));
+}
+
+/** Forty rooms of the same name length, room00 … room39. */
+const ROOMS = Array.from({ length: 40 }, (_, i) => `room${String(i).padStart(2, "0")}`);
+
+/** What `n` messages of say(room, …) count for in the memory budget. */
+function roomBytes(room: string, n: number): number {
+  let b = ROOM_OVERHEAD + 2 * room.length;
+  for (let s = 1; s <= n; s++) b += messageBytes(roomMessage(room, s));
+  return b;
+}
+
+/** Three messages in each room, in order; the receipts. */
+function fill(j: { append(e: JournalEvent): Receipt }, rooms: string[]): Receipt[] {
+  return rooms.flatMap((room) => [1, 2, 3].map((s) => j.append(say(room, s))));
+}
+
+/** The bytes of history.db and its WAL as text, to look for what must not be there. */
+function historyDbBytes(dir: string): string {
+  const path = historyDbPath(dir);
+  return [path, `${path}-wal`].map((p) => (existsSync(p) ? readFileSync(p).toString("latin1") : "")).join("");
+}
+
+function capture(): { log: Logger; events: { level: string; event: string; fields: Record<string, unknown> }[] } {
+  const events: { level: string; event: string; fields: Record<string, unknown> }[] = [];
+  return {
+    events,
+    log: {
+      info: (event, fields = {}) => void events.push({ level: "info", event, fields }),
+      warn: (event, fields = {}) => void events.push({ level: "warn", event, fields }),
+    },
+  };
+}
+
+const linesOnDisk = (dir: string): number => entriesOf(dir).length;
+
+describe("history in memory is bounded; the rest is in history.db", () => {
+  test("TranscriptJournal: after 40 rooms, memory holds the 5 that fit the budget; a dropped room's history and number come back from history.db", async () => {
+    const dir = freshDir();
+    const budget = 5 * roomBytes("room00", 3);
+    const j = open(dir, { historyMemory: budget, now: () => T });
+    await saved(fill(j, ROOMS));
+    expect(j.rooms.size).toBe(5);
+    expect(j.rooms.bytes).toBeLessThanOrEqual(budget);
+    expect(ROOMS.filter((r) => j.rooms.holds(r))).toEqual(ROOMS.slice(-5));
+
+    // room00 is not in memory: recent() reads it back, as recorded (the entry's ts)
+    expect(j.recent("room00", 50)).toEqual([1, 2, 3].map((s) => ({ ...roomMessage("room00", s), ts: T })));
+    expect(j.rooms.holds("room00")).toBe(true);
+    expect(j.rooms.size).toBe(5);
+    expect(j.lastSeq("room01")).toBe(3);
+    await saved([j.append(say("room01", 4))]);
+    expect(j.recent("room01", 2).map((m) => m.seq)).toEqual([3, 4]);
+    // room01 grew: two rooms made way for it
+    expect(j.rooms.size).toBe(4);
+    expect(j.rooms.bytes).toBeLessThanOrEqual(budget);
+    j.close("shutdown");
+  });
+
+  test("MemoryJournal: the same bound; a dropped room loses its history (no disk) but never its number", () => {
+    const budget = 5 * roomBytes("room00", 3);
+    const j = new MemoryJournal(50, budget);
+    fill(j, ROOMS);
+    expect(j.rooms.size).toBe(5);
+    expect(j.rooms.bytes).toBeLessThanOrEqual(budget);
+    expect(j.recent("room39", 50).map((m) => m.seq)).toEqual([1, 2, 3]);
+    expect(j.recent("room00", 50)).toEqual([]);
+    expect(j.lastSeq("room00")).toBe(3);
+  });
+
+  test("room and direct numbering continue after eviction and after restarts, with --history 0 too", async () => {
+    const dir = freshDir();
+    for (const history of [50, 0]) {
+      const d = join(dir, String(history), "transcript");
+      let j = open(d, { history, historyMemory: 0 });
+      await saved([...fill(j, ROOMS.slice(0, 4)), j.append(dm(1)), j.append(dm(2))]);
+      // with a budget of 0, nothing stays in memory once it is in history.db
+      expect(j.rooms.size).toBe(0);
+      expect(ROOMS.slice(0, 4).map((r) => j.lastSeq(r))).toEqual([3, 3, 3, 3]);
+      await saved([j.append(say("room00", 4))]);
+      j.close("shutdown");
+      j = open(d, { history, historyMemory: 0 });
+      expect(ROOMS.slice(0, 4).map((r) => j.lastSeq(r))).toEqual([4, 3, 3, 3]);
+      expect(j.lastDirectSeq()).toBe(2);
+      expect(j.recent("room00", 50).map((m) => m.seq)).toEqual(history === 0 ? [] : [1, 2, 3, 4]);
+      j.close("shutdown");
+    }
+  });
+
+  test("sealed: history.db never holds a text in the clear; dropped rooms come back while the server runs, not after a restart", async () => {
+    const auditor = x25519Generate();
+    const dir = freshDir();
+    let j = open(dir, { auditorKey: auditor.publicKey, historyMemory: 2 * roomBytes("room00", 3) });
+    await saved(fill(j, ROOMS.slice(0, 10)));
+    expect(j.rooms.holds("room00")).toBe(false);
+    expect(historyDbBytes(dir)).toContain("room00"); // the rows are there…
+    expect(historyDbBytes(dir)).not.toContain("from alice"); // …but not their texts
+    expect(j.recent("room00", 50).map((m) => m.text)).toEqual([1, 2, 3].map((s) => `room00 #${s} from alice`));
+    j.close("shutdown");
+    expect(historyDbBytes(dir)).not.toContain("from alice");
+
+    j = open(dir, { auditorKey: auditor.publicKey });
+    expect(j.recent("room00", 50)).toEqual([]);
+    expect(j.lastSeq("room00")).toBe(3);
+    j.close("shutdown");
+  });
+
+  test("sealing turned on: the texts an unsealed run left in history.db are deleted from the file", async () => {
+    const dir = freshDir();
+    let j = open(dir);
+    await saved(fill(j, ["lobby"]));
+    j.close("shutdown");
+    expect(historyDbBytes(dir)).toContain("lobby #2 from alice");
+
+    j = open(dir, { auditorKey: x25519Generate().publicKey });
+    expect(historyDbBytes(dir)).not.toContain("from alice");
+    expect(j.recent("lobby", 50)).toEqual([]);
+    expect(j.lastSeq("lobby")).toBe(3);
+    j.close("shutdown");
+  });
+});
+
+describe("history.db that cannot be written", () => {
+  test("(a full disk) its rooms stay in memory whatever the budget, the failure is logged once, and a later write saves everything", async () => {
+    const dir = freshDir();
+    const { log, events } = capture();
+    const j = open(dir, { historyMemory: 0, log });
+    const full = spyOn(HistoryDb.prototype, "apply").mockImplementation(() => {
+      throw new Error("database or disk is full");
+    });
+    spies.push(full);
+    await saved(fill(j, ["lobby"]));
+    await saved([j.append(say("ops", 1))]);
+    expect(events.filter((e) => e.event.startsWith("history_db")).map((e) => [e.event, e.fields.error])).toEqual([["history_db_failed", "database or disk is full"]]);
+    expect(["lobby", "ops"].map((r) => j.rooms.holds(r))).toEqual([true, true]);
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual([1, 2, 3]);
+
+    full.mockRestore();
+    await saved([j.append(say("lobby", 4))]);
+    expect(events.map((e) => e.event)).toContain("history_db_recovered");
+    expect(j.rooms.size).toBe(0);
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    expect(j.lastSeq("ops")).toBe(1);
+    j.close("shutdown");
+  });
+});
+
+describe("start-up reads the transcript's tail; history.db is rebuilt when it must be", () => {
+  test("a clean restart reads only the last file; files already applied can be archived", async () => {
+    const dir = freshDir();
+    let j = open(dir, { rotateBytes: 4096 });
+    await saved(fill(j, ROOMS));
+    j.close("shutdown");
+    expect(transcriptFiles(dir).length).toBeGreaterThan(5);
+    const linesOfLastFile = (): number => readFileSync(join(dir, transcriptFiles(dir).at(-1)!), "utf8").split("\n").length - 1;
+    const total = linesOnDisk(dir);
+    let last = linesOfLastFile();
+
+    // only the last file is read (history.db applied everything up to its server_stop checkpoint)
+    j = open(dir, { rotateBytes: 4096 });
+    expect(j.linesRead).toBeLessThanOrEqual(last);
+    expect(j.linesRead).toBeLessThan(total / 5);
+    j.close("shutdown");
+
+    // every file but the last is archived away: history and numbering are still all there
+    for (const f of transcriptFiles(dir).slice(0, -1)) rmSync(join(dir, f));
+    last = linesOfLastFile();
+    const { log, events } = capture();
+    j = open(dir, { rotateBytes: 4096, log });
+    expect(j.linesRead).toBeLessThanOrEqual(last);
+    expect(events.filter((e) => e.level === "warn")).toEqual([]);
+    expect(j.recent("room00", 50).map((m) => m.text)).toEqual([1, 2, 3].map((s) => `room00 #${s} from alice`));
+    expect(ROOMS.map((r) => j.lastSeq(r))).toEqual(ROOMS.map(() => 3));
+    j.close("shutdown");
+  });
+
+  test("the file holding history.db's last entry archived too: the files after it are replayed, nothing else", async () => {
+    const dir = freshDir();
+    const j1 = open(dir, { now: () => T });
+    await saved(fill(j1, ["lobby"]));
+    j1.close("shutdown");
+    // the next day's run starts a new file, and dies before history.db gets its messages
+    const j2 = open(dir, { now: () => T + 86_400_000 });
+    await Promise.all([j2.append(say("lobby", 4)), j2.append(say("ops", 1))].map((r) => r.durable));
+    const [first, ...rest] = transcriptFiles(dir);
+    expect(rest.length).toBe(1);
+    rmSync(join(dir, first!));
+    const { log, events } = capture();
+    const j3 = open(dir, { now: () => T + 86_400_000, log });
+    expect(events.filter((e) => e.level === "warn").map((e) => e.event)).toEqual(["transcript_unclean_stop"]);
+    expect(j3.recent("lobby", 50).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    expect(j3.lastSeq("ops")).toBe(1);
+    j3.close("shutdown");
+  });
+
+  test("after a crash, the entries history.db had not got yet are replayed", async () => {
+    const dir = freshDir();
+    const j1 = open(dir);
+    await saved(fill(j1, ROOMS.slice(0, 3)));
+    // durable in the transcript, but the process dies before history.db's turn
+    await Promise.all([j1.append(say("room00", 4)), j1.append(dm(7))].map((r) => r.durable));
+    const { log, events } = capture();
+    const j2 = open(dir, { log });
+    expect(events.map((e) => e.event)).toEqual(["transcript_unclean_stop", "history_loaded"]);
+    expect(j2.recent("room00", 50).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    expect(j2.lastDirectSeq()).toBe(7);
+    j2.close("shutdown");
+  });
+
+  test("history.db deleted, or not a database: rebuilt from the whole transcript, and logged", async () => {
+    const dir = freshDir();
+    let j = open(dir);
+    await saved([...fill(j, ROOMS.slice(0, 3)), j.append(dm(5))]);
+    j.close("shutdown");
+    for (const damage of ["deleted", "garbage"]) {
+      const path = historyDbPath(dir);
+      for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
+      if (damage === "garbage") writeFileSync(path, "this is not a database, it is ".repeat(500));
+      const { log, events } = capture();
+      j = open(dir, { log });
+      expect(events.filter((e) => e.event === "history_rebuild").map((e) => String(e.fields.reason))).toEqual([
+        damage === "deleted" ? "history.db is missing" : expect.stringContaining("history.db is unreadable"),
+      ]);
+      expect(j.linesRead).toBe(linesOnDisk(dir));
+      expect(ROOMS.slice(0, 3).map((r) => j.recent(r, 50).map((m) => m.seq))).toEqual([[1, 2, 3], [1, 2, 3], [1, 2, 3]]);
+      expect(j.lastDirectSeq()).toBe(5);
+      j.close("shutdown");
+    }
+  });
+
+  test("a history.db that does not match the transcript is rebuilt, and its numbers never go down", async () => {
+    const a = freshDir();
+    const b = freshDir();
+    let j = open(a);
+    await saved(fill(j, ["lobby", "lobby2"]).concat([j.append(say("lobby", 4)), j.append(say("lobby", 5))]));
+    j.close("shutdown");
+    j = open(b);
+    await saved([j.append(say("lobby", 1)), j.append(say("ops", 1))]);
+    j.close("shutdown");
+    cpSync(historyDbPath(a), historyDbPath(b));
+
+    const { log, events } = capture();
+    j = open(b, { log });
+    expect(events.some((e) => e.event === "history_rebuild")).toBe(true);
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual([1]); // what b's transcript holds
+    expect(j.lastSeq("lobby")).toBe(5); // but never a number a's history.db had seen used
+    expect(j.lastSeq("ops")).toBe(1);
+    j.close("shutdown");
+  });
+
+  test("a larger --history than history.db kept: rebuilt from the transcript, so every kept message is shown", async () => {
+    const dir = freshDir();
+    let j = open(dir, { history: 2 });
+    await saved([1, 2, 3, 4, 5].map((s) => j.append(say("lobby", s))));
+    j.close("shutdown");
+    j = open(dir, { history: 2 });
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual([4, 5]);
+    j.close("shutdown");
+    j = open(dir, { history: 4 });
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual([2, 3, 4, 5]);
+    j.close("shutdown");
+  });
+});
+
+describe("messages a crashed run never signed (TRANSCRIPT.md §2.5, §8.2)", () => {
+  test("are left out of the history rebuilt at start, but their numbers stay used; signed ones are shown", async () => {
+    const dir = freshDir();
+    const j = open(dir);
+    const signed = j.append(say("lobby", 1));
+    expect(await settle(signed.durable)).toBe("resolved"); // a checkpoint signs it before its ack
+    await j.close("crash is simulated below");
+    // The files as a crashed run leaves them: after the last checkpoint, a
+    // message no checkpoint signed (written by someone with the files but not
+    // the host key, or by the run before it could sign) — and no server_stop.
+    const file = join(dir, transcriptFiles(dir).at(-1)!);
+    const lines = readFileSync(file, "utf8").split("\n").slice(0, -1);
+    const kept = lines.slice(0, -2); // drop server_stop and its checkpoint
+    const last = parseEntry(kept.at(-1)!);
+    const forged = makeEntryLine(last.hash, last.seq + 1, last.ts, "message", { room: "lobby", room_seq: 2, from: "alice", text: "100,000 EUR to mallory" });
+    writeFileSync(file, `${kept.join("\n")}\n${forged.line}`);
+    rmSync(historyDbPath(dir), { force: true }); // rebuilt from the transcript
+    const again = open(dir);
+    try {
+      expect(again.recent("lobby", 50).map((m) => m.text)).toEqual(["lobby #1 from alice"]);
+      expect(again.lastSeq("lobby")).toBe(2);
+    } finally {
+      await again.close("done");
+    }
   });
 });

@@ -12,7 +12,7 @@ import { toBase64 } from "../../src/bytes.ts";
 import { EXIT } from "../../src/commands/exit.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
 import { type Entry, entryLine } from "../../src/transcript/format.ts";
-import { CHUNK_BYTES, MAX_LINE_BYTES, listTranscript, readFileLineBatches, readFileLineBatchesSync, readFileLines, readLinesBackward, readTranscriptLines } from "../../src/transcript/read.ts";
+import { CHUNK_BYTES, MAX_LINE_BYTES, listTranscript, readFileLineBatches, readFileLineBatchesSync, readFileLines, readLinesBackward, readTranscriptLines, readTranscriptLinesSync } from "../../src/transcript/read.ts";
 import { type VerifyReport, verifyTranscript } from "../../src/transcript/verify.ts";
 import { Chain, auditorKeyPair, buildTranscript, clientAcks, fileName, hostKeyPair, runCli, tempDir, writeChain, writeFiles } from "./helpers.ts";
 
@@ -520,6 +520,35 @@ describe("read: lines in bounded chunks", () => {
     // from a given offset: the lines that end at or before it
     expect([...readLinesBackward(p, got[3]!.end)].map((l) => l.start)).toEqual(got.slice(3).map((l) => l.start));
     expect([...readLinesBackward(p, 0)]).toEqual([]);
+  });
+
+  test("the synchronous reader (server start-up) yields the lines the streaming one reads, as bytes, but no overlong or torn one", async () => {
+    const dir = tempDir();
+    const long = Array.from({ length: 40 }, (_, k) => `${k}:${"é".repeat(1000 + ((k * 7919) % 5000))}`);
+    writeFileSync(
+      join(dir, "2026-11-22.000000000001.jsonl"),
+      Buffer.concat([
+        Buffer.from(long.slice(0, 20).map((l) => `${l}\n`).join("")),
+        Buffer.from([0xff, 0xfe, 0x0a]),
+        Buffer.alloc(MAX_LINE_BYTES + 3 * CHUNK_BYTES, 0x61),
+        Buffer.from(`\n${long.slice(20).join("\n")}\ntorn`),
+      ]),
+    );
+    writeFileSync(join(dir, "2026-11-22.000000000099.jsonl"), "after\n\nlast\n");
+    const { files } = listTranscript(dir);
+    const streamed: string[] = [];
+    for await (const l of readTranscriptLines(files)) if (!l.defect) streamed.push(l.text);
+    expect(streamed).toEqual([...long, "after", "", "last"]);
+    const decoder = new TextDecoder("utf-8", { fatal: true });
+    const read: string[] = [];
+    for (const line of readTranscriptLinesSync(files)) {
+      try {
+        read.push(decoder.decode(line));
+      } catch {
+        read.push("(not UTF-8)");
+      }
+    }
+    expect(read).toEqual([...long.slice(0, 20), "(not UTF-8)", ...long.slice(20), "after", "", "last"]);
   });
 
   test("files are ordered by the seq in their names, not by day or listing order", async () => {

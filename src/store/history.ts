@@ -1,0 +1,262 @@
+/**
+ * history.db (bun:sqlite, WAL): what the server shows on join, on disk, so
+ * that memory holds only the rooms in use (recent.ts). It keeps each room's
+ * last sequence number, its last `keep` messages, the direct-message
+ * sequence, and how far into the transcript all of it has been brought (the
+ * seq and hash of the last entry applied). Everything in it can be rebuilt
+ * from the transcript, so it is written with `synchronous = NORMAL` (a crash
+ * may lose its last commits, which the next start replays) and a file that
+ * cannot be read is replaced by an empty one.
+ *
+ * Sealed (`serve --auditor-key`): no message text is written in the clear.
+ * Texts are sealed under a key made when the database is opened and held
+ * only in memory (XChaCha20-Poly1305, aad = room ‖ 0 ‖ u64be(seq)), so a
+ * room dropped from memory gets its history back while the server runs. At
+ * the next open that key is gone and the rows of a sealed run are deleted;
+ * so, when sealing, are any in the clear an unsealed run left (deleted rows
+ * are overwritten, `secure_delete`, and the WAL is truncated).
+ */
+import { Database } from "bun:sqlite";
+import { existsSync, rmSync } from "node:fs";
+import { concat, fromUtf8, u64be, utf8 } from "../bytes.ts";
+import { XCHACHA_KEY_LENGTH, randomBytes, wipe, xchachaOpenRandom, xchachaSealRandom } from "../crypto/index.ts";
+import { createPrivateFile } from "../paths.ts";
+import type { RoomMessage, RoomState } from "./recent.ts";
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+  CREATE TABLE state (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    applied_seq  INTEGER NOT NULL,
+    applied_hash TEXT NOT NULL,
+    direct_seq   INTEGER NOT NULL,
+    keep         INTEGER NOT NULL,
+    sealed       INTEGER NOT NULL
+  ) STRICT;
+  INSERT INTO state VALUES (1, 0, '', 0, 0, 0);
+  CREATE TABLE rooms (
+    name     TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  CREATE TABLE messages (
+    room   TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    ts     INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    text   TEXT,
+    sealed BLOB,
+    action INTEGER NOT NULL,
+    PRIMARY KEY (room, seq),
+    CHECK ((text IS NULL) <> (sealed IS NULL))
+  ) STRICT, WITHOUT ROWID;
+  PRAGMA user_version = ${SCHEMA_VERSION};`;
+
+export interface Applied {
+  /** The seq and hash of the last transcript entry whose effects are in the database (0 and "" if none). */
+  seq: number;
+  hash: string;
+}
+
+/** What one transaction writes. */
+export interface HistoryBatch {
+  /** Messages for history (the newest `keep` of each room are kept). */
+  messages: RoomMessage[];
+  /** Room sequence numbers (each room keeps the largest it was given). */
+  seqs: Map<string, number>;
+  /** The direct-message sequence (the largest is kept). */
+  directSeq: number;
+  applied: Applied;
+}
+
+interface MessageRow {
+  seq: number;
+  ts: number;
+  sender: string;
+  text: string | null;
+  sealed: Uint8Array | null;
+  action: number;
+}
+
+export class HistoryDb {
+  readonly #db: Database;
+  /** The in-memory key texts are sealed under, when sealing. */
+  #key: Uint8Array | null;
+  /** The statements of the hot path, prepared once. */
+  readonly #q: ReturnType<typeof prepare>;
+  readonly #apply: (b: HistoryBatch) => void;
+
+  private constructor(
+    db: Database,
+    readonly keep: number,
+    seal: boolean,
+    /** Why every entry of the transcript must be replayed into it (null: only those after `applied`). */
+    readonly rebuild: string | null,
+  ) {
+    this.#db = db;
+    this.#key = seal ? randomBytes(XCHACHA_KEY_LENGTH) : null;
+    this.#q = prepare(db);
+    this.#apply = db.transaction((b: HistoryBatch) => this.#write(b));
+  }
+
+  /**
+   * Opens (or creates) the database at `path` for `keep` messages per room.
+   * An unreadable file is replaced by an empty database; so are the messages
+   * of a database that kept fewer than `keep` per room (a larger --history
+   * than last time), unless sealing (no text could come back).
+   */
+  static open(path: string, keep: number, seal: boolean): HistoryDb {
+    let rebuild: string | null = existsSync(path) ? null : "history.db is missing";
+    let db: Database;
+    let was: State;
+    try {
+      [db, was] = connect(path);
+    } catch (e) {
+      rebuild = `history.db is unreadable (${(e as Error).message})`;
+      for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
+      [db, was] = connect(path);
+    }
+    const grew = !seal && was.keep < keep && was.applied_seq > 0;
+    const h = new HistoryDb(db, keep, seal, grew ? `history.db keeps ${was.keep} messages per room, --history is ${keep}` : rebuild);
+    if (grew) h.reset();
+    // Rows of a sealed run are sealed under its key, gone now; rows in the clear must go when sealing.
+    else if (seal || was.sealed) h.#dropMessages();
+    db.query("UPDATE state SET keep = ?, sealed = ?").run(keep, seal ? 1 : 0);
+    return h;
+  }
+
+  /** Deletes every message row, overwriting their bytes (secure_delete) in the file and its WAL. */
+  #dropMessages(): void {
+    if (this.#db.query("SELECT 1 FROM messages LIMIT 1").get() === null) return;
+    this.#db.query("DELETE FROM messages").run();
+    this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+
+  get applied(): Applied {
+    const r = this.#db.query<{ applied_seq: number; applied_hash: string }, []>("SELECT applied_seq, applied_hash FROM state").get()!;
+    return { seq: r.applied_seq, hash: r.applied_hash };
+  }
+
+  get directSeq(): number {
+    return this.#db.query<{ direct_seq: number }, []>("SELECT direct_seq FROM state").get()!.direct_seq;
+  }
+
+  /**
+   * Forgets every message and where the transcript was applied to, for a
+   * replay of the whole transcript. Sequence numbers stay: the replay only
+   * raises them, so none is reused even if the transcript lost entries.
+   */
+  reset(): void {
+    this.#db.transaction(() => {
+      this.#db.query("DELETE FROM messages").run();
+      this.#db.query("UPDATE state SET applied_seq = 0, applied_hash = '', keep = ?").run(this.keep);
+    })();
+  }
+
+  /**
+   * Runs a replay (many batches) as one transaction: a page that many
+   * batches touch is written to the WAL once, not once per batch, and a
+   * crash part way leaves the database as it was. The WAL is checkpointed
+   * at the end, so that the server does not meet a long checkpoint on its
+   * first message.
+   */
+  replay<T>(fn: () => T): T {
+    try {
+      return this.#db.transaction(fn)();
+    } finally {
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+  }
+
+  /** Writes a batch in one transaction. */
+  apply(b: HistoryBatch): void {
+    this.#apply(b);
+  }
+
+  #write(b: HistoryBatch): void {
+    const q = this.#q;
+    if (this.keep > 0 && b.messages.length > 0) {
+      const rooms = new Set<string>();
+      for (const m of b.messages) {
+        const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), aad(m.room, m.seq)) : null;
+        q.insert.run(m.room, m.seq, m.ts, m.from, sealed ? null : m.text, sealed, m.action ? 1 : 0);
+        rooms.add(m.room);
+      }
+      for (const room of rooms) q.trim.run(room, room, this.keep - 1);
+    }
+    for (const [room, n] of b.seqs) q.seq.run(room, n);
+    q.applied.run(b.applied.seq, b.applied.hash, b.directSeq);
+  }
+
+  /** A room's last sequence number and its last `keep` messages, oldest first. */
+  room(name: string): RoomState {
+    const seq = this.#q.roomSeq.get(name)?.last_seq ?? 0;
+    if (this.keep === 0 || seq === 0) return { seq, messages: [] };
+    const rows = this.#q.roomMessages.all(name, this.keep);
+    const messages: RoomMessage[] = [];
+    for (let i = rows.length - 1; i >= 0; i--) {
+      const r = rows[i]!;
+      const text = r.text ?? this.#open(name, r);
+      if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}) });
+    }
+    return { seq, messages };
+  }
+
+  #open(room: string, r: MessageRow): string | null {
+    if (!this.#key || !r.sealed) return null;
+    try {
+      return fromUtf8(xchachaOpenRandom(this.#key, r.sealed, aad(room, r.seq)));
+    } catch {
+      return null; // not sealed by this run: dropped at open, so never expected
+    }
+  }
+
+  close(): void {
+    if (this.#key) wipe(this.#key);
+    this.#key = null;
+    for (const st of Object.values(this.#q)) st.finalize();
+    this.#db.close(false);
+  }
+}
+
+function prepare(db: Database) {
+  return {
+    insert: db.prepare<void, [string, number, number, string, string | null, Uint8Array | null, number]>(
+      "INSERT OR REPLACE INTO messages (room, seq, ts, sender, text, sealed, action) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ),
+    // keeps a room's newest `keep` rows (its `keep`-th newest seq and above)
+    trim: db.prepare<void, [string, string, number]>("DELETE FROM messages WHERE room = ? AND seq < (SELECT seq FROM messages WHERE room = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)"),
+    seq: db.prepare<void, [string, number]>("INSERT INTO rooms (name, last_seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"),
+    applied: db.prepare<void, [number, string, number]>("UPDATE state SET applied_seq = ?, applied_hash = ?, direct_seq = max(direct_seq, ?)"),
+    roomSeq: db.prepare<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE name = ?"),
+    roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
+  };
+}
+
+function aad(room: string, seq: number): Uint8Array {
+  return concat(utf8(room), new Uint8Array([0]), u64be(BigInt(seq)));
+}
+
+interface State {
+  keep: number;
+  applied_seq: number;
+  sealed: number;
+}
+
+/** Opens the database with its schema and reads its state, or throws if the file is not one this version can use. */
+function connect(path: string): [Database, State] {
+  createPrivateFile(path);
+  const db = new Database(path, { create: true, strict: true });
+  try {
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA busy_timeout = 5000;");
+    const version = db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
+    if (version === 0) db.transaction(() => db.exec(SCHEMA))();
+    else if (version !== SCHEMA_VERSION) throw new Error(`schema ${version}, this securechat keeps ${SCHEMA_VERSION}`);
+    const state = db.query<State, []>("SELECT keep, applied_seq, sealed FROM state WHERE id = 1").get();
+    if (!state) throw new Error("no state row");
+    return [db, state];
+  } catch (e) {
+    db.close(false);
+    throw e;
+  }
+}
