@@ -265,6 +265,24 @@ export async function rawSession(port: number): Promise<RawSession> {
   }
 }
 
+/** Every message the server sends on `s` until `pred` matches one (returned with all seen), or the connection closes or time runs out (match null). */
+export async function untilMessage(s: RawSession, pred: (m: Message) => boolean, timeoutMs = 8000): Promise<{ match: Message | null; seen: Message[] }> {
+  const seen: Message[] = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let msgs: Message[];
+    try {
+      msgs = s.channel.open(await s.conn.next(Math.max(1, deadline - Date.now())));
+    } catch {
+      return { match: null, seen };
+    }
+    for (const m of msgs) {
+      seen.push(m);
+      if (pred(m)) return { match: m, seen };
+    }
+  }
+}
+
 /** What a login attempt came to: `welcome`, or the error code and message. */
 export interface Outcome {
   type: string;

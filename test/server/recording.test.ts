@@ -15,7 +15,7 @@ import type { Logger } from "../../src/server/log.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
-import { type LogEvent, type RawSession, freshPath, passwordLogin, rawSession, registerRaw, startServer } from "./helpers.ts";
+import { type LogEvent, type RawSession, freshPath, passwordLogin, rawSession, registerRaw, startServer, untilMessage } from "./helpers.ts";
 
 const PW = "recording test passphrase";
 const restore: { mockRestore(): void }[] = [];
@@ -23,23 +23,6 @@ afterEach(() => {
   for (const s of restore.splice(0)) s.mockRestore();
 });
 
-/** Messages on `s` until one matches `pred` (returned with everything seen), or the timeout. */
-async function until(s: RawSession, pred: (m: Message) => boolean, timeoutMs = 8000): Promise<{ match: Message | null; seen: Message[] }> {
-  const seen: Message[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let msgs: Message[];
-    try {
-      msgs = s.channel.open(await s.conn.next(Math.max(1, deadline - Date.now())));
-    } catch {
-      return { match: null, seen };
-    }
-    for (const m of msgs) {
-      seen.push(m);
-      if (pred(m)) return { match: m, seen };
-    }
-  }
-}
 
 test("a full disk: says and DMs are refused, not relayed; joins and logins refused; everyone told; all resumes and is recorded when space returns", async () => {
   const dataDir = freshPath("recording");
@@ -64,7 +47,7 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
     const b = await login(bob);
     for (const s of [a, b]) {
       s.send({ type: "join", room: "lobby" });
-      await until(s, (m) => m.type === "notice" && m.code === "recorded");
+      await untilMessage(s, (m) => m.type === "notice" && m.code === "recorded");
     }
 
     // The disk fills up.
@@ -80,7 +63,7 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
     // was relayed in the same turn (relay does not wait for the disk), and
     // its ack waits until it is written.
     a.send({ type: "say", id: 1, room: "lobby", text: "the last one in flight" });
-    const told = await until(b, (m) => m.type === "notice" && m.code === "not_recorded");
+    const told = await untilMessage(b, (m) => m.type === "notice" && m.code === "not_recorded");
     expect(told.match).not.toBeNull();
     expect(told.seen.filter((m) => m.type === "message").map((m) => (m as Message<"message">).text)).toEqual(["the last one in flight"]);
     expect(events.some((e) => e.level === "warn" && e.event === "transcript_blocked")).toBe(true);
@@ -88,11 +71,11 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
 
     // Now nothing that must be recorded goes through.
     b.send({ type: "say", id: 7, room: "lobby", text: "100,000 EUR to mallory" });
-    expect((await until(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "nack", id: 7, code: "not_recorded" }));
+    expect((await untilMessage(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "nack", id: 7, code: "not_recorded" }));
     b.send({ type: "dm", id: 8, to: "alice", text: "psst" });
-    expect((await until(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "nack", id: 8, code: "not_recorded" }));
+    expect((await untilMessage(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "nack", id: 8, code: "not_recorded" }));
     b.send({ type: "join", room: "elsewhere" });
-    expect((await until(b, (m) => m.type === "notice" || m.type === "room")).match).toEqual(expect.objectContaining({ type: "notice", code: "not_recorded" }));
+    expect((await untilMessage(b, (m) => m.type === "notice" || m.type === "room")).match).toEqual(expect.objectContaining({ type: "notice", code: "not_recorded" }));
     const c = await rawSession(t.port);
     const refused = await passwordLogin(c, carol.user, carol.password, carol.identity);
     expect(refused).toEqual(expect.objectContaining({ type: "error", code: "not_recorded" }));
@@ -103,15 +86,15 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
     full = false;
     // Alice's output waited behind the ack of her message in flight (PROTOCOL.md §7.4): it comes once
     // that message is written, then what followed — the notices — and never anything bob was refused.
-    const back = await until(a, (m) => m.type === "notice" && m.code === "recorded");
+    const back = await untilMessage(a, (m) => m.type === "notice" && m.code === "recorded");
     const after = back.seen.filter((m) => m.type !== "joined"); // bob's join, before the disk filled
     expect(after.map((m) => (m.type === "notice" ? `notice ${m.code}` : m.type))).toEqual(["ack", "notice not_recorded", "pong", "notice recorded"]);
     expect(events.some((e) => e.event === "transcript_recovered")).toBe(true);
     const c2 = await rawSession(t.port);
     expect((await passwordLogin(c2, carol.user, carol.password, carol.identity)).type).toBe("welcome");
     b.send({ type: "say", id: 9, room: "lobby", text: "back" });
-    expect((await until(b, (m) => m.type === "ack" || m.type === "nack")).match).toEqual(expect.objectContaining({ type: "ack", id: 9 }));
-    expect((await until(a, (m) => m.type === "message")).match).toEqual(expect.objectContaining({ text: "back" }));
+    expect((await untilMessage(b, (m) => m.type === "ack" || m.type === "nack")).match).toEqual(expect.objectContaining({ type: "ack", id: 9 }));
+    expect((await untilMessage(a, (m) => m.type === "message")).match).toEqual(expect.objectContaining({ text: "back" }));
     for (const s of [a, b, c2]) s.close();
   } finally {
     await t.server.stop();

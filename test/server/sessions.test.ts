@@ -10,7 +10,7 @@ import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts"
 import type { Message } from "../../src/protocol/messages.ts";
 import { RateLimiter, sourceKey } from "../../src/server/limits.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
-import { RawConn, type RawSession, type RawUser, type TestServer, passwordLogin, rawSession, registerRaw, startServer, ticketLogin } from "./helpers.ts";
+import { RawConn, type RawSession, type RawUser, type TestServer, passwordLogin, rawSession, registerRaw, startServer, untilMessage, ticketLogin } from "./helpers.ts";
 
 const NET = 20_000;
 const PW = "sessions test passphrase";
@@ -26,23 +26,6 @@ async function server(opts: Partial<ServerOptions> = {}): Promise<TestServer> {
   return t;
 }
 
-/** Every message the server sends on `s` until `pred` matches one (which is returned), or the connection closes. */
-async function until(s: RawSession, pred: (m: Message) => boolean, timeoutMs = 8000): Promise<{ match: Message | null; seen: Message[] }> {
-  const seen: Message[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let msgs: Message[];
-    try {
-      msgs = s.channel.open(await s.conn.next(Math.max(1, deadline - Date.now())));
-    } catch {
-      return { match: null, seen };
-    }
-    for (const m of msgs) {
-      seen.push(m);
-      if (pred(m)) return { match: m, seen };
-    }
-  }
-}
 
 /** A password login that asks for a ticket: the session, and the ticket with its key. */
 async function withTicket(t: TestServer, u: RawUser): Promise<{ s: RawSession; ticket: Uint8Array; key: Ed25519KeyPair }> {
@@ -69,24 +52,24 @@ describe("a stolen ticket's session ends with the ticket", () => {
     login.close();
     const thief = await ticketSession(t, "alice", ticket, key);
     thief.send({ type: "join", room: "lobby" });
-    await until(thief, (m) => m.type === "history_end");
+    await untilMessage(thief, (m) => m.type === "history_end");
     const b = await rawSession(t.port);
     expect((await passwordLogin(b, "bob", PW, bob.identity)).type).toBe("welcome");
     b.send({ type: "join", room: "lobby" });
-    await until(b, (m) => m.type === "history_end");
+    await untilMessage(b, (m) => m.type === "history_end");
 
     // Alice logs out with her ticket (as `securechat logout` does).
     const owner = await ticketSession(t, "alice", ticket, key);
     owner.send({ type: "logout" });
-    expect((await until(owner, (m) => m.type === "bye")).match).toEqual({ type: "bye", reason: "logged out" });
+    expect((await untilMessage(owner, (m) => m.type === "bye")).match).toEqual({ type: "bye", reason: "logged out" });
 
-    const ended = await until(thief, (m) => m.type === "error");
+    const ended = await untilMessage(thief, (m) => m.type === "error");
     expect(ended.match).toEqual(expect.objectContaining({ type: "error", code: "session_revoked" }));
     expect(await thief.conn.waitClosed(3000)).toBe(true);
     // Bob sees alice leave, and a DM to her now finds nobody.
-    expect((await until(b, (m) => m.type === "left")).match).toEqual(expect.objectContaining({ type: "left", room: "lobby", user: "alice" }));
+    expect((await untilMessage(b, (m) => m.type === "left")).match).toEqual(expect.objectContaining({ type: "left", room: "lobby", user: "alice" }));
     b.send({ type: "dm", id: 1, to: "alice", text: "the money?" });
-    expect((await until(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "nack", code: "user_offline" }));
+    expect((await untilMessage(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "nack", code: "user_offline" }));
     // And the ticket logs in no more.
     const again = await rawSession(t.port);
     expect((await ticketLogin(again, "alice", ticket, key)).code).toBe("auth_failed");
@@ -104,7 +87,7 @@ describe("a stolen ticket's session ends with the ticket", () => {
     // Activity does not extend it.
     const pinger = setInterval(() => thief.send({ type: "ping" }), 200);
     try {
-      const ended = await until(thief, (m) => m.type === "error", 10_000);
+      const ended = await untilMessage(thief, (m) => m.type === "error", 10_000);
       expect(ended.match).toEqual(expect.objectContaining({ type: "error", code: "session_expired" }));
       expect(Date.now() - opened).toBeGreaterThanOrEqual(1000);
     } finally {
@@ -119,7 +102,7 @@ describe("a stolen ticket's session ends with the ticket", () => {
     const dave = await registerRaw(t.port, "dave", PW);
     const s = await rawSession(t.port);
     expect((await passwordLogin(s, "dave", PW, dave.identity)).type).toBe("welcome");
-    expect((await until(s, (m) => m.type === "error", 10_000)).match).toEqual(expect.objectContaining({ type: "error", code: "session_expired" }));
+    expect((await untilMessage(s, (m) => m.type === "error", 10_000)).match).toEqual(expect.objectContaining({ type: "error", code: "session_expired" }));
     expect(await s.conn.waitClosed(3000)).toBe(true);
   }, NET);
 });
