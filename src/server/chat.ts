@@ -168,12 +168,13 @@ export class Chat {
     if (set?.size === 0) this.#online.delete(m.user);
   }
 
-  /** Forgets the buckets of users who are offline and whose buckets have refilled (no different from new ones). */
+  /**
+   * Forgets the buckets that have refilled: a full bucket is no different
+   * from a new one, online or not, so an idle user holds none.
+   */
   prune(): void {
     const now = this.now();
-    for (const [user, b] of this.#buckets) {
-      if (!this.#online.has(user) && b.messages.full(now) && b.requests.full(now)) this.#buckets.delete(user);
-    }
+    for (const [user, b] of this.#buckets) if (b.messages.full(now) && b.requests.full(now)) this.#buckets.delete(user);
   }
 
   /**

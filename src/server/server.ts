@@ -7,8 +7,8 @@
  * error code and closed — its own connection, never the server.
  */
 import type { Socket, TCPSocketListener } from "bun";
-import { toBase64, toHex } from "../bytes.ts";
-import { type Ed25519KeyPair, ed25519Signer, sha256, wipe } from "../crypto/index.ts";
+import { toBase64 } from "../bytes.ts";
+import { type Ed25519KeyPair, constantTimeEqual, ed25519Signer, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
@@ -215,9 +215,10 @@ class Connection implements Member, FramedHandler {
   session = "";
   /** Set once logged in; the chat core only sees logged-in connections. */
   user: string = "";
+  /** The ticket this session logged in with, or was issued (a logout revokes it). */
   ticket: Uint8Array | null = null;
-  /** SHA-256 (hex) of every ticket this session stands on: the one it logged in with, the one it was issued. */
-  tickets: string[] = [];
+  /** The ticket it logged in with, when it was then issued another: revoking either ends the session. */
+  loginTicket: Uint8Array | null = null;
   /** When the session ends (--session-max, or its login ticket's expiry). */
   expiresAt = Number.POSITIVE_INFINITY;
   failures = 0;
@@ -449,7 +450,6 @@ class Connection implements Member, FramedHandler {
         const expires = accounts.loginWithTicket(m.user, m.ticket, checkKey, now);
         this.expiresAt = Math.min(this.expiresAt, expires);
         this.ticket = m.ticket;
-        this.tickets.push(ticketId(m.ticket));
       } else {
         await accounts.loginWithPassword(m.user, m.password!, checkKey);
       }
@@ -458,8 +458,8 @@ class Connection implements Member, FramedHandler {
       server.admitUser(m.user, now);
       if (m.ticket_key !== undefined) {
         issued = accounts.issueTicket(m.user, m.ticket_key, now);
+        this.loginTicket = this.ticket;
         this.ticket = issued.ticket;
-        this.tickets.push(ticketId(issued.ticket));
       }
       this.user = m.user;
       this.phase = "ready";
@@ -519,7 +519,7 @@ class Connection implements Member, FramedHandler {
         return this.server.chat.afterHeld(this, () => {
           if (this.ticket) {
             this.server.accounts.revokeTicket(this.ticket);
-            this.server.endSessions(ticketId(this.ticket), this, { code: "session_revoked", message: "this session's ticket was revoked (logout); log in again" });
+            this.server.endSessions(this.ticket, this, { code: "session_revoked", message: "this session's ticket was revoked (logout); log in again" });
           }
           this.server.log.info("logout", { user: this.user, source: this.source });
           this.goodbye("logged out");
@@ -578,6 +578,11 @@ class Connection implements Member, FramedHandler {
     this.server.chat.disconnect(this);
     this.closeWith(err);
     setTimeout(() => this.framed.close(err.code), 1000).unref?.();
+  }
+
+  /** True if this session logged in with `ticket` or was issued it. */
+  standsOn(ticket: Uint8Array): boolean {
+    return (this.ticket !== null && constantTimeEqual(this.ticket, ticket)) || (this.loginTicket !== null && constantTimeEqual(this.loginTicket, ticket));
   }
 
   /** FramedHandler: a bad frame, or handling one threw. */
@@ -642,6 +647,8 @@ class Connection implements Member, FramedHandler {
     this.channel?.close();
     this.ticket?.fill(0);
     this.ticket = null;
+    this.loginTicket?.fill(0);
+    this.loginTicket = null;
     this.server.forget(this, wasAuthenticated);
   }
 }
@@ -666,8 +673,6 @@ export class ChatServer {
   readonly #connections = new Set<Connection>();
   /** Open connections per source key. */
   readonly #bySource = new Map<string, number>();
-  /** Logged-in connections per ticket id they stand on (revocation ends them). */
-  readonly #byTicket = new Map<string, Set<Connection>>();
   readonly loginsBySource: RateLimiter;
   readonly loginsByUser: RateLimiter;
   #unauthenticated = 0;
@@ -810,10 +815,14 @@ export class ChatServer {
     if (wait > 0) throw new SecureChatError("rate_limited", `too many logins as ${user}; retry in ${Math.ceil(wait / 1000)} s`);
   }
 
-  /** Ends every session standing on the ticket with this id but `except` (its ticket was revoked). */
-  endSessions(ticket: string, except: Connection | null, err: { code: string; message: string }): void {
-    for (const c of this.#byTicket.get(ticket) ?? []) {
-      if (c === except || c.phase !== "ready") continue;
+  /**
+   * Ends every session but `except` that stands on `ticket` (it was revoked).
+   * A revocation is rare; a scan of the connections keeps nothing per
+   * connection for it.
+   */
+  endSessions(ticket: Uint8Array, except: Connection | null, err: { code: string; message: string }): void {
+    for (const c of this.#connections) {
+      if (c === except || c.phase !== "ready" || !c.standsOn(ticket)) continue;
       this.log.info("session_ended", { user: c.user, source: c.source, code: err.code });
       c.end(err);
     }
@@ -850,11 +859,6 @@ export class ChatServer {
   authenticated(conn: Connection): void {
     this.#unauthenticated--;
     this.chat.connect(conn);
-    for (const t of conn.tickets) {
-      let set = this.#byTicket.get(t);
-      if (!set) this.#byTicket.set(t, (set = new Set()));
-      set.add(conn);
-    }
     this.journal.append({ kind: "session_open", user: conn.user, session: conn.session, source: conn.source, ts: Date.now() });
   }
 
@@ -863,11 +867,6 @@ export class ChatServer {
     const open = (this.#bySource.get(conn.sourceKey) ?? 1) - 1;
     if (open > 0) this.#bySource.set(conn.sourceKey, open);
     else this.#bySource.delete(conn.sourceKey);
-    for (const t of conn.tickets) {
-      const set = this.#byTicket.get(t);
-      set?.delete(conn);
-      if (set?.size === 0) this.#byTicket.delete(t);
-    }
     if (!wasAuthenticated) this.#unauthenticated--;
     else if (!this.#journalClosed) this.journal.append({ kind: "session_close", user: conn.user, session: conn.session, ts: Date.now() });
     this.#maybeStopped?.();
@@ -901,11 +900,6 @@ export class ChatServer {
     })();
     return this.#stopping;
   }
-}
-
-/** How the server names a ticket in memory: its SHA-256 in hex (the raw ticket is wiped at close). */
-function ticketId(ticket: Uint8Array): string {
-  return toHex(sha256(ticket));
 }
 
 export { AUTH_FAILED };
