@@ -732,12 +732,14 @@ export class ChatServer {
     server.#sweep = setInterval(() => {
       const now = Date.now();
       for (const c of server.#connections) c.idle(now);
+      // Buckets that have refilled are no different from new ones: an idle
+      // user, address or connection holds none a second later.
+      server.loginsBySource.prune(now);
+      server.loginsByUser.prune(now);
+      server.chat.prune();
       if (now - lastPrune >= 60_000) {
         lastPrune = now;
         server.store.pruneTickets(now);
-        server.loginsBySource.prune(now);
-        server.loginsByUser.prune(now);
-        server.chat.prune();
       }
     }, sweepMs);
     return server;
