@@ -122,7 +122,7 @@ export const IMPLS: Impl[] = [
     startTimeoutMs: 120_000,
     fullOnly: true,
   },
-  // ngIRCd over TLS, the real-world peer (issue 6), where Debian's ngircd is
+  // ngIRCd over TLS, the real-world peer, where Debian's ngircd is
   // installed: bench/load/ngircd.ts configures and runs it (loopback, flood
   // penalties off; prints {"port": TLS_PORT, "pid": NGIRCD_PID}, and the
   // figures are ngIRCd's own process), bench/load/irc.ts is the IRC load

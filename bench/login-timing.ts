@@ -1,7 +1,7 @@
 /**
- * Are failed logins uniform in time? DESIGN.md: "unknown user, wrong password
- * and wrong key give the same error, in the same time (a dummy verify for
- * unknown users)". The tests check the error; this measures the time.
+ * Are failed logins uniform in time? docs/DESIGN.md §6: an unknown user, a
+ * wrong password and a wrong key give the same error, in the same time (a
+ * dummy verify for unknown users). The tests check the error; this measures the time.
  *
  *   bun run bench/login-timing.ts [--n 15] [--json]
  *

@@ -12,7 +12,7 @@
  * The output is a pure function of the inputs below (Ed25519 signatures and
  * AES-GCM are deterministic), so the file is stable; test/protocol/vectors.test.ts
  * rebuilds it in memory with `buildProtocolVectors` and compares. Any change to
- * this output is a wire-format change (STYLE.md habit 7).
+ * this output is a wire-format change (docs/DESIGN.md §10).
  *
  * The secret inputs are nothing-up-my-sleeve values:
  * SHA-256("securechat/1 test vector: <name>") for each <name> below.

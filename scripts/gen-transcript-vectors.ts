@@ -15,7 +15,7 @@
  * here the same construction is done with the primitives and fixed values,
  * so the output is a pure function of the inputs below and
  * test/transcript/vectors.test.ts can rebuild it in memory and compare.
- * Any change to this output is a format change (STYLE.md habit 7).
+ * Any change to this output is a format change (docs/DESIGN.md §10).
  *
  * Secret and random inputs are nothing-up-my-sleeve values:
  * SHA-256("securechat/1 test vector: transcript <name>"), truncated where a

@@ -3,7 +3,7 @@
  * (unknown flags are kept, errors print stacks); a security tool must not
  * guess, so this runner resolves the sub-command itself, rejects unknown
  * flags and stray arguments with exit 2, handles --help / --version, and
- * maps every error to one line and an exit code (DESIGN.md "Exit codes").
+ * maps every error to one line and an exit code (docs/DESIGN.md §2, §3).
  */
 import { VERSION } from "./version.ts";
 import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";

@@ -1,5 +1,5 @@
 /**
- * Where state lives (DESIGN.md "Files") and how secret files are written:
+ * Where state lives (docs/DESIGN.md §4) and how secret files are written:
  * directories 0700, files 0600, written to a temporary name, fsynced and
  * renamed, so a crash leaves either the old file or the new one, never a
  * torn one, and no other user can read them at any moment.

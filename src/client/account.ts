@@ -1,6 +1,6 @@
 /**
  * register / login / logout as a user runs them (docs/PROTOCOL.md §5.1).
- * Every server refusal becomes a CliError with the exit code of DESIGN.md.
+ * Every server refusal becomes a CliError with its exit code (docs/DESIGN.md §2).
  */
 import { CliError, EXIT } from "../commands/exit.ts";
 import { constantTimeEqual, ed25519Generate, wipe } from "../crypto/index.ts";

@@ -381,7 +381,7 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   }
 }
 
-/** What a typed line means (DESIGN.md "In chat"). */
+/** What a typed line means (docs/DESIGN.md §8). */
 export type Command =
   | { kind: "say"; text: string }
   | { kind: "me"; text: string }

@@ -145,7 +145,7 @@ export interface HostTrust {
 }
 
 /**
- * Enforces the pin (DESIGN.md): unknown → ask or --accept-new-host; changed →
+ * Enforces the pin (docs/DESIGN.md §5): unknown → ask or --accept-new-host; changed →
  * exit 4, never a prompt. Returns true if a person was asked (which may have
  * taken longer than the server's handshake deadline).
  */

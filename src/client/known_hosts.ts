@@ -1,5 +1,5 @@
 /**
- * Host key pinning, trust on first use (DESIGN.md): `$SECURECHAT_HOME/known_hosts`
+ * Host key pinning, trust on first use (docs/DESIGN.md §5): `$SECURECHAT_HOME/known_hosts`
  * holds one line per server, `HOST:PORT ed25519 BASE64KEY`; `#` starts a
  * comment. A changed key is never a prompt: it is exit 4 with the line to
  * remove, as OpenSSH does.

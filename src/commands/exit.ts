@@ -1,4 +1,4 @@
-/** Exit codes of the user-visible contract (DESIGN.md, README "Exit codes"). */
+/** Exit codes of the user-visible contract (docs/DESIGN.md §2, README "Exit codes"). */
 export const EXIT = {
   OK: 0,
   FAILURE: 1,

@@ -88,6 +88,7 @@ const verify = command({
     against: { type: "string", description: "A client's chat --transcript file: every message the server acknowledged must be in the transcript", valueHint: "FILE" },
     user: { type: "string", description: "With --against: the client's user (default: taken from the first acknowledged entry)", valueHint: "USER" },
     ...identityArg,
+    json: { type: "boolean", description: "One JSON object per finding on stdout (failure, warning, note), then a summary object; exit codes as without it" },
     ...args.debug,
   },
   examples: [
@@ -95,9 +96,10 @@ const verify = command({
     "securechat transcript verify ./data/transcript --host-key SHA256:q2B0sNHGI1cBk6dmxGJ+X3jXGOZ1Kgy2TPEX13VkE5o",
     "securechat transcript verify ./data/transcript/2026-11-22.000000000001.jsonl",
     "securechat transcript verify ./data/transcript --against alice.transcript --identity auditor.key",
+    "securechat transcript verify ./data/transcript --json | jq -c 'select(.kind == \"failure\" or .kind == \"warning\")'",
   ],
   async run({ args: a }) {
-    const { verifyTranscript, reportLines } = await import("../transcript/verify.ts");
+    const [{ verifyTranscript, reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../text.ts")]);
     const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user: a.user };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
@@ -106,8 +108,10 @@ const verify = command({
       opts.identity?.fill(0); // the reader wiped its own copy
     }
     const [first, ...rest] = reportLines(report);
+    // --json: the findings are data, on stdout; a failure still exits 5 with its FAIL line on stderr.
+    if (a.json) process.stdout.write(reportObjects(report).map((o) => `${jsonText(JSON.stringify(o))}\n`).join(""));
     if (report.problem) throw new CliError(EXIT.TRANSCRIPT, first!, rest);
-    process.stdout.write(`${[first, ...rest].join("\n")}\n`);
+    if (!a.json) process.stdout.write(`${[first, ...rest].join("\n")}\n`);
   },
 });
 

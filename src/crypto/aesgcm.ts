@@ -1,7 +1,7 @@
 /**
  * AES-256-GCM (NIST SP 800-38D) for records on the wire, through the
  * runtime's native `node:crypto` (hardware AES, constant time, 40× faster
- * than a pure-JS GCM per DESIGN.md). Only the sizes securechat uses are
+ * than a pure-JS GCM, docs/DESIGN.md §9). Only the sizes securechat uses are
  * accepted: 256-bit key, 96-bit nonce, 128-bit tag.
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";

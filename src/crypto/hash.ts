@@ -1,6 +1,6 @@
 /**
  * SHA-256 (FIPS 180-4) via the runtime's native `node:crypto`, and
- * HKDF-SHA256 (RFC 5869) via @noble/hashes. DESIGN.md chose noble for both;
+ * HKDF-SHA256 (RFC 5869) via @noble/hashes. noble was the first choice for both;
  * for SHA-256 alone native is ~5x faster on 300-byte inputs (0.58 us vs
  * 3.1 us, measured in Bun 1.4.5), which is most of transcript verification's
  * cost, so hashing uses it. HKDF runs a few times per handshake and stays

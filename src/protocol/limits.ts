@@ -51,7 +51,7 @@ export const REASON_TEXT_MAX = 256;
 /** Room names: 1–32 of [a-z0-9_-], starting with a letter or digit. */
 export const ROOM_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 export const ROOM_NAME_MAX = 32;
-/** The text of one chat message, in bytes of UTF-8 (DESIGN.md: max message text 4 KiB). */
+/** The text of one chat message, in bytes of UTF-8 (docs/DESIGN.md §7: at most 4 KiB). */
 export const MESSAGE_TEXT_MAX = 4096;
 /** Items in a list field (members of a room, rooms on a server). */
 export const MAX_LIST = 1000;

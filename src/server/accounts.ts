@@ -1,7 +1,7 @@
 /**
  * Accounts: registration, password and ticket logins, ticket issue and
- * revocation. Password logins fail uniformly (DESIGN.md "Failures are
- * uniform"): an unknown user, a wrong password and a wrong identity key all
+ * revocation. Password logins fail uniformly (docs/DESIGN.md §6): an
+ * unknown user, a wrong password and a wrong identity key all
  * give `auth_failed` after the same argon2id work — an unknown user is
  * verified against a dummy verifier made with the same parameters.
  */

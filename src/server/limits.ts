@@ -148,8 +148,8 @@ export class PenaltyBox {
 /**
  * At most `concurrency` tasks at once, at most `queue` waiting; past that,
  * `run` refuses with `server_busy` rather than letting a login flood queue
- * unbounded argon2id work (DESIGN.md: "at most one argon2id verification per
- * core at a time").
+ * unbounded argon2id work (docs/DESIGN.md §7: at most one argon2id
+ * verification per core at a time).
  */
 export class Gate {
   #running = 0;

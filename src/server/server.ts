@@ -372,7 +372,7 @@ class Connection implements Member, FramedHandler {
     else this.unblock();
   }
 
-  /** DESIGN.md: a slow client never stalls others. It is told, and dropped. */
+  /** A slow client never stalls others (docs/DESIGN.md §7, PROTOCOL.md §7.6): it is told, and dropped. */
   private tooSlow(): void {
     this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.pending });
     this.outbox = NOTHING;
@@ -696,7 +696,7 @@ export class ChatServer {
   }
 
   /**
-   * Coalescing (issue: throughput by design): what is posted to connections
+   * Coalescing (PROTOCOL.md §7.6, PERFORMANCE.md §5): what is posted to connections
    * while handling this turn's input is sealed once per connection at the
    * end of the turn, several messages per record.
    */

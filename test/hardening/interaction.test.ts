@@ -1,5 +1,5 @@
 /**
- * Interaction fuzz (issue 7, item 3), bounded for `bun test`: seeded random
+ * Interaction fuzz, bounded for `bun test`: seeded random
  * sequences of connect, join, leave, say, dm, who, rooms, history, bye, FIN,
  * reset, pause and reconnect by 5 users with up to 3 terminals each, in 3
  * rooms, against the real ChatServer in process over 127.0.0.1 sockets. The

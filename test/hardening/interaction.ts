@@ -1,5 +1,5 @@
 /**
- * Interaction fuzz (issue 7, item 3): seeded random sequences of connect
+ * Interaction fuzz: seeded random sequences of connect
  * (ticket login), join, leave, say, bursts of large says, dm, who, rooms,
  * history, stop and resume reading, bye, FIN, reset, and reconnect, by
  * several users with several terminals (connections) each, in a few rooms,
@@ -40,7 +40,7 @@
  *   at its place, and no answer may come after the answer to a later
  *   request (PROTOCOL.md §7.4 rule 2).
  *
- * In the words of the issue: a terminal receives a room's live messages
+ * The property checked (PROTOCOL.md §7.3, §7.4): a terminal receives a room's live messages
  * exactly for seq in (s, e], where s is the `seq` of its `room` answer
  * (history before that: the room's last H messages, `history: true`) and e
  * the room's last seq when the server processed its `leave` or its

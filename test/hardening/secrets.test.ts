@@ -1,5 +1,5 @@
 /**
- * Secrets (issue 7, item 8): keys, passwords and tickets never in logs,
+ * Secrets (docs/SECURITY.md §5): keys, passwords and tickets never in logs,
  * errors, argv, or files readable by others; secret buffers wiped after use
  * where the runtime allows.
  *

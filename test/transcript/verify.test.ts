@@ -571,7 +571,7 @@ describe("verify: report type", () => {
     writeFiles(dir, base.names, files);
     const rep: VerifyReport = await verifyTranscript(dir);
     expect(rep.ok).toBe(false);
-    expect(rep.problem).toEqual({ code: "edited", file: base.names[1]!, line: 5, reason: "entry edited (its hash does not match its content)" });
+    expect(rep.problem).toEqual({ code: "edited", file: base.names[1]!, line: 5, seq: 25, reason: "entry edited (its hash does not match its content)" });
     expect(rep.entries).toBe(24);
     expect(rep.lastSeq).toBe(24);
   });
@@ -700,5 +700,91 @@ describe("verify: entries a crashed run never signed (§8.2)", () => {
     expect(lines.length).toBe(6);
     expect(lines.slice(0, 5).every((l) => l.startsWith("warning: 2 entries, seq ") && l.includes("(2 messages)"))).toBe(true);
     expect(lines[5]).toBe("warning: … and 2 more crashes with never-signed entries (14 such entries in all)");
+  });
+});
+
+describe("verify --json (§8.3): one object per finding, then a summary", () => {
+  type Obj = Record<string, unknown>;
+  const parse = (stdout: string): Obj[] => {
+    expect(stdout).toEndWith("\n");
+    return stdout.slice(0, -1).split("\n").map((l) => JSON.parse(l) as Obj);
+  };
+
+  const failures: [string, (fs: string[][]) => void, { class: string; file: string; line: number; seq?: number }][] = [
+    ["edited", (fs) => void (fs[1]![3] = edited(fs[1]![3]!)), { class: "edited", file: base.names[1]!, line: 4, seq: 24 }],
+    ["deleted", (fs) => void fs[1]!.splice(5, 2), { class: "deleted", file: base.names[1]!, line: 6, seq: 28 }],
+    ["duplicated", (fs) => void fs[0]!.splice(3, 0, fs[0]![2]!), { class: "duplicated", file: base.names[0]!, line: 4, seq: 3 }],
+    ["reordered", (fs) => void fs[1]!.splice(8, 0, ...fs[1]!.splice(5, 1)), { class: "reordered", file: base.names[1]!, line: 6, seq: 27 }],
+    ["malformed (no entry, so no seq)", (fs) => void fs[1]!.splice(2, 0, "not json"), { class: "malformed", file: base.names[1]!, line: 3 }],
+  ];
+  for (const [label, mutate, want] of failures) {
+    test(`${label}: the class as §8.3 spells it, file, line, seq, and the FAIL text; exit 5 as without --json`, async () => {
+      const files = copyFiles();
+      mutate(files);
+      const text = await verifyFiles(files);
+      const r = await verifyFiles(files, "--json");
+      expect(r.code).toBe(EXIT.TRANSCRIPT);
+      expect(r.stderr).toBe(text.stderr); // the FAIL line and its follow-up, unchanged
+      const objs = parse(r.stdout);
+      expect(objs.map((o) => o.kind)).toEqual(["failure", "summary"]);
+      const [failure, summary] = objs as [Obj, Obj];
+      expect(failure).toEqual({ kind: "failure", ...want, text: text.stderr.split("\n")[0]!.replace(/^securechat: /, "") });
+      expect(summary).toMatchObject({ kind: "summary", result: "fail", class: want.class, files: 3, pinned: true, text: text.stderr.split("\n")[1]!.replace(/^hint: /, "") });
+    });
+  }
+
+  test("a torn last line and an empty directory: line as far as known (null for the whole transcript)", async () => {
+    const dir = tempDir();
+    writeFiles(dir, base.names, base.files);
+    appendFileSync(join(dir, base.names[2]!), '{"prev":"00');
+    const torn = parse((await runCli("transcript", "verify", dir, "--json")).stdout);
+    expect(torn[0]).toMatchObject({ kind: "failure", class: "torn", file: base.names[2]!, line: 21 });
+    expect(torn[0]).not.toHaveProperty("seq");
+    const empty = await runCli("transcript", "verify", tempDir(), "--json");
+    expect(empty.code).toBe(EXIT.TRANSCRIPT);
+    const objs = parse(empty.stdout);
+    expect(objs[0]).toMatchObject({ kind: "failure", class: "empty", line: null });
+    expect(objs[1]).toMatchObject({ kind: "summary", result: "fail", class: "empty", entries: 0, text: null });
+  });
+
+  test("a pass: warnings (never signed by a crashed run, unsigned tail) and notes as objects, the summary last; the text output unchanged", async () => {
+    const host = hostKeyPair(9);
+    const c = new Chain(host);
+    c.add("server_start", { host_key: toBase64(host.publicKey), version: "t" }); // 1
+    c.add("message", { room: "lobby", room_seq: 1, from: "alice", text: "signed" }); // 2
+    c.checkpoint(); // 3
+    c.add("join", { room: "lobby", user: "bob" }); // 4
+    c.add("message", { room: "lobby", room_seq: 2, from: "alice", text: "never acknowledged" }); // 5
+    c.add("recovery", { file: "x.jsonl", torn_bytes: 0, torn_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", reason: "the previous run ended without server_stop" }); // 6
+    c.add("server_start", { host_key: toBase64(host.publicKey), version: "t" }); // 7
+    c.add("join", { room: "lobby", user: "carol" }); // 8: after the last checkpoint
+    const dir = writeChain(c);
+    const text = await runCli("transcript", "verify", dir);
+    const r = await runCli("transcript", "verify", dir, "--json");
+    expect(r.code).toBe(0);
+    expect(text.code).toBe(0);
+    const objs = parse(r.stdout);
+    expect(objs.map((o) => `${o.kind}:${o.warning ?? o.note ?? ""}`)).toEqual([
+      "warning:unsigned_tail",
+      "note:host_key_unpinned",
+      "note:recoveries",
+      "warning:never_signed",
+      "summary:",
+    ]);
+    expect(objs[0]).toMatchObject({ entries: 5, last_checkpoint: 3 });
+    expect(objs[3]).toEqual({
+      kind: "warning",
+      warning: "never_signed",
+      from: 4,
+      to: 5,
+      messages: 1,
+      crash: 6,
+      text: "warning: 2 entries, seq 4–5 (1 message), written before the crash at seq 6, were never signed: the server acknowledged none of them, and they rest on the files alone",
+    });
+    const summary = objs.at(-1)!;
+    expect(summary).toMatchObject({ kind: "summary", result: "pass", class: null, entries: 8, first_seq: 1, last_seq: 8, last_checkpoint: 3, unsigned: 5, pinned: false, recoveries: 1, never_signed: { crashes: 1, entries: 2 } });
+    // The same findings, in the text output's order (the summary is its PASS line).
+    expect(text.stdout).toBe(`${[summary.text, ...objs.slice(0, -1).map((o) => o.text)].join("\n")}\n`);
+    expect(text.stdout).toStartWith("PASS: 8 entries in 1 file; last checkpoint at seq 3\n");
   });
 });
