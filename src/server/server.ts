@@ -456,24 +456,34 @@ class Connection implements Member, FramedHandler {
       if (this.phase === "closed") return;
       // Checked once the credentials are: nobody can use up a name's quota without them.
       server.admitUser(m.user, now);
-      if (m.ticket_key !== undefined) {
-        issued = accounts.issueTicket(m.user, m.ticket_key, now);
-        this.ticket = issued.ticket;
-        this.tickets.push(ticketId(issued.ticket));
-      }
-      this.user = m.user;
-      this.phase = "ready";
+      if (m.ticket_key !== undefined) issued = accounts.issueTicket(m.user, m.ticket_key, now);
       this.hs!.complete();
       this.session = toBase64(this.keys!.sessionId);
       this.clearDeadline();
       this.framed.decoder.limit = MAX_FRAME;
       this.channel!.sealer.maxFrame = MAX_FRAME;
-      this.send({
+      const welcomed = this.send({
         type: "welcome",
         user: m.user,
         session_id: this.keys!.sessionId,
         ...(issued ? { ticket: issued.ticket, ticket_expires: issued.expiresAt } : {}),
       });
+      // The socket can fail as the welcome is written (the peer reset it):
+      // then nobody holds the ticket, so it is neither kept nor left in memory,
+      // and the connection was never a session (it closed before `user` was set).
+      if (!welcomed) {
+        if (issued) {
+          accounts.revokeTicket(issued.ticket);
+          wipe(issued.ticket);
+        }
+        return;
+      }
+      if (issued) {
+        this.ticket = issued.ticket;
+        this.tickets.push(ticketId(issued.ticket));
+      }
+      this.user = m.user;
+      this.phase = "ready";
       this.hs = null;
       this.keys = null;
       this.server.authenticated(this);
@@ -549,9 +559,13 @@ class Connection implements Member, FramedHandler {
     this.framed.end();
   }
 
-  /** Sends one message now, outside the outbox (login phase; the welcome carries a ticket, so its plaintext is wiped). */
-  send(m: Message): void {
-    this.framed.send(this.channel!.sealSecret([m]));
+  /**
+   * Sends one message now, outside the outbox (login phase; the welcome
+   * carries a ticket, so its plaintext is wiped). False if the connection is
+   * closed (now).
+   */
+  send(m: Message): boolean {
+    return this.framed.send(this.channel!.sealSecret([m]));
   }
 
   /** Tells the peer why, then closes: cleartext before the keys exist, sealed after. */
