@@ -279,7 +279,7 @@ class Connection implements Member, FramedHandler {
       this.waiting.push({ json });
       this.waitingBytes += json.length;
     } else this.enqueue(json);
-    if (this.pending > 4 * this.server.opts.maxSendBuffer) this.tooSlow();
+    if (this.pending > 4 * this.server.opts.maxSendBuffer) this.tooSlow(4 * this.server.opts.maxSendBuffer);
   }
 
   /** Member.postWhen: an ack waiting for the transcript holds back what follows it (PROTOCOL.md §7.4). */
@@ -367,18 +367,31 @@ class Connection implements Member, FramedHandler {
     this.outbox = NOTHING;
     this.outboxBytes = 0;
     if (this.phase !== "ready") return;
-    if (this.pending > this.server.opts.maxSendBuffer) this.tooSlow();
+    if (this.pending > this.server.opts.maxSendBuffer) this.tooSlow(this.server.opts.maxSendBuffer);
     else this.unblock();
   }
 
-  /** DESIGN.md: a slow client never stalls others. It is told, and dropped. */
-  private tooSlow(): void {
-    this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.pending });
+  /**
+   * A connection whose output passed `bound` never stalls others: it is
+   * told, and dropped. If the output held behind acks that wait for the
+   * transcript is what took it past (PROTOCOL.md §7.4), the client was
+   * reading: the server's disk is not keeping up, and it is told so (the
+   * same code on the wire: the remedy, reconnecting, is the same).
+   */
+  private tooSlow(bound: number): void {
+    const transcript = this.pending - this.waitingBytes <= bound;
+    const fields = { user: this.user || undefined, source: this.source, queued: this.pending, waiting_for_transcript: this.waitingBytes };
+    this.server.log.warn(transcript ? "transcript_behind" : "slow_consumer", fields);
     this.outbox = NOTHING;
     this.outboxBytes = 0;
     this.waiting = null;
     this.waitingBytes = 0;
-    this.closeWith({ code: "slow_consumer", message: "you are not reading fast enough to keep up; disconnected" });
+    this.closeWith({
+      code: "slow_consumer",
+      message: transcript
+        ? "the server's transcript is not keeping up: too much waits for it to be recorded before it can be sent to you; disconnected"
+        : "you are not reading fast enough to keep up; disconnected",
+    });
     setTimeout(() => this.framed.close("slow consumer"), 2000).unref?.();
   }
 
