@@ -12,6 +12,7 @@ import { join } from "node:path";
 import type { Message } from "../../src/protocol/messages.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import type { Logger } from "../../src/server/log.ts";
+import type { ServerOptions } from "../../src/server/server.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
@@ -25,8 +26,9 @@ afterEach(() => {
 });
 
 
-test("a full disk: says and DMs are refused, not relayed; joins and logins refused; everyone told; all resumes and is recorded when space returns", async () => {
-  const dataDir = freshPath("recording");
+/** A server recording to a real transcript in a fresh data directory, its log in `events`. */
+async function recordingServer(name: string, options: Partial<ServerOptions> = {}) {
+  const dataDir = freshPath(name);
   const events: LogEvent[] = [];
   const log: Logger = {
     info: (event, fields = {}) => void events.push({ level: "info", event, fields }),
@@ -34,7 +36,12 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
   };
   const hostKey = loadOrCreateHostKey(dataDir).key;
   const journal = TranscriptJournal.open({ ...DEFAULT_WRITER, dir: join(dataDir, "transcript"), hostKey, version: "test", log, history: 50, retryMs: 50 });
-  const t = await startServer({ dataDir, journal, events });
+  const t = await startServer({ ...options, dataDir, journal, events });
+  return { t, dataDir, events, hostKey };
+}
+
+test("a full disk: says and DMs are refused, not relayed; joins and logins refused; everyone told; all resumes and is recorded when space returns", async () => {
+  const { t, dataDir, events, hostKey } = await recordingServer("recording");
   try {
     const alice = await registerRaw(t.port, "alice", PW);
     const bob = await registerRaw(t.port, "bob", PW);
@@ -111,17 +118,9 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
 }, 30_000);
 
 test("a stalled disk: a user who reads, dropped because output piles up behind acks the transcript has not confirmed, is told the transcript is not keeping up, not that they do not read", async () => {
-  const dataDir = freshPath("stalled");
-  const events: LogEvent[] = [];
-  const log: Logger = {
-    info: (event, fields = {}) => void events.push({ level: "info", event, fields }),
-    warn: (event, fields = {}) => void events.push({ level: "warn", event, fields }),
-  };
-  const hostKey = loadOrCreateHostKey(dataDir).key;
-  const journal = TranscriptJournal.open({ ...DEFAULT_WRITER, dir: join(dataDir, "transcript"), hostKey, version: "test", log, history: 50 });
   const maxSendBuffer = 64 * 1024;
   const fast = { rate: 100_000, burst: 100_000 };
-  const t = await startServer({ dataDir, journal, events, maxSendBuffer, chat: { ...DEFAULT_CHAT, flood: fast, requests: fast } });
+  const { t, events } = await recordingServer("stalled", { maxSendBuffer, chat: { ...DEFAULT_CHAT, flood: fast, requests: fast } });
   const realFsync = fs.fsync;
   const held: (() => void)[] = [];
   try {
