@@ -456,6 +456,12 @@ function buildNegatives(ctx: {
   toServer("client_hello_bom", "client_hello preceded by a UTF-8 byte order mark", rawFrame(concat(new Uint8Array([0xef, 0xbb, 0xbf]), utf8(helloJson))), "json_invalid");
   toServer("client_hello_invalid_utf8", "client_hello followed by a lone 0xff byte", rawFrame(concat(utf8(helloJson), new Uint8Array([0xff]))), "utf8_invalid");
   toServer("client_hello_array", "a JSON array instead of an object", rawFrame(utf8(`[${helloJson}]`)), "message_not_object");
+  toServer(
+    "client_hello_repeated_member",
+    "client_hello whose nonce is written twice, with the same value (a repeated member name is refused whatever the values)",
+    rawFrame(utf8(`${helloJson.slice(0, -1)},"nonce":"${Buffer.from(hello.nonce).toString("base64")}"}`)),
+    "json_invalid",
+  );
   toServer("client_hello_low_order", "client_hello whose ephemeral key has order 8: the shared secret would be all zero", jsonFrame({ ...hello, e: fromHex(LOW_ORDER_POINT) }), "x25519_low_order");
 
   // §4.3–4.4 server_hello, as the client (having sent the vector's client_hello) receives it.
@@ -528,6 +534,30 @@ function buildNegatives(ctx: {
     1,
     sealAt("s2c", 1, utf8('{"type":"room_list","rooms":[{"name":"lobby","users":2,"topic":"x"}]}')),
     "message_invalid",
+  );
+  record(
+    "say_repeated_member",
+    'c2s record 1: a say naming room twice, "lobby" then "admin" (a receiver keeping the first and one keeping the last would disagree)',
+    "c2s",
+    1,
+    sealAt("c2s", 1, utf8('{"type":"say","id":1,"room":"lobby","text":"hi","room":"admin"}')),
+    "json_invalid",
+  );
+  record(
+    "say_repeated_member_escaped",
+    'c2s record 1: a say whose second room is spelled "\\u0072oom" (names are compared as decoded)',
+    "c2s",
+    1,
+    sealAt("c2s", 1, utf8('{"type":"say","id":1,"room":"lobby","text":"a: b","\\u0072oom":"admin"}')),
+    "json_invalid",
+  );
+  record(
+    "room_list_nested_repeated_member",
+    "s2c record 1: a room_list whose item names users twice",
+    "s2c",
+    1,
+    sealAt("s2c", 1, utf8('{"type":"room_list","rooms":[{"name":"lobby","users":2,"users":3}]}')),
+    "json_invalid",
   );
   record(
     "members_over_max_list",

@@ -335,7 +335,57 @@ export function encodeMessage(msg: Message): string {
   return JSON.stringify(out);
 }
 
-/** Strict UTF-8, then JSON, then an object: the checks every frame body gets. */
+/** Members of every object in a parsed JSON value, at any depth. */
+function parsedMembers(v: object): number {
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (const item of v) if (typeof item === "object" && item !== null) n += parsedMembers(item);
+    return n;
+  }
+  for (const key in v) {
+    n++;
+    const item = (v as Record<string, unknown>)[key];
+    if (typeof item === "object" && item !== null) n += parsedMembers(item);
+  }
+  return n;
+}
+
+/** The colons in a JSON text outside its strings: one per member written. `s` is valid JSON. */
+function writtenMembers(s: string): number {
+  let n = 0;
+  let at = 0;
+  for (;;) {
+    const open = s.indexOf('"', at);
+    for (let i = at; i < (open === -1 ? s.length : open); i++) if (s.charCodeAt(i) === 0x3a) n++;
+    if (open === -1) return n;
+    // The closing quote is the next one not escaped (preceded by an even run of backslashes).
+    let close = open;
+    for (;;) {
+      close = s.indexOf('"', close + 1);
+      let backslashes = 0;
+      while (s.charCodeAt(close - 1 - backslashes) === 0x5c) backslashes++;
+      if (backslashes % 2 === 0) break;
+    }
+    at = close + 1;
+  }
+}
+
+/**
+ * True if some object in the text names a member twice (PROTOCOL.md §5.0):
+ * JSON.parse keeps one of them, so the parsed value has fewer members than
+ * the text writes. Each member written has one colon. When the text holds
+ * no more colons than the value has members (no colon inside a string, the
+ * usual case), nothing was dropped; only otherwise are the colons outside
+ * strings counted.
+ */
+function repeatsMember(s: string, v: unknown): boolean {
+  const members = typeof v === "object" && v !== null ? parsedMembers(v) : 0;
+  let colons = 0;
+  for (let i = s.indexOf(":"); i !== -1; i = s.indexOf(":", i + 1)) if (++colons > members) return writtenMembers(s) > members;
+  return false;
+}
+
+/** Strict UTF-8, then JSON (no repeated member names), then an object: the checks every frame body gets. */
 export function parseJsonObject(body: Uint8Array): unknown {
   const s = fromUtf8(body);
   let v: unknown;
@@ -344,6 +394,7 @@ export function parseJsonObject(body: Uint8Array): unknown {
   } catch (cause) {
     throw new SecureChatError("json_invalid", "json: body is not valid JSON", { cause });
   }
+  if (repeatsMember(s, v)) throw new SecureChatError("json_invalid", "json: an object names the same member twice");
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     throw new SecureChatError("message_not_object", "message: not a JSON object");
   }

@@ -280,7 +280,7 @@ class Connection implements Member, FramedHandler {
       this.waiting.push({ json });
       this.waitingBytes += json.length;
     } else this.enqueue(json);
-    if (this.pending > 4 * this.server.opts.maxSendBuffer) this.tooSlow();
+    if (this.pending > 4 * this.server.opts.maxSendBuffer) this.tooSlow(4 * this.server.opts.maxSendBuffer);
   }
 
   /** Member.postWhen: an ack waiting for the transcript holds back what follows it (PROTOCOL.md §7.4). */
@@ -368,18 +368,31 @@ class Connection implements Member, FramedHandler {
     this.outbox = NOTHING;
     this.outboxBytes = 0;
     if (this.phase !== "ready") return;
-    if (this.pending > this.server.opts.maxSendBuffer) this.tooSlow();
+    if (this.pending > this.server.opts.maxSendBuffer) this.tooSlow(this.server.opts.maxSendBuffer);
     else this.unblock();
   }
 
-  /** A slow client never stalls others (docs/DESIGN.md §7, PROTOCOL.md §7.6): it is told, and dropped. */
-  private tooSlow(): void {
-    this.server.log.warn("slow_consumer", { user: this.user || undefined, source: this.source, queued: this.pending });
+  /**
+   * A connection whose output passed `bound` never stalls others: it is
+   * told, and dropped. If the output held behind acks that wait for the
+   * transcript is what took it past (PROTOCOL.md §7.4), the client was
+   * reading: the server's disk is not keeping up, and it is told so (the
+   * same code on the wire: the remedy, reconnecting, is the same).
+   */
+  private tooSlow(bound: number): void {
+    const transcript = this.pending - this.waitingBytes <= bound;
+    const fields = { user: this.user || undefined, source: this.source, queued: this.pending, waiting_for_transcript: this.waitingBytes };
+    this.server.log.warn(transcript ? "transcript_behind" : "slow_consumer", fields);
     this.outbox = NOTHING;
     this.outboxBytes = 0;
     this.waiting = null;
     this.waitingBytes = 0;
-    this.closeWith({ code: "slow_consumer", message: "you are not reading fast enough to keep up; disconnected" });
+    this.closeWith({
+      code: "slow_consumer",
+      message: transcript
+        ? "the server's transcript is not keeping up: too much waits for it to be recorded before it can be sent to you; disconnected"
+        : "you are not reading fast enough to keep up; disconnected",
+    });
     setTimeout(() => this.framed.close("slow consumer"), 2000).unref?.();
   }
 
@@ -456,24 +469,34 @@ class Connection implements Member, FramedHandler {
       if (this.phase === "closed") return;
       // Checked once the credentials are: nobody can use up a name's quota without them.
       server.admitUser(m.user, now);
-      if (m.ticket_key !== undefined) {
-        issued = accounts.issueTicket(m.user, m.ticket_key, now);
-        this.loginTicket = this.ticket;
-        this.ticket = issued.ticket;
-      }
-      this.user = m.user;
-      this.phase = "ready";
+      if (m.ticket_key !== undefined) issued = accounts.issueTicket(m.user, m.ticket_key, now);
       this.hs!.complete();
       this.session = toBase64(this.keys!.sessionId);
       this.clearDeadline();
       this.framed.decoder.limit = MAX_FRAME;
       this.channel!.sealer.maxFrame = MAX_FRAME;
-      this.send({
+      const welcomed = this.send({
         type: "welcome",
         user: m.user,
         session_id: this.keys!.sessionId,
         ...(issued ? { ticket: issued.ticket, ticket_expires: issued.expiresAt } : {}),
       });
+      // The socket can fail as the welcome is written (the peer reset it):
+      // then nobody holds the ticket, so it is neither kept nor left in memory,
+      // and the connection was never a session (it closed before `user` was set).
+      if (!welcomed) {
+        if (issued) {
+          accounts.revokeTicket(issued.ticket);
+          wipe(issued.ticket);
+        }
+        return;
+      }
+      if (issued) {
+        this.loginTicket = this.ticket;
+        this.ticket = issued.ticket;
+      }
+      this.user = m.user;
+      this.phase = "ready";
       this.hs = null;
       this.keys = null;
       this.server.authenticated(this);
@@ -549,9 +572,13 @@ class Connection implements Member, FramedHandler {
     this.framed.end();
   }
 
-  /** Sends one message now, outside the outbox (login phase; the welcome carries a ticket, so its plaintext is wiped). */
-  send(m: Message): void {
-    this.framed.send(this.channel!.sealSecret([m]));
+  /**
+   * Sends one message now, outside the outbox (login phase; the welcome
+   * carries a ticket, so its plaintext is wiped). False if the connection is
+   * closed (now).
+   */
+  send(m: Message): boolean {
+    return this.framed.send(this.channel!.sealSecret([m]));
   }
 
   /** Tells the peer why, then closes: cleartext before the keys exist, sealed after. */

@@ -48,13 +48,11 @@ async function withTampered<T>(mutate: (f: Record<string, any>) => void, fn: () 
   }
 }
 
-/** Runs `fn` and asserts it did not call scrypt. */
+/** Runs `fn` and asserts it did not call scrypt (the work a tampered file must not cost). */
 async function withoutScrypt<T>(fn: () => Promise<T>): Promise<T> {
   const before = scryptSpy.mock.calls.length;
-  const started = performance.now();
   const out = await fn();
   expect(scryptSpy.mock.calls.length).toBe(before);
-  expect(performance.now() - started).toBeLessThan(150);
   return out;
 }
 

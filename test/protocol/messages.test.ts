@@ -7,6 +7,7 @@
  * cross-field rule — is refused with a stable code before anyone looks at it.
  */
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { toBase64, utf8 } from "../../src/bytes.ts";
 import {
   ERROR_CODE_MAX,
@@ -243,6 +244,48 @@ describe("bodies that are not a JSON object", () => {
     ["UTF-8 BOM before the object (not stripped)", '\ufeff{"type":"error","code":"x","message":"y"}'],
   ])("invalid JSON (%s) → json_invalid", (_name, text) => {
     expectCode(() => decodeMessage(utf8(text)), "json_invalid");
+  });
+
+  // PROTOCOL.md §5.0 step 2: peers keeping the first or the last value would read different messages.
+  test.each([
+    ["a member twice, different values", '{"type":"say","id":1,"room":"lobby","text":"hi","room":"admin"}'],
+    ["a member twice, the same value", '{"type":"say","id":1,"room":"lobby","text":"hi","room":"lobby"}'],
+    ["type twice", '{"type":"bye","type":"logout"}'],
+    ["the second spelled with an escape", '{"type":"say","id":1,"room":"lobby","text":"hi","\\u0074ext":"ho"}'],
+    ["inside a nested object", '{"type":"room_list","rooms":[{"name":"a","users":1,"name":"b"}]}'],
+    ["with colons in the strings", '{"type":"say","id":1,"room":"lobby","text":"at 15:00: see https://x","room":"admin"}'],
+    ["with escaped quotes and backslashes in the strings", '{"type":"say","id":1,"room":"lobby","text":"he said \\"a\\":\\\\","id":2}'],
+    ["in an unknown type (step 2 comes first)", '{"type":"nope","x":1,"x":2}'],
+    ["in an array (step 2 comes before step 3)", '[{"a":1,"a":2}]'],
+  ])("a repeated member name (%s) → json_invalid", (_name, text) => {
+    expect(() => JSON.parse(text)).not.toThrow();
+    expectCode(() => decodeMessage(utf8(text)), "json_invalid");
+    expectCode(() => parseJsonObject(utf8(text)), "json_invalid");
+  });
+
+  test("member names and colons inside strings are not members: such messages decode", () => {
+    const text = 'he said "room":"admin", at 15:00: {"type":"bye"} \\ \\" :';
+    expect(decodeMessage(body({ type: "say", id: 1, room: "lobby", text })).type).toBe("say");
+    expect(decodeMessage(utf8('{"type":"say","id":1,"room":"lobby","text":"a\\":\\"b\\u003a"}')).type).toBe("say");
+  });
+
+  test("any JSON object as JSON.stringify writes it passes step 2; the same with one member repeated does not", () => {
+    const json = fc.letrec((tie) => ({
+      value: fc.oneof({ depthSize: "small" }, fc.string({ unit: "binary" }), fc.integer(), fc.boolean(), fc.constant(null), fc.array(tie("value"), { maxLength: 4 }), tie("object")),
+      object: fc.dictionary(fc.string({ unit: "binary", maxLength: 6 }), tie("value"), { maxKeys: 5 }),
+    }));
+    fc.assert(
+      fc.property(json.object, fc.nat(), (obj, pick) => {
+        const text = JSON.stringify(obj);
+        expect(codeOf(() => parseJsonObject(utf8(text)))).toBe("no error");
+        const keys = Object.keys(obj);
+        if (keys.length === 0) return;
+        const key = keys[pick % keys.length]!;
+        const repeated = `${text.slice(0, -1)},${JSON.stringify(key)}:0}`;
+        expect(codeOf(() => parseJsonObject(utf8(repeated)))).toBe("json_invalid");
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
   });
 
   test.each([

@@ -598,6 +598,31 @@ namespace Spec {
     return v;
   }
 
+  /** §5.0 step 2: some object of the (valid) JSON text has two members of the same name, compared as decoded. */
+  function repeatsName(text: string): boolean {
+    const open: (Set<string> | null)[] = [];
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (c === "{") open.push(new Set());
+      else if (c === "[") open.push(null);
+      else if (c === "}" || c === "]") open.pop();
+      else if (c === '"') {
+        let end = i + 1;
+        while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+        const colon = /[ \t\n\r]*:/y;
+        colon.lastIndex = end + 1;
+        if (colon.test(text)) {
+          const name = JSON.parse(text.slice(i, end + 1)) as string;
+          const names = open.at(-1)!;
+          if (names.has(name)) return true;
+          names.add(name);
+        }
+        i = end;
+      }
+    }
+    return false;
+  }
+
   /** §5.0 steps 1–7, in order. Byte members come back decoded. Whether the type is wanted is the caller's (§4.9). */
   export function parse(bytes: Uint8Array): Msg {
     let text: string;
@@ -613,6 +638,7 @@ namespace Spec {
     } catch {
       return fail("json_invalid");
     }
+    if (repeatsName(text)) return fail("json_invalid");
     if (typeof v !== "object" || v === null || Array.isArray(v)) return fail("message_not_object");
     const o = v as Record<string, unknown>;
     if (typeof o.type !== "string") return fail("message_invalid");

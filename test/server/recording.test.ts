@@ -12,9 +12,11 @@ import { join } from "node:path";
 import type { Message } from "../../src/protocol/messages.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import type { Logger } from "../../src/server/log.ts";
+import type { ServerOptions } from "../../src/server/server.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
+import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { type LogEvent, type RawSession, freshPath, passwordLogin, rawSession, registerRaw, startServer, untilMessage } from "./helpers.ts";
 
 const PW = "recording test passphrase";
@@ -24,8 +26,9 @@ afterEach(() => {
 });
 
 
-test("a full disk: says and DMs are refused, not relayed; joins and logins refused; everyone told; all resumes and is recorded when space returns", async () => {
-  const dataDir = freshPath("recording");
+/** A server recording to a real transcript in a fresh data directory, its log in `events`. */
+async function recordingServer(name: string, options: Partial<ServerOptions> = {}) {
+  const dataDir = freshPath(name);
   const events: LogEvent[] = [];
   const log: Logger = {
     info: (event, fields = {}) => void events.push({ level: "info", event, fields }),
@@ -33,7 +36,12 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
   };
   const hostKey = loadOrCreateHostKey(dataDir).key;
   const journal = TranscriptJournal.open({ ...DEFAULT_WRITER, dir: join(dataDir, "transcript"), hostKey, version: "test", log, history: 50, retryMs: 50 });
-  const t = await startServer({ dataDir, journal, events });
+  const t = await startServer({ ...options, dataDir, journal, events });
+  return { t, dataDir, events, hostKey };
+}
+
+test("a full disk: says and DMs are refused, not relayed; joins and logins refused; everyone told; all resumes and is recorded when space returns", async () => {
+  const { t, dataDir, events, hostKey } = await recordingServer("recording");
   try {
     const alice = await registerRaw(t.port, "alice", PW);
     const bob = await registerRaw(t.port, "bob", PW);
@@ -107,4 +115,47 @@ test("a full disk: says and DMs are refused, not relayed; joins and logins refus
   expect(all).toContain("the last one in flight");
   expect(all).not.toContain("100,000 EUR");
   expect(all).toContain("the disk refused writes");
+}, 30_000);
+
+test("a stalled disk: a user who reads, dropped because output piles up behind acks the transcript has not confirmed, is told the transcript is not keeping up, not that they do not read", async () => {
+  const maxSendBuffer = 64 * 1024;
+  const fast = { rate: 100_000, burst: 100_000 };
+  const { t, events } = await recordingServer("stalled", { maxSendBuffer, chat: { ...DEFAULT_CHAT, flood: fast, requests: fast } });
+  const realFsync = fs.fsync;
+  const held: (() => void)[] = [];
+  try {
+    const alice = await registerRaw(t.port, "alice", PW);
+    const bob = await registerRaw(t.port, "bob", PW);
+    const a = await rawSession(t.port);
+    expect((await passwordLogin(a, alice.user, alice.password, alice.identity)).type).toBe("welcome");
+    const b = await rawSession(t.port);
+    expect((await passwordLogin(b, bob.user, bob.password, bob.identity)).type).toBe("welcome");
+    a.send({ type: "join", room: "lobby" });
+    await untilMessage(a, (m) => m.type === "history_end");
+
+    // The disk stalls: no fsync returns, so no ack can be sent.
+    restore.push(spyOn(fs, "fsync").mockImplementation(((fd: number, cb: fs.NoParamCallback) => void held.push(() => realFsync(fd, cb))) as typeof fs.fsync));
+    a.send({ type: "say", id: 1, room: "lobby", text: "this one's ack waits for the disk" });
+    // Bob's DMs to alice are relayed at once, but wait behind her ack (PROTOCOL.md §7.4)
+    // until they pass what the server holds for one connection (4 × --max-send-buffer).
+    const text = "d".repeat(4000);
+    const dms = Math.ceil((4 * maxSendBuffer) / text.length) + 10;
+    for (let i = 1; i <= dms; i++) b.send({ type: "dm", id: i, to: "alice", text });
+    // Alice reads all the while: the connection ends with the reason.
+    const end = await untilMessage(a, (m) => m.type === "error", 15_000);
+    expect(end.match).toEqual(expect.objectContaining({ type: "error", code: "slow_consumer" }));
+    const said = (end.match as Message<"error">).message;
+    expect(said).toContain("transcript is not keeping up");
+    expect(said).not.toContain("not reading");
+    expect(end.seen.filter((m) => m.type === "direct")).toEqual([]); // nothing behind the ack went out
+    expect(await a.conn.waitClosed(5000)).toBe(true);
+    const warned = events.filter((e) => e.event === "transcript_behind" || e.event === "slow_consumer");
+    expect(warned).toEqual([expect.objectContaining({ level: "warn", event: "transcript_behind", fields: expect.objectContaining({ user: "alice" }) })]);
+    expect(warned[0]!.fields.waiting_for_transcript as number).toBeGreaterThan(4 * maxSendBuffer - 2 * text.length);
+    b.close();
+  } finally {
+    for (const s of restore.splice(0)) s.mockRestore();
+    for (const release of held.splice(0)) release();
+    await t.server.stop();
+  }
 }, 30_000);

@@ -5,12 +5,13 @@
  * capped per user and per address. Raw protocol sessions against an
  * in-process server on 127.0.0.1.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, spyOn, test } from "bun:test";
 import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts";
+import { Framed } from "../../src/net/framed.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { RateLimiter, sourceKey } from "../../src/server/limits.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
-import { RawConn, type RawSession, type RawUser, type TestServer, passwordLogin, rawSession, registerRaw, startServer, untilMessage, ticketLogin } from "./helpers.ts";
+import { RawConn, type RawSession, type RawUser, type TestServer, passwordLogin, rawSession, registerRaw, startServer, untilMessage, ticketLogin, waitFor } from "./helpers.ts";
 
 const NET = 20_000;
 const PW = "sessions test passphrase";
@@ -104,6 +105,71 @@ describe("a stolen ticket's session ends with the ticket", () => {
     expect((await passwordLogin(s, "dave", PW, dave.identity)).type).toBe("welcome");
     expect((await untilMessage(s, (m) => m.type === "error", 10_000)).match).toEqual(expect.objectContaining({ type: "error", code: "session_expired" }));
     expect(await s.conn.waitClosed(3000)).toBe(true);
+  }, NET);
+});
+
+/** How many tickets the server's store holds. */
+function storedTickets(t: TestServer): number {
+  return t.server.store.db.query<{ n: number }, []>("SELECT count(*) AS n FROM tickets").get()!.n;
+}
+
+describe("a ticket nobody received is not kept", () => {
+  test("a client that asks for a ticket and closes at once leaves no ticket in the store and no session", async () => {
+    const t = await server();
+    const gina = await registerRaw(t.port, "gina", PW);
+    const check = spyOn(t.server.accounts, "loginWithPassword");
+    try {
+      for (const end of ["close", "destroy"] as const) {
+        const s = await rawSession(t.port);
+        s.send({ type: "login", user: "gina", sig: s.sign(gina.identity), password: PW, ticket_key: ed25519Generate().publicKey });
+        s.conn[end]();
+        await waitFor("the server to drop the connection", () => t.server.connections === 0);
+      }
+      // The password checks (argon2id) run on after the close: let both finish.
+      await waitFor("both password checks", () => check.mock.results.length === 2);
+      await Promise.allSettled(check.mock.results.map((r) => r.value));
+      await Bun.sleep(0);
+    } finally {
+      check.mockRestore();
+    }
+    expect(storedTickets(t)).toBe(0);
+    expect(t.server.chat.connectionsOf("gina")).toBe(0);
+    expect(t.events.filter((e) => e.event === "login" && e.fields.method === "password")).toEqual([]);
+  }, NET);
+
+  test("when the welcome cannot be written (the peer reset the connection), the ticket it carried is removed from the store and wiped, and no session opens", async () => {
+    const t = await server();
+    const hank = await registerRaw(t.port, "hank", PW);
+    await waitFor("the registration's connection to close", () => t.server.connections === 0);
+    const before = t.events.length;
+    const issue = spyOn(t.server.accounts, "issueTicket");
+    // The server's next write is the welcome: it fails as a write on a reset socket does.
+    const send = spyOn(Framed.prototype, "send");
+    try {
+      const s = await rawSession(t.port);
+      send.mockImplementationOnce(function (this: Framed) {
+        this.close("write failed");
+        return false;
+      });
+      s.send({ type: "login", user: "hank", sig: s.sign(hank.identity), password: PW, ticket_key: ed25519Generate().publicKey });
+      expect(await s.conn.waitClosed(10_000)).toBe(true);
+      await waitFor("the login attempt to finish", () => issue.mock.results.length === 1);
+    } finally {
+      send.mockRestore();
+    }
+    const issued = issue.mock.results[0]!.value as { ticket: Uint8Array };
+    issue.mockRestore();
+    expect(storedTickets(t)).toBe(0);
+    expect(issued.ticket.every((b) => b === 0)).toBe(true);
+    expect(t.server.chat.connectionsOf("hank")).toBe(0);
+    expect(t.server.connections).toBe(0);
+    expect(t.server.unauthenticated).toBe(0);
+    expect(t.events.slice(before).filter((e) => e.event === "login" || e.event === "session_closed")).toEqual([]);
+    // The account is unharmed: the next login gets its welcome and a ticket.
+    const s = await rawSession(t.port);
+    expect((await passwordLogin(s, "hank", PW, hank.identity, ed25519Generate().publicKey)).type).toBe("welcome");
+    expect(storedTickets(t)).toBe(1);
+    s.close();
   }, NET);
 });
 
