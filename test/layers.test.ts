@@ -32,9 +32,6 @@ const ALLOWED: Record<string, string> = {
   "client/chatcli.ts -> commands/exit.ts": "the chat command's front end still lives in client/",
   "client/connection.ts -> commands/exit.ts": "the client library still picks exit codes (CliError) instead of throwing SecureChatError codes",
   "client/prompt.ts -> commands/exit.ts": "the client library still picks exit codes (CliError) instead of throwing SecureChatError codes",
-  "transcript/journal.ts -> server/journal.ts": "the Journal interface the transcript implements still lives with the server",
-  "transcript/journal.ts -> server/log.ts": "the Logger type still lives with the server",
-  "transcript/writer.ts -> server/log.ts": "the Logger type still lives with the server",
   "protocol/channel.ts -> protocol/handshake.ts": "SessionKeys and RekeyPolicy are declared in the two files that use each other's",
 };
 

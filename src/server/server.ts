@@ -21,11 +21,11 @@ import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
-import { type Journal, MemoryJournal } from "./journal.ts";
+import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { loadOrCreateHostKey } from "./hostkey.ts";
 import type { FloodPolicy } from "./flood.ts";
 import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
-import { type Logger, silentLogger } from "./log.ts";
+import { type Logger, silentLogger } from "../log.ts";
 
 export interface ServerOptions {
   host: string;

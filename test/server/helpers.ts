@@ -18,7 +18,7 @@ import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
 import { ClientHandshake, type SessionKeys, signClientAuth } from "../../src/protocol/handshake.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessageBytes } from "../../src/protocol/messages.ts";
-import type { LogFields, Logger } from "../../src/server/log.ts";
+import type { LogFields, Logger } from "../../src/log.ts";
 import { ChatServer, type ServerOptions } from "../../src/server/server.ts";
 
 // ---------------------------------------------------------------------------
