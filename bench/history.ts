@@ -36,7 +36,7 @@ import type { Subprocess } from "bun";
 import { toHex } from "../src/bytes.ts";
 import { ed25519Generate, randomBytes, sha256 } from "../src/crypto/index.ts";
 import { loadOrCreateHostKey } from "../src/server/hostkey.ts";
-import { silentLogger } from "../src/server/log.ts";
+import { silentLogger } from "../src/log.ts";
 import { Store } from "../src/store/db.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../src/transcript/writer.ts";
 import { rssKiB, stopChild } from "./load.ts";

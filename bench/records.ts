@@ -6,7 +6,8 @@
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { aesGcmOpen, aesGcmSeal, randomBytes } from "../src/crypto/index.ts";
-import { type RekeyPolicy, RecordOpener, RecordSealer, nextRecordKey, recordNonce } from "../src/protocol/channel.ts";
+import { RecordOpener, RecordSealer, nextRecordKey, recordNonce } from "../src/protocol/channel.ts";
+import type { RekeyPolicy } from "../src/protocol/session.ts";
 import { frameHeader } from "../src/protocol/framing.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, FRAME_HEADER_LENGTH } from "../src/protocol/limits.ts";
 import { type Measurement, measure, measureGroup } from "./lib/measure.ts";

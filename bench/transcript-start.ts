@@ -15,7 +15,7 @@ import { cpSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadOrCreateHostKey } from "../src/server/hostkey.ts";
-import { silentLogger } from "../src/server/log.ts";
+import { silentLogger } from "../src/log.ts";
 import { listTranscript } from "../src/transcript/read.ts";
 import { DEFAULT_WRITER, TranscriptWriter, type WriterOptions } from "../src/transcript/writer.ts";
 import { table } from "./lib/table.ts";

@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ed25519Generate } from "../src/crypto/index.ts";
-import { silentLogger } from "../src/server/log.ts";
+import { silentLogger } from "../src/log.ts";
 import { GENESIS, parseEntry, signCheckpoint } from "../src/transcript/format.ts";
 import { listTranscript, readFileLines } from "../src/transcript/read.ts";
 import { DEFAULT_WRITER, type FsyncPolicy, TranscriptWriter } from "../src/transcript/writer.ts";

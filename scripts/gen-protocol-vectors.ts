@@ -33,7 +33,6 @@ import { encodeFrame, frameHeader } from "../src/protocol/framing.ts";
 import {
   ClientHandshake,
   ServerHandshake,
-  type SessionKeys,
   clientAuthSignatureInput,
   hashClientHello,
   hashServerHello,
@@ -42,6 +41,7 @@ import {
   signClientAuth,
   verifyClientAuth,
 } from "../src/protocol/handshake.ts";
+import type { SessionKeys } from "../src/protocol/session.ts";
 import { ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN, MAX_REKEY_RECORDS, PROTOCOL_VERSION } from "../src/protocol/limits.ts";
 import {
   type ClientHello,

@@ -3,13 +3,13 @@
  * (unknown flags are kept, errors print stacks); a security tool must not
  * guess, so this runner resolves the sub-command itself, rejects unknown
  * flags and stray arguments with exit 2, handles --help / --version, and
- * maps every error to one line and an exit code (docs/DESIGN.md §2, §3).
+ * prints every error as one line and hints, with the exit code fromError
+ * (src/commands/exit.ts) gives it (docs/DESIGN.md §2, §3).
  */
 import { VERSION } from "./version.ts";
 import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
-import { CliError, EXIT } from "./commands/exit.ts";
+import { CliError, EXIT, fromError } from "./commands/exit.ts";
 import { command, examples } from "./commands/define.ts";
-import { isSecureChatError } from "./errors.ts";
 import { renderSegments, terminalBlock } from "./client/tui/sanitize.ts";
 
 
@@ -176,12 +176,9 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function toCliError(e: unknown): CliError {
-  if (e instanceof CliError) return e;
   // citty's own argument errors (missing positional, bad enum value).
   if (e instanceof Error && e.name === "CLIError") {
     return new CliError(EXIT.USAGE, e.message.replace(ANSI, "").replace(/^./, (c) => c.toLowerCase()), ["run with --help for usage"]);
   }
-  if (isSecureChatError(e)) return new CliError(EXIT.FAILURE, e.message, [], { cause: e });
-  const message = e instanceof Error ? e.message : String(e);
-  return new CliError(EXIT.FAILURE, `internal error: ${message}`, ["run again with --debug for a stack trace, and report it"], { cause: e });
+  return fromError(e);
 }

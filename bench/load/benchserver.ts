@@ -7,8 +7,8 @@
 import { join } from "node:path";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
-import type { Journal } from "../../src/server/journal.ts";
-import { silentLogger } from "../../src/server/log.ts";
+import type { Journal } from "../../src/store/journal.ts";
+import { silentLogger } from "../../src/log.ts";
 import { ChatServer } from "../../src/server/server.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";

@@ -1,8 +1,8 @@
 /**
  * register / login / logout as a user runs them (docs/PROTOCOL.md §5.1).
- * Every server refusal becomes a CliError with its exit code (docs/DESIGN.md §2).
+ * Every server refusal becomes a `server_refused` error carrying the
+ * server's code; the commands choose the exit code (docs/DESIGN.md §2).
  */
-import { CliError, EXIT } from "../commands/exit.ts";
 import { constantTimeEqual, ed25519Generate, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkPassword } from "../password.ts";
@@ -10,44 +10,34 @@ import { signClientAuth } from "../protocol/handshake.ts";
 import { USER_NAME_RE } from "../protocol/limits.ts";
 import type { Message, Welcome } from "../protocol/messages.ts";
 import { type ClientSession, type HostTrust, type ServerAddress, handshake } from "./connection.ts";
+import { isAuthFailure } from "./failures.ts";
 import { hasIdentity, identityPath, loadIdentity, removeIdentity, saveIdentity } from "./keystore.ts";
 import { deleteTicket, loadTicket, saveTicket, ticketPath } from "./tickets.ts";
 import { existsSync } from "node:fs";
 
 export function checkUserName(user: string): void {
   if (!USER_NAME_RE.test(user)) {
-    throw new CliError(EXIT.USAGE, `"${user}" is not a valid user name`, ["use 2-32 characters: a lowercase letter, then a-z, 0-9, _ or -"]);
+    throw new SecureChatError("bad_user_name", `"${user}" is not a valid user name`);
   }
 }
 
-/** A server `error` as a CliError with the right exit code. */
-export function refusal(m: Message<"error">): CliError {
+/** A server `error` as said to the user; `detail.refusal` keeps the server's code. */
+export function refusal(m: Message<"error">): SecureChatError {
+  const refused = (message: string) => new SecureChatError("server_refused", message, { detail: { refusal: m.code } });
   switch (m.code) {
     case "auth_failed":
     case "too_many_failures":
-      return new CliError(EXIT.AUTH, m.message);
     case "password_policy":
-      return new CliError(EXIT.USAGE, m.message);
     case "name_taken":
-      return new CliError(EXIT.FAILURE, m.message, ["choose another user name"]);
+      return refused(m.message);
     case "rate_limited":
     case "server_busy":
     case "not_recorded":
-      return new CliError(EXIT.FAILURE, `server refused: ${m.message}`, ["wait a little and try again"]);
     case "too_many_connections":
-      return new CliError(EXIT.FAILURE, `server refused: ${m.message}`, ["close another securechat session, or wait for one to end"]);
+      return refused(`server refused: ${m.message}`);
     default:
-      return new CliError(EXIT.FAILURE, `server refused: ${m.message} (${m.code})`);
+      return refused(`server refused: ${m.message} (${m.code})`);
   }
-}
-
-/** Maps errors below the CLI (network, handshake) to exit codes. */
-export function clientError(e: unknown): unknown {
-  if (!isSecureChatError(e)) return e;
-  if (e.code === "handshake_bad_signature" || e.code === "x25519_low_order") {
-    return new CliError(EXIT.HOST_KEY, "the server failed to prove its host key; someone may be intercepting this connection", [], { cause: e });
-  }
-  return new CliError(EXIT.FAILURE, e.message, [], { cause: e });
 }
 
 async function answer(session: ClientSession, user: string): Promise<Welcome> {
@@ -91,15 +81,11 @@ function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed2551
  */
 export async function register(o: AccountOptions, password: string): Promise<Welcome> {
   checkUserName(o.user);
-  try {
-    await checkPassword(password, o.user);
-  } catch (e) {
-    throw isSecureChatError(e, "password_policy") ? new CliError(EXIT.USAGE, e.message) : e;
-  }
+  await checkPassword(password, o.user);
   if (hasIdentity(o.addr.id, o.user)) {
-    throw new CliError(EXIT.FAILURE, `an identity key for ${o.user} at ${o.addr.id} already exists`, [
-      `log in with "securechat login ${o.user}", or remove ${identityPath(o.addr.id, o.user)} if that account is gone`,
-    ]);
+    throw new SecureChatError("identity_exists", `an identity key for ${o.user} at ${o.addr.id} already exists`, {
+      detail: { user: o.user, path: identityPath(o.addr.id, o.user) },
+    });
   }
   const identity = ed25519Generate();
   const ticketKey = ed25519Generate();
@@ -116,17 +102,17 @@ export async function register(o: AccountOptions, password: string): Promise<Wel
       keepTicket(o, w, ticketKey);
       return w;
     } catch (e) {
-      if (e instanceof CliError) keep = false; // an explicit refusal from the server
+      if (isSecureChatError(e, "server_refused")) keep = false; // an explicit refusal from the server
       throw e;
     } finally {
       session.close();
     }
   } catch (e) {
-    const err = clientError(e);
-    if (keep && err instanceof CliError) {
-      err.hints.push(`the server may have created the account before the connection failed; the identity key is kept at ${identityPath(o.addr.id, o.user)} — try "securechat login ${o.user}"`);
+    if (keep && isSecureChatError(e)) {
+      // Said by the commands as one more hint under the error itself.
+      throw new SecureChatError("register_uncertain", e.message, { cause: e, detail: { user: o.user, path: identityPath(o.addr.id, o.user) } });
     }
-    throw err;
+    throw e;
   } finally {
     // Both secret keys are in their files (or no longer wanted): this process is done with them.
     wipe(identity.secretKey, ticketKey.secretKey);
@@ -141,9 +127,9 @@ export async function login(o: AccountOptions, password: string): Promise<Welcom
   try {
     identity = await loadIdentity(o.addr.id, o.user, password);
   } catch (e) {
-    if (isSecureChatError(e, "identity_locked")) throw new CliError(EXIT.AUTH, "wrong password for this account's identity key");
+    if (isSecureChatError(e, "identity_locked")) throw new SecureChatError(e.code, "wrong password for this account's identity key", { cause: e });
     if (isSecureChatError(e, "identity_missing")) {
-      throw new CliError(EXIT.AUTH, `no identity key for ${o.user} at ${o.addr.id} on this machine`, [`create the account with "securechat register ${o.user}"`]);
+      throw new SecureChatError(e.code, `no identity key for ${o.user} at ${o.addr.id} on this machine`, { cause: e, detail: { user: o.user } });
     }
     throw e;
   }
@@ -158,8 +144,6 @@ export async function login(o: AccountOptions, password: string): Promise<Welcom
     } finally {
       session.close();
     }
-  } catch (e) {
-    throw clientError(e);
   } finally {
     wipe(identity.secretKey, ticketKey.secretKey);
   }
@@ -174,7 +158,7 @@ export async function resumeWithTicket(o: AccountOptions): Promise<{ session: Cl
     session = await handshake(o.addr, o.trust);
   } catch (e) {
     wipe(t.ticket, t.key.secretKey);
-    throw clientError(e);
+    throw e;
   }
   try {
     try {
@@ -186,11 +170,11 @@ export async function resumeWithTicket(o: AccountOptions): Promise<{ session: Cl
     return { session, welcome: await answer(session, o.user) };
   } catch (e) {
     session.close();
-    if (e instanceof CliError && e.exitCode === EXIT.AUTH) {
+    if (isAuthFailure(e)) {
       deleteTicket(o.addr.id, o.user);
       return null;
     }
-    throw clientError(e);
+    throw e;
   }
 }
 
@@ -209,8 +193,6 @@ export async function logout(o: AccountOptions): Promise<"revoked" | "expired" |
     session.send({ type: "logout" });
     const [m] = await session.receive();
     if (m?.type !== "bye") throw new SecureChatError("protocol_violation", `protocol: expected bye, got ${m?.type}`);
-  } catch (e) {
-    throw clientError(e);
   } finally {
     session.close();
     deleteTicket(o.addr.id, o.user);

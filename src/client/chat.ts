@@ -9,13 +9,13 @@
  * every pending ack (bounded), and the exit status says whether any line
  * went unacknowledged.
  */
-import { CliError, EXIT } from "../commands/exit.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
 import { MESSAGE_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
 import type { Message } from "../protocol/messages.ts";
-import { type AccountOptions, clientError, login, resumeWithTicket } from "./account.ts";
+import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
+import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
 import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
@@ -121,9 +121,9 @@ export class ChatClient {
     const joined = new Promise<void>((r) => (this.#joined = r));
     await this.#connect();
     if (!(await within(Promise.race([joined, this.finished]), 10_000))) {
-      throw new CliError(EXIT.FAILURE, `the server did not confirm joining ${this.#room}`);
+      throw new SecureChatError("join_unconfirmed", `the server did not confirm joining ${this.#room}`);
     }
-    if (this.failure) throw new CliError(EXIT.FAILURE, this.failure);
+    if (this.failure) throw new SecureChatError("chat_failed", this.failure);
   }
 
   async #connect(): Promise<void> {
@@ -131,7 +131,7 @@ export class ChatClient {
     if (!resumed) {
       await login(this.opts, await this.opts.password());
       resumed = await resumeWithTicket(this.opts);
-      if (!resumed) throw new CliError(EXIT.AUTH, "logged in, but the new ticket was refused");
+      if (!resumed) throw new SecureChatError("ticket_refused", "logged in, but the new ticket was refused");
     }
     this.#session = resumed.session;
     this.emit({ type: "connected", server: this.opts.addr.id, user: resumed.welcome.user, session: Buffer.from(resumed.welcome.session_id).toString("base64") });
@@ -264,7 +264,7 @@ export class ChatClient {
         return;
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
-        if (e instanceof CliError && (e.exitCode === EXIT.AUTH || e.exitCode === EXIT.HOST_KEY)) {
+        if (isAuthFailure(e) || isHostKeyFailure(e)) {
           this.emit({ type: "local", text: message });
           this.failure = message;
           return this.#finish(message);
@@ -487,4 +487,3 @@ export async function runCommand(client: ChatClient, cmd: Command): Promise<bool
   }
 }
 
-export { clientError };

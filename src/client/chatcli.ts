@@ -11,7 +11,7 @@
  * every line; otherwise 1, with one line saying everything that went wrong.
  */
 import { readdirSync } from "node:fs";
-import { CliError, EXIT } from "../commands/exit.ts";
+import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkUserName } from "./account.ts";
 import { ChatClient, type ChatEvent, parseLine, runCommand } from "./chat.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
@@ -44,9 +44,7 @@ function pickUser(serverId: string, given?: string): string {
     // no account directory: nobody has logged in here
   }
   if (users.length === 1) return users[0]!;
-  throw new CliError(EXIT.USAGE, users.length === 0 ? `nobody is logged in to ${serverId}` : `several users are logged in to ${serverId}: ${users.join(", ")}`, [
-    "pass --user NAME",
-  ]);
+  throw new SecureChatError("user_needed", users.length === 0 ? `nobody is logged in to ${serverId}` : `several users are logged in to ${serverId}: ${users.join(", ")}`);
 }
 
 /** After the session ended early, how much of stdin is looked at to say what was not sent (characters), and for how long. */
@@ -73,13 +71,11 @@ export async function runChat(a: ChatArgs): Promise<void> {
   const password = async (): Promise<string> => {
     if (a.passwordStdin && stdin) {
       const line = await stdin.next();
-      if (!line) throw new CliError(EXIT.USAGE, "--password-stdin: the first line of stdin is empty");
+      if (!line) throw new SecureChatError("password_stdin_empty", "--password-stdin: the first line of stdin is empty");
       return line;
     }
     if (interactive) return promptHidden(`Password for ${user}@${addr.id}: `);
-    throw new CliError(EXIT.AUTH, `no valid session ticket for ${user} at ${addr.id}`, [
-      `run "securechat login ${user} --server ${addr.id}" first, or pass --password-stdin with the password as the first line`,
-    ]);
+    throw new SecureChatError("no_ticket", `no valid session ticket for ${user} at ${addr.id}`, { detail: { user, server: addr.id } });
   };
 
   let screen = null as Screen | null;
@@ -104,9 +100,10 @@ export async function runChat(a: ChatArgs): Promise<void> {
   try {
     await client.start();
   } catch (e) {
-    if (!stdin || !(e instanceof CliError)) throw e;
+    if (!stdin || !isSecureChatError(e)) throw e;
     const unsent = await unsentInput(stdin);
-    throw unsent ? new CliError(e.exitCode, `${e.message}; ${unsent}`, e.hints, { cause: e }) : e;
+    // The same code and detail: the same exit code and hints, with the unsent input said.
+    throw unsent ? new SecureChatError(e.code, `${e.message}; ${unsent}`, { cause: e, detail: e.detail }) : e;
   }
 
   let unsent: string | null = null;
@@ -166,6 +163,6 @@ export async function runChat(a: ChatArgs): Promise<void> {
     client.transcriptProblem,
   ].filter((p) => p !== null);
   if (problems.length > 0) {
-    throw new CliError(EXIT.FAILURE, problems.join("; "), client.unacknowledged > 0 ? ["see the events above (nack, disconnected)"] : []);
+    throw new SecureChatError("chat_incomplete", problems.join("; "), { detail: { unacknowledged: client.unacknowledged } });
   }
 }

@@ -5,17 +5,18 @@
  */
 import type { Socket } from "bun";
 import { isIPv6 } from "node:net";
-import { CliError, EXIT } from "../commands/exit.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { Framed } from "../net/framed.ts";
 import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
-import { ClientHandshake, type SessionKeys } from "../protocol/handshake.ts";
+import { ClientHandshake } from "../protocol/handshake.ts";
+import type { SessionKeys } from "../protocol/session.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes, joinRecordPayload, splitRecordPayload } from "../protocol/messages.ts";
 import { wipe } from "../crypto/index.ts";
 import { quotedAscii } from "../text.ts";
+import { isHostKeyFailure } from "./failures.ts";
 import { addKnownHost, checkHost } from "./known_hosts.ts";
 import { promptYesNo, stdinIsTerminal } from "./prompt.ts";
 
@@ -33,7 +34,7 @@ export function parseServerAddress(s: string): ServerAddress {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?))(?::(\d{1,5}))?$/.exec(s.trim());
   const port = m?.[3] === undefined ? DEFAULT_PORT : Number(m[3]);
   if (!m || port < 1 || port > 65535 || (m[1] !== undefined && !isIPv6(m[1]))) {
-    throw new CliError(EXIT.USAGE, `"${s}" is not a server address`, ["use HOST:PORT, e.g. 127.0.0.1:7447 or [::1]:7447"]);
+    throw new SecureChatError("bad_server_address", `"${s}" is not a server address`);
   }
   const host = (m[1] ?? m[2]!).toLowerCase();
   return { host, port, id: `${m[1] ? `[${host}]` : host}:${port}` };
@@ -154,19 +155,17 @@ async function trustHost(addr: ServerAddress, hostKey: Uint8Array, trust: HostTr
   if (check.status === "known") return false;
   const fp = fingerprint(hostKey);
   if (check.status === "changed") {
-    throw new CliError(EXIT.HOST_KEY, `the host key of ${addr.id} has changed (now ${fp}); someone may be intercepting this connection`, [
-      `if the server's key was really replaced, remove line ${check.line} of ${check.path} and connect again`,
-    ]);
+    throw new SecureChatError("host_key_changed", `the host key of ${addr.id} has changed (now ${fp}); someone may be intercepting this connection`, {
+      detail: { line: check.line, path: check.path },
+    });
   }
   if (!trust.acceptNew) {
     if (!stdinIsTerminal()) {
-      throw new CliError(EXIT.HOST_KEY, `${addr.id} is not a known host (its key is ${fp})`, [
-        "check the fingerprint with the server's operator, then pass --accept-new-host",
-      ]);
+      throw new SecureChatError("host_key_unknown", `${addr.id} is not a known host (its key is ${fp})`);
     }
     process.stderr.write(`The authenticity of ${addr.id} can't be established.\nIts host key fingerprint is ${fp}.\n`);
     if (!(await promptYesNo("Do you trust this key and want to continue?"))) {
-      throw new CliError(EXIT.HOST_KEY, `host key of ${addr.id} not accepted`);
+      throw new SecureChatError("host_key_rejected", `host key of ${addr.id} not accepted`);
     }
   }
   addKnownHost(addr.id, hostKey);
@@ -228,14 +227,19 @@ export class ClientSession {
  * one ASCII string literal that cannot hold a line break — and no hint is
  * taken from it.
  */
-function unauthenticatedError(m: Message<"error">): CliError {
+function unauthenticatedError(m: Message<"error">): SecureChatError {
   const said = quotedAscii(`${m.code}: ${m.message}`);
-  return new CliError(
-    EXIT.FAILURE,
-    `error from an unauthenticated peer (not verified as the server): ${said}`,
-    ["this came before the server proved its host key: it may be the server refusing, or anyone on the network path; try again later"],
-    { cause: new SecureChatError("handshake_refused", `handshake: unauthenticated peer refused: ${said}`) },
-  );
+  return new SecureChatError("handshake_refused", `error from an unauthenticated peer (not verified as the server): ${said}`);
+}
+
+/** A server that fails to prove its host key, said for a person; the code is kept. */
+function proven<T>(step: () => T): T {
+  try {
+    return step();
+  } catch (e) {
+    if (isSecureChatError(e) && isHostKeyFailure(e)) throw new SecureChatError(e.code, "the server failed to prove its host key; someone may be intercepting this connection", { cause: e });
+    throw e;
+  }
 }
 
 export async function handshake(addr: ServerAddress, trust: HostTrust, timeoutMs = 10_000): Promise<ClientSession> {
@@ -245,7 +249,7 @@ export async function handshake(addr: ServerAddress, trust: HostTrust, timeoutMs
     stream.send(encodeFrame(encodeMessageBytes(hs.hello()), MAX_FRAME_PRELOGIN));
     const first = decodeMessage(await stream.next(timeoutMs));
     if (first.type === "error") throw unauthenticatedError(first);
-    const keys = hs.receive(first);
+    const keys = proven(() => hs.receive(first));
     try {
       // Records from the server may use the post-login limit (PROTOCOL.md §2): a
       // server may send a large record right behind `welcome`, in the same read.

@@ -4,7 +4,7 @@
  * Ctrl-U to clear, Ctrl-C / Ctrl-D to cancel. Prompts go to stderr so stdout
  * stays clean for pipes.
  */
-import { CliError, EXIT } from "../commands/exit.ts";
+import { SecureChatError, isSecureChatError } from "../errors.ts";
 
 const MAX_LINE = 4096;
 
@@ -29,12 +29,12 @@ export async function readFirstLine(): Promise<string> {
         text = text.slice(0, nl);
         break;
       }
-      if (text.length > MAX_LINE) throw new CliError(EXIT.USAGE, "the password on stdin is longer than 4096 characters");
+      if (text.length > MAX_LINE) throw new SecureChatError("stdin_line_too_long", "the password on stdin is longer than 4096 characters");
       if (done) break;
     }
   } catch (e) {
-    if (e instanceof CliError) throw e;
-    throw new CliError(EXIT.USAGE, "stdin is not valid UTF-8", [], { cause: e });
+    if (isSecureChatError(e, "stdin_line_too_long")) throw e;
+    throw new SecureChatError("stdin_not_utf8", "stdin is not valid UTF-8", { cause: e });
   } finally {
     reader.releaseLock();
   }
@@ -48,7 +48,7 @@ function rawInput(prompt: string, echo: boolean): Promise<string> {
   stdin.resume();
   let buf = "";
   return new Promise<string>((resolve, reject) => {
-    const done = (err: CliError | null) => {
+    const done = (err: SecureChatError | null) => {
       stdin.off("data", onData);
       stdin.setRawMode(false);
       stdin.pause();
@@ -61,7 +61,7 @@ function rawInput(prompt: string, echo: boolean): Promise<string> {
       chunk.fill(0); // the keystrokes' bytes; the string they became cannot be wiped
       for (const ch of typed) {
         if (ch === "\r" || ch === "\n") return done(null);
-        if (ch === "\u0003" || (ch === "\u0004" && buf === "")) return done(new CliError(EXIT.FAILURE, "cancelled"));
+        if (ch === "\u0003" || (ch === "\u0004" && buf === "")) return done(new SecureChatError("cancelled", "cancelled"));
         if (ch === "\u007f" || ch === "\b") {
           if (buf.length > 0) {
             buf = [...buf].slice(0, -1).join("");
@@ -71,7 +71,7 @@ function rawInput(prompt: string, echo: boolean): Promise<string> {
           if (echo) process.stderr.write("\b \b".repeat([...buf].length));
           buf = "";
         } else if (ch >= " ") {
-          if (buf.length >= MAX_LINE) return done(new CliError(EXIT.USAGE, "input longer than 4096 characters"));
+          if (buf.length >= MAX_LINE) return done(new SecureChatError("input_too_long", "input longer than 4096 characters"));
           buf += ch;
           if (echo) process.stderr.write(ch);
         }
@@ -84,7 +84,7 @@ function rawInput(prompt: string, echo: boolean): Promise<string> {
 /** Asks for a secret on the terminal with echo off. */
 export function promptHidden(prompt: string): Promise<string> {
   if (!stdinIsTerminal()) {
-    throw new CliError(EXIT.USAGE, "no terminal to ask for the password", ["pass --password-stdin and write the password as the first line of stdin"]);
+    throw new SecureChatError("no_terminal", "no terminal to ask for the password");
   }
   return rawInput(prompt, false);
 }
@@ -104,12 +104,12 @@ export async function promptYesNo(question: string): Promise<boolean> {
 export async function obtainPassword(opts: { fromStdin: boolean; confirm: boolean; prompt?: string }): Promise<string> {
   if (opts.fromStdin) {
     const pw = await readFirstLine();
-    if (pw === "") throw new CliError(EXIT.USAGE, "--password-stdin: the first line of stdin is empty");
+    if (pw === "") throw new SecureChatError("password_stdin_empty", "--password-stdin: the first line of stdin is empty");
     return pw;
   }
   const pw = await promptHidden(opts.prompt ?? "Password: ");
   if (opts.confirm && (await promptHidden("Repeat the password: ")) !== pw) {
-    throw new CliError(EXIT.USAGE, "the two passwords differ");
+    throw new SecureChatError("passwords_differ", "the two passwords differ");
   }
   return pw;
 }

@@ -1,3 +1,6 @@
+import { type ErrorDetail, type SecureChatError, isSecureChatError } from "../errors.ts";
+import { isAuthFailure, isHostKeyFailure } from "../client/failures.ts";
+
 /** Exit codes of the user-visible contract (docs/DESIGN.md §2, README "Exit codes"). */
 export const EXIT = {
   OK: 0,
@@ -24,4 +27,73 @@ export class CliError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** Exit codes other than 1, and hints, by error code; `d` is the error's detail. */
+const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => string[] }> = {
+  bad_server_address: { exit: EXIT.USAGE, hints: () => ["use HOST:PORT, e.g. 127.0.0.1:7447 or [::1]:7447"] },
+  bad_user_name: { exit: EXIT.USAGE, hints: () => ["use 2-32 characters: a lowercase letter, then a-z, 0-9, _ or -"] },
+  password_policy: { exit: EXIT.USAGE },
+  stdin_line_too_long: { exit: EXIT.USAGE },
+  stdin_not_utf8: { exit: EXIT.USAGE },
+  input_too_long: { exit: EXIT.USAGE },
+  password_stdin_empty: { exit: EXIT.USAGE },
+  passwords_differ: { exit: EXIT.USAGE },
+  no_terminal: { exit: EXIT.USAGE, hints: () => ["pass --password-stdin and write the password as the first line of stdin"] },
+  user_needed: { exit: EXIT.USAGE, hints: () => ["pass --user NAME"] },
+  identity_exists: { hints: (d) => [`log in with "securechat login ${d.user}", or remove ${d.path} if that account is gone`] },
+  identity_missing: { hints: (d) => (d.user === undefined ? [] : [`create the account with "securechat register ${d.user}"`]) },
+  no_ticket: {
+    hints: (d) => [`run "securechat login ${d.user} --server ${d.server}" first, or pass --password-stdin with the password as the first line`],
+  },
+  host_key_changed: { hints: (d) => [`if the server's key was really replaced, remove line ${d.line} of ${d.path} and connect again`] },
+  host_key_unknown: { hints: () => ["check the fingerprint with the server's operator, then pass --accept-new-host"] },
+  handshake_refused: {
+    hints: () => ["this came before the server proved its host key: it may be the server refusing, or anyone on the network path; try again later"],
+  },
+  server_refused: { hints: (d) => refusalHints(String(d.refusal)) },
+  chat_incomplete: { hints: (d) => (Number(d.unacknowledged) > 0 ? ["see the events above (nack, disconnected)"] : []) },
+};
+
+/** What to do about a server's refusal, by the server's code (docs/PROTOCOL.md §6). */
+function refusalHints(code: string): string[] {
+  switch (code) {
+    case "name_taken":
+      return ["choose another user name"];
+    case "rate_limited":
+    case "server_busy":
+    case "not_recorded":
+      return ["wait a little and try again"];
+    case "too_many_connections":
+      return ["close another securechat session, or wait for one to end"];
+    default:
+      return [];
+  }
+}
+
+function exitCodeOf(e: SecureChatError): ExitCode {
+  if (isHostKeyFailure(e)) return EXIT.HOST_KEY;
+  if (isAuthFailure(e)) return EXIT.AUTH;
+  if (e.code === "server_refused" && e.detail.refusal === "password_policy") return EXIT.USAGE;
+  return RULES[e.code]?.exit ?? EXIT.FAILURE;
+}
+
+/**
+ * The one place an error becomes what a person reads and the exit code
+ * (docs/DESIGN.md §2, §3): a CliError as thrown, a SecureChatError by its
+ * code and detail (its message is the line), anything else as an internal
+ * error. src/cli.ts prints the result, escaped.
+ */
+export function fromError(e: unknown): CliError {
+  if (e instanceof CliError) return e;
+  if (isSecureChatError(e, "register_uncertain")) {
+    const under = fromError(e.cause);
+    return new CliError(under.exitCode, e.message, [
+      ...under.hints,
+      `the server may have created the account before the connection failed; the identity key is kept at ${e.detail.path} — try "securechat login ${e.detail.user}"`,
+    ], { cause: e });
+  }
+  if (isSecureChatError(e)) return new CliError(exitCodeOf(e), e.message, RULES[e.code]?.hints?.(e.detail) ?? [], { cause: e });
+  const message = e instanceof Error ? e.message : String(e);
+  return new CliError(EXIT.FAILURE, `internal error: ${message}`, ["run again with --debug for a stack trace, and report it"], { cause: e });
 }

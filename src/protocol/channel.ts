@@ -20,16 +20,9 @@
 import { SecureChatError } from "../errors.ts";
 import { aesGcmOpen, aesGcmSealFrame, hkdfExpand, labels, wipe } from "../crypto/index.ts";
 import { frameHeader } from "./framing.ts";
-import type { SessionKeys } from "./handshake.ts";
 import { type Message, type MessageType, decodeMessage, encodeMessage, joinRecordPayload, splitRecordPayload } from "./messages.ts";
 import { FRAME_HEADER_LENGTH, MAX_FRAME, MAX_RECORDS, MIN_RECORD_PLAINTEXT, RECORD_TAG_LENGTH } from "./limits.ts";
-
-export interface RekeyPolicy {
-  /** Update the key after this many records under it. */
-  records: number;
-  /** …or after this many plaintext bytes under it, whichever comes first. */
-  bytes: number;
-}
+import type { RekeyPolicy, SessionKeys } from "./session.ts";
 
 /** The one-way key update of PROTOCOL.md §3.3. */
 export function nextRecordKey(key: Uint8Array): Uint8Array {

@@ -40,29 +40,15 @@ import {
   x25519,
   x25519Generate,
 } from "../crypto/index.ts";
-import type { RekeyPolicy } from "./channel.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, MAX_REKEY_BYTES, MAX_REKEY_RECORDS, PROTOCOL_VERSION } from "./limits.ts";
 import type { ClientHello, Login, Message, Register, ServerHello } from "./messages.ts";
+import type { RekeyPolicy, SessionKeys } from "./session.ts";
 
 const NUL = new Uint8Array([0]);
 
 export const CHALLENGE_LENGTH = 32;
 export const NONCE_LENGTH = 32;
 export const SESSION_ID_LENGTH = 16;
-
-/** What both ends hold once the handshake hash and keys exist. */
-export interface SessionKeys {
-  /** H, the handshake hash. */
-  handshakeHash: Uint8Array;
-  challenge: Uint8Array;
-  hostKey: Uint8Array;
-  sessionId: Uint8Array;
-  /** Client-to-server record key. */
-  c2s: Uint8Array;
-  /** Server-to-client record key. */
-  s2c: Uint8Array;
-  rekey: RekeyPolicy;
-}
 
 function fail(code: string, message: string, cause?: unknown): never {
   throw new SecureChatError(code, `handshake: ${message}`, cause === undefined ? undefined : { cause });

@@ -27,7 +27,7 @@ import { SecureChatError } from "../errors.ts";
 import { MAX_LIST } from "../protocol/limits.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
 import { DEFAULT_FLOOD, DEFAULT_REQUESTS, type FloodPolicy, TokenBucket } from "./flood.ts";
-import type { Journal, Receipt, RoomMessage } from "./journal.ts";
+import type { Journal, Receipt, RoomMessage } from "../store/journal.ts";
 
 export interface Member {
   readonly user: string;

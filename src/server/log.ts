@@ -1,21 +1,13 @@
 /**
- * Server log lines: one event name and flat fields, as text for people
+ * Server log lines (the Logger of src/log.ts), as text for people
  * (consola) or JSON lines for machines (`serve --json`). Callers never pass
  * passwords, tickets, keys or message text. A field can still hold what a
  * peer chose (an address, an error's text), so both forms escape the unsafe
  * characters of src/text.ts: the text log shows them as `\x1b`, `\u202e`
  * and caps blank runs, the JSON log writes them as `\uXXXX` escapes.
  */
+import type { LogFields, Logger } from "../log.ts";
 import { jsonText, terminalText } from "../text.ts";
-
-export type LogFields = Record<string, string | number | boolean | undefined>;
-
-export interface Logger {
-  info(event: string, fields?: LogFields): void;
-  warn(event: string, fields?: LogFields): void;
-}
-
-export const silentLogger: Logger = { info() {}, warn() {} };
 
 export function jsonLogger(out: (line: string) => void = (l) => process.stdout.write(l)): Logger {
   const emit = (level: string, event: string, fields: LogFields = {}) =>

@@ -12,20 +12,21 @@ import { type Ed25519KeyPair, constantTimeEqual, ed25519Signer, wipe } from "../
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
-import { type RekeyPolicy, SecureChannel } from "../protocol/channel.ts";
+import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
-import { type SessionKeys, ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
+import { ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
+import type { RekeyPolicy, SessionKeys } from "../protocol/session.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, FRAME_HEADER_LENGTH, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
 import { utf8 } from "../bytes.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
-import { type Journal, MemoryJournal } from "./journal.ts";
+import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { loadOrCreateHostKey } from "./hostkey.ts";
 import type { FloodPolicy } from "./flood.ts";
 import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
-import { type Logger, silentLogger } from "./log.ts";
+import { type Logger, silentLogger } from "../log.ts";
 
 export interface ServerOptions {
   host: string;

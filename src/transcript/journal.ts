@@ -21,8 +21,8 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Journal, JournalEvent, Receipt, RoomMessage } from "../server/journal.ts";
-import type { Logger } from "../server/log.ts";
+import type { Journal, JournalEvent, Receipt, RoomMessage } from "../store/journal.ts";
+import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb } from "../store/history.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
 import { parseEntry } from "./format.ts";

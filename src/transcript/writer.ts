@@ -42,7 +42,7 @@ import type { Ed25519KeyPair } from "../crypto/index.ts";
 import { sha256 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../log.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
 import { type Entry, type EntryFields, GENESIS, makeEntryLine, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
 import { type TailReport, TranscriptFailure, verifyTail } from "./verify.ts";

@@ -5,14 +5,15 @@
  */
 import { describe, expect, test } from "bun:test";
 import { DEFAULT_PORT, parseServerAddress } from "../../src/client/connection.ts";
-import { CliError, EXIT } from "../../src/commands/exit.ts";
+import { CliError, EXIT, fromError } from "../../src/commands/exit.ts";
+import { SecureChatError } from "../../src/errors.ts";
 
 function usageError(s: string): CliError {
   try {
     parseServerAddress(s);
   } catch (e) {
-    if (!(e instanceof CliError)) throw new Error(`expected CliError, got ${String(e)}`);
-    return e;
+    if (!(e instanceof SecureChatError)) throw new Error(`expected SecureChatError, got ${String(e)}`);
+    return fromError(e);
   }
   throw new Error(`${JSON.stringify(s)} was accepted`);
 }

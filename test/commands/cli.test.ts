@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { errorText } from "../../src/cli.ts";
 import { VERSION } from "../../src/version.ts";
 import { type CliRun as Run, runCli } from "../cli.ts";
-import { CliError, EXIT } from "../../src/commands/exit.ts";
+import { CliError, EXIT, fromError } from "../../src/commands/exit.ts";
+import { SecureChatError } from "../../src/errors.ts";
 import { ed25519Generate, randomBytes } from "../../src/crypto/index.ts";
 
 const run = runCli;
@@ -254,20 +255,20 @@ describe("error lines", () => {
   });
 
   test("a server's refusal text is escaped when the CLI prints it", () => {
-    // A server error reaches the user as a CliError (refusal / clientError);
+    // A server error reaches the user as a CliError (refusal, then fromError);
     // whatever it says, printError shows it on one line.
-    const fromRefusal = refusal({ type: "error", code: "auth_failed", message: EVIL });
+    const fromRefusal = fromError(refusal({ type: "error", code: "auth_failed", message: EVIL }));
     expect(fromRefusal.exitCode).toBe(EXIT.AUTH);
     expect(printable(fromRefusal.message)).toBe(EVIL_ESCAPED);
     // (A cleartext error before server_hello is not the server's word: test/client/unauthenticated.test.ts.)
   });
 
   test("the server's limits reach the user as refusals to wait for or act on, exit 1", () => {
-    const tooMany = refusal({ type: "error", code: "too_many_connections", message: "alice has 16 connections open already; close one first" });
+    const tooMany = fromError(refusal({ type: "error", code: "too_many_connections", message: "alice has 16 connections open already; close one first" }));
     expect(tooMany.exitCode).toBe(EXIT.FAILURE);
     expect(tooMany.message).toBe("server refused: alice has 16 connections open already; close one first");
     expect(tooMany.hints).toEqual(["close another securechat session, or wait for one to end"]);
-    const notRecording = refusal({ type: "error", code: "not_recorded", message: "the server cannot record sessions right now" });
+    const notRecording = fromError(refusal({ type: "error", code: "not_recorded", message: "the server cannot record sessions right now" }));
     expect(notRecording.exitCode).toBe(EXIT.FAILURE);
     expect(notRecording.hints).toEqual(["wait a little and try again"]);
   });
@@ -291,5 +292,62 @@ describe("error lines", () => {
     expect(r.stderr).not.toContain("\u001b");
     expect(r.stderr).not.toMatch(/^hint: evil/m);
     expect(r.stderr.split("\n")[0]).toBe(`securechat: unknown option "--x${EVIL_ESCAPED}"`);
+  });
+});
+
+describe("fromError: the library's codes as a person reads them (the one mapping in src/commands/exit.ts)", () => {
+  const said = (e: unknown) => {
+    const c = fromError(e);
+    return { exit: c.exitCode, message: c.message, hints: c.hints };
+  };
+
+  test("host key failures exit 4, with what to check", () => {
+    const changed = new SecureChatError("host_key_changed", "the host key of h:1 has changed (now FP); someone may be intercepting this connection", { detail: { line: 3, path: "/k/known_hosts" } });
+    expect(said(changed)).toEqual({
+      exit: EXIT.HOST_KEY,
+      message: changed.message,
+      hints: ["if the server's key was really replaced, remove line 3 of /k/known_hosts and connect again"],
+    });
+    expect(said(new SecureChatError("host_key_unknown", "h:1 is not a known host (its key is FP)")).hints).toEqual(["check the fingerprint with the server's operator, then pass --accept-new-host"]);
+    expect(said(new SecureChatError("handshake_bad_signature", "the server failed to prove its host key")).exit).toBe(EXIT.HOST_KEY);
+  });
+
+  test("authentication failures exit 3: a refused password, a locked or missing identity key, no ticket", () => {
+    expect(said(refusal({ type: "error", code: "too_many_failures", message: "wait" })).exit).toBe(EXIT.AUTH);
+    expect(said(new SecureChatError("identity_locked", "wrong password for this account's identity key")).exit).toBe(EXIT.AUTH);
+    expect(said(new SecureChatError("identity_missing", "no identity key for bob at h:1 on this machine", { detail: { user: "bob" } }))).toEqual({
+      exit: EXIT.AUTH,
+      message: "no identity key for bob at h:1 on this machine",
+      hints: ['create the account with "securechat register bob"'],
+    });
+    expect(said(new SecureChatError("no_ticket", "no valid session ticket for bob at h:1", { detail: { user: "bob", server: "h:1" } })).hints).toEqual([
+      'run "securechat login bob --server h:1" first, or pass --password-stdin with the password as the first line',
+    ]);
+  });
+
+  test("a password the server's policy refuses is a usage error, as the local check's is", () => {
+    expect(said(refusal({ type: "error", code: "password_policy", message: "too short" }))).toEqual({ exit: EXIT.USAGE, message: "too short", hints: [] });
+    expect(said(new SecureChatError("password_policy", "too short")).exit).toBe(EXIT.USAGE);
+  });
+
+  test("a registration cut off after sending keeps the error's own exit code and hints, and says where the key is", () => {
+    const cut = new SecureChatError("register_uncertain", "connection: closed", {
+      cause: new SecureChatError("connection_closed", "connection: closed"),
+      detail: { user: "bob", path: "/h/bob.key" },
+    });
+    expect(said(cut)).toEqual({
+      exit: EXIT.FAILURE,
+      message: "connection: closed",
+      hints: ['the server may have created the account before the connection failed; the identity key is kept at /h/bob.key — try "securechat login bob"'],
+    });
+  });
+
+  test("any other library error is a runtime failure with its own line; anything else is an internal error", () => {
+    expect(said(new SecureChatError("frame_too_long", "frame: length 70000 exceeds 65536"))).toEqual({ exit: EXIT.FAILURE, message: "frame: length 70000 exceeds 65536", hints: [] });
+    expect(said(new TypeError("x is undefined"))).toEqual({
+      exit: EXIT.FAILURE,
+      message: "internal error: x is undefined",
+      hints: ["run again with --debug for a stack trace, and report it"],
+    });
   });
 });

@@ -19,9 +19,10 @@ import { join } from "node:path";
 import { toBase64, utf8 } from "../../src/bytes.ts";
 import { type Ed25519KeyPair, ed25519Generate, x25519Generate } from "../../src/crypto/index.ts";
 import { SecureChatError } from "../../src/errors.ts";
-import { RecordOpener, RecordSealer, type RekeyPolicy } from "../../src/protocol/channel.ts";
+import { RecordOpener, RecordSealer } from "../../src/protocol/channel.ts";
 import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
-import { ClientHandshake, ServerHandshake, type SessionKeys, signClientAuth } from "../../src/protocol/handshake.ts";
+import { ClientHandshake, ServerHandshake, signClientAuth } from "../../src/protocol/handshake.ts";
+import type { RekeyPolicy, SessionKeys } from "../../src/protocol/session.ts";
 import {
   ERROR_CODE_MAX,
   ERROR_TEXT_MAX,

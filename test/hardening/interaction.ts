@@ -79,9 +79,9 @@ import { ClientHandshake, signClientAuth } from "../../src/protocol/handshake.ts
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage } from "../../src/protocol/messages.ts";
 import { DEFAULT_CHAT, type Member } from "../../src/server/chat.ts";
-import type { JournalEvent, Receipt } from "../../src/server/journal.ts";
+import type { JournalEvent, Receipt } from "../../src/store/journal.ts";
 import type { ChatServer } from "../../src/server/server.ts";
-import { silentLogger } from "../../src/server/log.ts";
+import { silentLogger } from "../../src/log.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";

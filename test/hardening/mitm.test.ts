@@ -17,7 +17,7 @@ import { register } from "../../src/client/account.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { addKnownHost, findKnownHost } from "../../src/client/known_hosts.ts";
 import { saveTicket } from "../../src/client/tickets.ts";
-import { CliError, EXIT } from "../../src/commands/exit.ts";
+import { CliError, EXIT, fromError } from "../../src/commands/exit.ts";
 import { ed25519Generate, x25519, x25519Generate } from "../../src/crypto/index.ts";
 import { SecureChannel } from "../../src/protocol/channel.ts";
 import { encodeFrame } from "../../src/protocol/framing.ts";
@@ -277,7 +277,7 @@ describe("key substitution in the handshake", () => {
           a = clientVia(proxy, cred(seed, "alice"), "lobby", new Collector());
           return a.start().then(
             () => null,
-            (e: unknown) => e,
+            (e: unknown) => fromError(e),
           );
         });
         expect(err).toBeInstanceOf(CliError);
@@ -308,7 +308,7 @@ describe("key substitution in the handshake", () => {
           addKnownHost(parseServerAddress(proxy.address).id, t.server.hostKey.publicKey);
           return register({ addr: parseServerAddress(proxy.address), user: "dora", trust: { acceptNew: false } }, "correct horse battery staple at dawn 42").then(
             () => null,
-            (e: unknown) => e,
+            (e: unknown) => fromError(e),
           );
         });
         expect(err).toBeInstanceOf(CliError);
@@ -344,7 +344,7 @@ describe("key substitution in the handshake", () => {
           a = clientVia(proxy, cred(seed, "alice"), "lobby", new Collector());
           return a.start().then(
             () => null,
-            (e: unknown) => e,
+            (e: unknown) => fromError(e),
           );
         });
         expect(err).toBeInstanceOf(CliError);
@@ -392,7 +392,7 @@ describe("a tampered client_hello", () => {
           a = clientVia(proxy, cred(seed, "alice"), "lobby", new Collector());
           return a.start().then(
             () => null,
-            (e: unknown) => e,
+            (e: unknown) => fromError(e),
           );
         });
         expect(err).toBeInstanceOf(CliError);

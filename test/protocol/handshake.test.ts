@@ -15,7 +15,6 @@ import { type Ed25519KeyPair, type X25519KeyPair, ed25519Generate, ed25519Sign, 
 import {
   ClientHandshake,
   type ClientState,
-  type SessionKeys,
   ServerHandshake,
   type ServerState,
   deriveSessionKeys,
@@ -26,6 +25,7 @@ import {
   signClientAuth,
   verifyClientAuth,
 } from "../../src/protocol/handshake.ts";
+import type { SessionKeys } from "../../src/protocol/session.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, MAX_REKEY_BYTES, MAX_REKEY_RECORDS, PROTOCOL_VERSION } from "../../src/protocol/limits.ts";
 import {
   type ClientHello,

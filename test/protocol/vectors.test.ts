@@ -32,7 +32,8 @@ import { ed25519Generate, labels, x25519Generate } from "../../src/crypto/index.
 import { SecureChatError, isSecureChatError } from "../../src/errors.ts";
 import { SecureChannel } from "../../src/protocol/channel.ts";
 import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
-import { ClientHandshake, ServerHandshake, type SessionKeys, signClientAuth, verifyClientAuth } from "../../src/protocol/handshake.ts";
+import { ClientHandshake, ServerHandshake, signClientAuth, verifyClientAuth } from "../../src/protocol/handshake.ts";
+import type { SessionKeys } from "../../src/protocol/session.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { MESSAGE_TYPES, type Message, type MessageType, decodeMessage, encodeMessage, encodeMessageBytes } from "../../src/protocol/messages.ts";
 

@@ -17,7 +17,8 @@ import { type ServerAddress, handshake, parseServerAddress } from "../../src/cli
 import { hasIdentity, identityPath } from "../../src/client/keystore.ts";
 import { knownHostsPath } from "../../src/client/known_hosts.ts";
 import { loadTicket, ticketPath } from "../../src/client/tickets.ts";
-import { CliError, EXIT } from "../../src/commands/exit.ts";
+import { CliError, EXIT, fromError } from "../../src/commands/exit.ts";
+import { SecureChatError } from "../../src/errors.ts";
 import { toBase64 } from "../../src/bytes.ts";
 import { ed25519Generate } from "../../src/crypto/index.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
@@ -51,9 +52,10 @@ function filesUnder(dir: string): string[] {
     .map((d) => join(d.parentPath, d.name));
 }
 
+/** The error as the command line reports it (fromError), with the exit code it must have. */
 function expectCliError(e: unknown, exitCode: number): CliError {
-  expect(e).toBeInstanceOf(CliError);
-  const err = e as CliError;
+  expect(e).toBeInstanceOf(SecureChatError);
+  const err = fromError(e);
   if (err.exitCode !== exitCode) throw new Error(`expected exit ${exitCode}, got ${err.exitCode}: ${err.message}`);
   return err;
 }

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, jest, test } from "bun:test";
 import { isSecureChatError } from "../../src/errors.ts";
 import { type Message, encodeMessage } from "../../src/protocol/messages.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
-import { MemoryJournal } from "../../src/server/journal.ts";
+import { MemoryJournal } from "../../src/store/journal.ts";
 import { Clock, FakeMember, rng } from "./chat-helpers.ts";
 
 const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };

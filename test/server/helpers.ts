@@ -15,10 +15,11 @@ import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts"
 import { SecureChatError } from "../../src/errors.ts";
 import { SecureChannel } from "../../src/protocol/channel.ts";
 import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
-import { ClientHandshake, type SessionKeys, signClientAuth } from "../../src/protocol/handshake.ts";
+import { ClientHandshake, signClientAuth } from "../../src/protocol/handshake.ts";
+import type { SessionKeys } from "../../src/protocol/session.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessageBytes } from "../../src/protocol/messages.ts";
-import type { LogFields, Logger } from "../../src/server/log.ts";
+import type { LogFields, Logger } from "../../src/log.ts";
 import { ChatServer, type ServerOptions } from "../../src/server/server.ts";
 
 // ---------------------------------------------------------------------------

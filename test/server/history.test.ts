@@ -13,7 +13,7 @@ import type { X25519KeyPair } from "../../src/crypto/index.ts";
 import { x25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
-import type { Logger } from "../../src/server/log.ts";
+import type { Logger } from "../../src/log.ts";
 import { type Entry, openBody, parseEntry, unwrapFileKey } from "../../src/transcript/format.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import type { Message } from "../../src/protocol/messages.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
-import type { Logger } from "../../src/server/log.ts";
+import type { Logger } from "../../src/log.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";

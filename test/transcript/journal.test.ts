@@ -13,8 +13,8 @@ import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs
 import { join } from "node:path";
 import { toBase64 } from "../../src/bytes.ts";
 import { x25519Generate } from "../../src/crypto/index.ts";
-import { type JournalEvent, MemoryJournal, type Receipt, type RoomMessage } from "../../src/server/journal.ts";
-import { type Logger, silentLogger } from "../../src/server/log.ts";
+import { type JournalEvent, MemoryJournal, type Receipt, type RoomMessage } from "../../src/store/journal.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
 import { HistoryDb } from "../../src/store/history.ts";
 import { ROOM_OVERHEAD, messageBytes } from "../../src/store/recent.ts";
 import { type Entry, makeEntryLine, parseEntry } from "../../src/transcript/format.ts";

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ed25519Generate } from "../../src/crypto/index.ts";
 import { isSecureChatError } from "../../src/errors.ts";
-import { silentLogger } from "../../src/server/log.ts";
+import { silentLogger } from "../../src/log.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 
 let dir: string;

@@ -19,7 +19,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statS
 import { join } from "node:path";
 import { toBase64, toHex } from "../../src/bytes.ts";
 import { ed25519Generate, sha256, x25519Generate } from "../../src/crypto/index.ts";
-import type { LogFields, Logger } from "../../src/server/log.ts";
+import type { LogFields, Logger } from "../../src/log.ts";
 import { type Entry, GENESIS, entryHash, entryLine, makeEntry, openBody, parseEntry, signCheckpoint, unwrapFileKey, verifyCheckpoint } from "../../src/transcript/format.ts";
 import { reportLines, verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, TranscriptWriter, type WriterOptions, transcriptFiles } from "../../src/transcript/writer.ts";

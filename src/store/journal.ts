@@ -6,7 +6,7 @@
  * implements the same interface on disk.
  */
 import type { Message } from "../protocol/messages.ts";
-import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
+import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "./recent.ts";
 
 export type RoomMessage = Message<"message">;
 
