@@ -13,7 +13,8 @@
 import { readdirSync } from "node:fs";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkUserName } from "./account.ts";
-import { ChatClient, type ChatEvent, parseLine, runCommand } from "./chat.ts";
+import { ChatClient, type ChatEvent } from "./chat.ts";
+import { parseLine, runCommand } from "./chatcommands.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
 import { parseServerAddress } from "./connection.ts";
 import { accountDir } from "./keystore.ts";
