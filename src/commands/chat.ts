@@ -26,13 +26,24 @@ export default command({
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
   ],
   async run({ args: a }) {
+    // Every flag is checked before anything touches the disk or the network:
+    // a bad one leaves $SECURECHAT_HOME and the --transcript file as they were.
+    const [{ checkUserName }, { parseServerAddress }, { ROOM_NAME_RE }] = await Promise.all([
+      import("../client/account.ts"),
+      import("../client/connection.ts"),
+      import("../protocol/limits.ts"),
+    ]);
+    const addr = parseServerAddress(a.server);
+    if (a.user !== undefined) checkUserName(a.user);
+    if (!ROOM_NAME_RE.test(a.room)) throw new CliError(EXIT.USAGE, `--room: "${a.room}" is not a room name`, ["use 1-32 characters: a-z, 0-9, _ or -, starting with a letter or digit"]);
+    if (a.transcript === "") throw new CliError(EXIT.USAGE, "--transcript needs a file name, not an empty one");
     const max = a["transcript-max"];
     if (max !== undefined && a.transcript === undefined) throw new CliError(EXIT.USAGE, "--transcript-max needs --transcript FILE");
     const transcriptMax = max === undefined ? undefined : parseInteger("--transcript-max", max, TRANSCRIPT_LINE_MAX, Number.MAX_SAFE_INTEGER);
     const { runChat } = await import("../client/chatcli.ts");
     return runChat({
+      addr,
       user: a.user,
-      server: a.server,
       room: a.room,
       json: Boolean(a.json),
       transcript: a.transcript,
