@@ -1,7 +1,7 @@
 import { DEFAULT_TRANSCRIPT_MAX, TRANSCRIPT_LINE_MAX } from "../client/transcriptfile.ts";
 import { args, command } from "./define.ts";
 import { CliError, EXIT } from "./exit.ts";
-import { parseInteger } from "./values.ts";
+import { parseInteger, parseRoomName } from "./values.ts";
 
 export default command({
   meta: { name: "chat", description: "Chat in rooms and direct messages (interactive, or scripted from a pipe)" },
@@ -28,14 +28,10 @@ export default command({
   async run({ args: a }) {
     // Every flag is checked before anything touches the disk or the network:
     // a bad one leaves $SECURECHAT_HOME and the --transcript file as they were.
-    const [{ checkUserName }, { parseServerAddress }, { ROOM_NAME_RE }] = await Promise.all([
-      import("../client/account.ts"),
-      import("../client/connection.ts"),
-      import("../protocol/limits.ts"),
-    ]);
+    const [{ checkUserName }, { parseServerAddress }] = await Promise.all([import("../client/account.ts"), import("../client/connection.ts")]);
     const addr = parseServerAddress(a.server);
     if (a.user !== undefined) checkUserName(a.user);
-    if (!ROOM_NAME_RE.test(a.room)) throw new CliError(EXIT.USAGE, `--room: "${a.room}" is not a room name`, ["use 1-32 characters: a-z, 0-9, _ or -, starting with a letter or digit"]);
+    const room = parseRoomName("--room", a.room);
     if (a.transcript === "") throw new CliError(EXIT.USAGE, "--transcript needs a file name, not an empty one");
     const max = a["transcript-max"];
     if (max !== undefined && a.transcript === undefined) throw new CliError(EXIT.USAGE, "--transcript-max needs --transcript FILE");
@@ -44,7 +40,7 @@ export default command({
     return runChat({
       addr,
       user: a.user,
-      room: a.room,
+      room,
       json: Boolean(a.json),
       transcript: a.transcript,
       transcriptMax,

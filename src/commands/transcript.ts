@@ -7,6 +7,7 @@
 import type { ArgsDef } from "citty";
 import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
+import { parseRoomName, parseUserName } from "./values.ts";
 
 const hostKeyArg = {
   "host-key": {
@@ -58,7 +59,12 @@ async function filterOptions(a: { since?: string; until?: string; room?: string;
       throw new CliError(EXIT.USAGE, `${flag}: ${(e as Error).message.replace(/^time: /, "")}`);
     }
   };
-  return { since: time("--since", a.since), until: time("--until", a.until), room: a.room, user: a.user };
+  return {
+    since: time("--since", a.since),
+    until: time("--until", a.until),
+    room: a.room === undefined ? undefined : parseRoomName("--room", a.room),
+    user: a.user === undefined ? undefined : parseUserName("--user", a.user),
+  };
 }
 
 /** A verification failure as people see it: exit 5, the journalctl-style FAIL line. */
@@ -100,7 +106,9 @@ const verify = command({
   ],
   async run({ args: a }) {
     const [{ verifyTranscript, reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../text.ts")]);
-    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user: a.user };
+    if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
+    const user = a.user === undefined ? undefined : parseUserName("--user", a.user);
+    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
       report = await verifyTranscript(a.path, opts);

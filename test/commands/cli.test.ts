@@ -232,6 +232,10 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
       [["transcript", "export", "--data", data, "--host-key", "not a key"], "--host-key:"],
       [["transcript", "follow", "--data", data, "--identity", join(dir, "missing.key")], "--identity:"],
       [["transcript", "verify", data, "--host-key", "not a key"], "--host-key:"],
+      [["transcript", "export", "--data", data, "--room", "General"], '--room: "General" is not a room name'],
+      [["transcript", "follow", "--data", data, "--user", "Alice"], '--user: "Alice" is not a user name'],
+      [["transcript", "verify", data, "--user", "alice"], "--user needs --against FILE"],
+      [["transcript", "verify", data, "--against", join(dir, "alice.transcript"), "--user", "a"], '--user: "a" is not a user name'],
     ] as const) {
       const { r, home } = await inFreshHome([...argv]);
       expect(r.code, argv.join(" ")).toBe(EXIT.USAGE);
