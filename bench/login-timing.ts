@@ -16,7 +16,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { FrameStream, parseServerAddress } from "../src/client/connection.ts";
+import { parseServerAddress } from "../src/client/connection.ts";
+import { FrameStream } from "../src/net/framestream.ts";
 import { type Ed25519KeyPair, ed25519Generate } from "../src/crypto/index.ts";
 import { SecureChannel } from "../src/protocol/channel.ts";
 import { encodeFrame } from "../src/protocol/framing.ts";
@@ -40,7 +41,7 @@ const PASSWORD = "a passphrase only the benchmark knows";
 
 /** One login attempt on a fresh connection; returns the answer and the milliseconds it took. */
 async function attempt(port: number, login: (keys: Parameters<typeof signClientAuth>[1]) => Message): Promise<{ answer: string; ms: number }> {
-  const stream = await FrameStream.connect(parseServerAddress(`127.0.0.1:${port}`), 10_000);
+  const stream = await FrameStream.connect(parseServerAddress(`127.0.0.1:${port}`), MAX_FRAME_PRELOGIN, 10_000);
   try {
     const hs = new ClientHandshake();
     stream.send(encodeFrame(encodeMessageBytes(hs.hello()), MAX_FRAME_PRELOGIN));

@@ -11,7 +11,7 @@
  */
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
-import { MESSAGE_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
+import { MESSAGE_TEXT_MAX } from "../protocol/limits.ts";
 import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
@@ -380,110 +380,3 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
     clearTimeout(timer);
   }
 }
-
-/** What a typed line means (docs/DESIGN.md §8). */
-export type Command =
-  | { kind: "say"; text: string }
-  | { kind: "me"; text: string }
-  | { kind: "msg"; to: string; text: string }
-  | { kind: "join"; room: string }
-  | { kind: "leave"; room?: string }
-  | { kind: "rooms" }
-  | { kind: "who"; room?: string }
-  | { kind: "history"; limit: number }
-  | { kind: "help" }
-  | { kind: "quit" }
-  | { kind: "error"; text: string };
-
-export const HELP_TEXT = [
-  "/join ROOM         join (or create) a room and make it current",
-  "/leave [ROOM]      leave the current room (or ROOM)",
-  "/rooms             list rooms",
-  "/who [ROOM]        who is in the current room (or ROOM)",
-  "/msg USER TEXT     direct message to USER",
-  "/me TEXT           an action: * you TEXT",
-  "/history [N]       show the last N messages of the room (default 20)",
-  "/help              this list",
-  "/quit  or  bye     leave (waits until the server has acknowledged what you sent)",
-  "//text             send a line that starts with /",
-];
-
-export function parseLine(line: string): Command | null {
-  if (line.trim() === "") return null;
-  if (line.trim() === "bye") return { kind: "quit" };
-  if (!line.startsWith("/")) return { kind: "say", text: line };
-  if (line.startsWith("//")) return { kind: "say", text: line.slice(1) };
-  const [cmd = "", ...rest] = line.slice(1).split(" ");
-  const arg = rest.join(" ").trim();
-  const word = rest.find((w) => w !== "") ?? "";
-  switch (cmd.toLowerCase()) {
-    case "join":
-      return ROOM_NAME_RE.test(word) ? { kind: "join", room: word } : { kind: "error", text: "usage: /join ROOM (1-32 of a-z 0-9 _ -)" };
-    case "leave":
-    case "part":
-      return word === "" || ROOM_NAME_RE.test(word) ? { kind: "leave", ...(word ? { room: word } : {}) } : { kind: "error", text: "usage: /leave [ROOM]" };
-    case "rooms":
-    case "list":
-      return { kind: "rooms" };
-    case "who":
-      return word === "" || ROOM_NAME_RE.test(word) ? { kind: "who", ...(word ? { room: word } : {}) } : { kind: "error", text: "usage: /who [ROOM]" };
-    case "msg": {
-      const m = /^\s*(\S+)\s+(.+)$/.exec(rest.join(" "));
-      if (!m || !USER_NAME_RE.test(m[1]!) || m[2]!.trim() === "") return { kind: "error", text: "usage: /msg USER TEXT" };
-      return { kind: "msg", to: m[1]!, text: m[2]! };
-    }
-    case "me":
-      return arg ? { kind: "me", text: arg } : { kind: "error", text: "usage: /me TEXT" };
-    case "history": {
-      const n = word === "" ? 20 : Number(word);
-      return Number.isInteger(n) && n >= 1 && n <= 1000 ? { kind: "history", limit: n } : { kind: "error", text: "usage: /history [N] (1-1000)" };
-    }
-    case "help":
-    case "?":
-      return { kind: "help" };
-    case "quit":
-    case "exit":
-      return { kind: "quit" };
-    default:
-      return { kind: "error", text: `unknown command /${cmd}; /help lists them` };
-  }
-}
-
-/** Runs one parsed command against the client. Returns false when the user asked to leave. */
-export async function runCommand(client: ChatClient, cmd: Command): Promise<boolean> {
-  switch (cmd.kind) {
-    case "say":
-      await client.say(cmd.text);
-      return true;
-    case "me":
-      await client.say(cmd.text, true);
-      return true;
-    case "msg":
-      await client.dm(cmd.to, cmd.text);
-      return true;
-    case "join":
-      client.request({ type: "join", room: cmd.room });
-      return true;
-    case "leave":
-      client.request({ type: "leave", room: cmd.room ?? client.room });
-      return true;
-    case "rooms":
-      client.request({ type: "rooms" });
-      return true;
-    case "who":
-      client.request({ type: "who", room: cmd.room ?? client.room });
-      return true;
-    case "history":
-      client.request({ type: "history", room: client.room, limit: cmd.limit });
-      return true;
-    case "help":
-      for (const line of HELP_TEXT) client.emit({ type: "local", text: line });
-      return true;
-    case "error":
-      client.emit({ type: "local", text: cmd.text });
-      return true;
-    case "quit":
-      return false;
-  }
-}
-

@@ -13,9 +13,10 @@
 import { readdirSync } from "node:fs";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkUserName } from "./account.ts";
-import { ChatClient, type ChatEvent, parseLine, runCommand } from "./chat.ts";
+import { ChatClient, type ChatEvent } from "./chat.ts";
+import { parseLine, runCommand } from "./chatcommands.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
-import { parseServerAddress } from "./connection.ts";
+import type { ServerAddress } from "./connection.ts";
 import { accountDir } from "./keystore.ts";
 import { BoundedOutput } from "./output.ts";
 import { promptHidden } from "./prompt.ts";
@@ -23,9 +24,11 @@ import { StdinLines } from "./stdin.ts";
 import { Screen } from "./tui/screen.ts";
 import { colorEnabled } from "./tui/colors.ts";
 
-export interface ChatArgs {
+/** `chat`'s flags, checked (src/commands/chat.ts): nothing here is parsed again. */
+export interface ChatConfig {
+  addr: ServerAddress;
+  /** --user, a valid name; else the one user logged in to `addr` is chosen. */
   user?: string;
-  server: string;
   room: string;
   json: boolean;
   transcript?: string;
@@ -36,7 +39,7 @@ export interface ChatArgs {
 
 /** --user, or the one user with a ticket for this server. */
 function pickUser(serverId: string, given?: string): string {
-  if (given) return given;
+  if (given !== undefined) return given;
   let users: string[] = [];
   try {
     users = readdirSync(accountDir(serverId)).filter((f) => f.endsWith(".ticket")).map((f) => f.slice(0, -".ticket".length));
@@ -60,10 +63,10 @@ async function unsentInput(stdin: StdinLines): Promise<string | null> {
 
 const ENDED = Symbol("ended");
 
-export async function runChat(a: ChatArgs): Promise<void> {
-  const addr = parseServerAddress(a.server);
+export async function runChat(a: ChatConfig): Promise<void> {
+  const addr = a.addr;
   const user = pickUser(addr.id, a.user);
-  checkUserName(user);
+  checkUserName(user); // a name taken from a ticket file's name
   const interactive = process.stdin.isTTY === true;
   const json = a.json || !process.stdout.isTTY;
   const stdin = interactive ? null : new StdinLines();

@@ -1,24 +1,22 @@
 /**
- * The client's side of a connection: Bun.connect → frames as promises, and
- * the handshake driver (docs/PROTOCOL.md §4) that checks the pinned host key
- * before anything secret is sent.
+ * The client's handshake driver (docs/PROTOCOL.md §4): connects
+ * (src/net/framestream.ts), checks the server's host key against the pin
+ * (src/client/hosttrust.ts) before anything secret is sent, and hands back
+ * the session, whose records the channel seals and opens.
  */
-import type { Socket } from "bun";
 import { isIPv6 } from "node:net";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
-import { fingerprint } from "../fingerprint.ts";
-import { Framed } from "../net/framed.ts";
+import { FrameStream } from "../net/framestream.ts";
 import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { ClientHandshake } from "../protocol/handshake.ts";
 import type { SessionKeys } from "../protocol/session.ts";
 import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
-import { type Message, decodeMessage, encodeMessage, encodeMessageBytes, joinRecordPayload, splitRecordPayload } from "../protocol/messages.ts";
+import { type Message, decodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { wipe } from "../crypto/index.ts";
 import { quotedAscii } from "../text.ts";
 import { isHostKeyFailure } from "./failures.ts";
-import { addKnownHost, checkHost } from "./known_hosts.ts";
-import { promptYesNo, stdinIsTerminal } from "./prompt.ts";
+import { type HostTrust, trustHost } from "./hosttrust.ts";
 
 export const DEFAULT_PORT = 7447;
 
@@ -40,139 +38,6 @@ export function parseServerAddress(s: string): ServerAddress {
   return { host, port, id: `${m[1] ? `[${host}]` : host}:${port}` };
 }
 
-/** Frames from one TCP connection, delivered as promises. */
-export class FrameStream {
-  readonly #bodies: Uint8Array[] = [];
-  #waiter: { resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | null = null;
-  #ended: Error | null = null;
-  framed!: Framed;
-
-  static async connect(addr: ServerAddress, timeoutMs: number): Promise<FrameStream> {
-    const stream = new FrameStream();
-    const connecting = Bun.connect<FrameStream>({
-      hostname: addr.host,
-      port: addr.port,
-      data: stream,
-      socket: {
-        open(socket) {
-          stream.framed = new Framed(socket as Socket<unknown>, MAX_FRAME_PRELOGIN, {
-            frame: (body) => stream.#deliver(body),
-            error: (e) => {
-              stream.#end(e instanceof Error ? e : new Error(String(e)));
-              stream.framed.close("bad frame");
-            },
-            closed: (reason) => stream.#end(new SecureChatError("connection_closed", `connection: ${reason}`)),
-          });
-        },
-        data: (_s, chunk) => stream.framed.receive(chunk),
-        drain: () => stream.framed.drain(),
-        close: () => stream.framed?.socketClosed("server closed the connection"),
-        error: (_s, e) => stream.framed?.socketClosed(`socket error: ${e.message}`),
-      },
-    });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        connecting,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new SecureChatError("connect_timeout", `connection: no answer from ${addr.id} within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
-    } catch (e) {
-      if (isSecureChatError(e)) throw e;
-      throw new SecureChatError("connect_failed", `connection: cannot connect to ${addr.id}: ${(e as Error).message}`, { cause: e });
-    } finally {
-      clearTimeout(timer);
-    }
-    return stream;
-  }
-
-  #deliver(body: Uint8Array): void {
-    const w = this.#waiter;
-    if (w) {
-      this.#waiter = null;
-      w.resolve(body);
-    } else this.#bodies.push(body);
-  }
-
-  #end(e: Error): void {
-    if (this.#ended) return;
-    this.#ended = e;
-    const w = this.#waiter;
-    this.#waiter = null;
-    w?.reject(e);
-  }
-
-  /** The next frame body; rejects when the connection ends or after `timeoutMs` (Infinity: never). */
-  next(timeoutMs: number): Promise<Uint8Array> {
-    const b = this.#bodies.shift();
-    if (b) return Promise.resolve(b);
-    if (this.#ended) return Promise.reject(this.#ended);
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const timer = Number.isFinite(timeoutMs)
-        ? setTimeout(() => {
-            this.#waiter = null;
-            reject(new SecureChatError("server_timeout", `connection: no answer from the server within ${timeoutMs} ms`));
-          }, timeoutMs)
-        : undefined;
-      this.#waiter = {
-        resolve: (v) => (clearTimeout(timer), resolve(v)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      };
-    });
-  }
-
-  /** Stops reading from the socket: the server's further frames wait in the kernel, then in the server. */
-  pauseReading(): void {
-    this.framed.socket.pause();
-  }
-
-  resumeReading(): void {
-    this.framed.socket.resume();
-  }
-
-  send(frame: Uint8Array): void {
-    if (!this.framed.send(frame)) throw this.#ended ?? new SecureChatError("connection_closed", "connection: closed");
-  }
-
-  close(): void {
-    this.framed.end();
-  }
-}
-
-export interface HostTrust {
-  /** `--accept-new-host`: pin an unknown server's key without asking. */
-  acceptNew: boolean;
-}
-
-/**
- * Enforces the pin (docs/DESIGN.md §5): unknown → ask or --accept-new-host; changed →
- * exit 4, never a prompt. Returns true if a person was asked (which may have
- * taken longer than the server's handshake deadline).
- */
-async function trustHost(addr: ServerAddress, hostKey: Uint8Array, trust: HostTrust): Promise<boolean> {
-  const check = checkHost(addr.id, hostKey);
-  if (check.status === "known") return false;
-  const fp = fingerprint(hostKey);
-  if (check.status === "changed") {
-    throw new SecureChatError("host_key_changed", `the host key of ${addr.id} has changed (now ${fp}); someone may be intercepting this connection`, {
-      detail: { line: check.line, path: check.path },
-    });
-  }
-  if (!trust.acceptNew) {
-    if (!stdinIsTerminal()) {
-      throw new SecureChatError("host_key_unknown", `${addr.id} is not a known host (its key is ${fp})`);
-    }
-    process.stderr.write(`The authenticity of ${addr.id} can't be established.\nIts host key fingerprint is ${fp}.\n`);
-    if (!(await promptYesNo("Do you trust this key and want to continue?"))) {
-      throw new SecureChatError("host_key_rejected", `host key of ${addr.id} not accepted`);
-    }
-  }
-  addKnownHost(addr.id, hostKey);
-  process.stderr.write(`Added ${addr.id} (${fp}) to the known hosts.\n`);
-  return !trust.acceptNew;
-}
-
 /** An established, not yet authenticated session. */
 export class ClientSession {
   constructor(
@@ -188,24 +53,12 @@ export class ClientSession {
    * ticket) is wiped once sealed; the JSON strings it was made from cannot be.
    */
   send(...messages: Message[]): void {
-    const plaintext = joinRecordPayload(messages.map(encodeMessage));
-    let frame: Uint8Array;
-    try {
-      frame = this.channel.sealer.seal(plaintext);
-    } finally {
-      wipe(plaintext);
-    }
-    this.stream.send(frame);
+    this.stream.send(this.channel.sealSecret(messages));
   }
 
   /** Opens one record; its plaintext (a welcome's ticket) is wiped once decoded into messages. */
   async receive(timeoutMs = this.timeoutMs): Promise<Message[]> {
-    const plaintext = this.channel.opener.open(await this.stream.next(timeoutMs));
-    try {
-      return splitRecordPayload(plaintext).map((part) => decodeMessage(part));
-    } finally {
-      wipe(plaintext);
-    }
+    return this.channel.openSecret(await this.stream.next(timeoutMs));
   }
 
   /** After `welcome`, the client may send frames up to the post-login limit. */
@@ -243,7 +96,7 @@ function proven<T>(step: () => T): T {
 }
 
 export async function handshake(addr: ServerAddress, trust: HostTrust, timeoutMs = 10_000): Promise<ClientSession> {
-  const stream = await FrameStream.connect(addr, timeoutMs);
+  const stream = await FrameStream.connect(addr, MAX_FRAME_PRELOGIN, timeoutMs);
   try {
     const hs = new ClientHandshake();
     stream.send(encodeFrame(encodeMessageBytes(hs.hello()), MAX_FRAME_PRELOGIN));

@@ -1,7 +1,7 @@
 import { DEFAULT_TRANSCRIPT_MAX, TRANSCRIPT_LINE_MAX } from "../client/transcriptfile.ts";
 import { args, command } from "./define.ts";
 import { CliError, EXIT } from "./exit.ts";
-import { parseInteger } from "./values.ts";
+import { parseInteger, parseRoomName } from "./values.ts";
 
 export default command({
   meta: { name: "chat", description: "Chat in rooms and direct messages (interactive, or scripted from a pipe)" },
@@ -26,14 +26,21 @@ export default command({
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
   ],
   async run({ args: a }) {
+    // Every flag is checked before anything touches the disk or the network:
+    // a bad one leaves $SECURECHAT_HOME and the --transcript file as they were.
+    const [{ checkUserName }, { parseServerAddress }] = await Promise.all([import("../client/account.ts"), import("../client/connection.ts")]);
+    const addr = parseServerAddress(a.server);
+    if (a.user !== undefined) checkUserName(a.user);
+    const room = parseRoomName("--room", a.room);
+    if (a.transcript === "") throw new CliError(EXIT.USAGE, "--transcript needs a file name, not an empty one");
     const max = a["transcript-max"];
     if (max !== undefined && a.transcript === undefined) throw new CliError(EXIT.USAGE, "--transcript-max needs --transcript FILE");
     const transcriptMax = max === undefined ? undefined : parseInteger("--transcript-max", max, TRANSCRIPT_LINE_MAX, Number.MAX_SAFE_INTEGER);
     const { runChat } = await import("../client/chatcli.ts");
     return runChat({
+      addr,
       user: a.user,
-      server: a.server,
-      room: a.room,
+      room,
       json: Boolean(a.json),
       transcript: a.transcript,
       transcriptMax,

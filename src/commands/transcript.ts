@@ -7,6 +7,7 @@
 import type { ArgsDef } from "citty";
 import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
+import { parseRoomName, parseUserName } from "./values.ts";
 
 const hostKeyArg = {
   "host-key": {
@@ -58,18 +59,23 @@ async function filterOptions(a: { since?: string; until?: string; room?: string;
       throw new CliError(EXIT.USAGE, `${flag}: ${(e as Error).message.replace(/^time: /, "")}`);
     }
   };
-  return { since: time("--since", a.since), until: time("--until", a.until), room: a.room, user: a.user };
+  return {
+    since: time("--since", a.since),
+    until: time("--until", a.until),
+    room: a.room === undefined ? undefined : parseRoomName("--room", a.room),
+    user: a.user === undefined ? undefined : parseUserName("--user", a.user),
+  };
 }
 
 /** A verification failure as people see it: exit 5, the journalctl-style FAIL line. */
 async function failed(e: unknown): Promise<never> {
-  const { TranscriptFailure, failLine } = await import("../transcript/verify.ts");
+  const { TranscriptFailure, failLine } = await import("../transcript/chain.ts");
   if (e instanceof TranscriptFailure) throw new CliError(EXIT.TRANSCRIPT, failLine(e.problem), [], { cause: e });
   throw e;
 }
 
 async function notes(s: import("../transcript/export.ts").ExportSummary): Promise<void> {
-  const { chainNotes } = await import("../transcript/verify.ts");
+  const { chainNotes } = await import("../transcript/report.ts");
   const out = chainNotes(s);
   if (s.leftSealed > 0) out.push(`note: ${s.leftSealed} sealed entries are sealed to another auditor key and were written as stored`);
   if (out.length > 0) process.stderr.write(`${out.join("\n")}\n`);
@@ -99,8 +105,10 @@ const verify = command({
     "securechat transcript verify ./data/transcript --json | jq -c 'select(.kind == \"failure\" or .kind == \"warning\")'",
   ],
   async run({ args: a }) {
-    const [{ verifyTranscript, reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../text.ts")]);
-    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user: a.user };
+    const [{ verifyTranscript }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
+    if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
+    const user = a.user === undefined ? undefined : parseUserName("--user", a.user);
+    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
       report = await verifyTranscript(a.path, opts);

@@ -1,4 +1,5 @@
 /** Parsing of flag values; a bad value is a usage error (exit 2) naming the flag. */
+import { ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
 import { CliError, EXIT } from "./exit.ts";
 
 export function parseInteger(flag: string, value: string, min: number, max: number): number {
@@ -22,4 +23,16 @@ export function parseDuration(flag: string, value: string, maxMs: number = MAX_T
     throw new CliError(EXIT.USAGE, `${flag} must be a duration like 30s, 15m, 8h or 1d, at most ${Math.floor(maxMs / 86_400_000)}d, not "${value}"`);
   }
   return ms;
+}
+
+/** A room name (chat --room, the transcript filters' --room). */
+export function parseRoomName(flag: string, value: string): string {
+  if (!ROOM_NAME_RE.test(value)) throw new CliError(EXIT.USAGE, `${flag}: "${value}" is not a room name`, ["use 1-32 characters: a-z, 0-9, _ or -, starting with a letter or digit"]);
+  return value;
+}
+
+/** A user name given to select entries (the transcript commands' --user). */
+export function parseUserName(flag: string, value: string): string {
+  if (!USER_NAME_RE.test(value)) throw new CliError(EXIT.USAGE, `${flag}: "${value}" is not a user name`, ["use 2-32 characters: a lowercase letter, then a-z, 0-9, _ or -"]);
+  return value;
 }

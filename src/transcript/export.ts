@@ -24,7 +24,8 @@ import { jsonText } from "../text.ts";
 import { type Entry, entryLine } from "./format.ts";
 import { Unsealer } from "./keys.ts";
 import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatches, readTranscriptBatches } from "./read.ts";
-import { type ChainOptions, ChainVerifier, TranscriptFailure, unseal, verifiedBatches } from "./verify.ts";
+import { type ChainOptions, ChainVerifier, TranscriptFailure } from "./chain.ts";
+import { unseal, verifiedBatches } from "./verify.ts";
 
 /** How often follow looks for new lines and files. */
 export const FOLLOW_POLL_MS = 200;

@@ -45,7 +45,8 @@ import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
 import { type Entry, type EntryFields, GENESIS, makeEntryLine, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
-import { type TailReport, TranscriptFailure, verifyTail } from "./verify.ts";
+import { TranscriptFailure } from "./chain.ts";
+import { type TailReport, verifyTail } from "./verify.ts";
 
 export type FsyncPolicy = "always" | "batch" | "off";
 

@@ -1,11 +1,12 @@
 /**
- * The chat client's engine (src/client/chat.ts): what a typed line means
+ * The chat client (src/client/chat.ts, src/client/chatcommands.ts): what a typed line means
  * (parseLine), what runCommand does with it, the local refusals that keep a
  * bad line from closing the session, and the window that keeps a fast script
  * from outrunning the server's flood queue.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ChatClient, type Command, HELP_TEXT, WINDOW, parseLine, runCommand } from "../../src/client/chat.ts";
+import { ChatClient, WINDOW } from "../../src/client/chat.ts";
+import { type Command, HELP_TEXT, parseLine, runCommand } from "../../src/client/chatcommands.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";

@@ -171,6 +171,81 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
     }
   });
 
+  /** Runs `argv` with $SECURECHAT_HOME pointed at a directory that does not exist yet. */
+  async function inFreshHome(argv: string[]): Promise<{ r: Run; home: string; dir: string }> {
+    const dir = mkdtempSync(join(tmpdir(), "cli-home-"));
+    const home = join(dir, "home");
+    const saved = process.env.SECURECHAT_HOME;
+    process.env.SECURECHAT_HOME = home;
+    try {
+      return { r: await run(...argv), home, dir };
+    } finally {
+      process.env.SECURECHAT_HOME = saved;
+    }
+  }
+
+  test.each(["register", "login", "logout"])("%s with a bad flag leaves $SECURECHAT_HOME untouched", async (cmd) => {
+    for (const [argv, said] of [
+      [["Alice"], '"Alice" is not a valid user name'],
+      [["alice", "--server", "host:0"], '"host:0" is not a server address'],
+      [["alice", "--server", ""], '"" is not a server address'],
+    ] as const) {
+      const { r, home } = await inFreshHome([cmd, ...argv]);
+      expect(r.code, argv.join(" ")).toBe(EXIT.USAGE);
+      expect(r.stderr, argv.join(" ")).toStartWith(`securechat: ${said}\n`);
+      expect(existsSync(home), argv.join(" ")).toBe(false);
+    }
+  });
+
+  test("chat with a bad flag leaves $SECURECHAT_HOME and the --transcript file untouched, and connects nowhere", async () => {
+    for (const [bad, said] of [
+      [["--room", "Bad Room"], '--room: "Bad Room" is not a room name'],
+      [["--room", ""], '--room: "" is not a room name'],
+      [["--user", "Alice"], '"Alice" is not a valid user name'],
+      [["--user", ""], '"" is not a valid user name'],
+      [["--server", "host:0"], '"host:0" is not a server address'],
+      [["--transcript-max", "1"], "--transcript-max must be a whole number"],
+    ] as const) {
+      const dir = mkdtempSync(join(tmpdir(), "cli-chat-"));
+      const transcript = join(dir, "alice.transcript");
+      // 127.0.0.1:1 refuses: a chat that got as far as connecting would fail at runtime (1), not with usage (2).
+      const { r, home } = await inFreshHome(["chat", "--user", "alice", "--server", "127.0.0.1:1", "--transcript", transcript, ...bad]);
+      expect(r.code, bad.join(" ")).toBe(EXIT.USAGE);
+      expect(r.stderr, bad.join(" ")).toStartWith(`securechat: ${said}`);
+      expect(existsSync(home), bad.join(" ")).toBe(false);
+      expect(existsSync(transcript), bad.join(" ")).toBe(false);
+    }
+    const { r, home } = await inFreshHome(["chat", "--user", "alice", "--server", "127.0.0.1:1", "--transcript", ""]);
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).toStartWith("securechat: --transcript needs a file name, not an empty one\n");
+    expect(existsSync(home)).toBe(false);
+  });
+
+  test("transcript commands with a bad flag write nothing: no --out key, no data directory", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-transcript-"));
+    const data = join(dir, "data");
+    const key = join(dir, "auditor.key");
+    for (const [argv, said] of [
+      [["transcript", "keygen", "--out", key, "--force"], 'unknown option "--force"'],
+      [["transcript", "export", "--data", data, "--since", "yesterday"], "--since:"],
+      [["transcript", "follow", "--data", data, "--until", "soon"], "--until:"],
+      [["transcript", "export", "--data", data, "--host-key", "not a key"], "--host-key:"],
+      [["transcript", "follow", "--data", data, "--identity", join(dir, "missing.key")], "--identity:"],
+      [["transcript", "verify", data, "--host-key", "not a key"], "--host-key:"],
+      [["transcript", "export", "--data", data, "--room", "General"], '--room: "General" is not a room name'],
+      [["transcript", "follow", "--data", data, "--user", "Alice"], '--user: "Alice" is not a user name'],
+      [["transcript", "verify", data, "--user", "alice"], "--user needs --against FILE"],
+      [["transcript", "verify", data, "--against", join(dir, "alice.transcript"), "--user", "a"], '--user: "a" is not a user name'],
+    ] as const) {
+      const { r, home } = await inFreshHome([...argv]);
+      expect(r.code, argv.join(" ")).toBe(EXIT.USAGE);
+      expect(r.stderr, argv.join(" ")).toStartWith(`securechat: ${said}`);
+      expect(existsSync(home), argv.join(" ")).toBe(false);
+      expect(existsSync(data), argv.join(" ")).toBe(false);
+      expect(existsSync(key), argv.join(" ")).toBe(false);
+    }
+  });
+
   test("--debug adds the stack trace", async () => {
     const r = await run("frobnicate", "--debug");
     expect(r.code).toBe(EXIT.USAGE);

@@ -21,7 +21,8 @@ import { toBase64, toHex } from "../../src/bytes.ts";
 import { ed25519Generate, sha256, x25519Generate } from "../../src/crypto/index.ts";
 import type { LogFields, Logger } from "../../src/log.ts";
 import { type Entry, GENESIS, entryHash, entryLine, makeEntry, openBody, parseEntry, signCheckpoint, unwrapFileKey, verifyCheckpoint } from "../../src/transcript/format.ts";
-import { reportLines, verifyTranscript } from "../../src/transcript/verify.ts";
+import { reportLines } from "../../src/transcript/report.ts";
+import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, TranscriptWriter, type WriterOptions, transcriptFiles } from "../../src/transcript/writer.ts";
 import { clientAcks, hostKeyPair, tempDir } from "./helpers.ts";
 
