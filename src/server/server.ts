@@ -23,7 +23,7 @@ import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
-import { loadOrCreateHostKey } from "./hostkey.ts";
+import type { HostKey } from "./hostkey.ts";
 import type { FloodPolicy } from "./flood.ts";
 import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -706,10 +706,9 @@ export class ChatServer {
   #unauthenticated = 0;
   #stopping: Promise<void> | null = null;
 
-  protected constructor(opts: ServerOptions) {
+  protected constructor(opts: ServerOptions, { key, created }: HostKey) {
     this.opts = opts;
     this.log = opts.log;
-    const { key, created } = loadOrCreateHostKey(opts.dataDir);
     this.hostKey = key;
     this.hostSign = ed25519Signer(key.secretKey);
     this.hostKeyCreated = created;
@@ -749,8 +748,13 @@ export class ChatServer {
     });
   }
 
-  static async start(options: Partial<ServerOptions> & { dataDir: string }): Promise<ChatServer> {
-    const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options });
+  /**
+   * Starts serving with `hostKey`, loaded once by the caller (serve signs the
+   * transcript with the same key): the server never reads the key file, so
+   * the process holds one copy of the secret.
+   */
+  static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
+    const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options }, hostKey);
     await server.accounts.warm();
     server.store.pruneTickets(Date.now());
     server.listen();
