@@ -197,6 +197,8 @@ export class Outbox {
     slot.json = json;
     const w = this.waiting;
     if (!w || !this.owner.open) return;
+    // The slot's message now exists: it counts as what waits until it is moved on.
+    this.waitingBytes += json.length;
     let n = 0;
     while (n < w.length && w[n]!.json !== null) n++;
     const ready = w.splice(0, n);

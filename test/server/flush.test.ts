@@ -247,6 +247,29 @@ describe("Outbox: one connection's output, without sockets", () => {
     expect(box.holding).toBe(false);
   });
 
+  test("what waits is counted exactly: once every ack is sent and the socket has taken it all, nothing is pending", async () => {
+    const owner = new FakeOwner();
+    owner.takes = true;
+    const box = new Outbox(owner, 1000);
+    // A long session of acks: each one's bytes once left uncounted would loosen the bound for good.
+    for (let i = 0; i < 100; i++) {
+      const ack = deferred();
+      box.postWhen(ack.promise, () => `{"type":"ack","id":${i}}`, () => "nack");
+      box.post("m");
+      ack.resolve();
+      await settled();
+      expect(box.pending).toBe(1 + `{"type":"ack","id":${i}}`.length);
+      box.flush();
+      expect(box.pending).toBe(0);
+    }
+    // The bound is still the bound: 4 × the buffer of held output is dropped.
+    box.postWhen(deferred().promise, () => "ack", () => "nack");
+    for (let i = 0; i < 4; i++) box.post("m".repeat(1000));
+    expect(owner.verdicts).toEqual([]);
+    box.post("m");
+    expect(owner.verdicts).toHaveLength(1);
+  });
+
   test("one flush is scheduled per turn, however many messages it carries; they go out in one record", () => {
     const owner = new FakeOwner();
     owner.takes = true;
