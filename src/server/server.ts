@@ -20,6 +20,7 @@ import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, 
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
+import { login } from "./login.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
@@ -286,66 +287,50 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   }
 
   private async authenticate(m: Message<"register" | "login">): Promise<void> {
-    const server = this.server;
-    const accounts = server.accounts;
-    const now = Date.now();
     try {
-      let issued: { ticket: Uint8Array; expiresAt: number } | undefined;
-      const checkKey = (key: Uint8Array) => verifyClientAuth(key, this.keys!, m.sig);
-      // Penalties apply to every attempt, not only at accept: connections
-      // opened in advance must not keep guessing while their source waits.
-      const wait = server.penalties.blockedFor(this.sourceKey, now);
-      if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
-      const busy = server.loginsBySource.take(this.sourceKey, now);
-      if (busy > 0) throw new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(busy / 1000)} s`);
-      // A session is an entry in the transcript: none is opened that cannot be recorded.
-      if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
-      this.expiresAt = now + server.opts.sessionMaxMs;
-      if (m.type === "register") {
-        await accounts.register(m.user, m.identity_key, m.password, now, () => this.phase === "authenticating");
-        server.log.info("register", { user: m.user, source: this.source });
-      } else if (m.ticket !== undefined) {
-        const expires = accounts.loginWithTicket(m.user, m.ticket, checkKey, now);
-        this.expiresAt = Math.min(this.expiresAt, expires);
-        this.ticket = m.ticket;
-      } else {
-        await accounts.loginWithPassword(m.user, m.password!, checkKey);
-      }
-      if (this.phase === "closed") return;
-      // Checked once the credentials are: nobody can use up a name's quota without them.
-      server.admitUser(m.user, now);
-      if (m.ticket_key !== undefined) issued = accounts.issueTicket(m.user, m.ticket_key, now);
+      const keys = this.keys!;
+      const ok = await login(this.server, {
+        message: m,
+        checkKey: (key) => verifyClientAuth(key, keys, m.sig),
+        sourceKey: this.sourceKey,
+        source: this.source,
+        now: Date.now(),
+        stillThere: () => this.phase === "authenticating",
+      });
+      if (!ok || this.phase === "closed") return;
+      const { issued } = ok;
       this.hs!.complete();
-      this.session = toBase64(this.keys!.sessionId);
+      this.session = toBase64(keys.sessionId);
       this.clearDeadline();
       this.framed.decoder.limit = MAX_FRAME;
       this.channel!.sealer.maxFrame = MAX_FRAME;
       const welcomed = this.send({
         type: "welcome",
-        user: m.user,
-        session_id: this.keys!.sessionId,
+        user: ok.user,
+        session_id: keys.sessionId,
         ...(issued ? { ticket: issued.ticket, ticket_expires: issued.expiresAt } : {}),
       });
       // The socket can fail as the welcome is written (the peer reset it):
       // then nobody holds the ticket, so it is neither kept nor left in memory,
-      // and the connection was never a session (it closed before `user` was set).
+      // and the connection was never a session (it closed before `user` was set);
+      // the ticket it logged in with is wiped as a closing session's is.
       if (!welcomed) {
         if (issued) {
-          accounts.revokeTicket(issued.ticket);
+          this.server.accounts.revokeTicket(issued.ticket);
           wipe(issued.ticket);
         }
+        if (m.type === "login" && m.ticket) wipe(m.ticket);
         return;
       }
-      if (issued) {
-        this.loginTicket = this.ticket;
-        this.ticket = issued.ticket;
-      }
-      this.user = m.user;
+      this.ticket = ok.ticket;
+      this.loginTicket = ok.loginTicket;
+      this.expiresAt = ok.expiresAt;
+      this.user = ok.user;
       this.phase = "ready";
       this.hs = null;
       this.keys = null;
       this.server.authenticated(this);
-      this.server.log.info("login", { user: m.user, source: this.source, session: this.session, method: m.type === "register" ? "register" : m.ticket ? "ticket" : "password" });
+      this.server.log.info("login", { user: ok.user, source: this.source, session: this.session, method: ok.method });
     } catch (e) {
       if (this.phase === "closed") return;
       this.authFailed(m, e);
@@ -677,20 +662,6 @@ export class ChatServer {
         },
       },
     });
-  }
-
-  /**
-   * The per-user limits, checked once a login's credentials are: logged-in
-   * connections (--max-connections-per-user) and sessions opened per second
-   * (--login-rate, --login-burst).
-   */
-  admitUser(user: string, now: number): void {
-    const n = this.chat.connectionsOf(user);
-    if (n >= this.opts.maxConnectionsPerUser) {
-      throw new SecureChatError("too_many_connections", `${user} has ${n} connections open already; close one first`);
-    }
-    const wait = this.loginsByUser.take(user, now);
-    if (wait > 0) throw new SecureChatError("rate_limited", `too many logins as ${user}; retry in ${Math.ceil(wait / 1000)} s`);
   }
 
   /**
