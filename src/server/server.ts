@@ -4,7 +4,10 @@
  * state machine (`Connection`); nothing one connection does can block
  * another: socket work is non-blocking with bounded queues, argon2id runs in
  * a bounded gate, and a connection that breaks a rule is answered with an
- * error code and closed — its own connection, never the server.
+ * error code and closed — its own connection, never the server. A login
+ * attempt is checked by `login` (login.ts); what a connection has to send is
+ * its `Outbox` (outbox.ts). `ChatServer` admits connections, schedules the
+ * flushes, and shuts down.
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { toBase64 } from "../bytes.ts";
