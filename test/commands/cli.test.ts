@@ -174,6 +174,15 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
     }
   });
 
+  test("--debug adds the stack trace", async () => {
+    const r = await run("frobnicate", "--debug");
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).toStartWith('securechat: unknown command "frobnicate"\n');
+    expect(r.stderr).toMatch(/^\s+at /m);
+  });
+});
+
+describe("serve", () => {
   test("serve loads the host key once and hands that copy to the server (one copy of the secret)", async () => {
     const data = join(mkdtempSync(join(tmpdir(), "cli-serve-")), "data");
     const load = spyOn(hostKeyFile, "loadOrCreateHostKey");
@@ -196,13 +205,6 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
       start.mockRestore();
     }
   }, 20_000);
-
-  test("--debug adds the stack trace", async () => {
-    const r = await run("frobnicate", "--debug");
-    expect(r.code).toBe(EXIT.USAGE);
-    expect(r.stderr).toStartWith('securechat: unknown command "frobnicate"\n');
-    expect(r.stderr).toMatch(/^\s+at /m);
-  });
 });
 
 describe("runtime outcomes without a server", () => {
