@@ -14,6 +14,7 @@
  * wrong-password case; never fails on the numbers.
  */
 import { mkdtempSync, rmSync } from "node:fs";
+import { loadOrCreateHostKey } from "../src/server/hostkey.ts";
 import os from "node:os";
 import { join } from "node:path";
 import { parseServerAddress } from "../src/client/connection.ts";
@@ -76,7 +77,7 @@ const server = await ChatServer.start({
   penalties: { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 },
   logins: { rate: 1e9, burst: 1e9 },
   maxAuthTries: 1000,
-});
+}, loadOrCreateHostKey(dataDir));
 try {
   const identity: Ed25519KeyPair = ed25519Generate();
   const reg = await attempt(server.port, (keys) => ({ type: "register", user: USER, identity_key: identity.publicKey, sig: signClientAuth(identity.secretKey, keys), password: PASSWORD }));

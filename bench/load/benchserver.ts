@@ -23,8 +23,8 @@ export type TranscriptMode = "none" | "always" | "batch" | "off";
  */
 export async function startBenchServer(dataDir: string, transcript: TranscriptMode = "none"): Promise<ChatServer> {
   let journal: Journal | undefined;
+  const hostKey = loadOrCreateHostKey(dataDir);
   if (transcript !== "none") {
-    const hostKey = loadOrCreateHostKey(dataDir);
     journal = TranscriptJournal.open({ ...DEFAULT_WRITER, dir: join(dataDir, "transcript"), hostKey: hostKey.key, fsync: transcript, version: "bench", history: DEFAULT_CHAT.history, log: silentLogger });
   }
   const server = await ChatServer.start({
@@ -41,7 +41,7 @@ export async function startBenchServer(dataDir: string, transcript: TranscriptMo
     maxConnectionsPerUser: 1e9,
     logins: { rate: 1e9, burst: 1e9 },
     idleMs: 600_000,
-  });
+  }, hostKey);
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;

@@ -119,7 +119,8 @@ export default command({
     const logger = a.json ? log.jsonLogger() : await log.textLogger();
     const dataDir = serverData(a.data);
     process.umask(0o077);
-    // The transcript signs with the host key, so it is loaded (or made, on first start) here.
+    // The transcript signs with the host key, so it is loaded (or made, on first
+    // start) here, once: the server is handed this copy.
     const hostKey = loadOrCreateHostKey(dataDir);
     let journal: ReturnType<typeof TranscriptJournal.open>;
     try {
@@ -130,7 +131,7 @@ export default command({
     }
     let server: Awaited<ReturnType<typeof ChatServer.start>>;
     try {
-      server = await ChatServer.start({ ...options, dataDir, journal, log: logger });
+      server = await ChatServer.start({ ...options, dataDir, journal, log: logger }, hostKey);
     } catch (e) {
       journal.close("failed to start");
       const code = (e as { code?: string }).code;

@@ -33,7 +33,7 @@ export interface Member {
   readonly user: string;
   /**
    * True while the output already queued for this connection is past the
-   * point where the server stops answering its requests (server.ts: half of
+   * point where the server stops answering its requests (outbox.ts: half of
    * --max-send-buffer). Its requests wait, in order, until it drains.
    */
   readonly congested: boolean;

@@ -16,7 +16,14 @@ import { writePrivateFile } from "../paths.ts";
 
 const HEADER = "securechat-host-key-v1";
 
-export function loadOrCreateHostKey(dataDir: string): { key: Ed25519KeyPair; created: boolean } {
+/** The host key as loaded once at start: serve signs the transcript with it and hands it to the server. */
+export interface HostKey {
+  key: Ed25519KeyPair;
+  /** Made on this start (the operator is told so). */
+  created: boolean;
+}
+
+export function loadOrCreateHostKey(dataDir: string): HostKey {
   const path = join(dataDir, "host_key");
   if (existsSync(path)) {
     const mode = statSync(path).mode & 0o777;

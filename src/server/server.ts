@@ -4,7 +4,10 @@
  * state machine (`Connection`); nothing one connection does can block
  * another: socket work is non-blocking with bounded queues, argon2id runs in
  * a bounded gate, and a connection that breaks a rule is answered with an
- * error code and closed — its own connection, never the server.
+ * error code and closed — its own connection, never the server. A login
+ * attempt is checked by `login` (login.ts); what a connection has to send is
+ * its `Outbox` (outbox.ts). `ChatServer` admits connections, schedules the
+ * flushes, and shuts down.
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { toBase64 } from "../bytes.ts";
@@ -16,14 +19,15 @@ import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
 import type { RekeyPolicy, SessionKeys } from "../protocol/session.ts";
-import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, FRAME_HEADER_LENGTH, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
-import { utf8 } from "../bytes.ts";
+import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
+import { login } from "./login.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
-import { loadOrCreateHostKey } from "./hostkey.ts";
+import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
+import type { HostKey } from "./hostkey.ts";
 import type { FloodPolicy } from "./flood.ts";
 import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -84,9 +88,6 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
   log: silentLogger,
 };
 
-/** Room for the record framing: a record's plaintext fills at most this much of MAX_FRAME. */
-const RECORD_PAYLOAD_MAX = MAX_FRAME - 16;
-
 type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
 
 /**
@@ -114,85 +115,10 @@ function fitText(s: string, max: number): string {
   return `${out}...`;
 }
 
-/**
- * The record plaintexts of one flush turn. A record's plaintext is its
- * messages' UTF-8 joined by LF (PROTOCOL.md §3.4), split so that each fits
- * one frame. The last outbox's plaintexts are kept: the next connection
- * whose outbox holds the same message strings, in the same order, gets the
- * same plaintexts without building them again. A message posted to a room
- * is one string object for every member, so the comparison mostly meets
- * identical references, which compare at once.
- */
-export class FlushTurn {
-  /**
-   * Where each record is sealed before it is written: one buffer for every
-   * record of the server (the socket copies what it takes, Framed copies
-   * what it does not), so sealing allocates nothing per recipient.
-   */
-  static readonly out = new Uint8Array(64 + MAX_FRAME);
-  /**
-   * The frame starts 60 bytes in, so its ciphertext starts 64 bytes in.
-   * With the frame at 0, the ciphertext is copied to 4 bytes past its
-   * source's address modulo 4096 (as measured on Bun 1.4.5), and the CPU's
-   * 4K aliasing made that copy cost more than the AES-GCM that produced it:
-   * 28 KB sealed in 16.0 µs, against 6.4 µs at 64 (bun run bench/aliasing.ts).
-   */
-  static readonly AT = 64 - FRAME_HEADER_LENGTH;
-  #outbox: readonly string[] = [];
-  #payloads: Uint8Array[] = [];
-  readonly #encoded = new Map<string, Uint8Array>();
-
-  payloads(outbox: readonly string[]): Uint8Array[] {
-    if (sameStrings(outbox, this.#outbox)) return this.#payloads;
-    const payloads: Uint8Array[] = [];
-    let parts: Uint8Array[] = [];
-    let size = 0;
-    const cut = (): void => {
-      const payload = new Uint8Array(size);
-      let off = 0;
-      for (const p of parts) {
-        if (off > 0) payload[off++] = 0x0a;
-        payload.set(p, off);
-        off += p.length;
-      }
-      payloads.push(payload);
-      parts = [];
-      size = 0;
-    };
-    for (const json of outbox) {
-      let bytes = this.#encoded.get(json);
-      if (!bytes) this.#encoded.set(json, (bytes = utf8(json)));
-      if (parts.length > 0 && size + 1 + bytes.length > RECORD_PAYLOAD_MAX) cut();
-      size += (parts.length > 0 ? 1 : 0) + bytes.length;
-      parts.push(bytes);
-    }
-    if (parts.length > 0) cut();
-    this.#outbox = outbox;
-    this.#payloads = payloads;
-    return payloads;
-  }
-}
-
-function sameStrings(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** A place in a connection's output; `json` is null until the message exists (postWhen). */
-interface Waiting {
-  json: string | null;
-}
-
-/** The outbox of every connection with nothing to send: no array per idle connection. Never pushed to. */
-const NOTHING = Object.freeze([]) as unknown as string[];
-
-class Connection implements Member, FramedHandler {
+class Connection implements Member, FramedHandler, OutboxOwner {
   phase: Phase = "hello";
-  /** Pre-encoded messages waiting for the next flush (PROTOCOL.md §7.6: one record may carry several). */
-  outbox: string[] = NOTHING;
-  /** UTF-16 units in `outbox` (as `waitingBytes`). */
-  outboxBytes = 0;
+  /** What waits to be sent to the peer (outbox.ts). */
+  readonly outbox: Outbox;
   /** Reading from the socket is paused until the output drains (`congested`). */
   paused = false;
   lastHeard = Date.now();
@@ -201,12 +127,6 @@ class Connection implements Member, FramedHandler {
   leaving = false;
   /** The bye is posted: nothing more is, and the connection closes once it is sent. */
   saidBye = false;
-  /**
-   * Output behind an ack still waiting for the transcript (postWhen), in the
-   * order posted; null when nothing waits. Counted against --max-send-buffer.
-   */
-  waiting: Waiting[] | null = null;
-  waitingBytes = 0;
   readonly framed: Framed;
   /** Until login: the handshake and its keys. Dropped once logged in (idle memory, and no key kept longer than needed). */
   hs: ServerHandshake | null;
@@ -243,6 +163,7 @@ class Connection implements Member, FramedHandler {
       // so a slow reader is told why before it is cut off.
       4 * server.opts.maxSendBuffer + 4 * MAX_FRAME,
     );
+    this.outbox = new Outbox(this, server.opts.maxSendBuffer);
     this.deadline = setTimeout(() => this.timeout(), server.opts.handshakeTimeoutMs);
   }
 
@@ -250,93 +171,46 @@ class Connection implements Member, FramedHandler {
     return this.phase === "ready";
   }
 
-  /**
-   * What waits to reach the peer: queued messages, output held behind acks,
-   * and sealed bytes the socket has not taken.
-   */
-  get pending(): number {
-    return this.outboxBytes + this.waitingBytes + this.framed.queued;
-  }
-
-  /**
-   * Member.congested: past half the send buffer the connection's own
-   * requests wait (in the chat core) and its socket is not read, so what it
-   * asks for can never build more than one answer past this point; what
-   * others send it is still bounded by the whole buffer (a slow consumer).
-   */
   get congested(): boolean {
-    return this.pending > this.server.opts.maxSendBuffer / 2;
+    return this.outbox.congested;
   }
 
-  /**
-   * Queues one message. What a connection has waiting is bounded as it is
-   * built: past 4 × --max-send-buffer it is dropped at once. (The slow
-   * consumer rule proper, at the end of each flush, is the socket not taking
-   * --max-send-buffer; one turn's burst of other users' messages may exceed
-   * that before the flush without being held against a reader.)
-   */
+  /** Member.post: queues one message, unless the session is over or saying goodbye. */
   post(json: string): void {
     if (this.phase !== "ready" || this.saidBye) return;
-    if (this.waiting) {
-      this.waiting.push({ json });
-      this.waitingBytes += json.length;
-    } else this.enqueue(json);
-    if (this.pending > 4 * this.server.opts.maxSendBuffer) this.tooSlow(4 * this.server.opts.maxSendBuffer);
+    this.outbox.post(json);
   }
 
-  /** Member.postWhen: an ack waiting for the transcript holds back what follows it (PROTOCOL.md §7.4). */
+  /** Member.postWhen: see Outbox.postWhen. */
   postWhen(ready: Promise<void>, ok: () => string, failed: () => string): void {
     if (this.phase !== "ready" || this.saidBye) return;
-    const slot: Waiting = { json: null };
-    (this.waiting ??= []).push(slot);
-    // As in the flush turn, a failure here is this connection's own: it must
-    // not become an unhandled rejection, which would stop the server.
-    const settle = (json: () => string): void => {
-      try {
-        this.release(slot, json());
-      } catch (e) {
-        this.fail(e);
-      }
-    };
-    ready.then(
-      () => settle(ok),
-      () => settle(failed),
-    );
+    this.outbox.postWhen(ready, ok, failed);
   }
 
-  /** Fills a slot, then sends everything from the front that is no longer waiting. */
-  private release(slot: Waiting, json: string): void {
-    slot.json = json;
-    const w = this.waiting;
-    if (!w || this.phase !== "ready") return;
-    let n = 0;
-    while (n < w.length && w[n]!.json !== null) n++;
-    const ready = w.splice(0, n);
-    if (w.length === 0) this.waiting = null;
-    for (const s of ready) {
-      this.waitingBytes -= s.json!.length;
-      this.enqueue(s.json!);
-    }
-    this.unblock();
-    if (!this.waiting && this.saidBye) this.finishGoodbye();
+  /** OutboxOwner. */
+  get open(): boolean {
+    return this.phase === "ready";
   }
 
-  private enqueue(json: string): void {
-    this.outboxBytes += json.length;
-    // Only the first message of a turn schedules: the rest ride on that flush.
-    if (this.outbox === NOTHING) {
-      this.outbox = [json];
-      this.server.scheduleFlush(this);
-    } else this.outbox.push(json);
+  /** OutboxOwner. */
+  get queued(): number {
+    return this.framed.queued;
   }
 
-  /**
-   * Once the output has drained below a quarter of the send buffer, reading
-   * resumes and held requests are answered. Called after every flush and
-   * every socket drain.
-   */
-  unblock(): void {
-    if (this.phase !== "ready" || this.pending > this.server.opts.maxSendBuffer / 4) return;
+  /** OutboxOwner. */
+  scheduleFlush(): void {
+    this.server.scheduleFlush(this);
+  }
+
+  /** OutboxOwner: seals into the server's one buffer (FlushTurn.out), written borrowed. */
+  writeRecord(plaintext: Uint8Array): boolean {
+    const out = FlushTurn.out;
+    const n = this.channel!.sealer.sealInto(plaintext, out, FlushTurn.AT);
+    return this.framed.send(out.subarray(FlushTurn.AT, FlushTurn.AT + n), true);
+  }
+
+  /** OutboxOwner: reading resumes and held requests are answered. */
+  outputDrained(): void {
     if (this.paused) {
       this.paused = false;
       this.framed.socket.resume();
@@ -344,55 +218,29 @@ class Connection implements Member, FramedHandler {
     this.server.chat.wake(this);
   }
 
+  /** OutboxOwner: a goodbye waiting behind acks can now be sent. */
+  outputReleased(): void {
+    if (this.saidBye) this.finishGoodbye();
+  }
+
   /** FramedHandler: the socket took what was queued. */
   drained(): void {
-    this.unblock();
+    this.outbox.unblock();
   }
 
   /**
-   * Seals everything in the outbox into as few records as fit, and writes
-   * them. `turn` is shared by every connection flushed in this turn: the
-   * record plaintexts built for one connection are reused by the next if its
-   * outbox holds the very same messages (in a busy room, every member but the
-   * senders gets the same ones), so each is built once, and sealed per
-   * recipient.
+   * OutboxOwner: a connection whose output passed its bound never stalls
+   * others: it is told, and dropped. Behind on the transcript, it is told so
+   * (the same code on the wire: the remedy, reconnecting, is the same).
    */
-  flush(turn: FlushTurn = new FlushTurn()): void {
-    if (this.phase !== "ready" || this.outbox.length === 0) return;
-    const out = FlushTurn.out;
-    for (const payload of turn.payloads(this.outbox)) {
-      const n = this.channel!.sealer.sealInto(payload, out, FlushTurn.AT);
-      // A failed write or an overflowing queue closes the connection (and its
-      // channel) inside send: nothing more is sealed for it.
-      if (!this.framed.send(out.subarray(FlushTurn.AT, FlushTurn.AT + n), true)) break;
-    }
-    this.outbox = NOTHING;
-    this.outboxBytes = 0;
-    if (this.phase !== "ready") return;
-    if (this.pending > this.server.opts.maxSendBuffer) this.tooSlow(this.server.opts.maxSendBuffer);
-    else this.unblock();
-  }
-
-  /**
-   * A connection whose output passed `bound` never stalls others: it is
-   * told, and dropped. If the output held behind acks that wait for the
-   * transcript is what took it past (PROTOCOL.md §7.4), the client was
-   * reading: the server's disk is not keeping up, and it is told so (the
-   * same code on the wire: the remedy, reconnecting, is the same).
-   */
-  private tooSlow(bound: number): void {
-    const transcript = this.pending - this.waitingBytes <= bound;
-    const fields = { user: this.user || undefined, source: this.source, queued: this.pending, waiting_for_transcript: this.waitingBytes };
-    this.server.log.warn(transcript ? "transcript_behind" : "slow_consumer", fields);
-    this.outbox = NOTHING;
-    this.outboxBytes = 0;
-    this.waiting = null;
-    this.waitingBytes = 0;
+  tooSlow({ reason, queued, waitingForTranscript }: TooSlow): void {
+    this.server.log.warn(reason, { user: this.user || undefined, source: this.source, queued, waiting_for_transcript: waitingForTranscript });
     this.closeWith({
       code: "slow_consumer",
-      message: transcript
-        ? "the server's transcript is not keeping up: too much waits for it to be recorded before it can be sent to you; disconnected"
-        : "you are not reading fast enough to keep up; disconnected",
+      message:
+        reason === "transcript_behind"
+          ? "the server's transcript is not keeping up: too much waits for it to be recorded before it can be sent to you; disconnected"
+          : "you are not reading fast enough to keep up; disconnected",
     });
     setTimeout(() => this.framed.close("slow consumer"), 2000).unref?.();
   }
@@ -442,66 +290,50 @@ class Connection implements Member, FramedHandler {
   }
 
   private async authenticate(m: Message<"register" | "login">): Promise<void> {
-    const server = this.server;
-    const accounts = server.accounts;
-    const now = Date.now();
     try {
-      let issued: { ticket: Uint8Array; expiresAt: number } | undefined;
-      const checkKey = (key: Uint8Array) => verifyClientAuth(key, this.keys!, m.sig);
-      // Penalties apply to every attempt, not only at accept: connections
-      // opened in advance must not keep guessing while their source waits.
-      const wait = server.penalties.blockedFor(this.sourceKey, now);
-      if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
-      const busy = server.loginsBySource.take(this.sourceKey, now);
-      if (busy > 0) throw new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(busy / 1000)} s`);
-      // A session is an entry in the transcript: none is opened that cannot be recorded.
-      if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
-      this.expiresAt = now + server.opts.sessionMaxMs;
-      if (m.type === "register") {
-        await accounts.register(m.user, m.identity_key, m.password, now, () => this.phase === "authenticating");
-        server.log.info("register", { user: m.user, source: this.source });
-      } else if (m.ticket !== undefined) {
-        const expires = accounts.loginWithTicket(m.user, m.ticket, checkKey, now);
-        this.expiresAt = Math.min(this.expiresAt, expires);
-        this.ticket = m.ticket;
-      } else {
-        await accounts.loginWithPassword(m.user, m.password!, checkKey);
-      }
-      if (this.phase === "closed") return;
-      // Checked once the credentials are: nobody can use up a name's quota without them.
-      server.admitUser(m.user, now);
-      if (m.ticket_key !== undefined) issued = accounts.issueTicket(m.user, m.ticket_key, now);
+      const keys = this.keys!;
+      const ok = await login(this.server, {
+        message: m,
+        checkKey: (key) => verifyClientAuth(key, keys, m.sig),
+        sourceKey: this.sourceKey,
+        source: this.source,
+        now: Date.now(),
+        stillThere: () => this.phase === "authenticating",
+      });
+      if (!ok || this.phase === "closed") return;
+      const { issued } = ok;
       this.hs!.complete();
-      this.session = toBase64(this.keys!.sessionId);
+      this.session = toBase64(keys.sessionId);
       this.clearDeadline();
       this.framed.decoder.limit = MAX_FRAME;
       this.channel!.sealer.maxFrame = MAX_FRAME;
       const welcomed = this.send({
         type: "welcome",
-        user: m.user,
-        session_id: this.keys!.sessionId,
+        user: ok.user,
+        session_id: keys.sessionId,
         ...(issued ? { ticket: issued.ticket, ticket_expires: issued.expiresAt } : {}),
       });
       // The socket can fail as the welcome is written (the peer reset it):
       // then nobody holds the ticket, so it is neither kept nor left in memory,
-      // and the connection was never a session (it closed before `user` was set).
+      // and the connection was never a session (it closed before `user` was set);
+      // the ticket it logged in with is wiped as a closing session's is.
       if (!welcomed) {
         if (issued) {
-          accounts.revokeTicket(issued.ticket);
+          this.server.accounts.revokeTicket(issued.ticket);
           wipe(issued.ticket);
         }
+        if (m.type === "login" && m.ticket) wipe(m.ticket);
         return;
       }
-      if (issued) {
-        this.loginTicket = this.ticket;
-        this.ticket = issued.ticket;
-      }
-      this.user = m.user;
+      this.ticket = ok.ticket;
+      this.loginTicket = ok.loginTicket;
+      this.expiresAt = ok.expiresAt;
+      this.user = ok.user;
       this.phase = "ready";
       this.hs = null;
       this.keys = null;
       this.server.authenticated(this);
-      this.server.log.info("login", { user: m.user, source: this.source, session: this.session, method: m.type === "register" ? "register" : m.ticket ? "ticket" : "password" });
+      this.server.log.info("login", { user: ok.user, source: this.source, session: this.session, method: ok.method });
     } catch (e) {
       if (this.phase === "closed") return;
       this.authFailed(m, e);
@@ -564,11 +396,11 @@ class Connection implements Member, FramedHandler {
     this.server.chat.disconnect(this);
     this.post(encodeMessage({ type: "bye", reason }));
     this.saidBye = true;
-    if (!this.waiting) this.finishGoodbye();
+    if (!this.outbox.holding) this.finishGoodbye();
   }
 
   private finishGoodbye(): void {
-    this.flush();
+    this.outbox.flush();
     this.phase = "closed";
     this.framed.end();
   }
@@ -587,7 +419,7 @@ class Connection implements Member, FramedHandler {
     if (this.phase === "closed") return;
     try {
       const msg: Message = { type: "error", code: err.code, message: fitText(err.message, ERROR_TEXT_MAX) };
-      if (this.phase === "ready") this.flush();
+      if (this.phase === "ready") this.outbox.flush();
       if (this.channel && !this.channel.sealer.closed) this.framed.send(this.channel.seal([msg]));
       else if (!this.channel) this.framed.send(encodeFrame(encodeMessageBytes(msg), MAX_FRAME_PRELOGIN));
     } catch {
@@ -670,7 +502,7 @@ class Connection implements Member, FramedHandler {
     if (wasAuthenticated) this.server.log.info("session_closed", { user: this.user, source: this.source, reason });
     this.server.chat.disconnect(this);
     this.phase = "closed";
-    this.waiting = null;
+    this.outbox.clear();
     this.clearDeadline();
     this.channel?.close();
     this.ticket?.fill(0);
@@ -706,10 +538,9 @@ export class ChatServer {
   #unauthenticated = 0;
   #stopping: Promise<void> | null = null;
 
-  protected constructor(opts: ServerOptions) {
+  protected constructor(opts: ServerOptions, { key, created }: HostKey) {
     this.opts = opts;
     this.log = opts.log;
-    const { key, created } = loadOrCreateHostKey(opts.dataDir);
     this.hostKey = key;
     this.hostSign = ed25519Signer(key.secretKey);
     this.hostKeyCreated = created;
@@ -741,7 +572,7 @@ export class ChatServer {
         // One connection's failure is its own: it must never end the turn for
         // the others, or escape the callback and stop the server.
         try {
-          d.flush(turn);
+          d.outbox.flush(turn);
         } catch (e) {
           d.fail(e);
         }
@@ -749,8 +580,13 @@ export class ChatServer {
     });
   }
 
-  static async start(options: Partial<ServerOptions> & { dataDir: string }): Promise<ChatServer> {
-    const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options });
+  /**
+   * Starts serving with `hostKey`, loaded once by the caller (serve signs the
+   * transcript with the same key): the server never reads the key file, so
+   * the process holds one copy of the secret.
+   */
+  static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
+    const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options }, hostKey);
     await server.accounts.warm();
     server.store.pruneTickets(Date.now());
     server.listen();
@@ -829,20 +665,6 @@ export class ChatServer {
         },
       },
     });
-  }
-
-  /**
-   * The per-user limits, checked once a login's credentials are: logged-in
-   * connections (--max-connections-per-user) and sessions opened per second
-   * (--login-rate, --login-burst).
-   */
-  admitUser(user: string, now: number): void {
-    const n = this.chat.connectionsOf(user);
-    if (n >= this.opts.maxConnectionsPerUser) {
-      throw new SecureChatError("too_many_connections", `${user} has ${n} connections open already; close one first`);
-    }
-    const wait = this.loginsByUser.take(user, now);
-    if (wait > 0) throw new SecureChatError("rate_limited", `too many logins as ${user}; retry in ${Math.ceil(wait / 1000)} s`);
   }
 
   /**

@@ -4,7 +4,10 @@
  * No server is started: every case either ends before any connection or
  * needs none.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import * as hostKeyFile from "../../src/server/hostkey.ts";
+import { ChatServer } from "../../src/server/server.ts";
+import { waitFor } from "../server/helpers.ts";
 import { refusal } from "../../src/client/account.ts";
 import { saveTicket, ticketPath } from "../../src/client/tickets.ts";
 import { existsSync, mkdtempSync } from "node:fs";
@@ -252,6 +255,31 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
     expect(r.stderr).toStartWith('securechat: unknown command "frobnicate"\n');
     expect(r.stderr).toMatch(/^\s+at /m);
   });
+});
+
+describe("serve", () => {
+  test("serve loads the host key once and hands that copy to the server (one copy of the secret)", async () => {
+    const data = join(mkdtempSync(join(tmpdir(), "cli-serve-")), "data");
+    const load = spyOn(hostKeyFile, "loadOrCreateHostKey");
+    const start = spyOn(ChatServer, "start");
+    const listeners = process.listenerCount("SIGTERM");
+    try {
+      const running = run("serve", "--data", data, "--port", "0", "--json");
+      await waitFor("the server to start", () => start.mock.results.length > 0, 10_000);
+      const server = await (start.mock.results[0]!.value as Promise<ChatServer>);
+      // serve listens for SIGTERM once the server is up: give it that turn.
+      await waitFor("serve to wait for a signal", () => process.listenerCount("SIGTERM") > listeners, 10_000);
+      process.emit("SIGTERM");
+      const r = await running;
+      expect(r.code).toBe(EXIT.OK);
+      expect(load).toHaveBeenCalledTimes(1);
+      expect(server.hostKey).toBe((load.mock.results[0]!.value as hostKeyFile.HostKey).key);
+      expect(r.stdout).toContain(server.fingerprint);
+    } finally {
+      load.mockRestore();
+      start.mockRestore();
+    }
+  }, 20_000);
 });
 
 describe("runtime outcomes without a server", () => {

@@ -566,11 +566,10 @@ class Model {
 // ---------------------------------------------------------------------------
 // The probe: the order the server processed things in, and its queues
 
-/** What the probe reads of a server connection (server.ts's Connection, not exported), if it is there. */
+/** What the probe reads of a server connection (server.ts's Connection, not exported; its Outbox, outbox.ts), if it is there. */
 interface ProbedConnection extends Member {
-  outbox?: unknown;
+  outbox?: { messages?: unknown; flush?: unknown };
   framed?: { queued?: unknown };
-  flush(...args: unknown[]): void;
 }
 
 export interface QueueFigures {
@@ -648,12 +647,13 @@ function installProbe(server: ChatServer, model: Model, bySession: Map<string, T
 
 /** Wraps one connection's flush to measure its outbox before and its socket queue after. */
 function measureFlushes(c: ProbedConnection, t: Terminal, queues: QueueFigures, problems: string[]): void {
-  if (typeof c.flush !== "function" || !Array.isArray(c.outbox) || typeof c.framed?.queued !== "number") {
-    throw new Error("the server's connection no longer has outbox, framed.queued and flush: update the queue probe");
+  const box = c.outbox;
+  if (typeof box?.flush !== "function" || !Array.isArray(box.messages) || typeof c.framed?.queued !== "number") {
+    throw new Error("the server's connection no longer has outbox.messages, outbox.flush and framed.queued: update the queue probe");
   }
-  const flush = c.flush.bind(c);
-  c.flush = (...args: unknown[]): void => {
-    const outbox = c.outbox as string[];
+  const flush = (box.flush as (...args: unknown[]) => void).bind(box);
+  box.flush = (...args: unknown[]): void => {
+    const outbox = box.messages as string[];
     queues.flushes++;
     queues.maxOutboxMessages = Math.max(queues.maxOutboxMessages, outbox.length);
     let chars = 0;

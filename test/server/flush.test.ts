@@ -2,7 +2,8 @@
  * The relay's per-turn machinery, below the sockets: record plaintexts built
  * once per turn and shared by connections whose outboxes hold the same
  * messages (FlushTurn), and frames sealed into one reused buffer, which
- * Framed must copy whenever it keeps any of it for later (borrowed sends).
+ * Framed must copy whenever it keeps any of it for later (borrowed sends);
+ * and one connection's Outbox (ack order, bounds, slow consumers) with a fake owner.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
@@ -11,7 +12,7 @@ import { Framed } from "../../src/net/framed.ts";
 import { MAX_FRAME } from "../../src/protocol/limits.ts";
 import { encodeMessage } from "../../src/protocol/messages.ts";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
-import { FlushTurn } from "../../src/server/server.ts";
+import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "../../src/server/outbox.ts";
 import { Peer, type Seed, cred, seedAccounts, serverFrom } from "./chat-helpers.ts";
 import { type TestServer, waitFor } from "./helpers.ts";
 
@@ -128,9 +129,9 @@ describe("a connection that fails in the middle of its flush", () => {
       for (const p of peers) await p.join("big");
       // dave's socket "fails" on the first record of a turn whose outbox spans several records.
       Framed.prototype.send = function (this: Framed, frame: Uint8Array, borrowed?: boolean): boolean {
-        const conn = this.handler as unknown as { user: string; outbox: string[] };
+        const conn = this.handler as unknown as { user: string; outbox: { messages: string[] } };
         if (conn.user === "dave" && borrowed) {
-          const bytes = conn.outbox.reduce((n, m) => n + m.length + 1, 0);
+          const bytes = conn.outbox.messages.reduce((n, m) => n + m.length + 1, 0);
           if (bytes > MAX_FRAME) {
             failedFlushBytes = bytes;
             this.close("write failed");
@@ -160,4 +161,226 @@ describe("a connection that fails in the middle of its flush", () => {
       for (const p of peers) p.destroy();
     }
   }, 30_000);
+});
+
+/** A connection as the outbox sees it: records written are kept as text; the socket takes nothing unless told. */
+class FakeOwner implements OutboxOwner {
+  open = true;
+  queued = 0;
+  /** The socket takes every record at once (nothing stays queued). */
+  takes = false;
+  /** writeRecord fails (the peer is gone) from this record on. */
+  failAt = Number.POSITIVE_INFINITY;
+  scheduled = 0;
+  records: string[] = [];
+  drained = 0;
+  released = 0;
+  verdicts: TooSlow[] = [];
+  failures: unknown[] = [];
+  scheduleFlush(): void {
+    this.scheduled++;
+  }
+  writeRecord(plaintext: Uint8Array): boolean {
+    if (this.records.length >= this.failAt) {
+      this.open = false;
+      return false;
+    }
+    this.records.push(fromUtf8(plaintext));
+    if (!this.takes) this.queued += plaintext.length;
+    return true;
+  }
+  outputDrained(): void {
+    this.drained++;
+  }
+  outputReleased(): void {
+    this.released++;
+  }
+  tooSlow(verdict: TooSlow): void {
+    this.verdicts.push(verdict);
+    this.open = false;
+  }
+  fail(e: unknown): void {
+    this.failures.push(e);
+  }
+  /** Every message written, in order. */
+  get lines(): string[] {
+    return this.records.flatMap((r) => r.split("\n"));
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: () => void } {
+  let resolve!: () => void;
+  let reject!: () => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = () => rej(new Error("not recorded"));
+  });
+  return { promise, resolve, reject };
+}
+
+const settled = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+
+describe("Outbox: one connection's output, without sockets", () => {
+  test("what follows an ack waiting for the transcript waits behind it; acks released out of order still go out in order", async () => {
+    const owner = new FakeOwner();
+    owner.takes = true;
+    const box = new Outbox(owner, 1 << 20);
+    const first = deferred();
+    const second = deferred();
+    box.post("a");
+    box.postWhen(first.promise, () => "ack1", () => "nack1");
+    box.post("b");
+    box.postWhen(second.promise, () => "ack2", () => "nack2");
+    box.post("c");
+    box.flush();
+    expect(owner.lines).toEqual(["a"]);
+    second.resolve();
+    await settled();
+    box.flush();
+    expect(owner.lines).toEqual(["a"]);
+    expect(owner.released).toBe(0);
+    first.reject();
+    await settled();
+    box.flush();
+    expect(owner.lines).toEqual(["a", "nack1", "b", "ack2", "c"]);
+    expect(owner.released).toBe(1);
+    expect(box.holding).toBe(false);
+  });
+
+  test("what waits is counted exactly: once every ack is sent and the socket has taken it all, nothing is pending", async () => {
+    const owner = new FakeOwner();
+    owner.takes = true;
+    const box = new Outbox(owner, 1000);
+    // A long session of acks: each one's bytes once left uncounted would loosen the bound for good.
+    for (let i = 0; i < 100; i++) {
+      const ack = deferred();
+      box.postWhen(ack.promise, () => `{"type":"ack","id":${i}}`, () => "nack");
+      box.post("m");
+      ack.resolve();
+      await settled();
+      expect(box.pending).toBe(1 + `{"type":"ack","id":${i}}`.length);
+      box.flush();
+      expect(box.pending).toBe(0);
+    }
+    // The bound is still the bound: 4 × the buffer of held output is dropped.
+    box.postWhen(deferred().promise, () => "ack", () => "nack");
+    for (let i = 0; i < 4; i++) box.post("m".repeat(1000));
+    expect(owner.verdicts).toEqual([]);
+    box.post("m");
+    expect(owner.verdicts).toHaveLength(1);
+  });
+
+  test("one flush is scheduled per turn, however many messages it carries; they go out in one record", () => {
+    const owner = new FakeOwner();
+    owner.takes = true;
+    const box = new Outbox(owner, 1 << 20);
+    for (const m of ["x", "y", "z"]) box.post(m);
+    expect(owner.scheduled).toBe(1);
+    box.flush();
+    expect(owner.records).toEqual(["x\ny\nz"]);
+    box.post("w");
+    expect(owner.scheduled).toBe(2);
+  });
+
+  test("bounded while built: past 4 × the send buffer before any flush, the output is dropped as a slow consumer", () => {
+    const owner = new FakeOwner();
+    const box = new Outbox(owner, 1000);
+    const m = "m".repeat(1200);
+    for (let i = 0; i < 3; i++) box.post(m);
+    // 3600 waiting: more than the buffer, but one turn's burst is not held against a reader.
+    expect(owner.verdicts).toEqual([]);
+    box.post(m);
+    expect(owner.verdicts).toEqual([{ reason: "slow_consumer", queued: 4800, waitingForTranscript: 0 }]);
+    expect(box.messages).toHaveLength(0);
+    expect(box.pending).toBe(0);
+    expect(owner.records).toEqual([]);
+  });
+
+  test("at the end of a turn: a socket that has not taken the send buffer is a slow consumer; one that has is unblocked", () => {
+    const slow = new FakeOwner();
+    const slowBox = new Outbox(slow, 1000);
+    slowBox.post("m".repeat(1200));
+    slowBox.flush();
+    expect(slow.records).toHaveLength(1);
+    expect(slow.verdicts).toEqual([{ reason: "slow_consumer", queued: 1200, waitingForTranscript: 0 }]);
+    expect(slow.drained).toBe(0);
+
+    const reader = new FakeOwner();
+    reader.takes = true;
+    const readerBox = new Outbox(reader, 1000);
+    readerBox.post("m".repeat(1200));
+    readerBox.flush();
+    expect(reader.verdicts).toEqual([]);
+    expect(reader.drained).toBe(1);
+  });
+
+  test("output held behind acks is what passed the bound: the transcript is behind, not the reader", () => {
+    const owner = new FakeOwner();
+    const box = new Outbox(owner, 1000);
+    box.postWhen(deferred().promise, () => "ack", () => "nack");
+    for (let i = 0; i < 5; i++) box.post("m".repeat(1000));
+    expect(owner.verdicts).toEqual([{ reason: "transcript_behind", queued: 5000, waitingForTranscript: 5000 }]);
+    expect(box.holding).toBe(false);
+
+    // Held output too, but the socket alone has not taken more than the bound: the reader is slow.
+    const stuck = new FakeOwner();
+    stuck.queued = 4100;
+    const stuckBox = new Outbox(stuck, 1000);
+    stuckBox.postWhen(deferred().promise, () => "ack", () => "nack");
+    stuckBox.post("m".repeat(100));
+    expect(stuck.verdicts).toEqual([{ reason: "slow_consumer", queued: 4200, waitingForTranscript: 100 }]);
+  });
+
+  test("congested past half the send buffer; unblocked (reading resumes) only once below a quarter", () => {
+    const owner = new FakeOwner();
+    const box = new Outbox(owner, 1000);
+    owner.queued = 600;
+    expect(box.congested).toBe(true);
+    box.unblock();
+    expect(owner.drained).toBe(0);
+    owner.queued = 400;
+    expect(box.congested).toBe(false);
+    box.unblock();
+    expect(owner.drained).toBe(0);
+    owner.queued = 250;
+    box.unblock();
+    expect(owner.drained).toBe(1);
+    owner.open = false;
+    owner.queued = 0;
+    box.unblock();
+    expect(owner.drained).toBe(1);
+  });
+
+  test("a failed write stops the flush: nothing more is sealed, the queue is emptied, no verdict", () => {
+    const owner = new FakeOwner();
+    owner.failAt = 1;
+    const box = new Outbox(owner, 1 << 20);
+    const big = "b".repeat(30_000);
+    for (let i = 0; i < 6; i++) box.post(big);
+    box.flush();
+    expect(owner.records).toHaveLength(1);
+    expect(box.messages).toHaveLength(0);
+    expect(owner.verdicts).toEqual([]);
+  });
+
+  test("an answer that throws as it is made is the connection's failure, not an unhandled rejection; a closed connection gets nothing", async () => {
+    const owner = new FakeOwner();
+    const box = new Outbox(owner, 1 << 20);
+    const boom = new Error("encode failed");
+    box.postWhen(Promise.resolve(), () => {
+      throw boom;
+    }, () => "nack");
+    await settled();
+    expect(owner.failures).toEqual([boom]);
+
+    const gone = new FakeOwner();
+    const goneBox = new Outbox(gone, 1 << 20);
+    const ack = deferred();
+    goneBox.postWhen(ack.promise, () => "ack", () => "nack");
+    gone.open = false;
+    ack.resolve();
+    await settled();
+    expect(goneBox.messages).toHaveLength(0);
+    expect(gone.scheduled).toBe(0);
+  });
 });

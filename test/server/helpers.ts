@@ -21,6 +21,7 @@ import { MAX_FRAME, MAX_FRAME_PRELOGIN } from "../../src/protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessageBytes } from "../../src/protocol/messages.ts";
 import type { LogFields, Logger } from "../../src/log.ts";
 import { ChatServer, type ServerOptions } from "../../src/server/server.ts";
+import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 
 // ---------------------------------------------------------------------------
 // Directories and environment
@@ -80,7 +81,8 @@ export async function startServer(overrides: Partial<ServerOptions> & { dataDir?
     info: (event, fields = {}) => void events.push({ level: "info", event, fields }),
     warn: (event, fields = {}) => void events.push({ level: "warn", event, fields }),
   };
-  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...NO_QUOTAS, ...rest, host: "127.0.0.1", port: 0, dataDir, log });
+  // Loaded here as serve loads it: the server is handed the key, never reads it.
+  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...NO_QUOTAS, ...rest, host: "127.0.0.1", port: 0, dataDir, log }, loadOrCreateHostKey(dataDir));
   return { server, dataDir, events, log, port: server.port, address: `127.0.0.1:${server.port}` };
 }
 

@@ -1,0 +1,107 @@
+/**
+ * One login or registration attempt (PROTOCOL.md §5.1), from the checked
+ * handshake to an outcome, without a socket: the source's penalty and login
+ * rate, whether sessions can be recorded, the credentials (register, ticket
+ * or password), the per-user limits, and the ticket issued. The connection
+ * sends the welcome or the error.
+ */
+import { SecureChatError } from "../errors.ts";
+import type { Message } from "../protocol/messages.ts";
+import type { Logger } from "../log.ts";
+import type { Accounts, IssuedTicket } from "./accounts.ts";
+import type { PenaltyBox, RateLimiter } from "./limits.ts";
+
+/** What a login needs of the server (ChatServer is one). */
+export interface LoginServer {
+  readonly accounts: Accounts;
+  readonly penalties: PenaltyBox;
+  /** Login attempts per source (--login-rate, --login-burst). */
+  readonly loginsBySource: RateLimiter;
+  /** Sessions opened per user (the same flags). */
+  readonly loginsByUser: RateLimiter;
+  readonly journal: { readonly recording: boolean };
+  readonly chat: { connectionsOf(user: string): number };
+  readonly opts: { readonly sessionMaxMs: number; readonly maxConnectionsPerUser: number };
+  readonly log: Logger;
+}
+
+export interface LoginAttempt {
+  readonly message: Message<"register" | "login">;
+  /** True if `key` signed this connection's handshake (verifyClientAuth). */
+  checkKey(key: Uint8Array): boolean;
+  /** The source as per-address limits count it (limits.ts sourceKey), and as logged. */
+  readonly sourceKey: string;
+  readonly source: string;
+  readonly now: number;
+  /** False once the client has gone: nothing is created, counted or issued for it after the slow part. */
+  stillThere(): boolean;
+}
+
+/** A login that succeeded; the client left while it was checked is `null`. */
+export interface LoggedIn {
+  user: string;
+  /** The ticket the session stands on now: the one issued, else the one it logged in with (a logout revokes it). */
+  ticket: Uint8Array | null;
+  /** The ticket it logged in with, when it was then issued another: revoking either ends the session. */
+  loginTicket: Uint8Array | null;
+  /** The ticket issued to go in the welcome (ticket_key was given). */
+  issued: IssuedTicket | null;
+  /** When the session ends (--session-max, or its login ticket's expiry). */
+  expiresAt: number;
+  method: "register" | "ticket" | "password";
+}
+
+/**
+ * Runs one attempt. Resolves to the session's terms, or null if the client
+ * left while it was checked; a refusal rejects with its SecureChatError
+ * (`auth_failed` for wrong credentials, whatever the cause).
+ */
+export async function login(server: LoginServer, a: LoginAttempt): Promise<LoggedIn | null> {
+  const { message: m, now, sourceKey } = a;
+  const accounts = server.accounts;
+  // Penalties apply to every attempt, not only at accept: connections
+  // opened in advance must not keep guessing while their source waits.
+  const wait = server.penalties.blockedFor(sourceKey, now);
+  if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
+  const busy = server.loginsBySource.take(sourceKey, now);
+  if (busy > 0) throw new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(busy / 1000)} s`);
+  // A session is an entry in the transcript: none is opened that cannot be recorded.
+  if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
+  let expiresAt = now + server.opts.sessionMaxMs;
+  let ticket: Uint8Array | null = null;
+  if (m.type === "register") {
+    await accounts.register(m.user, m.identity_key, m.password, now, a.stillThere);
+    server.log.info("register", { user: m.user, source: a.source });
+  } else if (m.ticket !== undefined) {
+    expiresAt = Math.min(expiresAt, accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now));
+    ticket = m.ticket;
+  } else {
+    await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
+  }
+  if (!a.stillThere()) return null;
+  // Checked once the credentials are: nobody can use up a name's quota without them.
+  admitUser(server, m.user, now);
+  const issued = m.ticket_key !== undefined ? accounts.issueTicket(m.user, m.ticket_key, now) : null;
+  return {
+    user: m.user,
+    ticket: issued ? issued.ticket : ticket,
+    loginTicket: issued ? ticket : null,
+    issued,
+    expiresAt,
+    method: m.type === "register" ? "register" : ticket ? "ticket" : "password",
+  };
+}
+
+/**
+ * The per-user limits, checked once a login's credentials are: logged-in
+ * connections (--max-connections-per-user) and sessions opened per second
+ * (--login-rate, --login-burst).
+ */
+function admitUser(server: LoginServer, user: string, now: number): void {
+  const n = server.chat.connectionsOf(user);
+  if (n >= server.opts.maxConnectionsPerUser) {
+    throw new SecureChatError("too_many_connections", `${user} has ${n} connections open already; close one first`);
+  }
+  const wait = server.loginsByUser.take(user, now);
+  if (wait > 0) throw new SecureChatError("rate_limited", `too many logins as ${user}; retry in ${Math.ceil(wait / 1000)} s`);
+}
