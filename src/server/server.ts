@@ -56,6 +56,8 @@ export interface ServerOptions {
   idleMs: number;
   /** The longest a session lasts; one opened with a ticket also ends when the ticket expires or is revoked. */
   sessionMaxMs: number;
+  /** How often expired tickets are deleted from the database (besides at start). */
+  ticketPruneMs: number;
   /** Logged-in connections one user may have at once. */
   maxConnectionsPerUser: number;
   /** Connections (logged in or not) from one source (an IPv4 address, an IPv6 /64) at once. */
@@ -82,6 +84,7 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
   maxSendBuffer: 1024 * 1024,
   idleMs: 60_000,
   sessionMaxMs: 24 * 3600_000,
+  ticketPruneMs: 60_000,
   maxConnectionsPerUser: 16,
   maxConnectionsPerAddress: 64,
   logins: { rate: 2, burst: 30 },
@@ -601,7 +604,7 @@ export class ChatServer {
       server.loginsBySource.prune(now);
       server.loginsByUser.prune(now);
       server.chat.prune();
-      if (now - lastPrune >= 60_000) {
+      if (now - lastPrune >= server.opts.ticketPruneMs) {
         lastPrune = now;
         server.store.pruneTickets(now);
       }

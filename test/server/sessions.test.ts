@@ -173,6 +173,20 @@ describe("a ticket nobody received is not kept", () => {
   }, NET);
 });
 
+describe("expired tickets leave the database while the server runs", () => {
+  test("a ticket past its expiry is deleted by the server's sweep, not only at the next start", async () => {
+    const t = await server({ ticketTtlMs: 500, ticketPruneMs: 200 });
+    const ivan = await registerRaw(t.port, "ivan", PW);
+    const { s } = await withTicket(t, ivan);
+    s.close();
+    const tickets = () => t.server.store.db.query<{ n: number }, []>("SELECT count(*) AS n FROM tickets").get()!.n;
+    expect(tickets()).toBe(1);
+    const deadline = Date.now() + 10_000;
+    while (tickets() > 0 && Date.now() < deadline) await Bun.sleep(100);
+    expect(tickets()).toBe(0);
+  }, NET);
+});
+
 describe("per-user and per-address limits", () => {
   test("one user has at most --max-connections-per-user logged-in connections; others still get in; closing one frees a place", async () => {
     const t = await server({ maxConnectionsPerUser: 2 });
