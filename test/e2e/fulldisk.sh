@@ -8,8 +8,15 @@
 # mount namespace of its own (unshare), which it enters by itself.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
-if [ "$(id -u)" != 0 ] && [ -z "${FULLDISK_UNSHARED:-}" ]; then
-  exec env FULLDISK_UNSHARED=1 unshare --user --map-root-user --mount bash "$0" "$bin"
+# Not root, or root without the right to mount (a container): a user and
+# mount namespace of its own gives both.
+if [ -z "${FULLDISK_UNSHARED:-}" ]; then
+  probe=$(mktemp -d)
+  if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=64k tmpfs "$probe" 2>/dev/null; then
+    rmdir "$probe"
+    exec env FULLDISK_UNSHARED=1 unshare --user --map-root-user --mount bash "$0" "$bin"
+  fi
+  umount "$probe"; rmdir "$probe"
 fi
 . "$(dirname "$0")/lib.sh"
 begin
