@@ -79,6 +79,8 @@ export class ChatClient {
   #joined: (() => void) | null = null;
   /** Why the session ended, if it was not this client's own quit. */
   failure: string | null = null;
+  /** The code of the server's `error` that ended the session, if one did. */
+  failureCode: string | null = null;
   readonly finished: Promise<string>;
 
   constructor(
@@ -230,6 +232,7 @@ export class ChatClient {
     this.emit(m);
     if (m.type === "error") {
       this.failure = `the server closed the session: ${m.message}`;
+      this.failureCode = m.code;
       this.#finish(this.failure);
     }
   }

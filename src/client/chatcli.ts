@@ -166,6 +166,6 @@ export async function runChat(a: ChatConfig): Promise<void> {
     client.transcriptProblem,
   ].filter((p) => p !== null);
   if (problems.length > 0) {
-    throw new SecureChatError("chat_incomplete", problems.join("; "), { detail: { unacknowledged: client.unacknowledged } });
+    throw new SecureChatError("chat_incomplete", problems.join("; "), { detail: { unacknowledged: client.unacknowledged, ended: client.failureCode ?? "", user, server: addr.id } });
   }
 }

@@ -52,7 +52,13 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
     hints: () => ["this came before the server proved its host key: it may be the server refusing, or anyone on the network path; try again later"],
   },
   server_refused: { hints: (d) => refusalHints(String(d.refusal)) },
-  chat_incomplete: { hints: (d) => (Number(d.unacknowledged) > 0 ? ["see the events above (nack, disconnected)"] : []) },
+  chat_incomplete: {
+    hints: (d) => [
+      ...(Number(d.unacknowledged) > 0 ? ["see the events above (nack, disconnected)"] : []),
+      // The session's ticket expired or was revoked: only a new login brings it back.
+      ...(d.ended === "session_expired" || d.ended === "session_revoked" ? [`run "securechat login ${d.user} --server ${d.server}" to start a new session`] : []),
+    ],
+  },
 };
 
 /** What to do about a server's refusal, by the server's code (docs/PROTOCOL.md §6). */

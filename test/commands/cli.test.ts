@@ -404,6 +404,15 @@ describe("fromError: the library's codes as a person reads them (the one mapping
     return { exit: c.exitCode, message: c.message, hints: c.hints };
   };
 
+  test("a session the server ended because its ticket expired or was revoked: exit 1, and how to start a new one", () => {
+    for (const ended of ["session_expired", "session_revoked"]) {
+      const e = new SecureChatError("chat_incomplete", "the server closed the session: this session has expired; log in again", { detail: { unacknowledged: 0, ended, user: "alice", server: "h:1" } });
+      expect(said(e)).toEqual({ exit: EXIT.FAILURE, message: e.message, hints: ['run "securechat login alice --server h:1" to start a new session'] });
+    }
+    const other = new SecureChatError("chat_incomplete", "the server closed the session: server is shutting down", { detail: { unacknowledged: 0, ended: "server_shutdown", user: "alice", server: "h:1" } });
+    expect(said(other).hints).toEqual([]);
+  });
+
   test("host key failures exit 4, with what to check", () => {
     const changed = new SecureChatError("host_key_changed", "the host key of h:1 has changed (now FP); someone may be intercepting this connection", { detail: { line: 3, path: "/k/known_hosts" } });
     expect(said(changed)).toEqual({
