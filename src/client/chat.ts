@@ -27,7 +27,11 @@ export type LocalEvent =
   | { type: "connected"; server: string; user: string; session: string }
   | { type: "disconnected"; reason: string }
   | { type: "reconnecting"; in_ms: number; attempt: number }
-  | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean }
+  | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean; queued?: true }
+  /** A line that will never get an ack. */
+  | { type: "unsent"; id: number; reason: string }
+  /** The room plain lines go to changed. */
+  | { type: "current"; room: string }
   | { type: "local"; text: string };
 
 export type ChatEvent = Message | LocalEvent;
@@ -63,6 +67,7 @@ interface Pending {
 export class ChatClient {
   #session: ClientSession | null = null;
   #room: string;
+  #rooms: string[] = [];
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
   #unacknowledged = 0;
@@ -96,6 +101,21 @@ export class ChatClient {
 
   get room(): string {
     return this.#room;
+  }
+
+  /** The rooms this client is in, in the order joined. */
+  get rooms(): readonly string[] {
+    return this.#rooms;
+  }
+
+  /** Makes a joined room current; false if this client is not in it. */
+  switchTo(room: string): boolean {
+    if (!this.#rooms.includes(room)) return false;
+    if (room !== this.#room) {
+      this.#room = room;
+      this.emit({ type: "current", room });
+    }
+    return true;
   }
 
   /** The session is over (left, or ended by the server); no more lines can be sent. */
@@ -218,10 +238,22 @@ export class ChatClient {
         this.#send({ type: "pong" });
         return;
       case "room":
-        this.#room = m.room;
+        if (!this.#rooms.includes(m.room)) this.#rooms.push(m.room);
         this.#joined?.();
         this.#joined = null;
-        break;
+        this.emit(m);
+        this.switchTo(m.room);
+        return;
+      case "left": {
+        const i = this.#rooms.indexOf(m.room);
+        if (m.user !== this.opts.user || i < 0) break;
+        this.#rooms.splice(i, 1);
+        this.emit(m);
+        // Leaving the current room makes the one joined before it current.
+        const next = this.#rooms[Math.max(0, i - 1)];
+        if (m.room === this.#room && next !== undefined) this.switchTo(next);
+        return;
+      }
       case "bye":
         this.emit(m);
         // The answer to this client's own bye is the normal end; any other bye is the server ending the session.
@@ -244,6 +276,7 @@ export class ChatClient {
 
   #lost(reason: string): void {
     const lost = this.#pending.size;
+    this.#unsent("the connection was lost before the server acknowledged it");
     this.#pending.clear();
     this.#unacknowledged += lost;
     this.#wake();
@@ -278,12 +311,17 @@ export class ChatClient {
     }
   }
 
+  #unsent(reason: string): void {
+    for (const id of this.#pending.keys()) this.emit({ type: "unsent", id, reason });
+  }
+
   #finish(reason: string): void {
     this.#closing = true;
     this.#ended = true;
     this.#session?.close();
     this.#session = null;
     // No ack can come any more: what is pending is lost, and whoever waits for it is told now.
+    this.#unsent("the session ended before the server acknowledged it");
     this.#unacknowledged += this.#pending.size;
     this.#pending.clear();
     this.#wake();
@@ -353,6 +391,7 @@ export class ChatClient {
       const drained = new Promise<boolean>((r) => this.#drainWaiters.push(() => r(true)));
       if (!(await within(drained, DRAIN_MS))) {
         this.#unacknowledged += this.#pending.size;
+        this.#unsent(`not acknowledged within ${DRAIN_MS / 1000} s`);
         this.emit({ type: "local", text: `${this.#pending.size} message(s) not acknowledged within ${DRAIN_MS / 1000} s` });
         this.#pending.clear();
       }

@@ -199,7 +199,8 @@ export class Screen {
     this.#answer(false);
     this.#releaseInput();
     attempt(() => this.#output.off?.("resize", this.#onResize));
-    attempt(() => this.#output.write(PASTE_OFF + REGION_RESET + AUTOWRAP_ON + (wasDrawn ? cup(this.rows) : "\r") + "\r\n"));
+    // Resetting the region homes the cursor: it goes back to the bottom row, the input row (or, suspended, the fresh row after the prompt).
+    attempt(() => this.#output.write(PASTE_OFF + REGION_RESET + AUTOWRAP_ON + cup(this.rows) + (wasDrawn ? "\r\n" : "\r")));
   }
 
   /**

@@ -238,6 +238,18 @@ describe("suspend and resume (a password prompt mid-chat)", () => {
     expect(r.lines).toEqual(["half typed!"]);
   });
 
+  test("stop while suspended (Ctrl-C in the prompt) leaves the cursor at the bottom, after the prompt's line", () => {
+    const r = rig();
+    r.screen.start();
+    r.screen.print("bob: hi");
+    r.screen.suspend();
+    r.output.write("Password: \r\n"); // the prompt and its final line break
+    r.screen.stop();
+    expect(cursor(r)).toEqual([7, 0]);
+    expect(row(r, -2)).toBe("Password:");
+    expect([r.output.term.top, r.output.term.bottom]).toEqual([0, 7]);
+  });
+
   test("suspend and resume are no-ops when not active; stop while suspended restores once", () => {
     const r = rig();
     r.screen.suspend();
