@@ -47,22 +47,24 @@ screen() { tm capture-pane -p -t "${1:-alice}" | sed 's/ *$//'; }
 last_row() { screen "${1:-alice}" | tail -n 1; }
 # The last non-blank row (the input row, before the screen has filled).
 input_row() { screen "${1:-alice}" | grep -v '^$' | tail -n 1; }
-# wait_screen PATTERN [TARGET]: until some row matches the extended regex; at most 100 × 0.1 s.
+# wait_screen PATTERN [TARGET [TRIES]]: until some row matches the extended regex; at most TRIES (100) × 0.1 s.
 wait_screen() {
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 "${3:-100}"); do
     screen "${2:-alice}" | grep -qE -- "$1" && return 0
     sleep 0.1
   done
   return 1
 }
-# wait_input TEXT [TARGET]: until the input row is exactly TEXT; at most 100 × 0.1 s.
-wait_input() {
+# wait_row ROW TEXT [TARGET]: until "$(ROW TARGET)" is exactly TEXT; at most 100 × 0.1 s.
+wait_row() {
   for _ in $(seq 1 100); do
-    [ "$(input_row "${2:-alice}")" = "$1" ] && return 0
+    [ "$("$1" "${3:-alice}")" = "$2" ] && return 0
     sleep 0.1
   done
   return 1
 }
+# wait_input TEXT [TARGET]: until the input row is exactly TEXT.
+wait_input() { wait_row input_row "$@"; }
 # wait_file FILE: until it exists and is not empty; at most 100 × 0.1 s.
 wait_file() {
   for _ in $(seq 1 100); do
@@ -212,14 +214,8 @@ tm kill-session -t narrow
 # ---- Rooms as windows, scrollback, completion, deliberate sending ----
 # The status row: the row above the input row.
 status_row() { screen "${1:-alice}" | tail -n 2 | head -n 1; }
-# wait_status TEXT [TARGET]: until the status row is exactly TEXT; at most 100 × 0.1 s.
-wait_status() {
-  for _ in $(seq 1 100); do
-    [ "$(status_row "${2:-alice}")" = "$1" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# wait_status TEXT [TARGET]: until the status row is exactly TEXT.
+wait_status() { wait_row status_row "$@"; }
 # bob_says LINES...: bob (a piped client of his own) says each line in general, and leaves.
 bob_says() {
   printf '%s\n' "$@" >"$work/bob-says.txt"
@@ -325,21 +321,11 @@ serve2() {
   "$bin" serve --port "${1:-0}" --data "$work/data2" --json --ticket-ttl "${ttl}s" >"$work/server2.log" 2>&1 &
   srv2_pid=$!
   pids+=("$srv2_pid")
-  for _ in $(seq 1 100); do
-    port2=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$work/server2.log" | grep -o '[0-9]*$')
-    [ -n "$port2" ] && return 0
-    sleep 0.05
-  done
+  port2=$(listening_port "$work/server2.log") && return 0
   bad "the second server did not start"; show "$work/server2.log"; return 1
 }
 # wait_long PATTERN TARGET: as wait_screen, for up to 60 s (the client's reconnect backoff grows to 16 s).
-wait_long() {
-  for _ in $(seq 1 600); do
-    screen "$2" | grep -qE -- "$1" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+wait_long() { wait_screen "$1" "$2" 600; }
 # expire_ticket: kills the second server, waits until carol's ticket (issued at $issued) has expired, starts it again.
 expire_ticket() {
   kill -9 "$srv2_pid"; wait "$srv2_pid" 2>/dev/null

@@ -261,22 +261,8 @@ export class LineEditor {
       case "down":
       case "ctrl-n":
         return this.#historyMove(1);
-      case "tab":
-      case "escape":
-      case "alt-left":
-      case "alt-right":
-      case "page-up":
-      case "page-down":
-      case "alt-1":
-      case "alt-2":
-      case "alt-3":
-      case "alt-4":
-      case "alt-5":
-      case "alt-6":
-      case "alt-7":
-      case "alt-8":
-      case "alt-9":
-        // The screen's keys (rooms, scrollback, completion).
+      default:
+        // Escape, and the screen's keys (Tab, PgUp/PgDn, the room keys).
         return NONE;
     }
   }

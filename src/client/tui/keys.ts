@@ -79,6 +79,9 @@ export type KeyName =
   | "alt-d"
   | "alt-backspace";
 
+/** Keys that switch rooms: the screen hands them to the client, the line editor ignores them. */
+export const ROOM_KEYS: ReadonlySet<KeyName> = new Set<KeyName>(["alt-left", "alt-right", "alt-1", "alt-2", "alt-3", "alt-4", "alt-5", "alt-6", "alt-7", "alt-8", "alt-9"]);
+
 export type KeyEvent =
   | { readonly kind: "text"; readonly text: string }
   /** `truncated`: the paste was longer than MAX_PASTE_BYTES and its tail was dropped. */

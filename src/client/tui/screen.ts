@@ -39,7 +39,7 @@
  */
 import { SecureChatError } from "../../errors.ts";
 import { LineEditor } from "./editor.ts";
-import { ESC_TIMEOUT_MS, KeyDecoder, type KeyEvent, type KeyName } from "./keys.ts";
+import { ESC_TIMEOUT_MS, KeyDecoder, type KeyEvent, type KeyName, ROOM_KEYS } from "./keys.ts";
 import { AUTOWRAP_OFF, AUTOWRAP_ON, type Segment, terminalRows } from "./sanitize.ts";
 
 export interface ScreenInput {
@@ -503,21 +503,10 @@ export class Screen {
         this.redraw();
         return true;
       }
-      case "alt-left":
-      case "alt-right":
-      case "alt-1":
-      case "alt-2":
-      case "alt-3":
-      case "alt-4":
-      case "alt-5":
-      case "alt-6":
-      case "alt-7":
-      case "alt-8":
-      case "alt-9":
+      default:
+        if (!ROOM_KEYS.has(event.name)) return false;
         this.#options.onKey?.(event.name);
         return true;
-      default:
-        return false;
     }
   }
 
