@@ -179,7 +179,6 @@ export async function runChat(a: ChatConfig): Promise<void> {
       }
       if (win) s.setPrompt(win.prompt());
       s.start();
-      if (loginCancelled) s.stop();
       void client.finished.then(quit);
     });
     s.stop();
