@@ -152,6 +152,7 @@ export class ChatWindow {
       case "unsent": {
         const p = this.#take(e.id);
         if (p) this.screen.print([...this.#own(p, Date.now()), "  ", this.#mark(`[not sent: ${e.reason}]`)]);
+        else this.#print(e);
         return;
       }
       default:
