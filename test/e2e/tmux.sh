@@ -355,8 +355,9 @@ tm send-keys -t exp Enter
 wait_input "carol@#general> half typed" exp && ok || { bad "carol: the screen and the half-typed line did not come back after the password"; dump exp; }
 cursor=$(tm display-message -p -t exp '#{cursor_y},#{cursor_x}')
 [ "$cursor" = "29,26" ] && ok || bad "carol: cursor at $cursor after the prompt, want 29,26"
-# Once connected again, the line is sent normally; the room's history (from the server) has it, and not the password.
-for _ in $(seq 1 100); do [ "$(screen exp | grep -c '^-- connected to ')" -ge 2 ] && break; sleep 0.1; done
+# Once connected again (a second "connected", or "reconnected" from an engine that resumes), the line is
+# sent normally; the room's history (from the server) has it, and not the password.
+for _ in $(seq 1 100); do [ "$(screen exp | grep -cE '^-- (connected to |reconnected after )')" -ge 2 ] && break; sleep 0.1; done
 tm send-keys -t exp Enter
 wait_screen '^[0-9]{2}:[0-9]{2} <carol> half typed$' exp && ok || { bad "carol: the line after the prompt was not sent"; dump exp; }
 tm send-keys -t exp -l "/history 50"; tm send-keys -t exp Enter
