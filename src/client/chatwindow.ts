@@ -58,6 +58,8 @@ export class ChatWindow {
   readonly #nicks = new Map<string, Set<string>>();
   readonly #pending = new Map<number, Pending>();
   readonly #mention: RegExp;
+  /** The room the last "now talking in" line named (at first, the room asked for). */
+  #announced: string;
 
   constructor(
     readonly screen: WindowScreen,
@@ -67,6 +69,7 @@ export class ChatWindow {
   ) {
     // User names are [a-z0-9_-]: nothing in them needs escaping in a pattern but "-", which is literal outside a class.
     this.#mention = new RegExp(`(?<!${NAME_CHAR})${me}(?!${NAME_CHAR})`, "giu");
+    this.#announced = rooms.room;
   }
 
   prompt(): string {
@@ -109,7 +112,9 @@ export class ChatWindow {
         this.#unread.delete(e.room);
         this.#mentions.delete(e.room);
         this.screen.setPrompt(this.prompt());
-        this.screen.print(this.#note(`now talking in #${e.room}`));
+        // Said when it changes, not when an engine confirms the room it started in (or rejoined).
+        if (e.room !== this.#announced) this.screen.print(this.#note(`now talking in #${e.room}`));
+        this.#announced = e.room;
         return this.#status();
       case "room":
         this.#nicks.set(e.room, new Set(e.users));

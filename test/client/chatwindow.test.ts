@@ -81,6 +81,15 @@ describe("rooms as windows", () => {
     expect(screen.status).toBe("[1:#general*] [2:#ops]");
   });
 
+  test("the first room confirmed again is not announced; a real change is", () => {
+    const { screen, join, rooms } = setup();
+    join("general", ["alice"]);
+    expect(screen.printed.filter((l) => l.includes("now talking"))).toEqual([]);
+    join("ops", ["alice"]);
+    rooms.switchTo("ops");
+    expect(screen.printed.filter((l) => l.includes("now talking"))).toEqual(["-- now talking in #ops"]);
+  });
+
   test("a line from another room is labelled and counted; a mention is counted and rings; switching clears the counts", () => {
     const { screen, win, join, say, rooms } = setup();
     join("general", ["alice", "bob"]);
