@@ -58,8 +58,8 @@ export class ChatWindow {
   readonly #nicks = new Map<string, Set<string>>();
   readonly #pending = new Map<number, Pending>();
   readonly #mention: RegExp;
-  /** The room the last "now talking in" line named (at first, the room asked for). */
-  #announced: string;
+  /** The room the last "now talking in" line named; at first, the first room joined. */
+  #announced: string | null = null;
 
   constructor(
     readonly screen: WindowScreen,
@@ -69,7 +69,6 @@ export class ChatWindow {
   ) {
     // User names are [a-z0-9_-]: nothing in them needs escaping in a pattern but "-", which is literal outside a class.
     this.#mention = new RegExp(`(?<!${NAME_CHAR})${me}(?!${NAME_CHAR})`, "giu");
-    this.#announced = rooms.room;
   }
 
   prompt(): string {
@@ -117,6 +116,7 @@ export class ChatWindow {
         this.#announced = e.room;
         return this.#status();
       case "room":
+        this.#announced ??= e.room;
         this.#nicks.set(e.room, new Set(e.users));
         this.#print(e);
         return this.#status();

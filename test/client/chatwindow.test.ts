@@ -42,7 +42,16 @@ class FakeScreen implements WindowScreen {
 }
 
 class FakeRooms implements Rooms {
-  room = "general";
+  #room = "general";
+  /** Reading the room before the engine exists (the window is made first) fails, as a getter over a const in its TDZ does. */
+  ready = false;
+  get room(): string {
+    if (!this.ready) throw new ReferenceError("the engine is not made yet");
+    return this.#room;
+  }
+  set room(room: string) {
+    this.#room = room;
+  }
   rooms: string[] = [];
   constructor(private readonly emit: (e: ChatEvent) => void) {}
   switchTo(room: string): boolean {
@@ -58,6 +67,7 @@ function setup() {
   let win!: ChatWindow;
   const rooms = new FakeRooms((e) => win.show(e));
   win = new ChatWindow(screen, rooms, "alice", false);
+  rooms.ready = true;
   const join = (room: string, users: string[]) => {
     rooms.rooms.push(room);
     win.show({ type: "room", room, users, seq: 0 });
