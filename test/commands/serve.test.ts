@@ -5,12 +5,17 @@
  * in-process; permission errors (this may run as root) are given to the
  * same mapping directly.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CliError, EXIT } from "../../src/commands/exit.ts";
 import { dataDirFailure, listenFailure } from "../../src/commands/serve.ts";
+import { fingerprint } from "../../src/fingerprint.ts";
+import { ChatServer } from "../../src/server/server.ts";
+import { auditorPublicLine } from "../../src/transcript/keys.ts";
+import { auditorKeyPair } from "../transcript/helpers.ts";
+import { waitFor } from "../server/helpers.ts";
 import { runCli } from "../cli.ts";
 
 const scratch = () => mkdtempSync(join(tmpdir(), "serve-errors-"));
@@ -87,4 +92,34 @@ describe("serve: the data directory", () => {
     const r = await runCli("serve", "--host", "192.0.2.1", "--port", "0", "--data", data);
     expect(r.stderr).toStartWith("securechat: cannot listen on 192.0.2.1:0");
   });
+});
+
+describe("serve: the start log", () => {
+  /** `serve ARGS… --json` in-process until it listens, then SIGTERM: its log lines, parsed. */
+  async function startLog(...args: string[]): Promise<Record<string, unknown>[]> {
+    const start = spyOn(ChatServer, "start");
+    const listeners = process.listenerCount("SIGTERM");
+    try {
+      const running = runCli("serve", "--port", "0", "--data", join(scratch(), "data"), "--json", ...args);
+      await waitFor("the server to start", () => start.mock.results.length > 0, 10_000);
+      await waitFor("serve to wait for a signal", () => process.listenerCount("SIGTERM") > listeners, 10_000);
+      process.emit("SIGTERM");
+      const r = await running;
+      expect(r.code).toBe(EXIT.OK);
+      return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    } finally {
+      start.mockRestore();
+    }
+  }
+
+  test("says whether sealing is on (and to which auditor key), the fsync policy and the checkpoint policy", async () => {
+    const auditor = auditorKeyPair();
+    const sealed = (await startLog("--auditor-key", auditorPublicLine(auditor.publicKey), "--fsync", "always", "--checkpoint-every", "500", "--checkpoint-interval", "30s")).find((j) => j.event === "transcript");
+    expect(sealed).toMatchObject({ level: "info", sealing: "on", auditor_key: fingerprint(auditor.publicKey), fsync: "always", checkpoint_every: 500, checkpoint_interval_s: 30 });
+    const plain = await startLog();
+    expect(plain.find((j) => j.event === "transcript")).toMatchObject({ sealing: "off", fsync: "batch", checkpoint_every: 1000, checkpoint_interval_s: 60 });
+    expect(plain.find((j) => j.event === "transcript")).not.toHaveProperty("auditor_key");
+    expect(plain.find((j) => j.event === "listening")).toMatchObject({ pid: process.pid });
+    for (const j of plain) expect(j.ts).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  }, 30_000);
 });
