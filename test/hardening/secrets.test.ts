@@ -453,7 +453,7 @@ describe("secrets, end to end", () => {
     for (const f of [AUDITOR_KEY, CHAT_TRANSCRIPT]) if ((lstatSync(f).mode & 0o777) !== 0o600) loose.push(`${relative(WORK, f)} ${(lstatSync(f).mode & 0o777).toString(8)}`);
     expect(loose).toEqual([]);
     // The data directory holds only what docs/SECURITY.md §2.4 lists: the walk above saw all of it.
-    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript"];
+    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript", "serve.lock", "serve.lock-journal", "serve.pid"];
     for (const name of readdirSync(DATA)) expect(listed).toContain(name);
   });
 });
