@@ -128,7 +128,7 @@ export default command({
     } catch (e) {
       throw dataDirFailure(e, dataDir);
     }
-    const logger = a.json ? log.jsonLogger() : await log.textLogger();
+    const logger = a.json ? log.jsonLogger() : log.textLogger();
     let server: Awaited<ReturnType<typeof ChatServer.start>>;
     let hostKey: ReturnType<typeof loadOrCreateHostKey>;
     try {

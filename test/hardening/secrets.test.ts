@@ -328,7 +328,7 @@ describe("secrets, end to end", () => {
     // The same port: the client's account directory and pin are per HOST:PORT.
     server = await serve([], "serve (text log)", server.port);
     address = server.address;
-    // consola's text lines, not JSON ("ℹ host_key_loaded …" on a terminal, "[info] host_key_loaded …" under CI)
+    // Text lines, not JSON ("2026-11-22T09:15:02.250Z INFO host_key_loaded …")
     expect(server.text()).toMatch(/host_key_(loaded|created)/);
     expect(server.text().trimStart().startsWith("{")).toBe(false);
     expectExit(await cli(HOME, ["login", "alice", "--server", address, "--password-stdin"], `${PASSWORD}\n`), 0);
