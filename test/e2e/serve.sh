@@ -3,8 +3,9 @@
 # a second server on the same data directory (refused, naming the first's
 # pid, the transcript untouched), a server killed with SIGKILL (the next one
 # starts, the transcript verifies), a --host that is not this machine's, a
-# port in use, and a --data that is a file. Each is one line and a hint,
-# exit 1, never "internal error".
+# port in use, a --data that is a file, and permissions (a data directory
+# out of reach, a port below 1024). Each is one line and a hint, exit 1,
+# never "internal error".
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
@@ -60,5 +61,22 @@ check "…and the file is untouched" test "$(cat "$work/passwd")" = "root:x:0:0"
 run "--data through a file" 1 "$bin" serve --port 0 --data "$work/passwd/data"
 expect "…says so" "a part of that path is not a directory"
 no_internal "--data through a file"
+
+# --- permissions (as an unprivileged user: root would be let through) ---
+low=()
+if [ "$(id -u)" = 0 ]; then low=(setpriv --reuid=65534 --regid=65534 --clear-groups); fi
+mkdir -m 000 "$work/closed"
+run "--data in a directory this user may not enter" 1 "${low[@]}" "$bin" serve --port 0 --data "$work/closed/data"
+expect "…says permission denied" "cannot use $work/closed/data as the data directory: permission denied"
+no_internal "--data not allowed"
+# (Where the kernel lets anyone bind port 80, there is no mistake to make.)
+if [ "$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024)" -gt 80 ]; then
+  mine=$(mktemp -d); [ "$(id -u)" = 0 ] && chown 65534:65534 "$mine"
+  run "a port below 1024 without privileges" 1 timeout 20 "${low[@]}" "$bin" serve --port 80 --data "$mine/data"
+  expect "…says permission denied" "cannot listen on 127.0.0.1:80: permission denied"
+  expect "…with a hint" "hint: ports below 1024 need privileges"
+  no_internal "--port 80"
+  rm -rf "$mine"
+fi
 
 finish serve.sh
