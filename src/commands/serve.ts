@@ -120,6 +120,11 @@ export default command({
     ]);
     const dataDir = serverData(a.data);
     process.umask(0o077);
+    // --host and --port are tried before the data directory is touched: a
+    // mistake there leaves it as it was. (A port in use may be the server that
+    // holds this data directory: the lock's message, naming it, comes first.)
+    const unlistenable = tryListen(a.host, port);
+    if (unlistenable && errno(unlistenable) !== "EADDRINUSE") throw listenFailure(unlistenable, a.host, port);
     // One server per data directory, held until this process ends (store/lock.ts):
     // taken before the host key, the transcript or a database is touched.
     let lock: ReturnType<typeof DataLock.acquire>;
@@ -127,6 +132,10 @@ export default command({
       lock = DataLock.acquire(dataDir);
     } catch (e) {
       throw dataDirFailure(e, dataDir);
+    }
+    if (unlistenable) {
+      lock.release();
+      throw listenFailure(unlistenable, a.host, port);
     }
     const logger = a.json ? log.jsonLogger() : log.textLogger();
     let server: Awaited<ReturnType<typeof ChatServer.start>>;
@@ -175,6 +184,16 @@ export default command({
 });
 
 const errno = (e: unknown): string | undefined => (e as { code?: unknown }).code as string | undefined;
+
+/** Why listening on HOST:PORT fails now, or null if it works (the socket is closed again at once). */
+function tryListen(hostname: string, port: number): unknown {
+  try {
+    Bun.listen({ hostname, port, socket: { data() {} } }).stop(true);
+    return null;
+  } catch (e) {
+    return e;
+  }
+}
 
 /** Why the data directory cannot be used, as one line and a hint; anything else unchanged. */
 export function dataDirFailure(e: unknown, dir: string): unknown {

@@ -6,7 +6,7 @@
  * same mapping directly.
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CliError, EXIT } from "../../src/commands/exit.ts";
@@ -37,18 +37,26 @@ describe("serve: cannot listen", () => {
     const data = join(scratch(), "data");
     const r = await runCli("serve", "--host", "192.0.2.1", "--port", "0", "--data", data);
     expectOperatorError(r, "cannot listen on 192.0.2.1:0: no interface of this machine has that address", "pass --host with one of this machine's addresses, 0.0.0.0 (all IPv4) or :: (all)");
+    // Tried before anything is written: no data directory, no host key, no transcript.
+    expect(existsSync(data)).toBe(false);
+    expect(r.stdout).toBe("");
   });
 
   test("--host with a name that does not resolve", async () => {
-    const r = await runCli("serve", "--host", "serve-test.invalid", "--port", "0", "--data", join(scratch(), "data"));
+    const data = join(scratch(), "data");
+    const r = await runCli("serve", "--host", "serve-test.invalid", "--port", "0", "--data", data);
     expectOperatorError(r, "cannot listen on serve-test.invalid:0: no such address here", "pass --host with one of this machine's addresses or a name that resolves to one");
+    expect(existsSync(data)).toBe(false);
   });
 
   test("a port in use (EADDRINUSE) is named, with a hint that another serve may hold it", async () => {
     const other = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     servers.push(other);
-    const r = await runCli("serve", "--port", String(other.port), "--data", join(scratch(), "data"));
+    const data = join(scratch(), "data");
+    const r = await runCli("serve", "--port", String(other.port), "--data", data);
     expectOperatorError(r, `cannot listen on 127.0.0.1:${other.port}: the address is in use`, "another program (perhaps another securechat serve) listens there: stop it, or pick another --port");
+    // Nothing but the lock was taken (and given back): no host key, no transcript, no database.
+    expect(readdirSync(data).sort()).toEqual(["serve.lock"]);
   });
 
   test("a low port without privileges (EACCES)", () => {
@@ -86,11 +94,13 @@ describe("serve: the data directory", () => {
   });
 
   test("a refused start leaves no lock behind: the next serve on the directory gets past it", async () => {
+    const other = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    servers.push(other);
     const data = join(scratch(), "data");
-    await runCli("serve", "--host", "192.0.2.1", "--port", "0", "--data", data);
+    await runCli("serve", "--port", String(other.port), "--data", data);
     expect(existsSync(join(data, "serve.pid"))).toBe(false);
-    const r = await runCli("serve", "--host", "192.0.2.1", "--port", "0", "--data", data);
-    expect(r.stderr).toStartWith("securechat: cannot listen on 192.0.2.1:0");
+    const r = await runCli("serve", "--port", String(other.port), "--data", data);
+    expect(r.stderr).toStartWith(`securechat: cannot listen on 127.0.0.1:${other.port}: the address is in use`);
   });
 });
 

@@ -25,6 +25,8 @@ run "a second serve on the same --data refuses" 1 "$bin" serve --port 0 --data "
 expect "…naming the running one's pid" "$work/data is in use by another securechat server (pid $first)"
 expect "…with a hint" "hint: stop that server first (kill $first)"
 no_internal "second serve"
+run "…also on the same --port: the data directory's message comes first" 1 "$bin" serve --port "$port" --data "$work/data" --json
+expect "…naming the pid" "(pid $first)"
 check "…and leaves the transcript as it was" test "$(digest)" = "$before"
 check "the first server still runs" kill -0 "$first"
 
@@ -42,6 +44,7 @@ run "--host 192.0.2.1 (not this machine's)" 1 "$bin" serve --host 192.0.2.1 --po
 expect "…says no interface has it" "cannot listen on 192.0.2.1:0: no interface of this machine has that address"
 expect "…with a hint" "hint: pass --host"
 no_internal "--host 192.0.2.1"
+check "…and leaves no data directory behind" test ! -e "$work/d2"
 
 start_server "$work/d3"
 run "a port in use" 1 "$bin" serve --port "$port" --data "$work/d4"
