@@ -125,6 +125,10 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   /** Reading from the socket is paused until the output drains (`congested`). */
   paused = false;
   lastHeard = Date.now();
+  /** When the session began (login), for the log line when it ends. */
+  loggedInAt = 0;
+  /** Why the server ended it, or the peer said it ends it (the log line's reason), if either did. */
+  endedBy: string | null = null;
   pinged = false;
   /** A bye or logout is waiting behind held requests. */
   leaving = false;
@@ -335,6 +339,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.phase = "ready";
       this.hs = null;
       this.keys = null;
+      this.loggedInAt = Date.now();
       this.server.authenticated(this);
       this.server.log.info("login", { user: ok.user, source: this.source, session: this.session, method: ok.method });
     } catch (e) {
@@ -393,6 +398,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
 
   /** Answers bye after everything already queued, then closes. */
   private goodbye(reason: string): void {
+    this.endedBy ??= reason;
     // Leaves the chat at once (no more deliveries; the others see it go), but
     // the bye goes behind any ack still waiting for the transcript, and the
     // connection closes once it is sent.
@@ -420,6 +426,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   /** Tells the peer why, then closes: cleartext before the keys exist, sealed after. */
   closeWith(err: { code: string; message: string }): void {
     if (this.phase === "closed") return;
+    this.endedBy ??= err.code;
     try {
       const msg: Message = { type: "error", code: err.code, message: fitText(err.message, ERROR_TEXT_MAX) };
       if (this.phase === "ready") this.outbox.flush();
@@ -457,6 +464,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
     // A peer's own `error` (PROTOCOL.md §4.10) is never answered with one: we just close.
     if (isSecureChatError(e, "handshake_refused") || isSecureChatError(e, "peer_error")) {
       this.server.log.info("peer_error", { source: this.source, user: this.user || undefined });
+      this.endedBy ??= "peer_error";
       this.phase = "closed";
       this.framed.end();
       return;
@@ -502,7 +510,10 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   /** FramedHandler: the connection is gone. */
   closed(reason: string): void {
     const wasAuthenticated = this.user !== "";
-    if (wasAuthenticated) this.server.log.info("session_closed", { user: this.user, source: this.source, reason });
+    if (wasAuthenticated) {
+      const durationS = Math.round((Date.now() - this.loggedInAt) / 100) / 10;
+      this.server.log.info("session_closed", { user: this.user, source: this.source, reason: this.endedBy ?? reason, duration_s: durationS });
+    }
     this.server.chat.disconnect(this);
     this.phase = "closed";
     this.outbox.clear();

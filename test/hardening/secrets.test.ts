@@ -328,7 +328,7 @@ describe("secrets, end to end", () => {
     // The same port: the client's account directory and pin are per HOST:PORT.
     server = await serve([], "serve (text log)", server.port);
     address = server.address;
-    // consola's text lines, not JSON ("ℹ host_key_loaded …" on a terminal, "[info] host_key_loaded …" under CI)
+    // Text lines, not JSON ("2026-11-22T09:15:02.250Z INFO host_key_loaded …")
     expect(server.text()).toMatch(/host_key_(loaded|created)/);
     expect(server.text().trimStart().startsWith("{")).toBe(false);
     expectExit(await cli(HOME, ["login", "alice", "--server", address, "--password-stdin"], `${PASSWORD}\n`), 0);
@@ -453,7 +453,7 @@ describe("secrets, end to end", () => {
     for (const f of [AUDITOR_KEY, CHAT_TRANSCRIPT]) if ((lstatSync(f).mode & 0o777) !== 0o600) loose.push(`${relative(WORK, f)} ${(lstatSync(f).mode & 0o777).toString(8)}`);
     expect(loose).toEqual([]);
     // The data directory holds only what docs/SECURITY.md §2.4 lists: the walk above saw all of it.
-    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript"];
+    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript", "serve.lock", "serve.lock-journal", "serve.pid"];
     for (const name of readdirSync(DATA)) expect(listed).toContain(name);
   });
 });
