@@ -40,7 +40,19 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
   password_stdin_empty: { exit: EXIT.USAGE },
   passwords_differ: { exit: EXIT.USAGE },
   no_terminal: { exit: EXIT.USAGE, hints: () => ["pass --password-stdin and write the password as the first line of stdin"] },
-  user_needed: { exit: EXIT.USAGE, hints: () => ["pass --user NAME"] },
+  user_needed: {
+    exit: EXIT.USAGE,
+    hints: (d) =>
+      d.elsewhere
+        ? [
+            `to use your session there, pass --server ${d.elsewhere} (or set it as the default: SECURECHAT_SERVER or server = in config.toml)`,
+            `host names are not aliases here: to chat at ${d.server}, log in there with "securechat login NAME --server ${d.server}"`,
+          ]
+        : ["pass --user NAME"],
+  },
+  config_invalid: { exit: EXIT.USAGE, hints: (d) => [`fix or remove ${d.path}: it may hold only server = "HOST:PORT", user = "NAME" and # comments`] },
+  connect_failed: { hints: (d) => connectHints(d) },
+  connect_timeout: { hints: () => ["check the address and that the server is running; a firewall may be dropping the connection"] },
   identity_exists: { hints: (d) => [`log in with "securechat login ${d.user}", or remove ${d.path} if that account is gone`] },
   identity_missing: { hints: (d) => (d.user === undefined ? [] : [`create the account with "securechat register ${d.user}"`]) },
   no_ticket: {
@@ -60,6 +72,12 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
     ],
   },
 };
+
+/** What to do when nothing answered at HOST:PORT (refused, unreachable, no such host). */
+function connectHints(d: ErrorDetail): string[] {
+  if (d.reason === "ENOTFOUND" || d.reason === "EAI_AGAIN") return [`check the host name "${d.host}" (--server HOST:PORT, $SECURECHAT_SERVER or server = in config.toml)`];
+  return [`is the server running? start one with "securechat serve --host ${d.host} --port ${d.port}", or check --server`];
+}
 
 /** What to do about a server's refusal, by the server's code (docs/PROTOCOL.md §6). */
 function refusalHints(code: string): string[] {
