@@ -1,5 +1,6 @@
 import { type ErrorDetail, type SecureChatError, isSecureChatError } from "../errors.ts";
 import { isAuthFailure, isHostKeyFailure } from "../client/failures.ts";
+import { sessionsEverywhere } from "../client/sessions.ts";
 
 /** Exit codes of the user-visible contract (docs/DESIGN.md §2, README "Exit codes"). */
 export const EXIT = {
@@ -56,7 +57,10 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
   identity_exists: { hints: (d) => [`log in with "securechat login ${d.user}", or remove ${d.path} if that account is gone`] },
   identity_missing: { hints: (d) => (d.user === undefined ? [] : [`create the account with "securechat register ${d.user}"`]) },
   no_ticket: {
-    hints: (d) => [`run "securechat login ${d.user} --server ${d.server}" first, or pass --password-stdin with the password as the first line`],
+    hints: (d) => [
+      ...sessionsElsewhere(String(d.user), String(d.server)),
+      `run "securechat login ${d.user} --server ${d.server}" first, or pass --password-stdin with the password as the first line`,
+    ],
   },
   host_key_changed: { hints: (d) => [`if the server's key was really replaced, remove line ${d.line} of ${d.path} and connect again`] },
   host_key_unknown: { hints: () => ["check the fingerprint with the server's operator, then pass --accept-new-host"] },
@@ -72,6 +76,19 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
     ],
   },
 };
+
+/**
+ * Where `user` does have a session, when it has none at `server`: host
+ * names are not aliases (src/client/sessions.ts), so a session made at
+ * 127.0.0.1:7447 is not found at localhost:7447, and this says where it is.
+ */
+function sessionsElsewhere(user: string, server: string): string[] {
+  const there = sessionsEverywhere()
+    .filter((s) => s.server !== server && s.users.includes(user))
+    .map((s) => s.server);
+  if (there.length === 0) return [];
+  return [`${user} has a session on ${there.join(", ")}: pass --server ${there[0]} (host names are not aliases: each HOST:PORT has its own sessions)`];
+}
 
 /** What to do when nothing answered at HOST:PORT (refused, unreachable, no such host). */
 function connectHints(d: ErrorDetail): string[] {

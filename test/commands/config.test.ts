@@ -153,3 +153,17 @@ describe("a connection that fails says what to check, not 'internal error'", () 
     expect(r.stderr).toMatch(/\nhint: (check the host name "no-such-host\.invalid"|is the server running\?)/);
   });
 });
+
+describe("a user with no session at this address but one elsewhere", () => {
+  test("chat as config.toml's user at localhost says where that user does have a session", async () => {
+    ticket("127.0.0.1:7447", "alice");
+    writeConfig('user = "alice"\n');
+    const r = await run("chat", "--server", "localhost:7447");
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(
+      "securechat: no valid session ticket for alice at localhost:7447\n" +
+        "hint: alice has a session on 127.0.0.1:7447: pass --server 127.0.0.1:7447 (host names are not aliases: each HOST:PORT has its own sessions)\n" +
+        'hint: run "securechat login alice --server localhost:7447" first, or pass --password-stdin with the password as the first line\n',
+    );
+  });
+});
