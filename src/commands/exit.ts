@@ -119,6 +119,50 @@ function exitCodeOf(e: SecureChatError): ExitCode {
   return RULES[e.code]?.exit ?? EXIT.FAILURE;
 }
 
+/** What a failed file-system call was doing, by its syscall. */
+const SYSCALLS: Record<string, string> = {
+  mkdir: "create the directory",
+  open: "open",
+  read: "read",
+  write: "write",
+  rename: "rename a file to",
+  unlink: "remove",
+  stat: "look at",
+  lstat: "look at",
+  scandir: "list the directory",
+  opendir: "list the directory",
+  chmod: "change the permissions of",
+  access: "access",
+};
+
+/** Why, by errno code, said for a person. */
+const ERRNOS: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EEXIST: "something else is already there",
+  ENOENT: "no such file or directory",
+  ENOTDIR: "a part of the path is not a directory",
+  EISDIR: "it is a directory",
+  EROFS: "the file system is read-only",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "the disk quota is exceeded",
+  ELOOP: "too many symbolic links",
+  ENAMETOOLONG: "the name is too long",
+};
+
+/**
+ * A file-system call that failed on a path the user chose or whose
+ * permissions they control (a --data or $SECURECHAT_HOME inside a file, a
+ * read-only disk): one line naming the path, not an internal error.
+ */
+function systemError(e: unknown): string | null {
+  if (!(e instanceof Error)) return null;
+  const { code, syscall, path } = e as Error & { code?: unknown; syscall?: unknown; path?: unknown };
+  if (typeof code !== "string" || !Object.hasOwn(ERRNOS, code) || typeof path !== "string") return null;
+  const doing = typeof syscall === "string" && Object.hasOwn(SYSCALLS, syscall) ? SYSCALLS[syscall] : "use";
+  return `cannot ${doing} ${path}: ${ERRNOS[code]} (${code})`;
+}
+
 /**
  * The one place an error becomes what a person reads and the exit code
  * (docs/DESIGN.md §2, §3): a CliError as thrown, a SecureChatError by its
@@ -135,6 +179,8 @@ export function fromError(e: unknown): CliError {
     ], { cause: e });
   }
   if (isSecureChatError(e)) return new CliError(exitCodeOf(e), e.message, RULES[e.code]?.hints?.(e.detail) ?? [], { cause: e });
+  const sys = systemError(e);
+  if (sys) return new CliError(EXIT.FAILURE, sys, ["check the path and its permissions"], { cause: e });
   const message = e instanceof Error ? e.message : String(e);
   return new CliError(EXIT.FAILURE, `internal error: ${message}`, ["run again with --debug for a stack trace, and report it"], { cause: e });
 }

@@ -167,3 +167,22 @@ describe("a user with no session at this address but one elsewhere", () => {
     );
   });
 });
+
+describe("a file-system mistake is one line naming the path, not an internal error", () => {
+  test("$SECURECHAT_HOME inside a file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "config-test-file-"));
+    writeFileSync(join(dir, "afile"), "");
+    process.env.SECURECHAT_HOME = join(dir, "afile", "home");
+    const { fromError } = await import("../../src/commands/exit.ts");
+    let thrown: unknown;
+    try {
+      saveTicket("h:1", "alice", { ticket: randomBytes(32), expiresAt: Date.now() + 1000, key: ed25519Generate() });
+    } catch (e) {
+      thrown = e;
+    }
+    const said = fromError(thrown);
+    expect(said.exitCode).toBe(1);
+    expect(said.message).toBe(`cannot create the directory ${join(dir, "afile", "home", "accounts", "h:1")}: a part of the path is not a directory (ENOTDIR)`);
+    expect(said.hints).toEqual(["check the path and its permissions"]);
+  });
+});
