@@ -32,6 +32,11 @@ function writeConfig(text: string): string {
   return configPath();
 }
 
+/** Runs the CLI and expects exactly this exit code and stderr, and nothing on stdout. */
+async function expectRun(argv: string[], code: number, stderr: string): Promise<void> {
+  expect(await run(...argv)).toEqual({ code, stdout: "", stderr });
+}
+
 const ticket = (server: string, user: string) => saveTicket(server, user, { ticket: randomBytes(32), expiresAt: Date.now() + 3_600_000, key: ed25519Generate() });
 
 describe("config.toml", () => {
@@ -118,9 +123,9 @@ describe("host names are not aliases, but the error says where you do have sessi
     ticket("127.0.0.1:7447", "alice");
     ticket("127.0.0.1:7447", "bob");
     ticket("chat.example:7447", "alice");
-    const r = await run("chat", "--server", "localhost:7447");
-    expect(r.code).toBe(2);
-    expect(r.stderr).toBe(
+    await expectRun(
+      ["chat", "--server", "localhost:7447"],
+      2,
       "securechat: nobody is logged in to localhost:7447; you have sessions on 127.0.0.1:7447 (alice, bob), chat.example:7447 (alice)\n" +
         "hint: to use your session there, pass --server 127.0.0.1:7447 (or set it as the default: SECURECHAT_SERVER or server = in config.toml)\n" +
         'hint: host names are not aliases here: to chat at localhost:7447, log in there with "securechat login NAME --server localhost:7447"\n',
@@ -136,9 +141,9 @@ describe("host names are not aliases, but the error says where you do have sessi
 describe("a connection that fails says what to check, not 'internal error'", () => {
   test("refused: names the address and hints at serve --host/--port", async () => {
     ticket("127.0.0.1:1", "alice");
-    const r = await run("logout", "alice", "--server", "127.0.0.1:1");
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe(
+    await expectRun(
+      ["logout", "alice", "--server", "127.0.0.1:1"],
+      1,
       "securechat: cannot connect to 127.0.0.1:1: connection refused (nothing is listening on that port)\n" +
         'hint: is the server running? start one with "securechat serve --host 127.0.0.1 --port 1", or check --server\n',
     );
@@ -158,9 +163,9 @@ describe("a user with no session at this address but one elsewhere", () => {
   test("chat as config.toml's user at localhost says where that user does have a session", async () => {
     ticket("127.0.0.1:7447", "alice");
     writeConfig('user = "alice"\n');
-    const r = await run("chat", "--server", "localhost:7447");
-    expect(r.code).toBe(3);
-    expect(r.stderr).toBe(
+    await expectRun(
+      ["chat", "--server", "localhost:7447"],
+      3,
       "securechat: no valid session ticket for alice at localhost:7447\n" +
         "hint: alice has a session on 127.0.0.1:7447: pass --server 127.0.0.1:7447 (host names are not aliases: each HOST:PORT has its own sessions)\n" +
         'hint: run "securechat login alice --server localhost:7447" first, or pass --password-stdin with the password as the first line\n',

@@ -12,20 +12,7 @@ set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
 
-if ! command -v tmux >/dev/null 2>&1; then
-  if [ "${CI:-}" = true ]; then
-    bad "tmux is not installed (CI=true: install it, e.g. apt-get install -y tmux)"
-    finish register.sh
-  fi
-  echo "SKIP: tmux not installed (apt-get install -y tmux to run this test)"
-  exit 0
-fi
-unset TMUX TMUX_PANE
-
-begin
-sock="securechat-e2e-register-$$-$RANDOM"
-tm() { tmux -L "$sock" -f /dev/null "$@"; }
-cleanup_extra() { tm kill-server 2>/dev/null; }
+tmux_begin register.sh
 
 # The pane as text, scrollback included, trailing spaces trimmed.
 screen() { tm capture-pane -p -S - -t "$1" | sed 's/ *$//'; }
@@ -39,14 +26,6 @@ wait_screen() {
   done
   return 1
 }
-# wait_exit_file FILE: until the pane's command has written its exit status; at most 100 × 0.1 s.
-wait_exit_file() {
-  for _ in $(seq 1 100); do
-    [ -s "$1" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 dump() { echo "    --- pane $1 ---"; screen "$1" | show; }
 # type TARGET TEXT: types TEXT (literally) and Enter.
 type_line() { tm send-keys -t "$1" -l "$2"; tm send-keys -t "$1" Enter; }
@@ -55,6 +34,11 @@ q() { printf '%q' "$1"; }
 start() {
   local cmd="SECURECHAT_HOME=$(q "$work/home-$1") NO_COLOR=1 $(q "$bin") register $2 --server $srv; echo EXIT:\$? > $(q "$work/$1.exit")"
   tm new-session -d -s "$1" -x 100 -y 30 "$cmd" \; set-option -t "$1" remain-on-exit on
+}
+# expect_exit NAME CODE: passes when the register in session NAME ends with exit status CODE.
+expect_exit() {
+  if ! wait_for "$work/$1.exit" "^EXIT:"; then bad "$1: register did not end"; dump "$1"; return; fi
+  if [ "$(cat "$work/$1.exit")" = "EXIT:$2" ]; then ok; else bad "$1: $(cat "$work/$1.exit"), want EXIT:$2"; dump "$1"; fi
 }
 # row_of TARGET PATTERN: the number of the first row matching the extended regex (0 if none).
 row_of() { screen "$1" | grep -nE -- "$2" | head -n 1 | cut -d: -f1 | grep . || echo 0; }
@@ -88,7 +72,7 @@ wait_screen bob '^Password:' 3 && ok || { bad "bob: the password is not asked a 
 type_line bob "$good"
 wait_screen bob '^Repeat the password:' 2 || { bad "bob: no second confirmation prompt"; dump bob; }
 type_line bob "$good"
-if wait_exit_file "$work/bob.exit"; then [ "$(cat "$work/bob.exit")" = EXIT:0 ] && ok || { bad "bob: $(cat "$work/bob.exit"), want EXIT:0"; dump bob; }; else bad "bob: register did not end"; dump bob; fi
+expect_exit bob 0
 wait_screen bob "^registered bob at $srv" && ok || { bad "bob: not registered"; dump bob; }
 host_row=$(row_of bob "^The authenticity of")
 name_row=$(row_of bob '^the name "bob" is free')
@@ -105,7 +89,7 @@ expect "bob's line is acknowledged" '"type":"ack"'
 start carol alice
 wait_screen carol '\(yes/no\)' || { bad "carol: no host key question"; dump carol; }
 type_line carol yes
-if wait_exit_file "$work/carol.exit"; then [ "$(cat "$work/carol.exit")" = EXIT:1 ] && ok || { bad "carol: $(cat "$work/carol.exit"), want EXIT:1"; dump carol; }; else bad "carol: register did not end"; dump carol; fi
+expect_exit carol 1
 wait_screen carol "^securechat: the name \"alice\" is taken at $srv$" && ok || { bad "carol: the taken name is not said"; dump carol; }
 wait_screen carol '^hint: choose another user name$' && ok || { bad "carol: no hint"; dump carol; }
 screen carol | grep -q 'Password' && { bad "carol: a password was asked for a taken name"; dump carol; } || ok
@@ -119,7 +103,7 @@ for i in 1 2 3; do
   wait_screen dave '^Password:' "$i" || { bad "dave: password prompt $i missing"; dump dave; }
   type_line dave "dave"
 done
-if wait_exit_file "$work/dave.exit"; then [ "$(cat "$work/dave.exit")" = EXIT:2 ] && ok || { bad "dave: $(cat "$work/dave.exit"), want EXIT:2"; dump dave; }; else bad "dave: register did not end"; dump dave; fi
+expect_exit dave 2
 wait_screen dave '^securechat: password: too short \(4 characters' && ok || { bad "dave: the last refusal is not the error"; dump dave; }
 [ "$(screen dave | grep -c '; try again$')" = 2 ] && ok || { bad "dave: want two 'try again' lines"; dump dave; }
 [ -e "$work/home-dave/accounts/$srv/dave.key" ] && bad "dave: an identity key was left behind" || ok

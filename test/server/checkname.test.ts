@@ -5,25 +5,15 @@
  * the address's penalty, and counts toward --max-auth-tries — so asking is
  * no cheaper a way to enumerate names than registering them.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
-import type { ServerOptions } from "../../src/server/server.ts";
-import { type RawSession, type TestServer, outcome, rawSession, registerRaw, startServer, ticketLogin } from "./helpers.ts";
+import { type RawSession, outcome, rawSession, registerRaw, serversStoppedAfterAll, ticketLogin } from "./helpers.ts";
 
 const NET = 20_000;
 const PW = "check name test passphrase";
 
-const servers: TestServer[] = [];
-afterAll(async () => {
-  for (const t of servers) await t.server.stop();
-});
-
-async function server(opts: Partial<ServerOptions> = {}): Promise<TestServer> {
-  const t = await startServer(opts);
-  servers.push(t);
-  return t;
-}
+const server = serversStoppedAfterAll();
 
 async function check(s: RawSession, user: string): Promise<Message> {
   s.send({ type: "check_name", user });
