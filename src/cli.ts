@@ -65,7 +65,10 @@ async function resolveCommand(argv: string[]): Promise<Resolved> {
     const i = rest.findIndex((a) => !a.startsWith("-"));
     // Commands with sub-commands take no options of their own (only --help, --debug).
     const stray = rest.slice(0, i < 0 ? rest.length : i).find((a) => !HELP.has(a) && a !== "--debug");
-    if (stray) throw new CliError(EXIT.USAGE, `unknown option "${stray.split("=")[0]}"`, [`run "${path.join(" ")} --help" for usage`]);
+    if (stray) {
+      const near = didYouMean(stray.split("=")[0]!, path.length === 1 ? ["--help", "--version", "--debug"] : ["--help", "--debug"]);
+      throw new CliError(EXIT.USAGE, `unknown option "${stray.split("=")[0]}"`, [...(near ? [near] : []), `run "${path.join(" ")} --help" for usage`]);
+    }
     if (i < 0) return { cmd, path, rest };
     const name = rest[i]!;
     const sub = Object.hasOwn(subs, name) ? await resolve(subs[name]) : undefined;

@@ -14,8 +14,10 @@
  * quotes. Anything else — an unknown key, a table, a number, a missing
  * quote — is a one-line error naming the file and the line, never ignored:
  * a typo in `server` must not silently send a password to another server.
+ * For the same reason a config.toml that other users could have written
+ * (group- or world-writable, or not the user's own) is refused.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
 import { clientHome, writePrivateFile } from "../paths.ts";
@@ -94,6 +96,12 @@ export function parseConfig(text: string, path: string): ClientConfig {
 export function readConfig(): ClientConfig {
   const path = configPath();
   if (!existsSync(path)) return { path };
+  // As ssh does with its config: a file someone else can change could send
+  // this user's password to their server, so it is refused, not read.
+  const st = statSync(path);
+  if ((st.mode & 0o022) !== 0 || (process.getuid && st.uid !== process.getuid())) {
+    throw new SecureChatError("config_unsafe", `${path}: writable by other users (mode ${(st.mode & 0o777).toString(8)}) or owned by another user; not read`, { detail: { path } });
+  }
   let text: string;
   try {
     text = readFileSync(path, "utf8");

@@ -191,3 +191,20 @@ describe("a file-system mistake is one line naming the path, not an internal err
     expect(said.hints).toEqual(["check the path and its permissions"]);
   });
 });
+
+describe("a config.toml others can write is not read", () => {
+  test("group- or world-writable: refused with the chmod to run", async () => {
+    const { chmodSync } = await import("node:fs");
+    const path = writeConfig('server = "evil.example:7447"\n');
+    for (const mode of [0o666, 0o620]) {
+      chmodSync(path, mode);
+      await expectRun(
+        ["chat"],
+        2,
+        `securechat: ${path}: writable by other users (mode ${mode.toString(8)}) or owned by another user; not read\nhint: if its contents are yours, run "chmod 600 ${path}"\n`,
+      );
+    }
+    chmodSync(path, 0o644);
+    expect(readConfig().server?.id).toBe("evil.example:7447");
+  });
+});

@@ -118,6 +118,7 @@ describe("did you mean", () => {
     [["chat", "--sever", "h:1"], 'unknown option "--sever"', 'did you mean "--server"?'],
     [["login", "alice", "--password-stdn"], 'unknown option "--password-stdn"', 'did you mean "--password-stdin"?'],
     [["chat", "--acept-new-host"], 'unknown option "--acept-new-host"', 'did you mean "--accept-new-host"?'],
+    [["--verison"], 'unknown option "--verison"', 'did you mean "--version"?'],
   ])("%p: one line, the suggestion, then how to get help", async (argv, message, hint) => {
     const r = await run(...argv);
     expect(r.code).toBe(2);
