@@ -10,16 +10,15 @@
  * every line read was sent and acknowledged, and the --transcript file got
  * every line; otherwise 1, with one line saying everything that went wrong.
  */
-import { readdirSync } from "node:fs";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkUserName } from "./account.ts";
 import { ChatClient, type ChatEvent } from "./chat.ts";
 import { parseLine, runCommand } from "./chatcommands.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
 import type { ServerAddress } from "./connection.ts";
-import { accountDir } from "./keystore.ts";
 import { BoundedOutput } from "./output.ts";
 import { promptHidden } from "./prompt.ts";
+import { pickUser } from "./sessions.ts";
 import { StdinLines } from "./stdin.ts";
 import { Screen } from "./tui/screen.ts";
 import { colorEnabled } from "./tui/colors.ts";
@@ -27,7 +26,7 @@ import { colorEnabled } from "./tui/colors.ts";
 /** `chat`'s flags, checked (src/commands/chat.ts): nothing here is parsed again. */
 export interface ChatConfig {
   addr: ServerAddress;
-  /** --user, a valid name; else the one user logged in to `addr` is chosen. */
+  /** --user (or config.toml's user), a valid name; else the one user logged in to `addr` is chosen. */
   user?: string;
   room: string;
   json: boolean;
@@ -35,19 +34,6 @@ export interface ChatConfig {
   transcriptMax?: number;
   passwordStdin: boolean;
   acceptNewHost: boolean;
-}
-
-/** --user, or the one user with a ticket for this server. */
-function pickUser(serverId: string, given?: string): string {
-  if (given !== undefined) return given;
-  let users: string[] = [];
-  try {
-    users = readdirSync(accountDir(serverId)).filter((f) => f.endsWith(".ticket")).map((f) => f.slice(0, -".ticket".length));
-  } catch {
-    // no account directory: nobody has logged in here
-  }
-  if (users.length === 1) return users[0]!;
-  throw new SecureChatError("user_needed", users.length === 0 ? `nobody is logged in to ${serverId}` : `several users are logged in to ${serverId}: ${users.join(", ")}`);
 }
 
 /** After the session ended early, how much of stdin is looked at to say what was not sent (characters), and for how long. */

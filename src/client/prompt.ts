@@ -100,6 +100,35 @@ export async function promptYesNo(question: string): Promise<boolean> {
   return false;
 }
 
+/**
+ * A new account's password: from `--password-stdin`, one try, checked by
+ * `check` (the policy); or from the terminal, checked by `check` as soon as
+ * it is typed and asked again if refused, then asked a second time to
+ * confirm; `tries` attempts in all (a refusal or a mismatch uses one).
+ */
+export async function obtainNewPassword(opts: { fromStdin: boolean; check: (password: string) => Promise<void>; tries?: number }): Promise<string> {
+  if (opts.fromStdin) {
+    const pw = await obtainPassword({ fromStdin: true, confirm: false });
+    await opts.check(pw);
+    return pw;
+  }
+  const tries = opts.tries ?? 3;
+  for (let i = 1; ; i++) {
+    const again = i < tries ? "; try again" : "";
+    const pw = await promptHidden("Password: ");
+    try {
+      await opts.check(pw);
+    } catch (e) {
+      if (!isSecureChatError(e, "password_policy") || i >= tries) throw e;
+      process.stderr.write(`${e.message}${again}\n`);
+      continue;
+    }
+    if ((await promptHidden("Repeat the password: ")) === pw) return pw;
+    if (i >= tries) throw new SecureChatError("passwords_differ", "the two passwords differ");
+    process.stderr.write(`the two passwords differ${again}\n`);
+  }
+}
+
 /** The password from `--password-stdin` or the terminal; `confirm` asks twice (register). */
 export async function obtainPassword(opts: { fromStdin: boolean; confirm: boolean; prompt?: string }): Promise<string> {
   if (opts.fromStdin) {

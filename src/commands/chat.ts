@@ -6,9 +6,9 @@ import { parseInteger, parseRoomName } from "./values.ts";
 export default command({
   meta: { name: "chat", description: "Chat in rooms and direct messages (interactive, or scripted from a pipe)" },
   args: {
-    user: { type: "string", description: "User to chat as (default: the only user logged in to this server)", valueHint: "NAME" },
+    user: { type: "string", alias: ["u"], description: "User to chat as (default: user in config.toml, else the only user logged in to this server)", valueHint: "NAME" },
     ...args.server,
-    room: { type: "string", description: "Room to join first", valueHint: "NAME", default: "general" },
+    room: { type: "string", alias: ["r"], description: "Room to join first", valueHint: "NAME", default: "general" },
     json: { type: "boolean", description: "One JSON object per event on stdout (default when stdout is not a terminal)" },
     transcript: { type: "string", description: "Append your own view (sent, received, acks) as JSON lines to FILE", valueHint: "FILE" },
     "transcript-max": {
@@ -21,16 +21,19 @@ export default command({
     ...args.debug,
   },
   examples: [
-    "securechat chat --user alice",
+    "securechat chat",
+    "securechat chat -u alice -r ops -s chat.example:7447",
     "printf 'hello\\nbye\\n' | securechat chat --user bot",
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
   ],
   async run({ args: a }) {
     // Every flag is checked before anything touches the disk or the network:
     // a bad one leaves $SECURECHAT_HOME and the --transcript file as they were.
-    const [{ checkUserName }, { parseServerAddress }] = await Promise.all([import("../client/account.ts"), import("../client/connection.ts")]);
-    const addr = parseServerAddress(a.server);
-    if (a.user !== undefined) checkUserName(a.user);
+    const [{ checkUserName }, { target }] = await Promise.all([import("../client/account.ts"), import("./defaults.ts")]);
+    const t = await target(a.server);
+    const addr = t.addr;
+    const user = a.user ?? t.config.user;
+    if (user !== undefined) checkUserName(user);
     const room = parseRoomName("--room", a.room);
     if (a.transcript === "") throw new CliError(EXIT.USAGE, "--transcript needs a file name, not an empty one");
     const max = a["transcript-max"];
@@ -39,7 +42,7 @@ export default command({
     const { runChat } = await import("../client/chatcli.ts");
     return runChat({
       addr,
-      user: a.user,
+      user,
       room,
       json: Boolean(a.json),
       transcript: a.transcript,

@@ -196,7 +196,15 @@ const SCHEMAS = {
     ticket: optional(bytes(32)),
     ticket_key: optional(bytes(32)),
   },
+  // Before register: is the name free? (PROTOCOL.md §5.1.)
+  check_name: {
+    user: userName,
+  },
   // Server answers (PROTOCOL.md §5.2).
+  name_status: {
+    user: userName,
+    available: bool,
+  },
   welcome: {
     user: userName,
     session_id: bytes(16),
@@ -265,6 +273,7 @@ export type ClientHello = Message<"client_hello">;
 export type ServerHello = Message<"server_hello">;
 export type Register = Message<"register">;
 export type Login = Message<"login">;
+export type CheckName = Message<"check_name">;
 export type Welcome = Message<"welcome">;
 export type ErrorMessage = Message<"error">;
 

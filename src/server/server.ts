@@ -23,7 +23,7 @@ import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, 
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
-import { login } from "./login.ts";
+import { checkName, login } from "./login.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
@@ -272,6 +272,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         const msgs = this.channel!.openSecret(body);
         if (msgs.length !== 1) throw new SecureChatError("protocol_violation", "protocol: the login record must hold exactly one message");
         const m = this.hs!.receiveAuth(msgs[0]!);
+        if (m.type === "check_name") return this.checkName(m);
         this.phase = "authenticating";
         void this.authenticate(m);
         return;
@@ -349,11 +350,30 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   }
 
   /**
+   * A check_name (PROTOCOL.md §5.1), answered at once. It is no login, so it
+   * counts toward --max-auth-tries as a refused attempt does.
+   */
+  private checkName(m: Message<"check_name">): void {
+    let available: boolean;
+    try {
+      available = checkName(this.server, m, this.sourceKey, Date.now());
+    } catch (e) {
+      return this.authFailed(m, e);
+    }
+    this.server.log.info("check_name", { source: this.source, user: m.user, available });
+    if (++this.failures >= this.server.opts.maxAuthTries) {
+      return this.closeWith({ code: "too_many_failures", message: `${this.failures} failed attempts on this connection` });
+    }
+    this.hs!.retry();
+    this.send({ type: "name_status", user: m.user, available });
+  }
+
+  /**
    * Every refused attempt counts toward --max-auth-tries (so a peer cannot
    * loop forever even on cheap refusals); only wrong credentials count
    * toward the source's penalty.
    */
-  private authFailed(m: Message<"register" | "login">, e: unknown): void {
+  private authFailed(m: Message<"register" | "login" | "check_name">, e: unknown): void {
     const err = wireError(e);
     this.failures++;
     if (err.code === "auth_failed") {

@@ -563,7 +563,7 @@ describe("argv and environment carry no secret", () => {
       for (const m of text.matchAll(/\benv\??\.([A-Z_][A-Z0-9_]*)/g)) names.add(m[1]!);
       expect(text, relative(REPO, f)).not.toMatch(/\benv\[|Bun\.env/);
     }
-    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
+    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_HOME", "SECURECHAT_SERVER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
   });
 });
 

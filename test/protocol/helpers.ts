@@ -89,6 +89,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     },
     register: { type: "register", user: "alice", identity_key: r.bytes(32), sig: r.bytes(64), password: "correct horse battery staple", ticket_key: r.bytes(32) },
     login: { type: "login", user: "bob_2", sig: r.bytes(64), password: "hunter2 — ünïcödé 🔐", ticket_key: r.bytes(32) },
+    check_name: { type: "check_name", user: "erin" },
+    name_status: { type: "name_status", user: "erin", available: true },
     welcome: { type: "welcome", user: "carol-x", session_id: r.bytes(16), ticket: r.bytes(32), ticket_expires: 1_900_000_000_000 },
     error: { type: "error", code: "bad_request", message: "that did not parse — try again ✓" },
     logout: { type: "logout" },

@@ -100,6 +100,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     ticket: { kind: "bytes", n: 32, optional: true },
     ticket_key: { kind: "bytes", n: 32, optional: true },
   },
+  check_name: { user: { kind: "user" } },
+  name_status: { user: { kind: "user" }, available: { kind: "bool" } },
   welcome: {
     user: { kind: "user" },
     session_id: { kind: "bytes", n: 16 },
@@ -443,7 +445,7 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["direct.from", "direct.to", "dm.to", "joined.user", "left.user", "login.user", "message.from", "register.user", "welcome.user"].sort(),
+      ["check_name.user", "direct.from", "direct.to", "dm.to", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
@@ -512,9 +514,9 @@ describe("room names", () => {
 
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
-  test("every boolean field is covered, and all are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual(["direct.action", "dm.action", "message.action", "message.history", "say.action"]);
-    expect(BOOL.every(([, f]) => f.spec.optional)).toBe(true);
+  test("every boolean field is covered, and all but name_status.available are optional", () => {
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(["direct.action", "dm.action", "message.action", "message.history", "name_status.available", "say.action"]);
+    expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
     for (const v of [true, false]) {

@@ -445,6 +445,12 @@ namespace Spec {
       ["code", { text: [1, 64] }],
       ["message", { text: [0, 512] }],
     ],
+    // §5.1 the name check.
+    check_name: [["user", "user"]],
+    name_status: [
+      ["user", "user"],
+      ["available", "bool"],
+    ],
     // §5.3
     logout: [],
     bye: [["reason", { text: [0, 256] }]],
