@@ -1,6 +1,6 @@
 /**
- * Terminal input for secrets and questions. consola has no masked prompt, so
- * the password prompt is written here: raw mode, nothing echoed, backspace,
+ * Terminal input for secrets and questions. The password prompt reads in
+ * raw mode: nothing echoed, backspace,
  * Ctrl-U to clear, Ctrl-C / Ctrl-D to cancel. Prompts go to stderr so stdout
  * stays clean for pipes.
  */

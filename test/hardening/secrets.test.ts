@@ -70,9 +70,8 @@ interface Output {
 const outputs: Output[] = [];
 
 /**
- * The environment of every child: the test runner's, without what makes
- * consola (std-env) think it is under test and drop info lines from the
- * text log, which is what this test reads.
+ * The environment of every child: the test runner's, without NODE_ENV and
+ * TEST, so each child runs as a user's would.
  */
 function childEnv(extra: Record<string, string> = {}): Record<string, string | undefined> {
   const { NODE_ENV: _n, TEST: _t, ...env } = process.env;
