@@ -451,7 +451,11 @@ namespace Spec {
     ping: [],
     pong: [],
     // §7.1 requests.
-    join: [["room", "room"]],
+    join: [
+      ["room", "room"],
+      ["since", { int: [0, MAX_SAFE] }, true],
+      ["limit", { int: [0, 1000] }, true],
+    ],
     leave: [["room", "room"]],
     say: [
       ["id", { int: [0, MAX_SAFE] }],
@@ -470,6 +474,7 @@ namespace Spec {
     history: [
       ["room", "room"],
       ["limit", { int: [1, 1000] }],
+      ["since", { int: [0, MAX_SAFE] }, true],
     ],
     // §7.2 events and answers.
     ack: [
@@ -535,6 +540,7 @@ namespace Spec {
     history_end: [
       ["room", "room"],
       ["count", { int: [0, 1000] }],
+      ["more", "bool", true],
     ],
     notice: [
       ["code", { text: [1, 64] }],
