@@ -22,6 +22,7 @@ import { cpSync } from "node:fs";
 import { join } from "node:path";
 import { type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
+import type { ServerOptions } from "../../src/server/server.ts";
 import type { Logger } from "../../src/log.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
@@ -121,29 +122,35 @@ function pinGate(t: TestServer, gate: Gate): string {
   return id;
 }
 
+/** A reconnecting ChatClient (short waits) of `user` at `address`; started by the caller, quit at the end of the test. */
+function reconnecting(address: string, user: string, sink: Collector, password: () => Promise<string>, extra: Partial<ChatClient["opts"]> = {}): ChatClient {
+  const client = new ChatClient(
+    { addr: parseServerAddress(address), user, trust: { acceptNew: false }, room: "lobby", password, reconnect: true, reconnectBaseMs: 20, ...extra },
+    sink,
+  );
+  cleanup.push(() => quitAll(client));
+  return client;
+}
+
 /** A reconnecting ChatClient of `c` on machine `m`, through `gate`, started in `room`. */
 async function resumingClient(t: TestServer, gate: Gate, m: Machine, c: Cred, room: string, extra: Partial<ChatClient["opts"]> = {}) {
   const sink = new Collector();
   useMachine(m);
   const id = pinGate(t, gate);
   saveTicket(id, c.user, { ticket: c.ticket, expiresAt: c.expiresAt, key: c.ticketKey });
-  const client = new ChatClient(
-      {
-        addr: parseServerAddress(gate.address),
-        user: c.user,
-        trust: { acceptNew: false },
-        room,
-        password: () => Promise.reject(new Error("test: the ticket should have been enough")),
-        reconnect: true,
-        reconnectBaseMs: 20,
-        ...extra,
-      },
-      sink,
-    );
-  cleanup.push(() => quitAll(client));
+  const client = reconnecting(gate.address, c.user, sink, () => Promise.reject(new Error("test: the ticket should have been enough")), { room, ...extra });
   await client.start();
   await sink.inRoom(room);
   return { client, sink };
+}
+
+/** A server on a copy of the seed (its chat options changed by `chat`), behind a Gate; both stopped at the end of the test. */
+async function gated(chat: Partial<ChatOptions>, extra: Partial<ServerOptions> = {}): Promise<{ t: TestServer; gate: Gate }> {
+  const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST, ...chat }, ...extra });
+  cleanup.push(() => t.server.stop());
+  const gate = await Gate.start(t.port);
+  cleanup.push(() => gate.close());
+  return { t, gate };
 }
 
 /** Room messages `sink` delivered for `room`, as "seq text", live and history alike. */
@@ -241,10 +248,7 @@ describe("a server restart (stopped, started again on the same data and port)", 
 describe("a dropped connection (the server keeps running)", () => {
   test("live messages arriving while the history is paged in are neither lost nor repeated; every seq once, in order", async () => {
     // A small history budget: what was missed takes several pages.
-    const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, history: 100, historyBytes: 20_000, flood: FAST } });
-    cleanup.push(() => t.server.stop());
-    const gate = await Gate.start(t.port);
-    cleanup.push(() => gate.close());
+    const { t, gate } = await gated({ history: 100, historyBytes: 20_000 });
     const { client: a, sink } = await resumingClient(t, gate, machine("paging-alice"), cred(seed, "alice"), "lobby");
     const bob = await bobIn(t.port, "lobby");
     await bobSays(bob, [["lobby", "before"]]);
@@ -269,10 +273,7 @@ describe("a dropped connection (the server keeps running)", () => {
   }, NET);
 
   test("messages the server no longer keeps are reported as a gap, not hidden", async () => {
-    const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, history: 3, flood: FAST } });
-    cleanup.push(() => t.server.stop());
-    const gate = await Gate.start(t.port);
-    cleanup.push(() => gate.close());
+    const { t, gate } = await gated({ history: 3 });
     const { sink } = await resumingClient(t, gate, machine("gap-alice"), cred(seed, "alice"), "lobby");
     const bob = await bobIn(t.port, "lobby");
     gate.open = false;
@@ -286,10 +287,7 @@ describe("a dropped connection (the server keeps running)", () => {
   }, NET);
 
   test("a line pending when the connection drops is reported unsent as 'may or may not have arrived', and never sent twice", async () => {
-    const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST } });
-    cleanup.push(() => t.server.stop());
-    const gate = await Gate.start(t.port);
-    cleanup.push(() => gate.close());
+    const { t, gate } = await gated({});
     const { client: a, sink } = await resumingClient(t, gate, machine("pending-alice"), cred(seed, "alice"), "lobby");
     const bob = await bobIn(t.port, "lobby");
     gate.frozen = true; // what the client sends from now on never reaches the server
@@ -310,10 +308,7 @@ describe("a dropped connection (the server keeps running)", () => {
 
   for (const piped of [false, true]) {
     test(`at most ${QUEUE_MAX} lines wait for the connection; past it ${piped ? "a piped say waits for room (stdin is not read)" : "an interactive line is refused visibly"}`, async () => {
-      const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST } });
-      cleanup.push(() => t.server.stop());
-      const gate = await Gate.start(t.port);
-      cleanup.push(() => gate.close());
+      const { t, gate } = await gated({});
       const { client: a, sink } = await resumingClient(t, gate, machine(`queue-${piped}`), cred(seed, "alice"), "lobby", { waitWhenQueueFull: piped });
       const bob = await bobIn(t.port, "lobby");
       gate.open = false;
@@ -344,10 +339,7 @@ describe("a dropped connection (the server keeps running)", () => {
 
 describe("reconnecting meets trouble", () => {
   test("a changed host key during a reconnect ends the client with the host key error's code (exit 4 in the command)", async () => {
-    const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST } });
-    cleanup.push(() => t.server.stop());
-    const gate = await Gate.start(t.port);
-    cleanup.push(() => gate.close());
+    const { t, gate } = await gated({});
     const { client: a, sink } = await resumingClient(t, gate, machine("hostkey-alice"), cred(seed, "alice"), "lobby");
     // Another server (another host key) now answers at the same address.
     const impostor = await startServer();
@@ -362,31 +354,16 @@ describe("reconnecting meets trouble", () => {
 
   test("the ticket expires mid-chat: the server ends the session, the client asks for the password, logs in again and resumes", async () => {
     const password = "5-footed heron walks the long grey pier at dawn";
-    const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST }, ticketTtlMs: 3000 });
-    cleanup.push(() => t.server.stop());
-    const gate = await Gate.start(t.port);
-    cleanup.push(() => gate.close());
+    const { t, gate } = await gated({}, { ticketTtlMs: 3000 });
     useMachine(machine("expiry-alice"));
     const id = pinGate(t, gate);
     await saveIdentity(id, "alice", cred(seed, "alice").identity, password);
     let asked = 0;
     const sink = new Collector();
-    const a = new ChatClient(
-        {
-          addr: parseServerAddress(gate.address),
-          user: "alice",
-          trust: { acceptNew: false },
-          room: "lobby",
-          password: async () => {
-            asked++;
-            return password;
-          },
-          reconnect: true,
-          reconnectBaseMs: 20,
-        },
-        sink,
-      );
-    cleanup.push(() => quitAll(a));
+    const a = reconnecting(gate.address, "alice", sink, async () => {
+      asked++;
+      return password;
+    });
     await a.start();
     expect(asked).toBe(1); // no ticket on this machine yet
     const bob = await bobIn(t.port, "lobby");
@@ -408,19 +385,7 @@ describe("reconnecting meets trouble", () => {
     const bot = await registerWithTicket(t.port, "botty", "a bot's passphrase that is long enough to pass");
     install(t, bot);
     const sink = new Collector();
-    const a = new ChatClient(
-        {
-          addr: parseServerAddress(t.address),
-          user: "botty",
-          trust: { acceptNew: false },
-          room: "lobby",
-          password: () => Promise.reject(new SecureChatError("no_ticket", "no password from a pipe")),
-          reconnect: true,
-          reconnectBaseMs: 20,
-        },
-        sink,
-      );
-    cleanup.push(() => quitAll(a));
+    const a = reconnecting(t.address, "botty", sink, () => Promise.reject(new SecureChatError("no_ticket", "no password from a pipe")));
     await a.start();
     await a.finished;
     expect(a.failureCode).toBe("session_expired");

@@ -259,13 +259,17 @@ describe("join since (resuming a room)", () => {
     seqs: msgs.flatMap((x) => (x.type === "message" && x.history ? [x.seq] : [])),
     end: msgs.find((x) => x.type === "history_end"),
   });
+  /** A lobby where bob has said `n` lines (`text(i)`), and alice, connected, not in it yet. */
+  const lobby = (n: number, opts: Partial<ChatOptions>, text = (i: number) => `m${i}`) => {
+    const s = setup(opts);
+    const bob = s.connect("bob");
+    s.join(bob, "lobby");
+    for (let i = 1; i <= n; i++) s.say(bob, "lobby", text(i));
+    return { ...s, bob, alice: s.connect("alice") };
+  };
 
   test("join with since gets exactly the messages after since, oldest first; live ones follow without overlap", () => {
-    const { chat, connect, join, say } = setup({ history: 10 });
-    const bob = connect("bob");
-    join(bob, "lobby");
-    for (let i = 1; i <= 7; i++) say(bob, "lobby", `m${i}`);
-    const alice = connect("alice");
+    const { chat, say, bob, alice } = lobby(7, { history: 10 });
     chat.handle(alice, { type: "join", room: "lobby", since: 4 });
     const a = answer(alice.take());
     expect(a.room).toEqual(expect.objectContaining({ type: "room", seq: 7 }));
@@ -277,11 +281,7 @@ describe("join since (resuming a room)", () => {
   });
 
   test("since equal to the room's seq, or past it (the server lost its numbers), gets no history; the room's seq tells the client", () => {
-    const { chat, connect, join, say } = setup({ history: 10 });
-    const bob = connect("bob");
-    join(bob, "lobby");
-    for (let i = 1; i <= 3; i++) say(bob, "lobby", `m${i}`);
-    const alice = connect("alice");
+    const { chat, connect, alice } = lobby(3, { history: 10 });
     chat.handle(alice, { type: "join", room: "lobby", since: 3 });
     expect(answer(alice.take())).toEqual({ room: expect.objectContaining({ seq: 3 }), seqs: [], end: { type: "history_end", room: "lobby", count: 0 } });
     const carol = connect("carol");
@@ -290,11 +290,7 @@ describe("join since (resuming a room)", () => {
   });
 
   test("messages the server no longer keeps are a gap the client can see: the first seq sent is past since + 1", () => {
-    const { chat, connect, join, say } = setup({ history: 5 });
-    const bob = connect("bob");
-    join(bob, "lobby");
-    for (let i = 1; i <= 12; i++) say(bob, "lobby", `m${i}`);
-    const alice = connect("alice");
+    const { chat, alice } = lobby(12, { history: 5 });
     chat.handle(alice, { type: "join", room: "lobby", since: 2 });
     const a = answer(alice.take());
     expect(a.seqs).toEqual([8, 9, 10, 11, 12]);
@@ -302,11 +298,7 @@ describe("join since (resuming a room)", () => {
   });
 
   test("what does not fit one answer is paged: the oldest after since that fit, more: true, then history with since continues", () => {
-    const { chat, connect, join, say } = setup({ history: 50, historyBytes: 20_000 });
-    const bob = connect("bob");
-    join(bob, "lobby");
-    for (let i = 1; i <= 10; i++) say(bob, "lobby", `${i} ${"z".repeat(4000)}`);
-    const alice = connect("alice");
+    const { chat, alice } = lobby(10, { history: 50, historyBytes: 20_000 }, (i) => `${i} ${"z".repeat(4000)}`);
     chat.handle(alice, { type: "join", room: "lobby", since: 1 });
     let a = answer(alice.take());
     expect(a.seqs).toEqual([2, 3, 4, 5]);
@@ -322,11 +314,7 @@ describe("join since (resuming a room)", () => {
   });
 
   test("limit 0 asks for no history at all (a bot's --no-history); limit caps the count with or without since", () => {
-    const { chat, connect, join, say } = setup({ history: 10 });
-    const bob = connect("bob");
-    join(bob, "lobby");
-    for (let i = 1; i <= 6; i++) say(bob, "lobby", `m${i}`);
-    const alice = connect("alice");
+    const { chat, alice } = lobby(6, { history: 10 });
     chat.handle(alice, { type: "join", room: "lobby", limit: 0 });
     expect(answer(alice.take())).toEqual({ room: expect.objectContaining({ seq: 6 }), seqs: [], end: { type: "history_end", room: "lobby", count: 0 } });
     chat.handle(alice, { type: "join", room: "lobby", limit: 2 });
