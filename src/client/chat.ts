@@ -231,7 +231,7 @@ export class ChatClient {
   async #connect(): Promise<void> {
     let resumed = await resumeWithTicket(this.opts);
     if (!resumed) {
-      await login(this.opts, await this.opts.password());
+      await login(this.opts, await this.#password());
       resumed = await resumeWithTicket(this.opts);
       if (!resumed) throw new SecureChatError("ticket_refused", "logged in, but the new ticket was refused");
     }
@@ -241,6 +241,20 @@ export class ChatClient {
       this.emit({ type: "connected", server: this.opts.addr.id, user: resumed.welcome.user, session: Buffer.from(resumed.welcome.session_id).toString("base64") });
     }
     this.#reader = this.#readLoop(resumed.session);
+  }
+
+  /**
+   * The password, from the front end. Mid-chat (the ticket expired), a front
+   * end that cannot or will not give one (a pipe; Ctrl-C at the prompt) ends
+   * the client instead of being asked again and again.
+   */
+  async #password(): Promise<string> {
+    if (this.#state === "connecting") return this.opts.password();
+    try {
+      return await this.opts.password();
+    } catch (e) {
+      throw new NoPassword(e);
+    }
   }
 
   emit(e: ChatEvent): void {
@@ -540,10 +554,10 @@ export class ChatClient {
         await this.#connect();
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
-        if (isHostKeyFailure(e) || isAuthFailure(e)) {
+        if (e instanceof NoPassword || isHostKeyFailure(e) || isAuthFailure(e)) {
           this.emit({ type: "local", text: message });
-          // No way to log in again (no password from a pipe): the session expired, as the server said.
-          if (isSecureChatError(e, "no_ticket")) {
+          // No password to log in again with (a pipe, or the prompt cancelled): the session expired, as the server said.
+          if (e instanceof NoPassword) {
             this.failure = `your session expired and could not be renewed: ${message}`;
             this.failureCode = "session_expired";
           } else {
@@ -692,6 +706,13 @@ export class ChatClient {
     }
     this.#finish("left");
     await this.#reader;
+  }
+}
+
+/** The front end gave no password when one was needed mid-chat. */
+class NoPassword extends Error {
+  constructor(readonly reason: unknown) {
+    super(reason instanceof Error ? reason.message : String(reason));
   }
 }
 

@@ -377,18 +377,30 @@ describe("reconnecting meets trouble", () => {
     expect(seen(sink, "lobby")).toEqual(["1 said while alice logs in again"]);
   }, NET);
 
-  test("the ticket expires and there is no way to ask for a password (piped): the client ends, session_expired, no hang", async () => {
-    const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST }, ticketTtlMs: 2000 });
-    cleanup.push(() => t.server.stop());
-    useMachine(machine("expiry-bot"));
-    // A short-lived ticket, issued by this server.
-    const bot = await registerWithTicket(t.port, "botty", "a bot's passphrase that is long enough to pass");
-    install(t, bot);
-    const sink = new Collector();
-    const a = reconnecting(t.address, "botty", sink, () => Promise.reject(new SecureChatError("no_ticket", "no password from a pipe")));
-    await a.start();
-    await a.finished;
-    expect(a.failureCode).toBe("session_expired");
-    expect(a.failure).toMatch(/session expired/);
-  }, NET);
+  const refusals: [string, () => Error][] = [
+    ["no terminal to ask on (piped)", () => new SecureChatError("no_ticket", "no password from a pipe")],
+    ["Ctrl-C at the prompt", () => new Error("interrupted")],
+  ];
+  for (const [why, refusal] of refusals) {
+    test(`the ticket expires and no password comes (${why}): the client ends once, session_expired, without asking again`, async () => {
+      const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST }, ticketTtlMs: 2000 });
+      cleanup.push(() => t.server.stop());
+      useMachine(machine(`expiry-bot-${why.length}`));
+      // A short-lived ticket, issued by this server.
+      const bot = await registerWithTicket(t.port, `bot${why.length}`, "a bot's passphrase that is long enough to pass");
+      install(t, bot);
+      const sink = new Collector();
+      let asked = 0;
+      const a = reconnecting(t.address, bot.user, sink, () => {
+        asked++;
+        return Promise.reject(refusal());
+      });
+      await a.start();
+      await a.finished;
+      expect(asked).toBe(1);
+      expect(a.failureCode).toBe("session_expired");
+      expect(a.failure).toMatch(/session expired/);
+      expect(a.failureError).toBeNull();
+    }, NET);
+  }
 });
