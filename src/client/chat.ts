@@ -145,6 +145,8 @@ export class ChatClient {
   #joined: (() => void) | null = null;
   /** When the connection was lost (for `reconnected.after_ms`). */
   #lostAt = 0;
+  /** A change of the current room to say after the event being handled. */
+  #announce: string | null = null;
   /** The user name the server welcomed. */
   #me = "";
   /** Why the session ended, if it was not this client's own quit. */
@@ -359,7 +361,7 @@ export class ChatClient {
           this.#rooms.delete(m.room);
           // Leaving the current room makes the one joined before it current (else the next).
           const next = order[i - 1] ?? order[i + 1];
-          if (this.#current === m.room && next !== undefined) this.#setCurrent(next);
+          if (this.#current === m.room && next !== undefined) this.#setCurrent(next, true);
         }
         break;
       case "notice":
@@ -377,6 +379,10 @@ export class ChatClient {
         return;
     }
     this.emit(m);
+    if (this.#announce !== null) {
+      this.emit({ type: "current", room: this.#announce });
+      this.#announce = null;
+    }
     if (m.type === "error") {
       if (this.opts.reconnect && !this.#closing && RECONNECT_CODES.has(m.code)) {
         return this.#lost(`the server closed the session: ${m.message}`);
@@ -407,12 +413,12 @@ export class ChatClient {
         this.#quietNotices++;
         return true;
       }
-      this.#setCurrent(m.room);
+      this.#setCurrent(m.room, true);
       return false;
     }
     if (!st) this.#rooms.set(m.room, { seq: m.seq, resume: null });
     else if (!st.resume) st.seq = Math.max(st.seq, m.seq);
-    this.#setCurrent(m.room);
+    this.#setCurrent(m.room, true);
     return false;
   }
 
@@ -487,7 +493,7 @@ export class ChatClient {
     if (st?.resume) {
       this.#rooms.delete(room);
       this.emit({ type: "local", text: `could not rejoin ${room}: ${why}` });
-      if (this.#current === room && this.#rooms.size > 0) this.#setCurrent(this.rooms[0]!);
+      if (this.#current === room && this.#rooms.size > 0) this.#setCurrent(this.rooms[0]!, true);
       this.#checkResumed();
     }
     if (room === this.opts.room && this.#state === "connecting") {
@@ -496,11 +502,13 @@ export class ChatClient {
     }
   }
 
-  #setCurrent(room: string): void {
+  /** Makes `room` current; `later`: said after the server's event that caused it (room, left, notice). */
+  #setCurrent(room: string, later = false): void {
     if (room === this.#current && this.#state !== "connecting") return;
     this.#current = room;
     if (this.#state === "connecting") this.#state = "ready";
-    this.emit({ type: "current", room });
+    if (later) this.#announce = room;
+    else this.emit({ type: "current", room });
   }
 
   #wake(): void {
@@ -622,7 +630,9 @@ export class ChatClient {
     if (problem !== null) return this.#unsent(id, `not sent: ${problem}`);
     const r = { ...req, id, text: req.text.replace(/\t/g, "    ") };
     if (this.#state === "ended") return this.#unsent(id, "not sent: the session has ended");
-    if (this.#state !== "ready" || this.#queue.length > 0) {
+    // Before the first join is answered the session is there: lines go out (the server answers them in order).
+    const open = this.#state === "ready" || (this.#state === "connecting" && this.#session !== null);
+    if (!open || this.#queue.length > 0) {
       if (this.#queue.length >= QUEUE_MAX && this.opts.waitWhenQueueFull) {
         while (this.#queue.length >= QUEUE_MAX && !this.#closing) await new Promise<void>((w) => this.#queueWaiters.push(w));
         if (this.ended) return this.#unsent(id, "not sent: the session has ended");
@@ -635,7 +645,7 @@ export class ChatClient {
     }
     await this.#window();
     if (this.ended) return this.#unsent(id, "not sent: the session has ended");
-    if (this.#state !== "ready") {
+    if (this.#state !== "ready" && !(this.#state === "connecting" && this.#session !== null)) {
       // The connection went while this line waited for the window: it waits for the next one.
       this.#queue.push({ id, req: r });
       return this.emit({ ...sentEvent(r), queued: true });
