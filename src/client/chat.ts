@@ -465,7 +465,7 @@ export class ChatClient {
       return true;
     }
     // The first room, joined with --since-seq: said here, since no `reconnected` will.
-    if (r.gap > 0) this.emit({ type: "local", text: `${r.gap} message(s) of ${m.room} after seq ${st.seq - r.missed - r.gap} are no longer kept by the server` });
+    if (r.gap > 0) this.emit({ type: "local", text: `${r.gap} message(s) of ${m.room} that you asked for are no longer kept by the server` });
     return false;
   }
 

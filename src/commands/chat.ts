@@ -10,9 +10,19 @@ export default command({
     ...args.server,
     room: { type: "string", description: "Room to join first", valueHint: "NAME", default: "general" },
     json: { type: "boolean", description: "One JSON object per event on stdout (default when stdout is not a terminal)" },
-    history: { type: "boolean", default: true, description: "Show the room's recent messages on joining (--no-history: only new ones)" },
+    history: {
+      type: "boolean",
+      default: true,
+      description: "Show the room's recent messages on joining",
+      negativeDescription: "Show none of the room's past: only what is said from now on",
+    },
     "since-seq": { type: "string", description: "Show only the messages of --room after its seq N (a bot resuming where it stopped)", valueHint: "N" },
-    reconnect: { type: "boolean", default: true, description: "Reconnect and resume every room when the connection drops (--no-reconnect: exit 1)" },
+    reconnect: {
+      type: "boolean",
+      default: true,
+      description: "Reconnect and resume every room when the connection drops or the server restarts",
+      negativeDescription: "Exit 1 when the connection is lost instead",
+    },
     transcript: { type: "string", description: "Append your own view (sent, received, acks) as JSON lines to FILE", valueHint: "FILE" },
     "transcript-max": {
       type: "string",

@@ -337,6 +337,31 @@ describe("a dropped connection (the server keeps running)", () => {
   }
 });
 
+describe("the first room's history (chat --no-history, --since-seq)", () => {
+  test("none of it; or only what came after a seq, with what the server no longer keeps and a numbering that went back said", async () => {
+    const { t, gate } = await gated({ history: 4 });
+    const bob = await bobIn(t.port, "lobby");
+    await bobSays(bob, Array.from({ length: 6 }, (_, i) => ["lobby", `m${i + 1}`] as [string, string]));
+    const start = async (history: ChatClient["opts"]["history"], name: string) => {
+      const { client, sink } = await resumingClient(t, gate, machine(name), cred(seed, "alice"), "lobby", { history });
+      await client.quit();
+      return sink;
+    };
+    const none = await start("none", "since-none");
+    expect(seen(none, "lobby")).toEqual([]);
+    expect(none.of("history_end")).toEqual([{ type: "history_end", room: "lobby", count: 0 }]);
+    const after4 = await start({ since: 4 }, "since-4");
+    expect(seen(after4, "lobby")).toEqual(["5 m5", "6 m6"]);
+    expect(after4.of("local")).toEqual([]);
+    const after0 = await start({ since: 0 }, "since-0");
+    expect(seen(after0, "lobby")).toEqual(["3 m3", "4 m4", "5 m5", "6 m6"]);
+    expect(after0.of("local").map((l) => l.text)).toEqual(["2 message(s) of lobby that you asked for are no longer kept by the server"]);
+    const ahead = await start({ since: 99 }, "since-99");
+    expect(seen(ahead, "lobby")).toEqual([]);
+    expect(ahead.of("local").map((l) => l.text)).toEqual([expect.stringMatching(/^the server's numbering of lobby went back from 99 to 6/)]);
+  }, NET);
+});
+
 describe("reconnecting meets trouble", () => {
   test("a changed host key during a reconnect ends the client with the host key error's code (exit 4 in the command)", async () => {
     const { t, gate } = await gated({});
