@@ -10,6 +10,19 @@ export default command({
     ...args.server,
     room: { type: "string", alias: ["r"], description: "Room to join first", valueHint: "NAME", default: "general" },
     json: { type: "boolean", description: "One JSON object per event on stdout (default when stdout is not a terminal)" },
+    history: {
+      type: "boolean",
+      default: true,
+      description: "Show the room's recent messages on joining",
+      negativeDescription: "Show none of the room's past: only what is said from now on",
+    },
+    "since-seq": { type: "string", description: "Show only the messages of --room after its seq N (a bot resuming where it stopped)", valueHint: "N" },
+    reconnect: {
+      type: "boolean",
+      default: true,
+      description: "Reconnect and resume every room when the connection drops or the server restarts",
+      negativeDescription: "Exit 1 when the connection is lost instead",
+    },
     transcript: { type: "string", description: "Append your own view (sent, received, acks) as JSON lines to FILE", valueHint: "FILE" },
     "transcript-max": {
       type: "string",
@@ -25,6 +38,7 @@ export default command({
     "securechat chat -u alice -r ops -s chat.example:7447",
     "printf 'hello\\nbye\\n' | securechat chat --user bot",
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
+    "securechat chat --user bot --no-history < /dev/null | jq -c 'select(.type==\"message\")'",
   ],
   async run({ args: a }) {
     // Every flag is checked before anything touches the disk or the network:
@@ -39,6 +53,9 @@ export default command({
     const max = a["transcript-max"];
     if (max !== undefined && a.transcript === undefined) throw new CliError(EXIT.USAGE, "--transcript-max needs --transcript FILE");
     const transcriptMax = max === undefined ? undefined : parseInteger("--transcript-max", max, TRANSCRIPT_LINE_MAX, Number.MAX_SAFE_INTEGER);
+    const since = a["since-seq"];
+    if (since !== undefined && a.history === false) throw new CliError(EXIT.USAGE, "--since-seq and --no-history contradict each other: choose one");
+    const history = since !== undefined ? { since: parseInteger("--since-seq", since, 0, Number.MAX_SAFE_INTEGER) } : a.history === false ? ("none" as const) : ("all" as const);
     const { runChat } = await import("../client/chatcli.ts");
     return runChat({
       addr,
@@ -49,6 +66,8 @@ export default command({
       transcriptMax,
       passwordStdin: Boolean(a["password-stdin"]),
       acceptNewHost: Boolean(a["accept-new-host"]),
+      history,
+      reconnect: a.reconnect !== false,
     });
   },
 });

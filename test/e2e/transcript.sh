@@ -81,8 +81,9 @@ check "export with the key shows the text" test "$(grep -c 'secret line' <<<"$ou
 start_server "$work/crash"
 register dave
 crash_port=$port
+# --no-reconnect: this client ends with the server (a reconnecting one would wait for the restart).
 for round in 1 2 3; do
-  seq 1 300 | sed "s/^/round $round line /" | as dave "$bin" chat --user dave --server "127.0.0.1:$port" --transcript "$work/dave.tr" >/dev/null 2>&1 &
+  seq 1 300 | sed "s/^/round $round line /" | as dave "$bin" chat --user dave --server "127.0.0.1:$port" --transcript "$work/dave.tr" --no-reconnect >/dev/null 2>&1 &
   client=$!
   pids+=("$client")
   wait_for "$work/dave.tr" "\"kind\":\"ack\".*round $round line" 20 || bad "round $round: no acks before the crash"

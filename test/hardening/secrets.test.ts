@@ -493,6 +493,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "max-auth-tries": "a number",
   "rekey-after": "a number",
   history: "a number",
+  "since-seq": "a number (a room sequence number)",
   "flood-rate": "a number",
   "flood-burst": "a number",
   "request-rate": "a number",

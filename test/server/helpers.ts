@@ -83,7 +83,8 @@ export async function startServer(overrides: Partial<ServerOptions> & { dataDir?
     warn: (event, fields = {}) => void events.push({ level: "warn", event, fields }),
   };
   // Loaded here as serve loads it: the server is handed the key, never reads it.
-  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...NO_QUOTAS, ...rest, host: "127.0.0.1", port: 0, dataDir, log }, loadOrCreateHostKey(dataDir));
+  // port: 0 (any free one) unless a test restarts a server where it was.
+  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...NO_QUOTAS, ...rest, host: "127.0.0.1", port: rest.port ?? 0, dataDir, log }, loadOrCreateHostKey(dataDir));
   return { server, dataDir, events, log, port: server.port, address: `127.0.0.1:${server.port}` };
 }
 
