@@ -1,15 +1,20 @@
 /**
- * The root command and the runner around citty. citty parses leniently
- * (unknown flags are kept, errors print stacks); a security tool must not
- * guess, so this runner resolves the sub-command itself, rejects unknown
- * flags and stray arguments with exit 2, handles --help / --version, and
- * prints every error as one line and hints, with the exit code fromError
- * (src/commands/exit.ts) gives it (docs/DESIGN.md §2, §3).
+ * The root command and the runner. citty only defines the commands: its
+ * parser keeps unknown flags and guesses, and a security tool must not, so
+ * this runner resolves the sub-command itself, parses the arguments strictly
+ * (src/commands/argv.ts: unknown flags and stray arguments are exit 2, with
+ * "did you mean"), prints help pages that fit 80 columns
+ * (src/commands/usage.ts) for --help, -h and `securechat help [COMMAND]`,
+ * handles --version, and prints every error as one line and hints, with the
+ * exit code fromError (src/commands/exit.ts) gives it (docs/DESIGN.md §2, §3).
  */
 import { VERSION } from "./version.ts";
-import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
+import type { ArgsDef, CommandDef } from "citty";
 import { CliError, EXIT, fromError } from "./commands/exit.ts";
 import { command, examples } from "./commands/define.ts";
+import { parseArgv } from "./commands/argv.ts";
+import { didYouMean } from "./suggest.ts";
+import { renderUsage } from "./commands/usage.ts";
 import { renderSegments, terminalBlock } from "./client/tui/sanitize.ts";
 
 
@@ -28,8 +33,10 @@ export const root = command({
   },
   examples: [
     "securechat serve",
-    "securechat register alice --server 127.0.0.1:7447",
-    "securechat chat --user alice --room general",
+    "securechat register alice",
+    "securechat chat",
+    "securechat register alice -s chat.example:7447 && securechat chat -r ops",
+    "securechat help chat",
     "securechat transcript verify ~/.local/share/securechat/transcript",
   ],
 });
@@ -44,6 +51,9 @@ interface Resolved {
   rest: string[];
 }
 
+const HELP = new Set(["--help", "-h"]);
+const VERSION_FLAGS = new Set(["--version", "-v", "-V"]);
+
 /** Walks `securechat sub sub…`; an unknown name where a sub-command is due is a usage error. */
 async function resolveCommand(argv: string[]): Promise<Resolved> {
   let cmd = root as AnyCommand;
@@ -55,12 +65,17 @@ async function resolveCommand(argv: string[]): Promise<Resolved> {
     const i = rest.findIndex((a) => !a.startsWith("-"));
     // Commands with sub-commands take no options of their own (only --help, --debug).
     const stray = rest.slice(0, i < 0 ? rest.length : i).find((a) => !HELP.has(a) && a !== "--debug");
-    if (stray) throw new CliError(EXIT.USAGE, `unknown option "${stray.split("=")[0]}"`, [`run "${path.join(" ")} --help" for usage`]);
+    if (stray) {
+      const near = didYouMean(stray.split("=")[0]!, path.length === 1 ? ["--help", "--version", "--debug"] : ["--help", "--debug"]);
+      throw new CliError(EXIT.USAGE, `unknown option "${stray.split("=")[0]}"`, [...(near ? [near] : []), `run "${path.join(" ")} --help" for usage`]);
+    }
     if (i < 0) return { cmd, path, rest };
     const name = rest[i]!;
     const sub = Object.hasOwn(subs, name) ? await resolve(subs[name]) : undefined;
     if (!sub) {
-      throw new CliError(EXIT.USAGE, `unknown command "${name}"`, [`run "${path.join(" ")} --help" to see the commands`]);
+      const names = Object.keys(subs).concat(path.length === 1 ? ["help"] : []);
+      const near = didYouMean(name, names);
+      throw new CliError(EXIT.USAGE, `unknown command "${name}"`, [...(near ? [near] : []), `run "${path.join(" ")} --help" to see the commands`]);
     }
     cmd = sub as AnyCommand;
     path.push(name);
@@ -68,66 +83,37 @@ async function resolveCommand(argv: string[]): Promise<Resolved> {
   }
 }
 
-const HELP = new Set(["--help", "-h"]);
-
-/** Rejects what citty would silently accept: unknown flags, missing values, extra positionals. */
-function checkArgs(argsDef: ArgsDef, rest: string[], path: string[]): void {
-  const hint = `run "${path.join(" ")} --help" for usage`;
-  const flags = new Map<string, "boolean" | "string">();
-  let positionals = 0;
-  for (const [name, def] of Object.entries(argsDef)) {
-    if (def.type === "positional") {
-      positionals++;
-      continue;
-    }
-    const kind = def.type === "boolean" ? "boolean" : "string";
-    flags.set(name, kind);
-    if (kind === "boolean") flags.set(`no-${name}`, "boolean");
-    for (const a of [("alias" in def ? def.alias : undefined) ?? []].flat()) flags.set(a, kind);
-  }
-  let seen = 0;
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    if (a === "--") {
-      seen += rest.length - i - 1;
-      break;
-    }
-    if (a.startsWith("-") && a !== "-") {
-      const [name, value] = a.replace(/^--?/, "").split(/=(.*)/s, 2) as [string, string | undefined];
-      const kind = flags.get(name);
-      if (!kind) throw new CliError(EXIT.USAGE, `unknown option "${a.split("=")[0]}"`, [hint]);
-      if (kind === "boolean" && value !== undefined) throw new CliError(EXIT.USAGE, `option "--${name}" takes no value`, [hint]);
-      if (kind === "string" && value === undefined) {
-        const next = rest[i + 1];
-        if (next === undefined || next.startsWith("--")) throw new CliError(EXIT.USAGE, `option "--${name}" needs a value`, [hint]);
-        i++;
-      }
-      continue;
-    }
-    seen++;
-  }
-  // The stray argument is not echoed: it may be a password typed where it does not belong.
-  if (seen > positionals) {
-    const takes = positionals === 0 ? "no arguments" : positionals === 1 ? "one argument" : `${positionals} arguments`;
-    throw new CliError(EXIT.USAGE, `unexpected extra argument: "${path.join(" ")}" takes ${takes} besides options`, [hint]);
-  }
-}
+/** The root's own options, shown on its help page. */
+const ROOT_OPTIONS = {
+  version: { type: "boolean", alias: ["v", "V"], description: "Print the version" },
+} as const satisfies ArgsDef;
 
 async function usage(cmd: AnyCommand, path: string[]): Promise<string> {
   const meta = (await resolve(cmd.meta)) ?? {};
-  const named = { ...cmd, meta: { ...meta, name: path.join(" "), version: undefined } } as AnyCommand;
-  let text = await renderUsage(named);
-  const ex = examples(cmd);
-  if (ex.length > 0) text += `\n\nEXAMPLES\n\n${ex.map((e) => `  $ ${e}`).join("\n")}`;
-  if (path.length === 1) text += `\n\nEXIT CODES\n\n  0 ok, 1 runtime failure, 2 usage error, 3 authentication failure,\n  4 host key mismatch, 5 transcript verification failure`;
-  return `${plain() ? text.replace(ANSI, "") : text}\n`;
-}
-
-const ANSI = /\u001b\[[0-9;]*m/g;
-
-/** No color unless stdout is a terminal and NO_COLOR is unset (no-color.org). */
-function plain(): boolean {
-  return !process.stdout.isTTY || (process.env.NO_COLOR ?? "") !== "";
+  const subs = await resolve(cmd.subCommands);
+  let commands: [string, string][] | undefined;
+  if (subs) {
+    commands = [];
+    for (const [name, sub] of Object.entries(subs)) {
+      const m = await resolve((await resolve(sub as AnyCommand))?.meta);
+      commands.push([name, m?.description ?? ""]);
+    }
+    if (path.length === 1) commands.push(["help", 'Show the help of a command, e.g. "securechat help chat"']);
+  }
+  const root = path.length === 1;
+  return renderUsage({
+    path,
+    description: meta.description,
+    args: root ? ROOT_OPTIONS : ((await resolve(cmd.args)) ?? {}),
+    commands,
+    examples: examples(cmd),
+    extra: root
+      ? [
+          ["EXIT CODES", ["0 ok, 1 runtime failure, 2 usage error, 3 authentication failure, 4 host key mismatch, 5 transcript verification failure"]],
+          ["FILES", ["$SECURECHAT_HOME/config.toml: the default server and user (see README)", "$SECURECHAT_SERVER: the default server, over config.toml"]],
+        ]
+      : undefined,
+  });
 }
 
 /**
@@ -152,33 +138,32 @@ function printError(e: CliError): void {
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes("--debug");
   try {
-    if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
+    if (argv.length === 1 && VERSION_FLAGS.has(argv[0]!)) {
       process.stdout.write(`securechat ${VERSION}\n`);
       return EXIT.OK;
     }
-    const { cmd, path, rest } = await resolveCommand(argv);
-    if (rest.some((a) => HELP.has(a)) || (path.length === 1 && rest.length === 0)) {
+    // `securechat help [COMMAND…]` is `securechat [COMMAND…] --help`.
+    const asked = argv[0] === "help";
+    const { cmd, path, rest } = await resolveCommand(asked ? argv.slice(1) : argv);
+    if (asked) {
+      const stray = rest.find((a) => !HELP.has(a) && a !== "--debug");
+      if (stray) throw new CliError(EXIT.USAGE, `"securechat help" takes command names only, not "${stray.split("=")[0]}"`, ['run "securechat help" to see the commands']);
+    }
+    const end = rest.indexOf("--");
+    if (asked || rest.slice(0, end < 0 ? rest.length : end).some((a) => HELP.has(a)) || (path.length === 1 && rest.length === 0)) {
       process.stdout.write(await usage(cmd, path));
       return EXIT.OK;
     }
     if (!cmd.run) {
       throw new CliError(EXIT.USAGE, `"${path.join(" ")}" needs a sub-command`, [`run "${path.join(" ")} --help" to see them`]);
     }
-    checkArgs((await resolve(cmd.args)) ?? {}, rest, path);
-    await runCommand(cmd, { rawArgs: rest });
+    const args = parseArgv((await resolve(cmd.args)) ?? {}, rest, path);
+    await cmd.run({ rawArgs: rest, args, cmd } as unknown as Parameters<NonNullable<AnyCommand["run"]>>[0]);
     return EXIT.OK;
   } catch (e) {
-    const err = toCliError(e);
+    const err = fromError(e);
     printError(err);
     if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
     return err.exitCode;
   }
-}
-
-function toCliError(e: unknown): CliError {
-  // citty's own argument errors (missing positional, bad enum value).
-  if (e instanceof Error && e.name === "CLIError") {
-    return new CliError(EXIT.USAGE, e.message.replace(ANSI, "").replace(/^./, (c) => c.toLowerCase()), ["run with --help for usage"]);
-  }
-  return fromError(e);
 }

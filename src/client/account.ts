@@ -76,6 +76,38 @@ function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed2551
 }
 
 /**
+ * Asks the server whether `o.user` is free to register (PROTOCOL.md §5.1
+ * `check_name`), on a connection of its own, closed once answered: the
+ * password is asked only after, which may take longer than the server's
+ * handshake deadline. The host key is checked (and, if new, pinned) first,
+ * like any connection's. Null if the server does not know `check_name` (an
+ * older server): then only `register` can tell.
+ */
+export async function nameAvailable(o: AccountOptions): Promise<boolean | null> {
+  checkUserName(o.user);
+  const session = await handshake(o.addr, o.trust);
+  try {
+    session.send({ type: "check_name", user: o.user });
+    const [m] = await session.receive();
+    if (m?.type === "name_status" && m.user === o.user) return m.available;
+    if (m?.type === "error" && (m.code === "message_unknown_type" || m.code === "handshake_unexpected")) return null;
+    if (m?.type === "error") throw refusal(m);
+    throw new SecureChatError("protocol_violation", `protocol: expected name_status, got ${m?.type}`);
+  } finally {
+    session.close();
+  }
+}
+
+/** An identity key for `o.user` at this server is already on this machine: register would overwrite nothing, so it refuses. */
+export function refuseExistingIdentity(o: Pick<AccountOptions, "addr" | "user">): void {
+  if (hasIdentity(o.addr.id, o.user)) {
+    throw new SecureChatError("identity_exists", `an identity key for ${o.user} at ${o.addr.id} already exists`, {
+      detail: { user: o.user, path: identityPath(o.addr.id, o.user) },
+    });
+  }
+}
+
+/**
  * Creates the account. The sealed identity key is written before the server
  * is asked, so an account can never exist whose key the user does not hold;
  * if the server refuses, the file is removed again.
@@ -83,11 +115,7 @@ function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed2551
 export async function register(o: AccountOptions, password: string): Promise<Welcome> {
   checkUserName(o.user);
   await checkPassword(password, o.user);
-  if (hasIdentity(o.addr.id, o.user)) {
-    throw new SecureChatError("identity_exists", `an identity key for ${o.user} at ${o.addr.id} already exists`, {
-      detail: { user: o.user, path: identityPath(o.addr.id, o.user) },
-    });
-  }
+  refuseExistingIdentity(o);
   const identity = ed25519Generate();
   const ticketKey = ed25519Generate();
   // The key file goes only if the server certainly has no account for it:

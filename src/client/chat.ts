@@ -3,11 +3,22 @@
  * front ends: logs in (ticket, else password), joins the first room, turns
  * input lines into requests, and reports every event to a sink.
  *
- * Nothing is lost silently: every say/dm gets an id and stays "pending"
- * until the server's ack or nack; at most WINDOW are pending at once (so a
- * fast script never outruns the server's flood queue); leaving waits for
- * every pending ack (bounded), and the exit status says whether any line
- * went unacknowledged.
+ * Nothing is lost silently: every say/dm gets an id and a `sent` event, and
+ * ends with exactly one of `ack`, `nack` or `unsent`. At most WINDOW are
+ * pending at once (so a fast script never outruns the server's flood
+ * queue); leaving waits for every pending ack (bounded), and the exit
+ * status says whether any line went unacknowledged.
+ *
+ * Resume, not restart: the client keeps, per room it is in, the last seq
+ * it has seen (live, acked, or history). When the connection drops, or the
+ * server ends the session for a reason a new connection can cure
+ * (server_shutdown, session_expired, idle_timeout, slow_consumer), it
+ * reconnects with jittered backoff, logs in again (the ticket, else
+ * `opts.password()`), rejoins every room with `since` (docs/PROTOCOL.md
+ * §7.3), delivers exactly the messages it missed, says `reconnected`, and
+ * then sends the lines typed meanwhile (at most QUEUE_MAX are held).
+ * Lines that were pending when the connection dropped may or may not have
+ * arrived: they are reported `unsent` with that reason, never sent twice.
  */
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
@@ -20,17 +31,34 @@ import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
 export const WINDOW = 32;
-/** How long leaving waits for outstanding acks. */
+/** How long leaving waits for outstanding acks (and for lines queued while disconnected). */
 export const DRAIN_MS = 15_000;
+/**
+ * Lines typed while disconnected that are held to be sent after the
+ * reconnect. Past it an interactive line is refused (`unsent`); a piped
+ * client stops reading its input until there is room.
+ */
+export const QUEUE_MAX = 100;
+/** The longest wait between reconnect attempts, before jitter. */
+export const RECONNECT_MAX_MS = 30_000;
+/** The most history messages one `history` page asks for when resuming (the protocol's limit). */
+const PAGE = 1000;
+
+/**
+ * The server's `error` codes after which a new connection can go on: the
+ * server is restarting, the ticket expired (log in again), or this
+ * connection was dropped for silence or slowness. Any other code ends the
+ * client (session_revoked: the user logged out elsewhere).
+ */
+const RECONNECT_CODES = new Set(["server_shutdown", "session_expired", "idle_timeout", "slow_consumer"]);
 
 export type LocalEvent =
   | { type: "connected"; server: string; user: string; session: string }
   | { type: "disconnected"; reason: string }
   | { type: "reconnecting"; in_ms: number; attempt: number }
+  | { type: "reconnected"; after_ms: number; rooms: { room: string; missed: number; gap: number }[] }
   | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean; queued?: true }
-  /** A line that will never get an ack. */
   | { type: "unsent"; id: number; reason: string }
-  /** The room plain lines go to changed. */
   | { type: "current"; room: string }
   | { type: "local"; text: string };
 
@@ -49,14 +77,20 @@ export interface ChatSink {
 
 export interface ChatOptions extends AccountOptions {
   room: string;
-  /** Asks for the password when there is no usable ticket. */
+  /** Asks for the password when there is no usable ticket (at start, or to log in again after the ticket expired). */
   password: () => Promise<string>;
   /** Appends the user's own view as JSON lines (chat --transcript). */
   transcriptFile?: string;
   /** The most bytes the transcript file may hold (chat --transcript-max); DEFAULT_TRANSCRIPT_MAX by default. */
   transcriptMax?: number;
-  /** Reconnect with backoff when the connection drops (interactive use). */
+  /** Reconnect with backoff when the connection drops or the server restarts; false: the first loss ends the client. */
   reconnect: boolean;
+  /** The first room's history: "all" (the server's), "none" (chat --no-history), or only the messages after a seq (chat --since-seq). */
+  history?: "all" | "none" | { since: number };
+  /** While disconnected with QUEUE_MAX lines queued, `say` waits for room instead of refusing the line (piped input). */
+  waitWhenQueueFull?: boolean;
+  /** The first reconnect delay before jitter (tests shorten it); doubles per attempt up to RECONNECT_MAX_MS. */
+  reconnectBaseMs?: number;
 }
 
 interface Pending {
@@ -64,63 +98,106 @@ interface Pending {
   req: Message<"say" | "dm">;
 }
 
+/** A room being rejoined after a reconnect. */
+interface Resume {
+  /** The `room` answer's seq, once it came: history up to it is what was missed; live messages come after it. */
+  target: number | null;
+  /** Live messages that came while the history was still being paged in, delivered after it. */
+  held: Message<"message">[];
+  missed: number;
+  gap: number;
+}
+
+interface RoomState {
+  /** The last seq of the room this client has seen (live, acked, or history). */
+  seq: number;
+  resume: Resume | null;
+}
+
+type State = "connecting" | "ready" | "down" | "resuming" | "ended";
+
 export class ChatClient {
   #session: ClientSession | null = null;
-  #room: string;
-  #rooms: string[] = [];
+  #state: State = "connecting";
+  /** The rooms this client is in, in join order, each with the last seq it has seen. */
+  readonly #rooms = new Map<string, RoomState>();
+  #current: string;
+  /** Rooms whose join was sent and not yet answered, oldest first (answers come in order, PROTOCOL.md §7.4). */
+  #joins: string[] = [];
+  /** `recorded` notices that end a rejoin's answer: not shown again. */
+  #quietNotices = 0;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
+  /** Lines typed while disconnected, sent once every room is rejoined. */
+  #queue: Pending[] = [];
+  #flushing = false;
   #unacknowledged = 0;
   #windowWaiters: (() => void)[] = [];
   #drainWaiters: (() => void)[] = [];
+  #queueWaiters: (() => void)[] = [];
   #closing = false;
   /** This client sent `bye`: the server's `bye` is then the answer, not the server ending the session. */
   #byeSent = false;
-  #ended = false;
   #paused = false;
   #reader: Promise<void> | null = null;
   readonly #transcript: TranscriptFile | null;
   #done: (reason: string) => void = () => {};
   #joined: (() => void) | null = null;
+  /** When the connection was lost (for `reconnected.after_ms`). */
+  #lostAt = 0;
+  /** A change of the current room to say after the event being handled. */
+  #announce: string | null = null;
+  /** The user name the server welcomed. */
+  #me = "";
   /** Why the session ended, if it was not this client's own quit. */
   failure: string | null = null;
-  /** The code of the server's `error` that ended the session, if one did. */
+  /** The code of the server's `error` that ended the session, if one did (session_expired also when logging in again was impossible). */
   failureCode: string | null = null;
+  /** The error that ended the session when the command must exit as for it (a host key mismatch: exit 4; a refused login: exit 3). */
+  failureError: SecureChatError | null = null;
   readonly finished: Promise<string>;
 
   constructor(
     readonly opts: ChatOptions,
     readonly sink: ChatSink,
   ) {
-    this.#room = opts.room;
+    this.#current = opts.room;
     this.finished = new Promise((resolve) => (this.#done = resolve));
     this.#transcript = opts.transcriptFile
       ? new TranscriptFile(opts.transcriptFile, opts.transcriptMax ?? DEFAULT_TRANSCRIPT_MAX, (text) => this.emit({ type: "local", text }))
       : null;
   }
 
+  /** The current room: where plain lines go. */
   get room(): string {
-    return this.#room;
+    return this.#current;
   }
 
-  /** The rooms this client is in, in the order joined. */
+  /** The rooms this client is in, in join order. */
   get rooms(): readonly string[] {
-    return this.#rooms;
+    return [...this.#rooms.keys()];
+  }
+
+  /** The last seq seen in `room` (undefined if not in it). */
+  lastSeq(room: string): number | undefined {
+    return this.#rooms.get(room)?.seq;
   }
 
   /** Makes a joined room current; false if this client is not in it. */
   switchTo(room: string): boolean {
-    if (!this.#rooms.includes(room)) return false;
-    if (room !== this.#room) {
-      this.#room = room;
-      this.emit({ type: "current", room });
-    }
+    if (!this.#rooms.has(room)) return false;
+    this.#setCurrent(room);
     return true;
   }
 
   /** The session is over (left, or ended by the server); no more lines can be sent. */
   get ended(): boolean {
-    return this.#ended;
+    return this.#state === "ended";
+  }
+
+  /** Connected, every room joined: lines go out at once (otherwise they are queued). */
+  get connected(): boolean {
+    return this.#state === "ready";
   }
 
   /** Reading from the server is paused because the sink is congested. */
@@ -133,7 +210,7 @@ export class ChatClient {
     return this.#transcript?.problem ?? null;
   }
 
-  /** Messages that were never acknowledged (nacked, or lost with a dropped connection). */
+  /** Messages that were never acknowledged (nacked, refused, or lost with a dropped connection). */
   get unacknowledged(): number {
     return this.#unacknowledged;
   }
@@ -142,23 +219,44 @@ export class ChatClient {
   async start(): Promise<void> {
     const joined = new Promise<void>((r) => (this.#joined = r));
     await this.#connect();
+    const h = this.opts.history ?? "all";
+    if (typeof h === "object") this.#rooms.set(this.opts.room, { seq: h.since, resume: newResume() });
+    this.#sendJoin(this.opts.room, h === "none" ? { limit: 0 } : typeof h === "object" ? { since: h.since } : {});
     if (!(await within(Promise.race([joined, this.finished]), 10_000))) {
-      throw new SecureChatError("join_unconfirmed", `the server did not confirm joining ${this.#room}`);
+      throw new SecureChatError("join_unconfirmed", `the server did not confirm joining ${this.opts.room}`);
     }
+    if (this.failureError) throw this.failureError;
     if (this.failure) throw new SecureChatError("chat_failed", this.failure);
   }
 
+  /** A new connection, logged in with the ticket, else the password (asked through `opts.password`). */
   async #connect(): Promise<void> {
     let resumed = await resumeWithTicket(this.opts);
     if (!resumed) {
-      await login(this.opts, await this.opts.password());
+      await login(this.opts, await this.#password());
       resumed = await resumeWithTicket(this.opts);
       if (!resumed) throw new SecureChatError("ticket_refused", "logged in, but the new ticket was refused");
     }
     this.#session = resumed.session;
-    this.emit({ type: "connected", server: this.opts.addr.id, user: resumed.welcome.user, session: Buffer.from(resumed.welcome.session_id).toString("base64") });
-    this.#send({ type: "join", room: this.#room });
+    this.#me = resumed.welcome.user;
+    if (this.#state === "connecting") {
+      this.emit({ type: "connected", server: this.opts.addr.id, user: resumed.welcome.user, session: Buffer.from(resumed.welcome.session_id).toString("base64") });
+    }
     this.#reader = this.#readLoop(resumed.session);
+  }
+
+  /**
+   * The password, from the front end. Mid-chat (the ticket expired), a front
+   * end that cannot or will not give one (a pipe; Ctrl-C at the prompt) ends
+   * the client instead of being asked again and again.
+   */
+  async #password(): Promise<string> {
+    if (this.#state === "connecting") return this.opts.password();
+    try {
+      return await this.opts.password();
+    } catch (e) {
+      throw new NoPassword(e);
+    }
   }
 
   emit(e: ChatEvent): void {
@@ -169,8 +267,10 @@ export class ChatClient {
   /** Only what the user sent and received goes to the transcript: no list, notice or error a server could inflate. */
   #record(e: ChatEvent): void {
     if (!this.#transcript) return;
-    if (e.type === "sent") this.#transcript.append({ kind: "sent", at: Date.now(), ...e, type: undefined });
-    else if (e.type === "message" || e.type === "direct") this.#transcript.append({ kind: "recv", ...e, type: e.type });
+    // A queued line is recorded when it is really sent (#transmit).
+    if (e.type === "sent") {
+      if (!e.queued) this.#transcript.append({ kind: "sent", at: Date.now(), ...e, type: undefined });
+    } else if (e.type === "message" || e.type === "direct") this.#transcript.append({ kind: "recv", ...e, type: e.type });
   }
 
   #recordAck(p: Pending, ack: Message<"ack">): void {
@@ -195,11 +295,19 @@ export class ChatClient {
     this.#session.send(m);
   }
 
+  #sendJoin(room: string, extra: { since?: number; limit?: number }): void {
+    this.#joins.push(room);
+    this.#send({ type: "join", room, ...extra });
+  }
+
   async #readLoop(session: ClientSession): Promise<void> {
     try {
       for (;;) {
         const msgs = await session.receive(Number.POSITIVE_INFINITY);
-        for (const m of msgs) this.#onMessage(m);
+        for (const m of msgs) {
+          if (session !== this.#session) return;
+          this.#onMessage(m);
+        }
         if (session !== this.#session) return;
         const drained = this.sink.congested?.();
         if (drained) {
@@ -214,10 +322,7 @@ export class ChatClient {
       }
     } catch (e) {
       if (session !== this.#session) return;
-      this.#session = null;
-      session.close();
-      const reason = isSecureChatError(e) ? e.message : String(e);
-      this.#lost(reason);
+      this.#lost(isSecureChatError(e) ? e.message : String(e));
     }
   }
 
@@ -228,8 +333,11 @@ export class ChatClient {
         const p = this.#pending.get(m.id);
         if (p) {
           this.#pending.delete(m.id);
-          if (m.type === "ack") this.#recordAck(p, m);
-          else this.#unacknowledged++;
+          if (m.type === "ack") {
+            this.#recordAck(p, m);
+            const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
+            if (st && !st.resume) st.seq = Math.max(st.seq, m.seq);
+          } else this.#unacknowledged++;
           this.#wake();
         }
         break;
@@ -238,22 +346,31 @@ export class ChatClient {
         this.#send({ type: "pong" });
         return;
       case "room":
-        if (!this.#rooms.includes(m.room)) this.#rooms.push(m.room);
-        this.#joined?.();
-        this.#joined = null;
-        this.emit(m);
-        this.switchTo(m.room);
-        return;
-      case "left": {
-        const i = this.#rooms.indexOf(m.room);
-        if (m.user !== this.opts.user || i < 0) break;
-        this.#rooms.splice(i, 1);
-        this.emit(m);
-        // Leaving the current room makes the one joined before it current.
-        const next = this.#rooms[Math.max(0, i - 1)];
-        if (m.room === this.#room && next !== undefined) this.switchTo(next);
-        return;
-      }
+        if (this.#onRoom(m)) return;
+        break;
+      case "message":
+        if (this.#onRoomMessage(m)) return;
+        break;
+      case "history_end":
+        if (this.#onHistoryEnd(m)) return;
+        break;
+      case "left":
+        if (m.user === this.#me && this.#rooms.has(m.room)) {
+          const order = this.rooms;
+          const i = order.indexOf(m.room);
+          this.#rooms.delete(m.room);
+          // Leaving the current room makes the one joined before it current (else the next).
+          const next = order[i - 1] ?? order[i + 1];
+          if (this.#current === m.room && next !== undefined) this.#setCurrent(next, true);
+        }
+        break;
+      case "notice":
+        if (m.code === "recorded" && this.#quietNotices > 0) {
+          this.#quietNotices--;
+          return;
+        }
+        if ((m.code === "room_limit" || m.code === "not_recorded") && this.#joins.length > 0) this.#joinRefused(this.#joins.shift()!, m.text);
+        break;
       case "bye":
         this.emit(m);
         // The answer to this client's own bye is the normal end; any other bye is the server ending the session.
@@ -262,69 +379,234 @@ export class ChatClient {
         return;
     }
     this.emit(m);
+    if (this.#announce !== null) {
+      this.emit({ type: "current", room: this.#announce });
+      this.#announce = null;
+    }
     if (m.type === "error") {
+      if (this.opts.reconnect && !this.#closing && RECONNECT_CODES.has(m.code)) {
+        return this.#lost(`the server closed the session: ${m.message}`);
+      }
       this.failure = `the server closed the session: ${m.message}`;
       this.failureCode = m.code;
       this.#finish(this.failure);
     }
   }
 
-  #wake(): void {
-    if (this.#pending.size < WINDOW) for (const w of this.#windowWaiters.splice(0)) w();
-    if (this.#pending.size === 0) for (const w of this.#drainWaiters.splice(0)) w();
+  /** The answer to a join. True if it is not to be shown (a rejoin: `reconnected` says it). */
+  #onRoom(m: Message<"room">): boolean {
+    const i = this.#joins.indexOf(m.room);
+    if (i >= 0) this.#joins.splice(i, 1);
+    const st = this.#rooms.get(m.room);
+    this.#joined?.();
+    this.#joined = null;
+    if (st?.resume && st.resume.target === null) {
+      st.resume.target = m.seq;
+      if (m.seq < st.seq) {
+        this.emit({
+          type: "local",
+          text: `the server's numbering of ${m.room} went back from ${st.seq} to ${m.seq}: it lost messages, or is not the server it was; what it shows now cannot be matched with what you saw`,
+        });
+        st.seq = m.seq;
+      }
+      if (this.#state === "resuming") {
+        this.#quietNotices++;
+        return true;
+      }
+      this.#setCurrent(m.room, true);
+      return false;
+    }
+    if (!st) this.#rooms.set(m.room, { seq: m.seq, resume: null });
+    else if (!st.resume) st.seq = Math.max(st.seq, m.seq);
+    this.#setCurrent(m.room, true);
+    return false;
   }
 
+  /** A room message. True if it is not to be delivered now (already seen, or held until the room's history is in). */
+  #onRoomMessage(m: Message<"message">): boolean {
+    const st = this.#rooms.get(m.room);
+    if (!st) return false;
+    const r = st.resume;
+    if (r && !m.history) {
+      r.held.push(m);
+      return true;
+    }
+    if (!r && m.history) return false; // history asked for by the user (join, /history): shown as it is
+    if (m.seq <= st.seq) return true; // seen already
+    if (r) {
+      if (m.seq > st.seq + 1) r.gap += m.seq - st.seq - 1;
+      r.missed++;
+    }
+    st.seq = m.seq;
+    return false;
+  }
+
+  /** The end of a run of history. True if it is not to be shown (part of a rejoin). */
+  #onHistoryEnd(m: Message<"history_end">): boolean {
+    const st = this.#rooms.get(m.room);
+    const r = st?.resume;
+    if (!st || !r || r.target === null) return false;
+    if (m.more) {
+      this.#send({ type: "history", room: m.room, limit: PAGE, since: st.seq });
+      return this.#state === "resuming";
+    }
+    if (st.seq < r.target) {
+      r.gap += r.target - st.seq;
+      st.seq = r.target;
+    }
+    st.resume = null;
+    for (const h of r.held) {
+      if (h.seq <= st.seq) continue;
+      st.seq = h.seq;
+      this.emit(h);
+    }
+    if (this.#state === "resuming") {
+      this.#finishResume(m.room, r);
+      return true;
+    }
+    // The first room, joined with --since-seq: said here, since no `reconnected` will.
+    if (r.gap > 0) this.emit({ type: "local", text: `${r.gap} message(s) of ${m.room} that you asked for are no longer kept by the server` });
+    return false;
+  }
+
+  #resumed: { room: string; missed: number; gap: number }[] = [];
+
+  #finishResume(room: string, r: Resume): void {
+    this.#resumed.push({ room, missed: r.missed, gap: r.gap });
+    this.#checkResumed();
+  }
+
+  /** Every room rejoined (or refused): say so, then send what was typed meanwhile. */
+  #checkResumed(): void {
+    if (this.#state !== "resuming") return;
+    for (const st of this.#rooms.values()) if (st.resume) return;
+    this.#state = "ready";
+    const order = this.rooms;
+    const rooms = this.#resumed.sort((a, b) => order.indexOf(a.room) - order.indexOf(b.room));
+    this.#resumed = [];
+    this.emit({ type: "reconnected", after_ms: Date.now() - this.#lostAt, rooms });
+    void this.#flush();
+  }
+
+  #joinRefused(room: string, why: string): void {
+    const st = this.#rooms.get(room);
+    if (st?.resume) {
+      this.#rooms.delete(room);
+      this.emit({ type: "local", text: `could not rejoin ${room}: ${why}` });
+      if (this.#current === room && this.#rooms.size > 0) this.#setCurrent(this.rooms[0]!, true);
+      this.#checkResumed();
+    }
+    if (room === this.opts.room && this.#state === "connecting") {
+      this.failure = `could not join ${room}: ${why}`;
+      this.#finish(this.failure);
+    }
+  }
+
+  /** Makes `room` current; `later`: said after the server's event that caused it (room, left, notice). */
+  #setCurrent(room: string, later = false): void {
+    if (room === this.#current && this.#state !== "connecting") return;
+    this.#current = room;
+    if (this.#state === "connecting") this.#state = "ready";
+    if (later) this.#announce = room;
+    else this.emit({ type: "current", room });
+  }
+
+  #wake(): void {
+    if (this.#pending.size < WINDOW) for (const w of this.#windowWaiters.splice(0)) w();
+    if (this.#queue.length < QUEUE_MAX) for (const w of this.#queueWaiters.splice(0)) w();
+    if (this.#pending.size === 0 && this.#queue.length === 0) for (const w of this.#drainWaiters.splice(0)) w();
+  }
+
+  /** The connection is gone: pending lines are reported, and (if allowed) the client reconnects. */
   #lost(reason: string): void {
-    const lost = this.#pending.size;
-    this.#unsent("the connection was lost before the server acknowledged it");
+    const session = this.#session;
+    this.#session = null;
+    session?.close();
+    const lost = [...this.#pending.values()];
     this.#pending.clear();
-    this.#unacknowledged += lost;
+    this.#joins = [];
+    this.#quietNotices = 0;
+    this.#resumed = [];
+    for (const st of this.#rooms.values()) st.resume = null;
+    this.emit({ type: "disconnected", reason: lost.length > 0 ? `${reason}; ${lost.length} message(s) were not acknowledged and may not have arrived` : reason });
+    for (const p of lost) this.#unsent(p.id, `not acknowledged: the connection was lost after it was sent; it may or may not have reached ${where(p.req)} (it is not sent again)`);
     this.#wake();
-    this.emit({ type: "disconnected", reason: lost > 0 ? `${reason}; ${lost} message(s) were not acknowledged and may not have arrived` : reason });
-    if (this.#closing) return this.#finish(reason);
-    if (!this.opts.reconnect) {
+    if (this.#closing || this.#state === "ended") return this.#finish(reason);
+    if (!this.opts.reconnect || this.#state === "connecting") {
       this.failure = `connection lost: ${reason}`;
       return this.#finish(reason);
     }
+    this.#state = "down";
+    this.#lostAt = Date.now();
     void this.#reconnect();
+  }
+
+  #unsent(id: number, reason: string): void {
+    this.#unacknowledged++;
+    this.emit({ type: "unsent", id, reason });
+  }
+
+  /** Delay before attempt n: RECONNECT_MAX_MS ∧ base·2^(n−1), times a uniform factor in [0.5, 1.5). */
+  #delay(attempt: number): number {
+    const base = this.opts.reconnectBaseMs ?? 1000;
+    return Math.min(RECONNECT_MAX_MS, base * 2 ** Math.min(attempt - 1, 20)) * (0.5 + Math.random());
   }
 
   async #reconnect(): Promise<void> {
     for (let attempt = 1; !this.#closing; attempt++) {
-      const delay = Math.min(30_000, 1000 * 2 ** Math.min(attempt - 1, 5)) * (0.8 + Math.random() * 0.4);
+      const delay = this.#delay(attempt);
       this.emit({ type: "reconnecting", in_ms: Math.round(delay), attempt });
       await Bun.sleep(delay);
       if (this.#closing) return;
       try {
         await this.#connect();
-        return;
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
-        if (isAuthFailure(e) || isHostKeyFailure(e)) {
+        if (e instanceof NoPassword || isHostKeyFailure(e) || isAuthFailure(e)) {
           this.emit({ type: "local", text: message });
-          this.failure = message;
+          // No password to log in again with (a pipe, or the prompt cancelled): the session expired, as the server said.
+          if (e instanceof NoPassword) {
+            this.failure = `your session expired and could not be renewed: ${message}`;
+            this.failureCode = "session_expired";
+          } else {
+            this.failure = message;
+            this.failureError = isSecureChatError(e) ? e : null;
+          }
           return this.#finish(message);
         }
         // Anything else (the server is down, busy, or broke the protocol): say so, and try again.
         this.emit({ type: "local", text: `reconnecting failed (attempt ${attempt}): ${message}` });
+        continue;
       }
+      if (this.#closing) return;
+      this.#rejoin();
+      return;
     }
   }
 
-  #unsent(reason: string): void {
-    for (const id of this.#pending.keys()) this.emit({ type: "unsent", id, reason });
+  /** Joins every room again with the last seq seen; `reconnected` follows once each has its missed messages. */
+  #rejoin(): void {
+    this.#state = "resuming";
+    for (const [room, st] of this.#rooms) {
+      st.resume = newResume();
+      this.#sendJoin(room, { since: st.seq });
+    }
+    this.#checkResumed();
   }
 
   #finish(reason: string): void {
     this.#closing = true;
-    this.#ended = true;
-    this.#session?.close();
+    this.#state = "ended";
+    const session = this.#session;
     this.#session = null;
-    // No ack can come any more: what is pending is lost, and whoever waits for it is told now.
-    this.#unsent("the session ended before the server acknowledged it");
-    this.#unacknowledged += this.#pending.size;
+    session?.close();
+    // No ack can come any more: what is pending or queued is lost, and whoever waits for it is told now.
+    for (const p of this.#pending.values()) this.#unsent(p.id, `not acknowledged: the session ended (${reason}); it may or may not have reached ${where(p.req)}`);
     this.#pending.clear();
+    for (const p of this.#queue.splice(0)) this.#unsent(p.id, `not sent: the session ended before the connection came back (${reason})`);
     this.#wake();
+    for (const w of this.#windowWaiters.splice(0)) w();
+    for (const w of this.#queueWaiters.splice(0)) w();
     this.#done(reason);
   }
 
@@ -334,69 +616,94 @@ export class ChatClient {
   }
 
   async say(text: string, action = false): Promise<void> {
-    const t = this.#checkText(text);
-    if (t === null) return;
-    await this.#window();
-    this.#request({ type: "say", id: this.#nextId++, room: this.#room, text: t, ...(action ? { action: true } : {}) });
+    await this.#line({ type: "say", id: 0, room: this.#current, text, ...(action ? { action: true } : {}) });
   }
 
   async dm(to: string, text: string, action = false): Promise<void> {
-    const t = this.#checkText(text);
-    if (t === null) return;
-    await this.#window();
-    this.#request({ type: "dm", id: this.#nextId++, to, text: t, ...(action ? { action: true } : {}) });
+    await this.#line({ type: "dm", id: 0, to, text, ...(action ? { action: true } : {}) });
   }
 
-  /**
-   * The server closes a session over a malformed message, so lines are
-   * checked here first: tabs become spaces; other control characters or
-   * more than MESSAGE_TEXT_MAX bytes refuse the line, which counts as not sent.
-   */
-  #checkText(text: string): string | null {
-    const t = text.replace(/\t/g, "    ");
-    const problem = hasControl(t)
-      ? "it contains control characters"
-      : !t.isWellFormed()
-        ? "it is not valid text"
-        : Buffer.byteLength(t) > MESSAGE_TEXT_MAX
-          ? `it is longer than ${MESSAGE_TEXT_MAX} bytes`
-          : null;
-    if (problem === null) return t;
-    this.#unacknowledged++;
-    this.emit({ type: "local", text: `not sent: ${problem}` });
-    return null;
-  }
-
-  #request(req: Message<"say" | "dm">): void {
-    if (!this.#session) {
-      this.#unacknowledged++;
-      this.emit({ type: "local", text: "not connected: message not sent" });
+  /** A line of the user's: sent now, queued while disconnected, or refused (`unsent`). */
+  async #line(req: Message<"say" | "dm">): Promise<void> {
+    const id = this.#nextId++;
+    const problem = textProblem(req.text);
+    if (problem !== null) return this.#unsent(id, `not sent: ${problem}`);
+    const r = { ...req, id, text: req.text.replace(/\t/g, "    ") };
+    if (this.#state === "ended") return this.#unsent(id, "not sent: the session has ended");
+    // Before the first join is answered the session is there: lines go out (the server answers them in order).
+    const open = this.#state === "ready" || (this.#state === "connecting" && this.#session !== null);
+    if (!open || this.#queue.length > 0) {
+      if (this.#queue.length >= QUEUE_MAX && this.opts.waitWhenQueueFull) {
+        while (this.#queue.length >= QUEUE_MAX && !this.#closing) await new Promise<void>((w) => this.#queueWaiters.push(w));
+        if (this.ended) return this.#unsent(id, "not sent: the session has ended");
+      }
+      if (this.#queue.length >= QUEUE_MAX) return this.#unsent(id, `not sent: ${QUEUE_MAX} lines are already waiting for the connection to come back`);
+      this.#queue.push({ id, req: r });
+      this.emit({ ...sentEvent(r), queued: true });
+      if (this.#state === "ready") void this.#flush();
       return;
     }
-    this.#pending.set(req.id, { id: req.id, req });
-    this.#send(req);
-    this.emit(req.type === "say" ? { type: "sent", id: req.id, room: req.room, text: req.text, ...(req.action ? { action: true } : {}) } : { type: "sent", id: req.id, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) });
+    await this.#window();
+    if (this.ended) return this.#unsent(id, "not sent: the session has ended");
+    if (this.#state !== "ready" && !(this.#state === "connecting" && this.#session !== null)) {
+      // The connection went while this line waited for the window: it waits for the next one.
+      this.#queue.push({ id, req: r });
+      return this.emit({ ...sentEvent(r), queued: true });
+    }
+    this.#transmit({ id, req: r });
+    this.emit(sentEvent(r));
+  }
+
+  #transmit(p: Pending): void {
+    this.#pending.set(p.id, p);
+    this.#send(p.req);
+  }
+
+  /** Sends the queued lines in order, through the window, while connected. */
+  async #flush(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      while (this.#queue.length > 0 && this.#state === "ready") {
+        await this.#window();
+        if (this.#state !== "ready") return;
+        const p = this.#queue.shift()!;
+        this.#wake();
+        if (p.req.type === "say" && !this.#rooms.has(p.req.room)) {
+          this.#unsent(p.id, `not sent: you are no longer in ${p.req.room}`);
+          continue;
+        }
+        this.#transmit(p);
+        this.#transcript?.append({ kind: "sent", at: Date.now(), ...sentEvent(p.req), type: undefined });
+      }
+    } finally {
+      this.#flushing = false;
+    }
   }
 
   /** Other requests (join, leave, who, rooms, history). */
   request(m: Message<"join" | "leave" | "who" | "rooms" | "history">): void {
-    if (!this.#session) return this.emit({ type: "local", text: "not connected" });
+    if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: "not connected: try again once reconnected" });
+    if (m.type === "join") this.#joins.push(m.room);
     this.#send(m);
   }
 
-  /** Leaves cleanly: waits (bounded) for every pending ack, says bye, closes. */
+  /** Leaves cleanly: waits (bounded) for every pending ack and queued line, says bye, closes. */
   async quit(): Promise<void> {
     if (this.#closing) return;
-    if (this.#pending.size > 0 && this.#session) {
+    // Before the first connection nothing can come; after it, the reconnect may still bring the queued lines through.
+    if ((this.#pending.size > 0 || this.#queue.length > 0) && this.#state !== "connecting") {
       const drained = new Promise<boolean>((r) => this.#drainWaiters.push(() => r(true)));
-      if (!(await within(drained, DRAIN_MS))) {
-        this.#unacknowledged += this.#pending.size;
-        this.#unsent(`not acknowledged within ${DRAIN_MS / 1000} s`);
-        this.emit({ type: "local", text: `${this.#pending.size} message(s) not acknowledged within ${DRAIN_MS / 1000} s` });
+      if (!(await within(Promise.race([drained, this.finished]), DRAIN_MS))) {
+        const n = this.#pending.size + this.#queue.length;
+        this.emit({ type: "local", text: `${n} message(s) not acknowledged within ${DRAIN_MS / 1000} s` });
+        for (const p of this.#pending.values()) this.#unsent(p.id, `not acknowledged within ${DRAIN_MS / 1000} s of quitting; it may or may not have reached ${where(p.req)}`);
         this.#pending.clear();
+        for (const p of this.#queue.splice(0)) this.#unsent(p.id, `not sent: you quit before the connection came back`);
       }
     }
-    const session = this.#session;
+    if (this.#closing) return;
+    const session = this.#state === "ready" ? this.#session : null;
     this.#closing = true;
     if (session) {
       try {
@@ -410,6 +717,39 @@ export class ChatClient {
     this.#finish("left");
     await this.#reader;
   }
+}
+
+/** The front end gave no password when one was needed mid-chat. */
+class NoPassword extends Error {
+  constructor(readonly reason: unknown) {
+    super(reason instanceof Error ? reason.message : String(reason));
+  }
+}
+
+function newResume(): Resume {
+  return { target: null, held: [], missed: 0, gap: 0 };
+}
+
+function where(req: Message<"say" | "dm">): string {
+  return req.type === "say" ? req.room : req.to;
+}
+
+function sentEvent(r: Message<"say" | "dm">): LocalEvent & { type: "sent" } {
+  const how = r.action ? { action: true } : {};
+  return r.type === "say" ? { type: "sent", id: r.id, room: r.room, text: r.text, ...how } : { type: "sent", id: r.id, to: r.to, text: r.text, ...how };
+}
+
+/**
+ * The server closes a session over a malformed message, so lines are
+ * checked here first: tabs become spaces; other control characters or
+ * more than MESSAGE_TEXT_MAX bytes refuse the line, which counts as not sent.
+ */
+function textProblem(text: string): string | null {
+  const t = text.replace(/\t/g, "    ");
+  if (hasControl(t)) return "it contains control characters";
+  if (!t.isWellFormed()) return "it is not valid text";
+  const bytes = Buffer.byteLength(t);
+  return bytes > MESSAGE_TEXT_MAX ? `it is longer than ${MESSAGE_TEXT_MAX} bytes (${bytes}): split it` : null;
 }
 
 /** Resolves true if `p` settles within `ms`, false otherwise; leaves no timer behind. */

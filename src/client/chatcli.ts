@@ -8,13 +8,15 @@
  * - stdin not a terminal: each line is a message (or a /command); EOF leaves
  *   after every ack is in.
  * - `--json` or stdout not a terminal: one JSON object per event on stdout;
- *   diagnostics on stderr.
+ *   diagnostics (local notes, disconnects, reconnects, lines not sent) also
+ *   as text lines on stderr, for a person watching a bot.
+ * Both reconnect after a dropped connection or a server restart (not with
+ * `--no-reconnect`) and resume every room (src/client/chat.ts).
  * Output that waits for a slow reader of stdout is bounded (BoundedOutput).
  * The exit status is 0 only if the session ended because this client left,
  * every line read was sent and acknowledged, and the --transcript file got
  * every line; otherwise 1, with one line saying everything that went wrong.
  */
-import { readdirSync } from "node:fs";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkUserName } from "./account.ts";
 import { ChatClient, type ChatEvent } from "./chat.ts";
@@ -22,9 +24,9 @@ import { parseLine, runCommand } from "./chatcommands.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
 import { ChatWindow } from "./chatwindow.ts";
 import type { ServerAddress } from "./connection.ts";
-import { accountDir } from "./keystore.ts";
 import { BoundedOutput } from "./output.ts";
 import { promptHidden } from "./prompt.ts";
+import { pickUser } from "./sessions.ts";
 import { StdinLines } from "./stdin.ts";
 import { Screen } from "./tui/screen.ts";
 import { colorEnabled } from "./tui/colors.ts";
@@ -32,7 +34,7 @@ import { colorEnabled } from "./tui/colors.ts";
 /** `chat`'s flags, checked (src/commands/chat.ts): nothing here is parsed again. */
 export interface ChatConfig {
   addr: ServerAddress;
-  /** --user, a valid name; else the one user logged in to `addr` is chosen. */
+  /** --user (or config.toml's user), a valid name; else the one user logged in to `addr` is chosen. */
   user?: string;
   room: string;
   json: boolean;
@@ -40,19 +42,10 @@ export interface ChatConfig {
   transcriptMax?: number;
   passwordStdin: boolean;
   acceptNewHost: boolean;
-}
-
-/** --user, or the one user with a ticket for this server. */
-function pickUser(serverId: string, given?: string): string {
-  if (given !== undefined) return given;
-  let users: string[] = [];
-  try {
-    users = readdirSync(accountDir(serverId)).filter((f) => f.endsWith(".ticket")).map((f) => f.slice(0, -".ticket".length));
-  } catch {
-    // no account directory: nobody has logged in here
-  }
-  if (users.length === 1) return users[0]!;
-  throw new SecureChatError("user_needed", users.length === 0 ? `nobody is logged in to ${serverId}` : `several users are logged in to ${serverId}: ${users.join(", ")}`);
+  /** --no-history: none of the first room's past; --since-seq N: only what came after seq N. */
+  history?: "all" | "none" | { since: number };
+  /** --no-reconnect: the first connection loss ends the client (exit 1). */
+  reconnect?: boolean;
 }
 
 /** After the session ended early, how much of stdin is looked at to say what was not sent (characters), and for how long. */
@@ -68,6 +61,9 @@ async function unsentInput(stdin: StdinLines): Promise<string | null> {
 
 const ENDED = Symbol("ended");
 
+/** Events that also go to stderr as text when stdout carries JSON: what a person watching a bot needs to know. */
+const DIAGNOSTICS = new Set<ChatEvent["type"]>(["local", "disconnected", "reconnecting", "reconnected", "unsent", "error"]);
+
 export async function runChat(a: ChatConfig): Promise<void> {
   const addr = a.addr;
   const user = pickUser(addr.id, a.user);
@@ -82,7 +78,10 @@ export async function runChat(a: ChatConfig): Promise<void> {
   let loginCancelled = false;
   let quit = () => {};
 
+  let started = false;
   const password = async (): Promise<string> => {
+    // Piped, the ticket expired mid-chat: stdin now carries chat lines, never a password.
+    if (started && stdin) throw new SecureChatError("no_ticket", `the session ticket for ${user} at ${addr.id} expired and there is no terminal to ask for the password`, { detail: { user, server: addr.id } });
     if (a.passwordStdin && stdin) {
       const line = await stdin.next();
       if (!line) throw new SecureChatError("password_stdin_empty", "--password-stdin: the first line of stdin is empty");
@@ -111,7 +110,10 @@ export async function runChat(a: ChatConfig): Promise<void> {
     if (loginCancelled) return;
     if (win) return win.show(e);
     if (json) {
-      if (e.type === "local" || e.type === "disconnected" || e.type === "reconnecting") process.stderr.write(`securechat: ${plainLine([JSON.stringify(e.type === "local" ? e.text : e)])}\n`);
+      if (DIAGNOSTICS.has(e.type)) {
+        const line = eventLine(e, user, false);
+        if (line) process.stderr.write(`securechat: ${plainLine(line).replace(/^-- /, "")}\n`);
+      }
       out.write(`${eventJson(e)}\n`);
       return;
     }
@@ -147,7 +149,19 @@ export async function runChat(a: ChatConfig): Promise<void> {
   }
 
   const client = new ChatClient(
-    { addr, user, trust: { acceptNew: a.acceptNewHost }, room: a.room, password, transcriptFile: a.transcript, transcriptMax: a.transcriptMax, reconnect: interactive },
+    {
+      addr,
+      user,
+      trust: { acceptNew: a.acceptNewHost },
+      room: a.room,
+      password,
+      transcriptFile: a.transcript,
+      transcriptMax: a.transcriptMax,
+      reconnect: a.reconnect ?? true,
+      history: a.history,
+      // Piped: a full queue stops the reading of stdin instead of refusing lines.
+      waitWhenQueueFull: !interactive,
+    },
     { event: show, congested: () => out.congested() },
   );
   try {
@@ -158,6 +172,7 @@ export async function runChat(a: ChatConfig): Promise<void> {
     // The same code and detail: the same exit code and hints, with the unsent input said.
     throw unsent ? new SecureChatError(e.code, `${e.message}; ${unsent}`, { cause: e, detail: e.detail }) : e;
   }
+  started = true;
 
   let unsent: string | null = null;
   if (screen) {
@@ -204,12 +219,17 @@ export async function runChat(a: ChatConfig): Promise<void> {
     stdin!.close();
     await client.quit();
   }
+  const failed = client.failureError;
   const problems = [
-    client.failure,
+    failed ? null : client.failure,
     unsent,
     client.unacknowledged > 0 ? `${client.unacknowledged} message(s) were not acknowledged by the server` : null,
     client.transcriptProblem,
   ].filter((p) => p !== null);
+  if (failed) {
+    // The code of what ended the session (a changed host key: exit 4 and its hint, as a fresh command).
+    throw new SecureChatError(failed.code, [failed.message, ...problems].join("; "), { cause: failed, detail: failed.detail });
+  }
   if (problems.length > 0) {
     throw new SecureChatError("chat_incomplete", problems.join("; "), { detail: { unacknowledged: client.unacknowledged, ended: client.failureCode ?? "", user, server: addr.id } });
   }

@@ -31,9 +31,17 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
       const who = e.from === me ? ["→ ", colorize(e.to, color)] : [colorize(e.from, color), " →"];
       return [at(e.ts), " [dm ", ...who, "] ", e.action ? `* ${e.from} ${e.text}` : e.text];
     }
-    case "sent":
-      if (e.to !== undefined) return [at(Date.now()), " [dm → ", colorize(e.to, color), "] ", e.action ? `* ${me} ${e.text}` : e.text];
-      return e.action ? [at(Date.now()), " * ", colorize(me, color), " ", e.text] : [at(Date.now()), " <", colorize(me, color), "> ", e.text];
+    case "sent": {
+      const queued: Segment[] = e.queued ? [" ", dim("(queued until reconnected)", color)] : [];
+      if (e.to !== undefined) return [at(Date.now()), " [dm → ", colorize(e.to, color), "] ", e.action ? `* ${me} ${e.text}` : e.text, ...queued];
+      return e.action ? [at(Date.now()), " * ", colorize(me, color), " ", e.text, ...queued] : [at(Date.now()), " <", colorize(me, color), "> ", e.text, ...queued];
+    }
+    case "unsent":
+      return note(e.reason);
+    case "reconnected":
+      return note(reconnectedText(e.after_ms, e.rooms));
+    case "current":
+      return null;
     case "joined":
       return [at(e.ts), " ", ...note(`${e.user} joined ${e.room}`)];
     case "left":
@@ -65,6 +73,15 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
     default:
       return null;
   }
+}
+
+/** `reconnected after 12 s; 3 new messages in #general` (and what the server no longer had). */
+function reconnectedText(ms: number, rooms: readonly { room: string; missed: number; gap: number }[]): string {
+  const parts = rooms.flatMap((r) => [
+    ...(r.missed > 0 ? [`${r.missed} new message${r.missed === 1 ? "" : "s"} in #${r.room}`] : []),
+    ...(r.gap > 0 ? [`${r.gap} message${r.gap === 1 ? "" : "s"} of #${r.room} lost (the server no longer keeps them)`] : []),
+  ]);
+  return `reconnected after ${Math.round(ms / 1000)} s; ${parts.length > 0 ? parts.join(", ") : "nothing new"}`;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * Terminal input for secrets and questions. consola has no masked prompt, so
- * the password prompt is written here: raw mode, nothing echoed, backspace,
+ * Terminal input for secrets and questions. The password prompt reads in
+ * raw mode: nothing echoed, backspace,
  * Ctrl-U to clear, Ctrl-C / Ctrl-D to cancel. Prompts go to stderr so stdout
  * stays clean for pipes.
  */
@@ -99,6 +99,35 @@ export async function promptYesNo(question: string): Promise<boolean> {
     process.stderr.write('Please type "yes" or "no".\n');
   }
   return false;
+}
+
+/**
+ * A new account's password: from `--password-stdin`, one try, checked by
+ * `check` (the policy); or from the terminal, checked by `check` as soon as
+ * it is typed and asked again if refused, then asked a second time to
+ * confirm; `tries` attempts in all (a refusal or a mismatch uses one).
+ */
+export async function obtainNewPassword(opts: { fromStdin: boolean; check: (password: string) => Promise<void>; tries?: number }): Promise<string> {
+  if (opts.fromStdin) {
+    const pw = await obtainPassword({ fromStdin: true, confirm: false });
+    await opts.check(pw);
+    return pw;
+  }
+  const tries = opts.tries ?? 3;
+  for (let i = 1; ; i++) {
+    const again = i < tries ? "; try again" : "";
+    const pw = await promptHidden("Password: ");
+    try {
+      await opts.check(pw);
+    } catch (e) {
+      if (!isSecureChatError(e, "password_policy") || i >= tries) throw e;
+      process.stderr.write(`${e.message}${again}\n`);
+      continue;
+    }
+    if ((await promptHidden("Repeat the password: ")) === pw) return pw;
+    if (i >= tries) throw new SecureChatError("passwords_differ", "the two passwords differ");
+    process.stderr.write(`the two passwords differ${again}\n`);
+  }
 }
 
 /** The password from `--password-stdin` or the terminal; `confirm` asks twice (register). */

@@ -6,10 +6,23 @@ import { parseInteger, parseRoomName } from "./values.ts";
 export default command({
   meta: { name: "chat", description: "Chat in rooms and direct messages (interactive, or scripted from a pipe)" },
   args: {
-    user: { type: "string", description: "User to chat as (default: the only user logged in to this server)", valueHint: "NAME" },
+    user: { type: "string", alias: ["u"], description: "User to chat as (default: user in config.toml, else the only user logged in to this server)", valueHint: "NAME" },
     ...args.server,
-    room: { type: "string", description: "Room to join first", valueHint: "NAME", default: "general" },
+    room: { type: "string", alias: ["r"], description: "Room to join first", valueHint: "NAME", default: "general" },
     json: { type: "boolean", description: "One JSON object per event on stdout (default when stdout is not a terminal)" },
+    history: {
+      type: "boolean",
+      default: true,
+      description: "Show the room's recent messages on joining",
+      negativeDescription: "Show none of the room's past: only what is said from now on",
+    },
+    "since-seq": { type: "string", description: "Show only the messages of --room after its seq N (a bot resuming where it stopped)", valueHint: "N" },
+    reconnect: {
+      type: "boolean",
+      default: true,
+      description: "Reconnect and resume every room when the connection drops or the server restarts",
+      negativeDescription: "Exit 1 when the connection is lost instead",
+    },
     transcript: { type: "string", description: "Append your own view (sent, received, acks) as JSON lines to FILE", valueHint: "FILE" },
     "transcript-max": {
       type: "string",
@@ -21,31 +34,40 @@ export default command({
     ...args.debug,
   },
   examples: [
-    "securechat chat --user alice",
+    "securechat chat",
+    "securechat chat -u alice -r ops -s chat.example:7447",
     "printf 'hello\\nbye\\n' | securechat chat --user bot",
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
+    "securechat chat --user bot --no-history < /dev/null | jq -c 'select(.type==\"message\")'",
   ],
   async run({ args: a }) {
     // Every flag is checked before anything touches the disk or the network:
     // a bad one leaves $SECURECHAT_HOME and the --transcript file as they were.
-    const [{ checkUserName }, { parseServerAddress }] = await Promise.all([import("../client/account.ts"), import("../client/connection.ts")]);
-    const addr = parseServerAddress(a.server);
-    if (a.user !== undefined) checkUserName(a.user);
+    const [{ checkUserName }, { target }] = await Promise.all([import("../client/account.ts"), import("./defaults.ts")]);
+    const t = await target(a.server);
+    const addr = t.addr;
+    const user = a.user ?? t.config.user;
+    if (user !== undefined) checkUserName(user);
     const room = parseRoomName("--room", a.room);
     if (a.transcript === "") throw new CliError(EXIT.USAGE, "--transcript needs a file name, not an empty one");
     const max = a["transcript-max"];
     if (max !== undefined && a.transcript === undefined) throw new CliError(EXIT.USAGE, "--transcript-max needs --transcript FILE");
     const transcriptMax = max === undefined ? undefined : parseInteger("--transcript-max", max, TRANSCRIPT_LINE_MAX, Number.MAX_SAFE_INTEGER);
+    const since = a["since-seq"];
+    if (since !== undefined && a.history === false) throw new CliError(EXIT.USAGE, "--since-seq and --no-history contradict each other: choose one");
+    const history = since !== undefined ? { since: parseInteger("--since-seq", since, 0, Number.MAX_SAFE_INTEGER) } : a.history === false ? ("none" as const) : ("all" as const);
     const { runChat } = await import("../client/chatcli.ts");
     return runChat({
       addr,
-      user: a.user,
+      user,
       room,
       json: Boolean(a.json),
       transcript: a.transcript,
       transcriptMax,
       passwordStdin: Boolean(a["password-stdin"]),
       acceptNewHost: Boolean(a["accept-new-host"]),
+      history,
+      reconnect: a.reconnect !== false,
     });
   },
 });

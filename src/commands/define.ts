@@ -23,7 +23,12 @@ export const args = {
     debug: { type: "boolean", description: "Print stack traces and protocol detail on errors" },
   },
   server: {
-    server: { type: "string", description: "Server address", valueHint: "HOST:PORT", default: "127.0.0.1:7447" },
+    server: {
+      type: "string",
+      alias: ["s"],
+      description: "Server address (default: $SECURECHAT_SERVER, else server in config.toml, else 127.0.0.1:7447)",
+      valueHint: "HOST:PORT",
+    },
   },
   passwordStdin: {
     "password-stdin": { type: "boolean", description: "Read the password from the first line of stdin instead of the terminal" },
@@ -32,6 +37,6 @@ export const args = {
     "accept-new-host": { type: "boolean", description: "Trust an unknown server's host key without asking (scripts)" },
   },
   data: {
-    data: { type: "string", description: "Server state directory (default: $SECURECHAT_DATA, else the XDG data dir)", valueHint: "DIR" },
+    data: { type: "string", alias: ["d"], description: "Server state directory (default: $SECURECHAT_DATA, else the XDG data dir)", valueHint: "DIR" },
   },
 } as const satisfies Record<string, ArgsDef>;

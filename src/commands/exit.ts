@@ -1,5 +1,6 @@
 import { type ErrorDetail, type SecureChatError, isSecureChatError } from "../errors.ts";
 import { isAuthFailure, isHostKeyFailure } from "../client/failures.ts";
+import { sessionsEverywhere } from "../client/sessions.ts";
 
 /** Exit codes of the user-visible contract (docs/DESIGN.md §2, README "Exit codes"). */
 export const EXIT = {
@@ -40,11 +41,27 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
   password_stdin_empty: { exit: EXIT.USAGE },
   passwords_differ: { exit: EXIT.USAGE },
   no_terminal: { exit: EXIT.USAGE, hints: () => ["pass --password-stdin and write the password as the first line of stdin"] },
-  user_needed: { exit: EXIT.USAGE, hints: () => ["pass --user NAME"] },
+  user_needed: {
+    exit: EXIT.USAGE,
+    hints: (d) =>
+      d.elsewhere
+        ? [
+            `to use your session there, pass --server ${d.elsewhere} (or set it as the default: SECURECHAT_SERVER or server = in config.toml)`,
+            `host names are not aliases here: to chat at ${d.server}, log in there with "securechat login NAME --server ${d.server}"`,
+          ]
+        : ["pass --user NAME"],
+  },
+  config_invalid: { exit: EXIT.USAGE, hints: (d) => [`fix or remove ${d.path}: it may hold only server = "HOST:PORT", user = "NAME" and # comments`] },
+  config_unsafe: { exit: EXIT.USAGE, hints: (d) => [`if its contents are yours, run "chmod 600 ${d.path}"`] },
+  connect_failed: { hints: (d) => connectHints(d) },
+  connect_timeout: { hints: () => ["check the address and that the server is running; a firewall may be dropping the connection"] },
   identity_exists: { hints: (d) => [`log in with "securechat login ${d.user}", or remove ${d.path} if that account is gone`] },
   identity_missing: { hints: (d) => (d.user === undefined ? [] : [`create the account with "securechat register ${d.user}"`]) },
   no_ticket: {
-    hints: (d) => [`run "securechat login ${d.user} --server ${d.server}" first, or pass --password-stdin with the password as the first line`],
+    hints: (d) => [
+      ...sessionsElsewhere(String(d.user), String(d.server)),
+      `run "securechat login ${d.user} --server ${d.server}" first, or pass --password-stdin with the password as the first line`,
+    ],
   },
   host_key_changed: { hints: (d) => [`if the server's key was really replaced, remove line ${d.line} of ${d.path} and connect again`] },
   host_key_unknown: { hints: () => ["check the fingerprint with the server's operator, then pass --accept-new-host"] },
@@ -60,6 +77,25 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
     ],
   },
 };
+
+/**
+ * Where `user` does have a session, when it has none at `server`: host
+ * names are not aliases (src/client/sessions.ts), so a session made at
+ * 127.0.0.1:7447 is not found at localhost:7447, and this says where it is.
+ */
+function sessionsElsewhere(user: string, server: string): string[] {
+  const there = sessionsEverywhere()
+    .filter((s) => s.server !== server && s.users.includes(user))
+    .map((s) => s.server);
+  if (there.length === 0) return [];
+  return [`${user} has a session on ${there.join(", ")}: pass --server ${there[0]} (host names are not aliases: each HOST:PORT has its own sessions)`];
+}
+
+/** What to do when nothing answered at HOST:PORT (refused, unreachable, no such host). */
+function connectHints(d: ErrorDetail): string[] {
+  if (d.reason === "ENOTFOUND" || d.reason === "EAI_AGAIN") return [`check the host name "${d.host}" (--server HOST:PORT, $SECURECHAT_SERVER or server = in config.toml)`];
+  return [`is the server running? start one with "securechat serve --host ${d.host} --port ${d.port}", or check --server`];
+}
 
 /** What to do about a server's refusal, by the server's code (docs/PROTOCOL.md §6). */
 function refusalHints(code: string): string[] {
@@ -84,6 +120,50 @@ function exitCodeOf(e: SecureChatError): ExitCode {
   return RULES[e.code]?.exit ?? EXIT.FAILURE;
 }
 
+/** What a failed file-system call was doing, by its syscall. */
+const SYSCALLS: Record<string, string> = {
+  mkdir: "create the directory",
+  open: "open",
+  read: "read",
+  write: "write",
+  rename: "rename a file to",
+  unlink: "remove",
+  stat: "look at",
+  lstat: "look at",
+  scandir: "list the directory",
+  opendir: "list the directory",
+  chmod: "change the permissions of",
+  access: "access",
+};
+
+/** Why, by errno code, said for a person. */
+const ERRNOS: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EEXIST: "something else is already there",
+  ENOENT: "no such file or directory",
+  ENOTDIR: "a part of the path is not a directory",
+  EISDIR: "it is a directory",
+  EROFS: "the file system is read-only",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "the disk quota is exceeded",
+  ELOOP: "too many symbolic links",
+  ENAMETOOLONG: "the name is too long",
+};
+
+/**
+ * A file-system call that failed on a path the user chose or whose
+ * permissions they control (a --data or $SECURECHAT_HOME inside a file, a
+ * read-only disk): one line naming the path, not an internal error.
+ */
+function systemError(e: unknown): string | null {
+  if (!(e instanceof Error)) return null;
+  const { code, syscall, path } = e as Error & { code?: unknown; syscall?: unknown; path?: unknown };
+  if (typeof code !== "string" || !Object.hasOwn(ERRNOS, code) || typeof path !== "string") return null;
+  const doing = typeof syscall === "string" && Object.hasOwn(SYSCALLS, syscall) ? SYSCALLS[syscall] : "use";
+  return `cannot ${doing} ${path}: ${ERRNOS[code]} (${code})`;
+}
+
 /**
  * The one place an error becomes what a person reads and the exit code
  * (docs/DESIGN.md §2, §3): a CliError as thrown, a SecureChatError by its
@@ -100,6 +180,8 @@ export function fromError(e: unknown): CliError {
     ], { cause: e });
   }
   if (isSecureChatError(e)) return new CliError(exitCodeOf(e), e.message, RULES[e.code]?.hints?.(e.detail) ?? [], { cause: e });
+  const sys = systemError(e);
+  if (sys) return new CliError(EXIT.FAILURE, sys, ["check the path and its permissions"], { cause: e });
   const message = e instanceof Error ? e.message : String(e);
   return new CliError(EXIT.FAILURE, `internal error: ${message}`, ["run again with --debug for a stack trace, and report it"], { cause: e });
 }

@@ -11,20 +11,37 @@ export default command({
   },
   examples: [
     "securechat register alice",
+    "securechat register alice -s chat.example:7447",
     "printf '%s\\n' \"$PASS\" | securechat register alice --password-stdin --server chat.example:7447 --accept-new-host",
   ],
+  /**
+   * In the order people expect (as ssh): the server's host key first (asked
+   * about if new), then whether the name is free, and only then the
+   * password, checked against the policy as soon as it is typed.
+   */
   async run({ args: a }) {
-    const [{ register, checkUserName }, { parseServerAddress }, { obtainPassword }, { identityPath }] = await Promise.all([
+    const [account, { obtainNewPassword }, { identityPath }, { target }, { writeConfigIfAbsent }, { checkPassword }, { SecureChatError }] = await Promise.all([
       import("../client/account.ts"),
-      import("../client/connection.ts"),
       import("../client/prompt.ts"),
       import("../client/keystore.ts"),
+      import("./defaults.ts"),
+      import("../client/config.ts"),
+      import("../password.ts"),
+      import("../errors.ts"),
     ]);
-    checkUserName(a.user);
-    const addr = parseServerAddress(a.server);
-    const password = await obtainPassword({ fromStdin: Boolean(a["password-stdin"]), confirm: true });
-    const w = await register({ addr, user: a.user, trust: { acceptNew: Boolean(a["accept-new-host"]) } }, password);
+    const user = a.user;
+    account.checkUserName(user);
+    const { addr } = await target(a.server);
+    const o = { addr, user, trust: { acceptNew: Boolean(a["accept-new-host"]) } };
+    account.refuseExistingIdentity(o);
+    const free = await account.nameAvailable(o);
+    if (free === false) throw new SecureChatError("server_refused", `the name "${user}" is taken at ${addr.id}`, { detail: { refusal: "name_taken" } });
+    if (free) process.stderr.write(`the name "${user}" is free at ${addr.id}\n`);
+    const password = await obtainNewPassword({ fromStdin: Boolean(a["password-stdin"]), check: (pw) => checkPassword(pw, user) });
+    const w = await account.register(o, password);
     const until = w.ticket_expires ? `; logged in until ${new Date(w.ticket_expires).toISOString()}` : "";
-    process.stderr.write(`registered ${w.user} at ${addr.id}${until}\nidentity key: ${identityPath(addr.id, a.user)} (keep a backup: it cannot be recovered)\n`);
+    process.stderr.write(`registered ${w.user} at ${addr.id}${until}\nidentity key: ${identityPath(addr.id, user)} (keep a backup: it cannot be recovered)\n`);
+    const wrote = writeConfigIfAbsent(addr, user);
+    if (wrote) process.stderr.write(`wrote ${wrote}: server = "${addr.id}", user = "${user}" (the defaults from now on)\n`);
   },
 });

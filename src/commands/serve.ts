@@ -107,40 +107,70 @@ export default command({
       maxSendBuffer,
     };
 
-    const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { join }] = await Promise.all([
+    const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/log.ts"),
       import("../paths.ts"),
       import("../transcript/journal.ts"),
       import("../transcript/writer.ts"),
       import("../server/hostkey.ts"),
+      import("../store/lock.ts"),
+      import("../fingerprint.ts"),
       import("node:path"),
     ]);
-    const logger = a.json ? log.jsonLogger() : await log.textLogger();
     const dataDir = serverData(a.data);
     process.umask(0o077);
-    // The transcript signs with the host key, so it is loaded (or made, on first
-    // start) here, once: the server is handed this copy.
-    const hostKey = loadOrCreateHostKey(dataDir);
-    let journal: ReturnType<typeof TranscriptJournal.open>;
+    // --host and --port are tried before the data directory is touched: a
+    // mistake there leaves it as it was. (A port in use may be the server that
+    // holds this data directory: the lock's message, naming it, comes first.)
+    const unlistenable = tryListen(a.host, port);
+    if (unlistenable && errno(unlistenable) !== "EADDRINUSE") throw listenFailure(unlistenable, a.host, port);
+    // One server per data directory, held until this process ends (store/lock.ts):
+    // taken before the host key, the transcript or a database is touched.
+    let lock: ReturnType<typeof DataLock.acquire>;
     try {
-      journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyMemory, log: logger });
+      lock = DataLock.acquire(dataDir);
     } catch (e) {
-      if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
-      throw e;
+      throw dataDirFailure(e, dataDir);
     }
+    if (unlistenable) {
+      lock.release();
+      throw listenFailure(unlistenable, a.host, port);
+    }
+    const logger = a.json ? log.jsonLogger() : log.textLogger();
     let server: Awaited<ReturnType<typeof ChatServer.start>>;
+    let hostKey: ReturnType<typeof loadOrCreateHostKey>;
     try {
-      server = await ChatServer.start({ ...options, dataDir, journal, log: logger }, hostKey);
+      // The transcript signs with the host key, so it is loaded (or made, on first
+      // start) here, once: the server is handed this copy.
+      hostKey = loadOrCreateHostKey(dataDir);
+      let journal: ReturnType<typeof TranscriptJournal.open>;
+      try {
+        journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyMemory, log: logger, lock });
+      } catch (e) {
+        if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
+        throw e;
+      }
+      try {
+        server = await ChatServer.start({ ...options, dataDir, journal, log: logger }, hostKey);
+      } catch (e) {
+        journal.close("failed to start");
+        throw listenFailure(e, a.host, port);
+      }
     } catch (e) {
-      journal.close("failed to start");
-      const code = (e as { code?: string }).code;
-      if (code === "EADDRINUSE") throw new CliError(EXIT.FAILURE, `cannot listen on ${a.host}:${port}: the address is in use`, ["stop the other server or pick another --port"]);
-      if (code === "EACCES") throw new CliError(EXIT.FAILURE, `cannot listen on ${a.host}:${port}: permission denied`);
+      lock.release();
       throw e;
     }
     logger.info(hostKey.created ? "host_key_created" : "host_key_loaded", { fingerprint: server.fingerprint });
-    logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir });
+    logger.info("transcript", {
+      dir: join(dataDir, "transcript"),
+      sealing: auditorKey ? "on" : "off",
+      auditor_key: auditorKey ? fingerprint(auditorKey) : undefined,
+      fsync: writer.fsync,
+      checkpoint_every: writer.checkpointEvery,
+      checkpoint_interval_s: writer.checkpointIntervalMs / 1000,
+    });
+    logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir, pid: process.pid });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         logger.info("shutdown", { signal });
@@ -149,5 +179,60 @@ export default command({
       process.once("SIGINT", () => stop("SIGINT"));
       process.once("SIGTERM", () => stop("SIGTERM"));
     });
+    lock.release();
   },
 });
+
+const errno = (e: unknown): string | undefined => (e as { code?: unknown }).code as string | undefined;
+
+/** Why listening on HOST:PORT fails now, or null if it works (the socket is closed again at once). */
+function tryListen(hostname: string, port: number): unknown {
+  try {
+    Bun.listen({ hostname, port, socket: { data() {} } }).stop(true);
+    return null;
+  } catch (e) {
+    return e;
+  }
+}
+
+/** Why the data directory cannot be used, as one line and a hint; anything else unchanged. */
+export function dataDirFailure(e: unknown, dir: string): unknown {
+  const other = "pass --data DIR: a directory this user owns, or one that does not exist yet";
+  switch (errno(e)) {
+    case "data_locked": {
+      const pid = (e as { detail?: { pid?: number } }).detail?.pid;
+      return new CliError(EXIT.FAILURE, (e as Error).message, [
+        pid === undefined ? "another server runs on it: stop it first, or pass another --data" : `stop that server first (kill ${pid}), or pass another --data`,
+      ]);
+    }
+    case "EEXIST":
+      return new CliError(EXIT.FAILURE, `cannot use ${dir} as the data directory: it is not a directory`, [other]);
+    case "ENOTDIR":
+      return new CliError(EXIT.FAILURE, `cannot use ${dir} as the data directory: a part of that path is not a directory`, [other]);
+    case "EACCES":
+    case "EPERM":
+      return new CliError(EXIT.FAILURE, `cannot use ${dir} as the data directory: permission denied`, [other]);
+    case "EROFS":
+      return new CliError(EXIT.FAILURE, `cannot use ${dir} as the data directory: it is on a read-only file system`, [other]);
+    case "ENOENT":
+      return new CliError(EXIT.FAILURE, `cannot create ${dir}: a parent directory cannot be made there`, [other]);
+    case "data_lock_failed":
+      return new CliError(EXIT.FAILURE, (e as Error).message, [other]);
+    default:
+      return e;
+  }
+}
+
+/** Why the server cannot listen on HOST:PORT, as one line and a hint; anything else unchanged. */
+export function listenFailure(e: unknown, host: string, port: number): unknown {
+  const where = `cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const code = errno(e);
+  if (code === "EADDRINUSE") return new CliError(EXIT.FAILURE, `${where}: the address is in use`, ["another program (perhaps another securechat serve) listens there: stop it, or pick another --port"]);
+  if (code === "EACCES") return new CliError(EXIT.FAILURE, `${where}: permission denied`, ["ports below 1024 need privileges: pick --port 1024 or above"]);
+  if (code === "EADDRNOTAVAIL") return new CliError(EXIT.FAILURE, `${where}: no interface of this machine has that address`, ["pass --host with one of this machine's addresses, 0.0.0.0 (all IPv4) or :: (all)"]);
+  // Bun says only "Failed to listen at HOST" for a name that does not resolve.
+  if (code === undefined && e instanceof Error && e.message.startsWith("Failed to listen")) {
+    return new CliError(EXIT.FAILURE, `${where}: no such address here`, ["pass --host with one of this machine's addresses or a name that resolves to one"]);
+  }
+  return e;
+}

@@ -12,7 +12,7 @@ import { parseRoomName, parseUserName } from "./values.ts";
 const hostKeyArg = {
   "host-key": {
     type: "string",
-    description: "Pin the server's host key: base64, \"ed25519 BASE64\", a path to host_key.pub, or a SHA256: fingerprint",
+    description: "Pin the server's key: host_key.pub, a known_hosts line, or SHA256:…",
     valueHint: "KEY",
   },
 } as const satisfies ArgsDef;
@@ -22,8 +22,9 @@ const identityArg = {
 } as const satisfies ArgsDef;
 
 const filterArgs = {
-  since: { type: "string", description: "Only entries at or after this time (ISO 8601, UTC unless it has an offset; or epoch ms)", valueHint: "TIME" },
-  until: { type: "string", description: "Only entries before this time", valueHint: "TIME" },
+  since: { type: "string", description: "Only entries from TIME on: 2026-11-22, 08:00, 2h, yesterday (UTC)", valueHint: "TIME" },
+  until: { type: "string", description: "Only entries before TIME (the same forms)", valueHint: "TIME" },
+  stored: { type: "boolean", description: "Lines exactly as stored: no ISO 8601 time member" },
   room: { type: "string", description: "Only join, leave and message entries of this room", valueHint: "ROOM" },
   user: { type: "string", description: "Only entries whose user, from or to is this user", valueHint: "USER" },
 } as const satisfies ArgsDef;
@@ -35,7 +36,7 @@ async function hostKeyOption(value: string | undefined): Promise<{ hostKey?: Uin
     const pin = parseHostKeyPin(value);
     return "key" in pin ? { hostKey: pin.key } : { hostKeyFingerprint: pin.fingerprint };
   } catch (e) {
-    throw new CliError(EXIT.USAGE, `--host-key: ${(e as Error).message.replace(/^host key: /, "")}`, ["pass host_key.pub from the server's data directory, its line, or the fingerprint clients were shown"]);
+    throw new CliError(EXIT.USAGE, `--host-key: ${(e as Error).message.replace(/^host key: /, "")}`, ["pass host_key.pub from the server's data directory, its line, a client's known_hosts line for the server, or the fingerprint clients were shown"]);
   }
 }
 
@@ -49,12 +50,14 @@ async function identityOption(value: string | undefined): Promise<{ identity?: U
   }
 }
 
-async function filterOptions(a: { since?: string; until?: string; room?: string; user?: string }) {
+async function filterOptions(a: { since?: string; until?: string; room?: string; user?: string; stored?: boolean }) {
   const { parseTime } = await import("../transcript/export.ts");
+  // One "now" for both flags: --since 2h --until 1h is exactly an hour.
+  const now = Date.now();
   const time = (flag: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     try {
-      return parseTime(v);
+      return parseTime(v, now);
     } catch (e) {
       throw new CliError(EXIT.USAGE, `${flag}: ${(e as Error).message.replace(/^time: /, "")}`);
     }
@@ -64,6 +67,7 @@ async function filterOptions(a: { since?: string; until?: string; room?: string;
     until: time("--until", a.until),
     room: a.room === undefined ? undefined : parseRoomName("--room", a.room),
     user: a.user === undefined ? undefined : parseUserName("--user", a.user),
+    stored: a.stored === true,
   };
 }
 
@@ -126,11 +130,14 @@ const verify = command({
 const exportCmd = command({
   meta: {
     name: "export",
-    description: "Print entries as stored, as JSON lines, verified as read: a problem stops it with FAIL and exit 5, after the lines before it",
+    description:
+      "Print entries as JSON lines, each with its time in ISO 8601 UTC, verified as read: a problem stops it with FAIL and exit 5, after the lines before it",
   },
   args: { ...args.data, ...filterArgs, ...identityArg, ...hostKeyArg, ...args.debug },
   examples: [
     "securechat transcript export --since 2026-11-01 | jq -c 'select(.type==\"message\")'",
+    "securechat transcript export --since yesterday --until today | jq -r .time",
+    "securechat transcript export --host-key \"$(grep ^srv known_hosts)\"",
     "securechat transcript export --data /var/lib/securechat --room general --since 2026-11-22T09:00 --until 2026-11-22T17:00",
     "securechat transcript export --user alice --identity auditor.key > alice.jsonl",
     "securechat transcript export > all.jsonl || echo \"exit $?: all.jsonl holds only the part before the problem\"",
@@ -168,6 +175,7 @@ const follow = command({
   examples: [
     "securechat transcript follow --data /var/lib/securechat | jq .",
     "securechat transcript follow --from-end --room general",
+    "securechat transcript follow --since 08:00 | jq -r '[.time, .type] | @tsv'",
     "securechat transcript follow --identity auditor.key --user alice",
   ],
   async run({ args: a }) {

@@ -14,6 +14,18 @@ export interface Endpoint {
   id: string;
 }
 
+/** Why a connection failed, said for a person, by the system's error code. */
+const CONNECT_FAILURES: Record<string, string> = {
+  ECONNREFUSED: "connection refused (nothing is listening on that port)",
+  ENOTFOUND: "no such host (the name does not resolve)",
+  EAI_AGAIN: "the host name could not be resolved right now (DNS)",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ETIMEDOUT: "no answer (timed out)",
+  ECONNRESET: "the connection was reset",
+  EADDRNOTAVAIL: "that address is not available",
+};
+
 /** Frames from one TCP connection, delivered as promises; `limit` is the largest frame accepted at first (`framed.decoder.limit`). */
 export class FrameStream {
   readonly #bodies: Uint8Array[] = [];
@@ -54,7 +66,11 @@ export class FrameStream {
       ]);
     } catch (e) {
       if (isSecureChatError(e)) throw e;
-      throw new SecureChatError("connect_failed", `connection: cannot connect to ${addr.id}: ${(e as Error).message}`, { cause: e });
+      const code = String((e as { code?: unknown }).code ?? "");
+      throw new SecureChatError("connect_failed", `cannot connect to ${addr.id}: ${CONNECT_FAILURES[code] ?? (e as Error).message}`, {
+        cause: e,
+        detail: { host: addr.host, port: addr.port, reason: code },
+      });
     } finally {
       clearTimeout(timer);
     }

@@ -196,7 +196,15 @@ const SCHEMAS = {
     ticket: optional(bytes(32)),
     ticket_key: optional(bytes(32)),
   },
+  // Before register: is the name free? (PROTOCOL.md §5.1.)
+  check_name: {
+    user: userName,
+  },
   // Server answers (PROTOCOL.md §5.2).
+  name_status: {
+    user: userName,
+    available: bool,
+  },
   welcome: {
     user: userName,
     session_id: bytes(16),
@@ -216,13 +224,13 @@ const SCHEMAS = {
   pong: {},
   // Chat requests, client to server (PROTOCOL.md §7.1). `id` is the client's
   // number for a say or dm; the server answers it with ack or nack.
-  join: { room: roomName },
+  join: { room: roomName, since: optional(int(0, Number.MAX_SAFE_INTEGER)), limit: optional(int(0, 1000)) },
   leave: { room: roomName },
   say: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
   dm: { id: int(0, Number.MAX_SAFE_INTEGER), to: userName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
   who: { room: roomName },
   rooms: {},
-  history: { room: roomName, limit: int(1, 1000) },
+  history: { room: roomName, limit: int(1, 1000), since: optional(int(0, Number.MAX_SAFE_INTEGER)) },
   // Chat events and answers, server to client (PROTOCOL.md §7.2).
   ack: {
     id: int(0, Number.MAX_SAFE_INTEGER),
@@ -254,7 +262,7 @@ const SCHEMAS = {
   left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   members: { room: roomName, users: list(userName, MAX_LIST) },
   room_list: { rooms: list(object({ name: roomName, users: int(0, Number.MAX_SAFE_INTEGER) }), MAX_LIST) },
-  history_end: { room: roomName, count: int(0, 1000) },
+  history_end: { room: roomName, count: int(0, 1000), more: optional(bool) },
   notice: { code: text(ERROR_CODE_MAX, 1), text: text(ERROR_TEXT_MAX) },
 } as const satisfies Record<string, Fields>;
 
@@ -265,6 +273,7 @@ export type ClientHello = Message<"client_hello">;
 export type ServerHello = Message<"server_hello">;
 export type Register = Message<"register">;
 export type Login = Message<"login">;
+export type CheckName = Message<"check_name">;
 export type Welcome = Message<"welcome">;
 export type ErrorMessage = Message<"error">;
 

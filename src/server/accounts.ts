@@ -58,6 +58,11 @@ export class Accounts {
     return this.gate.run(() => withPasswordBytes(password, (pw) => Bun.password.verify(pw, verifier, "argon2id")));
   }
 
+  /** True if an account `user` exists (a `check_name`, PROTOCOL.md §5.1). */
+  isTaken(user: string): boolean {
+    return this.store.account(user) !== null;
+  }
+
   /**
    * Creates the account. `stillWanted` is asked after the slow hash: an
    * account is only created for a client that is still there to be told,

@@ -285,7 +285,7 @@ export class Chat {
     const ts = this.now();
     switch (req.type) {
       case "join":
-        return this.#join(m, st, req.room, ts);
+        return this.#join(m, st, req, ts);
       case "leave": {
         const room = this.#rooms.get(req.room);
         if (!room || !st.rooms.has(room)) return post(m, { type: "notice", code: "not_member", text: `you are not in ${req.room}` });
@@ -329,7 +329,7 @@ export class Chat {
       case "history": {
         const room = this.#rooms.get(req.room);
         if (!room || !st.rooms.has(room)) return post(m, { type: "notice", code: "not_member", text: `you are not in ${req.room}` });
-        return this.#sendHistory(m, room.name, Math.min(req.limit, this.opts.history));
+        return this.#sendHistory(m, room.name, Math.min(req.limit, this.opts.history), req.since);
       }
       case "ping":
         return post(m, { type: "pong" });
@@ -350,9 +350,10 @@ export class Chat {
   }
 
 
-  #join(m: Member, st: MemberState, name: string, ts: number): void {
+  #join(m: Member, st: MemberState, req: Message<"join">, ts: number): void {
+    const name = req.room;
     let room = this.#rooms.get(name);
-    if (room && st.rooms.has(room)) return this.#welcomeToRoom(m, room);
+    if (room && st.rooms.has(room)) return this.#welcomeToRoom(m, room, req);
     if (st.rooms.size >= this.opts.maxRoomsPerConnection) {
       return post(m, { type: "notice", code: "room_limit", text: `you are in ${st.rooms.size} rooms already; /leave one first` });
     }
@@ -375,28 +376,38 @@ export class Chat {
     room.users.set(m.user, count + 1);
     room.members.add(m);
     st.rooms.add(room);
-    this.#welcomeToRoom(m, room);
+    this.#welcomeToRoom(m, room, req);
   }
 
-  #welcomeToRoom(m: Member, room: Room): void {
+  /** The answer to a join (§7.3): the room, its history (all of it, `limit` of it, or what came after `since`), the recorded notice. */
+  #welcomeToRoom(m: Member, room: Room, req: Message<"join">): void {
     post(m, { type: "room", room: room.name, users: firstUsers(room), seq: room.seq });
-    this.#sendHistory(m, room.name, this.opts.history);
+    this.#sendHistory(m, room.name, Math.min(req.limit ?? this.opts.history, this.opts.history), req.since);
     post(m, { type: "notice", code: "recorded", text: `messages in ${room.name} are recorded in the server's auditable transcript` });
   }
 
-  /** The newest of the room's last `limit` messages that fit `historyBytes`, oldest first. */
-  #sendHistory(m: Member, room: string, limit: number): void {
-    const past = this.journal.recent(room, limit);
+  /**
+   * Without `since`: the newest of the room's last `limit` messages that fit
+   * `historyBytes`. With `since`: the oldest `limit` of the kept messages
+   * after `since` that fit, and `more` if kept messages after those remain
+   * (the client asks again from the last one it got). Oldest first either way.
+   */
+  #sendHistory(m: Member, room: string, limit: number, since?: number): void {
+    const kept = since === undefined ? this.journal.recent(room, limit) : this.journal.recent(room, this.opts.history).filter((x) => x.seq > since);
+    const order = since === undefined ? kept.toReversed() : kept;
     const json: string[] = [];
     let bytes = 0;
-    for (let i = past.length - 1; i >= 0; i--) {
-      const j = encodeMessage({ ...past[i]!, history: true });
+    for (const x of order) {
+      if (json.length >= limit) break;
+      const j = encodeMessage({ ...x, history: true });
       bytes += j.length;
       if (bytes > this.opts.historyBytes) break;
       json.push(j);
     }
-    for (let i = json.length - 1; i >= 0; i--) m.post(json[i]!);
-    post(m, { type: "history_end", room, count: json.length });
+    if (since === undefined) json.reverse();
+    for (const j of json) m.post(j);
+    const more = since !== undefined && json.length < kept.length;
+    post(m, { type: "history_end", room, count: json.length, ...(more ? { more: true } : {}) });
   }
 
   #leave(m: Member, st: MemberState, room: Room, tell: boolean): void {

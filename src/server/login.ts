@@ -59,12 +59,7 @@ export interface LoggedIn {
 export async function login(server: LoginServer, a: LoginAttempt): Promise<LoggedIn | null> {
   const { message: m, now, sourceKey } = a;
   const accounts = server.accounts;
-  // Penalties apply to every attempt, not only at accept: connections
-  // opened in advance must not keep guessing while their source waits.
-  const wait = server.penalties.blockedFor(sourceKey, now);
-  if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
-  const busy = server.loginsBySource.take(sourceKey, now);
-  if (busy > 0) throw new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(busy / 1000)} s`);
+  admitSource(server, sourceKey, now);
   // A session is an entry in the transcript: none is opened that cannot be recorded.
   if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
   let expiresAt = now + server.opts.sessionMaxMs;
@@ -90,6 +85,31 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     expiresAt,
     method: m.type === "register" ? "register" : ticket ? "ticket" : "password",
   };
+}
+
+/**
+ * The per-address limits every login-phase attempt passes first, whatever
+ * it turns out to be. Penalties apply to every attempt, not only at accept:
+ * connections opened in advance must not keep guessing while their source
+ * waits. Then the source's login rate (--login-rate, --login-burst).
+ */
+function admitSource(server: Pick<LoginServer, "penalties" | "loginsBySource">, sourceKey: string, now: number): void {
+  const wait = server.penalties.blockedFor(sourceKey, now);
+  if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
+  const busy = server.loginsBySource.take(sourceKey, now);
+  if (busy > 0) throw new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(busy / 1000)} s`);
+}
+
+/**
+ * A `check_name` (PROTOCOL.md §5.1): true if no account `user` exists, so a
+ * `register` for it would not be refused as `name_taken`. It passes the same
+ * per-address limits as an attempt (admitSource) and the connection counts
+ * it toward --max-auth-tries, so asking is no cheaper a way to learn which
+ * names exist than trying to register them.
+ */
+export function checkName(server: Pick<LoginServer, "accounts" | "penalties" | "loginsBySource">, m: Message<"check_name">, sourceKey: string, now: number): boolean {
+  admitSource(server, sourceKey, now);
+  return !server.accounts.isTaken(m.user);
 }
 
 /**

@@ -23,7 +23,7 @@ import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, 
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
-import { login } from "./login.ts";
+import { checkName, login } from "./login.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
@@ -125,6 +125,10 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   /** Reading from the socket is paused until the output drains (`congested`). */
   paused = false;
   lastHeard = Date.now();
+  /** When the session began (login), for the log line when it ends. */
+  loggedInAt = 0;
+  /** Why the server ended it, or the peer said it ends it (the log line's reason), if either did. */
+  endedBy: string | null = null;
   pinged = false;
   /** A bye or logout is waiting behind held requests. */
   leaving = false;
@@ -268,6 +272,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         const msgs = this.channel!.openSecret(body);
         if (msgs.length !== 1) throw new SecureChatError("protocol_violation", "protocol: the login record must hold exactly one message");
         const m = this.hs!.receiveAuth(msgs[0]!);
+        if (m.type === "check_name") return this.checkName(m);
         this.phase = "authenticating";
         void this.authenticate(m);
         return;
@@ -335,6 +340,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.phase = "ready";
       this.hs = null;
       this.keys = null;
+      this.loggedInAt = Date.now();
       this.server.authenticated(this);
       this.server.log.info("login", { user: ok.user, source: this.source, session: this.session, method: ok.method });
     } catch (e) {
@@ -344,11 +350,30 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   }
 
   /**
+   * A check_name (PROTOCOL.md §5.1), answered at once. It is no login, so it
+   * counts toward --max-auth-tries as a refused attempt does.
+   */
+  private checkName(m: Message<"check_name">): void {
+    let available: boolean;
+    try {
+      available = checkName(this.server, m, this.sourceKey, Date.now());
+    } catch (e) {
+      return this.authFailed(m, e);
+    }
+    this.server.log.info("check_name", { source: this.source, user: m.user, available });
+    if (++this.failures >= this.server.opts.maxAuthTries) {
+      return this.closeWith({ code: "too_many_failures", message: `${this.failures} failed attempts on this connection` });
+    }
+    this.hs!.retry();
+    this.send({ type: "name_status", user: m.user, available });
+  }
+
+  /**
    * Every refused attempt counts toward --max-auth-tries (so a peer cannot
    * loop forever even on cheap refusals); only wrong credentials count
    * toward the source's penalty.
    */
-  private authFailed(m: Message<"register" | "login">, e: unknown): void {
+  private authFailed(m: Message<"register" | "login" | "check_name">, e: unknown): void {
     const err = wireError(e);
     this.failures++;
     if (err.code === "auth_failed") {
@@ -393,6 +418,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
 
   /** Answers bye after everything already queued, then closes. */
   private goodbye(reason: string): void {
+    this.endedBy ??= reason;
     // Leaves the chat at once (no more deliveries; the others see it go), but
     // the bye goes behind any ack still waiting for the transcript, and the
     // connection closes once it is sent.
@@ -420,6 +446,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   /** Tells the peer why, then closes: cleartext before the keys exist, sealed after. */
   closeWith(err: { code: string; message: string }): void {
     if (this.phase === "closed") return;
+    this.endedBy ??= err.code;
     try {
       const msg: Message = { type: "error", code: err.code, message: fitText(err.message, ERROR_TEXT_MAX) };
       if (this.phase === "ready") this.outbox.flush();
@@ -457,6 +484,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
     // A peer's own `error` (PROTOCOL.md §4.10) is never answered with one: we just close.
     if (isSecureChatError(e, "handshake_refused") || isSecureChatError(e, "peer_error")) {
       this.server.log.info("peer_error", { source: this.source, user: this.user || undefined });
+      this.endedBy ??= "peer_error";
       this.phase = "closed";
       this.framed.end();
       return;
@@ -502,7 +530,10 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   /** FramedHandler: the connection is gone. */
   closed(reason: string): void {
     const wasAuthenticated = this.user !== "";
-    if (wasAuthenticated) this.server.log.info("session_closed", { user: this.user, source: this.source, reason });
+    if (wasAuthenticated) {
+      const durationS = Math.round((Date.now() - this.loggedInAt) / 100) / 10;
+      this.server.log.info("session_closed", { user: this.user, source: this.source, reason: this.endedBy ?? reason, duration_s: durationS });
+    }
     this.server.chat.disconnect(this);
     this.phase = "closed";
     this.outbox.clear();

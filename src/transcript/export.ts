@@ -14,6 +14,9 @@
  * The values, and so each entry's hash, are unchanged; only such a line's
  * spelling differs from the stored one (docs/TRANSCRIPT.md §3.5).
  *
+ * Each line gets a `time` member, `ts` in ISO 8601 UTC, unless `stored`
+ * asks for the lines exactly as stored (docs/TRANSCRIPT.md §3.5).
+ *
  * follow is export that does not stop at the end: it polls the last file
  * for new complete lines and the directory for the next file (rotation).
  */
@@ -46,6 +49,8 @@ export interface Filter {
 export interface ExportOptions extends ChainOptions, Filter {
   /** The auditor's X25519 secret key: open sealed bodies. */
   identity?: Uint8Array;
+  /** Write each line as stored, without the `time` member (docs/TRANSCRIPT.md §3.5). */
+  stored?: boolean;
 }
 
 /** Where output lines go; `closed` set means the reader has gone (EPIPE): stop quietly. */
@@ -68,14 +73,54 @@ export interface ExportSummary {
 }
 
 const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?(Z|[+-]\d{2}:\d{2})?$/;
+const CLOCK_RE = /^(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}:\d{2})?$/;
+const AGO_RE = /^(\d{1,9})(s|m|h|d|w)$/;
+const DAY_MS = 86_400_000;
+const AGO_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS };
+
+/** Minutes east of UTC of `Z`, `+02:00` or `-05:30` (0 without one); null if out of range. */
+function offsetMinutes(zone: string | undefined): number | null {
+  if (zone === undefined || zone === "Z") return 0;
+  const h = Number(zone.slice(1, 3));
+  const m = Number(zone.slice(4, 6));
+  if (h > 23 || m > 59) return null;
+  return (zone[0] === "-" ? -1 : 1) * (h * 60 + m);
+}
+
+/** 00:00 UTC of the day `t` falls on. */
+const utcMidnight = (t: number): number => t - (((t % DAY_MS) + DAY_MS) % DAY_MS);
 
 /**
- * `--since` / `--until`: epoch milliseconds, or ISO 8601 (`2026-11-22`,
- * `2026-11-22T10:30`, `2026-11-22T10:30:00.250+01:00`). Without an offset the
- * time is UTC, as transcript file names and ts are.
+ * `--since` / `--until`, against `now` (epoch ms):
+ *   - ISO 8601: `2026-11-22`, `2026-11-22T10:30`, `2026-11-22T10:30:00.250+01:00`;
+ *   - a time of today: `08:00`, `08:00:30`, `08:00+01:00`;
+ *   - a while ago: `90s`, `30m`, `2h`, `7d`, `2w`;
+ *   - `now`, `today` (00:00), `yesterday` (00:00 the day before);
+ *   - epoch milliseconds (digits only).
+ * Without an offset, times and days are UTC, as `ts`, `time` and transcript
+ * file names are: `today` is the current UTC day.
  */
-export function parseTime(s: string): number {
+export function parseTime(input: string, now: number = Date.now()): number {
+  const s = input.trim();
   if (/^\d{1,16}$/.test(s)) return Number(s);
+  if (s === "now") return now;
+  if (s === "today") return utcMidnight(now);
+  if (s === "yesterday") return utcMidnight(now) - DAY_MS;
+  const ago = AGO_RE.exec(s);
+  if (ago) {
+    const t = now - Number(ago[1]) * AGO_MS[ago[2]!]!;
+    if (t >= 0) return t;
+  }
+  const clock = CLOCK_RE.exec(s);
+  if (clock) {
+    const [, h, mi, sec = "00", zone] = clock;
+    const off = offsetMinutes(zone);
+    if (off !== null && Number(h) < 24 && Number(mi) < 60 && Number(sec) < 60) {
+      // "Today" is the day it is now where the offset says.
+      const day = utcMidnight(now + off * 60_000);
+      return day + ((Number(h) * 60 + Number(mi) - off) * 60 + Number(sec)) * 1000;
+    }
+  }
   const m = TIME_RE.exec(s);
   if (m) {
     const [, y, mo, d, h = "00", mi = "00", sec = "00", frac = "0", zone = "Z"] = m;
@@ -84,7 +129,10 @@ export function parseTime(s: string): number {
     // Date.parse rolls 2026-02-30 over to March; a date that does not exist is a typo.
     if (!Number.isNaN(ms) && check.getUTCMonth() === Number(mo) - 1 && check.getUTCDate() === Number(d) && Number(h) < 24 && Number(mi) < 60 && Number(sec) < 60) return ms;
   }
-  throw new SecureChatError("time_invalid", `time: "${s}" is neither ISO 8601 (2026-11-22, 2026-11-22T10:30:00Z) nor epoch milliseconds`);
+  throw new SecureChatError(
+    "time_invalid",
+    `time: "${input}" is not a time: use 2026-11-22, 2026-11-22T10:30 (UTC unless an offset is given), 08:00 (today, UTC), 2h or 7d (ago), today, yesterday, or epoch ms`,
+  );
 }
 
 export function matches(e: Entry, f: Filter): boolean {
@@ -99,12 +147,14 @@ export function matches(e: Entry, f: Filter): boolean {
 class Renderer {
   readonly #filter: Filter;
   readonly #unsealer: Unsealer | null;
+  readonly #stored: boolean;
   /** Written as stored: sealed to another auditor key. */
   leftSealed = 0;
 
   constructor(opts: ExportOptions) {
     this.#filter = { since: opts.since, until: opts.until, room: opts.room, user: opts.user };
     this.#unsealer = opts.identity ? new Unsealer(opts.identity) : null;
+    this.#stored = opts.stored === true;
   }
 
   /** The line to write for an entry, or null when the filter drops it. */
@@ -112,13 +162,17 @@ class Renderer {
     // Unsealed even when filtered out: seal_key entries carry the file keys.
     const text = this.#unsealer ? unseal(this.#unsealer, e, at) : null;
     if (!matches(e, this.#filter)) return null;
-    if (text === null) {
-      if (this.#unsealer && typeof e.sealed === "string") this.leftSealed++;
-      return `${jsonText(at.text)}\n`;
+    if (text === null && this.#unsealer && typeof e.sealed === "string") this.leftSealed++;
+    if (text === null && this.#stored) return `${jsonText(at.text)}\n`;
+    let out: Entry = e;
+    if (text !== null) {
+      const { sealed: _s, key_seq: _k, ...rest } = e;
+      out = { ...rest, text, decrypted: true } as Entry;
     }
-    const { sealed: _s, key_seq: _k, ...rest } = e;
+    // entryLine puts `time` in its place in canonical member order (§3.2).
+    if (!this.#stored) out = { ...out, time: new Date(e.ts).toISOString() };
     // entryLine ends with its LF, which jsonText would escape.
-    return `${jsonText(entryLine({ ...rest, text, decrypted: true } as Entry).slice(0, -1))}\n`;
+    return `${jsonText(entryLine(out).slice(0, -1))}\n`;
   }
 
   wipe(): void {

@@ -8,8 +8,8 @@
  *                   public line: "securechat-auditor-pub-v1 BASE64"
  *   host key pin  the server's Ed25519 public key that checkpoints must be
  *                 signed with (`--host-key`): base64, "ed25519 BASE64" (the
- *                 host_key.pub line), a path to host_key.pub, or a SHA256:
- *                 fingerprint.
+ *                 host_key.pub line), a known_hosts line, a path to a file
+ *                 holding one of these, or a SHA256: fingerprint.
  *
  * Also the Unsealer, which opens sealed bodies while a transcript is read.
  */
@@ -134,10 +134,29 @@ export type HostKeyPin = { key: Uint8Array } | { fingerprint: string };
 
 const FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
+/** The `ed25519 BASE64` of a line of host_key.pub or known_hosts (`SERVER ed25519 BASE64`), or bare base64. */
+function pinnedBase64(text: string): string | null {
+  const words = text.split(/\s+/);
+  if (words.length === 1 && /^[A-Za-z0-9+/]{43}=$/.test(text)) return text;
+  if (words.length === 2 && words[0] === HOST_PUB_HEADER) return words[1]!;
+  if (words.length === 3 && words[1] === HOST_PUB_HEADER && !words[0]!.startsWith("#")) return words[2]!;
+  return null;
+}
+
+function pinOf(b64: string): HostKeyPin {
+  try {
+    return { key: fromBase64(b64, 32) };
+  } catch (cause) {
+    throw new SecureChatError("host_key_pin", "host key: not base64 of a 32-byte Ed25519 public key", { cause });
+  }
+}
+
 /**
  * `--host-key`: base64 of 32 bytes, "ed25519 BASE64" (host_key.pub's line),
- * a path to host_key.pub, or a SHA256: fingerprint (then the key itself is
- * taken from the transcript and must match it).
+ * a line of a client's known_hosts ("HOST:PORT ed25519 BASE64",
+ * docs/PROTOCOL.md A.4), a path to a file holding one of these (host_key.pub,
+ * or a known_hosts with one server's line), or a SHA256: fingerprint (then
+ * the key itself is taken from the transcript and must match it).
  */
 export function parseHostKeyPin(s: string): HostKeyPin {
   const text = s.trim();
@@ -145,25 +164,23 @@ export function parseHostKeyPin(s: string): HostKeyPin {
     if (!FINGERPRINT_RE.test(text)) throw new SecureChatError("host_key_pin", "host key: a fingerprint is SHA256: and 43 base64 characters");
     return { fingerprint: text };
   }
-  const words = text.split(/\s+/);
-  const b64 = words.length === 2 && words[0] === HOST_PUB_HEADER ? words[1]! : words.length === 1 && /^[A-Za-z0-9+/]{43}=$/.test(text) ? text : null;
-  if (b64 !== null) {
-    try {
-      return { key: fromBase64(b64, 32) };
-    } catch (cause) {
-      throw new SecureChatError("host_key_pin", "host key: not base64 of a 32-byte Ed25519 public key", { cause });
-    }
-  }
+  const b64 = pinnedBase64(text);
+  if (b64 !== null) return pinOf(b64);
   if (existsSync(s)) {
-    if (statSync(s).size > MAX_KEY_FILE_BYTES) throw new SecureChatError("host_key_pin", `host key: ${s} is too big to be host_key.pub`);
+    if (statSync(s).size > MAX_KEY_FILE_BYTES) throw new SecureChatError("host_key_pin", `host key: ${s} is too big to be host_key.pub or known_hosts`);
     const inner = readFileSync(s, "utf8").trim();
     if (inner.startsWith("securechat-host-key-v1")) throw new SecureChatError("host_key_pin", `host key: ${s} is the server's secret key; give host_key.pub`);
-    if (inner.startsWith("SHA256:") || !/^(ed25519\s+)?[A-Za-z0-9+/=]+$/.test(inner)) {
-      throw new SecureChatError("host_key_pin", `host key: ${s} does not hold an "ed25519 BASE64" line`);
+    // known_hosts: its comments and blank lines are skipped; one server's line must remain.
+    const lines = inner.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
+    const keys = lines.map(pinnedBase64);
+    const only = keys.length === 1 ? keys[0] : null;
+    if (only) return pinOf(only);
+    if (keys.length > 1 && keys.every((k) => k !== null)) {
+      throw new SecureChatError("host_key_pin", `host key: ${s} holds ${keys.length} servers' keys; pass the line of this server ("HOST:PORT ed25519 BASE64")`);
     }
-    return parseHostKeyPin(inner);
+    throw new SecureChatError("host_key_pin", `host key: ${s} does not hold an "ed25519 BASE64" or known_hosts line`);
   }
-  throw new SecureChatError("host_key_pin", 'host key: expected base64, "ed25519 BASE64", a path to host_key.pub, or a SHA256: fingerprint');
+  throw new SecureChatError("host_key_pin", 'host key: expected base64, "ed25519 BASE64" (host_key.pub), a known_hosts line "HOST:PORT ed25519 BASE64", a file holding one, or a SHA256: fingerprint');
 }
 
 /**

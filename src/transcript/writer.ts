@@ -43,6 +43,7 @@ import { sha256 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
+import type { HeldLock } from "../store/lock.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
 import { type Entry, type EntryFields, GENESIS, makeEntryLine, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
 import { TranscriptFailure } from "./chain.ts";
@@ -66,6 +67,8 @@ export interface WriterOptions {
   version: string;
   log: Logger;
   now?: () => number;
+  /** The data directory's lock (store/lock.ts): when given, nothing is written unless it is held. */
+  lock?: HeldLock;
 }
 
 export const DEFAULT_WRITER: Omit<WriterOptions, "dir" | "hostKey" | "version" | "log"> = {
@@ -157,6 +160,11 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
+/** Two writers on one transcript would fork its chain for good: none writes without the lock it was given. */
+function checkLock(lock: HeldLock | undefined): void {
+  if (lock && !lock.held) throw new SecureChatError("transcript_unlocked", `transcript: not writing without the data directory's lock (${lock.path})`);
+}
+
 export class TranscriptWriter {
   readonly opts: WriterOptions;
   #fd = -1;
@@ -246,6 +254,7 @@ export class TranscriptWriter {
   }
 
   static open(opts: WriterOptions): TranscriptWriter {
+    checkLock(opts.lock);
     const w = new TranscriptWriter(opts);
     ensurePrivateDir(opts.dir);
     const tail = recoverTail(opts.dir, opts.hostKey.publicKey);
@@ -373,6 +382,7 @@ export class TranscriptWriter {
   append(type: string, fields: EntryFields): Appended {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw new SecureChatError("transcript_closed", "transcript: closed");
+    checkLock(this.opts.lock);
     // Blocked, entries wait in memory; checked every 256 so the bound costs little.
     if (this.#blocked && this.#pending.length % 256 === 255 && this.#overBlockedBound()) {
       this.#fail(new Error(`${this.#blocked.error}; more than ${MAX_BLOCKED_BYTES} bytes waited for the disk`));

@@ -131,15 +131,20 @@ describe("ChatClient without a connection", () => {
     expect(await runCommand(client, parseLine("/quit")!)).toBe(false);
   });
 
-  test("a line typed while not connected is not sent, is said so, and counts as unacknowledged", async () => {
+  test("a line typed while not connected is queued (said so); quitting before a connection reports it unsent, never silently", async () => {
     const { client, sink } = offline();
     await runCommand(client, parseLine("hello?")!);
     await runCommand(client, parseLine("/msg bob hello?")!);
-    expect(sink.of("local").map((e) => e.text)).toEqual(["not connected: message not sent", "not connected: message not sent"]);
-    expect(sink.of("sent")).toEqual([]);
-    expect(client.unacknowledged).toBe(2);
+    expect(sink.of("sent")).toEqual([
+      { type: "sent", id: 1, room: "lobby", text: "hello?", queued: true },
+      { type: "sent", id: 2, to: "bob", text: "hello?", queued: true },
+    ]);
+    expect(client.unacknowledged).toBe(0);
     await runCommand(client, parseLine("/who")!);
-    expect(sink.of("local").at(-1)?.text).toBe("not connected");
+    expect(sink.of("local").at(-1)?.text).toMatch(/^not connected/);
+    await client.quit();
+    expect(sink.of("unsent").map((e) => e.id)).toEqual([1, 2]);
+    expect(sink.of("unsent")[0]?.reason).toMatch(/not sent/);
     expect(client.unacknowledged).toBe(2);
   });
 });
@@ -183,7 +188,7 @@ describe("ChatClient against a server", () => {
       for (const line of refused) await a.say(line);
       await a.dm("bob", "beep \u0007");
       expect(a.unacknowledged).toBe(refused.length + 1);
-      const locals = alice.sink.of("local").map((e) => e.text);
+      const locals = alice.sink.of("unsent").map((e) => e.reason);
       expect(locals).toHaveLength(refused.length + 1);
       expect(locals.every((x) => x.startsWith("not sent: "))).toBe(true);
       expect(locals.filter((x) => x.includes("control characters"))).toHaveLength(7);

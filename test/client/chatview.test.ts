@@ -134,3 +134,22 @@ describe("--json lines", () => {
     expect(eventJson(e)).toBe(JSON.stringify(e));
   });
 });
+
+describe("the client's own events of a reconnect", () => {
+  const text = (e: ChatEvent) => plainLine(eventLine(e, "alice", false) ?? []);
+  test("reconnected says after how long, how many new messages in which room, and what the server no longer had", () => {
+    expect(text({ type: "reconnected", after_ms: 12_300, rooms: [{ room: "general", missed: 3, gap: 0 }, { room: "ops", missed: 0, gap: 0 }] })).toBe(
+      "-- reconnected after 12 s; 3 new messages in #general",
+    );
+    expect(text({ type: "reconnected", after_ms: 900, rooms: [{ room: "ops", missed: 1, gap: 4 }] })).toBe(
+      "-- reconnected after 1 s; 1 new message in #ops, 4 messages of #ops lost (the server no longer keeps them)",
+    );
+    expect(text({ type: "reconnected", after_ms: 2000, rooms: [] })).toBe("-- reconnected after 2 s; nothing new");
+  });
+  test("a queued line is marked as queued; an unsent one says why", () => {
+    expect(text({ type: "sent", id: 4, room: "ops", text: "hi", queued: true })).toMatch(/^\d{2}:\d{2} <alice> hi \(queued until reconnected\)$/);
+    expect(text({ type: "unsent", id: 4, reason: "not acknowledged: the connection was lost after it was sent; it may or may not have reached ops (it is not sent again)" })).toBe(
+      "-- not acknowledged: the connection was lost after it was sent; it may or may not have reached ops (it is not sent again)",
+    );
+  });
+});

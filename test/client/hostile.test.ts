@@ -3,9 +3,11 @@
  * handshake and records, then whatever the test says):
  *
  * - the server ends the session (bye, error, close) while piped stdin still
- *   holds lines: `securechat chat` exits 1 and says how many were not sent,
- *   also when stdin is still open; interactive chat (a pty) exits 1 too; a
- *   bye the client asked for is a clean exit 0;
+ *   holds lines, and the client does not reconnect (`--no-reconnect`, or a
+ *   bye or an error no new connection can cure): `securechat chat` exits 1
+ *   and says how many were not sent, also when stdin is still open;
+ *   interactive chat (a pty) exits 1 too; a bye the client asked for is a
+ *   clean exit 0;
  * - the server floods while stdout's reader has stopped: the client stops
  *   reading from the socket once its output backlog passes OUTPUT_MAX, so
  *   what waits for stdout stays within OUTPUT_MAX plus one record's output,
@@ -84,11 +86,17 @@ const kick = (c: HostileConn): void => {
   c.close();
 };
 
-/** The ways a server ends a session on its own. */
+/** The ways a server ends a session on its own (a client that reconnects comes back after the error and the close). */
 const ENDINGS: [string, (c: HostileConn) => void, RegExp][] = [
   ["bye", kick, /the server ended the session: kicked/],
   ["error", (c) => (c.send({ type: "error", code: "server_shutdown", message: "the server is shutting down" }), c.close()), /the server closed the session: the server is shutting down/],
   ["close", (c) => c.close(), /connection lost: /],
+];
+/** An error after which no client reconnects. */
+const FAILED: [string, (c: HostileConn) => void, RegExp] = [
+  "error",
+  (c) => (c.send({ type: "error", code: "internal_error", message: "the server failed" }), c.close()),
+  /the server closed the session: the server failed/,
 ];
 
 describe("the server ends the session while piped stdin still has lines", () => {
@@ -102,15 +110,15 @@ describe("the server ends the session while piped stdin still has lines", () => 
             if (m.type === "say" && c.of("say").length === 32) end(c);
           },
         });
-        const r = await chat(s, lines(40), [], open);
+        const r = await chat(s, lines(40), ["--no-reconnect"], open);
         expect(r.code).toBe(1);
         const c = await s.conn();
         expect(c.of("say").map((m) => m.text)).toEqual(Array.from({ length: 32 }, (_, i) => `line ${i + 1}`));
         expect(c.of("bye")).toEqual([]);
         const out = events(r.stdout);
         expect(out.filter((e) => e.type === "sent")).toHaveLength(32);
-        // Line 33 was waiting for the window: it is refused as not connected; 34…40 were never read.
-        expect(r.stderr).toContain("not connected: message not sent");
+        // Line 33 was waiting for the window: it is reported not sent; 34…40 were never read.
+        expect(r.stderr).toContain("securechat: not sent: the session has ended");
         expect(r.stderr).toMatch(said);
         expect(r.stderr).toContain(open ? "input not sent: 7 line(s) so far, and stdin was still open" : "input not sent: 7 line(s)");
         expect(r.stderr).toContain("33 message(s) were not acknowledged by the server");
@@ -127,7 +135,7 @@ describe("the server ends the session while piped stdin still has lines", () => 
     });
     const r = await chat(s, "line 1\n", [], true);
     expect(r.code).toBe(1);
-    expect(events(r.stdout).map((e) => e.type)).toEqual(["connected", "room", "history_end", "sent", "ack", "bye"]);
+    expect(events(r.stdout).map((e) => e.type)).toEqual(["connected", "room", "current", "history_end", "sent", "ack", "bye"]);
     expect(r.stderr).toBe("securechat: the server ended the session: kicked; input not sent: stdin was still open\n");
   }, NET);
 
@@ -177,7 +185,7 @@ describe("interactive chat (a pty)", () => {
     return { code, screen };
   }
 
-  for (const [name, end, said] of ENDINGS.filter(([n]) => n !== "close")) {
+  for (const [name, end, said] of [ENDINGS[0]!, FAILED]) {
     test(`the server's ${name} ends the session: exit 1, and why`, async () => {
       const s = serve({
         message: (c, m) => {
@@ -390,17 +398,17 @@ describe("reconnecting", () => {
     );
     try {
       await client.start();
-      await sink.until("connected twice", () => sink.of("connected").length === 2, 15_000);
+      await sink.until("reconnected", () => sink.of("reconnected").length === 1, 15_000);
       const locals = sink.of("local").map((e) => e.text);
       // A refusal in clear, before the server has proven its key, is shown as unauthenticated.
       expect(locals).toEqual(['reconnecting failed (attempt 1): error from an unauthenticated peer (not verified as the server): "server_busy: hostile server: go away"']);
-      expect(sink.events.map((e) => e.type).filter((t) => t === "disconnected" || t === "reconnecting" || t === "local" || t === "connected")).toEqual([
+      expect(sink.events.map((e) => e.type).filter((t) => t === "disconnected" || t === "reconnecting" || t === "local" || t === "connected" || t === "reconnected")).toEqual([
         "connected",
         "disconnected",
         "reconnecting",
         "local",
         "reconnecting",
-        "connected",
+        "reconnected",
       ]);
       expect(client.failure).toBeNull();
     } finally {

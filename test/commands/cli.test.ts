@@ -230,7 +230,7 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
     const key = join(dir, "auditor.key");
     for (const [argv, said] of [
       [["transcript", "keygen", "--out", key, "--force"], 'unknown option "--force"'],
-      [["transcript", "export", "--data", data, "--since", "yesterday"], "--since:"],
+      [["transcript", "export", "--data", data, "--since", "tomorrow"], "--since:"],
       [["transcript", "follow", "--data", data, "--until", "soon"], "--until:"],
       [["transcript", "export", "--data", data, "--host-key", "not a key"], "--host-key:"],
       [["transcript", "follow", "--data", data, "--identity", join(dir, "missing.key")], "--identity:"],

@@ -30,9 +30,29 @@ mode_is "known_hosts" "$SECURECHAT_HOME/known_hosts" 600
 mode_is "home dir" "$SECURECHAT_HOME" 700
 grep -q "correct horse" -r "$SECURECHAT_HOME" "$work/data" && bad "password found at rest" || ok
 
+# The first register wrote the defaults: the next commands need no flags.
+expect "register says it wrote the defaults" "config.toml: server = \"$srv\", user = \"alice\""
+mode_is "config.toml" "$SECURECHAT_HOME/config.toml" 600
+input=$'hello with no flags\n'
+run "chat with no flags" 0 "$bin" chat
+expect "chat with no flags is acknowledged" '"type":"ack"'
+# Host names are not aliases: localhost is another server here, but the error says where alice has a session.
+input=""
+run "chat at another name for the server" 3 "$bin" chat -s "localhost:$port"
+expect "no ticket at localhost" "no valid session ticket for alice at localhost:$port"
+expect "names the server with a session" "hint: alice has a session on $srv: pass --server $srv"
+run "nobody logged in at localhost" 2 env SECURECHAT_HOME="$work/other-home" "$bin" chat -s "localhost:$port"
+expect "nobody logged in, no sessions anywhere" "nobody is logged in to localhost:$port"
+
 input=$'correct horse battery staple\n'
 run "duplicate name" 1 env SECURECHAT_HOME="$work/mallory-home" "$bin" register alice --server "$srv" --password-stdin --accept-new-host
 expect "duplicate name message" 'the name "alice" is taken'
+# The name is checked before the password is read: an empty stdin is never reached.
+input=""
+run "duplicate name before the password" 1 env SECURECHAT_HOME="$work/mallory-home" "$bin" register alice --server "$srv" --password-stdin
+expect "duplicate name before the password message" 'the name "alice" is taken'
+refute "duplicate name: stdin not read" "first line of stdin is empty"
+check "the server counted the name check" grep -q '"event":"check_name".*"user":"alice","available":false' "$work/server.log"
 input=$'1qaz2wsx3edc4rfv\n'
 run "common password" 2 env SECURECHAT_HOME="$work/bob-home" "$bin" register bob --server "$srv" --password-stdin --accept-new-host
 expect "common password message" "commonly used"

@@ -74,7 +74,7 @@ if [ "$rc" = 0 ]; then ok; else bad "sender: exit $rc, want 0"; show "$work/alic
 check "sender: 50 sent" [ "$(grep -c '^{"type":"sent"' "$work/alice.out")" = 50 ]
 check "sender: 50 acks" [ "$(grep -c '^{"type":"ack"' "$work/alice.out")" = 50 ]
 check "sender: no nack" [ "$(grep -c '^{"type":"nack"' "$work/alice.out")" = 0 ]
-check "sender: stderr is quiet" [ ! -s "$work/alice.err" ]
+check "sender: stderr is quiet" [ ! -s "$work/alice.err" ] || show "$work/alice.err"
 grep -q '^{"type":"connected",.*"user":"alice"' "$work/alice.out" && ok || bad "sender: no connected event"
 [ "$(grep -c '^{"type":"ack"' "$work/alice.out")" = 50 ] || show "$work/alice.out" "$work/alice.err"
 
@@ -153,9 +153,9 @@ fi
 # A listener leaving: carol's stdin closes → she leaves (exit 0), dave sees `left`.
 leave carol
 if wait_for "$work/dave.out" '^\{"type":"left","room":"general","user":"carol"'; then ok; else bad "dave did not see carol leave"; show "$work/dave.out"; fi
-check "carol: stderr is quiet" [ ! -s "$work/carol.err" ]
+check "carol: stderr is quiet" [ ! -s "$work/carol.err" ] || show "$work/carol.err"
 leave dave
-check "dave: stderr is quiet" [ ! -s "$work/dave.err" ]
+check "dave: stderr is quiet" [ ! -s "$work/dave.err" ] || show "$work/dave.err"
 
 # No ticket and no --password-stdin, stdin not a terminal: exit 3, naming `securechat login`.
 input=""
@@ -168,6 +168,98 @@ input="${pw[dave]}"$'\nback with a password\n'
 run "chat with --password-stdin" 0 as dave "$bin" chat --user dave --server "$srv" --password-stdin
 expect "password chat acked" '"type":"ack"'
 grep -q "seven quiet rivers" <<<"$out" && bad "the password was echoed" || ok
+
+# --no-history: none of the room's past, which a plain start does show.
+input=""
+run "chat --no-history" 0 as alice "$bin" chat --server "$srv" --no-history
+refute "--no-history prints no history" '"history":true'
+run "chat with history" 0 as alice "$bin" chat --server "$srv"
+expect "a plain start shows the history" '"history":true'
+run "--no-history with --since-seq" 2 as alice "$bin" chat --server "$srv" --no-history --since-seq 3
+
+# say USER TEXT: one line into general from a pipe; must be acked (exit 0).
+say() {
+  local o
+  o=$(printf '%s\n' "$2" | as "$1" "$bin" chat --user "$1" --server "$srv" 2>&1) && ok || { bad "$1 could not say \"$2\""; show <<<"$o"; }
+}
+
+# bot NAME FLAGS...: alice as a bot, `chat --json FLAGS` piped through jq (and
+# tee, which keeps every event in NAME.json), its stdin a fifo held open by a
+# sleep; sets bot_pid (the chat), bot_holder, bot_jq (tee and jq).
+bot() {
+  local name=$1; shift
+  mkfifo "$work/$name.in" "$work/$name.pipe"
+  (tee "$work/$name.json" <"$work/$name.pipe" | jq --unbuffered -c 'select(.type=="message") | {seq, from, text}' >"$work/$name.out") &
+  bot_jq=$!
+  sleep 300 >"$work/$name.in" &
+  bot_holder=$!
+  as alice "$bin" chat --server "$srv" --json "$@" <"$work/$name.in" >"$work/$name.pipe" 2>"$work/$name.err" &
+  bot_pid=$!
+  pids+=("$bot_jq" "$bot_holder" "$bot_pid")
+}
+# once FILE TEXT: TEXT arrived in FILE (the bot's jq output) exactly once.
+once() {
+  if wait_for "$1" "\"text\":\"$2\""; then
+    local n; n=$(grep -c "\"text\":\"$2\"" "$1")
+    [ "$n" = 1 ] && ok || { bad "\"$2\" arrived $n times in $1"; show "$1"; }
+  else bad "\"$2\" never arrived in $1"; show "$1"; fi
+}
+
+# A bot piped through jq survives a clean restart (SIGTERM) and a crash
+# (kill -9) of the server: it reconnects, resumes, and sees every line once.
+bot jqbot --no-history
+wait_for "$work/jqbot.json" '^\{"type":"history_end"' && ok || { bad "jqbot: never joined"; show "$work/jqbot.err"; }
+check "jqbot: --no-history printed no past message" [ ! -s "$work/jqbot.out" ]
+say dave "before the restart"
+once "$work/jqbot.out" "before the restart"
+stop_server
+start_server "$work/data" "$port"
+say dave "after the sigterm restart"
+once "$work/jqbot.out" "after the sigterm restart"
+if wait_for "$work/jqbot.json" '^\{"type":"reconnected"'; then ok; else bad "jqbot: no reconnected event"; show "$work/jqbot.err"; fi
+kill -KILL "$server_pid"; wait "$server_pid" 2>/dev/null
+start_server "$work/data" "$port"
+say dave "after the kill -9 restart"
+once "$work/jqbot.out" "after the kill -9 restart"
+wait_for "$work/jqbot.json" '^\{"type":"reconnected"' 2 && ok || { bad "jqbot: no second reconnected event"; show "$work/jqbot.err"; }
+once "$work/jqbot.out" "before the restart"
+once "$work/jqbot.out" "after the sigterm restart"
+check "jqbot: still running" kill -0 "$bot_pid"
+# Diagnostics on stderr are text lines, never JSON.
+check "jqbot: stderr says it reconnected" grep -q '^securechat: reconnected after [0-9]* s' "$work/jqbot.err"
+check "jqbot: stderr says it was disconnected" grep -q '^securechat: disconnected: ' "$work/jqbot.err"
+check "jqbot: no JSON on stderr" [ "$(grep -c '{' "$work/jqbot.err")" = 0 ]
+kill -TERM "$bot_holder"; wait "$bot_holder" 2>/dev/null
+if wait_exit "$bot_pid" && [ "$rc" = 0 ]; then ok; else bad "jqbot: exit $rc after its stdin closed, want 0"; show "$work/jqbot.err"; fi
+
+# --no-reconnect: today's behaviour, the first loss of the connection ends the bot with exit 1.
+bot oneshot --no-reconnect --no-history
+wait_for "$work/oneshot.json" '^\{"type":"history_end"' && ok || { bad "oneshot: never joined"; show "$work/oneshot.err"; }
+stop_server
+if wait_exit "$bot_pid" && [ "$rc" = 1 ]; then ok; else bad "oneshot: exit $rc after the server stopped, want 1"; show "$work/oneshot.err"; fi
+check "oneshot: says the server shut down" grep -q 'server is shutting down' "$work/oneshot.err"
+kill -TERM "$bot_holder"; wait "$bot_holder" 2>/dev/null
+
+# A changed host key met while reconnecting: exit 4 and the known_hosts hint, as a fresh command.
+start_server "$work/data" "$port"
+bot keybot --no-history
+wait_for "$work/keybot.json" '^\{"type":"history_end"' && ok || { bad "keybot: never joined"; show "$work/keybot.err"; }
+stop_server
+start_server "$work/other-data" "$port"
+if wait_exit "$bot_pid" 300 && [ "$rc" = 4 ]; then ok; else bad "keybot: exit $rc after the host key changed, want 4"; show "$work/keybot.err"; fi
+check "keybot: the known_hosts hint" grep -q 'hint: .*known_hosts' "$work/keybot.err"
+kill -TERM "$bot_holder"; wait "$bot_holder" 2>/dev/null
+stop_server
+
+# A ticket that expires mid-chat, piped (no terminal to ask the password on): exit 1 and the `securechat login` hint, no hang.
+start_server "$work/data" "$port" --ticket-ttl 5s
+input="${pw[alice]}"$'\n'
+run "alice logs in for 5 s" 0 as alice "$bin" login alice --server "$srv" --password-stdin
+bot expiring --no-history
+wait_for "$work/expiring.json" '^\{"type":"history_end"' && ok || { bad "expiring: never joined"; show "$work/expiring.err"; }
+if wait_exit "$bot_pid" 300 && [ "$rc" = 1 ]; then ok; else bad "expiring: exit $rc after its ticket expired, want 1"; show "$work/expiring.err"; fi
+check "expiring: the securechat login hint" grep -q "hint: run \"securechat login alice --server $srv\"" "$work/expiring.err"
+kill -TERM "$bot_holder"; wait "$bot_holder" 2>/dev/null
 
 # The server stops cleanly.
 stop_server

@@ -4,6 +4,7 @@
 #
 #   . "$(dirname "$0")/lib.sh"
 #   begin                      # only scripts that start processes: $work + traps
+#   tmux_begin NAME.sh         # instead of begin, for scripts that drive tmux (tm ...)
 #   pids+=("$some_pid")        # extra processes to stop on every exit path
 #   cleanup_extra() { ...; }   # optional: called first by the exit trap
 #   start_server "$work/data"  # sets $server_pid and $port
@@ -119,6 +120,26 @@ begin() {
   work=$(mktemp -d)
   trap cleanup EXIT
   trap 'exit 130' INT TERM
+}
+
+# tmux_begin NAME: for the scripts that drive a terminal: without tmux, SKIP
+# (exit 0), or under CI=true a failure; else `begin`, and `tm ARGS...` runs
+# tmux on this run's own socket without any user configuration, whose server
+# the exit trap stops first (and with it every pane).
+tmux_begin() {
+  if ! command -v tmux >/dev/null 2>&1; then
+    if [ "${CI:-}" = true ]; then
+      bad "tmux is not installed (CI=true: install it, e.g. apt-get install -y tmux)"
+      finish "$1"
+    fi
+    echo "SKIP: tmux not installed (apt-get install -y tmux to run this test)"
+    exit 0
+  fi
+  unset TMUX TMUX_PANE
+  begin
+  sock="securechat-e2e-$$-$RANDOM"
+  tm() { tmux -L "$sock" -f /dev/null "$@"; }
+  cleanup_extra() { tm kill-server 2>/dev/null; }
 }
 
 # finish NAME: prints "NAME: N passed, M failed" and exits, 1 if any check failed.

@@ -24,22 +24,7 @@ set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
 
-if ! command -v tmux >/dev/null 2>&1; then
-  if [ "${CI:-}" = true ]; then
-    bad "tmux is not installed (CI=true: install it, e.g. apt-get install -y tmux)"
-    finish tmux.sh
-  fi
-  echo "SKIP: tmux not installed (apt-get install -y tmux to run this test)"
-  exit 0
-fi
-unset TMUX TMUX_PANE
-
-begin
-sock="securechat-e2e-$$-$RANDOM"
-# tm ARGS...: tmux on this run's own socket, without any user configuration.
-tm() { tmux -L "$sock" -f /dev/null "$@"; }
-# The exit trap stops the tmux server (and with it alice's panes) first.
-cleanup_extra() { tm kill-server 2>/dev/null; }
+tmux_begin tmux.sh
 
 # The pane as text: all 30 rows (blank ones too), trailing spaces trimmed.
 screen() { tm capture-pane -p -t "${1:-alice}" | sed 's/ *$//'; }

@@ -81,8 +81,9 @@ check "export with the key shows the text" test "$(grep -c 'secret line' <<<"$ou
 start_server "$work/crash"
 register dave
 crash_port=$port
+# --no-reconnect: this client ends with the server (a reconnecting one would wait for the restart).
 for round in 1 2 3; do
-  seq 1 300 | sed "s/^/round $round line /" | as dave "$bin" chat --user dave --server "127.0.0.1:$port" --transcript "$work/dave.tr" >/dev/null 2>&1 &
+  seq 1 300 | sed "s/^/round $round line /" | as dave "$bin" chat --user dave --server "127.0.0.1:$port" --transcript "$work/dave.tr" --no-reconnect >/dev/null 2>&1 &
   client=$!
   pids+=("$client")
   wait_for "$work/dave.tr" "\"kind\":\"ack\".*round $round line" 20 || bad "round $round: no acks before the crash"
@@ -159,5 +160,33 @@ expect "…but verify says the forged message was never signed by its run" "(1 m
 expect "…and what that means" "were never signed: the server acknowledged none of them, and they rest on the files alone"
 run "…and frank's acks show the rewrite" 5 "$bin" transcript verify "$data/transcript" --host-key "$data/host_key.pub" --against "$work/frank.tr"
 expect "…as a rewritten log" "the server log was rewritten"
+
+# --- auditor ergonomics: ISO times, relative --since, known_hosts pins --------
+# Every exported line's `time` is its `ts` in ISO 8601 UTC (jq's todate has no
+# milliseconds: compared to the second, then the milliseconds).
+times_match() { jq -e -s 'length > 0 and all(.[]; .time == ((.ts / 1000 | floor | todate) | sub("Z$"; "")) + "." + ((.ts % 1000) + 1000 | tostring | .[1:]) + "Z")' >/dev/null; }
+msgs() { jq -c 'select(.type == "message" and .from == "alice")' | wc -l; }
+"$bin" transcript export --data "$work/data" >"$work/export.jsonl" 2>/dev/null
+check "export: every line has time = ts as ISO 8601 UTC" times_match <"$work/export.jsonl"
+check "export: ts is still epoch ms" jq -e -s 'all(.[]; .ts | type == "number")' "$work/export.jsonl" >/dev/null
+"$bin" transcript export --data "$work/data" --stored >"$work/stored.jsonl" 2>/dev/null
+check "export --stored: the lines as stored" cmp -s "$work/stored.jsonl" <(cat "$tr"/*.jsonl)
+check "export --since yesterday: alice's 30" test "$("$bin" transcript export --data "$work/data" --since yesterday 2>/dev/null | msgs)" = 30
+check "export --since 1h: alice's 30" test "$("$bin" transcript export --data "$work/data" --since 1h 2>/dev/null | msgs)" = 30
+check "export --since 2h --until 1h: none" test "$("$bin" transcript export --data "$work/data" --since 2h --until 1h 2>/dev/null | msgs)" = 0
+hm=$(jq -r 'select(.type == "message") | .time[11:16]' "$work/export.jsonl" | head -1)
+check "export --since $hm (today, UTC): alice's 30" test "$("$bin" transcript export --data "$work/data" --since "$hm" 2>/dev/null | msgs)" = 30
+run "export --since tomorrow: a usage error" 2 "$bin" transcript export --data "$work/data" --since tomorrow
+expect "…naming the forms" "08:00 (today, UTC), 2h or 7d (ago), today, yesterday"
+kh="$work/home-alice/known_hosts"
+run "verify --host-key with alice's known_hosts line" 0 "$bin" transcript verify "$tr" --host-key "$(head -1 "$kh")"
+refute "…is a pin (no trust-on-first-use note)" "pass --host-key"
+run "verify --host-key with alice's known_hosts file" 0 "$bin" transcript verify "$tr" --host-key "$kh"
+"$bin" transcript follow --data "$work/data" >"$work/follow.jsonl" 2>/dev/null &
+follower=$!
+pids+=("$follower")
+wait_for "$work/follow.jsonl" '"type":"server_stop"' || bad "follow printed nothing"
+kill -TERM "$follower"; wait "$follower" 2>/dev/null
+check "follow: every line has time = ts as ISO 8601 UTC" times_match <"$work/follow.jsonl"
 
 finish transcript.sh

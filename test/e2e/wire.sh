@@ -106,9 +106,10 @@ tcpdump -nn -r "$cap" >"$work/wire.txt" 2>"$work/read.err" || bad "tcpdump -r fa
 tcpdump -nn -r "$cap" -A >"$work/wire.ascii" 2>>"$work/read.err" || bad "tcpdump -r -A failed"
 npk=$(grep -c "\.$port[ :]" "$work/wire.txt")
 check "the capture has packets of port $port (${npk:-0})" [ "${npk:-0}" -gt 20 ]
-# Every connection of the session is in it, from its SYN: 2 registers, 1 login, 3 chats.
+# Every connection of the session is in it, from its SYN: 2 registers (each a
+# name check, then the register), 1 login, 3 chats.
 nsyn=$(grep -cE "> 127\.0\.0\.1\.$port: Flags \[S\]" "$work/wire.txt")
-check "the capture has all 6 connections to port $port (${nsyn:-0} SYNs)" [ "${nsyn:-0}" = 6 ]
+check "the capture has all 8 connections to port $port (${nsyn:-0} SYNs)" [ "${nsyn:-0}" = 8 ]
 # Packets with a payload (length > 0): the data of the session, not only SYN/ACK/FIN.
 ndata=$(grep -cE 'length [1-9][0-9]*$' "$work/wire.txt")
 check "the capture has packets with data (${ndata:-0})" [ "${ndata:-0}" -ge 24 ]

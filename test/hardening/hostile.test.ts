@@ -185,8 +185,10 @@ for (const length of [0, 1] as const) {
     // The server is fine, and said it once.
     const other = await legitimate(`after-empty${length}`, 3000);
     await sayAcked(other.s, 1, "still here");
-    const logged = srv.lines.filter((l) => l.includes('"record_empty"'));
+    // (and the session's close line gives it as the reason)
+    const logged = srv.lines.filter((l) => l.includes('"record_empty"') && !l.includes('"event":"session_closed"'));
     expect(logged.length).toBe(1 + length);
+    expect(srv.lines.filter((l) => l.includes('"event":"session_closed"') && l.includes(`"user":"empty${length}"`) && l.includes('"reason":"record_empty"'))).toHaveLength(1);
   }, 10_000);
 }
 

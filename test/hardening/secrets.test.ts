@@ -70,9 +70,8 @@ interface Output {
 const outputs: Output[] = [];
 
 /**
- * The environment of every child: the test runner's, without what makes
- * consola (std-env) think it is under test and drop info lines from the
- * text log, which is what this test reads.
+ * The environment of every child: the test runner's, without NODE_ENV and
+ * TEST, so each child runs as a user's would.
  */
 function childEnv(extra: Record<string, string> = {}): Record<string, string | undefined> {
   const { NODE_ENV: _n, TEST: _t, ...env } = process.env;
@@ -328,7 +327,7 @@ describe("secrets, end to end", () => {
     // The same port: the client's account directory and pin are per HOST:PORT.
     server = await serve([], "serve (text log)", server.port);
     address = server.address;
-    // consola's text lines, not JSON ("ℹ host_key_loaded …" on a terminal, "[info] host_key_loaded …" under CI)
+    // Text lines, not JSON ("2026-11-22T09:15:02.250Z INFO host_key_loaded …")
     expect(server.text()).toMatch(/host_key_(loaded|created)/);
     expect(server.text().trimStart().startsWith("{")).toBe(false);
     expectExit(await cli(HOME, ["login", "alice", "--server", address, "--password-stdin"], `${PASSWORD}\n`), 0);
@@ -453,7 +452,7 @@ describe("secrets, end to end", () => {
     for (const f of [AUDITOR_KEY, CHAT_TRANSCRIPT]) if ((lstatSync(f).mode & 0o777) !== 0o600) loose.push(`${relative(WORK, f)} ${(lstatSync(f).mode & 0o777).toString(8)}`);
     expect(loose).toEqual([]);
     // The data directory holds only what docs/SECURITY.md §2.4 lists: the walk above saw all of it.
-    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript"];
+    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript", "serve.lock", "serve.lock-journal", "serve.pid"];
     for (const name of readdirSync(DATA)) expect(listed).toContain(name);
   });
 });
@@ -494,6 +493,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "max-auth-tries": "a number",
   "rekey-after": "a number",
   history: "a number",
+  "since-seq": "a number (a room sequence number)",
   "flood-rate": "a number",
   "flood-burst": "a number",
   "request-rate": "a number",
@@ -563,7 +563,7 @@ describe("argv and environment carry no secret", () => {
       for (const m of text.matchAll(/\benv\??\.([A-Z_][A-Z0-9_]*)/g)) names.add(m[1]!);
       expect(text, relative(REPO, f)).not.toMatch(/\benv\[|Bun\.env/);
     }
-    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
+    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_HOME", "SECURECHAT_SERVER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
   });
 });
 

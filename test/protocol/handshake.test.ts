@@ -340,7 +340,7 @@ describe("state × message matrix", () => {
     expect(server.state).toBe(state);
     const m = wireValid(example(t, setup));
     const expects = method === "receiveHello" ? "await_hello" : "await_auth";
-    const accepts = method === "receiveHello" ? ["client_hello"] : ["register", "login"];
+    const accepts = method === "receiveHello" ? ["client_hello"] : ["register", "login", "check_name"];
     const want = state !== expects ? "handshake_state" : accepts.includes(t) ? "no error" : rejection(t);
     expect(codeOf(() => server[method](m))).toBe(want);
     if (want === "no error") {

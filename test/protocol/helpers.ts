@@ -89,6 +89,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     },
     register: { type: "register", user: "alice", identity_key: r.bytes(32), sig: r.bytes(64), password: "correct horse battery staple", ticket_key: r.bytes(32) },
     login: { type: "login", user: "bob_2", sig: r.bytes(64), password: "hunter2 — ünïcödé 🔐", ticket_key: r.bytes(32) },
+    check_name: { type: "check_name", user: "erin" },
+    name_status: { type: "name_status", user: "erin", available: true },
     welcome: { type: "welcome", user: "carol-x", session_id: r.bytes(16), ticket: r.bytes(32), ticket_expires: 1_900_000_000_000 },
     error: { type: "error", code: "bad_request", message: "that did not parse — try again ✓" },
     logout: { type: "logout" },
@@ -96,13 +98,13 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     ping: { type: "ping" },
     pong: { type: "pong" },
     // Chat requests (PROTOCOL.md §7.1).
-    join: { type: "join", room: "lobby" },
+    join: { type: "join", room: "lobby", since: 41, limit: 0 },
     leave: { type: "leave", room: "0-dev_ops" },
     say: { type: "say", id: 7, room: "lobby", text: "waves — 👋 \"hi\" \\o/", action: true },
     dm: { type: "dm", id: 8, to: "dave_9", text: "psst ✓", action: true },
     who: { type: "who", room: "lobby" },
     rooms: { type: "rooms" },
-    history: { type: "history", room: "lobby", limit: 20 },
+    history: { type: "history", room: "lobby", limit: 20, since: 3 },
     // Chat events and answers (PROTOCOL.md §7.2).
     ack: { type: "ack", id: 7, seq: 42, ts: 1_900_000_000_123 },
     nack: { type: "nack", id: 8, code: "user_offline", message: "dave_9 is not online" },
@@ -119,7 +121,7 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
         { name: "lobby", users: 3 },
       ],
     },
-    history_end: { type: "history_end", room: "lobby", count: 1 },
+    history_end: { type: "history_end", room: "lobby", count: 1, more: true },
     notice: { type: "notice", code: "recorded", text: "messages in lobby are recorded in the server's auditable transcript" },
   };
 }
@@ -158,5 +160,11 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["members of an unknown room", { type: "members", room: "nowhere", users: [] }],
     ["empty room_list", { type: "room_list", rooms: [] }],
     ["history_end with count 0", { type: "history_end", room: "lobby", count: 0 }],
+    ["join", { type: "join", room: "lobby" }],
+    ["join since", { type: "join", room: "lobby", since: 7 }],
+    ["history since", { type: "history", room: "lobby", limit: 1000, since: Number.MAX_SAFE_INTEGER }],
+    ["join + since + limit", ex.join],
+    ["history + since", ex.history],
+    ["history_end + more", ex.history_end],
   ];
 }

@@ -100,6 +100,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     ticket: { kind: "bytes", n: 32, optional: true },
     ticket_key: { kind: "bytes", n: 32, optional: true },
   },
+  check_name: { user: { kind: "user" } },
+  name_status: { user: { kind: "user" }, available: { kind: "bool" } },
   welcome: {
     user: { kind: "user" },
     session_id: { kind: "bytes", n: 16 },
@@ -111,13 +113,13 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   bye: { reason: { kind: "text", min: 0, max: REASON_TEXT_MAX } },
   ping: {},
   pong: {},
-  join: { room: ROOM },
+  join: { room: ROOM, since: { kind: "int", min: 0, max: SAFE, optional: true }, limit: { kind: "int", min: 0, max: 1000, optional: true } },
   leave: { room: ROOM },
   say: { id: ID, room: ROOM, text: CHAT_TEXT, action: ACTION },
   dm: { id: ID, to: USER, text: CHAT_TEXT, action: ACTION },
   who: { room: ROOM },
   rooms: {},
-  history: { room: ROOM, limit: { kind: "int", min: 1, max: 1000 } },
+  history: { room: ROOM, limit: { kind: "int", min: 1, max: 1000 }, since: { kind: "int", min: 0, max: SAFE, optional: true } },
   ack: { id: ID, seq: SEQ, ts: TS },
   nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
   message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
@@ -127,7 +129,7 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   left: { room: ROOM, user: USER, ts: TS },
   members: { room: ROOM, users: USERS },
   room_list: { rooms: { kind: "list", item: { kind: "object", fields: { name: ROOM, users: { kind: "int", min: 0, max: SAFE } } }, max: 1000 } },
-  history_end: { room: ROOM, count: { kind: "int", min: 0, max: 1000 } },
+  history_end: { room: ROOM, count: { kind: "int", min: 0, max: 1000 }, more: { kind: "bool", optional: true } },
   notice: { code: CODE, text: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
 };
 
@@ -443,7 +445,7 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["direct.from", "direct.to", "dm.to", "joined.user", "left.user", "login.user", "message.from", "register.user", "welcome.user"].sort(),
+      ["check_name.user", "direct.from", "direct.to", "dm.to", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
@@ -512,9 +514,9 @@ describe("room names", () => {
 
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
-  test("every boolean field is covered, and all are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual(["direct.action", "dm.action", "message.action", "message.history", "say.action"]);
-    expect(BOOL.every(([, f]) => f.spec.optional)).toBe(true);
+  test("every boolean field is covered, and all but name_status.available are optional", () => {
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(["direct.action", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
+    expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
     for (const v of [true, false]) {

@@ -445,13 +445,23 @@ namespace Spec {
       ["code", { text: [1, 64] }],
       ["message", { text: [0, 512] }],
     ],
+    // §5.1 the name check.
+    check_name: [["user", "user"]],
+    name_status: [
+      ["user", "user"],
+      ["available", "bool"],
+    ],
     // §5.3
     logout: [],
     bye: [["reason", { text: [0, 256] }]],
     ping: [],
     pong: [],
     // §7.1 requests.
-    join: [["room", "room"]],
+    join: [
+      ["room", "room"],
+      ["since", { int: [0, MAX_SAFE] }, true],
+      ["limit", { int: [0, 1000] }, true],
+    ],
     leave: [["room", "room"]],
     say: [
       ["id", { int: [0, MAX_SAFE] }],
@@ -470,6 +480,7 @@ namespace Spec {
     history: [
       ["room", "room"],
       ["limit", { int: [1, 1000] }],
+      ["since", { int: [0, MAX_SAFE] }, true],
     ],
     // §7.2 events and answers.
     ack: [
@@ -535,6 +546,7 @@ namespace Spec {
     history_end: [
       ["room", "room"],
       ["count", { int: [0, 1000] }],
+      ["more", "bool", true],
     ],
     notice: [
       ["code", { text: [1, 64] }],

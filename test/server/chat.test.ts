@@ -252,6 +252,94 @@ describe("membership and relay", () => {
   });
 });
 
+describe("join since (resuming a room)", () => {
+  /** seqs of the history messages, and the history_end, of what `m` was posted. */
+  const answer = (msgs: Message[]) => ({
+    room: msgs.find((x) => x.type === "room"),
+    seqs: msgs.flatMap((x) => (x.type === "message" && x.history ? [x.seq] : [])),
+    end: msgs.find((x) => x.type === "history_end"),
+  });
+  /** A lobby where bob has said `n` lines (`text(i)`), and alice, connected, not in it yet. */
+  const lobby = (n: number, opts: Partial<ChatOptions>, text = (i: number) => `m${i}`) => {
+    const s = setup(opts);
+    const bob = s.connect("bob");
+    s.join(bob, "lobby");
+    for (let i = 1; i <= n; i++) s.say(bob, "lobby", text(i));
+    return { ...s, bob, alice: s.connect("alice") };
+  };
+
+  test("join with since gets exactly the messages after since, oldest first; live ones follow without overlap", () => {
+    const { chat, say, bob, alice } = lobby(7, { history: 10 });
+    chat.handle(alice, { type: "join", room: "lobby", since: 4 });
+    const a = answer(alice.take());
+    expect(a.room).toEqual(expect.objectContaining({ type: "room", seq: 7 }));
+    expect(a.seqs).toEqual([5, 6, 7]);
+    expect(a.end).toEqual({ type: "history_end", room: "lobby", count: 3 });
+    say(bob, "lobby", "m8");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "message", seq: 8, text: "m8" })]);
+    expect(alice.inbox).toEqual([]);
+  });
+
+  test("since equal to the room's seq, or past it (the server lost its numbers), gets no history; the room's seq tells the client", () => {
+    const { chat, connect, alice } = lobby(3, { history: 10 });
+    chat.handle(alice, { type: "join", room: "lobby", since: 3 });
+    expect(answer(alice.take())).toEqual({ room: expect.objectContaining({ seq: 3 }), seqs: [], end: { type: "history_end", room: "lobby", count: 0 } });
+    const carol = connect("carol");
+    chat.handle(carol, { type: "join", room: "lobby", since: 900 });
+    expect(answer(carol.take())).toEqual({ room: expect.objectContaining({ seq: 3 }), seqs: [], end: { type: "history_end", room: "lobby", count: 0 } });
+  });
+
+  test("messages the server no longer keeps are a gap the client can see: the first seq sent is past since + 1", () => {
+    const { chat, alice } = lobby(12, { history: 5 });
+    chat.handle(alice, { type: "join", room: "lobby", since: 2 });
+    const a = answer(alice.take());
+    expect(a.seqs).toEqual([8, 9, 10, 11, 12]);
+    expect(a.end).toEqual({ type: "history_end", room: "lobby", count: 5 });
+  });
+
+  test("what does not fit one answer is paged: the oldest after since that fit, more: true, then history with since continues", () => {
+    const { chat, alice } = lobby(10, { history: 50, historyBytes: 20_000 }, (i) => `${i} ${"z".repeat(4000)}`);
+    chat.handle(alice, { type: "join", room: "lobby", since: 1 });
+    let a = answer(alice.take());
+    expect(a.seqs).toEqual([2, 3, 4, 5]);
+    expect(a.end).toEqual({ type: "history_end", room: "lobby", count: 4, more: true });
+    const got = [...a.seqs];
+    while (a.end?.type === "history_end" && a.end.more) {
+      chat.handle(alice, { type: "history", room: "lobby", limit: 1000, since: got.at(-1)! });
+      a = answer(alice.take());
+      got.push(...a.seqs);
+    }
+    expect(got).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(a.end).toEqual({ type: "history_end", room: "lobby", count: 1 });
+  });
+
+  test("limit 0 asks for no history at all (a bot's --no-history); limit caps the count with or without since", () => {
+    const { chat, alice } = lobby(6, { history: 10 });
+    chat.handle(alice, { type: "join", room: "lobby", limit: 0 });
+    expect(answer(alice.take())).toEqual({ room: expect.objectContaining({ seq: 6 }), seqs: [], end: { type: "history_end", room: "lobby", count: 0 } });
+    chat.handle(alice, { type: "join", room: "lobby", limit: 2 });
+    expect(answer(alice.take()).seqs).toEqual([5, 6]);
+    chat.handle(alice, { type: "join", room: "lobby", since: 1, limit: 2 });
+    expect(answer(alice.take())).toEqual({ room: expect.anything(), seqs: [2, 3], end: { type: "history_end", room: "lobby", count: 2, more: true } });
+    chat.handle(alice, { type: "join", room: "lobby", since: 1, limit: 0 });
+    expect(answer(alice.take()).end).toEqual({ type: "history_end", room: "lobby", count: 0, more: true });
+  });
+
+  test("join since and history since each cost a request token like any other request", () => {
+    const { chat, connect, join, say } = setup({ history: 10, requests: { rate: 1, burst: 2 } });
+    const bob = connect("bob");
+    join(bob, "lobby");
+    say(bob, "lobby", "m1");
+    const alice = connect("alice");
+    chat.handle(alice, { type: "join", room: "lobby", since: 0 });
+    chat.handle(alice, { type: "history", room: "lobby", limit: 5, since: 0 });
+    chat.handle(alice, { type: "history", room: "lobby", limit: 5, since: 0 });
+    const got = alice.take();
+    expect(got.filter((x) => x.type === "history_end")).toHaveLength(2);
+    expect(got.at(-1)).toEqual(expect.objectContaining({ type: "notice", code: "slow_down" }));
+  });
+});
+
 describe("direct messages", () => {
   test("a dm reaches every terminal of the recipient and the sender's other terminals; the sender's gets the ack", () => {
     const { connect, dm, clock } = setup();

@@ -7,6 +7,7 @@
  * Every wait here is bounded; every socket and server is closed by its own
  * handle.
  */
+import { afterAll } from "bun:test";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -82,8 +83,25 @@ export async function startServer(overrides: Partial<ServerOptions> & { dataDir?
     warn: (event, fields = {}) => void events.push({ level: "warn", event, fields }),
   };
   // Loaded here as serve loads it: the server is handed the key, never reads it.
-  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...NO_QUOTAS, ...rest, host: "127.0.0.1", port: 0, dataDir, log }, loadOrCreateHostKey(dataDir));
+  // port: 0 (any free one) unless a test restarts a server where it was.
+  const server = await ChatServer.start({ penalties: NO_PENALTIES, ...NO_QUOTAS, ...rest, host: "127.0.0.1", port: rest.port ?? 0, dataDir, log }, loadOrCreateHostKey(dataDir));
   return { server, dataDir, events, log, port: server.port, address: `127.0.0.1:${server.port}` };
+}
+
+/**
+ * For a test file that starts servers as it goes: `startServer`, each
+ * stopped after the file's last test (call at the top level of the file).
+ */
+export function serversStoppedAfterAll(): (opts?: Partial<ServerOptions>) => Promise<TestServer> {
+  const servers: TestServer[] = [];
+  afterAll(async () => {
+    for (const t of servers) await t.server.stop();
+  });
+  return async (opts = {}) => {
+    const t = await startServer(opts);
+    servers.push(t);
+    return t;
+  };
 }
 
 // ---------------------------------------------------------------------------

@@ -5,27 +5,17 @@
  * capped per user and per address. Raw protocol sessions against an
  * in-process server on 127.0.0.1.
  */
-import { afterAll, describe, expect, spyOn, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
 import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts";
 import { Framed } from "../../src/net/framed.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { RateLimiter, sourceKey } from "../../src/server/limits.ts";
-import type { ServerOptions } from "../../src/server/server.ts";
-import { RawConn, type RawSession, type RawUser, type TestServer, passwordLogin, rawSession, registerRaw, startServer, untilMessage, ticketLogin, waitFor } from "./helpers.ts";
+import { RawConn, type RawSession, type RawUser, type TestServer, passwordLogin, rawSession, registerRaw, serversStoppedAfterAll, untilMessage, ticketLogin, waitFor } from "./helpers.ts";
 
 const NET = 20_000;
 const PW = "sessions test passphrase";
 
-const servers: TestServer[] = [];
-afterAll(async () => {
-  for (const t of servers) await t.server.stop();
-});
-
-async function server(opts: Partial<ServerOptions> = {}): Promise<TestServer> {
-  const t = await startServer(opts);
-  servers.push(t);
-  return t;
-}
+const server = serversStoppedAfterAll();
 
 
 /** A password login that asks for a ticket: the session, and the ticket with its key. */

@@ -1,6 +1,7 @@
 /**
  * `transcript export`, `follow` and `keygen` as an auditor uses them:
- * entries exactly as stored, filtered by time/room/user, sealed bodies
+ * entries as stored with their time in ISO 8601 UTC added (or exactly as
+ * stored, `--stored`), filtered by time/room/user, sealed bodies
  * opened only with the auditor key, output that stops (exit 5) at the
  * first problem, a follower that survives rotation and never prints half
  * a line, and auditor key files that are private and never overwritten.
@@ -28,16 +29,39 @@ function dataDir(b: Omit<Parameters<typeof buildTranscript>[0], never>): { data:
 const plainT = dataDir({ entries: 90, files: 3, checkpointEvery: 8 });
 const allLines = plainT.built.files.flat();
 
+/** The entries of exported lines; each line's `time` must be its `ts` in ISO 8601 UTC, and is taken off. */
 function parsed(stdout: string): Entry[] {
-  return stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Entry);
+  return stdout
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => {
+      const { time, ...e } = JSON.parse(l) as Entry & { time?: unknown };
+      expect(time).toBe(new Date(e.ts).toISOString());
+      return e as Entry;
+    });
+}
+
+/** A stored line as export writes it: the same members and spelling, with `"time":"…"` among them in canonical order (§3.2). */
+function exported(stored: string): string {
+  const e = JSON.parse(stored) as Entry;
+  const line = entryLine({ ...e, time: new Date(e.ts).toISOString() } as Entry).slice(0, -1);
+  expect(line.replace(/"time":"[^"]*",/, "")).toBe(stored);
+  return line;
 }
 
 describe("export", () => {
-  test("without filters: every line exactly as stored, nothing on stderr but the pin note", async () => {
+  test("without filters: every line as stored with its time in ISO 8601 UTC, nothing on stderr but the pin note", async () => {
     const r = await runCli("transcript", "export", "--data", plainT.data);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(allLines.map((l) => `${l}\n`).join(""));
+    expect(r.stdout).toBe(allLines.map((l) => `${exported(l)}\n`).join(""));
+    expect(r.stdout.split("\n")[0]).toContain(`"time":"${new Date(plainT.built.entries[0]!.ts).toISOString()}"`);
     expect(r.stderr).toBe(`note: signatures were checked against the key the transcript names (${fingerprint(plainT.built.host.publicKey)}); pass --host-key to pin it\n`);
+  });
+
+  test("--stored: every line exactly as stored", async () => {
+    const r = await runCli("transcript", "export", "--data", plainT.data, "--stored");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(allLines.map((l) => `${l}\n`).join(""));
   });
 
   test("the default data dir is $SECURECHAT_DATA/transcript, like serve's", async () => {
@@ -81,7 +105,7 @@ describe("export", () => {
   });
 
   test("bad times are usage errors", async () => {
-    for (const bad of ["yesterday", "2026-02-30", "2026-11-22T25:00", "12:00", "-5"]) {
+    for (const bad of ["tomorrow", "2026-02-30", "2026-11-22T25:00", "24:00", "12:60", "-5", "2x", "3 days"]) {
       const r = await runCli("transcript", "export", "--data", plainT.data, "--since", bad);
       expect(r.code).toBe(EXIT.USAGE);
       expect(r.stderr).toStartWith("securechat: --since: ");
@@ -96,7 +120,46 @@ describe("export", () => {
     expect(parseTime("2026-11-22T10:30:00+02:00")).toBe(Date.UTC(2026, 10, 22, 8, 30));
     expect(parseTime("1795338001000")).toBe(1795338001000);
     expect(parseTime("2028-02-29")).toBe(Date.UTC(2028, 1, 29));
-    expect(() => parseTime("2026-02-29")).toThrow(/neither ISO 8601/);
+    expect(() => parseTime("2026-02-29")).toThrow(/is not a time: use 2026-11-22/);
+  });
+
+  describe("parseTime: times relative to now (injected, never the wall clock)", () => {
+    const NOW = Date.UTC(2026, 10, 22, 14, 30, 15, 250);
+    const cases: [string, number][] = [
+      ["now", NOW],
+      ["today", Date.UTC(2026, 10, 22)],
+      ["yesterday", Date.UTC(2026, 10, 21)],
+      ["08:00", Date.UTC(2026, 10, 22, 8, 0)],
+      ["08:00:30", Date.UTC(2026, 10, 22, 8, 0, 30)],
+      ["23:59", Date.UTC(2026, 10, 22, 23, 59)],
+      ["08:00Z", Date.UTC(2026, 10, 22, 8, 0)],
+      ["08:00+02:00", Date.UTC(2026, 10, 22, 6, 0)],
+      // At 14:30 UTC it is already the 23rd at +10:00: "today" there.
+      ["08:00+10:00", Date.UTC(2026, 10, 22, 22, 0)],
+      ["08:00-05:00", Date.UTC(2026, 10, 22, 13, 0)],
+      ["90s", NOW - 90_000],
+      ["30m", NOW - 30 * 60_000],
+      ["2h", NOW - 2 * 3_600_000],
+      ["7d", NOW - 7 * 86_400_000],
+      ["2w", NOW - 14 * 86_400_000],
+      [" 2h ", NOW - 2 * 3_600_000],
+      ["2026-11-22", Date.UTC(2026, 10, 22)],
+      ["1795338001000", 1795338001000],
+    ];
+    for (const [input, want] of cases) {
+      test(`"${input}" is ${new Date(want).toISOString()}`, () => expect(parseTime(input, NOW)).toBe(want));
+    }
+
+    test("just after midnight UTC, today and yesterday are the new day's", () => {
+      const t = Date.UTC(2026, 0, 1, 0, 0, 0, 1);
+      expect([parseTime("today", t), parseTime("yesterday", t), parseTime("00:00", t)]).toEqual([Date.UTC(2026, 0, 1), Date.UTC(2025, 11, 31), Date.UTC(2026, 0, 1)]);
+    });
+
+    test("nonsense is refused, saying which forms there are", () => {
+      for (const bad of ["tomorrow", "24:00", "12:60", "08:00+24:00", "8:00", "2y", "-2h", "2h ago", ""]) {
+        expect(() => parseTime(bad, NOW)).toThrow(/is not a time: use 2026-11-22, 2026-11-22T10:30 \(UTC unless an offset is given\), 08:00 \(today, UTC\), 2h or 7d \(ago\), today, yesterday, or epoch ms/);
+      }
+    });
   });
 
   test("matches: a room filter drops entries without a room", () => {
@@ -116,7 +179,7 @@ describe("export", () => {
     writeFiles(join(data, "transcript"), plainT.built.names, files);
     const r = await runCli("transcript", "export", "--data", data);
     expect(r.code).toBe(EXIT.TRANSCRIPT);
-    expect(r.stdout).toBe(allLines.slice(0, 30 + 7).map((l) => `${l}\n`).join(""));
+    expect(r.stdout).toBe(allLines.slice(0, 30 + 7).map((l) => `${exported(l)}\n`).join(""));
     expect(r.stderr).toStartWith(`securechat: FAIL: ${plainT.built.names[1]}:8: entry edited (its hash does not match its content)\n`);
   });
 
@@ -179,6 +242,7 @@ describe("export of sealed bodies", () => {
         const { sealed: _s, key_seq: _k, ...rest } = orig;
         expect(e).toEqual({ ...rest, text: sealedT.built.plain.get(orig.seq)!, decrypted: true } as Entry);
       } else expect(e).toEqual(orig);
+      expect((JSON.parse(r.stdout.split("\n")[k]!) as { time: string }).time).toBe(new Date(orig.ts).toISOString());
     }
     expect(got.some((e) => typeof e.text === "string" && e.text.includes("✓"))).toBe(true);
   });
@@ -227,10 +291,10 @@ describe("unsafe characters in exported lines", () => {
     expect(r.stdout).toMatch(/^[\x20-\x7e\n]*$/);
     expect(r.stdout).toContain("look \\u202eevil\\u202c pay\\u200bpal");
     expect(parsed(r.stdout)).toEqual(t.entries);
-    // Lines without such characters are still exactly as stored.
+    // Lines without such characters are still as stored (with their time).
     const out = r.stdout.split("\n");
     const stored = linesOf(t.entries);
-    expect([out[0], out[3]]).toEqual([stored[0], stored[3]]);
+    expect([out[0], out[3]]).toEqual([exported(stored[0]!), exported(stored[3]!)]);
   });
 
   test("and in opened sealed bodies (--identity)", async () => {
@@ -347,7 +411,7 @@ describe("follow (a subprocess, like tail -f)", () => {
 
     const { proc, lines, stderr } = spawnFollow(data);
     await waitFor(lines, 25);
-    expect(lines).toEqual(all.slice(0, 25));
+    expect(lines).toEqual(all.slice(0, 25).map(exported));
 
     const f1 = join(dir, names[1]!);
     appendFileSync(f1, files[1]!.slice(5, -1).map((l) => `${l}\n`).join(""));
@@ -362,7 +426,7 @@ describe("follow (a subprocess, like tail -f)", () => {
     // Rotation: the next file appears with lines already in it.
     writeFileSync(join(dir, names[2]!), files[2]!.slice(0, 10).map((l) => `${l}\n`).join(""));
     await waitFor(lines, 50);
-    expect(lines).toEqual(all.slice(0, 50));
+    expect(lines).toEqual(all.slice(0, 50).map(exported));
 
     // An edited entry appended: follow stops with FAIL and exit 5.
     const bad = JSON.parse(files[2]![10]!) as Entry;
@@ -388,7 +452,7 @@ describe("follow (a subprocess, like tail -f)", () => {
     expect(want.length).toBeGreaterThan(0);
     await waitFor(lines, want.length);
     await Bun.sleep(300);
-    expect(lines.map((l) => JSON.parse(l))).toEqual(want);
+    expect(parsed(lines.join("\n"))).toEqual(want);
     proc.kill("SIGTERM");
     const code = await Promise.race([proc.exited, Bun.sleep(10_000).then(() => "timeout" as const)]);
     expect(code).toBe(0);

@@ -70,6 +70,12 @@ describe("verify: a faithful transcript", () => {
       return p;
     }],
     ["a SHA256: fingerprint", () => fingerprint(base.host.publicKey)],
+    ["a client's known_hosts line", () => `127.0.0.1:7447 ${HOST_PUB_LINE}`],
+    ["a known_hosts file holding that server's line (comments and blank lines skipped)", () => {
+      const p = join(tempDir(), "known_hosts");
+      writeFileSync(p, `# pinned by securechat\n\nchat.example:7447 ${HOST_PUB_LINE}\n`);
+      return p;
+    }],
   ];
   for (const [what, pin] of pins) {
     test(`passes pinned by ${what}, without the unpinned note`, async () => {
@@ -79,6 +85,21 @@ describe("verify: a faithful transcript", () => {
       expect(r.stdout).not.toContain("pass --host-key");
     });
   }
+
+  test("a known_hosts file with several servers is refused, asking for this server's line; another key's line fails (exit 5)", async () => {
+    const p = join(tempDir(), "known_hosts");
+    const other = toBase64(hostKeyPair(9).publicKey);
+    writeFileSync(p, `a:1 ${HOST_PUB_LINE}\nb:2 ed25519 ${other}\n`);
+    const r = await runCli("transcript", "verify", base.dir, "--host-key", p);
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).toStartWith(`securechat: --host-key: ${p} holds 2 servers' keys; pass the line of this server ("HOST:PORT ed25519 BASE64")\n`);
+    const wrong = await runCli("transcript", "verify", base.dir, "--host-key", `b:2 ed25519 ${other}`);
+    expect(wrong.code).toBe(EXIT.TRANSCRIPT);
+    expect(wrong.stderr).toContain("host key changed");
+    const junk = await runCli("transcript", "verify", base.dir, "--host-key", "b:2 rsa AAAA");
+    expect(junk.code).toBe(EXIT.USAGE);
+    expect(junk.stderr).toContain("a known_hosts line");
+  });
 
   test("the report counts files, entries and checkpoints", async () => {
     const rep = await verifyTranscript(base.dir, { hostKey: base.host.publicKey });

@@ -1,0 +1,100 @@
+/**
+ * One server per data directory. Two servers writing one transcript would
+ * interleave two hash chains in it, and it would never verify again; two on
+ * one database would race on accounts and tickets. So `serve` holds
+ * `DATA/serve.lock` for its whole life: a small SQLite database opened in
+ * EXCLUSIVE locking mode, with a write done, so SQLite keeps its POSIX
+ * advisory lock on the file until the connection closes. The kernel drops
+ * that lock when the process ends, however it ends: a server killed with
+ * SIGKILL, or a machine that lost power, leaves nothing that blocks the next
+ * start. SQLite also refuses a second holder within one process.
+ *
+ * `DATA/serve.pid` beside it names the holder, for the message a second
+ * server prints; it proves nothing (a crashed server leaves it behind, and the
+ * next one overwrites it).
+ */
+import { Database } from "bun:sqlite";
+import { readFileSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import { SecureChatError } from "../errors.ts";
+import { createPrivateFile, ensurePrivateDir, writePrivateFile } from "../paths.ts";
+
+/** What a writer that must only run under the lock checks before it writes. */
+export interface HeldLock {
+  readonly held: boolean;
+  readonly path: string;
+}
+
+export const LOCK_FILE = "serve.lock";
+export const PID_FILE = "serve.pid";
+
+/** The pid a running server wrote, or null when there is none that reads as one. */
+export function lockHolder(dataDir: string): number | null {
+  try {
+    const pid = Number(readFileSync(join(dataDir, PID_FILE), "utf8").trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export class DataLock implements HeldLock {
+  #db: Database | null;
+  readonly path: string;
+  readonly #dataDir: string;
+  readonly #pidPath: string;
+  readonly #pid: number;
+
+  private constructor(db: Database, dataDir: string, pid: number) {
+    this.#db = db;
+    this.#dataDir = dataDir;
+    this.path = join(dataDir, LOCK_FILE);
+    this.#pidPath = join(dataDir, PID_FILE);
+    this.#pid = pid;
+  }
+
+  /**
+   * Takes the lock of `dataDir` (made 0700 if missing) at once, or throws
+   * `data_locked` (detail: data, pid when known) if another server holds it.
+   */
+  static acquire(dataDir: string, pid = process.pid): DataLock {
+    ensurePrivateDir(dataDir);
+    const path = join(dataDir, LOCK_FILE);
+    createPrivateFile(path);
+    const db = new Database(path, { create: true, strict: true });
+    try {
+      db.exec("PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE;");
+      // The first write takes the EXCLUSIVE lock; in this locking mode it is never given back.
+      db.exec("BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL); DELETE FROM holder;");
+      db.run("INSERT INTO holder VALUES (?)", [pid]);
+      db.exec("COMMIT");
+    } catch (e) {
+      db.close();
+      if ((e as { code?: string }).code === "SQLITE_BUSY") {
+        const holder = lockHolder(dataDir);
+        const who = holder === null ? "another securechat server" : `another securechat server (pid ${holder})`;
+        throw new SecureChatError("data_locked", `${dataDir} is in use by ${who}`, { detail: { data: dataDir, ...(holder === null ? {} : { pid: holder }) }, cause: e });
+      }
+      throw new SecureChatError("data_lock_failed", `cannot lock ${path}: ${(e as Error).message}`, { cause: e, detail: { data: dataDir, path } });
+    }
+    const lock = new DataLock(db, dataDir, pid);
+    writePrivateFile(lock.#pidPath, `${pid}\n`);
+    return lock;
+  }
+
+  get held(): boolean {
+    return this.#db !== null;
+  }
+
+  /** Gives the lock back (the pid file goes first, if it is still ours). */
+  release(): void {
+    if (!this.#db) return;
+    try {
+      if (lockHolder(this.#dataDir) === this.#pid) unlinkSync(this.#pidPath);
+    } catch {
+      // already gone
+    }
+    this.#db.close();
+    this.#db = null;
+  }
+}

@@ -1,0 +1,431 @@
+/**
+ * Resume, not restart (src/client/chat.ts against real in-process servers):
+ * after a dropped connection or a server restart the client is back in every
+ * room, gets exactly the messages it missed (no duplicates, no gaps), sends
+ * what was typed meanwhile, reports what may or may not have arrived, stops
+ * on a changed host key with that error's code, and logs in again when its
+ * ticket expired.
+ *
+ * The client reaches the server through a Gate (a plain TCP relay) that the
+ * test can close to new connections, cut, or freeze, so what happens while
+ * the client is away is decided by the test, not by timing.
+ */
+import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import net from "node:net";
+import { ChatClient, QUEUE_MAX } from "../../src/client/chat.ts";
+import { parseServerAddress } from "../../src/client/connection.ts";
+import { saveIdentity } from "../../src/client/keystore.ts";
+import { addKnownHost, findKnownHost } from "../../src/client/known_hosts.ts";
+import { saveTicket } from "../../src/client/tickets.ts";
+import { SecureChatError } from "../../src/errors.ts";
+import { cpSync } from "node:fs";
+import { join } from "node:path";
+import { type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
+import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
+import type { ServerOptions } from "../../src/server/server.ts";
+import type { Logger } from "../../src/log.ts";
+import { TranscriptJournal } from "../../src/transcript/journal.ts";
+import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
+import { type Cred, type Machine, type Seed, Collector, Peer, cred, install, machine, quitAll, registerWithTicket, seedAccounts, serverFrom } from "../server/chat-helpers.ts";
+import { type TestServer, freshPath, startServer } from "../server/helpers.ts";
+
+const NET = 30_000;
+const FAST = { rate: 100_000, burst: 100_000 };
+
+/** A server on `dir` whose journal is the transcript in DIR/transcript, as `serve` sets it up: numbers and history survive a restart. */
+function serve(dir: string, chat: ChatOptions, port?: number): Promise<TestServer> {
+  const log: Logger = { info: () => {}, warn: () => {} };
+  const journal = TranscriptJournal.open({ ...DEFAULT_WRITER, dir: join(dir, "transcript"), hostKey: loadOrCreateHostKey(dir).key, version: "test", log, history: chat.history });
+  return startServer({ dataDir: dir, journal, chat, ...(port !== undefined ? { port } : {}) });
+}
+
+/** A TCP relay in front of the server: closed (refuses new connections), cut (drops every connection), frozen (holds what the client sends). */
+class Gate {
+  open = true;
+  frozen = false;
+  readonly #pairs = new Set<{ client: net.Socket; server: net.Socket }>();
+  readonly #listener: net.Server;
+
+  private constructor(public upstream: number) {
+    this.#listener = net.createServer((client) => {
+      if (!this.open) return void client.destroy();
+      const server = net.connect(this.upstream, "127.0.0.1");
+      const pair = { client, server };
+      this.#pairs.add(pair);
+      const end = () => {
+        this.#pairs.delete(pair);
+        client.destroy();
+        server.destroy();
+      };
+      client.on("data", (d) => {
+        if (!this.frozen) server.write(d);
+      });
+      server.on("data", (d) => client.write(d));
+      for (const s of [client, server]) {
+        s.on("close", end);
+        s.on("error", end);
+      }
+    });
+  }
+
+  static async start(upstream: number): Promise<Gate> {
+    const g = new Gate(upstream);
+    await new Promise<void>((r) => g.#listener.listen(0, "127.0.0.1", r));
+    return g;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${(this.#listener.address() as net.AddressInfo).port}`;
+  }
+
+  cut(): void {
+    for (const p of this.#pairs) {
+      p.client.destroy();
+      p.server.destroy();
+    }
+  }
+
+  close(): void {
+    this.cut();
+    this.#listener.close();
+  }
+}
+
+let seed: Seed;
+beforeAll(async () => {
+  seed = await seedAccounts(["alice", "bob"]);
+}, NET);
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+/**
+ * Makes `m` this process's client machine for the rest of the test: a
+ * reconnecting client reads its ticket and known_hosts while it reconnects,
+ * long after start().
+ */
+function useMachine(m: Machine): void {
+  const before = process.env.SECURECHAT_HOME;
+  process.env.SECURECHAT_HOME = m.home;
+  cleanup.push(() => {
+    if (before === undefined) delete process.env.SECURECHAT_HOME;
+    else process.env.SECURECHAT_HOME = before;
+  });
+}
+
+/** Pins `t`'s host key for the gate's address (another address of the same server) on the current machine. */
+function pinGate(t: TestServer, gate: Gate): string {
+  const id = parseServerAddress(gate.address).id;
+  if (!findKnownHost(id)) addKnownHost(id, t.server.hostKey.publicKey);
+  return id;
+}
+
+/** A reconnecting ChatClient (short waits) of `user` at `address`; started by the caller, quit at the end of the test. */
+function reconnecting(address: string, user: string, sink: Collector, password: () => Promise<string>, extra: Partial<ChatClient["opts"]> = {}): ChatClient {
+  const client = new ChatClient(
+    { addr: parseServerAddress(address), user, trust: { acceptNew: false }, room: "lobby", password, reconnect: true, reconnectBaseMs: 20, ...extra },
+    sink,
+  );
+  cleanup.push(() => quitAll(client));
+  return client;
+}
+
+/** A reconnecting ChatClient of `c` on machine `m`, through `gate`, started in `room`. */
+async function resumingClient(t: TestServer, gate: Gate, m: Machine, c: Cred, room: string, extra: Partial<ChatClient["opts"]> = {}) {
+  const sink = new Collector();
+  useMachine(m);
+  const id = pinGate(t, gate);
+  saveTicket(id, c.user, { ticket: c.ticket, expiresAt: c.expiresAt, key: c.ticketKey });
+  const client = reconnecting(gate.address, c.user, sink, () => Promise.reject(new Error("test: the ticket should have been enough")), { room, ...extra });
+  await client.start();
+  await sink.inRoom(room);
+  return { client, sink };
+}
+
+/** A server on a copy of the seed (its chat options changed by `chat`), behind a Gate; both stopped at the end of the test. */
+async function gated(chat: Partial<ChatOptions>, extra: Partial<ServerOptions> = {}): Promise<{ t: TestServer; gate: Gate }> {
+  const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST, ...chat }, ...extra });
+  cleanup.push(() => t.server.stop());
+  const gate = await Gate.start(t.port);
+  cleanup.push(() => gate.close());
+  return { t, gate };
+}
+
+/** Room messages `sink` delivered for `room`, as "seq text", live and history alike. */
+const seen = (sink: Collector, room: string): string[] => sink.of("message").filter((m) => m.room === room).map((m) => `${m.seq} ${m.text}`);
+
+/** Says each line as bob and waits for every ack. */
+async function bobSays(bob: Peer, lines: [room: string, text: string][]): Promise<void> {
+  const before = bob.of("ack").length;
+  lines.forEach(([room, text], i) => bob.send({ type: "say", id: 1000 + before + i, room, text }));
+  await bob.until("bob's acks", () => bob.of("ack").length === before + lines.length);
+}
+
+async function bobIn(port: number, ...rooms: string[]): Promise<Peer> {
+  const bob = await Peer.login(port, cred(seed, "bob"));
+  cleanup.push(() => bob.close());
+  for (const r of rooms) await bob.join(r);
+  return bob;
+}
+
+describe("a server restart (stopped, started again on the same data and port)", () => {
+  test("the client is back in both rooms, gets each missed message once, then sends the lines typed meanwhile", async () => {
+    const chat = { ...DEFAULT_CHAT, flood: FAST };
+    const dir = freshPath("data");
+    cpSync(seed.dataDir, dir, { recursive: true });
+    const t1 = await serve(dir, chat);
+    const gate = await Gate.start(t1.port);
+    cleanup.push(() => gate.close());
+    const { client: a, sink } = await resumingClient(t1, gate, machine("resume-alice"), cred(seed, "alice"), "general");
+    a.request({ type: "join", room: "ops" });
+    await sink.until("ops", () => a.rooms.length === 2);
+    expect(a.rooms).toEqual(["general", "ops"]);
+    expect(a.room).toBe("ops");
+    let bob = await bobIn(t1.port, "general", "ops");
+    await bobSays(bob, [
+      ["general", "g1"],
+      ["ops", "o1"],
+    ]);
+    await sink.until("the live lines", () => seen(sink, "ops").length === 1 && seen(sink, "general").length === 1);
+
+    // The server goes (as on SIGTERM: server_shutdown), and the client cannot come back yet.
+    gate.open = false;
+    await t1.server.stop();
+    await sink.until("the disconnection", () => sink.of("disconnected").length === 1);
+    expect(sink.of("error").map((e) => e.code)).toEqual(["server_shutdown"]);
+    expect(a.ended).toBe(false);
+    await a.say("typed while down, in ops");
+    expect(a.switchTo("general")).toBe(true);
+    expect(a.switchTo("nowhere")).toBe(false);
+    await a.say("typed while down, in general");
+    expect(sink.of("sent").filter((s) => s.queued).map((s) => [s.room, s.text])).toEqual([
+      ["ops", "typed while down, in ops"],
+      ["general", "typed while down, in general"],
+    ]);
+
+    // The server is back on the same data and port; bob says more while the client is still away.
+    const t2 = await serve(dir, chat, t1.port);
+    cleanup.push(() => t2.server.stop());
+    bob = await bobIn(t2.port, "general", "ops");
+    await bobSays(bob, [
+      ["general", "g2"],
+      ["ops", "o2"],
+      ["general", "g3"],
+    ]);
+    gate.open = true;
+
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
+    const r = sink.of("reconnected")[0]!;
+    expect(r.rooms).toEqual([
+      { room: "general", missed: 2, gap: 0 },
+      { room: "ops", missed: 1, gap: 0 },
+    ]);
+    expect(r.after_ms).toBeGreaterThan(0);
+    expect(a.rooms).toEqual(["general", "ops"]);
+    expect(a.room).toBe("general");
+    // Each message exactly once, in order: live before the restart, missed ones after.
+    expect(seen(sink, "general")).toEqual(["1 g1", "2 g2", "3 g3"]);
+    expect(seen(sink, "ops")).toEqual(["1 o1", "2 o2"]);
+    // The missed messages come before `reconnected`, the queued lines after it.
+    const at = (p: (e: (typeof sink.events)[number]) => boolean) => sink.events.findIndex(p);
+    expect(at((e) => e.type === "message" && e.text === "g3")).toBeLessThan(at((e) => e.type === "reconnected"));
+
+    await bob.until("the queued lines", () => bob.of("message").filter((m) => m.from === "alice").length === 2);
+    expect(bob.of("message").filter((m) => m.from === "alice").map((m) => [m.room, m.text])).toEqual([
+      ["ops", "typed while down, in ops"],
+      ["general", "typed while down, in general"],
+    ]);
+    await sink.until("their acks", () => sink.of("ack").length === 2);
+    expect(sink.of("unsent")).toEqual([]);
+    expect(sink.of("connected")).toHaveLength(1);
+    await a.quit();
+    expect(a.unacknowledged).toBe(0);
+  }, NET);
+});
+
+describe("a dropped connection (the server keeps running)", () => {
+  test("live messages arriving while the history is paged in are neither lost nor repeated; every seq once, in order", async () => {
+    // A small history budget: what was missed takes several pages.
+    const { t, gate } = await gated({ history: 100, historyBytes: 20_000 });
+    const { client: a, sink } = await resumingClient(t, gate, machine("paging-alice"), cred(seed, "alice"), "lobby");
+    const bob = await bobIn(t.port, "lobby");
+    await bobSays(bob, [["lobby", "before"]]);
+    await sink.until("the first line", () => seen(sink, "lobby").length === 1);
+
+    gate.open = false;
+    gate.cut();
+    await sink.until("the disconnection", () => sink.of("disconnected").length === 1);
+    const big = (i: number) => `${i} ${"z".repeat(4000)}`;
+    await bobSays(bob, Array.from({ length: 12 }, (_, i) => ["lobby", big(i + 2)] as [string, string]));
+    gate.open = true;
+    // Bob goes on talking while the client comes back: these are live, or history, never both.
+    for (let i = 14; i <= 40; i++) {
+      await bobSays(bob, [["lobby", `live ${i}`]]);
+    }
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
+    await sink.until("every line", () => seen(sink, "lobby").length === 40, 20_000);
+    const seqs = sink.of("message").filter((m) => m.room === "lobby").map((m) => m.seq);
+    expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(sink.of("reconnected")[0]!.rooms[0]!.gap).toBe(0);
+    expect(sink.of("reconnected")[0]!.rooms[0]!.missed).toBeGreaterThanOrEqual(12);
+  }, NET);
+
+  test("messages the server no longer keeps are reported as a gap, not hidden", async () => {
+    const { t, gate } = await gated({ history: 3 });
+    const { sink } = await resumingClient(t, gate, machine("gap-alice"), cred(seed, "alice"), "lobby");
+    const bob = await bobIn(t.port, "lobby");
+    gate.open = false;
+    gate.cut();
+    await sink.until("the disconnection", () => sink.of("disconnected").length === 1);
+    await bobSays(bob, Array.from({ length: 8 }, (_, i) => ["lobby", `m${i + 1}`] as [string, string]));
+    gate.open = true;
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
+    expect(sink.of("reconnected")[0]!.rooms).toEqual([{ room: "lobby", missed: 3, gap: 5 }]);
+    expect(seen(sink, "lobby")).toEqual(["6 m6", "7 m7", "8 m8"]);
+  }, NET);
+
+  test("a line pending when the connection drops is reported unsent as 'may or may not have arrived', and never sent twice", async () => {
+    const { t, gate } = await gated({});
+    const { client: a, sink } = await resumingClient(t, gate, machine("pending-alice"), cred(seed, "alice"), "lobby");
+    const bob = await bobIn(t.port, "lobby");
+    gate.frozen = true; // what the client sends from now on never reaches the server
+    await a.say("in limbo");
+    expect(sink.of("sent").map((s) => [s.text, s.queued ?? false])).toEqual([["in limbo", false]]);
+    gate.frozen = false;
+    gate.cut();
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
+    const unsent = sink.of("unsent");
+    expect(unsent).toHaveLength(1);
+    expect(unsent[0]!.id).toBe(sink.of("sent")[0]!.id);
+    expect(unsent[0]!.reason).toMatch(/may or may not have reached lobby/);
+    expect(a.unacknowledged).toBe(1);
+    await a.say("after the reconnect");
+    await bob.until("the new line", () => bob.of("message").length === 1);
+    expect(bob.of("message").map((m) => m.text)).toEqual(["after the reconnect"]);
+  }, NET);
+
+  for (const piped of [false, true]) {
+    test(`at most ${QUEUE_MAX} lines wait for the connection; past it ${piped ? "a piped say waits for room (stdin is not read)" : "an interactive line is refused visibly"}`, async () => {
+      const { t, gate } = await gated({});
+      const { client: a, sink } = await resumingClient(t, gate, machine(`queue-${piped}`), cred(seed, "alice"), "lobby", { waitWhenQueueFull: piped });
+      const bob = await bobIn(t.port, "lobby");
+      gate.open = false;
+      gate.cut();
+      await sink.until("the disconnection", () => sink.of("disconnected").length === 1);
+      for (let i = 1; i <= QUEUE_MAX; i++) await a.say(`q${i}`);
+      expect(sink.of("sent").filter((s) => s.queued)).toHaveLength(QUEUE_MAX);
+      let returned = false;
+      const last = a.say(`q${QUEUE_MAX + 1}`).then(() => (returned = true));
+      await Bun.sleep(100);
+      if (piped) {
+        expect(returned).toBe(false); // still waiting: the caller reads no more input
+        expect(sink.of("unsent")).toEqual([]);
+      } else {
+        expect(returned).toBe(true);
+        expect(sink.of("unsent").map((u) => u.reason)).toEqual([`not sent: ${QUEUE_MAX} lines are already waiting for the connection to come back`]);
+      }
+      gate.open = true;
+      await last;
+      const n = piped ? QUEUE_MAX + 1 : QUEUE_MAX;
+      await bob.until("the queued lines", () => bob.of("message").length === n, 20_000);
+      expect(bob.of("message").map((m) => m.text)).toEqual(Array.from({ length: n }, (_, i) => `q${i + 1}`));
+      await sink.until("every ack", () => sink.of("ack").length === n, 20_000);
+      expect(a.unacknowledged).toBe(piped ? 0 : 1);
+    }, NET);
+  }
+});
+
+describe("the first room's history (chat --no-history, --since-seq)", () => {
+  test("none of it; or only what came after a seq, with what the server no longer keeps and a numbering that went back said", async () => {
+    const { t, gate } = await gated({ history: 4 });
+    const bob = await bobIn(t.port, "lobby");
+    await bobSays(bob, Array.from({ length: 6 }, (_, i) => ["lobby", `m${i + 1}`] as [string, string]));
+    const start = async (history: ChatClient["opts"]["history"], name: string) => {
+      const { client, sink } = await resumingClient(t, gate, machine(name), cred(seed, "alice"), "lobby", { history });
+      await client.quit();
+      return sink;
+    };
+    const none = await start("none", "since-none");
+    expect(seen(none, "lobby")).toEqual([]);
+    expect(none.of("history_end")).toEqual([{ type: "history_end", room: "lobby", count: 0 }]);
+    const after4 = await start({ since: 4 }, "since-4");
+    expect(seen(after4, "lobby")).toEqual(["5 m5", "6 m6"]);
+    expect(after4.of("local")).toEqual([]);
+    const after0 = await start({ since: 0 }, "since-0");
+    expect(seen(after0, "lobby")).toEqual(["3 m3", "4 m4", "5 m5", "6 m6"]);
+    expect(after0.of("local").map((l) => l.text)).toEqual(["2 message(s) of lobby that you asked for are no longer kept by the server"]);
+    const ahead = await start({ since: 99 }, "since-99");
+    expect(seen(ahead, "lobby")).toEqual([]);
+    expect(ahead.of("local").map((l) => l.text)).toEqual([expect.stringMatching(/^the server's numbering of lobby went back from 99 to 6/)]);
+  }, NET);
+});
+
+describe("reconnecting meets trouble", () => {
+  test("a changed host key during a reconnect ends the client with the host key error's code (exit 4 in the command)", async () => {
+    const { t, gate } = await gated({});
+    const { client: a, sink } = await resumingClient(t, gate, machine("hostkey-alice"), cred(seed, "alice"), "lobby");
+    // Another server (another host key) now answers at the same address.
+    const impostor = await startServer();
+    cleanup.push(() => impostor.server.stop());
+    gate.upstream = impostor.port;
+    gate.cut();
+    await a.finished;
+    expect(a.ended).toBe(true);
+    expect(a.failureError?.code).toBe("host_key_changed");
+    expect(sink.of("reconnected")).toEqual([]);
+  }, NET);
+
+  test("the ticket expires mid-chat: the server ends the session, the client asks for the password, logs in again and resumes", async () => {
+    const password = "5-footed heron walks the long grey pier at dawn";
+    const { t, gate } = await gated({}, { ticketTtlMs: 3000 });
+    useMachine(machine("expiry-alice"));
+    const id = pinGate(t, gate);
+    await saveIdentity(id, "alice", cred(seed, "alice").identity, password);
+    let asked = 0;
+    const sink = new Collector();
+    const a = reconnecting(gate.address, "alice", sink, async () => {
+      asked++;
+      return password;
+    });
+    await a.start();
+    expect(asked).toBe(1); // no ticket on this machine yet
+    const bob = await bobIn(t.port, "lobby");
+    await sink.until("the session's expiry", () => sink.of("error").some((e) => e.code === "session_expired"), 20_000);
+    await bobSays(bob, [["lobby", "said while alice logs in again"]]);
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
+    expect(asked).toBe(2);
+    expect(a.ended).toBe(false);
+    expect(a.rooms).toEqual(["lobby"]);
+    await sink.until("bob's line", () => seen(sink, "lobby").length === 1);
+    expect(seen(sink, "lobby")).toEqual(["1 said while alice logs in again"]);
+  }, NET);
+
+  const refusals: [string, () => Error][] = [
+    ["no terminal to ask on (piped)", () => new SecureChatError("no_ticket", "no password from a pipe")],
+    ["Ctrl-C at the prompt", () => new Error("interrupted")],
+  ];
+  for (const [why, refusal] of refusals) {
+    test(`the ticket expires and no password comes (${why}): the client ends once, session_expired, without asking again`, async () => {
+      const t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: FAST }, ticketTtlMs: 2000 });
+      cleanup.push(() => t.server.stop());
+      useMachine(machine(`expiry-bot-${why.length}`));
+      // A short-lived ticket, issued by this server.
+      const bot = await registerWithTicket(t.port, `bot${why.length}`, "a bot's passphrase that is long enough to pass");
+      install(t, bot);
+      const sink = new Collector();
+      let asked = 0;
+      const a = reconnecting(t.address, bot.user, sink, () => {
+        asked++;
+        return Promise.reject(refusal());
+      });
+      await a.start();
+      await a.finished;
+      expect(asked).toBe(1);
+      expect(a.failureCode).toBe("session_expired");
+      expect(a.failure).toMatch(/session expired/);
+      expect(a.failureError).toBeNull();
+    }, NET);
+  }
+});
