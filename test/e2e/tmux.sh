@@ -16,7 +16,8 @@
 # stopped (SIGSTOP) and confirmed after, a bare "bye" said to the room, the
 # screen at 120 columns; and, on a second server whose tickets last 10 s, a
 # password asked mid-chat with the screen suspended (never shown, never in
-# the room or the line history) and Ctrl-C in that prompt (exit 1, the login
+# the room or the line history), after a restart and after the session
+# expired while connected, and Ctrl-C in that prompt (exit 1, the login
 # hint, a cooked terminal).
 # Everything lives in a temporary directory; the servers, bob's listener and
 # the tmux server are stopped on every exit path; every wait is a bounded poll.
@@ -297,8 +298,9 @@ tm resize-window -t alice -x 100 -y 30
 # is killed (kill -9) and comes back after her ticket expired: the client
 # must ask for her password with the chat screen suspended (echo off, the
 # input row hidden), then restore the screen with her half-typed line. Then
-# the same again, and Ctrl-C in the prompt: exit 1, the "securechat login"
-# hint, and a terminal in cooked mode with echo on.
+# her new ticket runs out while she is connected (the server ends the
+# session, session_expired): asked again, and Ctrl-C in the prompt: exit 1,
+# the "securechat login" hint, and a terminal in cooked mode with echo on.
 ttl=10
 # serve2 [PORT]: the second server on PORT (0: any); sets $srv2_pid and $port2.
 serve2() {
@@ -354,8 +356,9 @@ wait_input "carol@#general> /history 50" exp && ok || { bad "carol: Up does not 
 tm send-keys -t exp Up Up Up
 screen exp | grep -qF "tangerine" && { bad "carol: the password is in the line history"; dump exp; } || ok
 tm send-keys -t exp C-u
-# Again, and Ctrl-C in the prompt: the client ends, exit 1, the login hint, a sane terminal.
-expire_ticket
+# Then the new ticket runs out while carol is connected: the server ends the
+# session (session_expired), the client asks again; Ctrl-C in the prompt: the
+# client ends, exit 1, the login hint, a sane terminal.
 if wait_long '^Your session expired\. Password for carol@' exp; then ok; else bad "carol: no second password prompt"; dump exp; fi
 tm send-keys -t exp -l "tang"; tm send-keys -t exp C-c
 if wait_file "$work/exp.exit"; then [ "$(cat "$work/exp.exit")" = "EXIT:1" ] && ok || bad "carol: Ctrl-C in the prompt: $(cat "$work/exp.exit"), want EXIT:1"; else bad "carol: Ctrl-C in the prompt did not end the client"; dump exp; fi
