@@ -1,6 +1,10 @@
 /**
  * `securechat chat`: picks the front end and wires it to the ChatClient.
- * - stdin a terminal: the interactive Screen (input line at the bottom).
+ * - stdin a terminal: the interactive Screen (input line at the bottom,
+ *   rooms as windows: chatwindow.ts). A password asked mid-chat (the ticket
+ *   expired) is asked with the Screen suspended: echo off, the input line
+ *   hidden, nothing typed reaching the chat line or its history; Ctrl-C
+ *   there ends the client (exit 1, with how to log in again).
  * - stdin not a terminal: each line is a message (or a /command); EOF leaves
  *   after every ack is in.
  * - `--json` or stdout not a terminal: one JSON object per event on stdout;
@@ -18,6 +22,7 @@ import { checkUserName } from "./account.ts";
 import { ChatClient, type ChatEvent } from "./chat.ts";
 import { parseLine, runCommand } from "./chatcommands.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
+import { ChatWindow } from "./chatwindow.ts";
 import type { ServerAddress } from "./connection.ts";
 import { BoundedOutput } from "./output.ts";
 import { promptHidden } from "./prompt.ts";
@@ -67,6 +72,12 @@ export async function runChat(a: ChatConfig): Promise<void> {
   const json = a.json || !process.stdout.isTTY;
   const stdin = interactive ? null : new StdinLines();
 
+  let screen = null as Screen | null;
+  let win = null as ChatWindow | null;
+  /** The password prompt mid-chat was cancelled (Ctrl-C): the client is ending. */
+  let loginCancelled = false;
+  let quit = () => {};
+
   let started = false;
   const password = async (): Promise<string> => {
     // Piped, the ticket expired mid-chat: stdin now carries chat lines, never a password.
@@ -76,14 +87,28 @@ export async function runChat(a: ChatConfig): Promise<void> {
       if (!line) throw new SecureChatError("password_stdin_empty", "--password-stdin: the first line of stdin is empty");
       return line;
     }
-    if (interactive) return promptHidden(`Password for ${user}@${addr.id}: `);
-    throw new SecureChatError("no_ticket", `no valid session ticket for ${user} at ${addr.id}`, { detail: { user, server: addr.id } });
+    if (!interactive) throw new SecureChatError("no_ticket", `no valid session ticket for ${user} at ${addr.id}`, { detail: { user, server: addr.id } });
+    const s = screen;
+    if (!s?.active) return promptHidden(`Password for ${user}@${addr.id}: `);
+    // Mid-chat: the prompt gets the terminal to itself, cooked and without echo, the chat line hidden.
+    s.suspend();
+    try {
+      return await promptHidden(`Your session expired. Password for ${user}@${addr.id} (Ctrl-C to quit): `);
+    } catch (e) {
+      loginCancelled = true;
+      s.stop();
+      quit();
+      throw e;
+    } finally {
+      if (!loginCancelled) s.resume();
+    }
   };
 
-  let screen = null as Screen | null;
   const color = !json && colorEnabled(process.stdout.isTTY === true);
   const out = new BoundedOutput(process.stdout);
   const show = (e: ChatEvent) => {
+    if (loginCancelled) return;
+    if (win) return win.show(e);
     if (json) {
       if (DIAGNOSTICS.has(e.type)) {
         const line = eventLine(e, user, false);
@@ -94,9 +119,34 @@ export async function runChat(a: ChatConfig): Promise<void> {
     }
     const line = eventLine(e, user, color);
     if (!line) return;
-    if (screen) screen.print(line);
-    else out.write(`${plainLine(line, process.stdout.columns)}\n`);
+    out.write(`${plainLine(line, process.stdout.columns)}\n`);
   };
+
+  if (interactive) {
+    // Made before the client starts, so the first lines (connected, the room, its history) are in the scrollback.
+    const s = new Screen({
+      input: process.stdin,
+      output: process.stdout,
+      prompt: `${user}> `,
+      onLine: (line) => {
+        const cmd = parseLine(line, true);
+        if (!cmd) return;
+        void runCommand(client, cmd, { notify: (on) => win?.setNotify(on) }).then((goOn) => goOn || quit());
+      },
+      onEof: () => quit(),
+      onInterrupt: () => {
+        if (s.editor.line !== "") {
+          s.editor.clear();
+          s.redraw();
+        } else quit();
+      },
+      onKey: (name) => win?.key(name),
+      complete: (word, atStart) => win?.complete(word, atStart) ?? [],
+      pasteQuestion: (n) => `send ${n} lines to #${client.room}? [y/N] `,
+    });
+    screen = s;
+    if (!json) win = new ChatWindow(s, { get room() { return client.room; }, get rooms() { return client.rooms; }, switchTo: (r) => client.switchTo(r) }, user, color);
+  }
 
   const client = new ChatClient(
     {
@@ -125,37 +175,32 @@ export async function runChat(a: ChatConfig): Promise<void> {
   started = true;
 
   let unsent: string | null = null;
-  if (interactive) {
+  if (screen) {
+    const s = screen;
     await new Promise<void>((resolve) => {
       let quitting = false;
-      const quit = () => {
+      quit = () => {
         if (quitting) return;
         quitting = true;
         void client.quit().then(resolve);
       };
-      screen = new Screen({
-        input: process.stdin,
-        output: process.stdout,
-        prompt: `${user}> `,
-        onLine: (line) => {
-          const cmd = parseLine(line);
-          if (!cmd) return;
-          void runCommand(client, cmd).then((goOn) => goOn || quit());
-        },
-        onEof: quit,
-        onInterrupt: () => {
-          if (screen!.editor.line !== "") {
-            screen!.editor.clear();
-            screen!.redraw();
-          } else quit();
-        },
-      });
-      const restore = () => screen?.stop();
-      process.once("exit", restore);
-      screen.start();
+      process.once("exit", () => s.stop());
+      // A signal (kill, a hang-up, Ctrl-C while the terminal is cooked for a prompt) still restores the terminal.
+      for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+        process.once(signal, () => {
+          s.stop();
+          process.exit(code);
+        });
+      }
+      if (win) s.setPrompt(win.prompt());
+      s.start();
       void client.finished.then(quit);
     });
-    screen?.stop();
+    s.stop();
+    if (loginCancelled) {
+      // The same code and detail as a session the server ended on expiry: exit 1 and the "securechat login" hint.
+      throw new SecureChatError("chat_incomplete", "your session expired and no password was given", { detail: { unacknowledged: client.unacknowledged, ended: "session_expired", user, server: addr.id } });
+    }
   } else {
     const ended = client.finished.then((): typeof ENDED => ENDED);
     for (;;) {

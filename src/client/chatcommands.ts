@@ -16,26 +16,39 @@ export type Command =
   | { kind: "rooms" }
   | { kind: "who"; room?: string }
   | { kind: "history"; limit: number }
+  | { kind: "switch"; to: string }
+  | { kind: "notify"; on: boolean }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "error"; text: string };
 
 export const HELP_TEXT = [
   "/join ROOM         join (or create) a room and make it current",
+  "/switch ROOM|N     make a joined room current (also Alt-1…9, Alt-←/→)",
   "/leave [ROOM]      leave the current room (or ROOM)",
   "/rooms             list rooms",
   "/who [ROOM]        who is in the current room (or ROOM)",
   "/msg USER TEXT     direct message to USER",
   "/me TEXT           an action: * you TEXT",
   "/history [N]       show the last N messages of the room (default 20)",
+  "/notify off|on     the bell for mentions of your name and direct messages",
   "/help              this list",
-  "/quit  or  bye     leave (waits until the server has acknowledged what you sent)",
+  "/quit  or  /bye    leave (waits until the server has acknowledged what you sent)",
   "//text             send a line that starts with /",
+  "PgUp/PgDn scroll back; Tab completes names, rooms and commands.",
+  "A bare \"bye\" is said to the room (piped input: it leaves, as /quit).",
 ];
 
-export function parseLine(line: string): Command | null {
+/** The commands, for Tab completion. */
+export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/msg", "/me", "/history", "/notify", "/help", "/quit", "/bye"];
+
+/**
+ * `interactive`: a person at a terminal, for whom a bare "bye" is something
+ * to say to the room; scripts (piped input) end with a "bye" line, and keep doing so.
+ */
+export function parseLine(line: string, interactive = false): Command | null {
   if (line.trim() === "") return null;
-  if (line.trim() === "bye") return { kind: "quit" };
+  if (line.trim() === "bye" && !interactive) return { kind: "quit" };
   if (!line.startsWith("/")) return { kind: "say", text: line };
   if (line.startsWith("//")) return { kind: "say", text: line.slice(1) };
   const [cmd = "", ...rest] = line.slice(1).split(" ");
@@ -47,6 +60,13 @@ export function parseLine(line: string): Command | null {
     case "leave":
     case "part":
       return word === "" || ROOM_NAME_RE.test(word) ? { kind: "leave", ...(word ? { room: word } : {}) } : { kind: "error", text: "usage: /leave [ROOM]" };
+    case "switch":
+    case "window": {
+      const to = word.replace(/^#/, "");
+      return /^[1-9][0-9]*$/.test(to) || ROOM_NAME_RE.test(to) ? { kind: "switch", to } : { kind: "error", text: "usage: /switch ROOM or /switch N" };
+    }
+    case "notify":
+      return word === "on" || word === "off" ? { kind: "notify", on: word === "on" } : { kind: "error", text: "usage: /notify off or /notify on" };
     case "rooms":
     case "list":
       return { kind: "rooms" };
@@ -68,14 +88,20 @@ export function parseLine(line: string): Command | null {
       return { kind: "help" };
     case "quit":
     case "exit":
+    case "bye":
       return { kind: "quit" };
     default:
       return { kind: "error", text: `unknown command /${cmd}; /help lists them` };
   }
 }
 
+/** What only an interactive front end does (the bell). */
+export interface FrontEnd {
+  notify(on: boolean): void;
+}
+
 /** Runs one parsed command against the client. Returns false when the user asked to leave. */
-export async function runCommand(client: ChatClient, cmd: Command): Promise<boolean> {
+export async function runCommand(client: ChatClient, cmd: Command, front?: FrontEnd): Promise<boolean> {
   switch (cmd.kind) {
     case "say":
       await client.say(cmd.text);
@@ -94,6 +120,17 @@ export async function runCommand(client: ChatClient, cmd: Command): Promise<bool
       return true;
     case "rooms":
       client.request({ type: "rooms" });
+      return true;
+    case "switch": {
+      const room = /^[0-9]+$/.test(cmd.to) ? client.rooms[Number(cmd.to) - 1] : cmd.to;
+      if (room === undefined || !client.switchTo(room)) {
+        client.emit({ type: "local", text: room === undefined ? `there is no room ${cmd.to}: you are in ${client.rooms.length}` : `you are not in ${room}: /join ${room} first` });
+      }
+      return true;
+    }
+    case "notify":
+      if (front) front.notify(cmd.on);
+      else client.emit({ type: "local", text: "/notify is for the interactive client" });
       return true;
     case "who":
       client.request({ type: "who", room: cmd.room ?? client.room });

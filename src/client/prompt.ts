@@ -43,8 +43,9 @@ export async function readFirstLine(): Promise<string> {
 
 function rawInput(prompt: string, echo: boolean): Promise<string> {
   const stdin = process.stdin;
-  process.stderr.write(prompt);
+  // Raw before the prompt shows: a key pressed as soon as it appears (Ctrl-C) is read here, not turned into a signal.
   stdin.setRawMode(true);
+  process.stderr.write(prompt);
   stdin.resume();
   let buf = "";
   return new Promise<string>((resolve, reject) => {

@@ -50,12 +50,25 @@ describe("parseLine", () => {
     ["/?", { kind: "help" }],
     ["/quit", { kind: "quit" }],
     ["/exit", { kind: "quit" }],
+    ["/bye", { kind: "quit" }],
+    ["/switch ops", { kind: "switch", to: "ops" }],
+    ["/switch #ops", { kind: "switch", to: "ops" }],
+    ["/switch 2", { kind: "switch", to: "2" }],
+    ["/notify off", { kind: "notify", on: false }],
+    ["/notify on", { kind: "notify", on: true }],
   ];
   for (const [line, want] of cases) {
     test(JSON.stringify(line), () => {
       expect(parseLine(line)).toEqual(want);
     });
   }
+
+  test("interactive: a bare bye is said to the room; /bye and /quit leave", () => {
+    expect(parseLine("bye", true)).toEqual({ kind: "say", text: "bye" });
+    expect(parseLine("  bye ", true)).toEqual({ kind: "say", text: "  bye " });
+    expect(parseLine("/bye", true)).toEqual({ kind: "quit" });
+    expect(parseLine("/quit", true)).toEqual({ kind: "quit" });
+  });
 
   const errors: [string, RegExp][] = [
     ["/join", /usage: \/join/],
@@ -75,6 +88,10 @@ describe("parseLine", () => {
     ["/history -3", /usage: \/history/],
     ["/history 2.5", /usage: \/history/],
     ["/history lots", /usage: \/history/],
+    ["/switch", /usage: \/switch/],
+    ["/switch Not!", /usage: \/switch/],
+    ["/notify", /usage: \/notify/],
+    ["/notify maybe", /usage: \/notify/],
     ["/frobnicate now", /unknown command \/frobnicate/],
     ["/", /unknown command/],
   ];
@@ -207,6 +224,19 @@ describe("ChatClient against a server", () => {
       await run("/join attic");
       await alice.sink.inRoom("attic");
       expect(a.room).toBe("attic");
+      expect(a.rooms).toEqual(["cellar", "attic"]);
+      const currents = () => alice.sink.of("current").map((e) => e.room);
+      expect(currents().at(-1)).toBe("attic");
+      const before = currents().length;
+      await run("/switch cellar");
+      expect(a.room).toBe("cellar");
+      await run("/switch 2");
+      expect(a.room).toBe("attic");
+      await run("/switch 3");
+      expect(alice.sink.of("local").at(-1)?.text).toBe("there is no room 3: you are in 2");
+      await run("/switch nowhere");
+      expect(alice.sink.of("local").at(-1)?.text).toBe("you are not in nowhere: /join nowhere first");
+      expect(currents().slice(before)).toEqual(["cellar", "attic"]);
       await run("hello attic");
       await run("/me dusts off a chair");
       await run("//slash at the start");
@@ -236,6 +266,10 @@ describe("ChatClient against a server", () => {
       await run("/leave");
       await bob.until("alice's departure", () => bob!.of("left").length === 1);
       expect(alice.sink.of("left").at(-1)).toEqual(expect.objectContaining({ room: "attic", user: "alice" }));
+      // Leaving the current room makes the one joined before it current.
+      await alice.sink.until("the switch back", () => a!.room === "cellar");
+      expect(a.rooms).toEqual(["cellar"]);
+      expect(alice.sink.of("current").at(-1)).toEqual({ type: "current", room: "cellar" });
       await alice.sink.until("acks", () => alice.sink.of("ack").length === 4);
       await a.quit();
       expect(a.unacknowledged).toBe(0);

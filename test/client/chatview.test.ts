@@ -52,12 +52,13 @@ interface Shown {
 function onScreen(e: ChatEvent, color: boolean, cols = 80, width?: (cp: number) => number): Shown {
   const term = new Terminal(cols, 30, width);
   const input = Object.assign(new EventEmitter(), { isTTY: true, setRawMode: () => {} });
-  const output = { columns: cols, write: (s: string) => term.feed(s) };
+  const output = { columns: cols, rows: 30, write: (s: string) => term.feed(s) };
   const screen = new Screen({ input, output, prompt: "alice> ", onLine() {}, onEof() {}, onInterrupt() {} });
   screen.start();
   screen.print(eventLine(e, "alice", color)!);
   screen.stop();
-  return { rows: term.lines().filter((l) => l !== "alice>"), term };
+  // The message area is bottom-aligned: the blank rows above it, the (empty) status row and the input row are not the message.
+  return { rows: term.lines().filter((l) => l !== "" && l !== "alice>"), term };
 }
 
 /** The message as printed without the Screen (stdin not a terminal, stdout one): the tty turns LF into CR LF. */

@@ -82,12 +82,19 @@ start_server() {
   : >"$work/server.log" # a restart must not find the previous server's line
   "$bin" serve --port "${2:-0}" --data "$1" --json "${@:3}" >"$work/server.log" 2>&1 &
   server_pid=$!
+  port=$(listening_port "$work/server.log") && return 0
+  bad "server did not start"; show "$work/server.log"; exit 1
+}
+# listening_port LOG: the port of the server logging to LOG, once its "listening"
+# line is there (at most 100 × 0.05 s); nothing and status 1 if it does not come.
+listening_port() {
+  local p
   for _ in $(seq 1 100); do
-    port=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$work/server.log" | grep -o '[0-9]*$')
-    [ -n "$port" ] && return 0
+    p=$(grep -o '"event":"listening","address":"127.0.0.1:[0-9]*' "$1" | grep -o '[0-9]*$')
+    [ -n "$p" ] && { echo "$p"; return 0; }
     sleep 0.05
   done
-  bad "server did not start"; show "$work/server.log"; exit 1
+  return 1
 }
 # stop_server: SIGTERM to the server; passes when it exits with status 0.
 stop_server() {

@@ -6,7 +6,10 @@
  *
  * Rules a user can observe:
  * - The line is at most `maxLineBytes` (MAX_LINE_BYTES) of UTF-8. Input that
- *   would exceed it is refused whole and `bell` is set; nothing is cut.
+ *   would exceed it is refused whole, `bell` is set and `refused` says why
+ *   and what the limit is; nothing is cut.
+ * - Tab (`complete`) replaces the word before the cursor with the one
+ *   candidate that starts with it, or with the longest start they share.
  * - Up/Down walk the history; the line being typed is kept as a draft and
  *   comes back after the newest entry. Edits made to a recalled entry are
  *   dropped when moving to another entry (the history itself never changes).
@@ -26,7 +29,7 @@
  *   resize) would wrap the input line onto two rows.
  */
 import { SecureChatError } from "../../errors.ts";
-import type { KeyEvent, KeyName } from "./keys.ts";
+import { type KeyEvent, type KeyName, MAX_PASTE_BYTES } from "./keys.ts";
 import { escapeCodePoint, isUnsafe, terminalText, withoutControls } from "../../text.ts";
 import { codePointWidth, stringWidth } from "./width.ts";
 
@@ -104,6 +107,7 @@ export class LineEditor {
   /** Index of the first code point drawn; kept between renders so the view does not jump. */
   #scroll = 0;
   #bell = false;
+  #refused: string | null = null;
 
   constructor(options: LineEditorOptions = {}) {
     const maxLineBytes = options.maxLineBytes ?? MAX_LINE_BYTES;
@@ -146,6 +150,45 @@ export class LineEditor {
     return this.#bell;
   }
 
+  /** Why the last `handle` refused input, for the user; null when it did not. */
+  get refused(): string | null {
+    return this.#refused;
+  }
+
+  #refuse(why: string): void {
+    this.#bell = true;
+    this.#refused = why;
+  }
+
+  /**
+   * Tab completion of the word before the cursor (a run of non-blanks).
+   * `candidates` gives what may replace it (each a whole word, with any
+   * separator to add after it, e.g. "bob: "); those that start with the
+   * word count. One: it replaces the word. Several: the word grows to their
+   * longest shared start, and they are returned for showing. None: bell.
+   */
+  complete(candidates: (word: string, atStart: boolean) => readonly string[]): string[] {
+    this.#bell = false;
+    this.#refused = null;
+    const start = this.#wordLeft(this.#cursor, (cp) => !isSpace(cp));
+    const word = fromCodePoints(this.#buf.slice(start, this.#cursor));
+    const matches = [...new Set(candidates(word, start === 0))].filter((c) => c.startsWith(word)).sort();
+    if (matches.length === 0) {
+      this.#bell = true;
+      return [];
+    }
+    let common = matches[0]!;
+    for (const m of matches) while (!m.startsWith(common)) common = common.slice(0, -1);
+    const replacement = codePoints(matches.length === 1 ? matches[0]! : common);
+    if (bytesOf(this.#buf) - bytesOf(this.#buf.slice(start, this.#cursor)) + bytesOf(replacement) > this.maxLineBytes) {
+      this.#refuse(`line too long: at most ${this.maxLineBytes} bytes`);
+      return [];
+    }
+    this.#buf = [...this.#buf.slice(0, start), ...replacement, ...this.#buf.slice(this.#cursor)];
+    this.#cursor = start + replacement.length;
+    return matches.length === 1 ? [] : matches;
+  }
+
   /** Empties the line (history and draft stay). */
   clear(): void {
     this.#setLine([]);
@@ -157,6 +200,7 @@ export class LineEditor {
    */
   handle(key: KeyEvent): EditorAction[] {
     this.#bell = false;
+    this.#refused = null;
     switch (key.kind) {
       case "text":
         // Protocol text has no C0/C1 controls or DEL; the decoder already drops them from typed text.
@@ -217,8 +261,8 @@ export class LineEditor {
       case "down":
       case "ctrl-n":
         return this.#historyMove(1);
-      case "tab":
-      case "escape":
+      default:
+        // Escape, and the screen's keys (Tab, PgUp/PgDn, the room keys).
         return NONE;
     }
   }
@@ -226,7 +270,7 @@ export class LineEditor {
   #insert(cps: number[]): EditorAction {
     if (cps.length === 0) return NONE;
     if (bytesOf(this.#buf) + bytesOf(cps) > this.maxLineBytes) {
-      this.#bell = true;
+      this.#refuse(`line too long: at most ${this.maxLineBytes} bytes`);
       return NONE;
     }
     this.#buf = this.#buf.slice(0, this.#cursor).concat(cps, this.#buf.slice(this.#cursor));
@@ -236,7 +280,7 @@ export class LineEditor {
 
   #paste(text: string, truncated: boolean): EditorAction[] {
     if (truncated) {
-      this.#bell = true;
+      this.#refuse(`paste too long: at most ${MAX_PASTE_BYTES} bytes; nothing was inserted`);
       return [NONE];
     }
     const parts = text.replace(/\t/g, PASTE_TAB).split("\n");
@@ -248,7 +292,7 @@ export class LineEditor {
     const cursor = lines[last]!.length;
     lines[last] = [...lines[last]!, ...after];
     if (lines.some((l) => bytesOf(l) > this.maxLineBytes)) {
-      this.#bell = true;
+      this.#refuse(`a pasted line is too long: at most ${this.maxLineBytes} bytes a line; nothing was inserted`);
       return [NONE];
     }
     const actions: EditorAction[] = [];

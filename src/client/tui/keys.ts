@@ -13,9 +13,12 @@
  * - DEL and BS → `backspace`; C0 controls for the editor's bindings → `ctrl-*`;
  *   other C0 controls are ignored.
  * - CSI / SS3 sequences for the arrows, Home/End (`ESC[H`, `ESC[F`, `ESC[1~`,
- *   `ESC[7~`, `ESC[4~`, `ESC[8~`, `ESCOH`, `ESCOF`), Delete (`ESC[3~`), and
- *   Ctrl/Alt-modified Left/Right (`ESC[1;5D`) as word motions.
- * - ESC + b / f / d / DEL → Alt-b, Alt-f, Alt-d, Alt-Backspace.
+ *   `ESC[7~`, `ESC[4~`, `ESC[8~`, `ESCOH`, `ESCOF`), Delete (`ESC[3~`),
+ *   Page Up/Down (`ESC[5~`, `ESC[6~`), Ctrl-modified Left/Right
+ *   (`ESC[1;5D`) as word motions, and Alt-modified Left/Right (`ESC[1;3D`,
+ *   what xterm and tmux send for Alt-←) as `alt-left`/`alt-right`.
+ * - ESC + b / f / d / DEL → Alt-b, Alt-f, Alt-d, Alt-Backspace; ESC + 1…9 →
+ *   Alt-1…Alt-9.
  * - bracketed paste, `ESC[200~` … `ESC[201~` → one `paste` event; its line
  *   breaks are normalised to LF and it is otherwise passed on as it came (the
  *   editor decides what a paste of several lines means).
@@ -46,6 +49,19 @@ export type KeyName =
   | "end"
   | "ctrl-left"
   | "ctrl-right"
+  | "alt-left"
+  | "alt-right"
+  | "page-up"
+  | "page-down"
+  | "alt-1"
+  | "alt-2"
+  | "alt-3"
+  | "alt-4"
+  | "alt-5"
+  | "alt-6"
+  | "alt-7"
+  | "alt-8"
+  | "alt-9"
   | "ctrl-a"
   | "ctrl-b"
   | "ctrl-c"
@@ -62,6 +78,9 @@ export type KeyName =
   | "alt-f"
   | "alt-d"
   | "alt-backspace";
+
+/** Keys that switch rooms: the screen hands them to the client, the line editor ignores them. */
+export const ROOM_KEYS: ReadonlySet<KeyName> = new Set<KeyName>(["alt-left", "alt-right", "alt-1", "alt-2", "alt-3", "alt-4", "alt-5", "alt-6", "alt-7", "alt-8", "alt-9"]);
 
 export type KeyEvent =
   | { readonly kind: "text"; readonly text: string }
@@ -112,6 +131,7 @@ const ALT_KEYS: ReadonlyMap<number, KeyName> = new Map<number, KeyName>([
   [0x64, "alt-d"],
   [0x7f, "alt-backspace"],
   [0x08, "alt-backspace"],
+  ...Array.from({ length: 9 }, (_, i): [number, KeyName] => [0x31 + i, `alt-${i + 1}` as KeyName]),
 ]);
 
 /** Final byte of `ESC [ … X` / `ESC O X` → key, for the cursor keys. */
@@ -131,6 +151,8 @@ const TILDE_KEYS: ReadonlyMap<number, KeyName> = new Map<number, KeyName>([
   [4, "end"],
   [8, "end"],
   [3, "delete"],
+  [5, "page-up"],
+  [6, "page-down"],
 ]);
 
 const PASTE_START_PARAM = 200;
@@ -313,9 +335,13 @@ export class KeyDecoder {
     }
     const name = CURSOR_FINALS.get(final);
     if (name === undefined || first !== 1) return;
-    const word = modifier > 0 && (modifier & (2 | 4 | 8)) !== 0;
+    // Ctrl (or Meta) with an arrow moves by words; Alt alone switches rooms.
+    const word = modifier > 0 && (modifier & (4 | 8)) !== 0;
+    const alt = modifier > 0 && !word && (modifier & 2) !== 0;
     if (word && name === "left") this.#key("ctrl-left");
     else if (word && name === "right") this.#key("ctrl-right");
+    else if (alt && name === "left") this.#key("alt-left");
+    else if (alt && name === "right") this.#key("alt-right");
     else this.#key(name);
   }
 

@@ -287,6 +287,36 @@ describe("line length limit", () => {
     expect(ed.line).toBe("x".repeat(have) + (accepted ? add : ""));
   });
 
+  test("refused input says why and what the limit is; the next accepted key clears it", () => {
+    const e = new LineEditor({ maxLineBytes: 4 });
+    e.handle({ kind: "text", text: "abcd" });
+    e.handle({ kind: "text", text: "e" });
+    expect(e.refused).toBe("line too long: at most 4 bytes");
+    e.handle({ kind: "paste", text: "x", truncated: true });
+    expect(e.refused).toStartWith("paste too long");
+    e.handle({ kind: "key", name: "backspace" });
+    expect(e.refused).toBeNull();
+  });
+
+  test("complete: one match replaces the word; several fill in their shared start and are returned; none rings", () => {
+    const e = new LineEditor();
+    const nicks = (word: string, atStart: boolean) => ["alice", "alfred", "bob"].map((n) => (atStart ? `${n}: ` : `${n} `));
+    e.handle({ kind: "text", text: "b" });
+    expect(e.complete(nicks)).toEqual([]);
+    expect(e.line).toBe("bob: ");
+    e.handle({ kind: "text", text: "hi al" });
+    expect(e.complete(nicks)).toEqual(["alfred ", "alice "]);
+    expect(e.line).toBe("bob: hi al");
+    e.handle({ kind: "key", name: "home" });
+    e.handle({ kind: "key", name: "right" }); // after "b": the word before the cursor is "b"
+    expect(e.complete(nicks)).toEqual([]);
+    expect(e.line).toBe("bob: ob: hi al");
+    e.handle({ kind: "key", name: "end" });
+    e.handle({ kind: "text", text: " zz" });
+    expect(e.complete(nicks)).toEqual([]);
+    expect(e.bell).toBe(true);
+  });
+
   test("the bell flag clears on the next key", () => {
     const ed = new LineEditor({ maxLineBytes: 1 });
     type(ed, "ab");

@@ -1,10 +1,12 @@
 /**
  * Screen (src/client/tui/screen.ts), driven through an EventEmitter for
  * stdin and a recorder for stdout, with a small VT100 model of the terminal
- * grid. What a user sees: incoming messages appear above the input row, the
- * half-typed line and its cursor come back intact after every message, remote
- * text never reaches the terminal as a control sequence, and stop() restores
- * the terminal exactly once.
+ * grid. What a user sees: incoming messages appear above the status and
+ * input rows, the half-typed line and its cursor come back intact after
+ * every message, remote text never reaches the terminal as a control
+ * sequence, PgUp/PgDn page through a bounded scrollback, a long paste asks
+ * first, suspend() hands over a cooked terminal and resume() takes it back,
+ * and stop() restores the terminal exactly once.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { EventEmitter } from "node:events";
@@ -35,7 +37,10 @@ class FakeOutput extends EventEmitter {
   writes: string[] = [];
   term: Terminal;
   throwOnWrite = false;
-  constructor(public columns: number, rows = 8) {
+  constructor(
+    public columns: number,
+    public rows = 8,
+  ) {
     super();
     this.term = new Terminal(columns, rows);
   }
@@ -83,18 +88,32 @@ function rig(options: Partial<ScreenOptions> & { columns?: number; rows?: number
 
 const typeKeys = (r: Rig, s: string) => r.input.emit("data", Buffer.from(s, "utf8"));
 
+/** The message area's rows that are not blank (the area is bottom-aligned). */
+const messages = (r: Rig): string[] => {
+  const lines = r.output.term.grid.map((row) => row.join("").trimEnd());
+  return lines.slice(0, r.output.rows - 2 - pendingCount(r)).filter((l) => l !== "");
+};
+let pendingShown = new WeakMap<Rig, number>();
+const pendingCount = (r: Rig) => pendingShown.get(r) ?? 0;
+const row = (r: Rig, i: number): string => r.output.term.grid[i < 0 ? r.output.rows + i : i]!.join("").trimEnd();
+const inputRow = (r: Rig) => row(r, -1);
+const statusRow = (r: Rig) => row(r, -2);
+const cursor = (r: Rig) => [r.output.term.row, r.output.term.col];
+
 describe("start and stop", () => {
-  test("start: raw mode on, bracketed paste on, prompt drawn", () => {
+  test("start: raw mode on, bracketed paste on, scroll region above the status row, prompt drawn", () => {
     const r = rig();
     r.screen.start();
     expect(r.input.rawCalls).toEqual([true]);
     expect(r.input.paused).toBe(false);
     expect(r.output.term.bracketedPaste).toBe(true);
-    expect(r.output.writes).toEqual(["\x1b[?2004h\r\x1b[2K> \r\x1b[2C"]);
+    expect([r.output.term.top, r.output.term.bottom]).toEqual([0, 5]);
+    expect(inputRow(r)).toBe(">");
+    expect(cursor(r)).toEqual([7, 2]);
     expect(r.screen.active).toBe(true);
   });
 
-  test("stop restores raw mode, turns bracketed paste off and ends the line — once", () => {
+  test("stop restores raw mode, turns bracketed paste off, resets the region and ends the line — once", () => {
     const r = rig();
     r.screen.start();
     typeKeys(r, "half");
@@ -103,13 +122,15 @@ describe("start and stop", () => {
     expect(r.input.rawCalls).toEqual([true, false]);
     expect(r.input.paused).toBe(true);
     expect(r.output.term.bracketedPaste).toBe(false);
-    expect(r.output.writes.filter((w) => w.includes("\x1b[?2004l"))).toEqual(["\x1b[?2004l\x1b[?7h\r\n"]);
+    expect(r.output.writes.filter((w) => w.includes("\x1b[?2004l"))).toHaveLength(1);
     expect(r.output.term.autowrap).toBe(true);
+    expect([r.output.term.top, r.output.term.bottom]).toEqual([0, 7]);
     expect(r.input.listenerCount("data")).toBe(0);
     expect(r.input.listenerCount("end")).toBe(0);
     expect(r.output.listenerCount("resize")).toBe(0);
-    expect(r.output.term.lines()).toEqual(["> half"]);
-    expect(r.output.term.row).toBe(1);
+    // The input row scrolled up by the final line break; the cursor is on a fresh row.
+    expect(row(r, -2)).toBe("> half");
+    expect(cursor(r)).toEqual([7, 0]);
   });
 
   test("raw mode is restored to what it was, not forced off", () => {
@@ -177,31 +198,102 @@ describe("start and stop", () => {
   });
 });
 
+describe("suspend and resume (a password prompt mid-chat)", () => {
+  test("suspend: cooked mode, paste off, whole-window region, input row cleared; keys do not reach the editor", () => {
+    const r = rig();
+    r.screen.start();
+    r.screen.print("bob: hi");
+    typeKeys(r, "half typed");
+    r.screen.suspend();
+    expect(r.screen.suspended).toBe(true);
+    expect(r.input.rawCalls).toEqual([true, false]);
+    expect(r.input.listenerCount("data")).toBe(0);
+    expect(r.output.term.bracketedPaste).toBe(false);
+    expect([r.output.term.top, r.output.term.bottom]).toEqual([0, 7]);
+    expect(inputRow(r)).toBe("");
+    expect(cursor(r)).toEqual([7, 0]);
+    // What the prompt reads is not the screen's: a password typed now never reaches the line or its history.
+    r.input.emit("data", Buffer.from("hunter2\r"));
+    expect(r.lines).toEqual([]);
+    expect(r.screen.editor.line).toBe("half typed");
+    expect(r.screen.editor.history).toEqual([]);
+  });
+
+  test("resume: raw mode and paste back on, everything drawn again with the line as it was; lines printed meanwhile shown", () => {
+    const r = rig({ columns: 30 });
+    r.screen.start();
+    r.screen.print("bob: hi");
+    typeKeys(r, "half typed");
+    r.screen.suspend();
+    r.output.write("Password for alice: \r\n"); // the prompt's own output
+    r.screen.print("bob: while you typed it");
+    r.screen.resume();
+    expect(r.input.rawCalls).toEqual([true, false, true]);
+    expect(r.output.term.bracketedPaste).toBe(true);
+    expect(messages(r)).toEqual(["bob: hi", "bob: while you typed it"]);
+    expect(r.output.term.lines().join("\n")).not.toContain("Password");
+    expect(inputRow(r)).toBe("> half typed");
+    expect(cursor(r)).toEqual([7, 12]);
+    typeKeys(r, "!\r");
+    expect(r.lines).toEqual(["half typed!"]);
+  });
+
+  test("stop while suspended (Ctrl-C in the prompt) leaves the cursor at the bottom, after the prompt's line", () => {
+    const r = rig();
+    r.screen.start();
+    r.screen.print("bob: hi");
+    r.screen.suspend();
+    r.output.write("Password: \r\n"); // the prompt and its final line break
+    r.screen.stop();
+    expect(cursor(r)).toEqual([7, 0]);
+    expect(row(r, -2)).toBe("Password:");
+    expect([r.output.term.top, r.output.term.bottom]).toEqual([0, 7]);
+  });
+
+  test("suspend and resume are no-ops when not active; stop while suspended restores once", () => {
+    const r = rig();
+    r.screen.suspend();
+    r.screen.resume();
+    expect(r.output.writes).toEqual([]);
+    r.screen.start();
+    r.screen.suspend();
+    r.screen.suspend();
+    r.screen.stop();
+    expect(r.input.rawCalls).toEqual([true, false]);
+    expect(r.screen.active).toBe(false);
+    r.screen.resume();
+    expect(r.input.listenerCount("data")).toBe(0);
+  });
+});
+
 describe("print", () => {
-  test("a message while a line is half typed: clear row, message, CR LF, row redrawn, cursor back", () => {
+  test("a message while a line is half typed: the message above, the row intact, the cursor back", () => {
     const r = rig();
     r.screen.start();
     typeKeys(r, "helo");
     typeKeys(r, "\x1b[D"); // cursor between "hel" and "o"
     r.output.writes = [];
     r.screen.print("alice: hi");
-    expect(r.output.writes).toEqual(["\r\x1b[2K" + "\x1b[?7l" + "alice: hi" + "\x1b[?7h" + "\r\n" + "\x1b[2K" + "> helo" + "\r" + "\x1b[5C"]);
-    expect(r.output.term.lines()).toEqual(["alice: hi", "> helo"]);
-    expect([r.output.term.row, r.output.term.col]).toEqual([1, 5]);
+    expect(r.output.writes).toHaveLength(1);
+    expect(r.output.writes[0]).not.toContain("helo"); // the input row is not touched
+    expect(messages(r)).toEqual(["alice: hi"]);
+    expect(inputRow(r)).toBe("> helo");
+    expect(cursor(r)).toEqual([7, 5]);
     typeKeys(r, "l");
-    expect(r.output.term.lines()).toEqual(["alice: hi", "> hello"]);
+    expect(inputRow(r)).toBe("> hello");
   });
 
-  test("messages scroll up above the input row, long ones wrap with marked rows, typing is never garbled", () => {
-    const r = rig({ columns: 20, rows: 6 });
+  test("messages scroll up inside the message area, long ones wrap with marked rows, typing is never garbled", () => {
+    const r = rig({ columns: 20, rows: 7 });
     r.screen.start();
+    r.screen.setStatus("[1:#general*]");
     typeKeys(r, "typing");
     r.screen.print("bob: first");
     typeKeys(r, " more");
     r.screen.print("carol:" + "x".repeat(31)); // 37 columns: 20, then 16 and 1 after the marker
     r.screen.print("dave: last");
-    expect(r.output.term.lines()).toEqual(["bob: first", "carol:xxxxxxxxxxxxxx", "  ↳ xxxxxxxxxxxxxxxx", "  ↳ x", "dave: last", "> typing more"]);
-    expect([r.output.term.row, r.output.term.col]).toEqual([5, 13]);
+    expect(r.output.term.lines()).toEqual(["bob: first", "carol:xxxxxxxxxxxxxx", "  ↳ xxxxxxxxxxxxxxxx", "  ↳ x", "dave: last", "[1:#general*]", "> typing more"]);
+    expect(cursor(r)).toEqual([6, 13]);
     expect(r.output.term.autowrap).toBe(true);
   });
 
@@ -210,7 +302,7 @@ describe("print", () => {
     r.screen.start();
     r.screen.print("alice: the quick brown fox jumps over the lazy dog");
     r.screen.print("bob: " + "y".repeat(40));
-    expect(r.output.term.lines()).toEqual([
+    expect(messages(r)).toEqual([
       "alice: the quick",
       "  ↳ brown fox jumps",
       "  ↳ over the lazy",
@@ -219,7 +311,6 @@ describe("print", () => {
       "  ↳ yyyyyyyyyyyyyyyy",
       "  ↳ yyyyyyyyyyyyyyyy",
       "  ↳ yyyyyyyy",
-      ">",
     ]);
   });
 
@@ -227,14 +318,15 @@ describe("print", () => {
     const r = rig({ columns: 11, rows: 6 });
     r.screen.start();
     r.screen.print("m: 中文中文中文");
-    expect(r.output.term.lines()).toEqual(["m: 中文中文", "  ↳ 中文", ">"]);
+    expect(messages(r)).toEqual(["m: 中文中文", "  ↳ 中文"]);
   });
 
   test("a message exactly as wide as the terminal does not leave a blank row", () => {
     const r = rig({ columns: 20 });
     r.screen.start();
     r.screen.print("y".repeat(20));
-    expect(r.output.term.lines()).toEqual(["y".repeat(20), ">"]);
+    r.screen.print("z");
+    expect(r.output.term.lines().slice(-4)).toEqual(["y".repeat(20), "z", "", ">"]);
   });
 
   test("control, bidi, zero-width and separator characters in printed text are neutralized", () => {
@@ -242,11 +334,19 @@ describe("print", () => {
     r.screen.start();
     r.output.writes = [];
     r.screen.print("evil\x1b[2J\x1b]0;pwned\x07\r\nmallory: hi\u009b1m\u202eabc\x7f\u200b\u2028");
-    const [write] = r.output.writes;
-    expect(write).toBe(
-      "\r\x1b[2K\x1b[?7l" + "evil\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x0amallory: hi\\x9b1m\\u202eabc\\x7f\\u200b\\u2028" + "\x1b[?7h\r\n" + "\x1b[2K> \r\x1b[2C",
-    );
+    expect(r.output.writes.join("")).toContain("evil\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x0amallory: hi\\x9b1m\\u202eabc\\x7f\\u200b\\u2028");
+    expect(messages(r)).toEqual(["evil\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x0amallory: hi\\x9b1m\\u202eabc\\x7f\\u200b\\u2028"]);
     expect(r.output.term.bells).toBe(0);
+  });
+
+  test("the status and pending rows are escaped and cut before the last column", () => {
+    const r = rig({ columns: 12 });
+    r.screen.start();
+    r.screen.setStatus("[1:#a\x1b[2J] [2:#bbbbbbbbbb]");
+    r.screen.setPending(["pend\u202eing one two three"]);
+    expect(statusRow(r)).toBe("[1:#a\\x1b[2");
+    expect(row(r, -3)).toBe("pend\\u202ei");
+    expect(r.output.term.grid.every((cells) => cells.at(-1) === " ")).toBe(true);
   });
 
   test("styled segments add colour; their text is sanitized too", () => {
@@ -257,7 +357,7 @@ describe("print", () => {
     const write = r.output.writes[0]!;
     expect(write).toContain("\x1b[2m12:00\x1b[0m");
     expect(write).toMatch(/\x1b\[38;5;\d+malice\x1b\[0m: \\x1b\[31mred\?/);
-    expect(r.output.term.lines()[0]).toBe("12:00 alice: \\x1b[31mred?");
+    expect(messages(r)).toEqual(["12:00 alice: \\x1b[31mred?"]);
   });
 
   test("a styled segment with a bad SGR is refused", () => {
@@ -266,24 +366,117 @@ describe("print", () => {
     expectCode(() => r.screen.print([{ text: "x", sgr: "31m\x1b[2J" }]), "tui_bad_sgr");
   });
 
-  test("print before start writes just the line", () => {
+  test("print before start writes just the line; start draws it in the message area", () => {
     const r = rig();
     r.screen.print("hello\x1b");
     expect(r.output.writes).toEqual(["hello\\x1b\n"]);
+    r.screen.start();
+    expect(messages(r)).toEqual(["hello\\x1b"]);
+  });
+
+  test("a window too small for a scroll region still shows the newest line and the input row", () => {
+    const r = rig({ columns: 20, rows: 3 });
+    r.screen.start();
+    r.screen.print("one");
+    r.screen.print("two");
+    expect(r.output.term.lines()).toEqual(["two", "", ">"]);
+  });
+});
+
+describe("pending lines", () => {
+  test("pending lines sit between the messages and the status row; the area gives them room and takes it back", () => {
+    const r = rig({ columns: 30 });
+    r.screen.start();
+    for (let i = 1; i <= 6; i++) r.screen.print(`m${i}`);
+    r.screen.setStatus("status");
+    r.screen.setPending(["<me> one (sending)", "<me> two (sending)"]);
+    expect(r.output.term.lines()).toEqual(["m3", "m4", "m5", "m6", "<me> one (sending)", "<me> two (sending)", "status", ">"]);
+    r.screen.setPending(["<me> two (sending)"]);
+    r.screen.print("<me> one");
+    expect(r.output.term.lines()).toEqual(["m3", "m4", "m5", "m6", "<me> one", "<me> two (sending)", "status", ">"]);
+    r.screen.setPending([]);
+    expect(r.output.term.lines()).toEqual(["m2", "m3", "m4", "m5", "m6", "<me> one", "status", ">"]);
+  });
+
+  test("more pending lines than rows: the last row says how many more", () => {
+    const r = rig({ columns: 30, rows: 10 });
+    r.screen.start();
+    r.screen.setPending(["a", "b", "c", "d", "e"]);
+    expect(r.output.term.lines().slice(-5)).toEqual(["a", "b", "  … and 3 more being sent", "", ">"]);
+  });
+});
+
+describe("scrollback", () => {
+  const fill = (r: Rig, n: number) => {
+    for (let i = 1; i <= n; i++) r.screen.print(`line ${i}`);
+  };
+
+  test("PgUp shows older rows a page at a time, PgDn comes back; the input row stays", () => {
+    const r = rig({ columns: 20, rows: 8 }); // 6 rows of messages: a page is 5
+    r.screen.start();
+    fill(r, 20);
+    typeKeys(r, "draft");
+    typeKeys(r, "\x1b[5~");
+    expect(messages(r)).toEqual(["line 10", "line 11", "line 12", "line 13", "line 14", "line 15"]);
+    expect(statusRow(r)).toBe("[scrolled up, PgDn]");
+    expect(inputRow(r)).toBe("> draft");
+    expect(cursor(r)).toEqual([7, 7]);
+    typeKeys(r, "\x1b[5~\x1b[5~\x1b[5~");
+    expect(messages(r)).toEqual(["line 1", "line 2", "line 3", "line 4", "line 5", "line 6"]);
+    const bells = r.output.term.bells;
+    typeKeys(r, "\x1b[5~"); // at the top: a bell
+    expect(r.output.term.bells).toBe(bells + 1);
+    typeKeys(r, "\x1b[6~\x1b[6~\x1b[6~\x1b[6~");
+    expect(messages(r)).toEqual(["line 15", "line 16", "line 17", "line 18", "line 19", "line 20"]);
+    expect(statusRow(r)).toBe("");
+  });
+
+  test("lines that arrive while scrolled up are counted on the status row, not lost, and the view stays", () => {
+    const r = rig({ columns: 40, rows: 8 });
+    r.screen.start();
+    r.screen.setStatus("[1:#general*]");
+    fill(r, 20);
+    typeKeys(r, "\x1b[5~");
+    const before = messages(r);
+    r.screen.print("new one");
+    r.screen.print("new two");
+    expect(messages(r)).toEqual(before);
+    expect(statusRow(r)).toBe("[scrolled up: 2 new below, PgDn]");
+    typeKeys(r, "\x1b[6~\x1b[6~");
+    expect(messages(r).slice(-2)).toEqual(["new one", "new two"]);
+    expect(statusRow(r)).toBe("[1:#general*]");
+  });
+
+  test("the scrollback keeps the newest scrollbackLines lines", () => {
+    const r = rig({ columns: 20, rows: 8, scrollbackLines: 10 });
+    r.screen.start();
+    fill(r, 30);
+    typeKeys(r, "\x1b[5~\x1b[5~\x1b[5~");
+    expect(messages(r)[0]).toBe("line 21");
+  });
+
+  test("a resize wraps the scrollback again for the new width", () => {
+    const r = rig({ columns: 30, rows: 8 });
+    r.screen.start();
+    r.screen.print("alice: the quick brown fox jumps");
+    r.output.columns = 15;
+    r.output.term = new Terminal(15, 8);
+    r.output.emit("resize");
+    expect(messages(r)).toEqual(["alice: the", "  ↳ quick brown", "  ↳ fox jumps"]);
   });
 });
 
 describe("input", () => {
   test("enter submits; the row is empty again before onLine runs", () => {
     const r = rig();
-    let rowAtCallback: string[] = [];
+    let rowAtCallback = "";
     r.screen = new Screen({
       input: r.input,
       output: r.output,
       prompt: "> ",
       onLine: (l) => {
         r.lines.push(l);
-        rowAtCallback = r.output.term.lines();
+        rowAtCallback = inputRow(r);
         r.screen.print(`me: ${l}`);
       },
       onEof: () => {},
@@ -293,17 +486,51 @@ describe("input", () => {
     r.screen.start();
     typeKeys(r, "hi there\r");
     expect(r.lines).toEqual(["hi there"]);
-    expect(rowAtCallback).toEqual([">"]);
-    expect(r.output.term.lines()).toEqual(["me: hi there", ">"]);
+    expect(rowAtCallback).toBe(">");
+    expect(messages(r)).toEqual(["me: hi there"]);
+    expect(inputRow(r)).toBe(">");
   });
 
-  test("a paste submits its lines in order; the last stays to be edited", () => {
-    const r = rig();
+  test("a paste of up to pasteAskLines lines submits its lines in order; the last stays to be edited", () => {
+    const r = rig({ pasteQuestion: (n) => `send ${n} lines? [y/N]` });
     r.screen.start();
-    typeKeys(r, "\x1b[200~one\r\ntwo\r\nthr");
-    typeKeys(r, "ee\x1b[201~");
-    expect(r.lines).toEqual(["one", "two"]);
-    expect(r.output.term.lines()).toEqual(["> three"]);
+    typeKeys(r, "\x1b[200~one\r\ntwo\r\nthree\r\nfour\r\nfive\r\nsi");
+    typeKeys(r, "x\x1b[201~");
+    expect(r.lines).toEqual(["one", "two", "three", "four", "five"]);
+    expect(inputRow(r)).toBe("> six");
+  });
+
+  test("a longer paste asks first on the input row: y sends it, anything else drops it and says so", async () => {
+    const r = rig({ columns: 40, pasteQuestion: (n) => `send ${n} lines to #general? [y/N]` });
+    r.screen.start();
+    typeKeys(r, "draft ");
+    const paste = "\x1b[200~" + Array.from({ length: 40 }, (_, i) => `p${i + 1}`).join("\n") + "\n\x1b[201~";
+    typeKeys(r, paste);
+    expect(r.lines).toEqual([]);
+    expect(inputRow(r)).toBe("send 40 lines to #general? [y/N]");
+    r.screen.print("bob: meanwhile");
+    expect(inputRow(r)).toBe("send 40 lines to #general? [y/N]");
+    typeKeys(r, "n");
+    await Bun.sleep(0);
+    expect(r.lines).toEqual([]);
+    expect(messages(r).at(-1)).toBe("-- paste of 40 lines not sent");
+    expect(inputRow(r)).toBe("> draft");
+    typeKeys(r, paste);
+    typeKeys(r, "y");
+    await Bun.sleep(0);
+    expect(r.lines).toHaveLength(40);
+    expect(r.lines[0]).toBe("draft p1");
+    expect(r.lines[39]).toBe("p40");
+    expect(inputRow(r)).toBe(">");
+  });
+
+  test("Enter answers no; the question is never sent as a line", async () => {
+    const r = rig({ pasteQuestion: (n) => `send ${n}? [y/N]` });
+    r.screen.start();
+    typeKeys(r, "\x1b[200~1\n2\n3\n4\n5\n6\n\x1b[201~");
+    typeKeys(r, "\r");
+    await Bun.sleep(0);
+    expect(r.lines).toEqual([]);
   });
 
   test("ctrl-d on an empty line is eof; ctrl-c interrupts", () => {
@@ -339,21 +566,27 @@ describe("input", () => {
     expect(r.lines).toEqual(["quit"]);
   });
 
-  test("a line over the limit rings the bell and is not changed", () => {
-    const r = rig({ maxLineBytes: 5 });
+  test("a line over the limit rings the bell, is not changed, and says what the limit is — once", () => {
+    const r = rig({ columns: 60, maxLineBytes: 5 });
     r.screen.start();
     typeKeys(r, "abcde");
     typeKeys(r, "f");
-    expect(r.output.term.bells).toBe(1);
+    typeKeys(r, "g");
+    expect(r.output.term.bells).toBe(2);
     expect(r.screen.editor.line).toBe("abcde");
+    expect(messages(r)).toEqual(["-- line too long: at most 5 bytes"]);
+    typeKeys(r, "\x7fx");
+    typeKeys(r, "y");
+    expect(messages(r)).toEqual(["-- line too long: at most 5 bytes", "-- line too long: at most 5 bytes"]);
   });
 
-  test("ctrl-l clears the screen and redraws the row at the top", () => {
+  test("ctrl-l clears the screen and draws everything again", () => {
     const r = rig();
     r.screen.start();
     r.screen.print("old message");
     typeKeys(r, "ab\x0c");
-    expect(r.output.term.lines()).toEqual(["> ab"]);
+    expect(messages(r)).toEqual(["old message"]);
+    expect(inputRow(r)).toBe("> ab");
   });
 
   test("resize redraws the row for the new width", () => {
@@ -363,7 +596,7 @@ describe("input", () => {
     r.output.columns = 12;
     r.output.term = new Terminal(12, 8);
     r.output.emit("resize");
-    expect(r.output.term.lines()).toEqual(["> stuvwxyz"]);
+    expect(inputRow(r)).toBe("> stuvwxyz");
   });
 
   test("setPrompt redraws with the new prompt", () => {
@@ -371,7 +604,7 @@ describe("input", () => {
     r.screen.start();
     typeKeys(r, "x");
     r.screen.setPrompt("#dev> ");
-    expect(r.output.term.lines()).toEqual(["#dev> x"]);
+    expect(inputRow(r)).toBe("#dev> x");
   });
 
   test("wide characters: the cursor lands after them", () => {
@@ -379,8 +612,42 @@ describe("input", () => {
     r.screen.start();
     typeKeys(r, "中文");
     r.screen.print("m");
-    expect(r.output.term.lines()).toEqual(["m", "> 中文"]);
+    expect(messages(r)).toEqual(["m"]);
+    expect(inputRow(r)).toBe("> 中文");
     expect(r.output.term.col).toBe(6);
+  });
+
+  test("Alt-1…9 and Alt-←/→ go to onKey, not into the line", () => {
+    const keys: string[] = [];
+    const r = rig({ onKey: (k) => keys.push(k) });
+    r.screen.start();
+    typeKeys(r, "a\x1b2\x1b[1;3C\x1b[1;3Db");
+    expect(keys).toEqual(["alt-2", "alt-right", "alt-left"]);
+    expect(r.screen.editor.line).toBe("ab");
+  });
+
+  test("Tab completes the word before the cursor; several matches are listed and the shared start filled in", () => {
+    const r = rig({
+      columns: 40,
+      complete: (word, atStart) => (word.startsWith("/") ? ["/switch ", "/join "] : ["bob", "bobby", "carol"].map((n) => (atStart ? `${n}: ` : `${n} `))),
+    });
+    r.screen.start();
+    typeKeys(r, "ca\t");
+    expect(r.screen.editor.line).toBe("carol: ");
+    expect(inputRow(r)).toBe("> carol:");
+    expect(cursor(r)).toEqual([7, 9]);
+    r.screen.editor.clear();
+    typeKeys(r, "hi b\t");
+    expect(inputRow(r)).toBe("> hi bob");
+    expect(messages(r)).toEqual(["-- bob   bobby"]);
+    typeKeys(r, "b\t");
+    expect(r.screen.editor.line).toBe("hi bobby ");
+    r.screen.editor.clear();
+    typeKeys(r, "/sw\t");
+    expect(r.screen.editor.line).toBe("/switch ");
+    const bells = r.output.term.bells;
+    typeKeys(r, "zz\t");
+    expect(r.output.term.bells).toBe(bells + 1);
   });
 });
 

@@ -4,8 +4,9 @@ import { codePointWidth } from "../../../src/client/tui/width.ts";
 /**
  * Just enough of a terminal to check what the user would see: printable
  * characters with xterm's deferred wrap (or, with DECAWM off, overwriting
- * the last column), CR, LF with scrolling, BEL, and the CSI sequences the
- * screen uses (EL, CUF, CUP home, ED, SGR, modes 2004 and 7). Anything else
+ * the last column), CR, LF with scrolling inside the scroll region, BEL, and
+ * the CSI sequences the screen uses (EL, CUF, CUP, ED, SGR, DECSTBM, modes
+ * 2004 and 7). Anything else
  * throws, so a control sequence that leaks is a test failure. `width` is how
  * wide this terminal draws a code point: by default as the client measures,
  * or wider, like a terminal whose tables differ.
@@ -18,6 +19,9 @@ export class Terminal {
   bells = 0;
   bracketedPaste = false;
   autowrap = true;
+  /** The scroll region, 0-based rows, inclusive. */
+  top = 0;
+  bottom: number;
 
   constructor(
     readonly cols: number,
@@ -25,6 +29,7 @@ export class Terminal {
     readonly width: (cp: number) => number = codePointWidth,
   ) {
     this.grid = Array.from({ length: rows }, () => this.#blank());
+    this.bottom = rows - 1;
   }
 
   #blank(): string[] {
@@ -32,10 +37,10 @@ export class Terminal {
   }
 
   #lineFeed(): void {
-    if (this.row === this.rows - 1) {
-      this.grid.shift();
-      this.grid.push(this.#blank());
-    } else {
+    if (this.row === this.bottom) {
+      this.grid.splice(this.top, 1);
+      this.grid.splice(this.bottom, 0, this.#blank());
+    } else if (this.row < this.rows - 1) {
       this.row++;
     }
   }
@@ -90,7 +95,7 @@ export class Terminal {
   }
 
   #csi(privateMark: string, params: string, final: string): void {
-    const n = params === "" ? 0 : Number(params);
+    const n = params === "" || params.includes(";") ? 0 : Number(params);
     if (privateMark === "?") {
       if ((params !== "2004" && params !== "7") || (final !== "h" && final !== "l")) throw new Error(`unexpected private mode ${params}${final}`);
       if (params === "7") this.autowrap = final === "h";
@@ -100,16 +105,27 @@ export class Terminal {
     this.#pendingWrap = false;
     switch (final) {
       case "K":
-        if (n !== 2) throw new Error(`unexpected EL ${n}`);
+        if (params !== "2") throw new Error(`unexpected EL ${params}`);
         this.grid[this.row] = this.#blank();
         return;
       case "C":
         this.col = Math.min(this.cols - 1, this.col + Math.max(1, n));
         return;
-      case "H":
+      case "H": {
+        const [r = 1, c = 1] = params === "" ? [] : params.split(";").map((p) => (p === "" ? 1 : Number(p)));
+        this.row = Math.min(this.rows, Math.max(1, r)) - 1;
+        this.col = Math.min(this.cols, Math.max(1, c)) - 1;
+        return;
+      }
+      case "r": {
+        const [t = 1, b = this.rows] = params === "" ? [] : params.split(";").map(Number);
+        if (!(t < b && b <= this.rows)) throw new Error(`bad scroll region ${params}`);
+        this.top = t - 1;
+        this.bottom = b - 1;
         this.row = 0;
         this.col = 0;
         return;
+      }
       case "J":
         this.grid = Array.from({ length: this.rows }, () => this.#blank());
         return;

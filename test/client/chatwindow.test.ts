@@ -1,0 +1,211 @@
+/**
+ * Rooms as windows (src/client/chatwindow.ts), on a recording stand-in for
+ * the Screen: what the user sees as events arrive — labels on lines from
+ * other rooms, unread and mention counts on the status row, the bell for
+ * mentions and direct messages (and not with /notify off, nor for
+ * history), the user's own lines pending until acknowledged and then in the
+ * server's order, and what Tab and Alt-keys do.
+ */
+import { describe, expect, test } from "bun:test";
+import type { ChatEvent } from "../../src/client/chat.ts";
+import { ChatWindow, type Rooms, type WindowScreen } from "../../src/client/chatwindow.ts";
+import { formatTime } from "../../src/client/tui/colors.ts";
+import type { Line } from "../../src/client/tui/screen.ts";
+import { renderSegments } from "../../src/client/tui/sanitize.ts";
+
+const raw = (l: Line) => renderSegments(l);
+const text = (l: Line) => raw(l).replace(/\b\d\d:\d\d /, "HH:MM ");
+
+class FakeScreen implements WindowScreen {
+  printed: string[] = [];
+  raw: string[] = [];
+  status = "";
+  pending: string[] = [];
+  prompt = "";
+  bells = 0;
+  print(line: Line): void {
+    this.printed.push(text(line));
+    this.raw.push(raw(line));
+  }
+  setStatus(line: Line): void {
+    this.status = text(line);
+  }
+  setPending(lines: readonly Line[]): void {
+    this.pending = lines.map(text);
+  }
+  setPrompt(prompt: string): void {
+    this.prompt = prompt;
+  }
+  bell(): void {
+    this.bells++;
+  }
+}
+
+class FakeRooms implements Rooms {
+  #room = "general";
+  /** Reading the room before the engine exists (the window is made first) fails, as a getter over a const in its TDZ does. */
+  ready = false;
+  get room(): string {
+    if (!this.ready) throw new ReferenceError("the engine is not made yet");
+    return this.#room;
+  }
+  set room(room: string) {
+    this.#room = room;
+  }
+  rooms: string[] = [];
+  constructor(private readonly emit: (e: ChatEvent) => void) {}
+  switchTo(room: string): boolean {
+    if (!this.rooms.includes(room)) return false;
+    this.room = room;
+    this.emit({ type: "current", room });
+    return true;
+  }
+}
+
+function setup() {
+  const screen = new FakeScreen();
+  let win!: ChatWindow;
+  const rooms = new FakeRooms((e) => win.show(e));
+  win = new ChatWindow(screen, rooms, "alice", false);
+  rooms.ready = true;
+  const join = (room: string, users: string[]) => {
+    rooms.rooms.push(room);
+    win.show({ type: "room", room, users, seq: 0 });
+    rooms.switchTo(room);
+  };
+  let seq = 0;
+  const say = (room: string, from: string, t: string, history = false): ChatEvent => ({ type: "message", room, seq: ++seq, ts: 0, from, text: t, ...(history ? { history: true } : {}) });
+  return { screen, rooms, win, join, say };
+}
+
+describe("rooms as windows", () => {
+  test("the prompt names the current room; switching says so and the status row follows", () => {
+    const { screen, join, rooms } = setup();
+    join("general", ["alice", "bob"]);
+    join("ops", ["alice"]);
+    expect(screen.prompt).toBe("alice@#ops> ");
+    expect(screen.status).toBe("[1:#general] [2:#ops*]");
+    rooms.switchTo("general");
+    expect(screen.prompt).toBe("alice@#general> ");
+    expect(screen.printed.at(-1)).toBe("-- now talking in #general");
+    expect(screen.status).toBe("[1:#general*] [2:#ops]");
+  });
+
+  test("the first room confirmed again is not announced; a real change is", () => {
+    const { screen, join, rooms } = setup();
+    join("general", ["alice"]);
+    expect(screen.printed.filter((l) => l.includes("now talking"))).toEqual([]);
+    join("ops", ["alice"]);
+    rooms.switchTo("ops");
+    expect(screen.printed.filter((l) => l.includes("now talking"))).toEqual(["-- now talking in #ops"]);
+  });
+
+  test("a line from another room is labelled and counted; a mention is counted and rings; switching clears the counts", () => {
+    const { screen, win, join, say, rooms } = setup();
+    join("general", ["alice", "bob"]);
+    join("ops", ["alice"]);
+    win.show(say("general", "bob", "anyone?"));
+    win.show(say("general", "bob", "Alice, you there?"));
+    win.show(say("general", "bob", "malice is not a mention"));
+    expect(screen.printed.slice(-3)).toEqual(["HH:MM #general <bob> anyone?", "HH:MM #general <bob> Alice, you there?", "HH:MM #general <bob> malice is not a mention"]);
+    expect(screen.status).toBe("[1:#general 3 @1] [2:#ops*]");
+    expect(screen.bells).toBe(1);
+    win.show(say("ops", "bob", "here"));
+    expect(screen.printed.at(-1)).toBe("HH:MM <bob> here");
+    rooms.switchTo("general");
+    expect(screen.status).toBe("[1:#general*] [2:#ops]");
+  });
+
+  test("history is labelled but never counted or rung", () => {
+    const { screen, win, join, say } = setup();
+    join("general", ["alice"]);
+    join("ops", ["alice"]);
+    win.show(say("general", "bob", "alice: old news", true));
+    expect(screen.printed.at(-1)).toBe("[history] HH:MM #general <bob> alice: old news");
+    expect(screen.status).toBe("[1:#general] [2:#ops*]");
+    expect(screen.bells).toBe(0);
+  });
+
+  test("direct messages from others ring; /notify off silences mentions and direct messages and shows on the status row", () => {
+    const { screen, win, join, say } = setup();
+    join("general", ["alice", "bob"]);
+    win.show({ type: "direct", seq: 1, ts: 0, from: "bob", to: "alice", text: "psst" });
+    expect(screen.bells).toBe(1);
+    win.show({ type: "direct", seq: 2, ts: 0, from: "alice", to: "bob", text: "from my other session" });
+    expect(screen.bells).toBe(1);
+    win.setNotify(false);
+    expect(screen.status).toBe("[1:#general*] [notify off]");
+    win.show({ type: "direct", seq: 3, ts: 0, from: "bob", to: "alice", text: "psst again" });
+    win.show(say("general", "bob", "alice!"));
+    expect(screen.bells).toBe(1);
+  });
+
+  test("own lines are pending until acked, then shown in the order the server acknowledged them, with the server's time", () => {
+    const { screen, win, join } = setup();
+    join("general", ["alice"]);
+    const before = screen.printed.length;
+    win.show({ type: "sent", id: 1, room: "general", text: "first" });
+    win.show({ type: "sent", id: 2, to: "bob", text: "psst" });
+    win.show({ type: "sent", id: 3, room: "general", text: "third", queued: true });
+    expect(screen.pending).toEqual(["<alice> first (sending…)", "[dm → bob] psst (sending…)", "<alice> third (waiting for the connection)"]);
+    expect(screen.printed.length).toBe(before);
+    win.show({ type: "ack", id: 2, seq: 1, ts: Date.UTC(2026, 0, 1, 12, 0) });
+    win.show({ type: "ack", id: 1, seq: 7, ts: 0 });
+    expect(screen.printed.slice(before)).toEqual(["HH:MM [dm → bob] psst", "HH:MM <alice> first"]);
+    expect(screen.raw[before]).toBe(`${formatTime(Date.UTC(2026, 0, 1, 12, 0))} [dm → bob] psst`);
+    expect(screen.pending).toEqual(["<alice> third (waiting for the connection)"]);
+    win.show({ type: "unsent", id: 3, reason: "the connection was lost" });
+    expect(screen.printed.at(-1)).toBe("HH:MM <alice> third  [not sent: the connection was lost]");
+    expect(screen.pending).toEqual([]);
+  });
+
+  test("a nack marks the pending line as not delivered; an ack for an unknown id shows nothing", () => {
+    const { screen, win, join } = setup();
+    join("general", ["alice"]);
+    win.show({ type: "sent", id: 1, room: "general", text: "hi" });
+    win.show({ type: "nack", id: 1, code: "rate_limited", message: "slow down" });
+    expect(screen.printed.at(-1)).toBe("HH:MM <alice> hi  [not delivered: slow down]");
+    const n = screen.printed.length;
+    win.show({ type: "ack", id: 99, seq: 1, ts: 0 });
+    expect(screen.printed.length).toBe(n);
+  });
+
+  test("an own line acked after switching away is labelled with its room", () => {
+    const { screen, win, join, rooms } = setup();
+    join("general", ["alice"]);
+    join("ops", ["alice"]);
+    rooms.switchTo("general");
+    win.show({ type: "sent", id: 1, room: "general", text: "hi" });
+    rooms.switchTo("ops");
+    win.show({ type: "ack", id: 1, seq: 1, ts: 0 });
+    expect(screen.printed.at(-1)).toBe("HH:MM #general <alice> hi");
+  });
+
+  test("Alt-1…9 picks a room by number, Alt-←/→ the previous/next one (round); a missing number rings", () => {
+    const { screen, win, join, rooms } = setup();
+    join("general", ["alice"]);
+    join("ops", ["alice"]);
+    join("dev", ["alice"]);
+    win.key("alt-1");
+    expect(rooms.room).toBe("general");
+    win.key("alt-left");
+    expect(rooms.room).toBe("dev");
+    win.key("alt-right");
+    expect(rooms.room).toBe("general");
+    win.key("alt-9");
+    expect(rooms.room).toBe("general");
+    expect(screen.bells).toBe(1);
+  });
+
+  test("Tab candidates: commands at the start, #rooms, and names seen in room, joined, left and members events", () => {
+    const { win, join } = setup();
+    join("general", ["alice", "bob"]);
+    win.show({ type: "joined", room: "general", user: "carol", ts: 0 });
+    win.show({ type: "joined", room: "general", user: "dave", ts: 0 });
+    win.show({ type: "left", room: "general", user: "dave", ts: 0 });
+    expect(win.complete("/sw", true)).toContain("/switch ");
+    expect(win.complete("#", false)).toEqual(["#general "]);
+    expect(win.complete("", true).sort()).toEqual(["bob: ", "carol: "]);
+    expect(win.complete("", false).sort()).toEqual(["bob ", "carol ", "general "]);
+  });
+});
