@@ -22,19 +22,20 @@ export type Command =
   | { kind: "quit" }
   | { kind: "error"; text: string };
 
+/** The /help lines, with single blanks: a terminal shows a longer run of blanks capped (src/text.ts), so columns could not line up. */
 export const HELP_TEXT = [
-  "/join ROOM         join (or create) a room and make it current",
-  "/switch ROOM|N     make a joined room current (also Alt-1…9, Alt-←/→)",
-  "/leave [ROOM]      leave the current room (or ROOM)",
-  "/rooms             list rooms",
-  "/who [ROOM]        who is in the current room (or ROOM)",
-  "/msg USER TEXT     direct message to USER",
-  "/me TEXT           an action: * you TEXT",
-  "/history [N]       show the last N messages of the room (default 20)",
-  "/notify off|on     the bell for mentions of your name and direct messages",
-  "/help              this list",
-  "/quit  or  /bye    leave (waits until the server has acknowledged what you sent)",
-  "//text             send a line that starts with /",
+  "/join ROOM — join (or create) a room and make it current",
+  "/switch ROOM|N — make a joined room current (also Alt-1…9, Alt-←/→)",
+  "/leave [ROOM] — leave the current room (or ROOM)",
+  "/rooms — list rooms",
+  "/who [ROOM] — who is in the current room (or ROOM)",
+  "/msg USER TEXT — direct message to USER",
+  "/me TEXT — an action: * you TEXT",
+  "/history [N] — show the last N messages of the room (default 20)",
+  "/notify off|on — the bell for mentions of your name and direct messages",
+  "/help — this list",
+  "/quit or /bye — leave (waits until the server has acknowledged what you sent)",
+  "//text — send a line that starts with /",
   "PgUp/PgDn scroll back; Tab completes names, rooms and commands.",
   "A bare \"bye\" is said to the room (piped input: it leaves, as /quit).",
 ];

@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ChatClient, WINDOW } from "../../src/client/chat.ts";
-import { type Command, HELP_TEXT, parseLine, runCommand } from "../../src/client/chatcommands.ts";
+import { COMMANDS, type Command, HELP_TEXT, parseLine, runCommand } from "../../src/client/chatcommands.ts";
+import { terminalText } from "../../src/text.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
@@ -125,6 +126,9 @@ describe("ChatClient without a connection", () => {
     const { client, sink } = offline();
     expect(await runCommand(client, { kind: "help" })).toBe(true);
     expect(sink.of("local").map((e) => e.text)).toEqual(HELP_TEXT);
+    // As the screen shows them: nothing capped or escaped, every command named.
+    for (const line of HELP_TEXT) expect(terminalText(line)).toBe(line);
+    for (const c of COMMANDS) expect(HELP_TEXT.some((l) => (l.split(" — ")[0] ?? "").split(" ").includes(c))).toBe(true);
     expect(await runCommand(client, parseLine("/join")!)).toBe(true);
     expect(sink.of("local").at(-1)?.text).toMatch(/usage: \/join/);
     expect(await runCommand(client, parseLine("bye")!)).toBe(false);
