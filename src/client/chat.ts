@@ -396,7 +396,9 @@ export class ChatClient {
   /** The answer to a join. True if it is not to be shown (a rejoin: `reconnected` says it). */
   #onRoom(m: Message<"room">): boolean {
     const i = this.#joins.indexOf(m.room);
-    if (i >= 0) this.#joins.splice(i, 1);
+    // `room` only ever answers this connection's join (PROTOCOL.md §7.3): any other names no room this client is in.
+    if (i < 0) return true;
+    this.#joins.splice(i, 1);
     const st = this.#rooms.get(m.room);
     this.#joined?.();
     this.#joined = null;
