@@ -81,7 +81,8 @@ function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed2551
  * password is asked only after, which may take longer than the server's
  * handshake deadline. The host key is checked (and, if new, pinned) first,
  * like any connection's. Null if the server does not know `check_name` (an
- * older server): then only `register` can tell.
+ * older server) or refuses it as one attempt too many: then only `register`
+ * can tell.
  */
 export async function nameAvailable(o: AccountOptions): Promise<boolean | null> {
   checkUserName(o.user);
@@ -90,7 +91,8 @@ export async function nameAvailable(o: AccountOptions): Promise<boolean | null> 
     session.send({ type: "check_name", user: o.user });
     const [m] = await session.receive();
     if (m?.type === "name_status" && m.user === o.user) return m.available;
-    if (m?.type === "error" && (m.code === "message_unknown_type" || m.code === "handshake_unexpected")) return null;
+    // An older server, or one whose --max-auth-tries the check used up (at 1, the check is the only try): register tells.
+    if (m?.type === "error" && (m.code === "message_unknown_type" || m.code === "handshake_unexpected" || m.code === "too_many_failures")) return null;
     if (m?.type === "error") throw refusal(m);
     throw new SecureChatError("protocol_violation", `protocol: expected name_status, got ${m?.type}`);
   } finally {
