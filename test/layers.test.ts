@@ -16,7 +16,7 @@ const SRC = join(ROOT, "src");
 
 /** Low to high. A file may import from its own layer or any lower one. */
 const LAYERS: { name: string; members: string[] }[] = [
-  { name: "base", members: ["errors.ts", "bytes.ts", "text.ts", "suggest.ts", "version.ts", "password.ts", "log.ts"] },
+  { name: "base", members: ["errors.ts", "bytes.ts", "text.ts", "suggest.ts", "version.ts", "password.ts", "log.ts", "time.ts"] },
   { name: "crypto", members: ["crypto/", "fingerprint.ts", "paths.ts"] },
   { name: "protocol", members: ["protocol/"] },
   { name: "net/store/transcript", members: ["net/", "store/", "transcript/"] },

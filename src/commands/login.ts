@@ -1,4 +1,5 @@
 import { args, command } from "./define.ts";
+import { isoTime } from "../time.ts";
 
 export default command({
   meta: { name: "login", description: "Prove your identity (key + password) and store a session ticket for chat" },
@@ -23,7 +24,7 @@ export default command({
     const addr = t.addr;
     const password = await obtainPassword({ fromStdin: Boolean(a["password-stdin"]), confirm: false });
     const w = await login({ addr, user, trust: { acceptNew: Boolean(a["accept-new-host"]) } }, password);
-    const until = w.ticket_expires ? ` until ${new Date(w.ticket_expires).toISOString()}` : "";
+    const until = w.ticket_expires ? ` until ${isoTime(w.ticket_expires)}` : "";
     process.stderr.write(`logged in as ${w.user} at ${addr.id}${until}\n`);
     const wrote = writeConfigIfAbsent(addr, user);
     if (wrote) process.stderr.write(`wrote ${wrote}: server = "${addr.id}", user = "${user}" (the defaults from now on)\n`);

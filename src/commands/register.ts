@@ -1,4 +1,5 @@
 import { args, command } from "./define.ts";
+import { isoTime } from "../time.ts";
 
 export default command({
   meta: { name: "register", description: "Create an account: a new identity key on this machine and a password" },
@@ -39,7 +40,7 @@ export default command({
     if (free) process.stderr.write(`the name "${user}" is free at ${addr.id}\n`);
     const password = await obtainNewPassword({ fromStdin: Boolean(a["password-stdin"]), check: (pw) => checkPassword(pw, user) });
     const w = await account.register(o, password);
-    const until = w.ticket_expires ? `; logged in until ${new Date(w.ticket_expires).toISOString()}` : "";
+    const until = w.ticket_expires ? `; logged in until ${isoTime(w.ticket_expires)}` : "";
     process.stderr.write(`registered ${w.user} at ${addr.id}${until}\nidentity key: ${identityPath(addr.id, user)} (keep a backup: it cannot be recovered)\n`);
     const wrote = writeConfigIfAbsent(addr, user);
     if (wrote) process.stderr.write(`wrote ${wrote}: server = "${addr.id}", user = "${user}" (the defaults from now on)\n`);

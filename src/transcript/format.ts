@@ -26,6 +26,7 @@ import {
   xchachaSealRandom,
 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
+import { TIME_MAX_MS } from "../time.ts";
 
 export const GENESIS = "0".repeat(64);
 
@@ -107,6 +108,7 @@ export function makeEntry(prev: string, seq: number, ts: number, type: string, f
 /** makeEntry, and the entry's line, from one canonical serialization. */
 export function makeEntryLine(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Entry; line: string } {
   const e = { seq, ts, type, prev, ...fields } as Omit<Entry, "hash">;
+  if (ts > TIME_MAX_MS) fail("entry_value", `${type}.ts is past 8.64e15 ms, a time no date can hold`);
   for (const k in e) {
     const v = (e as EntryFields)[k];
     const ok = typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) || (typeof v === "string" && v.isWellFormed());
@@ -151,7 +153,7 @@ export function parseEntry(line: string): Entry {
   const o = v as Record<string, unknown>;
   const { seq, ts, type, prev, hash } = o;
   if (!Number.isSafeInteger(seq) || (seq as number) < 1) fail("entry_field", "seq must be a positive integer");
-  if (!Number.isSafeInteger(ts) || (ts as number) < 0) fail("entry_field", "ts must be a non-negative integer");
+  if (!Number.isSafeInteger(ts) || (ts as number) < 0 || (ts as number) > TIME_MAX_MS) fail("entry_field", "ts must be an integer from 0 to 8.64e15 (a time a date can hold)");
   if (typeof type !== "string" || !Object.hasOwn(ENTRY_TYPES, type)) fail("entry_type", `unknown entry type ${JSON.stringify(type)}`);
   if (typeof prev !== "string" || !HEX64.test(prev)) fail("entry_field", "prev must be 64 lowercase hex digits");
   if (typeof hash !== "string" || !HEX64.test(hash)) fail("entry_field", "hash must be 64 lowercase hex digits");
