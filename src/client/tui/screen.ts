@@ -464,7 +464,8 @@ export class Screen {
 
   #onResize = (): void => {
     if (this.#state !== "active") return;
-    this.#scroll = Math.min(this.#scroll, this.#maxScroll());
+    // Only a view scrolled up can end up past the top; counting every row re-wraps the whole scrollback.
+    if (this.#scroll > 0) this.#scroll = Math.min(this.#scroll, this.#maxScroll());
     this.#output.write(this.#paint());
   };
 
