@@ -159,7 +159,7 @@ export class ChatClient {
   readonly #transcript: TranscriptFile | null;
   #done: (reason: string) => void = () => {};
   #joined: (() => void) | null = null;
-  /** When the connection was lost (for `reconnected.after_ms`). */
+  /** When the last working connection was lost (for `reconnected.after_ms`): a connection lost mid-resume does not restart it. */
   #lostAt = 0;
   /** Reconnect attempts since the rooms were last all resumed: a server that accepts each connection and then breaks the resume still meets a growing backoff. */
   #attempts = 0;
@@ -578,8 +578,8 @@ export class ChatClient {
       this.failure = `connection lost: ${reason}`;
       return this.#finish(reason);
     }
+    if (this.#state !== "resuming") this.#lostAt = Date.now();
     this.#state = "down";
-    this.#lostAt = Date.now();
     void this.#reconnect();
   }
 

@@ -638,6 +638,9 @@ describe("a server that never ends a resume", () => {
         expect(e.in_ms).toBeLessThanOrEqual(Math.ceil(1.5 * wait));
       }
       expect(sink.of("disconnected").filter((e) => e.reason.startsWith("protocol: "))).toHaveLength(4);
+      // The first `reconnected` counts from the loss of the working connection, across the four broken resumes (each wait is slept in full).
+      const waited = waits.slice(0, 5).reduce((sum, e) => sum + e.in_ms, 0);
+      expect(sink.of("reconnected")[0]!.after_ms).toBeGreaterThanOrEqual(waited - 5);
     } finally {
       await client.quit();
     }
