@@ -16,7 +16,11 @@
  *   bounded line per message (nothing for lists, notices or errors) and
  *   never grows past --transcript-max; the client says so once and exits 1;
  * - reconnecting: a refusal that is not about authentication is reported,
- *   and the client goes on trying.
+ *   and the client goes on trying;
+ * - a resume the server does not end (no history_end, `more` forever, a
+ *   page without progress, `room` answers to joins never sent): the held
+ *   live messages and the pages asked stay bounded, the connection ends as
+ *   a protocol violation, and the reconnects back off.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
@@ -442,16 +446,27 @@ describe("a server that never ends a resume", () => {
   /** Waits until the client has answered `pongs` of the server's pings on `c`, or closed `c`. */
   const settled = (c: HostileConn, pongs: number) => waitFor("a pong or the close", () => c.closedAt !== null || c.of("pong").length >= pongs, 15_000);
   const lastReason = (sink: Collector) => sink.of("disconnected").at(-1)?.reason;
+  const reconnected = (sink: Collector, n = 1) => sink.until(`reconnected ${n}`, () => sink.of("reconnected").length === n, 15_000);
+
+  /** Starts a reconnecting client of `s` with `base` ms as its first wait, runs `body`, and quits whatever happened; `made` sees the client before it starts. */
+  async function withClient(s: HostileServer, body: (sink: Collector, client: ChatClient) => Promise<void>, base = 10, made?: (client: ChatClient) => void): Promise<void> {
+    const sink = new Collector();
+    const client = chatClient(s, sink, { reconnectBaseMs: base });
+    made?.(client);
+    try {
+      await client.start();
+      await body(sink, client);
+    } finally {
+      await client.quit();
+    }
+  }
 
   test(`no history_end: ${HELD_MAX} live messages are held, the next one ends the connection, and the client resumes on a new one`, async () => {
     const T = 5;
     const s = resumeOn2((c, m) => {
       if (m.type === "join") c.send(room(c, T));
     });
-    const sink = new Collector();
-    const client = chatClient(s, sink, { reconnectBaseMs: 10 });
-    try {
-      await client.start();
+    await withClient(s, async (sink, client) => {
       const c = await s.conn(2);
       await c.until("the rejoin", (m) => m.type === "join");
       for (let i = 0; i < HELD_MAX; i += 100) c.send(...Array.from({ length: 100 }, (_, k) => msg(T + 1 + i + k)));
@@ -467,12 +482,10 @@ describe("a server that never ends a resume", () => {
       expect(lastReason(sink)).toBe(`protocol: the server sent more than ${HELD_MAX} live messages while the history of lobby was still being paged in`);
       expect(client.held).toBe(0);
       // None of them was shown: their history never came. Connection 3 resumes lobby as usual.
-      await sink.until("reconnected", () => sink.of("reconnected").length === 1, 15_000);
+      await reconnected(sink);
       expect(sink.of("message")).toEqual([]);
       expect((await s.conn(3)).of("join")).toEqual([{ type: "join", room: "lobby", since: 0 }]);
-    } finally {
-      await client.quit();
-    }
+    });
   }, NET);
 
   test("every page says more and brings one new message while live messages pour in: the held messages and the pages asked stay bounded", async () => {
@@ -496,10 +509,7 @@ describe("a server that never ends a resume", () => {
         else c.send({ type: "ping" });
       }
     });
-    const sink = new Collector();
-    client = chatClient(s, sink, { reconnectBaseMs: 10 });
-    try {
-      await client.start();
+    await withClient(s, async (sink) => {
       const c = await s.conn(2);
       await settled(c, 1);
       expect(pages.heldMax).toBeLessThanOrEqual(HELD_MAX);
@@ -507,13 +517,11 @@ describe("a server that never ends a resume", () => {
       expect(c.closedAt).not.toBeNull();
       expect(c.of("pong")).toEqual([]);
       expect(lastReason(sink)).toBe(`protocol: the server sent more than ${HELD_MAX} live messages while the history of lobby was still being paged in`);
-      await sink.until("reconnected", () => sink.of("reconnected").length === 1, 15_000);
+      await reconnected(sink);
       // What the history brought was shown, each once, in order.
       const seqs = sink.of("message").map((e) => e.seq);
       expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
-    } finally {
-      await client.quit();
-    }
+    }, 10, (made) => (client = made));
   }, NET);
 
   test(`held live messages that the history has overtaken do not count: a resume that catches up past ${HELD_MAX} live messages completes, every seq once`, async () => {
@@ -542,17 +550,12 @@ describe("a server that never ends a resume", () => {
       }
       if (m.type === "bye") polite(c, m);
     });
-    const sink = new Collector();
-    const client = chatClient(s, sink, { reconnectBaseMs: 10 });
-    try {
-      await client.start();
-      await sink.until("reconnected", () => sink.of("reconnected").length === 1, 15_000);
+    await withClient(s, async (sink) => {
+      await reconnected(sink);
       expect(sink.of("message").map((e) => e.seq)).toEqual(Array.from({ length: HELD_MAX + 505 }, (_, i) => i + 1));
       expect(sink.of("reconnected")[0]!.rooms).toEqual([{ room: "lobby", missed: HELD_MAX + 505, gap: 0 }]);
       expect(sink.of("disconnected")).toHaveLength(1);
-    } finally {
-      await client.quit();
-    }
+    });
   }, NET);
 
   for (const first of [[], [1, 2, 3]]) {
@@ -571,21 +574,16 @@ describe("a server that never ends a resume", () => {
           else c.send({ type: "ping" });
         }
       });
-      const sink = new Collector();
-      const client = chatClient(s, sink, { reconnectBaseMs: 10 });
-      try {
-        await client.start();
+      await withClient(s, async (sink) => {
         const c = await s.conn(2);
         await settled(c, 1);
         const since = first.at(-1) ?? 0;
         expect(asked.map((h) => h.since)).toEqual(first.length === 0 ? [] : [since]);
         expect(c.closedAt).not.toBeNull();
         expect(lastReason(sink)).toBe(`protocol: the server said more history of lobby follows, but sent none after seq ${since}`);
-        await sink.until("reconnected", () => sink.of("reconnected").length === 1, 15_000);
+        await reconnected(sink);
         expect(sink.of("message").map((e) => e.seq)).toEqual(first);
-      } finally {
-        await client.quit();
-      }
+      });
     }, NET);
   }
 
@@ -596,22 +594,17 @@ describe("a server that never ends a resume", () => {
         if (m.type === "join" && n === 1) c.send(...Array.from({ length: MAX_LIST }, (_, i): Message => ({ type: "room", room: `r${i}`, users: [c.user], seq: 0 })), { type: "ping" });
       },
     });
-    const sink = new Collector();
-    const client = chatClient(s, sink, { reconnectBaseMs: 10 });
-    try {
-      await client.start();
+    await withClient(s, async (sink, client) => {
       const c = await s.conn(1);
       await settled(c, 1);
       expect(c.closedAt).not.toBeNull();
       expect(c.of("pong")).toEqual([]);
       expect(client.rooms).toEqual(["lobby"]);
       expect(lastReason(sink)).toBe("protocol: the server answered a join of r0 that this client did not send");
-      await sink.until("reconnected", () => sink.of("reconnected").length === 1, 15_000);
+      await reconnected(sink);
       expect((await s.conn(2)).of("join")).toEqual([{ type: "join", room: "lobby", since: 0 }]);
       expect(client.rooms).toEqual(["lobby"]);
-    } finally {
-      await client.quit();
-    }
+    });
   }, NET);
 
   test("a server that breaks every resume meets a growing backoff, counted again from the last resume that completed", async () => {
@@ -624,11 +617,8 @@ describe("a server that never ends a resume", () => {
         if (m.type === "join" && (n === 1 || n === 6)) c.close();
       },
     });
-    const sink = new Collector();
-    const client = chatClient(s, sink, { reconnectBaseMs: BASE });
-    try {
-      await client.start();
-      await sink.until("two resumes", () => sink.of("reconnected").length === 2, 15_000);
+    await withClient(s, async (sink) => {
+      await reconnected(sink, 2);
       const waits = sink.of("reconnecting");
       expect(waits.map((e) => e.attempt)).toEqual([1, 2, 3, 4, 5, 1]);
       // The announced waits double (times the jitter factor in [0.5, 1.5)): no attempt is made at once.
@@ -641,8 +631,6 @@ describe("a server that never ends a resume", () => {
       // The first `reconnected` counts from the loss of the working connection, across the four broken resumes (each wait is slept in full).
       const waited = waits.slice(0, 5).reduce((sum, e) => sum + e.in_ms, 0);
       expect(sink.of("reconnected")[0]!.after_ms).toBeGreaterThanOrEqual(waited - 5);
-    } finally {
-      await client.quit();
-    }
+    }, BASE);
   }, NET);
 });
