@@ -16,7 +16,10 @@
  * reconnects with jittered backoff, logs in again (the ticket, else
  * `opts.password()`), rejoins every room with `since` (docs/PROTOCOL.md
  * §7.3), delivers exactly the messages it missed, says `reconnected`, and
- * then sends the lines typed meanwhile (at most QUEUE_MAX are held).
+ * then sends the lines typed meanwhile (at most QUEUE_MAX are held). A
+ * server that would make a resume hold live messages without bound
+ * (HELD_MAX), page without progress, or answer joins never sent breaks the
+ * protocol: that connection ends, and the next waits out the backoff.
  * Lines that were pending when the connection dropped may or may not have
  * arrived: they are reported `unsent` with that reason, never sent twice.
  */
@@ -43,6 +46,17 @@ export const QUEUE_MAX = 100;
 export const RECONNECT_MAX_MS = 30_000;
 /** The most history messages one `history` page asks for when resuming (the protocol's limit). */
 const PAGE = 1000;
+/**
+ * Live messages held back, across all rooms, while their history is paged
+ * in after a reconnect (docs/PROTOCOL.md §7.7). Held messages that the
+ * history has since overtaken are dropped first, so what counts is the
+ * live traffic that arrives ahead of the history: with the reference
+ * server, the messages said during one page's round trip. A server that
+ * sends more without ending the history breaks the protocol: the
+ * connection ends and the client reconnects with backoff. At most 4 KiB of
+ * text each, this holds at most about 8 MiB.
+ */
+export const HELD_MAX = 2000;
 
 /**
  * The server's `error` codes after which a new connection can go on: the
@@ -102,7 +116,9 @@ interface Pending {
 interface Resume {
   /** The `room` answer's seq, once it came: history up to it is what was missed; live messages come after it. */
   target: number | null;
-  /** Live messages that came while the history was still being paged in, delivered after it. */
+  /** The seq the history being paged in was asked after (the join's or the last page's `since`): a page marked `more` must bring a message after it. */
+  from: number;
+  /** Live messages that came while the history was still being paged in, delivered after it (at most HELD_MAX across the rooms). */
   held: Message<"message">[];
   missed: number;
   gap: number;
@@ -143,8 +159,10 @@ export class ChatClient {
   readonly #transcript: TranscriptFile | null;
   #done: (reason: string) => void = () => {};
   #joined: (() => void) | null = null;
-  /** When the connection was lost (for `reconnected.after_ms`). */
+  /** When the last working connection was lost (for `reconnected.after_ms`): a connection lost mid-resume does not restart it. */
   #lostAt = 0;
+  /** Reconnect attempts since the rooms were last all resumed: a server that accepts each connection and then breaks the resume still meets a growing backoff. */
+  #attempts = 0;
   /** A change of the current room to say after the event being handled. */
   #announce: string | null = null;
   /** The user name the server welcomed. */
@@ -208,6 +226,13 @@ export class ChatClient {
   /** Why the --transcript file is incomplete, or null. */
   get transcriptProblem(): string | null {
     return this.#transcript?.problem ?? null;
+  }
+
+  /** Live messages held back until their rooms' history is in (at most HELD_MAX). */
+  get held(): number {
+    let n = 0;
+    for (const st of this.#rooms.values()) n += st.resume?.held.length ?? 0;
+    return n;
   }
 
   /** Messages that were never acknowledged (nacked, refused, or lost with a dropped connection). */
@@ -396,8 +421,8 @@ export class ChatClient {
   /** The answer to a join. True if it is not to be shown (a rejoin: `reconnected` says it). */
   #onRoom(m: Message<"room">): boolean {
     const i = this.#joins.indexOf(m.room);
-    // `room` only ever answers this connection's join (PROTOCOL.md §7.3): any other names no room this client is in.
-    if (i < 0) return true;
+    // Only a join is answered with `room`: an answer to none would make this client rejoin rooms it never asked for.
+    if (i < 0) throw violation(`the server answered a join of ${m.room} that this client did not send`);
     this.#joins.splice(i, 1);
     const st = this.#rooms.get(m.room);
     this.#joined?.();
@@ -411,6 +436,7 @@ export class ChatClient {
         });
         st.seq = m.seq;
       }
+      st.resume.from = st.seq;
       if (this.#state === "resuming") {
         this.#quietNotices++;
         return true;
@@ -430,6 +456,8 @@ export class ChatClient {
     if (!st) return false;
     const r = st.resume;
     if (r && !m.history) {
+      if (this.held >= HELD_MAX) this.#dropOvertaken();
+      if (this.held >= HELD_MAX) throw violation(`the server sent more than ${HELD_MAX} live messages while the history of ${m.room} was still being paged in`);
       r.held.push(m);
       return true;
     }
@@ -449,6 +477,9 @@ export class ChatClient {
     const r = st?.resume;
     if (!st || !r || r.target === null) return false;
     if (m.more) {
+      // Asking again after the same seq would bring the same page, forever.
+      if (st.seq <= r.from) throw violation(`the server said more history of ${m.room} follows, but sent none after seq ${r.from}`);
+      r.from = st.seq;
       this.#send({ type: "history", room: m.room, limit: PAGE, since: st.seq });
       return this.#state === "resuming";
     }
@@ -471,6 +502,14 @@ export class ChatClient {
     return false;
   }
 
+  /** Held live messages that history has since brought (seq ≤ the room's last seen) are not needed any more. */
+  #dropOvertaken(): void {
+    for (const st of this.#rooms.values()) {
+      const r = st.resume;
+      if (r) r.held = r.held.filter((h) => h.seq > st.seq);
+    }
+  }
+
   #resumed: { room: string; missed: number; gap: number }[] = [];
 
   #finishResume(room: string, r: Resume): void {
@@ -483,6 +522,7 @@ export class ChatClient {
     if (this.#state !== "resuming") return;
     for (const st of this.#rooms.values()) if (st.resume) return;
     this.#state = "ready";
+    this.#attempts = 0;
     const order = this.rooms;
     const rooms = this.#resumed.sort((a, b) => order.indexOf(a.room) - order.indexOf(b.room));
     this.#resumed = [];
@@ -538,8 +578,8 @@ export class ChatClient {
       this.failure = `connection lost: ${reason}`;
       return this.#finish(reason);
     }
+    if (this.#state !== "resuming") this.#lostAt = Date.now();
     this.#state = "down";
-    this.#lostAt = Date.now();
     void this.#reconnect();
   }
 
@@ -555,7 +595,8 @@ export class ChatClient {
   }
 
   async #reconnect(): Promise<void> {
-    for (let attempt = 1; !this.#closing; attempt++) {
+    while (!this.#closing) {
+      const attempt = ++this.#attempts;
       const delay = this.#delay(attempt);
       this.emit({ type: "reconnecting", in_ms: Math.round(delay), attempt });
       await Bun.sleep(delay);
@@ -729,7 +770,12 @@ class NoPassword extends Error {
 }
 
 function newResume(): Resume {
-  return { target: null, held: [], missed: 0, gap: 0 };
+  return { target: null, from: 0, held: [], missed: 0, gap: 0 };
+}
+
+/** The server broke the protocol: thrown while reading, it ends the connection (the client reconnects with backoff). */
+function violation(what: string): SecureChatError {
+  return new SecureChatError("protocol_violation", `protocol: ${what}`);
 }
 
 function where(req: Message<"say" | "dm">): string {

@@ -16,12 +16,16 @@
  *   bounded line per message (nothing for lists, notices or errors) and
  *   never grows past --transcript-max; the client says so once and exits 1;
  * - reconnecting: a refusal that is not about authentication is reported,
- *   and the client goes on trying.
+ *   and the client goes on trying;
+ * - a resume the server does not end (no history_end, `more` forever, a
+ *   page without progress, `room` answers to joins never sent): the held
+ *   live messages and the pages asked stay bounded, the connection ends as
+ *   a protocol violation, and the reconnects back off.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { Writable } from "node:stream";
-import { ChatClient } from "../../src/client/chat.ts";
+import { type ChatOptions, type ChatSink, ChatClient, HELD_MAX } from "../../src/client/chat.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { BoundedOutput, OUTPUT_MAX } from "../../src/client/output.ts";
 import { TRANSCRIPT_LINE_MAX, TranscriptFile } from "../../src/client/transcriptfile.ts";
@@ -70,6 +74,14 @@ async function chat(s: HostileServer, input: string, args: string[] = [], keepOp
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (keepOpen) await proc.stdin.end();
   return { code, stdout, stderr };
+}
+
+/** A ChatClient of alice in lobby at `s`, reconnecting unless `extra` says otherwise; no password is ever asked. */
+function chatClient(s: HostileServer, sink: ChatSink, extra: Partial<ChatOptions> = {}): ChatClient {
+  return new ChatClient(
+    { addr: parseServerAddress(s.address), user: "alice", trust: { acceptNew: false }, room: "lobby", password: () => Promise.reject(new Error("test: not used")), reconnect: true, ...extra },
+    sink,
+  );
 }
 
 const events = (stdout: string): Record<string, unknown>[] =>
@@ -236,8 +248,8 @@ describe("a flood while stdout's reader has stopped", () => {
     const out = new BoundedOutput(stdout);
     const received: number[] = [];
     const sink = new Collector();
-    const client = new ChatClient(
-      { addr: parseServerAddress(s.address), user: "alice", trust: { acceptNew: false }, room: "lobby", password: () => Promise.reject(new Error("test: not used")), reconnect: false },
+    const client = chatClient(
+      s,
       {
         event(e) {
           sink.event(e);
@@ -246,6 +258,7 @@ describe("a flood while stdout's reader has stopped", () => {
         },
         congested: () => out.congested(),
       },
+      { reconnect: false },
     );
     await client.start();
     const c = await s.conn();
@@ -392,10 +405,7 @@ describe("reconnecting", () => {
       },
     });
     const sink = new Collector();
-    const client = new ChatClient(
-      { addr: parseServerAddress(s.address), user: "alice", trust: { acceptNew: false }, room: "lobby", password: () => Promise.reject(new Error("test: not used")), reconnect: true },
-      sink,
-    );
+    const client = chatClient(s, sink);
     try {
       await client.start();
       await sink.until("reconnected", () => sink.of("reconnected").length === 1, 15_000);
@@ -414,5 +424,213 @@ describe("reconnecting", () => {
     } finally {
       await client.quit();
     }
+  }, NET);
+});
+
+describe("a server that never ends a resume", () => {
+  /** A message of lobby from mallory: live, or history. */
+  const msg = (seq: number, history = false): Message => ({ type: "message", room: "lobby", seq, ts: 1, from: "mallory", text: `m${seq}`, ...(history ? { history: true } : {}) });
+  const room = (c: HostileConn, seq: number): Message => ({ type: "room", room: "lobby", users: [c.user], seq });
+
+  /** Connection 1 is polite and closes once lobby is joined, so the client resumes lobby (since 0) on connection 2, which `resume` answers; later connections are polite. */
+  function resumeOn2(resume: (c: HostileConn, m: Message) => void): HostileServer {
+    return serve({
+      message: (c, m, n) => {
+        if (n === 2) return resume(c, m);
+        polite(c, m);
+        if (m.type === "join" && n === 1) c.close();
+      },
+    });
+  }
+
+  /** Waits until the client has answered `pongs` of the server's pings on `c`, or closed `c`. */
+  const settled = (c: HostileConn, pongs: number) => waitFor("a pong or the close", () => c.closedAt !== null || c.of("pong").length >= pongs, 15_000);
+  const lastReason = (sink: Collector) => sink.of("disconnected").at(-1)?.reason;
+  const reconnected = (sink: Collector, n = 1) => sink.until(`reconnected ${n}`, () => sink.of("reconnected").length === n, 15_000);
+
+  /** Starts a reconnecting client of `s` with `base` ms as its first wait, runs `body`, and quits whatever happened; `made` sees the client before it starts. */
+  async function withClient(s: HostileServer, body: (sink: Collector, client: ChatClient) => Promise<void>, base = 10, made?: (client: ChatClient) => void): Promise<void> {
+    const sink = new Collector();
+    const client = chatClient(s, sink, { reconnectBaseMs: base });
+    made?.(client);
+    try {
+      await client.start();
+      await body(sink, client);
+    } finally {
+      await client.quit();
+    }
+  }
+
+  test(`no history_end: ${HELD_MAX} live messages are held, the next one ends the connection, and the client resumes on a new one`, async () => {
+    const T = 5;
+    const s = resumeOn2((c, m) => {
+      if (m.type === "join") c.send(room(c, T));
+    });
+    await withClient(s, async (sink, client) => {
+      const c = await s.conn(2);
+      await c.until("the rejoin", (m) => m.type === "join");
+      for (let i = 0; i < HELD_MAX; i += 100) c.send(...Array.from({ length: 100 }, (_, k) => msg(T + 1 + i + k)));
+      c.send({ type: "ping" });
+      await settled(c, 1);
+      expect(c.closedAt).toBeNull();
+      expect(client.held).toBe(HELD_MAX);
+
+      c.send(msg(T + 1 + HELD_MAX), { type: "ping" });
+      await settled(c, 2);
+      expect(c.of("pong")).toHaveLength(1);
+      expect(c.closedAt).not.toBeNull();
+      expect(lastReason(sink)).toBe(`protocol: the server sent more than ${HELD_MAX} live messages while the history of lobby was still being paged in`);
+      expect(client.held).toBe(0);
+      // None of them was shown: their history never came. Connection 3 resumes lobby as usual.
+      await reconnected(sink);
+      expect(sink.of("message")).toEqual([]);
+      expect((await s.conn(3)).of("join")).toEqual([{ type: "join", room: "lobby", since: 0 }]);
+    });
+  }, NET);
+
+  test("every page says more and brings one new message while live messages pour in: the held messages and the pages asked stay bounded", async () => {
+    const T = 1_000_000;
+    const BATCH = 100;
+    const STOP = 100;
+    let client: ChatClient | null = null;
+    const pages = { asked: 0, heldMax: 0 };
+    // One history message after `since`, more, and a batch of live messages far ahead of it.
+    const page = (c: HostileConn, since: number) =>
+      c.send(msg(since + 1, true), { type: "history_end", room: "lobby", count: 1, more: true }, ...Array.from({ length: BATCH }, (_, k) => msg(T + 1 + pages.asked * BATCH + k)));
+    const s = resumeOn2((c, m) => {
+      if (m.type === "join") {
+        c.send(room(c, T));
+        page(c, m.since ?? 0);
+      }
+      if (m.type === "history") {
+        pages.asked++;
+        pages.heldMax = Math.max(pages.heldMax, client!.held);
+        if (pages.asked < STOP) page(c, m.since ?? 0);
+        else c.send({ type: "ping" });
+      }
+    });
+    await withClient(s, async (sink) => {
+      const c = await s.conn(2);
+      await settled(c, 1);
+      expect(pages.heldMax).toBeLessThanOrEqual(HELD_MAX);
+      expect(pages.asked).toBeLessThanOrEqual(HELD_MAX / BATCH + 1);
+      expect(c.closedAt).not.toBeNull();
+      expect(c.of("pong")).toEqual([]);
+      expect(lastReason(sink)).toBe(`protocol: the server sent more than ${HELD_MAX} live messages while the history of lobby was still being paged in`);
+      await reconnected(sink);
+      // What the history brought was shown, each once, in order.
+      const seqs = sink.of("message").map((e) => e.seq);
+      expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+    }, 10, (made) => (client = made));
+  }, NET);
+
+  test(`held live messages that the history has overtaken do not count: a resume that catches up past ${HELD_MAX} live messages completes, every seq once`, async () => {
+    let last = 0; // the highest seq said in lobby so far
+    /** Sends `msgs` in records of 100. */
+    const sendAll = (c: HostileConn, msgs: Message[]) => {
+      for (let i = 0; i < msgs.length; i += 100) c.send(...msgs.slice(i, i + 100));
+    };
+    const say = (c: HostileConn, n: number) => sendAll(c, Array.from({ length: n }, () => msg(++last)));
+    // Pages of at most 1000 from `since` up to the last seq said, more until they reach it.
+    const page = (c: HostileConn, since: number) => {
+      const end = Math.min(since + 1000, last);
+      sendAll(c, [...Array.from({ length: end - since }, (_, i) => msg(since + 1 + i, true)), { type: "history_end", room: "lobby", count: end - since, ...(end < last ? { more: true } : {}) }]);
+    };
+    let asked = 0;
+    const s = resumeOn2((c, m) => {
+      if (m.type === "join") {
+        // The history up to the room's seq, marked more; meanwhile the room fills the client's held messages.
+        last = 5;
+        c.send(room(c, 5), ...[1, 2, 3, 4, 5].map((seq) => msg(seq, true)), { type: "history_end", room: "lobby", count: 5, more: true });
+        say(c, HELD_MAX);
+      }
+      if (m.type === "history") {
+        page(c, m.since ?? 0);
+        if (++asked === 1) say(c, 500);
+      }
+      if (m.type === "bye") polite(c, m);
+    });
+    await withClient(s, async (sink) => {
+      await reconnected(sink);
+      expect(sink.of("message").map((e) => e.seq)).toEqual(Array.from({ length: HELD_MAX + 505 }, (_, i) => i + 1));
+      expect(sink.of("reconnected")[0]!.rooms).toEqual([{ room: "lobby", missed: HELD_MAX + 505, gap: 0 }]);
+      expect(sink.of("disconnected")).toHaveLength(1);
+    });
+  }, NET);
+
+  for (const first of [[], [1, 2, 3]]) {
+    test(`a page marked more that brings nothing after since (${first.length === 0 ? "the join's answer" : "the second page"}) ends the connection instead of being asked again`, async () => {
+      const asked: Message<"history">[] = [];
+      // The same answer every time: `first`, then more.
+      const page = (c: HostileConn) => c.send(...first.map((seq) => msg(seq, true)), { type: "history_end", room: "lobby", count: first.length, more: true });
+      const s = resumeOn2((c, m) => {
+        if (m.type === "join") {
+          c.send(room(c, 10));
+          page(c);
+        }
+        if (m.type === "history") {
+          asked.push(m);
+          if (asked.length < 50) page(c);
+          else c.send({ type: "ping" });
+        }
+      });
+      await withClient(s, async (sink) => {
+        const c = await s.conn(2);
+        await settled(c, 1);
+        const since = first.at(-1) ?? 0;
+        expect(asked.map((h) => h.since)).toEqual(first.length === 0 ? [] : [since]);
+        expect(c.closedAt).not.toBeNull();
+        expect(lastReason(sink)).toBe(`protocol: the server said more history of lobby follows, but sent none after seq ${since}`);
+        await reconnected(sink);
+        expect(sink.of("message").map((e) => e.seq)).toEqual(first);
+      });
+    }, NET);
+  }
+
+  test("room answers to joins never sent end the connection: the client rejoins only the rooms it asked for", async () => {
+    const s = serve({
+      message: (c, m, n) => {
+        polite(c, m);
+        if (m.type === "join" && n === 1) c.send(...Array.from({ length: MAX_LIST }, (_, i): Message => ({ type: "room", room: `r${i}`, users: [c.user], seq: 0 })), { type: "ping" });
+      },
+    });
+    await withClient(s, async (sink, client) => {
+      const c = await s.conn(1);
+      await settled(c, 1);
+      expect(c.closedAt).not.toBeNull();
+      expect(c.of("pong")).toEqual([]);
+      expect(client.rooms).toEqual(["lobby"]);
+      expect(lastReason(sink)).toBe("protocol: the server answered a join of r0 that this client did not send");
+      await reconnected(sink);
+      expect((await s.conn(2)).of("join")).toEqual([{ type: "join", room: "lobby", since: 0 }]);
+      expect(client.rooms).toEqual(["lobby"]);
+    });
+  }, NET);
+
+  test("a server that breaks every resume meets a growing backoff, counted again from the last resume that completed", async () => {
+    const BASE = 10;
+    const s = serve({
+      message: (c, m, n) => {
+        // Connections 2…5 answer the rejoin with a page marked more that brings nothing.
+        if (n >= 2 && n <= 5 && m.type === "join") return c.send(room(c, 10), { type: "history_end", room: "lobby", count: 0, more: true });
+        polite(c, m);
+        if (m.type === "join" && (n === 1 || n === 6)) c.close();
+      },
+    });
+    await withClient(s, async (sink) => {
+      await reconnected(sink, 2);
+      const waits = sink.of("reconnecting");
+      expect(waits.map((e) => e.attempt)).toEqual([1, 2, 3, 4, 5, 1]);
+      // The announced waits double (times the jitter factor in [0.5, 1.5)): no attempt is made at once.
+      for (const e of waits) {
+        const wait = BASE * 2 ** (e.attempt - 1);
+        expect(e.in_ms).toBeGreaterThanOrEqual(Math.floor(0.5 * wait));
+        expect(e.in_ms).toBeLessThanOrEqual(Math.ceil(1.5 * wait));
+      }
+      expect(sink.of("disconnected").filter((e) => e.reason.startsWith("protocol: "))).toHaveLength(4);
+      // The first `reconnected` counts from the loss of the working connection, across the four broken resumes (each wait is slept in full).
+      const waited = waits.slice(0, 5).reduce((sum, e) => sum + e.in_ms, 0);
+      expect(sink.of("reconnected")[0]!.after_ms).toBeGreaterThanOrEqual(waited - 5);
+    }, BASE);
   }, NET);
 });
