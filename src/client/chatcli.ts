@@ -10,6 +10,9 @@
  * - `--json` or stdout not a terminal: one JSON object per event on stdout;
  *   diagnostics (local notes, disconnects, reconnects, lines not sent) also
  *   as text lines on stderr, for a person watching a bot.
+ * The ignore list (/ignore, src/client/ignores.ts) is the interactive
+ * screen's alone: piped input and JSON output carry every line, ignored
+ * users' too, as a bot or an auditor needs them; there /ignore says so.
  * Both reconnect after a dropped connection or a server restart (not with
  * `--no-reconnect`) and resume every room (src/client/chat.ts).
  * Output that waits for a slow reader of stdout is bounded (BoundedOutput).
@@ -23,6 +26,7 @@ import { ChatClient, type ChatEvent } from "./chat.ts";
 import { parseLine, runCommand } from "./chatcommands.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
 import { ChatWindow } from "./chatwindow.ts";
+import { IgnoreList } from "./ignores.ts";
 import type { ServerAddress } from "./connection.ts";
 import { BoundedOutput } from "./output.ts";
 import { promptHidden } from "./prompt.ts";
@@ -123,6 +127,8 @@ export async function runChat(a: ChatConfig): Promise<void> {
   };
 
   if (interactive) {
+    // Read first: a bad ignore list is a one-line error before anything is shown, never a screen that hides the wrong people.
+    const ignores = json ? null : new IgnoreList(addr.id, user);
     // Made before the client starts, so the first lines (connected, the room, its history) are in the scrollback.
     const s = new Screen({
       input: process.stdin,
@@ -131,7 +137,8 @@ export async function runChat(a: ChatConfig): Promise<void> {
       onLine: (line) => {
         const cmd = parseLine(line, true);
         if (!cmd) return;
-        void runCommand(client, cmd, { notify: (on) => win?.setNotify(on) }).then((goOn) => goOn || quit());
+        const front = { notify: (on: boolean) => win?.setNotify(on), ignore: (u?: string) => win?.ignore(u), unignore: (u: string) => win?.unignore(u) };
+        void runCommand(client, cmd, front).then((goOn) => goOn || quit());
       },
       onEof: () => quit(),
       onInterrupt: () => {
@@ -145,7 +152,7 @@ export async function runChat(a: ChatConfig): Promise<void> {
       pasteQuestion: (n) => `send ${n} lines to #${client.room}? [y/N] `,
     });
     screen = s;
-    if (!json) win = new ChatWindow(s, { get room() { return client.room; }, get rooms() { return client.rooms; }, switchTo: (r) => client.switchTo(r) }, user, color);
+    if (ignores) win = new ChatWindow(s, { get room() { return client.room; }, get rooms() { return client.rooms; }, switchTo: (r) => client.switchTo(r) }, user, color, ignores);
   }
 
   const client = new ChatClient(

@@ -18,6 +18,8 @@ export type Command =
   | { kind: "history"; limit: number }
   | { kind: "switch"; to: string }
   | { kind: "notify"; on: boolean }
+  | { kind: "ignore"; user?: string }
+  | { kind: "unignore"; user: string }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "error"; text: string };
@@ -33,15 +35,17 @@ export const HELP_TEXT = [
   "/me TEXT — an action: * you TEXT",
   "/history [N] — show the last N messages of the room (default 20)",
   "/notify off|on — the bell for mentions of your name and direct messages",
+  "/ignore [USER] — hide USER's messages, direct messages, joins and leaves (no bell); alone: list who you ignore",
+  "/unignore USER — show USER's lines again",
   "/help — this list",
   "/quit or /bye — leave (waits until the server has acknowledged what you sent)",
   "//text — send a line that starts with /",
-  "PgUp/PgDn scroll back; Tab completes names, rooms and commands.",
+  "PgUp/PgDn scroll back; Tab completes names, @names, rooms and commands.",
   "A bare \"bye\" is said to the room (piped input: it leaves, as /quit).",
 ];
 
 /** The commands, for Tab completion. */
-export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/msg", "/me", "/history", "/notify", "/help", "/quit", "/bye"];
+export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye"];
 
 /**
  * `interactive`: a person at a terminal, for whom a bare "bye" is something
@@ -68,6 +72,15 @@ export function parseLine(line: string, interactive = false): Command | null {
     }
     case "notify":
       return word === "on" || word === "off" ? { kind: "notify", on: word === "on" } : { kind: "error", text: "usage: /notify off or /notify on" };
+    case "ignore": {
+      const user = oneUser(rest);
+      if (word === "") return { kind: "ignore" };
+      return user ? { kind: "ignore", user } : { kind: "error", text: "usage: /ignore USER, or /ignore alone to list" };
+    }
+    case "unignore": {
+      const user = oneUser(rest);
+      return user ? { kind: "unignore", user } : { kind: "error", text: "usage: /unignore USER" };
+    }
     case "rooms":
     case "list":
       return { kind: "rooms" };
@@ -96,9 +109,19 @@ export function parseLine(line: string, interactive = false): Command | null {
   }
 }
 
-/** What only an interactive front end does (the bell). */
+/** The one user name (`bob` or `@bob`) of /ignore or /unignore, or null. */
+function oneUser(words: string[]): string | null {
+  const given = words.filter((w) => w !== "");
+  const user = (given[0] ?? "").replace(/^@/, "");
+  return given.length === 1 && USER_NAME_RE.test(user) ? user : null;
+}
+
+/** What only an interactive front end does (the bell, the ignore list). */
 export interface FrontEnd {
   notify(on: boolean): void;
+  /** `user`: start ignoring them; none: list who is ignored. */
+  ignore(user?: string): void;
+  unignore(user: string): void;
 }
 
 /** Runs one parsed command against the client. Returns false when the user asked to leave. */
@@ -132,6 +155,12 @@ export async function runCommand(client: ChatClient, cmd: Command, front?: Front
     case "notify":
       if (front) front.notify(cmd.on);
       else client.emit({ type: "local", text: "/notify is for the interactive client" });
+      return true;
+    case "ignore":
+    case "unignore":
+      if (!front) client.emit({ type: "local", text: `/${cmd.kind} is for the interactive client: piped and --json output carry every line` });
+      else if (cmd.kind === "unignore") front.unignore(cmd.user);
+      else front.ignore(cmd.user);
       return true;
     case "who":
       client.request({ type: "who", room: cmd.room ?? client.room });

@@ -19,13 +19,19 @@
  *   marked as not delivered, with the reason;
  * - Tab completes /commands at the start of a line, `#rooms`, and the names
  *   seen in `room`, `joined`, `left` and `members` events (a name that
- *   starts a line gets ": ").
+ *   starts a line gets ": "; after `@`, `@name`);
+ * - the users on the ignore list (/ignore, src/client/ignores.ts) are not
+ *   heard: their room messages (history too), direct messages, joins and
+ *   leaves are not shown, counted or rung for. Lists of names (`/who`, the
+ *   room line) still name them, and the engine still receives everything:
+ *   only this screen leaves it out.
  *
  * All remote text goes to the Screen as segments, which escapes it.
  */
 import type { ChatEvent } from "./chat.ts";
 import { COMMANDS } from "./chatcommands.ts";
 import { eventLine } from "./chatview.ts";
+import type { IgnoreChange, IgnoreList } from "./ignores.ts";
 import { colorize, dim, formatTime } from "./tui/colors.ts";
 import type { KeyName } from "./tui/keys.ts";
 import type { Segment } from "./tui/sanitize.ts";
@@ -37,6 +43,9 @@ export interface Rooms {
   readonly rooms: readonly string[];
   switchTo(room: string): boolean;
 }
+
+/** What the window needs of the ignore list (src/client/ignores.ts). */
+export type Ignores = Pick<IgnoreList, "has" | "list" | "add" | "remove">;
 
 /** The part of the Screen the window draws on. */
 export type WindowScreen = Pick<Screen, "print" | "setStatus" | "setPending" | "setPrompt" | "bell">;
@@ -66,6 +75,7 @@ export class ChatWindow {
     readonly rooms: Rooms,
     readonly me: string,
     readonly color: boolean,
+    readonly ignores: Ignores = { has: () => false, list: () => [], add: () => "absent", remove: () => "absent" },
   ) {
     // User names are [a-z0-9_-]: nothing in them needs escaping in a pattern but "-", which is literal outside a class.
     this.#mention = new RegExp(`(?<!${NAME_CHAR})${me}(?!${NAME_CHAR})`, "giu");
@@ -79,6 +89,35 @@ export class ChatWindow {
     this.notify = on;
     this.screen.print(this.#note(on ? "the bell rings for mentions and direct messages" : "no bell for mentions and direct messages (/notify on)"));
     this.#status();
+  }
+
+  /** /ignore USER, or /ignore alone: the list. */
+  ignore(user?: string): void {
+    if (user === undefined) {
+      const names = this.ignores.list();
+      return this.screen.print(this.#note(names.length === 0 ? "you ignore no one (/ignore USER)" : `you ignore ${names.join(", ")}`));
+    }
+    if (user === this.me) return this.screen.print(this.#note("you cannot ignore yourself"));
+    this.#changeIgnores(() => this.ignores.add(user), {
+      added: `ignoring ${user}: their messages, direct messages, joins and leaves are not shown (/unignore ${user})`,
+      already: `you already ignore ${user}`,
+    });
+  }
+
+  unignore(user: string): void {
+    this.#changeIgnores(() => this.ignores.remove(user), { removed: `no longer ignoring ${user}`, absent: `you do not ignore ${user}` });
+  }
+
+  /** Changes the list and says what became of it; a file that cannot be read or written leaves it as it was, and says why. */
+  #changeIgnores(change: () => IgnoreChange, say: Partial<Record<IgnoreChange, string>>): void {
+    let text: string;
+    try {
+      const result = change();
+      text = say[result] ?? result;
+    } catch (e) {
+      text = `the ignore list is unchanged: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    this.screen.print(this.#note(text));
   }
 
   /** Alt-1…9: that room; Alt-←/→: the previous/next one, round. */
@@ -101,6 +140,7 @@ export class ChatWindow {
     if (word.startsWith("#")) return this.rooms.rooms.map((r) => `#${r} `);
     const names = new Set<string>();
     for (const r of [this.rooms.room, ...this.rooms.rooms]) for (const n of this.#nicks.get(r) ?? []) if (n !== this.me) names.add(n);
+    if (word.startsWith("@")) return [...names].map((n) => `@${n} `);
     if (atStart) return [...names].map((n) => `${n}: `);
     return [...names, ...this.rooms.rooms].map((n) => `${n} `);
   }
@@ -125,18 +165,24 @@ export class ChatWindow {
         return this.#print(e);
       case "joined":
         this.#nicks.get(e.room)?.add(e.user);
+        if (this.ignores.has(e.user)) return;
         return this.#print(e);
       case "left":
         if (e.user === this.me) {
           this.#nicks.delete(e.room);
           this.#unread.delete(e.room);
           this.#mentions.delete(e.room);
-        } else this.#nicks.get(e.room)?.delete(e.user);
+        } else {
+          this.#nicks.get(e.room)?.delete(e.user);
+          if (this.ignores.has(e.user)) return;
+        }
         this.#print(e);
         return this.#status();
       case "message":
+        if (this.ignores.has(e.from)) return;
         return this.#message(e);
       case "direct":
+        if (e.from !== this.me && this.ignores.has(e.from)) return;
         this.#print(e);
         if (e.from !== this.me && this.notify) this.screen.bell();
         return;

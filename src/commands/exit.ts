@@ -53,6 +53,7 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
   },
   config_invalid: { exit: EXIT.USAGE, hints: (d) => [`fix or remove ${d.path}: it may hold only server = "HOST:PORT", user = "NAME" and # comments`] },
   config_unsafe: { exit: EXIT.USAGE, hints: (d) => [`if its contents are yours, run "chmod 600 ${d.path}"`] },
+  ignore_file_invalid: { exit: EXIT.USAGE, hints: (d) => [`fix or remove ${d.path}: it holds the users /ignore hides, one user name a line`] },
   connect_failed: { hints: (d) => connectHints(d) },
   connect_timeout: { hints: () => ["check the address and that the server is running; a firewall may be dropping the connection"] },
   identity_exists: { hints: (d) => [`log in with "securechat login ${d.user}", or remove ${d.path} if that account is gone`] },

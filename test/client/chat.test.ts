@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ChatClient, WINDOW } from "../../src/client/chat.ts";
 import { COMMANDS, type Command, HELP_TEXT, parseLine, runCommand } from "../../src/client/chatcommands.ts";
+import { existsSync } from "node:fs";
+import { ignorePath } from "../../src/client/ignores.ts";
 import { terminalText } from "../../src/text.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
@@ -57,6 +59,13 @@ describe("parseLine", () => {
     ["/switch 2", { kind: "switch", to: "2" }],
     ["/notify off", { kind: "notify", on: false }],
     ["/notify on", { kind: "notify", on: true }],
+    ["/ignore", { kind: "ignore" }],
+    ["/ignore   ", { kind: "ignore" }],
+    ["/ignore bob", { kind: "ignore", user: "bob" }],
+    ["/ignore @bob", { kind: "ignore", user: "bob" }],
+    ["/IGNORE  bob ", { kind: "ignore", user: "bob" }],
+    ["/unignore bob", { kind: "unignore", user: "bob" }],
+    ["/unignore @bob", { kind: "unignore", user: "bob" }],
   ];
   for (const [line, want] of cases) {
     test(JSON.stringify(line), () => {
@@ -93,6 +102,12 @@ describe("parseLine", () => {
     ["/switch Not!", /usage: \/switch/],
     ["/notify", /usage: \/notify/],
     ["/notify maybe", /usage: \/notify/],
+    ["/ignore Bob", /usage: \/ignore/],
+    ["/ignore bob carol", /usage: \/ignore/],
+    ["/ignore @", /usage: \/ignore/],
+    ["/ignore ../x", /usage: \/ignore/],
+    ["/unignore", /usage: \/unignore/],
+    ["/unignore b", /usage: \/unignore/],
     ["/frobnicate now", /unknown command \/frobnicate/],
     ["/", /unknown command/],
   ];
@@ -133,6 +148,15 @@ describe("ChatClient without a connection", () => {
     expect(sink.of("local").at(-1)?.text).toMatch(/usage: \/join/);
     expect(await runCommand(client, parseLine("bye")!)).toBe(false);
     expect(await runCommand(client, parseLine("/quit")!)).toBe(false);
+  });
+
+  test("piped or --json, /ignore says the list is the interactive screen's, and nothing is filtered or written", async () => {
+    const { client, sink } = offline();
+    expect(await runCommand(client, parseLine("/ignore bob")!)).toBe(true);
+    expect(sink.of("local").at(-1)?.text).toBe("/ignore is for the interactive client: piped and --json output carry every line");
+    await runCommand(client, parseLine("/unignore bob")!);
+    expect(sink.of("local").at(-1)?.text).toBe("/unignore is for the interactive client: piped and --json output carry every line");
+    expect(existsSync(ignorePath("127.0.0.1:1", "alice"))).toBe(false);
   });
 
   test("a line typed while not connected is queued (said so); quitting before a connection reports it unsent, never silently", async () => {

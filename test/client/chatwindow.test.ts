@@ -8,7 +8,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { ChatEvent } from "../../src/client/chat.ts";
-import { ChatWindow, type Rooms, type WindowScreen } from "../../src/client/chatwindow.ts";
+import { ChatWindow, type Ignores, type Rooms, type WindowScreen } from "../../src/client/chatwindow.ts";
+import type { IgnoreChange } from "../../src/client/ignores.ts";
 import { formatTime } from "../../src/client/tui/colors.ts";
 import type { Line } from "../../src/client/tui/screen.ts";
 import { renderSegments } from "../../src/client/tui/sanitize.ts";
@@ -62,11 +63,34 @@ class FakeRooms implements Rooms {
   }
 }
 
+/** An ignore list in memory; `broken` makes every change fail as an unreadable file would. */
+class FakeIgnores implements Ignores {
+  names = new Set<string>();
+  broken: string | null = null;
+  has(name: string): boolean {
+    return this.names.has(name);
+  }
+  list(): string[] {
+    return [...this.names].sort();
+  }
+  add(name: string): IgnoreChange {
+    if (this.broken) throw new Error(this.broken);
+    if (this.names.has(name)) return "already";
+    this.names.add(name);
+    return "added";
+  }
+  remove(name: string): IgnoreChange {
+    if (this.broken) throw new Error(this.broken);
+    return this.names.delete(name) ? "removed" : "absent";
+  }
+}
+
 function setup() {
   const screen = new FakeScreen();
   let win!: ChatWindow;
   const rooms = new FakeRooms((e) => win.show(e));
-  win = new ChatWindow(screen, rooms, "alice", false);
+  const ignores = new FakeIgnores();
+  win = new ChatWindow(screen, rooms, "alice", false, ignores);
   rooms.ready = true;
   const join = (room: string, users: string[]) => {
     rooms.rooms.push(room);
@@ -75,7 +99,7 @@ function setup() {
   };
   let seq = 0;
   const say = (room: string, from: string, t: string, history = false): ChatEvent => ({ type: "message", room, seq: ++seq, ts: 0, from, text: t, ...(history ? { history: true } : {}) });
-  return { screen, rooms, win, join, say };
+  return { screen, rooms, win, join, say, ignores };
 }
 
 describe("rooms as windows", () => {
@@ -207,5 +231,76 @@ describe("rooms as windows", () => {
     expect(win.complete("#", false)).toEqual(["#general "]);
     expect(win.complete("", true).sort()).toEqual(["bob: ", "carol: "]);
     expect(win.complete("", false).sort()).toEqual(["bob ", "carol ", "general "]);
+  });
+
+  test("Tab after @ completes @names, at the start of a line and after other words", () => {
+    const { win, join } = setup();
+    join("general", ["alice", "bob"]);
+    join("ops", ["alice", "carol"]);
+    expect(win.complete("@", true).sort()).toEqual(["@bob ", "@carol "]);
+    expect(win.complete("@b", false).sort()).toEqual(["@bob ", "@carol "]);
+    expect(win.complete("@", false)).not.toContain("@alice ");
+  });
+});
+
+describe("/ignore", () => {
+  test("an ignored user's messages, direct messages, joins and leaves are not shown, counted or rung; others' are", () => {
+    const { screen, win, join, say } = setup();
+    join("general", ["alice", "bob", "carol"]);
+    join("ops", ["alice"]);
+    win.ignore("bob");
+    expect(screen.printed.at(-1)).toBe("-- ignoring bob: their messages, direct messages, joins and leaves are not shown (/unignore bob)");
+    const before = screen.printed.length;
+    win.show(say("general", "bob", "alice, look!"));
+    win.show(say("general", "bob", "from the past, alice", true));
+    win.show({ type: "direct", seq: 1, ts: 0, from: "bob", to: "alice", text: "psst alice" });
+    win.show({ type: "joined", room: "ops", user: "bob", ts: 0 });
+    win.show({ type: "left", room: "ops", user: "bob", ts: 0 });
+    expect(screen.printed.length).toBe(before);
+    expect(screen.bells).toBe(0);
+    expect(screen.status).toBe("[1:#general] [2:#ops*]");
+    // carol is heard as before.
+    win.show(say("general", "carol", "alice?"));
+    expect(screen.printed.at(-1)).toBe("HH:MM #general <carol> alice?");
+    expect(screen.bells).toBe(1);
+    expect(screen.status).toBe("[1:#general 1 @1] [2:#ops*]");
+    // Lists of names still name bob; he can still be completed (to /unignore him, or to answer).
+    win.show({ type: "members", room: "general", users: ["alice", "bob", "carol"] });
+    expect(screen.printed.at(-1)).toContain("bob");
+    expect(win.complete("@b", false)).toContain("@bob ");
+  });
+
+  test("/unignore: bob is heard again; a DM of alice's own to an ignored user is still shown", () => {
+    const { screen, win, join, say } = setup();
+    join("general", ["alice", "bob"]);
+    win.ignore("bob");
+    win.show({ type: "direct", seq: 1, ts: 0, from: "alice", to: "bob", text: "from my other session" });
+    expect(screen.printed.at(-1)).toContain("from my other session");
+    win.unignore("bob");
+    expect(screen.printed.at(-1)).toBe("-- no longer ignoring bob");
+    win.show(say("general", "bob", "back, alice"));
+    expect(screen.printed.at(-1)).toBe("HH:MM <bob> back, alice");
+    expect(screen.bells).toBe(1);
+  });
+
+  test("the list, twice, yourself, someone not ignored, and a list that cannot be changed", () => {
+    const { screen, win, join, ignores } = setup();
+    join("general", ["alice"]);
+    win.ignore();
+    expect(screen.printed.at(-1)).toBe("-- you ignore no one (/ignore USER)");
+    win.ignore("dave");
+    win.ignore("bob");
+    win.ignore("bob");
+    expect(screen.printed.at(-1)).toBe("-- you already ignore bob");
+    win.ignore();
+    expect(screen.printed.at(-1)).toBe("-- you ignore bob, dave");
+    win.ignore("alice");
+    expect(screen.printed.at(-1)).toBe("-- you cannot ignore yourself");
+    win.unignore("carol");
+    expect(screen.printed.at(-1)).toBe("-- you do not ignore carol");
+    ignores.broken = "/home/a/accounts/h:1/alice.ignore: line 3 is not a user name";
+    win.ignore("carol");
+    expect(screen.printed.at(-1)).toBe("-- the ignore list is unchanged: /home/a/accounts/h:1/alice.ignore: line 3 is not a user name");
+    expect(ignores.list()).toEqual(["bob", "dave"]);
   });
 });

@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { fromBase64, fromHex, toBase64, toHex, utf8 } from "../../src/bytes.ts";
 import { identityPath, loadIdentity, saveIdentity } from "../../src/client/keystore.ts";
+import { IGNORE_FILE_MAX, IGNORE_MAX, ignorePath, loadIgnores, saveIgnores } from "../../src/client/ignores.ts";
 import { findKnownHost, knownHostsPath } from "../../src/client/known_hosts.ts";
 import { loadTicket, saveTicket, ticketPath } from "../../src/client/tickets.ts";
 import { ed25519Generate, sha256 } from "../../src/crypto/index.ts";
@@ -148,5 +149,25 @@ describe("PROTOCOL.md A.4 and Appendix B: known_hosts and the host key files", (
     const known = findKnownHost(SERVER)!;
     expect(toHex(known.key)).toBe(V.inputs.host_key_public);
     expect(known.line).toBe(2);
+  });
+});
+
+describe("PROTOCOL.md A.5: the ignore list", () => {
+  const a5 = section("### A.5 The ignore list: `USER.ignore`");
+  const example = blocks(a5)[0]!;
+
+  test("the example reads with the reference, and the reference writes it byte for byte", () => {
+    const server = "files-spec-ignore.test:7447";
+    mkdirSync(dirname(ignorePath(server, "alice")), { recursive: true, mode: 0o700 });
+    writeFileSync(ignorePath(server, "alice"), example, { mode: 0o600 });
+    const names = loadIgnores(server, "alice");
+    expect([...names]).toEqual(["bob", "mallory"]);
+    saveIgnores(server, "alice", ["mallory", "bob"]);
+    expect(readFileSync(ignorePath(server, "alice"), "utf8")).toBe(example);
+  });
+
+  test("the limits the appendix gives are the reference's", () => {
+    expect(a5).toContain(`more than ${IGNORE_MAX} distinct names`);
+    expect(a5).toContain(`larger than ${IGNORE_FILE_MAX} bytes`);
   });
 });

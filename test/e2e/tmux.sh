@@ -18,7 +18,10 @@
 # password asked mid-chat with the screen suspended (never shown, never in
 # the room or the line history), after a restart and after the session
 # expired while connected, and Ctrl-C in that prompt (exit 1, the login
-# hint, a cooked terminal).
+# hint, a cooked terminal). Then /ignore in a second session of alice's: Tab
+# completes @bob; bob's messages, direct message, joins and leaves are not
+# shown, nor after a restart (the list is kept in a 0600 file), nor his lines
+# in the room's history; /ignore lists him; after /unignore he is heard.
 # Everything lives in a temporary directory; the servers, bob's listener and
 # the tmux server are stopped on every exit path; every wait is a bounded poll.
 set -uo pipefail
@@ -368,6 +371,66 @@ screen exp | grep -qE '^\s+at |Error:' && { bad "carol: the pane shows an error 
 # The scroll region is reset: the hint is on the bottom rows, not written over the top of the screen.
 screen exp | tail -n 4 | grep -q '^hint: run' && ok || { bad "carol: the exit message is not at the bottom"; dump exp; }
 tm kill-session -t exp
+
+# ---- /ignore: bob is not heard, after a restart too, until /unignore; Tab after @ ----
+# A second session of alice's ("ign"). Each check that something is NOT shown
+# waits first for a line of alice's own typed after it: the server sends bob's
+# lines to her before the ack of that line, so by then they were handled.
+ign_cmd() { echo "SECURECHAT_HOME=$(q "$work/home-alice") NO_COLOR=1 $(q "$bin") chat --user alice --server $srv; echo EXIT:\$? > $(q "$work/ign.exit")"; }
+# ign_say TEXT: alice says TEXT in the ign session and waits until it is acknowledged.
+ign_say() {
+  tm send-keys -t ign -l "$1"; tm send-keys -t ign Enter
+  wait_screen "^[0-9]{2}:[0-9]{2} <alice> $1\$" ign || { bad "ign: alice's '$1' was not acknowledged"; dump ign; }
+}
+# ign_quit: /quit, exit 0.
+ign_quit() {
+  tm send-keys -t ign -l "/quit"; tm send-keys -t ign Enter
+  if wait_file "$work/ign.exit"; then [ "$(cat "$work/ign.exit")" = "EXIT:0" ] && ok || bad "ign: /quit gave $(cat "$work/ign.exit")"; else bad "ign: /quit did not end the client"; dump ign; fi
+  tm kill-session -t ign
+  rm -f "$work/ign.exit"
+}
+ign_file="$work/home-alice/accounts/$srv/alice.ignore"
+tm new-session -d -s ign -x 100 -y 30 "$(ign_cmd)" \; set-option -t ign remain-on-exit on
+wait_input "alice@#general>" ign && ok || { bad "ign: no prompt"; dump ign; }
+tm send-keys -t ign -l "hi @b"; tm send-keys -t ign Tab
+wait_input "alice@#general> hi @bob" ign && ok || { bad "ign: Tab did not complete @bob"; dump ign; }
+tm send-keys -t ign C-u
+tm send-keys -t ign -l "/ignore bob"; tm send-keys -t ign Enter
+wait_screen '^-- ignoring bob: their messages, direct messages, joins and leaves are not shown \(/unignore bob\)$' ign && ok || { bad "ign: /ignore bob not confirmed"; dump ign; }
+[ "$(cat "$ign_file" 2>/dev/null)" = "bob" ] && ok || bad "the ignore file does not hold bob: '$(cat "$ign_file" 2>&1)'"
+mode_is "the ignore file" "$ign_file" 600
+printf '%s\n' "/msg alice psst while ignored" "alice: bob speaks while ignored" >"$work/bob-says.txt"
+SECURECHAT_HOME="$work/home-bob" "$bin" chat --server "$srv" <"$work/bob-says.txt" >/dev/null 2>&1 && ok || bad "bob could not speak"
+ign_say "marker one"
+tm capture-pane -p -S - -t ign | sed 's/ *$//' | sed -n '/^-- ignoring bob/,$p' | tail -n +2 >"$work/ign1.txt"
+grep -q 'marker one$' "$work/ign1.txt" && ok || { bad "ign: no marker after the /ignore line"; show "$work/ign1.txt"; }
+grep -E 'bob|psst' "$work/ign1.txt" && { bad "ign: something of bob's was shown while he is ignored"; show "$work/ign1.txt"; } || ok
+[ "$(status_row ign)" = "[1:#general*]" ] && ok || { bad "ign: status row while bob is ignored: '$(status_row ign)'"; dump ign; }
+# The list holds after a restart: bob's lines are not in the history either, nor his new ones.
+ign_quit
+tm new-session -d -s ign -x 100 -y 30 "$(ign_cmd)" \; set-option -t ign remain-on-exit on
+wait_input "alice@#general>" ign && ok || { bad "ign (restarted): no prompt"; dump ign; }
+bob_says "bob speaks after the restart"
+ign_say "marker two"
+tm capture-pane -p -S - -t ign | sed 's/ *$//' >"$work/ign2.txt"
+grep -qE '^\[history\] [0-9]{2}:[0-9]{2} <alice> marker one$' "$work/ign2.txt" && ok || { bad "ign (restarted): the room's history is not shown"; show "$work/ign2.txt"; }
+grep -E '<bob>|bob (joined|left)|psst' "$work/ign2.txt" && { bad "ign (restarted): bob is shown though still ignored"; show "$work/ign2.txt"; } || ok
+tm send-keys -t ign -l "/ignore"; tm send-keys -t ign Enter
+wait_screen '^-- you ignore bob$' ign && ok || { bad "ign: /ignore does not list bob"; dump ign; }
+tm send-keys -t ign -l "/unignore bob"; tm send-keys -t ign Enter
+wait_screen '^-- no longer ignoring bob$' ign && ok || { bad "ign: /unignore bob not confirmed"; dump ign; }
+[ -e "$ign_file" ] && [ ! -s "$ign_file" ] && ok || bad "the ignore file is not empty after /unignore"
+bob_says "bob is heard again"
+wait_screen '^[0-9]{2}:[0-9]{2} <bob> bob is heard again$' ign && ok || { bad "ign: bob not shown after /unignore"; dump ign; }
+ign_quit
+# A broken list: one line saying which file and line, exit 2, no screen and no trace.
+printf 'bob\nNot A Name\n' >"$ign_file"
+tm new-session -d -s ign -x 100 -y 30 "$(ign_cmd)" \; set-option -t ign remain-on-exit on
+if wait_file "$work/ign.exit"; then [ "$(cat "$work/ign.exit")" = "EXIT:2" ] && ok || bad "ign with a broken list: $(cat "$work/ign.exit"), want EXIT:2"; else bad "ign with a broken list did not end"; dump ign; fi
+# With the scrollback (-S -): the error and its hint wrap, and can push the first row up.
+tm capture-pane -p -S - -t ign | grep -qF "securechat: $ign_file: line 2" && ok || { bad "ign: the broken list is not named with its line"; dump ign; }
+screen ign | grep -qE '^\s+at |Error:|alice@#general>' && { bad "ign: a trace or the chat screen with a broken list"; dump ign; } || ok
+tm kill-session -t ign
 
 # /quit ends the client with exit 0; the pane's process is dead.
 tm send-keys -t alice -l "/quit"; tm send-keys -t alice Enter
