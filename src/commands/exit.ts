@@ -49,7 +49,9 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
             `to use your session there, pass --server ${d.elsewhere} (or set it as the default: SECURECHAT_SERVER or server = in config.toml)`,
             `host names are not aliases here: to chat at ${d.server}, log in there with "securechat login NAME --server ${d.server}"`,
           ]
-        : ["pass --user NAME"],
+        : d.server
+          ? [`nobody has logged in to ${d.server} from this machine: "securechat register NAME --server ${d.server}" makes an account, "securechat login NAME --server ${d.server}" uses one you have`]
+          : ["pass --user NAME"],
   },
   config_invalid: { exit: EXIT.USAGE, hints: (d) => [`fix or remove ${d.path}: it may hold only server = "HOST:PORT", user = "NAME" and # comments`] },
   config_unsafe: { exit: EXIT.USAGE, hints: (d) => [`if its contents are yours, run "chmod 600 ${d.path}"`] },

@@ -290,11 +290,11 @@ describe("runtime outcomes without a server", () => {
     expectNoStack(r.stderr);
   });
 
-  test("chat with nobody logged in to the server is a usage error naming --user", async () => {
+  test("chat with nobody logged in to the server is a usage error saying how to log in", async () => {
     const r = await run("chat", "--server", "cli-test-nobody.invalid:7447");
     expect(r.code).toBe(EXIT.USAGE);
     expect(r.stderr).toContain("nobody is logged in to cli-test-nobody.invalid:7447");
-    expect(r.stderr).toContain("hint: pass --user NAME");
+    expect(r.stderr).toContain('"securechat login NAME --server cli-test-nobody.invalid:7447" uses one you have');
     expectNoStack(r.stderr);
   });
 

@@ -132,9 +132,12 @@ describe("host names are not aliases, but the error says where you do have sessi
     );
   });
 
-  test("with no session anywhere, the hint is --user", async () => {
+  test("with no session anywhere, the hint is how to start: register, or login to an account you have", async () => {
     const r = await run("chat", "--server", "localhost:7447");
-    expect(r.stderr).toBe("securechat: nobody is logged in to localhost:7447\nhint: pass --user NAME\n");
+    expect(r.stderr).toBe(
+      "securechat: nobody is logged in to localhost:7447\n" +
+        'hint: nobody has logged in to localhost:7447 from this machine: "securechat register NAME --server localhost:7447" makes an account, "securechat login NAME --server localhost:7447" uses one you have\n',
+    );
   });
 });
 

@@ -53,7 +53,7 @@ srv="127.0.0.1:$port"
 input=""
 run "chat with nobody logged in" 2 as nobody "$bin" chat --server "$srv"
 expect "nobody logged in says so" "nobody is logged in to $srv"
-expect "nobody logged in hints at --user" "hint: pass --user NAME"
+expect "nobody logged in says how to start" "\"securechat register NAME --server $srv\" makes an account"
 
 # Register each once: that also logs in and stores a ticket.
 declare -A pw=([alice]="correct horse battery staple" [carol]="purple elephants dance at noon" [dave]="seven quiet rivers under snow")
