@@ -18,6 +18,8 @@ import {
   REASON_TEXT_MAX,
   ROOM_NAME_MAX,
   ROOM_NAME_RE,
+  SESSION_LIST_MAX,
+  SOURCE_TEXT_MAX,
   USER_NAME_MAX,
   USER_NAME_RE,
 } from "./limits.ts";
@@ -86,6 +88,16 @@ const bool: Field<boolean> = {
   optional: false,
   parse(v, where) {
     if (typeof v !== "boolean") invalid(where, "must be true or false");
+    return v;
+  },
+  encode: (v) => v,
+};
+
+/** A session's or ticket's reference in `sessions` and `revoke_session` (PROTOCOL.md §7.8): 12 lowercase hex digits. */
+const sessionRef: Field<string> = {
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string" || !/^[0-9a-f]{12}$/.test(v)) invalid(where, "must be a session id (12 lowercase hex digits)");
     return v;
   },
   encode: (v) => v,
@@ -231,6 +243,9 @@ const SCHEMAS = {
   who: { room: roomName },
   rooms: {},
   history: { room: roomName, limit: int(1, 1000), since: optional(int(0, Number.MAX_SAFE_INTEGER)) },
+  // The user's own sessions and tickets (PROTOCOL.md §7.8).
+  session_list: {},
+  revoke_session: { id: sessionRef },
   // Chat events and answers, server to client (PROTOCOL.md §7.2).
   ack: {
     id: int(0, Number.MAX_SAFE_INTEGER),
@@ -264,6 +279,22 @@ const SCHEMAS = {
   room_list: { rooms: list(object({ name: roomName, users: int(0, Number.MAX_SAFE_INTEGER) }), MAX_LIST) },
   history_end: { room: roomName, count: int(0, 1000), more: optional(bool) },
   notice: { code: text(ERROR_CODE_MAX, 1), text: text(ERROR_TEXT_MAX) },
+  sessions: {
+    live: list(
+      object({
+        id: sessionRef,
+        source: text(SOURCE_TEXT_MAX),
+        since: int(0, Number.MAX_SAFE_INTEGER),
+        expires: int(0, Number.MAX_SAFE_INTEGER),
+        ticket: optional(sessionRef),
+        current: optional(bool),
+      }),
+      SESSION_LIST_MAX,
+    ),
+    tickets: list(object({ id: sessionRef, since: int(0, Number.MAX_SAFE_INTEGER), expires: int(0, Number.MAX_SAFE_INTEGER) }), SESSION_LIST_MAX),
+    more_tickets: optional(int(1, Number.MAX_SAFE_INTEGER)),
+  },
+  revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
 } as const satisfies Record<string, Fields>;
 
 type Schemas = typeof SCHEMAS;

@@ -107,6 +107,25 @@ export class Store {
     return this.db.query("DELETE FROM tickets WHERE hash = ?").run(hash).changes === 1;
   }
 
+  /** The user's unexpired tickets, newest first, at most `limit`; and how many there are in all. */
+  ticketsOf(user: string, now: number, limit: number): { tickets: { hash: Uint8Array; createdAt: number; expiresAt: number }[]; total: number } {
+    const rows = this.db
+      .query<{ hash: Uint8Array; created_at: number; expires_at: number }, [string, number, number]>(
+        "SELECT hash, created_at, expires_at FROM tickets WHERE user = ? AND expires_at > ? ORDER BY created_at DESC, hash LIMIT ?",
+      )
+      .all(user, now, limit);
+    const total = this.db.query<{ n: number }, [string, number]>("SELECT count(*) AS n FROM tickets WHERE user = ? AND expires_at > ?").get(user, now)!.n;
+    return { tickets: rows.map((r) => ({ hash: new Uint8Array(r.hash), createdAt: r.created_at, expiresAt: r.expires_at })), total };
+  }
+
+  /** The hashes of the user's unexpired tickets whose hash starts with `prefix`. */
+  ticketsByPrefix(user: string, prefix: Uint8Array, now: number): Uint8Array[] {
+    return this.db
+      .query<{ hash: Uint8Array }, [string, number, number, Uint8Array]>("SELECT hash FROM tickets WHERE user = ? AND expires_at > ? AND substr(hash, 1, ?) = ?")
+      .all(user, now, prefix.length, prefix)
+      .map((r) => new Uint8Array(r.hash));
+  }
+
   pruneTickets(now: number): number {
     return this.db.query("DELETE FROM tickets WHERE expires_at <= ?").run(now).changes;
   }

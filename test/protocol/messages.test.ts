@@ -62,6 +62,7 @@ type Kind =
   | { kind: "user" }
   | { kind: "bool" }
   | { kind: "room" }
+  | { kind: "ref" }
   | { kind: "list"; item: Kind; max: number }
   | { kind: "object"; fields: Record<string, FieldSpec> };
 type FieldSpec = Kind & { optional?: true };
@@ -131,6 +132,21 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   room_list: { rooms: { kind: "list", item: { kind: "object", fields: { name: ROOM, users: { kind: "int", min: 0, max: SAFE } } }, max: 1000 } },
   history_end: { room: ROOM, count: { kind: "int", min: 0, max: 1000 }, more: { kind: "bool", optional: true } },
   notice: { code: CODE, text: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
+  session_list: {},
+  revoke_session: { id: { kind: "ref" } },
+  sessions: {
+    live: {
+      kind: "list",
+      item: {
+        kind: "object",
+        fields: { id: { kind: "ref" }, source: { kind: "text", min: 0, max: 64 }, since: TS, expires: TS, ticket: { kind: "ref", optional: true }, current: { kind: "bool", optional: true } },
+      },
+      max: 100,
+    },
+    tickets: { kind: "list", item: { kind: "object", fields: { id: { kind: "ref" }, since: TS, expires: TS } }, max: 100 },
+    more_tickets: { kind: "int", min: 1, max: SAFE, optional: true },
+  },
+  revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
