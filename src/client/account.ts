@@ -228,3 +228,42 @@ export async function logout(o: AccountOptions): Promise<"revoked" | "expired" |
   }
   return "revoked";
 }
+
+/**
+ * One session request (PROTOCOL.md §7.8) on a ticket session of its own:
+ * the answer of type `want`. A `notice` refusing it (`unknown_session`,
+ * `current_session`, `not_recorded`, `flood`) becomes `session_refused`;
+ * `slow_down` only means the answer comes later.
+ */
+async function sessionRequest<T extends "sessions" | "revoked">(o: AccountOptions, req: Message<"session_list" | "revoke_session">, want: T): Promise<Message<T>> {
+  checkUserName(o.user);
+  const resumed = await resumeWithTicket(o);
+  if (!resumed) throw new SecureChatError("no_ticket", `no valid session ticket for ${o.user} at ${o.addr.id}`, { detail: { user: o.user, server: o.addr.id } });
+  const { session } = resumed;
+  try {
+    session.send(req);
+    for (;;) {
+      for (const m of await session.receive()) {
+        if (m.type === want) {
+          session.send({ type: "bye", reason: "done" });
+          return m as Message<T>;
+        }
+        if (m.type === "ping") session.send({ type: "pong" });
+        if (m.type === "error") throw refusal(m);
+        if (m.type === "notice" && m.code !== "slow_down") throw new SecureChatError("session_refused", m.text, { detail: { refusal: m.code } });
+      }
+    }
+  } finally {
+    session.close();
+  }
+}
+
+/** The user's live sessions and tickets at the server (`securechat sessions`). */
+export function listSessions(o: AccountOptions): Promise<Message<"sessions">> {
+  return sessionRequest(o, { type: "session_list" }, "sessions");
+}
+
+/** Ends the session, or revokes the ticket, named `id` (`securechat sessions revoke ID`). */
+export function revokeSession(o: AccountOptions, id: string): Promise<Message<"revoked">> {
+  return sessionRequest(o, { type: "revoke_session", id }, "revoked");
+}
