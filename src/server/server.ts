@@ -156,6 +156,10 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   loginTicket: Uint8Array | null = null;
   /** When the session ends (--session-max, or its login ticket's expiry). */
   expiresAt = Number.POSITIVE_INFINITY;
+  /** How it logged in: only a session opened with the password may change it (PROTOCOL.md §7.8). */
+  method: "register" | "ticket" | "password" | null = null;
+  /** A change_password is being hashed: a second one waits for nothing and is refused. */
+  changingPassword = false;
   failures = 0;
   deadline: ReturnType<typeof setTimeout> | null;
   readonly source: string;
@@ -344,6 +348,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.ticket = ok.ticket;
       this.loginTicket = ok.loginTicket;
       this.expiresAt = ok.expiresAt;
+      this.method = ok.method;
       this.user = ok.user;
       this.phase = "ready";
       this.hs = null;
@@ -410,6 +415,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.sessionsOf(this))) });
       case "revoke_session":
         return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeSession(this, m.id))) });
+      case "change_password":
+        return this.server.chat.handle(this, { type: m.type, run: () => void this.server.changePassword(this, m) });
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
@@ -796,6 +803,55 @@ export class ChatServer {
     const ended = before - this.#liveOf(me.user).length;
     this.log.info("session_revoked", { user: me.user, source: me.source, target: id, ended });
     return { type: "revoked", id, ended };
+  }
+
+  /**
+   * `change_password` (PROTOCOL.md §7.8): only on a session opened with the
+   * password and the identity key (a login's full proof, with its limits and
+   * penalties), one at a time. The new password passes the register policy
+   * and is hashed in the argon2id gate; the change is recorded
+   * (`password_changed`, never the password) before the verifier is
+   * replaced. With `end_sessions`, every other ticket of the user is revoked
+   * and every other live session ends (`session_revoked`).
+   */
+  async changePassword(me: Connection, m: Message<"change_password">): Promise<void> {
+    const answer = (msg: Message) => me.post(encodeMessage(msg));
+    const refuse = (code: string, text: string) => answer({ type: "notice", code, text });
+    if (me.method !== "password") return refuse("password_login_needed", "log in with your password (not a ticket) to change it");
+    if (me.changingPassword) return refuse("password_busy", "a password change is already under way on this session");
+    me.changingPassword = true;
+    try {
+      let verifier: string;
+      try {
+        verifier = await this.accounts.newVerifier(me.user, m.new_password);
+      } catch (e) {
+        if (isSecureChatError(e, "password_policy") || isSecureChatError(e, "server_busy")) return refuse(e.code, e.message);
+        throw e;
+      }
+      if (!me.authenticated) return;
+      if (!this.journal.recording) return refuse("not_recorded", "the server cannot record the change right now (its transcript is failing); retry later");
+      this.journal.append({ kind: "password_changed", user: me.user, session: me.session, ended: Boolean(m.end_sessions), ts: Date.now() });
+      this.store.setVerifier(me.user, verifier);
+      let ended = 0;
+      if (m.end_sessions) {
+        const keep = me.ticketHashes();
+        const { tickets } = this.store.ticketsOf(me.user, Date.now(), Number.MAX_SAFE_INTEGER);
+        for (const t of tickets) if (!keep.some((k) => constantTimeEqual(k, t.hash))) this.store.revokeTicket(t.hash);
+        const err = { code: "session_revoked", message: `the password of ${me.user} was changed from ${me.source}; log in again` };
+        for (const c of this.#liveOf(me.user)) {
+          if (c === me) continue;
+          this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
+          c.end(err);
+          ended++;
+        }
+      }
+      this.log.info("password_changed", { user: me.user, source: me.source, ended });
+      answer({ type: "password_changed", ended });
+    } catch (e) {
+      me.fail(e);
+    } finally {
+      me.changingPassword = false;
+    }
   }
 
   private admit(socket: Socket<Connection>): void {

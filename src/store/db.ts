@@ -89,6 +89,11 @@ export class Store {
     return row ? { name: row.name, identityKey: new Uint8Array(row.identity_key), verifier: row.verifier, createdAt: row.created_at } : null;
   }
 
+  /** Replaces the account's argon2id verifier; false if there is no such account. */
+  setVerifier(name: string, verifier: string): boolean {
+    return this.db.query("UPDATE accounts SET verifier = ? WHERE name = ?").run(verifier, name).changes === 1;
+  }
+
   addTicket(hash: Uint8Array, t: Ticket, now: number): void {
     this.db.query("INSERT INTO tickets (hash, user, key, expires_at, created_at) VALUES (?, ?, ?, ?, ?)").run(hash, t.user, t.key, t.expiresAt, now);
   }

@@ -137,6 +137,47 @@ if wait_exit "$desktop_pid" && [ "$rc" = 1 ]; then ok; else bad "desktop chat: e
 check "desktop chat says how to log in again" grep -q "securechat login alice --server $srv" "$work/desktop.err"
 for h in laptop_holder desktop_holder; do kill -TERM "${!h}" 2>/dev/null; wait "${!h}" 2>/dev/null; done
 
+# securechat passwd: proves the old password and key like a login, re-seals
+# the key here, replaces the server's verifier; --end-other-sessions ends the
+# other machine's chat at once. Back to the first password at the end.
+key="$SECURECHAT_HOME/accounts/$srv/alice.key"
+sum_before=$(sha256sum "$key")
+input=$'correct horse battery staple\nshort\n'
+run "passwd refuses a weak new password" 2 "$bin" passwd alice --server "$srv" --password-stdin
+expect "passwd says why" "too short"
+[ "$(sha256sum "$key")" = "$sum_before" ] && [ ! -e "$key.new" ] && ok || bad "passwd: a refused change touched the key file"
+input=$'wrong horse battery staple\nfresh horses graze at noon\n'
+run "passwd with a wrong current password" 3 "$bin" passwd alice --server "$srv" --password-stdin
+input=$'correct horse battery staple\nfresh horses graze at noon\n'
+run "passwd" 0 "$bin" passwd alice --server "$srv" --password-stdin
+expect "passwd says so" "password changed for alice"
+[ "$(sha256sum "$key")" != "$sum_before" ] && [ ! -e "$key.new" ] && ok || bad "passwd: the key file was not re-sealed in place"
+mode_is "re-sealed identity key" "$key" 600
+input=$'correct horse battery staple\n'
+run "the old password no longer opens the key here" 3 "$bin" login alice --server "$srv" --password-stdin
+expect "the key here refuses the old password" "wrong password for this account's identity key"
+run "the server refuses the old password (the desktop's key is still sealed under it)" 3 env SECURECHAT_HOME="$desk" "$bin" login alice --server "$srv" --password-stdin
+expect "the server's uniform refusal" "login failed"
+input=$'fresh horses graze at noon\n'
+run "login with the new password" 0 "$bin" login alice --server "$srv" --password-stdin
+for secret in "fresh horses graze at noon"; do
+  grep -qF -- "$secret" "$work/server.log" && bad "passwd: the server log holds the new password" || ok
+  grep -rqF -- "$secret" "$work/data" "$SECURECHAT_HOME" && bad "passwd: the new password is at rest" || ok
+done
+cp -p "$key" "$desk/accounts/$srv/alice.key"
+run "login on the desktop with the new password" 0 env SECURECHAT_HOME="$desk" "$bin" login alice --server "$srv" --password-stdin
+rm -f "$work/desktop.in"
+chat_in "$desk" desktop
+input=$'fresh horses graze at noon\ncorrect horse battery staple\n'
+run "passwd --end-other-sessions" 0 "$bin" passwd alice --server "$srv" --password-stdin --end-other-sessions
+expect "passwd says the other session ended" "1 other session ended"
+if wait_exit "$desktop_pid" && [ "$rc" = 1 ]; then ok; else bad "desktop chat: exit $rc after passwd --end-other-sessions, want 1"; show "$work/desktop.err"; fi
+check "desktop chat says how to log in again" grep -q "securechat login alice --server $srv" "$work/desktop.err"
+kill -TERM "$desktop_holder" 2>/dev/null; wait "$desktop_holder" 2>/dev/null
+input=""
+run "the desktop's ticket was revoked" 3 env SECURECHAT_HOME="$desk" "$bin" chat -u alice --server "$srv"
+run "this machine's new ticket still works" 0 "$bin" sessions --server "$srv"
+
 # Restart keeps accounts and the host key.
 stop_server
 start_server "$work/data" "$port"

@@ -541,7 +541,7 @@ describe("argv and environment carry no secret", () => {
       }
     }
     expect(unreviewed).toEqual([]);
-    expect(passwordFlags).toBe(3); // register, login, chat
+    expect(passwordFlags).toBe(4); // register, login, chat, passwd
   });
 
   test("a password given as a flag is refused without being echoed", async () => {

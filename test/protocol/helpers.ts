@@ -132,6 +132,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
       more_tickets: 3,
     },
     revoked: { type: "revoked", id: "0123456789ab", ended: 2 },
+    change_password: { type: "change_password", new_password: "a \"new\" passphrase — ünïcödé", end_sessions: true },
+    password_changed: { type: "password_changed", ended: 1 },
   };
 }
 
@@ -177,5 +179,7 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["history_end + more", ex.history_end],
     ["sessions", { type: "sessions", live: [{ id: "0123456789ab", source: "127.0.0.1", since: 0, expires: 1 }], tickets: [] }],
     ["sessions + more_tickets", ex.sessions],
+    ["change_password", { type: "change_password", new_password: "another long passphrase" }],
+    ["change_password + end_sessions", ex.change_password],
   ];
 }

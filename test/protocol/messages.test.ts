@@ -147,6 +147,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     more_tickets: { kind: "int", min: 1, max: SAFE, optional: true },
   },
   revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
+  change_password: { new_password: { kind: "text", min: 1, max: 1024 }, end_sessions: { kind: "bool", optional: true } },
+  password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -531,7 +533,7 @@ describe("room names", () => {
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every boolean field is covered, and all but name_status.available are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual(["direct.action", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(["change_password.end_sessions", "direct.action", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
@@ -606,10 +608,11 @@ describe("nested objects (room_list.rooms[])", () => {
 describe("text fields", () => {
   const TEXT = fieldsOf("text").map((f) => [`${f.t}.${f.k}`, f] as const);
 
-  test("every text field is covered: error, bye, both passwords and the chat texts and codes", () => {
+  test("every text field is covered: error, bye, the passwords and the chat texts and codes", () => {
     expect(TEXT.map(([n]): string => n).sort()).toEqual(
       [
         "bye.reason",
+        "change_password.new_password",
         "error.code",
         "error.message",
         "login.password",

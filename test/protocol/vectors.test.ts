@@ -592,6 +592,11 @@ namespace Spec {
       ["id", "ref"],
       ["ended", { int: [0, MAX_SAFE] }],
     ],
+    change_password: [
+      ["new_password", { text: [1, 1024] }],
+      ["end_sessions", "bool", true],
+    ],
+    password_changed: [["ended", { int: [0, MAX_SAFE] }]],
   };
   export const TYPES = Object.keys(TABLES);
 

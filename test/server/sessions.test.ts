@@ -386,3 +386,72 @@ describe("sessions: a user sees where it is logged in and ends any other session
     phone.s.close();
   }, NET);
 });
+
+describe("change_password: a new password, only after proving the old one and the identity key (PROTOCOL.md §7.8)", () => {
+  const NEW = "a brand new passphrase for her";
+  async function passwordWorks(t: TestServer, u: RawUser, password: string): Promise<string> {
+    const s = await rawSession(t.port);
+    try {
+      const o = await passwordLogin(s, u.user, password, u.identity);
+      return o.type === "welcome" ? "welcome" : String(o.code);
+    } finally {
+      s.close();
+    }
+  }
+
+  test("on a password session it replaces the verifier: the old password fails from then on, the new one logs in; the transcript records who, never the password", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const s = await rawSession(t.port);
+    expect((await passwordLogin(s, "alice", PW, alice.identity)).type).toBe("welcome");
+    const append = spyOn(t.server.journal, "append");
+    try {
+      s.send({ type: "change_password", new_password: NEW });
+      expect((await untilMessage(s, (m) => m.type === "password_changed" || m.type === "notice")).match).toEqual({ type: "password_changed", ended: 0 });
+      const entry = append.mock.calls.map(([e]) => e).find((e) => e.kind === "password_changed");
+      expect(entry).toEqual(expect.objectContaining({ kind: "password_changed", user: "alice", ended: false }));
+      expect(JSON.stringify(append.mock.calls)).not.toContain(NEW);
+    } finally {
+      append.mockRestore();
+    }
+    expect(JSON.stringify(t.events)).not.toContain(NEW);
+    expect(await passwordWorks(t, alice, PW)).toBe("auth_failed");
+    expect(await passwordWorks(t, alice, NEW)).toBe("welcome");
+    s.close();
+  }, NET);
+
+  test("refused on a ticket session (password_login_needed) and against the policy (password_policy); the old password still works", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const { s: first, ticket, key } = await withTicket(t, alice);
+    first.close();
+    const bearer = await ticketSession(t, "alice", ticket, key);
+    bearer.send({ type: "change_password", new_password: NEW });
+    expect((await untilMessage(bearer, (m) => m.type === "notice" || m.type === "password_changed")).match).toEqual(expect.objectContaining({ type: "notice", code: "password_login_needed" }));
+    const s = await rawSession(t.port);
+    expect((await passwordLogin(s, "alice", PW, alice.identity)).type).toBe("welcome");
+    for (const weak of ["short", "alice's own passphrase", "abababababababab"]) {
+      s.send({ type: "change_password", new_password: weak });
+      expect((await untilMessage(s, (m) => m.type === "notice" || m.type === "password_changed")).match).toEqual(expect.objectContaining({ type: "notice", code: "password_policy" }));
+    }
+    expect(await passwordWorks(t, alice, PW)).toBe("welcome");
+    for (const c of [bearer, s]) c.close();
+  }, NET);
+
+  test("with end_sessions, every other live session ends at once and every other ticket is revoked; this session's ticket stays", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const laptop = await withTicket(t, alice);
+    const phone = await withTicket(t, alice);
+    phone.s.send({ type: "change_password", new_password: NEW, end_sessions: true });
+    expect((await untilMessage(phone.s, (m) => m.type === "password_changed" || m.type === "notice")).match).toEqual({ type: "password_changed", ended: 1 });
+    expect((await untilMessage(laptop.s, (m) => m.type === "error")).match).toEqual(expect.objectContaining({ type: "error", code: "session_revoked" }));
+    expect(await laptop.s.conn.waitClosed(3000)).toBe(true);
+    const stale = await rawSession(t.port);
+    expect((await ticketLogin(stale, "alice", laptop.ticket, laptop.key)).code).toBe("auth_failed");
+    stale.close();
+    const kept = await ticketSession(t, "alice", phone.ticket, phone.key);
+    kept.close();
+    phone.s.close();
+  }, NET);
+});
