@@ -45,7 +45,7 @@ export default command({
       if (!endSessions) endSessions = await prompt.promptYesNo("End your other sessions and revoke their tickets?");
     }
     const r = await changePassword({ addr: t.addr, user, trust: { acceptNew: Boolean(a["accept-new-host"]) } }, oldPassword, newPassword, endSessions);
-    const ended = endSessions ? `; ${r.ended} other session${r.ended === 1 ? "" : "s"} ended, other tickets revoked` : "";
-    process.stderr.write(`password changed for ${user} at ${t.addr.id}; your key here is sealed under the new one${ended}\n`);
+    process.stderr.write(`password changed for ${user} at ${t.addr.id}; the key here is re-sealed under it\n`);
+    if (endSessions) process.stderr.write(`${r.ended} other session${r.ended === 1 ? "" : "s"} ended, other tickets revoked\n`);
   },
 });

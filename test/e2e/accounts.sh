@@ -170,7 +170,7 @@ rm -f "$work/desktop.in"
 chat_in "$desk" desktop
 input=$'fresh horses graze at noon\ncorrect horse battery staple\n'
 run "passwd --end-other-sessions" 0 "$bin" passwd alice --server "$srv" --password-stdin --end-other-sessions
-expect "passwd says the other session ended" "1 other session ended"
+expect "passwd says the other session ended" "1 other session ended, other tickets revoked"
 if wait_exit "$desktop_pid" && [ "$rc" = 1 ]; then ok; else bad "desktop chat: exit $rc after passwd --end-other-sessions, want 1"; show "$work/desktop.err"; fi
 check "desktop chat says how to log in again" grep -q "securechat login alice --server $srv" "$work/desktop.err"
 kill -TERM "$desktop_holder" 2>/dev/null; wait "$desktop_holder" 2>/dev/null
