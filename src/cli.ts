@@ -28,6 +28,8 @@ export const root = command({
     register: lazy(() => import("./commands/register.ts")),
     login: lazy(() => import("./commands/login.ts")),
     logout: lazy(() => import("./commands/logout.ts")),
+    passwd: lazy(() => import("./commands/passwd.ts")),
+    sessions: lazy(() => import("./commands/sessions.ts")),
     chat: lazy(() => import("./commands/chat.ts")),
     transcript: lazy(() => import("./commands/transcript.ts")),
   },

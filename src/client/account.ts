@@ -12,7 +12,16 @@ import type { Message, Welcome } from "../protocol/messages.ts";
 import { type ClientSession, type ServerAddress, handshake } from "./connection.ts";
 import type { HostTrust } from "./hosttrust.ts";
 import { isAuthFailure } from "./failures.ts";
-import { hasIdentity, identityPath, loadIdentity, removeIdentity, saveIdentity } from "./keystore.ts";
+import {
+  hasIdentity,
+  identityPath,
+  loadIdentity,
+  pendingIdentityPath,
+  promotePendingIdentity,
+  removeIdentity,
+  removePendingIdentity,
+  saveIdentity,
+} from "./keystore.ts";
 import { deleteTicket, loadTicket, saveTicket, ticketPath } from "./tickets.ts";
 import { existsSync } from "node:fs";
 
@@ -151,12 +160,24 @@ export async function register(o: AccountOptions, password: string): Promise<Wel
   }
 }
 
-/** Password login: opens the identity key, proves it and the password, stores a fresh ticket. */
-export async function login(o: AccountOptions, password: string): Promise<Welcome> {
-  checkUserName(o.user);
-  let identity: ReturnType<typeof ed25519Generate>;
+/**
+ * Opens the identity key with `password`: `USER.key`, else the key a
+ * password change left in `USER.key.new` without knowing whether the server
+ * took the new password (PROTOCOL.md Appendix A.2). `pending` says which.
+ */
+async function openIdentity(o: AccountOptions, password: string): Promise<{ identity: ReturnType<typeof ed25519Generate>; pending: boolean }> {
   try {
-    identity = await loadIdentity(o.addr.id, o.user, password);
+    try {
+      return { identity: await loadIdentity(o.addr.id, o.user, password), pending: false };
+    } catch (e) {
+      const pendingPath = pendingIdentityPath(o.addr.id, o.user);
+      if (!isSecureChatError(e, "identity_locked") || !existsSync(pendingPath)) throw e;
+      try {
+        return { identity: await loadIdentity(o.addr.id, o.user, password, pendingPath), pending: true };
+      } catch {
+        throw e;
+      }
+    }
   } catch (e) {
     if (isSecureChatError(e, "identity_locked")) throw new SecureChatError(e.code, "wrong password for this account's identity key", { cause: e });
     if (isSecureChatError(e, "identity_missing")) {
@@ -164,17 +185,97 @@ export async function login(o: AccountOptions, password: string): Promise<Welcom
     }
     throw e;
   }
+}
+
+/**
+ * The server accepted the password that opened the key: the file it opened
+ * is the one that matches the server. A pending file it opened replaces the
+ * old one; a pending file it did not open is a change the server never made.
+ */
+function settleIdentity(o: AccountOptions, pending: boolean): void {
+  if (pending) promotePendingIdentity(o.addr.id, o.user);
+  else removePendingIdentity(o.addr.id, o.user);
+}
+
+/** Password login: opens the identity key, proves it and the password, stores a fresh ticket. */
+export async function login(o: AccountOptions, password: string): Promise<Welcome> {
+  checkUserName(o.user);
+  const { identity, pending } = await openIdentity(o, password);
   const ticketKey = ed25519Generate();
   try {
     const session = await handshake(o.addr, o.trust);
     try {
       session.send({ type: "login", user: o.user, sig: signClientAuth(identity.secretKey, session.keys), password, ticket_key: ticketKey.publicKey });
       const w = await answer(session, o.user);
+      settleIdentity(o, pending);
       keepTicket(o, w, ticketKey);
       return w;
     } finally {
       session.close();
     }
+  } finally {
+    wipe(identity.secretKey, ticketKey.secretKey);
+  }
+}
+
+/**
+ * `securechat passwd` (PROTOCOL.md §7.8): a password login (the old password
+ * and the identity key, proved as any login), then `change_password`. The
+ * identity key is re-sealed under the new password into `USER.key.new`
+ * before the server is asked, and replaces `USER.key` only once the server
+ * confirms; a refusal deletes it. If the answer is lost, both files stay and
+ * the next login settles which one the server's password opens, so the user
+ * is never left with a key file the server's password cannot open.
+ */
+export async function changePassword(o: AccountOptions, oldPassword: string, newPassword: string, endSessions: boolean): Promise<Message<"password_changed">> {
+  checkUserName(o.user);
+  await checkPassword(newPassword, o.user);
+  const { identity, pending } = await openIdentity(o, oldPassword);
+  const ticketKey = ed25519Generate();
+  let wrote = false;
+  let sent = false;
+  let settled = false;
+  try {
+    const session = await handshake(o.addr, o.trust);
+    try {
+      session.send({ type: "login", user: o.user, sig: signClientAuth(identity.secretKey, session.keys), password: oldPassword, ticket_key: ticketKey.publicKey });
+      const w = await answer(session, o.user);
+      settleIdentity(o, pending);
+      keepTicket(o, w, ticketKey);
+      await saveIdentity(o.addr.id, o.user, identity, newPassword, pendingIdentityPath(o.addr.id, o.user));
+      wrote = true;
+      session.send({ type: "change_password", new_password: newPassword, ...(endSessions ? { end_sessions: true } : {}) });
+      sent = true;
+      for (;;) {
+        for (const m of await session.receive()) {
+          if (m.type === "password_changed") {
+            promotePendingIdentity(o.addr.id, o.user);
+            settled = true;
+            session.send({ type: "bye", reason: "done" });
+            return m;
+          }
+          if (m.type === "ping") session.send({ type: "pong" });
+          if (m.type === "error") throw refusal(m);
+          if (m.type === "notice" && m.code !== "slow_down") {
+            settled = true; // refused: the server keeps the old password
+            removePendingIdentity(o.addr.id, o.user);
+            if (m.code === "password_policy") throw new SecureChatError("password_policy", m.text);
+            throw new SecureChatError("session_refused", m.text, { detail: { refusal: m.code } });
+          }
+        }
+      }
+    } finally {
+      session.close();
+    }
+  } catch (e) {
+    if (sent && !settled) {
+      throw new SecureChatError("passwd_uncertain", `no answer from the server to the password change: ${isSecureChatError(e) ? e.message : String(e)}`, {
+        cause: e,
+        detail: { user: o.user, server: o.addr.id, path: pendingIdentityPath(o.addr.id, o.user) },
+      });
+    }
+    if (wrote && !settled) removePendingIdentity(o.addr.id, o.user);
+    throw e;
   } finally {
     wipe(identity.secretKey, ticketKey.secretKey);
   }
@@ -229,4 +330,43 @@ export async function logout(o: AccountOptions): Promise<"revoked" | "expired" |
     deleteTicket(o.addr.id, o.user);
   }
   return "revoked";
+}
+
+/**
+ * One session request (PROTOCOL.md §7.8) on a ticket session of its own:
+ * the answer of type `want`. A `notice` refusing it (`unknown_session`,
+ * `current_session`, `not_recorded`, `flood`) becomes `session_refused`;
+ * `slow_down` only means the answer comes later.
+ */
+async function sessionRequest<T extends "sessions" | "revoked">(o: AccountOptions, req: Message<"session_list" | "revoke_session">, want: T): Promise<Message<T>> {
+  checkUserName(o.user);
+  const resumed = await resumeWithTicket(o);
+  if (!resumed) throw new SecureChatError("no_ticket", `no valid session ticket for ${o.user} at ${o.addr.id}`, { detail: { user: o.user, server: o.addr.id } });
+  const { session } = resumed;
+  try {
+    session.send(req);
+    for (;;) {
+      for (const m of await session.receive()) {
+        if (m.type === want) {
+          session.send({ type: "bye", reason: "done" });
+          return m as Message<T>;
+        }
+        if (m.type === "ping") session.send({ type: "pong" });
+        if (m.type === "error") throw refusal(m);
+        if (m.type === "notice" && m.code !== "slow_down") throw new SecureChatError("session_refused", m.text, { detail: { refusal: m.code } });
+      }
+    }
+  } finally {
+    session.close();
+  }
+}
+
+/** The user's live sessions and tickets at the server (`securechat sessions`). */
+export function listSessions(o: AccountOptions): Promise<Message<"sessions">> {
+  return sessionRequest(o, { type: "session_list" }, "sessions");
+}
+
+/** Ends the session, or revokes the ticket, named `id` (`securechat sessions revoke ID`). */
+export function revokeSession(o: AccountOptions, id: string): Promise<Message<"revoked">> {
+  return sessionRequest(o, { type: "revoke_session", id }, "revoked");
 }

@@ -6,7 +6,7 @@
  * cannot be moved to another user or server unnoticed.
  */
 import { scrypt } from "node:crypto";
-import { existsSync, readFileSync, unlinkSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { fromBase64, toBase64, utf8 } from "../bytes.ts";
 import { type Ed25519KeyPair, ed25519Generate, randomBytes, wipe, xchachaOpenRandom, xchachaSealRandom } from "../crypto/index.ts";
@@ -62,11 +62,29 @@ function associatedData(f: Omit<KeyFile, "sealed">): Uint8Array {
   return utf8(JSON.stringify([f.version, f.user, f.server, f.public_key, f.kdf.name, f.kdf.N, f.kdf.r, f.kdf.p, f.kdf.salt]));
 }
 
+/**
+ * The key re-sealed under a new password while the server has not yet
+ * confirmed the change (`securechat passwd`, PROTOCOL.md Appendix A.2).
+ */
+export function pendingIdentityPath(server: string, user: string): string {
+  return `${identityPath(server, user)}.new`;
+}
+
+/** The server confirmed the new password: its key file replaces the old one (one atomic rename). */
+export function promotePendingIdentity(server: string, user: string): void {
+  renameSync(pendingIdentityPath(server, user), identityPath(server, user));
+}
+
+export function removePendingIdentity(server: string, user: string): void {
+  const p = pendingIdentityPath(server, user);
+  if (existsSync(p)) unlinkSync(p);
+}
+
 export function hasIdentity(server: string, user: string): boolean {
   return existsSync(identityPath(server, user));
 }
 
-export async function saveIdentity(server: string, user: string, key: Ed25519KeyPair, password: string): Promise<void> {
+export async function saveIdentity(server: string, user: string, key: Ed25519KeyPair, password: string, path = identityPath(server, user)): Promise<void> {
   const salt = randomBytes(16);
   const header: Omit<KeyFile, "sealed"> = {
     version: 1,
@@ -78,15 +96,14 @@ export async function saveIdentity(server: string, user: string, key: Ed25519Key
   const k = await deriveKey(password, salt, SCRYPT);
   try {
     const sealed = xchachaSealRandom(k, key.secretKey, associatedData(header));
-    writePrivateFile(identityPath(server, user), `${JSON.stringify({ ...header, sealed: toBase64(sealed) }, null, 2)}\n`);
+    writePrivateFile(path, `${JSON.stringify({ ...header, sealed: toBase64(sealed) }, null, 2)}\n`);
   } finally {
     wipe(k);
   }
 }
 
 /** Opens the identity key; a wrong password and a tampered file both give `identity_locked`. */
-export async function loadIdentity(server: string, user: string, password: string): Promise<Ed25519KeyPair> {
-  const path = identityPath(server, user);
+export async function loadIdentity(server: string, user: string, password: string, path = identityPath(server, user)): Promise<Ed25519KeyPair> {
   if (!existsSync(path)) {
     throw new SecureChatError("identity_missing", `keystore: no identity key for ${user} at ${server} (${path})`);
   }

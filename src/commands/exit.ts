@@ -66,6 +66,12 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
       `run "securechat login ${d.user} --server ${d.server}" first, or pass --password-stdin with the password as the first line`,
     ],
   },
+  passwd_uncertain: {
+    hints: (d) => [
+      `the server may or may not have the new password; the key sealed under the new one is in ${d.path}`,
+      `run "securechat login ${d.user} --server ${d.server}" with the new password: if the server has it, that login keeps the new key file; else log in with the old one`,
+    ],
+  },
   host_key_changed: { hints: (d) => [`if the server's key was really replaced, remove line ${d.line} of ${d.path} and connect again`] },
   host_key_unknown: { hints: () => ["check the fingerprint with the server's operator, then pass --accept-new-host"] },
   handshake_refused: {

@@ -55,3 +55,13 @@ export const ROOM_NAME_MAX = 32;
 export const MESSAGE_TEXT_MAX = 4096;
 /** Items in a list field (members of a room, rooms on a server). */
 export const MAX_LIST = 1000;
+/**
+ * Rows of each list in a `sessions` answer (PROTOCOL.md §7.8): live sessions
+ * and tickets, newest first. A user's live sessions are already capped
+ * (serve --max-connections-per-user, 16); tickets are not (one per password
+ * login until it expires), so the answer names how many more there are.
+ * 100 rows of each keep one answer near 25 KiB, far inside MAX_FRAME.
+ */
+export const SESSION_LIST_MAX = 100;
+/** A peer's address as the server shows it (an IPv6 address is at most 45 characters). */
+export const SOURCE_TEXT_MAX = 64;

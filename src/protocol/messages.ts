@@ -18,6 +18,8 @@ import {
   REASON_TEXT_MAX,
   ROOM_NAME_MAX,
   ROOM_NAME_RE,
+  SESSION_LIST_MAX,
+  SOURCE_TEXT_MAX,
   USER_NAME_MAX,
   USER_NAME_RE,
 } from "./limits.ts";
@@ -91,15 +93,24 @@ const bool: Field<boolean> = {
   encode: (v) => v,
 };
 
-/** A SHA-256 value as 64 lowercase hex digits (transcript hashes, TRANSCRIPT.md §3). */
-const hex32: Field<string> = {
-  optional: false,
-  parse(v, where) {
-    if (typeof v !== "string" || !/^[0-9a-f]{64}$/.test(v)) invalid(where, "must be 64 lowercase hex digits");
-    return v;
-  },
-  encode: (v) => v,
+/** A string of `n` lowercase hex digits. */
+const hex = (n: number, what: string): Field<string> => {
+  const re = new RegExp(`^[0-9a-f]{${n}}$`);
+  return {
+    optional: false,
+    parse(v, where) {
+      if (typeof v !== "string" || !re.test(v)) invalid(where, `must be ${what} (${n} lowercase hex digits)`);
+      return v;
+    },
+    encode: (v) => v,
+  };
 };
+
+/** A session's or ticket's reference in `sessions` and `revoke_session` (PROTOCOL.md §7.8). */
+const sessionRef = hex(12, "a session id");
+
+/** A SHA-256 value (transcript hashes, TRANSCRIPT.md §3). */
+const hex32 = hex(64, "a SHA-256 value");
 
 const roomName: Field<string> = {
   optional: false,
@@ -231,6 +242,11 @@ const SCHEMAS = {
   who: { room: roomName },
   rooms: {},
   history: { room: roomName, limit: int(1, 1000), since: optional(int(0, Number.MAX_SAFE_INTEGER)) },
+  // The user's own sessions and tickets (PROTOCOL.md §7.8).
+  session_list: {},
+  revoke_session: { id: sessionRef },
+  // A new password, on a session opened with the password (PROTOCOL.md §7.8).
+  change_password: { new_password: text(PASSWORD_FIELD_MAX, 1), end_sessions: optional(bool) },
   // Chat events and answers, server to client (PROTOCOL.md §7.2).
   ack: {
     id: int(0, Number.MAX_SAFE_INTEGER),
@@ -264,6 +280,23 @@ const SCHEMAS = {
   room_list: { rooms: list(object({ name: roomName, users: int(0, Number.MAX_SAFE_INTEGER) }), MAX_LIST) },
   history_end: { room: roomName, count: int(0, 1000), more: optional(bool) },
   notice: { code: text(ERROR_CODE_MAX, 1), text: text(ERROR_TEXT_MAX) },
+  sessions: {
+    live: list(
+      object({
+        id: sessionRef,
+        source: text(SOURCE_TEXT_MAX),
+        since: int(0, Number.MAX_SAFE_INTEGER),
+        expires: int(0, Number.MAX_SAFE_INTEGER),
+        ticket: optional(sessionRef),
+        current: optional(bool),
+      }),
+      SESSION_LIST_MAX,
+    ),
+    tickets: list(object({ id: sessionRef, since: int(0, Number.MAX_SAFE_INTEGER), expires: int(0, Number.MAX_SAFE_INTEGER) }), SESSION_LIST_MAX),
+    more_tickets: optional(int(1, Number.MAX_SAFE_INTEGER)),
+  },
+  revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
 } as const satisfies Record<string, Fields>;
 
 type Schemas = typeof SCHEMAS;

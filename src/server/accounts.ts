@@ -90,6 +90,16 @@ export class Accounts {
   }
 
   /**
+   * The new password's verifier, once it passes the policy (as at register),
+   * hashed in the gate like every password. Stored by `setVerifier` only
+   * after the change is recorded.
+   */
+  async newVerifier(user: string, password: string): Promise<string> {
+    await checkPassword(password, user);
+    return this.gate.run(() => withPasswordBytes(password, (pw) => Bun.password.hash(pw, ARGON2)));
+  }
+
+  /**
    * A ticket login: the ticket must exist, be unexpired, belong to `user`,
    * and its key must have signed. Returns when the ticket expires (the
    * session it opens ends then).

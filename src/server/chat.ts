@@ -92,8 +92,18 @@ class Room {
   ) {}
 }
 
+/**
+ * A request the server answers outside the chat core (server.ts: the
+ * account requests of PROTOCOL.md §7.8). It costs a token from the request
+ * bucket and waits its turn in order, like any other request.
+ */
+export interface AccountRequest {
+  readonly type: string;
+  run(): void;
+}
+
 /** A held request, or an action that must wait its turn behind them (bye, logout). */
-type Held = Request | (() => void);
+type Held = Request | AccountRequest | (() => void);
 
 interface MemberState {
   readonly rooms: Set<Room>;
@@ -188,7 +198,7 @@ export class Chat {
   }
 
   /** Handles one request, now or (past the flood limit) later, in order. */
-  handle(m: Member, req: Request): void {
+  handle(m: Member, req: Request | AccountRequest): void {
     const st = this.#state.get(m);
     if (!st) throw new SecureChatError("chat_state", "chat: request from a connection that is not logged in or has left");
     if (st.held.length > 0 || m.congested) return this.#hold(m, st, req);
@@ -240,12 +250,12 @@ export class Chat {
    * requests before its queue empties) is flooding on purpose — no client
    * that waits for its answers gets there — and is closed (`flood`).
    */
-  #hold(m: Member, st: MemberState, req: Request): void {
+  #hold(m: Member, st: MemberState, req: Request | AccountRequest): void {
     if (st.held.length >= this.opts.maxHeld) {
       if (++st.refused > this.opts.maxHeld) {
         throw new SecureChatError("flood", `flood: ${st.refused} requests refused while ${st.held.length} were waiting; disconnected`);
       }
-      if (req.type === "say" || req.type === "dm") {
+      if (!("run" in req) && (req.type === "say" || req.type === "dm")) {
         post(m, { type: "nack", id: req.id, code: "flood", message: "dropped: too many messages waiting; wait for acks before sending more" });
       } else {
         post(m, { type: "notice", code: "flood", text: `dropped a ${req.type} request: too many requests waiting` });
@@ -281,7 +291,8 @@ export class Chat {
     this.#schedule(m, st);
   }
 
-  #dispatch(m: Member, st: MemberState, req: Request): void {
+  #dispatch(m: Member, st: MemberState, req: Request | AccountRequest): void {
+    if ("run" in req) return req.run();
     const ts = this.now();
     switch (req.type) {
       case "join":
@@ -441,7 +452,7 @@ function firstUsers(room: Room): string[] {
  */
 const NOT_RECORDING = "the server cannot write its transcript right now, so nothing is relayed; try again later";
 
-function isMessage(req: Request): boolean {
+function isMessage(req: Request | AccountRequest): boolean {
   return req.type === "say" || req.type === "dm";
 }
 

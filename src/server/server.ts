@@ -10,8 +10,8 @@
  * flushes, and shuts down.
  */
 import type { Socket, TCPSocketListener } from "bun";
-import { toBase64 } from "../bytes.ts";
-import { type Ed25519KeyPair, constantTimeEqual, ed25519Signer, wipe } from "../crypto/index.ts";
+import { fromHex, toBase64, toHex } from "../bytes.ts";
+import { type Ed25519KeyPair, constantTimeEqual, ed25519Signer, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
@@ -19,7 +19,7 @@ import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
 import type { RekeyPolicy, SessionKeys } from "../protocol/session.ts";
-import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
+import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN, SESSION_LIST_MAX } from "../protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
@@ -102,6 +102,11 @@ type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
 const WIRE_CODE =
   /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood)$/;
 
+/** How `sessions` names a session or ticket (PROTOCOL.md §7.8): the first 6 bytes, in hex. */
+function shortRef(b: Uint8Array): string {
+  return toHex(b.subarray(0, 6));
+}
+
 function wireError(e: unknown): { code: string; message: string } {
   if (isSecureChatError(e) && WIRE_CODE.test(e.code)) return { code: e.code, message: fitText(e.message, ERROR_TEXT_MAX) };
   return { code: "internal_error", message: "server: internal error" };
@@ -141,6 +146,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   channel: SecureChannel | null = null;
   /** The session id in base64, once logged in (logs and transcript). */
   session = "";
+  /** The session's id as `sessions` shows it (PROTOCOL.md §7.8): its session id's first 6 bytes in hex. */
+  ref = "";
   /** Set once logged in; the chat core only sees logged-in connections. */
   user: string = "";
   /** The ticket this session logged in with, or was issued (a logout revokes it). */
@@ -149,6 +156,10 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   loginTicket: Uint8Array | null = null;
   /** When the session ends (--session-max, or its login ticket's expiry). */
   expiresAt = Number.POSITIVE_INFINITY;
+  /** How it logged in: only a session opened with the password may change it (PROTOCOL.md §7.8). */
+  method: "register" | "ticket" | "password" | null = null;
+  /** A change_password is being hashed: a second one waits for nothing and is refused. */
+  changingPassword = false;
   failures = 0;
   deadline: ReturnType<typeof setTimeout> | null;
   readonly source: string;
@@ -312,6 +323,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       const { issued } = ok;
       this.hs!.complete();
       this.session = toBase64(keys.sessionId);
+      this.ref = shortRef(keys.sessionId);
       this.clearDeadline();
       this.framed.decoder.limit = MAX_FRAME;
       this.channel!.sealer.maxFrame = MAX_FRAME;
@@ -336,6 +348,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.ticket = ok.ticket;
       this.loginTicket = ok.loginTicket;
       this.expiresAt = ok.expiresAt;
+      this.method = ok.method;
       this.user = ok.user;
       this.phase = "ready";
       this.hs = null;
@@ -398,6 +411,12 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         throw new SecureChatError("peer_error", `peer: ${m.code}`);
       case "pong":
         return;
+      case "session_list":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.sessionsOf(this))) });
+      case "revoke_session":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeSession(this, m.id))) });
+      case "change_password":
+        return this.server.chat.handle(this, { type: m.type, run: () => void this.server.changePassword(this, m) });
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
@@ -468,6 +487,11 @@ class Connection implements Member, FramedHandler, OutboxOwner {
     this.server.chat.disconnect(this);
     this.closeWith(err);
     setTimeout(() => this.framed.close(err.code), 1000).unref?.();
+  }
+
+  /** The hashes of the tickets this session stands on (what the store keeps of them). */
+  ticketHashes(): Uint8Array[] {
+    return [this.ticket, this.loginTicket].filter((t) => t !== null).map((t) => sha256(t));
   }
 
   /** True if this session logged in with `ticket` or was issued it. */
@@ -711,6 +735,122 @@ export class ChatServer {
       if (c === except || c.phase !== "ready" || !c.standsOn(ticket)) continue;
       this.log.info("session_ended", { user: c.user, source: c.source, code: err.code });
       c.end(err);
+    }
+  }
+
+  /** The user's logged-in connections. */
+  #liveOf(user: string): Connection[] {
+    return [...this.#connections].filter((c) => c.phase === "ready" && c.user === user);
+  }
+
+  /**
+   * `session_list` (PROTOCOL.md §7.8): the user's live sessions, then its
+   * unexpired tickets, newest first, each list at most SESSION_LIST_MAX.
+   */
+  sessionsOf(me: Connection): Message<"sessions"> {
+    const live = this.#liveOf(me.user)
+      .sort((a, b) => b.loggedInAt - a.loggedInAt)
+      .slice(0, SESSION_LIST_MAX)
+      .map((c) => {
+        const [hash] = c.ticketHashes();
+        return {
+          id: c.ref,
+          source: c.source,
+          since: c.loggedInAt,
+          expires: c.expiresAt,
+          ...(hash ? { ticket: shortRef(hash) } : {}),
+          ...(c === me ? { current: true } : {}),
+        };
+      });
+    const { tickets, total } = this.store.ticketsOf(me.user, Date.now(), SESSION_LIST_MAX);
+    return {
+      type: "sessions",
+      live,
+      tickets: tickets.map((t) => ({ id: shortRef(t.hash), since: t.createdAt, expires: t.expiresAt })),
+      ...(total > tickets.length ? { more_tickets: total - tickets.length } : {}),
+    };
+  }
+
+  /**
+   * `revoke_session` (PROTOCOL.md §7.8): `id` names one of the user's live
+   * sessions or tickets. Every ticket it stands on is revoked and every
+   * session standing on them ends at once (`session_revoked`); a live
+   * session without a ticket ends too. Refused, as a notice, when it is
+   * this session or shares its ticket (that is a logout), names nothing,
+   * or cannot be recorded.
+   */
+  revokeSession(me: Connection, id: string): Message<"revoked" | "notice"> {
+    const notice = (code: string, text: string): Message<"notice"> => ({ type: "notice", code, text });
+    const now = Date.now();
+    const target = this.#liveOf(me.user).find((c) => c.ref === id);
+    const hashes = target ? target.ticketHashes() : this.store.ticketsByPrefix(me.user, fromHex(id), now);
+    if (!target && hashes.length === 0) return notice("unknown_session", `no session or ticket ${id} of yours; see "securechat sessions"`);
+    const mine = me.ticketHashes();
+    if (target === me || hashes.some((h) => mine.some((m) => constantTimeEqual(h, m)))) {
+      return notice("current_session", `${id} is this session or shares its ticket; use "securechat logout" to end it`);
+    }
+    if (!this.journal.recording) return notice("not_recorded", "the server cannot record the revocation right now (its transcript is failing); retry later");
+    this.journal.append({ kind: "session_revoked", user: me.user, session: me.session, target: id, ...(target ? { targetSession: target.session } : {}), ts: now });
+    const err = { code: "session_revoked", message: `this session was ended by ${me.user} from ${me.source} ("securechat sessions revoke"); log in again` };
+    const before = this.#liveOf(me.user).length;
+    for (const h of hashes) this.store.revokeTicket(h);
+    for (const c of this.#liveOf(me.user)) {
+      if (c === target || c.ticketHashes().some((t) => hashes.some((h) => constantTimeEqual(h, t)))) {
+        this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
+        c.end(err);
+      }
+    }
+    const ended = before - this.#liveOf(me.user).length;
+    this.log.info("session_revoked", { user: me.user, source: me.source, target: id, ended });
+    return { type: "revoked", id, ended };
+  }
+
+  /**
+   * `change_password` (PROTOCOL.md §7.8): only on a session opened with the
+   * password and the identity key (a login's full proof, with its limits and
+   * penalties), one at a time. The new password passes the register policy
+   * and is hashed in the argon2id gate; the change is recorded
+   * (`password_changed`, never the password) before the verifier is
+   * replaced. With `end_sessions`, every other ticket of the user is revoked
+   * and every other live session ends (`session_revoked`).
+   */
+  async changePassword(me: Connection, m: Message<"change_password">): Promise<void> {
+    const answer = (msg: Message) => me.post(encodeMessage(msg));
+    const refuse = (code: string, text: string) => answer({ type: "notice", code, text });
+    if (me.method !== "password") return refuse("password_login_needed", "log in with your password (not a ticket) to change it");
+    if (me.changingPassword) return refuse("password_busy", "a password change is already under way on this session");
+    me.changingPassword = true;
+    try {
+      let verifier: string;
+      try {
+        verifier = await this.accounts.newVerifier(me.user, m.new_password);
+      } catch (e) {
+        if (isSecureChatError(e, "password_policy") || isSecureChatError(e, "server_busy")) return refuse(e.code, e.message);
+        throw e;
+      }
+      if (!me.authenticated) return;
+      if (!this.journal.recording) return refuse("not_recorded", "the server cannot record the change right now (its transcript is failing); retry later");
+      this.journal.append({ kind: "password_changed", user: me.user, session: me.session, ended: Boolean(m.end_sessions), ts: Date.now() });
+      this.store.setVerifier(me.user, verifier);
+      let ended = 0;
+      if (m.end_sessions) {
+        const keep = me.ticketHashes();
+        const { tickets } = this.store.ticketsOf(me.user, Date.now(), Number.MAX_SAFE_INTEGER);
+        for (const t of tickets) if (!keep.some((k) => constantTimeEqual(k, t.hash))) this.store.revokeTicket(t.hash);
+        const err = { code: "session_revoked", message: `the password of ${me.user} was changed from ${me.source}; log in again` };
+        for (const c of this.#liveOf(me.user)) {
+          if (c === me) continue;
+          this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
+          c.end(err);
+          ended++;
+        }
+      }
+      this.log.info("password_changed", { user: me.user, source: me.source, ended });
+      answer({ type: "password_changed", ended });
+    } catch (e) {
+      me.fail(e);
+    } finally {
+      me.changingPassword = false;
     }
   }
 

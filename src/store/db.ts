@@ -89,6 +89,11 @@ export class Store {
     return row ? { name: row.name, identityKey: new Uint8Array(row.identity_key), verifier: row.verifier, createdAt: row.created_at } : null;
   }
 
+  /** Replaces the account's argon2id verifier; false if there is no such account. */
+  setVerifier(name: string, verifier: string): boolean {
+    return this.db.query("UPDATE accounts SET verifier = ? WHERE name = ?").run(verifier, name).changes === 1;
+  }
+
   addTicket(hash: Uint8Array, t: Ticket, now: number): void {
     this.db.query("INSERT INTO tickets (hash, user, key, expires_at, created_at) VALUES (?, ?, ?, ?, ?)").run(hash, t.user, t.key, t.expiresAt, now);
   }
@@ -105,6 +110,25 @@ export class Store {
 
   revokeTicket(hash: Uint8Array): boolean {
     return this.db.query("DELETE FROM tickets WHERE hash = ?").run(hash).changes === 1;
+  }
+
+  /** The user's unexpired tickets, newest first, at most `limit`; and how many there are in all. */
+  ticketsOf(user: string, now: number, limit: number): { tickets: { hash: Uint8Array; createdAt: number; expiresAt: number }[]; total: number } {
+    const rows = this.db
+      .query<{ hash: Uint8Array; created_at: number; expires_at: number }, [string, number, number]>(
+        "SELECT hash, created_at, expires_at FROM tickets WHERE user = ? AND expires_at > ? ORDER BY created_at DESC, hash LIMIT ?",
+      )
+      .all(user, now, limit);
+    const total = this.db.query<{ n: number }, [string, number]>("SELECT count(*) AS n FROM tickets WHERE user = ? AND expires_at > ?").get(user, now)!.n;
+    return { tickets: rows.map((r) => ({ hash: new Uint8Array(r.hash), createdAt: r.created_at, expiresAt: r.expires_at })), total };
+  }
+
+  /** The hashes of the user's unexpired tickets whose hash starts with `prefix`. */
+  ticketsByPrefix(user: string, prefix: Uint8Array, now: number): Uint8Array[] {
+    return this.db
+      .query<{ hash: Uint8Array }, [string, number, number, Uint8Array]>("SELECT hash FROM tickets WHERE user = ? AND expires_at > ? AND substr(hash, 1, ?) = ?")
+      .all(user, now, prefix.length, prefix)
+      .map((r) => new Uint8Array(r.hash));
   }
 
   pruneTickets(now: number): number {

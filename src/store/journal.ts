@@ -17,7 +17,9 @@ export type JournalEvent =
   | { kind: "leave"; room: string; user: string; ts: number }
   | { kind: "message"; message: RoomMessage }
   | { kind: "direct"; message: Message<"direct"> }
-  | { kind: "login_failed"; source: string; reason: string; ts: number };
+  | { kind: "login_failed"; source: string; reason: string; ts: number }
+  | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
+  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {

@@ -410,6 +410,10 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["session_close", { user: e.user, session: e.session }];
     case "login_failed":
       return ["login_failed", { source: e.source, reason: e.reason }];
+    case "password_changed":
+      return ["password_changed", { user: e.user, session: e.session, ended_sessions: e.ended }];
+    case "session_revoked":
+      return ["session_revoked", { user: e.user, session: e.session, target: e.target, ...(e.targetSession ? { target_session: e.targetSession } : {}) }];
     case "join":
       return ["join", { room: e.room, user: e.user }];
     case "leave":

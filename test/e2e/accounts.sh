@@ -90,6 +90,94 @@ loose=$(find "$work"/*-home "$work/data" \( -type f ! -perm 600 \) -o \( -type d
 if [ -z "$loose" ]; then ok; else bad "secrets: files or directories open to others"; show <<<"$loose"; fi
 run "logout alice after the secrets checks" 0 "$bin" logout alice --server "$srv"
 
+# Where am I logged in (securechat sessions), and ending a session elsewhere at
+# once: alice's key copied to a second machine ("desktop"), a chat running on
+# each; the desktop lists both, revokes the laptop's, and the laptop's chat
+# ends at once with the hint to log in again while the desktop's goes on.
+desk="$work/alice-desktop"
+mkdir -p "$desk/accounts/$srv" && chmod 700 "$desk" "$desk/accounts" "$desk/accounts/$srv"
+cp -p "$SECURECHAT_HOME/accounts/$srv/alice.key" "$desk/accounts/$srv/" && cp -p "$SECURECHAT_HOME/known_hosts" "$desk/"
+input=$'correct horse battery staple\n'
+run "login alice on the laptop" 0 "$bin" login alice --server "$srv" --password-stdin
+run "login alice on the desktop" 0 env SECURECHAT_HOME="$desk" "$bin" login alice --server "$srv" --password-stdin
+# chat_in HOME NAME: `chat --json` in the background, stdin a fifo held open by a sleep of our own.
+chat_in() {
+  mkfifo "$work/$2.in"
+  sleep 300 >"$work/$2.in" &
+  pids+=("$!"); printf -v "${2}_holder" '%s' "$!"
+  env SECURECHAT_HOME="$1" NO_COLOR=1 timeout 120 "$bin" chat -u alice --server "$srv" --json <"$work/$2.in" >"$work/$2.out" 2>"$work/$2.err" &
+  pids+=("$!"); printf -v "${2}_pid" '%s' "$!"
+  if wait_for "$work/$2.out" '^\{"type":"room"'; then ok; else bad "$2: no room event"; show "$work/$2.out" "$work/$2.err"; fi
+}
+chat_in "$SECURECHAT_HOME" laptop
+chat_in "$desk" desktop
+input=""
+run "sessions on the desktop" 0 env SECURECHAT_HOME="$desk" NO_COLOR=1 "$bin" sessions --server "$srv"
+expect "sessions marks this command" "(this command)"
+expect "sessions marks the desktop's chat" "(this machine)"
+[ "$(grep -cE '^[0-9a-f]{12}  .*  127\.0\.0\.1' <<<"$out")" = 3 ] && ok || { bad "sessions: want 3 live sessions from 127.0.0.1"; show <<<"$out"; }
+awk '{ print length($0) }' <<<"$out" | while read -r n; do [ "$n" -le 80 ] || echo long; done | grep -q long && bad "sessions: a line wider than 80 columns" || ok
+run "sessions --json on the desktop" 0 env SECURECHAT_HOME="$desk" "$bin" sessions --server "$srv" --json
+laptop_id=$(jq -r '(.live[] | select(.current) | .ticket) as $here | .live[] | select(.ticket != $here) | .id' <<<"$out")
+[ "$(wc -w <<<"$laptop_id")" = 1 ] && ok || { bad "sessions --json: want exactly one session off this machine"; show <<<"$out"; }
+run "revoke an unknown session" 1 env SECURECHAT_HOME="$desk" "$bin" sessions revoke 000000000000 --server "$srv"
+expect "unknown session is said" "no session or ticket 000000000000"
+run "revoke needs an id" 2 env SECURECHAT_HOME="$desk" "$bin" sessions revoke --server "$srv"
+run "revoke the laptop's session from the desktop" 0 env SECURECHAT_HOME="$desk" "$bin" sessions revoke "$laptop_id" --server "$srv"
+expect "revoke says one session ended" "1 live session ended"
+if wait_exit "$laptop_pid" && [ "$rc" = 1 ]; then ok; else bad "laptop chat: exit $rc after the revoke, want 1"; show "$work/laptop.err"; fi
+check "laptop chat was told session_revoked" grep -q "session_revoked\|was ended by alice" "$work/laptop.out" "$work/laptop.err"
+check "laptop chat says how to log in again" grep -q "securechat login alice --server $srv" "$work/laptop.err"
+kill -0 "$desktop_pid" 2>/dev/null && ok || bad "the desktop's chat ended too"
+check "the server logged the revocation" grep -q '"event":"session_revoked".*"user":"alice".*"ended":1' "$work/server.log"
+run "the laptop's ticket is gone: its chat cannot resume" 3 "$bin" chat -u alice --server "$srv"
+# logout ends the live sessions of its ticket, not only future logins: the desktop's chat ends at once.
+run "logout on the desktop" 0 env SECURECHAT_HOME="$desk" "$bin" logout alice --server "$srv"
+if wait_exit "$desktop_pid" && [ "$rc" = 1 ]; then ok; else bad "desktop chat: exit $rc after logout, want 1"; show "$work/desktop.err"; fi
+check "desktop chat says how to log in again" grep -q "securechat login alice --server $srv" "$work/desktop.err"
+for h in laptop_holder desktop_holder; do kill -TERM "${!h}" 2>/dev/null; wait "${!h}" 2>/dev/null; done
+
+# securechat passwd: proves the old password and key like a login, re-seals
+# the key here, replaces the server's verifier; --end-other-sessions ends the
+# other machine's chat at once. Back to the first password at the end.
+key="$SECURECHAT_HOME/accounts/$srv/alice.key"
+sum_before=$(sha256sum "$key")
+input=$'correct horse battery staple\nshort\n'
+run "passwd refuses a weak new password" 2 "$bin" passwd alice --server "$srv" --password-stdin
+expect "passwd says why" "too short"
+[ "$(sha256sum "$key")" = "$sum_before" ] && [ ! -e "$key.new" ] && ok || bad "passwd: a refused change touched the key file"
+input=$'wrong horse battery staple\nfresh horses graze at noon\n'
+run "passwd with a wrong current password" 3 "$bin" passwd alice --server "$srv" --password-stdin
+input=$'correct horse battery staple\nfresh horses graze at noon\n'
+run "passwd" 0 "$bin" passwd alice --server "$srv" --password-stdin
+expect "passwd says so" "password changed for alice"
+[ "$(sha256sum "$key")" != "$sum_before" ] && [ ! -e "$key.new" ] && ok || bad "passwd: the key file was not re-sealed in place"
+mode_is "re-sealed identity key" "$key" 600
+input=$'correct horse battery staple\n'
+run "the old password no longer opens the key here" 3 "$bin" login alice --server "$srv" --password-stdin
+expect "the key here refuses the old password" "wrong password for this account's identity key"
+run "the server refuses the old password (the desktop's key is still sealed under it)" 3 env SECURECHAT_HOME="$desk" "$bin" login alice --server "$srv" --password-stdin
+expect "the server's uniform refusal" "login failed"
+input=$'fresh horses graze at noon\n'
+run "login with the new password" 0 "$bin" login alice --server "$srv" --password-stdin
+for secret in "fresh horses graze at noon"; do
+  grep -qF -- "$secret" "$work/server.log" && bad "passwd: the server log holds the new password" || ok
+  grep -rqF -- "$secret" "$work/data" "$SECURECHAT_HOME" && bad "passwd: the new password is at rest" || ok
+done
+cp -p "$key" "$desk/accounts/$srv/alice.key"
+run "login on the desktop with the new password" 0 env SECURECHAT_HOME="$desk" "$bin" login alice --server "$srv" --password-stdin
+rm -f "$work/desktop.in"
+chat_in "$desk" desktop
+input=$'fresh horses graze at noon\ncorrect horse battery staple\n'
+run "passwd --end-other-sessions" 0 "$bin" passwd alice --server "$srv" --password-stdin --end-other-sessions
+expect "passwd says the other session ended" "1 other session ended, other tickets revoked"
+if wait_exit "$desktop_pid" && [ "$rc" = 1 ]; then ok; else bad "desktop chat: exit $rc after passwd --end-other-sessions, want 1"; show "$work/desktop.err"; fi
+check "desktop chat says how to log in again" grep -q "securechat login alice --server $srv" "$work/desktop.err"
+kill -TERM "$desktop_holder" 2>/dev/null; wait "$desktop_holder" 2>/dev/null
+input=""
+run "the desktop's ticket was revoked" 3 env SECURECHAT_HOME="$desk" "$bin" chat -u alice --server "$srv"
+run "this machine's new ticket still works" 0 "$bin" sessions --server "$srv"
+
 # Restart keeps accounts and the host key.
 stop_server
 start_server "$work/data" "$port"

@@ -632,7 +632,7 @@ function installProbe(server: ChatServer, model: Model, bySession: Map<string, T
       const t = terminals.get(m);
       if (!t) throw new Error(`a ${req.type} from a connection the probe did not see log in`);
       t.handled++;
-      model.handle(t, req);
+      if (!("run" in req)) model.handle(t, req);
     });
     handle(m, req);
   };

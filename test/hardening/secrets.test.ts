@@ -528,7 +528,8 @@ describe("argv and environment carry no secret", () => {
     for (const { path, args } of await allCommands()) {
       for (const [name, def] of Object.entries(args)) {
         if (def.type === "positional") {
-          expect(["user", "path"], `${path} <${name}>`).toContain(name);
+          // `sessions revoke ID`: the ID names a session or ticket by a hash prefix, not the ticket (PROTOCOL.md §7.8).
+          expect(["user", "path", "action", "id"], `${path} <${name}>`).toContain(name);
           continue;
         }
         if (/pass|secret|token|private|credential/i.test(name)) {
@@ -540,7 +541,7 @@ describe("argv and environment carry no secret", () => {
       }
     }
     expect(unreviewed).toEqual([]);
-    expect(passwordFlags).toBe(3); // register, login, chat
+    expect(passwordFlags).toBe(4); // register, login, chat, passwd
   });
 
   test("a password given as a flag is refused without being echoed", async () => {

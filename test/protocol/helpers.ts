@@ -123,6 +123,17 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     },
     history_end: { type: "history_end", room: "lobby", count: 1, more: true },
     notice: { type: "notice", code: "recorded", text: "messages in lobby are recorded in the server's auditable transcript" },
+    session_list: { type: "session_list" },
+    revoke_session: { type: "revoke_session", id: "0123456789ab" },
+    sessions: {
+      type: "sessions",
+      live: [{ id: "0123456789ab", source: "2001:db8::1", since: 1_900_000_000_000, expires: 1_900_086_400_000, ticket: "ba9876543210", current: true }],
+      tickets: [{ id: "ba9876543210", since: 1_900_000_000_000, expires: 1_900_028_800_000 }],
+      more_tickets: 3,
+    },
+    revoked: { type: "revoked", id: "0123456789ab", ended: 2 },
+    change_password: { type: "change_password", new_password: "a \"new\" passphrase — ünïcödé", end_sessions: true },
+    password_changed: { type: "password_changed", ended: 1 },
   };
 }
 
@@ -166,5 +177,9 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["join + since + limit", ex.join],
     ["history + since", ex.history],
     ["history_end + more", ex.history_end],
+    ["sessions", { type: "sessions", live: [{ id: "0123456789ab", source: "127.0.0.1", since: 0, expires: 1 }], tickets: [] }],
+    ["sessions + more_tickets", ex.sessions],
+    ["change_password", { type: "change_password", new_password: "another long passphrase" }],
+    ["change_password + end_sessions", ex.change_password],
   ];
 }

@@ -62,6 +62,7 @@ type Kind =
   | { kind: "user" }
   | { kind: "bool" }
   | { kind: "room" }
+  | { kind: "ref" }
   | { kind: "list"; item: Kind; max: number }
   | { kind: "object"; fields: Record<string, FieldSpec> };
 type FieldSpec = Kind & { optional?: true };
@@ -131,6 +132,23 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   room_list: { rooms: { kind: "list", item: { kind: "object", fields: { name: ROOM, users: { kind: "int", min: 0, max: SAFE } } }, max: 1000 } },
   history_end: { room: ROOM, count: { kind: "int", min: 0, max: 1000 }, more: { kind: "bool", optional: true } },
   notice: { code: CODE, text: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
+  session_list: {},
+  revoke_session: { id: { kind: "ref" } },
+  sessions: {
+    live: {
+      kind: "list",
+      item: {
+        kind: "object",
+        fields: { id: { kind: "ref" }, source: { kind: "text", min: 0, max: 64 }, since: TS, expires: TS, ticket: { kind: "ref", optional: true }, current: { kind: "bool", optional: true } },
+      },
+      max: 100,
+    },
+    tickets: { kind: "list", item: { kind: "object", fields: { id: { kind: "ref" }, since: TS, expires: TS } }, max: 100 },
+    more_tickets: { kind: "int", min: 1, max: SAFE, optional: true },
+  },
+  revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
+  change_password: { new_password: { kind: "text", min: 1, max: 1024 }, end_sessions: { kind: "bool", optional: true } },
+  password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -515,7 +533,7 @@ describe("room names", () => {
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every boolean field is covered, and all but name_status.available are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual(["direct.action", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(["change_password.end_sessions", "direct.action", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
@@ -590,10 +608,11 @@ describe("nested objects (room_list.rooms[])", () => {
 describe("text fields", () => {
   const TEXT = fieldsOf("text").map((f) => [`${f.t}.${f.k}`, f] as const);
 
-  test("every text field is covered: error, bye, both passwords and the chat texts and codes", () => {
+  test("every text field is covered: error, bye, the passwords and the chat texts and codes", () => {
     expect(TEXT.map(([n]): string => n).sort()).toEqual(
       [
         "bye.reason",
+        "change_password.new_password",
         "error.code",
         "error.message",
         "login.password",

@@ -401,8 +401,9 @@ namespace Spec {
     | "user"
     | "room"
     | "bool"
+    | "ref"
     | { list: Kind; max: number }
-    | { object: [name: string, kind: Kind][] };
+    | { object: [name: string, kind: Kind, optional?: true][] };
   type Table = [name: string, kind: Kind, optional?: true][];
   const MAX_SAFE = 2 ** 53 - 1;
   // §4.2, §4.3, §5.1, §5.2 tables.
@@ -552,6 +553,50 @@ namespace Spec {
       ["code", { text: [1, 64] }],
       ["text", { text: [0, 512] }],
     ],
+    // §7.8.
+    session_list: [],
+    revoke_session: [["id", "ref"]],
+    sessions: [
+      [
+        "live",
+        {
+          list: {
+            object: [
+              ["id", "ref"],
+              ["source", { text: [0, 64] }],
+              ["since", { int: [0, MAX_SAFE] }],
+              ["expires", { int: [0, MAX_SAFE] }],
+              ["ticket", "ref", true],
+              ["current", "bool", true],
+            ],
+          },
+          max: 100,
+        },
+      ],
+      [
+        "tickets",
+        {
+          list: {
+            object: [
+              ["id", "ref"],
+              ["since", { int: [0, MAX_SAFE] }],
+              ["expires", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 100,
+        },
+      ],
+      ["more_tickets", { int: [1, MAX_SAFE] }, true],
+    ],
+    revoked: [
+      ["id", "ref"],
+      ["ended", { int: [0, MAX_SAFE] }],
+    ],
+    change_password: [
+      ["new_password", { text: [1, 1024] }],
+      ["end_sessions", "bool", true],
+    ],
+    password_changed: [["ended", { int: [0, MAX_SAFE] }]],
   };
   export const TYPES = Object.keys(TABLES);
 
@@ -578,19 +623,26 @@ namespace Spec {
       if (v !== true && v !== false) fail("message_invalid");
       return v;
     }
+    if (kind === "ref") {
+      if (typeof v !== "string" || !/^[0-9a-f]{12}$/.test(v)) fail("message_invalid");
+      return v;
+    }
     if ("list" in kind) {
       // §5.0: at most `max` items, each valid; any failure inside is message_invalid.
       if (!Array.isArray(v) || v.length > kind.max) return fail("message_invalid");
       return v.map((item) => member(item, kind.list));
     }
     if ("object" in kind) {
-      // §5.0: exactly the listed members, each required; an unlisted or missing one is message_invalid here.
+      // §5.0: exactly the listed members, each required unless marked optional; an unlisted or missing one is message_invalid here.
       if (typeof v !== "object" || v === null || Array.isArray(v)) return fail("message_invalid");
       const o = v as Record<string, unknown>;
       if (Object.keys(o).some((k) => !kind.object.some(([name]) => name === k))) fail("message_invalid");
       const out: Record<string, unknown> = {};
-      for (const [name, k] of kind.object) {
-        if (!Object.hasOwn(o, name)) fail("message_invalid");
+      for (const [name, k, optional] of kind.object) {
+        if (!Object.hasOwn(o, name)) {
+          if (optional) continue;
+          fail("message_invalid");
+        }
         out[name] = member(o[name], k);
       }
       return out;

@@ -9,6 +9,7 @@ import { describe, expect, spyOn, test } from "bun:test";
 import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts";
 import { Framed } from "../../src/net/framed.ts";
 import type { Message } from "../../src/protocol/messages.ts";
+import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { RateLimiter, sourceKey } from "../../src/server/limits.ts";
 import { RawConn, type RawSession, type RawUser, type TestServer, passwordLogin, rawSession, registerRaw, serversStoppedAfterAll, untilMessage, ticketLogin, waitFor } from "./helpers.ts";
 
@@ -254,4 +255,203 @@ describe("sourceKey and RateLimiter", () => {
     for (const k of ["a", "b", "c", "d", "e"]) r.take(k, 3000);
     expect(r.size).toBe(3);
   });
+});
+
+describe("sessions: a user sees where it is logged in and ends any other session at once (PROTOCOL.md §7.8)", () => {
+  type Sessions = Message<"sessions">;
+  async function ask(s: RawSession, m: Message, type: Message["type"]): Promise<Message> {
+    s.send(m);
+    const got = await untilMessage(s, (x) => x.type === type || (x.type === "notice" && type === "notice"));
+    expect(got.match?.type).toBe(type);
+    return got.match!;
+  }
+
+  test("session_list names each live session of the user with its source, start, expiry and ticket, the current one marked, then its tickets; nobody else's", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const bob = await registerRaw(t.port, "bob", PW);
+    const laptop = await withTicket(t, alice);
+    const phone = await withTicket(t, alice);
+    const b = await withTicket(t, bob);
+    const list = (await ask(phone.s, { type: "session_list" }, "sessions")) as Sessions;
+    expect(list.live).toHaveLength(2);
+    expect(list.tickets).toHaveLength(2);
+    const [mine, other] = [list.live.find((l) => l.current), list.live.find((l) => !l.current)];
+    expect(mine && other && mine.id !== other.id).toBe(true);
+    for (const l of list.live) {
+      expect(l.source).toBe("127.0.0.1");
+      expect(l.expires).toBeGreaterThan(l.since);
+      expect(list.tickets.map((x) => x.id)).toContain(l.ticket!);
+    }
+    expect(mine!.ticket).not.toBe(other!.ticket);
+    // Bob's session and ticket are not alice's to see.
+    const bobs = (await ask(b.s, { type: "session_list" }, "sessions")) as Sessions;
+    expect(bobs.live.map((l) => l.id)).not.toContain(other!.id);
+    expect(bobs.live).toHaveLength(1);
+    laptop.s.close();
+    b.s.close();
+    phone.s.close();
+  }, NET);
+
+  test("revoke_session ends that session at once (session_revoked) and revokes its ticket; the revoker goes on, and the transcript names who did it", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const laptop = await withTicket(t, alice);
+    laptop.s.close();
+    const stolen = await ticketSession(t, "alice", laptop.ticket, laptop.key);
+    stolen.send({ type: "join", room: "lobby" });
+    await untilMessage(stolen, (m) => m.type === "history_end");
+    const phone = await withTicket(t, alice);
+    const append = spyOn(t.server.journal, "append");
+    try {
+      const list = (await ask(phone.s, { type: "session_list" }, "sessions")) as Sessions;
+      const target = list.live.find((l) => !l.current)!;
+      const revoked = await ask(phone.s, { type: "revoke_session", id: target.id }, "revoked");
+      expect(revoked).toEqual({ type: "revoked", id: target.id, ended: 1 });
+      const ended = await untilMessage(stolen, (m) => m.type === "error");
+      expect(ended.match).toEqual(expect.objectContaining({ type: "error", code: "session_revoked" }));
+      expect(await stolen.conn.waitClosed(3000)).toBe(true);
+      const entry = append.mock.calls.map(([e]) => e).find((e) => e.kind === "session_revoked");
+      expect(entry).toEqual(expect.objectContaining({ kind: "session_revoked", user: "alice", target: target.id }));
+      expect(JSON.stringify(entry)).not.toContain(Buffer.from(laptop.ticket).toString("base64"));
+    } finally {
+      append.mockRestore();
+    }
+    // Its ticket logs in no more; the revoker's session goes on, and lists only itself now.
+    const again = await rawSession(t.port);
+    expect((await ticketLogin(again, "alice", laptop.ticket, laptop.key)).code).toBe("auth_failed");
+    again.close();
+    const after = (await ask(phone.s, { type: "session_list" }, "sessions")) as Sessions;
+    expect(after.live.map((l) => !!l.current)).toEqual([true]);
+    expect(after.tickets).toHaveLength(1);
+    phone.s.close();
+  }, NET);
+
+  test("a ticket with no live session is revoked by its id; this session, a shared ticket, another user's session and an unknown id are refused with a notice", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const bob = await registerRaw(t.port, "bob", PW);
+    const idle = await withTicket(t, alice);
+    idle.s.close();
+    const phone = await withTicket(t, alice);
+    const twin = await ticketSession(t, "alice", phone.ticket, phone.key);
+    const b = await withTicket(t, bob);
+    const list = (await ask(phone.s, { type: "session_list" }, "sessions")) as Sessions;
+    const me = list.live.find((l) => l.current)!;
+    const twinRow = list.live.find((l) => !l.current)!;
+    expect(twinRow.ticket).toBe(me.ticket);
+    const idleTicket = list.tickets.find((x) => x.id !== me.ticket)!;
+
+    const refused = async (s: RawSession, id: string) => ((await ask(s, { type: "revoke_session", id }, "notice")) as Message<"notice">).code;
+    expect(await refused(phone.s, me.id)).toBe("current_session");
+    expect(await refused(phone.s, me.ticket!)).toBe("current_session");
+    expect(await refused(phone.s, twinRow.id)).toBe("current_session");
+    expect(await refused(phone.s, "000000000000")).toBe("unknown_session");
+    expect(await refused(b.s, twinRow.id)).toBe("unknown_session");
+    expect(await refused(b.s, idleTicket.id)).toBe("unknown_session");
+    expect((await ticketSession(t, "alice", idle.ticket, idle.key)).close()).toBeUndefined();
+
+    expect(await ask(phone.s, { type: "revoke_session", id: idleTicket.id }, "revoked")).toEqual({ type: "revoked", id: idleTicket.id, ended: 0 });
+    const again = await rawSession(t.port);
+    expect((await ticketLogin(again, "alice", idle.ticket, idle.key)).code).toBe("auth_failed");
+    again.close();
+    // The twin on this session's ticket was never touched.
+    twin.send({ type: "ping" });
+    expect((await untilMessage(twin, (m) => m.type === "pong")).match).toEqual({ type: "pong" });
+    for (const s of [phone.s, twin, b.s]) s.close();
+  }, NET);
+
+  test("the answer is bounded: at most 100 tickets, newest first, and how many more there are", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const now = Date.now();
+    for (let i = 0; i < 105; i++) t.server.store.addTicket(new Uint8Array(32).fill(i + 1), { user: "alice", key: new Uint8Array(32), expiresAt: now + 3600_000 }, now - 1000 + i);
+    const phone = await withTicket(t, alice);
+    const list = (await ask(phone.s, { type: "session_list" }, "sessions")) as Sessions;
+    expect(list.tickets).toHaveLength(100);
+    expect(list.more_tickets).toBe(6);
+    expect(list.tickets[0]!.id).toBe(list.live[0]!.ticket!);
+    expect(list.tickets[1]!.id).toBe("696969696969"); // the 105th stored, 0x69
+    phone.s.close();
+  }, NET);
+
+  test("each costs a request token: past the request bucket the answer waits behind a slow_down notice", async () => {
+    const t = await server({ chat: { ...DEFAULT_CHAT, requests: { rate: 1, burst: 1 } } });
+    const alice = await registerRaw(t.port, "alice", PW);
+    const phone = await withTicket(t, alice);
+    phone.s.send({ type: "session_list" });
+    phone.s.send({ type: "revoke_session", id: "000000000000" });
+    const seen = (await untilMessage(phone.s, (m) => m.type === "notice" && m.code === "unknown_session")).seen.map((m) => (m.type === "notice" ? m.code : m.type));
+    expect(seen).toEqual(["sessions", "slow_down", "unknown_session"]);
+    phone.s.close();
+  }, NET);
+});
+
+describe("change_password: a new password, only after proving the old one and the identity key (PROTOCOL.md §7.8)", () => {
+  const NEW = "a brand new passphrase for her";
+  async function passwordWorks(t: TestServer, u: RawUser, password: string): Promise<string> {
+    const s = await rawSession(t.port);
+    try {
+      const o = await passwordLogin(s, u.user, password, u.identity);
+      return o.type === "welcome" ? "welcome" : String(o.code);
+    } finally {
+      s.close();
+    }
+  }
+
+  test("on a password session it replaces the verifier: the old password fails from then on, the new one logs in; the transcript records who, never the password", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const s = await rawSession(t.port);
+    expect((await passwordLogin(s, "alice", PW, alice.identity)).type).toBe("welcome");
+    const append = spyOn(t.server.journal, "append");
+    try {
+      s.send({ type: "change_password", new_password: NEW });
+      expect((await untilMessage(s, (m) => m.type === "password_changed" || m.type === "notice")).match).toEqual({ type: "password_changed", ended: 0 });
+      const entry = append.mock.calls.map(([e]) => e).find((e) => e.kind === "password_changed");
+      expect(entry).toEqual(expect.objectContaining({ kind: "password_changed", user: "alice", ended: false }));
+      expect(JSON.stringify(append.mock.calls)).not.toContain(NEW);
+    } finally {
+      append.mockRestore();
+    }
+    expect(JSON.stringify(t.events)).not.toContain(NEW);
+    expect(await passwordWorks(t, alice, PW)).toBe("auth_failed");
+    expect(await passwordWorks(t, alice, NEW)).toBe("welcome");
+    s.close();
+  }, NET);
+
+  test("refused on a ticket session (password_login_needed) and against the policy (password_policy); the old password still works", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const { s: first, ticket, key } = await withTicket(t, alice);
+    first.close();
+    const bearer = await ticketSession(t, "alice", ticket, key);
+    bearer.send({ type: "change_password", new_password: NEW });
+    expect((await untilMessage(bearer, (m) => m.type === "notice" || m.type === "password_changed")).match).toEqual(expect.objectContaining({ type: "notice", code: "password_login_needed" }));
+    const s = await rawSession(t.port);
+    expect((await passwordLogin(s, "alice", PW, alice.identity)).type).toBe("welcome");
+    for (const weak of ["short", "alice's own passphrase", "abababababababab"]) {
+      s.send({ type: "change_password", new_password: weak });
+      expect((await untilMessage(s, (m) => m.type === "notice" || m.type === "password_changed")).match).toEqual(expect.objectContaining({ type: "notice", code: "password_policy" }));
+    }
+    expect(await passwordWorks(t, alice, PW)).toBe("welcome");
+    for (const c of [bearer, s]) c.close();
+  }, NET);
+
+  test("with end_sessions, every other live session ends at once and every other ticket is revoked; this session's ticket stays", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const laptop = await withTicket(t, alice);
+    const phone = await withTicket(t, alice);
+    phone.s.send({ type: "change_password", new_password: NEW, end_sessions: true });
+    expect((await untilMessage(phone.s, (m) => m.type === "password_changed" || m.type === "notice")).match).toEqual({ type: "password_changed", ended: 1 });
+    expect((await untilMessage(laptop.s, (m) => m.type === "error")).match).toEqual(expect.objectContaining({ type: "error", code: "session_revoked" }));
+    expect(await laptop.s.conn.waitClosed(3000)).toBe(true);
+    const stale = await rawSession(t.port);
+    expect((await ticketLogin(stale, "alice", laptop.ticket, laptop.key)).code).toBe("auth_failed");
+    stale.close();
+    const kept = await ticketSession(t, "alice", phone.ticket, phone.key);
+    kept.close();
+    phone.s.close();
+  }, NET);
 });
