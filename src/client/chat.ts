@@ -121,6 +121,8 @@ export class ChatClient {
   #state: State = "connecting";
   /** The rooms this client is in, in join order, each with the last seq it has seen. */
   readonly #rooms = new Map<string, RoomState>();
+  /** Per user, the paging state of `/history @USER`: the oldest DM seq shown and whether the server keeps older ones. */
+  readonly #dmPages = new Map<string, { oldest: number; more: boolean }>();
   #current: string;
   /** Rooms whose join was sent and not yet answered, oldest first (answers come in order, PROTOCOL.md §7.4). */
   #joins: string[] = [];
@@ -353,6 +355,17 @@ export class ChatClient {
         break;
       case "history_end":
         if (this.#onHistoryEnd(m)) return;
+        if (m.with !== undefined && m.more) {
+          const page = this.#dmPages.get(m.with);
+          if (page) page.more = true;
+          this.emit({ type: "local", text: `older direct messages with ${m.with}: /history @${m.with} more` });
+        }
+        break;
+      case "direct":
+        if (m.history) {
+          const page = this.#dmPages.get(m.from === this.#me ? m.to : m.from);
+          if (page) page.oldest = Math.min(page.oldest, m.seq);
+        }
         break;
       case "left":
         if (m.user === this.#me && this.#rooms.has(m.room)) {
@@ -443,11 +456,13 @@ export class ChatClient {
 
   /** The end of a run of history. True if it is not to be shown (part of a rejoin). */
   #onHistoryEnd(m: Message<"history_end">): boolean {
-    const st = this.#rooms.get(m.room);
+    const room = m.room;
+    if (room === undefined) return false;
+    const st = this.#rooms.get(room);
     const r = st?.resume;
     if (!st || !r || r.target === null) return false;
     if (m.more) {
-      this.#send({ type: "history", room: m.room, limit: PAGE, since: st.seq });
+      this.#send({ type: "history", room, limit: PAGE, since: st.seq });
       return this.#state === "resuming";
     }
     if (st.seq < r.target) {
@@ -461,7 +476,7 @@ export class ChatClient {
       this.emit(h);
     }
     if (this.#state === "resuming") {
-      this.#finishResume(m.room, r);
+      this.#finishResume(room, r);
       return true;
     }
     // The first room, joined with --since-seq: said here, since no `reconnected` will.
@@ -679,6 +694,17 @@ export class ChatClient {
     } finally {
       this.#flushing = false;
     }
+  }
+
+  /**
+   * `/history @USER`: the last `limit` DMs with `user`, or with `more` the
+   * `limit` before the oldest the last answer showed (PROTOCOL.md §7.1 `before`).
+   */
+  directHistory(user: string, limit: number, more: boolean): void {
+    const page = this.#dmPages.get(user);
+    if (more && page?.more !== true) return this.emit({ type: "local", text: `no older direct messages with ${user} to show: /history @${user} first` });
+    this.#dmPages.set(user, { oldest: Number.MAX_SAFE_INTEGER, more: false });
+    this.request({ type: "history", with: user, limit, ...(more ? { before: page!.oldest } : {}) });
   }
 
   /** Other requests (join, leave, who, rooms, history). */
