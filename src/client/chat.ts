@@ -43,6 +43,8 @@ export const QUEUE_MAX = 100;
 export const RECONNECT_MAX_MS = 30_000;
 /** The most history messages one `history` page asks for when resuming (the protocol's limit). */
 const PAGE = 1000;
+/** Late DMs remembered per run so that a reconnect does not show them twice: above the server's default --max-stored-dms. */
+const LATE_SEEN_MAX = 10_000;
 
 /**
  * The server's `error` codes after which a new connection can go on: the
@@ -123,6 +125,8 @@ export class ChatClient {
   readonly #rooms = new Map<string, RoomState>();
   /** Per user, the paging state of `/history @USER`: the oldest DM seq shown and whether the server keeps older ones. */
   readonly #dmPages = new Map<string, { oldest: number; more: boolean }>();
+  /** The seqs of the late DMs shown in this run (the oldest forgotten past LATE_SEEN_MAX). */
+  readonly #lateSeen = new Set<number>();
   #current: string;
   /** Rooms whose join was sent and not yet answered, oldest first (answers come in order, PROTOCOL.md §7.4). */
   #joins: string[] = [];
@@ -362,6 +366,12 @@ export class ChatClient {
         }
         break;
       case "direct":
+        // Every login is shown the DMs stored while the user was away: a reconnect shows them once more.
+        if (m.late) {
+          if (this.#lateSeen.has(m.seq)) return;
+          if (this.#lateSeen.size >= LATE_SEEN_MAX) this.#lateSeen.delete(this.#lateSeen.values().next().value!);
+          this.#lateSeen.add(m.seq);
+        }
         if (m.history) {
           const page = this.#dmPages.get(m.from === this.#me ? m.to : m.from);
           if (page) page.oldest = Math.min(page.oldest, m.seq);

@@ -62,7 +62,7 @@ const SCHEMA = `
     stored    INTEGER NOT NULL,
     CHECK ((text IS NULL) <> (sealed IS NULL))
   ) STRICT;
-  CREATE INDEX directs_to ON directs (recipient, seq);
+  CREATE INDEX directs_to ON directs (recipient, stored, seq);
   CREATE INDEX directs_pair ON directs (sender, recipient, seq);
   CREATE INDEX directs_ts ON directs (ts);
   CREATE TABLE delivered (

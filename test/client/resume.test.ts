@@ -272,6 +272,30 @@ describe("a dropped connection (the server keeps running)", () => {
     expect(sink.of("reconnected")[0]!.rooms[0]!.missed).toBeGreaterThanOrEqual(12);
   }, NET);
 
+  test("DMs stored while the user was away are shown once in a run: a reconnect, shown them again, adds only the new one", async () => {
+    const { t, gate } = await gated({});
+    const bob = await bobIn(t.port);
+    const bobDm = async (id: number, text: string) => {
+      bob.send({ type: "dm", id, to: "alice", text });
+      await bob.until("bob's ack", () => bob.of("ack").some((a) => a.id === id));
+    };
+    await bobDm(1, "while you were out");
+    const { sink } = await resumingClient(t, gate, machine("late-alice"), cred(seed, "alice"), "lobby");
+    await sink.until("the late dm", () => sink.of("direct").length === 1);
+    gate.open = false;
+    gate.cut();
+    await sink.until("the disconnection", () => sink.of("disconnected").length === 1);
+    await bobDm(2, "while you were cut off");
+    gate.open = true;
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
+    await sink.until("the second late dm", () => sink.of("direct").length >= 2);
+    expect(bob.of("ack").map((a) => a.stored)).toEqual([true, true]);
+    expect(sink.of("direct").map((d) => [d.text, d.late])).toEqual([
+      ["while you were out", true],
+      ["while you were cut off", true],
+    ]);
+  }, NET);
+
   test("messages the server no longer keeps are reported as a gap, not hidden", async () => {
     const { t, gate } = await gated({ history: 3 });
     const { sink } = await resumingClient(t, gate, machine("gap-alice"), cred(seed, "alice"), "lobby");
