@@ -27,6 +27,7 @@ import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
 import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
+import { DmSeen } from "./dmseen.ts";
 import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
@@ -43,8 +44,6 @@ export const QUEUE_MAX = 100;
 export const RECONNECT_MAX_MS = 30_000;
 /** The most history messages one `history` page asks for when resuming (the protocol's limit). */
 const PAGE = 1000;
-/** Late DMs remembered per run so that a reconnect does not show them twice: above the server's default --max-stored-dms. */
-const LATE_SEEN_MAX = 10_000;
 
 /**
  * The server's `error` codes after which a new connection can go on: the
@@ -125,8 +124,11 @@ export class ChatClient {
   readonly #rooms = new Map<string, RoomState>();
   /** Per user, the paging state of `/history @USER`: the oldest DM seq shown and whether the server keeps older ones. */
   readonly #dmPages = new Map<string, { oldest: number; more: boolean }>();
-  /** The seqs of the late DMs shown in this run (the oldest forgotten past LATE_SEEN_MAX). */
-  readonly #lateSeen = new Set<number>();
+  /** The highest late DM seq shown by this account on this machine (USER.dmseen): a late DM at or below it is not shown again. */
+  readonly #dmSeen: DmSeen;
+  /** A write of the marker is scheduled (after the batch of late DMs a login brings). */
+  #dmSeenTimer: ReturnType<typeof setTimeout> | null = null;
+  #dmSeenFailed = false;
   #current: string;
   /** Rooms whose join was sent and not yet answered, oldest first (answers come in order, PROTOCOL.md §7.4). */
   #joins: string[] = [];
@@ -169,6 +171,7 @@ export class ChatClient {
   ) {
     this.#current = opts.room;
     this.finished = new Promise((resolve) => (this.#done = resolve));
+    this.#dmSeen = new DmSeen(opts.addr.id, opts.user);
     this.#transcript = opts.transcriptFile
       ? new TranscriptFile(opts.transcriptFile, opts.transcriptMax ?? DEFAULT_TRANSCRIPT_MAX, (text) => this.emit({ type: "local", text }))
       : null;
@@ -224,6 +227,7 @@ export class ChatClient {
   /** Logs in and joins the first room; resolves once the server has confirmed the join. */
   async start(): Promise<void> {
     const joined = new Promise<void>((r) => (this.#joined = r));
+    if (this.#dmSeen.problem) this.emit({ type: "local", text: this.#dmSeen.problem });
     await this.#connect();
     const h = this.opts.history ?? "all";
     if (typeof h === "object") this.#rooms.set(this.opts.room, { seq: h.since, resume: newResume() });
@@ -366,11 +370,14 @@ export class ChatClient {
         }
         break;
       case "direct":
-        // Every login is shown the DMs stored while the user was away: a reconnect shows them once more.
+        // Every login is shown the DMs stored while the user was away (oldest
+        // first): this device shows each once, in this run or an earlier one.
         if (m.late) {
-          if (this.#lateSeen.has(m.seq)) return;
-          if (this.#lateSeen.size >= LATE_SEEN_MAX) this.#lateSeen.delete(this.#lateSeen.values().next().value!);
-          this.#lateSeen.add(m.seq);
+          if (this.#dmSeen.shown(m.seq)) return;
+          this.emit(m);
+          this.#dmSeen.advance(m.seq);
+          this.#dmSeenTimer ??= setTimeout(() => this.#flushDmSeen(), 0);
+          return;
         }
         if (m.history) {
           const page = this.#dmPages.get(m.from === this.#me ? m.to : m.from);
@@ -619,7 +626,21 @@ export class ChatClient {
     this.#checkResumed();
   }
 
+  /** Writes the late-DM marker if it moved; a failure is said once (the marker still holds for this run). */
+  #flushDmSeen(): void {
+    if (this.#dmSeenTimer) clearTimeout(this.#dmSeenTimer);
+    this.#dmSeenTimer = null;
+    try {
+      this.#dmSeen.flush();
+    } catch (e) {
+      if (this.#dmSeenFailed) return;
+      this.#dmSeenFailed = true;
+      this.emit({ type: "local", text: `cannot write ${this.#dmSeen.path}: ${(e as Error).message}; the next run may show these late direct messages again` });
+    }
+  }
+
   #finish(reason: string): void {
+    this.#flushDmSeen();
     this.#closing = true;
     this.#state = "ended";
     const session = this.#session;

@@ -18,8 +18,9 @@ import { saveIdentity } from "../../src/client/keystore.ts";
 import { addKnownHost, findKnownHost } from "../../src/client/known_hosts.ts";
 import { saveTicket } from "../../src/client/tickets.ts";
 import { SecureChatError } from "../../src/errors.ts";
-import { cpSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { dmSeenPath } from "../../src/client/dmseen.ts";
 import { type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
@@ -294,6 +295,60 @@ describe("a dropped connection (the server keeps running)", () => {
       ["while you were out", true],
       ["while you were cut off", true],
     ]);
+  }, NET);
+
+  test("a DM stored while the user was away is shown once per device: a second run on this machine shows only the new one, another machine all", async () => {
+    const { t, gate } = await gated({});
+    const bob = await bobIn(t.port);
+    let id = 0;
+    const bobDm = async (text: string) => {
+      bob.send({ type: "dm", id: ++id, to: "alice", text });
+      await bob.until("bob's ack", () => bob.of("ack").some((a) => a.id === id));
+    };
+    // The late DMs come right after welcome, before the answer to the join: in the room, every one was shown.
+    const run = async (m: Machine) => {
+      const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), "lobby");
+      await client.quit();
+      return sink.of("direct").map((d) => [d.text, d.late]);
+    };
+    const laptop = machine("dmseen-laptop");
+    await bobDm("first");
+    await bobDm("second");
+    expect(await run(laptop)).toEqual([
+      ["first", true],
+      ["second", true],
+    ]);
+    await bobDm("third");
+    expect(bob.of("ack").map((a) => a.stored)).toEqual([true, true, true]);
+    expect(await run(laptop)).toEqual([["third", true]]);
+    expect(await run(laptop)).toEqual([]);
+    const marker = dmSeenPath(parseServerAddress(gate.address).id, "alice");
+    expect(readFileSync(marker, "utf8")).toBe(`${bob.of("ack").at(-1)!.seq}\n`);
+    expect(statSync(marker).mode & 0o777).toBe(0o600);
+    expect(await run(machine("dmseen-phone"))).toEqual([
+      ["first", true],
+      ["second", true],
+      ["third", true],
+    ]);
+  }, NET);
+
+  test("a marker file that cannot be trusted hides nothing: the late DMs are shown again, the client says so once, and a good file replaces it", async () => {
+    const { t, gate } = await gated({});
+    const bob = await bobIn(t.port);
+    bob.send({ type: "dm", id: 1, to: "alice", text: "still there?" });
+    await bob.until("bob's ack", () => bob.of("ack").length === 1);
+    const m = machine("dmseen-bad");
+    useMachine(m);
+    const marker = dmSeenPath(parseServerAddress(gate.address).id, "alice");
+    mkdirSync(dirname(marker), { recursive: true, mode: 0o700 });
+    writeFileSync(marker, "99999999\n", { mode: 0o666 });
+    chmodSync(marker, 0o666);
+    const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), "lobby");
+    await client.quit();
+    expect(sink.of("direct").map((d) => d.text)).toEqual(["still there?"]);
+    expect(sink.of("local").filter((l) => l.text.startsWith(`${marker}: writable by other users`))).toHaveLength(1);
+    expect(readFileSync(marker, "utf8")).toBe(`${bob.of("ack")[0]!.seq}\n`);
+    expect(statSync(marker).mode & 0o777).toBe(0o600);
   }, NET);
 
   test("messages the server no longer keeps are reported as a gap, not hidden", async () => {
