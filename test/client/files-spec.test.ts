@@ -16,6 +16,7 @@ import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { fromBase64, fromHex, toBase64, toHex, utf8 } from "../../src/bytes.ts";
 import { identityPath, loadIdentity, saveIdentity } from "../../src/client/keystore.ts";
 import { findKnownHost, knownHostsPath } from "../../src/client/known_hosts.ts";
+import { DmSeen, dmSeenPath, readDmSeen } from "../../src/client/dmseen.ts";
 import { loadTicket, saveTicket, ticketPath } from "../../src/client/tickets.ts";
 import { ed25519Generate, sha256 } from "../../src/crypto/index.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
@@ -148,5 +149,33 @@ describe("PROTOCOL.md A.4 and Appendix B: known_hosts and the host key files", (
     const known = findKnownHost(SERVER)!;
     expect(toHex(known.key)).toBe(V.inputs.host_key_public);
     expect(known.line).toBe(2);
+  });
+});
+
+describe("PROTOCOL.md A.6: the late-DM marker", () => {
+  const a6 = section("### A.6 Late direct messages shown: `USER.dmseen`");
+
+  test("the example reads as seq 42, and the reference writes exactly that form", () => {
+    const path = dmSeenPath(SERVER, "alice");
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    writeFileSync(path, blocks(a6)[0]!, { mode: 0o600 });
+    expect(readDmSeen(path)).toEqual({ seq: 42, problem: null });
+    const m = new DmSeen(SERVER, "alice");
+    m.advance(43);
+    m.flush();
+    expect(readFileSync(path, "utf8")).toBe("43\n");
+  });
+
+  test("what the appendix says a reader does not trust counts as 0, with the file named", () => {
+    const path = dmSeenPath(SERVER, "alice");
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    for (const text of ["042\n", "42", "4 2\n", "-1\n", "99999999999999999\n", `${"1".repeat(40)}\n`, "\n"]) {
+      writeFileSync(path, text, { mode: 0o600 });
+      const r = readDmSeen(path);
+      expect([text, r.seq]).toEqual([text, 0]);
+      expect(r.problem).toStartWith(`${path}: `);
+    }
+    writeFileSync(path, "42\r\n", { mode: 0o600 });
+    expect(readDmSeen(path).seq).toBe(42);
   });
 });
