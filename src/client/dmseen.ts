@@ -13,7 +13,7 @@
  * existed — and is replaced by a good one at the next advance. Never the
  * other way round: nothing but this account's own file can hide a message.
  */
-import { lstatSync, readFileSync } from "node:fs";
+import { lstatSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { writePrivateFile } from "../paths.ts";
 import { accountDir } from "./keystore.ts";
@@ -89,5 +89,20 @@ export class DmSeen {
     const seq = Math.max(this.#seq, readDmSeen(this.path).seq);
     writePrivateFile(this.path, `${seq}\n`);
     this.#seq = this.#written = seq;
+  }
+}
+
+/**
+ * Forgets the marker of `user` at `server`: `register` calls it once the
+ * server made the account. A name that could be registered had no account
+ * there, so a marker left from an earlier one belongs to a server that has
+ * since lost its accounts and started its DM numbers again: kept, it would
+ * hide the new account's first DMs.
+ */
+export function forgetDmSeen(server: string, user: string): void {
+  try {
+    unlinkSync(dmSeenPath(server, user));
+  } catch (e) {
+    if ((e as { code?: string }).code !== "ENOENT") throw e;
   }
 }
