@@ -164,6 +164,19 @@ async function bobSays(bob: Peer, lines: [room: string, text: string][]): Promis
   await bob.until("bob's acks", () => bob.of("ack").length === before + lines.length);
 }
 
+/** A server behind a Gate (default options) and bob logged in to it directly, in no room. */
+async function gatedWithBob(): Promise<{ t: TestServer; gate: Gate; bob: Peer }> {
+  const { t, gate } = await gated({});
+  return { t, gate, bob: await bobIn(t.port) };
+}
+
+/** Sends alice a DM as bob and waits for its ack. */
+async function bobDm(bob: Peer, text: string): Promise<void> {
+  const id = 2000 + bob.of("ack").length;
+  bob.send({ type: "dm", id, to: "alice", text });
+  await bob.until("bob's ack", () => bob.of("ack").some((a) => a.id === id));
+}
+
 async function bobIn(port: number, ...rooms: string[]): Promise<Peer> {
   const bob = await Peer.login(port, cred(seed, "bob"));
   cleanup.push(() => bob.close());
@@ -274,19 +287,14 @@ describe("a dropped connection (the server keeps running)", () => {
   }, NET);
 
   test("DMs stored while the user was away are shown once in a run: a reconnect, shown them again, adds only the new one", async () => {
-    const { t, gate } = await gated({});
-    const bob = await bobIn(t.port);
-    const bobDm = async (id: number, text: string) => {
-      bob.send({ type: "dm", id, to: "alice", text });
-      await bob.until("bob's ack", () => bob.of("ack").some((a) => a.id === id));
-    };
-    await bobDm(1, "while you were out");
+    const { t, gate, bob } = await gatedWithBob();
+    await bobDm(bob, "while you were out");
     const { sink } = await resumingClient(t, gate, machine("late-alice"), cred(seed, "alice"), "lobby");
     await sink.until("the late dm", () => sink.of("direct").length === 1);
     gate.open = false;
     gate.cut();
     await sink.until("the disconnection", () => sink.of("disconnected").length === 1);
-    await bobDm(2, "while you were cut off");
+    await bobDm(bob, "while you were cut off");
     gate.open = true;
     await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
     await sink.until("the second late dm", () => sink.of("direct").length >= 2);
@@ -298,13 +306,7 @@ describe("a dropped connection (the server keeps running)", () => {
   }, NET);
 
   test("a DM stored while the user was away is shown once per device: a second run on this machine shows only the new one, another machine all", async () => {
-    const { t, gate } = await gated({});
-    const bob = await bobIn(t.port);
-    let id = 0;
-    const bobDm = async (text: string) => {
-      bob.send({ type: "dm", id: ++id, to: "alice", text });
-      await bob.until("bob's ack", () => bob.of("ack").some((a) => a.id === id));
-    };
+    const { t, gate, bob } = await gatedWithBob();
     // The late DMs come right after welcome, before the answer to the join: in the room, every one was shown.
     const run = async (m: Machine) => {
       const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), "lobby");
@@ -312,13 +314,13 @@ describe("a dropped connection (the server keeps running)", () => {
       return sink.of("direct").map((d) => [d.text, d.late]);
     };
     const laptop = machine("dmseen-laptop");
-    await bobDm("first");
-    await bobDm("second");
+    await bobDm(bob, "first");
+    await bobDm(bob, "second");
     expect(await run(laptop)).toEqual([
       ["first", true],
       ["second", true],
     ]);
-    await bobDm("third");
+    await bobDm(bob, "third");
     expect(bob.of("ack").map((a) => a.stored)).toEqual([true, true, true]);
     expect(await run(laptop)).toEqual([["third", true]]);
     expect(await run(laptop)).toEqual([]);
@@ -333,10 +335,8 @@ describe("a dropped connection (the server keeps running)", () => {
   }, NET);
 
   test("a marker file that cannot be trusted hides nothing: the late DMs are shown again, the client says so once, and a good file replaces it", async () => {
-    const { t, gate } = await gated({});
-    const bob = await bobIn(t.port);
-    bob.send({ type: "dm", id: 1, to: "alice", text: "still there?" });
-    await bob.until("bob's ack", () => bob.of("ack").length === 1);
+    const { t, gate, bob } = await gatedWithBob();
+    await bobDm(bob, "still there?");
     const m = machine("dmseen-bad");
     useMachine(m);
     const marker = dmSeenPath(parseServerAddress(gate.address).id, "alice");
