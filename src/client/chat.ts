@@ -30,6 +30,7 @@ import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
 import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
+import { DmSeen } from "./dmseen.ts";
 import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
@@ -137,6 +138,13 @@ export class ChatClient {
   #state: State = "connecting";
   /** The rooms this client is in, in join order, each with the last seq it has seen. */
   readonly #rooms = new Map<string, RoomState>();
+  /** Per user, the paging state of `/history @USER`: the oldest DM seq shown and whether the server keeps older ones. */
+  readonly #dmPages = new Map<string, { oldest: number; more: boolean }>();
+  /** The highest late DM seq shown by this account on this machine (USER.dmseen): a late DM at or below it is not shown again. */
+  readonly #dmSeen: DmSeen;
+  /** A write of the marker is scheduled (after the batch of late DMs a login brings). */
+  #dmSeenTimer: ReturnType<typeof setTimeout> | null = null;
+  #dmSeenFailed = false;
   #current: string;
   /** Rooms whose join was sent and not yet answered, oldest first (answers come in order, PROTOCOL.md §7.4). */
   #joins: string[] = [];
@@ -181,6 +189,7 @@ export class ChatClient {
   ) {
     this.#current = opts.room;
     this.finished = new Promise((resolve) => (this.#done = resolve));
+    this.#dmSeen = new DmSeen(opts.addr.id, opts.user);
     this.#transcript = opts.transcriptFile
       ? new TranscriptFile(opts.transcriptFile, opts.transcriptMax ?? DEFAULT_TRANSCRIPT_MAX, (text) => this.emit({ type: "local", text }))
       : null;
@@ -243,6 +252,7 @@ export class ChatClient {
   /** Logs in and joins the first room; resolves once the server has confirmed the join. */
   async start(): Promise<void> {
     const joined = new Promise<void>((r) => (this.#joined = r));
+    if (this.#dmSeen.problem) this.emit({ type: "local", text: this.#dmSeen.problem });
     await this.#connect();
     const h = this.opts.history ?? "all";
     if (typeof h === "object") this.#rooms.set(this.opts.room, { seq: h.since, resume: newResume() });
@@ -378,6 +388,26 @@ export class ChatClient {
         break;
       case "history_end":
         if (this.#onHistoryEnd(m)) return;
+        if (m.with !== undefined && m.more) {
+          const page = this.#dmPages.get(m.with);
+          if (page) page.more = true;
+          this.emit({ type: "local", text: `older direct messages with ${m.with}: /history @${m.with} more` });
+        }
+        break;
+      case "direct":
+        // Every login is shown the DMs stored while the user was away (oldest
+        // first): this device shows each once, in this run or an earlier one.
+        if (m.late) {
+          if (this.#dmSeen.shown(m.seq)) return;
+          this.emit(m);
+          this.#dmSeen.advance(m.seq);
+          this.#dmSeenTimer ??= setTimeout(() => this.#flushDmSeen(), 0);
+          return;
+        }
+        if (m.history) {
+          const page = this.#dmPages.get(m.from === this.#me ? m.to : m.from);
+          if (page) page.oldest = Math.min(page.oldest, m.seq);
+        }
         break;
       case "left":
         if (m.user === this.#me && this.#rooms.has(m.room)) {
@@ -473,14 +503,16 @@ export class ChatClient {
 
   /** The end of a run of history. True if it is not to be shown (part of a rejoin). */
   #onHistoryEnd(m: Message<"history_end">): boolean {
-    const st = this.#rooms.get(m.room);
+    const room = m.room;
+    if (room === undefined) return false;
+    const st = this.#rooms.get(room);
     const r = st?.resume;
     if (!st || !r || r.target === null) return false;
     if (m.more) {
       // Asking again after the same seq would bring the same page, forever.
-      if (st.seq <= r.from) throw violation(`the server said more history of ${m.room} follows, but sent none after seq ${r.from}`);
+      if (st.seq <= r.from) throw violation(`the server said more history of ${room} follows, but sent none after seq ${r.from}`);
       r.from = st.seq;
-      this.#send({ type: "history", room: m.room, limit: PAGE, since: st.seq });
+      this.#send({ type: "history", room, limit: PAGE, since: st.seq });
       return this.#state === "resuming";
     }
     if (st.seq < r.target) {
@@ -494,7 +526,7 @@ export class ChatClient {
       this.emit(h);
     }
     if (this.#state === "resuming") {
-      this.#finishResume(m.room, r);
+      this.#finishResume(room, r);
       return true;
     }
     // The first room, joined with --since-seq: said here, since no `reconnected` will.
@@ -637,7 +669,21 @@ export class ChatClient {
     this.#checkResumed();
   }
 
+  /** Writes the late-DM marker if it moved; a failure is said once (the marker still holds for this run). */
+  #flushDmSeen(): void {
+    if (this.#dmSeenTimer) clearTimeout(this.#dmSeenTimer);
+    this.#dmSeenTimer = null;
+    try {
+      this.#dmSeen.flush();
+    } catch (e) {
+      if (this.#dmSeenFailed) return;
+      this.#dmSeenFailed = true;
+      this.emit({ type: "local", text: `cannot write ${this.#dmSeen.path}: ${(e as Error).message}; the next run may show these late direct messages again` });
+    }
+  }
+
   #finish(reason: string): void {
+    this.#flushDmSeen();
     this.#closing = true;
     this.#state = "ended";
     const session = this.#session;
@@ -722,6 +768,17 @@ export class ChatClient {
     } finally {
       this.#flushing = false;
     }
+  }
+
+  /**
+   * `/history @USER`: the last `limit` DMs with `user`, or with `more` the
+   * `limit` before the oldest the last answer showed (PROTOCOL.md §7.1 `before`).
+   */
+  directHistory(user: string, limit: number, more: boolean): void {
+    const page = this.#dmPages.get(user);
+    if (more && page?.more !== true) return this.emit({ type: "local", text: `no older direct messages with ${user} to show: /history @${user} first` });
+    this.#dmPages.set(user, { oldest: Number.MAX_SAFE_INTEGER, more: false });
+    this.request({ type: "history", with: user, limit, ...(more ? { before: page!.oldest } : {}) });
   }
 
   /** Other requests (join, leave, who, rooms, history). */

@@ -16,6 +16,7 @@ export type Command =
   | { kind: "rooms" }
   | { kind: "who"; room?: string }
   | { kind: "history"; limit: number }
+  | { kind: "dm_history"; with: string; limit: number; more: boolean }
   | { kind: "switch"; to: string }
   | { kind: "notify"; on: boolean }
   | { kind: "ignore"; user?: string }
@@ -34,6 +35,7 @@ export const HELP_TEXT = [
   "/msg USER TEXT — direct message to USER",
   "/me TEXT — an action: * you TEXT",
   "/history [N] — show the last N messages of the room (default 20)",
+  "/history @USER [N|more] — your direct messages with USER (the last N; more: the N before those shown)",
   "/notify off|on — the bell for mentions of your name and direct messages",
   "/ignore [USER] — hide USER's messages, direct messages, joins and leaves (no bell); alone: list who you ignore",
   "/unignore USER — show USER's lines again",
@@ -94,6 +96,12 @@ export function parseLine(line: string, interactive = false): Command | null {
     case "me":
       return arg ? { kind: "me", text: arg } : { kind: "error", text: "usage: /me TEXT" };
     case "history": {
+      if (word.startsWith("@")) {
+        const [who, page = ""] = rest.filter((w) => w !== "");
+        const n = page === "" || page === "more" ? 20 : Number(page);
+        const ok = USER_NAME_RE.test(who!.slice(1)) && Number.isInteger(n) && n >= 1 && n <= 1000;
+        return ok ? { kind: "dm_history", with: who!.slice(1), limit: n, more: page === "more" } : { kind: "error", text: "usage: /history @USER [N|more] (N 1-1000)" };
+      }
       const n = word === "" ? 20 : Number(word);
       return Number.isInteger(n) && n >= 1 && n <= 1000 ? { kind: "history", limit: n } : { kind: "error", text: "usage: /history [N] (1-1000)" };
     }
@@ -167,6 +175,9 @@ export async function runCommand(client: ChatClient, cmd: Command, front?: Front
       return true;
     case "history":
       client.request({ type: "history", room: client.room, limit: cmd.limit });
+      return true;
+    case "dm_history":
+      client.directHistory(cmd.with, cmd.limit, cmd.more);
       return true;
     case "help":
       for (const line of HELP_TEXT) client.emit({ type: "local", text: line });

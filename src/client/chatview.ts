@@ -29,8 +29,12 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
     }
     case "direct": {
       const who = e.from === me ? ["→ ", colorize(e.to, color)] : [colorize(e.from, color), " →"];
-      return [at(e.ts), " [dm ", ...who, "] ", e.action ? `* ${e.from} ${e.text}` : e.text];
+      // stored while this user was offline (late), or asked for with /history @USER
+      const head: Segment[] = e.late ? [dim("[sent while you were away]", color), " "] : e.history ? [dim("[history]", color), " "] : [];
+      return [...head, at(e.ts), " [dm ", ...who, "] ", e.action ? `* ${e.from} ${e.text}` : e.text];
     }
+    case "ack":
+      return e.stored ? note("the recipient is offline: stored, and delivered when they next log in") : null;
     case "sent": {
       const queued: Segment[] = e.queued ? [" ", dim("(queued until reconnected)", color)] : [];
       if (e.to !== undefined) return [at(Date.now()), " [dm → ", colorize(e.to, color), "] ", e.action ? `* ${me} ${e.text}` : e.text, ...queued];

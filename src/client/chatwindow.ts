@@ -191,7 +191,7 @@ export class ChatWindow {
         return this.#drawPending();
       case "ack": {
         const p = this.#take(e.id);
-        if (p) this.screen.print(this.#own(p, e.ts));
+        if (p) this.screen.print(e.stored ? [...this.#own(p, e.ts), "  ", dim(`[stored: ${p.to} is offline; delivered at their next login]`, this.color)] : this.#own(p, e.ts));
         return;
       }
       case "nack": {

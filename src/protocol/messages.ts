@@ -241,7 +241,13 @@ const SCHEMAS = {
   dm: { id: int(0, Number.MAX_SAFE_INTEGER), to: userName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
   who: { room: roomName },
   rooms: {},
-  history: { room: roomName, limit: int(1, 1000), since: optional(int(0, Number.MAX_SAFE_INTEGER)) },
+  history: {
+    room: optional(roomName),
+    with: optional(userName),
+    limit: int(1, 1000),
+    since: optional(int(0, Number.MAX_SAFE_INTEGER)),
+    before: optional(int(1, Number.MAX_SAFE_INTEGER)),
+  },
   // The user's own sessions and tickets (PROTOCOL.md §7.8).
   session_list: {},
   revoke_session: { id: sessionRef },
@@ -254,6 +260,7 @@ const SCHEMAS = {
     ts: int(0, Number.MAX_SAFE_INTEGER),
     tseq: optional(int(1, Number.MAX_SAFE_INTEGER)),
     head: optional(hex32),
+    stored: optional(bool),
   },
   nack: { id: int(0, Number.MAX_SAFE_INTEGER), code: text(ERROR_CODE_MAX, 1), message: text(ERROR_TEXT_MAX) },
   message: {
@@ -272,13 +279,15 @@ const SCHEMAS = {
     to: userName,
     text: text(MESSAGE_TEXT_MAX, 1),
     action: optional(bool),
+    history: optional(bool),
+    late: optional(bool),
   },
   room: { room: roomName, users: list(userName, MAX_LIST), seq: int(0, Number.MAX_SAFE_INTEGER) },
   joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   members: { room: roomName, users: list(userName, MAX_LIST) },
   room_list: { rooms: list(object({ name: roomName, users: int(0, Number.MAX_SAFE_INTEGER) }), MAX_LIST) },
-  history_end: { room: roomName, count: int(0, 1000), more: optional(bool) },
+  history_end: { room: optional(roomName), with: optional(userName), count: int(0, 1000), more: optional(bool) },
   notice: { code: text(ERROR_CODE_MAX, 1), text: text(ERROR_TEXT_MAX) },
   sessions: {
     live: list(
@@ -318,6 +327,15 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
       : m.ticket !== undefined && m.ticket_key !== undefined
         ? "a ticket login must not ask for a ticket"
         : null,
+  history: (m) =>
+    (m.room === undefined) === (m.with === undefined)
+      ? "history must carry exactly one of room and with"
+      : m.since !== undefined && m.room === undefined
+        ? "since is for a room's history"
+        : m.before !== undefined && m.with === undefined
+          ? "before is for direct messages' history"
+          : null,
+  history_end: (m) => ((m.room === undefined) === (m.with === undefined) ? "history_end must carry exactly one of room and with" : null),
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
 

@@ -68,6 +68,10 @@ export interface ChatOptions {
   /** Distinct rooms one user may be in across all its connections (serve --max-rooms-per-user). */
   maxRoomsPerUser: number;
   maxRooms: number;
+  /** How long direct messages are kept, for late delivery and `/history @user` (serve --dm-retention). */
+  dmRetentionMs: number;
+  /** Stored DMs one recipient may have undelivered; past it a `dm` to them while offline gets `nack` `dm_store_full` (serve --max-stored-dms). */
+  maxStoredDms: number;
 }
 
 export const DEFAULT_CHAT: ChatOptions = {
@@ -79,6 +83,8 @@ export const DEFAULT_CHAT: ChatOptions = {
   maxRoomsPerConnection: 32,
   maxRoomsPerUser: 64,
   maxRooms: 10_000,
+  dmRetentionMs: 30 * 24 * 3600 * 1000,
+  maxStoredDms: 1000,
 };
 
 class Room {
@@ -134,11 +140,15 @@ export class Chat {
   /** Distinct rooms each online user is in, across its connections. */
   readonly #userRooms = new Map<string, number>();
   #directSeq: number;
+  /** When DMs past the retention were last forgotten (prune). */
+  #expired = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly opts: ChatOptions,
     readonly journal: Journal,
     readonly now: () => number = Date.now,
+    /** Whether an account exists: a `dm` to a name that is not one is refused (`no_such_user`). */
+    readonly isAccount: (user: string) => boolean = () => true,
   ) {
     this.#directSeq = journal.lastDirectSeq();
   }
@@ -163,6 +173,29 @@ export class Chat {
     let set = this.#online.get(m.user);
     if (!set) this.#online.set(m.user, (set = new Set()));
     set.add(m);
+    this.#deliverStored(m);
+  }
+
+  /**
+   * A login is shown the DMs stored for its user while it was offline
+   * (§7.3), marked `late`: the newest that fit the history budget, oldest
+   * first. Every login within the retention is shown them, so each of the
+   * user's terminals and devices sees them once per connection.
+   */
+  #deliverStored(m: Member): void {
+    const stored = this.journal.storedDirects(m.user, this.now() - this.opts.dmRetentionMs, this.opts.maxStoredDms);
+    const json: string[] = [];
+    let bytes = 0;
+    for (let i = stored.length - 1; i >= 0; i--) {
+      const j = encodeMessage({ ...stored[i]!, late: true });
+      bytes += j.length;
+      if (bytes > this.opts.historyBytes) break;
+      json.push(j);
+    }
+    if (json.length < stored.length) {
+      post(m, { type: "notice", code: "dm_more", text: `${stored.length - json.length} older direct messages stored for you did not fit; /history @USER to read them` });
+    }
+    for (let i = json.length - 1; i >= 0; i--) m.post(json[i]!);
   }
 
   disconnect(m: Member): void {
@@ -185,6 +218,10 @@ export class Chat {
   prune(): void {
     const now = this.now();
     for (const [user, b] of this.#buckets) if (b.messages.full(now) && b.requests.full(now)) this.#buckets.delete(user);
+    if (now - this.#expired >= EXPIRE_EVERY_MS) {
+      this.#expired = now;
+      this.journal.expireDirects(now - this.opts.dmRetentionMs);
+    }
   }
 
   /**
@@ -316,14 +353,17 @@ export class Chat {
       case "dm": {
         if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
         const to = this.#online.get(req.to);
-        if (!to) return post(m, { type: "nack", id: req.id, code: "user_offline", message: `${req.to} is not online` });
+        if (!to && !this.isAccount(req.to)) return post(m, { type: "nack", id: req.id, code: "no_such_user", message: `there is no account ${req.to}` });
+        if (!to && this.journal.undelivered(req.to, ts - this.opts.dmRetentionMs) >= this.opts.maxStoredDms) {
+          return post(m, { type: "nack", id: req.id, code: "dm_store_full", message: `${req.to} is offline and has ${this.opts.maxStoredDms} direct messages waiting already; try again once they have logged in` });
+        }
         this.#directSeq += 1;
         const msg: Message<"direct"> = { type: "direct", seq: this.#directSeq, ts, from: m.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
-        const receipt = this.journal.append({ kind: "direct", message: msg });
+        const receipt = this.journal.append({ kind: "direct", message: msg, ...(to ? {} : { stored: true }) });
         const json = encodeMessage(msg);
-        const targets = new Set([...to, ...(this.#online.get(m.user) ?? [])]);
+        const targets = new Set([...(to ?? []), ...(this.#online.get(m.user) ?? [])]);
         for (const t of targets) if (t !== m) t.post(json);
-        return this.#ack(m, req.id, msg.seq, ts, receipt);
+        return this.#ack(m, req.id, msg.seq, ts, receipt, !to);
       }
       case "who": {
         const room = this.#rooms.get(req.room);
@@ -338,7 +378,8 @@ export class Chat {
             .slice(0, MAX_LIST),
         });
       case "history": {
-        const room = this.#rooms.get(req.room);
+        if (req.with !== undefined) return this.#sendDirectHistory(m, req.with, req.limit, req.before);
+        const room = this.#rooms.get(req.room!);
         if (!room || !st.rooms.has(room)) return post(m, { type: "notice", code: "not_member", text: `you are not in ${req.room}` });
         return this.#sendHistory(m, room.name, Math.min(req.limit, this.opts.history), req.since);
       }
@@ -354,8 +395,9 @@ export class Chat {
    * check the server's log against. Others see the message at once; what
    * the sender's connection is sent after the ack waits behind it (§7.4).
    */
-  #ack(m: Member, id: number, seq: number, ts: number, r: Receipt): void {
-    const ack = (): string => encodeMessage({ type: "ack", id, seq, ts, ...(r.seq !== undefined && r.hash !== undefined ? { tseq: r.seq, head: r.hash } : {}) });
+  #ack(m: Member, id: number, seq: number, ts: number, r: Receipt, stored = false): void {
+    const ack = (): string =>
+      encodeMessage({ type: "ack", id, seq, ts, ...(r.seq !== undefined && r.hash !== undefined ? { tseq: r.seq, head: r.hash } : {}), ...(stored ? { stored: true } : {}) });
     if (!r.durable) return m.post(ack());
     m.postWhen(r.durable, ack, () => encodeMessage({ type: "nack", id, code: "not_recorded", message: "the server could not record this message in its transcript" }));
   }
@@ -421,6 +463,28 @@ export class Chat {
     post(m, { type: "history_end", room, count: json.length, ...(more ? { more: true } : {}) });
   }
 
+  /**
+   * The DMs between the user and `other` (either way) before `before`: the
+   * newest min(`limit`, history setting) that fit the history budget,
+   * oldest first, then `history_end` {with, count, more?}; `more` if older
+   * ones are kept (the client asks again with `before` = the oldest seq it got).
+   */
+  #sendDirectHistory(m: Member, other: string, limit: number, before = Number.MAX_SAFE_INTEGER): void {
+    const n = Math.min(limit, this.opts.history);
+    // one more than asked for tells whether older ones remain
+    const kept = this.journal.directsBetween(m.user, other, this.now() - this.opts.dmRetentionMs, before, n + 1);
+    const json: string[] = [];
+    let bytes = 0;
+    for (let i = kept.length - 1; i >= 0 && json.length < n; i--) {
+      const j = encodeMessage({ ...kept[i]!, history: true });
+      bytes += j.length;
+      if (bytes > this.opts.historyBytes) break;
+      json.push(j);
+    }
+    for (let i = json.length - 1; i >= 0; i--) m.post(json[i]!);
+    post(m, { type: "history_end", with: other, count: json.length, ...(json.length < kept.length ? { more: true } : {}) });
+  }
+
   #leave(m: Member, st: MemberState, room: Room, tell: boolean): void {
     const ts = this.now();
     room.members.delete(m);
@@ -451,6 +515,9 @@ function firstUsers(room: Room): string[] {
  * cannot record: nothing that must be recorded is relayed unrecorded.
  */
 const NOT_RECORDING = "the server cannot write its transcript right now, so nothing is relayed; try again later";
+
+/** How often `prune` forgets DMs past the retention; until then they are kept but never shown. */
+const EXPIRE_EVERY_MS = 60_000;
 
 function isMessage(req: Request | AccountRequest): boolean {
   return req.type === "say" || req.type === "dm";

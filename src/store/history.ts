@@ -21,9 +21,10 @@ import { existsSync, rmSync } from "node:fs";
 import { concat, fromUtf8, u64be, utf8 } from "../bytes.ts";
 import { XCHACHA_KEY_LENGTH, randomBytes, wipe, xchachaOpenRandom, xchachaSealRandom } from "../crypto/index.ts";
 import { createPrivateFile } from "../paths.ts";
+import type { DirectMessage, KeptDirect } from "./journal.ts";
 import type { RoomMessage, RoomState } from "./recent.ts";
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
   CREATE TABLE state (
@@ -50,6 +51,24 @@ const SCHEMA = `
     PRIMARY KEY (room, seq),
     CHECK ((text IS NULL) <> (sealed IS NULL))
   ) STRICT, WITHOUT ROWID;
+  CREATE TABLE directs (
+    seq       INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,
+    sender    TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    text      TEXT,
+    sealed    BLOB,
+    action    INTEGER NOT NULL,
+    stored    INTEGER NOT NULL,
+    CHECK ((text IS NULL) <> (sealed IS NULL))
+  ) STRICT;
+  CREATE INDEX directs_to ON directs (recipient, stored, seq);
+  CREATE INDEX directs_pair ON directs (sender, recipient, seq);
+  CREATE INDEX directs_ts ON directs (ts);
+  CREATE TABLE delivered (
+    user TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
   PRAGMA user_version = ${SCHEMA_VERSION};`;
 
 export interface Applied {
@@ -66,7 +85,21 @@ export interface HistoryBatch {
   seqs: Map<string, number>;
   /** The direct-message sequence (the largest is kept). */
   directSeq: number;
+  /** Direct messages to keep (until the retention). */
+  directs: KeptDirect[];
+  /** Per user, the DM seq of its last login (the largest is kept). */
+  delivered: Map<string, number>;
   applied: Applied;
+}
+
+interface DirectRow {
+  seq: number;
+  ts: number;
+  sender: string;
+  recipient: string;
+  text: string | null;
+  sealed: Uint8Array | null;
+  action: number;
 }
 
 interface MessageRow {
@@ -127,8 +160,9 @@ export class HistoryDb {
 
   /** Deletes every message row, overwriting their bytes (secure_delete) in the file and its WAL. */
   #dropMessages(): void {
-    if (this.#db.query("SELECT 1 FROM messages LIMIT 1").get() === null) return;
+    if (this.#db.query("SELECT 1 FROM messages UNION ALL SELECT 1 FROM directs LIMIT 1").get() === null) return;
     this.#db.query("DELETE FROM messages").run();
+    this.#db.query("DELETE FROM directs").run();
     this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
 
@@ -149,6 +183,8 @@ export class HistoryDb {
   reset(): void {
     this.#db.transaction(() => {
       this.#db.query("DELETE FROM messages").run();
+      this.#db.query("DELETE FROM directs").run();
+      this.#db.query("DELETE FROM delivered").run();
       this.#db.query("UPDATE state SET applied_seq = 0, applied_hash = '', keep = ?").run(this.keep);
     })();
   }
@@ -184,6 +220,11 @@ export class HistoryDb {
       }
       for (const room of rooms) q.trim.run(room, room, this.keep - 1);
     }
+    for (const { message: m, stored } of b.directs) {
+      const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), directAad(m.seq)) : null;
+      q.insertDirect.run(m.seq, m.ts, m.from, m.to, sealed ? null : m.text, sealed, m.action ? 1 : 0, stored ? 1 : 0);
+    }
+    for (const [user, seq] of b.delivered) q.delivered.run(user, seq);
     for (const [room, n] of b.seqs) q.seq.run(room, n);
     q.applied.run(b.applied.seq, b.applied.hash, b.directSeq);
   }
@@ -202,10 +243,50 @@ export class HistoryDb {
     return { seq, messages };
   }
 
+  /** The stored DMs to `user` with ts >= `since`: the newest `limit`, oldest first. */
+  storedDirects(user: string, since: number, limit: number): DirectMessage[] {
+    return this.#directs(this.#q.stored.all(user, since, limit));
+  }
+
+  /** The DM seq of `user`'s last login recorded here (0 if none). */
+  deliveredSeq(user: string): number {
+    return this.#q.deliveredSeq.get(user)?.seq ?? 0;
+  }
+
+  /** Stored DMs to `user` with ts >= `since` and seq > `after`. */
+  countStored(user: string, since: number, after: number): number {
+    return this.#q.countStored.get(user, since, after)!.n;
+  }
+
+  /** The DMs between `a` and `b` with ts >= `since` and seq < `before`: the newest `limit`, oldest first. */
+  directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[] {
+    return this.#directs(this.#q.between.all(a, b, b, a, before, since, limit));
+  }
+
+  /** Deletes the DMs with ts < `before`. */
+  expireDirects(before: number): void {
+    this.#q.expire.run(before);
+  }
+
+  /** Rows newest first to messages oldest first (rows sealed by an earlier run never come back: dropped at open). */
+  #directs(rows: DirectRow[]): DirectMessage[] {
+    const out: DirectMessage[] = [];
+    for (let i = rows.length - 1; i >= 0; i--) {
+      const r = rows[i]!;
+      const text = r.text ?? this.#openSealed(r.sealed, directAad(r.seq));
+      if (text !== null) out.push({ type: "direct", seq: r.seq, ts: r.ts, from: r.sender, to: r.recipient, text, ...(r.action ? { action: true } : {}) });
+    }
+    return out;
+  }
+
   #open(room: string, r: MessageRow): string | null {
-    if (!this.#key || !r.sealed) return null;
+    return this.#openSealed(r.sealed, aad(room, r.seq));
+  }
+
+  #openSealed(sealed: Uint8Array | null, ad: Uint8Array): string | null {
+    if (!this.#key || !sealed) return null;
     try {
-      return fromUtf8(xchachaOpenRandom(this.#key, r.sealed, aad(room, r.seq)));
+      return fromUtf8(xchachaOpenRandom(this.#key, sealed, ad));
     } catch {
       return null; // not sealed by this run: dropped at open, so never expected
     }
@@ -229,12 +310,30 @@ function prepare(db: Database) {
     seq: db.prepare<void, [string, number]>("INSERT INTO rooms (name, last_seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"),
     applied: db.prepare<void, [number, string, number]>("UPDATE state SET applied_seq = ?, applied_hash = ?, direct_seq = max(direct_seq, ?)"),
     roomSeq: db.prepare<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE name = ?"),
+    insertDirect: db.prepare<void, [number, number, string, string, string | null, Uint8Array | null, number, number]>(
+      "INSERT OR REPLACE INTO directs (seq, ts, sender, recipient, text, sealed, action, stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    delivered: db.prepare<void, [string, number]>("INSERT INTO delivered (user, seq) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET seq = max(seq, excluded.seq)"),
+    deliveredSeq: db.prepare<{ seq: number }, [string]>("SELECT seq FROM delivered WHERE user = ?"),
+    stored: db.prepare<DirectRow, [string, number, number]>(
+      "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE recipient = ? AND stored = 1 AND ts >= ? ORDER BY seq DESC LIMIT ?",
+    ),
+    countStored: db.prepare<{ n: number }, [string, number, number]>("SELECT count(*) AS n FROM directs WHERE recipient = ? AND stored = 1 AND ts >= ? AND seq > ?"),
+    between: db.prepare<DirectRow, [string, string, string, string, number, number, number]>(
+      "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?",
+    ),
+    expire: db.prepare<void, [number]>("DELETE FROM directs WHERE ts < ?"),
     roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
   };
 }
 
 function aad(room: string, seq: number): Uint8Array {
   return concat(utf8(room), new Uint8Array([0]), u64be(BigInt(seq)));
+}
+
+/** A DM's aad: a NUL first, which no room name has, so a DM's sealed text cannot pass for a room message's. */
+function directAad(seq: number): Uint8Array {
+  return concat(new Uint8Array([0]), utf8("direct"), new Uint8Array([0]), u64be(BigInt(seq)));
 }
 
 interface State {

@@ -9,6 +9,19 @@ import type { Message } from "../protocol/messages.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "./recent.ts";
 
 export type RoomMessage = Message<"message">;
+export type DirectMessage = Message<"direct">;
+
+/**
+ * Direct messages kept for delivery and `/history @user`: every DM is kept
+ * until it is older than the retention; one sent while its recipient was
+ * offline is `stored`, and is delivered late to each of the recipient's
+ * logins. A stored DM is *undelivered* until the recipient's next login
+ * (its `session_open` entry), which is what the per-recipient cap counts.
+ */
+export interface KeptDirect {
+  message: DirectMessage;
+  stored: boolean;
+}
 
 export type JournalEvent =
   | { kind: "session_open"; user: string; session: string; source: string; ts: number }
@@ -16,7 +29,7 @@ export type JournalEvent =
   | { kind: "join"; room: string; user: string; ts: number }
   | { kind: "leave"; room: string; user: string; ts: number }
   | { kind: "message"; message: RoomMessage }
-  | { kind: "direct"; message: Message<"direct"> }
+  | { kind: "direct"; message: DirectMessage; stored?: boolean }
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
   | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number };
@@ -44,6 +57,17 @@ export interface Journal {
   lastSeq(room: string): number;
   /** The last sequence number of direct messages. */
   lastDirectSeq(): number;
+  /** The stored DMs to `user` with `ts` >= `since`, oldest first: the newest `limit` of them. */
+  storedDirects(user: string, since: number, limit: number): DirectMessage[];
+  /** How many stored DMs to `user` with `ts` >= `since` no login of `user` has been shown yet. */
+  undelivered(user: string, since: number): number;
+  /**
+   * The DMs between `a` and `b` (either way) with `ts` >= `since` and seq <
+   * `before`: the newest `limit` of them, oldest first.
+   */
+  directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[];
+  /** Forgets the DMs with `ts` < `before` (the retention), wherever they are kept. */
+  expireDirects(before: number): void;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
 }
@@ -60,6 +84,10 @@ export class MemoryJournal implements Journal {
   /** Kept for every room, even when its history is not, so sequence numbers are never reused while the server runs. */
   readonly #seqs = new Map<string, number>();
   #directSeq = 0;
+  /** Every DM kept, in seq order. */
+  #directs: KeptDirect[] = [];
+  /** Per user, the last DM seq when it last logged in: stored DMs up to it have been delivered. */
+  readonly #delivered = new Map<string, number>();
 
   readonly recording = true;
 
@@ -71,7 +99,11 @@ export class MemoryJournal implements Journal {
   }
 
   append(e: JournalEvent): Receipt {
-    if (e.kind === "direct") this.#directSeq = e.message.seq;
+    if (e.kind === "direct") {
+      this.#directSeq = e.message.seq;
+      this.#directs.push({ message: e.message, stored: e.stored === true });
+    }
+    if (e.kind === "session_open") this.#delivered.set(e.user, this.#directSeq);
     if (e.kind === "message") {
       this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
       this.rooms.add(e.message);
@@ -90,4 +122,36 @@ export class MemoryJournal implements Journal {
   lastDirectSeq(): number {
     return this.#directSeq;
   }
+
+  storedDirects(user: string, since: number, limit: number): DirectMessage[] {
+    return newest(this.#directs.filter((d) => d.stored && d.message.to === user && d.message.ts >= since), limit);
+  }
+
+  undelivered(user: string, since: number): number {
+    return countUndelivered(this.#directs, user, since, this.#delivered.get(user) ?? 0);
+  }
+
+  directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[] {
+    return newest(this.#directs.filter((d) => d.message.seq < before && d.message.ts >= since && isBetween(d.message, a, b)), limit);
+  }
+
+  expireDirects(before: number): void {
+    this.#directs = this.#directs.filter((d) => d.message.ts >= before);
+  }
+}
+
+/** The last `limit` of `kept` (in seq order), as messages. */
+export function newest(kept: KeptDirect[], limit: number): DirectMessage[] {
+  return limit <= 0 ? [] : kept.slice(-limit).map((d) => d.message);
+}
+
+export function isBetween(m: DirectMessage, a: string, b: string): boolean {
+  return (m.from === a && m.to === b) || (m.from === b && m.to === a);
+}
+
+/** Stored DMs to `user` since `since` after its delivered mark. */
+export function countUndelivered(kept: Iterable<KeptDirect>, user: string, since: number, delivered: number): number {
+  let n = 0;
+  for (const d of kept) if (d.stored && d.message.to === user && d.message.seq > delivered && d.message.ts >= since) n++;
+  return n;
 }

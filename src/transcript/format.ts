@@ -54,7 +54,7 @@ export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool
   join: { room: "string", user: "string" },
   leave: { room: "string", user: "string" },
   message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
-  direct: { dm_seq: "int", from: "string", to: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
+  direct: { dm_seq: "int", from: "string", to: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?", stored: "bool?" },
   recovery: { file: "string", torn_bytes: "int", torn_sha256: "hex32", reason: "string" },
   checkpoint: { head_seq: "int", head: "hex32", sig: "b64" },
 };

@@ -21,7 +21,7 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Journal, JournalEvent, Receipt, RoomMessage } from "../store/journal.ts";
+import { type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type Receipt, type RoomMessage, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb } from "../store/history.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
@@ -53,6 +53,10 @@ interface Unsaved {
   /** …and the message itself, for history (not when only its number can be kept). */
   message?: RoomMessage;
   directSeq?: number;
+  /** A direct message's text, for delivery and history (not when only its number can be kept). */
+  direct?: KeptDirect;
+  /** A login (session_open): the user and the DM seq at that point; stored DMs up to it are delivered. */
+  delivered?: { user: string; seq: number };
   /** The writer's promise for it (not for entries replayed at start). */
   durable?: Promise<void>;
 }
@@ -132,11 +136,12 @@ export class TranscriptJournal implements Journal {
     if (!recording) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
     try {
       const { entry, durable } = this.writer.append(type, fields);
-      if (e.kind === "message" || e.kind === "direct") {
+      if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open") {
         const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash }, durable };
         // history.db has what the transcript has: the entry's ts, as a rebuild would
         if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts } });
-        else u.directSeq = e.message.seq;
+        else if (e.kind === "direct") Object.assign(u, { directSeq: e.message.seq, direct: { message: { ...e.message, ts: entry.ts }, stored: e.stored === true } });
+        else u.delivered = { user: e.user, seq: this.#directSeq };
         this.#unsaved.push(u);
         if (!this.#watching) this.#watch(entry.seq, durable);
       }
@@ -203,7 +208,7 @@ export class TranscriptJournal implements Journal {
     let n = 0;
     while (n < this.#unsaved.length && this.#unsaved[n]!.entry.seq <= upTo) n++;
     if (n === 0 && !applied) return;
-    const batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, applied: applied ?? this.#unsaved[n - 1]!.entry };
+    const batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
     for (let i = 0; i < n; i++) addTo(batch, this.#unsaved[i]!);
     try {
       this.#db.apply(batch);
@@ -227,6 +232,39 @@ export class TranscriptJournal implements Journal {
 
   lastDirectSeq(): number {
     return this.#directSeq;
+  }
+
+  // The DM queries read history.db and the DMs not yet written to it.
+
+  #unsavedDirects(): KeptDirect[] {
+    const out: KeptDirect[] = [];
+    for (const u of this.#unsaved) if (u.direct) out.push(u.direct);
+    return out;
+  }
+
+  storedDirects(user: string, since: number, limit: number): DirectMessage[] {
+    const recent = this.#unsavedDirects().filter((d) => d.stored && d.message.to === user && d.message.ts >= since);
+    return [...this.#db.storedDirects(user, since, limit), ...newest(recent, limit)].slice(-limit);
+  }
+
+  undelivered(user: string, since: number): number {
+    let mark = this.#db.deliveredSeq(user);
+    for (const u of this.#unsaved) if (u.delivered?.user === user) mark = Math.max(mark, u.delivered.seq);
+    return this.#db.countStored(user, since, mark) + countUndelivered(this.#unsavedDirects(), user, since, mark);
+  }
+
+  directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[] {
+    const recent = this.#unsavedDirects().filter((d) => d.message.seq < before && d.message.ts >= since && isBetween(d.message, a, b));
+    return [...this.#db.directsBetween(a, b, since, before, limit), ...newest(recent, limit)].slice(-limit);
+  }
+
+  expireDirects(before: number): void {
+    if (this.#closed) return;
+    try {
+      this.#db.expireDirects(before);
+    } catch (err) {
+      this.#log.warn("history_db_failed", { error: (err as Error).message });
+    }
   }
 
   /**
@@ -255,6 +293,8 @@ function addTo(b: HistoryBatch, u: Unsaved): void {
   if (u.room !== undefined) b.seqs.set(u.room, Math.max(b.seqs.get(u.room) ?? 0, u.roomSeq!));
   if (u.message) b.messages.push(u.message);
   if (u.directSeq !== undefined) b.directSeq = Math.max(b.directSeq, u.directSeq);
+  if (u.direct) b.directs.push(u.direct);
+  if (u.delivered) b.delivered.set(u.delivered.user, Math.max(b.delivered.get(u.delivered.user) ?? 0, u.delivered.seq));
 }
 
 /**
@@ -314,13 +354,15 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
 function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean): { matched: boolean; lines: number } {
   let matched = after.seq === 0;
   let lines = 0;
-  let batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, applied: after };
+  let batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: after };
   let size = 0;
   let unsigned: Unsaved[] = [];
   const settle = (signed: boolean): void => {
-    for (const u of unsigned) addTo(batch, signed ? u : { ...u, message: undefined });
+    for (const u of unsigned) addTo(batch, signed ? u : { ...u, message: undefined, direct: undefined });
     unsigned = [];
   };
+  // The DM seq as of each entry, for the logins (session_open) replayed.
+  let directSeq = after.seq === 0 ? 0 : db.directSeq;
   for (const line of readTranscriptLinesSync(files)) {
     lines++;
     const seq = lineSeq(line);
@@ -335,12 +377,13 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
     if (line.includes(CHECKPOINT)) settle(true);
     else if (line.includes(SERVER_START)) settle(false);
     batch.applied = { seq, hash };
-    const u = line.includes(MESSAGE) || line.includes(DIRECT) ? unsavedOf(line, sealed) : null;
-    if (u?.message) unsigned.push(u);
+    const u = line.includes(MESSAGE) || line.includes(DIRECT) || line.includes(SESSION_OPEN) ? unsavedOf(line, sealed, directSeq) : null;
+    if (u?.directSeq !== undefined) directSeq = Math.max(directSeq, u.directSeq);
+    if (u?.message || u?.direct) unsigned.push(u);
     else if (u) addTo(batch, u);
     if (++size >= REPLAY_BATCH && unsigned.length === 0) {
       db.apply(batch);
-      batch = { messages: [], seqs: new Map(), directSeq: 0, applied: batch.applied };
+      batch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: batch.applied };
       size = 0;
     }
   }
@@ -356,6 +399,7 @@ const SEQ_MEMBER = Buffer.from('"seq":');
 const HASH_TAIL = Buffer.from(',"hash":"');
 const MESSAGE = Buffer.from('"type":"message"');
 const DIRECT = Buffer.from('"type":"direct"');
+const SESSION_OPEN = Buffer.from('"type":"session_open"');
 const CHECKPOINT = Buffer.from('"type":"checkpoint"');
 const SERVER_START = Buffer.from('"type":"server_start"');
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -379,8 +423,8 @@ function lineHash(line: Buffer): string | null {
   return HEX64.test(hash) ? hash : null;
 }
 
-/** What a message or direct entry line brings to history.db; null for anything else. */
-function unsavedOf(line: Buffer, sealed: boolean): Unsaved | null {
+/** What a message, direct or session_open entry line brings to history.db (`directSeq`: the DM seq before it); null for anything else. */
+function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | null {
   let e: ReturnType<typeof parseEntry>;
   try {
     e = parseEntry(utf8Strict.decode(line));
@@ -388,7 +432,13 @@ function unsavedOf(line: Buffer, sealed: boolean): Unsaved | null {
     return null;
   }
   const entry = { seq: e.seq, hash: e.hash };
-  if (e.type === "direct") return { entry, directSeq: e.dm_seq as number };
+  if (e.type === "session_open") return { entry, delivered: { user: e.user as string, seq: directSeq } };
+  if (e.type === "direct") {
+    const seq = e.dm_seq as number;
+    if (sealed || typeof e.text !== "string") return { entry, directSeq: seq };
+    const message: DirectMessage = { type: "direct", seq, ts: e.ts, from: e.from as string, to: e.to as string, text: e.text, ...(e.action ? { action: true } : {}) };
+    return { entry, directSeq: seq, direct: { message, stored: e.stored === true } };
+  }
   if (e.type !== "message") return null;
   const room = e.room as string;
   const seq = e.room_seq as number;
@@ -424,7 +474,7 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
     }
     case "direct": {
       const m = e.message;
-      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text, ...(m.action ? { action: true } : {}) }];
+      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
     }
   }
 }

@@ -153,3 +153,20 @@ describe("the client's own events of a reconnect", () => {
     );
   });
 });
+
+describe("direct messages stored while the user was away, and /history @USER", () => {
+  const dm: ChatEvent = { type: "direct", seq: 4, ts: TS, from: "mallory", to: "alice", text: "call me" };
+  const line = (e: ChatEvent): string | null => {
+    const l = eventLine(e, "alice", false);
+    return l && plainLine(l);
+  };
+  test("a late DM is marked as sent while you were away, at the time it was sent; one from history as history", () => {
+    expect(line(dm)).toBe("08:21 [dm mallory →] call me");
+    expect(line({ ...dm, late: true })).toBe("[sent while you were away] 08:21 [dm mallory →] call me");
+    expect(line({ ...dm, history: true })).toBe("[history] 08:21 [dm mallory →] call me");
+  });
+  test("the ack of a DM stored for someone offline says so; other acks are not shown", () => {
+    expect(line({ type: "ack", id: 1, seq: 4, ts: TS, stored: true })).toBe("-- the recipient is offline: stored, and delivered when they next log in");
+    expect(line({ type: "ack", id: 1, seq: 4, ts: TS })).toBeNull();
+  });
+});

@@ -183,6 +183,16 @@ describe("rooms as windows", () => {
     expect(screen.pending).toEqual([]);
   });
 
+  test("a DM to someone offline, acked stored, says it waits for their next login; one stored for you is marked as sent while you were away", () => {
+    const { screen, win, join } = setup();
+    join("general", ["alice"]);
+    win.show({ type: "sent", id: 1, to: "carol", text: "lunch?" });
+    win.show({ type: "ack", id: 1, seq: 3, ts: 0, stored: true });
+    expect(screen.printed.at(-1)).toBe("HH:MM [dm → carol] lunch?  [stored: carol is offline; delivered at their next login]");
+    win.show({ type: "direct", seq: 2, ts: 0, from: "bob", to: "alice", text: "call me", late: true });
+    expect(screen.printed.at(-1)).toBe("[sent while you were away] HH:MM [dm bob →] call me");
+  });
+
   test("a nack marks the pending line as not delivered; an ack for an unknown id shows nothing", () => {
     const { screen, win, join } = setup();
     join("general", ["alice"]);

@@ -18,8 +18,9 @@ import { saveIdentity } from "../../src/client/keystore.ts";
 import { addKnownHost, findKnownHost } from "../../src/client/known_hosts.ts";
 import { saveTicket } from "../../src/client/tickets.ts";
 import { SecureChatError } from "../../src/errors.ts";
-import { cpSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { dmSeenPath } from "../../src/client/dmseen.ts";
 import { type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
@@ -163,6 +164,19 @@ async function bobSays(bob: Peer, lines: [room: string, text: string][]): Promis
   await bob.until("bob's acks", () => bob.of("ack").length === before + lines.length);
 }
 
+/** A server behind a Gate (default options) and bob logged in to it directly, in no room. */
+async function gatedWithBob(): Promise<{ t: TestServer; gate: Gate; bob: Peer }> {
+  const { t, gate } = await gated({});
+  return { t, gate, bob: await bobIn(t.port) };
+}
+
+/** Sends alice a DM as bob and waits for its ack. */
+async function bobDm(bob: Peer, text: string): Promise<void> {
+  const id = 2000 + bob.of("ack").length;
+  bob.send({ type: "dm", id, to: "alice", text });
+  await bob.until("bob's ack", () => bob.of("ack").some((a) => a.id === id));
+}
+
 async function bobIn(port: number, ...rooms: string[]): Promise<Peer> {
   const bob = await Peer.login(port, cred(seed, "bob"));
   cleanup.push(() => bob.close());
@@ -270,6 +284,71 @@ describe("a dropped connection (the server keeps running)", () => {
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect(sink.of("reconnected")[0]!.rooms[0]!.gap).toBe(0);
     expect(sink.of("reconnected")[0]!.rooms[0]!.missed).toBeGreaterThanOrEqual(12);
+  }, NET);
+
+  test("DMs stored while the user was away are shown once in a run: a reconnect, shown them again, adds only the new one", async () => {
+    const { t, gate, bob } = await gatedWithBob();
+    await bobDm(bob, "while you were out");
+    const { sink } = await resumingClient(t, gate, machine("late-alice"), cred(seed, "alice"), "lobby");
+    await sink.until("the late dm", () => sink.of("direct").length === 1);
+    gate.open = false;
+    gate.cut();
+    await sink.until("the disconnection", () => sink.of("disconnected").length === 1);
+    await bobDm(bob, "while you were cut off");
+    gate.open = true;
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 20_000);
+    await sink.until("the second late dm", () => sink.of("direct").length >= 2);
+    expect(bob.of("ack").map((a) => a.stored)).toEqual([true, true]);
+    expect(sink.of("direct").map((d) => [d.text, d.late])).toEqual([
+      ["while you were out", true],
+      ["while you were cut off", true],
+    ]);
+  }, NET);
+
+  test("a DM stored while the user was away is shown once per device: a second run on this machine shows only the new one, another machine all", async () => {
+    const { t, gate, bob } = await gatedWithBob();
+    // The late DMs come right after welcome, before the answer to the join: in the room, every one was shown.
+    const run = async (m: Machine) => {
+      const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), "lobby");
+      await client.quit();
+      return sink.of("direct").map((d) => [d.text, d.late]);
+    };
+    const laptop = machine("dmseen-laptop");
+    await bobDm(bob, "first");
+    await bobDm(bob, "second");
+    expect(await run(laptop)).toEqual([
+      ["first", true],
+      ["second", true],
+    ]);
+    await bobDm(bob, "third");
+    expect(bob.of("ack").map((a) => a.stored)).toEqual([true, true, true]);
+    expect(await run(laptop)).toEqual([["third", true]]);
+    expect(await run(laptop)).toEqual([]);
+    const marker = dmSeenPath(parseServerAddress(gate.address).id, "alice");
+    expect(readFileSync(marker, "utf8")).toBe(`${bob.of("ack").at(-1)!.seq}\n`);
+    expect(statSync(marker).mode & 0o777).toBe(0o600);
+    expect(await run(machine("dmseen-phone"))).toEqual([
+      ["first", true],
+      ["second", true],
+      ["third", true],
+    ]);
+  }, NET);
+
+  test("a marker file that cannot be trusted hides nothing: the late DMs are shown again, the client says so once, and a good file replaces it", async () => {
+    const { t, gate, bob } = await gatedWithBob();
+    await bobDm(bob, "still there?");
+    const m = machine("dmseen-bad");
+    useMachine(m);
+    const marker = dmSeenPath(parseServerAddress(gate.address).id, "alice");
+    mkdirSync(dirname(marker), { recursive: true, mode: 0o700 });
+    writeFileSync(marker, "99999999\n", { mode: 0o666 });
+    chmodSync(marker, 0o666);
+    const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), "lobby");
+    await client.quit();
+    expect(sink.of("direct").map((d) => d.text)).toEqual(["still there?"]);
+    expect(sink.of("local").filter((l) => l.text.startsWith(`${marker}: writable by other users`))).toHaveLength(1);
+    expect(readFileSync(marker, "utf8")).toBe(`${bob.of("ack")[0]!.seq}\n`);
+    expect(statSync(marker).mode & 0o777).toBe(0o600);
   }, NET);
 
   test("messages the server no longer keeps are reported as a gap, not hidden", async () => {

@@ -261,6 +261,67 @@ if wait_exit "$bot_pid" 300 && [ "$rc" = 1 ]; then ok; else bad "expiring: exit 
 check "expiring: the securechat login hint" grep -q "hint: run \"securechat login alice --server $srv\"" "$work/expiring.err"
 kill -TERM "$bot_holder"; wait "$bot_holder" 2>/dev/null
 
+# Direct messages to someone offline (PROTOCOL.md §7.3), on a server of their
+# own that stores at most 2 per recipient: stored and acked `stored`, the cap,
+# a name that is no account, a crash between send and delivery, then each of
+# carol's logins shown them once, marked late; /history @carol, paged.
+stop_server
+start_server "$work/dm-data" 0 --max-stored-dms 2
+srv="127.0.0.1:$port"
+for u in alice carol; do
+  input="${pw[$u]}"$'\n'
+  run "register $u on the dm server" 0 as "$u" "$bin" register "$u" --server "$srv" --password-stdin --accept-new-host
+done
+printf '/msg carol first, while you were out\n/msg carol second\n/msg carol third\n/msg zed anyone?\n' | as alice "$bin" chat --server "$srv" >"$work/dm1.out" 2>"$work/dm1.err"
+check "dm to offline carol: 2 acks, stored" [ "$(grep -c '^{"type":"ack".*"stored":true' "$work/dm1.out")" = 2 ]
+check "the third: nack dm_store_full" [ "$(grep -c '^{"type":"nack".*"code":"dm_store_full"' "$work/dm1.out")" = 1 ]
+check "to no account: nack no_such_user" [ "$(grep -c '^{"type":"nack".*"code":"no_such_user"' "$work/dm1.out")" = 1 ]
+grep -q '"type":"ack"' "$work/dm1.out" || show "$work/dm1.out" "$work/dm1.err"
+# The server crashes before carol comes back; the stored messages are on its disk.
+kill -KILL "$server_pid"; wait "$server_pid" 2>/dev/null
+start_server "$work/dm-data" "$port" --max-stored-dms 2
+# late FILE: the stored DMs a login of carol's was shown, as "seq text".
+late() { grep '^{"type":"direct".*"late":true' "$1" | while IFS= read -r l; do printf '%s %s\n' "$(jnum "$l" seq)" "$(jstr "$l" text)"; done; }
+# carol's account on a second machine (another SECURECHAT_HOME, a copy of her files).
+cp -a "$work/home-carol" "$work/home-carol-phone"
+declare -A home_of=([laptop]=carol [phone]=carol-phone)
+for dev in laptop phone; do
+  as "${home_of[$dev]}" "$bin" chat --server "$srv" --json </dev/null >"$work/carol-$dev.out" 2>"$work/carol-$dev.err"
+  got=$(late "$work/carol-$dev.out" | cut -d' ' -f2-)
+  if [ "$got" = $'first, while you were out\nsecond' ]; then ok; else bad "carol's $dev: late DMs \"$got\""; show "$work/carol-$dev.out" "$work/carol-$dev.err"; fi
+  check "carol's $dev: each once" [ "$(late "$work/carol-$dev.out" | cut -d' ' -f1 | sort | uniq -d | wc -l)" = 0 ]
+  check "carol's $dev: from alice" [ "$(grep '^{"type":"direct"' "$work/carol-$dev.out" | grep -vc '"from":"alice"')" = 0 ]
+  # A second run on the same machine (a restarted bot) is not shown them again (PROTOCOL.md Appendix A.6).
+  as "${home_of[$dev]}" "$bin" chat --server "$srv" --json </dev/null >"$work/carol-$dev-again.out" 2>"$work/carol-$dev-again.err"
+  if grep -q '^{"type":"room"' "$work/carol-$dev-again.out" && [ -z "$(late "$work/carol-$dev-again.out")" ]; then ok; else bad "carol's $dev, second run: late DMs again"; show "$work/carol-$dev-again.out" "$work/carol-$dev-again.err"; fi
+done
+marker="$work/home-carol/accounts/$srv/carol.dmseen"
+check "carol's marker: the last late seq" [ "$(cat "$marker" 2>/dev/null)" = "$(late "$work/carol-laptop.out" | tail -1 | cut -d' ' -f1)" ]
+check "carol's marker: mode 600" [ "$(stat -c %a "$marker" 2>/dev/null)" = 600 ]
+# Shown to a login, they no longer count against the cap; alice pages back through what they said.
+# (`more` pages back from the answer before it: the next line waits for that answer.)
+mkfifo "$work/dm2.in"
+sleep 300 >"$work/dm2.in" &
+holder=$!
+as alice "$bin" chat --server "$srv" --json <"$work/dm2.in" >"$work/dm2.out" 2>"$work/dm2.err" &
+pid=$!
+pids+=("$holder" "$pid")
+printf '/msg carol third, now\n/history @carol 2\n' >"$work/dm2.in"
+wait_for "$work/dm2.out" '^\{"type":"history_end","with":"carol"' || bad "alice: no answer to /history @carol"
+printf '/history @carol more\n' >"$work/dm2.in"
+wait_for "$work/dm2.out" '^\{"type":"history_end","with":"carol"' 2 || bad "alice: no answer to /history @carol more"
+kill -TERM "$holder"; wait "$holder" 2>/dev/null
+if wait_exit "$pid" && [ "$rc" = 0 ]; then ok; else bad "alice: exit $rc after its stdin closed, want 0"; show "$work/dm2.err"; fi
+check "after carol's login, a dm to her is stored again" [ "$(grep -c '^{"type":"ack".*"stored":true' "$work/dm2.out")" = 1 ]
+hist=$(grep '^{"type":"direct".*"history":true' "$work/dm2.out" | while IFS= read -r l; do jstr "$l" text; echo; done)
+if [ "$hist" = $'second\nthird, now\nfirst, while you were out' ]; then ok; else bad "/history @carol pages: \"$hist\""; show "$work/dm2.out" "$work/dm2.err"; fi
+check "/history @carol: the first page says more" grep -q '^{"type":"history_end","with":"carol","count":2,"more":true}' "$work/dm2.out"
+check "/history @carol more: the last page" grep -q '^{"type":"history_end","with":"carol","count":1}' "$work/dm2.out"
+# carol's next run on the laptop is shown the one stored since, and only it.
+as carol "$bin" chat --server "$srv" --json </dev/null >"$work/carol-laptop-3.out" 2>"$work/carol-laptop-3.err"
+got=$(late "$work/carol-laptop-3.out" | cut -d' ' -f2-)
+if [ "$got" = "third, now" ]; then ok; else bad "carol's laptop, third run: late DMs \"$got\""; show "$work/carol-laptop-3.out" "$work/carol-laptop-3.err"; fi
+
 # The server stops cleanly.
 stop_server
 

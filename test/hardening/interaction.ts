@@ -395,6 +395,8 @@ class Model {
   readonly seqs = new Map<string, number>();
   readonly past = new Map<string, RoomMessage[]>();
   dmSeq = 0;
+  /** The DMs sent to users while they were offline. */
+  readonly stored: { type: string; seq: number; from: string; to: string; text: string }[] = [];
   #group = 0;
   /** What the run exercised, as the server processed it. */
   readonly stats = {
@@ -429,6 +431,7 @@ class Model {
   }
 
   connect(t: Terminal): void {
+    for (const msg of this.stored) if (msg.to === t.user) t.expected.push({ msg: { ...msg, late: true } });
     this.conns.set(t, []);
     const on = this.online.get(t.user) ?? [];
     on.push(t);
@@ -494,14 +497,16 @@ class Model {
         return this.#answer(t, { type: "ack", id: req.id, seq });
       }
       case "dm": {
+        if (req.to === GHOST_USER) return this.#nack(t, req.id, "no_such_user");
         const to = this.online.get(req.to);
-        if (!to) return this.#nack(t, req.id, "user_offline");
         const seq = ++this.dmSeq;
         const msg = { type: "direct", seq, from: t.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
-        for (const o of new Set([...to, ...(this.online.get(t.user) ?? [])])) if (o !== t) o.expected.push({ msg });
+        // to an account that is offline: stored, and shown late to each of its later logins
+        if (!to) this.stored.push(msg);
+        for (const o of new Set([...(to ?? []), ...(this.online.get(t.user) ?? [])])) if (o !== t) o.expected.push({ msg });
         this.stats.directs++;
         if (req.to === t.user) this.stats.directsToSelf++;
-        return this.#answer(t, { type: "ack", id: req.id, seq });
+        return this.#answer(t, { type: "ack", id: req.id, seq, ...(to ? {} : { stored: true }) });
       }
       case "who":
         return this.#answer(t, { type: "members", room: req.room, users: this.#users(req.room) });
@@ -510,6 +515,7 @@ class Model {
         return this.#answer(t, { type: "room_list", rooms: list });
       }
       case "history":
+        if (req.room === undefined) throw new InteractionFailure("model: the terminals ask only for a room's history");
         if (!rooms.includes(req.room)) return this.#notice(t, "not_member");
         return this.#history(t, req.room, Math.min(req.limit, this.historyLimit));
       default:
@@ -796,6 +802,7 @@ function blackBox(terminals: readonly Terminal[], historyLimit: number, transcri
   const problems: string[] = [];
   const roomCopies = new Map<string, string>();
   const dmCopies = new Map<number, string>();
+  const dmTimes = new Map<number, string>();
   const agree = (map: Map<string | number, string>, key: string | number, value: string, where: string): void => {
     const prev = map.get(key);
     if (prev === undefined) map.set(key, value);
@@ -850,7 +857,7 @@ function blackBox(terminals: readonly Terminal[], historyLimit: number, transcri
         case "history_end":
           if (lastRoom?.room === m.room && historySeqs.length !== m.count) problems.push(`${where}: history_end count ${m.count} after ${historySeqs.length} history messages`);
           if (m.count > historyLimit) problems.push(`${where}: ${m.count} history messages, more than the ${historyLimit} configured`);
-          if (lastRoom?.room === m.room && historySeqs.length > 0) {
+          if (lastRoom !== null && lastRoom.room === m.room && historySeqs.length > 0) {
             const want = historySeqs.map((_, k) => lastRoom!.seq - historySeqs.length + 1 + k);
             if (JSON.stringify(historySeqs) !== JSON.stringify(want)) problems.push(`${where}: history of ${m.room} at join is ${historySeqs.join(",")}, not the last messages up to #${lastRoom.seq}`);
           }
@@ -863,7 +870,9 @@ function blackBox(terminals: readonly Terminal[], historyLimit: number, transcri
           break;
         }
         case "direct":
-          agree(dmCopies, m.seq, JSON.stringify([m.from, m.to, m.text, m.action === true, m.ts]), where);
+          // a late copy's ts is its transcript entry's (what a restart reads back), which may be a ms after the live one's
+          agree(dmCopies, m.seq, JSON.stringify([m.from, m.to, m.text, m.action === true]), where);
+          if (!m.late) agree(dmTimes, m.seq, String(m.ts), where);
           break;
         case "ack": {
           const s = t.says.get(m.id);
@@ -880,7 +889,8 @@ function blackBox(terminals: readonly Terminal[], historyLimit: number, transcri
             if (!w) problems.push(`${where}: ack ${s.room}#${m.seq} of a say in no membership window`);
             else w.seqs.push(m.seq);
           } else {
-            agree(dmCopies, m.seq, JSON.stringify([t.user, s.to, s.text, s.action, m.ts]), where);
+            agree(dmCopies, m.seq, JSON.stringify([t.user, s.to, s.text, s.action]), where);
+            agree(dmTimes, m.seq, String(m.ts), where);
           }
           break;
         }

@@ -503,6 +503,8 @@ const VALUE_FLAGS: Record<string, string> = {
   "max-connections-per-address": "a number",
   "max-connections-per-user": "a number",
   "max-rooms-per-user": "a number",
+  "dm-retention": "a duration",
+  "max-stored-dms": "a number",
   "session-max": "a duration",
   "idle-timeout": "a duration",
   "max-send-buffer": "a number",

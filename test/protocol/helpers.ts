@@ -106,10 +106,10 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     rooms: { type: "rooms" },
     history: { type: "history", room: "lobby", limit: 20, since: 3 },
     // Chat events and answers (PROTOCOL.md §7.2).
-    ack: { type: "ack", id: 7, seq: 42, ts: 1_900_000_000_123 },
-    nack: { type: "nack", id: 8, code: "user_offline", message: "dave_9 is not online" },
+    ack: { type: "ack", id: 7, seq: 42, ts: 1_900_000_000_123, stored: true },
+    nack: { type: "nack", id: 8, code: "no_such_user", message: "there is no account dave_9" },
     message: { type: "message", room: "lobby", seq: 41, ts: 1_899_999_999_999, from: "alice", text: "earlier — ünïcödé", action: true, history: true },
-    direct: { type: "direct", seq: 3, ts: 1_900_000_000_200, from: "bob_2", to: "alice", text: "hello 🔐", action: true },
+    direct: { type: "direct", seq: 3, ts: 1_900_000_000_200, from: "bob_2", to: "alice", text: "hello 🔐", action: true, history: true, late: true },
     room: { type: "room", room: "lobby", users: ["alice", "bob_2", "carol-x"], seq: 42 },
     joined: { type: "joined", room: "lobby", user: "carol-x", ts: 1_900_000_000_300 },
     left: { type: "left", room: "lobby", user: "carol-x", ts: 1_900_000_000_400 },
@@ -181,5 +181,14 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["sessions + more_tickets", ex.sessions],
     ["change_password", { type: "change_password", new_password: "another long passphrase" }],
     ["change_password + end_sessions", ex.change_password],
+    ["ack", { type: "ack", id: 1, seq: 1, ts: 0 }],
+    ["ack of a stored dm", ex.ack],
+    ["direct late", { type: "direct", seq: 2, ts: 0, from: "bob_2", to: "alice", text: "x", late: true }],
+    ["direct as history", { type: "direct", seq: 2, ts: 0, from: "bob_2", to: "alice", text: "x", history: true }],
+    ["direct + action + history + late", ex.direct],
+    ["history with", { type: "history", with: "bob_2", limit: 20 }],
+    ["history with + before", { type: "history", with: "bob_2", limit: 20, before: 9 }],
+    ["history_end with", { type: "history_end", with: "bob_2", count: 0 }],
+    ["history_end with + more", { type: "history_end", with: "bob_2", count: 2, more: true }],
   ];
 }

@@ -44,9 +44,12 @@ type JsonObject = { [k: string]: Json };
 
 /** The JSON object a full example encodes to, as a mutable plain object. */
 const jsonOf = (t: MessageType): JsonObject => JSON.parse(encodeMessage(FULL[t])) as JsonObject;
-/** A valid JSON object of type `t` in which member `k` may be present (login.ticket needs a ticket login). */
-const baseFor = (t: MessageType, k: string): JsonObject =>
-  t === "login" && k === "ticket" ? (JSON.parse(encodeMessage(VARIANTS.find(([n]) => n === "login with ticket")![1])) as JsonObject) : jsonOf(t);
+/** A valid JSON object of type `t` in which member `k` may be present (login.ticket needs a ticket login; history's `with` members, no `room`). */
+const BASE_VARIANT: Record<string, string> = { "login.ticket": "login with ticket", "history.with": "history with + before", "history.before": "history with + before", "history_end.with": "history_end with" };
+const baseFor = (t: MessageType, k: string): JsonObject => {
+  const v = BASE_VARIANT[`${t}.${k}`];
+  return v ? (JSON.parse(encodeMessage(VARIANTS.find(([n]) => n === v)![1])) as JsonObject) : jsonOf(t);
+};
 const body = (v: unknown): Uint8Array => utf8(JSON.stringify(v));
 /** JSON text of `obj` with `key`'s value replaced by raw JSON text (for numbers and escapes JSON.stringify will not write). */
 function withRaw(obj: JsonObject, key: string, raw: string): Uint8Array {
@@ -120,17 +123,23 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   dm: { id: ID, to: USER, text: CHAT_TEXT, action: ACTION },
   who: { room: ROOM },
   rooms: {},
-  history: { room: ROOM, limit: { kind: "int", min: 1, max: 1000 }, since: { kind: "int", min: 0, max: SAFE, optional: true } },
-  ack: { id: ID, seq: SEQ, ts: TS },
+  history: {
+    room: { ...ROOM, optional: true },
+    with: { kind: "user", optional: true },
+    limit: { kind: "int", min: 1, max: 1000 },
+    since: { kind: "int", min: 0, max: SAFE, optional: true },
+    before: { kind: "int", min: 1, max: SAFE, optional: true },
+  },
+  ack: { id: ID, seq: SEQ, ts: TS, stored: { kind: "bool", optional: true } },
   nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
   message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
-  direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION },
+  direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true }, late: { kind: "bool", optional: true } },
   room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
   members: { room: ROOM, users: USERS },
   room_list: { rooms: { kind: "list", item: { kind: "object", fields: { name: ROOM, users: { kind: "int", min: 0, max: SAFE } } }, max: 1000 } },
-  history_end: { room: ROOM, count: { kind: "int", min: 0, max: 1000 }, more: { kind: "bool", optional: true } },
+  history_end: { room: { ...ROOM, optional: true }, with: { kind: "user", optional: true }, count: { kind: "int", min: 0, max: 1000 }, more: { kind: "bool", optional: true } },
   notice: { code: CODE, text: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
   session_list: {},
   revoke_session: { id: { kind: "ref" } },
@@ -156,6 +165,9 @@ function rulesHold(m: Record<string, unknown>): boolean {
   const has = (k: string) => m[k] !== undefined;
   if (m.type === "login") return has("password") !== has("ticket") && !(has("ticket") && has("ticket_key"));
   if (m.type === "welcome") return has("ticket") === has("ticket_expires");
+  // PROTOCOL.md §7.1, §7.2: a room's history or a user's direct messages, never both
+  if (m.type === "history") return has("room") !== has("with") && (!has("since") || has("room")) && (!has("before") || has("with"));
+  if (m.type === "history_end") return has("room") !== has("with");
   return true;
 }
 
@@ -199,8 +211,9 @@ describe("round trip", () => {
   test.each(MESSAGE_TYPES)("%s: encoded text has type first, then the schema's fields in order", (t) => {
     const present = Object.keys(FIELDS[t]).filter((k) => k in FULL[t]);
     expect(Object.keys(jsonOf(t))).toEqual(["type", ...present]);
-    // Only login.ticket is absent from the full examples (the rules forbid it next to a password).
-    expect(Object.keys(FIELDS[t]).filter((k) => !(k in FULL[t]))).toEqual(t === "login" ? ["ticket"] : []);
+    // Only login.ticket (the rules forbid it next to a password) and history's `with` members (next to `room`) are absent from the full examples.
+    const absent: Record<string, string[]> = { login: ["ticket"], history: ["with", "before"], history_end: ["with"] };
+    expect(Object.keys(FIELDS[t]).filter((k) => !(k in FULL[t]))).toEqual(absent[t] ?? []);
   });
 
   test("the variants between them use every optional field", () => {
@@ -219,6 +232,18 @@ describe("round trip", () => {
       if (!FIELDS[t][k]!.optional) expect([k, got]).toEqual([k, "message_missing_field"]);
       else expect([k, got]).toEqual([k, rulesHold(obj) ? "no error" : "message_invalid"]);
     }
+  });
+
+  test("history carries exactly one of room and with; since only with room, before only with with; history_end one of room and with", () => {
+    const bad = [
+      { type: "history", limit: 5 },
+      { type: "history", room: "lobby", with: "bob_2", limit: 5 },
+      { type: "history", with: "bob_2", limit: 5, since: 3 },
+      { type: "history", room: "lobby", limit: 5, before: 3 },
+      { type: "history_end", count: 0 },
+      { type: "history_end", room: "lobby", with: "bob_2", count: 0 },
+    ];
+    expect(bad.map((m) => codeOf(() => decodeMessage(body(m))))).toEqual(bad.map(() => "message_invalid"));
   });
 
   test("a bytes field is returned as a Uint8Array, equal to the encoded bytes", () => {
@@ -425,7 +450,7 @@ describe("base64 fields", () => {
 
 describe("integer fields", () => {
   test.each(fieldsOf("int").map((f) => [`${f.t}.${f.k}`, f] as const))("%s: bounds and non-integers", (_name, { t, k, spec }) => {
-    const obj = jsonOf(t);
+    const obj = baseFor(t, k);
     const raw = (text: string): string => codeOf(() => decodeMessage(withRaw(obj, k, text)));
     for (const ok of [spec.min, spec.max, spec.min + 1]) {
       expect([ok, raw(String(ok))]).toEqual([ok, "no error"]);
@@ -463,13 +488,13 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["check_name.user", "direct.from", "direct.to", "dm.to", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
+      ["check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
-    expect(accepted.map((u) => [u, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: u })))])).toEqual(accepted.map((u) => [u, "no error"]));
-    expect(rejected.map(([w, u]) => [w, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: u })))])).toEqual(rejected.map(([w]) => [w, "message_invalid"]));
-    expectCode(() => decodeMessage(withRaw(jsonOf(t), k, '"a\\ud800"')), "message_invalid");
+    expect(accepted.map((u) => [u, codeOf(() => decodeMessage(body({ ...baseFor(t, k), [k]: u })))])).toEqual(accepted.map((u) => [u, "no error"]));
+    expect(rejected.map(([w, u]) => [w, codeOf(() => decodeMessage(body({ ...baseFor(t, k), [k]: u })))])).toEqual(rejected.map(([w]) => [w, "message_invalid"]));
+    expectCode(() => decodeMessage(withRaw(baseFor(t, k), k, '"a\\ud800"')), "message_invalid");
   });
   test.each([
     ["room.users", "room"],
@@ -533,7 +558,7 @@ describe("room names", () => {
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every boolean field is covered, and all but name_status.available are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual(["change_password.end_sessions", "direct.action", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(["ack.stored", "change_password.end_sessions", "direct.action", "direct.history", "direct.late", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {

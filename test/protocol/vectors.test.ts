@@ -1176,7 +1176,7 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
     const chatSource = readFileSync(join(ROOT, "src/server/chat.ts"), "utf8");
     for (const src of [serverSource, chatSource]) for (const m of src.matchAll(/(?:\bcode: |refuse\()"([a-z0-9_]+)"/g)) sent.add(m[1]!);
     sent.add("internal_error");
-    for (const c of ["auth_failed", "too_many_failures", "rate_limited", "server_busy", "server_shutdown", "handshake_timeout", "protocol_violation", "idle_timeout", "slow_consumer", "not_member", "user_offline"]) {
+    for (const c of ["auth_failed", "too_many_failures", "rate_limited", "server_busy", "server_shutdown", "handshake_timeout", "protocol_violation", "idle_timeout", "slow_consumer", "not_member", "no_such_user", "dm_store_full"]) {
       expect([c, sent.has(c)]).toEqual([c, true]);
     }
     const section = tableCells("6. Error codes");
@@ -1212,7 +1212,7 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
   test("§6 has a row for every nack and notice code of the chat core (src/server/chat.ts), and no other", () => {
     const source = readFileSync(join(ROOT, "src/server/chat.ts"), "utf8");
     const used = new Set([...source.matchAll(/type: "(?:nack|notice)",[^}]*?code: "([a-z0-9_]+)"/g)].map((m) => m[1]!));
-    expect([...used].sort()).toEqual(expect.arrayContaining(["flood", "not_member", "recorded", "room_limit", "slow_down", "user_offline"]));
+    expect([...used].sort()).toEqual(expect.arrayContaining(["dm_more", "dm_store_full", "flood", "no_such_user", "not_member", "recorded", "room_limit", "slow_down"]));
     const start = SPEC.indexOf("Codes in `nack` and `notice`");
     expect(start).toBeGreaterThan(0);
     const tableStart = SPEC.indexOf("| code |", start);

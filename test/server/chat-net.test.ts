@@ -71,7 +71,7 @@ describe("chat between real clients", () => {
     }
   }, NET);
 
-  test("direct messages: delivered to the recipient and acked; to someone offline, nacked and counted", async () => {
+  test("direct messages: delivered to the recipient and acked; to an offline account, stored (ack stored: true); to no account, nacked and counted", async () => {
     let a: ChatClient | undefined;
     let b: ChatClient | undefined;
     try {
@@ -86,8 +86,11 @@ describe("chat between real clients", () => {
       expect(alice.sink.of("direct")).toEqual([]);
 
       await a.dm("dave", "are you there?");
+      await alice.sink.until("the second ack", () => alice.sink.of("ack").length === 2);
+      expect(alice.sink.of("ack")[1]).toEqual(expect.objectContaining({ stored: true }));
+      await a.dm("zed", "anyone?");
       await alice.sink.until("the nack", () => alice.sink.of("nack").length === 1);
-      expect(alice.sink.of("nack")[0]).toEqual(expect.objectContaining({ code: "user_offline" }));
+      expect(alice.sink.of("nack")[0]).toEqual(expect.objectContaining({ code: "no_such_user" }));
       expect(a.unacknowledged).toBe(1);
       await a.quit();
       expect(a.unacknowledged).toBe(1);

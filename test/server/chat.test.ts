@@ -12,13 +12,17 @@ import { Clock, FakeMember, rng } from "./chat-helpers.ts";
 
 const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
 
-function setup(opts: Partial<ChatOptions> = {}) {
+/** `accounts`: the names that are accounts (default: any name). */
+function setup(opts: Partial<ChatOptions> = {}, accounts?: string[]) {
   const o: ChatOptions = { ...DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD, ...opts };
   const clock = new Clock();
-  const chat = new Chat(o, new MemoryJournal(o.history), clock.now);
+  const journal = new MemoryJournal(o.history);
+  const chat = new Chat(o, journal, clock.now, accounts ? (u) => accounts.includes(u) : undefined);
+  /** As the server logs a connection in: the chat first, then its session_open entry. */
   const connect = (user: string, label = user): FakeMember => {
     const m = new FakeMember(user, label);
     chat.connect(m);
+    journal.append({ kind: "session_open", user, session: label, source: "test", ts: clock.t });
     return m;
   };
   let id = 0;
@@ -365,16 +369,109 @@ describe("direct messages", () => {
     expect(b1.take()).toEqual([]);
   });
 
-  test("a dm to a user who is not online is nacked user_offline and reaches no one", () => {
-    const { chat, connect, dm } = setup();
+  test("a dm to a name that is not an account is refused no_such_user, stored nowhere, shown to no later login", () => {
+    const { connect, dm } = setup({}, ["alice", "bob"]);
+    const alice = connect("alice");
+    const id = dm(alice, "dave", "are you there?");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "nack", id, code: "no_such_user" })]);
+    expect(connect("dave").take()).toEqual([]);
+  });
+});
+
+describe("direct messages to offline users (PROTOCOL.md §7.3)", () => {
+  const late = (m: FakeMember) => m.of("direct").map((d) => `${d.seq} ${d.from}: ${d.text}${d.late ? " (late)" : ""}`);
+
+  test("stored and acked stored: true; every later login of the recipient is shown them once, marked late, oldest first", () => {
+    const { chat, connect, dm, clock } = setup({}, ["alice", "bob", "carol"]);
     const alice = connect("alice");
     const bob = connect("bob");
-    const id = dm(alice, "dave", "are you there?");
-    expect(alice.take()).toEqual([expect.objectContaining({ type: "nack", id, code: "user_offline" })]);
+    const id = dm(alice, "carol", "lunch?");
+    expect(alice.take()).toEqual([{ type: "ack", id, seq: 1, ts: clock.t, stored: true }]);
+    clock.advance(1000);
+    dm(bob, "carol", "call me");
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "ack", seq: 2, stored: true })]);
+
+    const laptop = connect("carol", "carol/laptop");
+    expect(late(laptop)).toEqual(["1 alice: lunch? (late)", "2 bob: call me (late)"]);
+    expect(laptop.take()[0]).toEqual({ type: "direct", seq: 1, ts: clock.t - 1000, from: "alice", to: "carol", text: "lunch?", late: true });
+    // while carol is online a dm is live: not stored, not late, not shown again at the next login
+    const id3 = dm(alice, "carol", "see you");
+    expect(alice.take()).toEqual([{ type: "ack", id: id3, seq: 3, ts: clock.t }]);
+    expect(late(laptop)).toEqual(["3 alice: see you"]);
+    const phone = connect("carol", "carol/phone");
+    expect(late(phone)).toEqual(["1 alice: lunch? (late)", "2 bob: call me (late)"]);
+    chat.disconnect(laptop);
+    chat.disconnect(phone);
+    const again = connect("carol", "carol/laptop again");
+    expect(late(again)).toEqual(["1 alice: lunch? (late)", "2 bob: call me (late)"]);
+    for (const m of [alice, bob]) expect(m.take()).toEqual([]);
+  });
+
+  test("past maxStoredDms undelivered for one recipient, a dm to them is nacked dm_store_full; their next login makes room", () => {
+    const { chat, connect, dm } = setup({ maxStoredDms: 3 }, ["alice", "bob", "carol"]);
+    const alice = connect("alice");
+    const bob = connect("bob");
+    for (let i = 0; i < 3; i++) dm(alice, "carol", `spam ${i}`);
+    expect(alice.take().map((m) => m.type)).toEqual(["ack", "ack", "ack"]);
+    const id = dm(bob, "carol", "important");
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "nack", id, code: "dm_store_full" })]);
+    // another recipient is not affected
     chat.disconnect(bob);
-    const id2 = dm(alice, "bob", "gone?");
-    expect(alice.take()).toEqual([expect.objectContaining({ type: "nack", id: id2, code: "user_offline" })]);
-    expect(bob.take()).toEqual([]);
+    dm(alice, "bob", "hi bob");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "ack", stored: true })]);
+    const carol = connect("carol");
+    expect(late(carol)).toEqual(["1 alice: spam 0 (late)", "2 alice: spam 1 (late)", "3 alice: spam 2 (late)"]);
+    chat.disconnect(carol);
+    const bob2 = connect("bob");
+    bob2.take();
+    dm(bob2, "carol", "important");
+    expect(bob2.take()).toEqual([expect.objectContaining({ type: "ack", stored: true })]);
+    // what a login is shown is bounded by the cap too: the newest maxStoredDms
+    expect(late(connect("carol"))).toEqual(["2 alice: spam 1 (late)", "3 alice: spam 2 (late)", "5 bob: important (late)"]);
+  });
+
+  test("a login is shown only the stored DMs that fit the history budget, the newest, with a notice dm_more", () => {
+    const { connect, dm } = setup({ historyBytes: 360 }, ["alice", "carol"]);
+    const alice = connect("alice");
+    for (let i = 1; i <= 4; i++) dm(alice, "carol", `message number ${i} ${"x".repeat(60)}`);
+    const carol = connect("carol");
+    const got = carol.take();
+    expect(got[0]).toEqual(expect.objectContaining({ type: "notice", code: "dm_more" }));
+    expect(got.slice(1).map((m) => (m.type === "direct" ? m.seq : 0))).toEqual([3, 4]);
+  });
+
+  test("after dmRetentionMs stored DMs are no longer shown nor counted against the cap", () => {
+    const { chat, connect, dm, clock } = setup({ dmRetentionMs: 60_000, maxStoredDms: 1 }, ["alice", "carol"]);
+    const alice = connect("alice");
+    dm(alice, "carol", "old news");
+    clock.advance(60_001);
+    chat.prune();
+    const id = dm(alice, "carol", "new news");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "ack" }), expect.objectContaining({ type: "ack", id, stored: true })]);
+    expect(late(connect("carol"))).toEqual(["2 alice: new news (late)"]);
+  });
+
+  test("history with a user: the DMs between the two, either way, paged back with before; history_end says more", () => {
+    const { chat, connect, dm } = setup({}, ["alice", "bob", "carol"]);
+    const alice = connect("alice");
+    const bob = connect("bob");
+    const carol = connect("carol");
+    for (let i = 1; i <= 5; i++) dm(i % 2 ? alice : bob, i % 2 ? "bob" : "alice", `m${i}`);
+    dm(carol, "alice", "not with bob");
+    for (const m of [alice, bob, carol]) m.take();
+    chat.handle(alice, { type: "history", with: "bob", limit: 2 });
+    expect(alice.take()).toEqual([
+      expect.objectContaining({ type: "direct", seq: 4, from: "bob", to: "alice", text: "m4", history: true }),
+      expect.objectContaining({ type: "direct", seq: 5, from: "alice", to: "bob", text: "m5", history: true }),
+      { type: "history_end", with: "bob", count: 2, more: true },
+    ]);
+    chat.handle(alice, { type: "history", with: "bob", limit: 2, before: 4 });
+    expect(alice.take().map((m) => (m.type === "direct" ? m.seq : m))).toEqual([2, 3, { type: "history_end", with: "bob", count: 2, more: true }]);
+    chat.handle(alice, { type: "history", with: "bob", limit: 2, before: 2 });
+    expect(alice.take().map((m) => (m.type === "direct" ? m.seq : m))).toEqual([1, { type: "history_end", with: "bob", count: 1 }]);
+    // a third party sees none of it
+    chat.handle(carol, { type: "history", with: "bob", limit: 10 });
+    expect(carol.take()).toEqual([{ type: "history_end", with: "bob", count: 0 }]);
   });
 });
 
@@ -397,7 +494,7 @@ describe("disconnect", () => {
     expect(alice.take()).toEqual([{ type: "room_list", rooms: [{ name: "r1", users: 1 }, { name: "r2", users: 1 }] }]);
     expect(chat.stats).toEqual({ users: 2, connections: 2, rooms: 2 });
     const id = dm(alice, "dave", "bye?");
-    expect(alice.take()).toEqual([expect.objectContaining({ type: "nack", id, code: "user_offline" })]);
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "ack", id, stored: true })]);
     chat.disconnect(dave); // twice is harmless
   });
 
@@ -728,6 +825,8 @@ function runModel(seed: number, steps: number): void {
   const online = new Map<string, Set<FakeMember>>();
   const memberOf = new Map<FakeMember, Set<string>>();
   let directSeq = 0;
+  /** DMs sent to each user while it was offline: every later login is shown them, late. */
+  const storedFor = new Map<string, Message<"direct">[]>();
   let nextId = 0;
   /** Records what the model says member `m` must be posted next. */
   const expect_ = (m: FakeMember, msg: Message) => expected.get(m)!.push(norm(msg));
@@ -772,6 +871,7 @@ function runModel(seed: number, steps: number): void {
       if (!set) online.set(fresh.user, (set = new Set()));
       set.add(fresh);
       chat.connect(fresh);
+      for (const d of storedFor.get(fresh.user) ?? []) expect_(fresh, { ...d, late: true });
       continue;
     }
     const roll = r.next();
@@ -815,13 +915,12 @@ function runModel(seed: number, steps: number): void {
       const text = `${m.label} whispers ${id}`;
       chat.handle(m, { type: "dm", id, to, text });
       const targets = online.get(to);
-      if (!targets || targets.size === 0) expect_(m, { type: "nack", id, code: "user_offline", message: "" });
-      else {
-        directSeq += 1;
-        const msg: Message = { type: "direct", seq: directSeq, ts: clock.t, from: m.user, to, text };
-        for (const t of new Set([...targets, ...(online.get(m.user) ?? [])])) if (t !== m) expect_(t, msg);
-        expect_(m, { type: "ack", id, seq: directSeq, ts: clock.t });
-      }
+      const offline = !targets || targets.size === 0;
+      directSeq += 1;
+      const msg: Message<"direct"> = { type: "direct", seq: directSeq, ts: clock.t, from: m.user, to, text };
+      if (offline) storedFor.set(to, [...(storedFor.get(to) ?? []), msg]);
+      for (const t of new Set([...(targets ?? []), ...(online.get(m.user) ?? [])])) if (t !== m) expect_(t, msg);
+      expect_(m, { type: "ack", id, seq: directSeq, ts: clock.t, ...(offline ? { stored: true } : {}) });
     } else if (roll < 0.88) {
       chat.handle(m, { type: "who", room: name });
       expect_(m, { type: "members", room: name, users: [...(rooms.get(name)?.users.keys() ?? [])].sort() });

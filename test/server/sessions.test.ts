@@ -58,10 +58,10 @@ describe("a stolen ticket's session ends with the ticket", () => {
     const ended = await untilMessage(thief, (m) => m.type === "error");
     expect(ended.match).toEqual(expect.objectContaining({ type: "error", code: "session_revoked" }));
     expect(await thief.conn.waitClosed(3000)).toBe(true);
-    // Bob sees alice leave, and a DM to her now finds nobody.
+    // Bob sees alice leave, and a DM to her now finds no live session: it is stored for her next login.
     expect((await untilMessage(b, (m) => m.type === "left")).match).toEqual(expect.objectContaining({ type: "left", room: "lobby", user: "alice" }));
     b.send({ type: "dm", id: 1, to: "alice", text: "the money?" });
-    expect((await untilMessage(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "nack", code: "user_offline" }));
+    expect((await untilMessage(b, (m) => m.type === "nack" || m.type === "ack")).match).toEqual(expect.objectContaining({ type: "ack", stored: true }));
     // And the ticket logs in no more.
     const again = await rawSession(t.port);
     expect((await ticketLogin(again, "alice", ticket, key)).code).toBe("auth_failed");

@@ -613,3 +613,72 @@ describe("messages a crashed run never signed (TRANSCRIPT.md §2.5, §8.2)", () 
     }
   });
 });
+
+describe("direct messages kept for late delivery and /history @user (PROTOCOL.md §7.3)", () => {
+  const to = (seq: number, from: string, recipient: string, stored = false): JournalEvent => ({
+    kind: "direct",
+    message: { type: "direct", seq, ts: T + seq, from, to: recipient, text: `${from} to ${recipient} #${seq}`},
+    ...(stored ? { stored: true } : {}),
+  });
+  const login = (user: string): JournalEvent => ({ kind: "session_open", user, session: toBase64(new Uint8Array(16)), source: "127.0.0.1", ts: T });
+  const seqs = (ms: { seq: number }[]) => ms.map((m) => m.seq);
+
+  test("a stored DM is a transcript entry with stored: true, and is kept before and after history.db has it", async () => {
+    const dir = freshDir();
+    const j = open(dir);
+    const r = j.append(to(1, "alice", "carol", true));
+    // not yet in history.db: read from what waits for it
+    expect(seqs(j.storedDirects("carol", 0, 10))).toEqual([1]);
+    expect(j.undelivered("carol", 0)).toBe(1);
+    await saved([r]);
+    expect(seqs(j.storedDirects("carol", 0, 10))).toEqual([1]);
+    expect(j.storedDirects("carol", 0, 10)[0]).toEqual(expect.objectContaining({ from: "alice", to: "carol", text: "alice to carol #1" }));
+    j.close("shutdown");
+    expect(entriesOf(dir).filter((e) => e.type === "direct").map(own)).toEqual([{ dm_seq: 1, from: "alice", to: "carol", text: "alice to carol #1", stored: true }]);
+  });
+
+  test("stored DMs and who was shown them survive a crash and a rebuild of history.db: one source, the transcript", async () => {
+    const dir = freshDir();
+    const j1 = open(dir);
+    const rs = [j1.append(to(1, "alice", "carol", true)), j1.append(to(2, "alice", "bob")), j1.append(login("carol")), j1.append(to(3, "bob", "carol", true))];
+    expect(j1.undelivered("carol", 0)).toBe(1); // #1 was shown to carol's login, #3 not yet
+    await Promise.all(rs.map((r) => r.durable));
+    // no close: the process died before history.db got them
+    const j2 = open(dir);
+    expect(seqs(j2.storedDirects("carol", 0, 10))).toEqual([1, 3]);
+    expect(j2.undelivered("carol", 0)).toBe(1);
+    expect(seqs(j2.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 10))).toEqual([2]);
+    expect(seqs(j2.directsBetween("carol", "alice", 0, Number.MAX_SAFE_INTEGER, 10))).toEqual([1]);
+    j2.close("shutdown");
+    const path = historyDbPath(dir);
+    for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
+    const j3 = open(dir);
+    expect(seqs(j3.storedDirects("carol", 0, 10))).toEqual([1, 3]);
+    expect(j3.undelivered("carol", 0)).toBe(1);
+    // the retention: older than `since` is not shown, and expireDirects forgets it
+    // (the entries' ts are the writer's clock: #1 and #3 may share a millisecond)
+    const [ts1, ts3] = j3.storedDirects("carol", 0, 10).map((m) => m.ts) as [number, number];
+    expect(seqs(j3.storedDirects("carol", ts1, 10))).toEqual([1, 3]);
+    expect(j3.storedDirects("carol", ts3 + 1, 10)).toEqual([]);
+    j3.expireDirects(ts3 + 1);
+    expect(j3.storedDirects("carol", 0, 10)).toEqual([]);
+    expect(j3.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
+    j3.close("shutdown");
+  });
+
+  test("paging between two users: the newest `limit` before `before`, oldest first", async () => {
+    const dir = freshDir();
+    const j = open(dir);
+    const rs: Receipt[] = [];
+    for (let s = 1; s <= 6; s++) rs.push(j.append(s % 2 ? to(s, "alice", "bob") : to(s, "bob", "alice")));
+    rs.push(j.append(to(7, "alice", "carol")));
+    await saved(rs);
+    rs.length = 0;
+    rs.push(j.append(to(8, "bob", "alice"))); // still waiting for history.db
+    expect(seqs(j.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 3))).toEqual([5, 6, 8]);
+    expect(seqs(j.directsBetween("bob", "alice", 0, 5, 3))).toEqual([2, 3, 4]);
+    expect(seqs(j.directsBetween("alice", "bob", 0, 2, 3))).toEqual([1]);
+    await saved(rs);
+    j.close("shutdown");
+  });
+});

@@ -179,7 +179,7 @@ const SPEC_TYPES: Record<string, Record<string, Member>> = {
   join: { room: req("text"), user: req("text") },
   leave: { room: req("text"), user: req("text") },
   message: { room: req("text"), room_seq: req("int1"), from: req("text"), ...body },
-  direct: { dm_seq: req("int1"), from: req("text"), to: req("text"), ...body },
+  direct: { dm_seq: req("int1"), from: req("text"), to: req("text"), ...body, stored: opt("bool") },
   recovery: { file: req("text"), torn_bytes: req("int"), torn_sha256: req("hex32"), reason: req("text") },
   checkpoint: { head_seq: req("int1"), head: req("hex32"), sig: req("b64:64") },
 };
