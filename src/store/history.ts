@@ -145,7 +145,7 @@ export class HistoryDb {
     try {
       [db, was] = connect(path);
     } catch (e) {
-      rebuild = `history.db is unreadable (${(e as Error).message})`;
+      rebuild = e instanceof OtherSchema ? e.message : `history.db is unreadable (${(e as Error).message})`;
       for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
       [db, was] = connect(path);
     }
@@ -342,6 +342,13 @@ interface State {
   sealed: number;
 }
 
+/** A history.db another version of securechat wrote: not damaged, only laid out differently. */
+class OtherSchema extends Error {
+  constructor(readonly version: number) {
+    super(`history.db was written by another version of securechat (schema ${version}; this one keeps ${SCHEMA_VERSION})`);
+  }
+}
+
 /** Opens the database with its schema and reads its state, or throws if the file is not one this version can use. */
 function connect(path: string): [Database, State] {
   createPrivateFile(path);
@@ -350,7 +357,7 @@ function connect(path: string): [Database, State] {
     db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA busy_timeout = 5000;");
     const version = db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
     if (version === 0) db.transaction(() => db.exec(SCHEMA))();
-    else if (version !== SCHEMA_VERSION) throw new Error(`schema ${version}, this securechat keeps ${SCHEMA_VERSION}`);
+    else if (version !== SCHEMA_VERSION) throw new OtherSchema(version);
     const state = db.query<State, []>("SELECT keep, applied_seq, sealed FROM state WHERE id = 1").get();
     if (!state) throw new Error("no state row");
     return [db, state];

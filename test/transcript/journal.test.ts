@@ -22,6 +22,7 @@ import { type JournalOptions, TranscriptJournal, historyDbPath } from "../../src
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, transcriptFiles } from "../../src/transcript/writer.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
+import { Database } from "bun:sqlite";
 
 const HOST = hostKeyPair(9);
 const T = Date.UTC(2026, 4, 10, 9, 30);
@@ -532,20 +533,23 @@ describe("start-up reads the transcript's tail; history.db is rebuilt when it mu
     j2.close("shutdown");
   });
 
-  test("history.db deleted, or not a database: rebuilt from the whole transcript, and logged", async () => {
+  test("history.db deleted, not a database, or from another version: rebuilt from the whole transcript, and logged (saying which)", async () => {
     const dir = freshDir();
     let j = open(dir);
     await saved([...fill(j, ROOMS.slice(0, 3)), j.append(dm(5))]);
     j.close("shutdown");
-    for (const damage of ["deleted", "garbage"]) {
+    for (const damage of ["deleted", "garbage", "another version"]) {
       const path = historyDbPath(dir);
-      for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
+      if (damage === "another version") {
+        const db = new Database(path);
+        db.exec("PRAGMA user_version = 1");
+        db.close();
+      } else for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
       if (damage === "garbage") writeFileSync(path, "this is not a database, it is ".repeat(500));
       const { log, events } = capture();
       j = open(dir, { log });
-      expect(events.filter((e) => e.event === "history_rebuild").map((e) => String(e.fields.reason))).toEqual([
-        damage === "deleted" ? "history.db is missing" : expect.stringContaining("history.db is unreadable"),
-      ]);
+      const reason = { deleted: "history.db is missing", garbage: expect.stringContaining("history.db is unreadable"), "another version": expect.stringMatching(/^history\.db was written by another version of securechat \(schema 1; this one keeps \d+\)$/) }[damage];
+      expect(events.filter((e) => e.event === "history_rebuild").map((e) => String(e.fields.reason))).toEqual([reason]);
       expect(j.linesRead).toBe(linesOnDisk(dir));
       expect(ROOMS.slice(0, 3).map((r) => j.recent(r, 50).map((m) => m.seq))).toEqual([[1, 2, 3], [1, 2, 3], [1, 2, 3]]);
       expect(j.lastDirectSeq()).toBe(5);
