@@ -316,16 +316,6 @@ describe("ChatClient against a server", () => {
       await quitAll(a);
     }
   }, NET);
-});
-
-describe("away through the client", () => {
-  let t: TestServer;
-  beforeAll(async () => {
-    t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: { rate: 100_000, burst: 100_000 } } });
-  }, NET);
-  afterAll(async () => {
-    await t.server.stop();
-  }, NET);
 
   test("/away TEXT is confirmed; /who shows it to others; a /msg to someone away says so; /back clears it", async () => {
     let a: ChatClient | undefined;
