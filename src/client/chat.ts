@@ -362,6 +362,8 @@ export class ChatClient {
   }
 
   #onMessage(m: Message): void {
+    /** A line shown right after `m`. */
+    let then: LocalEvent | null = null;
     switch (m.type) {
       case "ack":
       case "nack": {
@@ -370,6 +372,8 @@ export class ChatClient {
           this.#pending.delete(m.id);
           if (m.type === "ack") {
             this.#recordAck(p, m);
+            // The recipient of a dm is marked away (PROTOCOL.md §7.3): delivered, but maybe not read soon.
+            if (m.away !== undefined && p.req.type === "dm") then = { type: "local", text: `${p.req.to} is away: ${m.away}` };
             const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
             if (st && !st.resume) st.seq = Math.max(st.seq, m.seq);
           } else this.#unacknowledged++;
@@ -434,6 +438,7 @@ export class ChatClient {
         return;
     }
     this.emit(m);
+    if (then) this.emit(then);
     if (this.#announce !== null) {
       this.emit({ type: "current", room: this.#announce });
       this.#announce = null;
@@ -781,8 +786,8 @@ export class ChatClient {
     this.request({ type: "history", with: user, limit, ...(more ? { before: page!.oldest } : {}) });
   }
 
-  /** Other requests (join, leave, who, rooms, history). */
-  request(m: Message<"join" | "leave" | "who" | "rooms" | "history">): void {
+  /** Other requests (join, leave, who, rooms, history, away). */
+  request(m: Message<"join" | "leave" | "who" | "rooms" | "history" | "away">): void {
     if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: "not connected: try again once reconnected" });
     if (m.type === "join") this.#joins.push(m.room);
     this.#send(m);

@@ -3,7 +3,8 @@
  * (parseLine), the /help text, and what each command asks of the engine
  * (runCommand). The engine itself is src/client/chat.ts.
  */
-import { ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
+import { AWAY_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
+import { hasControl } from "../text.ts";
 import type { ChatClient } from "./chat.ts";
 
 /** What a typed line means (docs/DESIGN.md §8). */
@@ -15,6 +16,8 @@ export type Command =
   | { kind: "leave"; room?: string }
   | { kind: "rooms" }
   | { kind: "who"; room?: string }
+  /** Without text: back. */
+  | { kind: "away"; text?: string }
   | { kind: "history"; limit: number }
   | { kind: "dm_history"; with: string; limit: number; more: boolean }
   | { kind: "switch"; to: string }
@@ -33,6 +36,8 @@ export const HELP_TEXT = [
   "/rooms — list rooms",
   "/who [ROOM] — who is in the current room (or ROOM)",
   "/msg USER TEXT — direct message to USER",
+  `/away TEXT — mark yourself away on all your terminals (TEXT: at most ${AWAY_TEXT_MAX} bytes), shown in /who and to whoever messages you; until you log off`,
+  "/back or /away — no longer away",
   "/me TEXT — an action: * you TEXT",
   "/history [N] — show the last N messages of the room (default 20)",
   "/history @USER [N|more] — your direct messages with USER (the last N; more: the N before those shown)",
@@ -47,7 +52,7 @@ export const HELP_TEXT = [
 ];
 
 /** The commands, for Tab completion. */
-export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye"];
+export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/away", "/back", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye"];
 
 /**
  * `interactive`: a person at a terminal, for whom a bare "bye" is something
@@ -88,6 +93,14 @@ export function parseLine(line: string, interactive = false): Command | null {
       return { kind: "rooms" };
     case "who":
       return word === "" || ROOM_NAME_RE.test(word) ? { kind: "who", ...(word ? { room: word } : {}) } : { kind: "error", text: "usage: /who [ROOM]" };
+    case "away":
+      if (arg === "") return { kind: "away" };
+      // The server closes a session over a malformed request: checked here first.
+      return Buffer.byteLength(arg, "utf8") <= AWAY_TEXT_MAX && !hasControl(arg) && arg.isWellFormed()
+        ? { kind: "away", text: arg }
+        : { kind: "error", text: `usage: /away TEXT (at most ${AWAY_TEXT_MAX} bytes, no control characters), or /away alone to be back` };
+    case "back":
+      return arg === "" ? { kind: "away" } : { kind: "error", text: "usage: /back (to be away with a text: /away TEXT)" };
     case "msg": {
       const m = /^\s*(\S+)\s+(.+)$/.exec(rest.join(" "));
       if (!m || !USER_NAME_RE.test(m[1]!) || m[2]!.trim() === "") return { kind: "error", text: "usage: /msg USER TEXT" };
@@ -172,6 +185,9 @@ export async function runCommand(client: ChatClient, cmd: Command, front?: Front
       return true;
     case "who":
       client.request({ type: "who", room: cmd.room ?? client.room });
+      return true;
+    case "away":
+      client.request({ type: "away", ...(cmd.text !== undefined ? { text: cmd.text } : {}) });
       return true;
     case "history":
       client.request({ type: "history", room: client.room, limit: cmd.limit });

@@ -52,8 +52,11 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
       return [at(e.ts), " ", ...note(e.user === me ? `you left ${e.room}` : `${e.user} left ${e.room}`)];
     case "room":
       return note(`you are in ${e.room} with ${e.users.filter((u) => u !== me).join(", ") || "nobody else"}`);
-    case "members":
-      return note(`in ${e.room}: ${e.users.join(", ") || "nobody"}`);
+    case "members": {
+      const away = new Map((e.away ?? []).map((a) => [a.user, a.text]));
+      const who = e.users.map((u) => (away.has(u) ? `${u} (away: ${away.get(u)})` : u));
+      return note(`in ${e.room}: ${who.join(", ") || "nobody"}`);
+    }
     case "room_list":
       return note(e.rooms.length === 0 ? "no rooms" : `rooms: ${e.rooms.map((r) => `${r.name} (${r.users})`).join(", ")}`);
     case "history_end":

@@ -56,6 +56,17 @@ export const MESSAGE_TEXT_MAX = 4096;
 /** Items in a list field (members of a room, rooms on a server). */
 export const MAX_LIST = 1000;
 /**
+ * An away text (`away`, PROTOCOL.md §7.1), in bytes of UTF-8: a status line
+ * ("at lunch, back at 2"), not a message.
+ */
+export const AWAY_TEXT_MAX = 64;
+/**
+ * Away entries in one `members` answer. With 1000 user names (about 35 KiB
+ * of JSON) and 100 entries of at most 32 + 2 × 64 bytes plus their keys
+ * (about 19 KiB), the answer stays inside MAX_FRAME.
+ */
+export const AWAY_LIST_MAX = 100;
+/**
  * Rows of each list in a `sessions` answer (PROTOCOL.md §7.8): live sessions
  * and tickets, newest first. A user's live sessions are already capped
  * (serve --max-connections-per-user, 16); tickets are not (one per password

@@ -10,6 +10,8 @@ import { fromBase64, fromUtf8, toBase64, utf8 } from "../bytes.ts";
 import { SecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
 import {
+  AWAY_LIST_MAX,
+  AWAY_TEXT_MAX,
   ERROR_CODE_MAX,
   ERROR_TEXT_MAX,
   MAX_LIST,
@@ -241,6 +243,8 @@ const SCHEMAS = {
   dm: { id: int(0, Number.MAX_SAFE_INTEGER), to: userName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
   who: { room: roomName },
   rooms: {},
+  // Without text: back (PROTOCOL.md §7.1).
+  away: { text: optional(text(AWAY_TEXT_MAX, 1)) },
   history: {
     room: optional(roomName),
     with: optional(userName),
@@ -261,6 +265,7 @@ const SCHEMAS = {
     tseq: optional(int(1, Number.MAX_SAFE_INTEGER)),
     head: optional(hex32),
     stored: optional(bool),
+    away: optional(text(AWAY_TEXT_MAX, 1)),
   },
   nack: { id: int(0, Number.MAX_SAFE_INTEGER), code: text(ERROR_CODE_MAX, 1), message: text(ERROR_TEXT_MAX) },
   message: {
@@ -285,7 +290,11 @@ const SCHEMAS = {
   room: { room: roomName, users: list(userName, MAX_LIST), seq: int(0, Number.MAX_SAFE_INTEGER) },
   joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
-  members: { room: roomName, users: list(userName, MAX_LIST) },
+  members: {
+    room: roomName,
+    users: list(userName, MAX_LIST),
+    away: optional(list(object({ user: userName, text: text(AWAY_TEXT_MAX, 1) }), AWAY_LIST_MAX)),
+  },
   room_list: { rooms: list(object({ name: roomName, users: int(0, Number.MAX_SAFE_INTEGER) }), MAX_LIST) },
   history_end: { room: optional(roomName), with: optional(userName), count: int(0, 1000), more: optional(bool) },
   notice: { code: text(ERROR_CODE_MAX, 1), text: text(ERROR_TEXT_MAX) },

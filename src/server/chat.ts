@@ -24,7 +24,7 @@
  *   its output has drained.
  */
 import { SecureChatError } from "../errors.ts";
-import { MAX_LIST } from "../protocol/limits.ts";
+import { AWAY_LIST_MAX, MAX_LIST } from "../protocol/limits.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
 import { DEFAULT_FLOOD, DEFAULT_REQUESTS, type FloodPolicy, TokenBucket } from "./flood.ts";
 import type { Journal, Receipt, RoomMessage } from "../store/journal.ts";
@@ -60,7 +60,7 @@ export interface ChatOptions {
   historyBytes: number;
   /** `say` and `dm` per user (serve --flood-rate, --flood-burst). */
   flood: FloodPolicy;
-  /** Every other request per user: join, leave, who, rooms, history, ping (serve --request-rate, --request-burst). */
+  /** Every other request per user: join, leave, who, rooms, history, away, ping (serve --request-rate, --request-burst). */
   requests: FloodPolicy;
   /** Requests held for one connection beyond the flood limit before `nack`. */
   maxHeld: number;
@@ -119,8 +119,8 @@ interface MemberState {
   refused: number;
 }
 
-type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "ping">;
-const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history", "ping"]);
+type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping">;
+const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping"]);
 
 /** A user's two buckets: messages (say, dm) and every other request. */
 interface Buckets {
@@ -139,6 +139,11 @@ export class Chat {
   readonly #buckets = new Map<string, Buckets>();
   /** Distinct rooms each online user is in, across its connections. */
   readonly #userRooms = new Map<string, number>();
+  /**
+   * Away texts of online users (§7.3 `away`): presence, like being online,
+   * so kept in memory only and forgotten with the user's last connection.
+   */
+  readonly #away = new Map<string, string>();
   #directSeq: number;
   /** When DMs past the retention were last forgotten (prune). */
   #expired = Number.NEGATIVE_INFINITY;
@@ -208,7 +213,10 @@ export class Chat {
     set?.delete(m);
     // The user's buckets stay until they have refilled (prune): logging out
     // and in again must not buy a fresh burst.
-    if (set?.size === 0) this.#online.delete(m.user);
+    if (set?.size === 0) {
+      this.#online.delete(m.user);
+      this.#away.delete(m.user);
+    }
   }
 
   /**
@@ -363,11 +371,28 @@ export class Chat {
         const json = encodeMessage(msg);
         const targets = new Set([...(to ?? []), ...(this.#online.get(m.user) ?? [])]);
         for (const t of targets) if (t !== m) t.post(json);
-        return this.#ack(m, req.id, msg.seq, ts, receipt, !to);
+        return this.#ack(m, req.id, msg.seq, ts, receipt, !to, this.#away.get(req.to));
       }
       case "who": {
         const room = this.#rooms.get(req.room);
-        return post(m, { type: "members", room: req.room, users: room ? firstUsers(room) : [] });
+        const users = room ? firstUsers(room) : [];
+        const away = users.flatMap((user) => {
+          const text = this.#away.get(user);
+          return text === undefined ? [] : [{ user, text }];
+        });
+        return post(m, { type: "members", room: req.room, users, ...(away.length > 0 ? { away: away.slice(0, AWAY_LIST_MAX) } : {}) });
+      }
+      case "away": {
+        if (req.text === undefined) this.#away.delete(m.user);
+        else this.#away.set(m.user, req.text);
+        // Every connection of the user is told: away is per user.
+        const json = encodeMessage(
+          req.text === undefined
+            ? { type: "notice", code: "back", text: "you are no longer marked away" }
+            : { type: "notice", code: "away", text: `you are marked away: ${req.text}` },
+        );
+        for (const c of this.#online.get(m.user) ?? []) c.post(json);
+        return;
       }
       case "rooms":
         return post(m, {
@@ -395,9 +420,17 @@ export class Chat {
    * check the server's log against. Others see the message at once; what
    * the sender's connection is sent after the ack waits behind it (§7.4).
    */
-  #ack(m: Member, id: number, seq: number, ts: number, r: Receipt, stored = false): void {
+  #ack(m: Member, id: number, seq: number, ts: number, r: Receipt, stored = false, away?: string): void {
     const ack = (): string =>
-      encodeMessage({ type: "ack", id, seq, ts, ...(r.seq !== undefined && r.hash !== undefined ? { tseq: r.seq, head: r.hash } : {}), ...(stored ? { stored: true } : {}) });
+      encodeMessage({
+        type: "ack",
+        id,
+        seq,
+        ts,
+        ...(r.seq !== undefined && r.hash !== undefined ? { tseq: r.seq, head: r.hash } : {}),
+        ...(stored ? { stored: true } : {}),
+        ...(away !== undefined ? { away } : {}),
+      });
     if (!r.durable) return m.post(ack());
     m.postWhen(r.durable, ack, () => encodeMessage({ type: "nack", id, code: "not_recorded", message: "the server could not record this message in its transcript" }));
   }

@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { ignorePath } from "../../src/client/ignores.ts";
 import { terminalText } from "../../src/text.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
-import { MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
+import { AWAY_TEXT_MAX, MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { type Seed, Collector, Peer, connectClient, cred, machine, quitAll, seedAccounts, serverFrom } from "../server/chat-helpers.ts";
 import type { TestServer } from "../server/helpers.ts";
@@ -66,6 +66,13 @@ describe("parseLine", () => {
     ["/IGNORE  bob ", { kind: "ignore", user: "bob" }],
     ["/unignore bob", { kind: "unignore", user: "bob" }],
     ["/unignore @bob", { kind: "unignore", user: "bob" }],
+    ["/away at lunch", { kind: "away", text: "at lunch" }],
+    ["/away   back at 2  ", { kind: "away", text: "back at 2" }],
+    [`/away ${"é".repeat(AWAY_TEXT_MAX / 2)}`, { kind: "away", text: "é".repeat(AWAY_TEXT_MAX / 2) }],
+    ["/away", { kind: "away" }],
+    ["/away   ", { kind: "away" }],
+    ["/back", { kind: "away" }],
+    ["/BACK ", { kind: "away" }],
   ];
   for (const [line, want] of cases) {
     test(JSON.stringify(line), () => {
@@ -108,6 +115,9 @@ describe("parseLine", () => {
     ["/ignore ../x", /usage: \/ignore/],
     ["/unignore", /usage: \/unignore/],
     ["/unignore b", /usage: \/unignore/],
+    [`/away ${"é".repeat(AWAY_TEXT_MAX / 2)}x`, /usage: \/away TEXT \(at most 64 bytes/],
+    ["/away tab\there", /usage: \/away/],
+    ["/back now", /usage: \/back/],
     ["/frobnicate now", /unknown command \/frobnicate/],
     ["/", /unknown command/],
   ];
@@ -301,6 +311,51 @@ describe("ChatClient against a server", () => {
       await alice.sink.until("acks", () => alice.sink.of("ack").length === 4);
       await a.quit();
       expect(a.unacknowledged).toBe(0);
+    } finally {
+      bob?.close();
+      await quitAll(a);
+    }
+  }, NET);
+
+  test("/away TEXT is confirmed; /who shows it to others; a /msg to someone away says so; /back clears it", async () => {
+    let a: ChatClient | undefined;
+    let bob: Peer | undefined;
+    try {
+      bob = await Peer.login(t.port, cred(seed, "bob"));
+      await bob.join("porch");
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "porch");
+      a = alice.client;
+      const run = async (line: string) => expect(await runCommand(a!, parseLine(line)!)).toBe(true);
+
+      await run("/away at lunch");
+      await alice.sink.until("the away notice", () => alice.sink.of("notice").some((n) => n.code === "away"));
+      expect(alice.sink.of("notice").find((n) => n.code === "away")?.text).toBe("you are marked away: at lunch");
+      bob.send({ type: "who", room: "porch" });
+      await bob.until("members", () => bob!.of("members").length === 1);
+      expect(bob.of("members")[0]).toEqual({ type: "members", room: "porch", users: ["alice", "bob"], away: [{ user: "alice", text: "at lunch" }] });
+      bob.send({ type: "dm", id: 1, to: "alice", text: "lunch where?" });
+      await bob.until("the ack", () => bob!.of("ack").length === 1);
+      expect(bob.of("ack")[0]?.away).toBe("at lunch");
+
+      // Alice sees bob away the same way.
+      bob.send({ type: "away", text: "on a call" });
+      await bob.until("bob's away notice", () => bob!.of("notice").some((n) => n.code === "away"));
+      await run("/who");
+      await alice.sink.until("members", () => alice.sink.of("members").length === 1);
+      expect(alice.sink.of("members")[0]?.away).toEqual([
+        { user: "alice", text: "at lunch" },
+        { user: "bob", text: "on a call" },
+      ]);
+      await run("/msg bob quick question");
+      await alice.sink.until("the away line", () => alice.sink.of("local").some((l) => l.text.startsWith("bob is away")));
+      expect(alice.sink.of("local").map((l) => l.text)).toContain("bob is away: on a call");
+
+      await run("/back");
+      await alice.sink.until("the back notice", () => alice.sink.of("notice").some((n) => n.code === "back"));
+      bob.send({ type: "who", room: "porch" });
+      await bob.until("members again", () => bob!.of("members").length === 2);
+      expect(bob.of("members")[1]).toEqual({ type: "members", room: "porch", users: ["alice", "bob"], away: [{ user: "bob", text: "on a call" }] });
+      await a.quit();
     } finally {
       bob?.close();
       await quitAll(a);

@@ -165,6 +165,10 @@ describe("direct messages stored while the user was away, and /history @USER", (
     expect(line({ ...dm, late: true })).toBe("[sent while you were away] 08:21 [dm mallory →] call me");
     expect(line({ ...dm, history: true })).toBe("[history] 08:21 [dm mallory →] call me");
   });
+  test("who names the users marked away with their text", () => {
+    expect(line({ type: "members", room: "lobby", users: ["alice", "bob", "carol"], away: [{ user: "bob", text: "at lunch" }] })).toBe("-- in lobby: alice, bob (away: at lunch), carol");
+    expect(line({ type: "members", room: "lobby", users: ["alice", "bob"] })).toBe("-- in lobby: alice, bob");
+  });
   test("the ack of a DM stored for someone offline says so; other acks are not shown", () => {
     expect(line({ type: "ack", id: 1, seq: 4, ts: TS, stored: true })).toBe("-- the recipient is offline: stored, and delivered when they next log in");
     expect(line({ type: "ack", id: 1, seq: 4, ts: TS })).toBeNull();

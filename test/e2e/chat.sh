@@ -132,6 +132,21 @@ wait_for "$work/carol.out" '"text":"after the dm"' && ok || bad "carol did not g
 check "dave did not get the dm" [ "$(grep -c -e '"type":"direct"' -e 'psst' "$work/dave.out")" = 0 ]
 check "the dm is not in the room" [ "$(grep -c '^{"type":"message".*psst' "$work/carol.out")" = 0 ]
 
+# /away: dave (piped, --json) marks himself away; alice's /who shows it and
+# the ack of her DM to him carries it, with a line saying so.
+printf '/away at lunch\n' >"$work/dave.in"
+if wait_for "$work/dave.out" '^\{"type":"notice","code":"away","text":"you are marked away: at lunch"\}'; then ok; else bad "dave: no away notice"; show "$work/dave.out"; fi
+printf '/who\n/msg dave lunch where?\n' | as alice "$bin" chat --server "$srv" >"$work/alice3.out" 2>"$work/alice3.err"
+rc=$?
+if [ "$rc" = 0 ]; then ok; else bad "away: alice exit $rc, want 0"; show "$work/alice3.out" "$work/alice3.err"; fi
+check "away: /who lists dave away" grep -q '^{"type":"members","room":"general","users":\[[^]]*\],"away":\[{"user":"dave","text":"at lunch"}\]}$' "$work/alice3.out"
+check "away: the dm's ack carries it" grep -q '^{"type":"ack",.*"away":"at lunch"}$' "$work/alice3.out"
+check "away: alice is told" grep -qx '{"type":"local","text":"dave is away: at lunch"}' "$work/alice3.out"
+grep -q '"away":"at lunch"' "$work/alice3.out" || show "$work/alice3.out"
+wait_for "$work/dave.out" '^\{"type":"direct".*"text":"lunch where\?"' && ok || bad "dave did not get the dm while away"
+printf '/back\n' >"$work/dave.in"
+wait_for "$work/dave.out" '^\{"type":"notice","code":"back"' && ok || bad "dave: no back notice"
+
 # Plain output: stdout a terminal (under script(1)), stdin a pipe → one human line per event.
 if command -v script >/dev/null 2>&1; then
   printf 'hello in plain\n' >"$work/plain.in"

@@ -10,12 +10,16 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { toBase64, utf8 } from "../../src/bytes.ts";
 import {
+  AWAY_LIST_MAX,
+  AWAY_TEXT_MAX,
   ERROR_CODE_MAX,
   ERROR_TEXT_MAX,
+  MAX_FRAME,
   MAX_LIST,
   MESSAGE_TEXT_MAX,
   PASSWORD_FIELD_MAX,
   REASON_TEXT_MAX,
+  RECORD_TAG_LENGTH,
   ROOM_NAME_MAX,
   ROOM_NAME_RE,
   USER_NAME_MAX,
@@ -123,6 +127,7 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   dm: { id: ID, to: USER, text: CHAT_TEXT, action: ACTION },
   who: { room: ROOM },
   rooms: {},
+  away: { text: { kind: "text", min: 1, max: 64, optional: true } },
   history: {
     room: { ...ROOM, optional: true },
     with: { kind: "user", optional: true },
@@ -130,14 +135,14 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     since: { kind: "int", min: 0, max: SAFE, optional: true },
     before: { kind: "int", min: 1, max: SAFE, optional: true },
   },
-  ack: { id: ID, seq: SEQ, ts: TS, stored: { kind: "bool", optional: true } },
+  ack: { id: ID, seq: SEQ, ts: TS, stored: { kind: "bool", optional: true }, away: { kind: "text", min: 1, max: 64, optional: true } },
   nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
   message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
   direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true }, late: { kind: "bool", optional: true } },
   room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
-  members: { room: ROOM, users: USERS },
+  members: { room: ROOM, users: USERS, away: { kind: "list", item: { kind: "object", fields: { user: USER, text: { kind: "text", min: 1, max: 64 } } }, max: 100, optional: true } },
   room_list: { rooms: { kind: "list", item: { kind: "object", fields: { name: ROOM, users: { kind: "int", min: 0, max: SAFE } } }, max: 1000 } },
   history_end: { room: { ...ROOM, optional: true }, with: { kind: "user", optional: true }, count: { kind: "int", min: 0, max: 1000 }, more: { kind: "bool", optional: true } },
   notice: { code: CODE, text: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
@@ -630,12 +635,31 @@ describe("nested objects (room_list.rooms[])", () => {
   });
 });
 
+describe("members with away", () => {
+  test("the largest members answer (MAX_LIST longest names, AWAY_LIST_MAX longest away texts, all escaped) fits one record", () => {
+    const users = Array.from({ length: MAX_LIST }, (_, i) => `u${String(i).padStart(USER_NAME_MAX - 1, "0")}`);
+    const away = users.slice(0, AWAY_LIST_MAX).map((user) => ({ user, text: '"'.repeat(AWAY_TEXT_MAX) }));
+    const m: Message = { type: "members", room: "a".repeat(ROOM_NAME_MAX), users, away };
+    const bytes = encodeMessageBytes(m);
+    expect(decodeMessage(bytes)).toEqual(m);
+    expect(bytes.length).toBeLessThanOrEqual(MAX_FRAME - RECORD_TAG_LENGTH);
+  });
+  test(`more than AWAY_LIST_MAX away entries, or a text over AWAY_TEXT_MAX bytes, is message_invalid`, () => {
+    const entry = { user: "bob_2", text: "at lunch" };
+    expectCode(() => decodeMessage(body({ type: "members", room: "lobby", users: ["bob_2"], away: Array.from({ length: AWAY_LIST_MAX + 1 }, () => entry) })), "message_invalid");
+    expectCode(() => decodeMessage(body({ type: "members", room: "lobby", users: ["bob_2"], away: [{ user: "bob_2", text: "é".repeat(AWAY_TEXT_MAX / 2 + 1) }] })), "message_invalid");
+    expectCode(() => decodeMessage(body({ type: "members", room: "lobby", users: ["bob_2"], away: [{ user: "bob_2", text: "" }] })), "message_invalid");
+  });
+});
+
 describe("text fields", () => {
   const TEXT = fieldsOf("text").map((f) => [`${f.t}.${f.k}`, f] as const);
 
   test("every text field is covered: error, bye, the passwords and the chat texts and codes", () => {
     expect(TEXT.map(([n]): string => n).sort()).toEqual(
       [
+        "ack.away",
+        "away.text",
         "bye.reason",
         "change_password.new_password",
         "error.code",

@@ -478,6 +478,7 @@ namespace Spec {
     ],
     who: [["room", "room"]],
     rooms: [],
+    away: [["text", { text: [1, 64] }, true]],
     history: [
       ["room", "room"],
       ["limit", { int: [1, 1000] }],
@@ -529,6 +530,19 @@ namespace Spec {
     members: [
       ["room", "room"],
       ["users", { list: "user", max: 1000 }],
+      [
+        "away",
+        {
+          list: {
+            object: [
+              ["user", "user"],
+              ["text", { text: [1, 64] }],
+            ],
+          },
+          max: 100,
+        },
+        true,
+      ],
     ],
     room_list: [
       [

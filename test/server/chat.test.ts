@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, jest, test } from "bun:test";
 import { isSecureChatError } from "../../src/errors.ts";
+import { AWAY_LIST_MAX, AWAY_TEXT_MAX } from "../../src/protocol/limits.ts";
 import { type Message, encodeMessage } from "../../src/protocol/messages.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { MemoryJournal } from "../../src/store/journal.ts";
@@ -472,6 +473,114 @@ describe("direct messages to offline users (PROTOCOL.md §7.3)", () => {
     // a third party sees none of it
     chat.handle(carol, { type: "history", with: "bob", limit: 10 });
     expect(carol.take()).toEqual([{ type: "history_end", with: "bob", count: 0 }]);
+  });
+});
+
+describe("away (PROTOCOL.md §7.3)", () => {
+  test("away is shown to others in who, and carried in the ack of a dm to the away user; every terminal of the user is told", () => {
+    const { chat, connect, join, dm } = setup();
+    const alice = connect("alice");
+    const bob = connect("bob", "bob/1");
+    const bob2 = connect("bob", "bob/2");
+    const carol = connect("carol");
+    join(alice, "lobby");
+    join(bob, "lobby");
+    join(carol, "lobby");
+    for (const m of [alice, bob, bob2, carol]) m.take();
+
+    chat.handle(bob, { type: "away", text: "at lunch" });
+    const told: Message = { type: "notice", code: "away", text: "you are marked away: at lunch" };
+    expect(bob.take()).toEqual([told]);
+    expect(bob2.take()).toEqual([told]);
+    expect(alice.take()).toEqual([]);
+
+    chat.handle(alice, { type: "who", room: "lobby" });
+    expect(alice.take()).toEqual([{ type: "members", room: "lobby", users: ["alice", "bob", "carol"], away: [{ user: "bob", text: "at lunch" }] }]);
+    const id = dm(alice, "bob", "are you there?");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "ack", id, away: "at lunch" })]);
+    // The message is delivered all the same.
+    expect(bob.take()).toEqual([expect.objectContaining({ type: "direct", from: "alice", text: "are you there?" })]);
+    // Not away: no away member at all.
+    const id2 = dm(bob, "carol", "hi");
+    expect(bob.take()).toEqual([{ type: "ack", id: id2, seq: 2, ts: expect.any(Number) }]);
+  });
+
+  test("away without text (back) clears it on every terminal; a new text replaces the old", () => {
+    const { chat, connect, join, dm } = setup();
+    const alice = connect("alice");
+    const bob = connect("bob", "bob/1");
+    const bob2 = connect("bob", "bob/2");
+    join(alice, "lobby");
+    join(bob, "lobby");
+    chat.handle(bob, { type: "away", text: "at lunch" });
+    chat.handle(bob2, { type: "away", text: "in a meeting" });
+    for (const m of [alice, bob, bob2]) m.take();
+    chat.handle(alice, { type: "who", room: "lobby" });
+    expect(alice.take()).toEqual([{ type: "members", room: "lobby", users: ["alice", "bob"], away: [{ user: "bob", text: "in a meeting" }] }]);
+
+    chat.handle(bob2, { type: "away" });
+    const back: Message = { type: "notice", code: "back", text: "you are no longer marked away" };
+    expect(bob.take()).toEqual([back]);
+    expect(bob2.take()).toEqual([back]);
+    chat.handle(alice, { type: "who", room: "lobby" });
+    expect(alice.take()).toEqual([{ type: "members", room: "lobby", users: ["alice", "bob"] }]);
+    const id = dm(alice, "bob", "welcome back");
+    expect(alice.take()).toEqual([{ type: "ack", id, seq: 1, ts: expect.any(Number) }]);
+  });
+
+  test("away is presence: it lasts while one terminal is online and is forgotten when the last one closes", () => {
+    const { chat, connect, join, dm } = setup();
+    const alice = connect("alice");
+    const bob = connect("bob", "bob/1");
+    const bob2 = connect("bob", "bob/2");
+    join(alice, "lobby");
+    chat.handle(bob, { type: "away", text: "at lunch" });
+    chat.disconnect(bob);
+    alice.take();
+    const id = dm(alice, "bob", "still away?");
+    expect(alice.take()).toEqual([expect.objectContaining({ type: "ack", id, away: "at lunch" })]);
+
+    chat.disconnect(bob2);
+    const bob3 = connect("bob", "bob/3");
+    join(bob3, "lobby");
+    bob3.take();
+    alice.take();
+    chat.handle(alice, { type: "who", room: "lobby" });
+    expect(alice.take()).toEqual([{ type: "members", room: "lobby", users: ["alice", "bob"] }]);
+    const id2 = dm(alice, "bob", "hello again");
+    expect(alice.take()).toEqual([{ type: "ack", id: id2, seq: 2, ts: expect.any(Number) }]);
+  });
+
+  test("away costs a request token like who: past the burst it is held (slow_down) and answered in its turn", () => {
+    jest.useFakeTimers();
+    const { chat, connect, clock } = setup({ requests: { rate: 5, burst: 2 } });
+    const bob = connect("bob");
+    chat.handle(bob, { type: "away", text: "one" });
+    chat.handle(bob, { type: "away", text: "two" });
+    chat.handle(bob, { type: "away", text: "three" });
+    expect(bob.take()).toEqual([
+      { type: "notice", code: "away", text: "you are marked away: one" },
+      { type: "notice", code: "away", text: "you are marked away: two" },
+      expect.objectContaining({ type: "notice", code: "slow_down" }),
+    ]);
+    clock.advance(200);
+    expect(bob.take()).toEqual([{ type: "notice", code: "away", text: "you are marked away: three" }]);
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  test("members.away lists at most AWAY_LIST_MAX users, the first of users, so the answer stays one frame", () => {
+    const { chat, connect, join } = setup();
+    const alice = connect("alice");
+    join(alice, "big");
+    for (let i = 0; i < AWAY_LIST_MAX + 5; i++) {
+      const u = connect(`u${String(i).padStart(4, "0")}`);
+      join(u, "big");
+      chat.handle(u, { type: "away", text: "x".repeat(AWAY_TEXT_MAX) });
+    }
+    alice.take();
+    chat.handle(alice, { type: "who", room: "big" });
+    const [members] = alice.take() as [Message<"members">];
+    expect(members.away!.map((a) => a.user)).toEqual(members.users.filter((u) => u !== "alice").slice(0, AWAY_LIST_MAX));
   });
 });
 
