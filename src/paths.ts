@@ -23,6 +23,16 @@ export function serverData(flag?: string): string {
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "securechat");
 }
 
+/**
+ * A file of this user's that someone else could have written: writable by
+ * group or others, or owned by another user. Such a file is not trusted for
+ * what it decides (which server gets the password, whom the user hears, which
+ * messages are hidden), as ssh refuses such a config.
+ */
+export function othersMayWrite(st: { mode: number; uid: number }): boolean {
+  return (st.mode & 0o022) !== 0 || (process.getuid !== undefined && st.uid !== process.getuid());
+}
+
 /** Creates `dir` (and parents) 0700; tightens an existing one we own. */
 export function ensurePrivateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });

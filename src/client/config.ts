@@ -20,7 +20,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
-import { clientHome, writePrivateFile } from "../paths.ts";
+import { clientHome, othersMayWrite, writePrivateFile } from "../paths.ts";
 import { USER_NAME_RE } from "../protocol/limits.ts";
 import { didYouMean } from "../suggest.ts";
 import { type ServerAddress, parseServerAddress } from "./connection.ts";
@@ -99,7 +99,7 @@ export function readConfig(): ClientConfig {
   // As ssh does with its config: a file someone else can change could send
   // this user's password to their server, so it is refused, not read.
   const st = statSync(path);
-  if ((st.mode & 0o022) !== 0 || (process.getuid && st.uid !== process.getuid())) {
+  if (othersMayWrite(st)) {
     throw new SecureChatError("config_unsafe", `${path}: writable by other users (mode ${(st.mode & 0o777).toString(8)}) or owned by another user; not read`, { detail: { path } });
   }
   let text: string;

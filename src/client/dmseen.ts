@@ -15,7 +15,7 @@
  */
 import { lstatSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { writePrivateFile } from "../paths.ts";
+import { othersMayWrite, writePrivateFile } from "../paths.ts";
 import { accountDir } from "./keystore.ts";
 
 /** The largest file read: a safe integer has 16 digits; the rest is room for a CRLF. */
@@ -33,7 +33,7 @@ export function readDmSeen(path: string): { seq: number; problem: string | null 
     const st = lstatSync(path);
     if (!st.isFile()) return bad("not a regular file");
     // A marker someone else can write could hide this user's messages.
-    if ((st.mode & 0o022) !== 0 || (process.getuid && st.uid !== process.getuid())) return bad("writable by other users or owned by another user; not read");
+    if (othersMayWrite(st)) return bad("writable by other users or owned by another user; not read");
     if (st.size > DMSEEN_FILE_MAX) return bad(`${st.size} bytes, more than a marker holds (${DMSEEN_FILE_MAX})`);
     const text = readFileSync(path, "utf8");
     const m = MARKER_RE.exec(text);

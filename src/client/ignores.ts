@@ -13,7 +13,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
-import { writePrivateFile } from "../paths.ts";
+import { othersMayWrite, writePrivateFile } from "../paths.ts";
 import { USER_NAME_RE } from "../protocol/limits.ts";
 import { accountDir } from "./keystore.ts";
 
@@ -43,7 +43,7 @@ function readBounded(path: string): string | null {
     const st = fstatSync(fd);
     if (!st.isFile()) throw invalid(path, "not a regular file");
     // A list someone else can write could hide from this user whoever they chose.
-    if ((st.mode & 0o022) !== 0 || (process.getuid && st.uid !== process.getuid())) {
+    if (othersMayWrite(st)) {
       throw invalid(path, `writable by other users (mode ${(st.mode & 0o777).toString(8)}) or owned by another user; not read`);
     }
     if (st.size > IGNORE_FILE_MAX) throw invalid(path, `${st.size} bytes, more than an ignore list may hold (${IGNORE_FILE_MAX})`);
