@@ -111,6 +111,9 @@ const hex = (n: number, what: string): Field<string> => {
 /** A session's or ticket's reference in `sessions` and `revoke_session` (PROTOCOL.md §7.8). */
 const sessionRef = hex(12, "a session id");
 
+/** A device's id in `sessions` (PROTOCOL.md §7.8): 6 bytes of the SHA-256 of its key. */
+const deviceRef = hex(12, "a device id");
+
 /** A SHA-256 value (transcript hashes, TRANSCRIPT.md §3). */
 const hex32 = hex(64, "a SHA-256 value");
 
@@ -302,6 +305,7 @@ const SCHEMAS = {
     live: list(
       object({
         id: sessionRef,
+        device: deviceRef,
         source: text(SOURCE_TEXT_MAX),
         since: int(0, Number.MAX_SAFE_INTEGER),
         expires: int(0, Number.MAX_SAFE_INTEGER),
@@ -310,7 +314,16 @@ const SCHEMAS = {
       }),
       SESSION_LIST_MAX,
     ),
-    tickets: list(object({ id: sessionRef, since: int(0, Number.MAX_SAFE_INTEGER), expires: int(0, Number.MAX_SAFE_INTEGER) }), SESSION_LIST_MAX),
+    tickets: list(
+      object({
+        id: sessionRef,
+        device: optional(deviceRef),
+        source: text(SOURCE_TEXT_MAX),
+        since: int(0, Number.MAX_SAFE_INTEGER),
+        expires: int(0, Number.MAX_SAFE_INTEGER),
+      }),
+      SESSION_LIST_MAX,
+    ),
     more_tickets: optional(int(1, Number.MAX_SAFE_INTEGER)),
   },
   revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },

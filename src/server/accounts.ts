@@ -81,12 +81,14 @@ export class Accounts {
   /**
    * Checks the password and, with `checkKey`, the identity signature against
    * the account's key. Throws `auth_failed` for every kind of failure.
+   * Returns the device: the public key that signed.
    */
-  async loginWithPassword(user: string, password: string, checkKey: (identityKey: Uint8Array) => boolean): Promise<void> {
+  async loginWithPassword(user: string, password: string, checkKey: (identityKey: Uint8Array) => boolean): Promise<Uint8Array> {
     const account = this.store.account(user);
     const passwordOk = await this.#verify(password, account?.verifier ?? (await this.#dummyVerifier()));
     const keyOk = account !== null && checkKey(account.identityKey);
     if (!(account && passwordOk && keyOk)) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    return account.identityKey;
   }
 
   /**
@@ -102,19 +104,24 @@ export class Accounts {
   /**
    * A ticket login: the ticket must exist, be unexpired, belong to `user`,
    * and its key must have signed. Returns when the ticket expires (the
-   * session it opens ends then).
+   * session it opens ends then) and the device it was issued to.
    */
-  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): number {
+  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): { expiresAt: number; device: Uint8Array } {
     const t = this.store.ticket(sha256(ticket), now);
     if (!(t && t.user === user && checkKey(t.key))) throw new SecureChatError("auth_failed", AUTH_FAILED);
-    return t.expiresAt;
+    const device = t.device ?? this.store.account(user)?.identityKey;
+    if (!device) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    return { expiresAt: t.expiresAt, device };
   }
 
-  /** Issues a ticket bound to `ticketKey`; only its SHA-256 is stored. */
-  issueTicket(user: string, ticketKey: Uint8Array, now: number): IssuedTicket {
+  /**
+   * Issues a ticket bound to `ticketKey`, for the login of `device` from
+   * `source`; only its SHA-256 is stored.
+   */
+  issueTicket(user: string, ticketKey: Uint8Array, now: number, device: Uint8Array, source: string): IssuedTicket {
     const ticket = randomBytes(TICKET_LENGTH);
     const expiresAt = now + this.ticketTtlMs;
-    this.store.addTicket(sha256(ticket), { user, key: ticketKey, expiresAt }, now);
+    this.store.addTicket(sha256(ticket), { user, key: ticketKey, expiresAt, device, source }, now);
     return { ticket, expiresAt };
   }
 

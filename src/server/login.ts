@@ -48,6 +48,8 @@ export interface LoggedIn {
   issued: IssuedTicket | null;
   /** When the session ends (--session-max, or its login ticket's expiry). */
   expiresAt: number;
+  /** The device: the public key that signed the password login (or registration) the session stands on. */
+  device: Uint8Array;
   method: "register" | "ticket" | "password";
 }
 
@@ -64,25 +66,30 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
   if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
   let expiresAt = now + server.opts.sessionMaxMs;
   let ticket: Uint8Array | null = null;
+  let device: Uint8Array;
   if (m.type === "register") {
     await accounts.register(m.user, m.identity_key, m.password, now, a.stillThere);
     server.log.info("register", { user: m.user, source: a.source });
+    device = m.identity_key;
   } else if (m.ticket !== undefined) {
-    expiresAt = Math.min(expiresAt, accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now));
+    const t = accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now);
+    expiresAt = Math.min(expiresAt, t.expiresAt);
+    device = t.device;
     ticket = m.ticket;
   } else {
-    await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
+    device = await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
   }
   if (!a.stillThere()) return null;
   // Checked once the credentials are: nobody can use up a name's quota without them.
   admitUser(server, m.user, now);
-  const issued = m.ticket_key !== undefined ? accounts.issueTicket(m.user, m.ticket_key, now) : null;
+  const issued = m.ticket_key !== undefined ? accounts.issueTicket(m.user, m.ticket_key, now, device, a.source) : null;
   return {
     user: m.user,
     ticket: issued ? issued.ticket : ticket,
     loginTicket: issued ? ticket : null,
     issued,
     expiresAt,
+    device,
     method: m.type === "register" ? "register" : ticket ? "ticket" : "password",
   };
 }

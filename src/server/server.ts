@@ -13,7 +13,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { fromHex, toBase64, toHex } from "../bytes.ts";
 import { type Ed25519KeyPair, constantTimeEqual, ed25519Signer, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
-import { fingerprint } from "../fingerprint.ts";
+import { deviceId, fingerprint } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
 import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
@@ -154,6 +154,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   ticket: Uint8Array | null = null;
   /** The ticket it logged in with, when it was then issued another: revoking either ends the session. */
   loginTicket: Uint8Array | null = null;
+  /** The device it logged in from: the public key that signed the password login its ticket came from. */
+  device: Uint8Array | null = null;
   /** When the session ends (--session-max, or its login ticket's expiry). */
   expiresAt = Number.POSITIVE_INFINITY;
   /** How it logged in: only a session opened with the password may change it (PROTOCOL.md §7.8). */
@@ -347,6 +349,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       }
       this.ticket = ok.ticket;
       this.loginTicket = ok.loginTicket;
+      this.device = ok.device;
       this.expiresAt = ok.expiresAt;
       this.method = ok.method;
       this.user = ok.user;
@@ -755,6 +758,7 @@ export class ChatServer {
         const [hash] = c.ticketHashes();
         return {
           id: c.ref,
+          device: deviceId(c.device!),
           source: c.source,
           since: c.loggedInAt,
           expires: c.expiresAt,
@@ -766,7 +770,13 @@ export class ChatServer {
     return {
       type: "sessions",
       live,
-      tickets: tickets.map((t) => ({ id: shortRef(t.hash), since: t.createdAt, expires: t.expiresAt })),
+      tickets: tickets.map((t) => ({
+        id: shortRef(t.hash),
+        ...(t.device ? { device: deviceId(t.device) } : {}),
+        source: t.source,
+        since: t.createdAt,
+        expires: t.expiresAt,
+      })),
       ...(total > tickets.length ? { more_tickets: total - tickets.length } : {}),
     };
   }

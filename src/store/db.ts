@@ -1,5 +1,6 @@
 /**
- * The server's database (bun:sqlite, WAL): accounts and session tickets.
+ * The server's database (bun:sqlite, WAL): accounts and session tickets
+ * (each with the device it was issued to).
  * `synchronous = FULL` so a commit the server has acknowledged survives a
  * crash or power loss; the schema version lives in `PRAGMA user_version` and
  * each migration runs in its own transaction.
@@ -25,6 +26,10 @@ const MIGRATIONS: string[] = [
      created_at INTEGER NOT NULL
    ) STRICT;
    CREATE INDEX tickets_expiry ON tickets(expires_at);`,
+  // 2: the device (identity key) whose password login a ticket was issued to, and its address.
+  `ALTER TABLE tickets ADD COLUMN device BLOB CHECK (device IS NULL OR length(device) = 32);
+   ALTER TABLE tickets ADD COLUMN source TEXT;
+   UPDATE tickets SET device = (SELECT identity_key FROM accounts WHERE accounts.name = tickets.user);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -40,6 +45,19 @@ export interface Ticket {
   user: string;
   key: Uint8Array;
   expiresAt: number;
+  /** The public key of the device whose login was issued the ticket; null for tickets stored before devices were. */
+  device?: Uint8Array | null;
+  /** The address it was issued to, as the transcript records sources. */
+  source?: string;
+}
+
+/** A ticket as `sessions` lists it. */
+export interface ListedTicket {
+  hash: Uint8Array;
+  createdAt: number;
+  expiresAt: number;
+  device: Uint8Array | null;
+  source: string;
 }
 
 export class Store {
@@ -95,17 +113,19 @@ export class Store {
   }
 
   addTicket(hash: Uint8Array, t: Ticket, now: number): void {
-    this.db.query("INSERT INTO tickets (hash, user, key, expires_at, created_at) VALUES (?, ?, ?, ?, ?)").run(hash, t.user, t.key, t.expiresAt, now);
+    this.db
+      .query("INSERT INTO tickets (hash, user, key, expires_at, created_at, device, source) VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .run(hash, t.user, t.key, t.expiresAt, now, t.device ?? null, t.source ?? null);
   }
 
   /** The unexpired ticket with this hash, if any. */
   ticket(hash: Uint8Array, now: number): Ticket | null {
     const row = this.db
-      .query<{ user: string; key: Uint8Array; expires_at: number }, [Uint8Array, number]>(
-        "SELECT user, key, expires_at FROM tickets WHERE hash = ? AND expires_at > ?",
+      .query<{ user: string; key: Uint8Array; expires_at: number; device: Uint8Array | null }, [Uint8Array, number]>(
+        "SELECT user, key, expires_at, device FROM tickets WHERE hash = ? AND expires_at > ?",
       )
       .get(hash, now);
-    return row ? { user: row.user, key: new Uint8Array(row.key), expiresAt: row.expires_at } : null;
+    return row ? { user: row.user, key: new Uint8Array(row.key), expiresAt: row.expires_at, device: row.device ? new Uint8Array(row.device) : null } : null;
   }
 
   revokeTicket(hash: Uint8Array): boolean {
@@ -113,14 +133,21 @@ export class Store {
   }
 
   /** The user's unexpired tickets, newest first, at most `limit`; and how many there are in all. */
-  ticketsOf(user: string, now: number, limit: number): { tickets: { hash: Uint8Array; createdAt: number; expiresAt: number }[]; total: number } {
+  ticketsOf(user: string, now: number, limit: number): { tickets: ListedTicket[]; total: number } {
     const rows = this.db
-      .query<{ hash: Uint8Array; created_at: number; expires_at: number }, [string, number, number]>(
-        "SELECT hash, created_at, expires_at FROM tickets WHERE user = ? AND expires_at > ? ORDER BY created_at DESC, hash LIMIT ?",
+      .query<{ hash: Uint8Array; created_at: number; expires_at: number; device: Uint8Array | null; source: string | null }, [string, number, number]>(
+        "SELECT hash, created_at, expires_at, device, source FROM tickets WHERE user = ? AND expires_at > ? ORDER BY created_at DESC, hash LIMIT ?",
       )
       .all(user, now, limit);
     const total = this.db.query<{ n: number }, [string, number]>("SELECT count(*) AS n FROM tickets WHERE user = ? AND expires_at > ?").get(user, now)!.n;
-    return { tickets: rows.map((r) => ({ hash: new Uint8Array(r.hash), createdAt: r.created_at, expiresAt: r.expires_at })), total };
+    const tickets = rows.map((r) => ({
+      hash: new Uint8Array(r.hash),
+      createdAt: r.created_at,
+      expiresAt: r.expires_at,
+      device: r.device ? new Uint8Array(r.device) : null,
+      source: r.source ?? "",
+    }));
+    return { tickets, total };
   }
 
   /** The hashes of the user's unexpired tickets whose hash starts with `prefix`. */

@@ -115,7 +115,7 @@ input=""
 run "sessions on the desktop" 0 env SECURECHAT_HOME="$desk" NO_COLOR=1 "$bin" sessions --server "$srv"
 expect "sessions marks this command" "(this command)"
 expect "sessions marks the desktop's chat" "(this machine)"
-[ "$(grep -cE '^[0-9a-f]{12}  .*  127\.0\.0\.1' <<<"$out")" = 3 ] && ok || { bad "sessions: want 3 live sessions from 127.0.0.1"; show <<<"$out"; }
+[ "$(awk '/^$/ { exit } 1' <<<"$out" | grep -cE '^[0-9a-f]{12}  [0-9a-f]{12}  .*  127\.0\.0\.1')" = 3 ] && ok || { bad "sessions: want 3 live sessions from 127.0.0.1, with their device"; show <<<"$out"; }
 awk '{ print length($0) }' <<<"$out" | while read -r n; do [ "$n" -le 80 ] || echo long; done | grep -q long && bad "sessions: a line wider than 80 columns" || ok
 run "sessions --json on the desktop" 0 env SECURECHAT_HOME="$desk" "$bin" sessions --server "$srv" --json
 laptop_id=$(jq -r '(.live[] | select(.current) | .ticket) as $here | .live[] | select(.ticket != $here) | .id' <<<"$out")

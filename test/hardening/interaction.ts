@@ -136,7 +136,7 @@ export function provision(server: ChatServer, user: string): Cred {
   if (!server.store.createAccount({ name: user, identityKey: identity.publicKey, verifier: "(none: this account logs in with a ticket only)", createdAt: now })) {
     throw new Error(`test: account ${user} exists`);
   }
-  const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now);
+  const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
   return { user, ticket, ticketKey };
 }
 

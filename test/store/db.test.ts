@@ -1,0 +1,44 @@
+/**
+ * The server's database across versions: a database written by an earlier
+ * securechat is migrated in place when the server starts, keeping what it
+ * held.
+ */
+import { Database } from "bun:sqlite";
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sha256 } from "../../src/crypto/index.ts";
+import { SCHEMA_VERSION, Store } from "../../src/store/db.ts";
+
+describe("securechat.db migrations", () => {
+  test("tickets written before tickets had devices take the account's identity key as their device, with no address", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sc-db-"));
+    try {
+      const identity = new Uint8Array(32).fill(7);
+      const ticket = sha256(new Uint8Array([1, 2, 3]));
+      // The first schema, exactly as the first version wrote it.
+      const old = new Database(join(dir, "securechat.db"), { create: true, strict: true });
+      old.exec(`CREATE TABLE accounts (
+         name TEXT PRIMARY KEY, identity_key BLOB NOT NULL CHECK (length(identity_key) = 32), verifier TEXT NOT NULL, created_at INTEGER NOT NULL
+       ) STRICT;
+       CREATE TABLE tickets (
+         hash BLOB PRIMARY KEY CHECK (length(hash) = 32), user TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+         key BLOB NOT NULL CHECK (length(key) = 32), expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL
+       ) STRICT;
+       CREATE INDEX tickets_expiry ON tickets(expires_at);
+       PRAGMA user_version = 1;`);
+      old.query("INSERT INTO accounts VALUES (?, ?, ?, ?)").run("alice", identity, "$argon2id$v=19$m=65536,t=2,p=1$x$y", 1);
+      old.query("INSERT INTO tickets VALUES (?, ?, ?, ?, ?)").run(ticket, "alice", new Uint8Array(32).fill(9), 10_000, 5);
+      old.close();
+
+      const store = new Store(dir);
+      expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+      expect(store.ticket(ticket, 0)).toEqual({ user: "alice", key: new Uint8Array(32).fill(9), expiresAt: 10_000, device: identity });
+      expect(store.ticketsOf("alice", 0, 10).tickets).toEqual([{ hash: ticket, createdAt: 5, expiresAt: 10_000, device: identity, source: "" }]);
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
