@@ -118,5 +118,8 @@ grep -qxF -- "$lock_session" <<<"$root_sessions" && ok || bad "transcript: the l
 chat1_session=$(jq -r 'select(.type=="connected") | .session' "$work/chat1.out" | head -1)
 order=$(jq -r --arg s "$chat1_session" 'select((.type=="admin_action" and .action=="lock") or (.type=="session_close" and .session==$s)) | .type' <<<"$out" | tr '\n' ' ')
 [ "$order" = "admin_action session_close " ] && ok || bad "transcript: the lock, then the close of bob's chat; got: $order"
+# What happened to bob: export --user bob keeps the administrators' actions on him.
+out=$("$bin" transcript export --data "$work/data" --user bob 2>/dev/null)
+[ "$(jq -r 'select(.type=="admin_action") | .action' <<<"$out" | tr '\n' ' ')" = "lock unlock end_sessions " ] && ok || bad "transcript export --user bob lacks the actions on bob"
 
 finish admin.sh
