@@ -140,6 +140,36 @@ describe("lock and unlock", () => {
     r.s.close();
   }, NET);
 
+  test("a password login still being checked when the account is locked is refused once the check is done: account_locked, and no ticket is issued", async () => {
+    const { t, root, bob } = await world();
+    const r = await login(t, root);
+    const gate = t.server.accounts.gate;
+    const original = gate.run.bind(gate);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const checking = new Promise<void>((resolve) => (started = resolve));
+    // bob's password check (argon2id in the gate) waits until the lock is done.
+    const run = spyOn(gate, "run").mockImplementation(async <T>(task: () => Promise<T>): Promise<T> => {
+      started();
+      await held;
+      return original(task);
+    });
+    try {
+      const s = await rawSession(t.port);
+      const attempt = passwordLogin(s, "bob", PW, bob.identity, ed25519Generate().publicKey);
+      await checking;
+      expect(await admin(r.s, "lock", "bob")).toEqual({ type: "admin_done", action: "lock", user: "bob", ended: 0 });
+      release();
+      expect((await attempt).code).toBe("account_locked");
+      expect(t.server.store.ticketsOf("bob", Date.now(), 10).total).toBe(0);
+      s.close();
+    } finally {
+      run.mockRestore();
+    }
+    r.s.close();
+  }, NET);
+
   test("the lock is kept in securechat.db: it holds across a restart, and the unlock too", async () => {
     const dataDir = freshPath("admin-restart");
     const admins = new Set<string>();
