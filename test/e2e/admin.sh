@@ -36,16 +36,7 @@ stop_server
 start_server "$work/data" "$port" --admin root
 check "the start log names the administrators" grep -q '"event":"admins","users":"root","count":1' "$work/server.log"
 
-# bob_chat NAME: bob's `chat --json` in the background, stdin a fifo held open by a sleep of ours.
-bob_chat() {
-  mkfifo "$work/$1.in"
-  sleep 300 >"$work/$1.in" &
-  pids+=("$!"); printf -v "${1}_holder" '%s' "$!"
-  env SECURECHAT_HOME="$bob_home" NO_COLOR=1 timeout 120 "$bin" chat -u bob --server "$srv" --json <"$work/$1.in" >"$work/$1.out" 2>"$work/$1.err" &
-  pids+=("$!"); printf -v "${1}_pid" '%s' "$!"
-  if wait_for "$work/$1.out" '^\{"type":"room"'; then ok; else bad "$1: no room event"; show "$work/$1.out" "$work/$1.err"; fi
-}
-bob_chat chat1
+chat_bg "$bob_home" bob chat1
 echo "hello from bob" >"$work/chat1.in"
 if wait_for "$work/chat1.out" '^\{"type":"ack"'; then ok; else bad "bob's line was not acknowledged"; show "$work/chat1.out" "$work/chat1.err"; fi
 
@@ -89,7 +80,7 @@ run "root unlocks bob" 0 env SECURECHAT_HOME="$root_home" "$bin" admin unlock bo
 expect "admin unlock says so" "unlocked bob"
 input="$pw_bob"$'\n'
 run "bob logs in again" 0 env SECURECHAT_HOME="$bob_home" "$bin" login bob --server "$srv" --password-stdin
-bob_chat chat2
+chat_bg "$bob_home" bob chat2
 
 # end-sessions: his chat ends (session_revoked, exit 1, log in again); he is not locked.
 input=""
