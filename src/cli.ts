@@ -30,6 +30,7 @@ export const root = command({
     logout: lazy(() => import("./commands/logout.ts")),
     passwd: lazy(() => import("./commands/passwd.ts")),
     sessions: lazy(() => import("./commands/sessions.ts")),
+    admin: lazy(() => import("./commands/admin.ts")),
     chat: lazy(() => import("./commands/chat.ts")),
     transcript: lazy(() => import("./commands/transcript.ts")),
   },

@@ -8,7 +8,7 @@ import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkPassword } from "../password.ts";
 import { signClientAuth } from "../protocol/handshake.ts";
 import { USER_NAME_RE } from "../protocol/limits.ts";
-import type { Message, Welcome } from "../protocol/messages.ts";
+import type { AdminAction, Message, Welcome } from "../protocol/messages.ts";
 import { type ClientSession, type ServerAddress, handshake } from "./connection.ts";
 import type { HostTrust } from "./hosttrust.ts";
 import { isAuthFailure } from "./failures.ts";
@@ -37,6 +37,7 @@ export function refusal(m: Message<"error">): SecureChatError {
   const refused = (message: string) => new SecureChatError("server_refused", message, { detail: { refusal: m.code } });
   switch (m.code) {
     case "auth_failed":
+    case "account_locked":
     case "too_many_failures":
     case "password_policy":
     case "name_taken":
@@ -336,12 +337,13 @@ export async function logout(o: AccountOptions): Promise<"revoked" | "expired" |
 }
 
 /**
- * One session request (PROTOCOL.md §7.8) on a ticket session of its own:
- * the answer of type `want`. A `notice` refusing it (`unknown_session`,
- * `current_session`, `not_recorded`, `flood`) becomes `session_refused`;
- * `slow_down` only means the answer comes later.
+ * One session request (PROTOCOL.md §7.8), or an administrator's (§7.9), on
+ * a ticket session of its own: the answer of type `want`. A `notice`
+ * refusing it (`unknown_session`, `current_session`, `not_admin`,
+ * `not_recorded`, `flood`, …) becomes `session_refused`; `slow_down` only
+ * means the answer comes later.
  */
-async function sessionRequest<T extends "sessions" | "revoked">(o: AccountOptions, req: Message<"session_list" | "revoke_session">, want: T): Promise<Message<T>> {
+async function sessionRequest<T extends "sessions" | "revoked" | "admin_done">(o: AccountOptions, req: Message<"session_list" | "revoke_session" | "admin">, want: T): Promise<Message<T>> {
   checkUserName(o.user);
   const resumed = await resumeWithTicket(o);
   if (!resumed) throw new SecureChatError("no_ticket", `no valid session ticket for ${o.user} at ${o.addr.id}`, { detail: { user: o.user, server: o.addr.id } });
@@ -372,4 +374,10 @@ export function listSessions(o: AccountOptions): Promise<Message<"sessions">> {
 /** Ends the session, or revokes the ticket, named `id` (`securechat sessions revoke ID`). */
 export function revokeSession(o: AccountOptions, id: string): Promise<Message<"revoked">> {
   return sessionRequest(o, { type: "revoke_session", id }, "revoked");
+}
+
+/** A server administrator's action on the account `target` (`securechat admin`, PROTOCOL.md §7.9). */
+export function administer(o: AccountOptions, action: AdminAction, target: string): Promise<Message<"admin_done">> {
+  checkUserName(target);
+  return sessionRequest(o, { type: "admin", action, user: target }, "admin_done");
 }

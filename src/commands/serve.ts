@@ -1,5 +1,6 @@
 import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
+import { repeatable, repeated } from "./argv.ts";
 import { parseDuration, parseInteger } from "./values.ts";
 
 export default command({
@@ -34,6 +35,7 @@ export default command({
     "checkpoint-interval": { type: "string", valueHint: "DURATION", description: "…and at least this often while there are new entries", default: "60s" },
     "rotate-size": { type: "string", valueHint: "BYTES", description: "Start a new transcript file past this size (and every UTC day)", default: "67108864" },
     "auditor-key": { type: "string", valueHint: "PUB", description: "Seal message bodies in the transcript to this auditor key (from transcript keygen)" },
+    admin: repeatable({ type: "string", valueHint: "NAME", description: "A server administrator: this account may lock and unlock accounts and end their sessions (securechat admin); give it again for more. The account must exist" }),
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
@@ -42,9 +44,10 @@ export default command({
     "securechat serve --host 0.0.0.0 --port 7447 --data /var/lib/securechat",
     "securechat serve --auditor-key \"$(cat auditor.pub)\" --fsync always",
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
+    "securechat serve --admin root --admin ops",
   ],
   async run({ args: a }) {
-    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
+    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/limits.ts"),
       import("../protocol/limits.ts"),
@@ -68,6 +71,10 @@ export default command({
       } catch (e) {
         throw new CliError(EXIT.USAGE, `--auditor-key: ${(e as Error).message}`, ["pass the line printed by \"securechat transcript keygen\", or a file holding it"]);
       }
+    }
+    const admins = new Set(repeated(a.admin));
+    for (const name of admins) {
+      if (!USER_NAME_RE.test(name)) throw new CliError(EXIT.USAGE, `--admin "${name}" is not a user name`, ["use the name of an account on this server: a lowercase letter, then 1-31 of a-z, 0-9, _ or -"]);
     }
     const history = parseInteger("--history", a.history, 0, 1000);
     const historyMemory = parseInteger("--history-memory", a["history-memory"], 0, 2 ** 40);
@@ -106,6 +113,7 @@ export default command({
         maxRoomsPerUser: parseInteger("--max-rooms-per-user", a["max-rooms-per-user"], 1, 1_000_000),
         dmRetentionMs: parseDuration("--dm-retention", a["dm-retention"], 3650 * 86_400_000),
         maxStoredDms: parseInteger("--max-stored-dms", a["max-stored-dms"], 1, 1_000_000),
+        admins,
       },
       idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
       maxSendBuffer,
@@ -174,6 +182,7 @@ export default command({
       checkpoint_every: writer.checkpointEvery,
       checkpoint_interval_s: writer.checkpointIntervalMs / 1000,
     });
+    logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
     logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir, pid: process.pid });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

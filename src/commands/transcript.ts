@@ -26,7 +26,7 @@ const filterArgs = {
   until: { type: "string", description: "Only entries before TIME (the same forms)", valueHint: "TIME" },
   stored: { type: "boolean", description: "Lines exactly as stored: no ISO 8601 time member" },
   room: { type: "string", description: "Only join, leave and message entries of this room", valueHint: "ROOM" },
-  user: { type: "string", description: "Only entries whose user, from or to is this user", valueHint: "USER" },
+  user: { type: "string", description: "Only entries whose user, from or to is this user, and administrators' actions on it", valueHint: "USER" },
 } as const satisfies ArgsDef;
 
 async function hostKeyOption(value: string | undefined): Promise<{ hostKey?: Uint8Array; hostKeyFingerprint?: string }> {

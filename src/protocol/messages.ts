@@ -114,6 +114,21 @@ const sessionRef = hex(12, "a session id");
 /** A device's id in `sessions` (PROTOCOL.md §7.8): 6 bytes of the SHA-256 of its key. */
 const deviceRef = hex(12, "a device id");
 
+/** One of a fixed set of strings. */
+const oneOf = <const T extends string>(values: readonly T[]): Field<T> => ({
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string" || !(values as readonly string[]).includes(v)) invalid(where, `must be one of ${values.join(", ")}`);
+    return v as T;
+  },
+  encode: (v) => v,
+});
+
+/** What a server administrator does to an account (PROTOCOL.md §7.9). */
+export const ADMIN_ACTIONS = ["lock", "unlock", "end_sessions"] as const;
+export type AdminAction = (typeof ADMIN_ACTIONS)[number];
+const adminAction = oneOf(ADMIN_ACTIONS);
+
 /** A SHA-256 value (transcript hashes, TRANSCRIPT.md §3). */
 const hex32 = hex(64, "a SHA-256 value");
 
@@ -328,6 +343,9 @@ const SCHEMAS = {
   },
   revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
   password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Server administrators (PROTOCOL.md §7.9): a request, and its answer.
+  admin: { action: adminAction, user: userName },
+  admin_done: { action: adminAction, user: userName, ended: int(0, Number.MAX_SAFE_INTEGER) },
 } as const satisfies Record<string, Fields>;
 
 type Schemas = typeof SCHEMAS;

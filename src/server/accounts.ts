@@ -63,6 +63,11 @@ export class Accounts {
     return this.store.account(user) !== null;
   }
 
+  /** True if the account exists and a server administrator locked it (PROTOCOL.md §7.9). */
+  isLocked(user: string): boolean {
+    return this.store.lockedAt(user) !== null;
+  }
+
   /**
    * Creates the account. `stillWanted` is asked after the slow hash: an
    * account is only created for a client that is still there to be told,

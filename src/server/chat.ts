@@ -72,6 +72,8 @@ export interface ChatOptions {
   dmRetentionMs: number;
   /** Stored DMs one recipient may have undelivered; past it a `dm` to them while offline gets `nack` `dm_store_full` (serve --max-stored-dms). */
   maxStoredDms: number;
+  /** Server administrators (serve --admin): they may lock accounts and end their sessions (PROTOCOL.md §7.9). */
+  admins: ReadonlySet<string>;
 }
 
 export const DEFAULT_CHAT: ChatOptions = {
@@ -85,6 +87,7 @@ export const DEFAULT_CHAT: ChatOptions = {
   maxRooms: 10_000,
   dmRetentionMs: 30 * 24 * 3600 * 1000,
   maxStoredDms: 1000,
+  admins: new Set(),
 };
 
 class Room {

@@ -80,6 +80,11 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     device = await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
   }
   if (!a.stillThere()) return null;
+  // A locked account (PROTOCOL.md §7.9) is named only to whoever proved its
+  // credentials: to anyone else the refusal was auth_failed, as for any account.
+  if (m.type === "login" && accounts.isLocked(m.user)) {
+    throw new SecureChatError("account_locked", `the account ${m.user} is locked by a server administrator; ask one to unlock it`);
+  }
   // Checked once the credentials are: nobody can use up a name's quota without them.
   admitUser(server, m.user, now);
   const issued = m.ticket_key !== undefined ? accounts.issueTicket(m.user, m.ticket_key, now, device, a.source) : null;

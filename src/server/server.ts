@@ -100,7 +100,7 @@ type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
  * not sent.
  */
 const WIRE_CODE =
-  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood)$/;
+  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood|account_locked)$/;
 
 /** How `sessions` names a session or ticket (PROTOCOL.md §7.8): the first 6 bytes, in hex. */
 function shortRef(b: Uint8Array): string {
@@ -420,6 +420,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeSession(this, m.id))) });
       case "change_password":
         return this.server.chat.handle(this, { type: m.type, run: () => void this.server.changePassword(this, m) });
+      case "admin":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.administer(this, m))) });
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
@@ -648,6 +650,12 @@ export class ChatServer {
    */
   static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
     const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options }, hostKey);
+    try {
+      server.#checkAdmins();
+    } catch (e) {
+      server.store.close();
+      throw e;
+    }
     await server.accounts.warm();
     server.store.pruneTickets(Date.now());
     server.listen();
@@ -863,6 +871,64 @@ export class ChatServer {
       me.changingPassword = false;
     }
   }
+
+  // --- Server administrators (PROTOCOL.md §7.9) ---
+
+  /**
+   * `admin` (PROTOCOL.md §7.9): a server administrator (serve --admin) locks
+   * or unlocks an account, or ends its sessions. Anyone else is refused
+   * with `not_admin` before the target is looked at, so the refusal says
+   * nothing about it. The action is recorded (`admin_action`: who, from
+   * which session, what, on whom) before anything changes. Locking and
+   * ending sessions revoke every ticket of the account and end each of its
+   * live sessions at once: `account_locked` or `session_revoked`.
+   */
+  administer(me: Connection, m: Message<"admin">): Message<"admin_done" | "notice"> {
+    const notice = (code: string, text: string): Message<"notice"> => ({ type: "notice", code, text });
+    const admins = this.opts.chat.admins;
+    const target = m.user;
+    if (!admins.has(me.user)) return notice("not_admin", `only a server administrator (serve --admin) may ${m.action.replace("_", " ")} an account`);
+    if (target === me.user) return notice("own_account", `not on your own account: use "securechat sessions revoke" or "securechat logout" to end your sessions`);
+    if (!this.accounts.isTaken(target)) return notice("no_such_user", `there is no account ${target}`);
+    if (m.action === "lock" && admins.has(target)) return notice("target_admin", `${target} is a server administrator: take --admin ${target} off the server's command line first`);
+    const locked = this.accounts.isLocked(target);
+    if (m.action === "lock" && locked) return notice("already_locked", `${target} is locked already`);
+    if (m.action === "unlock" && !locked) return notice("not_locked", `${target} is not locked`);
+    if (!this.journal.recording) return notice("not_recorded", "the server cannot record the action right now (its transcript is failing); retry later");
+    const now = Date.now();
+    this.journal.append({ kind: "admin_action", user: me.user, session: me.session, action: m.action, target, ts: now });
+    let ended = 0;
+    if (m.action === "unlock") this.store.setLocked(target, null);
+    else {
+      if (m.action === "lock") this.store.setLocked(target, now);
+      this.store.revokeTicketsOf(target);
+      const err =
+        m.action === "lock"
+          ? { code: "account_locked", message: `the account ${target} was locked by server administrator ${me.user}; ask an administrator to unlock it` }
+          : { code: "session_revoked", message: `this session was ended by server administrator ${me.user}; log in again` };
+      for (const c of this.#liveOf(target)) {
+        this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
+        c.end(err);
+        ended++;
+      }
+    }
+    this.log.info("admin_action", { user: me.user, source: me.source, action: m.action, target, ended });
+    return { type: "admin_done", action: m.action, user: target, ended };
+  }
+
+  /**
+   * The configured administrators must have accounts: a name nobody holds
+   * yet would make whoever registers it first an administrator.
+   */
+  #checkAdmins(): void {
+    const missing = [...this.opts.chat.admins].filter((u) => !this.accounts.isTaken(u));
+    if (missing.length > 0) {
+      throw new SecureChatError("admin_unknown", `--admin ${missing.join(", ")}: no such account on this server`, { detail: { users: missing.join(",") } });
+    }
+    for (const u of this.opts.chat.admins) if (this.accounts.isLocked(u)) this.log.warn("admin_locked", { user: u, effect: "cannot log in until another administrator unlocks it" });
+  }
+
+  // --- end of server administrators ---
 
   private admit(socket: Socket<Connection>): void {
     const refuse = (code: string, message: string) => {

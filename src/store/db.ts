@@ -30,6 +30,8 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE tickets ADD COLUMN device BLOB CHECK (device IS NULL OR length(device) = 32);
    ALTER TABLE tickets ADD COLUMN source TEXT;
    UPDATE tickets SET device = (SELECT identity_key FROM accounts WHERE accounts.name = tickets.user);`,
+  // 3: server administrators: a locked account (its lock time; NULL: not locked).
+  `ALTER TABLE accounts ADD COLUMN locked_at INTEGER;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -111,6 +113,25 @@ export class Store {
   setVerifier(name: string, verifier: string): boolean {
     return this.db.query("UPDATE accounts SET verifier = ? WHERE name = ?").run(verifier, name).changes === 1;
   }
+
+  // --- Server administrators (PROTOCOL.md §7.9) ---
+
+  /** Locks the account (`at`: when) or unlocks it (null); false if there is no such account. */
+  setLocked(name: string, at: number | null): boolean {
+    return this.db.query("UPDATE accounts SET locked_at = ? WHERE name = ?").run(at, name).changes === 1;
+  }
+
+  /** When the account was locked, or null if it is not locked (or does not exist). */
+  lockedAt(name: string): number | null {
+    return this.db.query<{ locked_at: number | null }, [string]>("SELECT locked_at FROM accounts WHERE name = ?").get(name)?.locked_at ?? null;
+  }
+
+  /** Deletes every ticket of the user; how many there were. */
+  revokeTicketsOf(user: string): number {
+    return this.db.query("DELETE FROM tickets WHERE user = ?").run(user).changes;
+  }
+
+  // --- end of server administrators ---
 
   addTicket(hash: Uint8Array, t: Ticket, now: number): void {
     this.db

@@ -5,7 +5,7 @@
  * within a byte budget; the transcript (docs/TRANSCRIPT.md, with history.db)
  * implements the same interface on disk.
  */
-import type { Message } from "../protocol/messages.ts";
+import type { AdminAction, Message } from "../protocol/messages.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "./recent.ts";
 
 export type RoomMessage = Message<"message">;
@@ -32,7 +32,9 @@ export type JournalEvent =
   | { kind: "direct"; message: DirectMessage; stored?: boolean }
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
-  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number };
+  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
+  // A server administrator's action on an account (PROTOCOL.md §7.9): `user` and `session` are the administrator's.
+  | { kind: "admin_action"; user: string; session: string; action: AdminAction; target: string; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {

@@ -42,7 +42,7 @@ export interface Filter {
   until?: number;
   /** Only join/leave/message entries of this room. */
   room?: string;
-  /** Only entries whose user, from or to is this user. */
+  /** Only entries whose user, from or to is this user, and administrators' actions on it. */
   user?: string;
 }
 
@@ -139,7 +139,7 @@ export function matches(e: Entry, f: Filter): boolean {
   if (f.since !== undefined && e.ts < f.since) return false;
   if (f.until !== undefined && e.ts >= f.until) return false;
   if (f.room !== undefined && !((e.type === "join" || e.type === "leave" || e.type === "message") && e.room === f.room)) return false;
-  if (f.user !== undefined && e.user !== f.user && e.from !== f.user && e.to !== f.user) return false;
+  if (f.user !== undefined && e.user !== f.user && e.from !== f.user && e.to !== f.user && !(e.type === "admin_action" && e.target === f.user)) return false;
   return true;
 }
 

@@ -464,6 +464,8 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["password_changed", { user: e.user, session: e.session, ended_sessions: e.ended }];
     case "session_revoked":
       return ["session_revoked", { user: e.user, session: e.session, target: e.target, ...(e.targetSession ? { target_session: e.targetSession } : {}) }];
+    case "admin_action":
+      return ["admin_action", { user: e.user, session: e.session, action: e.action, target: e.target }];
     case "join":
       return ["join", { room: e.room, user: e.user }];
     case "leave":

@@ -485,6 +485,7 @@ const VALUE_FLAGS: Record<string, string> = {
   data: "a directory",
   room: "a room name",
   user: "a user name",
+  admin: "a user name (serve: a server administrator)",
   transcript: "a file name (the client's own view of the chat)",
   "transcript-max": "a number",
   "ticket-ttl": "a duration",
@@ -531,7 +532,8 @@ describe("argv and environment carry no secret", () => {
       for (const [name, def] of Object.entries(args)) {
         if (def.type === "positional") {
           // `sessions revoke ID`: the ID names a session or ticket by a hash prefix, not the ticket (PROTOCOL.md §7.8).
-          expect(["user", "path", "action", "id"], `${path} <${name}>`).toContain(name);
+          // `admin ACTION ACCOUNT`: a user name (PROTOCOL.md §7.9).
+          expect(["user", "path", "action", "id", "account"], `${path} <${name}>`).toContain(name);
           continue;
         }
         if (/pass|secret|token|private|credential/i.test(name)) {

@@ -135,6 +135,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     revoked: { type: "revoked", id: "0123456789ab", ended: 2 },
     change_password: { type: "change_password", new_password: "a \"new\" passphrase — ünïcödé", end_sessions: true },
     password_changed: { type: "password_changed", ended: 1 },
+    admin: { type: "admin", action: "lock", user: "bob_2" },
+    admin_done: { type: "admin_done", action: "lock", user: "bob_2", ended: 2 },
   };
 }
 

@@ -70,6 +70,7 @@ type Kind =
   | { kind: "bool" }
   | { kind: "room" }
   | { kind: "ref" }
+  | { kind: "enum"; values: string[] }
   | { kind: "list"; item: Kind; max: number }
   | { kind: "object"; fields: Record<string, FieldSpec> };
 type FieldSpec = Kind & { optional?: true };
@@ -163,6 +164,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
   change_password: { new_password: { kind: "text", min: 1, max: 1024 }, end_sessions: { kind: "bool", optional: true } },
   password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
+  admin: { action: { kind: "enum", values: ["lock", "unlock", "end_sessions"] }, user: USER },
+  admin_done: { action: { kind: "enum", values: ["lock", "unlock", "end_sessions"] }, user: USER, ended: { kind: "int", min: 0, max: SAFE } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -493,7 +496,7 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
+      ["admin.user", "admin_done.user", "check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
@@ -573,6 +576,15 @@ describe("boolean fields", () => {
       expect(JSON.parse(encodeMessage(m as Message))[k]).toBe(v);
     }
     const bad: Json[] = [0, 1, "true", "false", "", null, [], {}, [true]];
+    expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
+  });
+});
+
+describe("fields with a fixed set of values", () => {
+  const ENUMS = fieldsOf("enum").map((f) => [`${f.t}.${f.k}`, f] as const);
+  test.each(ENUMS)("%s: each listed value is accepted and kept; any other string, case or type is not", (_name, { t, k, spec }) => {
+    for (const v of spec.values) expect((decodeMessage(body({ ...jsonOf(t), [k]: v })) as Record<string, unknown>)[k]).toBe(v);
+    const bad: Json[] = ["", "LOCK", " lock", "lock ", "takeover", 0, true, null, ["lock"]];
     expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
   });
 });

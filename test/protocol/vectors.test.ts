@@ -402,6 +402,7 @@ namespace Spec {
     | "room"
     | "bool"
     | "ref"
+    | { oneOf: string[] }
     | { list: Kind; max: number }
     | { object: [name: string, kind: Kind, optional?: true][] };
   type Table = [name: string, kind: Kind, optional?: true][];
@@ -611,6 +612,16 @@ namespace Spec {
       ["end_sessions", "bool", true],
     ],
     password_changed: [["ended", { int: [0, MAX_SAFE] }]],
+    // §7.9.
+    admin: [
+      ["action", { oneOf: ["lock", "unlock", "end_sessions"] }],
+      ["user", "user"],
+    ],
+    admin_done: [
+      ["action", { oneOf: ["lock", "unlock", "end_sessions"] }],
+      ["user", "user"],
+      ["ended", { int: [0, MAX_SAFE] }],
+    ],
   };
   export const TYPES = Object.keys(TABLES);
 
@@ -639,6 +650,10 @@ namespace Spec {
     }
     if (kind === "ref") {
       if (typeof v !== "string" || !/^[0-9a-f]{12}$/.test(v)) fail("message_invalid");
+      return v;
+    }
+    if ("oneOf" in kind) {
+      if (typeof v !== "string" || !kind.oneOf.includes(v)) fail("message_invalid");
       return v;
     }
     if ("list" in kind) {

@@ -170,6 +170,14 @@ describe("export", () => {
     expect(matches(e, { until: 5 })).toBe(false);
   });
 
+  test("matches: a user filter keeps what an administrator did to the user, and what the user did as one", () => {
+    const e = { seq: 1, ts: 5, type: "admin_action", prev: "", hash: "", user: "root", session: "", action: "lock", target: "bob" } as Entry;
+    expect([matches(e, { user: "bob" }), matches(e, { user: "root" }), matches(e, { user: "carol" })]).toEqual([true, true, false]);
+    // A session_revoked's target is a session id, not a user.
+    const r = { seq: 2, ts: 5, type: "session_revoked", prev: "", hash: "", user: "alice", session: "", target: "abcdef012345" } as Entry;
+    expect(matches(r, { user: "abcdef012345" })).toBe(false);
+  });
+
   test("a tampered source: the verified lines before it, then FAIL on stderr and exit 5", async () => {
     const data = tempDir("data");
     const files = plainT.built.files.map((f) => [...f]);
