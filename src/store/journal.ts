@@ -7,6 +7,7 @@
  */
 import type { Message } from "../protocol/messages.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "./recent.ts";
+import { type RoomChange, type RoomState, applyRoomChange, cloneRoomState } from "./roomstate.ts";
 
 export type RoomMessage = Message<"message">;
 export type DirectMessage = Message<"direct">;
@@ -32,7 +33,9 @@ export type JournalEvent =
   | { kind: "direct"; message: DirectMessage; stored?: boolean }
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
-  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number };
+  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
+  // Room moderation (PROTOCOL.md §7.9, store/roomstate.ts).
+  | RoomChange;
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {
@@ -70,6 +73,13 @@ export interface Journal {
   expireDirects(before: number): void;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
+  /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */
+  roomStates(): Map<string, RoomState>;
+}
+
+/** Copies of the states, for a chat core to own. */
+export function copyRoomStates(states: Map<string, RoomState>): Map<string, RoomState> {
+  return new Map([...states].map(([name, s]) => [name, cloneRoomState(s)]));
 }
 
 const NOTHING: Receipt = {};
@@ -88,6 +98,8 @@ export class MemoryJournal implements Journal {
   #directs: KeptDirect[] = [];
   /** Per user, the last DM seq when it last logged in: stored DMs up to it have been delivered. */
   readonly #delivered = new Map<string, number>();
+  /** The persistent rooms, kept like the rest: a new Chat on this journal (a "restart" in tests) gets them back. */
+  readonly #roomStates = new Map<string, RoomState>();
 
   readonly recording = true;
 
@@ -104,6 +116,7 @@ export class MemoryJournal implements Journal {
       this.#directs.push({ message: e.message, stored: e.stored === true });
     }
     if (e.kind === "session_open") this.#delivered.set(e.user, this.#directSeq);
+    if (e.kind === "room_change") applyRoomChange(this.#roomStates, e);
     if (e.kind === "message") {
       this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
       this.rooms.add(e.message);
@@ -137,6 +150,10 @@ export class MemoryJournal implements Journal {
 
   expireDirects(before: number): void {
     this.#directs = this.#directs.filter((d) => d.message.ts >= before);
+  }
+
+  roomStates(): Map<string, RoomState> {
+    return copyRoomStates(this.#roomStates);
   }
 }
 

@@ -505,6 +505,8 @@ const VALUE_FLAGS: Record<string, string> = {
   "max-rooms-per-user": "a number",
   "dm-retention": "a duration",
   "max-stored-dms": "a number",
+  "max-rooms-owned": "a number",
+  "max-persistent-rooms": "a number",
   "session-max": "a duration",
   "idle-timeout": "a duration",
   "max-send-buffer": "a number",
