@@ -663,7 +663,7 @@ export class Chat {
     const persistent = this.#states.has(room.name);
     if (req.type === "drop" && !persistent) return post(m, { type: "notice", code: "not_persistent", text: `${room.name} has no settings to drop` });
     if (!persistent && req.type !== "kick" && req.type !== "drop") {
-      if (this.#states.size >= this.opts.maxPersistentRooms) return post(m, { type: "notice", code: "room_limit", text: `the server has ${this.#states.size} persistent rooms (the most it keeps)` });
+      if (this.#states.size >= this.opts.maxPersistentRooms) return post(m, { type: "notice", code: "persistent_limit", text: `the server has ${this.#states.size} persistent rooms (the most it keeps)` });
       let owned = 0;
       for (const o of this.#states.values()) if (o.owner === s.owner) owned++;
       if (owned >= this.opts.maxRoomsOwned) {

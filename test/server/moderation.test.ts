@@ -283,14 +283,14 @@ describe("caps", () => {
     expect(changes(send(alice, { type: "topic", room: "c", text: "3" }))).toHaveLength(1);
   });
 
-  test("persistent rooms on the server (maxPersistentRooms): past it, room_limit", () => {
+  test("persistent rooms on the server (maxPersistentRooms): past it, persistent_limit", () => {
     const { connect, join, send } = setup({ maxPersistentRooms: 1 });
     const alice = connect("alice");
     const bob = connect("bob");
     join(alice, "a");
     join(bob, "b");
     send(alice, { type: "topic", room: "a", text: "1" });
-    expect(notices(send(bob, { type: "topic", room: "b", text: "2" }))).toEqual(["room_limit"]);
+    expect(notices(send(bob, { type: "topic", room: "b", text: "2" }))).toEqual(["persistent_limit"]);
   });
 
   test("ops, bans, mutes and invites per room (maxRoomList): past it, list_full; an entry already there is no new one", () => {
