@@ -59,41 +59,34 @@ export function applyRoomChange(states: Map<string, RoomState>, e: RoomChange): 
   }
   let s = states.get(e.room);
   if (!s) states.set(e.room, (s = emptyRoomState(e.owner)));
-  const t = e.target ?? "";
-  switch (e.action) {
-    case "topic":
-      if (e.text === undefined) delete s.topic;
-      else s.topic = e.text;
-      return;
-    case "op":
-      s.ops.add(t);
-      return;
-    case "deop":
-      s.ops.delete(t);
-      return;
-    case "ban":
-      s.bans.add(t);
+  if (e.action === "topic") {
+    if (e.text === undefined) delete s.topic;
+    else s.topic = e.text;
+  } else if (e.action === "mode") {
+    if (e.inviteOnly !== undefined) s.inviteOnly = e.inviteOnly;
+    if (e.secret !== undefined) s.secret = e.secret;
+  } else {
+    const t = e.target ?? "";
+    const [list, add] = LISTS[e.action];
+    if (add) s[list].add(t);
+    else s[list].delete(t);
+    if (e.action === "ban") {
       s.ops.delete(t);
       s.invites.delete(t);
-      return;
-    case "unban":
-      s.bans.delete(t);
-      return;
-    case "mute":
-      s.mutes.add(t);
-      return;
-    case "unmute":
-      s.mutes.delete(t);
-      return;
-    case "invite":
-      s.invites.add(t);
-      return;
-    case "mode":
-      if (e.inviteOnly !== undefined) s.inviteOnly = e.inviteOnly;
-      if (e.secret !== undefined) s.secret = e.secret;
-      return;
+    }
   }
 }
+
+/** The list each of the other actions adds its target to (true) or removes it from. */
+const LISTS: Record<Exclude<RoomAction, "topic" | "mode" | "kick" | "drop">, ["ops" | "bans" | "mutes" | "invites", boolean]> = {
+  op: ["ops", true],
+  deop: ["ops", false],
+  ban: ["bans", true],
+  unban: ["bans", false],
+  mute: ["mutes", true],
+  unmute: ["mutes", false],
+  invite: ["invites", true],
+};
 
 export function cloneRoomState(s: RoomState): RoomState {
   return { ...s, ops: new Set(s.ops), bans: new Set(s.bans), mutes: new Set(s.mutes), invites: new Set(s.invites) };
