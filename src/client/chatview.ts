@@ -51,8 +51,8 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
     case "left":
       return [at(e.ts), " ", ...note(e.user === me ? `you left ${e.room}` : `${e.user} left ${e.room}`)];
     case "room": {
-      // The room's owner and topic (PROTOCOL.md §7.9), shown on joining.
-      const owner = e.owner === undefined ? "" : e.owner === me ? "; you own it" : `; owner ${e.owner}`;
+      // A persistent room's owner, its modes and topic (PROTOCOL.md §7.9), shown on joining; a room without settings looks as it always did.
+      const owner = e.owner === undefined || !e.persistent ? "" : e.owner === me ? "; you own it" : `; owner ${e.owner}`;
       const modes = `${e.invite_only ? "i" : ""}${e.secret ? "s" : ""}`;
       const topic = e.topic === undefined ? "" : `; topic: ${e.topic}`;
       return note(`you are in ${e.room} with ${e.users.filter((u) => u !== me).join(", ") || "nobody else"}${owner}${modes ? `; mode +${modes}` : ""}${e.muted ? "; you are muted" : ""}${topic}`);

@@ -193,9 +193,11 @@ describe("room moderation (PROTOCOL.md §7.9): who did what, in one line", () =>
   });
 
   test("joining shows the owner, the modes and the topic; bans lists who is banned", () => {
-    expect(line({ type: "room", room: "ops", users: ["alice", "carol"], seq: 3, owner: "alice", topic: "release friday", invite_only: true, muted: true })).toBe(
+    expect(line({ type: "room", room: "ops", users: ["alice", "carol"], seq: 3, owner: "alice", topic: "release friday", invite_only: true, persistent: true, muted: true })).toBe(
       "-- you are in ops with alice; owner alice; mode +i; you are muted; topic: release friday",
     );
+    // A room without settings: as before, its owner not mentioned.
+    expect(line({ type: "room", room: "lobby", users: ["alice", "carol"], seq: 3, owner: "alice" })).toBe("-- you are in lobby with alice");
     expect(line({ type: "ban_list", room: "ops", bans: ["dave", "mallory"] })).toBe("-- banned from ops: dave, mallory");
     expect(line({ type: "ban_list", room: "ops", bans: [] })).toBe("-- nobody is banned from ops");
   });
