@@ -337,7 +337,7 @@ export async function logout(o: AccountOptions): Promise<"revoked" | "expired" |
 }
 
 /**
- * One session request (PROTOCOL.md §7.8), or an administrator's (§7.9), on
+ * One session request (PROTOCOL.md §7.8), or an administrator's (§7.10), on
  * a ticket session of its own: the answer of type `want`. A `notice`
  * refusing it (`unknown_session`, `current_session`, `not_admin`,
  * `not_recorded`, `flood`, …) becomes `session_refused`; `slow_down` only
@@ -376,7 +376,7 @@ export function revokeSession(o: AccountOptions, id: string): Promise<Message<"r
   return sessionRequest(o, { type: "revoke_session", id }, "revoked");
 }
 
-/** A server administrator's action on the account `target` (`securechat admin`, PROTOCOL.md §7.9). */
+/** A server administrator's action on the account `target` (`securechat admin`, PROTOCOL.md §7.10). */
 export function administer(o: AccountOptions, action: AdminAction, target: string): Promise<Message<"admin_done">> {
   checkUserName(target);
   return sessionRequest(o, { type: "admin", action, user: target }, "admin_done");

@@ -66,6 +66,8 @@ export const HELD_MAX = 2000;
  * client (session_revoked: the user logged out elsewhere).
  */
 const RECONNECT_CODES = new Set(["server_shutdown", "session_expired", "idle_timeout", "slow_consumer"]);
+/** The notices that refuse a join (PROTOCOL.md §6.1): the oldest join waiting is the one refused. */
+const JOIN_REFUSALS = new Set(["room_limit", "not_recorded", "banned", "invite_only"]);
 
 export type LocalEvent =
   | { type: "connected"; server: string; user: string; session: string }
@@ -78,6 +80,9 @@ export type LocalEvent =
   | { type: "local"; text: string };
 
 export type ChatEvent = Message | LocalEvent;
+
+/** The room moderation requests (PROTOCOL.md §7.9). */
+type ModRequest = "topic" | "op" | "deop" | "kick" | "ban" | "unban" | "bans" | "mute" | "unmute" | "invite" | "mode" | "drop";
 
 export interface ChatSink {
   event(e: ChatEvent): void;
@@ -414,21 +419,18 @@ export class ChatClient {
         }
         break;
       case "left":
-        if (m.user === this.#me && this.#rooms.has(m.room)) {
-          const order = this.rooms;
-          const i = order.indexOf(m.room);
-          this.#rooms.delete(m.room);
-          // Leaving the current room makes the one joined before it current (else the next).
-          const next = order[i - 1] ?? order[i + 1];
-          if (this.#current === m.room && next !== undefined) this.#setCurrent(next, true);
-        }
+        if (m.user === this.#me) this.#gone(m.room);
+        break;
+      case "room_changed":
+        // Kicked or banned (PROTOCOL.md §7.9): every connection of this user left the room.
+        if ((m.action === "kick" || m.action === "ban") && m.user === this.#me) this.#gone(m.room);
         break;
       case "notice":
         if (m.code === "recorded" && this.#quietNotices > 0) {
           this.#quietNotices--;
           return;
         }
-        if ((m.code === "room_limit" || m.code === "not_recorded") && this.#joins.length > 0) this.#joinRefused(this.#joins.shift()!, m.text);
+        if (JOIN_REFUSALS.has(m.code) && this.#joins.length > 0) this.#joinRefused(this.#joins.shift()!, m.text);
         break;
       case "bye":
         this.emit(m);
@@ -451,6 +453,17 @@ export class ChatClient {
       this.failureCode = m.code;
       this.#finish(this.failure);
     }
+  }
+
+  /** This user is no longer in `room` (it left, or was kicked or banned). */
+  #gone(room: string): void {
+    if (!this.#rooms.has(room)) return;
+    const order = this.rooms;
+    const i = order.indexOf(room);
+    this.#rooms.delete(room);
+    // Leaving the current room makes the one joined before it current (else the next).
+    const next = order[i - 1] ?? order[i + 1];
+    if (this.#current === room && next !== undefined) this.#setCurrent(next, true);
   }
 
   /** The answer to a join. True if it is not to be shown (a rejoin: `reconnected` says it). */
@@ -786,8 +799,8 @@ export class ChatClient {
     this.request({ type: "history", with: user, limit, ...(more ? { before: page!.oldest } : {}) });
   }
 
-  /** Other requests (join, leave, who, rooms, history, away). */
-  request(m: Message<"join" | "leave" | "who" | "rooms" | "history" | "away">): void {
+  /** Other requests (join, leave, who, rooms, history, away, and room moderation, PROTOCOL.md §7.9). */
+  request(m: Message<"join" | "leave" | "who" | "rooms" | "history" | "away" | ModRequest>): void {
     if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: "not connected: try again once reconnected" });
     if (m.type === "join") this.#joins.push(m.room);
     this.#send(m);

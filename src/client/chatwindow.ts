@@ -178,6 +178,17 @@ export class ChatWindow {
         }
         this.#print(e);
         return this.#status();
+      case "room_changed":
+        // A kick or ban (PROTOCOL.md §7.9) takes the user out of the room, as a leave does.
+        if ((e.action === "kick" || e.action === "ban") && e.user !== undefined) {
+          if (e.user === this.me) {
+            this.#nicks.delete(e.room);
+            this.#unread.delete(e.room);
+            this.#mentions.delete(e.room);
+          } else this.#nicks.get(e.room)?.delete(e.user);
+        }
+        this.#print(e);
+        return this.#status();
       case "message":
         if (this.ignores.has(e.from)) return;
         return this.#message(e);

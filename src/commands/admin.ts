@@ -1,7 +1,7 @@
 import { args, command } from "./define.ts";
 import { CliError, EXIT } from "./exit.ts";
 
-/** The command's actions, as typed, and what each asks the server (PROTOCOL.md §7.9). */
+/** The command's actions, as typed, and what each asks the server (PROTOCOL.md §7.10). */
 const ACTIONS = { lock: "lock", unlock: "unlock", "end-sessions": "end_sessions" } as const;
 const DONE = { lock: "locked", unlock: "unlocked", end_sessions: "ended the sessions of" } as const;
 

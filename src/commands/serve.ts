@@ -28,6 +28,9 @@ export default command({
     "max-rooms-per-user": { type: "string", valueHint: "N", description: "Rooms one user may be in across its connections (so also rooms it can create)", default: "64" },
     "dm-retention": { type: "string", valueHint: "DURATION", description: "How long direct messages are kept, for delivery to users who were offline and for /history @USER", default: "30d" },
     "max-stored-dms": { type: "string", valueHint: "N", description: "Direct messages stored for one offline user, not yet delivered; past it a dm to them is refused", default: "1000" },
+    // Room moderation (PROTOCOL.md §7.9).
+    "max-rooms-owned": { type: "string", valueHint: "N", description: "Persistent rooms (with a topic, ops, modes, bans...) one user may own", default: "10" },
+    "max-persistent-rooms": { type: "string", valueHint: "N", description: "Persistent rooms the server keeps, in all", default: "1000" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
     "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
     fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed (at most one fsync per ms), or left to the OS", default: "batch" },
@@ -114,6 +117,8 @@ export default command({
         dmRetentionMs: parseDuration("--dm-retention", a["dm-retention"], 3650 * 86_400_000),
         maxStoredDms: parseInteger("--max-stored-dms", a["max-stored-dms"], 1, 1_000_000),
         admins,
+        maxRoomsOwned: parseInteger("--max-rooms-owned", a["max-rooms-owned"], 0, 1_000_000),
+        maxPersistentRooms: parseInteger("--max-persistent-rooms", a["max-persistent-rooms"], 0, 1_000_000),
       },
       idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
       maxSendBuffer,

@@ -24,6 +24,9 @@ import {
   SOURCE_TEXT_MAX,
   USER_NAME_MAX,
   USER_NAME_RE,
+  ROOM_ACTION_MAX,
+  TOPIC_BYTES_MAX,
+  TOPIC_CODE_POINTS_MAX,
 } from "./limits.ts";
 
 interface Field<T> {
@@ -124,7 +127,7 @@ const oneOf = <const T extends string>(values: readonly T[]): Field<T> => ({
   encode: (v) => v,
 });
 
-/** What a server administrator does to an account (PROTOCOL.md §7.9). */
+/** What a server administrator does to an account (PROTOCOL.md §7.10). */
 export const ADMIN_ACTIONS = ["lock", "unlock", "end_sessions"] as const;
 export type AdminAction = (typeof ADMIN_ACTIONS)[number];
 const adminAction = oneOf(ADMIN_ACTIONS);
@@ -270,6 +273,19 @@ const SCHEMAS = {
     since: optional(int(0, Number.MAX_SAFE_INTEGER)),
     before: optional(int(1, Number.MAX_SAFE_INTEGER)),
   },
+  // Room moderation requests (PROTOCOL.md §7.9).
+  topic: { room: roomName, text: optional(text(TOPIC_BYTES_MAX, 1)) },
+  op: { room: roomName, user: userName },
+  deop: { room: roomName, user: userName },
+  kick: { room: roomName, user: userName, reason: optional(text(REASON_TEXT_MAX, 1)) },
+  ban: { room: roomName, user: userName },
+  unban: { room: roomName, user: userName },
+  bans: { room: roomName },
+  mute: { room: roomName, user: userName },
+  unmute: { room: roomName, user: userName },
+  invite: { room: roomName, user: userName },
+  mode: { room: roomName, invite_only: optional(bool), secret: optional(bool) },
+  drop: { room: roomName },
   // The user's own sessions and tickets (PROTOCOL.md §7.8).
   session_list: {},
   revoke_session: { id: sessionRef },
@@ -305,7 +321,19 @@ const SCHEMAS = {
     history: optional(bool),
     late: optional(bool),
   },
-  room: { room: roomName, users: list(userName, MAX_LIST), seq: int(0, Number.MAX_SAFE_INTEGER) },
+  room: {
+    room: roomName,
+    users: list(userName, MAX_LIST),
+    seq: int(0, Number.MAX_SAFE_INTEGER),
+    // Room moderation (PROTOCOL.md §7.9).
+    owner: optional(userName),
+    ops: optional(list(userName, MAX_LIST)),
+    topic: optional(text(TOPIC_BYTES_MAX, 1)),
+    invite_only: optional(bool),
+    secret: optional(bool),
+    persistent: optional(bool),
+    muted: optional(bool),
+  },
   joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   members: {
@@ -342,8 +370,20 @@ const SCHEMAS = {
     more_tickets: optional(int(1, Number.MAX_SAFE_INTEGER)),
   },
   revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Room moderation events and answers (PROTOCOL.md §7.9).
+  room_changed: {
+    room: roomName,
+    by: userName,
+    action: text(ROOM_ACTION_MAX, 1),
+    user: optional(userName),
+    text: optional(text(TOPIC_BYTES_MAX, 1)),
+    invite_only: optional(bool),
+    secret: optional(bool),
+    ts: int(0, Number.MAX_SAFE_INTEGER),
+  },
+  ban_list: { room: roomName, bans: list(userName, MAX_LIST) },
   password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
-  // Server administrators (PROTOCOL.md §7.9): a request, and its answer.
+  // Server administrators (PROTOCOL.md §7.10): a request, and its answer.
   admin: { action: adminAction, user: userName },
   admin_done: { action: adminAction, user: userName, ended: int(0, Number.MAX_SAFE_INTEGER) },
 } as const satisfies Record<string, Fields>;
@@ -376,8 +416,23 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
           ? "before is for direct messages' history"
           : null,
   history_end: (m) => ((m.room === undefined) === (m.with === undefined) ? "history_end must carry exactly one of room and with" : null),
+  // Room moderation (PROTOCOL.md §7.9).
+  topic: (m) => topicRule(m.text),
+  room: (m) => topicRule(m.topic),
+  mode: (m) => (m.invite_only === undefined && m.secret === undefined ? "mode must carry invite_only, secret or both" : null),
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
+
+/** A topic is also at most TOPIC_CODE_POINTS_MAX code points (PROTOCOL.md §7.9). */
+function topicRule(topic: string | undefined): string | null {
+  return topic !== undefined && codePoints(topic) > TOPIC_CODE_POINTS_MAX ? `a topic must be at most ${TOPIC_CODE_POINTS_MAX} code points` : null;
+}
+
+export function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
 
 export const MESSAGE_TYPES = Object.keys(SCHEMAS) as MessageType[];
 

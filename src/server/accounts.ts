@@ -63,7 +63,7 @@ export class Accounts {
     return this.store.account(user) !== null;
   }
 
-  /** True if the account exists and a server administrator locked it (PROTOCOL.md §7.9). */
+  /** True if the account exists and a server administrator locked it (PROTOCOL.md §7.10). */
   isLocked(user: string): boolean {
     return this.store.lockedAt(user) !== null;
   }

@@ -80,7 +80,7 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     device = await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
   }
   if (!a.stillThere()) return null;
-  // A locked account (PROTOCOL.md §7.9) is named only to whoever proved its
+  // A locked account (PROTOCOL.md §7.10) is named only to whoever proved its
   // credentials: to anyone else the refusal was auth_failed, as for any account.
   if (m.type === "login" && accounts.isLocked(m.user)) {
     throw new SecureChatError("account_locked", `the account ${m.user} is locked by a server administrator; ask one to unlock it`);

@@ -872,10 +872,10 @@ export class ChatServer {
     }
   }
 
-  // --- Server administrators (PROTOCOL.md §7.9) ---
+  // --- Server administrators (PROTOCOL.md §7.10) ---
 
   /**
-   * `admin` (PROTOCOL.md §7.9): a server administrator (serve --admin) locks
+   * `admin` (PROTOCOL.md §7.10): a server administrator (serve --admin) locks
    * or unlocks an account, or ends its sessions. Anyone else is refused
    * with `not_admin` before the target is looked at, so the refusal says
    * nothing about it. The action is recorded (`admin_action`: who, from

@@ -114,7 +114,7 @@ export class Store {
     return this.db.query("UPDATE accounts SET verifier = ? WHERE name = ?").run(verifier, name).changes === 1;
   }
 
-  // --- Server administrators (PROTOCOL.md §7.9) ---
+  // --- Server administrators (PROTOCOL.md §7.10) ---
 
   /** Locks the account (`at`: when) or unlocks it (null); false if there is no such account. */
   setLocked(name: string, at: number | null): boolean {

@@ -23,8 +23,9 @@ import { XCHACHA_KEY_LENGTH, randomBytes, wipe, xchachaOpenRandom, xchachaSealRa
 import { createPrivateFile } from "../paths.ts";
 import type { DirectMessage, KeptDirect } from "./journal.ts";
 import type { RoomMessage, RoomState } from "./recent.ts";
+import { type RoomState as ModState, roomStateFromJson, roomStateToJson } from "./roomstate.ts";
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
   CREATE TABLE state (
@@ -69,6 +70,11 @@ const SCHEMA = `
     user TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
   ) STRICT, WITHOUT ROWID;
+  -- Persistent rooms (PROTOCOL.md §7.9): each one's state as JSON (store/roomstate.ts), from its room_change entries.
+  CREATE TABLE room_state (
+    name  TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+  ) STRICT, WITHOUT ROWID;
   PRAGMA user_version = ${SCHEMA_VERSION};`;
 
 export interface Applied {
@@ -89,6 +95,8 @@ export interface HistoryBatch {
   directs: KeptDirect[];
   /** Per user, the DM seq of its last login (the largest is kept). */
   delivered: Map<string, number>;
+  /** Persistent rooms' states after the batch's room changes (null: dropped). */
+  roomStates: Map<string, ModState | null>;
   applied: Applied;
 }
 
@@ -185,6 +193,7 @@ export class HistoryDb {
       this.#db.query("DELETE FROM messages").run();
       this.#db.query("DELETE FROM directs").run();
       this.#db.query("DELETE FROM delivered").run();
+      this.#db.query("DELETE FROM room_state").run();
       this.#db.query("UPDATE state SET applied_seq = 0, applied_hash = '', keep = ?").run(this.keep);
     })();
   }
@@ -225,6 +234,10 @@ export class HistoryDb {
       q.insertDirect.run(m.seq, m.ts, m.from, m.to, sealed ? null : m.text, sealed, m.action ? 1 : 0, stored ? 1 : 0);
     }
     for (const [user, seq] of b.delivered) q.delivered.run(user, seq);
+    for (const [room, st] of b.roomStates) {
+      if (st) q.setRoomState.run(room, roomStateToJson(st));
+      else q.dropRoomState.run(room);
+    }
     for (const [room, n] of b.seqs) q.seq.run(room, n);
     q.applied.run(b.applied.seq, b.applied.hash, b.directSeq);
   }
@@ -241,6 +254,17 @@ export class HistoryDb {
       if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}) });
     }
     return { seq, messages };
+  }
+
+  /** Every persistent room's state (PROTOCOL.md §7.9). */
+  roomStates(): Map<string, ModState> {
+    return new Map(this.#q.roomStates.all().map((r) => [r.name, roomStateFromJson(r.state)]));
+  }
+
+  /** One persistent room's state, or null. */
+  roomState(name: string): ModState | null {
+    const r = this.#q.roomState.get(name);
+    return r ? roomStateFromJson(r.state) : null;
   }
 
   /** The stored DMs to `user` with ts >= `since`: the newest `limit`, oldest first. */
@@ -323,6 +347,10 @@ function prepare(db: Database) {
       "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?",
     ),
     expire: db.prepare<void, [number]>("DELETE FROM directs WHERE ts < ?"),
+    setRoomState: db.prepare<void, [string, string]>("INSERT OR REPLACE INTO room_state (name, state) VALUES (?, ?)"),
+    dropRoomState: db.prepare<void, [string]>("DELETE FROM room_state WHERE name = ?"),
+    roomStates: db.prepare<{ name: string; state: string }, []>("SELECT name, state FROM room_state"),
+    roomState: db.prepare<{ state: string }, [string]>("SELECT state FROM room_state WHERE name = ?"),
     roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
   };
 }

@@ -7,6 +7,7 @@
  */
 import type { AdminAction, Message } from "../protocol/messages.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "./recent.ts";
+import { type RoomChange, type RoomState, applyRoomChange, cloneRoomState } from "./roomstate.ts";
 
 export type RoomMessage = Message<"message">;
 export type DirectMessage = Message<"direct">;
@@ -33,8 +34,10 @@ export type JournalEvent =
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
   | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
-  // A server administrator's action on an account (PROTOCOL.md §7.9): `user` and `session` are the administrator's.
-  | { kind: "admin_action"; user: string; session: string; action: AdminAction; target: string; ts: number };
+  // A server administrator's action on an account (PROTOCOL.md §7.10): `user` and `session` are the administrator's.
+  | { kind: "admin_action"; user: string; session: string; action: AdminAction; target: string; ts: number }
+  // Room moderation (PROTOCOL.md §7.9, store/roomstate.ts).
+  | RoomChange;
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {
@@ -72,6 +75,13 @@ export interface Journal {
   expireDirects(before: number): void;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
+  /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */
+  roomStates(): Map<string, RoomState>;
+}
+
+/** Copies of the states, for a chat core to own. */
+export function copyRoomStates(states: Map<string, RoomState>): Map<string, RoomState> {
+  return new Map([...states].map(([name, s]) => [name, cloneRoomState(s)]));
 }
 
 const NOTHING: Receipt = {};
@@ -90,6 +100,8 @@ export class MemoryJournal implements Journal {
   #directs: KeptDirect[] = [];
   /** Per user, the last DM seq when it last logged in: stored DMs up to it have been delivered. */
   readonly #delivered = new Map<string, number>();
+  /** The persistent rooms, kept like the rest: a new Chat on this journal (a "restart" in tests) gets them back. */
+  readonly #roomStates = new Map<string, RoomState>();
 
   readonly recording = true;
 
@@ -106,6 +118,7 @@ export class MemoryJournal implements Journal {
       this.#directs.push({ message: e.message, stored: e.stored === true });
     }
     if (e.kind === "session_open") this.#delivered.set(e.user, this.#directSeq);
+    if (e.kind === "room_change") applyRoomChange(this.#roomStates, e);
     if (e.kind === "message") {
       this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
       this.rooms.add(e.message);
@@ -139,6 +152,10 @@ export class MemoryJournal implements Journal {
 
   expireDirects(before: number): void {
     this.#directs = this.#directs.filter((d) => d.message.ts >= before);
+  }
+
+  roomStates(): Map<string, RoomState> {
+    return copyRoomStates(this.#roomStates);
   }
 }
 

@@ -52,6 +52,8 @@ export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool
   session_revoked: { user: "string", session: "b64", target: "string", target_session: "b64?" },
   password_changed: { user: "string", session: "b64", ended_sessions: "bool" },
   admin_action: { user: "string", session: "b64", action: "string", target: "string" },
+  // Room moderation (PROTOCOL.md §7.9).
+  room_change: { room: "string", user: "string", session: "b64", owner: "string", action: "string", target: "string?", text: "string?", invite_only: "bool?", secret: "bool?" },
   join: { room: "string", user: "string" },
   leave: { room: "string", user: "string" },
   message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },

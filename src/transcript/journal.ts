@@ -21,9 +21,10 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type Receipt, type RoomMessage, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type Receipt, type RoomMessage, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb } from "../store/history.ts";
+import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
 import { parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
@@ -57,6 +58,8 @@ interface Unsaved {
   direct?: KeptDirect;
   /** A login (session_open): the user and the DM seq at that point; stored DMs up to it are delivered. */
   delivered?: { user: string; seq: number };
+  /** A room change (PROTOCOL.md §7.9): the room's state after it (null: dropped, or a kick of a room with none). */
+  roomState?: { room: string; state: RoomState | null };
   /** The writer's promise for it (not for entries replayed at start). */
   durable?: Promise<void>;
 }
@@ -83,6 +86,8 @@ export class TranscriptJournal implements Journal {
   #watching = false;
   #failing = false;
   #closed = false;
+  /** The persistent rooms as the recorded room changes left them (history.db's, then each one appended). */
+  readonly #roomStates: Map<string, RoomState>;
 
   private constructor(
     readonly writer: TranscriptWriter,
@@ -95,6 +100,7 @@ export class TranscriptJournal implements Journal {
     this.#log = opts.log;
     this.#flushMs = opts.historyFlushMs ?? FLUSH_MS;
     this.#directSeq = db.directSeq;
+    this.#roomStates = db.roomStates();
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room));
   }
 
@@ -136,6 +142,12 @@ export class TranscriptJournal implements Journal {
     if (!recording) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
     try {
       const { entry, durable } = this.writer.append(type, fields);
+      if (e.kind === "room_change") {
+        applyRoomChange(this.#roomStates, e);
+        const st = this.#roomStates.get(e.room);
+        this.#unsaved.push({ entry: { seq: entry.seq, hash: entry.hash }, durable, roomState: { room: e.room, state: st ? cloneRoomState(st) : null } });
+        if (!this.#watching) this.#watch(entry.seq, durable);
+      }
       if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open") {
         const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash }, durable };
         // history.db has what the transcript has: the entry's ts, as a rebuild would
@@ -208,7 +220,7 @@ export class TranscriptJournal implements Journal {
     let n = 0;
     while (n < this.#unsaved.length && this.#unsaved[n]!.entry.seq <= upTo) n++;
     if (n === 0 && !applied) return;
-    const batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
+    const batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
     for (let i = 0; i < n; i++) addTo(batch, this.#unsaved[i]!);
     try {
       this.#db.apply(batch);
@@ -258,6 +270,10 @@ export class TranscriptJournal implements Journal {
     return [...this.#db.directsBetween(a, b, since, before, limit), ...newest(recent, limit)].slice(-limit);
   }
 
+  roomStates(): Map<string, RoomState> {
+    return copyRoomStates(this.#roomStates);
+  }
+
   expireDirects(before: number): void {
     if (this.#closed) return;
     try {
@@ -295,6 +311,7 @@ function addTo(b: HistoryBatch, u: Unsaved): void {
   if (u.directSeq !== undefined) b.directSeq = Math.max(b.directSeq, u.directSeq);
   if (u.direct) b.directs.push(u.direct);
   if (u.delivered) b.delivered.set(u.delivered.user, Math.max(b.delivered.get(u.delivered.user) ?? 0, u.delivered.seq));
+  if (u.roomState) b.roomStates.set(u.roomState.room, u.roomState.state);
 }
 
 /**
@@ -354,7 +371,7 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
 function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean): { matched: boolean; lines: number } {
   let matched = after.seq === 0;
   let lines = 0;
-  let batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: after };
+  let batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: after };
   let size = 0;
   let unsigned: Unsaved[] = [];
   const settle = (signed: boolean): void => {
@@ -363,6 +380,9 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
   };
   // The DM seq as of each entry, for the logins (session_open) replayed.
   let directSeq = after.seq === 0 ? 0 : db.directSeq;
+  // Persistent rooms touched by the replay, each read from history.db once, then changed here.
+  const states = new Map<string, RoomState>();
+  const loaded = new Set<string>();
   for (const line of readTranscriptLinesSync(files)) {
     lines++;
     const seq = lineSeq(line);
@@ -377,13 +397,13 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
     if (line.includes(CHECKPOINT)) settle(true);
     else if (line.includes(SERVER_START)) settle(false);
     batch.applied = { seq, hash };
-    const u = line.includes(MESSAGE) || line.includes(DIRECT) || line.includes(SESSION_OPEN) ? unsavedOf(line, sealed, directSeq) : null;
+    const u = line.includes(MESSAGE) || line.includes(DIRECT) || line.includes(SESSION_OPEN) ? unsavedOf(line, sealed, directSeq) : line.includes(ROOM_CHANGE) ? roomChangeOf(line, db, states, loaded) : null;
     if (u?.directSeq !== undefined) directSeq = Math.max(directSeq, u.directSeq);
     if (u?.message || u?.direct) unsigned.push(u);
     else if (u) addTo(batch, u);
     if (++size >= REPLAY_BATCH && unsigned.length === 0) {
       db.apply(batch);
-      batch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: batch.applied };
+      batch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: batch.applied };
       size = 0;
     }
   }
@@ -400,6 +420,7 @@ const HASH_TAIL = Buffer.from(',"hash":"');
 const MESSAGE = Buffer.from('"type":"message"');
 const DIRECT = Buffer.from('"type":"direct"');
 const SESSION_OPEN = Buffer.from('"type":"session_open"');
+const ROOM_CHANGE = Buffer.from('"type":"room_change"');
 const CHECKPOINT = Buffer.from('"type":"checkpoint"');
 const SERVER_START = Buffer.from('"type":"server_start"');
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -446,6 +467,43 @@ function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | 
   return { entry, room, roomSeq: seq, message: { type: "message", room, seq, ts: e.ts, from: e.from as string, text: e.text, ...(e.action ? { action: true } : {}) } };
 }
 
+/** A room_change entry line, applied to `states` (each room read from history.db the first time it is met): the room's state after it. */
+function roomChangeOf(line: Buffer, db: HistoryDb, states: Map<string, RoomState>, loaded: Set<string>): Unsaved | null {
+  let e: ReturnType<typeof parseEntry>;
+  try {
+    e = parseEntry(utf8Strict.decode(line));
+  } catch {
+    return null;
+  }
+  if (e.type !== "room_change" || !ROOM_ACTIONS.includes(e.action as RoomAction)) return null;
+  const room = e.room as string;
+  if (!loaded.has(room)) {
+    loaded.add(room);
+    const st = db.roomState(room);
+    if (st) states.set(room, st);
+  }
+  applyRoomChange(states, roomChangeFromEntry(e));
+  const st = states.get(room);
+  return { entry: { seq: e.seq, hash: e.hash }, roomState: { room, state: st ? cloneRoomState(st) : null } };
+}
+
+/** A room_change entry's members as the change they record (TRANSCRIPT.md §2.4). */
+export function roomChangeFromEntry(e: Record<string, string | number | boolean>): RoomChange {
+  return {
+    kind: "room_change",
+    room: e.room as string,
+    user: e.user as string,
+    session: e.session as string,
+    owner: e.owner as string,
+    action: e.action as RoomAction,
+    ...(typeof e.target === "string" ? { target: e.target } : {}),
+    ...(typeof e.text === "string" ? { text: e.text } : {}),
+    ...(typeof e.invite_only === "boolean" ? { inviteOnly: e.invite_only } : {}),
+    ...(typeof e.secret === "boolean" ? { secret: e.secret } : {}),
+    ts: e.ts as number,
+  };
+}
+
 /** Most receipts (joins, sessions) are not awaited: a failure must not become an unhandled rejection. */
 function handled(p: Promise<void>): Promise<void> {
   p.catch(() => {});
@@ -478,5 +536,20 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       const m = e.message;
       return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
     }
+    case "room_change":
+      return [
+        "room_change",
+        {
+          room: e.room,
+          user: e.user,
+          session: e.session,
+          owner: e.owner,
+          action: e.action,
+          ...(e.target !== undefined ? { target: e.target } : {}),
+          ...(e.text !== undefined ? { text: e.text } : {}),
+          ...(e.inviteOnly !== undefined ? { invite_only: e.inviteOnly } : {}),
+          ...(e.secret !== undefined ? { secret: e.secret } : {}),
+        },
+      ];
   }
 }

@@ -506,6 +506,8 @@ const VALUE_FLAGS: Record<string, string> = {
   "max-rooms-per-user": "a number",
   "dm-retention": "a duration",
   "max-stored-dms": "a number",
+  "max-rooms-owned": "a number",
+  "max-persistent-rooms": "a number",
   "session-max": "a duration",
   "idle-timeout": "a duration",
   "max-send-buffer": "a number",
@@ -532,7 +534,7 @@ describe("argv and environment carry no secret", () => {
       for (const [name, def] of Object.entries(args)) {
         if (def.type === "positional") {
           // `sessions revoke ID`: the ID names a session or ticket by a hash prefix, not the ticket (PROTOCOL.md §7.8).
-          // `admin ACTION ACCOUNT`: a user name (PROTOCOL.md §7.9).
+          // `admin ACTION ACCOUNT`: a user name (PROTOCOL.md §7.10).
           expect(["user", "path", "action", "id", "account"], `${path} <${name}>`).toContain(name);
           continue;
         }

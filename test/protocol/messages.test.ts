@@ -140,7 +140,18 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
   message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
   direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true }, late: { kind: "bool", optional: true } },
-  room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
+  room: {
+    room: ROOM,
+    users: USERS,
+    seq: { kind: "int", min: 0, max: SAFE },
+    owner: { kind: "user", optional: true },
+    ops: { ...USERS, optional: true },
+    topic: { kind: "text", min: 1, max: 1024, optional: true },
+    invite_only: { kind: "bool", optional: true },
+    secret: { kind: "bool", optional: true },
+    persistent: { kind: "bool", optional: true },
+    muted: { kind: "bool", optional: true },
+  },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
   members: { room: ROOM, users: USERS, away: { kind: "list", item: { kind: "object", fields: { user: USER, text: { kind: "text", min: 1, max: 64 } } }, max: 100, optional: true } },
@@ -166,6 +177,30 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
   admin: { action: { kind: "enum", values: ["lock", "unlock", "end_sessions"] }, user: USER },
   admin_done: { action: { kind: "enum", values: ["lock", "unlock", "end_sessions"] }, user: USER, ended: { kind: "int", min: 0, max: SAFE } },
+  // Room moderation (PROTOCOL.md §7.9).
+  topic: { room: ROOM, text: { kind: "text", min: 1, max: 1024, optional: true } },
+  op: { room: ROOM, user: USER },
+  deop: { room: ROOM, user: USER },
+  kick: { room: ROOM, user: USER, reason: { kind: "text", min: 1, max: 256, optional: true } },
+  ban: { room: ROOM, user: USER },
+  unban: { room: ROOM, user: USER },
+  bans: { room: ROOM },
+  mute: { room: ROOM, user: USER },
+  unmute: { room: ROOM, user: USER },
+  invite: { room: ROOM, user: USER },
+  mode: { room: ROOM, invite_only: { kind: "bool", optional: true }, secret: { kind: "bool", optional: true } },
+  drop: { room: ROOM },
+  room_changed: {
+    room: ROOM,
+    by: USER,
+    action: { kind: "text", min: 1, max: 16 },
+    user: { kind: "user", optional: true },
+    text: { kind: "text", min: 1, max: 1024, optional: true },
+    invite_only: { kind: "bool", optional: true },
+    secret: { kind: "bool", optional: true },
+    ts: TS,
+  },
+  ban_list: { room: ROOM, bans: USERS },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -176,6 +211,12 @@ function rulesHold(m: Record<string, unknown>): boolean {
   // PROTOCOL.md §7.1, §7.2: a room's history or a user's direct messages, never both
   if (m.type === "history") return has("room") !== has("with") && (!has("since") || has("room")) && (!has("before") || has("with"));
   if (m.type === "history_end") return has("room") !== has("with");
+  // PROTOCOL.md §7.9: a mode changes something; a topic is at most 256 code points
+  if (m.type === "mode") return has("invite_only") || has("secret");
+  if (m.type === "topic" || m.type === "room") {
+    const t = m.type === "topic" ? m.text : m.topic;
+    return typeof t !== "string" || [...t].length <= 256;
+  }
   return true;
 }
 
@@ -496,7 +537,11 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["admin.user", "admin_done.user", "check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
+      [
+        "admin.user", "admin_done.user", "check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user",
+        // Room moderation (PROTOCOL.md §7.9).
+        "room.owner", "op.user", "deop.user", "kick.user", "ban.user", "unban.user", "mute.user", "unmute.user", "invite.user", "room_changed.by", "room_changed.user",
+      ].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
@@ -543,7 +588,11 @@ describe("room names", () => {
   const ROOM_FIELDS = fieldsOf("room").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every room-name field is covered", () => {
     expect(ROOM_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room"].sort(),
+      [
+        "history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room",
+        // Room moderation (PROTOCOL.md §7.9).
+        "topic.room", "op.room", "deop.room", "kick.room", "ban.room", "unban.room", "bans.room", "mute.room", "unmute.room", "invite.room", "mode.room", "drop.room", "room_changed.room", "ban_list.room",
+      ].sort(),
     );
   });
   test.each(ROOM_FIELDS)("%s: boundaries of ROOM_NAME_RE", (_name, { t, k }) => {
@@ -566,7 +615,13 @@ describe("room names", () => {
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every boolean field is covered, and all but name_status.available are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual(["ack.stored", "change_password.end_sessions", "direct.action", "direct.history", "direct.late", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(
+      [
+        "ack.stored", "change_password.end_sessions", "direct.action", "direct.history", "direct.late", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action",
+        // Room moderation (PROTOCOL.md §7.9).
+        "room.invite_only", "room.secret", "room.persistent", "room.muted", "mode.invite_only", "mode.secret", "room_changed.invite_only", "room_changed.secret",
+      ].sort(),
+    );
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
@@ -686,11 +741,32 @@ describe("text fields", () => {
         "nack.message",
         "notice.code",
         "notice.text",
+        // Room moderation (PROTOCOL.md §7.9).
+        "topic.text",
+        "kick.reason",
+        "room.topic",
+        "room_changed.action",
+        "room_changed.text",
       ].sort(),
     );
   });
 
-  test.each(TEXT)("%s: length bounds count bytes of UTF-8, not characters or UTF-16 units", (_name, { t, k, spec }) => {
+  // A topic is also bounded in code points (PROTOCOL.md §7.9): its bounds are tested on their own below.
+  const TOPICS = new Set(["topic.text", "room.topic"]);
+  test.each([...TOPICS])("%s: at most TOPIC_BYTES_MAX bytes and TOPIC_CODE_POINTS_MAX code points", (name) => {
+    const [t, k] = name.split(".") as [MessageType, string];
+    const code = (v: string): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })));
+    expect(code("x".repeat(256))).toBe("no error");
+    expect(code("x".repeat(257))).toBe("message_invalid");
+    expect(code("é".repeat(256))).toBe("no error");
+    expect(code("é".repeat(257))).toBe("message_invalid");
+    // 256 four-byte characters are exactly 1024 bytes; one more byte is over both bounds.
+    expect(code("🔐".repeat(256))).toBe("no error");
+    expect(code(`${"🔐".repeat(255)}xxxxx`)).toBe("message_invalid");
+    expect(code("")).toBe("message_invalid");
+  });
+
+  test.each(TEXT.filter(([n]) => !TOPICS.has(n)))("%s: length bounds count bytes of UTF-8, not characters or UTF-16 units", (_name, { t, k, spec }) => {
     const code = (v: string): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })));
     const bytes = (v: string): number => utf8(v).length;
     const max = spec.max;

@@ -517,6 +517,13 @@ namespace Spec {
       ["room", "room"],
       ["users", { list: "user", max: 1000 }],
       ["seq", { int: [0, MAX_SAFE] }],
+      ["owner", "user", true],
+      ["ops", { list: "user", max: 1000 }, true],
+      ["topic", { text: [1, 1024] }, true],
+      ["invite_only", "bool", true],
+      ["secret", "bool", true],
+      ["persistent", "bool", true],
+      ["muted", "bool", true],
     ],
     joined: [
       ["room", "room"],
@@ -621,6 +628,64 @@ namespace Spec {
       ["action", { oneOf: ["lock", "unlock", "end_sessions"] }],
       ["user", "user"],
       ["ended", { int: [0, MAX_SAFE] }],
+    ],
+    topic: [
+      ["room", "room"],
+      ["text", { text: [1, 1024] }, true],
+    ],
+    op: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    deop: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    kick: [
+      ["room", "room"],
+      ["user", "user"],
+      ["reason", { text: [1, 256] }, true],
+    ],
+    ban: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    unban: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    bans: [["room", "room"]],
+    mute: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    unmute: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    invite: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    mode: [
+      ["room", "room"],
+      ["invite_only", "bool", true],
+      ["secret", "bool", true],
+    ],
+    drop: [["room", "room"]],
+    room_changed: [
+      ["room", "room"],
+      ["by", "user"],
+      ["action", { text: [1, 16] }],
+      ["user", "user", true],
+      ["text", { text: [1, 1024] }, true],
+      ["invite_only", "bool", true],
+      ["secret", "bool", true],
+      ["ts", { int: [0, MAX_SAFE] }],
+    ],
+    ban_list: [
+      ["room", "room"],
+      ["bans", { list: "user", max: 1000 }],
     ],
   };
   export const TYPES = Object.keys(TABLES);

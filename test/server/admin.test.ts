@@ -1,5 +1,5 @@
 /**
- * Server administrators (PROTOCOL.md §7.9): `serve --admin NAME` names the
+ * Server administrators (PROTOCOL.md §7.10): `serve --admin NAME` names the
  * accounts that may lock and unlock an account and end its sessions, over
  * the secure channel, each action recorded with who did it before anything
  * changes. Raw protocol sessions against an in-process server on 127.0.0.1.
