@@ -76,3 +76,13 @@ export const AWAY_LIST_MAX = 100;
 export const SESSION_LIST_MAX = 100;
 /** A peer's address as the server shows it (an IPv6 address is at most 45 characters). */
 export const SOURCE_TEXT_MAX = 64;
+/**
+ * Devices (PROTOCOL.md §7.9): a device's name in bytes of UTF-8 (a label
+ * such as "work laptop"), and the rows of a `devices` answer: every device
+ * the server keeps for the account, active or revoked (the server keeps at
+ * most this many), and the enrollments waiting for approval (the server
+ * keeps at most this many per account).
+ */
+export const DEVICE_NAME_MAX = 64;
+export const DEVICE_LIST_MAX = 64;
+export const DEVICE_PENDING_MAX = 3;

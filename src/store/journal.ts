@@ -32,7 +32,10 @@ export type JournalEvent =
   | { kind: "direct"; message: DirectMessage; stored?: boolean }
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
-  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number };
+  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
+  // Devices (TRANSCRIPT.md §2.4): keys and signatures in base64, device ids as PROTOCOL.md §5.4 gives them.
+  | { kind: "device_enrolled"; user: string; session?: string; device: string; key: string; name: string; by: string; sig?: string; source: string; ts: number }
+  | { kind: "device_revoked"; user: string; session: string; device: string; key: string; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {

@@ -80,7 +80,7 @@ const secret = (hexValue: string): Uint8Array => unhex(hexValue);
 
 describe("(a) the reference format reproduces the vectors", () => {
   test("every entry's canonical form, hash and line; every line parses back to its entry", () => {
-    expect(V.entries.length).toBe(21);
+    expect(V.entries.length).toBe(23);
     for (const v of V.entries) {
       const e = v.entry as Entry;
       expect(canonical(e)).toBe(v.canonical);
@@ -107,7 +107,7 @@ describe("(a) the reference format reproduces the vectors", () => {
 
   test("checkpoints: signature input, signature, and verifyCheckpoint", () => {
     const checkpoints = V.entries.filter((v) => v.checkpoint);
-    expect(checkpoints.map((v) => v.entry.seq)).toEqual([6, 21]);
+    expect(checkpoints.map((v) => v.entry.seq)).toEqual([6, 23]);
     for (const v of checkpoints) {
       const e = v.entry as Entry;
       expect(hex(checkpointInput(e.head_seq as number, e.head as string))).toBe(v.checkpoint!.signature_input);
@@ -176,6 +176,8 @@ const SPEC_TYPES: Record<string, Record<string, Member>> = {
   login_failed: { source: req("text"), reason: req("text") },
   session_revoked: { user: req("text"), session: req("b64:16"), target: req("text"), target_session: opt("b64:16") },
   password_changed: { user: req("text"), session: req("b64:16"), ended_sessions: req("bool") },
+  device_enrolled: { user: req("text"), session: opt("b64:16"), device: req("text"), key: req("b64:32"), name: req("text"), by: req("text"), sig: opt("b64:64"), source: req("text") },
+  device_revoked: { user: req("text"), session: req("b64:16"), device: req("text"), key: req("b64:32") },
   join: { room: req("text"), user: req("text") },
   leave: { room: req("text"), user: req("text") },
   message: { room: req("text"), room_seq: req("int1"), from: req("text"), ...body },
@@ -521,8 +523,8 @@ describe("(b) an independent implementation of docs/TRANSCRIPT.md agrees", () =>
     }
   });
 
-  test("the committed transcript verifies (§8): 21 entries, ending with a checkpoint", () => {
-    expect(specVerify(goodFiles(), unhex(I.host_key_public))).toEqual({ ok: true, entries: 21, last_checkpoint: 21, unsealed: 0 });
+  test("the committed transcript verifies (§8): 23 entries, ending with a checkpoint", () => {
+    expect(specVerify(goodFiles(), unhex(I.host_key_public))).toEqual({ ok: true, entries: 23, last_checkpoint: 23, unsealed: 0 });
   });
 
   test("the torn file's hash is the one the recovery entry records (§7)", () => {
