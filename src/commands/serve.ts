@@ -34,6 +34,9 @@ export default command({
     "checkpoint-interval": { type: "string", valueHint: "DURATION", description: "…and at least this often while there are new entries", default: "60s" },
     "rotate-size": { type: "string", valueHint: "BYTES", description: "Start a new transcript file past this size (and every UTC day)", default: "67108864" },
     "auditor-key": { type: "string", valueHint: "PUB", description: "Seal message bodies in the transcript to this auditor key (from transcript keygen)" },
+    // Devices (PROTOCOL.md §7.9).
+    "device-enroll": { type: "enum", options: ["approve", "password"], description: "How a new machine's key is enrolled: approved by an enrolled device, or by the password alone", default: "approve" },
+    "max-devices": { type: "string", valueHint: "N", description: "Active device keys per account", default: "16" },
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
@@ -44,7 +47,7 @@ export default command({
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
   ],
   async run({ args: a }) {
-    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
+    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, DEVICE_LIST_MAX, MAX_REKEY_RECORDS }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/limits.ts"),
       import("../protocol/limits.ts"),
@@ -109,6 +112,12 @@ export default command({
       },
       idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
       maxSendBuffer,
+      devices: {
+        ...DEFAULT_SERVER_OPTIONS.devices,
+        enroll: a["device-enroll"] === "password" ? ("password" as const) : ("approve" as const),
+        // A `devices` answer lists at most DEVICE_LIST_MAX, active and revoked.
+        maxActive: parseInteger("--max-devices", a["max-devices"], 1, DEVICE_LIST_MAX),
+      },
     };
 
     const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([

@@ -17,7 +17,7 @@ export const ARGON2 = { algorithm: "argon2id", memoryCost: 65536, timeCost: 2 } 
 
 export const TICKET_LENGTH = 32;
 
-export const AUTH_FAILED = "login failed: unknown user, wrong password or wrong identity key";
+export const AUTH_FAILED = "login failed: unknown user, wrong password, or a key that is not an active device of the account";
 
 export interface IssuedTicket {
   ticket: Uint8Array;
