@@ -347,6 +347,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   private awaitApproval(p: PendingLogin, m: Message<"enroll">): void {
     this.enrollment = p;
     this.phase = "enrolling";
+    // Past the password, it waits like a session: it no longer holds one of the --max-startups slots.
+    this.server.leftLogin(this);
     this.send({ type: "enroll_pending", expires: p.pending.expires });
     this.clearDeadline();
     this.deadline = setTimeout(() => this.timeout(), Math.max(0, p.pending.expires - Date.now()));
@@ -655,6 +657,8 @@ export class ChatServer {
   readonly loginsBySource: RateLimiter;
   readonly loginsByUser: RateLimiter;
   #unauthenticated = 0;
+  /** Connections counted out of #unauthenticated (leftLogin). */
+  readonly #outOfLogin = new WeakSet<Connection>();
   #stopping: Promise<void> | null = null;
 
   protected constructor(opts: ServerOptions, { key, created }: HostKey) {
@@ -973,8 +977,19 @@ export class ChatServer {
     this.#unauthenticated++;
   }
 
-  authenticated(conn: Connection): void {
+  /**
+   * The connection is no longer logging in: logged in, or an enrollment
+   * waiting for approval (PROTOCOL.md §7.9), which must not hold a slot of
+   * --max-startups for minutes. Counted once per connection.
+   */
+  leftLogin(conn: Connection): void {
+    if (this.#outOfLogin.has(conn)) return;
+    this.#outOfLogin.add(conn);
     this.#unauthenticated--;
+  }
+
+  authenticated(conn: Connection): void {
+    this.leftLogin(conn);
     this.chat.connect(conn);
     this.journal.append({ kind: "session_open", user: conn.user, session: conn.session, source: conn.source, ts: Date.now() });
   }
@@ -984,7 +999,7 @@ export class ChatServer {
     const open = (this.#bySource.get(conn.sourceKey) ?? 1) - 1;
     if (open > 0) this.#bySource.set(conn.sourceKey, open);
     else this.#bySource.delete(conn.sourceKey);
-    if (!wasAuthenticated) this.#unauthenticated--;
+    if (!wasAuthenticated) this.leftLogin(conn);
     else if (!this.#journalClosed) this.journal.append({ kind: "session_close", user: conn.user, session: conn.session, ts: Date.now() });
     this.#maybeStopped?.();
   }

@@ -146,6 +146,18 @@ describe("enrolling a new device by approval (the default)", () => {
     expect(await b.s.conn.waitClosed(3000)).toBe(true);
   }, NET);
 
+  test("a waiting enrollment holds no login slot: with --max-startups full at 1, others still connect and log in while it waits", async () => {
+    const { t } = await start();
+    const kim = await registerRaw(t.port, "kim", PW);
+    t.server.opts.startups = { start: 1, rate: 100, full: 1 };
+    const b = await enroll(t, "kim", PW);
+    expect(b.answer.type).toBe("enroll_pending");
+    expect(t.server.unauthenticated).toBe(0);
+    const a = await session(t, kim);
+    a.close();
+    b.s.close();
+  }, NET);
+
   test(`at most ${DEVICE_PENDING_MAX} enrollments wait per account: the next is refused too_many_pending`, async () => {
     const { t } = await start();
     await registerRaw(t.port, "erin", PW);
