@@ -8,32 +8,28 @@
  * refused.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { login, register } from "../../src/client/account.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { addDevice, approveDevice, listDevices } from "../../src/client/devices.ts";
 import { identityPath, loadIdentity } from "../../src/client/keystore.ts";
-import { isSecureChatError } from "../../src/errors.ts";
-import { type TestServer, startServer } from "../server/helpers.ts";
+import { type TestServer, freshPath, refusedCode, restoreHome, startServer } from "../server/helpers.ts";
 
 const PW = "devices client test passphrase";
 let t: TestServer;
-const before = process.env.SECURECHAT_HOME;
 
 beforeAll(async () => {
   t = await startServer();
 });
 afterAll(async () => {
   await t.server.stop(100);
-  if (before === undefined) delete process.env.SECURECHAT_HOME;
-  else process.env.SECURECHAT_HOME = before;
+  restoreHome();
 });
 
 /** A machine: its own client home, made the process's while `f` runs (the calls here run one at a time). */
 function machine() {
-  const home = join(mkdtempSync(join(tmpdir(), "devices-test-")), "home");
+  const home = freshPath("devices-home");
   const run = <T>(f: () => Promise<T>): Promise<T> => {
     process.env.SECURECHAT_HOME = home;
     return f();
@@ -61,15 +57,6 @@ function deviceAdd(home: string, user: string, name: string, password: string) {
     return text;
   })();
   return { proc, code };
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return isSecureChatError(e) ? String(e.detail?.refusal ?? e.code) : String(e);
-  }
-  return "no error";
 }
 
 const opts = (user: string) => ({ addr: parseServerAddress(t.address), user, trust: { acceptNew: true } });
@@ -122,8 +109,8 @@ describe("device add, then device approve CODE on a machine already set up", () 
     await a(() => register(o, PW));
     const adding = deviceAdd(b.home, "bob", "laptop", PW);
     const shown = await adding.code;
-    expect(await a(() => code(approveDevice(o, PW, "0000-0000-0000", async () => true)))).toBe("no_enrollment");
-    expect(await a(() => code(approveDevice(o, PW, shown, async () => false)))).toBe("approval_declined");
+    expect(await a(() => refusedCode(approveDevice(o, PW, "0000-0000-0000", async () => true)))).toBe("no_enrollment");
+    expect(await a(() => refusedCode(approveDevice(o, PW, shown, async () => false)))).toBe("approval_declined");
     const list = await a(() => listDevices(o));
     expect(list.devices.length).toBe(1);
     expect(list.pending.length).toBe(1);
@@ -136,8 +123,8 @@ describe("device add, then device approve CODE on a machine already set up", () 
     const b = machine();
     const o = opts("carol");
     await a(() => register(o, PW));
-    expect(await b(() => code(addDevice(o, `${PW}!`, "laptop", () => {})))).toBe("auth_failed");
+    expect(await b(() => refusedCode(addDevice(o, `${PW}!`, "laptop", () => {})))).toBe("auth_failed");
     expect(await b(async () => existsSync(identityPath(o.addr.id, "carol")))).toBe(false);
-    expect(await a(() => code(addDevice(o, PW, "again", () => {})))).toBe("identity_exists");
+    expect(await a(() => refusedCode(addDevice(o, PW, "again", () => {})))).toBe("identity_exists");
   }, 30_000);
 });
