@@ -168,6 +168,19 @@ describe("enrolling a new device by approval (the default)", () => {
     expect(more.answer).toMatchObject({ type: "error", code: "too_many_pending" });
     for (const w of [...waiting, more]) w.s.close();
   }, NET);
+
+  test("the cap of active devices holds at approval too: two waiting, one place left, the second approval is refused too_many_devices", async () => {
+    const { t } = await start({ maxActive: 2 });
+    const lee = await registerRaw(t.port, "lee", PW);
+    const one = await enroll(t, "lee", PW);
+    const two = await enroll(t, "lee", PW);
+    const a = await session(t, lee);
+    const approve = (k: Ed25519KeyPair) => ask(a, { type: "device_approve", key: k.publicKey, sig: signEnrollment(lee.identity.secretKey, "lee", k.publicKey) }, "device_added");
+    expect(await approve(one.key)).toMatchObject({ type: "device_added" });
+    expect(await approve(two.key)).toMatchObject({ type: "notice", code: "too_many_devices" });
+    expect(((await ask(a, { type: "device_list" }, "devices")) as Message<"devices">).devices.length).toBe(2);
+    for (const s of [a, one.s, two.s]) s.close();
+  }, NET);
 });
 
 describe("enrolling by password alone (serve --device-enroll password)", () => {

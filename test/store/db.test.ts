@@ -62,3 +62,29 @@ describe("securechat.db migrations", () => {
     });
   });
 });
+
+describe("devices in the store", () => {
+  test("past `keep` rows an account's oldest revoked devices are forgotten, never an active one", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sc-db-"));
+    const store = new Store(dir);
+    try {
+      const key = (n: number) => new Uint8Array(32).fill(n);
+      store.createAccount({ name: "bob", identityKey: key(1), verifier: "$argon2id$v=19$m=65536,t=2,p=1$x$y", createdAt: 1 });
+      for (const n of [2, 3]) {
+        store.addDevice("bob", { key: key(n), name: `d${n}`, enrolledAt: n, enrolledBy: "password", revokedAt: null }, 3);
+        expect(store.revokeDevice("bob", key(n), 10 + n)).toBe(true);
+      }
+      store.addDevice("bob", { key: key(4), name: "d4", enrolledAt: 4, enrolledBy: "password", revokedAt: null }, 3);
+      // Four rows, three kept: the device revoked first (d2) is gone; the active ones stay.
+      expect(store.devices("bob").map((d) => [d.name, d.revokedAt])).toEqual([
+        ["", null],
+        ["d3", 13],
+        ["d4", null],
+      ]);
+      expect(store.revokeDevice("bob", key(3), 20)).toBe(false);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
