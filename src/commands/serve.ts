@@ -39,6 +39,9 @@ export default command({
     "rotate-size": { type: "string", valueHint: "BYTES", description: "Start a new transcript file past this size (and every UTC day)", default: "67108864" },
     "auditor-key": { type: "string", valueHint: "PUB", description: "Seal message bodies in the transcript to this auditor key (from transcript keygen)" },
     admin: repeatable({ type: "string", valueHint: "NAME", description: "A server administrator: this account may lock and unlock accounts and end their sessions (securechat admin); give it again for more. The account must exist" }),
+    // Devices (PROTOCOL.md §7.11).
+    "device-enroll": { type: "enum", options: ["approve", "password"], description: "How a new machine's key is enrolled: approved by an enrolled device, or by the password alone", default: "approve" },
+    "max-devices": { type: "string", valueHint: "N", description: "Active device keys per account", default: "16" },
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
@@ -50,7 +53,7 @@ export default command({
     "securechat serve --admin root --admin ops",
   ],
   async run({ args: a }) {
-    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
+    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, DEVICE_LIST_MAX, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/limits.ts"),
       import("../protocol/limits.ts"),
@@ -122,6 +125,12 @@ export default command({
       },
       idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
       maxSendBuffer,
+      devices: {
+        ...DEFAULT_SERVER_OPTIONS.devices,
+        enroll: a["device-enroll"] === "password" ? ("password" as const) : ("approve" as const),
+        // A `devices` answer lists at most DEVICE_LIST_MAX, active and revoked.
+        maxActive: parseInteger("--max-devices", a["max-devices"], 1, DEVICE_LIST_MAX),
+      },
     };
 
     const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([

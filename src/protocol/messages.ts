@@ -12,6 +12,9 @@ import { hasControl } from "../text.ts";
 import {
   AWAY_LIST_MAX,
   AWAY_TEXT_MAX,
+  DEVICE_LIST_MAX,
+  DEVICE_NAME_MAX,
+  DEVICE_PENDING_MAX,
   ERROR_CODE_MAX,
   ERROR_TEXT_MAX,
   MAX_LIST,
@@ -386,6 +389,47 @@ const SCHEMAS = {
   // Server administrators (PROTOCOL.md §7.10): a request, and its answer.
   admin: { action: adminAction, user: userName },
   admin_done: { action: adminAction, user: userName, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Devices (PROTOCOL.md §7.11). `enroll` is a login-phase attempt (§5.1): a new
+  // device's key, enrolled with the password; `enroll_pending` its answer
+  // while it waits for an enrolled device's approval.
+  enroll: {
+    user: userName,
+    device_key: bytes(32),
+    sig: bytes(64),
+    password: text(PASSWORD_FIELD_MAX, 1),
+    name: text(DEVICE_NAME_MAX, 1),
+    ticket_key: optional(bytes(32)),
+  },
+  enroll_pending: { expires: int(0, Number.MAX_SAFE_INTEGER) },
+  device_list: {},
+  device_approve: { key: bytes(32), sig: bytes(64) },
+  device_revoke: { id: deviceRef },
+  devices: {
+    devices: list(
+      object({
+        id: deviceRef,
+        key: bytes(32),
+        name: text(DEVICE_NAME_MAX),
+        enrolled: int(0, Number.MAX_SAFE_INTEGER),
+        by: text(16, 1),
+        revoked: optional(int(0, Number.MAX_SAFE_INTEGER)),
+        current: optional(bool),
+      }),
+      DEVICE_LIST_MAX,
+    ),
+    pending: list(
+      object({
+        key: bytes(32),
+        name: text(DEVICE_NAME_MAX, 1),
+        source: text(SOURCE_TEXT_MAX),
+        since: int(0, Number.MAX_SAFE_INTEGER),
+        expires: int(0, Number.MAX_SAFE_INTEGER),
+      }),
+      DEVICE_PENDING_MAX,
+    ),
+  },
+  device_added: { id: deviceRef },
+  device_revoked: { id: deviceRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
 } as const satisfies Record<string, Fields>;
 
 type Schemas = typeof SCHEMAS;
@@ -396,6 +440,7 @@ export type ServerHello = Message<"server_hello">;
 export type Register = Message<"register">;
 export type Login = Message<"login">;
 export type CheckName = Message<"check_name">;
+export type Enroll = Message<"enroll">;
 export type Welcome = Message<"welcome">;
 export type ErrorMessage = Message<"error">;
 

@@ -9,11 +9,14 @@ import { SecureChatError } from "../errors.ts";
 import type { Message } from "../protocol/messages.ts";
 import type { Logger } from "../log.ts";
 import type { Accounts, IssuedTicket } from "./accounts.ts";
+import type { Devices, PendingEnrollment } from "./devices.ts";
 import type { PenaltyBox, RateLimiter } from "./limits.ts";
 
 /** What a login needs of the server (ChatServer is one). */
 export interface LoginServer {
   readonly accounts: Accounts;
+  /** Device keys and enrollments (PROTOCOL.md §7.11). */
+  readonly devices: Devices;
   readonly penalties: PenaltyBox;
   /** Login attempts per source (--login-rate, --login-burst). */
   readonly loginsBySource: RateLimiter;
@@ -26,7 +29,7 @@ export interface LoginServer {
 }
 
 export interface LoginAttempt {
-  readonly message: Message<"register" | "login">;
+  readonly message: Message<"register" | "login" | "enroll">;
   /** True if `key` signed this connection's handshake (verifyClientAuth). */
   checkKey(key: Uint8Array): boolean;
   /** The source as per-address limits count it (limits.ts sourceKey), and as logged. */
@@ -54,11 +57,22 @@ export interface LoggedIn {
 }
 
 /**
+ * An `enroll` waiting for an enrolled device's approval (PROTOCOL.md §7.11):
+ * once approved, `finish` lets the attempt in as a password login by the
+ * new device (the per-user limits are checked then).
+ */
+export interface PendingLogin {
+  pending: PendingEnrollment;
+  finish(now: number): LoggedIn;
+}
+
+/**
  * Runs one attempt. Resolves to the session's terms, or null if the client
- * left while it was checked; a refusal rejects with its SecureChatError
+ * left while it was checked, or, for an `enroll` that must be approved,
+ * to what waits for the approval; a refusal rejects with its SecureChatError
  * (`auth_failed` for wrong credentials, whatever the cause).
  */
-export async function login(server: LoginServer, a: LoginAttempt): Promise<LoggedIn | null> {
+export async function login(server: LoginServer, a: LoginAttempt): Promise<LoggedIn | PendingLogin | null> {
   const { message: m, now, sourceKey } = a;
   const accounts = server.accounts;
   admitSource(server, sourceKey, now);
@@ -71,6 +85,15 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     await accounts.register(m.user, m.identity_key, m.password, now, a.stillThere);
     server.log.info("register", { user: m.user, source: a.source });
     device = m.identity_key;
+  } else if (m.type === "enroll") {
+    // The password, with a password login's cost and penalties; the key was proved by the handshake (receiveAuth).
+    await accounts.checkPassword(m.user, m.password);
+    if (!a.stillThere()) return null;
+    // Before anything is enrolled: a locked account gets no new device, by approval or by password.
+    refuseLocked(m.user);
+    device = m.device_key;
+    const r = server.devices.enroll(m.user, device, m.name, a.source, now);
+    if (r.kind === "pending") return { pending: r.pending, finish: (at) => admit(at, m.user, device, null) };
   } else if (m.ticket !== undefined) {
     const t = accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now);
     expiresAt = Math.min(expiresAt, t.expiresAt);
@@ -80,23 +103,32 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     device = await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
   }
   if (!a.stillThere()) return null;
-  // A locked account (PROTOCOL.md §7.10) is named only to whoever proved its
-  // credentials: to anyone else the refusal was auth_failed, as for any account.
-  if (m.type === "login" && accounts.isLocked(m.user)) {
-    throw new SecureChatError("account_locked", `the account ${m.user} is locked by a server administrator; ask one to unlock it`);
+  return admit(now, m.user, device, ticket);
+
+  /**
+   * A locked account (PROTOCOL.md §7.10) is named only to whoever proved its
+   * credentials: to anyone else the refusal was auth_failed, as for any account.
+   */
+  function refuseLocked(user: string): void {
+    if (accounts.isLocked(user)) throw new SecureChatError("account_locked", `the account ${user} is locked by a server administrator; ask one to unlock it`);
   }
-  // Checked once the credentials are: nobody can use up a name's quota without them.
-  admitUser(server, m.user, now);
-  const issued = m.ticket_key !== undefined ? accounts.issueTicket(m.user, m.ticket_key, now, device, a.source) : null;
-  return {
-    user: m.user,
-    ticket: issued ? issued.ticket : ticket,
-    loginTicket: issued ? ticket : null,
-    issued,
-    expiresAt,
-    device,
-    method: m.type === "register" ? "register" : ticket ? "ticket" : "password",
-  };
+
+  function admit(at: number, user: string, device: Uint8Array, ticket: Uint8Array | null): LoggedIn {
+    // Also when an enrollment is approved later: the account may have been locked meanwhile.
+    refuseLocked(user);
+    // Checked once the credentials are: nobody can use up a name's quota without them.
+    admitUser(server, user, at);
+    const issued = m.ticket_key !== undefined ? accounts.issueTicket(user, m.ticket_key, at, device, a.source) : null;
+    return {
+      user,
+      ticket: issued ? issued.ticket : ticket,
+      loginTicket: issued ? ticket : null,
+      issued,
+      expiresAt: Math.min(expiresAt, at + server.opts.sessionMaxMs),
+      device,
+      method: m.type === "register" ? "register" : ticket ? "ticket" : "password",
+    };
+  }
 }
 
 /**

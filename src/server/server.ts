@@ -23,7 +23,8 @@ import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, 
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
-import { checkName, login } from "./login.ts";
+import { type LoggedIn, type PendingLogin, checkName, login } from "./login.ts";
+import { DEFAULT_DEVICES, type DeviceOptions, Devices } from "./devices.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
@@ -67,6 +68,8 @@ export interface ServerOptions {
   /** Where events go and history comes from; in memory unless the transcript is given. */
   journal?: Journal;
   log: Logger;
+  /** Device enrollment policy and caps (PROTOCOL.md §7.11). */
+  devices: DeviceOptions;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
@@ -89,9 +92,11 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
   maxConnectionsPerAddress: 64,
   logins: { rate: 2, burst: 30 },
   log: silentLogger,
+  devices: DEFAULT_DEVICES,
 };
 
-type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
+/** "enrolling": an `enroll` waits for an enrolled device's approval (PROTOCOL.md §7.11). */
+type Phase = "hello" | "auth" | "authenticating" | "enrolling" | "ready" | "closed";
 
 /**
  * What a peer is told about an error (PROTOCOL.md §6): the codes about its
@@ -100,7 +105,7 @@ type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
  * not sent.
  */
 const WIRE_CODE =
-  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood|account_locked)$/;
+  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood|account_locked|device_revoked|too_many_devices|too_many_pending)$/;
 
 /** How `sessions` names a session or ticket (PROTOCOL.md §7.8): the first 6 bytes, in hex. */
 function shortRef(b: Uint8Array): string {
@@ -162,6 +167,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   method: "register" | "ticket" | "password" | null = null;
   /** A change_password is being hashed: a second one waits for nothing and is refused. */
   changingPassword = false;
+  /** While enrolling: the enrollment this connection waits on. */
+  enrollment: PendingLogin | null = null;
   failures = 0;
   deadline: ReturnType<typeof setTimeout> | null;
   readonly source: string;
@@ -291,6 +298,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         return;
       }
       case "authenticating":
+      case "enrolling":
         throw new SecureChatError("protocol_violation", "protocol: message sent before the login was answered");
       case "ready":
         for (const m of this.channel!.open(body)) {
@@ -310,7 +318,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
     }
   }
 
-  private async authenticate(m: Message<"register" | "login">): Promise<void> {
+  private async authenticate(m: Message<"register" | "login" | "enroll">): Promise<void> {
     try {
       const keys = this.keys!;
       const ok = await login(this.server, {
@@ -322,6 +330,45 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         stillThere: () => this.phase === "authenticating",
       });
       if (!ok || this.phase === "closed") return;
+      if ("pending" in ok) return m.type === "enroll" ? this.awaitApproval(ok, m) : undefined;
+      this.enter(ok, m);
+    } catch (e) {
+      if (this.phase === "closed") return;
+      this.authFailed(m, e);
+    }
+  }
+
+  /**
+   * An `enroll` that must be approved (PROTOCOL.md §7.11): the client is
+   * told, and the connection waits, reading nothing, until an enrolled
+   * device approves the key (then it is let in as that device's password
+   * login) or the enrollment expires (then it is closed).
+   */
+  private awaitApproval(p: PendingLogin, m: Message<"enroll">): void {
+    this.enrollment = p;
+    this.phase = "enrolling";
+    // Past the password, it waits like a session: it no longer holds one of the --max-startups slots.
+    this.server.leftLogin(this);
+    this.send({ type: "enroll_pending", expires: p.pending.expires });
+    this.clearDeadline();
+    this.deadline = setTimeout(() => this.timeout(), Math.max(0, p.pending.expires - Date.now()));
+    this.server.log.info("enroll_pending", { user: m.user, source: this.source, device: deviceId(m.device_key) });
+    p.pending.waiter = () => {
+      p.pending.waiter = null;
+      this.enrollment = null;
+      if (this.phase !== "enrolling") return;
+      try {
+        this.enter(p.finish(Date.now()), m);
+      } catch (e) {
+        this.fail(e);
+      }
+    };
+  }
+
+  /** The attempt succeeded: the welcome, and the connection is a session. */
+  private enter(ok: LoggedIn, m: Message<"register" | "login" | "enroll">): void {
+    const keys = this.keys!;
+    {
       const { issued } = ok;
       this.hs!.complete();
       this.session = toBase64(keys.sessionId);
@@ -359,9 +406,6 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.loggedInAt = Date.now();
       this.server.authenticated(this);
       this.server.log.info("login", { user: ok.user, source: this.source, session: this.session, method: ok.method });
-    } catch (e) {
-      if (this.phase === "closed") return;
-      this.authFailed(m, e);
     }
   }
 
@@ -389,7 +433,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
    * loop forever even on cheap refusals); only wrong credentials count
    * toward the source's penalty.
    */
-  private authFailed(m: Message<"register" | "login" | "check_name">, e: unknown): void {
+  private authFailed(m: Message<"register" | "login" | "check_name" | "enroll">, e: unknown): void {
     const err = wireError(e);
     this.failures++;
     if (err.code === "auth_failed") {
@@ -422,6 +466,13 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         return this.server.chat.handle(this, { type: m.type, run: () => void this.server.changePassword(this, m) });
       case "admin":
         return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.administer(this, m))) });
+      // Devices (PROTOCOL.md §7.11).
+      case "device_list":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.devices.list(this, Date.now()))) });
+      case "device_approve":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.devices.approve(this, m.key, m.sig, Date.now()))) });
+      case "device_revoke":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeDevice(this, m.id))) });
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
@@ -527,6 +578,12 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   private timeout(): void {
     this.deadline = null;
     if (this.phase === "ready" || this.phase === "closed") return;
+    if (this.phase === "enrolling") {
+      this.server.log.info("enroll_expired", { source: this.source });
+      this.closeWith({ code: "enroll_expired", message: "no enrolled device approved this one in time; run \"securechat device add\" again" });
+      setTimeout(() => this.framed.close("enrollment expired"), 1000).unref?.();
+      return;
+    }
     this.server.log.info("handshake_timeout", { source: this.source });
     this.closeWith({ code: "handshake_timeout", message: `handshake and login must finish within ${this.server.opts.handshakeTimeoutMs} ms` });
     // A peer that does not read must not keep the slot: force it after a grace period.
@@ -564,6 +621,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.server.log.info("session_closed", { user: this.user, source: this.source, reason: this.endedBy ?? reason, duration_s: durationS });
     }
     this.server.chat.disconnect(this);
+    if (this.enrollment) this.enrollment.pending.waiter = null;
+    this.enrollment = null;
     this.phase = "closed";
     this.outbox.clear();
     this.clearDeadline();
@@ -588,6 +647,7 @@ export class ChatServer {
   readonly log: Logger;
   readonly chat: Chat;
   readonly journal: Journal;
+  readonly devices: Devices;
   #journalClosed = false;
   #listener: TCPSocketListener<Connection> | null = null;
   readonly #dirty = new Set<Connection>();
@@ -599,6 +659,8 @@ export class ChatServer {
   readonly loginsBySource: RateLimiter;
   readonly loginsByUser: RateLimiter;
   #unauthenticated = 0;
+  /** Connections counted out of #unauthenticated (leftLogin). */
+  readonly #outOfLogin = new WeakSet<Connection>();
   #stopping: Promise<void> | null = null;
 
   protected constructor(opts: ServerOptions, { key, created }: HostKey) {
@@ -614,6 +676,7 @@ export class ChatServer {
     this.loginsByUser = new RateLimiter(opts.logins);
     this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
     this.journal.watch?.((recording) => this.#recordingChanged(recording));
+    this.devices = new Devices(this.store, this.journal, opts.devices);
     this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user));
   }
 
@@ -670,6 +733,7 @@ export class ChatServer {
       server.loginsBySource.prune(now);
       server.loginsByUser.prune(now);
       server.chat.prune();
+      server.devices.prune(now);
       if (now - lastPrune >= server.opts.ticketPruneMs) {
         lastPrune = now;
         server.store.pruneTickets(now);
@@ -872,6 +936,27 @@ export class ChatServer {
     }
   }
 
+  /**
+   * `device_revoke` (PROTOCOL.md §7.11): once the device is revoked (recorded,
+   * its tickets deleted: Devices.revoke), every live session standing on it
+   * ends at once with `device_revoked`.
+   */
+  revokeDevice(me: Connection, id: string): Message<"device_revoked" | "notice"> {
+    const r = this.devices.revoke(me, id, Date.now());
+    if ("type" in r) return r;
+    const err = { code: "device_revoked", message: `this device (${id}) was revoked by ${me.user} from ${me.source} ("securechat device revoke"); it can no longer log in` };
+    let ended = 0;
+    for (const c of this.#liveOf(me.user)) {
+      if (c.device && constantTimeEqual(c.device, r.key)) {
+        this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
+        c.end(err);
+        ended++;
+      }
+    }
+    this.log.info("device_revoked", { user: me.user, source: me.source, device: id, ended });
+    return { type: "device_revoked", id, ended };
+  }
+
   // --- Server administrators (PROTOCOL.md §7.10) ---
 
   /**
@@ -958,8 +1043,19 @@ export class ChatServer {
     this.#unauthenticated++;
   }
 
-  authenticated(conn: Connection): void {
+  /**
+   * The connection is no longer logging in: logged in, or an enrollment
+   * waiting for approval (PROTOCOL.md §7.11), which must not hold a slot of
+   * --max-startups for minutes. Counted once per connection.
+   */
+  leftLogin(conn: Connection): void {
+    if (this.#outOfLogin.has(conn)) return;
+    this.#outOfLogin.add(conn);
     this.#unauthenticated--;
+  }
+
+  authenticated(conn: Connection): void {
+    this.leftLogin(conn);
     this.chat.connect(conn);
     this.journal.append({ kind: "session_open", user: conn.user, session: conn.session, source: conn.source, ts: Date.now() });
   }
@@ -969,7 +1065,7 @@ export class ChatServer {
     const open = (this.#bySource.get(conn.sourceKey) ?? 1) - 1;
     if (open > 0) this.#bySource.set(conn.sourceKey, open);
     else this.#bySource.delete(conn.sourceKey);
-    if (!wasAuthenticated) this.#unauthenticated--;
+    if (!wasAuthenticated) this.leftLogin(conn);
     else if (!this.#journalClosed) this.journal.append({ kind: "session_close", user: conn.user, session: conn.session, ts: Date.now() });
     this.#maybeStopped?.();
   }

@@ -32,6 +32,17 @@ const MIGRATIONS: string[] = [
    UPDATE tickets SET device = (SELECT identity_key FROM accounts WHERE accounts.name = tickets.user);`,
   // 3: server administrators: a locked account (its lock time; NULL: not locked).
   `ALTER TABLE accounts ADD COLUMN locked_at INTEGER;`,
+  // 4: devices: an account's device keys; the key an account was registered with is its first device.
+  `CREATE TABLE devices (
+     user        TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+     key         BLOB NOT NULL CHECK (length(key) = 32),
+     name        TEXT NOT NULL,
+     enrolled_at INTEGER NOT NULL,
+     enrolled_by TEXT NOT NULL,
+     revoked_at  INTEGER,
+     PRIMARY KEY (user, key)
+   ) STRICT;
+   INSERT INTO devices (user, key, name, enrolled_at, enrolled_by) SELECT name, identity_key, '', created_at, 'register' FROM accounts;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -51,6 +62,16 @@ export interface Ticket {
   device?: Uint8Array | null;
   /** The address it was issued to, as the transcript records sources. */
   source?: string;
+}
+
+/** One of an account's device keys (PROTOCOL.md §7.11). */
+export interface Device {
+  key: Uint8Array;
+  name: string;
+  enrolledAt: number;
+  /** "register", "password", or the device id of the device that approved it. */
+  enrolledBy: string;
+  revokedAt: number | null;
 }
 
 /** A ticket as `sessions` lists it. */
@@ -92,12 +113,61 @@ export class Store {
     return this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
   }
 
-  /** Returns false if the name is taken. */
+  /** Returns false if the name is taken. The identity key is the account's first device. */
   createAccount(a: Account): boolean {
-    const r = this.db
-      .query("INSERT INTO accounts (name, identity_key, verifier, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO NOTHING")
-      .run(a.name, a.identityKey, a.verifier, a.createdAt);
-    return r.changes === 1;
+    return this.db.transaction(() => {
+      const r = this.db
+        .query("INSERT INTO accounts (name, identity_key, verifier, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO NOTHING")
+        .run(a.name, a.identityKey, a.verifier, a.createdAt);
+      if (r.changes === 1) this.addDevice(a.name, { key: a.identityKey, name: "", enrolledAt: a.createdAt, enrolledBy: "register", revokedAt: null });
+      return r.changes === 1;
+    })();
+  }
+
+  // --- devices (PROTOCOL.md §7.11) ---
+
+  /** The account's devices, active and revoked, oldest first. */
+  devices(user: string): Device[] {
+    return this.db
+      .query<{ key: Uint8Array; name: string; enrolled_at: number; enrolled_by: string; revoked_at: number | null }, [string]>(
+        "SELECT key, name, enrolled_at, enrolled_by, revoked_at FROM devices WHERE user = ? ORDER BY enrolled_at, key",
+      )
+      .all(user)
+      .map((r) => ({ key: new Uint8Array(r.key), name: r.name, enrolledAt: r.enrolled_at, enrolledBy: r.enrolled_by, revokedAt: r.revoked_at }));
+  }
+
+  /** The public keys of the account's active devices. */
+  activeDeviceKeys(user: string): Uint8Array[] {
+    return this.db
+      .query<{ key: Uint8Array }, [string]>("SELECT key FROM devices WHERE user = ? AND revoked_at IS NULL ORDER BY enrolled_at, key")
+      .all(user)
+      .map((r) => new Uint8Array(r.key));
+  }
+
+  /**
+   * Adds a device; when the account then keeps more than `keep` rows, its
+   * oldest revoked ones are forgotten (the transcript still names them).
+   */
+  addDevice(user: string, d: Device, keep = Number.MAX_SAFE_INTEGER): void {
+    this.db.transaction(() => {
+      this.db.query("INSERT INTO devices (user, key, name, enrolled_at, enrolled_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?)").run(user, d.key, d.name, d.enrolledAt, d.enrolledBy, d.revokedAt);
+      const n = this.db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM devices WHERE user = ?").get(user)!.n;
+      if (n > keep) {
+        this.db
+          .query("DELETE FROM devices WHERE rowid IN (SELECT rowid FROM devices WHERE user = ? AND revoked_at IS NOT NULL ORDER BY revoked_at LIMIT ?)")
+          .run(user, n - keep);
+      }
+    })();
+  }
+
+  /** Marks the device revoked and deletes every ticket issued to its logins; false if it was not an active device. */
+  revokeDevice(user: string, key: Uint8Array, now: number): boolean {
+    return this.db.transaction(() => {
+      const r = this.db.query("UPDATE devices SET revoked_at = ? WHERE user = ? AND key = ? AND revoked_at IS NULL").run(now, user, key);
+      if (r.changes !== 1) return false;
+      this.db.query("DELETE FROM tickets WHERE user = ? AND device = ?").run(user, key);
+      return true;
+    })();
   }
 
   account(name: string): Account | null {

@@ -37,7 +37,10 @@ export type JournalEvent =
   // A server administrator's action on an account (PROTOCOL.md §7.10): `user` and `session` are the administrator's.
   | { kind: "admin_action"; user: string; session: string; action: AdminAction; target: string; ts: number }
   // Room moderation (PROTOCOL.md §7.9, store/roomstate.ts).
-  | RoomChange;
+  | RoomChange
+  // Devices (TRANSCRIPT.md §2.4): keys and signatures in base64, device ids as PROTOCOL.md §5.4 gives them.
+  | { kind: "device_enrolled"; user: string; session?: string; device: string; key: string; name: string; by: string; sig?: string; source: string; ts: number }
+  | { kind: "device_revoked"; user: string; session: string; device: string; key: string; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {

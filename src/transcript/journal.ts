@@ -524,6 +524,13 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["session_revoked", { user: e.user, session: e.session, target: e.target, ...(e.targetSession ? { target_session: e.targetSession } : {}) }];
     case "admin_action":
       return ["admin_action", { user: e.user, session: e.session, action: e.action, target: e.target }];
+    case "device_enrolled":
+      return [
+        "device_enrolled",
+        { user: e.user, ...(e.session ? { session: e.session } : {}), device: e.device, key: e.key, name: e.name, by: e.by, ...(e.sig ? { sig: e.sig } : {}), source: e.source },
+      ];
+    case "device_revoked":
+      return ["device_revoked", { user: e.user, session: e.session, device: e.device, key: e.key }];
     case "join":
       return ["join", { room: e.room, user: e.user }];
     case "leave":

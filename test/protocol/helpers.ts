@@ -164,6 +164,22 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     drop: { type: "drop", room: "lobby" },
     room_changed: { type: "room_changed", room: "lobby", by: "alice", action: "kick", user: "carol-x", text: "spam ✓", invite_only: true, secret: true, ts: 1_900_000_000_500 },
     ban_list: { type: "ban_list", room: "lobby", bans: ["carol-x", "dave_9"] },
+    // Devices (PROTOCOL.md §7.11).
+    enroll: { type: "enroll", user: "alice", device_key: r.bytes(32), sig: r.bytes(64), password: "correct horse battery staple", name: "work laptop — ünïcödé", ticket_key: r.bytes(32) },
+    enroll_pending: { type: "enroll_pending", expires: 1_900_000_600_000 },
+    device_list: { type: "device_list" },
+    device_approve: { type: "device_approve", key: r.bytes(32), sig: r.bytes(64) },
+    device_revoke: { type: "device_revoke", id: "5e1f00d2c3b4" },
+    devices: {
+      type: "devices",
+      devices: [
+        { id: "5e1f00d2c3b4", key: r.bytes(32), name: "", enrolled: 1_800_000_000_000, by: "register", current: true },
+        { id: "0a1b2c3d4e5f", key: r.bytes(32), name: "old phone", enrolled: 1_850_000_000_000, by: "5e1f00d2c3b4", revoked: 1_890_000_000_000 },
+      ],
+      pending: [{ key: r.bytes(32), name: "work laptop", source: "2001:db8::1", since: 1_900_000_000_000, expires: 1_900_000_600_000 }],
+    },
+    device_added: { type: "device_added", id: "0a1b2c3d4e5f" },
+    device_revoked: { type: "device_revoked", id: "0a1b2c3d4e5f", ended: 1 },
   };
 }
 
@@ -179,6 +195,8 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["login with password", loginPassword],
     ["login with password + ticket_key", ex.login],
     ["login with ticket", { type: "login", user: "bob_2", sig: r.bytes(64), ticket: r.bytes(32) }],
+    ["enroll", { type: "enroll", user: "bob_2", device_key: r.bytes(32), sig: r.bytes(64), password: "a long enough passphrase", name: "phone" }],
+    ["enroll + ticket_key", ex.enroll],
     ["welcome", welcomePlain],
     ["welcome + ticket", ex.welcome],
     ["logout", ex.logout],

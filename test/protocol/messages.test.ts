@@ -201,6 +201,43 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     ts: TS,
   },
   ban_list: { room: ROOM, bans: USERS },
+  enroll: {
+    user: USER,
+    device_key: { kind: "bytes", n: 32 },
+    sig: { kind: "bytes", n: 64 },
+    password: { kind: "text", min: 1, max: 1024 },
+    name: { kind: "text", min: 1, max: 64 },
+    ticket_key: { kind: "bytes", n: 32, optional: true },
+  },
+  enroll_pending: { expires: TS },
+  device_list: {},
+  device_approve: { key: { kind: "bytes", n: 32 }, sig: { kind: "bytes", n: 64 } },
+  device_revoke: { id: { kind: "ref" } },
+  devices: {
+    devices: {
+      kind: "list",
+      item: {
+        kind: "object",
+        fields: {
+          id: { kind: "ref" },
+          key: { kind: "bytes", n: 32 },
+          name: { kind: "text", min: 0, max: 64 },
+          enrolled: TS,
+          by: { kind: "text", min: 1, max: 16 },
+          revoked: { ...TS, optional: true },
+          current: { kind: "bool", optional: true },
+        },
+      },
+      max: 64,
+    },
+    pending: {
+      kind: "list",
+      item: { kind: "object", fields: { key: { kind: "bytes", n: 32 }, name: { kind: "text", min: 1, max: 64 }, source: { kind: "text", min: 0, max: 64 }, since: TS, expires: TS } },
+      max: 3,
+    },
+  },
+  device_added: { id: { kind: "ref" } },
+  device_revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -538,7 +575,7 @@ describe("user names", () => {
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
       [
-        "admin.user", "admin_done.user", "check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user",
+        "admin.user", "admin_done.user", "check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user", "enroll.user",
         // Room moderation (PROTOCOL.md §7.9).
         "room.owner", "op.user", "deop.user", "kick.user", "ban.user", "unban.user", "mute.user", "unmute.user", "invite.user", "room_changed.by", "room_changed.user",
       ].sort(),
@@ -733,6 +770,8 @@ describe("text fields", () => {
         "error.message",
         "login.password",
         "register.password",
+        "enroll.password",
+        "enroll.name",
         "say.text",
         "dm.text",
         "message.text",

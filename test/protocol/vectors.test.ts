@@ -619,7 +619,7 @@ namespace Spec {
       ["end_sessions", "bool", true],
     ],
     password_changed: [["ended", { int: [0, MAX_SAFE] }]],
-    // §7.9.
+    // §7.9–§7.11.
     admin: [
       ["action", { oneOf: ["lock", "unlock", "end_sessions"] }],
       ["user", "user"],
@@ -686,6 +686,60 @@ namespace Spec {
     ban_list: [
       ["room", "room"],
       ["bans", { list: "user", max: 1000 }],
+    ],
+    enroll: [
+      ["user", "user"],
+      ["device_key", { bytes: 32 }],
+      ["sig", { bytes: 64 }],
+      ["password", { text: [1, 1024] }],
+      ["name", { text: [1, 64] }],
+      ["ticket_key", { bytes: 32 }, true],
+    ],
+    enroll_pending: [["expires", { int: [0, MAX_SAFE] }]],
+    device_list: [],
+    device_approve: [
+      ["key", { bytes: 32 }],
+      ["sig", { bytes: 64 }],
+    ],
+    device_revoke: [["id", "ref"]],
+    devices: [
+      [
+        "devices",
+        {
+          list: {
+            object: [
+              ["id", "ref"],
+              ["key", { bytes: 32 }],
+              ["name", { text: [0, 64] }],
+              ["enrolled", { int: [0, MAX_SAFE] }],
+              ["by", { text: [1, 16] }],
+              ["revoked", { int: [0, MAX_SAFE] }, true],
+              ["current", "bool", true],
+            ],
+          },
+          max: 64,
+        },
+      ],
+      [
+        "pending",
+        {
+          list: {
+            object: [
+              ["key", { bytes: 32 }],
+              ["name", { text: [1, 64] }],
+              ["source", { text: [0, 64] }],
+              ["since", { int: [0, MAX_SAFE] }],
+              ["expires", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 3,
+        },
+      ],
+    ],
+    device_added: [["id", "ref"]],
+    device_revoked: [
+      ["id", "ref"],
+      ["ended", { int: [0, MAX_SAFE] }],
     ],
   };
   export const TYPES = Object.keys(TABLES);
@@ -1357,7 +1411,7 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
   test("§9 lists every label of src/crypto/labels.ts with its exact ASCII and hex", () => {
     const section = tableCells("9. Labels");
     const all = Object.entries(labels).filter((e): e is [string, Uint8Array] => e[1] instanceof Uint8Array);
-    expect(all.length).toBe(10);
+    expect(all.length).toBe(12);
     for (const [name, bytes] of all) {
       const row = section.split("\n").find((l) => l.startsWith(`| \`${name}\``));
       expect(row, name).toBeDefined();

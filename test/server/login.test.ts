@@ -8,7 +8,9 @@ import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { Accounts } from "../../src/server/accounts.ts";
 import { Gate, PenaltyBox, RateLimiter } from "../../src/server/limits.ts";
-import { type LoginAttempt, type LoginServer, login } from "../../src/server/login.ts";
+import { DEFAULT_DEVICES, Devices } from "../../src/server/devices.ts";
+import { type LoggedIn, type LoginAttempt, type LoginServer, login as loginOrPending } from "../../src/server/login.ts";
+import { MemoryJournal } from "../../src/store/journal.ts";
 import { Store } from "../../src/store/db.ts";
 import { freshPath } from "./helpers.ts";
 
@@ -27,6 +29,9 @@ beforeAll(() => {
 });
 afterAll(() => store.close());
 
+/** No attempt here is an `enroll`: each ends logged in, refused, or with the client gone. */
+const login = (s: LoginServer, a: LoginAttempt) => loginOrPending(s, a) as Promise<LoggedIn | null>;
+
 interface Fake extends LoginServer {
   recording: boolean;
   connections: number;
@@ -36,6 +41,7 @@ function server(over: { logins?: { rate: number; burst: number }; penalties?: Pe
   const logins = over.logins ?? { rate: 1e9, burst: 1e9 };
   const s: Fake = {
     accounts,
+    devices: new Devices(store, new MemoryJournal(10), DEFAULT_DEVICES),
     penalties: over.penalties ?? new PenaltyBox({ freeFailures: 1, baseMs: 60_000, maxMs: 60_000, forgetMs: 600_000, maxSources: 16 }),
     loginsBySource: new RateLimiter(logins),
     loginsByUser: new RateLimiter(logins),
@@ -91,6 +97,7 @@ describe("login(): an attempt's outcome", () => {
   test("ticket: the session ends when the ticket does; asked for another, it stands on both", async () => {
     const ticketKey = randomBytes(32);
     const device = randomBytes(32);
+    store.addDevice("kestrel", { key: device, name: "second", enrolledAt: NOW, enrolledBy: "password", revokedAt: null });
     const { ticket, expiresAt } = accounts.issueTicket("kestrel", ticketKey, NOW, device, "10.0.0.9");
     const m: Message<"login"> = { type: "login", user: "kestrel", sig: SIG, ticket };
     const ok = await login(server(), attempt(m, { signedBy: ticketKey }));
