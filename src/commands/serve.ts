@@ -34,6 +34,7 @@ export default command({
     "checkpoint-interval": { type: "string", valueHint: "DURATION", description: "…and at least this often while there are new entries", default: "60s" },
     "rotate-size": { type: "string", valueHint: "BYTES", description: "Start a new transcript file past this size (and every UTC day)", default: "67108864" },
     "auditor-key": { type: "string", valueHint: "PUB", description: "Seal message bodies in the transcript to this auditor key (from transcript keygen)" },
+    "log-origin": { type: "string", valueHint: "NAME", description: "The name the transcript's checkpoints are signed under (default: securechat/ and 16 hex digits of the host key's hash)" },
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
@@ -44,12 +45,14 @@ export default command({
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
   ],
   async run({ args: a }) {
-    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
+    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }, { parseAuditorPublic }, { VERSION }, { defaultOrigin, isOrigin }, { formatVerifierKey }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/limits.ts"),
       import("../protocol/limits.ts"),
       import("../transcript/keys.ts"),
       import("../version.ts"),
+      import("../transcript/format.ts"),
+      import("../transcript/note.ts"),
     ]);
     // Every flag is checked before anything touches the disk or the network:
     // a bad one leaves the data directory as it was.
@@ -83,7 +86,11 @@ export default command({
       rotateBytes: parseInteger("--rotate-size", a["rotate-size"], 4096, 2 ** 40),
       auditorKey,
       version: VERSION,
+      origin: a["log-origin"],
     };
+    if (writer.origin !== undefined && !isOrigin(writer.origin)) {
+      throw new CliError(EXIT.USAGE, `--log-origin: "${writer.origin}" is not a log origin`, ["1 to 255 bytes with no spaces and no \"+\", such as chat.example.com/securechat"]);
+    }
     const options = {
       host: a.host,
       port,
@@ -174,7 +181,9 @@ export default command({
       checkpoint_every: writer.checkpointEvery,
       checkpoint_interval_s: writer.checkpointIntervalMs / 1000,
     });
-    logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir, pid: process.pid });
+    // The key a signed-note tool checks the transcript's checkpoints with (TRANSCRIPT.md §4.1).
+    const vkey = formatVerifierKey(writer.origin ?? defaultOrigin(hostKey.key.publicKey), hostKey.key.publicKey);
+    logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, vkey, data: dataDir, pid: process.pid });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         logger.info("shutdown", { signal });

@@ -23,20 +23,17 @@ export type HashReader = (level: number, index: number) => Hash;
 /** MTH of the empty tree: SHA-256 of nothing. */
 export const EMPTY_ROOT: Hash = sha256(new Uint8Array(0));
 
+const LEAF = new Uint8Array([0]);
+const NODE = new Uint8Array([1]);
+
 /** RFC 9162 §2.1.1: a leaf's hash, SHA-256(0x00 ‖ data). */
 export function leafHash(data: Uint8Array): Hash {
-  const b = new Uint8Array(data.length + 1);
-  b.set(data, 1);
-  return sha256(b);
+  return sha256(LEAF, data);
 }
 
 /** RFC 9162 §2.1.1: an interior node's hash, SHA-256(0x01 ‖ left ‖ right). */
 export function nodeHash(left: Hash, right: Hash): Hash {
-  const b = new Uint8Array(1 + 2 * HASH_SIZE);
-  b[0] = 1;
-  b.set(left, 1);
-  b.set(right, 1 + HASH_SIZE);
-  return sha256(b);
+  return sha256(NODE, left, right);
 }
 
 function checkSize(n: number, what: string): void {

@@ -11,7 +11,7 @@
  * public key); its verifier key is `<name>+<hex key ID>+<base64(0x01 ‖
  * public key)>`.
  */
-import { concat, fromBase64, fromHex, fromUtf8, toBase64, toHex, utf8 } from "../bytes.ts";
+import { concat, fromBase64, fromHex, toBase64, toHex, utf8 } from "../bytes.ts";
 import { ed25519Verify, sha256 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 
@@ -196,11 +196,4 @@ export function parseCheckpoint(text: string): Checkpoint {
 export function openCheckpoint(note: string, verifier: NoteVerifier): Checkpoint & { note: ParsedNote } {
   const parsed = openNote(note, verifier);
   return { ...parseCheckpoint(parsed.text), note: parsed };
-}
-
-/** The text of a note as UTF-8 (notes travel as bytes in files and HTTP bodies). */
-export function noteFromBytes(b: Uint8Array): string {
-  const s = fromUtf8(b);
-  if (utf8(s).length !== b.length) bad("not UTF-8");
-  return s;
 }
