@@ -1,5 +1,5 @@
 /**
- * `securechat transcript verify|export|follow|checkpoint|keygen`: the auditor's side of
+ * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|keygen`: the auditor's side of
  * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
  * src/transcript/, and report; a verification failure is exit 5.
  * stdout carries only data (the report, entries, the public key).
@@ -232,6 +232,98 @@ const checkpoint = command({
   },
 });
 
+const prove = command({
+  meta: {
+    name: "prove",
+    description: "Print a proof that entry SEQ is in the log (c2sp.org/tlog-proof@v1): its inclusion proof and the last signed checkpoint, checkable offline with verify-proof",
+  },
+  args: {
+    ...args.data,
+    seq: { type: "string", description: "The entry's seq (as in export, or an ack's tseq)", valueHint: "N", required: true },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript prove --seq 1234 > entry-1234.tlog-proof",
+    "securechat transcript export --data DATA --user alice | jq -r 'select(.type==\"message\") | .seq' | tail -1",
+  ],
+  async run({ args: a }) {
+    const [{ proveEntry, formatProof }, { treePath }, { existsSync }, { parseInteger }] = await Promise.all([
+      import("../transcript/proof.ts"),
+      import("../transcript/writer.ts"),
+      import("node:fs"),
+      import("./values.ts"),
+    ]);
+    const seq = parseInteger("--seq", a.seq, 1, Number.MAX_SAFE_INTEGER);
+    const dir = await transcriptDir(a.data);
+    if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
+    let made: ReturnType<typeof proveEntry>;
+    try {
+      made = proveEntry(dir, treePath(dir), seq);
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? "";
+      if (code === "proof_tree_damaged" || code === "proof_tree_short") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
+      if (code.startsWith("proof_") || code.startsWith("transcript_")) throw new CliError(EXIT.FAILURE, (e as Error).message);
+      throw e;
+    }
+    process.stdout.write(formatProof(made.proof));
+    process.stderr.write(`proof of entry ${seq} (${made.entry.type}): leaf ${made.proof.index} of the ${made.proof.hashes.length === 0 ? "one-line" : "signed"} tree; check it with: securechat transcript verify-proof FILE --vkey VKEY\n`);
+  },
+});
+
+const verifyProofCmd = command({
+  meta: {
+    name: "verify-proof",
+    description: "Check a proof from prove offline, with only the log's verifier key: prints the entry and exits 0, or exits 5",
+  },
+  args: {
+    file: { type: "positional", description: "The proof (a .tlog-proof file; - for stdin)", required: true, valueHint: "FILE" },
+    vkey: { type: "string", description: "The log's verifier key, as serve prints it (ORIGIN+KEYID+KEY), or a file holding it", valueHint: "VKEY", required: true },
+    entry: { type: "string", description: "A file holding the entry's line (default: the line the proof carries)", valueHint: "FILE" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript verify-proof entry-1234.tlog-proof --vkey 'securechat/0123456789abcdef+1a2b3c4d+AbC…'",
+    "securechat transcript verify-proof entry.tlog-proof --vkey vkey.txt --entry line.json | jq .",
+  ],
+  async run({ args: a }) {
+    const [{ parseProof, verifyProof }, { parseVerifierKey }, { readFileSync, existsSync }, { jsonText }] = await Promise.all([
+      import("../transcript/proof.ts"),
+      import("../transcript/note.ts"),
+      import("node:fs"),
+      import("../text.ts"),
+    ]);
+    let verifier: ReturnType<typeof parseVerifierKey>;
+    try {
+      const v = a.vkey.includes("+") || !existsSync(a.vkey) ? a.vkey : readFileSync(a.vkey, "utf8").split("\n")[0]!;
+      verifier = parseVerifierKey(v);
+    } catch (e) {
+      throw new CliError(EXIT.USAGE, `--vkey: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value from serve's listening line"]);
+    }
+    const read = (path: string, what: string): Uint8Array => {
+      try {
+        return new Uint8Array(readFileSync(path === "-" ? 0 : path));
+      } catch (e) {
+        throw new CliError(EXIT.FAILURE, `cannot read ${what} ${path}: ${(e as Error).message}`);
+      }
+    };
+    const text = new TextDecoder().decode(read(a.file, "the proof"));
+    let line: Uint8Array | undefined;
+    if (a.entry !== undefined) {
+      const raw = Buffer.from(read(a.entry, "the entry"));
+      line = new Uint8Array(raw.subarray(0, raw.at(-1) === 0x0a ? raw.length - 1 : raw.length));
+    }
+    let ok: ReturnType<typeof verifyProof>;
+    try {
+      ok = verifyProof(parseProof(text), verifier, line);
+    } catch (e) {
+      throw new CliError(EXIT.TRANSCRIPT, `FAIL: ${(e as Error).message.replace(/^proof: /, "")}`);
+    }
+    const entryText = new TextDecoder().decode(ok.line);
+    process.stdout.write(`${jsonText(entryText)}\n`);
+    process.stderr.write(`OK: leaf ${ok.index} of ${ok.checkpoint.origin}'s tree of ${ok.checkpoint.size} lines, checkpoint signed by ${verifier.name}\n`);
+  },
+});
+
 const keygen = command({
   meta: {
     name: "keygen",
@@ -265,7 +357,7 @@ const keygen = command({
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow, checkpoint, keygen },
+  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, keygen },
   examples: [
     "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
     "securechat transcript export --data ./data | jq .",

@@ -42,6 +42,18 @@ check "…origin, the tree size (every line but the checkpoint), a root" test "$
 check "…then a blank line and the signature under that origin" grep -q "^— $origin [A-Za-z0-9+/]*=*$" <<<"$note"
 keyid=$(sed -n '5p' <<<"$note" | awk '{print $3}' | base64 -d 2>/dev/null | head -c 4 | od -An -tx1 | tr -d ' \n')
 check "…whose key ID is the vkey's" test "$keyid" = "$(cut -d+ -f2 <<<"$vkey")"
+# A proof of one of alice's messages (TRANSCRIPT.md §4.2), checked offline with the vkey alone.
+mseq=$("$bin" transcript export --data "$work/data" 2>/dev/null | jq -r 'select(.type=="message" and .text=="line 7") | .seq')
+run "transcript prove --seq: a proof of alice's \"line 7\"" 0 "$bin" transcript prove --data "$work/data" --seq "$mseq"
+"$bin" transcript prove --data "$work/data" --seq "$mseq" >"$work/line7.tlog-proof" 2>/dev/null
+check "…in the c2sp.org/tlog-proof@v1 format" test "$(head -1 "$work/line7.tlog-proof")" = "c2sp.org/tlog-proof@v1"
+run "verify-proof with the vkey: exit 0, the entry on stdout" 0 "$bin" transcript verify-proof "$work/line7.tlog-proof" --vkey "$vkey"
+check "…the entry is alice's line 7" test "$(jq -r .text <<<"$(head -1 <<<"$out")")" = "line 7"
+sed 's/^\(index .*\)$/index 0/' "$work/line7.tlog-proof" >"$work/moved.tlog-proof"
+run "a proof moved to another index: exit 5" 5 "$bin" transcript verify-proof "$work/moved.tlog-proof" --vkey "$vkey"
+expect "…saying it is not that leaf" "is not leaf 0"
+printf '%s\n' '{"forged":true}' >"$work/forged.json"
+run "another entry than the one proved: exit 5" 5 "$bin" transcript verify-proof "$work/line7.tlog-proof" --vkey "$vkey" --entry "$work/forged.json"
 rm "$work/data/tree.hashes"
 start_server "$work/data"
 stop_server

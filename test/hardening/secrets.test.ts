@@ -525,6 +525,9 @@ const VALUE_FLAGS: Record<string, string> = {
   until: "a time",
   "from-end": "boolean",
   out: "a file name to write the new secret key to",
+  seq: "a transcript entry's number",
+  vkey: "the log's PUBLIC verifier key, or a file holding it",
+  entry: "a file holding a transcript line",
   // Devices (PROTOCOL.md §7.11).
   name: "a device's name, shown to the user's other devices",
   "device-enroll": "a policy: approve or password",
