@@ -188,6 +188,10 @@ function buildChain() {
   add(FILE_B, T2 + 7_300, "direct", { dm_seq: 1, from: "alice", to: "bob", sealed: d.sealed, key_seq: keySeq, action: true }, { sealed: d.vector });
   add(FILE_B, T2 + 8_200, "session_revoked", { user: "bob", session: session2, target: "5e551017c4e7" });
   add(FILE_B, T2 + 8_500, "password_changed", { user: "bob", session: session2, ended_sessions: false });
+  // alice edits her sealed message (entry 13), then deletes it: new entries naming it by `ref`.
+  const ed = seal("only the auditor reads this, edited ✓", "body nonce 17");
+  add(FILE_B, T2 + 8_700, "edit", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3, sealed: ed.sealed, key_seq: keySeq }, { sealed: ed.vector });
+  add(FILE_B, T2 + 8_800, "delete", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3 });
   add(FILE_B, T2 + 9_000, "leave", { room: "lobby", user: "alice" });
   add(FILE_B, T2 + 9_001, "session_close", { user: "alice", session: session3 });
   add(FILE_B, T2 + 11_950, "session_close", { user: "bob", session: session2 });
@@ -358,6 +362,18 @@ function buildNegative(c: Chain): NegativeCase[] {
       fail("key_seq", FILE_B, 7),
     );
   }
+  {
+    // A server (it holds the host key) records bob editing alice's message: the chain and signature are fine, the edit is not.
+    const tail = c.entries.slice(16).map((v) => ({ ...v.entry }));
+    tail[0] = { ...tail[0]!, user: "bob" };
+    const re = rechain(entryAt(16).hash, tail, c.host.secretKey);
+    add(
+      "edit_not_author",
+      "entry 17 (alice's edit of her message, entry 13) attributed to bob, and every later entry re-chained and re-signed with the host key: an edit must be by the message's author",
+      both(A, [...B.slice(0, 10), ...re.map(entryLine)]),
+      fail("bad_edit", FILE_B, 11),
+    );
+  }
   add("first_file_deleted", "only the second file: the chain does not start at seq 1 from the genesis value", [file(FILE_B, B)], fail("not_genesis", FILE_B, 1));
   add(
     "file_name",
@@ -374,9 +390,9 @@ function buildNegative(c: Chain): NegativeCase[] {
   );
   add(
     "truncated_tail",
-    "the last two entries (server_stop and the final checkpoint) cut off at a line boundary: verifies, with a warning that 13 entries after the last checkpoint are not covered by a signature",
+    "the last two entries (server_stop and the final checkpoint) cut off at a line boundary: verifies, with a warning that 15 entries after the last checkpoint are not covered by a signature",
     both(A, B.slice(0, -2)),
-    { ok: true, entries: 19, last_checkpoint: 6, unsealed: 13 },
+    { ok: true, entries: 21, last_checkpoint: 6, unsealed: 15 },
   );
   return out;
 }

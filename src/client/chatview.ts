@@ -23,10 +23,19 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
   switch (e.type) {
     case "message": {
       const head: Segment[] = e.history ? [dim("[history]", color), " "] : [];
+      // Edited or deleted since (history only, PROTOCOL.md §7.9): the current text, marked.
+      if (e.deleted) return [...head, at(e.ts), " <", colorize(e.from, color), "> ", dim("[deleted]", color)];
+      const mark: Segment[] = e.edited ? [" ", dim("(edited)", color)] : [];
       return e.action
-        ? [...head, at(e.ts), " * ", colorize(e.from, color), " ", e.text]
-        : [...head, at(e.ts), " <", colorize(e.from, color), "> ", e.text];
+        ? [...head, at(e.ts), " * ", colorize(e.from, color), " ", e.text!, ...mark]
+        : [...head, at(e.ts), " <", colorize(e.from, color), "> ", e.text!, ...mark];
     }
+    case "edited":
+      return e.action
+        ? [at(e.ts), " * ", colorize(e.by, color), " ", e.text, " ", dim("(edited)", color)]
+        : [at(e.ts), " <", colorize(e.by, color), "> ", e.text, " ", dim("(edited)", color)];
+    case "deleted":
+      return [at(e.ts), " ", ...note(`${e.by === me ? "you" : e.by} deleted a message in ${e.room}`), " ", dim("[deleted]", color)];
     case "direct": {
       const who = e.from === me ? ["→ ", colorize(e.to, color)] : [colorize(e.from, color), " →"];
       // stored while this user was offline (late), or asked for with /history @USER

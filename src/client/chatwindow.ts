@@ -181,6 +181,10 @@ export class ChatWindow {
       case "message":
         if (this.ignores.has(e.from)) return;
         return this.#message(e);
+      case "edited":
+      case "deleted":
+        if (this.ignores.has(e.by)) return;
+        return this.#print(e);
       case "direct":
         if (e.from !== this.me && this.ignores.has(e.from)) return;
         this.#print(e);
@@ -226,6 +230,8 @@ export class ChatWindow {
 
   #message(e: ChatEvent & { type: "message" }): void {
     const elsewhere = e.room !== this.rooms.room;
+    // A deleted message (history only) has no text: the plain line says so.
+    if (e.text === undefined) return this.#print(e);
     const mentioned = e.from !== this.me && !e.history && this.#mentions_(e.text);
     if (!e.history && elsewhere) {
       this.#unread.set(e.room, (this.#unread.get(e.room) ?? 0) + 1);
@@ -236,6 +242,7 @@ export class ChatWindow {
     head.push(dim(formatTime(e.ts), this.color), " ");
     if (elsewhere) head.push(this.#label(e.room), " ");
     const text = mentioned ? this.#highlight(e.text) : [e.text];
+    if (e.edited) text.push(" ", dim("(edited)", this.color));
     this.screen.print(e.action ? [...head, "* ", colorize(e.from, this.color), " ", ...text] : [...head, "<", colorize(e.from, this.color), "> ", ...text]);
     if (mentioned && this.notify) this.screen.bell();
   }

@@ -273,9 +273,12 @@ const SCHEMAS = {
     seq: int(1, Number.MAX_SAFE_INTEGER),
     ts: int(0, Number.MAX_SAFE_INTEGER),
     from: userName,
-    text: text(MESSAGE_TEXT_MAX, 1),
+    // absent only when `deleted` (PROTOCOL.md §7.9; RULES below)
+    text: optional(text(MESSAGE_TEXT_MAX, 1)),
     action: optional(bool),
     history: optional(bool),
+    edited: optional(bool),
+    deleted: optional(bool),
   },
   direct: {
     seq: int(1, Number.MAX_SAFE_INTEGER),
@@ -315,6 +318,19 @@ const SCHEMAS = {
   },
   revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
   password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Editing and deleting one's own room messages (PROTOCOL.md §7.9): requests
+  // answered by ack/nack like say, and the events the room's members get.
+  edit: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, seq: int(1, Number.MAX_SAFE_INTEGER), text: text(MESSAGE_TEXT_MAX, 1) },
+  delete: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, seq: int(1, Number.MAX_SAFE_INTEGER) },
+  edited: {
+    room: roomName,
+    seq: int(1, Number.MAX_SAFE_INTEGER),
+    ts: int(0, Number.MAX_SAFE_INTEGER),
+    by: userName,
+    text: text(MESSAGE_TEXT_MAX, 1),
+    action: optional(bool),
+  },
+  deleted: { room: roomName, seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER), by: userName },
 } as const satisfies Record<string, Fields>;
 
 type Schemas = typeof SCHEMAS;
@@ -345,6 +361,17 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
           ? "before is for direct messages' history"
           : null,
   history_end: (m) => ((m.room === undefined) === (m.with === undefined) ? "history_end must carry exactly one of room and with" : null),
+  // A deleted message (history only) has no text, and nothing of what it said; any other has text (PROTOCOL.md §7.9).
+  message: (m) =>
+    (m.edited || m.deleted) && !m.history
+      ? "edited and deleted are for history"
+      : m.deleted
+        ? m.text !== undefined || m.edited || m.action
+          ? "a deleted message carries no text, edited or action"
+          : null
+        : m.text === undefined
+          ? "message.text is missing"
+          : null,
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
 

@@ -31,6 +31,8 @@ import type { Journal, Receipt, RoomMessage } from "../store/journal.ts";
 
 export interface Member {
   readonly user: string;
+  /** The session id in base64 (server.ts), for the transcript entries that name who did something. */
+  readonly session?: string;
   /**
    * True while the output already queued for this connection is past the
    * point where the server stops answering its requests (outbox.ts: half of
@@ -72,6 +74,10 @@ export interface ChatOptions {
   dmRetentionMs: number;
   /** Stored DMs one recipient may have undelivered; past it a `dm` to them while offline gets `nack` `dm_store_full` (serve --max-stored-dms). */
   maxStoredDms: number;
+  /** How long after a room message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.9). */
+  editWindowMs: number;
+  /** Edits one message may have; past it `edit` gets `nack` `edit_limit` (a delete is still allowed). */
+  maxEdits: number;
 }
 
 export const DEFAULT_CHAT: ChatOptions = {
@@ -85,6 +91,8 @@ export const DEFAULT_CHAT: ChatOptions = {
   maxRooms: 10_000,
   dmRetentionMs: 30 * 24 * 3600 * 1000,
   maxStoredDms: 1000,
+  editWindowMs: 15 * 60 * 1000,
+  maxEdits: 10,
 };
 
 class Room {
@@ -119,8 +127,8 @@ interface MemberState {
   refused: number;
 }
 
-type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping">;
-const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping"]);
+type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping" | "edit" | "delete">;
+const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping", "edit", "delete"]);
 
 /** A user's two buckets: messages (say, dm) and every other request. */
 interface Buckets {
@@ -300,7 +308,7 @@ export class Chat {
       if (++st.refused > this.opts.maxHeld) {
         throw new SecureChatError("flood", `flood: ${st.refused} requests refused while ${st.held.length} were waiting; disconnected`);
       }
-      if (!("run" in req) && (req.type === "say" || req.type === "dm")) {
+      if (!("run" in req) && isMessage(req)) {
         post(m, { type: "nack", id: req.id, code: "flood", message: "dropped: too many messages waiting; wait for acks before sending more" });
       } else {
         post(m, { type: "notice", code: "flood", text: `dropped a ${req.type} request: too many requests waiting` });
@@ -410,7 +418,50 @@ export class Chat {
       }
       case "ping":
         return post(m, { type: "pong" });
+      case "edit":
+      case "delete":
+        return this.#change(m, st, req, ts);
     }
+  }
+
+  /**
+   * An edit or delete of one of the user's own room messages (PROTOCOL.md
+   * §7.9): refused unless the connection is in the room, the message is
+   * kept, still there, the user's, inside the edit window and (an edit)
+   * under the edit limit. Recorded first, as a new entry that names the
+   * original (never a change to it); then the room's other connections are
+   * told and the sender acked, like a say.
+   */
+  #change(m: Member, st: MemberState, req: Message<"edit" | "delete">, ts: number): void {
+    const room = this.#rooms.get(req.room);
+    if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
+    const window = this.opts.editWindowMs;
+    if (window <= 0) return post(m, { type: "nack", id: req.id, code: "edit_window_closed", message: "this server does not allow editing or deleting messages" });
+    const kept = this.journal.editable(req.room, req.seq);
+    if (!kept || kept.deleted) {
+      const message = `${req.room} has no message ${req.seq} that can still be changed (deleted, or no longer among the messages the server keeps)`;
+      return post(m, { type: "nack", id: req.id, code: "no_such_message", message });
+    }
+    if (kept.from !== m.user) {
+      return post(m, { type: "nack", id: req.id, code: "not_yours", message: `message ${req.seq} in ${req.room} is ${kept.from}'s: you can edit and delete only your own` });
+    }
+    if (ts - kept.ts > window) {
+      return post(m, { type: "nack", id: req.id, code: "edit_window_closed", message: `message ${req.seq} is older than ${minutes(window)}, the server's edit window` });
+    }
+    if (req.type === "edit" && (kept.edits ?? 0) >= this.opts.maxEdits) {
+      const message = `message ${req.seq} was edited ${this.opts.maxEdits} times already, the most the server allows; /delete it and say it again`;
+      return post(m, { type: "nack", id: req.id, code: "edit_limit", message });
+    }
+    if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
+    const who = { room: req.room, seq: req.seq, user: m.user, session: m.session ?? NO_SESSION, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts };
+    const receipt = this.journal.append(req.type === "edit" ? { kind: "edit", ...who, text: req.text } : { kind: "delete", ...who });
+    const json = encodeMessage(
+      req.type === "edit"
+        ? { type: "edited", room: req.room, seq: req.seq, ts, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
+        : { type: "deleted", room: req.room, seq: req.seq, ts, by: m.user },
+    );
+    for (const other of room.members) if (other !== m) other.post(json);
+    return this.#ack(m, req.id, req.seq, ts, receipt);
   }
 
   /**
@@ -552,8 +603,17 @@ const NOT_RECORDING = "the server cannot write its transcript right now, so noth
 /** How often `prune` forgets DMs past the retention; until then they are kept but never shown. */
 const EXPIRE_EVERY_MS = 60_000;
 
-function isMessage(req: Request | AccountRequest): boolean {
-  return req.type === "say" || req.type === "dm";
+/** `say`, `dm`, `edit` and `delete` draw on the message bucket (PROTOCOL.md §7.5, §7.9). */
+function isMessage(req: Request | AccountRequest): req is Message<"say" | "dm" | "edit" | "delete"> {
+  return req.type === "say" || req.type === "dm" || req.type === "edit" || req.type === "delete";
+}
+
+/** The session of a Member that has none (the chat core without a server, in tests and embedders): 16 zero bytes. */
+const NO_SESSION = "AAAAAAAAAAAAAAAAAAAAAA==";
+
+/** `15 minutes`, `2 s`: an edit window for people. */
+function minutes(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} minute${ms === 60_000 ? "" : "s"}` : `${ms / 1000} s`;
 }
 
 function post(m: Member, msg: Message): void {

@@ -22,9 +22,10 @@ import { concat, fromUtf8, u64be, utf8 } from "../bytes.ts";
 import { XCHACHA_KEY_LENGTH, randomBytes, wipe, xchachaOpenRandom, xchachaSealRandom } from "../crypto/index.ts";
 import { createPrivateFile } from "../paths.ts";
 import type { DirectMessage, KeptDirect } from "./journal.ts";
-import type { RoomMessage, RoomState } from "./recent.ts";
+import type { KeptMessage, RoomState } from "./recent.ts";
 
-const SCHEMA_VERSION = 2;
+/** Its layout; another makes the server rebuild it from the transcript. */
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
   CREATE TABLE state (
@@ -48,8 +49,11 @@ const SCHEMA = `
     text   TEXT,
     sealed BLOB,
     action INTEGER NOT NULL,
+    tseq    INTEGER,
+    edits   INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, seq),
-    CHECK ((text IS NULL) <> (sealed IS NULL))
+    CHECK (CASE deleted WHEN 1 THEN text IS NULL AND sealed IS NULL ELSE (text IS NULL) <> (sealed IS NULL) END)
   ) STRICT, WITHOUT ROWID;
   CREATE TABLE directs (
     seq       INTEGER PRIMARY KEY,
@@ -80,7 +84,9 @@ export interface Applied {
 /** What one transaction writes. */
 export interface HistoryBatch {
   /** Messages for history (the newest `keep` of each room are kept). */
-  messages: RoomMessage[];
+  messages: KeptMessage[];
+  /** Edits (with text) and deletes (without) of kept messages, after `messages` (PROTOCOL.md §7.9). */
+  changes: MessageChange[];
   /** Room sequence numbers (each room keeps the largest it was given). */
   seqs: Map<string, number>;
   /** The direct-message sequence (the largest is kept). */
@@ -90,6 +96,13 @@ export interface HistoryBatch {
   /** Per user, the DM seq of its last login (the largest is kept). */
   delivered: Map<string, number>;
   applied: Applied;
+}
+
+/** An edit (`text`) or a delete (no `text`) of the message `seq` of `room`. */
+export interface MessageChange {
+  room: string;
+  seq: number;
+  text?: string;
 }
 
 interface DirectRow {
@@ -109,6 +122,9 @@ interface MessageRow {
   text: string | null;
   sealed: Uint8Array | null;
   action: number;
+  tseq: number | null;
+  edits: number;
+  deleted: number;
 }
 
 export class HistoryDb {
@@ -214,11 +230,18 @@ export class HistoryDb {
     if (this.keep > 0 && b.messages.length > 0) {
       const rooms = new Set<string>();
       for (const m of b.messages) {
-        const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), aad(m.room, m.seq)) : null;
-        q.insert.run(m.room, m.seq, m.ts, m.from, sealed ? null : m.text, sealed, m.action ? 1 : 0);
+        const sealed = this.#key && m.text !== undefined ? xchachaSealRandom(this.#key, utf8(m.text), aad(m.room, m.seq)) : null;
+        q.insert.run(m.room, m.seq, m.ts, m.from, sealed ? null : (m.text ?? null), sealed, m.action ? 1 : 0, m.tseq ?? null, m.edits ?? 0, m.deleted ? 1 : 0);
         rooms.add(m.room);
       }
       for (const room of rooms) q.trim.run(room, room, this.keep - 1);
+    }
+    for (const c of b.changes) {
+      if (c.text === undefined) q.erase.run(c.room, c.seq);
+      else {
+        const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(c.text), aad(c.room, c.seq)) : null;
+        q.edit.run(sealed ? null : c.text, sealed, c.room, c.seq);
+      }
     }
     for (const { message: m, stored } of b.directs) {
       const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), directAad(m.seq)) : null;
@@ -234,11 +257,16 @@ export class HistoryDb {
     const seq = this.#q.roomSeq.get(name)?.last_seq ?? 0;
     if (this.keep === 0 || seq === 0) return { seq, messages: [] };
     const rows = this.#q.roomMessages.all(name, this.keep);
-    const messages: RoomMessage[] = [];
+    const messages: KeptMessage[] = [];
     for (let i = rows.length - 1; i >= 0; i--) {
       const r = rows[i]!;
+      const kept = { ...(r.tseq !== null ? { tseq: r.tseq } : {}), ...(r.edits > 0 ? { edits: r.edits } : {}) };
+      if (r.deleted) {
+        messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, deleted: true, ...kept });
+        continue;
+      }
       const text = r.text ?? this.#open(name, r);
-      if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}) });
+      if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}), ...(r.edits > 0 ? { edited: true } : {}), ...kept });
     }
     return { seq, messages };
   }
@@ -302,9 +330,11 @@ export class HistoryDb {
 
 function prepare(db: Database) {
   return {
-    insert: db.prepare<void, [string, number, number, string, string | null, Uint8Array | null, number]>(
-      "INSERT OR REPLACE INTO messages (room, seq, ts, sender, text, sealed, action) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    insert: db.prepare<void, [string, number, number, string, string | null, Uint8Array | null, number, number | null, number, number]>(
+      "INSERT OR REPLACE INTO messages (room, seq, ts, sender, text, sealed, action, tseq, edits, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
+    edit: db.prepare<void, [string | null, Uint8Array | null, string, number]>("UPDATE messages SET text = ?, sealed = ?, edits = edits + 1 WHERE room = ? AND seq = ? AND deleted = 0"),
+    erase: db.prepare<void, [string, number]>("UPDATE messages SET text = NULL, sealed = NULL, action = 0, deleted = 1 WHERE room = ? AND seq = ?"),
     // keeps a room's newest `keep` rows (its `keep`-th newest seq and above)
     trim: db.prepare<void, [string, string, number]>("DELETE FROM messages WHERE room = ? AND seq < (SELECT seq FROM messages WHERE room = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)"),
     seq: db.prepare<void, [string, number]>("INSERT INTO rooms (name, last_seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"),
@@ -323,7 +353,7 @@ function prepare(db: Database) {
       "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?",
     ),
     expire: db.prepare<void, [number]>("DELETE FROM directs WHERE ts < ?"),
-    roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
+    roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action, tseq, edits, deleted FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
   };
 }
 

@@ -6,7 +6,9 @@
  * implements the same interface on disk.
  */
 import type { Message } from "../protocol/messages.ts";
-import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "./recent.ts";
+import { DEFAULT_HISTORY_MEMORY, type KeptMessage, RecentRooms } from "./recent.ts";
+
+export type { KeptMessage } from "./recent.ts";
 
 export type RoomMessage = Message<"message">;
 export type DirectMessage = Message<"direct">;
@@ -32,7 +34,12 @@ export type JournalEvent =
   | { kind: "direct"; message: DirectMessage; stored?: boolean }
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
-  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number };
+  | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
+  // An edit (with text) or a delete (without) of the message `seq` of `room`
+  // by its author (PROTOCOL.md §7.9); `ref` is the transcript seq of its
+  // `message` entry, when it has one (TRANSCRIPT.md §2.4 `edit`).
+  | { kind: "edit"; room: string; seq: number; user: string; session: string; text: string; ref?: number; ts: number }
+  | { kind: "delete"; room: string; seq: number; user: string; session: string; ref?: number; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {
@@ -53,6 +60,12 @@ export interface Journal {
   append(e: JournalEvent): Receipt;
   /** The last `limit` messages of `room`, oldest first. */
   recent(room: string, limit: number): RoomMessage[];
+  /**
+   * The message `seq` of `room` if it can still be edited or deleted
+   * (PROTOCOL.md §7.9): it is among the room's kept history and, in a
+   * transcript, its entry is within EDIT_REACH entries of the end.
+   */
+  editable(room: string, seq: number): KeptMessage | undefined;
   /** The last sequence number used in `room` (0 if none), so numbering continues after a restart. */
   lastSeq(room: string): number;
   /** The last sequence number of direct messages. */
@@ -108,7 +121,12 @@ export class MemoryJournal implements Journal {
       this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
       this.rooms.add(e.message);
     }
+    if (e.kind === "edit" || e.kind === "delete") this.rooms.change(e.room, e.seq, (m) => changed(m, e));
     return NOTHING;
+  }
+
+  editable(room: string, seq: number): KeptMessage | undefined {
+    return this.rooms.message(room, seq);
   }
 
   recent(room: string, limit: number): RoomMessage[] {
@@ -138,6 +156,13 @@ export class MemoryJournal implements Journal {
   expireDirects(before: number): void {
     this.#directs = this.#directs.filter((d) => d.message.ts >= before);
   }
+}
+
+/** A kept message after an edit (its new text, `edited`, one more edit) or a delete (no text, `deleted`). */
+export function changed(m: KeptMessage, e: { kind: "edit"; text: string } | { kind: "delete" }): KeptMessage {
+  const { text: _t, action: _a, edited: _e, ...rest } = m;
+  if (e.kind === "delete") return { ...rest, deleted: true };
+  return { ...m, text: e.text, edited: true, edits: (m.edits ?? 0) + 1 };
 }
 
 /** The last `limit` of `kept` (in seq order), as messages. */

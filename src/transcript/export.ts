@@ -40,7 +40,7 @@ export interface Filter {
   since?: number;
   /** Only entries with ts < until (epoch ms). */
   until?: number;
-  /** Only join/leave/message entries of this room. */
+  /** Only join/leave/message/edit/delete entries of this room. */
   room?: string;
   /** Only entries whose user, from or to is this user. */
   user?: string;
@@ -135,10 +135,13 @@ export function parseTime(input: string, now: number = Date.now()): number {
   );
 }
 
+/** The entries `--room` selects: a room's joins, leaves, messages and their edits and deletes. */
+const ROOM_TYPES = new Set(["join", "leave", "message", "edit", "delete"]);
+
 export function matches(e: Entry, f: Filter): boolean {
   if (f.since !== undefined && e.ts < f.since) return false;
   if (f.until !== undefined && e.ts >= f.until) return false;
-  if (f.room !== undefined && !((e.type === "join" || e.type === "leave" || e.type === "message") && e.room === f.room)) return false;
+  if (f.room !== undefined && !(ROOM_TYPES.has(e.type) && e.room === f.room)) return false;
   if (f.user !== undefined && e.user !== f.user && e.from !== f.user && e.to !== f.user) return false;
   return true;
 }

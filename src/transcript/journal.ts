@@ -21,11 +21,11 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type Receipt, type RoomMessage, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type KeptMessage, type Receipt, type RoomMessage, changed, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
-import { type Applied, type HistoryBatch, HistoryDb } from "../store/history.ts";
+import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
-import { parseEntry } from "./format.ts";
+import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
 import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
 
@@ -51,7 +51,9 @@ interface Unsaved {
   room?: string;
   roomSeq?: number;
   /** …and the message itself, for history (not when only its number can be kept). */
-  message?: RoomMessage;
+  message?: KeptMessage;
+  /** An edit or delete of a kept message (PROTOCOL.md §7.9). */
+  change?: MessageChange;
   directSeq?: number;
   /** A direct message's text, for delivery and history (not when only its number can be kept). */
   direct?: KeptDirect;
@@ -131,25 +133,43 @@ export class TranscriptJournal implements Journal {
     if (this.#closed) return { durable: handled(Promise.reject(new Error("transcript closed"))) };
     const [type, fields] = toEntry(e);
     const recording = !this.writer.stopped;
-    if (e.kind === "message") this.rooms.add(e.message, recording);
-    else if (e.kind === "direct") this.#directSeq = Math.max(this.#directSeq, e.message.seq);
-    if (!recording) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
+    if (e.kind === "direct") this.#directSeq = Math.max(this.#directSeq, e.message.seq);
+    if (!recording) {
+      if (e.kind === "message") this.rooms.add(e.message);
+      return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
+    }
     try {
       const { entry, durable } = this.writer.append(type, fields);
-      if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open") {
+      // In memory at once (pinned there until history.db has it), with the entry an edit will name.
+      if (e.kind === "message") this.rooms.add({ ...e.message, tseq: entry.seq }, true);
+      const pinned = (e.kind === "edit" || e.kind === "delete") && this.rooms.change(e.room, e.seq, (m) => changed(m, e), true);
+      if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open" || e.kind === "edit" || e.kind === "delete") {
         const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash }, durable };
         // history.db has what the transcript has: the entry's ts, as a rebuild would
-        if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts } });
+        if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts, tseq: entry.seq } });
         else if (e.kind === "direct") Object.assign(u, { directSeq: e.message.seq, direct: { message: { ...e.message, ts: entry.ts }, stored: e.stored === true } });
+        else if (e.kind === "edit" || e.kind === "delete") Object.assign(u, { change: changeOf(e), ...(pinned ? { room: e.room, roomSeq: e.seq } : {}) });
         else u.delivered = { user: e.user, seq: this.#directSeq };
         this.#unsaved.push(u);
         if (!this.#watching) this.#watch(entry.seq, durable);
       }
       return { seq: entry.seq, hash: entry.hash, durable: handled(durable) };
     } catch (err) {
-      if (e.kind === "message") this.rooms.unpin(e.message.room);
+      // Not recorded: what others were shown stays in memory, as for a message whose write failed.
+      if (e.kind === "message") this.rooms.add(e.message);
+      if (e.kind === "edit" || e.kind === "delete") this.rooms.change(e.room, e.seq, (m) => changed(m, e));
       return { durable: handled(Promise.reject(err)) };
     }
+  }
+
+  /**
+   * A kept message an edit or delete may name: its entry is recent enough
+   * that the edit's `ref` stays within EDIT_REACH of it (TRANSCRIPT.md
+   * §2.4), counting a seal_key and the edit itself that may come first.
+   */
+  editable(room: string, seq: number): KeptMessage | undefined {
+    const m = this.rooms.message(room, seq);
+    return m?.tseq !== undefined && this.writer.seq + 2 - m.tseq <= EDIT_REACH ? m : undefined;
   }
 
   /**
@@ -208,7 +228,7 @@ export class TranscriptJournal implements Journal {
     let n = 0;
     while (n < this.#unsaved.length && this.#unsaved[n]!.entry.seq <= upTo) n++;
     if (n === 0 && !applied) return;
-    const batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
+    const batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
     for (let i = 0; i < n; i++) addTo(batch, this.#unsaved[i]!);
     try {
       this.#db.apply(batch);
@@ -292,6 +312,7 @@ export class TranscriptJournal implements Journal {
 function addTo(b: HistoryBatch, u: Unsaved): void {
   if (u.room !== undefined) b.seqs.set(u.room, Math.max(b.seqs.get(u.room) ?? 0, u.roomSeq!));
   if (u.message) b.messages.push(u.message);
+  if (u.change) b.changes.push(u.change);
   if (u.directSeq !== undefined) b.directSeq = Math.max(b.directSeq, u.directSeq);
   if (u.direct) b.directs.push(u.direct);
   if (u.delivered) b.delivered.set(u.delivered.user, Math.max(b.delivered.get(u.delivered.user) ?? 0, u.delivered.seq));
@@ -354,11 +375,11 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
 function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean): { matched: boolean; lines: number } {
   let matched = after.seq === 0;
   let lines = 0;
-  let batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: after };
+  let batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: after };
   let size = 0;
   let unsigned: Unsaved[] = [];
   const settle = (signed: boolean): void => {
-    for (const u of unsigned) addTo(batch, signed ? u : { ...u, message: undefined, direct: undefined });
+    for (const u of unsigned) addTo(batch, signed ? u : { ...u, message: undefined, direct: undefined, change: undefined });
     unsigned = [];
   };
   // The DM seq as of each entry, for the logins (session_open) replayed.
@@ -377,13 +398,13 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
     if (line.includes(CHECKPOINT)) settle(true);
     else if (line.includes(SERVER_START)) settle(false);
     batch.applied = { seq, hash };
-    const u = line.includes(MESSAGE) || line.includes(DIRECT) || line.includes(SESSION_OPEN) ? unsavedOf(line, sealed, directSeq) : null;
+    const u = line.includes(MESSAGE) || line.includes(DIRECT) || line.includes(SESSION_OPEN) || line.includes(EDIT) || line.includes(DELETE) ? unsavedOf(line, sealed, directSeq) : null;
     if (u?.directSeq !== undefined) directSeq = Math.max(directSeq, u.directSeq);
-    if (u?.message || u?.direct) unsigned.push(u);
+    if (u?.message || u?.direct || u?.change) unsigned.push(u);
     else if (u) addTo(batch, u);
     if (++size >= REPLAY_BATCH && unsigned.length === 0) {
       db.apply(batch);
-      batch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: batch.applied };
+      batch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: batch.applied };
       size = 0;
     }
   }
@@ -402,6 +423,8 @@ const DIRECT = Buffer.from('"type":"direct"');
 const SESSION_OPEN = Buffer.from('"type":"session_open"');
 const CHECKPOINT = Buffer.from('"type":"checkpoint"');
 const SERVER_START = Buffer.from('"type":"server_start"');
+const EDIT = Buffer.from('"type":"edit"');
+const DELETE = Buffer.from('"type":"delete"');
 const HEX64 = /^[0-9a-f]{64}$/;
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -423,7 +446,7 @@ function lineHash(line: Buffer): string | null {
   return HEX64.test(hash) ? hash : null;
 }
 
-/** What a message, direct or session_open entry line brings to history.db (`directSeq`: the DM seq before it); null for anything else. */
+/** What a message, direct, edit, delete or session_open entry line brings to history.db (`directSeq`: the DM seq before it); null for anything else. */
 function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | null {
   let e: ReturnType<typeof parseEntry>;
   try {
@@ -439,11 +462,18 @@ function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | 
     const message: DirectMessage = { type: "direct", seq, ts: e.ts, from: e.from as string, to: e.to as string, text: e.text, ...(e.action ? { action: true } : {}) };
     return { entry, directSeq: seq, direct: { message, stored: e.stored === true } };
   }
+  if (e.type === "delete") return { entry, change: { room: e.room as string, seq: e.room_seq as number } };
+  if (e.type === "edit") return sealed || typeof e.text !== "string" ? null : { entry, change: { room: e.room as string, seq: e.room_seq as number, text: e.text } };
   if (e.type !== "message") return null;
   const room = e.room as string;
   const seq = e.room_seq as number;
   if (sealed || typeof e.text !== "string") return { entry, room, roomSeq: seq };
-  return { entry, room, roomSeq: seq, message: { type: "message", room, seq, ts: e.ts, from: e.from as string, text: e.text, ...(e.action ? { action: true } : {}) } };
+  return { entry, room, roomSeq: seq, message: { type: "message", room, seq, ts: e.ts, from: e.from as string, text: e.text, ...(e.action ? { action: true } : {}), tseq: e.seq } };
+}
+
+/** What history.db applies of an edit or delete. */
+function changeOf(e: { kind: "edit"; room: string; seq: number; text: string } | { kind: "delete"; room: string; seq: number }): MessageChange {
+  return { room: e.room, seq: e.seq, ...(e.kind === "edit" ? { text: e.text } : {}) };
 }
 
 /** Most receipts (joins, sessions) are not awaited: a failure must not become an unhandled rejection. */
@@ -470,8 +500,13 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["leave", { room: e.room, user: e.user }];
     case "message": {
       const m = e.message;
-      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text, ...(m.action ? { action: true } : {}) }];
+      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text!, ...(m.action ? { action: true } : {}) }];
     }
+    // `ref` is always known here (editable): an edit without one is refused by the writer.
+    case "edit":
+      return ["edit", { room: e.room, room_seq: e.seq, ref: e.ref!, user: e.user, session: e.session, text: e.text }];
+    case "delete":
+      return ["delete", { room: e.room, room_seq: e.seq, ref: e.ref!, user: e.user, session: e.session }];
     case "direct": {
       const m = e.message;
       return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];

@@ -135,6 +135,11 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     revoked: { type: "revoked", id: "0123456789ab", ended: 2 },
     change_password: { type: "change_password", new_password: "a \"new\" passphrase — ünïcödé", end_sessions: true },
     password_changed: { type: "password_changed", ended: 1 },
+    // Editing and deleting (PROTOCOL.md §7.9).
+    edit: { type: "edit", id: 9, room: "lobby", seq: 41, text: "fixed — \"typo\" ✓" },
+    delete: { type: "delete", id: 10, room: "0-dev_ops", seq: Number.MAX_SAFE_INTEGER },
+    edited: { type: "edited", room: "lobby", seq: 41, ts: 1_900_000_000_500, by: "alice", text: "fixed — ünïcödé", action: true },
+    deleted: { type: "deleted", room: "lobby", seq: 40, ts: 1_900_000_000_600, by: "alice" },
   };
 }
 
@@ -194,5 +199,12 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["history with + before", { type: "history", with: "bob_2", limit: 20, before: 9 }],
     ["history_end with", { type: "history_end", with: "bob_2", count: 0 }],
     ["history_end with + more", { type: "history_end", with: "bob_2", count: 2, more: true }],
+    ["message edited, as history", { type: "message", room: "lobby", seq: 4, ts: 3, from: "alice", text: "new", history: true, edited: true }],
+    ["message deleted, as history", { type: "message", room: "lobby", seq: 5, ts: 4, from: "alice", history: true, deleted: true }],
+    ["edited", { type: "edited", room: "lobby", seq: 4, ts: 5, by: "alice", text: "new" }],
+    ["edited + action", ex.edited],
+    ["edit", ex.edit],
+    ["delete", ex.delete],
+    ["deleted", ex.deleted],
   ];
 }

@@ -49,7 +49,13 @@ type JsonObject = { [k: string]: Json };
 /** The JSON object a full example encodes to, as a mutable plain object. */
 const jsonOf = (t: MessageType): JsonObject => JSON.parse(encodeMessage(FULL[t])) as JsonObject;
 /** A valid JSON object of type `t` in which member `k` may be present (login.ticket needs a ticket login; history's `with` members, no `room`). */
-const BASE_VARIANT: Record<string, string> = { "login.ticket": "login with ticket", "history.with": "history with + before", "history.before": "history with + before", "history_end.with": "history_end with" };
+const BASE_VARIANT: Record<string, string> = {
+  "login.ticket": "login with ticket",
+  "history.with": "history with + before",
+  "history.before": "history with + before",
+  "history_end.with": "history_end with",
+  "message.deleted": "message deleted, as history",
+};
 const baseFor = (t: MessageType, k: string): JsonObject => {
   const v = BASE_VARIANT[`${t}.${k}`];
   return v ? (JSON.parse(encodeMessage(VARIANTS.find(([n]) => n === v)![1])) as JsonObject) : jsonOf(t);
@@ -137,7 +143,17 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   },
   ack: { id: ID, seq: SEQ, ts: TS, stored: { kind: "bool", optional: true }, away: { kind: "text", min: 1, max: 64, optional: true } },
   nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
-  message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
+  message: {
+    room: ROOM,
+    seq: SEQ,
+    ts: TS,
+    from: USER,
+    text: { ...CHAT_TEXT, optional: true },
+    action: ACTION,
+    history: { kind: "bool", optional: true },
+    edited: { kind: "bool", optional: true },
+    deleted: { kind: "bool", optional: true },
+  },
   direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true }, late: { kind: "bool", optional: true } },
   room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
   joined: { room: ROOM, user: USER, ts: TS },
@@ -163,6 +179,10 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
   change_password: { new_password: { kind: "text", min: 1, max: 1024 }, end_sessions: { kind: "bool", optional: true } },
   password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
+  edit: { id: ID, room: ROOM, seq: SEQ, text: CHAT_TEXT },
+  delete: { id: ID, room: ROOM, seq: SEQ },
+  edited: { room: ROOM, seq: SEQ, ts: TS, by: USER, text: CHAT_TEXT, action: ACTION },
+  deleted: { room: ROOM, seq: SEQ, ts: TS, by: USER },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -173,6 +193,11 @@ function rulesHold(m: Record<string, unknown>): boolean {
   // PROTOCOL.md §7.1, §7.2: a room's history or a user's direct messages, never both
   if (m.type === "history") return has("room") !== has("with") && (!has("since") || has("room")) && (!has("before") || has("with"));
   if (m.type === "history_end") return has("room") !== has("with");
+  // PROTOCOL.md §7.9: text unless deleted; a deleted message says nothing more; both only as history
+  if (m.type === "message") {
+    if ((m.edited === true || m.deleted === true) && m.history !== true) return false;
+    return m.deleted === true ? !has("text") && m.edited !== true && m.action !== true : has("text");
+  }
   return true;
 }
 
@@ -216,8 +241,9 @@ describe("round trip", () => {
   test.each(MESSAGE_TYPES)("%s: encoded text has type first, then the schema's fields in order", (t) => {
     const present = Object.keys(FIELDS[t]).filter((k) => k in FULL[t]);
     expect(Object.keys(jsonOf(t))).toEqual(["type", ...present]);
-    // Only login.ticket (the rules forbid it next to a password) and history's `with` members (next to `room`) are absent from the full examples.
-    const absent: Record<string, string[]> = { login: ["ticket"], history: ["with", "before"], history_end: ["with"] };
+    // Only login.ticket (the rules forbid it next to a password), history's `with` members (next to `room`) and message's edited and deleted are absent from the full examples.
+    // A message as history may be edited or deleted, not both, and a deleted one has no text (PROTOCOL.md §7.9): those are in the variants.
+    const absent: Record<string, string[]> = { login: ["ticket"], history: ["with", "before"], history_end: ["with"], message: ["edited", "deleted"] };
     expect(Object.keys(FIELDS[t]).filter((k) => !(k in FULL[t]))).toEqual(absent[t] ?? []);
   });
 
@@ -493,7 +519,7 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user"].sort(),
+      ["check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "edited.by", "deleted.by", "name_status.user", "register.user", "welcome.user"].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
@@ -540,7 +566,7 @@ describe("room names", () => {
   const ROOM_FIELDS = fieldsOf("room").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every room-name field is covered", () => {
     expect(ROOM_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room"].sort(),
+      ["history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room", "edit.room", "delete.room", "edited.room", "deleted.room"].sort(),
     );
   });
   test.each(ROOM_FIELDS)("%s: boundaries of ROOM_NAME_RE", (_name, { t, k }) => {
@@ -563,17 +589,34 @@ describe("room names", () => {
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every boolean field is covered, and all but name_status.available are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual(["ack.stored", "change_password.end_sessions", "direct.action", "direct.history", "direct.late", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action"]);
+    expect(BOOL.map(([n]): string => n).sort()).toEqual([
+      "ack.stored",
+      "change_password.end_sessions",
+      "direct.action",
+      "direct.history",
+      "direct.late",
+      "dm.action",
+      "edited.action",
+      "history_end.more",
+      "message.action",
+      "message.deleted",
+      "message.edited",
+      "message.history",
+      "name_status.available",
+      "say.action",
+    ]);
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
     for (const v of [true, false]) {
-      const m = decodeMessage(body({ ...jsonOf(t), [k]: v })) as Record<string, unknown>;
+      // deleted: false is a message like any other, which has a text (PROTOCOL.md §7.9)
+      const base = t === "message" && k === "deleted" && !v ? jsonOf(t) : baseFor(t, k);
+      const m = decodeMessage(body({ ...base, [k]: v })) as Record<string, unknown>;
       expect(m[k]).toBe(v);
       expect(JSON.parse(encodeMessage(m as Message))[k]).toBe(v);
     }
     const bad: Json[] = [0, 1, "true", "false", "", null, [], {}, [true]];
-    expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
+    expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...baseFor(t, k), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
   });
 });
 
@@ -670,6 +713,8 @@ describe("text fields", () => {
         "dm.text",
         "message.text",
         "direct.text",
+        "edit.text",
+        "edited.text",
         "nack.code",
         "nack.message",
         "notice.code",

@@ -500,9 +500,11 @@ namespace Spec {
       ["seq", { int: [1, MAX_SAFE] }],
       ["ts", { int: [0, MAX_SAFE] }],
       ["from", "user"],
-      ["text", { text: [1, 4096] }],
+      ["text", { text: [1, 4096] }, true],
       ["action", "bool", true],
       ["history", "bool", true],
+      ["edited", "bool", true],
+      ["deleted", "bool", true],
     ],
     direct: [
       ["seq", { int: [1, MAX_SAFE] }],
@@ -611,6 +613,32 @@ namespace Spec {
       ["end_sessions", "bool", true],
     ],
     password_changed: [["ended", { int: [0, MAX_SAFE] }]],
+    // §7.9.
+    edit: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["room", "room"],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["text", { text: [1, 4096] }],
+    ],
+    delete: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["room", "room"],
+      ["seq", { int: [1, MAX_SAFE] }],
+    ],
+    edited: [
+      ["room", "room"],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["ts", { int: [0, MAX_SAFE] }],
+      ["by", "user"],
+      ["text", { text: [1, 4096] }],
+      ["action", "bool", true],
+    ],
+    deleted: [
+      ["room", "room"],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["ts", { int: [0, MAX_SAFE] }],
+      ["by", "user"],
+    ],
   };
   export const TYPES = Object.keys(TABLES);
 
@@ -619,6 +647,11 @@ namespace Spec {
     const has = (k: string) => Object.hasOwn(m, k);
     if (m.type === "login") return has("password") !== has("ticket") && !(has("ticket") && has("ticket_key"));
     if (m.type === "welcome") return has("ticket") === has("ticket_expires");
+    // §7.2 `message`, §7.9: text unless deleted; a deleted one carries no text, edited or action; both only as history
+    if (m.type === "message") {
+      if ((m.edited === true || m.deleted === true) && m.history !== true) return false;
+      return m.deleted === true ? !has("text") && m.edited !== true && m.action !== true : has("text");
+    }
     return true;
   }
 

@@ -1,0 +1,177 @@
+/**
+ * Editing and deleting one's own room messages (PROTOCOL.md §7.9), in the
+ * chat core with fake members and an injected clock: what the author, the
+ * others in the room and a later joiner's history see, every refusal, and
+ * the bounds (window, edits per message, the message bucket).
+ */
+import { afterEach, describe, expect, jest, test } from "bun:test";
+import type { Message } from "../../src/protocol/messages.ts";
+import { Chat, type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
+import { MemoryJournal } from "../../src/store/journal.ts";
+import { Clock, FakeMember } from "./chat-helpers.ts";
+
+const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
+
+function setup(opts: Partial<ChatOptions> = {}) {
+  const o: ChatOptions = { ...DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD, ...opts };
+  const clock = new Clock();
+  const chat = new Chat(o, new MemoryJournal(o.history), clock.now);
+  const connect = (user: string, label = user): FakeMember => {
+    const m = new FakeMember(user, label);
+    chat.connect(m);
+    return m;
+  };
+  let id = 0;
+  /** Says `text` in `room`; returns the message's seq from the ack. */
+  const say = (m: FakeMember, room: string, text: string, action = false): number => {
+    chat.handle(m, { type: "say", id: ++id, room, text, ...(action ? { action: true } : {}) });
+    return m.of("ack").at(-1)!.seq;
+  };
+  /** Sends an edit (with text) or a delete (without); returns its answer. */
+  const change = (m: FakeMember, room: string, seq: number, text?: string): Message<"ack" | "nack"> => {
+    const n = ++id;
+    chat.handle(m, text === undefined ? { type: "delete", id: n, room, seq } : { type: "edit", id: n, room, seq, text });
+    return m.inbox.findLast((x): x is Message<"ack" | "nack"> => (x.type === "ack" || x.type === "nack") && x.id === n)!;
+  };
+  const join = (m: FakeMember, room: string) => chat.handle(m, { type: "join", room });
+  /** The history a fresh joiner of `room` is shown. */
+  const historyOf = (room: string): Message<"message">[] => {
+    const late = connect("zed", `zed${++id}`);
+    join(late, room);
+    const shown = late.of("message");
+    chat.disconnect(late);
+    return shown;
+  };
+  return { chat, clock, connect, say, change, join, historyOf };
+}
+
+afterEach(() => {
+  if (jest.isFakeTimers()) jest.useRealTimers();
+});
+
+describe("edit and delete (PROTOCOL.md §7.9)", () => {
+  test("an edit reaches every other connection in the room as edited; the author is acked with the message's seq; history shows the new text, edited", () => {
+    const { clock, connect, say, change, join, historyOf } = setup();
+    const [alice, alice2, bob, carol] = [connect("alice"), connect("alice", "alice-2"), connect("bob"), connect("carol")];
+    for (const m of [alice, alice2, bob]) join(m, "lobby");
+    join(carol, "elsewhere");
+    const seq = say(alice, "lobby", "teh plan", true);
+    for (const m of [alice, alice2, bob, carol]) m.take();
+    clock.advance(5000);
+    const ack = change(alice, "lobby", seq, "the plan");
+    expect(ack).toMatchObject({ type: "ack", seq, ts: clock.t });
+    const event: Message = { type: "edited", room: "lobby", seq, ts: clock.t, by: "alice", text: "the plan", action: true };
+    expect(bob.take()).toEqual([event]);
+    expect(alice2.take()).toEqual([event]);
+    expect(alice.take()).toEqual([ack]);
+    expect(carol.take()).toEqual([]);
+    const [h] = historyOf("lobby");
+    expect(h).toMatchObject({ seq, from: "alice", text: "the plan", action: true, edited: true, history: true });
+    expect(h!.deleted).toBeUndefined();
+  });
+
+  test("a delete reaches the others as deleted; history shows the message deleted, without text; it cannot be edited or deleted again", () => {
+    const { connect, say, change, join, historyOf } = setup();
+    const [alice, bob] = [connect("alice"), connect("bob")];
+    join(alice, "lobby");
+    join(bob, "lobby");
+    const first = say(alice, "lobby", "oops, my password is hunter2");
+    const second = say(alice, "lobby", "stays");
+    bob.take();
+    expect(change(alice, "lobby", first)).toMatchObject({ type: "ack", seq: first });
+    expect(bob.take()).toEqual([{ type: "deleted", room: "lobby", seq: first, ts: expect.any(Number), by: "alice" }]);
+    const history = historyOf("lobby");
+    expect(history.map((m) => [m.seq, m.text, m.deleted])).toEqual([
+      [first, undefined, true],
+      [second, "stays", undefined],
+    ]);
+    expect(JSON.stringify(history)).not.toContain("hunter2");
+    bob.take(); // zed's joined and left
+    expect(change(alice, "lobby", first, "again")).toMatchObject({ type: "nack", code: "no_such_message" });
+    expect(change(alice, "lobby", first)).toMatchObject({ type: "nack", code: "no_such_message" });
+    expect(bob.take()).toEqual([]);
+  });
+
+  test("bob cannot edit or delete alice's message: nack not_yours, nobody is told, the text stays", () => {
+    const { connect, say, change, join, historyOf } = setup();
+    const [alice, bob] = [connect("alice"), connect("bob")];
+    join(alice, "lobby");
+    join(bob, "lobby");
+    const seq = say(alice, "lobby", "mine");
+    alice.take();
+    expect(change(bob, "lobby", seq, "yours now")).toMatchObject({ type: "nack", code: "not_yours" });
+    expect(change(bob, "lobby", seq)).toMatchObject({ type: "nack", code: "not_yours" });
+    expect(alice.take()).toEqual([]);
+    expect(historyOf("lobby").map((m) => m.text)).toEqual(["mine"]);
+  });
+
+  test("only in a room one is in, and only a message the room has: not_member, no_such_message", () => {
+    const { connect, say, change, join } = setup();
+    const [alice, bob] = [connect("alice"), connect("bob")];
+    join(alice, "lobby");
+    const seq = say(alice, "lobby", "hi");
+    expect(change(bob, "lobby", seq, "x")).toMatchObject({ type: "nack", code: "not_member" });
+    expect(change(alice, "lobby", seq + 1, "x")).toMatchObject({ type: "nack", code: "no_such_message" });
+    expect(change(alice, "other", seq, "x")).toMatchObject({ type: "nack", code: "not_member" });
+  });
+
+  test("past the server's window the message can be neither edited nor deleted (edit_window_closed); a window of 0 allows none", () => {
+    const { clock, connect, say, change, join } = setup({ editWindowMs: 2000 });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    const seq = say(alice, "lobby", "hi");
+    clock.advance(2000);
+    expect(change(alice, "lobby", seq, "still in time")).toMatchObject({ type: "ack" });
+    clock.advance(1);
+    const late = change(alice, "lobby", seq, "too late");
+    expect(late).toMatchObject({ type: "nack", code: "edit_window_closed" });
+    expect((late as Message<"nack">).message).toContain("2 s");
+    expect(change(alice, "lobby", seq)).toMatchObject({ type: "nack", code: "edit_window_closed" });
+
+    const off = setup({ editWindowMs: 0 });
+    const bob = off.connect("bob");
+    off.join(bob, "lobby");
+    const s = off.say(bob, "lobby", "hi");
+    expect(off.change(bob, "lobby", s, "x")).toMatchObject({ type: "nack", code: "edit_window_closed" });
+    expect(off.change(bob, "lobby", s)).toMatchObject({ type: "nack", code: "edit_window_closed" });
+  });
+
+  test("at most maxEdits edits per message (edit_limit past it, the text stays the last allowed); a delete is still allowed", () => {
+    const { connect, say, change, join, historyOf } = setup({ maxEdits: 3 });
+    const [alice, bob] = [connect("alice"), connect("bob")];
+    join(alice, "lobby");
+    join(bob, "lobby");
+    const seq = say(alice, "lobby", "v0");
+    for (const v of ["v1", "v2", "v3"]) expect(change(alice, "lobby", seq, v)).toMatchObject({ type: "ack" });
+    bob.take();
+    expect(change(alice, "lobby", seq, "v4")).toMatchObject({ type: "nack", code: "edit_limit" });
+    expect(bob.take()).toEqual([]);
+    expect(historyOf("lobby").map((m) => m.text)).toEqual(["v3"]);
+    expect(change(alice, "lobby", seq)).toMatchObject({ type: "ack" });
+  });
+
+  test("a message no longer in the room's kept history cannot be changed (no_such_message)", () => {
+    const { connect, say, change, join } = setup({ history: 2 });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    const old = say(alice, "lobby", "1");
+    say(alice, "lobby", "2");
+    say(alice, "lobby", "3");
+    expect(change(alice, "lobby", old, "x")).toMatchObject({ type: "nack", code: "no_such_message" });
+  });
+
+  test("edits and deletes take tokens from the message bucket, like say: past the burst they are held (slow_down) and answered later, in order", () => {
+    jest.useFakeTimers();
+    const { chat, clock, connect, join } = setup({ flood: { rate: 10, burst: 2 } });
+    const alice = connect("alice");
+    join(alice, "lobby");
+    chat.handle(alice, { type: "say", id: 1, room: "lobby", text: "a" });
+    chat.handle(alice, { type: "edit", id: 2, room: "lobby", seq: 1, text: "b" });
+    chat.handle(alice, { type: "edit", id: 3, room: "lobby", seq: 1, text: "c" });
+    chat.handle(alice, { type: "delete", id: 4, room: "lobby", seq: 1 });
+    const first = alice.take().filter((m) => m.type === "ack" || (m.type === "notice" && m.code === "slow_down"));
+    expect(first.map((m) => (m.type === "ack" ? `ack ${m.id}` : m.type === "notice" ? m.code : m.type))).toEqual(["ack 1", "ack 2", "slow_down"]);
+    clock.advance(250);
+    expect(alice.take().map((m) => (m.type === "ack" ? `ack ${m.id}` : m.type))).toEqual(["ack 3", "ack 4"]);
+  });
+});
