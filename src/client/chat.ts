@@ -58,6 +58,11 @@ const PAGE = 1000;
  * text each, this holds at most about 8 MiB.
  */
 export const HELD_MAX = 2000;
+/** The user's own recent messages per room that `/edit N` and `/delete N` can name (PROTOCOL.md §7.9). */
+export const MINE_MAX = 50;
+
+/** Which message `/edit` or `/delete` means: the user's `back`-th last in the current room, or the room's message `seq`. */
+export type MessageRef = { back: number } | { seq: number };
 
 /**
  * The server's `error` codes after which a new connection can go on: the
@@ -74,6 +79,8 @@ export type LocalEvent =
   | { type: "reconnected"; after_ms: number; rooms: { room: string; missed: number; gap: number }[] }
   | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean; queued?: true }
   | { type: "unsent"; id: number; reason: string }
+  /** An edit (with `text`) or a delete (without) of the room's message `seq` was sent with this id (PROTOCOL.md §7.9). */
+  | { type: "change_sent"; id: number; room: string; seq: number; text?: string }
   | { type: "current"; room: string }
   | { type: "local"; text: string };
 
@@ -152,6 +159,10 @@ export class ChatClient {
   #quietNotices = 0;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
+  /** Edits and deletes sent and not yet answered, by id. */
+  readonly #changes = new Map<number, Message<"edit" | "delete">>();
+  /** Per room, the seqs of the user's own messages this client has seen (acked, or shown), oldest first, at most MINE_MAX. */
+  readonly #mine = new Map<string, number[]>();
   /** Lines typed while disconnected, sent once every room is rejoined. */
   #queue: Pending[] = [];
   #flushing = false;
@@ -368,6 +379,11 @@ export class ChatClient {
       case "ack":
       case "nack": {
         const p = this.#pending.get(m.id);
+        const change = p ? undefined : this.#changes.get(m.id);
+        if (change) {
+          this.#changes.delete(m.id);
+          if (m.type === "ack") then = this.#changed(change);
+        }
         if (p) {
           this.#pending.delete(m.id);
           if (m.type === "ack") {
@@ -376,6 +392,7 @@ export class ChatClient {
             if (m.away !== undefined && p.req.type === "dm") then = { type: "local", text: `${p.req.to} is away: ${m.away}` };
             const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
             if (st && !st.resume) st.seq = Math.max(st.seq, m.seq);
+            if (p.req.type === "say") this.#remember(p.req.room, m.seq);
           } else this.#unacknowledged++;
           this.#wake();
         }
@@ -389,6 +406,10 @@ export class ChatClient {
         break;
       case "message":
         if (this.#onRoomMessage(m)) return;
+        if (m.from === this.#me && !m.deleted) this.#remember(m.room, m.seq);
+        break;
+      case "deleted":
+        if (m.by === this.#me) this.#forget(m.room, m.seq);
         break;
       case "history_end":
         if (this.#onHistoryEnd(m)) return;
@@ -784,6 +805,60 @@ export class ChatClient {
     if (more && page?.more !== true) return this.emit({ type: "local", text: `no older direct messages with ${user} to show: /history @${user} first` });
     this.#dmPages.set(user, { oldest: Number.MAX_SAFE_INTEGER, more: false });
     this.request({ type: "history", with: user, limit, ...(more ? { before: page!.oldest } : {}) });
+  }
+
+  /**
+   * `/edit` (with `text`) and `/delete` (without) of one of the user's own
+   * messages in the current room (PROTOCOL.md §7.9): the `back`-th last this
+   * client has seen acked or shown, or the room's message `seq`. Waits first
+   * for the acks of lines still pending, so "/edit" right after a line means
+   * that line. Not queued while disconnected: said to be impossible then.
+   */
+  async change(which: MessageRef, text?: string): Promise<void> {
+    const room = this.#current;
+    const what = text === undefined ? "delete" : "edit";
+    if ("back" in which && this.#pending.size > 0) {
+      const drained = new Promise<boolean>((r) => this.#drainWaiters.push(() => r(true)));
+      await within(Promise.race([drained, this.finished]), DRAIN_MS);
+    }
+    if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: `not connected: /${what} again once reconnected` });
+    const mine = this.#mine.get(room) ?? [];
+    const seq = "seq" in which ? which.seq : mine[mine.length - which.back];
+    if (seq === undefined) {
+      const nth = "back" in which && which.back > 1 ? `${which.back} messages` : "a message";
+      return this.emit({ type: "local", text: `nothing to ${what}: this client has not seen ${nth} of yours in ${room} (/${what} #SEQ names any)` });
+    }
+    const problem = text === undefined ? null : textProblem(text);
+    if (problem !== null) return this.emit({ type: "local", text: `not edited: ${problem}` });
+    const id = this.#nextId++;
+    const req: Message<"edit" | "delete"> = text === undefined ? { type: "delete", id, room, seq } : { type: "edit", id, room, seq, text: text.replace(/\t/g, "    ") };
+    this.#changes.set(id, req);
+    this.emit({ type: "change_sent", id, room, seq, ...(req.type === "edit" ? { text: req.text } : {}) });
+    this.#send(req);
+  }
+
+  /** What the user is told once an edit or delete of theirs is done. */
+  #changed(req: Message<"edit" | "delete">): LocalEvent {
+    if (req.type === "delete") {
+      this.#forget(req.room, req.seq);
+      return { type: "local", text: `you deleted your message ${req.seq} in ${req.room} [deleted]` };
+    }
+    return { type: "local", text: `you edited your message ${req.seq} in ${req.room}: ${req.text} (edited)` };
+  }
+
+  #remember(room: string, seq: number): void {
+    let mine = this.#mine.get(room);
+    if (!mine) this.#mine.set(room, (mine = []));
+    if (mine.includes(seq)) return;
+    mine.push(seq);
+    mine.sort((a, b) => a - b);
+    if (mine.length > MINE_MAX) mine.shift();
+  }
+
+  #forget(room: string, seq: number): void {
+    const mine = this.#mine.get(room);
+    const i = mine?.indexOf(seq) ?? -1;
+    if (i >= 0) mine!.splice(i, 1);
   }
 
   /** Other requests (join, leave, who, rooms, history, away). */

@@ -5,7 +5,7 @@
  */
 import { AWAY_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
 import { hasControl } from "../text.ts";
-import type { ChatClient } from "./chat.ts";
+import { type MessageRef, type ChatClient, MINE_MAX } from "./chat.ts";
 
 /** What a typed line means (docs/DESIGN.md §8). */
 export type Command =
@@ -25,6 +25,9 @@ export type Command =
   | { kind: "ignore"; user?: string }
   | { kind: "unignore"; user: string }
   | { kind: "help" }
+  // Editing and deleting one's own room messages (PROTOCOL.md §7.9).
+  | { kind: "edit"; which: MessageRef; text: string }
+  | { kind: "delete"; which: MessageRef }
   | { kind: "quit" }
   | { kind: "error"; text: string };
 
@@ -44,6 +47,8 @@ export const HELP_TEXT = [
   "/notify off|on — the bell for mentions of your name and direct messages",
   "/ignore [USER] — hide USER's messages, direct messages, joins and leaves (no bell); alone: list who you ignore",
   "/unignore USER — show USER's lines again",
+  "/edit [N|#SEQ] TEXT — replace the text of your last message in this room (N: your N-th last; #SEQ: the room's message SEQ); shown as (edited)",
+  "/delete [N|#SEQ] — delete your last message in this room (or your N-th last, or message SEQ); shown as [deleted]",
   "/help — this list",
   "/quit or /bye — leave (waits until the server has acknowledged what you sent)",
   "//text — send a line that starts with /",
@@ -52,7 +57,7 @@ export const HELP_TEXT = [
 ];
 
 /** The commands, for Tab completion. */
-export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/away", "/back", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye"];
+export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/away", "/back", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye", "/edit", "/delete"];
 
 /**
  * `interactive`: a person at a terminal, for whom a bare "bye" is something
@@ -121,6 +126,19 @@ export function parseLine(line: string, interactive = false): Command | null {
     case "help":
     case "?":
       return { kind: "help" };
+    case "edit": {
+      // /edit TEXT, /edit N TEXT, /edit #SEQ TEXT: a number is N only when a text follows it
+      const m = /^\s*(#[1-9][0-9]{0,15}|[1-9][0-9]?)\s+(\S.*)$/.exec(rest.join(" "));
+      const which = m ? messageRef(m[1]!) : { back: 1 };
+      const text = m ? m[2]! : arg;
+      if (which === null || text.trim() === "") return { kind: "error", text: `usage: /edit [N|#SEQ] TEXT (N: 1-${MINE_MAX}, your N-th last message here; default your last)` };
+      return { kind: "edit", which, text };
+    }
+    case "delete": {
+      const given = rest.filter((w) => w !== "");
+      const which = given.length === 0 ? { back: 1 } : given.length === 1 ? messageRef(given[0]!) : null;
+      return which ? { kind: "delete", which } : { kind: "error", text: `usage: /delete [N|#SEQ] (N: 1-${MINE_MAX}, your N-th last message here; default your last)` };
+    }
     case "quit":
     case "exit":
     case "bye":
@@ -128,6 +146,13 @@ export function parseLine(line: string, interactive = false): Command | null {
     default:
       return { kind: "error", text: `unknown command /${cmd}; /help lists them` };
   }
+}
+
+/** `3` (your 3rd last message in the room) or `#42` (the room's message 42), or null. */
+function messageRef(word: string): MessageRef | null {
+  if (/^#[1-9][0-9]{0,15}$/.test(word) && Number.isSafeInteger(Number(word.slice(1)))) return { seq: Number(word.slice(1)) };
+  if (/^[1-9][0-9]*$/.test(word) && Number(word) <= MINE_MAX) return { back: Number(word) };
+  return null;
 }
 
 /** The one user name (`bob` or `@bob`) of /ignore or /unignore, or null. */
@@ -197,6 +222,12 @@ export async function runCommand(client: ChatClient, cmd: Command, front?: Front
       return true;
     case "help":
       for (const line of HELP_TEXT) client.emit({ type: "local", text: line });
+      return true;
+    case "edit":
+      await client.change(cmd.which, cmd.text);
+      return true;
+    case "delete":
+      await client.change(cmd.which);
       return true;
     case "error":
       client.emit({ type: "local", text: cmd.text });

@@ -66,6 +66,8 @@ export class ChatWindow {
   readonly #mentions = new Map<string, number>();
   readonly #nicks = new Map<string, Set<string>>();
   readonly #pending = new Map<number, Pending>();
+  /** Edits and deletes sent and not yet answered (PROTOCOL.md §7.9): what a refusal says was not done. */
+  readonly #changes = new Map<number, "edited" | "deleted">();
   readonly #mention: RegExp;
   /** The room the last "now talking in" line named; at first, the first room joined. */
   #announced: string | null = null;
@@ -193,12 +195,19 @@ export class ChatWindow {
       case "sent":
         this.#pending.set(e.id, { room: e.room, to: e.to, text: e.text, action: e.action === true, queued: e.queued === true });
         return this.#drawPending();
-      case "ack": {
-        const p = this.#take(e.id);
-        if (p) this.screen.print(e.stored ? [...this.#own(p, e.ts), "  ", dim(`[stored: ${p.to} is offline; delivered at their next login]`, this.color)] : this.#own(p, e.ts));
+      case "change_sent":
+        this.#changes.set(e.id, e.text === undefined ? "deleted" : "edited");
         return;
-      }
+      case "ack":
       case "nack": {
+        const change = this.#changes.get(e.id);
+        if (change !== undefined) {
+          this.#changes.delete(e.id);
+          // done: the engine says so next (a local line)
+          if (e.type === "nack") this.screen.print(this.#note(`not ${change}: ${e.message}`));
+          return;
+        }
+        if (e.type === "ack") return this.#acked(e);
         const p = this.#take(e.id);
         if (p) this.screen.print([...this.#own(p, Date.now()), "  ", this.#mark(`[not delivered: ${e.message}]`)]);
         else this.#print(e);
@@ -213,6 +222,11 @@ export class ChatWindow {
       default:
         return this.#print(e);
     }
+  }
+
+  #acked(e: ChatEvent & { type: "ack" }): void {
+    const p = this.#take(e.id);
+    if (p) this.screen.print(e.stored ? [...this.#own(p, e.ts), "  ", dim(`[stored: ${p.to} is offline; delivered at their next login]`, this.color)] : this.#own(p, e.ts));
   }
 
   #print(e: ChatEvent): void {
