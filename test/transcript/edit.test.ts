@@ -7,7 +7,7 @@
  * edit or delete that does not name an earlier message of the same user.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { toBase64 } from "../../src/bytes.ts";
 import { x25519Generate } from "../../src/crypto/index.ts";
@@ -170,6 +170,26 @@ describe("edit and delete entries", () => {
     expect(report.problem).toBeNull();
     expect(report.sealed?.opened).toBe(2);
   });
+});
+
+test("sealed: history.db holds the edited text sealed, so a room dropped from memory comes back edited while the server runs", async () => {
+  const dir = join(tempDir("edit"), "transcript");
+  // a budget so small that only the room in use stays in memory
+  const { alice, bob, chat, journal, ask } = chatOn(dir, { auditorKey: x25519Generate().publicKey, historyMemory: 1 });
+  await ask(alice, { type: "say", id: 0, room: "lobby", text: "draft" });
+  await ask(alice, { type: "say", id: 0, room: "lobby", text: "doomed" });
+  await ask(alice, { type: "edit", id: 0, room: "lobby", seq: 1, text: "final" });
+  await ask(alice, { type: "delete", id: 0, room: "lobby", seq: 2 });
+  await Bun.sleep(50); // history.db gets what is durable (historyFlushMs 0)
+  chat.handle(bob, { type: "join", room: "other" });
+  await ask(bob, { type: "say", id: 0, room: "other", text: "pushes lobby out of memory" });
+  await Bun.sleep(50);
+  expect(journal.rooms.holds("lobby")).toBe(false);
+  for (const f of [historyDbPath(dir), `${historyDbPath(dir)}-wal`]) if (existsSync(f)) expect(readFileSync(f).includes("final")).toBe(false);
+  expect(journal.recent("lobby", 50).map((m) => [m.seq, m.text, m.edited, m.deleted])).toEqual([
+    [1, "final", true, undefined],
+    [2, undefined, undefined, true],
+  ]);
 });
 
 describe("verify checks what an edit or delete names (bad_edit)", () => {
