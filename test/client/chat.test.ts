@@ -378,17 +378,8 @@ describe("ChatClient against a server", () => {
       await quitAll(a);
     }
   }, NET);
-});
 
-describe("/edit and /delete (PROTOCOL.md §7.9)", () => {
-  let t: TestServer;
-  beforeAll(async () => {
-    t = await serverFrom(seed, { chat: { ...DEFAULT_CHAT, flood: { rate: 100_000, burst: 100_000 } } });
-  }, NET);
-  afterAll(async () => {
-    await t.server.stop();
-  }, NET);
-
+  // Editing and deleting one's own messages (PROTOCOL.md §7.9).
   test("/edit changes your last line (or your N-th last, or #SEQ), /delete your last; the others see edited and deleted; nothing to change is said locally", async () => {
     let a: ChatClient | undefined;
     let bob: Peer | undefined;

@@ -42,7 +42,13 @@ function setup(opts: Partial<ChatOptions> = {}) {
     chat.disconnect(late);
     return shown;
   };
-  return { chat, clock, connect, say, change, join, historyOf };
+  /** alice and bob, both in lobby. */
+  const pair = (): [FakeMember, FakeMember] => {
+    const both: [FakeMember, FakeMember] = [connect("alice"), connect("bob")];
+    for (const m of both) join(m, "lobby");
+    return both;
+  };
+  return { chat, clock, connect, say, change, join, historyOf, pair };
 }
 
 afterEach(() => {
@@ -71,10 +77,8 @@ describe("edit and delete (PROTOCOL.md §7.9)", () => {
   });
 
   test("a delete reaches the others as deleted; history shows the message deleted, without text; it cannot be edited or deleted again", () => {
-    const { connect, say, change, join, historyOf } = setup();
-    const [alice, bob] = [connect("alice"), connect("bob")];
-    join(alice, "lobby");
-    join(bob, "lobby");
+    const { say, change, historyOf, pair } = setup();
+    const [alice, bob] = pair();
     const first = say(alice, "lobby", "oops, my password is hunter2");
     const second = say(alice, "lobby", "stays");
     bob.take();
@@ -93,10 +97,8 @@ describe("edit and delete (PROTOCOL.md §7.9)", () => {
   });
 
   test("bob cannot edit or delete alice's message: nack not_yours, nobody is told, the text stays", () => {
-    const { connect, say, change, join, historyOf } = setup();
-    const [alice, bob] = [connect("alice"), connect("bob")];
-    join(alice, "lobby");
-    join(bob, "lobby");
+    const { say, change, historyOf, pair } = setup();
+    const [alice, bob] = pair();
     const seq = say(alice, "lobby", "mine");
     alice.take();
     expect(change(bob, "lobby", seq, "yours now")).toMatchObject({ type: "nack", code: "not_yours" });
@@ -137,10 +139,8 @@ describe("edit and delete (PROTOCOL.md §7.9)", () => {
   });
 
   test("at most maxEdits edits per message (edit_limit past it, the text stays the last allowed); a delete is still allowed", () => {
-    const { connect, say, change, join, historyOf } = setup({ maxEdits: 3 });
-    const [alice, bob] = [connect("alice"), connect("bob")];
-    join(alice, "lobby");
-    join(bob, "lobby");
+    const { say, change, historyOf, pair } = setup({ maxEdits: 3 });
+    const [alice, bob] = pair();
     const seq = say(alice, "lobby", "v0");
     for (const v of ["v1", "v2", "v3"]) expect(change(alice, "lobby", seq, v)).toMatchObject({ type: "ack" });
     bob.take();

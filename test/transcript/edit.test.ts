@@ -99,22 +99,10 @@ describe("edit and delete entries", () => {
     ]);
     const e = entries.find((x) => x.type === "edit")!;
     const d = entries.find((x) => x.type === "delete")!;
-    expect({ room: e.room, room_seq: e.room_seq, ref: e.ref, user: e.user, session: e.session, text: e.text }).toEqual({
-      room: "lobby",
-      room_seq: 1,
-      ref: messages[0]!.seq,
-      user: "alice",
-      session: SESSION_A,
-      text: "the plan",
-    });
-    expect({ room: d.room, room_seq: d.room_seq, ref: d.ref, user: d.user, session: d.session, text: d.text }).toEqual({
-      room: "lobby",
-      room_seq: 2,
-      ref: messages[1]!.seq,
-      user: "alice",
-      session: SESSION_A,
-      text: undefined,
-    });
+    const named = (x: Entry) => ({ room: x.room, room_seq: x.room_seq, ref: x.ref, user: x.user, session: x.session, text: x.text });
+    const by = { room: "lobby", user: "alice", session: SESSION_A };
+    expect(named(e)).toEqual({ ...by, room_seq: 1, ref: messages[0]!.seq, text: "the plan" });
+    expect(named(d)).toEqual({ ...by, room_seq: 2, ref: messages[1]!.seq, text: undefined });
     expect((edit as Message<"ack">).tseq).toBe(e.seq);
     expect((del as Message<"ack">).tseq).toBe(d.seq);
     const report = await verifyTranscript(dir, { hostKey: HOST.publicKey });
