@@ -504,6 +504,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "max-connections-per-user": "a number",
   "max-rooms-per-user": "a number",
   "dm-retention": "a duration",
+  "edit-window": "a duration",
   "max-stored-dms": "a number",
   "session-max": "a duration",
   "idle-timeout": "a duration",
