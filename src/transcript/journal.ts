@@ -395,10 +395,11 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
     if (!matched) return { matched, lines };
     const hash = lineHash(line);
     if (hash === null) continue;
-    if (line.includes(CHECKPOINT)) settle(true);
-    else if (line.includes(SERVER_START)) settle(false);
+    const type = lineType(line);
+    if (type === "checkpoint") settle(true);
+    else if (type === "server_start") settle(false);
     batch.applied = { seq, hash };
-    const u = line.includes(MESSAGE) || line.includes(DIRECT) || line.includes(SESSION_OPEN) || line.includes(EDIT) || line.includes(DELETE) ? unsavedOf(line, sealed, directSeq) : null;
+    const u = type !== null && HISTORY_TYPES.has(type) ? unsavedOf(line, sealed, directSeq) : null;
     if (u?.directSeq !== undefined) directSeq = Math.max(directSeq, u.directSeq);
     if (u?.message || u?.direct || u?.change) unsigned.push(u);
     else if (u) addTo(batch, u);
@@ -414,17 +415,13 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
 }
 
 // An entry line's members are sorted and `hash` is last (TRANSCRIPT.md §3.3),
-// and a `"` inside a string is always escaped: `"seq":` and `"type":"message"`
+// and a `"` inside a string is always escaped: `"seq":` and `"type":"`
 // can only be members, and the line ends with `,"hash":"<64 hex>"}`.
 const SEQ_MEMBER = Buffer.from('"seq":');
 const HASH_TAIL = Buffer.from(',"hash":"');
-const MESSAGE = Buffer.from('"type":"message"');
-const DIRECT = Buffer.from('"type":"direct"');
-const SESSION_OPEN = Buffer.from('"type":"session_open"');
-const CHECKPOINT = Buffer.from('"type":"checkpoint"');
-const SERVER_START = Buffer.from('"type":"server_start"');
-const EDIT = Buffer.from('"type":"edit"');
-const DELETE = Buffer.from('"type":"delete"');
+const TYPE_MEMBER = Buffer.from('"type":"');
+/** The entry types history.db takes something from (unsavedOf). */
+const HISTORY_TYPES = new Set(["message", "direct", "session_open", "edit", "delete"]);
 const HEX64 = /^[0-9a-f]{64}$/;
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -436,6 +433,14 @@ function lineSeq(line: Buffer): number | null {
   let i = at + SEQ_MEMBER.length;
   for (; i < line.length && line[i]! >= 0x30 && line[i]! <= 0x39; i++) seq = seq * 10 + line[i]! - 0x30;
   return i > at + SEQ_MEMBER.length && (line[i] === 0x2c || line[i] === 0x7d) ? seq : null;
+}
+
+/** An entry line's type, read from its bytes (type names need no escapes); null if it has none. */
+function lineType(line: Buffer): string | null {
+  const at = line.indexOf(TYPE_MEMBER);
+  if (at < 0) return null;
+  const end = line.indexOf(0x22, at + TYPE_MEMBER.length);
+  return end < 0 ? null : line.toString("latin1", at + TYPE_MEMBER.length, end);
 }
 
 /** An entry line's hash, read from its bytes; null if it does not end with one. */
