@@ -15,7 +15,8 @@ const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
 function setup(opts: Partial<ChatOptions> = {}) {
   const o: ChatOptions = { ...DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD, ...opts };
   const clock = new Clock();
-  const chat = new Chat(o, new MemoryJournal(o.history), clock.now);
+  const journal = new MemoryJournal(o.history);
+  const chat = new Chat(o, journal, clock.now);
   const connect = (user: string, label = user): FakeMember => {
     const m = new FakeMember(user, label);
     chat.connect(m);
@@ -48,7 +49,7 @@ function setup(opts: Partial<ChatOptions> = {}) {
     for (const m of both) join(m, "lobby");
     return both;
   };
-  return { chat, clock, connect, say, change, join, historyOf, pair };
+  return { chat, journal, clock, connect, say, change, join, historyOf, pair };
 }
 
 afterEach(() => {
@@ -148,6 +149,20 @@ describe("edit and delete (PROTOCOL.md §7.9)", () => {
     expect(bob.take()).toEqual([]);
     expect(historyOf("lobby").map((m) => m.text)).toEqual(["v3"]);
     expect(change(alice, "lobby", seq)).toMatchObject({ type: "ack" });
+  });
+
+  test("while the journal cannot record, an edit or delete is refused not_recorded: nobody is told, history keeps the text", () => {
+    const { journal, say, change, historyOf, pair } = setup();
+    const [alice, bob] = pair();
+    const seq = say(alice, "lobby", "as said");
+    bob.take();
+    let recording = false;
+    Object.defineProperty(journal, "recording", { get: () => recording });
+    expect(change(alice, "lobby", seq, "changed")).toMatchObject({ type: "nack", code: "not_recorded" });
+    expect(change(alice, "lobby", seq)).toMatchObject({ type: "nack", code: "not_recorded" });
+    expect(bob.take()).toEqual([]);
+    recording = true;
+    expect(historyOf("lobby").map((m) => [m.text, m.edited, m.deleted])).toEqual([["as said", undefined, undefined]]);
   });
 
   test("a message no longer in the room's kept history cannot be changed (no_such_message)", () => {
