@@ -80,7 +80,7 @@ export type LocalEvent =
   | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean; queued?: true }
   | { type: "unsent"; id: number; reason: string }
   /** An edit (with `text`) or a delete (without) of the room's message `seq` was sent with this id (PROTOCOL.md §7.9). */
-  | { type: "change_sent"; id: number; room: string; seq: number; text?: string }
+  | { type: "change_sent"; id: number; room?: string; to?: string; seq: number; text?: string }
   | { type: "current"; room: string }
   | { type: "local"; text: string };
 
@@ -161,7 +161,7 @@ export class ChatClient {
   readonly #pending = new Map<number, Pending>();
   /** Edits and deletes sent and not yet answered, by id. */
   readonly #changes = new Map<number, Message<"edit" | "delete">>();
-  /** Per room, the seqs of the user's own messages this client has seen (acked, or shown), oldest first, at most MINE_MAX. */
+  /** Per room (and per `@USER` for direct messages to USER), the seqs of the user's own messages this client has seen (acked, or shown), oldest first, at most MINE_MAX. */
   readonly #mine = new Map<string, number[]>();
   /** Lines typed while disconnected, sent once every room is rejoined. */
   #queue: Pending[] = [];
@@ -392,7 +392,7 @@ export class ChatClient {
             if (m.away !== undefined && p.req.type === "dm") then = { type: "local", text: `${p.req.to} is away: ${m.away}` };
             const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
             if (st && !st.resume) st.seq = Math.max(st.seq, m.seq);
-            if (p.req.type === "say") this.#remember(p.req.room, m.seq);
+            this.#remember(mineKey(p.req), m.seq);
           } else this.#unacknowledged++;
           this.#wake();
         }
@@ -409,7 +409,7 @@ export class ChatClient {
         if (m.from === this.#me && !m.deleted) this.#remember(m.room, m.seq);
         break;
       case "deleted":
-        if (m.by === this.#me) this.#forget(m.room, m.seq);
+        if (m.by === this.#me) this.#forget(mineKey(m), m.seq);
         break;
       case "history_end":
         if (this.#onHistoryEnd(m)) return;
@@ -420,6 +420,7 @@ export class ChatClient {
         }
         break;
       case "direct":
+        if (m.from === this.#me && !m.deleted) this.#remember(mineKey(m), m.seq);
         // Every login is shown the DMs stored while the user was away (oldest
         // first): this device shows each once, in this run or an earlier one.
         if (m.late) {
@@ -814,36 +815,39 @@ export class ChatClient {
    * for the acks of lines still pending, so "/edit" right after a line means
    * that line. Not queued while disconnected: said to be impossible then.
    */
-  async change(which: MessageRef, text?: string): Promise<void> {
-    const room = this.#current;
+  async change(which: MessageRef, text?: string, to?: string): Promise<void> {
+    const at = to !== undefined ? { to } : { room: this.#current };
+    const where = to !== undefined ? `your direct messages to ${to}` : this.#current;
     const what = text === undefined ? "delete" : "edit";
     if ("back" in which && this.#pending.size > 0) {
       const drained = new Promise<boolean>((r) => this.#drainWaiters.push(() => r(true)));
       await within(Promise.race([drained, this.finished]), DRAIN_MS);
     }
     if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: `not connected: /${what} again once reconnected` });
-    const mine = this.#mine.get(room) ?? [];
+    const mine = this.#mine.get(mineKey(at)) ?? [];
     const seq = "seq" in which ? which.seq : mine[mine.length - which.back];
     if (seq === undefined) {
       const nth = "back" in which && which.back > 1 ? `${which.back} messages` : "a message";
-      return this.emit({ type: "local", text: `nothing to ${what}: this client has not seen ${nth} of yours in ${room} (/${what} #SEQ names any)` });
+      const hint = to !== undefined ? `/${what} @${to} #SEQ` : `/${what} #SEQ`;
+      return this.emit({ type: "local", text: `nothing to ${what}: this client has not seen ${nth} of yours in ${where} (${hint} names any)` });
     }
     const problem = text === undefined ? null : textProblem(text);
     if (problem !== null) return this.emit({ type: "local", text: `not edited: ${problem}` });
     const id = this.#nextId++;
-    const req: Message<"edit" | "delete"> = text === undefined ? { type: "delete", id, room, seq } : { type: "edit", id, room, seq, text: text.replace(/\t/g, "    ") };
+    const req: Message<"edit" | "delete"> = text === undefined ? { type: "delete", id, ...at, seq } : { type: "edit", id, ...at, seq, text: text.replace(/\t/g, "    ") };
     this.#changes.set(id, req);
-    this.emit({ type: "change_sent", id, room, seq, ...(req.type === "edit" ? { text: req.text } : {}) });
+    this.emit({ type: "change_sent", id, ...at, seq, ...(req.type === "edit" ? { text: req.text } : {}) });
     this.#send(req);
   }
 
   /** What the user is told once an edit or delete of theirs is done. */
   #changed(req: Message<"edit" | "delete">): LocalEvent {
+    const where = req.room !== undefined ? `in ${req.room}` : `to ${req.to}`;
     if (req.type === "delete") {
-      this.#forget(req.room, req.seq);
-      return { type: "local", text: `you deleted your message ${req.seq} in ${req.room} [deleted]` };
+      this.#forget(mineKey(req), req.seq);
+      return { type: "local", text: `you deleted your message ${req.seq} ${where} [deleted]` };
     }
-    return { type: "local", text: `you edited your message ${req.seq} in ${req.room}: ${req.text} (edited)` };
+    return { type: "local", text: `you edited your message ${req.seq} ${where}: ${req.text} (edited)` };
   }
 
   #remember(room: string, seq: number): void {
@@ -897,6 +901,11 @@ export class ChatClient {
     this.#finish("left");
     await this.#reader;
   }
+}
+
+/** Where `#mine` keeps a message's seq: its room, or `@` and the recipient of a direct message (no room name starts with `@`). */
+function mineKey(m: { room?: string; to?: string }): string {
+  return m.room ?? `@${m.to}`;
 }
 
 /** The front end gave no password when one was needed mid-chat. */

@@ -26,8 +26,8 @@ export type Command =
   | { kind: "unignore"; user: string }
   | { kind: "help" }
   // Editing and deleting one's own room messages (PROTOCOL.md §7.9).
-  | { kind: "edit"; which: MessageRef; text: string }
-  | { kind: "delete"; which: MessageRef }
+  | { kind: "edit"; which: MessageRef; text: string; to?: string }
+  | { kind: "delete"; which: MessageRef; to?: string }
   | { kind: "quit" }
   | { kind: "error"; text: string };
 
@@ -47,8 +47,8 @@ export const HELP_TEXT = [
   "/notify off|on — the bell for mentions of your name and direct messages",
   "/ignore [USER] — hide USER's messages, direct messages, joins and leaves (no bell); alone: list who you ignore",
   "/unignore USER — show USER's lines again",
-  "/edit [N|#SEQ] TEXT — replace the text of your last message in this room (N: your N-th last; #SEQ: the room's message SEQ); shown as (edited)",
-  "/delete [N|#SEQ] — delete your last message in this room (or your N-th last, or message SEQ); shown as [deleted]",
+  "/edit [@USER] [N|#SEQ] TEXT — replace the text of your last message in this room (@USER: your last direct message to USER; N: your N-th last; #SEQ: message SEQ); shown as (edited)",
+  "/delete [@USER] [N|#SEQ] — delete your last message in this room (or to USER; or your N-th last, or message SEQ); shown as [deleted]",
   "/help — this list",
   "/quit or /bye — leave (waits until the server has acknowledged what you sent)",
   "//text — send a line that starts with /",
@@ -127,17 +127,25 @@ export function parseLine(line: string, interactive = false): Command | null {
     case "?":
       return { kind: "help" };
     case "edit": {
-      // /edit TEXT, /edit N TEXT, /edit #SEQ TEXT: a number is N only when a text follows it
-      const m = /^\s*(#[1-9][0-9]{0,15}|[1-9][0-9]?)\s+(\S.*)$/.exec(rest.join(" "));
-      const which = m ? messageRef(m[1]!) : { back: 1 };
-      const text = m ? m[2]! : arg;
-      if (which === null || text.trim() === "") return { kind: "error", text: `usage: /edit [N|#SEQ] TEXT (N: 1-${MINE_MAX}, your N-th last message here; default your last)` };
-      return { kind: "edit", which, text };
+      // /edit [@USER] TEXT, … N TEXT, … #SEQ TEXT: a number is N only when a text follows it
+      const m = /^\s*(?:@(\S+)\s+)?(?:(#[1-9][0-9]{0,15}|[1-9][0-9]?)\s+)?(\S.*)?$/.exec(rest.join(" "));
+      const to = m?.[1];
+      const which = m?.[2] === undefined ? { back: 1 } : messageRef(m[2]);
+      const text = m?.[3] ?? "";
+      // a lone @USER names whose message to edit, with no text for it
+      if (!m || which === null || (to !== undefined && !USER_NAME_RE.test(to)) || text.trim() === "" || /^@\S+$/.test(arg)) {
+        return { kind: "error", text: `usage: /edit [@USER] [N|#SEQ] TEXT (N: 1-${MINE_MAX}, your N-th last message here or to USER; default your last)` };
+      }
+      return { kind: "edit", which, text: to === undefined && m[2] === undefined ? arg : text, ...(to !== undefined ? { to } : {}) };
     }
     case "delete": {
       const given = rest.filter((w) => w !== "");
+      const to = given[0]?.startsWith("@") ? given.shift()!.slice(1) : undefined;
       const which = given.length === 0 ? { back: 1 } : given.length === 1 ? messageRef(given[0]!) : null;
-      return which ? { kind: "delete", which } : { kind: "error", text: `usage: /delete [N|#SEQ] (N: 1-${MINE_MAX}, your N-th last message here; default your last)` };
+      if (which === null || (to !== undefined && !USER_NAME_RE.test(to))) {
+        return { kind: "error", text: `usage: /delete [@USER] [N|#SEQ] (N: 1-${MINE_MAX}, your N-th last message here or to USER; default your last)` };
+      }
+      return { kind: "delete", which, ...(to !== undefined ? { to } : {}) };
     }
     case "quit":
     case "exit":
@@ -224,10 +232,10 @@ export async function runCommand(client: ChatClient, cmd: Command, front?: Front
       for (const line of HELP_TEXT) client.emit({ type: "local", text: line });
       return true;
     case "edit":
-      await client.change(cmd.which, cmd.text);
+      await client.change(cmd.which, cmd.text, cmd.to);
       return true;
     case "delete":
-      await client.change(cmd.which);
+      await client.change(cmd.which, undefined, cmd.to);
       return true;
     case "error":
       client.emit({ type: "local", text: cmd.text });

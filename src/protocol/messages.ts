@@ -285,10 +285,13 @@ const SCHEMAS = {
     ts: int(0, Number.MAX_SAFE_INTEGER),
     from: userName,
     to: userName,
-    text: text(MESSAGE_TEXT_MAX, 1),
+    // absent only when `deleted` (PROTOCOL.md §7.9; RULES below)
+    text: optional(text(MESSAGE_TEXT_MAX, 1)),
     action: optional(bool),
     history: optional(bool),
     late: optional(bool),
+    edited: optional(bool),
+    deleted: optional(bool),
   },
   room: { room: roomName, users: list(userName, MAX_LIST), seq: int(0, Number.MAX_SAFE_INTEGER) },
   joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
@@ -320,17 +323,19 @@ const SCHEMAS = {
   password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
   // Editing and deleting one's own room messages (PROTOCOL.md §7.9): requests
   // answered by ack/nack like say, and the events the room's members get.
-  edit: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, seq: int(1, Number.MAX_SAFE_INTEGER), text: text(MESSAGE_TEXT_MAX, 1) },
-  delete: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, seq: int(1, Number.MAX_SAFE_INTEGER) },
+  // A room message (`room`) or a direct message (`to`: its recipient), exactly one.
+  edit: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), text: text(MESSAGE_TEXT_MAX, 1) },
+  delete: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER) },
   edited: {
-    room: roomName,
+    room: optional(roomName),
+    to: optional(userName),
     seq: int(1, Number.MAX_SAFE_INTEGER),
     ts: int(0, Number.MAX_SAFE_INTEGER),
     by: userName,
     text: text(MESSAGE_TEXT_MAX, 1),
     action: optional(bool),
   },
-  deleted: { room: roomName, seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER), by: userName },
+  deleted: { room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER), by: userName },
 } as const satisfies Record<string, Fields>;
 
 type Schemas = typeof SCHEMAS;
@@ -362,18 +367,26 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
           : null,
   history_end: (m) => ((m.room === undefined) === (m.with === undefined) ? "history_end must carry exactly one of room and with" : null),
   // A deleted message (history only) has no text, and nothing of what it said; any other has text (PROTOCOL.md §7.9).
-  message: (m) =>
-    (m.edited || m.deleted) && !m.history
-      ? "edited and deleted are for history"
-      : m.deleted
-        ? m.text !== undefined || m.edited || m.action
-          ? "a deleted message carries no text, edited or action"
-          : null
-        : m.text === undefined
-          ? "message.text is missing"
-          : null,
+  message: (m) => ((m.edited || m.deleted) && !m.history ? "edited and deleted are for history" : changedRule(m)),
+  // …and a direct message as history or delivered late.
+  direct: (m) => ((m.edited || m.deleted) && !m.history && !m.late ? "edited and deleted are for history and late delivery" : changedRule(m)),
+  edit: oneOfRoomAndTo,
+  delete: oneOfRoomAndTo,
+  edited: oneOfRoomAndTo,
+  deleted: oneOfRoomAndTo,
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
+
+/** A message as history shows it (PROTOCOL.md §7.9): a text unless deleted; nothing of what it said if deleted. */
+function changedRule(m: { text?: string; edited?: boolean; deleted?: boolean; action?: boolean }): string | null {
+  if (m.deleted) return m.text !== undefined || m.edited || m.action ? "a deleted message carries no text, edited or action" : null;
+  return m.text === undefined ? "text is missing" : null;
+}
+
+/** An edit, delete, edited or deleted names a room message or a direct message, never both. */
+function oneOfRoomAndTo(m: { room?: string; to?: string }): string | null {
+  return (m.room === undefined) === (m.to === undefined) ? "must carry exactly one of room and to" : null;
+}
 
 export const MESSAGE_TYPES = Object.keys(SCHEMAS) as MessageType[];
 

@@ -425,25 +425,39 @@ export class Chat {
   }
 
   /**
-   * An edit or delete of one of the user's own room messages (PROTOCOL.md
-   * §7.9): refused unless the connection is in the room, the message is
-   * kept, still there, the user's, inside the edit window and (an edit)
-   * under the edit limit. Recorded first, as a new entry that names the
-   * original (never a change to it); then the room's other connections are
-   * told and the sender acked, like a say.
+   * An edit or delete of one of the user's own messages (PROTOCOL.md §7.9):
+   * a room message (`room`) or a direct message (`to`: its recipient).
+   * Refused unless the connection is in the room, the message is kept,
+   * still there, the user's, inside the edit window and (an edit) under the
+   * edit limit; a direct message is known only to its two users, so to
+   * anyone else it does not exist. Recorded first, as a new entry that names
+   * the original (never a change to it); then whoever was shown the message
+   * (the room's other connections, or the recipient's and the sender's
+   * other connections) is told, and the sender acked, as for a say or dm.
    */
   #change(m: Member, st: MemberState, req: Message<"edit" | "delete">, ts: number): void {
-    const room = this.#rooms.get(req.room);
-    if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
+    let kept: { from: string; ts: number; deleted?: boolean; action?: boolean; tseq?: number; edits?: number } | undefined;
+    let told: Iterable<Member>;
+    const where = req.room ?? `your direct messages with ${req.to}`;
+    if (req.room !== undefined) {
+      const room = this.#rooms.get(req.room);
+      if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
+      kept = this.journal.editable(req.room, req.seq);
+      told = room.members;
+    } else {
+      const d = this.journal.editableDirect(req.seq);
+      const known = d !== undefined && d.message.to === req.to && (d.message.from === m.user || d.message.to === m.user) && d.message.ts >= ts - this.opts.dmRetentionMs;
+      kept = known ? { ...d.message, tseq: d.tseq, edits: d.edits } : undefined;
+      told = new Set([...(this.#online.get(req.to!) ?? []), ...(this.#online.get(m.user) ?? [])]);
+    }
     const window = this.opts.editWindowMs;
     if (window <= 0) return post(m, { type: "nack", id: req.id, code: "edit_window_closed", message: "this server does not allow editing or deleting messages" });
-    const kept = this.journal.editable(req.room, req.seq);
     if (!kept || kept.deleted) {
-      const message = `${req.room} has no message ${req.seq} that can still be changed (deleted, or no longer among the messages the server keeps)`;
+      const message = `${where}: no message ${req.seq} that can still be changed (deleted, or no longer among the messages the server keeps)`;
       return post(m, { type: "nack", id: req.id, code: "no_such_message", message });
     }
     if (kept.from !== m.user) {
-      return post(m, { type: "nack", id: req.id, code: "not_yours", message: `message ${req.seq} in ${req.room} is ${kept.from}'s: you can edit and delete only your own` });
+      return post(m, { type: "nack", id: req.id, code: "not_yours", message: `message ${req.seq} (${where}) is ${kept.from}'s: you can edit and delete only your own` });
     }
     if (ts - kept.ts > window) {
       return post(m, { type: "nack", id: req.id, code: "edit_window_closed", message: `message ${req.seq} is older than ${minutes(window)}, the server's edit window` });
@@ -453,14 +467,15 @@ export class Chat {
       return post(m, { type: "nack", id: req.id, code: "edit_limit", message });
     }
     if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
-    const who = { room: req.room, seq: req.seq, user: m.user, session: m.session ?? NO_SESSION, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts };
+    const at = req.room !== undefined ? { room: req.room } : { to: req.to! };
+    const who = { ...at, seq: req.seq, user: m.user, session: m.session ?? NO_SESSION, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts };
     const receipt = this.journal.append(req.type === "edit" ? { kind: "edit", ...who, text: req.text } : { kind: "delete", ...who });
     const json = encodeMessage(
       req.type === "edit"
-        ? { type: "edited", room: req.room, seq: req.seq, ts, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
-        : { type: "deleted", room: req.room, seq: req.seq, ts, by: m.user },
+        ? { type: "edited", ...at, seq: req.seq, ts, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
+        : { type: "deleted", ...at, seq: req.seq, ts, by: m.user },
     );
-    for (const other of room.members) if (other !== m) other.post(json);
+    for (const other of told) if (other !== m) other.post(json);
     return this.#ack(m, req.id, req.seq, ts, receipt);
   }
 

@@ -64,7 +64,10 @@ const SCHEMA = `
     sealed    BLOB,
     action    INTEGER NOT NULL,
     stored    INTEGER NOT NULL,
-    CHECK ((text IS NULL) <> (sealed IS NULL))
+    tseq      INTEGER,
+    edits     INTEGER NOT NULL DEFAULT 0,
+    deleted   INTEGER NOT NULL DEFAULT 0,
+    CHECK (CASE deleted WHEN 1 THEN text IS NULL AND sealed IS NULL ELSE (text IS NULL) <> (sealed IS NULL) END)
   ) STRICT;
   CREATE INDEX directs_to ON directs (recipient, stored, seq);
   CREATE INDEX directs_pair ON directs (sender, recipient, seq);
@@ -98,9 +101,9 @@ export interface HistoryBatch {
   applied: Applied;
 }
 
-/** An edit (`text`) or a delete (no `text`) of the message `seq` of `room`. */
+/** An edit (`text`) or a delete (no `text`) of the message `seq` of `room`, or (no `room`) of the direct message `seq`. */
 export interface MessageChange {
-  room: string;
+  room?: string;
   seq: number;
   text?: string;
 }
@@ -113,6 +116,10 @@ interface DirectRow {
   text: string | null;
   sealed: Uint8Array | null;
   action: number;
+  stored: number;
+  tseq: number | null;
+  edits: number;
+  deleted: number;
 }
 
 interface MessageRow {
@@ -236,16 +243,23 @@ export class HistoryDb {
       }
       for (const room of rooms) q.trim.run(room, room, this.keep - 1);
     }
+    for (const { message: m, stored, tseq, edits } of b.directs) {
+      const sealed = this.#key && m.text !== undefined ? xchachaSealRandom(this.#key, utf8(m.text), directAad(m.seq)) : null;
+      q.insertDirect.run(m.seq, m.ts, m.from, m.to, sealed ? null : (m.text ?? null), sealed, m.action ? 1 : 0, stored ? 1 : 0, tseq ?? null, edits ?? 0, m.deleted ? 1 : 0);
+    }
+    // after the messages they change, which may be in this batch
     for (const c of b.changes) {
-      if (c.text === undefined) q.erase.run(c.room, c.seq);
+      if (c.room === undefined) {
+        if (c.text === undefined) q.eraseDirect.run(c.seq);
+        else {
+          const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(c.text), directAad(c.seq)) : null;
+          q.editDirect.run(sealed ? null : c.text, sealed, c.seq);
+        }
+      } else if (c.text === undefined) q.erase.run(c.room, c.seq);
       else {
         const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(c.text), aad(c.room, c.seq)) : null;
         q.edit.run(sealed ? null : c.text, sealed, c.room, c.seq);
       }
-    }
-    for (const { message: m, stored } of b.directs) {
-      const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), directAad(m.seq)) : null;
-      q.insertDirect.run(m.seq, m.ts, m.from, m.to, sealed ? null : m.text, sealed, m.action ? 1 : 0, stored ? 1 : 0);
     }
     for (const [user, seq] of b.delivered) q.delivered.run(user, seq);
     for (const [room, n] of b.seqs) q.seq.run(room, n);
@@ -296,15 +310,29 @@ export class HistoryDb {
     this.#q.expire.run(before);
   }
 
+  /** The direct message `seq` as kept, with what an edit needs; undefined if it is not kept (or not readable). */
+  direct(seq: number): KeptDirect | undefined {
+    const r = this.#q.direct.get(seq);
+    const message = r ? this.#directOf(r) : null;
+    return r && message ? { message, stored: r.stored === 1, ...(r.tseq !== null ? { tseq: r.tseq } : {}), ...(r.edits > 0 ? { edits: r.edits } : {}) } : undefined;
+  }
+
   /** Rows newest first to messages oldest first (rows sealed by an earlier run never come back: dropped at open). */
   #directs(rows: DirectRow[]): DirectMessage[] {
     const out: DirectMessage[] = [];
     for (let i = rows.length - 1; i >= 0; i--) {
-      const r = rows[i]!;
-      const text = r.text ?? this.#openSealed(r.sealed, directAad(r.seq));
-      if (text !== null) out.push({ type: "direct", seq: r.seq, ts: r.ts, from: r.sender, to: r.recipient, text, ...(r.action ? { action: true } : {}) });
+      const m = this.#directOf(rows[i]!);
+      if (m) out.push(m);
     }
     return out;
+  }
+
+  /** A row as a message: edited, or deleted without text (PROTOCOL.md §7.9); null if its text cannot be read. */
+  #directOf(r: DirectRow): DirectMessage | null {
+    const head = { type: "direct", seq: r.seq, ts: r.ts, from: r.sender, to: r.recipient } as const;
+    if (r.deleted) return { ...head, deleted: true };
+    const text = r.text ?? this.#openSealed(r.sealed, directAad(r.seq));
+    return text === null ? null : { ...head, text, ...(r.action ? { action: true } : {}), ...(r.edits > 0 ? { edited: true } : {}) };
   }
 
   #open(room: string, r: MessageRow): string | null {
@@ -328,6 +356,8 @@ export class HistoryDb {
   }
 }
 
+const DIRECT_COLUMNS = "seq, ts, sender, recipient, text, sealed, action, stored, tseq, edits, deleted";
+
 function prepare(db: Database) {
   return {
     insert: db.prepare<void, [string, number, number, string, string | null, Uint8Array | null, number, number | null, number, number]>(
@@ -340,17 +370,21 @@ function prepare(db: Database) {
     seq: db.prepare<void, [string, number]>("INSERT INTO rooms (name, last_seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"),
     applied: db.prepare<void, [number, string, number]>("UPDATE state SET applied_seq = ?, applied_hash = ?, direct_seq = max(direct_seq, ?)"),
     roomSeq: db.prepare<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE name = ?"),
-    insertDirect: db.prepare<void, [number, number, string, string, string | null, Uint8Array | null, number, number]>(
-      "INSERT OR REPLACE INTO directs (seq, ts, sender, recipient, text, sealed, action, stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    insertDirect: db.prepare<void, [number, number, string, string, string | null, Uint8Array | null, number, number, number | null, number, number]>(
+      "INSERT OR REPLACE INTO directs (seq, ts, sender, recipient, text, sealed, action, stored, tseq, edits, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
+    editDirect: db.prepare<void, [string | null, Uint8Array | null, number]>("UPDATE directs SET text = ?, sealed = ?, edits = edits + 1 WHERE seq = ? AND deleted = 0"),
+    eraseDirect: db.prepare<void, [number]>("UPDATE directs SET text = NULL, sealed = NULL, action = 0, deleted = 1 WHERE seq = ?"),
+    direct: db.prepare<DirectRow, [number]>(`SELECT ${DIRECT_COLUMNS} FROM directs WHERE seq = ?`),
     delivered: db.prepare<void, [string, number]>("INSERT INTO delivered (user, seq) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET seq = max(seq, excluded.seq)"),
     deliveredSeq: db.prepare<{ seq: number }, [string]>("SELECT seq FROM delivered WHERE user = ?"),
+    // a deleted stored DM is not delivered late (PROTOCOL.md §7.9)
     stored: db.prepare<DirectRow, [string, number, number]>(
-      "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE recipient = ? AND stored = 1 AND ts >= ? ORDER BY seq DESC LIMIT ?",
+      `SELECT ${DIRECT_COLUMNS} FROM directs WHERE recipient = ? AND stored = 1 AND deleted = 0 AND ts >= ? ORDER BY seq DESC LIMIT ?`,
     ),
     countStored: db.prepare<{ n: number }, [string, number, number]>("SELECT count(*) AS n FROM directs WHERE recipient = ? AND stored = 1 AND ts >= ? AND seq > ?"),
     between: db.prepare<DirectRow, [string, string, string, string, number, number, number]>(
-      "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?",
+      `SELECT ${DIRECT_COLUMNS} FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?`,
     ),
     expire: db.prepare<void, [number]>("DELETE FROM directs WHERE ts < ?"),
     roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action, tseq, edits, deleted FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),

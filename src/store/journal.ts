@@ -23,6 +23,9 @@ export type DirectMessage = Message<"direct">;
 export interface KeptDirect {
   message: DirectMessage;
   stored: boolean;
+  /** What an edit or delete needs (PROTOCOL.md §7.9): the transcript entry that recorded it (absent without a transcript), its edits so far. */
+  tseq?: number;
+  edits?: number;
 }
 
 export type JournalEvent =
@@ -35,11 +38,15 @@ export type JournalEvent =
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
   | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
-  // An edit (with text) or a delete (without) of the message `seq` of `room`
-  // by its author (PROTOCOL.md §7.9); `ref` is the transcript seq of its
-  // `message` entry, when it has one (TRANSCRIPT.md §2.4 `edit`).
-  | { kind: "edit"; room: string; seq: number; user: string; session: string; text: string; ref?: number; ts: number }
-  | { kind: "delete"; room: string; seq: number; user: string; session: string; ref?: number; ts: number };
+  // An edit (with text) or a delete (without) by its author (PROTOCOL.md
+  // §7.9) of the message `seq` of `room`, or of the direct message `seq` to
+  // `to`; `ref` is the transcript seq of its `message` or `direct` entry,
+  // when it has one (TRANSCRIPT.md §2.4 `edit`).
+  | ({ kind: "edit"; text: string } & Change)
+  | ({ kind: "delete" } & Change);
+
+/** What an edit or delete names, and who made it. */
+export type Change = ({ room: string; to?: undefined } | { room?: undefined; to: string }) & { seq: number; user: string; session: string; ref?: number; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {
@@ -66,6 +73,8 @@ export interface Journal {
    * transcript, its entry is within EDIT_REACH entries of the end.
    */
   editable(room: string, seq: number): KeptMessage | undefined;
+  /** The direct message `seq` if it can still be edited or deleted: kept (within the retention) and, in a transcript, within EDIT_REACH. */
+  editableDirect(seq: number): KeptDirect | undefined;
   /** The last sequence number used in `room` (0 if none), so numbering continues after a restart. */
   lastSeq(room: string): number;
   /** The last sequence number of direct messages. */
@@ -121,12 +130,20 @@ export class MemoryJournal implements Journal {
       this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
       this.rooms.add(e.message);
     }
-    if (e.kind === "edit" || e.kind === "delete") this.rooms.change(e.room, e.seq, (m) => changed(m, e));
+    if ((e.kind === "edit" || e.kind === "delete") && e.room !== undefined) this.rooms.change(e.room, e.seq, (m) => changedKept(m, e));
+    else if (e.kind === "edit" || e.kind === "delete") {
+      const d = this.editableDirect(e.seq);
+      if (d) Object.assign(d, changedDirect(d, e));
+    }
     return NOTHING;
   }
 
   editable(room: string, seq: number): KeptMessage | undefined {
     return this.rooms.message(room, seq);
+  }
+
+  editableDirect(seq: number): KeptDirect | undefined {
+    return this.#directs.findLast((d) => d.message.seq === seq);
   }
 
   recent(room: string, limit: number): RoomMessage[] {
@@ -142,7 +159,7 @@ export class MemoryJournal implements Journal {
   }
 
   storedDirects(user: string, since: number, limit: number): DirectMessage[] {
-    return newest(this.#directs.filter((d) => d.stored && d.message.to === user && d.message.ts >= since), limit);
+    return newest(this.#directs.filter((d) => d.stored && !d.message.deleted && d.message.to === user && d.message.ts >= since), limit);
   }
 
   undelivered(user: string, since: number): number {
@@ -158,11 +175,23 @@ export class MemoryJournal implements Journal {
   }
 }
 
-/** A kept message after an edit (its new text, `edited`, one more edit) or a delete (no text, `deleted`). */
-export function changed(m: KeptMessage, e: { kind: "edit"; text: string } | { kind: "delete" }): KeptMessage {
+type Edit = { kind: "edit"; text: string } | { kind: "delete" };
+
+/** A message after an edit (its new text, `edited`) or a delete (no text, `deleted`). */
+export function changed<M extends RoomMessage | DirectMessage>(m: M, e: Edit): M {
   const { text: _t, action: _a, edited: _e, ...rest } = m;
-  if (e.kind === "delete") return { ...rest, deleted: true };
-  return { ...m, text: e.text, edited: true, edits: (m.edits ?? 0) + 1 };
+  if (e.kind === "delete") return { ...rest, deleted: true } as M;
+  return { ...m, text: e.text, edited: true };
+}
+
+/** A kept room message after an edit (one more edit) or a delete. */
+export function changedKept(m: KeptMessage, e: Edit): KeptMessage {
+  return { ...changed(m, e), ...(e.kind === "edit" ? { edits: (m.edits ?? 0) + 1 } : {}) };
+}
+
+/** A kept direct message after an edit (one more edit) or a delete. */
+export function changedDirect(d: KeptDirect, e: Edit): KeptDirect {
+  return { ...d, message: changed(d.message, e), ...(e.kind === "edit" ? { edits: (d.edits ?? 0) + 1 } : {}) };
 }
 
 /** The last `limit` of `kept` (in seq order), as messages. */

@@ -117,10 +117,11 @@ export class ChainVerifier {
   #keySource: "pinned" | number | null;
   readonly #sealKeys = new Set<number>();
   /**
-   * The room messages of the last EDIT_REACH entries, by room and room seq:
-   * what an edit or delete may name (TRANSCRIPT.md §2.4, §8.2), oldest first.
+   * The room and direct messages of the last EDIT_REACH entries, by room
+   * and room seq or by dm seq: what an edit or delete may name (TRANSCRIPT.md
+   * §2.4, §8.2), oldest first.
    */
-  readonly #messages = new Map<string, { seq: number; from: string; deleted: boolean }>();
+  readonly #messages = new Map<string, { seq: number; from: string; to?: string; deleted: boolean }>();
   readonly #midChain: boolean;
   entries = 0;
   firstSeq: number | null = null;
@@ -258,7 +259,7 @@ export class ChainVerifier {
       case "message":
       case "direct":
         if (e.type === "edit" || e.type === "delete") this.#checkEdit(e, at);
-        if (e.type === "message") this.#rememberMessage(e);
+        if (e.type === "message" || e.type === "direct") this.#rememberMessage(e);
         // an edit's text is sealed as a message's is
         if (e.key_seq !== undefined && !this.#sealKeys.has(e.key_seq as number) && !(this.#midChain && (e.key_seq as number) < (this.firstSeq ?? e.seq))) {
           at("key_seq", `sealed body names key_seq ${e.key_seq}, which is no seal_key entry before it`);
@@ -272,9 +273,9 @@ export class ChainVerifier {
   }
 
   #rememberMessage(e: Entry): void {
-    const key = `${e.room as string} ${e.room_seq as number}`;
+    const key = messageKey(e);
     this.#messages.delete(key);
-    this.#messages.set(key, { seq: e.seq, from: e.from as string, deleted: false });
+    this.#messages.set(key, { seq: e.seq, from: e.from as string, ...(e.type === "direct" ? { to: e.to as string } : {}), deleted: false });
     for (const [k, m] of this.#messages) {
       if (e.seq - m.seq <= EDIT_REACH) break;
       this.#messages.delete(k);
@@ -282,19 +283,20 @@ export class ChainVerifier {
   }
 
   /**
-   * An edit or delete names, by `ref`, an earlier `message` entry at most
-   * EDIT_REACH entries back, of the same room and room seq, by the same
-   * user, and not deleted (TRANSCRIPT.md §8.2). Resumed mid-chain, one that
-   * names an entry before the first checked is taken as given.
+   * An edit or delete names, by `ref`, an earlier `message` (or `direct`)
+   * entry at most EDIT_REACH entries back, of the same room and room seq
+   * (or dm seq and recipient), by the same user, and not deleted
+   * (TRANSCRIPT.md §8.2). Resumed mid-chain, one that names an entry before
+   * the first checked is taken as given.
    */
   #checkEdit(e: Entry, at: (code: ProblemCode, reason: string) => never): void {
     const ref = e.ref as number;
-    const what = `${e.type} of ${e.room as string} message ${e.room_seq as number}`;
+    const what = e.dm_seq !== undefined ? `${e.type} of direct message ${e.dm_seq as number}` : `${e.type} of ${e.room as string} message ${e.room_seq as number}`;
     if (ref >= e.seq) at("bad_edit", `${what} names seq ${ref}, which is not before it`);
     if (e.seq - ref > EDIT_REACH) at("bad_edit", `${what} names seq ${ref}, more than ${EDIT_REACH} entries back`);
     if (this.#midChain && ref < (this.firstSeq ?? e.seq)) return;
-    const m = this.#messages.get(`${e.room as string} ${e.room_seq as number}`);
-    if (!m || m.seq !== ref) at("bad_edit", `${what} names seq ${ref}, which is not that message's entry`);
+    const m = this.#messages.get(messageKey(e));
+    if (!m || m.seq !== ref || m.to !== e.to) at("bad_edit", `${what} names seq ${ref}, which is not that message's entry`);
     if (m!.from !== e.user) at("bad_edit", `${what} is by ${e.user as string}, but the message is ${m!.from}'s`);
     if (m!.deleted) at("bad_edit", `${what}: the message was deleted before`);
     if (e.type === "delete") m!.deleted = true;
@@ -334,4 +336,9 @@ export class ChainVerifier {
     }
     return p("reordered", `entries reordered (seq goes backwards: seq ${e.seq} after seq ${expected - 1})`);
   }
+}
+
+/** A message's key among those an edit may name: "room seq" (no room name has a space) or " dm seq". */
+function messageKey(e: Entry): string {
+  return e.dm_seq !== undefined ? ` dm ${e.dm_seq as number}` : `${e.room as string} ${e.room_seq as number}`;
 }

@@ -56,9 +56,9 @@ export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool
   message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
   direct: { dm_seq: "int", from: "string", to: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?", stored: "bool?" },
   recovery: { file: "string", torn_bytes: "int", torn_sha256: "hex32", reason: "string" },
-  // An edit or a delete of the room message at transcript seq `ref` (TRANSCRIPT.md §2.4).
-  edit: { room: "string", room_seq: "int", ref: "int", user: "string", session: "b64", text: "string?", sealed: "b64?", key_seq: "int?" },
-  delete: { room: "string", room_seq: "int", ref: "int", user: "string", session: "b64" },
+  // An edit or a delete of the room message (room, room_seq) or direct message (dm_seq, to) at transcript seq `ref` (TRANSCRIPT.md §2.4).
+  edit: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64", text: "string?", sealed: "b64?", key_seq: "int?" },
+  delete: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64" },
   checkpoint: { head_seq: "int", head: "hex32", sig: "b64" },
 };
 
@@ -201,6 +201,9 @@ export function parseEntry(line: string): Entry {
   }
   if (BODY_TYPES.has(type) && (o.text === undefined) === (o.sealed === undefined)) {
     fail("entry_field", `${type} must carry exactly one of text and sealed`);
+  }
+  if ((type === "edit" || type === "delete") && !(o.room !== undefined && o.room_seq !== undefined && o.dm_seq === undefined && o.to === undefined) && !(o.room === undefined && o.room_seq === undefined && o.dm_seq !== undefined && o.to !== undefined)) {
+    fail("entry_field", `${type} must name a room message (room, room_seq) or a direct message (dm_seq, to)`);
   }
   if (BODY_TYPES.has(type) && (o.sealed === undefined) !== (o.key_seq === undefined)) {
     fail("entry_field", `${type}.sealed and key_seq go together`);

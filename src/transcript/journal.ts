@@ -21,7 +21,7 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type KeptMessage, type Receipt, type RoomMessage, changed, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
@@ -142,12 +142,13 @@ export class TranscriptJournal implements Journal {
       const { entry, durable } = this.writer.append(type, fields);
       // In memory at once (pinned there until history.db has it), with the entry an edit will name.
       if (e.kind === "message") this.rooms.add({ ...e.message, tseq: entry.seq }, true);
-      const pinned = (e.kind === "edit" || e.kind === "delete") && this.rooms.change(e.room, e.seq, (m) => changed(m, e), true);
+      // (a direct message's edit reaches its readers through #current until history.db has it)
+      const pinned = (e.kind === "edit" || e.kind === "delete") && e.room !== undefined && this.rooms.change(e.room, e.seq, (m) => changedKept(m, e), true);
       if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open" || e.kind === "edit" || e.kind === "delete") {
         const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash }, durable };
         // history.db has what the transcript has: the entry's ts, as a rebuild would
         if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts, tseq: entry.seq } });
-        else if (e.kind === "direct") Object.assign(u, { directSeq: e.message.seq, direct: { message: { ...e.message, ts: entry.ts }, stored: e.stored === true } });
+        else if (e.kind === "direct") Object.assign(u, { directSeq: e.message.seq, direct: { message: { ...e.message, ts: entry.ts }, stored: e.stored === true, tseq: entry.seq } });
         else if (e.kind === "edit" || e.kind === "delete") Object.assign(u, { change: changeOf(e), ...(pinned ? { room: e.room, roomSeq: e.seq } : {}) });
         else u.delivered = { user: e.user, seq: this.#directSeq };
         this.#unsaved.push(u);
@@ -157,7 +158,7 @@ export class TranscriptJournal implements Journal {
     } catch (err) {
       // Not recorded: what others were shown stays in memory, as for a message whose write failed.
       if (e.kind === "message") this.rooms.add(e.message);
-      if (e.kind === "edit" || e.kind === "delete") this.rooms.change(e.room, e.seq, (m) => changed(m, e));
+      if ((e.kind === "edit" || e.kind === "delete") && e.room !== undefined) this.rooms.change(e.room, e.seq, (m) => changedKept(m, e));
       return { durable: handled(Promise.reject(err)) };
     }
   }
@@ -170,6 +171,32 @@ export class TranscriptJournal implements Journal {
   editable(room: string, seq: number): KeptMessage | undefined {
     const m = this.rooms.message(room, seq);
     return m?.tseq !== undefined && this.writer.seq + 2 - m.tseq <= EDIT_REACH ? m : undefined;
+  }
+
+  /** The same for a direct message: in history.db or not yet written there, with the edits not yet written there. */
+  editableDirect(seq: number): KeptDirect | undefined {
+    let d: KeptDirect | undefined;
+    for (const u of this.#unsaved) if (u.direct?.message.seq === seq) d = u.direct;
+    if (!d) {
+      try {
+        d = this.#db.direct(seq);
+      } catch (err) {
+        this.#log.warn("history_db_failed", { error: (err as Error).message });
+      }
+    }
+    for (const u of this.#unsaved) if (d && u.change?.room === undefined && u.change?.seq === seq) d = changedDirect(d, editOf(u.change));
+    return d?.tseq !== undefined && this.writer.seq + 2 - d.tseq <= EDIT_REACH ? d : undefined;
+  }
+
+  /** Direct messages as they are now: with the edits and deletes history.db does not have yet. */
+  #current(list: DirectMessage[]): DirectMessage[] {
+    const changes = this.#unsaved.filter((u) => u.change !== undefined && u.change.room === undefined);
+    if (changes.length === 0) return list;
+    return list.map((m) => {
+      let d: KeptDirect = { message: m, stored: false };
+      for (const u of changes) if (u.change!.seq === m.seq) d = changedDirect(d, editOf(u.change!));
+      return d.message;
+    });
   }
 
   /**
@@ -264,7 +291,8 @@ export class TranscriptJournal implements Journal {
 
   storedDirects(user: string, since: number, limit: number): DirectMessage[] {
     const recent = this.#unsavedDirects().filter((d) => d.stored && d.message.to === user && d.message.ts >= since);
-    return [...this.#db.storedDirects(user, since, limit), ...newest(recent, limit)].slice(-limit);
+    // a deleted one is not delivered late (PROTOCOL.md §7.9)
+    return this.#current([...this.#db.storedDirects(user, since, limit), ...newest(recent, limit)].slice(-limit)).filter((m) => !m.deleted);
   }
 
   undelivered(user: string, since: number): number {
@@ -275,7 +303,7 @@ export class TranscriptJournal implements Journal {
 
   directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[] {
     const recent = this.#unsavedDirects().filter((d) => d.message.seq < before && d.message.ts >= since && isBetween(d.message, a, b));
-    return [...this.#db.directsBetween(a, b, since, before, limit), ...newest(recent, limit)].slice(-limit);
+    return this.#current([...this.#db.directsBetween(a, b, since, before, limit), ...newest(recent, limit)].slice(-limit));
   }
 
   expireDirects(before: number): void {
@@ -465,10 +493,14 @@ function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | 
     const seq = e.dm_seq as number;
     if (sealed || typeof e.text !== "string") return { entry, directSeq: seq };
     const message: DirectMessage = { type: "direct", seq, ts: e.ts, from: e.from as string, to: e.to as string, text: e.text, ...(e.action ? { action: true } : {}) };
-    return { entry, directSeq: seq, direct: { message, stored: e.stored === true } };
+    return { entry, directSeq: seq, direct: { message, stored: e.stored === true, tseq: e.seq } };
   }
-  if (e.type === "delete") return { entry, change: { room: e.room as string, seq: e.room_seq as number } };
-  if (e.type === "edit") return sealed || typeof e.text !== "string" ? null : { entry, change: { room: e.room as string, seq: e.room_seq as number, text: e.text } };
+  if (e.type === "edit" || e.type === "delete") {
+    // a room message's (room, room_seq), or a direct message's dm_seq
+    const at = e.dm_seq !== undefined ? { seq: e.dm_seq as number } : { room: e.room as string, seq: e.room_seq as number };
+    if (e.type === "delete") return { entry, change: at };
+    return sealed || typeof e.text !== "string" ? null : { entry, change: { ...at, text: e.text } };
+  }
   if (e.type !== "message") return null;
   const room = e.room as string;
   const seq = e.room_seq as number;
@@ -477,8 +509,13 @@ function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | 
 }
 
 /** What history.db applies of an edit or delete. */
-function changeOf(e: { kind: "edit"; room: string; seq: number; text: string } | { kind: "delete"; room: string; seq: number }): MessageChange {
-  return { room: e.room, seq: e.seq, ...(e.kind === "edit" ? { text: e.text } : {}) };
+function changeOf(e: JournalEvent & { kind: "edit" | "delete" }): MessageChange {
+  return { ...(e.room !== undefined ? { room: e.room } : {}), seq: e.seq, ...(e.kind === "edit" ? { text: e.text } : {}) };
+}
+
+/** A change as an edit (with text) or a delete. */
+function editOf(c: MessageChange): { kind: "edit"; text: string } | { kind: "delete" } {
+  return c.text === undefined ? { kind: "delete" } : { kind: "edit", text: c.text };
 }
 
 /** Most receipts (joins, sessions) are not awaited: a failure must not become an unhandled rejection. */
@@ -509,12 +546,13 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
     }
     // `ref` is always known here (editable): an edit without one is refused by the writer.
     case "edit":
-      return ["edit", { room: e.room, room_seq: e.seq, ref: e.ref!, user: e.user, session: e.session, text: e.text }];
-    case "delete":
-      return ["delete", { room: e.room, room_seq: e.seq, ref: e.ref!, user: e.user, session: e.session }];
+    case "delete": {
+      const at: Record<string, string | number> = e.room !== undefined ? { room: e.room, room_seq: e.seq } : { dm_seq: e.seq, to: e.to };
+      return [e.kind, { ...at, ref: e.ref!, user: e.user, session: e.session, ...(e.kind === "edit" ? { text: e.text } : {}) }];
+    }
     case "direct": {
       const m = e.message;
-      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
+      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
     }
   }
 }

@@ -82,6 +82,11 @@ describe("parseLine", () => {
     ["/delete", { kind: "delete", which: { back: 1 } }],
     ["/delete 3", { kind: "delete", which: { back: 3 } }],
     ["/delete  #7 ", { kind: "delete", which: { seq: 7 } }],
+    ["/edit @bob the plan", { kind: "edit", which: { back: 1 }, text: "the plan", to: "bob" }],
+    ["/edit @bob 2 the plan", { kind: "edit", which: { back: 2 }, text: "the plan", to: "bob" }],
+    ["/edit @bob #9 the plan", { kind: "edit", which: { seq: 9 }, text: "the plan", to: "bob" }],
+    ["/delete @bob", { kind: "delete", which: { back: 1 }, to: "bob" }],
+    ["/delete @bob #9", { kind: "delete", which: { seq: 9 }, to: "bob" }],
   ];
   for (const [line, want] of cases) {
     test(JSON.stringify(line), () => {
@@ -127,7 +132,11 @@ describe("parseLine", () => {
     [`/away ${"é".repeat(AWAY_TEXT_MAX / 2)}x`, /usage: \/away TEXT \(at most 64 bytes/],
     ["/away tab\there", /usage: \/away/],
     ["/back now", /usage: \/back/],
-    ["/edit", /usage: \/edit \[N\|#SEQ\] TEXT/],
+    ["/edit", /usage: \/edit \[@USER\] \[N\|#SEQ\] TEXT/],
+    ["/edit @bob", /usage: \/edit/],
+    ["/edit @Bob hi", /usage: \/edit/],
+    ["/delete @Bob", /usage: \/delete/],
+    ["/delete @bob 2 3", /usage: \/delete/],
     ["/edit   ", /usage: \/edit/],
     ["/edit 51 too far back", /usage: \/edit/],
     ["/delete 0", /usage: \/delete/],
@@ -429,6 +438,33 @@ describe("ChatClient against a server", () => {
         [2, undefined],
         [1, "not mine"],
       ]);
+      await a.quit();
+      expect(a.unacknowledged).toBe(0);
+    } finally {
+      bob?.close();
+      await quitAll(a);
+    }
+  }, NET);
+
+  test("/edit @USER and /delete @USER change your last direct message to USER (or your N-th last); USER sees edited and deleted", async () => {
+    let a: ChatClient | undefined;
+    let bob: Peer | undefined;
+    try {
+      bob = await Peer.login(t.port, cred(seed, "bob"));
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "hall");
+      a = alice.client;
+      const run = async (line: string) => expect(await runCommand(a!, parseLine(line)!)).toBe(true);
+      await run("/edit @bob too soon");
+      expect(alice.sink.of("local").at(-1)?.text).toBe("nothing to edit: this client has not seen a message of yours in your direct messages to bob (/edit @bob #SEQ names any)");
+      await run("/msg bob meet at 5");
+      await run("/msg bob bring the keys");
+      await run("/edit @bob 2 meet at 6");
+      await run("/delete @bob");
+      await bob.until("the changes", () => bob!.of("edited").length === 1 && bob!.of("deleted").length === 1);
+      const [first, second] = bob.of("direct").map((d) => d.seq);
+      expect(bob.of("edited")[0]).toEqual(expect.objectContaining({ to: "bob", seq: first, by: "alice", text: "meet at 6" }));
+      expect(bob.of("deleted")[0]).toEqual(expect.objectContaining({ to: "bob", seq: second, by: "alice" }));
+      expect(bob.of("edited")[0]?.room).toBeUndefined();
       await a.quit();
       expect(a.unacknowledged).toBe(0);
     } finally {

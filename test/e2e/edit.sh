@@ -3,7 +3,8 @@
 # (PROTOCOL.md §7.9), as two people would: a server with a 2-second edit
 # window; bob listens (`chat --json`, stdin a fifo held open by a sleep of our
 # own) while alice says two lines, edits the first and deletes the second
-# from a pipe; bob's client shows both changes; bob cannot change alice's
+# from a pipe, then edits a direct message to bob; bob's client shows the
+# changes; bob cannot change alice's
 # message; /history shows the current text, also after the server restarts;
 # an edit after the window is refused; the transcript keeps the original
 # message with the edit and delete entries naming it, `transcript export`
@@ -53,18 +54,27 @@ wait_for "$work/bob.out" '^\{"type":"deleted"' || bad "bob: no deleted event"
 grep -q '^{"type":"edited","room":"general","seq":1,"ts":[0-9]*,"by":"alice","text":"the plan is set"}' "$work/bob.out" && ok || { bad "bob: no edited event for message 1"; show "$work/bob.out"; }
 grep -q '^{"type":"deleted","room":"general","seq":2,"ts":[0-9]*,"by":"alice"}' "$work/bob.out" && ok || { bad "bob: no deleted event for message 2"; show "$work/bob.out"; }
 
+# A direct message, edited: bob's client shows that too.
+chat_as alice $'/msg bob meet at 5\n/edit @bob meet at 6\n'
+check "alice: the dm and its edit acknowledged" [ "$(grep -c '^{"type":"ack"' <<<"$out")" = 2 ]
+wait_for "$work/bob.out" '^\{"type":"edited","to":"bob"' && ok || { bad "bob: no edited event for the dm"; show "$work/bob.out"; }
+grep -q '^{"type":"edited","to":"bob","seq":[0-9]*,"ts":[0-9]*,"by":"alice","text":"meet at 6"}' "$work/bob.out" && ok || { bad "bob: the dm's edit"; show "$work/bob.out"; }
+
 # bob cannot change alice's message (and it stays as it is).
 chat_as bob $'/edit #1 bob was here\n/delete #1\n'
 check "bob: both refused not_yours" [ "$(grep -c '^{"type":"nack","id":[0-9]*,"code":"not_yours"' <<<"$out")" = 2 ]
 
 # /history: the current text, edited; the deleted message without its text.
 history_shows_current() {
-  chat_as "$1" $'/history\n'
+  local other=alice; [ "$1" = alice ] && other=bob
+  chat_as "$1" $'/history\n/history @'"$other"$'\n'
   local m1 m2
   m1=$(line_of message 1); m2=$(line_of message 2)
   [[ $m1 == *'"text":"the plan is set"'*'"edited":true'* ]] && ok || { bad "$2: message 1 is not shown edited: ${m1:-none}"; show <<<"$out"; }
   [[ $m2 == *'"deleted":true'* && $m2 != *'"text"'* ]] && ok || { bad "$2: message 2 is not shown deleted: ${m2:-none}"; show <<<"$out"; }
   refute "$2: the deleted text is not shown" "hunter2"
+  local d; d=$(grep '^{"type":"direct"' <<<"$out" | tail -1)
+  [[ $d == *'"text":"meet at 6"'*'"edited":true'* ]] && ok || { bad "$2: the dm is not shown edited: ${d:-none}"; show <<<"$out"; }
 }
 history_shows_current bob "/history"
 
@@ -98,6 +108,10 @@ chain=$(jq -c "select(.seq==$s1 or .ref==$s1) | [.type, .user // .from, .text]" 
 chain=$(jq -c "select(.seq==$s2 or .ref==$s2) | [.type, .user // .from, .text]" <<<"$exported" | tr '\n' ' ')
 [ "$chain" = '["message","alice","my password is hunter2"] ["delete","alice",null] ' ] && ok || bad "export: the versions of message 2: $chain"
 check "export: the refused changes are not recorded" [ "$(jq -c 'select(.type=="edit" or .type=="delete")' <<<"$exported" | wc -l)" = 2 ]
+all=$("$bin" transcript export --data "$work/data" --user bob 2>/dev/null)
+dm=$(jq -c 'select(.type=="direct" and .to=="bob")' <<<"$all" | tail -1)
+chain=$(jq -c "select(.seq==$(jq .seq <<<"$dm") or .ref==$(jq .seq <<<"$dm")) | [.type, .user // .from, .to, .text]" <<<"$all" | tr '\n' ' ')
+[ "$chain" = '["direct","alice","bob","meet at 5"] ["edit","alice","bob","meet at 6"] ' ] && ok || bad "export: the versions of the dm: $chain"
 run "transcript verify" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub"
 expect "verify says PASS" "PASS"
 

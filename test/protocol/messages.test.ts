@@ -55,6 +55,11 @@ const BASE_VARIANT: Record<string, string> = {
   "history.before": "history with + before",
   "history_end.with": "history_end with",
   "message.deleted": "message deleted, as history",
+  "direct.deleted": "direct deleted, as history",
+  "edit.to": "edit of a direct message",
+  "delete.to": "delete of a direct message",
+  "edited.to": "edited direct message",
+  "deleted.to": "deleted direct message",
 };
 const baseFor = (t: MessageType, k: string): JsonObject => {
   const v = BASE_VARIANT[`${t}.${k}`];
@@ -154,7 +159,18 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     edited: { kind: "bool", optional: true },
     deleted: { kind: "bool", optional: true },
   },
-  direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true }, late: { kind: "bool", optional: true } },
+  direct: {
+    seq: SEQ,
+    ts: TS,
+    from: USER,
+    to: USER,
+    text: { ...CHAT_TEXT, optional: true },
+    action: ACTION,
+    history: { kind: "bool", optional: true },
+    late: { kind: "bool", optional: true },
+    edited: { kind: "bool", optional: true },
+    deleted: { kind: "bool", optional: true },
+  },
   room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
@@ -179,10 +195,10 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
   change_password: { new_password: { kind: "text", min: 1, max: 1024 }, end_sessions: { kind: "bool", optional: true } },
   password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
-  edit: { id: ID, room: ROOM, seq: SEQ, text: CHAT_TEXT },
-  delete: { id: ID, room: ROOM, seq: SEQ },
-  edited: { room: ROOM, seq: SEQ, ts: TS, by: USER, text: CHAT_TEXT, action: ACTION },
-  deleted: { room: ROOM, seq: SEQ, ts: TS, by: USER },
+  edit: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, text: CHAT_TEXT },
+  delete: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ },
+  edited: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER, text: CHAT_TEXT, action: ACTION },
+  deleted: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -194,10 +210,12 @@ function rulesHold(m: Record<string, unknown>): boolean {
   if (m.type === "history") return has("room") !== has("with") && (!has("since") || has("room")) && (!has("before") || has("with"));
   if (m.type === "history_end") return has("room") !== has("with");
   // PROTOCOL.md §7.9: text unless deleted; a deleted message says nothing more; both only as history
-  if (m.type === "message") {
-    if ((m.edited === true || m.deleted === true) && m.history !== true) return false;
+  if (m.type === "message" || m.type === "direct") {
+    if ((m.edited === true || m.deleted === true) && m.history !== true && m.late !== true) return false;
+    if (m.type === "message" && (m.edited === true || m.deleted === true) && m.history !== true) return false;
     return m.deleted === true ? !has("text") && m.edited !== true && m.action !== true : has("text");
   }
+  if (m.type === "edit" || m.type === "delete" || m.type === "edited" || m.type === "deleted") return has("room") !== has("to");
   return true;
 }
 
@@ -243,7 +261,17 @@ describe("round trip", () => {
     expect(Object.keys(jsonOf(t))).toEqual(["type", ...present]);
     // Only login.ticket (the rules forbid it next to a password), history's `with` members (next to `room`) and message's edited and deleted are absent from the full examples.
     // A message as history may be edited or deleted, not both, and a deleted one has no text (PROTOCOL.md §7.9): those are in the variants.
-    const absent: Record<string, string[]> = { login: ["ticket"], history: ["with", "before"], history_end: ["with"], message: ["edited", "deleted"] };
+    const absent: Record<string, string[]> = {
+      login: ["ticket"],
+      history: ["with", "before"],
+      history_end: ["with"],
+      message: ["edited", "deleted"],
+      direct: ["edited", "deleted"],
+      edit: ["to"],
+      delete: ["to"],
+      edited: ["to"],
+      deleted: ["to"],
+    };
     expect(Object.keys(FIELDS[t]).filter((k) => !(k in FULL[t]))).toEqual(absent[t] ?? []);
   });
 
@@ -519,7 +547,7 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "edited.by", "deleted.by", "name_status.user", "register.user", "welcome.user"].sort(),
+      ["check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "edited.by", "deleted.by", "edit.to", "delete.to", "edited.to", "deleted.to", "name_status.user", "register.user", "welcome.user"].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
@@ -593,6 +621,8 @@ describe("boolean fields", () => {
       "ack.stored",
       "change_password.end_sessions",
       "direct.action",
+      "direct.deleted",
+      "direct.edited",
       "direct.history",
       "direct.late",
       "dm.action",
@@ -610,7 +640,7 @@ describe("boolean fields", () => {
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
     for (const v of [true, false]) {
       // deleted: false is a message like any other, which has a text (PROTOCOL.md §7.9)
-      const base = t === "message" && k === "deleted" && !v ? jsonOf(t) : baseFor(t, k);
+      const base = (t === "message" || t === "direct") && k === "deleted" && !v ? jsonOf(t) : baseFor(t, k);
       const m = decodeMessage(body({ ...base, [k]: v })) as Record<string, unknown>;
       expect(m[k]).toBe(v);
       expect(JSON.parse(encodeMessage(m as Message))[k]).toBe(v);

@@ -511,7 +511,7 @@ namespace Spec {
       ["ts", { int: [0, MAX_SAFE] }],
       ["from", "user"],
       ["to", "user"],
-      ["text", { text: [1, 4096] }],
+      ["text", { text: [1, 4096] }, true],
       ["action", "bool", true],
     ],
     room: [
@@ -616,17 +616,20 @@ namespace Spec {
     // §7.9.
     edit: [
       ["id", { int: [0, MAX_SAFE] }],
-      ["room", "room"],
+      ["room", "room", true],
+      ["to", "user", true],
       ["seq", { int: [1, MAX_SAFE] }],
       ["text", { text: [1, 4096] }],
     ],
     delete: [
       ["id", { int: [0, MAX_SAFE] }],
-      ["room", "room"],
+      ["room", "room", true],
+      ["to", "user", true],
       ["seq", { int: [1, MAX_SAFE] }],
     ],
     edited: [
-      ["room", "room"],
+      ["room", "room", true],
+      ["to", "user", true],
       ["seq", { int: [1, MAX_SAFE] }],
       ["ts", { int: [0, MAX_SAFE] }],
       ["by", "user"],
@@ -634,7 +637,8 @@ namespace Spec {
       ["action", "bool", true],
     ],
     deleted: [
-      ["room", "room"],
+      ["room", "room", true],
+      ["to", "user", true],
       ["seq", { int: [1, MAX_SAFE] }],
       ["ts", { int: [0, MAX_SAFE] }],
       ["by", "user"],
@@ -648,10 +652,12 @@ namespace Spec {
     if (m.type === "login") return has("password") !== has("ticket") && !(has("ticket") && has("ticket_key"));
     if (m.type === "welcome") return has("ticket") === has("ticket_expires");
     // §7.2 `message`, §7.9: text unless deleted; a deleted one carries no text, edited or action; both only as history
-    if (m.type === "message") {
-      if ((m.edited === true || m.deleted === true) && m.history !== true) return false;
+    if (m.type === "message" || m.type === "direct") {
+      const shownLater = m.history === true || (m.type === "direct" && m.late === true);
+      if ((m.edited === true || m.deleted === true) && !shownLater) return false;
       return m.deleted === true ? !has("text") && m.edited !== true && m.action !== true : has("text");
     }
+    if (m.type === "edit" || m.type === "delete" || m.type === "edited" || m.type === "deleted") return has("room") !== has("to");
     return true;
   }
 

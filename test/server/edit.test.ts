@@ -28,10 +28,16 @@ function setup(opts: Partial<ChatOptions> = {}) {
     chat.handle(m, { type: "say", id: ++id, room, text, ...(action ? { action: true } : {}) });
     return m.of("ack").at(-1)!.seq;
   };
-  /** Sends an edit (with text) or a delete (without); returns its answer. */
-  const change = (m: FakeMember, room: string, seq: number, text?: string): Message<"ack" | "nack"> => {
+  /** Sends a dm; returns its seq from the ack. */
+  const dm = (m: FakeMember, to: string, text: string): number => {
+    chat.handle(m, { type: "dm", id: ++id, to, text });
+    return m.of("ack").at(-1)!.seq;
+  };
+  /** Sends an edit (with text) or a delete (without) of a room message, or (`@USER`) of a direct message to USER; returns its answer. */
+  const change = (m: FakeMember, where: string, seq: number, text?: string): Message<"ack" | "nack"> => {
     const n = ++id;
-    chat.handle(m, text === undefined ? { type: "delete", id: n, room, seq } : { type: "edit", id: n, room, seq, text });
+    const at = where.startsWith("@") ? { to: where.slice(1) } : { room: where };
+    chat.handle(m, text === undefined ? { type: "delete", id: n, ...at, seq } : { type: "edit", id: n, ...at, seq, text });
     return m.inbox.findLast((x): x is Message<"ack" | "nack"> => (x.type === "ack" || x.type === "nack") && x.id === n)!;
   };
   const join = (m: FakeMember, room: string) => chat.handle(m, { type: "join", room });
@@ -49,7 +55,7 @@ function setup(opts: Partial<ChatOptions> = {}) {
     for (const m of both) join(m, "lobby");
     return both;
   };
-  return { chat, journal, clock, connect, say, change, join, historyOf, pair };
+  return { chat, journal, clock, connect, say, dm, change, join, historyOf, pair };
 }
 
 afterEach(() => {
@@ -188,5 +194,43 @@ describe("edit and delete (PROTOCOL.md §7.9)", () => {
     expect(first.map((m) => (m.type === "ack" ? `ack ${m.id}` : m.type === "notice" ? m.code : m.type))).toEqual(["ack 1", "ack 2", "slow_down"]);
     clock.advance(250);
     expect(alice.take().map((m) => (m.type === "ack" ? `ack ${m.id}` : m.type))).toEqual(["ack 3", "ack 4"]);
+  });
+
+  test("a direct message: its sender edits and deletes it; the recipient's terminals and the sender's others are told; history with them shows it; to anyone else it does not exist", () => {
+    const { chat, connect, dm, change } = setup();
+    const [alice, alice2, bob, bob2, carol] = [connect("alice"), connect("alice", "alice-2"), connect("bob"), connect("bob", "bob-2"), connect("carol")];
+    const seq = dm(alice, "bob", "meet at 5");
+    const other = dm(alice, "bob", "bring the keys");
+    for (const m of [alice, alice2, bob, bob2, carol]) m.take();
+    expect(change(alice, "@bob", seq, "meet at 6")).toMatchObject({ type: "ack", seq });
+    expect(change(alice, "@bob", other)).toMatchObject({ type: "ack", seq: other });
+    for (const m of [alice2, bob, bob2]) {
+      expect(m.take()).toEqual([
+        { type: "edited", to: "bob", seq, ts: expect.any(Number), by: "alice", text: "meet at 6" },
+        { type: "deleted", to: "bob", seq: other, ts: expect.any(Number), by: "alice" },
+      ]);
+    }
+    expect(carol.take()).toEqual([]);
+    chat.handle(bob, { type: "history", with: "alice", limit: 10 });
+    expect(bob.of("direct").map((d) => [d.seq, d.text, d.edited, d.deleted, d.history])).toEqual([
+      [seq, "meet at 6", true, undefined, true],
+      [other, undefined, undefined, true, true],
+    ]);
+    // the recipient may not change it; a third user is not told it exists; nor is the wrong pair
+    expect(change(bob, "@bob", seq, "no")).toMatchObject({ type: "nack", code: "not_yours" });
+    expect(change(carol, "@bob", seq, "no")).toMatchObject({ type: "nack", code: "no_such_message" });
+    expect(change(alice, "@carol", seq, "no")).toMatchObject({ type: "nack", code: "no_such_message" });
+    expect(change(alice, "@bob", other, "no")).toMatchObject({ type: "nack", code: "no_such_message" });
+  });
+
+  test("a stored direct message edited before its recipient logs in is delivered late with its current text; a deleted one is not delivered", () => {
+    const { connect, dm, change } = setup();
+    const alice = connect("alice");
+    const kept = dm(alice, "bob", "draft");
+    const gone = dm(alice, "bob", "oops");
+    change(alice, "@bob", kept, "final");
+    change(alice, "@bob", gone);
+    const bob = connect("bob");
+    expect(bob.of("direct").map((d) => [d.seq, d.text, d.edited, d.late])).toEqual([[kept, "final", true, true]]);
   });
 });

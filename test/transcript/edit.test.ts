@@ -61,7 +61,7 @@ function chatOn(dir: string, over: Partial<JournalOptions> = {}) {
   }
   let id = 0;
   /** Sends a request with an id and waits for its ack or nack (acks wait for the transcript). */
-  const ask = async (m: Member, req: Message<"say" | "edit" | "delete">): Promise<Message<"ack" | "nack">> => {
+  const ask = async (m: Member, req: Message<"say" | "dm" | "edit" | "delete">): Promise<Message<"ack" | "nack">> => {
     const n = ++id;
     chat.handle(m, { ...req, id: n });
     for (let i = 0; i < 500; i++) {
@@ -180,6 +180,44 @@ test("sealed: history.db holds the edited text sealed, so a room dropped from me
   ]);
 });
 
+test("direct messages: the edit and delete entries name the direct entry (dm_seq, to, ref); history with the user is current before history.db has the change, after a restart and after a rebuild", async () => {
+  const dir = join(tempDir("edit"), "transcript");
+  // history.db gets nothing until the journal closes: what is read meanwhile comes from memory
+  const first = chatOn(dir, { historyFlushMs: 1_000_000 });
+  const dm = async (text: string) => ((await first.ask(first.alice, { type: "dm", id: 0, to: "bob", text })) as Message<"ack">).seq;
+  const kept = await dm("see you at 5");
+  const gone = await dm("the door code is 1234");
+  expect((await first.ask(first.alice, { type: "edit", id: 0, to: "bob", seq: kept, text: "see you at 6" })).type).toBe("ack");
+  expect((await first.ask(first.alice, { type: "delete", id: 0, to: "bob", seq: gone })).type).toBe("ack");
+  expect((await first.ask(first.bob, { type: "edit", id: 0, to: "bob", seq: kept, text: "no" })).type).toBe("nack");
+  const shown = (j: TranscriptJournal) => j.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 10).map((m) => [m.seq, m.text, m.edited, m.deleted]);
+  const want = [
+    [kept, "see you at 6", true, undefined],
+    [gone, undefined, undefined, true],
+  ];
+  expect(shown(first.journal)).toEqual(want);
+  expect(first.journal.editableDirect(kept)?.edits).toBe(1);
+  first.close();
+
+  const entries = entriesOf(dir);
+  const directs = entries.filter((e) => e.type === "direct");
+  const named = (x: Entry) => ({ dm_seq: x.dm_seq, to: x.to, ref: x.ref, user: x.user, text: x.text, room: x.room });
+  expect(named(entries.find((e) => e.type === "edit")!)).toEqual({ dm_seq: kept, to: "bob", ref: directs[0]!.seq, user: "alice", text: "see you at 6", room: undefined });
+  expect(named(entries.find((e) => e.type === "delete")!)).toEqual({ dm_seq: gone, to: "bob", ref: directs[1]!.seq, user: "alice", text: undefined, room: undefined });
+  expect((await verifyTranscript(dir, { hostKey: HOST.publicKey })).problem).toBeNull();
+
+  const restarted = open(dir);
+  journals.push(restarted);
+  expect(shown(restarted)).toEqual(want);
+  expect(restarted.editableDirect(kept)?.edits).toBe(1);
+  restarted.close("shutdown");
+  journals.pop();
+  rmSync(historyDbPath(dir));
+  const rebuilt = open(dir);
+  journals.push(rebuilt);
+  expect(shown(rebuilt)).toEqual(want);
+});
+
 describe("verify checks what an edit or delete names (bad_edit)", () => {
   const S = toBase64(new Uint8Array(16).fill(7));
   /** server_start, alice's message 1 (seq 2), bob's message 2 (seq 3), then `more`. */
@@ -210,6 +248,13 @@ describe("verify checks what an edit or delete names (bad_edit)", () => {
     expect(await verdict(chain((c) => edit(c, { ref: 3 })))).toStartWith("bad_edit: edit of lobby message 1 names seq 3, which is not that message's entry");
     expect(await verdict(chain((c) => edit(c, { room: "other" })))).toStartWith("bad_edit: edit of other message 1 names seq 2, which is not that message's entry");
     expect(await verdict(chain((c) => edit(c, { ref: 4 })))).toStartWith("bad_edit: edit of lobby message 1 names seq 4, which is not before it");
+  });
+  test("a direct message: by its recipient, or named with another recipient", async () => {
+    const dm = (c: Chain) => c.add("direct", { dm_seq: 1, from: "alice", to: "bob", text: "d" });
+    const change = (fields: Record<string, string | number>) => (c: Chain) => c.add("delete", { dm_seq: 1, to: "bob", ref: 4, user: "alice", session: S, ...fields });
+    expect(await verdict(chain((c) => (dm(c), change({})(c))))).toBe("pass");
+    expect(await verdict(chain((c) => (dm(c), change({ user: "bob" })(c))))).toStartWith("bad_edit: delete of direct message 1 is by bob, but the message is alice's");
+    expect(await verdict(chain((c) => (dm(c), change({ to: "carol" })(c))))).toStartWith("bad_edit: delete of direct message 1 names seq 4, which is not that message's entry");
   });
   test("a message deleted before", async () => {
     expect(await verdict(chain((c) => (edit(c, {}, "delete"), edit(c, {}))))).toStartWith("bad_edit: edit of lobby message 1: the message was deleted before");

@@ -165,6 +165,8 @@ type Member = { kind: Kind; optional?: true };
 const req = (kind: Kind): Member => ({ kind });
 const opt = (kind: Kind): Member => ({ kind, optional: true });
 const body = { text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1"), action: opt("bool") };
+/** What an edit or delete names: a room message or a direct message (§2.4). */
+const changed = { room: opt("text"), room_seq: opt("int1"), dm_seq: opt("int1"), to: opt("text"), ref: req("int1"), user: req("text"), session: req("b64:16") };
 
 /** §2.4's tables, transcribed. */
 const SPEC_TYPES: Record<string, Record<string, Member>> = {
@@ -180,8 +182,8 @@ const SPEC_TYPES: Record<string, Record<string, Member>> = {
   leave: { room: req("text"), user: req("text") },
   message: { room: req("text"), room_seq: req("int1"), from: req("text"), ...body },
   direct: { dm_seq: req("int1"), from: req("text"), to: req("text"), ...body, stored: opt("bool") },
-  edit: { room: req("text"), room_seq: req("int1"), ref: req("int1"), user: req("text"), session: req("b64:16"), text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1") },
-  delete: { room: req("text"), room_seq: req("int1"), ref: req("int1"), user: req("text"), session: req("b64:16") },
+  edit: { ...changed, text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1") },
+  delete: changed,
   recovery: { file: req("text"), torn_bytes: req("int"), torn_sha256: req("hex32"), reason: req("text") },
   checkpoint: { head_seq: req("int1"), head: req("hex32"), sig: req("b64:64") },
 };
@@ -283,6 +285,12 @@ function specParse(text: string): Obj | null {
       if (!m.optional) return null;
     } else if (!kindOk(m.kind, o[k])) return null;
   }
+  // §2.4: an edit or delete names a room message or a direct message, never both
+  if (o.type === "edit" || o.type === "delete") {
+    const room = o.room !== undefined && o.room_seq !== undefined && o.dm_seq === undefined && o.to === undefined;
+    const dm = o.room === undefined && o.room_seq === undefined && o.dm_seq !== undefined && o.to !== undefined;
+    if (!room && !dm) return null;
+  }
   if (o.type === "message" || o.type === "direct" || o.type === "edit") {
     if ((o.text === undefined) === (o.sealed === undefined)) return null;
     if ((o.sealed === undefined) !== (o.key_seq === undefined)) return null;
@@ -373,7 +381,7 @@ function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Res
   const key = hostKey;
   const sealKeys = new Set<number>();
   /** §8.2: room messages by "room seq", for the edits and deletes that name them. */
-  const messages = new Map<string, { seq: number; from: string; deleted: boolean }>();
+  const messages = new Map<string, { seq: number; from: string; to?: string; deleted: boolean }>();
   let entries = 0;
   let lastCheckpoint: number | null = null;
   let unsealed = 0;
@@ -417,10 +425,11 @@ function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Res
     if (e.type === "seal_key") sealKeys.add(seq);
     if (e.key_seq !== undefined && !sealKeys.has(e.key_seq as number)) return fail("key_seq");
     if (e.type === "message") messages.set(`${e.room} ${e.room_seq}`, { seq, from: e.from as string, deleted: false });
+    if (e.type === "direct") messages.set(`dm ${e.dm_seq}`, { seq, from: e.from as string, to: e.to as string, deleted: false });
     if (e.type === "edit" || e.type === "delete") {
-      const m = messages.get(`${e.room} ${e.room_seq}`);
+      const m = messages.get(e.dm_seq !== undefined ? `dm ${e.dm_seq}` : `${e.room} ${e.room_seq}`);
       const ref = e.ref as number;
-      if (ref >= seq || seq - ref > 131072 || !m || m.seq !== ref || m.from !== e.user || m.deleted) return fail("bad_edit");
+      if (ref >= seq || seq - ref > 131072 || !m || m.seq !== ref || m.from !== e.user || m.to !== e.to || m.deleted) return fail("bad_edit");
       if (e.type === "delete") m.deleted = true;
     }
     P = e;
