@@ -160,7 +160,7 @@ describe("edit and delete entries", () => {
   });
 });
 
-test("sealed: history.db holds the edited text sealed, so a room dropped from memory comes back edited while the server runs", async () => {
+test("sealed: history.db holds edited texts sealed, so a room dropped from memory, and direct messages, come back edited while the server runs", async () => {
   const dir = join(tempDir("edit"), "transcript");
   // a budget so small that only the room in use stays in memory
   const { alice, bob, chat, journal, ask } = chatOn(dir, { auditorKey: x25519Generate().publicKey, historyMemory: 1 });
@@ -168,12 +168,15 @@ test("sealed: history.db holds the edited text sealed, so a room dropped from me
   await ask(alice, { type: "say", id: 0, room: "lobby", text: "doomed" });
   await ask(alice, { type: "edit", id: 0, room: "lobby", seq: 1, text: "final" });
   await ask(alice, { type: "delete", id: 0, room: "lobby", seq: 2 });
+  const dm = (await ask(alice, { type: "dm", id: 0, to: "bob", text: "dm draft" })) as Message<"ack">;
+  await ask(alice, { type: "edit", id: 0, to: "bob", seq: dm.seq, text: "dm final" });
   await Bun.sleep(50); // history.db gets what is durable (historyFlushMs 0)
   chat.handle(bob, { type: "join", room: "other" });
   await ask(bob, { type: "say", id: 0, room: "other", text: "pushes lobby out of memory" });
   await Bun.sleep(50);
   expect(journal.rooms.holds("lobby")).toBe(false);
   for (const f of [historyDbPath(dir), `${historyDbPath(dir)}-wal`]) if (existsSync(f)) expect(readFileSync(f).includes("final")).toBe(false);
+  expect(journal.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 10).map((m) => [m.text, m.edited])).toEqual([["dm final", true]]);
   expect(journal.recent("lobby", 50).map((m) => [m.seq, m.text, m.edited, m.deleted])).toEqual([
     [1, "final", true, undefined],
     [2, undefined, undefined, true],
