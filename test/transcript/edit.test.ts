@@ -78,6 +78,19 @@ function chatOn(dir: string, over: Partial<JournalOptions> = {}) {
   return { chat, journal, alice, bob, ask, close };
 }
 
+/** Runs `check` on the journal a restart opens on `dir`, then on the one a rebuild opens (history.db deleted). */
+function afterRestartAndRebuild(dir: string, check: (j: TranscriptJournal) => void): void {
+  for (const rebuild of [false, true]) {
+    if (rebuild) rmSync(historyDbPath(dir));
+    const j = open(dir);
+    try {
+      check(j);
+    } finally {
+      j.close("shutdown");
+    }
+  }
+}
+
 describe("edit and delete entries", () => {
   test("the message entry stays as it was; edit and delete are new entries naming it (ref, room, room_seq, user, session); acks carry their tseq; verify passes", async () => {
     const dir = join(tempDir("edit"), "transcript");
@@ -127,20 +140,11 @@ describe("edit and delete entries", () => {
       [3, "plain", undefined, undefined],
     ];
     expect(live.map((m) => [m.seq, m.text, m.edited, m.deleted])).toEqual(want);
-
-    const restarted = open(dir);
-    journals.push(restarted);
-    expect(shown(restarted)).toEqual(want);
-    // the count of edits, which the edit limit bounds, survives too
-    expect(restarted.editable("lobby", 1)?.edits).toBe(2);
-    restarted.close("shutdown");
-    journals.pop();
-
-    rmSync(historyDbPath(dir));
-    const rebuilt = open(dir);
-    journals.push(rebuilt);
-    expect(shown(rebuilt)).toEqual(want);
-    expect(rebuilt.editable("lobby", 1)?.edits).toBe(2);
+    afterRestartAndRebuild(dir, (j) => {
+      expect(shown(j)).toEqual(want);
+      // the count of edits, which the edit limit bounds, survives too
+      expect(j.editable("lobby", 1)?.edits).toBe(2);
+    });
   });
 
   test("sealed: the edit's text is sealed as a message's (no plaintext in the files); verify --identity opens it", async () => {
@@ -208,17 +212,10 @@ test("direct messages: the edit and delete entries name the direct entry (dm_seq
   expect(named(entries.find((e) => e.type === "edit")!)).toEqual({ dm_seq: kept, to: "bob", ref: directs[0]!.seq, user: "alice", text: "see you at 6", room: undefined });
   expect(named(entries.find((e) => e.type === "delete")!)).toEqual({ dm_seq: gone, to: "bob", ref: directs[1]!.seq, user: "alice", text: undefined, room: undefined });
   expect((await verifyTranscript(dir, { hostKey: HOST.publicKey })).problem).toBeNull();
-
-  const restarted = open(dir);
-  journals.push(restarted);
-  expect(shown(restarted)).toEqual(want);
-  expect(restarted.editableDirect(kept)?.edits).toBe(1);
-  restarted.close("shutdown");
-  journals.pop();
-  rmSync(historyDbPath(dir));
-  const rebuilt = open(dir);
-  journals.push(rebuilt);
-  expect(shown(rebuilt)).toEqual(want);
+  afterRestartAndRebuild(dir, (j) => {
+    expect(shown(j)).toEqual(want);
+    expect(j.editableDirect(kept)?.edits).toBe(1);
+  });
 });
 
 describe("verify checks what an edit or delete names (bad_edit)", () => {
