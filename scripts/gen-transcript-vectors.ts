@@ -25,6 +25,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { concat, fromBase64, toBase64, toHex, u64be, utf8 } from "../src/bytes.ts";
 import { ed25519Generate, hkdf, labels, sha256, x25519, x25519Generate, xchachaSeal } from "../src/crypto/index.ts";
+import { deviceId } from "../src/fingerprint.ts";
+import { signEnrollment } from "../src/protocol/devices.ts";
 import { type Entry, type EntryFields, GENESIS, canonical, checkpointInput, entryHash, entryLine, makeEntry, signCheckpoint } from "../src/transcript/format.ts";
 
 /** Where the committed vectors live, relative to the repository root. */
@@ -188,10 +190,27 @@ function buildChain() {
   add(FILE_B, T2 + 7_300, "direct", { dm_seq: 1, from: "alice", to: "bob", sealed: d.sealed, key_seq: keySeq, action: true }, { sealed: d.vector });
   add(FILE_B, T2 + 8_200, "session_revoked", { user: "bob", session: session2, target: "5e551017c4e7" });
   add(FILE_B, T2 + 8_500, "password_changed", { user: "bob", session: session2, ended_sessions: false });
+  // Bob's first device approves a second one, then revokes it (PROTOCOL.md §7.11).
+  const bobFirst = ed25519Generate(fixedBytes("device seed bob first"));
+  const bobSecond = ed25519Generate(fixedBytes("device seed bob second")).publicKey;
+  const approval = signEnrollment(bobFirst.secretKey, "bob", bobSecond);
+  add(FILE_B, T2 + 8_600, "device_enrolled", {
+    user: "bob",
+    session: session2,
+    device: deviceId(bobSecond),
+    key: b64(bobSecond),
+    name: "work laptop",
+    by: deviceId(bobFirst.publicKey),
+    sig: b64(approval),
+    source: "2001:db8::b0c",
+  });
+  add(FILE_B, T2 + 8_650, "device_revoked", { user: "bob", session: session2, device: deviceId(bobSecond), key: b64(bobSecond) });
+  add(FILE_B, T2 + 8_700, "admin_action", { user: "alice", session: session3, action: "lock", target: "bob" });
+  add(FILE_B, T2 + 8_800, "room_change", { room: "lobby", user: "alice", session: session3, owner: "alice", action: "topic", text: "release friday — ✓" });
   // alice edits her sealed message (entry 13), then deletes it: new entries naming it by `ref`.
-  const ed = seal("only the auditor reads this, edited ✓", "body nonce 17");
-  add(FILE_B, T2 + 8_700, "edit", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3, sealed: ed.sealed, key_seq: keySeq }, { sealed: ed.vector });
-  add(FILE_B, T2 + 8_800, "delete", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3 });
+  const ed = seal("only the auditor reads this, edited ✓", "body nonce 21");
+  add(FILE_B, T2 + 8_850, "edit", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3, sealed: ed.sealed, key_seq: keySeq }, { sealed: ed.vector });
+  add(FILE_B, T2 + 8_900, "delete", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3 });
   add(FILE_B, T2 + 9_000, "leave", { room: "lobby", user: "alice" });
   add(FILE_B, T2 + 9_001, "session_close", { user: "alice", session: session3 });
   add(FILE_B, T2 + 11_950, "session_close", { user: "bob", session: session2 });
@@ -364,14 +383,14 @@ function buildNegative(c: Chain): NegativeCase[] {
   }
   {
     // A server (it holds the host key) records bob editing alice's message: the chain and signature are fine, the edit is not.
-    const tail = c.entries.slice(16).map((v) => ({ ...v.entry }));
+    const tail = c.entries.slice(20).map((v) => ({ ...v.entry }));
     tail[0] = { ...tail[0]!, user: "bob" };
-    const re = rechain(entryAt(16).hash, tail, c.host.secretKey);
+    const re = rechain(entryAt(20).hash, tail, c.host.secretKey);
     add(
       "edit_not_author",
-      "entry 17 (alice's edit of her message, entry 13) attributed to bob, and every later entry re-chained and re-signed with the host key: an edit must be by the message's author",
-      both(A, [...B.slice(0, 10), ...re.map(entryLine)]),
-      fail("bad_edit", FILE_B, 11),
+      "entry 21 (alice's edit of her message, entry 13) attributed to bob, and every later entry re-chained and re-signed with the host key: an edit must be by the message's author",
+      both(A, [...B.slice(0, 14), ...re.map(entryLine)]),
+      fail("bad_edit", FILE_B, 15),
     );
   }
   add("first_file_deleted", "only the second file: the chain does not start at seq 1 from the genesis value", [file(FILE_B, B)], fail("not_genesis", FILE_B, 1));
@@ -390,9 +409,9 @@ function buildNegative(c: Chain): NegativeCase[] {
   );
   add(
     "truncated_tail",
-    "the last two entries (server_stop and the final checkpoint) cut off at a line boundary: verifies, with a warning that 15 entries after the last checkpoint are not covered by a signature",
+    "the last two entries (server_stop and the final checkpoint) cut off at a line boundary: verifies, with a warning that 19 entries after the last checkpoint are not covered by a signature",
     both(A, B.slice(0, -2)),
-    { ok: true, entries: 21, last_checkpoint: 6, unsealed: 15 },
+    { ok: true, entries: 25, last_checkpoint: 6, unsealed: 19 },
   );
   return out;
 }

@@ -11,7 +11,7 @@
 import { VERSION } from "./version.ts";
 import type { ArgsDef, CommandDef } from "citty";
 import { CliError, EXIT, fromError } from "./commands/exit.ts";
-import { command, examples } from "./commands/define.ts";
+import { command, examples, notes } from "./commands/define.ts";
 import { parseArgv } from "./commands/argv.ts";
 import { didYouMean } from "./suggest.ts";
 import { renderUsage } from "./commands/usage.ts";
@@ -30,6 +30,9 @@ export const root = command({
     logout: lazy(() => import("./commands/logout.ts")),
     passwd: lazy(() => import("./commands/passwd.ts")),
     sessions: lazy(() => import("./commands/sessions.ts")),
+    admin: lazy(() => import("./commands/admin.ts")),
+    device: lazy(() => import("./commands/device.ts")),
+    key: lazy(() => import("./commands/key.ts")),
     chat: lazy(() => import("./commands/chat.ts")),
     transcript: lazy(() => import("./commands/transcript.ts")),
   },
@@ -114,7 +117,7 @@ async function usage(cmd: AnyCommand, path: string[]): Promise<string> {
           ["EXIT CODES", ["0 ok, 1 runtime failure, 2 usage error, 3 authentication failure, 4 host key mismatch, 5 transcript verification failure"]],
           ["FILES", ["$SECURECHAT_HOME/config.toml: the default server and user (see README)", "$SECURECHAT_SERVER: the default server, over config.toml"]],
         ]
-      : undefined,
+      : notes(cmd),
   });
 }
 

@@ -203,7 +203,7 @@ async function serverMain(args: Map<string, string>): Promise<void> {
         throw new Error(`bench/load/logins: account ${user} exists`);
       }
       const ticketKey = ed25519Generate();
-      const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now);
+      const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
       creds.ticket.push({ user, ticket: toHex(ticket), ticketKey: toHex(ticketKey.secretKey) });
     }
     for (const p of pw) {

@@ -36,7 +36,7 @@ server.store.db.transaction(() => {
       throw new Error(`bench/load/server: account ${user} exists`);
     }
     const ticketKey = ed25519Generate();
-    const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now);
+    const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
     creds.push({ user, ticket: toHex(ticket), ticketKey: toHex(ticketKey.secretKey) });
   }
 })();

@@ -8,7 +8,7 @@ import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkPassword } from "../password.ts";
 import { signClientAuth } from "../protocol/handshake.ts";
 import { USER_NAME_RE } from "../protocol/limits.ts";
-import type { Message, Welcome } from "../protocol/messages.ts";
+import type { AdminAction, Message, Welcome } from "../protocol/messages.ts";
 import { type ClientSession, type ServerAddress, handshake } from "./connection.ts";
 import type { HostTrust } from "./hosttrust.ts";
 import { isAuthFailure } from "./failures.ts";
@@ -37,6 +37,7 @@ export function refusal(m: Message<"error">): SecureChatError {
   const refused = (message: string) => new SecureChatError("server_refused", message, { detail: { refusal: m.code } });
   switch (m.code) {
     case "auth_failed":
+    case "account_locked":
     case "too_many_failures":
     case "password_policy":
     case "name_taken":
@@ -51,8 +52,13 @@ export function refusal(m: Message<"error">): SecureChatError {
   }
 }
 
-async function answer(session: ClientSession, user: string): Promise<Welcome> {
-  const [m] = await session.receive();
+export async function answer(session: ClientSession, user: string, timeoutMs?: number): Promise<Welcome> {
+  const [m] = await session.receive(timeoutMs);
+  return welcomed(session, user, m);
+}
+
+/** The server's answer `m` to an attempt: the welcome, checked; an error becomes its refusal. */
+export function welcomed(session: ClientSession, user: string, m: Message | undefined): Welcome {
   if (m?.type === "welcome") {
     if (!constantTimeEqual(m.session_id, session.keys.sessionId) || m.user !== user) {
       throw new SecureChatError("protocol_violation", "protocol: welcome names another session or user");
@@ -75,7 +81,7 @@ export interface AccountOptions {
  * bytes in `w` are wiped once they are in the file: callers get `w` back
  * for its user and expiry, never to reuse the ticket.
  */
-function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed25519Generate>): void {
+export function keepTicket(o: AccountOptions, w: Welcome, key: ReturnType<typeof ed25519Generate>): void {
   if (w.ticket !== undefined && w.ticket_expires !== undefined) {
     try {
       saveTicket(o.addr.id, o.user, { ticket: w.ticket, expiresAt: w.ticket_expires, key });
@@ -167,7 +173,7 @@ export async function register(o: AccountOptions, password: string): Promise<Wel
  * password change left in `USER.key.new` without knowing whether the server
  * took the new password (PROTOCOL.md Appendix A.2). `pending` says which.
  */
-async function openIdentity(o: AccountOptions, password: string): Promise<{ identity: ReturnType<typeof ed25519Generate>; pending: boolean }> {
+export async function openIdentity(o: AccountOptions, password: string): Promise<{ identity: ReturnType<typeof ed25519Generate>; pending: boolean }> {
   try {
     try {
       return { identity: await loadIdentity(o.addr.id, o.user, password), pending: false };
@@ -194,7 +200,7 @@ async function openIdentity(o: AccountOptions, password: string): Promise<{ iden
  * is the one that matches the server. A pending file it opened replaces the
  * old one; a pending file it did not open is a change the server never made.
  */
-function settleIdentity(o: AccountOptions, pending: boolean): void {
+export function settleIdentity(o: AccountOptions, pending: boolean): void {
   if (pending) promotePendingIdentity(o.addr.id, o.user);
   else removePendingIdentity(o.addr.id, o.user);
 }
@@ -336,31 +342,44 @@ export async function logout(o: AccountOptions): Promise<"revoked" | "expired" |
 }
 
 /**
- * One session request (PROTOCOL.md §7.8) on a ticket session of its own:
- * the answer of type `want`. A `notice` refusing it (`unknown_session`,
- * `current_session`, `not_recorded`, `flood`) becomes `session_refused`;
- * `slow_down` only means the answer comes later.
+ * One session, administrator or device request (PROTOCOL.md §7.8, §7.10,
+ * §7.11) on a ticket session of its own: the answer of type `want`. A
+ * `notice` refusing it (`unknown_session`, `current_session`, `not_admin`,
+ * `not_recorded`, `flood`, …) becomes `session_refused`; `slow_down` only
+ * means the answer comes later.
  */
-async function sessionRequest<T extends "sessions" | "revoked">(o: AccountOptions, req: Message<"session_list" | "revoke_session">, want: T): Promise<Message<T>> {
+export async function sessionRequest<T extends "sessions" | "revoked" | "admin_done" | "devices" | "device_revoked">(
+  o: AccountOptions,
+  req: Message<"session_list" | "revoke_session" | "admin" | "device_list" | "device_revoke">,
+  want: T,
+): Promise<Message<T>> {
   checkUserName(o.user);
   const resumed = await resumeWithTicket(o);
   if (!resumed) throw new SecureChatError("no_ticket", `no valid session ticket for ${o.user} at ${o.addr.id}`, { detail: { user: o.user, server: o.addr.id } });
   const { session } = resumed;
   try {
     session.send(req);
-    for (;;) {
-      for (const m of await session.receive()) {
-        if (m.type === want) {
-          session.send({ type: "bye", reason: "done" });
-          return m as Message<T>;
-        }
-        if (m.type === "ping") session.send({ type: "pong" });
-        if (m.type === "error") throw refusal(m);
-        if (m.type === "notice" && m.code !== "slow_down") throw new SecureChatError("session_refused", m.text, { detail: { refusal: m.code } });
-      }
-    }
+    const m = await answerOf(session, want);
+    session.send({ type: "bye", reason: "done" });
+    return m;
   } finally {
     session.close();
+  }
+}
+
+/**
+ * The answer of type `want` to a request just sent on a logged-in session,
+ * answering pings meanwhile. A refusing `notice` becomes `session_refused`
+ * (its code in `detail.refusal`); `slow_down` only means it comes later.
+ */
+export async function answerOf<T extends Message["type"]>(session: ClientSession, want: T): Promise<Message<T>> {
+  for (;;) {
+    for (const m of await session.receive()) {
+      if (m.type === want) return m as Message<T>;
+      if (m.type === "ping") session.send({ type: "pong" });
+      if (m.type === "error") throw refusal(m);
+      if (m.type === "notice" && m.code !== "slow_down") throw new SecureChatError("session_refused", m.text, { detail: { refusal: m.code } });
+    }
   }
 }
 
@@ -372,4 +391,10 @@ export function listSessions(o: AccountOptions): Promise<Message<"sessions">> {
 /** Ends the session, or revokes the ticket, named `id` (`securechat sessions revoke ID`). */
 export function revokeSession(o: AccountOptions, id: string): Promise<Message<"revoked">> {
   return sessionRequest(o, { type: "revoke_session", id }, "revoked");
+}
+
+/** A server administrator's action on the account `target` (`securechat admin`, PROTOCOL.md §7.10). */
+export function administer(o: AccountOptions, action: AdminAction, target: string): Promise<Message<"admin_done">> {
+  checkUserName(target);
+  return sessionRequest(o, { type: "admin", action, user: target }, "admin_done");
 }

@@ -58,7 +58,7 @@ const PAGE = 1000;
  * text each, this holds at most about 8 MiB.
  */
 export const HELD_MAX = 2000;
-/** The user's own recent messages per room that `/edit N` and `/delete N` can name (PROTOCOL.md §7.9). */
+/** The user's own recent messages per room that `/edit N` and `/delete N` can name (PROTOCOL.md §7.12). */
 export const MINE_MAX = 50;
 
 /** Which message `/edit` or `/delete` means: the user's `back`-th last in the current room, or the room's message `seq`. */
@@ -71,6 +71,8 @@ export type MessageRef = { back: number } | { seq: number };
  * client (session_revoked: the user logged out elsewhere).
  */
 const RECONNECT_CODES = new Set(["server_shutdown", "session_expired", "idle_timeout", "slow_consumer"]);
+/** The notices that refuse a join (PROTOCOL.md §6.1): the oldest join waiting is the one refused. */
+const JOIN_REFUSALS = new Set(["room_limit", "not_recorded", "banned", "invite_only"]);
 
 export type LocalEvent =
   | { type: "connected"; server: string; user: string; session: string }
@@ -79,12 +81,15 @@ export type LocalEvent =
   | { type: "reconnected"; after_ms: number; rooms: { room: string; missed: number; gap: number }[] }
   | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean; queued?: true }
   | { type: "unsent"; id: number; reason: string }
-  /** An edit (with `text`) or a delete (without) of the room's message `seq` was sent with this id (PROTOCOL.md §7.9). */
+  /** An edit (with `text`) or a delete (without) of the room's message `seq` was sent with this id (PROTOCOL.md §7.12). */
   | { type: "change_sent"; id: number; room?: string; to?: string; seq: number; text?: string }
   | { type: "current"; room: string }
   | { type: "local"; text: string };
 
 export type ChatEvent = Message | LocalEvent;
+
+/** The room moderation requests (PROTOCOL.md §7.9). */
+type ModRequest = "topic" | "op" | "deop" | "kick" | "ban" | "unban" | "bans" | "mute" | "unmute" | "invite" | "mode" | "drop";
 
 export interface ChatSink {
   event(e: ChatEvent): void;
@@ -436,21 +441,18 @@ export class ChatClient {
         }
         break;
       case "left":
-        if (m.user === this.#me && this.#rooms.has(m.room)) {
-          const order = this.rooms;
-          const i = order.indexOf(m.room);
-          this.#rooms.delete(m.room);
-          // Leaving the current room makes the one joined before it current (else the next).
-          const next = order[i - 1] ?? order[i + 1];
-          if (this.#current === m.room && next !== undefined) this.#setCurrent(next, true);
-        }
+        if (m.user === this.#me) this.#gone(m.room);
+        break;
+      case "room_changed":
+        // Kicked or banned (PROTOCOL.md §7.9): every connection of this user left the room.
+        if ((m.action === "kick" || m.action === "ban") && m.user === this.#me) this.#gone(m.room);
         break;
       case "notice":
         if (m.code === "recorded" && this.#quietNotices > 0) {
           this.#quietNotices--;
           return;
         }
-        if ((m.code === "room_limit" || m.code === "not_recorded") && this.#joins.length > 0) this.#joinRefused(this.#joins.shift()!, m.text);
+        if (JOIN_REFUSALS.has(m.code) && this.#joins.length > 0) this.#joinRefused(this.#joins.shift()!, m.text);
         break;
       case "bye":
         this.emit(m);
@@ -473,6 +475,17 @@ export class ChatClient {
       this.failureCode = m.code;
       this.#finish(this.failure);
     }
+  }
+
+  /** This user is no longer in `room` (it left, or was kicked or banned). */
+  #gone(room: string): void {
+    if (!this.#rooms.has(room)) return;
+    const order = this.rooms;
+    const i = order.indexOf(room);
+    this.#rooms.delete(room);
+    // Leaving the current room makes the one joined before it current (else the next).
+    const next = order[i - 1] ?? order[i + 1];
+    if (this.#current === room && next !== undefined) this.#setCurrent(next, true);
   }
 
   /** The answer to a join. True if it is not to be shown (a rejoin: `reconnected` says it). */
@@ -810,7 +823,7 @@ export class ChatClient {
 
   /**
    * `/edit` (with `text`) and `/delete` (without) of one of the user's own
-   * messages in the current room (PROTOCOL.md §7.9): the `back`-th last this
+   * messages in the current room (PROTOCOL.md §7.12): the `back`-th last this
    * client has seen acked or shown, or the room's message `seq`. Waits first
    * for the acks of lines still pending, so "/edit" right after a line means
    * that line. Not queued while disconnected: said to be impossible then.
@@ -865,8 +878,8 @@ export class ChatClient {
     if (i >= 0) mine!.splice(i, 1);
   }
 
-  /** Other requests (join, leave, who, rooms, history, away). */
-  request(m: Message<"join" | "leave" | "who" | "rooms" | "history" | "away">): void {
+  /** Other requests (join, leave, who, rooms, history, away, and room moderation, PROTOCOL.md §7.9). */
+  request(m: Message<"join" | "leave" | "who" | "rooms" | "history" | "away" | ModRequest>): void {
     if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: "not connected: try again once reconnected" });
     if (m.type === "join") this.#joins.push(m.room);
     this.#send(m);

@@ -3,7 +3,8 @@
  * (parseLine), the /help text, and what each command asks of the engine
  * (runCommand). The engine itself is src/client/chat.ts.
  */
-import { AWAY_TEXT_MAX, ROOM_NAME_RE, USER_NAME_RE } from "../protocol/limits.ts";
+import { AWAY_TEXT_MAX, REASON_TEXT_MAX, ROOM_NAME_RE, TOPIC_BYTES_MAX, TOPIC_CODE_POINTS_MAX, USER_NAME_RE } from "../protocol/limits.ts";
+import { codePoints } from "../protocol/messages.ts";
 import { hasControl } from "../text.ts";
 import { type MessageRef, type ChatClient, MINE_MAX } from "./chat.ts";
 
@@ -24,8 +25,15 @@ export type Command =
   | { kind: "notify"; on: boolean }
   | { kind: "ignore"; user?: string }
   | { kind: "unignore"; user: string }
+  // Room moderation (PROTOCOL.md §7.9), for the current room.
+  | { kind: "topic"; text?: string }
+  | { kind: "moderate"; action: "op" | "deop" | "ban" | "unban" | "mute" | "unmute" | "invite"; user: string }
+  | { kind: "kick"; user: string; reason?: string }
+  | { kind: "bans" }
+  | { kind: "mode"; invite_only?: boolean; secret?: boolean }
+  | { kind: "drop" }
   | { kind: "help" }
-  // Editing and deleting one's own room messages (PROTOCOL.md §7.9).
+  // Editing and deleting one's own room messages (PROTOCOL.md §7.12).
   | { kind: "edit"; which: MessageRef; text: string; to?: string }
   | { kind: "delete"; which: MessageRef; to?: string }
   | { kind: "quit" }
@@ -47,6 +55,15 @@ export const HELP_TEXT = [
   "/notify off|on — the bell for mentions of your name and direct messages",
   "/ignore [USER] — hide USER's messages, direct messages, joins and leaves (no bell); alone: list who you ignore",
   "/unignore USER — show USER's lines again",
+  `/topic [TEXT] — set the current room's topic (at most ${TOPIC_CODE_POINTS_MAX} characters); alone: clear it (operators)`,
+  "/op USER, /deop USER — make USER an operator of the current room, or no longer one (the owner)",
+  "/kick USER [REASON] — put USER out of the current room, saying why (operators)",
+  "/ban USER, /unban USER — keep USER out of the current room, or let them in again (operators)",
+  "/bans — who is banned from the current room",
+  "/mute USER, /unmute USER — USER may read the current room but not speak, or may again (operators)",
+  "/mode +i|-i|+s|-s — invite-only (+i) or secret, hidden from /rooms (+s) (operators)",
+  "/invite USER — let USER into the current room while it is invite-only (operators)",
+  "/drop — forget the current room's topic, ops, modes and bans (the owner)",
   "/edit [@USER] [N|#SEQ] TEXT — replace the text of your last message in this room (@USER: your last direct message to USER; N: your N-th last; #SEQ: message SEQ); shown as (edited)",
   "/delete [@USER] [N|#SEQ] — delete your last message in this room (or to USER; or your N-th last, or message SEQ); shown as [deleted]",
   "/help — this list",
@@ -57,7 +74,13 @@ export const HELP_TEXT = [
 ];
 
 /** The commands, for Tab completion. */
-export const COMMANDS = ["/join", "/switch", "/leave", "/rooms", "/who", "/away", "/back", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye", "/edit", "/delete"];
+export const COMMANDS = [
+  "/join", "/switch", "/leave", "/rooms", "/who", "/away", "/back", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye",
+  // Room moderation (PROTOCOL.md §7.9).
+  "/topic", "/op", "/deop", "/kick", "/ban", "/unban", "/bans", "/mute", "/unmute", "/mode", "/invite", "/drop",
+  // Editing and deleting one's own messages (PROTOCOL.md §7.12).
+  "/edit", "/delete",
+];
 
 /**
  * `interactive`: a person at a terminal, for whom a bare "bye" is something
@@ -123,6 +146,36 @@ export function parseLine(line: string, interactive = false): Command | null {
       const n = word === "" ? 20 : Number(word);
       return Number.isInteger(n) && n >= 1 && n <= 1000 ? { kind: "history", limit: n } : { kind: "error", text: "usage: /history [N] (1-1000)" };
     }
+    // Room moderation (PROTOCOL.md §7.9): the server closes a session over a malformed request, so each is checked here first.
+    case "topic":
+      if (arg === "") return { kind: "topic" };
+      return isText(arg, TOPIC_BYTES_MAX) && codePoints(arg) <= TOPIC_CODE_POINTS_MAX
+        ? { kind: "topic", text: arg }
+        : { kind: "error", text: `usage: /topic TEXT (at most ${TOPIC_CODE_POINTS_MAX} characters, ${TOPIC_BYTES_MAX} bytes, no control characters), or /topic alone to clear it` };
+    case "op":
+    case "deop":
+    case "ban":
+    case "unban":
+    case "mute":
+    case "unmute":
+    case "invite": {
+      const user = oneUser(rest);
+      return user ? { kind: "moderate", action: cmd.toLowerCase() as "op", user } : { kind: "error", text: `usage: /${cmd.toLowerCase()} USER` };
+    }
+    case "kick": {
+      const user = (word || "").replace(/^@/, "");
+      const reason = rest.slice(rest.indexOf(word) + 1).join(" ").trim();
+      if (!USER_NAME_RE.test(user) || (reason !== "" && !isText(reason, REASON_TEXT_MAX))) return { kind: "error", text: `usage: /kick USER [REASON] (a reason of at most ${REASON_TEXT_MAX} bytes)` };
+      return { kind: "kick", user, ...(reason ? { reason } : {}) };
+    }
+    case "bans":
+      return { kind: "bans" };
+    case "drop":
+      return arg === "" ? { kind: "drop" } : { kind: "error", text: "usage: /drop (forgets the current room's settings)" };
+    case "mode": {
+      const mode = parseMode(arg);
+      return mode ?? { kind: "error", text: "usage: /mode +i|-i|+s|-s (invite-only, secret; several at once: /mode +i-s)" };
+    }
     case "help":
     case "?":
       return { kind: "help" };
@@ -168,6 +221,26 @@ function oneUser(words: string[]): string | null {
   const given = words.filter((w) => w !== "");
   const user = (given[0] ?? "").replace(/^@/, "");
   return given.length === 1 && USER_NAME_RE.test(user) ? user : null;
+}
+
+/** Text the server takes in a field of at most `max` bytes (PROTOCOL.md §5.0). */
+function isText(s: string, max: number): boolean {
+  return Buffer.byteLength(s, "utf8") <= max && !hasControl(s) && s.isWellFormed();
+}
+
+/** `+i`, `-s`, `+i-s`, `+i +s`: each of i and s at most once; null if anything else. */
+function parseMode(arg: string): { kind: "mode"; invite_only?: boolean; secret?: boolean } | null {
+  const out: { kind: "mode"; invite_only?: boolean; secret?: boolean } = { kind: "mode" };
+  let sign: boolean | null = null;
+  for (const ch of arg.replace(/\s+/g, "")) {
+    if (ch === "+" || ch === "-") sign = ch === "+";
+    else if ((ch === "i" || ch === "s") && sign !== null) {
+      const key = ch === "i" ? "invite_only" : "secret";
+      if (out[key] !== undefined) return null;
+      out[key] = sign;
+    } else return null;
+  }
+  return out.invite_only === undefined && out.secret === undefined ? null : out;
 }
 
 /** What only an interactive front end does (the bell, the ignore list). */
@@ -227,6 +300,22 @@ export async function runCommand(client: ChatClient, cmd: Command, front?: Front
       return true;
     case "dm_history":
       client.directHistory(cmd.with, cmd.limit, cmd.more);
+      return true;
+    case "topic":
+      client.request({ type: "topic", room: client.room, ...(cmd.text !== undefined ? { text: cmd.text } : {}) });
+      return true;
+    case "moderate":
+      client.request({ type: cmd.action, room: client.room, user: cmd.user });
+      return true;
+    case "kick":
+      client.request({ type: "kick", room: client.room, user: cmd.user, ...(cmd.reason !== undefined ? { reason: cmd.reason } : {}) });
+      return true;
+    case "bans":
+    case "drop":
+      client.request({ type: cmd.kind, room: client.room });
+      return true;
+    case "mode":
+      client.request({ type: "mode", room: client.room, ...(cmd.invite_only !== undefined ? { invite_only: cmd.invite_only } : {}), ...(cmd.secret !== undefined ? { secret: cmd.secret } : {}) });
       return true;
     case "help":
       for (const line of HELP_TEXT) client.emit({ type: "local", text: line });

@@ -23,7 +23,7 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
   switch (e.type) {
     case "message": {
       const head: Segment[] = e.history ? [dim("[history]", color), " "] : [];
-      // Edited or deleted since (history only, PROTOCOL.md §7.9): the current text, marked.
+      // Edited or deleted since (history only, PROTOCOL.md §7.12): the current text, marked.
       if (e.deleted) return [...head, at(e.ts), " <", colorize(e.from, color), "> ", dim("[deleted]", color)];
       const mark: Segment[] = e.edited ? [" ", dim("(edited)", color)] : [];
       return e.action
@@ -68,8 +68,17 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
       return [at(e.ts), " ", ...note(`${e.user} joined ${e.room}`)];
     case "left":
       return [at(e.ts), " ", ...note(e.user === me ? `you left ${e.room}` : `${e.user} left ${e.room}`)];
-    case "room":
-      return note(`you are in ${e.room} with ${e.users.filter((u) => u !== me).join(", ") || "nobody else"}`);
+    case "room": {
+      // A persistent room's owner, its modes and topic (PROTOCOL.md §7.9), shown on joining; a room without settings looks as it always did.
+      const owner = e.owner === undefined || !e.persistent ? "" : e.owner === me ? "; you own it" : `; owner ${e.owner}`;
+      const modes = `${e.invite_only ? "i" : ""}${e.secret ? "s" : ""}`;
+      const topic = e.topic === undefined ? "" : `; topic: ${e.topic}`;
+      return note(`you are in ${e.room} with ${e.users.filter((u) => u !== me).join(", ") || "nobody else"}${owner}${modes ? `; mode +${modes}` : ""}${e.muted ? "; you are muted" : ""}${topic}`);
+    }
+    case "room_changed":
+      return [at(e.ts), " ", ...note(roomChangedText(e, me))];
+    case "ban_list":
+      return note(e.bans.length === 0 ? `nobody is banned from ${e.room}` : `banned from ${e.room}: ${e.bans.join(", ")}`);
     case "members": {
       const away = new Map((e.away ?? []).map((a) => [a.user, a.text]));
       const who = e.users.map((u) => (away.has(u) ? `${u} (away: ${away.get(u)})` : u));
@@ -97,6 +106,40 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
       return note(e.text);
     default:
       return null;
+  }
+}
+
+/** "bob was kicked from ops by alice (spam)", "alice set the topic of ops: …" (PROTOCOL.md §7.9). */
+export function roomChangedText(e: Extract<ChatEvent, { type: "room_changed" }>, me: string): string {
+  const by = e.by === me ? "you" : e.by;
+  const who = e.user === me ? "you" : (e.user ?? "");
+  switch (e.action) {
+    case "topic":
+      return e.text === undefined ? `${by} cleared the topic of ${e.room}` : `${by} set the topic of ${e.room}: ${e.text}`;
+    case "op":
+      return `${by} made ${who} an operator of ${e.room}`;
+    case "deop":
+      return `${by} took operator away from ${who} in ${e.room}`;
+    case "kick":
+      return `${who} ${who === "you" ? "were" : "was"} kicked from ${e.room} by ${by}${e.text === undefined ? "" : ` (${e.text})`}`;
+    case "ban":
+      return `${who} ${who === "you" ? "were" : "was"} banned from ${e.room} by ${by}`;
+    case "unban":
+      return `${by} unbanned ${who} in ${e.room}`;
+    case "mute":
+      return `${by} muted ${who} in ${e.room}${who === "you" ? ": you may read but not speak" : ""}`;
+    case "unmute":
+      return `${by} unmuted ${who} in ${e.room}`;
+    case "invite":
+      return `${by} invited ${who} to ${e.room}${who === "you" ? `: /join ${e.room}` : ""}`;
+    case "mode": {
+      const flag = (on: boolean | undefined, c: string) => (on === undefined ? "" : `${on ? "+" : "-"}${c}`);
+      return `${by} set ${e.room} ${flag(e.invite_only, "i")}${flag(e.secret, "s")}`;
+    }
+    case "drop":
+      return `${by} dropped the settings of ${e.room}`;
+    default:
+      return `${by} changed ${e.room}`;
   }
 }
 

@@ -66,7 +66,7 @@ export class ChatWindow {
   readonly #mentions = new Map<string, number>();
   readonly #nicks = new Map<string, Set<string>>();
   readonly #pending = new Map<number, Pending>();
-  /** Edits and deletes sent and not yet answered (PROTOCOL.md §7.9): what a refusal says was not done. */
+  /** Edits and deletes sent and not yet answered (PROTOCOL.md §7.12): what a refusal says was not done. */
   readonly #changes = new Map<number, "edited" | "deleted">();
   readonly #mention: RegExp;
   /** The room the last "now talking in" line named; at first, the first room joined. */
@@ -177,6 +177,17 @@ export class ChatWindow {
         } else {
           this.#nicks.get(e.room)?.delete(e.user);
           if (this.ignores.has(e.user)) return;
+        }
+        this.#print(e);
+        return this.#status();
+      case "room_changed":
+        // A kick or ban (PROTOCOL.md §7.9) takes the user out of the room, as a leave does.
+        if ((e.action === "kick" || e.action === "ban") && e.user !== undefined) {
+          if (e.user === this.me) {
+            this.#nicks.delete(e.room);
+            this.#unread.delete(e.room);
+            this.#mentions.delete(e.room);
+          } else this.#nicks.get(e.room)?.delete(e.user);
         }
         this.#print(e);
         return this.#status();

@@ -12,8 +12,8 @@ const HOST_KEY_CODES = new Set(["host_key_changed", "host_key_unknown", "host_ke
 /** Local reasons: the identity key does not open or is absent, no ticket and no password, a fresh ticket refused. */
 const AUTH_CODES = new Set(["identity_locked", "identity_missing", "no_ticket", "ticket_refused"]);
 
-/** The server's refusals (its `error` codes, PROTOCOL.md §6) that mean the credentials were wrong. */
-const AUTH_REFUSALS = new Set(["auth_failed", "too_many_failures"]);
+/** The server's refusals (its `error` codes, PROTOCOL.md §6) that mean the credentials were wrong, or the account may not log in (locked). */
+const AUTH_REFUSALS = new Set(["auth_failed", "too_many_failures", "account_locked"]);
 
 export function isHostKeyFailure(e: unknown): boolean {
   return isSecureChatError(e) && HOST_KEY_CODES.has(e.code);

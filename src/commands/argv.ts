@@ -5,6 +5,9 @@
  *
  * - `--name VALUE`, `--name=VALUE`, `-n VALUE` (a one-letter `alias`),
  *   `--flag`, `--no-flag`; `--` ends the options;
+ * - an option marked `repeatable` may be given more than once: its value is
+ *   then the list of every one given, in order; any other option given
+ *   twice keeps the last;
  * - an unknown option, a missing value, a value given to a boolean, a bad
  *   enum value, a missing or extra positional: a usage error (exit 2) with
  *   a hint, and "did you mean" when a known option is near.
@@ -19,6 +22,20 @@ interface Option {
   name: string;
   kind: Kind;
   choices?: readonly string[];
+  repeat?: true;
+}
+
+const REPEATABLE = new WeakSet<object>();
+
+/** Marks a string option that may be given more than once (`serve --admin A --admin B`): parsed, it is a string[]. */
+export function repeatable<const T extends ArgsDef[string] & { type: "string" }>(def: T): T {
+  REPEATABLE.add(def);
+  return def;
+}
+
+/** A repeatable option's values as parsed (none given: empty). */
+export function repeated(v: unknown): string[] {
+  return Array.isArray(v) ? (v as string[]) : typeof v === "string" ? [v] : [];
 }
 
 /** One-letter aliases of an arg, as written after a single dash. */
@@ -37,7 +54,7 @@ export function optionTable(argsDef: ArgsDef): { options: Map<string, Option>; p
       continue;
     }
     const kind: Kind = def.type === "boolean" ? "boolean" : def.type === "enum" ? "enum" : "string";
-    const option: Option = { name, kind, ...(def.type === "enum" ? { choices: def.options ?? [] } : {}) };
+    const option: Option = { name, kind, ...(def.type === "enum" ? { choices: def.options ?? [] } : {}), ...(REPEATABLE.has(def) ? { repeat: true as const } : {}) };
     options.set(`--${name}`, option);
     if (kind === "boolean") options.set(`--no-${name}`, option);
     for (const a of [("alias" in def ? def.alias : undefined) ?? []].flat()) options.set(a.length === 1 ? `-${a}` : `--${a}`, option);
@@ -92,7 +109,7 @@ export function parseArgv(argsDef: ArgsDef, rest: string[], path: string[]): Par
     if (option.choices && !option.choices.includes(value)) {
       throw new CliError(EXIT.USAGE, `option "${shown}" must be one of ${option.choices.join(", ")}, not "${value}"`, [hint]);
     }
-    out[option.name] = value;
+    out[option.name] = option.repeat ? [...repeated(out[option.name]), value] : value;
   }
   // A stray argument is not echoed: it may be a password typed where it does not belong.
   if (given.length > positionals.length) {

@@ -5,16 +5,23 @@
 import { type ArgsDef, type CommandDef, defineCommand } from "citty";
 
 const examplesOf = new WeakMap<object, string[]>();
+const notesOf = new WeakMap<object, [string, string[]][]>();
 
-export function command<const T extends ArgsDef>(def: CommandDef<T> & { examples: string[] }): CommandDef<T> {
-  const { examples, ...rest } = def;
+/** `notes`: extra sections of the help page, as [heading, paragraphs]. */
+export function command<const T extends ArgsDef>(def: CommandDef<T> & { examples: string[]; notes?: [string, string[]][] }): CommandDef<T> {
+  const { examples, notes, ...rest } = def;
   const cmd = defineCommand(rest);
   examplesOf.set(cmd, examples);
+  if (notes) notesOf.set(cmd, notes);
   return cmd;
 }
 
 export function examples(cmd: object): string[] {
   return examplesOf.get(cmd) ?? [];
+}
+
+export function notes(cmd: object): [string, string[]][] | undefined {
+  return notesOf.get(cmd);
 }
 
 /** Arg groups shared by several commands; one definition each. */

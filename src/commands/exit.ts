@@ -77,12 +77,17 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
   handshake_refused: {
     hints: () => ["this came before the server proved its host key: it may be the server refusing, or anyone on the network path; try again later"],
   },
+  admin_unknown: {
+    exit: EXIT.USAGE,
+    hints: () => ['an administrator must have an account first: start the server without that --admin, "securechat register NAME", then restart it with --admin NAME'],
+  },
   server_refused: { hints: (d) => refusalHints(String(d.refusal)) },
   chat_incomplete: {
     hints: (d) => [
       ...(Number(d.unacknowledged) > 0 ? ["see the events above (nack, disconnected)"] : []),
       // The session's ticket expired or was revoked: only a new login brings it back.
       ...(d.ended === "session_expired" || d.ended === "session_revoked" ? [`run "securechat login ${d.user} --server ${d.server}" to start a new session`] : []),
+      ...(d.ended === "account_locked" ? [`a server administrator locked ${d.user}: it cannot log in until one unlocks it ("securechat admin unlock ${d.user}")`] : []),
     ],
   },
 };
@@ -117,6 +122,8 @@ function refusalHints(code: string): string[] {
       return ["wait a little and try again"];
     case "too_many_connections":
       return ["close another securechat session, or wait for one to end"];
+    case "account_locked":
+      return ['a server administrator locked this account: ask one to unlock it ("securechat admin unlock USER")'];
     default:
       return [];
   }
@@ -126,6 +133,8 @@ function exitCodeOf(e: SecureChatError): ExitCode {
   if (isHostKeyFailure(e)) return EXIT.HOST_KEY;
   if (isAuthFailure(e)) return EXIT.AUTH;
   if (e.code === "server_refused" && e.detail.refusal === "password_policy") return EXIT.USAGE;
+  // The session ended because the account was locked: as a login refused for it would.
+  if (e.code === "chat_incomplete" && e.detail.ended === "account_locked") return EXIT.AUTH;
   return RULES[e.code]?.exit ?? EXIT.FAILURE;
 }
 

@@ -41,7 +41,7 @@ export default command({
     const password = await obtainNewPassword({ fromStdin: Boolean(a["password-stdin"]), check: (pw) => checkPassword(pw, user) });
     const w = await account.register(o, password);
     const until = w.ticket_expires ? `; logged in until ${isoTime(w.ticket_expires)}` : "";
-    process.stderr.write(`registered ${w.user} at ${addr.id}${until}\nidentity key: ${identityPath(addr.id, user)} (keep a backup: it cannot be recovered)\n`);
+    process.stderr.write(`registered ${w.user} at ${addr.id}${until}\nidentity key: ${identityPath(addr.id, user)} (back it up: securechat key export)\n`);
     const wrote = writeConfigIfAbsent(addr, user);
     if (wrote) process.stderr.write(`wrote ${wrote}: server = "${addr.id}", user = "${user}" (the defaults from now on)\n`);
   },

@@ -1,5 +1,6 @@
 import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
+import { repeatable, repeated } from "./argv.ts";
 import { parseDuration, parseInteger } from "./values.ts";
 
 export default command({
@@ -27,7 +28,10 @@ export default command({
     "max-rooms-per-user": { type: "string", valueHint: "N", description: "Rooms one user may be in across its connections (so also rooms it can create)", default: "64" },
     "dm-retention": { type: "string", valueHint: "DURATION", description: "How long direct messages are kept, for delivery to users who were offline and for /history @USER", default: "30d" },
     "max-stored-dms": { type: "string", valueHint: "N", description: "Direct messages stored for one offline user, not yet delivered; past it a dm to them is refused", default: "1000" },
-    "edit-window": { type: "string", valueHint: "DURATION", description: "How long after a room message its author may /edit or /delete it; 0: never", default: "15m" },
+    // Room moderation (PROTOCOL.md §7.9).
+    "max-rooms-owned": { type: "string", valueHint: "N", description: "Persistent rooms (with a topic, ops, modes, bans...) one user may own", default: "10" },
+    "max-persistent-rooms": { type: "string", valueHint: "N", description: "Persistent rooms the server keeps, in all", default: "1000" },
+    "edit-window": { type: "string", valueHint: "DURATION", description: "How long after a message its author may /edit or /delete it; 0: never", default: "15m" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
     "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
     fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed (at most one fsync per ms), or left to the OS", default: "batch" },
@@ -35,6 +39,10 @@ export default command({
     "checkpoint-interval": { type: "string", valueHint: "DURATION", description: "…and at least this often while there are new entries", default: "60s" },
     "rotate-size": { type: "string", valueHint: "BYTES", description: "Start a new transcript file past this size (and every UTC day)", default: "67108864" },
     "auditor-key": { type: "string", valueHint: "PUB", description: "Seal message bodies in the transcript to this auditor key (from transcript keygen)" },
+    admin: repeatable({ type: "string", valueHint: "NAME", description: "A server administrator: this account may lock and unlock accounts and end their sessions (securechat admin); give it again for more. The account must exist" }),
+    // Devices (PROTOCOL.md §7.11).
+    "device-enroll": { type: "enum", options: ["approve", "password"], description: "How a new machine's key is enrolled: approved by an enrolled device, or by the password alone", default: "approve" },
+    "max-devices": { type: "string", valueHint: "N", description: "Active device keys per account", default: "16" },
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
@@ -43,9 +51,10 @@ export default command({
     "securechat serve --host 0.0.0.0 --port 7447 --data /var/lib/securechat",
     "securechat serve --auditor-key \"$(cat auditor.pub)\" --fsync always",
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
+    "securechat serve --admin root --admin ops",
   ],
   async run({ args: a }) {
-    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, MAX_REKEY_RECORDS }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
+    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, DEVICE_LIST_MAX, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/limits.ts"),
       import("../protocol/limits.ts"),
@@ -69,6 +78,10 @@ export default command({
       } catch (e) {
         throw new CliError(EXIT.USAGE, `--auditor-key: ${(e as Error).message}`, ["pass the line printed by \"securechat transcript keygen\", or a file holding it"]);
       }
+    }
+    const admins = new Set(repeated(a.admin));
+    for (const name of admins) {
+      if (!USER_NAME_RE.test(name)) throw new CliError(EXIT.USAGE, `--admin "${name}" is not a user name`, ["use the name of an account on this server: a lowercase letter, then 1-31 of a-z, 0-9, _ or -"]);
     }
     const history = parseInteger("--history", a.history, 0, 1000);
     const historyMemory = parseInteger("--history-memory", a["history-memory"], 0, 2 ** 40);
@@ -107,10 +120,19 @@ export default command({
         maxRoomsPerUser: parseInteger("--max-rooms-per-user", a["max-rooms-per-user"], 1, 1_000_000),
         dmRetentionMs: parseDuration("--dm-retention", a["dm-retention"], 3650 * 86_400_000),
         maxStoredDms: parseInteger("--max-stored-dms", a["max-stored-dms"], 1, 1_000_000),
+        admins,
+        maxRoomsOwned: parseInteger("--max-rooms-owned", a["max-rooms-owned"], 0, 1_000_000),
+        maxPersistentRooms: parseInteger("--max-persistent-rooms", a["max-persistent-rooms"], 0, 1_000_000),
         editWindowMs: a["edit-window"].trim() === "0" ? 0 : parseDuration("--edit-window", a["edit-window"], 7 * 86_400_000),
       },
       idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
       maxSendBuffer,
+      devices: {
+        ...DEFAULT_SERVER_OPTIONS.devices,
+        enroll: a["device-enroll"] === "password" ? ("password" as const) : ("approve" as const),
+        // A `devices` answer lists at most DEVICE_LIST_MAX, active and revoked.
+        maxActive: parseInteger("--max-devices", a["max-devices"], 1, DEVICE_LIST_MAX),
+      },
     };
 
     const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([
@@ -176,6 +198,7 @@ export default command({
       checkpoint_every: writer.checkpointEvery,
       checkpoint_interval_s: writer.checkpointIntervalMs / 1000,
     });
+    logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
     logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir, pid: process.pid });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

@@ -25,8 +25,8 @@ const filterArgs = {
   since: { type: "string", description: "Only entries from TIME on: 2026-11-22, 08:00, 2h, yesterday (UTC)", valueHint: "TIME" },
   until: { type: "string", description: "Only entries before TIME (the same forms)", valueHint: "TIME" },
   stored: { type: "boolean", description: "Lines exactly as stored: no ISO 8601 time member" },
-  room: { type: "string", description: "Only join, leave and message entries of this room, with edits and deletes", valueHint: "ROOM" },
-  user: { type: "string", description: "Only entries whose user, from or to is this user", valueHint: "USER" },
+  room: { type: "string", description: "Only join, leave, message, room_change, edit and delete entries of this room", valueHint: "ROOM" },
+  user: { type: "string", description: "Only entries whose user, from, to or target is this user (what administrators and operators did to it too)", valueHint: "USER" },
 } as const satisfies ArgsDef;
 
 async function hostKeyOption(value: string | undefined): Promise<{ hostKey?: Uint8Array; hostKeyFingerprint?: string }> {

@@ -10,3 +10,4 @@ export * as labels from "./labels.ts";
 export * from "./util.ts";
 export * from "./x25519.ts";
 export * from "./xchacha.ts";
+export * from "./argon2.ts";

@@ -30,3 +30,8 @@ export const TRANSCRIPT_ENTRY = enc("securechat/1 transcript entry");
 export const TRANSCRIPT_CHECKPOINT = enc("securechat/1 transcript checkpoint");
 /** HKDF info wrapping a transcript file key to an auditor's X25519 key (docs/TRANSCRIPT.md §5). */
 export const TRANSCRIPT_SEAL_KEY = enc("securechat/1 transcript seal key");
+
+/** Hash prefix of a device enrollment code (PROTOCOL.md §7.11). */
+export const DEVICE_CODE = enc("securechat/1 device code");
+/** Context of an enrolled device's signature approving a new device key (PROTOCOL.md §7.11). */
+export const SIG_DEVICE_ENROLL = enc("securechat/1 device enrollment signature");

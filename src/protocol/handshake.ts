@@ -41,7 +41,7 @@ import {
   x25519Generate,
 } from "../crypto/index.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, MAX_REKEY_BYTES, MAX_REKEY_RECORDS, PROTOCOL_VERSION } from "./limits.ts";
-import type { CheckName, ClientHello, Login, Message, Register, ServerHello } from "./messages.ts";
+import type { CheckName, ClientHello, Enroll, Login, Message, Register, ServerHello } from "./messages.ts";
 import type { RekeyPolicy, SessionKeys } from "./session.ts";
 
 const NUL = new Uint8Array([0]);
@@ -256,8 +256,8 @@ export class ServerHandshake {
   }
 
   /**
-   * Step 3: accepts a login-phase record, which must be register, login or
-   * check_name (answered like a refused attempt: `retry()` follows).
+   * Step 3: accepts a login-phase record, which must be register, login,
+   * enroll or check_name (answered like a refused attempt: `retry()` follows).
    * For register the signature is checked here against the key the message
    * carries (proof of possession); for login the caller looks up the
    * account's (or ticket's) key and calls `verifyClientAuth` — the account
@@ -265,12 +265,16 @@ export class ServerHandshake {
    * `complete()` on success, or `retry()` to accept another attempt under
    * the same handshake hash and challenge (PROTOCOL.md §5.1).
    */
-  receiveAuth(m: Message): Register | Login | CheckName {
+  receiveAuth(m: Message): Register | Login | CheckName | Enroll {
     this.#expect("await_auth");
     try {
-      if (m.type !== "register" && m.type !== "login" && m.type !== "check_name") unexpected(this.#state, m);
+      if (m.type !== "register" && m.type !== "login" && m.type !== "check_name" && m.type !== "enroll") unexpected(this.#state, m);
       if (m.type === "register" && !verifyClientAuth(m.identity_key, this.#keys!, m.sig)) {
         fail("auth_bad_signature", "identity signature does not verify");
+      }
+      // An enroll proves possession of the new device key as a register does of its identity key (PROTOCOL.md §7.11).
+      if (m.type === "enroll" && !verifyClientAuth(m.device_key, this.#keys!, m.sig)) {
+        fail("auth_bad_signature", "device key signature does not verify");
       }
       this.#state = "checking";
       return m;

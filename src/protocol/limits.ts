@@ -76,3 +76,21 @@ export const AWAY_LIST_MAX = 100;
 export const SESSION_LIST_MAX = 100;
 /** A peer's address as the server shows it (an IPv6 address is at most 45 characters). */
 export const SOURCE_TEXT_MAX = 64;
+
+// Room moderation (PROTOCOL.md §7.9).
+/** A room's topic: at most this many bytes of UTF-8 (`topic.text`, `room.topic`, `room_changed.text`)… */
+export const TOPIC_BYTES_MAX = 1024;
+/** …and at most this many code points, so it fits a line on screen. */
+export const TOPIC_CODE_POINTS_MAX = 256;
+/** The longest `room_changed.action` name. */
+export const ROOM_ACTION_MAX = 16;
+/**
+ * Devices (PROTOCOL.md §7.11): a device's name in bytes of UTF-8 (a label
+ * such as "work laptop"), and the rows of a `devices` answer: every device
+ * the server keeps for the account, active or revoked (the server keeps at
+ * most this many), and the enrollments waiting for approval (the server
+ * keeps at most this many per account).
+ */
+export const DEVICE_NAME_MAX = 64;
+export const DEVICE_LIST_MAX = 64;
+export const DEVICE_PENDING_MAX = 3;

@@ -12,6 +12,9 @@ import { hasControl } from "../text.ts";
 import {
   AWAY_LIST_MAX,
   AWAY_TEXT_MAX,
+  DEVICE_LIST_MAX,
+  DEVICE_NAME_MAX,
+  DEVICE_PENDING_MAX,
   ERROR_CODE_MAX,
   ERROR_TEXT_MAX,
   MAX_LIST,
@@ -24,6 +27,9 @@ import {
   SOURCE_TEXT_MAX,
   USER_NAME_MAX,
   USER_NAME_RE,
+  ROOM_ACTION_MAX,
+  TOPIC_BYTES_MAX,
+  TOPIC_CODE_POINTS_MAX,
 } from "./limits.ts";
 
 interface Field<T> {
@@ -110,6 +116,24 @@ const hex = (n: number, what: string): Field<string> => {
 
 /** A session's or ticket's reference in `sessions` and `revoke_session` (PROTOCOL.md §7.8). */
 const sessionRef = hex(12, "a session id");
+
+/** A device's id in `sessions` (PROTOCOL.md §7.8): 6 bytes of the SHA-256 of its key. */
+const deviceRef = hex(12, "a device id");
+
+/** One of a fixed set of strings. */
+const oneOf = <const T extends string>(values: readonly T[]): Field<T> => ({
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string" || !(values as readonly string[]).includes(v)) invalid(where, `must be one of ${values.join(", ")}`);
+    return v as T;
+  },
+  encode: (v) => v,
+});
+
+/** What a server administrator does to an account (PROTOCOL.md §7.10). */
+export const ADMIN_ACTIONS = ["lock", "unlock", "end_sessions"] as const;
+export type AdminAction = (typeof ADMIN_ACTIONS)[number];
+const adminAction = oneOf(ADMIN_ACTIONS);
 
 /** A SHA-256 value (transcript hashes, TRANSCRIPT.md §3). */
 const hex32 = hex(64, "a SHA-256 value");
@@ -252,6 +276,19 @@ const SCHEMAS = {
     since: optional(int(0, Number.MAX_SAFE_INTEGER)),
     before: optional(int(1, Number.MAX_SAFE_INTEGER)),
   },
+  // Room moderation requests (PROTOCOL.md §7.9).
+  topic: { room: roomName, text: optional(text(TOPIC_BYTES_MAX, 1)) },
+  op: { room: roomName, user: userName },
+  deop: { room: roomName, user: userName },
+  kick: { room: roomName, user: userName, reason: optional(text(REASON_TEXT_MAX, 1)) },
+  ban: { room: roomName, user: userName },
+  unban: { room: roomName, user: userName },
+  bans: { room: roomName },
+  mute: { room: roomName, user: userName },
+  unmute: { room: roomName, user: userName },
+  invite: { room: roomName, user: userName },
+  mode: { room: roomName, invite_only: optional(bool), secret: optional(bool) },
+  drop: { room: roomName },
   // The user's own sessions and tickets (PROTOCOL.md §7.8).
   session_list: {},
   revoke_session: { id: sessionRef },
@@ -273,7 +310,7 @@ const SCHEMAS = {
     seq: int(1, Number.MAX_SAFE_INTEGER),
     ts: int(0, Number.MAX_SAFE_INTEGER),
     from: userName,
-    // absent only when `deleted` (PROTOCOL.md §7.9; RULES below)
+    // absent only when `deleted` (PROTOCOL.md §7.12; RULES below)
     text: optional(text(MESSAGE_TEXT_MAX, 1)),
     action: optional(bool),
     history: optional(bool),
@@ -285,7 +322,7 @@ const SCHEMAS = {
     ts: int(0, Number.MAX_SAFE_INTEGER),
     from: userName,
     to: userName,
-    // absent only when `deleted` (PROTOCOL.md §7.9; RULES below)
+    // absent only when `deleted` (PROTOCOL.md §7.12; RULES below)
     text: optional(text(MESSAGE_TEXT_MAX, 1)),
     action: optional(bool),
     history: optional(bool),
@@ -293,7 +330,19 @@ const SCHEMAS = {
     edited: optional(bool),
     deleted: optional(bool),
   },
-  room: { room: roomName, users: list(userName, MAX_LIST), seq: int(0, Number.MAX_SAFE_INTEGER) },
+  room: {
+    room: roomName,
+    users: list(userName, MAX_LIST),
+    seq: int(0, Number.MAX_SAFE_INTEGER),
+    // Room moderation (PROTOCOL.md §7.9).
+    owner: optional(userName),
+    ops: optional(list(userName, MAX_LIST)),
+    topic: optional(text(TOPIC_BYTES_MAX, 1)),
+    invite_only: optional(bool),
+    secret: optional(bool),
+    persistent: optional(bool),
+    muted: optional(bool),
+  },
   joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   members: {
@@ -308,6 +357,7 @@ const SCHEMAS = {
     live: list(
       object({
         id: sessionRef,
+        device: deviceRef,
         source: text(SOURCE_TEXT_MAX),
         since: int(0, Number.MAX_SAFE_INTEGER),
         expires: int(0, Number.MAX_SAFE_INTEGER),
@@ -316,12 +366,77 @@ const SCHEMAS = {
       }),
       SESSION_LIST_MAX,
     ),
-    tickets: list(object({ id: sessionRef, since: int(0, Number.MAX_SAFE_INTEGER), expires: int(0, Number.MAX_SAFE_INTEGER) }), SESSION_LIST_MAX),
+    tickets: list(
+      object({
+        id: sessionRef,
+        device: optional(deviceRef),
+        source: text(SOURCE_TEXT_MAX),
+        since: int(0, Number.MAX_SAFE_INTEGER),
+        expires: int(0, Number.MAX_SAFE_INTEGER),
+      }),
+      SESSION_LIST_MAX,
+    ),
     more_tickets: optional(int(1, Number.MAX_SAFE_INTEGER)),
   },
   revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Room moderation events and answers (PROTOCOL.md §7.9).
+  room_changed: {
+    room: roomName,
+    by: userName,
+    action: text(ROOM_ACTION_MAX, 1),
+    user: optional(userName),
+    text: optional(text(TOPIC_BYTES_MAX, 1)),
+    invite_only: optional(bool),
+    secret: optional(bool),
+    ts: int(0, Number.MAX_SAFE_INTEGER),
+  },
+  ban_list: { room: roomName, bans: list(userName, MAX_LIST) },
   password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
-  // Editing and deleting one's own room messages (PROTOCOL.md §7.9): requests
+  // Server administrators (PROTOCOL.md §7.10): a request, and its answer.
+  admin: { action: adminAction, user: userName },
+  admin_done: { action: adminAction, user: userName, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Devices (PROTOCOL.md §7.11). `enroll` is a login-phase attempt (§5.1): a new
+  // device's key, enrolled with the password; `enroll_pending` its answer
+  // while it waits for an enrolled device's approval.
+  enroll: {
+    user: userName,
+    device_key: bytes(32),
+    sig: bytes(64),
+    password: text(PASSWORD_FIELD_MAX, 1),
+    name: text(DEVICE_NAME_MAX, 1),
+    ticket_key: optional(bytes(32)),
+  },
+  enroll_pending: { expires: int(0, Number.MAX_SAFE_INTEGER) },
+  device_list: {},
+  device_approve: { key: bytes(32), sig: bytes(64) },
+  device_revoke: { id: deviceRef },
+  devices: {
+    devices: list(
+      object({
+        id: deviceRef,
+        key: bytes(32),
+        name: text(DEVICE_NAME_MAX),
+        enrolled: int(0, Number.MAX_SAFE_INTEGER),
+        by: text(16, 1),
+        revoked: optional(int(0, Number.MAX_SAFE_INTEGER)),
+        current: optional(bool),
+      }),
+      DEVICE_LIST_MAX,
+    ),
+    pending: list(
+      object({
+        key: bytes(32),
+        name: text(DEVICE_NAME_MAX, 1),
+        source: text(SOURCE_TEXT_MAX),
+        since: int(0, Number.MAX_SAFE_INTEGER),
+        expires: int(0, Number.MAX_SAFE_INTEGER),
+      }),
+      DEVICE_PENDING_MAX,
+    ),
+  },
+  device_added: { id: deviceRef },
+  device_revoked: { id: deviceRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Editing and deleting one's own room messages (PROTOCOL.md §7.12): requests
   // answered by ack/nack like say, and the events the room's members get.
   // A room message (`room`) or a direct message (`to`: its recipient), exactly one.
   edit: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), text: text(MESSAGE_TEXT_MAX, 1) },
@@ -346,6 +461,7 @@ export type ServerHello = Message<"server_hello">;
 export type Register = Message<"register">;
 export type Login = Message<"login">;
 export type CheckName = Message<"check_name">;
+export type Enroll = Message<"enroll">;
 export type Welcome = Message<"welcome">;
 export type ErrorMessage = Message<"error">;
 
@@ -366,7 +482,11 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
           ? "before is for direct messages' history"
           : null,
   history_end: (m) => ((m.room === undefined) === (m.with === undefined) ? "history_end must carry exactly one of room and with" : null),
-  // A deleted message (history only) has no text, and nothing of what it said; any other has text (PROTOCOL.md §7.9).
+  // Room moderation (PROTOCOL.md §7.9).
+  topic: (m) => topicRule(m.text),
+  room: (m) => topicRule(m.topic),
+  mode: (m) => (m.invite_only === undefined && m.secret === undefined ? "mode must carry invite_only, secret or both" : null),
+  // A deleted message (history only) has no text, and nothing of what it said; any other has text (PROTOCOL.md §7.12).
   message: (m) => ((m.edited || m.deleted) && !m.history ? "edited and deleted are for history" : changedRule(m)),
   // …and a direct message as history or delivered late.
   direct: (m) => ((m.edited || m.deleted) && !m.history && !m.late ? "edited and deleted are for history and late delivery" : changedRule(m)),
@@ -377,7 +497,7 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
 
-/** A message as history shows it (PROTOCOL.md §7.9): a text unless deleted; nothing of what it said if deleted. */
+/** A message as history shows it (PROTOCOL.md §7.12): a text unless deleted; nothing of what it said if deleted. */
 function changedRule(m: { text?: string; edited?: boolean; deleted?: boolean; action?: boolean }): string | null {
   if (m.deleted) return m.text !== undefined || m.edited || m.action ? "a deleted message carries no text, edited or action" : null;
   return m.text === undefined ? "text is missing" : null;
@@ -386,6 +506,17 @@ function changedRule(m: { text?: string; edited?: boolean; deleted?: boolean; ac
 /** An edit, delete, edited or deleted names a room message or a direct message, never both. */
 function oneOfRoomAndTo(m: { room?: string; to?: string }): string | null {
   return (m.room === undefined) === (m.to === undefined) ? "must carry exactly one of room and to" : null;
+}
+
+/** A topic is also at most TOPIC_CODE_POINTS_MAX code points (PROTOCOL.md §7.9). */
+function topicRule(topic: string | undefined): string | null {
+  return topic !== undefined && codePoints(topic) > TOPIC_CODE_POINTS_MAX ? `a topic must be at most ${TOPIC_CODE_POINTS_MAX} code points` : null;
+}
+
+export function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
 }
 
 export const MESSAGE_TYPES = Object.keys(SCHEMAS) as MessageType[];

@@ -6,10 +6,10 @@
  * verified against a dummy verifier made with the same parameters.
  */
 import { toHex, utf8 } from "../bytes.ts";
-import { randomBytes, sha256, wipe } from "../crypto/index.ts";
+import { constantTimeEqual, randomBytes, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { checkPassword, normalizePassword } from "../password.ts";
-import type { Store } from "../store/db.ts";
+import type { Account, Store } from "../store/db.ts";
 import type { Gate } from "./limits.ts";
 
 /** OWASP Password Storage Cheat Sheet minimum is m=19 MiB, t=2, p=1; Bun's defaults exceed it. */
@@ -17,7 +17,7 @@ export const ARGON2 = { algorithm: "argon2id", memoryCost: 65536, timeCost: 2 } 
 
 export const TICKET_LENGTH = 32;
 
-export const AUTH_FAILED = "login failed: unknown user, wrong password or wrong identity key";
+export const AUTH_FAILED = "login failed: unknown user, wrong password, or a key that is not an active device of the account";
 
 export interface IssuedTicket {
   ticket: Uint8Array;
@@ -63,6 +63,11 @@ export class Accounts {
     return this.store.account(user) !== null;
   }
 
+  /** True if the account exists and a server administrator locked it (PROTOCOL.md §7.10). */
+  isLocked(user: string): boolean {
+    return this.store.lockedAt(user) !== null;
+  }
+
   /**
    * Creates the account. `stillWanted` is asked after the slow hash: an
    * account is only created for a client that is still there to be told,
@@ -81,12 +86,32 @@ export class Accounts {
   /**
    * Checks the password and, with `checkKey`, the identity signature against
    * the account's key. Throws `auth_failed` for every kind of failure.
+   * Returns the device: the public key that signed.
    */
-  async loginWithPassword(user: string, password: string, checkKey: (identityKey: Uint8Array) => boolean): Promise<void> {
+  async loginWithPassword(user: string, password: string, checkKey: (identityKey: Uint8Array) => boolean): Promise<Uint8Array> {
+    const { account, passwordOk } = await this.#checkPassword(user, password);
+    // Any active device key of the account may sign (PROTOCOL.md §7.11); a revoked one never does.
+    // Checked whatever the password, as before devices: the failures cost the same.
+    const device = account ? this.store.activeDeviceKeys(user).find((k) => checkKey(k)) : undefined;
+    if (!(account && passwordOk && device)) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    return device;
+  }
+
+  /**
+   * The password check of an `enroll` (PROTOCOL.md §7.11): the same argon2id
+   * work as a password login, an unknown user included, and `auth_failed`
+   * for either failure.
+   */
+  async checkPassword(user: string, password: string): Promise<Account> {
+    const { account, passwordOk } = await this.#checkPassword(user, password);
+    if (!(account && passwordOk)) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    return account;
+  }
+
+  async #checkPassword(user: string, password: string): Promise<{ account: Account | null; passwordOk: boolean }> {
     const account = this.store.account(user);
     const passwordOk = await this.#verify(password, account?.verifier ?? (await this.#dummyVerifier()));
-    const keyOk = account !== null && checkKey(account.identityKey);
-    if (!(account && passwordOk && keyOk)) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    return { account, passwordOk };
   }
 
   /**
@@ -102,19 +127,25 @@ export class Accounts {
   /**
    * A ticket login: the ticket must exist, be unexpired, belong to `user`,
    * and its key must have signed. Returns when the ticket expires (the
-   * session it opens ends then).
+   * session it opens ends then) and the device it was issued to.
    */
-  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): number {
+  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): { expiresAt: number; device: Uint8Array } {
     const t = this.store.ticket(sha256(ticket), now);
     if (!(t && t.user === user && checkKey(t.key))) throw new SecureChatError("auth_failed", AUTH_FAILED);
-    return t.expiresAt;
+    const device = t.device ?? this.store.account(user)?.identityKey;
+    // A revoked device's tickets are deleted with it; this holds even for one that was not.
+    if (!device || !this.store.activeDeviceKeys(user).some((k) => constantTimeEqual(k, device))) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    return { expiresAt: t.expiresAt, device };
   }
 
-  /** Issues a ticket bound to `ticketKey`; only its SHA-256 is stored. */
-  issueTicket(user: string, ticketKey: Uint8Array, now: number): IssuedTicket {
+  /**
+   * Issues a ticket bound to `ticketKey`, for the login of `device` from
+   * `source`; only its SHA-256 is stored.
+   */
+  issueTicket(user: string, ticketKey: Uint8Array, now: number, device: Uint8Array, source: string): IssuedTicket {
     const ticket = randomBytes(TICKET_LENGTH);
     const expiresAt = now + this.ticketTtlMs;
-    this.store.addTicket(sha256(ticket), { user, key: ticketKey, expiresAt }, now);
+    this.store.addTicket(sha256(ticket), { user, key: ticketKey, expiresAt, device, source }, now);
     return { ticket, expiresAt };
   }
 

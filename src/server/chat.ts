@@ -28,11 +28,12 @@ import { AWAY_LIST_MAX, MAX_LIST } from "../protocol/limits.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
 import { DEFAULT_FLOOD, DEFAULT_REQUESTS, type FloodPolicy, TokenBucket } from "./flood.ts";
 import type { Journal, Receipt, RoomMessage } from "../store/journal.ts";
+import { type RoomChange, type RoomState, applyRoomChange, emptyRoomState } from "../store/roomstate.ts";
 
 export interface Member {
   readonly user: string;
-  /** The session id in base64 (server.ts), for the transcript entries that name who did something. */
-  readonly session?: string;
+  /** The session id (base64), as in its `session_open` entry: room changes record it (PROTOCOL.md §7.9). */
+  readonly session: string;
   /**
    * True while the output already queued for this connection is past the
    * point where the server stops answering its requests (outbox.ts: half of
@@ -74,7 +75,20 @@ export interface ChatOptions {
   dmRetentionMs: number;
   /** Stored DMs one recipient may have undelivered; past it a `dm` to them while offline gets `nack` `dm_store_full` (serve --max-stored-dms). */
   maxStoredDms: number;
-  /** How long after a room message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.9). */
+  /**
+   * Server administrators (serve --admin): they may lock accounts and end
+   * their sessions (PROTOCOL.md §7.10), and each counts as the owner of every
+   * room (§7.9).
+   */
+  admins: ReadonlySet<string>;
+  // Room moderation (PROTOCOL.md §7.9).
+  /** Persistent rooms one user may own (serve --max-rooms-owned); past it a change that would make another persistent gets `owned_limit`. */
+  maxRoomsOwned: number;
+  /** Persistent rooms on the server (serve --max-persistent-rooms); past it, `room_limit`. */
+  maxPersistentRooms: number;
+  /** Operators, bans, mutes and invites each per room; past it, `list_full`. */
+  maxRoomList: number;
+  /** How long after a room message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.12). */
   editWindowMs: number;
   /** Edits one message may have; past it `edit` gets `nack` `edit_limit` (a delete is still allowed). */
   maxEdits: number;
@@ -91,6 +105,10 @@ export const DEFAULT_CHAT: ChatOptions = {
   maxRooms: 10_000,
   dmRetentionMs: 30 * 24 * 3600 * 1000,
   maxStoredDms: 1000,
+  admins: new Set(),
+  maxRoomsOwned: 10,
+  maxPersistentRooms: 1000,
+  maxRoomList: 1000,
   editWindowMs: 15 * 60 * 1000,
   maxEdits: 10,
 };
@@ -103,6 +121,8 @@ class Room {
   constructor(
     readonly name: string,
     public seq: number,
+    /** The user whose join created it, or the owner of its persistent state (PROTOCOL.md §7.9). */
+    readonly owner: string,
   ) {}
 }
 
@@ -127,8 +147,26 @@ interface MemberState {
   refused: number;
 }
 
-type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping" | "edit" | "delete">;
-const REQUESTS = new Set(["join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping", "edit", "delete"]);
+type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping"> | ModRequest | ChangeRequest;
+const REQUESTS = new Set([
+  "join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping",
+  // Room moderation (PROTOCOL.md §7.9).
+  "topic", "op", "deop", "kick", "ban", "unban", "bans", "mute", "unmute", "invite", "mode", "drop",
+  // Editing and deleting one's own messages (PROTOCOL.md §7.12).
+  "edit", "delete",
+]);
+
+// Editing and deleting one's own messages (PROTOCOL.md §7.12).
+type ChangeRequest = Message<"edit" | "delete">;
+
+// Room moderation (PROTOCOL.md §7.9).
+type ModRequest = Message<"topic" | "op" | "deop" | "kick" | "ban" | "unban" | "bans" | "mute" | "unmute" | "invite" | "mode" | "drop">;
+/**
+ * What a user may do in a room: 3 a server administrator (all the owner may,
+ * and also act on the owner), 2 the owner, 1 an operator, 0 anyone else. A
+ * user acts only on users of a lower rank.
+ */
+type Rank = 0 | 1 | 2 | 3;
 
 /** A user's two buckets: messages (say, dm) and every other request. */
 interface Buckets {
@@ -153,6 +191,8 @@ export class Chat {
    */
   readonly #away = new Map<string, string>();
   #directSeq: number;
+  /** The persistent rooms' state (PROTOCOL.md §7.9): changed only through applyRoomChange, as the journal is. */
+  readonly #states: Map<string, RoomState>;
   /** When DMs past the retention were last forgotten (prune). */
   #expired = Number.NEGATIVE_INFINITY;
 
@@ -164,6 +204,9 @@ export class Chat {
     readonly isAccount: (user: string) => boolean = () => true,
   ) {
     this.#directSeq = journal.lastDirectSeq();
+    this.#states = journal.roomStates();
+    // Persistent rooms exist with no members, as the transcript left them.
+    for (const [name, st] of this.#states) this.#rooms.set(name, new Room(name, journal.lastSeq(name), st.owner));
   }
 
   /** Users online and the rooms that have members. */
@@ -358,6 +401,7 @@ export class Chat {
       case "say": {
         const room = this.#rooms.get(req.room);
         if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
+        if (this.#states.get(room.name)?.mutes.has(m.user)) return post(m, { type: "nack", id: req.id, code: "muted", message: `you are muted in ${room.name}: you may read but not speak` });
         if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
         room.seq += 1;
         const msg: RoomMessage = { type: "message", room: room.name, seq: room.seq, ts, from: m.user, text: req.text, ...(req.action ? { action: true } : {}) };
@@ -382,7 +426,7 @@ export class Chat {
         return this.#ack(m, req.id, msg.seq, ts, receipt, !to, this.#away.get(req.to));
       }
       case "who": {
-        const room = this.#rooms.get(req.room);
+        const room = this.#visible(m.user, req.room);
         const users = room ? firstUsers(room) : [];
         const away = users.flatMap((user) => {
           const text = this.#away.get(user);
@@ -406,6 +450,7 @@ export class Chat {
         return post(m, {
           type: "room_list",
           rooms: [...this.#rooms.values()]
+            .filter((r) => this.#visible(m.user, r.name))
             .map((r) => ({ name: r.name, users: r.users.size }))
             .sort((a, b) => (a.name < b.name ? -1 : 1))
             .slice(0, MAX_LIST),
@@ -421,11 +466,13 @@ export class Chat {
       case "edit":
       case "delete":
         return this.#change(m, st, req, ts);
+      default:
+        return this.#moderate(m, req, ts);
     }
   }
 
   /**
-   * An edit or delete of one of the user's own messages (PROTOCOL.md §7.9):
+   * An edit or delete of one of the user's own messages (PROTOCOL.md §7.12):
    * a room message (`room`) or a direct message (`to`: its recipient).
    * Refused unless the connection is in the room, the message is kept,
    * still there, the user's, inside the edit window and (an edit) under the
@@ -468,7 +515,7 @@ export class Chat {
     }
     if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
     const at = req.room !== undefined ? { room: req.room } : { to: req.to! };
-    const who = { ...at, seq: req.seq, user: m.user, session: m.session ?? NO_SESSION, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts };
+    const who = { ...at, seq: req.seq, user: m.user, session: m.session, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts };
     const receipt = this.journal.append(req.type === "edit" ? { kind: "edit", ...who, text: req.text } : { kind: "delete", ...who });
     const json = encodeMessage(
       req.type === "edit"
@@ -506,6 +553,8 @@ export class Chat {
     const name = req.room;
     let room = this.#rooms.get(name);
     if (room && st.rooms.has(room)) return this.#welcomeToRoom(m, room, req);
+    const refused = room && this.#mayNotJoin(m.user, room);
+    if (refused) return post(m, refused);
     if (st.rooms.size >= this.opts.maxRoomsPerConnection) {
       return post(m, { type: "notice", code: "room_limit", text: `you are in ${st.rooms.size} rooms already; /leave one first` });
     }
@@ -516,7 +565,7 @@ export class Chat {
     if (!this.journal.recording) return post(m, { type: "notice", code: "not_recorded", text: `not joined ${name}: ${NOT_RECORDING}` });
     if (!room) {
       if (this.#rooms.size >= this.opts.maxRooms) return post(m, { type: "notice", code: "room_limit", text: "the server has too many rooms" });
-      room = new Room(name, this.journal.lastSeq(name));
+      room = new Room(name, this.journal.lastSeq(name), m.user);
       this.#rooms.set(name, room);
     }
     if (count === 0) {
@@ -533,7 +582,7 @@ export class Chat {
 
   /** The answer to a join (§7.3): the room, its history (all of it, `limit` of it, or what came after `since`), the recorded notice. */
   #welcomeToRoom(m: Member, room: Room, req: Message<"join">): void {
-    post(m, { type: "room", room: room.name, users: firstUsers(room), seq: room.seq });
+    post(m, { type: "room", room: room.name, users: firstUsers(room), seq: room.seq, ...this.#roomInfo(m.user, room) });
     this.#sendHistory(m, room.name, Math.min(req.limit ?? this.opts.history, this.opts.history), req.since);
     post(m, { type: "notice", code: "recorded", text: `messages in ${room.name} are recorded in the server's auditable transcript` });
   }
@@ -584,7 +633,8 @@ export class Chat {
     post(m, { type: "history_end", with: other, count: json.length, ...(json.length < kept.length ? { more: true } : {}) });
   }
 
-  #leave(m: Member, st: MemberState, room: Room, tell: boolean): void {
+  /** `announce`: false when the others were told already (a kick or ban, §7.9). */
+  #leave(m: Member, st: MemberState, room: Room, tell: boolean, announce = true): void {
     const ts = this.now();
     room.members.delete(m);
     st.rooms.delete(room);
@@ -597,10 +647,139 @@ export class Chat {
       else this.#userRooms.delete(m.user);
       this.journal.append({ kind: "leave", room: room.name, user: m.user, ts });
       const json = encodeMessage({ type: "left", room: room.name, user: m.user, ts });
-      for (const other of room.members) other.post(json);
+      if (announce) for (const other of room.members) other.post(json);
     }
     if (tell) post(m, { type: "left", room: room.name, user: m.user, ts });
-    if (room.members.size === 0) this.#rooms.delete(room.name);
+    // A persistent room stays, listed with 0 users (§7.9).
+    if (room.members.size === 0 && !this.#states.has(room.name)) this.#rooms.delete(room.name);
+  }
+
+  // -------------------------------------------------------------------------
+  // Room moderation (PROTOCOL.md §7.9)
+
+  #rank(user: string, room: Room): Rank {
+    if (this.opts.admins.has(user)) return 3;
+    const s = this.#states.get(room.name);
+    if (user === (s?.owner ?? room.owner)) return 2;
+    return s?.ops.has(user) ? 1 : 0;
+  }
+
+  #stateOf(room: Room): RoomState {
+    return this.#states.get(room.name) ?? emptyRoomState(room.owner);
+  }
+
+  /** The room, unless it is secret (+s) and `user` is neither in it nor one of its operators: then, as if it did not exist. */
+  #visible(user: string, name: string): Room | undefined {
+    const room = this.#rooms.get(name);
+    if (!room || !this.#states.get(name)?.secret || room.users.has(user) || this.#rank(user, room) > 0) return room;
+    return undefined;
+  }
+
+  /** Why `user` may not join `room` (a ban, or +i without an invite), or null. */
+  #mayNotJoin(user: string, room: Room): Message<"notice"> | null {
+    const s = this.#states.get(room.name);
+    if (!s || this.#rank(user, room) > 0 || room.users.has(user)) return null;
+    if (s.bans.has(user)) return { type: "notice", code: "banned", text: `you are banned from ${room.name}` };
+    if (s.inviteOnly && !s.invites.has(user)) return { type: "notice", code: "invite_only", text: `${room.name} is invite-only; ask an operator for an /invite` };
+    return null;
+  }
+
+  /** What the `room` answer says about the room's state, for `user`. */
+  #roomInfo(user: string, room: Room): Partial<Message<"room">> {
+    const s = this.#stateOf(room);
+    return {
+      owner: s.owner,
+      ...(s.ops.size > 0 ? { ops: [...s.ops].sort().slice(0, MAX_LIST) } : {}),
+      ...(s.topic !== undefined ? { topic: s.topic } : {}),
+      ...(s.inviteOnly ? { invite_only: true } : {}),
+      ...(s.secret ? { secret: true } : {}),
+      ...(this.#states.has(room.name) ? { persistent: true } : {}),
+      ...(s.mutes.has(user) ? { muted: true } : {}),
+    };
+  }
+
+  /**
+   * A moderation request: checked (the room, the asker's rank, the target,
+   * the caps), recorded (a `room_change` entry, before it takes effect),
+   * applied, and announced with `room_changed` to the room, the asker and
+   * the user acted on. Every refusal is a `notice` and changes nothing.
+   */
+  #moderate(m: Member, req: ModRequest, ts: number): void {
+    const room = this.#visible(m.user, req.room);
+    if (!room) return post(m, { type: "notice", code: "no_such_room", text: `there is no room ${req.room}` });
+    const rank = this.#rank(m.user, room);
+    const s = this.#stateOf(room);
+    if (req.type === "bans") {
+      if (rank === 0 && !room.users.has(m.user)) return post(m, { type: "notice", code: "not_member", text: `you are not in ${room.name}` });
+      return post(m, { type: "ban_list", room: room.name, bans: [...s.bans].sort().slice(0, MAX_LIST) });
+    }
+    const ownerOnly = req.type === "op" || req.type === "deop" || req.type === "drop";
+    if (rank < (ownerOnly ? 2 : 1)) {
+      return post(m, { type: "notice", code: "not_operator", text: ownerOnly ? `only the owner of ${room.name} (${s.owner}) may ${req.type}` : `you are not an operator of ${room.name}` });
+    }
+    const target = "user" in req ? req.user : undefined;
+    if (target !== undefined) {
+      const acts = req.type === "op" || req.type === "deop" || req.type === "kick" || req.type === "ban" || req.type === "mute";
+      if (acts && this.#rank(target, room) >= rank) {
+        const what = ["", "an operator of", "the owner of", "a server administrator, above"][this.#rank(target, room)];
+        return post(m, { type: "notice", code: "protected_user", text: `${target} is ${what} ${room.name}: you may not ${req.type} them` });
+      }
+      if (req.type === "kick" ? !room.users.has(target) : !this.isAccount(target)) {
+        if (req.type === "kick") return post(m, { type: "notice", code: "not_member", text: `${target} is not in ${room.name}` });
+        return post(m, { type: "notice", code: "no_such_user", text: `there is no account ${target}` });
+      }
+      const list = { op: s.ops, ban: s.bans, mute: s.mutes, invite: s.invites }[req.type as "op" | "ban" | "mute" | "invite"];
+      if (list && !list.has(target) && list.size >= this.opts.maxRoomList) {
+        return post(m, { type: "notice", code: "list_full", text: `${room.name} has ${list.size} entries in that list already (the most allowed); remove one first` });
+      }
+    }
+    const persistent = this.#states.has(room.name);
+    if (req.type === "drop" && !persistent) return post(m, { type: "notice", code: "not_persistent", text: `${room.name} has no settings to drop` });
+    if (!persistent && req.type !== "kick" && req.type !== "drop") {
+      if (this.#states.size >= this.opts.maxPersistentRooms) return post(m, { type: "notice", code: "persistent_limit", text: `the server has ${this.#states.size} persistent rooms (the most it keeps)` });
+      let owned = 0;
+      for (const o of this.#states.values()) if (o.owner === s.owner) owned++;
+      if (owned >= this.opts.maxRoomsOwned) {
+        return post(m, { type: "notice", code: "owned_limit", text: `${s.owner} owns ${owned} persistent rooms already (the most allowed); /drop one first` });
+      }
+    }
+    if (!this.journal.recording) return post(m, { type: "notice", code: "not_recorded", text: `${room.name} not changed: ${NOT_RECORDING}` });
+    const change: RoomChange = {
+      kind: "room_change",
+      room: room.name,
+      user: m.user,
+      session: m.session,
+      owner: s.owner,
+      action: req.type,
+      ...(target !== undefined ? { target } : {}),
+      ...(req.type === "topic" && req.text !== undefined ? { text: req.text } : {}),
+      ...(req.type === "kick" && req.reason !== undefined ? { text: req.reason } : {}),
+      ...(req.type === "mode" && req.invite_only !== undefined ? { inviteOnly: req.invite_only } : {}),
+      ...(req.type === "mode" && req.secret !== undefined ? { secret: req.secret } : {}),
+      ts,
+    };
+    this.journal.append(change);
+    applyRoomChange(this.#states, change);
+    const json = encodeMessage({
+      type: "room_changed",
+      room: room.name,
+      by: m.user,
+      action: change.action,
+      ...(target !== undefined ? { user: target } : {}),
+      ...(change.text !== undefined ? { text: change.text } : {}),
+      ...(change.inviteOnly !== undefined ? { invite_only: change.inviteOnly } : {}),
+      ...(change.secret !== undefined ? { secret: change.secret } : {}),
+      ts,
+    });
+    const told = new Set<Member>([...room.members, m, ...(target !== undefined ? (this.#online.get(target) ?? []) : [])]);
+    for (const c of told) c.post(json);
+    if (target !== undefined && (req.type === "kick" || req.type === "ban")) {
+      for (const c of [...room.members]) {
+        const cst = c.user === target ? this.#state.get(c) : undefined;
+        if (cst) this.#leave(c, cst, room, false, false);
+      }
+    }
+    if (req.type === "drop" && room.members.size === 0) this.#rooms.delete(room.name);
   }
 }
 
@@ -618,13 +797,10 @@ const NOT_RECORDING = "the server cannot write its transcript right now, so noth
 /** How often `prune` forgets DMs past the retention; until then they are kept but never shown. */
 const EXPIRE_EVERY_MS = 60_000;
 
-/** `say`, `dm`, `edit` and `delete` draw on the message bucket (PROTOCOL.md §7.5, §7.9). */
+/** `say`, `dm`, `edit` and `delete` draw on the message bucket (PROTOCOL.md §7.5, §7.12). */
 function isMessage(req: Request | AccountRequest): req is Message<"say" | "dm" | "edit" | "delete"> {
   return req.type === "say" || req.type === "dm" || req.type === "edit" || req.type === "delete";
 }
-
-/** The session of a Member that has none (the chat core without a server, in tests and embedders): 16 zero bytes. */
-const NO_SESSION = "AAAAAAAAAAAAAAAAAAAAAA==";
 
 /** `15 minutes`, `2 s`: an edit window for people. */
 function minutes(ms: number): string {

@@ -9,11 +9,14 @@ import { SecureChatError } from "../errors.ts";
 import type { Message } from "../protocol/messages.ts";
 import type { Logger } from "../log.ts";
 import type { Accounts, IssuedTicket } from "./accounts.ts";
+import type { Devices, PendingEnrollment } from "./devices.ts";
 import type { PenaltyBox, RateLimiter } from "./limits.ts";
 
 /** What a login needs of the server (ChatServer is one). */
 export interface LoginServer {
   readonly accounts: Accounts;
+  /** Device keys and enrollments (PROTOCOL.md §7.11). */
+  readonly devices: Devices;
   readonly penalties: PenaltyBox;
   /** Login attempts per source (--login-rate, --login-burst). */
   readonly loginsBySource: RateLimiter;
@@ -26,7 +29,7 @@ export interface LoginServer {
 }
 
 export interface LoginAttempt {
-  readonly message: Message<"register" | "login">;
+  readonly message: Message<"register" | "login" | "enroll">;
   /** True if `key` signed this connection's handshake (verifyClientAuth). */
   checkKey(key: Uint8Array): boolean;
   /** The source as per-address limits count it (limits.ts sourceKey), and as logged. */
@@ -48,15 +51,28 @@ export interface LoggedIn {
   issued: IssuedTicket | null;
   /** When the session ends (--session-max, or its login ticket's expiry). */
   expiresAt: number;
+  /** The device: the public key that signed the password login (or registration) the session stands on. */
+  device: Uint8Array;
   method: "register" | "ticket" | "password";
 }
 
 /**
+ * An `enroll` waiting for an enrolled device's approval (PROTOCOL.md §7.11):
+ * once approved, `finish` lets the attempt in as a password login by the
+ * new device (the per-user limits are checked then).
+ */
+export interface PendingLogin {
+  pending: PendingEnrollment;
+  finish(now: number): LoggedIn;
+}
+
+/**
  * Runs one attempt. Resolves to the session's terms, or null if the client
- * left while it was checked; a refusal rejects with its SecureChatError
+ * left while it was checked, or, for an `enroll` that must be approved,
+ * to what waits for the approval; a refusal rejects with its SecureChatError
  * (`auth_failed` for wrong credentials, whatever the cause).
  */
-export async function login(server: LoginServer, a: LoginAttempt): Promise<LoggedIn | null> {
+export async function login(server: LoginServer, a: LoginAttempt): Promise<LoggedIn | PendingLogin | null> {
   const { message: m, now, sourceKey } = a;
   const accounts = server.accounts;
   admitSource(server, sourceKey, now);
@@ -64,27 +80,55 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
   if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
   let expiresAt = now + server.opts.sessionMaxMs;
   let ticket: Uint8Array | null = null;
+  let device: Uint8Array;
   if (m.type === "register") {
     await accounts.register(m.user, m.identity_key, m.password, now, a.stillThere);
     server.log.info("register", { user: m.user, source: a.source });
+    device = m.identity_key;
+  } else if (m.type === "enroll") {
+    // The password, with a password login's cost and penalties; the key was proved by the handshake (receiveAuth).
+    await accounts.checkPassword(m.user, m.password);
+    if (!a.stillThere()) return null;
+    // Before anything is enrolled: a locked account gets no new device, by approval or by password.
+    refuseLocked(m.user);
+    device = m.device_key;
+    const r = server.devices.enroll(m.user, device, m.name, a.source, now);
+    if (r.kind === "pending") return { pending: r.pending, finish: (at) => admit(at, m.user, device, null) };
   } else if (m.ticket !== undefined) {
-    expiresAt = Math.min(expiresAt, accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now));
+    const t = accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now);
+    expiresAt = Math.min(expiresAt, t.expiresAt);
+    device = t.device;
     ticket = m.ticket;
   } else {
-    await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
+    device = await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
   }
   if (!a.stillThere()) return null;
-  // Checked once the credentials are: nobody can use up a name's quota without them.
-  admitUser(server, m.user, now);
-  const issued = m.ticket_key !== undefined ? accounts.issueTicket(m.user, m.ticket_key, now) : null;
-  return {
-    user: m.user,
-    ticket: issued ? issued.ticket : ticket,
-    loginTicket: issued ? ticket : null,
-    issued,
-    expiresAt,
-    method: m.type === "register" ? "register" : ticket ? "ticket" : "password",
-  };
+  return admit(now, m.user, device, ticket);
+
+  /**
+   * A locked account (PROTOCOL.md §7.10) is named only to whoever proved its
+   * credentials: to anyone else the refusal was auth_failed, as for any account.
+   */
+  function refuseLocked(user: string): void {
+    if (accounts.isLocked(user)) throw new SecureChatError("account_locked", `the account ${user} is locked by a server administrator; ask one to unlock it`);
+  }
+
+  function admit(at: number, user: string, device: Uint8Array, ticket: Uint8Array | null): LoggedIn {
+    // Also when an enrollment is approved later: the account may have been locked meanwhile.
+    refuseLocked(user);
+    // Checked once the credentials are: nobody can use up a name's quota without them.
+    admitUser(server, user, at);
+    const issued = m.ticket_key !== undefined ? accounts.issueTicket(user, m.ticket_key, at, device, a.source) : null;
+    return {
+      user,
+      ticket: issued ? issued.ticket : ticket,
+      loginTicket: issued ? ticket : null,
+      issued,
+      expiresAt: Math.min(expiresAt, at + server.opts.sessionMaxMs),
+      device,
+      method: m.type === "register" ? "register" : ticket ? "ticket" : "password",
+    };
+  }
 }
 
 /**

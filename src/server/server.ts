@@ -13,7 +13,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { fromHex, toBase64, toHex } from "../bytes.ts";
 import { type Ed25519KeyPair, constantTimeEqual, ed25519Signer, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
-import { fingerprint } from "../fingerprint.ts";
+import { deviceId, fingerprint } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
 import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
@@ -23,7 +23,8 @@ import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, 
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
-import { checkName, login } from "./login.ts";
+import { type LoggedIn, type PendingLogin, checkName, login } from "./login.ts";
+import { DEFAULT_DEVICES, type DeviceOptions, Devices } from "./devices.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
@@ -67,6 +68,8 @@ export interface ServerOptions {
   /** Where events go and history comes from; in memory unless the transcript is given. */
   journal?: Journal;
   log: Logger;
+  /** Device enrollment policy and caps (PROTOCOL.md §7.11). */
+  devices: DeviceOptions;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
@@ -89,9 +92,11 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
   maxConnectionsPerAddress: 64,
   logins: { rate: 2, burst: 30 },
   log: silentLogger,
+  devices: DEFAULT_DEVICES,
 };
 
-type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
+/** "enrolling": an `enroll` waits for an enrolled device's approval (PROTOCOL.md §7.11). */
+type Phase = "hello" | "auth" | "authenticating" | "enrolling" | "ready" | "closed";
 
 /**
  * What a peer is told about an error (PROTOCOL.md §6): the codes about its
@@ -100,7 +105,7 @@ type Phase = "hello" | "auth" | "authenticating" | "ready" | "closed";
  * not sent.
  */
 const WIRE_CODE =
-  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood)$/;
+  /^(?:frame|json|utf8|message|record|base64|x25519)_[a-z_]+$|^(?:handshake_unexpected|handshake_version|auth_failed|auth_bad_signature|name_taken|password_policy|protocol_violation|rate_limited|server_busy|too_many_connections|not_recorded|flood|account_locked|device_revoked|too_many_devices|too_many_pending)$/;
 
 /** How `sessions` names a session or ticket (PROTOCOL.md §7.8): the first 6 bytes, in hex. */
 function shortRef(b: Uint8Array): string {
@@ -154,12 +159,16 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   ticket: Uint8Array | null = null;
   /** The ticket it logged in with, when it was then issued another: revoking either ends the session. */
   loginTicket: Uint8Array | null = null;
+  /** The device it logged in from: the public key that signed the password login its ticket came from. */
+  device: Uint8Array | null = null;
   /** When the session ends (--session-max, or its login ticket's expiry). */
   expiresAt = Number.POSITIVE_INFINITY;
   /** How it logged in: only a session opened with the password may change it (PROTOCOL.md §7.8). */
   method: "register" | "ticket" | "password" | null = null;
   /** A change_password is being hashed: a second one waits for nothing and is refused. */
   changingPassword = false;
+  /** While enrolling: the enrollment this connection waits on. */
+  enrollment: PendingLogin | null = null;
   failures = 0;
   deadline: ReturnType<typeof setTimeout> | null;
   readonly source: string;
@@ -289,6 +298,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         return;
       }
       case "authenticating":
+      case "enrolling":
         throw new SecureChatError("protocol_violation", "protocol: message sent before the login was answered");
       case "ready":
         for (const m of this.channel!.open(body)) {
@@ -308,7 +318,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
     }
   }
 
-  private async authenticate(m: Message<"register" | "login">): Promise<void> {
+  private async authenticate(m: Message<"register" | "login" | "enroll">): Promise<void> {
     try {
       const keys = this.keys!;
       const ok = await login(this.server, {
@@ -320,6 +330,45 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         stillThere: () => this.phase === "authenticating",
       });
       if (!ok || this.phase === "closed") return;
+      if ("pending" in ok) return m.type === "enroll" ? this.awaitApproval(ok, m) : undefined;
+      this.enter(ok, m);
+    } catch (e) {
+      if (this.phase === "closed") return;
+      this.authFailed(m, e);
+    }
+  }
+
+  /**
+   * An `enroll` that must be approved (PROTOCOL.md §7.11): the client is
+   * told, and the connection waits, reading nothing, until an enrolled
+   * device approves the key (then it is let in as that device's password
+   * login) or the enrollment expires (then it is closed).
+   */
+  private awaitApproval(p: PendingLogin, m: Message<"enroll">): void {
+    this.enrollment = p;
+    this.phase = "enrolling";
+    // Past the password, it waits like a session: it no longer holds one of the --max-startups slots.
+    this.server.leftLogin(this);
+    this.send({ type: "enroll_pending", expires: p.pending.expires });
+    this.clearDeadline();
+    this.deadline = setTimeout(() => this.timeout(), Math.max(0, p.pending.expires - Date.now()));
+    this.server.log.info("enroll_pending", { user: m.user, source: this.source, device: deviceId(m.device_key) });
+    p.pending.waiter = () => {
+      p.pending.waiter = null;
+      this.enrollment = null;
+      if (this.phase !== "enrolling") return;
+      try {
+        this.enter(p.finish(Date.now()), m);
+      } catch (e) {
+        this.fail(e);
+      }
+    };
+  }
+
+  /** The attempt succeeded: the welcome, and the connection is a session. */
+  private enter(ok: LoggedIn, m: Message<"register" | "login" | "enroll">): void {
+    const keys = this.keys!;
+    {
       const { issued } = ok;
       this.hs!.complete();
       this.session = toBase64(keys.sessionId);
@@ -347,6 +396,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       }
       this.ticket = ok.ticket;
       this.loginTicket = ok.loginTicket;
+      this.device = ok.device;
       this.expiresAt = ok.expiresAt;
       this.method = ok.method;
       this.user = ok.user;
@@ -356,9 +406,6 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.loggedInAt = Date.now();
       this.server.authenticated(this);
       this.server.log.info("login", { user: ok.user, source: this.source, session: this.session, method: ok.method });
-    } catch (e) {
-      if (this.phase === "closed") return;
-      this.authFailed(m, e);
     }
   }
 
@@ -386,7 +433,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
    * loop forever even on cheap refusals); only wrong credentials count
    * toward the source's penalty.
    */
-  private authFailed(m: Message<"register" | "login" | "check_name">, e: unknown): void {
+  private authFailed(m: Message<"register" | "login" | "check_name" | "enroll">, e: unknown): void {
     const err = wireError(e);
     this.failures++;
     if (err.code === "auth_failed") {
@@ -417,6 +464,15 @@ class Connection implements Member, FramedHandler, OutboxOwner {
         return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeSession(this, m.id))) });
       case "change_password":
         return this.server.chat.handle(this, { type: m.type, run: () => void this.server.changePassword(this, m) });
+      case "admin":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.administer(this, m))) });
+      // Devices (PROTOCOL.md §7.11).
+      case "device_list":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.devices.list(this, Date.now()))) });
+      case "device_approve":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.devices.approve(this, m.key, m.sig, Date.now()))) });
+      case "device_revoke":
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeDevice(this, m.id))) });
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
@@ -522,6 +578,12 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   private timeout(): void {
     this.deadline = null;
     if (this.phase === "ready" || this.phase === "closed") return;
+    if (this.phase === "enrolling") {
+      this.server.log.info("enroll_expired", { source: this.source });
+      this.closeWith({ code: "enroll_expired", message: "no enrolled device approved this one in time; run \"securechat device add\" again" });
+      setTimeout(() => this.framed.close("enrollment expired"), 1000).unref?.();
+      return;
+    }
     this.server.log.info("handshake_timeout", { source: this.source });
     this.closeWith({ code: "handshake_timeout", message: `handshake and login must finish within ${this.server.opts.handshakeTimeoutMs} ms` });
     // A peer that does not read must not keep the slot: force it after a grace period.
@@ -559,6 +621,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.server.log.info("session_closed", { user: this.user, source: this.source, reason: this.endedBy ?? reason, duration_s: durationS });
     }
     this.server.chat.disconnect(this);
+    if (this.enrollment) this.enrollment.pending.waiter = null;
+    this.enrollment = null;
     this.phase = "closed";
     this.outbox.clear();
     this.clearDeadline();
@@ -583,6 +647,7 @@ export class ChatServer {
   readonly log: Logger;
   readonly chat: Chat;
   readonly journal: Journal;
+  readonly devices: Devices;
   #journalClosed = false;
   #listener: TCPSocketListener<Connection> | null = null;
   readonly #dirty = new Set<Connection>();
@@ -594,6 +659,8 @@ export class ChatServer {
   readonly loginsBySource: RateLimiter;
   readonly loginsByUser: RateLimiter;
   #unauthenticated = 0;
+  /** Connections counted out of #unauthenticated (leftLogin). */
+  readonly #outOfLogin = new WeakSet<Connection>();
   #stopping: Promise<void> | null = null;
 
   protected constructor(opts: ServerOptions, { key, created }: HostKey) {
@@ -609,6 +676,7 @@ export class ChatServer {
     this.loginsByUser = new RateLimiter(opts.logins);
     this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
     this.journal.watch?.((recording) => this.#recordingChanged(recording));
+    this.devices = new Devices(this.store, this.journal, opts.devices);
     this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user));
   }
 
@@ -645,6 +713,12 @@ export class ChatServer {
    */
   static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
     const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options }, hostKey);
+    try {
+      server.#checkAdmins();
+    } catch (e) {
+      server.store.close();
+      throw e;
+    }
     await server.accounts.warm();
     server.store.pruneTickets(Date.now());
     server.listen();
@@ -659,6 +733,7 @@ export class ChatServer {
       server.loginsBySource.prune(now);
       server.loginsByUser.prune(now);
       server.chat.prune();
+      server.devices.prune(now);
       if (now - lastPrune >= server.opts.ticketPruneMs) {
         lastPrune = now;
         server.store.pruneTickets(now);
@@ -755,6 +830,7 @@ export class ChatServer {
         const [hash] = c.ticketHashes();
         return {
           id: c.ref,
+          device: deviceId(c.device!),
           source: c.source,
           since: c.loggedInAt,
           expires: c.expiresAt,
@@ -766,7 +842,13 @@ export class ChatServer {
     return {
       type: "sessions",
       live,
-      tickets: tickets.map((t) => ({ id: shortRef(t.hash), since: t.createdAt, expires: t.expiresAt })),
+      tickets: tickets.map((t) => ({
+        id: shortRef(t.hash),
+        ...(t.device ? { device: deviceId(t.device) } : {}),
+        source: t.source,
+        since: t.createdAt,
+        expires: t.expiresAt,
+      })),
       ...(total > tickets.length ? { more_tickets: total - tickets.length } : {}),
     };
   }
@@ -854,6 +936,85 @@ export class ChatServer {
     }
   }
 
+  /**
+   * `device_revoke` (PROTOCOL.md §7.11): once the device is revoked (recorded,
+   * its tickets deleted: Devices.revoke), every live session standing on it
+   * ends at once with `device_revoked`.
+   */
+  revokeDevice(me: Connection, id: string): Message<"device_revoked" | "notice"> {
+    const r = this.devices.revoke(me, id, Date.now());
+    if ("type" in r) return r;
+    const err = { code: "device_revoked", message: `this device (${id}) was revoked by ${me.user} from ${me.source} ("securechat device revoke"); it can no longer log in` };
+    let ended = 0;
+    for (const c of this.#liveOf(me.user)) {
+      if (c.device && constantTimeEqual(c.device, r.key)) {
+        this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
+        c.end(err);
+        ended++;
+      }
+    }
+    this.log.info("device_revoked", { user: me.user, source: me.source, device: id, ended });
+    return { type: "device_revoked", id, ended };
+  }
+
+  // --- Server administrators (PROTOCOL.md §7.10) ---
+
+  /**
+   * `admin` (PROTOCOL.md §7.10): a server administrator (serve --admin) locks
+   * or unlocks an account, or ends its sessions. Anyone else is refused
+   * with `not_admin` before the target is looked at, so the refusal says
+   * nothing about it. The action is recorded (`admin_action`: who, from
+   * which session, what, on whom) before anything changes. Locking and
+   * ending sessions revoke every ticket of the account and end each of its
+   * live sessions at once: `account_locked` or `session_revoked`.
+   */
+  administer(me: Connection, m: Message<"admin">): Message<"admin_done" | "notice"> {
+    const notice = (code: string, text: string): Message<"notice"> => ({ type: "notice", code, text });
+    const admins = this.opts.chat.admins;
+    const target = m.user;
+    if (!admins.has(me.user)) return notice("not_admin", `only a server administrator (serve --admin) may ${m.action.replace("_", " ")} an account`);
+    if (target === me.user) return notice("own_account", `not on your own account: use "securechat sessions revoke" or "securechat logout" to end your sessions`);
+    if (!this.accounts.isTaken(target)) return notice("no_such_user", `there is no account ${target}`);
+    if (m.action === "lock" && admins.has(target)) return notice("target_admin", `${target} is a server administrator: take --admin ${target} off the server's command line first`);
+    const locked = this.accounts.isLocked(target);
+    if (m.action === "lock" && locked) return notice("already_locked", `${target} is locked already`);
+    if (m.action === "unlock" && !locked) return notice("not_locked", `${target} is not locked`);
+    if (!this.journal.recording) return notice("not_recorded", "the server cannot record the action right now (its transcript is failing); retry later");
+    const now = Date.now();
+    this.journal.append({ kind: "admin_action", user: me.user, session: me.session, action: m.action, target, ts: now });
+    let ended = 0;
+    if (m.action === "unlock") this.store.setLocked(target, null);
+    else {
+      if (m.action === "lock") this.store.setLocked(target, now);
+      this.store.revokeTicketsOf(target);
+      const err =
+        m.action === "lock"
+          ? { code: "account_locked", message: `the account ${target} was locked by server administrator ${me.user}; ask an administrator to unlock it` }
+          : { code: "session_revoked", message: `this session was ended by server administrator ${me.user}; log in again` };
+      for (const c of this.#liveOf(target)) {
+        this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
+        c.end(err);
+        ended++;
+      }
+    }
+    this.log.info("admin_action", { user: me.user, source: me.source, action: m.action, target, ended });
+    return { type: "admin_done", action: m.action, user: target, ended };
+  }
+
+  /**
+   * The configured administrators must have accounts: a name nobody holds
+   * yet would make whoever registers it first an administrator.
+   */
+  #checkAdmins(): void {
+    const missing = [...this.opts.chat.admins].filter((u) => !this.accounts.isTaken(u));
+    if (missing.length > 0) {
+      throw new SecureChatError("admin_unknown", `--admin ${missing.join(", ")}: no such account on this server`, { detail: { users: missing.join(",") } });
+    }
+    for (const u of this.opts.chat.admins) if (this.accounts.isLocked(u)) this.log.warn("admin_locked", { user: u, effect: "cannot log in until another administrator unlocks it" });
+  }
+
+  // --- end of server administrators ---
+
   private admit(socket: Socket<Connection>): void {
     const refuse = (code: string, message: string) => {
       socket.write(encodeFrame(encodeMessageBytes({ type: "error", code, message }), MAX_FRAME_PRELOGIN));
@@ -882,8 +1043,19 @@ export class ChatServer {
     this.#unauthenticated++;
   }
 
-  authenticated(conn: Connection): void {
+  /**
+   * The connection is no longer logging in: logged in, or an enrollment
+   * waiting for approval (PROTOCOL.md §7.11), which must not hold a slot of
+   * --max-startups for minutes. Counted once per connection.
+   */
+  leftLogin(conn: Connection): void {
+    if (this.#outOfLogin.has(conn)) return;
+    this.#outOfLogin.add(conn);
     this.#unauthenticated--;
+  }
+
+  authenticated(conn: Connection): void {
+    this.leftLogin(conn);
     this.chat.connect(conn);
     this.journal.append({ kind: "session_open", user: conn.user, session: conn.session, source: conn.source, ts: Date.now() });
   }
@@ -893,7 +1065,7 @@ export class ChatServer {
     const open = (this.#bySource.get(conn.sourceKey) ?? 1) - 1;
     if (open > 0) this.#bySource.set(conn.sourceKey, open);
     else this.#bySource.delete(conn.sourceKey);
-    if (!wasAuthenticated) this.#unauthenticated--;
+    if (!wasAuthenticated) this.leftLogin(conn);
     else if (!this.#journalClosed) this.journal.append({ kind: "session_close", user: conn.user, session: conn.session, ts: Date.now() });
     this.#maybeStopped?.();
   }

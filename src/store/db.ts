@@ -1,5 +1,6 @@
 /**
- * The server's database (bun:sqlite, WAL): accounts and session tickets.
+ * The server's database (bun:sqlite, WAL): accounts and session tickets
+ * (each with the device it was issued to).
  * `synchronous = FULL` so a commit the server has acknowledged survives a
  * crash or power loss; the schema version lives in `PRAGMA user_version` and
  * each migration runs in its own transaction.
@@ -25,6 +26,23 @@ const MIGRATIONS: string[] = [
      created_at INTEGER NOT NULL
    ) STRICT;
    CREATE INDEX tickets_expiry ON tickets(expires_at);`,
+  // 2: the device (identity key) whose password login a ticket was issued to, and its address.
+  `ALTER TABLE tickets ADD COLUMN device BLOB CHECK (device IS NULL OR length(device) = 32);
+   ALTER TABLE tickets ADD COLUMN source TEXT;
+   UPDATE tickets SET device = (SELECT identity_key FROM accounts WHERE accounts.name = tickets.user);`,
+  // 3: server administrators: a locked account (its lock time; NULL: not locked).
+  `ALTER TABLE accounts ADD COLUMN locked_at INTEGER;`,
+  // 4: devices: an account's device keys; the key an account was registered with is its first device.
+  `CREATE TABLE devices (
+     user        TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+     key         BLOB NOT NULL CHECK (length(key) = 32),
+     name        TEXT NOT NULL,
+     enrolled_at INTEGER NOT NULL,
+     enrolled_by TEXT NOT NULL,
+     revoked_at  INTEGER,
+     PRIMARY KEY (user, key)
+   ) STRICT;
+   INSERT INTO devices (user, key, name, enrolled_at, enrolled_by) SELECT name, identity_key, '', created_at, 'register' FROM accounts;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -40,6 +58,29 @@ export interface Ticket {
   user: string;
   key: Uint8Array;
   expiresAt: number;
+  /** The public key of the device whose login was issued the ticket; null for tickets stored before devices were. */
+  device?: Uint8Array | null;
+  /** The address it was issued to, as the transcript records sources. */
+  source?: string;
+}
+
+/** One of an account's device keys (PROTOCOL.md §7.11). */
+export interface Device {
+  key: Uint8Array;
+  name: string;
+  enrolledAt: number;
+  /** "register", "password", or the device id of the device that approved it. */
+  enrolledBy: string;
+  revokedAt: number | null;
+}
+
+/** A ticket as `sessions` lists it. */
+export interface ListedTicket {
+  hash: Uint8Array;
+  createdAt: number;
+  expiresAt: number;
+  device: Uint8Array | null;
+  source: string;
 }
 
 export class Store {
@@ -72,12 +113,61 @@ export class Store {
     return this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
   }
 
-  /** Returns false if the name is taken. */
+  /** Returns false if the name is taken. The identity key is the account's first device. */
   createAccount(a: Account): boolean {
-    const r = this.db
-      .query("INSERT INTO accounts (name, identity_key, verifier, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO NOTHING")
-      .run(a.name, a.identityKey, a.verifier, a.createdAt);
-    return r.changes === 1;
+    return this.db.transaction(() => {
+      const r = this.db
+        .query("INSERT INTO accounts (name, identity_key, verifier, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO NOTHING")
+        .run(a.name, a.identityKey, a.verifier, a.createdAt);
+      if (r.changes === 1) this.addDevice(a.name, { key: a.identityKey, name: "", enrolledAt: a.createdAt, enrolledBy: "register", revokedAt: null });
+      return r.changes === 1;
+    })();
+  }
+
+  // --- devices (PROTOCOL.md §7.11) ---
+
+  /** The account's devices, active and revoked, oldest first. */
+  devices(user: string): Device[] {
+    return this.db
+      .query<{ key: Uint8Array; name: string; enrolled_at: number; enrolled_by: string; revoked_at: number | null }, [string]>(
+        "SELECT key, name, enrolled_at, enrolled_by, revoked_at FROM devices WHERE user = ? ORDER BY enrolled_at, key",
+      )
+      .all(user)
+      .map((r) => ({ key: new Uint8Array(r.key), name: r.name, enrolledAt: r.enrolled_at, enrolledBy: r.enrolled_by, revokedAt: r.revoked_at }));
+  }
+
+  /** The public keys of the account's active devices. */
+  activeDeviceKeys(user: string): Uint8Array[] {
+    return this.db
+      .query<{ key: Uint8Array }, [string]>("SELECT key FROM devices WHERE user = ? AND revoked_at IS NULL ORDER BY enrolled_at, key")
+      .all(user)
+      .map((r) => new Uint8Array(r.key));
+  }
+
+  /**
+   * Adds a device; when the account then keeps more than `keep` rows, its
+   * oldest revoked ones are forgotten (the transcript still names them).
+   */
+  addDevice(user: string, d: Device, keep = Number.MAX_SAFE_INTEGER): void {
+    this.db.transaction(() => {
+      this.db.query("INSERT INTO devices (user, key, name, enrolled_at, enrolled_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?)").run(user, d.key, d.name, d.enrolledAt, d.enrolledBy, d.revokedAt);
+      const n = this.db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM devices WHERE user = ?").get(user)!.n;
+      if (n > keep) {
+        this.db
+          .query("DELETE FROM devices WHERE rowid IN (SELECT rowid FROM devices WHERE user = ? AND revoked_at IS NOT NULL ORDER BY revoked_at LIMIT ?)")
+          .run(user, n - keep);
+      }
+    })();
+  }
+
+  /** Marks the device revoked and deletes every ticket issued to its logins; false if it was not an active device. */
+  revokeDevice(user: string, key: Uint8Array, now: number): boolean {
+    return this.db.transaction(() => {
+      const r = this.db.query("UPDATE devices SET revoked_at = ? WHERE user = ? AND key = ? AND revoked_at IS NULL").run(now, user, key);
+      if (r.changes !== 1) return false;
+      this.db.query("DELETE FROM tickets WHERE user = ? AND device = ?").run(user, key);
+      return true;
+    })();
   }
 
   account(name: string): Account | null {
@@ -94,18 +184,39 @@ export class Store {
     return this.db.query("UPDATE accounts SET verifier = ? WHERE name = ?").run(verifier, name).changes === 1;
   }
 
+  // --- Server administrators (PROTOCOL.md §7.10) ---
+
+  /** Locks the account (`at`: when) or unlocks it (null); false if there is no such account. */
+  setLocked(name: string, at: number | null): boolean {
+    return this.db.query("UPDATE accounts SET locked_at = ? WHERE name = ?").run(at, name).changes === 1;
+  }
+
+  /** When the account was locked, or null if it is not locked (or does not exist). */
+  lockedAt(name: string): number | null {
+    return this.db.query<{ locked_at: number | null }, [string]>("SELECT locked_at FROM accounts WHERE name = ?").get(name)?.locked_at ?? null;
+  }
+
+  /** Deletes every ticket of the user; how many there were. */
+  revokeTicketsOf(user: string): number {
+    return this.db.query("DELETE FROM tickets WHERE user = ?").run(user).changes;
+  }
+
+  // --- end of server administrators ---
+
   addTicket(hash: Uint8Array, t: Ticket, now: number): void {
-    this.db.query("INSERT INTO tickets (hash, user, key, expires_at, created_at) VALUES (?, ?, ?, ?, ?)").run(hash, t.user, t.key, t.expiresAt, now);
+    this.db
+      .query("INSERT INTO tickets (hash, user, key, expires_at, created_at, device, source) VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .run(hash, t.user, t.key, t.expiresAt, now, t.device ?? null, t.source ?? null);
   }
 
   /** The unexpired ticket with this hash, if any. */
   ticket(hash: Uint8Array, now: number): Ticket | null {
     const row = this.db
-      .query<{ user: string; key: Uint8Array; expires_at: number }, [Uint8Array, number]>(
-        "SELECT user, key, expires_at FROM tickets WHERE hash = ? AND expires_at > ?",
+      .query<{ user: string; key: Uint8Array; expires_at: number; device: Uint8Array | null }, [Uint8Array, number]>(
+        "SELECT user, key, expires_at, device FROM tickets WHERE hash = ? AND expires_at > ?",
       )
       .get(hash, now);
-    return row ? { user: row.user, key: new Uint8Array(row.key), expiresAt: row.expires_at } : null;
+    return row ? { user: row.user, key: new Uint8Array(row.key), expiresAt: row.expires_at, device: row.device ? new Uint8Array(row.device) : null } : null;
   }
 
   revokeTicket(hash: Uint8Array): boolean {
@@ -113,14 +224,21 @@ export class Store {
   }
 
   /** The user's unexpired tickets, newest first, at most `limit`; and how many there are in all. */
-  ticketsOf(user: string, now: number, limit: number): { tickets: { hash: Uint8Array; createdAt: number; expiresAt: number }[]; total: number } {
+  ticketsOf(user: string, now: number, limit: number): { tickets: ListedTicket[]; total: number } {
     const rows = this.db
-      .query<{ hash: Uint8Array; created_at: number; expires_at: number }, [string, number, number]>(
-        "SELECT hash, created_at, expires_at FROM tickets WHERE user = ? AND expires_at > ? ORDER BY created_at DESC, hash LIMIT ?",
+      .query<{ hash: Uint8Array; created_at: number; expires_at: number; device: Uint8Array | null; source: string | null }, [string, number, number]>(
+        "SELECT hash, created_at, expires_at, device, source FROM tickets WHERE user = ? AND expires_at > ? ORDER BY created_at DESC, hash LIMIT ?",
       )
       .all(user, now, limit);
     const total = this.db.query<{ n: number }, [string, number]>("SELECT count(*) AS n FROM tickets WHERE user = ? AND expires_at > ?").get(user, now)!.n;
-    return { tickets: rows.map((r) => ({ hash: new Uint8Array(r.hash), createdAt: r.created_at, expiresAt: r.expires_at })), total };
+    const tickets = rows.map((r) => ({
+      hash: new Uint8Array(r.hash),
+      createdAt: r.created_at,
+      expiresAt: r.expires_at,
+      device: r.device ? new Uint8Array(r.device) : null,
+      source: r.source ?? "",
+    }));
+    return { tickets, total };
   }
 
   /** The hashes of the user's unexpired tickets whose hash starts with `prefix`. */

@@ -23,9 +23,10 @@ import { XCHACHA_KEY_LENGTH, randomBytes, wipe, xchachaOpenRandom, xchachaSealRa
 import { createPrivateFile } from "../paths.ts";
 import type { DirectMessage, KeptDirect } from "./journal.ts";
 import type { KeptMessage, RoomState } from "./recent.ts";
+import { type RoomState as ModState, roomStateFromJson, roomStateToJson } from "./roomstate.ts";
 
 /** Its layout; another makes the server rebuild it from the transcript. */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
   CREATE TABLE state (
@@ -76,6 +77,11 @@ const SCHEMA = `
     user TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
   ) STRICT, WITHOUT ROWID;
+  -- Persistent rooms (PROTOCOL.md §7.9): each one's state as JSON (store/roomstate.ts), from its room_change entries.
+  CREATE TABLE room_state (
+    name  TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+  ) STRICT, WITHOUT ROWID;
   PRAGMA user_version = ${SCHEMA_VERSION};`;
 
 export interface Applied {
@@ -88,7 +94,7 @@ export interface Applied {
 export interface HistoryBatch {
   /** Messages for history (the newest `keep` of each room are kept). */
   messages: KeptMessage[];
-  /** Edits (with text) and deletes (without) of kept messages, after `messages` (PROTOCOL.md §7.9). */
+  /** Edits (with text) and deletes (without) of kept messages, after `messages` (PROTOCOL.md §7.12). */
   changes: MessageChange[];
   /** Room sequence numbers (each room keeps the largest it was given). */
   seqs: Map<string, number>;
@@ -98,6 +104,8 @@ export interface HistoryBatch {
   directs: KeptDirect[];
   /** Per user, the DM seq of its last login (the largest is kept). */
   delivered: Map<string, number>;
+  /** Persistent rooms' states after the batch's room changes (null: dropped). */
+  roomStates: Map<string, ModState | null>;
   applied: Applied;
 }
 
@@ -208,6 +216,7 @@ export class HistoryDb {
       this.#db.query("DELETE FROM messages").run();
       this.#db.query("DELETE FROM directs").run();
       this.#db.query("DELETE FROM delivered").run();
+      this.#db.query("DELETE FROM room_state").run();
       this.#db.query("UPDATE state SET applied_seq = 0, applied_hash = '', keep = ?").run(this.keep);
     })();
   }
@@ -262,6 +271,10 @@ export class HistoryDb {
       }
     }
     for (const [user, seq] of b.delivered) q.delivered.run(user, seq);
+    for (const [room, st] of b.roomStates) {
+      if (st) q.setRoomState.run(room, roomStateToJson(st));
+      else q.dropRoomState.run(room);
+    }
     for (const [room, n] of b.seqs) q.seq.run(room, n);
     q.applied.run(b.applied.seq, b.applied.hash, b.directSeq);
   }
@@ -283,6 +296,17 @@ export class HistoryDb {
       if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}), ...(r.edits > 0 ? { edited: true } : {}), ...kept });
     }
     return { seq, messages };
+  }
+
+  /** Every persistent room's state (PROTOCOL.md §7.9). */
+  roomStates(): Map<string, ModState> {
+    return new Map(this.#q.roomStates.all().map((r) => [r.name, roomStateFromJson(r.state)]));
+  }
+
+  /** One persistent room's state, or null. */
+  roomState(name: string): ModState | null {
+    const r = this.#q.roomState.get(name);
+    return r ? roomStateFromJson(r.state) : null;
   }
 
   /** The stored DMs to `user` with ts >= `since`: the newest `limit`, oldest first. */
@@ -327,7 +351,7 @@ export class HistoryDb {
     return out;
   }
 
-  /** A row as a message: edited, or deleted without text (PROTOCOL.md §7.9); null if its text cannot be read. */
+  /** A row as a message: edited, or deleted without text (PROTOCOL.md §7.12); null if its text cannot be read. */
   #directOf(r: DirectRow): DirectMessage | null {
     const head = { type: "direct", seq: r.seq, ts: r.ts, from: r.sender, to: r.recipient } as const;
     if (r.deleted) return { ...head, deleted: true };
@@ -378,7 +402,7 @@ function prepare(db: Database) {
     direct: db.prepare<DirectRow, [number]>(`SELECT ${DIRECT_COLUMNS} FROM directs WHERE seq = ?`),
     delivered: db.prepare<void, [string, number]>("INSERT INTO delivered (user, seq) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET seq = max(seq, excluded.seq)"),
     deliveredSeq: db.prepare<{ seq: number }, [string]>("SELECT seq FROM delivered WHERE user = ?"),
-    // a deleted stored DM is not delivered late (PROTOCOL.md §7.9)
+    // a deleted stored DM is not delivered late (PROTOCOL.md §7.12)
     stored: db.prepare<DirectRow, [string, number, number]>(
       `SELECT ${DIRECT_COLUMNS} FROM directs WHERE recipient = ? AND stored = 1 AND deleted = 0 AND ts >= ? ORDER BY seq DESC LIMIT ?`,
     ),
@@ -387,6 +411,10 @@ function prepare(db: Database) {
       `SELECT ${DIRECT_COLUMNS} FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?`,
     ),
     expire: db.prepare<void, [number]>("DELETE FROM directs WHERE ts < ?"),
+    setRoomState: db.prepare<void, [string, string]>("INSERT OR REPLACE INTO room_state (name, state) VALUES (?, ?)"),
+    dropRoomState: db.prepare<void, [string]>("DELETE FROM room_state WHERE name = ?"),
+    roomStates: db.prepare<{ name: string; state: string }, []>("SELECT name, state FROM room_state"),
+    roomState: db.prepare<{ state: string }, [string]>("SELECT state FROM room_state WHERE name = ?"),
     roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action, tseq, edits, deleted FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
   };
 }

@@ -5,8 +5,9 @@
  * within a byte budget; the transcript (docs/TRANSCRIPT.md, with history.db)
  * implements the same interface on disk.
  */
-import type { Message } from "../protocol/messages.ts";
+import type { AdminAction, Message } from "../protocol/messages.ts";
 import { DEFAULT_HISTORY_MEMORY, type KeptMessage, RecentRooms } from "./recent.ts";
+import { type RoomChange, type RoomState, applyRoomChange, cloneRoomState } from "./roomstate.ts";
 
 export type { KeptMessage } from "./recent.ts";
 
@@ -23,7 +24,7 @@ export type DirectMessage = Message<"direct">;
 export interface KeptDirect {
   message: DirectMessage;
   stored: boolean;
-  /** What an edit or delete needs (PROTOCOL.md §7.9): the transcript entry that recorded it (absent without a transcript), its edits so far. */
+  /** What an edit or delete needs (PROTOCOL.md §7.12): the transcript entry that recorded it (absent without a transcript), its edits so far. */
   tseq?: number;
   edits?: number;
 }
@@ -38,15 +39,22 @@ export type JournalEvent =
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
   | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
+  // A server administrator's action on an account (PROTOCOL.md §7.10): `user` and `session` are the administrator's.
+  | { kind: "admin_action"; user: string; session: string; action: AdminAction; target: string; ts: number }
+  // Room moderation (PROTOCOL.md §7.9, store/roomstate.ts).
+  | RoomChange
+  // Devices (TRANSCRIPT.md §2.4): keys and signatures in base64, device ids as PROTOCOL.md §5.4 gives them.
+  | { kind: "device_enrolled"; user: string; session?: string; device: string; key: string; name: string; by: string; sig?: string; source: string; ts: number }
+  | { kind: "device_revoked"; user: string; session: string; device: string; key: string; ts: number }
   // An edit (with text) or a delete (without) by its author (PROTOCOL.md
-  // §7.9) of the message `seq` of `room`, or of the direct message `seq` to
+  // §7.12) of the message `seq` of `room`, or of the direct message `seq` to
   // `to`; `ref` is the transcript seq of its `message` or `direct` entry,
   // when it has one (TRANSCRIPT.md §2.4 `edit`).
   | ({ kind: "edit"; text: string } & Change)
   | ({ kind: "delete" } & Change);
 
-/** What an edit or delete names, and who made it. */
-export type Change = ({ room: string; to?: undefined } | { room?: undefined; to: string }) & { seq: number; user: string; session: string; ref?: number; ts: number };
+/** What an edit or delete names (exactly one of `room` and `to`), and who made it. */
+export type Change = { room?: string; to?: string; seq: number; user: string; session: string; ref?: number; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {
@@ -69,7 +77,7 @@ export interface Journal {
   recent(room: string, limit: number): RoomMessage[];
   /**
    * The message `seq` of `room` if it can still be edited or deleted
-   * (PROTOCOL.md §7.9): it is among the room's kept history and, in a
+   * (PROTOCOL.md §7.12): it is among the room's kept history and, in a
    * transcript, its entry is within EDIT_REACH entries of the end.
    */
   editable(room: string, seq: number): KeptMessage | undefined;
@@ -92,6 +100,13 @@ export interface Journal {
   expireDirects(before: number): void;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
+  /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */
+  roomStates(): Map<string, RoomState>;
+}
+
+/** Copies of the states, for a chat core to own. */
+export function copyRoomStates(states: Map<string, RoomState>): Map<string, RoomState> {
+  return new Map([...states].map(([name, s]) => [name, cloneRoomState(s)]));
 }
 
 const NOTHING: Receipt = {};
@@ -110,6 +125,8 @@ export class MemoryJournal implements Journal {
   #directs: KeptDirect[] = [];
   /** Per user, the last DM seq when it last logged in: stored DMs up to it have been delivered. */
   readonly #delivered = new Map<string, number>();
+  /** The persistent rooms, kept like the rest: a new Chat on this journal (a "restart" in tests) gets them back. */
+  readonly #roomStates = new Map<string, RoomState>();
 
   readonly recording = true;
 
@@ -126,6 +143,7 @@ export class MemoryJournal implements Journal {
       this.#directs.push({ message: e.message, stored: e.stored === true });
     }
     if (e.kind === "session_open") this.#delivered.set(e.user, this.#directSeq);
+    if (e.kind === "room_change") applyRoomChange(this.#roomStates, e);
     if (e.kind === "message") {
       this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
       this.rooms.add(e.message);
@@ -172,6 +190,10 @@ export class MemoryJournal implements Journal {
 
   expireDirects(before: number): void {
     this.#directs = this.#directs.filter((d) => d.message.ts >= before);
+  }
+
+  roomStates(): Map<string, RoomState> {
+    return copyRoomStates(this.#roomStates);
   }
 }
 

@@ -17,7 +17,7 @@ export type RoomMessage = Message<"message">;
 
 /**
  * A message as the server keeps it: what history shows, and what an edit
- * or delete (PROTOCOL.md §7.9) needs to know — the transcript entry that
+ * or delete (PROTOCOL.md §7.12) needs to know — the transcript entry that
  * recorded it (`tseq`, absent without a transcript) and how many times it
  * was edited. `recent` leaves those two out.
  */
@@ -152,7 +152,7 @@ export class RecentRooms {
 
   /**
    * Replaces the kept message `seq` of `room` with `change(it)` (an edit or a
-   * delete, PROTOCOL.md §7.9); nothing if it is not kept. `pin` as in `add`:
+   * delete, PROTOCOL.md §7.12); nothing if it is not kept. `pin` as in `add`:
    * true if the room was pinned (then `unpin` it once the change is saved).
    */
   change(room: string, seq: number, change: (m: KeptMessage) => KeptMessage, pin = false): boolean {

@@ -51,6 +51,11 @@ export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool
   login_failed: { source: "string", reason: "string" },
   session_revoked: { user: "string", session: "b64", target: "string", target_session: "b64?" },
   password_changed: { user: "string", session: "b64", ended_sessions: "bool" },
+  admin_action: { user: "string", session: "b64", action: "string", target: "string" },
+  // Room moderation (PROTOCOL.md §7.9).
+  room_change: { room: "string", user: "string", session: "b64", owner: "string", action: "string", target: "string?", text: "string?", invite_only: "bool?", secret: "bool?" },
+  device_enrolled: { user: "string", session: "b64?", device: "string", key: "b64", name: "string", by: "string", sig: "b64?", source: "string" },
+  device_revoked: { user: "string", session: "b64", device: "string", key: "b64" },
   join: { room: "string", user: "string" },
   leave: { room: "string", user: "string" },
   message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
@@ -137,7 +142,7 @@ export function canonicalLine(canon: string, hash: string): string {
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Decoded sizes of base64 fields (§2): exact, or a minimum for sealed bodies. */
-const B64_LENGTH: Record<string, number> = { host_key: 32, session: 16, target_session: 16, recipient: 32, epk: 32, wrapped: 72, sig: 64 };
+const B64_LENGTH: Record<string, number> = { host_key: 32, session: 16, target_session: 16, recipient: 32, epk: 32, wrapped: 72, sig: 64, key: 32 };
 const SEALED_MIN = 24 + 16;
 /** Sequence-valued fields are positive. */
 const POSITIVE = new Set(["room_seq", "dm_seq", "key_seq", "head_seq", "ref"]);

@@ -21,9 +21,10 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
+import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
 import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
@@ -52,13 +53,15 @@ interface Unsaved {
   roomSeq?: number;
   /** …and the message itself, for history (not when only its number can be kept). */
   message?: KeptMessage;
-  /** An edit or delete of a kept message (PROTOCOL.md §7.9). */
+  /** An edit or delete of a kept message (PROTOCOL.md §7.12). */
   change?: MessageChange;
   directSeq?: number;
   /** A direct message's text, for delivery and history (not when only its number can be kept). */
   direct?: KeptDirect;
   /** A login (session_open): the user and the DM seq at that point; stored DMs up to it are delivered. */
   delivered?: { user: string; seq: number };
+  /** A room change (PROTOCOL.md §7.9): the room's state after it (null: dropped, or a kick of a room with none). */
+  roomState?: { room: string; state: RoomState | null };
   /** The writer's promise for it (not for entries replayed at start). */
   durable?: Promise<void>;
 }
@@ -85,6 +88,8 @@ export class TranscriptJournal implements Journal {
   #watching = false;
   #failing = false;
   #closed = false;
+  /** The persistent rooms as the recorded room changes left them (history.db's, then each one appended). */
+  readonly #roomStates: Map<string, RoomState>;
 
   private constructor(
     readonly writer: TranscriptWriter,
@@ -97,6 +102,7 @@ export class TranscriptJournal implements Journal {
     this.#log = opts.log;
     this.#flushMs = opts.historyFlushMs ?? FLUSH_MS;
     this.#directSeq = db.directSeq;
+    this.#roomStates = db.roomStates();
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room));
   }
 
@@ -140,6 +146,12 @@ export class TranscriptJournal implements Journal {
     }
     try {
       const { entry, durable } = this.writer.append(type, fields);
+      if (e.kind === "room_change") {
+        applyRoomChange(this.#roomStates, e);
+        const st = this.#roomStates.get(e.room);
+        this.#unsaved.push({ entry: { seq: entry.seq, hash: entry.hash }, durable, roomState: { room: e.room, state: st ? cloneRoomState(st) : null } });
+        if (!this.#watching) this.#watch(entry.seq, durable);
+      }
       // In memory at once (pinned there until history.db has it), with the entry an edit will name.
       if (e.kind === "message") this.rooms.add({ ...e.message, tseq: entry.seq }, true);
       // (a direct message's edit reaches its readers through #current until history.db has it)
@@ -255,7 +267,7 @@ export class TranscriptJournal implements Journal {
     let n = 0;
     while (n < this.#unsaved.length && this.#unsaved[n]!.entry.seq <= upTo) n++;
     if (n === 0 && !applied) return;
-    const batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
+    const batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
     for (let i = 0; i < n; i++) addTo(batch, this.#unsaved[i]!);
     try {
       this.#db.apply(batch);
@@ -291,7 +303,7 @@ export class TranscriptJournal implements Journal {
 
   storedDirects(user: string, since: number, limit: number): DirectMessage[] {
     const recent = this.#unsavedDirects().filter((d) => d.stored && d.message.to === user && d.message.ts >= since);
-    // a deleted one is not delivered late (PROTOCOL.md §7.9)
+    // a deleted one is not delivered late (PROTOCOL.md §7.12)
     return this.#current([...this.#db.storedDirects(user, since, limit), ...newest(recent, limit)].slice(-limit)).filter((m) => !m.deleted);
   }
 
@@ -304,6 +316,10 @@ export class TranscriptJournal implements Journal {
   directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[] {
     const recent = this.#unsavedDirects().filter((d) => d.message.seq < before && d.message.ts >= since && isBetween(d.message, a, b));
     return this.#current([...this.#db.directsBetween(a, b, since, before, limit), ...newest(recent, limit)].slice(-limit));
+  }
+
+  roomStates(): Map<string, RoomState> {
+    return copyRoomStates(this.#roomStates);
   }
 
   expireDirects(before: number): void {
@@ -344,6 +360,7 @@ function addTo(b: HistoryBatch, u: Unsaved): void {
   if (u.directSeq !== undefined) b.directSeq = Math.max(b.directSeq, u.directSeq);
   if (u.direct) b.directs.push(u.direct);
   if (u.delivered) b.delivered.set(u.delivered.user, Math.max(b.delivered.get(u.delivered.user) ?? 0, u.delivered.seq));
+  if (u.roomState) b.roomStates.set(u.roomState.room, u.roomState.state);
 }
 
 /**
@@ -403,7 +420,7 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
 function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean): { matched: boolean; lines: number } {
   let matched = after.seq === 0;
   let lines = 0;
-  let batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: after };
+  let batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: after };
   let size = 0;
   let unsigned: Unsaved[] = [];
   const settle = (signed: boolean): void => {
@@ -412,6 +429,9 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
   };
   // The DM seq as of each entry, for the logins (session_open) replayed.
   let directSeq = after.seq === 0 ? 0 : db.directSeq;
+  // Persistent rooms touched by the replay, each read from history.db once, then changed here.
+  const states = new Map<string, RoomState>();
+  const loaded = new Set<string>();
   for (const line of readTranscriptLinesSync(files)) {
     lines++;
     const seq = lineSeq(line);
@@ -427,13 +447,13 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
     if (type === "checkpoint") settle(true);
     else if (type === "server_start") settle(false);
     batch.applied = { seq, hash };
-    const u = type !== null && HISTORY_TYPES.has(type) ? unsavedOf(line, sealed, directSeq) : null;
+    const u = type !== null && HISTORY_TYPES.has(type) ? unsavedOf(line, sealed, directSeq) : type === "room_change" ? roomChangeOf(line, db, states, loaded) : null;
     if (u?.directSeq !== undefined) directSeq = Math.max(directSeq, u.directSeq);
     if (u?.message || u?.direct || u?.change) unsigned.push(u);
     else if (u) addTo(batch, u);
     if (++size >= REPLAY_BATCH && unsigned.length === 0) {
       db.apply(batch);
-      batch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), applied: batch.applied };
+      batch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: batch.applied };
       size = 0;
     }
   }
@@ -518,6 +538,43 @@ function editOf(c: MessageChange): { kind: "edit"; text: string } | { kind: "del
   return c.text === undefined ? { kind: "delete" } : { kind: "edit", text: c.text };
 }
 
+/** A room_change entry line, applied to `states` (each room read from history.db the first time it is met): the room's state after it. */
+function roomChangeOf(line: Buffer, db: HistoryDb, states: Map<string, RoomState>, loaded: Set<string>): Unsaved | null {
+  let e: ReturnType<typeof parseEntry>;
+  try {
+    e = parseEntry(utf8Strict.decode(line));
+  } catch {
+    return null;
+  }
+  if (e.type !== "room_change" || !ROOM_ACTIONS.includes(e.action as RoomAction)) return null;
+  const room = e.room as string;
+  if (!loaded.has(room)) {
+    loaded.add(room);
+    const st = db.roomState(room);
+    if (st) states.set(room, st);
+  }
+  applyRoomChange(states, roomChangeFromEntry(e));
+  const st = states.get(room);
+  return { entry: { seq: e.seq, hash: e.hash }, roomState: { room, state: st ? cloneRoomState(st) : null } };
+}
+
+/** A room_change entry's members as the change they record (TRANSCRIPT.md §2.4). */
+export function roomChangeFromEntry(e: Record<string, string | number | boolean>): RoomChange {
+  return {
+    kind: "room_change",
+    room: e.room as string,
+    user: e.user as string,
+    session: e.session as string,
+    owner: e.owner as string,
+    action: e.action as RoomAction,
+    ...(typeof e.target === "string" ? { target: e.target } : {}),
+    ...(typeof e.text === "string" ? { text: e.text } : {}),
+    ...(typeof e.invite_only === "boolean" ? { inviteOnly: e.invite_only } : {}),
+    ...(typeof e.secret === "boolean" ? { secret: e.secret } : {}),
+    ts: e.ts as number,
+  };
+}
+
 /** Most receipts (joins, sessions) are not awaited: a failure must not become an unhandled rejection. */
 function handled(p: Promise<void>): Promise<void> {
   p.catch(() => {});
@@ -536,6 +593,15 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["password_changed", { user: e.user, session: e.session, ended_sessions: e.ended }];
     case "session_revoked":
       return ["session_revoked", { user: e.user, session: e.session, target: e.target, ...(e.targetSession ? { target_session: e.targetSession } : {}) }];
+    case "admin_action":
+      return ["admin_action", { user: e.user, session: e.session, action: e.action, target: e.target }];
+    case "device_enrolled":
+      return [
+        "device_enrolled",
+        { user: e.user, ...(e.session ? { session: e.session } : {}), device: e.device, key: e.key, name: e.name, by: e.by, ...(e.sig ? { sig: e.sig } : {}), source: e.source },
+      ];
+    case "device_revoked":
+      return ["device_revoked", { user: e.user, session: e.session, device: e.device, key: e.key }];
     case "join":
       return ["join", { room: e.room, user: e.user }];
     case "leave":
@@ -547,12 +613,27 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
     // `ref` is always known here (editable): an edit without one is refused by the writer.
     case "edit":
     case "delete": {
-      const at: Record<string, string | number> = e.room !== undefined ? { room: e.room, room_seq: e.seq } : { dm_seq: e.seq, to: e.to };
+      const at: Record<string, string | number> = e.room !== undefined ? { room: e.room, room_seq: e.seq } : { dm_seq: e.seq, to: e.to! };
       return [e.kind, { ...at, ref: e.ref!, user: e.user, session: e.session, ...(e.kind === "edit" ? { text: e.text } : {}) }];
     }
     case "direct": {
       const m = e.message;
       return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
     }
+    case "room_change":
+      return [
+        "room_change",
+        {
+          room: e.room,
+          user: e.user,
+          session: e.session,
+          owner: e.owner,
+          action: e.action,
+          ...(e.target !== undefined ? { target: e.target } : {}),
+          ...(e.text !== undefined ? { text: e.text } : {}),
+          ...(e.inviteOnly !== undefined ? { invite_only: e.inviteOnly } : {}),
+          ...(e.secret !== undefined ? { secret: e.secret } : {}),
+        },
+      ];
   }
 }

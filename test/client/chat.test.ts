@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { ignorePath } from "../../src/client/ignores.ts";
 import { terminalText } from "../../src/text.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
-import { AWAY_TEXT_MAX, MESSAGE_TEXT_MAX } from "../../src/protocol/limits.ts";
+import { AWAY_TEXT_MAX, MESSAGE_TEXT_MAX, TOPIC_CODE_POINTS_MAX } from "../../src/protocol/limits.ts";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { type Seed, Collector, Peer, connectClient, cred, machine, quitAll, seedAccounts, serverFrom } from "../server/chat-helpers.ts";
 import type { TestServer } from "../server/helpers.ts";
@@ -73,7 +73,27 @@ describe("parseLine", () => {
     ["/away   ", { kind: "away" }],
     ["/back", { kind: "away" }],
     ["/BACK ", { kind: "away" }],
-    // Editing and deleting one's own messages (PROTOCOL.md §7.9): a number is N only when a text follows it.
+    // Room moderation (PROTOCOL.md §7.9).
+    ["/topic release friday — ✓", { kind: "topic", text: "release friday — ✓" }],
+    ["/topic", { kind: "topic" }],
+    [`/topic ${"🔐".repeat(TOPIC_CODE_POINTS_MAX)}`, { kind: "topic", text: "🔐".repeat(TOPIC_CODE_POINTS_MAX) }],
+    ["/op bob", { kind: "moderate", action: "op", user: "bob" }],
+    ["/deop @bob", { kind: "moderate", action: "deop", user: "bob" }],
+    ["/ban carol", { kind: "moderate", action: "ban", user: "carol" }],
+    ["/unban carol", { kind: "moderate", action: "unban", user: "carol" }],
+    ["/mute dave", { kind: "moderate", action: "mute", user: "dave" }],
+    ["/unmute dave", { kind: "moderate", action: "unmute", user: "dave" }],
+    ["/invite erin", { kind: "moderate", action: "invite", user: "erin" }],
+    ["/kick carol", { kind: "kick", user: "carol" }],
+    ["/kick carol  spam, again ", { kind: "kick", user: "carol", reason: "spam, again" }],
+    ["/bans", { kind: "bans" }],
+    ["/drop", { kind: "drop" }],
+    ["/mode +i", { kind: "mode", invite_only: true }],
+    ["/mode -s", { kind: "mode", secret: false }],
+    ["/mode +i-s", { kind: "mode", invite_only: true, secret: false }],
+    ["/mode +is", { kind: "mode", invite_only: true, secret: true }],
+    ["/mode -i +s", { kind: "mode", invite_only: false, secret: true }],
+    // Editing and deleting one's own messages (PROTOCOL.md §7.12): a number is N only when a text follows it.
     ["/edit the plan", { kind: "edit", which: { back: 1 }, text: "the plan" }],
     ["/edit 2 the plan", { kind: "edit", which: { back: 2 }, text: "the plan" }],
     ["/edit #42 the plan", { kind: "edit", which: { seq: 42 }, text: "the plan" }],
@@ -132,6 +152,18 @@ describe("parseLine", () => {
     [`/away ${"é".repeat(AWAY_TEXT_MAX / 2)}x`, /usage: \/away TEXT \(at most 64 bytes/],
     ["/away tab\there", /usage: \/away/],
     ["/back now", /usage: \/back/],
+    [`/topic ${"x".repeat(TOPIC_CODE_POINTS_MAX + 1)}`, /usage: \/topic TEXT \(at most 256 characters/],
+    ["/topic tab\there", /usage: \/topic/],
+    ["/op", /usage: \/op USER/],
+    ["/ban Carol", /usage: \/ban USER/],
+    ["/mute dave erin", /usage: \/mute USER/],
+    ["/kick", /usage: \/kick USER/],
+    [`/kick carol ${"x".repeat(257)}`, /usage: \/kick USER \[REASON\]/],
+    ["/mode", /usage: \/mode/],
+    ["/mode i", /usage: \/mode/],
+    ["/mode +x", /usage: \/mode/],
+    ["/mode +i-i", /usage: \/mode/],
+    ["/drop now", /usage: \/drop/],
     ["/edit", /usage: \/edit \[@USER\] \[N\|#SEQ\] TEXT/],
     ["/edit @bob", /usage: \/edit/],
     ["/edit @Bob hi", /usage: \/edit/],
@@ -388,7 +420,54 @@ describe("ChatClient against a server", () => {
     }
   }, NET);
 
-  // Editing and deleting one's own messages (PROTOCOL.md §7.9).
+  test("room moderation (PROTOCOL.md §7.9): the owner's /op, /topic, /kick, /ban reach the other client, which leaves the room and cannot rejoin", async () => {
+    let a: ChatClient | undefined;
+    let b: ChatClient | undefined;
+    try {
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "modroom");
+      a = alice.client;
+      const bob = await connectClient(t, machine("bob-mod"), cred(seed, "bob"), "modroom");
+      b = bob.client;
+      expect(bob.sink.of("room")[0]?.owner).toBe("alice");
+      const run = async (c: ChatClient, line: string) => expect(await runCommand(c, parseLine(line)!)).toBe(true);
+      const changed = (sink: Collector, action: string) => sink.of("room_changed").filter((e) => e.action === action);
+
+      await run(a, "/topic release friday");
+      await bob.sink.until("the topic", () => changed(bob.sink, "topic").length === 1);
+      expect(changed(bob.sink, "topic")[0]).toEqual(expect.objectContaining({ room: "modroom", by: "alice", text: "release friday" }));
+      await run(b, "/kick alice");
+      await bob.sink.until("the refusal", () => bob.sink.of("notice").some((n) => n.code === "not_operator"));
+      await run(a, "/op bob");
+      await bob.sink.until("the op", () => changed(bob.sink, "op").length === 1);
+      await run(b, "/kick alice");
+      await bob.sink.until("the owner's protection", () => bob.sink.of("notice").some((n) => n.code === "protected_user"));
+
+      await run(a, "/kick bob too loud");
+      await bob.sink.until("the kick", () => changed(bob.sink, "kick").length === 1);
+      expect(changed(bob.sink, "kick")[0]).toEqual(expect.objectContaining({ by: "alice", user: "bob", text: "too loud" }));
+      expect(b.rooms).toEqual([]);
+      await run(b, "/join modroom");
+      await bob.sink.until("the rejoin", () => bob.sink.of("room").length === 2);
+      expect(bob.sink.of("room")[1]?.topic).toBe("release friday");
+
+      await run(a, "/ban bob");
+      await bob.sink.until("the ban", () => changed(bob.sink, "ban").length === 1);
+      expect(b.rooms).toEqual([]);
+      await run(b, "/join modroom");
+      await bob.sink.until("the refusal to join", () => bob.sink.of("notice").some((n) => n.code === "banned"));
+      // The refused join is not waiting any more: another join is answered as usual.
+      await run(b, "/join elsewhere");
+      await bob.sink.inRoom("elsewhere");
+      expect(b.rooms).toEqual(["elsewhere"]);
+      await run(a, "/bans");
+      await alice.sink.until("the ban list", () => alice.sink.of("ban_list").length === 1);
+      expect(alice.sink.of("ban_list")[0]).toEqual({ type: "ban_list", room: "modroom", bans: ["bob"] });
+    } finally {
+      await quitAll(a, b);
+    }
+  }, NET);
+
+  // Editing and deleting one's own messages (PROTOCOL.md §7.12).
   test("/edit changes your last line (or your N-th last, or #SEQ), /delete your last; the others see edited and deleted; nothing to change is said locally", async () => {
     let a: ChatClient | undefined;
     let bob: Peer | undefined;

@@ -174,3 +174,35 @@ describe("direct messages stored while the user was away, and /history @USER", (
     expect(line({ type: "ack", id: 1, seq: 4, ts: TS })).toBeNull();
   });
 });
+
+describe("room moderation (PROTOCOL.md §7.9): who did what, in one line", () => {
+  const line = (e: ChatEvent, me = "carol") => plainLine(eventLine(e, me, false)!);
+  const change = (action: string, more: Partial<Extract<ChatEvent, { type: "room_changed" }>> = {}): ChatEvent => ({ type: "room_changed", room: "ops", by: "alice", action, ts: TS, ...more });
+
+  test("kicks, bans, mutes, ops, invites, topics and modes name the user and who did it; the kicked user reads 'you'", () => {
+    expect(line(change("kick", { user: "bob", text: "spam" }))).toBe("08:21 -- bob was kicked from ops by alice (spam)");
+    expect(line(change("kick", { user: "carol" }))).toBe("08:21 -- you were kicked from ops by alice");
+    expect(line(change("ban", { user: "carol" }))).toBe("08:21 -- you were banned from ops by alice");
+    expect(line(change("mute", { user: "dave" }))).toBe("08:21 -- alice muted dave in ops");
+    expect(line(change("op", { user: "bob" }), "alice")).toBe("08:21 -- you made bob an operator of ops");
+    expect(line(change("invite", { user: "carol" }))).toBe("08:21 -- alice invited you to ops: /join ops");
+    expect(line(change("topic", { text: "release friday" }))).toBe("08:21 -- alice set the topic of ops: release friday");
+    expect(line(change("topic"))).toBe("08:21 -- alice cleared the topic of ops");
+    expect(line(change("mode", { invite_only: true, secret: false }))).toBe("08:21 -- alice set ops +i-s");
+    expect(line(change("something-new"))).toBe("08:21 -- alice changed ops");
+  });
+
+  test("joining shows the owner, the modes and the topic; bans lists who is banned", () => {
+    expect(line({ type: "room", room: "ops", users: ["alice", "carol"], seq: 3, owner: "alice", topic: "release friday", invite_only: true, persistent: true, muted: true })).toBe(
+      "-- you are in ops with alice; owner alice; mode +i; you are muted; topic: release friday",
+    );
+    // A room without settings: as before, its owner not mentioned.
+    expect(line({ type: "room", room: "lobby", users: ["alice", "carol"], seq: 3, owner: "alice" })).toBe("-- you are in lobby with alice");
+    expect(line({ type: "ban_list", room: "ops", bans: ["dave", "mallory"] })).toBe("-- banned from ops: dave, mallory");
+    expect(line({ type: "ban_list", room: "ops", bans: [] })).toBe("-- nobody is banned from ops");
+  });
+
+  test("--json: one line per event, as the server sent it", () => {
+    expect(JSON.parse(eventJson(change("kick", { user: "bob", text: "spam" })))).toEqual({ type: "room_changed", room: "ops", by: "alice", action: "kick", ts: TS, user: "bob", text: "spam" });
+  });
+});

@@ -11,8 +11,7 @@ import { join } from "node:path";
 import { changePassword, login, register } from "../../src/client/account.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { identityPath, loadIdentity, pendingIdentityPath } from "../../src/client/keystore.ts";
-import { isSecureChatError } from "../../src/errors.ts";
-import { type TestServer, startServer } from "../server/helpers.ts";
+import { type TestServer, refusedCode, startServer } from "../server/helpers.ts";
 
 const OLD = "passwd test old passphrase";
 const NEW = "passwd test new passphrase";
@@ -43,15 +42,6 @@ async function opens(server: string, user: string, password: string): Promise<bo
   } catch {
     return false;
   }
-}
-
-async function refusedCode(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return isSecureChatError(e) ? String(e.detail?.refusal ?? e.code) : String(e);
-  }
-  return "no error";
 }
 
 describe("passwd re-seals the key and replaces the server's verifier", () => {

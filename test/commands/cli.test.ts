@@ -437,6 +437,19 @@ describe("fromError: the library's codes as a person reads them (the one mapping
     ]);
   });
 
+  test("a locked account exits 3 like a refused login, whether the login was refused or a live session ended, and says who can undo it", () => {
+    const hint = 'a server administrator locked this account: ask one to unlock it ("securechat admin unlock USER")';
+    expect(said(refusal({ type: "error", code: "account_locked", message: "the account bob is locked by a server administrator; ask one to unlock it" }))).toEqual({
+      exit: EXIT.AUTH,
+      message: "the account bob is locked by a server administrator; ask one to unlock it",
+      hints: [hint],
+    });
+    const ended = new SecureChatError("chat_incomplete", "the server closed the session: the account bob was locked by server administrator root; ask an administrator to unlock it", {
+      detail: { unacknowledged: 0, ended: "account_locked", user: "bob", server: "h:1" },
+    });
+    expect(said(ended)).toEqual({ exit: EXIT.AUTH, message: ended.message, hints: ['a server administrator locked bob: it cannot log in until one unlocks it ("securechat admin unlock bob")'] });
+  });
+
   test("a password the server's policy refuses is a usage error, as the local check's is", () => {
     expect(said(refusal({ type: "error", code: "password_policy", message: "too short" }))).toEqual({ exit: EXIT.USAGE, message: "too short", hints: [] });
     expect(said(new SecureChatError("password_policy", "too short")).exit).toBe(EXIT.USAGE);

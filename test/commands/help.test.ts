@@ -176,4 +176,12 @@ describe("short flags", () => {
     expect(() => parseArgv(args, ["--level", "c"], path)).toThrow('option "--level" must be one of a, b, not "c"');
     expect([...optionTable(args).options.keys()].sort()).toEqual(["--level", "--no-quiet", "--quiet", "-q"]);
   });
+
+  test("a repeatable option keeps every value given, in order (serve --admin A --admin B); any other keeps the last", async () => {
+    const serve = (await allCommands()).find((c) => c.path.join(" ") === "serve")!.args;
+    const path = ["securechat", "serve"];
+    expect(parseArgv(serve, ["--admin", "root", "--admin=ops", "--port", "1", "--port", "2"], path)).toMatchObject({ admin: ["root", "ops"], port: "2" });
+    expect(parseArgv(serve, ["--admin", "root"], path).admin).toEqual(["root"]);
+    expect(parseArgv(serve, [], path).admin).toBeUndefined();
+  });
 });

@@ -13,6 +13,7 @@ import { CliError, EXIT } from "../../src/commands/exit.ts";
 import { dataDirFailure, listenFailure } from "../../src/commands/serve.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
 import { ChatServer } from "../../src/server/server.ts";
+import { Store } from "../../src/store/db.ts";
 import { auditorPublicLine } from "../../src/transcript/keys.ts";
 import { auditorKeyPair } from "../transcript/helpers.ts";
 import { waitFor } from "../server/helpers.ts";
@@ -132,4 +133,34 @@ describe("serve: the start log", () => {
     expect(plain.find((j) => j.event === "listening")).toMatchObject({ pid: process.pid });
     for (const j of plain) expect(j.ts).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
   }, 30_000);
+
+  test("names the server administrators (--admin, given once per account), or says there are none", async () => {
+    const data = join(scratch(), "data");
+    const store = new Store(data);
+    for (const name of ["root", "ops"]) store.createAccount({ name, identityKey: new Uint8Array(32), verifier: "x", createdAt: 0 });
+    store.close();
+    // A later --data wins over startLog's own.
+    expect((await startLog("--data", data, "--admin", "root", "--admin", "ops")).find((j) => j.event === "admins")).toMatchObject({ level: "info", users: "ops,root", count: 2 });
+    const none = (await startLog()).find((j) => j.event === "admins");
+    expect(none).toMatchObject({ count: 0 });
+    expect(none).not.toHaveProperty("users");
+  }, 30_000);
+});
+
+describe("serve --admin: mistakes", () => {
+  test("a name that is no user name is a usage error, before anything is touched", async () => {
+    const data = join(scratch(), "data");
+    const r = await runCli("serve", "--port", "0", "--data", data, "--admin", "Root!");
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr.split("\n")[0]).toBe('securechat: --admin "Root!" is not a user name');
+    expect(existsSync(data)).toBe(false);
+  });
+
+  test("an administrator with no account on this server: refused, since whoever registered the name first would be one", async () => {
+    const r = await runCli("serve", "--port", "0", "--data", join(scratch(), "data"), "--admin", "root");
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stderr).toBe(
+      'securechat: --admin root: no such account on this server\nhint: an administrator must have an account first: start the server without that --admin, "securechat register NAME", then restart it with --admin NAME\n',
+    );
+  });
 });

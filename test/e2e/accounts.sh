@@ -100,22 +100,13 @@ cp -p "$SECURECHAT_HOME/accounts/$srv/alice.key" "$desk/accounts/$srv/" && cp -p
 input=$'correct horse battery staple\n'
 run "login alice on the laptop" 0 "$bin" login alice --server "$srv" --password-stdin
 run "login alice on the desktop" 0 env SECURECHAT_HOME="$desk" "$bin" login alice --server "$srv" --password-stdin
-# chat_in HOME NAME: `chat --json` in the background, stdin a fifo held open by a sleep of our own.
-chat_in() {
-  mkfifo "$work/$2.in"
-  sleep 300 >"$work/$2.in" &
-  pids+=("$!"); printf -v "${2}_holder" '%s' "$!"
-  env SECURECHAT_HOME="$1" NO_COLOR=1 timeout 120 "$bin" chat -u alice --server "$srv" --json <"$work/$2.in" >"$work/$2.out" 2>"$work/$2.err" &
-  pids+=("$!"); printf -v "${2}_pid" '%s' "$!"
-  if wait_for "$work/$2.out" '^\{"type":"room"'; then ok; else bad "$2: no room event"; show "$work/$2.out" "$work/$2.err"; fi
-}
-chat_in "$SECURECHAT_HOME" laptop
-chat_in "$desk" desktop
+chat_bg "$SECURECHAT_HOME" alice laptop
+chat_bg "$desk" alice desktop
 input=""
 run "sessions on the desktop" 0 env SECURECHAT_HOME="$desk" NO_COLOR=1 "$bin" sessions --server "$srv"
 expect "sessions marks this command" "(this command)"
 expect "sessions marks the desktop's chat" "(this machine)"
-[ "$(grep -cE '^[0-9a-f]{12}  .*  127\.0\.0\.1' <<<"$out")" = 3 ] && ok || { bad "sessions: want 3 live sessions from 127.0.0.1"; show <<<"$out"; }
+[ "$(awk '/^$/ { exit } 1' <<<"$out" | grep -cE '^[0-9a-f]{12}  [0-9a-f]{12}  .*  127\.0\.0\.1')" = 3 ] && ok || { bad "sessions: want 3 live sessions from 127.0.0.1, with their device"; show <<<"$out"; }
 awk '{ print length($0) }' <<<"$out" | while read -r n; do [ "$n" -le 80 ] || echo long; done | grep -q long && bad "sessions: a line wider than 80 columns" || ok
 run "sessions --json on the desktop" 0 env SECURECHAT_HOME="$desk" "$bin" sessions --server "$srv" --json
 laptop_id=$(jq -r '(.live[] | select(.current) | .ticket) as $here | .live[] | select(.ticket != $here) | .id' <<<"$out")
@@ -167,7 +158,7 @@ done
 cp -p "$key" "$desk/accounts/$srv/alice.key"
 run "login on the desktop with the new password" 0 env SECURECHAT_HOME="$desk" "$bin" login alice --server "$srv" --password-stdin
 rm -f "$work/desktop.in"
-chat_in "$desk" desktop
+chat_bg "$desk" alice desktop
 input=$'fresh horses graze at noon\ncorrect horse battery staple\n'
 run "passwd --end-other-sessions" 0 "$bin" passwd alice --server "$srv" --password-stdin --end-other-sessions
 expect "passwd says the other session ended" "1 other session ended, other tickets revoked"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Drives the compiled binary through editing and deleting messages
-# (PROTOCOL.md §7.9), as two people would: a server with a 2-second edit
+# (PROTOCOL.md §7.12), as two people would: a server with a 2-second edit
 # window; bob listens (`chat --json`, stdin a fifo held open by a sleep of our
 # own) while alice says two lines, edits the first and deletes the second
 # from a pipe, then edits a direct message to bob; bob's client shows the

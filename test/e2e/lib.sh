@@ -8,6 +8,7 @@
 #   pids+=("$some_pid")        # extra processes to stop on every exit path
 #   cleanup_extra() { ...; }   # optional: called first by the exit trap
 #   start_server "$work/data"  # sets $server_pid and $port
+#   chat_bg HOME USER NAME     # a scripted chat kept connected in the background
 #   run "name" 0 "$bin" ...; expect "name" "needle"; check "name" test...
 #   finish NAME.sh             # "NAME.sh: N passed, M failed"; exit 1 on failures
 #
@@ -102,6 +103,19 @@ stop_server() {
   kill -TERM "$server_pid"; wait "$server_pid"; rc=$?
   server_pid=""
   if [ "$rc" = 0 ]; then ok; else bad "server exit $rc after SIGTERM"; show "$work/server.log"; fi
+}
+
+# chat_bg HOME USER NAME: USER's `chat --json` at $srv with SECURECHAT_HOME=HOME in
+# the background, its stdin a fifo held open by a sleep of ours (so it stays
+# connected), its output in $work/NAME.out and .err; sets NAME_pid and
+# NAME_holder (both stopped by the exit trap); passes once it is in a room.
+chat_bg() {
+  mkfifo "$work/$3.in"
+  sleep 300 >"$work/$3.in" &
+  pids+=("$!"); printf -v "${3}_holder" '%s' "$!"
+  env SECURECHAT_HOME="$1" NO_COLOR=1 timeout 120 "$bin" chat -u "$2" --server "$srv" --json <"$work/$3.in" >"$work/$3.out" 2>"$work/$3.err" &
+  pids+=("$!"); printf -v "${3}_pid" '%s' "$!"
+  if wait_for "$work/$3.out" '^\{"type":"room"'; then ok; else bad "$3: no room event"; show "$work/$3.out" "$work/$3.err"; fi
 }
 
 # cleanup: the exit trap: cleanup_extra (if the script defines it), then

@@ -136,7 +136,7 @@ export function provision(server: ChatServer, user: string): Cred {
   if (!server.store.createAccount({ name: user, identityKey: identity.publicKey, verifier: "(none: this account logs in with a ticket only)", createdAt: now })) {
     throw new Error(`test: account ${user} exists`);
   }
-  const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now);
+  const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
   return { user, ticket, ticketKey };
 }
 
@@ -391,7 +391,8 @@ type RoomMessage = { type: "message"; room: string; seq: number; from: string; t
 class Model {
   readonly conns = new Map<Terminal, string[]>();
   readonly online = new Map<string, Terminal[]>();
-  readonly rooms = new Map<string, { members: Terminal[]; users: Map<string, number> }>();
+  /** `owner`: the user whose join created the room (PROTOCOL.md §7.9). */
+  readonly rooms = new Map<string, { members: Terminal[]; users: Map<string, number>; owner: string }>();
   readonly seqs = new Map<string, number>();
   readonly past = new Map<string, RoomMessage[]>();
   dmSeq = 0;
@@ -463,7 +464,7 @@ class Model {
           this.stats.repeatedJoins++;
           return this.#welcome(t, req.room);
         }
-        if (!room) this.rooms.set(req.room, (room = { members: [], users: new Map() }));
+        if (!room) this.rooms.set(req.room, (room = { members: [], users: new Map(), owner: t.user }));
         const count = room.users.get(t.user) ?? 0;
         if (count === 0) {
           for (const o of room.members) o.expected.push({ msg: { type: "joined", room: req.room, user: t.user } });
@@ -528,7 +529,7 @@ class Model {
   }
 
   #welcome(t: Terminal, room: string): void {
-    this.#answer(t, { type: "room", room, users: this.#users(room), seq: this.seqs.get(room) ?? 0 });
+    this.#answer(t, { type: "room", room, users: this.#users(room), seq: this.seqs.get(room) ?? 0, owner: this.rooms.get(room)!.owner });
     this.#history(t, room, this.historyLimit);
     this.#notice(t, "recorded");
   }

@@ -485,6 +485,7 @@ const VALUE_FLAGS: Record<string, string> = {
   data: "a directory",
   room: "a room name",
   user: "a user name",
+  admin: "a user name (serve: a server administrator)",
   transcript: "a file name (the client's own view of the chat)",
   "transcript-max": "a number",
   "ticket-ttl": "a duration",
@@ -506,6 +507,8 @@ const VALUE_FLAGS: Record<string, string> = {
   "dm-retention": "a duration",
   "edit-window": "a duration",
   "max-stored-dms": "a number",
+  "max-rooms-owned": "a number",
+  "max-persistent-rooms": "a number",
   "session-max": "a duration",
   "idle-timeout": "a duration",
   "max-send-buffer": "a number",
@@ -522,6 +525,10 @@ const VALUE_FLAGS: Record<string, string> = {
   until: "a time",
   "from-end": "boolean",
   out: "a file name to write the new secret key to",
+  // Devices (PROTOCOL.md §7.11).
+  name: "a device's name, shown to the user's other devices",
+  "device-enroll": "a policy: approve or password",
+  "max-devices": "a number",
 };
 
 describe("argv and environment carry no secret", () => {
@@ -531,8 +538,9 @@ describe("argv and environment carry no secret", () => {
     for (const { path, args } of await allCommands()) {
       for (const [name, def] of Object.entries(args)) {
         if (def.type === "positional") {
-          // `sessions revoke ID`: the ID names a session or ticket by a hash prefix, not the ticket (PROTOCOL.md §7.8).
-          expect(["user", "path", "action", "id"], `${path} <${name}>`).toContain(name);
+          // `sessions revoke ID`: the ID names a session or ticket by a hash prefix, not the ticket (PROTOCOL.md §7.8);
+          // `admin ACTION ACCOUNT`: a user name (§7.10); `device approve CODE`: the code is a hash of the new device's PUBLIC key (§7.11); `key export FILE`: a path.
+          expect(["user", "path", "action", "id", "account", "code", "file"], `${path} <${name}>`).toContain(name);
           continue;
         }
         if (/pass|secret|token|private|credential/i.test(name)) {
@@ -544,7 +552,7 @@ describe("argv and environment carry no secret", () => {
       }
     }
     expect(unreviewed).toEqual([]);
-    expect(passwordFlags).toBe(4); // register, login, chat, passwd
+    expect(passwordFlags).toBe(8); // register, login, chat, passwd, device add, device approve, key export, key import
   });
 
   test("a password given as a flag is refused without being echoed", async () => {

@@ -294,6 +294,11 @@ describe("state × message matrix", () => {
         return register(ctx.keys ?? handshake().sk);
       case "login":
         return login(ctx.keys ?? handshake().sk, { password: "pw" });
+      case "enroll": {
+        // Proves its own device key, as register does (PROTOCOL.md §7.11).
+        const keys = ctx.keys ?? handshake().sk;
+        return { type: "enroll", user: "alice", device_key: IDENTITY.publicKey, sig: signClientAuth(IDENTITY.secretKey, keys), password: "pw", name: "laptop" };
+      }
       default:
         return EX[t];
     }
@@ -340,7 +345,7 @@ describe("state × message matrix", () => {
     expect(server.state).toBe(state);
     const m = wireValid(example(t, setup));
     const expects = method === "receiveHello" ? "await_hello" : "await_auth";
-    const accepts = method === "receiveHello" ? ["client_hello"] : ["register", "login", "check_name"];
+    const accepts = method === "receiveHello" ? ["client_hello"] : ["register", "login", "check_name", "enroll"];
     const want = state !== expects ? "handshake_state" : accepts.includes(t) ? "no error" : rejection(t);
     expect(codeOf(() => server[method](m))).toBe(want);
     if (want === "no error") {

@@ -81,6 +81,7 @@ type Kind =
   | { kind: "bool" }
   | { kind: "room" }
   | { kind: "ref" }
+  | { kind: "enum"; values: string[] }
   | { kind: "list"; item: Kind; max: number }
   | { kind: "object"; fields: Record<string, FieldSpec> };
 type FieldSpec = Kind & { optional?: true };
@@ -171,7 +172,18 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     edited: { kind: "bool", optional: true },
     deleted: { kind: "bool", optional: true },
   },
-  room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
+  room: {
+    room: ROOM,
+    users: USERS,
+    seq: { kind: "int", min: 0, max: SAFE },
+    owner: { kind: "user", optional: true },
+    ops: { ...USERS, optional: true },
+    topic: { kind: "text", min: 1, max: 1024, optional: true },
+    invite_only: { kind: "bool", optional: true },
+    secret: { kind: "bool", optional: true },
+    persistent: { kind: "bool", optional: true },
+    muted: { kind: "bool", optional: true },
+  },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
   members: { room: ROOM, users: USERS, away: { kind: "list", item: { kind: "object", fields: { user: USER, text: { kind: "text", min: 1, max: 64 } } }, max: 100, optional: true } },
@@ -195,6 +207,69 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
   change_password: { new_password: { kind: "text", min: 1, max: 1024 }, end_sessions: { kind: "bool", optional: true } },
   password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
+  admin: { action: { kind: "enum", values: ["lock", "unlock", "end_sessions"] }, user: USER },
+  admin_done: { action: { kind: "enum", values: ["lock", "unlock", "end_sessions"] }, user: USER, ended: { kind: "int", min: 0, max: SAFE } },
+  // Room moderation (PROTOCOL.md §7.9).
+  topic: { room: ROOM, text: { kind: "text", min: 1, max: 1024, optional: true } },
+  op: { room: ROOM, user: USER },
+  deop: { room: ROOM, user: USER },
+  kick: { room: ROOM, user: USER, reason: { kind: "text", min: 1, max: 256, optional: true } },
+  ban: { room: ROOM, user: USER },
+  unban: { room: ROOM, user: USER },
+  bans: { room: ROOM },
+  mute: { room: ROOM, user: USER },
+  unmute: { room: ROOM, user: USER },
+  invite: { room: ROOM, user: USER },
+  mode: { room: ROOM, invite_only: { kind: "bool", optional: true }, secret: { kind: "bool", optional: true } },
+  drop: { room: ROOM },
+  room_changed: {
+    room: ROOM,
+    by: USER,
+    action: { kind: "text", min: 1, max: 16 },
+    user: { kind: "user", optional: true },
+    text: { kind: "text", min: 1, max: 1024, optional: true },
+    invite_only: { kind: "bool", optional: true },
+    secret: { kind: "bool", optional: true },
+    ts: TS,
+  },
+  ban_list: { room: ROOM, bans: USERS },
+  enroll: {
+    user: USER,
+    device_key: { kind: "bytes", n: 32 },
+    sig: { kind: "bytes", n: 64 },
+    password: { kind: "text", min: 1, max: 1024 },
+    name: { kind: "text", min: 1, max: 64 },
+    ticket_key: { kind: "bytes", n: 32, optional: true },
+  },
+  enroll_pending: { expires: TS },
+  device_list: {},
+  device_approve: { key: { kind: "bytes", n: 32 }, sig: { kind: "bytes", n: 64 } },
+  device_revoke: { id: { kind: "ref" } },
+  devices: {
+    devices: {
+      kind: "list",
+      item: {
+        kind: "object",
+        fields: {
+          id: { kind: "ref" },
+          key: { kind: "bytes", n: 32 },
+          name: { kind: "text", min: 0, max: 64 },
+          enrolled: TS,
+          by: { kind: "text", min: 1, max: 16 },
+          revoked: { ...TS, optional: true },
+          current: { kind: "bool", optional: true },
+        },
+      },
+      max: 64,
+    },
+    pending: {
+      kind: "list",
+      item: { kind: "object", fields: { key: { kind: "bytes", n: 32 }, name: { kind: "text", min: 1, max: 64 }, source: { kind: "text", min: 0, max: 64 }, since: TS, expires: TS } },
+      max: 3,
+    },
+  },
+  device_added: { id: { kind: "ref" } },
+  device_revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
   edit: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, text: CHAT_TEXT },
   delete: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ },
   edited: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER, text: CHAT_TEXT, action: ACTION },
@@ -209,7 +284,13 @@ function rulesHold(m: Record<string, unknown>): boolean {
   // PROTOCOL.md §7.1, §7.2: a room's history or a user's direct messages, never both
   if (m.type === "history") return has("room") !== has("with") && (!has("since") || has("room")) && (!has("before") || has("with"));
   if (m.type === "history_end") return has("room") !== has("with");
-  // PROTOCOL.md §7.9: text unless deleted; a deleted message says nothing more; both only as history
+  // PROTOCOL.md §7.9: a mode changes something; a topic is at most 256 code points
+  if (m.type === "mode") return has("invite_only") || has("secret");
+  if (m.type === "topic" || m.type === "room") {
+    const t = m.type === "topic" ? m.text : m.topic;
+    return typeof t !== "string" || [...t].length <= 256;
+  }
+  // PROTOCOL.md §7.12: text unless deleted; a deleted message says nothing more; both only as history
   if (m.type === "message" || m.type === "direct") {
     if ((m.edited === true || m.deleted === true) && m.history !== true && m.late !== true) return false;
     if (m.type === "message" && (m.edited === true || m.deleted === true) && m.history !== true) return false;
@@ -260,7 +341,7 @@ describe("round trip", () => {
     const present = Object.keys(FIELDS[t]).filter((k) => k in FULL[t]);
     expect(Object.keys(jsonOf(t))).toEqual(["type", ...present]);
     // Only login.ticket (the rules forbid it next to a password), history's `with` members (next to `room`) and message's edited and deleted are absent from the full examples.
-    // A message as history may be edited or deleted, not both, and a deleted one has no text (PROTOCOL.md §7.9): those are in the variants.
+    // A message as history may be edited or deleted, not both, and a deleted one has no text (PROTOCOL.md §7.12): those are in the variants.
     const absent: Record<string, string[]> = {
       login: ["ticket"],
       history: ["with", "before"],
@@ -547,7 +628,13 @@ describe("user names", () => {
   const USER_FIELDS = fieldsOf("user").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every user-name field is covered", () => {
     expect(USER_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "edited.by", "deleted.by", "edit.to", "delete.to", "edited.to", "deleted.to", "name_status.user", "register.user", "welcome.user"].sort(),
+      [
+        "admin.user", "admin_done.user", "check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user", "enroll.user",
+        // Room moderation (PROTOCOL.md §7.9).
+        // Editing and deleting (PROTOCOL.md §7.12).
+        "edited.by", "deleted.by", "edit.to", "delete.to", "edited.to", "deleted.to",
+        "room.owner", "op.user", "deop.user", "kick.user", "ban.user", "unban.user", "mute.user", "unmute.user", "invite.user", "room_changed.by", "room_changed.user",
+      ].sort(),
     );
   });
   test.each(USER_FIELDS)("%s: boundaries of USER_NAME_RE", (_name, { t, k }) => {
@@ -594,7 +681,13 @@ describe("room names", () => {
   const ROOM_FIELDS = fieldsOf("room").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every room-name field is covered", () => {
     expect(ROOM_FIELDS.map(([n]): string => n).sort()).toEqual(
-      ["history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room", "edit.room", "delete.room", "edited.room", "deleted.room"].sort(),
+      [
+        "history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room",
+        // Room moderation (PROTOCOL.md §7.9).
+        // Editing and deleting (PROTOCOL.md §7.12).
+        "edit.room", "delete.room", "edited.room", "deleted.room",
+        "topic.room", "op.room", "deop.room", "kick.room", "ban.room", "unban.room", "bans.room", "mute.room", "unmute.room", "invite.room", "mode.room", "drop.room", "room_changed.room", "ban_list.room",
+      ].sort(),
     );
   });
   test.each(ROOM_FIELDS)("%s: boundaries of ROOM_NAME_RE", (_name, { t, k }) => {
@@ -617,29 +710,20 @@ describe("room names", () => {
 describe("boolean fields", () => {
   const BOOL = fieldsOf("bool").map((f) => [`${f.t}.${f.k}`, f] as const);
   test("every boolean field is covered, and all but name_status.available are optional", () => {
-    expect(BOOL.map(([n]): string => n).sort()).toEqual([
-      "ack.stored",
-      "change_password.end_sessions",
-      "direct.action",
-      "direct.deleted",
-      "direct.edited",
-      "direct.history",
-      "direct.late",
-      "dm.action",
-      "edited.action",
-      "history_end.more",
-      "message.action",
-      "message.deleted",
-      "message.edited",
-      "message.history",
-      "name_status.available",
-      "say.action",
-    ]);
+    expect(BOOL.map(([n]): string => n).sort()).toEqual(
+      [
+        "ack.stored", "change_password.end_sessions", "direct.action", "direct.history", "direct.late", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action",
+        // Room moderation (PROTOCOL.md §7.9).
+        // Editing and deleting (PROTOCOL.md §7.12).
+        "direct.deleted", "direct.edited", "edited.action", "message.deleted", "message.edited",
+        "room.invite_only", "room.secret", "room.persistent", "room.muted", "mode.invite_only", "mode.secret", "room_changed.invite_only", "room_changed.secret",
+      ].sort(),
+    );
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
     for (const v of [true, false]) {
-      // deleted: false is a message like any other, which has a text (PROTOCOL.md §7.9)
+      // deleted: false is a message like any other, which has a text (PROTOCOL.md §7.12)
       const base = (t === "message" || t === "direct") && k === "deleted" && !v ? jsonOf(t) : baseFor(t, k);
       const m = decodeMessage(body({ ...base, [k]: v })) as Record<string, unknown>;
       expect(m[k]).toBe(v);
@@ -647,6 +731,15 @@ describe("boolean fields", () => {
     }
     const bad: Json[] = [0, 1, "true", "false", "", null, [], {}, [true]];
     expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...baseFor(t, k), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
+  });
+});
+
+describe("fields with a fixed set of values", () => {
+  const ENUMS = fieldsOf("enum").map((f) => [`${f.t}.${f.k}`, f] as const);
+  test.each(ENUMS)("%s: each listed value is accepted and kept; any other string, case or type is not", (_name, { t, k, spec }) => {
+    for (const v of spec.values) expect((decodeMessage(body({ ...jsonOf(t), [k]: v })) as Record<string, unknown>)[k]).toBe(v);
+    const bad: Json[] = ["", "LOCK", " lock", "lock ", "takeover", 0, true, null, ["lock"]];
+    expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
   });
 });
 
@@ -739,6 +832,8 @@ describe("text fields", () => {
         "error.message",
         "login.password",
         "register.password",
+        "enroll.password",
+        "enroll.name",
         "say.text",
         "dm.text",
         "message.text",
@@ -749,11 +844,32 @@ describe("text fields", () => {
         "nack.message",
         "notice.code",
         "notice.text",
+        // Room moderation (PROTOCOL.md §7.9).
+        "topic.text",
+        "kick.reason",
+        "room.topic",
+        "room_changed.action",
+        "room_changed.text",
       ].sort(),
     );
   });
 
-  test.each(TEXT)("%s: length bounds count bytes of UTF-8, not characters or UTF-16 units", (_name, { t, k, spec }) => {
+  // A topic is also bounded in code points (PROTOCOL.md §7.9): its bounds are tested on their own below.
+  const TOPICS = new Set(["topic.text", "room.topic"]);
+  test.each([...TOPICS])("%s: at most TOPIC_BYTES_MAX bytes and TOPIC_CODE_POINTS_MAX code points", (name) => {
+    const [t, k] = name.split(".") as [MessageType, string];
+    const code = (v: string): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })));
+    expect(code("x".repeat(256))).toBe("no error");
+    expect(code("x".repeat(257))).toBe("message_invalid");
+    expect(code("é".repeat(256))).toBe("no error");
+    expect(code("é".repeat(257))).toBe("message_invalid");
+    // 256 four-byte characters are exactly 1024 bytes; one more byte is over both bounds.
+    expect(code("🔐".repeat(256))).toBe("no error");
+    expect(code(`${"🔐".repeat(255)}xxxxx`)).toBe("message_invalid");
+    expect(code("")).toBe("message_invalid");
+  });
+
+  test.each(TEXT.filter(([n]) => !TOPICS.has(n)))("%s: length bounds count bytes of UTF-8, not characters or UTF-16 units", (_name, { t, k, spec }) => {
     const code = (v: string): string => codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })));
     const bytes = (v: string): number => utf8(v).length;
     const max = spec.max;

@@ -402,6 +402,7 @@ namespace Spec {
     | "room"
     | "bool"
     | "ref"
+    | { oneOf: string[] }
     | { list: Kind; max: number }
     | { object: [name: string, kind: Kind, optional?: true][] };
   type Table = [name: string, kind: Kind, optional?: true][];
@@ -518,6 +519,13 @@ namespace Spec {
       ["room", "room"],
       ["users", { list: "user", max: 1000 }],
       ["seq", { int: [0, MAX_SAFE] }],
+      ["owner", "user", true],
+      ["ops", { list: "user", max: 1000 }, true],
+      ["topic", { text: [1, 1024] }, true],
+      ["invite_only", "bool", true],
+      ["secret", "bool", true],
+      ["persistent", "bool", true],
+      ["muted", "bool", true],
     ],
     joined: [
       ["room", "room"],
@@ -613,7 +621,129 @@ namespace Spec {
       ["end_sessions", "bool", true],
     ],
     password_changed: [["ended", { int: [0, MAX_SAFE] }]],
-    // §7.9.
+    // §7.9–§7.11.
+    admin: [
+      ["action", { oneOf: ["lock", "unlock", "end_sessions"] }],
+      ["user", "user"],
+    ],
+    admin_done: [
+      ["action", { oneOf: ["lock", "unlock", "end_sessions"] }],
+      ["user", "user"],
+      ["ended", { int: [0, MAX_SAFE] }],
+    ],
+    topic: [
+      ["room", "room"],
+      ["text", { text: [1, 1024] }, true],
+    ],
+    op: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    deop: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    kick: [
+      ["room", "room"],
+      ["user", "user"],
+      ["reason", { text: [1, 256] }, true],
+    ],
+    ban: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    unban: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    bans: [["room", "room"]],
+    mute: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    unmute: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    invite: [
+      ["room", "room"],
+      ["user", "user"],
+    ],
+    mode: [
+      ["room", "room"],
+      ["invite_only", "bool", true],
+      ["secret", "bool", true],
+    ],
+    drop: [["room", "room"]],
+    room_changed: [
+      ["room", "room"],
+      ["by", "user"],
+      ["action", { text: [1, 16] }],
+      ["user", "user", true],
+      ["text", { text: [1, 1024] }, true],
+      ["invite_only", "bool", true],
+      ["secret", "bool", true],
+      ["ts", { int: [0, MAX_SAFE] }],
+    ],
+    ban_list: [
+      ["room", "room"],
+      ["bans", { list: "user", max: 1000 }],
+    ],
+    enroll: [
+      ["user", "user"],
+      ["device_key", { bytes: 32 }],
+      ["sig", { bytes: 64 }],
+      ["password", { text: [1, 1024] }],
+      ["name", { text: [1, 64] }],
+      ["ticket_key", { bytes: 32 }, true],
+    ],
+    enroll_pending: [["expires", { int: [0, MAX_SAFE] }]],
+    device_list: [],
+    device_approve: [
+      ["key", { bytes: 32 }],
+      ["sig", { bytes: 64 }],
+    ],
+    device_revoke: [["id", "ref"]],
+    devices: [
+      [
+        "devices",
+        {
+          list: {
+            object: [
+              ["id", "ref"],
+              ["key", { bytes: 32 }],
+              ["name", { text: [0, 64] }],
+              ["enrolled", { int: [0, MAX_SAFE] }],
+              ["by", { text: [1, 16] }],
+              ["revoked", { int: [0, MAX_SAFE] }, true],
+              ["current", "bool", true],
+            ],
+          },
+          max: 64,
+        },
+      ],
+      [
+        "pending",
+        {
+          list: {
+            object: [
+              ["key", { bytes: 32 }],
+              ["name", { text: [1, 64] }],
+              ["source", { text: [0, 64] }],
+              ["since", { int: [0, MAX_SAFE] }],
+              ["expires", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 3,
+        },
+      ],
+    ],
+    device_added: [["id", "ref"]],
+    device_revoked: [
+      ["id", "ref"],
+      ["ended", { int: [0, MAX_SAFE] }],
+    ],
+    // §7.12.
     edit: [
       ["id", { int: [0, MAX_SAFE] }],
       ["room", "room", true],
@@ -651,7 +781,7 @@ namespace Spec {
     const has = (k: string) => Object.hasOwn(m, k);
     if (m.type === "login") return has("password") !== has("ticket") && !(has("ticket") && has("ticket_key"));
     if (m.type === "welcome") return has("ticket") === has("ticket_expires");
-    // §7.2 `message`, §7.9: text unless deleted; a deleted one carries no text, edited or action; both only as history
+    // §7.2 `message`, §7.12: text unless deleted; a deleted one carries no text, edited or action; both only as history
     if (m.type === "message" || m.type === "direct") {
       const shownLater = m.history === true || (m.type === "direct" && m.late === true);
       if ((m.edited === true || m.deleted === true) && !shownLater) return false;
@@ -678,6 +808,10 @@ namespace Spec {
     }
     if (kind === "ref") {
       if (typeof v !== "string" || !/^[0-9a-f]{12}$/.test(v)) fail("message_invalid");
+      return v;
+    }
+    if ("oneOf" in kind) {
+      if (typeof v !== "string" || !kind.oneOf.includes(v)) fail("message_invalid");
       return v;
     }
     if ("list" in kind) {
@@ -1316,7 +1450,7 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
   test("§9 lists every label of src/crypto/labels.ts with its exact ASCII and hex", () => {
     const section = tableCells("9. Labels");
     const all = Object.entries(labels).filter((e): e is [string, Uint8Array] => e[1] instanceof Uint8Array);
-    expect(all.length).toBe(10);
+    expect(all.length).toBe(12);
     for (const [name, bytes] of all) {
       const row = section.split("\n").find((l) => l.startsWith(`| \`${name}\``));
       expect(row, name).toBeDefined();

@@ -52,6 +52,11 @@ export class FakeMember implements Member {
     readonly label: string = user,
   ) {}
 
+  /** A session id (16 bytes, base64) made from the label, as a room change records it. */
+  get session(): string {
+    return Buffer.from(this.label.padEnd(16, ".").slice(0, 16)).toString("base64");
+  }
+
   /** What postWhen holds back, as the server's Connection does: a slot per pending message, then what followed. */
   #waiting: { json: string | null }[] | null = null;
 

@@ -40,10 +40,10 @@ describe("chat between real clients", () => {
       const alice = await connectClient(t, alicePC, cred(seed, "alice"), "lobby");
       a = alice.client;
       expect(alice.sink.of("connected")).toEqual([expect.objectContaining({ type: "connected", server: t.address, user: "alice" })]);
-      expect(alice.sink.of("room")[0]).toEqual({ type: "room", room: "lobby", users: ["alice"], seq: 0 });
+      expect(alice.sink.of("room")[0]).toEqual({ type: "room", room: "lobby", users: ["alice"], seq: 0, owner: "alice" });
       const bob = await connectClient(t, bobPC, cred(seed, "bob"), "lobby");
       b = bob.client;
-      expect(bob.sink.of("room")[0]).toEqual({ type: "room", room: "lobby", users: ["alice", "bob"], seq: 0 });
+      expect(bob.sink.of("room")[0]).toEqual({ type: "room", room: "lobby", users: ["alice", "bob"], seq: 0, owner: "alice" });
       await alice.sink.until("bob's arrival", () => alice.sink.of("joined").some((j) => j.user === "bob" && j.room === "lobby"));
 
       await a.say("hi bob");
@@ -138,7 +138,7 @@ describe("chat between real clients", () => {
       b2 = bob2.client;
       const alice = await connectClient(t, alicePC, cred(seed, "alice"), "multi");
       a = alice.client;
-      expect(alice.sink.of("room")[0]).toEqual({ type: "room", room: "multi", users: ["alice", "bob"], seq: 0 });
+      expect(alice.sink.of("room")[0]).toEqual({ type: "room", room: "multi", users: ["alice", "bob"], seq: 0, owner: "bob" });
       await a.say("hello both of you");
       await bob1.sink.until("alice's line", () => bob1.sink.said().length === 1);
       await bob2.sink.until("alice's line", () => bob2.sink.said().length === 1);

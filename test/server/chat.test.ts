@@ -87,7 +87,7 @@ describe("membership and relay", () => {
     const alice = connect("alice");
     join(alice, "lobby");
     expect(alice.take()).toEqual([
-      { type: "room", room: "lobby", users: ["alice"], seq: 0 },
+      { type: "room", room: "lobby", users: ["alice"], seq: 0, owner: "alice" },
       { type: "history_end", room: "lobby", count: 0 },
       expect.objectContaining({ type: "notice", code: "recorded" }),
     ]);
@@ -103,7 +103,7 @@ describe("membership and relay", () => {
     join(bob, "lobby");
     expect(alice.take()).toEqual([{ type: "joined", room: "lobby", user: "bob", ts: clock.t }]);
     expect(bob.take()).toEqual([
-      { type: "room", room: "lobby", users: ["alice", "bob"], seq: 5 },
+      { type: "room", room: "lobby", users: ["alice", "bob"], seq: 5, owner: "alice" },
       { type: "message", room: "lobby", seq: 3, ts: sent[2]!, from: "alice", text: "m3", history: true },
       { type: "message", room: "lobby", seq: 4, ts: sent[3]!, from: "alice", text: "m4", history: true },
       { type: "message", room: "lobby", seq: 5, ts: sent[4]!, from: "alice", text: "m5", history: true },
@@ -150,7 +150,7 @@ describe("membership and relay", () => {
 
     const bob = connect("bob");
     join(bob, "lobby");
-    expect(bob.take()[0]).toEqual({ type: "room", room: "lobby", users: ["bob"], seq: 2 });
+    expect(bob.take()[0]).toEqual({ type: "room", room: "lobby", users: ["bob"], seq: 2, owner: "bob" });
     const id = say(bob, "lobby", "three");
     expect(bob.take()).toEqual([expect.objectContaining({ type: "ack", id, seq: 3 })]);
   });
@@ -168,7 +168,7 @@ describe("membership and relay", () => {
     expect(bob.take()).toEqual([expect.objectContaining({ type: "joined", room: "lobby", user: "alice" })]);
     // The first terminal does not hear about the second: alice was already in.
     expect(a1.take().filter((m) => m.type === "joined")).toEqual([]);
-    expect(a2.take()[0]).toEqual({ type: "room", room: "lobby", users: ["alice", "bob"], seq: 0 });
+    expect(a2.take()[0]).toEqual({ type: "room", room: "lobby", users: ["alice", "bob"], seq: 0, owner: "bob" });
 
     chat.handle(bob, { type: "who", room: "lobby" });
     expect(bob.take()).toEqual([{ type: "members", room: "lobby", users: ["alice", "bob"] }]);
@@ -242,7 +242,7 @@ describe("membership and relay", () => {
     join(bob, "r4");
     expect(bob.take()).toEqual([expect.objectContaining({ type: "notice", code: "room_limit" })]);
     join(bob, "r1"); // an existing room is fine
-    expect(bob.take()[0]).toEqual({ type: "room", room: "r1", users: ["alice", "bob"], seq: 0 });
+    expect(bob.take()[0]).toEqual({ type: "room", room: "r1", users: ["alice", "bob"], seq: 0, owner: "alice" });
   });
 
   test("a request from a connection that is not connected is refused", () => {
@@ -907,6 +907,8 @@ const HISTORY = 4;
 interface ModelRoom {
   members: Set<FakeMember>;
   users: Map<string, number>;
+  /** The user whose join created it (PROTOCOL.md §7.9). */
+  owner: string;
 }
 
 /** What a user sees, minus free text of notices and nacks. */
@@ -942,7 +944,7 @@ function runModel(seed: number, steps: number): void {
 
   const welcome = (m: FakeMember, name: string) => {
     const room = rooms.get(name)!;
-    expect_(m, { type: "room", room: name, users: [...room.users.keys()].sort(), seq: seqs.get(name) ?? 0 });
+    expect_(m, { type: "room", room: name, users: [...room.users.keys()].sort(), seq: seqs.get(name) ?? 0, owner: room.owner });
     sendHistory(m, name, HISTORY);
     expect_(m, { type: "notice", code: "recorded", text: "" });
   };
@@ -991,7 +993,7 @@ function runModel(seed: number, steps: number): void {
       if (mine.has(name)) welcome(m, name);
       else {
         let room = rooms.get(name);
-        if (!room) rooms.set(name, (room = { members: new Set(), users: new Map() }));
+        if (!room) rooms.set(name, (room = { members: new Set(), users: new Map(), owner: m.user }));
         const count = room.users.get(m.user) ?? 0;
         if (count === 0) for (const o of room.members) expect_(o, { type: "joined", room: name, user: m.user, ts: clock.t });
         room.users.set(m.user, count + 1);

@@ -1,5 +1,5 @@
 /**
- * Editing and deleting one's own room messages (PROTOCOL.md §7.9), in the
+ * Editing and deleting one's own room messages (PROTOCOL.md §7.12), in the
  * chat core with fake members and an injected clock: what the author, the
  * others in the room and a later joiner's history see, every refusal, and
  * the bounds (window, edits per message, the message bucket).
@@ -62,7 +62,7 @@ afterEach(() => {
   if (jest.isFakeTimers()) jest.useRealTimers();
 });
 
-describe("edit and delete (PROTOCOL.md §7.9)", () => {
+describe("edit and delete (PROTOCOL.md §7.12)", () => {
   test("an edit reaches every other connection in the room as edited; the author is acked with the message's seq; history shows the new text, edited", () => {
     const { clock, connect, say, change, join, historyOf } = setup();
     const [alice, alice2, bob, carol] = [connect("alice"), connect("alice", "alice-2"), connect("bob"), connect("carol")];

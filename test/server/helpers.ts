@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket } from "bun";
 import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts";
-import { SecureChatError } from "../../src/errors.ts";
+import { SecureChatError, isSecureChatError } from "../../src/errors.ts";
 import { SecureChannel } from "../../src/protocol/channel.ts";
 import { FrameDecoder, encodeFrame } from "../../src/protocol/framing.ts";
 import { ClientHandshake, signClientAuth } from "../../src/protocol/handshake.ts";
@@ -346,6 +346,16 @@ export async function passwordLogin(s: RawSession, user: string, password: strin
 export async function ticketLogin(s: RawSession, user: string, ticket: Uint8Array, signer: Ed25519KeyPair): Promise<Outcome> {
   s.send({ type: "login", user, sig: s.sign(signer), ticket });
   return outcome(await s.receive());
+}
+
+/** What a client flow was refused with: the server's code when it refused, else the local error's code; "no error" if it was not. */
+export async function refusedCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return isSecureChatError(e) ? String(e.detail?.refusal ?? e.code) : String(e);
+  }
+  return "no error";
 }
 
 /** Expects `p` to reject and returns what it rejected with. */

@@ -8,7 +8,9 @@ import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { Accounts } from "../../src/server/accounts.ts";
 import { Gate, PenaltyBox, RateLimiter } from "../../src/server/limits.ts";
-import { type LoginAttempt, type LoginServer, login } from "../../src/server/login.ts";
+import { DEFAULT_DEVICES, Devices } from "../../src/server/devices.ts";
+import { type LoggedIn, type LoginAttempt, type LoginServer, login as loginOrPending } from "../../src/server/login.ts";
+import { MemoryJournal } from "../../src/store/journal.ts";
 import { Store } from "../../src/store/db.ts";
 import { freshPath } from "./helpers.ts";
 
@@ -27,6 +29,9 @@ beforeAll(() => {
 });
 afterAll(() => store.close());
 
+/** No attempt here is an `enroll`: each ends logged in, refused, or with the client gone. */
+const login = (s: LoginServer, a: LoginAttempt) => loginOrPending(s, a) as Promise<LoggedIn | null>;
+
 interface Fake extends LoginServer {
   recording: boolean;
   connections: number;
@@ -36,6 +41,7 @@ function server(over: { logins?: { rate: number; burst: number }; penalties?: Pe
   const logins = over.logins ?? { rate: 1e9, burst: 1e9 };
   const s: Fake = {
     accounts,
+    devices: new Devices(store, new MemoryJournal(10), DEFAULT_DEVICES),
     penalties: over.penalties ?? new PenaltyBox({ freeFailures: 1, baseMs: 60_000, maxMs: 60_000, forgetMs: 600_000, maxSources: 16 }),
     loginsBySource: new RateLimiter(logins),
     loginsByUser: new RateLimiter(logins),
@@ -75,13 +81,14 @@ describe("login(): an attempt's outcome", () => {
     expect(ok!.issued).not.toBeNull();
     expect(ok!.ticket).toBe(ok!.issued!.ticket);
     expect(ok!.issued!.expiresAt).toBe(NOW + 8 * HOUR);
-    expect(store.ticket(sha256(ok!.ticket!), NOW)?.user).toBe("kestrel");
+    expect(store.ticket(sha256(ok!.ticket!), NOW)).toMatchObject({ user: "kestrel", device: IDENTITY });
+    expect(ok!.device).toEqual(IDENTITY);
     expect(await refusal(login(server(), attempt(register("kestrel"))))).toBe("name_taken");
   });
 
   test("password: right → a session with no ticket; wrong password or wrong key → auth_failed", async () => {
     const ok = await login(server(), attempt(byPassword("kestrel")));
-    expect(ok).toEqual({ user: "kestrel", method: "password", ticket: null, loginTicket: null, issued: null, expiresAt: NOW + 24 * HOUR });
+    expect(ok).toEqual({ user: "kestrel", method: "password", ticket: null, loginTicket: null, issued: null, expiresAt: NOW + 24 * HOUR, device: IDENTITY });
     expect(await refusal(login(server(), attempt(byPassword("kestrel", `${PASSWORD}!`))))).toBe("auth_failed");
     expect(await refusal(login(server(), attempt(byPassword("kestrel"), { signedBy: randomBytes(32) })))).toBe("auth_failed");
     expect(await refusal(login(server(), attempt(byPassword("nobody"))))).toBe("auth_failed");
@@ -89,15 +96,28 @@ describe("login(): an attempt's outcome", () => {
 
   test("ticket: the session ends when the ticket does; asked for another, it stands on both", async () => {
     const ticketKey = randomBytes(32);
-    const { ticket, expiresAt } = accounts.issueTicket("kestrel", ticketKey, NOW);
+    const device = randomBytes(32);
+    store.addDevice("kestrel", { key: device, name: "second", enrolledAt: NOW, enrolledBy: "password", revokedAt: null });
+    const { ticket, expiresAt } = accounts.issueTicket("kestrel", ticketKey, NOW, device, "10.0.0.9");
     const m: Message<"login"> = { type: "login", user: "kestrel", sig: SIG, ticket };
     const ok = await login(server(), attempt(m, { signedBy: ticketKey }));
-    expect(ok).toEqual({ user: "kestrel", method: "ticket", ticket, loginTicket: null, issued: null, expiresAt });
+    expect(ok).toEqual({ user: "kestrel", method: "ticket", ticket, loginTicket: null, issued: null, expiresAt, device });
     const again = await login(server(), attempt({ ...m, ticket_key: randomBytes(32) }, { signedBy: ticketKey }));
     expect(again!.loginTicket).toBe(ticket);
+    // The ticket issued on a ticket login is the same device's, from where it was asked for.
+    expect(store.ticket(sha256(again!.ticket!), NOW)?.device).toEqual(device);
+    expect(store.ticketsOf("kestrel", NOW, 10).tickets.find((t) => t.device && Buffer.from(t.device).equals(Buffer.from(device)) && t.source === "10.0.0.1")).toBeDefined();
     expect(again!.ticket).toBe(again!.issued!.ticket);
     expect(await refusal(login(server(), attempt(m, { signedBy: IDENTITY })))).toBe("auth_failed");
     expect(await refusal(login(server(), attempt({ ...m, user: "other" }, { signedBy: ticketKey })))).toBe("auth_failed");
+  });
+
+  test("a ticket stored before tickets had devices stands for the account's identity key", async () => {
+    const ticketKey = randomBytes(32);
+    const ticket = randomBytes(32);
+    store.addTicket(sha256(ticket), { user: "kestrel", key: ticketKey, expiresAt: NOW + HOUR }, NOW);
+    const ok = await login(server(), attempt({ type: "login", user: "kestrel", sig: SIG, ticket }, { signedBy: ticketKey }));
+    expect(ok!.device).toEqual(IDENTITY);
   });
 
   test("a penalized source is refused before its credentials are looked at, right ones included", async () => {

@@ -7,6 +7,7 @@
  */
 import { describe, expect, spyOn, test } from "bun:test";
 import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts";
+import { deviceId } from "../../src/fingerprint.ts";
 import { Framed } from "../../src/net/framed.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { DEFAULT_CHAT } from "../../src/server/chat.ts";
@@ -280,9 +281,12 @@ describe("sessions: a user sees where it is logged in and ends any other session
     expect(mine && other && mine.id !== other.id).toBe(true);
     for (const l of list.live) {
       expect(l.source).toBe("127.0.0.1");
+      expect(l.device).toBe(deviceId(alice.identity.publicKey));
       expect(l.expires).toBeGreaterThan(l.since);
       expect(list.tickets.map((x) => x.id)).toContain(l.ticket!);
     }
+    // A ticket names the device and address it was issued to, live session or not.
+    for (const x of list.tickets) expect(x).toMatchObject({ device: deviceId(alice.identity.publicKey), source: "127.0.0.1" });
     expect(mine!.ticket).not.toBe(other!.ticket);
     // Bob's session and ticket are not alice's to see.
     const bobs = (await ask(b.s, { type: "session_list" }, "sessions")) as Sessions;

@@ -24,23 +24,13 @@ import { Chain, hostKeyPair, readLines, tempDir, writeChain } from "./helpers.ts
 
 const HOST = hostKeyPair(11);
 const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
-const SESSION_A = toBase64(new Uint8Array(16).fill(0xa1));
+const SESSION_A = new FakeMember("alice").session;
 
 const open: (dir: string, over?: Partial<JournalOptions>) => TranscriptJournal = (dir, over = {}) =>
   TranscriptJournal.open({ ...DEFAULT_WRITER, fsync: "off", dir, hostKey: HOST, version: "test", log: silentLogger, history: 50, historyFlushMs: 0, ...over });
 
 function entriesOf(dir: string): Entry[] {
   return transcriptFiles(dir).flatMap((f) => readLines(join(dir, f)).map((l) => parseEntry(l)));
-}
-
-/** A member with a session id, as the server's connections have. */
-class Member extends FakeMember {
-  constructor(
-    user: string,
-    readonly session: string,
-  ) {
-    super(user);
-  }
 }
 
 const journals: TranscriptJournal[] = [];
@@ -53,15 +43,15 @@ function chatOn(dir: string, over: Partial<JournalOptions> = {}) {
   const journal = open(dir, over);
   journals.push(journal);
   const chat = new Chat({ ...DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD }, journal);
-  const alice = new Member("alice", SESSION_A);
-  const bob = new Member("bob", toBase64(new Uint8Array(16).fill(0xb0)));
+  const alice = new FakeMember("alice");
+  const bob = new FakeMember("bob");
   for (const m of [alice, bob]) {
     chat.connect(m);
     chat.handle(m, { type: "join", room: "lobby" });
   }
   let id = 0;
   /** Sends a request with an id and waits for its ack or nack (acks wait for the transcript). */
-  const ask = async (m: Member, req: Message<"say" | "dm" | "edit" | "delete">): Promise<Message<"ack" | "nack">> => {
+  const ask = async (m: FakeMember, req: Message<"say" | "dm" | "edit" | "delete">): Promise<Message<"ack" | "nack">> => {
     const n = ++id;
     chat.handle(m, { ...req, id: n });
     for (let i = 0; i < 500; i++) {

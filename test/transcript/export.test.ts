@@ -170,6 +170,23 @@ describe("export", () => {
     expect(matches(e, { until: 5 })).toBe(false);
   });
 
+  test("matches: a user filter keeps what an administrator did to the user, and what the user did as one", () => {
+    const e = { seq: 1, ts: 5, type: "admin_action", prev: "", hash: "", user: "root", session: "", action: "lock", target: "bob" } as Entry;
+    expect([matches(e, { user: "bob" }), matches(e, { user: "root" }), matches(e, { user: "carol" })]).toEqual([true, true, false]);
+    // A session_revoked's target is a session id, not a user.
+    const r = { seq: 2, ts: 5, type: "session_revoked", prev: "", hash: "", user: "alice", session: "", target: "abcdef012345" } as Entry;
+    expect(matches(r, { user: "abcdef012345" })).toBe(false);
+  });
+
+  test("matches: a room_change is of its room, and of both who did it and the user acted on (PROTOCOL.md §7.9)", () => {
+    const e = { seq: 1, ts: 5, type: "room_change", prev: "", hash: "", room: "ops", user: "alice", session: "", owner: "alice", action: "ban", target: "carol" } as Entry;
+    expect(matches(e, { room: "ops" })).toBe(true);
+    expect(matches(e, { room: "general" })).toBe(false);
+    expect(matches(e, { user: "alice" })).toBe(true);
+    expect(matches(e, { user: "carol" })).toBe(true);
+    expect(matches(e, { user: "bob" })).toBe(false);
+  });
+
   test("a tampered source: the verified lines before it, then FAIL on stderr and exit 5", async () => {
     const data = tempDir("data");
     const files = plainT.built.files.map((f) => [...f]);

@@ -23,6 +23,7 @@ import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, transcriptFiles } from "../../src/transcript/writer.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
 import { Database } from "bun:sqlite";
+import { type RoomChange, roomStateToJson } from "../../src/store/roomstate.ts";
 
 const HOST = hostKeyPair(9);
 const T = Date.UTC(2026, 4, 10, 9, 30);
@@ -684,5 +685,67 @@ describe("direct messages kept for late delivery and /history @user (PROTOCOL.md
     expect(seqs(j.directsBetween("alice", "bob", 0, 2, 3))).toEqual([1]);
     await saved(rs);
     j.close("shutdown");
+  });
+});
+
+describe("persistent rooms (PROTOCOL.md §7.9): their state is rebuilt from room_change entries", () => {
+  const change = (action: RoomChange["action"], more: Partial<RoomChange> = {}): JournalEvent => ({
+    kind: "room_change",
+    room: "ops",
+    user: "alice",
+    session: SESSION,
+    owner: "alice",
+    action,
+    ts: T,
+    ...more,
+  });
+  const view = (j: TranscriptJournal) => Object.fromEntries([...j.roomStates()].map(([name, s]) => [name, JSON.parse(roomStateToJson(s))]));
+  const OPS = { owner: "alice", ops: ["bob"], topic: "release friday", invite_only: true, secret: false, bans: ["carol"], mutes: ["dave"], invites: ["erin"] };
+
+  test("each change is an entry with who did it; the state comes back after a clean restart, a crash, and a rebuild of history.db", async () => {
+    const dir = freshDir();
+    const j1 = open(dir);
+    const rs = [
+      change("topic", { text: "release friday" }),
+      change("op", { target: "bob" }),
+      change("op", { target: "carol" }),
+      change("invite", { target: "carol" }),
+      change("ban", { target: "carol" }),
+      change("kick", { target: "dave", text: "spam" }),
+      change("mute", { target: "dave" }),
+      change("invite", { target: "erin" }),
+      change("mode", { inviteOnly: true, secret: false }),
+      { ...change("topic", { text: "gone soon" }), room: "tmp" },
+      { ...change("drop"), room: "tmp" },
+    ].map((e) => j1.append(e));
+    await Promise.all(rs.map((r) => r.durable));
+    expect(view(j1)).toEqual({ ops: OPS });
+    // no close: the process died before history.db got them all
+    const j2 = open(dir);
+    expect(view(j2)).toEqual({ ops: OPS });
+    j2.close("shutdown");
+    const entries = entriesOf(dir).filter((e) => e.type === "room_change");
+    expect(entries.map(own)[5]).toEqual({ room: "ops", user: "alice", session: SESSION, owner: "alice", action: "kick", target: "dave", text: "spam" });
+    expect(entries.map(own)[8]).toEqual({ room: "ops", user: "alice", session: SESSION, owner: "alice", action: "mode", invite_only: true, secret: false });
+    const j3 = open(dir);
+    expect(view(j3)).toEqual({ ops: OPS });
+    j3.close("shutdown");
+    const path = historyDbPath(dir);
+    for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
+    const j4 = open(dir);
+    expect(view(j4)).toEqual({ ops: OPS });
+    j4.append(change("drop"));
+    j4.close("shutdown");
+    expect(view(open(dir))).toEqual({});
+    expect((await verifyTranscript(dir, { hostKey: HOST.publicKey })).problem).toBeNull();
+  });
+
+  test("MemoryJournal keeps them too, so a new chat core on it (a restart in tests) gets them back", () => {
+    const j = new MemoryJournal(50);
+    j.append(change("topic", { text: "t" }));
+    expect([...j.roomStates().keys()]).toEqual(["ops"]);
+    // a copy: changing it changes nothing in the journal
+    j.roomStates().get("ops")!.bans.add("x");
+    expect(j.roomStates().get("ops")!.bans.size).toBe(0);
   });
 });

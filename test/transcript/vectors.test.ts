@@ -80,7 +80,7 @@ const secret = (hexValue: string): Uint8Array => unhex(hexValue);
 
 describe("(a) the reference format reproduces the vectors", () => {
   test("every entry's canonical form, hash and line; every line parses back to its entry", () => {
-    expect(V.entries.length).toBe(23);
+    expect(V.entries.length).toBe(27);
     for (const v of V.entries) {
       const e = v.entry as Entry;
       expect(canonical(e)).toBe(v.canonical);
@@ -107,7 +107,7 @@ describe("(a) the reference format reproduces the vectors", () => {
 
   test("checkpoints: signature input, signature, and verifyCheckpoint", () => {
     const checkpoints = V.entries.filter((v) => v.checkpoint);
-    expect(checkpoints.map((v) => v.entry.seq)).toEqual([6, 23]);
+    expect(checkpoints.map((v) => v.entry.seq)).toEqual([6, 27]);
     for (const v of checkpoints) {
       const e = v.entry as Entry;
       expect(hex(checkpointInput(e.head_seq as number, e.head as string))).toBe(v.checkpoint!.signature_input);
@@ -123,7 +123,7 @@ describe("(a) the reference format reproduces the vectors", () => {
     const fileKey = unwrapFileKey(secret(I.auditor_secret), sk.entry as Entry);
     expect(hex(fileKey)).toBe(sk.seal_key!.file_key);
     const sealed = V.entries.filter((v) => v.sealed);
-    expect(sealed.map((v) => v.entry.seq)).toEqual([13, 14, 17]);
+    expect(sealed.map((v) => v.entry.seq)).toEqual([13, 14, 21]);
     for (const v of sealed) {
       expect(v.entry.key_seq).toBe(sk.entry.seq);
       expect(openBody(fileKey, v.entry.seq, v.entry.sealed as string)).toBe(v.sealed!.plaintext);
@@ -178,6 +178,20 @@ const SPEC_TYPES: Record<string, Record<string, Member>> = {
   login_failed: { source: req("text"), reason: req("text") },
   session_revoked: { user: req("text"), session: req("b64:16"), target: req("text"), target_session: opt("b64:16") },
   password_changed: { user: req("text"), session: req("b64:16"), ended_sessions: req("bool") },
+  admin_action: { user: req("text"), session: req("b64:16"), action: req("text"), target: req("text") },
+  room_change: {
+    room: req("text"),
+    user: req("text"),
+    session: req("b64:16"),
+    owner: req("text"),
+    action: req("text"),
+    target: opt("text"),
+    text: opt("text"),
+    invite_only: opt("bool"),
+    secret: opt("bool"),
+  },
+  device_enrolled: { user: req("text"), session: opt("b64:16"), device: req("text"), key: req("b64:32"), name: req("text"), by: req("text"), sig: opt("b64:64"), source: req("text") },
+  device_revoked: { user: req("text"), session: req("b64:16"), device: req("text"), key: req("b64:32") },
   join: { room: req("text"), user: req("text") },
   leave: { room: req("text"), user: req("text") },
   message: { room: req("text"), room_seq: req("int1"), from: req("text"), ...body },
@@ -541,8 +555,8 @@ describe("(b) an independent implementation of docs/TRANSCRIPT.md agrees", () =>
     }
   });
 
-  test("the committed transcript verifies (§8): 23 entries, ending with a checkpoint", () => {
-    expect(specVerify(goodFiles(), unhex(I.host_key_public))).toEqual({ ok: true, entries: 23, last_checkpoint: 23, unsealed: 0 });
+  test("the committed transcript verifies (§8): 27 entries, ending with a checkpoint", () => {
+    expect(specVerify(goodFiles(), unhex(I.host_key_public))).toEqual({ ok: true, entries: 27, last_checkpoint: 27, unsealed: 0 });
   });
 
   test("the torn file's hash is the one the recovery entry records (§7)", () => {

@@ -1,0 +1,185 @@
+/**
+ * An account's devices (PROTOCOL.md §7.11): the Ed25519 keys that may sign
+ * its password logins. The key given at `register` is the first; a new
+ * machine makes its own and is enrolled with the password (`enroll`), by
+ * the server's policy either at once or once an enrolled device signs its
+ * key (`device_approve`). A device can be revoked (`device_revoke`): its
+ * tickets are deleted and every session standing on it ends. Enrollments
+ * and revocations are recorded in the transcript before they take effect.
+ * The server only ever holds public keys.
+ *
+ * Waiting enrollments live in memory, at most DEVICE_PENDING_MAX per
+ * account, each for `pendingTtlMs`: a restart forgets them, and the new
+ * machine asks again.
+ */
+import { toBase64 } from "../bytes.ts";
+import { constantTimeEqual } from "../crypto/index.ts";
+import { SecureChatError } from "../errors.ts";
+import { deviceId } from "../fingerprint.ts";
+import { verifyEnrollment } from "../protocol/devices.ts";
+import { DEVICE_LIST_MAX, DEVICE_PENDING_MAX } from "../protocol/limits.ts";
+import type { Message } from "../protocol/messages.ts";
+import type { Store } from "../store/db.ts";
+import type { Journal } from "../store/journal.ts";
+
+/** How a new device is enrolled: by an enrolled device's approval, or by the password alone. */
+export type EnrollPolicy = "approve" | "password";
+
+export interface DeviceOptions {
+  enroll: EnrollPolicy;
+  /** Active devices per account. */
+  maxActive: number;
+  /** How long an enrollment waits for approval. */
+  pendingTtlMs: number;
+}
+
+export const DEFAULT_DEVICES: DeviceOptions = { enroll: "approve", maxActive: 16, pendingTtlMs: 10 * 60_000 };
+
+/** An enrollment waiting for approval. */
+export interface PendingEnrollment {
+  readonly user: string;
+  readonly key: Uint8Array;
+  name: string;
+  readonly source: string;
+  readonly since: number;
+  readonly expires: number;
+  /** The new device's connection waiting for the approval, if it still does. */
+  waiter: (() => void) | null;
+}
+
+/** Who asks, from a logged-in session. */
+export interface DeviceRequester {
+  readonly user: string;
+  /** The session id in base64, as the transcript records it. */
+  readonly session: string;
+  /** The device the session stands on. */
+  readonly device: Uint8Array | null;
+}
+
+type Notice = Message<"notice">;
+const notice = (code: string, text: string): Notice => ({ type: "notice", code, text });
+
+export class Devices {
+  readonly #pending = new Map<string, PendingEnrollment[]>();
+
+  constructor(
+    readonly store: Store,
+    readonly journal: Journal,
+    readonly opts: DeviceOptions,
+  ) {}
+
+  #activeCount(user: string): number {
+    return this.store.activeDeviceKeys(user).length;
+  }
+
+  #tooMany(user: string): string {
+    return `${user} has ${this.opts.maxActive} active devices, the most this server allows; revoke one first ("securechat device revoke")`;
+  }
+
+  /** The user's waiting enrollments, the expired ones dropped. */
+  pendingOf(user: string, now: number): PendingEnrollment[] {
+    const list = (this.#pending.get(user) ?? []).filter((p) => p.expires > now);
+    if (list.length > 0) this.#pending.set(user, list);
+    else this.#pending.delete(user);
+    return list;
+  }
+
+  /** Forgets expired enrollments (the server's sweep). */
+  prune(now: number): void {
+    for (const user of [...this.#pending.keys()]) this.pendingOf(user, now);
+  }
+
+  /**
+   * An `enroll` whose password checked out. "login": the key is an active
+   * device now (it was already, or the policy is "password" and its
+   * enrollment was recorded and stored), so the attempt is a password
+   * login by it. Otherwise the enrollment waits for approval. Refusals
+   * throw: `device_revoked`, `too_many_devices`, `too_many_pending`,
+   * `not_recorded`.
+   */
+  enroll(user: string, key: Uint8Array, name: string, source: string, now: number): { kind: "login" } | { kind: "pending"; pending: PendingEnrollment } {
+    const known = this.store.devices(user).find((d) => constantTimeEqual(d.key, key));
+    if (known && known.revokedAt === null) return { kind: "login" };
+    if (known) throw new SecureChatError("device_revoked", `this device (${deviceId(key)}) was revoked; make a new key ("securechat device add" with no key for ${user} on this machine)`);
+    if (this.#activeCount(user) >= this.opts.maxActive) throw new SecureChatError("too_many_devices", this.#tooMany(user));
+    if (this.opts.enroll === "password") {
+      if (!this.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
+      this.journal.append({ kind: "device_enrolled", user, device: deviceId(key), key: toBase64(key), name, by: "password", source, ts: now });
+      this.store.addDevice(user, { key, name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
+      return { kind: "login" };
+    }
+    const list = this.pendingOf(user, now);
+    const same = list.find((p) => constantTimeEqual(p.key, key));
+    if (same) {
+      same.name = name;
+      return { kind: "pending", pending: same };
+    }
+    if (list.length >= DEVICE_PENDING_MAX) {
+      throw new SecureChatError("too_many_pending", `${user} has ${DEVICE_PENDING_MAX} enrollments waiting for approval already; approve them or wait until they expire`);
+    }
+    const pending: PendingEnrollment = { user, key, name, source, since: now, expires: now + this.opts.pendingTtlMs, waiter: null };
+    this.#pending.set(user, [...list, pending]);
+    return { kind: "pending", pending };
+  }
+
+  /** `device_list`: the account's devices (this session's marked) and its waiting enrollments. */
+  list(me: DeviceRequester, now: number): Message<"devices"> {
+    return {
+      type: "devices",
+      devices: this.store.devices(me.user).map((d) => ({
+        id: deviceId(d.key),
+        key: d.key,
+        name: d.name,
+        enrolled: d.enrolledAt,
+        by: d.enrolledBy,
+        ...(d.revokedAt !== null ? { revoked: d.revokedAt } : {}),
+        ...(me.device && constantTimeEqual(me.device, d.key) ? { current: true } : {}),
+      })),
+      pending: this.pendingOf(me.user, now).map((p) => ({ key: p.key, name: p.name, source: p.source, since: p.since, expires: p.expires })),
+    };
+  }
+
+  /**
+   * `device_approve`: the session's device signed the enrollment statement
+   * for a waiting key. Recorded (`device_enrolled`, with the signature),
+   * then stored; the new device's waiting connection, if any, is let in.
+   */
+  approve(me: DeviceRequester, key: Uint8Array, sig: Uint8Array, now: number): Message<"device_added"> | Notice {
+    const list = this.pendingOf(me.user, now);
+    const pending = list.find((p) => constantTimeEqual(p.key, key));
+    if (!pending) return notice("unknown_enrollment", `no enrollment of ${deviceId(key)} is waiting (it expired, or was never asked for); run "securechat device add" on the new machine again`);
+    if (!me.device || !verifyEnrollment(me.device, me.user, key, sig)) {
+      return notice("bad_enrollment_signature", "the approval is not signed by the device this session logged in from");
+    }
+    if (this.#activeCount(me.user) >= this.opts.maxActive) return notice("too_many_devices", this.#tooMany(me.user));
+    if (!this.journal.recording) return notice("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
+    const by = deviceId(me.device);
+    this.journal.append({ kind: "device_enrolled", user: me.user, session: me.session, device: deviceId(key), key: toBase64(key), name: pending.name, by, sig: toBase64(sig), source: pending.source, ts: now });
+    this.store.addDevice(me.user, { key, name: pending.name, enrolledAt: now, enrolledBy: by, revokedAt: null }, DEVICE_LIST_MAX);
+    this.#pending.set(
+      me.user,
+      list.filter((p) => p !== pending),
+    );
+    pending.waiter?.();
+    return { type: "device_added", id: deviceId(key) };
+  }
+
+  /**
+   * `device_revoke`: `id` names an active device of the user other than
+   * the session's own (so the account always keeps one). Recorded (`device_revoked`), then
+   * the device is marked revoked and its tickets deleted; the caller ends
+   * the sessions standing on the returned key.
+   */
+  revoke(me: DeviceRequester, id: string, now: number): { key: Uint8Array } | Notice {
+    const active = this.store.devices(me.user).filter((d) => d.revokedAt === null);
+    const target = active.find((d) => deviceId(d.key) === id);
+    if (!target) return notice("unknown_device", `no active device ${id} of yours; see "securechat device list"`);
+    if (me.device && constantTimeEqual(me.device, target.key)) {
+      return notice("current_device", `${id} is the device this session logged in from; revoke it from another of your devices`);
+    }
+    if (!this.journal.recording) return notice("not_recorded", "the server cannot record the revocation right now (its transcript is failing); retry later");
+    this.journal.append({ kind: "device_revoked", user: me.user, session: me.session, device: id, key: toBase64(target.key), ts: now });
+    this.store.revokeDevice(me.user, target.key, now);
+    return { key: target.key };
+  }
+}
