@@ -88,7 +88,7 @@ export interface ChatOptions {
   maxPersistentRooms: number;
   /** Operators, bans, mutes and invites each per room; past it, `list_full`. */
   maxRoomList: number;
-  /** How long after a room message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.12). */
+  /** How long after a message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.12). */
   editWindowMs: number;
   /** Edits one message may have; past it `edit` gets `nack` `edit_limit` (a delete is still allowed). */
   maxEdits: number;
@@ -508,6 +508,10 @@ export class Chat {
     }
     if (ts - kept.ts > window) {
       return post(m, { type: "nack", id: req.id, code: "edit_window_closed", message: `message ${req.seq} is older than ${minutes(window)}, the server's edit window` });
+    }
+    // A muted user may not speak, so may not reword what it said either; it may still take it back.
+    if (req.type === "edit" && req.room !== undefined && this.#states.get(req.room)?.mutes.has(m.user)) {
+      return post(m, { type: "nack", id: req.id, code: "muted", message: `you are muted in ${req.room}: you may delete your messages but not edit them` });
     }
     if (req.type === "edit" && (kept.edits ?? 0) >= this.opts.maxEdits) {
       const message = `message ${req.seq} was edited ${this.opts.maxEdits} times already, the most the server allows; /delete it and say it again`;

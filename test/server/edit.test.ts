@@ -145,6 +145,15 @@ describe("edit and delete (PROTOCOL.md §7.12)", () => {
     expect(off.change(bob, "lobby", s)).toMatchObject({ type: "nack", code: "edit_window_closed" });
   });
 
+  test("a user muted in the room may not edit its messages there (muted), but may delete them", () => {
+    const { chat, say, change, pair } = setup();
+    const [alice, bob] = pair(); // alice made the room: its owner
+    const seq = say(bob, "lobby", "before the mute");
+    chat.handle(alice, { type: "mute", room: "lobby", user: "bob" });
+    expect(change(bob, "lobby", seq, "after the mute")).toMatchObject({ type: "nack", code: "muted" });
+    expect(change(bob, "lobby", seq)).toMatchObject({ type: "ack" });
+  });
+
   test("at most maxEdits edits per message (edit_limit past it, the text stays the last allowed); a delete is still allowed", () => {
     const { say, change, historyOf, pair } = setup({ maxEdits: 3 });
     const [alice, bob] = pair();
