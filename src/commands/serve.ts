@@ -27,7 +27,7 @@ export default command({
     "max-rooms-per-user": { type: "string", valueHint: "N", description: "Rooms one user may be in across its connections (so also rooms it can create)", default: "64" },
     "dm-retention": { type: "string", valueHint: "DURATION", description: "How long direct messages are kept, for delivery to users who were offline and for /history @USER", default: "30d" },
     "max-stored-dms": { type: "string", valueHint: "N", description: "Direct messages stored for one offline user, not yet delivered; past it a dm to them is refused", default: "1000" },
-    "edit-window": { type: "string", valueHint: "DURATION", description: "How long after a room message its author may /edit or /delete it; 0: never", default: "15m" },
+    "edit-window": { type: "string", valueHint: "DURATION", description: "How long after a message its author may /edit or /delete it; 0: never", default: "15m" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
     "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
     fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed (at most one fsync per ms), or left to the OS", default: "batch" },

@@ -74,7 +74,7 @@ export interface ChatOptions {
   dmRetentionMs: number;
   /** Stored DMs one recipient may have undelivered; past it a `dm` to them while offline gets `nack` `dm_store_full` (serve --max-stored-dms). */
   maxStoredDms: number;
-  /** How long after a room message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.9). */
+  /** How long after a message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.9). */
   editWindowMs: number;
   /** Edits one message may have; past it `edit` gets `nack` `edit_limit` (a delete is still allowed). */
   maxEdits: number;
