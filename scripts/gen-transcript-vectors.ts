@@ -24,10 +24,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { concat, fromBase64, toBase64, toHex, u64be, utf8 } from "../src/bytes.ts";
-import { ed25519Generate, hkdf, labels, sha256, x25519, x25519Generate, xchachaSeal } from "../src/crypto/index.ts";
+import { ed25519Generate, ed25519Sign, hkdf, labels, sha256, x25519, x25519Generate, xchachaSeal } from "../src/crypto/index.ts";
 import { deviceId } from "../src/fingerprint.ts";
 import { signEnrollment } from "../src/protocol/devices.ts";
-import { type Entry, type EntryFields, GENESIS, canonical, checkpointInput, entryHash, entryLine, makeEntry, signCheckpoint } from "../src/transcript/format.ts";
+import { type Entry, type EntryFields, GENESIS, canonical, checkpointInput, checkpointNote, entryHash, entryLine, makeEntry, signCheckpoint, treeCheckpointFields } from "../src/transcript/format.ts";
+import { Frontier, leafHash } from "../src/transcript/merkle.ts";
+import { checkpointText, formatVerifierKey, noteKeyId } from "../src/transcript/note.ts";
 
 /** Where the committed vectors live, relative to the repository root. */
 export const VECTORS_DIR = "test/vectors/transcript";
@@ -43,6 +45,8 @@ export function fixedBytes(name: string, n = 32): Uint8Array {
 export const T1 = 1_795_165_200_000;
 export const T2 = 1_795_249_800_000;
 export const VERSION = "0.1.0";
+/** The log origin the vectors' checkpoints are signed under (§4.1). */
+export const ORIGIN = "chat.example.com/securechat";
 export const FILE_A = "2026-11-20.000000000001.jsonl";
 export const FILE_B = "2026-11-21.000000000007.jsonl";
 export const TORN_FILE = `${FILE_A}.torn`;
@@ -74,6 +78,11 @@ interface SealKey {
 interface Checkpoint {
   signature_input: string;
   signature: string;
+  /** The tree checkpoint (§4.1): the tree's size, the note's text, the key ID, the whole signed note. */
+  tree_size: number;
+  note_text: string;
+  key_id: string;
+  note: string;
 }
 
 export interface VectorEntry {
@@ -118,19 +127,32 @@ function buildChain() {
   const entries: VectorEntry[] = [];
   let head = GENESIS;
   let seq = 0;
+  const tree = new Frontier();
   const lineOf: Record<string, number> = {};
   const add = (file: string, ts: number, type: string, fields: EntryFields, extra: Partial<VectorEntry> = {}): Entry => {
     seq += 1;
     const entry = makeEntry(head, seq, ts, type, fields);
     head = entry.hash;
     lineOf[file] = (lineOf[file] ?? 0) + 1;
+    tree.append(leafHash(utf8(entryLine(entry).slice(0, -1))));
     entries.push({ file, line: lineOf[file]!, entry, canonical: canonical(entry), hash: entry.hash, line_text: entryLine(entry), ...extra });
     return entry;
   };
   const checkpoint = (file: string, ts: number): Entry => {
     const input = checkpointInput(seq, head);
     const sig = signCheckpoint(host.secretKey, seq, head);
-    return add(file, ts, "checkpoint", { head_seq: seq, head, sig }, { checkpoint: { signature_input: toHex(input), signature: toHex(fromBase64(sig)) } });
+    const size = seq;
+    const fields = treeCheckpointFields((m) => ed25519Sign(host.secretKey, m), host.publicKey, ORIGIN, size, tree.root());
+    const entry = add(file, ts, "checkpoint", { head_seq: size, head, sig, ...fields });
+    entries.at(-1)!.checkpoint = {
+      signature_input: toHex(input),
+      signature: toHex(fromBase64(sig)),
+      tree_size: size,
+      note_text: checkpointText({ origin: ORIGIN, size, root: fromBase64(fields.root as string) }),
+      key_id: toHex(noteKeyId(ORIGIN, host.publicKey)),
+      note: checkpointNote(entry)!,
+    };
+    return entry;
   };
   const session1 = b64(fixedBytes("session 1", 16));
   const session2 = b64(fixedBytes("session 2", 16));
@@ -340,6 +362,26 @@ function buildNegative(c: Chain): NegativeCase[] {
       both([...A.slice(0, 5), entryLine(wrong)], B),
       fail("bad_signature", FILE_A, 6),
     );
+    // The tree checkpoint (§4.1): a root that is not the tree of the lines before it, signed by the host key
+    // itself (a server lying about its log), and the right root signed by another key.
+    const four = new Frontier();
+    for (const line of A.slice(0, 4)) four.append(leafHash(utf8(line.slice(0, -1))));
+    const sign = (m: Uint8Array) => ed25519Sign(c.host.secretKey, m);
+    const lying = rehash({ ...e6, ...treeCheckpointFields(sign, c.host.publicKey, ORIGIN, 5, four.root()) });
+    add(
+      "tree_root_wrong",
+      "checkpoint 6 whose root is the tree of the first 4 lines, not 5, under a genuine host-key note signature; its hash recomputed",
+      both([...A.slice(0, 5), entryLine(lying)], B),
+      fail("bad_checkpoint", FILE_A, 6),
+    );
+    const other = ed25519Generate(fixedBytes("other host key seed"));
+    const forged = rehash({ ...e6, note_sig: treeCheckpointFields((m) => ed25519Sign(other.secretKey, m), c.host.publicKey, ORIGIN, 5, fromBase64(e6.root as string)).note_sig! });
+    add(
+      "tree_note_forged",
+      "checkpoint 6 with the right root, but its note signed by another key (under the host key's key ID); its hash recomputed",
+      both([...A.slice(0, 5), entryLine(forged)], B),
+      fail("bad_signature", FILE_A, 6),
+    );
     const moved = rehash({ ...e6, head_seq: 4, head: entryAt(4).hash, sig: signCheckpoint(c.host.secretKey, 4, entryAt(4).hash) });
     add(
       "checkpoint_not_previous",
@@ -447,6 +489,8 @@ export function buildTranscriptVectors() {
       t1: T1,
       t2: T2,
       genesis: GENESIS,
+      origin: ORIGIN,
+      vkey: formatVerifierKey(ORIGIN, c.host.publicKey),
     },
     files: [
       { name: FILE_A, first_seq: 1, lines: c.entries.filter((e) => e.file === FILE_A).length, bytes: utf8(fileA).length, sha256: toHex(sha256(utf8(fileA))) },

@@ -43,6 +43,7 @@ export default command({
     // Devices (PROTOCOL.md §7.11).
     "device-enroll": { type: "enum", options: ["approve", "password"], description: "How a new machine's key is enrolled: approved by an enrolled device, or by the password alone", default: "approve" },
     "max-devices": { type: "string", valueHint: "N", description: "Active device keys per account", default: "16" },
+    "log-origin": { type: "string", valueHint: "NAME", description: "The name the transcript's checkpoints are signed under (default: securechat/ and 16 hex digits of the host key's hash)" },
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
@@ -54,12 +55,14 @@ export default command({
     "securechat serve --admin root --admin ops",
   ],
   async run({ args: a }) {
-    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, DEVICE_LIST_MAX, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }] = await Promise.all([
+    const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, DEVICE_LIST_MAX, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }, { defaultOrigin, isOrigin }, { formatVerifierKey }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/limits.ts"),
       import("../protocol/limits.ts"),
       import("../transcript/keys.ts"),
       import("../version.ts"),
+      import("../transcript/format.ts"),
+      import("../transcript/note.ts"),
     ]);
     // Every flag is checked before anything touches the disk or the network:
     // a bad one leaves the data directory as it was.
@@ -97,7 +100,11 @@ export default command({
       rotateBytes: parseInteger("--rotate-size", a["rotate-size"], 4096, 2 ** 40),
       auditorKey,
       version: VERSION,
+      origin: a["log-origin"],
     };
+    if (writer.origin !== undefined && !isOrigin(writer.origin)) {
+      throw new CliError(EXIT.USAGE, `--log-origin: "${writer.origin}" is not a log origin`, ["1 to 255 bytes with no spaces and no \"+\", such as chat.example.com/securechat"]);
+    }
     const options = {
       host: a.host,
       port,
@@ -199,7 +206,9 @@ export default command({
       checkpoint_interval_s: writer.checkpointIntervalMs / 1000,
     });
     logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
-    logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, data: dataDir, pid: process.pid });
+    // The key a signed-note tool checks the transcript's checkpoints with (TRANSCRIPT.md §4.1).
+    const vkey = formatVerifierKey(writer.origin ?? defaultOrigin(hostKey.key.publicKey), hostKey.key.publicKey);
+    logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, vkey, data: dataDir, pid: process.pid });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         logger.info("shutdown", { signal });

@@ -1,5 +1,5 @@
 /**
- * `securechat transcript verify|export|follow|keygen`: the auditor's side of
+ * `securechat transcript verify|export|follow|checkpoint|keygen`: the auditor's side of
  * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
  * src/transcript/, and report; a verification failure is exit 5.
  * stdout carries only data (the report, entries, the public key).
@@ -207,6 +207,32 @@ const follow = command({
   },
 });
 
+const checkpoint = command({
+  meta: {
+    name: "checkpoint",
+    description: "Print the transcript's last signed checkpoint as a signed note (c2sp.org/tlog-checkpoint), for signed-note tools",
+  },
+  args: { ...args.data, ...args.debug },
+  examples: [
+    "securechat transcript checkpoint --data /var/lib/securechat > checkpoint",
+    "securechat transcript checkpoint | head -3   # origin, tree size, root",
+  ],
+  async run({ args: a }) {
+    const [{ lastTreeCheckpoint }, { checkpointNote }, { listTranscript }, { existsSync }] = await Promise.all([
+      import("../transcript/verify.ts"),
+      import("../transcript/format.ts"),
+      import("../transcript/read.ts"),
+      import("node:fs"),
+    ]);
+    const dir = await transcriptDir(a.data);
+    if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
+    const e = lastTreeCheckpoint(listTranscript(dir).files);
+    if (e === null) throw new CliError(EXIT.FAILURE, `no checkpoint in ${dir} signs a tree root yet`, ["a server of this version signs one at least every --checkpoint-interval while there are new entries, and when it stops"]);
+    process.stdout.write(checkpointNote(e)!);
+    process.stderr.write(`checkpoint at seq ${e.seq}: the tree of the first ${e.head_seq} lines, signed as ${e.origin}; check it with the vkey serve prints\n`);
+  },
+});
+
 const keygen = command({
   meta: {
     name: "keygen",
@@ -240,7 +266,7 @@ const keygen = command({
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow, keygen },
+  subCommands: { verify, export: exportCmd, follow, checkpoint, keygen },
   examples: [
     "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
     "securechat transcript export --data ./data | jq .",

@@ -11,11 +11,12 @@
  * that export and follow verify exactly as verify does while streaming
  * (src/transcript/verify.ts feeds it lines).
  */
-import { fromBase64 } from "../bytes.ts";
+import { fromBase64, toBase64, utf8 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
-import { EDIT_REACH, type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint } from "./format.ts";
+import { EDIT_REACH, type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
+import { Frontier, leafHash } from "./merkle.ts";
 import { type UnsignedRange, UnsignedTails } from "./unsigned.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptLine } from "./read.ts";
 
@@ -134,9 +135,12 @@ export class ChainVerifier {
   neverSigned: UnsignedRange[] = [];
   neverSignedCount = 0;
   neverSignedEntries = 0;
+  /** The Merkle tree over the lines checked (TRANSCRIPT.md §3.6); none when checking starts mid-chain. */
+  readonly #tree: Frontier | null;
 
   constructor(opts: MidChainOptions = {}) {
     this.#midChain = opts.midChain === true;
+    this.#tree = this.#midChain ? null : new Frontier();
     this.#key = opts.hostKey ?? null;
     this.#keySource = opts.hostKey ? "pinned" : null;
     this.#fingerprintPin = opts.hostKeyFingerprint ?? null;
@@ -157,6 +161,11 @@ export class ChainVerifier {
 
   get recoveryCount(): number {
     return this.#recoveryCount;
+  }
+
+  /** The tree of the lines that verified so far: its size and root (null mid-chain). */
+  get tree(): { size: number; root: Uint8Array } | null {
+    return this.#tree ? { size: this.#tree.size, root: this.#tree.root() } : null;
   }
 
   check(l: TranscriptLine): Entry | Suspect {
@@ -205,6 +214,7 @@ export class ChainVerifier {
 
     this.#head = { seq: e.seq, hash: e.hash, ts: e.ts, file: l.file, line: l.line };
     this.entries++;
+    this.#tree?.append(leafHash(utf8(l.text)));
     this.firstSeq ??= e.seq;
     if (e.type === "checkpoint") {
       this.lastCheckpoint = e.seq;
@@ -249,6 +259,13 @@ export class ChainVerifier {
         }
         if (this.#key === null) at("no_host_key", "checkpoint before any server_start: no host key to check its signature against (pass --host-key)");
         if (!verifyCheckpoint(this.#key!, e)) at("bad_signature", `bad checkpoint signature (not made by host key ${fingerprint(this.#key!)})`);
+        if (e.root !== undefined) {
+          // The tree (§3.6, §4.1): its note signature, and, when the tree was built from the first line, its root.
+          if (!verifyCheckpointNote(this.#key!, e)) at("bad_signature", `bad checkpoint note signature (not made by host key ${fingerprint(this.#key!)} as ${e.origin})`);
+          if (this.#tree && this.#tree.size === e.head_seq && toBase64(this.#tree.root()) !== e.root) {
+            at("bad_checkpoint", `bad checkpoint (the tree root it signs is not the root of the ${e.head_seq} lines before it)`);
+          }
+        }
         return;
       }
       case "seal_key":

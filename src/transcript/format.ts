@@ -27,6 +27,7 @@ import {
 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { TIME_MAX_MS } from "../time.ts";
+import { checkpointText, formatNote, isKeyName, noteKeyId, openNote, signatureLine } from "./note.ts";
 
 export const GENESIS = "0".repeat(64);
 
@@ -64,7 +65,7 @@ export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool
   // An edit or a delete of the room message (room, room_seq) or direct message (dm_seq, to) at transcript seq `ref` (TRANSCRIPT.md §2.4).
   edit: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64", text: "string?", sealed: "b64?", key_seq: "int?" },
   delete: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64" },
-  checkpoint: { head_seq: "int", head: "hex32", sig: "b64" },
+  checkpoint: { head_seq: "int", head: "hex32", sig: "b64", origin: "string?", root: "b64?", note_sig: "b64?" },
 };
 
 function fail(code: string, message: string): never {
@@ -142,7 +143,7 @@ export function canonicalLine(canon: string, hash: string): string {
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Decoded sizes of base64 fields (§2): exact, or a minimum for sealed bodies. */
-const B64_LENGTH: Record<string, number> = { host_key: 32, session: 16, target_session: 16, recipient: 32, epk: 32, wrapped: 72, sig: 64, key: 32 };
+const B64_LENGTH: Record<string, number> = { host_key: 32, session: 16, target_session: 16, recipient: 32, epk: 32, wrapped: 72, sig: 64, key: 32, root: 32, note_sig: 68 };
 const SEALED_MIN = 24 + 16;
 /** Sequence-valued fields are positive. */
 const POSITIVE = new Set(["room_seq", "dm_seq", "key_seq", "head_seq", "ref"]);
@@ -213,6 +214,12 @@ export function parseEntry(line: string): Entry {
   if (BODY_TYPES.has(type) && (o.sealed === undefined) !== (o.key_seq === undefined)) {
     fail("entry_field", `${type}.sealed and key_seq go together`);
   }
+  if (type === "checkpoint" && !((o.origin === undefined) === (o.root === undefined) && (o.root === undefined) === (o.note_sig === undefined))) {
+    fail("entry_field", "checkpoint.origin, root and note_sig go together");
+  }
+  if (type === "checkpoint" && o.origin !== undefined && !isOrigin(o.origin as string)) {
+    fail("entry_field", "checkpoint.origin must be a key name (1 to 255 bytes, no spaces, no +)");
+  }
   return o as Entry;
 }
 
@@ -237,6 +244,46 @@ export function signCheckpoint(hostSecret: Uint8Array, headSeq: number, head: st
 export function verifyCheckpoint(hostPublic: Uint8Array, e: Entry): boolean {
   if (e.type !== "checkpoint") return false;
   return ed25519Verify(hostPublic, checkpointInput(e.head_seq as number, e.head as string), fromBase64(e.sig as string));
+}
+
+/** A log origin (§4.1): a signed-note key name of at most 255 bytes. */
+export function isOrigin(s: string): boolean {
+  return isKeyName(s) && utf8(s).length <= 255;
+}
+
+/** The origin of a server that names none (serve --log-origin): "securechat/" and 16 hex digits of SHA-256 of its host key. */
+export function defaultOrigin(hostPublic: Uint8Array): string {
+  return `securechat/${toHex(sha256(hostPublic)).slice(0, 16)}`;
+}
+
+/**
+ * The members a checkpoint adds for its tree (§4.1): the origin, the root of
+ * the tree of the `headSeq` lines before it, and the host key's signed-note
+ * signature (key ID ‖ signature) over the checkpoint text.
+ */
+export function treeCheckpointFields(sign: (m: Uint8Array) => Uint8Array, hostPublic: Uint8Array, origin: string, headSeq: number, root: Uint8Array): EntryFields {
+  const text = checkpointText({ origin, size: headSeq, root });
+  const line = signatureLine(text, origin, hostPublic, sign);
+  return { origin, root: toBase64(root), note_sig: line.slice(line.lastIndexOf(" ") + 1, -1) };
+}
+
+/** The checkpoint as a signed note (c2sp.org/tlog-checkpoint), for a checkpoint entry with a tree root. */
+export function checkpointNote(e: Entry): string | null {
+  if (e.type !== "checkpoint" || typeof e.root !== "string") return null;
+  const text = checkpointText({ origin: e.origin as string, size: e.head_seq as number, root: fromBase64(e.root, 32) });
+  return formatNote(text, [`\u2014 ${e.origin} ${e.note_sig}\n`]);
+}
+
+/** True if the entry's note signature is the host key's over its checkpoint text. */
+export function verifyCheckpointNote(hostPublic: Uint8Array, e: Entry): boolean {
+  const note = checkpointNote(e);
+  if (note === null) return false;
+  try {
+    openNote(note, { name: e.origin as string, keyId: noteKeyId(e.origin as string, hostPublic), publicKey: hostPublic });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -44,6 +44,7 @@ export type Finding =
       | { note: "torn_files"; files: string[] }
       | { note: "against"; file: string; acks: number; user: string | null }
       | { note: "against_uncompared"; uncompared: number }
+      | { note: "merkle_root"; size: number; root: string }
     ))
   | {
       kind: "summary";
@@ -93,6 +94,10 @@ function findings(r: VerifyReport): Finding[] {
   }
   const files = `${r.files} file${r.files === 1 ? "" : "s"}`;
   out.push(summary(`PASS: ${r.entries} entries in ${files}; ${r.lastCheckpoint === null ? "no checkpoint" : `last checkpoint at seq ${r.lastCheckpoint}`}`));
+  if (r.tree) {
+    const text = `root: ${r.tree.root} (RFC 9162 Merkle tree of the ${r.tree.size} line${r.tree.size === 1 ? "" : "s"}, TRANSCRIPT.md §3.6)`;
+    out.push({ kind: "note", note: "merkle_root", size: r.tree.size, root: r.tree.root, text });
+  }
   const tail = unsignedTailLine(r);
   if (tail !== null) out.push({ kind: "warning", warning: "unsigned_tail", entries: r.unsealed, last_checkpoint: r.lastCheckpoint, text: tail });
   const unpinned = unpinnedLine(r);

@@ -8,10 +8,12 @@
  * verifiedBatches is what export and follow read through.
  */
 import { statSync } from "node:fs";
+import { fromBase64, toBase64, utf8 } from "../bytes.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { AckChecker, type AgainstReport } from "./against.ts";
 import { type ChainOptions, ChainVerifier, type Problem, type Suspect, TranscriptFailure } from "./chain.ts";
-import type { Entry } from "./format.ts";
+import { type Entry, parseEntry } from "./format.ts";
+import { leafHash } from "./merkle.ts";
 import { Unsealer } from "./keys.ts";
 import type { UnsignedRange } from "./unsigned.ts";
 import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatchesSync, readLinesBackward, readTranscriptBatches } from "./read.ts";
@@ -102,6 +104,12 @@ export interface TailReport {
   beforeLast: Entry | null;
   /** The last file's bytes after its last LF, if there are any: a torn last line. */
   torn: { file: string; path: string; start: number; end: number } | null;
+  /**
+   * The last checkpoint that signs a tree root (§4.1): the tree size and root
+   * it signs; and the leaf hashes of the lines from there on (§3.6), for the
+   * writer to check its stored hashes against.
+   */
+  tree: { size: number; root: Uint8Array; tail: Uint8Array[] } | null;
 }
 
 /**
@@ -135,6 +143,27 @@ function startOfTail(files: TranscriptFile[]): Start {
   return { file: 0, offset: 0 };
 }
 
+/**
+ * The last checkpoint entry that signs a tree root (TRANSCRIPT.md §4.1),
+ * walking the files backwards; null if there is none. Its note is signed:
+ * what reads it checks the signature, not this.
+ */
+export function lastTreeCheckpoint(files: TranscriptFile[]): Entry | null {
+  for (let i = files.length - 1; i >= 0; i--) {
+    for (const l of readLinesBackward(files[i]!.path)) {
+      if (!CHECKPOINT_END.test(l.bytes.toString("latin1", Math.max(0, l.bytes.length - 96)))) continue;
+      let e: Entry;
+      try {
+        e = parseEntry(l.bytes.toString("utf8"));
+      } catch {
+        continue;
+      }
+      if (typeof e.root === "string") return e;
+    }
+  }
+  return null;
+}
+
 /** The number of LFs in the first `end` bytes of a file. */
 function countLines(path: string, end: number): number {
   let n = 0;
@@ -159,7 +188,7 @@ export function verifyTail(files: TranscriptFile[], hostKey: Uint8Array): TailRe
   const start = startOfTail(files);
   const run = (firstLine: number): TailReport => {
     const v = new ChainVerifier({ hostKey, midChain: start.offset > 0 || start.file > 0 });
-    const report: TailReport = { last: null, beforeLast: null, torn: null };
+    const report: TailReport = { last: null, beforeLast: null, torn: null, tree: null };
     const lastFile = files.length - 1;
     let lastEnd = lastFile === start.file ? start.offset : 0;
     function* lines(): Generator<TranscriptLine[]> {
@@ -172,6 +201,8 @@ export function verifyTail(files: TranscriptFile[], hostKey: Uint8Array): TailRe
     verifyLinesSync(lines(), v, (e, l) => {
       report.beforeLast = report.last;
       report.last = e;
+      if (e.type === "checkpoint" && typeof e.root === "string") report.tree = { size: e.head_seq as number, root: fromBase64(e.root, 32), tail: [] };
+      report.tree?.tail.push(leafHash(utf8(l.text)));
       if (l.file === files[lastFile]!.name) lastEnd = l.end;
     });
     const f = files[lastFile];
@@ -252,6 +283,8 @@ export interface VerifyReport {
   /** With an identity: sealed bodies opened, and left sealed because they are another auditor's. */
   sealed: { opened: number; skipped: number } | null;
   against: AgainstReport | null;
+  /** The Merkle tree (TRANSCRIPT.md §3.6) of the lines that verified: its size and root in base64. */
+  tree: { size: number; root: string } | null;
 }
 
 /** Verifies a transcript directory (or one file); resolves to a report, never throws for a bad transcript. */
@@ -297,5 +330,6 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     neverSigned: { count: v.neverSignedCount, entries: v.neverSignedEntries, ranges: v.neverSigned },
     sealed,
     against: acks?.report() ?? null,
+    tree: v.tree && v.tree.size > 0 ? { size: v.tree.size, root: toBase64(v.tree.root) } : null,
   };
 }

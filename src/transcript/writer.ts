@@ -36,16 +36,17 @@
  * error, fails the writer for good (TRANSCRIPT.md §6).
  */
 import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
-import { join } from "node:path";
-import { toHex } from "../bytes.ts";
+import { dirname, join } from "node:path";
+import { toBase64, toHex } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
-import { sha256 } from "../crypto/index.ts";
+import { ed25519Signer, sha256 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
 import type { HeldLock } from "../store/lock.ts";
-import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
-import { BODY_TYPES, type Entry, type EntryFields, GENESIS, makeEntryLine, sealBody, signCheckpoint, wrapFileKey } from "./format.ts";
+import { TRANSCRIPT_FILE_RE, listTranscript, readTranscriptLinesSync } from "./read.ts";
+import { BODY_TYPES, type Entry, type EntryFields, GENESIS, checkpointInput, defaultOrigin, makeEntryLine, sealBody, treeCheckpointFields, wrapFileKey } from "./format.ts";
+import { TranscriptTree } from "./tree.ts";
 import { TranscriptFailure } from "./chain.ts";
 import { type TailReport, verifyTail } from "./verify.ts";
 
@@ -69,6 +70,13 @@ export interface WriterOptions {
   now?: () => number;
   /** The data directory's lock (store/lock.ts): when given, nothing is written unless it is held. */
   lock?: HeldLock;
+  /** The log's origin, the name its checkpoints are signed under (§4.1; serve --log-origin); default: defaultOrigin(host key). */
+  origin?: string;
+}
+
+/** The tree's stored hashes live beside the transcript directory: DATA/tree.hashes for DATA/transcript. */
+export function treePath(transcriptDir: string): string {
+  return join(dirname(transcriptDir), "tree.hashes");
 }
 
 export const DEFAULT_WRITER: Omit<WriterOptions, "dir" | "hostKey" | "version" | "log"> = {
@@ -107,6 +115,7 @@ interface Tail {
   last: Entry | null;
   beforeLast: Entry | null;
   torn: { file: string; bytes: Uint8Array } | null;
+  tree: TailReport["tree"];
 }
 
 /**
@@ -127,8 +136,8 @@ function recoverTail(dir: string, hostKey: Uint8Array): Tail {
       { cause: e },
     );
   }
-  const { last, beforeLast } = tail;
-  if (!tail.torn) return { last, beforeLast, torn: null };
+  const { last, beforeLast, tree } = tail;
+  if (!tail.torn) return { last, beforeLast, torn: null, tree };
   const { path, start, end } = tail.torn;
   const bytes = new Uint8Array(end - start);
   const fd = openSync(path, "r+");
@@ -146,7 +155,7 @@ function recoverTail(dir: string, hostKey: Uint8Array): Tail {
   } finally {
     closeSync(fd);
   }
-  return { last, beforeLast, torn: { file: tail.torn.file, bytes } };
+  return { last, beforeLast, torn: { file: tail.torn.file, bytes }, tree };
 }
 
 /** Entries whose sender's ack waits for `durable` (TRANSCRIPT.md §2.5, §6): they are never durable unsigned. */
@@ -203,9 +212,20 @@ export class TranscriptWriter {
   readonly #watchers: ((recording: boolean) => void)[] = [];
   /** fds retired by rotation while an fsync on them was in flight. */
   #retired: number[] = [];
+  /** The Merkle tree over the lines (§3.6), opened once the tail is known; null when it cannot be built (§7). */
+  #tree: TranscriptTree | null = null;
+  readonly #sign: (m: Uint8Array) => Uint8Array;
+  readonly origin: string;
 
   private constructor(opts: WriterOptions) {
     this.opts = opts;
+    this.#sign = ed25519Signer(opts.hostKey.secretKey);
+    this.origin = opts.origin ?? defaultOrigin(opts.hostKey.publicKey);
+  }
+
+  /** The tree of every line appended: its size and root (null without a tree). */
+  get tree(): { size: number; root: Uint8Array } | null {
+    return this.#tree ? { size: this.#tree.size, root: this.#tree.root() } : null;
   }
 
   get seq(): number {
@@ -265,6 +285,17 @@ export class TranscriptWriter {
       w.#lastTs = tail.last.ts;
     }
     const cleanStop = tail.last?.type === "server_stop" || (tail.last?.type === "checkpoint" && tail.beforeLast?.type === "server_stop");
+    const listed = listTranscript(opts.dir).files;
+    const opened = TranscriptTree.open(treePath(opts.dir), {
+      size: tail.last?.seq ?? 0,
+      complete: listed.length === 0 || Number(FILE_RE.exec(listed[0]!.name)![2]) === 1,
+      checkpoint: tail.tree,
+      tail: tail.tree?.tail ?? [],
+      lines: () => readTranscriptLinesSync(listed),
+    });
+    w.#tree = opened.tree;
+    if (opened.tree === null) opts.log.warn("transcript_no_tree", { reason: opened.missing, effect: "checkpoints sign no tree root until the first files are back" });
+    else if (opened.opened.rebuilt !== null) opts.log.warn("transcript_tree_rebuilt", { reason: opened.opened.rebuilt, lines: opened.opened.leaves });
     const lastFile = files.at(-1);
     if (lastFile) {
       const path = join(opts.dir, lastFile);
@@ -365,6 +396,7 @@ export class TranscriptWriter {
       f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
     }
     const { entry, line } = makeEntryLine(this.#head, seq, this.#now(), type, f);
+    this.#tree?.append(line.slice(0, -1));
     this.#seq = seq;
     this.#head = entry.hash;
     this.#pending.push(line);
@@ -394,11 +426,13 @@ export class TranscriptWriter {
     return { entry, durable: this.#durable(entry.seq, ACKNOWLEDGED.has(type)) };
   }
 
-  /** Seals the chain so far with a host-key signature. */
+  /** Seals the chain so far, and the tree of its lines, with host-key signatures (§4). */
   checkpoint(): Entry {
     const headSeq = this.#seq;
     const head = this.#head;
-    return this.#add("checkpoint", { head_seq: headSeq, head, sig: signCheckpoint(this.opts.hostKey.secretKey, headSeq, head) });
+    const sig = toBase64(this.#sign(checkpointInput(headSeq, head)));
+    const tree = this.#tree ? treeCheckpointFields(this.#sign, this.opts.hostKey.publicKey, this.origin, headSeq, this.#tree.root()) : {};
+    return this.#add("checkpoint", { head_seq: headSeq, head, sig, ...tree });
   }
 
   #durable(seq: number, signed: boolean): Promise<void> {
@@ -435,6 +469,7 @@ export class TranscriptWriter {
     let off = 0;
     try {
       while (off < buf.length) off += writeSync(this.#fd, buf, off, buf.length - off);
+      this.#flushTree();
     } catch (cause) {
       const code = (cause as { code?: string }).code ?? "";
       if (!RETRYABLE.has(code)) {
@@ -447,6 +482,14 @@ export class TranscriptWriter {
     }
     this.#writtenSeq = upTo;
     return true;
+  }
+
+  /** Writes the tree's new hashes; says once if it cannot (the next start rebuilds them). */
+  #flushTree(): void {
+    if (!this.#tree) return;
+    const before = this.#tree.broken;
+    this.#tree.flush();
+    if (before === null && this.#tree.broken !== null) this.opts.log.warn("transcript_tree_unwritten", { path: this.#tree.path, error: this.#tree.broken });
   }
 
   /** The disk is full: keep what it did not take, refuse to record more, and try again later. */
@@ -599,6 +642,8 @@ export class TranscriptWriter {
     }
     this.#fileKey?.fill(0);
     this.#fileKey = null; // nothing is sealed after close; never under a zeroed key
+    // Its hashes fsynced only at a clean stop: the next start trusts them only after one.
+    this.#tree?.close(!this.#failed);
     if (this.#fd < 0) return;
     if (!this.#syncing) closeSync(this.#fd);
     else this.#retired.push(this.#fd);

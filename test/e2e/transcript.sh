@@ -29,6 +29,24 @@ tr="$work/data/transcript"
 
 run "verify pins the host key" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub"
 expect "verify says PASS" "PASS"
+expect "verify prints the tree's root" "(RFC 9162 Merkle tree of the"
+
+# The tree checkpoint (TRANSCRIPT.md §4.1): a signed note under the key serve printed.
+vkey=$(jq -r 'select(.event=="listening") | .vkey' "$work/server.log")
+check "serve prints a vkey: ORIGIN+KEYID+KEY" grep -qE '^securechat/[0-9a-f]{16}\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}$' <<<"$vkey"
+run "transcript checkpoint prints the last signed note" 0 "$bin" transcript checkpoint --data "$work/data"
+note=$out
+origin=${vkey%%+*}
+lines=$(cat "$tr"/*.jsonl | wc -l)
+check "…origin, the tree size (every line but the checkpoint), a root" test "$(sed -n 1,3p <<<"$note" | head -2 | tr '\n' ' ')" = "$origin $((lines - 1)) "
+check "…then a blank line and the signature under that origin" grep -q "^— $origin [A-Za-z0-9+/]*=*$" <<<"$note"
+keyid=$(sed -n '5p' <<<"$note" | awk '{print $3}' | base64 -d 2>/dev/null | head -c 4 | od -An -tx1 | tr -d ' \n')
+check "…whose key ID is the vkey's" test "$keyid" = "$(cut -d+ -f2 <<<"$vkey")"
+rm "$work/data/tree.hashes"
+start_server "$work/data"
+stop_server
+check "a deleted tree.hashes is rebuilt at start, and said so" grep -q '"event":"transcript_tree_rebuilt".*"reason":"no tree.hashes file"' "$work/server.log"
+run "…and the transcript still verifies" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub"
 run "verify against alice's own view" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub" --against "$work/alice.tr"
 
 mkdir -p "$work/edited-data" && cp -r "$tr" "$work/edited-data/transcript" && ln -s "$work/edited-data/transcript" "$work/edited"

@@ -452,7 +452,7 @@ describe("secrets, end to end", () => {
     for (const f of [AUDITOR_KEY, CHAT_TRANSCRIPT]) if ((lstatSync(f).mode & 0o777) !== 0o600) loose.push(`${relative(WORK, f)} ${(lstatSync(f).mode & 0o777).toString(8)}`);
     expect(loose).toEqual([]);
     // The data directory holds only what docs/SECURITY.md §2.4 lists: the walk above saw all of it.
-    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript", "serve.lock", "serve.lock-journal", "serve.pid"];
+    const listed = ["host_key", "host_key.pub", "securechat.db", "securechat.db-wal", "securechat.db-shm", "history.db", "history.db-wal", "history.db-shm", "transcript", "tree.hashes", "serve.lock", "serve.lock-journal", "serve.pid"];
     for (const name of readdirSync(DATA)) expect(listed).toContain(name);
   });
 });
@@ -518,6 +518,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "rotate-size": "a number",
   "history-memory": "a number",
   "auditor-key": "the auditor's PUBLIC key (a secret key line or file is refused)",
+  "log-origin": "a public name the transcript's checkpoints are signed under",
   "host-key": "the server's PUBLIC key or fingerprint (the secret host_key is refused)",
   identity: "a FILE name: the auditor secret key is read from the file, never argv",
   against: "a file name",

@@ -197,6 +197,20 @@ describe("enrolling by password alone (serve --device-enroll password)", () => {
     third.s.close();
   }, NET);
 
+  test("a locked account (PROTOCOL.md §7.10) enrolls no device: the right password is answered account_locked, nothing is recorded, the new key logs in nowhere", async () => {
+    const { t, journal } = await start({ enroll: "password" });
+    await registerRaw(t.port, "gina", PW);
+    t.server.store.setLocked("gina", Date.now());
+    const b = await enroll(t, "gina", PW);
+    expect(b.answer).toMatchObject({ type: "error", code: "account_locked" });
+    expect(journal.events.filter((e) => e.kind === "device_enrolled")).toEqual([]);
+    t.server.store.setLocked("gina", null);
+    const late = await rawSession(t.port);
+    expect((await passwordLogin(late, "gina", PW, b.key)).code).toBe("auth_failed");
+    late.close();
+    b.s.close();
+  }, NET);
+
   test("nothing is enrolled that cannot be recorded: not_recorded", async () => {
     const { t, journal } = await start({ enroll: "password" });
     const gina = await registerRaw(t.port, "gina", PW);

@@ -160,7 +160,7 @@ const MAX_LINE = 1_048_576;
 const HEX32 = /^[0-9a-f]{64}$/;
 
 /** The kinds of §1.2/§2.4, with lengths and bounds as the spec gives them. */
-type Kind = "text" | "int" | "int1" | "bool" | "hex32" | "b64:16" | "b64:32" | "b64:64" | "b64:72" | "sealed";
+type Kind = "text" | "int" | "int1" | "bool" | "hex32" | "b64:16" | "b64:32" | "b64:64" | "b64:68" | "b64:72" | "sealed";
 type Member = { kind: Kind; optional?: true };
 const req = (kind: Kind): Member => ({ kind });
 const opt = (kind: Kind): Member => ({ kind, optional: true });
@@ -199,7 +199,7 @@ const SPEC_TYPES: Record<string, Record<string, Member>> = {
   edit: { ...changed, text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1") },
   delete: changed,
   recovery: { file: req("text"), torn_bytes: req("int"), torn_sha256: req("hex32"), reason: req("text") },
-  checkpoint: { head_seq: req("int1"), head: req("hex32"), sig: req("b64:64") },
+  checkpoint: { head_seq: req("int1"), head: req("hex32"), sig: req("b64:64"), origin: opt("text"), root: opt("b64:32"), note_sig: opt("b64:68") },
 };
 
 type Obj = Record<string, string | number | boolean>;
@@ -309,6 +309,11 @@ function specParse(text: string): Obj | null {
     if ((o.text === undefined) === (o.sealed === undefined)) return null;
     if ((o.sealed === undefined) !== (o.key_seq === undefined)) return null;
   }
+  if (o.type === "checkpoint") {
+    const n = [o.origin, o.root, o.note_sig].filter((x) => x !== undefined).length;
+    if (n !== 0 && n !== 3) return null;
+    if (typeof o.origin === "string" && (o.origin.length === 0 || enc.encode(o.origin).length > 255 || /[\s+]/u.test(o.origin))) return null;
+  }
   return o as Obj;
 }
 
@@ -355,6 +360,29 @@ type Result = { ok: true; entries: number; last_checkpoint: number | null; unsea
 const FILE_RE = /^(\d{4}-\d{2}-\d{2})\.(\d{12})\.jsonl$/;
 
 /** §8: verifies a transcript given as file name → bytes, with the host key pinned. */
+/** §3.6: RFC 9162's MTH over the lines' bytes, by its definition. */
+function specTreeHash(leaves: Uint8Array[]): Uint8Array {
+  const h = (...parts: Uint8Array[]) => sha256(cat(...parts));
+  if (leaves.length === 0) return h();
+  if (leaves.length === 1) return h(new Uint8Array([0]), leaves[0]!);
+  let k = 1;
+  while (k * 2 < leaves.length) k *= 2;
+  return h(new Uint8Array([1]), specTreeHash(leaves.slice(0, k)), specTreeHash(leaves.slice(k)));
+}
+
+/** §4.1: the checkpoint note's signature, by the host key under the entry's origin. */
+function specVerifyNote(hostKey: Uint8Array, e: Obj): boolean {
+  const text = `${e.origin}\n${e.head_seq}\n${e.root}\n`;
+  const keyId = sha256(cat(enc.encode(e.origin as string), new Uint8Array([0x0a, 0x01]), hostKey)).subarray(0, 4);
+  const raw = unb64(e.note_sig as string)!;
+  if (hex(raw.subarray(0, 4)) !== hex(keyId)) return false;
+  try {
+    return ed25519.verify(raw.subarray(4), enc.encode(text), hostKey, { zip215: false });
+  } catch {
+    return false;
+  }
+}
+
 function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Result {
   const names = Object.keys(files)
     .filter((n) => FILE_RE.test(n))
@@ -399,6 +427,8 @@ function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Res
   let entries = 0;
   let lastCheckpoint: number | null = null;
   let unsealed = 0;
+  /** The lines so far, the leaves of §3.6. */
+  const leaves: Uint8Array[] = [];
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i]!;
     const fail = (cls: string): Result => ({ ok: false, class: cls, file: l.file, line: l.line });
@@ -435,6 +465,10 @@ function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Res
     if (e.type === "checkpoint") {
       if (!P || e.head_seq !== P.seq || e.head !== P.hash) return fail("bad_checkpoint");
       if (!specVerifySig(key, e.head_seq as number, e.head as string, e.sig as string)) return fail("bad_signature");
+      if (e.root !== undefined) {
+        if (!specVerifyNote(key, e)) return fail("bad_signature");
+        if (Buffer.from(specTreeHash(leaves)).toString("base64") !== e.root) return fail("bad_checkpoint");
+      }
     }
     if (e.type === "seal_key") sealKeys.add(seq);
     if (e.key_seq !== undefined && !sealKeys.has(e.key_seq as number)) return fail("key_seq");
@@ -448,6 +482,7 @@ function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Res
     }
     P = e;
     entries += 1;
+    leaves.push(enc.encode(l.text));
     if (e.type === "checkpoint") {
       lastCheckpoint = seq;
       unsealed = 0;

@@ -6,9 +6,10 @@
  * breaks and what it looks like; key pinning; checkpoints; --against.
  */
 import { describe, expect, test } from "bun:test";
-import { appendFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { appendFileSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { toBase64 } from "../../src/bytes.ts";
+import { toBase64, utf8 } from "../../src/bytes.ts";
 import { EXIT } from "../../src/commands/exit.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
 import { type Entry, entryLine } from "../../src/transcript/format.ts";
@@ -724,6 +725,15 @@ describe("verify: entries a crashed run never signed (§8.2)", () => {
   });
 });
 
+/** RFC 9162 §2.1.1 MTH, straight from the definition (not src/transcript/merkle.ts). */
+function rfcTreeHash(d: Uint8Array[]): Uint8Array {
+  const h = (...parts: Uint8Array[]) => new Uint8Array(createHash("sha256").update(Buffer.concat(parts)).digest());
+  if (d.length === 1) return h(new Uint8Array([0]), d[0]!);
+  let k = 1;
+  while (k * 2 < d.length) k *= 2;
+  return h(new Uint8Array([1]), rfcTreeHash(d.slice(0, k)), rfcTreeHash(d.slice(k)));
+}
+
 describe("verify --json (§8.3): one object per finding, then a summary", () => {
   type Obj = Record<string, unknown>;
   const parse = (stdout: string): Obj[] => {
@@ -786,14 +796,21 @@ describe("verify --json (§8.3): one object per finding, then a summary", () => 
     expect(text.code).toBe(0);
     const objs = parse(r.stdout);
     expect(objs.map((o) => `${o.kind}:${o.warning ?? o.note ?? ""}`)).toEqual([
+      "note:merkle_root",
       "warning:unsigned_tail",
       "note:host_key_unpinned",
       "note:recoveries",
       "warning:never_signed",
       "summary:",
     ]);
-    expect(objs[0]).toMatchObject({ entries: 5, last_checkpoint: 3 });
-    expect(objs[3]).toEqual({
+    // The root any RFC 9162 implementation computes over the file's lines (without their newlines).
+    const lines = readdirSync(dir)
+      .filter((f) => f.endsWith(".jsonl"))
+      .sort()
+      .flatMap((f) => readFileSync(join(dir, f), "utf8").split("\n").slice(0, -1));
+    expect(objs[0]).toEqual({ kind: "note", note: "merkle_root", size: 8, root: toBase64(rfcTreeHash(lines.map((l) => utf8(l)))), text: expect.stringMatching(/^root: [A-Za-z0-9+/]{43}= \(RFC 9162 Merkle tree of the 8 lines/) });
+    expect(objs[1]).toMatchObject({ entries: 5, last_checkpoint: 3 });
+    expect(objs[4]).toEqual({
       kind: "warning",
       warning: "never_signed",
       from: 4,
