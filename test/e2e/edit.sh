@@ -2,7 +2,7 @@
 # Drives the compiled binary through editing and deleting messages
 # (PROTOCOL.md §7.12), as two people would: a server with a 2-second edit
 # window; bob listens (`chat --json`, stdin a fifo held open by a sleep of our
-# own) while alice says two lines, edits the first and deletes the second
+# own, lib.sh's chat_bg) while alice says two lines, edits the first and deletes the second
 # from a pipe, then edits a direct message to bob; bob's client shows the
 # changes; bob cannot change alice's
 # message; /history shows the current text, also after the server restarts;
@@ -31,14 +31,8 @@ for u in alice bob; do
   run "register $u" 0 as "$u" "$bin" register "$u" --server "$srv" --password-stdin --accept-new-host
 done
 
-# bob listens.
-mkfifo "$work/bob.in"
-sleep 300 >"$work/bob.in" &
-holder=$!
-as bob "$bin" chat --server "$srv" --json <"$work/bob.in" >"$work/bob.out" 2>"$work/bob.err" &
-bob_pid=$!
-pids+=("$holder" "$bob_pid")
-wait_for "$work/bob.out" '^\{"type":"room"' && ok || { bad "bob: no room event"; show "$work/bob.err"; }
+# bob listens (lib.sh: sets bob_pid and bob_holder).
+chat_bg "$work/home-bob" bob bob
 
 # alice: two lines; /edit 2 is the first of them, /delete alone the last.
 chat_as alice $'teh plan is set\nmy password is hunter2\n/edit 2 the plan is set\n/delete\n'
@@ -84,7 +78,7 @@ chat_as alice $'/edit #1 too late\n/delete #1\n'
 check "after the window: both refused edit_window_closed" [ "$(grep -c '^{"type":"nack","id":[0-9]*,"code":"edit_window_closed"' <<<"$out")" = 2 ]
 expect "the refusal names the window" "older than 2 s"
 
-kill -TERM "$holder"; wait "$holder" 2>/dev/null
+kill -TERM "$bob_holder"; wait "$bob_holder" 2>/dev/null
 wait_exit "$bob_pid" && [ "$rc" = 0 ] && ok || bad "bob: exit $rc after his stdin closed"
 
 # After a restart, history still shows the current text (history.db follows the transcript).
