@@ -937,11 +937,17 @@ export class ChatServer {
   }
 
   /**
-   * `device_revoke` (PROTOCOL.md §7.11): once the device is revoked (recorded,
+   * `device_revoke` (PROTOCOL.md §7.11): only on a session opened with the
+   * password (as `change_password`); once the device is revoked (recorded,
    * its tickets deleted: Devices.revoke), every live session standing on it
    * ends at once with `device_revoked`.
    */
   revokeDevice(me: Connection, id: string): Message<"device_revoked" | "notice"> {
+    // A ticket is a bearer credential a thief of the disk holds (an unsealed file): it must not
+    // revoke the owner's other devices and so lock the owner out. The password and a device key must.
+    if (me.method === "ticket") {
+      return { type: "notice", code: "password_login_needed", text: 'log in with your password (not a ticket) to revoke a device ("securechat device revoke" asks for it)' };
+    }
     const r = this.devices.revoke(me, id, Date.now());
     if ("type" in r) return r;
     const err = { code: "device_revoked", message: `this device (${id}) was revoked by ${me.user} from ${me.source} ("securechat device revoke"); it can no longer log in` };

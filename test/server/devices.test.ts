@@ -259,6 +259,27 @@ describe("revoking a device (the stolen laptop)", () => {
     for (const s of [a, byTicket, byPassword, again.s]) s.close();
   }, NET);
 
+  test("a stolen ticket cannot revoke the owner's other devices: a ticket session is refused password_login_needed, and the owner's device still logs in", async () => {
+    const { t, journal } = await start({ enroll: "password" });
+    const olga = await registerRaw(t.port, "olga", PW);
+    // The laptop's ticket file (unsealed, a bearer credential) is what a thief of the laptop holds.
+    const laptopTicketKey = ed25519Generate();
+    const b = await enroll(t, "olga", PW, ed25519Generate(), "stolen laptop", laptopTicketKey.publicKey);
+    const ticket = (b.answer.msg as Message<"welcome">).ticket!;
+    b.s.close();
+    const thief = await rawSession(t.port);
+    expect((await ticketLogin(thief, "olga", ticket, laptopTicketKey)).type).toBe("welcome");
+    const refused = await ask(thief, { type: "device_revoke", id: deviceId(olga.identity.publicKey) }, "device_revoked");
+    expect(refused).toMatchObject({ type: "notice", code: "password_login_needed" });
+    expect(journal.events.some((e) => e.kind === "device_revoked")).toBe(false);
+    // The owner's desktop still logs in, and revokes the laptop (its session, the thief's, ends).
+    const a = await session(t, olga);
+    expect(await ask(a, { type: "device_revoke", id: deviceId(b.key.publicKey) }, "device_revoked")).toEqual({ type: "device_revoked", id: deviceId(b.key.publicKey), ended: 1 });
+    expect((await untilMessage(thief, (m) => m.type === "error")).match).toMatchObject({ type: "error", code: "device_revoked" });
+    a.close();
+    thief.close();
+  }, NET);
+
   test("the session's own device, or an id that is no active device, is refused and nothing changes; so is one that cannot be recorded", async () => {
     const { t, journal } = await start({ enroll: "password" });
     const ivy = await registerRaw(t.port, "ivy", PW);
