@@ -167,8 +167,9 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   method: "register" | "ticket" | "password" | null = null;
   /** A change_password is being hashed: a second one waits for nothing and is refused. */
   changingPassword = false;
-  /** While enrolling: the enrollment this connection waits on. */
+  /** While enrolling: the enrollment this connection waits on, and what lets this connection in once it is approved. */
   enrollment: PendingLogin | null = null;
+  waiter: (() => void) | null = null;
   failures = 0;
   deadline: ReturnType<typeof setTimeout> | null;
   readonly source: string;
@@ -353,7 +354,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
     this.clearDeadline();
     this.deadline = setTimeout(() => this.timeout(), Math.max(0, p.pending.expires - Date.now()));
     this.server.log.info("enroll_pending", { user: m.user, source: this.source, device: deviceId(m.device_key) });
-    p.pending.waiter = () => {
+    const waiter = (this.waiter = () => {
       p.pending.waiter = null;
       this.enrollment = null;
       if (this.phase !== "enrolling") return;
@@ -362,7 +363,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       } catch (e) {
         this.fail(e);
       }
-    };
+    });
+    p.pending.waiter = waiter;
   }
 
   /** The attempt succeeded: the welcome, and the connection is a session. */
@@ -621,7 +623,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.server.log.info("session_closed", { user: this.user, source: this.source, reason: this.endedBy ?? reason, duration_s: durationS });
     }
     this.server.chat.disconnect(this);
-    if (this.enrollment) this.enrollment.pending.waiter = null;
+    // Another connection enrolling the same key may have taken the wait over: its waiter stays.
+    if (this.enrollment && this.enrollment.pending.waiter === this.waiter) this.enrollment.pending.waiter = null;
     this.enrollment = null;
     this.phase = "closed";
     this.outbox.clear();

@@ -146,6 +146,24 @@ describe("enrolling a new device by approval (the default)", () => {
     expect(await b.s.conn.waitClosed(3000)).toBe(true);
   }, NET);
 
+  test("the new machine asks again while its first attempt still waits, then the first closes: the approval lets the second in", async () => {
+    const { t } = await start();
+    const pat = await registerRaw(t.port, "pat", PW);
+    const laptop = ed25519Generate();
+    const first = await enroll(t, "pat", PW, laptop);
+    const second = await enroll(t, "pat", PW, laptop);
+    expect([first.answer.type, second.answer.type]).toEqual(["enroll_pending", "enroll_pending"]);
+    first.s.close();
+    expect(await first.s.conn.waitClosed(3000)).toBe(true);
+    const a = await session(t, pat);
+    // The server has seen the first connection go by the time it answers this.
+    await ask(a, { type: "device_list" }, "devices");
+    expect(await ask(a, { type: "device_approve", key: laptop.publicKey, sig: signEnrollment(pat.identity.secretKey, "pat", laptop.publicKey) }, "device_added")).toMatchObject({ type: "device_added" });
+    expect((await untilMessage(second.s, (m) => m.type === "welcome" || m.type === "error", 5000)).match).toMatchObject({ type: "welcome", user: "pat" });
+    a.close();
+    second.s.close();
+  }, NET);
+
   test("a waiting enrollment holds no login slot: with --max-startups full at 1, others still connect and log in while it waits", async () => {
     const { t } = await start();
     const kim = await registerRaw(t.port, "kim", PW);
