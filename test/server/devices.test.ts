@@ -244,12 +244,17 @@ describe("enrolling by password alone (serve --device-enroll password)", () => {
 });
 
 describe("revoking a device (the stolen laptop)", () => {
+  /** `name` registers, then enrolls a laptop by the password (policy `password`) that is let in with a ticket. */
+  async function withLaptop(t: TestServer, name: string) {
+    const user = await registerRaw(t.port, name, PW);
+    const laptopTicketKey = ed25519Generate();
+    const b = await enroll(t, name, PW, ed25519Generate(), "stolen laptop", laptopTicketKey.publicKey);
+    return { user, b, ticket: (b.answer.msg as Message<"welcome">).ticket!, laptopTicketKey };
+  }
+
   test("its live session ends at once with device_revoked; its tickets and password logins are refused; its key cannot be enrolled again", async () => {
     const { t, journal } = await start({ enroll: "password" });
-    const hank = await registerRaw(t.port, "hank", PW);
-    const laptopTicketKey = ed25519Generate();
-    const b = await enroll(t, "hank", PW, ed25519Generate(), "stolen laptop", laptopTicketKey.publicKey);
-    const ticket = (b.answer.msg as Message<"welcome">).ticket!;
+    const { user: hank, b, ticket, laptopTicketKey } = await withLaptop(t, "hank");
     b.s.send({ type: "join", room: "ops" });
     await untilMessage(b.s, (m) => m.type === "history_end");
 
@@ -279,11 +284,8 @@ describe("revoking a device (the stolen laptop)", () => {
 
   test("a stolen ticket cannot revoke the owner's other devices: a ticket session is refused password_login_needed, and the owner's device still logs in", async () => {
     const { t, journal } = await start({ enroll: "password" });
-    const olga = await registerRaw(t.port, "olga", PW);
     // The laptop's ticket file (unsealed, a bearer credential) is what a thief of the laptop holds.
-    const laptopTicketKey = ed25519Generate();
-    const b = await enroll(t, "olga", PW, ed25519Generate(), "stolen laptop", laptopTicketKey.publicKey);
-    const ticket = (b.answer.msg as Message<"welcome">).ticket!;
+    const { user: olga, b, ticket, laptopTicketKey } = await withLaptop(t, "olga");
     b.s.close();
     const thief = await rawSession(t.port);
     expect((await ticketLogin(thief, "olga", ticket, laptopTicketKey)).type).toBe("welcome");
