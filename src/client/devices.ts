@@ -6,7 +6,7 @@
  * the password, as `register` seals the first, and an approval is a
  * signature made here.
  */
-import { ed25519Generate, wipe } from "../crypto/index.ts";
+import { type Ed25519KeyPair, ed25519Generate, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { deviceId } from "../fingerprint.ts";
 import { deviceCode, normalizeDeviceCode, signEnrollment } from "../protocol/devices.ts";
@@ -24,7 +24,7 @@ import {
   settleIdentity,
   welcomed,
 } from "./account.ts";
-import { handshake } from "./connection.ts";
+import { type ClientSession, handshake } from "./connection.ts";
 import { forgetDmSeen } from "./dmseen.ts";
 import { identityPath, removeIdentity, saveIdentity } from "./keystore.ts";
 
@@ -92,15 +92,11 @@ export async function addDevice(o: AccountOptions, password: string, name: strin
 export type PendingDevice = Message<"devices">["pending"][number] & { id: string; code: string };
 
 /**
- * `securechat device approve CODE`: a password login with this machine's
- * key, then the waiting enrollment whose key has that code — computed here
- * from the key the server lists, so the server cannot put another key in
- * its place — is shown to `confirm`, and approved with this device's
- * signature.
+ * Runs `f` on a session opened by a password login with this machine's key
+ * (no ticket is asked for): what only the password and a device may do.
  */
-export async function approveDevice(o: AccountOptions, password: string, code: string, confirm: (p: PendingDevice) => Promise<boolean>): Promise<Message<"device_added">> {
+async function withPasswordSession<T>(o: AccountOptions, password: string, f: (session: ClientSession, identity: Ed25519KeyPair) => Promise<T>): Promise<T> {
   checkUserName(o.user);
-  const want = normalizeDeviceCode(code);
   const { identity, pending } = await openIdentity(o, password);
   try {
     const session = await handshake(o.addr, o.trust);
@@ -108,21 +104,9 @@ export async function approveDevice(o: AccountOptions, password: string, code: s
       session.send({ type: "login", user: o.user, sig: signClientAuth(identity.secretKey, session.keys), password });
       await answer(session, o.user);
       settleIdentity(o, pending);
-      session.send({ type: "device_list" });
-      const list = await answerOf(session, "devices");
-      const match = list.pending.find((p) => deviceCode(o.user, p.key) === want);
-      if (!match) {
-        throw new SecureChatError("no_enrollment", `no enrollment waiting for ${o.user} at ${o.addr.id} has the code ${want}`, {
-          detail: { waiting: list.pending.length },
-        });
-      }
-      if (!(await confirm({ ...match, id: deviceId(match.key), code: want }))) {
-        throw new SecureChatError("approval_declined", `the device ${deviceId(match.key)} was not approved`);
-      }
-      session.send({ type: "device_approve", key: match.key, sig: signEnrollment(identity.secretKey, o.user, match.key) });
-      const added = await answerOf(session, "device_added");
+      const r = await f(session, identity);
       session.send({ type: "bye", reason: "done" });
-      return added;
+      return r;
     } finally {
       session.close();
     }
@@ -131,12 +115,45 @@ export async function approveDevice(o: AccountOptions, password: string, code: s
   }
 }
 
+/**
+ * `securechat device approve CODE`: a password login with this machine's
+ * key, then the waiting enrollment whose key has that code — computed here
+ * from the key the server lists, so the server cannot put another key in
+ * its place — is shown to `confirm`, and approved with this device's
+ * signature.
+ */
+export async function approveDevice(o: AccountOptions, password: string, code: string, confirm: (p: PendingDevice) => Promise<boolean>): Promise<Message<"device_added">> {
+  const want = normalizeDeviceCode(code);
+  return withPasswordSession(o, password, async (session, identity) => {
+    session.send({ type: "device_list" });
+    const list = await answerOf(session, "devices");
+    const match = list.pending.find((p) => deviceCode(o.user, p.key) === want);
+    if (!match) {
+      throw new SecureChatError("no_enrollment", `no enrollment waiting for ${o.user} at ${o.addr.id} has the code ${want}`, {
+        detail: { waiting: list.pending.length },
+      });
+    }
+    if (!(await confirm({ ...match, id: deviceId(match.key), code: want }))) {
+      throw new SecureChatError("approval_declined", `the device ${deviceId(match.key)} was not approved`);
+    }
+    session.send({ type: "device_approve", key: match.key, sig: signEnrollment(identity.secretKey, o.user, match.key) });
+    return answerOf(session, "device_added");
+  });
+}
+
 /** The user's devices and waiting enrollments (`securechat device list`). */
 export function listDevices(o: AccountOptions): Promise<Message<"devices">> {
   return sessionRequest(o, { type: "device_list" }, "devices");
 }
 
-/** Revokes the device `id` (`securechat device revoke ID`). */
-export function revokeDevice(o: AccountOptions, id: string): Promise<Message<"device_revoked">> {
-  return sessionRequest(o, { type: "device_revoke", id }, "device_revoked");
+/**
+ * Revokes the device `id` (`securechat device revoke ID`), on a password
+ * login: the server refuses it on a ticket session, so a stolen ticket
+ * cannot revoke the owner's devices (PROTOCOL.md §7.11).
+ */
+export function revokeDevice(o: AccountOptions, password: string, id: string): Promise<Message<"device_revoked">> {
+  return withPasswordSession(o, password, (session) => {
+    session.send({ type: "device_revoke", id });
+    return answerOf(session, "device_revoked");
+  });
 }

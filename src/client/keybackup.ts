@@ -30,6 +30,7 @@ import {
 import { SecureChatError } from "../errors.ts";
 import { normalizePassword } from "../password.ts";
 import { USER_NAME_RE } from "../protocol/limits.ts";
+import { parseServerAddress } from "./connection.ts";
 
 export const BACKUP_MAGIC = "securechat key backup v1";
 /** What `key export` writes: 64 MiB, 3 passes, 1 lane (RFC 9106 §4's second choice, with one lane). */
@@ -94,6 +95,14 @@ const LINES = [
   /^sealed ([A-Za-z0-9+/=]+)$/,
 ] as const;
 
+function isServerId(s: string): boolean {
+  try {
+    return parseServerAddress(s).id === s;
+  } catch {
+    return false;
+  }
+}
+
 function corrupt(what: string): never {
   throw new SecureChatError("backup_corrupt", `key backup: ${what}`);
 }
@@ -124,6 +133,8 @@ export async function openKeyBackup(text: string, passphrase: string): Promise<K
   const user = userLine![1]!;
   const server = serverLine![1]!;
   if (!USER_NAME_RE.test(user)) corrupt("the user name is not valid");
+  // The server names the directory the key is written to (accounts/SERVER/): only a server address as the client writes it.
+  if (!isServerId(server)) corrupt("the server is not a server address (HOST:PORT)");
   const head = lines.slice(0, 5).join("\n") + "\n";
   const k = await deriveKey(passphrase, salt, p);
   let seed: Uint8Array | undefined;

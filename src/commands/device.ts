@@ -128,15 +128,18 @@ const revoke = command({
     id: { type: "positional", description: "The device's ID, as \"device list\" shows it", required: true, valueHint: "ID" },
     ...userArg,
     ...args.server,
+    ...args.passwordStdin,
     ...args.acceptNewHost,
     ...args.debug,
   },
-  examples: ["securechat device revoke 3fa2c1d09b7e"],
+  examples: ["securechat device revoke 3fa2c1d09b7e", "securechat device revoke 3fa2c1d09b7e --password-stdin < pw.txt"],
   async run({ args: a }) {
     if (!/^[0-9a-f]{12}$/.test(a.id)) throw new CliError(EXIT.USAGE, `"${a.id}" is not a device ID (12 hex digits)`, ['run "securechat device list" to see the IDs']);
-    const { revokeDevice } = await import("../client/devices.ts");
-    const { o } = await account(a, true);
-    const r = await revokeDevice(o, a.id);
+    const [{ revokeDevice }, { obtainPassword }] = await Promise.all([import("../client/devices.ts"), import("../client/prompt.ts")]);
+    const { o } = await account(a, false);
+    // The password, not the ticket: a stolen ticket must not revoke your other devices.
+    const password = await obtainPassword({ fromStdin: Boolean(a["password-stdin"]), confirm: false });
+    const r = await revokeDevice(o, password, a.id);
     process.stderr.write(`revoked device ${r.id}: ${r.ended} live session${r.ended === 1 ? "" : "s"} ended; its key and tickets are refused from now on\n`);
   },
 });

@@ -167,8 +167,9 @@ class Connection implements Member, FramedHandler, OutboxOwner {
   method: "register" | "ticket" | "password" | null = null;
   /** A change_password is being hashed: a second one waits for nothing and is refused. */
   changingPassword = false;
-  /** While enrolling: the enrollment this connection waits on. */
+  /** While enrolling: the enrollment this connection waits on, and what lets this connection in once it is approved. */
   enrollment: PendingLogin | null = null;
+  waiter: (() => void) | null = null;
   failures = 0;
   deadline: ReturnType<typeof setTimeout> | null;
   readonly source: string;
@@ -353,7 +354,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
     this.clearDeadline();
     this.deadline = setTimeout(() => this.timeout(), Math.max(0, p.pending.expires - Date.now()));
     this.server.log.info("enroll_pending", { user: m.user, source: this.source, device: deviceId(m.device_key) });
-    p.pending.waiter = () => {
+    const waiter = (this.waiter = () => {
       p.pending.waiter = null;
       this.enrollment = null;
       if (this.phase !== "enrolling") return;
@@ -362,7 +363,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       } catch (e) {
         this.fail(e);
       }
-    };
+    });
+    p.pending.waiter = waiter;
   }
 
   /** The attempt succeeded: the welcome, and the connection is a session. */
@@ -621,7 +623,8 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       this.server.log.info("session_closed", { user: this.user, source: this.source, reason: this.endedBy ?? reason, duration_s: durationS });
     }
     this.server.chat.disconnect(this);
-    if (this.enrollment) this.enrollment.pending.waiter = null;
+    // Another connection enrolling the same key may have taken the wait over: its waiter stays.
+    if (this.enrollment && this.enrollment.pending.waiter === this.waiter) this.enrollment.pending.waiter = null;
     this.enrollment = null;
     this.phase = "closed";
     this.outbox.clear();
@@ -937,11 +940,17 @@ export class ChatServer {
   }
 
   /**
-   * `device_revoke` (PROTOCOL.md §7.11): once the device is revoked (recorded,
+   * `device_revoke` (PROTOCOL.md §7.11): only on a session opened with the
+   * password (as `change_password`); once the device is revoked (recorded,
    * its tickets deleted: Devices.revoke), every live session standing on it
    * ends at once with `device_revoked`.
    */
   revokeDevice(me: Connection, id: string): Message<"device_revoked" | "notice"> {
+    // A ticket is a bearer credential a thief of the disk holds (an unsealed file): it must not
+    // revoke the owner's other devices and so lock the owner out. The password and a device key must.
+    if (me.method === "ticket") {
+      return { type: "notice", code: "password_login_needed", text: 'log in with your password (not a ticket) to revoke a device ("securechat device revoke" asks for it)' };
+    }
     const r = this.devices.revoke(me, id, Date.now());
     if ("type" in r) return r;
     const err = { code: "device_revoked", message: `this device (${id}) was revoked by ${me.user} from ${me.source} ("securechat device revoke"); it can no longer log in` };

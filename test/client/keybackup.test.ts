@@ -15,7 +15,8 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { argon2id } from "@noble/hashes/argon2.js";
 import { VECTOR_PATH, buildKeyBackupVector } from "../../scripts/gen-keybackup-vector.ts";
 import { fromHex, toHex } from "../../src/bytes.ts";
-import { openKeyBackup, writeBackupFile } from "../../src/client/keybackup.ts";
+import { BACKUP_BOUNDS, openKeyBackup, sealKeyBackup, writeBackupFile } from "../../src/client/keybackup.ts";
+import { ed25519Generate } from "../../src/crypto/index.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const V = JSON.parse(readFileSync(join(ROOT, VECTOR_PATH), "utf8")) as Awaited<ReturnType<typeof buildKeyBackupVector>>;
@@ -85,6 +86,18 @@ describe("key import's reading of a backup", () => {
     expect(await codeOf(openKeyBackup(V.file.replace("securechat key backup v1", "securechat key backup v2"), V.inputs.passphrase))).toBe("backup_corrupt");
     expect(await codeOf(openKeyBackup(`${V.file}extra\n`, V.inputs.passphrase))).toBe("backup_corrupt");
     expect(await codeOf(openKeyBackup(V.file.replace(/salt=\S+/, "salt=AAAA"), V.inputs.passphrase))).toBe("backup_corrupt");
+  });
+
+  test("a file sealed by its maker with a server that is no server address (a path that climbs out of the client home) is backup_corrupt: import never writes outside accounts/", async () => {
+    const key = ed25519Generate();
+    const p = { m: BACKUP_BOUNDS.mMin, t: BACKUP_BOUNDS.tMin, p: 1 };
+    for (const server of ["../../escaped", "chat.example:7447/../..", "/tmp/x:7447"]) {
+      const planted = await sealKeyBackup(key, "alice", server, V.inputs.passphrase, p);
+      expect(await codeOf(openKeyBackup(planted, V.inputs.passphrase))).toBe("backup_corrupt");
+    }
+    // A real server address still opens.
+    const fine = await openKeyBackup(await sealKeyBackup(key, "alice", "[::1]:7447", V.inputs.passphrase, p), V.inputs.passphrase);
+    expect(fine.server).toBe("[::1]:7447");
   });
 });
 

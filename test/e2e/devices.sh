@@ -71,7 +71,8 @@ run "A says something" 0 on A "$bin" chat
 if wait_for "$work/b.out" '"text":"hello from A"'; then ok; else bad "B did not receive A's line"; show "$work/b.out"; fi
 
 # --- the laptop is stolen: revoke B from A ---------------------------------
-run "A revokes B" 0 on A "$bin" device revoke "$b_id"
+input="$PW"$'\n'
+run "A revokes B (with the password: a ticket alone may not)" 0 on A "$bin" device revoke "$b_id" --password-stdin
 expect "revoke says B's live session ended" "1 live session ended"
 if wait_exit "$chat_pid" 30 && [ "$rc" = 1 ]; then ok; else bad "B's chat: exit $rc within 3 s of the revocation, want 1"; show "$work/b.out" "$work/b.err"; fi
 check "B's chat was told device_revoked" grep -q '"code":"device_revoked"' "$work/b.out"
@@ -84,7 +85,8 @@ run "B's ticket is gone too" 3 on B "$bin" device list
 expect "and B is told to log in" "no valid session ticket for alice"
 out=$(on A "$bin" device list --json)
 check "A's list shows B revoked" jqok --arg b "$b_id" '.devices[] | select(.id == $b) | .revoked > 0' <<<"$out"
-run "A cannot revoke its own device" 1 on A "$bin" device revoke "$a_id"
+input="$PW"$'\n'
+run "A cannot revoke its own device" 1 on A "$bin" device revoke "$a_id" --password-stdin
 expect "and is told why" "revoke it from another of your devices"
 
 # --- key backup: A's key to machine C --------------------------------------

@@ -556,7 +556,7 @@ describe("argv and environment carry no secret", () => {
       }
     }
     expect(unreviewed).toEqual([]);
-    expect(passwordFlags).toBe(8); // register, login, chat, passwd, device add, device approve, key export, key import
+    expect(passwordFlags).toBe(9); // register, login, chat, passwd, device add, device approve, device revoke, key export, key import
   });
 
   test("a password given as a flag is refused without being echoed", async () => {

@@ -146,6 +146,24 @@ describe("enrolling a new device by approval (the default)", () => {
     expect(await b.s.conn.waitClosed(3000)).toBe(true);
   }, NET);
 
+  test("the new machine asks again while its first attempt still waits, then the first closes: the approval lets the second in", async () => {
+    const { t } = await start();
+    const pat = await registerRaw(t.port, "pat", PW);
+    const laptop = ed25519Generate();
+    const first = await enroll(t, "pat", PW, laptop);
+    const second = await enroll(t, "pat", PW, laptop);
+    expect([first.answer.type, second.answer.type]).toEqual(["enroll_pending", "enroll_pending"]);
+    first.s.close();
+    expect(await first.s.conn.waitClosed(3000)).toBe(true);
+    const a = await session(t, pat);
+    // The server has seen the first connection go by the time it answers this.
+    await ask(a, { type: "device_list" }, "devices");
+    expect(await ask(a, { type: "device_approve", key: laptop.publicKey, sig: signEnrollment(pat.identity.secretKey, "pat", laptop.publicKey) }, "device_added")).toMatchObject({ type: "device_added" });
+    expect((await untilMessage(second.s, (m) => m.type === "welcome" || m.type === "error", 5000)).match).toMatchObject({ type: "welcome", user: "pat" });
+    a.close();
+    second.s.close();
+  }, NET);
+
   test("a waiting enrollment holds no login slot: with --max-startups full at 1, others still connect and log in while it waits", async () => {
     const { t } = await start();
     const kim = await registerRaw(t.port, "kim", PW);
@@ -226,12 +244,17 @@ describe("enrolling by password alone (serve --device-enroll password)", () => {
 });
 
 describe("revoking a device (the stolen laptop)", () => {
+  /** `name` registers, then enrolls a laptop by the password (policy `password`) that is let in with a ticket. */
+  async function withLaptop(t: TestServer, name: string) {
+    const user = await registerRaw(t.port, name, PW);
+    const laptopTicketKey = ed25519Generate();
+    const b = await enroll(t, name, PW, ed25519Generate(), "stolen laptop", laptopTicketKey.publicKey);
+    return { user, b, ticket: (b.answer.msg as Message<"welcome">).ticket!, laptopTicketKey };
+  }
+
   test("its live session ends at once with device_revoked; its tickets and password logins are refused; its key cannot be enrolled again", async () => {
     const { t, journal } = await start({ enroll: "password" });
-    const hank = await registerRaw(t.port, "hank", PW);
-    const laptopTicketKey = ed25519Generate();
-    const b = await enroll(t, "hank", PW, ed25519Generate(), "stolen laptop", laptopTicketKey.publicKey);
-    const ticket = (b.answer.msg as Message<"welcome">).ticket!;
+    const { user: hank, b, ticket, laptopTicketKey } = await withLaptop(t, "hank");
     b.s.send({ type: "join", room: "ops" });
     await untilMessage(b.s, (m) => m.type === "history_end");
 
@@ -257,6 +280,24 @@ describe("revoking a device (the stolen laptop)", () => {
     const list = (await ask(a, { type: "device_list" }, "devices")) as Message<"devices">;
     expect(list.devices.find((d) => d.id === deviceId(b.key.publicKey))).toMatchObject({ name: "stolen laptop", revoked: expect.any(Number) });
     for (const s of [a, byTicket, byPassword, again.s]) s.close();
+  }, NET);
+
+  test("a stolen ticket cannot revoke the owner's other devices: a ticket session is refused password_login_needed, and the owner's device still logs in", async () => {
+    const { t, journal } = await start({ enroll: "password" });
+    // The laptop's ticket file (unsealed, a bearer credential) is what a thief of the laptop holds.
+    const { user: olga, b, ticket, laptopTicketKey } = await withLaptop(t, "olga");
+    b.s.close();
+    const thief = await rawSession(t.port);
+    expect((await ticketLogin(thief, "olga", ticket, laptopTicketKey)).type).toBe("welcome");
+    const refused = await ask(thief, { type: "device_revoke", id: deviceId(olga.identity.publicKey) }, "device_revoked");
+    expect(refused).toMatchObject({ type: "notice", code: "password_login_needed" });
+    expect(journal.events.some((e) => e.kind === "device_revoked")).toBe(false);
+    // The owner's desktop still logs in, and revokes the laptop (its session, the thief's, ends).
+    const a = await session(t, olga);
+    expect(await ask(a, { type: "device_revoke", id: deviceId(b.key.publicKey) }, "device_revoked")).toEqual({ type: "device_revoked", id: deviceId(b.key.publicKey), ended: 1 });
+    expect((await untilMessage(thief, (m) => m.type === "error")).match).toMatchObject({ type: "error", code: "device_revoked" });
+    a.close();
+    thief.close();
   }, NET);
 
   test("the session's own device, or an id that is no active device, is refused and nothing changes; so is one that cannot be recorded", async () => {
