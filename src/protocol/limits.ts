@@ -76,3 +76,12 @@ export const AWAY_LIST_MAX = 100;
 export const SESSION_LIST_MAX = 100;
 /** A peer's address as the server shows it (an IPv6 address is at most 45 characters). */
 export const SOURCE_TEXT_MAX = 64;
+/**
+ * Read markers (PROTOCOL.md §7.9): rooms in one `read` request (more than
+ * the 32 rooms a connection may be in, so one request carries them all),
+ * and rooms in one `unread_list` answer (a user's markers are capped by the
+ * server; 256 rows of at most 32 + 3 × 16 bytes and their keys stay near
+ * 25 KiB, far inside MAX_FRAME).
+ */
+export const READ_LIST_MAX = 64;
+export const UNREAD_LIST_MAX = 256;

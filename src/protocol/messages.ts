@@ -17,11 +17,13 @@ import {
   MAX_LIST,
   MESSAGE_TEXT_MAX,
   PASSWORD_FIELD_MAX,
+  READ_LIST_MAX,
   REASON_TEXT_MAX,
   ROOM_NAME_MAX,
   ROOM_NAME_RE,
   SESSION_LIST_MAX,
   SOURCE_TEXT_MAX,
+  UNREAD_LIST_MAX,
   USER_NAME_MAX,
   USER_NAME_RE,
 } from "./limits.ts";
@@ -290,7 +292,14 @@ const SCHEMAS = {
     history: optional(bool),
     late: optional(bool),
   },
-  room: { room: roomName, users: list(userName, MAX_LIST), seq: int(0, Number.MAX_SAFE_INTEGER) },
+  room: {
+    room: roomName,
+    users: list(userName, MAX_LIST),
+    seq: int(0, Number.MAX_SAFE_INTEGER),
+    // Catching up (PROTOCOL.md §7.9): messages after this device's read marker, and when it was set.
+    unread: optional(int(1, Number.MAX_SAFE_INTEGER)),
+    read_at: optional(int(0, Number.MAX_SAFE_INTEGER)),
+  },
   joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   members: {
@@ -327,6 +336,15 @@ const SCHEMAS = {
     more_tickets: optional(int(1, Number.MAX_SAFE_INTEGER)),
   },
   revoked: { id: sessionRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Read markers (PROTOCOL.md §7.9): this device has read up to these seqs; the rooms the user has markers in.
+  read: {
+    rooms: optional(list(object({ room: roomName, seq: int(0, Number.MAX_SAFE_INTEGER) }), READ_LIST_MAX)),
+    dm: optional(int(0, Number.MAX_SAFE_INTEGER)),
+  },
+  unread: {},
+  unread_list: {
+    rooms: list(object({ room: roomName, unread: int(0, Number.MAX_SAFE_INTEGER), read_at: int(0, Number.MAX_SAFE_INTEGER) }), UNREAD_LIST_MAX),
+  },
   password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
 } as const satisfies Record<string, Fields>;
 
@@ -358,6 +376,8 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
           ? "before is for direct messages' history"
           : null,
   history_end: (m) => ((m.room === undefined) === (m.with === undefined) ? "history_end must carry exactly one of room and with" : null),
+  read: (m) => (m.rooms === undefined && m.dm === undefined ? "read must carry rooms or dm" : null),
+  room: (m) => ((m.unread === undefined) !== (m.read_at === undefined) ? "room must carry both unread and read_at, or neither" : null),
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
 

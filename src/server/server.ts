@@ -612,7 +612,7 @@ export class ChatServer {
     this.loginsByUser = new RateLimiter(opts.logins);
     this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
     this.journal.watch?.((recording) => this.#recordingChanged(recording));
-    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user));
+    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user), this.store.markers);
   }
 
   /**

@@ -111,7 +111,7 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     nack: { type: "nack", id: 8, code: "no_such_user", message: "there is no account dave_9" },
     message: { type: "message", room: "lobby", seq: 41, ts: 1_899_999_999_999, from: "alice", text: "earlier — ünïcödé", action: true, history: true },
     direct: { type: "direct", seq: 3, ts: 1_900_000_000_200, from: "bob_2", to: "alice", text: "hello 🔐", action: true, history: true, late: true },
-    room: { type: "room", room: "lobby", users: ["alice", "bob_2", "carol-x"], seq: 42 },
+    room: { type: "room", room: "lobby", users: ["alice", "bob_2", "carol-x"], seq: 42, unread: 12, read_at: 1_899_999_000_000 },
     joined: { type: "joined", room: "lobby", user: "carol-x", ts: 1_900_000_000_300 },
     left: { type: "left", room: "lobby", user: "carol-x", ts: 1_900_000_000_400 },
     members: { type: "members", room: "lobby", users: ["alice", "bob_2"], away: [{ user: "bob_2", text: "at lunch" }] },
@@ -135,6 +135,10 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     revoked: { type: "revoked", id: "0123456789ab", ended: 2 },
     change_password: { type: "change_password", new_password: "a \"new\" passphrase — ünïcödé", end_sessions: true },
     password_changed: { type: "password_changed", ended: 1 },
+    // Read markers (PROTOCOL.md §7.9).
+    read: { type: "read", rooms: [{ room: "lobby", seq: 42 }, { room: "0-dev_ops", seq: 0 }], dm: 17 },
+    unread: { type: "unread" },
+    unread_list: { type: "unread_list", rooms: [{ room: "lobby", unread: 214, read_at: 1_899_999_000_000 }] },
   };
 }
 
@@ -194,5 +198,12 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["history with + before", { type: "history", with: "bob_2", limit: 20, before: 9 }],
     ["history_end with", { type: "history_end", with: "bob_2", count: 0 }],
     ["history_end with + more", { type: "history_end", with: "bob_2", count: 2, more: true }],
+    ["room caught up", ex.room],
+    ["read rooms", { type: "read", rooms: [{ room: "lobby", seq: 1 }] }],
+    ["read dm", { type: "read", dm: 3 }],
+    ["read rooms + dm", ex.read],
+    ["unread", ex.unread],
+    ["unread_list empty", { type: "unread_list", rooms: [] }],
+    ["unread_list", ex.unread_list],
   ];
 }

@@ -139,7 +139,7 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
   message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
   direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true }, late: { kind: "bool", optional: true } },
-  room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE } },
+  room: { room: ROOM, users: USERS, seq: { kind: "int", min: 0, max: SAFE }, unread: { kind: "int", min: 1, max: SAFE, optional: true }, read_at: { ...TS, optional: true } },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
   members: { room: ROOM, users: USERS, away: { kind: "list", item: { kind: "object", fields: { user: USER, text: { kind: "text", min: 1, max: 64 } } }, max: 100, optional: true } },
@@ -163,6 +163,9 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
   change_password: { new_password: { kind: "text", min: 1, max: 1024 }, end_sessions: { kind: "bool", optional: true } },
   password_changed: { ended: { kind: "int", min: 0, max: SAFE } },
+  read: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, seq: { kind: "int", min: 0, max: SAFE } } }, max: 64, optional: true }, dm: { kind: "int", min: 0, max: SAFE, optional: true } },
+  unread: {},
+  unread_list: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, unread: { kind: "int", min: 0, max: SAFE }, read_at: TS } }, max: 256 } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -173,6 +176,9 @@ function rulesHold(m: Record<string, unknown>): boolean {
   // PROTOCOL.md §7.1, §7.2: a room's history or a user's direct messages, never both
   if (m.type === "history") return has("room") !== has("with") && (!has("since") || has("room")) && (!has("before") || has("with"));
   if (m.type === "history_end") return has("room") !== has("with");
+  // PROTOCOL.md §7.9: a read marks something; a caught-up room says both how many and since when
+  if (m.type === "read") return has("rooms") || has("dm");
+  if (m.type === "room") return has("unread") === has("read_at");
   return true;
 }
 

@@ -1,0 +1,104 @@
+/**
+ * Read markers (PROTOCOL.md §7.9): the same contract kept in memory and in
+ * securechat.db, and the database's markers outlive the server process.
+ */
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Store } from "../../src/store/db.ts";
+import { DM_MARKER, MemoryMarkers, type ReadMarkers } from "../../src/store/markers.ts";
+
+function withStore(fn: (store: Store, dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), "sc-markers-"));
+  try {
+    const store = new Store(dir);
+    for (const name of ["carol", "dave"]) store.createAccount({ name, identityKey: new Uint8Array(32).fill(name.length), verifier: "v", createdAt: 0 });
+    try {
+      fn(store, dir);
+    } finally {
+      store.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const kinds: [string, (fn: (m: ReadMarkers) => void) => void][] = [
+  ["memory", (fn) => fn(new MemoryMarkers())],
+  ["securechat.db", (fn) => withStore((s) => fn(s.markers))],
+];
+
+describe.each(kinds)("read markers (%s)", (_name, run) => {
+  test("a marker moves forward only; best is the user's most advanced device; each user's are its own", () => {
+    run((m) => {
+      m.advance("carol", "laptop", "general", 5, 100, 10);
+      m.advance("carol", "laptop", "general", 3, 200, 10);
+      expect(m.get("carol", "laptop", "general")).toEqual({ room: "general", seq: 5, at: 100 });
+      m.advance("carol", "phone", "general", 9, 300, 10);
+      expect(m.best("carol", "general")).toEqual({ room: "general", seq: 9, at: 300 });
+      expect(m.get("carol", "laptop", "general")?.seq).toBe(5);
+      expect(m.get("dave", "laptop", "general")).toBeNull();
+      expect(m.best("dave", "general")).toBeNull();
+    });
+  });
+
+  test("rooms lists this device's marker where it has one, else the most advanced other; never the DM marker", () => {
+    run((m) => {
+      m.advance("carol", "laptop", "general", 5, 100, 10);
+      m.advance("carol", "phone", "general", 9, 300, 10);
+      m.advance("carol", "phone", "ops", 2, 310, 10);
+      m.advance("carol", "tablet", "ops", 4, 320, 10);
+      m.advance("carol", "laptop", DM_MARKER, 7, 330, 10);
+      expect(m.rooms("carol", "laptop")).toEqual([
+        { room: "general", seq: 5, at: 100 },
+        { room: "ops", seq: 4, at: 320 },
+      ]);
+      expect(m.rooms("carol", "phone")).toEqual([
+        { room: "general", seq: 9, at: 300 },
+        { room: "ops", seq: 2, at: 310 },
+      ]);
+      expect(m.rooms("dave", "laptop")).toEqual([]);
+    });
+  });
+
+  test("forget drops every device's marker of the room; lower brings markers back to a seq", () => {
+    run((m) => {
+      m.advance("carol", "laptop", "general", 5, 100, 10);
+      m.advance("carol", "phone", "general", 9, 300, 10);
+      m.advance("dave", "laptop", "general", 9, 300, 10);
+      m.lower("carol", "general", 6);
+      expect([m.get("carol", "laptop", "general")?.seq, m.get("carol", "phone", "general")?.seq]).toEqual([5, 6]);
+      m.forget("carol", "general");
+      expect(m.best("carol", "general")).toBeNull();
+      expect(m.best("dave", "general")?.seq).toBe(9);
+    });
+  });
+
+  test("past the cap a new marker forgets the user's least recently set one", () => {
+    run((m) => {
+      m.advance("carol", "laptop", "a", 1, 100, 3);
+      m.advance("carol", "laptop", "b", 1, 200, 3);
+      m.advance("carol", "phone", "c", 1, 300, 3);
+      m.advance("carol", "laptop", "a", 2, 400, 3); // moving "a" makes "b" the least recently set
+      m.advance("dave", "laptop", "x", 1, 50, 3);
+      m.advance("carol", "laptop", "d", 1, 500, 3);
+      expect(m.rooms("carol", "laptop").map((x) => x.room)).toEqual(["a", "c", "d"]);
+      expect(m.best("dave", "x")?.seq).toBe(1);
+    });
+  });
+});
+
+test("markers in securechat.db survive the server closing its database", () => {
+  withStore((store, dir) => {
+    store.markers.advance("carol", "laptop", "general", 12, 100, 10);
+    store.close();
+    const again = new Store(dir);
+    try {
+      expect(again.markers.get("carol", "laptop", "general")).toEqual({ room: "general", seq: 12, at: 100 });
+    } finally {
+      again.close();
+    }
+    // withStore closes its own handle again: harmless
+  });
+});
