@@ -255,6 +255,12 @@ describe("ChatClient against a server", () => {
     try {
       bob = await Peer.login(t.port, cred(seed, "bob"));
       await bob.join("attic");
+      // An earlier test left alice in "strict" (a read marker: her client would join it too, PROTOCOL.md §7.9): she leaves it first.
+      const earlier = await Peer.login(t.port, cred(seed, "alice"));
+      await earlier.join("strict");
+      earlier.send({ type: "leave", room: "strict" });
+      await earlier.until("alice out of strict", () => earlier.of("left").length === 1);
+      earlier.close();
       const alice = await connectClient(t, alicePC, cred(seed, "alice"), "cellar");
       a = alice.client;
       const run = async (line: string) => expect(await runCommand(a!, parseLine(line)!)).toBe(true);
