@@ -895,6 +895,8 @@ export class ChatClient {
         for (const p of this.#queue.splice(0)) this.#unsent(p.id, `not sent: you quit before the connection came back`);
       }
     }
+    // The rooms joined at start from `unread` are shown before leaving, so what they caught up on is read (PROTOCOL.md §7.9).
+    for (let i = 0; i < 500 && this.#state === "ready" && (this.#unreadAsked || this.#joins.length > 0); i++) await Bun.sleep(10);
     if (this.#closing) return;
     const session = this.#state === "ready" ? this.#session : null;
     this.#closing = true;
