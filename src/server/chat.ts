@@ -575,11 +575,13 @@ export class Chat {
    * this connection is in are marked; others are ignored. No answer.
    */
   #read(m: Member, st: MemberState, req: Message<"read">, ts: number): void {
-    for (const r of req.rooms ?? []) {
-      const room = this.#rooms.get(r.room);
-      if (room && st.rooms.has(room)) this.markers.advance(m.user, st.device, room.name, Math.min(r.seq, room.seq), ts, this.opts.maxReadMarkers);
-    }
-    if (req.dm !== undefined) this.markers.advance(m.user, st.device, DM_MARKER, Math.min(req.dm, this.#directSeq), ts, this.opts.maxReadMarkers);
+    this.markers.batch(() => {
+      for (const r of req.rooms ?? []) {
+        const room = this.#rooms.get(r.room);
+        if (room && st.rooms.has(room)) this.markers.advance(m.user, st.device, room.name, Math.min(r.seq, room.seq), ts, this.opts.maxReadMarkers);
+      }
+      if (req.dm !== undefined) this.markers.advance(m.user, st.device, DM_MARKER, Math.min(req.dm, this.#directSeq), ts, this.opts.maxReadMarkers);
+    });
   }
 
   /** `unread`: the rooms the user keeps markers for, by name, each with what this device has not read of it (PROTOCOL.md §7.9). */

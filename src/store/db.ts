@@ -220,6 +220,10 @@ class DbMarkers implements ReadMarkers {
     })();
   }
 
+  batch(fn: () => void): void {
+    this.db.transaction(fn)();
+  }
+
   lower(user: string, room: string, seq: number): void {
     this.db.query("UPDATE read_markers SET seq = ? WHERE user = ? AND room = ? AND seq > ?").run(seq, user, room, seq);
   }

@@ -34,6 +34,8 @@ export interface ReadMarkers {
   forget(user: string, room: string): void;
   /** The rooms (not DM_MARKER) the user has markers for, by name: this device's marker, else the most advanced other one. */
   rooms(user: string, device: string): Marker[];
+  /** Runs `fn`, its changes written at once (one transaction: one `read` request is one disk write). */
+  batch(fn: () => void): void;
 }
 
 /** Markers in memory (tests, and a server without a database). */
@@ -68,6 +70,10 @@ export class MemoryMarkers implements ReadMarkers {
       mine.delete(oldest!);
     }
     mine.set(k, { device, room, seq, at });
+  }
+
+  batch(fn: () => void): void {
+    fn();
   }
 
   lower(user: string, room: string, seq: number): void {

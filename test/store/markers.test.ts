@@ -102,3 +102,21 @@ test("markers in securechat.db survive the server closing its database", () => {
     // withStore closes its own handle again: harmless
   });
 });
+
+test("a batch of markers in securechat.db is one transaction: all of it is written, or none", () => {
+  withStore((store) => {
+    expect(() =>
+      store.markers.batch(() => {
+        store.markers.advance("carol", "laptop", "general", 3, 100, 10);
+        store.markers.advance("carol", "laptop", "ops", 4, 100, 10);
+        throw new Error("test: the server fails half-way");
+      }),
+    ).toThrow("half-way");
+    expect(store.markers.rooms("carol", "laptop")).toEqual([]);
+    store.markers.batch(() => {
+      store.markers.advance("carol", "laptop", "general", 3, 100, 10);
+      store.markers.advance("carol", "laptop", "ops", 4, 100, 10);
+    });
+    expect(store.markers.rooms("carol", "laptop").map((m) => m.seq)).toEqual([3, 4]);
+  });
+});
