@@ -37,7 +37,13 @@ function setup(opts: Partial<ChatOptions> = {}) {
     chat.handle(m, { type: "unread" });
     return m.of("unread_list").at(-1)!.rooms;
   };
-  return { chat, clock, connect, say, dm, join, read, unread, markers };
+  /** A new connection of `user` from `device` joins `room` without since: its connection, the `room` answer and the history texts. */
+  const comesBack = (user: string, device: Uint8Array | null, room: string) => {
+    const m = connect(user, device);
+    join(m, room);
+    return { m, ...joined(m) };
+  };
+  return { chat, clock, connect, say, dm, join, read, unread, markers, comesBack };
 }
 
 /** The `room` answer of the last join, and the history texts after it. */
@@ -51,11 +57,11 @@ function joined(m: FakeMember): { room: Message<"room">; history: string[] } {
 
 describe("catching up on a room", () => {
   test("a device that comes back is shown exactly what came after its marker, with how many and since when", () => {
-    const { connect, join, say, read, clock, chat } = setup();
+    const { connect, join, say, read, clock, chat, comesBack } = setup();
     const alice = connect("alice");
     join(alice, "general");
     say(alice, "general", "before carol");
-    let carol = connect("carol", LAPTOP);
+    const carol = connect("carol", LAPTOP);
     join(carol, "general");
     // A first join is fresh: the recent history, nothing unread.
     expect(joined(carol).room.unread).toBeUndefined();
@@ -66,39 +72,33 @@ describe("catching up on a room", () => {
     chat.disconnect(carol);
 
     for (let i = 1; i <= 3; i++) say(alice, "general", `missed ${i}`);
-    carol = connect("carol", LAPTOP);
-    join(carol, "general");
-    const { room, history } = joined(carol);
-    expect(room).toEqual(expect.objectContaining({ seq: 5, unread: 3, read_at: readAt }));
-    expect(history).toEqual(["missed 1", "missed 2", "missed 3"]);
+    const back = comesBack("carol", LAPTOP, "general");
+    expect(back.room).toEqual(expect.objectContaining({ seq: 5, unread: 3, read_at: readAt }));
+    expect(back.history).toEqual(["missed 1", "missed 2", "missed 3"]);
 
     // Read, gone, back: nothing new, nothing shown.
-    read(carol, [{ room: "general", seq: 5 }]);
-    chat.disconnect(carol);
-    carol = connect("carol", LAPTOP);
-    join(carol, "general");
-    const again = joined(carol);
+    read(back.m, [{ room: "general", seq: 5 }]);
+    chat.disconnect(back.m);
+    const again = comesBack("carol", LAPTOP, "general");
     expect(again.room.unread).toBeUndefined();
     expect(again.history).toEqual([]);
   });
 
   test("more missed than the history setting: the count is all of them, the history the newest that are kept", () => {
-    const { connect, join, say, chat } = setup({ history: 5 });
+    const { connect, join, say, chat, comesBack } = setup({ history: 5 });
     const alice = connect("alice");
-    let carol = connect("carol");
+    const carol = connect("carol");
     join(alice, "general");
     join(carol, "general");
     chat.disconnect(carol);
     for (let i = 1; i <= 20; i++) say(alice, "general", `m${i}`);
-    carol = connect("carol");
-    join(carol, "general");
-    const { room, history } = joined(carol);
+    const { room, history } = comesBack("carol", null, "general");
     expect(room.unread).toBe(20);
     expect(history).toEqual(["m16", "m17", "m18", "m19", "m20"]);
   });
 
   test("a device without a marker starts where the most advanced device stopped; a device with its own gets what it missed", () => {
-    const { connect, join, say, read, chat } = setup();
+    const { connect, join, say, read, chat, comesBack } = setup();
     const alice = connect("alice");
     join(alice, "general");
     const laptop = connect("carol", LAPTOP);
@@ -107,19 +107,15 @@ describe("catching up on a room", () => {
     read(laptop, [{ room: "general", seq: 4 }]);
     chat.disconnect(laptop);
 
-    const phone = connect("carol", PHONE);
-    join(phone, "general");
-    const p = joined(phone);
+    const p = comesBack("carol", PHONE, "general");
     expect(p.room.unread).toBe(2);
     expect(p.history).toEqual(["m5", "m6"]);
     for (let i = 7; i <= 8; i++) say(alice, "general", `m${i}`);
-    read(phone, [{ room: "general", seq: 8 }]);
-    chat.disconnect(phone);
+    read(p.m, [{ room: "general", seq: 8 }]);
+    chat.disconnect(p.m);
 
     // The laptop stopped at 4: it missed 5…8, though the phone read them.
-    const back = connect("carol", LAPTOP);
-    join(back, "general");
-    const l = joined(back);
+    const l = comesBack("carol", LAPTOP, "general");
     expect(l.room.unread).toBe(4);
     expect(l.history).toEqual(["m5", "m6", "m7", "m8"]);
   });
@@ -162,9 +158,9 @@ describe("catching up on a room", () => {
   });
 
   test("leaving a room forgets the user's markers for it: it is no longer listed, and joining again is fresh", () => {
-    const { connect, join, say, chat, unread } = setup();
+    const { connect, join, say, chat, unread, comesBack } = setup();
     const alice = connect("alice");
-    let carol = connect("carol");
+    const carol = connect("carol");
     join(alice, "general");
     join(carol, "general");
     join(carol, "ops");
@@ -173,9 +169,7 @@ describe("catching up on a room", () => {
     expect(unread(carol).map((r) => r.room)).toEqual(["ops"]);
     chat.disconnect(carol);
     say(alice, "general", "m2");
-    carol = connect("carol");
-    join(carol, "general");
-    const { room, history } = joined(carol);
+    const { room, history } = comesBack("carol", null, "general");
     expect(room.unread).toBeUndefined();
     expect(history).toEqual(["m1", "m2"]); // the recent history of a fresh join
   });
