@@ -231,6 +231,7 @@ export class Chat {
     if (set?.size === 0) {
       this.#online.delete(m.user);
       this.#away.delete(m.user);
+      this.markers.release?.(m.user);
     }
   }
 

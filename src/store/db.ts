@@ -9,7 +9,7 @@ import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
 import { createPrivateFile, ensurePrivateDir } from "../paths.ts";
-import { DM_MARKER, type Marker, type ReadMarkers } from "./markers.ts";
+import { DM_MARKER, type DeviceMarker, type LoadableMarkers, type Marker } from "./markers.ts";
 
 const MIGRATIONS: string[] = [
   // 1: accounts and tickets.
@@ -175,12 +175,12 @@ export class Store {
 
   // ---- Read markers (PROTOCOL.md §7.9; the ReadMarkers contract in markers.ts) ----
 
-  /** The read markers, kept in this database. */
-  get markers(): ReadMarkers {
+  /** The read markers, kept in this database (each change one transaction; the server writes through WriteBehindMarkers). */
+  get markers(): LoadableMarkers {
     return (this.#markers ??= new DbMarkers(this.db));
   }
 
-  #markers: ReadMarkers | null = null;
+  #markers: LoadableMarkers | null = null;
 
   integrityCheck(): string {
     return this.db.query<{ integrity_check: string }, []>("PRAGMA integrity_check").get()!.integrity_check;
@@ -192,8 +192,12 @@ export class Store {
 }
 
 /** ReadMarkers in securechat.db: one row per (user, device, room). */
-class DbMarkers implements ReadMarkers {
+class DbMarkers implements LoadableMarkers {
   constructor(readonly db: Database) {}
+
+  all(user: string): DeviceMarker[] {
+    return this.db.query<DeviceMarker, [string]>("SELECT device, room, seq, at FROM read_markers WHERE user = ? ORDER BY at").all(user);
+  }
 
   get(user: string, device: string, room: string): Marker | null {
     return this.db.query<Marker, [string, string, string]>("SELECT room, seq, at FROM read_markers WHERE user = ? AND device = ? AND room = ?").get(user, device, room);

@@ -36,6 +36,8 @@ export interface ReadMarkers {
   rooms(user: string, device: string): Marker[];
   /** Runs `fn`, its changes written at once (one transaction: one `read` request is one disk write). */
   batch(fn: () => void): void;
+  /** The user's last connection closed: whatever is held in memory for it may go. */
+  release?(user: string): void;
 }
 
 /** Markers in memory (tests, and a server without a database). */
@@ -101,4 +103,101 @@ export class MemoryMarkers implements ReadMarkers {
 
 function key(device: string, room: string): string {
   return `${device}\0${room}`;
+}
+
+/** One stored marker with its device: a user's markers as the database holds them. */
+export interface DeviceMarker extends Marker {
+  device: string;
+}
+
+/** A store that can hand over all of one user's markers (securechat.db). */
+export interface LoadableMarkers extends ReadMarkers {
+  all(user: string): DeviceMarker[];
+}
+
+/**
+ * The server's markers: each online user's markers in memory, loaded from
+ * the database at first use, and every change written behind, all pending
+ * ones in one transaction (`flush`, once a second and at shutdown). A
+ * marker moves at every `read` and a room is joined at every start: none of
+ * that waits for a disk write in the event loop. A crash loses at most the
+ * changes since the last flush — some messages are then shown again, none
+ * is lost. A user's markers leave memory when its last connection does
+ * (`release`), once written.
+ */
+export class WriteBehindMarkers implements ReadMarkers {
+  readonly #users = new Map<string, MemoryMarkers>();
+  #ops: ((db: ReadMarkers) => void)[] = [];
+  /** Users released while changes of theirs were pending: dropped after the next flush. */
+  readonly #released = new Set<string>();
+
+  constructor(readonly db: LoadableMarkers) {}
+
+  #of(user: string): MemoryMarkers {
+    let m = this.#users.get(user);
+    if (!m) {
+      m = new MemoryMarkers();
+      for (const r of this.db.all(user)) m.advance(user, r.device, r.room, r.seq, r.at, Number.MAX_SAFE_INTEGER);
+      this.#users.set(user, m);
+    }
+    this.#released.delete(user);
+    return m;
+  }
+
+  get(user: string, device: string, room: string): Marker | null {
+    return this.#of(user).get(user, device, room);
+  }
+
+  best(user: string, room: string): Marker | null {
+    return this.#of(user).best(user, room);
+  }
+
+  rooms(user: string, device: string): Marker[] {
+    return this.#of(user).rooms(user, device);
+  }
+
+  advance(user: string, device: string, room: string, seq: number, at: number, max: number): void {
+    const m = this.#of(user);
+    const had = m.get(user, device, room);
+    if (had && seq <= had.seq) return;
+    m.advance(user, device, room, seq, at, max);
+    this.#ops.push((db) => db.advance(user, device, room, seq, at, max));
+  }
+
+  lower(user: string, room: string, seq: number): void {
+    this.#of(user).lower(user, room, seq);
+    this.#ops.push((db) => db.lower(user, room, seq));
+  }
+
+  forget(user: string, room: string): void {
+    this.#of(user).forget(user, room);
+    this.#ops.push((db) => db.forget(user, room));
+  }
+
+  batch(fn: () => void): void {
+    fn();
+  }
+
+  /** Changes not yet written. */
+  get pending(): number {
+    return this.#ops.length;
+  }
+
+  /** Writes every pending change in one transaction. If that fails they are dropped (and the error thrown): markers are a convenience. */
+  flush(): void {
+    const ops = this.#ops;
+    this.#ops = [];
+    try {
+      if (ops.length > 0) this.db.batch(() => ops.forEach((op) => op(this.db)));
+    } finally {
+      for (const u of this.#released) this.#users.delete(u);
+      this.#released.clear();
+    }
+  }
+
+  /** The user has no connection left: its markers leave memory once written. */
+  release(user: string): void {
+    if (this.#ops.length === 0) this.#users.delete(user);
+    else if (this.#users.has(user)) this.#released.add(user);
+  }
 }

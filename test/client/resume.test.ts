@@ -564,7 +564,7 @@ describe("catching up (read markers kept by the server, PROTOCOL.md §7.9)", () 
       await bobSays(bob, [["lobby", `m${i}`]]);
       await sink.until(`m${i}`, () => sink.said("lobby").length === i);
     }
-    await sink.until("the marker at 20", () => t.server.store.markers.best("alice", "lobby")?.seq === 20, 15_000);
+    await sink.until("the marker at 20", () => t.server.markers.best("alice", "lobby")?.seq === 20, 15_000);
     expect(reads).toBeLessThan(10); // one per message would be 20
     await client.quit();
   }, NET);

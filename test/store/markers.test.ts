@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Store } from "../../src/store/db.ts";
-import { DM_MARKER, MemoryMarkers, type ReadMarkers } from "../../src/store/markers.ts";
+import { DM_MARKER, MemoryMarkers, type ReadMarkers, WriteBehindMarkers } from "../../src/store/markers.ts";
 
 function withStore(fn: (store: Store, dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), "sc-markers-"));
@@ -27,6 +27,19 @@ function withStore(fn: (store: Store, dir: string) => void): void {
 const kinds: [string, (fn: (m: ReadMarkers) => void) => void][] = [
   ["memory", (fn) => fn(new MemoryMarkers())],
   ["securechat.db", (fn) => withStore((s) => fn(s.markers))],
+  // The server's: in memory, written behind; flushed after each step, and read back from the database alike.
+  [
+    "written behind",
+    (fn) =>
+      withStore((s) => {
+        const w = new WriteBehindMarkers(s.markers);
+        fn(w);
+        w.flush();
+        for (const user of ["carol", "dave"]) {
+          for (const device of ["laptop", "phone", "tablet"]) expect(s.markers.rooms(user, device)).toEqual(w.rooms(user, device));
+        }
+      }),
+  ],
 ];
 
 describe.each(kinds)("read markers (%s)", (_name, run) => {
@@ -118,5 +131,41 @@ test("a batch of markers in securechat.db is one transaction: all of it is writt
       store.markers.advance("carol", "laptop", "ops", 4, 100, 10);
     });
     expect(store.markers.rooms("carol", "laptop").map((m) => m.seq)).toEqual([3, 4]);
+  });
+});
+
+describe("the server's markers, written behind (WriteBehindMarkers)", () => {
+  test("a change is in memory at once and in securechat.db at the next flush, all pending ones in one transaction; a marker that does not move writes nothing", () => {
+    withStore((store) => {
+      const w = new WriteBehindMarkers(store.markers);
+      w.advance("carol", "laptop", "general", 3, 100, 10);
+      w.advance("carol", "laptop", DM_MARKER, 7, 100, 10);
+      expect(w.get("carol", "laptop", "general")?.seq).toBe(3);
+      expect(store.markers.get("carol", "laptop", "general")).toBeNull();
+      expect(w.pending).toBe(2);
+      w.flush();
+      expect(w.pending).toBe(0);
+      expect(store.markers.get("carol", "laptop", "general")?.seq).toBe(3);
+      expect(store.markers.get("carol", "laptop", DM_MARKER)?.seq).toBe(7);
+      w.advance("carol", "laptop", "general", 2, 200, 10);
+      expect(w.pending).toBe(0);
+    });
+  });
+
+  test("a user's markers are loaded from the database at first use and leave memory when released, once written", () => {
+    withStore((store) => {
+      store.markers.advance("carol", "laptop", "general", 5, 100, 10);
+      const w = new WriteBehindMarkers(store.markers);
+      expect(w.best("carol", "general")?.seq).toBe(5);
+      w.advance("carol", "phone", "general", 9, 200, 10);
+      w.release("carol");
+      // Released with a change pending: still answered from memory until written.
+      expect(w.best("carol", "general")?.seq).toBe(9);
+      w.release("carol");
+      w.flush();
+      // Gone from memory; read back from the database.
+      store.markers.forget("carol", "general");
+      expect(w.best("carol", "general")).toBeNull();
+    });
   });
 });
