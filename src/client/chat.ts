@@ -67,6 +67,8 @@ const PAGE = 1000;
 export const HELD_MAX = 2000;
 /** The most often the client sends its read markers (docs/PROTOCOL.md §7.9); it also sends them as it leaves. */
 export const READ_EVERY_MS = 3000;
+/** How long leaving waits for the rooms joined at start from `unread` to be answered (so what they bring is shown and read). */
+const ROOMS_WAIT_MS = 2000;
 /** Rooms one connection may be in at the reference server: the first room and at most this many less one from `unread`. */
 const ROOMS_PER_CONNECTION = 32;
 
@@ -896,7 +898,7 @@ export class ChatClient {
       }
     }
     // The rooms joined at start from `unread` are shown before leaving, so what they caught up on is read (PROTOCOL.md §7.9).
-    for (let i = 0; i < 500 && this.#state === "ready" && (this.#unreadAsked || this.#joins.length > 0); i++) await Bun.sleep(10);
+    for (let i = 0; i < ROOMS_WAIT_MS / 10 && this.#state === "ready" && (this.#unreadAsked || this.#joins.length > 0); i++) await Bun.sleep(10);
     if (this.#closing) return;
     const session = this.#state === "ready" ? this.#session : null;
     this.#closing = true;
