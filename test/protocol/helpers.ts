@@ -123,6 +123,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
       secret: true,
       persistent: true,
       muted: true,
+      unread: 12,
+      read_at: 1_899_999_000_000,
     },
     joined: { type: "joined", room: "lobby", user: "carol-x", ts: 1_900_000_000_300 },
     left: { type: "left", room: "lobby", user: "carol-x", ts: 1_900_000_000_400 },
@@ -180,6 +182,10 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     },
     device_added: { type: "device_added", id: "0a1b2c3d4e5f" },
     device_revoked: { type: "device_revoked", id: "0a1b2c3d4e5f", ended: 1 },
+    // Read markers (PROTOCOL.md §7.12).
+    read: { type: "read", rooms: [{ room: "lobby", seq: 42 }, { room: "0-dev_ops", seq: 0 }], dm: 17 },
+    unread: { type: "unread" },
+    unread_list: { type: "unread_list", rooms: [{ room: "lobby", unread: 214, read_at: 1_899_999_000_000 }] },
   };
 }
 
@@ -252,5 +258,12 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["room with its settings", ex.room],
     ["room_changed op", { type: "room_changed", room: "lobby", by: "alice", action: "op", user: "bob_2", ts: 1 }],
     ["room_changed", ex.room_changed],
+    ["room caught up", ex.room],
+    ["read rooms", { type: "read", rooms: [{ room: "lobby", seq: 1 }] }],
+    ["read dm", { type: "read", dm: 3 }],
+    ["read rooms + dm", ex.read],
+    ["unread", ex.unread],
+    ["unread_list empty", { type: "unread_list", rooms: [] }],
+    ["unread_list", ex.unread_list],
   ];
 }

@@ -151,6 +151,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     secret: { kind: "bool", optional: true },
     persistent: { kind: "bool", optional: true },
     muted: { kind: "bool", optional: true },
+    unread: { kind: "int", min: 1, max: SAFE, optional: true },
+    read_at: { ...TS, optional: true },
   },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
@@ -238,6 +240,9 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   },
   device_added: { id: { kind: "ref" } },
   device_revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
+  read: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, seq: { kind: "int", min: 0, max: SAFE } } }, max: 64, optional: true }, dm: { kind: "int", min: 0, max: SAFE, optional: true } },
+  unread: {},
+  unread_list: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, unread: { kind: "int", min: 0, max: SAFE }, read_at: TS } }, max: 256 } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -252,8 +257,11 @@ function rulesHold(m: Record<string, unknown>): boolean {
   if (m.type === "mode") return has("invite_only") || has("secret");
   if (m.type === "topic" || m.type === "room") {
     const t = m.type === "topic" ? m.text : m.topic;
-    return typeof t !== "string" || [...t].length <= 256;
+    // PROTOCOL.md §7.12: a caught-up room says both how many and since when
+    return (typeof t !== "string" || [...t].length <= 256) && (m.type !== "room" || has("unread") === has("read_at"));
   }
+  // PROTOCOL.md §7.12: a read marks something
+  if (m.type === "read") return has("rooms") || has("dm");
   return true;
 }
 

@@ -741,6 +741,39 @@ namespace Spec {
       ["id", "ref"],
       ["ended", { int: [0, MAX_SAFE] }],
     ],
+    // §7.12.
+    read: [
+      [
+        "rooms",
+        {
+          list: {
+            object: [
+              ["room", "room"],
+              ["seq", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 64,
+        },
+        true,
+      ],
+      ["dm", { int: [0, MAX_SAFE] }, true],
+    ],
+    unread: [],
+    unread_list: [
+      [
+        "rooms",
+        {
+          list: {
+            object: [
+              ["room", "room"],
+              ["unread", { int: [0, MAX_SAFE] }],
+              ["read_at", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 256,
+        },
+      ],
+    ],
   };
   export const TYPES = Object.keys(TABLES);
 
