@@ -242,7 +242,11 @@ export class Chat {
    */
   #deliverStored(m: Member): void {
     // Only those after this device's direct-message marker (PROTOCOL.md §7.12): each device is shown each once.
-    const read = this.#startMarker(m.user, this.#state.get(m)!.device, DM_MARKER)?.seq ?? 0;
+    // A device's first login makes its marker (where the user's most advanced device is), so from then on it gets what it missed.
+    const device = this.#state.get(m)!.device;
+    const start = this.#startMarker(m.user, device, DM_MARKER);
+    const read = start?.seq ?? 0;
+    if (!this.markers.get(m.user, device, DM_MARKER)) this.markers.advance(m.user, device, DM_MARKER, read, start?.at ?? this.now(), this.opts.maxReadMarkers);
     const stored = this.journal
       .storedDirects(m.user, this.now() - this.opts.dmRetentionMs, this.opts.maxStoredDms)
       .filter((d) => d.seq > read);

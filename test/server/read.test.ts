@@ -244,6 +244,22 @@ describe("direct messages after the device's marker", () => {
   });
 });
 
+describe("direct messages: each device its own marker from its first login", () => {
+  test("DMs the phone read are still shown to the laptop, which had logged in before they came", () => {
+    const { connect, dm, read, chat } = setup();
+    const lateTexts = (m: FakeMember) => m.of("direct").flatMap((d) => (d.late ? [d.text] : []));
+    const laptop = connect("carol", LAPTOP);
+    chat.disconnect(laptop);
+    const alice = connect("alice");
+    dm(alice, "carol", "while both were away");
+    const phone = connect("carol", PHONE);
+    expect(lateTexts(phone)).toEqual(["while both were away"]);
+    read(phone, [], phone.of("direct")[0]!.seq);
+    chat.disconnect(phone);
+    expect(lateTexts(connect("carol", LAPTOP))).toEqual(["while both were away"]);
+  });
+});
+
 describe("limits", () => {
   test("a user has at most maxReadMarkers; past it the least recently set is forgotten and no longer listed", () => {
     const { connect, join, unread, clock, chat } = setup({ maxReadMarkers: 3 });
