@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Catching up through the compiled binary (docs/PROTOCOL.md §7.12): carol has
-# been in #general and #ops; while she is offline alice and bob talk in both
-# rooms and send her direct messages. carol comes back on her second machine
-# (a copy of her SECURECHAT_HOME: the same key, so today the same device as
-# the first) with `chat --json`: one `catchup` line per room before exactly
-# the messages she missed, in order, and the stored DMs, each once; the server
-# kept her read markers, so a second run on that machine, and then a run on
-# her first one, show nothing new. Then the interactive screen (tmux): one
-# more message, and carol's first machine says
+# been in #general and #ops on her laptop, and has enrolled a phone (its own
+# device key, `device add` approved on the laptop); while she is offline
+# alice and bob talk in both rooms and send her direct messages. carol comes
+# back on her phone with `chat --json`: it joins her rooms (it was never in
+# them) and shows one `catchup` line per room before exactly the messages she
+# missed, in order, and the stored DMs, each once; then on her laptop, which
+# has read markers of its own: exactly the same. The server kept each
+# device's markers, so a second run on either shows nothing new. Then the
+# interactive screen (tmux): one more message, and the laptop says
 # `-- 1 new message in #general since HH:MM` before it; /leave ops forgets
-# the room, so the next start no longer joins it. Everything lives in a
+# the room for every device, so the phone's next start joins only #general,
+# where it is shown the message the laptop read and it did not. Everything lives in a
 # temporary directory; the server and the tmux server are stopped on every
 # exit path; every wait is bounded.
 set -uo pipefail
@@ -40,20 +42,25 @@ for h in alice bob carol-laptop; do
   input="${pw[$h]}"$'\n'
   run "register ${h%-laptop}" 0 as "$h" "$bin" register "${h%-laptop}" --server "$srv" --password-stdin --accept-new-host
 done
-# carol's second machine: a copy of her files (with device keys it would enroll a key of its own).
-cp -a "$work/home-carol-laptop" "$work/home-carol-phone"
-
-# carol is in #general and #ops, then goes offline.
+# carol is in #general and #ops on her laptop, and enrolls her phone (a device of its own), then goes offline.
 say carol-laptop general $'/join ops\n'
+printf '%s\n' "${pw[carol-laptop]}" | as carol-phone "$bin" device add -u carol --name phone --server "$srv" --password-stdin --accept-new-host >"$work/add.out" 2>"$work/add.err" &
+add_pid=$!
+pids+=("$add_pid")
+wait_for "$work/add.out" '^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$' || { bad "device add printed no code"; show "$work/add.out" "$work/add.err"; }
+input="${pw[carol-laptop]}"$'\n'
+run "carol approves her phone on her laptop" 0 as carol-laptop "$bin" device approve "$(head -1 "$work/add.out")" --password-stdin --yes
+if wait_exit "$add_pid" && [ "$rc" = 0 ]; then ok; else bad "device add: exit $rc"; show "$work/add.err"; fi
 # alice and bob talk in both rooms and send her direct messages.
 say alice general $'morning all\ncarol, the deploy is at 3\n/msg carol are you around?\n'
 say bob ops $'ops: disk at 80%\nops: fixed\n/msg carol see #ops\n'
 say bob general $'bob here too\n'
 
-# carol comes back on her second machine.
-as carol-phone "$bin" chat --server "$srv" --json </dev/null >"$work/phone.out" 2>"$work/phone.err"
+# carol comes back on her phone, then on her laptop: each is shown what it missed.
+for h in carol-phone carol-laptop; do
+as "$h" "$bin" chat --server "$srv" --json </dev/null >"$work/$h.out" 2>"$work/$h.err"
 rc=$?
-if [ "$rc" = 0 ]; then ok; else bad "carol's phone: exit $rc"; show "$work/phone.err"; fi
+if [ "$rc" = 0 ]; then ok; else bad "$h: exit $rc"; show "$work/$h.err"; fi
 want=$'dm alice: are you around? (late)
 dm bob: see #ops (late)
 catchup general 3 3
@@ -63,13 +70,14 @@ general bob: bob here too
 catchup ops 2 2
 ops bob: ops: disk at 80%
 ops bob: ops: fixed'
-got=$(caught "$work/phone.out")
-if [ "$got" = "$want" ]; then ok; else bad "carol's phone: not exactly what she missed"; diff <(echo "$want") <(echo "$got") | show; show "$work/phone.err"; fi
-check "carol's phone: the catchup lines carry since (ms)" [ "$(jq -c 'select(.type=="catchup") | (.since | type)' "$work/phone.out" | sort -u)" = '"number"' ]
-check "carol's phone: the first room stays current" [ "$(jq -r 'select(.type=="current") | .room' "$work/phone.out" | tail -1)" = general ]
-check "carol's phone: stderr is quiet" [ ! -s "$work/phone.err" ]
+got=$(caught "$work/$h.out")
+if [ "$got" = "$want" ]; then ok; else bad "$h: not exactly what she missed"; diff <(echo "$want") <(echo "$got") | show; show "$work/$h.err"; fi
+check "$h: the catchup lines carry since (ms)" [ "$(jq -c 'select(.type=="catchup") | (.since | type)' "$work/$h.out" | sort -u)" = '"number"' ]
+check "$h: the first room stays current" [ "$(jq -r 'select(.type=="current") | .room' "$work/$h.out" | tail -1)" = general ]
+check "$h: stderr is quiet" [ ! -s "$work/$h.err" ]
+done
 
-# Read: the server kept her markers. Again on the phone, then on the laptop: nothing new.
+# Read: the server kept each device's markers. Again on the phone, then on the laptop: nothing new.
 for h in carol-phone carol-laptop; do
   as "$h" "$bin" chat --server "$srv" --json </dev/null >"$work/$h-again.out" 2>"$work/$h-again.err"
   rc=$?
@@ -106,7 +114,8 @@ for _ in $(seq 1 100); do [ -s "$work/carol.exit" ] && break; sleep 0.1; done
 check "carol's screen: /quit exits 0" [ "$(cat "$work/carol.exit" 2>/dev/null)" = "EXIT:0" ]
 as carol-phone "$bin" chat --server "$srv" --json </dev/null >"$work/after-leave.out" 2>"$work/after-leave.err"
 check "after /leave ops: the next start joins only general" [ "$(jq -r 'select(.type=="room") | .room' "$work/after-leave.out" | tr '\n' ' ')" = "general " ]
-check "after /leave ops: nothing new (the screen showed it)" [ -z "$(caught "$work/after-leave.out")" ]
+got=$(caught "$work/after-leave.out")
+if [ "$got" = $'catchup general 1 1\ngeneral alice: one more thing' ]; then ok; else bad "after /leave ops: the phone should be shown what only the laptop read: $got"; fi
 
 stop_server
 finish read.sh
