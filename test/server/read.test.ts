@@ -142,6 +142,22 @@ describe("catching up on a room", () => {
     expect(carol.take()).toEqual([]);
   });
 
+  test("a marker past the room's last seq (the server lost its numbering) comes back to it: nothing is hidden from what is said next", () => {
+    const { connect, join, say, chat, markers, comesBack } = setup();
+    markers.advance("carol", "", "general", 10, 0, 10); // kept from before the server lost its history
+    const alice = connect("alice");
+    join(alice, "general");
+    say(alice, "general", "m1");
+    const first = comesBack("carol", null, "general");
+    expect(first.room.unread).toBeUndefined();
+    expect(markers.best("carol", "general")?.seq).toBe(1);
+    chat.disconnect(first.m);
+    say(alice, "general", "m2");
+    const again = comesBack("carol", null, "general");
+    expect(again.room.unread).toBe(1);
+    expect(again.history).toEqual(["m2"]);
+  });
+
   test("join with since (a resume) is answered as before: the messages after since, no unread", () => {
     const { connect, join, say, chat } = setup();
     const alice = connect("alice");
