@@ -23,7 +23,7 @@
  * Lines that were pending when the connection dropped may or may not have
  * arrived: they are reported `unsent` with that reason, never sent twice.
  *
- * Read markers (docs/PROTOCOL.md §7.12): a message is read once it has been
+ * Read markers (docs/PROTOCOL.md §7.14): a message is read once it has been
  * handed to the sink (the screen, or stdout). The client tells the server,
  * coalesced: at most one `read` every READ_EVERY_MS, carrying every room
  * whose marker moved and the last direct message, and one more as it
@@ -65,7 +65,7 @@ const PAGE = 1000;
  * text each, this holds at most about 8 MiB.
  */
 export const HELD_MAX = 2000;
-/** The most often the client sends its read markers (docs/PROTOCOL.md §7.12); it also sends them as it leaves. */
+/** The most often the client sends its read markers (docs/PROTOCOL.md §7.14); it also sends them as it leaves. */
 export const READ_EVERY_MS = 3000;
 /** How long leaving waits for the rooms joined at start from `unread` to be answered (so what they bring is shown and read). */
 const ROOMS_WAIT_MS = 2000;
@@ -91,7 +91,7 @@ export type LocalEvent =
   | { type: "unsent"; id: number; reason: string }
   | { type: "current"; room: string }
   /**
-   * Catching up (PROTOCOL.md §7.12): `unread` messages came in `room` since this
+   * Catching up (PROTOCOL.md §7.14): `unread` messages came in `room` since this
    * device last read it (at `since`, ms since the epoch); `shown` of them, the
    * newest, follow as history. Said before that history.
    */
@@ -166,7 +166,7 @@ export class ChatClient {
   readonly #rooms = new Map<string, RoomState>();
   /** Per user, the paging state of `/history @USER`: the oldest DM seq shown and whether the server keeps older ones. */
   readonly #dmPages = new Map<string, { oldest: number; more: boolean }>();
-  /** Read markers not yet sent (PROTOCOL.md §7.12): per room the last seq shown, and the last direct message shown. */
+  /** Read markers not yet sent (PROTOCOL.md §7.14): per room the last seq shown, and the last direct message shown. */
   readonly #readRooms = new Map<string, number>();
   #readDm = 0;
   /** The next `read` is scheduled. */
@@ -283,7 +283,7 @@ export class ChatClient {
     const h = this.opts.history ?? "all";
     if (typeof h === "object") this.#rooms.set(this.opts.room, { seq: h.since, resume: newResume() });
     this.#sendJoin(this.opts.room, h === "none" ? { limit: 0 } : typeof h === "object" ? { since: h.since } : {});
-    // The user's other rooms (PROTOCOL.md §7.12), unless the first room's position was given (a bot resuming on its own).
+    // The user's other rooms (PROTOCOL.md §7.14), unless the first room's position was given (a bot resuming on its own).
     if (h === "all") {
       this.#unreadAsked = true;
       this.#send({ type: "unread" });
@@ -328,12 +328,12 @@ export class ChatClient {
   emit(e: ChatEvent): void {
     this.#record(e);
     this.sink.event(e);
-    // Shown: read (PROTOCOL.md §7.12).
+    // Shown: read (PROTOCOL.md §7.14).
     if (e.type === "message") this.#markRead(e.room, e.seq);
     else if (e.type === "direct") this.#markRead(null, e.seq);
   }
 
-  // ---- Read markers (PROTOCOL.md §7.12) ----
+  // ---- Read markers (PROTOCOL.md §7.14) ----
 
   /** `room` (null: direct messages) is read up to `seq`: sent with the next `read`, at most every READ_EVERY_MS. */
   #markRead(room: string | null, seq: number): void {
@@ -466,7 +466,7 @@ export class ChatClient {
             if (m.away !== undefined && p.req.type === "dm") then = { type: "local", text: `${p.req.to} is away: ${m.away}` };
             const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
             if (st && !st.resume) st.seq = Math.max(st.seq, m.seq);
-            // One's own message is read (PROTOCOL.md §7.12).
+            // One's own message is read (PROTOCOL.md §7.14).
             this.#markRead(p.req.type === "say" ? p.req.room : null, m.seq);
           } else this.#unacknowledged++;
           this.#wake();
@@ -910,14 +910,14 @@ export class ChatClient {
         for (const p of this.#queue.splice(0)) this.#unsent(p.id, `not sent: you quit before the connection came back`);
       }
     }
-    // The rooms joined at start from `unread` are shown before leaving, so what they caught up on is read (PROTOCOL.md §7.12).
+    // The rooms joined at start from `unread` are shown before leaving, so what they caught up on is read (PROTOCOL.md §7.14).
     for (let i = 0; i < ROOMS_WAIT_MS / 10 && this.#state === "ready" && (this.#unreadAsked || this.#joins.length > 0); i++) await Bun.sleep(10);
     if (this.#closing) return;
     const session = this.#state === "ready" ? this.#session : null;
     this.#closing = true;
     if (session) {
       try {
-        // What was shown is read: the markers go before the bye (PROTOCOL.md §7.12).
+        // What was shown is read: the markers go before the bye (PROTOCOL.md §7.14).
         this.#sendRead();
         this.#byeSent = true;
         session.send({ type: "bye", reason: "leaving" });

@@ -137,7 +137,7 @@ function reconnectedText(ms: number, rooms: readonly { room: string; missed: num
 }
 
 /**
- * The summary before a room's missed messages (PROTOCOL.md §7.12):
+ * The summary before a room's missed messages (PROTOCOL.md §7.14):
  * `214 new messages in #general since 18:02 (showing the last 50; /history for more)`,
  * `12 new messages in #general since 18:02` when all of them follow. The time
  * carries the date when it is not today's.

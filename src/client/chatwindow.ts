@@ -194,7 +194,7 @@ export class ChatWindow {
         if (this.ignores.has(e.from)) return;
         return this.#message(e);
       case "catchup":
-        // A room joined at start with messages this device has not read (PROTOCOL.md §7.12): counted as unread there.
+        // A room joined at start with messages this device has not read (PROTOCOL.md §7.14): counted as unread there.
         this.#print(e);
         if (e.room !== this.rooms.room) this.#unread.set(e.room, (this.#unread.get(e.room) ?? 0) + e.unread);
         return this.#status();

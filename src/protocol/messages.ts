@@ -338,7 +338,7 @@ const SCHEMAS = {
     secret: optional(bool),
     persistent: optional(bool),
     muted: optional(bool),
-    // Catching up (PROTOCOL.md §7.12): messages after this device's read marker, and when it was set.
+    // Catching up (PROTOCOL.md §7.14): messages after this device's read marker, and when it was set.
     unread: optional(int(1, Number.MAX_SAFE_INTEGER)),
     read_at: optional(int(0, Number.MAX_SAFE_INTEGER)),
   },
@@ -390,7 +390,7 @@ const SCHEMAS = {
     ts: int(0, Number.MAX_SAFE_INTEGER),
   },
   ban_list: { room: roomName, bans: list(userName, MAX_LIST) },
-  // Read markers (PROTOCOL.md §7.12): this device has read up to these seqs; the rooms the user has markers in.
+  // Read markers (PROTOCOL.md §7.14): this device has read up to these seqs; the rooms the user has markers in.
   read: {
     rooms: optional(list(object({ room: roomName, seq: int(0, Number.MAX_SAFE_INTEGER) }), READ_LIST_MAX)),
     dm: optional(int(0, Number.MAX_SAFE_INTEGER)),

@@ -36,7 +36,7 @@ export interface Member {
   readonly user: string;
   /** The session id (base64), as in its `session_open` entry: room changes record it (PROTOCOL.md §7.9). */
   readonly session: string;
-  /** The device it logged in from (its public key): read markers are kept per device (PROTOCOL.md §7.12). */
+  /** The device it logged in from (its public key): read markers are kept per device (PROTOCOL.md §7.14). */
   readonly device?: Uint8Array | null;
   /**
    * True while the output already queued for this connection is past the
@@ -92,7 +92,7 @@ export interface ChatOptions {
   maxPersistentRooms: number;
   /** Operators, bans, mutes and invites each per room; past it, `list_full`. */
   maxRoomList: number;
-  /** Read markers one user may have, across its devices and rooms; past it the least recently set is forgotten (PROTOCOL.md §7.12). */
+  /** Read markers one user may have, across its devices and rooms; past it the least recently set is forgotten (PROTOCOL.md §7.14). */
   maxReadMarkers: number;
 }
 
@@ -153,7 +153,7 @@ interface MemberState {
 type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping" | "read" | "unread"> | ModRequest;
 const REQUESTS = new Set([
   "join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping",
-  // Read markers (PROTOCOL.md §7.12).
+  // Read markers (PROTOCOL.md §7.14).
   "read", "unread",
   // Room moderation (PROTOCOL.md §7.9).
   "topic", "op", "deop", "kick", "ban", "unban", "bans", "mute", "unmute", "invite", "mode", "drop",
@@ -202,7 +202,7 @@ export class Chat {
     readonly now: () => number = Date.now,
     /** Whether an account exists: a `dm` to a name that is not one is refused (`no_such_user`). */
     readonly isAccount: (user: string) => boolean = () => true,
-    /** Where each device's read markers are kept (securechat.db in the server; PROTOCOL.md §7.12). */
+    /** Where each device's read markers are kept (securechat.db in the server; PROTOCOL.md §7.14). */
     readonly markers: ReadMarkers = new MemoryMarkers(),
   ) {
     this.#directSeq = journal.lastDirectSeq();
@@ -241,7 +241,7 @@ export class Chat {
    * user's terminals and devices sees them once per connection.
    */
   #deliverStored(m: Member): void {
-    // Only those after this device's direct-message marker (PROTOCOL.md §7.12): each device is shown each once.
+    // Only those after this device's direct-message marker (PROTOCOL.md §7.14): each device is shown each once.
     // A device's first login makes its marker (where the user's most advanced device is), so from then on it gets what it missed.
     const device = this.#state.get(m)!.device;
     const start = this.#startMarker(m.user, device, DM_MARKER);
@@ -540,7 +540,7 @@ export class Chat {
   /** The answer to a join (§7.3): the room, its history (all of it, `limit` of it, or what came after `since`), the recorded notice. */
   #welcomeToRoom(m: Member, room: Room, req: Message<"join">): void {
     const mark = this.#roomMarker(m, room);
-    // A fresh start (no `since`) where this device, or another of the user's, has read the room before: what came after (PROTOCOL.md §7.12).
+    // A fresh start (no `since`) where this device, or another of the user's, has read the room before: what came after (PROTOCOL.md §7.14).
     const after = req.since === undefined && mark !== null ? mark.seq : undefined;
     const unread = after === undefined ? 0 : room.seq - after;
     post(m, { type: "room", room: room.name, users: firstUsers(room), seq: room.seq, ...this.#roomInfo(m.user, room), ...(unread > 0 ? { unread, read_at: mark!.at } : {}) });
@@ -597,7 +597,7 @@ export class Chat {
     post(m, { type: "history_end", with: other, count: json.length, ...(json.length < kept.length ? { more: true } : {}) });
   }
 
-  // ---- Read markers (PROTOCOL.md §7.12) ----
+  // ---- Read markers (PROTOCOL.md §7.14) ----
 
   /** Where a device starts in `room` (or DM_MARKER): its own marker, else the user's most advanced device's, else none. */
   #startMarker(user: string, device: string, room: string): Marker | null {
@@ -637,7 +637,7 @@ export class Chat {
     });
   }
 
-  /** `unread`: the rooms the user keeps markers for, by name, each with what this device has not read of it (PROTOCOL.md §7.12). */
+  /** `unread`: the rooms the user keeps markers for, by name, each with what this device has not read of it (PROTOCOL.md §7.14). */
   #unread(m: Member, st: MemberState): void {
     const rooms = this.markers
       .rooms(m.user, st.device)
@@ -662,7 +662,7 @@ export class Chat {
       if (rooms > 0) this.#userRooms.set(m.user, rooms);
       else this.#userRooms.delete(m.user);
       this.journal.append({ kind: "leave", room: room.name, user: m.user, ts });
-      // The user left the room (not a connection closing): its devices no longer keep their place in it (PROTOCOL.md §7.12).
+      // The user left the room (not a connection closing): its devices no longer keep their place in it (PROTOCOL.md §7.14).
       if (tell) this.markers.forget(m.user, room.name);
       const json = encodeMessage({ type: "left", room: room.name, user: m.user, ts });
       if (announce) for (const other of room.members) other.post(json);
@@ -796,7 +796,7 @@ export class Chat {
         const cst = c.user === target ? this.#state.get(c) : undefined;
         if (cst) this.#leave(c, cst, room, false, false);
       }
-      // Put out of the room: the target's devices no longer keep their place in it (PROTOCOL.md §7.12), so its next start does not join it again.
+      // Put out of the room: the target's devices no longer keep their place in it (PROTOCOL.md §7.14), so its next start does not join it again.
       this.markers.forget(target, room.name);
     }
     if (req.type === "drop" && room.members.size === 0) this.#rooms.delete(room.name);

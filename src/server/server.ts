@@ -647,7 +647,7 @@ export class ChatServer {
   readonly penalties: PenaltyBox;
   readonly log: Logger;
   readonly chat: Chat;
-  /** The read markers (PROTOCOL.md §7.12): in memory for online users, written to securechat.db once a second. */
+  /** The read markers (PROTOCOL.md §7.14): in memory for online users, written to securechat.db once a second. */
   readonly markers: WriteBehindMarkers;
   readonly journal: Journal;
   readonly devices: Devices;

@@ -44,7 +44,7 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (user, key)
    ) STRICT;
    INSERT INTO devices (user, key, name, enrolled_at, enrolled_by) SELECT name, identity_key, '', created_at, 'register' FROM accounts;`,
-  // read markers: per user, device (its 12-hex id) and room ('' for direct messages), the last seq read (PROTOCOL.md §7.12).
+  // read markers: per user, device (its 12-hex id) and room ('' for direct messages), the last seq read (PROTOCOL.md §7.14).
   `CREATE TABLE read_markers (
      user   TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
      device TEXT NOT NULL,
@@ -264,7 +264,7 @@ export class Store {
     return this.db.query("DELETE FROM tickets WHERE expires_at <= ?").run(now).changes;
   }
 
-  // ---- Read markers (PROTOCOL.md §7.12; the ReadMarkers contract in markers.ts) ----
+  // ---- Read markers (PROTOCOL.md §7.14; the ReadMarkers contract in markers.ts) ----
 
   /** The read markers, kept in this database (each change one transaction; the server writes through WriteBehindMarkers). */
   get markers(): LoadableMarkers {

@@ -1,5 +1,5 @@
 /**
- * Read markers (docs/PROTOCOL.md §7.12): per user, device and room, the seq of
+ * Read markers (docs/PROTOCOL.md §7.14): per user, device and room, the seq of
  * the last message that device has read; per user and device, the last
  * direct message (under the key DM_MARKER). Private per-user state kept by the
  * server (securechat.db, store/db.ts), not shared state: not in the

@@ -287,7 +287,7 @@ describe("ChatClient against a server", () => {
     try {
       bob = await Peer.login(t.port, cred(seed, "bob"));
       await bob.join("attic");
-      // An earlier test left alice in "strict" (a read marker: her client would join it too, PROTOCOL.md §7.12): she leaves it first.
+      // An earlier test left alice in "strict" (a read marker: her client would join it too, PROTOCOL.md §7.14): she leaves it first.
       const earlier = await Peer.login(t.port, cred(seed, "alice"));
       await earlier.join("strict");
       earlier.send({ type: "leave", room: "strict" });
@@ -425,7 +425,7 @@ describe("ChatClient against a server", () => {
       await run(a, "/kick bob too loud");
       await bob.sink.until("the kick", () => changed(bob.sink, "kick").length === 1);
       expect(changed(bob.sink, "kick")[0]).toEqual(expect.objectContaining({ by: "alice", user: "bob", text: "too loud" }));
-      // (bob's other rooms, from the tests before, are joined at start too: PROTOCOL.md §7.12)
+      // (bob's other rooms, from the tests before, are joined at start too: PROTOCOL.md §7.14)
       expect(b.rooms).not.toContain("modroom");
       await run(b, "/join modroom");
       await bob.sink.until("the rejoin", () => bob.sink.of("room").filter((r) => r.room === "modroom").length === 2);

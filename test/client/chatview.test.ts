@@ -146,7 +146,7 @@ describe("the client's own events of a reconnect", () => {
     );
     expect(text({ type: "reconnected", after_ms: 2000, rooms: [] })).toBe("-- reconnected after 2 s; nothing new");
   });
-  test("catching up: how many new messages since when, and whether the history shows them all (PROTOCOL.md §7.12)", () => {
+  test("catching up: how many new messages since when, and whether the history shows them all (PROTOCOL.md §7.14)", () => {
     const today = new Date();
     const at = new Date(today.getFullYear(), today.getMonth(), today.getDate(), 18, 2).getTime();
     expect(text({ type: "catchup", room: "general", unread: 214, since: at, shown: 50 })).toBe("-- 214 new messages in #general since 18:02 (showing the last 50; /history for more)");

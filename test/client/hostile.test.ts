@@ -171,7 +171,7 @@ describe("the server ends the session while piped stdin still has lines", () => 
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const c = await s.conn();
-    // Its own two lines, acknowledged, are read: the marker goes before the bye (PROTOCOL.md §7.12).
+    // Its own two lines, acknowledged, are read: the marker goes before the bye (PROTOCOL.md §7.14).
     expect(c.received.map((m) => m.type)).toEqual(["join", "unread", "say", "say", "read", "bye"]);
     expect(events(r.stdout).filter((e) => e.type === "ack")).toHaveLength(2);
   }, NET);

@@ -323,7 +323,7 @@ describe("a dropped connection (the server keeps running)", () => {
     expect(bob.of("ack").map((a) => a.stored)).toEqual([true, true, true]);
     expect(await run(laptop)).toEqual([["third", true]]);
     expect(await run(laptop)).toEqual([]);
-    // The marker is the server's: a machine with the same key (one device, PROTOCOL.md §7.12) has nothing left to read.
+    // The marker is the server's: a machine with the same key (one device, PROTOCOL.md §7.14) has nothing left to read.
     expect(await run(machine("late-phone"))).toEqual([]);
     await bobDm(bob, "fourth");
     expect(await run(machine("late-phone"))).toEqual([["fourth", true]]);
@@ -487,7 +487,7 @@ describe("reconnecting meets trouble", () => {
   }
 });
 
-describe("catching up (read markers kept by the server, PROTOCOL.md §7.12)", () => {
+describe("catching up (read markers kept by the server, PROTOCOL.md §7.14)", () => {
   /** One run of alice's client in `room`: waits for `rooms` rooms, then quits; the events it delivered. */
   const run = async (t: TestServer, gate: Gate, m: Machine, room: string, rooms = 1) => {
     const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), room);

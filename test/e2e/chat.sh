@@ -298,7 +298,7 @@ start_server "$work/dm-data" "$port" --max-stored-dms 2
 # late FILE: the stored DMs a login of carol's was shown, as "seq text".
 late() { grep '^{"type":"direct".*"late":true' "$1" | while IFS= read -r l; do printf '%s %s\n' "$(jnum "$l" seq)" "$(jstr "$l" text)"; done; }
 # carol's account on a second machine (another SECURECHAT_HOME, a copy of her files: the same key, so the
-# same device today). The server keeps her read marker (PROTOCOL.md §7.12): shown and read on the laptop,
+# same device today). The server keeps her read marker (PROTOCOL.md §7.14): shown and read on the laptop,
 # they are not shown again there, nor on the phone.
 cp -a "$work/home-carol" "$work/home-carol-phone"
 as carol "$bin" chat --server "$srv" --json </dev/null >"$work/carol-laptop.out" 2>"$work/carol-laptop.err"

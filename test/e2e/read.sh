@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Catching up through the compiled binary (docs/PROTOCOL.md §7.12): carol has
+# Catching up through the compiled binary (docs/PROTOCOL.md §7.14): carol has
 # been in #general and #ops on her laptop, and has enrolled a phone (its own
 # device key, `device add` approved on the laptop); while she is offline
 # alice and bob talk in both rooms and send her direct messages. carol comes

@@ -405,7 +405,7 @@ ign_say "marker one"
 tm capture-pane -p -S - -t ign | sed 's/ *$//' | sed -n '/^-- ignoring bob/,$p' | tail -n +2 >"$work/ign1.txt"
 grep -q 'marker one$' "$work/ign1.txt" && ok || { bad "ign: no marker after the /ignore line"; show "$work/ign1.txt"; }
 grep -E 'bob|psst' "$work/ign1.txt" && { bad "ign: something of bob's was shown while he is ignored"; show "$work/ign1.txt"; } || ok
-# (#ops too: alice is in it from her first session, and a start joins the rooms she is in, PROTOCOL.md §7.12.)
+# (#ops too: alice is in it from her first session, and a start joins the rooms she is in, PROTOCOL.md §7.14.)
 [ "$(status_row ign)" = "[1:#general*] [2:#ops]" ] && ok || { bad "ign: status row while bob is ignored: '$(status_row ign)'"; dump ign; }
 # The list holds after a restart: bob's lines are not in the history either, nor his new ones.
 ign_quit

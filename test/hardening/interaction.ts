@@ -529,7 +529,7 @@ class Model {
   }
 
   /**
-   * Read markers (PROTOCOL.md §7.12), per user and room: a user's terminals log in with one key, so they are
+   * Read markers (PROTOCOL.md §7.14), per user and room: a user's terminals log in with one key, so they are
    * one device; the terminals never send `read`, so a marker stays where the user's first join put it.
    */
   readonly markers = new Map<string, number>();

@@ -182,7 +182,7 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     },
     device_added: { type: "device_added", id: "0a1b2c3d4e5f" },
     device_revoked: { type: "device_revoked", id: "0a1b2c3d4e5f", ended: 1 },
-    // Read markers (PROTOCOL.md §7.12).
+    // Read markers (PROTOCOL.md §7.14).
     read: { type: "read", rooms: [{ room: "lobby", seq: 42 }, { room: "0-dev_ops", seq: 0 }], dm: 17 },
     unread: { type: "unread" },
     unread_list: { type: "unread_list", rooms: [{ room: "lobby", unread: 214, read_at: 1_899_999_000_000 }] },

@@ -257,10 +257,10 @@ function rulesHold(m: Record<string, unknown>): boolean {
   if (m.type === "mode") return has("invite_only") || has("secret");
   if (m.type === "topic" || m.type === "room") {
     const t = m.type === "topic" ? m.text : m.topic;
-    // PROTOCOL.md §7.12: a caught-up room says both how many and since when
+    // PROTOCOL.md §7.14: a caught-up room says both how many and since when
     return (typeof t !== "string" || [...t].length <= 256) && (m.type !== "room" || has("unread") === has("read_at"));
   }
-  // PROTOCOL.md §7.12: a read marks something
+  // PROTOCOL.md §7.14: a read marks something
   if (m.type === "read") return has("rooms") || has("dm");
   return true;
 }

@@ -741,7 +741,7 @@ namespace Spec {
       ["id", "ref"],
       ["ended", { int: [0, MAX_SAFE] }],
     ],
-    // §7.12.
+    // §7.14.
     read: [
       [
         "rooms",

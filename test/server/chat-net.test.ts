@@ -149,7 +149,7 @@ describe("chat between real clients", () => {
       expect(bob2.sink.said()).toEqual(["alice: hello both of you", "bob: typed on the laptop"]);
       expect(alice.sink.said()).toEqual(["bob: typed on the laptop"]);
       // Bob's second terminal is not news to bob's first, nor to anyone else. (Only "multi": a start also
-      // joins the rooms each was in in the tests before, PROTOCOL.md §7.12.)
+      // joins the rooms each was in in the tests before, PROTOCOL.md §7.14.)
       const inMulti = <T extends { room: string }>(xs: T[]) => xs.filter((x) => x.room === "multi");
       expect(inMulti(bob1.sink.of("joined")).map((j) => j.user)).toEqual(["alice"]);
       await b1.quit();

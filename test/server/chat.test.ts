@@ -944,7 +944,7 @@ function runModel(seed: number, steps: number): void {
   /** Records what the model says member `m` must be posted next. */
   const expect_ = (m: FakeMember, msg: Message) => expected.get(m)!.push(norm(msg));
 
-  /** Read markers (PROTOCOL.md §7.12), per user and room: the fakes have no device, so a user's terminals share one. */
+  /** Read markers (PROTOCOL.md §7.14), per user and room: the fakes have no device, so a user's terminals share one. */
   const markers = new Map<string, { seq: number; at: number }>();
   const welcome = (m: FakeMember, name: string) => {
     const room = rooms.get(name)!;

@@ -1,5 +1,5 @@
 /**
- * Read markers and catching up (PROTOCOL.md §7.12) in the chat core, with fake
+ * Read markers and catching up (PROTOCOL.md §7.14) in the chat core, with fake
  * members and an injected clock: what carol's devices are shown when they
  * come back, what `unread` lists, and the limits.
  */

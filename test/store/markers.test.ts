@@ -1,5 +1,5 @@
 /**
- * Read markers (PROTOCOL.md §7.12): the same contract kept in memory and in
+ * Read markers (PROTOCOL.md §7.14): the same contract kept in memory and in
  * securechat.db, and the database's markers outlive the server process.
  */
 import { describe, expect, test } from "bun:test";
