@@ -12,7 +12,6 @@ import type { AdminAction, Message, Welcome } from "../protocol/messages.ts";
 import { type ClientSession, type ServerAddress, handshake } from "./connection.ts";
 import type { HostTrust } from "./hosttrust.ts";
 import { isAuthFailure } from "./failures.ts";
-import { forgetDmSeen } from "./dmseen.ts";
 import {
   hasIdentity,
   identityPath,
@@ -147,7 +146,6 @@ export async function register(o: AccountOptions, password: string): Promise<Wel
       keep = true;
       const w = await answer(session, o.user);
       keepTicket(o, w, ticketKey);
-      forgetDmSeen(o.addr.id, o.user);
       return w;
     } catch (e) {
       if (isSecureChatError(e, "server_refused")) keep = false; // an explicit refusal from the server
@@ -217,7 +215,6 @@ export async function login(o: AccountOptions, password: string): Promise<Welcom
       const w = await answer(session, o.user);
       settleIdentity(o, pending);
       keepTicket(o, w, ticketKey);
-      forgetDmSeen(o.addr.id, o.user);
       return w;
     } finally {
       session.close();

@@ -22,15 +22,22 @@
  * protocol: that connection ends, and the next waits out the backoff.
  * Lines that were pending when the connection dropped may or may not have
  * arrived: they are reported `unsent` with that reason, never sent twice.
+ *
+ * Read markers (docs/PROTOCOL.md §7.14): a message is read once it has been
+ * handed to the sink (the screen, or stdout). The client tells the server,
+ * coalesced: at most one `read` every READ_EVERY_MS, carrying every room
+ * whose marker moved and the last direct message, and one more as it
+ * leaves. On start it asks `unread` and joins, besides the first room, every
+ * room the user keeps markers in; a room joined with messages the device has
+ * not read gets one `catchup` event before its history.
  */
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
-import { MESSAGE_TEXT_MAX } from "../protocol/limits.ts";
+import { MESSAGE_TEXT_MAX, READ_LIST_MAX } from "../protocol/limits.ts";
 import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
 import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
-import { DmSeen } from "./dmseen.ts";
 import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
@@ -64,6 +71,13 @@ export const MINE_MAX = 50;
 /** Which message `/edit` or `/delete` means: the user's `back`-th last in the current room, or the room's message `seq`. */
 export type MessageRef = { back: number } | { seq: number };
 
+/** The most often the client sends its read markers (docs/PROTOCOL.md §7.14); it also sends them as it leaves. */
+export const READ_EVERY_MS = 3000;
+/** How long leaving waits for the rooms joined at start from `unread` to be answered (so what they bring is shown and read). */
+const ROOMS_WAIT_MS = 2000;
+/** Rooms one connection may be in at the reference server: the first room and at most this many less one from `unread`. */
+const ROOMS_PER_CONNECTION = 32;
+
 /**
  * The server's `error` codes after which a new connection can go on: the
  * server is restarting, the ticket expired (log in again), or this
@@ -84,6 +98,12 @@ export type LocalEvent =
   /** An edit (with `text`) or a delete (without) of the room's message `seq` was sent with this id (PROTOCOL.md §7.12). */
   | { type: "change_sent"; id: number; room?: string; to?: string; seq: number; text?: string }
   | { type: "current"; room: string }
+  /**
+   * Catching up (PROTOCOL.md §7.14): `unread` messages came in `room` since this
+   * device last read it (at `since`, ms since the epoch); `shown` of them, the
+   * newest, follow as history. Said before that history.
+   */
+  | { type: "catchup"; room: string; unread: number; since: number; shown: number }
   | { type: "local"; text: string };
 
 export type ChatEvent = Message | LocalEvent;
@@ -141,6 +161,8 @@ interface RoomState {
   /** The last seq of the room this client has seen (live, acked, or history). */
   seq: number;
   resume: Resume | null;
+  /** A join catching up (its `room` had `unread`): the history held until its end, so the summary comes first. */
+  catchup?: { unread: number; since: number; held: Message<"message">[] } | null;
 }
 
 type State = "connecting" | "ready" | "down" | "resuming" | "ended";
@@ -152,11 +174,13 @@ export class ChatClient {
   readonly #rooms = new Map<string, RoomState>();
   /** Per user, the paging state of `/history @USER`: the oldest DM seq shown and whether the server keeps older ones. */
   readonly #dmPages = new Map<string, { oldest: number; more: boolean }>();
-  /** The highest late DM seq shown by this account on this machine (USER.dmseen): a late DM at or below it is not shown again. */
-  readonly #dmSeen: DmSeen;
-  /** A write of the marker is scheduled (after the batch of late DMs a login brings). */
-  #dmSeenTimer: ReturnType<typeof setTimeout> | null = null;
-  #dmSeenFailed = false;
+  /** Read markers not yet sent (PROTOCOL.md §7.14): per room the last seq shown, and the last direct message shown. */
+  readonly #readRooms = new Map<string, number>();
+  #readDm = 0;
+  /** The next `read` is scheduled. */
+  #readTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Rooms joined at start from `unread`: their answers do not change the current room. */
+  readonly #background = new Set<string>();
   #current: string;
   /** Rooms whose join was sent and not yet answered, oldest first (answers come in order, PROTOCOL.md §7.4). */
   #joins: string[] = [];
@@ -205,7 +229,6 @@ export class ChatClient {
   ) {
     this.#current = opts.room;
     this.finished = new Promise((resolve) => (this.#done = resolve));
-    this.#dmSeen = new DmSeen(opts.addr.id, opts.user);
     this.#transcript = opts.transcriptFile
       ? new TranscriptFile(opts.transcriptFile, opts.transcriptMax ?? DEFAULT_TRANSCRIPT_MAX, (text) => this.emit({ type: "local", text }))
       : null;
@@ -268,11 +291,15 @@ export class ChatClient {
   /** Logs in and joins the first room; resolves once the server has confirmed the join. */
   async start(): Promise<void> {
     const joined = new Promise<void>((r) => (this.#joined = r));
-    if (this.#dmSeen.problem) this.emit({ type: "local", text: this.#dmSeen.problem });
     await this.#connect();
     const h = this.opts.history ?? "all";
     if (typeof h === "object") this.#rooms.set(this.opts.room, { seq: h.since, resume: newResume() });
     this.#sendJoin(this.opts.room, h === "none" ? { limit: 0 } : typeof h === "object" ? { since: h.since } : {});
+    // The user's other rooms (PROTOCOL.md §7.14), unless the first room's position was given (a bot resuming on its own).
+    if (h === "all") {
+      this.#unreadAsked = true;
+      this.#send({ type: "unread" });
+    }
     if (!(await within(Promise.race([joined, this.finished]), 10_000))) {
       throw new SecureChatError("join_unconfirmed", `the server did not confirm joining ${this.opts.room}`);
     }
@@ -313,6 +340,65 @@ export class ChatClient {
   emit(e: ChatEvent): void {
     this.#record(e);
     this.sink.event(e);
+    // Shown: read (PROTOCOL.md §7.14).
+    if (e.type === "message") this.#markRead(e.room, e.seq);
+    else if (e.type === "direct") this.#markRead(null, e.seq);
+  }
+
+  // ---- Read markers (PROTOCOL.md §7.14) ----
+
+  /** `room` (null: direct messages) is read up to `seq`: sent with the next `read`, at most every READ_EVERY_MS. */
+  #markRead(room: string | null, seq: number): void {
+    if (room === null) {
+      if (seq <= this.#readDm) return;
+      this.#readDm = seq;
+      this.#dmDirty = true;
+    } else {
+      if (seq <= (this.#readRooms.get(room) ?? 0)) return;
+      this.#readRooms.set(room, seq);
+      this.#dirtyRooms.add(room);
+    }
+    this.#scheduleRead();
+  }
+
+  #scheduleRead(): void {
+    if (this.#state === "ended") return;
+    this.#readTimer ??= setTimeout(() => {
+      this.#readTimer = null;
+      this.#sendRead();
+    }, READ_EVERY_MS);
+  }
+
+  #dirtyRooms = new Set<string>();
+  #dmDirty = false;
+
+  /** Sends the markers that moved, for the rooms this client is in, if connected (else they wait for the next send). */
+  #sendRead(): void {
+    if (this.#state === "ended") return;
+    // Disconnected: they wait for the connection to come back.
+    if (!this.#session) return this.#scheduleRead();
+    const rooms = [...this.#dirtyRooms].filter((r) => this.#rooms.has(r)).map((room) => ({ room, seq: this.#readRooms.get(room)! }));
+    if (rooms.length === 0 && !this.#dmDirty) return;
+    this.#send({ type: "read", ...(rooms.length > 0 ? { rooms: rooms.slice(0, READ_LIST_MAX) } : {}), ...(this.#dmDirty ? { dm: this.#readDm } : {}) });
+    for (const r of rooms.slice(0, READ_LIST_MAX)) this.#dirtyRooms.delete(r.room);
+    for (const r of [...this.#dirtyRooms]) if (!this.#rooms.has(r)) this.#dirtyRooms.delete(r);
+    this.#dmDirty = false;
+    if (this.#dirtyRooms.size > 0) this.#scheduleRead(); // the rest in the next one
+  }
+
+  /** `unread` was sent and not yet answered: only its answer is taken (a server does not pick rooms unasked). */
+  #unreadAsked = false;
+
+  /** The user's rooms from `unread`: joins those this client is not in, up to what a connection may be in. */
+  #onUnreadList(m: Message<"unread_list">): void {
+    if (!this.#unreadAsked) return;
+    this.#unreadAsked = false;
+    for (const r of m.rooms) {
+      if (this.#rooms.size + this.#joins.length >= ROOMS_PER_CONNECTION) break;
+      if (this.#rooms.has(r.room) || this.#joins.includes(r.room)) continue;
+      this.#background.add(r.room);
+      this.#sendJoin(r.room, {});
+    }
   }
 
   /** Only what the user sent and received goes to the transcript: no list, notice or error a server could inflate. */
@@ -398,6 +484,8 @@ export class ChatClient {
             const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
             if (st && !st.resume) st.seq = Math.max(st.seq, m.seq);
             this.#remember(mineKey(p.req), m.seq);
+            // One's own message is read (PROTOCOL.md §7.14).
+            this.#markRead(p.req.type === "say" ? p.req.room : null, m.seq);
           } else this.#unacknowledged++;
           this.#wake();
         }
@@ -417,6 +505,7 @@ export class ChatClient {
         if (m.by === this.#me) this.#forget(mineKey(m), m.seq);
         break;
       case "history_end":
+        if (this.#onCatchupEnd(m)) return;
         if (this.#onHistoryEnd(m)) return;
         if (m.with !== undefined && m.more) {
           const page = this.#dmPages.get(m.with);
@@ -424,17 +513,13 @@ export class ChatClient {
           this.emit({ type: "local", text: `older direct messages with ${m.with}: /history @${m.with} more` });
         }
         break;
+      case "unread_list":
+        this.#onUnreadList(m);
+        return;
       case "direct":
         if (m.from === this.#me && !m.deleted) this.#remember(mineKey(m), m.seq);
-        // Every login is shown the DMs stored while the user was away (oldest
-        // first): this device shows each once, in this run or an earlier one.
-        if (m.late) {
-          if (this.#dmSeen.shown(m.seq)) return;
-          this.emit(m);
-          this.#dmSeen.advance(m.seq);
-          this.#dmSeenTimer ??= setTimeout(() => this.#flushDmSeen(), 0);
-          return;
-        }
+        // A late DM this run has shown already (its `read` may not have reached the server before a reconnect).
+        if (m.late && m.seq <= this.#readDm) return;
         if (m.history) {
           const page = this.#dmPages.get(m.from === this.#me ? m.to : m.from);
           if (page) page.oldest = Math.min(page.oldest, m.seq);
@@ -514,10 +599,23 @@ export class ChatClient {
       this.#setCurrent(m.room, true);
       return false;
     }
-    if (!st) this.#rooms.set(m.room, { seq: m.seq, resume: null });
+    if (!st) this.#rooms.set(m.room, { seq: m.seq, resume: null, catchup: m.unread !== undefined ? { unread: m.unread, since: m.read_at!, held: [] } : null });
     else if (!st.resume) st.seq = Math.max(st.seq, m.seq);
-    this.#setCurrent(m.room, true);
+    // A room joined from `unread` at start is there, but the first room stays current.
+    if (!this.#background.delete(m.room)) this.#setCurrent(m.room, true);
     return false;
+  }
+
+  /** The end of a catching-up join's history: the summary, then the history held for it. True if done here. */
+  #onCatchupEnd(m: Message<"history_end">): boolean {
+    const st = m.room === undefined ? undefined : this.#rooms.get(m.room);
+    const c = st?.catchup;
+    if (!st || !c) return false;
+    st.catchup = null;
+    this.emit({ type: "catchup", room: m.room!, unread: c.unread, since: c.since, shown: c.held.length });
+    for (const h of c.held) this.emit(h);
+    this.emit(m);
+    return true;
   }
 
   /** A room message. True if it is not to be delivered now (already seen, or held until the room's history is in). */
@@ -529,6 +627,10 @@ export class ChatClient {
       if (this.held >= HELD_MAX) this.#dropOvertaken();
       if (this.held >= HELD_MAX) throw violation(`the server sent more than ${HELD_MAX} live messages while the history of ${m.room} was still being paged in`);
       r.held.push(m);
+      return true;
+    }
+    if (!r && m.history && st.catchup) {
+      st.catchup.held.push(m); // after the summary line (#onCatchupEnd)
       return true;
     }
     if (!r && m.history) return false; // history asked for by the user (join, /history): shown as it is
@@ -639,6 +741,7 @@ export class ChatClient {
     const lost = [...this.#pending.values()];
     this.#pending.clear();
     this.#joins = [];
+    this.#unreadAsked = false;
     this.#quietNotices = 0;
     this.#resumed = [];
     for (const st of this.#rooms.values()) st.resume = null;
@@ -709,21 +812,9 @@ export class ChatClient {
     this.#checkResumed();
   }
 
-  /** Writes the late-DM marker if it moved; a failure is said once (the marker still holds for this run). */
-  #flushDmSeen(): void {
-    if (this.#dmSeenTimer) clearTimeout(this.#dmSeenTimer);
-    this.#dmSeenTimer = null;
-    try {
-      this.#dmSeen.flush();
-    } catch (e) {
-      if (this.#dmSeenFailed) return;
-      this.#dmSeenFailed = true;
-      this.emit({ type: "local", text: `cannot write ${this.#dmSeen.path}: ${(e as Error).message}; the next run may show these late direct messages again` });
-    }
-  }
-
   #finish(reason: string): void {
-    this.#flushDmSeen();
+    if (this.#readTimer) clearTimeout(this.#readTimer);
+    this.#readTimer = null;
     this.#closing = true;
     this.#state = "ended";
     const session = this.#session;
@@ -899,11 +990,15 @@ export class ChatClient {
         for (const p of this.#queue.splice(0)) this.#unsent(p.id, `not sent: you quit before the connection came back`);
       }
     }
+    // The rooms joined at start from `unread` are shown before leaving, so what they caught up on is read (PROTOCOL.md §7.14).
+    for (let i = 0; i < ROOMS_WAIT_MS / 10 && this.#state === "ready" && (this.#unreadAsked || this.#joins.length > 0); i++) await Bun.sleep(10);
     if (this.#closing) return;
     const session = this.#state === "ready" ? this.#session : null;
     this.#closing = true;
     if (session) {
       try {
+        // What was shown is read: the markers go before the bye (PROTOCOL.md §7.14).
+        this.#sendRead();
         this.#byeSent = true;
         session.send({ type: "bye", reason: "leaving" });
         await within(this.finished, 3000);

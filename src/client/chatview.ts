@@ -62,6 +62,8 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
       return note(e.reason);
     case "reconnected":
       return note(reconnectedText(e.after_ms, e.rooms));
+    case "catchup":
+      return note(catchupText(e.room, e.unread, e.since, e.shown));
     case "current":
       return null;
     case "joined":
@@ -150,6 +152,21 @@ function reconnectedText(ms: number, rooms: readonly { room: string; missed: num
     ...(r.gap > 0 ? [`${r.gap} message${r.gap === 1 ? "" : "s"} of #${r.room} lost (the server no longer keeps them)`] : []),
   ]);
   return `reconnected after ${Math.round(ms / 1000)} s; ${parts.length > 0 ? parts.join(", ") : "nothing new"}`;
+}
+
+/**
+ * The summary before a room's missed messages (PROTOCOL.md §7.14):
+ * `214 new messages in #general since 18:02 (showing the last 50; /history for more)`,
+ * `12 new messages in #general since 18:02` when all of them follow. The time
+ * carries the date when it is not today's.
+ */
+export function catchupText(room: string, unread: number, since: number, shown: number, now = Date.now()): string {
+  const d = new Date(since);
+  const day = d.toDateString() === new Date(now).toDateString() ? "" : `${d.toLocaleDateString("en", { month: "short", day: "numeric" })} `;
+  const head = `${unread} new message${unread === 1 ? "" : "s"} in #${room} since ${day}${formatTime(since)}`;
+  if (shown >= unread) return head;
+  if (shown === 0) return `${head}; /history to read`;
+  return `${head} (showing the last ${shown}; /history for more)`;
 }
 
 /**

@@ -5,7 +5,8 @@
  * - the prompt names the current room (`alice@#ops> `); the status row
  *   lists the joined rooms in join order, numbered for Alt-1…9, the current
  *   one marked `*`, others with their unread count and `@N` for mentions of
- *   the user's name (`[1:#general 3 @1] [2:#ops*]`);
+ *   the user's name (`[1:#general 3 @1] [2:#ops*]`); a room joined at start
+ *   with messages this device has not read counts them (its `catchup`);
  * - a line from a room other than the current one carries the room's name
  *   after its time (`12:01 #general <bob> alice, you there?`); switching
  *   prints a line saying so, so the unlabelled lines after it are plainly
@@ -198,6 +199,11 @@ export class ChatWindow {
       case "deleted":
         if (this.ignores.has(e.by)) return;
         return this.#print(e);
+      case "catchup":
+        // A room joined at start with messages this device has not read (PROTOCOL.md §7.14): counted as unread there.
+        this.#print(e);
+        if (e.room !== this.rooms.room) this.#unread.set(e.room, (this.#unread.get(e.room) ?? 0) + e.unread);
+        return this.#status();
       case "direct":
         if (e.from !== this.me && this.ignores.has(e.from)) return;
         this.#print(e);

@@ -25,7 +25,6 @@ import {
   welcomed,
 } from "./account.ts";
 import { type ClientSession, handshake } from "./connection.ts";
-import { forgetDmSeen } from "./dmseen.ts";
 import { identityPath, removeIdentity, saveIdentity } from "./keystore.ts";
 
 /** How long past an enrollment's expiry the new machine waits for the server to say so. */
@@ -69,7 +68,6 @@ export async function addDevice(o: AccountOptions, password: string, name: strin
       }
       keep = true;
       keepTicket(o, w, ticketKey);
-      forgetDmSeen(o.addr.id, o.user);
       session.send({ type: "bye", reason: "done" });
       return { id, welcome: w };
     } finally {

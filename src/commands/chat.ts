@@ -8,13 +8,13 @@ export default command({
   args: {
     user: { type: "string", alias: ["u"], description: "User to chat as (default: user in config.toml, else the only user logged in to this server)", valueHint: "NAME" },
     ...args.server,
-    room: { type: "string", alias: ["r"], description: "Room to join first", valueHint: "NAME", default: "general" },
+    room: { type: "string", alias: ["r"], description: "Room to join first (then the other rooms you are in)", valueHint: "NAME", default: "general" },
     json: { type: "boolean", description: "One JSON object per event on stdout (default when stdout is not a terminal)" },
     history: {
       type: "boolean",
       default: true,
-      description: "Show the room's recent messages on joining",
-      negativeDescription: "Show none of the room's past: only what is said from now on",
+      description: "On joining, show what you missed since you last read the room (its recent messages the first time)",
+      negativeDescription: "Show none of the room's past and join no other room: only what is said from now on",
     },
     "since-seq": { type: "string", description: "Show only the messages of --room after its seq N (a bot resuming where it stopped)", valueHint: "N" },
     reconnect: {

@@ -94,3 +94,12 @@ export const ROOM_ACTION_MAX = 16;
 export const DEVICE_NAME_MAX = 64;
 export const DEVICE_LIST_MAX = 64;
 export const DEVICE_PENDING_MAX = 3;
+/**
+ * Read markers (PROTOCOL.md §7.14): rooms in one `read` request (more than
+ * the 32 rooms a connection may be in, so one request carries them all),
+ * and rooms in one `unread_list` answer (a user's markers are capped by the
+ * server; 256 rows of at most 32 + 3 × 16 bytes and their keys stay near
+ * 25 KiB, far inside MAX_FRAME).
+ */
+export const READ_LIST_MAX = 64;
+export const UNREAD_LIST_MAX = 256;

@@ -20,11 +20,13 @@ import {
   MAX_LIST,
   MESSAGE_TEXT_MAX,
   PASSWORD_FIELD_MAX,
+  READ_LIST_MAX,
   REASON_TEXT_MAX,
   ROOM_NAME_MAX,
   ROOM_NAME_RE,
   SESSION_LIST_MAX,
   SOURCE_TEXT_MAX,
+  UNREAD_LIST_MAX,
   USER_NAME_MAX,
   USER_NAME_RE,
   ROOM_ACTION_MAX,
@@ -342,6 +344,9 @@ const SCHEMAS = {
     secret: optional(bool),
     persistent: optional(bool),
     muted: optional(bool),
+    // Catching up (PROTOCOL.md §7.14): messages after this device's read marker, and when it was set.
+    unread: optional(int(1, Number.MAX_SAFE_INTEGER)),
+    read_at: optional(int(0, Number.MAX_SAFE_INTEGER)),
   },
   joined: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
   left: { room: roomName, user: userName, ts: int(0, Number.MAX_SAFE_INTEGER) },
@@ -391,6 +396,15 @@ const SCHEMAS = {
     ts: int(0, Number.MAX_SAFE_INTEGER),
   },
   ban_list: { room: roomName, bans: list(userName, MAX_LIST) },
+  // Read markers (PROTOCOL.md §7.14): this device has read up to these seqs; the rooms the user has markers in.
+  read: {
+    rooms: optional(list(object({ room: roomName, seq: int(0, Number.MAX_SAFE_INTEGER) }), READ_LIST_MAX)),
+    dm: optional(int(0, Number.MAX_SAFE_INTEGER)),
+  },
+  unread: {},
+  unread_list: {
+    rooms: list(object({ room: roomName, unread: int(0, Number.MAX_SAFE_INTEGER), read_at: int(0, Number.MAX_SAFE_INTEGER) }), UNREAD_LIST_MAX),
+  },
   password_changed: { ended: int(0, Number.MAX_SAFE_INTEGER) },
   // Server administrators (PROTOCOL.md §7.10): a request, and its answer.
   admin: { action: adminAction, user: userName },
@@ -484,7 +498,6 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
   history_end: (m) => ((m.room === undefined) === (m.with === undefined) ? "history_end must carry exactly one of room and with" : null),
   // Room moderation (PROTOCOL.md §7.9).
   topic: (m) => topicRule(m.text),
-  room: (m) => topicRule(m.topic),
   mode: (m) => (m.invite_only === undefined && m.secret === undefined ? "mode must carry invite_only, secret or both" : null),
   // A deleted message (history only) has no text, and nothing of what it said; any other has text (PROTOCOL.md §7.12).
   message: (m) => ((m.edited || m.deleted) && !m.history ? "edited and deleted are for history" : changedRule(m)),
@@ -494,6 +507,8 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
   delete: oneOfRoomAndTo,
   edited: oneOfRoomAndTo,
   deleted: oneOfRoomAndTo,
+  read: (m) => (m.rooms === undefined && m.dm === undefined ? "read must carry rooms or dm" : null),
+  room: (m) => topicRule(m.topic) ?? ((m.unread === undefined) !== (m.read_at === undefined) ? "room must carry both unread and read_at, or neither" : null),
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
 

@@ -24,7 +24,9 @@
  *   its output has drained.
  */
 import { SecureChatError } from "../errors.ts";
-import { AWAY_LIST_MAX, MAX_LIST } from "../protocol/limits.ts";
+import { AWAY_LIST_MAX, MAX_LIST, UNREAD_LIST_MAX } from "../protocol/limits.ts";
+import { deviceId } from "../fingerprint.ts";
+import { DM_MARKER, type Marker, MemoryMarkers, type ReadMarkers } from "../store/markers.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
 import { DEFAULT_FLOOD, DEFAULT_REQUESTS, type FloodPolicy, TokenBucket } from "./flood.ts";
 import type { Journal, Receipt, RoomMessage } from "../store/journal.ts";
@@ -34,6 +36,8 @@ export interface Member {
   readonly user: string;
   /** The session id (base64), as in its `session_open` entry: room changes record it (PROTOCOL.md §7.9). */
   readonly session: string;
+  /** The device it logged in from (its public key): read markers are kept per device (PROTOCOL.md §7.14). */
+  readonly device?: Uint8Array | null;
   /**
    * True while the output already queued for this connection is past the
    * point where the server stops answering its requests (outbox.ts: half of
@@ -63,7 +67,7 @@ export interface ChatOptions {
   historyBytes: number;
   /** `say` and `dm` per user (serve --flood-rate, --flood-burst). */
   flood: FloodPolicy;
-  /** Every other request per user: join, leave, who, rooms, history, away, ping (serve --request-rate, --request-burst). */
+  /** Every other request per user: join, leave, who, rooms, history, away, ping, read, unread (serve --request-rate, --request-burst). */
   requests: FloodPolicy;
   /** Requests held for one connection beyond the flood limit before `nack`. */
   maxHeld: number;
@@ -92,6 +96,8 @@ export interface ChatOptions {
   editWindowMs: number;
   /** Edits one message may have; past it `edit` gets `nack` `edit_limit` (a delete is still allowed). */
   maxEdits: number;
+  /** Read markers one user may have, across its devices and rooms; past it the least recently set is forgotten (PROTOCOL.md §7.14). */
+  maxReadMarkers: number;
 }
 
 export const DEFAULT_CHAT: ChatOptions = {
@@ -111,6 +117,7 @@ export const DEFAULT_CHAT: ChatOptions = {
   maxRoomList: 1000,
   editWindowMs: 15 * 60 * 1000,
   maxEdits: 10,
+  maxReadMarkers: 256,
 };
 
 class Room {
@@ -141,15 +148,19 @@ type Held = Request | AccountRequest | (() => void);
 
 interface MemberState {
   readonly rooms: Set<Room>;
+  /** Its device's id (fingerprint.ts deviceId; "" for a member without one): the key of its read markers. */
+  readonly device: string;
   readonly held: Held[];
   timer: ReturnType<typeof setTimeout> | null;
   /** Requests refused since the queue was last empty. */
   refused: number;
 }
 
-type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping"> | ModRequest | ChangeRequest;
+type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping" | "read" | "unread"> | ModRequest | ChangeRequest;
 const REQUESTS = new Set([
   "join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping",
+  // Read markers (PROTOCOL.md §7.14).
+  "read", "unread",
   // Room moderation (PROTOCOL.md §7.9).
   "topic", "op", "deop", "kick", "ban", "unban", "bans", "mute", "unmute", "invite", "mode", "drop",
   // Editing and deleting one's own messages (PROTOCOL.md §7.12).
@@ -202,6 +213,8 @@ export class Chat {
     readonly now: () => number = Date.now,
     /** Whether an account exists: a `dm` to a name that is not one is refused (`no_such_user`). */
     readonly isAccount: (user: string) => boolean = () => true,
+    /** Where each device's read markers are kept (securechat.db in the server; PROTOCOL.md §7.14). */
+    readonly markers: ReadMarkers = new MemoryMarkers(),
   ) {
     this.#directSeq = journal.lastDirectSeq();
     this.#states = journal.roomStates();
@@ -225,7 +238,7 @@ export class Chat {
   }
 
   connect(m: Member): void {
-    this.#state.set(m, { rooms: new Set(), held: [], timer: null, refused: 0 });
+    this.#state.set(m, { rooms: new Set(), device: m.device ? deviceId(m.device) : "", held: [], timer: null, refused: 0 });
     let set = this.#online.get(m.user);
     if (!set) this.#online.set(m.user, (set = new Set()));
     set.add(m);
@@ -239,7 +252,15 @@ export class Chat {
    * user's terminals and devices sees them once per connection.
    */
   #deliverStored(m: Member): void {
-    const stored = this.journal.storedDirects(m.user, this.now() - this.opts.dmRetentionMs, this.opts.maxStoredDms);
+    // Only those after this device's direct-message marker (PROTOCOL.md §7.14): each device is shown each once.
+    // A device's first login makes its marker (where the user's most advanced device is), so from then on it gets what it missed.
+    const device = this.#state.get(m)!.device;
+    const start = this.#startMarker(m.user, device, DM_MARKER);
+    const read = start?.seq ?? 0;
+    if (!this.markers.get(m.user, device, DM_MARKER)) this.markers.advance(m.user, device, DM_MARKER, read, start?.at ?? this.now(), this.opts.maxReadMarkers);
+    const stored = this.journal
+      .storedDirects(m.user, this.now() - this.opts.dmRetentionMs, this.opts.maxStoredDms)
+      .filter((d) => d.seq > read);
     const json: string[] = [];
     let bytes = 0;
     for (let i = stored.length - 1; i >= 0; i--) {
@@ -267,6 +288,7 @@ export class Chat {
     if (set?.size === 0) {
       this.#online.delete(m.user);
       this.#away.delete(m.user);
+      this.markers.release?.(m.user);
     }
   }
 
@@ -466,6 +488,10 @@ export class Chat {
       case "edit":
       case "delete":
         return this.#change(m, st, req, ts);
+      case "read":
+        return this.#read(m, st, req, ts);
+      case "unread":
+        return this.#unread(m, st);
       default:
         return this.#moderate(m, req, ts);
     }
@@ -586,19 +612,26 @@ export class Chat {
 
   /** The answer to a join (§7.3): the room, its history (all of it, `limit` of it, or what came after `since`), the recorded notice. */
   #welcomeToRoom(m: Member, room: Room, req: Message<"join">): void {
-    post(m, { type: "room", room: room.name, users: firstUsers(room), seq: room.seq, ...this.#roomInfo(m.user, room) });
-    this.#sendHistory(m, room.name, Math.min(req.limit ?? this.opts.history, this.opts.history), req.since);
+    const mark = this.#roomMarker(m, room);
+    // A fresh start (no `since`) where this device, or another of the user's, has read the room before: what came after (PROTOCOL.md §7.14).
+    const after = req.since === undefined && mark !== null ? mark.seq : undefined;
+    const unread = after === undefined ? 0 : room.seq - after;
+    post(m, { type: "room", room: room.name, users: firstUsers(room), seq: room.seq, ...this.#roomInfo(m.user, room), ...(unread > 0 ? { unread, read_at: mark!.at } : {}) });
+    this.#sendHistory(m, room.name, Math.min(req.limit ?? this.opts.history, this.opts.history), req.since, after);
     post(m, { type: "notice", code: "recorded", text: `messages in ${room.name} are recorded in the server's auditable transcript` });
   }
 
   /**
    * Without `since`: the newest of the room's last `limit` messages that fit
-   * `historyBytes`. With `since`: the oldest `limit` of the kept messages
+   * `historyBytes` (with `after`, a device catching up: only those after it). With `since`: the oldest `limit` of the kept messages
    * after `since` that fit, and `more` if kept messages after those remain
    * (the client asks again from the last one it got). Oldest first either way.
    */
-  #sendHistory(m: Member, room: string, limit: number, since?: number): void {
-    const kept = since === undefined ? this.journal.recent(room, limit) : this.journal.recent(room, this.opts.history).filter((x) => x.seq > since);
+  #sendHistory(m: Member, room: string, limit: number, since?: number, after?: number): void {
+    const kept =
+      since === undefined
+        ? this.journal.recent(room, limit).filter((x) => after === undefined || x.seq > after)
+        : this.journal.recent(room, this.opts.history).filter((x) => x.seq > since);
     const order = since === undefined ? kept.toReversed() : kept;
     const json: string[] = [];
     let bytes = 0;
@@ -637,6 +670,58 @@ export class Chat {
     post(m, { type: "history_end", with: other, count: json.length, ...(json.length < kept.length ? { more: true } : {}) });
   }
 
+  // ---- Read markers (PROTOCOL.md §7.14) ----
+
+  /** Where a device starts in `room` (or DM_MARKER): its own marker, else the user's most advanced device's, else none. */
+  #startMarker(user: string, device: string, room: string): Marker | null {
+    return this.markers.get(user, device, room) ?? this.markers.best(user, room);
+  }
+
+  /**
+   * This device's marker for a room it is joining, made if it has none (at
+   * the user's most advanced device's, else at the room's last seq: what
+   * came before the first join was never missed). A marker past the room's
+   * last seq (the server lost its numbering) comes back to it. Null when
+   * the user had none before this join: a fresh join, nothing to catch up.
+   */
+  #roomMarker(m: Member, room: Room): Marker | null {
+    const device = this.#state.get(m)!.device;
+    let mark = this.#startMarker(m.user, device, room.name);
+    if (mark && mark.seq > room.seq) {
+      this.markers.lower(m.user, room.name, room.seq);
+      mark = { ...mark, seq: room.seq };
+    }
+    this.markers.advance(m.user, device, room.name, mark?.seq ?? room.seq, mark?.at ?? this.now(), this.opts.maxReadMarkers);
+    return mark;
+  }
+
+  /**
+   * `read`: moves this device's markers forward, never back and never past
+   * what exists (a room's last seq, the last direct message). Only rooms
+   * this connection is in are marked; others are ignored. No answer.
+   */
+  #read(m: Member, st: MemberState, req: Message<"read">, ts: number): void {
+    this.markers.batch(() => {
+      for (const r of req.rooms ?? []) {
+        const room = this.#rooms.get(r.room);
+        if (room && st.rooms.has(room)) this.markers.advance(m.user, st.device, room.name, Math.min(r.seq, room.seq), ts, this.opts.maxReadMarkers);
+      }
+      if (req.dm !== undefined) this.markers.advance(m.user, st.device, DM_MARKER, Math.min(req.dm, this.#directSeq), ts, this.opts.maxReadMarkers);
+    });
+  }
+
+  /** `unread`: the rooms the user keeps markers for, by name, each with what this device has not read of it (PROTOCOL.md §7.14). */
+  #unread(m: Member, st: MemberState): void {
+    const rooms = this.markers
+      .rooms(m.user, st.device)
+      .slice(0, UNREAD_LIST_MAX)
+      .map((mk) => {
+        const last = this.#rooms.get(mk.room)?.seq ?? this.journal.lastSeq(mk.room);
+        return { room: mk.room, unread: Math.max(0, last - mk.seq), read_at: mk.at };
+      });
+    post(m, { type: "unread_list", rooms });
+  }
+
   /** `announce`: false when the others were told already (a kick or ban, §7.9). */
   #leave(m: Member, st: MemberState, room: Room, tell: boolean, announce = true): void {
     const ts = this.now();
@@ -650,6 +735,8 @@ export class Chat {
       if (rooms > 0) this.#userRooms.set(m.user, rooms);
       else this.#userRooms.delete(m.user);
       this.journal.append({ kind: "leave", room: room.name, user: m.user, ts });
+      // The user left the room (not a connection closing): its devices no longer keep their place in it (PROTOCOL.md §7.14).
+      if (tell) this.markers.forget(m.user, room.name);
       const json = encodeMessage({ type: "left", room: room.name, user: m.user, ts });
       if (announce) for (const other of room.members) other.post(json);
     }
@@ -782,6 +869,8 @@ export class Chat {
         const cst = c.user === target ? this.#state.get(c) : undefined;
         if (cst) this.#leave(c, cst, room, false, false);
       }
+      // Put out of the room: the target's devices no longer keep their place in it (PROTOCOL.md §7.14), so its next start does not join it again.
+      this.markers.forget(target, room.name);
     }
     if (req.type === "drop" && room.members.size === 0) this.#rooms.delete(room.name);
   }

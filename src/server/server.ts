@@ -27,6 +27,7 @@ import { type LoggedIn, type PendingLogin, checkName, login } from "./login.ts";
 import { DEFAULT_DEVICES, type DeviceOptions, Devices } from "./devices.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT, type Member, isChatRequest } from "./chat.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
+import { WriteBehindMarkers } from "../store/markers.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
 import type { HostKey } from "./hostkey.ts";
 import type { FloodPolicy } from "./flood.ts";
@@ -649,6 +650,8 @@ export class ChatServer {
   readonly penalties: PenaltyBox;
   readonly log: Logger;
   readonly chat: Chat;
+  /** The read markers (PROTOCOL.md §7.14): in memory for online users, written to securechat.db once a second. */
+  readonly markers: WriteBehindMarkers;
   readonly journal: Journal;
   readonly devices: Devices;
   #journalClosed = false;
@@ -680,7 +683,8 @@ export class ChatServer {
     this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
     this.journal.watch?.((recording) => this.#recordingChanged(recording));
     this.devices = new Devices(this.store, this.journal, opts.devices);
-    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user));
+    this.markers = new WriteBehindMarkers(this.store.markers);
+    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user), this.markers);
   }
 
   /**
@@ -737,12 +741,22 @@ export class ChatServer {
       server.loginsByUser.prune(now);
       server.chat.prune();
       server.devices.prune(now);
+      server.saveMarkers();
       if (now - lastPrune >= server.opts.ticketPruneMs) {
         lastPrune = now;
         server.store.pruneTickets(now);
       }
     }, sweepMs);
     return server;
+  }
+
+  /** Writes the read markers that moved; a failure is logged, not fatal (they are a convenience: messages are shown again). */
+  saveMarkers(): void {
+    try {
+      this.markers.flush();
+    } catch (e) {
+      this.log.warn("markers_not_saved", { error: e instanceof Error ? e.message : String(e) });
+    }
   }
 
   get port(): number {
@@ -1102,6 +1116,7 @@ export class ChatServer {
       this.#listener?.stop(true);
       this.#journalClosed = true;
       this.journal.close?.("shutdown");
+      this.saveMarkers();
       this.store.close();
       this.log.info("stopped");
     })();

@@ -9,6 +9,7 @@ import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
 import { createPrivateFile, ensurePrivateDir } from "../paths.ts";
+import { DM_MARKER, type DeviceMarker, type LoadableMarkers, type Marker } from "./markers.ts";
 
 const MIGRATIONS: string[] = [
   // 1: accounts and tickets.
@@ -43,6 +44,16 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (user, key)
    ) STRICT;
    INSERT INTO devices (user, key, name, enrolled_at, enrolled_by) SELECT name, identity_key, '', created_at, 'register' FROM accounts;`,
+  // read markers: per user, device (its 12-hex id) and room ('' for direct messages), the last seq read (PROTOCOL.md §7.14).
+  `CREATE TABLE read_markers (
+     user   TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+     device TEXT NOT NULL,
+     room   TEXT NOT NULL,
+     seq    INTEGER NOT NULL CHECK (seq >= 0),
+     at     INTEGER NOT NULL,
+     PRIMARY KEY (user, device, room)
+   ) STRICT;
+   CREATE INDEX read_markers_room ON read_markers(user, room);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -253,11 +264,78 @@ export class Store {
     return this.db.query("DELETE FROM tickets WHERE expires_at <= ?").run(now).changes;
   }
 
+  // ---- Read markers (PROTOCOL.md §7.14; the ReadMarkers contract in markers.ts) ----
+
+  /** The read markers, kept in this database (each change one transaction; the server writes through WriteBehindMarkers). */
+  get markers(): LoadableMarkers {
+    return (this.#markers ??= new DbMarkers(this.db));
+  }
+
+  #markers: LoadableMarkers | null = null;
+
   integrityCheck(): string {
     return this.db.query<{ integrity_check: string }, []>("PRAGMA integrity_check").get()!.integrity_check;
   }
 
   close(): void {
     this.db.close(false);
+  }
+}
+
+/** ReadMarkers in securechat.db: one row per (user, device, room). */
+class DbMarkers implements LoadableMarkers {
+  constructor(readonly db: Database) {}
+
+  all(user: string): DeviceMarker[] {
+    return this.db.query<DeviceMarker, [string]>("SELECT device, room, seq, at FROM read_markers WHERE user = ? ORDER BY at").all(user);
+  }
+
+  get(user: string, device: string, room: string): Marker | null {
+    return this.db.query<Marker, [string, string, string]>("SELECT room, seq, at FROM read_markers WHERE user = ? AND device = ? AND room = ?").get(user, device, room);
+  }
+
+  best(user: string, room: string): Marker | null {
+    return this.db.query<Marker, [string, string]>("SELECT room, seq, at FROM read_markers WHERE user = ? AND room = ? ORDER BY seq DESC LIMIT 1").get(user, room);
+  }
+
+  advance(user: string, device: string, room: string, seq: number, at: number, max: number): void {
+    this.db.transaction(() => {
+      const had = this.get(user, device, room);
+      if (had) {
+        if (seq > had.seq) this.db.query("UPDATE read_markers SET seq = ?, at = ? WHERE user = ? AND device = ? AND room = ?").run(seq, at, user, device, room);
+        return;
+      }
+      const n = this.db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM read_markers WHERE user = ?").get(user)!.n;
+      if (n >= max) {
+        this.db
+          .query("DELETE FROM read_markers WHERE rowid IN (SELECT rowid FROM read_markers WHERE user = ? ORDER BY at LIMIT ?)")
+          .run(user, n - max + 1);
+      }
+      this.db.query("INSERT INTO read_markers (user, device, room, seq, at) VALUES (?, ?, ?, ?, ?)").run(user, device, room, seq, at);
+    })();
+  }
+
+  batch(fn: () => void): void {
+    this.db.transaction(fn)();
+  }
+
+  lower(user: string, room: string, seq: number): void {
+    this.db.query("UPDATE read_markers SET seq = ? WHERE user = ? AND room = ? AND seq > ?").run(seq, user, room, seq);
+  }
+
+  forget(user: string, room: string): void {
+    this.db.query("DELETE FROM read_markers WHERE user = ? AND room = ?").run(user, room);
+  }
+
+  rooms(user: string, device: string): Marker[] {
+    // This device's marker where it has one, else the most advanced of the others.
+    return this.db
+      .query<Marker, [string, string, string]>(
+        `SELECT room, seq, at FROM read_markers AS r WHERE user = ?1 AND room != ?3 AND (device = ?2 OR (
+           NOT EXISTS (SELECT 1 FROM read_markers WHERE user = ?1 AND device = ?2 AND room = r.room)
+           AND rowid = (SELECT rowid FROM read_markers WHERE user = ?1 AND room = r.room ORDER BY seq DESC LIMIT 1)))
+         ORDER BY room`,
+      )
+      .all(user, device, DM_MARKER);
   }
 }

@@ -146,6 +146,15 @@ describe("the client's own events of a reconnect", () => {
     );
     expect(text({ type: "reconnected", after_ms: 2000, rooms: [] })).toBe("-- reconnected after 2 s; nothing new");
   });
+  test("catching up: how many new messages since when, and whether the history shows them all (PROTOCOL.md §7.14)", () => {
+    const today = new Date();
+    const at = new Date(today.getFullYear(), today.getMonth(), today.getDate(), 18, 2).getTime();
+    expect(text({ type: "catchup", room: "general", unread: 214, since: at, shown: 50 })).toBe("-- 214 new messages in #general since 18:02 (showing the last 50; /history for more)");
+    expect(text({ type: "catchup", room: "general", unread: 12, since: at, shown: 12 })).toBe("-- 12 new messages in #general since 18:02");
+    expect(text({ type: "catchup", room: "ops", unread: 1, since: at, shown: 0 })).toBe("-- 1 new message in #ops since 18:02; /history to read");
+    expect(text({ type: "catchup", room: "ops", unread: 3, since: TS, shown: 3 })).toBe("-- 3 new messages in #ops since Nov 22 08:21");
+    expect(eventJson({ type: "catchup", room: "general", unread: 214, since: at, shown: 50 })).toBe(`{"type":"catchup","room":"general","unread":214,"since":${at},"shown":50}`);
+  });
   test("a queued line is marked as queued; an unsent one says why", () => {
     expect(text({ type: "sent", id: 4, room: "ops", text: "hi", queued: true })).toMatch(/^\d{2}:\d{2} <alice> hi \(queued until reconnected\)$/);
     expect(text({ type: "unsent", id: 4, reason: "not acknowledged: the connection was lost after it was sent; it may or may not have reached ops (it is not sent again)" })).toBe(

@@ -115,6 +115,24 @@ describe("rooms as windows", () => {
     expect(screen.status).toBe("[1:#general*] [2:#ops]");
   });
 
+  test("a room caught up at start shows its summary and counts what was missed on the status row; the current room does not", () => {
+    const { screen, win, join, rooms, say } = setup();
+    const since = Date.now();
+    join("general", ["alice", "bob"]);
+    win.show({ type: "catchup", room: "general", unread: 4, since, shown: 4 });
+    rooms.rooms.push("ops");
+    win.show({ type: "room", room: "ops", users: ["alice"], seq: 9 });
+    win.show({ type: "catchup", room: "ops", unread: 214, since, shown: 50 });
+    win.show(say("ops", "bob", "old news", true));
+    expect(screen.printed.filter((l) => l.includes("new messages")).map((l) => l.replace(/\d\d:\d\d/, "HH:MM"))).toEqual([
+      "-- 4 new messages in #general since HH:MM",
+      "-- 214 new messages in #ops since HH:MM (showing the last 50; /history for more)",
+    ]);
+    expect(screen.status).toBe("[1:#general*] [2:#ops 214]");
+    rooms.switchTo("ops");
+    expect(screen.status).toBe("[1:#general] [2:#ops*]");
+  });
+
   test("the first room confirmed again is not announced; a real change is", () => {
     const { screen, join, rooms } = setup();
     join("general", ["alice"]);

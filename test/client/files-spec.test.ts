@@ -17,7 +17,6 @@ import { fromBase64, fromHex, toBase64, toHex, utf8 } from "../../src/bytes.ts";
 import { identityPath, loadIdentity, saveIdentity } from "../../src/client/keystore.ts";
 import { IGNORE_FILE_MAX, IGNORE_MAX, ignorePath, loadIgnores, saveIgnores } from "../../src/client/ignores.ts";
 import { findKnownHost, knownHostsPath } from "../../src/client/known_hosts.ts";
-import { DmSeen, dmSeenPath, readDmSeen } from "../../src/client/dmseen.ts";
 import { loadTicket, saveTicket, ticketPath } from "../../src/client/tickets.ts";
 import { ed25519Generate, sha256 } from "../../src/crypto/index.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
@@ -173,30 +172,3 @@ describe("PROTOCOL.md A.5: the ignore list", () => {
   });
 });
 
-describe("PROTOCOL.md A.6: the late-DM marker", () => {
-  const a6 = section("### A.6 Late direct messages shown: `USER.dmseen`");
-
-  test("the example reads as seq 42, and the reference writes exactly that form", () => {
-    const path = dmSeenPath(SERVER, "alice");
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    writeFileSync(path, blocks(a6)[0]!, { mode: 0o600 });
-    expect(readDmSeen(path)).toEqual({ seq: 42, problem: null });
-    const m = new DmSeen(SERVER, "alice");
-    m.advance(43);
-    m.flush();
-    expect(readFileSync(path, "utf8")).toBe("43\n");
-  });
-
-  test("what the appendix says a reader does not trust counts as 0, with the file named", () => {
-    const path = dmSeenPath(SERVER, "alice");
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    for (const text of ["042\n", "42", "4 2\n", "-1\n", "99999999999999999\n", `${"1".repeat(40)}\n`, "\n"]) {
-      writeFileSync(path, text, { mode: 0o600 });
-      const r = readDmSeen(path);
-      expect([text, r.seq]).toEqual([text, 0]);
-      expect(r.problem).toStartWith(`${path}: `);
-    }
-    writeFileSync(path, "42\r\n", { mode: 0o600 });
-    expect(readDmSeen(path).seq).toBe(42);
-  });
-});

@@ -162,11 +162,14 @@ interface ConnState {
   conn: HostileConn | null;
 }
 
-/** The polite part of a server: join → room (the user alone) and history_end; say/dm → ack; bye → bye and close. */
+/** The polite part of a server: join → room (the user alone) and history_end; unread → no rooms; say/dm → ack; bye → bye and close. */
 export function polite(c: HostileConn, m: Message): void {
   switch (m.type) {
     case "join":
       c.send({ type: "room", room: m.room, users: [c.user], seq: 0 }, { type: "history_end", room: m.room, count: 0 });
+      break;
+    case "unread":
+      c.send({ type: "unread_list", rooms: [] });
       break;
     case "say":
     case "dm":

@@ -171,7 +171,8 @@ describe("the server ends the session while piped stdin still has lines", () => 
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const c = await s.conn();
-    expect(c.received.map((m) => m.type)).toEqual(["join", "say", "say", "bye"]);
+    // Its own two lines, acknowledged, are read: the marker goes before the bye (PROTOCOL.md §7.14).
+    expect(c.received.map((m) => m.type)).toEqual(["join", "unread", "say", "say", "read", "bye"]);
     expect(events(r.stdout).filter((e) => e.type === "ack")).toHaveLength(2);
   }, NET);
 });
@@ -215,7 +216,7 @@ describe("interactive chat (a pty)", () => {
     const s = serve({});
     const r = await interactive(s, "/quit\r");
     expect(r.code).toBe(0);
-    expect((await s.conn()).received.map((m) => m.type)).toEqual(["join", "bye"]);
+    expect((await s.conn()).received.map((m) => m.type)).toEqual(["join", "unread", "bye"]);
   }, NET);
 });
 

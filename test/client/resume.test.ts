@@ -18,9 +18,8 @@ import { saveIdentity } from "../../src/client/keystore.ts";
 import { addKnownHost, findKnownHost } from "../../src/client/known_hosts.ts";
 import { saveTicket } from "../../src/client/tickets.ts";
 import { SecureChatError } from "../../src/errors.ts";
-import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { dmSeenPath } from "../../src/client/dmseen.ts";
+import { cpSync } from "node:fs";
+import { join } from "node:path";
 import { type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import type { ServerOptions } from "../../src/server/server.ts";
@@ -305,7 +304,7 @@ describe("a dropped connection (the server keeps running)", () => {
     ]);
   }, NET);
 
-  test("a DM stored while the user was away is shown once per device: a second run on this machine shows only the new one, another machine all", async () => {
+  test("a DM stored while the user was away is shown until the device has read it: a second run shows only the new one; another machine of the same key starts where it stopped", async () => {
     const { t, gate, bob } = await gatedWithBob();
     // The late DMs come right after welcome, before the answer to the join: in the room, every one was shown.
     const run = async (m: Machine) => {
@@ -313,7 +312,7 @@ describe("a dropped connection (the server keeps running)", () => {
       await client.quit();
       return sink.of("direct").map((d) => [d.text, d.late]);
     };
-    const laptop = machine("dmseen-laptop");
+    const laptop = machine("late-laptop");
     await bobDm(bob, "first");
     await bobDm(bob, "second");
     expect(await run(laptop)).toEqual([
@@ -324,31 +323,10 @@ describe("a dropped connection (the server keeps running)", () => {
     expect(bob.of("ack").map((a) => a.stored)).toEqual([true, true, true]);
     expect(await run(laptop)).toEqual([["third", true]]);
     expect(await run(laptop)).toEqual([]);
-    const marker = dmSeenPath(parseServerAddress(gate.address).id, "alice");
-    expect(readFileSync(marker, "utf8")).toBe(`${bob.of("ack").at(-1)!.seq}\n`);
-    expect(statSync(marker).mode & 0o777).toBe(0o600);
-    expect(await run(machine("dmseen-phone"))).toEqual([
-      ["first", true],
-      ["second", true],
-      ["third", true],
-    ]);
-  }, NET);
-
-  test("a marker file that cannot be trusted hides nothing: the late DMs are shown again, the client says so once, and a good file replaces it", async () => {
-    const { t, gate, bob } = await gatedWithBob();
-    await bobDm(bob, "still there?");
-    const m = machine("dmseen-bad");
-    useMachine(m);
-    const marker = dmSeenPath(parseServerAddress(gate.address).id, "alice");
-    mkdirSync(dirname(marker), { recursive: true, mode: 0o700 });
-    writeFileSync(marker, "99999999\n", { mode: 0o666 });
-    chmodSync(marker, 0o666);
-    const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), "lobby");
-    await client.quit();
-    expect(sink.of("direct").map((d) => d.text)).toEqual(["still there?"]);
-    expect(sink.of("local").filter((l) => l.text.startsWith(`${marker}: writable by other users`))).toHaveLength(1);
-    expect(readFileSync(marker, "utf8")).toBe(`${bob.of("ack")[0]!.seq}\n`);
-    expect(statSync(marker).mode & 0o777).toBe(0o600);
+    // The marker is the server's: a machine with the same key (one device, PROTOCOL.md §7.14) has nothing left to read.
+    expect(await run(machine("late-phone"))).toEqual([]);
+    await bobDm(bob, "fourth");
+    expect(await run(machine("late-phone"))).toEqual([["fourth", true]]);
   }, NET);
 
   test("messages the server no longer keeps are reported as a gap, not hidden", async () => {
@@ -507,4 +485,87 @@ describe("reconnecting meets trouble", () => {
       expect(a.failureError).toBeNull();
     }, NET);
   }
+});
+
+describe("catching up (read markers kept by the server, PROTOCOL.md §7.14)", () => {
+  /** One run of alice's client in `room`: waits for `rooms` rooms, then quits; the events it delivered. */
+  const run = async (t: TestServer, gate: Gate, m: Machine, room: string, rooms = 1) => {
+    const { client, sink } = await resumingClient(t, gate, m, cred(seed, "alice"), room);
+    await sink.until(`${rooms} rooms`, () => client.rooms.length === rooms && sink.of("history_end").length >= rooms);
+    const current = client.room;
+    await client.quit();
+    return { sink, rooms: client.rooms, current };
+  };
+  /** What a person would see of a run, in order: the summaries and the room messages. */
+  const shown = (sink: Collector): string[] =>
+    sink.events.flatMap((e) =>
+      e.type === "catchup" ? [`-- ${e.unread} new in ${e.room}, ${e.shown} shown`] : e.type === "message" ? [`${e.room} ${e.seq} ${e.text}`] : [],
+    );
+
+  test("a run shows one summary, then exactly what was missed since the last run; a run with nothing new shows nothing", async () => {
+    const { t, gate } = await gated({});
+    const laptop = machine("catchup-laptop");
+    expect(shown((await run(t, gate, laptop, "lobby")).sink)).toEqual([]);
+    const bob = await bobIn(t.port, "lobby");
+    await bobSays(bob, [
+      ["lobby", "m1"],
+      ["lobby", "m2"],
+      ["lobby", "m3"],
+    ]);
+    const second = await run(t, gate, laptop, "lobby");
+    expect(shown(second.sink)).toEqual(["-- 3 new in lobby, 3 shown", "lobby 1 m1", "lobby 2 m2", "lobby 3 m3"]);
+    const summary = second.sink.of("catchup")[0]!;
+    expect(summary.since).toBeGreaterThan(0);
+    expect(shown((await run(t, gate, laptop, "lobby")).sink)).toEqual([]);
+  }, NET);
+
+  test("more missed than the server's history: the summary counts them all, the newest kept are shown", async () => {
+    const { t, gate } = await gated({ history: 3 });
+    const laptop = machine("catchup-more");
+    await run(t, gate, laptop, "lobby");
+    const bob = await bobIn(t.port, "lobby");
+    await bobSays(bob, [1, 2, 3, 4, 5].map((i): [string, string] => ["lobby", `m${i}`]));
+    expect(shown((await run(t, gate, laptop, "lobby")).sink)).toEqual(["-- 5 new in lobby, 3 shown", "lobby 3 m3", "lobby 4 m4", "lobby 5 m5"]);
+  }, NET);
+
+  test("the user's other rooms are joined on start, caught up, and the first room stays current", async () => {
+    const { t, gate } = await gated({});
+    const { client, sink } = await resumingClient(t, gate, machine("catchup-rooms"), cred(seed, "alice"), "lobby");
+    client.request({ type: "join", room: "ops" });
+    await sink.until("ops", () => client.rooms.length === 2);
+    await client.quit();
+    const bob = await bobIn(t.port, "ops");
+    await bobSays(bob, [
+      ["ops", "deploy at 3"],
+      ["ops", "done"],
+    ]);
+    // Another machine (the same key: one device today) knows nothing of ops; the server does. It quits at
+    // once (a script with no input): leaving waits for the rooms it joins from `unread`, which it shows and marks read.
+    const { client: other, sink: otherSink } = await resumingClient(t, gate, machine("catchup-rooms-2"), cred(seed, "alice"), "lobby");
+    await other.quit();
+    expect(other.rooms).toEqual(["lobby", "ops"]);
+    expect(other.room).toBe("lobby");
+    expect(shown(otherSink)).toEqual(["-- 2 new in ops, 2 shown", "ops 1 deploy at 3", "ops 2 done"]);
+    expect(shown((await run(t, gate, machine("catchup-rooms-3"), "lobby", 2)).sink)).toEqual([]);
+  }, NET);
+
+  test("markers go to the server coalesced, not one request per message, and while the client runs", async () => {
+    const { t, gate } = await gated({});
+    let reads = 0;
+    const handle = t.server.chat.handle.bind(t.server.chat);
+    t.server.chat.handle = (m, req) => {
+      if (req.type === "read") reads++;
+      handle(m, req);
+    };
+    const { client, sink } = await resumingClient(t, gate, machine("catchup-coalesced"), cred(seed, "alice"), "lobby");
+    const bob = await bobIn(t.port, "lobby");
+    // One at a time: each reaches alice's client in a record of its own, and is shown before the next is said.
+    for (let i = 1; i <= 20; i++) {
+      await bobSays(bob, [["lobby", `m${i}`]]);
+      await sink.until(`m${i}`, () => sink.said("lobby").length === i);
+    }
+    await sink.until("the marker at 20", () => t.server.markers.best("alice", "lobby")?.seq === 20, 15_000);
+    expect(reads).toBeLessThan(10); // one per message would be 20
+    await client.quit();
+  }, NET);
 });

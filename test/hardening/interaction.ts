@@ -528,14 +528,25 @@ class Model {
     return [...(this.rooms.get(room)?.users.keys() ?? [])].sort();
   }
 
+  /**
+   * Read markers (PROTOCOL.md §7.14), per user and room: a user's terminals log in with one key, so they are
+   * one device; the terminals never send `read`, so a marker stays where the user's first join put it.
+   */
+  readonly markers = new Map<string, number>();
+
   #welcome(t: Terminal, room: string): void {
-    this.#answer(t, { type: "room", room, users: this.#users(room), seq: this.seqs.get(room) ?? 0, owner: this.rooms.get(room)!.owner });
-    this.#history(t, room, this.historyLimit);
+    const seq = this.seqs.get(room) ?? 0;
+    const mark = this.markers.get(`${t.user}/${room}`);
+    const unread = mark === undefined ? 0 : seq - mark;
+    // `read_at` is a time, compared as `ts` is (not at all): the model gives 0.
+    this.#answer(t, { type: "room", room, users: this.#users(room), seq, owner: this.rooms.get(room)!.owner, ...(unread > 0 ? { unread, read_at: 0 } : {}) });
+    this.#history(t, room, this.historyLimit, mark);
     this.#notice(t, "recorded");
+    if (mark === undefined) this.markers.set(`${t.user}/${room}`, seq);
   }
 
-  #history(t: Terminal, room: string, limit: number): void {
-    const past = limit > 0 ? (this.past.get(room) ?? []).slice(-limit) : [];
+  #history(t: Terminal, room: string, limit: number, after = 0): void {
+    const past = limit > 0 ? (this.past.get(room) ?? []).slice(-limit).filter((m) => m.seq > after) : [];
     for (const m of past) this.#answer(t, { ...m, history: true });
     this.#answer(t, { type: "history_end", room, count: past.length });
   }
@@ -563,6 +574,8 @@ class Model {
       this.stats.presenceEvents += room.members.length;
     }
     if (tell) this.#answer(t, { type: "left", room: name, user: t.user });
+    // The user left (not a terminal closing): its markers for the room are forgotten.
+    if (tell && count === 0) this.markers.delete(`${t.user}/${name}`);
     if (room.members.length === 0) {
       this.rooms.delete(name);
       this.stats.roomsEnded++;
@@ -687,10 +700,11 @@ function measureFlushes(c: ProbedConnection, t: Terminal, queues: QueueFigures, 
 // ---------------------------------------------------------------------------
 // Checking
 
-/** A message as compared: without `ts`, the human-readable text of notices and nacks, and an ack's transcript commitment. */
+/** A message as compared: without `ts` (and a `room`'s `read_at`, a time too), the human-readable text of notices and nacks, and an ack's transcript commitment. */
 function canon(m: Obj): string {
   const o: Obj = { ...m };
   delete o.ts;
+  if (o.type === "room" && o.read_at !== undefined) o.read_at = 0;
   if (o.type === "notice") delete o.text;
   if (o.type === "nack") delete o.message;
   if (o.type === "ack") {

@@ -123,6 +123,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
       secret: true,
       persistent: true,
       muted: true,
+      unread: 12,
+      read_at: 1_899_999_000_000,
     },
     joined: { type: "joined", room: "lobby", user: "carol-x", ts: 1_900_000_000_300 },
     left: { type: "left", room: "lobby", user: "carol-x", ts: 1_900_000_000_400 },
@@ -185,6 +187,10 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     delete: { type: "delete", id: 10, room: "0-dev_ops", seq: Number.MAX_SAFE_INTEGER },
     edited: { type: "edited", room: "lobby", seq: 41, ts: 1_900_000_000_500, by: "alice", text: "fixed — ünïcödé", action: true },
     deleted: { type: "deleted", room: "lobby", seq: 40, ts: 1_900_000_000_600, by: "alice" },
+    // Read markers (PROTOCOL.md §7.14).
+    read: { type: "read", rooms: [{ room: "lobby", seq: 42 }, { room: "0-dev_ops", seq: 0 }], dm: 17 },
+    unread: { type: "unread" },
+    unread_list: { type: "unread_list", rooms: [{ room: "lobby", unread: 214, read_at: 1_899_999_000_000 }] },
   };
 }
 
@@ -271,5 +277,12 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["edit", ex.edit],
     ["delete", ex.delete],
     ["deleted", ex.deleted],
+    ["room caught up", ex.room],
+    ["read rooms", { type: "read", rooms: [{ room: "lobby", seq: 1 }] }],
+    ["read dm", { type: "read", dm: 3 }],
+    ["read rooms + dm", ex.read],
+    ["unread", ex.unread],
+    ["unread_list empty", { type: "unread_list", rooms: [] }],
+    ["unread_list", ex.unread_list],
   ];
 }

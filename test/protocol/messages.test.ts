@@ -183,6 +183,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     secret: { kind: "bool", optional: true },
     persistent: { kind: "bool", optional: true },
     muted: { kind: "bool", optional: true },
+    unread: { kind: "int", min: 1, max: SAFE, optional: true },
+    read_at: { ...TS, optional: true },
   },
   joined: { room: ROOM, user: USER, ts: TS },
   left: { room: ROOM, user: USER, ts: TS },
@@ -274,6 +276,9 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   delete: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ },
   edited: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER, text: CHAT_TEXT, action: ACTION },
   deleted: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER },
+  read: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, seq: { kind: "int", min: 0, max: SAFE } } }, max: 64, optional: true }, dm: { kind: "int", min: 0, max: SAFE, optional: true } },
+  unread: {},
+  unread_list: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, unread: { kind: "int", min: 0, max: SAFE }, read_at: TS } }, max: 256 } },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -288,7 +293,8 @@ function rulesHold(m: Record<string, unknown>): boolean {
   if (m.type === "mode") return has("invite_only") || has("secret");
   if (m.type === "topic" || m.type === "room") {
     const t = m.type === "topic" ? m.text : m.topic;
-    return typeof t !== "string" || [...t].length <= 256;
+    // PROTOCOL.md §7.14: a caught-up room says both how many and since when
+    return (typeof t !== "string" || [...t].length <= 256) && (m.type !== "room" || has("unread") === has("read_at"));
   }
   // PROTOCOL.md §7.12: text unless deleted; a deleted message says nothing more; both only as history
   if (m.type === "message" || m.type === "direct") {
@@ -297,6 +303,8 @@ function rulesHold(m: Record<string, unknown>): boolean {
     return m.deleted === true ? !has("text") && m.edited !== true && m.action !== true : has("text");
   }
   if (m.type === "edit" || m.type === "delete" || m.type === "edited" || m.type === "deleted") return has("room") !== has("to");
+  // PROTOCOL.md §7.14: a read marks something
+  if (m.type === "read") return has("rooms") || has("dm");
   return true;
 }
 

@@ -773,6 +773,39 @@ namespace Spec {
       ["ts", { int: [0, MAX_SAFE] }],
       ["by", "user"],
     ],
+    // §7.14.
+    read: [
+      [
+        "rooms",
+        {
+          list: {
+            object: [
+              ["room", "room"],
+              ["seq", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 64,
+        },
+        true,
+      ],
+      ["dm", { int: [0, MAX_SAFE] }, true],
+    ],
+    unread: [],
+    unread_list: [
+      [
+        "rooms",
+        {
+          list: {
+            object: [
+              ["room", "room"],
+              ["unread", { int: [0, MAX_SAFE] }],
+              ["read_at", { int: [0, MAX_SAFE] }],
+            ],
+          },
+          max: 256,
+        },
+      ],
+    ],
   };
   export const TYPES = Object.keys(TABLES);
 

@@ -11,10 +11,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { type AccountOptions, login, logout, register, resumeWithTicket } from "../../src/client/account.ts";
 import { type ServerAddress, handshake, parseServerAddress } from "../../src/client/connection.ts";
-import { dmSeenPath } from "../../src/client/dmseen.ts";
 import { hasIdentity, identityPath } from "../../src/client/keystore.ts";
 import { knownHostsPath } from "../../src/client/known_hosts.ts";
 import { loadTicket, ticketPath } from "../../src/client/tickets.ts";
@@ -82,15 +81,11 @@ describe("accounts on one server", () => {
 
   test("register, login, then the ticket logs in without a password", async () => {
     aliceHome = useHome("alice");
-    // A late-DM marker left by an account of the same name on a server that lost its accounts (PROTOCOL.md A.6).
-    mkdirSync(dirname(dmSeenPath(addr.id, "alice")), { recursive: true, mode: 0o700 });
-    writeFileSync(dmSeenPath(addr.id, "alice"), "99999\n", { mode: 0o600 });
     const registered = await register(alice, ALICE_PW);
     expect(registered.user).toBe("alice");
     expect(registered.ticket).toBeDefined();
     expect(existsSync(identityPath(addr.id, "alice"))).toBe(true);
     expect(modeOf(ticketPath(addr.id, "alice"))).toBe("600");
-    expect(existsSync(dmSeenPath(addr.id, "alice"))).toBe(false);
     const first = loadTicket(addr.id, "alice")!;
     expect(first.expiresAt).toBe(registered.ticket_expires!);
 

@@ -46,6 +46,8 @@ export class FakeMember implements Member {
   readonly inbox: Message[] = [];
   /** Set by a test to play a connection whose output has not drained. */
   congested = false;
+  /** The device it logged in from (read markers are per device); none: all of a user's fakes are one device. */
+  device: Uint8Array | null = null;
 
   constructor(
     readonly user: string,

@@ -319,11 +319,13 @@ describe("join since (resuming a room)", () => {
   });
 
   test("limit 0 asks for no history at all (a bot's --no-history); limit caps the count with or without since", () => {
-    const { chat, alice } = lobby(6, { history: 10 });
+    const { chat, alice, connect } = lobby(6, { history: 10 });
     chat.handle(alice, { type: "join", room: "lobby", limit: 0 });
     expect(answer(alice.take())).toEqual({ room: expect.objectContaining({ seq: 6 }), seqs: [], end: { type: "history_end", room: "lobby", count: 0 } });
-    chat.handle(alice, { type: "join", room: "lobby", limit: 2 });
-    expect(answer(alice.take()).seqs).toEqual([5, 6]);
+    // (alice's joins now start at her read marker: another user's first join shows the cap)
+    const carol = connect("carol");
+    chat.handle(carol, { type: "join", room: "lobby", limit: 2 });
+    expect(answer(carol.take()).seqs).toEqual([5, 6]);
     chat.handle(alice, { type: "join", room: "lobby", since: 1, limit: 2 });
     expect(answer(alice.take())).toEqual({ room: expect.anything(), seqs: [2, 3], end: { type: "history_end", room: "lobby", count: 2, more: true } });
     chat.handle(alice, { type: "join", room: "lobby", since: 1, limit: 0 });
@@ -942,14 +944,20 @@ function runModel(seed: number, steps: number): void {
   /** Records what the model says member `m` must be posted next. */
   const expect_ = (m: FakeMember, msg: Message) => expected.get(m)!.push(norm(msg));
 
+  /** Read markers (PROTOCOL.md §7.14), per user and room: the fakes have no device, so a user's terminals share one. */
+  const markers = new Map<string, { seq: number; at: number }>();
   const welcome = (m: FakeMember, name: string) => {
     const room = rooms.get(name)!;
-    expect_(m, { type: "room", room: name, users: [...room.users.keys()].sort(), seq: seqs.get(name) ?? 0, owner: room.owner });
-    sendHistory(m, name, HISTORY);
+    const seq = seqs.get(name) ?? 0;
+    const mark = markers.get(`${m.user}/${name}`);
+    const unread = mark ? seq - mark.seq : 0;
+    expect_(m, { type: "room", room: name, users: [...room.users.keys()].sort(), seq, owner: room.owner, ...(unread > 0 ? { unread, read_at: mark!.at } : {}) });
+    sendHistory(m, name, HISTORY, mark?.seq);
     expect_(m, { type: "notice", code: "recorded", text: "" });
+    if (!mark) markers.set(`${m.user}/${name}`, { seq, at: clock.t });
   };
-  const sendHistory = (m: FakeMember, name: string, limit: number) => {
-    const past = (history.get(name) ?? []).slice(-limit);
+  const sendHistory = (m: FakeMember, name: string, limit: number, after = 0) => {
+    const past = (history.get(name) ?? []).slice(-limit).filter((h) => h.seq > after);
     for (const h of past) expect_(m, { ...h, history: true });
     expect_(m, { type: "history_end", room: name, count: past.length });
   };
@@ -965,6 +973,7 @@ function runModel(seed: number, steps: number): void {
       for (const o of room.members) expect_(o, left);
     }
     if (tell) expect_(m, left);
+    if (tell && count === 0) markers.delete(`${m.user}/${name}`);
     if (room.members.size === 0) rooms.delete(name);
   };
 
@@ -1032,6 +1041,13 @@ function runModel(seed: number, steps: number): void {
       if (offline) storedFor.set(to, [...(storedFor.get(to) ?? []), msg]);
       for (const t of new Set([...(targets ?? []), ...(online.get(m.user) ?? [])])) if (t !== m) expect_(t, msg);
       expect_(m, { type: "ack", id, seq: directSeq, ts: clock.t, ...(offline ? { stored: true } : {}) });
+    } else if (roll < 0.86) {
+      // A read marker moves forward only, and only for a room this connection is in; no answer.
+      const seq = seqs.get(name) ?? 0;
+      const to = r.int(seq + 3);
+      chat.handle(m, { type: "read", rooms: [{ room: name, seq: to }] });
+      const mark = markers.get(`${m.user}/${name}`);
+      if (mine.has(name) && mark && Math.min(to, seq) > mark.seq) markers.set(`${m.user}/${name}`, { seq: Math.min(to, seq), at: clock.t });
     } else if (roll < 0.88) {
       chat.handle(m, { type: "who", room: name });
       expect_(m, { type: "members", room: name, users: [...(rooms.get(name)?.users.keys() ?? [])].sort() });

@@ -1,0 +1,203 @@
+/**
+ * Read markers (docs/PROTOCOL.md §7.14): per user, device and room, the seq of
+ * the last message that device has read; per user and device, the last
+ * direct message (under the key DM_MARKER). Private per-user state kept by the
+ * server (securechat.db, store/db.ts), not shared state: not in the
+ * transcript. Bounded per user: setting a new marker past `max` forgets the
+ * user's least recently set one.
+ */
+
+/** The room key of a device's direct-message marker: no room name is empty. */
+export const DM_MARKER = "";
+
+export interface Marker {
+  room: string;
+  seq: number;
+  /** When it was last moved (ms since the epoch). */
+  at: number;
+}
+
+export interface ReadMarkers {
+  /** This device's marker for `room`, or null. */
+  get(user: string, device: string, room: string): Marker | null;
+  /** The most advanced marker any device of the user has for `room`, or null. */
+  best(user: string, room: string): Marker | null;
+  /**
+   * Moves the device's marker for `room` forward to `seq` (creating it; a
+   * marker at or past `seq` is left alone). Creating one when the user has
+   * `max` forgets the user's least recently set marker first.
+   */
+  advance(user: string, device: string, room: string, seq: number, at: number, max: number): void;
+  /** Moves every marker of the user for `room` above `seq` back to it (the server's numbering went back). */
+  lower(user: string, room: string, seq: number): void;
+  /** Forgets every marker of the user for `room` (the user left it). */
+  forget(user: string, room: string): void;
+  /** The rooms (not DM_MARKER) the user has markers for, by name: this device's marker, else the most advanced other one. */
+  rooms(user: string, device: string): Marker[];
+  /** Runs `fn`, its changes written at once (one transaction: one `read` request is one disk write). */
+  batch(fn: () => void): void;
+  /** The user's last connection closed: whatever is held in memory for it may go. */
+  release?(user: string): void;
+}
+
+/** Markers in memory (tests, and a server without a database). */
+export class MemoryMarkers implements ReadMarkers {
+  /** user → "device\0room" → marker */
+  readonly #users = new Map<string, Map<string, Marker & { device: string }>>();
+
+  get(user: string, device: string, room: string): Marker | null {
+    const m = this.#users.get(user)?.get(key(device, room));
+    return m ? { room: m.room, seq: m.seq, at: m.at } : null;
+  }
+
+  best(user: string, room: string): Marker | null {
+    let best: Marker | null = null;
+    for (const m of this.#users.get(user)?.values() ?? []) if (m.room === room && (!best || m.seq > best.seq)) best = { room, seq: m.seq, at: m.at };
+    return best;
+  }
+
+  advance(user: string, device: string, room: string, seq: number, at: number, max: number): void {
+    let mine = this.#users.get(user);
+    if (!mine) this.#users.set(user, (mine = new Map()));
+    const k = key(device, room);
+    const m = mine.get(k);
+    if (m) {
+      if (seq > m.seq) Object.assign(m, { seq, at });
+      return;
+    }
+    while (mine.size >= max && mine.size > 0) {
+      let oldest: string | null = null;
+      let when = Number.POSITIVE_INFINITY;
+      for (const [k2, m2] of mine) if (m2.at < when) [oldest, when] = [k2, m2.at];
+      mine.delete(oldest!);
+    }
+    mine.set(k, { device, room, seq, at });
+  }
+
+  batch(fn: () => void): void {
+    fn();
+  }
+
+  lower(user: string, room: string, seq: number): void {
+    for (const m of this.#users.get(user)?.values() ?? []) if (m.room === room && m.seq > seq) m.seq = seq;
+  }
+
+  forget(user: string, room: string): void {
+    const mine = this.#users.get(user);
+    for (const [k, m] of mine ?? []) if (m.room === room) mine!.delete(k);
+  }
+
+  rooms(user: string, device: string): Marker[] {
+    const own = new Map<string, Marker>();
+    const others = new Map<string, Marker>();
+    for (const m of this.#users.get(user)?.values() ?? []) {
+      if (m.room === DM_MARKER) continue;
+      const into = m.device === device ? own : others;
+      const had = into.get(m.room);
+      if (!had || m.seq > had.seq) into.set(m.room, { room: m.room, seq: m.seq, at: m.at });
+    }
+    for (const [room, m] of others) if (!own.has(room)) own.set(room, m);
+    return [...own.values()].sort((a, b) => (a.room < b.room ? -1 : 1));
+  }
+}
+
+function key(device: string, room: string): string {
+  return `${device}\0${room}`;
+}
+
+/** One stored marker with its device: a user's markers as the database holds them. */
+export interface DeviceMarker extends Marker {
+  device: string;
+}
+
+/** A store that can hand over all of one user's markers (securechat.db). */
+export interface LoadableMarkers extends ReadMarkers {
+  all(user: string): DeviceMarker[];
+}
+
+/**
+ * The server's markers: each online user's markers in memory, loaded from
+ * the database at first use, and every change written behind, all pending
+ * ones in one transaction (`flush`, once a second and at shutdown). A
+ * marker moves at every `read` and a room is joined at every start: none of
+ * that waits for a disk write in the event loop. A crash loses at most the
+ * changes since the last flush — some messages are then shown again, none
+ * is lost. A user's markers leave memory when its last connection does
+ * (`release`), once written.
+ */
+export class WriteBehindMarkers implements ReadMarkers {
+  readonly #users = new Map<string, MemoryMarkers>();
+  #ops: ((db: ReadMarkers) => void)[] = [];
+  /** Users released while changes of theirs were pending: dropped after the next flush. */
+  readonly #released = new Set<string>();
+
+  constructor(readonly db: LoadableMarkers) {}
+
+  #of(user: string): MemoryMarkers {
+    let m = this.#users.get(user);
+    if (!m) {
+      m = new MemoryMarkers();
+      for (const r of this.db.all(user)) m.advance(user, r.device, r.room, r.seq, r.at, Number.MAX_SAFE_INTEGER);
+      this.#users.set(user, m);
+    }
+    this.#released.delete(user);
+    return m;
+  }
+
+  get(user: string, device: string, room: string): Marker | null {
+    return this.#of(user).get(user, device, room);
+  }
+
+  best(user: string, room: string): Marker | null {
+    return this.#of(user).best(user, room);
+  }
+
+  rooms(user: string, device: string): Marker[] {
+    return this.#of(user).rooms(user, device);
+  }
+
+  advance(user: string, device: string, room: string, seq: number, at: number, max: number): void {
+    const m = this.#of(user);
+    const had = m.get(user, device, room);
+    if (had && seq <= had.seq) return;
+    m.advance(user, device, room, seq, at, max);
+    this.#ops.push((db) => db.advance(user, device, room, seq, at, max));
+  }
+
+  lower(user: string, room: string, seq: number): void {
+    this.#of(user).lower(user, room, seq);
+    this.#ops.push((db) => db.lower(user, room, seq));
+  }
+
+  forget(user: string, room: string): void {
+    this.#of(user).forget(user, room);
+    this.#ops.push((db) => db.forget(user, room));
+  }
+
+  batch(fn: () => void): void {
+    fn();
+  }
+
+  /** Changes not yet written. */
+  get pending(): number {
+    return this.#ops.length;
+  }
+
+  /** Writes every pending change in one transaction. If that fails they are dropped (and the error thrown): markers are a convenience. */
+  flush(): void {
+    const ops = this.#ops;
+    this.#ops = [];
+    try {
+      if (ops.length > 0) this.db.batch(() => ops.forEach((op) => op(this.db)));
+    } finally {
+      for (const u of this.#released) this.#users.delete(u);
+      this.#released.clear();
+    }
+  }
+
+  /** The user has no connection left: its markers leave memory once written. */
+  release(user: string): void {
+    if (this.#ops.length === 0) this.#users.delete(user);
+    else if (this.#users.has(user)) this.#released.add(user);
+  }
+}
