@@ -13,7 +13,7 @@ import { fingerprint } from "../fingerprint.ts";
 import { AckChecker, type AgainstReport } from "./against.ts";
 import { type ChainOptions, ChainVerifier, type Problem, type Suspect, TranscriptFailure } from "./chain.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
-import { type Entry, parseEntry } from "./format.ts";
+import { type Entry, checkpointNote, parseEntry } from "./format.ts";
 import { type Checkpoint, noteKeyId, openNote, parseCheckpoint, parseNote } from "./note.ts";
 import { leafHash } from "./merkle.ts";
 import { Unsealer } from "./keys.ts";
@@ -111,7 +111,7 @@ export interface TailReport {
    * it signs; and the leaf hashes of the lines from there on (§3.6), for the
    * writer to check its stored hashes against.
    */
-  tree: { size: number; root: Uint8Array; tail: Uint8Array[] } | null;
+  tree: { size: number; root: Uint8Array; note: string; tail: Uint8Array[] } | null;
 }
 
 /**
@@ -203,7 +203,7 @@ export function verifyTail(files: TranscriptFile[], hostKey: Uint8Array): TailRe
     verifyLinesSync(lines(), v, (e, l) => {
       report.beforeLast = report.last;
       report.last = e;
-      if (e.type === "checkpoint" && typeof e.root === "string") report.tree = { size: e.head_seq as number, root: fromBase64(e.root, 32), tail: [] };
+      if (e.type === "checkpoint" && typeof e.root === "string") report.tree = { size: e.head_seq as number, root: fromBase64(e.root, 32), note: checkpointNote(e)!, tail: [] };
       report.tree?.tail.push(leafHash(utf8(l.text)));
       if (l.file === files[lastFile]!.name) lastEnd = l.end;
     });

@@ -180,6 +180,17 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     },
     device_added: { type: "device_added", id: "0a1b2c3d4e5f" },
     device_revoked: { type: "device_revoked", id: "0a1b2c3d4e5f", ended: 1 },
+    // The log's state and proofs (PROTOCOL.md §7.13).
+    log_proof: { type: "log_proof", from: 1234, leaves: [0, 1233, 5000] },
+    log_state: {
+      type: "log_state",
+      origin: "chat.example.com/securechat",
+      size: 5001,
+      root: r.bytes(32),
+      sig: r.bytes(68),
+      consistency: [r.bytes(32), r.bytes(32)],
+      inclusion: [{ leaf: 1233, proof: [r.bytes(32)] }],
+    },
   };
 }
 
