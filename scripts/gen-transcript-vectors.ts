@@ -229,6 +229,10 @@ function buildChain() {
   add(FILE_B, T2 + 8_650, "device_revoked", { user: "bob", session: session2, device: deviceId(bobSecond), key: b64(bobSecond) });
   add(FILE_B, T2 + 8_700, "admin_action", { user: "alice", session: session3, action: "lock", target: "bob" });
   add(FILE_B, T2 + 8_800, "room_change", { room: "lobby", user: "alice", session: session3, owner: "alice", action: "topic", text: "release friday — ✓" });
+  // alice edits her sealed message (entry 13), then deletes it: new entries naming it by `ref`.
+  const ed = seal("only the auditor reads this, edited ✓", "body nonce 21");
+  add(FILE_B, T2 + 8_850, "edit", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3, sealed: ed.sealed, key_seq: keySeq }, { sealed: ed.vector });
+  add(FILE_B, T2 + 8_900, "delete", { room: "lobby", room_seq: 2, ref: 13, user: "alice", session: session3 });
   add(FILE_B, T2 + 9_000, "leave", { room: "lobby", user: "alice" });
   add(FILE_B, T2 + 9_001, "session_close", { user: "alice", session: session3 });
   add(FILE_B, T2 + 11_950, "session_close", { user: "bob", session: session2 });
@@ -419,6 +423,18 @@ function buildNegative(c: Chain): NegativeCase[] {
       fail("key_seq", FILE_B, 7),
     );
   }
+  {
+    // A server (it holds the host key) records bob editing alice's message: the chain and signature are fine, the edit is not.
+    const tail = c.entries.slice(20).map((v) => ({ ...v.entry }));
+    tail[0] = { ...tail[0]!, user: "bob" };
+    const re = rechain(entryAt(20).hash, tail, c.host.secretKey);
+    add(
+      "edit_not_author",
+      "entry 21 (alice's edit of her message, entry 13) attributed to bob, and every later entry re-chained and re-signed with the host key: an edit must be by the message's author",
+      both(A, [...B.slice(0, 14), ...re.map(entryLine)]),
+      fail("bad_edit", FILE_B, 15),
+    );
+  }
   add("first_file_deleted", "only the second file: the chain does not start at seq 1 from the genesis value", [file(FILE_B, B)], fail("not_genesis", FILE_B, 1));
   add(
     "file_name",
@@ -435,9 +451,9 @@ function buildNegative(c: Chain): NegativeCase[] {
   );
   add(
     "truncated_tail",
-    "the last two entries (server_stop and the final checkpoint) cut off at a line boundary: verifies, with a warning that 17 entries after the last checkpoint are not covered by a signature",
+    "the last two entries (server_stop and the final checkpoint) cut off at a line boundary: verifies, with a warning that 19 entries after the last checkpoint are not covered by a signature",
     both(A, B.slice(0, -2)),
-    { ok: true, entries: 23, last_checkpoint: 6, unsealed: 17 },
+    { ok: true, entries: 25, last_checkpoint: 6, unsealed: 19 },
   );
   return out;
 }

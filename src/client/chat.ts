@@ -58,6 +58,11 @@ const PAGE = 1000;
  * text each, this holds at most about 8 MiB.
  */
 export const HELD_MAX = 2000;
+/** The user's own recent messages per room that `/edit N` and `/delete N` can name (PROTOCOL.md §7.12). */
+export const MINE_MAX = 50;
+
+/** Which message `/edit` or `/delete` means: the user's `back`-th last in the current room, or the room's message `seq`. */
+export type MessageRef = { back: number } | { seq: number };
 
 /**
  * The server's `error` codes after which a new connection can go on: the
@@ -76,6 +81,8 @@ export type LocalEvent =
   | { type: "reconnected"; after_ms: number; rooms: { room: string; missed: number; gap: number }[] }
   | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean; queued?: true }
   | { type: "unsent"; id: number; reason: string }
+  /** An edit (with `text`) or a delete (without) of the room's message `seq` was sent with this id (PROTOCOL.md §7.12). */
+  | { type: "change_sent"; id: number; room?: string; to?: string; seq: number; text?: string }
   | { type: "current"; room: string }
   | { type: "local"; text: string };
 
@@ -157,6 +164,10 @@ export class ChatClient {
   #quietNotices = 0;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
+  /** Edits and deletes sent and not yet answered, by id. */
+  readonly #changes = new Map<number, Message<"edit" | "delete">>();
+  /** Per room (and per `@USER` for direct messages to USER), the seqs of the user's own messages this client has seen (acked, or shown), oldest first, at most MINE_MAX. */
+  readonly #mine = new Map<string, number[]>();
   /** Lines typed while disconnected, sent once every room is rejoined. */
   #queue: Pending[] = [];
   #flushing = false;
@@ -373,6 +384,11 @@ export class ChatClient {
       case "ack":
       case "nack": {
         const p = this.#pending.get(m.id);
+        const change = p ? undefined : this.#changes.get(m.id);
+        if (change) {
+          this.#changes.delete(m.id);
+          if (m.type === "ack") then = this.#changed(change);
+        }
         if (p) {
           this.#pending.delete(m.id);
           if (m.type === "ack") {
@@ -381,6 +397,7 @@ export class ChatClient {
             if (m.away !== undefined && p.req.type === "dm") then = { type: "local", text: `${p.req.to} is away: ${m.away}` };
             const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
             if (st && !st.resume) st.seq = Math.max(st.seq, m.seq);
+            this.#remember(mineKey(p.req), m.seq);
           } else this.#unacknowledged++;
           this.#wake();
         }
@@ -394,6 +411,10 @@ export class ChatClient {
         break;
       case "message":
         if (this.#onRoomMessage(m)) return;
+        if (m.from === this.#me && !m.deleted) this.#remember(m.room, m.seq);
+        break;
+      case "deleted":
+        if (m.by === this.#me) this.#forget(mineKey(m), m.seq);
         break;
       case "history_end":
         if (this.#onHistoryEnd(m)) return;
@@ -404,6 +425,7 @@ export class ChatClient {
         }
         break;
       case "direct":
+        if (m.from === this.#me && !m.deleted) this.#remember(mineKey(m), m.seq);
         // Every login is shown the DMs stored while the user was away (oldest
         // first): this device shows each once, in this run or an earlier one.
         if (m.late) {
@@ -799,6 +821,63 @@ export class ChatClient {
     this.request({ type: "history", with: user, limit, ...(more ? { before: page!.oldest } : {}) });
   }
 
+  /**
+   * `/edit` (with `text`) and `/delete` (without) of one of the user's own
+   * messages in the current room (PROTOCOL.md §7.12): the `back`-th last this
+   * client has seen acked or shown, or the room's message `seq`. Waits first
+   * for the acks of lines still pending, so "/edit" right after a line means
+   * that line. Not queued while disconnected: said to be impossible then.
+   */
+  async change(which: MessageRef, text?: string, to?: string): Promise<void> {
+    const at = to !== undefined ? { to } : { room: this.#current };
+    const where = to !== undefined ? `your direct messages to ${to}` : this.#current;
+    const what = text === undefined ? "delete" : "edit";
+    if ("back" in which && this.#pending.size > 0) {
+      const drained = new Promise<boolean>((r) => this.#drainWaiters.push(() => r(true)));
+      await within(Promise.race([drained, this.finished]), DRAIN_MS);
+    }
+    if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: `not connected: /${what} again once reconnected` });
+    const mine = this.#mine.get(mineKey(at)) ?? [];
+    const seq = "seq" in which ? which.seq : mine[mine.length - which.back];
+    if (seq === undefined) {
+      const nth = "back" in which && which.back > 1 ? `${which.back} messages` : "a message";
+      const hint = to !== undefined ? `/${what} @${to} #SEQ` : `/${what} #SEQ`;
+      return this.emit({ type: "local", text: `nothing to ${what}: this client has not seen ${nth} of yours in ${where} (${hint} names any)` });
+    }
+    const problem = text === undefined ? null : textProblem(text);
+    if (problem !== null) return this.emit({ type: "local", text: `not edited: ${problem}` });
+    const id = this.#nextId++;
+    const req: Message<"edit" | "delete"> = text === undefined ? { type: "delete", id, ...at, seq } : { type: "edit", id, ...at, seq, text: text.replace(/\t/g, "    ") };
+    this.#changes.set(id, req);
+    this.emit({ type: "change_sent", id, ...at, seq, ...(req.type === "edit" ? { text: req.text } : {}) });
+    this.#send(req);
+  }
+
+  /** What the user is told once an edit or delete of theirs is done. */
+  #changed(req: Message<"edit" | "delete">): LocalEvent {
+    const where = req.room !== undefined ? `in ${req.room}` : `to ${req.to}`;
+    if (req.type === "delete") {
+      this.#forget(mineKey(req), req.seq);
+      return { type: "local", text: `you deleted your message ${req.seq} ${where} [deleted]` };
+    }
+    return { type: "local", text: `you edited your message ${req.seq} ${where}: ${req.text} (edited)` };
+  }
+
+  #remember(room: string, seq: number): void {
+    let mine = this.#mine.get(room);
+    if (!mine) this.#mine.set(room, (mine = []));
+    if (mine.includes(seq)) return;
+    mine.push(seq);
+    mine.sort((a, b) => a - b);
+    if (mine.length > MINE_MAX) mine.shift();
+  }
+
+  #forget(room: string, seq: number): void {
+    const mine = this.#mine.get(room);
+    const i = mine?.indexOf(seq) ?? -1;
+    if (i >= 0) mine!.splice(i, 1);
+  }
+
   /** Other requests (join, leave, who, rooms, history, away, and room moderation, PROTOCOL.md §7.9). */
   request(m: Message<"join" | "leave" | "who" | "rooms" | "history" | "away" | ModRequest>): void {
     if (this.#state !== "ready" || !this.#session) return this.emit({ type: "local", text: "not connected: try again once reconnected" });
@@ -835,6 +914,11 @@ export class ChatClient {
     this.#finish("left");
     await this.#reader;
   }
+}
+
+/** Where `#mine` keeps a message's seq: its room, or `@` and the recipient of a direct message (no room name starts with `@`). */
+function mineKey(m: { room?: string; to?: string }): string {
+  return m.room ?? `@${m.to}`;
 }
 
 /** The front end gave no password when one was needed mid-chat. */

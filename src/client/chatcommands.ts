@@ -6,7 +6,7 @@
 import { AWAY_TEXT_MAX, REASON_TEXT_MAX, ROOM_NAME_RE, TOPIC_BYTES_MAX, TOPIC_CODE_POINTS_MAX, USER_NAME_RE } from "../protocol/limits.ts";
 import { codePoints } from "../protocol/messages.ts";
 import { hasControl } from "../text.ts";
-import type { ChatClient } from "./chat.ts";
+import { type MessageRef, type ChatClient, MINE_MAX } from "./chat.ts";
 
 /** What a typed line means (docs/DESIGN.md §8). */
 export type Command =
@@ -33,6 +33,9 @@ export type Command =
   | { kind: "mode"; invite_only?: boolean; secret?: boolean }
   | { kind: "drop" }
   | { kind: "help" }
+  // Editing and deleting one's own room messages (PROTOCOL.md §7.12).
+  | { kind: "edit"; which: MessageRef; text: string; to?: string }
+  | { kind: "delete"; which: MessageRef; to?: string }
   | { kind: "quit" }
   | { kind: "error"; text: string };
 
@@ -61,6 +64,8 @@ export const HELP_TEXT = [
   "/mode +i|-i|+s|-s — invite-only (+i) or secret, hidden from /rooms (+s) (operators)",
   "/invite USER — let USER into the current room while it is invite-only (operators)",
   "/drop — forget the current room's topic, ops, modes and bans (the owner)",
+  "/edit [@USER] [N|#SEQ] TEXT — replace the text of your last message in this room (@USER: your last direct message to USER; N: your N-th last; #SEQ: message SEQ); shown as (edited)",
+  "/delete [@USER] [N|#SEQ] — delete your last message in this room (or to USER; or your N-th last, or message SEQ); shown as [deleted]",
   "/help — this list",
   "/quit or /bye — leave (waits until the server has acknowledged what you sent)",
   "//text — send a line that starts with /",
@@ -73,6 +78,8 @@ export const COMMANDS = [
   "/join", "/switch", "/leave", "/rooms", "/who", "/away", "/back", "/msg", "/me", "/history", "/notify", "/ignore", "/unignore", "/help", "/quit", "/bye",
   // Room moderation (PROTOCOL.md §7.9).
   "/topic", "/op", "/deop", "/kick", "/ban", "/unban", "/bans", "/mute", "/unmute", "/mode", "/invite", "/drop",
+  // Editing and deleting one's own messages (PROTOCOL.md §7.12).
+  "/edit", "/delete",
 ];
 
 /**
@@ -172,6 +179,27 @@ export function parseLine(line: string, interactive = false): Command | null {
     case "help":
     case "?":
       return { kind: "help" };
+    case "edit": {
+      // /edit [@USER] TEXT, … N TEXT, … #SEQ TEXT: a number is N only when a text follows it
+      const m = /^\s*(?:@(\S+)\s+)?(?:(#[1-9][0-9]{0,15}|[1-9][0-9]?)\s+)?(\S.*)?$/.exec(rest.join(" "));
+      const to = m?.[1];
+      const which = m?.[2] === undefined ? { back: 1 } : messageRef(m[2]);
+      const text = m?.[3] ?? "";
+      // a lone @USER names whose message to edit, with no text for it
+      if (!m || which === null || (to !== undefined && !USER_NAME_RE.test(to)) || text.trim() === "" || /^@\S+$/.test(arg)) {
+        return { kind: "error", text: `usage: /edit [@USER] [N|#SEQ] TEXT (N: 1-${MINE_MAX}, your N-th last message here or to USER; default your last)` };
+      }
+      return { kind: "edit", which, text: to === undefined && m[2] === undefined ? arg : text, ...(to !== undefined ? { to } : {}) };
+    }
+    case "delete": {
+      const given = rest.filter((w) => w !== "");
+      const to = given[0]?.startsWith("@") ? given.shift()!.slice(1) : undefined;
+      const which = given.length === 0 ? { back: 1 } : given.length === 1 ? messageRef(given[0]!) : null;
+      if (which === null || (to !== undefined && !USER_NAME_RE.test(to))) {
+        return { kind: "error", text: `usage: /delete [@USER] [N|#SEQ] (N: 1-${MINE_MAX}, your N-th last message here or to USER; default your last)` };
+      }
+      return { kind: "delete", which, ...(to !== undefined ? { to } : {}) };
+    }
     case "quit":
     case "exit":
     case "bye":
@@ -179,6 +207,13 @@ export function parseLine(line: string, interactive = false): Command | null {
     default:
       return { kind: "error", text: `unknown command /${cmd}; /help lists them` };
   }
+}
+
+/** `3` (your 3rd last message in the room) or `#42` (the room's message 42), or null. */
+function messageRef(word: string): MessageRef | null {
+  if (/^#[1-9][0-9]{0,15}$/.test(word) && Number.isSafeInteger(Number(word.slice(1)))) return { seq: Number(word.slice(1)) };
+  if (/^[1-9][0-9]*$/.test(word) && Number(word) <= MINE_MAX) return { back: Number(word) };
+  return null;
 }
 
 /** The one user name (`bob` or `@bob`) of /ignore or /unignore, or null. */
@@ -284,6 +319,12 @@ export async function runCommand(client: ChatClient, cmd: Command, front?: Front
       return true;
     case "help":
       for (const line of HELP_TEXT) client.emit({ type: "local", text: line });
+      return true;
+    case "edit":
+      await client.change(cmd.which, cmd.text, cmd.to);
+      return true;
+    case "delete":
+      await client.change(cmd.which, undefined, cmd.to);
       return true;
     case "error":
       client.emit({ type: "local", text: cmd.text });

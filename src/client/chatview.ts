@@ -23,15 +23,33 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
   switch (e.type) {
     case "message": {
       const head: Segment[] = e.history ? [dim("[history]", color), " "] : [];
+      // Edited or deleted since (history only, PROTOCOL.md §7.12): the current text, marked.
+      if (e.deleted) return [...head, at(e.ts), " <", colorize(e.from, color), "> ", dim("[deleted]", color)];
+      const mark: Segment[] = e.edited ? [" ", dim("(edited)", color)] : [];
       return e.action
-        ? [...head, at(e.ts), " * ", colorize(e.from, color), " ", e.text]
-        : [...head, at(e.ts), " <", colorize(e.from, color), "> ", e.text];
+        ? [...head, at(e.ts), " * ", colorize(e.from, color), " ", e.text!, ...mark]
+        : [...head, at(e.ts), " <", colorize(e.from, color), "> ", e.text!, ...mark];
+    }
+    case "edited": {
+      if (e.to !== undefined) {
+        const who = e.by === me ? ["→ ", colorize(e.to, color)] : [colorize(e.by, color), " →"];
+        return [at(e.ts), " [dm ", ...who, "] ", e.action ? `* ${e.by} ${e.text}` : e.text, " ", dim("(edited)", color)];
+      }
+      return e.action
+        ? [at(e.ts), " * ", colorize(e.by, color), " ", e.text, " ", dim("(edited)", color)]
+        : [at(e.ts), " <", colorize(e.by, color), "> ", e.text, " ", dim("(edited)", color)];
+    }
+    case "deleted": {
+      const what = e.to !== undefined ? `a direct message to ${e.to === me ? "you" : e.to}` : `a message in ${e.room}`;
+      return [at(e.ts), " ", ...note(`${e.by === me ? "you" : e.by} deleted ${what}`), " ", dim("[deleted]", color)];
     }
     case "direct": {
       const who = e.from === me ? ["→ ", colorize(e.to, color)] : [colorize(e.from, color), " →"];
       // stored while this user was offline (late), or asked for with /history @USER
       const head: Segment[] = e.late ? [dim("[sent while you were away]", color), " "] : e.history ? [dim("[history]", color), " "] : [];
-      return [...head, at(e.ts), " [dm ", ...who, "] ", e.action ? `* ${e.from} ${e.text}` : e.text];
+      if (e.deleted) return [...head, at(e.ts), " [dm ", ...who, "] ", dim("[deleted]", color)];
+      const mark: Segment[] = e.edited ? [" ", dim("(edited)", color)] : [];
+      return [...head, at(e.ts), " [dm ", ...who, "] ", e.action ? `* ${e.from} ${e.text}` : e.text!, ...mark];
     }
     case "ack":
       return e.stored ? note("the recipient is offline: stored, and delivered when they next log in") : null;

@@ -66,6 +66,8 @@ export class ChatWindow {
   readonly #mentions = new Map<string, number>();
   readonly #nicks = new Map<string, Set<string>>();
   readonly #pending = new Map<number, Pending>();
+  /** Edits and deletes sent and not yet answered (PROTOCOL.md §7.12): what a refusal says was not done. */
+  readonly #changes = new Map<number, "edited" | "deleted">();
   readonly #mention: RegExp;
   /** The room the last "now talking in" line named; at first, the first room joined. */
   #announced: string | null = null;
@@ -192,6 +194,10 @@ export class ChatWindow {
       case "message":
         if (this.ignores.has(e.from)) return;
         return this.#message(e);
+      case "edited":
+      case "deleted":
+        if (this.ignores.has(e.by)) return;
+        return this.#print(e);
       case "direct":
         if (e.from !== this.me && this.ignores.has(e.from)) return;
         this.#print(e);
@@ -200,12 +206,19 @@ export class ChatWindow {
       case "sent":
         this.#pending.set(e.id, { room: e.room, to: e.to, text: e.text, action: e.action === true, queued: e.queued === true });
         return this.#drawPending();
-      case "ack": {
-        const p = this.#take(e.id);
-        if (p) this.screen.print(e.stored ? [...this.#own(p, e.ts), "  ", dim(`[stored: ${p.to} is offline; delivered at their next login]`, this.color)] : this.#own(p, e.ts));
+      case "change_sent":
+        this.#changes.set(e.id, e.text === undefined ? "deleted" : "edited");
         return;
-      }
+      case "ack":
       case "nack": {
+        const change = this.#changes.get(e.id);
+        if (change !== undefined) {
+          this.#changes.delete(e.id);
+          // done: the engine says so next (a local line)
+          if (e.type === "nack") this.screen.print(this.#note(`not ${change}: ${e.message}`));
+          return;
+        }
+        if (e.type === "ack") return this.#acked(e);
         const p = this.#take(e.id);
         if (p) this.screen.print([...this.#own(p, Date.now()), "  ", this.#mark(`[not delivered: ${e.message}]`)]);
         else this.#print(e);
@@ -220,6 +233,11 @@ export class ChatWindow {
       default:
         return this.#print(e);
     }
+  }
+
+  #acked(e: ChatEvent & { type: "ack" }): void {
+    const p = this.#take(e.id);
+    if (p) this.screen.print(e.stored ? [...this.#own(p, e.ts), "  ", dim(`[stored: ${p.to} is offline; delivered at their next login]`, this.color)] : this.#own(p, e.ts));
   }
 
   #print(e: ChatEvent): void {
@@ -237,6 +255,8 @@ export class ChatWindow {
 
   #message(e: ChatEvent & { type: "message" }): void {
     const elsewhere = e.room !== this.rooms.room;
+    // A deleted message (history only) has no text: the plain line says so.
+    if (e.text === undefined) return this.#print(e);
     const mentioned = e.from !== this.me && !e.history && this.#mentions_(e.text);
     if (!e.history && elsewhere) {
       this.#unread.set(e.room, (this.#unread.get(e.room) ?? 0) + 1);
@@ -247,6 +267,7 @@ export class ChatWindow {
     head.push(dim(formatTime(e.ts), this.color), " ");
     if (elsewhere) head.push(this.#label(e.room), " ");
     const text = mentioned ? this.#highlight(e.text) : [e.text];
+    if (e.edited) text.push(" ", dim("(edited)", this.color));
     this.screen.print(e.action ? [...head, "* ", colorize(e.from, this.color), " ", ...text] : [...head, "<", colorize(e.from, this.color), "> ", ...text]);
     if (mentioned && this.notify) this.screen.bell();
   }

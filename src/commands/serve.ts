@@ -31,6 +31,7 @@ export default command({
     // Room moderation (PROTOCOL.md §7.9).
     "max-rooms-owned": { type: "string", valueHint: "N", description: "Persistent rooms (with a topic, ops, modes, bans...) one user may own", default: "10" },
     "max-persistent-rooms": { type: "string", valueHint: "N", description: "Persistent rooms the server keeps, in all", default: "1000" },
+    "edit-window": { type: "string", valueHint: "DURATION", description: "How long after a message its author may /edit or /delete it; 0: never", default: "15m" },
     "idle-timeout": { type: "string", valueHint: "DURATION", description: "Ping a silent client after this; drop it after twice this", default: "60s" },
     "max-send-buffer": { type: "string", valueHint: "BYTES", description: "Bytes queued for one client before it is dropped as too slow", default: "1048576" },
     fsync: { type: "enum", options: ["always", "batch", "off"], description: "When an acknowledged message is on disk: each fsynced, group-committed (at most one fsync per ms), or left to the OS", default: "batch" },
@@ -129,6 +130,7 @@ export default command({
         admins,
         maxRoomsOwned: parseInteger("--max-rooms-owned", a["max-rooms-owned"], 0, 1_000_000),
         maxPersistentRooms: parseInteger("--max-persistent-rooms", a["max-persistent-rooms"], 0, 1_000_000),
+        editWindowMs: a["edit-window"].trim() === "0" ? 0 : parseDuration("--edit-window", a["edit-window"], 7 * 86_400_000),
       },
       idleMs: parseDuration("--idle-timeout", a["idle-timeout"], 2 ** 30),
       maxSendBuffer,

@@ -25,7 +25,7 @@ const filterArgs = {
   since: { type: "string", description: "Only entries from TIME on: 2026-11-22, 08:00, 2h, yesterday (UTC)", valueHint: "TIME" },
   until: { type: "string", description: "Only entries before TIME (the same forms)", valueHint: "TIME" },
   stored: { type: "boolean", description: "Lines exactly as stored: no ISO 8601 time member" },
-  room: { type: "string", description: "Only join, leave, message and room_change entries of this room", valueHint: "ROOM" },
+  room: { type: "string", description: "Only join, leave, message, room_change, edit and delete entries of this room", valueHint: "ROOM" },
   user: { type: "string", description: "Only entries whose user, from, to or target is this user (what administrators and operators did to it too)", valueHint: "USER" },
 } as const satisfies ArgsDef;
 
@@ -151,7 +151,7 @@ const exportCmd = command({
   meta: {
     name: "export",
     description:
-      "Print entries as JSON lines, each with its time in ISO 8601 UTC, verified as read: a problem stops it with FAIL and exit 5, after the lines before it",
+      "Print entries as JSON lines, each with its time in ISO 8601 UTC, verified as read: a problem stops it with FAIL and exit 5, after the lines before it. Nothing is rewritten: an edit or a delete is an entry of its own whose ref is the seq of the message entry it changes, so a message's versions are that entry and the edit and delete entries naming it, in order",
   },
   args: { ...args.data, ...filterArgs, ...identityArg, ...hostKeyArg, ...args.debug },
   examples: [
@@ -160,6 +160,7 @@ const exportCmd = command({
     "securechat transcript export --host-key \"$(grep ^srv known_hosts)\"",
     "securechat transcript export --data /var/lib/securechat --room general --since 2026-11-22T09:00 --until 2026-11-22T17:00",
     "securechat transcript export --user alice --identity auditor.key > alice.jsonl",
+    "securechat transcript export | jq -c 'select(.seq==123 or .ref==123)'",
     "securechat transcript export > all.jsonl || echo \"exit $?: all.jsonl holds only the part before the problem\"",
   ],
   async run({ args: a }) {

@@ -313,19 +313,25 @@ const SCHEMAS = {
     seq: int(1, Number.MAX_SAFE_INTEGER),
     ts: int(0, Number.MAX_SAFE_INTEGER),
     from: userName,
-    text: text(MESSAGE_TEXT_MAX, 1),
+    // absent only when `deleted` (PROTOCOL.md §7.12; RULES below)
+    text: optional(text(MESSAGE_TEXT_MAX, 1)),
     action: optional(bool),
     history: optional(bool),
+    edited: optional(bool),
+    deleted: optional(bool),
   },
   direct: {
     seq: int(1, Number.MAX_SAFE_INTEGER),
     ts: int(0, Number.MAX_SAFE_INTEGER),
     from: userName,
     to: userName,
-    text: text(MESSAGE_TEXT_MAX, 1),
+    // absent only when `deleted` (PROTOCOL.md §7.12; RULES below)
+    text: optional(text(MESSAGE_TEXT_MAX, 1)),
     action: optional(bool),
     history: optional(bool),
     late: optional(bool),
+    edited: optional(bool),
+    deleted: optional(bool),
   },
   room: {
     room: roomName,
@@ -433,6 +439,21 @@ const SCHEMAS = {
   },
   device_added: { id: deviceRef },
   device_revoked: { id: deviceRef, ended: int(0, Number.MAX_SAFE_INTEGER) },
+  // Editing and deleting one's own room messages (PROTOCOL.md §7.12): requests
+  // answered by ack/nack like say, and the events the room's members get.
+  // A room message (`room`) or a direct message (`to`: its recipient), exactly one.
+  edit: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), text: text(MESSAGE_TEXT_MAX, 1) },
+  delete: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER) },
+  edited: {
+    room: optional(roomName),
+    to: optional(userName),
+    seq: int(1, Number.MAX_SAFE_INTEGER),
+    ts: int(0, Number.MAX_SAFE_INTEGER),
+    by: userName,
+    text: text(MESSAGE_TEXT_MAX, 1),
+    action: optional(bool),
+  },
+  deleted: { room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER), by: userName },
   // The log's state and proofs (PROTOCOL.md §7.13): a request, and its answer.
   log_proof: { from: optional(int(0, Number.MAX_SAFE_INTEGER)), leaves: optional(list(int(0, Number.MAX_SAFE_INTEGER), LOG_LEAVES_MAX)) },
   log_state: {
@@ -478,8 +499,27 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
   topic: (m) => topicRule(m.text),
   room: (m) => topicRule(m.topic),
   mode: (m) => (m.invite_only === undefined && m.secret === undefined ? "mode must carry invite_only, secret or both" : null),
+  // A deleted message (history only) has no text, and nothing of what it said; any other has text (PROTOCOL.md §7.12).
+  message: (m) => ((m.edited || m.deleted) && !m.history ? "edited and deleted are for history" : changedRule(m)),
+  // …and a direct message as history or delivered late.
+  direct: (m) => ((m.edited || m.deleted) && !m.history && !m.late ? "edited and deleted are for history and late delivery" : changedRule(m)),
+  edit: oneOfRoomAndTo,
+  delete: oneOfRoomAndTo,
+  edited: oneOfRoomAndTo,
+  deleted: oneOfRoomAndTo,
   welcome: (m) => ((m.ticket === undefined) !== (m.ticket_expires === undefined) ? "welcome must carry both ticket and ticket_expires, or neither" : null),
 };
+
+/** A message as history shows it (PROTOCOL.md §7.12): a text unless deleted; nothing of what it said if deleted. */
+function changedRule(m: { text?: string; edited?: boolean; deleted?: boolean; action?: boolean }): string | null {
+  if (m.deleted) return m.text !== undefined || m.edited || m.action ? "a deleted message carries no text, edited or action" : null;
+  return m.text === undefined ? "text is missing" : null;
+}
+
+/** An edit, delete, edited or deleted names a room message or a direct message, never both. */
+function oneOfRoomAndTo(m: { room?: string; to?: string }): string | null {
+  return (m.room === undefined) === (m.to === undefined) ? "must carry exactly one of room and to" : null;
+}
 
 /** A topic is also at most TOPIC_CODE_POINTS_MAX code points (PROTOCOL.md §7.9). */
 function topicRule(topic: string | undefined): string | null {

@@ -88,6 +88,10 @@ export interface ChatOptions {
   maxPersistentRooms: number;
   /** Operators, bans, mutes and invites each per room; past it, `list_full`. */
   maxRoomList: number;
+  /** How long after a message its author may edit or delete it; 0: not at all (serve --edit-window, PROTOCOL.md §7.12). */
+  editWindowMs: number;
+  /** Edits one message may have; past it `edit` gets `nack` `edit_limit` (a delete is still allowed). */
+  maxEdits: number;
 }
 
 export const DEFAULT_CHAT: ChatOptions = {
@@ -105,6 +109,8 @@ export const DEFAULT_CHAT: ChatOptions = {
   maxRoomsOwned: 10,
   maxPersistentRooms: 1000,
   maxRoomList: 1000,
+  editWindowMs: 15 * 60 * 1000,
+  maxEdits: 10,
 };
 
 class Room {
@@ -141,12 +147,17 @@ interface MemberState {
   refused: number;
 }
 
-type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping"> | ModRequest;
+type Request = Message<"join" | "leave" | "say" | "dm" | "who" | "rooms" | "history" | "away" | "ping"> | ModRequest | ChangeRequest;
 const REQUESTS = new Set([
   "join", "leave", "say", "dm", "who", "rooms", "history", "away", "ping",
   // Room moderation (PROTOCOL.md §7.9).
   "topic", "op", "deop", "kick", "ban", "unban", "bans", "mute", "unmute", "invite", "mode", "drop",
+  // Editing and deleting one's own messages (PROTOCOL.md §7.12).
+  "edit", "delete",
 ]);
+
+// Editing and deleting one's own messages (PROTOCOL.md §7.12).
+type ChangeRequest = Message<"edit" | "delete">;
 
 // Room moderation (PROTOCOL.md §7.9).
 type ModRequest = Message<"topic" | "op" | "deop" | "kick" | "ban" | "unban" | "bans" | "mute" | "unmute" | "invite" | "mode" | "drop">;
@@ -340,7 +351,7 @@ export class Chat {
       if (++st.refused > this.opts.maxHeld) {
         throw new SecureChatError("flood", `flood: ${st.refused} requests refused while ${st.held.length} were waiting; disconnected`);
       }
-      if (!("run" in req) && (req.type === "say" || req.type === "dm")) {
+      if (!("run" in req) && isMessage(req)) {
         post(m, { type: "nack", id: req.id, code: "flood", message: "dropped: too many messages waiting; wait for acks before sending more" });
       } else {
         post(m, { type: "notice", code: "flood", text: `dropped a ${req.type} request: too many requests waiting` });
@@ -452,9 +463,71 @@ export class Chat {
       }
       case "ping":
         return post(m, { type: "pong" });
+      case "edit":
+      case "delete":
+        return this.#change(m, st, req, ts);
       default:
         return this.#moderate(m, req, ts);
     }
+  }
+
+  /**
+   * An edit or delete of one of the user's own messages (PROTOCOL.md §7.12):
+   * a room message (`room`) or a direct message (`to`: its recipient).
+   * Refused unless the connection is in the room, the message is kept,
+   * still there, the user's, inside the edit window and (an edit) under the
+   * edit limit; a direct message is known only to its two users, so to
+   * anyone else it does not exist. Recorded first, as a new entry that names
+   * the original (never a change to it); then whoever was shown the message
+   * (the room's other connections, or the recipient's and the sender's
+   * other connections) is told, and the sender acked, as for a say or dm.
+   */
+  #change(m: Member, st: MemberState, req: Message<"edit" | "delete">, ts: number): void {
+    let kept: { from: string; ts: number; deleted?: boolean; action?: boolean; tseq?: number; edits?: number } | undefined;
+    let told: Iterable<Member>;
+    const where = req.room ?? `your direct messages with ${req.to}`;
+    if (req.room !== undefined) {
+      const room = this.#rooms.get(req.room);
+      if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
+      kept = this.journal.editable(req.room, req.seq);
+      told = room.members;
+    } else {
+      const d = this.journal.editableDirect(req.seq);
+      const known = d !== undefined && d.message.to === req.to && (d.message.from === m.user || d.message.to === m.user) && d.message.ts >= ts - this.opts.dmRetentionMs;
+      kept = known ? { ...d.message, tseq: d.tseq, edits: d.edits } : undefined;
+      told = new Set([...(this.#online.get(req.to!) ?? []), ...(this.#online.get(m.user) ?? [])]);
+    }
+    const window = this.opts.editWindowMs;
+    if (window <= 0) return post(m, { type: "nack", id: req.id, code: "edit_window_closed", message: "this server does not allow editing or deleting messages" });
+    if (!kept || kept.deleted) {
+      const message = `${where}: no message ${req.seq} that can still be changed (deleted, or no longer among the messages the server keeps)`;
+      return post(m, { type: "nack", id: req.id, code: "no_such_message", message });
+    }
+    if (kept.from !== m.user) {
+      return post(m, { type: "nack", id: req.id, code: "not_yours", message: `message ${req.seq} (${where}) is ${kept.from}'s: you can edit and delete only your own` });
+    }
+    if (ts - kept.ts > window) {
+      return post(m, { type: "nack", id: req.id, code: "edit_window_closed", message: `message ${req.seq} is older than ${minutes(window)}, the server's edit window` });
+    }
+    // A muted user may not speak, so may not reword what it said either; it may still take it back.
+    if (req.type === "edit" && req.room !== undefined && this.#states.get(req.room)?.mutes.has(m.user)) {
+      return post(m, { type: "nack", id: req.id, code: "muted", message: `you are muted in ${req.room}: you may delete your messages but not edit them` });
+    }
+    if (req.type === "edit" && (kept.edits ?? 0) >= this.opts.maxEdits) {
+      const message = `message ${req.seq} was edited ${this.opts.maxEdits} times already, the most the server allows; /delete it and say it again`;
+      return post(m, { type: "nack", id: req.id, code: "edit_limit", message });
+    }
+    if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
+    const at = req.room !== undefined ? { room: req.room } : { to: req.to! };
+    const who = { ...at, seq: req.seq, user: m.user, session: m.session, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts };
+    const receipt = this.journal.append(req.type === "edit" ? { kind: "edit", ...who, text: req.text } : { kind: "delete", ...who });
+    const json = encodeMessage(
+      req.type === "edit"
+        ? { type: "edited", ...at, seq: req.seq, ts, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
+        : { type: "deleted", ...at, seq: req.seq, ts, by: m.user },
+    );
+    for (const other of told) if (other !== m) other.post(json);
+    return this.#ack(m, req.id, req.seq, ts, receipt);
   }
 
   /**
@@ -728,8 +801,14 @@ const NOT_RECORDING = "the server cannot write its transcript right now, so noth
 /** How often `prune` forgets DMs past the retention; until then they are kept but never shown. */
 const EXPIRE_EVERY_MS = 60_000;
 
-function isMessage(req: Request | AccountRequest): boolean {
-  return req.type === "say" || req.type === "dm";
+/** `say`, `dm`, `edit` and `delete` draw on the message bucket (PROTOCOL.md §7.5, §7.12). */
+function isMessage(req: Request | AccountRequest): req is Message<"say" | "dm" | "edit" | "delete"> {
+  return req.type === "say" || req.type === "dm" || req.type === "edit" || req.type === "delete";
+}
+
+/** `15 minutes`, `2 s`: an edit window for people. */
+function minutes(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} minute${ms === 60_000 ? "" : "s"}` : `${ms / 1000} s`;
 }
 
 function post(m: Member, msg: Message): void {

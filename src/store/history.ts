@@ -22,10 +22,11 @@ import { concat, fromUtf8, u64be, utf8 } from "../bytes.ts";
 import { XCHACHA_KEY_LENGTH, randomBytes, wipe, xchachaOpenRandom, xchachaSealRandom } from "../crypto/index.ts";
 import { createPrivateFile } from "../paths.ts";
 import type { DirectMessage, KeptDirect } from "./journal.ts";
-import type { RoomMessage, RoomState } from "./recent.ts";
+import type { KeptMessage, RoomState } from "./recent.ts";
 import { type RoomState as ModState, roomStateFromJson, roomStateToJson } from "./roomstate.ts";
 
-const SCHEMA_VERSION = 3;
+/** Its layout; another makes the server rebuild it from the transcript. */
+const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
   CREATE TABLE state (
@@ -49,8 +50,11 @@ const SCHEMA = `
     text   TEXT,
     sealed BLOB,
     action INTEGER NOT NULL,
+    tseq    INTEGER,
+    edits   INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, seq),
-    CHECK ((text IS NULL) <> (sealed IS NULL))
+    CHECK (CASE deleted WHEN 1 THEN text IS NULL AND sealed IS NULL ELSE (text IS NULL) <> (sealed IS NULL) END)
   ) STRICT, WITHOUT ROWID;
   CREATE TABLE directs (
     seq       INTEGER PRIMARY KEY,
@@ -61,7 +65,10 @@ const SCHEMA = `
     sealed    BLOB,
     action    INTEGER NOT NULL,
     stored    INTEGER NOT NULL,
-    CHECK ((text IS NULL) <> (sealed IS NULL))
+    tseq      INTEGER,
+    edits     INTEGER NOT NULL DEFAULT 0,
+    deleted   INTEGER NOT NULL DEFAULT 0,
+    CHECK (CASE deleted WHEN 1 THEN text IS NULL AND sealed IS NULL ELSE (text IS NULL) <> (sealed IS NULL) END)
   ) STRICT;
   CREATE INDEX directs_to ON directs (recipient, stored, seq);
   CREATE INDEX directs_pair ON directs (sender, recipient, seq);
@@ -86,7 +93,9 @@ export interface Applied {
 /** What one transaction writes. */
 export interface HistoryBatch {
   /** Messages for history (the newest `keep` of each room are kept). */
-  messages: RoomMessage[];
+  messages: KeptMessage[];
+  /** Edits (with text) and deletes (without) of kept messages, after `messages` (PROTOCOL.md §7.12). */
+  changes: MessageChange[];
   /** Room sequence numbers (each room keeps the largest it was given). */
   seqs: Map<string, number>;
   /** The direct-message sequence (the largest is kept). */
@@ -100,6 +109,13 @@ export interface HistoryBatch {
   applied: Applied;
 }
 
+/** An edit (`text`) or a delete (no `text`) of the message `seq` of `room`, or (no `room`) of the direct message `seq`. */
+export interface MessageChange {
+  room?: string;
+  seq: number;
+  text?: string;
+}
+
 interface DirectRow {
   seq: number;
   ts: number;
@@ -108,6 +124,10 @@ interface DirectRow {
   text: string | null;
   sealed: Uint8Array | null;
   action: number;
+  stored: number;
+  tseq: number | null;
+  edits: number;
+  deleted: number;
 }
 
 interface MessageRow {
@@ -117,6 +137,9 @@ interface MessageRow {
   text: string | null;
   sealed: Uint8Array | null;
   action: number;
+  tseq: number | null;
+  edits: number;
+  deleted: number;
 }
 
 export class HistoryDb {
@@ -223,15 +246,29 @@ export class HistoryDb {
     if (this.keep > 0 && b.messages.length > 0) {
       const rooms = new Set<string>();
       for (const m of b.messages) {
-        const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), aad(m.room, m.seq)) : null;
-        q.insert.run(m.room, m.seq, m.ts, m.from, sealed ? null : m.text, sealed, m.action ? 1 : 0);
+        const sealed = this.#key && m.text !== undefined ? xchachaSealRandom(this.#key, utf8(m.text), aad(m.room, m.seq)) : null;
+        q.insert.run(m.room, m.seq, m.ts, m.from, sealed ? null : (m.text ?? null), sealed, m.action ? 1 : 0, m.tseq ?? null, m.edits ?? 0, m.deleted ? 1 : 0);
         rooms.add(m.room);
       }
       for (const room of rooms) q.trim.run(room, room, this.keep - 1);
     }
-    for (const { message: m, stored } of b.directs) {
-      const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(m.text), directAad(m.seq)) : null;
-      q.insertDirect.run(m.seq, m.ts, m.from, m.to, sealed ? null : m.text, sealed, m.action ? 1 : 0, stored ? 1 : 0);
+    for (const { message: m, stored, tseq, edits } of b.directs) {
+      const sealed = this.#key && m.text !== undefined ? xchachaSealRandom(this.#key, utf8(m.text), directAad(m.seq)) : null;
+      q.insertDirect.run(m.seq, m.ts, m.from, m.to, sealed ? null : (m.text ?? null), sealed, m.action ? 1 : 0, stored ? 1 : 0, tseq ?? null, edits ?? 0, m.deleted ? 1 : 0);
+    }
+    // after the messages they change, which may be in this batch
+    for (const c of b.changes) {
+      if (c.room === undefined) {
+        if (c.text === undefined) q.eraseDirect.run(c.seq);
+        else {
+          const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(c.text), directAad(c.seq)) : null;
+          q.editDirect.run(sealed ? null : c.text, sealed, c.seq);
+        }
+      } else if (c.text === undefined) q.erase.run(c.room, c.seq);
+      else {
+        const sealed = this.#key ? xchachaSealRandom(this.#key, utf8(c.text), aad(c.room, c.seq)) : null;
+        q.edit.run(sealed ? null : c.text, sealed, c.room, c.seq);
+      }
     }
     for (const [user, seq] of b.delivered) q.delivered.run(user, seq);
     for (const [room, st] of b.roomStates) {
@@ -247,11 +284,16 @@ export class HistoryDb {
     const seq = this.#q.roomSeq.get(name)?.last_seq ?? 0;
     if (this.keep === 0 || seq === 0) return { seq, messages: [] };
     const rows = this.#q.roomMessages.all(name, this.keep);
-    const messages: RoomMessage[] = [];
+    const messages: KeptMessage[] = [];
     for (let i = rows.length - 1; i >= 0; i--) {
       const r = rows[i]!;
+      const kept = { ...(r.tseq !== null ? { tseq: r.tseq } : {}), ...(r.edits > 0 ? { edits: r.edits } : {}) };
+      if (r.deleted) {
+        messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, deleted: true, ...kept });
+        continue;
+      }
       const text = r.text ?? this.#open(name, r);
-      if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}) });
+      if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}), ...(r.edits > 0 ? { edited: true } : {}), ...kept });
     }
     return { seq, messages };
   }
@@ -292,15 +334,29 @@ export class HistoryDb {
     this.#q.expire.run(before);
   }
 
+  /** The direct message `seq` as kept, with what an edit needs; undefined if it is not kept (or not readable). */
+  direct(seq: number): KeptDirect | undefined {
+    const r = this.#q.direct.get(seq);
+    const message = r ? this.#directOf(r) : null;
+    return r && message ? { message, stored: r.stored === 1, ...(r.tseq !== null ? { tseq: r.tseq } : {}), ...(r.edits > 0 ? { edits: r.edits } : {}) } : undefined;
+  }
+
   /** Rows newest first to messages oldest first (rows sealed by an earlier run never come back: dropped at open). */
   #directs(rows: DirectRow[]): DirectMessage[] {
     const out: DirectMessage[] = [];
     for (let i = rows.length - 1; i >= 0; i--) {
-      const r = rows[i]!;
-      const text = r.text ?? this.#openSealed(r.sealed, directAad(r.seq));
-      if (text !== null) out.push({ type: "direct", seq: r.seq, ts: r.ts, from: r.sender, to: r.recipient, text, ...(r.action ? { action: true } : {}) });
+      const m = this.#directOf(rows[i]!);
+      if (m) out.push(m);
     }
     return out;
+  }
+
+  /** A row as a message: edited, or deleted without text (PROTOCOL.md §7.12); null if its text cannot be read. */
+  #directOf(r: DirectRow): DirectMessage | null {
+    const head = { type: "direct", seq: r.seq, ts: r.ts, from: r.sender, to: r.recipient } as const;
+    if (r.deleted) return { ...head, deleted: true };
+    const text = r.text ?? this.#openSealed(r.sealed, directAad(r.seq));
+    return text === null ? null : { ...head, text, ...(r.action ? { action: true } : {}), ...(r.edits > 0 ? { edited: true } : {}) };
   }
 
   #open(room: string, r: MessageRow): string | null {
@@ -324,34 +380,42 @@ export class HistoryDb {
   }
 }
 
+const DIRECT_COLUMNS = "seq, ts, sender, recipient, text, sealed, action, stored, tseq, edits, deleted";
+
 function prepare(db: Database) {
   return {
-    insert: db.prepare<void, [string, number, number, string, string | null, Uint8Array | null, number]>(
-      "INSERT OR REPLACE INTO messages (room, seq, ts, sender, text, sealed, action) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    insert: db.prepare<void, [string, number, number, string, string | null, Uint8Array | null, number, number | null, number, number]>(
+      "INSERT OR REPLACE INTO messages (room, seq, ts, sender, text, sealed, action, tseq, edits, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
+    edit: db.prepare<void, [string | null, Uint8Array | null, string, number]>("UPDATE messages SET text = ?, sealed = ?, edits = edits + 1 WHERE room = ? AND seq = ? AND deleted = 0"),
+    erase: db.prepare<void, [string, number]>("UPDATE messages SET text = NULL, sealed = NULL, action = 0, deleted = 1 WHERE room = ? AND seq = ?"),
     // keeps a room's newest `keep` rows (its `keep`-th newest seq and above)
     trim: db.prepare<void, [string, string, number]>("DELETE FROM messages WHERE room = ? AND seq < (SELECT seq FROM messages WHERE room = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)"),
     seq: db.prepare<void, [string, number]>("INSERT INTO rooms (name, last_seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"),
     applied: db.prepare<void, [number, string, number]>("UPDATE state SET applied_seq = ?, applied_hash = ?, direct_seq = max(direct_seq, ?)"),
     roomSeq: db.prepare<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE name = ?"),
-    insertDirect: db.prepare<void, [number, number, string, string, string | null, Uint8Array | null, number, number]>(
-      "INSERT OR REPLACE INTO directs (seq, ts, sender, recipient, text, sealed, action, stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    insertDirect: db.prepare<void, [number, number, string, string, string | null, Uint8Array | null, number, number, number | null, number, number]>(
+      "INSERT OR REPLACE INTO directs (seq, ts, sender, recipient, text, sealed, action, stored, tseq, edits, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
+    editDirect: db.prepare<void, [string | null, Uint8Array | null, number]>("UPDATE directs SET text = ?, sealed = ?, edits = edits + 1 WHERE seq = ? AND deleted = 0"),
+    eraseDirect: db.prepare<void, [number]>("UPDATE directs SET text = NULL, sealed = NULL, action = 0, deleted = 1 WHERE seq = ?"),
+    direct: db.prepare<DirectRow, [number]>(`SELECT ${DIRECT_COLUMNS} FROM directs WHERE seq = ?`),
     delivered: db.prepare<void, [string, number]>("INSERT INTO delivered (user, seq) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET seq = max(seq, excluded.seq)"),
     deliveredSeq: db.prepare<{ seq: number }, [string]>("SELECT seq FROM delivered WHERE user = ?"),
+    // a deleted stored DM is not delivered late (PROTOCOL.md §7.12)
     stored: db.prepare<DirectRow, [string, number, number]>(
-      "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE recipient = ? AND stored = 1 AND ts >= ? ORDER BY seq DESC LIMIT ?",
+      `SELECT ${DIRECT_COLUMNS} FROM directs WHERE recipient = ? AND stored = 1 AND deleted = 0 AND ts >= ? ORDER BY seq DESC LIMIT ?`,
     ),
     countStored: db.prepare<{ n: number }, [string, number, number]>("SELECT count(*) AS n FROM directs WHERE recipient = ? AND stored = 1 AND ts >= ? AND seq > ?"),
     between: db.prepare<DirectRow, [string, string, string, string, number, number, number]>(
-      "SELECT seq, ts, sender, recipient, text, sealed, action FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?",
+      `SELECT ${DIRECT_COLUMNS} FROM directs WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) AND seq < ? AND ts >= ? ORDER BY seq DESC LIMIT ?`,
     ),
     expire: db.prepare<void, [number]>("DELETE FROM directs WHERE ts < ?"),
     setRoomState: db.prepare<void, [string, string]>("INSERT OR REPLACE INTO room_state (name, state) VALUES (?, ?)"),
     dropRoomState: db.prepare<void, [string]>("DELETE FROM room_state WHERE name = ?"),
     roomStates: db.prepare<{ name: string; state: string }, []>("SELECT name, state FROM room_state"),
     roomState: db.prepare<{ state: string }, [string]>("SELECT state FROM room_state WHERE name = ?"),
-    roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
+    roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action, tseq, edits, deleted FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
   };
 }
 

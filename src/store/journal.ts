@@ -6,8 +6,10 @@
  * implements the same interface on disk.
  */
 import type { AdminAction, Message } from "../protocol/messages.ts";
-import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "./recent.ts";
+import { DEFAULT_HISTORY_MEMORY, type KeptMessage, RecentRooms } from "./recent.ts";
 import { type RoomChange, type RoomState, applyRoomChange, cloneRoomState } from "./roomstate.ts";
+
+export type { KeptMessage } from "./recent.ts";
 
 export type RoomMessage = Message<"message">;
 export type DirectMessage = Message<"direct">;
@@ -22,6 +24,9 @@ export type DirectMessage = Message<"direct">;
 export interface KeptDirect {
   message: DirectMessage;
   stored: boolean;
+  /** What an edit or delete needs (PROTOCOL.md §7.12): the transcript entry that recorded it (absent without a transcript), its edits so far. */
+  tseq?: number;
+  edits?: number;
 }
 
 export type JournalEvent =
@@ -40,7 +45,16 @@ export type JournalEvent =
   | RoomChange
   // Devices (TRANSCRIPT.md §2.4): keys and signatures in base64, device ids as PROTOCOL.md §5.4 gives them.
   | { kind: "device_enrolled"; user: string; session?: string; device: string; key: string; name: string; by: string; sig?: string; source: string; ts: number }
-  | { kind: "device_revoked"; user: string; session: string; device: string; key: string; ts: number };
+  | { kind: "device_revoked"; user: string; session: string; device: string; key: string; ts: number }
+  // An edit (with text) or a delete (without) by its author (PROTOCOL.md
+  // §7.12) of the message `seq` of `room`, or of the direct message `seq` to
+  // `to`; `ref` is the transcript seq of its `message` or `direct` entry,
+  // when it has one (TRANSCRIPT.md §2.4 `edit`).
+  | ({ kind: "edit"; text: string } & Change)
+  | ({ kind: "delete" } & Change);
+
+/** What an edit or delete names (exactly one of `room` and `to`), and who made it. */
+export type Change = { room?: string; to?: string; seq: number; user: string; session: string; ref?: number; ts: number };
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {
@@ -70,6 +84,14 @@ export interface Journal {
   append(e: JournalEvent): Receipt;
   /** The last `limit` messages of `room`, oldest first. */
   recent(room: string, limit: number): RoomMessage[];
+  /**
+   * The message `seq` of `room` if it can still be edited or deleted
+   * (PROTOCOL.md §7.12): it is among the room's kept history and, in a
+   * transcript, its entry is within EDIT_REACH entries of the end.
+   */
+  editable(room: string, seq: number): KeptMessage | undefined;
+  /** The direct message `seq` if it can still be edited or deleted: kept (within the retention) and, in a transcript, within EDIT_REACH. */
+  editableDirect(seq: number): KeptDirect | undefined;
   /** The last sequence number used in `room` (0 if none), so numbering continues after a restart. */
   lastSeq(room: string): number;
   /** The last sequence number of direct messages. */
@@ -137,7 +159,20 @@ export class MemoryJournal implements Journal {
       this.#seqs.set(e.message.room, Math.max(this.lastSeq(e.message.room), e.message.seq));
       this.rooms.add(e.message);
     }
+    if ((e.kind === "edit" || e.kind === "delete") && e.room !== undefined) this.rooms.change(e.room, e.seq, (m) => changedKept(m, e));
+    else if (e.kind === "edit" || e.kind === "delete") {
+      const d = this.editableDirect(e.seq);
+      if (d) Object.assign(d, changedDirect(d, e));
+    }
     return NOTHING;
+  }
+
+  editable(room: string, seq: number): KeptMessage | undefined {
+    return this.rooms.message(room, seq);
+  }
+
+  editableDirect(seq: number): KeptDirect | undefined {
+    return this.#directs.findLast((d) => d.message.seq === seq);
   }
 
   recent(room: string, limit: number): RoomMessage[] {
@@ -153,7 +188,7 @@ export class MemoryJournal implements Journal {
   }
 
   storedDirects(user: string, since: number, limit: number): DirectMessage[] {
-    return newest(this.#directs.filter((d) => d.stored && d.message.to === user && d.message.ts >= since), limit);
+    return newest(this.#directs.filter((d) => d.stored && !d.message.deleted && d.message.to === user && d.message.ts >= since), limit);
   }
 
   undelivered(user: string, since: number): number {
@@ -171,6 +206,25 @@ export class MemoryJournal implements Journal {
   roomStates(): Map<string, RoomState> {
     return copyRoomStates(this.#roomStates);
   }
+}
+
+type Edit = { kind: "edit"; text: string } | { kind: "delete" };
+
+/** A message after an edit (its new text, `edited`) or a delete (no text, `deleted`). */
+export function changed<M extends RoomMessage | DirectMessage>(m: M, e: Edit): M {
+  const { text: _t, action: _a, edited: _e, ...rest } = m;
+  if (e.kind === "delete") return { ...rest, deleted: true } as M;
+  return { ...m, text: e.text, edited: true };
+}
+
+/** A kept room message after an edit (one more edit) or a delete. */
+export function changedKept(m: KeptMessage, e: Edit): KeptMessage {
+  return { ...changed(m, e), ...(e.kind === "edit" ? { edits: (m.edits ?? 0) + 1 } : {}) };
+}
+
+/** A kept direct message after an edit (one more edit) or a delete. */
+export function changedDirect(d: KeptDirect, e: Edit): KeptDirect {
+  return { ...d, message: changed(d.message, e), ...(e.kind === "edit" ? { edits: (d.edits ?? 0) + 1 } : {}) };
 }
 
 /** The last `limit` of `kept` (in seq order), as messages. */

@@ -15,6 +15,21 @@ import type { Message } from "../protocol/messages.ts";
 
 export type RoomMessage = Message<"message">;
 
+/**
+ * A message as the server keeps it: what history shows, and what an edit
+ * or delete (PROTOCOL.md §7.12) needs to know — the transcript entry that
+ * recorded it (`tseq`, absent without a transcript) and how many times it
+ * was edited. `recent` leaves those two out.
+ */
+export type KeptMessage = RoomMessage & { tseq?: number; edits?: number };
+
+/** What history shows of a kept message: the wire message alone. */
+export function shown(m: KeptMessage): RoomMessage {
+  if (m.tseq === undefined && m.edits === undefined) return m;
+  const { tseq: _t, edits: _e, ...wire } = m;
+  return wire;
+}
+
 export const MESSAGE_OVERHEAD = 160;
 export const ROOM_OVERHEAD = 200;
 /**
@@ -27,7 +42,7 @@ export interface RoomState {
   /** The last sequence number used in the room (0 if none). */
   seq: number;
   /** Its last messages, oldest first (at most `keep` are kept). */
-  messages: RoomMessage[];
+  messages: KeptMessage[];
 }
 
 interface Held extends RoomState {
@@ -38,7 +53,7 @@ interface Held extends RoomState {
 }
 
 export function messageBytes(m: RoomMessage): number {
-  return MESSAGE_OVERHEAD + 2 * (m.text.length + m.from.length);
+  return MESSAGE_OVERHEAD + 2 * ((m.text?.length ?? 0) + m.from.length);
 }
 
 export class RecentRooms {
@@ -86,7 +101,7 @@ export class RecentRooms {
   }
 
   /** Sets a room's messages (its last `keep`) and its byte count, and the total if the room is held. */
-  #setMessages(h: Held, messages: RoomMessage[], held: boolean): void {
+  #setMessages(h: Held, messages: KeptMessage[], held: boolean): void {
     let delta = 0;
     for (const m of h.messages) delta -= messageBytes(m);
     h.messages = this.keep === 0 ? [] : messages.slice(-this.keep);
@@ -127,7 +142,35 @@ export class RecentRooms {
 
   recent(room: string, limit: number): RoomMessage[] {
     const h = this.#complete(room);
-    return limit <= 0 ? [] : h.messages.slice(-limit);
+    return limit <= 0 ? [] : h.messages.slice(-limit).map(shown);
+  }
+
+  /** The kept message `seq` of `room`, with what an edit needs; undefined if it is not kept. */
+  message(room: string, seq: number): KeptMessage | undefined {
+    return this.#complete(room).messages.findLast((m) => m.seq === seq);
+  }
+
+  /**
+   * Replaces the kept message `seq` of `room` with `change(it)` (an edit or a
+   * delete, PROTOCOL.md §7.12); nothing if it is not kept. `pin` as in `add`:
+   * true if the room was pinned (then `unpin` it once the change is saved).
+   */
+  change(room: string, seq: number, change: (m: KeptMessage) => KeptMessage, pin = false): boolean {
+    const h = this.#complete(room);
+    const i = h.messages.findLastIndex((m) => m.seq === seq);
+    if (i < 0) return false;
+    const old = h.messages[i]!;
+    const now = change(old);
+    h.messages[i] = now;
+    const delta = messageBytes(now) - messageBytes(old);
+    h.bytes += delta;
+    const held = this.#rooms.get(room) === h;
+    if (held) {
+      this.#bytes += delta;
+      if (pin) h.pins++;
+    }
+    this.#evict(room);
+    return held && pin;
   }
 
   /**
@@ -137,7 +180,7 @@ export class RecentRooms {
    * the room in memory until `unpin` (the message is not yet where `load`
    * reads).
    */
-  add(m: RoomMessage, pin = false): void {
+  add(m: KeptMessage, pin = false): void {
     let h = this.#touch(m.room);
     if (!h) {
       h = { seq: 0, messages: [], bytes: ROOM_OVERHEAD + 2 * m.room.length, pins: 0, partial: this.keep > 0 };

@@ -15,7 +15,7 @@ import { fromBase64, toBase64, utf8 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
-import { type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
+import { EDIT_REACH, type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
 import { Frontier, leafHash } from "./merkle.ts";
 import { type UnsignedRange, UnsignedTails } from "./unsigned.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptLine } from "./read.ts";
@@ -38,6 +38,7 @@ export type ProblemCode =
   | "no_host_key"
   | "host_key_changed"
   | "key_seq"
+  | "bad_edit"
   | "sealed_body"
   | "ack_malformed"
   | "ack_conflict"
@@ -121,6 +122,12 @@ export class ChainVerifier {
   /** Where the key checkpoints are checked against came from. */
   #keySource: "pinned" | number | null;
   readonly #sealKeys = new Set<number>();
+  /**
+   * The room and direct messages of the last EDIT_REACH entries, by room
+   * and room seq or by dm seq: what an edit or delete may name (TRANSCRIPT.md
+   * §2.4, §8.2), oldest first.
+   */
+  readonly #messages = new Map<string, { seq: number; from: string; to?: string; deleted: boolean }>();
   readonly #midChain: boolean;
   entries = 0;
   firstSeq: number | null = null;
@@ -280,8 +287,13 @@ export class ChainVerifier {
       case "seal_key":
         this.#sealKeys.add(e.seq);
         return;
+      case "edit":
+      case "delete":
       case "message":
       case "direct":
+        if (e.type === "edit" || e.type === "delete") this.#checkEdit(e, at);
+        if (e.type === "message" || e.type === "direct") this.#rememberMessage(e);
+        // an edit's text is sealed as a message's is
         if (e.key_seq !== undefined && !this.#sealKeys.has(e.key_seq as number) && !(this.#midChain && (e.key_seq as number) < (this.firstSeq ?? e.seq))) {
           at("key_seq", `sealed body names key_seq ${e.key_seq}, which is no seal_key entry before it`);
         }
@@ -291,6 +303,36 @@ export class ChainVerifier {
         if (this.recoveries.length < 5) this.recoveries.push(e.seq);
         return;
     }
+  }
+
+  #rememberMessage(e: Entry): void {
+    const key = messageKey(e);
+    this.#messages.delete(key);
+    this.#messages.set(key, { seq: e.seq, from: e.from as string, ...(e.type === "direct" ? { to: e.to as string } : {}), deleted: false });
+    for (const [k, m] of this.#messages) {
+      if (e.seq - m.seq <= EDIT_REACH) break;
+      this.#messages.delete(k);
+    }
+  }
+
+  /**
+   * An edit or delete names, by `ref`, an earlier `message` (or `direct`)
+   * entry at most EDIT_REACH entries back, of the same room and room seq
+   * (or dm seq and recipient), by the same user, and not deleted
+   * (TRANSCRIPT.md §8.2). Resumed mid-chain, one that names an entry before
+   * the first checked is taken as given.
+   */
+  #checkEdit(e: Entry, at: (code: ProblemCode, reason: string) => never): void {
+    const ref = e.ref as number;
+    const what = e.dm_seq !== undefined ? `${e.type} of direct message ${e.dm_seq as number}` : `${e.type} of ${e.room as string} message ${e.room_seq as number}`;
+    if (ref >= e.seq) at("bad_edit", `${what} names seq ${ref}, which is not before it`);
+    if (e.seq - ref > EDIT_REACH) at("bad_edit", `${what} names seq ${ref}, more than ${EDIT_REACH} entries back`);
+    if (this.#midChain && ref < (this.firstSeq ?? e.seq)) return;
+    const m = this.#messages.get(messageKey(e));
+    if (!m || m.seq !== ref || m.to !== e.to) at("bad_edit", `${what} names seq ${ref}, which is not that message's entry`);
+    if (m!.from !== e.user) at("bad_edit", `${what} is by ${e.user as string}, but the message is ${m!.from}'s`);
+    if (m!.deleted) at("bad_edit", `${what}: the message was deleted before`);
+    if (e.type === "delete") m!.deleted = true;
   }
 
   /** Names a Suspect for what it is, given up to LOOKAHEAD_LINES lines that follow it. */
@@ -327,4 +369,9 @@ export class ChainVerifier {
     }
     return p("reordered", `entries reordered (seq goes backwards: seq ${e.seq} after seq ${expected - 1})`);
   }
+}
+
+/** A message's key among those an edit may name: "room seq" (no room name has a space) or " dm seq". */
+function messageKey(e: Entry): string {
+  return e.dm_seq !== undefined ? ` dm ${e.dm_seq as number}` : `${e.room as string} ${e.room_seq as number}`;
 }

@@ -40,7 +40,7 @@ export interface Filter {
   since?: number;
   /** Only entries with ts < until (epoch ms). */
   until?: number;
-  /** Only join/leave/message/room_change entries of this room. */
+  /** Only join/leave/message/room_change/edit/delete entries of this room. */
   room?: string;
   /** Only entries whose user, from or to is this user, and administrators' actions on it. */
   user?: string;
@@ -135,10 +135,13 @@ export function parseTime(input: string, now: number = Date.now()): number {
   );
 }
 
+/** The entries `--room` selects: a room's joins, leaves, messages, room changes, and the edits and deletes of its messages. */
+const ROOM_TYPES = new Set(["join", "leave", "message", "room_change", "edit", "delete"]);
+
 export function matches(e: Entry, f: Filter): boolean {
   if (f.since !== undefined && e.ts < f.since) return false;
   if (f.until !== undefined && e.ts >= f.until) return false;
-  if (f.room !== undefined && !((e.type === "join" || e.type === "leave" || e.type === "message" || e.type === "room_change") && e.room === f.room)) return false;
+  if (f.room !== undefined && !(ROOM_TYPES.has(e.type) && e.room === f.room)) return false;
   // A room_change's `target` is the user acted on (PROTOCOL.md §7.9), as is an admin_action's (§7.10).
   if (f.user !== undefined && e.user !== f.user && e.from !== f.user && e.to !== f.user && !((e.type === "room_change" || e.type === "admin_action") && e.target === f.user)) return false;
   return true;

@@ -62,6 +62,9 @@ export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool
   message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
   direct: { dm_seq: "int", from: "string", to: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?", stored: "bool?" },
   recovery: { file: "string", torn_bytes: "int", torn_sha256: "hex32", reason: "string" },
+  // An edit or a delete of the room message (room, room_seq) or direct message (dm_seq, to) at transcript seq `ref` (TRANSCRIPT.md §2.4).
+  edit: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64", text: "string?", sealed: "b64?", key_seq: "int?" },
+  delete: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64" },
   checkpoint: { head_seq: "int", head: "hex32", sig: "b64", origin: "string?", root: "b64?", note_sig: "b64?" },
 };
 
@@ -143,7 +146,16 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const B64_LENGTH: Record<string, number> = { host_key: 32, session: 16, target_session: 16, recipient: 32, epk: 32, wrapped: 72, sig: 64, key: 32, root: 32, note_sig: 68 };
 const SEALED_MIN = 24 + 16;
 /** Sequence-valued fields are positive. */
-const POSITIVE = new Set(["room_seq", "dm_seq", "key_seq", "head_seq"]);
+const POSITIVE = new Set(["room_seq", "dm_seq", "key_seq", "head_seq", "ref"]);
+/** Entries whose text may be sealed (§5.3): they carry exactly one of text and sealed. */
+export const BODY_TYPES = new Set(["message", "direct", "edit"]);
+/**
+ * How far back an edit or delete may reach (§2.4): its `ref` is at most this
+ * many entries before it, so a verifier checks every one against the
+ * message it changes while remembering only the messages of the last
+ * EDIT_REACH entries.
+ */
+export const EDIT_REACH = 131_072;
 
 /**
  * Parses and checks one line (without its LF): JSON object, known type,
@@ -193,10 +205,13 @@ export function parseEntry(line: string): Entry {
       if (key === "sealed" && n < SEALED_MIN) fail("entry_field", `${type}.sealed must decode to at least ${SEALED_MIN} bytes`);
     }
   }
-  if ((type === "message" || type === "direct") && (o.text === undefined) === (o.sealed === undefined)) {
+  if (BODY_TYPES.has(type) && (o.text === undefined) === (o.sealed === undefined)) {
     fail("entry_field", `${type} must carry exactly one of text and sealed`);
   }
-  if ((type === "message" || type === "direct") && (o.sealed === undefined) !== (o.key_seq === undefined)) {
+  if ((type === "edit" || type === "delete") && !(o.room !== undefined && o.room_seq !== undefined && o.dm_seq === undefined && o.to === undefined) && !(o.room === undefined && o.room_seq === undefined && o.dm_seq !== undefined && o.to !== undefined)) {
+    fail("entry_field", `${type} must name a room message (room, room_seq) or a direct message (dm_seq, to)`);
+  }
+  if (BODY_TYPES.has(type) && (o.sealed === undefined) !== (o.key_seq === undefined)) {
     fail("entry_field", `${type}.sealed and key_seq go together`);
   }
   if (type === "checkpoint" && !((o.origin === undefined) === (o.root === undefined) && (o.root === undefined) === (o.note_sig === undefined))) {

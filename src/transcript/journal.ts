@@ -21,12 +21,12 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type LogState, type KeptDirect, type Receipt, type RoomMessage, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type LogState, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
-import { type Applied, type HistoryBatch, HistoryDb } from "../store/history.ts";
+import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
 import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
-import { parseEntry } from "./format.ts";
+import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
 import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
 
@@ -52,7 +52,9 @@ interface Unsaved {
   room?: string;
   roomSeq?: number;
   /** …and the message itself, for history (not when only its number can be kept). */
-  message?: RoomMessage;
+  message?: KeptMessage;
+  /** An edit or delete of a kept message (PROTOCOL.md §7.12). */
+  change?: MessageChange;
   directSeq?: number;
   /** A direct message's text, for delivery and history (not when only its number can be kept). */
   direct?: KeptDirect;
@@ -137,9 +139,11 @@ export class TranscriptJournal implements Journal {
     if (this.#closed) return { durable: handled(Promise.reject(new Error("transcript closed"))) };
     const [type, fields] = toEntry(e);
     const recording = !this.writer.stopped;
-    if (e.kind === "message") this.rooms.add(e.message, recording);
-    else if (e.kind === "direct") this.#directSeq = Math.max(this.#directSeq, e.message.seq);
-    if (!recording) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
+    if (e.kind === "direct") this.#directSeq = Math.max(this.#directSeq, e.message.seq);
+    if (!recording) {
+      if (e.kind === "message") this.rooms.add(e.message);
+      return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
+    }
     try {
       const { entry, durable } = this.writer.append(type, fields);
       if (e.kind === "room_change") {
@@ -148,20 +152,63 @@ export class TranscriptJournal implements Journal {
         this.#unsaved.push({ entry: { seq: entry.seq, hash: entry.hash }, durable, roomState: { room: e.room, state: st ? cloneRoomState(st) : null } });
         if (!this.#watching) this.#watch(entry.seq, durable);
       }
-      if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open") {
+      // In memory at once (pinned there until history.db has it), with the entry an edit will name.
+      if (e.kind === "message") this.rooms.add({ ...e.message, tseq: entry.seq }, true);
+      // (a direct message's edit reaches its readers through #current until history.db has it)
+      const pinned = (e.kind === "edit" || e.kind === "delete") && e.room !== undefined && this.rooms.change(e.room, e.seq, (m) => changedKept(m, e), true);
+      if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open" || e.kind === "edit" || e.kind === "delete") {
         const u: Unsaved = { entry: { seq: entry.seq, hash: entry.hash }, durable };
         // history.db has what the transcript has: the entry's ts, as a rebuild would
-        if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts } });
-        else if (e.kind === "direct") Object.assign(u, { directSeq: e.message.seq, direct: { message: { ...e.message, ts: entry.ts }, stored: e.stored === true } });
+        if (e.kind === "message") Object.assign(u, { room: e.message.room, roomSeq: e.message.seq, message: { ...e.message, ts: entry.ts, tseq: entry.seq } });
+        else if (e.kind === "direct") Object.assign(u, { directSeq: e.message.seq, direct: { message: { ...e.message, ts: entry.ts }, stored: e.stored === true, tseq: entry.seq } });
+        else if (e.kind === "edit" || e.kind === "delete") Object.assign(u, { change: changeOf(e), ...(pinned ? { room: e.room, roomSeq: e.seq } : {}) });
         else u.delivered = { user: e.user, seq: this.#directSeq };
         this.#unsaved.push(u);
         if (!this.#watching) this.#watch(entry.seq, durable);
       }
       return { seq: entry.seq, hash: entry.hash, durable: handled(durable) };
     } catch (err) {
-      if (e.kind === "message") this.rooms.unpin(e.message.room);
+      // Not recorded: what others were shown stays in memory, as for a message whose write failed.
+      if (e.kind === "message") this.rooms.add(e.message);
+      if ((e.kind === "edit" || e.kind === "delete") && e.room !== undefined) this.rooms.change(e.room, e.seq, (m) => changedKept(m, e));
       return { durable: handled(Promise.reject(err)) };
     }
+  }
+
+  /**
+   * A kept message an edit or delete may name: its entry is recent enough
+   * that the edit's `ref` stays within EDIT_REACH of it (TRANSCRIPT.md
+   * §2.4), counting a seal_key and the edit itself that may come first.
+   */
+  editable(room: string, seq: number): KeptMessage | undefined {
+    const m = this.rooms.message(room, seq);
+    return m?.tseq !== undefined && this.writer.seq + 2 - m.tseq <= EDIT_REACH ? m : undefined;
+  }
+
+  /** The same for a direct message: in history.db or not yet written there, with the edits not yet written there. */
+  editableDirect(seq: number): KeptDirect | undefined {
+    let d: KeptDirect | undefined;
+    for (const u of this.#unsaved) if (u.direct?.message.seq === seq) d = u.direct;
+    if (!d) {
+      try {
+        d = this.#db.direct(seq);
+      } catch (err) {
+        this.#log.warn("history_db_failed", { error: (err as Error).message });
+      }
+    }
+    for (const u of this.#unsaved) if (d && u.change?.room === undefined && u.change?.seq === seq) d = changedDirect(d, editOf(u.change));
+    return d?.tseq !== undefined && this.writer.seq + 2 - d.tseq <= EDIT_REACH ? d : undefined;
+  }
+
+  /** Direct messages as they are now: with the edits and deletes history.db does not have yet. */
+  #current(list: DirectMessage[]): DirectMessage[] {
+    const changes = this.#unsaved.filter((u) => u.change !== undefined && u.change.room === undefined);
+    if (changes.length === 0) return list;
+    return list.map((m) => {
+      let d: KeptDirect = { message: m, stored: false };
+      for (const u of changes) if (u.change!.seq === m.seq) d = changedDirect(d, editOf(u.change!));
+      return d.message;
+    });
   }
 
   /**
@@ -220,7 +267,7 @@ export class TranscriptJournal implements Journal {
     let n = 0;
     while (n < this.#unsaved.length && this.#unsaved[n]!.entry.seq <= upTo) n++;
     if (n === 0 && !applied) return;
-    const batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
+    const batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: applied ?? this.#unsaved[n - 1]!.entry };
     for (let i = 0; i < n; i++) addTo(batch, this.#unsaved[i]!);
     try {
       this.#db.apply(batch);
@@ -256,7 +303,8 @@ export class TranscriptJournal implements Journal {
 
   storedDirects(user: string, since: number, limit: number): DirectMessage[] {
     const recent = this.#unsavedDirects().filter((d) => d.stored && d.message.to === user && d.message.ts >= since);
-    return [...this.#db.storedDirects(user, since, limit), ...newest(recent, limit)].slice(-limit);
+    // a deleted one is not delivered late (PROTOCOL.md §7.12)
+    return this.#current([...this.#db.storedDirects(user, since, limit), ...newest(recent, limit)].slice(-limit)).filter((m) => !m.deleted);
   }
 
   undelivered(user: string, since: number): number {
@@ -267,7 +315,7 @@ export class TranscriptJournal implements Journal {
 
   directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[] {
     const recent = this.#unsavedDirects().filter((d) => d.message.seq < before && d.message.ts >= since && isBetween(d.message, a, b));
-    return [...this.#db.directsBetween(a, b, since, before, limit), ...newest(recent, limit)].slice(-limit);
+    return this.#current([...this.#db.directsBetween(a, b, since, before, limit), ...newest(recent, limit)].slice(-limit));
   }
 
   roomStates(): Map<string, RoomState> {
@@ -312,6 +360,7 @@ export class TranscriptJournal implements Journal {
 function addTo(b: HistoryBatch, u: Unsaved): void {
   if (u.room !== undefined) b.seqs.set(u.room, Math.max(b.seqs.get(u.room) ?? 0, u.roomSeq!));
   if (u.message) b.messages.push(u.message);
+  if (u.change) b.changes.push(u.change);
   if (u.directSeq !== undefined) b.directSeq = Math.max(b.directSeq, u.directSeq);
   if (u.direct) b.directs.push(u.direct);
   if (u.delivered) b.delivered.set(u.delivered.user, Math.max(b.delivered.get(u.delivered.user) ?? 0, u.delivered.seq));
@@ -375,11 +424,11 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
 function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean): { matched: boolean; lines: number } {
   let matched = after.seq === 0;
   let lines = 0;
-  let batch: HistoryBatch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: after };
+  let batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: after };
   let size = 0;
   let unsigned: Unsaved[] = [];
   const settle = (signed: boolean): void => {
-    for (const u of unsigned) addTo(batch, signed ? u : { ...u, message: undefined, direct: undefined });
+    for (const u of unsigned) addTo(batch, signed ? u : { ...u, message: undefined, direct: undefined, change: undefined });
     unsigned = [];
   };
   // The DM seq as of each entry, for the logins (session_open) replayed.
@@ -398,16 +447,17 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
     if (!matched) return { matched, lines };
     const hash = lineHash(line);
     if (hash === null) continue;
-    if (line.includes(CHECKPOINT)) settle(true);
-    else if (line.includes(SERVER_START)) settle(false);
+    const type = lineType(line);
+    if (type === "checkpoint") settle(true);
+    else if (type === "server_start") settle(false);
     batch.applied = { seq, hash };
-    const u = line.includes(MESSAGE) || line.includes(DIRECT) || line.includes(SESSION_OPEN) ? unsavedOf(line, sealed, directSeq) : line.includes(ROOM_CHANGE) ? roomChangeOf(line, db, states, loaded) : null;
+    const u = type !== null && HISTORY_TYPES.has(type) ? unsavedOf(line, sealed, directSeq) : type === "room_change" ? roomChangeOf(line, db, states, loaded) : null;
     if (u?.directSeq !== undefined) directSeq = Math.max(directSeq, u.directSeq);
-    if (u?.message || u?.direct) unsigned.push(u);
+    if (u?.message || u?.direct || u?.change) unsigned.push(u);
     else if (u) addTo(batch, u);
     if (++size >= REPLAY_BATCH && unsigned.length === 0) {
       db.apply(batch);
-      batch = { messages: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: batch.applied };
+      batch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: batch.applied };
       size = 0;
     }
   }
@@ -417,16 +467,13 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
 }
 
 // An entry line's members are sorted and `hash` is last (TRANSCRIPT.md §3.3),
-// and a `"` inside a string is always escaped: `"seq":` and `"type":"message"`
+// and a `"` inside a string is always escaped: `"seq":` and `"type":"`
 // can only be members, and the line ends with `,"hash":"<64 hex>"}`.
 const SEQ_MEMBER = Buffer.from('"seq":');
 const HASH_TAIL = Buffer.from(',"hash":"');
-const MESSAGE = Buffer.from('"type":"message"');
-const DIRECT = Buffer.from('"type":"direct"');
-const SESSION_OPEN = Buffer.from('"type":"session_open"');
-const ROOM_CHANGE = Buffer.from('"type":"room_change"');
-const CHECKPOINT = Buffer.from('"type":"checkpoint"');
-const SERVER_START = Buffer.from('"type":"server_start"');
+const TYPE_MEMBER = Buffer.from('"type":"');
+/** The entry types history.db takes something from (unsavedOf). */
+const HISTORY_TYPES = new Set(["message", "direct", "session_open", "edit", "delete"]);
 const HEX64 = /^[0-9a-f]{64}$/;
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -440,6 +487,14 @@ function lineSeq(line: Buffer): number | null {
   return i > at + SEQ_MEMBER.length && (line[i] === 0x2c || line[i] === 0x7d) ? seq : null;
 }
 
+/** An entry line's type, read from its bytes (type names need no escapes); null if it has none. */
+function lineType(line: Buffer): string | null {
+  const at = line.indexOf(TYPE_MEMBER);
+  if (at < 0) return null;
+  const end = line.indexOf(0x22, at + TYPE_MEMBER.length);
+  return end < 0 ? null : line.toString("latin1", at + TYPE_MEMBER.length, end);
+}
+
 /** An entry line's hash, read from its bytes; null if it does not end with one. */
 function lineHash(line: Buffer): string | null {
   const n = line.length;
@@ -448,7 +503,7 @@ function lineHash(line: Buffer): string | null {
   return HEX64.test(hash) ? hash : null;
 }
 
-/** What a message, direct or session_open entry line brings to history.db (`directSeq`: the DM seq before it); null for anything else. */
+/** What a message, direct, edit, delete or session_open entry line brings to history.db (`directSeq`: the DM seq before it); null for anything else. */
 function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | null {
   let e: ReturnType<typeof parseEntry>;
   try {
@@ -462,13 +517,29 @@ function unsavedOf(line: Buffer, sealed: boolean, directSeq: number): Unsaved | 
     const seq = e.dm_seq as number;
     if (sealed || typeof e.text !== "string") return { entry, directSeq: seq };
     const message: DirectMessage = { type: "direct", seq, ts: e.ts, from: e.from as string, to: e.to as string, text: e.text, ...(e.action ? { action: true } : {}) };
-    return { entry, directSeq: seq, direct: { message, stored: e.stored === true } };
+    return { entry, directSeq: seq, direct: { message, stored: e.stored === true, tseq: e.seq } };
+  }
+  if (e.type === "edit" || e.type === "delete") {
+    // a room message's (room, room_seq), or a direct message's dm_seq
+    const at = e.dm_seq !== undefined ? { seq: e.dm_seq as number } : { room: e.room as string, seq: e.room_seq as number };
+    if (e.type === "delete") return { entry, change: at };
+    return sealed || typeof e.text !== "string" ? null : { entry, change: { ...at, text: e.text } };
   }
   if (e.type !== "message") return null;
   const room = e.room as string;
   const seq = e.room_seq as number;
   if (sealed || typeof e.text !== "string") return { entry, room, roomSeq: seq };
-  return { entry, room, roomSeq: seq, message: { type: "message", room, seq, ts: e.ts, from: e.from as string, text: e.text, ...(e.action ? { action: true } : {}) } };
+  return { entry, room, roomSeq: seq, message: { type: "message", room, seq, ts: e.ts, from: e.from as string, text: e.text, ...(e.action ? { action: true } : {}), tseq: e.seq } };
+}
+
+/** What history.db applies of an edit or delete. */
+function changeOf(e: JournalEvent & { kind: "edit" | "delete" }): MessageChange {
+  return { ...(e.room !== undefined ? { room: e.room } : {}), seq: e.seq, ...(e.kind === "edit" ? { text: e.text } : {}) };
+}
+
+/** A change as an edit (with text) or a delete. */
+function editOf(c: MessageChange): { kind: "edit"; text: string } | { kind: "delete" } {
+  return c.text === undefined ? { kind: "delete" } : { kind: "edit", text: c.text };
 }
 
 /** A room_change entry line, applied to `states` (each room read from history.db the first time it is met): the room's state after it. */
@@ -541,11 +612,17 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["leave", { room: e.room, user: e.user }];
     case "message": {
       const m = e.message;
-      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text, ...(m.action ? { action: true } : {}) }];
+      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text!, ...(m.action ? { action: true } : {}) }];
+    }
+    // `ref` is always known here (editable): an edit without one is refused by the writer.
+    case "edit":
+    case "delete": {
+      const at: Record<string, string | number> = e.room !== undefined ? { room: e.room, room_seq: e.seq } : { dm_seq: e.seq, to: e.to! };
+      return [e.kind, { ...at, ref: e.ref!, user: e.user, session: e.session, ...(e.kind === "edit" ? { text: e.text } : {}) }];
     }
     case "direct": {
       const m = e.message;
-      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
+      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
     }
     case "room_change":
       return [

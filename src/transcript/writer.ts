@@ -45,7 +45,7 @@ import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
 import type { HeldLock } from "../store/lock.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript, readTranscriptLinesSync } from "./read.ts";
-import { type Entry, type EntryFields, GENESIS, checkpointInput, checkpointNote, defaultOrigin, makeEntryLine, sealBody, treeCheckpointFields, wrapFileKey } from "./format.ts";
+import { BODY_TYPES, type Entry, type EntryFields, GENESIS, checkpointInput, checkpointNote, defaultOrigin, makeEntryLine, sealBody, treeCheckpointFields, wrapFileKey } from "./format.ts";
 import { type Hash, consistencyProof, inclusionProof } from "./merkle.ts";
 import { TranscriptTree } from "./tree.ts";
 
@@ -162,7 +162,7 @@ function recoverTail(dir: string, hostKey: Uint8Array): Tail {
 }
 
 /** Entries whose sender's ack waits for `durable` (TRANSCRIPT.md §2.5, §6): they are never durable unsigned. */
-const ACKNOWLEDGED = new Set(["message", "direct"]);
+const ACKNOWLEDGED = new Set(["message", "direct", "edit", "delete"]);
 
 interface Waiter {
   seq: number;
@@ -429,7 +429,7 @@ export class TranscriptWriter {
     if (this.#closed && type !== "checkpoint" && type !== "server_stop") throw new SecureChatError("transcript_closed", "transcript: closed");
     const seq = this.#seq + 1;
     let f = fields;
-    if (this.#fileKey && (type === "message" || type === "direct") && typeof fields.text === "string") {
+    if (this.#fileKey && BODY_TYPES.has(type) && typeof fields.text === "string") {
       const { text, ...rest } = fields;
       f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
     }
@@ -448,7 +448,7 @@ export class TranscriptWriter {
     return entry;
   }
 
-  /** Appends an event; message/direct text is sealed when an auditor key is set. */
+  /** Appends an event; message/direct/edit text is sealed when an auditor key is set. */
   append(type: string, fields: EntryFields): Appended {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw new SecureChatError("transcript_closed", "transcript: closed");

@@ -93,6 +93,20 @@ describe("parseLine", () => {
     ["/mode +i-s", { kind: "mode", invite_only: true, secret: false }],
     ["/mode +is", { kind: "mode", invite_only: true, secret: true }],
     ["/mode -i +s", { kind: "mode", invite_only: false, secret: true }],
+    // Editing and deleting one's own messages (PROTOCOL.md §7.12): a number is N only when a text follows it.
+    ["/edit the plan", { kind: "edit", which: { back: 1 }, text: "the plan" }],
+    ["/edit 2 the plan", { kind: "edit", which: { back: 2 }, text: "the plan" }],
+    ["/edit #42 the plan", { kind: "edit", which: { seq: 42 }, text: "the plan" }],
+    ["/edit 1 3 apples", { kind: "edit", which: { back: 1 }, text: "3 apples" }],
+    ["/edit 5", { kind: "edit", which: { back: 1 }, text: "5" }],
+    ["/delete", { kind: "delete", which: { back: 1 } }],
+    ["/delete 3", { kind: "delete", which: { back: 3 } }],
+    ["/delete  #7 ", { kind: "delete", which: { seq: 7 } }],
+    ["/edit @bob the plan", { kind: "edit", which: { back: 1 }, text: "the plan", to: "bob" }],
+    ["/edit @bob 2 the plan", { kind: "edit", which: { back: 2 }, text: "the plan", to: "bob" }],
+    ["/edit @bob #9 the plan", { kind: "edit", which: { seq: 9 }, text: "the plan", to: "bob" }],
+    ["/delete @bob", { kind: "delete", which: { back: 1 }, to: "bob" }],
+    ["/delete @bob #9", { kind: "delete", which: { seq: 9 }, to: "bob" }],
   ];
   for (const [line, want] of cases) {
     test(JSON.stringify(line), () => {
@@ -150,6 +164,18 @@ describe("parseLine", () => {
     ["/mode +x", /usage: \/mode/],
     ["/mode +i-i", /usage: \/mode/],
     ["/drop now", /usage: \/drop/],
+    ["/edit", /usage: \/edit \[@USER\] \[N\|#SEQ\] TEXT/],
+    ["/edit @bob", /usage: \/edit/],
+    ["/edit @Bob hi", /usage: \/edit/],
+    ["/delete @Bob", /usage: \/delete/],
+    ["/delete @bob 2 3", /usage: \/delete/],
+    ["/edit   ", /usage: \/edit/],
+    ["/edit 51 too far back", /usage: \/edit/],
+    ["/delete 0", /usage: \/delete/],
+    ["/delete 51", /usage: \/delete/],
+    ["/delete #0", /usage: \/delete/],
+    ["/delete 2 3", /usage: \/delete/],
+    ["/delete last", /usage: \/delete/],
     ["/frobnicate now", /unknown command \/frobnicate/],
     ["/", /unknown command/],
   ];
@@ -438,6 +464,91 @@ describe("ChatClient against a server", () => {
       expect(alice.sink.of("ban_list")[0]).toEqual({ type: "ban_list", room: "modroom", bans: ["bob"] });
     } finally {
       await quitAll(a, b);
+    }
+  }, NET);
+
+  // Editing and deleting one's own messages (PROTOCOL.md §7.12).
+  test("/edit changes your last line (or your N-th last, or #SEQ), /delete your last; the others see edited and deleted; nothing to change is said locally", async () => {
+    let a: ChatClient | undefined;
+    let bob: Peer | undefined;
+    try {
+      bob = await Peer.login(t.port, cred(seed, "bob"));
+      await bob.join("den");
+      bob.send({ type: "say", id: 1, room: "den", text: "bob's own" });
+      await bob.until("bob's ack", () => bob!.of("ack").length === 1);
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "den");
+      a = alice.client;
+      const run = async (line: string) => expect(await runCommand(a!, parseLine(line)!)).toBe(true);
+      const locals = () => alice.sink.of("local").map((l) => l.text);
+
+      await run("/edit too soon");
+      expect(locals().at(-1)).toBe("nothing to edit: this client has not seen a message of yours in den (/edit #SEQ names any)");
+      await run("first");
+      await run("second");
+      await run("third");
+      // right after a line, /edit waits for its ack: it means that line
+      await run("/edit third, fixed");
+      await run("/edit 3 first, fixed");
+      await run("/delete 2");
+      await bob.until("the changes", () => bob!.of("edited").length === 2 && bob!.of("deleted").length === 1);
+      expect(bob.of("edited").map((e) => [e.seq, e.by, e.text])).toEqual([
+        [4, "alice", "third, fixed"],
+        [2, "alice", "first, fixed"],
+      ]);
+      expect(bob.of("deleted").map((e) => [e.seq, e.by])).toEqual([[3, "alice"]]);
+      await alice.sink.until("the confirmations", () => locals().filter((l) => l.startsWith("you ")).length === 3);
+      expect(locals().filter((l) => l.startsWith("you "))).toEqual([
+        "you edited your message 4 in den: third, fixed (edited)",
+        "you edited your message 2 in den: first, fixed (edited)",
+        "you deleted your message 3 in den [deleted]",
+      ]);
+      // the deleted one is no longer "yours": /delete 2 now means message 2
+      await run("/delete 2");
+      await bob.until("the second delete", () => bob!.of("deleted").length === 2);
+      expect(bob.of("deleted")[1]?.seq).toBe(2);
+      // bob's message by number: refused by the server, shown as a nack
+      await run("/edit #1 not mine");
+      await alice.sink.until("the nack", () => alice.sink.of("nack").length === 1);
+      expect(alice.sink.of("nack")[0]).toEqual(expect.objectContaining({ code: "not_yours" }));
+      expect(alice.sink.of("change_sent").map((c) => [c.seq, c.text])).toEqual([
+        [4, "third, fixed"],
+        [2, "first, fixed"],
+        [3, undefined],
+        [2, undefined],
+        [1, "not mine"],
+      ]);
+      await a.quit();
+      expect(a.unacknowledged).toBe(0);
+    } finally {
+      bob?.close();
+      await quitAll(a);
+    }
+  }, NET);
+
+  test("/edit @USER and /delete @USER change your last direct message to USER (or your N-th last); USER sees edited and deleted", async () => {
+    let a: ChatClient | undefined;
+    let bob: Peer | undefined;
+    try {
+      bob = await Peer.login(t.port, cred(seed, "bob"));
+      const alice = await connectClient(t, alicePC, cred(seed, "alice"), "hall");
+      a = alice.client;
+      const run = async (line: string) => expect(await runCommand(a!, parseLine(line)!)).toBe(true);
+      await run("/edit @bob too soon");
+      expect(alice.sink.of("local").at(-1)?.text).toBe("nothing to edit: this client has not seen a message of yours in your direct messages to bob (/edit @bob #SEQ names any)");
+      await run("/msg bob meet at 5");
+      await run("/msg bob bring the keys");
+      await run("/edit @bob 2 meet at 6");
+      await run("/delete @bob");
+      await bob.until("the changes", () => bob!.of("edited").length === 1 && bob!.of("deleted").length === 1);
+      const [first, second] = bob.of("direct").map((d) => d.seq);
+      expect(bob.of("edited")[0]).toEqual(expect.objectContaining({ to: "bob", seq: first, by: "alice", text: "meet at 6" }));
+      expect(bob.of("deleted")[0]).toEqual(expect.objectContaining({ to: "bob", seq: second, by: "alice" }));
+      expect(bob.of("edited")[0]?.room).toBeUndefined();
+      await a.quit();
+      expect(a.unacknowledged).toBe(0);
+    } finally {
+      bob?.close();
+      await quitAll(a);
     }
   }, NET);
 });

@@ -505,6 +505,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "max-connections-per-user": "a number",
   "max-rooms-per-user": "a number",
   "dm-retention": "a duration",
+  "edit-window": "a duration",
   "max-stored-dms": "a number",
   "max-rooms-owned": "a number",
   "max-persistent-rooms": "a number",

@@ -180,6 +180,11 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     },
     device_added: { type: "device_added", id: "0a1b2c3d4e5f" },
     device_revoked: { type: "device_revoked", id: "0a1b2c3d4e5f", ended: 1 },
+    // Editing and deleting (PROTOCOL.md §7.12).
+    edit: { type: "edit", id: 9, room: "lobby", seq: 41, text: "fixed — \"typo\" ✓" },
+    delete: { type: "delete", id: 10, room: "0-dev_ops", seq: Number.MAX_SAFE_INTEGER },
+    edited: { type: "edited", room: "lobby", seq: 41, ts: 1_900_000_000_500, by: "alice", text: "fixed — ünïcödé", action: true },
+    deleted: { type: "deleted", room: "lobby", seq: 40, ts: 1_900_000_000_600, by: "alice" },
     // The log's state and proofs (PROTOCOL.md §7.13).
     log_proof: { type: "log_proof", from: 1234, leaves: [0, 1233, 5000] },
     log_state: {
@@ -263,5 +268,19 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["room with its settings", ex.room],
     ["room_changed op", { type: "room_changed", room: "lobby", by: "alice", action: "op", user: "bob_2", ts: 1 }],
     ["room_changed", ex.room_changed],
+    ["message edited, as history", { type: "message", room: "lobby", seq: 4, ts: 3, from: "alice", text: "new", history: true, edited: true }],
+    ["message deleted, as history", { type: "message", room: "lobby", seq: 5, ts: 4, from: "alice", history: true, deleted: true }],
+    ["edited", { type: "edited", room: "lobby", seq: 4, ts: 5, by: "alice", text: "new" }],
+    ["edited + action", ex.edited],
+    ["direct edited, as history", { type: "direct", seq: 6, ts: 5, from: "bob_2", to: "alice", text: "new", history: true, edited: true }],
+    ["direct deleted, as history", { type: "direct", seq: 7, ts: 6, from: "bob_2", to: "alice", history: true, deleted: true }],
+    ["direct edited, late", { type: "direct", seq: 8, ts: 7, from: "bob_2", to: "alice", text: "new", late: true, edited: true }],
+    ["edit of a direct message", { type: "edit", id: 11, to: "bob_2", seq: 6, text: "new" }],
+    ["delete of a direct message", { type: "delete", id: 12, to: "bob_2", seq: 6 }],
+    ["edited direct message", { type: "edited", to: "bob_2", seq: 6, ts: 8, by: "alice", text: "new" }],
+    ["deleted direct message", { type: "deleted", to: "bob_2", seq: 6, ts: 9, by: "alice" }],
+    ["edit", ex.edit],
+    ["delete", ex.delete],
+    ["deleted", ex.deleted],
   ];
 }

@@ -49,7 +49,18 @@ type JsonObject = { [k: string]: Json };
 /** The JSON object a full example encodes to, as a mutable plain object. */
 const jsonOf = (t: MessageType): JsonObject => JSON.parse(encodeMessage(FULL[t])) as JsonObject;
 /** A valid JSON object of type `t` in which member `k` may be present (login.ticket needs a ticket login; history's `with` members, no `room`). */
-const BASE_VARIANT: Record<string, string> = { "login.ticket": "login with ticket", "history.with": "history with + before", "history.before": "history with + before", "history_end.with": "history_end with" };
+const BASE_VARIANT: Record<string, string> = {
+  "login.ticket": "login with ticket",
+  "history.with": "history with + before",
+  "history.before": "history with + before",
+  "history_end.with": "history_end with",
+  "message.deleted": "message deleted, as history",
+  "direct.deleted": "direct deleted, as history",
+  "edit.to": "edit of a direct message",
+  "delete.to": "delete of a direct message",
+  "edited.to": "edited direct message",
+  "deleted.to": "deleted direct message",
+};
 const baseFor = (t: MessageType, k: string): JsonObject => {
   const v = BASE_VARIANT[`${t}.${k}`];
   return v ? (JSON.parse(encodeMessage(VARIANTS.find(([n]) => n === v)![1])) as JsonObject) : jsonOf(t);
@@ -138,8 +149,29 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   },
   ack: { id: ID, seq: SEQ, ts: TS, stored: { kind: "bool", optional: true }, away: { kind: "text", min: 1, max: 64, optional: true } },
   nack: { id: ID, code: CODE, message: { kind: "text", min: 0, max: ERROR_TEXT_MAX } },
-  message: { room: ROOM, seq: SEQ, ts: TS, from: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true } },
-  direct: { seq: SEQ, ts: TS, from: USER, to: USER, text: CHAT_TEXT, action: ACTION, history: { kind: "bool", optional: true }, late: { kind: "bool", optional: true } },
+  message: {
+    room: ROOM,
+    seq: SEQ,
+    ts: TS,
+    from: USER,
+    text: { ...CHAT_TEXT, optional: true },
+    action: ACTION,
+    history: { kind: "bool", optional: true },
+    edited: { kind: "bool", optional: true },
+    deleted: { kind: "bool", optional: true },
+  },
+  direct: {
+    seq: SEQ,
+    ts: TS,
+    from: USER,
+    to: USER,
+    text: { ...CHAT_TEXT, optional: true },
+    action: ACTION,
+    history: { kind: "bool", optional: true },
+    late: { kind: "bool", optional: true },
+    edited: { kind: "bool", optional: true },
+    deleted: { kind: "bool", optional: true },
+  },
   room: {
     room: ROOM,
     users: USERS,
@@ -238,6 +270,10 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   },
   device_added: { id: { kind: "ref" } },
   device_revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
+  edit: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, text: CHAT_TEXT },
+  delete: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ },
+  edited: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER, text: CHAT_TEXT, action: ACTION },
+  deleted: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER },
   log_proof: { from: { kind: "int", min: 0, max: SAFE, optional: true }, leaves: { kind: "list", item: { kind: "int", min: 0, max: SAFE }, max: 16, optional: true } },
   log_state: {
     origin: { kind: "text", min: 1, max: 255 },
@@ -268,6 +304,13 @@ function rulesHold(m: Record<string, unknown>): boolean {
     const t = m.type === "topic" ? m.text : m.topic;
     return typeof t !== "string" || [...t].length <= 256;
   }
+  // PROTOCOL.md §7.12: text unless deleted; a deleted message says nothing more; both only as history
+  if (m.type === "message" || m.type === "direct") {
+    if ((m.edited === true || m.deleted === true) && m.history !== true && m.late !== true) return false;
+    if (m.type === "message" && (m.edited === true || m.deleted === true) && m.history !== true) return false;
+    return m.deleted === true ? !has("text") && m.edited !== true && m.action !== true : has("text");
+  }
+  if (m.type === "edit" || m.type === "delete" || m.type === "edited" || m.type === "deleted") return has("room") !== has("to");
   return true;
 }
 
@@ -311,8 +354,19 @@ describe("round trip", () => {
   test.each(MESSAGE_TYPES)("%s: encoded text has type first, then the schema's fields in order", (t) => {
     const present = Object.keys(FIELDS[t]).filter((k) => k in FULL[t]);
     expect(Object.keys(jsonOf(t))).toEqual(["type", ...present]);
-    // Only login.ticket (the rules forbid it next to a password) and history's `with` members (next to `room`) are absent from the full examples.
-    const absent: Record<string, string[]> = { login: ["ticket"], history: ["with", "before"], history_end: ["with"] };
+    // Only login.ticket (the rules forbid it next to a password), history's `with` members (next to `room`) and message's edited and deleted are absent from the full examples.
+    // A message as history may be edited or deleted, not both, and a deleted one has no text (PROTOCOL.md §7.12): those are in the variants.
+    const absent: Record<string, string[]> = {
+      login: ["ticket"],
+      history: ["with", "before"],
+      history_end: ["with"],
+      message: ["edited", "deleted"],
+      direct: ["edited", "deleted"],
+      edit: ["to"],
+      delete: ["to"],
+      edited: ["to"],
+      deleted: ["to"],
+    };
     expect(Object.keys(FIELDS[t]).filter((k) => !(k in FULL[t]))).toEqual(absent[t] ?? []);
   });
 
@@ -591,6 +645,8 @@ describe("user names", () => {
       [
         "admin.user", "admin_done.user", "check_name.user", "direct.from", "direct.to", "dm.to", "history.with", "history_end.with", "joined.user", "left.user", "login.user", "message.from", "name_status.user", "register.user", "welcome.user", "enroll.user",
         // Room moderation (PROTOCOL.md §7.9).
+        // Editing and deleting (PROTOCOL.md §7.12).
+        "edited.by", "deleted.by", "edit.to", "delete.to", "edited.to", "deleted.to",
         "room.owner", "op.user", "deop.user", "kick.user", "ban.user", "unban.user", "mute.user", "unmute.user", "invite.user", "room_changed.by", "room_changed.user",
       ].sort(),
     );
@@ -642,6 +698,8 @@ describe("room names", () => {
       [
         "history.room", "history_end.room", "join.room", "joined.room", "leave.room", "left.room", "members.room", "message.room", "room.room", "say.room", "who.room",
         // Room moderation (PROTOCOL.md §7.9).
+        // Editing and deleting (PROTOCOL.md §7.12).
+        "edit.room", "delete.room", "edited.room", "deleted.room",
         "topic.room", "op.room", "deop.room", "kick.room", "ban.room", "unban.room", "bans.room", "mute.room", "unmute.room", "invite.room", "mode.room", "drop.room", "room_changed.room", "ban_list.room",
       ].sort(),
     );
@@ -670,6 +728,8 @@ describe("boolean fields", () => {
       [
         "ack.stored", "change_password.end_sessions", "direct.action", "direct.history", "direct.late", "dm.action", "history_end.more", "message.action", "message.history", "name_status.available", "say.action",
         // Room moderation (PROTOCOL.md §7.9).
+        // Editing and deleting (PROTOCOL.md §7.12).
+        "direct.deleted", "direct.edited", "edited.action", "message.deleted", "message.edited",
         "room.invite_only", "room.secret", "room.persistent", "room.muted", "mode.invite_only", "mode.secret", "room_changed.invite_only", "room_changed.secret",
       ].sort(),
     );
@@ -677,12 +737,14 @@ describe("boolean fields", () => {
   });
   test.each(BOOL)("%s: true and false are accepted and kept as they are; nothing else is", (_name, { t, k }) => {
     for (const v of [true, false]) {
-      const m = decodeMessage(body({ ...jsonOf(t), [k]: v })) as Record<string, unknown>;
+      // deleted: false is a message like any other, which has a text (PROTOCOL.md §7.12)
+      const base = (t === "message" || t === "direct") && k === "deleted" && !v ? jsonOf(t) : baseFor(t, k);
+      const m = decodeMessage(body({ ...base, [k]: v })) as Record<string, unknown>;
       expect(m[k]).toBe(v);
       expect(JSON.parse(encodeMessage(m as Message))[k]).toBe(v);
     }
     const bad: Json[] = [0, 1, "true", "false", "", null, [], {}, [true]];
-    expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...jsonOf(t), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
+    expect(bad.map((v) => [v, codeOf(() => decodeMessage(body({ ...baseFor(t, k), [k]: v })))])).toEqual(bad.map((v) => [v, "message_invalid"]));
   });
 });
 
@@ -790,6 +852,8 @@ describe("text fields", () => {
         "dm.text",
         "message.text",
         "direct.text",
+        "edit.text",
+        "edited.text",
         "nack.code",
         "nack.message",
         "notice.code",

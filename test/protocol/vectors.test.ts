@@ -501,16 +501,18 @@ namespace Spec {
       ["seq", { int: [1, MAX_SAFE] }],
       ["ts", { int: [0, MAX_SAFE] }],
       ["from", "user"],
-      ["text", { text: [1, 4096] }],
+      ["text", { text: [1, 4096] }, true],
       ["action", "bool", true],
       ["history", "bool", true],
+      ["edited", "bool", true],
+      ["deleted", "bool", true],
     ],
     direct: [
       ["seq", { int: [1, MAX_SAFE] }],
       ["ts", { int: [0, MAX_SAFE] }],
       ["from", "user"],
       ["to", "user"],
-      ["text", { text: [1, 4096] }],
+      ["text", { text: [1, 4096] }, true],
       ["action", "bool", true],
     ],
     room: [
@@ -741,6 +743,36 @@ namespace Spec {
       ["id", "ref"],
       ["ended", { int: [0, MAX_SAFE] }],
     ],
+    // §7.12.
+    edit: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["room", "room", true],
+      ["to", "user", true],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["text", { text: [1, 4096] }],
+    ],
+    delete: [
+      ["id", { int: [0, MAX_SAFE] }],
+      ["room", "room", true],
+      ["to", "user", true],
+      ["seq", { int: [1, MAX_SAFE] }],
+    ],
+    edited: [
+      ["room", "room", true],
+      ["to", "user", true],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["ts", { int: [0, MAX_SAFE] }],
+      ["by", "user"],
+      ["text", { text: [1, 4096] }],
+      ["action", "bool", true],
+    ],
+    deleted: [
+      ["room", "room", true],
+      ["to", "user", true],
+      ["seq", { int: [1, MAX_SAFE] }],
+      ["ts", { int: [0, MAX_SAFE] }],
+      ["by", "user"],
+    ],
     // §7.13.
     log_proof: [
       ["from", { int: [0, MAX_SAFE] }, true],
@@ -774,6 +806,13 @@ namespace Spec {
     const has = (k: string) => Object.hasOwn(m, k);
     if (m.type === "login") return has("password") !== has("ticket") && !(has("ticket") && has("ticket_key"));
     if (m.type === "welcome") return has("ticket") === has("ticket_expires");
+    // §7.2 `message`, §7.12: text unless deleted; a deleted one carries no text, edited or action; both only as history
+    if (m.type === "message" || m.type === "direct") {
+      const shownLater = m.history === true || (m.type === "direct" && m.late === true);
+      if ((m.edited === true || m.deleted === true) && !shownLater) return false;
+      return m.deleted === true ? !has("text") && m.edited !== true && m.action !== true : has("text");
+    }
+    if (m.type === "edit" || m.type === "delete" || m.type === "edited" || m.type === "deleted") return has("room") !== has("to");
     return true;
   }
 

@@ -289,7 +289,7 @@ describe("a slow consumer", () => {
 
       // The other listener got everything, in order.
       await bob.sink.until("every line", () => bob.sink.said("flood").length === n, 10_000);
-      expect(bob.sink.of("message").map((m) => Number(m.text.split(" ")[0]))).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+      expect(bob.sink.of("message").map((m) => Number(m.text!.split(" ")[0]))).toEqual(Array.from({ length: n }, (_, i) => i + 1));
 
       // The slow one is logged, leaves the room for the others, and its connection closes.
       expect(t.events.find((e) => e.event === "slow_consumer")?.level).toBe("warn");

@@ -1066,7 +1066,7 @@ function runModel(seed: number, steps: number): void {
       if (x.type !== "message" || x.history) continue;
       expect(x.seq).toBeGreaterThan(lastSeq.get(x.room) ?? 0);
       lastSeq.set(x.room, x.seq);
-      const [label, , n] = x.text.split(" ");
+      const [label, , n] = x.text!.split(" ");
       expect(Number(n)).toBeGreaterThan(lastId.get(label!) ?? 0);
       lastId.set(label!, Number(n));
       expect(label!.startsWith(`${x.from}#`)).toBe(true);

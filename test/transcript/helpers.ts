@@ -62,7 +62,7 @@ export class Chain {
     this.ts = ts ?? this.ts + this.step;
     const seq = this.seq + 1;
     let f = fields;
-    if (this.#fileKey && (type === "message" || type === "direct") && typeof fields.text === "string") {
+    if (this.#fileKey && (type === "message" || type === "direct" || type === "edit") && typeof fields.text === "string") {
       const { text, ...rest } = fields;
       f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
       this.plain.set(seq, text);

@@ -80,7 +80,7 @@ const secret = (hexValue: string): Uint8Array => unhex(hexValue);
 
 describe("(a) the reference format reproduces the vectors", () => {
   test("every entry's canonical form, hash and line; every line parses back to its entry", () => {
-    expect(V.entries.length).toBe(25);
+    expect(V.entries.length).toBe(27);
     for (const v of V.entries) {
       const e = v.entry as Entry;
       expect(canonical(e)).toBe(v.canonical);
@@ -107,7 +107,7 @@ describe("(a) the reference format reproduces the vectors", () => {
 
   test("checkpoints: signature input, signature, and verifyCheckpoint", () => {
     const checkpoints = V.entries.filter((v) => v.checkpoint);
-    expect(checkpoints.map((v) => v.entry.seq)).toEqual([6, 25]);
+    expect(checkpoints.map((v) => v.entry.seq)).toEqual([6, 27]);
     for (const v of checkpoints) {
       const e = v.entry as Entry;
       expect(hex(checkpointInput(e.head_seq as number, e.head as string))).toBe(v.checkpoint!.signature_input);
@@ -123,7 +123,7 @@ describe("(a) the reference format reproduces the vectors", () => {
     const fileKey = unwrapFileKey(secret(I.auditor_secret), sk.entry as Entry);
     expect(hex(fileKey)).toBe(sk.seal_key!.file_key);
     const sealed = V.entries.filter((v) => v.sealed);
-    expect(sealed.map((v) => v.entry.seq)).toEqual([13, 14]);
+    expect(sealed.map((v) => v.entry.seq)).toEqual([13, 14, 21]);
     for (const v of sealed) {
       expect(v.entry.key_seq).toBe(sk.entry.seq);
       expect(openBody(fileKey, v.entry.seq, v.entry.sealed as string)).toBe(v.sealed!.plaintext);
@@ -165,6 +165,8 @@ type Member = { kind: Kind; optional?: true };
 const req = (kind: Kind): Member => ({ kind });
 const opt = (kind: Kind): Member => ({ kind, optional: true });
 const body = { text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1"), action: opt("bool") };
+/** What an edit or delete names: a room message or a direct message (§2.4). */
+const changed = { room: opt("text"), room_seq: opt("int1"), dm_seq: opt("int1"), to: opt("text"), ref: req("int1"), user: req("text"), session: req("b64:16") };
 
 /** §2.4's tables, transcribed. */
 const SPEC_TYPES: Record<string, Record<string, Member>> = {
@@ -194,6 +196,8 @@ const SPEC_TYPES: Record<string, Record<string, Member>> = {
   leave: { room: req("text"), user: req("text") },
   message: { room: req("text"), room_seq: req("int1"), from: req("text"), ...body },
   direct: { dm_seq: req("int1"), from: req("text"), to: req("text"), ...body, stored: opt("bool") },
+  edit: { ...changed, text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1") },
+  delete: changed,
   recovery: { file: req("text"), torn_bytes: req("int"), torn_sha256: req("hex32"), reason: req("text") },
   checkpoint: { head_seq: req("int1"), head: req("hex32"), sig: req("b64:64"), origin: opt("text"), root: opt("b64:32"), note_sig: opt("b64:68") },
 };
@@ -295,7 +299,13 @@ function specParse(text: string): Obj | null {
       if (!m.optional) return null;
     } else if (!kindOk(m.kind, o[k])) return null;
   }
-  if (o.type === "message" || o.type === "direct") {
+  // §2.4: an edit or delete names a room message or a direct message, never both
+  if (o.type === "edit" || o.type === "delete") {
+    const room = o.room !== undefined && o.room_seq !== undefined && o.dm_seq === undefined && o.to === undefined;
+    const dm = o.room === undefined && o.room_seq === undefined && o.dm_seq !== undefined && o.to !== undefined;
+    if (!room && !dm) return null;
+  }
+  if (o.type === "message" || o.type === "direct" || o.type === "edit") {
     if ((o.text === undefined) === (o.sealed === undefined)) return null;
     if ((o.sealed === undefined) !== (o.key_seq === undefined)) return null;
   }
@@ -412,6 +422,8 @@ function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Res
   let P: Obj | null = null;
   const key = hostKey;
   const sealKeys = new Set<number>();
+  /** §8.2: room messages by "room seq", for the edits and deletes that name them. */
+  const messages = new Map<string, { seq: number; from: string; to?: string; deleted: boolean }>();
   let entries = 0;
   let lastCheckpoint: number | null = null;
   let unsealed = 0;
@@ -460,6 +472,14 @@ function specVerify(files: Record<string, Uint8Array>, hostKey: Uint8Array): Res
     }
     if (e.type === "seal_key") sealKeys.add(seq);
     if (e.key_seq !== undefined && !sealKeys.has(e.key_seq as number)) return fail("key_seq");
+    if (e.type === "message") messages.set(`${e.room} ${e.room_seq}`, { seq, from: e.from as string, deleted: false });
+    if (e.type === "direct") messages.set(`dm ${e.dm_seq}`, { seq, from: e.from as string, to: e.to as string, deleted: false });
+    if (e.type === "edit" || e.type === "delete") {
+      const m = messages.get(e.dm_seq !== undefined ? `dm ${e.dm_seq}` : `${e.room} ${e.room_seq}`);
+      const ref = e.ref as number;
+      if (ref >= seq || seq - ref > 131072 || !m || m.seq !== ref || m.from !== e.user || m.to !== e.to || m.deleted) return fail("bad_edit");
+      if (e.type === "delete") m.deleted = true;
+    }
     P = e;
     entries += 1;
     leaves.push(enc.encode(l.text));
@@ -570,8 +590,8 @@ describe("(b) an independent implementation of docs/TRANSCRIPT.md agrees", () =>
     }
   });
 
-  test("the committed transcript verifies (§8): 25 entries, ending with a checkpoint", () => {
-    expect(specVerify(goodFiles(), unhex(I.host_key_public))).toEqual({ ok: true, entries: 25, last_checkpoint: 25, unsealed: 0 });
+  test("the committed transcript verifies (§8): 27 entries, ending with a checkpoint", () => {
+    expect(specVerify(goodFiles(), unhex(I.host_key_public))).toEqual({ ok: true, entries: 27, last_checkpoint: 27, unsealed: 0 });
   });
 
   test("the torn file's hash is the one the recovery entry records (§7)", () => {
