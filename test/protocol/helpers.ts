@@ -282,5 +282,10 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["edit", ex.edit],
     ["delete", ex.delete],
     ["deleted", ex.deleted],
+    // The log's state (PROTOCOL.md §7.13).
+    ["log_proof, first connect", { type: "log_proof" }],
+    ["log_proof + from + leaves", ex.log_proof],
+    ["log_state alone", { type: "log_state", origin: "securechat/0123456789abcdef", size: 0, root: r.bytes(32), sig: r.bytes(68) }],
+    ["log_state + proofs", ex.log_state],
   ];
 }

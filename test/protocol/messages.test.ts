@@ -861,6 +861,7 @@ describe("text fields", () => {
         // Room moderation (PROTOCOL.md §7.9).
         "topic.text",
         "kick.reason",
+        "log_state.origin",
         "room.topic",
         "room_changed.action",
         "room_changed.text",
