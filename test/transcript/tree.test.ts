@@ -7,7 +7,8 @@
  * transcript's first files archived away it cannot, and the writer says so
  * and signs chain checkpoints only.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import * as fs from "node:fs";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { toBase64, utf8 } from "../../src/bytes.ts";
@@ -213,8 +214,6 @@ describe("the log's state for clients (PROTOCOL.md §7.13)", () => {
   });
 
   test("a checkpoint not yet durable is not shown: until its fsync, the previous one is", async () => {
-    const fs = await import("node:fs");
-    const { spyOn } = await import("bun:test");
     const dir = join(tempDir("tree"), "transcript");
     const { w } = open(dir, { fsync: "always" });
     write(w, 2);
