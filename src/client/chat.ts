@@ -38,6 +38,7 @@ import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
 import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
+import { LogCheck } from "./logcheck.ts";
 import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
@@ -169,6 +170,8 @@ type State = "connecting" | "ready" | "down" | "resuming" | "ended";
 
 export class ChatClient {
   #session: ClientSession | null = null;
+  /** The log check of the current connection (PROTOCOL.md §7.13). */
+  #log: LogCheck | null = null;
   #state: State = "connecting";
   /** The rooms this client is in, in join order, each with the last seq it has seen. */
   readonly #rooms = new Map<string, RoomState>();
@@ -321,6 +324,22 @@ export class ChatClient {
       this.emit({ type: "connected", server: this.opts.addr.id, user: resumed.welcome.user, session: Buffer.from(resumed.welcome.session_id).toString("base64") });
     }
     this.#reader = this.#readLoop(resumed.session);
+    // Before anything else: is the server's log still the one it showed this client (PROTOCOL.md §7.13)?
+    this.#log = new LogCheck(this.opts.addr.id, resumed.session.keys.hostKey);
+    this.#send(this.#log.request());
+  }
+
+  /** A log check's verdict: a failure ends the client for good (a rollback or fork is no reason to reconnect). */
+  #checkLog(step: () => void): void {
+    try {
+      step();
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      this.emit({ type: "local", text: message });
+      this.failure = message;
+      this.failureError = isSecureChatError(e) ? e : null;
+      this.#finish(message);
+    }
   }
 
   /**
@@ -466,6 +485,11 @@ export class ChatClient {
   #onMessage(m: Message): void {
     /** A line shown right after `m`. */
     let then: LocalEvent | null = null;
+    // Answers to requests sent after a log_proof: its answer must have come first (PROTOCOL.md §7.13).
+    if ((m.type === "room" || m.type === "unread_list") && this.#log) {
+      this.#checkLog(() => this.#log?.overtaken());
+      if (this.#state === "ended") return;
+    }
     switch (m.type) {
       case "ack":
       case "nack": {
@@ -532,7 +556,10 @@ export class ChatClient {
         // Kicked or banned (PROTOCOL.md §7.9): every connection of this user left the room.
         if ((m.action === "kick" || m.action === "ban") && m.user === this.#me) this.#gone(m.room);
         break;
+      case "log_state":
+        return this.#checkLog(() => this.#log?.check(m));
       case "notice":
+        if (m.code === "no_log") return this.#checkLog(() => this.#log?.noLog());
         if (m.code === "recorded" && this.#quietNotices > 0) {
           this.#quietNotices--;
           return;
@@ -1000,7 +1027,9 @@ export class ChatClient {
         // What was shown is read: the markers go before the bye (PROTOCOL.md §7.14).
         this.#sendRead();
         this.#byeSent = true;
-        session.send({ type: "bye", reason: "leaving" });
+        // The log as it is now, covering this session's acknowledged messages, is what the next connect is checked against.
+        if (this.#log) session.send(this.#log.request(), { type: "bye", reason: "leaving" });
+        else session.send({ type: "bye", reason: "leaving" });
         await within(this.finished, 3000);
       } catch {
         // the connection is gone already; nothing more to say

@@ -10,6 +10,8 @@ export const EXIT = {
   AUTH: 3,
   HOST_KEY: 4,
   TRANSCRIPT: 5,
+  /** The server's log no longer extends what it showed this client (PROTOCOL.md §7.13). */
+  LOG: 6,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
@@ -28,6 +30,14 @@ export class CliError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** What to do when a server's log fails the check at connect (PROTOCOL.md §7.13). */
+function logHints(d: ErrorDetail): string[] {
+  return [
+    `keep ${d.path}: it is the server's own signed evidence of what it showed you; give it to whoever audits ${d.server} ("securechat transcript verify DIR --checkpoint FILE")`,
+    `only if the operator explains the loss (a restored backup) and you accept it, remove ${d.path} to trust the server's log as it is now`,
+  ];
 }
 
 /** Exit codes other than 1, and hints, by error code; `d` is the error's detail. */
@@ -57,6 +67,10 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
   config_unsafe: { exit: EXIT.USAGE, hints: (d) => [`if its contents are yours, run "chmod 600 ${d.path}"`] },
   ignore_file_invalid: { exit: EXIT.USAGE, hints: (d) => [`fix or remove ${d.path}: it holds the users /ignore hides, one user name a line`] },
   connect_failed: { hints: (d) => connectHints(d) },
+  log_rollback: { exit: EXIT.LOG, hints: (d) => logHints(d) },
+  log_fork: { exit: EXIT.LOG, hints: (d) => logHints(d) },
+  log_unproven: { exit: EXIT.LOG, hints: (d) => logHints(d) },
+  log_unsigned: { exit: EXIT.LOG },
   connect_timeout: { hints: () => ["check the address and that the server is running; a firewall may be dropping the connection"] },
   identity_exists: { hints: (d) => [`log in with "securechat login ${d.user}", or remove ${d.path} if that account is gone`] },
   identity_missing: { hints: (d) => (d.user === undefined ? [] : [`create the account with "securechat register ${d.user}"`]) },

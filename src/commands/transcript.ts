@@ -78,6 +78,24 @@ async function failed(e: unknown): Promise<never> {
   throw e;
 }
 
+/** --checkpoint FILE: a signed checkpoint note, read and checked for form here (a usage error otherwise). */
+async function savedCheckpoint(path: string | undefined): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  const [{ readFileSync }, { parseNote, parseCheckpoint }] = await Promise.all([import("node:fs"), import("../transcript/note.ts")]);
+  let note: string;
+  try {
+    note = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new CliError(EXIT.USAGE, `--checkpoint: cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    parseCheckpoint(parseNote(note).text);
+  } catch (e) {
+    throw new CliError(EXIT.USAGE, `--checkpoint: ${path} is not a signed checkpoint: ${(e as Error).message.replace(/^signed note: /, "")}`, ['save one with "securechat transcript checkpoint"']);
+  }
+  return note;
+}
+
 async function notes(s: import("../transcript/export.ts").ExportSummary): Promise<void> {
   const { chainNotes } = await import("../transcript/report.ts");
   const out = chainNotes(s);
@@ -96,6 +114,7 @@ const verify = command({
     path: { type: "positional", description: "Transcript directory (DATA/transcript) or one transcript file", required: true },
     ...hostKeyArg,
     against: { type: "string", description: "A client's chat --transcript file: every message the server acknowledged must be in the transcript", valueHint: "FILE" },
+    checkpoint: { type: "string", description: "A checkpoint saved earlier (transcript checkpoint, or a client's): the log must still extend it (exit 5 if not)", valueHint: "FILE" },
     user: { type: "string", description: "With --against: the client's user (default: taken from the first acknowledged entry)", valueHint: "USER" },
     ...identityArg,
     json: { type: "boolean", description: "One JSON object per finding on stdout (failure, warning, note), then a summary object; exit codes as without it" },
@@ -106,13 +125,14 @@ const verify = command({
     "securechat transcript verify ./data/transcript --host-key SHA256:q2B0sNHGI1cBk6dmxGJ+X3jXGOZ1Kgy2TPEX13VkE5o",
     "securechat transcript verify ./data/transcript/2026-11-22.000000000001.jsonl",
     "securechat transcript verify ./data/transcript --against alice.transcript --identity auditor.key",
+    "securechat transcript verify ./data/transcript --checkpoint monday.checkpoint   # exit 5 if rolled back or forked",
     "securechat transcript verify ./data/transcript --json | jq -c 'select(.kind == \"failure\" or .kind == \"warning\")'",
   ],
   async run({ args: a }) {
     const [{ verifyTranscript }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
     if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
     const user = a.user === undefined ? undefined : parseUserName("--user", a.user);
-    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user };
+    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint) };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
       report = await verifyTranscript(a.path, opts);

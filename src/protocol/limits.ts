@@ -103,3 +103,14 @@ export const DEVICE_PENDING_MAX = 3;
  */
 export const READ_LIST_MAX = 64;
 export const UNREAD_LIST_MAX = 256;
+
+/**
+ * The log's state and proofs (PROTOCOL.md §7.13): a log origin is a
+ * signed-note key name of at most this many bytes; a `log_proof` asks for
+ * at most LOG_LEAVES_MAX inclusion proofs; a proof has at most
+ * PROOF_HASHES_MAX hashes (a tree of 2^53 lines needs 53 for an inclusion
+ * proof and fewer than twice that for a consistency proof).
+ */
+export const LOG_ORIGIN_MAX = 255;
+export const LOG_LEAVES_MAX = 16;
+export const PROOF_HASHES_MAX = 128;

@@ -64,6 +64,15 @@ export interface Receipt {
   durable?: Promise<void>;
 }
 
+/** The log's last durable tree checkpoint, and proofs against it (PROTOCOL.md §7.13; the transcript's writer makes them). */
+export interface LogState {
+  /** The signed checkpoint note (TRANSCRIPT.md §4.1). */
+  note: string;
+  size: number;
+  consistency: Uint8Array[] | null;
+  inclusion: { leaf: number; proof: Uint8Array[] }[];
+}
+
 export interface Journal {
   /**
    * False while events cannot be recorded (the transcript's disk is full or
@@ -98,6 +107,8 @@ export interface Journal {
   directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[];
   /** Forgets the DMs with `ts` < `before` (the retention), wherever they are kept. */
   expireDirects(before: number): void;
+  /** The log's state and proofs, from the tree of `from` lines and for `leaves`; absent or null without a signed tree. */
+  logState?(from: number | undefined, leaves: readonly number[]): LogState | null;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */

@@ -45,7 +45,10 @@ export type ProblemCode =
   | "ack_missing"
   | "ack_user"
   | "ack_head"
-  | "message_changed";
+  | "message_changed"
+  | "checkpoint_foreign"
+  | "forked"
+  | "rolled_back";
 
 export interface Problem {
   code: ProblemCode;
@@ -88,6 +91,8 @@ export interface MidChainOptions extends ChainOptions {
    * check never saw.
    */
   midChain?: boolean;
+  /** Keep the tree's root when it reaches this many lines (a saved checkpoint's size), with where. */
+  watchSize?: number;
 }
 
 interface Head {
@@ -137,10 +142,12 @@ export class ChainVerifier {
   neverSignedEntries = 0;
   /** The Merkle tree over the lines checked (TRANSCRIPT.md §3.6); none when checking starts mid-chain. */
   readonly #tree: Frontier | null;
+  readonly #watchSize: number;
 
   constructor(opts: MidChainOptions = {}) {
     this.#midChain = opts.midChain === true;
     this.#tree = this.#midChain ? null : new Frontier();
+    this.#watchSize = opts.watchSize ?? -1;
     this.#key = opts.hostKey ?? null;
     this.#keySource = opts.hostKey ? "pinned" : null;
     this.#fingerprintPin = opts.hostKeyFingerprint ?? null;
@@ -162,6 +169,14 @@ export class ChainVerifier {
   get recoveryCount(): number {
     return this.#recoveryCount;
   }
+
+  /** How many lines the tree holds (0 mid-chain, where there is none). */
+  get treeSize(): number {
+    return this.#tree?.size ?? 0;
+  }
+
+  /** The root when the tree had `watchSize` lines, and the line that made it so. */
+  watched: { root: Uint8Array; file: string; line: number } | null = null;
 
   /** The tree of the lines that verified so far: its size and root (null mid-chain). */
   get tree(): { size: number; root: Uint8Array } | null {
@@ -215,6 +230,7 @@ export class ChainVerifier {
     this.#head = { seq: e.seq, hash: e.hash, ts: e.ts, file: l.file, line: l.line };
     this.entries++;
     this.#tree?.append(leafHash(utf8(l.text)));
+    if (this.#tree && this.#tree.size === this.#watchSize) this.watched = { root: this.#tree.root(), file: l.file, line: l.line };
     this.firstSeq ??= e.seq;
     if (e.type === "checkpoint") {
       this.lastCheckpoint = e.seq;

@@ -21,7 +21,7 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type LogState, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
 import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
@@ -329,6 +329,10 @@ export class TranscriptJournal implements Journal {
     } catch (err) {
       this.#log.warn("history_db_failed", { error: (err as Error).message });
     }
+  }
+
+  logState(from: number | undefined, leaves: readonly number[]): LogState | null {
+    return this.writer.logState(from, leaves);
   }
 
   /**

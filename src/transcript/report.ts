@@ -45,6 +45,7 @@ export type Finding =
       | { note: "against"; file: string; acks: number; user: string | null }
       | { note: "against_uncompared"; uncompared: number }
       | { note: "merkle_root"; size: number; root: string }
+      | { note: "extends_checkpoint"; size: number; origin: string }
     ))
   | {
       kind: "summary";
@@ -88,7 +89,8 @@ function findings(r: VerifyReport): Finding[] {
     const p = r.problem;
     out.push({ kind: "failure", class: p.code, file: p.file, line: p.line > 0 ? p.line : null, ...(p.seq === undefined ? {} : { seq: p.seq }), text: failLine(p) });
     const n = `${r.entries} ${r.entries === 1 ? "entry" : "entries"}`;
-    const client = p.code.startsWith("ack_") || p.code === "message_changed";
+    // Found against outside evidence (a client's acks, a saved checkpoint): the transcript itself verified that far.
+    const client = p.code.startsWith("ack_") || p.code === "message_changed" || p.code === "checkpoint_foreign" || p.code === "rolled_back";
     out.push(summary(r.entries === 0 ? null : client ? `the server transcript verified (${n}) up to where this was found` : `the ${n} before it verified`));
     return out;
   }
@@ -97,6 +99,10 @@ function findings(r: VerifyReport): Finding[] {
   if (r.tree) {
     const text = `root: ${r.tree.root} (RFC 9162 Merkle tree of the ${r.tree.size} line${r.tree.size === 1 ? "" : "s"}, TRANSCRIPT.md §3.6)`;
     out.push({ kind: "note", note: "merkle_root", size: r.tree.size, root: r.tree.root, text });
+  }
+  if (r.saved) {
+    const text = `the log extends the saved checkpoint: its first ${r.saved.size} lines are the ones ${r.saved.origin} signed then`;
+    out.push({ kind: "note", note: "extends_checkpoint", size: r.saved.size, origin: r.saved.origin, text });
   }
   const tail = unsignedTailLine(r);
   if (tail !== null) out.push({ kind: "warning", warning: "unsigned_tail", entries: r.unsealed, last_checkpoint: r.lastCheckpoint, text: tail });

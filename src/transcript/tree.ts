@@ -72,6 +72,17 @@ export class TranscriptTree {
     return this.#frontier.root();
   }
 
+  /**
+   * The stored hash of the complete subtree at `level`, `index` (written
+   * already, or pending); null once the file is not being written.
+   */
+  read(level: number, index: number): Hash | null {
+    if (this.#broken) return null;
+    const at = storedHashIndex(level, index);
+    const written = storedHashCount(this.#frontier.size) - this.#pending.length;
+    return at >= written ? this.#pending[at - written]! : readHash(this.#fd, at);
+  }
+
   /** Appends a line (without its LF) as the next leaf. */
   append(line: string | Uint8Array): void {
     this.#appendLeaf(leafHash(typeof line === "string" ? utf8(line) : line));

@@ -12,7 +12,9 @@ import { fromBase64, toBase64, utf8 } from "../bytes.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { AckChecker, type AgainstReport } from "./against.ts";
 import { type ChainOptions, ChainVerifier, type Problem, type Suspect, TranscriptFailure } from "./chain.ts";
-import { type Entry, parseEntry } from "./format.ts";
+import { constantTimeEqual } from "../crypto/index.ts";
+import { type Entry, checkpointNote, parseEntry } from "./format.ts";
+import { type Checkpoint, noteKeyId, openNote, parseCheckpoint, parseNote } from "./note.ts";
 import { leafHash } from "./merkle.ts";
 import { Unsealer } from "./keys.ts";
 import type { UnsignedRange } from "./unsigned.ts";
@@ -109,7 +111,7 @@ export interface TailReport {
    * it signs; and the leaf hashes of the lines from there on (§3.6), for the
    * writer to check its stored hashes against.
    */
-  tree: { size: number; root: Uint8Array; tail: Uint8Array[] } | null;
+  tree: { size: number; root: Uint8Array; note: string; tail: Uint8Array[] } | null;
 }
 
 /**
@@ -201,7 +203,7 @@ export function verifyTail(files: TranscriptFile[], hostKey: Uint8Array): TailRe
     verifyLinesSync(lines(), v, (e, l) => {
       report.beforeLast = report.last;
       report.last = e;
-      if (e.type === "checkpoint" && typeof e.root === "string") report.tree = { size: e.head_seq as number, root: fromBase64(e.root, 32), tail: [] };
+      if (e.type === "checkpoint" && typeof e.root === "string") report.tree = { size: e.head_seq as number, root: fromBase64(e.root, 32), note: checkpointNote(e)!, tail: [] };
       report.tree?.tail.push(leafHash(utf8(l.text)));
       if (l.file === files[lastFile]!.name) lastEnd = l.end;
     });
@@ -257,6 +259,12 @@ export interface VerifyOptions extends ChainOptions {
   user?: string;
   /** The auditor's X25519 secret key: open every sealed body (and compare them with --against). */
   identity?: Uint8Array;
+  /**
+   * A checkpoint note saved earlier (TRANSCRIPT.md §4.1, §8.5): it must be
+   * signed by the log's host key, and the log must still extend it — its
+   * first `size` lines must have the root it signs.
+   */
+  checkpoint?: string;
 }
 
 export interface VerifyReport {
@@ -285,12 +293,65 @@ export interface VerifyReport {
   against: AgainstReport | null;
   /** The Merkle tree (TRANSCRIPT.md §3.6) of the lines that verified: its size and root in base64. */
   tree: { size: number; root: string } | null;
+  /** With a saved checkpoint that the log extends: its size and origin. */
+  saved: { size: number; origin: string } | null;
+}
+
+/** A saved checkpoint (§8.5): its body, and the note to check its signature once the log's key is known. */
+interface SavedCheckpoint extends Checkpoint {
+  note: string;
+}
+
+function parseSavedCheckpoint(note: string): SavedCheckpoint {
+  return { ...parseCheckpoint(parseNote(note).text), note };
+}
+
+/**
+ * After the last line: the saved checkpoint is the log's own, the log
+ * reached its size, and its first lines then had the root it signs.
+ */
+function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string): void {
+  ownCheckpoint(v, saved);
+  if (v.treeSize < saved.size || !v.watched) {
+    throw new TranscriptFailure({
+      code: "rolled_back",
+      file: lastFile,
+      line: 0,
+      reason: `this log has ${v.treeSize} lines, but the saved checkpoint signed ${saved.size}: it no longer contains what it showed (rolled back or truncated)`,
+    });
+  }
+  if (!constantTimeEqual(v.watched.root, saved.root)) {
+    throw new TranscriptFailure({
+      code: "forked",
+      file: v.watched.file,
+      line: v.watched.line,
+      reason: `this log's first ${saved.size} lines, up to this one, are not the ones the saved checkpoint signed: the log was rewritten, or this is another branch of it (a fork)`,
+    });
+  }
+}
+
+/** The saved checkpoint is signed by the log's host key (pinned, or named by its server_start). */
+function ownCheckpoint(v: ChainVerifier, saved: SavedCheckpoint): void {
+  const key = v.hostKey.key;
+  const ok = key !== null && (() => {
+    try {
+      openNote(saved.note, { name: saved.origin, keyId: noteKeyId(saved.origin, key), publicKey: key });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  if (!ok) {
+    throw new TranscriptFailure({ code: "checkpoint_foreign", file: "--checkpoint", line: 0, reason: `the saved checkpoint is not signed by this log's host key${key ? ` (${fingerprint(key)})` : ""}: it is another log's` });
+  }
 }
 
 /** Verifies a transcript directory (or one file); resolves to a report, never throws for a bad transcript. */
 export async function verifyTranscript(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const listing = listTranscript(path);
-  const v = new ChainVerifier(opts);
+  // A malformed saved checkpoint is the caller's mistake (the command checks it first): it throws.
+  const saved = opts.checkpoint === undefined ? null : parseSavedCheckpoint(opts.checkpoint);
+  const v = new ChainVerifier({ ...opts, ...(saved ? { watchSize: saved.size } : {}) });
   const unsealer = opts.identity ? new Unsealer(opts.identity) : null;
   let acks: AckChecker | null = null;
   let problem: Problem | null = null;
@@ -305,6 +366,7 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     }
     if (v.entries === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "the transcript has no entries" });
     acks?.finish();
+    if (saved) checkSaved(v, saved, listing.files.at(-1)!.name);
   } catch (e) {
     if (!(e instanceof TranscriptFailure)) throw e;
     problem = e.problem;
@@ -331,5 +393,6 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     sealed,
     against: acks?.report() ?? null,
     tree: v.tree && v.tree.size > 0 ? { size: v.tree.size, root: toBase64(v.tree.root) } : null,
+    saved: saved && problem === null ? { size: saved.size, origin: saved.origin } : null,
   };
 }

@@ -45,8 +45,11 @@ import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
 import type { HeldLock } from "../store/lock.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript, readTranscriptLinesSync } from "./read.ts";
-import { BODY_TYPES, type Entry, type EntryFields, GENESIS, checkpointInput, defaultOrigin, makeEntryLine, sealBody, treeCheckpointFields, wrapFileKey } from "./format.ts";
+import { BODY_TYPES, type Entry, type EntryFields, GENESIS, checkpointInput, checkpointNote, defaultOrigin, makeEntryLine, sealBody, treeCheckpointFields, wrapFileKey } from "./format.ts";
+import { type Hash, consistencyProof, inclusionProof } from "./merkle.ts";
 import { TranscriptTree } from "./tree.ts";
+
+import type { LogState } from "../store/journal.ts";
 import { TranscriptFailure } from "./chain.ts";
 import { type TailReport, verifyTail } from "./verify.ts";
 
@@ -216,11 +219,44 @@ export class TranscriptWriter {
   #tree: TranscriptTree | null = null;
   readonly #sign: (m: Uint8Array) => Uint8Array;
   readonly origin: string;
+  /** Tree checkpoints appended but not yet durable, in order; and the last durable one (§4.1). */
+  #treeCheckpointsInFlight: { seq: number; size: number; note: string }[] = [];
+  #signedTree: { size: number; note: string } | null = null;
 
   private constructor(opts: WriterOptions) {
     this.opts = opts;
     this.#sign = ed25519Signer(opts.hostKey.secretKey);
     this.origin = opts.origin ?? defaultOrigin(opts.hostKey.publicKey);
+  }
+
+  /**
+   * The last tree checkpoint that is durable (under the fsync policy), and
+   * proofs against it from the tree's stored hashes (PROTOCOL.md §7.13):
+   * the consistency proof from the tree of `from` lines, and the inclusion
+   * proof of each of `leaves`. Null without a tree, or while its hashes
+   * cannot be read.
+   */
+  logState(from: number | undefined, leaves: readonly number[]): LogState | null {
+    const signed = this.#signedTree;
+    const tree = this.#tree;
+    if (!signed || !tree) return null;
+    const missing = Symbol("missing");
+    const read = (level: number, index: number): Hash => {
+      const h = tree.read(level, index);
+      if (!h) throw missing;
+      return h;
+    };
+    try {
+      return {
+        note: signed.note,
+        size: signed.size,
+        consistency: from !== undefined && from <= signed.size ? consistencyProof(from, signed.size, read) : null,
+        inclusion: leaves.filter((i) => i < signed.size).map((leaf) => ({ leaf, proof: inclusionProof(leaf, signed.size, read) })),
+      };
+    } catch (e) {
+      if (e === missing) return null;
+      throw e;
+    }
   }
 
   /** The tree of every line appended: its size and root (null without a tree). */
@@ -294,6 +330,8 @@ export class TranscriptWriter {
       lines: () => readTranscriptLinesSync(listed),
     });
     w.#tree = opened.tree;
+    // The last checkpoint on disk is durable: a client may be shown it (PROTOCOL.md §7.13).
+    if (tail.tree) w.#signedTree = { size: tail.tree.size, note: tail.tree.note };
     if (opened.tree === null) opts.log.warn("transcript_no_tree", { reason: opened.missing, effect: "checkpoints sign no tree root until the first files are back" });
     else if (opened.opened.rebuilt !== null) opts.log.warn("transcript_tree_rebuilt", { reason: opened.opened.rebuilt, lines: opened.opened.leaves });
     const lastFile = files.at(-1);
@@ -432,7 +470,9 @@ export class TranscriptWriter {
     const head = this.#head;
     const sig = toBase64(this.#sign(checkpointInput(headSeq, head)));
     const tree = this.#tree ? treeCheckpointFields(this.#sign, this.opts.hostKey.publicKey, this.origin, headSeq, this.#tree.root()) : {};
-    return this.#add("checkpoint", { head_seq: headSeq, head, sig, ...tree });
+    const entry = this.#add("checkpoint", { head_seq: headSeq, head, sig, ...tree });
+    if (this.#tree) this.#treeCheckpointsInFlight.push({ seq: entry.seq, size: headSeq, note: checkpointNote(entry)! });
+    return entry;
   }
 
   #durable(seq: number, signed: boolean): Promise<void> {
@@ -598,6 +638,11 @@ export class TranscriptWriter {
   #resolveUpTo(seq: number): void {
     const inFlight = this.#checkpointsInFlight;
     while (inFlight.length > 0 && inFlight[0]! <= seq) this.#signedSeq = inFlight.shift()! - 1;
+    const trees = this.#treeCheckpointsInFlight;
+    while (trees.length > 0 && trees[0]!.seq <= seq) {
+      const { size, note } = trees.shift()!;
+      this.#signedTree = { size, note };
+    }
     let i = 0;
     for (; i < this.#waiters.length; i++) {
       const w = this.#waiters[i]!;

@@ -171,8 +171,9 @@ describe("the server ends the session while piped stdin still has lines", () => 
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const c = await s.conn();
-    // Its own two lines, acknowledged, are read: the marker goes before the bye (PROTOCOL.md §7.14).
-    expect(c.received.map((m) => m.type)).toEqual(["join", "unread", "say", "say", "read", "bye"]);
+    // The log's state first (PROTOCOL.md §7.13); its own two lines, acknowledged, are read: the marker goes
+    // before the bye (§7.14), with the log's state again.
+    expect(c.received.map((m) => m.type)).toEqual(["log_proof", "join", "unread", "say", "say", "read", "log_proof", "bye"]);
     expect(events(r.stdout).filter((e) => e.type === "ack")).toHaveLength(2);
   }, NET);
 });
@@ -216,7 +217,7 @@ describe("interactive chat (a pty)", () => {
     const s = serve({});
     const r = await interactive(s, "/quit\r");
     expect(r.code).toBe(0);
-    expect((await s.conn()).received.map((m) => m.type)).toEqual(["join", "unread", "bye"]);
+    expect((await s.conn()).received.map((m) => m.type)).toEqual(["log_proof", "join", "unread", "log_proof", "bye"]);
   }, NET);
 });
 

@@ -154,7 +154,7 @@ describe("tampering with records after login fails closed", () => {
               let starting: Promise<unknown>;
               if (when === "first") {
                 // Frames 0 and 1 are the hello and the login; frame 2 is the first record after welcome
-                // (c2s: the join; s2c: the answer to it).
+                // (c2s: the log_proof, PROTOCOL.md §7.13; s2c: the answer to it).
                 arm(2);
                 starting = onMachine(aPC, () => a!.start()).catch((e: unknown) => e);
                 await sink.until("connected", () => sink.of("connected").length === 1, 5000);
@@ -169,9 +169,9 @@ describe("tampering with records after login fails closed", () => {
                 await bob.sink.until("alice's arrival", () => bob.sink.of("joined").some((j) => j.user === "alice" && j.room === room));
                 await sleep(50); // let the join's trailing notice pass
                 if (dir === "c2s") {
-                  // c2s frames so far: hello, login, join; m1 is frame 3, so m3 is frame 5.
-                  expect(proxy.last.frames.c2s.length).toBe(3);
-                  arm(5);
+                  // c2s frames so far: hello, login, log_proof, join; m1 is frame 4, so m3 is frame 6.
+                  expect(proxy.last.frames.c2s.length).toBe(4);
+                  arm(6);
                   await aliceSays(aliceLines);
                 } else {
                   arm(proxy.last.frames.s2c.length); // the record that carries b1
@@ -226,8 +226,9 @@ describe("tampering with records after login fails closed", () => {
                 // The victim saw the room at most once, and nothing after the bad record.
                 expect(sink.of("room").length).toBeLessThanOrEqual(when === "first" && kind.action.kind !== "replay" ? 0 : 1);
               }
-              // Alice was in the room unless her join never reached the server intact: then she leaves it.
-              const joinedRoom = !(dir === "c2s" && when === "first" && kind.action.kind !== "replay");
+              // Alice was in the room unless her join never reached the server: the first record after login is her
+              // log_proof (PROTOCOL.md §7.13), and the join behind it never passes the failed one. Else she leaves it.
+              const joinedRoom = !(dir === "c2s" && when === "first");
               if (joinedRoom) await bob.sink.until("alice's departure", () => bob.sink.of("left").some((l) => l.user === "alice" && l.room === room));
               else expect(bob.sink.of("joined").some((j) => j.user === "alice")).toBe(false);
             } finally {

@@ -529,6 +529,7 @@ const VALUE_FLAGS: Record<string, string> = {
   seq: "a transcript entry's number",
   vkey: "the log's PUBLIC verifier key, or a file holding it",
   entry: "a file holding a transcript line",
+  checkpoint: "a file holding a signed checkpoint (public)",
   // Devices (PROTOCOL.md §7.11).
   name: "a device's name, shown to the user's other devices",
   "device-enroll": "a policy: approve or password",

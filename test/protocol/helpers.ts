@@ -191,6 +191,17 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     read: { type: "read", rooms: [{ room: "lobby", seq: 42 }, { room: "0-dev_ops", seq: 0 }], dm: 17 },
     unread: { type: "unread" },
     unread_list: { type: "unread_list", rooms: [{ room: "lobby", unread: 214, read_at: 1_899_999_000_000 }] },
+    // The log's state and proofs (PROTOCOL.md §7.13).
+    log_proof: { type: "log_proof", from: 1234, leaves: [0, 1233, 5000] },
+    log_state: {
+      type: "log_state",
+      origin: "chat.example.com/securechat",
+      size: 5001,
+      root: r.bytes(32),
+      sig: r.bytes(68),
+      consistency: [r.bytes(32), r.bytes(32)],
+      inclusion: [{ leaf: 1233, proof: [r.bytes(32)] }],
+    },
   };
 }
 
@@ -284,5 +295,10 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     ["unread", ex.unread],
     ["unread_list empty", { type: "unread_list", rooms: [] }],
     ["unread_list", ex.unread_list],
+    // The log's state (PROTOCOL.md §7.13).
+    ["log_proof, first connect", { type: "log_proof" }],
+    ["log_proof + from + leaves", ex.log_proof],
+    ["log_state alone", { type: "log_state", origin: "securechat/0123456789abcdef", size: 0, root: r.bytes(32), sig: r.bytes(68) }],
+    ["log_state + proofs", ex.log_state],
   ];
 }

@@ -279,6 +279,20 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   read: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, seq: { kind: "int", min: 0, max: SAFE } } }, max: 64, optional: true }, dm: { kind: "int", min: 0, max: SAFE, optional: true } },
   unread: {},
   unread_list: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, unread: { kind: "int", min: 0, max: SAFE }, read_at: TS } }, max: 256 } },
+  log_proof: { from: { kind: "int", min: 0, max: SAFE, optional: true }, leaves: { kind: "list", item: { kind: "int", min: 0, max: SAFE }, max: 16, optional: true } },
+  log_state: {
+    origin: { kind: "text", min: 1, max: 255 },
+    size: { kind: "int", min: 0, max: SAFE },
+    root: { kind: "bytes", n: 32 },
+    sig: { kind: "bytes", n: 68 },
+    consistency: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128, optional: true },
+    inclusion: {
+      kind: "list",
+      item: { kind: "object", fields: { leaf: { kind: "int", min: 0, max: SAFE }, proof: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128 } } },
+      max: 16,
+      optional: true,
+    },
+  },
 };
 
 /** The cross-field rules (PROTOCOL.md §5.1, §5.2), written out independently: true if `m` obeys them. */
@@ -855,6 +869,7 @@ describe("text fields", () => {
         // Room moderation (PROTOCOL.md §7.9).
         "topic.text",
         "kick.reason",
+        "log_state.origin",
         "room.topic",
         "room_changed.action",
         "room_changed.text",

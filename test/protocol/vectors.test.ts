@@ -806,6 +806,31 @@ namespace Spec {
         },
       ],
     ],
+    // §7.13.
+    log_proof: [
+      ["from", { int: [0, MAX_SAFE] }, true],
+      ["leaves", { list: { int: [0, MAX_SAFE] }, max: 16 }, true],
+    ],
+    log_state: [
+      ["origin", { text: [1, 255] }],
+      ["size", { int: [0, MAX_SAFE] }],
+      ["root", { bytes: 32 }],
+      ["sig", { bytes: 68 }],
+      ["consistency", { list: { bytes: 32 }, max: 128 }, true],
+      [
+        "inclusion",
+        {
+          list: {
+            object: [
+              ["leaf", { int: [0, MAX_SAFE] }],
+              ["proof", { list: { bytes: 32 }, max: 128 }],
+            ],
+          },
+          max: 16,
+        },
+        true,
+      ],
+    ],
   };
   export const TYPES = Object.keys(TABLES);
 

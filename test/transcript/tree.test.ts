@@ -7,7 +7,8 @@
  * transcript's first files archived away it cannot, and the writer says so
  * and signs chain checkpoints only.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import * as fs from "node:fs";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { toBase64, utf8 } from "../../src/bytes.ts";
@@ -177,5 +178,64 @@ describe("restarts", () => {
     expect(warnings(d.events)).toEqual(["transcript_tree_rebuilt: no checkpoint signs a tree root yet"]);
     expect(checkpoints(dir).at(-1)!.root).toBeDefined();
     expect((await verifyTranscript(dir, { hostKey: HOST.publicKey })).problem).toBeNull();
+  });
+});
+
+describe("the log's state for clients (PROTOCOL.md §7.13)", () => {
+  test("the last durable checkpoint, a consistency proof from an earlier size and inclusion proofs, all verifying against its note", async () => {
+    const { parseVerifierKey, formatVerifierKey, openCheckpoint } = await import("../../src/transcript/note.ts");
+    const { verifyConsistency, verifyInclusion } = await import("../../src/transcript/merkle.ts");
+    const dir = join(tempDir("tree"), "transcript");
+    const { w } = open(dir, { origin: "chat.example.com/securechat" });
+    write(w, 6);
+    w.checkpoint();
+    await new Promise((r) => setImmediate(r)); // written: durable under --fsync off
+    const first = w.logState(undefined, [])!;
+    const verifier = parseVerifierKey(formatVerifierKey("chat.example.com/securechat", HOST.publicKey));
+    const old = openCheckpoint(first.note, verifier);
+    write(w, 9);
+    w.checkpoint();
+    await new Promise((r) => setImmediate(r));
+    const now = w.logState(old.size, [0, 3, old.size + 2, 10_000])!;
+    const c = openCheckpoint(now.note, verifier);
+    expect(c.size).toBeGreaterThan(old.size);
+    expect(verifyConsistency(old.size, c.size, old.root, c.root, now.consistency!)).toBe(true);
+    // Leaves past the checkpoint are left out; the others verify against the lines.
+    expect(now.inclusion.map((i) => i.leaf)).toEqual([0, 3, old.size + 2]);
+    const ls = lines(dir);
+    for (const { leaf, proof } of now.inclusion) expect(verifyInclusion(leaf, c.size, leafHash(utf8(ls[leaf]!)), proof, c.root)).toBe(true);
+    // A size larger than the checkpoint's has no consistency proof (the client sees the rollback).
+    expect(w.logState(c.size + 1, [])!.consistency).toBeNull();
+    w.close("done");
+    // After a restart, the last checkpoint on disk is the state.
+    const again = open(dir);
+    expect(openCheckpoint(again.w.logState(undefined, [])!.note, verifier).size).toBe(lines(dir).length - 1);
+    again.w.close("done");
+  });
+
+  test("a checkpoint not yet durable is not shown: until its fsync, the previous one is", async () => {
+    const dir = join(tempDir("tree"), "transcript");
+    const { w } = open(dir, { fsync: "always" });
+    write(w, 2);
+    w.checkpoint();
+    await new Promise((r) => setTimeout(r, 50));
+    const before = w.logState(undefined, [])!;
+    const held: (() => void)[] = [];
+    const real = fs.fsync;
+    const spy = spyOn(fs, "fsync").mockImplementation(((fd: number, cb: fs.NoParamCallback) => void held.push(() => real(fd, cb))) as typeof fs.fsync);
+    try {
+      write(w, 3);
+      w.checkpoint();
+      await new Promise((r) => setImmediate(r));
+      expect(w.logState(undefined, [])!.size).toBe(before.size);
+      for (const f of held.splice(0)) f();
+      await new Promise((r) => setTimeout(r, 50));
+      for (const f of held.splice(0)) f();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(w.logState(undefined, [])!.size).toBeGreaterThan(before.size);
+    } finally {
+      spy.mockRestore();
+      w.close("done");
+    }
   });
 });
