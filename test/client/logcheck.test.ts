@@ -15,18 +15,11 @@ import type { Message } from "../../src/protocol/messages.ts";
 import { parseCheckpoint, parseNote } from "../../src/transcript/note.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 import { hostKeyPair, tempDir } from "../transcript/helpers.ts";
+import { codeOf } from "../protocol/helpers.ts";
 
 const HOST = hostKeyPair(41);
 let servers = 0;
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    return (e as { code: string }).code;
-  }
-  return "no error";
-}
 
 /** A writer on `dir` after `n` more messages, closed; its log's state as the server would answer, from `from`. */
 async function grow(dir: string, n: number, from?: number, host = HOST): Promise<Message<"log_state">> {

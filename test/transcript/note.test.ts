@@ -18,19 +18,12 @@ import {
   parseVerifierKey,
   signatureLine,
 } from "../../src/transcript/note.ts";
+import { codeOf } from "../protocol/helpers.ts";
 
 const v = JSON.parse(readFileSync(new URL("../vectors/note.json", import.meta.url), "utf8")) as { seed: string; name: string; vkey: string; text: string; note: string };
 const key = ed25519Generate(fromBase64(v.seed));
 const sign = (m: Uint8Array) => ed25519Sign(key.secretKey, m);
 
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    return (e as { code: string }).code;
-  }
-  return "no error";
-};
 
 describe("against Go's sumdb/note", () => {
   test("the same verifier key, and byte for byte the same signed checkpoint", () => {

@@ -15,19 +15,12 @@ import { formatVerifierKey, parseVerifierKey } from "../../src/transcript/note.t
 import { PROOF_HEADER, formatProof, parseProof, proveEntry, verifyProof } from "../../src/transcript/proof.ts";
 import { DEFAULT_WRITER, TranscriptWriter, treePath } from "../../src/transcript/writer.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
+import { codeOf } from "../protocol/helpers.ts";
 
 const HOST = hostKeyPair(23);
 const ORIGIN = "chat.example.com/securechat";
 const VERIFIER = parseVerifierKey(formatVerifierKey(ORIGIN, HOST.publicKey));
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    return (e as { code: string }).code;
-  }
-  return "no error";
-}
 
 /** A transcript of `n` messages, stopped cleanly (its last checkpoint covers everything but itself). */
 function transcript(n: number): string {
