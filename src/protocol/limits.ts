@@ -82,6 +82,12 @@ export const SOURCE_TEXT_MAX = 64;
 export const TOPIC_BYTES_MAX = 1024;
 /** …and at most this many code points, so it fits a line on screen. */
 export const TOPIC_CODE_POINTS_MAX = 256;
+/**
+ * A room's operators: at most this many, so that the largest `room` answer —
+ * MAX_LIST users, this many ops and the longest topic — fits one record of
+ * MAX_FRAME (1000 ops beside 1000 users would not).
+ */
+export const ROOM_OPS_MAX = 100;
 /** The longest `room_changed.action` name. */
 export const ROOM_ACTION_MAX = 16;
 /**

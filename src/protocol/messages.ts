@@ -33,6 +33,7 @@ import {
   USER_NAME_MAX,
   USER_NAME_RE,
   ROOM_ACTION_MAX,
+  ROOM_OPS_MAX,
   TOPIC_BYTES_MAX,
   TOPIC_CODE_POINTS_MAX,
 } from "./limits.ts";
@@ -341,7 +342,7 @@ const SCHEMAS = {
     seq: int(0, Number.MAX_SAFE_INTEGER),
     // Room moderation (PROTOCOL.md §7.9).
     owner: optional(userName),
-    ops: optional(list(userName, MAX_LIST)),
+    ops: optional(list(userName, ROOM_OPS_MAX)),
     topic: optional(text(TOPIC_BYTES_MAX, 1)),
     invite_only: optional(bool),
     secret: optional(bool),

@@ -24,7 +24,7 @@
  *   its output has drained.
  */
 import { SecureChatError } from "../errors.ts";
-import { AWAY_LIST_MAX, MAX_LIST, UNREAD_LIST_MAX } from "../protocol/limits.ts";
+import { AWAY_LIST_MAX, MAX_LIST, ROOM_OPS_MAX, UNREAD_LIST_MAX } from "../protocol/limits.ts";
 import { deviceId } from "../fingerprint.ts";
 import { DM_MARKER, type Marker, MemoryMarkers, type ReadMarkers } from "../store/markers.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
@@ -780,7 +780,7 @@ export class Chat {
     const s = this.#stateOf(room);
     return {
       owner: s.owner,
-      ...(s.ops.size > 0 ? { ops: [...s.ops].sort().slice(0, MAX_LIST) } : {}),
+      ...(s.ops.size > 0 ? { ops: [...s.ops].sort().slice(0, ROOM_OPS_MAX) } : {}),
       ...(s.topic !== undefined ? { topic: s.topic } : {}),
       ...(s.inviteOnly ? { invite_only: true } : {}),
       ...(s.secret ? { secret: true } : {}),
@@ -820,7 +820,9 @@ export class Chat {
         return post(m, { type: "notice", code: "no_such_user", text: `there is no account ${target}` });
       }
       const list = { op: s.ops, ban: s.bans, mute: s.mutes, invite: s.invites }[req.type as "op" | "ban" | "mute" | "invite"];
-      if (list && !list.has(target) && list.size >= this.opts.maxRoomList) {
+      // Operators are capped lower still: the `room` answer must fit one record (ROOM_OPS_MAX).
+      const cap = req.type === "op" ? Math.min(this.opts.maxRoomList, ROOM_OPS_MAX) : this.opts.maxRoomList;
+      if (list && !list.has(target) && list.size >= cap) {
         return post(m, { type: "notice", code: "list_full", text: `${room.name} has ${list.size} entries in that list already (the most allowed); remove one first` });
       }
     }

@@ -177,7 +177,7 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     users: USERS,
     seq: { kind: "int", min: 0, max: SAFE },
     owner: { kind: "user", optional: true },
-    ops: { ...USERS, optional: true },
+    ops: { kind: "list", item: { kind: "user" }, max: 100, optional: true },
     topic: { kind: "text", min: 1, max: 1024, optional: true },
     invite_only: { kind: "bool", optional: true },
     secret: { kind: "bool", optional: true },

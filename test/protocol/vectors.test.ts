@@ -520,7 +520,7 @@ namespace Spec {
       ["users", { list: "user", max: 1000 }],
       ["seq", { int: [0, MAX_SAFE] }],
       ["owner", "user", true],
-      ["ops", { list: "user", max: 1000 }, true],
+      ["ops", { list: "user", max: 100 }, true],
       ["topic", { text: [1, 1024] }, true],
       ["invite_only", "bool", true],
       ["secret", "bool", true],

@@ -6,8 +6,8 @@
  */
 import { afterEach, describe, expect, jest, test } from "bun:test";
 import { utf8 } from "../../src/bytes.ts";
-import { TOPIC_BYTES_MAX, TOPIC_CODE_POINTS_MAX } from "../../src/protocol/limits.ts";
-import { type Message, decodeMessage } from "../../src/protocol/messages.ts";
+import { MAX_FRAME, MAX_LIST, RECORD_TAG_LENGTH, ROOM_OPS_MAX, TOPIC_BYTES_MAX, TOPIC_CODE_POINTS_MAX } from "../../src/protocol/limits.ts";
+import { type Message, decodeMessage, encodeMessage } from "../../src/protocol/messages.ts";
 import { Chat, type ChatOptions, DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { type JournalEvent, MemoryJournal, type Receipt } from "../../src/store/journal.ts";
 import { Clock, FakeMember } from "./chat-helpers.ts";
@@ -303,6 +303,37 @@ describe("caps", () => {
       expect(notices(send(alice, { type: action, room: "ops", user: "u3" }))).toEqual(["list_full"]);
       expect(notices(send(alice, { type: action, room: "ops", user: "u2" }))).toEqual([]);
     }
+  });
+
+  test("operators are capped at ROOM_OPS_MAX even where the lists allow more, so that the largest room answer fits one record", () => {
+    const { connect, join, send } = setup({ maxRoomList: 1000 });
+    const alice = connect("alice");
+    join(alice, "big");
+    for (let i = 0; i < ROOM_OPS_MAX; i++) expect(notices(send(alice, { type: "op", room: "big", user: `op${String(i).padStart(3, "0")}` }))).toEqual([]);
+    expect(notices(send(alice, { type: "op", room: "big", user: "one-more" }))).toEqual(["list_full"]);
+    // Bans are not capped lower.
+    for (let i = 0; i <= ROOM_OPS_MAX; i++) expect(notices(send(alice, { type: "ban", room: "big", user: `ban${String(i).padStart(3, "0")}` }))).toEqual([]);
+    // The largest room answer the limits allow: MAX_LIST users and ROOM_OPS_MAX ops of the longest names, the longest topic.
+    const name = (p: string, i: number) => `${p}${String(i).padStart(31 - p.length, "0")}`.padEnd(32, "x");
+    const roomAnswer = (ops: number): Message<"room"> => ({
+      type: "room",
+      room: "r".repeat(32),
+      users: Array.from({ length: MAX_LIST }, (_, i) => name("u", i)),
+      seq: Number.MAX_SAFE_INTEGER,
+      owner: name("o", 0),
+      ops: Array.from({ length: ops }, (_, i) => name("p", i)),
+      topic: "🔐".repeat(TOPIC_CODE_POINTS_MAX),
+      invite_only: true,
+      secret: true,
+      persistent: true,
+      muted: true,
+      unread: Number.MAX_SAFE_INTEGER,
+      read_at: Number.MAX_SAFE_INTEGER,
+    });
+    const largest = Buffer.byteLength(encodeMessage(roomAnswer(ROOM_OPS_MAX)));
+    expect(largest).toBeLessThanOrEqual(MAX_FRAME - RECORD_TAG_LENGTH);
+    // With as many ops as users it would not fit: a room nobody could join.
+    expect(Buffer.byteLength(JSON.stringify(roomAnswer(MAX_LIST)))).toBeGreaterThan(MAX_FRAME - RECORD_TAG_LENGTH);
   });
 
   test("a topic is at most TOPIC_CODE_POINTS_MAX code points and TOPIC_BYTES_MAX bytes: longer is message_invalid", () => {
