@@ -810,7 +810,8 @@ export class Chat {
     }
     const target = "user" in req ? req.user : undefined;
     if (target !== undefined) {
-      const acts = req.type === "op" || req.type === "deop" || req.type === "kick" || req.type === "ban" || req.type === "mute";
+      // Undoing a ban or a mute is acting on the user too: a muted operator does not unmute itself.
+      const acts = ["op", "deop", "kick", "ban", "unban", "mute", "unmute"].includes(req.type);
       if (acts && this.#rank(target, room) >= rank) {
         const what = ["", "an operator of", "the owner of", "a server administrator, above"][this.#rank(target, room)];
         return post(m, { type: "notice", code: "protected_user", text: `${target} is ${what} ${room.name}: you may not ${req.type} them` });

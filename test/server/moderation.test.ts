@@ -94,6 +94,27 @@ describe("owner and operators", () => {
     expect(again).toEqual({ type: "room", room: "ops", users: ["alice", "bob", "carol", "dave"], seq: 0, owner: "alice", ops: ["bob", "carol"], topic: "release friday", persistent: true });
   });
 
+  test("undoing a mute or a ban acts on the user too: a muted operator cannot unmute itself, an operator cannot unmute another; the owner can", () => {
+    const { connect, join, send } = setup();
+    const alice = connect("alice");
+    const bob = connect("bob");
+    const carol = connect("carol");
+    join(alice, "ops");
+    join(bob, "ops");
+    join(carol, "ops");
+    send(alice, { type: "op", room: "ops", user: "bob" });
+    send(alice, { type: "op", room: "ops", user: "carol" });
+    send(alice, { type: "mute", room: "ops", user: "bob" });
+    expect(notices(send(bob, { type: "unmute", room: "ops", user: "bob" }))).toEqual(["protected_user"]);
+    expect(notices(send(carol, { type: "unmute", room: "ops", user: "bob" }))).toEqual(["protected_user"]);
+    const said = send(bob, { type: "say", id: 1, room: "ops", text: "still muted?" });
+    expect(said.filter((m) => m.type === "nack").map((m) => (m as Message<"nack">).code)).toEqual(["muted"]);
+    expect(changes(send(alice, { type: "unmute", room: "ops", user: "bob" })).map((c) => c.action)).toEqual(["unmute"]);
+    // An operator still unbans an ordinary user.
+    send(bob, { type: "ban", room: "ops", user: "dave" });
+    expect(changes(send(bob, { type: "unban", room: "ops", user: "dave" })).map((c) => c.action)).toEqual(["unban"]);
+  });
+
   test("a target must be an account (no_such_user); a kick's target must be in the room (not_member); a request for no room is no_such_room", () => {
     const { connect, join, send } = setup();
     const alice = connect("alice");
