@@ -1,0 +1,180 @@
+/**
+ * The witness (src/transcript/witness.ts) through its HTTP interface, run
+ * in-process on a loopback port: every answer c2sp.org/tlog-witness
+ * prescribes (200 with a cosignature, 400, 403, 404, 409 with
+ * text/x.tlog.size, 422, 413), and its state, which survives a restart and
+ * is on disk before the 200 leaves.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { toBase64, utf8 } from "../../src/bytes.ts";
+import { ed25519Generate, ed25519Sign } from "../../src/crypto/index.ts";
+import { noteCosignatures, parseCosignerKey } from "../../src/transcript/cosignature.ts";
+import { EMPTY_ROOT, type Hash, consistencyProof, leafHash, nodeHash } from "../../src/transcript/merkle.ts";
+import { checkpointText, formatNote, formatVerifierKey, parseVerifierKey, signatureLine } from "../../src/transcript/note.ts";
+import { WITNESS_BODY_MAX, Witness, serveWitness } from "../../src/transcript/witness.ts";
+import { tempDir } from "./helpers.ts";
+
+/** A log in memory: its leaves, its key, checkpoints and consistency proofs of any size. */
+export class TestLog {
+  readonly key = ed25519Generate();
+  leaves: Uint8Array[] = [];
+  constructor(readonly origin = "log.example/test") {}
+  get vkey(): string {
+    return formatVerifierKey(this.origin, this.key.publicKey);
+  }
+  append(n: number, tag = ""): void {
+    for (let i = 0; i < n; i++) this.leaves.push(utf8(`entry ${this.leaves.length}${tag}`));
+  }
+  #mth(from: number, to: number): Hash {
+    if (to - from === 1) return leafHash(this.leaves[from]!);
+    let k = 1;
+    while (k * 2 < to - from) k *= 2;
+    return nodeHash(this.#mth(from, from + k), this.#mth(from + k, to));
+  }
+  root(n = this.leaves.length): Hash {
+    return n === 0 ? EMPTY_ROOT : this.#mth(0, n);
+  }
+  note(n = this.leaves.length, key = this.key): string {
+    const text = checkpointText({ origin: this.origin, size: n, root: new Uint8Array(this.root(n)) });
+    return formatNote(text, [signatureLine(text, this.origin, key.publicKey, (m) => ed25519Sign(key.secretKey, m))]);
+  }
+  proof(m: number, n = this.leaves.length): Hash[] {
+    return m === 0 ? [] : consistencyProof(m, n, (level, index) => this.#mth(index * 2 ** level, (index + 1) * 2 ** level));
+  }
+  body(old: number, n = this.leaves.length, proof = this.proof(old, n), note = this.note(n)): string {
+    return `old ${old}\n${proof.map((h) => `${toBase64(h)}\n`).join("")}\n${note}`;
+  }
+}
+
+let stops: (() => void)[] = [];
+afterEach(() => {
+  for (const s of stops.splice(0)) s();
+});
+
+function start(dir: string, logs: TestLog[]): { w: Witness; url: string } {
+  const w = new Witness({ dir, logs: logs.map((l) => parseVerifierKey(l.vkey)) });
+  const server = serveWitness(w, { hostname: "127.0.0.1", port: 0 });
+  stops.push(() => server.stop(true));
+  return { w, url: `http://127.0.0.1:${server.port}` };
+}
+
+async function post(url: string, body: string | Uint8Array): Promise<{ status: number; type: string; text: string }> {
+  const r = await fetch(`${url}/add-checkpoint`, { method: "POST", body });
+  return { status: r.status, type: r.headers.get("content-type") ?? "", text: await r.text() };
+}
+
+describe("add-checkpoint", () => {
+  test("a first checkpoint (old 0), then one consistent with it: 200 with a cosignature that verifies under the witness's vkey", async () => {
+    const dir = tempDir("witness");
+    const log = new TestLog();
+    const { w, url } = start(dir, [log]);
+    expect(statSync(join(dir, "witness_key")).mode & 0o777).toBe(0o600);
+    log.append(5);
+    const first = await post(url, log.body(0));
+    expect(first.status).toBe(200);
+    expect(first.text).toMatch(/^\u2014 securechat-witness\/[0-9a-f]{16} [A-Za-z0-9+/=]+\n$/);
+    expect(noteCosignatures(log.note() + first.text, [parseCosignerKey(w.vkey)]).length).toBe(1);
+    log.append(8);
+    const second = await post(url, log.body(5));
+    expect(second.status).toBe(200);
+    expect(noteCosignatures(log.note() + second.text, [parseCosignerKey(w.vkey)]).length).toBe(1);
+    // The same checkpoint again (old = size): the roots agree, cosigned again.
+    expect((await post(url, log.body(13))).status).toBe(200);
+  });
+
+  test("old is not the size it last cosigned: 409, text/x.tlog.size, its size; the log then retries from it", async () => {
+    const log = new TestLog();
+    const { url } = start(tempDir("witness"), [log]);
+    log.append(7);
+    expect((await post(url, log.body(0))).status).toBe(200);
+    log.append(3);
+    const r = await post(url, log.body(3));
+    expect([r.status, r.type, r.text]).toEqual([409, "text/x.tlog.size", "7\n"]);
+    expect((await post(url, log.body(7))).status).toBe(200);
+  });
+
+  test("a fork (another history of the same size, or a proof from the cosigned tree that fails) is 422; a rollback is 409 with the larger size", async () => {
+    const log = new TestLog();
+    const { url } = start(tempDir("witness"), [log]);
+    log.append(6);
+    expect((await post(url, log.body(0))).status).toBe(200);
+    const fork = new TestLog(log.origin);
+    Object.assign(fork, { key: log.key });
+    fork.append(6, " rewritten");
+    const sameSize = await post(url, fork.body(6));
+    expect(sameSize.status).toBe(422);
+    fork.append(4, " rewritten");
+    // The fork's own proof from 6 to 10 does not lead from the root the witness cosigned.
+    expect((await post(url, fork.body(6))).status).toBe(422);
+    // A rolled-back log (3 entries) cannot claim old 6 (old > size: 400), and old 3 is not what it cosigned: 409 "6".
+    expect((await post(url, log.body(6, 3, []))).status).toBe(400);
+    expect(await post(url, log.body(3, 3, []))).toMatchObject({ status: 409, text: "6\n" });
+    // old 0 is checked against its size first: 409, whatever follows.
+    expect((await post(url, `old 0\n${toBase64(new Uint8Array(32))}\n\n${log.note()}`)).status).toBe(409);
+  });
+
+  test("an unknown origin is 404; a checkpoint the log's key did not sign, or whose signature is broken, is 403", async () => {
+    const log = new TestLog();
+    const { url } = start(tempDir("witness"), [log]);
+    log.append(2);
+    const stranger = new TestLog("other.example/log");
+    stranger.append(2);
+    expect((await post(url, stranger.body(0))).status).toBe(404);
+    expect((await post(url, log.body(0, 2, [], log.note(2, ed25519Generate())))).status).toBe(403);
+    const note = log.note();
+    const at = note.length - 10;
+    const broken = note.slice(0, at) + (note[at] === "A" ? "B" : "A") + note.slice(at + 1);
+    expect((await post(url, log.body(0, 2, [], broken))).status).toBe(403);
+  });
+
+  test("malformed bodies are 400; a proof longer than 63 lines is 400; a body past the bound is 413; other paths 404, GET on add-checkpoint 405", async () => {
+    const log = new TestLog();
+    const { url } = start(tempDir("witness"), [log]);
+    log.append(1);
+    expect((await post(url, "hello\n")).status).toBe(400);
+    expect((await post(url, `old 01\n\n${log.note()}`)).status).toBe(400);
+    expect((await post(url, `old 0\nnot base64\n\n${log.note()}`)).status).toBe(400);
+    expect((await post(url, `old 0\n${`${toBase64(new Uint8Array(32))}\n`.repeat(64)}\n${log.note()}`)).status).toBe(400);
+    expect((await post(url, new Uint8Array(WITNESS_BODY_MAX + 1).fill(0x41))).status).toBe(413);
+    expect((await fetch(`${url}/add-checkpoint`)).status).toBe(405);
+    expect((await fetch(`${url}/elsewhere`)).status).toBe(404);
+    // Still serving after all of it.
+    expect((await post(url, log.body(0))).status).toBe(200);
+  });
+
+  test("a proof from 0 must be empty; a size-0 checkpoint must have the empty tree's root (422 otherwise)", async () => {
+    const log = new TestLog();
+    const { url } = start(tempDir("witness"), [log]);
+    // A proof from 0 must be empty.
+    log.append(2);
+    expect((await post(url, `old 0\n${toBase64(new Uint8Array(32))}\n\n${log.note()}`)).status).toBe(422);
+    expect((await post(url, log.body(0, 0))).status).toBe(200);
+    const text = checkpointText({ origin: log.origin, size: 0, root: new Uint8Array(32) });
+    const note = formatNote(text, [signatureLine(text, log.origin, log.key.publicKey, (m) => ed25519Sign(log.key.secretKey, m))]);
+    expect((await post(url, `old 0\n\n${note}`)).status).toBe(422);
+  });
+});
+
+describe("state", () => {
+  test("what it cosigned is on disk when the 200 arrives, and a restarted witness (same key) still refuses a rollback", async () => {
+    const dir = tempDir("witness");
+    const log = new TestLog();
+    const a = start(dir, [log]);
+    log.append(9);
+    expect((await post(a.url, log.body(0))).status).toBe(200);
+    const state = JSON.parse(readFileSync(join(dir, "witness.state"), "utf8"));
+    expect(state.logs[log.origin].size).toBe(9);
+    expect(statSync(join(dir, "witness.state")).mode & 0o777).toBe(0o600);
+    for (const s of stops.splice(0)) s();
+    const b = start(dir, [log]);
+    expect(b.w.vkey).toBe(a.w.vkey);
+    expect(await post(b.url, log.body(0, 4, []))).toMatchObject({ status: 409, text: "9\n" });
+    // The monitoring view serves the cosigned checkpoint, with both signatures.
+    const hash = new Bun.CryptoHasher("sha256").update(log.origin).digest("hex");
+    const got = await (await fetch(`${b.url}/${hash}/checkpoint`)).text();
+    expect(noteCosignatures(got, [parseCosignerKey(b.w.vkey)]).length).toBe(1);
+    expect(got.startsWith(`${log.origin}\n9\n`)).toBe(true);
+  });
+});
