@@ -1,5 +1,5 @@
 /**
- * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|keygen`: the auditor's side of
+ * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|witness|keygen`: the auditor's side of
  * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
  * src/transcript/, and report; a verification failure is exit 5.
  * stdout carries only data (the report, entries, the public key).
@@ -7,6 +7,7 @@
 import type { ArgsDef } from "citty";
 import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
+import { repeatable, repeated } from "./argv.ts";
 import { parseRoomName, parseUserName } from "./values.ts";
 
 const hostKeyArg = {
@@ -345,6 +346,67 @@ const verifyProofCmd = command({
   },
 });
 
+const witness = command({
+  meta: {
+    name: "witness",
+    description: "Run a witness (c2sp.org/tlog-witness): cosign the checkpoints of the logs given with --log, each only if it extends the last one cosigned; runs until interrupted",
+  },
+  args: {
+    data: { type: "string", alias: ["d"], description: "The witness's state directory: its key (witness_key, 0600, made on first start) and what it cosigned", valueHint: "DIR", required: true },
+    listen: { type: "string", description: "Address to serve HTTP on (loopback unless you mean otherwise)", valueHint: "HOST:PORT", default: "127.0.0.1:7448" },
+    log: repeatable({ type: "string", valueHint: "VKEY", description: "A log to witness: its verifier key, as serve prints it (vkey=…), or a file holding it; the origin is the key's name. Give it again for more" }),
+    name: { type: "string", valueHint: "NAME", description: "The witness's key name (default: securechat-witness/ and 16 hex digits of its key's hash)" },
+    json: { type: "boolean", description: "Log JSON lines instead of text" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript witness --data ~/witness --log 'securechat/0123456789abcdef+1a2b3c4d+AbC…'",
+    "securechat transcript witness --data /var/lib/witness --listen 0.0.0.0:7448 --log log1.vkey --log log2.vkey",
+  ],
+  async run({ args: a }) {
+    const [{ Witness, serveWitness }, { parseVerifierKey }, log, { existsSync, readFileSync }, { parseListen }] = await Promise.all([
+      import("../transcript/witness.ts"),
+      import("../transcript/note.ts"),
+      import("../server/log.ts"),
+      import("node:fs"),
+      import("./values.ts"),
+    ]);
+    const logs = repeated(a.log).map((v) => {
+      try {
+        return parseVerifierKey(v.includes("+") || !existsSync(v) ? v : readFileSync(v, "utf8").split("\n")[0]!);
+      } catch (e) {
+        throw new CliError(EXIT.USAGE, `--log: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value from the log's serve listening line"]);
+      }
+    });
+    if (logs.length === 0) throw new CliError(EXIT.USAGE, "a witness needs at least one --log VKEY", ["pass the vkey=… value from the serve listening line of each log to witness"]);
+    const { host, port } = parseListen("--listen", a.listen);
+    const logger = a.json ? log.jsonLogger() : log.textLogger();
+    process.umask(0o077);
+    let w: InstanceType<typeof Witness>;
+    try {
+      w = new Witness({ dir: a.data, logs, name: a.name, log: logger });
+    } catch (e) {
+      throw new CliError(EXIT.FAILURE, (e as Error).message);
+    }
+    let server: ReturnType<typeof serveWitness>;
+    try {
+      server = serveWitness(w, { hostname: host, port });
+    } catch (e) {
+      throw new CliError(EXIT.FAILURE, `cannot listen on ${a.listen}: ${(e as Error).message}`);
+    }
+    logger.info(w.created ? "witness_key_created" : "witness_key_loaded", { vkey: w.vkey });
+    logger.info("witness_listening", { address: `${host.includes(":") ? `[${host}]` : host}:${server.port}`, vkey: w.vkey, logs: logs.map((l) => l.name).join(","), data: a.data, pid: process.pid });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info("shutdown", { signal });
+        void server.stop().then(resolve);
+      };
+      process.once("SIGINT", () => stop("SIGINT"));
+      process.once("SIGTERM", () => stop("SIGTERM"));
+    });
+  },
+});
+
 const keygen = command({
   meta: {
     name: "keygen",
@@ -378,7 +440,7 @@ const keygen = command({
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, keygen },
+  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, witness, keygen },
   examples: [
     "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
     "securechat transcript export --data ./data | jq .",

@@ -36,3 +36,11 @@ export function parseUserName(flag: string, value: string): string {
   if (!USER_NAME_RE.test(value)) throw new CliError(EXIT.USAGE, `${flag}: "${value}" is not a user name`, ["use 2-32 characters: a lowercase letter, then a-z, 0-9, _ or -"]);
   return value;
 }
+
+/** HOST:PORT to listen on ([V6]:PORT for IPv6); port 0 means any free port. */
+export function parseListen(flag: string, value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new CliError(EXIT.USAGE, `${flag} must be HOST:PORT, such as 127.0.0.1:7448 or [::1]:7448, not "${value}"`);
+  return { host: m[1] ?? m[2]!, port };
+}
