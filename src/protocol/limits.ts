@@ -120,3 +120,5 @@ export const UNREAD_LIST_MAX = 256;
 export const LOG_ORIGIN_MAX = 255;
 export const LOG_LEAVES_MAX = 16;
 export const PROOF_HASHES_MAX = 128;
+/** Witness cosignatures one `log_state.cosigned` carries (PROTOCOL.md §7.13): a server submits to at most this many witnesses. */
+export const LOG_COSIGNATURES_MAX = 16;

@@ -10,6 +10,7 @@ import { fromBase64, fromUtf8, toBase64, utf8 } from "../bytes.ts";
 import { SecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
 import {
+  LOG_COSIGNATURES_MAX,
   LOG_LEAVES_MAX,
   LOG_ORIGIN_MAX,
   PROOF_HASHES_MAX,
@@ -470,7 +471,7 @@ const SCHEMAS = {
   },
   deleted: { room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER), by: userName },
   // The log's state and proofs (PROTOCOL.md §7.13): a request, and its answer.
-  log_proof: { from: optional(int(0, Number.MAX_SAFE_INTEGER)), leaves: optional(list(int(0, Number.MAX_SAFE_INTEGER), LOG_LEAVES_MAX)) },
+  log_proof: { from: optional(int(0, Number.MAX_SAFE_INTEGER)), leaves: optional(list(int(0, Number.MAX_SAFE_INTEGER), LOG_LEAVES_MAX)), cosigned: optional(bool) },
   log_state: {
     origin: text(LOG_ORIGIN_MAX, 1),
     size: int(0, Number.MAX_SAFE_INTEGER),
@@ -478,6 +479,16 @@ const SCHEMAS = {
     sig: bytes(68),
     consistency: optional(list(bytes(32), PROOF_HASHES_MAX)),
     inclusion: optional(list(object({ leaf: int(0, Number.MAX_SAFE_INTEGER), proof: list(bytes(32), PROOF_HASHES_MAX) }), LOG_LEAVES_MAX)),
+    // The newest checkpoint witnesses cosigned (TRANSCRIPT.md §4.3), when asked for.
+    cosigned: optional(
+      object({
+        size: int(0, Number.MAX_SAFE_INTEGER),
+        root: bytes(32),
+        sig: bytes(68),
+        cosignatures: list(object({ name: text(LOG_ORIGIN_MAX, 1), sig: bytes(76) }), LOG_COSIGNATURES_MAX),
+        consistency: list(bytes(32), PROOF_HASHES_MAX),
+      }),
+    ),
   },
 } as const satisfies Record<string, Fields>;
 

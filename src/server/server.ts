@@ -20,7 +20,7 @@ import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
 import type { RekeyPolicy, SessionKeys } from "../protocol/session.ts";
-import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN, SESSION_LIST_MAX } from "../protocol/limits.ts";
+import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, LOG_COSIGNATURES_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN, SESSION_LIST_MAX } from "../protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
@@ -69,6 +69,8 @@ export interface ServerOptions {
   logins: FloodPolicy;
   /** Where events go and history comes from; in memory unless the transcript is given. */
   journal?: Journal;
+  /** The newest checkpoint witnesses cosigned (serve --witness; TRANSCRIPT.md §4.3), for `log_proof` `cosigned`. */
+  cosigned?: () => { note: string; size: number } | null;
   log: Logger;
   /** Device enrollment policy and caps (PROTOCOL.md §7.11). */
   devices: DeviceOptions;
@@ -976,7 +978,28 @@ export class ChatServer {
       sig: new Uint8Array([...sig.keyId, ...sig.signature]),
       ...(state.consistency ? { consistency: state.consistency } : {}),
       ...(state.inclusion.length > 0 ? { inclusion: state.inclusion } : {}),
+      ...(m.cosigned ? this.#cosigned(body.origin, body.size) : {}),
     };
+  }
+
+  /**
+   * The kept cosigned checkpoint (TRANSCRIPT.md §4.3) as `log_state`'s
+   * `cosigned`, with the consistency proof from it to the checkpoint of
+   * `size`; nothing if there is none under this origin, or no proof.
+   */
+  #cosigned(origin: string, size: number): { cosigned?: NonNullable<Message<"log_state">["cosigned"]> } {
+    const kept = this.opts.cosigned?.() ?? null;
+    if (!kept || kept.size > size) return {};
+    const parsed = parseNote(kept.note);
+    const body = parseCheckpoint(parsed.text);
+    const own = parsed.signatures.find((s) => s.name === origin && s.signature.length === 64);
+    const consistency = this.journal.consistency?.(kept.size, size) ?? null;
+    if (body.origin !== origin || !own || consistency === null) return {};
+    const cosignatures = parsed.signatures
+      .filter((s) => s !== own && s.signature.length === 72)
+      .slice(0, LOG_COSIGNATURES_MAX)
+      .map((s) => ({ name: s.name, sig: new Uint8Array([...s.keyId, ...s.signature]) }));
+    return { cosigned: { size: body.size, root: body.root, sig: new Uint8Array([...own.keyId, ...own.signature]), cosignatures, consistency } };
   }
 
   /**

@@ -109,6 +109,10 @@ export interface Journal {
   expireDirects(before: number): void;
   /** The log's state and proofs, from the tree of `from` lines and for `leaves`; absent or null without a signed tree. */
   logState?(from: number | undefined, leaves: readonly number[]): LogState | null;
+  /** The consistency proof from the tree of `m` lines to that of `n` (at most the signed size); null if it cannot be made. */
+  consistency?(m: number, n: number): Uint8Array[] | null;
+  /** Calls `fn` each time a newer signed tree checkpoint becomes durable. */
+  onSignedTree?(fn: () => void): void;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */

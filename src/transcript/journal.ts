@@ -335,6 +335,14 @@ export class TranscriptJournal implements Journal {
     return this.writer.logState(from, leaves);
   }
 
+  consistency(m: number, n: number): Uint8Array[] | null {
+    return this.writer.consistency(m, n);
+  }
+
+  onSignedTree(fn: () => void): void {
+    this.writer.onSignedTree(fn);
+  }
+
   /**
    * Closes the transcript, then history.db. A writer that closes cleanly has
    * fsynced everything, so history.db gets every message and records the

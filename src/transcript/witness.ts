@@ -226,8 +226,8 @@ export class Witness {
   }
 }
 
-/** Reads a request body of at most `max` bytes; null if it is longer (without reading the rest). */
-async function boundedBody(req: Request, max: number): Promise<Uint8Array | null> {
+/** Reads a request's or response's body of at most `max` bytes; null if it is longer (without reading the rest). */
+export async function boundedBody(req: Request | Response, max: number): Promise<Uint8Array | null> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > max) return null;
   if (!req.body) return new Uint8Array(0);

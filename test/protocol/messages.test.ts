@@ -279,7 +279,7 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   read: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, seq: { kind: "int", min: 0, max: SAFE } } }, max: 64, optional: true }, dm: { kind: "int", min: 0, max: SAFE, optional: true } },
   unread: {},
   unread_list: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, unread: { kind: "int", min: 0, max: SAFE }, read_at: TS } }, max: 256 } },
-  log_proof: { from: { kind: "int", min: 0, max: SAFE, optional: true }, leaves: { kind: "list", item: { kind: "int", min: 0, max: SAFE }, max: 16, optional: true } },
+  log_proof: { from: { kind: "int", min: 0, max: SAFE, optional: true }, leaves: { kind: "list", item: { kind: "int", min: 0, max: SAFE }, max: 16, optional: true }, cosigned: { kind: "bool", optional: true } },
   log_state: {
     origin: { kind: "text", min: 1, max: 255 },
     size: { kind: "int", min: 0, max: SAFE },
@@ -291,6 +291,17 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
       item: { kind: "object", fields: { leaf: { kind: "int", min: 0, max: SAFE }, proof: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128 } } },
       max: 16,
       optional: true,
+    },
+    cosigned: {
+      kind: "object",
+      optional: true,
+      fields: {
+        size: { kind: "int", min: 0, max: SAFE },
+        root: { kind: "bytes", n: 32 },
+        sig: { kind: "bytes", n: 68 },
+        cosignatures: { kind: "list", item: { kind: "object", fields: { name: { kind: "text", min: 1, max: 255 }, sig: { kind: "bytes", n: 76 } } }, max: 16 },
+        consistency: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128 },
+      },
     },
   },
 };
@@ -739,6 +750,8 @@ describe("boolean fields", () => {
         // Editing and deleting (PROTOCOL.md §7.12).
         "direct.deleted", "direct.edited", "edited.action", "message.deleted", "message.edited",
         "room.invite_only", "room.secret", "room.persistent", "room.muted", "mode.invite_only", "mode.secret", "room_changed.invite_only", "room_changed.secret",
+        // Witnesses (PROTOCOL.md §7.13).
+        "log_proof.cosigned",
       ].sort(),
     );
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);

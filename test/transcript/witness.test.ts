@@ -8,45 +8,13 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { toBase64, utf8 } from "../../src/bytes.ts";
+import { toBase64 } from "../../src/bytes.ts";
 import { ed25519Generate, ed25519Sign } from "../../src/crypto/index.ts";
 import { noteCosignatures, parseCosignerKey } from "../../src/transcript/cosignature.ts";
-import { EMPTY_ROOT, type Hash, consistencyProof, leafHash, nodeHash } from "../../src/transcript/merkle.ts";
-import { checkpointText, formatNote, formatVerifierKey, parseVerifierKey, signatureLine } from "../../src/transcript/note.ts";
+import { checkpointText, formatNote, parseVerifierKey, signatureLine } from "../../src/transcript/note.ts";
 import { WITNESS_BODY_MAX, Witness, serveWitness } from "../../src/transcript/witness.ts";
 import { tempDir } from "./helpers.ts";
-
-/** A log in memory: its leaves, its key, checkpoints and consistency proofs of any size. */
-export class TestLog {
-  readonly key = ed25519Generate();
-  leaves: Uint8Array[] = [];
-  constructor(readonly origin = "log.example/test") {}
-  get vkey(): string {
-    return formatVerifierKey(this.origin, this.key.publicKey);
-  }
-  append(n: number, tag = ""): void {
-    for (let i = 0; i < n; i++) this.leaves.push(utf8(`entry ${this.leaves.length}${tag}`));
-  }
-  #mth(from: number, to: number): Hash {
-    if (to - from === 1) return leafHash(this.leaves[from]!);
-    let k = 1;
-    while (k * 2 < to - from) k *= 2;
-    return nodeHash(this.#mth(from, from + k), this.#mth(from + k, to));
-  }
-  root(n = this.leaves.length): Hash {
-    return n === 0 ? EMPTY_ROOT : this.#mth(0, n);
-  }
-  note(n = this.leaves.length, key = this.key): string {
-    const text = checkpointText({ origin: this.origin, size: n, root: new Uint8Array(this.root(n)) });
-    return formatNote(text, [signatureLine(text, this.origin, key.publicKey, (m) => ed25519Sign(key.secretKey, m))]);
-  }
-  proof(m: number, n = this.leaves.length): Hash[] {
-    return m === 0 ? [] : consistencyProof(m, n, (level, index) => this.#mth(index * 2 ** level, (index + 1) * 2 ** level));
-  }
-  body(old: number, n = this.leaves.length, proof = this.proof(old, n), note = this.note(n)): string {
-    return `old ${old}\n${proof.map((h) => `${toBase64(h)}\n`).join("")}\n${note}`;
-  }
-}
+import { TestLog } from "./testlog.ts";
 
 let stops: (() => void)[] = [];
 afterEach(() => {
