@@ -44,3 +44,24 @@ export function parseListen(flag: string, value: string): { host: string; port: 
   if (!m || port > 65535) throw new CliError(EXIT.USAGE, `${flag} must be HOST:PORT, such as 127.0.0.1:7448 or [::1]:7448, not "${value}"`);
   return { host: m[1] ?? m[2]!, port };
 }
+
+/**
+ * `--witness VKEY` (repeatable; the vkey, or a file holding it) and
+ * `--witness-quorum K` (default: all of them): the witnesses a client or an
+ * auditor requires (TRANSCRIPT.md §4.3); undefined without --witness.
+ */
+export async function witnessPolicy(vkeys: string[], quorum: string | undefined): Promise<{ witnesses: import("../transcript/note.ts").NoteVerifier[]; quorum: number } | undefined> {
+  if (vkeys.length === 0) {
+    if (quorum !== undefined) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness VKEY");
+    return undefined;
+  }
+  const [{ parseCosignerKey }, { existsSync, readFileSync }] = await Promise.all([import("../transcript/cosignature.ts"), import("node:fs")]);
+  const witnesses = vkeys.map((v) => {
+    try {
+      return parseCosignerKey(v.includes("+") || !existsSync(v) ? v : readFileSync(v, "utf8").split("\n")[0]!);
+    } catch (e) {
+      throw new CliError(EXIT.USAGE, `--witness: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value a witness prints when it starts (transcript witness)"]);
+    }
+  });
+  return { witnesses, quorum: quorum === undefined ? witnesses.length : parseInteger("--witness-quorum", quorum, 1, witnesses.length) };
+}
