@@ -8,7 +8,7 @@ import type { ArgsDef } from "citty";
 import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
 import { repeatable, repeated } from "./argv.ts";
-import { parseRoomName, parseUserName } from "./values.ts";
+import { parseRoomName, parseUserName, witnessPolicy } from "./values.ts";
 
 const hostKeyArg = {
   "host-key": {
@@ -116,6 +116,8 @@ const verify = command({
     ...hostKeyArg,
     against: { type: "string", description: "A client's chat --transcript file: every message the server acknowledged must be in the transcript", valueHint: "FILE" },
     checkpoint: { type: "string", description: "A checkpoint saved earlier (transcript checkpoint, or a client's): the log must still extend it (exit 5 if not)", valueHint: "FILE" },
+    witness: repeatable({ type: "string", valueHint: "VKEY", description: "With --checkpoint: it must be cosigned by this witness (its vkey); give it again for more" }),
+    "witness-quorum": { type: "string", valueHint: "K", description: "How many of the --witness must have cosigned it (default: all)" },
     user: { type: "string", description: "With --against: the client's user (default: taken from the first acknowledged entry)", valueHint: "USER" },
     ...identityArg,
     json: { type: "boolean", description: "One JSON object per finding on stdout (failure, warning, note), then a summary object; exit codes as without it" },
@@ -127,13 +129,16 @@ const verify = command({
     "securechat transcript verify ./data/transcript/2026-11-22.000000000001.jsonl",
     "securechat transcript verify ./data/transcript --against alice.transcript --identity auditor.key",
     "securechat transcript verify ./data/transcript --checkpoint monday.checkpoint   # exit 5 if rolled back or forked",
+    "securechat transcript verify ./data/transcript --checkpoint cosigned.checkpoint --witness 'securechat-witness/95e1…+313e7e13+BAQa…'",
     "securechat transcript verify ./data/transcript --json | jq -c 'select(.kind == \"failure\" or .kind == \"warning\")'",
   ],
   async run({ args: a }) {
     const [{ verifyTranscript }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
     if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
     const user = a.user === undefined ? undefined : parseUserName("--user", a.user);
-    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint) };
+    const witnesses = await witnessPolicy(repeated(a.witness), a["witness-quorum"]);
+    if (witnesses && a.checkpoint === undefined) throw new CliError(EXIT.USAGE, "--witness needs --checkpoint FILE: the cosigned checkpoint to check", ['save one with "securechat transcript checkpoint --cosigned"']);
+    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint), witnesses };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
       report = await verifyTranscript(a.path, opts);
@@ -233,9 +238,14 @@ const checkpoint = command({
     name: "checkpoint",
     description: "Print the transcript's last signed checkpoint as a signed note (c2sp.org/tlog-checkpoint), for signed-note tools",
   },
-  args: { ...args.data, ...args.debug },
+  args: {
+    ...args.data,
+    cosigned: { type: "boolean", description: "Print the newest checkpoint witnesses cosigned, with their cosignatures (DATA/cosigned.checkpoint, kept by serve --witness)" },
+    ...args.debug,
+  },
   examples: [
     "securechat transcript checkpoint --data /var/lib/securechat > checkpoint",
+    "securechat transcript checkpoint --cosigned > cosigned.checkpoint",
     "securechat transcript checkpoint | head -3   # origin, tree size, root",
   ],
   async run({ args: a }) {
@@ -246,6 +256,15 @@ const checkpoint = command({
       import("node:fs"),
     ]);
     const dir = await transcriptDir(a.data);
+    if (a.cosigned) {
+      const [{ cosignedPath }, { dirname }, { readFileSync }] = await Promise.all([import("../server/witnesses.ts"), import("node:path"), import("node:fs")]);
+      const path = cosignedPath(dirname(dir));
+      if (!existsSync(path)) throw new CliError(EXIT.FAILURE, `no cosigned checkpoint at ${path}`, ["serve --witness URL=VKEY keeps one once a witness has cosigned"]);
+      const note = readFileSync(path, "utf8");
+      process.stdout.write(note);
+      process.stderr.write(`cosigned checkpoint: the tree of the first ${note.split("\n")[1]} lines, with ${note.split("\n").filter((l) => l.startsWith("\u2014 ")).length - 1} cosignature(s); check it with transcript verify --checkpoint FILE --witness VKEY\n`);
+      return;
+    }
     if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
     const e = lastTreeCheckpoint(listTranscript(dir).files);
     if (e === null) throw new CliError(EXIT.FAILURE, `no checkpoint in ${dir} signs a tree root yet`, ["a server of this version signs one at least every --checkpoint-interval while there are new entries, and when it stops"]);
