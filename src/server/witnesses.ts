@@ -126,9 +126,11 @@ export class WitnessSubmitter {
       return;
     }
     this.#running = true;
-    void this.#rounds().finally(() => {
-      this.#running = false;
-    });
+    void this.#rounds()
+      .catch((e: unknown) => this.#o.log.warn("witness_round_failed", { error: (e as Error).message }))
+      .finally(() => {
+        this.#running = false;
+      });
   }
 
   close(): void {
@@ -186,6 +188,7 @@ export class WitnessSubmitter {
           method: "POST",
           body,
           headers: { "content-type": "text/plain; charset=utf-8" },
+          redirect: "error",
           signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#o.timeoutMs)]),
         });
         status = res.status;

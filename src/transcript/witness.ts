@@ -103,12 +103,17 @@ export class Witness {
   readonly #statePath: string;
   readonly #log: Logger;
   readonly #now: () => number;
+  /** hex SHA-256 of each origin → the origin (the monitoring path). */
+  readonly #byHash = new Map<string, string>();
+  /** When each origin's last refusal was logged: at most one line a minute each, whatever is replayed at it. */
+  readonly #loggedAt = new Map<string, number>();
 
   constructor(opts: WitnessOptions) {
     if (opts.logs.length > WITNESS_LOGS_MAX) throw new SecureChatError("witness_config", `a witness takes at most ${WITNESS_LOGS_MAX} logs`);
     for (const l of opts.logs) {
       if (this.#logs.has(l.name)) throw new SecureChatError("witness_config", `two logs with the origin ${l.name}: a witness trusts one key per log`);
       this.#logs.set(l.name, l);
+      this.#byHash.set(toHex(sha256(utf8(l.name))), l.name);
     }
     ensurePrivateDir(opts.dir);
     let key: Ed25519KeyPair;
@@ -157,8 +162,16 @@ export class Witness {
 
   /** The monitoring view: GET /<hex SHA-256 of the origin>/checkpoint. */
   checkpointByHash(hash: string): string | null {
-    for (const origin of this.#state.keys()) if (toHex(sha256(utf8(origin))) === hash) return this.latest(origin);
-    return null;
+    const origin = this.#byHash.get(hash);
+    return origin === undefined ? null : this.latest(origin);
+  }
+
+  /** A refusal worth a line (evidence of a log's misbehaviour, or of a replay), at most one a minute per origin. */
+  #refusal(event: string, origin: string, fields: Record<string, string | number>): void {
+    const now = this.#now();
+    if (now - (this.#loggedAt.get(origin) ?? -Infinity) < 60_000) return;
+    this.#loggedAt.set(origin, now);
+    this.#log.warn(event, { origin, ...fields });
   }
 
   /**
@@ -188,18 +201,18 @@ export class Witness {
     try {
       cp = openCheckpoint(req.note, key);
     } catch {
-      this.#log.warn("witness_refused", { origin, status: 403, reason: "not signed by the log's key" });
+      this.#refusal("witness_refused", origin, { status: 403, reason: "not signed by the log's key" });
       return answer(403, "the checkpoint carries no valid signature of this log's key\n");
     }
     if (req.old > cp.size) return answer(400, "old is larger than the checkpoint's size\n");
     const have = this.#state.get(origin) ?? { size: 0, root: EMPTY_ROOT, note: "" };
     if (req.old !== have.size) {
-      if (cp.size < have.size) this.#log.warn("witness_refused", { origin, status: 409, size: cp.size, cosigned: have.size, reason: "smaller than the checkpoint it cosigned: a rollback, if the log sent it" });
+      if (cp.size < have.size) this.#refusal("witness_refused", origin, { status: 409, size: cp.size, cosigned: have.size, reason: "smaller than the checkpoint it cosigned: a rollback, if the log sent it" });
       return answer(409, `${have.size}\n`, "text/x.tlog.size");
     }
     const inconsistent = (reason: string): WitnessAnswer => {
       // Signed by the log and inconsistent with what it signed before: evidence, worth a line.
-      this.#log.warn("witness_inconsistent", { origin, size: cp.size, cosigned: have.size, reason });
+      this.#refusal("witness_inconsistent", origin, { size: cp.size, cosigned: have.size, reason });
       return answer(422, `${reason}\n`);
     };
     if (cp.size === 0 && Buffer.compare(cp.root, EMPTY_ROOT) !== 0) return inconsistent("a checkpoint of size 0 must have the empty tree's root");
@@ -211,6 +224,9 @@ export class Witness {
     }
     const timestamp = BigInt(Math.max(1, Math.floor(this.#now() / 1000)));
     const line = cosignatureLine(parseNote(req.note).text, this.name, this.publicKey, this.#sign, timestamp);
+    // The checkpoint it holds, sent again: cosigned afresh, but the record is unchanged and not rewritten
+    // (a replay of the public latest checkpoint costs a signature, never an fsync).
+    if (req.old === cp.size && this.#state.has(origin)) return answer(200, line);
     const previous = this.#state.get(origin);
     this.#state.set(origin, { size: cp.size, root: cp.root, note: `${cp.note.text}\n${cp.note.signatures.filter((s) => s.name === key.name && sameId(s.keyId, key.keyId)).map((s) => s.line).join("")}${line}` });
     try {

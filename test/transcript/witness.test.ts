@@ -145,4 +145,19 @@ describe("state", () => {
     expect(noteCosignatures(got, [parseCosignerKey(b.w.vkey)]).length).toBe(1);
     expect(got.startsWith(`${log.origin}\n9\n`)).toBe(true);
   });
+
+  test("a replay costs no write: the checkpoint it holds, sent again, is cosigned without rewriting the state; refusals replayed are logged once", async () => {
+    const dir = tempDir("witness");
+    const log = new TestLog();
+    const warned: string[] = [];
+    const w = new Witness({ dir, logs: [parseVerifierKey(log.vkey)], log: { info() {}, warn: (e) => void warned.push(e) } });
+    log.append(5);
+    expect(w.addCheckpoint(log.body(0)).status).toBe(200);
+    const ino = statSync(join(dir, "witness.state")).ino;
+    for (let i = 0; i < 5; i++) expect(w.addCheckpoint(log.body(5)).status).toBe(200);
+    expect(statSync(join(dir, "witness.state")).ino).toBe(ino);
+    // An old checkpoint replayed at it: 409 each time, one line in its log.
+    for (let i = 0; i < 5; i++) expect(w.addCheckpoint(log.body(3, 3, [])).status).toBe(409);
+    expect(warned).toEqual(["witness_refused"]);
+  });
 });
