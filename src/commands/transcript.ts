@@ -383,8 +383,9 @@ const witness = command({
     "securechat transcript witness --data /var/lib/witness --listen 0.0.0.0:7448 --log log1.vkey --log log2.vkey",
   ],
   async run({ args: a }) {
-    const [{ Witness, serveWitness }, { parseVerifierKey }, log, { existsSync, readFileSync }, { parseListen }] = await Promise.all([
+    const [{ Witness }, { serveWitness }, { parseVerifierKey }, log, { existsSync, readFileSync }, { parseListen }] = await Promise.all([
       import("../transcript/witness.ts"),
+      import("../server/witnesshttp.ts"),
       import("../transcript/note.ts"),
       import("../server/log.ts"),
       import("node:fs"),

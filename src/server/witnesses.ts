@@ -21,7 +21,7 @@ import { writePrivateFile } from "../paths.ts";
 import type { Journal } from "../store/journal.ts";
 import { noteCosignatures } from "../transcript/cosignature.ts";
 import { type NoteVerifier, parseCheckpoint, parseNote } from "../transcript/note.ts";
-import { boundedBody } from "../transcript/witness.ts";
+import { boundedBody } from "./witnesshttp.ts";
 
 /** The most witnesses one server submits to. */
 export const WITNESSES_MAX = 16;

@@ -10,7 +10,8 @@
  * checkpoint it cosigned), replaced whole (temporary file, fsync, rename,
  * fsync of the directory) before an answer 200 leaves. The check of `old`
  * against the stored size and the write of the new state run in one
- * synchronous step, so two requests cannot interleave between them.
+ * synchronous step, so two requests cannot interleave between them. Its
+ * HTTP interface is server/witnesshttp.ts.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -240,65 +241,4 @@ export class Witness {
     this.#log.info("witness_cosigned", { origin, size: cp.size, old: req.old });
     return answer(200, line, "text/plain; charset=utf-8");
   }
-}
-
-/** Reads a request's or response's body of at most `max` bytes; null if it is longer (without reading the rest). */
-export async function boundedBody(req: Request | Response, max: number): Promise<Uint8Array | null> {
-  const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > max) return null;
-  if (!req.body) return new Uint8Array(0);
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  const reader = req.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    n += value.length;
-    if (n > max) {
-      await reader.cancel();
-      return null;
-    }
-    parts.push(value);
-  }
-  return Buffer.concat(parts);
-}
-
-/**
- * The witness's HTTP interface, with Bun.serve: `POST /add-checkpoint` and
- * `GET /<origin hash>/checkpoint` (the submission and monitoring prefixes
- * are both the root). Anything else is 404; bodies past
- * WITNESS_BODY_MAX are 413.
- */
-export function serveWitness(w: Witness, opts: { hostname: string; port: number }): ReturnType<typeof Bun.serve> {
-  return Bun.serve({
-    hostname: opts.hostname,
-    port: opts.port,
-    maxRequestBodySize: WITNESS_BODY_MAX,
-    async fetch(req) {
-      const path = new URL(req.url).pathname;
-      if (path === "/add-checkpoint") {
-        if (req.method !== "POST") return new Response("use POST\n", { status: 405, headers: { allow: "POST" } });
-        const body = await boundedBody(req, WITNESS_BODY_MAX);
-        if (body === null) return new Response("request body too large\n", { status: 413 });
-        let text: string;
-        try {
-          text = new TextDecoder("utf-8", { fatal: true }).decode(body);
-        } catch {
-          return new Response("the body is not UTF-8\n", { status: 400 });
-        }
-        const a = w.addCheckpoint(text);
-        return new Response(a.body, { status: a.status, headers: { "content-type": a.contentType } });
-      }
-      const m = /^\/([0-9a-f]{64})\/checkpoint$/.exec(path);
-      if (m && (req.method === "GET" || req.method === "HEAD")) {
-        const note = w.checkpointByHash(m[1]!);
-        if (note === null) return new Response("no checkpoint cosigned for this log\n", { status: 404 });
-        return new Response(note, { headers: { "content-type": "text/plain; charset=utf-8" } });
-      }
-      return new Response("not found\n", { status: 404 });
-    },
-    error() {
-      return new Response("internal error\n", { status: 500 });
-    },
-  });
 }

@@ -12,7 +12,8 @@ import type { LogFields, Logger } from "../../src/log.ts";
 import { WitnessSubmitter, cosignedPath } from "../../src/server/witnesses.ts";
 import { noteCosignatures, parseCosignerKey } from "../../src/transcript/cosignature.ts";
 import { parseVerifierKey } from "../../src/transcript/note.ts";
-import { Witness, serveWitness } from "../../src/transcript/witness.ts";
+import { serveWitness } from "../../src/server/witnesshttp.ts";
+import { Witness } from "../../src/transcript/witness.ts";
 import { tempDir } from "../transcript/helpers.ts";
 import { TestLog } from "../transcript/testlog.ts";
 

@@ -12,7 +12,8 @@ import { toBase64 } from "../../src/bytes.ts";
 import { ed25519Generate, ed25519Sign } from "../../src/crypto/index.ts";
 import { noteCosignatures, parseCosignerKey } from "../../src/transcript/cosignature.ts";
 import { checkpointText, formatNote, parseVerifierKey, signatureLine } from "../../src/transcript/note.ts";
-import { WITNESS_BODY_MAX, Witness, serveWitness } from "../../src/transcript/witness.ts";
+import { serveWitness } from "../../src/server/witnesshttp.ts";
+import { WITNESS_BODY_MAX, Witness } from "../../src/transcript/witness.ts";
 import { tempDir } from "./helpers.ts";
 import { TestLog } from "./testlog.ts";
 
@@ -21,9 +22,9 @@ afterEach(() => {
   for (const s of stops.splice(0)) s();
 });
 
-function start(dir: string, logs: TestLog[]): { w: Witness; url: string } {
+function start(dir: string, logs: TestLog[], requests?: { rate: number; burst: number }): { w: Witness; url: string } {
   const w = new Witness({ dir, logs: logs.map((l) => parseVerifierKey(l.vkey)) });
-  const server = serveWitness(w, { hostname: "127.0.0.1", port: 0 });
+  const server = serveWitness(w, { hostname: "127.0.0.1", port: 0, requests });
   stops.push(() => server.stop(true));
   return { w, url: `http://127.0.0.1:${server.port}` };
 }
@@ -110,6 +111,21 @@ describe("add-checkpoint", () => {
     expect((await fetch(`${url}/elsewhere`)).status).toBe(404);
     // Still serving after all of it.
     expect((await post(url, log.body(0))).status).toBe(200);
+  });
+
+  test("a source past its request bucket gets 429 with Retry-After, and nothing it sends is looked at", async () => {
+    const log = new TestLog();
+    const { url } = start(tempDir("witness"), [log], { rate: 1, burst: 3 });
+    log.append(2);
+    const answers: { status: number; retry: string | null }[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${url}/add-checkpoint`, { method: "POST", body: log.body(0) });
+      answers.push({ status: r.status, retry: r.headers.get("retry-after") });
+    }
+    expect(answers.slice(0, 3).map((a) => a.status)).toEqual([200, 409, 409]);
+    const refused = answers.find((a) => a.status === 429);
+    expect(refused).toBeDefined();
+    expect(Number(refused!.retry)).toBeGreaterThanOrEqual(1);
   });
 
   test("a proof from 0 must be empty; a size-0 checkpoint must have the empty tree's root (422 otherwise)", async () => {
