@@ -106,7 +106,7 @@ export class Witness {
   readonly #now: () => number;
   /** hex SHA-256 of each origin → the origin (the monitoring path). */
   readonly #byHash = new Map<string, string>();
-  /** When each origin's last refusal was logged: at most one line a minute each, whatever is replayed at it. */
+  /** When each kind of refusal was last logged per origin: at most one line a minute each, whatever is replayed at it. */
   readonly #loggedAt = new Map<string, number>();
 
   constructor(opts: WitnessOptions) {
@@ -167,11 +167,12 @@ export class Witness {
     return origin === undefined ? null : this.latest(origin);
   }
 
-  /** A refusal worth a line (evidence of a log's misbehaviour, or of a replay), at most one a minute per origin. */
+  /** A refusal worth a line (evidence of a log's misbehaviour, or of a replay), at most one a minute per kind and origin. */
   #refusal(event: string, origin: string, fields: Record<string, string | number>): void {
     const now = this.#now();
-    if (now - (this.#loggedAt.get(origin) ?? -Infinity) < 60_000) return;
-    this.#loggedAt.set(origin, now);
+    const key = `${event} ${origin}`;
+    if (now - (this.#loggedAt.get(key) ?? -Infinity) < 60_000) return;
+    this.#loggedAt.set(key, now);
     this.#log.warn(event, { origin, ...fields });
   }
 
