@@ -121,15 +121,21 @@ describe("submitting", () => {
   });
 });
 
+/** A log of `n` entries that a witness cosigned through a submitter, since closed. */
+async function cosignedOnce(n: number) {
+  const log = new TestLog();
+  log.append(n);
+  const a = witness(log);
+  const data = tempDir("data");
+  const first = submitter(data, log, journal(log), [a], events().log);
+  await cosignedBy(data, n, [a.vkey]);
+  first.close();
+  return { log, a, data };
+}
+
 describe("what is reported loudly", () => {
   test("a log rolled back below what a witness cosigned: witness_conflict at error level, naming both sizes", async () => {
-    const log = new TestLog();
-    log.append(9);
-    const a = witness(log);
-    const data = tempDir("data");
-    const first = submitter(data, log, journal(log), [a], events().log);
-    await cosignedBy(data, 9, [a.vkey]);
-    first.close();
+    const { log, a } = await cosignedOnce(9);
     // The data directory restored from an older copy: 5 entries.
     log.leaves = log.leaves.slice(0, 5);
     const e = events();
@@ -141,13 +147,7 @@ describe("what is reported loudly", () => {
   });
 
   test("a forked log (the same first entries rewritten, then grown): 422, witness_conflict at error level", async () => {
-    const log = new TestLog();
-    log.append(6);
-    const a = witness(log);
-    const data = tempDir("data");
-    const first = submitter(data, log, journal(log), [a], events().log);
-    await cosignedBy(data, 6, [a.vkey]);
-    first.close();
+    const { log, a, data } = await cosignedOnce(6);
     const fork = new TestLog(log.origin);
     Object.assign(fork, { key: log.key });
     fork.append(10, " forked");

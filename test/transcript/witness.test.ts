@@ -34,6 +34,15 @@ async function post(url: string, body: string | Uint8Array): Promise<{ status: n
   return { status: r.status, type: r.headers.get("content-type") ?? "", text: await r.text() };
 }
 
+/** A witness that cosigned a first checkpoint of a log of `n` entries. */
+async function cosignedFirst(n: number): Promise<{ log: TestLog; url: string }> {
+  const log = new TestLog();
+  const { url } = start(tempDir("witness"), [log]);
+  log.append(n);
+  expect((await post(url, log.body(0))).status).toBe(200);
+  return { log, url };
+}
+
 describe("add-checkpoint", () => {
   test("a first checkpoint (old 0), then one consistent with it: 200 with a cosignature that verifies under the witness's vkey", async () => {
     const dir = tempDir("witness");
@@ -54,10 +63,7 @@ describe("add-checkpoint", () => {
   });
 
   test("old is not the size it last cosigned: 409, text/x.tlog.size, its size; the log then retries from it", async () => {
-    const log = new TestLog();
-    const { url } = start(tempDir("witness"), [log]);
-    log.append(7);
-    expect((await post(url, log.body(0))).status).toBe(200);
+    const { log, url } = await cosignedFirst(7);
     log.append(3);
     const r = await post(url, log.body(3));
     expect([r.status, r.type, r.text]).toEqual([409, "text/x.tlog.size", "7\n"]);
@@ -65,10 +71,7 @@ describe("add-checkpoint", () => {
   });
 
   test("a fork (another history of the same size, or a proof from the cosigned tree that fails) is 422; a rollback is 409 with the larger size", async () => {
-    const log = new TestLog();
-    const { url } = start(tempDir("witness"), [log]);
-    log.append(6);
-    expect((await post(url, log.body(0))).status).toBe(200);
+    const { log, url } = await cosignedFirst(6);
     const fork = new TestLog(log.origin);
     Object.assign(fork, { key: log.key });
     fork.append(6, " rewritten");
