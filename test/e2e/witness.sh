@@ -12,10 +12,9 @@ bin=$(realpath "${1:-./dist/securechat}")
 begin
 
 PW='correct horse battery staple'
-port=$(( 20000 + RANDOM % 20000 ))
+# Fixed ports: the server's address is what clients remember it by, and each witness comes back where it was.
+port=$(( 20000 + RANDOM % 20000 )) wport1=$(( port + 1 )) wport2=$(( port + 2 ))
 srv="127.0.0.1:$port"
-wport1=$(( port + 1 ))
-wport2=$(( port + 2 ))
 as() { local h=$1; shift; env SECURECHAT_HOME="$work/$h" NO_COLOR=1 timeout 60 "$@"; }
 register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "$srv" --password-stdin --accept-new-host >/dev/null 2>&1 || bad "register $1"; }
 say() { local who=$1; shift; printf '%s\n' "$@" | as "$who" "$bin" chat --user "$who" --server "$srv" --json "${chat_flags[@]}" >"$work/$who.out" 2>"$work/$who.err"; }
