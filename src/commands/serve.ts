@@ -112,7 +112,7 @@ export default command({
     }
     const witnesses = await parseWitnesses(repeated(a.witness));
     const witnessQuorum = a["witness-quorum"] === undefined ? witnesses.length : parseInteger("--witness-quorum", a["witness-quorum"], 1, Math.max(1, witnesses.length));
-    if (a["witness-quorum"] !== undefined && witnesses.length === 0) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness URL=VKEY");
+    if (a["witness-quorum"] !== undefined && witnesses.length === 0) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness URL=VKEY", ["give each witness with its own --witness URL=VKEY"]);
     const witnessGraceMs = parseDuration("--witness-grace", a["witness-grace"]);
     const options = {
       host: a.host,
@@ -241,7 +241,7 @@ export default command({
 /** `--witness URL=VKEY` values: an http(s) URL (the submission prefix), then the witness's cosigner vkey. */
 async function parseWitnesses(values: string[]): Promise<import("../server/witnesses.ts").WitnessTarget[]> {
   const [{ parseCosignerKey }, { WITNESSES_MAX }] = await Promise.all([import("../transcript/cosignature.ts"), import("../server/witnesses.ts")]);
-  if (values.length > WITNESSES_MAX) throw new CliError(EXIT.USAGE, `at most ${WITNESSES_MAX} --witness`);
+  if (values.length > WITNESSES_MAX) throw new CliError(EXIT.USAGE, `at most ${WITNESSES_MAX} --witness`, ["a quorum of a few independent witnesses is what counts"]);
   const seen = new Set<string>();
   return values.map((v) => {
     const eq = v.indexOf("=");
@@ -251,7 +251,7 @@ async function parseWitnesses(values: string[]): Promise<import("../server/witne
     try {
       const verifier = parseCosignerKey(v.slice(eq + 1));
       const vkey = v.slice(eq + 1).trim();
-      if (seen.has(vkey)) throw new CliError(EXIT.USAGE, `--witness: ${verifier.name} is given twice`);
+      if (seen.has(vkey)) throw new CliError(EXIT.USAGE, `--witness: ${verifier.name} is given twice`, ["give each witness once"]);
       seen.add(vkey);
       return { url, vkey, verifier };
     } catch (e) {

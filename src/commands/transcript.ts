@@ -401,6 +401,12 @@ const witness = command({
     if (logs.length === 0) throw new CliError(EXIT.USAGE, "a witness needs at least one --log VKEY", ["pass the vkey=… value from the serve listening line of each log to witness"]);
     const { host, port } = parseListen("--listen", a.listen);
     const logger = a.json ? log.jsonLogger() : log.textLogger();
+    // The address is tried before DIR is touched: a mistake there leaves it as it was.
+    try {
+      Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
+    } catch (e) {
+      throw new CliError(EXIT.FAILURE, `cannot listen on ${a.listen}: ${(e as Error).message}`, ["pick another --listen HOST:PORT"]);
+    }
     process.umask(0o077);
     let w: InstanceType<typeof Witness>;
     try {

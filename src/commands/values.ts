@@ -41,7 +41,7 @@ export function parseUserName(flag: string, value: string): string {
 export function parseListen(flag: string, value: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new CliError(EXIT.USAGE, `${flag} must be HOST:PORT, such as 127.0.0.1:7448 or [::1]:7448, not "${value}"`);
+  if (!m || port > 65535) throw new CliError(EXIT.USAGE, `${flag} must be HOST:PORT, such as 127.0.0.1:7448 or [::1]:7448, not "${value}"`, ["port 0 picks any free port; a host other than loopback serves other machines"]);
   return { host: m[1] ?? m[2]!, port };
 }
 
@@ -52,7 +52,7 @@ export function parseListen(flag: string, value: string): { host: string; port: 
  */
 export async function witnessPolicy(vkeys: string[], quorum: string | undefined): Promise<{ witnesses: import("../transcript/note.ts").NoteVerifier[]; quorum: number } | undefined> {
   if (vkeys.length === 0) {
-    if (quorum !== undefined) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness VKEY");
+    if (quorum !== undefined) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness VKEY", ["give each witness's vkey with its own --witness"]);
     return undefined;
   }
   const [{ parseCosignerKey }, { existsSync, readFileSync }] = await Promise.all([import("../transcript/cosignature.ts"), import("node:fs")]);
