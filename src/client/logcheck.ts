@@ -32,7 +32,7 @@ function when(d: Date): string {
   return d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
 
-/** The witnesses a user requires (chat --witness, --witness-quorum): K of them must have cosigned (TRANSCRIPT.md §4.3). */
+/** The witnesses a user requires (chat --witness, --witness-quorum): K of them must have cosigned (TRANSCRIPT.md §4.5). */
 export interface WitnessPolicy {
   witnesses: readonly NoteVerifier[];
   quorum: number;

@@ -48,7 +48,7 @@ export function parseListen(flag: string, value: string): { host: string; port: 
 /**
  * `--witness VKEY` (repeatable; the vkey, or a file holding it) and
  * `--witness-quorum K` (default: all of them): the witnesses a client or an
- * auditor requires (TRANSCRIPT.md §4.3); undefined without --witness.
+ * auditor requires (TRANSCRIPT.md §4.5); undefined without --witness.
  */
 export async function witnessPolicy(vkeys: string[], quorum: string | undefined): Promise<{ witnesses: import("../transcript/note.ts").NoteVerifier[]; quorum: number } | undefined> {
   if (vkeys.length === 0) {

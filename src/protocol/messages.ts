@@ -479,7 +479,7 @@ const SCHEMAS = {
     sig: bytes(68),
     consistency: optional(list(bytes(32), PROOF_HASHES_MAX)),
     inclusion: optional(list(object({ leaf: int(0, Number.MAX_SAFE_INTEGER), proof: list(bytes(32), PROOF_HASHES_MAX) }), LOG_LEAVES_MAX)),
-    // The newest checkpoint witnesses cosigned (TRANSCRIPT.md §4.3), when asked for.
+    // The newest checkpoint witnesses cosigned (TRANSCRIPT.md §4.5), when asked for.
     cosigned: optional(
       object({
         size: int(0, Number.MAX_SAFE_INTEGER),

@@ -69,7 +69,7 @@ export interface ServerOptions {
   logins: FloodPolicy;
   /** Where events go and history comes from; in memory unless the transcript is given. */
   journal?: Journal;
-  /** The newest checkpoint witnesses cosigned (serve --witness; TRANSCRIPT.md §4.3), for `log_proof` `cosigned`. */
+  /** The newest checkpoint witnesses cosigned (serve --witness; TRANSCRIPT.md §4.5), for `log_proof` `cosigned`. */
   cosigned?: () => { note: string; size: number } | null;
   log: Logger;
   /** Device enrollment policy and caps (PROTOCOL.md §7.11). */
@@ -983,7 +983,7 @@ export class ChatServer {
   }
 
   /**
-   * The kept cosigned checkpoint (TRANSCRIPT.md §4.3) as `log_state`'s
+   * The kept cosigned checkpoint (TRANSCRIPT.md §4.5) as `log_state`'s
    * `cosigned`, with the consistency proof from it to the checkpoint of
    * `size`; nothing if there is none under this origin, or no proof.
    */

@@ -1,5 +1,5 @@
 /**
- * The log's side of witnessing (docs/TRANSCRIPT.md §4.3; `serve --witness
+ * The log's side of witnessing (docs/TRANSCRIPT.md §4.5; `serve --witness
  * URL=VKEY`, `--witness-quorum K`, `--witness-grace`): after a tree
  * checkpoint becomes durable, a round submits the newest one to every
  * witness (c2sp.org/tlog-witness add-checkpoint), one request per witness

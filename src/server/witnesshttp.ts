@@ -1,6 +1,6 @@
 /**
  * The witness's HTTP interface (c2sp.org/tlog-witness; docs/TRANSCRIPT.md
- * §4.3) over Bun.serve, in front of transcript/witness.ts: bounded bodies,
+ * §4.5) over Bun.serve, in front of transcript/witness.ts: bounded bodies,
  * a request bucket per source address; and the bounded body reader the
  * log's submitter (witnesses.ts) reads answers with.
  */

@@ -2,7 +2,7 @@
  * Checkpoint cosignatures (c2sp.org/tlog-cosignature, the Ed25519
  * `cosignature/v1` type): a witness's timestamped statement that a
  * checkpoint is the largest consistent tree it has seen of that log
- * (docs/TRANSCRIPT.md §4.3).
+ * (docs/TRANSCRIPT.md §4.5).
  *
  * A cosignature is a signed-note signature line `— <witness name>
  * base64(key ID ‖ u64be(timestamp) ‖ Ed25519 signature)` whose key ID is

@@ -266,7 +266,7 @@ export interface VerifyOptions extends ChainOptions {
    * first `size` lines must have the root it signs.
    */
   checkpoint?: string;
-  /** With `checkpoint`: it must carry valid cosignatures of at least `quorum` of these witnesses (§4.3). */
+  /** With `checkpoint`: it must carry valid cosignatures of at least `quorum` of these witnesses (§4.5). */
   witnesses?: { witnesses: readonly NoteVerifier[]; quorum: number };
 }
 
@@ -334,7 +334,7 @@ function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string, 
   }
 }
 
-/** The saved checkpoint carries valid cosignatures of at least `quorum` of the witnesses (§4.3). */
+/** The saved checkpoint carries valid cosignatures of at least `quorum` of the witnesses (§4.5). */
 function witnessedCheckpoint(saved: SavedCheckpoint, w: NonNullable<VerifyOptions["witnesses"]>): void {
   let count = 0;
   let why = "";

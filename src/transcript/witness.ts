@@ -1,6 +1,6 @@
 /**
  * A transparency-log witness (c2sp.org/tlog-witness; docs/TRANSCRIPT.md
- * §4.3): it accepts `add-checkpoint` requests for the logs it is configured
+ * §4.5): it accepts `add-checkpoint` requests for the logs it is configured
  * with, checks that each new checkpoint is signed by the log and consistent
  * with the last one it cosigned for that log, records the new one durably,
  * and only then returns its cosignature (cosignature.ts).

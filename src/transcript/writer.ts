@@ -263,7 +263,7 @@ export class TranscriptWriter {
    * The consistency proof from the tree of `m` lines to the tree of `n` ≤
    * the last durable signed size (RFC 9162 §2.1.4.1), from stored hashes;
    * null without a tree, past the signed size, or while its hashes cannot
-   * be read. What a witness is sent (TRANSCRIPT.md §4.3).
+   * be read. What a witness is sent (TRANSCRIPT.md §4.5).
    */
   consistency(m: number, n: number): Hash[] | null {
     const tree = this.#tree;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Witnesses (TRANSCRIPT.md §4.3, PROTOCOL.md §7.13), through the binary: a
+# Witnesses (TRANSCRIPT.md §4.5, PROTOCOL.md §7.13), through the binary: a
 # server submits its checkpoints to two witnesses (transcript witness) and
 # keeps their cosignatures; two users chat and the cosigned checkpoint
 # appears and verifies; `chat --witness-quorum` passes with the quorum and

@@ -530,7 +530,7 @@ const VALUE_FLAGS: Record<string, string> = {
   vkey: "the log's PUBLIC verifier key, or a file holding it",
   entry: "a file holding a transcript line",
   checkpoint: "a file holding a signed checkpoint (public)",
-  // Witnesses (TRANSCRIPT.md §4.3).
+  // Witnesses (TRANSCRIPT.md §4.5).
   listen: "an address",
   log: "a log's PUBLIC verifier key, or a file holding it",
   witness: "a witness's URL and PUBLIC verifier key, or the key alone",

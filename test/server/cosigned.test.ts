@@ -1,5 +1,5 @@
 /**
- * `log_proof` `cosigned` (PROTOCOL.md §7.13; TRANSCRIPT.md §4.3) against an
+ * `log_proof` `cosigned` (PROTOCOL.md §7.13; TRANSCRIPT.md §4.5) against an
  * in-process server recording to a real transcript: asked for, the answer
  * carries the kept cosigned checkpoint with its cosignatures and the
  * consistency proof to the checkpoint shown, which the client's witness

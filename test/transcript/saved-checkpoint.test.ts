@@ -91,7 +91,7 @@ describe("verify --checkpoint", () => {
   });
 });
 
-describe("verify --checkpoint --witness --witness-quorum (TRANSCRIPT.md §4.3)", () => {
+describe("verify --checkpoint --witness --witness-quorum (TRANSCRIPT.md §4.5)", () => {
   const W = [ed25519Generate(), ed25519Generate()];
   const vkeys = W.map((k, i) => formatCosignerKey(`witness.example/w${i}`, k.publicKey));
   const cosign = (note: string, i: number) => cosignatureLine(parseNote(note).text, `witness.example/w${i}`, W[i]!.publicKey, (m) => ed25519Sign(W[i]!.secretKey, m), 1_800_000_000n);
