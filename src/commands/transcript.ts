@@ -1,5 +1,5 @@
 /**
- * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|keygen`: the auditor's side of
+ * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|tiles|keygen`: the auditor's side of
  * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
  * src/transcript/, and report; a verification failure is exit 5.
  * stdout carries only data (the report, entries, the public key).
@@ -291,6 +291,40 @@ const prove = command({
   },
 });
 
+const tiles = command({
+  meta: {
+    name: "tiles",
+    description: "Write the log as c2sp.org/tlog-tiles static files (checkpoint, hash tiles; with --entries, entry bundles) into OUT, for monitors, witnesses and clients to fetch from any web server; run it again to bring OUT up to date",
+  },
+  args: {
+    ...args.data,
+    out: { type: "string", description: "The directory to write (made if absent): serve it as the log's URL prefix", valueHint: "DIR", required: true },
+    entries: { type: "boolean", description: "Also write the entry bundles: the lines themselves, so everything the transcript holds in the clear (unsealed message text included) becomes readable to whoever can fetch OUT" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript tiles --data /var/lib/securechat --out /srv/www/log",
+    "securechat transcript tiles --out ./log && curl -s http://localhost:8080/log/checkpoint",
+  ],
+  async run({ args: a }) {
+    const [{ exportTiles }, { treePath }, { existsSync }] = await Promise.all([import("../transcript/tiles.ts"), import("../transcript/writer.ts"), import("node:fs")]);
+    const dir = await transcriptDir(a.data);
+    if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
+    let r: ReturnType<typeof exportTiles>;
+    try {
+      r = exportTiles(dir, treePath(dir), a.out, { entries: a.entries === true });
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? "";
+      if (code === "tiles_foreign" || code === "tiles_tree_damaged" || code === "tiles_line_mismatch") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
+      if (code.startsWith("tiles_") || code.startsWith("transcript_")) throw new CliError(EXIT.FAILURE, (e as Error).message);
+      throw e;
+    }
+    const grew = r.previous === r.size ? `already at ${r.size} lines` : r.previous === 0 ? `${r.size} lines` : `${r.previous} → ${r.size} lines`;
+    const bundles = a.entries ? `, ${r.bundles} entry bundle${r.bundles === 1 ? "" : "s"}${r.firstBundled !== null && r.firstBundled > 0 && r.previous === 0 ? ` (from leaf ${r.firstBundled}: the first files are archived)` : ""}` : "";
+    process.stderr.write(`${a.out}: ${r.origin}, ${grew}; wrote ${r.tiles} tile${r.tiles === 1 ? "" : "s"}${bundles} and the checkpoint\n`);
+  },
+});
+
 const verifyProofCmd = command({
   meta: {
     name: "verify-proof",
@@ -378,7 +412,7 @@ const keygen = command({
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, keygen },
+  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, tiles, keygen },
   examples: [
     "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
     "securechat transcript export --data ./data | jq .",

@@ -62,6 +62,19 @@ expect "…as a fork" "a fork"
 run "verify --checkpoint: the true log passes" 0 "$bin" transcript verify "$work/data/transcript" --checkpoint "$work/evidence.checkpoint"
 expect "…and says it extends it" "the log extends the saved checkpoint"
 
+# Publishing the log for monitors (c2sp.org/tlog-tiles): the true log, then the fork into the same directory.
+run "tiles: the true log is published" 0 "$bin" transcript tiles --data "$work/data" --out "$work/www"
+expect "…saying what it wrote" "wrote"
+"$bin" transcript checkpoint --data "$work/data" >"$work/true.checkpoint" 2>/dev/null
+check "…its checkpoint is the log's last signed one" cmp -s "$work/www/checkpoint" "$work/true.checkpoint"
+check "…with the hash tiles" test -s "$(ls -d "$work"/www/tile/0/000* | head -1)"
+check "…and no line of the chat without --entries" test ! -e "$work/www/tile/entries"
+run "tiles: the fork into the same directory is refused (exit 5)" 5 "$bin" transcript tiles --data "$work/old" --out "$work/www"
+expect "…as not extending what was published" "not a prefix of this log"
+check "…and the published checkpoint is left as it was" cmp -s "$work/www/checkpoint" "$work/true.checkpoint"
+run "tiles --entries: the lines too" 0 "$bin" transcript tiles --data "$work/data" --out "$work/www" --entries
+check "…in entry bundles" test -s "$(ls -d "$work"/www/tile/entries/000* | head -1)"
+
 # Accepting the log as it is now: remove what was remembered.
 rm "$work/alice/checkpoints/$srv"
 start_server "$work/old" "$port"
