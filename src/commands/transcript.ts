@@ -1,5 +1,5 @@
 /**
- * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|keygen`: the auditor's side of
+ * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|receipts|keygen`: the auditor's side of
  * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
  * src/transcript/, and report; a verification failure is exit 5.
  * stdout carries only data (the report, entries, the public key).
@@ -291,6 +291,45 @@ const prove = command({
   },
 });
 
+/** --vkey: a verifier key as serve prints it, or a file whose first line is one. */
+async function vkeyOption(value: string): Promise<import("../transcript/note.ts").NoteVerifier> {
+  const [{ parseVerifierKey }, { readFileSync, existsSync }] = await Promise.all([import("../transcript/note.ts"), import("node:fs")]);
+  try {
+    return parseVerifierKey(value.includes("+") || !existsSync(value) ? value : readFileSync(value, "utf8").split("\n")[0]!);
+  } catch (e) {
+    throw new CliError(EXIT.USAGE, `--vkey: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value from serve's listening line"]);
+  }
+}
+
+const receipts = command({
+  meta: {
+    name: "receipts",
+    description: "Check every receipt a client kept in its chat --transcript FILE, offline, with the log's verifier key (exit 5 if one fails)",
+  },
+  args: {
+    file: { type: "positional", description: "The client's transcript (chat --transcript FILE)", required: true, valueHint: "FILE" },
+    vkey: { type: "string", description: "The log's verifier key, as serve prints it (ORIGIN+KEYID+KEY), or a file holding it", valueHint: "VKEY", required: true },
+    user: { type: "string", description: "The user the file is of (default: the sender of its first receipt)", valueHint: "USER" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript receipts alice.jsonl --vkey 'securechat/0123456789abcdef+1a2b3c4d+AbC…'",
+    "jq -j 'select(.kind==\"receipt\" and .tseq==13) | .proof' alice.jsonl > 13.tlog-proof",
+  ],
+  async run({ args: a }) {
+    const [{ checkReceipts }, { existsSync }, { jsonText }] = await Promise.all([import("../transcript/receipts.ts"), import("node:fs"), import("../text.ts")]);
+    const verifier = await vkeyOption(a.vkey);
+    if (!existsSync(a.file)) throw new CliError(EXIT.FAILURE, `no file ${a.file}`, ["pass the file chat --transcript wrote"]);
+    const user = a.user === undefined ? null : parseUserName("--user", a.user);
+    const { checked, failed } = await checkReceipts(a.file, verifier, user, (r) =>
+      process.stdout.write(`${jsonText(`${r.ok ? "OK" : "FAIL"} ${a.file}:${r.line}: tseq ${r.tseq ?? "?"}: ${r.text}`)}\n`),
+    );
+    if (checked === 0) throw new CliError(EXIT.FAILURE, `no receipt in ${a.file}`, ["chat --transcript keeps one for each of your messages a server with a transcript acknowledged"]);
+    if (failed > 0) throw new CliError(EXIT.TRANSCRIPT, `FAIL: ${failed} of ${checked} receipt(s) in ${a.file} do not verify`);
+    process.stderr.write(`OK: ${checked} receipt(s) verified with ${verifier.name}'s key\n`);
+  },
+});
+
 const verifyProofCmd = command({
   meta: {
     name: "verify-proof",
@@ -307,19 +346,12 @@ const verifyProofCmd = command({
     "securechat transcript verify-proof entry.tlog-proof --vkey vkey.txt --entry line.json | jq .",
   ],
   async run({ args: a }) {
-    const [{ parseProof, verifyProof }, { parseVerifierKey }, { readFileSync, existsSync }, { jsonText }] = await Promise.all([
+    const [{ parseProof, verifyProof }, { readFileSync }, { jsonText }] = await Promise.all([
       import("../transcript/proof.ts"),
-      import("../transcript/note.ts"),
       import("node:fs"),
       import("../text.ts"),
     ]);
-    let verifier: ReturnType<typeof parseVerifierKey>;
-    try {
-      const v = a.vkey.includes("+") || !existsSync(a.vkey) ? a.vkey : readFileSync(a.vkey, "utf8").split("\n")[0]!;
-      verifier = parseVerifierKey(v);
-    } catch (e) {
-      throw new CliError(EXIT.USAGE, `--vkey: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value from serve's listening line"]);
-    }
+    const verifier = await vkeyOption(a.vkey);
     const read = (path: string, what: string): Uint8Array => {
       try {
         return new Uint8Array(readFileSync(path === "-" ? 0 : path));
@@ -378,7 +410,7 @@ const keygen = command({
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, keygen },
+  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, receipts, keygen },
   examples: [
     "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
     "securechat transcript export --data ./data | jq .",
