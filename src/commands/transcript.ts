@@ -180,6 +180,42 @@ const exportCmd = command({
   },
 });
 
+/**
+ * follow --checkpoint FILE: FILE is replaced, atomically (a new file beside
+ * it, fsynced, renamed over it), by each newer checkpoint that extends it,
+ * with the mode it had, so that the next run checks against the newest.
+ */
+async function checkpointKeeper(path: string): Promise<(note: string, size: number) => void> {
+  const [{ closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync }, { dirname }, { syncDir }] = await Promise.all([
+    import("node:fs"),
+    import("node:path"),
+    import("../paths.ts"),
+  ]);
+  const mode = statSync(path).mode & 0o777;
+  return (note, size) => {
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      const fd = openSync(tmp, "w", mode);
+      try {
+        writeSync(fd, note);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      syncDir(dirname(path));
+      process.stderr.write(`${path}: now the checkpoint of the tree of ${size} lines\n`);
+    } catch (e) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created
+      }
+      throw new CliError(EXIT.FAILURE, `cannot update ${path}: ${(e as Error).message}`);
+    }
+  };
+}
+
 const follow = command({
   meta: {
     name: "follow",
@@ -188,6 +224,11 @@ const follow = command({
   args: {
     ...args.data,
     "from-end": { type: "boolean", description: "Print only entries written from now on (what is there already is still verified)" },
+    checkpoint: {
+      type: "string",
+      description: "A checkpoint saved earlier: the log must extend it (exit 5 if not); FILE is then kept updated with the newest checkpoint that does",
+      valueHint: "FILE",
+    },
     ...filterArgs,
     ...identityArg,
     ...hostKeyArg,
@@ -198,9 +239,11 @@ const follow = command({
     "securechat transcript follow --from-end --room general",
     "securechat transcript follow --since 08:00 | jq -r '[.time, .type] | @tsv'",
     "securechat transcript follow --identity auditor.key --user alice",
+    "securechat transcript follow --from-end --checkpoint monitor.checkpoint > /dev/null   # a monitor",
   ],
   async run({ args: a }) {
     const { followTranscript, StdoutSink } = await import("../transcript/export.ts");
+    const saved = await savedCheckpoint(a.checkpoint);
     const opts = { ...(await filterOptions(a)), ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)) };
     const dir = await transcriptDir(a.data);
     const { existsSync } = await import("node:fs");
@@ -213,8 +256,10 @@ const follow = command({
     try {
       const fromEnd = a["from-end"] === true;
       // With --from-end nothing is printed until something is written: say that the past checked out.
-      const onCaughtUp = (s: { entries: number }): void => void process.stderr.write(`following ${dir}: ${s.entries} existing entries verified; waiting for new ones\n`);
-      const summary = await followTranscript(dir, { ...opts, fromEnd, signal: stop.signal, ...(fromEnd ? { onCaughtUp } : {}) }, out);
+      const extends_ = a.checkpoint === undefined ? "" : `; the log extends the checkpoint in ${a.checkpoint}`;
+      const onCaughtUp = (s: { entries: number }): void => void process.stderr.write(`following ${dir}: ${s.entries} existing entries verified${extends_}; waiting for new ones\n`);
+      const keep = a.checkpoint === undefined ? {} : { checkpoint: saved, onCheckpoint: await checkpointKeeper(a.checkpoint) };
+      const summary = await followTranscript(dir, { ...opts, fromEnd, signal: stop.signal, ...(fromEnd || keep.checkpoint ? { onCaughtUp } : {}), ...keep }, out);
       if (!out.closed) await notes(summary);
     } catch (e) {
       return failed(e);
