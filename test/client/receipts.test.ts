@@ -7,8 +7,8 @@
  * makes a loud failure, never a kept receipt. Against answers the server's
  * own code (logProofAnswer) makes from a real transcript writer.
  */
-import { describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Acked, RECEIPT_GAP_MS, RECEIPTS_PENDING_MAX, Receipts } from "../../src/client/receipts.ts";
 import { silentLogger } from "../../src/log.ts";
@@ -20,7 +20,10 @@ import { formatVerifierKey, parseVerifierKey } from "../../src/transcript/note.t
 import { parseProof, verifyProof } from "../../src/transcript/proof.ts";
 import { type ReceiptResult, checkReceipts } from "../../src/transcript/receipts.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
+import { EXIT } from "../../src/commands/exit.ts";
+import { REPO } from "../hardening/helpers.ts";
 import { hostKeyPair, tempDir } from "../transcript/helpers.ts";
+import { HostileServer, polite } from "./hostile-server.ts";
 
 const HOST = hostKeyPair(61);
 
@@ -172,4 +175,59 @@ describe("transcript receipts: the file as the client kept it, checked offline",
     expect((await f.check(f.kept)).why).toEqual(f.kept.map((k) => `no ack line with tseq ${String(k.tseq)} before it`));
     expect((await f.check(f.lines, "bob")).failed).toBe(3);
   });
+});
+
+describe("chat --transcript against a server that records what it likes", () => {
+  const NET = 30_000;
+  const servers: HostileServer[] = [];
+  afterEach(() => {
+    for (const s of servers.splice(0)) s.stop();
+  });
+
+  /**
+   * A server with a real signed log, recording each say as `record(text)`
+   * says: acked with its tseq and head once a checkpoint covers it, and
+   * log_proof answered as the reference server answers it.
+   */
+  function lyingServer(record: (text: string) => string): HostileServer {
+    const dir = join(tempDir("receipts"), "transcript");
+    let w: TranscriptWriter | null = null;
+    const s = HostileServer.start({
+      message: (c, m) => {
+        if (m.type === "say") {
+          const { entry } = w!.append("message", { room: m.room, room_seq: ++c.acked, from: c.user, text: record(m.text) });
+          w!.checkpoint();
+          setImmediate(() => c.send({ type: "ack", id: m.id, seq: c.acked, ts: Date.now(), tseq: entry.seq, head: entry.hash }));
+        } else if (m.type === "log_proof") {
+          const journal = { logState: (f: number | undefined, l: readonly number[]) => w!.logState(f, l), entryLine: (q: number) => readLineBySeq(dir, q) } as unknown as Journal;
+          c.send(logProofAnswer(journal, m, c.user, silentLogger));
+        } else polite(c, m);
+      },
+    });
+    w = TranscriptWriter.open({ ...DEFAULT_WRITER, fsync: "off", checkpointIntervalMs: 1e9, dir, hostKey: s.hostKey, version: "t", log: silentLogger });
+    servers.push(s);
+    s.install("alice");
+    return s;
+  }
+
+  async function chat(s: HostileServer, input: string, file: string) {
+    const proc = Bun.spawn([process.execPath, "src/main.ts", "chat", "--user", "alice", "--server", s.address, "--room", "lobby", "--transcript", file], { cwd: REPO, env: { ...process.env }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    proc.stdin.write(input);
+    await proc.stdin.end();
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    if (code !== 0 && code !== EXIT.LOG) throw new Error(`chat: exit ${code}: ${stderr}`);
+    const lines = readFileSync(file, "utf8").split("\n").slice(0, -1).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return { code, stderr, lines };
+  }
+
+  test("an honest log: a receipt per message, exit 0; a log that records another text: RECEIPT FAILED, no receipt, exit 6", async () => {
+    const honest = await chat(lyingServer((t) => t), "one\ntwo\n", join(tempDir("receipts"), "alice.jsonl"));
+    expect([honest.code, honest.stderr]).toEqual([0, ""]);
+    expect(honest.lines.filter((l) => l.kind === "receipt").map((l) => l.id)).toEqual([1, 2]);
+    const lying = await chat(lyingServer((t) => (t === "two" ? "something else" : t)), "one\ntwo\n", join(tempDir("receipts"), "alice.jsonl"));
+    expect(lying.code).toBe(EXIT.LOG);
+    expect(lying.stderr).toContain("RECEIPT FAILED for your message 2");
+    expect(lying.stderr).toContain("another text");
+    expect(lying.lines.filter((l) => l.kind === "receipt").map((l) => l.id)).toEqual([1]);
+  }, NET);
 });
