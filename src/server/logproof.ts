@@ -52,15 +52,18 @@ export function logProofAnswer(journal: Journal, m: Message<"log_proof">, user: 
   const body = parseCheckpoint(parsed.text);
   const sig = parsed.signatures[0]!;
   let budget = LOG_ENTRY_BYTES_MAX;
-  const withEntry = (i: { leaf: number; proof: Uint8Array[] }): Item => {
+  let lines: (Uint8Array | null)[] = [];
+  if (m.entries) {
+    try {
+      lines = journal.entryLines?.(state.inclusion.map((i) => i.leaf + 1)) ?? [];
+    } catch (e) {
+      log.warn("log_entry_unreadable", { error: (e as Error).message });
+    }
+  }
+  const withEntry = (i: { leaf: number; proof: Uint8Array[] }, k: number): Item => {
     const withheld = (why: LogWithheld): Item => ({ ...i, withheld: why });
     if (budget <= 0) return withheld("later");
-    let line: Uint8Array | null = null;
-    try {
-      line = journal.entryLine?.(i.leaf + 1) ?? null;
-    } catch (e) {
-      log.warn("log_entry_unreadable", { seq: i.leaf + 1, error: (e as Error).message });
-    }
+    const line = lines[k] ?? null;
     if (!line || !verifyInclusion(i.leaf, body.size, leafHash(line), i.proof, body.root)) {
       if (line) log.warn("log_entry_unreadable", { seq: i.leaf + 1, error: "the line does not match the signed tree" });
       return withheld("unreadable");

@@ -28,7 +28,7 @@ import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRo
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
 import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
-import { readLineBySeq } from "./lineat.ts";
+import { readLinesBySeq } from "./lineat.ts";
 import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
 
 export interface JournalOptions extends WriterOptions {
@@ -336,8 +336,8 @@ export class TranscriptJournal implements Journal {
     return this.writer.logState(from, leaves);
   }
 
-  entryLine(seq: number): Uint8Array | null {
-    return readLineBySeq(this.writer.opts.dir, seq);
+  entryLines(seqs: readonly number[]): (Uint8Array | null)[] {
+    return readLinesBySeq(this.writer.opts.dir, seqs);
   }
 
   /**

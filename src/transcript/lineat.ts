@@ -141,10 +141,10 @@ function fileOf(files: TranscriptFile[], seq: number): number {
 /**
  * The line (without its LF) of the entry with `seq` in the transcript
  * directory `dir`, as stored; null if no file holds a whole line with that
- * seq. `stats` counts what was read.
+ * seq. `files` is the directory's listing (listed once for several lookups);
+ * `stats` counts what was read.
  */
-export function readLineBySeq(dir: string, seq: number, stats: LineReads = { reads: 0, bytes: 0 }): Uint8Array | null {
-  const files = listTranscript(dir).files;
+export function readLineBySeq(dir: string, seq: number, stats: LineReads = { reads: 0, bytes: 0 }, files: TranscriptFile[] = listTranscript(dir).files): Uint8Array | null {
   // An empty file (a crash right after creating it) holds nothing: the line is in the one before it.
   for (let i = fileOf(files, seq); i >= 0; i--) {
     const fd = openSync(files[i]!.path, "r");
@@ -157,4 +157,11 @@ export function readLineBySeq(dir: string, seq: number, stats: LineReads = { rea
     }
   }
   return null;
+}
+
+/** The lines of several entries (readLineBySeq each), listing the directory once. */
+export function readLinesBySeq(dir: string, seqs: readonly number[]): (Uint8Array | null)[] {
+  if (seqs.length === 0) return [];
+  const files = listTranscript(dir).files;
+  return seqs.map((seq) => readLineBySeq(dir, seq, undefined, files));
 }

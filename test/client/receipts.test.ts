@@ -15,29 +15,30 @@ import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { logProofAnswer } from "../../src/server/logproof.ts";
 import type { Journal } from "../../src/store/journal.ts";
-import { readLineBySeq } from "../../src/transcript/lineat.ts";
+import { readLinesBySeq } from "../../src/transcript/lineat.ts";
 import { formatVerifierKey, parseVerifierKey } from "../../src/transcript/note.ts";
 import { parseProof, verifyProof } from "../../src/transcript/proof.ts";
 import { type ReceiptResult, checkReceipts } from "../../src/transcript/receipts.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 import { EXIT } from "../../src/commands/exit.ts";
 import { REPO } from "../hardening/helpers.ts";
-import { hostKeyPair, tempDir } from "../transcript/helpers.ts";
+import { auditorKeyPair, hostKeyPair, tempDir } from "../transcript/helpers.ts";
 import { HostileServer, polite } from "./hostile-server.ts";
 
 const HOST = hostKeyPair(61);
 
 /** A transcript where alice said `texts` in lobby (seq 2 …), and what she was acked with. */
-async function chatLog(texts: string[]) {
+async function chatLog(texts: string[], sealed = false) {
   const dir = join(tempDir("receipts"), "transcript");
-  const w = TranscriptWriter.open({ ...DEFAULT_WRITER, fsync: "off", checkpointIntervalMs: 1e9, dir, hostKey: HOST, version: "t", log: silentLogger });
+  const seal = sealed ? { auditorKey: auditorKeyPair(63).publicKey } : {};
+  const w = TranscriptWriter.open({ ...DEFAULT_WRITER, fsync: "off", checkpointIntervalMs: 1e9, dir, hostKey: HOST, version: "t", log: silentLogger, ...seal });
   const acked: Acked[] = texts.map((text, i) => {
     const { entry } = w.append("message", { room: "lobby", room_seq: i + 1, from: "alice", text });
     return { id: i + 1, req: { type: "say", id: i + 1, room: "lobby", text }, tseq: entry.seq, head: entry.hash };
   });
   w.checkpoint();
   await new Promise((r) => setImmediate(r));
-  const journal = { logState: (f: number | undefined, l: readonly number[]) => w.logState(f, l), entryLine: (s: number) => readLineBySeq(dir, s) } as unknown as Journal;
+  const journal = { logState: (f: number | undefined, l: readonly number[]) => w.logState(f, l), entryLines: (seqs: readonly number[]) => readLinesBySeq(dir, seqs) } as unknown as Journal;
   const answer = (req: Message<"log_proof">, user = "alice") => logProofAnswer(journal, req, user, silentLogger) as Message<"log_state">;
   return { acked, answer, origin: w.origin, close: () => w.close("done") };
 }
@@ -109,6 +110,23 @@ describe("receipts", () => {
     other.acked(a1);
     other.answer(log.answer(other.request({ type: "log_proof" })));
     expect(other.failures[0]).toContain("not the log's");
+    log.close();
+  });
+
+  test("a sealing server: the text is the auditor's, so everything but the text is checked, and the receipt is kept", async () => {
+    const log = await chatLog(["for the auditor only"], true);
+    const { r, kept, said } = client();
+    r.acked(log.acked[0]!);
+    r.answer(log.answer(r.request({ type: "log_proof" })));
+    expect(said).toEqual([]);
+    expect(kept.length).toBe(1);
+    const line = JSON.parse(new TextDecoder().decode(parseProof(kept[0]!.proof as string).extra!)) as Record<string, unknown>;
+    expect([line.text, typeof line.sealed]).toEqual([undefined, "string"]);
+    // Sealed or not, a receipt for another room is refused.
+    const other = client();
+    other.r.acked({ ...log.acked[0]!, req: { ...(log.acked[0]!.req as Message<"say">), room: "elsewhere" } });
+    other.r.answer(log.answer(other.r.request({ type: "log_proof" })));
+    expect(other.said[0]).toContain("is not a message to elsewhere");
     log.close();
   });
 
@@ -199,7 +217,7 @@ describe("chat --transcript against a server that records what it likes", () => 
           w!.checkpoint();
           setImmediate(() => c.send({ type: "ack", id: m.id, seq: c.acked, ts: Date.now(), tseq: entry.seq, head: entry.hash }));
         } else if (m.type === "log_proof") {
-          const journal = { logState: (f: number | undefined, l: readonly number[]) => w!.logState(f, l), entryLine: (q: number) => readLineBySeq(dir, q) } as unknown as Journal;
+          const journal = { logState: (f: number | undefined, l: readonly number[]) => w!.logState(f, l), entryLines: (seqs: readonly number[]) => readLinesBySeq(dir, seqs) } as unknown as Journal;
           c.send(logProofAnswer(journal, m, c.user, silentLogger));
         } else polite(c, m);
       },

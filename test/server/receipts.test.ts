@@ -18,7 +18,7 @@ import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import { logProofAnswer } from "../../src/server/logproof.ts";
 import type { Journal } from "../../src/store/journal.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
-import { readLineBySeq } from "../../src/transcript/lineat.ts";
+import { readLinesBySeq } from "../../src/transcript/lineat.ts";
 import { formatVerifierKey, parseVerifierKey } from "../../src/transcript/note.ts";
 import { formatProof, verifyProof } from "../../src/transcript/proof.ts";
 import { checkpointText, formatNote } from "../../src/transcript/note.ts";
@@ -104,7 +104,7 @@ describe("logProofAnswer: bounds and damage", () => {
     w.checkpoint();
     await new Promise((r) => setImmediate(r));
     const state = (from: number | undefined, leaves: readonly number[]) => w.logState(from, leaves);
-    return { journal: { logState: state, entryLine: (seq: number) => readLineBySeq(dir, seq) } as unknown as Journal, dir };
+    return { journal: { logState: state, entryLines: (seqs: readonly number[]) => readLinesBySeq(dir, seqs) } as unknown as Journal, dir };
   }
 
   test("the lines of one answer stay within LOG_ENTRY_BYTES_MAX (the rest: later), and the answer fits a frame", async () => {
