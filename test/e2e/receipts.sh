@@ -9,15 +9,11 @@
 # with alice's remembered checkpoint fail (exit 5), and alice's next `chat`
 # exits 6; the untouched log passes all of them.
 set -uo pipefail
+PW='correct horse battery staple'
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
 begin
-
-PW='correct horse battery staple'
-port=$(( 20000 + RANDOM % 20000 ))
-srv="127.0.0.1:$port"
-as() { local h=$1; shift; env SECURECHAT_HOME="$work/$h" NO_COLOR=1 timeout 60 "$@"; }
-register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "$srv" --password-stdin --accept-new-host >/dev/null 2>&1 || bad "register $1"; }
+port=$(( 20000 + RANDOM % 20000 )) && srv="127.0.0.1:$port"
 # chat WHO LINE...: a scripted chat with WHO's --transcript; its status in $rc.
 chat() { local who=$1; shift; printf '%s\n' "$@" | as "$who" "$bin" chat --user "$who" --server "$srv" --json --transcript "$work/$who.jsonl" >"$work/$who.out" 2>"$work/$who.err"; rc=$?; }
 count() { grep -c "\"kind\":\"$2\"" "$work/$1.jsonl"; }

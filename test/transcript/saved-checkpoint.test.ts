@@ -41,6 +41,23 @@ function cut(dir: string, n: number): void {
   writeFileSync(f, `${readFileSync(f, "utf8").split("\n").slice(0, n).join("\n")}\n`);
 }
 
+/** A log of four messages and its last checkpoint; a copy cut back below it; a copy cut back and grown another way (a fork). */
+function badLogs(): { dir: string; note: string; size: number; rolled: string; fork: string } {
+  const dir = join(tempDir("saved"), "transcript");
+  write(dir, ["a", "b", "c", "d"]);
+  const note = lastNote(dir);
+  const size = Number(note.split("\n")[1]);
+  const rolled = join(tempDir("saved"), "transcript");
+  cpSync(dir, rolled, { recursive: true });
+  cut(rolled, size - 2);
+  // The fork: cut back below the checkpoint, then a different history written on with the same host key.
+  const fork = join(tempDir("saved"), "transcript");
+  cpSync(dir, fork, { recursive: true });
+  cut(fork, 3);
+  write(fork, ["another", "story", "told", "here"]);
+  return { dir, note, size, rolled, fork };
+}
+
 describe("verify --checkpoint", () => {
   test("a log that grew since passes, and says it extends the saved checkpoint", async () => {
     const dir = join(tempDir("saved"), "transcript");
@@ -53,22 +70,9 @@ describe("verify --checkpoint", () => {
   });
 
   test("rolled back below it: rolled_back; rewritten from within it (a fork): forked, at the line where they part", async () => {
-    const dir = join(tempDir("saved"), "transcript");
-    write(dir, ["a", "b", "c", "d"]);
-    const note = lastNote(dir);
-    const size = Number(note.split("\n")[1]);
-
-    const rolled = join(tempDir("saved"), "transcript");
-    cpSync(dir, rolled, { recursive: true });
-    cut(rolled, size - 2);
+    const { note, size, rolled, fork } = badLogs();
     const rb = await verifyTranscript(rolled, { hostKey: HOST.publicKey, checkpoint: note });
     expect(rb.problem).toMatchObject({ code: "rolled_back" });
-
-    // The fork: cut back below the checkpoint, then a different history written on with the same host key.
-    const fork = join(tempDir("saved"), "transcript");
-    cpSync(dir, fork, { recursive: true });
-    cut(fork, 3);
-    write(fork, ["another", "story", "told", "here"]);
     const r = await verifyTranscript(fork, { hostKey: HOST.publicKey, checkpoint: note });
     expect(r.problem).toMatchObject({ code: "forked", line: size });
   });
@@ -142,18 +146,8 @@ describe("follow --checkpoint", () => {
   });
 
   test("rolled back below it, a fork, another log's: each fails with its class, nothing is handed on", async () => {
-    const dir = join(tempDir("saved"), "transcript");
-    write(dir, ["a", "b", "c", "d"]);
-    const note = lastNote(dir);
-    const size = Number(note.split("\n")[1]);
-    const rolled = join(tempDir("saved"), "transcript");
-    cpSync(dir, rolled, { recursive: true });
-    cut(rolled, size - 2);
+    const { note, rolled, fork } = badLogs();
     expect(await follow(rolled, note)).toEqual({ kept: [], failure: "rolled_back" });
-    const fork = join(tempDir("saved"), "transcript");
-    cpSync(dir, fork, { recursive: true });
-    cut(fork, 3);
-    write(fork, ["another", "story", "told", "here"]);
     expect(await follow(fork, note)).toEqual({ kept: [], failure: "forked" });
     const other = join(tempDir("saved"), "transcript");
     write(other, ["x", "y", "z", "w", "v"], hostKeyPair(32));
@@ -162,14 +156,9 @@ describe("follow --checkpoint", () => {
   });
 
   test("through the CLI: exit 5 on a fork; FILE is replaced by the newest checkpoint that extends it", async () => {
-    const dir = join(tempDir("saved"), "transcript");
-    write(dir, ["a", "b", "c", "d"]);
+    const { dir, note, fork } = badLogs();
     const file = join(tempDir("saved"), "monitor.checkpoint");
-    writeFileSync(file, lastNote(dir));
-    const fork = join(tempDir("saved"), "transcript");
-    cpSync(dir, fork, { recursive: true });
-    cut(fork, 3);
-    write(fork, ["another", "story", "told", "here"]);
+    writeFileSync(file, note);
     const r = await runCli("transcript", "follow", "--data", join(fork, ".."), "--checkpoint", file);
     expect(r.code).toBe(EXIT.TRANSCRIPT);
     expect(r.stderr).toContain("a fork");
