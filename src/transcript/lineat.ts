@@ -18,8 +18,10 @@ import { MAX_LINE_BYTES, type TranscriptFile, listTranscript } from "./read.ts";
 
 /** Bytes read at a time while looking for an LF. */
 const BLOCK_BYTES = 4096;
+/** Bytes a bisection probe reads first: the end of one line and the whole next one, for lines under 1 KiB. */
+const PROBE_BYTES = 2048;
 /** Below this many bytes between the bounds, the lines are read one by one instead of bisected. */
-export const SCAN_BYTES = 16 * 1024;
+export const SCAN_BYTES = 8 * 1024;
 
 /** What a lookup read, for tests and for the bound. */
 export interface LineReads {
@@ -54,6 +56,20 @@ class FileReader {
       at += n;
     }
     return -1;
+  }
+
+  /**
+   * The first LF at or after `from`, and the whole line after it if that
+   * line starts before `hi` (null otherwise): most often from one read of
+   * PROBE_BYTES, which holds both for lines of a usual message's size.
+   */
+  probe(from: number, hi: number): { lf: number; next: { bytes: Uint8Array; end: number } | null } {
+    const buf = this.bytesAt(from, PROBE_BYTES);
+    const i = buf.indexOf(0x0a);
+    const lf = i >= 0 ? from + i : this.lfAt(from + buf.length, MAX_LINE_BYTES + 1);
+    if (lf < 0 || lf + 1 >= hi) return { lf, next: null };
+    const j = i >= 0 ? buf.indexOf(0x0a, i + 1) : -1;
+    return { lf, next: j >= 0 ? { bytes: buf.subarray(i + 1, j), end: from + j + 1 } : this.lineAt(lf + 1) };
   }
 
   /** `n` bytes (fewer at the end of the file) from `at`. */
@@ -97,8 +113,7 @@ function findInFile(r: FileReader, seq: number): Uint8Array | null {
     if (s === seq) return loLine.bytes;
     if (hi - loLine.end <= SCAN_BYTES) break;
     const mid = loLine.end + Math.floor((hi - loLine.end) / 2);
-    const lf = r.lfAt(mid - 1, MAX_LINE_BYTES + 1);
-    const next = lf < 0 || lf + 1 >= hi ? null : r.lineAt(lf + 1);
+    const { lf, next } = r.probe(mid - 1, hi);
     if (!next) {
       hi = mid;
       continue;
