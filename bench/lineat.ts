@@ -1,6 +1,6 @@
 /**
  * Reading one transcript line by its seq (src/transcript/lineat.ts,
- * docs/TRANSCRIPT.md §4.3), as the server does for each receipt a client
+ * docs/TRANSCRIPT.md §4.4), as the server does for each receipt a client
  * asks for: writes a transcript of N messages of 1 to 7 phrases (default
  * 300,000; files rotated at 64 MiB like the writer's default) in a
  * temporary directory, then looks up 1000 lines spread over it and reports

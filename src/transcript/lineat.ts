@@ -1,6 +1,6 @@
 /**
  * One line of the transcript by its `seq` (leaf index + 1), without scanning
- * the log (docs/TRANSCRIPT.md §4.3): the file is found by the first seq its
+ * the log (docs/TRANSCRIPT.md §4.4): the file is found by the first seq its
  * name carries (§2.1), and the line within it by bisecting the file's bytes —
  * from a byte offset, the next whole line is found (the bytes after the next
  * LF) and its `seq` parsed; lines are in seq order, so each probe halves the

@@ -1,6 +1,6 @@
 /**
  * One line by its seq without scanning the log (src/transcript/lineat.ts,
- * docs/TRANSCRIPT.md §4.3): across rotated files, in a file that ends in a
+ * docs/TRANSCRIPT.md §4.4): across rotated files, in a file that ends in a
  * torn line, after crash recovery cut one, and past an empty file; the
  * lookup reads O(log n) lines, counted (never timed).
  */
