@@ -109,6 +109,8 @@ export interface Journal {
   expireDirects(before: number): void;
   /** The log's state and proofs, from the tree of `from` lines and for `leaves`; absent or null without a signed tree. */
   logState?(from: number | undefined, leaves: readonly number[]): LogState | null;
+  /** The lines (without their LFs) of the transcript entries with these seqs, as stored; null for one there is none to read. */
+  entryLines?(seqs: readonly number[]): (Uint8Array | null)[];
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */

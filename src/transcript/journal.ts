@@ -28,6 +28,7 @@ import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRo
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
 import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
+import { readLinesBySeq } from "./lineat.ts";
 import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
 
 export interface JournalOptions extends WriterOptions {
@@ -333,6 +334,10 @@ export class TranscriptJournal implements Journal {
 
   logState(from: number | undefined, leaves: readonly number[]): LogState | null {
     return this.writer.logState(from, leaves);
+  }
+
+  entryLines(seqs: readonly number[]): (Uint8Array | null)[] {
+    return readLinesBySeq(this.writer.opts.dir, seqs);
   }
 
   /**

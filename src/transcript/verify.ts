@@ -330,6 +330,62 @@ function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string):
   }
 }
 
+/**
+ * `follow --checkpoint` (TRANSCRIPT.md §8.5): the saved checkpoint checked
+ * as `verify --checkpoint` checks it — once the log reaches its size (the
+ * root of its first `size` lines), or, if it is caught up short of that, as
+ * rolled back — and then the newest tree checkpoint the log signs after it.
+ * Every such checkpoint extends the saved one: the verifier has checked its
+ * root against the tree of the very lines whose prefix matched.
+ */
+export class CheckpointWatch {
+  readonly #saved: SavedCheckpoint;
+  #extended = false;
+  #size: number;
+  #newest: string | null = null;
+
+  constructor(note: string) {
+    this.#saved = parseSavedCheckpoint(note);
+    this.#size = this.#saved.size;
+  }
+
+  /** The size the verifier must report the root at (ChainVerifier watchSize). */
+  get watchSize(): number {
+    return this.#saved.size;
+  }
+
+  /** The size of the newest checkpoint known to extend the saved one. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** After each entry the verifier accepted: throws `checkpoint_foreign` or `forked`. */
+  entry(v: ChainVerifier, e: Entry): void {
+    if (!this.#extended && v.watched) {
+      checkSaved(v, this.#saved, v.watched.file);
+      this.#extended = true;
+    }
+    if (this.#extended && e.type === "checkpoint" && typeof e.root === "string" && (e.head_seq as number) > this.#size) {
+      this.#newest = checkpointNote(e);
+      this.#size = e.head_seq as number;
+    }
+  }
+
+  /** Everything there was read: a log still short of the saved size was rolled back (throws `rolled_back`). */
+  caughtUp(v: ChainVerifier, lastFile: string): void {
+    if (this.#extended) return;
+    checkSaved(v, this.#saved, lastFile);
+    this.#extended = true;
+  }
+
+  /** The newest checkpoint that extends the saved one and was not taken yet. */
+  take(): string | null {
+    const n = this.#newest;
+    this.#newest = null;
+    return n;
+  }
+}
+
 /** The saved checkpoint is signed by the log's host key (pinned, or named by its server_start). */
 function ownCheckpoint(v: ChainVerifier, saved: SavedCheckpoint): void {
   const key = v.hostKey.key;

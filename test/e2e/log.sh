@@ -14,8 +14,6 @@ begin
 PW='correct horse battery staple'
 port=$(( 20000 + RANDOM % 20000 ))
 srv="127.0.0.1:$port"
-as() { local h=$1; shift; env SECURECHAT_HOME="$work/$h" NO_COLOR=1 timeout 60 "$@"; }
-register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "$srv" --password-stdin --accept-new-host >/dev/null 2>&1 || bad "register $1"; }
 say() { local who=$1; shift; printf '%s\n' "$@" | as "$who" "$bin" chat --user "$who" --server "$srv" --json >"$work/$who.out" 2>"$work/$who.err"; }
 remembered() { sed -n 2p "$work/alice/checkpoints/$srv"; }
 
