@@ -1,0 +1,113 @@
+/**
+ * What a server start reads of its transcript (docs/TRANSCRIPT.md §7): the
+ * entries after the last checkpoint, and those history.db has not seen —
+ * never the whole transcript, nor even the whole last file, however long it
+ * is. Counted in bytes read from transcript files (read.ts counts them),
+ * not timed.
+ */
+import { describe, expect, test } from "bun:test";
+import { appendFileSync, readFileSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { type Logger, silentLogger } from "../../src/log.ts";
+import { type JournalOptions, TranscriptJournal } from "../../src/transcript/journal.ts";
+import { CHUNK_BYTES, transcriptReads } from "../../src/transcript/read.ts";
+import { DEFAULT_WRITER, transcriptFiles } from "../../src/transcript/writer.ts";
+import { hostKeyPair, tempDir } from "./helpers.ts";
+
+const HOST = hostKeyPair(11);
+const EVERY = 100;
+/** Messages in the transcript: about 2.5 MiB, in one file (40 × CHUNK_BYTES). */
+const MESSAGES = 10_000;
+/** What a start may read: the last checkpoint's tail (EVERY lines of about 250 bytes), history.db's, and a chunk or two of slack. */
+const BOUND = 4 * CHUNK_BYTES;
+
+function open(dir: string, log: Logger = silentLogger, over: Partial<JournalOptions> = {}): TranscriptJournal {
+  return TranscriptJournal.open({ ...DEFAULT_WRITER, fsync: "off", checkpointEvery: EVERY, checkpointIntervalMs: 1e9, dir, hostKey: HOST, version: "test", log, history: 50, historyFlushMs: 0, ...over });
+}
+
+function capture(): { log: Logger; events: { level: string; event: string; fields: Record<string, unknown> }[] } {
+  const events: { level: string; event: string; fields: Record<string, unknown> }[] = [];
+  return { events, log: { info: (event, fields = {}) => void events.push({ level: "info", event, fields }), warn: (event, fields = {}) => void events.push({ level: "warn", event, fields }) } };
+}
+
+/** `n` messages in room "lobby" (from seq `from`), all durable and in history.db. */
+async function say(j: TranscriptJournal, from: number, n: number): Promise<void> {
+  const durable: Promise<void>[] = [];
+  for (let s = from; s < from + n; s++) {
+    const d = j.append({ kind: "message", message: { type: "message", room: "lobby", seq: s, ts: Date.now(), from: "alice", text: `message ${s} in the lobby, long enough to look like chat: ${"x".repeat(60)}` } }).durable;
+    if (d) durable.push(d);
+  }
+  await Promise.all(durable);
+  await Bun.sleep(5); // history.db's write of them
+}
+
+/** A transcript of MESSAGES messages in one file, history.db up to date, stopped cleanly. */
+async function longTranscript(): Promise<string> {
+  const dir = join(tempDir("startup"), "transcript");
+  const j = open(dir);
+  await say(j, 1, MESSAGES);
+  j.close("shutdown");
+  expect(transcriptFiles(dir).length).toBe(1);
+  expect(statSync(join(dir, transcriptFiles(dir)[0]!)).size).toBeGreaterThan(10 * BOUND);
+  return dir;
+}
+
+/** Bytes of transcript read while `f` runs. */
+function bytesRead<T>(f: () => T): [T, number] {
+  const before = transcriptReads.bytes;
+  const r = f();
+  return [r, transcriptReads.bytes - before];
+}
+
+describe("a start reads a bounded tail of the transcript, not its length", () => {
+  test("after a clean stop: a few chunks of a long file, and the history is all there", async () => {
+    const dir = await longTranscript();
+    const { log, events } = capture();
+    const [j, bytes] = bytesRead(() => open(dir, log));
+    expect(bytes).toBeLessThanOrEqual(BOUND);
+    expect(j.linesRead).toBeLessThan(10);
+    expect(events.filter((e) => e.level === "warn")).toEqual([]);
+    expect(j.lastSeq("lobby")).toBe(MESSAGES);
+    expect(j.recent("lobby", 50).map((m) => m.seq)).toEqual(Array.from({ length: 50 }, (_, i) => MESSAGES - 49 + i));
+    j.close("shutdown");
+  });
+
+  test("after a crash with a torn last line: the unsigned tail and what history.db missed, and those messages are shown", async () => {
+    const dir = await longTranscript();
+    const j1 = open(dir);
+    await say(j1, MESSAGES + 1, 30);
+    // the process dies: no server_stop, and half a line at the end
+    const last = join(dir, transcriptFiles(dir).at(-1)!);
+    appendFileSync(last, '{"from":"alice","prev":"');
+    const { log, events } = capture();
+    const [j2, bytes] = bytesRead(() => open(dir, log));
+    expect(bytes).toBeLessThanOrEqual(BOUND);
+    expect(events.filter((e) => e.level === "warn").map((e) => e.event)).toEqual(["transcript_torn_tail"]);
+    expect(j2.lastSeq("lobby")).toBe(MESSAGES + 30);
+    expect(j2.recent("lobby", 50).at(-1)!.seq).toBe(MESSAGES + 30);
+    j2.close("shutdown");
+    j1.close("abandoned"); // (its descriptors: the run it stands for is gone)
+  });
+
+  test("history.db's entry not where it said: rebuilt from the whole transcript, and logged", async () => {
+    const dir = await longTranscript();
+    // another transcript's history.db: its last entry's hash is not this one's
+    const other = join(tempDir("startup-other"), "transcript");
+    const o = open(other);
+    await say(o, 1, MESSAGES + 5);
+    o.close("shutdown");
+    rmSync(join(dir, "..", "history.db"));
+    for (const ext of ["", "-wal", "-shm"]) {
+      try {
+        appendFileSync(join(dir, "..", `history.db${ext}`), readFileSync(join(other, "..", `history.db${ext}`)));
+      } catch {
+        // no WAL left after a clean close
+      }
+    }
+    const { log, events } = capture();
+    const j = open(dir, log);
+    expect(events.filter((e) => e.event === "history_rebuild").map((e) => e.fields.reason)).toEqual([expect.stringContaining("is not in the transcript")]);
+    expect(j.recent("lobby", 50).at(-1)!.text).toStartWith(`message ${MESSAGES} in the lobby`);
+    j.close("shutdown");
+  });
+});
