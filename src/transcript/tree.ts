@@ -40,6 +40,8 @@ export interface TreeAnchor {
   tail: Hash[];
   /** Every line of the transcript from the first, as bytes without LFs: read only for a rebuild. */
   lines: () => Iterable<Uint8Array>;
+  /** Told why, before a rebuild starts (it reads the whole transcript). */
+  rebuilding?: (why: string) => void;
 }
 
 export class TranscriptTree {
@@ -145,6 +147,7 @@ export class TranscriptTree {
       return { tree, opened: { rebuilt: null } };
     }
     if (!a.complete) return { tree: null, missing: `${why}, and the transcript's first files are not here to rebuild it from` };
+    a.rebuilding?.(why);
     const tmp = `${path}.tmp`;
     const fd = openSync(tmp, "w", 0o600);
     const tree = new TranscriptTree(tmp, fd, new Frontier());

@@ -328,6 +328,7 @@ export class TranscriptWriter {
       checkpoint: tail.tree,
       tail: tail.tree?.tail ?? [],
       lines: () => readTranscriptLinesSync(listed),
+      rebuilding: (reason) => opts.log.info("transcript_tree_rebuilding", { reason, lines: tail.last?.seq ?? 0, effect: "every line is read and hashed once: this start takes longer" }),
     });
     w.#tree = opened.tree;
     // The last checkpoint on disk is durable: a client may be shown it (PROTOCOL.md §7.13).

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { type Logger, silentLogger } from "../../src/log.ts";
 import { type JournalOptions, TranscriptJournal } from "../../src/transcript/journal.ts";
 import { CHUNK_BYTES, transcriptReads } from "../../src/transcript/read.ts";
-import { DEFAULT_WRITER, transcriptFiles } from "../../src/transcript/writer.ts";
+import { DEFAULT_WRITER, transcriptFiles, treePath } from "../../src/transcript/writer.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
 
 const HOST = hostKeyPair(11);
@@ -108,6 +108,19 @@ describe("a start reads a bounded tail of the transcript, not its length", () =>
     const j = open(dir, log);
     expect(events.filter((e) => e.event === "history_rebuild").map((e) => e.fields.reason)).toEqual([expect.stringContaining("is not in the transcript")]);
     expect(j.recent("lobby", 50).at(-1)!.text).toStartWith(`message ${MESSAGES} in the lobby`);
+    j.close("shutdown");
+  });
+
+  test("tree.hashes missing: rebuilt from every line (said so before and after), in bounded batches", async () => {
+    const dir = await longTranscript();
+    rmSync(treePath(dir));
+    const { log, events } = capture();
+    const j = open(dir, log);
+    expect(events.filter((e) => e.event.startsWith("transcript_tree_")).map((e) => `${e.level} ${e.event} ${e.fields.reason}`)).toEqual([
+      "info transcript_tree_rebuilding no tree.hashes file",
+      "warn transcript_tree_rebuilt no tree.hashes file",
+    ]);
+    expect(j.writer.tree!.size).toBe(j.writer.seq);
     j.close("shutdown");
   });
 });
