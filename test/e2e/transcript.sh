@@ -58,6 +58,7 @@ rm "$work/data/tree.hashes"
 start_server "$work/data"
 stop_server
 check "a deleted tree.hashes is rebuilt at start, and said so" grep -q '"event":"transcript_tree_rebuilt".*"reason":"no tree.hashes file"' "$work/server.log"
+check "…before the rebuild starts too (it reads every line)" grep -q '"event":"transcript_tree_rebuilding".*"reason":"no tree.hashes file"' "$work/server.log"
 run "…and the transcript still verifies" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub"
 run "verify against alice's own view" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub" --against "$work/alice.tr"
 
