@@ -6,10 +6,11 @@
  * not timed.
  */
 import { describe, expect, test } from "bun:test";
-import { appendFileSync, readFileSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, readFileSync, rmSync, statSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { type Logger, silentLogger } from "../../src/log.ts";
 import { type JournalOptions, TranscriptJournal } from "../../src/transcript/journal.ts";
+import { Frontier, HASH_SIZE, leafHash } from "../../src/transcript/merkle.ts";
 import { CHUNK_BYTES, transcriptReads } from "../../src/transcript/read.ts";
 import { DEFAULT_WRITER, transcriptFiles, treePath } from "../../src/transcript/writer.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
@@ -109,6 +110,33 @@ describe("a start reads a bounded tail of the transcript, not its length", () =>
     expect(events.filter((e) => e.event === "history_rebuild").map((e) => e.fields.reason)).toEqual([expect.stringContaining("is not in the transcript")]);
     expect(j.recent("lobby", 50).at(-1)!.text).toStartWith(`message ${MESSAGES} in the lobby`);
     j.close("shutdown");
+  });
+
+  test("tree.hashes that lost its end (a machine that stopped): taken up to an earlier checkpoint, the lines since hashed again, not the whole transcript", async () => {
+    const dir = await longTranscript();
+    const lines = readFileSync(join(dir, transcriptFiles(dir)[0]!)).toString("utf8").split("\n").slice(0, -1);
+    const cut = 8 * 1024;
+    truncateSync(treePath(dir), statSync(treePath(dir)).size - cut);
+    const { log, events } = capture();
+    const [j, bytes] = bytesRead(() => open(dir, log));
+    // a start's own, and the lines since that checkpoint read backwards to find it, then forwards
+    expect(bytes).toBeLessThanOrEqual(2 * BOUND);
+    const said = events.filter((e) => e.event.startsWith("transcript_tree_"));
+    expect(said.map((e) => `${e.level} ${e.event} ${e.fields.reason}`)).toEqual(["warn transcript_tree_resumed tree.hashes is shorter than the transcript"]);
+    // from a checkpoint (EVERY + 1 lines apart), at most a few before the end
+    expect(lines.length - Number(said[0]!.fields.from)).toBeLessThanOrEqual(cut / HASH_SIZE);
+    // the tree is the tree of every line, and what the next start finds in the file
+    const f = new Frontier();
+    for (const l of lines) f.append(leafHash(new TextEncoder().encode(l)));
+    const writer = j.writer;
+    expect(writer.seq).toBe(lines.length + 1); // + server_start
+    j.close("shutdown");
+    const all = readFileSync(join(dir, transcriptFiles(dir)[0]!)).toString("utf8").split("\n").slice(0, -1);
+    for (const l of all.slice(lines.length)) f.append(leafHash(new TextEncoder().encode(l)));
+    expect(Buffer.from(writer.tree!.root).toString("hex")).toBe(Buffer.from(f.root()).toString("hex"));
+    const again = capture();
+    open(dir, again.log).close("shutdown");
+    expect(again.events.filter((e) => e.level === "warn")).toEqual([]);
   });
 
   test("tree.hashes missing: rebuilt from every line (said so before and after), in bounded batches", async () => {
