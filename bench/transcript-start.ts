@@ -23,19 +23,17 @@
  * server logs a warning other than the one its case expects is reported.
  * Temporary directories are removed at the end. Never fails on speed.
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, appendFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import type { Subprocess } from "bun";
-import { toHex } from "../src/bytes.ts";
-import { ed25519Generate, randomBytes, sha256 } from "../src/crypto/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { loadOrCreateHostKey } from "../src/server/hostkey.ts";
-import { Store } from "../src/store/db.ts";
 import { listTranscript } from "../src/transcript/read.ts";
 import { DEFAULT_WRITER, TranscriptWriter, type WriterOptions, treePath } from "../src/transcript/writer.ts";
 import { BenchConn } from "./load/logins.ts";
-import { ROOM } from "./load/common.ts";
+import { type BenchCred, ROOM } from "./load/common.ts";
+import { seedAccount } from "./lib/account.ts";
 import { table } from "./lib/table.ts";
 
 const argv = Bun.argv.slice(2);
@@ -90,19 +88,6 @@ async function generate(data: string, n: number): Promise<void> {
   }
   await last;
   w.close("bench");
-}
-
-/** The account the joining client logs in as, with a ticket, made in the store as bench/history.ts does. */
-function seedAccount(data: string): { user: string; ticket: string; ticketKey: string } {
-  const store = new Store(data);
-  const now = Date.now();
-  const user = "bench";
-  store.createAccount({ name: user, identityKey: ed25519Generate().publicKey, verifier: "bench-no-password-logins", createdAt: now });
-  const key = ed25519Generate();
-  const ticket = randomBytes(32);
-  store.addTicket(sha256(ticket), { user, key: key.publicKey, expiresAt: now + 7 * 86_400_000 }, now);
-  store.close();
-  return { user, ticket: toHex(ticket), ticketKey: toHex(key.secretKey) };
 }
 
 /**
@@ -174,7 +159,7 @@ async function stop(p: Subprocess): Promise<void> {
  * One start of `BIN serve` on `data`: time to "listening", RSS, a join's
  * history (unless `joining` is false), then a clean stop.
  */
-async function start(data: string, cred: ReturnType<typeof seedAccount>, joining = true): Promise<Run> {
+async function start(data: string, cred: BenchCred, joining = true): Promise<Run> {
   const t0 = performance.now();
   const p = Bun.spawn([BIN, "serve", "--port", "0", "--data", data, "--json", "--checkpoint-every", String(EVERY)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const events: { event: string; level?: string; address?: string }[] = [];
@@ -240,7 +225,7 @@ for (const n of SIZES) {
   log(`${n.toLocaleString("en")} entries: writing`);
   const g0 = performance.now();
   await generate(data, n);
-  const cred = seedAccount(data);
+  const cred = seedAccount(data, 7 * 86_400_000);
   if (n > 0) {
     const files = listTranscript(join(data, "transcript")).files;
     const bytes = files.reduce((s, f) => s + statSync(f.path).size, 0);
