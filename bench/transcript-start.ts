@@ -8,9 +8,11 @@
  * client has logged in and joined "bench" (whose answer shows the room's
  * last 50 messages, from history.db).
  *
- *   bun run bench/transcript-start.ts [--entries 1000000[,10000000]] [--runs 5] [BIN]
+ *   bun run bench/transcript-start.ts [--entries 1000000[,10000000]] [--runs 5] [BIN...]
  *
- * BIN defaults to dist/securechat (`bun run build`). For each size:
+ * BIN defaults to dist/securechat (`bun run build`); with several (another
+ * checkout's build, say), the restarts run each in turn on the same
+ * directory, and the one-off cases run with the first. For each size:
  *   first    the first start: history.db does not exist yet, so it is
  *            rebuilt from the whole transcript (O(n), logged); one run
  *   clean    a restart after a clean stop: --runs runs
@@ -48,8 +50,8 @@ const positive = (name: string, v: string): number => {
 };
 const SIZES = [0, ...(option("--entries") ?? "1000000").split(",").map((v) => positive("--entries", v))];
 const RUNS = positive("--runs", option("--runs") ?? "5");
-const BIN = argv[0] ?? join(import.meta.dir, "..", "dist", "securechat");
-if (!existsSync(BIN)) throw new Error(`bench: ${BIN} does not exist: run "bun run build" first, or pass BIN`);
+const BINS = argv.length > 0 ? argv : [join(import.meta.dir, "..", "dist", "securechat")];
+for (const bin of BINS) if (!existsSync(bin)) throw new Error(`bench: ${bin} does not exist: run "bun run build" first, or pass BIN`);
 const EVERY = 1000;
 const ROOMS = 100;
 
@@ -156,12 +158,12 @@ async function stop(p: Subprocess): Promise<void> {
 }
 
 /**
- * One start of `BIN serve` on `data`: time to "listening", RSS, a join's
+ * One start of `bin serve` on `data`: time to "listening", RSS, a join's
  * history (unless `joining` is false), then a clean stop.
  */
-async function start(data: string, cred: BenchCred, joining = true): Promise<Run> {
+async function start(bin: string, data: string, cred: BenchCred, joining = true): Promise<Run> {
   const t0 = performance.now();
-  const p = Bun.spawn([BIN, "serve", "--port", "0", "--data", data, "--json", "--checkpoint-every", String(EVERY)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn([bin, "serve", "--port", "0", "--data", data, "--json", "--checkpoint-every", String(EVERY)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const events: { event: string; level?: string; address?: string }[] = [];
   let listening: (e: { address?: string }) => void = () => {};
   const ready = new Promise<{ address?: string }>((res) => (listening = res));
@@ -211,6 +213,7 @@ async function crash(data: string): Promise<void> {
 }
 
 interface Row {
+  bin: string;
   size: number;
   what: string;
   runs: Run[];
@@ -234,29 +237,31 @@ for (const n of SIZES) {
   }
   log(`  first start (history.db made from the transcript)`);
   // (no join: the read marker it would leave would hide the history from the joins of the runs after it)
-  rows.push({ size: n, what: "first start: history.db rebuilt", runs: [await start(data, cred, false)], expected: n > 0 ? ["history_rebuild"] : [] });
+  rows.push({ bin: BINS[0]!, size: n, what: "first start: history.db rebuilt", runs: [await start(BINS[0]!, data, cred, false)], expected: n > 0 ? ["history_rebuild"] : [] });
   const clean = snapshot(data);
-  const runs: Run[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    restore(data, clean);
-    runs.push(await start(data, cred));
-  }
-  rows.push({ size: n, what: "restart after a clean stop", runs, expected: [] });
-  log(`  clean: ${runs.map((r) => r.ms.toFixed(0)).join(", ")} ms`);
+  /** RUNS starts with each BIN in turn, each on the directory as `from` left it. */
+  const restarts = async (what: string, from: Snapshot, expected: string[]): Promise<void> => {
+    const runs = BINS.map(() => [] as Run[]);
+    for (let i = 0; i < RUNS; i++) {
+      for (const [b, bin] of BINS.entries()) {
+        restore(data, from);
+        runs[b]!.push(await start(bin, data, cred));
+      }
+    }
+    for (const [b, bin] of BINS.entries()) {
+      rows.push({ bin, size: n, what, runs: runs[b]!, expected });
+      log(`  ${what}, ${bin}: ${runs[b]!.map((r) => r.ms.toFixed(0)).join(", ")} ms`);
+    }
+  };
+  await restarts("restart after a clean stop", clean, []);
   restore(data, clean);
   await crash(data);
   const crashed = snapshot(data);
-  const crashRuns: Run[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    restore(data, crashed);
-    crashRuns.push(await start(data, cred));
-  }
-  rows.push({ size: n, what: "restart after a crash (torn line)", runs: crashRuns, expected: ["transcript_torn_tail"] });
-  log(`  crash: ${crashRuns.map((r) => r.ms.toFixed(0)).join(", ")} ms`);
+  await restarts("restart after a crash (torn line)", crashed, ["transcript_torn_tail"]);
   if (n > 0) {
     restore(data, clean);
     rmSync(treePath(join(data, "transcript")));
-    rows.push({ size: n, what: "restart, tree.hashes deleted: rebuilt", runs: [await start(data, cred)], expected: ["transcript_tree_rebuilt"] });
+    rows.push({ bin: BINS[0]!, size: n, what: "restart, tree.hashes deleted: rebuilt", runs: [await start(BINS[0]!, data, cred)], expected: ["transcript_tree_rebuilt"] });
   }
   rmSync(data, { recursive: true, force: true });
   rmSync(clean.dir, { recursive: true, force: true });
@@ -272,15 +277,16 @@ const ms = (xs: number[]): string => {
   return xs.length === 1 ? `${s.median.toFixed(0)}` : `${s.median.toFixed(0)} (${s.min.toFixed(0)}–${s.max.toFixed(0)})`;
 };
 const mib = (kib: number[]): string => (Number.isNaN(kib[0]) ? "–" : (stat(kib).median / 1024).toFixed(1));
-const cleanMedian = (n: number): number => stat(rows.find((r) => r.size === n && r.what.startsWith("restart after a clean"))!.runs.map((r) => r.ms)).median;
+const cleanMedian = (bin: string): number => stat(rows.find((r) => r.bin === bin && r.size === 0 && r.what.startsWith("restart after a clean"))!.runs.map((r) => r.ms)).median;
 const out = rows.map((r) => {
   const unexpected = [...new Set(r.runs.flatMap((x) => x.warnings))].filter((w) => !r.expected.includes(w));
   return [
     r.size === 0 ? "empty" : r.size.toLocaleString("en"),
     r.what,
+    ...(BINS.length > 1 ? [String(BINS.indexOf(r.bin) + 1)] : []),
     String(r.runs.length),
     ms(r.runs.map((x) => x.ms)),
-    `×${(stat(r.runs.map((x) => x.ms)).median / cleanMedian(0)).toFixed(2)}`,
+    `×${(stat(r.runs.map((x) => x.ms)).median / cleanMedian(r.bin)).toFixed(2)}`,
     mib(r.runs.map((x) => x.rss)),
     mib(r.runs.map((x) => x.rssJoined)),
     Number.isNaN(r.runs[0]!.history) ? "–" : String(stat(r.runs.map((x) => x.history)).median),
@@ -289,8 +295,8 @@ const out = rows.map((r) => {
 });
 console.log(
   table(
-    `securechat serve start against the transcript's length: ${BIN}, a checkpoint every ${EVERY}; median (min–max) of the runs; RSS a second after "listening", and after a join shown its history`,
-    ["entries", "case", "runs", "start ms", "/ empty", "RSS MiB", "joined", "history", ""],
+    `securechat serve start against the transcript's length: ${BINS.map((b, i) => (BINS.length > 1 ? `${i + 1} = ${b}` : b)).join(", ")}; a checkpoint every ${EVERY}; median (min–max) of the runs; "/ empty": over the same binary's clean restart on an empty directory; RSS a second after "listening", and after a join shown its history`,
+    ["entries", "case", ...(BINS.length > 1 ? ["bin"] : []), "runs", "start ms", "/ empty", "RSS MiB", "joined", "history", ""],
     out,
   ),
 );
