@@ -87,7 +87,6 @@ describe("a start reads a bounded tail of the transcript, not its length", () =>
     expect(j2.lastSeq("lobby")).toBe(MESSAGES + 30);
     expect(j2.recent("lobby", 50).at(-1)!.seq).toBe(MESSAGES + 30);
     j2.close("shutdown");
-    j1.close("abandoned"); // (its descriptors: the run it stands for is gone)
   });
 
   test("history.db's entry not where it said: rebuilt from the whole transcript, and logged", async () => {
