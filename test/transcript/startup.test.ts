@@ -5,7 +5,7 @@
  * is. Counted in bytes read from transcript files (read.ts counts them),
  * not timed.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, readFileSync, rmSync, statSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { type Logger, silentLogger } from "../../src/log.ts";
@@ -21,6 +21,17 @@ const EVERY = 100;
 const MESSAGES = 10_000;
 /** What a start may read: the last checkpoint's tail (EVERY lines of about 250 bytes), history.db's, and a chunk or two of slack. */
 const BOUND = 4 * CHUNK_BYTES;
+
+/** The data directories made here (a few MiB each), removed at the end. */
+const made: string[] = [];
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+const dataDir = (prefix: string): string => {
+  const d = tempDir(prefix);
+  made.push(d);
+  return d;
+};
 
 function open(dir: string, log: Logger = silentLogger, over: Partial<JournalOptions> = {}): TranscriptJournal {
   return TranscriptJournal.open({ ...DEFAULT_WRITER, fsync: "off", checkpointEvery: EVERY, checkpointIntervalMs: 1e9, dir, hostKey: HOST, version: "test", log, history: 50, historyFlushMs: 0, ...over });
@@ -44,7 +55,7 @@ async function say(j: TranscriptJournal, from: number, n: number): Promise<void>
 
 /** A transcript of MESSAGES messages in one file, history.db up to date, stopped cleanly. */
 async function longTranscript(): Promise<string> {
-  const dir = join(tempDir("startup"), "transcript");
+  const dir = join(dataDir("startup"), "transcript");
   const j = open(dir);
   await say(j, 1, MESSAGES);
   j.close("shutdown");
@@ -92,7 +103,7 @@ describe("a start reads a bounded tail of the transcript, not its length", () =>
   test("history.db's entry not where it said: rebuilt from the whole transcript, and logged", async () => {
     const dir = await longTranscript();
     // another transcript's history.db: its last entry's hash is not this one's
-    const other = join(tempDir("startup-other"), "transcript");
+    const other = join(dataDir("startup-other"), "transcript");
     const o = open(other);
     await say(o, 1, MESSAGES + 5);
     o.close("shutdown");
