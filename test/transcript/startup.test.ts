@@ -149,7 +149,7 @@ describe("a start reads a bounded tail of the transcript, not its length", () =>
     expect(again.events.filter((e) => e.level === "warn")).toEqual([]);
   });
 
-  test("tree.hashes missing: rebuilt from every line (said so before and after), in bounded batches", async () => {
+  test("tree.hashes missing: rebuilt from every line, and said so before it starts and once done", async () => {
     const dir = await longTranscript();
     rmSync(treePath(dir));
     const { log, events } = capture();
