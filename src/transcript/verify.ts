@@ -13,7 +13,7 @@ import { fingerprint } from "../fingerprint.ts";
 import { AckChecker, type AgainstReport } from "./against.ts";
 import { type ChainOptions, ChainVerifier, type Problem, type Suspect, TranscriptFailure } from "./chain.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
-import { type Entry, checkpointNote, parseEntry } from "./format.ts";
+import { type Entry, checkpointNote, parseEntry, verifyCheckpointNote } from "./format.ts";
 import { type Checkpoint, noteKeyId, openNote, parseCheckpoint, parseNote } from "./note.ts";
 import { leafHash } from "./merkle.ts";
 import { Unsealer } from "./keys.ts";
@@ -151,6 +151,16 @@ function startOfTail(files: TranscriptFile[]): Start {
  * what reads it checks the signature, not this.
  */
 export function lastTreeCheckpoint(files: TranscriptFile[]): Entry | null {
+  for (const { entry } of treeCheckpointsBackward(files)) return entry;
+  return null;
+}
+
+/**
+ * The checkpoint entries that sign a tree root, last first, with where
+ * each line starts (an index in `files`, a byte offset); read back only as
+ * far as the caller iterates. Their signatures are not checked here.
+ */
+function* treeCheckpointsBackward(files: TranscriptFile[]): Generator<{ entry: Entry; file: number; start: number }> {
   for (let i = files.length - 1; i >= 0; i--) {
     for (const l of readLinesBackward(files[i]!.path)) {
       if (!CHECKPOINT_END.test(l.bytes.toString("latin1", Math.max(0, l.bytes.length - 96)))) continue;
@@ -160,8 +170,20 @@ export function lastTreeCheckpoint(files: TranscriptFile[]): Entry | null {
       } catch {
         continue;
       }
-      if (typeof e.root === "string") return e;
+      if (typeof e.root === "string") yield { entry: e, file: i, start: l.start };
     }
+  }
+}
+
+/**
+ * The last checkpoint that signs the root of at most `maxSize` lines, if
+ * its note signature verifies under `hostKey` (null otherwise, or if there
+ * is none), and where its line starts: its line is leaf `head_seq`.
+ */
+export function treeCheckpointAtMost(files: TranscriptFile[], maxSize: number, hostKey: Uint8Array): { entry: Entry; file: number; start: number } | null {
+  for (const c of treeCheckpointsBackward(files)) {
+    if ((c.entry.head_seq as number) > maxSize) continue;
+    return verifyCheckpointNote(hostKey, c.entry) ? c : null;
   }
   return null;
 }
