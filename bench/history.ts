@@ -33,14 +33,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { toHex } from "../src/bytes.ts";
-import { ed25519Generate, randomBytes, sha256 } from "../src/crypto/index.ts";
+import { randomBytes } from "../src/crypto/index.ts";
 import { loadOrCreateHostKey } from "../src/server/hostkey.ts";
 import { silentLogger } from "../src/log.ts";
-import { Store } from "../src/store/db.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../src/transcript/writer.ts";
 import { rssKiB, stopChild } from "./load.ts";
-import { intArg, parseArgs } from "./load/common.ts";
+import { type BenchCred, intArg, parseArgs } from "./load/common.ts";
+import { seedAccount } from "./lib/account.ts";
 import { BenchConn } from "./load/logins.ts";
 
 const dashdash = Bun.argv.indexOf("--");
@@ -95,21 +94,8 @@ async function idleRss(s: Serving): Promise<number> {
   return rssKiB(s.proc.pid);
 }
 
-/** One account with a ticket, made in the store before the server starts. */
-function seedAccount(dataDir: string): { user: string; ticket: string; ticketKey: string } {
-  const store = new Store(dataDir);
-  const now = Date.now();
-  const user = "bench";
-  store.createAccount({ name: user, identityKey: ed25519Generate().publicKey, verifier: "bench-no-password-logins", createdAt: now });
-  const key = ed25519Generate();
-  const ticket = randomBytes(32);
-  store.addTicket(sha256(ticket), { user, key: key.publicKey, expiresAt: now + 86_400_000 }, now);
-  store.close();
-  return { user, ticket: toHex(ticket), ticketKey: toHex(key.secretKey) };
-}
-
 /** Each connection: join room i (from ≤ i < to), say MESSAGES times, leave; 16 rooms in flight per connection. */
-async function useRooms(port: number, cred: ReturnType<typeof seedAccount>, from: number, to: number): Promise<void> {
+async function useRooms(port: number, cred: BenchCred, from: number, to: number): Promise<void> {
   let next = from;
   await Promise.all(
     Array.from({ length: CONNS }, async () => {

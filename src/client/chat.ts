@@ -39,6 +39,7 @@ import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
 import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
 import { LogCheck, type WitnessPolicy } from "./logcheck.ts";
+import { Receipts } from "./receipts.ts";
 import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
 /** Requests in flight before the client waits for acks. */
@@ -174,6 +175,11 @@ export class ChatClient {
   #session: ClientSession | null = null;
   /** The log check of the current connection (PROTOCOL.md §7.13). */
   #log: LogCheck | null = null;
+  /** What each `log_proof` sent on this connection was for, oldest first (answers come in order, PROTOCOL.md §7.4). */
+  #logAsks: ("check" | "receipts")[] = [];
+  /** Receipts of the user's acknowledged messages (with --transcript: TRANSCRIPT.md Appendix A). */
+  readonly #receipts: Receipts | null;
+  #receiptTimer: ReturnType<typeof setTimeout> | null = null;
   #state: State = "connecting";
   /** The rooms this client is in, in join order, each with the last seq it has seen. */
   readonly #rooms = new Map<string, RoomState>();
@@ -237,6 +243,24 @@ export class ChatClient {
     this.#transcript = opts.transcriptFile
       ? new TranscriptFile(opts.transcriptFile, opts.transcriptMax ?? DEFAULT_TRANSCRIPT_MAX, (text) => this.emit({ type: "local", text }))
       : null;
+    this.#receipts = this.#transcript
+      ? new Receipts(
+          () => this.#me,
+          () => this.#session?.keys.hostKey ?? null,
+          (line) => this.#transcript?.append(line),
+          (text) => this.emit({ type: "local", text }),
+        )
+      : null;
+  }
+
+  /** Receipt checks that failed (each was said when it failed): the client exits 6 for them (TRANSCRIPT.md Appendix A). */
+  get receiptFailures(): readonly string[] {
+    return this.#receipts?.failures ?? [];
+  }
+
+  /** Acknowledged messages left without a receipt: not fetched before the end, or past the bound of those waiting. */
+  get receiptsMissing(): number {
+    return (this.#receipts?.outstanding ?? 0) + (this.#receipts?.dropped ?? 0);
   }
 
   /** The current room: where plain lines go. */
@@ -328,7 +352,26 @@ export class ChatClient {
     this.#reader = this.#readLoop(resumed.session);
     // Before anything else: is the server's log still the one it showed this client (PROTOCOL.md §7.13)?
     this.#log = new LogCheck(this.opts.addr.id, resumed.session.keys.hostKey, this.opts.witnesses ?? null);
+    this.#logAsks = ["check"];
+    this.#receipts?.lost();
     this.#send(this.#log.request());
+  }
+
+  /** Asks for the receipts waiting, batched and paced (receipts.ts), while connected. */
+  #pumpReceipts(): void {
+    const r = this.#receipts;
+    if (!r || !this.#log || !this.#session || this.#state !== "ready" || this.#byeSent) return;
+    const wait = r.due();
+    if (wait === null || this.#receiptTimer) return;
+    if (wait > 0) {
+      this.#receiptTimer = setTimeout(() => {
+        this.#receiptTimer = null;
+        this.#pumpReceipts();
+      }, wait);
+      return;
+    }
+    this.#logAsks.push("receipts");
+    this.#send(r.request(this.#log.ask()));
   }
 
   /** A log check's verdict: a failure ends the client for good (a rollback or fork is no reason to reconnect). */
@@ -505,6 +548,10 @@ export class ChatClient {
           this.#pending.delete(m.id);
           if (m.type === "ack") {
             this.#recordAck(p, m);
+            if (m.tseq !== undefined && this.#receipts) {
+              this.#receipts.acked({ id: p.id, req: p.req, tseq: m.tseq, ...(m.head !== undefined ? { head: m.head } : {}) });
+              this.#pumpReceipts();
+            }
             // The recipient of a dm is marked away (PROTOCOL.md §7.3): delivered, but maybe not read soon.
             if (m.away !== undefined && p.req.type === "dm") then = { type: "local", text: `${p.req.to} is away: ${m.away}` };
             const st = p.req.type === "say" ? this.#rooms.get(p.req.room) : undefined;
@@ -558,10 +605,20 @@ export class ChatClient {
         // Kicked or banned (PROTOCOL.md §7.9): every connection of this user left the room.
         if ((m.action === "kick" || m.action === "ban") && m.user === this.#me) this.#gone(m.room);
         break;
-      case "log_state":
-        return this.#checkLog(() => this.#log?.check(m));
+      case "log_state": {
+        const receipts = this.#logAsks.shift() === "receipts";
+        this.#checkLog(() => this.#log?.check(m));
+        if (receipts && this.#state !== "ended") {
+          this.#receipts?.answer(m);
+          this.#pumpReceipts();
+        }
+        return;
+      }
       case "notice":
-        if (m.code === "no_log") return this.#checkLog(() => this.#log?.noLog());
+        if (m.code === "no_log") {
+          if (this.#logAsks.shift() === "receipts") this.#receipts?.noLog();
+          return this.#checkLog(() => this.#log?.noLog());
+        }
         if (m.code === "recorded" && this.#quietNotices > 0) {
           this.#quietNotices--;
           return;
@@ -731,6 +788,7 @@ export class ChatClient {
     this.#resumed = [];
     this.emit({ type: "reconnected", after_ms: Date.now() - this.#lostAt, rooms });
     void this.#flush();
+    this.#pumpReceipts();
   }
 
   #joinRefused(room: string, why: string): void {
@@ -844,6 +902,8 @@ export class ChatClient {
   #finish(reason: string): void {
     if (this.#readTimer) clearTimeout(this.#readTimer);
     this.#readTimer = null;
+    if (this.#receiptTimer) clearTimeout(this.#receiptTimer);
+    this.#receiptTimer = null;
     this.#closing = true;
     this.#state = "ended";
     const session = this.#session;
@@ -1019,6 +1079,15 @@ export class ChatClient {
         for (const p of this.#queue.splice(0)) this.#unsent(p.id, `not sent: you quit before the connection came back`);
       }
     }
+    // The receipts of this session's messages, before bye (bounded as the acks are).
+    if (this.#receipts && this.#receipts.outstanding > 0 && this.#state === "ready") {
+      const deadline = Date.now() + DRAIN_MS;
+      while (this.#receipts.outstanding > 0 && this.#state === "ready" && Date.now() < deadline) {
+        this.#pumpReceipts();
+        await Bun.sleep(20);
+      }
+      if (this.#receipts.outstanding > 0) this.emit({ type: "local", text: `receipts: ${this.#receipts.outstanding} message(s) left without a receipt: the server did not prove them within ${DRAIN_MS / 1000} s` });
+    }
     // The rooms joined at start from `unread` are shown before leaving, so what they caught up on is read (PROTOCOL.md §7.14).
     for (let i = 0; i < ROOMS_WAIT_MS / 10 && this.#state === "ready" && (this.#unreadAsked || this.#joins.length > 0); i++) await Bun.sleep(10);
     if (this.#closing) return;
@@ -1030,7 +1099,10 @@ export class ChatClient {
         this.#sendRead();
         this.#byeSent = true;
         // The log as it is now, covering this session's acknowledged messages, is what the next connect is checked against.
-        if (this.#log) session.send(this.#log.request(), { type: "bye", reason: "leaving" });
+        if (this.#log) {
+          this.#logAsks.push("check");
+          session.send(this.#log.request(), { type: "bye", reason: "leaving" });
+        }
         else session.send({ type: "bye", reason: "leaving" });
         await within(this.finished, 3000);
       } catch {

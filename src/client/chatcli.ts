@@ -24,6 +24,7 @@ import type { WitnessPolicy } from "./logcheck.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkUserName } from "./account.ts";
 import { ChatClient, type ChatEvent } from "./chat.ts";
+import { receiptError } from "./receipts.ts";
 import { parseLine, runCommand } from "./chatcommands.ts";
 import { eventJson, eventLine, plainLine } from "./chatview.ts";
 import { ChatWindow } from "./chatwindow.ts";
@@ -236,10 +237,15 @@ export async function runChat(a: ChatConfig): Promise<void> {
     unsent,
     client.unacknowledged > 0 ? `${client.unacknowledged} message(s) were not acknowledged by the server` : null,
     client.transcriptProblem,
+    client.receiptsMissing > 0 ? `${client.receiptsMissing} acknowledged message(s) got no receipt` : null,
   ].filter((p) => p !== null);
   if (failed) {
     // The code of what ended the session (a changed host key: exit 4 and its hint, as a fresh command).
     throw new SecureChatError(failed.code, [failed.message, ...problems].join("; "), { cause: failed, detail: failed.detail });
+  }
+  if (client.receiptFailures.length > 0) {
+    // A receipt that does not check is evidence against the server's log: exit as a failed log check does.
+    throw new SecureChatError("receipt_failed", [receiptError(client.receiptFailures).message, ...problems].join("; "));
   }
   if (problems.length > 0) {
     throw new SecureChatError("chat_incomplete", problems.join("; "), { detail: { unacknowledged: client.unacknowledged, ended: client.failureCode ?? "", user, server: addr.id } });

@@ -28,6 +28,11 @@ interface Remembered extends Checkpoint {
   at: Date;
 }
 
+/** The signed checkpoint note a `log_state` carries (PROTOCOL.md §7.13). */
+export function stateNote(m: Message<"log_state">): string {
+  return formatNote(checkpointText({ origin: m.origin, size: m.size, root: m.root }), [`\u2014 ${m.origin} ${toBase64(m.sig)}\n`]);
+}
+
 function when(d: Date): string {
   return d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
@@ -73,6 +78,11 @@ export class LogCheck {
   /** The request to send after `welcome` (and before `bye`). */
   request(): Message<"log_proof"> {
     this.#asked++;
+    return this.ask();
+  }
+
+  /** A request for the log's state from the remembered size, not counted as the one `overtaken` watches (receipts ask with it). */
+  ask(): Message<"log_proof"> {
     return { type: "log_proof", ...(this.#remembered ? { from: this.#remembered.size } : {}), ...(this.witnessPolicy ? { cosigned: true } : {}) };
   }
 
@@ -93,8 +103,7 @@ export class LogCheck {
    */
   check(m: Message<"log_state">): void {
     this.#asked = Math.max(0, this.#asked - 1);
-    const text = checkpointText({ origin: m.origin, size: m.size, root: m.root });
-    const note = formatNote(text, [`\u2014 ${m.origin} ${toBase64(m.sig)}\n`]);
+    const note = stateNote(m);
     try {
       openCheckpoint(note, { name: m.origin, keyId: noteKeyId(m.origin, this.hostKey), publicKey: this.hostKey });
     } catch {

@@ -23,6 +23,13 @@ import { MESSAGE_TEXT_MAX } from "../protocol/limits.ts";
 
 /** The longest line written: a message's text escaped at worst, plus every other field at its limit (under 256 bytes). */
 export const TRANSCRIPT_LINE_MAX = 2 * MESSAGE_TEXT_MAX + 512;
+/**
+ * The longest `receipt` line: its tlog-proof@v1 text holds the entry's line
+ * (at most 8704 bytes, as a message line, in base64: 11608), at most 63
+ * hashes of 45 bytes and a checkpoint note (under 1 KiB); with the
+ * newlines escaped and the other members, under 16 KiB. 20 KiB leaves room.
+ */
+export const RECEIPT_LINE_MAX = 20 * 1024;
 /** `chat --transcript-max` by default. */
 export const DEFAULT_TRANSCRIPT_MAX = 1024 ** 3;
 
@@ -65,9 +72,10 @@ export class TranscriptFile {
     }
     const text = `${JSON.stringify(line)}\n`;
     const n = Buffer.byteLength(text);
-    if (n > TRANSCRIPT_LINE_MAX) {
+    const max = (line as { kind?: unknown }).kind === "receipt" ? RECEIPT_LINE_MAX : TRANSCRIPT_LINE_MAX;
+    if (n > max) {
       this.#notWritten++;
-      if (this.#tooLong++ === 0) this.report(`transcript: a line of ${n} bytes is longer than ${TRANSCRIPT_LINE_MAX} and was not written`);
+      if (this.#tooLong++ === 0) this.report(`transcript: a line of ${n} bytes is longer than ${max} and was not written`);
       return;
     }
     if (this.#size + n > this.max) {

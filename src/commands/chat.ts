@@ -24,7 +24,7 @@ export default command({
       description: "Reconnect and resume every room when the connection drops or the server restarts",
       negativeDescription: "Exit 1 when the connection is lost instead",
     },
-    transcript: { type: "string", description: "Append your own view (sent, received, acks) as JSON lines to FILE", valueHint: "FILE" },
+    transcript: { type: "string", description: "Append your own view (sent, received, acks, signed receipts) as JSON lines to FILE", valueHint: "FILE" },
     "transcript-max": {
       type: "string",
       description: `Never let the --transcript file grow past BYTES: stop writing it, say so, exit 1 at the end (default ${DEFAULT_TRANSCRIPT_MAX}, 1 GiB)`,

@@ -1,5 +1,5 @@
 /**
- * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|witness|keygen`: the auditor's side of
+ * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|receipts|tiles|witness|keygen`: the auditor's side of
  * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
  * src/transcript/, and report; a verification failure is exit 5.
  * stdout carries only data (the report, entries, the public key).
@@ -186,6 +186,42 @@ const exportCmd = command({
   },
 });
 
+/**
+ * follow --checkpoint FILE: FILE is replaced, atomically (a new file beside
+ * it, fsynced, renamed over it), by each newer checkpoint that extends it,
+ * with the mode it had, so that the next run checks against the newest.
+ */
+async function checkpointKeeper(path: string): Promise<(note: string, size: number) => void> {
+  const [{ closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync }, { dirname }, { syncDir }] = await Promise.all([
+    import("node:fs"),
+    import("node:path"),
+    import("../paths.ts"),
+  ]);
+  const mode = statSync(path).mode & 0o777;
+  return (note, size) => {
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      const fd = openSync(tmp, "w", mode);
+      try {
+        writeSync(fd, note);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      syncDir(dirname(path));
+      process.stderr.write(`${path}: now the checkpoint of the tree of ${size} lines\n`);
+    } catch (e) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created
+      }
+      throw new CliError(EXIT.FAILURE, `cannot update ${path}: ${(e as Error).message}`);
+    }
+  };
+}
+
 const follow = command({
   meta: {
     name: "follow",
@@ -194,6 +230,11 @@ const follow = command({
   args: {
     ...args.data,
     "from-end": { type: "boolean", description: "Print only entries written from now on (what is there already is still verified)" },
+    checkpoint: {
+      type: "string",
+      description: "A checkpoint saved earlier: the log must extend it (exit 5 if not); FILE is then kept updated with the newest checkpoint that does",
+      valueHint: "FILE",
+    },
     ...filterArgs,
     ...identityArg,
     ...hostKeyArg,
@@ -204,9 +245,11 @@ const follow = command({
     "securechat transcript follow --from-end --room general",
     "securechat transcript follow --since 08:00 | jq -r '[.time, .type] | @tsv'",
     "securechat transcript follow --identity auditor.key --user alice",
+    "securechat transcript follow --from-end --checkpoint monitor.checkpoint > /dev/null   # a monitor",
   ],
   async run({ args: a }) {
     const { followTranscript, StdoutSink } = await import("../transcript/export.ts");
+    const saved = await savedCheckpoint(a.checkpoint);
     const opts = { ...(await filterOptions(a)), ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)) };
     const dir = await transcriptDir(a.data);
     const { existsSync } = await import("node:fs");
@@ -219,8 +262,10 @@ const follow = command({
     try {
       const fromEnd = a["from-end"] === true;
       // With --from-end nothing is printed until something is written: say that the past checked out.
-      const onCaughtUp = (s: { entries: number }): void => void process.stderr.write(`following ${dir}: ${s.entries} existing entries verified; waiting for new ones\n`);
-      const summary = await followTranscript(dir, { ...opts, fromEnd, signal: stop.signal, ...(fromEnd ? { onCaughtUp } : {}) }, out);
+      const extends_ = a.checkpoint === undefined ? "" : `; the log extends the checkpoint in ${a.checkpoint}`;
+      const onCaughtUp = (s: { entries: number }): void => void process.stderr.write(`following ${dir}: ${s.entries} existing entries verified${extends_}; waiting for new ones\n`);
+      const keep = a.checkpoint === undefined ? {} : { checkpoint: saved, onCheckpoint: await checkpointKeeper(a.checkpoint) };
+      const summary = await followTranscript(dir, { ...opts, fromEnd, signal: stop.signal, ...(fromEnd || keep.checkpoint ? { onCaughtUp } : {}), ...keep }, out);
       if (!out.closed) await notes(summary);
     } catch (e) {
       return failed(e);
@@ -311,6 +356,79 @@ const prove = command({
   },
 });
 
+/** --vkey: a verifier key as serve prints it, or a file whose first line is one. */
+async function vkeyOption(value: string): Promise<import("../transcript/note.ts").NoteVerifier> {
+  const [{ parseVerifierKey }, { readFileSync, existsSync }] = await Promise.all([import("../transcript/note.ts"), import("node:fs")]);
+  try {
+    return parseVerifierKey(value.includes("+") || !existsSync(value) ? value : readFileSync(value, "utf8").split("\n")[0]!);
+  } catch (e) {
+    throw new CliError(EXIT.USAGE, `--vkey: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value from serve's listening line"]);
+  }
+}
+
+const receipts = command({
+  meta: {
+    name: "receipts",
+    description: "Check every receipt a client kept in its chat --transcript FILE, offline, with the log's verifier key (exit 5 if one fails)",
+  },
+  args: {
+    file: { type: "positional", description: "The client's transcript (chat --transcript FILE)", required: true, valueHint: "FILE" },
+    vkey: { type: "string", description: "The log's verifier key, as serve prints it (ORIGIN+KEYID+KEY), or a file holding it", valueHint: "VKEY", required: true },
+    user: { type: "string", description: "The user the file is of (default: the sender of its first receipt)", valueHint: "USER" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript receipts alice.jsonl --vkey 'securechat/0123456789abcdef+1a2b3c4d+AbC…'",
+    "jq -j 'select(.kind==\"receipt\" and .tseq==13) | .proof' alice.jsonl > 13.tlog-proof",
+  ],
+  async run({ args: a }) {
+    const [{ checkReceipts }, { existsSync }, { jsonText }] = await Promise.all([import("../transcript/receipts.ts"), import("node:fs"), import("../text.ts")]);
+    const verifier = await vkeyOption(a.vkey);
+    if (!existsSync(a.file)) throw new CliError(EXIT.FAILURE, `no file ${a.file}`, ["pass the file chat --transcript wrote"]);
+    const user = a.user === undefined ? null : parseUserName("--user", a.user);
+    const { checked, failed } = await checkReceipts(a.file, verifier, user, (r) =>
+      process.stdout.write(`${jsonText(`${r.ok ? "OK" : "FAIL"} ${a.file}:${r.line}: tseq ${r.tseq ?? "?"}: ${r.text}`)}\n`),
+    );
+    if (checked === 0) throw new CliError(EXIT.FAILURE, `no receipt in ${a.file}`, ["chat --transcript keeps one for each of your messages a server with a transcript acknowledged"]);
+    if (failed > 0) throw new CliError(EXIT.TRANSCRIPT, `FAIL: ${failed} of ${checked} receipt(s) in ${a.file} do not verify`);
+    process.stderr.write(`OK: ${checked} receipt(s) verified with ${verifier.name}'s key\n`);
+  },
+});
+
+const tiles = command({
+  meta: {
+    name: "tiles",
+    description: "Write the log as c2sp.org/tlog-tiles static files (checkpoint, hash tiles; with --entries, entry bundles) into OUT, for monitors, witnesses and clients to fetch from any web server; run it again to bring OUT up to date",
+  },
+  args: {
+    ...args.data,
+    out: { type: "string", description: "The directory to write (made if absent): serve it as the log's URL prefix", valueHint: "DIR", required: true },
+    entries: { type: "boolean", description: "Also write the entry bundles: the lines themselves, so everything the transcript holds in the clear (unsealed message text included) becomes readable to whoever can fetch OUT" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript tiles --data /var/lib/securechat --out /srv/www/log",
+    "securechat transcript tiles --out ./log && curl -s http://localhost:8080/log/checkpoint",
+  ],
+  async run({ args: a }) {
+    const [{ exportTiles }, { treePath }, { existsSync }] = await Promise.all([import("../transcript/tiles.ts"), import("../transcript/writer.ts"), import("node:fs")]);
+    const dir = await transcriptDir(a.data);
+    if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
+    let r: ReturnType<typeof exportTiles>;
+    try {
+      r = exportTiles(dir, treePath(dir), a.out, { entries: a.entries === true });
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? "";
+      if (code === "tiles_foreign" || code === "tiles_tree_damaged" || code === "tiles_line_mismatch") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
+      if (code.startsWith("tiles_") || code.startsWith("transcript_")) throw new CliError(EXIT.FAILURE, (e as Error).message);
+      throw e;
+    }
+    const grew = r.previous === r.size ? `already at ${r.size} lines` : r.previous === 0 ? `${r.size} lines` : `${r.previous} → ${r.size} lines`;
+    const bundles = a.entries ? `, ${r.bundles} entry bundle${r.bundles === 1 ? "" : "s"}${r.firstBundled !== null && r.firstBundled > 0 && r.previous === 0 ? ` (from leaf ${r.firstBundled}: the first files are archived)` : ""}` : "";
+    process.stderr.write(`${a.out}: ${r.origin}, ${grew}; wrote ${r.tiles} tile${r.tiles === 1 ? "" : "s"}${bundles} and the checkpoint\n`);
+  },
+});
+
 const verifyProofCmd = command({
   meta: {
     name: "verify-proof",
@@ -327,19 +445,12 @@ const verifyProofCmd = command({
     "securechat transcript verify-proof entry.tlog-proof --vkey vkey.txt --entry line.json | jq .",
   ],
   async run({ args: a }) {
-    const [{ parseProof, verifyProof }, { parseVerifierKey }, { readFileSync, existsSync }, { jsonText }] = await Promise.all([
+    const [{ parseProof, verifyProof }, { readFileSync }, { jsonText }] = await Promise.all([
       import("../transcript/proof.ts"),
-      import("../transcript/note.ts"),
       import("node:fs"),
       import("../text.ts"),
     ]);
-    let verifier: ReturnType<typeof parseVerifierKey>;
-    try {
-      const v = a.vkey.includes("+") || !existsSync(a.vkey) ? a.vkey : readFileSync(a.vkey, "utf8").split("\n")[0]!;
-      verifier = parseVerifierKey(v);
-    } catch (e) {
-      throw new CliError(EXIT.USAGE, `--vkey: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value from serve's listening line"]);
-    }
+    const verifier = await vkeyOption(a.vkey);
     const read = (path: string, what: string): Uint8Array => {
       try {
         return new Uint8Array(readFileSync(path === "-" ? 0 : path));
@@ -466,7 +577,7 @@ const keygen = command({
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, witness, keygen },
+  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, receipts, tiles, witness, keygen },
   examples: [
     "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
     "securechat transcript export --data ./data | jq .",

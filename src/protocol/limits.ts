@@ -122,3 +122,13 @@ export const LOG_LEAVES_MAX = 16;
 export const PROOF_HASHES_MAX = 128;
 /** Witness cosignatures one `log_state.cosigned` carries (PROTOCOL.md §7.13): a server submits to at most this many witnesses. */
 export const LOG_COSIGNATURES_MAX = 16;
+/**
+ * The most bytes of transcript lines one `log_state` carries as `entry`
+ * (PROTOCOL.md §7.13), and so the longest line it can carry: 16 KiB, which
+ * holds the longest line a message entry can have (a 4096-byte text that
+ * JSON at worst doubles, and under 512 bytes of other members: 8704 bytes)
+ * and 16 lines of a typical message's size. In base64 that is at most 21848
+ * bytes, beside at most 16 inclusion proofs of 53 hashes (about 40 KiB), so
+ * the answer stays inside MAX_FRAME.
+ */
+export const LOG_ENTRY_BYTES_MAX = 16384;

@@ -11,6 +11,7 @@ import { SecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
 import {
   LOG_COSIGNATURES_MAX,
+  LOG_ENTRY_BYTES_MAX,
   LOG_LEAVES_MAX,
   LOG_ORIGIN_MAX,
   PROOF_HASHES_MAX,
@@ -58,6 +59,23 @@ const bytes = (n: number): Field<Uint8Array> => ({
     } catch {
       return invalid(where, `must be canonical base64 of ${n} bytes`);
     }
+  },
+  encode: (v) => toBase64(v),
+});
+
+/** Canonical base64 of 1 … `max` bytes (PROTOCOL.md §1.2): bytes of a length the sender chooses, within a bound. */
+const blob = (max: number): Field<Uint8Array> => ({
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string") invalid(where, "must be a base64 string");
+    let b: Uint8Array;
+    try {
+      b = fromBase64(v);
+    } catch {
+      return invalid(where, `must be canonical base64 of 1..${max} bytes`);
+    }
+    if (b.length < 1 || b.length > max) invalid(where, `must be canonical base64 of 1..${max} bytes`);
+    return b;
   },
   encode: (v) => toBase64(v),
 });
@@ -136,6 +154,14 @@ const oneOf = <const T extends string>(values: readonly T[]): Field<T> => ({
   },
   encode: (v) => v,
 });
+
+/**
+ * Why a `log_state` inclusion item carries no `entry` though one was asked
+ * for (PROTOCOL.md §7.13): not the asking user's to see, past the answer's
+ * LOG_ENTRY_BYTES_MAX (ask again), or not readable from the log right now.
+ */
+export const LOG_WITHHELD = ["private", "later", "unreadable"] as const;
+export type LogWithheld = (typeof LOG_WITHHELD)[number];
 
 /** What a server administrator does to an account (PROTOCOL.md §7.10). */
 export const ADMIN_ACTIONS = ["lock", "unlock", "end_sessions"] as const;
@@ -471,14 +497,24 @@ const SCHEMAS = {
   },
   deleted: { room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER), by: userName },
   // The log's state and proofs (PROTOCOL.md §7.13): a request, and its answer.
-  log_proof: { from: optional(int(0, Number.MAX_SAFE_INTEGER)), leaves: optional(list(int(0, Number.MAX_SAFE_INTEGER), LOG_LEAVES_MAX)), cosigned: optional(bool) },
+  log_proof: { from: optional(int(0, Number.MAX_SAFE_INTEGER)), leaves: optional(list(int(0, Number.MAX_SAFE_INTEGER), LOG_LEAVES_MAX)), entries: optional(bool), cosigned: optional(bool) },
   log_state: {
     origin: text(LOG_ORIGIN_MAX, 1),
     size: int(0, Number.MAX_SAFE_INTEGER),
     root: bytes(32),
     sig: bytes(68),
     consistency: optional(list(bytes(32), PROOF_HASHES_MAX)),
-    inclusion: optional(list(object({ leaf: int(0, Number.MAX_SAFE_INTEGER), proof: list(bytes(32), PROOF_HASHES_MAX) }), LOG_LEAVES_MAX)),
+    inclusion: optional(
+      list(
+        object({
+          leaf: int(0, Number.MAX_SAFE_INTEGER),
+          proof: list(bytes(32), PROOF_HASHES_MAX),
+          entry: optional(blob(LOG_ENTRY_BYTES_MAX)),
+          withheld: optional(oneOf(LOG_WITHHELD)),
+        }),
+        LOG_LEAVES_MAX,
+      ),
+    ),
     // The newest checkpoint witnesses cosigned (TRANSCRIPT.md §4.5), when asked for.
     cosigned: optional(
       object({
@@ -529,6 +565,13 @@ const RULES: { [T in MessageType]?: (m: Message<T>) => string | null } = {
   // …and a direct message as history or delivered late.
   direct: (m) => ((m.edited || m.deleted) && !m.history && !m.late ? "edited and deleted are for history and late delivery" : changedRule(m)),
   edit: oneOfRoomAndTo,
+  // An inclusion item carries its entry or says why not, never both; the entries of one answer are bounded together (PROTOCOL.md §7.13).
+  log_state: (m) =>
+    (m.inclusion ?? []).some((i) => i.entry !== undefined && i.withheld !== undefined)
+      ? "an inclusion item carries entry or withheld, not both"
+      : (m.inclusion ?? []).reduce((n, i) => n + (i.entry?.length ?? 0), 0) > LOG_ENTRY_BYTES_MAX
+        ? `the entries of one log_state are at most ${LOG_ENTRY_BYTES_MAX} bytes together`
+        : null,
   delete: oneOfRoomAndTo,
   edited: oneOfRoomAndTo,
   deleted: oneOfRoomAndTo,

@@ -14,7 +14,6 @@ import { fromHex, toBase64, toHex } from "../bytes.ts";
 import { type Ed25519KeyPair, constantTimeEqual, ed25519Signer, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { deviceId, fingerprint } from "../fingerprint.ts";
-import { parseCheckpoint, parseNote } from "../transcript/note.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
 import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
@@ -31,6 +30,8 @@ import { type Journal, MemoryJournal } from "../store/journal.ts";
 import { WriteBehindMarkers } from "../store/markers.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
 import type { HostKey } from "./hostkey.ts";
+import { logProofAnswer } from "./logproof.ts";
+import { parseCheckpoint, parseNote } from "../transcript/note.ts";
 import type { FloodPolicy } from "./flood.ts";
 import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -480,7 +481,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       case "device_revoke":
         return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeDevice(this, m.id))) });
       case "log_proof":
-        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.logProof(m))) });
+        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.logProof(this, m))) });
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
@@ -958,28 +959,10 @@ export class ChatServer {
     }
   }
 
-  /**
-   * `log_proof` (PROTOCOL.md §7.13): the log's last durable tree checkpoint,
-   * with the consistency proof from the tree size the client remembers and
-   * the inclusion proofs it asks for, from the tree's stored hashes:
-   * O(log n) reads each, never the leaves.
-   */
-  logProof(m: Message<"log_proof">): Message<"log_state" | "notice"> {
-    const state = this.journal.logState?.(m.from, m.leaves ?? []) ?? null;
-    if (!state) return { type: "notice", code: "no_log", text: "this server has no signed tree of its transcript to prove anything from right now" };
-    const parsed = parseNote(state.note);
-    const body = parseCheckpoint(parsed.text);
-    const sig = parsed.signatures[0]!;
-    return {
-      type: "log_state",
-      origin: body.origin,
-      size: body.size,
-      root: body.root,
-      sig: new Uint8Array([...sig.keyId, ...sig.signature]),
-      ...(state.consistency ? { consistency: state.consistency } : {}),
-      ...(state.inclusion.length > 0 ? { inclusion: state.inclusion } : {}),
-      ...(m.cosigned ? this.#cosigned(body.origin, body.size) : {}),
-    };
+  /** `log_proof` (PROTOCOL.md §7.13), asked by `me`: logproof.ts. */
+  logProof(me: Connection, m: Message<"log_proof">): Message<"log_state" | "notice"> {
+    const answer = logProofAnswer(this.journal, m, me.user, this.log);
+    return m.cosigned && answer.type === "log_state" ? { ...answer, ...this.#cosigned(answer.origin, answer.size) } : answer;
   }
 
   /**

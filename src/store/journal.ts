@@ -113,6 +113,8 @@ export interface Journal {
   consistency?(m: number, n: number): Uint8Array[] | null;
   /** Calls `fn` each time a newer signed tree checkpoint becomes durable. */
   onSignedTree?(fn: () => void): void;
+  /** The lines (without their LFs) of the transcript entries with these seqs, as stored; null for one there is none to read. */
+  entryLines?(seqs: readonly number[]): (Uint8Array | null)[];
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */

@@ -28,7 +28,7 @@ import { type Entry, entryLine } from "./format.ts";
 import { Unsealer } from "./keys.ts";
 import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatches, readTranscriptBatches } from "./read.ts";
 import { type ChainOptions, ChainVerifier, TranscriptFailure } from "./chain.ts";
-import { unseal, verifiedBatches } from "./verify.ts";
+import { CheckpointWatch, unseal, verifiedBatches } from "./verify.ts";
 
 /** How often follow looks for new lines and files. */
 export const FOLLOW_POLL_MS = 200;
@@ -232,6 +232,10 @@ export interface FollowOptions extends ExportOptions {
   signal?: AbortSignal;
   /** Called once, when what was there at the start has been read and verified. */
   onCaughtUp?: (s: ExportSummary) => void;
+  /** A checkpoint note saved earlier (§8.5): the log must extend it, else TranscriptFailure (rolled_back, forked, checkpoint_foreign). */
+  checkpoint?: string;
+  /** With `checkpoint`: each newer tree checkpoint that extends it, once caught up (the newest of those read before, then each new one). */
+  onCheckpoint?: (note: string, size: number) => void;
 }
 
 /**
@@ -242,7 +246,8 @@ export interface FollowOptions extends ExportOptions {
  * at the first problem.
  */
 export async function followTranscript(dir: string, opts: FollowOptions, sink: Sink): Promise<ExportSummary> {
-  const v = new ChainVerifier(opts);
+  const watch = opts.checkpoint === undefined ? null : new CheckpointWatch(opts.checkpoint);
+  const v = new ChainVerifier({ ...opts, ...(watch ? { watchSize: watch.watchSize } : {}) });
   const r = new Renderer(opts);
   const pollMs = opts.pollMs ?? FOLLOW_POLL_MS;
   const stopped = () => opts.signal?.aborted === true || sink.closed === true;
@@ -269,6 +274,7 @@ export async function followTranscript(dir: string, opts: FollowOptions, sink: S
       for (const { entry, line } of batch) {
         offset = line.end;
         nextLine = line.line + 1;
+        watch?.entry(v, entry);
         // Rendered even when not written: seal_key entries carry the file keys.
         const out = r.render(entry, line);
         if (writing && out !== null) {
@@ -301,8 +307,11 @@ export async function followTranscript(dir: string, opts: FollowOptions, sink: S
       }
       if (!caughtUp) {
         caughtUp = true;
+        watch?.caughtUp(v, current?.name ?? dir);
         opts.onCaughtUp?.(summary(v, r, written));
       }
+      const newest = watch?.take();
+      if (newest) opts.onCheckpoint?.(newest, watch!.size);
       writing = true;
       await sink.flush?.();
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -9,10 +9,11 @@
  * the others of the last `historyFlushMs` in one transaction, and until then
  * its room stays in memory.
  * When the journal opens, history.db gets the entries it has not seen yet —
- * those after the last one it applied, found by the seq in the transcript's
- * file names — or, if it is missing, unreadable or does not match the
+ * those after the last one it applied, found by reading the files backwards
+ * from the end — or, if it is missing, unreadable or does not match the
  * transcript, every entry (a rebuild, logged). Start-up therefore reads the
- * transcript's tail, not all of it.
+ * entries history.db has not seen, not the transcript nor even its last
+ * file: after a clean stop, one chunk.
  *
  * Sealed bodies cannot be read back by the server (only the auditor holds
  * the key): after a restart their rooms keep their sequence numbers but
@@ -27,7 +28,8 @@ import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "
 import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
 import { EDIT_REACH, parseEntry } from "./format.ts";
-import { type TranscriptFile, listTranscript, readTranscriptLinesSync } from "./read.ts";
+import { type TranscriptFile, listTranscript, readLinesBackward, readTranscriptLinesSync } from "./read.ts";
+import { readLinesBySeq } from "./lineat.ts";
 import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
 
 export interface JournalOptions extends WriterOptions {
@@ -343,6 +345,10 @@ export class TranscriptJournal implements Journal {
     this.writer.onSignedTree(fn);
   }
 
+  entryLines(seqs: readonly number[]): (Uint8Array | null)[] {
+    return readLinesBySeq(this.writer.opts.dir, seqs);
+  }
+
   /**
    * Closes the transcript, then history.db. A writer that closes cleanly has
    * fsynced everything, so history.db gets every message and records the
@@ -396,8 +402,11 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
       log.info("history_loaded", { lines, applied: db.applied.seq });
       return lines;
     }
-    const r = replay(db, files.slice(at), last, sealed);
-    lines = r.lines;
+    // Found from the end: as far back as the entries history.db has not seen, not the whole file.
+    const found = afterApplied(files, at, last);
+    lines = found.lines;
+    const r = found.at ? replay(db, files.slice(found.at.file), last, sealed, found.at.offset) : { matched: false, lines: 0 };
+    lines += r.lines;
     if (r.matched) {
       log.info("history_loaded", { lines, applied: db.applied.seq });
       return lines;
@@ -413,9 +422,30 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
 }
 
 /**
+ * Where the entries after `last` begin: the file (an index in `files`, `from`
+ * or later) and the byte offset just after `last`'s line, found by reading
+ * the files backwards from the end; null if the line with its seq is not
+ * there with its hash. `lines`: the lines read.
+ */
+function afterApplied(files: TranscriptFile[], from: number, last: Applied): { at: { file: number; offset: number } | null; lines: number } {
+  let lines = 0;
+  for (let i = files.length - 1; i >= from; i--) {
+    for (const l of readLinesBackward(files[i]!.path)) {
+      lines++;
+      const seq = lineSeq(l.bytes);
+      if (seq === null || seq > last.seq) continue;
+      return { at: seq === last.seq && lineHash(l.bytes) === last.hash ? { file: i, offset: l.end } : null, lines };
+    }
+  }
+  return { at: null, lines };
+}
+
+/**
  * Applies the entries of `files` after `after` to history.db; `matched` is
  * false (and nothing after it applied) if the entry at `after.seq` is not
- * there with `after.hash`. Lines are looked at as bytes, and only message
+ * there with `after.hash`. With `start` (the offset in the first file just
+ * after that entry's line, where afterApplied found it), reading begins
+ * there. Lines are looked at as bytes, and only message
  * and direct entries after `after` are decoded and parsed. A line that is
  * not an entry is skipped (verify reports it). Sealed (or unreadable) texts
  * give sequence numbers only; so does every text when sealing, where
@@ -429,8 +459,8 @@ function catchUp(db: HistoryDb, dir: string, sealed: boolean, log: Logger): numb
  * nothing after them is applied, so an interrupted replay starts again
  * before them.
  */
-function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean): { matched: boolean; lines: number } {
-  let matched = after.seq === 0;
+function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: boolean, start?: number): { matched: boolean; lines: number } {
+  let matched = after.seq === 0 || start !== undefined;
   let lines = 0;
   let batch: HistoryBatch = { messages: [], changes: [], seqs: new Map(), directSeq: 0, directs: [], delivered: new Map(), roomStates: new Map(), applied: after };
   let size = 0;
@@ -444,7 +474,7 @@ function replay(db: HistoryDb, files: TranscriptFile[], after: Applied, sealed: 
   // Persistent rooms touched by the replay, each read from history.db once, then changed here.
   const states = new Map<string, RoomState>();
   const loaded = new Set<string>();
-  for (const line of readTranscriptLinesSync(files)) {
+  for (const line of readTranscriptLinesSync(files, start)) {
     lines++;
     const seq = lineSeq(line);
     if (seq === null) continue;

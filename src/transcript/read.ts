@@ -23,6 +23,13 @@ export const CHUNK_BYTES = 64 * 1024;
  */
 export const MAX_LINE_BYTES = 1024 * 1024;
 
+/**
+ * Bytes this process has read from transcript files through this module:
+ * what a server start reads is checked against it (it must not depend on
+ * the transcript's length), by counting, not by timing.
+ */
+export const transcriptReads = { bytes: 0 };
+
 export const TRANSCRIPT_FILE_RE = /^(\d{4}-\d{2}-\d{2})\.(\d{12})\.jsonl$/;
 const TORN_RE = /\.torn$/;
 
@@ -198,7 +205,9 @@ export async function* readFileLineBatches(path: string, name: string, opts: Rea
   const fh = await open(path, "r");
   try {
     for (const s = new LineSplitter(name, opts); !s.done; ) {
-      const batch = s.take((await fh.read(s.buf, 0, CHUNK_BYTES, s.pos)).bytesRead);
+      const n = (await fh.read(s.buf, 0, CHUNK_BYTES, s.pos)).bytesRead;
+      transcriptReads.bytes += n;
+      const batch = s.take(n);
       if (batch.length > 0) yield batch;
     }
   } finally {
@@ -211,7 +220,9 @@ export function* readFileLineBatchesSync(path: string, name: string, opts: ReadO
   const fd = openSync(path, "r");
   try {
     for (const s = new LineSplitter(name, opts); !s.done; ) {
-      const batch = s.take(readSync(fd, s.buf, 0, CHUNK_BYTES, s.pos));
+      const n = readSync(fd, s.buf, 0, CHUNK_BYTES, s.pos);
+      transcriptReads.bytes += n;
+      const batch = s.take(n);
       if (batch.length > 0) yield batch;
     }
   } finally {
@@ -244,7 +255,7 @@ export function* readLinesBackward(path: string, end?: number): Generator<RawLin
     while (pos > 0) {
       const n = Math.min(CHUNK_BYTES, pos);
       const chunk = Buffer.allocUnsafe(n);
-      readSync(fd, chunk, 0, n, pos - n);
+      transcriptReads.bytes += readSync(fd, chunk, 0, n, pos - n);
       pos -= n;
       let stop = n;
       for (let nl = chunk.lastIndexOf(0x0a, n - 1); nl >= 0; nl = nl > 0 ? chunk.lastIndexOf(0x0a, nl - 1) : -1) {
@@ -277,17 +288,25 @@ export function* readLinesBackward(path: string, end?: number): Generator<RawLin
  * starting up, which has nothing else to do, and decodes only the lines it
  * needs). A line longer than MAX_LINE_BYTES, or without an LF at the end of
  * its file, is skipped. A yielded Buffer is only valid until the next one.
+ * `start`: the byte offset of a line in the first file to begin at.
  */
-export function* readTranscriptLinesSync(files: TranscriptFile[]): Generator<Buffer> {
+export function* readTranscriptLinesSync(files: TranscriptFile[], start = 0): Generator<Buffer> {
   const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-  for (const f of files) {
+  for (const [i, f] of files.entries()) {
     const fd = openSync(f.path, "r");
+    let pos = i === 0 ? start : 0;
+    const next = (): number => {
+      const n = readSync(fd, buf, 0, CHUNK_BYTES, pos);
+      pos += n;
+      transcriptReads.bytes += n;
+      return n;
+    };
     try {
       // The start of a line that spans chunks; once too long, only its end is looked for.
       let carry: Buffer[] = [];
       let carried = 0;
       let tooLong = false;
-      for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) {
+      for (let n = next(); n > 0; n = next()) {
         const chunk = buf.subarray(0, n);
         let i = 0;
         for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, i)) {

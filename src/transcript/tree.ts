@@ -11,7 +11,10 @@
  * root, if the root it gives for that size is the signed one (O(log n)
  * reads: exactly the hashes the frontier is loaded from); the hashes after
  * that are recomputed from the lines after the checkpoint, which the writer
- * has just verified. Otherwise — no such checkpoint (a transcript written
+ * has just verified. A file that lost its end (hashes written since its
+ * last fsync, gone with a machine that stopped) is trusted up to an
+ * earlier signed checkpoint whose root it still gives, and the lines since
+ * are hashed again. Otherwise — no such checkpoint (a transcript written
  * before trees were), a missing or damaged file — it is rebuilt from every
  * line, which reads the whole transcript once. (A damaged hash that the
  * signed root does not depend on is not found this way: only a proof that
@@ -25,8 +28,20 @@ import { utf8 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
 import { Frontier, HASH_SIZE, type Hash, leafHash, storedHashCount, storedHashIndex, treeHash } from "./merkle.ts";
 
-/** How the tree was opened, for the log. */
-export type TreeOpen = { rebuilt: null } | { rebuilt: string; leaves: number };
+/**
+ * How the tree was opened, for the log: as it was; resumed from an earlier
+ * checkpoint (why the last one could not be used, the size it resumed from,
+ * and the leaves hashed again); or rebuilt from every line.
+ */
+export type TreeOpen = { rebuilt: null; resumed?: { reason: string; from: number; leaves: number } } | { rebuilt: string; leaves: number };
+
+/** An earlier checkpoint that signs a tree root, with the lines from its size on. */
+export interface EarlierCheckpoint {
+  size: number;
+  root: Hash;
+  /** The lines from leaf `size` on, in order, as bytes without LFs. */
+  lines: Iterable<Uint8Array>;
+}
 
 /** What the writer knows at start about the transcript it continues. */
 export interface TreeAnchor {
@@ -40,6 +55,13 @@ export interface TreeAnchor {
   tail: Hash[];
   /** Every line of the transcript from the first, as bytes without LFs: read only for a rebuild. */
   lines: () => Iterable<Uint8Array>;
+  /** Told why, before a rebuild starts (it reads the whole transcript). */
+  rebuilding?: (why: string) => void;
+  /**
+   * The last checkpoint, before `checkpoint`, that signs the root of at
+   * most `maxSize` lines, its signature checked; null if there is none.
+   */
+  earlier?: (maxSize: number) => EarlierCheckpoint | null;
 }
 
 export class TranscriptTree {
@@ -144,7 +166,10 @@ export class TranscriptTree {
       tree.flush();
       return { tree, opened: { rebuilt: null } };
     }
+    const resumed = why !== null && cp !== null ? TranscriptTree.#resume(path, a, cp, why) : null;
+    if (resumed) return resumed;
     if (!a.complete) return { tree: null, missing: `${why}, and the transcript's first files are not here to rebuild it from` };
+    a.rebuilding?.(why);
     const tmp = `${path}.tmp`;
     const fd = openSync(tmp, "w", 0o600);
     const tree = new TranscriptTree(tmp, fd, new Frontier());
@@ -158,6 +183,52 @@ export class TranscriptTree {
     closeSync(fd);
     renameSync(tmp, path);
     return { tree: new TranscriptTree(path, openSync(path, "a+", 0o600), tree.#frontier), opened: { rebuilt: why, leaves: tree.size } };
+  }
+
+  /**
+   * The file lost its end (a machine that stopped before the hashes written
+   * since the last fsync reached the disk): it is trusted up to the last
+   * earlier checkpoint whose hashes it still holds, if it gives that
+   * checkpoint's signed root, and the lines after it are hashed again —
+   * the leaves since that checkpoint, not the whole transcript. The root at
+   * the last checkpoint's size must then be the one it signs. Null if that
+   * does not work out: the caller rebuilds.
+   */
+  static #resume(path: string, a: TreeAnchor, cp: { size: number; root: Hash }, why: string): { tree: TranscriptTree; opened: TreeOpen } | null {
+    if (!a.earlier || a.tail.length !== a.size - cp.size || !existsSync(path)) return null;
+    const have = Math.floor(statSync(path).size / HASH_SIZE);
+    // the largest tree whose stored hashes the file holds
+    let lo = 0;
+    for (let hi = cp.size; lo < hi; ) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (storedHashCount(mid) <= have) lo = mid;
+      else hi = mid - 1;
+    }
+    const e = lo > 0 ? a.earlier(Math.min(lo, cp.size - 1)) : null;
+    if (!e || e.size > lo) return null;
+    const fd = openSync(path, "r+");
+    let frontier: Frontier;
+    try {
+      const read = (level: number, index: number) => readHash(fd, storedHashIndex(level, index));
+      if (!constantTimeEqual(treeHash(e.size, read), e.root)) return null;
+      ftruncateSync(fd, storedHashCount(e.size) * HASH_SIZE);
+      frontier = Frontier.load(e.size, read);
+    } finally {
+      closeSync(fd);
+    }
+    const tree = new TranscriptTree(path, openSync(path, "a+", 0o600), frontier);
+    for (const line of e.lines) {
+      if (tree.size >= cp.size) break;
+      tree.append(line);
+      if (tree.#pending.length >= 8192) tree.flush();
+    }
+    if (tree.size !== cp.size || !constantTimeEqual(tree.root(), cp.root)) {
+      tree.close(false);
+      return null;
+    }
+    for (const leaf of a.tail) tree.#appendLeaf(leaf);
+    tree.flush();
+    return { tree, opened: { rebuilt: null, resumed: { reason: why, from: e.size, leaves: a.size - e.size } } };
   }
 }
 

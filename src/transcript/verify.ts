@@ -13,7 +13,7 @@ import { fingerprint } from "../fingerprint.ts";
 import { AckChecker, type AgainstReport } from "./against.ts";
 import { type ChainOptions, ChainVerifier, type Problem, type Suspect, TranscriptFailure } from "./chain.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
-import { type Entry, checkpointNote, parseEntry } from "./format.ts";
+import { type Entry, checkpointNote, parseEntry, verifyCheckpointNote } from "./format.ts";
 import { noteCosignatures } from "./cosignature.ts";
 import { type Checkpoint, type NoteVerifier, noteKeyId, openNote, parseCheckpoint, parseNote } from "./note.ts";
 import { leafHash } from "./merkle.ts";
@@ -152,6 +152,16 @@ function startOfTail(files: TranscriptFile[]): Start {
  * what reads it checks the signature, not this.
  */
 export function lastTreeCheckpoint(files: TranscriptFile[]): Entry | null {
+  for (const { entry } of treeCheckpointsBackward(files)) return entry;
+  return null;
+}
+
+/**
+ * The checkpoint entries that sign a tree root, last first, with where
+ * each line starts (an index in `files`, a byte offset); read back only as
+ * far as the caller iterates. Their signatures are not checked here.
+ */
+function* treeCheckpointsBackward(files: TranscriptFile[]): Generator<{ entry: Entry; file: number; start: number }> {
   for (let i = files.length - 1; i >= 0; i--) {
     for (const l of readLinesBackward(files[i]!.path)) {
       if (!CHECKPOINT_END.test(l.bytes.toString("latin1", Math.max(0, l.bytes.length - 96)))) continue;
@@ -161,8 +171,20 @@ export function lastTreeCheckpoint(files: TranscriptFile[]): Entry | null {
       } catch {
         continue;
       }
-      if (typeof e.root === "string") return e;
+      if (typeof e.root === "string") yield { entry: e, file: i, start: l.start };
     }
+  }
+}
+
+/**
+ * The last checkpoint that signs the root of at most `maxSize` lines, if
+ * its note signature verifies under `hostKey` (null otherwise, or if there
+ * is none), and where its line starts: its line is leaf `head_seq`.
+ */
+export function treeCheckpointAtMost(files: TranscriptFile[], maxSize: number, hostKey: Uint8Array): { entry: Entry; file: number; start: number } | null {
+  for (const c of treeCheckpointsBackward(files)) {
+    if ((c.entry.head_seq as number) > maxSize) continue;
+    return verifyCheckpointNote(hostKey, c.entry) ? c : null;
   }
   return null;
 }
@@ -313,7 +335,7 @@ function parseSavedCheckpoint(note: string): SavedCheckpoint {
  * After the last line: the saved checkpoint is the log's own, the log
  * reached its size, and its first lines then had the root it signs.
  */
-function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string, witnesses: VerifyOptions["witnesses"]): void {
+function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string, witnesses?: VerifyOptions["witnesses"]): void {
   ownCheckpoint(v, saved);
   if (witnesses) witnessedCheckpoint(saved, witnesses);
   if (v.treeSize < saved.size || !v.watched) {
@@ -350,6 +372,62 @@ function witnessedCheckpoint(saved: SavedCheckpoint, w: NonNullable<VerifyOption
       line: 0,
       reason: `the saved checkpoint carries ${why ? "a cosignature that does not verify" : `valid cosignatures of ${count}`} of the ${w.witnesses.length} witness(es) given, and ${w.quorum} are required${why}`,
     });
+  }
+}
+
+/**
+ * `follow --checkpoint` (TRANSCRIPT.md §8.5): the saved checkpoint checked
+ * as `verify --checkpoint` checks it — once the log reaches its size (the
+ * root of its first `size` lines), or, if it is caught up short of that, as
+ * rolled back — and then the newest tree checkpoint the log signs after it.
+ * Every such checkpoint extends the saved one: the verifier has checked its
+ * root against the tree of the very lines whose prefix matched.
+ */
+export class CheckpointWatch {
+  readonly #saved: SavedCheckpoint;
+  #extended = false;
+  #size: number;
+  #newest: string | null = null;
+
+  constructor(note: string) {
+    this.#saved = parseSavedCheckpoint(note);
+    this.#size = this.#saved.size;
+  }
+
+  /** The size the verifier must report the root at (ChainVerifier watchSize). */
+  get watchSize(): number {
+    return this.#saved.size;
+  }
+
+  /** The size of the newest checkpoint known to extend the saved one. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** After each entry the verifier accepted: throws `checkpoint_foreign` or `forked`. */
+  entry(v: ChainVerifier, e: Entry): void {
+    if (!this.#extended && v.watched) {
+      checkSaved(v, this.#saved, v.watched.file);
+      this.#extended = true;
+    }
+    if (this.#extended && e.type === "checkpoint" && typeof e.root === "string" && (e.head_seq as number) > this.#size) {
+      this.#newest = checkpointNote(e);
+      this.#size = e.head_seq as number;
+    }
+  }
+
+  /** Everything there was read: a log still short of the saved size was rolled back (throws `rolled_back`). */
+  caughtUp(v: ChainVerifier, lastFile: string): void {
+    if (this.#extended) return;
+    checkSaved(v, this.#saved, lastFile);
+    this.#extended = true;
+  }
+
+  /** The newest checkpoint that extends the saved one and was not taken yet. */
+  take(): string | null {
+    const n = this.#newest;
+    this.#newest = null;
+    return n;
   }
 }
 

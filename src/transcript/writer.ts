@@ -37,7 +37,7 @@
  */
 import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { toBase64, toHex } from "../bytes.ts";
+import { fromBase64, toBase64, toHex } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
 import { ed25519Signer, sha256 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
@@ -51,7 +51,7 @@ import { TranscriptTree } from "./tree.ts";
 
 import type { LogState } from "../store/journal.ts";
 import { TranscriptFailure } from "./chain.ts";
-import { type TailReport, verifyTail } from "./verify.ts";
+import { type TailReport, treeCheckpointAtMost, verifyTail } from "./verify.ts";
 
 export type FsyncPolicy = "always" | "batch" | "off";
 
@@ -355,12 +355,21 @@ export class TranscriptWriter {
       checkpoint: tail.tree,
       tail: tail.tree?.tail ?? [],
       lines: () => readTranscriptLinesSync(listed),
+      earlier: (maxSize) => {
+        const c = treeCheckpointAtMost(listed, maxSize, opts.hostKey.publicKey);
+        return c && { size: c.entry.head_seq as number, root: fromBase64(c.entry.root as string, 32), lines: readTranscriptLinesSync(listed.slice(c.file), c.start) };
+      },
+      rebuilding: (reason) => opts.log.info("transcript_tree_rebuilding", { reason, lines: tail.last?.seq ?? 0, effect: "every line is read and hashed once: this start takes longer" }),
     });
     w.#tree = opened.tree;
     // The last checkpoint on disk is durable: a client may be shown it (PROTOCOL.md §7.13).
     if (tail.tree) w.#signedTree = { size: tail.tree.size, note: tail.tree.note };
     if (opened.tree === null) opts.log.warn("transcript_no_tree", { reason: opened.missing, effect: "checkpoints sign no tree root until the first files are back" });
     else if (opened.opened.rebuilt !== null) opts.log.warn("transcript_tree_rebuilt", { reason: opened.opened.rebuilt, lines: opened.opened.leaves });
+    else if (opened.opened.resumed) {
+      const r = opened.opened.resumed;
+      opts.log.warn("transcript_tree_resumed", { reason: r.reason, from: r.from, lines: r.leaves });
+    }
     const lastFile = files.at(-1);
     if (lastFile) {
       const path = join(opts.dir, lastFile);

@@ -75,6 +75,11 @@ wait_exit() {
   wait "$1"; rc=$?
 }
 
+# as HOME COMMAND...: COMMAND with SECURECHAT_HOME=$work/HOME, no colours, at most 60 s.
+as() { local h=$1; shift; env SECURECHAT_HOME="$work/$h" NO_COLOR=1 timeout 60 "$@"; }
+# register NAME: registers NAME at $srv with the password $PW, its home $work/NAME; a failed check if refused.
+register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "$srv" --password-stdin --accept-new-host >/dev/null 2>&1 || bad "register $1"; }
+
 # start_server DATA_DIR [PORT [FLAGS...]]: `$bin serve --json FLAGS` in the background on PORT
 # (default 0: any free one), its log in $work/server.log; sets $server_pid and
 # $port from the log's "listening" line. If it does not listen within 100 ×

@@ -14,8 +14,6 @@ begin
 PW='correct horse battery staple'
 port=$(( 20000 + RANDOM % 20000 ))
 srv="127.0.0.1:$port"
-as() { local h=$1; shift; env SECURECHAT_HOME="$work/$h" NO_COLOR=1 timeout 60 "$@"; }
-register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "$srv" --password-stdin --accept-new-host >/dev/null 2>&1 || bad "register $1"; }
 say() { local who=$1; shift; printf '%s\n' "$@" | as "$who" "$bin" chat --user "$who" --server "$srv" --json >"$work/$who.out" 2>"$work/$who.err"; }
 remembered() { sed -n 2p "$work/alice/checkpoints/$srv"; }
 
@@ -61,6 +59,19 @@ run "verify --checkpoint: the forked copy fails (exit 5)" 5 "$bin" transcript ve
 expect "…as a fork" "a fork"
 run "verify --checkpoint: the true log passes" 0 "$bin" transcript verify "$work/data/transcript" --checkpoint "$work/evidence.checkpoint"
 expect "…and says it extends it" "the log extends the saved checkpoint"
+
+# Publishing the log for monitors (c2sp.org/tlog-tiles): the true log, then the fork into the same directory.
+run "tiles: the true log is published" 0 "$bin" transcript tiles --data "$work/data" --out "$work/www"
+expect "…saying what it wrote" "wrote"
+"$bin" transcript checkpoint --data "$work/data" >"$work/true.checkpoint" 2>/dev/null
+check "…its checkpoint is the log's last signed one" cmp -s "$work/www/checkpoint" "$work/true.checkpoint"
+check "…with the hash tiles" test -s "$(ls -d "$work"/www/tile/0/000* | head -1)"
+check "…and no line of the chat without --entries" test ! -e "$work/www/tile/entries"
+run "tiles: the fork into the same directory is refused (exit 5)" 5 "$bin" transcript tiles --data "$work/old" --out "$work/www"
+expect "…as not extending what was published" "not a prefix of this log"
+check "…and the published checkpoint is left as it was" cmp -s "$work/www/checkpoint" "$work/true.checkpoint"
+run "tiles --entries: the lines too" 0 "$bin" transcript tiles --data "$work/data" --out "$work/www" --entries
+check "…in entry bundles" test -s "$(ls -d "$work"/www/tile/entries/000* | head -1)"
 
 # Accepting the log as it is now: remove what was remembered.
 rm "$work/alice/checkpoints/$srv"

@@ -58,6 +58,16 @@ rm "$work/data/tree.hashes"
 start_server "$work/data"
 stop_server
 check "a deleted tree.hashes is rebuilt at start, and said so" grep -q '"event":"transcript_tree_rebuilt".*"reason":"no tree.hashes file"' "$work/server.log"
+check "…before the rebuild starts too (it reads every line)" grep -q '"event":"transcript_tree_rebuilding".*"reason":"no tree.hashes file"' "$work/server.log"
+# A machine that stopped before tree.hashes' last writes reached the disk: its end is gone.
+truncate -s "$(($(stat -c %s "$work/data/tree.hashes") - 96))" "$work/data/tree.hashes"
+start_server "$work/data"
+stop_server
+check "a tree.hashes that lost its end is taken up to an earlier checkpoint, and said so" grep -q '"event":"transcript_tree_resumed".*"reason":"tree.hashes is shorter than the transcript"' "$work/server.log"
+check "…not rebuilt from every line" test "$(grep -c transcript_tree_rebuil "$work/server.log")" = 0
+run "…and a proof from it still verifies" 0 "$bin" transcript prove --data "$work/data" --seq "$mseq"
+"$bin" transcript prove --data "$work/data" --seq "$mseq" >"$work/line7-again.tlog-proof" 2>/dev/null
+run "…offline, with the vkey" 0 "$bin" transcript verify-proof "$work/line7-again.tlog-proof" --vkey "$vkey"
 run "…and the transcript still verifies" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub"
 run "verify against alice's own view" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub" --against "$work/alice.tr"
 

@@ -192,7 +192,7 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     unread: { type: "unread" },
     unread_list: { type: "unread_list", rooms: [{ room: "lobby", unread: 214, read_at: 1_899_999_000_000 }] },
     // The log's state and proofs (PROTOCOL.md §7.13).
-    log_proof: { type: "log_proof", from: 1234, leaves: [0, 1233, 5000], cosigned: true },
+    log_proof: { type: "log_proof", from: 1234, leaves: [0, 1233, 5000], entries: true, cosigned: true },
     log_state: {
       type: "log_state",
       origin: "chat.example.com/securechat",
@@ -200,7 +200,10 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
       root: r.bytes(32),
       sig: r.bytes(68),
       consistency: [r.bytes(32), r.bytes(32)],
-      inclusion: [{ leaf: 1233, proof: [r.bytes(32)] }],
+      inclusion: [
+        { leaf: 1233, proof: [r.bytes(32)], entry: r.bytes(300) },
+        { leaf: 0, proof: [r.bytes(32)], withheld: "private" },
+      ],
       cosigned: { size: 4999, root: r.bytes(32), sig: r.bytes(68), cosignatures: [{ name: "witness.example.com/w1", sig: r.bytes(76) }], consistency: [r.bytes(32)] },
     },
   };

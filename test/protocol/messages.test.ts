@@ -76,6 +76,7 @@ function withRaw(obj: JsonObject, key: string, raw: string): Uint8Array {
 type Kind =
   | { kind: "int"; min: number; max: number }
   | { kind: "bytes"; n: number }
+  | { kind: "blob"; max: number }
   | { kind: "text"; min: number; max: number }
   | { kind: "user" }
   | { kind: "bool" }
@@ -279,7 +280,12 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   read: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, seq: { kind: "int", min: 0, max: SAFE } } }, max: 64, optional: true }, dm: { kind: "int", min: 0, max: SAFE, optional: true } },
   unread: {},
   unread_list: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, unread: { kind: "int", min: 0, max: SAFE }, read_at: TS } }, max: 256 } },
-  log_proof: { from: { kind: "int", min: 0, max: SAFE, optional: true }, leaves: { kind: "list", item: { kind: "int", min: 0, max: SAFE }, max: 16, optional: true }, cosigned: { kind: "bool", optional: true } },
+  log_proof: {
+    from: { kind: "int", min: 0, max: SAFE, optional: true },
+    leaves: { kind: "list", item: { kind: "int", min: 0, max: SAFE }, max: 16, optional: true },
+    entries: { kind: "bool", optional: true },
+    cosigned: { kind: "bool", optional: true },
+  },
   log_state: {
     origin: { kind: "text", min: 1, max: 255 },
     size: { kind: "int", min: 0, max: SAFE },
@@ -288,7 +294,15 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     consistency: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128, optional: true },
     inclusion: {
       kind: "list",
-      item: { kind: "object", fields: { leaf: { kind: "int", min: 0, max: SAFE }, proof: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128 } } },
+      item: {
+        kind: "object",
+        fields: {
+          leaf: { kind: "int", min: 0, max: SAFE },
+          proof: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128 },
+          entry: { kind: "blob", max: 16384, optional: true },
+          withheld: { kind: "enum", values: ["private", "later", "unreadable"], optional: true },
+        },
+      },
       max: 16,
       optional: true,
     },
@@ -752,6 +766,8 @@ describe("boolean fields", () => {
         "room.invite_only", "room.secret", "room.persistent", "room.muted", "mode.invite_only", "mode.secret", "room_changed.invite_only", "room_changed.secret",
         // Witnesses (PROTOCOL.md §7.13).
         "log_proof.cosigned",
+        // The log's entries with their proofs (PROTOCOL.md §7.13).
+        "log_proof.entries",
       ].sort(),
     );
     expect(BOOL.filter(([, f]) => !f.spec.optional).map(([n]) => n)).toEqual(["name_status.available"]);

@@ -396,6 +396,7 @@ namespace Spec {
   // §5.0 member types; text bounds are in bytes of UTF-8.
   type Kind =
     | { bytes: number }
+    | { blob: number }
     | { int: [number, number] }
     | { text: [number, number] }
     | "user"
@@ -810,6 +811,7 @@ namespace Spec {
     log_proof: [
       ["from", { int: [0, MAX_SAFE] }, true],
       ["leaves", { list: { int: [0, MAX_SAFE] }, max: 16 }, true],
+      ["entries", "bool", true],
       ["cosigned", "bool", true],
     ],
     log_state: [
@@ -825,6 +827,8 @@ namespace Spec {
             object: [
               ["leaf", { int: [0, MAX_SAFE] }],
               ["proof", { list: { bytes: 32 }, max: 128 }],
+              ["entry", { blob: 16384 }, true],
+              ["withheld", { oneOf: ["private", "later", "unreadable"] }, true],
             ],
           },
           max: 16,
@@ -907,6 +911,13 @@ namespace Spec {
       return out;
     }
     if ("bytes" in kind) return b64(v, kind.bytes);
+    // §7.13: canonical base64 of 1 … max bytes.
+    if ("blob" in kind) {
+      if (typeof v !== "string" || !/^[A-Za-z0-9+/=]*$/.test(v)) return fail("message_invalid");
+      const b = Buffer.from(v, "base64");
+      if (b.toString("base64") !== v || b.length < 1 || b.length > kind.blob) fail("message_invalid");
+      return new Uint8Array(b);
+    }
     if ("int" in kind) {
       if (typeof v !== "number" || !Number.isInteger(v) || v < kind.int[0] || v > kind.int[1] || v > MAX_SAFE) fail("message_invalid");
       return v;
