@@ -67,5 +67,5 @@ describe("log_proof cosigned", () => {
     } finally {
       await t.server.stop();
     }
-  });
+  }, 60_000);
 });
