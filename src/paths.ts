@@ -4,11 +4,12 @@
  * renamed, so a crash leaves either the old file or the new one, never a
  * torn one, and no other user can read them at any moment.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { randomBytes } from "./crypto/index.ts";
-import { toHex } from "./bytes.ts";
+import { type Ed25519KeyPair, ed25519Generate, randomBytes, wipe } from "./crypto/index.ts";
+import { fromBase64, toBase64, toHex, utf8 } from "./bytes.ts";
+import { SecureChatError } from "./errors.ts";
 
 export function clientHome(): string {
   const env = process.env.SECURECHAT_HOME;
@@ -94,4 +95,38 @@ export function syncDir(dir: string): void {
   } catch {
     // Not every filesystem lets a directory be opened for fsync; the rename still happened.
   }
+}
+
+/**
+ * A long-term Ed25519 key in a 0600 file of one line, `HEADER base64(seed)`,
+ * made on first use. Like sshd, a key file other users may read or write is
+ * refused: a key that has been readable by others must be presumed copied.
+ * Errors (codes `CODE_permissions`, `CODE_invalid`) name the file, never its
+ * content.
+ */
+export function loadOrCreateKeyFile(path: string, header: string, code: string, what: string): { key: Ed25519KeyPair; created: boolean } {
+  if (existsSync(path)) {
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      throw new SecureChatError(
+        `${code}_permissions`,
+        `${what}: ${path} has mode ${mode.toString(8).padStart(4, "0")}, open to other users; it must be 0600 (chmod 600 it, and replace the key if others may have read it)`,
+      );
+    }
+    const [h, secret] = readFileSync(path, "utf8").trim().split(/\s+/);
+    if (h !== header || secret === undefined) throw new SecureChatError(`${code}_invalid`, `${what}: ${path} is not a securechat ${what}`);
+    try {
+      return { key: ed25519Generate(fromBase64(secret, 32)), created: false };
+    } catch (cause) {
+      throw new SecureChatError(`${code}_invalid`, `${what}: ${path} is corrupt`, { cause });
+    }
+  }
+  const key = ed25519Generate();
+  const bytes = utf8(`${header} ${toBase64(key.secretKey)}\n`);
+  try {
+    writePrivateFile(path, bytes);
+  } finally {
+    wipe(bytes);
+  }
+  return { key, created: true };
 }

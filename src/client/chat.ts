@@ -38,7 +38,7 @@ import type { Message } from "../protocol/messages.ts";
 import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
 import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
-import { LogCheck } from "./logcheck.ts";
+import { LogCheck, type WitnessPolicy } from "./logcheck.ts";
 import { Receipts } from "./receipts.ts";
 import { DEFAULT_TRANSCRIPT_MAX, TranscriptFile } from "./transcriptfile.ts";
 
@@ -140,6 +140,8 @@ export interface ChatOptions extends AccountOptions {
   waitWhenQueueFull?: boolean;
   /** The first reconnect delay before jitter (tests shorten it); doubles per attempt up to RECONNECT_MAX_MS. */
   reconnectBaseMs?: number;
+  /** chat --witness, --witness-quorum: the log must be cosigned by a quorum of these (PROTOCOL.md §7.13). */
+  witnesses?: WitnessPolicy;
 }
 
 interface Pending {
@@ -349,7 +351,7 @@ export class ChatClient {
     }
     this.#reader = this.#readLoop(resumed.session);
     // Before anything else: is the server's log still the one it showed this client (PROTOCOL.md §7.13)?
-    this.#log = new LogCheck(this.opts.addr.id, resumed.session.keys.hostKey);
+    this.#log = new LogCheck(this.opts.addr.id, resumed.session.keys.hostKey, this.opts.witnesses ?? null);
     this.#logAsks = ["check"];
     this.#receipts?.lost();
     this.#send(this.#log.request());

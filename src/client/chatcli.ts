@@ -20,6 +20,7 @@
  * every line read was sent and acknowledged, and the --transcript file got
  * every line; otherwise 1, with one line saying everything that went wrong.
  */
+import type { WitnessPolicy } from "./logcheck.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { checkUserName } from "./account.ts";
 import { ChatClient, type ChatEvent } from "./chat.ts";
@@ -51,6 +52,8 @@ export interface ChatConfig {
   history?: "all" | "none" | { since: number };
   /** --no-reconnect: the first connection loss ends the client (exit 1). */
   reconnect?: boolean;
+  /** --witness, --witness-quorum: the witnesses whose cosignatures the server's log must carry. */
+  witnesses?: WitnessPolicy;
 }
 
 /** After the session ended early, how much of stdin is looked at to say what was not sent (characters), and for how long. */
@@ -167,6 +170,7 @@ export async function runChat(a: ChatConfig): Promise<void> {
       transcriptMax: a.transcriptMax,
       reconnect: a.reconnect ?? true,
       history: a.history,
+      witnesses: a.witnesses,
       // Piped: a full queue stops the reading of stdin instead of refusing lines.
       waitWhenQueueFull: !interactive,
     },

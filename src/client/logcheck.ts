@@ -14,7 +14,8 @@ import { SecureChatError } from "../errors.ts";
 import { clientHome, ensurePrivateDir, writePrivateFile } from "../paths.ts";
 import type { Message } from "../protocol/messages.ts";
 import { verifyConsistency } from "../transcript/merkle.ts";
-import { type Checkpoint, checkpointText, formatNote, noteKeyId, openCheckpoint, parseCheckpoint, parseNote } from "../transcript/note.ts";
+import { noteCosignatures } from "../transcript/cosignature.ts";
+import { type Checkpoint, type NoteVerifier, checkpointText, formatNote, noteKeyId, openCheckpoint, parseCheckpoint, parseNote } from "../transcript/note.ts";
 import { toBase64 } from "../bytes.ts";
 
 /** Where the checkpoint last seen of `serverId`'s log is kept. */
@@ -36,16 +37,26 @@ function when(d: Date): string {
   return d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
 
+/** The witnesses a user requires (chat --witness, --witness-quorum): K of them must have cosigned (TRANSCRIPT.md §4.5). */
+export interface WitnessPolicy {
+  witnesses: readonly NoteVerifier[];
+  quorum: number;
+}
+
 export class LogCheck {
   readonly #path: string;
   #remembered: Remembered | null;
+  /** The size of the checkpoint remembered when this connection began: witnesses must have cosigned at least that much. */
+  readonly #sizeAtConnect: number;
 
   constructor(
     readonly serverId: string,
     readonly hostKey: Uint8Array,
+    readonly witnessPolicy: WitnessPolicy | null = null,
   ) {
     this.#path = checkpointPath(serverId);
     this.#remembered = this.#load();
+    this.#sizeAtConnect = this.#remembered?.size ?? 0;
   }
 
   /** The remembered checkpoint, if there is one this host key signed; a damaged or foreign file is ignored, as if none. */
@@ -72,7 +83,7 @@ export class LogCheck {
 
   /** A request for the log's state from the remembered size, not counted as the one `overtaken` watches (receipts ask with it). */
   ask(): Message<"log_proof"> {
-    return { type: "log_proof", ...(this.#remembered ? { from: this.#remembered.size } : {}) };
+    return { type: "log_proof", ...(this.#remembered ? { from: this.#remembered.size } : {}), ...(this.witnessPolicy ? { cosigned: true } : {}) };
   }
 
   /**
@@ -115,9 +126,48 @@ export class LogCheck {
         );
       }
     }
+    if (this.witnessPolicy) this.#checkWitnessed(m);
     ensurePrivateDir(join(clientHome(), "checkpoints"));
     writePrivateFile(this.#path, note);
     this.#remembered = { origin: m.origin, size: m.size, root: m.root, extensions: [], at: new Date() };
+  }
+
+  /**
+   * With a witness policy (PROTOCOL.md §7.13 steps 4-7): the answer's
+   * `cosigned` checkpoint is the host key's, carries valid cosignatures of
+   * at least K of the witnesses, is a prefix of the checkpoint shown, and
+   * is at least as large as the one remembered at connect. Throws
+   * `log_unwitnessed` otherwise.
+   */
+  #checkWitnessed(m: Message<"log_state">): void {
+    const policy = this.witnessPolicy!;
+    const unwitnessed = (why: string): never => {
+      throw new SecureChatError("log_unwitnessed", `${this.serverId}'s log is not vouched for by ${policy.quorum} of your ${policy.witnesses.length} witness(es): ${why}`, {
+        detail: { server: this.serverId, path: this.#path },
+      });
+    };
+    const c = m.cosigned;
+    if (!c) unwitnessed("the server shows no cosigned checkpoint (does it run with --witness?)");
+    const text = checkpointText({ origin: m.origin, size: c!.size, root: c!.root });
+    const note = formatNote(text, [`\u2014 ${m.origin} ${toBase64(c!.sig)}\n`, ...c!.cosignatures.map((s) => `\u2014 ${s.name} ${toBase64(s.sig)}\n`)]);
+    try {
+      openCheckpoint(note, { name: m.origin, keyId: noteKeyId(m.origin, this.hostKey), publicKey: this.hostKey });
+    } catch {
+      unwitnessed("its cosigned checkpoint is not signed by its host key");
+    }
+    let count = 0;
+    try {
+      count = noteCosignatures(note, policy.witnesses).length;
+    } catch (e) {
+      unwitnessed((e as Error).message.replace(/^cosignature: /, ""));
+    }
+    if (count < policy.quorum) unwitnessed(`only ${count} of them cosigned its checkpoint of ${c!.size} entries`);
+    if (c!.size > m.size || !verifyConsistency(c!.size, m.size, c!.root, m.root, c!.consistency)) {
+      unwitnessed(`the checkpoint the witnesses cosigned (${c!.size} entries) is not a prefix of the log it shows you (${m.size} entries): a fork`);
+    }
+    if (c!.size < this.#sizeAtConnect) {
+      unwitnessed(`the witnesses cosigned ${c!.size} entries, fewer than the ${this.#sizeAtConnect} it showed you before: what you saw may be a view shown only to you`);
+    }
   }
 
   /**
@@ -127,6 +177,9 @@ export class LogCheck {
    */
   noLog(): void {
     this.#asked = Math.max(0, this.#asked - 1);
+    if (this.witnessPolicy) {
+      throw new SecureChatError("log_unwitnessed", `${this.serverId} shows no signed tree of its log, so none your witnesses cosigned`, { detail: { server: this.serverId, path: this.#path } });
+    }
     if (this.#remembered) {
       throw new SecureChatError(
         "log_unproven",

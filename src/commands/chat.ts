@@ -1,7 +1,8 @@
 import { DEFAULT_TRANSCRIPT_MAX, TRANSCRIPT_LINE_MAX } from "../client/transcriptfile.ts";
 import { args, command } from "./define.ts";
 import { CliError, EXIT } from "./exit.ts";
-import { parseInteger, parseRoomName } from "./values.ts";
+import { parseInteger, parseRoomName, witnessPolicy } from "./values.ts";
+import { repeatable, repeated } from "./argv.ts";
 
 export default command({
   meta: { name: "chat", description: "Chat in rooms and direct messages (interactive, or scripted from a pipe)" },
@@ -29,6 +30,8 @@ export default command({
       description: `Never let the --transcript file grow past BYTES: stop writing it, say so, exit 1 at the end (default ${DEFAULT_TRANSCRIPT_MAX}, 1 GiB)`,
       valueHint: "BYTES",
     },
+    witness: repeatable({ type: "string", valueHint: "VKEY", description: "Require the server's log to be cosigned by this witness (its vkey, as transcript witness prints it); give it again for more. Exit 6 without the quorum" }),
+    "witness-quorum": { type: "string", valueHint: "K", description: "How many of the --witness must have cosigned (default: all)" },
     ...args.passwordStdin,
     ...args.acceptNewHost,
     ...args.debug,
@@ -39,6 +42,7 @@ export default command({
     "printf 'hello\\nbye\\n' | securechat chat --user bot",
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
     "securechat chat --user bot --no-history < /dev/null | jq -c 'select(.type==\"message\")'",
+    "securechat chat --witness 'securechat-witness/95e1fc2e88647c0f+313e7e13+BAQa…' --witness-quorum 1",
   ],
   async run({ args: a }) {
     // Every flag is checked before anything touches the disk or the network:
@@ -56,6 +60,7 @@ export default command({
     const since = a["since-seq"];
     if (since !== undefined && a.history === false) throw new CliError(EXIT.USAGE, "--since-seq and --no-history contradict each other: choose one");
     const history = since !== undefined ? { since: parseInteger("--since-seq", since, 0, Number.MAX_SAFE_INTEGER) } : a.history === false ? ("none" as const) : ("all" as const);
+    const witnesses = await witnessPolicy(repeated(a.witness), a["witness-quorum"]);
     const { runChat } = await import("../client/chatcli.ts");
     return runChat({
       addr,
@@ -68,6 +73,7 @@ export default command({
       acceptNewHost: Boolean(a["accept-new-host"]),
       history,
       reconnect: a.reconnect !== false,
+      witnesses,
     });
   },
 });

@@ -71,6 +71,10 @@ const RULES: Record<string, { exit?: ExitCode; hints?: (d: ErrorDetail) => strin
   log_fork: { exit: EXIT.LOG, hints: (d) => logHints(d) },
   log_unproven: { exit: EXIT.LOG, hints: (d) => logHints(d) },
   log_unsigned: { exit: EXIT.LOG },
+  log_unwitnessed: {
+    exit: EXIT.LOG,
+    hints: (d) => [`the server's operator may have lost its witnesses (its log says witness_quorum_missing): ask; keep ${d.path}, it is what this server showed you`],
+  },
   receipt_failed: { exit: EXIT.LOG, hints: () => ["keep the --transcript file: its ack and receipt lines are the evidence; \"securechat transcript receipts FILE --vkey VKEY\" checks them again"] },
   connect_timeout: { hints: () => ["check the address and that the server is running; a firewall may be dropping the connection"] },
   identity_exists: { hints: (d) => [`log in with "securechat login ${d.user}", or remove ${d.path} if that account is gone`] },

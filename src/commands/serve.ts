@@ -44,6 +44,10 @@ export default command({
     "device-enroll": { type: "enum", options: ["approve", "password"], description: "How a new machine's key is enrolled: approved by an enrolled device, or by the password alone", default: "approve" },
     "max-devices": { type: "string", valueHint: "N", description: "Active device keys per account", default: "16" },
     "log-origin": { type: "string", valueHint: "NAME", description: "The name the transcript's checkpoints are signed under (default: securechat/ and 16 hex digits of the host key's hash)" },
+    // Witnesses (TRANSCRIPT.md §4.5).
+    witness: repeatable({ type: "string", valueHint: "URL=VKEY", description: "Submit each new checkpoint to this witness (c2sp.org/tlog-witness) and keep its cosignatures in DATA/cosigned.checkpoint: its URL, =, its vkey (as transcript witness prints it). Give it again for more (at most 16)" }),
+    "witness-quorum": { type: "string", valueHint: "K", description: "Cosignatures a checkpoint needs (default: every --witness)" },
+    "witness-grace": { type: "string", valueHint: "DURATION", description: "Log witness_quorum_missing when the newest checkpoint has lacked its quorum this long", default: "60s" },
     json: { type: "boolean", description: "Log JSON lines instead of text" },
     ...args.debug,
   },
@@ -53,6 +57,7 @@ export default command({
     "securechat serve --auditor-key \"$(cat auditor.pub)\" --fsync always",
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
     "securechat serve --admin root --admin ops",
+    "securechat serve --witness http://127.0.0.1:7448=securechat-witness/95e1fc2e88647c0f+313e7e13+BAQa… --witness-quorum 1",
   ],
   async run({ args: a }) {
     const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, DEVICE_LIST_MAX, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }, { defaultOrigin, isOrigin }, { formatVerifierKey }] = await Promise.all([
@@ -105,6 +110,10 @@ export default command({
     if (writer.origin !== undefined && !isOrigin(writer.origin)) {
       throw new CliError(EXIT.USAGE, `--log-origin: "${writer.origin}" is not a log origin`, ["1 to 255 bytes with no spaces and no \"+\", such as chat.example.com/securechat"]);
     }
+    const witnesses = await parseWitnesses(repeated(a.witness));
+    const witnessQuorum = a["witness-quorum"] === undefined ? witnesses.length : parseInteger("--witness-quorum", a["witness-quorum"], 1, Math.max(1, witnesses.length));
+    if (a["witness-quorum"] !== undefined && witnesses.length === 0) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness URL=VKEY", ["give each witness with its own --witness URL=VKEY"]);
+    const witnessGraceMs = parseDuration("--witness-grace", a["witness-grace"]);
     const options = {
       host: a.host,
       port,
@@ -175,6 +184,7 @@ export default command({
     const logger = a.json ? log.jsonLogger() : log.textLogger();
     let server: Awaited<ReturnType<typeof ChatServer.start>>;
     let hostKey: ReturnType<typeof loadOrCreateHostKey>;
+    let submitter: import("../server/witnesses.ts").WitnessSubmitter | undefined;
     try {
       // The transcript signs with the host key, so it is loaded (or made, on first
       // start) here, once: the server is handed this copy.
@@ -186,9 +196,14 @@ export default command({
         if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
         throw e;
       }
+      if (witnesses.length > 0) {
+        const { WitnessSubmitter } = await import("../server/witnesses.ts");
+        submitter = new WitnessSubmitter({ dataDir, witnesses, quorum: witnessQuorum, graceMs: witnessGraceMs, log: logger, journal });
+      }
       try {
-        server = await ChatServer.start({ ...options, dataDir, journal, log: logger }, hostKey);
+        server = await ChatServer.start({ ...options, dataDir, journal, log: logger, cosigned: submitter ? () => submitter!.kept : undefined }, hostKey);
       } catch (e) {
+        submitter?.close();
         journal.close("failed to start");
         throw listenFailure(e, a.host, port);
       }
@@ -208,10 +223,12 @@ export default command({
     logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
     // The key a signed-note tool checks the transcript's checkpoints with (TRANSCRIPT.md §4.1).
     const vkey = formatVerifierKey(writer.origin ?? defaultOrigin(hostKey.key.publicKey), hostKey.key.publicKey);
+    if (witnesses.length > 0) logger.info("witnesses", { count: witnesses.length, quorum: witnessQuorum, urls: witnesses.map((w) => w.url).join(",") });
     logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, vkey, data: dataDir, pid: process.pid });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         logger.info("shutdown", { signal });
+        submitter?.close();
         void server.stop().then(resolve);
       };
       process.once("SIGINT", () => stop("SIGINT"));
@@ -220,6 +237,29 @@ export default command({
     lock.release();
   },
 });
+
+/** `--witness URL=VKEY` values: an http(s) URL (the submission prefix), then the witness's cosigner vkey. */
+async function parseWitnesses(values: string[]): Promise<import("../server/witnesses.ts").WitnessTarget[]> {
+  const [{ parseCosignerKey }, { WITNESSES_MAX }] = await Promise.all([import("../transcript/cosignature.ts"), import("../server/witnesses.ts")]);
+  if (values.length > WITNESSES_MAX) throw new CliError(EXIT.USAGE, `at most ${WITNESSES_MAX} --witness`, ["a quorum of a few independent witnesses is what counts"]);
+  const seen = new Set<string>();
+  return values.map((v) => {
+    const eq = v.indexOf("=");
+    const url = eq < 0 ? "" : v.slice(0, eq).replace(/\/+$/, "");
+    const hint = ["pass --witness URL=VKEY: the witness's address (http://HOST:PORT) and the vkey its transcript witness start printed"];
+    if (!/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(url)) throw new CliError(EXIT.USAGE, `--witness "${v}": no http:// or https:// URL before the =`, hint);
+    try {
+      const verifier = parseCosignerKey(v.slice(eq + 1));
+      const vkey = v.slice(eq + 1).trim();
+      if (seen.has(vkey)) throw new CliError(EXIT.USAGE, `--witness: ${verifier.name} is given twice`, ["give each witness once"]);
+      seen.add(vkey);
+      return { url, vkey, verifier };
+    } catch (e) {
+      if (e instanceof CliError) throw e;
+      throw new CliError(EXIT.USAGE, `--witness "${url}": ${(e as Error).message.replace(/^signed note: /, "")}`, hint);
+    }
+  });
+}
 
 const errno = (e: unknown): string | undefined => (e as { code?: unknown }).code as string | undefined;
 

@@ -1,5 +1,5 @@
 /**
- * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|receipts|tiles|keygen`: the auditor's side of
+ * `securechat transcript verify|export|follow|checkpoint|prove|verify-proof|receipts|tiles|witness|keygen`: the auditor's side of
  * the transcript (docs/TRANSCRIPT.md). Bodies parse flags, call
  * src/transcript/, and report; a verification failure is exit 5.
  * stdout carries only data (the report, entries, the public key).
@@ -7,7 +7,8 @@
 import type { ArgsDef } from "citty";
 import { CliError, EXIT } from "./exit.ts";
 import { args, command } from "./define.ts";
-import { parseRoomName, parseUserName } from "./values.ts";
+import { repeatable, repeated } from "./argv.ts";
+import { parseRoomName, parseUserName, witnessPolicy } from "./values.ts";
 
 const hostKeyArg = {
   "host-key": {
@@ -115,6 +116,8 @@ const verify = command({
     ...hostKeyArg,
     against: { type: "string", description: "A client's chat --transcript file: every message the server acknowledged must be in the transcript", valueHint: "FILE" },
     checkpoint: { type: "string", description: "A checkpoint saved earlier (transcript checkpoint, or a client's): the log must still extend it (exit 5 if not)", valueHint: "FILE" },
+    witness: repeatable({ type: "string", valueHint: "VKEY", description: "With --checkpoint: it must be cosigned by this witness (its vkey); give it again for more" }),
+    "witness-quorum": { type: "string", valueHint: "K", description: "How many of the --witness must have cosigned it (default: all)" },
     user: { type: "string", description: "With --against: the client's user (default: taken from the first acknowledged entry)", valueHint: "USER" },
     ...identityArg,
     json: { type: "boolean", description: "One JSON object per finding on stdout (failure, warning, note), then a summary object; exit codes as without it" },
@@ -126,13 +129,16 @@ const verify = command({
     "securechat transcript verify ./data/transcript/2026-11-22.000000000001.jsonl",
     "securechat transcript verify ./data/transcript --against alice.transcript --identity auditor.key",
     "securechat transcript verify ./data/transcript --checkpoint monday.checkpoint   # exit 5 if rolled back or forked",
+    "securechat transcript verify ./data/transcript --checkpoint cosigned.checkpoint --witness 'securechat-witness/95e1…+313e7e13+BAQa…'",
     "securechat transcript verify ./data/transcript --json | jq -c 'select(.kind == \"failure\" or .kind == \"warning\")'",
   ],
   async run({ args: a }) {
     const [{ verifyTranscript }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
     if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
     const user = a.user === undefined ? undefined : parseUserName("--user", a.user);
-    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint) };
+    const witnesses = await witnessPolicy(repeated(a.witness), a["witness-quorum"]);
+    if (witnesses && a.checkpoint === undefined) throw new CliError(EXIT.USAGE, "--witness needs --checkpoint FILE: the cosigned checkpoint to check", ['save one with "securechat transcript checkpoint --cosigned"']);
+    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint), witnesses };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
       report = await verifyTranscript(a.path, opts);
@@ -277,9 +283,14 @@ const checkpoint = command({
     name: "checkpoint",
     description: "Print the transcript's last signed checkpoint as a signed note (c2sp.org/tlog-checkpoint), for signed-note tools",
   },
-  args: { ...args.data, ...args.debug },
+  args: {
+    ...args.data,
+    cosigned: { type: "boolean", description: "Print the newest checkpoint witnesses cosigned, with their cosignatures (DATA/cosigned.checkpoint, kept by serve --witness)" },
+    ...args.debug,
+  },
   examples: [
     "securechat transcript checkpoint --data /var/lib/securechat > checkpoint",
+    "securechat transcript checkpoint --cosigned > cosigned.checkpoint",
     "securechat transcript checkpoint | head -3   # origin, tree size, root",
   ],
   async run({ args: a }) {
@@ -290,6 +301,15 @@ const checkpoint = command({
       import("node:fs"),
     ]);
     const dir = await transcriptDir(a.data);
+    if (a.cosigned) {
+      const [{ cosignedPath }, { dirname }, { readFileSync }] = await Promise.all([import("../server/witnesses.ts"), import("node:path"), import("node:fs")]);
+      const path = cosignedPath(dirname(dir));
+      if (!existsSync(path)) throw new CliError(EXIT.FAILURE, `no cosigned checkpoint at ${path}`, ["serve --witness URL=VKEY keeps one once a witness has cosigned"]);
+      const note = readFileSync(path, "utf8");
+      process.stdout.write(note);
+      process.stderr.write(`cosigned checkpoint: the tree of the first ${note.split("\n")[1]} lines, with ${note.split("\n").filter((l) => l.startsWith("\u2014 ")).length - 1} cosignature(s); check it with transcript verify --checkpoint FILE --witness VKEY\n`);
+      return;
+    }
     if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
     const e = lastTreeCheckpoint(listTranscript(dir).files);
     if (e === null) throw new CliError(EXIT.FAILURE, `no checkpoint in ${dir} signs a tree root yet`, ["a server of this version signs one at least every --checkpoint-interval while there are new entries, and when it stops"]);
@@ -456,6 +476,74 @@ const verifyProofCmd = command({
   },
 });
 
+const witness = command({
+  meta: {
+    name: "witness",
+    description: "Run a witness (c2sp.org/tlog-witness): cosign the checkpoints of the logs given with --log, each only if it extends the last one cosigned; runs until interrupted",
+  },
+  args: {
+    data: { type: "string", alias: ["d"], description: "The witness's state directory: its key (witness_key, 0600, made on first start) and what it cosigned", valueHint: "DIR", required: true },
+    listen: { type: "string", description: "Address to serve HTTP on (loopback unless you mean otherwise)", valueHint: "HOST:PORT", default: "127.0.0.1:7448" },
+    log: repeatable({ type: "string", valueHint: "VKEY", description: "A log to witness: its verifier key, as serve prints it (vkey=…), or a file holding it; the origin is the key's name. Give it again for more" }),
+    name: { type: "string", valueHint: "NAME", description: "The witness's key name (default: securechat-witness/ and 16 hex digits of its key's hash)" },
+    json: { type: "boolean", description: "Log JSON lines instead of text" },
+    ...args.debug,
+  },
+  examples: [
+    "securechat transcript witness --data ~/witness --log 'securechat/0123456789abcdef+1a2b3c4d+AbC…'",
+    "securechat transcript witness --data /var/lib/witness --listen 0.0.0.0:7448 --log log1.vkey --log log2.vkey",
+  ],
+  async run({ args: a }) {
+    const [{ Witness }, { serveWitness }, { parseVerifierKey }, log, { existsSync, readFileSync }, { parseListen }] = await Promise.all([
+      import("../transcript/witness.ts"),
+      import("../server/witnesshttp.ts"),
+      import("../transcript/note.ts"),
+      import("../server/log.ts"),
+      import("node:fs"),
+      import("./values.ts"),
+    ]);
+    const logs = repeated(a.log).map((v) => {
+      try {
+        return parseVerifierKey(v.includes("+") || !existsSync(v) ? v : readFileSync(v, "utf8").split("\n")[0]!);
+      } catch (e) {
+        throw new CliError(EXIT.USAGE, `--log: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value from the log's serve listening line"]);
+      }
+    });
+    if (logs.length === 0) throw new CliError(EXIT.USAGE, "a witness needs at least one --log VKEY", ["pass the vkey=… value from the serve listening line of each log to witness"]);
+    const { host, port } = parseListen("--listen", a.listen);
+    const logger = a.json ? log.jsonLogger() : log.textLogger();
+    // The address is tried before DIR is touched: a mistake there leaves it as it was.
+    try {
+      Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
+    } catch (e) {
+      throw new CliError(EXIT.FAILURE, `cannot listen on ${a.listen}: ${(e as Error).message}`, ["pick another --listen HOST:PORT"]);
+    }
+    process.umask(0o077);
+    let w: InstanceType<typeof Witness>;
+    try {
+      w = new Witness({ dir: a.data, logs, name: a.name, log: logger });
+    } catch (e) {
+      throw new CliError(EXIT.FAILURE, (e as Error).message);
+    }
+    let server: ReturnType<typeof serveWitness>;
+    try {
+      server = serveWitness(w, { hostname: host, port });
+    } catch (e) {
+      throw new CliError(EXIT.FAILURE, `cannot listen on ${a.listen}: ${(e as Error).message}`);
+    }
+    logger.info(w.created ? "witness_key_created" : "witness_key_loaded", { vkey: w.vkey });
+    logger.info("witness_listening", { address: `${host.includes(":") ? `[${host}]` : host}:${server.port}`, vkey: w.vkey, logs: logs.map((l) => l.name).join(","), data: a.data, pid: process.pid });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info("shutdown", { signal });
+        void server.stop().then(resolve);
+      };
+      process.once("SIGINT", () => stop("SIGINT"));
+      process.once("SIGTERM", () => stop("SIGTERM"));
+    });
+  },
+});
+
 const keygen = command({
   meta: {
     name: "keygen",
@@ -489,7 +577,7 @@ const keygen = command({
 
 export default command({
   meta: { name: "transcript", description: "Verify, export and follow the server's tamper-evident transcript" },
-  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, receipts, tiles, keygen },
+  subCommands: { verify, export: exportCmd, follow, checkpoint, prove, "verify-proof": verifyProofCmd, receipts, tiles, witness, keygen },
   examples: [
     "securechat transcript verify ./data/transcript --host-key ./data/host_key.pub",
     "securechat transcript export --data ./data | jq .",

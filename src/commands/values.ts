@@ -36,3 +36,32 @@ export function parseUserName(flag: string, value: string): string {
   if (!USER_NAME_RE.test(value)) throw new CliError(EXIT.USAGE, `${flag}: "${value}" is not a user name`, ["use 2-32 characters: a lowercase letter, then a-z, 0-9, _ or -"]);
   return value;
 }
+
+/** HOST:PORT to listen on ([V6]:PORT for IPv6); port 0 means any free port. */
+export function parseListen(flag: string, value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new CliError(EXIT.USAGE, `${flag} must be HOST:PORT, such as 127.0.0.1:7448 or [::1]:7448, not "${value}"`, ["port 0 picks any free port; a host other than loopback serves other machines"]);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/**
+ * `--witness VKEY` (repeatable; the vkey, or a file holding it) and
+ * `--witness-quorum K` (default: all of them): the witnesses a client or an
+ * auditor requires (TRANSCRIPT.md §4.5); undefined without --witness.
+ */
+export async function witnessPolicy(vkeys: string[], quorum: string | undefined): Promise<{ witnesses: import("../transcript/note.ts").NoteVerifier[]; quorum: number } | undefined> {
+  if (vkeys.length === 0) {
+    if (quorum !== undefined) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness VKEY", ["give each witness's vkey with its own --witness"]);
+    return undefined;
+  }
+  const [{ parseCosignerKey }, { existsSync, readFileSync }] = await Promise.all([import("../transcript/cosignature.ts"), import("node:fs")]);
+  const witnesses = vkeys.map((v) => {
+    try {
+      return parseCosignerKey(v.includes("+") || !existsSync(v) ? v : readFileSync(v, "utf8").split("\n")[0]!);
+    } catch (e) {
+      throw new CliError(EXIT.USAGE, `--witness: ${(e as Error).message.replace(/^signed note: /, "")}`, ["pass the vkey=… value a witness prints when it starts (transcript witness)"]);
+    }
+  });
+  return { witnesses, quorum: quorum === undefined ? witnesses.length : parseInteger("--witness-quorum", quorum, 1, witnesses.length) };
+}

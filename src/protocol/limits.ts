@@ -120,6 +120,8 @@ export const UNREAD_LIST_MAX = 256;
 export const LOG_ORIGIN_MAX = 255;
 export const LOG_LEAVES_MAX = 16;
 export const PROOF_HASHES_MAX = 128;
+/** Witness cosignatures one `log_state.cosigned` carries (PROTOCOL.md §7.13): a server submits to at most this many witnesses. */
+export const LOG_COSIGNATURES_MAX = 16;
 /**
  * The most bytes of transcript lines one `log_state` carries as `entry`
  * (PROTOCOL.md §7.13), and so the longest line it can carry: 16 KiB, which

@@ -10,6 +10,7 @@ import { fromBase64, fromUtf8, toBase64, utf8 } from "../bytes.ts";
 import { SecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
 import {
+  LOG_COSIGNATURES_MAX,
   LOG_ENTRY_BYTES_MAX,
   LOG_LEAVES_MAX,
   LOG_ORIGIN_MAX,
@@ -496,7 +497,7 @@ const SCHEMAS = {
   },
   deleted: { room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), ts: int(0, Number.MAX_SAFE_INTEGER), by: userName },
   // The log's state and proofs (PROTOCOL.md §7.13): a request, and its answer.
-  log_proof: { from: optional(int(0, Number.MAX_SAFE_INTEGER)), leaves: optional(list(int(0, Number.MAX_SAFE_INTEGER), LOG_LEAVES_MAX)), entries: optional(bool) },
+  log_proof: { from: optional(int(0, Number.MAX_SAFE_INTEGER)), leaves: optional(list(int(0, Number.MAX_SAFE_INTEGER), LOG_LEAVES_MAX)), entries: optional(bool), cosigned: optional(bool) },
   log_state: {
     origin: text(LOG_ORIGIN_MAX, 1),
     size: int(0, Number.MAX_SAFE_INTEGER),
@@ -513,6 +514,16 @@ const SCHEMAS = {
         }),
         LOG_LEAVES_MAX,
       ),
+    ),
+    // The newest checkpoint witnesses cosigned (TRANSCRIPT.md §4.5), when asked for.
+    cosigned: optional(
+      object({
+        size: int(0, Number.MAX_SAFE_INTEGER),
+        root: bytes(32),
+        sig: bytes(68),
+        cosignatures: list(object({ name: text(LOG_ORIGIN_MAX, 1), sig: bytes(76) }), LOG_COSIGNATURES_MAX),
+        consistency: list(bytes(32), PROOF_HASHES_MAX),
+      }),
     ),
   },
 } as const satisfies Record<string, Fields>;

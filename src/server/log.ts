@@ -20,7 +20,7 @@ const stdout: Out = (l) => void process.stdout.write(l);
 export function jsonLogger(out: Out = stdout, now: Clock = Date.now): Logger {
   const emit = (level: string, event: string, fields: LogFields = {}) =>
     out(`${jsonText(JSON.stringify({ ts: new Date(now()).toISOString(), level, event, ...fields }))}\n`);
-  return { info: (e, f) => emit("info", e, f), warn: (e, f) => emit("warn", e, f) };
+  return { info: (e, f) => emit("info", e, f), warn: (e, f) => emit("warn", e, f), error: (e, f) => emit("error", e, f) };
 }
 
 /**
@@ -36,5 +36,5 @@ export function textLine(event: string, fields: LogFields = {}): string {
 /** `2026-11-22T09:15:02.250Z INFO listening address=…` per line. */
 export function textLogger(out: Out = stdout, now: Clock = Date.now): Logger {
   const emit = (level: string, event: string, fields?: LogFields) => out(`${new Date(now()).toISOString()} ${level} ${textLine(event, fields)}\n`);
-  return { info: (e, f) => emit("INFO", e, f), warn: (e, f) => emit("WARN", e, f) };
+  return { info: (e, f) => emit("INFO", e, f), warn: (e, f) => emit("WARN", e, f), error: (e, f) => emit("ERROR", e, f) };
 }

@@ -19,7 +19,7 @@ import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
 import type { RekeyPolicy, SessionKeys } from "../protocol/session.ts";
-import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN, SESSION_LIST_MAX } from "../protocol/limits.ts";
+import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, ERROR_TEXT_MAX, LOG_COSIGNATURES_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN, SESSION_LIST_MAX } from "../protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
@@ -31,6 +31,7 @@ import { WriteBehindMarkers } from "../store/markers.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow } from "./outbox.ts";
 import type { HostKey } from "./hostkey.ts";
 import { logProofAnswer } from "./logproof.ts";
+import { parseCheckpoint, parseNote } from "../transcript/note.ts";
 import type { FloodPolicy } from "./flood.ts";
 import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -69,6 +70,8 @@ export interface ServerOptions {
   logins: FloodPolicy;
   /** Where events go and history comes from; in memory unless the transcript is given. */
   journal?: Journal;
+  /** The newest checkpoint witnesses cosigned (serve --witness; TRANSCRIPT.md §4.5), for `log_proof` `cosigned`. */
+  cosigned?: () => { note: string; size: number } | null;
   log: Logger;
   /** Device enrollment policy and caps (PROTOCOL.md §7.11). */
   devices: DeviceOptions;
@@ -958,7 +961,28 @@ export class ChatServer {
 
   /** `log_proof` (PROTOCOL.md §7.13), asked by `me`: logproof.ts. */
   logProof(me: Connection, m: Message<"log_proof">): Message<"log_state" | "notice"> {
-    return logProofAnswer(this.journal, m, me.user, this.log);
+    const answer = logProofAnswer(this.journal, m, me.user, this.log);
+    return m.cosigned && answer.type === "log_state" ? { ...answer, ...this.#cosigned(answer.origin, answer.size) } : answer;
+  }
+
+  /**
+   * The kept cosigned checkpoint (TRANSCRIPT.md §4.5) as `log_state`'s
+   * `cosigned`, with the consistency proof from it to the checkpoint of
+   * `size`; nothing if there is none under this origin, or no proof.
+   */
+  #cosigned(origin: string, size: number): { cosigned?: NonNullable<Message<"log_state">["cosigned"]> } {
+    const kept = this.opts.cosigned?.() ?? null;
+    if (!kept || kept.size > size) return {};
+    const parsed = parseNote(kept.note);
+    const body = parseCheckpoint(parsed.text);
+    const own = parsed.signatures.find((s) => s.name === origin && s.signature.length === 64);
+    const consistency = this.journal.consistency?.(kept.size, size) ?? null;
+    if (body.origin !== origin || !own || consistency === null) return {};
+    const cosignatures = parsed.signatures
+      .filter((s) => s !== own && s.signature.length === 72)
+      .slice(0, LOG_COSIGNATURES_MAX)
+      .map((s) => ({ name: s.name, sig: new Uint8Array([...s.keyId, ...s.signature]) }));
+    return { cosigned: { size: body.size, root: body.root, sig: new Uint8Array([...own.keyId, ...own.signature]), cosignatures, consistency } };
   }
 
   /**

@@ -109,6 +109,10 @@ export interface Journal {
   expireDirects(before: number): void;
   /** The log's state and proofs, from the tree of `from` lines and for `leaves`; absent or null without a signed tree. */
   logState?(from: number | undefined, leaves: readonly number[]): LogState | null;
+  /** The consistency proof from the tree of `m` lines to that of `n` (at most the signed size); null if it cannot be made. */
+  consistency?(m: number, n: number): Uint8Array[] | null;
+  /** Calls `fn` each time a newer signed tree checkpoint becomes durable. */
+  onSignedTree?(fn: () => void): void;
   /** The lines (without their LFs) of the transcript entries with these seqs, as stored; null for one there is none to read. */
   entryLines?(seqs: readonly number[]): (Uint8Array | null)[];
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */

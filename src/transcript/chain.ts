@@ -47,6 +47,7 @@ export type ProblemCode =
   | "ack_head"
   | "message_changed"
   | "checkpoint_foreign"
+  | "checkpoint_unwitnessed"
   | "forked"
   | "rolled_back";
 

@@ -337,6 +337,14 @@ export class TranscriptJournal implements Journal {
     return this.writer.logState(from, leaves);
   }
 
+  consistency(m: number, n: number): Uint8Array[] | null {
+    return this.writer.consistency(m, n);
+  }
+
+  onSignedTree(fn: () => void): void {
+    this.writer.onSignedTree(fn);
+  }
+
   entryLines(seqs: readonly number[]): (Uint8Array | null)[] {
     return readLinesBySeq(this.writer.opts.dir, seqs);
   }

@@ -46,14 +46,17 @@ export function noteKeyId(name: string, publicKey: Uint8Array, type = ED25519_TY
   return sha256(concat(utf8(name), new Uint8Array([0x0a, type]), publicKey)).subarray(0, 4);
 }
 
-/** The verifier key string of an Ed25519 public key: `name+hex(keyID)+base64(0x01 ‖ key)`. */
-export function formatVerifierKey(name: string, publicKey: Uint8Array): string {
+/**
+ * The verifier key string of an Ed25519 public key: `name+hex(keyID)+base64(type ‖ key)`,
+ * `type` 0x01 for a note signer, 0x04 for a cosigner (cosignature.ts).
+ */
+export function formatVerifierKey(name: string, publicKey: Uint8Array, type = ED25519_TYPE): string {
   if (!isKeyName(name)) bad(`"${name}" is not a key name (no spaces, no "+")`);
-  return `${name}+${toHex(noteKeyId(name, publicKey))}+${toBase64(concat(new Uint8Array([ED25519_TYPE]), publicKey))}`;
+  return `${name}+${toHex(noteKeyId(name, publicKey, type))}+${toBase64(concat(new Uint8Array([type]), publicKey))}`;
 }
 
-/** Parses a verifier key string; only Ed25519 keys (type 0x01) are accepted, and the key ID must match. */
-export function parseVerifierKey(vkey: string): NoteVerifier {
+/** Parses a verifier key string; only Ed25519 keys of signature type `type` are accepted, and the key ID must match. */
+export function parseVerifierKey(vkey: string, type = ED25519_TYPE): NoteVerifier {
   // The base64 key may itself contain "+": split at the first two only.
   const s = vkey.trim();
   const i = s.indexOf("+");
@@ -68,10 +71,11 @@ export function parseVerifierKey(vkey: string): NoteVerifier {
   } catch {
     bad("the key of a verifier key is not base64");
   }
-  if (raw.length !== 33 || raw[0] !== ED25519_TYPE) bad("the verifier key is not an Ed25519 key (type 0x01, 32 bytes)");
+  const what = type === ED25519_TYPE ? "an Ed25519 key" : "an Ed25519 cosignature key";
+  if (raw.length !== 33 || raw[0] !== type) bad(`the verifier key is not ${what} (type 0x0${type.toString(16)}, 32 bytes)`);
   const publicKey = raw.subarray(1);
   const keyId = fromHex(id);
-  if (toHex(noteKeyId(name, publicKey)) !== id) bad("the verifier key's ID does not match its name and key");
+  if (toHex(noteKeyId(name, publicKey, type)) !== id) bad("the verifier key's ID does not match its name and key");
   return { name, keyId, publicKey };
 }
 
@@ -138,7 +142,7 @@ export function parseNote(note: string): ParsedNote {
   return { text, signatures };
 }
 
-function sameId(a: Uint8Array, b: Uint8Array): boolean {
+export function sameId(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === 4 && b.length === 4 && a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
 }
 

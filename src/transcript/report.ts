@@ -90,7 +90,7 @@ function findings(r: VerifyReport): Finding[] {
     out.push({ kind: "failure", class: p.code, file: p.file, line: p.line > 0 ? p.line : null, ...(p.seq === undefined ? {} : { seq: p.seq }), text: failLine(p) });
     const n = `${r.entries} ${r.entries === 1 ? "entry" : "entries"}`;
     // Found against outside evidence (a client's acks, a saved checkpoint): the transcript itself verified that far.
-    const client = p.code.startsWith("ack_") || p.code === "message_changed" || p.code === "checkpoint_foreign" || p.code === "rolled_back";
+    const client = p.code.startsWith("ack_") || p.code === "message_changed" || p.code === "checkpoint_foreign" || p.code === "checkpoint_unwitnessed" || p.code === "rolled_back";
     out.push(summary(r.entries === 0 ? null : client ? `the server transcript verified (${n}) up to where this was found` : `the ${n} before it verified`));
     return out;
   }

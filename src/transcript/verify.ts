@@ -14,7 +14,8 @@ import { AckChecker, type AgainstReport } from "./against.ts";
 import { type ChainOptions, ChainVerifier, type Problem, type Suspect, TranscriptFailure } from "./chain.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
 import { type Entry, checkpointNote, parseEntry, verifyCheckpointNote } from "./format.ts";
-import { type Checkpoint, noteKeyId, openNote, parseCheckpoint, parseNote } from "./note.ts";
+import { noteCosignatures } from "./cosignature.ts";
+import { type Checkpoint, type NoteVerifier, noteKeyId, openNote, parseCheckpoint, parseNote } from "./note.ts";
 import { leafHash } from "./merkle.ts";
 import { Unsealer } from "./keys.ts";
 import type { UnsignedRange } from "./unsigned.ts";
@@ -287,6 +288,8 @@ export interface VerifyOptions extends ChainOptions {
    * first `size` lines must have the root it signs.
    */
   checkpoint?: string;
+  /** With `checkpoint`: it must carry valid cosignatures of at least `quorum` of these witnesses (§4.5). */
+  witnesses?: { witnesses: readonly NoteVerifier[]; quorum: number };
 }
 
 export interface VerifyReport {
@@ -332,8 +335,9 @@ function parseSavedCheckpoint(note: string): SavedCheckpoint {
  * After the last line: the saved checkpoint is the log's own, the log
  * reached its size, and its first lines then had the root it signs.
  */
-function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string): void {
+function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string, witnesses?: VerifyOptions["witnesses"]): void {
   ownCheckpoint(v, saved);
+  if (witnesses) witnessedCheckpoint(saved, witnesses);
   if (v.treeSize < saved.size || !v.watched) {
     throw new TranscriptFailure({
       code: "rolled_back",
@@ -348,6 +352,25 @@ function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string):
       file: v.watched.file,
       line: v.watched.line,
       reason: `this log's first ${saved.size} lines, up to this one, are not the ones the saved checkpoint signed: the log was rewritten, or this is another branch of it (a fork)`,
+    });
+  }
+}
+
+/** The saved checkpoint carries valid cosignatures of at least `quorum` of the witnesses (§4.5). */
+function witnessedCheckpoint(saved: SavedCheckpoint, w: NonNullable<VerifyOptions["witnesses"]>): void {
+  let count = 0;
+  let why = "";
+  try {
+    count = noteCosignatures(saved.note, w.witnesses).length;
+  } catch (e) {
+    why = `: ${(e as Error).message.replace(/^cosignature: /, "")}`;
+  }
+  if (why !== "" || count < w.quorum) {
+    throw new TranscriptFailure({
+      code: "checkpoint_unwitnessed",
+      file: "--checkpoint",
+      line: 0,
+      reason: `the saved checkpoint carries ${why ? "a cosignature that does not verify" : `valid cosignatures of ${count}`} of the ${w.witnesses.length} witness(es) given, and ${w.quorum} are required${why}`,
     });
   }
 }
@@ -444,7 +467,7 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     }
     if (v.entries === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "the transcript has no entries" });
     acks?.finish();
-    if (saved) checkSaved(v, saved, listing.files.at(-1)!.name);
+    if (saved) checkSaved(v, saved, listing.files.at(-1)!.name, opts.witnesses);
   } catch (e) {
     if (!(e instanceof TranscriptFailure)) throw e;
     problem = e.problem;

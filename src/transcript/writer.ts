@@ -259,6 +259,33 @@ export class TranscriptWriter {
     }
   }
 
+  /**
+   * The consistency proof from the tree of `m` lines to the tree of `n` ≤
+   * the last durable signed size (RFC 9162 §2.1.4.1), from stored hashes;
+   * null without a tree, past the signed size, or while its hashes cannot
+   * be read. What a witness is sent (TRANSCRIPT.md §4.5).
+   */
+  consistency(m: number, n: number): Hash[] | null {
+    const tree = this.#tree;
+    if (!tree || !this.#signedTree || m > n || n > this.#signedTree.size) return null;
+    try {
+      return consistencyProof(m, n, (level, index) => {
+        const h = tree.read(level, index);
+        if (!h) throw new RangeError("stored hash missing");
+        return h;
+      });
+    } catch {
+      return null;
+    }
+  }
+
+  /** Calls `fn` each time a newer tree checkpoint becomes durable (§4.1, §6). */
+  onSignedTree(fn: () => void): void {
+    this.#treeListeners.push(fn);
+  }
+
+  readonly #treeListeners: (() => void)[] = [];
+
   /** The tree of every line appended: its size and root (null without a tree). */
   get tree(): { size: number; root: Uint8Array } | null {
     return this.#tree ? { size: this.#tree.size, root: this.#tree.root() } : null;
@@ -648,10 +675,12 @@ export class TranscriptWriter {
     const inFlight = this.#checkpointsInFlight;
     while (inFlight.length > 0 && inFlight[0]! <= seq) this.#signedSeq = inFlight.shift()! - 1;
     const trees = this.#treeCheckpointsInFlight;
+    const before = this.#signedTree;
     while (trees.length > 0 && trees[0]!.seq <= seq) {
       const { size, note } = trees.shift()!;
       this.#signedTree = { size, note };
     }
+    if (this.#signedTree !== before) for (const fn of this.#treeListeners) fn();
     let i = 0;
     for (; i < this.#waiters.length; i++) {
       const w = this.#waiters[i]!;

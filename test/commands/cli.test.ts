@@ -166,12 +166,31 @@ describe("usage errors: exit 2, one line, hints, no stack", () => {
       ["--max-connections-per-address", "many"],
       ["--checkpoint-every", "0"],
       ["--auditor-key", "not a key"],
+      ["--witness", "not-a-url=key"],
+      ["--witness", "http://127.0.0.1:7448=chat.example.com:7447+3942cafa+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"],
+      ["--witness-quorum", "1"],
+      ["--witness-grace", "0"],
     ]) {
       const r = await run("serve", "--data", data, "--port", "0", ...bad);
       expect(r.code, bad.join(" ")).toBe(EXIT.USAGE);
       expect(r.stderr, bad.join(" ")).toContain(bad[0]!);
       expect(existsSync(data), bad.join(" ")).toBe(false);
     }
+  });
+
+  test("witness flags: a log key is not a witness key, a quorum needs witnesses and no more than them, a witness needs a log", async () => {
+    const logKey = "chat.example.com:7447+3942cafa+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4";
+    const witnessKey = "witness.example.com/w1+b72da3cd+BCVDuS/xCVURR2rcg2nbbdyTNmWhGXjdoUBO4QZsqVWd";
+    expectUsageError(await run("chat", "--witness", logKey), "--witness: the verifier key is not an Ed25519 cosignature key (type 0x04, 32 bytes)");
+    expectUsageError(await run("chat", "--witness-quorum", "1"), "--witness-quorum needs --witness VKEY");
+    const over = await run("chat", "--witness", witnessKey, "--witness-quorum", "2");
+    expect([over.code, over.stderr.split("\n")[0]]).toEqual([EXIT.USAGE, 'securechat: --witness-quorum must be a whole number from 1 to 1, not "2"']);
+    expectUsageError(await run("transcript", "verify", "x", "--witness", witnessKey), "--witness needs --checkpoint FILE: the cosigned checkpoint to check");
+    const dir = join(mkdtempSync(join(tmpdir(), "cli-witness-")), "w");
+    expectUsageError(await run("transcript", "witness", "--data", dir), "a witness needs at least one --log VKEY");
+    expectUsageError(await run("transcript", "witness", "--data", dir, "--log", witnessKey), "--log: the verifier key is not an Ed25519 key (type 0x01, 32 bytes)");
+    expectUsageError(await run("transcript", "witness", "--data", dir, "--log", logKey, "--listen", "7448"), '--listen must be HOST:PORT, such as 127.0.0.1:7448 or [::1]:7448, not "7448"');
+    expect(existsSync(dir)).toBe(false);
   });
 
   /** Runs `argv` with $SECURECHAT_HOME pointed at a directory that does not exist yet. */

@@ -530,6 +530,12 @@ const VALUE_FLAGS: Record<string, string> = {
   vkey: "the log's PUBLIC verifier key, or a file holding it",
   entry: "a file holding a transcript line",
   checkpoint: "a file holding a signed checkpoint (public)",
+  // Witnesses (TRANSCRIPT.md §4.5).
+  listen: "an address",
+  log: "a log's PUBLIC verifier key, or a file holding it",
+  witness: "a witness's URL and PUBLIC verifier key, or the key alone",
+  "witness-quorum": "a number",
+  "witness-grace": "a duration",
   // Devices (PROTOCOL.md §7.11).
   name: "a device's name, shown to the user's other devices",
   "device-enroll": "a policy: approve or password",

@@ -192,7 +192,7 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     unread: { type: "unread" },
     unread_list: { type: "unread_list", rooms: [{ room: "lobby", unread: 214, read_at: 1_899_999_000_000 }] },
     // The log's state and proofs (PROTOCOL.md §7.13).
-    log_proof: { type: "log_proof", from: 1234, leaves: [0, 1233, 5000], entries: true },
+    log_proof: { type: "log_proof", from: 1234, leaves: [0, 1233, 5000], entries: true, cosigned: true },
     log_state: {
       type: "log_state",
       origin: "chat.example.com/securechat",
@@ -204,6 +204,7 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
         { leaf: 1233, proof: [r.bytes(32)], entry: r.bytes(300) },
         { leaf: 0, proof: [r.bytes(32)], withheld: "private" },
       ],
+      cosigned: { size: 4999, root: r.bytes(32), sig: r.bytes(68), cosignatures: [{ name: "witness.example.com/w1", sig: r.bytes(76) }], consistency: [r.bytes(32)] },
     },
   };
 }
@@ -301,7 +302,9 @@ export function exampleVariants(r: Rng = rng()): [string, Message][] {
     // The log's state (PROTOCOL.md §7.13).
     ["log_proof, first connect", { type: "log_proof" }],
     ["log_proof + from + leaves", ex.log_proof],
+    ["log_proof + cosigned", { type: "log_proof", from: 7, cosigned: true }],
     ["log_state alone", { type: "log_state", origin: "securechat/0123456789abcdef", size: 0, root: r.bytes(32), sig: r.bytes(68) }],
-    ["log_state + proofs", ex.log_state],
+    ["log_state + proofs + cosigned", ex.log_state],
+    ["log_state, cosigned without cosignatures", { type: "log_state", origin: "o", size: 3, root: r.bytes(32), sig: r.bytes(68), cosigned: { size: 3, root: r.bytes(32), sig: r.bytes(68), cosignatures: [], consistency: [] } }],
   ];
 }

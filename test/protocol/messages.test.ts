@@ -284,6 +284,7 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
     from: { kind: "int", min: 0, max: SAFE, optional: true },
     leaves: { kind: "list", item: { kind: "int", min: 0, max: SAFE }, max: 16, optional: true },
     entries: { kind: "bool", optional: true },
+    cosigned: { kind: "bool", optional: true },
   },
   log_state: {
     origin: { kind: "text", min: 1, max: 255 },
@@ -304,6 +305,17 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
       },
       max: 16,
       optional: true,
+    },
+    cosigned: {
+      kind: "object",
+      optional: true,
+      fields: {
+        size: { kind: "int", min: 0, max: SAFE },
+        root: { kind: "bytes", n: 32 },
+        sig: { kind: "bytes", n: 68 },
+        cosignatures: { kind: "list", item: { kind: "object", fields: { name: { kind: "text", min: 1, max: 255 }, sig: { kind: "bytes", n: 76 } } }, max: 16 },
+        consistency: { kind: "list", item: { kind: "bytes", n: 32 }, max: 128 },
+      },
     },
   },
 };
@@ -752,6 +764,8 @@ describe("boolean fields", () => {
         // Editing and deleting (PROTOCOL.md §7.12).
         "direct.deleted", "direct.edited", "edited.action", "message.deleted", "message.edited",
         "room.invite_only", "room.secret", "room.persistent", "room.muted", "mode.invite_only", "mode.secret", "room_changed.invite_only", "room_changed.secret",
+        // Witnesses (PROTOCOL.md §7.13).
+        "log_proof.cosigned",
         // The log's entries with their proofs (PROTOCOL.md §7.13).
         "log_proof.entries",
       ].sort(),

@@ -812,6 +812,7 @@ namespace Spec {
       ["from", { int: [0, MAX_SAFE] }, true],
       ["leaves", { list: { int: [0, MAX_SAFE] }, max: 16 }, true],
       ["entries", "bool", true],
+      ["cosigned", "bool", true],
     ],
     log_state: [
       ["origin", { text: [1, 255] }],
@@ -831,6 +832,19 @@ namespace Spec {
             ],
           },
           max: 16,
+        },
+        true,
+      ],
+      [
+        "cosigned",
+        {
+          object: [
+            ["size", { int: [0, MAX_SAFE] }],
+            ["root", { bytes: 32 }],
+            ["sig", { bytes: 68 }],
+            ["cosignatures", { list: { object: [["name", { text: [1, 255] }], ["sig", { bytes: 76 }]] }, max: 16 }],
+            ["consistency", { list: { bytes: 32 }, max: 128 }],
+          ],
         },
         true,
       ],
@@ -1494,13 +1508,24 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
 
   test("§4, §5 and §7 have a table per message type whose members match messages.ts, in order", () => {
     // encodeMessage reads each schema member once, in schema order: a Proxy lists them.
+    // A member's value is empty bytes that also answer any nested member (an object member's fields) with the same.
+    const empty = (): unknown => {
+      const bytes = new Uint8Array(0);
+      return new Proxy(bytes, {
+        get: (t, k) => {
+          if (!(k in t)) return empty();
+          const v = Reflect.get(t, k);
+          return typeof v === "function" ? v.bind(t) : v;
+        },
+      });
+    };
     const schemaMembers = (type: MessageType): string[] => {
       const seen: string[] = [];
       const probe = new Proxy({ type } as Record<string, unknown>, {
         get: (target, key) => {
           if (key === "type") return target.type;
           if (typeof key === "string") seen.push(key);
-          return new Uint8Array(0);
+          return empty();
         },
       });
       encodeMessage(probe as unknown as Message);

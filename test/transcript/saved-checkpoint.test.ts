@@ -12,7 +12,10 @@ import { cpSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EXIT } from "../../src/commands/exit.ts";
 import { silentLogger } from "../../src/log.ts";
+import { ed25519Generate, ed25519Sign } from "../../src/crypto/index.ts";
+import { cosignatureLine, formatCosignerKey, parseCosignerKey } from "../../src/transcript/cosignature.ts";
 import { checkpointNote, parseEntry } from "../../src/transcript/format.ts";
+import { parseNote } from "../../src/transcript/note.ts";
 import { followTranscript } from "../../src/transcript/export.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
@@ -92,6 +95,41 @@ describe("verify --checkpoint", () => {
     const junk = join(tempDir("saved"), "junk");
     writeFileSync(junk, "not a note\n");
     expect((await runCli("transcript", "verify", dir, "--checkpoint", junk)).code).toBe(EXIT.USAGE);
+  });
+});
+
+describe("verify --checkpoint --witness --witness-quorum (TRANSCRIPT.md §4.5)", () => {
+  const W = [ed25519Generate(), ed25519Generate()];
+  const vkeys = W.map((k, i) => formatCosignerKey(`witness.example/w${i}`, k.publicKey));
+  const cosign = (note: string, i: number) => cosignatureLine(parseNote(note).text, `witness.example/w${i}`, W[i]!.publicKey, (m) => ed25519Sign(W[i]!.secretKey, m), 1_800_000_000n);
+  const policy = (quorum: number) => ({ witnesses: vkeys.map(parseCosignerKey), quorum });
+
+  test("a checkpoint cosigned by the quorum passes; fewer cosignatures, or one that does not verify, is checkpoint_unwitnessed", async () => {
+    const dir = join(tempDir("saved"), "transcript");
+    write(dir, ["a", "b", "c"]);
+    const note = lastNote(dir);
+    const both = note + cosign(note, 0) + cosign(note, 1);
+    expect((await verifyTranscript(dir, { hostKey: HOST.publicKey, checkpoint: both, witnesses: policy(2) })).problem).toBeNull();
+    const one = note + cosign(note, 1);
+    expect((await verifyTranscript(dir, { hostKey: HOST.publicKey, checkpoint: one, witnesses: policy(1) })).problem).toBeNull();
+    expect((await verifyTranscript(dir, { hostKey: HOST.publicKey, checkpoint: one, witnesses: policy(2) })).problem).toMatchObject({ code: "checkpoint_unwitnessed" });
+    const line = cosign(note, 0);
+    const at = line.length - 12;
+    const broken = note + line.slice(0, at) + (line[at] === "A" ? "B" : "A") + line.slice(at + 1) + cosign(note, 1);
+    expect((await verifyTranscript(dir, { hostKey: HOST.publicKey, checkpoint: broken, witnesses: policy(1) })).problem).toMatchObject({ code: "checkpoint_unwitnessed" });
+  });
+
+  test("through the CLI: exit 5 without the quorum, 0 with it; --witness without --checkpoint is a usage error", async () => {
+    const dir = join(tempDir("saved"), "transcript");
+    write(dir, ["a", "b"]);
+    const note = lastNote(dir);
+    const file = join(tempDir("saved"), "cosigned.checkpoint");
+    writeFileSync(file, note + cosign(note, 0));
+    const fail = await runCli("transcript", "verify", dir, "--checkpoint", file, "--witness", vkeys[0]!, "--witness", vkeys[1]!);
+    expect(fail.code).toBe(EXIT.TRANSCRIPT);
+    expect(fail.stderr).toContain("valid cosignatures of 1 of the 2 witness(es) given, and 2 are required");
+    expect((await runCli("transcript", "verify", dir, "--checkpoint", file, "--witness", vkeys[0]!, "--witness", vkeys[1]!, "--witness-quorum", "1")).code).toBe(0);
+    expect((await runCli("transcript", "verify", dir, "--witness", vkeys[0]!)).code).toBe(EXIT.USAGE);
   });
 });
 
