@@ -43,8 +43,13 @@
  *   string literal in printable ASCII, every other character escaped.
  */
 
-/** The unsafe set as a regular-expression class (with the `u` flag). */
-const UNSAFE_CLASS = "[\\p{Cc}\\p{Cf}\\p{Cs}\\p{Zl}\\p{Zp}]";
+/**
+ * The unsafe set as a regular-expression class (with the `u` flag). U+2065
+ * is the one unassigned code point of the invisible-operator block
+ * U+2060–U+206F, every other one of which is a format character: a
+ * terminal that knows a later Unicode may draw it as nothing.
+ */
+const UNSAFE_CLASS = "[\\p{Cc}\\p{Cf}\\p{Cs}\\p{Zl}\\p{Zp}\\u2065]";
 const UNSAFE = new RegExp(UNSAFE_CLASS, "u");
 const UNSAFE_ALL = new RegExp(UNSAFE_CLASS, "gu");
 /**

@@ -113,6 +113,10 @@ describe("jsonText", () => {
     expect(jsonText(line)).toBe(line);
   });
 
+  test("U+2065, unassigned amid the invisible operators, is escaped like them", () => {
+    expect(jsonText(JSON.stringify("a\u2065b"))).toBe('"a\\u2065b"');
+  });
+
   test("property: any string round-trips, and no unsafe character is left raw", () => {
     fc.assert(
       fc.property(fc.string({ unit: "grapheme-composite" }), fc.string({ unit: "binary" }), (a, b) => {
