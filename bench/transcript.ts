@@ -217,5 +217,5 @@ try {
     );
   }
 } finally {
-  rmSync(root, { recursive: true, force: true });
+  if (!process.env.BENCH_KEEP) rmSync(root, { recursive: true, force: true }); else console.error("kept", root);
 }

@@ -25,9 +25,35 @@ const hasher = new Bun.CryptoHasher("sha256");
 /** Where the digest is written (Bun wants at least 64 bytes), copied out: a view of a digest Buffer costs more than the hash. */
 const scratch = new Uint8Array(64);
 
-export function sha256(...parts: Uint8Array[]): Uint8Array {
+/** SHA-256 of the parts, concatenated; a string part is hashed as its UTF-8 bytes. */
+export function sha256(...parts: (Uint8Array | string)[]): Uint8Array {
+  if (parts.length === 1 && typeof parts[0] !== "string") return sha256Of(parts[0]!);
   for (let i = 0; i < parts.length; i++) hasher.update(parts[i]!);
   hasher.digest(scratch);
+  return scratch.slice(0, SHA256_LENGTH);
+}
+
+/** SHA-256 of one byte array in one native call (Bun.SHA256.hash): about 30% less than update and digest. */
+export function sha256Of(data: Uint8Array): Uint8Array {
+  Bun.SHA256.hash(data, scratch);
+  return scratch.slice(0, SHA256_LENGTH);
+}
+
+/** Where sha256Prefixed lays out its input; inputs longer than this take the hasher. */
+const joined = new Uint8Array(16 * 1024);
+
+/**
+ * SHA-256(byte ‖ a ‖ b): RFC 9162's leaf (0x00 ‖ line) and node (0x01 ‖
+ * left ‖ right) hashes, copied behind the byte and hashed in one native
+ * call — about twice as fast as three updates for a 300-byte line.
+ */
+export function sha256Prefixed(byte: number, a: Uint8Array, b?: Uint8Array): Uint8Array {
+  const n = 1 + a.length + (b?.length ?? 0);
+  if (n > joined.length) return b ? sha256(new Uint8Array([byte]), a, b) : sha256(new Uint8Array([byte]), a);
+  joined[0] = byte;
+  joined.set(a, 1);
+  if (b) joined.set(b, 1 + a.length);
+  Bun.SHA256.hash(joined.subarray(0, n), scratch);
   return scratch.slice(0, SHA256_LENGTH);
 }
 

@@ -15,7 +15,7 @@ import { fromBase64, toBase64, utf8 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
-import { EDIT_REACH, type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
+import { EDIT_REACH, type Entry, GENESIS, canonical, canonicalHash, canonicalLine, canonicalLineHash, entryHash, isCanonicalLine, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
 import { Frontier, leafHash } from "./merkle.ts";
 import { type UnsignedRange, UnsignedTails } from "./unsigned.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptLine } from "./read.ts";
@@ -198,11 +198,16 @@ export class ChainVerifier {
       return at("malformed", `malformed line (${isSecureChatError(err) ? err.message.replace(/^transcript: /, "") : String(err)})`);
     }
     seq = e.seq;
-    const canon = canonical(e);
-    if (canonicalHash(canon) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
-    // One spelling per entry: a line that only parses to its entry (duplicate
-    // keys, other key order, spaces) could be read differently by another parser.
-    if (canonicalLine(canon, e.hash) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
+    if (l.bytes !== undefined && isCanonicalLine(e, l.text)) {
+      // The usual case, checked without serializing the entry again: the hash of its canonical form is that of the bytes read.
+      if (canonicalLineHash(l.bytes) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
+    } else {
+      const canon = canonical(e);
+      if (canonicalHash(canon) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
+      // One spelling per entry: a line that only parses to its entry (duplicate
+      // keys, other key order, spaces) could be read differently by another parser.
+      if (canonicalLine(canon, e.hash) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
+    }
 
     const prev = this.#head;
     const resumed = prev === null && this.#midChain;
@@ -229,7 +234,7 @@ export class ChainVerifier {
 
     this.#head = { seq: e.seq, hash: e.hash, ts: e.ts, file: l.file, line: l.line };
     this.entries++;
-    this.#tree?.append(leafHash(utf8(l.text)));
+    this.#tree?.push(leafHash(l.bytes ?? utf8(l.text)));
     if (this.#tree && this.#tree.size === this.#watchSize) this.watched = { root: this.#tree.root(), file: l.file, line: l.line };
     this.firstSeq ??= e.seq;
     if (e.type === "checkpoint") {

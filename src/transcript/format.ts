@@ -19,6 +19,7 @@ import {
   labels,
   randomBytes,
   sha256,
+  sha256Of,
   wipe,
   x25519,
   x25519Generate,
@@ -30,6 +31,9 @@ import { TIME_MAX_MS } from "../time.ts";
 import { checkpointText, formatNote, isKeyName, noteKeyId, openNote, signatureLine } from "./note.ts";
 
 export const GENESIS = "0".repeat(64);
+
+/** What an entry's hash is of, before its canonical form (§3.4). */
+const ENTRY_HASH_PREFIX = concat(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]));
 
 export type Scalar = string | number | boolean;
 export type EntryFields = Record<string, Scalar>;
@@ -104,7 +108,7 @@ export function canonical(fields: EntryFields): string {
 
 /** The hash of an entry whose canonical form (without `hash`) is `canon`. */
 export function canonicalHash(canon: string): string {
-  return toHex(sha256(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]), utf8(canon)));
+  return toHex(sha256(ENTRY_HASH_PREFIX, canon));
 }
 
 export function entryHash(fields: EntryFields): string {
@@ -178,31 +182,37 @@ export function parseEntry(line: string): Entry {
   if (typeof prev !== "string" || !HEX64.test(prev)) fail("entry_field", "prev must be 64 lowercase hex digits");
   if (typeof hash !== "string" || !HEX64.test(hash)) fail("entry_field", "hash must be 64 lowercase hex digits");
   const spec = ENTRY_TYPES[type]!;
-  for (const key of Object.keys(o)) {
-    if (!["seq", "ts", "type", "prev", "hash"].includes(key) && !Object.hasOwn(spec, key)) fail("entry_field", `${type} has unknown field ${JSON.stringify(key)}`);
+  for (const key in o) {
+    if (!COMMON_FIELDS.has(key) && !Object.hasOwn(spec, key)) fail("entry_field", `${type} has unknown field ${JSON.stringify(key)}`);
   }
-  for (const [key, kind] of Object.entries(spec)) {
+  for (const { key, base, optional, positive } of FIELD_SPECS[type]!) {
     const x = o[key];
-    const optional = kind.endsWith("?");
     if (x === undefined) {
       if (!optional) fail("entry_field", `${type}.${key} is missing`);
       continue;
     }
-    const base = kind.replace("?", "");
+    // base64 is decoded once: to check it, then its length.
+    let decoded = -1;
+    if (base === "b64" && typeof x === "string") {
+      try {
+        decoded = fromBase64(x).length;
+      } catch {
+        // not base64: refused below
+      }
+    }
     const ok =
       base === "string" ? typeof x === "string"
       : base === "int" ? Number.isSafeInteger(x) && (x as number) >= 0
       : base === "bool" ? typeof x === "boolean"
       : base === "hex32" ? typeof x === "string" && HEX64.test(x)
-      : typeof x === "string" && isBase64(x);
+      : decoded >= 0;
     if (!ok) fail("entry_field", `${type}.${key} must be ${base}`);
     if (typeof x === "string" && !x.isWellFormed()) fail("entry_field", `${type}.${key} must be well-formed unicode`);
-    if (POSITIVE.has(key) && (x as number) < 1) fail("entry_field", `${type}.${key} must be at least 1`);
+    if (positive && (x as number) < 1) fail("entry_field", `${type}.${key} must be at least 1`);
     if (base === "b64") {
-      const n = fromBase64(x as string).length;
       const want = B64_LENGTH[key];
-      if (want !== undefined && n !== want) fail("entry_field", `${type}.${key} must decode to ${want} bytes`);
-      if (key === "sealed" && n < SEALED_MIN) fail("entry_field", `${type}.sealed must decode to at least ${SEALED_MIN} bytes`);
+      if (want !== undefined && decoded !== want) fail("entry_field", `${type}.${key} must decode to ${want} bytes`);
+      if (key === "sealed" && decoded < SEALED_MIN) fail("entry_field", `${type}.sealed must decode to at least ${SEALED_MIN} bytes`);
     }
   }
   if (BODY_TYPES.has(type) && (o.text === undefined) === (o.sealed === undefined)) {
@@ -223,13 +233,47 @@ export function parseEntry(line: string): Entry {
   return o as Entry;
 }
 
-function isBase64(s: string): boolean {
-  try {
-    fromBase64(s);
-    return true;
-  } catch {
-    return false;
-  }
+/** The members every entry has (§2.3). */
+const COMMON_FIELDS = new Set(["seq", "ts", "type", "prev", "hash"]);
+
+/** ENTRY_TYPES as parseEntry walks it: each type's fields, their kinds taken apart once. */
+const FIELD_SPECS: Record<string, { key: string; base: string; optional: boolean; positive: boolean }[]> = Object.fromEntries(
+  Object.entries(ENTRY_TYPES).map(([type, spec]) => [type, Object.entries(spec).map(([key, kind]) => ({ key, base: kind.replace("?", ""), optional: kind.endsWith("?"), positive: POSITIVE.has(key) }))]),
+);
+
+/**
+ * Whether `text`, which parsed to `e` (parseEntry), is `line(e)` without its
+ * LF (§3.5 rule 5), without building line(e): its members are in canonical
+ * order with `hash` last, and it is exactly how JSON.stringify writes them
+ * in that order — which, over the value domain parseEntry admits, is
+ * canonicalLine(canonical(e), e.hash).
+ */
+export function isCanonicalLine(e: Entry, text: string): boolean {
+  const keys = Object.keys(e);
+  const last = keys.length - 1;
+  if (keys[last] !== "hash") return false;
+  for (let i = 1; i < last; i++) if (keys[i - 1]! >= keys[i]!) return false;
+  return JSON.stringify(e) === text;
+}
+
+/** The bytes a canonical line (without its LF) has after canonical(e) minus its "}": `,"hash":"` + 64 hex digits + `"}`. */
+const HASH_MEMBER_BYTES = 75;
+let lineHashInput = new Uint8Array(4096);
+
+/**
+ * The hash (§3.4) of the entry whose line, in canonical form (isCanonicalLine)
+ * and without its LF, is `line`: canonical(e) is the line up to its `hash`
+ * member, closed with "}", so it is hashed from the bytes as read, without
+ * serializing the entry again.
+ */
+export function canonicalLineHash(line: Uint8Array): string {
+  const canon = line.length - HASH_MEMBER_BYTES;
+  const n = ENTRY_HASH_PREFIX.length + canon + 1;
+  if (lineHashInput.length < n) lineHashInput = new Uint8Array(n * 2);
+  lineHashInput.set(ENTRY_HASH_PREFIX, 0);
+  lineHashInput.set(line.subarray(0, canon), ENTRY_HASH_PREFIX.length);
+  lineHashInput[n - 1] = 0x7d; // "}"
+  return toHex(sha256Of(lineHashInput.subarray(0, n)));
 }
 
 /** What a checkpoint's host-key signature covers: the seq and hash of the entry it seals. */

@@ -19,9 +19,11 @@ import {
   type EntryFields,
   GENESIS,
   canonical,
+  canonicalLineHash,
   checkpointInput,
   entryHash,
   entryLine,
+  isCanonicalLine,
   makeEntry,
   openBody,
   parseEntry,
@@ -127,6 +129,28 @@ describe("hash and line (§3.3, §3.4)", () => {
     // U+2028 stays raw (§3.2): readers must split at LF only.
     expect(l).toContain("\u2028");
     expect(parseEntry(l.slice(0, -1))).toEqual(e);
+  });
+
+  test("a line is recognized as line(e) without rebuilding it, and its entry's hash is taken from its bytes", () => {
+    const line = entryLine(e).slice(0, -1);
+    expect(isCanonicalLine(parseEntry(line), line)).toBe(true);
+    expect(canonicalLineHash(utf8(line))).toBe(e.hash);
+    const other = makeEntry(e.hash, 2, e.ts, "checkpoint", { head_seq: 1, head: e.hash, sig: toBase64(new Uint8Array(64)) });
+    const otherLine = entryLine(other).slice(0, -1);
+    expect(canonicalLineHash(utf8(otherLine))).toBe(other.hash);
+    // Every other spelling of the same entry is not its line.
+    const spellings = [
+      line.replace(',"room":"lobby"', "").replace("{", '{"room":"lobby",'), // a member moved first
+      line.replace(',"hash":', ', "hash":'), // a space
+      line.replace('"alice"', '"\\u0061lice"'), // an escape JSON.stringify does not write
+      line.replace('"from":"alice"', '"from":"mallory","from":"alice"'), // a duplicate member
+      `{"hash":"${e.hash}",${line.slice(1).replace(`,"hash":"${e.hash}"`, "")}`, // hash first
+    ];
+    for (const s of spellings) {
+      expect(s).not.toBe(line);
+      expect(parseEntry(s)).toEqual(e);
+      expect(isCanonicalLine(parseEntry(s), s)).toBe(false);
+    }
   });
 
   test("makeEntry chains: any change to an entry changes its hash", () => {
