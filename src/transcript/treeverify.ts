@@ -1,0 +1,201 @@
+/**
+ * `transcript verify --tree-only` (docs/TRANSCRIPT.md §8.6): the check of a
+ * transparency log, and no more — every line's leaf hash, the Merkle root
+ * at every checkpoint, every checkpoint's signatures — reading the files as
+ * bytes and parsing only the lines that can be checkpoints. What it leaves
+ * out (each entry's form, the hash chain, what entries mean) is the full
+ * verify's, which stays the default.
+ *
+ * A line is parsed when it is the first line, or holds the bytes
+ * `checkpoint` or a backslash: a checkpoint's line holds `checkpoint`
+ * literally unless it is written with an escape, and every escape holds a
+ * backslash. A parsed line must be an entry in canonical form whose hash is
+ * right; any other line is only a leaf.
+ */
+import { closeSync, openSync, readSync } from "node:fs";
+import { toBase64 } from "../bytes.ts";
+import { isSecureChatError } from "../errors.ts";
+import { fingerprint } from "../fingerprint.ts";
+import { type ChainOptions, type Problem, type ProblemCode, TranscriptFailure } from "./chain.ts";
+import { type Entry, canonicalLineHash, isCanonicalLine, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
+import { Frontier, leafHash } from "./merkle.ts";
+import { MAX_LINE_BYTES, type TranscriptFile, listTranscript } from "./read.ts";
+
+/** Bytes read at a time: larger than read.ts's chunks, as nothing here is held per line. */
+const READ_BYTES = 1024 * 1024;
+const CHECKPOINT = Buffer.from("checkpoint");
+const BACKSLASH = 0x5c;
+
+export interface TreeOnlyResult {
+  problem: Problem | null;
+  files: number;
+  /** Lines read as leaves before the problem, if any. */
+  lines: number;
+  tree: { size: number; root: Uint8Array };
+  /** The seq of the last checkpoint, and how many lines follow it. */
+  lastCheckpoint: number | null;
+  sinceCheckpoint: number;
+  checkpoints: number;
+  hostKey: { key: Uint8Array | null; pinned: boolean };
+  torn: string[];
+  /** The root when the tree had `watchSize` lines, and the line that made it so. */
+  watched: { root: Uint8Array; file: string; line: number } | null;
+}
+
+class TreeCheck {
+  readonly tree = new Frontier();
+  key: Uint8Array | null;
+  readonly pinned: boolean;
+  readonly #fingerprintPin: string | null;
+  lastCheckpoint: number | null = null;
+  sinceCheckpoint = 0;
+  checkpoints = 0;
+  watched: TreeOnlyResult["watched"] = null;
+  readonly #watchSize: number;
+  /** The previous line, for the hash a checkpoint says it signs. */
+  #previous: Uint8Array | null = null;
+  #decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+  constructor(opts: ChainOptions, watchSize: number) {
+    this.key = opts.hostKey ?? null;
+    this.#fingerprintPin = opts.hostKeyFingerprint ?? null;
+    this.pinned = opts.hostKey !== undefined || this.#fingerprintPin !== null;
+    this.#watchSize = watchSize;
+  }
+
+  /** One whole line (without its LF); `parse` when it may be a checkpoint. */
+  line(bytes: Uint8Array, parse: boolean, file: string, lineNo: number): void {
+    if (parse || this.tree.size === 0) this.#entry(bytes, file, lineNo);
+    else this.sinceCheckpoint++;
+    this.tree.push(leafHash(bytes));
+    if (this.tree.size === this.#watchSize) this.watched = { root: this.tree.root(), file, line: lineNo };
+    this.#previous = bytes;
+  }
+
+  #entry(bytes: Uint8Array, file: string, lineNo: number): void {
+    let seq: number | undefined;
+    const at = (code: ProblemCode, reason: string): never => {
+      throw new TranscriptFailure({ code, file, line: lineNo, ...(seq === undefined ? {} : { seq }), reason });
+    };
+    let e: Entry;
+    let text: string;
+    try {
+      text = this.#decoder.decode(bytes);
+    } catch {
+      return at("malformed", "malformed line (not UTF-8)");
+    }
+    try {
+      e = parseEntry(text);
+    } catch (err) {
+      return at("malformed", `malformed line (${isSecureChatError(err) ? err.message.replace(/^transcript: /, "") : String(err)})`);
+    }
+    seq = e.seq;
+    if (!isCanonicalLine(e, text)) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
+    if (canonicalLineHash(bytes) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
+    const size = this.tree.size;
+    if (size === 0 && e.type === "server_start" && this.key === null) {
+      const key = Buffer.from(e.host_key as string, "base64");
+      if (this.#fingerprintPin !== null && fingerprint(key) !== this.#fingerprintPin) {
+        at("host_key_changed", `host key changed (server_start names ${fingerprint(key)}; --host-key pins ${this.#fingerprintPin})`);
+      }
+      this.key = new Uint8Array(key);
+    }
+    if (e.type !== "checkpoint") {
+      this.sinceCheckpoint++;
+      return;
+    }
+    // It signs the line before it: its seq, and the hash that line's entry says it has (the chain itself is not recomputed here).
+    const before = this.#previous;
+    const beforeHash = before && before.length > 66 ? Buffer.from(before.buffer, before.byteOffset + before.length - 66, 64).toString("latin1") : null;
+    if (e.seq !== size + 1 || e.head_seq !== size || e.prev !== e.head || beforeHash !== e.head) {
+      at("bad_checkpoint", `bad checkpoint (it must sign the line before it, seq ${size}; it names seq ${e.head_seq})`);
+    }
+    if (this.key === null) at("no_host_key", "checkpoint before any server_start: no host key to check its signature against (pass --host-key)");
+    if (!verifyCheckpoint(this.key!, e)) at("bad_signature", `bad checkpoint signature (not made by host key ${fingerprint(this.key!)})`);
+    if (e.root !== undefined) {
+      if (!verifyCheckpointNote(this.key!, e)) at("bad_signature", `bad checkpoint note signature (not made by host key ${fingerprint(this.key!)} as ${e.origin})`);
+      if (toBase64(this.tree.root()) !== e.root) at("bad_checkpoint", `bad checkpoint (the tree root it signs is not the root of the ${size} lines before it)`);
+    }
+    this.lastCheckpoint = e.seq;
+    this.sinceCheckpoint = 0;
+    this.checkpoints++;
+  }
+}
+
+/** Feeds every line of `f` to `check`; a torn last line or one past MAX_LINE_BYTES fails. */
+function readFile(f: TranscriptFile, check: TreeCheck): void {
+  const fd = openSync(f.path, "r");
+  try {
+    let lineNo = 1;
+    let pos = 0;
+    let carry: Buffer[] = [];
+    let carried = 0;
+    const at = (code: ProblemCode, reason: string): never => {
+      throw new TranscriptFailure({ code, file: f.name, line: lineNo, reason });
+    };
+    for (;;) {
+      // A new buffer each time: the previous line may still be in the last one.
+      const buf = Buffer.allocUnsafe(READ_BYTES);
+      const n = readSync(fd, buf, 0, READ_BYTES, pos);
+      if (n === 0) break;
+      pos += n;
+      const chunk = buf.subarray(0, n);
+      let i = 0;
+      let nextMark = chunk.indexOf(CHECKPOINT);
+      let nextSlash = chunk.indexOf(BACKSLASH);
+      for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, i)) {
+        if (carried + (nl - i) > MAX_LINE_BYTES) at("malformed", "malformed line (longer than 1 MiB)");
+        let line: Uint8Array;
+        let parse: boolean;
+        if (carried > 0) {
+          line = Buffer.concat([...carry, chunk.subarray(i, nl)]);
+          parse = line.indexOf(BACKSLASH) >= 0 || Buffer.from(line.buffer, line.byteOffset, line.length).indexOf(CHECKPOINT) >= 0;
+          carry = [];
+          carried = 0;
+        } else {
+          line = chunk.subarray(i, nl);
+          parse = (nextMark >= 0 && nextMark < nl) || (nextSlash >= 0 && nextSlash < nl);
+        }
+        check.line(line, parse, f.name, lineNo++);
+        i = nl + 1;
+        if (nextMark >= 0 && nextMark < i) nextMark = chunk.indexOf(CHECKPOINT, i);
+        if (nextSlash >= 0 && nextSlash < i) nextSlash = chunk.indexOf(BACKSLASH, i);
+      }
+      if (i < n) {
+        if (carried + (n - i) > MAX_LINE_BYTES) at("malformed", "malformed line (longer than 1 MiB)");
+        carry.push(chunk.subarray(i));
+        carried += n - i;
+      }
+    }
+    if (carried > 0) at("torn", `torn last line (${carried} bytes without a final LF, as a crash mid-write leaves them)`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The tree-only check of a transcript directory (or its first file); never throws for a bad transcript. */
+export function verifyTreeOnly(path: string, opts: ChainOptions & { watchSize?: number } = {}): TreeOnlyResult {
+  const listing = listTranscript(path);
+  const check = new TreeCheck(opts, opts.watchSize ?? -1);
+  let problem: Problem | null = null;
+  try {
+    if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
+    for (const f of listing.files) readFile(f, check);
+    if (check.tree.size === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "the transcript has no entries" });
+  } catch (e) {
+    if (!(e instanceof TranscriptFailure)) throw e;
+    problem = e.problem;
+  }
+  return {
+    problem,
+    files: listing.files.length,
+    lines: check.tree.size,
+    tree: { size: check.tree.size, root: check.tree.root() },
+    lastCheckpoint: check.lastCheckpoint,
+    sinceCheckpoint: check.sinceCheckpoint,
+    checkpoints: check.checkpoints,
+    hostKey: { key: check.key, pinned: check.pinned },
+    torn: listing.torn,
+    watched: check.watched,
+  };
+}
