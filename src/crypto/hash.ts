@@ -33,6 +33,13 @@ export function sha256(...parts: (Uint8Array | string)[]): Uint8Array {
   return scratch.slice(0, SHA256_LENGTH);
 }
 
+/** sha256 in lowercase hex, digested straight to its text. */
+export function sha256Hex(...parts: (Uint8Array | string)[]): string {
+  if (parts.length === 1 && typeof parts[0] !== "string") return Bun.SHA256.hash(parts[0]!, "hex");
+  for (let i = 0; i < parts.length; i++) hasher.update(parts[i]!);
+  return hasher.digest("hex");
+}
+
 /** SHA-256 of one byte array in one native call (Bun.SHA256.hash): about 30% less than update and digest. */
 export function sha256Of(data: Uint8Array): Uint8Array {
   Bun.SHA256.hash(data, scratch);

@@ -19,7 +19,7 @@ import {
   labels,
   randomBytes,
   sha256,
-  sha256Of,
+  sha256Hex,
   wipe,
   x25519,
   x25519Generate,
@@ -76,6 +76,9 @@ function fail(code: string, message: string): never {
   throw new SecureChatError(code, `transcript: ${message}`);
 }
 
+/** The members of each shape of entry (its names in the order given) in canonical order, `hash` left out; null for a shape the loop serializes. */
+const SORTED = new Map<string, string[] | null>();
+
 /** Member names as JSON strings, memoized: entries use a few dozen names, over and over. */
 const QUOTED = new Map<string, string>();
 
@@ -95,7 +98,26 @@ function quotedKey(k: string): string {
  * escaping), safe integers and booleans as JSON.stringify writes them.
  */
 export function canonical(fields: EntryFields): string {
-  const keys = Object.keys(fields).sort();
+  const names = Object.keys(fields);
+  const shape = names.join(",");
+  let order = SORTED.get(shape);
+  if (order === undefined) {
+    // An array-index name would be put first by any object it is set on: such shapes take the loop below.
+    order = names.some((k) => /^(?:0|[1-9][0-9]*)$/.test(k)) ? null : names.filter((k) => k !== "hash").sort();
+    if (SORTED.size < 1024) SORTED.set(shape, order);
+  }
+  if (order !== null) {
+    // The members set in canonical order on a fresh object, serialized in one call: the same text as the loop, faster.
+    const o: EntryFields = {};
+    let plain = true;
+    for (let i = 0; i < order.length; i++) {
+      const v = fields[order[i]!]!;
+      if (!(typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v)))) plain = false;
+      o[order[i]!] = v;
+    }
+    if (plain) return JSON.stringify(o);
+  }
+  const keys = names.sort();
   let out = "{";
   for (const k of keys) {
     if (k === "hash") continue;
@@ -108,7 +130,7 @@ export function canonical(fields: EntryFields): string {
 
 /** The hash of an entry whose canonical form (without `hash`) is `canon`. */
 export function canonicalHash(canon: string): string {
-  return toHex(sha256(ENTRY_HASH_PREFIX, canon));
+  return sha256Hex(ENTRY_HASH_PREFIX, canon);
 }
 
 export function entryHash(fields: EntryFields): string {
@@ -131,7 +153,9 @@ export function makeEntryLine(prev: string, seq: number, ts: number, type: strin
   }
   const canon = canonical(e);
   const hash = canonicalHash(canon);
-  return { entry: { ...e, hash } as Entry, line: canonicalLine(canon, hash) };
+  const entry = e as Entry;
+  entry.hash = hash;
+  return { entry, line: canonicalLine(canon, hash) };
 }
 
 /** The line written for an entry: keys in canonical order, then `hash` last. */
@@ -273,7 +297,7 @@ export function canonicalLineHash(line: Uint8Array): string {
   lineHashInput.set(ENTRY_HASH_PREFIX, 0);
   lineHashInput.set(line.subarray(0, canon), ENTRY_HASH_PREFIX.length);
   lineHashInput[n - 1] = 0x7d; // "}"
-  return toHex(sha256Of(lineHashInput.subarray(0, n)));
+  return sha256Hex(lineHashInput.subarray(0, n));
 }
 
 /** What a checkpoint's host-key signature covers: the seq and hash of the entry it seals. */

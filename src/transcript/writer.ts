@@ -114,6 +114,50 @@ function utcDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
 }
 
+const DAY_MS = 86_400_000;
+
+/**
+ * The lines appended and not yet written, as the bytes that will be
+ * written: each line is encoded once, here, and its leaf hash is taken
+ * from those bytes.
+ */
+class PendingLines {
+  #buf = Buffer.allocUnsafe(64 * 1024);
+  #used = 0;
+  /** Lines added since the last take. */
+  count = 0;
+
+  get bytes(): number {
+    return this.#used;
+  }
+
+  /** Adds a line (ending in its LF); returns its bytes without the LF, a view valid until the next add. */
+  add(line: string): Uint8Array {
+    // A UTF-16 unit is at most 3 bytes of UTF-8.
+    const need = this.#used + 3 * line.length;
+    if (need > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.#buf.length));
+      this.#buf.copy(grown, 0, 0, this.#used);
+      this.#buf = grown;
+    }
+    const n = this.#buf.write(line, this.#used, "utf8");
+    const bytes = this.#buf.subarray(this.#used, this.#used + n - 1);
+    this.#used += n;
+    this.count++;
+    return bytes;
+  }
+
+  /** Everything added, emptied: a view to write before the next add. */
+  take(): Buffer {
+    const out = this.#buf.subarray(0, this.#used);
+    this.#used = 0;
+    this.count = 0;
+    // A burst (a full disk's backlog) does not keep its buffer.
+    if (this.#buf.length > 1024 * 1024) this.#buf = Buffer.allocUnsafe(64 * 1024);
+    return out;
+  }
+}
+
 interface Tail {
   last: Entry | null;
   beforeLast: Entry | null;
@@ -182,11 +226,12 @@ export class TranscriptWriter {
   #fd = -1;
   #file = "";
   #fileBytes = 0;
-  #fileDay = "";
+  /** The UTC day of the file as [start, end) in ms: the rotation check compares numbers, not dates. */
+  #fileDayMs: [number, number] = [0, 0];
   #seq = 0;
   #head = GENESIS;
   #lastTs = 0;
-  #pending: string[] = [];
+  #pending = new PendingLines();
   #writtenSeq = 0;
   #syncedSeq = 0;
   #syncing = false;
@@ -343,12 +388,12 @@ export class TranscriptWriter {
         w.#fd = openSync(path, "a", 0o600);
         w.#file = lastFile;
         w.#fileBytes = size;
-        w.#fileDay = day;
+        w.#setFileDay(day);
       } else if (size === 0) {
         // A file emptied by cutting its only (torn) line: start it afresh.
         w.#fd = openSync(path, "w", 0o600);
         w.#file = lastFile;
-        w.#fileDay = day;
+        w.#setFileDay(day);
       }
     }
     if (w.#fd < 0) w.#newFile();
@@ -383,7 +428,12 @@ export class TranscriptWriter {
     syncDir(this.opts.dir);
     this.#file = name;
     this.#fileBytes = 0;
-    this.#fileDay = utcDay(now);
+    this.#setFileDay(utcDay(now));
+  }
+
+  #setFileDay(day: string): void {
+    const start = Date.parse(`${day}T00:00:00Z`);
+    this.#fileDayMs = [start, start + DAY_MS];
   }
 
   #rekeySeal(): void {
@@ -401,7 +451,8 @@ export class TranscriptWriter {
   #maybeRotate(lineBytes: number): void {
     // A blocked file may end in part of a line: it is finished before anything rotates.
     if (this.#fileBytes === 0 || this.#blocked) return;
-    if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && this.#fileDay === utcDay(this.#now())) return;
+    const now = this.#now();
+    if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && now >= this.#fileDayMs[0] && now < this.#fileDayMs[1]) return;
     this.#writePending();
     if (this.#failed) throw this.#failed;
     const old = this.#fd;
@@ -434,11 +485,11 @@ export class TranscriptWriter {
       f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
     }
     const { entry, line } = makeEntryLine(this.#head, seq, this.#now(), type, f);
-    this.#tree?.append(line.slice(0, -1));
+    const bytes = this.#pending.add(line);
+    this.#tree?.append(bytes);
     this.#seq = seq;
     this.#head = entry.hash;
-    this.#pending.push(line);
-    this.#fileBytes += Buffer.byteLength(line);
+    this.#fileBytes += bytes.length + 1;
     this.#sinceCheckpoint = type === "checkpoint" ? 0 : this.#sinceCheckpoint + 1;
     if (type === "checkpoint") {
       this.#coveredSeq = seq - 1;
@@ -454,7 +505,7 @@ export class TranscriptWriter {
     if (this.#closed) throw new SecureChatError("transcript_closed", "transcript: closed");
     checkLock(this.opts.lock);
     // Blocked, entries wait in memory; checked every 256 so the bound costs little.
-    if (this.#blocked && this.#pending.length % 256 === 255 && this.#overBlockedBound()) {
+    if (this.#blocked && this.#pending.count % 256 === 255 && this.#overBlockedBound()) {
       this.#fail(new Error(`${this.#blocked.error}; more than ${MAX_BLOCKED_BYTES} bytes waited for the disk`));
       throw this.#failed!;
     }
@@ -500,9 +551,8 @@ export class TranscriptWriter {
   /** Writes what is pending; true if it was all written. A blocked writer writes only when `retrying`. */
   #writePending(retrying = false): boolean {
     if (this.#failed || (this.#blocked && !retrying)) return false;
-    if (this.#pending.length === 0 && !this.#unwritten) return true;
-    const lines = Buffer.from(this.#pending.join(""));
-    this.#pending = [];
+    if (this.#pending.bytes === 0 && !this.#unwritten) return true;
+    const lines = this.#pending.take();
     const buf = this.#unwritten ? Buffer.concat([this.#unwritten, lines]) : lines;
     this.#unwritten = null;
     const upTo = this.#seq;
@@ -554,7 +604,7 @@ export class TranscriptWriter {
 
   #overBlockedBound(): boolean {
     let n = this.#unwritten?.length ?? 0;
-    for (const l of this.#pending) n += l.length;
+    n += this.#pending.bytes;
     return n > MAX_BLOCKED_BYTES;
   }
 

@@ -9,7 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fromBase64, utf8 } from "../../src/bytes.ts";
-import { sha256 } from "../../src/crypto/index.ts";
+import { sha256, sha256Hex } from "../../src/crypto/index.ts";
 import {
   EMPTY_ROOT,
   Frontier,
@@ -106,6 +106,8 @@ describe("hashing and the tree", () => {
       expect(hex(leafHash(data))).toBe(ref(new Uint8Array([0, ...data])));
       expect(hex(sha256(data))).toBe(ref(data));
       expect(hex(sha256(data, "é"))).toBe(ref(new Uint8Array([...data, 0xc3, 0xa9])));
+      expect(sha256Hex(data)).toBe(ref(data));
+      expect(sha256Hex(data, "é")).toBe(ref(new Uint8Array([...data, 0xc3, 0xa9])));
     }
     const l = leafHash(utf8("x"));
     const r = leafHash(utf8("y"));
