@@ -40,10 +40,11 @@ export function sha256Hex(...parts: (Uint8Array | string)[]): string {
   return hasher.digest("hex");
 }
 
-/** SHA-256 of one byte array in one native call (Bun.SHA256.hash): about 30% less than update and digest. */
+/** SHA-256 of one byte array in one native call (Bun.SHA256.hash), straight into the array returned: about 30% less than update and digest. */
 export function sha256Of(data: Uint8Array): Uint8Array {
-  Bun.SHA256.hash(data, scratch);
-  return scratch.slice(0, SHA256_LENGTH);
+  const out = new Uint8Array(SHA256_LENGTH);
+  Bun.SHA256.hash(data, out);
+  return out;
 }
 
 /** Where sha256Prefixed lays out its input; inputs longer than this take the hasher. */
@@ -60,9 +61,14 @@ export function sha256Prefixed(byte: number, a: Uint8Array, b?: Uint8Array): Uin
   joined[0] = byte;
   joined.set(a, 1);
   if (b) joined.set(b, 1 + a.length);
-  Bun.SHA256.hash(joined.subarray(0, n), scratch);
-  return scratch.slice(0, SHA256_LENGTH);
+  const out = new Uint8Array(SHA256_LENGTH);
+  Bun.SHA256.hash(n === NODE_INPUT ? joinedNode : joined.subarray(0, n), out);
+  return out;
 }
+
+/** A Merkle node's input (a byte and two hashes) is the usual length: its view is made once. */
+const NODE_INPUT = 1 + 2 * SHA256_LENGTH;
+const joinedNode = joined.subarray(0, NODE_INPUT);
 
 export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
   return extract(nobleSha256, ikm, salt);

@@ -14,17 +14,19 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { toBase64 } from "../bytes.ts";
+import { sha256Of } from "../crypto/index.ts";
 import { isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
 import { type ChainOptions, type Problem, type ProblemCode, TranscriptFailure } from "./chain.ts";
 import { type Entry, canonicalLineHash, isCanonicalLine, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
-import { Frontier, leafHash } from "./merkle.ts";
+import { Frontier } from "./merkle.ts";
 import { MAX_LINE_BYTES, type TranscriptFile, listTranscript } from "./read.ts";
 
 /** Bytes read at a time: larger than read.ts's chunks, as nothing here is held per line. */
 const READ_BYTES = 1024 * 1024;
 const CHECKPOINT = Buffer.from("checkpoint");
 const BACKSLASH = 0x5c;
+const LEAF_PREFIX = Buffer.from([0x00]);
 
 export interface TreeOnlyResult {
   problem: Problem | null;
@@ -63,13 +65,13 @@ class TreeCheck {
     this.#watchSize = watchSize;
   }
 
-  /** One whole line (without its LF); `parse` when it may be a checkpoint. */
-  line(bytes: Uint8Array, parse: boolean, file: string, lineNo: number): void {
-    if (parse || this.tree.size === 0) this.#entry(bytes, file, lineNo);
+  /** One whole line as 0x00 ‖ its bytes (without its LF); `parse` when it may be a checkpoint. */
+  line(leaf: Uint8Array, parse: boolean, file: string, lineNo: number): void {
+    if (parse || this.tree.size === 0) this.#entry(leaf.subarray(1), file, lineNo);
     else this.sinceCheckpoint++;
-    this.tree.push(leafHash(bytes));
+    this.tree.push(sha256Of(leaf));
     if (this.tree.size === this.#watchSize) this.watched = { root: this.tree.root(), file, line: lineNo };
-    this.#previous = bytes;
+    this.#previous = leaf;
   }
 
   #entry(bytes: Uint8Array, file: string, lineNo: number): void {
@@ -106,7 +108,7 @@ class TreeCheck {
     }
     // It signs the line before it: its seq, and the hash that line's entry says it has (the chain itself is not recomputed here).
     const before = this.#previous;
-    const beforeHash = before && before.length > 66 ? Buffer.from(before.buffer, before.byteOffset + before.length - 66, 64).toString("latin1") : null;
+    const beforeHash = before && before.length > 67 ? Buffer.from(before.buffer, before.byteOffset + before.length - 66, 64).toString("latin1") : null;
     if (e.seq !== size + 1 || e.head_seq !== size || e.prev !== e.head || beforeHash !== e.head) {
       at("bad_checkpoint", `bad checkpoint (it must sign the line before it, seq ${size}; it names seq ${e.head_seq})`);
     }
@@ -122,7 +124,12 @@ class TreeCheck {
   }
 }
 
-/** Feeds every line of `f` to `check`; a torn last line or one past MAX_LINE_BYTES fails. */
+/**
+ * Feeds every line of `f` to `check`, each as 0x00 ‖ its bytes (what its
+ * leaf hash is of): read one byte into a buffer, so that the byte before a
+ * line in it, the LF of the line before, can be overwritten with the 0x00.
+ * A torn last line or one past MAX_LINE_BYTES fails.
+ */
 function readFile(f: TranscriptFile, check: TreeCheck): void {
   const fd = openSync(f.path, "r");
   try {
@@ -135,36 +142,37 @@ function readFile(f: TranscriptFile, check: TreeCheck): void {
     };
     for (;;) {
       // A new buffer each time: the previous line may still be in the last one.
-      const buf = Buffer.allocUnsafe(READ_BYTES);
-      const n = readSync(fd, buf, 0, READ_BYTES, pos);
+      const buf = Buffer.allocUnsafe(1 + READ_BYTES);
+      const n = readSync(fd, buf, 1, READ_BYTES, pos);
       if (n === 0) break;
       pos += n;
-      const chunk = buf.subarray(0, n);
-      let i = 0;
-      let nextMark = chunk.indexOf(CHECKPOINT);
-      let nextSlash = chunk.indexOf(BACKSLASH);
-      for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, i)) {
+      const end = 1 + n;
+      let i = 1;
+      let nextMark = buf.indexOf(CHECKPOINT, 1);
+      let nextSlash = buf.indexOf(BACKSLASH, 1);
+      for (let nl = buf.indexOf(0x0a, 1); nl >= 0 && nl < end; nl = buf.indexOf(0x0a, i)) {
         if (carried + (nl - i) > MAX_LINE_BYTES) at("malformed", "malformed line (longer than 1 MiB)");
-        let line: Uint8Array;
+        let leaf: Uint8Array;
         let parse: boolean;
         if (carried > 0) {
-          line = Buffer.concat([...carry, chunk.subarray(i, nl)]);
-          parse = line.indexOf(BACKSLASH) >= 0 || Buffer.from(line.buffer, line.byteOffset, line.length).indexOf(CHECKPOINT) >= 0;
+          leaf = Buffer.concat([LEAF_PREFIX, ...carry, buf.subarray(i, nl)]);
+          parse = leaf.indexOf(BACKSLASH) >= 0 || Buffer.from(leaf.buffer, leaf.byteOffset, leaf.length).indexOf(CHECKPOINT) >= 0;
           carry = [];
           carried = 0;
         } else {
-          line = chunk.subarray(i, nl);
+          buf[i - 1] = 0x00;
+          leaf = buf.subarray(i - 1, nl);
           parse = (nextMark >= 0 && nextMark < nl) || (nextSlash >= 0 && nextSlash < nl);
         }
-        check.line(line, parse, f.name, lineNo++);
+        check.line(leaf, parse, f.name, lineNo++);
         i = nl + 1;
-        if (nextMark >= 0 && nextMark < i) nextMark = chunk.indexOf(CHECKPOINT, i);
-        if (nextSlash >= 0 && nextSlash < i) nextSlash = chunk.indexOf(BACKSLASH, i);
+        if (nextMark >= 0 && nextMark < i) nextMark = buf.indexOf(CHECKPOINT, i);
+        if (nextSlash >= 0 && nextSlash < i) nextSlash = buf.indexOf(BACKSLASH, i);
       }
-      if (i < n) {
-        if (carried + (n - i) > MAX_LINE_BYTES) at("malformed", "malformed line (longer than 1 MiB)");
-        carry.push(chunk.subarray(i));
-        carried += n - i;
+      if (i < end) {
+        if (carried + (end - i) > MAX_LINE_BYTES) at("malformed", "malformed line (longer than 1 MiB)");
+        carry.push(buf.subarray(i, end));
+        carried += end - i;
       }
     }
     if (carried > 0) at("torn", `torn last line (${carried} bytes without a final LF, as a crash mid-write leaves them)`);
