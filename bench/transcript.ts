@@ -22,7 +22,8 @@
  *            over the file, inclusionProof with its O(log n) reads. The file
  *            is built directly through the Frontier from synthetic 300-byte
  *            leaves (not from M transcript lines); proofs are timed one at a
- *            time for random leaves, page cache warm.
+ *            time for random leaves (after 200 not counted), page cache
+ *            warm.
  *
  * Memory is sampled as process.memoryUsage().rss every 10 ms.
  *
