@@ -125,9 +125,18 @@ export class ChainVerifier {
   /**
    * The room and direct messages of the last EDIT_REACH entries, by room
    * and room seq or by dm seq: what an edit or delete may name (TRANSCRIPT.md
-   * §2.4, §8.2), oldest first.
+   * §2.4, §8.2).
    */
   readonly #messages = new Map<string, { seq: number; from: string; to?: string; deleted: boolean }>();
+  /**
+   * The keys of #messages in the order they were remembered, with the seq
+   * each was remembered at, from `#oldest` on: what to forget next. (A Map
+   * iterated from its start after many deletes there skips every deleted
+   * slot until it is rehashed: evicting by iterating it made a long
+   * transcript's check quadratic.)
+   */
+  #remembered: { key: string; seq: number }[] = [];
+  #oldest = 0;
   readonly #midChain: boolean;
   entries = 0;
   firstSeq: number | null = null;
@@ -312,11 +321,17 @@ export class ChainVerifier {
 
   #rememberMessage(e: Entry): void {
     const key = messageKey(e);
-    this.#messages.delete(key);
     this.#messages.set(key, { seq: e.seq, from: e.from as string, ...(e.type === "direct" ? { to: e.to as string } : {}), deleted: false });
-    for (const [k, m] of this.#messages) {
-      if (e.seq - m.seq <= EDIT_REACH) break;
-      this.#messages.delete(k);
+    this.#remembered.push({ key, seq: e.seq });
+    const queue = this.#remembered;
+    while (this.#oldest < queue.length && e.seq - queue[this.#oldest]!.seq > EDIT_REACH) {
+      const { key: k, seq } = queue[this.#oldest++]!;
+      // Remembered again since (the same room and room seq twice): that later one stays.
+      if (this.#messages.get(k)?.seq === seq) this.#messages.delete(k);
+    }
+    if (this.#oldest > 4096 && this.#oldest * 2 > queue.length) {
+      this.#remembered = queue.slice(this.#oldest);
+      this.#oldest = 0;
     }
   }
 
