@@ -68,7 +68,11 @@ export interface TranscriptLine {
   line: number;
   /** The line without its LF; "" when `defect` is too_long or not_utf8. */
   text: string;
-  /** The same line as the bytes read (UTF-8, without its LF), when it has no defect: what its leaf hash is of (§3.6). */
+  /**
+   * The same line as the bytes read (UTF-8, without its LF), when it has no
+   * defect: what its leaf hash is of (§3.6). A view of the reader's buffer,
+   * valid only until the next batch is read.
+   */
   bytes?: Uint8Array;
   /** Byte offsets of the line's first byte and of the byte after its LF. */
   start: number;
@@ -113,8 +117,8 @@ export async function* readTranscriptBatches(files: TranscriptFile[]): AsyncGene
  * too_long without being held.
  */
 class LineSplitter {
-  /** Where the next chunk is read: a new buffer each time, as the lines' `bytes` are views of it. */
-  buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  /** Where each chunk is read (the lines' `bytes` are views of it until the next). */
+  readonly buf = Buffer.allocUnsafe(CHUNK_BYTES);
   /** The file offset the next chunk is read from. */
   pos: number;
   /** True once a read returned nothing: the file is done. */
@@ -191,7 +195,6 @@ class LineSplitter {
       i = nl + 1;
     }
     this.pos += n;
-    if (batch.length > 0) this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
     return batch;
   }
 }

@@ -74,6 +74,11 @@ class TreeCheck {
     this.#previous = leaf;
   }
 
+  /** Before `buf` is read into again: the previous line, if it is there, is kept as a copy. */
+  release(buf: Buffer): void {
+    if (this.#previous !== null && this.#previous.buffer === buf.buffer) this.#previous = new Uint8Array(this.#previous);
+  }
+
   #entry(bytes: Uint8Array, file: string, lineNo: number): void {
     let seq: number | undefined;
     const at = (code: ProblemCode, reason: string): never => {
@@ -130,7 +135,7 @@ class TreeCheck {
  * line in it, the LF of the line before, can be overwritten with the 0x00.
  * A torn last line or one past MAX_LINE_BYTES fails.
  */
-function readFile(f: TranscriptFile, check: TreeCheck): void {
+function readFile(f: TranscriptFile, check: TreeCheck, readBytes: number): void {
   const fd = openSync(f.path, "r");
   try {
     let lineNo = 1;
@@ -140,10 +145,11 @@ function readFile(f: TranscriptFile, check: TreeCheck): void {
     const at = (code: ProblemCode, reason: string): never => {
       throw new TranscriptFailure({ code, file: f.name, line: lineNo, reason });
     };
+    const buf = Buffer.allocUnsafe(1 + readBytes);
     for (;;) {
-      // A new buffer each time: the previous line may still be in the last one.
-      const buf = Buffer.allocUnsafe(1 + READ_BYTES);
-      const n = readSync(fd, buf, 1, READ_BYTES, pos);
+      // A checkpoint's line is checked against the line before it, which may be in this buffer.
+      check.release(buf);
+      const n = readSync(fd, buf, 1, readBytes, pos);
       if (n === 0) break;
       pos += n;
       const end = 1 + n;
@@ -171,7 +177,7 @@ function readFile(f: TranscriptFile, check: TreeCheck): void {
       }
       if (i < end) {
         if (carried + (end - i) > MAX_LINE_BYTES) at("malformed", "malformed line (longer than 1 MiB)");
-        carry.push(buf.subarray(i, end));
+        carry.push(Buffer.from(buf.subarray(i, end)));
         carried += end - i;
       }
     }
@@ -182,13 +188,13 @@ function readFile(f: TranscriptFile, check: TreeCheck): void {
 }
 
 /** The tree-only check of a transcript directory (or its first file); never throws for a bad transcript. */
-export function verifyTreeOnly(path: string, opts: ChainOptions & { watchSize?: number } = {}): TreeOnlyResult {
+export function verifyTreeOnly(path: string, opts: ChainOptions & { watchSize?: number; readBytes?: number } = {}): TreeOnlyResult {
   const listing = listTranscript(path);
   const check = new TreeCheck(opts, opts.watchSize ?? -1);
   let problem: Problem | null = null;
   try {
     if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
-    for (const f of listing.files) readFile(f, check);
+    for (const f of listing.files) readFile(f, check, opts.readBytes ?? READ_BYTES);
     if (check.tree.size === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "the transcript has no entries" });
   } catch (e) {
     if (!(e instanceof TranscriptFailure)) throw e;

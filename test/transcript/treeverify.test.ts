@@ -15,6 +15,7 @@ import { EXIT } from "../../src/commands/exit.ts";
 import { ed25519Signer, sha256 } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log.ts";
 import { type Entry, checkpointNote, entryHash, entryLine, parseEntry, signCheckpoint, treeCheckpointFields } from "../../src/transcript/format.ts";
+import { verifyTreeOnly } from "../../src/transcript/treeverify.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 import { hostKeyPair, runCli, tempDir } from "./helpers.ts";
@@ -125,6 +126,21 @@ describe("verify --tree-only", () => {
     // A forged checkpoint line put where another line was: it signs the wrong size.
     const r = await treeOnly(withLine(log, cp - 1, log.lines[cps[1]!]!));
     expect(r.problem).toMatchObject({ code: "bad_checkpoint", line: cp });
+  });
+
+  test("read in chunks of any size (lines and checkpoints across chunk boundaries), the same root, and the same failure at the same line", async () => {
+    const whole = verifyTreeOnly(log.dir, { hostKey: HOST.publicKey });
+    const tampered = withLine(log, cp - 3, rewritten(parseEntry(log.lines[cp - 3]!), { text: "tampered" }));
+    const wholeBad = verifyTreeOnly(tampered, { hostKey: HOST.publicKey });
+    expect(whole.problem).toBeNull();
+    expect(wholeBad.problem).toMatchObject({ code: "bad_checkpoint", line: cp + 1 });
+    for (const readBytes of [1, 7, 64, 255, 256, 331, 1000, 4096]) {
+      const r = verifyTreeOnly(log.dir, { hostKey: HOST.publicKey, readBytes });
+      expect(r.problem).toBeNull();
+      expect(r.tree).toEqual(whole.tree);
+      expect(r.checkpoints).toBe(whole.checkpoints);
+      expect(verifyTreeOnly(tampered, { hostKey: HOST.publicKey, readBytes }).problem).toEqual(wholeBad.problem);
+    }
   });
 
   test("a torn last line and an empty directory fail as the full verify says; --against and --identity are refused", async () => {
