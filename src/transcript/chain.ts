@@ -129,13 +129,14 @@ export class ChainVerifier {
    */
   readonly #messages = new Map<string, { seq: number; from: string; to?: string; deleted: boolean }>();
   /**
-   * The keys of #messages in the order they were remembered, with the seq
+   * The keys of #messages in the order they were remembered, and the seq
    * each was remembered at, from `#oldest` on: what to forget next. (A Map
    * iterated from its start after many deletes there skips every deleted
    * slot until it is rehashed: evicting by iterating it made a long
    * transcript's check quadratic.)
    */
-  #remembered: { key: string; seq: number }[] = [];
+  #rememberedKeys: string[] = [];
+  #rememberedSeqs: number[] = [];
   #oldest = 0;
   readonly #midChain: boolean;
   entries = 0;
@@ -322,15 +323,19 @@ export class ChainVerifier {
   #rememberMessage(e: Entry): void {
     const key = messageKey(e);
     this.#messages.set(key, { seq: e.seq, from: e.from as string, ...(e.type === "direct" ? { to: e.to as string } : {}), deleted: false });
-    this.#remembered.push({ key, seq: e.seq });
-    const queue = this.#remembered;
-    while (this.#oldest < queue.length && e.seq - queue[this.#oldest]!.seq > EDIT_REACH) {
-      const { key: k, seq } = queue[this.#oldest++]!;
+    const keys = this.#rememberedKeys;
+    const seqs = this.#rememberedSeqs;
+    keys.push(key);
+    seqs.push(e.seq);
+    while (this.#oldest < seqs.length && e.seq - seqs[this.#oldest]! > EDIT_REACH) {
+      const k = keys[this.#oldest]!;
+      const seq = seqs[this.#oldest++]!;
       // Remembered again since (the same room and room seq twice): that later one stays.
       if (this.#messages.get(k)?.seq === seq) this.#messages.delete(k);
     }
-    if (this.#oldest > 4096 && this.#oldest * 2 > queue.length) {
-      this.#remembered = queue.slice(this.#oldest);
+    if (this.#oldest > 4096 && this.#oldest * 2 > seqs.length) {
+      this.#rememberedKeys = keys.slice(this.#oldest);
+      this.#rememberedSeqs = seqs.slice(this.#oldest);
       this.#oldest = 0;
     }
   }
