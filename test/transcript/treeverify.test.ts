@@ -15,6 +15,8 @@ import { EXIT } from "../../src/commands/exit.ts";
 import { ed25519Signer, sha256 } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log.ts";
 import { type Entry, checkpointNote, entryHash, entryLine, parseEntry, signCheckpoint, treeCheckpointFields } from "../../src/transcript/format.ts";
+import { fingerprint } from "../../src/fingerprint.ts";
+import { reportObjects } from "../../src/transcript/report.ts";
 import { verifyTreeOnly } from "../../src/transcript/treeverify.ts";
 import { verifyTranscript } from "../../src/transcript/verify.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
@@ -141,6 +143,25 @@ describe("verify --tree-only", () => {
       expect(r.checkpoints).toBe(whole.checkpoints);
       expect(verifyTreeOnly(tampered, { hostKey: HOST.publicKey, readBytes }).problem).toEqual(wholeBad.problem);
     }
+  });
+
+  test("the host key: a fingerprint pin the first server_start does not match fails; without a pin, a log whose first line is no server_start has no key", async () => {
+    const pinned = await verifyTranscript(log.dir, { hostKeyFingerprint: fingerprint(OTHER.publicKey), treeOnly: true });
+    expect(pinned.problem).toMatchObject({ code: "host_key_changed", line: 1 });
+    expect((await verifyTranscript(log.dir, { hostKeyFingerprint: fingerprint(HOST.publicKey), treeOnly: true })).ok).toBe(true);
+    const unpinned = await verifyTranscript(log.dir, { treeOnly: true });
+    expect(unpinned.ok).toBe(true);
+    expect(unpinned.hostKey).toBe(fingerprint(HOST.publicKey));
+    expect(unpinned.pinned).toBe(false);
+    // The first line replaced by a message: nothing names the key the checkpoints are signed with.
+    const noStart = withLine(log, 0, log.lines[1]!);
+    expect((await verifyTranscript(noStart, { treeOnly: true })).problem).toMatchObject({ code: "no_host_key", line: cps[0]! + 1 });
+  });
+
+  test("--json says it was tree-only and how many checkpoints it checked", async () => {
+    const objects = reportObjects(await treeOnly(log.dir));
+    expect(objects).toContainEqual(expect.objectContaining({ kind: "note", note: "tree_only", checkpoints: cps.length }));
+    expect(objects.at(-1)).toMatchObject({ kind: "summary", result: "pass", head: null, entries: log.lines.length });
   });
 
   test("a torn last line and an empty directory fail as the full verify says; --against and --identity are refused", async () => {
