@@ -102,8 +102,8 @@ export function canonical(fields: EntryFields): string {
   const shape = names.join(",");
   let order = SORTED.get(shape);
   if (order === undefined) {
-    // An array-index name would be put first by any object it is set on: such shapes take the loop below.
-    order = names.some((k) => /^(?:0|[1-9][0-9]*)$/.test(k)) ? null : names.filter((k) => k !== "hash").sort();
+    // An array-index name would be put first by any object it is set on, and "__proto__" would set its prototype: such shapes take the loop below.
+    order = names.some((k) => k === "__proto__" || /^(?:0|[1-9][0-9]*)$/.test(k)) ? null : names.filter((k) => k !== "hash").sort();
     if (SORTED.size < 1024) SORTED.set(shape, order);
   }
   if (order !== null) {

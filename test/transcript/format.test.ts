@@ -60,6 +60,18 @@ function raw(o: Record<string, unknown>): string {
 const BASE = { seq: 2, ts: 1_000, prev: H1, hash: H1 };
 
 describe("canonical (RFC 8785 over the transcript's value domain, §3.2)", () => {
+  test("members whose names an object would treat specially (array indexes, __proto__) are still serialized in canonical order", () => {
+    const fields = JSON.parse('{"b":1,"10":"x","2":true,"__proto__":"p","a":"é"}') as EntryFields;
+    expect(canonical(fields)).toBe('{"10":"x","2":true,"__proto__":"p","a":"é","b":1}');
+    // Twice: the second time the shape's order is remembered.
+    expect(canonical(fields)).toBe('{"10":"x","2":true,"__proto__":"p","a":"é","b":1}');
+    const proto = JSON.parse('{"b":1,"__proto__":"p","a":"é"}') as EntryFields;
+    expect(canonical(proto)).toBe('{"__proto__":"p","a":"é","b":1}');
+    expect(canonical(proto)).toBe('{"__proto__":"p","a":"é","b":1}');
+    expect(canonical({ z: 1, y: "2", hash: "h" })).toBe('{"y":"2","z":1}');
+    expect(canonical({ z: 1, y: "2", hash: "h" })).toBe('{"y":"2","z":1}');
+  });
+
   test("leaves out hash, sorts members, writes no whitespace", () => {
     expect(canonical({ type: "join", seq: 3, hash: H1, user: "u", prev: GENESIS, ts: 0, room: "r" })).toBe(
       `{"prev":"${GENESIS}","room":"r","seq":3,"ts":0,"type":"join","user":"u"}`,
