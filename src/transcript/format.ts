@@ -32,8 +32,8 @@ import { checkpointText, formatNote, isKeyName, noteKeyId, openNote, signatureLi
 
 export const GENESIS = "0".repeat(64);
 
-/** What an entry's hash is of, before its canonical form (§3.4). */
-const ENTRY_HASH_PREFIX = concat(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]));
+/** What an entry's hash is of, before its canonical form's UTF-8 (§3.4). */
+export const ENTRY_HASH_PREFIX: Uint8Array = concat(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]));
 
 export type Scalar = string | number | boolean;
 export type EntryFields = Record<string, Scalar>;
@@ -142,8 +142,12 @@ export function makeEntry(prev: string, seq: number, ts: number, type: string, f
   return makeEntryLine(prev, seq, ts, type, fields).entry;
 }
 
-/** makeEntry, and the entry's line, from one canonical serialization. */
-export function makeEntryLine(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Entry; line: string } {
+/**
+ * The next entry of a chain without its hash, and its canonical form (§3.2);
+ * refuses values outside the format's domain (§3). Its hash is that of
+ * ENTRY_HASH_PREFIX ‖ UTF-8(canon), its line canonicalLine(canon, hash).
+ */
+export function prepareEntry(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Omit<Entry, "hash">; canon: string } {
   const e = { seq, ts, type, prev, ...fields } as Omit<Entry, "hash">;
   if (ts > TIME_MAX_MS) fail("entry_value", `${type}.ts is past 8.64e15 ms, a time no date can hold`);
   for (const k in e) {
@@ -151,7 +155,12 @@ export function makeEntryLine(prev: string, seq: number, ts: number, type: strin
     const ok = typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) || (typeof v === "string" && v.isWellFormed());
     if (!ok) fail("entry_value", `${type}.${k} is not a string, a non-negative safe integer or a boolean`);
   }
-  const canon = canonical(e);
+  return { entry: e, canon: canonical(e) };
+}
+
+/** makeEntry, and the entry's line, from one canonical serialization. */
+export function makeEntryLine(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Entry; line: string } {
+  const { entry: e, canon } = prepareEntry(prev, seq, ts, type, fields);
   const hash = canonicalHash(canon);
   const entry = e as Entry;
   entry.hash = hash;

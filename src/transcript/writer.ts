@@ -39,13 +39,26 @@ import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readS
 import { dirname, join } from "node:path";
 import { toBase64, toHex } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
-import { ed25519Signer, sha256 } from "../crypto/index.ts";
+import { ed25519Signer, sha256, sha256Hex } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
 import type { HeldLock } from "../store/lock.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript, readTranscriptLinesSync } from "./read.ts";
-import { BODY_TYPES, type Entry, type EntryFields, GENESIS, checkpointInput, checkpointNote, defaultOrigin, makeEntryLine, sealBody, treeCheckpointFields, wrapFileKey } from "./format.ts";
+import {
+  BODY_TYPES,
+  ENTRY_HASH_PREFIX,
+  type Entry,
+  type EntryFields,
+  GENESIS,
+  checkpointInput,
+  checkpointNote,
+  defaultOrigin,
+  prepareEntry,
+  sealBody,
+  treeCheckpointFields,
+  wrapFileKey,
+} from "./format.ts";
 import { type Hash, consistencyProof, inclusionProof } from "./merkle.ts";
 import { TranscriptTree } from "./tree.ts";
 
@@ -131,20 +144,29 @@ class PendingLines {
     return this.#used;
   }
 
-  /** Adds a line (ending in its LF); returns its bytes without the LF, a view valid until the next add. */
-  add(line: string): Uint8Array {
-    // A UTF-16 unit is at most 3 bytes of UTF-8.
-    const need = this.#used + 3 * line.length;
+  /**
+   * Adds the line of the entry whose canonical form is `canon` (§3.3): the
+   * form is encoded once, here, its hash taken from those bytes, and its
+   * closing brace replaced by the `hash` member, the brace and the LF.
+   * Returns the hash and the line's bytes without the LF (a view valid
+   * until the next add): canonicalLine(canon, hash), as bytes.
+   */
+  add(canon: string): { hash: string; line: Uint8Array } {
+    // A UTF-16 unit is at most 3 bytes of UTF-8; the hash member and the LF are 76 more.
+    const need = this.#used + 3 * canon.length + 76;
     if (need > this.#buf.length) {
       const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.#buf.length));
       this.#buf.copy(grown, 0, 0, this.#used);
       this.#buf = grown;
     }
-    const n = this.#buf.write(line, this.#used, "utf8");
-    const bytes = this.#buf.subarray(this.#used, this.#used + n - 1);
-    this.#used += n;
+    const start = this.#used;
+    const n = this.#buf.write(canon, start, "utf8");
+    const hash = sha256Hex(ENTRY_HASH_PREFIX, this.#buf.subarray(start, start + n));
+    let at = start + n - 1; // over the "}"
+    at += this.#buf.write(`,"hash":"${hash}"}\n`, at, "latin1");
+    this.#used = at;
     this.count++;
-    return bytes;
+    return { hash, line: this.#buf.subarray(start, at - 1) };
   }
 
   /** Everything added, emptied: a view to write before the next add. */
@@ -484,12 +506,14 @@ export class TranscriptWriter {
       const { text, ...rest } = fields;
       f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
     }
-    const { entry, line } = makeEntryLine(this.#head, seq, this.#now(), type, f);
-    const bytes = this.#pending.add(line);
-    this.#tree?.append(bytes);
+    const { entry: prepared, canon } = prepareEntry(this.#head, seq, this.#now(), type, f);
+    const { hash, line } = this.#pending.add(canon);
+    const entry = prepared as Entry;
+    entry.hash = hash;
+    this.#tree?.append(line);
     this.#seq = seq;
-    this.#head = entry.hash;
-    this.#fileBytes += bytes.length + 1;
+    this.#head = hash;
+    this.#fileBytes += line.length + 1;
     this.#sinceCheckpoint = type === "checkpoint" ? 0 : this.#sinceCheckpoint + 1;
     if (type === "checkpoint") {
       this.#coveredSeq = seq - 1;
