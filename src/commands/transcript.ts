@@ -120,11 +120,16 @@ const verify = command({
     "witness-quorum": { type: "string", valueHint: "K", description: "How many of the --witness must have cosigned it (default: all)" },
     user: { type: "string", description: "With --against: the client's user (default: taken from the first acknowledged entry)", valueHint: "USER" },
     ...identityArg,
+    "tree-only": {
+      type: "boolean",
+      description: "Check only every line's leaf hash, the tree root at every checkpoint and their signatures (faster; not the chain or the entries' form and meaning)",
+    },
     json: { type: "boolean", description: "One JSON object per finding on stdout (failure, warning, note), then a summary object; exit codes as without it" },
     ...args.debug,
   },
   examples: [
     "securechat transcript verify /var/lib/securechat/transcript --host-key /var/lib/securechat/host_key.pub",
+    "securechat transcript verify /var/lib/securechat/transcript --tree-only --host-key /var/lib/securechat/host_key.pub",
     "securechat transcript verify ./data/transcript --host-key SHA256:q2B0sNHGI1cBk6dmxGJ+X3jXGOZ1Kgy2TPEX13VkE5o",
     "securechat transcript verify ./data/transcript/2026-11-22.000000000001.jsonl",
     "securechat transcript verify ./data/transcript --against alice.transcript --identity auditor.key",
@@ -135,10 +140,12 @@ const verify = command({
   async run({ args: a }) {
     const [{ verifyTranscript }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
     if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
+    const treeOnly = a["tree-only"] === true;
+    if (treeOnly && (a.against !== undefined || a.identity !== undefined)) throw new CliError(EXIT.USAGE, "--tree-only checks neither a client's acks (--against) nor sealed bodies (--identity)", ["run without --tree-only for those"]);
     const user = a.user === undefined ? undefined : parseUserName("--user", a.user);
     const witnesses = await witnessPolicy(repeated(a.witness), a["witness-quorum"]);
     if (witnesses && a.checkpoint === undefined) throw new CliError(EXIT.USAGE, "--witness needs --checkpoint FILE: the cosigned checkpoint to check", ['save one with "securechat transcript checkpoint --cosigned"']);
-    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint), witnesses };
+    const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint), witnesses, treeOnly };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
       report = await verifyTranscript(a.path, opts);

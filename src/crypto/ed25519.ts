@@ -12,7 +12,7 @@
  * replaced, refused them too. test/crypto cross-checks every answer against
  * noble on random, mutated and small-order inputs, besides Wycheproof.
  */
-import { createPublicKey, sign, verify } from "node:crypto";
+import { type KeyObject, createPublicKey, sign, verify } from "node:crypto";
 import { SecureChatError } from "../errors.ts";
 import { ED25519_DER, privateKeyObject, publicKeyObject, rawPublicKey } from "./der.ts";
 import { randomBytes } from "./util.ts";
@@ -97,11 +97,27 @@ export function ed25519Signer(secretKey: Uint8Array): (message: Uint8Array) => U
 }
 
 /** Returns false for any invalid signature, key or length; never throws. */
+/**
+ * The last key verified with, checked and imported: a transcript's
+ * checkpoints are all verified under one host key, and importing it took
+ * most of each verify. A public key, so kept as is.
+ */
+let lastVerifyKey: { raw: Uint8Array; key: KeyObject | null } | null = null;
+
+function verifyKey(publicKey: Uint8Array): KeyObject | null {
+  const last = lastVerifyKey;
+  if (last && last.raw.length === publicKey.length && last.raw.every((b, i) => b === publicKey[i])) return last.key;
+  const key = ed25519IsSmallOrder(publicKey) || ed25519IsNonCanonical(publicKey) ? null : publicKeyObject(ED25519_DER, publicKey);
+  lastVerifyKey = { raw: new Uint8Array(publicKey), key };
+  return key;
+}
+
 export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== ED25519_PUBLIC_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
-  if (ed25519IsSmallOrder(publicKey) || ed25519IsNonCanonical(publicKey)) return false;
   try {
-    return verify(null, message, publicKeyObject(ED25519_DER, publicKey), signature);
+    const key = verifyKey(publicKey);
+    if (key === null) return false;
+    return verify(null, message, key, signature);
   } catch {
     return false;
   }

@@ -25,11 +25,50 @@ const hasher = new Bun.CryptoHasher("sha256");
 /** Where the digest is written (Bun wants at least 64 bytes), copied out: a view of a digest Buffer costs more than the hash. */
 const scratch = new Uint8Array(64);
 
-export function sha256(...parts: Uint8Array[]): Uint8Array {
+/** SHA-256 of the parts, concatenated; a string part is hashed as its UTF-8 bytes. */
+export function sha256(...parts: (Uint8Array | string)[]): Uint8Array {
+  if (parts.length === 1 && typeof parts[0] !== "string") return sha256Of(parts[0]!);
   for (let i = 0; i < parts.length; i++) hasher.update(parts[i]!);
   hasher.digest(scratch);
   return scratch.slice(0, SHA256_LENGTH);
 }
+
+/** sha256 in lowercase hex, digested straight to its text. */
+export function sha256Hex(...parts: (Uint8Array | string)[]): string {
+  if (parts.length === 1 && typeof parts[0] !== "string") return Bun.SHA256.hash(parts[0]!, "hex");
+  for (let i = 0; i < parts.length; i++) hasher.update(parts[i]!);
+  return hasher.digest("hex");
+}
+
+/** SHA-256 of one byte array in one native call (Bun.SHA256.hash), straight into the array returned: about 30% less than update and digest. */
+export function sha256Of(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(SHA256_LENGTH);
+  Bun.SHA256.hash(data, out);
+  return out;
+}
+
+/** Where sha256Prefixed lays out its input; inputs longer than this take the hasher. */
+const joined = new Uint8Array(16 * 1024);
+
+/**
+ * SHA-256(byte ‖ a ‖ b): RFC 9162's leaf (0x00 ‖ line) and node (0x01 ‖
+ * left ‖ right) hashes, copied behind the byte and hashed in one native
+ * call — about twice as fast as three updates for a 300-byte line.
+ */
+export function sha256Prefixed(byte: number, a: Uint8Array, b?: Uint8Array): Uint8Array {
+  const n = 1 + a.length + (b?.length ?? 0);
+  if (n > joined.length) return b ? sha256(new Uint8Array([byte]), a, b) : sha256(new Uint8Array([byte]), a);
+  joined[0] = byte;
+  joined.set(a, 1);
+  if (b) joined.set(b, 1 + a.length);
+  const out = new Uint8Array(SHA256_LENGTH);
+  Bun.SHA256.hash(n === NODE_INPUT ? joinedNode : joined.subarray(0, n), out);
+  return out;
+}
+
+/** A Merkle node's input (a byte and two hashes) is the usual length: its view is made once. */
+const NODE_INPUT = 1 + 2 * SHA256_LENGTH;
+const joinedNode = joined.subarray(0, NODE_INPUT);
 
 export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
   return extract(nobleSha256, ikm, salt);

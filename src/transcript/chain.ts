@@ -15,7 +15,7 @@ import { fromBase64, toBase64, utf8 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { fingerprint } from "../fingerprint.ts";
-import { EDIT_REACH, type Entry, GENESIS, canonical, canonicalHash, canonicalLine, entryHash, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
+import { EDIT_REACH, type Entry, GENESIS, canonical, canonicalHash, canonicalLine, canonicalLineHash, entryHash, isCanonicalLine, parseEntry, verifyCheckpoint, verifyCheckpointNote } from "./format.ts";
 import { Frontier, leafHash } from "./merkle.ts";
 import { type UnsignedRange, UnsignedTails } from "./unsigned.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptLine } from "./read.ts";
@@ -126,9 +126,19 @@ export class ChainVerifier {
   /**
    * The room and direct messages of the last EDIT_REACH entries, by room
    * and room seq or by dm seq: what an edit or delete may name (TRANSCRIPT.md
-   * §2.4, §8.2), oldest first.
+   * §2.4, §8.2).
    */
   readonly #messages = new Map<string, { seq: number; from: string; to?: string; deleted: boolean }>();
+  /**
+   * The keys of #messages in the order they were remembered, and the seq
+   * each was remembered at, from `#oldest` on: what to forget next. (A Map
+   * iterated from its start after many deletes there skips every deleted
+   * slot until it is rehashed: evicting by iterating it made a long
+   * transcript's check quadratic.)
+   */
+  #rememberedKeys: string[] = [];
+  #rememberedSeqs: number[] = [];
+  #oldest = 0;
   readonly #midChain: boolean;
   entries = 0;
   firstSeq: number | null = null;
@@ -199,11 +209,16 @@ export class ChainVerifier {
       return at("malformed", `malformed line (${isSecureChatError(err) ? err.message.replace(/^transcript: /, "") : String(err)})`);
     }
     seq = e.seq;
-    const canon = canonical(e);
-    if (canonicalHash(canon) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
-    // One spelling per entry: a line that only parses to its entry (duplicate
-    // keys, other key order, spaces) could be read differently by another parser.
-    if (canonicalLine(canon, e.hash) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
+    if (l.bytes !== undefined && isCanonicalLine(e, l.text)) {
+      // The usual case, checked without serializing the entry again: the hash of its canonical form is that of the bytes read.
+      if (canonicalLineHash(l.bytes) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
+    } else {
+      const canon = canonical(e);
+      if (canonicalHash(canon) !== e.hash) at("edited", "entry edited (its hash does not match its content)");
+      // One spelling per entry: a line that only parses to its entry (duplicate
+      // keys, other key order, spaces) could be read differently by another parser.
+      if (canonicalLine(canon, e.hash) !== `${l.text}\n`) at("malformed", "malformed line (not in canonical form: key order, spacing or escapes differ from the writer's)");
+    }
 
     const prev = this.#head;
     const resumed = prev === null && this.#midChain;
@@ -230,7 +245,7 @@ export class ChainVerifier {
 
     this.#head = { seq: e.seq, hash: e.hash, ts: e.ts, file: l.file, line: l.line };
     this.entries++;
-    this.#tree?.append(leafHash(utf8(l.text)));
+    this.#tree?.push(leafHash(l.bytes ?? utf8(l.text)));
     if (this.#tree && this.#tree.size === this.#watchSize) this.watched = { root: this.#tree.root(), file: l.file, line: l.line };
     this.firstSeq ??= e.seq;
     if (e.type === "checkpoint") {
@@ -308,11 +323,21 @@ export class ChainVerifier {
 
   #rememberMessage(e: Entry): void {
     const key = messageKey(e);
-    this.#messages.delete(key);
     this.#messages.set(key, { seq: e.seq, from: e.from as string, ...(e.type === "direct" ? { to: e.to as string } : {}), deleted: false });
-    for (const [k, m] of this.#messages) {
-      if (e.seq - m.seq <= EDIT_REACH) break;
-      this.#messages.delete(k);
+    const keys = this.#rememberedKeys;
+    const seqs = this.#rememberedSeqs;
+    keys.push(key);
+    seqs.push(e.seq);
+    while (this.#oldest < seqs.length && e.seq - seqs[this.#oldest]! > EDIT_REACH) {
+      const k = keys[this.#oldest]!;
+      const seq = seqs[this.#oldest++]!;
+      // Remembered again since (the same room and room seq twice): that later one stays.
+      if (this.#messages.get(k)?.seq === seq) this.#messages.delete(k);
+    }
+    if (this.#oldest > 4096 && this.#oldest * 2 > seqs.length) {
+      this.#rememberedKeys = keys.slice(this.#oldest);
+      this.#rememberedSeqs = seqs.slice(this.#oldest);
+      this.#oldest = 0;
     }
   }
 

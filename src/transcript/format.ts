@@ -19,6 +19,7 @@ import {
   labels,
   randomBytes,
   sha256,
+  sha256Hex,
   wipe,
   x25519,
   x25519Generate,
@@ -30,6 +31,9 @@ import { TIME_MAX_MS } from "../time.ts";
 import { checkpointText, formatNote, isKeyName, noteKeyId, openNote, signatureLine } from "./note.ts";
 
 export const GENESIS = "0".repeat(64);
+
+/** What an entry's hash is of, before its canonical form's UTF-8 (§3.4). */
+export const ENTRY_HASH_PREFIX: Uint8Array = concat(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]));
 
 export type Scalar = string | number | boolean;
 export type EntryFields = Record<string, Scalar>;
@@ -72,6 +76,9 @@ function fail(code: string, message: string): never {
   throw new SecureChatError(code, `transcript: ${message}`);
 }
 
+/** The members of each shape of entry (its names in the order given) in canonical order, `hash` left out; null for a shape the loop serializes. */
+const SORTED = new Map<string, string[] | null>();
+
 /** Member names as JSON strings, memoized: entries use a few dozen names, over and over. */
 const QUOTED = new Map<string, string>();
 
@@ -91,7 +98,26 @@ function quotedKey(k: string): string {
  * escaping), safe integers and booleans as JSON.stringify writes them.
  */
 export function canonical(fields: EntryFields): string {
-  const keys = Object.keys(fields).sort();
+  const names = Object.keys(fields);
+  const shape = names.join(",");
+  let order = SORTED.get(shape);
+  if (order === undefined) {
+    // An array-index name would be put first by any object it is set on, and "__proto__" would set its prototype: such shapes take the loop below.
+    order = names.some((k) => k === "__proto__" || /^(?:0|[1-9][0-9]*)$/.test(k)) ? null : names.filter((k) => k !== "hash").sort();
+    if (SORTED.size < 1024) SORTED.set(shape, order);
+  }
+  if (order !== null) {
+    // The members set in canonical order on a fresh object, serialized in one call: the same text as the loop, faster.
+    const o: EntryFields = {};
+    let plain = true;
+    for (let i = 0; i < order.length; i++) {
+      const v = fields[order[i]!]!;
+      if (!(typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v)))) plain = false;
+      o[order[i]!] = v;
+    }
+    if (plain) return JSON.stringify(o);
+  }
+  const keys = names.sort();
   let out = "{";
   for (const k of keys) {
     if (k === "hash") continue;
@@ -104,7 +130,7 @@ export function canonical(fields: EntryFields): string {
 
 /** The hash of an entry whose canonical form (without `hash`) is `canon`. */
 export function canonicalHash(canon: string): string {
-  return toHex(sha256(labels.TRANSCRIPT_ENTRY, new Uint8Array([0]), utf8(canon)));
+  return sha256Hex(ENTRY_HASH_PREFIX, canon);
 }
 
 export function entryHash(fields: EntryFields): string {
@@ -116,8 +142,12 @@ export function makeEntry(prev: string, seq: number, ts: number, type: string, f
   return makeEntryLine(prev, seq, ts, type, fields).entry;
 }
 
-/** makeEntry, and the entry's line, from one canonical serialization. */
-export function makeEntryLine(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Entry; line: string } {
+/**
+ * The next entry of a chain without its hash, and its canonical form (§3.2);
+ * refuses values outside the format's domain (§3). Its hash is that of
+ * ENTRY_HASH_PREFIX ‖ UTF-8(canon), its line canonicalLine(canon, hash).
+ */
+export function prepareEntry(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Omit<Entry, "hash">; canon: string } {
   const e = { seq, ts, type, prev, ...fields } as Omit<Entry, "hash">;
   if (ts > TIME_MAX_MS) fail("entry_value", `${type}.ts is past 8.64e15 ms, a time no date can hold`);
   for (const k in e) {
@@ -125,9 +155,16 @@ export function makeEntryLine(prev: string, seq: number, ts: number, type: strin
     const ok = typeof v === "boolean" || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) || (typeof v === "string" && v.isWellFormed());
     if (!ok) fail("entry_value", `${type}.${k} is not a string, a non-negative safe integer or a boolean`);
   }
-  const canon = canonical(e);
+  return { entry: e, canon: canonical(e) };
+}
+
+/** makeEntry, and the entry's line, from one canonical serialization. */
+export function makeEntryLine(prev: string, seq: number, ts: number, type: string, fields: EntryFields): { entry: Entry; line: string } {
+  const { entry: e, canon } = prepareEntry(prev, seq, ts, type, fields);
   const hash = canonicalHash(canon);
-  return { entry: { ...e, hash } as Entry, line: canonicalLine(canon, hash) };
+  const entry = e as Entry;
+  entry.hash = hash;
+  return { entry, line: canonicalLine(canon, hash) };
 }
 
 /** The line written for an entry: keys in canonical order, then `hash` last. */
@@ -178,31 +215,37 @@ export function parseEntry(line: string): Entry {
   if (typeof prev !== "string" || !HEX64.test(prev)) fail("entry_field", "prev must be 64 lowercase hex digits");
   if (typeof hash !== "string" || !HEX64.test(hash)) fail("entry_field", "hash must be 64 lowercase hex digits");
   const spec = ENTRY_TYPES[type]!;
-  for (const key of Object.keys(o)) {
-    if (!["seq", "ts", "type", "prev", "hash"].includes(key) && !Object.hasOwn(spec, key)) fail("entry_field", `${type} has unknown field ${JSON.stringify(key)}`);
+  for (const key in o) {
+    if (!COMMON_FIELDS.has(key) && !Object.hasOwn(spec, key)) fail("entry_field", `${type} has unknown field ${JSON.stringify(key)}`);
   }
-  for (const [key, kind] of Object.entries(spec)) {
+  for (const { key, base, optional, positive } of FIELD_SPECS[type]!) {
     const x = o[key];
-    const optional = kind.endsWith("?");
     if (x === undefined) {
       if (!optional) fail("entry_field", `${type}.${key} is missing`);
       continue;
     }
-    const base = kind.replace("?", "");
+    // base64 is decoded once: to check it, then its length.
+    let decoded = -1;
+    if (base === "b64" && typeof x === "string") {
+      try {
+        decoded = fromBase64(x).length;
+      } catch {
+        // not base64: refused below
+      }
+    }
     const ok =
       base === "string" ? typeof x === "string"
       : base === "int" ? Number.isSafeInteger(x) && (x as number) >= 0
       : base === "bool" ? typeof x === "boolean"
       : base === "hex32" ? typeof x === "string" && HEX64.test(x)
-      : typeof x === "string" && isBase64(x);
+      : decoded >= 0;
     if (!ok) fail("entry_field", `${type}.${key} must be ${base}`);
     if (typeof x === "string" && !x.isWellFormed()) fail("entry_field", `${type}.${key} must be well-formed unicode`);
-    if (POSITIVE.has(key) && (x as number) < 1) fail("entry_field", `${type}.${key} must be at least 1`);
+    if (positive && (x as number) < 1) fail("entry_field", `${type}.${key} must be at least 1`);
     if (base === "b64") {
-      const n = fromBase64(x as string).length;
       const want = B64_LENGTH[key];
-      if (want !== undefined && n !== want) fail("entry_field", `${type}.${key} must decode to ${want} bytes`);
-      if (key === "sealed" && n < SEALED_MIN) fail("entry_field", `${type}.sealed must decode to at least ${SEALED_MIN} bytes`);
+      if (want !== undefined && decoded !== want) fail("entry_field", `${type}.${key} must decode to ${want} bytes`);
+      if (key === "sealed" && decoded < SEALED_MIN) fail("entry_field", `${type}.sealed must decode to at least ${SEALED_MIN} bytes`);
     }
   }
   if (BODY_TYPES.has(type) && (o.text === undefined) === (o.sealed === undefined)) {
@@ -223,13 +266,47 @@ export function parseEntry(line: string): Entry {
   return o as Entry;
 }
 
-function isBase64(s: string): boolean {
-  try {
-    fromBase64(s);
-    return true;
-  } catch {
-    return false;
-  }
+/** The members every entry has (§2.3). */
+const COMMON_FIELDS = new Set(["seq", "ts", "type", "prev", "hash"]);
+
+/** ENTRY_TYPES as parseEntry walks it: each type's fields, their kinds taken apart once. */
+const FIELD_SPECS: Record<string, { key: string; base: string; optional: boolean; positive: boolean }[]> = Object.fromEntries(
+  Object.entries(ENTRY_TYPES).map(([type, spec]) => [type, Object.entries(spec).map(([key, kind]) => ({ key, base: kind.replace("?", ""), optional: kind.endsWith("?"), positive: POSITIVE.has(key) }))]),
+);
+
+/**
+ * Whether `text`, which parsed to `e` (parseEntry), is `line(e)` without its
+ * LF (§3.5 rule 5), without building line(e): its members are in canonical
+ * order with `hash` last, and it is exactly how JSON.stringify writes them
+ * in that order — which, over the value domain parseEntry admits, is
+ * canonicalLine(canonical(e), e.hash).
+ */
+export function isCanonicalLine(e: Entry, text: string): boolean {
+  const keys = Object.keys(e);
+  const last = keys.length - 1;
+  if (keys[last] !== "hash") return false;
+  for (let i = 1; i < last; i++) if (keys[i - 1]! >= keys[i]!) return false;
+  return JSON.stringify(e) === text;
+}
+
+/** The bytes a canonical line (without its LF) has after canonical(e) minus its "}": `,"hash":"` + 64 hex digits + `"}`. */
+const HASH_MEMBER_BYTES = 75;
+let lineHashInput = new Uint8Array(4096);
+
+/**
+ * The hash (§3.4) of the entry whose line, in canonical form (isCanonicalLine)
+ * and without its LF, is `line`: canonical(e) is the line up to its `hash`
+ * member, closed with "}", so it is hashed from the bytes as read, without
+ * serializing the entry again.
+ */
+export function canonicalLineHash(line: Uint8Array): string {
+  const canon = line.length - HASH_MEMBER_BYTES;
+  const n = ENTRY_HASH_PREFIX.length + canon + 1;
+  if (lineHashInput.length < n) lineHashInput = new Uint8Array(n * 2);
+  lineHashInput.set(ENTRY_HASH_PREFIX, 0);
+  lineHashInput.set(line.subarray(0, canon), ENTRY_HASH_PREFIX.length);
+  lineHashInput[n - 1] = 0x7d; // "}"
+  return sha256Hex(lineHashInput.subarray(0, n));
 }
 
 /** What a checkpoint's host-key signature covers: the seq and hash of the entry it seals. */

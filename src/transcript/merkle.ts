@@ -11,7 +11,7 @@
  * The subtree at level L, index i covers leaves [i·2^L, (i+1)·2^L). Proofs
  * read only stored hashes: O(log n) of them, never the leaves.
  */
-import { constantTimeEqual, sha256 } from "../crypto/index.ts";
+import { constantTimeEqual, sha256, sha256Prefixed } from "../crypto/index.ts";
 
 export type Hash = Uint8Array;
 
@@ -23,17 +23,14 @@ export type HashReader = (level: number, index: number) => Hash;
 /** MTH of the empty tree: SHA-256 of nothing. */
 export const EMPTY_ROOT: Hash = sha256(new Uint8Array(0));
 
-const LEAF = new Uint8Array([0]);
-const NODE = new Uint8Array([1]);
-
 /** RFC 9162 §2.1.1: a leaf's hash, SHA-256(0x00 ‖ data). */
 export function leafHash(data: Uint8Array): Hash {
-  return sha256(LEAF, data);
+  return sha256Prefixed(0x00, data);
 }
 
 /** RFC 9162 §2.1.1: an interior node's hash, SHA-256(0x01 ‖ left ‖ right). */
 export function nodeHash(left: Hash, right: Hash): Hash {
-  return sha256(NODE, left, right);
+  return sha256Prefixed(0x01, left, right);
 }
 
 function checkSize(n: number, what: string): void {
@@ -75,6 +72,19 @@ export class Frontier {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Appends a leaf by its hash, for a caller that stores nothing (a verifier). */
+  push(leaf: Hash): void {
+    let level = 0;
+    let hash = leaf;
+    const edge = this.#edge;
+    while (edge.length > 0 && edge[edge.length - 1]!.level === level) {
+      hash = nodeHash(edge.pop()!.hash, hash);
+      level++;
+    }
+    edge.push({ level, hash });
+    this.#size++;
   }
 
   /**

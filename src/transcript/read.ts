@@ -75,6 +75,12 @@ export interface TranscriptLine {
   line: number;
   /** The line without its LF; "" when `defect` is too_long or not_utf8. */
   text: string;
+  /**
+   * The same line as the bytes read (UTF-8, without its LF), when it has no
+   * defect: what its leaf hash is of (§3.6). A view of the reader's buffer,
+   * valid only until the next batch is read.
+   */
+  bytes?: Uint8Array;
   /** Byte offsets of the line's first byte and of the byte after its LF. */
   start: number;
   end: number;
@@ -118,6 +124,7 @@ export async function* readTranscriptBatches(files: TranscriptFile[]): AsyncGene
  * too_long without being held.
  */
 class LineSplitter {
+  /** Where each chunk is read (the lines' `bytes` are views of it until the next). */
   readonly buf = Buffer.allocUnsafe(CHUNK_BYTES);
   /** The file offset the next chunk is read from. */
   pos: number;
@@ -142,8 +149,9 @@ class LineSplitter {
   #finish(last: Buffer, end: number, defect?: "torn"): TranscriptLine {
     let text = "";
     let bad: TranscriptLine["defect"] = this.#tooLong ? "too_long" : undefined;
+    let bytes: Buffer | undefined;
     if (!bad) {
-      const bytes = this.#partLen === 0 ? last : Buffer.concat([...this.#parts, last]);
+      bytes = this.#partLen === 0 ? last : Buffer.concat([...this.#parts, last]);
       try {
         text = this.#decoder.decode(bytes);
       } catch {
@@ -152,6 +160,7 @@ class LineSplitter {
     }
     const l: TranscriptLine = { file: this.#name, line: this.#lineNo++, text, start: this.#lineStart, end };
     if (defect ?? bad) l.defect = defect ?? bad;
+    else l.bytes = bytes;
     this.#lineStart = end;
     this.#parts = [];
     this.#partLen = 0;

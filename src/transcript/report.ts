@@ -46,6 +46,7 @@ export type Finding =
       | { note: "against_uncompared"; uncompared: number }
       | { note: "merkle_root"; size: number; root: string }
       | { note: "extends_checkpoint"; size: number; origin: string }
+      | { note: "tree_only"; checkpoints: number }
     ))
   | {
       kind: "summary";
@@ -99,6 +100,11 @@ function findings(r: VerifyReport): Finding[] {
   if (r.tree) {
     const text = `root: ${r.tree.root} (RFC 9162 Merkle tree of the ${r.tree.size} line${r.tree.size === 1 ? "" : "s"}, TRANSCRIPT.md §3.6)`;
     out.push({ kind: "note", note: "merkle_root", size: r.tree.size, root: r.tree.root, text });
+  }
+  if (r.treeOnly) {
+    const n = r.treeOnly.checkpoints;
+    const text = `note: --tree-only: every line's leaf hash, the root and the signatures of ${n === 1 ? "the 1 checkpoint" : `all ${n} checkpoints`} checked; not each entry's form, the hash chain, or what the entries say (TRANSCRIPT.md §8.6)`;
+    out.push({ kind: "note", note: "tree_only", checkpoints: n, text });
   }
   if (r.saved) {
     const text = `the log extends the saved checkpoint: its first ${r.saved.size} lines are the ones ${r.saved.origin} signed then`;

@@ -18,8 +18,9 @@ import { noteCosignatures } from "./cosignature.ts";
 import { type Checkpoint, type NoteVerifier, noteKeyId, openNote, parseCheckpoint, parseNote } from "./note.ts";
 import { leafHash } from "./merkle.ts";
 import { Unsealer } from "./keys.ts";
+import { verifyTreeOnly } from "./treeverify.ts";
 import type { UnsignedRange } from "./unsigned.ts";
-import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatchesSync, readLinesBackward, readTranscriptBatches } from "./read.ts";
+import { type TranscriptFile, type TranscriptLine, type TranscriptListing, listTranscript, readFileLineBatchesSync, readLinesBackward, readTranscriptBatches } from "./read.ts";
 
 /** Lines read past a sequence break to tell a deletion from a reordering or an insertion. */
 export const LOOKAHEAD_LINES = 16;
@@ -290,6 +291,12 @@ export interface VerifyOptions extends ChainOptions {
   checkpoint?: string;
   /** With `checkpoint`: it must carry valid cosignatures of at least `quorum` of these witnesses (§4.5). */
   witnesses?: { witnesses: readonly NoteVerifier[]; quorum: number };
+  /**
+   * Only what makes it a transparency log (§8.6): every line's leaf, the
+   * root at every checkpoint, every checkpoint's signatures. Not with
+   * `against` or `identity`.
+   */
+  treeOnly?: boolean;
 }
 
 export interface VerifyReport {
@@ -320,6 +327,15 @@ export interface VerifyReport {
   tree: { size: number; root: string } | null;
   /** With a saved checkpoint that the log extends: its size and origin. */
   saved: { size: number; origin: string } | null;
+  /** With `treeOnly`: how many checkpoints were checked (§8.6); the chain was not, so `head` is null. */
+  treeOnly: { checkpoints: number } | null;
+}
+
+/** What a saved checkpoint is compared with: the tree the check built, and the key it checked signatures with. */
+interface CheckedTree {
+  treeSize: number;
+  watched: { root: Uint8Array; file: string; line: number } | null;
+  hostKey: { key: Uint8Array | null };
 }
 
 /** A saved checkpoint (§8.5): its body, and the note to check its signature once the log's key is known. */
@@ -335,7 +351,7 @@ function parseSavedCheckpoint(note: string): SavedCheckpoint {
  * After the last line: the saved checkpoint is the log's own, the log
  * reached its size, and its first lines then had the root it signs.
  */
-function checkSaved(v: ChainVerifier, saved: SavedCheckpoint, lastFile: string, witnesses?: VerifyOptions["witnesses"]): void {
+function checkSaved(v: CheckedTree, saved: SavedCheckpoint, lastFile: string, witnesses?: VerifyOptions["witnesses"]): void {
   ownCheckpoint(v, saved);
   if (witnesses) witnessedCheckpoint(saved, witnesses);
   if (v.treeSize < saved.size || !v.watched) {
@@ -432,7 +448,7 @@ export class CheckpointWatch {
 }
 
 /** The saved checkpoint is signed by the log's host key (pinned, or named by its server_start). */
-function ownCheckpoint(v: ChainVerifier, saved: SavedCheckpoint): void {
+function ownCheckpoint(v: CheckedTree, saved: SavedCheckpoint): void {
   const key = v.hostKey.key;
   const ok = key !== null && (() => {
     try {
@@ -452,6 +468,10 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
   const listing = listTranscript(path);
   // A malformed saved checkpoint is the caller's mistake (the command checks it first): it throws.
   const saved = opts.checkpoint === undefined ? null : parseSavedCheckpoint(opts.checkpoint);
+  if (opts.treeOnly) {
+    if (opts.against !== undefined || opts.identity !== undefined) throw new Error("verify: tree-only checks neither acks nor sealed bodies");
+    return treeOnlyReport(path, listing, opts, saved);
+  }
   const v = new ChainVerifier({ ...opts, ...(saved ? { watchSize: saved.size } : {}) });
   const unsealer = opts.identity ? new Unsealer(opts.identity) : null;
   let acks: AckChecker | null = null;
@@ -495,5 +515,42 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     against: acks?.report() ?? null,
     tree: v.tree && v.tree.size > 0 ? { size: v.tree.size, root: toBase64(v.tree.root) } : null,
     saved: saved && problem === null ? { size: saved.size, origin: saved.origin } : null,
+    treeOnly: null,
+  };
+}
+
+/** verifyTranscript with `treeOnly` (§8.6). */
+function treeOnlyReport(path: string, listing: TranscriptListing, opts: VerifyOptions, saved: SavedCheckpoint | null): VerifyReport {
+  const r = verifyTreeOnly(path, { ...opts, ...(saved ? { watchSize: saved.size } : {}) });
+  let problem = r.problem;
+  if (problem === null && saved) {
+    try {
+      checkSaved({ treeSize: r.tree.size, watched: r.watched, hostKey: r.hostKey }, saved, listing.files.at(-1)!.name, opts.witnesses);
+    } catch (e) {
+      if (!(e instanceof TranscriptFailure)) throw e;
+      problem = e.problem;
+    }
+  }
+  const { key, pinned } = r.hostKey;
+  return {
+    ok: problem === null,
+    problem,
+    files: r.files,
+    entries: r.lines,
+    firstSeq: r.lines > 0 ? 1 : null,
+    lastSeq: r.lines > 0 ? r.lines : null,
+    head: null,
+    lastCheckpoint: r.lastCheckpoint,
+    unsealed: r.sinceCheckpoint,
+    hostKey: key ? fingerprint(key) : null,
+    pinned,
+    torn: r.torn,
+    recoveries: { count: 0, seqs: [] },
+    neverSigned: { count: 0, entries: 0, ranges: [] },
+    sealed: null,
+    against: null,
+    tree: r.tree.size > 0 ? { size: r.tree.size, root: toBase64(r.tree.root) } : null,
+    saved: saved && problem === null ? { size: saved.size, origin: saved.origin } : null,
+    treeOnly: { checkpoints: r.checkpoints },
   };
 }

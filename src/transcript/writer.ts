@@ -39,13 +39,26 @@ import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readS
 import { dirname, join } from "node:path";
 import { fromBase64, toBase64, toHex } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
-import { ed25519Signer, sha256 } from "../crypto/index.ts";
+import { ed25519Signer, sha256, sha256Hex } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
 import type { HeldLock } from "../store/lock.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript, readTranscriptLinesSync } from "./read.ts";
-import { BODY_TYPES, type Entry, type EntryFields, GENESIS, checkpointInput, checkpointNote, defaultOrigin, makeEntryLine, sealBody, treeCheckpointFields, wrapFileKey } from "./format.ts";
+import {
+  BODY_TYPES,
+  ENTRY_HASH_PREFIX,
+  type Entry,
+  type EntryFields,
+  GENESIS,
+  checkpointInput,
+  checkpointNote,
+  defaultOrigin,
+  prepareEntry,
+  sealBody,
+  treeCheckpointFields,
+  wrapFileKey,
+} from "./format.ts";
 import { type Hash, consistencyProof, inclusionProof } from "./merkle.ts";
 import { TranscriptTree } from "./tree.ts";
 
@@ -112,6 +125,59 @@ export function transcriptFiles(dir: string): string[] {
 
 function utcDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The lines appended and not yet written, as the bytes that will be
+ * written: each line is encoded once, here, and its leaf hash is taken
+ * from those bytes.
+ */
+class PendingLines {
+  #buf = Buffer.allocUnsafe(64 * 1024);
+  #used = 0;
+  /** Lines added since the last take. */
+  count = 0;
+
+  get bytes(): number {
+    return this.#used;
+  }
+
+  /**
+   * Adds the line of the entry whose canonical form is `canon` (§3.3): the
+   * form is encoded once, here, its hash taken from those bytes, and its
+   * closing brace replaced by the `hash` member, the brace and the LF.
+   * Returns the hash and the line's bytes without the LF (a view valid
+   * until the next add): canonicalLine(canon, hash), as bytes.
+   */
+  add(canon: string): { hash: string; line: Uint8Array } {
+    // A UTF-16 unit is at most 3 bytes of UTF-8; the hash member and the LF are 76 more.
+    const need = this.#used + 3 * canon.length + 76;
+    if (need > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.#buf.length));
+      this.#buf.copy(grown, 0, 0, this.#used);
+      this.#buf = grown;
+    }
+    const start = this.#used;
+    const n = this.#buf.write(canon, start, "utf8");
+    const hash = sha256Hex(ENTRY_HASH_PREFIX, this.#buf.subarray(start, start + n));
+    let at = start + n - 1; // over the "}"
+    at += this.#buf.write(`,"hash":"${hash}"}\n`, at, "latin1");
+    this.#used = at;
+    this.count++;
+    return { hash, line: this.#buf.subarray(start, at - 1) };
+  }
+
+  /** Everything added, emptied: a view to write before the next add. */
+  take(): Buffer {
+    const out = this.#buf.subarray(0, this.#used);
+    this.#used = 0;
+    this.count = 0;
+    // A burst (a full disk's backlog) does not keep its buffer.
+    if (this.#buf.length > 1024 * 1024) this.#buf = Buffer.allocUnsafe(64 * 1024);
+    return out;
+  }
 }
 
 interface Tail {
@@ -182,11 +248,12 @@ export class TranscriptWriter {
   #fd = -1;
   #file = "";
   #fileBytes = 0;
-  #fileDay = "";
+  /** The UTC day of the file as [start, end) in ms: the rotation check compares numbers, not dates. */
+  #fileDayMs: [number, number] = [0, 0];
   #seq = 0;
   #head = GENESIS;
   #lastTs = 0;
-  #pending: string[] = [];
+  #pending = new PendingLines();
   #writtenSeq = 0;
   #syncedSeq = 0;
   #syncing = false;
@@ -379,12 +446,12 @@ export class TranscriptWriter {
         w.#fd = openSync(path, "a", 0o600);
         w.#file = lastFile;
         w.#fileBytes = size;
-        w.#fileDay = day;
+        w.#setFileDay(day);
       } else if (size === 0) {
         // A file emptied by cutting its only (torn) line: start it afresh.
         w.#fd = openSync(path, "w", 0o600);
         w.#file = lastFile;
-        w.#fileDay = day;
+        w.#setFileDay(day);
       }
     }
     if (w.#fd < 0) w.#newFile();
@@ -419,7 +486,12 @@ export class TranscriptWriter {
     syncDir(this.opts.dir);
     this.#file = name;
     this.#fileBytes = 0;
-    this.#fileDay = utcDay(now);
+    this.#setFileDay(utcDay(now));
+  }
+
+  #setFileDay(day: string): void {
+    const start = Date.parse(`${day}T00:00:00Z`);
+    this.#fileDayMs = [start, start + DAY_MS];
   }
 
   #rekeySeal(): void {
@@ -437,7 +509,8 @@ export class TranscriptWriter {
   #maybeRotate(lineBytes: number): void {
     // A blocked file may end in part of a line: it is finished before anything rotates.
     if (this.#fileBytes === 0 || this.#blocked) return;
-    if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && this.#fileDay === utcDay(this.#now())) return;
+    const now = this.#now();
+    if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && now >= this.#fileDayMs[0] && now < this.#fileDayMs[1]) return;
     this.#writePending();
     if (this.#failed) throw this.#failed;
     const old = this.#fd;
@@ -469,12 +542,14 @@ export class TranscriptWriter {
       const { text, ...rest } = fields;
       f = { ...rest, sealed: sealBody(this.#fileKey, seq, text), key_seq: this.#keySeq };
     }
-    const { entry, line } = makeEntryLine(this.#head, seq, this.#now(), type, f);
-    this.#tree?.append(line.slice(0, -1));
+    const { entry: prepared, canon } = prepareEntry(this.#head, seq, this.#now(), type, f);
+    const { hash, line } = this.#pending.add(canon);
+    const entry = prepared as Entry;
+    entry.hash = hash;
+    this.#tree?.append(line);
     this.#seq = seq;
-    this.#head = entry.hash;
-    this.#pending.push(line);
-    this.#fileBytes += Buffer.byteLength(line);
+    this.#head = hash;
+    this.#fileBytes += line.length + 1;
     this.#sinceCheckpoint = type === "checkpoint" ? 0 : this.#sinceCheckpoint + 1;
     if (type === "checkpoint") {
       this.#coveredSeq = seq - 1;
@@ -490,7 +565,7 @@ export class TranscriptWriter {
     if (this.#closed) throw new SecureChatError("transcript_closed", "transcript: closed");
     checkLock(this.opts.lock);
     // Blocked, entries wait in memory; checked every 256 so the bound costs little.
-    if (this.#blocked && this.#pending.length % 256 === 255 && this.#overBlockedBound()) {
+    if (this.#blocked && this.#pending.count % 256 === 255 && this.#overBlockedBound()) {
       this.#fail(new Error(`${this.#blocked.error}; more than ${MAX_BLOCKED_BYTES} bytes waited for the disk`));
       throw this.#failed!;
     }
@@ -536,9 +611,8 @@ export class TranscriptWriter {
   /** Writes what is pending; true if it was all written. A blocked writer writes only when `retrying`. */
   #writePending(retrying = false): boolean {
     if (this.#failed || (this.#blocked && !retrying)) return false;
-    if (this.#pending.length === 0 && !this.#unwritten) return true;
-    const lines = Buffer.from(this.#pending.join(""));
-    this.#pending = [];
+    if (this.#pending.bytes === 0 && !this.#unwritten) return true;
+    const lines = this.#pending.take();
     const buf = this.#unwritten ? Buffer.concat([this.#unwritten, lines]) : lines;
     this.#unwritten = null;
     const upTo = this.#seq;
@@ -590,7 +664,7 @@ export class TranscriptWriter {
 
   #overBlockedBound(): boolean {
     let n = this.#unwritten?.length ?? 0;
-    for (const l of this.#pending) n += l.length;
+    n += this.#pending.bytes;
     return n > MAX_BLOCKED_BYTES;
   }
 

@@ -207,6 +207,33 @@ describe("crypto/ed25519", () => {
     }
   });
 
+  test("verifying under one key, then another, then a small-order key, then the first again: each is judged under its own key", () => {
+    const a = ed25519Generate(new Uint8Array(32).fill(3));
+    const b = ed25519Generate(new Uint8Array(32).fill(4));
+    const m = utf8("checkpoint");
+    const sa = ed25519Sign(a.secretKey, m);
+    const sb = ed25519Sign(b.secretKey, m);
+    // The identity point (small order): its "universal" signature (R = identity, S = 0) verifies under BoringSSL unless refused.
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    const universal = new Uint8Array(64);
+    universal[0] = 1;
+    for (let round = 0; round < 2; round++) {
+      expect(ed25519Verify(a.publicKey, m, sa)).toBe(true);
+      expect(ed25519Verify(a.publicKey, m, sb)).toBe(false);
+      expect(ed25519Verify(b.publicKey, m, sa)).toBe(false);
+      expect(ed25519Verify(b.publicKey, m, sb)).toBe(true);
+      expect(ed25519Verify(identity, m, universal)).toBe(false);
+      expect(ed25519Verify(identity, m, universal)).toBe(false);
+    }
+    // A key changed in place after use is not mistaken for the one verified before.
+    const k = new Uint8Array(a.publicKey);
+    expect(ed25519Verify(k, m, sa)).toBe(true);
+    k.set(b.publicKey);
+    expect(ed25519Verify(k, m, sa)).toBe(false);
+    expect(ed25519Verify(k, m, sb)).toBe(true);
+  });
+
   test("a malleated signature (S + L) is rejected", () => {
     const kp = ed25519Generate();
     const msg = utf8("malleability");

@@ -95,6 +95,35 @@ expect "--against names the missing message" "not in the server transcript"
 
 run "wrong host key fails" 5 "$bin" transcript verify "$tr" --host-key "$(printf 'ed25519 %s' "$(head -c 32 /dev/urandom | base64)")"
 
+# --tree-only (TRANSCRIPT.md §8.6): leaves, the root at every checkpoint, their signatures.
+full_root=$("$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub" | grep '^root:')
+run "verify --tree-only passes the untouched log" 0 "$bin" transcript verify "$tr" --tree-only --host-key "$work/data/host_key.pub"
+expect "…with the root the full verify prints" "$full_root"
+expect "…and says what it did not check" "not each entry's form, the hash chain"
+run "--tree-only: a wrong leaf (line 7 edited) fails at the next checkpoint" 5 "$bin" transcript verify "$work/edited" --tree-only --host-key "$work/data/host_key.pub"
+expect "…whose root is not that of the lines before it" "the tree root it signs is not the root of the"
+treecopy() { rm -rf "$work/$1" && cp -r "$tr" "$work/$1" && ls "$work/$1"/*.jsonl | head -1; }
+# rehash FILE N: line N's hash recomputed for its changed content (TRANSCRIPT.md §3.4), as a forger would.
+rehash() {
+  local canon h
+  canon=$(sed -n "${2}p" "$1" | sed 's/,"hash":"[0-9a-f]*"}$/}/')
+  h=$({ printf 'securechat/1 transcript entry\0'; printf '%s' "$canon"; } | sha256sum | cut -c1-64)
+  sed -i "${2}s/\"hash\":\"[0-9a-f]*\"}\$/\"hash\":\"$h\"}/" "$1"
+}
+f=$(treecopy wrongroot)
+k=$(grep -n '"type":"checkpoint"' "$f" | sed -n 3p | cut -d: -f1)
+sed -i "${k}s|\"root\":\"[A-Za-z0-9+/=]*\"|\"root\":\"$(head -c 32 /dev/zero | base64)\"|" "$f"
+rehash "$f" "$k"
+run "--tree-only: a checkpoint with a wrong root fails" 5 "$bin" transcript verify "$work/wrongroot" --tree-only --host-key "$work/data/host_key.pub"
+expect "…at its line: its signature does not cover that root" "$(basename "$f"):$k: bad checkpoint note signature"
+f=$(treecopy forgedsig)
+other=$(grep '"type":"checkpoint"' "$f" | sed -n 2p | jq -r .note_sig)
+sed -i "${k}s|\"note_sig\":\"[A-Za-z0-9+/=]*\"|\"note_sig\":\"$other\"|" "$f"
+rehash "$f" "$k"
+run "--tree-only: a checkpoint with a forged (another note's) signature fails" 5 "$bin" transcript verify "$work/forgedsig" --tree-only --host-key "$work/data/host_key.pub"
+expect "…at its line" "$(basename "$f"):$k: bad checkpoint note signature"
+run "--tree-only with --against is a usage error" 2 "$bin" transcript verify "$tr" --tree-only --against "$work/alice.tr"
+
 out=$("$bin" transcript export --data "$work/data" --user alice 2>&1)
 check "export --user alice has her 30 messages" test "$(grep -c '"type":"message"' <<<"$out")" = 30
 out=$("$bin" transcript export --data "$work/data" --room nowhere 2>&1)

@@ -249,6 +249,28 @@ describe("verify checks what an edit or delete names (bad_edit)", () => {
   test("a message deleted before", async () => {
     expect(await verdict(chain((c) => (edit(c, {}, "delete"), edit(c, {}))))).toStartWith("bad_edit: edit of lobby message 1: the message was deleted before");
   });
+  test("after EDIT_REACH more messages, an edit reaching exactly that far back still finds its message, the later of two entries with its room seq", () => {
+    const v = new ChainVerifier();
+    let prev = "0".repeat(64);
+    const feed = (seq: number, type: string, fields: Record<string, string | number>): string => {
+      const e = makeEntry(prev, seq, 0, type, fields);
+      prev = e.hash;
+      try {
+        v.check({ file: "x.jsonl", line: seq, text: entryLine(e).slice(0, -1), start: 0, end: 0 });
+        return "pass";
+      } catch (err) {
+        return (err as TranscriptFailure).problem.code;
+      }
+    };
+    const other = (seq: number): string => feed(seq, "message", { room: "other", room_seq: seq, from: "bob", text: "x" });
+    feed(1, "message", { room: "lobby", room_seq: 1, from: "mallory", text: "first" });
+    other(2);
+    feed(3, "message", { room: "lobby", room_seq: 1, from: "alice", text: "again" });
+    // Enough other messages that seq 1 is out of reach, and forgotten as each one is remembered; seq 3 is not.
+    for (let seq = 4; seq <= 2 + EDIT_REACH; seq++) expect(other(seq)).toBe("pass");
+    expect(feed(3 + EDIT_REACH, "edit", { room: "lobby", room_seq: 1, ref: 3, user: "alice", session: S, text: "edited" })).toBe("pass");
+  });
+
   test("a ref more than EDIT_REACH entries back; mid-chain, one before the first entry checked is taken as given", () => {
     const at = (seq: number, ref: number): Entry =>
       makeEntry("0".repeat(64), seq, 0, "delete", { room: "lobby", room_seq: 1, ref, user: "alice", session: S });

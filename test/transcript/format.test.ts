@@ -19,9 +19,11 @@ import {
   type EntryFields,
   GENESIS,
   canonical,
+  canonicalLineHash,
   checkpointInput,
   entryHash,
   entryLine,
+  isCanonicalLine,
   makeEntry,
   openBody,
   parseEntry,
@@ -58,6 +60,18 @@ function raw(o: Record<string, unknown>): string {
 const BASE = { seq: 2, ts: 1_000, prev: H1, hash: H1 };
 
 describe("canonical (RFC 8785 over the transcript's value domain, §3.2)", () => {
+  test("members whose names an object would treat specially (array indexes, __proto__) are still serialized in canonical order", () => {
+    const fields = JSON.parse('{"b":1,"10":"x","2":true,"__proto__":"p","a":"é"}') as EntryFields;
+    expect(canonical(fields)).toBe('{"10":"x","2":true,"__proto__":"p","a":"é","b":1}');
+    // Twice: the second time the shape's order is remembered.
+    expect(canonical(fields)).toBe('{"10":"x","2":true,"__proto__":"p","a":"é","b":1}');
+    const proto = JSON.parse('{"b":1,"__proto__":"p","a":"é"}') as EntryFields;
+    expect(canonical(proto)).toBe('{"__proto__":"p","a":"é","b":1}');
+    expect(canonical(proto)).toBe('{"__proto__":"p","a":"é","b":1}');
+    expect(canonical({ z: 1, y: "2", hash: "h" })).toBe('{"y":"2","z":1}');
+    expect(canonical({ z: 1, y: "2", hash: "h" })).toBe('{"y":"2","z":1}');
+  });
+
   test("leaves out hash, sorts members, writes no whitespace", () => {
     expect(canonical({ type: "join", seq: 3, hash: H1, user: "u", prev: GENESIS, ts: 0, room: "r" })).toBe(
       `{"prev":"${GENESIS}","room":"r","seq":3,"ts":0,"type":"join","user":"u"}`,
@@ -127,6 +141,28 @@ describe("hash and line (§3.3, §3.4)", () => {
     // U+2028 stays raw (§3.2): readers must split at LF only.
     expect(l).toContain("\u2028");
     expect(parseEntry(l.slice(0, -1))).toEqual(e);
+  });
+
+  test("a line is recognized as line(e) without rebuilding it, and its entry's hash is taken from its bytes", () => {
+    const line = entryLine(e).slice(0, -1);
+    expect(isCanonicalLine(parseEntry(line), line)).toBe(true);
+    expect(canonicalLineHash(utf8(line))).toBe(e.hash);
+    const other = makeEntry(e.hash, 2, e.ts, "checkpoint", { head_seq: 1, head: e.hash, sig: toBase64(new Uint8Array(64)) });
+    const otherLine = entryLine(other).slice(0, -1);
+    expect(canonicalLineHash(utf8(otherLine))).toBe(other.hash);
+    // Every other spelling of the same entry is not its line.
+    const spellings = [
+      line.replace(',"room":"lobby"', "").replace("{", '{"room":"lobby",'), // a member moved first
+      line.replace(',"hash":', ', "hash":'), // a space
+      line.replace('"alice"', '"\\u0061lice"'), // an escape JSON.stringify does not write
+      line.replace('"from":"alice"', '"from":"mallory","from":"alice"'), // a duplicate member
+      `{"hash":"${e.hash}",${line.slice(1).replace(`,"hash":"${e.hash}"`, "")}`, // hash first
+    ];
+    for (const s of spellings) {
+      expect(s).not.toBe(line);
+      expect(parseEntry(s)).toEqual(e);
+      expect(isCanonicalLine(parseEntry(s), s)).toBe(false);
+    }
   });
 
   test("makeEntry chains: any change to an entry changes its hash", () => {

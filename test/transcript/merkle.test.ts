@@ -6,9 +6,10 @@
  * consistency proofs; and the verifiers refuse every altered proof.
  */
 import { describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fromBase64, utf8 } from "../../src/bytes.ts";
-import { sha256 } from "../../src/crypto/index.ts";
+import { sha256, sha256Hex } from "../../src/crypto/index.ts";
 import {
   EMPTY_ROOT,
   Frontier,
@@ -85,6 +86,34 @@ describe("hashing and the tree", () => {
         expect(hex(stored[storedHashIndex(level, index)]!)).toBe(hex(mth(leaves.slice(lo, lo + 2 ** level))));
       }
     }
+  });
+
+  test("push (a verifier's append, storing nothing) reaches the same roots as append", () => {
+    const a = new Frontier();
+    const b = new Frontier();
+    for (let i = 0; i < 300; i++) {
+      a.append(leafHash(leafData(i)));
+      b.push(leafHash(leafData(i)));
+      expect(b.size).toBe(a.size);
+      expect(hex(b.root())).toBe(hex(a.root()));
+    }
+  });
+
+  test("leaf and node hashes equal node:crypto's SHA-256 of the prefixed bytes for every length, past the one-call buffer too", () => {
+    const ref = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
+    for (const n of [0, 1, 31, 32, 63, 64, 65, 300, 16_382, 16_383, 16_384, 70_000]) {
+      const data = new Uint8Array(n).map((_, i) => (i * 7 + n) & 0xff);
+      expect(hex(leafHash(data))).toBe(ref(new Uint8Array([0, ...data])));
+      expect(hex(sha256(data))).toBe(ref(data));
+      expect(hex(sha256(data, "é"))).toBe(ref(new Uint8Array([...data, 0xc3, 0xa9])));
+      expect(sha256Hex(data)).toBe(ref(data));
+      expect(sha256Hex(data, "é")).toBe(ref(new Uint8Array([...data, 0xc3, 0xa9])));
+    }
+    const l = leafHash(utf8("x"));
+    const r = leafHash(utf8("y"));
+    expect(hex(nodeHash(l, r))).toBe(ref(new Uint8Array([1, ...l, ...r])));
+    // Each call returns its own copy: a later hash does not change an earlier one.
+    expect(hex(l)).toBe(ref(new Uint8Array([0, 0x78])));
   });
 
   test("a frontier loaded from stored hashes continues exactly as the one that wrote them", () => {

@@ -218,6 +218,10 @@ describe("verify: every single-entry tampering fails at the right file:line", ()
     { label: "edit the hash field itself", mutate: (fs) => void (fs[1]![3] = fs[1]![3]!.replace(/"hash":"./, '"hash":"f')), at: `${name(1)}:4`, reason: /entry edited/ },
     { label: "edit prev", mutate: (fs) => void (fs[0]![7] = fs[0]![7]!.replace(/"prev":"./, '"prev":"f')), at: `${name(0)}:8`, reason: /entry edited/ },
     { label: "a line made non-canonical (space added)", mutate: (fs) => void (fs[0]![4] = fs[0]![4]!.replace(",", ", ")), at: `${name(0)}:5`, reason: /malformed line \(not in canonical form/ },
+    // Other spellings of the same entry (its hash unchanged, still right for it) are malformed, not edited.
+    { label: "a line's members reordered", mutate: (fs) => void (fs[1]![6] = fs[1]![6]!.replace(/^\{("[a-z_]+":[^,]+),("[a-z_]+":[^,]+),/, "{$2,$1,")), at: `${name(1)}:7`, reason: /malformed line \(not in canonical form/ },
+    { label: "a letter written as an escape", mutate: (fs) => void (fs[2]![3] = fs[2]![3]!.replace(/"type":"(.)/, (_, c: string) => `"type":"\\u00${c.charCodeAt(0).toString(16)}`)), at: `${name(2)}:4`, reason: /malformed line \(not in canonical form/ },
+    { label: "a member written twice", mutate: (fs) => void (fs[0]![9] = fs[0]![9]!.replace('"seq":', '"seq":0,"seq":')), at: `${name(0)}:10`, reason: /malformed line \(not in canonical form/ },
     { label: "a garbage line", mutate: (fs) => void fs[1]!.splice(2, 0, "not json"), at: `${name(1)}:3`, reason: /malformed line \(line is not JSON\)/ },
     { label: "an unknown entry type", mutate: (fs) => void (fs[1]![2] = fs[1]![2]!.replace(/"type":"[a-z_]+"/, '"type":"shout"')), at: `${name(1)}:3`, reason: /malformed line \(unknown entry type "shout"\)/ },
   );

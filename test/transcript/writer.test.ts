@@ -264,6 +264,23 @@ describe("a fresh directory", () => {
   });
 });
 
+describe("lines of every width", () => {
+  test("a turn of lines from 1-byte to 4-byte characters, more than the write buffer holds, is written, chained and in the tree byte for byte", async () => {
+    const dir = freshDir();
+    const w = TranscriptWriter.open(options(dir));
+    const chars = Array.from("aé€😀\u2028\"\\");
+    const texts = Array.from({ length: 300 }, (_, i) => `${chars[i % chars.length]!.repeat(1 + ((i * 37) % 900))} ${i}`);
+    texts.forEach((text, i) => w.append("message", { room: "lobby", room_seq: i + 1, from: "alice", text }));
+    w.close("done");
+    const lines = transcriptFiles(dir).flatMap((f) => readFileSync(join(dir, f), "utf8").split("\n").slice(0, -1));
+    expect(lines.filter((l) => l.includes('"type":"message"')).map((l) => parseEntry(l).text)).toEqual(texts);
+    const r = await verifyTranscript(dir, { hostKey: HOST.publicKey });
+    expect(r.ok).toBe(true);
+    // The tree the writer kept is the one of the lines on disk.
+    expect(r.tree).toEqual({ size: w.tree!.size, root: toBase64(w.tree!.root) });
+  });
+});
+
 describe("durability (§6)", () => {
   test("spying on node:fs reaches the writer", async () => {
     const fsync = track(spyOn(fs, "fsync"));
