@@ -380,9 +380,9 @@ export class ChatClient {
       step();
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
-      this.emit({ type: "local", text: message });
       this.failure = message;
       this.failureError = isSecureChatError(e) ? e : null;
+      this.emit({ type: "local", text: message });
       this.#finish(message);
     }
   }

@@ -114,11 +114,13 @@ export async function runChat(a: ChatConfig): Promise<void> {
 
   const color = !json && colorEnabled(process.stdout.isTTY === true);
   const out = new BoundedOutput(process.stdout);
+  let engine: ChatClient | null = null; // the client below, once made: show may be called while it is
   const show = (e: ChatEvent) => {
     if (loginCancelled) return;
     if (win) return win.show(e);
     if (json) {
-      if (DIAGNOSTICS.has(e.type)) {
+      // The failure that ends the client is said once on stderr, with its hints, as it exits.
+      if (DIAGNOSTICS.has(e.type) && !(e.type === "local" && e.text === engine?.failure)) {
         const line = eventLine(e, user, false);
         if (line) process.stderr.write(`securechat: ${plainLine(line).replace(/^-- /, "")}\n`);
       }
@@ -176,6 +178,7 @@ export async function runChat(a: ChatConfig): Promise<void> {
     },
     { event: show, congested: () => out.congested() },
   );
+  engine = client;
   try {
     await client.start();
   } catch (e) {

@@ -39,6 +39,7 @@ rc=$?
 check "after a rollback alice's chat exits 6" test "$rc" = 6
 out=$(cat "$work/alice.err")
 expect "…saying the log no longer contains what it showed her" "this server's log no longer contains what it showed you on"
+check "…once, not once per surface (stderr)" test "$(grep -c "no longer contains what it showed you" "$work/alice.err")" = 1
 expect "…with the sizes" "it had $size entries then"
 expect "…and what to do with the evidence" "securechat transcript verify DIR --checkpoint FILE"
 refute "…and nothing of hers was sent" '"type":"ack"'
