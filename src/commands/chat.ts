@@ -42,7 +42,7 @@ export default command({
     "printf 'hello\\nbye\\n' | securechat chat --user bot",
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
     "securechat chat --user bot --no-history < /dev/null | jq -c 'select(.type==\"message\")'",
-    "securechat chat --witness 'securechat-witness/95e1fc2e88647c0f+313e7e13+BAQa…' --witness-quorum 1",
+    "securechat chat --witness \"$(cat witness.vkey)\" --witness-quorum 1   # the vkey the witness prints",
   ],
   async run({ args: a }) {
     // Every flag is checked before anything touches the disk or the network:

@@ -57,7 +57,7 @@ export default command({
     "securechat serve --auditor-key \"$(cat auditor.pub)\" --fsync always",
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
     "securechat serve --admin root --admin ops",
-    "securechat serve --witness http://127.0.0.1:7448=securechat-witness/95e1fc2e88647c0f+313e7e13+BAQa… --witness-quorum 1",
+    "securechat serve --witness http://127.0.0.1:7448=\"$(cat witness.vkey)\" --witness-quorum 1",
   ],
   async run({ args: a }) {
     const [{ DEFAULT_SERVER_OPTIONS }, { parseStartups }, { DEFAULT_REKEY_BYTES, DEVICE_LIST_MAX, MAX_REKEY_RECORDS, USER_NAME_RE }, { parseAuditorPublic }, { VERSION }, { defaultOrigin, isOrigin }, { formatVerifierKey }] = await Promise.all([

@@ -134,7 +134,7 @@ const verify = command({
     "securechat transcript verify ./data/transcript/2026-11-22.000000000001.jsonl",
     "securechat transcript verify ./data/transcript --against alice.transcript --identity auditor.key",
     "securechat transcript verify ./data/transcript --checkpoint monday.checkpoint   # exit 5 if rolled back or forked",
-    "securechat transcript verify ./data/transcript --checkpoint cosigned.checkpoint --witness 'securechat-witness/95e1…+313e7e13+BAQa…'",
+    "securechat transcript verify ./data/transcript --checkpoint cosigned.checkpoint --witness \"$(cat witness.vkey)\"",
     "securechat transcript verify ./data/transcript --json | jq -c 'select(.kind == \"failure\" or .kind == \"warning\")'",
   ],
   async run({ args: a }) {
