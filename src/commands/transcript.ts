@@ -526,6 +526,15 @@ const witness = command({
       throw new CliError(EXIT.FAILURE, `cannot listen on ${a.listen}: ${(e as Error).message}`, ["pick another --listen HOST:PORT"]);
     }
     process.umask(0o077);
+    // One witness per state directory, held until this process ends (store/lock.ts).
+    const { DataLock } = await import("../store/lock.ts");
+    let lock: ReturnType<typeof DataLock.acquire>;
+    try {
+      lock = DataLock.acquire(a.data, process.pid, "witness");
+    } catch (e) {
+      const pid = (e as { detail?: { pid?: number } }).detail?.pid;
+      throw new CliError(EXIT.FAILURE, (e as Error).message, [pid ? `stop that witness first (kill ${pid}), or pass another --data` : "pass another --data"]);
+    }
     let w: InstanceType<typeof Witness>;
     try {
       w = new Witness({ dir: a.data, logs, name: a.name, log: logger });
@@ -543,7 +552,10 @@ const witness = command({
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         logger.info("shutdown", { signal });
-        void server.stop().then(resolve);
+        void server.stop().then(() => {
+          lock.release();
+          resolve();
+        });
       };
       process.once("SIGINT", () => stop("SIGINT"));
       process.once("SIGTERM", () => stop("SIGTERM"));

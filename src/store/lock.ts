@@ -12,6 +12,10 @@
  * `DATA/serve.pid` beside it names the holder, for the message a second
  * server prints; it proves nothing (a crashed server leaves it behind, and the
  * next one overwrites it).
+ *
+ * A witness's state directory is held the same way (`witness.lock`,
+ * `witness.pid`): two witnesses on one state would each cosign from its own
+ * memory of the last size, so together they could cosign two branches.
  */
 import { Database } from "bun:sqlite";
 import { readFileSync, unlinkSync } from "node:fs";
@@ -25,13 +29,15 @@ export interface HeldLock {
   readonly path: string;
 }
 
-export const LOCK_FILE = "serve.lock";
-export const PID_FILE = "serve.pid";
+/** Who holds a directory: a server (`serve.lock`) or a witness (`witness.lock`). */
+export type LockRole = "serve" | "witness";
 
-/** The pid a running server wrote, or null when there is none that reads as one. */
-export function lockHolder(dataDir: string): number | null {
+const files = (role: LockRole) => ({ lock: `${role}.lock`, pid: `${role}.pid`, who: role === "serve" ? "securechat server" : "securechat witness" });
+
+/** The pid a running server (or witness) wrote, or null when there is none that reads as one. */
+export function lockHolder(dataDir: string, role: LockRole = "serve"): number | null {
   try {
-    const pid = Number(readFileSync(join(dataDir, PID_FILE), "utf8").trim());
+    const pid = Number(readFileSync(join(dataDir, files(role).pid), "utf8").trim());
     return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
@@ -45,21 +51,24 @@ export class DataLock implements HeldLock {
   readonly #pidPath: string;
   readonly #pid: number;
 
-  private constructor(db: Database, dataDir: string, pid: number) {
+  readonly #role: LockRole;
+
+  private constructor(db: Database, dataDir: string, pid: number, role: LockRole) {
     this.#db = db;
     this.#dataDir = dataDir;
-    this.path = join(dataDir, LOCK_FILE);
-    this.#pidPath = join(dataDir, PID_FILE);
+    this.path = join(dataDir, files(role).lock);
+    this.#pidPath = join(dataDir, files(role).pid);
     this.#pid = pid;
+    this.#role = role;
   }
 
   /**
    * Takes the lock of `dataDir` (made 0700 if missing) at once, or throws
    * `data_locked` (detail: data, pid when known) if another server holds it.
    */
-  static acquire(dataDir: string, pid = process.pid): DataLock {
+  static acquire(dataDir: string, pid = process.pid, role: LockRole = "serve"): DataLock {
     ensurePrivateDir(dataDir);
-    const path = join(dataDir, LOCK_FILE);
+    const path = join(dataDir, files(role).lock);
     createPrivateFile(path);
     const db = new Database(path, { create: true, strict: true });
     try {
@@ -71,13 +80,13 @@ export class DataLock implements HeldLock {
     } catch (e) {
       db.close();
       if ((e as { code?: string }).code === "SQLITE_BUSY") {
-        const holder = lockHolder(dataDir);
-        const who = holder === null ? "another securechat server" : `another securechat server (pid ${holder})`;
+        const holder = lockHolder(dataDir, role);
+        const who = holder === null ? `another ${files(role).who}` : `another ${files(role).who} (pid ${holder})`;
         throw new SecureChatError("data_locked", `${dataDir} is in use by ${who}`, { detail: { data: dataDir, ...(holder === null ? {} : { pid: holder }) }, cause: e });
       }
       throw new SecureChatError("data_lock_failed", `cannot lock ${path}: ${(e as Error).message}`, { cause: e, detail: { data: dataDir, path } });
     }
-    const lock = new DataLock(db, dataDir, pid);
+    const lock = new DataLock(db, dataDir, pid, role);
     writePrivateFile(lock.#pidPath, `${pid}\n`);
     return lock;
   }
@@ -90,7 +99,7 @@ export class DataLock implements HeldLock {
   release(): void {
     if (!this.#db) return;
     try {
-      if (lockHolder(this.#dataDir) === this.#pid) unlinkSync(this.#pidPath);
+      if (lockHolder(this.#dataDir, this.#role) === this.#pid) unlinkSync(this.#pidPath);
     } catch {
       // already gone
     }

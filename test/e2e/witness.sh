@@ -40,6 +40,8 @@ start_witness 1 "$wport1"
 start_witness 2 "$wport2"
 check "each witness made its key 0600" test "$(stat -c %a "$work/w1/witness_key")" = 600
 check "…and printed its vkey (type 0x04)" test -n "$wvkey1" -a -n "$wvkey2" -a "$wvkey1" != "$wvkey2"
+run "a second witness on witness 1's state directory is refused (two would cosign from two memories)" 1 timeout 10 "$bin" transcript witness --data "$work/w1" --listen 127.0.0.1:0 --log "$vkey"
+expect "…naming the running one" "is in use by another securechat witness (pid"
 # A third witness key the server never submits to: a quorum that needs it cannot be met.
 "$bin" transcript witness --data "$work/w3" --listen 127.0.0.1:0 --log "$vkey" --json >"$work/w3.log" 2>&1 &
 w3=$!; pids+=("$w3")

@@ -41,6 +41,20 @@ describe("DataLock", () => {
     second.release();
   });
 
+  test("a witness's state directory has its own lock: a second witness on it is refused, a server beside it is not", () => {
+    const dir = join(tempDir("lock"), "witness");
+    const first = DataLock.acquire(dir, 4242, "witness");
+    expect(lockHolder(dir, "witness")).toBe(4242);
+    const e = thrown(() => DataLock.acquire(dir, 5151, "witness"));
+    expect(isSecureChatError(e, "data_locked")).toBe(true);
+    expect((e as Error).message).toBe(`${dir} is in use by another securechat witness (pid 4242)`);
+    const server = DataLock.acquire(dir, 6161); // serve.lock: another file
+    server.release();
+    first.release();
+    expect(existsSync(join(dir, "witness.pid"))).toBe(false);
+    DataLock.acquire(dir, 5151, "witness").release();
+  });
+
   test("a stale pid file (a server that crashed) does not block: the next holder overwrites it", async () => {
     const dir = join(tempDir("lock"), "data");
     const first = DataLock.acquire(dir, 4242);
