@@ -5,10 +5,11 @@
  * text/x.tlog.size, 422, 413), and its state, which survives a restart and
  * is on disk before the 200 leaves.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { toBase64 } from "../../src/bytes.ts";
+import * as crypto from "../../src/crypto/index.ts";
 import { ed25519Generate, ed25519Sign } from "../../src/crypto/index.ts";
 import { noteCosignatures, parseCosignerKey } from "../../src/transcript/cosignature.ts";
 import { checkpointText, formatNote, parseVerifierKey, signatureLine } from "../../src/transcript/note.ts";
@@ -129,6 +130,21 @@ describe("add-checkpoint", () => {
     const refused = answers.find((a) => a.status === 429);
     expect(refused).toBeDefined();
     expect(Number(refused!.retry)).toBeGreaterThanOrEqual(1);
+  });
+
+  test("the log's signature line repeated (a replay anyone can build from the public checkpoint) costs one signature check, not one per line (and is cosigned)", async () => {
+    const { log, url } = await cosignedFirst(4);
+    const note = log.note();
+    const split = note.indexOf("\n\n") + 2;
+    const repeated = note.slice(0, split) + note.slice(split).repeat(100);
+    const verify = spyOn(crypto, "ed25519Verify");
+    try {
+      const r = await post(url, log.body(4, 4, [], repeated));
+      expect(r.status).toBe(200);
+      expect(verify).toHaveBeenCalledTimes(1);
+    } finally {
+      verify.mockRestore();
+    }
   });
 
   test("a proof from 0 must be empty; a size-0 checkpoint must have the empty tree's root (422 otherwise)", async () => {
