@@ -6,7 +6,7 @@
  * is on disk before the 200 leaves.
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { toBase64 } from "../../src/bytes.ts";
 import * as crypto from "../../src/crypto/index.ts";
@@ -179,6 +179,20 @@ describe("state", () => {
     const got = await (await fetch(`${b.url}/${hash}/checkpoint`)).text();
     expect(noteCosignatures(got, [parseCosignerKey(b.w.vkey)]).length).toBe(1);
     expect(got.startsWith(`${log.origin}\n9\n`)).toBe(true);
+  });
+
+  test("a witness whose witness.state is gone (its key still there) refuses to start: it would cosign a fork of a log it had cosigned, from old 0", async () => {
+    const dir = tempDir("witness");
+    const log = new TestLog();
+    const first = new Witness({ dir, logs: [parseVerifierKey(log.vkey)] });
+    log.append(6);
+    expect(first.addCheckpoint(log.body(0)).status).toBe(200);
+    rmSync(join(dir, "witness.state"));
+    expect(() => new Witness({ dir, logs: [parseVerifierKey(log.vkey)] })).toThrow(/witness\.state is missing/);
+    // A witness never used (made, then restarted before anything was sent to it) starts as before.
+    const fresh = tempDir("witness");
+    new Witness({ dir: fresh, logs: [parseVerifierKey(log.vkey)] });
+    expect(new Witness({ dir: fresh, logs: [parseVerifierKey(log.vkey)] }).addCheckpoint(log.body(0)).status).toBe(200);
   });
 
   test("a replay costs no write: the checkpoint it holds, sent again, is cosigned without rewriting the state; refusals replayed are logged once", async () => {
