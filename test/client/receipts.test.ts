@@ -17,13 +17,14 @@ import { logProofAnswer } from "../../src/server/logproof.ts";
 import type { Journal } from "../../src/store/journal.ts";
 import { readLinesBySeq } from "../../src/transcript/lineat.ts";
 import { formatVerifierKey, parseVerifierKey } from "../../src/transcript/note.ts";
-import { parseProof, verifyProof } from "../../src/transcript/proof.ts";
+import { formatProof, parseProof, verifyProof } from "../../src/transcript/proof.ts";
 import { type ReceiptResult, checkReceipts } from "../../src/transcript/receipts.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 import { EXIT } from "../../src/commands/exit.ts";
 import { REPO } from "../hardening/helpers.ts";
 import { auditorKeyPair, hostKeyPair, tempDir } from "../transcript/helpers.ts";
 import { HostileServer, polite } from "./hostile-server.ts";
+import { TestLog } from "../transcript/testlog.ts";
 
 const HOST = hostKeyPair(61);
 
@@ -193,6 +194,19 @@ describe("transcript receipts: the file as the client kept it, checked offline",
     expect((await f.check(f.kept)).why).toEqual(f.kept.map((k) => `no ack line with tseq ${String(k.tseq)} before it`));
     expect((await f.check(f.lines, "bob")).failed).toBe(3);
   });
+});
+
+test("transcript receipts: a receipt whose proof verifies but whose line is no entry (a log that signed such lines) is a failed receipt, not a crash", async () => {
+  for (const line of ["entry 0", "null", "[1]"]) {
+    const log = new TestLog();
+    log.leaves = [new TextEncoder().encode(line)];
+    const proof = formatProof({ index: 0, extra: log.leaves[0]!, hashes: [], checkpoint: log.note(1) });
+    const path = join(tempDir("receipts"), "alice.jsonl");
+    writeFileSync(path, `${JSON.stringify({ kind: "ack", id: 1, room: "lobby", seq: 1, ts: 1, text: "hi", tseq: 1 })}\n${JSON.stringify({ kind: "receipt", id: 1, room: "lobby", tseq: 1, proof })}\n`);
+    const seen: ReceiptResult[] = [];
+    expect(await checkReceipts(path, parseVerifierKey(log.vkey), null, (x) => void seen.push(x))).toEqual({ checked: 1, failed: 1 });
+    expect(seen[0]!.text).toBe("its line is not an entry");
+  }
 });
 
 describe("chat --transcript against a server that records what it likes", () => {
