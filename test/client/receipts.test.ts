@@ -219,13 +219,14 @@ describe("chat --transcript against a server that records what it likes", () => 
   /**
    * A server with a real signed log, recording each say as `record(text)`
    * says: acked with its tseq and head once a checkpoint covers it, and
-   * log_proof answered as the reference server answers it.
+   * log_proof answered as the reference server answers it — and, on the
+   * first connection, followed by `unasked` more of its states nobody asked for.
    */
-  function lyingServer(record: (text: string) => string): HostileServer {
+  function lyingServer(record: (text: string) => string, unasked = 0): HostileServer {
     const dir = join(tempDir("receipts"), "transcript");
     let w: TranscriptWriter | null = null;
     const s = HostileServer.start({
-      message: (c, m) => {
+      message: (c, m, n) => {
         if (m.type === "say") {
           const { entry } = w!.append("message", { room: m.room, room_seq: ++c.acked, from: c.user, text: record(m.text) });
           w!.checkpoint();
@@ -233,6 +234,7 @@ describe("chat --transcript against a server that records what it likes", () => 
         } else if (m.type === "log_proof") {
           const journal = { logState: (f: number | undefined, l: readonly number[]) => w!.logState(f, l), entryLines: (seqs: readonly number[]) => readLinesBySeq(dir, seqs) } as unknown as Journal;
           c.send(logProofAnswer(journal, m, c.user, silentLogger));
+          if (n === 1) for (let i = 0; i < unasked; i++) c.send(logProofAnswer(journal, { type: "log_proof" }, c.user, silentLogger));
         } else polite(c, m);
       },
     });
@@ -261,5 +263,12 @@ describe("chat --transcript against a server that records what it likes", () => 
     expect(lying.stderr).toContain("RECEIPT FAILED for your message 2");
     expect(lying.stderr).toContain("another text");
     expect(lying.lines.filter((l) => l.kind === "receipt").map((l) => l.id)).toEqual([1]);
+  }, NET);
+
+  test("log states nobody asked for (each would cost a signature check and a rewritten, fsynced checkpoint file) end the connection as a protocol violation; the client reconnects and finishes", async () => {
+    const r = await chat(lyingServer((t) => t, 50), "one\n", join(tempDir("receipts"), "alice.jsonl"));
+    expect(r.stderr).toContain("protocol: the server sent the state of its log unasked");
+    expect(r.code).toBe(0);
+    expect(r.lines.filter((l) => l.kind === "receipt").map((l) => l.id)).toEqual([1]);
   }, NET);
 });
