@@ -606,6 +606,8 @@ export class ChatClient {
         if ((m.action === "kick" || m.action === "ban") && m.user === this.#me) this.#gone(m.room);
         break;
       case "log_state": {
+        // Only answers are checked: each costs signature checks and a rewritten, fsynced checkpoint file.
+        if (this.#logAsks.length === 0) throw violation("the server sent the state of its log unasked");
         const receipts = this.#logAsks.shift() === "receipts";
         this.#checkLog(() => this.#log?.check(m));
         if (receipts && this.#state !== "ended") {

@@ -257,11 +257,12 @@ export class WitnessSubmitter {
   /** Keeps the round's cosignatures (with those kept for the same checkpoint) when they are the better evidence. */
   #keep(note: string, size: number, had: string | null, lines: string[]): void {
     const prior = had === null ? [] : parseNote(had).signatures.map((s) => s.line);
-    const mine = parseNote(note).signatures.map((s) => s.line);
-    const all = [...new Set([...mine, ...prior, ...lines])];
-    const full = `${parseNote(note).text}\n${all.join("")}`;
-    let count = 0;
-    for (const w of this.#o.witnesses) if (noteCosignatures(full, [w.verifier]).length > 0) count++;
+    const { text, signatures } = parseNote(note);
+    // One cosignature per witness, this round's before those kept: a checkpoint resubmitted round after
+    // round (while another witness is retried) would otherwise gather a line per witness per round.
+    const cosigned = noteCosignatures(`${text}\n${[...lines, ...prior].join("")}`, this.#o.witnesses.map((w) => w.verifier)).map((c) => c.line);
+    const full = `${text}\n${[...new Set(signatures.map((s) => s.line))].join("")}${cosigned.join("")}`;
+    const count = cosigned.length;
     const kept = this.#kept;
     const quorum = this.#o.quorum;
     if (!(count >= quorum || kept === null || (kept.count < quorum && count >= kept.count))) return;

@@ -148,19 +148,21 @@ export function sameId(a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * Opens a note: returns its text if `verifier` signed it. Signatures of
- * other keys are ignored; a signature line of this key (same name and key
- * ID) that does not verify makes the whole note invalid, as the spec says.
+ * other keys are ignored; the first signature line of this key (same name
+ * and key ID) decides: if it does not verify, the whole note is invalid, as
+ * the spec says. Later lines of the same key are dropped unchecked, as Go's
+ * note.Open drops them — so a note costs one signature check per key
+ * however often a line is repeated — and are not in the signatures returned.
  */
 export function openNote(note: string, verifier: NoteVerifier): ParsedNote {
   const parsed = parseNote(note);
-  const mine = parsed.signatures.filter((s) => s.name === verifier.name && sameId(s.keyId, verifier.keyId));
-  if (mine.length === 0) throw new SecureChatError("note_unsigned", `signed note: not signed by ${verifier.name}`);
-  for (const s of mine) {
-    if (!ed25519Verify(verifier.publicKey, utf8(parsed.text), s.signature)) {
-      throw new SecureChatError("note_bad_signature", `signed note: the signature of ${verifier.name} does not verify`);
-    }
+  const isMine = (s: NoteSignature) => s.name === verifier.name && sameId(s.keyId, verifier.keyId);
+  const first = parsed.signatures.find(isMine);
+  if (!first) throw new SecureChatError("note_unsigned", `signed note: not signed by ${verifier.name}`);
+  if (!ed25519Verify(verifier.publicKey, utf8(parsed.text), first.signature)) {
+    throw new SecureChatError("note_bad_signature", `signed note: the signature of ${verifier.name} does not verify`);
   }
-  return parsed;
+  return { text: parsed.text, signatures: parsed.signatures.filter((s) => s === first || !isMine(s)) };
 }
 
 /** A checkpoint's body (c2sp.org/tlog-checkpoint). */

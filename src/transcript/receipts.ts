@@ -30,7 +30,7 @@ export function receiptProblem(line: Uint8Array, m: SentMessage): string | null 
   } catch {
     return "its line is not an entry";
   }
-  if (typeof e !== "object" || e === null) return "its line is not an entry";
+  if (typeof e !== "object" || e === null || Array.isArray(e)) return "its line is not an entry";
   if (e.seq !== m.tseq) return `its entry has seq ${String(e.seq)}, not ${m.tseq}`;
   if (m.head !== undefined && e.hash !== m.head) return "its entry is not the one the ack named (another hash)";
   if (e.from !== m.from) return `its entry is from ${String(e.from)}, not ${m.from}`;
@@ -99,7 +99,13 @@ export async function checkReceipts(path: string, verifier: NoteVerifier, user: 
       fail(`no ack line with tseq ${tseq} before it`);
       continue;
     }
-    const entryFrom = str((JSON.parse(new TextDecoder().decode(ok.line)) as Record<string, unknown>).from);
+    // The line verified, but a log may have signed anything: a line that is no entry fails below, in receiptProblem.
+    let entryFrom: string | undefined;
+    try {
+      entryFrom = str((JSON.parse(new TextDecoder().decode(ok.line)) as Record<string, unknown> | null)?.from);
+    } catch {
+      entryFrom = undefined;
+    }
     from ??= entryFrom ?? null;
     const sent: SentMessage = { tseq, from: from ?? "", text: str(ack.text) ?? "", action: ack.action === true };
     if (str(ack.head) !== undefined) sent.head = str(ack.head)!;

@@ -117,14 +117,17 @@ export class Witness {
       this.#byHash.set(toHex(sha256(utf8(l.name))), l.name);
     }
     ensurePrivateDir(opts.dir);
+    this.#statePath = join(opts.dir, "witness.state");
+    // The state belongs to the key: made (empty) before a new key, so that a key without it is a state lost.
+    const keyPath = join(opts.dir, "witness_key");
+    if (!existsSync(keyPath) && !existsSync(this.#statePath)) this.#save();
     let key: Ed25519KeyPair;
-    ({ key, created: this.created } = loadOrCreateKeyFile(join(opts.dir, "witness_key"), KEY_HEADER, "witness_key", "witness key"));
+    ({ key, created: this.created } = loadOrCreateKeyFile(keyPath, KEY_HEADER, "witness_key", "witness key"));
     this.publicKey = key.publicKey;
     this.#sign = ed25519Signer(key.secretKey);
     key.secretKey.fill(0);
     this.name = opts.name ?? defaultWitnessName(this.publicKey);
     if (!isKeyName(this.name)) throw new SecureChatError("witness_config", `"${this.name}" is not a key name (no spaces, no "+")`);
-    this.#statePath = join(opts.dir, "witness.state");
     this.#log = opts.log ?? silentLogger;
     this.#now = opts.now ?? Date.now;
     this.#load();
@@ -136,7 +139,13 @@ export class Witness {
   }
 
   #load(): void {
-    if (!existsSync(this.#statePath)) return;
+    if (!existsSync(this.#statePath)) {
+      // Starting afresh under the same key would cosign, from old 0, a fork of a log it cosigned before.
+      throw new SecureChatError(
+        "witness_state",
+        `witness: ${this.#statePath} is missing but its key is there; restore it from a backup (or, to start as a new witness, remove witness_key too: logs and clients must then be given the new vkey)`,
+      );
+    }
     let raw: { logs?: Record<string, { size: number; root: string; note: string }> };
     try {
       raw = JSON.parse(readFileSync(this.#statePath, "utf8"));

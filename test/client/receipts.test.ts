@@ -17,13 +17,14 @@ import { logProofAnswer } from "../../src/server/logproof.ts";
 import type { Journal } from "../../src/store/journal.ts";
 import { readLinesBySeq } from "../../src/transcript/lineat.ts";
 import { formatVerifierKey, parseVerifierKey } from "../../src/transcript/note.ts";
-import { parseProof, verifyProof } from "../../src/transcript/proof.ts";
+import { formatProof, parseProof, verifyProof } from "../../src/transcript/proof.ts";
 import { type ReceiptResult, checkReceipts } from "../../src/transcript/receipts.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 import { EXIT } from "../../src/commands/exit.ts";
 import { REPO } from "../hardening/helpers.ts";
 import { auditorKeyPair, hostKeyPair, tempDir } from "../transcript/helpers.ts";
 import { HostileServer, polite } from "./hostile-server.ts";
+import { TestLog } from "../transcript/testlog.ts";
 
 const HOST = hostKeyPair(61);
 
@@ -195,6 +196,19 @@ describe("transcript receipts: the file as the client kept it, checked offline",
   });
 });
 
+test("transcript receipts: a receipt whose proof verifies but whose line is no entry (a log that signed such lines) is a failed receipt, not a crash", async () => {
+  for (const line of ["entry 0", "null", "[1]"]) {
+    const log = new TestLog();
+    log.leaves = [new TextEncoder().encode(line)];
+    const proof = formatProof({ index: 0, extra: log.leaves[0]!, hashes: [], checkpoint: log.note(1) });
+    const path = join(tempDir("receipts"), "alice.jsonl");
+    writeFileSync(path, `${JSON.stringify({ kind: "ack", id: 1, room: "lobby", seq: 1, ts: 1, text: "hi", tseq: 1 })}\n${JSON.stringify({ kind: "receipt", id: 1, room: "lobby", tseq: 1, proof })}\n`);
+    const seen: ReceiptResult[] = [];
+    expect(await checkReceipts(path, parseVerifierKey(log.vkey), null, (x) => void seen.push(x))).toEqual({ checked: 1, failed: 1 });
+    expect(seen[0]!.text).toBe("its line is not an entry");
+  }
+});
+
 describe("chat --transcript against a server that records what it likes", () => {
   const NET = 30_000;
   const servers: HostileServer[] = [];
@@ -205,13 +219,14 @@ describe("chat --transcript against a server that records what it likes", () => 
   /**
    * A server with a real signed log, recording each say as `record(text)`
    * says: acked with its tseq and head once a checkpoint covers it, and
-   * log_proof answered as the reference server answers it.
+   * log_proof answered as the reference server answers it — and, on the
+   * first connection, followed by `unasked` more of its states nobody asked for.
    */
-  function lyingServer(record: (text: string) => string): HostileServer {
+  function lyingServer(record: (text: string) => string, unasked = 0): HostileServer {
     const dir = join(tempDir("receipts"), "transcript");
     let w: TranscriptWriter | null = null;
     const s = HostileServer.start({
-      message: (c, m) => {
+      message: (c, m, n) => {
         if (m.type === "say") {
           const { entry } = w!.append("message", { room: m.room, room_seq: ++c.acked, from: c.user, text: record(m.text) });
           w!.checkpoint();
@@ -219,6 +234,7 @@ describe("chat --transcript against a server that records what it likes", () => 
         } else if (m.type === "log_proof") {
           const journal = { logState: (f: number | undefined, l: readonly number[]) => w!.logState(f, l), entryLines: (seqs: readonly number[]) => readLinesBySeq(dir, seqs) } as unknown as Journal;
           c.send(logProofAnswer(journal, m, c.user, silentLogger));
+          if (n === 1) for (let i = 0; i < unasked; i++) c.send(logProofAnswer(journal, { type: "log_proof" }, c.user, silentLogger));
         } else polite(c, m);
       },
     });
@@ -247,5 +263,12 @@ describe("chat --transcript against a server that records what it likes", () => 
     expect(lying.stderr).toContain("RECEIPT FAILED for your message 2");
     expect(lying.stderr).toContain("another text");
     expect(lying.lines.filter((l) => l.kind === "receipt").map((l) => l.id)).toEqual([1]);
+  }, NET);
+
+  test("log states nobody asked for (each would cost a signature check and a rewritten, fsynced checkpoint file) end the connection as a protocol violation; the client reconnects and finishes", async () => {
+    const r = await chat(lyingServer((t) => t, 50), "one\n", join(tempDir("receipts"), "alice.jsonl"));
+    expect(r.stderr).toContain("protocol: the server sent the state of its log unasked");
+    expect(r.code).toBe(0);
+    expect(r.lines.filter((l) => l.kind === "receipt").map((l) => l.id)).toEqual([1]);
   }, NET);
 });

@@ -197,3 +197,41 @@ describe("what is reported loudly", () => {
     expect(e.seen.map((x) => x.event)).not.toContain("witness_quorum_missing");
   });
 });
+
+describe("what is kept", () => {
+  test("retries at a witness that is down keep one cosignature per witness in DATA/cosigned.checkpoint, not one per round, so the witness that comes back is among the 16 a log_state carries", async () => {
+    const log = new TestLog();
+    log.append(3);
+    // Witnesses whose clocks move a second a call: each resubmission of the same checkpoint gets a new cosignature line.
+    const stepping = (dir: string) => {
+      let t = 1_700_000_000_000;
+      const w = new Witness({ dir, logs: [parseVerifierKey(log.vkey)], now: () => (t += 1000) });
+      return w;
+    };
+    const serve = (w: Witness, port = 0) => {
+      const s = serveWitness(w, { hostname: "127.0.0.1", port });
+      stops.push(() => s.stop(true));
+      return s;
+    };
+    const ups = [stepping(tempDir("witness")), stepping(tempDir("witness"))].map((w) => ({ url: `http://127.0.0.1:${serve(w).port}`, vkey: w.vkey }));
+    const laterDir = tempDir("witness");
+    const later = stepping(laterDir);
+    const probe = serve(later);
+    const port = probe.port;
+    probe.stop(true);
+    const data = tempDir("data");
+    const e = events();
+    submitter(data, log, journal(log), [...ups, { url: `http://127.0.0.1:${port}`, vkey: later.vkey }], e.log, 3);
+    // Many rounds while it is down (each retry resubmits to the two that are up).
+    for (let i = 0; i < 4000 && e.seen.filter((x) => x.event === "witness_unreachable").length < 12; i++) await Bun.sleep(5);
+    expect(e.seen.filter((x) => x.event === "witness_unreachable").length).toBeGreaterThanOrEqual(12);
+    serve(stepping(laterDir), port);
+    await cosignedBy(data, 3, [...ups.map((u) => u.vkey), later.vkey]);
+    const lines = readFileSync(cosignedPath(data), "utf8").split("\n\n")[1]!.split("\n").filter((l) => l !== "");
+    // The log's signature and one cosignature from each of the three witnesses.
+    expect(lines.length).toBe(4);
+    // What a log_state's `cosigned` carries: the first LOG_COSIGNATURES_MAX cosignatures after the log's own.
+    const carried = lines.slice(1, 1 + 16).map((l) => `${l}\n`);
+    expect(noteCosignatures(`${readFileSync(cosignedPath(data), "utf8").split("\n\n")[0]}\n\n${lines[0]}\n${carried.join("")}`, [parseCosignerKey(later.vkey)]).length).toBe(1);
+  });
+});

@@ -5,10 +5,11 @@
  * text/x.tlog.size, 422, 413), and its state, which survives a restart and
  * is on disk before the 200 leaves.
  */
-import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, statSync } from "node:fs";
+import { afterEach, describe, expect, spyOn, test } from "bun:test";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { toBase64 } from "../../src/bytes.ts";
+import * as crypto from "../../src/crypto/index.ts";
 import { ed25519Generate, ed25519Sign } from "../../src/crypto/index.ts";
 import { noteCosignatures, parseCosignerKey } from "../../src/transcript/cosignature.ts";
 import { checkpointText, formatNote, parseVerifierKey, signatureLine } from "../../src/transcript/note.ts";
@@ -131,6 +132,21 @@ describe("add-checkpoint", () => {
     expect(Number(refused!.retry)).toBeGreaterThanOrEqual(1);
   });
 
+  test("the log's signature line repeated (a replay anyone can build from the public checkpoint) costs one signature check, not one per line (and is cosigned)", async () => {
+    const { log, url } = await cosignedFirst(4);
+    const note = log.note();
+    const split = note.indexOf("\n\n") + 2;
+    const repeated = note.slice(0, split) + note.slice(split).repeat(100);
+    const verify = spyOn(crypto, "ed25519Verify");
+    try {
+      const r = await post(url, log.body(4, 4, [], repeated));
+      expect(r.status).toBe(200);
+      expect(verify).toHaveBeenCalledTimes(1);
+    } finally {
+      verify.mockRestore();
+    }
+  });
+
   test("a proof from 0 must be empty; a size-0 checkpoint must have the empty tree's root (422 otherwise)", async () => {
     const log = new TestLog();
     const { url } = start(tempDir("witness"), [log]);
@@ -163,6 +179,20 @@ describe("state", () => {
     const got = await (await fetch(`${b.url}/${hash}/checkpoint`)).text();
     expect(noteCosignatures(got, [parseCosignerKey(b.w.vkey)]).length).toBe(1);
     expect(got.startsWith(`${log.origin}\n9\n`)).toBe(true);
+  });
+
+  test("a witness whose witness.state is gone (its key still there) refuses to start: it would cosign a fork of a log it had cosigned, from old 0", async () => {
+    const dir = tempDir("witness");
+    const log = new TestLog();
+    const first = new Witness({ dir, logs: [parseVerifierKey(log.vkey)] });
+    log.append(6);
+    expect(first.addCheckpoint(log.body(0)).status).toBe(200);
+    rmSync(join(dir, "witness.state"));
+    expect(() => new Witness({ dir, logs: [parseVerifierKey(log.vkey)] })).toThrow(/witness\.state is missing/);
+    // A witness never used (made, then restarted before anything was sent to it) starts as before.
+    const fresh = tempDir("witness");
+    new Witness({ dir: fresh, logs: [parseVerifierKey(log.vkey)] });
+    expect(new Witness({ dir: fresh, logs: [parseVerifierKey(log.vkey)] }).addCheckpoint(log.body(0)).status).toBe(200);
   });
 
   test("a replay costs no write: the checkpoint it holds, sent again, is cosigned without rewriting the state; refusals replayed are logged once", async () => {
