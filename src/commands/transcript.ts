@@ -18,6 +18,10 @@ const hostKeyArg = {
   },
 } as const satisfies ArgsDef;
 
+const vkeyArg = {
+  vkey: { type: "string", description: "The log's verifier key, as serve prints it (ORIGIN+KEYID+KEY), or a file holding it", valueHint: "VKEY", required: true },
+} as const satisfies ArgsDef;
+
 const identityArg = {
   identity: { type: "string", description: "Auditor secret key file (from transcript keygen): open sealed message bodies", valueHint: "FILE" },
 } as const satisfies ArgsDef;
@@ -380,7 +384,7 @@ const receipts = command({
   },
   args: {
     file: { type: "positional", description: "The client's transcript (chat --transcript FILE)", required: true, valueHint: "FILE" },
-    vkey: { type: "string", description: "The log's verifier key, as serve prints it (ORIGIN+KEYID+KEY), or a file holding it", valueHint: "VKEY", required: true },
+    ...vkeyArg,
     user: { type: "string", description: "The user the file is of (default: the sender of its first receipt)", valueHint: "USER" },
     ...args.debug,
   },
@@ -443,7 +447,7 @@ const verifyProofCmd = command({
   },
   args: {
     file: { type: "positional", description: "The proof (a .tlog-proof file; - for stdin)", required: true, valueHint: "FILE" },
-    vkey: { type: "string", description: "The log's verifier key, as serve prints it (ORIGIN+KEYID+KEY), or a file holding it", valueHint: "VKEY", required: true },
+    ...vkeyArg,
     entry: { type: "string", description: "A file holding the entry's line (default: the line the proof carries)", valueHint: "FILE" },
     ...args.debug,
   },
