@@ -42,7 +42,7 @@ export default command({
     "printf 'hello\\nbye\\n' | securechat chat --user bot",
     "securechat chat --user bot --json < /dev/null | jq -c 'select(.type==\"message\") | {from, text}'",
     "securechat chat --user bot --no-history < /dev/null | jq -c 'select(.type==\"message\")'",
-    "securechat chat --witness \"$(cat witness.vkey)\" --witness-quorum 1   # the vkey the witness prints",
+    "securechat chat --witness \"$(cat witness.vkey)\" --witness-quorum 1",
   ],
   async run({ args: a }) {
     // Every flag is checked before anything touches the disk or the network:
