@@ -100,27 +100,28 @@ describe("serve --check", () => {
     expect(line(r.stdout, "host-key")).toBe(`FAIL host-key: ${join(data, "host_key")} has mode 0644, open to other users; it must be 0600 (chmod 600 ${join(data, "host_key")}, and replace the key if others may have read it)`);
   });
 
-  test("a transcript whose tail does not verify fails, as the server's start would refuse it", async () => {
+  /** The check of a stopped server's data whose transcript ends in `bytes`; the data directory is left as it was. */
+  async function checkWithTail(bytes: string) {
     const data = stoppedServerData();
     const dir = join(data, "transcript");
-    // a whole line after the last checkpoint that is no entry of this chain
-    appendFileSync(join(dir, readdirSync(dir).find((n) => n.endsWith(".jsonl"))!), '{"seq":999}\n');
+    appendFileSync(join(dir, readdirSync(dir).find((n) => n.endsWith(".jsonl"))!), bytes);
     const before = digest(data);
     const r = await check(data);
+    expect(digest(data)).toBe(before);
+    return r;
+  }
+
+  test("a transcript whose tail does not verify fails, as the server's start would refuse it", async () => {
+    // a whole line after the last checkpoint that is no entry of this chain
+    const r = await checkWithTail('{"seq":999}\n');
     expect(r.code).toBe(EXIT.FAILURE);
     expect(line(r.stdout, "transcript")).toMatch(/^FAIL transcript: .*\.jsonl:\d+: .*; the server will not start on it \(run "securechat transcript verify /);
-    expect(digest(data)).toBe(before);
   });
 
   test("a torn last line is a warning (the start cuts it), and is left in place by the check", async () => {
-    const data = stoppedServerData();
-    const dir = join(data, "transcript");
-    appendFileSync(join(dir, readdirSync(dir).find((n) => n.endsWith(".jsonl"))!), '{"half a line');
-    const before = digest(data);
-    const r = await check(data);
+    const r = await checkWithTail('{"half a line');
     expect(r.code).toBe(EXIT.OK);
     expect(line(r.stdout, "transcript")).toMatch(/^warn transcript: .* ends in a torn line \(13 bytes\)/);
-    expect(digest(data)).toBe(before);
   });
 
   test("tree.hashes missing: a warning saying the start rebuilds it and from how many lines", async () => {
