@@ -124,6 +124,15 @@ describe("serve --check", () => {
     expect(line(r.stdout, "transcript")).toMatch(/^warn transcript: .* ends in a torn line \(13 bytes\)/);
   });
 
+  test("a transcript without its host key fails: a new key could not continue it", async () => {
+    const data = stoppedServerData();
+    rmSync(join(data, "host_key"));
+    const r = await check(data);
+    expect(r.code).toBe(EXIT.FAILURE);
+    expect(line(r.stdout, "host-key")).toBe(`ok   host-key: ${join(data, "host_key")} does not exist; the server will make it (0600)`);
+    expect(line(r.stdout, "transcript")).toBe(`FAIL transcript: ${join(data, "transcript")} holds a transcript but host_key is missing: a new key could not continue it (restore ${join(data, "host_key")} from a backup)`);
+  });
+
   test("tree.hashes missing: a warning saying the start rebuilds it and from how many lines", async () => {
     const data = stoppedServerData(5);
     rmSync(join(data, "tree.hashes"));
