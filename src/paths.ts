@@ -105,22 +105,8 @@ export function syncDir(dir: string): void {
  * content.
  */
 export function loadOrCreateKeyFile(path: string, header: string, code: string, what: string): { key: Ed25519KeyPair; created: boolean } {
-  if (existsSync(path)) {
-    const mode = statSync(path).mode & 0o777;
-    if ((mode & 0o077) !== 0) {
-      throw new SecureChatError(
-        `${code}_permissions`,
-        `${what}: ${path} has mode ${mode.toString(8).padStart(4, "0")}, open to other users; it must be 0600 (chmod 600 it, and replace the key if others may have read it)`,
-      );
-    }
-    const [h, secret] = readFileSync(path, "utf8").trim().split(/\s+/);
-    if (h !== header || secret === undefined) throw new SecureChatError(`${code}_invalid`, `${what}: ${path} is not a securechat ${what}`);
-    try {
-      return { key: ed25519Generate(fromBase64(secret, 32)), created: false };
-    } catch (cause) {
-      throw new SecureChatError(`${code}_invalid`, `${what}: ${path} is corrupt`, { cause });
-    }
-  }
+  const loaded = loadKeyFile(path, header, code, what);
+  if (loaded) return { key: loaded, created: false };
   const key = ed25519Generate();
   const bytes = utf8(`${header} ${toBase64(key.secretKey)}\n`);
   try {
@@ -129,4 +115,23 @@ export function loadOrCreateKeyFile(path: string, header: string, code: string, 
     wipe(bytes);
   }
   return { key, created: true };
+}
+
+/** The key of a key file as loadOrCreateKeyFile reads it, or null when there is none (nothing is made). */
+export function loadKeyFile(path: string, header: string, code: string, what: string): Ed25519KeyPair | null {
+  if (!existsSync(path)) return null;
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new SecureChatError(
+      `${code}_permissions`,
+      `${what}: ${path} has mode ${mode.toString(8).padStart(4, "0")}, open to other users; it must be 0600 (chmod 600 it, and replace the key if others may have read it)`,
+    );
+  }
+  const [h, secret] = readFileSync(path, "utf8").trim().split(/\s+/);
+  if (h !== header || secret === undefined) throw new SecureChatError(`${code}_invalid`, `${what}: ${path} is not a securechat ${what}`);
+  try {
+    return ed25519Generate(fromBase64(secret, 32));
+  } catch (cause) {
+    throw new SecureChatError(`${code}_invalid`, `${what}: ${path} is corrupt`, { cause });
+  }
 }

@@ -48,7 +48,8 @@ export default command({
     witness: repeatable({ type: "string", valueHint: "URL=VKEY", description: "Submit each new checkpoint to this witness (c2sp.org/tlog-witness) and keep its cosignatures in DATA/cosigned.checkpoint: its URL, =, its vkey (as transcript witness prints it). Give it again for more (at most 16)" }),
     "witness-quorum": { type: "string", valueHint: "K", description: "Cosignatures a checkpoint needs (default: every --witness)" },
     "witness-grace": { type: "string", valueHint: "DURATION", description: "Log witness_quorum_missing when the newest checkpoint has lacked its quorum this long", default: "60s" },
-    json: { type: "boolean", description: "Log JSON lines instead of text" },
+    json: { type: "boolean", description: "Log JSON lines instead of text (with --check: one JSON object per check)" },
+    check: { type: "boolean", description: "Check these flags, the data directory, the address, the transcript, the witnesses and the admins, then exit without starting: a line per check (ok, warn, FAIL); exit 1 if one failed. Writes nothing" },
     ...args.debug,
   },
   examples: [
@@ -57,6 +58,7 @@ export default command({
     "securechat serve --auditor-key \"$(cat auditor.pub)\" --fsync always",
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
     "securechat serve --admin root --admin ops",
+    "securechat serve --check --data /var/lib/securechat --port 7447",
     "securechat serve --witness http://127.0.0.1:7448=\"$(cat witness.vkey)\" --witness-quorum 1",
   ],
   async run({ args: a }) {
@@ -163,6 +165,14 @@ export default command({
       import("node:path"),
     ]);
     const dataDir = serverData(a.data);
+    if (a.check) {
+      const { runChecks, formatCheck } = await import("./servecheck.ts");
+      const results = await runChecks({ dataDir, host: a.host, port, rotateBytes: writer.rotateBytes, admins, witnesses, tryListen, listenFailure: (e) => listenFailure(e, a.host, port) });
+      for (const r of results) process.stdout.write(`${a.json ? JSON.stringify(r) : formatCheck(r)}\n`);
+      const failed = results.filter((r) => r.status === "FAIL").length;
+      if (failed > 0) throw new CliError(EXIT.FAILURE, `serve --check: ${failed} of ${results.length} checks failed`);
+      return;
+    }
     process.umask(0o077);
     // --host and --port are tried before the data directory is touched: a
     // mistake there leaves it as it was. (A port in use may be the server that

@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { toBase64 } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
-import { loadOrCreateKeyFile, writePrivateFile } from "../paths.ts";
+import { loadKeyFile, loadOrCreateKeyFile, writePrivateFile } from "../paths.ts";
 
 const HEADER = "securechat-host-key-v1";
 
@@ -22,7 +22,14 @@ export interface HostKey {
 }
 
 export function loadOrCreateHostKey(dataDir: string): HostKey {
-  const loaded = loadOrCreateKeyFile(join(dataDir, "host_key"), HEADER, "host_key", "host key");
+  const loaded = loadOrCreateKeyFile(hostKeyPath(dataDir), HEADER, "host_key", "host key");
   if (loaded.created) writePrivateFile(join(dataDir, "host_key.pub"), `ed25519 ${toBase64(loaded.key.publicKey)}\n`);
   return loaded;
+}
+
+export const hostKeyPath = (dataDir: string): string => join(dataDir, "host_key");
+
+/** The host key as a start would load it, or null when a start would make one; nothing is written. */
+export function loadHostKey(dataDir: string): Ed25519KeyPair | null {
+  return loadKeyFile(hostKeyPath(dataDir), HEADER, "host_key", "host key");
 }

@@ -18,7 +18,7 @@
  * memory of the last size, so together they could cosign two branches.
  */
 import { Database } from "bun:sqlite";
-import { readFileSync, unlinkSync } from "node:fs";
+import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
 import { createPrivateFile, ensurePrivateDir, writePrivateFile } from "../paths.ts";
@@ -41,6 +41,28 @@ export function lockHolder(dataDir: string, role: LockRole = "serve"): number | 
     return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * Whether a running server (or witness) holds the lock of `dataDir`, asked
+ * without taking it or writing anything: a read-only look at the lock file,
+ * which the holder keeps locked EXCLUSIVE, fails busy while it runs.
+ */
+export function lockHeld(dataDir: string, role: LockRole = "serve"): { held: boolean; pid: number | null } {
+  const path = join(dataDir, files(role).lock);
+  if (!existsSync(path)) return { held: false, pid: null };
+  let db: Database | null = null;
+  try {
+    db = new Database(path, { readonly: true });
+    db.exec("PRAGMA busy_timeout = 0");
+    db.query("SELECT count(*) FROM sqlite_master").get();
+    return { held: false, pid: null };
+  } catch (e) {
+    if ((e as { code?: string }).code === "SQLITE_BUSY") return { held: true, pid: lockHolder(dataDir, role) };
+    throw new SecureChatError("data_lock_failed", `cannot read ${path}: ${(e as Error).message}`, { cause: e, detail: { data: dataDir, path } });
+  } finally {
+    db?.close();
   }
 }
 

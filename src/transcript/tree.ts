@@ -239,7 +239,12 @@ function readHash(fd: number, index: number): Hash {
 }
 
 /** Why the file's hashes up to the checkpoint cannot be taken as they are, or null if they can. */
-function untrusted(path: string, cp: { size: number; root: Hash }, a: TreeAnchor): string | null {
+/**
+ * Why the stored hashes at `path` cannot be taken as they are for a
+ * transcript as `a` describes it (its last checkpoint `cp`), or null when
+ * they can. Reads only.
+ */
+export function untrusted(path: string, cp: { size: number; root: Hash }, a: Pick<TreeAnchor, "size" | "tail">): string | null {
   if (a.tail.length !== a.size - cp.size) return "the lines after the last checkpoint were not all read";
   if (!existsSync(path)) return "no tree.hashes file";
   if (statSync(path).size < storedHashCount(cp.size) * HASH_SIZE) return "tree.hashes is shorter than the transcript";

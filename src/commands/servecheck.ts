@@ -1,0 +1,252 @@
+/**
+ * `serve --check`: what a start with these flags would find, found without
+ * starting: no socket kept, no lock taken, nothing in the data directory
+ * written (it is left byte for byte as it was). Each check is a name, a
+ * status and one line; engine checks (a database, a cache) are further
+ * entries of the same list.
+ */
+import { Database } from "bun:sqlite";
+import { accessSync, constants, copyFileSync, existsSync, mkdtempSync, rmSync, statSync, statfsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { loadHostKey, hostKeyPath } from "../server/hostkey.ts";
+import type { WitnessTarget } from "../server/witnesses.ts";
+import { lockHeld } from "../store/lock.ts";
+import { historyDbPath } from "../transcript/journal.ts";
+import { listTranscript } from "../transcript/read.ts";
+import { untrusted } from "../transcript/tree.ts";
+import { TranscriptFailure } from "../transcript/chain.ts";
+import { type TailReport, verifyTail } from "../transcript/verify.ts";
+import { treePath } from "../transcript/writer.ts";
+
+export type CheckStatus = "ok" | "warn" | "FAIL";
+
+export interface CheckResult {
+  check: string;
+  status: CheckStatus;
+  message: string;
+  /** What to do, for warn and FAIL. */
+  hint?: string;
+}
+
+export interface CheckInput {
+  dataDir: string;
+  host: string;
+  port: number;
+  /** --rotate-size: the free-space warning is a few transcript files' worth. */
+  rotateBytes: number;
+  admins: ReadonlySet<string>;
+  witnesses: readonly WitnessTarget[];
+  /** Why listening on HOST:PORT fails now (null: it works), and that failure as a person reads it. */
+  tryListen: (host: string, port: number) => unknown;
+  listenFailure: (e: unknown) => unknown;
+  /** How long a witness has to answer a TCP connect (default 3 s). */
+  witnessTimeoutMs?: number;
+}
+
+/** Free space below which the check warns: four transcript files, and never under 256 MiB. */
+export const freeSpaceFloor = (rotateBytes: number): number => Math.max(256 * 1024 ** 2, 4 * rotateBytes);
+
+const ok = (check: string, message: string): CheckResult => ({ check, status: "ok", message });
+const warn = (check: string, message: string, hint: string): CheckResult => ({ check, status: "warn", message, hint });
+const fail = (check: string, message: string, hint: string): CheckResult => ({ check, status: "FAIL", message, hint });
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const mib = (n: number) => `${Math.floor(n / 1024 ** 2)} MiB`;
+
+/** Runs every check, in order; none throws (a check that cannot be made says so as FAIL). */
+export async function runChecks(c: CheckInput): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  const dir = checkDataDir(c.dataDir);
+  results.push(dir);
+  const exists = existsSync(c.dataDir) && dir.status !== "FAIL";
+  let lock: { held: boolean; pid: number | null } = { held: false, pid: null };
+  if (exists) {
+    try {
+      lock = lockHeld(c.dataDir);
+      results.push(ok("lock", lock.held ? `a server (pid ${lock.pid ?? "unknown"}) is running on this directory` : "no server is running on this directory"));
+    } catch (e) {
+      results.push(fail("lock", (e as Error).message, "remove serve.lock only if no securechat serve runs on this directory"));
+    }
+  }
+  results.push(checkListen(c, lock));
+  let hostKey: Uint8Array | null = null;
+  if (exists) {
+    const key = checkHostKey(c.dataDir);
+    results.push(key.result);
+    hostKey = key.publicKey;
+    const tail = checkTranscript(c.dataDir, hostKey, key.result.status === "FAIL", lock.held);
+    results.push(...tail.results);
+    results.push(checkHistory(c.dataDir, tail.lines));
+  }
+  results.push(checkDisk(c.dataDir, c.rotateBytes));
+  for (const w of c.witnesses) results.push(await checkWitness(w, c.witnessTimeoutMs ?? 3000));
+  if (c.admins.size > 0) results.push(...checkAdmins(c.dataDir, c.admins));
+  return results;
+}
+
+function checkDataDir(dataDir: string): CheckResult {
+  const hint = "pass --data DIR: a directory this user owns, or one that does not exist yet";
+  let st;
+  try {
+    st = statSync(dataDir);
+  } catch {
+    let parent = dirname(dataDir);
+    while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent);
+    try {
+      accessSync(parent, constants.W_OK | constants.X_OK);
+      return ok("data", `${dataDir} does not exist; the server will make it (0700)`);
+    } catch {
+      return fail("data", `${dataDir} does not exist and cannot be made: ${parent} is not writable by this user`, hint);
+    }
+  }
+  if (!st.isDirectory()) return fail("data", `${dataDir} is not a directory`, hint);
+  if (process.getuid && st.uid !== process.getuid()) return fail("data", `${dataDir} is owned by uid ${st.uid}, not by this user (uid ${process.getuid()})`, hint);
+  const mode = (st.mode & 0o777).toString(8).padStart(4, "0");
+  if ((st.mode & 0o022) !== 0) {
+    return fail("data", `${dataDir} has mode ${mode}: other users may write in it`, `check that no one else changed its files, then chmod 700 ${dataDir}`);
+  }
+  if ((st.mode & 0o077) !== 0) return warn("data", `${dataDir} has mode ${mode}: other users may list it`, `chmod 700 ${dataDir} (the server tightens it at start)`);
+  return ok("data", `${dataDir} is a private directory of this user`);
+}
+
+function checkListen(c: CheckInput, lock: { held: boolean; pid: number | null }): CheckResult {
+  const where = `${c.host.includes(":") ? `[${c.host}]` : c.host}:${c.port}`;
+  const why = c.tryListen(c.host, c.port);
+  if (!why) return ok("listen", `${where} can be listened on`);
+  if (lock.held && (why as { code?: string }).code === "EADDRINUSE") return ok("listen", `${where} is in use, presumably by the server running on this directory`);
+  const failure = c.listenFailure(why) as Error & { hints?: string[] };
+  return fail("listen", failure.message, failure.hints?.[0] ?? "pick another --host or --port");
+}
+
+function checkHostKey(dataDir: string): { result: CheckResult; publicKey: Uint8Array | null } {
+  const path = hostKeyPath(dataDir);
+  try {
+    const key = loadHostKey(dataDir);
+    if (!key) return { result: ok("host-key", `${path} does not exist; the server will make it (0600)`), publicKey: null };
+    return { result: ok("host-key", `${path} is a host key, mode 0600`), publicKey: key.publicKey };
+  } catch (e) {
+    // loadKeyFile's messages name the file, never its content.
+    const m = (e as Error).message.replace(/^host key: /, "");
+    return { result: fail("host-key", m.replace(/ \(chmod 600 it.*\)$/, ""), /permissions$/.test((e as { code?: string }).code ?? "") ? `chmod 600 ${path}, and replace the key if others may have read it` : `restore ${path} from a backup`), publicKey: null };
+  }
+}
+
+/** The transcript's tail as the writer's start checks it, and the tree's stored hashes against its last signed root. */
+function checkTranscript(dataDir: string, hostKey: Uint8Array | null, keyFailed: boolean, running: boolean): { results: CheckResult[]; lines: number } {
+  const dir = join(dataDir, "transcript");
+  const files = existsSync(dir) ? listTranscript(dir).files : [];
+  if (files.length === 0) return { results: [ok("transcript", `${dir} holds no transcript yet; the server will start one`)], lines: 0 };
+  if (keyFailed) return { results: [fail("transcript", "not checked: the host key cannot be read", "fix the host key first")], lines: 0 };
+  if (!hostKey) return { results: [fail("transcript", `${dir} holds a transcript but host_key is missing: a new key could not continue it`, `restore ${hostKeyPath(dataDir)} from a backup`)], lines: 0 };
+  let tail: TailReport;
+  try {
+    tail = verifyTail(files, hostKey);
+  } catch (e) {
+    if (!(e instanceof TranscriptFailure)) return { results: [fail("transcript", (e as Error).message, `run "securechat transcript verify ${dir}"`)], lines: 0 };
+    const p = e.problem;
+    return { results: [fail("transcript", `${p.file}:${p.line}: ${p.reason}; the server will not start on it`, `run "securechat transcript verify ${dir}"`)], lines: 0 };
+  }
+  const lines = tail.last?.seq ?? 0;
+  const results: CheckResult[] = [];
+  if (tail.torn && !running) {
+    results.push(warn("transcript", `${plural(lines, "line")} verify from the last checkpoint; ${tail.torn.file} ends in a torn line (${tail.torn.end - tail.torn.start} bytes)`, `nothing to do: the start cuts it and keeps it in ${tail.torn.file}.torn`));
+  } else {
+    results.push(ok("transcript", `${plural(lines, "line")}; the tail verifies from the last checkpoint${running ? " (the running server is appending)" : ""}`));
+  }
+  const path = treePath(dir);
+  const complete = files[0]!.firstSeq === 1;
+  const rebuild = (why: string) =>
+    complete
+      ? warn("tree", `${why}: the start rebuilds tree.hashes (or resumes it from an earlier checkpoint), reading and hashing up to ${plural(lines, "line")}`, "nothing to do; expect a slower start")
+      : warn("tree", `${why}, and the transcript's first files are not here to rebuild it from: checkpoints will sign no tree root`, `put back the transcript's first files in ${dir}`);
+  if (running) results.push(ok("tree", "not checked while the server runs: it holds tree.hashes and appends to it"));
+  else if (lines === 0) results.push(ok("tree", "no lines yet"));
+  else if (!tail.tree) results.push(rebuild("no checkpoint signs a tree root yet"));
+  else {
+    const why = untrusted(path, tail.tree, { size: lines, tail: tail.tree.tail });
+    results.push(why === null ? ok("tree", `tree.hashes matches the root the last checkpoint signs (${plural(tail.tree.size, "line")})`) : rebuild(why));
+  }
+  return { results, lines };
+}
+
+function checkHistory(dataDir: string, lines: number): CheckResult {
+  const path = historyDbPath(join(dataDir, "transcript"));
+  if (existsSync(path)) return ok("history", `${path} is there`);
+  if (lines === 0) return ok("history", `${path} will be made`);
+  return warn("history", `${path} is missing: the start rebuilds it from the transcript's ${plural(lines, "line")}`, "nothing to do; expect a slower start");
+}
+
+function checkDisk(dataDir: string, rotateBytes: number): CheckResult {
+  let at = dataDir;
+  while (!existsSync(at) && dirname(at) !== at) at = dirname(at);
+  try {
+    const s = statfsSync(at);
+    const free = s.bavail * s.bsize;
+    const floor = freeSpaceFloor(rotateBytes);
+    if (free < floor) return warn("disk", `${mib(free)} free on the data directory's file system, under ${mib(floor)}`, "free some space: when the disk fills the server refuses messages it cannot record");
+    return ok("disk", `${mib(free)} free on the data directory's file system`);
+  } catch (e) {
+    return warn("disk", `free space unknown: ${(e as Error).message}`, "check the data directory's file system by hand (df)");
+  }
+}
+
+/** A TCP connect to the witness's host and port: reachable or not, nothing sent. */
+async function checkWitness(w: WitnessTarget, timeoutMs: number): Promise<CheckResult> {
+  const name = `witness ${w.verifier.name}`;
+  const u = new URL(w.url);
+  const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
+  const hostname = u.hostname.replace(/^\[|\]$/g, "");
+  const reached = await new Promise<string | null>((resolve) => {
+    const timer = setTimeout(() => resolve(`no answer within ${timeoutMs / 1000} s`), timeoutMs);
+    Bun.connect({
+      hostname,
+      port,
+      socket: {
+        open(s) {
+          s.end();
+          clearTimeout(timer);
+          resolve(null);
+        },
+        data() {},
+        connectError(_s, e) {
+          clearTimeout(timer);
+          resolve((e as { code?: string }).code ?? e.message);
+        },
+      },
+    }).catch((e: Error) => {
+      clearTimeout(timer);
+      resolve((e as { code?: string }).code ?? e.message);
+    });
+  });
+  if (reached === null) return ok(name, `${w.url} accepts connections`);
+  return fail(name, `${w.url} cannot be reached: ${reached}`, "start the witness, or fix its URL in --witness; checkpoints would lack its cosignature");
+}
+
+/** Each --admin is an account in securechat.db, read from a copy so the database is left as it was. */
+function checkAdmins(dataDir: string, admins: ReadonlySet<string>): CheckResult[] {
+  const path = join(dataDir, "securechat.db");
+  const missing = (n: string, why: string) => fail(`admin ${n}`, why, `register ${n} first ("securechat register"), or drop --admin ${n}`);
+  if (!existsSync(path)) return [...admins].map((n) => missing(n, "no account database yet, so no such account"));
+  // Opening the database itself, even read-only, may make -wal and -shm files beside it.
+  const tmp = mkdtempSync(join(tmpdir(), "securechat-check-"));
+  try {
+    copyFileSync(path, join(tmp, "db"));
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, join(tmp, "db-wal"));
+    const db = new Database(join(tmp, "db"));
+    try {
+      const q = db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM accounts WHERE name = ?");
+      return [...admins].sort().map((n) => (q.get(n)!.n === 1 ? ok(`admin ${n}`, "the account exists") : missing(n, "no such account")));
+    } finally {
+      db.close();
+    }
+  } catch (e) {
+    return [...admins].map((n) => fail(`admin ${n}`, `cannot read ${path}: ${(e as Error).message}`, "check the data directory"));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** One line per check for a person: status, name, message, and what to do. */
+export function formatCheck(r: CheckResult): string {
+  return `${r.status.padEnd(4)} ${r.check}: ${r.message}${r.hint ? ` (${r.hint})` : ""}`;
+}
