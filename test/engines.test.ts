@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { RedisClient, SQL } from "bun";
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { alive, requireEngines, startPostgres, startRedis } from "./engines.ts";
+import { alive, engineVerdict, requireEngines, startPostgres, startRedis } from "./engines.ts";
 
 const T = 120_000;
 const hasPostgres = requireEngines("postgres");
@@ -20,6 +20,21 @@ async function until(what: string, ok: () => Promise<boolean>, ms = 30_000): Pro
     await Bun.sleep(20);
   }
 }
+
+describe("a missing engine", () => {
+  const found = { postgres: null, redis: "/usr/bin/redis-server" };
+  test("on a developer's machine: skipped with a warning that names the package to install", () => {
+    expect(engineVerdict(["redis"], found, false)).toEqual({ run: true });
+    const v = engineVerdict(["postgres", "redis"], found, false);
+    expect(v.run).toBe(false);
+    if (!v.run) expect(v.warning).toMatch(/SKIPPING tests that need postgres:[\s\S]*apt-get install -y postgresql\n/);
+  });
+
+  test("under CI=true: a failure, never a skip", () => {
+    expect(() => engineVerdict(["postgres"], found, true)).toThrow(/postgres not found.*CI must install them \(apt-get install -y postgresql\)/);
+    expect(() => engineVerdict(["redis"], { postgres: "/x", redis: null }, true)).toThrow(/apt-get install -y redis-server/);
+  });
+});
 
 describe.skipIf(!hasPostgres)("startPostgres", () => {
   test("answers a query, keeps its data across restart() and a crash restart, then stops leaving no process and no files", async () => {

@@ -94,22 +94,33 @@ export function engines(): EnginesFound {
   return { postgres: postgresBin(), redis: onPath("redis-server") ?? (existsSync("/usr/bin/redis-server") ? "/usr/bin/redis-server" : null) };
 }
 
+type Engine = "postgres" | "redis";
+
+/**
+ * What to do about the named engines given what was found: run; skip, with a
+ * loud warning naming the Debian packages to install; or, under CI=true, fail.
+ */
+export function engineVerdict(which: Engine[], found: EnginesFound, ci: boolean): { run: true } | { run: false; warning: string } {
+  const missing = which.filter((w) => found[w] === null);
+  if (missing.length === 0) return { run: true };
+  const packages = missing.map((m) => (m === "postgres" ? PG_PACKAGE : REDIS_PACKAGE)).join(" ");
+  const what = `${missing.join(" and ")} not found (looked on PATH and in /usr/lib/postgresql/*/bin)`;
+  if (ci) throw new Error(`${what}: CI must install them (apt-get install -y ${packages})`);
+  return {
+    run: false,
+    warning: `\n!!! SKIPPING tests that need ${missing.join(" and ")}: ${what}.\n!!! Install them to run these tests: sudo apt-get install -y ${packages}\n`,
+  };
+}
+
 /**
  * True when every named engine is installed. When one is missing: under
  * CI=true it throws (CI must install it); elsewhere it warns loudly, naming
  * the Debian package, and returns false so the caller skips.
  */
-export function requireEngines(...which: ("postgres" | "redis")[]): boolean {
-  const found = engines();
-  const missing = which.filter((w) => found[w] === null);
-  if (missing.length === 0) return true;
-  const packages = missing.map((m) => (m === "postgres" ? PG_PACKAGE : REDIS_PACKAGE)).join(" ");
-  const what = `${missing.join(" and ")} not found (looked on PATH and in /usr/lib/postgresql/*/bin)`;
-  if (process.env.CI === "true") throw new Error(`${what}: CI must install them (apt-get install -y ${packages})`);
-  console.warn(
-    `\n!!! SKIPPING tests that need ${missing.join(" and ")}: ${what}.\n!!! Install them to run these tests: sudo apt-get install -y ${packages}\n`,
-  );
-  return false;
+export function requireEngines(...which: Engine[]): boolean {
+  const v = engineVerdict(which, engines(), process.env.CI === "true");
+  if (!v.run) console.warn(v.warning);
+  return v.run;
 }
 
 /** A port free on 127.0.0.1 right now (the caller retries if another process takes it first). */
