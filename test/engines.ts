@@ -267,74 +267,20 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     shared_buffers: "64MB",
     ...opts.settings,
   };
-  let port = 0;
-  let proc: Bun.Subprocess;
-  let startedAt = 0;
-
-  const launch = async (): Promise<void> => {
-    // "database system is ready" appears once per start; count from this start's end of log.
-    const from = existsSync(log) ? readFileSync(log, "utf8").length : 0;
-    const args = [join(bin, "postgres"), "-D", data, "-p", String(port), ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`])];
-    const out = openSync(log, "a");
-    proc = Bun.spawn(args, { ...as, env, cwd: dir, stdin: "ignore", stdout: out, stderr: out });
-    closeSync(out);
-    live.set(proc.pid, { proc, dir });
-    try {
-      await waitReady(proc, () => readFileSync(log, "utf8").slice(from).includes("ready to accept connections"), log, "postgres");
-    } finally {
-      if (proc.exitCode !== null || proc.signalCode !== null) live.delete(proc.pid);
-    }
-    startedAt = treeCpuSeconds(proc.pid);
-  };
-
-  for (let attempt = 0; ; attempt++) {
-    port = freePort();
-    try {
-      await launch();
-      break;
-    } catch (e) {
-      const busy = /could not (create|bind)|Address already in use/i.test(String(e));
-      if (!busy || attempt >= 4) {
-        rmSync(dir, { recursive: true, force: true });
-        throw e;
-      }
-    }
-  }
-  let cpuBefore = 0;
-  let stopped = false;
-  const down = async (signal: NodeJS.Signals): Promise<void> => {
-    const p = proc;
-    cpuBefore += Math.max(0, treeCpuSeconds(p.pid) - startedAt);
-    // SIGINT: fast shutdown (what `pg_ctl stop -m fast` sends); SIGQUIT: immediate, recovery at next start.
-    await halt(p, signal);
-    live.delete(p.pid);
-  };
-  return {
-    url: `postgres://${user}:${password}@127.0.0.1:${port}/${database}`,
-    get port() {
-      return port;
-    },
-    get pid() {
-      return proc.pid;
-    },
+  const args = (port: number): string[] =>
+    [join(bin, "postgres"), "-D", data, "-p", String(port), ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`])];
+  const server = await supervise({
+    what: "postgres",
     dir,
-    user,
-    database,
-    async restart(o = {}) {
-      if (stopped) throw new Error("postgres was stopped");
-      await down(o.crash ? "SIGQUIT" : "SIGINT");
-      await launch();
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await down("SIGINT");
-      rmSync(dir, { recursive: true, force: true });
-    },
-    cpuSeconds() {
-      return cpuBefore + (stopped ? 0 : Math.max(0, treeCpuSeconds(proc.pid) - startedAt));
-    },
-  };
+    log,
+    ready: "ready to accept connections",
+    busy: /could not (create|bind)|Address already in use/i,
+    spawn: (port, out) => Bun.spawn(args(port), { ...as, env, cwd: dir, stdin: "ignore", stdout: out, stderr: out }),
+    // SIGINT: fast shutdown (what `pg_ctl stop -m fast` sends); SIGQUIT: immediate, recovered from the WAL at the next start.
+    stopSignal: "SIGINT",
+    crashSignal: "SIGQUIT",
+  });
+  return Object.assign(server, { url: `postgres://${user}:${password}@127.0.0.1:${server.port}/${database}`, user, database });
 }
 
 export async function startRedis(): Promise<RedisHandle> {
@@ -343,38 +289,66 @@ export async function startRedis(): Promise<RedisHandle> {
   const dir = mkdtempSync(join(tmpdir(), "securechat-redis-"));
   const log = join(dir, "redis.log");
   const password = secret();
+  // The configuration (with the password) goes on stdin, so no secret is in argv.
+  const config = (port: number): string =>
+    [
+      `port ${port}`, "bind 127.0.0.1", "protected-mode yes", `requirepass ${password}`,
+      'save ""', "appendonly no", `dir ${dir}`, "daemonize no", `logfile ""`, "loglevel notice",
+    ].join("\n") + "\n";
+  const server = await supervise({
+    what: "redis-server",
+    dir,
+    log,
+    ready: "Ready to accept connections",
+    busy: /Address already in use|Could not create server TCP/i,
+    spawn: (port, out) => Bun.spawn([bin, "-"], { cwd: dir, stdin: new Blob([config(port)]), stdout: out, stderr: out }),
+    // SIGTERM: redis shuts down, and with no save points writes no dump; SIGKILL: a crash.
+    stopSignal: "SIGTERM",
+    crashSignal: "SIGKILL",
+  });
+  return Object.assign(server, { url: `redis://:${password}@127.0.0.1:${server.port}` });
+}
+
+interface Supervised {
+  what: string;
+  dir: string;
+  log: string;
+  /** The log line that says this start is ready. */
+  ready: string;
+  /** A failed start that another process's taking the port explains (then a new port is tried). */
+  busy: RegExp;
+  spawn(port: number, logFd: number): Bun.Subprocess;
+  stopSignal: NodeJS.Signals;
+  crashSignal: NodeJS.Signals;
+}
+
+/** Starts a server on a free port and returns its handle (without `url`, which the caller adds). */
+async function supervise(s: Supervised): Promise<Omit<EngineHandle, "url">> {
   let port = 0;
   let proc: Bun.Subprocess;
   let startedAt = 0;
-
   const launch = async (): Promise<void> => {
-    const from = existsSync(log) ? readFileSync(log, "utf8").length : 0;
-    // The configuration (with the password) goes on stdin, so no secret is in argv.
-    const config = [
-      `port ${port}`, "bind 127.0.0.1", "protected-mode yes", `requirepass ${password}`,
-      'save ""', "appendonly no", `dir ${dir}`, "daemonize no", `logfile ""`, "loglevel notice",
-      "stop-writes-on-bgsave-error no", "databases 16",
-    ].join("\n") + "\n";
-    const out = openSync(log, "a");
-    proc = Bun.spawn([bin, "-"], { cwd: dir, stdin: new Blob([config]), stdout: out, stderr: out });
+    // The ready line appears once per start: look for it after this start's beginning of the log.
+    const from = existsSync(s.log) ? readFileSync(s.log, "utf8").length : 0;
+    const out = openSync(s.log, "a");
+    proc = s.spawn(port, out);
     closeSync(out);
-    live.set(proc.pid, { proc, dir });
+    live.set(proc.pid, { proc, dir: s.dir });
     try {
-      await waitReady(proc, () => readFileSync(log, "utf8").slice(from).includes("Ready to accept connections"), log, "redis-server");
+      await waitReady(proc, () => readFileSync(s.log, "utf8").slice(from).includes(s.ready), s.log, s.what);
     } finally {
       if (proc.exitCode !== null || proc.signalCode !== null) live.delete(proc.pid);
     }
     startedAt = treeCpuSeconds(proc.pid);
   };
-
   for (let attempt = 0; ; attempt++) {
     port = freePort();
     try {
       await launch();
       break;
     } catch (e) {
-      if (!/Address already in use|Could not create server TCP/i.test(String(e)) || attempt >= 4) {
-        rmSync(dir, { recursive: true, force: true });
+      if (!s.busy.test(String(e)) || attempt >= 4) {
+        rmSync(s.dir, { recursive: true, force: true });
         throw e;
       }
     }
@@ -384,29 +358,27 @@ export async function startRedis(): Promise<RedisHandle> {
   const down = async (signal: NodeJS.Signals): Promise<void> => {
     const p = proc;
     cpuBefore += Math.max(0, treeCpuSeconds(p.pid) - startedAt);
-    // SIGTERM: redis shuts down; with no save points it writes no dump. SIGKILL: a crash.
     await halt(p, signal);
     live.delete(p.pid);
   };
   return {
-    url: `redis://:${password}@127.0.0.1:${port}`,
     get port() {
       return port;
     },
     get pid() {
       return proc.pid;
     },
-    dir,
+    dir: s.dir,
     async restart(o = {}) {
-      if (stopped) throw new Error("redis-server was stopped");
-      await down(o.crash ? "SIGKILL" : "SIGTERM");
+      if (stopped) throw new Error(`${s.what} was stopped`);
+      await down(o.crash ? s.crashSignal : s.stopSignal);
       await launch();
     },
     async stop() {
       if (stopped) return;
       stopped = true;
-      await down("SIGTERM");
-      rmSync(dir, { recursive: true, force: true });
+      await down(s.stopSignal);
+      rmSync(s.dir, { recursive: true, force: true });
     },
     cpuSeconds() {
       return cpuBefore + (stopped ? 0 : Math.max(0, treeCpuSeconds(proc.pid) - startedAt));
