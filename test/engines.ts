@@ -32,7 +32,9 @@
  * failure (`requireEngines` throws).
  *
  * Any engine still running when the process exits is killed and its directory
- * removed, so a failed test leaves nothing behind.
+ * removed, so a failed test leaves nothing behind. (A test process killed by
+ * SIGKILL runs no exit handler: its servers keep running until killed, and a
+ * postgres whose directory is later removed stops itself within a minute.)
  */
 import { chownSync, closeSync, existsSync, openSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
