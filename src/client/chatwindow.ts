@@ -232,7 +232,7 @@ export class ChatWindow {
       }
       case "unsent": {
         const p = this.#take(e.id);
-        if (p) this.screen.print([...this.#own(p, Date.now()), "  ", this.#mark(`[not sent: ${e.reason}]`)]);
+        if (p) this.screen.print([...this.#own(p, Date.now()), "  ", this.#mark(`[${e.reason}]`)]);
         else this.#print(e);
         return;
       }

@@ -196,8 +196,9 @@ describe("rooms as windows", () => {
     expect(screen.printed.slice(before)).toEqual(["HH:MM [dm → bob] psst", "HH:MM <alice> first"]);
     expect(screen.raw[before]).toBe(`${formatTime(Date.UTC(2026, 0, 1, 12, 0))} [dm → bob] psst`);
     expect(screen.pending).toEqual(["<alice> third (waiting for the connection)"]);
-    win.show({ type: "unsent", id: 3, reason: "the connection was lost" });
-    expect(screen.printed.at(-1)).toBe("HH:MM <alice> third  [not sent: the connection was lost]");
+    // The engine's reason says whether the line was sent at all: it is shown as it is, not prefixed again.
+    win.show({ type: "unsent", id: 3, reason: "not sent: the session ended before the connection came back (wrong password)" });
+    expect(screen.printed.at(-1)).toBe("HH:MM <alice> third  [not sent: the session ended before the connection came back (wrong password)]");
     expect(screen.pending).toEqual([]);
   });
 
