@@ -132,7 +132,7 @@ async function checkPostgres(url: string, components: readonly Component[], time
     if (major < MIN_POSTGRES) results.push(fail("postgres", `${shown} is PostgreSQL ${row.version}, older than ${MIN_POSTGRES}`, `upgrade to PostgreSQL ${MIN_POSTGRES} or newer`));
     else results.push(ok("postgres", `${shown} answers: PostgreSQL ${row.version}`));
     if (row.sync === "off") {
-      results.push(fail("postgres-commit", "synchronous_commit is off: a COMMIT returns before it is on disk, so an acknowledged message could be lost in a crash", "set synchronous_commit = on for this database (ALTER DATABASE … SET synchronous_commit = on)"));
+      results.push(fail("postgres-commit", "synchronous_commit is off: a COMMIT returns before it is on disk, so an acknowledged message could be lost in a crash", "set it on: ALTER DATABASE … SET synchronous_commit = on, or in postgresql.conf"));
     } else {
       results.push(ok("postgres-commit", `synchronous_commit is ${row.sync}: a COMMIT returns once it is durable`));
     }
