@@ -48,6 +48,9 @@ export default command({
     witness: repeatable({ type: "string", valueHint: "URL=VKEY", description: "Submit each new checkpoint to this witness (c2sp.org/tlog-witness) and keep its cosignatures in DATA/cosigned.checkpoint: its URL, =, its vkey (as transcript witness prints it). Give it again for more (at most 16)" }),
     "witness-quorum": { type: "string", valueHint: "K", description: "Cosignatures a checkpoint needs (default: every --witness)" },
     "witness-grace": { type: "string", valueHint: "DURATION", description: "Log witness_quorum_missing when the newest checkpoint has lacked its quorum this long", default: "60s" },
+    // A cluster of nodes (PostgreSQL + Redis): checked by --check; serving as a node is not wired yet.
+    database: { type: "string", valueHint: "URL", description: "PostgreSQL for a cluster of nodes (postgres://USER:PASSWORD@HOST:5432/DB); prefer $SECURECHAT_DATABASE_URL, since argv is visible to ps. Only with --redis; serve --check checks it (serving as a cluster node is not available yet)" },
+    redis: { type: "string", valueHint: "URL", description: "Redis for a cluster of nodes (redis://:PASSWORD@HOST:6379); prefer $SECURECHAT_REDIS_URL, since argv is visible to ps. Only with --database; serve --check checks it (serving as a cluster node is not available yet)" },
     json: { type: "boolean", description: "Log JSON lines instead of text (with --check: one JSON object per check)" },
     check: { type: "boolean", description: "Check these flags, the data directory, the address, the transcript, the witnesses and the admins, then exit without starting: a line per check (ok, warn, FAIL); exit 1 if one failed. Writes nothing" },
     ...args.debug,
@@ -59,6 +62,7 @@ export default command({
     "securechat serve --port 0 --json | jq -c 'select(.event==\"login_failed\")'",
     "securechat serve --admin root --admin ops",
     "securechat serve --check --data /var/lib/securechat --port 7447",
+    "SECURECHAT_DATABASE_URL=postgres://… SECURECHAT_REDIS_URL=redis://… securechat serve --check",
     "securechat serve --witness http://127.0.0.1:7448=\"$(cat witness.vkey)\" --witness-quorum 1",
   ],
   async run({ args: a }) {
@@ -116,6 +120,13 @@ export default command({
     const witnessQuorum = a["witness-quorum"] === undefined ? witnesses.length : parseInteger("--witness-quorum", a["witness-quorum"], 1, Math.max(1, witnesses.length));
     if (a["witness-quorum"] !== undefined && witnesses.length === 0) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness URL=VKEY", ["give each witness with its own --witness URL=VKEY"]);
     const witnessGraceMs = parseDuration("--witness-grace", a["witness-grace"]);
+    const { engineEnv, engineUrls } = await import("./defaults.ts");
+    const engines = engineUrls({ database: a.database, redis: a.redis }, engineEnv(process.env), (line) => void process.stderr.write(`${line}\n`));
+    if (engines && !a.check) {
+      throw new CliError(EXIT.USAGE, "cluster mode is not wired yet: this securechat checks --database and --redis (serve --check) but cannot serve as a cluster node", [
+        "run serve --check with them to validate the engines; run serve without them (and without SECURECHAT_DATABASE_URL / SECURECHAT_REDIS_URL) for the single node",
+      ]);
+    }
     const options = {
       host: a.host,
       port,
@@ -167,7 +178,11 @@ export default command({
     const dataDir = serverData(a.data);
     if (a.check) {
       const { runChecks, formatCheck } = await import("./servecheck.ts");
-      const results = await runChecks({ dataDir, host: a.host, port, rotateBytes: writer.rotateBytes, admins, witnesses, tryListen, listenFailure: (e) => listenFailure(e, a.host, port) });
+      const { CLUSTER_COMPONENTS } = await import("../store/pg/components.ts");
+      const results = await runChecks({
+        dataDir, host: a.host, port, rotateBytes: writer.rotateBytes, admins, witnesses, tryListen, listenFailure: (e) => listenFailure(e, a.host, port),
+        engines: engines ? { ...engines, components: CLUSTER_COMPONENTS } : undefined,
+      });
       for (const r of results) process.stdout.write(`${a.json ? JSON.stringify(r) : formatCheck(r)}\n`);
       const failed = results.filter((r) => r.status === "FAIL").length;
       if (failed > 0) throw new CliError(EXIT.FAILURE, `serve --check: ${failed} of ${results.length} checks failed`);

@@ -9,7 +9,10 @@ import { Database } from "bun:sqlite";
 import { accessSync, constants, copyFileSync, existsSync, mkdtempSync, rmSync, statSync, statfsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { RedisClient } from "bun";
 import { loadHostKey, hostKeyPath } from "../server/hostkey.ts";
+import { type Component, openPg, pendingSteps, redactUrl, schemaVersion } from "../store/pg/pg.ts";
+import { diagnoseRedis, parseRedisUrl } from "../store/redis/link.ts";
 import type { WitnessTarget } from "../server/witnesses.ts";
 import { lockHeld } from "../store/lock.ts";
 import { historyDbPath } from "../transcript/journal.ts";
@@ -42,7 +45,15 @@ export interface CheckInput {
   listenFailure: (e: unknown) => unknown;
   /** How long a witness has to answer a TCP connect (default 3 s). */
   witnessTimeoutMs?: number;
+  /** A cluster node's engines (serve --database/--redis), and the parts whose tables it keeps there. */
+  engines?: { database: string; redis: string; components: readonly Component[] };
+  /** How long an engine has to answer (default 5 s). */
+  engineTimeoutMs?: number;
 }
+
+/** The oldest engines a cluster node runs on. */
+export const MIN_POSTGRES = 15;
+export const MIN_REDIS = 7;
 
 /** Free space below which the check warns: four transcript files, and never under 256 MiB. */
 export const freeSpaceFloor = (rotateBytes: number): number => Math.max(256 * 1024 ** 2, 4 * rotateBytes);
@@ -81,7 +92,112 @@ export async function runChecks(c: CheckInput): Promise<CheckResult[]> {
   results.push(checkDisk(c.dataDir, c.rotateBytes));
   for (const w of c.witnesses) results.push(await checkWitness(w, c.witnessTimeoutMs ?? 3000));
   if (c.admins.size > 0) results.push(...checkAdmins(c.dataDir, c.admins));
+  if (c.engines) {
+    const timeoutMs = c.engineTimeoutMs ?? 5000;
+    results.push(...(await checkPostgres(c.engines.database, c.engines.components, timeoutMs)));
+    results.push(...(await checkRedis(c.engines.redis, timeoutMs)));
+  }
   return results;
+}
+
+/** `e`'s message, without `secret` should it ever appear in it. */
+function scrubbed(e: unknown, secret: string): string {
+  const m = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+  return secret === "" ? m : m.split(secret).join("***");
+}
+
+/** Reachable and version; synchronous_commit (an ack waits for the commit on disk); each component's pending schema steps. Reads only. */
+async function checkPostgres(url: string, components: readonly Component[], timeoutMs: number): Promise<CheckResult[]> {
+  const shown = redactUrl(url);
+  let password = "";
+  try {
+    password = decodeURIComponent(new URL(url).password);
+  } catch {}
+  const sql = openPg(url, { max: 1, connectTimeoutS: Math.max(1, Math.ceil(timeoutMs / 1000)) });
+  try {
+    let row: { num: number; version: string; sync: string };
+    try {
+      const rows = await Promise.race([
+        sql`SELECT current_setting('server_version_num')::int AS num, current_setting('server_version') AS version, current_setting('synchronous_commit') AS sync`,
+        Bun.sleep(timeoutMs + 1000).then(() => {
+          throw new Error(`no answer within ${timeoutMs / 1000} s`);
+        }),
+      ]);
+      row = rows[0];
+    } catch (e) {
+      return [fail("postgres", `${shown} cannot be used: ${scrubbed(e, password)}`, "start PostgreSQL, or fix the URL, user, password or pg_hba.conf; the node cannot record anything without it")];
+    }
+    const results: CheckResult[] = [];
+    const major = Math.floor(row.num / 10000);
+    if (major < MIN_POSTGRES) results.push(fail("postgres", `${shown} is PostgreSQL ${row.version}, older than ${MIN_POSTGRES}`, `upgrade to PostgreSQL ${MIN_POSTGRES} or newer`));
+    else results.push(ok("postgres", `${shown} answers: PostgreSQL ${row.version}`));
+    if (row.sync === "off") {
+      results.push(fail("postgres-commit", "synchronous_commit is off: a COMMIT returns before it is on disk, so an acknowledged message could be lost in a crash", "set it on: ALTER DATABASE … SET synchronous_commit = on, or in postgresql.conf"));
+    } else {
+      results.push(ok("postgres-commit", `synchronous_commit is ${row.sync}: a COMMIT returns once it is durable`));
+    }
+    if (components.length === 0) results.push(ok("schema", "this securechat keeps no tables in PostgreSQL yet"));
+    for (const c of components) {
+      try {
+        const pending = await pendingSteps(sql, c);
+        const at = await schemaVersion(sql, c);
+        if (pending === 0) results.push(ok(`schema ${c.name}`, `up to date (version ${at})`));
+        else results.push(warn(`schema ${c.name}`, `${pending} of ${c.steps.length} steps to run (the database is at version ${at})`, "nothing to do: the first node to start runs them, once, for every node"));
+      } catch (e) {
+        const newer = (e as { code?: string }).code === "schema_newer";
+        results.push(fail(`schema ${c.name}`, scrubbed(e, password), newer ? "run the securechat version that migrated it, on every node" : "check the database's schema_versions table"));
+      }
+    }
+    return results;
+  } finally {
+    await sql.close().catch(() => {});
+  }
+}
+
+/** Reachable (and the password taken) and version; an eviction policy that does not evict the keys a node relies on. Reads only. */
+async function checkRedis(url: string, timeoutMs: number): Promise<CheckResult[]> {
+  let p: ReturnType<typeof parseRedisUrl>;
+  try {
+    p = parseRedisUrl(url);
+  } catch (e) {
+    return [fail("redis", (e as Error).message, "give redis://:PASSWORD@HOST:6379")];
+  }
+  const why = await diagnoseRedis(url, timeoutMs);
+  if (!why.ok) return [fail("redis", `${p.shown} cannot be used: ${why.why}`, "start Redis, or fix the URL or password; nodes fan messages out and share presence through it")];
+  const client = new RedisClient(url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: timeoutMs });
+  try {
+    await client.connect();
+    const info = String(await client.send("INFO", ["server"]));
+    const version = /^redis_version:(\S+)/m.exec(info)?.[1] ?? "unknown";
+    const results: CheckResult[] = [];
+    if (!(Number(version.split(".")[0]) >= MIN_REDIS)) results.push(fail("redis", `${p.shown} is Redis ${version}, older than ${MIN_REDIS}`, `upgrade to Redis ${MIN_REDIS} or newer (or Valkey)`));
+    else results.push(ok("redis", `${p.shown} answers: Redis ${version}`));
+    let policy: string;
+    let maxmemory: number;
+    try {
+      const r = (await client.send("CONFIG", ["GET", "maxmemory*"])) as Record<string, string> | string[];
+      const conf: Record<string, string> = Array.isArray(r) ? Object.fromEntries(r.flatMap((v, i) => (i % 2 === 0 ? [[v, r[i + 1]!]] : []))) : r;
+      policy = conf["maxmemory-policy"] ?? "unknown";
+      maxmemory = Number(conf.maxmemory ?? 0);
+    } catch (e) {
+      results.push(warn("redis-eviction", `maxmemory-policy cannot be read (${scrubbed(e, p.password)})`, "make sure it is noeviction: a policy that evicts keys could drop a node's liveness key or a flood bucket"));
+      return results;
+    }
+    const limit = maxmemory > 0 ? `, maxmemory ${mib(maxmemory)}` : ", no maxmemory";
+    if (policy === "noeviction") results.push(ok("redis-eviction", `maxmemory-policy is noeviction${limit}: no key is ever evicted`));
+    else if (policy.startsWith("volatile-")) {
+      results.push(warn("redis-eviction", `maxmemory-policy is ${policy}${limit}: at the limit Redis evicts keys with a time to live, such as a node's liveness key (the node would be taken for dead) and flood buckets`, "prefer noeviction, or keep maxmemory well above what Redis holds"));
+    } else if (maxmemory === 0) {
+      results.push(warn("redis-eviction", `maxmemory-policy is ${policy}, inactive while there is no maxmemory`, "set maxmemory-policy noeviction before setting a maxmemory"));
+    } else {
+      results.push(fail("redis-eviction", `maxmemory-policy is ${policy}${limit}: at the limit Redis evicts any key`, "set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, and in redis.conf)"));
+    }
+    return results;
+  } catch (e) {
+    return [fail("redis", `${p.shown} cannot be used: ${scrubbed(e, p.password)}`, "start Redis, or fix the URL or password")];
+  } finally {
+    client.close();
+  }
 }
 
 function checkDataDir(dataDir: string): CheckResult {

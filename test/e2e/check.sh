@@ -3,7 +3,9 @@
 # one a server left (stopped, then running: its pid reported, the address it
 # holds not a failure), a bad flag (exit 2 as serve), a port in use, an admin
 # that does not exist, an unreachable witness, --json; and the data directory
-# byte for byte as it was after each check.
+# byte for byte as it was after each check; then a cluster node's engines
+# (real PostgreSQL and Redis, URLs only in the environment): checked ok,
+# their failures named, no password printed, and serve itself refusing them.
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
 . "$(dirname "$0")/lib.sh"
@@ -68,4 +70,38 @@ expect "…saying what to do" "FAIL host-key: $work/data/host_key has mode 0644"
 chmod 600 "$work/data/host_key"
 
 check "after all that, the data directory is as it was" test "$(tree_digest "$work/data")" = "$before"
+
+# A cluster node's engines. The URLs (with passwords) reach the binary only through its environment.
+bun "$(dirname "$0")/engines.ts" "$work/engines.env" >"$work/engines.log" 2>&1 & epid=$!; pids+=("$epid")
+# initdb takes a while on a loaded machine: up to 120 s.
+for _ in $(seq 1 1200); do grep -qE '^(ready|missing)' "$work/engines.log" && break; kill -0 "$epid" 2>/dev/null || break; sleep 0.1; done
+if grep -q '^missing' "$work/engines.log"; then
+  echo "SKIP: the engine checks (postgresql and redis-server are not installed)"
+elif ! grep -q '^ready' "$work/engines.log"; then
+  bad "the engines did not start"; show "$work/engines.log"
+else
+  set -a; . "$work/engines.env"; set +a
+  pgpw=$(sed -n 's|^SECURECHAT_DATABASE_URL=postgres://[^:]*:\([^@]*\)@.*|\1|p' "$work/engines.env")
+  rdpw=$(sed -n 's|^SECURECHAT_REDIS_URL=redis://:\([^@]*\)@.*|\1|p' "$work/engines.env")
+  run "the engines check ok" 0 "$bin" serve --check --port 0 --data "$work/data"
+  expect "…PostgreSQL, its version" "ok   postgres: postgres://postgres:***@127.0.0.1:$PG_PORT/postgres answers: PostgreSQL"
+  expect "…synchronous_commit" "ok   postgres-commit: synchronous_commit is on"
+  expect "…the schema" "ok   schema:"
+  expect "…Redis, its version" "ok   redis: redis://:***@127.0.0.1:$REDIS_PORT answers: Redis"
+  expect "…its eviction policy" "ok   redis-eviction: maxmemory-policy is noeviction"
+  refute "…without the database password" "$pgpw"
+  refute "…without the Redis password" "$rdpw"
+  run "serve refuses to run as a cluster node until that is wired" 2 "$bin" serve --port 0 --data "$work/data"
+  expect "…saying so" "cluster mode is not wired yet"
+  run "one engine alone is a usage error" 2 env -u SECURECHAT_REDIS_URL "$bin" serve --check --port 0 --data "$work/data"
+  expect "…saying why" "PostgreSQL is given without --redis (or SECURECHAT_REDIS_URL)"
+  run "a wrong Redis password fails that check" 1 env SECURECHAT_REDIS_URL="redis://:not-it-e2e@127.0.0.1:$REDIS_PORT" "$bin" serve --check --port 0 --data "$work/data"
+  expect "…naming it" "FAIL redis: redis://:***@127.0.0.1:$REDIS_PORT cannot be used: WRONGPASS"
+  refute "…without the password tried" "not-it-e2e"
+  run "a URL in argv works, with a warning" 0 env -u SECURECHAT_DATABASE_URL "$bin" serve --check --port 0 --data "$work/data" --database "$SECURECHAT_DATABASE_URL"
+  expect "…pointing to the environment" "warning: --database holds a password, which every user of this machine can read with ps; set SECURECHAT_DATABASE_URL instead"
+  refute "…without echoing it" "$pgpw"
+  unset SECURECHAT_DATABASE_URL SECURECHAT_REDIS_URL
+fi
+check "the engine checks left the data directory as it was" test "$(tree_digest "$work/data")" = "$before"
 finish check

@@ -540,6 +540,9 @@ const VALUE_FLAGS: Record<string, string> = {
   name: "a device's name, shown to the user's other devices",
   "device-enroll": "a policy: approve or password",
   "max-devices": "a number",
+  // A cluster node's engines: a URL may hold a password, so serve warns when one is in argv and points to the environment variables.
+  database: "a PostgreSQL URL (a password in it belongs in SECURECHAT_DATABASE_URL: serve warns)",
+  redis: "a Redis URL (a password in it belongs in SECURECHAT_REDIS_URL: serve warns)",
 };
 
 describe("argv and environment carry no secret", () => {
@@ -586,7 +589,9 @@ describe("argv and environment carry no secret", () => {
       for (const m of text.matchAll(/\benv\??\.([A-Z_][A-Z0-9_]*)/g)) names.add(m[1]!);
       expect(text, relative(REPO, f)).not.toMatch(/\benv\[|Bun\.env/);
     }
-    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_HOME", "SECURECHAT_SERVER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
+    // The one deliberate exception: a cluster node's engine URLs, whose passwords belong in the
+    // environment rather than in argv (ps shows argv to every user; a process's environment only to its owner).
+    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_DATABASE_URL", "SECURECHAT_HOME", "SECURECHAT_REDIS_URL", "SECURECHAT_SERVER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
   });
 });
 
