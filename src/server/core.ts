@@ -213,11 +213,6 @@ export class Core implements CorePort {
     return this.server.log;
   }
 
-  /** Live sessions. */
-  get sessions(): number {
-    return this.#sessions.size;
-  }
-
   /** CorePort: the session joins the chat and is recorded. */
   open(facts: SessionFacts, edge: EdgePort): Session {
     const s = new Session(this, facts, edge);

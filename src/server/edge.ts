@@ -12,22 +12,45 @@
  */
 import type { Socket } from "bun";
 import { toBase64, toHex } from "../bytes.ts";
-import { sha256, wipe } from "../crypto/index.ts";
+import { type Ed25519KeyPair, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { deviceId } from "../fingerprint.ts";
 import { Framed, type FramedHandler } from "../net/framed.ts";
 import { SecureChannel } from "../protocol/channel.ts";
 import { encodeFrame } from "../protocol/framing.ts";
 import { ServerHandshake, verifyClientAuth } from "../protocol/handshake.ts";
-import type { SessionKeys } from "../protocol/session.ts";
+import type { RekeyPolicy, SessionKeys } from "../protocol/session.ts";
 import { ERROR_TEXT_MAX, MAX_FRAME, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
 import { type Message, decodeMessage, encodeMessage, encodeMessageBytes } from "../protocol/messages.ts";
-import { type EdgePort, type SessionPort, isCoreRequest } from "./link.ts";
-import { type LoggedIn, type PendingLogin, checkName, login } from "./login.ts";
+import { type CorePort, type EdgePort, type SessionPort, isCoreRequest } from "./link.ts";
+import { type LoggedIn, type LoginServer, type PendingLogin, checkName, login } from "./login.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow, type Waiting } from "./outbox.ts";
 import { sourceKey } from "./limits.ts";
-import type { ChatServer } from "./server.ts";
+import type { Store } from "../store/db.ts";
 import { type WireError, fitText, shortRef, wireError } from "./wire.ts";
+
+/** What a connection's edge needs of the server (ChatServer is one). */
+export interface EdgeServer extends LoginServer {
+  readonly hostKey: Ed25519KeyPair;
+  /** Signs with the host key. */
+  readonly hostSign: (message: Uint8Array) => Uint8Array;
+  readonly store: Store;
+  /** The way to the chat core. */
+  readonly link: CorePort;
+  readonly opts: LoginServer["opts"] & {
+    readonly rekey: RekeyPolicy;
+    readonly maxSendBuffer: number;
+    readonly handshakeTimeoutMs: number;
+    readonly maxAuthTries: number;
+    readonly idleMs: number;
+  };
+  /** Flushes this connection's outbox at the end of the turn, with the others'. */
+  scheduleFlush(c: Connection): void;
+  /** The connection no longer holds a login slot (logged in, or waiting for an enrollment's approval). */
+  leftLogin(c: Connection): void;
+  /** The connection is gone. */
+  forget(c: Connection, wasAuthenticated: boolean): void;
+}
 
 /** "enrolling": an `enroll` waits for an enrolled device's approval (PROTOCOL.md §7.11). */
 type Phase = "hello" | "auth" | "authenticating" | "enrolling" | "ready" | "closed";
@@ -88,7 +111,7 @@ export class Connection implements EdgePort, FramedHandler, OutboxOwner {
   readonly sourceKey: string;
 
   constructor(
-    readonly server: ChatServer,
+    readonly server: EdgeServer,
     socket: Socket<Connection>,
   ) {
     this.source = socket.remoteAddress;
