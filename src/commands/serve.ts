@@ -20,6 +20,7 @@ export default command({
     "login-burst": { type: "string", valueHint: "N", description: "Logins per address, and per user, at once after a pause", default: "30" },
     "rekey-after": { type: "string", description: "Records per key before each direction rekeys", valueHint: "N" },
     history: { type: "string", valueHint: "N", description: "Recent messages a joining member is shown", default: "50" },
+    "history-keep": { type: "string", valueHint: "N", description: "Messages kept per room in DATA/history.db for members catching up after a disconnect (at least --history)", default: "1000" },
     "history-memory": { type: "string", valueHint: "BYTES", description: "Room history held in memory (estimated); the least recently used rooms' is read back from DATA/history.db", default: "16777216" },
     "flood-rate": { type: "string", valueHint: "N", description: "Messages (say, dm) per second a user may send, sustained", default: "10" },
     "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
@@ -98,6 +99,8 @@ export default command({
       if (!USER_NAME_RE.test(name)) throw new CliError(EXIT.USAGE, `--admin "${name}" is not a user name`, ["use the name of an account on this server: a lowercase letter, then 1-31 of a-z, 0-9, _ or -"]);
     }
     const history = parseInteger("--history", a.history, 0, 1000);
+    const historyKeep = parseInteger("--history-keep", a["history-keep"], 0, 100_000);
+    if (historyKeep < history) throw new CliError(EXIT.USAGE, `--history-keep ${historyKeep} is less than --history ${history}`, ["a room keeps at least what a join shows: raise --history-keep, or lower --history"]);
     const historyMemory = parseInteger("--history-memory", a["history-memory"], 0, 2 ** 40);
     const maxSendBuffer = parseInteger("--max-send-buffer", a["max-send-buffer"], 64 * 1024, 1024 ** 3);
     const rate = (flag: "flood" | "request" | "login") => ({
@@ -216,7 +219,7 @@ export default command({
       hostKey = loadOrCreateHostKey(dataDir);
       let journal: ReturnType<typeof TranscriptJournal.open>;
       try {
-        journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyMemory, log: logger, lock });
+        journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyKeep, historyMemory, log: logger, lock });
       } catch (e) {
         if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
         throw e;

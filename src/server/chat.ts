@@ -631,7 +631,7 @@ export class Chat {
     const kept =
       since === undefined
         ? this.journal.recent(room, limit).filter((x) => after === undefined || x.seq > after)
-        : this.journal.recent(room, this.opts.history).filter((x) => x.seq > since);
+        : this.journal.after(room, since, limit + 1);
     const order = since === undefined ? kept.toReversed() : kept;
     const json: string[] = [];
     let bytes = 0;

@@ -84,6 +84,8 @@ export interface Journal {
   append(e: JournalEvent): Receipt;
   /** The last `limit` messages of `room`, oldest first. */
   recent(room: string, limit: number): RoomMessage[];
+  /** The first `limit` kept messages of `room` after seq `since`, oldest first (a member catching up, PROTOCOL.md §7.3). */
+  after(room: string, since: number, limit: number): RoomMessage[];
   /**
    * The message `seq` of `room` if it can still be edited or deleted
    * (PROTOCOL.md §7.12): it is among the room's kept history and, in a
@@ -183,6 +185,10 @@ export class MemoryJournal implements Journal {
 
   recent(room: string, limit: number): RoomMessage[] {
     return this.rooms.recent(room, limit);
+  }
+
+  after(room: string, since: number, limit: number): RoomMessage[] {
+    return limit <= 0 ? [] : this.rooms.recent(room, this.rooms.keep).filter((m) => m.seq > since).slice(0, limit);
   }
 
   lastSeq(room: string): number {

@@ -26,15 +26,17 @@ import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, ty
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
 import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
-import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
+import { DEFAULT_HISTORY_MEMORY, RecentRooms, shown } from "../store/recent.ts";
 import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readLinesBackward, readTranscriptLinesSync } from "./read.ts";
 import { readLinesBySeq } from "./lineat.ts";
 import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
 
 export interface JournalOptions extends WriterOptions {
-  /** Messages of history kept per room (serve --history). */
+  /** Messages of history a join is shown, and kept per room in memory (serve --history). */
   history: number;
+  /** Messages kept per room in history.db for members catching up after a disconnect (serve --history-keep; at least `history`). */
+  historyKeep?: number;
   /** Estimated bytes of room history held in memory (serve --history-memory). */
   historyMemory?: number;
   /** How long durable messages may wait to go into history.db together (default FLUSH_MS). */
@@ -105,14 +107,14 @@ export class TranscriptJournal implements Journal {
     this.#flushMs = opts.historyFlushMs ?? FLUSH_MS;
     this.#directSeq = db.directSeq;
     this.#roomStates = db.roomStates();
-    this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room));
+    this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room, opts.history));
   }
 
   static open(opts: JournalOptions): TranscriptJournal {
     const writer = Writer.open(opts);
     let db: HistoryDb | undefined;
     try {
-      const opened = HistoryDb.open(historyDbPath(opts.dir), opts.history, opts.auditorKey !== undefined);
+      const opened = HistoryDb.open(historyDbPath(opts.dir), Math.max(opts.history, opts.historyKeep ?? opts.history), opts.auditorKey !== undefined);
       db = opened;
       const lines = opened.replay(() => catchUp(opened, opts.dir, opts.auditorKey !== undefined, opts.log));
       return new TranscriptJournal(writer, opened, opts, lines);
@@ -285,6 +287,27 @@ export class TranscriptJournal implements Journal {
 
   recent(room: string, limit: number): RoomMessage[] {
     return this.rooms.recent(room, limit);
+  }
+
+  /**
+   * history.db's rows after `since`, then what is not in it yet (messages
+   * and edits waiting for the next flush), then memory's copies, which are
+   * the newest and current: each message once, as it is now.
+   */
+  after(room: string, since: number, limit: number): RoomMessage[] {
+    if (limit <= 0) return [];
+    const bySeq = new Map<number, KeptMessage>();
+    for (const m of this.#db.after(room, since, limit)) bySeq.set(m.seq, m);
+    for (const u of this.#unsaved) {
+      if (u.message?.room === room && u.message.seq > since) bySeq.set(u.message.seq, u.message);
+      const was = u.change?.room === room ? bySeq.get(u.change.seq) : undefined;
+      if (was) bySeq.set(was.seq, changedKept(was, editOf(u.change!)));
+    }
+    for (const m of this.rooms.recent(room, this.rooms.keep)) if (m.seq > since) bySeq.set(m.seq, m);
+    return [...bySeq.values()]
+      .sort((x, y) => x.seq - y.seq)
+      .slice(0, limit)
+      .map(shown);
   }
 
   lastSeq(room: string): number {

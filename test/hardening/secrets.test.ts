@@ -516,6 +516,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "checkpoint-every": "a number",
   "checkpoint-interval": "a duration",
   "rotate-size": "a number",
+  "history-keep": "a number",
   "history-memory": "a number",
   "auditor-key": "the auditor's PUBLIC key (a secret key line or file is refused)",
   "log-origin": "a public name the transcript's checkpoints are signed under",
