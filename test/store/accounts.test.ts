@@ -11,6 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { toHex } from "../../src/bytes.ts";
 import { randomBytes, sha256 } from "../../src/crypto/index.ts";
+import { Accounts } from "../../src/server/accounts.ts";
+import { Gate } from "../../src/server/limits.ts";
 import type { AccountStore, Device } from "../../src/store/accounts.ts";
 import { Store } from "../../src/store/db.ts";
 import { DM_MARKER, WriteBehindMarkers } from "../../src/store/markers.ts";
@@ -20,9 +22,10 @@ import { type PostgresHandle, requireEngines, startPostgres } from "../engines.t
 
 const hasPg = requireEngines("postgres");
 
-/** One store under test. */
+/** One store under test, and every byte its tickets' rows hold (hex), to show what is kept of a ticket. */
 interface Opened {
   store: AccountStore;
+  ticketBytes(): Promise<string[]>;
   done(): Promise<void>;
 }
 
@@ -54,6 +57,11 @@ async function openSqlite(): Promise<Opened> {
   const store = new Store(dir);
   return {
     store,
+    ticketBytes: async () =>
+      store.db
+        .query<{ h: string }, []>("SELECT hex(hash) || hex(key) || coalesce(hex(device), '') AS h FROM tickets")
+        .all()
+        .map((r) => r.h.toLowerCase()),
     done: async () => {
       store.close();
       rmSync(dir, { recursive: true, force: true });
@@ -66,6 +74,8 @@ async function openPostgres(): Promise<Opened> {
   const store = await PgAccountStore.open(sql);
   return {
     store,
+    ticketBytes: async () =>
+      (await sql`SELECT encode(hash, 'hex') || encode(key, 'hex') || coalesce(encode(device, 'hex'), '') AS h FROM accounts_tickets`).map((r: { h: string }) => r.h),
     done: () => sql.close(),
   };
 }
@@ -81,10 +91,10 @@ const device = (n: number, enrolledAt: number, revokedAt: number | null = null):
 
 for (const [kind, available, open] of kinds) {
   describe.skipIf(!available)(`AccountStore contract: ${kind}`, () => {
-    async function using(fn: (s: AccountStore) => Promise<void>): Promise<void> {
+    async function using(fn: (s: AccountStore, o: Opened) => Promise<void>): Promise<void> {
       const o = await open();
       try {
-        await fn(o.store);
+        await fn(o.store, o);
       } finally {
         await o.done();
       }
@@ -172,6 +182,23 @@ for (const [kind, available, open] of kinds) {
         expect(await s.ticket(h(9), 0)).toMatchObject({ user: "fay" });
       }));
 
+    test("a ticket issued through Accounts is kept as its SHA-256 only, and logs in; revoked, it no longer does", () =>
+      using(async (s, o) => {
+        const accounts = new Accounts(s, new Gate(1, 4), 3600_000);
+        await s.createAccount({ name: "gus", identityKey: key(7), verifier: "v", createdAt: 1 });
+        const now = Date.now();
+        const ticketKey = key(8);
+        const issued = await accounts.issueTicket("gus", ticketKey, now, key(7), "10.1.1.1");
+        const rows = await o.ticketBytes();
+        expect(rows).toHaveLength(1);
+        expect(rows[0]).toContain(toHex(sha256(issued.ticket)));
+        expect(rows[0]).not.toContain(toHex(issued.ticket));
+        const ok = await accounts.loginWithTicket("gus", issued.ticket, (k) => toHex(k) === toHex(ticketKey), now + 1);
+        expect(toHex(ok.device)).toBe(toHex(key(7)));
+        expect(await accounts.revokeTicket(issued.ticket)).toBe(true);
+        await expect(accounts.loginWithTicket("gus", issued.ticket, () => true, now + 2)).rejects.toMatchObject({ code: "auth_failed" });
+      }));
+
     test("read markers: advanced, lowered, forgotten; a user's least recently set marker goes past the bound", () =>
       using(async (s) => {
         await s.createAccount({ name: "hal", identityKey: key(1), verifier: "v", createdAt: 1 });
@@ -256,6 +283,17 @@ describe.skipIf(!hasPg)("PostgreSQL: two nodes racing on one database", () => {
       expect(hex(await B.activeDeviceKeys(name))).toEqual(hex([acc.identityKey]));
       expect(acc.verifier).toBe(acc.identityKey[0] === 1 ? "a" : "b");
     }
+  });
+
+  test("register through Accounts on two nodes at once: one account, the other attempt is refused name_taken as on one node", async () => {
+    const gate = () => new Gate(1, 4);
+    const attempts = [new Accounts(A, gate(), 3600_000), new Accounts(B, gate(), 3600_000)].map((acc, i) =>
+      acc.register("petrel", key(10 + i), "a heron walks the long grey pier at dawn", Date.now()).then(
+        () => "created",
+        (e: { code: string; message: string }) => `${e.code}: ${e.message}`,
+      ),
+    );
+    expect((await Promise.all(attempts)).sort()).toEqual(["created", 'name_taken: register: the name "petrel" is taken']);
   });
 
   test("devices kept under a race: two nodes adding devices at once never leave more than `keep` rows", async () => {
