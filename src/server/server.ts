@@ -363,11 +363,16 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       p.pending.waiter = null;
       this.enrollment = null;
       if (this.phase !== "enrolling") return;
-      try {
-        this.enter(p.finish(Date.now()), m);
-      } catch (e) {
-        this.fail(e);
-      }
+      p.finish(Date.now()).then(
+        (ok) => {
+          if (this.phase === "enrolling") return this.enter(ok, m);
+          // It expired or left while the account store answered: nobody holds the ticket.
+          if (ok.issued) this.server.dropTicket(ok.issued.ticket);
+        },
+        (e) => {
+          if (this.phase !== "closed") this.fail(e);
+        },
+      );
     });
     p.pending.waiter = waiter;
   }
@@ -395,7 +400,7 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       // the ticket it logged in with is wiped as a closing session's is.
       if (!welcomed) {
         if (issued) {
-          this.server.accounts.revokeTicket(issued.ticket);
+          this.server.dropTicket(issued.ticket);
           wipe(issued.ticket);
         }
         if (m.type === "login" && m.ticket) wipe(m.ticket);
@@ -421,12 +426,20 @@ class Connection implements Member, FramedHandler, OutboxOwner {
    * counts toward --max-auth-tries as a refused attempt does.
    */
   private checkName(m: Message<"check_name">): void {
-    let available: boolean;
-    try {
-      available = checkName(this.server, m, this.sourceKey, Date.now());
-    } catch (e) {
-      return this.authFailed(m, e);
-    }
+    // Answered once the account store has: anything sent before is a protocol violation, as during a login.
+    this.phase = "authenticating";
+    checkName(this.server, m, this.sourceKey, Date.now()).then(
+      (available) => {
+        if (this.phase !== "closed") this.nameChecked(m, available);
+      },
+      (e) => {
+        if (this.phase !== "closed") this.authFailed(m, e);
+      },
+    );
+  }
+
+  private nameChecked(m: Message<"check_name">, available: boolean): void {
+    this.phase = "auth";
     this.server.log.info("check_name", { source: this.source, user: m.user, available });
     if (++this.failures >= this.server.opts.maxAuthTries) {
       return this.closeWith({ code: "too_many_failures", message: `${this.failures} failed attempts on this connection` });
@@ -466,31 +479,40 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       case "pong":
         return;
       case "session_list":
-        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.sessionsOf(this))) });
+        return this.server.chat.handle(this, { type: m.type, run: () => this.server.answer(this, () => this.server.sessionsOf(this)) });
       case "revoke_session":
-        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeSession(this, m.id))) });
+        return this.server.chat.handle(this, { type: m.type, run: () => this.server.answer(this, () => this.server.revokeSession(this, m.id)) });
       case "change_password":
         return this.server.chat.handle(this, { type: m.type, run: () => void this.server.changePassword(this, m) });
       case "admin":
-        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.administer(this, m))) });
+        return this.server.chat.handle(this, { type: m.type, run: () => this.server.answer(this, () => this.server.administer(this, m)) });
       // Devices (PROTOCOL.md §7.11).
       case "device_list":
-        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.devices.list(this, Date.now()))) });
+        return this.server.chat.handle(this, { type: m.type, run: () => this.server.answer(this, () => this.server.devices.list(this, Date.now())) });
       case "device_approve":
-        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.devices.approve(this, m.key, m.sig, Date.now()))) });
+        return this.server.chat.handle(this, { type: m.type, run: () => this.server.answer(this, () => this.server.devices.approve(this, m.key, m.sig, Date.now())) });
       case "device_revoke":
-        return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.revokeDevice(this, m.id))) });
+        return this.server.chat.handle(this, { type: m.type, run: () => this.server.answer(this, () => this.server.revokeDevice(this, m.id)) });
       case "log_proof":
         return this.server.chat.handle(this, { type: m.type, run: () => this.post(encodeMessage(this.server.logProof(this, m))) });
       case "logout":
         this.leaving = true;
         return this.server.chat.afterHeld(this, () => {
-          if (this.ticket) {
-            this.server.accounts.revokeTicket(this.ticket);
-            this.server.endSessions(this.ticket, this, { code: "session_revoked", message: "this session's ticket was revoked (logout); log in again" });
-          }
-          this.server.log.info("logout", { user: this.user, source: this.source });
-          this.goodbye("logged out");
+          if (!this.ticket) return this.loggedOut();
+          // Its own copy: closing the connection wipes the session's.
+          const ticket = this.ticket.slice();
+          // The bye waits for the revocation: a client told "logged out" finds its ticket refused.
+          this.server.accounts.revokeTicket(ticket).then(
+            () => {
+              this.server.endSessions(ticket, this, { code: "session_revoked", message: "this session's ticket was revoked (logout); log in again" });
+              wipe(ticket);
+              if (this.phase === "ready") this.loggedOut();
+            },
+            (e) => {
+              wipe(ticket);
+              this.fail(e);
+            },
+          );
         });
       case "bye":
         this.leaving = true;
@@ -498,6 +520,11 @@ class Connection implements Member, FramedHandler, OutboxOwner {
       default:
         throw new SecureChatError("message_unexpected", `message: ${m.type} is not allowed here`);
     }
+  }
+
+  private loggedOut(): void {
+    this.server.log.info("logout", { user: this.user, source: this.source });
+    this.goodbye("logged out");
   }
 
   /** Answers bye after everything already queued, then closes. */
@@ -690,7 +717,44 @@ export class ChatServer {
     this.journal.watch?.((recording) => this.#recordingChanged(recording));
     this.devices = new Devices(this.store, this.journal, opts.devices);
     this.markers = new WriteBehindMarkers(this.store.markers);
-    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user), this.markers);
+    // The chat core asks synchronously (a `dm` to a name): securechat.db answers at once.
+    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.store.account(user) !== null, this.markers);
+  }
+
+  /** Account requests of all connections, one after another in the order the chat core releases them. */
+  #accountTurn: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Answers an account request (PROTOCOL.md §7.8–§7.11) from the account
+   * store, which may answer later: its work waits for the account requests
+   * before it (so each sees what the one before changed, as when every
+   * answer was immediate), and its answer keeps the request's place in the
+   * connection's output. A failure is the connection's, as it was.
+   */
+  answer(me: Connection, work: () => Message | Promise<Message>): void {
+    let answer: Message | null = null;
+    let error: unknown = null;
+    // Settles either way, so nothing is left unhandled when the connection is gone and takes no answer.
+    const done = this.#accountTurn.then(work).then(
+      (m) => {
+        answer = m;
+      },
+      (e: unknown) => {
+        error = e ?? new Error("account request failed");
+      },
+    );
+    this.#accountTurn = done;
+    // Throwing here is the connection's failure (Outbox.postWhen), as a store error was when it threw at once.
+    const json = (): string => {
+      if (answer === null) throw error;
+      return encodeMessage(answer);
+    };
+    me.postWhen(done, json, json);
+  }
+
+  /** Deletes a ticket nobody holds (its client left before the welcome); a failure is logged, and the ticket expires. */
+  dropTicket(ticket: Uint8Array): void {
+    this.accounts.revokeTicket(ticket).catch((e) => this.log.warn("ticket_not_dropped", { error: e instanceof Error ? e.message : String(e) }));
   }
 
   /**
@@ -727,7 +791,7 @@ export class ChatServer {
   static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
     const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options }, hostKey);
     try {
-      server.#checkAdmins();
+      await server.#checkAdmins();
     } catch (e) {
       server.store.close();
       throw e;
@@ -757,11 +821,13 @@ export class ChatServer {
   }
 
   /** Writes the read markers that moved; a failure is logged, not fatal (they are a convenience: messages are shown again). */
-  saveMarkers(): void {
+  saveMarkers(): Promise<void> | void {
+    const failed = (e: unknown) => this.log.warn("markers_not_saved", { error: e instanceof Error ? e.message : String(e) });
     try {
-      this.markers.flush();
+      const writing = this.markers.flush();
+      if (writing) return writing.catch(failed);
     } catch (e) {
-      this.log.warn("markers_not_saved", { error: e instanceof Error ? e.message : String(e) });
+      failed(e);
     }
   }
 
@@ -845,7 +911,7 @@ export class ChatServer {
    * `session_list` (PROTOCOL.md §7.8): the user's live sessions, then its
    * unexpired tickets, newest first, each list at most SESSION_LIST_MAX.
    */
-  sessionsOf(me: Connection): Message<"sessions"> {
+  async sessionsOf(me: Connection): Promise<Message<"sessions">> {
     const live = this.#liveOf(me.user)
       .sort((a, b) => b.loggedInAt - a.loggedInAt)
       .slice(0, SESSION_LIST_MAX)
@@ -861,7 +927,7 @@ export class ChatServer {
           ...(c === me ? { current: true } : {}),
         };
       });
-    const { tickets, total } = this.store.ticketsOf(me.user, Date.now(), SESSION_LIST_MAX);
+    const { tickets, total } = await this.accounts.store.ticketsOf(me.user, Date.now(), SESSION_LIST_MAX);
     return {
       type: "sessions",
       live,
@@ -884,11 +950,11 @@ export class ChatServer {
    * this session or shares its ticket (that is a logout), names nothing,
    * or cannot be recorded.
    */
-  revokeSession(me: Connection, id: string): Message<"revoked" | "notice"> {
+  async revokeSession(me: Connection, id: string): Promise<Message<"revoked" | "notice">> {
     const notice = (code: string, text: string): Message<"notice"> => ({ type: "notice", code, text });
     const now = Date.now();
     const target = this.#liveOf(me.user).find((c) => c.ref === id);
-    const hashes = target ? target.ticketHashes() : this.store.ticketsByPrefix(me.user, fromHex(id), now);
+    const hashes = target ? target.ticketHashes() : await this.accounts.store.ticketsByPrefix(me.user, fromHex(id), now);
     if (!target && hashes.length === 0) return notice("unknown_session", `no session or ticket ${id} of yours; see "securechat sessions"`);
     const mine = me.ticketHashes();
     if (target === me || hashes.some((h) => mine.some((m) => constantTimeEqual(h, m)))) {
@@ -898,7 +964,7 @@ export class ChatServer {
     this.journal.append({ kind: "session_revoked", user: me.user, session: me.session, target: id, ...(target ? { targetSession: target.session } : {}), ts: now });
     const err = { code: "session_revoked", message: `this session was ended by ${me.user} from ${me.source} ("securechat sessions revoke"); log in again` };
     const before = this.#liveOf(me.user).length;
-    for (const h of hashes) this.store.revokeTicket(h);
+    for (const h of hashes) await this.accounts.store.revokeTicket(h);
     for (const c of this.#liveOf(me.user)) {
       if (c === target || c.ticketHashes().some((t) => hashes.some((h) => constantTimeEqual(h, t)))) {
         this.log.info("session_ended", { user: c.user, source: c.source, code: err.code, by: me.ref });
@@ -936,12 +1002,12 @@ export class ChatServer {
       if (!me.authenticated) return;
       if (!this.journal.recording) return refuse("not_recorded", "the server cannot record the change right now (its transcript is failing); retry later");
       this.journal.append({ kind: "password_changed", user: me.user, session: me.session, ended: Boolean(m.end_sessions), ts: Date.now() });
-      this.store.setVerifier(me.user, verifier);
+      await this.accounts.store.setVerifier(me.user, verifier);
       let ended = 0;
       if (m.end_sessions) {
         const keep = me.ticketHashes();
-        const { tickets } = this.store.ticketsOf(me.user, Date.now(), Number.MAX_SAFE_INTEGER);
-        for (const t of tickets) if (!keep.some((k) => constantTimeEqual(k, t.hash))) this.store.revokeTicket(t.hash);
+        const { tickets } = await this.accounts.store.ticketsOf(me.user, Date.now(), Number.MAX_SAFE_INTEGER);
+        for (const t of tickets) if (!keep.some((k) => constantTimeEqual(k, t.hash))) await this.accounts.store.revokeTicket(t.hash);
         const err = { code: "session_revoked", message: `the password of ${me.user} was changed from ${me.source}; log in again` };
         for (const c of this.#liveOf(me.user)) {
           if (c === me) continue;
@@ -991,13 +1057,13 @@ export class ChatServer {
    * its tickets deleted: Devices.revoke), every live session standing on it
    * ends at once with `device_revoked`.
    */
-  revokeDevice(me: Connection, id: string): Message<"device_revoked" | "notice"> {
+  async revokeDevice(me: Connection, id: string): Promise<Message<"device_revoked" | "notice">> {
     // A ticket is a bearer credential a thief of the disk holds (an unsealed file): it must not
     // revoke the owner's other devices and so lock the owner out. The password and a device key must.
     if (me.method === "ticket") {
       return { type: "notice", code: "password_login_needed", text: 'log in with your password (not a ticket) to revoke a device ("securechat device revoke" asks for it)' };
     }
-    const r = this.devices.revoke(me, id, Date.now());
+    const r = await this.devices.revoke(me, id, Date.now());
     if ("type" in r) return r;
     const err = { code: "device_revoked", message: `this device (${id}) was revoked by ${me.user} from ${me.source} ("securechat device revoke"); it can no longer log in` };
     let ended = 0;
@@ -1023,25 +1089,25 @@ export class ChatServer {
    * ending sessions revoke every ticket of the account and end each of its
    * live sessions at once: `account_locked` or `session_revoked`.
    */
-  administer(me: Connection, m: Message<"admin">): Message<"admin_done" | "notice"> {
+  async administer(me: Connection, m: Message<"admin">): Promise<Message<"admin_done" | "notice">> {
     const notice = (code: string, text: string): Message<"notice"> => ({ type: "notice", code, text });
     const admins = this.opts.chat.admins;
     const target = m.user;
     if (!admins.has(me.user)) return notice("not_admin", `only a server administrator (serve --admin) may ${m.action.replace("_", " ")} an account`);
     if (target === me.user) return notice("own_account", `not on your own account: use "securechat sessions revoke" or "securechat logout" to end your sessions`);
-    if (!this.accounts.isTaken(target)) return notice("no_such_user", `there is no account ${target}`);
+    if (!(await this.accounts.isTaken(target))) return notice("no_such_user", `there is no account ${target}`);
     if (m.action === "lock" && admins.has(target)) return notice("target_admin", `${target} is a server administrator: take --admin ${target} off the server's command line first`);
-    const locked = this.accounts.isLocked(target);
+    const locked = await this.accounts.isLocked(target);
     if (m.action === "lock" && locked) return notice("already_locked", `${target} is locked already`);
     if (m.action === "unlock" && !locked) return notice("not_locked", `${target} is not locked`);
     if (!this.journal.recording) return notice("not_recorded", "the server cannot record the action right now (its transcript is failing); retry later");
     const now = Date.now();
     this.journal.append({ kind: "admin_action", user: me.user, session: me.session, action: m.action, target, ts: now });
     let ended = 0;
-    if (m.action === "unlock") this.store.setLocked(target, null);
+    if (m.action === "unlock") await this.accounts.store.setLocked(target, null);
     else {
-      if (m.action === "lock") this.store.setLocked(target, now);
-      this.store.revokeTicketsOf(target);
+      if (m.action === "lock") await this.accounts.store.setLocked(target, now);
+      await this.accounts.store.revokeTicketsOf(target);
       const err =
         m.action === "lock"
           ? { code: "account_locked", message: `the account ${target} was locked by server administrator ${me.user}; ask an administrator to unlock it` }
@@ -1060,12 +1126,14 @@ export class ChatServer {
    * The configured administrators must have accounts: a name nobody holds
    * yet would make whoever registers it first an administrator.
    */
-  #checkAdmins(): void {
-    const missing = [...this.opts.chat.admins].filter((u) => !this.accounts.isTaken(u));
+  async #checkAdmins(): Promise<void> {
+    const admins = [...this.opts.chat.admins];
+    const taken = await Promise.all(admins.map((u) => this.accounts.isTaken(u)));
+    const missing = admins.filter((_, i) => !taken[i]);
     if (missing.length > 0) {
       throw new SecureChatError("admin_unknown", `--admin ${missing.join(", ")}: no such account on this server`, { detail: { users: missing.join(",") } });
     }
-    for (const u of this.opts.chat.admins) if (this.accounts.isLocked(u)) this.log.warn("admin_locked", { user: u, effect: "cannot log in until another administrator unlocks it" });
+    for (const u of admins) if (await this.accounts.isLocked(u)) this.log.warn("admin_locked", { user: u, effect: "cannot log in until another administrator unlocks it" });
   }
 
   // --- end of server administrators ---
@@ -1148,7 +1216,7 @@ export class ChatServer {
       this.#listener?.stop(true);
       this.#journalClosed = true;
       this.journal.close?.("shutdown");
-      this.saveMarkers();
+      await this.saveMarkers();
       this.store.close();
       this.log.info("stopped");
     })();
