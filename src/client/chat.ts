@@ -21,7 +21,10 @@
  * (HELD_MAX), page without progress, or answer joins never sent breaks the
  * protocol: that connection ends, and the next waits out the backoff.
  * Lines that were pending when the connection dropped may or may not have
- * arrived: they are reported `unsent` with that reason, never sent twice.
+ * arrived: each carries a client message id (docs/PROTOCOL.md §7.15), so
+ * they are sent again first, once every room is rejoined, and a server that
+ * recorded one answers with its first ack instead of recording it twice.
+ * Without reconnecting they are reported `unsent` with that reason.
  *
  * Read markers (docs/PROTOCOL.md §7.14): a message is read once it has been
  * handed to the sink (the screen, or stdout). The client tells the server,
@@ -49,7 +52,9 @@ export const DRAIN_MS = 15_000;
 /**
  * Lines typed while disconnected that are held to be sent after the
  * reconnect. Past it an interactive line is refused (`unsent`); a piped
- * client stops reading its input until there is room.
+ * client stops reading its input until there is room. The (at most WINDOW)
+ * lines unacknowledged when the connection dropped are held besides, ahead
+ * of them, to be sent again.
  */
 export const QUEUE_MAX = 100;
 /** The longest wait between reconnect attempts, before jitter. */
