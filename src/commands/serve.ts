@@ -9,6 +9,7 @@ export default command({
     host: { type: "string", valueHint: "ADDR", description: "Address to listen on", default: "127.0.0.1" },
     port: { type: "string", valueHint: "PORT", description: "TCP port to listen on (0: any free port)", default: "7447" },
     ...args.data,
+    "host-key": { type: "string", valueHint: "FILE", description: "The host key file (default: host_key in --data, made on first start). The nodes of a cluster all give the same FILE, kept 0600; a FILE given here is never made" },
     "ticket-ttl": { type: "string", valueHint: "DURATION", description: "How long a login ticket lasts (e.g. 30m, 8h, 1d)", default: "8h" },
     "session-max": { type: "string", valueHint: "DURATION", description: "The longest a session lasts (one opened with a ticket also ends when the ticket does)", default: "24h" },
     "handshake-timeout": { type: "string", valueHint: "DURATION", description: "Handshake and login must finish within this", default: "10s" },
@@ -64,6 +65,7 @@ export default command({
     "securechat serve --admin root --admin ops",
     "securechat serve --check --data /var/lib/securechat --port 7447",
     "SECURECHAT_DATABASE_URL=postgres://… SECURECHAT_REDIS_URL=redis://… securechat serve --check",
+    "securechat serve --host 0.0.0.0 --data /var/lib/securechat --host-key /etc/securechat/host_key",
     "securechat serve --witness http://127.0.0.1:7448=\"$(cat witness.vkey)\" --witness-quorum 1",
   ],
   async run({ args: a }) {
@@ -167,7 +169,8 @@ export default command({
       },
     };
 
-    const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([
+    if (a["host-key"] === "") throw new CliError(EXIT.USAGE, "--host-key needs a file name, not an empty one");
+    const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey, hostKeySource, requireGivenHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/log.ts"),
       import("../paths.ts"),
@@ -183,7 +186,7 @@ export default command({
       const { runChecks, formatCheck } = await import("./servecheck.ts");
       const { CLUSTER_COMPONENTS } = await import("../store/pg/components.ts");
       const results = await runChecks({
-        dataDir, host: a.host, port, rotateBytes: writer.rotateBytes, admins, witnesses, tryListen, listenFailure: (e) => listenFailure(e, a.host, port),
+        dataDir, hostKeyFile: a["host-key"], host: a.host, port, rotateBytes: writer.rotateBytes, admins, witnesses, tryListen, listenFailure: (e) => listenFailure(e, a.host, port),
         engines: engines ? { ...engines, components: CLUSTER_COMPONENTS } : undefined,
       });
       for (const r of results) process.stdout.write(`${a.json ? JSON.stringify(r) : formatCheck(r)}\n`);
@@ -192,6 +195,8 @@ export default command({
       return;
     }
     process.umask(0o077);
+    // A --host-key FILE that is not there is said before anything is touched.
+    requireGivenHostKey(hostKeySource(dataDir, a["host-key"]));
     // --host and --port are tried before the data directory is touched: a
     // mistake there leaves it as it was. (A port in use may be the server that
     // holds this data directory: the lock's message, naming it, comes first.)
@@ -216,7 +221,7 @@ export default command({
     try {
       // The transcript signs with the host key, so it is loaded (or made, on first
       // start) here, once: the server is handed this copy.
-      hostKey = loadOrCreateHostKey(dataDir);
+      hostKey = loadOrCreateHostKey(dataDir, a["host-key"]);
       let journal: ReturnType<typeof TranscriptJournal.open>;
       try {
         journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyKeep, historyMemory, log: logger, lock });

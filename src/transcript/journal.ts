@@ -22,11 +22,12 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type LogState, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { type AckedCid, copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type LogState, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
 import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms, shown } from "../store/recent.ts";
+import { ackedCidsInTail } from "./cids.ts";
 import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readLinesBackward, readTranscriptLinesSync } from "./read.ts";
 import { readLinesBySeq } from "./lineat.ts";
@@ -81,6 +82,8 @@ export class TranscriptJournal implements Journal {
   /** The rooms whose history is in memory. */
   readonly rooms: RecentRooms;
   readonly #log: Logger;
+  /** The transcript directory. */
+  readonly #dir: string;
   readonly #flushMs: number;
   #directSeq: number;
   /** In transcript order. */
@@ -104,6 +107,7 @@ export class TranscriptJournal implements Journal {
   ) {
     this.#db = db;
     this.#log = opts.log;
+    this.#dir = opts.dir;
     this.#flushMs = opts.historyFlushMs ?? FLUSH_MS;
     this.#directSeq = db.directSeq;
     this.#roomStates = db.roomStates();
@@ -176,6 +180,17 @@ export class TranscriptJournal implements Journal {
       if (e.kind === "message") this.rooms.add(e.message);
       if ((e.kind === "edit" || e.kind === "delete") && e.room !== undefined) this.rooms.change(e.room, e.seq, (m) => changedKept(m, e));
       return { durable: handled(Promise.reject(err)) };
+    }
+  }
+
+  /** The messages with a client message id among the transcript's last entries (transcript/cids.ts). */
+  ackedCids(since: number): AckedCid[] {
+    try {
+      return ackedCidsInTail(listTranscript(this.#dir).files, since);
+    } catch (err) {
+      // Not fatal: without them a resend across this restart is recorded again, as before ids existed.
+      this.#log.warn("cids_unread", { error: (err as Error).message });
+      return [];
     }
   }
 
@@ -673,17 +688,17 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["leave", { room: e.room, user: e.user }];
     case "message": {
       const m = e.message;
-      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text!, ...(m.action ? { action: true } : {}) }];
+      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.cid ? { cid: e.cid } : {}) }];
     }
     // `ref` is always known here (editable): an edit without one is refused by the writer.
     case "edit":
     case "delete": {
       const at: Record<string, string | number> = e.room !== undefined ? { room: e.room, room_seq: e.seq } : { dm_seq: e.seq, to: e.to! };
-      return [e.kind, { ...at, ref: e.ref!, user: e.user, session: e.session, ...(e.kind === "edit" ? { text: e.text } : {}) }];
+      return [e.kind, { ...at, ref: e.ref!, user: e.user, session: e.session, ...(e.kind === "edit" ? { text: e.text } : {}), ...(e.cid ? { cid: e.cid } : {}) }];
     }
     case "direct": {
       const m = e.message;
-      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
+      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}), ...(e.cid ? { cid: e.cid } : {}) }];
     }
     case "room_change":
       return [

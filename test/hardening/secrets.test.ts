@@ -520,7 +520,7 @@ const VALUE_FLAGS: Record<string, string> = {
   "history-memory": "a number",
   "auditor-key": "the auditor's PUBLIC key (a secret key line or file is refused)",
   "log-origin": "a public name the transcript's checkpoints are signed under",
-  "host-key": "the server's PUBLIC key or fingerprint (the secret host_key is refused)",
+  "host-key": "the server's PUBLIC key or fingerprint (the secret host_key is refused); for serve, the path of the host key file, never its content",
   identity: "a FILE name: the auditor secret key is read from the file, never argv",
   against: "a file name",
   since: "a time",
