@@ -106,7 +106,7 @@ function laterMessages(direction: "c2s" | "s2c"): Message[][] {
       [err("c2s record 3: UTF-8 text, grüße ✓ 🔐")],
       [{ type: "join", room: "lobby" }],
       [
-        { type: "say", id: 1, room: "lobby", text: 'hello bob — "grüße" \\o/' },
+        { type: "say", id: 1, room: "lobby", text: 'hello bob — "grüße" \\o/', cid: "c2VjdXJlY2hhdCBjaWQgMQ" },
         { type: "dm", id: 2, to: "bob", text: "psst 🔐", action: true },
       ],
       [{ type: "logout" }],

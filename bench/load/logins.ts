@@ -195,6 +195,7 @@ async function serverMain(args: Map<string, string>): Promise<void> {
     const verifier = await Bun.password.hash(normalizePassword(password), ARGON2);
     pw.push({ cred: { user, password, identityKey: toHex(identity.secretKey) }, publicKey: identity.publicKey, verifier });
   }
+  const issued: Promise<void>[] = [];
   server.store.db.transaction(() => {
     for (let i = 0; i < users; i++) {
       const user = `bench${String(i).padStart(4, "0")}`;
@@ -203,8 +204,8 @@ async function serverMain(args: Map<string, string>): Promise<void> {
         throw new Error(`bench/load/logins: account ${user} exists`);
       }
       const ticketKey = ed25519Generate();
-      const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
-      creds.ticket.push({ user, ticket: toHex(ticket), ticketKey: toHex(ticketKey.secretKey) });
+      // securechat.db stores the ticket at the call, inside this transaction; the promise only hands it over.
+      issued.push(server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1").then(({ ticket }) => void creds.ticket.push({ user, ticket: toHex(ticket), ticketKey: toHex(ticketKey.secretKey) })));
     }
     for (const p of pw) {
       if (!server.store.createAccount({ name: p.cred.user, identityKey: p.publicKey, verifier: p.verifier, createdAt: now })) {
@@ -213,6 +214,7 @@ async function serverMain(args: Map<string, string>): Promise<void> {
       creds.password.push(p.cred);
     }
   })();
+  await Promise.all(issued);
   // The dummy verifier is made lazily; make it now so no login pays for it.
   await server.accounts.warm();
   writeFileSync(credsPath, JSON.stringify(creds));

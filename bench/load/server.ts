@@ -28,6 +28,7 @@ const server = await startBenchServer(dataDir, transcript as TranscriptMode);
 
 const now = Date.now();
 const creds: BenchCred[] = [];
+const issued: Promise<void>[] = [];
 server.store.db.transaction(() => {
   for (let i = 0; i < users; i++) {
     const user = `bench${String(i).padStart(4, "0")}`;
@@ -36,9 +37,10 @@ server.store.db.transaction(() => {
       throw new Error(`bench/load/server: account ${user} exists`);
     }
     const ticketKey = ed25519Generate();
-    const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
-    creds.push({ user, ticket: toHex(ticket), ticketKey: toHex(ticketKey.secretKey) });
+    // securechat.db stores the ticket at the call, inside this transaction; the promise only hands it over.
+    issued.push(server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1").then(({ ticket }) => void creds.push({ user, ticket: toHex(ticket), ticketKey: toHex(ticketKey.secretKey) })));
   }
 })();
+await Promise.all(issued);
 writeFileSync(credsPath, JSON.stringify(creds));
 emit({ port: server.port });

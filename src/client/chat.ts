@@ -21,7 +21,10 @@
  * (HELD_MAX), page without progress, or answer joins never sent breaks the
  * protocol: that connection ends, and the next waits out the backoff.
  * Lines that were pending when the connection dropped may or may not have
- * arrived: they are reported `unsent` with that reason, never sent twice.
+ * arrived: each carries a client message id (docs/PROTOCOL.md §7.15), so
+ * they are sent again first, once every room is rejoined, and a server that
+ * recorded one answers with its first ack instead of recording it twice.
+ * Without reconnecting they are reported `unsent` with that reason.
  *
  * Read markers (docs/PROTOCOL.md §7.14): a message is read once it has been
  * handed to the sink (the screen, or stdout). The client tells the server,
@@ -34,7 +37,7 @@
 import { SecureChatError, isSecureChatError } from "../errors.ts";
 import { hasControl } from "../text.ts";
 import { MESSAGE_TEXT_MAX, READ_LIST_MAX } from "../protocol/limits.ts";
-import type { Message } from "../protocol/messages.ts";
+import { type Message, newCid } from "../protocol/messages.ts";
 import { type AccountOptions, login, resumeWithTicket } from "./account.ts";
 import type { ClientSession } from "./connection.ts";
 import { isAuthFailure, isHostKeyFailure } from "./failures.ts";
@@ -49,7 +52,9 @@ export const DRAIN_MS = 15_000;
 /**
  * Lines typed while disconnected that are held to be sent after the
  * reconnect. Past it an interactive line is refused (`unsent`); a piped
- * client stops reading its input until there is room.
+ * client stops reading its input until there is room. The (at most WINDOW)
+ * lines unacknowledged when the connection dropped are held besides, ahead
+ * of them, to be sent again.
  */
 export const QUEUE_MAX = 100;
 /** The longest wait between reconnect attempts, before jitter. */
@@ -146,7 +151,10 @@ export interface ChatOptions extends AccountOptions {
 
 interface Pending {
   id: number;
+  /** With its client message id (PROTOCOL.md §7.15), the same each time it is sent. */
   req: Message<"say" | "dm">;
+  /** Sent before, and not acknowledged when the connection was lost: queued to be sent again. */
+  again?: boolean;
 }
 
 /** A room being rejoined after a reconnect. */
@@ -827,15 +835,25 @@ export class ChatClient {
     const session = this.#session;
     this.#session = null;
     session?.close();
-    const lost = [...this.#pending.values()];
+    const lost = [...this.#pending.values()].sort((a, b) => a.id - b.id);
     this.#pending.clear();
     this.#joins = [];
     this.#unreadAsked = false;
     this.#quietNotices = 0;
     this.#resumed = [];
     for (const st of this.#rooms.values()) st.resume = null;
-    this.emit({ type: "disconnected", reason: lost.length > 0 ? `${reason}; ${lost.length} message(s) were not acknowledged and may not have arrived` : reason });
-    for (const p of lost) this.#unsent(p.id, `not acknowledged: the connection was lost after it was sent; it may or may not have reached ${where(p.req)} (it is not sent again)`);
+    // Sent again after the reconnect, with the same client message ids: the server
+    // answers one it recorded already with its first ack, so none arrives twice (PROTOCOL.md §7.15).
+    const again = this.opts.reconnect && !this.#closing && this.#state !== "ended" && this.#state !== "connecting";
+    if (again) this.#queue.unshift(...lost.map((p) => ({ ...p, again: true })));
+    this.emit({
+      type: "disconnected",
+      reason:
+        lost.length === 0 ? reason
+        : again ? `${reason}; ${lost.length} message(s) not yet acknowledged will be sent again once reconnected (the server keeps each only once)`
+        : `${reason}; ${lost.length} message(s) were not acknowledged and may not have arrived`,
+    });
+    if (!again) for (const p of lost) this.#unsent(p.id, `not acknowledged: the connection was lost after it was sent; it may or may not have reached ${where(p.req)}`);
     this.#wake();
     if (this.#closing || this.#state === "ended") return this.#finish(reason);
     if (!this.opts.reconnect || this.#state === "connecting") {
@@ -939,7 +957,7 @@ export class ChatClient {
     const id = this.#nextId++;
     const problem = textProblem(req.text);
     if (problem !== null) return this.#unsent(id, `not sent: ${problem}`);
-    const r = { ...req, id, text: req.text.replace(/\t/g, "    ") };
+    const r = { ...req, id, text: req.text.replace(/\t/g, "    "), cid: newCid() };
     if (this.#state === "ended") return this.#unsent(id, "not sent: the session has ended");
     // Before the first join is answered the session is there: lines go out (the server answers them in order).
     const open = this.#state === "ready" || (this.#state === "connecting" && this.#session !== null);
@@ -985,7 +1003,7 @@ export class ChatClient {
           continue;
         }
         this.#transmit(p);
-        this.#transcript?.append({ kind: "sent", at: Date.now(), ...sentEvent(p.req), type: undefined });
+        if (!p.again) this.#transcript?.append({ kind: "sent", at: Date.now(), ...sentEvent(p.req), type: undefined });
       }
     } finally {
       this.#flushing = false;
@@ -1029,7 +1047,8 @@ export class ChatClient {
     const problem = text === undefined ? null : textProblem(text);
     if (problem !== null) return this.emit({ type: "local", text: `not edited: ${problem}` });
     const id = this.#nextId++;
-    const req: Message<"edit" | "delete"> = text === undefined ? { type: "delete", id, ...at, seq } : { type: "edit", id, ...at, seq, text: text.replace(/\t/g, "    ") };
+    const cid = newCid();
+    const req: Message<"edit" | "delete"> = text === undefined ? { type: "delete", id, ...at, seq, cid } : { type: "edit", id, ...at, seq, text: text.replace(/\t/g, "    "), cid };
     this.#changes.set(id, req);
     this.emit({ type: "change_sent", id, ...at, seq, ...(req.type === "edit" ? { text: req.text } : {}) });
     this.#send(req);

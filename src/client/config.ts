@@ -23,7 +23,9 @@ import { SecureChatError } from "../errors.ts";
 import { clientHome, othersMayWrite, writePrivateFile } from "../paths.ts";
 import { USER_NAME_RE } from "../protocol/limits.ts";
 import { didYouMean } from "../suggest.ts";
-import { type ServerAddress, parseServerAddress } from "./connection.ts";
+import { type ServerAddress, parseServerAddress, serverAddressText } from "./connection.ts";
+
+export { serverAddressText };
 
 export const BUILT_IN_SERVER = "127.0.0.1:7447";
 
@@ -82,7 +84,7 @@ export function parseConfig(text: string, path: string): ClientConfig {
       try {
         config.server = parseServerAddress(value);
       } catch {
-        throw configError(path, n, `"${value}" is not a server address (HOST:PORT)`);
+        throw configError(path, n, `"${value}" is not a server address (HOST:PORT, or several separated by commas)`);
       }
     } else {
       if (!USER_NAME_RE.test(value)) throw configError(path, n, `"${value}" is not a user name`);
@@ -140,7 +142,7 @@ export function writeConfigIfAbsent(server: ServerAddress, user: string): string
     path,
     `# securechat's defaults (written by the first register or login; edit freely).\n` +
       `# A flag (--server, --user) or $SECURECHAT_SERVER wins over these.\n` +
-      `server = "${server.id}"\nuser = "${user}"\n`,
+      `server = "${serverAddressText(server)}"\nuser = "${user}"\n`,
   );
   return path;
 }

@@ -33,8 +33,8 @@ export const args = {
     server: {
       type: "string",
       alias: ["s"],
-      description: "Server address (default: $SECURECHAT_SERVER, else server in config.toml, else 127.0.0.1:7447)",
-      valueHint: "HOST:PORT",
+      description: "Server address, or a cluster's addresses separated by commas, tried in order (default: $SECURECHAT_SERVER, else server in config.toml, else 127.0.0.1:7447)",
+      valueHint: "HOST:PORT[,HOST:PORT]",
     },
   },
   passwordStdin: {

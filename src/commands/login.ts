@@ -12,7 +12,7 @@ export default command({
   },
   examples: ["securechat login alice", "securechat login alice --password-stdin < ~/.secrets/securechat", "securechat login -s chat.example:7447"],
   async run({ args: a }) {
-    const [{ login, checkUserName }, { obtainPassword }, { target, userOrConfigured }, { writeConfigIfAbsent }] = await Promise.all([
+    const [{ login, checkUserName }, { obtainPassword }, { target, userOrConfigured }, { writeConfigIfAbsent, serverAddressText }] = await Promise.all([
       import("../client/account.ts"),
       import("../client/prompt.ts"),
       import("./defaults.ts"),
@@ -27,6 +27,6 @@ export default command({
     const until = w.ticket_expires ? ` until ${isoTime(w.ticket_expires)}` : "";
     process.stderr.write(`logged in as ${w.user} at ${addr.id}${until}\n`);
     const wrote = writeConfigIfAbsent(addr, user);
-    if (wrote) process.stderr.write(`wrote ${wrote}: server = "${addr.id}", user = "${user}" (the defaults from now on)\n`);
+    if (wrote) process.stderr.write(`wrote ${wrote}: server = "${serverAddressText(addr)}", user = "${user}" (the defaults from now on)\n`);
   },
 });

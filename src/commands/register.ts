@@ -21,7 +21,7 @@ export default command({
    * password, checked against the policy as soon as it is typed.
    */
   async run({ args: a }) {
-    const [account, { obtainNewPassword }, { identityPath }, { target }, { writeConfigIfAbsent }, { checkPassword }, { SecureChatError }] = await Promise.all([
+    const [account, { obtainNewPassword }, { identityPath }, { target }, { writeConfigIfAbsent, serverAddressText }, { checkPassword }, { SecureChatError }] = await Promise.all([
       import("../client/account.ts"),
       import("../client/prompt.ts"),
       import("../client/keystore.ts"),
@@ -43,6 +43,6 @@ export default command({
     const until = w.ticket_expires ? `; logged in until ${isoTime(w.ticket_expires)}` : "";
     process.stderr.write(`registered ${w.user} at ${addr.id}${until}\nidentity key: ${identityPath(addr.id, user)} (back it up: securechat key export)\n`);
     const wrote = writeConfigIfAbsent(addr, user);
-    if (wrote) process.stderr.write(`wrote ${wrote}: server = "${addr.id}", user = "${user}" (the defaults from now on)\n`);
+    if (wrote) process.stderr.write(`wrote ${wrote}: server = "${serverAddressText(addr)}", user = "${user}" (the defaults from now on)\n`);
   },
 });

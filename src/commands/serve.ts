@@ -9,6 +9,7 @@ export default command({
     host: { type: "string", valueHint: "ADDR", description: "Address to listen on", default: "127.0.0.1" },
     port: { type: "string", valueHint: "PORT", description: "TCP port to listen on (0: any free port)", default: "7447" },
     ...args.data,
+    "host-key": { type: "string", valueHint: "FILE", description: "The host key file (default: host_key in --data, made on first start). The nodes of a cluster all give the same FILE, kept 0600; a FILE given here is never made" },
     "ticket-ttl": { type: "string", valueHint: "DURATION", description: "How long a login ticket lasts (e.g. 30m, 8h, 1d)", default: "8h" },
     "session-max": { type: "string", valueHint: "DURATION", description: "The longest a session lasts (one opened with a ticket also ends when the ticket does)", default: "24h" },
     "handshake-timeout": { type: "string", valueHint: "DURATION", description: "Handshake and login must finish within this", default: "10s" },
@@ -20,6 +21,7 @@ export default command({
     "login-burst": { type: "string", valueHint: "N", description: "Logins per address, and per user, at once after a pause", default: "30" },
     "rekey-after": { type: "string", description: "Records per key before each direction rekeys", valueHint: "N" },
     history: { type: "string", valueHint: "N", description: "Recent messages a joining member is shown", default: "50" },
+    "history-keep": { type: "string", valueHint: "N", description: "Messages kept per room in DATA/history.db for members catching up after a disconnect (at least --history)", default: "1000" },
     "history-memory": { type: "string", valueHint: "BYTES", description: "Room history held in memory (estimated); the least recently used rooms' is read back from DATA/history.db", default: "16777216" },
     "flood-rate": { type: "string", valueHint: "N", description: "Messages (say, dm) per second a user may send, sustained", default: "10" },
     "flood-burst": { type: "string", valueHint: "N", description: "Messages a user may send at once after a pause", default: "30" },
@@ -63,6 +65,7 @@ export default command({
     "securechat serve --admin root --admin ops",
     "securechat serve --check --data /var/lib/securechat --port 7447",
     "SECURECHAT_DATABASE_URL=postgres://… SECURECHAT_REDIS_URL=redis://… securechat serve --check",
+    "securechat serve --host 0.0.0.0 --data /var/lib/securechat --host-key /etc/securechat/host_key",
     "securechat serve --witness http://127.0.0.1:7448=\"$(cat witness.vkey)\" --witness-quorum 1",
   ],
   async run({ args: a }) {
@@ -98,6 +101,8 @@ export default command({
       if (!USER_NAME_RE.test(name)) throw new CliError(EXIT.USAGE, `--admin "${name}" is not a user name`, ["use the name of an account on this server: a lowercase letter, then 1-31 of a-z, 0-9, _ or -"]);
     }
     const history = parseInteger("--history", a.history, 0, 1000);
+    const historyKeep = parseInteger("--history-keep", a["history-keep"], 0, 100_000);
+    if (historyKeep < history) throw new CliError(EXIT.USAGE, `--history-keep ${historyKeep} is less than --history ${history}`, ["a room keeps at least what a join shows: raise --history-keep, or lower --history"]);
     const historyMemory = parseInteger("--history-memory", a["history-memory"], 0, 2 ** 40);
     const maxSendBuffer = parseInteger("--max-send-buffer", a["max-send-buffer"], 64 * 1024, 1024 ** 3);
     const rate = (flag: "flood" | "request" | "login") => ({
@@ -164,7 +169,8 @@ export default command({
       },
     };
 
-    const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([
+    if (a["host-key"] === "") throw new CliError(EXIT.USAGE, "--host-key needs a file name, not an empty one");
+    const [{ ChatServer }, log, { serverData }, { TranscriptJournal }, { DEFAULT_WRITER }, { loadOrCreateHostKey, hostKeySource, requireGivenHostKey }, { DataLock }, { fingerprint }, { join }] = await Promise.all([
       import("../server/server.ts"),
       import("../server/log.ts"),
       import("../paths.ts"),
@@ -180,7 +186,7 @@ export default command({
       const { runChecks, formatCheck } = await import("./servecheck.ts");
       const { CLUSTER_COMPONENTS } = await import("../store/pg/components.ts");
       const results = await runChecks({
-        dataDir, host: a.host, port, rotateBytes: writer.rotateBytes, admins, witnesses, tryListen, listenFailure: (e) => listenFailure(e, a.host, port),
+        dataDir, hostKeyFile: a["host-key"], host: a.host, port, rotateBytes: writer.rotateBytes, admins, witnesses, tryListen, listenFailure: (e) => listenFailure(e, a.host, port),
         engines: engines ? { ...engines, components: CLUSTER_COMPONENTS } : undefined,
       });
       for (const r of results) process.stdout.write(`${a.json ? JSON.stringify(r) : formatCheck(r)}\n`);
@@ -189,6 +195,8 @@ export default command({
       return;
     }
     process.umask(0o077);
+    // A --host-key FILE that is not there is said before anything is touched.
+    requireGivenHostKey(hostKeySource(dataDir, a["host-key"]));
     // --host and --port are tried before the data directory is touched: a
     // mistake there leaves it as it was. (A port in use may be the server that
     // holds this data directory: the lock's message, naming it, comes first.)
@@ -213,10 +221,10 @@ export default command({
     try {
       // The transcript signs with the host key, so it is loaded (or made, on first
       // start) here, once: the server is handed this copy.
-      hostKey = loadOrCreateHostKey(dataDir);
+      hostKey = loadOrCreateHostKey(dataDir, a["host-key"]);
       let journal: ReturnType<typeof TranscriptJournal.open>;
       try {
-        journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyMemory, log: logger, lock });
+        journal = TranscriptJournal.open({ ...DEFAULT_WRITER, ...writer, dir: join(dataDir, "transcript"), hostKey: hostKey.key, history, historyKeep, historyMemory, log: logger, lock });
       } catch (e) {
         if ((e as { code?: string }).code === "transcript_corrupt") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
         throw e;

@@ -10,7 +10,7 @@ import { accessSync, constants, copyFileSync, existsSync, mkdtempSync, rmSync, s
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { RedisClient } from "bun";
-import { loadHostKey, hostKeyPath } from "../server/hostkey.ts";
+import { hostKeyPath, hostKeySource, loadHostKey, requireGivenHostKey } from "../server/hostkey.ts";
 import { type Component, openPg, pendingSteps, redactUrl, schemaVersion } from "../store/pg/pg.ts";
 import { diagnoseRedis, parseRedisUrl } from "../store/redis/link.ts";
 import type { WitnessTarget } from "../server/witnesses.ts";
@@ -34,6 +34,8 @@ export interface CheckResult {
 
 export interface CheckInput {
   dataDir: string;
+  /** --host-key FILE (default: host_key in the data directory). */
+  hostKeyFile?: string;
   host: string;
   port: number;
   /** --rotate-size: the free-space warning is a few transcript files' worth. */
@@ -81,11 +83,16 @@ export async function runChecks(c: CheckInput): Promise<CheckResult[]> {
   }
   results.push(checkListen(c, lock));
   let hostKey: Uint8Array | null = null;
-  if (exists) {
-    const key = checkHostKey(c.dataDir);
+  let keyFailed = false;
+  // A node's data directory may be new while its --host-key file, shared with the cluster, is not.
+  if (exists || c.hostKeyFile !== undefined) {
+    const key = checkHostKey(c.dataDir, c.hostKeyFile);
     results.push(key.result);
     hostKey = key.publicKey;
-    const tail = checkTranscript(c.dataDir, hostKey, key.result.status === "FAIL", lock.held);
+    keyFailed = key.result.status === "FAIL";
+  }
+  if (exists) {
+    const tail = checkTranscript(c.dataDir, hostKey, keyFailed, lock.held);
     results.push(...tail.results);
     results.push(checkHistory(c.dataDir, tail.lines));
   }
@@ -136,7 +143,6 @@ async function checkPostgres(url: string, components: readonly Component[], time
     } else {
       results.push(ok("postgres-commit", `synchronous_commit is ${row.sync}: a COMMIT returns once it is durable`));
     }
-    if (components.length === 0) results.push(ok("schema", "this securechat keeps no tables in PostgreSQL yet"));
     for (const c of components) {
       try {
         const pending = await pendingSteps(sql, c);
@@ -234,16 +240,24 @@ function checkListen(c: CheckInput, lock: { held: boolean; pid: number | null })
   return fail("listen", failure.message, failure.hints?.[0] ?? "pick another --host or --port");
 }
 
-function checkHostKey(dataDir: string): { result: CheckResult; publicKey: Uint8Array | null } {
-  const path = hostKeyPath(dataDir);
+function checkHostKey(dataDir: string, file: string | undefined): { result: CheckResult; publicKey: Uint8Array | null } {
+  const src = hostKeySource(dataDir, file);
+  const path = src.path;
   try {
-    const key = loadHostKey(dataDir);
+    requireGivenHostKey(src);
+    const key = loadHostKey(dataDir, file);
     if (!key) return { result: ok("host-key", `${path} does not exist; the server will make it (0600)`), publicKey: null };
     return { result: ok("host-key", `${path} is a host key, mode 0600`), publicKey: key.publicKey };
   } catch (e) {
     // loadKeyFile's messages name the file, never its content.
     const m = (e as Error).message.replace(/^host key: /, "");
-    return { result: fail("host-key", m.replace(/ \(chmod 600 it.*\)$/, ""), /permissions$/.test((e as { code?: string }).code ?? "") ? `chmod 600 ${path}, and replace the key if others may have read it` : `restore ${path} from a backup`), publicKey: null };
+    const code = (e as { code?: string }).code ?? "";
+    const hint = /permissions$/.test(code)
+      ? `chmod 600 ${path}, and replace the key if others may have read it`
+      : code === "host_key_missing"
+        ? `copy the cluster's host key file there (mode 0600), or leave out --host-key to use ${hostKeyPath(dataDir)}`
+        : `restore ${path} from a backup`;
+    return { result: fail("host-key", m.replace(/ \(chmod 600 it.*\)$/, ""), hint), publicKey: null };
   }
 }
 

@@ -8,7 +8,9 @@
  */
 import { fromBase64, fromUtf8, toBase64, utf8 } from "../bytes.ts";
 import { SecureChatError } from "../errors.ts";
+import { randomBytes } from "../crypto/index.ts";
 import { hasControl } from "../text.ts";
+import { CID_RE } from "./cid.ts";
 import {
   LOG_COSIGNATURES_MAX,
   LOG_ENTRY_BYTES_MAX,
@@ -141,6 +143,16 @@ const hex = (n: number, what: string): Field<string> => {
 
 /** A session's or ticket's reference in `sessions` and `revoke_session` (PROTOCOL.md §7.8). */
 const sessionRef = hex(12, "a session id");
+
+/** A client message id (PROTOCOL.md §7.15 `cid`, cid.ts CID_RE). */
+const cid: Field<string> = {
+  optional: false,
+  parse(v, where) {
+    if (typeof v !== "string" || !CID_RE.test(v)) invalid(where, "must be a client message id (16 bytes, unpadded base64url: 22 characters)");
+    return v;
+  },
+  encode: (v) => v,
+};
 
 /** A device's id in `sessions` (PROTOCOL.md §7.8): 6 bytes of the SHA-256 of its key. */
 const deviceRef = hex(12, "a device id");
@@ -296,8 +308,8 @@ const SCHEMAS = {
   // number for a say or dm; the server answers it with ack or nack.
   join: { room: roomName, since: optional(int(0, Number.MAX_SAFE_INTEGER)), limit: optional(int(0, 1000)) },
   leave: { room: roomName },
-  say: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
-  dm: { id: int(0, Number.MAX_SAFE_INTEGER), to: userName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool) },
+  say: { id: int(0, Number.MAX_SAFE_INTEGER), room: roomName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool), cid: optional(cid) },
+  dm: { id: int(0, Number.MAX_SAFE_INTEGER), to: userName, text: text(MESSAGE_TEXT_MAX, 1), action: optional(bool), cid: optional(cid) },
   who: { room: roomName },
   rooms: {},
   // Without text: back (PROTOCOL.md §7.1).
@@ -484,8 +496,8 @@ const SCHEMAS = {
   // Editing and deleting one's own room messages (PROTOCOL.md §7.12): requests
   // answered by ack/nack like say, and the events the room's members get.
   // A room message (`room`) or a direct message (`to`: its recipient), exactly one.
-  edit: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), text: text(MESSAGE_TEXT_MAX, 1) },
-  delete: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER) },
+  edit: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), text: text(MESSAGE_TEXT_MAX, 1), cid: optional(cid) },
+  delete: { id: int(0, Number.MAX_SAFE_INTEGER), room: optional(roomName), to: optional(userName), seq: int(1, Number.MAX_SAFE_INTEGER), cid: optional(cid) },
   edited: {
     room: optional(roomName),
     to: optional(userName),
@@ -594,6 +606,11 @@ function oneOfRoomAndTo(m: { room?: string; to?: string }): string | null {
 /** A topic is also at most TOPIC_CODE_POINTS_MAX code points (PROTOCOL.md §7.9). */
 function topicRule(topic: string | undefined): string | null {
   return topic !== undefined && codePoints(topic) > TOPIC_CODE_POINTS_MAX ? `a topic must be at most ${TOPIC_CODE_POINTS_MAX} code points` : null;
+}
+
+/** A fresh client message id (PROTOCOL.md §7.15 `cid`). */
+export function newCid(): string {
+  return Buffer.from(randomBytes(16)).toString("base64url");
 }
 
 export function codePoints(s: string): number {

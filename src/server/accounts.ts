@@ -9,7 +9,7 @@ import { toHex, utf8 } from "../bytes.ts";
 import { constantTimeEqual, randomBytes, sha256, wipe } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
 import { checkPassword, normalizePassword } from "../password.ts";
-import type { Account, Store } from "../store/db.ts";
+import type { Account, AccountStore } from "../store/accounts.ts";
 import type { Gate } from "./limits.ts";
 
 /** OWASP Password Storage Cheat Sheet minimum is m=19 MiB, t=2, p=1; Bun's defaults exceed it. */
@@ -43,7 +43,7 @@ export class Accounts {
   #dummy: Promise<string> | undefined;
 
   constructor(
-    readonly store: Store,
+    readonly store: AccountStore,
     readonly gate: Gate,
     readonly ticketTtlMs: number,
   ) {}
@@ -59,13 +59,13 @@ export class Accounts {
   }
 
   /** True if an account `user` exists (a `check_name`, PROTOCOL.md §5.1). */
-  isTaken(user: string): boolean {
-    return this.store.account(user) !== null;
+  async isTaken(user: string): Promise<boolean> {
+    return (await this.store.account(user)) !== null;
   }
 
   /** True if the account exists and a server administrator locked it (PROTOCOL.md §7.10). */
-  isLocked(user: string): boolean {
-    return this.store.lockedAt(user) !== null;
+  async isLocked(user: string): Promise<boolean> {
+    return (await this.store.lockedAt(user)) !== null;
   }
 
   /**
@@ -75,10 +75,10 @@ export class Accounts {
    */
   async register(user: string, identityKey: Uint8Array, password: string, now: number, stillWanted: () => boolean = () => true): Promise<void> {
     await checkPassword(password, user);
-    if (this.store.account(user)) throw new SecureChatError("name_taken", `register: the name "${user}" is taken`);
+    if (await this.store.account(user)) throw new SecureChatError("name_taken", `register: the name "${user}" is taken`);
     const verifier = await this.gate.run(() => withPasswordBytes(password, (pw) => Bun.password.hash(pw, ARGON2)));
     if (!stillWanted()) throw new SecureChatError("client_gone", "register: the client left before the account was created");
-    if (!this.store.createAccount({ name: user, identityKey, verifier, createdAt: now })) {
+    if (!(await this.store.createAccount({ name: user, identityKey, verifier, createdAt: now }))) {
       throw new SecureChatError("name_taken", `register: the name "${user}" is taken`);
     }
   }
@@ -92,7 +92,7 @@ export class Accounts {
     const { account, passwordOk } = await this.#checkPassword(user, password);
     // Any active device key of the account may sign (PROTOCOL.md §7.11); a revoked one never does.
     // Checked whatever the password, as before devices: the failures cost the same.
-    const device = account ? this.store.activeDeviceKeys(user).find((k) => checkKey(k)) : undefined;
+    const device = account ? (await this.store.activeDeviceKeys(user)).find((k) => checkKey(k)) : undefined;
     if (!(account && passwordOk && device)) throw new SecureChatError("auth_failed", AUTH_FAILED);
     return device;
   }
@@ -109,7 +109,7 @@ export class Accounts {
   }
 
   async #checkPassword(user: string, password: string): Promise<{ account: Account | null; passwordOk: boolean }> {
-    const account = this.store.account(user);
+    const account = await this.store.account(user);
     const passwordOk = await this.#verify(password, account?.verifier ?? (await this.#dummyVerifier()));
     return { account, passwordOk };
   }
@@ -129,12 +129,12 @@ export class Accounts {
    * and its key must have signed. Returns when the ticket expires (the
    * session it opens ends then) and the device it was issued to.
    */
-  loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): { expiresAt: number; device: Uint8Array } {
-    const t = this.store.ticket(sha256(ticket), now);
+  async loginWithTicket(user: string, ticket: Uint8Array, checkKey: (ticketKey: Uint8Array) => boolean, now: number): Promise<{ expiresAt: number; device: Uint8Array }> {
+    const t = await this.store.ticket(sha256(ticket), now);
     if (!(t && t.user === user && checkKey(t.key))) throw new SecureChatError("auth_failed", AUTH_FAILED);
-    const device = t.device ?? this.store.account(user)?.identityKey;
+    const device = t.device ?? (await this.store.account(user))?.identityKey;
     // A revoked device's tickets are deleted with it; this holds even for one that was not.
-    if (!device || !this.store.activeDeviceKeys(user).some((k) => constantTimeEqual(k, device))) throw new SecureChatError("auth_failed", AUTH_FAILED);
+    if (!device || !(await this.store.activeDeviceKeys(user)).some((k) => constantTimeEqual(k, device))) throw new SecureChatError("auth_failed", AUTH_FAILED);
     return { expiresAt: t.expiresAt, device };
   }
 
@@ -142,15 +142,17 @@ export class Accounts {
    * Issues a ticket bound to `ticketKey`, for the login of `device` from
    * `source`; only its SHA-256 is stored.
    */
-  issueTicket(user: string, ticketKey: Uint8Array, now: number, device: Uint8Array, source: string): IssuedTicket {
+  async issueTicket(user: string, ticketKey: Uint8Array, now: number, device: Uint8Array, source: string): Promise<IssuedTicket> {
     const ticket = randomBytes(TICKET_LENGTH);
     const expiresAt = now + this.ticketTtlMs;
-    this.store.addTicket(sha256(ticket), { user, key: ticketKey, expiresAt, device, source }, now);
+    await this.store.addTicket(sha256(ticket), { user, key: ticketKey, expiresAt, device, source }, now);
     return { ticket, expiresAt };
   }
 
-  revokeTicket(ticket: Uint8Array): boolean {
-    return this.store.revokeTicket(sha256(ticket));
+  /** The ticket's hash is taken at once: the caller may wipe the ticket as soon as this returns. */
+  revokeTicket(ticket: Uint8Array): Promise<boolean> {
+    const hash = sha256(ticket);
+    return (async () => this.store.revokeTicket(hash))();
   }
 
   /** Warms the dummy verifier so the first unknown-user login costs what later ones do. */

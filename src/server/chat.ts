@@ -29,6 +29,7 @@ import { deviceId } from "../fingerprint.ts";
 import { DM_MARKER, type Marker, MemoryMarkers, type ReadMarkers } from "../store/markers.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
 import { DEFAULT_FLOOD, DEFAULT_REQUESTS, type FloodPolicy, TokenBucket } from "./flood.ts";
+import { type Acked, CID_TTL_MS, CidMemory } from "./cids.ts";
 import type { Journal, Receipt, RoomMessage } from "../store/journal.ts";
 import { type RoomChange, type RoomState, applyRoomChange, emptyRoomState } from "../store/roomstate.ts";
 
@@ -206,6 +207,8 @@ export class Chat {
   readonly #states: Map<string, RoomState>;
   /** When DMs past the retention were last forgotten (prune). */
   #expired = Number.NEGATIVE_INFINITY;
+  /** The client message ids acknowledged recently, per user (PROTOCOL.md §7.15). */
+  readonly #cids: CidMemory;
 
   constructor(
     readonly opts: ChatOptions,
@@ -220,6 +223,11 @@ export class Chat {
     this.#states = journal.roomStates();
     // Persistent rooms exist with no members, as the transcript left them.
     for (const [name, st] of this.#states) this.#rooms.set(name, new Room(name, journal.lastSeq(name), st.owner));
+    // A resend after a restart is known by the ids the log recorded (oldest first, as they were acknowledged).
+    this.#cids = new CidMemory(now);
+    for (const a of journal.ackedCids?.(now() - CID_TTL_MS) ?? []) {
+      this.#cids.remember(a.user, a.cid, { seq: a.seq, ts: a.ts, receipt: { seq: a.tseq, hash: a.head }, ...(a.stored ? { stored: true } : {}) }, a.ts);
+    }
   }
 
   /** Users online and the rooms that have members. */
@@ -421,18 +429,21 @@ export class Chat {
         return this.#leave(m, st, room, true);
       }
       case "say": {
+        if (this.#repeated(m, req)) return;
         const room = this.#rooms.get(req.room);
         if (!room || !st.rooms.has(room)) return post(m, { type: "nack", id: req.id, code: "not_member", message: `you are not in ${req.room}; /join it first` });
         if (this.#states.get(room.name)?.mutes.has(m.user)) return post(m, { type: "nack", id: req.id, code: "muted", message: `you are muted in ${room.name}: you may read but not speak` });
         if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
         room.seq += 1;
         const msg: RoomMessage = { type: "message", room: room.name, seq: room.seq, ts, from: m.user, text: req.text, ...(req.action ? { action: true } : {}) };
-        const receipt = this.journal.append({ kind: "message", message: msg });
+        const receipt = this.journal.append({ kind: "message", message: msg, ...(req.cid ? { cid: req.cid } : {}) });
+        this.#remember(m, req, { seq: msg.seq, ts, receipt });
         const json = encodeMessage(msg);
         for (const other of room.members) if (other !== m) other.post(json);
         return this.#ack(m, req.id, msg.seq, ts, receipt);
       }
       case "dm": {
+        if (this.#repeated(m, req)) return;
         if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
         const to = this.#online.get(req.to);
         if (!to && !this.isAccount(req.to)) return post(m, { type: "nack", id: req.id, code: "no_such_user", message: `there is no account ${req.to}` });
@@ -441,7 +452,8 @@ export class Chat {
         }
         this.#directSeq += 1;
         const msg: Message<"direct"> = { type: "direct", seq: this.#directSeq, ts, from: m.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
-        const receipt = this.journal.append({ kind: "direct", message: msg, ...(to ? {} : { stored: true }) });
+        const receipt = this.journal.append({ kind: "direct", message: msg, ...(to ? {} : { stored: true }), ...(req.cid ? { cid: req.cid } : {}) });
+        this.#remember(m, req, { seq: msg.seq, ts, receipt, ...(to ? {} : { stored: true }) });
         const json = encodeMessage(msg);
         const targets = new Set([...(to ?? []), ...(this.#online.get(m.user) ?? [])]);
         for (const t of targets) if (t !== m) t.post(json);
@@ -509,6 +521,7 @@ export class Chat {
    * other connections) is told, and the sender acked, as for a say or dm.
    */
   #change(m: Member, st: MemberState, req: Message<"edit" | "delete">, ts: number): void {
+    if (this.#repeated(m, req)) return;
     let kept: { from: string; ts: number; deleted?: boolean; action?: boolean; tseq?: number; edits?: number } | undefined;
     let told: Iterable<Member>;
     const where = req.room ?? `your direct messages with ${req.to}`;
@@ -545,8 +558,9 @@ export class Chat {
     }
     if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
     const at = req.room !== undefined ? { room: req.room } : { to: req.to! };
-    const who = { ...at, seq: req.seq, user: m.user, session: m.session, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts };
+    const who = { ...at, seq: req.seq, user: m.user, session: m.session, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts, ...(req.cid ? { cid: req.cid } : {}) };
     const receipt = this.journal.append(req.type === "edit" ? { kind: "edit", ...who, text: req.text } : { kind: "delete", ...who });
+    this.#remember(m, req, { seq: req.seq, ts, receipt });
     const json = encodeMessage(
       req.type === "edit"
         ? { type: "edited", ...at, seq: req.seq, ts, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
@@ -554,6 +568,26 @@ export class Chat {
     );
     for (const other of told) if (other !== m) other.post(json);
     return this.#ack(m, req.id, req.seq, ts, receipt);
+  }
+
+  /**
+   * A message sent again with a client message id already acknowledged
+   * (PROTOCOL.md §7.15): answered with the first ack (waiting, as it did, for
+   * the transcript), and neither recorded nor relayed again. True if it was one.
+   */
+  #repeated(m: Member, req: Message<"say" | "dm" | "edit" | "delete">): boolean {
+    const first = req.cid === undefined ? undefined : this.#cids.get(m.user, req.cid);
+    if (!first) return false;
+    this.#ack(m, req.id, first.seq, first.ts, first.receipt, first.stored === true);
+    return true;
+  }
+
+  /** Remembers the ack of a message with a client message id; forgotten if the transcript fails to record it. */
+  #remember(m: Member, req: Message<"say" | "dm" | "edit" | "delete">, acked: Acked): void {
+    const cid = req.cid;
+    if (cid === undefined) return;
+    this.#cids.remember(m.user, cid, acked);
+    acked.receipt.durable?.catch(() => this.#cids.forget(m.user, cid));
   }
 
   /**
@@ -631,7 +665,7 @@ export class Chat {
     const kept =
       since === undefined
         ? this.journal.recent(room, limit).filter((x) => after === undefined || x.seq > after)
-        : this.journal.recent(room, this.opts.history).filter((x) => x.seq > since);
+        : this.journal.after(room, since, limit + 1);
     const order = since === undefined ? kept.toReversed() : kept;
     const json: string[] = [];
     let bytes = 0;

@@ -15,7 +15,6 @@ import { SecureChatError } from "../errors.ts";
 import { deviceId } from "../fingerprint.ts";
 import { LOG_COSIGNATURES_MAX, SESSION_LIST_MAX } from "../protocol/limits.ts";
 import { type Message, encodeMessage } from "../protocol/messages.ts";
-import type { Store } from "../store/db.ts";
 import type { Journal } from "../store/journal.ts";
 import { parseCheckpoint, parseNote } from "../transcript/note.ts";
 import type { Logger } from "../log.ts";
@@ -30,7 +29,6 @@ import { type WireError, shortRef, wireError } from "./wire.ts";
 export interface CoreServer {
   readonly chat: Chat;
   readonly journal: Journal;
-  readonly store: Store;
   readonly accounts: Accounts;
   readonly devices: Devices;
   readonly log: Logger;
@@ -132,18 +130,18 @@ export class Session implements Member, SessionPort {
     if (isChatRequest(m)) return chat.handle(this, m);
     switch (m.type) {
       case "session_list":
-        return chat.handle(this, { type: m.type, run: () => this.#answer(core.sessionsOf(this)) });
+        return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.sessionsOf(this)) });
       case "revoke_session":
-        return chat.handle(this, { type: m.type, run: () => this.#answer(core.revokeSession(this, m.id)) });
+        return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.revokeSession(this, m.id)) });
       case "admin":
-        return chat.handle(this, { type: m.type, run: () => this.#answer(core.administer(this, m)) });
+        return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.administer(this, m)) });
       // Devices (PROTOCOL.md §7.11).
       case "device_list":
-        return chat.handle(this, { type: m.type, run: () => this.#answer(core.server.devices.list(this, Date.now())) });
+        return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.server.devices.list(this, Date.now())) });
       case "device_approve":
-        return chat.handle(this, { type: m.type, run: () => this.#answer(core.server.devices.approve(this, m.key, m.sig, Date.now())) });
+        return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.server.devices.approve(this, m.key, m.sig, Date.now())) });
       case "device_revoke":
-        return chat.handle(this, { type: m.type, run: () => this.#answer(core.revokeDevice(this, m.id)) });
+        return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.revokeDevice(this, m.id)) });
       case "log_proof":
         return chat.handle(this, { type: m.type, run: () => this.#answer(core.logProof(this, m)) });
       case "logout":
@@ -175,11 +173,7 @@ export class Session implements Member, SessionPort {
 
   /** SessionPort. */
   passwordSet(endSessions: boolean): void {
-    try {
-      this.core.passwordChanged(this, endSessions);
-    } catch (e) {
-      this.core.fail(this, e);
-    }
+    this.core.passwordChanged(this, endSessions).catch((e: unknown) => this.core.fail(this, e));
   }
 
   /** SessionPort. */
@@ -206,8 +200,38 @@ export class Core implements CorePort {
   readonly #sessions = new Set<Session>();
   /** Set once the server stops: sessions closing after that are not recorded. */
   journalClosed = false;
+  /** Account requests of all sessions, one after another in the order the chat core releases them. */
+  #accountTurn: Promise<unknown> = Promise.resolve();
 
   constructor(readonly server: CoreServer) {}
+
+  /**
+   * Answers an account request (PROTOCOL.md §7.8–§7.11) from the account
+   * store, which may answer later: its work waits for the account requests
+   * before it (so each sees what the one before changed, as when every
+   * answer was immediate), and its answer keeps the request's place in the
+   * session's output. A failure is the session's, as it was.
+   */
+  answer(me: Session, work: () => Message | Promise<Message>): void {
+    let answer: Message | null = null;
+    let error: unknown = null;
+    // Settles either way, so nothing is left unhandled when the session is gone and takes no answer.
+    const done = this.#accountTurn.then(work).then(
+      (m) => {
+        answer = m;
+      },
+      (e: unknown) => {
+        error = e ?? new Error("account request failed");
+      },
+    );
+    this.#accountTurn = done;
+    // Throwing here is the session's failure (Session.postWhen), as a store error was when it threw at once.
+    const json = (): string => {
+      if (answer === null) throw error;
+      return encodeMessage(answer);
+    };
+    me.postWhen(done, json, json);
+  }
 
   get log(): Logger {
     return this.server.log;
@@ -256,12 +280,24 @@ export class Core implements CorePort {
     s.edge.goodbye(reason);
   }
 
-  /** `logout` (PROTOCOL.md §7.8): the session's ticket is revoked and every other session standing on it ends. */
+  /**
+   * `logout` (PROTOCOL.md §7.8): the session's ticket is revoked and every
+   * other session standing on it ends; the bye waits for the revocation, so
+   * a client told "logged out" finds its ticket refused.
+   */
   logout(s: Session): void {
-    if (s.ticket) {
-      this.server.store.revokeTicket(s.ticket);
-      this.endSessions(s.ticket, s, { code: "session_revoked", message: "this session's ticket was revoked (logout); log in again" });
-    }
+    const ticket = s.ticket;
+    if (!ticket) return this.#loggedOut(s);
+    Promise.resolve(this.server.accounts.store.revokeTicket(ticket)).then(
+      () => {
+        this.endSessions(ticket, s, { code: "session_revoked", message: "this session's ticket was revoked (logout); log in again" });
+        if (s.live) this.#loggedOut(s);
+      },
+      (e: unknown) => this.fail(s, e),
+    );
+  }
+
+  #loggedOut(s: Session): void {
     this.log.info("logout", { user: s.user, source: s.source });
     this.goodbye(s, "logged out");
   }
@@ -304,7 +340,7 @@ export class Core implements CorePort {
    * `session_list` (PROTOCOL.md §7.8): the user's live sessions, then its
    * unexpired tickets, newest first, each list at most SESSION_LIST_MAX.
    */
-  sessionsOf(me: Session): Message<"sessions"> {
+  async sessionsOf(me: Session): Promise<Message<"sessions">> {
     const live = this.#liveOf(me.user)
       .sort((a, b) => b.since - a.since)
       .slice(0, SESSION_LIST_MAX)
@@ -320,7 +356,7 @@ export class Core implements CorePort {
           ...(s === me ? { current: true } : {}),
         };
       });
-    const { tickets, total } = this.server.store.ticketsOf(me.user, Date.now(), SESSION_LIST_MAX);
+    const { tickets, total } = await this.server.accounts.store.ticketsOf(me.user, Date.now(), SESSION_LIST_MAX);
     return {
       type: "sessions",
       live,
@@ -343,11 +379,12 @@ export class Core implements CorePort {
    * this session or shares its ticket (that is a logout), names nothing,
    * or cannot be recorded.
    */
-  revokeSession(me: Session, id: string): Message<"revoked" | "notice"> {
+  async revokeSession(me: Session, id: string): Promise<Message<"revoked" | "notice">> {
     const now = Date.now();
-    const { journal, store } = this.server;
+    const { journal } = this.server;
+    const store = this.server.accounts.store;
     const target = this.#liveOf(me.user).find((s) => s.ref === id);
-    const hashes = target ? target.ticketHashes() : store.ticketsByPrefix(me.user, fromHex(id), now);
+    const hashes = target ? target.ticketHashes() : await store.ticketsByPrefix(me.user, fromHex(id), now);
     if (!target && hashes.length === 0) return notice("unknown_session", `no session or ticket ${id} of yours; see "securechat sessions"`);
     const mine = me.ticketHashes();
     if (target === me || hashes.some((h) => mine.some((m) => constantTimeEqual(h, m)))) {
@@ -357,7 +394,7 @@ export class Core implements CorePort {
     journal.append({ kind: "session_revoked", user: me.user, session: me.session, target: id, ...(target ? { targetSession: target.session } : {}), ts: now });
     const err = { code: "session_revoked", message: `this session was ended by ${me.user} from ${me.source} ("securechat sessions revoke"); log in again` };
     const before = this.#liveOf(me.user).length;
-    for (const h of hashes) store.revokeTicket(h);
+    for (const h of hashes) await store.revokeTicket(h);
     for (const s of this.#liveOf(me.user)) {
       if (s === target || s.ticketHashes().some((t) => hashes.some((h) => constantTimeEqual(h, t)))) {
         this.log.info("session_ended", { user: s.user, source: s.source, code: err.code, by: me.ref });
@@ -390,13 +427,13 @@ export class Core implements CorePort {
    * The new verifier is stored. With `end_sessions`, every other ticket of
    * the user is revoked and every other live session ends (`session_revoked`).
    */
-  passwordChanged(me: Session, endSessions: boolean): void {
+  async passwordChanged(me: Session, endSessions: boolean): Promise<void> {
     let ended = 0;
     if (endSessions) {
-      const store = this.server.store;
+      const store = this.server.accounts.store;
       const keep = me.ticketHashes();
-      const { tickets } = store.ticketsOf(me.user, Date.now(), Number.MAX_SAFE_INTEGER);
-      for (const t of tickets) if (!keep.some((k) => constantTimeEqual(k, t.hash))) store.revokeTicket(t.hash);
+      const { tickets } = await store.ticketsOf(me.user, Date.now(), Number.MAX_SAFE_INTEGER);
+      for (const t of tickets) if (!keep.some((k) => constantTimeEqual(k, t.hash))) await store.revokeTicket(t.hash);
       const err = { code: "session_revoked", message: `the password of ${me.user} was changed from ${me.source}; log in again` };
       for (const s of this.#liveOf(me.user)) {
         if (s === me) continue;
@@ -441,13 +478,13 @@ export class Core implements CorePort {
    * its tickets deleted: Devices.revoke), every live session standing on it
    * ends at once with `device_revoked`.
    */
-  revokeDevice(me: Session, id: string): Message<"device_revoked" | "notice"> {
+  async revokeDevice(me: Session, id: string): Promise<Message<"device_revoked" | "notice">> {
     // A ticket is a bearer credential a thief of the disk holds (an unsealed file): it must not
     // revoke the owner's other devices and so lock the owner out. The password and a device key must.
     if (me.method === "ticket") {
       return notice("password_login_needed", 'log in with your password (not a ticket) to revoke a device ("securechat device revoke" asks for it)');
     }
-    const r = this.server.devices.revoke(me, id, Date.now());
+    const r = await this.server.devices.revoke(me, id, Date.now());
     if ("type" in r) return r;
     const err = { code: "device_revoked", message: `this device (${id}) was revoked by ${me.user} from ${me.source} ("securechat device revoke"); it can no longer log in` };
     let ended = 0;
@@ -471,25 +508,26 @@ export class Core implements CorePort {
    * ending sessions revoke every ticket of the account and end each of its
    * live sessions at once: `account_locked` or `session_revoked`.
    */
-  administer(me: Session, m: Message<"admin">): Message<"admin_done" | "notice"> {
-    const { accounts, journal, store } = this.server;
+  async administer(me: Session, m: Message<"admin">): Promise<Message<"admin_done" | "notice">> {
+    const { accounts, journal } = this.server;
+    const store = accounts.store;
     const admins = this.server.opts.chat.admins;
     const target = m.user;
     if (!admins.has(me.user)) return notice("not_admin", `only a server administrator (serve --admin) may ${m.action.replace("_", " ")} an account`);
     if (target === me.user) return notice("own_account", `not on your own account: use "securechat sessions revoke" or "securechat logout" to end your sessions`);
-    if (!accounts.isTaken(target)) return notice("no_such_user", `there is no account ${target}`);
+    if (!(await accounts.isTaken(target))) return notice("no_such_user", `there is no account ${target}`);
     if (m.action === "lock" && admins.has(target)) return notice("target_admin", `${target} is a server administrator: take --admin ${target} off the server's command line first`);
-    const locked = accounts.isLocked(target);
+    const locked = await accounts.isLocked(target);
     if (m.action === "lock" && locked) return notice("already_locked", `${target} is locked already`);
     if (m.action === "unlock" && !locked) return notice("not_locked", `${target} is not locked`);
     if (!journal.recording) return notice("not_recorded", "the server cannot record the action right now (its transcript is failing); retry later");
     const now = Date.now();
     journal.append({ kind: "admin_action", user: me.user, session: me.session, action: m.action, target, ts: now });
     let ended = 0;
-    if (m.action === "unlock") store.setLocked(target, null);
+    if (m.action === "unlock") await store.setLocked(target, null);
     else {
-      if (m.action === "lock") store.setLocked(target, now);
-      store.revokeTicketsOf(target);
+      if (m.action === "lock") await store.setLocked(target, now);
+      await store.revokeTicketsOf(target);
       const err =
         m.action === "lock"
           ? { code: "account_locked", message: `the account ${target} was locked by server administrator ${me.user}; ask an administrator to unlock it` }

@@ -19,7 +19,7 @@ import { deviceId } from "../fingerprint.ts";
 import { verifyEnrollment } from "../protocol/devices.ts";
 import { DEVICE_LIST_MAX, DEVICE_PENDING_MAX } from "../protocol/limits.ts";
 import type { Message } from "../protocol/messages.ts";
-import type { Store } from "../store/db.ts";
+import type { AccountStore } from "../store/accounts.ts";
 import type { Journal } from "../store/journal.ts";
 
 /** How a new device is enrolled: by an enrolled device's approval, or by the password alone. */
@@ -63,13 +63,13 @@ export class Devices {
   readonly #pending = new Map<string, PendingEnrollment[]>();
 
   constructor(
-    readonly store: Store,
+    readonly store: AccountStore,
     readonly journal: Journal,
     readonly opts: DeviceOptions,
   ) {}
 
-  #activeCount(user: string): number {
-    return this.store.activeDeviceKeys(user).length;
+  async #activeCount(user: string): Promise<number> {
+    return (await this.store.activeDeviceKeys(user)).length;
   }
 
   #tooMany(user: string): string {
@@ -97,15 +97,15 @@ export class Devices {
    * throw: `device_revoked`, `too_many_devices`, `too_many_pending`,
    * `not_recorded`.
    */
-  enroll(user: string, key: Uint8Array, name: string, source: string, now: number): { kind: "login" } | { kind: "pending"; pending: PendingEnrollment } {
-    const known = this.store.devices(user).find((d) => constantTimeEqual(d.key, key));
+  async enroll(user: string, key: Uint8Array, name: string, source: string, now: number): Promise<{ kind: "login" } | { kind: "pending"; pending: PendingEnrollment }> {
+    const known = (await this.store.devices(user)).find((d) => constantTimeEqual(d.key, key));
     if (known && known.revokedAt === null) return { kind: "login" };
     if (known) throw new SecureChatError("device_revoked", `this device (${deviceId(key)}) was revoked; make a new key ("securechat device add" with no key for ${user} on this machine)`);
-    if (this.#activeCount(user) >= this.opts.maxActive) throw new SecureChatError("too_many_devices", this.#tooMany(user));
+    if ((await this.#activeCount(user)) >= this.opts.maxActive) throw new SecureChatError("too_many_devices", this.#tooMany(user));
     if (this.opts.enroll === "password") {
       if (!this.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
       this.journal.append({ kind: "device_enrolled", user, device: deviceId(key), key: toBase64(key), name, by: "password", source, ts: now });
-      this.store.addDevice(user, { key, name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
+      await this.store.addDevice(user, { key, name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
       return { kind: "login" };
     }
     const list = this.pendingOf(user, now);
@@ -123,10 +123,10 @@ export class Devices {
   }
 
   /** `device_list`: the account's devices (this session's marked) and its waiting enrollments. */
-  list(me: DeviceRequester, now: number): Message<"devices"> {
+  async list(me: DeviceRequester, now: number): Promise<Message<"devices">> {
     return {
       type: "devices",
-      devices: this.store.devices(me.user).map((d) => ({
+      devices: (await this.store.devices(me.user)).map((d) => ({
         id: deviceId(d.key),
         key: d.key,
         name: d.name,
@@ -144,22 +144,24 @@ export class Devices {
    * for a waiting key. Recorded (`device_enrolled`, with the signature),
    * then stored; the new device's waiting connection, if any, is let in.
    */
-  approve(me: DeviceRequester, key: Uint8Array, sig: Uint8Array, now: number): Message<"device_added"> | Notice {
-    const list = this.pendingOf(me.user, now);
-    const pending = list.find((p) => constantTimeEqual(p.key, key));
+  async approve(me: DeviceRequester, key: Uint8Array, sig: Uint8Array, now: number): Promise<Message<"device_added"> | Notice> {
+    const pending = this.pendingOf(me.user, now).find((p) => constantTimeEqual(p.key, key));
     if (!pending) return notice("unknown_enrollment", `no enrollment of ${deviceId(key)} is waiting (it expired, or was never asked for); run "securechat device add" on the new machine again`);
     if (!me.device || !verifyEnrollment(me.device, me.user, key, sig)) {
       return notice("bad_enrollment_signature", "the approval is not signed by the device this session logged in from");
     }
-    if (this.#activeCount(me.user) >= this.opts.maxActive) return notice("too_many_devices", this.#tooMany(me.user));
+    if ((await this.#activeCount(me.user)) >= this.opts.maxActive) return notice("too_many_devices", this.#tooMany(me.user));
+    // Approved meanwhile from another session (the count is asked of the store): once only.
+    const list = this.pendingOf(me.user, now);
+    if (!list.includes(pending)) return notice("unknown_enrollment", `no enrollment of ${deviceId(key)} is waiting any more (another device approved it)`);
     if (!this.journal.recording) return notice("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
     const by = deviceId(me.device);
     this.journal.append({ kind: "device_enrolled", user: me.user, session: me.session, device: deviceId(key), key: toBase64(key), name: pending.name, by, sig: toBase64(sig), source: pending.source, ts: now });
-    this.store.addDevice(me.user, { key, name: pending.name, enrolledAt: now, enrolledBy: by, revokedAt: null }, DEVICE_LIST_MAX);
     this.#pending.set(
       me.user,
       list.filter((p) => p !== pending),
     );
+    await this.store.addDevice(me.user, { key, name: pending.name, enrolledAt: now, enrolledBy: by, revokedAt: null }, DEVICE_LIST_MAX);
     pending.waiter?.();
     return { type: "device_added", id: deviceId(key) };
   }
@@ -170,8 +172,8 @@ export class Devices {
    * the device is marked revoked and its tickets deleted; the caller ends
    * the sessions standing on the returned key.
    */
-  revoke(me: DeviceRequester, id: string, now: number): { key: Uint8Array } | Notice {
-    const active = this.store.devices(me.user).filter((d) => d.revokedAt === null);
+  async revoke(me: DeviceRequester, id: string, now: number): Promise<{ key: Uint8Array } | Notice> {
+    const active = (await this.store.devices(me.user)).filter((d) => d.revokedAt === null);
     const target = active.find((d) => deviceId(d.key) === id);
     if (!target) return notice("unknown_device", `no active device ${id} of yours; see "securechat device list"`);
     if (me.device && constantTimeEqual(me.device, target.key)) {
@@ -179,7 +181,7 @@ export class Devices {
     }
     if (!this.journal.recording) return notice("not_recorded", "the server cannot record the revocation right now (its transcript is failing); retry later");
     this.journal.append({ kind: "device_revoked", user: me.user, session: me.session, device: id, key: toBase64(target.key), ts: now });
-    this.store.revokeDevice(me.user, target.key, now);
+    await this.store.revokeDevice(me.user, target.key, now);
     return { key: target.key };
   }
 }

@@ -26,7 +26,6 @@ import { type CorePort, type EdgePort, type SessionPort, isCoreRequest } from ".
 import { type LoggedIn, type LoginServer, type PendingLogin, checkName, login } from "./login.ts";
 import { FlushTurn, Outbox, type OutboxOwner, type TooSlow, type Waiting } from "./outbox.ts";
 import { sourceKey } from "./limits.ts";
-import type { Store } from "../store/db.ts";
 import { type WireError, fitText, shortRef, wireError } from "./wire.ts";
 
 /** What a connection's edge needs of the server (ChatServer is one). */
@@ -34,7 +33,6 @@ export interface EdgeServer extends LoginServer {
   readonly hostKey: Ed25519KeyPair;
   /** Signs with the host key. */
   readonly hostSign: (message: Uint8Array) => Uint8Array;
-  readonly store: Store;
   /** The way to the chat core. */
   readonly link: CorePort;
   readonly opts: LoginServer["opts"] & {
@@ -44,6 +42,8 @@ export interface EdgeServer extends LoginServer {
     readonly maxAuthTries: number;
     readonly idleMs: number;
   };
+  /** Deletes a ticket nobody holds (its client left before the welcome). */
+  dropTicket(ticket: Uint8Array): void;
   /** Flushes this connection's outbox at the end of the turn, with the others'. */
   scheduleFlush(c: Connection): void;
   /** The connection no longer holds a login slot (logged in, or waiting for an enrollment's approval). */
@@ -308,11 +308,16 @@ export class Connection implements EdgePort, FramedHandler, OutboxOwner {
       p.pending.waiter = null;
       this.enrollment = null;
       if (this.phase !== "enrolling") return;
-      try {
-        this.enter(p.finish(Date.now()), m);
-      } catch (e) {
-        this.fail(e);
-      }
+      p.finish(Date.now()).then(
+        (ok) => {
+          if (this.phase === "enrolling") return this.enter(ok, m);
+          // It expired or left while the account store answered: nobody holds the ticket.
+          if (ok.issued) this.server.dropTicket(ok.issued.ticket);
+        },
+        (e) => {
+          if (this.phase !== "closed") this.fail(e);
+        },
+      );
     });
     p.pending.waiter = waiter;
   }
@@ -338,7 +343,7 @@ export class Connection implements EdgePort, FramedHandler, OutboxOwner {
     // the ticket it logged in with is wiped as a closing session's is.
     if (!welcomed) {
       if (issued) {
-        this.server.accounts.revokeTicket(issued.ticket);
+        this.server.dropTicket(issued.ticket);
         wipe(issued.ticket);
       }
       if (m.type === "login" && m.ticket) wipe(m.ticket);
@@ -379,12 +384,20 @@ export class Connection implements EdgePort, FramedHandler, OutboxOwner {
    * counts toward --max-auth-tries as a refused attempt does.
    */
   private checkName(m: Message<"check_name">): void {
-    let available: boolean;
-    try {
-      available = checkName(this.server, m, this.sourceKey, Date.now());
-    } catch (e) {
-      return this.authFailed(m, e);
-    }
+    // Answered once the account store has: anything sent before is a protocol violation, as during a login.
+    this.phase = "authenticating";
+    checkName(this.server, m, this.sourceKey, Date.now()).then(
+      (available) => {
+        if (this.phase !== "closed") this.nameChecked(m, available);
+      },
+      (e) => {
+        if (this.phase !== "closed") this.authFailed(m, e);
+      },
+    );
+  }
+
+  private nameChecked(m: Message<"check_name">, available: boolean): void {
+    this.phase = "auth";
     this.server.log.info("check_name", { source: this.source, user: m.user, available });
     if (++this.failures >= this.server.opts.maxAuthTries) {
       return this.closeWith({ code: "too_many_failures", message: `${this.failures} failed attempts on this connection` });
@@ -491,9 +504,16 @@ export class Connection implements EdgePort, FramedHandler, OutboxOwner {
   passwordRecorded(ok: boolean): void {
     const change = this.newVerifier;
     this.newVerifier = null;
+    if (!ok || !change || !this.authenticated) {
+      this.changingPassword = false;
+      return;
+    }
+    void this.storeVerifier(change);
+  }
+
+  private async storeVerifier(change: { verifier: string; endSessions: boolean }): Promise<void> {
     try {
-      if (!ok || !change || !this.authenticated) return;
-      this.server.store.setVerifier(this.user, change.verifier);
+      await this.server.accounts.store.setVerifier(this.user, change.verifier);
       this.core?.passwordSet(change.endSessions);
     } catch (e) {
       this.fail(e);

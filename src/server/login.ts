@@ -63,7 +63,7 @@ export interface LoggedIn {
  */
 export interface PendingLogin {
   pending: PendingEnrollment;
-  finish(now: number): LoggedIn;
+  finish(now: number): Promise<LoggedIn>;
 }
 
 /**
@@ -90,12 +90,12 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     await accounts.checkPassword(m.user, m.password);
     if (!a.stillThere()) return null;
     // Before anything is enrolled: a locked account gets no new device, by approval or by password.
-    refuseLocked(m.user);
+    await refuseLocked(m.user);
     device = m.device_key;
-    const r = server.devices.enroll(m.user, device, m.name, a.source, now);
+    const r = await server.devices.enroll(m.user, device, m.name, a.source, now);
     if (r.kind === "pending") return { pending: r.pending, finish: (at) => admit(at, m.user, device, null) };
   } else if (m.ticket !== undefined) {
-    const t = accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now);
+    const t = await accounts.loginWithTicket(m.user, m.ticket, a.checkKey, now);
     expiresAt = Math.min(expiresAt, t.expiresAt);
     device = t.device;
     ticket = m.ticket;
@@ -103,22 +103,26 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     device = await accounts.loginWithPassword(m.user, m.password!, a.checkKey);
   }
   if (!a.stillThere()) return null;
-  return admit(now, m.user, device, ticket);
+  const ok = await admit(now, m.user, device, ticket);
+  // The client left while the ticket was stored: nobody holds it, so it is not kept.
+  if (a.stillThere()) return ok;
+  if (ok.issued) await accounts.revokeTicket(ok.issued.ticket);
+  return null;
 
   /**
    * A locked account (PROTOCOL.md §7.10) is named only to whoever proved its
    * credentials: to anyone else the refusal was auth_failed, as for any account.
    */
-  function refuseLocked(user: string): void {
-    if (accounts.isLocked(user)) throw new SecureChatError("account_locked", `the account ${user} is locked by a server administrator; ask one to unlock it`);
+  async function refuseLocked(user: string): Promise<void> {
+    if (await accounts.isLocked(user)) throw new SecureChatError("account_locked", `the account ${user} is locked by a server administrator; ask one to unlock it`);
   }
 
-  function admit(at: number, user: string, device: Uint8Array, ticket: Uint8Array | null): LoggedIn {
+  async function admit(at: number, user: string, device: Uint8Array, ticket: Uint8Array | null): Promise<LoggedIn> {
     // Also when an enrollment is approved later: the account may have been locked meanwhile.
-    refuseLocked(user);
+    await refuseLocked(user);
     // Checked once the credentials are: nobody can use up a name's quota without them.
     admitUser(server, user, at);
-    const issued = m.ticket_key !== undefined ? accounts.issueTicket(user, m.ticket_key, at, device, a.source) : null;
+    const issued = m.ticket_key !== undefined ? await accounts.issueTicket(user, m.ticket_key, at, device, a.source) : null;
     return {
       user,
       ticket: issued ? issued.ticket : ticket,
@@ -151,9 +155,9 @@ function admitSource(server: Pick<LoginServer, "penalties" | "loginsBySource">, 
  * it toward --max-auth-tries, so asking is no cheaper a way to learn which
  * names exist than trying to register them.
  */
-export function checkName(server: Pick<LoginServer, "accounts" | "penalties" | "loginsBySource">, m: Message<"check_name">, sourceKey: string, now: number): boolean {
+export async function checkName(server: Pick<LoginServer, "accounts" | "penalties" | "loginsBySource">, m: Message<"check_name">, sourceKey: string, now: number): Promise<boolean> {
   admitSource(server, sourceKey, now);
-  return !server.accounts.isTaken(m.user);
+  return !(await server.accounts.isTaken(m.user));
 }
 
 /**

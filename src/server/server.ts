@@ -152,9 +152,15 @@ export class ChatServer {
     this.journal.watch?.((recording) => this.core.recordingChanged(recording));
     this.devices = new Devices(this.store, this.journal, opts.devices);
     this.markers = new WriteBehindMarkers(this.store.markers);
-    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.accounts.isTaken(user), this.markers);
+    // The chat core asks synchronously (a `dm` to a name): securechat.db answers at once.
+    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.store.account(user) !== null, this.markers);
     this.core = new Core(this);
     this.link = opts.link ? opts.link(this.core) : this.core;
+  }
+
+  /** Deletes a ticket nobody holds (its client left before the welcome); a failure is logged, and the ticket expires. */
+  dropTicket(ticket: Uint8Array): void {
+    this.accounts.revokeTicket(ticket).catch((e) => this.log.warn("ticket_not_dropped", { error: e instanceof Error ? e.message : String(e) }));
   }
 
   /**
@@ -192,7 +198,7 @@ export class ChatServer {
   static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
     const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options }, hostKey);
     try {
-      server.#checkAdmins();
+      await server.#checkAdmins();
     } catch (e) {
       server.store.close();
       throw e;
@@ -222,11 +228,13 @@ export class ChatServer {
   }
 
   /** Writes the read markers that moved; a failure is logged, not fatal (they are a convenience: messages are shown again). */
-  saveMarkers(): void {
+  saveMarkers(): Promise<void> | void {
+    const failed = (e: unknown) => this.log.warn("markers_not_saved", { error: e instanceof Error ? e.message : String(e) });
     try {
-      this.markers.flush();
+      const writing = this.markers.flush();
+      if (writing) return writing.catch(failed);
     } catch (e) {
-      this.log.warn("markers_not_saved", { error: e instanceof Error ? e.message : String(e) });
+      failed(e);
     }
   }
 
@@ -277,12 +285,14 @@ export class ChatServer {
    * The configured administrators must have accounts: a name nobody holds
    * yet would make whoever registers it first an administrator.
    */
-  #checkAdmins(): void {
-    const missing = [...this.opts.chat.admins].filter((u) => !this.accounts.isTaken(u));
+  async #checkAdmins(): Promise<void> {
+    const admins = [...this.opts.chat.admins];
+    const taken = await Promise.all(admins.map((u) => this.accounts.isTaken(u)));
+    const missing = admins.filter((_, i) => !taken[i]);
     if (missing.length > 0) {
       throw new SecureChatError("admin_unknown", `--admin ${missing.join(", ")}: no such account on this server`, { detail: { users: missing.join(",") } });
     }
-    for (const u of this.opts.chat.admins) if (this.accounts.isLocked(u)) this.log.warn("admin_locked", { user: u, effect: "cannot log in until another administrator unlocks it" });
+    for (const u of admins) if (await this.accounts.isLocked(u)) this.log.warn("admin_locked", { user: u, effect: "cannot log in until another administrator unlocks it" });
   }
 
   private admit(socket: Socket<Connection>): void {
@@ -356,7 +366,7 @@ export class ChatServer {
       this.#listener?.stop(true);
       this.core.journalClosed = true;
       this.journal.close?.("shutdown");
-      this.saveMarkers();
+      await this.saveMarkers();
       this.store.close();
       this.log.info("stopped");
     })();

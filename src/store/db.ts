@@ -9,7 +9,8 @@ import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { SecureChatError } from "../errors.ts";
 import { createPrivateFile, ensurePrivateDir } from "../paths.ts";
-import { DM_MARKER, type DeviceMarker, type LoadableMarkers, type Marker } from "./markers.ts";
+import type { Account, AccountStore, Device, ListedTicket, Ticket } from "./accounts.ts";
+import { DM_MARKER, applyMarkerOp, type DeviceMarker, type LoadableMarkers, type Marker, type MarkerOp, type MarkerStore } from "./markers.ts";
 
 const MIGRATIONS: string[] = [
   // 1: accounts and tickets.
@@ -58,43 +59,10 @@ const MIGRATIONS: string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-export interface Account {
-  name: string;
-  identityKey: Uint8Array;
-  verifier: string;
-  createdAt: number;
-}
+export type { Account, Device, ListedTicket, Ticket } from "./accounts.ts";
 
-export interface Ticket {
-  user: string;
-  key: Uint8Array;
-  expiresAt: number;
-  /** The public key of the device whose login was issued the ticket; null for tickets stored before devices were. */
-  device?: Uint8Array | null;
-  /** The address it was issued to, as the transcript records sources. */
-  source?: string;
-}
-
-/** One of an account's device keys (PROTOCOL.md §7.11). */
-export interface Device {
-  key: Uint8Array;
-  name: string;
-  enrolledAt: number;
-  /** "register", "password", or the device id of the device that approved it. */
-  enrolledBy: string;
-  revokedAt: number | null;
-}
-
-/** A ticket as `sessions` lists it. */
-export interface ListedTicket {
-  hash: Uint8Array;
-  createdAt: number;
-  expiresAt: number;
-  device: Uint8Array | null;
-  source: string;
-}
-
-export class Store {
+/** The single node's AccountStore: every answer at once, each change one transaction. */
+export class Store implements AccountStore {
   readonly db: Database;
 
   constructor(dataDir: string) {
@@ -267,11 +235,15 @@ export class Store {
   // ---- Read markers (PROTOCOL.md §7.14; the ReadMarkers contract in markers.ts) ----
 
   /** The read markers, kept in this database (each change one transaction; the server writes through WriteBehindMarkers). */
-  get markers(): LoadableMarkers {
+  get markers(): DbMarkers {
     return (this.#markers ??= new DbMarkers(this.db));
   }
 
-  #markers: LoadableMarkers | null = null;
+  get markerStore(): MarkerStore {
+    return this.markers;
+  }
+
+  #markers: DbMarkers | null = null;
 
   integrityCheck(): string {
     return this.db.query<{ integrity_check: string }, []>("PRAGMA integrity_check").get()!.integrity_check;
@@ -283,7 +255,7 @@ export class Store {
 }
 
 /** ReadMarkers in securechat.db: one row per (user, device, room). */
-class DbMarkers implements LoadableMarkers {
+class DbMarkers implements LoadableMarkers, MarkerStore {
   constructor(readonly db: Database) {}
 
   all(user: string): DeviceMarker[] {
@@ -317,6 +289,10 @@ class DbMarkers implements LoadableMarkers {
 
   batch(fn: () => void): void {
     this.db.transaction(fn)();
+  }
+
+  write(ops: readonly MarkerOp[]): void {
+    this.batch(() => ops.forEach((o) => applyMarkerOp(this, o)));
   }
 
   lower(user: string, room: string, seq: number): void {

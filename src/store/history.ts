@@ -279,14 +279,24 @@ export class HistoryDb {
     q.applied.run(b.applied.seq, b.applied.hash, b.directSeq);
   }
 
-  /** A room's last sequence number and its last `keep` messages, oldest first. */
-  room(name: string): RoomState {
+  /** A room's last sequence number and its last `limit` messages (at most `keep`), oldest first. */
+  room(name: string, limit = this.keep): RoomState {
     const seq = this.#q.roomSeq.get(name)?.last_seq ?? 0;
-    if (this.keep === 0 || seq === 0) return { seq, messages: [] };
-    const rows = this.#q.roomMessages.all(name, this.keep);
+    const n = Math.min(limit, this.keep);
+    if (n <= 0 || seq === 0) return { seq, messages: [] };
+    return { seq, messages: this.#messages(name, this.#q.roomMessages.all(name, n).reverse()) };
+  }
+
+  /** The kept messages of `room` after `since`, oldest first: the first `limit` of them (a member catching up, PROTOCOL.md §7.3). */
+  after(room: string, since: number, limit: number): KeptMessage[] {
+    if (limit <= 0 || this.keep === 0) return [];
+    return this.#messages(room, this.#q.roomAfter.all(room, since, limit));
+  }
+
+  /** Rows (oldest first) as kept messages; a sealed text this run cannot open is left out. */
+  #messages(name: string, rows: MessageRow[]): KeptMessage[] {
     const messages: KeptMessage[] = [];
-    for (let i = rows.length - 1; i >= 0; i--) {
-      const r = rows[i]!;
+    for (const r of rows) {
       const kept = { ...(r.tseq !== null ? { tseq: r.tseq } : {}), ...(r.edits > 0 ? { edits: r.edits } : {}) };
       if (r.deleted) {
         messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, deleted: true, ...kept });
@@ -295,7 +305,7 @@ export class HistoryDb {
       const text = r.text ?? this.#open(name, r);
       if (text !== null) messages.push({ type: "message", room: name, seq: r.seq, ts: r.ts, from: r.sender, text, ...(r.action ? { action: true } : {}), ...(r.edits > 0 ? { edited: true } : {}), ...kept });
     }
-    return { seq, messages };
+    return messages;
   }
 
   /** Every persistent room's state (PROTOCOL.md §7.9). */
@@ -416,6 +426,7 @@ function prepare(db: Database) {
     roomStates: db.prepare<{ name: string; state: string }, []>("SELECT name, state FROM room_state"),
     roomState: db.prepare<{ state: string }, [string]>("SELECT state FROM room_state WHERE name = ?"),
     roomMessages: db.prepare<MessageRow, [string, number]>("SELECT seq, ts, sender, text, sealed, action, tseq, edits, deleted FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"),
+    roomAfter: db.prepare<MessageRow, [string, number, number]>("SELECT seq, ts, sender, text, sealed, action, tseq, edits, deleted FROM messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?"),
   };
 }
 

@@ -34,8 +34,9 @@ export type JournalEvent =
   | { kind: "session_close"; user: string; session: string; ts: number }
   | { kind: "join"; room: string; user: string; ts: number }
   | { kind: "leave"; room: string; user: string; ts: number }
-  | { kind: "message"; message: RoomMessage }
-  | { kind: "direct"; message: DirectMessage; stored?: boolean }
+  // `cid`: the sender's client message id (PROTOCOL.md §7.15), recorded so a resend after a restart is known.
+  | { kind: "message"; message: RoomMessage; cid?: string }
+  | { kind: "direct"; message: DirectMessage; stored?: boolean; cid?: string }
   | { kind: "login_failed"; source: string; reason: string; ts: number }
   | { kind: "session_revoked"; user: string; session: string; target: string; targetSession?: string; ts: number }
   | { kind: "password_changed"; user: string; session: string; ended: boolean; ts: number }
@@ -54,7 +55,23 @@ export type JournalEvent =
   | ({ kind: "delete" } & Change);
 
 /** What an edit or delete names (exactly one of `room` and `to`), and who made it. */
-export type Change = { room?: string; to?: string; seq: number; user: string; session: string; ref?: number; ts: number };
+export type Change = { room?: string; to?: string; seq: number; user: string; session: string; ref?: number; ts: number; cid?: string };
+
+/**
+ * A message the log recorded with its sender's client message id
+ * (PROTOCOL.md §7.15), and what its `ack` said: what lets a restarted
+ * server answer a resend with the first ack instead of recording it again.
+ */
+export interface AckedCid {
+  user: string;
+  cid: string;
+  /** The ack's `seq`: the room's or the direct messages' number (for an edit or delete, the message's). */
+  seq: number;
+  ts: number;
+  tseq: number;
+  head: string;
+  stored?: boolean;
+}
 
 /** Where an event was recorded; `durable` is absent when there is nothing to wait for. */
 export interface Receipt {
@@ -84,6 +101,8 @@ export interface Journal {
   append(e: JournalEvent): Receipt;
   /** The last `limit` messages of `room`, oldest first. */
   recent(room: string, limit: number): RoomMessage[];
+  /** The first `limit` kept messages of `room` after seq `since`, oldest first (a member catching up, PROTOCOL.md §7.3). */
+  after(room: string, since: number, limit: number): RoomMessage[];
   /**
    * The message `seq` of `room` if it can still be edited or deleted
    * (PROTOCOL.md §7.12): it is among the room's kept history and, in a
@@ -115,6 +134,12 @@ export interface Journal {
   onSignedTree?(fn: () => void): void;
   /** The lines (without their LFs) of the transcript entries with these seqs, as stored; null for one there is none to read. */
   entryLines?(seqs: readonly number[]): (Uint8Array | null)[];
+  /**
+   * The messages with a client message id among the log's last entries
+   * (newest last), those a checkpoint of their own run signed, with `ts` >=
+   * `since`: read once at start, so a resend is known across a restart.
+   */
+  ackedCids?(since: number): AckedCid[];
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */
@@ -183,6 +208,10 @@ export class MemoryJournal implements Journal {
 
   recent(room: string, limit: number): RoomMessage[] {
     return this.rooms.recent(room, limit);
+  }
+
+  after(room: string, since: number, limit: number): RoomMessage[] {
+    return limit <= 0 ? [] : this.rooms.recent(room, this.rooms.keep).filter((m) => m.seq > since).slice(0, limit);
   }
 
   lastSeq(room: string): number {

@@ -6,6 +6,7 @@
  * transcript. Bounded per user: setting a new marker past `max` forgets the
  * user's least recently set one.
  */
+import { SecureChatError } from "../errors.ts";
 
 /** The room key of a device's direct-message marker: no room name is empty. */
 export const DM_MARKER = "";
@@ -115,6 +116,30 @@ export interface LoadableMarkers extends ReadMarkers {
   all(user: string): DeviceMarker[];
 }
 
+/** One change to a user's markers, as WriteBehindMarkers queues it for the store. */
+export type MarkerOp =
+  | { op: "advance"; user: string; device: string; room: string; seq: number; at: number; max: number }
+  | { op: "lower"; user: string; room: string; seq: number }
+  | { op: "forget"; user: string; room: string };
+
+/** Applies one queued change to markers that answer at once. */
+export function applyMarkerOp(m: ReadMarkers, o: MarkerOp): void {
+  if (o.op === "advance") m.advance(o.user, o.device, o.room, o.seq, o.at, o.max);
+  else if (o.op === "lower") m.lower(o.user, o.room, o.seq);
+  else m.forget(o.user, o.room);
+}
+
+/**
+ * Where WriteBehindMarkers keeps markers: one user's markers read at once,
+ * and changes written in one transaction. securechat.db answers at once,
+ * PostgreSQL with promises.
+ */
+export interface MarkerStore {
+  all(user: string): DeviceMarker[] | Promise<DeviceMarker[]>;
+  /** Writes the changes, in order, in one transaction; all or none. */
+  write(ops: readonly MarkerOp[]): void | Promise<void>;
+}
+
 /**
  * The server's markers: each online user's markers in memory, loaded from
  * the database at first use, and every change written behind, all pending
@@ -124,24 +149,58 @@ export interface LoadableMarkers extends ReadMarkers {
  * changes since the last flush — some messages are then shown again, none
  * is lost. A user's markers leave memory when its last connection does
  * (`release`), once written.
+ *
+ * Reads are synchronous. Over a store that answers with promises
+ * (PostgreSQL), `load(user)` must have settled before the user's first
+ * read; over securechat.db the first read loads them itself.
  */
 export class WriteBehindMarkers implements ReadMarkers {
   readonly #users = new Map<string, MemoryMarkers>();
-  #ops: ((db: ReadMarkers) => void)[] = [];
+  #ops: MarkerOp[] = [];
   /** Users released while changes of theirs were pending: dropped after the next flush. */
   readonly #released = new Set<string>();
+  /** The write under way, over a store that answers with promises. */
+  #writing: Promise<void> | null = null;
 
-  constructor(readonly db: LoadableMarkers) {}
+  constructor(readonly db: MarkerStore) {}
+
+  #fill(user: string, rows: DeviceMarker[]): MemoryMarkers {
+    const m = new MemoryMarkers();
+    for (const r of rows) m.advance(user, r.device, r.room, r.seq, r.at, Number.MAX_SAFE_INTEGER);
+    this.#users.set(user, m);
+    return m;
+  }
 
   #of(user: string): MemoryMarkers {
     let m = this.#users.get(user);
     if (!m) {
-      m = new MemoryMarkers();
-      for (const r of this.db.all(user)) m.advance(user, r.device, r.room, r.seq, r.at, Number.MAX_SAFE_INTEGER);
-      this.#users.set(user, m);
+      const rows = this.db.all(user);
+      if (rows instanceof Promise) {
+        void rows.catch(() => {});
+        throw new SecureChatError("markers_not_loaded", `markers: ${user}'s read markers were read before load() settled`);
+      }
+      m = this.#fill(user, rows);
     }
     this.#released.delete(user);
     return m;
+  }
+
+  /**
+   * Brings the user's markers into memory, for a store that answers with
+   * promises; null when nothing needs waiting for (they are in memory, or
+   * the store answers at once and the first read loads them).
+   */
+  load(user: string): Promise<void> | null {
+    if (this.#users.has(user)) return null;
+    const rows = this.db.all(user);
+    if (!(rows instanceof Promise)) {
+      this.#fill(user, rows);
+      return null;
+    }
+    return rows.then((r) => {
+      // Loaded meanwhile by another connection of the user: memory may already be ahead of the store.
+      if (!this.#users.has(user)) this.#fill(user, r);
+    });
   }
 
   get(user: string, device: string, room: string): Marker | null {
@@ -161,17 +220,17 @@ export class WriteBehindMarkers implements ReadMarkers {
     const had = m.get(user, device, room);
     if (had && seq <= had.seq) return;
     m.advance(user, device, room, seq, at, max);
-    this.#ops.push((db) => db.advance(user, device, room, seq, at, max));
+    this.#ops.push({ op: "advance", user, device, room, seq, at, max });
   }
 
   lower(user: string, room: string, seq: number): void {
     this.#of(user).lower(user, room, seq);
-    this.#ops.push((db) => db.lower(user, room, seq));
+    this.#ops.push({ op: "lower", user, room, seq });
   }
 
   forget(user: string, room: string): void {
     this.#of(user).forget(user, room);
-    this.#ops.push((db) => db.forget(user, room));
+    this.#ops.push({ op: "forget", user, room });
   }
 
   batch(fn: () => void): void {
@@ -183,21 +242,43 @@ export class WriteBehindMarkers implements ReadMarkers {
     return this.#ops.length;
   }
 
-  /** Writes every pending change in one transaction. If that fails they are dropped (and the error thrown): markers are a convenience. */
-  flush(): void {
+  /**
+   * Writes every pending change in one transaction. If that fails they are
+   * dropped (and the error thrown, or the promise rejected): markers are a
+   * convenience. Over securechat.db it is done when it returns; over
+   * PostgreSQL when the promise settles (a flush asked for while one is
+   * under way runs after it, so changes are written in order).
+   */
+  flush(): void | Promise<void> {
+    if (this.#writing) return this.#writing.then(() => this.flush());
     const ops = this.#ops;
     this.#ops = [];
+    let wrote: void | Promise<void>;
     try {
-      if (ops.length > 0) this.db.batch(() => ops.forEach((op) => op(this.db)));
-    } finally {
-      for (const u of this.#released) this.#users.delete(u);
-      this.#released.clear();
+      wrote = ops.length > 0 ? this.db.write(ops) : undefined;
+    } catch (e) {
+      this.#dropReleased();
+      throw e;
     }
+    if (!(wrote instanceof Promise)) return this.#dropReleased();
+    const writing = wrote.finally(() => {
+      this.#writing = null;
+      this.#dropReleased();
+    });
+    this.#writing = writing.catch(() => {});
+    return writing;
+  }
+
+  #dropReleased(): void {
+    // Changes made while a write was under way are not in the store yet: their users stay until they are.
+    if (this.#ops.length > 0) return;
+    for (const u of this.#released) this.#users.delete(u);
+    this.#released.clear();
   }
 
   /** The user has no connection left: its markers leave memory once written. */
   release(user: string): void {
-    if (this.#ops.length === 0) this.#users.delete(user);
+    if (this.#ops.length === 0 && !this.#writing) this.#users.delete(user);
     else if (this.#users.has(user)) this.#released.add(user);
   }
 }

@@ -27,6 +27,7 @@ import {
   xchachaSealRandom,
 } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
+import { CID_RE } from "../protocol/cid.ts";
 import { TIME_MAX_MS } from "../time.ts";
 import { checkpointText, formatNote, isKeyName, noteKeyId, openNote, signatureLine } from "./note.ts";
 
@@ -63,12 +64,12 @@ export const ENTRY_TYPES: Record<string, Record<string, "string" | "int" | "bool
   device_revoked: { user: "string", session: "b64", device: "string", key: "b64" },
   join: { room: "string", user: "string" },
   leave: { room: "string", user: "string" },
-  message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?" },
-  direct: { dm_seq: "int", from: "string", to: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?", stored: "bool?" },
+  message: { room: "string", room_seq: "int", from: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?", cid: "string?" },
+  direct: { dm_seq: "int", from: "string", to: "string", text: "string?", sealed: "b64?", key_seq: "int?", action: "bool?", stored: "bool?", cid: "string?" },
   recovery: { file: "string", torn_bytes: "int", torn_sha256: "hex32", reason: "string" },
   // An edit or a delete of the room message (room, room_seq) or direct message (dm_seq, to) at transcript seq `ref` (TRANSCRIPT.md §2.4).
-  edit: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64", text: "string?", sealed: "b64?", key_seq: "int?" },
-  delete: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64" },
+  edit: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64", text: "string?", sealed: "b64?", key_seq: "int?", cid: "string?" },
+  delete: { room: "string?", room_seq: "int?", dm_seq: "int?", to: "string?", ref: "int", user: "string", session: "b64", cid: "string?" },
   checkpoint: { head_seq: "int", head: "hex32", sig: "b64", origin: "string?", root: "b64?", note_sig: "b64?" },
 };
 
@@ -257,6 +258,7 @@ export function parseEntry(line: string): Entry {
   if (BODY_TYPES.has(type) && (o.sealed === undefined) !== (o.key_seq === undefined)) {
     fail("entry_field", `${type}.sealed and key_seq go together`);
   }
+  if (o.cid !== undefined && !CID_RE.test(o.cid as string)) fail("entry_field", `${type}.cid must be a client message id (22 characters of base64url: 16 bytes)`);
   if (type === "checkpoint" && !((o.origin === undefined) === (o.root === undefined) && (o.root === undefined) === (o.note_sig === undefined))) {
     fail("entry_field", "checkpoint.origin, root and note_sig go together");
   }

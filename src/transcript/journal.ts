@@ -22,19 +22,22 @@
  */
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type LogState, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
+import { type AckedCid, copyRoomStates, type DirectMessage, type Journal, type JournalEvent, type KeptDirect, type LogState, type KeptMessage, type Receipt, type RoomMessage, changedDirect, changedKept, countUndelivered, isBetween, newest } from "../store/journal.ts";
 import type { Logger } from "../log.ts";
 import { type Applied, type HistoryBatch, HistoryDb, type MessageChange } from "../store/history.ts";
 import { type RoomChange, type RoomState, ROOM_ACTIONS, type RoomAction, applyRoomChange, cloneRoomState } from "../store/roomstate.ts";
-import { DEFAULT_HISTORY_MEMORY, RecentRooms } from "../store/recent.ts";
+import { DEFAULT_HISTORY_MEMORY, RecentRooms, shown } from "../store/recent.ts";
+import { ackedCidsInTail } from "./cids.ts";
 import { EDIT_REACH, parseEntry } from "./format.ts";
 import { type TranscriptFile, listTranscript, readLinesBackward, readTranscriptLinesSync } from "./read.ts";
 import { readLinesBySeq } from "./lineat.ts";
 import { type TranscriptWriter, type WriterOptions, TranscriptWriter as Writer } from "./writer.ts";
 
 export interface JournalOptions extends WriterOptions {
-  /** Messages of history kept per room (serve --history). */
+  /** Messages of history a join is shown, and kept per room in memory (serve --history). */
   history: number;
+  /** Messages kept per room in history.db for members catching up after a disconnect (serve --history-keep; at least `history`). */
+  historyKeep?: number;
   /** Estimated bytes of room history held in memory (serve --history-memory). */
   historyMemory?: number;
   /** How long durable messages may wait to go into history.db together (default FLUSH_MS). */
@@ -79,6 +82,8 @@ export class TranscriptJournal implements Journal {
   /** The rooms whose history is in memory. */
   readonly rooms: RecentRooms;
   readonly #log: Logger;
+  /** The transcript directory. */
+  readonly #dir: string;
   readonly #flushMs: number;
   #directSeq: number;
   /** In transcript order. */
@@ -102,17 +107,18 @@ export class TranscriptJournal implements Journal {
   ) {
     this.#db = db;
     this.#log = opts.log;
+    this.#dir = opts.dir;
     this.#flushMs = opts.historyFlushMs ?? FLUSH_MS;
     this.#directSeq = db.directSeq;
     this.#roomStates = db.roomStates();
-    this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room));
+    this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => db.room(room, opts.history));
   }
 
   static open(opts: JournalOptions): TranscriptJournal {
     const writer = Writer.open(opts);
     let db: HistoryDb | undefined;
     try {
-      const opened = HistoryDb.open(historyDbPath(opts.dir), opts.history, opts.auditorKey !== undefined);
+      const opened = HistoryDb.open(historyDbPath(opts.dir), Math.max(opts.history, opts.historyKeep ?? opts.history), opts.auditorKey !== undefined);
       db = opened;
       const lines = opened.replay(() => catchUp(opened, opts.dir, opts.auditorKey !== undefined, opts.log));
       return new TranscriptJournal(writer, opened, opts, lines);
@@ -174,6 +180,17 @@ export class TranscriptJournal implements Journal {
       if (e.kind === "message") this.rooms.add(e.message);
       if ((e.kind === "edit" || e.kind === "delete") && e.room !== undefined) this.rooms.change(e.room, e.seq, (m) => changedKept(m, e));
       return { durable: handled(Promise.reject(err)) };
+    }
+  }
+
+  /** The messages with a client message id among the transcript's last entries (transcript/cids.ts). */
+  ackedCids(since: number): AckedCid[] {
+    try {
+      return ackedCidsInTail(listTranscript(this.#dir).files, since);
+    } catch (err) {
+      // Not fatal: without them a resend across this restart is recorded again, as before ids existed.
+      this.#log.warn("cids_unread", { error: (err as Error).message });
+      return [];
     }
   }
 
@@ -285,6 +302,27 @@ export class TranscriptJournal implements Journal {
 
   recent(room: string, limit: number): RoomMessage[] {
     return this.rooms.recent(room, limit);
+  }
+
+  /**
+   * history.db's rows after `since`, then what is not in it yet (messages
+   * and edits waiting for the next flush), then memory's copies, which are
+   * the newest and current: each message once, as it is now.
+   */
+  after(room: string, since: number, limit: number): RoomMessage[] {
+    if (limit <= 0) return [];
+    const bySeq = new Map<number, KeptMessage>();
+    for (const m of this.#db.after(room, since, limit)) bySeq.set(m.seq, m);
+    for (const u of this.#unsaved) {
+      if (u.message?.room === room && u.message.seq > since) bySeq.set(u.message.seq, u.message);
+      const was = u.change?.room === room ? bySeq.get(u.change.seq) : undefined;
+      if (was) bySeq.set(was.seq, changedKept(was, editOf(u.change!)));
+    }
+    for (const m of this.rooms.recent(room, this.rooms.keep)) if (m.seq > since) bySeq.set(m.seq, m);
+    return [...bySeq.values()]
+      .sort((x, y) => x.seq - y.seq)
+      .slice(0, limit)
+      .map(shown);
   }
 
   lastSeq(room: string): number {
@@ -650,17 +688,17 @@ function toEntry(e: JournalEvent): [string, Record<string, string | number | boo
       return ["leave", { room: e.room, user: e.user }];
     case "message": {
       const m = e.message;
-      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text!, ...(m.action ? { action: true } : {}) }];
+      return ["message", { room: m.room, room_seq: m.seq, from: m.from, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.cid ? { cid: e.cid } : {}) }];
     }
     // `ref` is always known here (editable): an edit without one is refused by the writer.
     case "edit":
     case "delete": {
       const at: Record<string, string | number> = e.room !== undefined ? { room: e.room, room_seq: e.seq } : { dm_seq: e.seq, to: e.to! };
-      return [e.kind, { ...at, ref: e.ref!, user: e.user, session: e.session, ...(e.kind === "edit" ? { text: e.text } : {}) }];
+      return [e.kind, { ...at, ref: e.ref!, user: e.user, session: e.session, ...(e.kind === "edit" ? { text: e.text } : {}), ...(e.cid ? { cid: e.cid } : {}) }];
     }
     case "direct": {
       const m = e.message;
-      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}) }];
+      return ["direct", { dm_seq: m.seq, from: m.from, to: m.to, text: m.text!, ...(m.action ? { action: true } : {}), ...(e.stored ? { stored: true } : {}), ...(e.cid ? { cid: e.cid } : {}) }];
     }
     case "room_change":
       return [

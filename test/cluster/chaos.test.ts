@@ -57,12 +57,10 @@ test("one node: kill -9 and restart three times under chat load; every acked mes
   const log: string[] = [`seed ${seed} (CHAOS_SEED=${seed} replays it)`];
   const h = await Harness.open();
   harness = h;
-  // A rejoin is sent at most the room's last --history messages after its `since` (PROTOCOL.md §7.3
-  // "Reports a gap"; default 50). One outage here can take a client ~7 s of backoff, in which its rooms
-  // get more than 50 messages: with the default, such a client is told of a gap (its `reconnected`
-  // event's `gap`), which is the documented limit, not what this test is after. The whole run's
-  // messages fit in 1000, so any message missing here is lost by the crash or the resume.
-  const node = await h.node(["--history", "1000"]);
+  // Default settings: a client away for seconds (its backoff after two kills in a row) misses more
+  // than a join shows (--history 50); its rejoin pages in everything after its `since` from what the
+  // server keeps (--history-keep 1000), so any message missing here is lost by the crash or the resume.
+  const node = await h.node([]);
   const [alice, bob, carol] = await Promise.all([h.user("alice"), h.user("bob"), h.user("carol")]);
 
   // alice in r1; bob and carol in r1 and r2, each speaking in turn in both.

@@ -5,7 +5,7 @@
  * that do have sessions; a connection that fails saying what to check.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUILT_IN_SERVER, chooseServer, configPath, parseConfig, readConfig, writeConfigIfAbsent } from "../../src/client/config.ts";
@@ -53,7 +53,7 @@ describe("config.toml", () => {
     ["server = h:1", 1, 'server must be a string in quotes, e.g. server = "chat.example:7447"'],
     ['server = "h:1', 1, 'server must be a string in quotes, e.g. server = "chat.example:7447"'],
     ["user = 42", 1, 'user must be a string in quotes, e.g. user = "alice"'],
-    ['server = "not a host:1"', 1, '"not a host:1" is not a server address (HOST:PORT)'],
+    ['server = "not a host:1"', 1, '"not a host:1" is not a server address (HOST:PORT, or several separated by commas)'],
     ['user = "Alice"', 1, '"Alice" is not a user name'],
     ['user = "ann"\nuser = "bob"', 2, "user is set twice"],
     ["[server]", 1, 'tables are not supported: only server = "HOST:PORT" and user = "NAME"'],
@@ -80,6 +80,13 @@ describe("config.toml", () => {
     expect((statSync(configPath()).mode & 0o777).toString(8)).toBe("600");
     expect(writeConfigIfAbsent(parseServerAddress("other:1"), "bob")).toBeNull();
     expect(readConfig().user).toBe("alice");
+  });
+
+  test("a cluster's addresses are written as the list and read back as the list", () => {
+    const addr = parseServerAddress("a.example:7447,b.example:7448");
+    writeConfigIfAbsent(addr, "alice");
+    expect(readFileSync(configPath(), "utf8")).toContain('server = "a.example:7447,b.example:7448"');
+    expect(readConfig().server).toEqual(addr);
   });
 });
 

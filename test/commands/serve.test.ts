@@ -6,12 +6,14 @@
  * same mapping directly.
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CliError, EXIT } from "../../src/commands/exit.ts";
 import { dataDirFailure, listenFailure } from "../../src/commands/serve.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
+import { toBase64 } from "../../src/bytes.ts";
+import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import { ChatServer } from "../../src/server/server.ts";
 import { Store } from "../../src/store/db.ts";
 import { auditorPublicLine } from "../../src/transcript/keys.ts";
@@ -105,24 +107,24 @@ describe("serve: the data directory", () => {
   });
 });
 
-describe("serve: the start log", () => {
-  /** `serve ARGS… --json` in-process until it listens, then SIGTERM: its log lines, parsed. */
-  async function startLog(...args: string[]): Promise<Record<string, unknown>[]> {
-    const start = spyOn(ChatServer, "start");
-    const listeners = process.listenerCount("SIGTERM");
-    try {
-      const running = runCli("serve", "--port", "0", "--data", join(scratch(), "data"), "--json", ...args);
-      await waitFor("the server to start", () => start.mock.results.length > 0, 10_000);
-      await waitFor("serve to wait for a signal", () => process.listenerCount("SIGTERM") > listeners, 10_000);
-      process.emit("SIGTERM");
-      const r = await running;
-      expect(r.code).toBe(EXIT.OK);
-      return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
-    } finally {
-      start.mockRestore();
-    }
+/** `serve ARGS… --json` in-process until it listens, then SIGTERM: its log lines, parsed. */
+async function startLog(...args: string[]): Promise<Record<string, unknown>[]> {
+  const start = spyOn(ChatServer, "start");
+  const listeners = process.listenerCount("SIGTERM");
+  try {
+    const running = runCli("serve", "--port", "0", "--data", join(scratch(), "data"), "--json", ...args);
+    await waitFor("the server to start", () => start.mock.results.length > 0, 10_000);
+    await waitFor("serve to wait for a signal", () => process.listenerCount("SIGTERM") > listeners, 10_000);
+    process.emit("SIGTERM");
+    const r = await running;
+    expect(r.code).toBe(EXIT.OK);
+    return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  } finally {
+    start.mockRestore();
   }
+}
 
+describe("serve: the start log", () => {
   test("says whether sealing is on (and to which auditor key), the fsync policy and the checkpoint policy", async () => {
     const auditor = auditorKeyPair();
     const sealed = (await startLog("--auditor-key", auditorPublicLine(auditor.publicKey), "--fsync", "always", "--checkpoint-every", "500", "--checkpoint-interval", "30s")).find((j) => j.event === "transcript");
@@ -144,6 +146,58 @@ describe("serve: the start log", () => {
     const none = (await startLog()).find((j) => j.event === "admins");
     expect(none).toMatchObject({ count: 0 });
     expect(none).not.toHaveProperty("users");
+  }, 30_000);
+});
+
+describe("serve --host-key FILE: one key for the nodes of a cluster", () => {
+  /** A host key file as an operator copies it to each node (mode 0600), and its public key. */
+  function sharedKey(): { file: string; publicKey: Uint8Array } {
+    const dir = join(scratch(), "keys");
+    const { key } = loadOrCreateHostKey(dir);
+    return { file: join(dir, "host_key"), publicKey: key.publicKey };
+  }
+
+  test("two nodes given the same FILE present the same key; neither makes a key of its own", async () => {
+    const shared = sharedKey();
+    const fingerprints: unknown[] = [];
+    for (const node of ["node-a", "node-b"]) {
+      const data = join(scratch(), node);
+      const log = await startLog("--data", data, "--host-key", shared.file);
+      fingerprints.push(log.find((j) => j.event === "host_key_loaded")?.fingerprint);
+      expect(log.some((j) => j.event === "host_key_created")).toBe(false);
+      expect(existsSync(join(data, "host_key"))).toBe(false);
+      // host_key.pub stays beside the data, for clients and auditors.
+      expect(readFileSync(join(data, "host_key.pub"), "utf8")).toBe(`ed25519 ${toBase64(shared.publicKey)}\n`);
+    }
+    expect(fingerprints).toEqual([fingerprint(shared.publicKey), fingerprint(shared.publicKey)]);
+  }, 30_000);
+
+  test("a FILE that does not exist is an error naming it, and nothing is made", async () => {
+    const data = join(scratch(), "data");
+    const missing = join(scratch(), "cluster_host_key");
+    const r = await runCli("serve", "--port", "0", "--data", data, "--host-key", missing);
+    expect(r.code).toBe(EXIT.FAILURE);
+    expect(r.stderr).toStartWith(`securechat: host key: ${missing} does not exist; a key given with --host-key is never made (every node of a cluster must use the same one)\n`);
+    expect(existsSync(missing)).toBe(false);
+    expect(existsSync(data)).toBe(false);
+  });
+
+  test("a FILE others may read is refused, naming the file and never its content", async () => {
+    const shared = sharedKey();
+    chmodSync(shared.file, 0o640);
+    const data = join(scratch(), "data");
+    const r = await runCli("serve", "--port", "0", "--data", data, "--host-key", shared.file);
+    expect(r.code).toBe(EXIT.FAILURE);
+    expect(r.stderr).toContain(`${shared.file} has mode 0640, open to other users; it must be 0600`);
+    expect(r.stderr + r.stdout).not.toContain(readFileSync(shared.file, "utf8").split(" ")[1]!.trim());
+    expect(existsSync(join(data, "host_key"))).toBe(false);
+  });
+
+  test("--host-key naming the default path behaves as the default: made on first start", async () => {
+    const data = join(scratch(), "data");
+    const log = await startLog("--data", data, "--host-key", join(data, "host_key"));
+    expect(log.some((j) => j.event === "host_key_created")).toBe(true);
+    expect(existsSync(join(data, "host_key"))).toBe(true);
   }, 30_000);
 });
 

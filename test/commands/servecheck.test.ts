@@ -4,7 +4,7 @@
  * do), the exit code, and the data directory left byte for byte as it was.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { appendFileSync, chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sha256 } from "../../src/crypto/index.ts";
@@ -98,6 +98,38 @@ describe("serve --check", () => {
     const r = await check(data);
     expect(r.code).toBe(EXIT.FAILURE);
     expect(line(r.stdout, "host-key")).toBe(`FAIL host-key: ${join(data, "host_key")} has mode 0644, open to other users; it must be 0600 (chmod 600 ${join(data, "host_key")}, and replace the key if others may have read it)`);
+  });
+
+  test("--host-key FILE: a new node's empty data directory and the cluster's key file are checked, the key's secret never shown", async () => {
+    const keys = stoppedServerData(0);
+    const data = join(tmp(), "node-b");
+    const r = await check(data, "--host-key", join(keys, "host_key"));
+    expect(r.code).toBe(EXIT.OK);
+    expect(line(r.stdout, "host-key")).toBe(`ok   host-key: ${join(keys, "host_key")} is a host key, mode 0600`);
+    expect(r.stdout + r.stderr).not.toContain(readFileSync(join(keys, "host_key"), "utf8").split(" ")[1]!.trim());
+    expect(existsSync(data)).toBe(false);
+  });
+
+  test("--host-key FILE that does not exist fails: a node must not invent a key of its own", async () => {
+    const data = stoppedServerData();
+    const missing = join(tmp(), "cluster_host_key");
+    const before = digest(data);
+    const r = await check(data, "--host-key", missing);
+    expect(r.code).toBe(EXIT.FAILURE);
+    expect(line(r.stdout, "host-key")).toBe(
+      `FAIL host-key: ${missing} does not exist; a key given with --host-key is never made (every node of a cluster must use the same one) (copy the cluster's host key file there (mode 0600), or leave out --host-key to use ${join(data, "host_key")})`,
+    );
+    expect(line(r.stdout, "transcript")).toBe("FAIL transcript: not checked: the host key cannot be read (fix the host key first)");
+    expect(digest(data)).toBe(before);
+    expect(existsSync(missing)).toBe(false);
+  });
+
+  test("--host-key FILE holding another key than the one the transcript is signed with fails", async () => {
+    const data = stoppedServerData();
+    const other = stoppedServerData(0);
+    const r = await check(data, "--host-key", join(other, "host_key"));
+    expect(r.code).toBe(EXIT.FAILURE);
+    expect(line(r.stdout, "transcript")).toStartWith("FAIL transcript: ");
   });
 
   /** The check of a stopped server's data whose transcript ends in `bytes`; the data directory is left as it was. */

@@ -72,7 +72,7 @@ describe("answers in request order (§7.4 rule 2) and bye after every answer (§
     const ts = await startFuzzServer(journal, 4);
     const t = new Terminal("alice.0#1", "alice");
     try {
-      await t.open(ts.port, provision(ts.server, "alice"), () => {});
+      await t.open(ts.port, await provision(ts.server, "alice"), () => {});
       t.request({ type: "join", room: "lobby" }, false);
       await until(t, (m) => m.type === "notice" && m.code === "recorded");
       t.received.length = 0;

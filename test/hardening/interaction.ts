@@ -129,14 +129,14 @@ export interface Cred {
 }
 
 /** An account and a ticket put straight into the server's store: no argon2id, so a run starts in milliseconds. */
-export function provision(server: ChatServer, user: string): Cred {
+export async function provision(server: ChatServer, user: string): Promise<Cred> {
   const identity = ed25519Generate();
   const ticketKey = ed25519Generate();
   const now = Date.now();
   if (!server.store.createAccount({ name: user, identityKey: identity.publicKey, verifier: "(none: this account logs in with a ticket only)", createdAt: now })) {
     throw new Error(`test: account ${user} exists`);
   }
-  const { ticket } = server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
+  const { ticket } = await server.accounts.issueTicket(user, ticketKey.publicKey, now, identity.publicKey, "127.0.0.1");
   return { user, ticket, ticketKey };
 }
 
@@ -1071,7 +1071,7 @@ export async function runInteraction(opts: InteractionOptions): Promise<Interact
 
   try {
     installProbe(ts.server, model, bySession, queues, problems);
-    const creds = Array.from({ length: nUsers }, (_, k) => provision(ts.server, `u${k}`));
+    const creds = await Promise.all(Array.from({ length: nUsers }, (_, k) => provision(ts.server, `u${k}`)));
     const users = creds.map((c) => c.user);
     const slots = creds.flatMap((c, u) => Array.from({ length: perUser }, (_, k) => ({ cred: c, name: `u${u}.${k}`, gen: 0, term: null as Terminal | null })));
     const log = (step: number, t: Terminal | null, what: string): void => void trace.push(`#${step} ${t ? `${t.label} ` : ""}${what}`);

@@ -100,8 +100,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     // Chat requests (PROTOCOL.md §7.1).
     join: { type: "join", room: "lobby", since: 41, limit: 0 },
     leave: { type: "leave", room: "0-dev_ops" },
-    say: { type: "say", id: 7, room: "lobby", text: "waves — 👋 \"hi\" \\o/", action: true },
-    dm: { type: "dm", id: 8, to: "dave_9", text: "psst ✓", action: true },
+    say: { type: "say", id: 7, room: "lobby", text: "waves — 👋 \"hi\" \\o/", action: true, cid: "AAECAwQFBgcICQoLDA0ODw" },
+    dm: { type: "dm", id: 8, to: "dave_9", text: "psst ✓", action: true, cid: "_-_-_-_-_-_-_-_-_-_-_w" },
     who: { type: "who", room: "lobby" },
     rooms: { type: "rooms" },
     away: { type: "away", text: "at lunch — back at 2 ✓" },
@@ -183,8 +183,8 @@ export function fullExamples(r: Rng = rng()): { [T in MessageType]: Message<T> }
     device_added: { type: "device_added", id: "0a1b2c3d4e5f" },
     device_revoked: { type: "device_revoked", id: "0a1b2c3d4e5f", ended: 1 },
     // Editing and deleting (PROTOCOL.md §7.12).
-    edit: { type: "edit", id: 9, room: "lobby", seq: 41, text: "fixed — \"typo\" ✓" },
-    delete: { type: "delete", id: 10, room: "0-dev_ops", seq: Number.MAX_SAFE_INTEGER },
+    edit: { type: "edit", id: 9, room: "lobby", seq: 41, text: "fixed — \"typo\" ✓", cid: "zzzzzzzzzzzzzzzzzzzzzQ" },
+    delete: { type: "delete", id: 10, room: "0-dev_ops", seq: Number.MAX_SAFE_INTEGER, cid: "0123456789abcdefABCDEg" },
     edited: { type: "edited", room: "lobby", seq: 41, ts: 1_900_000_000_500, by: "alice", text: "fixed — ünïcödé", action: true },
     deleted: { type: "deleted", room: "lobby", seq: 40, ts: 1_900_000_000_600, by: "alice" },
     // Read markers (PROTOCOL.md §7.14).

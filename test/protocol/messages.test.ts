@@ -32,6 +32,7 @@ import {
   encodeMessage,
   encodeMessageBytes,
   joinRecordPayload,
+  newCid,
   parseJsonObject,
   splitRecordPayload,
   validateMessage,
@@ -82,6 +83,7 @@ type Kind =
   | { kind: "bool" }
   | { kind: "room" }
   | { kind: "ref" }
+  | { kind: "cid" }
   | { kind: "enum"; values: string[] }
   | { kind: "list"; item: Kind; max: number }
   | { kind: "object"; fields: Record<string, FieldSpec> };
@@ -94,6 +96,7 @@ const ROOM: FieldSpec = { kind: "room" };
 const USER: FieldSpec = { kind: "user" };
 const CHAT_TEXT: FieldSpec = { kind: "text", min: 1, max: 4096 };
 const ACTION: FieldSpec = { kind: "bool", optional: true };
+const CID: FieldSpec = { kind: "cid", optional: true };
 const CODE: FieldSpec = { kind: "text", min: 1, max: ERROR_CODE_MAX };
 const USERS: FieldSpec = { kind: "list", item: { kind: "user" }, max: 1000 };
 const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
@@ -136,8 +139,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   pong: {},
   join: { room: ROOM, since: { kind: "int", min: 0, max: SAFE, optional: true }, limit: { kind: "int", min: 0, max: 1000, optional: true } },
   leave: { room: ROOM },
-  say: { id: ID, room: ROOM, text: CHAT_TEXT, action: ACTION },
-  dm: { id: ID, to: USER, text: CHAT_TEXT, action: ACTION },
+  say: { id: ID, room: ROOM, text: CHAT_TEXT, action: ACTION, cid: CID },
+  dm: { id: ID, to: USER, text: CHAT_TEXT, action: ACTION, cid: CID },
   who: { room: ROOM },
   rooms: {},
   away: { text: { kind: "text", min: 1, max: 64, optional: true } },
@@ -273,8 +276,8 @@ const FIELDS: { [T in MessageType]: Record<string, FieldSpec> } = {
   },
   device_added: { id: { kind: "ref" } },
   device_revoked: { id: { kind: "ref" }, ended: { kind: "int", min: 0, max: SAFE } },
-  edit: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, text: CHAT_TEXT },
-  delete: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ },
+  edit: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, text: CHAT_TEXT, cid: CID },
+  delete: { id: ID, room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, cid: CID },
   edited: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER, text: CHAT_TEXT, action: ACTION },
   deleted: { room: { ...ROOM, optional: true }, to: { kind: "user", optional: true }, seq: SEQ, ts: TS, by: USER },
   read: { rooms: { kind: "list", item: { kind: "object", fields: { room: ROOM, seq: { kind: "int", min: 0, max: SAFE } } }, max: 64, optional: true }, dm: { kind: "int", min: 0, max: SAFE, optional: true } },
@@ -589,6 +592,30 @@ describe("fields", () => {
     }
     expect(results.length).toBeGreaterThanOrEqual(9);
     expect(results).toEqual(results.map(([v]) => [v, "message_invalid"]));
+  });
+
+  test("cid: 16 bytes as unpadded base64url, 22 characters, canonical; anything else → message_invalid", () => {
+    const say = (cid: unknown) => body({ type: "say", id: 1, room: "lobby", text: "hi", cid });
+    for (const cid of [newCid(), newCid(), "AAAAAAAAAAAAAAAAAAAAAA", "_-_-_-_-_-_-_-_-_-_-_w", "zzzzzzzzzzzzzzzzzzzzzg"]) {
+      expect(decodeMessage(say(cid))).toMatchObject({ cid });
+      expect(Buffer.from(cid, "base64url").length).toBe(16);
+      expect(Buffer.from(cid, "base64url").toString("base64url")).toBe(cid);
+    }
+    for (const bad of [
+      "",
+      "AAAAAAAAAAAAAAAAAAAAA", // 21 characters
+      "AAAAAAAAAAAAAAAAAAAAAAA", // 23
+      "AAAAAAAAAAAAAAAAAAAAAA==", // padded
+      "AAAAAAAAAAAAAAAAAAAA+A", // base64, not base64url
+      "AAAAAAAAAAAAAAAAAAAA/A",
+      "AAAAAAAAAAAAAAAAAAAAAB", // the last character's low bits set: another spelling of the same bytes
+      "AAAAAAAAAAAAAAAAAAAAA_",
+      "AAAAAAAAAAAAAAAAAAAA A",
+      "AAAAAAAAAAAAAAAAAAAAAé",
+    ]) {
+      expect([bad, codeOf(() => decodeMessage(say(bad)))]).toEqual([bad, "message_invalid"]);
+    }
+    expect(newCid()).not.toBe(newCid());
   });
 
   test("validateMessage takes parsed values too and rejects non-JSON ones (undefined counts as missing)", () => {

@@ -403,6 +403,7 @@ namespace Spec {
     | "room"
     | "bool"
     | "ref"
+    | "cid"
     | { oneOf: string[] }
     | { list: Kind; max: number }
     | { object: [name: string, kind: Kind, optional?: true][] };
@@ -471,12 +472,14 @@ namespace Spec {
       ["room", "room"],
       ["text", { text: [1, 4096] }],
       ["action", "bool", true],
+      ["cid", "cid", true],
     ],
     dm: [
       ["id", { int: [0, MAX_SAFE] }],
       ["to", "user"],
       ["text", { text: [1, 4096] }],
       ["action", "bool", true],
+      ["cid", "cid", true],
     ],
     who: [["room", "room"]],
     rooms: [],
@@ -751,12 +754,14 @@ namespace Spec {
       ["to", "user", true],
       ["seq", { int: [1, MAX_SAFE] }],
       ["text", { text: [1, 4096] }],
+      ["cid", "cid", true],
     ],
     delete: [
       ["id", { int: [0, MAX_SAFE] }],
       ["room", "room", true],
       ["to", "user", true],
       ["seq", { int: [1, MAX_SAFE] }],
+      ["cid", "cid", true],
     ],
     edited: [
       ["room", "room", true],
@@ -884,6 +889,11 @@ namespace Spec {
     }
     if (kind === "ref") {
       if (typeof v !== "string" || !/^[0-9a-f]{12}$/.test(v)) fail("message_invalid");
+      return v;
+    }
+    // §7.15: 16 bytes, unpadded base64url, canonical (encoding the bytes again gives the same text).
+    if (kind === "cid") {
+      if (typeof v !== "string" || !/^[A-Za-z0-9_-]{22}$/.test(v) || Buffer.from(v, "base64url").toString("base64url") !== v) fail("message_invalid");
       return v;
     }
     if ("oneOf" in kind) {

@@ -91,7 +91,7 @@ describe("who may act", () => {
     // Bob was not touched: his session goes on, his account logs in.
     b.s.send({ type: "ping" });
     expect((await untilMessage(b.s, (m) => m.type === "pong")).match).toEqual({ type: "pong" });
-    expect(t.server.accounts.isLocked("bob")).toBe(false);
+    expect(await t.server.accounts.isLocked("bob")).toBe(false);
     for (const s of [a.s, b.s]) s.close();
   }, NET);
 });
@@ -109,7 +109,7 @@ describe("lock and unlock", () => {
     const append = spyOn(t.server.journal, "append");
     const whenRecorded: { locked?: boolean } = {};
     append.mockImplementation((e: JournalEvent) => {
-      if (e.kind === "admin_action") whenRecorded.locked = t.server.accounts.isLocked("bob");
+      if (e.kind === "admin_action") whenRecorded.locked = t.server.store.lockedAt("bob") !== null;
       return {};
     });
     try {
@@ -263,7 +263,7 @@ describe("refusals change nothing and record nothing", () => {
     } finally {
       Object.defineProperty(t.server.journal, "recording", { value: true, configurable: true });
     }
-    expect(t.server.accounts.isLocked("bob")).toBe(false);
+    expect(await t.server.accounts.isLocked("bob")).toBe(false);
     b.s.send({ type: "ping" });
     expect((await untilMessage(b.s, (m) => m.type === "pong")).match).toEqual({ type: "pong" });
     for (const s of [r.s, b.s]) s.close();

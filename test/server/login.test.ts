@@ -98,7 +98,7 @@ describe("login(): an attempt's outcome", () => {
     const ticketKey = randomBytes(32);
     const device = randomBytes(32);
     store.addDevice("kestrel", { key: device, name: "second", enrolledAt: NOW, enrolledBy: "password", revokedAt: null });
-    const { ticket, expiresAt } = accounts.issueTicket("kestrel", ticketKey, NOW, device, "10.0.0.9");
+    const { ticket, expiresAt } = await accounts.issueTicket("kestrel", ticketKey, NOW, device, "10.0.0.9");
     const m: Message<"login"> = { type: "login", user: "kestrel", sig: SIG, ticket };
     const ok = await login(server(), attempt(m, { signedBy: ticketKey }));
     expect(ok).toEqual({ user: "kestrel", method: "ticket", ticket, loginTicket: null, issued: null, expiresAt, device });

@@ -6,7 +6,7 @@
  * in-process server on 127.0.0.1.
  */
 import { describe, expect, spyOn, test } from "bun:test";
-import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts";
+import { type Ed25519KeyPair, ed25519Generate, sha256 } from "../../src/crypto/index.ts";
 import { deviceId } from "../../src/fingerprint.ts";
 import { Framed } from "../../src/net/framed.ts";
 import type { Message } from "../../src/protocol/messages.ts";
@@ -149,7 +149,7 @@ describe("a ticket nobody received is not kept", () => {
     } finally {
       send.mockRestore();
     }
-    const issued = issue.mock.results[0]!.value as { ticket: Uint8Array };
+    const issued = (await issue.mock.results[0]!.value) as { ticket: Uint8Array };
     issue.mockRestore();
     expect(storedTickets(t)).toBe(0);
     expect(issued.ticket.every((b) => b === 0)).toBe(true);
@@ -266,6 +266,43 @@ describe("sessions: a user sees where it is logged in and ends any other session
     expect(got.match?.type).toBe(type);
     return got.match!;
   }
+
+  test("an account store that answers late (PostgreSQL) keeps the answer in its place: a ping sent after session_list is answered after it", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const { s } = await withTicket(t, alice);
+    const store = t.server.store;
+    const ticketsOf = store.ticketsOf.bind(store);
+    const late = spyOn(store, "ticketsOf").mockImplementation(((...a: Parameters<typeof ticketsOf>) => Bun.sleep(300).then(() => ticketsOf(...a))) as never);
+    try {
+      s.send({ type: "session_list" });
+      s.send({ type: "ping" });
+      const { match, seen } = await untilMessage(s, (m) => m.type === "pong");
+      expect(match).toEqual({ type: "pong" });
+      expect(seen.map((m) => m.type)).toEqual(["sessions", "pong"]);
+      expect(late).toHaveBeenCalledTimes(1);
+    } finally {
+      late.mockRestore();
+    }
+  }, NET);
+
+  test("logout over an account store that answers late: bye comes once the ticket is revoked, and the ticket no longer logs in", async () => {
+    const t = await server();
+    const alice = await registerRaw(t.port, "alice", PW);
+    const { s, ticket, key } = await withTicket(t, alice);
+    const store = t.server.store;
+    const revokeTicket = store.revokeTicket.bind(store);
+    const late = spyOn(store, "revokeTicket").mockImplementation(((hash: Uint8Array) => Bun.sleep(300).then(() => revokeTicket(hash))) as never);
+    try {
+      s.send({ type: "logout" });
+      expect((await untilMessage(s, (m) => m.type === "bye")).match).toEqual({ type: "bye", reason: "logged out" });
+      expect(store.ticket(sha256(ticket), Date.now())).toBeNull();
+    } finally {
+      late.mockRestore();
+    }
+    const again = await rawSession(t.port);
+    expect((await ticketLogin(again, "alice", ticket, key)).code).toBe("auth_failed");
+  }, NET);
 
   test("session_list names each live session of the user with its source, start, expiry and ticket, the current one marked, then its tickets; nobody else's", async () => {
     const t = await server();

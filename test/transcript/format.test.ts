@@ -188,6 +188,8 @@ describe("parseEntry", () => {
       ["message", { room: "lobby", room_seq: 1, from: "alice", text: "hi" }],
       ["message", { room: "lobby", room_seq: 1, from: "alice", text: "hi", action: true }],
       ["message", { room: "lobby", room_seq: 1, from: "alice", text: "hi", action: false }],
+      ["message", { room: "lobby", room_seq: 1, from: "alice", text: "hi", cid: "AAECAwQFBgcICQoLDA0ODw" }],
+      ["direct", { dm_seq: 1, from: "alice", to: "bob", text: "hi", cid: "_-_-_-_-_-_-_-_-_-_-_w" }],
       ["message", { room: "lobby", room_seq: 1, from: "alice", sealed: toBase64(new Uint8Array(42)), key_seq: 1 }],
       ["direct", { dm_seq: 1, from: "alice", to: "bob", text: "" }],
       ["direct", { dm_seq: 1, from: "alice", to: "bob", sealed: toBase64(new Uint8Array(40)), key_seq: 1, action: true }],
@@ -256,6 +258,11 @@ describe("parseEntry", () => {
     ["a message with sealed but no key_seq", raw({ ...without(msg, "text"), sealed: toBase64(new Uint8Array(40)) }), "entry_field"],
     ["a message with text and key_seq", raw({ ...msg, key_seq: 1 }), "entry_field"],
     ["a direct with neither text nor sealed", raw({ ...BASE, type: "direct", dm_seq: 1, from: "a", to: "b" }), "entry_field"],
+    ["a cid of 15 bytes", raw({ ...msg, cid: "AAECAwQFBgcICQoLDA0O" }), "entry_field"],
+    ["a cid in the standard base64 alphabet", raw({ ...msg, cid: "AAECAwQFBgcICQoLDA0+/w" }), "entry_field"],
+    ["a cid padded", raw({ ...msg, cid: "AAECAwQFBgcICQoLDA0ODw==" }), "entry_field"],
+    ["a cid whose last character has pad bits set", raw({ ...msg, cid: "AAECAwQFBgcICQoLDA0ODx" }), "entry_field"],
+    ["a cid given a number", raw({ ...msg, cid: 16 }), "entry_field"],
     ["a direct with sealed but no key_seq", raw({ ...BASE, type: "direct", dm_seq: 1, from: "a", to: "b", sealed: toBase64(new Uint8Array(40)) }), "entry_field"],
   ];
   for (const [what, l, code] of rejections) {

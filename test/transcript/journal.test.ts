@@ -749,3 +749,59 @@ describe("persistent rooms (PROTOCOL.md §7.9): their state is rebuilt from room
     expect(j.roomStates().get("ops")!.bans.size).toBe(0);
   });
 });
+
+describe("after: a member catching up reads past what a join shows (serve --history-keep)", () => {
+  const seqs = (ms: RoomMessage[]): number[] => ms.map((m) => m.seq);
+  const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+  test("history 5, keep 100: every message after `since`, paged, from history.db and memory, with edits and deletes as they are now", async () => {
+    const dir = freshDir();
+    let j = open(dir, { history: 5, historyKeep: 100 });
+    const rs = range(1, 40).map((s) => j.append(say("lobby", s)));
+    rs.push(j.append({ kind: "edit", room: "lobby", seq: 12, user: "alice", session: SESSION, ref: rs[11]!.seq!, text: "reworded", ts: T + 41 }));
+    rs.push(j.append({ kind: "delete", room: "lobby", seq: 38, user: "alice", session: SESSION, ref: rs[37]!.seq!, ts: T + 42 }));
+    await saved(rs);
+    // a join is still shown 5
+    expect(seqs(j.recent("lobby", 50))).toEqual(range(36, 40));
+    expect(seqs(j.after("lobby", 3, 10))).toEqual(range(4, 13));
+    expect(seqs(j.after("lobby", 30, 50))).toEqual(range(31, 40));
+    expect(seqs(j.after("lobby", 0, 1000))).toEqual(range(1, 40));
+    expect(j.after("lobby", 11, 1)[0]).toMatchObject({ seq: 12, text: "reworded", edited: true });
+    expect(j.after("lobby", 37, 1)[0]).toMatchObject({ seq: 38, deleted: true });
+    expect(j.after("lobby", 40, 10)).toEqual([]);
+    expect(j.after("nowhere", 0, 10)).toEqual([]);
+    j.close("shutdown");
+    // after a restart, from history.db, the same
+    j = open(dir, { history: 5, historyKeep: 100 });
+    expect(seqs(j.after("lobby", 3, 10))).toEqual(range(4, 13));
+    expect(seqs(j.after("lobby", 0, 1000))).toEqual(range(1, 40));
+    expect(j.after("lobby", 11, 1)[0]).toMatchObject({ seq: 12, text: "reworded" });
+    j.close("shutdown");
+  });
+
+  test("messages not yet in history.db come from memory, in order after those that are", async () => {
+    const dir = freshDir();
+    const j = open(dir, { history: 5, historyKeep: 100, historyFlushMs: 60_000 });
+    const first = range(1, 20).map((s) => j.append(say("lobby", s)));
+    await saved(first);
+    j.append(say("lobby", 21));
+    j.append(say("lobby", 22));
+    expect(seqs(j.after("lobby", 10, 100))).toEqual(range(11, 22));
+    j.close("shutdown");
+  });
+
+  test("history.db keeps the newest `keep` per room: older ones are gone, and `after` says so by starting later", async () => {
+    const dir = freshDir();
+    const j = open(dir, { history: 5, historyKeep: 20 });
+    await saved(range(1, 50).map((s) => j.append(say("lobby", s))));
+    expect(seqs(j.after("lobby", 0, 100))).toEqual(range(31, 50));
+    j.close("shutdown");
+  });
+
+  test("MemoryJournal: what it holds after `since`", () => {
+    const j = new MemoryJournal(10);
+    for (const s of range(1, 30)) j.append(say("lobby", s));
+    expect(seqs(j.after("lobby", 25, 3))).toEqual([26, 27, 28]);
+    expect(seqs(j.after("lobby", 0, 100))).toEqual(range(21, 30));
+  });
+});

@@ -160,13 +160,13 @@ const MAX_LINE = 1_048_576;
 const HEX32 = /^[0-9a-f]{64}$/;
 
 /** The kinds of §1.2/§2.4, with lengths and bounds as the spec gives them. */
-type Kind = "text" | "int" | "int1" | "bool" | "hex32" | "b64:16" | "b64:32" | "b64:64" | "b64:68" | "b64:72" | "sealed";
+type Kind = "text" | "int" | "int1" | "bool" | "hex32" | "b64:16" | "b64:32" | "b64:64" | "b64:68" | "b64:72" | "sealed" | "cid";
 type Member = { kind: Kind; optional?: true };
 const req = (kind: Kind): Member => ({ kind });
 const opt = (kind: Kind): Member => ({ kind, optional: true });
-const body = { text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1"), action: opt("bool") };
+const body = { text: opt("text"), sealed: opt("sealed"), key_seq: opt("int1"), action: opt("bool"), cid: opt("cid") };
 /** What an edit or delete names: a room message or a direct message (§2.4). */
-const changed = { room: opt("text"), room_seq: opt("int1"), dm_seq: opt("int1"), to: opt("text"), ref: req("int1"), user: req("text"), session: req("b64:16") };
+const changed = { room: opt("text"), room_seq: opt("int1"), dm_seq: opt("int1"), to: opt("text"), ref: req("int1"), user: req("text"), session: req("b64:16"), cid: opt("cid") };
 
 /** §2.4's tables, transcribed. */
 const SPEC_TYPES: Record<string, Record<string, Member>> = {
@@ -272,6 +272,9 @@ function kindOk(kind: Kind, v: unknown): boolean {
       const b = typeof v === "string" ? unb64(v) : null;
       return b !== null && b.length >= 40;
     }
+    case "cid":
+      // 16 bytes as unpadded base64url, canonical: decoding and encoding again gives it back.
+      return typeof v === "string" && /^[A-Za-z0-9_-]{22}$/.test(v) && Buffer.from(v, "base64url").length === 16 && Buffer.from(v, "base64url").toString("base64url") === v;
     default: {
       const b = typeof v === "string" ? unb64(v) : null;
       return b !== null && b.length === Number(kind.slice(4));

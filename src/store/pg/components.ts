@@ -3,6 +3,7 @@
  * the order a node migrates them at start; `serve --check` reports each
  * one's pending steps. A part adds its component here when it lands.
  */
+import { ACCOUNTS } from "./accounts.ts";
 import type { Component } from "./pg.ts";
 
-export const CLUSTER_COMPONENTS: readonly Component[] = [];
+export const CLUSTER_COMPONENTS: readonly Component[] = [ACCOUNTS];
