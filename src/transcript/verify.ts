@@ -124,7 +124,7 @@ export interface TailReport {
  * then fails; a checkpoint spelled otherwise is never a start, and fails
  * as malformed when the check reaches it.
  */
-const CHECKPOINT_END = /,"type":"checkpoint","hash":"[0-9a-f]{64}"\}$/;
+export const CHECKPOINT_END = /,"type":"checkpoint","hash":"[0-9a-f]{64}"\}$/;
 
 /** Where checking starts: the index in `files` and the byte offset of a line. */
 interface Start {

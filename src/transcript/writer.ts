@@ -365,6 +365,8 @@ export class TranscriptWriter {
   /** Opens the log kept by `storage` (opened and, for a database, holding its writer lease). */
   static openOn(storage: LogStorage, opts: WriterOptions): TranscriptWriter {
     checkLock(opts.lock);
+    // Durable means synced (a COMMIT): a storage that only syncs asynchronously never acks before it.
+    if (opts.fsync === "off" && !storage.syncNow) throw new SecureChatError("transcript_fsync", "transcript: fsync off is for files only; a database's lines are durable at COMMIT");
     const w = new TranscriptWriter(opts, storage);
     const tail = storage.open({ hostKey: opts.hostKey, log: opts.log });
     if (tail.last) {
