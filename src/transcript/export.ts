@@ -28,7 +28,7 @@ import { type Entry, entryLine } from "./format.ts";
 import { Unsealer } from "./keys.ts";
 import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatches, readTranscriptBatches } from "./read.ts";
 import { type ChainOptions, ChainVerifier, TranscriptFailure } from "./chain.ts";
-import { CheckpointWatch, unseal, verifiedBatches } from "./verify.ts";
+import { CheckpointWatch, type LineSource, directorySource, unseal, verifiedBatches } from "./verify.ts";
 
 /** How often follow looks for new lines and files. */
 export const FOLLOW_POLL_MS = 200;
@@ -203,13 +203,17 @@ function summary(v: ChainVerifier, r: Renderer, written: number): ExportSummary 
  * TranscriptFailure at the first problem; lines before it are already written.
  */
 export async function exportTranscript(path: string, opts: ExportOptions, sink: Sink): Promise<ExportSummary> {
-  const listing = listTranscript(path);
-  if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
+  return exportSource(directorySource(path), opts, sink);
+}
+
+/** exportTranscript over any LineSource (a directory's files, a database's rows). */
+export async function exportSource(src: LineSource, opts: ExportOptions, sink: Sink): Promise<ExportSummary> {
+  if (src.files.length === 0) throw new TranscriptFailure({ code: "empty", file: src.where, line: 0, reason: src.empty });
   const v = new ChainVerifier(opts);
   const r = new Renderer(opts);
   let written = 0;
   try {
-    read: for await (const batch of verifiedBatches(readTranscriptBatches(listing.files), v)) {
+    read: for await (const batch of verifiedBatches(src.batches(), v)) {
       for (const { entry, line } of batch) {
         const out = r.render(entry, line);
         if (out === null) continue;

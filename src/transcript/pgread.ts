@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import { allLines, listFiles } from "../store/pg/log.ts";
 import { rowLine } from "./pgstorage.ts";
+import type { LineSource } from "./verify.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptLine } from "./read.ts";
 
 /** The stored lines from `from` on, as a file reader's batches. */
@@ -19,6 +20,8 @@ export async function* databaseBatches(sql: SQL, from = 1): AsyncGenerator<Trans
 
 /** The transcript's files, in chain order: their names and line counts. */
 export async function databaseFiles(sql: SQL): Promise<{ name: string; lines: number }[]> {
+  // A database no writer has used yet has no log tables: it holds no transcript.
+  if (!(await sql`SELECT to_regclass('log_lines') IS NOT NULL AS ok`)[0].ok) return [];
   return (await listFiles(sql)).map(({ name, lines }) => ({ name, lines }));
 }
 
@@ -59,4 +62,16 @@ export async function writeDirectory(sql: SQL, dir: string): Promise<{ files: nu
   }
   syncDir(dir);
   return { files, lines };
+}
+
+/** The transcript in the database as a verifier's and exporter's source (verify.ts LineSource). */
+export async function databaseSource(sql: SQL, where: string): Promise<LineSource> {
+  const files = await databaseFiles(sql);
+  return {
+    where,
+    files: files.map((f) => f.name),
+    torn: [],
+    empty: "the database holds no transcript lines",
+    batches: () => databaseBatches(sql),
+  };
 }

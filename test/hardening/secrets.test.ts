@@ -530,6 +530,8 @@ const VALUE_FLAGS: Record<string, string> = {
   vkey: "the log's PUBLIC verifier key, or a file holding it",
   entry: "a file holding a transcript line",
   checkpoint: "a file holding a signed checkpoint (public)",
+  database: "a PostgreSQL URL: a password in it is warned about (prefer SECURECHAT_DATABASE_URL) and never shown",
+  directory: "a directory",
   // Witnesses (TRANSCRIPT.md §4.5).
   listen: "an address",
   log: "a log's PUBLIC verifier key, or a file holding it",
@@ -586,7 +588,7 @@ describe("argv and environment carry no secret", () => {
       for (const m of text.matchAll(/\benv\??\.([A-Z_][A-Z0-9_]*)/g)) names.add(m[1]!);
       expect(text, relative(REPO, f)).not.toMatch(/\benv\[|Bun\.env/);
     }
-    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_HOME", "SECURECHAT_SERVER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
+    expect([...names].sort()).toEqual(["NO_COLOR", "SECURECHAT_DATA", "SECURECHAT_DATABASE_URL", "SECURECHAT_HOME", "SECURECHAT_SERVER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"]);
   });
 });
 
