@@ -33,7 +33,7 @@ describe.skipIf(!hasPg)("transcript verify|export --database", () => {
     sql = openPg(pg.url, { max: 2 });
     const storage = await PgStorage.open(sql, { holder: "test", log: silentLogger });
     const w = TranscriptWriter.openOn(storage!, { ...DEFAULT_WRITER, fsync: "always", checkpointEvery: 4, rotateBytes: 1500, dir: "(database)", hostKey: HOST, version: "test", log: silentLogger });
-    const acks = Array.from({ length: 20 }, (_, i) => w.append("message", { room: "#ops", room_seq: i + 1, from: "alice", text: `hello ${i}` }).durable);
+    const acks = Array.from({ length: 20 }, (_, i) => w.append("message", { room: "ops", room_seq: i + 1, from: "alice", text: `hello ${i}` }).durable);
     await Promise.all(acks);
     w.close("done");
     await w.closed();
