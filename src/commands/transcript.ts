@@ -323,6 +323,7 @@ const follow = command({
   },
   args: {
     ...args.data,
+    ...databaseArg,
     "from-end": { type: "boolean", description: "Print only entries written from now on (what is there already is still verified)" },
     checkpoint: {
       type: "string",
@@ -340,14 +341,16 @@ const follow = command({
     "securechat transcript follow --since 08:00 | jq -r '[.time, .type] | @tsv'",
     "securechat transcript follow --identity auditor.key --user alice",
     "securechat transcript follow --from-end --checkpoint monitor.checkpoint > /dev/null   # a monitor",
+    "SECURECHAT_DATABASE_URL=postgres://chat@db.internal/chat securechat transcript follow --from-end",
   ],
   async run({ args: a }) {
-    const { followTranscript, StdoutSink } = await import("../transcript/export.ts");
+    const { followTranscript, followSource, StdoutSink } = await import("../transcript/export.ts");
     const saved = await savedCheckpoint(a.checkpoint);
     const opts = { ...(await filterOptions(a)), ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)) };
-    const dir = await transcriptDir(a.data);
+    const url = databaseUrl(a.database, a.data !== undefined);
+    const dir = url === null ? await transcriptDir(a.data) : "";
     const { existsSync } = await import("node:fs");
-    if (!existsSync(dir)) process.stderr.write(`waiting for ${dir} to appear\n`);
+    if (url === null && !existsSync(dir)) process.stderr.write(`waiting for ${dir} to appear\n`);
     const out = new StdoutSink();
     const stop = new AbortController();
     const onSignal = (): void => stop.abort();
@@ -357,9 +360,13 @@ const follow = command({
       const fromEnd = a["from-end"] === true;
       // With --from-end nothing is printed until something is written: say that the past checked out.
       const extends_ = a.checkpoint === undefined ? "" : `; the log extends the checkpoint in ${a.checkpoint}`;
-      const onCaughtUp = (s: { entries: number }): void => void process.stderr.write(`following ${dir}: ${s.entries} existing entries verified${extends_}; waiting for new ones\n`);
+      const following = (what: string) => (s: { entries: number }): void => void process.stderr.write(`following ${what}: ${s.entries} existing entries verified${extends_}; waiting for new ones\n`);
       const keep = a.checkpoint === undefined ? {} : { checkpoint: saved, onCheckpoint: await checkpointKeeper(a.checkpoint) };
-      const summary = await followTranscript(dir, { ...opts, fromEnd, signal: stop.signal, ...(fromEnd || keep.checkpoint ? { onCaughtUp } : {}), ...keep }, out);
+      const with_ = (what: string) => ({ ...opts, fromEnd, signal: stop.signal, ...(fromEnd || keep.checkpoint ? { onCaughtUp: following(what) } : {}), ...keep });
+      const summary =
+        url === null
+          ? await followTranscript(dir, with_(dir), out)
+          : await withDatabase(url, async (sql, where) => followSource((await import("../transcript/pgread.ts")).databaseFollowSource(sql, where), with_(where), out));
       if (!out.closed) await notes(summary);
     } catch (e) {
       return failed(e);

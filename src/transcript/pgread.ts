@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
 import { allLines, listFiles } from "../store/pg/log.ts";
 import { rowLine } from "./pgstorage.ts";
+import type { FollowSource } from "./export.ts";
 import type { LineSource } from "./verify.ts";
 import { TRANSCRIPT_FILE_RE, type TranscriptLine } from "./read.ts";
 
@@ -73,5 +74,14 @@ export async function databaseSource(sql: SQL, where: string): Promise<LineSourc
     torn: [],
     empty: "the database holds no transcript lines",
     batches: () => databaseBatches(sql),
+  };
+}
+
+/** The transcript in the database as `follow` reads it: the committed head, and the lines after those read. */
+export function databaseFollowSource(sql: SQL, where: string): FollowSource {
+  return {
+    where,
+    count: async () => ((await sql`SELECT to_regclass('log_head') IS NOT NULL AS ok`)[0].ok ? Number((await sql`SELECT seq FROM log_head WHERE id = 1`)[0]?.seq ?? 0) : 0),
+    linesAfter: (read) => databaseBatches(sql, read + 1),
   };
 }

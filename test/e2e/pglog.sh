@@ -3,7 +3,8 @@
 # the binary: a log written by the writer on PgStorage (test/e2e/
 # pglog_fixture.ts, a real postgres) is verified with --database and with
 # SECURECHAT_DATABASE_URL, exported as entries and as its directory, the
-# directory verified with the file verifier, and a line altered in the table
+# directory verified with the file verifier, followed while a later run
+# writes to it, and a line altered in the table
 # fails verify with exit 5 naming its file and line. The URL's password is
 # never printed. Skipped, loudly, only where PostgreSQL is not installed.
 set -uo pipefail
@@ -43,6 +44,17 @@ check "export --directory: several files, each 0600" test "$(stat -c %a "$work"/
 run "the file verifier on the export" 0 "$bin" transcript verify "$work/copy/transcript" --host-key "$fp"
 check "the same report over the directory as over the database" test "$out" = "$db_report"
 run "export --directory into a directory that is not empty" 2 env SECURECHAT_DATABASE_URL="$url" "$bin" transcript export --directory "$work/copy/transcript"
+
+SECURECHAT_DATABASE_URL="$url" "$bin" transcript follow --from-end --host-key "$fp" >"$work/follow.out" 2>"$work/follow.err" &
+follow_pid=$!
+pids+=("$follow_pid")
+check "follow --database: what is there verified" wait_for "$work/follow.err" "^following postgres://.*\*\*\*.*: [0-9]+ existing entries verified"
+kill -USR2 "${pids[0]}"
+check "follow --database: a later run's 25 messages, as they are committed" wait_for "$work/follow.out" '"text":"run 3 line' 25
+kill -INT "$follow_pid"; wait "$follow_pid"
+check "follow --database: exit 0 when interrupted" test $? = 0
+check "follow --database: nothing of before --from-end" test "$(grep -c '"text":"run [12] line' "$work/follow.out")" = 0
+check "follow --database: no password" test "$(cat "$work/follow.out" "$work/follow.err" | grep -cF -- "$pw")" = 0
 
 kill -USR1 "${pids[0]}"
 for _ in $(seq 1 100); do [ -e "$work/tampered" ] && break; sleep 0.1; done

@@ -1,8 +1,8 @@
 /**
- * `transcript verify|export --database` against a real PostgreSQL
+ * `transcript verify|export|follow --database` against a real PostgreSQL
  * (test/engines.ts) holding a log written by the writer on PgStorage: the
  * same report and lines as over the directory it stands for, the directory
- * written back out byte for byte, a line altered in the table failing with
+ * written back out byte for byte, followed as later runs commit, a line altered in the table failing with
  * exit 5 at its file and line, and the URL's password never shown.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -12,6 +12,8 @@ import { join } from "node:path";
 import { silentLogger } from "../../src/log.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
 import { openPg, redactUrl } from "../../src/store/pg/pg.ts";
+import { followSource } from "../../src/transcript/export.ts";
+import { databaseFollowSource } from "../../src/transcript/pgread.ts";
 import { PgStorage } from "../../src/transcript/pgstorage.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 import { runCli } from "../cli.ts";
@@ -19,24 +21,37 @@ import { type PostgresHandle, requireEngines, startPostgres } from "../engines.t
 import { hostKeyPair, tempDir } from "./helpers.ts";
 
 const hasPg = requireEngines("postgres");
+
+/** Polls until `cond()` (a generous bound for an event, not a speed claim). */
+async function until(cond: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await Bun.sleep(20);
+  }
+}
 const HOST = hostKeyPair(9);
 
-describe.skipIf(!hasPg)("transcript verify|export --database", () => {
+describe.skipIf(!hasPg)("transcript verify|export|follow --database", () => {
   let pg: PostgresHandle;
   let sql: SQL;
   let password: string;
   const pin = () => fingerprint(HOST.publicKey);
 
+  /** A run of the writer on the database: `n` messages, then a clean stop. */
+  async function writeRun(texts: string[], firstRoomSeq: number): Promise<void> {
+    const storage = await PgStorage.open(sql, { holder: "test", log: silentLogger });
+    const w = TranscriptWriter.openOn(storage!, { ...DEFAULT_WRITER, fsync: "always", checkpointEvery: 4, rotateBytes: 1500, dir: "(database)", hostKey: HOST, version: "test", log: silentLogger });
+    await Promise.all(texts.map((text, i) => w.append("message", { room: "ops", room_seq: firstRoomSeq + i, from: "alice", text }).durable));
+    w.close("done");
+    await w.closed();
+  }
+
   beforeAll(async () => {
     pg = await startPostgres({ fsync: false });
     password = new URL(pg.url).password;
     sql = openPg(pg.url, { max: 2 });
-    const storage = await PgStorage.open(sql, { holder: "test", log: silentLogger });
-    const w = TranscriptWriter.openOn(storage!, { ...DEFAULT_WRITER, fsync: "always", checkpointEvery: 4, rotateBytes: 1500, dir: "(database)", hostKey: HOST, version: "test", log: silentLogger });
-    const acks = Array.from({ length: 20 }, (_, i) => w.append("message", { room: "ops", room_seq: i + 1, from: "alice", text: `hello ${i}` }).durable);
-    await Promise.all(acks);
-    w.close("done");
-    await w.closed();
+    await writeRun(Array.from({ length: 20 }, (_, i) => `hello ${i}`), 1);
   }, 60_000);
   afterAll(async () => {
     await sql?.close();
@@ -94,6 +109,36 @@ describe.skipIf(!hasPg)("transcript verify|export --database", () => {
     expect(r.stderr).toContain(redactUrl(down));
     expect(r.stdout + r.stderr).not.toContain(password);
   });
+
+  test("follow over the database: what is there verified, then each line committed later, in order; a log that loses lines fails", async () => {
+    const lines: string[] = [];
+    const stop = new AbortController();
+    let caughtUp = 0;
+    const following = followSource(databaseFollowSource(sql, "db"), { fromEnd: true, signal: stop.signal, pollMs: 50, hostKey: HOST.publicKey, onCaughtUp: (s) => (caughtUp = s.entries) }, { write: (l) => void lines.push(l) });
+    await until(() => caughtUp > 0);
+    expect(lines).toEqual([]);
+    await writeRun(["later 1", "later 2"], 100);
+    await until(() => lines.some((l) => l.includes('"type":"server_stop"')));
+    const texts = lines.filter((l) => l.includes('"type":"message"')).map((l) => JSON.parse(l).text);
+    expect(texts).toEqual(["later 1", "later 2"]);
+    stop.abort();
+    const summary = await following;
+    expect(summary.entries).toBe(Number((await sql`SELECT seq FROM log_head`)[0].seq));
+
+    // Rows removed under a follower: it says the log lost lines.
+    const again = followSource(databaseFollowSource(sql, "db"), { pollMs: 50, hostKey: HOST.publicKey }, { write: () => {} });
+    const head = (await sql`SELECT seq, hash FROM log_head`)[0];
+    await Bun.sleep(200);
+    const saved = await sql`SELECT * FROM log_lines WHERE seq > ${Number(head.seq) - 3}`;
+    await sql`DELETE FROM log_lines WHERE seq > ${Number(head.seq) - 3}`;
+    await sql`UPDATE log_head SET seq = ${Number(head.seq) - 3}`;
+    try {
+      await expect(again).rejects.toThrow(/lost lines while being followed/);
+    } finally {
+      await sql`INSERT INTO log_lines ${sql(saved)}`;
+      await sql`UPDATE log_head SET seq = ${head.seq}`;
+    }
+  }, 60_000);
 
   test("a directory and --database together, or --tree-only with it, are usage errors", async () => {
     expect((await runCli("transcript", "verify", "somewhere", "--database", pg.url)).code).toBe(2);
