@@ -115,6 +115,13 @@ export interface Journal {
   onSignedTree?(fn: () => void): void;
   /** The lines (without their LFs) of the transcript entries with these seqs, as stored; null for one there is none to read. */
   entryLines?(seqs: readonly number[]): (Uint8Array | null)[];
+  /**
+   * Loads what the next synchronous read of `room` (its recent history) or
+   * of `user` (their direct messages, what they were shown) needs, for a
+   * journal whose record is not in this process (PostgreSQL); null when
+   * nothing is missing. Absent: every read is ready at any time.
+   */
+  prepare?(need: { room?: string; user?: string }): Promise<void> | null;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */

@@ -618,12 +618,13 @@ export function roomChangeFromEntry(e: Record<string, string | number | boolean>
 }
 
 /** Most receipts (joins, sessions) are not awaited: a failure must not become an unhandled rejection. */
-function handled(p: Promise<void>): Promise<void> {
+export function handled(p: Promise<void>): Promise<void> {
   p.catch(() => {});
   return p;
 }
 
-function toEntry(e: JournalEvent): [string, Record<string, string | number | boolean>] {
+/** A journal event as the transcript entry that records it: its type and members. */
+export function toEntry(e: JournalEvent): [string, Record<string, string | number | boolean>] {
   switch (e.kind) {
     case "session_open":
       return ["session_open", { user: e.user, session: e.session, source: e.source }];

@@ -134,6 +134,9 @@ interface Unsent {
   tree: { first: number; hashes: Uint8Array[] } | null;
 }
 
+/** A statement attached to a line: runs in the transaction that inserts the line. */
+export type Attached = (tx: SQL) => Promise<unknown>;
+
 interface StoredFile {
   name: string;
   lines: number;
@@ -156,6 +159,8 @@ export class PgStorage implements LogStorage {
   #seq: number;
   #committed: number;
   #unsent: Unsent = { lines: [], tree: null };
+  /** Statements to run in the transaction that commits the line they belong to (pgjournal.ts's history), by seq. */
+  #attached: { seq: number; run: Attached }[] = [];
   #inFlight: Promise<void> | null = null;
   #renewTimer: ReturnType<typeof setInterval> | null = null;
   #lostFns: ((cause: Error) => void)[] = [];
@@ -258,6 +263,16 @@ export class PgStorage implements LogStorage {
     return buf.length - off;
   }
 
+  /**
+   * Runs `run` in the transaction that commits line `seq` (appended, not yet
+   * written here): what is derived from the line is committed with it, or
+   * not at all.
+   */
+  attach(seq: number, run: Attached): void {
+    if (seq <= this.#seq) throw new Error(`pgstorage: line ${seq} is written already; attach before the writer flushes it`);
+    this.#attached.push({ seq, run });
+  }
+
   #takeTree(first: number, hashes: Uint8Array): void {
     const t = this.#unsent.tree;
     if (t) t.hashes.push(hashes);
@@ -280,8 +295,12 @@ export class PgStorage implements LogStorage {
     const hash = HASH_MEMBER.exec(Buffer.from(last.bytes.slice(-80)).toString("latin1"))?.[1] ?? "";
     const treeParts = batch.tree ? batch.tree.hashes.slice() : [];
     const tree = batch.tree ? { first: batch.tree.first, hashes: Buffer.concat(treeParts) } : null;
-    const run = appendBatch(this.#sql, { epoch: this.epoch, after: this.#committed, head: { seq: last.seq, hash, treeSize: last.seq }, lines, tree }).then(
+    let attached = 0;
+    while (attached < this.#attached.length && this.#attached[attached]!.seq <= last.seq) attached++;
+    const runs = this.#attached.slice(0, attached).map((a) => a.run);
+    const run = appendBatch(this.#sql, { epoch: this.epoch, after: this.#committed, head: { seq: last.seq, hash, treeSize: last.seq }, lines, tree, attached: runs }).then(
       () => {
+        this.#attached.splice(0, attached);
         // Committed: drop what the batch held; what was written meanwhile stays for the next.
         this.#unsent.lines.splice(0, lines.length);
         if (this.#unsent.tree && tree) {

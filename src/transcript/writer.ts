@@ -608,6 +608,8 @@ export class TranscriptWriter {
   #retry(): void {
     const blocked = this.#blocked;
     if (!blocked || this.#failed || !this.#storage.ready) return;
+    // A database's retry is a COMMIT like any other: it carries a checkpoint signing what it acknowledges.
+    if (!this.#storage.syncNow) this.#signAcknowledged();
     if (!this.#writePending(true)) return; // still full (#block rescheduled), or failed for good
     const upTo = this.#writtenSeq;
     if (this.#storage.syncNow) {

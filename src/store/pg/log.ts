@@ -38,6 +38,16 @@ export const LOG_COMPONENT: Component = {
      CREATE TABLE log_head (id smallint PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL, hash text NOT NULL, tree_size bigint NOT NULL, epoch bigint NOT NULL);
      INSERT INTO log_head VALUES (1, 0, '', 0, 0);
      CREATE TABLE log_lease (id smallint PRIMARY KEY CHECK (id = 1), holder text NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL);`,
+    // What the chat core reads back (transcript/pgjournal.ts), like history.db: written in the transaction of the line it comes from.
+    `CREATE TABLE log_rooms (room text PRIMARY KEY, last_seq bigint NOT NULL DEFAULT 0, state text);
+     CREATE TABLE log_messages (room text NOT NULL, seq bigint NOT NULL, tseq bigint NOT NULL, msg jsonb NOT NULL, edits integer NOT NULL DEFAULT 0, PRIMARY KEY (room, seq));
+     CREATE TABLE log_directs (seq bigint PRIMARY KEY, sender text NOT NULL, recipient text NOT NULL, ts bigint NOT NULL, stored boolean NOT NULL, tseq bigint NOT NULL, msg jsonb NOT NULL, edits integer NOT NULL DEFAULT 0);
+     CREATE INDEX log_directs_sender ON log_directs (sender, seq);
+     CREATE INDEX log_directs_recipient ON log_directs (recipient, seq);
+     CREATE INDEX log_directs_tseq ON log_directs (tseq);
+     CREATE TABLE log_delivered ("user" text PRIMARY KEY, seq bigint NOT NULL);
+     CREATE TABLE log_counters (id smallint PRIMARY KEY CHECK (id = 1), direct_seq bigint NOT NULL);
+     INSERT INTO log_counters VALUES (1, 0);`,
   ],
 };
 
@@ -149,6 +159,8 @@ export interface AppendBatch {
   head: { seq: number; hash: string; treeSize: number };
   lines: (LineRow & { isCheckpoint: boolean })[];
   tree: { first: number; hashes: Uint8Array } | null;
+  /** Further statements for the same transaction, in order (what is derived from these lines). */
+  attached?: ((tx: SQL) => Promise<unknown>)[];
 }
 
 /**
@@ -174,6 +186,7 @@ export async function appendBatch(sql: SQL, b: AppendBatch): Promise<void> {
     const rows = b.lines.map((l) => ({ seq: l.seq, file: l.file, line: l.line, bytes: Buffer.from(l.bytes), is_checkpoint: l.isCheckpoint }));
     for (let i = 0; i < rows.length; i += 1000) await tx`INSERT INTO log_lines ${tx(rows.slice(i, i + 1000))}`;
     if (b.tree && b.tree.hashes.length > 0) await tx`INSERT INTO log_tree (first, hashes) VALUES (${b.tree.first}, ${Buffer.from(b.tree.hashes)})`;
+    for (const run of b.attached ?? []) await run(tx);
   });
 }
 
