@@ -199,6 +199,11 @@ export class PgStorage implements LogStorage {
     return this.#file !== "";
   }
 
+  /** The seq of the last line committed. */
+  get committed(): number {
+    return this.#committed;
+  }
+
   open({ hostKey }: OpenContext): OpenedLog {
     const out: OpenedLog = { last: null, beforeLast: null, torn: null, signedTree: null, tree: null, lastFile: null };
     let signed: { size: number; root: Uint8Array } | null = null;

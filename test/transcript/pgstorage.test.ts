@@ -181,8 +181,12 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
     let restarted: Promise<void> | null = null;
     try {
       const { log, events } = collectingLog();
-      const s = await PgStorage.open(own, { holder: "node-a", log });
-      const w = TranscriptWriter.openOn(s!, options({ log }));
+      const s = (await PgStorage.open(own, { holder: "node-a", log }))!;
+      // Where each COMMIT ended: a crash right after any of them must leave every message signed.
+      const commits: number[] = [];
+      const sync = s.sync.bind(s);
+      s.sync = (done) => sync((err) => (err || commits.push(s.committed), done(err)));
+      const w = TranscriptWriter.openOn(s, options({ log }));
       await w.append("message", msg("alice", "before")).durable;
       const changes: boolean[] = [];
       w.watch((r) => changes.push(r));
@@ -192,6 +196,8 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
       void Promise.all(during).then(() => (settled = true));
       await until(() => !w.recording);
       expect(settled).toBe(false);
+      // Appended while blocked (the server refuses messages then, but the writer takes what it is given): they wait too.
+      during.push(w.append("message", msg("alice", "while blocked")).durable);
       await restarted;
       await Promise.all(during);
       await until(() => w.recording);
@@ -202,6 +208,12 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
       for (let i = 0; i < 5; i++) expect(texts.filter((t: string) => t.includes(`"text":"during ${i}"`))).toHaveLength(1);
       expect(texts.some((t: string) => t.includes('"type":"recovery"') && t.includes("the database refused writes"))).toBe(true);
       expect(events.map((e) => e.event)).toContain("transcript_blocked");
+      const entries: { seq: number; type: string; head_seq?: number }[] = texts.map((t: string) => JSON.parse(t));
+      for (const end of commits) {
+        const signed = Math.max(0, ...entries.filter((e) => e.seq <= end && e.type === "checkpoint").map((e) => e.head_seq!));
+        const unsigned = entries.filter((e) => e.seq <= end && e.type === "message" && e.seq > signed).map((e) => e.seq);
+        expect({ end, unsigned }).toEqual({ end, unsigned: [] });
+      }
       const out = join(tempDir("pglog-export"), "transcript");
       await writeDirectory(own, out);
       expect((await verifyTranscript(out, { hostKey: HOST.publicKey })).problem).toBeNull();
