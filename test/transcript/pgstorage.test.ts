@@ -174,6 +174,44 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
     expect(a.stopped).toBe(true);
   });
 
+  test("a writer process stopped with SIGSTOP past its lease, then continued: it appends nothing more, says it is fenced, and the log verifies", async () => {
+    await fresh();
+    const child = Bun.spawn(["bun", join(import.meta.dir, "pgpaused_writer.ts"), pg.url, "node-a"], { stdout: "pipe", stderr: "inherit" });
+    const out: string[] = [];
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of child.stdout) out.push(...decoder.decode(chunk).split("\n").filter((l) => l !== ""));
+    })();
+    try {
+      await until(() => out.filter((l) => l.startsWith("acked")).length >= 3);
+      child.kill("SIGSTOP");
+      const ackedBefore = out.filter((l) => l.startsWith("acked")).length;
+      let b: PgStorage | null = null;
+      await until(async () => (b = await PgStorage.open(sql, { holder: "node-b", log: collectingLog().log })) !== null);
+      const bw = writer(b!);
+      await bw.append("message", msg("bob", "the new writer")).durable;
+      child.kill("SIGCONT");
+      expect(await child.exited).toBe(3);
+      await reading;
+      expect(out.at(-1)).toBe("fenced");
+      // Acks the stopped process had in flight may land only if they committed before the takeover.
+      const lines = (await sql`SELECT seq, convert_from(bytes, 'UTF8') AS t FROM log_lines ORDER BY seq`).map((r: { t: string }) => r.t);
+      const takeover = lines.findIndex((t: string) => t.includes('"type":"server_start"') && lines.indexOf(t) > 0);
+      expect(lines.slice(takeover).filter((t: string) => t.includes('"from":"node-a"'))).toEqual([]);
+      expect(out.filter((l) => l.startsWith("acked")).length).toBeGreaterThanOrEqual(ackedBefore);
+      bw.close("done");
+      await bw.closed();
+      open.length = 0;
+      const dir = join(tempDir("pglog-export"), "transcript");
+      await writeDirectory(sql, dir);
+      expect((await verifyTranscript(dir, { hostKey: HOST.publicKey })).problem).toBeNull();
+    } finally {
+      child.kill("SIGCONT");
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+  }, 60_000);
+
   test("a database that crashes: acks wait, recording is false while it is down, then everything acknowledged is there and the outage is recorded", async () => {
     // Its own server with fsync and synchronous_commit on: what a COMMIT acknowledged survives the crash.
     const durable = await startPostgres();
