@@ -52,7 +52,7 @@ describe.skipIf(!hasPg)("PgJournal", () => {
 
   async function fresh(): Promise<void> {
     sql = openPg(pg.url, { max: 4 });
-    await sql.unsafe("DROP TABLE IF EXISTS log_lines, log_tree, log_head, log_lease, log_rooms, log_messages, log_directs, log_delivered, log_counters, schema_versions");
+    await sql.unsafe("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
   }
 
   async function journal(over: Partial<PgJournalOptions> = {}): Promise<PgJournal> {

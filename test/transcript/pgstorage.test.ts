@@ -66,10 +66,10 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
   afterAll(async () => {
     await pg?.stop();
   });
-  /** A fresh database per test: the log tables dropped. */
+  /** A fresh database per test: every table dropped. */
   async function fresh(): Promise<SQL> {
     sql = openPg(pg.url, { max: 4 });
-    await sql.unsafe("DROP TABLE IF EXISTS log_lines, log_tree, log_head, log_lease, schema_versions");
+    await sql.unsafe("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
     return sql;
   }
   afterEach(async () => {
