@@ -13,11 +13,9 @@
 import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fromBase64 } from "../bytes.ts";
-import { SecureChatError } from "../errors.ts";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
-import { TranscriptFailure } from "./chain.ts";
 import { TRANSCRIPT_FILE_RE, listTranscript, readTranscriptLinesSync } from "./read.ts";
-import type { LogStorage, OpenContext, OpenedLog } from "./storage.ts";
+import { type LogStorage, type OpenContext, type OpenedLog, refuseCorrupt } from "./storage.ts";
 import { TranscriptTree } from "./tree.ts";
 import { type TailReport, treeCheckpointAtMost, verifyTail } from "./verify.ts";
 
@@ -46,13 +44,7 @@ function recoverTail(dir: string, hostKey: Uint8Array): Tail {
   try {
     tail = verifyTail(existsSync(dir) ? listTranscript(dir).files : [], hostKey);
   } catch (e) {
-    if (!(e instanceof TranscriptFailure)) throw e;
-    const p = e.problem;
-    throw new SecureChatError(
-      "transcript_corrupt",
-      `transcript: ${p.file}:${p.line}: ${p.reason}; the server will not append to a transcript that does not verify: run "securechat transcript verify ${dir}"`,
-      { cause: e },
-    );
+    refuseCorrupt(e, dir);
   }
   const { last, beforeLast, tree } = tail;
   if (!tail.torn) return { last, beforeLast, torn: null, tree };

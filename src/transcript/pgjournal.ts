@@ -29,7 +29,6 @@ import {
   type JournalEvent,
   type KeptDirect,
   type KeptMessage,
-  type LogState,
   type Receipt,
   type RoomMessage,
   changedDirect,
@@ -42,7 +41,7 @@ import {
 import { DEFAULT_HISTORY_MEMORY, RecentRooms, type RoomState as RecentState } from "../store/recent.ts";
 import { type RoomState, applyRoomChange, roomStateFromJson, roomStateToJson } from "../store/roomstate.ts";
 import { EDIT_REACH } from "./format.ts";
-import { handled, toEntry } from "./journal.ts";
+import { WriterJournal, handled, toEntry } from "./journal.ts";
 import { type PgStorage, type PgStorageOptions, PgStorage as Storage } from "./pgstorage.ts";
 import { TranscriptWriter, type WriterOptions } from "./writer.ts";
 
@@ -80,7 +79,7 @@ function keptDirect(r: DirectRow): KeptDirect {
   return { message: r.msg, stored: r.stored, tseq: Number(r.tseq), ...(r.edits > 0 ? { edits: r.edits } : {}) };
 }
 
-export class PgJournal implements Journal {
+export class PgJournal extends WriterJournal implements Journal {
   readonly rooms: RecentRooms;
   readonly #sql: SQL;
   readonly #storage: PgStorage;
@@ -102,7 +101,8 @@ export class PgJournal implements Journal {
   readonly #warned = new Set<string>();
   #closed = false;
 
-  private constructor(readonly writer: TranscriptWriter, sql: SQL, storage: PgStorage, opts: PgJournalOptions, loaded: Loaded) {
+  private constructor(writer: TranscriptWriter, sql: SQL, storage: PgStorage, opts: PgJournalOptions, loaded: Loaded) {
+    super(writer);
     this.#sql = sql;
     this.#storage = storage;
     this.#log = opts.log;
@@ -132,14 +132,6 @@ export class PgJournal implements Journal {
     };
     const writer = TranscriptWriter.openOn(storage, opts);
     return new PgJournal(writer, sql, storage, opts, loaded);
-  }
-
-  get recording(): boolean {
-    return this.writer.recording;
-  }
-
-  watch(fn: (recording: boolean) => void): void {
-    this.writer.watch(fn);
   }
 
   /**
@@ -330,18 +322,6 @@ export class PgJournal implements Journal {
 
   roomStates(): Map<string, RoomState> {
     return copyRoomStates(this.#roomStates);
-  }
-
-  logState(from: number | undefined, leaves: readonly number[]): LogState | null {
-    return this.writer.logState(from, leaves);
-  }
-
-  consistency(m: number, n: number): Uint8Array[] | null {
-    return this.writer.consistency(m, n);
-  }
-
-  onSignedTree(fn: () => void): void {
-    this.writer.onSignedTree(fn);
   }
 
   close(reason: string): void {

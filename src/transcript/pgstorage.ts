@@ -43,7 +43,7 @@ import { ChainVerifier, TranscriptFailure } from "./chain.ts";
 import { type Entry, checkpointNote } from "./format.ts";
 import { Frontier, HASH_SIZE, type Hash, leafHash, storedHashIndex, treeHash } from "./merkle.ts";
 import { MAX_LINE_BYTES, type TranscriptLine } from "./read.ts";
-import type { LogStorage, LogTree, OpenContext, OpenedLog } from "./storage.ts";
+import { type LogStorage, type LogTree, type OpenContext, type OpenedLog, refuseCorrupt } from "./storage.ts";
 import { CHECKPOINT_END, verifyLinesSync } from "./verify.ts";
 
 const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -223,13 +223,7 @@ export class PgStorage implements LogStorage {
         throw new TranscriptFailure({ code: "truncated", file: "log_head", line: 0, reason: `log_head says seq ${this.#head.seq}, the lines end at ${out.last?.seq ?? 0}` });
       }
     } catch (e) {
-      if (!(e instanceof TranscriptFailure)) throw e;
-      const p = e.problem;
-      throw new SecureChatError(
-        "transcript_corrupt",
-        `transcript: ${p.file}:${p.line}: ${p.reason}; the server will not append to a transcript that does not verify: run "securechat transcript verify --database"`,
-        { cause: e },
-      );
+      refuseCorrupt(e, "--database");
     }
     const tree = new MemoryTree(this.#treeHashes, this.#head.seq, (first, hashes) => this.#takeTree(first, hashes));
     this.#treeHashes = Buffer.alloc(0);

@@ -7,7 +7,9 @@
  * hold the very same lines under the same file names.
  */
 import type { Ed25519KeyPair } from "../crypto/index.ts";
+import { SecureChatError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { TranscriptFailure } from "./chain.ts";
 import type { Entry } from "./format.ts";
 import type { Hash } from "./merkle.ts";
 
@@ -74,4 +76,19 @@ export interface LogStorage {
   close(): void;
   /** Resolves once `close`'s work is done (a last COMMIT, a lease given back). */
   closed?(): Promise<void>;
+}
+
+/**
+ * A storage's check of the log's end at open failed: rethrows anything but
+ * a TranscriptFailure, which becomes `transcript_corrupt` naming the line
+ * and how to verify the whole (`verify`: the command's arguments).
+ */
+export function refuseCorrupt(e: unknown, verify: string): never {
+  if (!(e instanceof TranscriptFailure)) throw e;
+  const p = e.problem;
+  throw new SecureChatError(
+    "transcript_corrupt",
+    `transcript: ${p.file}:${p.line}: ${p.reason}; the server will not append to a transcript that does not verify: run "securechat transcript verify ${verify}"`,
+    { cause: e },
+  );
 }
