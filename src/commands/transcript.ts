@@ -108,6 +108,46 @@ async function notes(s: import("../transcript/export.ts").ExportSummary): Promis
   if (out.length > 0) process.stderr.write(`${out.join("\n")}\n`);
 }
 
+const databaseArg = {
+  database: {
+    type: "string",
+    description: "Read the transcript a cluster keeps in PostgreSQL (postgres://…) instead of a directory; default: $SECURECHAT_DATABASE_URL when no directory is given (prefer it: argv is visible to ps)",
+    valueHint: "URL",
+  },
+} as const satisfies ArgsDef;
+
+/** The database to read: --database, else SECURECHAT_DATABASE_URL when no directory was named; null for a directory. */
+function databaseUrl(flag: string | undefined, directoryNamed: boolean): string | null {
+  if (flag !== undefined) {
+    if (directoryNamed) throw new CliError(EXIT.USAGE, "--database reads the transcript from PostgreSQL: give it or a directory, not both");
+    if (flag === "") throw new CliError(EXIT.USAGE, "--database needs a URL: postgres://user@host:port/db");
+    if (URL.canParse(flag) && new URL(flag).password !== "") process.stderr.write("warning: the password in --database is visible to other users of this machine (ps); prefer SECURECHAT_DATABASE_URL\n");
+    return flag;
+  }
+  const env = process.env.SECURECHAT_DATABASE_URL;
+  return !directoryNamed && env !== undefined && env !== "" ? env : null;
+}
+
+/**
+ * Runs `fn` with a pool on `url`; what is shown of the URL is redacted.
+ * A database that cannot be reached is exit 1, naming it without its password.
+ */
+async function withDatabase<T>(url: string, fn: (sql: import("bun").SQL, where: string) => Promise<T>): Promise<T> {
+  const [{ openPg, redactUrl }, { transient }] = await Promise.all([import("../store/pg/pg.ts"), import("../store/pg/log.ts")]);
+  const where = redactUrl(url);
+  const sql = openPg(url, { max: 2 });
+  try {
+    return await fn(sql, where);
+  } catch (e) {
+    if (transient(e) || (e as { code?: string }).code === "ERR_POSTGRES_SERVER_ERROR") {
+      throw new CliError(EXIT.FAILURE, `cannot read the transcript from ${where}: ${(e as Error).message.replaceAll(url, where)}`, ["check the URL, that PostgreSQL is up, and the user's rights"]);
+    }
+    throw e;
+  } finally {
+    await sql.close();
+  }
+}
+
 async function transcriptDir(flag: string | undefined): Promise<string> {
   const [{ serverData }, { join }] = await Promise.all([import("../paths.ts"), import("node:path")]);
   return join(serverData(flag), "transcript");
@@ -116,7 +156,8 @@ async function transcriptDir(flag: string | undefined): Promise<string> {
 const verify = command({
   meta: { name: "verify", description: "Check a transcript's hash chain and signed checkpoints (exit 5 on failure)" },
   args: {
-    path: { type: "positional", description: "Transcript directory (DATA/transcript) or one transcript file", required: true },
+    path: { type: "positional", description: "Transcript directory (DATA/transcript) or one transcript file (or --database)", required: false },
+    ...databaseArg,
     ...hostKeyArg,
     against: { type: "string", description: "A client's chat --transcript file: every message the server acknowledged must be in the transcript", valueHint: "FILE" },
     checkpoint: { type: "string", description: "A checkpoint saved earlier (transcript checkpoint, or a client's): the log must still extend it (exit 5 if not)", valueHint: "FILE" },
@@ -140,9 +181,13 @@ const verify = command({
     "securechat transcript verify ./data/transcript --checkpoint monday.checkpoint   # exit 5 if rolled back or forked",
     "securechat transcript verify ./data/transcript --checkpoint cosigned.checkpoint --witness \"$(cat witness.vkey)\"",
     "securechat transcript verify ./data/transcript --json | jq -c 'select(.kind == \"failure\" or .kind == \"warning\")'",
+    "SECURECHAT_DATABASE_URL=postgres://chat@db.internal/chat securechat transcript verify --host-key host_key.pub   # a cluster's",
   ],
   async run({ args: a }) {
-    const [{ verifyTranscript }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
+    const [{ verifyTranscript, verifySource }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
+    const url = databaseUrl(a.database, a.path !== undefined);
+    if (url === null && a.path === undefined) throw new CliError(EXIT.USAGE, "name the transcript: a directory (DATA/transcript), a file, or --database URL", ["or set SECURECHAT_DATABASE_URL"]);
+    if (url !== null && a["tree-only"] === true) throw new CliError(EXIT.USAGE, "--tree-only reads a directory; for the database, run without it, or export it with --directory and check that");
     if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
     const treeOnly = a["tree-only"] === true;
     if (treeOnly && (a.against !== undefined || a.identity !== undefined)) throw new CliError(EXIT.USAGE, "--tree-only checks neither a client's acks (--against) nor sealed bodies (--identity)", ["run without --tree-only for those"]);
@@ -152,7 +197,10 @@ const verify = command({
     const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint), witnesses, treeOnly };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
     try {
-      report = await verifyTranscript(a.path, opts);
+      report =
+        url === null
+          ? await verifyTranscript(a.path!, opts)
+          : await withDatabase(url, async (sql, where) => verifySource(await (await import("../transcript/pgread.ts")).databaseSource(sql, where), opts));
     } finally {
       opts.identity?.fill(0); // the reader wiped its own copy
     }
@@ -170,9 +218,18 @@ const exportCmd = command({
     description:
       "Print entries as JSON lines, each with its time in ISO 8601 UTC, verified as read: a problem stops it with FAIL and exit 5, after the lines before it. Nothing is rewritten: an edit or a delete is an entry of its own whose ref is the seq of the message entry it changes, so a message's versions are that entry and the edit and delete entries naming it, in order",
   },
-  args: { ...args.data, ...filterArgs, ...identityArg, ...hostKeyArg, ...args.debug },
+  args: {
+    ...args.data,
+    ...databaseArg,
+    directory: { type: "string", description: "With --database: write the stored lines out as the transcript directory DIR (new or empty), byte for byte, then verify it", valueHint: "DIR" },
+    ...filterArgs,
+    ...identityArg,
+    ...hostKeyArg,
+    ...args.debug,
+  },
   examples: [
     "securechat transcript export --since 2026-11-01 | jq -c 'select(.type==\"message\")'",
+    "SECURECHAT_DATABASE_URL=postgres://chat@db.internal/chat securechat transcript export --directory ./backup/transcript",
     "securechat transcript export --since yesterday --until today | jq -r .time",
     "securechat transcript export --host-key \"$(grep ^srv known_hosts)\"",
     "securechat transcript export --data /var/lib/securechat --room general --since 2026-11-22T09:00 --until 2026-11-22T17:00",
@@ -181,11 +238,19 @@ const exportCmd = command({
     "securechat transcript export > all.jsonl || echo \"exit $?: all.jsonl holds only the part before the problem\"",
   ],
   async run({ args: a }) {
-    const { exportTranscript, StdoutSink } = await import("../transcript/export.ts");
+    const { exportTranscript, exportSource, StdoutSink } = await import("../transcript/export.ts");
+    const url = databaseUrl(a.database, a.data !== undefined);
+    if (a.directory !== undefined) {
+      if (url === null) throw new CliError(EXIT.USAGE, "--directory writes out the transcript kept in PostgreSQL: it needs --database URL (or SECURECHAT_DATABASE_URL)");
+      return exportDirectory(url, a.directory, await hostKeyOption(a["host-key"]));
+    }
     const opts = { ...(await filterOptions(a)), ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)) };
     const out = new StdoutSink();
     try {
-      const summary = await exportTranscript(await transcriptDir(a.data), opts, out);
+      const summary =
+        url === null
+          ? await exportTranscript(await transcriptDir(a.data), opts, out)
+          : await withDatabase(url, async (sql, where) => exportSource(await (await import("../transcript/pgread.ts")).databaseSource(sql, where), opts, out));
       // A reader that went away (| head) saw what it wanted; a summary of a part would mislead.
       if (!out.closed) await notes(summary);
     } catch (e) {
@@ -196,6 +261,24 @@ const exportCmd = command({
     }
   },
 });
+
+/** export --database --directory DIR: the stored lines as files, then verified as `verify DIR` would (exit 5 if they do not). */
+async function exportDirectory(url: string, dir: string, pin: { hostKey?: Uint8Array; hostKeyFingerprint?: string }): Promise<void> {
+  const [{ existsSync, readdirSync }, { writeDirectory }, { verifyTranscript }, { reportLines }] = await Promise.all([
+    import("node:fs"),
+    import("../transcript/pgread.ts"),
+    import("../transcript/verify.ts"),
+    import("../transcript/report.ts"),
+  ]);
+  if (existsSync(dir) && readdirSync(dir).length > 0) throw new CliError(EXIT.USAGE, `--directory: ${dir} is not empty`, ["give a new or empty directory"]);
+  const wrote = await withDatabase(url, (sql) => writeDirectory(sql, dir));
+  if (wrote.lines === 0) throw new CliError(EXIT.FAILURE, "the database holds no transcript lines");
+  process.stderr.write(`wrote ${wrote.lines} lines in ${wrote.files} files to ${dir}\n`);
+  const report = await verifyTranscript(dir, pin);
+  const [first, ...rest] = reportLines(report);
+  if (report.problem) throw new CliError(EXIT.TRANSCRIPT, first!, rest);
+  process.stderr.write(`${[first, ...rest].join("\n")}\n`);
+}
 
 /**
  * follow --checkpoint FILE: FILE is replaced, atomically (a new file beside
@@ -240,6 +323,7 @@ const follow = command({
   },
   args: {
     ...args.data,
+    ...databaseArg,
     "from-end": { type: "boolean", description: "Print only entries written from now on (what is there already is still verified)" },
     checkpoint: {
       type: "string",
@@ -257,14 +341,16 @@ const follow = command({
     "securechat transcript follow --since 08:00 | jq -r '[.time, .type] | @tsv'",
     "securechat transcript follow --identity auditor.key --user alice",
     "securechat transcript follow --from-end --checkpoint monitor.checkpoint > /dev/null   # a monitor",
+    "SECURECHAT_DATABASE_URL=postgres://chat@db.internal/chat securechat transcript follow --from-end",
   ],
   async run({ args: a }) {
-    const { followTranscript, StdoutSink } = await import("../transcript/export.ts");
+    const { followTranscript, followSource, StdoutSink } = await import("../transcript/export.ts");
     const saved = await savedCheckpoint(a.checkpoint);
     const opts = { ...(await filterOptions(a)), ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)) };
-    const dir = await transcriptDir(a.data);
+    const url = databaseUrl(a.database, a.data !== undefined);
+    const dir = url === null ? await transcriptDir(a.data) : "";
     const { existsSync } = await import("node:fs");
-    if (!existsSync(dir)) process.stderr.write(`waiting for ${dir} to appear\n`);
+    if (url === null && !existsSync(dir)) process.stderr.write(`waiting for ${dir} to appear\n`);
     const out = new StdoutSink();
     const stop = new AbortController();
     const onSignal = (): void => stop.abort();
@@ -274,9 +360,13 @@ const follow = command({
       const fromEnd = a["from-end"] === true;
       // With --from-end nothing is printed until something is written: say that the past checked out.
       const extends_ = a.checkpoint === undefined ? "" : `; the log extends the checkpoint in ${a.checkpoint}`;
-      const onCaughtUp = (s: { entries: number }): void => void process.stderr.write(`following ${dir}: ${s.entries} existing entries verified${extends_}; waiting for new ones\n`);
+      const following = (what: string) => (s: { entries: number }): void => void process.stderr.write(`following ${what}: ${s.entries} existing entries verified${extends_}; waiting for new ones\n`);
       const keep = a.checkpoint === undefined ? {} : { checkpoint: saved, onCheckpoint: await checkpointKeeper(a.checkpoint) };
-      const summary = await followTranscript(dir, { ...opts, fromEnd, signal: stop.signal, ...(fromEnd || keep.checkpoint ? { onCaughtUp } : {}), ...keep }, out);
+      const with_ = (what: string) => ({ ...opts, fromEnd, signal: stop.signal, ...(fromEnd || keep.checkpoint ? { onCaughtUp: following(what) } : {}), ...keep });
+      const summary =
+        url === null
+          ? await followTranscript(dir, with_(dir), out)
+          : await withDatabase(url, async (sql, where) => followSource((await import("../transcript/pgread.ts")).databaseFollowSource(sql, where), with_(where), out));
       if (!out.closed) await notes(summary);
     } catch (e) {
       return failed(e);

@@ -28,7 +28,7 @@ import { type Entry, entryLine } from "./format.ts";
 import { Unsealer } from "./keys.ts";
 import { type TranscriptFile, type TranscriptLine, listTranscript, readFileLineBatches, readTranscriptBatches } from "./read.ts";
 import { type ChainOptions, ChainVerifier, TranscriptFailure } from "./chain.ts";
-import { CheckpointWatch, unseal, verifiedBatches } from "./verify.ts";
+import { CheckpointWatch, type LineSource, directorySource, unseal, verifiedBatches } from "./verify.ts";
 
 /** How often follow looks for new lines and files. */
 export const FOLLOW_POLL_MS = 200;
@@ -203,13 +203,17 @@ function summary(v: ChainVerifier, r: Renderer, written: number): ExportSummary 
  * TranscriptFailure at the first problem; lines before it are already written.
  */
 export async function exportTranscript(path: string, opts: ExportOptions, sink: Sink): Promise<ExportSummary> {
-  const listing = listTranscript(path);
-  if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
+  return exportSource(directorySource(path), opts, sink);
+}
+
+/** exportTranscript over any LineSource (a directory's files, a database's rows). */
+export async function exportSource(src: LineSource, opts: ExportOptions, sink: Sink): Promise<ExportSummary> {
+  if (src.files.length === 0) throw new TranscriptFailure({ code: "empty", file: src.where, line: 0, reason: src.empty });
   const v = new ChainVerifier(opts);
   const r = new Renderer(opts);
   let written = 0;
   try {
-    read: for await (const batch of verifiedBatches(readTranscriptBatches(listing.files), v)) {
+    read: for await (const batch of verifiedBatches(src.batches(), v)) {
       for (const { entry, line } of batch) {
         const out = r.render(entry, line);
         if (out === null) continue;
@@ -239,6 +243,80 @@ export interface FollowOptions extends ExportOptions {
 }
 
 /**
+ * What follow does whatever it reads from: verifies and writes the entries
+ * of each batch it is given (`take`), and, caught up, says so once, hands
+ * on the newest checkpoint that extends the saved one and waits a poll
+ * (`idle`).
+ */
+class Follower {
+  readonly watch: CheckpointWatch | null;
+  readonly v: ChainVerifier;
+  readonly r: Renderer;
+  readonly #opts: FollowOptions;
+  readonly #sink: Sink;
+  readonly #aborted: Promise<void>;
+  #writing: boolean;
+  #caughtUp = false;
+  written = 0;
+
+  constructor(opts: FollowOptions, sink: Sink) {
+    this.watch = opts.checkpoint === undefined ? null : new CheckpointWatch(opts.checkpoint);
+    this.v = new ChainVerifier({ ...opts, ...(this.watch ? { watchSize: this.watch.watchSize } : {}) });
+    this.r = new Renderer(opts);
+    this.#opts = opts;
+    this.#sink = sink;
+    this.#writing = !opts.fromEnd;
+    this.#aborted = new Promise<void>((resolve) => opts.signal?.addEventListener("abort", () => resolve(), { once: true }));
+  }
+
+  stopped(): boolean {
+    return this.#opts.signal?.aborted === true || this.#sink.closed === true;
+  }
+
+  /** Verifies (and writes) the lines of `batches`; `read(line)` after each one verified. */
+  async take(batches: AsyncIterable<TranscriptLine[]>, read: (l: TranscriptLine) => void): Promise<void> {
+    for await (const batch of verifiedBatches(batches, this.v)) {
+      for (const { entry, line } of batch) {
+        read(line);
+        this.watch?.entry(this.v, entry);
+        // Rendered even when not written: seal_key entries carry the file keys.
+        const out = this.r.render(entry, line);
+        if (this.#writing && out !== null) {
+          await this.#sink.write(out);
+          this.written++;
+        }
+        if (this.stopped()) return;
+      }
+    }
+  }
+
+  /** Everything there now was read (`last`: the file it ended in): say so once, then wait a poll. */
+  async idle(last: string): Promise<void> {
+    if (!this.#caughtUp) {
+      this.#caughtUp = true;
+      this.watch?.caughtUp(this.v, last);
+      this.#opts.onCaughtUp?.(this.summary());
+    }
+    const newest = this.watch?.take();
+    if (newest) this.#opts.onCheckpoint?.(newest, this.watch!.size);
+    this.#writing = true;
+    await this.#sink.flush?.();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.#aborted, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#opts.pollMs ?? FOLLOW_POLL_MS)))]);
+    clearTimeout(timer);
+  }
+
+  summary(): ExportSummary {
+    return summary(this.v, this.r, this.written);
+  }
+
+  async finish(): Promise<void> {
+    this.r.wipe();
+    await this.#sink.flush?.();
+  }
+}
+
+/**
  * Like `tail -f` over a transcript directory: writes the entries there
  * (unless fromEnd), then polls for new complete lines in the current file
  * and for the next file. A partial last line is waited on, not written.
@@ -246,18 +324,10 @@ export interface FollowOptions extends ExportOptions {
  * at the first problem.
  */
 export async function followTranscript(dir: string, opts: FollowOptions, sink: Sink): Promise<ExportSummary> {
-  const watch = opts.checkpoint === undefined ? null : new CheckpointWatch(opts.checkpoint);
-  const v = new ChainVerifier({ ...opts, ...(watch ? { watchSize: watch.watchSize } : {}) });
-  const r = new Renderer(opts);
-  const pollMs = opts.pollMs ?? FOLLOW_POLL_MS;
-  const stopped = () => opts.signal?.aborted === true || sink.closed === true;
-  const aborted = new Promise<void>((resolve) => opts.signal?.addEventListener("abort", () => resolve(), { once: true }));
+  const f = new Follower(opts, sink);
   let current: TranscriptFile | null = null;
   let offset = 0;
   let nextLine = 1;
-  let writing = !opts.fromEnd;
-  let caughtUp = false;
-  let written = 0;
   const lost = (reason: string): never => {
     throw new TranscriptFailure({ code: "truncated", file: current!.name, line: 0, reason });
   };
@@ -269,31 +339,20 @@ export async function followTranscript(dir: string, opts: FollowOptions, sink: S
     const size = statSync(file.path).size;
     if (size < offset) lost(`the file shrank while being followed (from at least ${offset} bytes to ${size})`);
     if (size === offset) return;
-    const batches = readFileLineBatches(file.path, file.name, { start: offset, firstLine: nextLine, partial });
-    for await (const batch of verifiedBatches(batches, v)) {
-      for (const { entry, line } of batch) {
-        offset = line.end;
-        nextLine = line.line + 1;
-        watch?.entry(v, entry);
-        // Rendered even when not written: seal_key entries carry the file keys.
-        const out = r.render(entry, line);
-        if (writing && out !== null) {
-          await sink.write(out);
-          written++;
-        }
-        if (stopped()) return;
-      }
-    }
+    await f.take(readFileLineBatches(file.path, file.name, { start: offset, firstLine: nextLine, partial }), (line) => {
+      offset = line.end;
+      nextLine = line.line + 1;
+    });
   };
 
   try {
-    while (!stopped()) {
+    while (!f.stopped()) {
       const files = existsSync(dir) ? listTranscript(dir).files : [];
       if (current === null && files.length > 0) current = files[0]!;
       if (current !== null) {
         await drain("stop");
-        if (stopped()) break;
-        const i = files.findIndex((f) => f.name === current!.name);
+        if (f.stopped()) break;
+        const i = files.findIndex((x) => x.name === current!.name);
         if (i < 0) lost("the file was removed while being followed");
         const nextFile = files[i + 1];
         if (nextFile) {
@@ -305,24 +364,48 @@ export async function followTranscript(dir: string, opts: FollowOptions, sink: S
           continue;
         }
       }
-      if (!caughtUp) {
-        caughtUp = true;
-        watch?.caughtUp(v, current?.name ?? dir);
-        opts.onCaughtUp?.(summary(v, r, written));
-      }
-      const newest = watch?.take();
-      if (newest) opts.onCheckpoint?.(newest, watch!.size);
-      writing = true;
-      await sink.flush?.();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([aborted, new Promise<void>((resolve) => (timer = setTimeout(resolve, pollMs)))]);
-      clearTimeout(timer);
+      await f.idle(current?.name ?? dir);
     }
   } finally {
-    r.wipe();
-    await sink.flush?.();
+    await f.finish();
   }
-  return summary(v, r, written);
+  return f.summary();
+}
+
+/**
+ * A log that is not a directory (a database's rows, pgread.ts) as follow
+ * reads it: the lines after the first `read` ones; and how many there are
+ * now, to tell a log that lost lines already read.
+ */
+export interface FollowSource {
+  where: string;
+  linesAfter(read: number): AsyncIterable<TranscriptLine[]>;
+  count(): Promise<number>;
+}
+
+/** followTranscript over a FollowSource: polls for lines after those read. */
+export async function followSource(src: FollowSource, opts: FollowOptions, sink: Sink): Promise<ExportSummary> {
+  const f = new Follower(opts, sink);
+  let read = 0;
+  let last = src.where;
+  try {
+    while (!f.stopped()) {
+      const n = await src.count();
+      if (n < read) throw new TranscriptFailure({ code: "truncated", file: last, line: 0, reason: `the log lost lines while being followed (from at least ${read} to ${n})` });
+      const before = read;
+      if (n > read) {
+        await f.take(src.linesAfter(read), (line) => {
+          read++;
+          last = line.file;
+        });
+        if (f.stopped()) break;
+      }
+      if (read === before) await f.idle(last);
+    }
+  } finally {
+    await f.finish();
+  }
+  return f.summary();
 }
 
 /**

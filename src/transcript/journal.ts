@@ -77,7 +77,32 @@ const FLUSH_MESSAGES = 4096;
 /** Transactions of a replay hold at most this many entries. */
 const REPLAY_BATCH = 4096;
 
-export class TranscriptJournal implements Journal {
+/** The part of a Journal on the transcript writer that is the writer's own: recording, and the log's proofs. */
+export abstract class WriterJournal {
+  constructor(readonly writer: TranscriptWriter) {}
+
+  get recording(): boolean {
+    return this.writer.recording;
+  }
+
+  watch(fn: (recording: boolean) => void): void {
+    this.writer.watch(fn);
+  }
+
+  logState(from: number | undefined, leaves: readonly number[]): LogState | null {
+    return this.writer.logState(from, leaves);
+  }
+
+  consistency(m: number, n: number): Uint8Array[] | null {
+    return this.writer.consistency(m, n);
+  }
+
+  onSignedTree(fn: () => void): void {
+    this.writer.onSignedTree(fn);
+  }
+}
+
+export class TranscriptJournal extends WriterJournal implements Journal {
   readonly #db: HistoryDb;
   /** The rooms whose history is in memory. */
   readonly rooms: RecentRooms;
@@ -99,12 +124,13 @@ export class TranscriptJournal implements Journal {
   readonly #roomStates: Map<string, RoomState>;
 
   private constructor(
-    readonly writer: TranscriptWriter,
+    writer: TranscriptWriter,
     db: HistoryDb,
     opts: JournalOptions,
     /** Transcript lines read when it opened. */
     readonly linesRead: number,
   ) {
+    super(writer);
     this.#db = db;
     this.#log = opts.log;
     this.#dir = opts.dir;
@@ -127,14 +153,6 @@ export class TranscriptJournal implements Journal {
       writer.close("failed to start");
       throw e;
     }
-  }
-
-  get recording(): boolean {
-    return this.writer.recording;
-  }
-
-  watch(fn: (recording: boolean) => void): void {
-    this.writer.watch(fn);
   }
 
   /**
@@ -369,18 +387,6 @@ export class TranscriptJournal implements Journal {
     } catch (err) {
       this.#log.warn("history_db_failed", { error: (err as Error).message });
     }
-  }
-
-  logState(from: number | undefined, leaves: readonly number[]): LogState | null {
-    return this.writer.logState(from, leaves);
-  }
-
-  consistency(m: number, n: number): Uint8Array[] | null {
-    return this.writer.consistency(m, n);
-  }
-
-  onSignedTree(fn: () => void): void {
-    this.writer.onSignedTree(fn);
   }
 
   entryLines(seqs: readonly number[]): (Uint8Array | null)[] {
@@ -656,12 +662,13 @@ export function roomChangeFromEntry(e: Record<string, string | number | boolean>
 }
 
 /** Most receipts (joins, sessions) are not awaited: a failure must not become an unhandled rejection. */
-function handled(p: Promise<void>): Promise<void> {
+export function handled(p: Promise<void>): Promise<void> {
   p.catch(() => {});
   return p;
 }
 
-function toEntry(e: JournalEvent): [string, Record<string, string | number | boolean>] {
+/** A journal event as the transcript entry that records it: its type and members. */
+export function toEntry(e: JournalEvent): [string, Record<string, string | number | boolean>] {
   switch (e.kind) {
     case "session_open":
       return ["session_open", { user: e.user, session: e.session, source: e.source }];

@@ -124,7 +124,7 @@ export interface TailReport {
  * then fails; a checkpoint spelled otherwise is never a start, and fails
  * as malformed when the check reaches it.
  */
-const CHECKPOINT_END = /,"type":"checkpoint","hash":"[0-9a-f]{64}"\}$/;
+export const CHECKPOINT_END = /,"type":"checkpoint","hash":"[0-9a-f]{64}"\}$/;
 
 /** Where checking starts: the index in `files` and the byte offset of a line. */
 interface Start {
@@ -463,6 +463,34 @@ function ownCheckpoint(v: CheckedTree, saved: SavedCheckpoint): void {
   }
 }
 
+/**
+ * Where a verifier reads lines from: a directory's files, or a database's
+ * rows (pgread.ts) — the same lines under the same file names.
+ */
+export interface LineSource {
+  /** What a problem with the whole source is reported against. */
+  where: string;
+  /** The file names, in chain order. */
+  files: string[];
+  /** Crash-recovery leftovers beside the files (`*.torn`). */
+  torn: string[];
+  /** Why there is nothing to verify, when `files` is empty. */
+  empty: string;
+  batches(): AsyncIterable<TranscriptLine[]>;
+}
+
+/** A transcript directory (or one file) as a LineSource. */
+export function directorySource(path: string): LineSource {
+  const listing = listTranscript(path);
+  return {
+    where: path,
+    files: listing.files.map((f) => f.name),
+    torn: listing.torn,
+    empty: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here",
+    batches: () => readTranscriptBatches(listing.files),
+  };
+}
+
 /** Verifies a transcript directory (or one file); resolves to a report, never throws for a bad transcript. */
 export async function verifyTranscript(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const listing = listTranscript(path);
@@ -472,22 +500,27 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     if (opts.against !== undefined || opts.identity !== undefined) throw new Error("verify: tree-only checks neither acks nor sealed bodies");
     return treeOnlyReport(path, listing, opts, saved);
   }
+  return verifySource(directorySource(path), opts, saved);
+}
+
+/** verifyTranscript over any LineSource (not tree-only). */
+export async function verifySource(src: LineSource, opts: VerifyOptions = {}, saved = opts.checkpoint === undefined ? null : parseSavedCheckpoint(opts.checkpoint)): Promise<VerifyReport> {
   const v = new ChainVerifier({ ...opts, ...(saved ? { watchSize: saved.size } : {}) });
   const unsealer = opts.identity ? new Unsealer(opts.identity) : null;
   let acks: AckChecker | null = null;
   let problem: Problem | null = null;
   try {
     if (opts.against) acks = await AckChecker.load(opts.against, opts.user ?? null);
-    if (listing.files.length === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "no transcript files (YYYY-MM-DD.NNNNNNNNNNNN.jsonl) here" });
-    for await (const batch of verifiedBatches(readTranscriptBatches(listing.files), v)) {
+    if (src.files.length === 0) throw new TranscriptFailure({ code: "empty", file: src.where, line: 0, reason: src.empty });
+    for await (const batch of verifiedBatches(src.batches(), v)) {
       for (const { entry, line } of batch) {
         const text = unsealer ? unseal(unsealer, entry, line) : null;
         acks?.entry(entry, line, text);
       }
     }
-    if (v.entries === 0) throw new TranscriptFailure({ code: "empty", file: path, line: 0, reason: "the transcript has no entries" });
+    if (v.entries === 0) throw new TranscriptFailure({ code: "empty", file: src.where, line: 0, reason: "the transcript has no entries" });
     acks?.finish();
-    if (saved) checkSaved(v, saved, listing.files.at(-1)!.name, opts.witnesses);
+    if (saved) checkSaved(v, saved, src.files.at(-1)!, opts.witnesses);
   } catch (e) {
     if (!(e instanceof TranscriptFailure)) throw e;
     problem = e.problem;
@@ -499,7 +532,7 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
   return {
     ok: problem === null,
     problem,
-    files: listing.files.length,
+    files: src.files.length,
     entries: v.entries,
     firstSeq: v.firstSeq,
     lastSeq: v.lastSeq,
@@ -508,7 +541,7 @@ export async function verifyTranscript(path: string, opts: VerifyOptions = {}): 
     unsealed: v.sinceCheckpoint,
     hostKey: key ? fingerprint(key) : null,
     pinned,
-    torn: listing.torn,
+    torn: src.torn,
     recoveries: { count: v.recoveryCount, seqs: v.recoveries },
     neverSigned: { count: v.neverSignedCount, entries: v.neverSignedEntries, ranges: v.neverSigned },
     sealed,

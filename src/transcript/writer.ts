@@ -20,14 +20,15 @@
  * crashes thus ends, after its last checkpoint, only in entries whose
  * senders got no ack (TRANSCRIPT.md §6, §10).
  *
- * On open, everything from the last checkpoint on is verified as
- * `transcript verify` would, the checkpoint's signature under the server's
- * own host key; a whole line that does not verify stops the server before
- * anything is written. A torn last line left by a crash is then cut (its
- * bytes kept in FILE.torn), reported, and recorded with a `recovery` entry
- * that continues the chain from the last whole entry.
+ * Where the lines go is a storage (storage.ts): the directory of files
+ * (filestorage.ts, `open`) or PostgreSQL (`openOn`). On open the storage
+ * reads and recovers the end of the log; a torn last line it cut is
+ * reported and recorded with a `recovery` entry that continues the chain
+ * from the last whole entry. "fsync" below is the storage's sync: an fsync
+ * of the file, or a database's COMMIT.
  *
- * A write the disk refuses for want of space (ENOSPC, EDQUOT) blocks the
+ * A write the disk refuses for want of space (ENOSPC, EDQUOT), or a sync
+ * the storage says may be retried (a database that is down), blocks the
  * writer: `recording` turns false (the server then refuses what it would
  * have to record), what it could not write stays in memory (bounded), its
  * waiters keep waiting, and it retries every `retryMs`. Once a retry is
@@ -35,16 +36,15 @@
  * `recording` turns true again. Any other write error, and any fsync
  * error, fails the writer for good (TRANSCRIPT.md §6).
  */
-import { closeSync, existsSync, fsync, fsyncSync, ftruncateSync, openSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fromBase64, toBase64, toHex } from "../bytes.ts";
+import { existsSync } from "node:fs";
+import { toBase64, toHex } from "../bytes.ts";
 import type { Ed25519KeyPair } from "../crypto/index.ts";
 import { ed25519Signer, sha256, sha256Hex } from "../crypto/index.ts";
 import { SecureChatError } from "../errors.ts";
-import { ensurePrivateDir, syncDir } from "../paths.ts";
 import type { Logger } from "../log.ts";
 import type { HeldLock } from "../store/lock.ts";
-import { TRANSCRIPT_FILE_RE, listTranscript, readTranscriptLinesSync } from "./read.ts";
+import { FileStorage, treePath } from "./filestorage.ts";
+import { TRANSCRIPT_FILE_RE, listTranscript } from "./read.ts";
 import {
   BODY_TYPES,
   ENTRY_HASH_PREFIX,
@@ -60,11 +60,9 @@ import {
   wrapFileKey,
 } from "./format.ts";
 import { type Hash, consistencyProof, inclusionProof } from "./merkle.ts";
-import { TranscriptTree } from "./tree.ts";
+import type { LogStorage, LogTree } from "./storage.ts";
 
 import type { LogState } from "../store/journal.ts";
-import { TranscriptFailure } from "./chain.ts";
-import { type TailReport, treeCheckpointAtMost, verifyTail } from "./verify.ts";
 
 export type FsyncPolicy = "always" | "batch" | "off";
 
@@ -90,10 +88,7 @@ export interface WriterOptions {
   origin?: string;
 }
 
-/** The tree's stored hashes live beside the transcript directory: DATA/tree.hashes for DATA/transcript. */
-export function treePath(transcriptDir: string): string {
-  return join(dirname(transcriptDir), "tree.hashes");
-}
+export { treePath };
 
 export const DEFAULT_WRITER: Omit<WriterOptions, "dir" | "hostKey" | "version" | "log"> = {
   fsync: "batch",
@@ -111,8 +106,6 @@ export interface Appended {
 
 const FILE_RE = TRANSCRIPT_FILE_RE;
 
-/** Write errors that mean "no space for now": the writer waits and retries. */
-const RETRYABLE = new Set(["ENOSPC", "EDQUOT"]);
 /** What a blocked writer keeps in memory for the disk before it fails for good. */
 const MAX_BLOCKED_BYTES = 16 * 1024 * 1024;
 /** How often a blocked writer says so again in the log. */
@@ -180,51 +173,10 @@ class PendingLines {
   }
 }
 
-interface Tail {
-  last: Entry | null;
-  beforeLast: Entry | null;
-  torn: { file: string; bytes: Uint8Array } | null;
-  tree: TailReport["tree"];
-}
-
-/**
- * Checks the end of the chain (verifyTail: from the last checkpoint on) and
- * refuses a transcript that does not verify, touching nothing; then cuts a
- * torn last line, keeping its bytes beside the file.
- */
-function recoverTail(dir: string, hostKey: Uint8Array): Tail {
-  let tail: TailReport;
-  try {
-    tail = verifyTail(existsSync(dir) ? listTranscript(dir).files : [], hostKey);
-  } catch (e) {
-    if (!(e instanceof TranscriptFailure)) throw e;
-    const p = e.problem;
-    throw new SecureChatError(
-      "transcript_corrupt",
-      `transcript: ${p.file}:${p.line}: ${p.reason}; the server will not append to a transcript that does not verify: run "securechat transcript verify ${dir}"`,
-      { cause: e },
-    );
-  }
-  const { last, beforeLast, tree } = tail;
-  if (!tail.torn) return { last, beforeLast, torn: null, tree };
-  const { path, start, end } = tail.torn;
-  const bytes = new Uint8Array(end - start);
-  const fd = openSync(path, "r+");
-  try {
-    readSync(fd, bytes, 0, bytes.length, start);
-    let tornPath = `${path}.torn`;
-    for (let n = 1; existsSync(tornPath); n++) tornPath = `${path}.${n}.torn`;
-    writeFileSync(tornPath, bytes, { mode: 0o600 });
-    const tfd = openSync(tornPath, "r");
-    fsyncSync(tfd);
-    closeSync(tfd);
-    syncDir(dir);
-    ftruncateSync(fd, start);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return { last, beforeLast, torn: { file: tail.torn.file, bytes }, tree };
+interface Blocked {
+  since: number;
+  error: string;
+  logged: number;
 }
 
 /** Entries whose sender's ack waits for `durable` (TRANSCRIPT.md §2.5, §6): they are never durable unsigned. */
@@ -245,7 +197,7 @@ function checkLock(lock: HeldLock | undefined): void {
 
 export class TranscriptWriter {
   readonly opts: WriterOptions;
-  #fd = -1;
+  readonly #storage: LogStorage;
   #file = "";
   #fileBytes = 0;
   /** The UTC day of the file as [start, end) in ms: the rotation check compares numbers, not dates. */
@@ -277,21 +229,22 @@ export class TranscriptWriter {
   /** Bytes of a write the disk did not take (the rest of a line may be on disk already); written first. */
   #unwritten: Uint8Array | null = null;
   /** The disk refused a write for want of space: since when, and why. */
-  #blocked: { since: number; error: string; logged: number } | null = null;
+  #blocked: Blocked | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   readonly #watchers: ((recording: boolean) => void)[] = [];
-  /** fds retired by rotation while an fsync on them was in flight. */
-  #retired: number[] = [];
+  /** Retries since the writer blocked, for the storage's backoff. */
+  #attempts = 0;
   /** The Merkle tree over the lines (§3.6), opened once the tail is known; null when it cannot be built (§7). */
-  #tree: TranscriptTree | null = null;
+  #tree: LogTree | null = null;
   readonly #sign: (m: Uint8Array) => Uint8Array;
   readonly origin: string;
   /** Tree checkpoints appended but not yet durable, in order; and the last durable one (§4.1). */
   #treeCheckpointsInFlight: { seq: number; size: number; note: string }[] = [];
   #signedTree: { size: number; note: string } | null = null;
 
-  private constructor(opts: WriterOptions) {
+  private constructor(opts: WriterOptions, storage: LogStorage) {
     this.opts = opts;
+    this.#storage = storage;
     this.#sign = ed25519Signer(opts.hostKey.secretKey);
     this.origin = opts.origin ?? defaultOrigin(opts.hostKey.publicKey);
   }
@@ -403,58 +356,45 @@ export class TranscriptWriter {
     return this.#lastTs;
   }
 
+  /** Opens the transcript directory `opts.dir` (files, the single node's storage). */
   static open(opts: WriterOptions): TranscriptWriter {
     checkLock(opts.lock);
-    const w = new TranscriptWriter(opts);
-    ensurePrivateDir(opts.dir);
-    const tail = recoverTail(opts.dir, opts.hostKey.publicKey);
-    const files = transcriptFiles(opts.dir);
+    return TranscriptWriter.openOn(new FileStorage(opts.dir), opts);
+  }
+
+  /** Opens the log kept by `storage` (opened and, for a database, holding its writer lease). */
+  static openOn(storage: LogStorage, opts: WriterOptions): TranscriptWriter {
+    checkLock(opts.lock);
+    // Durable means synced (a COMMIT): a storage that only syncs asynchronously never acks before it.
+    if (opts.fsync === "off" && !storage.syncNow) throw new SecureChatError("transcript_fsync", "transcript: fsync off is for files only; a database's lines are durable at COMMIT");
+    const w = new TranscriptWriter(opts, storage);
+    const tail = storage.open({ hostKey: opts.hostKey, log: opts.log });
     if (tail.last) {
       w.#seq = tail.last.seq;
       w.#head = tail.last.hash;
       w.#lastTs = tail.last.ts;
     }
     const cleanStop = tail.last?.type === "server_stop" || (tail.last?.type === "checkpoint" && tail.beforeLast?.type === "server_stop");
-    const listed = listTranscript(opts.dir).files;
-    const opened = TranscriptTree.open(treePath(opts.dir), {
-      size: tail.last?.seq ?? 0,
-      complete: listed.length === 0 || Number(FILE_RE.exec(listed[0]!.name)![2]) === 1,
-      checkpoint: tail.tree,
-      tail: tail.tree?.tail ?? [],
-      lines: () => readTranscriptLinesSync(listed),
-      earlier: (maxSize) => {
-        const c = treeCheckpointAtMost(listed, maxSize, opts.hostKey.publicKey);
-        return c && { size: c.entry.head_seq as number, root: fromBase64(c.entry.root as string, 32), lines: readTranscriptLinesSync(listed.slice(c.file), c.start) };
-      },
-      rebuilding: (reason) => opts.log.info("transcript_tree_rebuilding", { reason, lines: tail.last?.seq ?? 0, effect: "every line is read and hashed once: this start takes longer" }),
-    });
-    w.#tree = opened.tree;
-    // The last checkpoint on disk is durable: a client may be shown it (PROTOCOL.md §7.13).
-    if (tail.tree) w.#signedTree = { size: tail.tree.size, note: tail.tree.note };
-    if (opened.tree === null) opts.log.warn("transcript_no_tree", { reason: opened.missing, effect: "checkpoints sign no tree root until the first files are back" });
-    else if (opened.opened.rebuilt !== null) opts.log.warn("transcript_tree_rebuilt", { reason: opened.opened.rebuilt, lines: opened.opened.leaves });
-    else if (opened.opened.resumed) {
-      const r = opened.opened.resumed;
-      opts.log.warn("transcript_tree_resumed", { reason: r.reason, from: r.from, lines: r.leaves });
-    }
-    const lastFile = files.at(-1);
-    if (lastFile) {
-      const path = join(opts.dir, lastFile);
-      const size = statSync(path).size;
-      const day = FILE_RE.exec(lastFile)![1]!;
+    w.#tree = tail.tree;
+    w.#signedTree = tail.signedTree;
+    const lastFile = tail.lastFile?.name;
+    if (tail.lastFile) {
+      const { name, bytes: size } = tail.lastFile;
+      const day = FILE_RE.exec(name)![1]!;
       if (size > 0 && size < opts.rotateBytes && day === utcDay(w.#now())) {
-        w.#fd = openSync(path, "a", 0o600);
-        w.#file = lastFile;
+        storage.startFile(name, false);
+        w.#file = name;
         w.#fileBytes = size;
         w.#setFileDay(day);
       } else if (size === 0) {
         // A file emptied by cutting its only (torn) line: start it afresh.
-        w.#fd = openSync(path, "w", 0o600);
-        w.#file = lastFile;
+        storage.startFile(name, true);
+        w.#file = name;
         w.#setFileDay(day);
       }
     }
-    if (w.#fd < 0) w.#newFile();
+    if (!storage.ready) w.#newFile();
+    storage.onLost?.((cause) => w.#fail(cause));
     w.#writtenSeq = w.#syncedSeq = w.#seq;
     if (tail.torn) {
       opts.log.warn("transcript_torn_tail", { file: tail.torn.file, bytes: tail.torn.bytes.length });
@@ -482,8 +422,7 @@ export class TranscriptWriter {
   #newFile(): void {
     const now = this.#now();
     const name = `${utcDay(now)}.${String(this.#seq + 1).padStart(12, "0")}.jsonl`;
-    this.#fd = openSync(join(this.opts.dir, name), "a", 0o600);
-    syncDir(this.opts.dir);
+    this.#storage.startFile(name, false);
     this.#file = name;
     this.#fileBytes = 0;
     this.#setFileDay(utcDay(now));
@@ -513,20 +452,13 @@ export class TranscriptWriter {
     if (this.#fileBytes + lineBytes <= this.opts.rotateBytes && now >= this.#fileDayMs[0] && now < this.#fileDayMs[1]) return;
     this.#writePending();
     if (this.#failed) throw this.#failed;
-    const old = this.#fd;
     try {
-      fsyncSync(old);
-      this.#fd = -1;
-      if (this.#syncing) this.#retired.push(old);
-      else closeSync(old);
-      this.#syncedSeq = this.#writtenSeq;
-      this.#resolveUpTo(this.#syncedSeq);
+      if (this.#storage.endFile()) {
+        this.#syncedSeq = this.#writtenSeq;
+        this.#resolveUpTo(this.#syncedSeq);
+      }
       this.#newFile();
     } catch (cause) {
-      if (this.#fd === old) {
-        this.#fd = -1;
-        this.#retired.push(old);
-      }
       this.#fail(cause);
       throw this.#failed!;
     }
@@ -618,11 +550,10 @@ export class TranscriptWriter {
     const upTo = this.#seq;
     let off = 0;
     try {
-      while (off < buf.length) off += writeSync(this.#fd, buf, off, buf.length - off);
+      while (off < buf.length) off += this.#storage.write(buf, off);
       this.#flushTree();
     } catch (cause) {
-      const code = (cause as { code?: string }).code ?? "";
-      if (!RETRYABLE.has(code)) {
+      if (!this.#storage.writeRetryable(cause)) {
         this.#fail(cause);
         return false;
       }
@@ -655,10 +586,11 @@ export class TranscriptWriter {
       this.opts.log.warn("transcript_still_blocked", { file: this.#file, error, for_s: Math.round((now - this.#blocked.since) / 1000), waiting_entries: this.#seq - this.#writtenSeq });
     }
     if (this.#overBlockedBound()) return this.#fail(new Error(`${error}; more than ${MAX_BLOCKED_BYTES} bytes waited for the disk`));
+    this.#attempts++;
     this.#retryTimer ??= setTimeout(() => {
       this.#retryTimer = null;
       this.#retry();
-    }, this.opts.retryMs ?? 2000);
+    }, this.#storage.retryDelayMs?.(this.#attempts) ?? this.opts.retryMs ?? 2000);
     this.#retryTimer.unref?.();
   }
 
@@ -668,26 +600,65 @@ export class TranscriptWriter {
     return n > MAX_BLOCKED_BYTES;
   }
 
-  /** One more try at what the full disk refused; on success, fsync, record the outage, and record again. */
+  /**
+   * One more try at what the storage refused; on success, sync, record the
+   * outage, and record again. A storage that syncs only asynchronously (a
+   * database) stays blocked until its sync has succeeded.
+   */
   #retry(): void {
     const blocked = this.#blocked;
-    if (!blocked || this.#failed || this.#fd < 0) return;
+    if (!blocked || this.#failed || !this.#storage.ready) return;
+    // A database's retry is a COMMIT like any other: it carries a checkpoint signing what it acknowledges.
+    if (!this.#storage.syncNow) this.#signAcknowledged();
     if (!this.#writePending(true)) return; // still full (#block rescheduled), or failed for good
-    this.#blocked = null;
-    try {
-      fsyncSync(this.#fd);
-    } catch (cause) {
-      return this.#fail(cause);
+    const upTo = this.#writtenSeq;
+    if (this.#storage.syncNow) {
+      try {
+        this.#storage.syncNow();
+      } catch (cause) {
+        return this.#fail(cause);
+      }
+      this.#recovered(blocked, upTo);
+      return;
     }
-    this.#syncedSeq = this.#writtenSeq;
+    if (this.#syncing) {
+      // The sync in flight covers what was written before; try again after it.
+      this.#block(new Error(blocked.error));
+      return;
+    }
+    this.#syncing = true;
+    this.#storage.sync((err) => {
+      this.#syncing = false;
+      if (err) return this.#syncFailed(err);
+      if (this.#blocked === blocked) this.#recovered(blocked, upTo);
+      else this.#synced(upTo);
+    });
+  }
+
+  /** A sync failed: wait and retry where the storage says it may be retried, else fail for good. */
+  #syncFailed(err: Error): void {
+    if (this.#failed) return;
+    if (this.#storage.syncRetryable(err)) this.#block(err);
+    else this.#fail(err);
+  }
+
+  #synced(upTo: number): void {
+    this.#syncedSeq = Math.max(this.#syncedSeq, upTo);
     this.#resolveUpTo(this.#syncedSeq);
+  }
+
+  /** What waited is durable after an outage: record the outage, and record again. */
+  #recovered(blocked: Blocked, upTo: number): void {
+    this.#blocked = null;
+    this.#attempts = 0;
+    this.#synced(upTo);
     const seconds = Math.round((Date.now() - blocked.since) / 1000);
     this.opts.log.warn("transcript_recovered", { file: this.#file, after_s: seconds });
     this.#add("recovery", {
       file: this.#file,
       torn_bytes: 0,
       torn_sha256: toHex(sha256(new Uint8Array(0))),
-      reason: `the disk refused writes for ${seconds} s (${blocked.error}); what was waiting was written after it`,
+      reason: `the ${this.#storage.syncNow ? "disk" : "database"} refused writes for ${seconds} s (${blocked.error}); what was waiting was written after it`,
     });
     this.#notify();
   }
@@ -735,12 +706,10 @@ export class TranscriptWriter {
     this.#syncing = true;
     this.#lastSyncStart = performance.now();
     const upTo = this.#writtenSeq;
-    fsync(this.#fd, (err) => {
+    this.#storage.sync((err) => {
       this.#syncing = false;
-      for (const fd of this.#retired.splice(0)) closeSync(fd);
-      if (err) return this.#fail(err);
-      this.#syncedSeq = Math.max(this.#syncedSeq, upTo);
-      this.#resolveUpTo(this.#syncedSeq);
+      if (err) return this.#syncFailed(err);
+      this.#synced(upTo);
       if (this.#writtenSeq > this.#syncedSeq) this.#flush();
     });
   }
@@ -786,9 +755,12 @@ export class TranscriptWriter {
       this.#add("server_stop", { reason });
       this.checkpoint();
       if (this.#writePending()) {
-        fsyncSync(this.#fd);
-        this.#syncedSeq = this.#writtenSeq;
-        this.#resolveUpTo(this.#syncedSeq);
+        const upTo = this.#writtenSeq;
+        if (this.#storage.syncNow) {
+          this.#storage.syncNow();
+          this.#synced(upTo);
+        } else if (!this.#syncing) this.#storage.sync((err) => (err ? this.#fail(err) : this.#synced(upTo)));
+        // (else the sync in flight, when it ends, starts one for the rest)
       }
     }
     if (this.#blocked) {
@@ -801,10 +773,12 @@ export class TranscriptWriter {
     this.#fileKey = null; // nothing is sealed after close; never under a zeroed key
     // Its hashes fsynced only at a clean stop: the next start trusts them only after one.
     this.#tree?.close(!this.#failed);
-    if (this.#fd < 0) return;
-    if (!this.#syncing) closeSync(this.#fd);
-    else this.#retired.push(this.#fd);
-    this.#fd = -1;
+    this.#storage.close();
+  }
+
+  /** Resolves once what close started is done (a database's last COMMIT and its lease given back). */
+  async closed(): Promise<void> {
+    await this.#storage.closed?.();
   }
 }
 

@@ -531,6 +531,8 @@ const VALUE_FLAGS: Record<string, string> = {
   vkey: "the log's PUBLIC verifier key, or a file holding it",
   entry: "a file holding a transcript line",
   checkpoint: "a file holding a signed checkpoint (public)",
+  database: "a PostgreSQL URL: a password in it is warned about (prefer SECURECHAT_DATABASE_URL) and never shown",
+  directory: "a directory",
   // Witnesses (TRANSCRIPT.md §4.5).
   listen: "an address",
   log: "a log's PUBLIC verifier key, or a file holding it",
@@ -542,7 +544,6 @@ const VALUE_FLAGS: Record<string, string> = {
   "device-enroll": "a policy: approve or password",
   "max-devices": "a number",
   // A cluster node's engines: a URL may hold a password, so serve warns when one is in argv and points to the environment variables.
-  database: "a PostgreSQL URL (a password in it belongs in SECURECHAT_DATABASE_URL: serve warns)",
   redis: "a Redis URL (a password in it belongs in SECURECHAT_REDIS_URL: serve warns)",
 };
 

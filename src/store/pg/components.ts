@@ -4,6 +4,7 @@
  * one's pending steps. A part adds its component here when it lands.
  */
 import { ACCOUNTS } from "./accounts.ts";
+import { LOG_COMPONENT } from "./log.ts";
 import type { Component } from "./pg.ts";
 
-export const CLUSTER_COMPONENTS: readonly Component[] = [ACCOUNTS];
+export const CLUSTER_COMPONENTS: readonly Component[] = [ACCOUNTS, LOG_COMPONENT];

@@ -1,0 +1,150 @@
+/**
+ * The chat core's Journal on PostgreSQL (transcript/pgjournal.ts) against a
+ * real server (test/engines.ts): what the core reads back after a restart —
+ * rooms' numbers and history, edits, stored DMs and who was shown them,
+ * persistent rooms — comes from the history tables, committed with the
+ * entry's line or not at all; reads are synchronous once `prepare` loaded
+ * what they need.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import type { SQL } from "bun";
+import { toBase64 } from "../../src/bytes.ts";
+import { silentLogger } from "../../src/log.ts";
+import type { JournalEvent, RoomMessage } from "../../src/store/journal.ts";
+import { openPg } from "../../src/store/pg/pg.ts";
+import { roomStateToJson } from "../../src/store/roomstate.ts";
+import { PgJournal, type PgJournalOptions } from "../../src/transcript/pgjournal.ts";
+import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
+import { type PostgresHandle, requireEngines, startPostgres } from "../engines.ts";
+import { hostKeyPair } from "./helpers.ts";
+
+const hasPg = requireEngines("postgres");
+const HOST = hostKeyPair(11);
+const T = Date.UTC(2026, 11, 3, 9, 0, 0);
+const SESSION = toBase64(new Uint8Array(16).fill(0xab));
+
+function say(room: string, seq: number, text = `${room} #${seq}`): JournalEvent {
+  const message: RoomMessage = { type: "message", room, seq, ts: T + seq, from: "alice", text };
+  return { kind: "message", message };
+}
+
+function dm(seq: number, to: string, stored: boolean): JournalEvent {
+  return { kind: "direct", message: { type: "direct", seq, ts: T + seq, from: "alice", to, text: `dm #${seq}` }, stored };
+}
+
+describe.skipIf(!hasPg)("PgJournal", () => {
+  let pg: PostgresHandle;
+  let sql: SQL;
+  const open: PgJournal[] = [];
+  beforeAll(async () => {
+    pg = await startPostgres({ fsync: false });
+  });
+  afterAll(async () => {
+    await pg?.stop();
+  });
+  afterEach(async () => {
+    for (const j of open.splice(0)) {
+      j.close("test end");
+      await j.closed().catch(() => {});
+    }
+    await sql?.close();
+  });
+
+  async function fresh(): Promise<void> {
+    sql = openPg(pg.url, { max: 4 });
+    await sql.unsafe("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+  }
+
+  async function journal(over: Partial<PgJournalOptions> = {}): Promise<PgJournal> {
+    const j = await PgJournal.open(sql, { ...DEFAULT_WRITER, fsync: "always", dir: "(database)", hostKey: HOST, version: "test", log: silentLogger, history: 50, holder: "node-a", ...over });
+    if (!j) throw new Error("lease held");
+    open.push(j);
+    return j;
+  }
+
+  async function restart(j: PgJournal, over: Partial<PgJournalOptions> = {}): Promise<PgJournal> {
+    j.close("restart");
+    await j.closed();
+    open.splice(open.indexOf(j), 1);
+    return journal(over);
+  }
+
+  test("a member catching up past --history: prepare({room, since}) loads every kept message after it, after() gives them in order with memory's newer ones", async () => {
+    await fresh();
+    let j = await journal({ history: 5, historyKeep: 100 });
+    const acks: (Promise<void> | undefined)[] = [];
+    for (let i = 1; i <= 40; i++) acks.push(j.append(say("busy", i)).durable);
+    await Promise.all(acks);
+    j = await restart(j, { history: 5, historyKeep: 100 });
+    // after a restart nothing of the room is in memory: prepared, then read
+    await j.prepare({ room: "busy" });
+    expect(j.recent("busy", 50).map((m) => m.seq)).toEqual([36, 37, 38, 39, 40]);
+    await j.prepare({ room: "busy", since: 2 });
+    const more = j.append(say("busy", 41)).durable;
+    expect(j.after("busy", 2, 100).map((m) => m.seq)).toEqual(Array.from({ length: 39 }, (_, i) => i + 3));
+    // what prepare loaded is read once (memory stays bounded): each page prepares again
+    await j.prepare({ room: "busy", since: 2 });
+    expect(j.after("busy", 2, 10).map((m) => m.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    // memory holds all after 37: no database read needed
+    expect(j.prepare({ room: "busy", since: 37 })).toBeNull();
+    expect(j.after("busy", 37, 100).map((m) => m.seq)).toEqual([38, 39, 40, 41]);
+    await more;
+  });
+
+  test("after a restart: room numbers at once, history (with its edits) once prepared, stored DMs and who was shown them, persistent rooms", async () => {
+    await fresh();
+    let j = await journal();
+    const acks: (Promise<void> | undefined)[] = [];
+    for (let i = 1; i <= 5; i++) acks.push(j.append(say("ops", i)).durable);
+    acks.push(j.append(say("dev", 1)).durable);
+    acks.push(j.append({ kind: "edit", room: "ops", seq: 3, user: "alice", session: SESSION, ref: j.editable("ops", 3)!.tseq!, text: "third, edited", ts: T + 10 }).durable);
+    acks.push(j.append(dm(1, "bob", true)).durable);
+    acks.push(j.append(dm(2, "bob", true)).durable);
+    acks.push(j.append(dm(3, "carol", false)).durable);
+    acks.push(j.append({ kind: "room_change", room: "ops", user: "alice", session: SESSION, owner: "alice", action: "topic", text: "release friday", ts: T }).durable);
+    await Promise.all(acks);
+
+    j = await restart(j);
+    expect(j.lastSeq("ops")).toBe(5);
+    expect(j.lastSeq("dev")).toBe(1);
+    expect(j.lastDirectSeq()).toBe(3);
+    expect(JSON.parse(roomStateToJson(j.roomStates().get("ops")!)).topic).toBe("release friday");
+    const ready = j.prepare({ room: "ops", user: "bob" });
+    expect(ready).not.toBeNull();
+    await ready;
+    expect(j.prepare({ room: "ops", user: "bob" })).toBeNull();
+    expect(j.recent("ops", 10).map((m) => m.text)).toEqual(["ops #1", "ops #2", "third, edited", "ops #4", "ops #5"]);
+    expect(j.recent("ops", 10)[2]!.edited).toBe(true);
+    expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
+    expect(j.undelivered("bob", 0)).toBe(2);
+    expect(j.editableDirect(2)?.message.text).toBe("dm #2");
+
+    // bob logs in: the stored DMs were shown; that survives a restart too
+    await j.append({ kind: "session_open", user: "bob", session: SESSION, source: "127.0.0.1", ts: T + 20 }).durable;
+    expect(j.undelivered("bob", 0)).toBe(0);
+    await j.append(say("ops", 6)).durable;
+    j = await restart(j);
+    await j.prepare({ user: "bob", room: "ops" });
+    expect(j.undelivered("bob", 0)).toBe(0);
+    expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
+    expect(j.recent("ops", 2).map((m) => m.text)).toEqual(["ops #5", "ops #6"]);
+    await j.prepare({ user: "carol" });
+    expect(j.directsBetween("alice", "carol", 0, 100, 10).map((m) => m.seq)).toEqual([3]);
+  }, 60_000);
+
+  test("a history row is committed with its entry's line, or not at all: a fenced writer's message leaves neither", async () => {
+    await fresh();
+    const j = await journal({ leaseMs: 1000, renewMs: 1e9 });
+    await j.append(say("ops", 1)).durable;
+    expect(Number((await sql`SELECT count(*) AS n FROM log_messages`)[0].n)).toBe(1);
+    // the lease expires (this node paused) and another node takes it
+    await sql`UPDATE log_lease SET expires_at = now() - interval '1 second'`;
+    const other = await PgJournal.open(sql, { ...DEFAULT_WRITER, fsync: "always", dir: "(database)", hostKey: HOST, version: "test", log: silentLogger, history: 50, holder: "node-b" });
+    open.push(other!);
+    await expect(j.append(say("ops", 2, "from the fenced node")).durable!).rejects.toThrow(/another writer/);
+    const texts = (await sql`SELECT msg FROM log_messages ORDER BY seq`).map((r: { msg: RoomMessage }) => r.msg.text);
+    expect(texts).toEqual(["ops #1"]);
+    expect(Number((await sql`SELECT count(*) AS n FROM log_lines WHERE convert_from(bytes, 'UTF8') LIKE '%fenced node%'`)[0].n)).toBe(0);
+    expect(other!.lastSeq("ops")).toBe(1);
+  }, 60_000);
+});
