@@ -68,6 +68,17 @@ export interface Need {
   limit?: number;
 }
 
+/** Pages of catch-up kept per room at once (a reconnect storm: one per rejoin still to be answered). */
+const CAUGHT_UP_PER_ROOM = 64;
+
+/** A page of a room's messages after one `since`, loaded for `readers` members catching up. */
+interface CaughtUp {
+  messages: KeptMessage[];
+  /** As many as asked: more may follow its last. */
+  full: boolean;
+  readers: number;
+}
+
 interface UserDirects {
   /** The DMs to or from the user, in seq order. */
   directs: KeptDirect[];
@@ -97,8 +108,13 @@ export class PgJournal extends WriterJournal implements Journal {
   readonly #loaded = new Map<string, RecentState>();
   /** Rooms whose memory holds their history (not only what was added since they came back). */
   readonly #whole = new Set<string>();
-  /** Per room, the messages after a `since` loaded by prepare for a member catching up (`after`), until read. */
-  readonly #caughtUp = new Map<string, { since: number; messages: KeptMessage[]; full: boolean }>();
+  /**
+   * Per room and `since`, the page prepare loaded for members catching up
+   * (`after`), until as many reads as prepares took it: several members may
+   * rejoin one room at once from different seqs. At most CAUGHT_UP_PER_ROOM
+   * pages per room, the oldest dropped (its reader then sees memory only, and says so).
+   */
+  readonly #caughtUp = new Map<string, Map<number, CaughtUp>>();
   readonly #historyKeep: number;
   /** What one answer to a member catching up reads (Chat's #sendHistory: --history, and one to tell whether more remain). */
   readonly #page: number;
@@ -177,7 +193,15 @@ export class PgJournal extends WriterJournal implements Journal {
     const page = Math.max(1, Math.min(limit, this.#historyKeep));
     const from = Math.max(since, this.lastSeq(room) - this.#historyKeep);
     const rows = this.#sealed ? [] : await this.#sql`SELECT msg, tseq, edits FROM log_messages WHERE room = ${room} AND seq > ${from} ORDER BY seq LIMIT ${page}`;
-    this.#caughtUp.set(room, { since, messages: (rows as MessageRow[]).map(keptMessage), full: rows.length === page });
+    const pages = this.#caughtUp.get(room) ?? new Map<number, CaughtUp>();
+    this.#caughtUp.set(room, pages);
+    const readers = (pages.get(since)?.readers ?? 0) + 1;
+    pages.delete(since);
+    pages.set(since, { messages: (rows as MessageRow[]).map(keptMessage), full: rows.length === page, readers });
+    for (const oldest of pages.keys()) {
+      if (pages.size <= CAUGHT_UP_PER_ROOM) break;
+      pages.delete(oldest);
+    }
   }
 
   /** True if memory holds every message of `room` after `since` (or memory holds none and there are none). */
@@ -318,16 +342,18 @@ export class PgJournal extends WriterJournal implements Journal {
     if (limit <= 0) return [];
     const held = this.rooms.recent(room, this.rooms.keep);
     const bySeq = new Map<number, RoomMessage>();
-    const loaded = this.#caughtUp.get(room);
+    const pages = this.#caughtUp.get(room);
+    const loaded = pages?.get(since);
     /** A full page loaded: messages past its last may not follow it without a hole, so memory's are taken only up to it. */
     let upTo = Number.POSITIVE_INFINITY;
-    if (loaded && loaded.since <= since) {
+    if (loaded) {
       for (const m of loaded.messages) if (m.seq > since) bySeq.set(m.seq, shown(m));
       if (loaded.full) upTo = loaded.messages.at(-1)!.seq;
     } else if (!this.#memoryHasAfter(room, since)) {
       this.#unprepared(`room ${room} after ${since}`);
     }
-    this.#caughtUp.delete(room);
+    if (loaded && --loaded.readers === 0) pages!.delete(since);
+    if (pages?.size === 0) this.#caughtUp.delete(room);
     for (const m of held) if (m.seq > since && m.seq <= upTo) bySeq.set(m.seq, m);
     return [...bySeq.values()].sort((x, y) => x.seq - y.seq).slice(0, limit);
   }

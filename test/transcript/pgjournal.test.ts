@@ -133,6 +133,19 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     expect(seen.rows).toBeLessThanOrEqual(5 + 6 + 6);
   });
 
+  test("two members catching up in one room at once, from different seqs, each read every kept message after their own", async () => {
+    await fresh();
+    let j = await journal({ history: 5, historyKeep: 100 });
+    const acks: (Promise<void> | undefined)[] = [];
+    for (let i = 1; i <= 40; i++) acks.push(j.append(say("busy", i)).durable);
+    await Promise.all(acks);
+    j = await restart(j, { history: 5, historyKeep: 100 });
+    // both rejoins prepared before either is answered (a reconnect storm after a core change)
+    await Promise.all([j.prepare({ room: "busy", since: 2 }), j.prepare({ room: "busy", since: 20 })]);
+    expect(j.after("busy", 20, 6).map((m) => m.seq)).toEqual([21, 22, 23, 24, 25, 26]);
+    expect(j.after("busy", 2, 6).map((m) => m.seq)).toEqual([3, 4, 5, 6, 7, 8]);
+  });
+
   test("after a restart: room numbers at once, history (with its edits) once prepared, stored DMs and who was shown them, persistent rooms", async () => {
     await fresh();
     let j = await journal();
