@@ -69,13 +69,18 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     return journal(over);
   }
 
-  test("a member catching up past --history: prepare({room, since}) loads every kept message after it, after() gives them in order with memory's newer ones", async () => {
+  /** A fresh log with 40 messages in room busy (history 5), its journal restarted: nothing of the room in memory. */
+  async function busyRoom(historyKeep: number): Promise<PgJournal> {
     await fresh();
-    let j = await journal({ history: 5, historyKeep: 100 });
+    const j = await journal({ history: 5, historyKeep });
     const acks: (Promise<void> | undefined)[] = [];
     for (let i = 1; i <= 40; i++) acks.push(j.append(say("busy", i)).durable);
     await Promise.all(acks);
-    j = await restart(j, { history: 5, historyKeep: 100 });
+    return restart(j, { history: 5, historyKeep });
+  }
+
+  test("a member catching up past --history: prepare({room, since}) loads every kept message after it, after() gives them in order with memory's newer ones", async () => {
+    const j = await busyRoom(100);
     // after a restart nothing of the room is in memory: prepared, then read
     await j.prepare({ room: "busy" });
     expect(j.recent("busy", 50).map((m) => m.seq)).toEqual([36, 37, 38, 39, 40]);
@@ -111,11 +116,7 @@ describe.skipIf(!hasPg)("PgJournal", () => {
   }
 
   test("a catch-up page reads one page from the database, and only from the room's last --history-keep: since 0 does not reach the room's first message", async () => {
-    await fresh();
-    let j = await journal({ history: 5, historyKeep: 20 });
-    const acks: (Promise<void> | undefined)[] = [];
-    for (let i = 1; i <= 40; i++) acks.push(j.append(say("busy", i)).durable);
-    await Promise.all(acks);
+    const j = await busyRoom(20);
     j.close("restart");
     await j.closed();
     open.splice(open.indexOf(j), 1);
@@ -134,12 +135,7 @@ describe.skipIf(!hasPg)("PgJournal", () => {
   });
 
   test("two members catching up in one room at once, from different seqs, each read every kept message after their own", async () => {
-    await fresh();
-    let j = await journal({ history: 5, historyKeep: 100 });
-    const acks: (Promise<void> | undefined)[] = [];
-    for (let i = 1; i <= 40; i++) acks.push(j.append(say("busy", i)).durable);
-    await Promise.all(acks);
-    j = await restart(j, { history: 5, historyKeep: 100 });
+    const j = await busyRoom(100);
     // both rejoins prepared before either is answered (a reconnect storm after a core change)
     await Promise.all([j.prepare({ room: "busy", since: 2 }), j.prepare({ room: "busy", since: 20 })]);
     expect(j.after("busy", 20, 6).map((m) => m.seq)).toEqual([21, 22, 23, 24, 25, 26]);
