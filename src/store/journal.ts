@@ -143,11 +143,12 @@ export interface Journal {
   /**
    * Loads what the next synchronous read of `room` (its recent history) or
    * of `user` (their direct messages, what they were shown) needs — with
-   * `since`, the room's messages after it (`after`) — for a
+   * `since`, the room's first `limit` messages after it (`after`; by
+   * default one answer's page) — for a
    * journal whose record is not in this process (PostgreSQL); null when
    * nothing is missing. Absent: every read is ready at any time.
    */
-  prepare?(need: { room?: string; user?: string; since?: number }): Promise<void> | null;
+  prepare?(need: { room?: string; user?: string; since?: number; limit?: number }): Promise<void> | null;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */

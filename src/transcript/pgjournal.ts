@@ -64,6 +64,19 @@ export interface Need {
   user?: string;
   /** With `room`: a member catching up will read the room's messages after this seq (`after`). */
   since?: number;
+  /** With `since`: how many it will read (default: one answer's page, --history + 1; at most --history-keep). */
+  limit?: number;
+}
+
+/** Pages of catch-up kept per room at once (a reconnect storm: one per rejoin still to be answered). */
+const CAUGHT_UP_PER_ROOM = 64;
+
+/** A page of a room's messages after one `since`, loaded for `readers` members catching up. */
+interface CaughtUp {
+  messages: KeptMessage[];
+  /** As many as asked: more may follow its last. */
+  full: boolean;
+  readers: number;
 }
 
 interface UserDirects {
@@ -95,9 +108,16 @@ export class PgJournal extends WriterJournal implements Journal {
   readonly #loaded = new Map<string, RecentState>();
   /** Rooms whose memory holds their history (not only what was added since they came back). */
   readonly #whole = new Set<string>();
-  /** Per room, the messages after a `since` loaded by prepare for a member catching up (`after`), until read. */
-  readonly #caughtUp = new Map<string, { since: number; messages: KeptMessage[] }>();
+  /**
+   * Per room and `since`, the page prepare loaded for members catching up
+   * (`after`), until as many reads as prepares took it: several members may
+   * rejoin one room at once from different seqs. At most CAUGHT_UP_PER_ROOM
+   * pages per room, the oldest dropped (its reader then sees memory only, and says so).
+   */
+  readonly #caughtUp = new Map<string, Map<number, CaughtUp>>();
   readonly #historyKeep: number;
+  /** What one answer to a member catching up reads (Chat's #sendHistory: --history, and one to tell whether more remain). */
+  readonly #page: number;
   readonly #roomStates: Map<string, RoomState>;
   #directSeq: number;
   /** The DMs within edit reach at open, and every one appended since, by seq. */
@@ -119,6 +139,7 @@ export class PgJournal extends WriterJournal implements Journal {
     this.#directSeq = loaded.directSeq;
     for (const d of loaded.directs) this.#directs.set(d.message.seq, d);
     this.#historyKeep = Math.max(opts.history, opts.historyKeep ?? opts.history);
+    this.#page = opts.history + 1;
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => this.#load(room));
   }
 
@@ -152,7 +173,7 @@ export class PgJournal extends WriterJournal implements Journal {
     const { room, user } = need;
     if (room !== undefined && !(this.rooms.holds(room) && this.#whole.has(room)) && !this.#loaded.has(room) && (this.#seqs.get(room) ?? 0) > 0) jobs.push(this.#prepareRoom(room));
     if (user !== undefined && !this.#users.has(user)) jobs.push(this.#prepareUser(user));
-    if (room !== undefined && need.since !== undefined && !this.#memoryHasAfter(room, need.since)) jobs.push(this.#prepareAfter(room, need.since));
+    if (room !== undefined && need.since !== undefined && !this.#memoryHasAfter(room, need.since)) jobs.push(this.#prepareAfter(room, need.since, need.limit));
     return jobs.length === 0 ? null : Promise.all(jobs).then(() => {});
   }
 
@@ -162,9 +183,25 @@ export class PgJournal extends WriterJournal implements Journal {
     this.#loaded.set(room, { seq: this.#seqs.get(room) ?? 0, messages: (rows as MessageRow[]).map(keptMessage).reverse() });
   }
 
-  async #prepareAfter(room: string, since: number): Promise<void> {
-    const rows = this.#sealed ? [] : await this.#sql`SELECT msg, tseq, edits FROM log_messages WHERE room = ${room} AND seq > ${since} ORDER BY seq LIMIT ${this.#historyKeep}`;
-    this.#caughtUp.set(room, { since, messages: (rows as MessageRow[]).map(keptMessage) });
+  /**
+   * One page of what a member catching up reads: the messages after `since`
+   * among the room's last --history-keep (all that history.db would keep;
+   * log_messages keeps every one), at most `limit` of them. Never more than
+   * a page, so a request costs the database and memory what its answer does.
+   */
+  async #prepareAfter(room: string, since: number, limit = this.#page): Promise<void> {
+    const page = Math.max(1, Math.min(limit, this.#historyKeep));
+    const from = Math.max(since, this.lastSeq(room) - this.#historyKeep);
+    const rows = this.#sealed ? [] : await this.#sql`SELECT msg, tseq, edits FROM log_messages WHERE room = ${room} AND seq > ${from} ORDER BY seq LIMIT ${page}`;
+    const pages = this.#caughtUp.get(room) ?? new Map<number, CaughtUp>();
+    this.#caughtUp.set(room, pages);
+    const readers = (pages.get(since)?.readers ?? 0) + 1;
+    pages.delete(since);
+    pages.set(since, { messages: (rows as MessageRow[]).map(keptMessage), full: rows.length === page, readers });
+    for (const oldest of pages.keys()) {
+      if (pages.size <= CAUGHT_UP_PER_ROOM) break;
+      pages.delete(oldest);
+    }
   }
 
   /** True if memory holds every message of `room` after `since` (or memory holds none and there are none). */
@@ -305,14 +342,19 @@ export class PgJournal extends WriterJournal implements Journal {
     if (limit <= 0) return [];
     const held = this.rooms.recent(room, this.rooms.keep);
     const bySeq = new Map<number, RoomMessage>();
-    const loaded = this.#caughtUp.get(room);
-    if (loaded && loaded.since <= since) {
+    const pages = this.#caughtUp.get(room);
+    const loaded = pages?.get(since);
+    /** A full page loaded: messages past its last may not follow it without a hole, so memory's are taken only up to it. */
+    let upTo = Number.POSITIVE_INFINITY;
+    if (loaded) {
       for (const m of loaded.messages) if (m.seq > since) bySeq.set(m.seq, shown(m));
+      if (loaded.full) upTo = loaded.messages.at(-1)!.seq;
     } else if (!this.#memoryHasAfter(room, since)) {
       this.#unprepared(`room ${room} after ${since}`);
     }
-    this.#caughtUp.delete(room);
-    for (const m of held) if (m.seq > since) bySeq.set(m.seq, m);
+    if (loaded && --loaded.readers === 0) pages!.delete(since);
+    if (pages?.size === 0) this.#caughtUp.delete(room);
+    for (const m of held) if (m.seq > since && m.seq <= upTo) bySeq.set(m.seq, m);
     return [...bySeq.values()].sort((x, y) => x.seq - y.seq).slice(0, limit);
   }
 

@@ -69,26 +69,77 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     return journal(over);
   }
 
-  test("a member catching up past --history: prepare({room, since}) loads every kept message after it, after() gives them in order with memory's newer ones", async () => {
+  /** A fresh log with 40 messages in room busy (history 5), its journal restarted: nothing of the room in memory. */
+  async function busyRoom(historyKeep: number): Promise<PgJournal> {
     await fresh();
-    let j = await journal({ history: 5, historyKeep: 100 });
+    const j = await journal({ history: 5, historyKeep });
     const acks: (Promise<void> | undefined)[] = [];
     for (let i = 1; i <= 40; i++) acks.push(j.append(say("busy", i)).durable);
     await Promise.all(acks);
-    j = await restart(j, { history: 5, historyKeep: 100 });
+    return restart(j, { history: 5, historyKeep });
+  }
+
+  test("a member catching up past --history: prepare({room, since}) loads every kept message after it, after() gives them in order with memory's newer ones", async () => {
+    const j = await busyRoom(100);
     // after a restart nothing of the room is in memory: prepared, then read
     await j.prepare({ room: "busy" });
     expect(j.recent("busy", 50).map((m) => m.seq)).toEqual([36, 37, 38, 39, 40]);
-    await j.prepare({ room: "busy", since: 2 });
+    await j.prepare({ room: "busy", since: 2, limit: 100 });
     const more = j.append(say("busy", 41)).durable;
     expect(j.after("busy", 2, 100).map((m) => m.seq)).toEqual(Array.from({ length: 39 }, (_, i) => i + 3));
     // what prepare loaded is read once (memory stays bounded): each page prepares again
-    await j.prepare({ room: "busy", since: 2 });
+    await j.prepare({ room: "busy", since: 2, limit: 10 });
     expect(j.after("busy", 2, 10).map((m) => m.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     // memory holds all after 37: no database read needed
     expect(j.prepare({ room: "busy", since: 37 })).toBeNull();
     expect(j.after("busy", 37, 100).map((m) => m.seq)).toEqual([38, 39, 40, 41]);
     await more;
+  });
+
+  /** `sql`, counting the rows its queries of log_messages return (what a catch-up costs the database and the core's memory). */
+  function countingRows(of: SQL, seen: { rows: number }): SQL {
+    return new Proxy(of, {
+      apply(target, self, args) {
+        const q = Reflect.apply(target as unknown as (...a: unknown[]) => unknown, self, args) as Promise<unknown[]>;
+        const text = Array.isArray(args[0]) ? (args[0] as string[]).join("?") : "";
+        if (!text.includes("FROM log_messages")) return q;
+        return q.then((rows) => {
+          seen.rows += rows.length;
+          return rows;
+        });
+      },
+      get(target, p) {
+        const v = Reflect.get(target, p, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+  }
+
+  test("a catch-up page reads one page from the database, and only from the room's last --history-keep: since 0 does not reach the room's first message", async () => {
+    const j = await busyRoom(20);
+    j.close("restart");
+    await j.closed();
+    open.splice(open.indexOf(j), 1);
+    const seen = { rows: 0 };
+    const k = await PgJournal.open(countingRows(sql, seen), { ...DEFAULT_WRITER, fsync: "always", dir: "(database)", hostKey: HOST, version: "test", log: silentLogger, history: 5, historyKeep: 20, holder: "node-a" });
+    if (!k) throw new Error("lease held");
+    open.push(k);
+    // a joiner with since 0, paging as the chat core does (limit: history + 1)
+    await k.prepare({ room: "busy", since: 0 });
+    expect(k.after("busy", 0, 6).map((m) => m.seq)).toEqual([21, 22, 23, 24, 25, 26]);
+    // the room's recent history (5, loaded once) and one page (6): not the 20 kept
+    expect(seen.rows).toBeLessThanOrEqual(5 + 6);
+    await k.prepare({ room: "busy", since: 26 });
+    expect(k.after("busy", 26, 6).map((m) => m.seq)).toEqual([27, 28, 29, 30, 31, 32]);
+    expect(seen.rows).toBeLessThanOrEqual(5 + 6 + 6);
+  });
+
+  test("two members catching up in one room at once, from different seqs, each read every kept message after their own", async () => {
+    const j = await busyRoom(100);
+    // both rejoins prepared before either is answered (a reconnect storm after a core change)
+    await Promise.all([j.prepare({ room: "busy", since: 2 }), j.prepare({ room: "busy", since: 20 })]);
+    expect(j.after("busy", 20, 6).map((m) => m.seq)).toEqual([21, 22, 23, 24, 25, 26]);
+    expect(j.after("busy", 2, 6).map((m) => m.seq)).toEqual([3, 4, 5, 6, 7, 8]);
   });
 
   test("after a restart: room numbers at once, history (with its edits) once prepared, stored DMs and who was shown them, persistent rooms", async () => {
