@@ -155,6 +155,14 @@ interface Pending {
   req: Message<"say" | "dm">;
   /** Sent before, and not acknowledged when the connection was lost: queued to be sent again. */
   again?: boolean;
+  /**
+   * Sent again right after a reconnect, before the rooms are rejoined: the
+   * server answers one it recorded with its first ack whatever the session's
+   * rooms (PROTOCOL.md §7.15), so the rejoin's history does not show it a
+   * second time; one it did not record is refused `not_member` and goes out
+   * again once the rooms are rejoined.
+   */
+  early?: boolean;
 }
 
 /** A room being rejoined after a reconnect. */
@@ -167,6 +175,8 @@ interface Resume {
   held: Message<"message">[];
   missed: number;
   gap: number;
+  /** Seqs of this client's own messages acked while rejoining (sent again early): their history copies are not shown again. */
+  mine: Set<number>;
 }
 
 interface RoomState {
@@ -207,6 +217,8 @@ export class ChatClient {
   #quietNotices = 0;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
+  /** Early resends refused `not_member` since the last rejoin, put back at the front of the queue in order. */
+  #requeued = 0;
   /** Edits and deletes sent and not yet answered, by id. */
   readonly #changes = new Map<number, Message<"edit" | "delete">>();
   /** Per room (and per `@USER` for direct messages to USER), the seqs of the user's own messages this client has seen (acked, or shown), oldest first, at most MINE_MAX. */
@@ -554,6 +566,14 @@ export class ChatClient {
         }
         if (p) {
           this.#pending.delete(m.id);
+          // Not recorded before (the new session is not in the room yet): sent again once it is.
+          if (m.type === "nack" && p.early && m.code === "not_member") {
+            this.#queue.splice(this.#requeued++, 0, { id: p.id, req: p.req, again: true });
+            this.#wake();
+            return;
+          }
+          const resume = p.early && p.req.type === "say" ? this.#rooms.get(p.req.room)?.resume : undefined;
+          if (m.type === "ack" && resume) resume.mine.add(m.seq);
           if (m.type === "ack") {
             this.#recordAck(p, m);
             if (m.tseq !== undefined && this.#receipts) {
@@ -731,12 +751,14 @@ export class ChatClient {
     }
     if (!r && m.history) return false; // history asked for by the user (join, /history): shown as it is
     if (m.seq <= st.seq) return true; // seen already
+    const mine = r?.mine.has(m.seq) === true;
     if (r) {
       if (m.seq > st.seq + 1) r.gap += m.seq - st.seq - 1;
-      r.missed++;
+      if (!mine) r.missed++;
     }
     st.seq = m.seq;
-    return false;
+    // One's own message sent again early: its ack came first and stands for it.
+    return mine;
   }
 
   /** The end of a run of history. True if it is not to be shown (part of a rejoin). */
@@ -912,10 +934,17 @@ export class ChatClient {
   /** Joins every room again with the last seq seen; `reconnected` follows once each has its missed messages. */
   #rejoin(): void {
     this.#state = "resuming";
-    for (const [room, st] of this.#rooms) {
-      st.resume = newResume();
-      this.#sendJoin(room, { since: st.seq });
+    for (const st of this.#rooms.values()) st.resume = newResume();
+    // What was unacknowledged goes first: answered before the history that would show it again.
+    let n = 0;
+    while (this.#queue[0]?.again) {
+      const p = this.#queue.shift()!;
+      this.#transmit({ ...p, early: true });
+      n++;
     }
+    this.#requeued = 0;
+    if (n > 0) this.#wake();
+    for (const [room, st] of this.#rooms) this.#sendJoin(room, { since: st.seq });
     this.#checkResumed();
   }
 
@@ -1148,7 +1177,7 @@ class NoPassword extends Error {
 }
 
 function newResume(): Resume {
-  return { target: null, from: 0, held: [], missed: 0, gap: 0 };
+  return { target: null, from: 0, held: [], missed: 0, gap: 0, mine: new Set() };
 }
 
 /** The server broke the protocol: thrown while reading, it ends the connection (the client reconnects with backoff). */

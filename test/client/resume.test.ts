@@ -381,6 +381,9 @@ describe("a dropped connection (the server keeps running)", () => {
     await sink.until("the resent line's ack", () => sink.of("ack").length === 1, 20_000);
     expect(sink.of("ack")[0]).toMatchObject({ id: sink.of("sent")[0]!.id, seq: 1 });
     expect(sink.of("unsent")).toEqual([]);
+    // the rejoin's history does not show it to its author a second time: the ack stands for it
+    await sink.until("the rejoin", () => sink.of("reconnected").length === 1, 20_000);
+    expect(sink.of("message").filter((m) => m.seq === 1)).toEqual([]);
     await a.say("and then this");
     await bob.until("the next line", () => bob.of("message").length === 2);
     expect(bob.of("message").map((m) => `${m.seq} ${m.text}`)).toEqual(["1 said once", "2 and then this"]);
