@@ -10,6 +10,10 @@
  * crosses as one text and 100 ids.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { ChatClient } from "../../src/client/chat.ts";
+import { parseServerAddress } from "../../src/client/connection.ts";
+import { addKnownHost } from "../../src/client/known_hosts.ts";
+import { saveTicket } from "../../src/client/tickets.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Ed25519KeyPair } from "../../src/crypto/index.ts";
 import { ed25519Generate } from "../../src/crypto/index.ts";
@@ -19,6 +23,7 @@ import { CORE_CHANGED, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, RemoteCore,
 import { Bus } from "../../src/store/redis/bus.ts";
 import { RedisLink, parseRedisUrl } from "../../src/store/redis/link.ts";
 import { type RedisHandle, requireEngines, startRedis } from "../engines.ts";
+import { Collector, Peer, cred, machine, quitAll, seedAccounts, serverFrom } from "./chat-helpers.ts";
 import { type RawSession, type TestServer, freshPath, passwordLogin, rawSession, registerRaw, startServer, ticketLogin, untilMessage } from "./helpers.ts";
 import { ALICE, type Run, canon, forms, journaledServer, runScenario } from "./linkrun.ts";
 
@@ -297,6 +302,54 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
     expect(w.endpoint.stats.postTexts - before.postTexts).toBeLessThan(10);
     for (const s of members) s.close();
     expect(edgeChannel(w.remote.node)).toBe(`securechat:edge:${w.remote.node}`);
+  });
+
+  test("a client whose session ends with core_changed reconnects and resumes: every message once, in order", async () => {
+    const seed = await seedAccounts(["ivy", "jack"]);
+    const { link, wired } = overRedis();
+    const t = await serverFrom(seed, { link });
+    servers.push(t);
+    const w = await wired;
+    await w.remote.whenAvailable();
+    const home = machine("ivy");
+    const before = process.env.SECURECHAT_HOME;
+    process.env.SECURECHAT_HOME = home.home;
+    const sink = new Collector();
+    let ivy: ChatClient | undefined;
+    try {
+      const id = parseServerAddress(t.address).id;
+      addKnownHost(id, t.server.hostKey.publicKey);
+      const c = cred(seed, "ivy");
+      saveTicket(id, c.user, { ticket: c.ticket, expiresAt: c.expiresAt, key: c.ticketKey });
+      ivy = new ChatClient(
+        { addr: parseServerAddress(t.address), user: "ivy", trust: { acceptNew: false }, room: "lobby", password: () => Promise.reject(new Error("test: the ticket is enough")), reconnect: true, reconnectBaseMs: 20 },
+        sink,
+      );
+      await ivy.start();
+      await sink.inRoom("lobby");
+      const jack = await Peer.login(t.port, cred(seed, "jack"));
+      await jack.join("lobby");
+      jack.send({ type: "say", id: 1, room: "lobby", text: "before the move" });
+      await sink.until("the first line", () => sink.said("lobby").length === 1, 30_000);
+
+      const next = new CoreEndpoint(w.core, bus(), { node: "core-next", epoch: ++epochs });
+      open.push(next);
+      await jack.until("jack's session to end", () => jack.of("error").length === 1, 30_000);
+      expect(jack.of("error")[0]).toMatchObject({ code: CORE_CHANGED });
+      jack.close();
+      const jack2 = await Peer.login(t.port, cred(seed, "jack"));
+      await jack2.join("lobby");
+      jack2.send({ type: "say", id: 2, room: "lobby", text: "while ivy reconnects" });
+      await sink.until("ivy back and the second line", () => sink.of("reconnected").length === 1 && sink.of("message").length === 2, 30_000);
+      jack2.close();
+      expect(sink.of("message").map((m) => `${m.seq} ${m.text}`)).toEqual(["1 before the move", "2 while ivy reconnects"]);
+      expect(sink.of("error").map((e) => e.code)).toEqual([CORE_CHANGED]);
+      expect(ivy.failure).toBeNull();
+    } finally {
+      await quitAll(ivy);
+      if (before === undefined) delete process.env.SECURECHAT_HOME;
+      else process.env.SECURECHAT_HOME = before;
+    }
   });
 
   // Last: it restarts the Redis every test above shares.
