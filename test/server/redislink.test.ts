@@ -9,7 +9,7 @@
  * and work again once one is; a room message to 100 members on one edge
  * crosses as one text and 100 ids.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { ChatClient } from "../../src/client/chat.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { addKnownHost } from "../../src/client/known_hosts.ts";
@@ -20,7 +20,7 @@ import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import type { CorePort } from "../../src/server/link.ts";
 import { CORE_CHANGED, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, RemoteCore, type ToEdge, edgeChannel } from "../../src/server/redislink.ts";
-import { Bus } from "../../src/store/redis/bus.ts";
+import { Bus, type BusLoss } from "../../src/store/redis/bus.ts";
 import { RedisLink, parseRedisUrl } from "../../src/store/redis/link.ts";
 import { type RedisHandle, requireEngines, startRedis } from "../engines.ts";
 import { Collector, Peer, cred, machine, quitAll, seedAccounts, serverFrom } from "./chat-helpers.ts";
@@ -54,6 +54,12 @@ describe("what the core sends one edge in a turn", () => {
     ]);
   });
 });
+
+class LossyBus extends Bus {
+  lose(loss: BusLoss): void {
+    this.onLoss(loss);
+  }
+}
 
 /** Resolves when `cond()` holds; fails after a generous time (a wait for an event, not a speed bound). */
 async function until(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
@@ -98,25 +104,29 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
   beforeAll(async () => {
     redis = await startRedis();
   });
+  // Every test's cores and edges go with it: they all share the hello channel.
+  afterEach(async () => {
+    for (const t of servers.splice(0)) await t.server.stop();
+    for (const o of open.splice(0)) o.close();
+  });
   afterAll(async () => {
-    for (const t of servers) await t.server.stop();
-    for (const o of open) o.close();
     for (const l of links) l.close();
     await redis?.stop();
   });
 
-  /** A bus on its own two connections, as each node has. */
-  function bus(): Bus {
+  /** A bus on its own two connections, as each node has; `lose` reports a loss as the bus does when a PUBLISH fails. */
+  function bus(): LossyBus {
     const pub = new RedisLink(redis.url, { log: silentLogger, role: "bus-publish" }).start();
     const sub = new RedisLink(redis.url, { log: silentLogger, role: "bus-subscribe" }).start();
     links.push(pub, sub);
-    return new Bus(pub, sub);
+    return new LossyBus(pub, sub);
   }
 
   interface Wired {
     remote: RemoteCore;
     endpoint: CoreEndpoint;
     core: CorePort;
+    coreBus: LossyBus;
     /** Ends this wiring: the endpoint steps down and the edge stops listening. */
     close(): void;
   }
@@ -127,12 +137,14 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
     const wired = new Promise<Wired>((r) => (made = r));
     const link = (core: CorePort): CorePort => {
       const n = ++nodes;
-      const endpoint = new CoreEndpoint(core, bus(), { node: `core-${n}`, epoch: ++epochs, ...(opts.helloMs ? { helloMs: opts.helloMs } : {}) });
+      const coreBus = bus();
+      const endpoint = new CoreEndpoint(core, coreBus, { node: `core-${n}`, epoch: ++epochs, ...(opts.helloMs ? { helloMs: opts.helloMs } : {}) });
       const remote = new RemoteCore(bus(), { node: `edge-${n}`, ...(opts.silenceMs ? { silenceMs: opts.silenceMs } : {}) });
       const w = {
         remote,
         endpoint,
         core,
+        coreBus,
         close: () => {
           endpoint.close();
           remote.close();
@@ -302,6 +314,46 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
     expect(w.endpoint.stats.postTexts - before.postTexts).toBeLessThan(10);
     for (const s of members) s.close();
     expect(edgeChannel(w.remote.node)).toBe(`securechat:edge:${w.remote.node}`);
+  });
+
+  describe("two edges, one core", () => {
+    /** Server A: the core and an edge; server B: only an edge (its own core unused), reaching A's core over the bus. */
+    async function twoEdges(): Promise<{ w: Wired; edgeB: RemoteCore; lena: RawSession; kim: RawSession }> {
+      const { t: a, w } = await linkedServer();
+      const edgeB = new RemoteCore(bus(), { node: `edge-b-${++nodes}` });
+      open.push(edgeB);
+      const b = await startServer({ link: () => edgeB });
+      servers.push(b);
+      await edgeB.whenAvailable();
+      const lena = await loggedIn(a.port, await registerRaw(a.port, "lena", "a long enough passphrase 7"));
+      const kim = await loggedIn(b.port, await registerRaw(b.port, "kim", "a long enough passphrase 8"));
+      await chatWorks(kim, lena, "from edge b");
+      await chatWorks(lena, kim, "from edge a");
+      return { w, edgeB, lena, kim };
+    }
+
+    test("an edge that goes: its members leave their rooms on the core, a request it still sends is answered core_changed, the other edge goes on", async () => {
+      const { w, edgeB, lena, kim } = await twoEdges();
+      w.endpoint.edgeGone(edgeB.node);
+      expect((await untilMessage(lena, (m) => m.type === "left")).match).toMatchObject({ type: "left", room: "lobby", user: "kim" });
+      kim.send({ type: "say", id: 9, room: "lobby", text: "am I still here?" });
+      expect(await endedWith(kim)).toMatchObject({ code: CORE_CHANGED });
+      expect(w.endpoint.sessions).toBe(1);
+      lena.send({ type: "say", id: 10, room: "lobby", text: "still here" });
+      expect((await untilMessage(lena, (m) => m.type === "ack" || m.type === "error")).match?.type).toBe("ack");
+    });
+
+    test("a post to an edge lost on the bus: that edge's sessions end with core_changed and leave their rooms; the other edge goes on", async () => {
+      const { w, edgeB, lena, kim } = await twoEdges();
+      // As the bus reports a PUBLISH that failed with its connection.
+      w.coreBus.lose({ side: "publish", channel: edgeChannel(edgeB.node), dropped: 1, why: "connection_lost" });
+      expect(await endedWith(kim)).toMatchObject({ code: CORE_CHANGED, message: expect.stringContaining("was lost") });
+      expect((await untilMessage(lena, (m) => m.type === "left")).match).toMatchObject({ user: "kim" });
+      expect(edgeB.sessions).toBe(0);
+      expect(w.endpoint.sessions).toBe(1);
+      lena.send({ type: "say", id: 10, room: "lobby", text: "still here" });
+      expect((await untilMessage(lena, (m) => m.type === "ack" || m.type === "error")).match?.type).toBe("ack");
+    });
   });
 
   test("a client whose session ends with core_changed reconnects and resumes: every message once, in order", async () => {
