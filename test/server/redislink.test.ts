@@ -189,6 +189,15 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
     expect((await untilMessage(to, (m) => m.type === "message")).match).toMatchObject({ type: "message", room, from: expect.any(String), text });
   }
 
+  /** A server linked over Redis with two users registered, logged in, in the lobby, and chatting. */
+  async function twoChatting(...names: [string, string]) {
+    const { t, w } = await linkedServer();
+    const users = [await registerRaw(t.port, names[0], "a long enough passphrase 1"), await registerRaw(t.port, names[1], "a long enough passphrase 2")] as const;
+    const sessions = [await loggedIn(t.port, users[0]), await loggedIn(t.port, users[1])] as const;
+    await chatWorks(sessions[0], sessions[1], "before");
+    return { t, w, users, sessions };
+  }
+
   test("the scripted run over Redis: every user saw exactly what the in-process link gives, and a spy on every channel saw no secret", async () => {
     const watcher = await spy(redis.url);
     open.push(watcher);
@@ -229,12 +238,7 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
   });
 
   test("a core of a newer epoch ends every session of the edge with core_changed; new logins reach the new core", async () => {
-    const { t, w } = await linkedServer();
-    const carol = await registerRaw(t.port, "carol", "a long enough passphrase 1");
-    const dave = await registerRaw(t.port, "dave", "a long enough passphrase 2");
-    const c1 = await loggedIn(t.port, carol);
-    const d1 = await loggedIn(t.port, dave);
-    await chatWorks(c1, d1, "before the move");
+    const { t, w, users: [carol, dave], sessions: [c1, d1] } = await twoChatting("carol", "dave");
 
     // Another node takes the lease: its endpoint says hello with the next epoch (the old one still runs, unaware).
     const next = new CoreEndpoint(w.core, bus(), { node: "core-next", epoch: ++epochs });
@@ -406,12 +410,7 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
 
   // Last: it restarts the Redis every test above shares.
   test("a Redis restart ends the edge's sessions with core_changed; once it is back new logins work", async () => {
-    const { t, w } = await linkedServer();
-    const gina = await registerRaw(t.port, "gina", "a long enough passphrase 5");
-    const hal = await registerRaw(t.port, "hal", "a long enough passphrase 6");
-    const g1 = await loggedIn(t.port, gina);
-    const h1 = await loggedIn(t.port, hal);
-    await chatWorks(g1, h1, "before the restart");
+    const { t, w, users: [gina, hal], sessions: [g1, h1] } = await twoChatting("gina", "hal");
 
     await redis.restart({ crash: true });
     for (const s of [g1, h1]) expect(await endedWith(s)).toMatchObject({ code: CORE_CHANGED });
