@@ -109,8 +109,8 @@ export interface TooSlow {
   waitingForTranscript: number;
 }
 
-/** A place in a connection's output; `json` is null until the message exists (postWhen). */
-interface Waiting {
+/** A place in a connection's output; `json` is null until the message exists (hold, fill). */
+export interface Waiting {
   json: string | null;
 }
 
@@ -175,13 +175,12 @@ export class Outbox {
 
   /** Member.postWhen: an ack waiting for the transcript holds back what follows it (PROTOCOL.md §7.4). */
   postWhen(ready: Promise<void>, ok: () => string, failed: () => string): void {
-    const slot: Waiting = { json: null };
-    (this.waiting ??= []).push(slot);
+    const slot = this.hold();
     // As in the flush turn, a failure here is this connection's own: it must
     // not become an unhandled rejection, which would stop the server.
     const settle = (json: () => string): void => {
       try {
-        this.release(slot, json());
+        this.fill(slot, json());
       } catch (e) {
         this.owner.fail(e);
       }
@@ -192,8 +191,19 @@ export class Outbox {
     );
   }
 
+  /**
+   * Takes the next place in the output for a message that does not exist
+   * yet (an ack waiting for the transcript): everything posted after it
+   * waits behind it until `fill`.
+   */
+  hold(): Waiting {
+    const slot: Waiting = { json: null };
+    (this.waiting ??= []).push(slot);
+    return slot;
+  }
+
   /** Fills a slot, then sends everything from the front that is no longer waiting. */
-  private release(slot: Waiting, json: string): void {
+  fill(slot: Waiting, json: string): void {
     slot.json = json;
     const w = this.waiting;
     if (!w || !this.owner.open) return;

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { changePassword, login, register } from "../../src/client/account.ts";
 import { parseServerAddress } from "../../src/client/connection.ts";
 import { identityPath, loadIdentity, pendingIdentityPath } from "../../src/client/keystore.ts";
+import { Connection } from "../../src/server/edge.ts";
 import { type TestServer, refusedCode, startServer } from "../server/helpers.ts";
 
 const OLD = "passwd test old passphrase";
@@ -73,13 +74,11 @@ describe("passwd re-seals the key and replaces the server's verifier", () => {
 });
 
 describe("the answer to change_password is lost: nobody is locked out", () => {
-  type Conn = { user: string; framed: { close(reason: string): void } };
-
   test("the server changed the password: passwd says it is uncertain, both key files stay, and a login with the new password keeps the new one", async () => {
     const { o, key, pending } = await fresh("carol");
-    const change = spyOn(t.server, "changePassword").mockImplementationOnce(async (me, m) => {
-      t.server.store.setVerifier(me.user, await t.server.accounts.newVerifier(me.user, m.new_password));
-      (me as unknown as Conn).framed.close("test: the answer is lost");
+    const change = spyOn(Connection.prototype, "passwordChange").mockImplementationOnce(async function (this: Connection, m) {
+      t.server.store.setVerifier(this.user, await t.server.accounts.newVerifier(this.user, m.new_password));
+      this.framed.close("test: the answer is lost");
     });
     try {
       expect(await refusedCode(changePassword(o, OLD, NEW, false))).toBe("passwd_uncertain");
@@ -96,8 +95,8 @@ describe("the answer to change_password is lost: nobody is locked out", () => {
 
   test("the server did not change it: a login with the old password works and drops the unconfirmed key file", async () => {
     const { o, pending } = await fresh("dave");
-    const change = spyOn(t.server, "changePassword").mockImplementationOnce(async (me) => {
-      (me as unknown as Conn).framed.close("test: lost before the change");
+    const change = spyOn(Connection.prototype, "passwordChange").mockImplementationOnce(async function (this: Connection) {
+      this.framed.close("test: lost before the change");
     });
     try {
       expect(await refusedCode(changePassword(o, OLD, NEW, false))).toBe("passwd_uncertain");

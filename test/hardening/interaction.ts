@@ -586,8 +586,8 @@ class Model {
 // ---------------------------------------------------------------------------
 // The probe: the order the server processed things in, and its queues
 
-/** What the probe reads of a server connection (server.ts's Connection, not exported; its Outbox, outbox.ts), if it is there. */
-interface ProbedConnection extends Member {
+/** What the probe reads of a server connection (edge.ts's Connection: a session's edge; its Outbox, outbox.ts), if it is there. */
+interface ProbedConnection {
   outbox?: { messages?: unknown; flush?: unknown };
   framed?: { queued?: unknown };
 }
@@ -642,7 +642,7 @@ function installProbe(server: ChatServer, model: Model, bySession: Map<string, T
         if (!t) throw new Error(`a connection of ${e.user} that no terminal opened`);
         terminals.set(m, t);
         model.connect(t);
-        measureFlushes(m as ProbedConnection, t, queues, problems);
+        measureFlushes((m as Member & { edge?: ProbedConnection }).edge ?? (m as ProbedConnection), t, queues, problems);
       });
     }
     return append(e);

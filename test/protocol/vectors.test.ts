@@ -1436,10 +1436,9 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
   };
 
   test("§6 lists every code the reference server can put on the wire", () => {
-    const serverSource = readFileSync(join(ROOT, "src/server/server.ts"), "utf8");
     // The server's allowlist (WIRE_CODE): thrown codes that match it are sent as they are; others become internal_error.
-    const literal = /const WIRE_CODE =\s*\/(.+)\/;\n/.exec(serverSource);
-    expect(literal, "WIRE_CODE in src/server/server.ts").not.toBeNull();
+    const literal = /const WIRE_CODE =\s*\/(.+)\/;\n/.exec(readFileSync(join(ROOT, "src/server/wire.ts"), "utf8"));
+    expect(literal, "WIRE_CODE in src/server/wire.ts").not.toBeNull();
     const wire = new RegExp(literal![1]!);
     const thrown = thrownCodes([
       ...tsFiles("src/protocol"),
@@ -1453,8 +1452,8 @@ describe("PROTOCOL.md agrees with the code it specifies", () => {
     const sent = new Set([...thrown].filter((c) => wire.test(c)));
     // Codes the server sends directly: closeWith({ code: … }) and the refusals before the handshake; and the
     // chat core's nack and notice codes (§7).
-    const chatSource = readFileSync(join(ROOT, "src/server/chat.ts"), "utf8");
-    for (const src of [serverSource, chatSource]) for (const m of src.matchAll(/(?:\bcode: |refuse\()"([a-z0-9_]+)"/g)) sent.add(m[1]!);
+    const sources = ["server", "edge", "core", "chat"].map((f) => readFileSync(join(ROOT, `src/server/${f}.ts`), "utf8"));
+    for (const src of sources) for (const m of src.matchAll(/(?:\bcode: |refuse\()"([a-z0-9_]+)"/g)) sent.add(m[1]!);
     sent.add("internal_error");
     for (const c of ["auth_failed", "too_many_failures", "rate_limited", "server_busy", "server_shutdown", "handshake_timeout", "protocol_violation", "idle_timeout", "slow_consumer", "not_member", "no_such_user", "dm_store_full"]) {
       expect([c, sent.has(c)]).toEqual([c, true]);
