@@ -87,11 +87,12 @@ const ROOMS_PER_CONNECTION = 32;
 
 /**
  * The server's `error` codes after which a new connection can go on: the
- * server is restarting, the ticket expired (log in again), or this
+ * server is restarting, the ticket expired (log in again), the cluster's
+ * chat core moved to another node (core_changed), or this
  * connection was dropped for silence or slowness. Any other code ends the
  * client (session_revoked: the user logged out elsewhere).
  */
-const RECONNECT_CODES = new Set(["server_shutdown", "session_expired", "idle_timeout", "slow_consumer"]);
+const RECONNECT_CODES = new Set(["server_shutdown", "session_expired", "idle_timeout", "slow_consumer", "core_changed"]);
 /** The notices that refuse a join (PROTOCOL.md §6.1): the oldest join waiting is the one refused. */
 const JOIN_REFUSALS = new Set(["room_limit", "not_recorded", "banned", "invite_only"]);
 

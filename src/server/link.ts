@@ -85,6 +85,8 @@ export interface CorePort {
   open(facts: SessionFacts, edge: EdgePort): SessionPort;
   /** A login failed on wrong credentials: recorded (TRANSCRIPT.md `login_failed`). */
   loginFailed(source: string, reason: "ticket" | "password", ts: number): void;
+  /** False while the core cannot be reached (a cluster's edge between two cores): logins are answered `server_busy`. Absent: always true. */
+  available?(): boolean;
 }
 
 /** Requests after login that are not chat requests and go to the core (change_password stays on the edge: it carries a password). */

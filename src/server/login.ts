@@ -23,6 +23,8 @@ export interface LoginServer {
   /** Sessions opened per user (the same flags). */
   readonly loginsByUser: RateLimiter;
   readonly journal: { readonly recording: boolean };
+  /** The way to the chat core, when it may be out of reach (link.ts CorePort.available). */
+  readonly link?: { available?(): boolean };
   readonly chat: { connectionsOf(user: string): number };
   readonly opts: { readonly sessionMaxMs: number; readonly maxConnectionsPerUser: number };
   readonly log: Logger;
@@ -78,6 +80,8 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
   admitSource(server, sourceKey, now);
   // A session is an entry in the transcript: none is opened that cannot be recorded.
   if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
+  // A cluster's edge between two cores has no chat to let the session into: like a full server, it asks for a retry.
+  if (server.link?.available?.() === false) throw new SecureChatError("server_busy", "the server's chat core is out of reach right now (it is moving to another node); retry in a moment");
   let expiresAt = now + server.opts.sessionMaxMs;
   let ticket: Uint8Array | null = null;
   let device: Uint8Array;

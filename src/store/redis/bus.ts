@@ -43,7 +43,7 @@ export class Bus {
   private readonly handlers = new Map<string, Set<(payload: string) => void>>();
   private readonly maxQueued: number;
   private readonly maxBatchBytes: number;
-  private readonly onLoss: (loss: BusLoss) => void;
+  private readonly losses = new Set<(loss: BusLoss) => void>();
   private readonly removers: (() => void)[] = [];
   /** Counters since the start. */
   readonly stats = { published: 0, batches: 0, delivered: 0, dropped: 0, malformed: 0 };
@@ -55,7 +55,7 @@ export class Bus {
   ) {
     this.maxQueued = opts.maxQueued ?? BUS_MAX_QUEUED;
     this.maxBatchBytes = opts.maxBatchBytes ?? BUS_MAX_BATCH_BYTES;
-    this.onLoss = opts.onLoss ?? (() => {});
+    if (opts.onLoss) this.losses.add(opts.onLoss);
     this.removers.push(pub.onUp(() => this.schedule()));
     this.removers.push(sub.onUp((again) => this.resubscribe(again)));
     if (sub.up) this.resubscribe(false);
@@ -90,6 +90,16 @@ export class Bus {
       this.handlers.delete(channel);
       if (this.sub.up) this.sub.client.unsubscribe(channel).catch(() => {});
     };
+  }
+
+  /** Calls `fn` with each loss from now on, as `onLoss` (several users of one bus each hear of every loss); returns the remover. */
+  watchLoss(fn: (loss: BusLoss) => void): () => void {
+    this.losses.add(fn);
+    return () => this.losses.delete(fn);
+  }
+
+  private onLoss(loss: BusLoss): void {
+    for (const fn of [...this.losses]) fn(loss);
   }
 
   /** Payloads waiting for the publishing link. */
