@@ -6,7 +6,8 @@
  * core node dies unannounced the other takes the lease, the sessions on it
  * end with `core_changed`, and clients that log in again (with their
  * tickets, to the node that is left) resume from the last seq they saw
- * with nothing acknowledged lost.
+ * with nothing acknowledged lost. A third node's edge that dies is found
+ * gone by its liveness key, and its users leave their rooms.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { ed25519Generate } from "../../src/crypto/index.ts";
@@ -100,7 +101,7 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
     await Promise.all([pg?.stop(), redis?.stop()]);
   });
 
-  test("room order, DMs and who across nodes; the core node dies, the other takes over, clients resume with nothing acknowledged lost", async () => {
+  test("room order, DMs and who across nodes; the core node dies, the other takes over, clients resume with nothing acknowledged lost; a dead edge's users leave their rooms", async () => {
     const a = await startNode("node-a");
     const b = await startNode("node-b");
     expect(a.isCore).toBe(true);
@@ -174,6 +175,18 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
     sb2.send({ type: "history", with: "alice", limit: 10 });
     const dms = (await until(sb2, "history_end", (m) => m.type === "history_end")).seen.filter((m) => m.type === "direct");
     expect(dms.map((m) => (m as Message<"direct">).text)).toEqual(["across the cluster"]);
+
+    // a third node's edge dies: the core (b) finds its liveness key gone and its sessions leave their rooms
+    sb2.close();
+    await until(sa2, "bob's session on b closing", (m) => m.type === "left" && m.user === "bob");
+    const c = await startNode("node-c");
+    const sb3 = await login(c.port, bob);
+    await join(sb3, "ops");
+    await until(sa2, "bob joining from c", (m) => m.type === "joined" && m.user === "bob");
+    await c.crash();
+    const left = await until(sa2, "bob to leave", (m) => m.type === "left" && m.user === "bob");
+    expect(left.match).toMatchObject({ type: "left", room: "ops", user: "bob" });
+    expect(events.some((e) => e.event === "edge_gone" && e.fields.node === "node-c")).toBe(true);
 
     // the log in PostgreSQL went on under the new epoch
     const sql = openPg(pg.url, { max: 1 });
