@@ -25,16 +25,8 @@ set -a; . "$work/engines.env"; set +a
 pgpw=$(sed -n 's|^SECURECHAT_DATABASE_URL=postgres://[^:]*:\([^@]*\)@.*|\1|p' "$work/engines.env")
 rdpw=$(sed -n 's|^SECURECHAT_REDIS_URL=redis://:\([^@]*\)@.*|\1|p' "$work/engines.env")
 
-# wait_long FILE PATTERN [COUNT]: wait_for, for up to 40 s (a takeover: the lease, then reconnects).
-wait_long() {
-  local n
-  for _ in $(seq 1 400); do
-    n=$(grep -cE -- "$2" "$1" 2>/dev/null)
-    [ "${n:-0}" -ge "${3:-1}" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# wait_long FILE PATTERN: wait_for, for up to 40 s (a takeover: the lease, then reconnects).
+wait_long() { wait_for "$1" "$2" 1 400; }
 
 # The cluster's key, made once by a single node and copied where the nodes read it.
 start_server "$work/seed"

@@ -71,6 +71,16 @@ function setup(accounts: Map<string, Gate & { is: boolean }>) {
   return { chat, journal, markers, clock };
 }
 
+/** alice, connected, her DMs and markers loaded. */
+async function loggedIn(chat: Chat, journal: PreparingJournal, markers: LoadingMarkers): Promise<FakeMember> {
+  const alice = new FakeMember("alice");
+  const ready = chat.connect(alice);
+  markers.loads.get("alice")!.open();
+  journal.openAll();
+  await ready;
+  return alice;
+}
+
 const settle = () => new Promise((r) => setImmediate(r));
 const types = (m: FakeMember) => m.inbox.map((x) => x.type);
 
@@ -101,11 +111,7 @@ describe("a chat core over a record kept elsewhere", () => {
 
   test("a bye waits behind a join that waits for its room", async () => {
     const { chat, journal, markers } = setup(new Map());
-    const alice = new FakeMember("alice");
-    const ready = chat.connect(alice);
-    markers.loads.get("alice")!.open();
-    journal.openAll();
-    await ready;
+    const alice = await loggedIn(chat, journal, markers);
     chat.handle(alice, { type: "join", room: "ra", since: 5 });
     expect(journal.asked.at(-1)).toEqual({ room: "ra", since: 5 });
     let byeRan = false;
@@ -124,11 +130,7 @@ describe("a chat core over a record kept elsewhere", () => {
     const carol = { ...gate(), is: true };
     const nobody = { ...gate(), is: false };
     const { chat, journal, markers } = setup(new Map([["carol", carol], ["nobody", nobody]]));
-    const alice = new FakeMember("alice");
-    const ready = chat.connect(alice);
-    markers.loads.get("alice")!.open();
-    journal.openAll();
-    await ready;
+    const alice = await loggedIn(chat, journal, markers);
     chat.handle(alice, { type: "dm", id: 1, to: "nobody", text: "hi" });
     chat.handle(alice, { type: "dm", id: 2, to: "carol", text: "hi" });
     chat.handle(alice, { type: "ping" });
@@ -150,11 +152,7 @@ describe("a chat core over a record kept elsewhere", () => {
   test("a dm whose account check fails (the store unreachable) is refused not_recorded, and the connection goes on", async () => {
     const carol = { ...gate(), is: true };
     const { chat, journal, markers } = setup(new Map([["carol", carol]]));
-    const alice = new FakeMember("alice");
-    const ready = chat.connect(alice);
-    markers.loads.get("alice")!.open();
-    journal.openAll();
-    await ready;
+    const alice = await loggedIn(chat, journal, markers);
     chat.handle(alice, { type: "dm", id: 1, to: "carol", text: "hi" });
     carol.fail(new Error("connection refused"));
     journal.openAll();
@@ -175,11 +173,7 @@ describe("a chat core over a record kept elsewhere", () => {
 
   test("history with a user loads the asker's DMs; a room edit loads the room", async () => {
     const { chat, journal, markers } = setup(new Map());
-    const alice = new FakeMember("alice");
-    const ready = chat.connect(alice);
-    markers.loads.get("alice")!.open();
-    journal.openAll();
-    await ready;
+    const alice = await loggedIn(chat, journal, markers);
     chat.handle(alice, { type: "history", with: "bob", limit: 10 });
     expect(journal.asked.at(-1)).toEqual({ user: "alice" });
     journal.openAll();
