@@ -178,7 +178,7 @@ export class RemoteCore implements CorePort {
   readonly #off: (() => void)[] = [];
   #closed = false;
   /** Counters since the start. */
-  readonly stats = { payloads: 0, malformed: 0, ended: 0 };
+  readonly stats = { opened: 0, payloads: 0, malformed: 0, ended: 0 };
 
   constructor(bus: Bus, opts: RemoteCoreOptions) {
     this.#bus = bus;
@@ -222,6 +222,7 @@ export class RemoteCore implements CorePort {
     }
     const s: EdgeSession = { edge, epoch: core.epoch };
     this.#sessions.set(id, s);
+    this.stats.opened++;
     this.#send(s.epoch, { kind: "open", id, facts });
     return sessionProxy(id, (m) => {
       if (this.#sessions.get(id) !== s) return;
@@ -354,7 +355,7 @@ export class CoreEndpoint {
   readonly #off: (() => void)[] = [];
   #closed = false;
   /** Counters since the start: payloads published to edges and their bytes; posts asked of the core and the texts they went as. */
-  readonly stats = { payloads: 0, bytes: 0, posts: 0, postTexts: 0, ignored: 0, malformed: 0 };
+  readonly stats = { opened: 0, payloads: 0, bytes: 0, posts: 0, postTexts: 0, ignored: 0, malformed: 0 };
 
   constructor(core: CorePort, bus: Bus, opts: CoreEndpointOptions) {
     this.#core = core;
@@ -426,6 +427,7 @@ export class CoreEndpoint {
     switch (m.kind) {
       case "open":
         if (sessions.has(m.id)) return;
+        this.stats.opened++;
         sessions.set(m.id, this.#core.open(m.facts, this.#proxy(node, sessions, m.id)));
         return;
       case "login_failed":

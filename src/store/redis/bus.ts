@@ -98,7 +98,8 @@ export class Bus {
     return () => this.losses.delete(fn);
   }
 
-  private onLoss(loss: BusLoss): void {
+  /** Tells every listener of `loss`. */
+  protected onLoss(loss: BusLoss): void {
     for (const fn of [...this.losses]) fn(loss);
   }
 
