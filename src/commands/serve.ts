@@ -50,9 +50,9 @@ export default command({
     witness: repeatable({ type: "string", valueHint: "URL=VKEY", description: "Submit each new checkpoint to this witness (c2sp.org/tlog-witness) and keep its cosignatures in DATA/cosigned.checkpoint: its URL, =, its vkey (as transcript witness prints it). Give it again for more (at most 16)" }),
     "witness-quorum": { type: "string", valueHint: "K", description: "Cosignatures a checkpoint needs (default: every --witness)" },
     "witness-grace": { type: "string", valueHint: "DURATION", description: "Log witness_quorum_missing when the newest checkpoint has lacked its quorum this long", default: "60s" },
-    // A cluster of nodes (PostgreSQL + Redis): checked by --check; serving as a node is not wired yet.
-    database: { type: "string", valueHint: "URL", description: "PostgreSQL for a cluster of nodes (postgres://USER:PASSWORD@HOST:5432/DB); prefer $SECURECHAT_DATABASE_URL, since argv is visible to ps. Only with --redis; serve --check checks it (serving as a cluster node is not available yet)" },
-    redis: { type: "string", valueHint: "URL", description: "Redis for a cluster of nodes (redis://:PASSWORD@HOST:6379); prefer $SECURECHAT_REDIS_URL, since argv is visible to ps. Only with --database; serve --check checks it (serving as a cluster node is not available yet)" },
+    // A cluster of nodes (PostgreSQL + Redis): serve runs a node (docs/CLUSTER.md); --check checks them.
+    database: { type: "string", valueHint: "URL", description: "PostgreSQL for a cluster of nodes (postgres://USER:PASSWORD@HOST:5432/DB); prefer $SECURECHAT_DATABASE_URL, since argv is visible to ps. Only with --redis: serve runs a cluster node" },
+    redis: { type: "string", valueHint: "URL", description: "Redis for a cluster of nodes (redis://:PASSWORD@HOST:6379); prefer $SECURECHAT_REDIS_URL, since argv is visible to ps. Only with --database: serve runs a cluster node" },
     json: { type: "boolean", description: "Log JSON lines instead of text (with --check: one JSON object per check)" },
     check: { type: "boolean", description: "Check these flags, the data directory, the address, the transcript, the witnesses and the admins, then exit without starting: a line per check (ok, warn, FAIL); exit 1 if one failed. Writes nothing" },
     ...args.debug,
@@ -127,10 +127,8 @@ export default command({
     const witnessGraceMs = parseDuration("--witness-grace", a["witness-grace"]);
     const { engineEnv, engineUrls } = await import("./defaults.ts");
     const engines = engineUrls({ database: a.database, redis: a.redis }, engineEnv(process.env), (line) => void process.stderr.write(`${line}\n`));
-    if (engines && !a.check) {
-      throw new CliError(EXIT.USAGE, "cluster mode is not wired yet: this securechat checks --database and --redis (serve --check) but cannot serve as a cluster node", [
-        "run serve --check with them to validate the engines; run serve without them (and without SECURECHAT_DATABASE_URL / SECURECHAT_REDIS_URL) for the single node",
-      ]);
+    if (engines && !a.check && witnesses.length > 0) {
+      throw new CliError(EXIT.USAGE, "--witness is not available on a cluster node yet", ["run the cluster without --witness, or the single node (no --database / --redis) with it"]);
     }
     const options = {
       host: a.host,
@@ -195,6 +193,10 @@ export default command({
       return;
     }
     process.umask(0o077);
+    if (engines) {
+      await serveNode({ engines, dataDir, hostKeyFile: a["host-key"], json: a.json === true, address: { host: a.host, port }, options, journal: { ...DEFAULT_WRITER, ...writer, history, historyKeep, historyMemory } });
+      return;
+    }
     // A --host-key FILE that is not there is said before anything is touched.
     requireGivenHostKey(hostKeySource(dataDir, a["host-key"]));
     // --host and --port are tried before the data directory is touched: a
@@ -270,6 +272,49 @@ export default command({
     lock.release();
   },
 });
+
+/**
+ * `serve --database --redis`: a cluster node (docs/CLUSTER.md). The data
+ * directory holds only the default host key (every node must share one:
+ * --host-key FILE); the record is PostgreSQL. Runs until SIGINT/SIGTERM.
+ */
+async function serveNode(p: {
+  engines: { database: string; redis: string };
+  dataDir: string;
+  hostKeyFile: string | undefined;
+  json: boolean;
+  address: { host: string; port: number };
+  options: Omit<import("../server/server.ts").ServerOptions, "dataDir" | "log" | "journal" | "argon2Concurrency" | "argon2Queue" | "penalties" | "ticketPruneMs"> & Partial<import("../server/server.ts").ServerOptions>;
+  journal: import("../server/node.ts").NodeOptions["journal"];
+}): Promise<void> {
+  const [{ ClusterNode }, log, { loadOrCreateHostKey, hostKeySource }] = await Promise.all([import("../server/node.ts"), import("../server/log.ts"), import("../server/hostkey.ts")]);
+  const logger = p.json ? log.jsonLogger() : log.textLogger();
+  // The engines are checked as serve --check does, before the data directory or a key is touched.
+  const [{ checkEngines, formatCheck }, { CLUSTER_COMPONENTS }] = await Promise.all([import("./servecheck.ts"), import("../store/pg/components.ts")]);
+  const failed = (await checkEngines({ ...p.engines, components: CLUSTER_COMPONENTS })).filter((r) => r.status === "FAIL");
+  if (failed.length > 0) throw new CliError(EXIT.FAILURE, `cannot start a cluster node:\n${failed.map(formatCheck).join("\n")}`);
+  const src = hostKeySource(p.dataDir, p.hostKeyFile);
+  const hostKey = loadOrCreateHostKey(p.dataDir, p.hostKeyFile);
+  if (src.isDefault) {
+    logger.warn("host_key_default", { path: src.path, effect: "every node of a cluster must present the same host key: give each node the same file with --host-key FILE" });
+  }
+  let node: import("../server/node.ts").ClusterNode;
+  try {
+    node = await ClusterNode.start({ databaseUrl: p.engines.database, redisUrl: p.engines.redis, server: { ...p.options, log: logger }, journal: p.journal }, hostKey);
+  } catch (e) {
+    throw listenFailure(e, p.address.host, p.address.port);
+  }
+  logger.info(hostKey.created ? "host_key_created" : "host_key_loaded", { fingerprint: node.edge.fingerprint });
+  logger.info("listening", { address: `${p.address.host}:${node.port}`, fingerprint: node.edge.fingerprint, node: node.node, pid: process.pid });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info("shutdown", { signal });
+      void node.stop().then(resolve);
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+}
 
 /** `--witness URL=VKEY` values: an http(s) URL (the submission prefix), then the witness's cosigner vkey. */
 async function parseWitnesses(values: string[]): Promise<import("../server/witnesses.ts").WitnessTarget[]> {

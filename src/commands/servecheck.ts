@@ -99,12 +99,13 @@ export async function runChecks(c: CheckInput): Promise<CheckResult[]> {
   results.push(checkDisk(c.dataDir, c.rotateBytes));
   for (const w of c.witnesses) results.push(await checkWitness(w, c.witnessTimeoutMs ?? 3000));
   if (c.admins.size > 0) results.push(...checkAdmins(c.dataDir, c.admins));
-  if (c.engines) {
-    const timeoutMs = c.engineTimeoutMs ?? 5000;
-    results.push(...(await checkPostgres(c.engines.database, c.engines.components, timeoutMs)));
-    results.push(...(await checkRedis(c.engines.redis, timeoutMs)));
-  }
+  if (c.engines) results.push(...(await checkEngines(c.engines, c.engineTimeoutMs)));
   return results;
+}
+
+/** The engines' checks alone (what a cluster node runs before it touches anything); none throws. */
+export async function checkEngines(engines: NonNullable<CheckInput["engines"]>, timeoutMs = 5000): Promise<CheckResult[]> {
+  return [...(await checkPostgres(engines.database, engines.components, timeoutMs)), ...(await checkRedis(engines.redis, timeoutMs))];
 }
 
 /** `e`'s message, without `secret` should it ever appear in it. */

@@ -55,6 +55,8 @@ export interface Member {
    * server produced it.
    */
   postWhen(ready: Promise<void>, ok: () => string, failed: () => string): void;
+  /** A request of this connection failed inside, outside any call of it (after waiting for `Journal.prepare`): end it. */
+  fail?(e: unknown): void;
 }
 
 export interface ChatOptions {
@@ -149,6 +151,13 @@ type Held = Request | AccountRequest | (() => void);
 
 interface MemberState {
   readonly rooms: Set<Room>;
+  /**
+   * What this connection's next request waits for before it is answered:
+   * the journal loading what it reads (Journal.prepare), or the account
+   * store saying whether a name is an account. Its later requests wait
+   * behind it, in order, as held ones do.
+   */
+  waiting: Promise<void> | null;
   /** Its device's id (fingerprint.ts deviceId; "" for a member without one): the key of its read markers. */
   readonly device: string;
   readonly held: Held[];
@@ -214,8 +223,12 @@ export class Chat {
     readonly opts: ChatOptions,
     readonly journal: Journal,
     readonly now: () => number = Date.now,
-    /** Whether an account exists: a `dm` to a name that is not one is refused (`no_such_user`). */
-    readonly isAccount: (user: string) => boolean = () => true,
+    /**
+     * Whether an account exists: a `dm` to a name that is not one is refused
+     * (`no_such_user`). An account store that answers later (PostgreSQL)
+     * gives a promise, which the request waits for in its turn.
+     */
+    readonly isAccount: (user: string) => boolean | Promise<boolean> = () => true,
     /** Where each device's read markers are kept (securechat.db in the server; PROTOCOL.md §7.14). */
     readonly markers: ReadMarkers = new MemoryMarkers(),
   ) {
@@ -245,12 +258,29 @@ export class Chat {
     return this.#userRooms.get(user) ?? 0;
   }
 
-  connect(m: Member): void {
-    this.#state.set(m, { rooms: new Set(), device: m.device ? deviceId(m.device) : "", held: [], timer: null, refused: 0 });
+  /**
+   * The connection is logged in: its user is online, and it is shown the
+   * DMs stored for it. Over a journal or markers whose record is elsewhere
+   * (PostgreSQL) those are loaded first: the stored DMs are shown, and its
+   * requests answered, once they are; the promise rejects if they cannot
+   * be (the connection is to end). Otherwise everything is done on return.
+   */
+  connect(m: Member): Promise<void> | void {
+    const st: MemberState = { rooms: new Set(), device: m.device ? deviceId(m.device) : "", waiting: null, held: [], timer: null, refused: 0 };
+    this.#state.set(m, st);
     let set = this.#online.get(m.user);
     if (!set) this.#online.set(m.user, (set = new Set()));
     set.add(m);
-    this.#deliverStored(m);
+    const loads = [this.markers.load?.(m.user), this.journal.prepare?.({ user: m.user })].filter((p) => p instanceof Promise);
+    if (loads.length === 0) return this.#deliverStored(m);
+    const ready = Promise.all(loads).then(() => {
+      if (this.#state.get(m) !== st) return;
+      st.waiting = null;
+      this.#deliverStored(m);
+      this.#release(m, st);
+    });
+    st.waiting = ready.catch(() => {});
+    return ready;
   }
 
   /**
@@ -319,7 +349,7 @@ export class Chat {
    */
   afterHeld(m: Member, fn: () => void): void {
     const st = this.#state.get(m);
-    if (!st || st.held.length === 0) return fn();
+    if (!st || (st.held.length === 0 && !st.waiting)) return fn();
     st.held.push(fn);
   }
 
@@ -327,7 +357,7 @@ export class Chat {
   handle(m: Member, req: Request | AccountRequest): void {
     const st = this.#state.get(m);
     if (!st) throw new SecureChatError("chat_state", "chat: request from a connection that is not logged in or has left");
-    if (st.held.length > 0 || m.congested) return this.#hold(m, st, req);
+    if (st.held.length > 0 || st.waiting || m.congested) return this.#hold(m, st, req);
     if (!this.#take(m.user, req)) {
       const text = isMessage(req)
         ? `slow down: more than ${this.opts.flood.rate} messages per second; yours are queued`
@@ -344,7 +374,7 @@ export class Chat {
    */
   wake(m: Member): void {
     const st = this.#state.get(m);
-    if (st && st.held.length > 0 && !st.timer) this.#release(m, st);
+    if (st && st.held.length > 0 && !st.timer && !st.waiting) this.#release(m, st);
   }
 
   /** Takes the request's token from the right bucket; an action held behind requests (bye, logout) costs nothing. */
@@ -393,8 +423,8 @@ export class Chat {
   }
 
   #schedule(m: Member, st: MemberState): void {
-    // A congested connection is woken by its drain, not by a timer.
-    if (st.timer || st.held.length === 0 || m.congested) return;
+    // A congested connection is woken by its drain, not by a timer; one waiting for a load, when it is done.
+    if (st.timer || st.held.length === 0 || m.congested || st.waiting) return;
     const wait = Math.max(1, this.#wait(m.user, st.held[0]!));
     st.timer = setTimeout(() => {
       st.timer = null;
@@ -404,7 +434,7 @@ export class Chat {
 
   #release(m: Member, st: MemberState): void {
     if (!this.#state.has(m)) return;
-    while (st.held.length > 0) {
+    while (st.held.length > 0 && !st.waiting) {
       const req = st.held[0]!;
       if (m.congested || !this.#take(m.user, req)) break;
       st.held.shift();
@@ -417,8 +447,86 @@ export class Chat {
     this.#schedule(m, st);
   }
 
+  /**
+   * Answers a request whose token is taken: at once, or, when the journal
+   * must load what it reads (Journal.prepare) or the account store must
+   * say whether a name is an account, once that is done — the connection's
+   * later requests wait behind it.
+   */
   #dispatch(m: Member, st: MemberState, req: Request | AccountRequest): void {
     if ("run" in req) return req.run();
+    const ready = this.#prepare(m, req);
+    if (!ready) return this.#answer(m, st, req, NOTHING_LOOKED_UP);
+    const waiting = ready.then(
+      (known) => known,
+      (): LookedUp => ({ accounts: new Map(), failed: true }),
+    );
+    st.waiting = waiting.then(() => {});
+    void waiting.then((known) => {
+      if (this.#state.get(m) !== st) return;
+      st.waiting = null;
+      try {
+        this.#answer(m, st, req, known);
+        this.#release(m, st);
+      } catch (e) {
+        if (!m.fail) throw e;
+        m.fail(e);
+      }
+    });
+  }
+
+  /**
+   * What `req` needs loaded before it is answered, for a journal whose
+   * record is not in this process and an account store that answers later;
+   * null when nothing is (always, over securechat.db and the files).
+   */
+  #prepare(m: Member, req: Request): Promise<LookedUp> | null {
+    const need = this.#needs(m, req);
+    const loading = need ? this.journal.prepare?.(need) : null;
+    const name = accountNamed(req);
+    const known = new Map<string, boolean>();
+    let checking: Promise<void> | null = null;
+    if (name !== undefined) {
+      if (this.#online.has(name)) known.set(name, true);
+      else {
+        const is = this.isAccount(name);
+        if (is instanceof Promise) checking = is.then((v) => void known.set(name, v));
+      }
+    }
+    if (!loading && !checking) return null;
+    return Promise.all([loading, checking]).then(() => ({ accounts: known, failed: false }));
+  }
+
+  /** What the journal must have loaded to answer `req` (Journal.prepare), if anything. */
+  #needs(m: Member, req: Request): { room?: string; user?: string; since?: number } | null {
+    switch (req.type) {
+      case "join":
+        return { room: req.room, ...(req.since !== undefined ? { since: req.since } : {}) };
+      case "history":
+        if (req.with !== undefined) return { user: m.user };
+        return { room: req.room!, ...(req.since !== undefined ? { since: req.since } : {}) };
+      case "edit":
+      case "delete":
+        return req.room !== undefined ? { room: req.room } : null;
+      case "dm":
+        // An offline recipient's undelivered DMs are counted (dm_store_full).
+        return this.#online.has(req.to) ? null : { user: req.to };
+      default:
+        return null;
+    }
+  }
+
+  /** Whether `user` is an account: as looked up before the request's turn, else asked now of a store that answers at once. */
+  #isAccount(user: string, known: LookedUp): boolean {
+    if (this.#online.has(user)) return true;
+    const k = known.accounts.get(user);
+    if (k !== undefined) return k;
+    const is = this.isAccount(user);
+    if (is instanceof Promise) throw new SecureChatError("chat_state", `chat: whether ${user} is an account was not looked up before the request's turn`);
+    return is;
+  }
+
+  #answer(m: Member, st: MemberState, req: Request, known: LookedUp): void {
     const ts = this.now();
     switch (req.type) {
       case "join":
@@ -446,7 +554,9 @@ export class Chat {
         if (this.#repeated(m, req)) return;
         if (!this.journal.recording) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
         const to = this.#online.get(req.to);
-        if (!to && !this.isAccount(req.to)) return post(m, { type: "nack", id: req.id, code: "no_such_user", message: `there is no account ${req.to}` });
+        // The account store could not be asked: it is unreachable, and so is the record (TRANSCRIPT.md §6).
+        if (!to && known.failed) return post(m, { type: "nack", id: req.id, code: "not_recorded", message: NOT_RECORDING });
+        if (!to && !this.#isAccount(req.to, known)) return post(m, { type: "nack", id: req.id, code: "no_such_user", message: `there is no account ${req.to}` });
         if (!to && this.journal.undelivered(req.to, ts - this.opts.dmRetentionMs) >= this.opts.maxStoredDms) {
           return post(m, { type: "nack", id: req.id, code: "dm_store_full", message: `${req.to} is offline and has ${this.opts.maxStoredDms} direct messages waiting already; try again once they have logged in` });
         }
@@ -505,7 +615,7 @@ export class Chat {
       case "unread":
         return this.#unread(m, st);
       default:
-        return this.#moderate(m, req, ts);
+        return this.#moderate(m, req, ts, known);
     }
   }
 
@@ -829,7 +939,7 @@ export class Chat {
    * applied, and announced with `room_changed` to the room, the asker and
    * the user acted on. Every refusal is a `notice` and changes nothing.
    */
-  #moderate(m: Member, req: ModRequest, ts: number): void {
+  #moderate(m: Member, req: ModRequest, ts: number, known: LookedUp): void {
     const room = this.#visible(m.user, req.room);
     if (!room) return post(m, { type: "notice", code: "no_such_room", text: `there is no room ${req.room}` });
     const rank = this.#rank(m.user, room);
@@ -850,7 +960,8 @@ export class Chat {
         const what = ["", "an operator of", "the owner of", "a server administrator, above"][this.#rank(target, room)];
         return post(m, { type: "notice", code: "protected_user", text: `${target} is ${what} ${room.name}: you may not ${req.type} them` });
       }
-      if (req.type === "kick" ? !room.users.has(target) : !this.isAccount(target)) {
+      if (req.type !== "kick" && known.failed) return post(m, { type: "notice", code: "not_recorded", text: `${room.name} not changed: ${NOT_RECORDING}` });
+      if (req.type === "kick" ? !room.users.has(target) : !this.#isAccount(target, known)) {
         if (req.type === "kick") return post(m, { type: "notice", code: "not_member", text: `${target} is not in ${room.name}` });
         return post(m, { type: "notice", code: "no_such_user", text: `there is no account ${target}` });
       }
@@ -926,6 +1037,21 @@ const NOT_RECORDING = "the server cannot write its transcript right now, so noth
 
 /** How often `prune` forgets DMs past the retention; until then they are kept but never shown. */
 const EXPIRE_EVERY_MS = 60_000;
+
+/** What was looked up before a request's turn: whether names are accounts; `failed` if the store or journal could not be read. */
+interface LookedUp {
+  accounts: Map<string, boolean>;
+  failed: boolean;
+}
+
+const NOTHING_LOOKED_UP: LookedUp = { accounts: new Map(), failed: false };
+
+/** The name a request needs to know is an account: a `dm`'s recipient, a moderation request's target (not a kick's: it must be in the room). */
+function accountNamed(req: Request): string | undefined {
+  if (req.type === "dm") return req.to;
+  if (req.type !== "kick" && "user" in req && typeof req.user === "string") return req.user;
+  return undefined;
+}
 
 /** `say`, `dm`, `edit` and `delete` draw on the message bucket (PROTOCOL.md §7.5, §7.12). */
 function isMessage(req: Request | AccountRequest): req is Message<"say" | "dm" | "edit" | "delete"> {

@@ -78,6 +78,11 @@ export class Session implements Member, SessionPort {
     this.since = facts.since;
   }
 
+  /** Member.fail: a request that waited for a load failed inside. */
+  fail(e: unknown): void {
+    this.core.fail(this, e);
+  }
+
   /** Member.post. */
   post(json: string): void {
     this.edge.post(json);
@@ -241,7 +246,8 @@ export class Core implements CorePort {
   open(facts: SessionFacts, edge: EdgePort): Session {
     const s = new Session(this, facts, edge);
     this.#sessions.add(s);
-    this.server.chat.connect(s);
+    // Over a record kept elsewhere (PostgreSQL) its DMs and markers load first; a session that cannot have them ends.
+    this.server.chat.connect(s)?.catch((e: unknown) => this.fail(s, e));
     this.server.journal.append({ kind: "session_open", user: s.user, session: s.session, source: s.source, ts: Date.now() });
     return s;
   }

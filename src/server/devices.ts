@@ -64,7 +64,8 @@ export class Devices {
 
   constructor(
     readonly store: AccountStore,
-    readonly journal: Journal,
+    /** Where enrollments and revocations are recorded before they take effect. */
+    readonly journal: Pick<Journal, "recording" | "append">,
     readonly opts: DeviceOptions,
   ) {}
 

@@ -20,15 +20,17 @@ import { encodeFrame } from "../protocol/framing.ts";
 import type { RekeyPolicy } from "../protocol/session.ts";
 import { DEFAULT_REKEY_BYTES, DEFAULT_REKEY_RECORDS, MAX_FRAME_PRELOGIN } from "../protocol/limits.ts";
 import { encodeMessageBytes } from "../protocol/messages.ts";
+import type { AccountStore } from "../store/accounts.ts";
 import { Store } from "../store/db.ts";
 import { AUTH_FAILED, Accounts } from "./accounts.ts";
-import { DEFAULT_DEVICES, type DeviceOptions, Devices } from "./devices.ts";
-import { Chat, type ChatOptions, DEFAULT_CHAT } from "./chat.ts";
-import { Core } from "./core.ts";
-import { Connection } from "./edge.ts";
+import { DEFAULT_DEVICES, type DeviceOptions, type Devices } from "./devices.ts";
+import { type Chat, type ChatOptions, DEFAULT_CHAT } from "./chat.ts";
+import { ChatCore } from "./chatcore.ts";
+import type { Core } from "./core.ts";
+import { Connection, type EdgeServer } from "./edge.ts";
 import type { CorePort } from "./link.ts";
 import { type Journal, MemoryJournal } from "../store/journal.ts";
-import { WriteBehindMarkers } from "../store/markers.ts";
+import type { WriteBehindMarkers } from "../store/markers.ts";
 import { FlushTurn } from "./outbox.ts";
 import type { HostKey } from "./hostkey.ts";
 import type { FloodPolicy } from "./flood.ts";
@@ -104,9 +106,15 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, "dataDir"> = {
   devices: DEFAULT_DEVICES,
 };
 
-export class ChatServer {
+/**
+ * The edge of a server: the listener, admission (penalties, per-address
+ * and startup limits), every connection's edge half, the turn's flushes,
+ * idle sweeps and the shutdown of connections. Where their sessions go is
+ * the subclass's: a core in this process (ChatServer), or one reached over
+ * the bus (a cluster node's edge, node.ts).
+ */
+export abstract class EdgeHost implements EdgeServer {
   readonly opts: ServerOptions;
-  readonly store: Store;
   readonly accounts: Accounts;
   readonly hostKey: Ed25519KeyPair;
   /** Signs with the host key, imported once for every handshake. */
@@ -114,15 +122,14 @@ export class ChatServer {
   readonly hostKeyCreated: boolean;
   readonly penalties: PenaltyBox;
   readonly log: Logger;
-  readonly chat: Chat;
-  /** The read markers (PROTOCOL.md §7.14): in memory for online users, written to securechat.db once a second. */
-  readonly markers: WriteBehindMarkers;
-  readonly journal: Journal;
-  readonly devices: Devices;
-  /** The chat core's half: the sessions and their requests (core.ts). */
-  readonly core: Core;
   /** The edges' way to the core (link.ts). */
-  readonly link: CorePort;
+  abstract readonly link: CorePort;
+  /** Devices: the edge enrolls (PROTOCOL.md §7.11). */
+  abstract readonly devices: Devices;
+  /** Whether sessions can be recorded now (a login is refused while not). */
+  abstract readonly journal: { readonly recording: boolean };
+  /** Logged-in connections per user (--max-connections-per-user). */
+  abstract readonly chat: { connectionsOf(user: string): number };
   #listener: TCPSocketListener<Connection> | null = null;
   readonly #dirty = new Set<Connection>();
   #flushScheduled = false;
@@ -137,25 +144,16 @@ export class ChatServer {
   readonly #outOfLogin = new WeakSet<Connection>();
   #stopping: Promise<void> | null = null;
 
-  protected constructor(opts: ServerOptions, { key, created }: HostKey) {
+  protected constructor(opts: ServerOptions, { key, created }: HostKey, store: AccountStore) {
     this.opts = opts;
     this.log = opts.log;
     this.hostKey = key;
     this.hostSign = ed25519Signer(key.secretKey);
     this.hostKeyCreated = created;
-    this.store = new Store(opts.dataDir);
-    this.accounts = new Accounts(this.store, new Gate(opts.argon2Concurrency, opts.argon2Queue), opts.ticketTtlMs);
+    this.accounts = new Accounts(store, new Gate(opts.argon2Concurrency, opts.argon2Queue), opts.ticketTtlMs);
     this.penalties = new PenaltyBox(opts.penalties);
     this.loginsBySource = new RateLimiter(opts.logins);
     this.loginsByUser = new RateLimiter(opts.logins);
-    this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
-    this.journal.watch?.((recording) => this.core.recordingChanged(recording));
-    this.devices = new Devices(this.store, this.journal, opts.devices);
-    this.markers = new WriteBehindMarkers(this.store.markers);
-    // The chat core asks synchronously (a `dm` to a name): securechat.db answers at once.
-    this.chat = new Chat(opts.chat, this.journal, Date.now, (user) => this.store.account(user) !== null, this.markers);
-    this.core = new Core(this);
-    this.link = opts.link ? opts.link(this.core) : this.core;
   }
 
   /** Deletes a ticket nobody holds (its client left before the welcome); a failure is logged, and the ticket expires. */
@@ -191,50 +189,37 @@ export class ChatServer {
   }
 
   /**
-   * Starts serving with `hostKey`, loaded once by the caller (serve signs the
-   * transcript with the same key): the server never reads the key file, so
-   * the process holds one copy of the secret.
+   * Warms the dummy verifier, deletes expired tickets, listens, and sweeps:
+   * idle connections, refilled login buckets, `sweep(now)` (the subclass's),
+   * and expired tickets every --ticket-prune.
    */
-  static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
-    const server = new ChatServer({ ...DEFAULT_SERVER_OPTIONS, ...options }, hostKey);
-    try {
-      await server.#checkAdmins();
-    } catch (e) {
-      server.store.close();
-      throw e;
-    }
-    await server.accounts.warm();
-    server.store.pruneTickets(Date.now());
-    server.listen();
+  protected async serve(sweep: (now: number) => void): Promise<void> {
+    await this.accounts.warm();
+    await this.#pruneTickets(Date.now());
+    this.listen();
     // Sessions end within a second of expiring; idle pings need no finer grain.
-    const sweepMs = Math.max(250, Math.min(1000, server.opts.idleMs / 4));
+    const sweepMs = Math.max(250, Math.min(1000, this.opts.idleMs / 4));
     let lastPrune = Date.now();
-    server.#sweep = setInterval(() => {
+    this.#sweep = setInterval(() => {
       const now = Date.now();
-      for (const c of server.#connections) c.idle(now);
+      for (const c of this.#connections) c.idle(now);
       // Buckets that have refilled are no different from new ones: an idle
       // user, address or connection holds none a second later.
-      server.loginsBySource.prune(now);
-      server.loginsByUser.prune(now);
-      server.chat.prune();
-      server.devices.prune(now);
-      server.saveMarkers();
-      if (now - lastPrune >= server.opts.ticketPruneMs) {
+      this.loginsBySource.prune(now);
+      this.loginsByUser.prune(now);
+      sweep(now);
+      if (now - lastPrune >= this.opts.ticketPruneMs) {
         lastPrune = now;
-        server.store.pruneTickets(now);
+        void this.#pruneTickets(now);
       }
     }, sweepMs);
-    return server;
   }
 
-  /** Writes the read markers that moved; a failure is logged, not fatal (they are a convenience: messages are shown again). */
-  saveMarkers(): Promise<void> | void {
-    const failed = (e: unknown) => this.log.warn("markers_not_saved", { error: e instanceof Error ? e.message : String(e) });
+  async #pruneTickets(now: number): Promise<void> {
     try {
-      const writing = this.markers.flush();
-      if (writing) return writing.catch(failed);
+      await this.accounts.store.pruneTickets(now);
     } catch (e) {
-      failed(e);
+      this.log.warn("tickets_not_pruned", { error: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -285,7 +270,7 @@ export class ChatServer {
    * The configured administrators must have accounts: a name nobody holds
    * yet would make whoever registers it first an administrator.
    */
-  async #checkAdmins(): Promise<void> {
+  protected async checkAdmins(): Promise<void> {
     const admins = [...this.opts.chat.admins];
     const taken = await Promise.all(admins.map((u) => this.accounts.isTaken(u)));
     const missing = admins.filter((_, i) => !taken[i]);
@@ -345,6 +330,14 @@ export class ChatServer {
 
   #maybeStopped: (() => void) | null = null;
 
+  /** What stops once the connections are closed: the core, the databases. */
+  protected abstract stopped(): Promise<void>;
+
+  /** The connections of this edge. */
+  protected get open(): ReadonlySet<Connection> {
+    return this.#connections;
+  }
+
   /** SIGINT/SIGTERM: stop accepting, tell every client, wait briefly for them to go, close the database. */
   stop(graceMs = 2000): Promise<void> {
     this.#stopping ??= (async () => {
@@ -364,13 +357,68 @@ export class ChatServer {
       }
       for (const c of this.#connections) c.framed.close("server stopped");
       this.#listener?.stop(true);
-      this.core.journalClosed = true;
-      this.journal.close?.("shutdown");
-      await this.saveMarkers();
-      this.store.close();
+      await this.stopped();
       this.log.info("stopped");
     })();
     return this.#stopping;
+  }
+}
+
+/**
+ * The single-node server: its edge, and the chat core in this process over
+ * securechat.db and the journal (the transcript, or memory).
+ */
+export class ChatServer extends EdgeHost {
+  readonly store: Store;
+  /** The chat core with its devices and markers (chatcore.ts). */
+  readonly local: ChatCore;
+  readonly chat: Chat;
+  /** The read markers (PROTOCOL.md §7.14): in memory for online users, written to securechat.db once a second. */
+  readonly markers: WriteBehindMarkers;
+  readonly journal: Journal;
+  readonly devices: Devices;
+  /** The chat core's half: the sessions and their requests (core.ts). */
+  readonly core: Core;
+  readonly link: CorePort;
+
+  protected constructor(opts: ServerOptions, hostKey: HostKey, store: Store) {
+    super(opts, hostKey, store);
+    this.store = store;
+    this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
+    this.local = new ChatCore(opts, this.journal, this.accounts, store.markers);
+    this.chat = this.local.chat;
+    this.markers = this.local.markers;
+    this.devices = this.local.devices;
+    this.core = this.local.core;
+    this.link = opts.link ? opts.link(this.core) : this.core;
+  }
+
+  /**
+   * Starts serving with `hostKey`, loaded once by the caller (serve signs the
+   * transcript with the same key): the server never reads the key file, so
+   * the process holds one copy of the secret.
+   */
+  static async start(options: Partial<ServerOptions> & { dataDir: string }, hostKey: HostKey): Promise<ChatServer> {
+    const opts = { ...DEFAULT_SERVER_OPTIONS, ...options };
+    const server = new ChatServer(opts, hostKey, new Store(opts.dataDir));
+    try {
+      await server.checkAdmins();
+    } catch (e) {
+      server.store.close();
+      throw e;
+    }
+    await server.serve((now) => server.local.sweep(now));
+    return server;
+  }
+
+  /** Writes the read markers that moved (chatcore.ts). */
+  saveMarkers(): Promise<void> | void {
+    return this.local.saveMarkers();
+  }
+
+  protected async stopped(): Promise<void> {
+    await this.local.stop();
+    this.store.close();
   }
 }
 

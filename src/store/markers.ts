@@ -39,6 +39,8 @@ export interface ReadMarkers {
   batch(fn: () => void): void;
   /** The user's last connection closed: whatever is held in memory for it may go. */
   release?(user: string): void;
+  /** Brings the user's markers into memory before their first read, for a store that answers later; null when nothing needs waiting for. */
+  load?(user: string): Promise<void> | null;
 }
 
 /** Markers in memory (tests, and a server without a database). */

@@ -409,6 +409,16 @@ export class PgJournal extends WriterJournal implements Journal {
     this.writer.close(reason);
   }
 
+  /** The writer lease's epoch this journal writes under (a cluster's core says it to its edges). */
+  get epoch(): number {
+    return this.#storage.epoch;
+  }
+
+  /** Calls `fn` once the writer lease is lost (another node took it): nothing more is appended here. */
+  onLost(fn: (cause: Error) => void): void {
+    this.#storage.onLost(fn);
+  }
+
   /** Once close's last COMMIT is done and the lease given back. */
   closed(): Promise<void> {
     return this.writer.closed();

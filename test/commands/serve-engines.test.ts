@@ -52,11 +52,13 @@ describe("serve's engine flags", () => {
     expect(existsSync(data)).toBe(false);
   });
 
-  test("serve with both refuses to start, clearly, and touches nothing", async () => {
+  test("serve with both, the engines unreachable, refuses to start, saying which and why, and touches nothing", async () => {
     const data = join(scratch, "both");
     const r = await withEnv({ SECURECHAT_DATABASE_URL: PG, SECURECHAT_REDIS_URL: RD }, "serve", "--port", "0", "--data", data);
-    expect(r.code).toBe(EXIT.USAGE);
-    expect(r.stderr).toContain("cluster mode is not wired yet");
+    expect(r.code).toBe(EXIT.FAILURE);
+    expect(r.stderr).toContain("cannot start a cluster node:");
+    expect(r.stderr).toContain("FAIL postgres: postgres://chat:***@127.0.0.1:1/chat cannot be used");
+    expect(r.stderr).toContain("FAIL redis: redis://:***@127.0.0.1:1 cannot be used");
     expect(r.stdout + r.stderr).not.toMatch(/s3cr3t/);
     expect(existsSync(data)).toBe(false);
   });

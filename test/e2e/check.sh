@@ -91,8 +91,6 @@ else
   expect "…its eviction policy" "ok   redis-eviction: maxmemory-policy is noeviction"
   refute "…without the database password" "$pgpw"
   refute "…without the Redis password" "$rdpw"
-  run "serve refuses to run as a cluster node until that is wired" 2 "$bin" serve --port 0 --data "$work/data"
-  expect "…saying so" "cluster mode is not wired yet"
   run "one engine alone is a usage error" 2 env -u SECURECHAT_REDIS_URL "$bin" serve --check --port 0 --data "$work/data"
   expect "…saying why" "PostgreSQL is given without --redis (or SECURECHAT_REDIS_URL)"
   run "a wrong Redis password fails that check" 1 env SECURECHAT_REDIS_URL="redis://:not-it-e2e@127.0.0.1:$REDIS_PORT" "$bin" serve --check --port 0 --data "$work/data"

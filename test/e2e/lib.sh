@@ -53,11 +53,11 @@ mode_is() {
   if [ "$m" = "$3" ]; then ok; else bad "$1: $2 has mode ${m:-none}, want $3"; fi
 }
 
-# wait_for FILE PATTERN [COUNT]: until FILE has COUNT (default 1) lines matching
-# the extended regex PATTERN; at most 100 × 0.1 s; returns 1 on timeout.
+# wait_for FILE PATTERN [COUNT [TRIES]]: until FILE has COUNT (default 1) lines matching
+# the extended regex PATTERN; at most TRIES (default 100) × 0.1 s; returns 1 on timeout.
 wait_for() {
   local n
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 "${4:-100}"); do
     n=$(grep -cE -- "$2" "$1" 2>/dev/null)
     [ "${n:-0}" -ge "${3:-1}" ] && return 0
     sleep 0.1
