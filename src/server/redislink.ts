@@ -40,8 +40,12 @@ export function edgeChannel(node: string): string {
   return `securechat:edge:${node}`;
 }
 
+/** An edge that knows no core asks for one here (`{node}`), every ASK_MS, and the core says hello at once. */
+export const ASK_CHANNEL = "securechat:ask";
 /** How often the core says hello. */
 export const HELLO_MS = 1000;
+/** How often an edge that knows no core asks for one: an edge starting, or one whose subscription came back, need not wait for the next hello (a hello published before its subscription was active is never heard). */
+export const ASK_MS = 250;
 /** An edge that hears no hello for this long takes the core for gone. */
 export const CORE_SILENCE_MS = 6000;
 
@@ -188,6 +192,11 @@ export class RemoteCore implements CorePort {
     this.#off.push(bus.subscribe(HELLO_CHANNEL, (p) => this.#hello(p)));
     this.#off.push(bus.subscribe(edgeChannel(this.node), (p) => this.#receive(p)));
     this.#off.push(bus.watchLoss((loss) => this.#loss(loss)));
+    const ask = JSON.stringify({ node: this.node });
+    const asking = setInterval(() => {
+      if (!this.#core) bus.publish(ASK_CHANNEL, ask);
+    }, ASK_MS);
+    this.#off.push(() => clearInterval(asking));
   }
 
   /** The core this edge uses now, or null while none is known. */
@@ -367,6 +376,11 @@ export class CoreEndpoint {
     this.#off.push(bus.watchLoss((loss) => this.#loss(loss)));
     const hello = JSON.stringify({ node: this.node, epoch: this.epoch } satisfies Hello);
     const say = () => bus.publish(HELLO_CHANNEL, hello);
+    // Edges asking for a core are answered within the turn, once per turn however many ask.
+    const answer = new AfterTurn(() => {
+      if (!this.#closed) say();
+    });
+    this.#off.push(bus.subscribe(ASK_CHANNEL, () => answer.schedule()));
     say();
     this.#hello = setInterval(say, opts.helloMs ?? HELLO_MS);
   }

@@ -19,7 +19,7 @@ import type { Ed25519KeyPair } from "../../src/crypto/index.ts";
 import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import type { CorePort } from "../../src/server/link.ts";
-import { CORE_CHANGED, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, RemoteCore, type ToEdge, edgeChannel } from "../../src/server/redislink.ts";
+import { CORE_CHANGED, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, HELLO_CHANNEL, RemoteCore, type ToEdge, edgeChannel } from "../../src/server/redislink.ts";
 import { Bus, type BusLoss } from "../../src/store/redis/bus.ts";
 import { RedisLink, parseRedisUrl } from "../../src/store/redis/link.ts";
 import { type RedisHandle, requireEngines, startRedis } from "../engines.ts";
@@ -56,8 +56,14 @@ describe("what the core sends one edge in a turn", () => {
 });
 
 class LossyBus extends Bus {
+  /** Set: the hellos published on this bus go nowhere (a core that stalls stops saying hello, and answering asks). */
+  muted = false;
   lose(loss: BusLoss): void {
     this.onLoss(loss);
+  }
+  override publish(channel: string, payload: string): void {
+    if (this.muted && channel === HELLO_CHANNEL) return;
+    super.publish(channel, payload);
   }
 }
 
@@ -254,11 +260,23 @@ describe.skipIf(!hasRedis)("edges and core joined over Redis", () => {
     expect(w.endpoint.sessions).toBe(0);
   });
 
+  test("an edge that starts after the core's last hello asks, and knows the core at once (not at the next hello)", async () => {
+    const core: CorePort = { open: () => { throw new Error("test: no session opens here"); }, loginFailed: () => {} };
+    const endpoint = new CoreEndpoint(core, bus(), { node: "core-quiet", epoch: ++epochs, helloMs: 600_000 });
+    open.push(endpoint);
+    await Bun.sleep(200); // its first hello is gone before the edge exists
+    const remote = new RemoteCore(bus(), { node: "edge-late" });
+    open.push(remote);
+    await remote.whenAvailable();
+    expect(remote.core).toEqual({ node: "core-quiet", epoch: epochs });
+  });
+
   test("a core that goes silent: sessions end with core_changed, and a login is answered server_busy until a core says hello", async () => {
-    // The core says hello once (then not for ten minutes); the edge gives up on it after 1.5 s of silence.
-    const { t, w } = await linkedServer({ silenceMs: 1500, helloMs: 600_000 });
+    // The edge gives up on a core after 1.5 s of silence; this one stops saying hello once erin is in.
+    const { t, w } = await linkedServer({ silenceMs: 1500 });
     const erin = await registerRaw(t.port, "erin", "a long enough passphrase 3");
     const e1 = await loggedIn(t.port, erin);
+    w.coreBus.muted = true;
     expect(await endedWith(e1)).toMatchObject({ code: CORE_CHANGED, message: expect.stringContaining("lost contact") });
     expect(w.remote.available()).toBe(false);
 
