@@ -329,6 +329,9 @@ export class TranscriptJournal extends WriterJournal implements Journal {
    */
   after(room: string, since: number, limit: number): RoomMessage[] {
     if (limit <= 0) return [];
+    const held = this.rooms.recent(room, this.rooms.keep);
+    // A short absence (the usual resume): memory holds every message after `since`, history.db is not read.
+    if (held.length > 0 && held[0]!.seq <= since + 1) return held.filter((m) => m.seq > since).slice(0, limit);
     const bySeq = new Map<number, KeptMessage>();
     for (const m of this.#db.after(room, since, limit)) bySeq.set(m.seq, m);
     for (const u of this.#unsaved) {
@@ -336,7 +339,7 @@ export class TranscriptJournal extends WriterJournal implements Journal {
       const was = u.change?.room === room ? bySeq.get(u.change.seq) : undefined;
       if (was) bySeq.set(was.seq, changedKept(was, editOf(u.change!)));
     }
-    for (const m of this.rooms.recent(room, this.rooms.keep)) if (m.seq > since) bySeq.set(m.seq, m);
+    for (const m of held) if (m.seq > since) bySeq.set(m.seq, m);
     return [...bySeq.values()]
       .sort((x, y) => x.seq - y.seq)
       .slice(0, limit)
