@@ -98,7 +98,7 @@ const JOIN_REFUSALS = new Set(["room_limit", "not_recorded", "banned", "invite_o
 
 export type LocalEvent =
   | { type: "connected"; server: string; user: string; session: string }
-  | { type: "disconnected"; reason: string }
+  | { type: "disconnected"; reason: string; code?: string }
   | { type: "reconnecting"; in_ms: number; attempt: number }
   | { type: "reconnected"; after_ms: number; rooms: { room: string; missed: number; gap: number }[] }
   | { type: "sent"; id: number; room?: string; to?: string; text: string; action?: boolean; queued?: true }
@@ -656,6 +656,10 @@ export class ChatClient {
         }
         if (JOIN_REFUSALS.has(m.code) && this.#joins.length > 0) this.#joinRefused(this.#joins.shift()!, m.text);
         break;
+      case "error":
+        // Closed with a code the client comes back from: one event, `disconnected` with the code (not an `error` too).
+        if (this.opts.reconnect && !this.#closing && RECONNECT_CODES.has(m.code)) return this.#lost(`the server closed the session: ${m.message}`, m.code);
+        break;
       case "bye":
         this.emit(m);
         // The answer to this client's own bye is the normal end; any other bye is the server ending the session.
@@ -670,9 +674,6 @@ export class ChatClient {
       this.#announce = null;
     }
     if (m.type === "error") {
-      if (this.opts.reconnect && !this.#closing && RECONNECT_CODES.has(m.code)) {
-        return this.#lost(`the server closed the session: ${m.message}`);
-      }
       this.failure = `the server closed the session: ${m.message}`;
       this.failureCode = m.code;
       this.#finish(this.failure);
@@ -854,7 +855,7 @@ export class ChatClient {
   }
 
   /** The connection is gone: pending lines are reported, and (if allowed) the client reconnects. */
-  #lost(reason: string): void {
+  #lost(reason: string, code?: string): void {
     const session = this.#session;
     this.#session = null;
     session?.close();
@@ -875,6 +876,7 @@ export class ChatClient {
         lost.length === 0 ? reason
         : again ? `${reason}; ${lost.length} message(s) not yet acknowledged will be sent again once reconnected (the server keeps each only once)`
         : `${reason}; ${lost.length} message(s) were not acknowledged and may not have arrived`,
+      ...(code !== undefined ? { code } : {}),
     });
     if (!again) for (const p of lost) this.#unsent(p.id, `not acknowledged: the connection was lost after it was sent; it may or may not have reached ${where(p.req)}`);
     this.#wake();

@@ -101,7 +101,7 @@ export function eventLine(e: ChatEvent, me: string, color: boolean): Segment[] |
     case "connected":
       return note(`connected to ${e.server} as ${e.user}`);
     case "disconnected":
-      return note(`disconnected: ${e.reason}`);
+      return note(`disconnected: ${e.reason}${e.code !== undefined ? ` (${e.code})` : ""}`);
     case "reconnecting":
       return note(`reconnecting in ${(e.in_ms / 1000).toFixed(1)} s (attempt ${e.attempt})`);
     case "local":

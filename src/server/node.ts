@@ -236,7 +236,7 @@ export class ClusterNode {
     const sweep = setInterval(() => chat.sweep(Date.now()), 1000);
     const elected: Elected = { journal, chat, endpoint, sweep };
     this.#core = elected;
-    this.#log.warn("core_elected", { node: this.node, epoch: journal.epoch });
+    this.#log.info("core_elected", { node: this.node, epoch: journal.epoch });
     journal.onLost((cause) => void this.#stepDown(elected, "fenced", cause.message));
   }
 

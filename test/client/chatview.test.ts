@@ -155,6 +155,11 @@ describe("the client's own events of a reconnect", () => {
     expect(text({ type: "catchup", room: "ops", unread: 3, since: TS, shown: 3 })).toBe("-- 3 new messages in #ops since Nov 22 08:21");
     expect(eventJson({ type: "catchup", room: "general", unread: 214, since: at, shown: 50 })).toBe(`{"type":"catchup","room":"general","unread":214,"since":${at},"shown":50}`);
   });
+  test("a session the server closed to be resumed reads as one line, with the server's code", () => {
+    const reason = "the server closed the session: the server's chat core moved to another node; reconnecting resumes where you were";
+    expect(text({ type: "disconnected", reason, code: "core_changed" })).toBe(`-- disconnected: ${reason} (core_changed)`);
+    expect(text({ type: "disconnected", reason: "connection closed" })).toBe("-- disconnected: connection closed");
+  });
   test("a queued line is marked as queued; an unsent one says why", () => {
     expect(text({ type: "sent", id: 4, room: "ops", text: "hi", queued: true })).toMatch(/^\d{2}:\d{2} <alice> hi \(queued until reconnected\)$/);
     expect(text({ type: "unsent", id: 4, reason: "not acknowledged: the connection was lost after it was sent; it may or may not have reached ops (it is not sent again)" })).toBe(
