@@ -30,7 +30,7 @@ import { DM_MARKER, type Marker, MemoryMarkers, type ReadMarkers } from "../stor
 import { type Message, encodeMessage } from "../protocol/messages.ts";
 import { DEFAULT_FLOOD, DEFAULT_REQUESTS, type FloodPolicy, TokenBucket } from "./flood.ts";
 import { type Acked, CID_TTL_MS, CidMemory } from "./cids.ts";
-import type { Journal, Receipt, RoomMessage } from "../store/journal.ts";
+import type { Journal, Need, Receipt, RoomMessage } from "../store/journal.ts";
 import { type RoomChange, type RoomState, applyRoomChange, emptyRoomState } from "../store/roomstate.ts";
 
 export interface Member {
@@ -271,7 +271,7 @@ export class Chat {
     let set = this.#online.get(m.user);
     if (!set) this.#online.set(m.user, (set = new Set()));
     set.add(m);
-    const loads = [this.markers.load?.(m.user), this.journal.prepare?.({ user: m.user })].filter((p) => p instanceof Promise);
+    const loads = [this.markers.load?.(m.user), this.journal.prepare?.({ stored: this.#storedFor(m.user) })].filter((p) => p instanceof Promise);
     if (loads.length === 0) return this.#deliverStored(m);
     const ready = Promise.all(loads).then(() => {
       if (this.#state.get(m) !== st) return;
@@ -296,9 +296,8 @@ export class Chat {
     const start = this.#startMarker(m.user, device, DM_MARKER);
     const read = start?.seq ?? 0;
     if (!this.markers.get(m.user, device, DM_MARKER)) this.markers.advance(m.user, device, DM_MARKER, read, start?.at ?? this.now(), this.opts.maxReadMarkers);
-    const stored = this.journal
-      .storedDirects(m.user, this.now() - this.opts.dmRetentionMs, this.opts.maxStoredDms)
-      .filter((d) => d.seq > read);
+    const { user, since, limit } = this.#storedFor(m.user);
+    const stored = this.journal.storedDirects(user, since, limit).filter((d) => d.seq > read);
     const json: string[] = [];
     let bytes = 0;
     for (let i = stored.length - 1; i >= 0; i--) {
@@ -497,23 +496,33 @@ export class Chat {
     return Promise.all([loading, checking]).then(() => ({ accounts: known, failed: false }));
   }
 
-  /** What the journal must have loaded to answer `req` (Journal.prepare), if anything. */
-  #needs(m: Member, req: Request): { room?: string; user?: string; since?: number } | null {
+  /** What the journal must have loaded to answer `req` (Journal.prepare), if anything: each read with the arguments it will be made with. */
+  #needs(m: Member, req: Request): Need | null {
     switch (req.type) {
       case "join":
         return { room: req.room, ...(req.since !== undefined ? { since: req.since } : {}) };
       case "history":
-        if (req.with !== undefined) return { user: m.user };
+        if (req.with !== undefined) return { between: this.#directHistoryRead(m.user, req.with, req.limit, req.before) };
         return { room: req.room!, ...(req.since !== undefined ? { since: req.since } : {}) };
       case "edit":
       case "delete":
-        return req.room !== undefined ? { room: req.room } : null;
+        return req.room !== undefined ? { room: req.room } : { direct: req.seq };
       case "dm":
         // An offline recipient's undelivered DMs are counted (dm_store_full).
-        return this.#online.has(req.to) ? null : { user: req.to };
+        return this.#online.has(req.to) ? null : { undelivered: { user: req.to, since: this.now() - this.opts.dmRetentionMs } };
       default:
         return null;
     }
+  }
+
+  /** The read of what was stored for `user` that a login makes (storedDirects). */
+  #storedFor(user: string): { user: string; since: number; limit: number } {
+    return { user, since: this.now() - this.opts.dmRetentionMs, limit: this.opts.maxStoredDms };
+  }
+
+  /** The read `/history @other` makes (directsBetween): one more than shown tells whether older ones remain. */
+  #directHistoryRead(user: string, other: string, limit: number, before = Number.MAX_SAFE_INTEGER): { a: string; b: string; since: number; before: number; limit: number } {
+    return { a: user, b: other, since: this.now() - this.opts.dmRetentionMs, before, limit: Math.min(limit, this.opts.history) + 1 };
   }
 
   /** Whether `user` is an account: as looked up before the request's turn, else asked now of a store that answers at once. */
@@ -798,10 +807,10 @@ export class Chat {
    * oldest first, then `history_end` {with, count, more?}; `more` if older
    * ones are kept (the client asks again with `before` = the oldest seq it got).
    */
-  #sendDirectHistory(m: Member, other: string, limit: number, before = Number.MAX_SAFE_INTEGER): void {
-    const n = Math.min(limit, this.opts.history);
-    // one more than asked for tells whether older ones remain
-    const kept = this.journal.directsBetween(m.user, other, this.now() - this.opts.dmRetentionMs, before, n + 1);
+  #sendDirectHistory(m: Member, other: string, limit: number, before?: number): void {
+    const read = this.#directHistoryRead(m.user, other, limit, before);
+    const n = read.limit - 1;
+    const kept = this.journal.directsBetween(read.a, read.b, read.since, read.before, read.limit);
     const json: string[] = [];
     let bytes = 0;
     for (let i = kept.length - 1; i >= 0 && json.length < n; i--) {

@@ -141,18 +141,36 @@ export interface Journal {
    */
   ackedCids?(since: number): AckedCid[];
   /**
-   * Loads what the next synchronous read of `room` (its recent history) or
-   * of `user` (their direct messages, what they were shown) needs — with
-   * `since`, the room's first `limit` messages after it (`after`; by
-   * default one answer's page) — for a
+   * Loads what the next synchronous read named by `need` will read, for a
    * journal whose record is not in this process (PostgreSQL); null when
    * nothing is missing. Absent: every read is ready at any time.
    */
-  prepare?(need: { room?: string; user?: string; since?: number; limit?: number }): Promise<void> | null;
+  prepare?(need: Need): Promise<void> | null;
   /** Clean shutdown (the transcript writes server_stop and a checkpoint). */
   close?(reason: string): void;
   /** The persistent rooms (PROTOCOL.md §7.9) as the `room_change` events recorded so far left them: copies. */
   roomStates(): Map<string, RoomState>;
+}
+
+/**
+ * What a chat core is about to read (Journal.prepare). Each direct-message
+ * read is named with its arguments, so that a journal can load exactly its
+ * answer (a bounded query) rather than everything a user ever sent.
+ */
+export interface Need {
+  /** A room's recent history (join, history, an edit in it). */
+  room?: string;
+  /** With `room`: a member catching up reads the first `limit` messages after this seq (`after`; by default one answer's page). */
+  since?: number;
+  limit?: number;
+  /** `storedDirects(user, since, limit)`: a login is shown what was stored for it. */
+  stored?: { user: string; since: number; limit: number };
+  /** `undelivered(user, since)`: a DM to someone offline counts what waits for them. */
+  undelivered?: { user: string; since: number };
+  /** `directsBetween(a, b, since, before, limit)`: `/history @user`. */
+  between?: { a: string; b: string; since: number; before: number; limit: number };
+  /** `editableDirect(seq)`: an edit or delete of a direct message. */
+  direct?: number;
 }
 
 /** Copies of the states, for a chat core to own. */

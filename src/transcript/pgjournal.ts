@@ -10,12 +10,15 @@
  * The Journal's reads are synchronous; the database is not. What every read
  * may need at any time is loaded when the journal opens: each room's last
  * number, the persistent rooms' states, the last DM number and the DMs still
- * within edit reach (EDIT_REACH entries). The rest is loaded by `prepare`:
- * a room's recent history before the first read of it (join, history), a
- * user's direct messages and delivery mark before the first read of them
- * (login, /history @user). `prepare` returns null when nothing is missing.
- * A read that was not prepared sees only what this journal appended since
- * it opened, and says so once in the log (`history_unprepared`).
+ * The rest is loaded by `prepare`: a room's recent history before the
+ * first read of it (join, history), and each direct-message read's own
+ * answer, by a query as bounded as the read (what a login is shown, the
+ * count a DM to someone offline checks, a page of `/history @user`, the one
+ * DM an edit names). Memory holds direct messages only while their line is
+ * not yet committed, and an answer only from its prepare to its read: it
+ * never grows with what users have sent. `prepare` returns null when
+ * nothing is missing. A read that was not prepared sees only what this
+ * journal holds, and says so once in the log (`history_unprepared`).
  *
  * With an auditor key (sealed bodies) the tables keep numbers, not texts:
  * the server cannot read sealed bodies back, so, as with history.db, a
@@ -29,6 +32,7 @@ import {
   type JournalEvent,
   type KeptDirect,
   type KeptMessage,
+  type Need,
   type Receipt,
   type RoomMessage,
   changedDirect,
@@ -58,14 +62,33 @@ export interface PgJournalOptions extends WriterOptions {
   renewMs?: PgStorageOptions["renewMs"];
 }
 
-/** What prepare may be asked to load. */
-export interface Need {
-  room?: string;
+/** How long a prepared direct-message answer waits for its read before it is dropped (a read that never came). */
+const ANSWER_TTL_MS = 60_000;
+/** Prepared direct-message answers kept at once, the oldest dropped first (its read then sees memory only, and says so). */
+const ANSWERS_MAX = 4096;
+
+/**
+ * The answer to one prepared direct-message read: what the query found,
+ * plus every matching DM appended or changed since the prepare began (so
+ * nothing committed between the query's snapshot and the read is missed).
+ */
+interface DirectAnswer {
+  /** The DMs the read may see, by seq: the query's rows, overridden by newer copies from appends. */
+  directs: Map<number, KeptDirect>;
+  /** Seqs set by an append or change since the prepare began: the query's row for them is older. */
+  fresh: Set<number>;
+  /** Whether a DM (as appended or changed) belongs in this answer. */
+  matches: (d: KeptDirect) => boolean;
+  /** An undelivered count's delivery mark (for other answers: 0). */
+  delivered: number;
+  /** For undelivered answers: the user whose mark this is. */
   user?: string;
-  /** With `room`: a member catching up will read the room's messages after this seq (`after`). */
-  since?: number;
-  /** With `since`: how many it will read (default: one answer's page, --history + 1; at most --history-keep). */
-  limit?: number;
+  /** The query, while it runs. */
+  loading: Promise<void> | null;
+  /** Reads still to come (prepares of the same read share the answer). */
+  readers: number;
+  /** When it was made (ms), for ANSWER_TTL_MS. */
+  at: number;
 }
 
 /** Pages of catch-up kept per room at once (a reconnect storm: one per rejoin still to be answered). */
@@ -77,12 +100,6 @@ interface CaughtUp {
   /** As many as asked: more may follow its last. */
   full: boolean;
   readers: number;
-}
-
-interface UserDirects {
-  /** The DMs to or from the user, in seq order. */
-  directs: KeptDirect[];
-  delivered: number;
 }
 
 type MessageRow = { msg: RoomMessage; tseq: string; edits: number };
@@ -120,11 +137,14 @@ export class PgJournal extends WriterJournal implements Journal {
   readonly #page: number;
   readonly #roomStates: Map<string, RoomState>;
   #directSeq: number;
-  /** The DMs within edit reach at open, and every one appended since, by seq. */
+  /** The DMs (and edited copies) whose line is not yet committed, by seq: a query cannot see them yet. */
   readonly #directs = new Map<number, KeptDirect>();
-  readonly #users = new Map<string, UserDirects>();
-  /** Delivery marks set since open (a session_open), for users not loaded. */
+  /** Delivery marks (session_open) not yet committed, by user. */
   readonly #delivered = new Map<string, number>();
+  /** Prepared direct-message answers, by read (answerKey), oldest first. */
+  readonly #answers = new Map<string, DirectAnswer>();
+  /** The DM the last editableDirect read returned: the edit or delete appended next, in the same turn, changes it. */
+  #editing: KeptDirect | undefined;
   readonly #warned = new Set<string>();
   #closed = false;
 
@@ -137,7 +157,6 @@ export class PgJournal extends WriterJournal implements Journal {
     this.#seqs = loaded.seqs;
     this.#roomStates = loaded.states;
     this.#directSeq = loaded.directSeq;
-    for (const d of loaded.directs) this.#directs.set(d.message.seq, d);
     this.#historyKeep = Math.max(opts.history, opts.historyKeep ?? opts.history);
     this.#page = opts.history + 1;
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => this.#load(room));
@@ -147,33 +166,28 @@ export class PgJournal extends WriterJournal implements Journal {
   static async open(sql: SQL, opts: PgJournalOptions): Promise<PgJournal | null> {
     const storage = await Storage.open(sql, { holder: opts.holder, log: opts.log, leaseMs: opts.leaseMs, renewMs: opts.renewMs });
     if (!storage) return null;
-    const head = Number((await sql`SELECT seq FROM log_head WHERE id = 1`)[0].seq);
-    const [rooms, counters, directs] = await Promise.all([
-      sql`SELECT room, last_seq, state FROM log_rooms`,
-      sql`SELECT direct_seq FROM log_counters WHERE id = 1`,
-      sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE tseq > ${head - EDIT_REACH} ORDER BY seq`,
-    ]);
+    const [rooms, counters] = await Promise.all([sql`SELECT room, last_seq, state FROM log_rooms`, sql`SELECT direct_seq FROM log_counters WHERE id = 1`]);
     const loaded: Loaded = {
       seqs: new Map(rooms.map((r: { room: string; last_seq: string }) => [r.room, Number(r.last_seq)])),
       states: new Map(rooms.filter((r: { state: string | null }) => r.state !== null).map((r: { room: string; state: string }) => [r.room, roomStateFromJson(r.state)])),
       directSeq: Number(counters[0].direct_seq),
-      directs: directs.map(keptDirect),
     };
     const writer = TranscriptWriter.openOn(storage, opts);
     return new PgJournal(writer, sql, storage, opts, loaded);
   }
 
   /**
-   * Loads what the next synchronous read of `need.room` (its recent
-   * history) or of `need.user` (their DMs and delivery mark) needs; null
-   * when it is already here.
+   * Loads what the next synchronous read named by `need` reads: a room's
+   * recent history, a catch-up page, or one direct-message read's answer;
+   * null when it is already here.
    */
   prepare(need: Need): Promise<void> | null {
     const jobs: Promise<void>[] = [];
-    const { room, user } = need;
+    const { room } = need;
     if (room !== undefined && !(this.rooms.holds(room) && this.#whole.has(room)) && !this.#loaded.has(room) && (this.#seqs.get(room) ?? 0) > 0) jobs.push(this.#prepareRoom(room));
-    if (user !== undefined && !this.#users.has(user)) jobs.push(this.#prepareUser(user));
     if (room !== undefined && need.since !== undefined && !this.#memoryHasAfter(room, need.since)) jobs.push(this.#prepareAfter(room, need.since, need.limit));
+    const direct = this.#prepareDirects(need);
+    if (direct) jobs.push(direct);
     return jobs.length === 0 ? null : Promise.all(jobs).then(() => {});
   }
 
@@ -211,17 +225,91 @@ export class PgJournal extends WriterJournal implements Journal {
     return first === undefined ? (this.#seqs.get(room) ?? 0) <= since : first <= since + 1;
   }
 
-  async #prepareUser(user: string): Promise<void> {
-    const [rows, mark] = await Promise.all([
-      this.#sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE sender = ${user} OR recipient = ${user} ORDER BY seq`,
-      this.#sql`SELECT seq FROM log_delivered WHERE "user" = ${user}`,
-    ]);
-    if (this.#users.has(user)) return;
-    const byseq = new Map<number, KeptDirect>((rows as DirectRow[]).map((r) => [r.msg.seq, keptDirect(r)]));
-    // Appended here since (committed or not): the journal's own copy is the newest.
-    for (const d of this.#directs.values()) if (d.message.from === user || d.message.to === user) byseq.set(d.message.seq, d);
-    const delivered = Math.max(Number(mark[0]?.seq ?? 0), this.#delivered.get(user) ?? 0);
-    this.#users.set(user, { directs: [...byseq.values()].sort((a, b) => a.message.seq - b.message.seq), delivered });
+  /** The direct-message read `need` names, if any: its answer started (or joined, for a read already prepared). */
+  #prepareDirects(need: Need): Promise<void> | null {
+    const read = directRead(need);
+    if (!read) return null;
+    const now = Date.now();
+    for (const [key, a] of this.#answers) {
+      if (this.#answers.size < ANSWERS_MAX && now - a.at < ANSWER_TTL_MS) break;
+      this.#answers.delete(key);
+    }
+    const known = this.#answers.get(read.key);
+    if (known) {
+      known.readers++;
+      return known.loading;
+    }
+    const a: DirectAnswer = { directs: new Map(), fresh: new Set(), matches: read.matches, delivered: 0, loading: null, readers: 1, at: now, ...(read.user !== undefined ? { user: read.user } : {}) };
+    // What no query can see yet: the DMs (and changes) whose lines are not committed, and a delivery mark.
+    for (const d of this.#directs.values()) if (a.matches(d)) this.#fresh(a, d);
+    if (read.user !== undefined) a.delivered = this.#delivered.get(read.user) ?? 0;
+    this.#answers.set(read.key, a);
+    a.loading = this.#query(read).then(({ rows, delivered }) => {
+      for (const r of rows) {
+        const d = keptDirect(r);
+        if (!a.fresh.has(d.message.seq)) a.directs.set(d.message.seq, d);
+      }
+      a.delivered = Math.max(a.delivered, delivered);
+      a.loading = null;
+    });
+    return a.loading;
+  }
+
+  /** The rows a direct-message read sees in the database, at most as many as it reads. */
+  async #query(read: DirectRead): Promise<{ rows: DirectRow[]; delivered: number }> {
+    const sql = this.#sql;
+    const n = read.need;
+    if (n.stored) {
+      const { user, since, limit } = n.stored;
+      return { rows: await sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE recipient = ${user} AND stored AND ts >= ${since} ORDER BY seq DESC LIMIT ${limit}`, delivered: 0 };
+    }
+    if (n.undelivered) {
+      const { user, since } = n.undelivered;
+      const mark = Number((await sql`SELECT seq FROM log_delivered WHERE "user" = ${user}`)[0]?.seq ?? 0);
+      // Bounded by the recipient's cap: past it a DM is refused, not stored.
+      return { rows: await sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE recipient = ${user} AND stored AND seq > ${mark} AND ts >= ${since} ORDER BY seq`, delivered: mark };
+    }
+    if (n.between) {
+      const { a, b, since, before, limit } = n.between;
+      return {
+        rows: await sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE ((sender = ${a} AND recipient = ${b}) OR (sender = ${b} AND recipient = ${a})) AND seq < ${before} AND ts >= ${since} ORDER BY seq DESC LIMIT ${limit}`,
+        delivered: 0,
+      };
+    }
+    return { rows: await sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE seq = ${n.direct!}`, delivered: 0 };
+  }
+
+  /** Sets a DM appended or changed here into an answer: newer than any row its query finds. */
+  #fresh(a: DirectAnswer, d: KeptDirect): void {
+    a.directs.set(d.message.seq, d);
+    a.fresh.add(d.message.seq);
+  }
+
+  /**
+   * The answer prepared for a read (taken by it: the last of its readers
+   * removes it), or, when none was, what memory holds, said once in the log.
+   */
+  #answer(need: Need, what: string): { directs: KeptDirect[]; delivered: number } {
+    const read = directRead(need)!;
+    const a = this.#answers.get(read.key);
+    if (a && a.loading === null) {
+      if (--a.readers <= 0) this.#answers.delete(read.key);
+      return { directs: [...a.directs.values()].sort((x, y) => x.message.seq - y.message.seq), delivered: a.delivered };
+    }
+    this.#unprepared(what);
+    const held = [...this.#directs.values()].filter(read.matches).sort((x, y) => x.message.seq - y.message.seq);
+    return { directs: held, delivered: read.user !== undefined ? (this.#delivered.get(read.user) ?? 0) : 0 };
+  }
+
+  /** A DM appended or changed: held until its line is committed, and given to every answer it belongs in. */
+  #hold(d: KeptDirect, durable: Promise<unknown>): void {
+    const seq = d.message.seq;
+    this.#directs.set(seq, d);
+    const release = () => {
+      if (this.#directs.get(seq) === d) this.#directs.delete(seq);
+    };
+    durable.then(release, release);
+    for (const a of this.#answers.values()) if (a.directs.has(seq) || a.matches(d)) this.#fresh(a, d);
   }
 
   #load(room: string): RecentState {
@@ -240,14 +328,6 @@ export class PgJournal extends WriterJournal implements Journal {
     if (this.#warned.has(what)) return;
     this.#warned.add(what);
     this.#log.warn("history_unprepared", { what, effect: "read before prepare(): only what this node appended since it started is shown" });
-  }
-
-  /** The DMs a read about `user` sees: theirs if prepared, else those appended here since open. */
-  #userDirects(user: string): UserDirects {
-    const u = this.#users.get(user);
-    if (u) return u;
-    this.#unprepared(`user ${user}`);
-    return { directs: [...this.#directs.values()].filter((d) => d.message.from === user || d.message.to === user), delivered: this.#delivered.get(user) ?? 0 };
   }
 
   append(e: JournalEvent): Receipt {
@@ -282,8 +362,7 @@ export class PgJournal extends WriterJournal implements Journal {
       case "direct": {
         const d: KeptDirect = { message: { ...e.message, ts: entry.ts }, stored: e.stored === true, tseq: entry.seq };
         this.#directSeq = Math.max(this.#directSeq, d.message.seq);
-        this.#directs.set(d.message.seq, d);
-        for (const u of new Set([d.message.from, d.message.to])) this.#users.get(u)?.directs.push(d);
+        this.#hold(d, durable);
         const msg = this.#sealed ? { ...d.message, text: undefined } : d.message;
         attach(async (tx) => {
           await tx`INSERT INTO log_directs (seq, sender, recipient, ts, stored, tseq, msg) VALUES (${d.message.seq}, ${d.message.from}, ${d.message.to}, ${d.message.ts}, ${d.stored}, ${entry.seq}, ${msg})`;
@@ -293,9 +372,13 @@ export class PgJournal extends WriterJournal implements Journal {
       }
       case "session_open": {
         const mark = this.#directSeq;
-        this.#delivered.set(e.user, mark);
-        const u = this.#users.get(e.user);
-        if (u) u.delivered = Math.max(u.delivered, mark);
+        const user = e.user;
+        this.#delivered.set(user, Math.max(this.#delivered.get(user) ?? 0, mark));
+        const release = () => {
+          if (this.#delivered.get(user) === mark) this.#delivered.delete(user);
+        };
+        durable.then(release, release);
+        for (const a of this.#answers.values()) if (a.user === user) a.delivered = Math.max(a.delivered, mark);
         attach((tx) => tx`INSERT INTO log_delivered ("user", seq) VALUES (${e.user}, ${mark}) ON CONFLICT ("user") DO UPDATE SET seq = GREATEST(log_delivered.seq, EXCLUDED.seq)`);
         break;
       }
@@ -320,9 +403,11 @@ export class PgJournal extends WriterJournal implements Journal {
             attach((tx) => tx`UPDATE log_messages SET msg = ${msg}, edits = ${edits ?? 0} WHERE room = ${room} AND seq = ${e.seq}`);
           }
         } else {
-          const d = this.#directs.get(e.seq);
-          if (d) {
-            Object.assign(d, changedDirect(d, e));
+          const before = this.#directs.get(e.seq) ?? (this.#editing?.message.seq === e.seq ? this.#editing : undefined);
+          this.#editing = undefined;
+          if (before) {
+            const d: KeptDirect = { ...before, ...changedDirect(before, e) };
+            this.#hold(d, durable);
             const msg = this.#sealed ? { ...d.message, text: undefined } : d.message;
             attach((tx) => tx`UPDATE log_directs SET msg = ${msg}, edits = ${d.edits ?? 0} WHERE seq = ${e.seq}`);
           }
@@ -364,7 +449,9 @@ export class PgJournal extends WriterJournal implements Journal {
   }
 
   editableDirect(seq: number): KeptDirect | undefined {
-    const d = this.#directs.get(seq);
+    const prepared = this.#answer({ direct: seq }, `direct message ${seq}`).directs.find((x) => x.message.seq === seq);
+    const d = this.#directs.get(seq) ?? prepared;
+    this.#editing = d;
     return d?.tseq !== undefined && this.writer.seq + 2 - d.tseq <= EDIT_REACH ? d : undefined;
   }
 
@@ -377,25 +464,29 @@ export class PgJournal extends WriterJournal implements Journal {
   }
 
   storedDirects(user: string, since: number, limit: number): DirectMessage[] {
-    const kept = this.#userDirects(user).directs.filter((d) => d.stored && !d.message.deleted && d.message.to === user && d.message.ts >= since);
-    return newest(kept, limit);
+    const { directs } = this.#answer({ stored: { user, since, limit } }, `stored direct messages of ${user}`);
+    return newest(
+      directs.filter((d) => d.stored && !d.message.deleted && d.message.to === user && d.message.ts >= since),
+      limit,
+    );
   }
 
   undelivered(user: string, since: number): number {
-    const u = this.#userDirects(user);
-    return countUndelivered(u.directs, user, since, u.delivered);
+    const { directs, delivered } = this.#answer({ undelivered: { user, since } }, `undelivered direct messages of ${user}`);
+    return countUndelivered(directs, user, since, delivered);
   }
 
   directsBetween(a: string, b: string, since: number, before: number, limit: number): DirectMessage[] {
-    const from = this.#users.has(a) || !this.#users.has(b) ? a : b;
-    return newest(this.#userDirects(from).directs.filter((d) => d.message.seq < before && d.message.ts >= since && isBetween(d.message, a, b)), limit);
+    const { directs } = this.#answer({ between: { a, b, since, before, limit } }, `direct messages between ${a} and ${b}`);
+    return newest(
+      directs.filter((d) => d.message.seq < before && d.message.ts >= since && isBetween(d.message, a, b)),
+      limit,
+    );
   }
 
-  /** Forgets the DMs older than `before` here at once, and in the database in the background. */
+  /** Forgets the DMs older than `before` in the database (in the background); what memory holds goes once committed. */
   expireDirects(before: number): void {
     if (this.#closed) return;
-    for (const [seq, d] of this.#directs) if (d.message.ts < before) this.#directs.delete(seq);
-    for (const u of this.#users.values()) u.directs = u.directs.filter((d) => d.message.ts >= before);
     this.#sql`DELETE FROM log_directs WHERE ts < ${before}`.catch((err: Error) => this.#log.warn("history_expire_failed", { error: err.message }));
   }
 
@@ -407,6 +498,11 @@ export class PgJournal extends WriterJournal implements Journal {
     if (this.#closed) return;
     this.#closed = true;
     this.writer.close(reason);
+  }
+
+  /** What memory holds of direct messages: DMs not yet committed, and prepared answers not yet read (for tests). */
+  get memory(): { directs: number; answers: number } {
+    return { directs: this.#directs.size, answers: this.#answers.size };
   }
 
   /** The writer lease's epoch this journal writes under (a cluster's core says it to its edges). */
@@ -429,5 +525,38 @@ interface Loaded {
   seqs: Map<string, number>;
   states: Map<string, RoomState>;
   directSeq: number;
-  directs: KeptDirect[];
+}
+
+/** One direct-message read: the need that names it, its key among the answers, and which DMs belong in its answer. */
+interface DirectRead {
+  need: Need;
+  key: string;
+  matches: (d: KeptDirect) => boolean;
+  /** An undelivered count: whose delivery mark it reads. */
+  user?: string;
+}
+
+/**
+ * The direct-message read `need` names, if any. The key leaves out `since`
+ * (the read is made a moment after its prepare, with a later `since`, and
+ * filters by it): an answer may hold a little more than its read shows.
+ */
+function directRead(need: Need): DirectRead | null {
+  if (need.stored) {
+    const { user, limit } = need.stored;
+    return { need, key: `stored\0${user}\0${limit}`, matches: (d) => d.stored && d.message.to === user };
+  }
+  if (need.undelivered) {
+    const { user } = need.undelivered;
+    return { need, key: `undelivered\0${user}`, matches: (d) => d.stored && d.message.to === user, user };
+  }
+  if (need.between) {
+    const { a, b, before, limit } = need.between;
+    return { need, key: `between\0${a}\0${b}\0${before}\0${limit}`, matches: (d) => d.message.seq < before && isBetween(d.message, a, b) };
+  }
+  if (need.direct !== undefined) {
+    const seq = need.direct;
+    return { need, key: `direct\0${seq}`, matches: (d) => d.message.seq === seq };
+  }
+  return null;
 }

@@ -8,7 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Message } from "../../src/protocol/messages.ts";
 import { Chat, DEFAULT_CHAT, type ChatOptions } from "../../src/server/chat.ts";
-import { MemoryJournal } from "../../src/store/journal.ts";
+import { MemoryJournal, type Need } from "../../src/store/journal.ts";
 import { MemoryMarkers } from "../../src/store/markers.ts";
 import { Clock, FakeMember } from "./chat-helpers.ts";
 
@@ -32,10 +32,10 @@ function gate(): Gate {
 
 /** A MemoryJournal whose `prepare` waits for a gate the test opens, and records what it was asked. */
 class PreparingJournal extends MemoryJournal {
-  readonly asked: { room?: string; user?: string; since?: number }[] = [];
+  readonly asked: Need[] = [];
   gates: Gate[] = [];
 
-  prepare(need: { room?: string; user?: string; since?: number }): Promise<void> | null {
+  prepare(need: Need): Promise<void> | null {
     this.asked.push(need);
     const g = gate();
     this.gates.push(g);
@@ -92,7 +92,8 @@ describe("a chat core over a record kept elsewhere", () => {
     const alice = new FakeMember("alice");
     const ready = chat.connect(alice);
     expect(ready).toBeInstanceOf(Promise);
-    expect(journal.asked).toEqual([{ user: "alice" }]);
+    // the read a login makes, with its arguments: the DMs stored for alice within the retention, at most the cap
+    expect(journal.asked).toEqual([{ stored: { user: "alice", since: clock.t - DEFAULT_CHAT.dmRetentionMs, limit: DEFAULT_CHAT.maxStoredDms } }]);
     chat.handle(alice, { type: "ping" });
     chat.handle(alice, { type: "join", room: "ra" });
     await settle();
@@ -137,7 +138,7 @@ describe("a chat core over a record kept elsewhere", () => {
     await settle();
     expect(alice.inbox).toEqual([]);
     // the recipient's undelivered DMs are loaded too (dm_store_full)
-    expect(journal.asked.at(-1)).toEqual({ user: "nobody" });
+    expect(journal.asked.at(-1)).toEqual({ undelivered: { user: "nobody", since: expect.any(Number) } });
     nobody.open();
     journal.openAll();
     await settle();
@@ -171,11 +172,12 @@ describe("a chat core over a record kept elsewhere", () => {
     expect(ready).rejects.toThrow("connection refused");
   });
 
-  test("history with a user loads the asker's DMs; a room edit loads the room", async () => {
+  test("history with a user loads that page of their DMs; a room edit loads the room", async () => {
     const { chat, journal, markers } = setup(new Map());
     const alice = await loggedIn(chat, journal, markers);
     chat.handle(alice, { type: "history", with: "bob", limit: 10 });
-    expect(journal.asked.at(-1)).toEqual({ user: "alice" });
+    // one more than shown: whether older ones remain
+    expect(journal.asked.at(-1)).toEqual({ between: { a: "alice", b: "bob", since: expect.any(Number), before: Number.MAX_SAFE_INTEGER, limit: 11 } });
     journal.openAll();
     await settle();
     chat.handle(alice, { type: "join", room: "ra" });

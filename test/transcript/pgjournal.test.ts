@@ -160,27 +160,83 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     expect(j.lastSeq("dev")).toBe(1);
     expect(j.lastDirectSeq()).toBe(3);
     expect(JSON.parse(roomStateToJson(j.roomStates().get("ops")!)).topic).toBe("release friday");
-    const ready = j.prepare({ room: "ops", user: "bob" });
+    const ready = j.prepare({ room: "ops", stored: { user: "bob", since: 0, limit: 10 } });
     expect(ready).not.toBeNull();
     await ready;
-    expect(j.prepare({ room: "ops", user: "bob" })).toBeNull();
+    expect(j.prepare({ room: "ops" })).toBeNull();
     expect(j.recent("ops", 10).map((m) => m.text)).toEqual(["ops #1", "ops #2", "third, edited", "ops #4", "ops #5"]);
     expect(j.recent("ops", 10)[2]!.edited).toBe(true);
     expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
+    await j.prepare({ undelivered: { user: "bob", since: 0 } });
     expect(j.undelivered("bob", 0)).toBe(2);
+    await j.prepare({ direct: 2 });
     expect(j.editableDirect(2)?.message.text).toBe("dm #2");
 
     // bob logs in: the stored DMs were shown; that survives a restart too
+    await j.prepare({ undelivered: { user: "bob", since: 0 } });
     await j.append({ kind: "session_open", user: "bob", session: SESSION, source: "127.0.0.1", ts: T + 20 }).durable;
     expect(j.undelivered("bob", 0)).toBe(0);
     await j.append(say("ops", 6)).durable;
     j = await restart(j);
-    await j.prepare({ user: "bob", room: "ops" });
+    await j.prepare({ room: "ops", undelivered: { user: "bob", since: 0 } });
     expect(j.undelivered("bob", 0)).toBe(0);
+    await j.prepare({ stored: { user: "bob", since: 0, limit: 10 } });
     expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
     expect(j.recent("ops", 2).map((m) => m.text)).toEqual(["ops #5", "ops #6"]);
-    await j.prepare({ user: "carol" });
+    await j.prepare({ between: { a: "alice", b: "carol", since: 0, before: 100, limit: 10 } });
     expect(j.directsBetween("alice", "carol", 0, 100, 10).map((m) => m.seq)).toEqual([3]);
+  }, 60_000);
+
+  test("direct messages: each read loads its own bounded answer, and memory holds none of them once committed and read", async () => {
+    await fresh();
+    let j = await journal();
+    // alice sends 300 DMs to bob while he is online (not stored), and 3 while he is away (stored)
+    const acks: (Promise<void> | undefined)[] = [];
+    for (let i = 1; i <= 300; i++) acks.push(j.append(dm(i, "bob", false)).durable);
+    for (let i = 301; i <= 303; i++) acks.push(j.append(dm(i, "bob", true)).durable);
+    await Promise.all(acks);
+    expect(j.memory).toEqual({ directs: 0, answers: 0 });
+    j = await restart(j);
+    // a login reads the stored ones only: its answer holds the cap's worth at most
+    await j.prepare({ stored: { user: "bob", since: 0, limit: 2 } });
+    expect(j.memory).toEqual({ directs: 0, answers: 1 });
+    expect(j.storedDirects("bob", 0, 2).map((m) => m.seq)).toEqual([302, 303]);
+    // /history @bob: one page, then the page before it
+    await j.prepare({ between: { a: "alice", b: "bob", since: 0, before: Number.MAX_SAFE_INTEGER, limit: 11 } });
+    expect(j.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 11).map((m) => m.seq)).toEqual([293, 294, 295, 296, 297, 298, 299, 300, 301, 302, 303]);
+    await j.prepare({ between: { a: "bob", b: "alice", since: 0, before: 293, limit: 3 } });
+    expect(j.directsBetween("bob", "alice", 0, 293, 3).map((m) => m.seq)).toEqual([290, 291, 292]);
+    expect(j.memory).toEqual({ directs: 0, answers: 0 });
+  }, 60_000);
+
+  test("a DM committed while a read's query runs is in its answer; an edit of a DM committed before the restart reaches the table", async () => {
+    await fresh();
+    let j = await journal();
+    await j.append(dm(1, "bob", true)).durable;
+    j = await restart(j);
+    const ready = j.prepare({ stored: { user: "bob", since: 0, limit: 10 } });
+    await j.append(dm(2, "bob", true)).durable; // committed (and gone from memory) before the read
+    await ready;
+    expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
+
+    await j.prepare({ direct: 1 });
+    const d = j.editableDirect(1)!;
+    expect(d.message.text).toBe("dm #1");
+    await j.append({ kind: "edit", to: "bob", seq: 1, user: "alice", session: SESSION, ref: d.tseq!, text: "dm #1, edited", ts: T + 50 }).durable;
+    j = await restart(j);
+    await j.prepare({ between: { a: "alice", b: "bob", since: 0, before: 100, limit: 10 } });
+    expect(j.directsBetween("alice", "bob", 0, 100, 10).map((m) => m.text)).toEqual(["dm #1, edited", "dm #2"]);
+  }, 60_000);
+
+  test("a read nobody prepared sees only what memory holds, and says so in the log", async () => {
+    await fresh();
+    let j = await journal();
+    await j.append(dm(1, "bob", true)).durable;
+    const logged: string[] = [];
+    const log = { ...silentLogger, warn: (event: string) => void logged.push(event) } as typeof silentLogger;
+    j = await restart(j, { log });
+    expect(j.storedDirects("bob", 0, 10)).toEqual([]);
+    expect(logged).toContain("history_unprepared");
   }, 60_000);
 
   test("a history row is committed with its entry's line, or not at all: a fenced writer's message leaves neither", async () => {
