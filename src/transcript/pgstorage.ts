@@ -159,6 +159,8 @@ export class PgStorage implements LogStorage {
   #seq: number;
   #committed: number;
   #unsent: Unsent = { lines: [], tree: null };
+  /** The bytes of the lines in #unsent. */
+  #unsentBytes = 0;
   /** Statements to run in the transaction that commits the line they belong to (pgjournal.ts's history), by seq. */
   #attached: { seq: number; run: Attached }[] = [];
   #inFlight: Promise<void> | null = null;
@@ -256,6 +258,7 @@ export class PgStorage implements LogStorage {
       const bytes = new Uint8Array(buf.subarray(start, i)); // a copy: the writer reuses its buffer
       const tailText = Buffer.from(bytes.buffer, bytes.byteOffset + Math.max(0, bytes.length - 96), Math.min(96, bytes.length)).toString("latin1");
       this.#unsent.lines.push({ seq: ++this.#seq, file: this.#file, line: ++this.#fileLines, bytes, isCheckpoint: CHECKPOINT_END.test(tailText) });
+      this.#unsentBytes += bytes.length + 1;
       start = i + 1;
     }
     if (start !== buf.length) throw new Error("pgstorage: a write that does not end in a whole line");
@@ -276,6 +279,11 @@ export class PgStorage implements LogStorage {
     const t = this.#unsent.tree;
     if (t) t.hashes.push(hashes);
     else this.#unsent.tree = { first, hashes: [hashes] };
+  }
+
+  /** What waits for a COMMIT: a database that is down holds it here, and the writer's bound on what it holds counts it. */
+  heldBytes(): number {
+    return this.#unsentBytes;
   }
 
   /** Writes never fail here: only the COMMIT can. */
@@ -301,7 +309,7 @@ export class PgStorage implements LogStorage {
       () => {
         this.#attached.splice(0, attached);
         // Committed: drop what the batch held; what was written meanwhile stays for the next.
-        this.#unsent.lines.splice(0, lines.length);
+        for (const l of this.#unsent.lines.splice(0, lines.length)) this.#unsentBytes -= l.bytes.length + 1;
         if (this.#unsent.tree && tree) {
           this.#unsent.tree.hashes.splice(0, treeParts.length);
           this.#unsent.tree = this.#unsent.tree.hashes.length === 0 ? null : { first: tree.first + tree.hashes.length / HASH_SIZE, hashes: this.#unsent.tree.hashes };

@@ -66,6 +66,8 @@ export interface LogStorage {
   syncNow?(): void;
   /** A sync error after which the writer may wait and retry (a database that is down), rather than fail for good. */
   syncRetryable(e: unknown): boolean;
+  /** Bytes written but held in memory until a sync makes them durable (a database's batch); absent: none (a file's are in the page cache). */
+  heldBytes?(): number;
   /** How long to wait before retry number `attempt` (1, 2, …); absent: the writer's retryMs. */
   retryDelayMs?(attempt: number): number;
   /** Calls `fn` if the storage learns, between writes, that this writer may no longer write (a lost lease). */

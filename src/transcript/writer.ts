@@ -597,6 +597,7 @@ export class TranscriptWriter {
   #overBlockedBound(): boolean {
     let n = this.#unwritten?.length ?? 0;
     n += this.#pending.bytes;
+    n += this.#storage.heldBytes?.() ?? 0;
     return n > MAX_BLOCKED_BYTES;
   }
 
@@ -664,6 +665,8 @@ export class TranscriptWriter {
   }
 
   #flush(): void {
+    // A writer that failed since this flush was scheduled (an append past the blocked bound) has nothing to sign or write.
+    if (this.#failed) return;
     // Under off the write makes the lines durable; otherwise #startSync
     // signs before its fsync, here too when that fsync starts now, so the
     // checkpoint shares the turn's write.

@@ -262,4 +262,34 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
       await durable.stop();
     }
   }, 120_000);
+
+  test("a database that stays down: what waits for a COMMIT counts toward the writer's 16 MiB bound, so the writer fails instead of growing without end", async () => {
+    const down = await startPostgres({ fsync: false });
+    const own = openPg(down.url, { max: 2 });
+    try {
+      const s = (await PgStorage.open(own, { holder: "node-a", log: collectingLog().log }))!;
+      const w = TranscriptWriter.openOn(s, options());
+      await w.append("message", msg("alice", "before")).durable;
+      await down.stop();
+      const big = "x".repeat(32 * 1024);
+      const pour = (mib: number): Error | null => {
+        try {
+          for (let i = 0; i < mib * 32; i++) void w.append("message", msg("alice", big)).durable?.catch(() => {});
+          return null;
+        } catch (e) {
+          return e as Error;
+        }
+      };
+      // 10 MiB wait in the writer; its retry moves them into the storage's batch, and the COMMIT fails again
+      expect(pour(10)).toBeNull();
+      await until(() => s.heldBytes() > 10 * 1024 * 1024);
+      // 10 MiB more: the writer holds 10, the batch 10, past the bound
+      const failed = pour(10);
+      expect(failed?.message ?? "").toContain("bytes waited for the disk");
+      expect(w.stopped).toBe(true);
+    } finally {
+      await own.close().catch(() => {});
+      await down.stop();
+    }
+  }, 120_000);
 });
