@@ -93,6 +93,8 @@ const ROOMS_PER_CONNECTION = 32;
  * client (session_revoked: the user logged out elsewhere).
  */
 const RECONNECT_CODES = new Set(["server_shutdown", "session_expired", "idle_timeout", "slow_consumer", "core_changed"]);
+/** Passwords asked mid-chat before a wrong one ends the client. */
+const PASSWORD_TRIES = 3;
 /** The notices that refuse a join (PROTOCOL.md §6.1): the oldest join waiting is the one refused. */
 const JOIN_REFUSALS = new Set(["room_limit", "not_recorded", "banned", "invite_only"]);
 
@@ -361,7 +363,7 @@ export class ChatClient {
   async #connect(): Promise<void> {
     let resumed = await resumeWithTicket(this.opts);
     if (!resumed) {
-      await login(this.opts, await this.#password());
+      await this.#login();
       resumed = await resumeWithTicket(this.opts);
       if (!resumed) throw new SecureChatError("ticket_refused", "logged in, but the new ticket was refused");
     }
@@ -405,6 +407,26 @@ export class ChatClient {
       this.failureError = isSecureChatError(e) ? e : null;
       this.emit({ type: "local", text: message });
       this.#finish(message);
+    }
+  }
+
+  /**
+   * Logs in with the password. Mid-chat (the ticket expired), a password
+   * that does not open the identity key is asked again, PASSWORD_TRIES
+   * times in all: a line of chat typed just as the prompt appeared must not
+   * end the client. The key is opened on this machine, so a wrong try costs
+   * the server nothing.
+   */
+  async #login(): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      try {
+        await login(this.opts, await this.#password());
+        return;
+      } catch (e) {
+        if (this.#state === "connecting" || !isSecureChatError(e, "identity_locked") || tries >= PASSWORD_TRIES) throw e;
+        const left = PASSWORD_TRIES - tries;
+        this.emit({ type: "local", text: `${e.message}; ${left} ${left === 1 ? "try" : "tries"} left` });
+      }
     }
   }
 

@@ -487,6 +487,45 @@ describe("reconnecting meets trouble", () => {
     expect(seen(sink, "lobby")).toEqual(["1 said while alice logs in again"]);
   }, NET);
 
+  test("the ticket expires mid-chat and the first answer at the prompt is not the password (a chat line typed as the prompt appeared): asked again, then back in the room", async () => {
+    const password = "5-footed heron walks the long grey pier at dawn";
+    const { t, gate } = await gated({}, { ticketTtlMs: 3000 });
+    useMachine(machine("expiry-typo"));
+    const id = pinGate(t, gate);
+    await saveIdentity(id, "alice", cred(seed, "alice").identity, password);
+    const answers = [password, "see you all after lunch", password];
+    let asked = 0;
+    const sink = new Collector();
+    const a = reconnecting(gate.address, "alice", sink, async () => answers[asked++]!);
+    await a.start();
+    const bob = await bobIn(t.port, "lobby");
+    await sink.until("reconnected", () => sink.of("reconnected").length === 1, 30_000);
+    expect(asked).toBe(3);
+    expect(sink.of("local").map((e) => e.text)).toContain("wrong password for this account's identity key; 2 tries left");
+    expect(a.ended).toBe(false);
+    await bobSays(bob, [["lobby", "welcome back"]]);
+    await sink.until("bob's line", () => seen(sink, "lobby").length === 1);
+  }, NET);
+
+  test("three wrong passwords at the mid-chat prompt end the client", async () => {
+    const password = "5-footed heron walks the long grey pier at dawn";
+    const { t, gate } = await gated({}, { ticketTtlMs: 3000 });
+    useMachine(machine("expiry-wrong"));
+    const id = pinGate(t, gate);
+    await saveIdentity(id, "alice", cred(seed, "alice").identity, password);
+    let asked = 0;
+    const sink = new Collector();
+    const a = reconnecting(gate.address, "alice", sink, async () => (asked++ === 0 ? password : "not it"));
+    await a.start();
+    await a.finished;
+    expect(asked).toBe(4);
+    expect(a.failureError?.code).toBe("identity_locked");
+    expect(sink.of("local").map((e) => e.text).filter((x) => x.includes("left"))).toEqual([
+      "wrong password for this account's identity key; 2 tries left",
+      "wrong password for this account's identity key; 1 try left",
+    ]);
+  }, NET);
+
   const refusals: [string, () => Error][] = [
     ["no terminal to ask on (piped)", () => new SecureChatError("no_ticket", "no password from a pipe")],
     ["Ctrl-C at the prompt", () => new Error("interrupted")],
