@@ -61,6 +61,9 @@ interface Pending {
 
 const NAME_CHAR = "[\\p{L}\\p{N}_-]";
 
+/** How long after a reconnect the joins of those who were in a room before are not shown (they are coming back too). */
+const REJOIN_QUIET_MS = 60_000;
+
 export class ChatWindow {
   notify = true;
   readonly #unread = new Map<string, number>();
@@ -72,6 +75,14 @@ export class ChatWindow {
   readonly #mention: RegExp;
   /** The room the last "now talking in" line named; at first, the first room joined. */
   #announced: string | null = null;
+  /**
+   * Who was in each room when the connection dropped. A server that lost its
+   * rooms (a restart, a cluster's core moving to another node) sees everyone
+   * join again as their clients come back: those joins are not news, and are
+   * not shown, until REJOIN_QUIET_MS after this client is back.
+   */
+  #rejoining: Map<string, Set<string>> | null = null;
+  #rejoiningUntil = 0;
 
   constructor(
     readonly screen: WindowScreen,
@@ -168,9 +179,17 @@ export class ChatWindow {
         return this.#print(e);
       case "joined":
         this.#nicks.get(e.room)?.add(e.user);
-        if (this.ignores.has(e.user)) return;
+        if (this.ignores.has(e.user) || this.#rejoined(e.room, e.user)) return;
+        return this.#print(e);
+      case "disconnected":
+        this.#rejoining ??= new Map([...this.#nicks].map(([room, users]) => [room, new Set(users)]));
+        this.#rejoiningUntil = Number.POSITIVE_INFINITY;
+        return this.#print(e);
+      case "reconnected":
+        this.#rejoiningUntil = Date.now() + REJOIN_QUIET_MS;
         return this.#print(e);
       case "left":
+        this.#rejoining?.get(e.room)?.delete(e.user);
         if (e.user === this.me) {
           this.#nicks.delete(e.room);
           this.#unread.delete(e.room);
@@ -244,6 +263,16 @@ export class ChatWindow {
   #acked(e: ChatEvent & { type: "ack" }): void {
     const p = this.#take(e.id);
     if (p) this.screen.print(e.stored ? [...this.#own(p, e.ts), "  ", dim(`[stored: ${p.to} is offline; delivered at their next login]`, this.color)] : this.#own(p, e.ts));
+  }
+
+  /** True once for a user who was in `room` before the connection dropped and is joining it again (the server took everyone back). */
+  #rejoined(room: string, user: string): boolean {
+    if (this.#rejoining === null) return false;
+    if (Date.now() >= this.#rejoiningUntil) {
+      this.#rejoining = null;
+      return false;
+    }
+    return this.#rejoining.get(room)?.delete(user) ?? false;
   }
 
   #print(e: ChatEvent): void {

@@ -262,6 +262,26 @@ describe("rooms as windows", () => {
     expect(win.complete("", false).sort()).toEqual(["bob ", "carol ", "general "]);
   });
 
+  test("after a reconnect, those who were in the room before and join it again (the server lost its rooms) are not announced; a newcomer is", () => {
+    const { screen, win, join } = setup();
+    join("general", ["alice", "bob", "carol"]);
+    win.show({ type: "disconnected", reason: "the server closed the session: the server's chat core moved to another node", code: "core_changed" });
+    win.show({ type: "joined", room: "general", user: "carol", ts: 0 }); // back before this client
+    win.show({ type: "room", room: "general", users: ["alice", "carol"], seq: 0 });
+    win.show({ type: "reconnected", after_ms: 1000, rooms: [{ room: "general", missed: 0, gap: 0 }] });
+    const before = screen.printed.length;
+    win.show({ type: "joined", room: "general", user: "bob", ts: 0 }); // back after
+    expect(screen.printed.length).toBe(before);
+    win.show({ type: "joined", room: "general", user: "dave", ts: 0 });
+    expect(screen.printed.at(-1)).toMatch(/dave joined general/);
+    // bob's next join is news again: he left and came back
+    win.show({ type: "left", room: "general", user: "bob", ts: 0 });
+    win.show({ type: "joined", room: "general", user: "bob", ts: 0 });
+    expect(screen.printed.at(-1)).toMatch(/bob joined general/);
+    expect(screen.printed.filter((l) => l.includes("carol joined"))).toEqual([]);
+    expect(win.complete("", true).sort()).toEqual(["bob: ", "carol: ", "dave: "]);
+  });
+
   test("Tab after @ completes @names, at the start of a line and after other words", () => {
     const { win, join } = setup();
     join("general", ["alice", "bob"]);
