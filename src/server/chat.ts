@@ -555,8 +555,7 @@ export class Chat {
         const msg: RoomMessage = { type: "message", room: room.name, seq: room.seq, ts, from: m.user, text: req.text, ...(req.action ? { action: true } : {}) };
         const receipt = this.journal.append({ kind: "message", message: msg, ...(req.cid ? { cid: req.cid } : {}) });
         this.#remember(m, req, { seq: msg.seq, ts, receipt });
-        const json = encodeMessage(msg);
-        for (const other of room.members) if (other !== m) other.post(json);
+        this.#relay(room.members, m, encodeMessage(msg), receipt, (o) => room.members.has(o));
         return this.#ack(m, req.id, msg.seq, ts, receipt);
       }
       case "dm": {
@@ -573,9 +572,8 @@ export class Chat {
         const msg: Message<"direct"> = { type: "direct", seq: this.#directSeq, ts, from: m.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
         const receipt = this.journal.append({ kind: "direct", message: msg, ...(to ? {} : { stored: true }), ...(req.cid ? { cid: req.cid } : {}) });
         this.#remember(m, req, { seq: msg.seq, ts, receipt, ...(to ? {} : { stored: true }) });
-        const json = encodeMessage(msg);
         const targets = new Set([...(to ?? []), ...(this.#online.get(m.user) ?? [])]);
-        for (const t of targets) if (t !== m) t.post(json);
+        this.#relay(targets, m, encodeMessage(msg), receipt, (o) => this.#state.has(o));
         return this.#ack(m, req.id, msg.seq, ts, receipt, !to, this.#away.get(req.to));
       }
       case "who": {
@@ -685,8 +683,29 @@ export class Chat {
         ? { type: "edited", ...at, seq: req.seq, ts, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
         : { type: "deleted", ...at, seq: req.seq, ts, by: m.user },
     );
-    for (const other of told) if (other !== m) other.post(json);
+    const room = req.room;
+    this.#relay(told, m, json, receipt, (o) => (room === undefined ? this.#state.has(o) : this.#rooms.get(room)?.members.has(o) === true));
     return this.#ack(m, req.id, req.seq, ts, receipt);
+  }
+
+  /**
+   * Sends a recorded message, DM or change to `to` but its sender: at once,
+   * or, over a journal that may lose what is not yet durable
+   * (relayWhenDurable), once its line is, to those of `to` still `there`
+   * then, in the order the lines became durable; nothing if it never does.
+   */
+  #relay(to: Iterable<Member>, sender: Member, json: string, receipt: Receipt, there: (m: Member) => boolean): void {
+    if (!this.journal.relayWhenDurable || !receipt.durable) {
+      for (const o of to) if (o !== sender) o.post(json);
+      return;
+    }
+    const targets = [...to].filter((o) => o !== sender);
+    receipt.durable.then(
+      () => {
+        for (const o of targets) if (there(o)) o.post(json);
+      },
+      () => {},
+    );
   }
 
   /**

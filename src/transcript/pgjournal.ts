@@ -115,6 +115,8 @@ function keptDirect(r: DirectRow): KeptDirect {
 
 export class PgJournal extends WriterJournal implements Journal {
   readonly rooms: RecentRooms;
+  /** A line not yet committed is lost for good if this writer is fenced, and another writer numbers on from before it. */
+  readonly relayWhenDurable = true;
   readonly #sql: SQL;
   readonly #storage: PgStorage;
   readonly #log: Logger;

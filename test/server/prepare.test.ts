@@ -190,3 +190,62 @@ describe("a chat core over a record kept elsewhere", () => {
     expect(alice.inbox.at(-1)).toMatchObject({ type: "nack", id: 3, code: "no_such_message" });
   });
 });
+
+/** A journal whose lines may be lost before they are durable (PostgreSQL's): each append's durability is a gate the test settles. */
+class CommittingJournal extends MemoryJournal {
+  readonly relayWhenDurable = true;
+  readonly commits: Gate[] = [];
+
+  override append(e: Parameters<MemoryJournal["append"]>[0]): ReturnType<MemoryJournal["append"]> {
+    const r = super.append(e);
+    if (e.kind !== "message" && e.kind !== "direct" && e.kind !== "edit" && e.kind !== "delete") return r;
+    const g = gate();
+    this.commits.push(g);
+    return { ...r, durable: g.promise };
+  }
+}
+
+describe("over a journal that may lose what is not yet durable (a fenced PostgreSQL writer)", () => {
+  function room() {
+    const o: ChatOptions = { ...DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD };
+    const clock = new Clock();
+    const journal = new CommittingJournal(o.history);
+    const chat = new Chat(o, journal, clock.now, async () => true, new MemoryMarkers());
+    const [alice, bob, carol] = ["alice", "bob", "carol"].map((u) => new FakeMember(u));
+    for (const m of [alice!, bob!, carol!]) {
+      chat.connect(m);
+      chat.handle(m, { type: "join", room: "ops" });
+    }
+    for (const m of [alice!, bob!, carol!]) m.inbox.length = 0;
+    return { chat, journal, alice: alice!, bob: bob!, carol: carol! };
+  }
+
+  test("others are shown a message once its line is durable, in the order the lines became durable; never one that is not", async () => {
+    const { chat, journal, alice, bob } = room();
+    chat.handle(alice, { type: "say", id: 1, room: "ops", text: "first" });
+    chat.handle(alice, { type: "say", id: 2, room: "ops", text: "never recorded" });
+    chat.handle(bob, { type: "dm", id: 1, to: "alice", text: "psst" });
+    await settle();
+    expect(bob.inbox).toEqual([]);
+    expect(alice.inbox).toEqual([]);
+    journal.commits[0]!.open();
+    // the writer is fenced: the second line is lost
+    journal.commits[1]!.fail(new Error("fenced"));
+    journal.commits[2]!.open();
+    await settle();
+    expect(bob.inbox.filter((m) => m.type === "message").map((m) => m.type === "message" && m.text)).toEqual(["first"]);
+    expect(alice.inbox.map((m) => m.type)).toEqual(["ack", "nack", "direct"]);
+    expect(alice.inbox[1]).toMatchObject({ id: 2, code: "not_recorded" });
+  });
+
+  test("a member who left the room before the line was durable is not sent it", async () => {
+    const { chat, journal, alice, bob, carol } = room();
+    chat.handle(alice, { type: "say", id: 1, room: "ops", text: "as carol leaves" });
+    chat.handle(carol, { type: "leave", room: "ops" });
+    await settle();
+    journal.commits[0]!.open();
+    await settle();
+    expect(bob.inbox.filter((m) => m.type === "message").map((m) => m.type === "message" && m.text)).toEqual(["as carol leaves"]);
+    expect(carol.inbox.filter((m) => m.type === "message")).toEqual([]);
+  });
+});
