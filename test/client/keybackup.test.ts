@@ -32,6 +32,9 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   return "no error";
 }
 
+/** Each of these derives argon2id keys (about a second each on a loaded 2-core machine): a generous wait, not a speed bound. */
+const ARGON2_TESTS_MS = 60_000;
+
 describe("the key backup vector", () => {
   test("the generator, run in memory, reproduces the committed file exactly", async () => {
     expect(`${JSON.stringify(await buildKeyBackupVector(), null, 2)}\n`).toBe(readFileSync(join(ROOT, VECTOR_PATH), "utf8"));
@@ -69,7 +72,7 @@ describe("key import's reading of a backup", () => {
   test("the right passphrase gives the key, its user and server", async () => {
     const b = await openKeyBackup(V.file, V.inputs.passphrase);
     expect([b.user, b.server, toHex(b.key.publicKey)]).toEqual([V.inputs.user, V.inputs.server, V.inputs.public_key]);
-  });
+  }, ARGON2_TESTS_MS);
 
   test("a wrong passphrase, or a header changed to another user, server or key, is backup_locked", async () => {
     expect(await codeOf(openKeyBackup(V.file, `${V.inputs.passphrase}!`))).toBe("backup_locked");
@@ -77,7 +80,7 @@ describe("key import's reading of a backup", () => {
     expect(await codeOf(openKeyBackup(V.file.replace("server chat.example:7447", "server evil.example:7447"), V.inputs.passphrase))).toBe("backup_locked");
     const otherKey = Buffer.from(fromHex("00".repeat(32))).toString("base64");
     expect(await codeOf(openKeyBackup(V.file.replace(/^key .*$/m, `key ${otherKey}`), V.inputs.passphrase))).toBe("backup_locked");
-  });
+  }, ARGON2_TESTS_MS);
 
   test("parameters below the floor or above the ceiling, and anything not in the format, are backup_corrupt (no hashing is spent on them)", async () => {
     expect(await codeOf(openKeyBackup(V.file.replace("m=19456", "m=1024"), V.inputs.passphrase))).toBe("backup_corrupt");
@@ -86,7 +89,7 @@ describe("key import's reading of a backup", () => {
     expect(await codeOf(openKeyBackup(V.file.replace("securechat key backup v1", "securechat key backup v2"), V.inputs.passphrase))).toBe("backup_corrupt");
     expect(await codeOf(openKeyBackup(`${V.file}extra\n`, V.inputs.passphrase))).toBe("backup_corrupt");
     expect(await codeOf(openKeyBackup(V.file.replace(/salt=\S+/, "salt=AAAA"), V.inputs.passphrase))).toBe("backup_corrupt");
-  });
+  }, ARGON2_TESTS_MS);
 
   test("a file sealed by its maker with a server that is no server address (a path that climbs out of the client home) is backup_corrupt: import never writes outside accounts/", async () => {
     const key = ed25519Generate();
@@ -98,7 +101,7 @@ describe("key import's reading of a backup", () => {
     // A real server address still opens.
     const fine = await openKeyBackup(await sealKeyBackup(key, "alice", "[::1]:7447", V.inputs.passphrase, p), V.inputs.passphrase);
     expect(fine.server).toBe("[::1]:7447");
-  });
+  }, ARGON2_TESTS_MS);
 });
 
 describe("key export's file", () => {
