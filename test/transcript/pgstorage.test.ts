@@ -9,7 +9,7 @@ import type { SQL } from "bun";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { LogFields, Logger } from "../../src/log.ts";
-import { acquireLease } from "../../src/store/pg/log.ts";
+import { acquireLease, renewLease } from "../../src/store/pg/log.ts";
 import { openPg } from "../../src/store/pg/pg.ts";
 import { writeDirectory } from "../../src/transcript/pgread.ts";
 import { PgStorage, type PgStorageOptions } from "../../src/transcript/pgstorage.ts";
@@ -173,6 +173,36 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
     expect(events.some((e) => e.event === "transcript_fenced")).toBe(true);
     expect(a.stopped).toBe(true);
   });
+
+  test("a database restarted after the lease expired gives its holder a whole lease to renew before another may take it; an ordinary expiry does not wait", async () => {
+    const own = await startPostgres({ fsync: false });
+    let db = openPg(own.url, { max: 2 });
+    try {
+      const s = (await PgStorage.open(db, { holder: "node-a", log: collectingLog().log, renewMs: NEVER }))!;
+      expect(s.epoch).toBe(1);
+      // The database goes down for longer than the lease: node-a could not renew.
+      await db`UPDATE log_lease SET expires_at = now() - interval '10 seconds'`;
+      await db.close();
+      await own.restart();
+      db = openPg(own.url, { max: 2 });
+      expect(await acquireLease(db, "node-b", 2000)).toBeNull();
+      expect(await renewLease(db, 1, 2000)).toBe(true);
+      // Had node-a not come back, node-b takes the lease a lease after the database's start.
+      await own.restart();
+      await db.close();
+      db = openPg(own.url, { max: 2 });
+      await db`UPDATE log_lease SET expires_at = now() - interval '10 seconds'`;
+      expect(await acquireLease(db, "node-b", 2000)).toBeNull();
+      await until(async () => (await acquireLease(db, "node-b", 2000)) === 2);
+      // An ordinary expiry, the database up all along: taken at once.
+      await db`UPDATE log_lease SET expires_at = now() - interval '1 millisecond'`;
+      expect(await acquireLease(db, "node-c", 2000)).toBe(3);
+      s.close();
+    } finally {
+      await db.close().catch(() => {});
+      await own.stop();
+    }
+  }, 120_000);
 
   test("a writer process stopped with SIGSTOP past its lease, then continued: it appends nothing more, says it is fenced, and the log verifies", async () => {
     await fresh();

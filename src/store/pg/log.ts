@@ -58,10 +58,19 @@ export class FencedError extends SecureChatError {
   }
 }
 
-/** The lease, if `holder` may take it now: its new epoch; null while another holds it. */
+/**
+ * The lease, if `holder` may take it now: its new epoch; null while another
+ * holds it. A lease is free once it has expired — but when the database
+ * itself started after the lease expired (it was down, or restarted, and no
+ * holder could renew), the holder gets a whole lease from the database's
+ * start to renew it, so an outage of the database does not move the chat
+ * core (and end every session) when the core is still there.
+ */
 export async function acquireLease(sql: SQL, holder: string, leaseMs = LEASE_MS): Promise<number | null> {
   return sql.begin(async (tx) => {
-    const rows = await tx`SELECT holder, epoch, expires_at <= now() AS expired FROM log_lease WHERE id = 1 FOR UPDATE`;
+    const rows = await tx`SELECT holder, epoch,
+                                 expires_at <= now() AND (pg_postmaster_start_time() <= expires_at OR now() >= pg_postmaster_start_time() + make_interval(secs => ${leaseMs / 1000})) AS expired
+                          FROM log_lease WHERE id = 1 FOR UPDATE`;
     let epoch: number;
     if (rows.length === 0) {
       epoch = Number((await tx`SELECT epoch FROM log_head WHERE id = 1`)[0].epoch) + 1;
