@@ -181,10 +181,17 @@ export class ChatWindow {
         this.#nicks.get(e.room)?.add(e.user);
         if (this.ignores.has(e.user) || this.#rejoined(e.room, e.user)) return;
         return this.#print(e);
-      case "disconnected":
-        this.#rejoining ??= new Map([...this.#nicks].map(([room, users]) => [room, new Set(users)]));
+      case "disconnected": {
+        // A new outage, or another within the quiet time of the last: who is in each room now is coming back too.
+        if (this.#rejoining === null || Date.now() >= this.#rejoiningUntil) this.#rejoining = new Map();
+        for (const [room, users] of this.#nicks) {
+          const back = this.#rejoining.get(room) ?? new Set();
+          for (const u of users) back.add(u);
+          this.#rejoining.set(room, back);
+        }
         this.#rejoiningUntil = Number.POSITIVE_INFINITY;
         return this.#print(e);
+      }
       case "reconnected":
         this.#rejoiningUntil = Date.now() + REJOIN_QUIET_MS;
         return this.#print(e);

@@ -6,7 +6,7 @@
  * history), the user's own lines pending until acknowledged and then in the
  * server's order, and what Tab and Alt-keys do.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setSystemTime, test } from "bun:test";
 import type { ChatEvent } from "../../src/client/chat.ts";
 import { ChatWindow, type Ignores, type Rooms, type WindowScreen } from "../../src/client/chatwindow.ts";
 import type { IgnoreChange } from "../../src/client/ignores.ts";
@@ -280,6 +280,27 @@ describe("rooms as windows", () => {
     expect(screen.printed.at(-1)).toMatch(/bob joined general/);
     expect(screen.printed.filter((l) => l.includes("carol joined"))).toEqual([]);
     expect(win.complete("", true).sort()).toEqual(["bob: ", "carol: ", "dave: "]);
+  });
+
+  test("a second outage long after the first: those in the room then are not announced either (the quiet list is taken again)", () => {
+    const { screen, win, join } = setup();
+    const outage = (back: string[]) => {
+      win.show({ type: "disconnected", reason: "connection: server closed the connection" });
+      win.show({ type: "room", room: "general", users: ["alice"], seq: 0 });
+      win.show({ type: "reconnected", after_ms: 1000, rooms: [{ room: "general", missed: 0, gap: 0 }] });
+      for (const user of back) win.show({ type: "joined", room: "general", user, ts: 0 });
+    };
+    try {
+      setSystemTime(new Date("2026-12-03T10:00:00Z"));
+      join("general", ["alice", "bob"]);
+      outage(["bob"]);
+      win.show({ type: "joined", room: "general", user: "carol", ts: 0 }); // a newcomer
+      setSystemTime(new Date("2026-12-03T10:30:00Z"));
+      outage(["bob", "carol"]);
+      expect(screen.printed.filter((l) => l.includes(" joined "))).toEqual([expect.stringContaining("carol joined general")]);
+    } finally {
+      setSystemTime();
+    }
   });
 
   test("Tab after @ completes @names, at the start of a line and after other words", () => {
