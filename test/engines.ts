@@ -48,8 +48,8 @@ export interface EngineHandle {
   readonly pid: number;
   /** Its temporary directory, removed by stop(). */
   readonly dir: string;
-  /** Stops the server and starts it again on the same port. `crash` stops it as a crash would. */
-  restart(opts?: { crash?: boolean }): Promise<void>;
+  /** Stops the server and starts it again on the same port. `crash` stops it as a crash would; `downMs`: it stays down that long. */
+  restart(opts?: { crash?: boolean; downMs?: number }): Promise<void>;
   /** Stops the server and removes its directory; idempotent. */
   stop(): Promise<void>;
   /** User+system CPU seconds used by the server's processes since they started (this run only). */
@@ -374,6 +374,7 @@ async function supervise(s: Supervised): Promise<Omit<EngineHandle, "url">> {
     async restart(o = {}) {
       if (stopped) throw new Error(`${s.what} was stopped`);
       await down(o.crash ? s.crashSignal : s.stopSignal);
+      if (o.downMs) await Bun.sleep(o.downMs);
       await launch();
     },
     async stop() {

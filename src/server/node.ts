@@ -110,6 +110,9 @@ interface Elected {
   sweep: ReturnType<typeof setInterval>;
 }
 
+/** How often a node whose elections keep failing says so again in the log. */
+const ELECTION_LOG_MS = 30_000;
+
 export class ClusterNode {
   readonly node: string;
   readonly edge: ClusterEdge;
@@ -125,6 +128,8 @@ export class ClusterNode {
   readonly #elect: ReturnType<typeof setInterval>;
   #core: Elected | null = null;
   #electing: Promise<void> | null = null;
+  /** Since when elections fail (the database is out of reach), and when that was last logged: once, then every ELECTION_LOG_MS. */
+  #electionFailing: { since: number; logged: number } | null = null;
   #stopping = false;
 
   private constructor(p: { opts: NodeOptions; node: string; hostKey: HostKey; serverOpts: ServerOptions; sql: SQL; links: RedisLink[]; bus: Bus; liveness: Liveness; edge: ClusterEdge }) {
@@ -222,8 +227,18 @@ export class ClusterNode {
         renewMs: this.#opts.renewMs,
       });
     } catch (e) {
-      this.#log.warn("election_failed", { node: this.node, error: e instanceof Error ? e.message : String(e), effect: "tried again in a second" });
+      const now = Date.now();
+      const f = this.#electionFailing;
+      if (!f || now - f.logged >= ELECTION_LOG_MS) {
+        this.#electionFailing = { since: f?.since ?? now, logged: now };
+        const fields = { node: this.node, error: e instanceof Error ? e.message : String(e), effect: "tried again every second", ...(f ? { for_s: Math.round((now - f.since) / 1000) } : {}) };
+        this.#log.warn("election_failed", fields);
+      }
       return;
+    }
+    if (this.#electionFailing) {
+      this.#log.info("election_ok", { node: this.node, after_s: Math.round((Date.now() - this.#electionFailing.since) / 1000) });
+      this.#electionFailing = null;
     }
     if (!journal) return;
     if (this.#stopping) {

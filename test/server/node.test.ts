@@ -196,4 +196,21 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
       await sql.close();
     }
   });
+
+  test("PostgreSQL restarts under the nodes: a node that is not the core says its elections fail once (not four times a second) and when they work again; the core stays", async () => {
+    // (run alone, this test starts its own core)
+    const core = nodes.find((n) => n.epoch !== null) ?? (await startNode("node-core"));
+    await waitFor("a core", () => core.epoch !== null, 30_000);
+    const epoch = core.epoch;
+    const d = await startNode("node-d");
+    const mark = events.length;
+    // down for longer than the lease: without the lease kept for its holder from the database's start, node-d could take over
+    await pg.restart({ crash: true, downMs: LEASE_MS * 2 });
+    await waitFor("node-d's elections to work again", () => events.slice(mark).some((e) => e.event === "election_ok" && e.fields.node === "node-d"), 60_000);
+    const failed = events.slice(mark).filter((e) => e.event === "election_failed" && e.fields.node === "node-d");
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.level).toBe("warn");
+    expect(d.epoch).toBeNull();
+    expect(core.epoch).toBe(epoch);
+  });
 });
