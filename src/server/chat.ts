@@ -554,9 +554,10 @@ export class Chat {
         room.seq += 1;
         const msg: RoomMessage = { type: "message", room: room.name, seq: room.seq, ts, from: m.user, text: req.text, ...(req.action ? { action: true } : {}) };
         const receipt = this.journal.append({ kind: "message", message: msg, ...(req.cid ? { cid: req.cid } : {}) });
-        this.#remember(m, req, { seq: msg.seq, ts, receipt });
-        this.#relay(room.members, m, encodeMessage(msg), receipt, (o) => room.members.has(o));
-        return this.#ack(m, req.id, msg.seq, ts, receipt);
+        const at = receipt.ts ?? ts;
+        this.#remember(m, req, { seq: msg.seq, ts: at, receipt });
+        this.#relay(room.members, m, encodeMessage({ ...msg, ts: at }), receipt, (o) => room.members.has(o));
+        return this.#ack(m, req.id, msg.seq, at, receipt);
       }
       case "dm": {
         if (this.#repeated(m, req)) return;
@@ -571,10 +572,11 @@ export class Chat {
         this.#directSeq += 1;
         const msg: Message<"direct"> = { type: "direct", seq: this.#directSeq, ts, from: m.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
         const receipt = this.journal.append({ kind: "direct", message: msg, ...(to ? {} : { stored: true }), ...(req.cid ? { cid: req.cid } : {}) });
-        this.#remember(m, req, { seq: msg.seq, ts, receipt, ...(to ? {} : { stored: true }) });
+        const at = receipt.ts ?? ts;
+        this.#remember(m, req, { seq: msg.seq, ts: at, receipt, ...(to ? {} : { stored: true }) });
         const targets = new Set([...(to ?? []), ...(this.#online.get(m.user) ?? [])]);
-        this.#relay(targets, m, encodeMessage(msg), receipt, (o) => this.#state.has(o));
-        return this.#ack(m, req.id, msg.seq, ts, receipt, !to, this.#away.get(req.to));
+        this.#relay(targets, m, encodeMessage({ ...msg, ts: at }), receipt, (o) => this.#state.has(o));
+        return this.#ack(m, req.id, msg.seq, at, receipt, !to, this.#away.get(req.to));
       }
       case "who": {
         const room = this.#visible(m.user, req.room);
@@ -677,15 +679,16 @@ export class Chat {
     const at = req.room !== undefined ? { room: req.room } : { to: req.to! };
     const who = { ...at, seq: req.seq, user: m.user, session: m.session, ...(kept.tseq !== undefined ? { ref: kept.tseq } : {}), ts, ...(req.cid ? { cid: req.cid } : {}) };
     const receipt = this.journal.append(req.type === "edit" ? { kind: "edit", ...who, text: req.text } : { kind: "delete", ...who });
-    this.#remember(m, req, { seq: req.seq, ts, receipt });
+    const when = receipt.ts ?? ts;
+    this.#remember(m, req, { seq: req.seq, ts: when, receipt });
     const json = encodeMessage(
       req.type === "edit"
-        ? { type: "edited", ...at, seq: req.seq, ts, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
-        : { type: "deleted", ...at, seq: req.seq, ts, by: m.user },
+        ? { type: "edited", ...at, seq: req.seq, ts: when, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
+        : { type: "deleted", ...at, seq: req.seq, ts: when, by: m.user },
     );
     const room = req.room;
     this.#relay(told, m, json, receipt, (o) => (room === undefined ? this.#state.has(o) : this.#rooms.get(room)?.members.has(o) === true));
-    return this.#ack(m, req.id, req.seq, ts, receipt);
+    return this.#ack(m, req.id, req.seq, when, receipt);
   }
 
   /**

@@ -78,6 +78,12 @@ export interface Receipt {
   /** The transcript entry's seq and hash (the chain head after it), if recorded in a transcript. */
   seq?: number;
   hash?: string;
+  /**
+   * The entry's `ts` (TRANSCRIPT.md §2.3): the writer's clock, never before
+   * the last entry's. A recorded message, DM or change carries it, live and
+   * in its ack, so that they show the time history and the transcript show.
+   */
+  ts?: number;
   durable?: Promise<void>;
 }
 

@@ -192,7 +192,7 @@ export class TranscriptJournal extends WriterJournal implements Journal {
         this.#unsaved.push(u);
         if (!this.#watching) this.#watch(entry.seq, durable);
       }
-      return { seq: entry.seq, hash: entry.hash, durable: handled(durable) };
+      return { seq: entry.seq, hash: entry.hash, ts: entry.ts, durable: handled(durable) };
     } catch (err) {
       // Not recorded: what others were shown stays in memory, as for a message whose write failed.
       if (e.kind === "message") this.rooms.add(e.message);

@@ -417,7 +417,7 @@ export class PgJournal extends WriterJournal implements Journal {
         break;
       }
     }
-    return { seq: entry.seq, hash: entry.hash, durable: handled(durable) };
+    return { seq: entry.seq, hash: entry.hash, ts: entry.ts, durable: handled(durable) };
   }
 
   recent(room: string, limit: number): RoomMessage[] {
