@@ -26,6 +26,7 @@
  * Never fails on speed; throws only if a measurement could not be made.
  */
 import { RedisClient, SQL } from "bun";
+import os from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { requireEngines, startPostgres, startRedis, type PostgresHandle, type RedisHandle } from "../test/engines.ts";
@@ -35,11 +36,13 @@ export const SETUPS = ["node (files)", "1-node cluster", "2-node cluster"] as co
 export type Setup = (typeof SETUPS)[number];
 
 export interface ClusterConfig extends LatencyConfig {
-  n: number;
+  /** Room sizes (the latency rows'). */
+  sizes: number[];
 }
 
 export interface ClusterRun {
   setup: Setup;
+  n: number;
   latency: Omit<LatencyResult, "impl" | "serverCores" | "serverCpuPerMillion">;
   /** CPU-seconds per million deliveries, by process group ("node 1 (core)", "node 2", "redis", "postgres", "nodes", "all"). */
   cpuPerMillion: Record<string, number>;
@@ -50,6 +53,8 @@ export interface ClusterResult {
   runs: ClusterRun[];
   postgres: string;
   redis: string;
+  /** The machine's 1-minute load average when the section started and ended (other jobs share the cores). */
+  load: [number, number];
 }
 
 const NODE_START_MS = 120_000;
@@ -86,7 +91,7 @@ async function flushRedis(redis: RedisHandle): Promise<void> {
   }
 }
 
-async function runSetup(setup: Setup, round: number, cfg: ClusterConfig, pg: PostgresHandle, redis: RedisHandle): Promise<ClusterRun> {
+async function runSetup(setup: Setup, n: number, round: number, cfg: ClusterConfig, pg: PostgresHandle, redis: RedisHandle): Promise<ClusterRun> {
   const engines: Measured[] = [
     { name: "redis", cpuSeconds: () => redis.cpuSeconds() },
     { name: "postgres", cpuSeconds: () => pg.cpuSeconds() },
@@ -98,15 +103,15 @@ async function runSetup(setup: Setup, round: number, cfg: ClusterConfig, pg: Pos
     let generator: string[];
     if (setup === "node (files)") {
       const impl = IMPLS.find((i) => i.name === "sc+transcript")!;
-      const { server, gen } = await startServer(impl, { tmp, users: cfg.n, credsPath }, children);
+      const { server, gen } = await startServer(impl, { tmp, users: n, credsPath }, children);
       nodes = [{ name: "node 1", cpuSeconds: () => cpuSeconds(server.pid) }];
       ports = [gen.port];
       generator = impl.generator(gen);
     } else {
       await flushRedis(redis);
-      const env = { SECURECHAT_DATABASE_URL: await freshDatabase(pg, `bench_${setup === "1-node cluster" ? 1 : 2}_${round}`), SECURECHAT_REDIS_URL: redis.url };
+      const env = { SECURECHAT_DATABASE_URL: await freshDatabase(pg, `bench_${setup === "1-node cluster" ? 1 : 2}_${n}_${round}`), SECURECHAT_REDIS_URL: redis.url };
       const hostKey = ["--host-key", join(tmp, "host_key")];
-      const first = await startNode(env, [...hostKey, "--users", String(cfg.n), "--creds", credsPath], children, "the first node's port");
+      const first = await startNode(env, [...hostKey, "--users", String(n), "--creds", credsPath], children, "the first node's port");
       if (!first.core) throw new Error("bench/cluster: the first node did not become the core");
       const started = [first];
       if (setup === "2-node cluster") started.push(await startNode(env, hostKey, children, "the second node's port"));
@@ -114,13 +119,14 @@ async function runSetup(setup: Setup, round: number, cfg: ClusterConfig, pg: Pos
       ports = started.map((s) => s.port);
       generator = ["client.ts", "--mode", "secure", "--creds", credsPath];
     }
-    const w = await latencyWindow(setup, generator, ports, cfg.n, cfg, [...nodes, ...engines], children);
+    const w = await latencyWindow(setup, generator, ports, n, cfg, [...nodes, ...engines], children);
     // The sums from the same readings (a second reading would differ by a clock tick).
     const sum = (fig: Record<string, number>, names: string[]): number => names.reduce((t, k) => t + fig[k]!, 0);
     const nodeNames = nodes.map((m) => m.name);
     const allNames = [...nodeNames, ...engines.map((m) => m.name)];
     return {
       setup,
+      n,
       latency: w.result,
       cpuPerMillion: { ...w.cpuPerMillion, nodes: sum(w.cpuPerMillion, nodeNames), all: sum(w.cpuPerMillion, allNames) },
       cores: { ...w.cores, nodes: sum(w.cores, nodeNames), all: sum(w.cores, allNames) },
@@ -129,8 +135,9 @@ async function runSetup(setup: Setup, round: number, cfg: ClusterConfig, pg: Pos
 }
 
 /** Runs every setup `runs` times, interleaved (one of each per round). */
-export async function runCluster(cfg: ClusterConfig, runs: number, progress: (s: string) => void, onError: (setup: Setup, e: unknown) => void): Promise<ClusterResult | null> {
+export async function runCluster(cfg: ClusterConfig, runs: number, progress: (s: string) => void, onError: (what: string, e: unknown) => void): Promise<ClusterResult | null> {
   if (!requireEngines("postgres", "redis")) return null;
+  const loadBefore = os.loadavg()[0]!;
   const pg = await startPostgres({ fsync: true });
   let redis: RedisHandle | null = null;
   try {
@@ -138,20 +145,20 @@ export async function runCluster(cfg: ClusterConfig, runs: number, progress: (s:
     const versions = await engineVersions(pg, redis);
     const out: ClusterRun[] = [];
     for (let r = 1; r <= runs; r++) {
-      for (const setup of SETUPS) {
+      for (const n of cfg.sizes) for (const setup of SETUPS) {
         try {
-          const run = await runSetup(setup, r, cfg, pg, redis);
+          const run = await runSetup(setup, n, r, cfg, pg, redis);
           out.push(run);
           const l = run.latency;
           progress(
-            `cluster ${setup} N=${cfg.n} @ ${cfg.rate}/s: p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} ms, ack p50 ${l.ackP50.toFixed(2)} p99 ${l.ackP99.toFixed(2)} ms, ${Math.round(l.rate)} deliveries/s, all CPU-s/1M ${run.cpuPerMillion.all!.toFixed(2)}${l.capped || l.missing ? ", CAPPED" : ""}${runs > 1 ? ` (run ${r}/${runs})` : ""}`,
+            `cluster ${setup} N=${n} @ ${cfg.rate}/s: p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} ms, ack p50 ${l.ackP50.toFixed(2)} p99 ${l.ackP99.toFixed(2)} ms, ${Math.round(l.rate)} deliveries/s, all CPU-s/1M ${run.cpuPerMillion.all!.toFixed(2)}${l.capped || l.missing ? ", CAPPED" : ""}${runs > 1 ? ` (run ${r}/${runs})` : ""}`,
           );
         } catch (e) {
-          onError(setup, e);
+          onError(`${setup} N=${n}`, e);
         }
       }
     }
-    return { runs: out, ...versions };
+    return { runs: out, ...versions, load: [loadBefore, os.loadavg()[0]!] };
   } finally {
     await redis?.stop();
     await pg.stop();
@@ -173,7 +180,23 @@ async function engineVersions(pg: PostgresHandle, redis: RedisHandle): Promise<{
 
 /** The section's table: one column per setup, medians over runs. */
 export function clusterTable(res: ClusterResult, cfg: ClusterConfig, fmt: (x: number | null | undefined, digits?: number) => string): string[] {
-  const by = (s: Setup) => res.runs.filter((r) => r.setup === s);
+  const out: string[] = [];
+  for (const n of cfg.sizes) out.push(...sizeTable(res, n, cfg, fmt), "");
+  const capped = res.runs.filter((r) => r.latency.capped || r.latency.missing > 0 || r.latency.ackMissing > 0);
+  const coreName = Object.keys(res.runs.find((r) => r.setup === "2-node cluster")?.cpuPerMillion ?? {}).find((k) => k.includes("(core)")) ?? "node 1";
+  return [
+    `The cluster (--only cluster): N members in one room, open loop at ${fmt(cfg.rate)} deliveries/s, ${cfg.seconds} s window after ${cfg.warmupMs / 1000} s, PostgreSQL ${res.postgres} (fsync and synchronous_commit on), Redis ${res.redis}; load average ${fmt(res.load[0], 1)} at the start, ${fmt(res.load[1], 1)} at the end`,
+    "",
+    ...out,
+    "node (files): the single node writing its transcript as serve does (--fsync batch: an ack waits for the group fsync); the engines run idle beside it.",
+    `1-node cluster: one cluster node (core and edge) on PostgreSQL and Redis. 2-node cluster: the core is ${coreName}; members alternate between the nodes.`,
+    "say → ack: from a say's scheduled send to its ack (on a cluster the ack waits for the entry's PostgreSQL commit).",
+    ...(capped.length > 0 ? [`cluster: could not keep up in ${capped.map((r) => `${r.setup} N=${r.n} (${r.latency.capped ? "outstanding cap hit, " : ""}${r.latency.missing} deliveries and ${r.latency.ackMissing} acks missing, counted at their lower bound)`).join("; ")}`] : []),
+  ];
+}
+
+function sizeTable(res: ClusterResult, n: number, cfg: ClusterConfig, fmt: (x: number | null | undefined, digits?: number) => string): string[] {
+  const by = (s: Setup) => res.runs.filter((r) => r.setup === s && r.n === n);
   const med = (s: Setup, f: (r: ClusterRun) => number | undefined): number | null => {
     const xs = by(s).map(f).filter((x): x is number => typeof x === "number" && Number.isFinite(x));
     return xs.length > 0 ? median(xs) : null;
@@ -196,7 +219,8 @@ export function clusterTable(res: ClusterResult, cfg: ClusterConfig, fmt: (x: nu
     ["cores busy: total", 2, (s) => med(s, (r) => r.cores.all)],
     ["load generator cores", 2, (s) => med(s, (r) => r.latency.generatorCores)],
   ];
-  const header = ["", ...SETUPS, "2-node/files", "2-node/1-node"];
+  const runs = Math.max(...SETUPS.map((s) => by(s).length));
+  const header = [`N=${n}, ${runs === 1 ? "one run" : `medians of ${runs} runs`}`, ...SETUPS, "2-node/files", "2-node/1-node"];
   const body = rows.map(([metric, digits, f]) => {
     const v = SETUPS.map(f);
     const ratio = (a: number | null, b: number | null): string => (a === null || b === null || b === 0 ? "-" : `${fmt(a / b, 2)}×`);
@@ -204,19 +228,5 @@ export function clusterTable(res: ClusterResult, cfg: ClusterConfig, fmt: (x: nu
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
-  const runs = Math.max(...SETUPS.map((s) => by(s).length));
-  const capped = res.runs.filter((r) => r.latency.capped || r.latency.missing > 0 || r.latency.ackMissing > 0);
-  const coreName = (s: Setup): string => cpuKeys(s).find((k) => k.includes("(core)")) ?? "node 1";
-  return [
-    `The cluster (--only cluster): N=${cfg.n} in one room, open loop at ${fmt(cfg.rate)} deliveries/s, ${cfg.seconds} s window after ${cfg.warmupMs / 1000} s, ${runs === 1 ? "one run" : `medians of ${runs} runs`}; PostgreSQL ${res.postgres} (fsync and synchronous_commit on), Redis ${res.redis}`,
-    "",
-    line(header),
-    line(widths.map((w) => "-".repeat(w))),
-    ...body.map(line),
-    "",
-    "node (files): the single node writing its transcript as serve does (--fsync batch: an ack waits for the group fsync); the engines run idle beside it.",
-    `1-node cluster: one cluster node (core and edge) on PostgreSQL and Redis. 2-node cluster: node 1 is the core (${coreName("2-node cluster")}), members alternate between the nodes.`,
-    "say → ack: from a say's scheduled send to its ack (on a cluster the ack waits for the entry's PostgreSQL commit).",
-    ...(capped.length > 0 ? [`cluster: could not keep up in ${capped.map((r) => `${r.setup} (${r.latency.capped ? "outstanding cap hit " : ""}${r.latency.missing} deliveries and ${r.latency.ackMissing} acks missing, counted at their lower bound)`).join("; ")}`] : []),
-  ];
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...body.map(line)];
 }

@@ -117,7 +117,7 @@ const CONFIG = full
       logins: { warmupMs: 1000, seconds: 5, concurrency: 16 },
       coldRuns: 21,
       abuse: { seconds: 10, maxSeconds: 30, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: true } satisfies AbuseConfig,
-      cluster: { n: 100, rate: 50_000, warmupMs: 2000, seconds: 5, drainMs: 1000 },
+      cluster: { sizes: [100, 500], rate: 50_000, warmupMs: 2000, seconds: 5, drainMs: 1000 },
     }
   : {
       mode: "quick",
@@ -128,7 +128,7 @@ const CONFIG = full
       logins: { warmupMs: 500, seconds: 2, concurrency: 16 },
       coldRuns: 5,
       abuse: { seconds: 3, maxSeconds: 10, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: false } satisfies AbuseConfig,
-      cluster: { n: 100, rate: 50_000, warmupMs: 1000, seconds: 3, drainMs: 500 },
+      cluster: { sizes: [100], rate: 50_000, warmupMs: 1000, seconds: 3, drainMs: 500 },
     };
 CONFIG.runs = overrides.get("--runs") ?? CONFIG.runs;
 CONFIG.idle.conns = overrides.get("--conns") ?? CONFIG.idle.conns;
@@ -233,10 +233,10 @@ if (only.has("abuse")) {
 }
 if (only.has("cluster")) {
   cluster = await attempt("cluster", SUBJECT, () =>
-    runCluster(CONFIG.cluster, CONFIG.runs, progress, (setup, e) => {
+    runCluster(CONFIG.cluster, CONFIG.runs, progress, (what, e) => {
       const error = e instanceof Error ? e.message : String(e);
-      errors.push({ what: `cluster ${setup}`, impl: SUBJECT, error });
-      progress(`  cluster ${setup}: FAILED: ${error}`);
+      errors.push({ what: `cluster ${what}`, impl: SUBJECT, error });
+      progress(`  cluster ${what}: FAILED: ${error}`);
     }),
   );
   if (cluster === null && !errors.some((e) => e.what === "cluster")) notes.push("cluster: not run — PostgreSQL or Redis not installed (apt-get install postgresql redis-server)");
