@@ -394,23 +394,20 @@ function readMark(e: Record<string, unknown>, server: { pid: number }, gen: Subp
   };
 }
 
+/** Starts a room generator (its script and impl flags, then `mode`'s) for N members on `ports`; resolves once all have joined. */
+async function startGenerator(label: string, generator: string[], ports: number[], n: number, mode: string[], children: Subprocess[]) {
+  const client = spawnScript([...generator, "--port", ports.join(","), "--n", String(n), "--senders", String(sendersFor(n)), ...mode]);
+  children.push(client);
+  const lines = new Lines(client.stdout);
+  const ready = await lines.expect("ready", `the ${label} generator to connect ${n} members`, 120_000);
+  return { client, lines, ready };
+}
+
 export async function runThroughput(impl: Impl, n: number, cfg: ThroughputConfig): Promise<ThroughputResult> {
   const senders = sendersFor(n);
   return withScratch("load", async (tmp, children) => {
     const { server, gen } = await startServer(impl, { tmp, users: n, credsPath: join(tmp, "creds.json") }, children);
-    const client = spawnScript([
-      ...impl.generator(gen),
-      "--port", String(gen.port),
-      "--n", String(n),
-      "--senders", String(senders),
-      "--window", String(cfg.window),
-      "--warmup", String(cfg.warmupMs),
-      "--sample", String(cfg.sampleMs),
-      "--samples", String(cfg.samples),
-    ]);
-    children.push(client);
-    const lines = new Lines(client.stdout);
-    const ready = await lines.expect("ready", `the ${impl.name} generator to connect ${n} members`, 120_000);
+    const { client, lines, ready } = await startGenerator(impl.name, impl.generator(gen), [gen.port], n, ["--window", String(cfg.window), "--warmup", String(cfg.warmupMs), "--sample", String(cfg.sampleMs), "--samples", String(cfg.samples)], children);
     const marks: Mark[] = [];
     for (let i = 0; i <= cfg.samples; i++) {
       marks.push(readMark(await lines.expect("mark", "a sample mark", cfg.warmupMs + cfg.sampleMs + 15_000), server, client));
@@ -494,19 +491,7 @@ export interface LatencyWindow {
  */
 export async function latencyWindow(label: string, generator: string[], ports: number[], n: number, cfg: LatencyConfig, measured: Measured[], children: Subprocess[]): Promise<LatencyWindow> {
   const senders = sendersFor(n);
-  const client = spawnScript([
-    ...generator,
-    "--port", ports.join(","),
-    "--n", String(n),
-    "--senders", String(senders),
-    "--rate", String(cfg.rate),
-    "--warmup", String(cfg.warmupMs),
-    "--seconds", String(cfg.seconds),
-    "--drain", String(cfg.drainMs),
-  ]);
-  children.push(client);
-  const lines = new Lines(client.stdout);
-  await lines.expect("ready", `the ${label} generator to connect ${n} members`, 120_000);
+  const { client, lines } = await startGenerator(label, generator, ports, n, ["--rate", String(cfg.rate), "--warmup", String(cfg.warmupMs), "--seconds", String(cfg.seconds), "--drain", String(cfg.drainMs)], children);
   const read = (e: Record<string, unknown>) => ({ t: e.t as number, deliveries: e.deliveries as number, cpu: measured.map((m) => m.cpuSeconds()), generatorCpu: cpuSeconds(client.pid) });
   const a = read(await lines.expect("mark", "the start of the latency window", cfg.warmupMs + 15_000));
   const b = read(await lines.expect("mark", "the end of the latency window", cfg.seconds * 1000 + 15_000));

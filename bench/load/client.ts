@@ -127,32 +127,37 @@ function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
 /** Scheduled send times in [winStart, winEnd) are measured. */
 let winStart = Number.POSITIVE_INFINITY;
 let winEnd = Number.NEGATIVE_INFINITY;
-let latencies = new Float64Array(offered > 0 ? Math.ceil(offered * (latencySeconds + 1) * 1.2) + 1024 : 0);
-let latCount = 0;
+/** Latencies (ms) of what was scheduled inside the window, in a buffer that grows. */
+class Timings {
+  #values: Float64Array;
+  count = 0;
 
-function recordLatency(scheduled: number, now: number): void {
-  if (scheduled < winStart || scheduled >= winEnd) return;
-  if (latCount === latencies.length) {
-    const bigger = new Float64Array(latencies.length * 2);
-    bigger.set(latencies);
-    latencies = bigger;
+  constructor(initial: number) {
+    this.#values = new Float64Array(initial);
   }
-  latencies[latCount++] = now - scheduled;
+
+  record(scheduled: number, now: number): void {
+    if (scheduled < winStart || scheduled >= winEnd) return;
+    if (this.count === this.#values.length) {
+      const bigger = new Float64Array(Math.max(1024, this.#values.length * 2));
+      bigger.set(this.#values);
+      this.#values = bigger;
+    }
+    this.#values[this.count++] = now - scheduled;
+  }
+
+  /** Sorted, with `missing` more at `lowerBound` (what never arrived, counted at its least). */
+  sorted(missing: number, lowerBound: number): Float64Array {
+    const all = new Float64Array(this.count + missing);
+    all.set(this.#values.subarray(0, this.count));
+    all.fill(lowerBound, this.count);
+    return all.sort();
+  }
 }
 
-/** Say → ack latencies (secure mode) of says scheduled inside the window. */
-let ackLatencies = new Float64Array(offered > 0 ? 1024 : 0);
-let ackCount = 0;
-
-function recordAckLatency(scheduled: number, now: number): void {
-  if (scheduled < winStart || scheduled >= winEnd) return;
-  if (ackCount === ackLatencies.length) {
-    const bigger = new Float64Array(ackLatencies.length * 2);
-    bigger.set(ackLatencies);
-    ackLatencies = bigger;
-  }
-  ackLatencies[ackCount++] = now - scheduled;
-}
+/** Send → receive of every delivery; say → ack (secure mode) of every say. */
+const deliveryTimes = new Timings(offered > 0 ? Math.ceil(offered * (latencySeconds + 1) * 1.2) + 1024 : 0);
+const ackTimes = new Timings(offered > 0 ? 1024 : 0);
 
 const ID_FIELD = utf8('"id":');
 
@@ -299,7 +304,7 @@ class SecureMember implements Member {
       if (startsWith(part, MESSAGE_PREFIX)) {
         if (running) {
           deliveries++;
-          if (offered > 0) recordLatency(sentTimeOfPart(part), now);
+          if (offered > 0) deliveryTimes.record(sentTimeOfPart(part), now);
         }
         continue;
       }
@@ -349,7 +354,7 @@ class SecureMember implements Member {
     const t = this.scheduled.get(id);
     if (t === undefined) return;
     this.scheduled.delete(id);
-    recordAckLatency(t, now);
+    ackTimes.record(t, now);
   }
 
   sendTimed(times: number[]): void {
@@ -420,7 +425,7 @@ class BareMember implements Member {
           if (running) acks++;
         } else if (running) {
           deliveries++;
-          if (offered > 0 && body.length >= 8) recordLatency(new DataView(body.buffer, body.byteOffset, 8).getFloat64(0, true), now);
+          if (offered > 0 && body.length >= 8) deliveryTimes.record(new DataView(body.buffer, body.byteOffset, 8).getFloat64(0, true), now);
         }
       });
     } catch (e) {
@@ -529,21 +534,14 @@ async function latency(members: Member[]): Promise<void> {
     clearInterval(timer);
   }
   const end = performance.now();
-  // Deliveries of window messages that never arrived: counted at their lower bound.
-  const expected = sentInWindow * (n - 1);
-  const missing = Math.max(0, expected - latCount);
-  const all = new Float64Array(latCount + missing);
-  all.set(latencies.subarray(0, latCount));
-  // Lower bound for a missing one: the drain ran at least drainMs past the window's last scheduled send.
-  for (let i = latCount; i < all.length; i++) all[i] = end - winEnd;
-  all.sort();
+  // Deliveries of window messages that never arrived: counted at their lower bound
+  // (the drain ran at least drainMs past the window's last scheduled send).
+  const missing = Math.max(0, sentInWindow * (n - 1) - deliveryTimes.count);
+  const all = deliveryTimes.sorted(missing, end - winEnd);
   const windowS = (winEnd - winStart) / 1000;
   // Acks of window says that never came (secure mode): at their lower bound too.
-  const ackMissing = mode === "secure" ? Math.max(0, sentInWindow - ackCount) : 0;
-  const acksAll = new Float64Array(ackCount + ackMissing);
-  acksAll.set(ackLatencies.subarray(0, ackCount));
-  acksAll.fill(end - winEnd, ackCount);
-  acksAll.sort();
+  const ackMissing = mode === "secure" ? Math.max(0, sentInWindow - ackTimes.count) : 0;
+  const acksAll = ackTimes.sorted(ackMissing, end - winEnd);
   const ackFigures =
     mode === "secure" ? { ack_p50: percentile(acksAll, 0.5), ack_p99: percentile(acksAll, 0.99), ack_p999: percentile(acksAll, 0.999), ack_count: acksAll.length, ack_missing: ackMissing } : {};
   emit({
