@@ -186,9 +186,10 @@ process.on("exit", () => {
   for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
 });
 
-function spawnScript(argv: string[]): Subprocess<"ignore", "pipe", "inherit"> {
+/** Runs a script of bench/load/ in its own process; `env` is added to this process's environment (secrets go there, never in argv). */
+export function spawnScript(argv: string[], env?: Record<string, string>): Subprocess<"ignore", "pipe", "inherit"> {
   const [script, ...rest] = argv;
-  const p = Bun.spawn([process.execPath, "run", join(LOAD, script!), ...rest], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const p = Bun.spawn([process.execPath, "run", join(LOAD, script!), ...rest], { stdin: "ignore", stdout: "pipe", stderr: "inherit", ...(env ? { env: { ...process.env, ...env } } : {}) });
   live.add(p);
   return p;
 }
@@ -289,7 +290,7 @@ export class Lines {
  * measured is the launcher itself, or the one it names with "pid" (a
  * launcher that runs the real server as its child, as ngircd.ts does).
  */
-async function startServer(impl: Impl, ctx: ServerContext, children: Subprocess[]): Promise<{ server: { pid: number }; gen: GeneratorContext }> {
+export async function startServer(impl: Impl, ctx: ServerContext, children: Subprocess[]): Promise<{ server: { pid: number }; gen: GeneratorContext }> {
   const launcher = spawnScript(impl.server(ctx));
   children.push(launcher);
   const hello = await new Lines(launcher.stdout).next(`the ${impl.name} server's port`, impl.startTimeoutMs ?? 30_000);
@@ -393,23 +394,20 @@ function readMark(e: Record<string, unknown>, server: { pid: number }, gen: Subp
   };
 }
 
+/** Starts a room generator (its script and impl flags, then `mode`'s) for N members on `ports`; resolves once all have joined. */
+async function startGenerator(label: string, generator: string[], ports: number[], n: number, mode: string[], children: Subprocess[]) {
+  const client = spawnScript([...generator, "--port", ports.join(","), "--n", String(n), "--senders", String(sendersFor(n)), ...mode]);
+  children.push(client);
+  const lines = new Lines(client.stdout);
+  const ready = await lines.expect("ready", `the ${label} generator to connect ${n} members`, 120_000);
+  return { client, lines, ready };
+}
+
 export async function runThroughput(impl: Impl, n: number, cfg: ThroughputConfig): Promise<ThroughputResult> {
   const senders = sendersFor(n);
   return withScratch("load", async (tmp, children) => {
     const { server, gen } = await startServer(impl, { tmp, users: n, credsPath: join(tmp, "creds.json") }, children);
-    const client = spawnScript([
-      ...impl.generator(gen),
-      "--port", String(gen.port),
-      "--n", String(n),
-      "--senders", String(senders),
-      "--window", String(cfg.window),
-      "--warmup", String(cfg.warmupMs),
-      "--sample", String(cfg.sampleMs),
-      "--samples", String(cfg.samples),
-    ]);
-    children.push(client);
-    const lines = new Lines(client.stdout);
-    const ready = await lines.expect("ready", `the ${impl.name} generator to connect ${n} members`, 120_000);
+    const { client, lines, ready } = await startGenerator(impl.name, impl.generator(gen), [gen.port], n, ["--window", String(cfg.window), "--warmup", String(cfg.warmupMs), "--sample", String(cfg.sampleMs), "--samples", String(cfg.samples)], children);
     const marks: Mark[] = [];
     for (let i = 0; i <= cfg.samples; i++) {
       marks.push(readMark(await lines.expect("mark", "a sample mark", cfg.warmupMs + cfg.sampleMs + 15_000), server, client));
@@ -466,35 +464,52 @@ export interface LatencyResult {
   serverCores: number;
   generatorCores: number;
   serverCpuPerMillion: number;
+  /** Say → ack latency of the window's says (ms), where the generator reports it (securechat's). */
+  ackP50: number;
+  ackP99: number;
+  ackP999: number;
+  ackMissing: number;
 }
 
-export async function runLatency(impl: Impl, n: number, cfg: LatencyConfig): Promise<LatencyResult> {
+/** A process (or a group of them) whose CPU time a latency window charges per delivery. */
+export interface Measured {
+  name: string;
+  cpuSeconds(): number;
+}
+
+export interface LatencyWindow {
+  result: Omit<LatencyResult, "impl" | "serverCores" | "serverCpuPerMillion">;
+  /** By Measured name: CPU-seconds per million deliveries, and cores busy, over the window. */
+  cpuPerMillion: Record<string, number>;
+  cores: Record<string, number>;
+}
+
+/**
+ * Runs the open-loop generator (`generator`: its script and impl-specific
+ * flags) against `ports` at cfg.rate with N members, and charges the CPU
+ * time of each of `measured` over the window to the deliveries in it.
+ */
+export async function latencyWindow(label: string, generator: string[], ports: number[], n: number, cfg: LatencyConfig, measured: Measured[], children: Subprocess[]): Promise<LatencyWindow> {
   const senders = sendersFor(n);
-  return withScratch("latency", async (tmp, children) => {
-    const { server, gen } = await startServer(impl, { tmp, users: n, credsPath: join(tmp, "creds.json") }, children);
-    const client = spawnScript([
-      ...impl.generator(gen),
-      "--port", String(gen.port),
-      "--n", String(n),
-      "--senders", String(senders),
-      "--rate", String(cfg.rate),
-      "--warmup", String(cfg.warmupMs),
-      "--seconds", String(cfg.seconds),
-      "--drain", String(cfg.drainMs),
-    ]);
-    children.push(client);
-    const lines = new Lines(client.stdout);
-    await lines.expect("ready", `the ${impl.name} generator to connect ${n} members`, 120_000);
-    const a = readMark(await lines.expect("mark", "the start of the latency window", cfg.warmupMs + 15_000), server, client);
-    const b = readMark(await lines.expect("mark", "the end of the latency window", cfg.seconds * 1000 + 15_000), server, client);
-    const lat = await lines.expect("latency", "the latency figures", cfg.drainMs + 30_000);
-    const done = await lines.expect("done", "the generator to finish", 15_000);
-    if (done.error) console.error(`bench/load: ${impl.name} latency N=${n}: ${String(done.error)}`);
-    const secs = (b.t - a.t) / 1000;
-    const deliveries = b.deliveries - a.deliveries;
-    const num = (x: unknown): number => (typeof x === "number" ? x : Number.NaN);
-    return {
-      impl: impl.name,
+  const { client, lines } = await startGenerator(label, generator, ports, n, ["--rate", String(cfg.rate), "--warmup", String(cfg.warmupMs), "--seconds", String(cfg.seconds), "--drain", String(cfg.drainMs)], children);
+  const read = (e: Record<string, unknown>) => ({ t: e.t as number, deliveries: e.deliveries as number, cpu: measured.map((m) => m.cpuSeconds()), generatorCpu: cpuSeconds(client.pid) });
+  const a = read(await lines.expect("mark", "the start of the latency window", cfg.warmupMs + 15_000));
+  const b = read(await lines.expect("mark", "the end of the latency window", cfg.seconds * 1000 + 15_000));
+  const lat = await lines.expect("latency", "the latency figures", cfg.drainMs + 30_000);
+  const done = await lines.expect("done", "the generator to finish", 15_000);
+  if (done.error) console.error(`bench/load: ${label} latency N=${n}: ${String(done.error)}`);
+  const secs = (b.t - a.t) / 1000;
+  const deliveries = b.deliveries - a.deliveries;
+  const num = (x: unknown): number => (typeof x === "number" ? x : Number.NaN);
+  const cpuPerMillion: Record<string, number> = {};
+  const cores: Record<string, number> = {};
+  measured.forEach((m, i) => {
+    const used = b.cpu[i]! - a.cpu[i]!;
+    cpuPerMillion[m.name] = deliveries > 0 ? (used / deliveries) * 1e6 : Number.NaN;
+    cores[m.name] = used / secs;
+  });
+  return {
+    result: {
       n,
       senders,
       offered: cfg.rate,
@@ -505,10 +520,22 @@ export async function runLatency(impl: Impl, n: number, cfg: LatencyConfig): Pro
       rate: typeof lat.rate === "number" ? lat.rate : deliveries / secs,
       capped: lat.capped === true,
       missing: typeof lat.missing === "number" ? lat.missing : 0,
-      serverCores: (b.serverCpu - a.serverCpu) / secs,
       generatorCores: (b.generatorCpu - a.generatorCpu) / secs,
-      serverCpuPerMillion: deliveries > 0 ? ((b.serverCpu - a.serverCpu) / deliveries) * 1e6 : Number.NaN,
-    };
+      ackP50: num(lat.ack_p50),
+      ackP99: num(lat.ack_p99),
+      ackP999: num(lat.ack_p999),
+      ackMissing: typeof lat.ack_missing === "number" ? lat.ack_missing : 0,
+    },
+    cpuPerMillion,
+    cores,
+  };
+}
+
+export async function runLatency(impl: Impl, n: number, cfg: LatencyConfig): Promise<LatencyResult> {
+  return withScratch("latency", async (tmp, children) => {
+    const { server, gen } = await startServer(impl, { tmp, users: n, credsPath: join(tmp, "creds.json") }, children);
+    const w = await latencyWindow(impl.name, impl.generator(gen), [gen.port], n, cfg, [{ name: "server", cpuSeconds: () => cpuSeconds(server.pid) }], children);
+    return { ...w.result, impl: impl.name, serverCores: w.cores.server!, serverCpuPerMillion: w.cpuPerMillion.server! };
   });
 }
 

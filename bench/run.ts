@@ -11,7 +11,8 @@
  *                            2,000 idle connections; longer samples; medians
  *                            of 3 runs, baselines interleaved with securechat
  *   --json                   one JSON object on stdout (no progress on stderr)
- *   --only LIST              throughput,latency,idle,logins,cold,abuse (default: all)
+ *   --only LIST              throughput,latency,idle,logins,cold,abuse,cluster
+ *                            (default: all)
  *   --impls LIST             e.g. bare,securechat (default: every one available;
  *                            sc+transcript and stock ngircd only with --full)
  *   --runs K, --conns C, --rate D    override the mode's runs, idle connections,
@@ -26,13 +27,17 @@
  * and password logins/s; cold start of dist/securechat --help; and (abuse,
  * bench/abuse.ts) what one hostile logged-in client costs `securechat serve`
  * with its default flags: a bystander's ping latency, server CPU and RSS,
- * transcript growth, against the bystander alone in the same run.
+ * transcript growth, against the bystander alone in the same run; and
+ * (cluster, bench/cluster.ts) the 2-node cluster on real PostgreSQL and
+ * Redis against the single node: latency, ack latency and CPU per delivery
+ * of each node, Redis and PostgreSQL at the latency rows' offered load.
  *
  * Never fails on speed: exits 0 unless a securechat measurement could not be
  * made at all (a broken server), or the arguments are wrong.
  */
 import os from "node:os";
 import { type AbuseConfig, type AbuseResult, DEFAULT_SERVER_CMD, abuseTable, runAbuse } from "./abuse.ts";
+import { type ClusterResult, clusterTable, runCluster } from "./cluster.ts";
 import {
   type ColdStartResult,
   IMPLS,
@@ -54,7 +59,7 @@ import {
 /** For bench/channel.ts, bench/handshake.ts and bench/records.ts (the microbenchmark's sections). */
 export type { Section } from "./micro.ts";
 
-const PARTS = ["throughput", "latency", "idle", "logins", "cold", "abuse"] as const;
+const PARTS = ["throughput", "latency", "idle", "logins", "cold", "abuse", "cluster"] as const;
 type Part = (typeof PARTS)[number];
 const USAGE = `usage: bun run bench [--quick | --full] [--json] [--only ${PARTS.join(",")}] [--impls ${IMPLS.map((i) => i.name).join(",")}] [--runs K] [--conns C] [--rate D] [--server-cmd "CMD"]`;
 
@@ -112,6 +117,7 @@ const CONFIG = full
       logins: { warmupMs: 1000, seconds: 5, concurrency: 16 },
       coldRuns: 21,
       abuse: { seconds: 10, maxSeconds: 30, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: true } satisfies AbuseConfig,
+      cluster: { sizes: [100, 500], rate: 50_000, warmupMs: 2000, seconds: 5, drainMs: 1000 },
     }
   : {
       mode: "quick",
@@ -122,10 +128,12 @@ const CONFIG = full
       logins: { warmupMs: 500, seconds: 2, concurrency: 16 },
       coldRuns: 5,
       abuse: { seconds: 3, maxSeconds: 10, intervalMs: 250, rssCapMiB: 2048, messages: 50, textBytes: 4096, joins: 2200, histories: 1400, relogin: false } satisfies AbuseConfig,
+      cluster: { sizes: [100], rate: 50_000, warmupMs: 1000, seconds: 3, drainMs: 500 },
     };
 CONFIG.runs = overrides.get("--runs") ?? CONFIG.runs;
 CONFIG.idle.conns = overrides.get("--conns") ?? CONFIG.idle.conns;
 CONFIG.latency.rate = overrides.get("--rate") ?? CONFIG.latency.rate;
+CONFIG.cluster.rate = overrides.get("--rate") ?? CONFIG.cluster.rate;
 
 const machine = { cpu: os.cpus()[0]?.model ?? "unknown", cores: os.cpus().length, bun: Bun.version, platform: `${process.platform}-${process.arch}` };
 const started = performance.now();
@@ -157,6 +165,7 @@ async function attempt<T>(what: string, impl: string, fn: () => Promise<T>): Pro
 // ---------------------------------------------------------------------------
 // Measure: each part, `runs` rounds, implementations interleaved within a round
 
+const notes: string[] = [];
 const fmt = (x: number | null | undefined, digits = 0): string =>
   x === null || x === undefined || !Number.isFinite(x) ? "-" : x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
@@ -166,6 +175,7 @@ const idle = new Map<string, IdleResult[]>();
 const logins = new Map<string, LoginResult[]>(); // ticket, password, tls
 let cold: ColdStartResult | null = null;
 let abuse: AbuseResult | null = null;
+let cluster: ClusterResult | null = null;
 const push = <T>(m: Map<string, T[]>, key: string, v: T | null): void => {
   if (v !== null) m.set(key, [...(m.get(key) ?? []), v]);
 };
@@ -220,6 +230,16 @@ if (only.has("cold")) {
 }
 if (only.has("abuse")) {
   abuse = await attempt("abuse", SUBJECT, () => runAbuse(CONFIG.abuse, serverCmd, progress));
+}
+if (only.has("cluster")) {
+  cluster = await attempt("cluster", SUBJECT, () =>
+    runCluster(CONFIG.cluster, CONFIG.runs, progress, (what, e) => {
+      const error = e instanceof Error ? e.message : String(e);
+      errors.push({ what: `cluster ${what}`, impl: SUBJECT, error });
+      progress(`  cluster ${what}: FAILED: ${error}`);
+    }),
+  );
+  if (cluster === null && !errors.some((e) => e.what === "cluster")) notes.push("cluster: not run — PostgreSQL or Redis not installed (apt-get install postgresql redis-server)");
 }
 
 // ---------------------------------------------------------------------------
@@ -289,7 +309,6 @@ const elapsedS = (performance.now() - started) / 1000;
 const subjectFailed = errors.some((e) => e.impl === SUBJECT);
 const cappedRuns = [...latency.values()].flat().filter((r) => r.capped || r.missing > 0);
 const busyGenerators = [...latency.values()].flat().filter((r) => r.generatorCores > 0.85);
-const notes: string[] = [];
 if (cold?.note) notes.push(`cold start: ${cold.note}`);
 if (cappedRuns.length > 0) {
   notes.push(
@@ -314,7 +333,7 @@ if (json) {
           header: ["metric", ...impls.map((i) => i.name), ...ratioCols.map((b) => `${SUBJECT}/${b.name}`)],
           rows: rows.map((r) => ({ metric: r.metric, values: r.values, ...(r.text ? { text: r.text } : {}), ratios: Object.fromEntries(ratioCols.map((b) => [b.name, ratio(r, b)])) })),
         },
-        results: { throughput: flat(throughput), latency: flat(latency), idle: flat(idle), logins: flat(logins), cold, abuse },
+        results: { throughput: flat(throughput), latency: flat(latency), idle: flat(idle), logins: flat(logins), cold, abuse, cluster },
         notes: notes.filter(Boolean),
         errors,
       },
@@ -356,6 +375,7 @@ if (json) {
   }
   for (const n of notes.filter(Boolean)) out.push(n);
   if (abuse) out.push(...(rows.length > 0 ? [""] : []), ...abuseTable(abuse, CONFIG.abuse));
+  if (cluster) out.push(...(rows.length > 0 || abuse ? [""] : []), ...clusterTable(cluster, CONFIG.cluster, fmt));
   for (const e of errors) out.push(`FAILED ${e.what} (${e.impl}): ${e.error}`);
   out.push(`elapsed ${elapsedS.toFixed(1)} s`);
   console.log(out.join("\n"));

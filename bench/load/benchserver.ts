@@ -9,12 +9,40 @@ import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import type { Journal } from "../../src/store/journal.ts";
 import { silentLogger } from "../../src/log.ts";
-import { ChatServer } from "../../src/server/server.ts";
+import { ChatServer, type ServerOptions } from "../../src/server/server.ts";
 import { TranscriptJournal } from "../../src/transcript/journal.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import { gcOnSignal } from "./common.ts";
 
 export type TranscriptMode = "none" | "always" | "batch" | "off";
+
+/** The server options every load benchmark runs with, a single node's or a cluster node's (bench/load/node.ts). */
+export const BENCH_SERVER_OPTIONS = {
+  host: "127.0.0.1",
+  port: 0,
+  chat: { ...DEFAULT_CHAT, flood: { rate: 1e6, burst: 1e6 }, requests: { rate: 1e6, burst: 1e6 } },
+  maxSendBuffer: 64 * 1024 * 1024,
+  startups: { start: 1e9, rate: 0, full: 1e9 },
+  penalties: { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 },
+  // Every bench client is one address, often one user: no per-source or per-user quota.
+  maxConnectionsPerAddress: 1e9,
+  maxConnectionsPerUser: 1e9,
+  logins: { rate: 1e9, burst: 1e9 },
+  idleMs: 600_000,
+} satisfies Partial<ServerOptions>;
+
+/** SIGTERM/SIGINT run `stop` once, then exit (at the latest 2 s later). */
+export function exitOnSignal(stop: () => Promise<unknown>): void {
+  let stopping = false;
+  const onSignal = (): void => {
+    if (stopping) return;
+    stopping = true;
+    void stop().finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref?.();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
 
 /**
  * `transcript`: "none" keeps history in memory only (the default, and what
@@ -27,30 +55,8 @@ export async function startBenchServer(dataDir: string, transcript: TranscriptMo
   if (transcript !== "none") {
     journal = TranscriptJournal.open({ ...DEFAULT_WRITER, dir: join(dataDir, "transcript"), hostKey: hostKey.key, fsync: transcript, version: "bench", history: DEFAULT_CHAT.history, log: silentLogger });
   }
-  const server = await ChatServer.start({
-    ...(journal ? { journal } : {}),
-    dataDir,
-    host: "127.0.0.1",
-    port: 0,
-    chat: { ...DEFAULT_CHAT, flood: { rate: 1e6, burst: 1e6 }, requests: { rate: 1e6, burst: 1e6 } },
-    maxSendBuffer: 64 * 1024 * 1024,
-    startups: { start: 1e9, rate: 0, full: 1e9 },
-    penalties: { freeFailures: 1_000_000, baseMs: 1, maxMs: 1, forgetMs: 60_000, maxSources: 16 },
-    // Every bench client is one address, often one user: no per-source or per-user quota.
-    maxConnectionsPerAddress: 1e9,
-    maxConnectionsPerUser: 1e9,
-    logins: { rate: 1e9, burst: 1e9 },
-    idleMs: 600_000,
-  }, hostKey);
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    void server.stop(500).finally(() => process.exit(0));
-    setTimeout(() => process.exit(0), 2000).unref?.();
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  const server = await ChatServer.start({ ...BENCH_SERVER_OPTIONS, ...(journal ? { journal } : {}), dataDir }, hostKey);
+  exitOnSignal(() => server.stop(500));
   // SIGUSR2: a full garbage collection, so a bench can tell memory held from
   // garbage not yet collected; with BENCH_HEAP_TYPES=1, object counts by type
   // and memory figures on stderr (for finding what a connection holds).

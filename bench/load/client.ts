@@ -9,7 +9,10 @@
  * that apply to it and prints the same events):
  *
  *   --mode secure|bare   protocol (secure needs --creds FILE from server.ts)
- *   --port P             server on 127.0.0.1:P
+ *   --port P[,P2,...]    server on 127.0.0.1:P; with several ports (the
+ *                        nodes of a cluster), member i connects to the
+ *                        (i mod k)-th, so members and senders are spread
+ *                        evenly over them
  *   --n N                members, all in one room
  *   --senders S          members 0..S-1 send; every member counts deliveries
  *   --tls                (bare) TLS; --ca FILE pins the server certificate,
@@ -49,7 +52,10 @@
  *       with its lower bound (end of drain − scheduled) and in `missing`.
  *       `rate` = deliveries that arrived during the window / its length.
  *       Extra fields: missing, skipped (sends not made because capped),
- *       sent (messages sent in the window).
+ *       sent (messages sent in the window). Secure mode adds the ack
+ *       latency of the window's says (ack = arrival of the say's ack −
+ *       its scheduled send time, same rules): ack_p50, ack_p99, ack_p999,
+ *       ack_count, ack_missing.
  *   {"event":"done","error":null|string}
  *   {"event":"error","error":string}                         failed; exits 1
  *
@@ -74,7 +80,11 @@ import { BODY_BYTES, type BenchCred, ROOM, emit, intArg, markSamples, parseArgs,
 
 const args = parseArgs(Bun.argv.slice(2));
 const mode = strArg(args, "mode");
-const port = intArg(args, "port");
+const ports = strArg(args, "port").split(",").map((p) => {
+  const v = Number(p);
+  if (!Number.isInteger(v) || v <= 0 || v > 65535) throw new Error(`bench/load/client: --port ${p} is not a port`);
+  return v;
+});
 const n = intArg(args, "n");
 const senders = Math.max(1, Math.min(n, intArg(args, "senders")));
 const windowSize = intArg(args, "window", 32);
@@ -117,17 +127,57 @@ function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
 /** Scheduled send times in [winStart, winEnd) are measured. */
 let winStart = Number.POSITIVE_INFINITY;
 let winEnd = Number.NEGATIVE_INFINITY;
-let latencies = new Float64Array(offered > 0 ? Math.ceil(offered * (latencySeconds + 1) * 1.2) + 1024 : 0);
-let latCount = 0;
+/** Latencies (ms) of what was scheduled inside the window, in a buffer that grows. */
+class Timings {
+  #values: Float64Array;
+  count = 0;
 
-function recordLatency(scheduled: number, now: number): void {
-  if (scheduled < winStart || scheduled >= winEnd) return;
-  if (latCount === latencies.length) {
-    const bigger = new Float64Array(latencies.length * 2);
-    bigger.set(latencies);
-    latencies = bigger;
+  constructor(initial: number) {
+    this.#values = new Float64Array(initial);
   }
-  latencies[latCount++] = now - scheduled;
+
+  record(scheduled: number, now: number): void {
+    if (scheduled < winStart || scheduled >= winEnd) return;
+    if (this.count === this.#values.length) {
+      const bigger = new Float64Array(Math.max(1024, this.#values.length * 2));
+      bigger.set(this.#values);
+      this.#values = bigger;
+    }
+    this.#values[this.count++] = now - scheduled;
+  }
+
+  /** Sorted, with `missing` more at `lowerBound` (what never arrived, counted at its least). */
+  sorted(missing: number, lowerBound: number): Float64Array {
+    const all = new Float64Array(this.count + missing);
+    all.set(this.#values.subarray(0, this.count));
+    all.fill(lowerBound, this.count);
+    return all.sort();
+  }
+}
+
+/** Send → receive of every delivery; say → ack (secure mode) of every say. */
+const deliveryTimes = new Timings(offered > 0 ? Math.ceil(offered * (latencySeconds + 1) * 1.2) + 1024 : 0);
+const ackTimes = new Timings(offered > 0 ? 1024 : 0);
+
+const ID_FIELD = utf8('"id":');
+
+/** The request id of an ack part ({"type":"ack","id":N,…}); NaN if absent. */
+function idOfAck(part: Uint8Array): number {
+  let i = ACK_PREFIX.length;
+  outer: for (; i + ID_FIELD.length <= part.length; i++) {
+    for (let j = 0; j < ID_FIELD.length; j++) if (part[i + j] !== ID_FIELD[j]) continue outer;
+    break;
+  }
+  i += ID_FIELD.length;
+  if (i >= part.length) return Number.NaN;
+  let v = 0;
+  let digits = 0;
+  for (; i < part.length; i++, digits++) {
+    const d = part[i]! - 0x30;
+    if (d < 0 || d > 9) break;
+    v = v * 10 + d;
+  }
+  return digits > 0 ? v : Number.NaN;
 }
 
 /** The scheduled time (ms) at the end of a securechat message part: …@<µs>"…; NaN if absent. */
@@ -203,13 +253,15 @@ class SecureMember implements Member {
   readonly hs = new ClientHandshake();
   joined = false;
   closed = false;
+  /** Latency mode: the scheduled send time of each say not yet acked, by request id. */
+  readonly scheduled = new Map<number, number>();
 
-  constructor(readonly cred: BenchCred) {}
+  constructor(readonly cred: BenchCred, readonly port: number) {}
 
   async connect(): Promise<void> {
     this.out.socket = await Bun.connect<undefined>({
       hostname: "127.0.0.1",
-      port,
+      port: this.port,
       socket: {
         data: (_s, chunk) => this.receive(chunk),
         drain: () => this.out.drain(),
@@ -252,13 +304,14 @@ class SecureMember implements Member {
       if (startsWith(part, MESSAGE_PREFIX)) {
         if (running) {
           deliveries++;
-          if (offered > 0) recordLatency(sentTimeOfPart(part), now);
+          if (offered > 0) deliveryTimes.record(sentTimeOfPart(part), now);
         }
         continue;
       }
       if (startsWith(part, ACK_PREFIX)) {
         this.inflight--;
         if (running) acks++;
+        if (offered > 0) this.acked(idOfAck(part), now);
         continue;
       }
       const m = decodeMessage(part);
@@ -273,6 +326,7 @@ class SecureMember implements Member {
         case "nack":
           this.inflight--;
           nacks++;
+          this.scheduled.delete(m.id);
           break;
         case "ping":
           this.out.write(this.channel.seal([{ type: "pong" }]));
@@ -296,10 +350,21 @@ class SecureMember implements Member {
     this.out.write(this.channel!.seal(batch));
   }
 
+  acked(id: number, now: number): void {
+    const t = this.scheduled.get(id);
+    if (t === undefined) return;
+    this.scheduled.delete(id);
+    ackTimes.record(t, now);
+  }
+
   sendTimed(times: number[]): void {
     if (this.closed || !this.joined) return;
     const batch: string[] = [];
-    for (const t of times) batch.push(`{"type":"say","id":${this.nextId++},"room":"${ROOM}","text":"${timedText(t)}"}`);
+    for (const t of times) {
+      const id = this.nextId++;
+      if (t >= winStart && t < winEnd) this.scheduled.set(id, t);
+      batch.push(`{"type":"say","id":${id},"room":"${ROOM}","text":"${timedText(t)}"}`);
+    }
     this.inflight += times.length;
     this.out.write(this.channel!.seal(batch));
   }
@@ -319,12 +384,14 @@ class BareMember implements Member {
   readonly decoder = new FrameDecoder(MAX_FRAME);
   closed = false;
 
+  constructor(readonly port: number) {}
+
   async connect(ca: string | undefined): Promise<void> {
     let handshake: ((err: string | null) => void) | null = null;
     const shaken = new Promise<string | null>((resolve) => (handshake = resolve));
     this.out.socket = await Bun.connect<undefined>({
       hostname: "127.0.0.1",
-      port,
+      port: this.port,
       ...(useTls ? { tls: ca !== undefined ? { ca } : { rejectUnauthorized: false } } : {}),
       socket: {
         data: (_s, chunk) => this.receive(chunk),
@@ -358,7 +425,7 @@ class BareMember implements Member {
           if (running) acks++;
         } else if (running) {
           deliveries++;
-          if (offered > 0 && body.length >= 8) recordLatency(new DataView(body.buffer, body.byteOffset, 8).getFloat64(0, true), now);
+          if (offered > 0 && body.length >= 8) deliveryTimes.record(new DataView(body.buffer, body.byteOffset, 8).getFloat64(0, true), now);
         }
       });
     } catch (e) {
@@ -467,15 +534,16 @@ async function latency(members: Member[]): Promise<void> {
     clearInterval(timer);
   }
   const end = performance.now();
-  // Deliveries of window messages that never arrived: counted at their lower bound.
-  const expected = sentInWindow * (n - 1);
-  const missing = Math.max(0, expected - latCount);
-  const all = new Float64Array(latCount + missing);
-  all.set(latencies.subarray(0, latCount));
-  // Lower bound for a missing one: the drain ran at least drainMs past the window's last scheduled send.
-  for (let i = latCount; i < all.length; i++) all[i] = end - winEnd;
-  all.sort();
+  // Deliveries of window messages that never arrived: counted at their lower bound
+  // (the drain ran at least drainMs past the window's last scheduled send).
+  const missing = Math.max(0, sentInWindow * (n - 1) - deliveryTimes.count);
+  const all = deliveryTimes.sorted(missing, end - winEnd);
   const windowS = (winEnd - winStart) / 1000;
+  // Acks of window says that never came (secure mode): at their lower bound too.
+  const ackMissing = mode === "secure" ? Math.max(0, sentInWindow - ackTimes.count) : 0;
+  const acksAll = ackTimes.sorted(ackMissing, end - winEnd);
+  const ackFigures =
+    mode === "secure" ? { ack_p50: percentile(acksAll, 0.5), ack_p99: percentile(acksAll, 0.99), ack_p999: percentile(acksAll, 0.999), ack_count: acksAll.length, ack_missing: ackMissing } : {};
   emit({
     event: "latency",
     p50: percentile(all, 0.5),
@@ -489,6 +557,7 @@ async function latency(members: Member[]): Promise<void> {
     skipped_total: skipped,
     sent: sentInWindow,
     window_s: windowS,
+    ...ackFigures,
   });
 }
 
@@ -502,7 +571,7 @@ async function main(): Promise<void> {
       // Log in a few at a time: every login is a handshake (X25519 + Ed25519) on both sides.
       const BATCH = 16;
       for (let i = 0; i < n; i += BATCH) {
-        const batch = creds.slice(i, Math.min(n, i + BATCH)).map((c) => new SecureMember(c));
+        const batch = creds.slice(i, Math.min(n, i + BATCH)).map((c, j) => new SecureMember(c, ports[(i + j) % ports.length]!));
         members.push(...batch);
         await withTimeout(Promise.all(batch.map((m) => m.connect())), setupTimeoutMs, "connections");
         await waitUntil("bench/load/client", `members ${i}..${i + batch.length - 1} in ${ROOM}`, () => batch.every((m) => m.joined || m.closed), setupTimeoutMs, () => firstError);
@@ -510,7 +579,7 @@ async function main(): Promise<void> {
       }
     } else if (mode === "bare") {
       const ca = caFile !== undefined ? await Bun.file(caFile).text() : undefined;
-      for (let i = 0; i < n; i++) members.push(new BareMember());
+      for (let i = 0; i < n; i++) members.push(new BareMember(ports[i % ports.length]!));
       await withTimeout(Promise.all(members.map((m) => m.connect(ca))), setupTimeoutMs, useTls ? "TLS connections" : "connections");
       await sleep(100);
       if (members.some((m) => m.closed)) throw new Error(`bench/load/client: a member was disconnected during setup`);

@@ -46,7 +46,7 @@ import { DEFAULT_HISTORY_MEMORY, RecentRooms, type RoomState as RecentState, sho
 import { type RoomState, applyRoomChange, roomStateFromJson, roomStateToJson } from "../store/roomstate.ts";
 import { EDIT_REACH } from "./format.ts";
 import { WriterJournal, handled, toEntry } from "./journal.ts";
-import { type PgStorage, type PgStorageOptions, PgStorage as Storage } from "./pgstorage.ts";
+import { type AttachGroup, type PgStorage, type PgStorageOptions, PgStorage as Storage } from "./pgstorage.ts";
 import { TranscriptWriter, type WriterOptions } from "./writer.ts";
 
 export interface PgJournalOptions extends WriterOptions {
@@ -90,6 +90,27 @@ interface DirectAnswer {
   /** When it was made (ms), for ANSWER_TTL_MS. */
   at: number;
 }
+
+/** Rows per multi-row INSERT (PostgreSQL takes at most 65535 parameters in one statement). */
+const ROWS_PER_INSERT = 1000;
+
+/**
+ * A commit's room messages: each room's last number moved on in one upsert
+ * (its largest seq in the batch), and the messages' rows (bodies not sealed)
+ * in one INSERT per ROWS_PER_INSERT.
+ */
+const MESSAGE_ROWS: AttachGroup<{ room: string; seq: number; tseq: number; msg: object | null }> = {
+  async run(tx, items) {
+    const last = new Map<string, number>();
+    for (const i of items) last.set(i.room, Math.max(last.get(i.room) ?? 0, i.seq));
+    const rooms = [...last].map(([room, last_seq]) => ({ room, last_seq }));
+    for (let i = 0; i < rooms.length; i += ROWS_PER_INSERT) {
+      await tx`INSERT INTO log_rooms ${tx(rooms.slice(i, i + ROWS_PER_INSERT))} ON CONFLICT (room) DO UPDATE SET last_seq = GREATEST(log_rooms.last_seq, EXCLUDED.last_seq)`;
+    }
+    const rows = items.flatMap((i) => (i.msg ? [{ room: i.room, seq: i.seq, tseq: i.tseq, msg: i.msg }] : []));
+    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) await tx`INSERT INTO log_messages ${tx(rows.slice(i, i + ROWS_PER_INSERT))}`;
+  },
+};
 
 /** Pages of catch-up kept per room at once (a reconnect storm: one per rejoin still to be answered). */
 const CAUGHT_UP_PER_ROOM = 64;
@@ -355,10 +376,7 @@ export class PgJournal extends WriterJournal implements Journal {
         const unpin = () => this.rooms.unpin(m.room);
         durable.then(unpin, unpin);
         const msg = this.#sealed ? null : { ...e.message, ts: entry.ts };
-        attach(async (tx) => {
-          await tx`INSERT INTO log_rooms (room, last_seq) VALUES (${m.room}, ${m.seq}) ON CONFLICT (room) DO UPDATE SET last_seq = GREATEST(log_rooms.last_seq, EXCLUDED.last_seq)`;
-          if (msg) await tx`INSERT INTO log_messages (room, seq, tseq, msg) VALUES (${m.room}, ${m.seq}, ${entry.seq}, ${msg})`;
-        });
+        this.#storage.attachTo(entry.seq, MESSAGE_ROWS, { room: m.room, seq: m.seq, tseq: entry.seq, msg });
         break;
       }
       case "direct": {

@@ -137,6 +137,19 @@ interface Unsent {
 /** A statement attached to a line: runs in the transaction that inserts the line. */
 export type Attached = (tx: SQL) => Promise<unknown>;
 
+/**
+ * Statements for many lines at once: each line attaches an item, and the
+ * transaction that commits a batch of lines calls `run` once with the items
+ * of all of them, in line order — a few multi-row statements however many
+ * lines a busy group commit holds, where one statement per line would make
+ * the commit's round trips grow with the batch. A batch runs its groups
+ * before its single statements (an update attached to a later line then
+ * finds the row a group inserted).
+ */
+export interface AttachGroup<T> {
+  run(tx: SQL, items: T[]): Promise<unknown>;
+}
+
 interface StoredFile {
   name: string;
   lines: number;
@@ -162,7 +175,7 @@ export class PgStorage implements LogStorage {
   /** The bytes of the lines in #unsent. */
   #unsentBytes = 0;
   /** Statements to run in the transaction that commits the line they belong to (pgjournal.ts's history), by seq. */
-  #attached: { seq: number; run: Attached }[] = [];
+  #attached: ({ seq: number; run: Attached } | { seq: number; group: AttachGroup<unknown>; item: unknown })[] = [];
   #inFlight: Promise<void> | null = null;
   #renewTimer: ReturnType<typeof setInterval> | null = null;
   #lostFns: ((cause: Error) => void)[] = [];
@@ -275,6 +288,12 @@ export class PgStorage implements LogStorage {
     this.#attached.push({ seq, run });
   }
 
+  /** As `attach`, as one item of a group (AttachGroup): run with the other items of the same commit. */
+  attachTo<T>(seq: number, group: AttachGroup<T>, item: T): void {
+    if (seq <= this.#seq) throw new Error(`pgstorage: line ${seq} is written already; attach before the writer flushes it`);
+    this.#attached.push({ seq, group: group as AttachGroup<unknown>, item });
+  }
+
   #takeTree(first: number, hashes: Uint8Array): void {
     const t = this.#unsent.tree;
     if (t) t.hashes.push(hashes);
@@ -304,7 +323,17 @@ export class PgStorage implements LogStorage {
     const tree = batch.tree ? { first: batch.tree.first, hashes: Buffer.concat(treeParts) } : null;
     let attached = 0;
     while (attached < this.#attached.length && this.#attached[attached]!.seq <= last.seq) attached++;
-    const runs = this.#attached.slice(0, attached).map((a) => a.run);
+    const groups = new Map<AttachGroup<unknown>, unknown[]>();
+    const singles: Attached[] = [];
+    for (const a of this.#attached.slice(0, attached)) {
+      if ("run" in a) singles.push(a.run);
+      else {
+        const items = groups.get(a.group);
+        if (items) items.push(a.item);
+        else groups.set(a.group, [a.item]);
+      }
+    }
+    const runs: Attached[] = [...[...groups].map(([g, items]) => (tx: SQL) => g.run(tx, items)), ...singles];
     const run = appendBatch(this.#sql, { epoch: this.epoch, after: this.#committed, head: { seq: last.seq, hash, treeSize: last.seq }, lines, tree, attached: runs }).then(
       () => {
         this.#attached.splice(0, attached);

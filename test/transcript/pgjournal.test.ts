@@ -37,7 +37,8 @@ describe.skipIf(!hasPg)("PgJournal", () => {
   let sql: SQL;
   const open: PgJournal[] = [];
   beforeAll(async () => {
-    pg = await startPostgres({ fsync: false });
+    // pg_stat_statements: a test counts the statements a commit makes.
+    pg = await startPostgres({ fsync: false, settings: { shared_preload_libraries: "pg_stat_statements" } });
   });
   afterAll(async () => {
     await pg?.stop();
@@ -253,5 +254,35 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     expect(texts).toEqual(["ops #1"]);
     expect(Number((await sql`SELECT count(*) AS n FROM log_lines WHERE convert_from(bytes, 'UTF8') LIKE '%fenced node%'`)[0].n)).toBe(0);
     expect(other!.lastSeq("ops")).toBe(1);
+  }, 60_000);
+
+  test("a commit of many messages writes their history rows in a few statements, not two per message (one per message could not keep up with a busy room)", async () => {
+    await fresh();
+    await sql`CREATE EXTENSION pg_stat_statements`;
+    const j = await journal({ fsync: "batch" });
+    await sql`SELECT pg_stat_statements_reset()`;
+    const acks: Promise<void>[] = [];
+    for (let i = 1; i <= 200; i++) acks.push(j.append(say(i % 2 ? "odd" : "even", Math.ceil(i / 2))).durable!);
+    // In the same commit: an edit of a message of it, and a room's state beside its number.
+    acks.push(j.append({ kind: "edit", room: "odd", seq: 100, user: "alice", session: SESSION, ref: j.editable("odd", 100)!.tseq!, text: "odd #100, edited", ts: T + 500 }).durable!);
+    acks.push(j.append({ kind: "room_change", room: "odd", user: "alice", session: SESSION, owner: "alice", action: "topic", text: "busy", ts: T }).durable!);
+    await Promise.all(acks);
+    const calls = async (prefix: string): Promise<number> =>
+      Number((await sql`SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_statements WHERE query LIKE ${`${prefix}%`}`)[0].n);
+    const commits = await calls("UPDATE log_head SET seq");
+    expect(commits).toBeGreaterThan(0);
+    // The writer groups what was appended in one turn: far fewer commits than messages.
+    expect(commits).toBeLessThan(20);
+    expect(await calls("INSERT INTO log_messages")).toBeLessThanOrEqual(commits);
+    expect(await calls("INSERT INTO log_rooms")).toBeLessThanOrEqual(commits);
+    // Every row is there, and what a restart reads back is whole.
+    expect(Number((await sql`SELECT count(*) AS n FROM log_messages`)[0].n)).toBe(200);
+    const rooms = await sql`SELECT room, last_seq FROM log_rooms ORDER BY room`;
+    expect(rooms.map((r: { room: string; last_seq: string }) => [r.room, Number(r.last_seq)])).toEqual([["even", 100], ["odd", 100]]);
+    const k = await restart(j);
+    expect([k.lastSeq("odd"), k.lastSeq("even")]).toEqual([100, 100]);
+    await k.prepare({ room: "odd" });
+    expect(k.recent("odd", 3).map((m) => m.text)).toEqual(["odd #98", "odd #99", "odd #100, edited"]);
+    expect(k.roomStates().get("odd")?.topic).toBe("busy");
   }, 60_000);
 });
