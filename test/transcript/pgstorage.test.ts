@@ -258,7 +258,7 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
       await w.append("message", msg("alice", "before")).durable;
       const changes: boolean[] = [];
       w.watch((r) => changes.push(r));
-      restarted = durable.restart({ crash: true });
+      restarted = durable.restart({ crash: true, downMs: 2000 }); // down long enough for a COMMIT to fail, however quick the restart
       const during = Array.from({ length: 5 }, (_, i) => w.append("message", msg("alice", `during ${i}`)).durable);
       let settled = false;
       void Promise.all(during).then(() => (settled = true));
