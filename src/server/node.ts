@@ -71,17 +71,14 @@ export class ClusterEdge extends EdgeHost {
   readonly devices: Devices;
   /** Sessions are recorded by the core; a login while none is known is answered server_busy (RemoteCore.available). */
   readonly journal = { recording: true };
-  /** Logged-in connections per user, on this node (--max-connections-per-user is per node in a cluster). */
-  readonly chat = {
-    connectionsOf: (user: string): number => {
+
+  private constructor(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore) {
+    // Logged-in connections per user, on this node (--max-connections-per-user is per node in a cluster).
+    super(opts, hostKey, store, (user) => {
       let n = 0;
       for (const c of this.open) if (c.authenticated && c.user === user) n++;
       return n;
-    },
-  };
-
-  private constructor(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore) {
-    super(opts, hostKey, store);
+    });
     this.link = link;
     this.devices = new Devices(store, NO_RECORD, opts.devices);
   }
@@ -236,7 +233,7 @@ export class ClusterNode {
     const sweep = setInterval(() => chat.sweep(Date.now()), 1000);
     const elected: Elected = { journal, chat, endpoint, sweep };
     this.#core = elected;
-    this.#log.warn("core_elected", { node: this.node, epoch: journal.epoch });
+    this.#log.info("core_elected", { node: this.node, epoch: journal.epoch });
     journal.onLost((cause) => void this.#stepDown(elected, "fenced", cause.message));
   }
 
