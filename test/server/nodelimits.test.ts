@@ -19,9 +19,9 @@ import { RedisLink } from "../../src/store/redis/link.ts";
 import { NODE_TTL_MS } from "../../src/store/redis/liveness.ts";
 import { ClusterPenalties } from "../../src/store/redis/penalties.ts";
 import { ClusterSlots } from "../../src/store/redis/slots.ts";
-import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import { type PostgresHandle, type RedisHandle, requireEngines, startPostgres, startRedis } from "../engines.ts";
 import { type Cred, registerWithTicket } from "./chat-helpers.ts";
+import { testNodeOptions } from "./cluster-helpers.ts";
 import { NO_PENALTIES, NO_QUOTAS, type Outcome, type RawSession, outcome, passwordLogin, rawSession, ticketLogin, waitFor } from "./helpers.ts";
 
 const ready = requireEngines("postgres", "redis");
@@ -42,17 +42,7 @@ describe.skipIf(!ready)("login limits shared by cluster nodes through Redis", ()
 
   async function startNode(server: Partial<ServerOptions>): Promise<ClusterNode> {
     const n = await ClusterNode.start(
-      {
-        databaseUrl: pg.url,
-        redisUrl: redis.url,
-        node: `limits-${++count}`,
-        server: { port: 0, penalties: NO_PENALTIES, ...NO_QUOTAS, chat: DEFAULT_CHAT, log: silentLogger, ...server },
-        journal: { ...DEFAULT_WRITER, fsync: "always", version: "test", history: 50 },
-        leaseMs: 2000,
-        renewMs: 400,
-        electMs: 250,
-        silenceMs: 3000,
-      },
+      testNodeOptions({ database: pg.url, redis: redis.url }, `limits-${++count}`, { port: 0, penalties: NO_PENALTIES, ...NO_QUOTAS, chat: DEFAULT_CHAT, log: silentLogger, ...server }),
       HOST_KEY,
     );
     nodes.push(n);

@@ -6,7 +6,8 @@
  * user. Each node writes only its own field, and always the absolute count
  * it holds (never +1/-1): a write lost while Redis was unreachable is
  * corrected by the next, and when the link comes back (Redis restarted
- * empty, or calls failed) the node writes every count it holds again.
+ * empty, or calls failed) the node writes every count it holds again —
+ * after its liveness beat when both use one link, as a cluster node's do.
  *
  * A node's counts live as long as the node: the claim script adds up only
  * the fields of nodes whose liveness key (liveness.ts) still exists, and
@@ -79,9 +80,13 @@ export class ClusterSlots {
     private readonly node: string,
     private readonly ttlMs: number,
   ) {
-    this.#offUp = link.onUp(() => {
-      for (const u of new Set([...this.#held.keys(), ...this.#stale])) this.#put(u);
-    });
+    // After the link's other listeners have run: on the node's liveness link the beat is then
+    // sent first, so no other node's claim sees these counts while this node's key is missing.
+    this.#offUp = link.onUp(() =>
+      queueMicrotask(() => {
+        for (const u of new Set([...this.#held.keys(), ...this.#stale])) this.#put(u);
+      }),
+    );
   }
 
   /** This node's count for `user`. */
