@@ -277,6 +277,7 @@ export class Connection implements EdgePort, FramedHandler, OutboxOwner {
         checkKey: (key) => verifyClientAuth(key, keys, m.sig),
         sourceKey: this.sourceKey,
         source: this.source,
+        holder: this,
         now: Date.now(),
         stillThere: () => this.phase === "authenticating",
       });
@@ -415,7 +416,7 @@ export class Connection implements EdgePort, FramedHandler, OutboxOwner {
     const err = wireError(e);
     this.failures++;
     if (err.code === "auth_failed") {
-      this.server.penalties.failure(this.sourceKey, Date.now());
+      this.server.limits.failed(this.sourceKey, Date.now());
       this.server.link.loginFailed(this.source, m.type === "login" && m.ticket ? "ticket" : "password", Date.now());
       this.server.log.warn("login_failed", { source: this.source, reason: m.type === "login" && m.ticket ? "ticket" : "password", failures: this.failures });
     } else {

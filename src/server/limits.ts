@@ -176,3 +176,80 @@ export class Gate {
     }
   }
 }
+
+/**
+ * The login path's limits (SECURITY.md §2.3), checked by login.ts and the
+ * edge: the source's failed-login penalty and login rate, then, once the
+ * credentials are proved, the user's logged-in connections and login rate.
+ * A single node keeps them in memory (LocalLoginLimits); a cluster node
+ * shares them through Redis (clusterlimits.ts), so N nodes give one budget.
+ */
+export interface LoginLimits {
+  /** At accept, without waiting: how long `source` must still wait for its failed logins as far as this node knows (0: not). */
+  penalized(source: string, now: number): number;
+  /** Every login-phase attempt (login, register, enroll, check_name): the penalty, then the source's login rate. Rejects with the refusal. */
+  admitSource(source: string, now: number): Promise<void>;
+  /** A login from `source` failed on its credentials. */
+  failed(source: string, now: number): void;
+  /**
+   * The credentials are proved: the user's connections, then its login
+   * rate. `holder` (the connection) then holds one of the user's
+   * connection slots until `release(holder)`; admitting the same holder
+   * again does not take a second.
+   */
+  admitUser(user: string, now: number, holder: object): Promise<void>;
+  /** The holder (a connection) is gone: its slot, if any, is free. */
+  release(holder: object): void;
+  /** Forgets what has expired (the server's sweep). */
+  prune(now: number): void;
+}
+
+export const refuse = {
+  penalized: (waitMs: number) => new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(waitMs / 1000)} s`),
+  sourceRate: (waitMs: number) => new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(waitMs / 1000)} s`),
+  connections: (user: string, n: number) => new SecureChatError("too_many_connections", `${user} has ${n} connections open already; close one first`),
+  userRate: (user: string, waitMs: number) => new SecureChatError("rate_limited", `too many logins as ${user}; retry in ${Math.ceil(waitMs / 1000)} s`),
+};
+
+/**
+ * A single node's login limits, in memory: a PenaltyBox, a RateLimiter per
+ * source and one per user, and the logged-in connections the chat counts.
+ */
+export class LocalLoginLimits implements LoginLimits {
+  constructor(
+    readonly penalties: PenaltyBox,
+    readonly bySource: RateLimiter,
+    readonly byUser: RateLimiter,
+    private readonly limits: { connectionsOf(user: string): number; readonly maxConnectionsPerUser: number },
+  ) {}
+
+  penalized(source: string, now: number): number {
+    return this.penalties.blockedFor(source, now);
+  }
+
+  async admitSource(source: string, now: number): Promise<void> {
+    const wait = this.penalties.blockedFor(source, now);
+    if (wait > 0) throw refuse.penalized(wait);
+    const busy = this.bySource.take(source, now);
+    if (busy > 0) throw refuse.sourceRate(busy);
+  }
+
+  failed(source: string, now: number): void {
+    this.penalties.failure(source, now);
+  }
+
+  async admitUser(user: string, now: number): Promise<void> {
+    const n = this.limits.connectionsOf(user);
+    if (n >= this.limits.maxConnectionsPerUser) throw refuse.connections(user, n);
+    const wait = this.byUser.take(user, now);
+    if (wait > 0) throw refuse.userRate(user, wait);
+  }
+
+  /** The chat counts logged-in connections itself: nothing is held here. */
+  release(): void {}
+
+  prune(now: number): void {
+    this.bySource.prune(now);
+    this.byUser.prune(now);
+  }
+}

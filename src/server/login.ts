@@ -10,23 +10,19 @@ import type { Message } from "../protocol/messages.ts";
 import type { Logger } from "../log.ts";
 import type { Accounts, IssuedTicket } from "./accounts.ts";
 import type { Devices, PendingEnrollment } from "./devices.ts";
-import type { PenaltyBox, RateLimiter } from "./limits.ts";
+import type { LoginLimits } from "./limits.ts";
 
 /** What a login needs of the server (ChatServer is one). */
 export interface LoginServer {
   readonly accounts: Accounts;
   /** Device keys and enrollments (PROTOCOL.md §7.11). */
   readonly devices: Devices;
-  readonly penalties: PenaltyBox;
-  /** Login attempts per source (--login-rate, --login-burst). */
-  readonly loginsBySource: RateLimiter;
-  /** Sessions opened per user (the same flags). */
-  readonly loginsByUser: RateLimiter;
+  /** Penalties, login rates per source and per user (--login-rate, --login-burst), connections per user. */
+  readonly limits: LoginLimits;
   readonly journal: { readonly recording: boolean };
   /** The way to the chat core, when it may be out of reach (link.ts CorePort.available). */
   readonly link?: { available?(): boolean };
-  readonly chat: { connectionsOf(user: string): number };
-  readonly opts: { readonly sessionMaxMs: number; readonly maxConnectionsPerUser: number };
+  readonly opts: { readonly sessionMaxMs: number };
   readonly log: Logger;
 }
 
@@ -38,6 +34,8 @@ export interface LoginAttempt {
   readonly sourceKey: string;
   readonly source: string;
   readonly now: number;
+  /** What holds the session's connection slot (the connection): released by the server when it is gone. */
+  readonly holder: object;
   /** False once the client has gone: nothing is created, counted or issued for it after the slow part. */
   stillThere(): boolean;
 }
@@ -77,7 +75,7 @@ export interface PendingLogin {
 export async function login(server: LoginServer, a: LoginAttempt): Promise<LoggedIn | PendingLogin | null> {
   const { message: m, now, sourceKey } = a;
   const accounts = server.accounts;
-  admitSource(server, sourceKey, now);
+  await server.limits.admitSource(sourceKey, now);
   // A session is an entry in the transcript: none is opened that cannot be recorded.
   if (!server.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record sessions right now (its transcript is failing); retry later");
   // A cluster's edge between two cores has no chat to let the session into: like a full server, it asks for a retry.
@@ -125,7 +123,7 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
     // Also when an enrollment is approved later: the account may have been locked meanwhile.
     await refuseLocked(user);
     // Checked once the credentials are: nobody can use up a name's quota without them.
-    admitUser(server, user, at);
+    await server.limits.admitUser(user, at, a.holder);
     const issued = m.ticket_key !== undefined ? await accounts.issueTicket(user, m.ticket_key, at, device, a.source) : null;
     return {
       user,
@@ -140,40 +138,13 @@ export async function login(server: LoginServer, a: LoginAttempt): Promise<Logge
 }
 
 /**
- * The per-address limits every login-phase attempt passes first, whatever
- * it turns out to be. Penalties apply to every attempt, not only at accept:
- * connections opened in advance must not keep guessing while their source
- * waits. Then the source's login rate (--login-rate, --login-burst).
- */
-function admitSource(server: Pick<LoginServer, "penalties" | "loginsBySource">, sourceKey: string, now: number): void {
-  const wait = server.penalties.blockedFor(sourceKey, now);
-  if (wait > 0) throw new SecureChatError("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
-  const busy = server.loginsBySource.take(sourceKey, now);
-  if (busy > 0) throw new SecureChatError("rate_limited", `too many logins from your address; retry in ${Math.ceil(busy / 1000)} s`);
-}
-
-/**
  * A `check_name` (PROTOCOL.md §5.1): true if no account `user` exists, so a
  * `register` for it would not be refused as `name_taken`. It passes the same
- * per-address limits as an attempt (admitSource) and the connection counts
- * it toward --max-auth-tries, so asking is no cheaper a way to learn which
- * names exist than trying to register them.
+ * per-address limits as an attempt (the penalty, then the login rate) and
+ * the connection counts it toward --max-auth-tries, so asking is no cheaper
+ * a way to learn which names exist than trying to register them.
  */
-export async function checkName(server: Pick<LoginServer, "accounts" | "penalties" | "loginsBySource">, m: Message<"check_name">, sourceKey: string, now: number): Promise<boolean> {
-  admitSource(server, sourceKey, now);
+export async function checkName(server: Pick<LoginServer, "accounts" | "limits">, m: Message<"check_name">, sourceKey: string, now: number): Promise<boolean> {
+  await server.limits.admitSource(sourceKey, now);
   return !(await server.accounts.isTaken(m.user));
-}
-
-/**
- * The per-user limits, checked once a login's credentials are: logged-in
- * connections (--max-connections-per-user) and sessions opened per second
- * (--login-rate, --login-burst).
- */
-function admitUser(server: LoginServer, user: string, now: number): void {
-  const n = server.chat.connectionsOf(user);
-  if (n >= server.opts.maxConnectionsPerUser) {
-    throw new SecureChatError("too_many_connections", `${user} has ${n} connections open already; close one first`);
-  }
-  const wait = server.loginsByUser.take(user, now);
-  if (wait > 0) throw new SecureChatError("rate_limited", `too many logins as ${user}; retry in ${Math.ceil(wait / 1000)} s`);
 }

@@ -27,12 +27,20 @@ import { migrate, openPg, redactUrl } from "../store/pg/pg.ts";
 import { Bus } from "../store/redis/bus.ts";
 import { RedisLink, parseRedisUrl } from "../store/redis/link.ts";
 import { Liveness } from "../store/redis/liveness.ts";
+import { ClusterBuckets } from "../store/redis/buckets.ts";
+import { ClusterPenalties } from "../store/redis/penalties.ts";
+import { ClusterSlots } from "../store/redis/slots.ts";
+import { ClusterLoginLimits } from "./clusterlimits.ts";
+import type { LoginLimits } from "./limits.ts";
 import { PgJournal, type PgJournalOptions } from "../transcript/pgjournal.ts";
 import { ChatCore } from "./chatcore.ts";
 import { Devices } from "./devices.ts";
 import type { HostKey } from "./hostkey.ts";
 import { CoreEndpoint, RemoteCore } from "./redislink.ts";
 import { DEFAULT_SERVER_OPTIONS, EdgeHost, type ServerOptions } from "./server.ts";
+
+/** How much longer than the longest session a user's connection count is kept in Redis after its last change. */
+const SLOT_MARGIN_MS = 3600_000;
 
 /** How often a node that is not the core tries to take the writer lease. */
 export const ELECT_MS = 1000;
@@ -71,23 +79,15 @@ export class ClusterEdge extends EdgeHost {
   readonly devices: Devices;
   /** Sessions are recorded by the core; a login while none is known is answered server_busy (RemoteCore.available). */
   readonly journal = { recording: true };
-  /** Logged-in connections per user, on this node (--max-connections-per-user is per node in a cluster). */
-  readonly chat = {
-    connectionsOf: (user: string): number => {
-      let n = 0;
-      for (const c of this.open) if (c.authenticated && c.user === user) n++;
-      return n;
-    },
-  };
 
-  private constructor(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore) {
-    super(opts, hostKey, store);
+  private constructor(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore, limits: LoginLimits) {
+    super(opts, hostKey, store, limits);
     this.link = link;
     this.devices = new Devices(store, NO_RECORD, opts.devices);
   }
 
-  static async start(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore): Promise<ClusterEdge> {
-    const edge = new ClusterEdge(opts, hostKey, store, link);
+  static async start(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore, limits: LoginLimits): Promise<ClusterEdge> {
+    const edge = new ClusterEdge(opts, hostKey, store, link, limits);
     await edge.checkAdmins();
     await edge.serve(() => {});
     return edge;
@@ -168,10 +168,14 @@ export class ClusterNode {
       const bus = new Bus(links[0]!, links[1]!, { onLoss: (loss) => log.warn("bus_loss", { side: loss.side, ...("channel" in loss ? { channel: loss.channel, dropped: loss.dropped, why: loss.why } : { channels: loss.channels.length }) }) });
       const liveness = new Liveness(links[2]!, { log });
       const remote = new RemoteCore(bus, { node, log, silenceMs: opts.silenceMs });
+      // Penalties, login rates and connections per user: one budget for the cluster (clusterlimits.ts).
+      const slots = new ClusterSlots(links[2]!, node, serverOpts.sessionMaxMs + SLOT_MARGIN_MS);
+      const limits = new ClusterLoginLimits(new ClusterBuckets(links[2]!), new ClusterPenalties(links[2]!, serverOpts.penalties), slots, { logins: serverOpts.logins, maxConnectionsPerUser: serverOpts.maxConnectionsPerUser, log });
       let edge: ClusterEdge;
       try {
-        edge = await ClusterEdge.start(serverOpts, hostKey, store, remote);
+        edge = await ClusterEdge.start(serverOpts, hostKey, store, remote, limits);
       } catch (e) {
+        slots.close();
         remote.close();
         bus.close();
         throw e;

@@ -34,7 +34,7 @@ import type { WriteBehindMarkers } from "../store/markers.ts";
 import { FlushTurn } from "./outbox.ts";
 import type { HostKey } from "./hostkey.ts";
 import type { FloodPolicy } from "./flood.ts";
-import { DEFAULT_PENALTIES, Gate, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
+import { DEFAULT_PENALTIES, Gate, LocalLoginLimits, type LoginLimits, PenaltyBox, type PenaltyPolicy, RateLimiter, type StartupPolicy, shouldDropStartup, sourceKey } from "./limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 
 export interface ServerOptions {
@@ -120,7 +120,8 @@ export abstract class EdgeHost implements EdgeServer {
   /** Signs with the host key, imported once for every handshake. */
   readonly hostSign: (message: Uint8Array) => Uint8Array;
   readonly hostKeyCreated: boolean;
-  readonly penalties: PenaltyBox;
+  /** Penalties, login rates and connections per user: the node's own, or the cluster's (the subclass's choice). */
+  readonly limits: LoginLimits;
   readonly log: Logger;
   /** The edges' way to the core (link.ts). */
   abstract readonly link: CorePort;
@@ -128,8 +129,6 @@ export abstract class EdgeHost implements EdgeServer {
   abstract readonly devices: Devices;
   /** Whether sessions can be recorded now (a login is refused while not). */
   abstract readonly journal: { readonly recording: boolean };
-  /** Logged-in connections per user (--max-connections-per-user). */
-  abstract readonly chat: { connectionsOf(user: string): number };
   #listener: TCPSocketListener<Connection> | null = null;
   readonly #dirty = new Set<Connection>();
   #flushScheduled = false;
@@ -137,23 +136,26 @@ export abstract class EdgeHost implements EdgeServer {
   readonly #connections = new Set<Connection>();
   /** Open connections per source key. */
   readonly #bySource = new Map<string, number>();
-  readonly loginsBySource: RateLimiter;
-  readonly loginsByUser: RateLimiter;
   #unauthenticated = 0;
   /** Connections counted out of #unauthenticated (leftLogin). */
   readonly #outOfLogin = new WeakSet<Connection>();
   #stopping: Promise<void> | null = null;
 
-  protected constructor(opts: ServerOptions, { key, created }: HostKey, store: AccountStore) {
+  /**
+   * `limits` defaults to the node's own, in memory, with the logged-in
+   * connections per user that `connectionsOf` counts.
+   */
+  protected constructor(opts: ServerOptions, { key, created }: HostKey, store: AccountStore, limits: LoginLimits | ((user: string) => number)) {
     this.opts = opts;
     this.log = opts.log;
     this.hostKey = key;
     this.hostSign = ed25519Signer(key.secretKey);
     this.hostKeyCreated = created;
     this.accounts = new Accounts(store, new Gate(opts.argon2Concurrency, opts.argon2Queue), opts.ticketTtlMs);
-    this.penalties = new PenaltyBox(opts.penalties);
-    this.loginsBySource = new RateLimiter(opts.logins);
-    this.loginsByUser = new RateLimiter(opts.logins);
+    this.limits =
+      typeof limits === "function"
+        ? new LocalLoginLimits(new PenaltyBox(opts.penalties), new RateLimiter(opts.logins), new RateLimiter(opts.logins), { connectionsOf: limits, maxConnectionsPerUser: opts.maxConnectionsPerUser })
+        : limits;
   }
 
   /** Deletes a ticket nobody holds (its client left before the welcome); a failure is logged, and the ticket expires. */
@@ -205,8 +207,7 @@ export abstract class EdgeHost implements EdgeServer {
       for (const c of this.#connections) c.idle(now);
       // Buckets that have refilled are no different from new ones: an idle
       // user, address or connection holds none a second later.
-      this.loginsBySource.prune(now);
-      this.loginsByUser.prune(now);
+      this.limits.prune(now);
       sweep(now);
       if (now - lastPrune >= this.opts.ticketPruneMs) {
         lastPrune = now;
@@ -287,7 +288,7 @@ export abstract class EdgeHost implements EdgeServer {
     };
     if (this.#stopping) return refuse("server_shutdown", "server is shutting down");
     const source = sourceKey(socket.remoteAddress);
-    const wait = this.penalties.blockedFor(source, Date.now());
+    const wait = this.limits.penalized(source, Date.now());
     if (wait > 0) {
       this.log.info("penalized", { source: socket.remoteAddress, wait_ms: wait });
       return refuse("rate_limited", `too many failed logins from your address; retry in ${Math.ceil(wait / 1000)} s`);
@@ -321,6 +322,7 @@ export abstract class EdgeHost implements EdgeServer {
 
   forget(conn: Connection, wasAuthenticated: boolean): void {
     if (!this.#connections.delete(conn)) return;
+    this.limits.release(conn);
     const open = (this.#bySource.get(conn.sourceKey) ?? 1) - 1;
     if (open > 0) this.#bySource.set(conn.sourceKey, open);
     else this.#bySource.delete(conn.sourceKey);
@@ -382,7 +384,7 @@ export class ChatServer extends EdgeHost {
   readonly link: CorePort;
 
   protected constructor(opts: ServerOptions, hostKey: HostKey, store: Store) {
-    super(opts, hostKey, store);
+    super(opts, hostKey, store, (user) => this.chat.connectionsOf(user));
     this.store = store;
     this.journal = opts.journal ?? new MemoryJournal(opts.chat.history);
     this.local = new ChatCore(opts, this.journal, this.accounts, store.markers);

@@ -7,7 +7,7 @@ import { randomBytes, sha256 } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { Accounts } from "../../src/server/accounts.ts";
-import { Gate, PenaltyBox, RateLimiter } from "../../src/server/limits.ts";
+import { Gate, LocalLoginLimits, PenaltyBox, RateLimiter } from "../../src/server/limits.ts";
 import { DEFAULT_DEVICES, Devices } from "../../src/server/devices.ts";
 import { type LoggedIn, type LoginAttempt, type LoginServer, login as loginOrPending } from "../../src/server/login.ts";
 import { MemoryJournal } from "../../src/store/journal.ts";
@@ -42,14 +42,16 @@ function server(over: { logins?: { rate: number; burst: number }; penalties?: Pe
   const s: Fake = {
     accounts,
     devices: new Devices(store, new MemoryJournal(10), DEFAULT_DEVICES),
-    penalties: over.penalties ?? new PenaltyBox({ freeFailures: 1, baseMs: 60_000, maxMs: 60_000, forgetMs: 600_000, maxSources: 16 }),
-    loginsBySource: new RateLimiter(logins),
-    loginsByUser: new RateLimiter(logins),
+    limits: new LocalLoginLimits(
+      over.penalties ?? new PenaltyBox({ freeFailures: 1, baseMs: 60_000, maxMs: 60_000, forgetMs: 600_000, maxSources: 16 }),
+      new RateLimiter(logins),
+      new RateLimiter(logins),
+      { connectionsOf: () => s.connections, maxConnectionsPerUser: 2 },
+    ),
     recording: true,
     connections: 0,
     journal: { get recording() { return s.recording; } },
-    chat: { connectionsOf: () => s.connections },
-    opts: { sessionMaxMs: 24 * HOUR, maxConnectionsPerUser: 2 },
+    opts: { sessionMaxMs: 24 * HOUR },
     log: silentLogger,
   };
   return s;
@@ -58,7 +60,7 @@ function server(over: { logins?: { rate: number; burst: number }; penalties?: Pe
 /** Signed by the account's identity key unless `signedBy` says otherwise. */
 function attempt(message: Message<"register" | "login">, over: Partial<LoginAttempt> & { signedBy?: Uint8Array } = {}): LoginAttempt {
   const signer = over.signedBy ?? IDENTITY;
-  return { message, checkKey: (key) => Buffer.from(key).equals(Buffer.from(signer)), sourceKey: "10.0.0.1", source: "10.0.0.1", now: NOW, stillThere: () => true, ...over };
+  return { message, checkKey: (key) => Buffer.from(key).equals(Buffer.from(signer)), sourceKey: "10.0.0.1", source: "10.0.0.1", holder: {}, now: NOW, stillThere: () => true, ...over };
 }
 
 const register = (user: string, ticketKey?: Uint8Array): Message<"register"> => ({ type: "register", user, identity_key: IDENTITY, sig: SIG, password: PASSWORD, ...(ticketKey ? { ticket_key: ticketKey } : {}) });

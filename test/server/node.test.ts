@@ -13,11 +13,11 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { ClusterNode } from "../../src/server/node.ts";
-import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import { readHead } from "../../src/store/pg/log.ts";
 import { openPg } from "../../src/store/pg/pg.ts";
 import { type PostgresHandle, type RedisHandle, requireEngines, startPostgres, startRedis } from "../engines.ts";
 import { type Cred, registerWithTicket } from "./chat-helpers.ts";
+import { testNodeOptions } from "./cluster-helpers.ts";
 import { type LogEvent, NO_PENALTIES, NO_QUOTAS, type RawSession, rawSession, ticketLogin, untilMessage, waitFor } from "./helpers.ts";
 
 const ready = requireEngines("postgres", "redis");
@@ -36,11 +36,10 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
 
   async function startNode(name: string): Promise<ClusterNode> {
     const n = await ClusterNode.start(
-      {
-        databaseUrl: pg.url,
-        redisUrl: redis.url,
-        node: name,
-        server: {
+      testNodeOptions(
+        { database: pg.url, redis: redis.url },
+        name,
+        {
           port: 0,
           penalties: NO_PENALTIES,
           ...NO_QUOTAS,
@@ -50,12 +49,8 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
             warn: (event, fields) => void events.push({ level: "warn", event, fields: { node: name, ...fields } }),
           },
         },
-        journal: { ...DEFAULT_WRITER, fsync: "always", version: "test", history: 50 },
-        leaseMs: LEASE_MS,
-        renewMs: 400,
-        electMs: 250,
-        silenceMs: 3000,
-      },
+        LEASE_MS,
+      ),
       HOST_KEY,
     );
     nodes.push(n);

@@ -5,7 +5,10 @@
  * keeps one publisher's order, batches a turn's payloads, bounds what it
  * queues while down and reports every loss; liveness reports a stopped node
  * within its bound and no live node after Redis comes back empty; the shared
- * token buckets are atomic across nodes and fail open or closed as asked.
+ * token buckets are atomic across nodes and fail open or closed as asked;
+ * failed-login penalties double as a single node's do and expire by
+ * themselves; a user's connection slots count live nodes only and are
+ * written again after Redis comes back empty.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Logger, LogFields } from "../../src/log.ts";
@@ -13,6 +16,8 @@ import { type BusLoss, Bus } from "../../src/store/redis/bus.ts";
 import { ClusterBuckets } from "../../src/store/redis/buckets.ts";
 import { RedisLink, parseRedisUrl } from "../../src/store/redis/link.ts";
 import { Liveness, NODE_POLL_MS, NODE_TTL_MS } from "../../src/store/redis/liveness.ts";
+import { ClusterPenalties } from "../../src/store/redis/penalties.ts";
+import { ClusterSlots } from "../../src/store/redis/slots.ts";
 import { type RedisHandle, requireEngines, startRedis } from "../engines.ts";
 
 const hasRedis = requireEngines("redis");
@@ -272,5 +277,53 @@ describe.skipIf(!hasRedis)("with redis-server", () => {
     const down = new ClusterBuckets(nowhere);
     expect(await down.take("r", { rate: 1, burst: 1, whenDown: "closed" })).toEqual({ ok: false, waitMs: 1000, unchecked: true });
     expect(await down.take("r", { rate: 1, burst: 1, whenDown: "open" })).toEqual({ ok: true, waitMs: 0, unchecked: true });
+  });
+
+  test("penalties: free failures, then a doubling penalty capped at maxMs, one record for every node; the key expires forgetMs after the last failure", async () => {
+    const [x, y] = [link(), link()];
+    await Promise.all([x.ready(), y.ready()]);
+    const steps = { freeFailures: 2, baseMs: 1000, maxMs: 4000, forgetMs: 20_000 };
+    const [px, py] = [new ClusterPenalties(x, steps), new ClusterPenalties(y, steps)];
+    expect(await px.blockedFor("10.1.1.1")).toBe(0);
+    const due = [];
+    for (let i = 0; i < 6; i++) due.push(await (i % 2 ? py : px).failure("10.1.1.1"));
+    expect(due).toEqual([0, 0, 1000, 2000, 4000, 4000]);
+    const wait = (await py.blockedFor("10.1.1.1"))!;
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(4000);
+    expect(await px.blockedFor("10.1.1.2")).toBe(0);
+    const ttl = Number(await x.send("PTTL", ["securechat:penalty:10.1.1.1"]));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(20_000);
+    const nowhere = new ClusterPenalties(new RedisLink("redis://:pw@127.0.0.1:1", { log: recorder(), role: "nowhere" }), steps);
+    expect(await nowhere.failure("10.1.1.1")).toBeNull();
+    expect(await nowhere.blockedFor("10.1.1.1")).toBeNull();
+  });
+
+  test("slots: two live nodes share one user's count; after Redis restarts empty each node writes its counts again", async () => {
+    // Each node's beat and counts on one link, as a cluster node has them.
+    const [x, y] = [link(), link()];
+    await Promise.all([x.ready(), y.ready()]);
+    // (The slots first, as node.ts makes them: their counts must still go out after the beat.)
+    const [sx, sy] = [new ClusterSlots(x, "slot-x", 60_000), new ClusterSlots(y, "slot-y", 60_000)];
+    const beats = [new Liveness(x).beat("slot-x"), new Liveness(y).beat("slot-y")];
+    await until(async () => (await x.send("EXISTS", ["{securechat}:node:slot-x"])) === 1 && (await x.send("EXISTS", ["{securechat}:node:slot-y"])) === 1, "both nodes' liveness keys");
+    expect(await sx.claim("dora", 3)).toEqual({ ok: true, count: 0 });
+    expect(await sy.claim("dora", 3)).toEqual({ ok: true, count: 1 });
+    expect(await sx.claim("dora", 3)).toEqual({ ok: true, count: 2 });
+    expect(await sy.claim("dora", 3)).toEqual({ ok: false, count: 3 });
+    expect([sx.held("dora"), sy.held("dora")]).toEqual([2, 1]);
+    sy.release("dora");
+    await until(async () => (await sx.claim("dora", 3)).ok, "y's released slot");
+    expect(await sy.claim("dora", 3)).toEqual({ ok: false, count: 3 });
+
+    // Redis forgets everything; the nodes beat again and write what they hold: x's three still count.
+    await redis.restart({ crash: true });
+    await Promise.all([x.ready(), y.ready()]);
+    await until(async () => (await y.send("HGET", ["{securechat}:conns:dora", "slot-x"])) === "3", "x's count written again");
+    expect(await sy.claim("dora", 3)).toEqual({ ok: false, count: 3 });
+    for (const b of beats) await b.stop();
+    sx.close();
+    sy.close();
   });
 });

@@ -12,7 +12,7 @@
  */
 import { SecureChatError } from "../../errors.ts";
 import type { RedisLink } from "./link.ts";
-import { runScript } from "./script.ts";
+import { DOWN, runScriptOrDown } from "./script.ts";
 
 const PREFIX = "securechat:bucket:";
 
@@ -79,13 +79,8 @@ export class ClusterBuckets {
     if (!(o.rate > 0) || !(o.burst >= 1) || !(cost > 0) || cost > o.burst) {
       throw new SecureChatError("bucket_options", `bucket: rate ${o.rate}, burst ${o.burst}, cost ${cost}: need rate > 0, burst ≥ 1 and 0 < cost ≤ burst`);
     }
-    let r: unknown;
-    try {
-      r = await runScript(this.link, TAKE, [PREFIX + key], [String(o.rate), String(o.burst), String(cost)]);
-    } catch (e) {
-      if (this.link.up && !/closed|not connected|failed/i.test((e as Error).message)) throw e;
-      return o.whenDown === "open" ? { ok: true, waitMs: 0, unchecked: true } : { ok: false, waitMs: BUCKET_DOWN_WAIT_MS, unchecked: true };
-    }
+    const r = await runScriptOrDown(this.link, TAKE, [PREFIX + key], [String(o.rate), String(o.burst), String(cost)]);
+    if (r === DOWN) return o.whenDown === "open" ? { ok: true, waitMs: 0, unchecked: true } : { ok: false, waitMs: BUCKET_DOWN_WAIT_MS, unchecked: true };
     const [ok, wait] = r as [number, number];
     return { ok: ok === 1, waitMs: ok === 1 ? 0 : wait };
   }

@@ -36,7 +36,8 @@ export const NODE_BEAT_MS = 1000;
 export const NODE_POLL_MS = 1000;
 
 const SET = "{securechat}:nodes";
-const KEY_PREFIX = "{securechat}:node:";
+/** A live node's key: this prefix and its name (scripts tie what a node holds to it). */
+export const NODE_KEY_PREFIX = "{securechat}:node:";
 
 /** The nodes of the set whose key exists; the others are removed from it. */
 const POLL = `
@@ -80,7 +81,7 @@ export class Liveness {
 
   /** Keeps `node` alive until the returned stop() (which removes its key, so watchers see it leave). */
   beat(node: string): { stop(): Promise<void> } {
-    const key = KEY_PREFIX + node;
+    const key = NODE_KEY_PREFIX + node;
     const once = (): void => {
       if (!this.link.up) return;
       this.link.send("SET", [key, "1", "PX", String(this.ttlMs)]).catch(() => {});
@@ -101,7 +102,7 @@ export class Liveness {
 
   /** Whether `node`'s key exists now; throws `redis_down` while the link is down. */
   async alive(node: string): Promise<boolean> {
-    return (await this.link.send("EXISTS", [KEY_PREFIX + node])) === 1;
+    return (await this.link.send("EXISTS", [NODE_KEY_PREFIX + node])) === 1;
   }
 
   /**
@@ -120,7 +121,7 @@ export class Liveness {
       if (busy || !this.link.up) return;
       busy = true;
       try {
-        const alive = new Set<string>((await runScript(this.link, POLL, [SET], [KEY_PREFIX])) as string[]);
+        const alive = new Set<string>((await runScript(this.link, POLL, [SET], [NODE_KEY_PREFIX])) as string[]);
         for (const n of alive) if (!known.has(n)) seen(n);
         if (Date.now() < graceUntil) {
           for (const n of known) alive.add(n);

@@ -22,3 +22,20 @@ export async function runScript(link: RedisLink, script: string, keys: string[],
     return await link.send("EVAL", [script, ...rest]);
   }
 }
+
+/** What `runScriptOrDown` answers when Redis could not be asked. */
+export const DOWN = Symbol("redis down");
+
+/**
+ * Runs the script, or answers DOWN when Redis cannot be asked (the link is
+ * down, or the connection closed under the call): the caller then fails
+ * open or closed. Any other error (a bug in the script) is thrown.
+ */
+export async function runScriptOrDown(link: RedisLink, script: string, keys: string[], args: string[]): Promise<unknown> {
+  try {
+    return await runScript(link, script, keys, args);
+  } catch (e) {
+    if (link.up && !/closed|not connected|failed/i.test((e as Error).message)) throw e;
+    return DOWN;
+  }
+}
