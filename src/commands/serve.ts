@@ -255,7 +255,7 @@ export default command({
       checkpoint_every: writer.checkpointEvery,
       checkpoint_interval_s: writer.checkpointIntervalMs / 1000,
     });
-    logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
+    logAdmins(logger, admins);
     // The key a signed-note tool checks the transcript's checkpoints with (TRANSCRIPT.md §4.1).
     const vkey = formatVerifierKey(writer.origin ?? defaultOrigin(hostKey.key.publicKey), hostKey.key.publicKey);
     if (witnesses.length > 0) logger.info("witnesses", { count: witnesses.length, quorum: witnessQuorum, urls: witnesses.map((w) => w.url).join(",") });
@@ -305,6 +305,7 @@ async function serveNode(p: {
     throw listenFailure(e, p.address.host, p.address.port);
   }
   logger.info(hostKey.created ? "host_key_created" : "host_key_loaded", { fingerprint: node.edge.fingerprint });
+  logAdmins(logger, p.options.chat.admins);
   logger.info("listening", { address: `${p.address.host}:${node.port}`, fingerprint: node.edge.fingerprint, node: node.node, pid: process.pid });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -314,6 +315,11 @@ async function serveNode(p: {
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
   });
+}
+
+/** The start log's `admins` line (serve --admin), on a single node and a cluster node alike: who may administer this server. */
+function logAdmins(logger: import("../log.ts").Logger, admins: ReadonlySet<string>): void {
+  logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
 }
 
 /** `--witness URL=VKEY` values: an http(s) URL (the submission prefix), then the witness's cosigner vkey. */
