@@ -292,7 +292,7 @@ cluster_start() {
     cluster_core
     return 0
   fi
-  : >"$work/server.log"
+  cat "$work/server.log" >>"$work/server.all" 2>/dev/null; : >"$work/server.log"
   cl_data=$data; cl_pids=(); mkdir -p "$data"
   # The first node first: it makes the host key on DATA's first start, and is elected the core.
   cluster_node 1 "$@"
@@ -333,6 +333,9 @@ cluster_cleanup() {
 finish() {
   if [ -n "$cluster" ] && [ -n "$work" ]; then
     echo "  (cluster mode, $cluster nodes: connections per node port: $(cat "$work/balancer.all" "$work/balancer.log" 2>/dev/null | grep '^to ' | sort | uniq -c | awk '{printf "%s:%s ", $3, $1}'))"
+  fi
+  if [ -n "$cluster" ] && [ "$fail" != 0 ] && cat "$work/server.all" "$work/server.log" 2>/dev/null | grep -qE '"level":"error"|"event":"internal_error"'; then
+    echo "  the nodes' errors:"; cat "$work/server.all" "$work/server.log" 2>/dev/null | grep -E '"level":"error"|"event":"internal_error"' | tail -20 | show
   fi
   echo "$1: $passed passed, $fail failed"
   if [ "$fail" = 0 ]; then exit 0; fi
