@@ -121,6 +121,8 @@ export default command({
     if (writer.origin !== undefined && !isOrigin(writer.origin)) {
       throw new CliError(EXIT.USAGE, `--log-origin: "${writer.origin}" is not a log origin`, ["1 to 255 bytes with no spaces and no \"+\", such as chat.example.com/securechat"]);
     }
+    // The key a signed-note tool checks the transcript's checkpoints with (TRANSCRIPT.md §4.1), on the listening line.
+    const logVkey = (publicKey: Uint8Array): string => formatVerifierKey(writer.origin ?? defaultOrigin(publicKey), publicKey);
     const witnesses = await parseWitnesses(repeated(a.witness));
     const witnessQuorum = a["witness-quorum"] === undefined ? witnesses.length : parseInteger("--witness-quorum", a["witness-quorum"], 1, Math.max(1, witnesses.length));
     if (a["witness-quorum"] !== undefined && witnesses.length === 0) throw new CliError(EXIT.USAGE, "--witness-quorum needs --witness URL=VKEY", ["give each witness with its own --witness URL=VKEY"]);
@@ -194,7 +196,7 @@ export default command({
     }
     process.umask(0o077);
     if (engines) {
-      await serveNode({ engines, dataDir, hostKeyFile: a["host-key"], json: a.json === true, address: { host: a.host, port }, options, journal: { ...DEFAULT_WRITER, ...writer, history, historyKeep, historyMemory } });
+      await serveNode({ engines, dataDir, hostKeyFile: a["host-key"], json: a.json === true, address: { host: a.host, port }, options, vkey: logVkey, journal: { ...DEFAULT_WRITER, ...writer, history, historyKeep, historyMemory } });
       return;
     }
     // A --host-key FILE that is not there is said before anything is touched.
@@ -255,9 +257,9 @@ export default command({
       checkpoint_every: writer.checkpointEvery,
       checkpoint_interval_s: writer.checkpointIntervalMs / 1000,
     });
-    logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
+    logAdmins(logger, admins);
     // The key a signed-note tool checks the transcript's checkpoints with (TRANSCRIPT.md §4.1).
-    const vkey = formatVerifierKey(writer.origin ?? defaultOrigin(hostKey.key.publicKey), hostKey.key.publicKey);
+    const vkey = logVkey(hostKey.key.publicKey);
     if (witnesses.length > 0) logger.info("witnesses", { count: witnesses.length, quorum: witnessQuorum, urls: witnesses.map((w) => w.url).join(",") });
     logger.info("listening", { address: `${a.host}:${server.port}`, fingerprint: server.fingerprint, vkey, data: dataDir, pid: process.pid });
     await new Promise<void>((resolve) => {
@@ -286,6 +288,8 @@ async function serveNode(p: {
   address: { host: string; port: number };
   options: Omit<import("../server/server.ts").ServerOptions, "dataDir" | "log" | "journal" | "argon2Concurrency" | "argon2Queue" | "penalties" | "ticketPruneMs"> & Partial<import("../server/server.ts").ServerOptions>;
   journal: import("../server/node.ts").NodeOptions["journal"];
+  /** The transcript's verifier key for the host key (the log's origin, signed-note form). */
+  vkey: (publicKey: Uint8Array) => string;
 }): Promise<void> {
   const [{ ClusterNode }, log, { loadOrCreateHostKey, hostKeySource }] = await Promise.all([import("../server/node.ts"), import("../server/log.ts"), import("../server/hostkey.ts")]);
   const logger = p.json ? log.jsonLogger() : log.textLogger();
@@ -305,7 +309,8 @@ async function serveNode(p: {
     throw listenFailure(e, p.address.host, p.address.port);
   }
   logger.info(hostKey.created ? "host_key_created" : "host_key_loaded", { fingerprint: node.edge.fingerprint });
-  logger.info("listening", { address: `${p.address.host}:${node.port}`, fingerprint: node.edge.fingerprint, node: node.node, pid: process.pid });
+  logAdmins(logger, p.options.chat.admins);
+  logger.info("listening", { address: `${p.address.host}:${node.port}`, fingerprint: node.edge.fingerprint, vkey: p.vkey(hostKey.key.publicKey), node: node.node, pid: process.pid });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info("shutdown", { signal });
@@ -314,6 +319,11 @@ async function serveNode(p: {
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
   });
+}
+
+/** The start log's `admins` line (serve --admin), on a single node and a cluster node alike: who may administer this server. */
+function logAdmins(logger: import("../log.ts").Logger, admins: ReadonlySet<string>): void {
+  logger.info("admins", { users: [...admins].sort().join(",") || undefined, count: admins.size });
 }
 
 /** `--witness URL=VKEY` values: an http(s) URL (the submission prefix), then the witness's cosigner vkey. */

@@ -143,6 +143,8 @@ class Room {
  */
 export interface AccountRequest {
   readonly type: string;
+  /** What must be loaded before its turn is taken (as Journal.prepare); null or absent when nothing is. */
+  prepare?(): Promise<void> | null;
   run(): void;
 }
 
@@ -453,19 +455,29 @@ export class Chat {
    * later requests wait behind it.
    */
   #dispatch(m: Member, st: MemberState, req: Request | AccountRequest): void {
-    if ("run" in req) return req.run();
+    if ("run" in req) {
+      const loading = req.prepare?.() ?? null;
+      if (!loading) return req.run();
+      // A load that failed leaves the answer to say what it lacks (run reads what was loaded).
+      return this.#after(m, st, loading.catch(() => {}), () => req.run());
+    }
     const ready = this.#prepare(m, req);
     if (!ready) return this.#answer(m, st, req, NOTHING_LOOKED_UP);
     const waiting = ready.then(
       (known) => known,
       (): LookedUp => ({ accounts: new Map(), failed: true }),
     );
-    st.waiting = waiting.then(() => {});
-    void waiting.then((known) => {
+    this.#after(m, st, waiting, (known) => this.#answer(m, st, req, known));
+  }
+
+  /** Answers with `answer` once `ready` is done, the connection's later requests waiting behind it (`st.waiting`). */
+  #after<T>(m: Member, st: MemberState, ready: Promise<T>, answer: (v: T) => void): void {
+    st.waiting = ready.then(() => {});
+    void ready.then((v) => {
       if (this.#state.get(m) !== st) return;
       st.waiting = null;
       try {
-        this.#answer(m, st, req, known);
+        answer(v);
         this.#release(m, st);
       } catch (e) {
         if (!m.fail) throw e;

@@ -22,7 +22,7 @@ import type { Accounts } from "./accounts.ts";
 import { type Chat, type ChatOptions, type Member, isChatRequest } from "./chat.ts";
 import type { Devices } from "./devices.ts";
 import type { CorePort, EdgePort, SessionFacts, SessionPort } from "./link.ts";
-import { logProofAnswer } from "./logproof.ts";
+import { logProofAnswer, logProofSeqs } from "./logproof.ts";
 import { type WireError, shortRef, wireError } from "./wire.ts";
 
 /** What the core needs of the server (ChatServer is one). */
@@ -147,8 +147,14 @@ export class Session implements Member, SessionPort {
         return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.server.devices.approve(this, m.key, m.sig, Date.now())) });
       case "device_revoke":
         return chat.handle(this, { type: m.type, run: () => core.answer(this, () => core.revokeDevice(this, m.id)) });
-      case "log_proof":
-        return chat.handle(this, { type: m.type, run: () => this.#answer(core.logProof(this, m)) });
+      case "log_proof": {
+        // A journal in PostgreSQL reads the entries' lines before the request's turn (Journal.readEntryLines).
+        const journal = core.server.journal;
+        const seqs = logProofSeqs(m);
+        let read: Map<number, Uint8Array> | undefined;
+        const prepare = journal.readEntryLines && seqs.length > 0 ? () => journal.readEntryLines!(seqs).then((r) => void (read = r), () => void (read = new Map())) : undefined;
+        return chat.handle(this, { type: m.type, ...(prepare ? { prepare } : {}), run: () => this.#answer(core.logProof(this, m, read)) });
+      }
       case "logout":
         return chat.afterHeld(this, () => core.logout(this));
       case "bye":
@@ -453,8 +459,8 @@ export class Core implements CorePort {
   }
 
   /** `log_proof` (PROTOCOL.md §7.13), asked by `me`: logproof.ts. */
-  logProof(me: Session, m: Message<"log_proof">): Message<"log_state" | "notice"> {
-    const answer = logProofAnswer(this.server.journal, m, me.user, this.log);
+  logProof(me: Session, m: Message<"log_proof">, read?: Map<number, Uint8Array>): Message<"log_state" | "notice"> {
+    const answer = logProofAnswer(this.server.journal, m, me.user, this.log, read);
     return m.cosigned && answer.type === "log_state" ? { ...answer, ...this.#cosigned(answer.origin, answer.size) } : answer;
   }
 

@@ -45,7 +45,13 @@ export function entryIsUsers(line: Uint8Array, user: string): boolean {
   }
 }
 
-export function logProofAnswer(journal: Journal, m: Message<"log_proof">, user: string, log: Logger): Message<"log_state" | "notice"> {
+/** The leaves' seqs whose lines a `log_proof` with `entries` may be answered with (a journal's readEntryLines reads them ahead). */
+export function logProofSeqs(m: Message<"log_proof">): number[] {
+  return m.entries ? (m.leaves ?? []).map((leaf) => leaf + 1) : [];
+}
+
+/** `read`: the lines read ahead by seq (Journal.readEntryLines); without it, the journal's entryLines reads them now. */
+export function logProofAnswer(journal: Journal, m: Message<"log_proof">, user: string, log: Logger, read?: Map<number, Uint8Array>): Message<"log_state" | "notice"> {
   const state = journal.logState?.(m.from, m.leaves ?? []) ?? null;
   if (!state) return { type: "notice", code: "no_log", text: "this server has no signed tree of its transcript to prove anything from right now" };
   const parsed = parseNote(state.note);
@@ -55,7 +61,8 @@ export function logProofAnswer(journal: Journal, m: Message<"log_proof">, user: 
   let lines: (Uint8Array | null)[] = [];
   if (m.entries) {
     try {
-      lines = journal.entryLines?.(state.inclusion.map((i) => i.leaf + 1)) ?? [];
+      const seqs = state.inclusion.map((i) => i.leaf + 1);
+      lines = read ? seqs.map((s) => read.get(s) ?? null) : (journal.entryLines?.(seqs) ?? []);
     } catch (e) {
       log.warn("log_entry_unreadable", { error: (e as Error).message });
     }

@@ -150,6 +150,12 @@ export interface Journal {
   /** The lines (without their LFs) of the transcript entries with these seqs, as stored; null for one there is none to read. */
   entryLines?(seqs: readonly number[]): (Uint8Array | null)[];
   /**
+   * The same lines, by seq, for a journal whose record is not in this
+   * process (PostgreSQL): read before the request's turn, as `prepare`
+   * loads; a seq with no stored line is absent.
+   */
+  readEntryLines?(seqs: readonly number[]): Promise<Map<number, Uint8Array>>;
+  /**
    * The messages with a client message id among the log's last entries
    * (newest last), those a checkpoint of their own run signed, with `ts` >=
    * `since`: read once at start, so a resend is known across a restart.

@@ -169,6 +169,8 @@ export class WriteBehindMarkers implements ReadMarkers {
   #fill(user: string, rows: DeviceMarker[]): MemoryMarkers {
     const m = new MemoryMarkers();
     for (const r of rows) m.advance(user, r.device, r.room, r.seq, r.at, Number.MAX_SAFE_INTEGER);
+    // A change made while the user was not in memory (forget) may not be in the rows yet.
+    for (const o of this.#ops) if (o.user === user) applyMarkerOp(m, o);
     this.#users.set(user, m);
     return m;
   }
@@ -230,8 +232,9 @@ export class WriteBehindMarkers implements ReadMarkers {
     this.#ops.push({ op: "lower", user, room, seq });
   }
 
+  /** Needs no read: a user who is offline, markers not loaded (put out of a room by a ban), is forgotten in the store at the next flush. */
   forget(user: string, room: string): void {
-    this.#of(user).forget(user, room);
+    this.#users.get(user)?.forget(user, room);
     this.#ops.push({ op: "forget", user, room });
   }
 

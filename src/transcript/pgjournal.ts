@@ -42,6 +42,7 @@ import {
   isBetween,
   newest,
 } from "../store/journal.ts";
+import { readLinesAt } from "../store/pg/log.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms, type RoomState as RecentState, shown } from "../store/recent.ts";
 import { type RoomState, applyRoomChange, roomStateFromJson, roomStateToJson } from "../store/roomstate.ts";
 import { EDIT_REACH } from "./format.ts";
@@ -508,6 +509,11 @@ export class PgJournal extends WriterJournal implements Journal {
   expireDirects(before: number): void {
     if (this.#closed) return;
     this.#sql`DELETE FROM log_directs WHERE ts < ${before}`.catch((err: Error) => this.#log.warn("history_expire_failed", { error: err.message }));
+  }
+
+  /** Journal.readEntryLines: a log proof's lines, from the stored rows (the file journal bisects its files for entryLines). */
+  async readEntryLines(seqs: readonly number[]): Promise<Map<number, Uint8Array>> {
+    return new Map((await readLinesAt(this.#sql, seqs)).map((r) => [r.seq, r.bytes]));
   }
 
   roomStates(): Map<string, RoomState> {

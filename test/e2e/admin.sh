@@ -98,8 +98,8 @@ stop_server
 
 # The transcript: every action, who did it and from which session, before the sessions it ended closed.
 input=""
-run "transcript verify" 0 "$bin" transcript verify "$work/data/transcript" --host-key "$work/data/host_key.pub"
-out=$("$bin" transcript export --data "$work/data" 2>/dev/null)
+run "transcript verify" 0 transcript_verify "$work/data" --host-key "$work/data/host_key.pub"
+out=$(transcript_export "$work/data" 2>/dev/null)
 actions=$(jq -c 'select(.type=="admin_action") | [.user, .action, .target]' <<<"$out" | tr -d '\n')
 [ "$actions" = '["root","lock","bob"]["root","unlock","bob"]["root","end_sessions","bob"]' ] && ok || { bad "transcript: admin actions are $actions"; }
 root_sessions=$(jq -r 'select(.type=="session_open" and .user=="root") | .session' <<<"$out")
@@ -110,7 +110,7 @@ chat1_session=$(jq -r 'select(.type=="connected") | .session' "$work/chat1.out" 
 order=$(jq -r --arg s "$chat1_session" 'select((.type=="admin_action" and .action=="lock") or (.type=="session_close" and .session==$s)) | .type' <<<"$out" | tr '\n' ' ')
 [ "$order" = "admin_action session_close " ] && ok || bad "transcript: the lock, then the close of bob's chat; got: $order"
 # What happened to bob: export --user bob keeps the administrators' actions on him.
-out=$("$bin" transcript export --data "$work/data" --user bob 2>/dev/null)
+out=$(transcript_export "$work/data" --user bob 2>/dev/null)
 [ "$(jq -r 'select(.type=="admin_action") | .action' <<<"$out" | tr '\n' ' ')" = "lock unlock end_sessions " ] && ok || bad "transcript export --user bob lacks the actions on bob"
 
 finish admin.sh

@@ -88,8 +88,7 @@ history_shows_current alice "/history after a restart"
 stop_server
 
 # The transcript: the original message untouched, then the edit and the delete naming it.
-tr="$work/data/transcript"
-exported=$("$bin" transcript export --data "$work/data" --room general 2>"$work/export.err")
+exported=$(transcript_export "$work/data" --room general 2>"$work/export.err")
 rc=$?
 [ "$rc" = 0 ] && ok || { bad "transcript export: exit $rc"; show "$work/export.err"; }
 msg1=$(jq -c 'select(.type=="message" and .room_seq==1)' <<<"$exported")
@@ -102,11 +101,11 @@ chain=$(jq -c "select(.seq==$s1 or .ref==$s1) | [.type, .user // .from, .text]" 
 chain=$(jq -c "select(.seq==$s2 or .ref==$s2) | [.type, .user // .from, .text]" <<<"$exported" | tr '\n' ' ')
 [ "$chain" = '["message","alice","my password is hunter2"] ["delete","alice",null] ' ] && ok || bad "export: the versions of message 2: $chain"
 check "export: the refused changes are not recorded" [ "$(jq -c 'select(.type=="edit" or .type=="delete")' <<<"$exported" | wc -l)" = 2 ]
-all=$("$bin" transcript export --data "$work/data" --user bob 2>/dev/null)
+all=$(transcript_export "$work/data" --user bob 2>/dev/null)
 dm=$(jq -c 'select(.type=="direct" and .to=="bob")' <<<"$all" | tail -1)
 chain=$(jq -c "select(.seq==$(jq .seq <<<"$dm") or .ref==$(jq .seq <<<"$dm")) | [.type, .user // .from, .to, .text]" <<<"$all" | tr '\n' ' ')
 [ "$chain" = '["direct","alice","bob","meet at 5"] ["edit","alice","bob","meet at 6"] ' ] && ok || bad "export: the versions of the dm: $chain"
-run "transcript verify" 0 "$bin" transcript verify "$tr" --host-key "$work/data/host_key.pub"
+run "transcript verify" 0 transcript_verify "$work/data" --host-key "$work/data/host_key.pub"
 expect "verify says PASS" "PASS"
 
 # An interactive terminal: bob sees "(edited)" and "[deleted]" as they happen.

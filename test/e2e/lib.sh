@@ -23,6 +23,7 @@ server_pid="" # the server started by start_server, until stop_server
 port=""       # the port that server listens on
 pids=()       # further processes the script started; the exit trap stops them
 work=""       # the temporary directory made by begin
+cluster=${SECURECHAT_E2E_CLUSTER:-} # cluster mode: the number of nodes, or empty for one server
 
 # ok: counts a passed check.
 ok() { passed=$((passed+1)); }
@@ -85,6 +86,7 @@ register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "$srv" 
 # $port from the log's "listening" line. If it does not listen within 100 ×
 # 0.05 s: a failed check, the log, and exit 1 (the trap stops the server).
 start_server() {
+  if [ -n "$cluster" ]; then cluster_start "$@"; return; fi
   : >"$work/server.log" # a restart must not find the previous server's line
   "$bin" serve --port "${2:-0}" --data "$1" --json "${@:3}" >"$work/server.log" 2>&1 &
   server_pid=$!
@@ -105,6 +107,7 @@ listening_port() {
 # stop_server: SIGTERM to the server; passes when it exits with status 0.
 stop_server() {
   local rc
+  if [ -n "$cluster" ]; then cluster_stop; return; fi
   kill -TERM "$server_pid"; wait "$server_pid"; rc=$?
   server_pid=""
   if [ "$rc" = 0 ]; then ok; else bad "server exit $rc after SIGTERM"; show "$work/server.log"; fi
@@ -128,6 +131,7 @@ chat_bg() {
 cleanup() {
   local p
   if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+  if [ -n "$cluster" ]; then cluster_cleanup; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null; fi
@@ -161,8 +165,178 @@ tmux_begin() {
   cleanup_extra() { tm kill-server 2>/dev/null; }
 }
 
+# transcript_verify DATA ARGS...: `transcript verify` of the server's transcript
+# in DATA (DATA/transcript; in cluster mode the cluster's, in PostgreSQL).
+transcript_verify() {
+  local data=$1; shift
+  if [ -n "$cluster" ]; then cluster_env "$data" "$bin" transcript verify "$@"; else "$bin" transcript verify "$data/transcript" "$@"; fi
+}
+# transcript_export DATA ARGS...: `transcript export` of the server's transcript in DATA, as transcript_verify.
+transcript_export() {
+  local data=$1; shift
+  if [ -n "$cluster" ]; then cluster_env "$data" "$bin" transcript export "$@"; else "$bin" transcript export --data "$data" "$@"; fi
+}
+# single_node_only NAME: in cluster mode, says loudly that the check NAME does
+# not apply to a cluster and returns 1 (the caller skips it); else returns 0.
+single_node_only() {
+  [ -z "$cluster" ] && return 0
+  echo "!!! SKIPPED in cluster mode: $1"
+  return 1
+}
+
+# --- Cluster mode ----------------------------------------------------------------------------
+# SECURECHAT_E2E_CLUSTER=N: start_server DATA [PORT [FLAGS...]] starts, once
+# per script, PostgreSQL and Redis (test/e2e/engines.ts: their URLs stay in
+# a 0600 file and in this shell's variables, and reach a process only
+# through its environment, never argv); then, per data directory, a database
+# of its own (so a second DATA is a fresh server with its own accounts and
+# key, as on one node), N `serve --json` nodes on it sharing DATA/host_key
+# (made by the first node's first start; host_key.pub beside it, as on one
+# node), their logs appended to $work/server.log, and in front of them a
+# round-robin balancer (test/e2e/balancer.ts) on PORT: $port is the
+# balancer's, so `srv=127.0.0.1:$port` is one address whose connections land
+# on the nodes in turn: the script's users, and each user's successive
+# commands, are spread over the nodes. $server_pid is the core's (the node
+# holding the writer lease): a script's `kill -9 $server_pid` kills the core,
+# and the next start_server on the same DATA starts only the nodes that are
+# down and returns once a core is elected again. stop_server stops every node
+# (each must exit 0) and the balancer.
+cl_data=""     # the DATA of the cluster running now
+cl_pids=()     # its nodes' PIDs, by index (1..N)
+cl_bal=""      # the balancer's PID
+cl_db_base=""  # the PostgreSQL URL (with its password) of the engines, database aside
+cl_redis=""    # the Redis URL (with its password)
+declare -A cl_dbs=() # DATA -> its database's name
+cl_db=""       # the database's name cluster_db found
+
+# cluster_engines: starts the engines once (a failed check and exit 1 if they
+# do not start; exit 0 with a loud SKIP where they are not installed, unless CI=true).
+cluster_engines() {
+  [ -n "$cl_redis" ] && return 0
+  [[ $cluster =~ ^[0-9]+$ ]] && [ "$cluster" -ge 2 ] || { bad "SECURECHAT_E2E_CLUSTER=$cluster: want a number of nodes, 2 or more"; exit 1; }
+  bun "$(dirname "${BASH_SOURCE[0]}")/engines.ts" "$work/engines.env" >"$work/engines.log" 2>&1 &
+  pids+=("$!")
+  local epid=$!
+  for _ in $(seq 1 1200); do grep -qE '^(ready|missing)' "$work/engines.log" 2>/dev/null && break; kill -0 "$epid" 2>/dev/null || break; sleep 0.1; done
+  if grep -q '^missing' "$work/engines.log"; then
+    if [ "${CI:-}" = true ]; then bad "cluster mode: postgresql and redis-server are not installed"; exit 1; fi
+    echo "!!! SKIPPING (cluster mode): postgresql and/or redis-server not installed (sudo apt-get install -y postgresql redis-server)"; exit 0
+  fi
+  grep -q '^ready' "$work/engines.log" || { bad "cluster mode: the engines did not start"; show "$work/engines.log"; exit 1; }
+  cl_db_base=$(sed -n 's|^SECURECHAT_DATABASE_URL=\(postgres://[^/]*/\).*|\1|p' "$work/engines.env")
+  cl_redis=$(sed -n 's|^SECURECHAT_REDIS_URL=||p' "$work/engines.env")
+}
+# cluster_db DATA: sets $cl_db to the name of DATA's database, made at its first use.
+cluster_db() {
+  if [ -z "${cl_dbs[$1]:-}" ]; then
+    local name="e2e${#cl_dbs[@]}"
+    (export SECURECHAT_DATABASE_URL="${cl_db_base}postgres"; exec bun "$(dirname "${BASH_SOURCE[0]}")/pgdb.ts" "$name") >"$work/pgdb.log" 2>&1 ||
+      { bad "cluster mode: could not create the database for $1"; show "$work/pgdb.log"; exit 1; }
+    cl_dbs[$1]=$name
+  fi
+  cl_db=${cl_dbs[$1]}
+}
+# cluster_env DATA COMMAND...: COMMAND with SECURECHAT_DATABASE_URL (DATA's database) and SECURECHAT_REDIS_URL in its environment.
+cluster_env() {
+  cluster_db "$1"; shift
+  (export SECURECHAT_DATABASE_URL="$cl_db_base$cl_db" SECURECHAT_REDIS_URL="$cl_redis"; exec "$@")
+}
+# cluster_node I FLAGS...: starts node I on $cl_data in the background and waits for its listening line.
+cluster_node() {
+  local i=$1 key=() p; shift
+  [ -f "$cl_data/host_key" ] && key=(--host-key "$cl_data/host_key")
+  cluster_db "$cl_data"
+  (export SECURECHAT_DATABASE_URL="$cl_db_base$cl_db" SECURECHAT_REDIS_URL="$cl_redis"; exec "$bin" serve --port 0 --data "$cl_data" "${key[@]}" --json "$@") >>"$work/server.log" 2>&1 &
+  cl_pids[i]=$!
+  for _ in $(seq 1 300); do
+    p=$(grep -o "\"event\":\"listening\",\"address\":\"127.0.0.1:[0-9]*\",.*\"pid\":${cl_pids[i]}[,}]" "$work/server.log" | grep -o '127.0.0.1:[0-9]*' | grep -o '[0-9]*$')
+    [ -n "$p" ] && { echo "$p" >>"$work/backends.new"; return 0; }
+    kill -0 "${cl_pids[i]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  bad "cluster node $i did not start"; show "$work/server.log"; exit 1
+}
+# cluster_core: waits (up to 60 s) until a live node holds the writer lease; sets $server_pid to its PID.
+cluster_core() {
+  local line node pid i
+  for _ in $(seq 1 600); do
+    line=$(grep '"event":"core_elected"' "$work/server.log" | tail -1)
+    if [[ $line =~ \"node\":\"?([^\",}]*) ]]; then
+      node=${BASH_REMATCH[1]}
+      pid=$(grep "\"event\":\"listening\".*\"node\":\"\?$node\"\?," "$work/server.log" | grep -o '"pid":[0-9]*' | grep -o '[0-9]*' | tail -1)
+      for i in "${!cl_pids[@]}"; do
+        if [ "${cl_pids[i]}" = "$pid" ] && kill -0 "$pid" 2>/dev/null; then server_pid=$pid; return 0; fi
+      done
+    fi
+    sleep 0.1
+  done
+  bad "cluster mode: no core elected"; show "$work/server.log"; exit 1
+}
+# cluster_start DATA [PORT [FLAGS...]]: start_server in cluster mode (above).
+cluster_start() {
+  local data=$1 want=${2:-0} i p
+  shift; [ $# -gt 0 ] && shift
+  cluster_engines
+  : >"$work/backends.new"
+  if [ "$data" = "$cl_data" ] && [ -n "$cl_bal" ] && kill -0 "$cl_bal" 2>/dev/null; then
+    # The same cluster, some of its nodes killed: start those again, keep the others.
+    for i in "${!cl_pids[@]}"; do
+      if kill -0 "${cl_pids[i]}" 2>/dev/null; then
+        grep -o "\"event\":\"listening\",\"address\":\"127.0.0.1:[0-9]*\",.*\"pid\":${cl_pids[i]}[,}]" "$work/server.log" | grep -o '127.0.0.1:[0-9]*' | grep -o '[0-9]*$' >>"$work/backends.new"
+      else
+        cluster_node "$i" "$@"
+      fi
+    done
+    mv "$work/backends.new" "$work/backends"
+    # If the core was killed: until a live node is elected (the newest core_elected line is a live node's).
+    cluster_core
+    return 0
+  fi
+  cat "$work/server.log" >>"$work/server.all" 2>/dev/null; : >"$work/server.log"
+  cl_data=$data; cl_pids=(); mkdir -p "$data"
+  # The first node first: it makes the host key on DATA's first start, and is elected the core.
+  cluster_node 1 "$@"
+  for i in $(seq 2 "$cluster"); do cluster_node "$i" "$@"; done
+  mv "$work/backends.new" "$work/backends"
+  bun "$(dirname "${BASH_SOURCE[0]}")/balancer.ts" "$want" "$work/backends" >"$work/balancer.log" 2>&1 &
+  cl_bal=$!
+  for _ in $(seq 1 300); do
+    p=$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$work/balancer.log")
+    [ -n "$p" ] && break
+    sleep 0.1
+  done
+  [ -n "$p" ] || { bad "cluster mode: the balancer did not listen on ${want}"; show "$work/balancer.log"; exit 1; }
+  port=$p
+  cluster_core
+}
+# cluster_stop: stop_server in cluster mode: SIGTERM to every node (each must exit 0), then to the balancer.
+cluster_stop() {
+  local i rc
+  for i in "${!cl_pids[@]}"; do kill -TERM "${cl_pids[i]}" 2>/dev/null; done
+  for i in "${!cl_pids[@]}"; do
+    wait "${cl_pids[i]}"; rc=$?
+    if [ "$rc" = 0 ]; then ok; else bad "cluster node $i: exit $rc after SIGTERM"; show "$work/server.log"; fi
+  done
+  kill -TERM "$cl_bal" 2>/dev/null; wait "$cl_bal" 2>/dev/null
+  cat "$work/balancer.log" >>"$work/balancer.all"; : >"$work/balancer.log"
+  cl_pids=(); cl_bal=""; server_pid=""
+}
+# cluster_cleanup: for the exit trap: the nodes and the balancer (the engines are in $pids).
+cluster_cleanup() {
+  local p
+  for p in "${cl_pids[@]}" $cl_bal; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${cl_pids[@]}" $cl_bal; do wait "$p" 2>/dev/null; done
+  server_pid=""
+}
+
 # finish NAME: prints "NAME: N passed, M failed" and exits, 1 if any check failed.
 finish() {
+  if [ -n "$cluster" ] && [ -n "$work" ]; then
+    echo "  (cluster mode, $cluster nodes: connections per node port: $(cat "$work/balancer.all" "$work/balancer.log" 2>/dev/null | grep '^to ' | sort | uniq -c | awk '{printf "%s:%s ", $3, $1}'))"
+  fi
+  if [ -n "$cluster" ] && [ "$fail" != 0 ] && cat "$work/server.all" "$work/server.log" 2>/dev/null | grep -qE '"level":"error"|"event":"internal_error"'; then
+    echo "  the nodes' errors:"; cat "$work/server.all" "$work/server.log" 2>/dev/null | grep -E '"level":"error"|"event":"internal_error"' | tail -20 | show
+  fi
   echo "$1: $passed passed, $fail failed"
   if [ "$fail" = 0 ]; then exit 0; fi
   exit 1

@@ -124,7 +124,7 @@ hasnt "after the restart: #ops still secret" "$work/carol5.out" '"name":"ops"'
 stop_server
 
 # --- the transcript: every action, who did it, from which session; verify passes -----------------
-"$bin" transcript export --data "$work/data" --room ops >"$work/export.jsonl" 2>"$work/export.err"
+transcript_export "$work/data" --room ops >"$work/export.jsonl" 2>"$work/export.err"
 if [ "$?" = 0 ]; then ok; else bad "export failed"; show "$work/export.err"; fi
 jq -r 'select(.type == "room_change") | [.user, .action, (.target // "-"), (.text // "-"), (.invite_only // "-"), (.secret // "-"), .owner, (.session | length)] | @tsv' "$work/export.jsonl" >"$work/actions.tsv"
 cat >"$work/want.tsv" <<'EOF'
@@ -142,7 +142,7 @@ if diff "$work/want.tsv" "$work/actions.tsv" >/dev/null; then ok; else bad "the 
 # The kick and the ban of carol while in the room: the change first, then her leave.
 jq -r 'select(.type == "room_change" or (.type == "leave" and .user == "carol")) | .type + " " + (.action // "")' "$work/export.jsonl" | head -4 >"$work/order.txt"
 check "the kick is recorded before carol's leave" [ "$(sed -n 3,4p "$work/order.txt" | tr '\n' ' ')" = "room_change kick leave  " ]
-run "transcript verify passes" 0 "$bin" transcript verify "$work/data/transcript" --host-key "$work/data/host_key.pub"
+run "transcript verify passes" 0 transcript_verify "$work/data" --host-key "$work/data/host_key.pub"
 expect "verify says PASS" "PASS"
 
 finish mod.sh

@@ -44,6 +44,9 @@ for h in alice bob carol-laptop; do
 done
 # carol is in #general and #ops on her laptop, and enrolls her phone (a device of its own), then goes offline.
 say carol-laptop general $'/join ops\n'
+# Her machines: on a cluster, the laptop alone.
+machines="carol-phone carol-laptop"
+if single_node_only "read.sh: carol's phone (device enrollment, device add/approve, is not available on a cluster node yet); her laptop's checks run"; then
 printf '%s\n' "${pw[carol-laptop]}" | as carol-phone "$bin" device add -u carol --name phone --server "$srv" --password-stdin --accept-new-host >"$work/add.out" 2>"$work/add.err" &
 add_pid=$!
 pids+=("$add_pid")
@@ -51,13 +54,14 @@ wait_for "$work/add.out" '^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$' || { bad "devic
 input="${pw[carol-laptop]}"$'\n'
 run "carol approves her phone on her laptop" 0 as carol-laptop "$bin" device approve "$(head -1 "$work/add.out")" --password-stdin --yes
 if wait_exit "$add_pid" && [ "$rc" = 0 ]; then ok; else bad "device add: exit $rc"; show "$work/add.err"; fi
+else machines="carol-laptop"; fi
 # alice and bob talk in both rooms and send her direct messages.
 say alice general $'morning all\ncarol, the deploy is at 3\n/msg carol are you around?\n'
 say bob ops $'ops: disk at 80%\nops: fixed\n/msg carol see #ops\n'
 say bob general $'bob here too\n'
 
 # carol comes back on her phone, then on her laptop: each is shown what it missed.
-for h in carol-phone carol-laptop; do
+for h in $machines; do
 as "$h" "$bin" chat --server "$srv" --json </dev/null >"$work/$h.out" 2>"$work/$h.err"
 rc=$?
 if [ "$rc" = 0 ]; then ok; else bad "$h: exit $rc"; show "$work/$h.err"; fi
@@ -78,7 +82,7 @@ check "$h: stderr is quiet" [ ! -s "$work/$h.err" ]
 done
 
 # Read: the server kept each device's markers. Again on the phone, then on the laptop: nothing new.
-for h in carol-phone carol-laptop; do
+for h in $machines; do
   as "$h" "$bin" chat --server "$srv" --json </dev/null >"$work/$h-again.out" 2>"$work/$h-again.err"
   rc=$?
   if [ "$rc" = 0 ]; then ok; else bad "$h again: exit $rc"; show "$work/$h-again.err"; fi
@@ -112,10 +116,13 @@ wait_screen ' -- you left ops$' || { bad "carol's screen: no 'you left ops'"; sc
 tm send-keys -t carol -l "/quit" \; send-keys -t carol Enter
 for _ in $(seq 1 100); do [ -s "$work/carol.exit" ] && break; sleep 0.1; done
 check "carol's screen: /quit exits 0" [ "$(cat "$work/carol.exit" 2>/dev/null)" = "EXIT:0" ]
-as carol-phone "$bin" chat --server "$srv" --json </dev/null >"$work/after-leave.out" 2>"$work/after-leave.err"
+last=${machines%% *} # the phone (or, on a cluster, the laptop, which read it all)
+as "$last" "$bin" chat --server "$srv" --json </dev/null >"$work/after-leave.out" 2>"$work/after-leave.err"
 check "after /leave ops: the next start joins only general" [ "$(jq -r 'select(.type=="room") | .room' "$work/after-leave.out" | tr '\n' ' ')" = "general " ]
 got=$(caught "$work/after-leave.out")
-if [ "$got" = $'catchup general 1 1\ngeneral alice: one more thing' ]; then ok; else bad "after /leave ops: the phone should be shown what only the laptop read: $got"; fi
+want=$'catchup general 1 1\ngeneral alice: one more thing'
+[ "$last" = carol-laptop ] && want=""
+if [ "$got" = "$want" ]; then ok; else bad "after /leave ops: $last should be shown what only the laptop read (the phone), or nothing (the laptop): $got"; fi
 
 stop_server
 finish read.sh

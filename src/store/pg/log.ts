@@ -125,6 +125,12 @@ export async function readLines(sql: SQL, from: number, to: number): Promise<Lin
   return lineRows(await sql`SELECT seq, file, line, bytes FROM log_lines WHERE seq BETWEEN ${from} AND ${to} ORDER BY seq`);
 }
 
+/** The lines with these seqs (any order; those not stored are absent). */
+export async function readLinesAt(sql: SQL, seqs: readonly number[]): Promise<LineRow[]> {
+  if (seqs.length === 0) return [];
+  return lineRows(await sql`SELECT seq, file, line, bytes FROM log_lines WHERE seq IN ${sql(seqs)}`);
+}
+
 /** Every line, `page` rows per query, in order. */
 export async function* allLines(sql: SQL, page = 2000, from = 1): AsyncGenerator<LineRow[]> {
   let at = from;
