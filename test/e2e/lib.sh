@@ -301,7 +301,7 @@ cluster_start() {
   bun "$(dirname "${BASH_SOURCE[0]}")/balancer.ts" "$want" "$work/backends" >"$work/balancer.log" 2>&1 &
   cl_bal=$!
   for _ in $(seq 1 300); do
-    p=$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$work/balancer.log")
+    p=$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$work/balancer.log" 2>/dev/null)
     [ -n "$p" ] && break
     sleep 0.1
   done
