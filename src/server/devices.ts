@@ -10,7 +10,11 @@
  *
  * Waiting enrollments live in memory, at most DEVICE_PENDING_MAX per
  * account, each for `pendingTtlMs`: a restart forgets them, and the new
- * machine asks again.
+ * machine asks again. On a cluster they live in the shared account store
+ * (`PendingDevices`, PostgreSQL) with the same bound: the new machine waits
+ * on one node's edge while the approval is taken by the core, and the edge
+ * lets it in once it sees its key among the account's active devices
+ * (`watch`); the memory then holds only the edge's waiting connections.
  */
 import { toBase64 } from "../bytes.ts";
 import { constantTimeEqual } from "../crypto/index.ts";
@@ -19,7 +23,7 @@ import { deviceId } from "../fingerprint.ts";
 import { verifyEnrollment } from "../protocol/devices.ts";
 import { DEVICE_LIST_MAX, DEVICE_PENDING_MAX } from "../protocol/limits.ts";
 import type { Message } from "../protocol/messages.ts";
-import type { AccountStore } from "../store/accounts.ts";
+import type { AccountStore, PendingDevices } from "../store/accounts.ts";
 import type { Journal } from "../store/journal.ts";
 
 /** How a new device is enrolled: by an enrolled device's approval, or by the password alone. */
@@ -59,15 +63,23 @@ export interface DeviceRequester {
 type Notice = Message<"notice">;
 const notice = (code: string, text: string): Notice => ({ type: "notice", code, text });
 
+/** How often a cluster edge looks for its waiting enrollments among the active devices (Devices.watch). */
+export const APPROVAL_POLL_MS = 250;
+
 export class Devices {
+  /** The waiting enrollments (on a cluster: the ones this edge's connections wait on). */
   readonly #pending = new Map<string, PendingEnrollment[]>();
+  /** Shared by the nodes of a cluster (the account store's), or none: then #pending is the record. */
+  readonly #shared: PendingDevices | null;
 
   constructor(
     readonly store: AccountStore,
     /** Where enrollments and revocations are recorded before they take effect. */
     readonly journal: Pick<Journal, "recording" | "append">,
     readonly opts: DeviceOptions,
-  ) {}
+  ) {
+    this.#shared = store.pendingDevices ?? null;
+  }
 
   async #activeCount(user: string): Promise<number> {
     return (await this.store.activeDeviceKeys(user)).length;
@@ -85,9 +97,50 @@ export class Devices {
     return list;
   }
 
-  /** Forgets expired enrollments (the server's sweep). */
+  /** The user's waiting enrollments as every node sees them. */
+  async #waiting(user: string, now: number): Promise<Omit<PendingEnrollment, "waiter">[]> {
+    return this.#shared ? await this.#shared.pending(user, now) : this.pendingOf(user, now);
+  }
+
+  /** Forgets expired enrollments (the server's sweep; a cluster's core also deletes the shared ones). */
   prune(now: number): void {
     for (const user of [...this.#pending.keys()]) this.pendingOf(user, now);
+    if (this.#shared) void Promise.resolve(this.#shared.prunePending(now)).catch(() => {});
+  }
+
+  /**
+   * A cluster edge: every `everyMs`, each enrollment a connection here
+   * waits on whose key is now an active device of its account (the core
+   * approved it) lets its connection in. Returns the stop.
+   */
+  watch(everyMs = APPROVAL_POLL_MS): () => void {
+    let busy = false;
+    const tick = async (): Promise<void> => {
+      const now = Date.now();
+      for (const user of [...this.#pending.keys()]) {
+        const waiting = this.pendingOf(user, now).filter((p) => p.waiter);
+        if (waiting.length === 0) continue;
+        const active = await this.store.activeDeviceKeys(user);
+        for (const p of waiting) {
+          if (!active.some((k) => constantTimeEqual(k, p.key))) continue;
+          this.#pending.set(
+            user,
+            this.pendingOf(user, Date.now()).filter((q) => q !== p),
+          );
+          p.waiter?.();
+        }
+      }
+    };
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      tick()
+        .catch(() => {})
+        .finally(() => {
+          busy = false;
+        });
+    }, everyMs);
+    return () => clearInterval(timer);
   }
 
   /**
@@ -109,17 +162,21 @@ export class Devices {
       await this.store.addDevice(user, { key, name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
       return { kind: "login" };
     }
+    const tooMany = (): never => {
+      throw new SecureChatError("too_many_pending", `${user} has ${DEVICE_PENDING_MAX} enrollments waiting for approval already; approve them or wait until they expire`);
+    };
     const list = this.pendingOf(user, now);
     const same = list.find((p) => constantTimeEqual(p.key, key));
+    const fresh = { user, key, name, source, since: now, expires: now + this.opts.pendingTtlMs };
+    // Shared: the bound is the account's across the nodes, the renaming of a key asked again too.
+    if (this.#shared && !(await this.#shared.putPending(fresh, DEVICE_PENDING_MAX, now))) tooMany();
     if (same) {
       same.name = name;
       return { kind: "pending", pending: same };
     }
-    if (list.length >= DEVICE_PENDING_MAX) {
-      throw new SecureChatError("too_many_pending", `${user} has ${DEVICE_PENDING_MAX} enrollments waiting for approval already; approve them or wait until they expire`);
-    }
-    const pending: PendingEnrollment = { user, key, name, source, since: now, expires: now + this.opts.pendingTtlMs, waiter: null };
-    this.#pending.set(user, [...list, pending]);
+    if (!this.#shared && list.length >= DEVICE_PENDING_MAX) tooMany();
+    const pending: PendingEnrollment = { ...fresh, waiter: null };
+    this.#pending.set(user, [...this.pendingOf(user, now), pending]);
     return { kind: "pending", pending };
   }
 
@@ -136,7 +193,7 @@ export class Devices {
         ...(d.revokedAt !== null ? { revoked: d.revokedAt } : {}),
         ...(me.device && constantTimeEqual(me.device, d.key) ? { current: true } : {}),
       })),
-      pending: this.pendingOf(me.user, now).map((p) => ({ key: p.key, name: p.name, source: p.source, since: p.since, expires: p.expires })),
+      pending: (await this.#waiting(me.user, now)).map((p) => ({ key: p.key, name: p.name, source: p.source, since: p.since, expires: p.expires })),
     };
   }
 
@@ -146,24 +203,30 @@ export class Devices {
    * then stored; the new device's waiting connection, if any, is let in.
    */
   async approve(me: DeviceRequester, key: Uint8Array, sig: Uint8Array, now: number): Promise<Message<"device_added"> | Notice> {
-    const pending = this.pendingOf(me.user, now).find((p) => constantTimeEqual(p.key, key));
+    const pending = (await this.#waiting(me.user, now)).find((p) => constantTimeEqual(p.key, key));
     if (!pending) return notice("unknown_enrollment", `no enrollment of ${deviceId(key)} is waiting (it expired, or was never asked for); run "securechat device add" on the new machine again`);
     if (!me.device || !verifyEnrollment(me.device, me.user, key, sig)) {
       return notice("bad_enrollment_signature", "the approval is not signed by the device this session logged in from");
     }
     if ((await this.#activeCount(me.user)) >= this.opts.maxActive) return notice("too_many_devices", this.#tooMany(me.user));
-    // Approved meanwhile from another session (the count is asked of the store): once only.
-    const list = this.pendingOf(me.user, now);
-    if (!list.includes(pending)) return notice("unknown_enrollment", `no enrollment of ${deviceId(key)} is waiting any more (another device approved it)`);
     if (!this.journal.recording) return notice("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
+    // Approved meanwhile from another session (the count is asked of the store): once only.
+    const gone = notice("unknown_enrollment", `no enrollment of ${deviceId(key)} is waiting any more (another device approved it)`);
+    if (this.#shared) {
+      if (!(await this.#shared.takePending(me.user, key, now))) return gone;
+    } else {
+      const list = this.pendingOf(me.user, now);
+      if (!list.includes(pending as PendingEnrollment)) return gone;
+      this.#pending.set(
+        me.user,
+        list.filter((p) => p !== pending),
+      );
+    }
     const by = deviceId(me.device);
     this.journal.append({ kind: "device_enrolled", user: me.user, session: me.session, device: deviceId(key), key: toBase64(key), name: pending.name, by, sig: toBase64(sig), source: pending.source, ts: now });
-    this.#pending.set(
-      me.user,
-      list.filter((p) => p !== pending),
-    );
     await this.store.addDevice(me.user, { key, name: pending.name, enrolledAt: now, enrolledBy: by, revokedAt: null }, DEVICE_LIST_MAX);
-    pending.waiter?.();
+    // On a cluster the new machine's edge sees the key active (watch).
+    if (!this.#shared) (pending as PendingEnrollment).waiter?.();
     return { type: "device_added", id: deviceId(key) };
   }
 

@@ -61,7 +61,7 @@ export interface NodeOptions {
 const NO_RECORD = {
   recording: false,
   append(): never {
-    throw new SecureChatError("not_recorded", "device enrollment is not available on a cluster node yet");
+    throw new SecureChatError("not_recorded", "enrollment by the password alone is not available on a cluster node yet; use approval (serve --device-enroll approve)");
   },
 };
 
@@ -69,6 +69,7 @@ const NO_RECORD = {
 export class ClusterEdge extends EdgeHost {
   readonly link: RemoteCore;
   readonly devices: Devices;
+  readonly #unwatchApprovals: () => void;
   /** Sessions are recorded by the core; a login while none is known is answered server_busy (RemoteCore.available). */
   readonly journal = { recording: true };
   /** Logged-in connections per user, on this node (--max-connections-per-user is per node in a cluster). */
@@ -83,7 +84,9 @@ export class ClusterEdge extends EdgeHost {
   private constructor(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore) {
     super(opts, hostKey, store);
     this.link = link;
+    // Waiting enrollments are shared (PostgreSQL); the core approves them, and the edge lets its waiting connections in.
     this.devices = new Devices(store, NO_RECORD, opts.devices);
+    this.#unwatchApprovals = this.devices.watch();
   }
 
   static async start(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore): Promise<ClusterEdge> {
@@ -94,6 +97,7 @@ export class ClusterEdge extends EdgeHost {
   }
 
   protected async stopped(): Promise<void> {
+    this.#unwatchApprovals();
     this.link.close();
   }
 

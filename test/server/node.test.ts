@@ -10,22 +10,18 @@
  * gone by its liveness key, and its users leave their rooms.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { ClusterNode } from "../../src/server/node.ts";
-import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import { readHead } from "../../src/store/pg/log.ts";
 import { openPg } from "../../src/store/pg/pg.ts";
 import { type PostgresHandle, type RedisHandle, requireEngines, startPostgres, startRedis } from "../engines.ts";
 import { type Cred, registerWithTicket } from "./chat-helpers.ts";
-import { type LogEvent, NO_PENALTIES, NO_QUOTAS, type RawSession, rawSession, ticketLogin, untilMessage, waitFor } from "./helpers.ts";
+import { LEASE_MS, startClusterNode } from "./cluster-helpers.ts";
+import { type LogEvent, type RawSession, rawSession, ticketLogin, untilMessage, waitFor } from "./helpers.ts";
 
 const ready = requireEngines("postgres", "redis");
 setDefaultTimeout(90_000);
 
-const HOST_KEY = { key: ed25519Generate(), created: false };
-const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
-const LEASE_MS = 2000;
 
 describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () => {
   let pg: PostgresHandle;
@@ -35,29 +31,7 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
   const events: LogEvent[] = [];
 
   async function startNode(name: string): Promise<ClusterNode> {
-    const n = await ClusterNode.start(
-      {
-        databaseUrl: pg.url,
-        redisUrl: redis.url,
-        node: name,
-        server: {
-          port: 0,
-          penalties: NO_PENALTIES,
-          ...NO_QUOTAS,
-          chat: { ...(await import("../../src/server/chat.ts")).DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD },
-          log: {
-            info: (event, fields) => void events.push({ level: "info", event, fields: { node: name, ...fields } }),
-            warn: (event, fields) => void events.push({ level: "warn", event, fields: { node: name, ...fields } }),
-          },
-        },
-        journal: { ...DEFAULT_WRITER, fsync: "always", version: "test", history: 50 },
-        leaseMs: LEASE_MS,
-        renewMs: 400,
-        electMs: 250,
-        silenceMs: 3000,
-      },
-      HOST_KEY,
-    );
+    const n = await startClusterNode({ pg, redis }, name, events);
     nodes.push(n);
     return n;
   }
