@@ -65,17 +65,22 @@ const notice = (code: string, text: string): Notice => ({ type: "notice", code, 
 
 /** How often a cluster edge looks for its waiting enrollments among the active devices (Devices.watch). */
 export const APPROVAL_POLL_MS = 250;
+/** How long a cluster edge waits for the core to record an enrollment by password (under the handshake's 10 s). */
+export const CORE_ENROLL_WAIT_MS = 5000;
+/** Enrollments by password the core records per sweep at most. */
+const SWEEP_ENROLLMENTS = 64;
 
 export class Devices {
   /** The waiting enrollments (on a cluster: the ones this edge's connections wait on). */
   readonly #pending = new Map<string, PendingEnrollment[]>();
   /** Shared by the nodes of a cluster (the account store's), or none: then #pending is the record. */
   readonly #shared: PendingDevices | null;
+  #sweeping = false;
 
   constructor(
     readonly store: AccountStore,
-    /** Where enrollments and revocations are recorded before they take effect. */
-    readonly journal: Pick<Journal, "recording" | "append">,
+    /** Where enrollments and revocations are recorded before they take effect; null on a cluster's edge (the core records). */
+    readonly journal: Pick<Journal, "recording" | "append"> | null,
     readonly opts: DeviceOptions,
   ) {
     this.#shared = store.pendingDevices ?? null;
@@ -102,10 +107,61 @@ export class Devices {
     return this.#shared ? await this.#shared.pending(user, now) : this.pendingOf(user, now);
   }
 
-  /** Forgets expired enrollments (the server's sweep; a cluster's core also deletes the shared ones). */
+  /**
+   * Forgets expired enrollments (the server's sweep). A cluster's core also
+   * deletes the shared ones and, under the policy "password", records and
+   * stores the enrollments its edges are waiting on (#enrolledByCore).
+   */
   prune(now: number): void {
     for (const user of [...this.#pending.keys()]) this.pendingOf(user, now);
-    if (this.#shared) void Promise.resolve(this.#shared.prunePending(now)).catch(() => {});
+    const shared = this.#shared;
+    if (!shared || !this.journal || this.#sweeping) return;
+    this.#sweeping = true;
+    (async () => {
+      await shared.prunePending(now);
+      if (this.opts.enroll === "password") await this.#recordWaiting(shared, this.journal!, now);
+    })()
+      .catch(() => {})
+      .finally(() => {
+        this.#sweeping = false;
+      });
+  }
+
+  /** The core, policy "password": each waiting enrollment is recorded as enrolled by the password, then stored. */
+  async #recordWaiting(shared: PendingDevices, journal: Pick<Journal, "recording" | "append">, now: number): Promise<void> {
+    for (const p of await shared.pendingAll(now, SWEEP_ENROLLMENTS)) {
+      if (!journal.recording) return;
+      // Taken once; past the cap (a race between two new machines), it is dropped and its edge answers not_recorded.
+      if (!(await shared.takePending(p.user, p.key, now))) continue;
+      if ((await this.#activeCount(p.user)) >= this.opts.maxActive) continue;
+      if ((await this.store.devices(p.user)).some((d) => constantTimeEqual(d.key, p.key))) continue;
+      journal.append({ kind: "device_enrolled", user: p.user, device: deviceId(p.key), key: toBase64(p.key), name: p.name, by: "password", source: p.source, ts: now });
+      await this.store.addDevice(p.user, { key: p.key, name: p.name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
+    }
+  }
+
+  /**
+   * A cluster's edge, policy "password": the enrollment waits in the shared
+   * store for the core to record it (its sweep, every second), and the
+   * attempt is a login by the new device once its key is active; not
+   * recorded within CORE_ENROLL_WAIT_MS (no core, or its transcript
+   * failing), it is withdrawn and refused `not_recorded`.
+   */
+  async #enrolledByCore(p: Omit<PendingEnrollment, "waiter">): Promise<{ kind: "login" }> {
+    const shared = this.#shared;
+    const refused = () => new SecureChatError("not_recorded", "the server could not record the enrollment in time (its chat core is moving or its transcript failing); retry later");
+    if (!shared) throw refused();
+    if (!(await shared.putPending(p, DEVICE_PENDING_MAX, p.since))) {
+      throw new SecureChatError("too_many_pending", `${p.user} has ${DEVICE_PENDING_MAX} enrollments waiting already; retry in a moment`);
+    }
+    for (const deadline = Date.now() + CORE_ENROLL_WAIT_MS; Date.now() < deadline; ) {
+      await Bun.sleep(APPROVAL_POLL_MS);
+      if ((await this.store.activeDeviceKeys(p.user)).some((k) => constantTimeEqual(k, p.key))) return { kind: "login" };
+    }
+    await shared.takePending(p.user, p.key, Date.now());
+    // Recorded by the core just as it was withdrawn: it is enrolled after all.
+    if ((await this.store.activeDeviceKeys(p.user)).some((k) => constantTimeEqual(k, p.key))) return { kind: "login" };
+    throw refused();
   }
 
   /**
@@ -157,6 +213,7 @@ export class Devices {
     if (known) throw new SecureChatError("device_revoked", `this device (${deviceId(key)}) was revoked; make a new key ("securechat device add" with no key for ${user} on this machine)`);
     if ((await this.#activeCount(user)) >= this.opts.maxActive) throw new SecureChatError("too_many_devices", this.#tooMany(user));
     if (this.opts.enroll === "password") {
+      if (!this.journal) return this.#enrolledByCore({ user, key, name, source, since: now, expires: now + this.opts.pendingTtlMs });
       if (!this.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
       this.journal.append({ kind: "device_enrolled", user, device: deviceId(key), key: toBase64(key), name, by: "password", source, ts: now });
       await this.store.addDevice(user, { key, name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
@@ -209,7 +266,8 @@ export class Devices {
       return notice("bad_enrollment_signature", "the approval is not signed by the device this session logged in from");
     }
     if ((await this.#activeCount(me.user)) >= this.opts.maxActive) return notice("too_many_devices", this.#tooMany(me.user));
-    if (!this.journal.recording) return notice("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
+    const journal = this.journal;
+    if (!journal?.recording) return notice("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
     // Approved meanwhile from another session (the count is asked of the store): once only.
     const gone = notice("unknown_enrollment", `no enrollment of ${deviceId(key)} is waiting any more (another device approved it)`);
     if (this.#shared) {
@@ -223,7 +281,7 @@ export class Devices {
       );
     }
     const by = deviceId(me.device);
-    this.journal.append({ kind: "device_enrolled", user: me.user, session: me.session, device: deviceId(key), key: toBase64(key), name: pending.name, by, sig: toBase64(sig), source: pending.source, ts: now });
+    journal.append({ kind: "device_enrolled", user: me.user, session: me.session, device: deviceId(key), key: toBase64(key), name: pending.name, by, sig: toBase64(sig), source: pending.source, ts: now });
     await this.store.addDevice(me.user, { key, name: pending.name, enrolledAt: now, enrolledBy: by, revokedAt: null }, DEVICE_LIST_MAX);
     // On a cluster the new machine's edge sees the key active (watch).
     if (!this.#shared) (pending as PendingEnrollment).waiter?.();
@@ -243,8 +301,9 @@ export class Devices {
     if (me.device && constantTimeEqual(me.device, target.key)) {
       return notice("current_device", `${id} is the device this session logged in from; revoke it from another of your devices`);
     }
-    if (!this.journal.recording) return notice("not_recorded", "the server cannot record the revocation right now (its transcript is failing); retry later");
-    this.journal.append({ kind: "device_revoked", user: me.user, session: me.session, device: id, key: toBase64(target.key), ts: now });
+    const journal = this.journal;
+    if (!journal?.recording) return notice("not_recorded", "the server cannot record the revocation right now (its transcript is failing); retry later");
+    journal.append({ kind: "device_revoked", user: me.user, session: me.session, device: id, key: toBase64(target.key), ts: now });
     await this.store.revokeDevice(me.user, target.key, now);
     return { key: target.key };
   }

@@ -19,7 +19,6 @@
  */
 import { hostname } from "node:os";
 import type { SQL } from "bun";
-import { SecureChatError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { PgAccountStore } from "../store/pg/accounts.ts";
 import { CLUSTER_COMPONENTS } from "../store/pg/components.ts";
@@ -57,14 +56,6 @@ export interface NodeOptions {
   silenceMs?: number;
 }
 
-/** What nobody records on an edge: enrollments by password are the core's to record, and an edge has none in process. */
-const NO_RECORD = {
-  recording: false,
-  append(): never {
-    throw new SecureChatError("not_recorded", "enrollment by the password alone is not available on a cluster node yet; use approval (serve --device-enroll approve)");
-  },
-};
-
 /** A node's edge: the listener and connections, their sessions on the core over the bus. */
 export class ClusterEdge extends EdgeHost {
   readonly link: RemoteCore;
@@ -84,8 +75,8 @@ export class ClusterEdge extends EdgeHost {
   private constructor(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore) {
     super(opts, hostKey, store);
     this.link = link;
-    // Waiting enrollments are shared (PostgreSQL); the core approves them, and the edge lets its waiting connections in.
-    this.devices = new Devices(store, NO_RECORD, opts.devices);
+    // Waiting enrollments are shared (PostgreSQL); the core records them (approved, or by the password), and the edge lets its waiting connections in.
+    this.devices = new Devices(store, null, opts.devices);
     this.#unwatchApprovals = this.devices.watch();
   }
 

@@ -62,6 +62,8 @@ export interface PendingDevices {
    * stay); false if the user already has `max` others waiting.
    */
   putPending(p: PendingDevice, max: number, now: number): Awaitable<boolean>;
+  /** Every account's unexpired waiting enrollments, oldest first, at most `limit`. */
+  pendingAll(now: number, limit: number): Awaitable<PendingDevice[]>;
   /** Removes the waiting enrollment of `key`; false if none was (another approval took it, or it expired). */
   takePending(user: string, key: Uint8Array, now: number): Awaitable<boolean>;
   /** Deletes the expired ones. */

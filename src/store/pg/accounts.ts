@@ -156,14 +156,13 @@ export class PgAccountStore implements AccountStore, PendingDevices {
   async pending(user: string, now: number): Promise<PendingDevice[]> {
     const rows = await this.sql`SELECT key, name, source, since, expires_at FROM accounts_pending_devices
                                 WHERE username = ${user} AND expires_at > ${now} ORDER BY since, key`;
-    return rows.map((r: Record<string, unknown>) => ({
-      user,
-      key: bytes(r.key as Uint8Array),
-      name: r.name as string,
-      source: r.source as string,
-      since: num(r.since),
-      expires: num(r.expires_at),
-    }));
+    return rows.map((r: Record<string, unknown>) => pendingRow({ ...r, username: user }));
+  }
+
+  async pendingAll(now: number, limit: number): Promise<PendingDevice[]> {
+    const rows = await this.sql`SELECT username, key, name, source, since, expires_at FROM accounts_pending_devices
+                                WHERE expires_at > ${now} ORDER BY since, username, key LIMIT ${limit}`;
+    return rows.map(pendingRow);
   }
 
   async putPending(p: PendingDevice, max: number, now: number): Promise<boolean> {
@@ -235,6 +234,10 @@ export class PgAccountStore implements AccountStore, PendingDevices {
 
   /** The pool is the caller's (several stores share one): closing the store leaves it open. */
   close(): void {}
+}
+
+function pendingRow(r: Record<string, unknown>): PendingDevice {
+  return { user: r.username as string, key: bytes(r.key as Uint8Array), name: r.name as string, source: r.source as string, since: num(r.since), expires: num(r.expires_at) };
 }
 
 /** Serializes changes to one account's rows across nodes until the transaction ends. */
