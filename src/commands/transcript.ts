@@ -420,7 +420,7 @@ const checkpoint = command({
   args: {
     ...args.data,
     ...databaseArg,
-    cosigned: { type: "boolean", description: "Print the newest checkpoint witnesses cosigned, with their cosignatures (DATA/cosigned.checkpoint, kept by serve --witness)" },
+    cosigned: { type: "boolean", description: "Print the newest checkpoint witnesses cosigned, with their cosignatures (DATA/cosigned.checkpoint, or a cluster's in --database, kept by serve --witness)" },
     ...args.debug,
   },
   examples: [
@@ -437,7 +437,19 @@ const checkpoint = command({
       import("node:fs"),
     ]);
     const url = databaseUrl(a.database, a.data !== undefined);
-    if (url !== null && a.cosigned) throw new CliError(EXIT.USAGE, "--cosigned reads DATA/cosigned.checkpoint, which serve --witness keeps on a single node; a cluster keeps none yet");
+    const printCosigned = (note: string): void => {
+      process.stdout.write(note);
+      process.stderr.write(`cosigned checkpoint: the tree of the first ${note.split("\n")[1]} lines, with ${note.split("\n").filter((l) => l.startsWith("\u2014 ")).length - 1} cosignature(s); check it with transcript verify --checkpoint FILE --witness VKEY\n`);
+    };
+    if (url !== null && a.cosigned) {
+      const { readCosigned } = await import("../store/pg/log.ts");
+      const found = await withDatabase(url, async (sql, where) => {
+        const exists = (await sql`SELECT to_regclass('log_cosigned') IS NOT NULL AS ok`)[0].ok;
+        return { where, note: exists ? await readCosigned(sql) : null };
+      });
+      if (found.note === null) throw new CliError(EXIT.FAILURE, `no cosigned checkpoint in ${found.where}`, ["the cluster's core keeps one (serve --witness URL=VKEY) once a witness has cosigned"]);
+      return printCosigned(found.note);
+    }
     const print = (dir: string): void => {
       const e = lastTreeCheckpoint(listTranscript(dir).files);
       if (e === null) throw new CliError(EXIT.FAILURE, `no checkpoint in ${dir} signs a tree root yet`, ["a server of this version signs one at least every --checkpoint-interval while there are new entries, and when it stops"]);
@@ -450,10 +462,7 @@ const checkpoint = command({
       const [{ cosignedPath }, { dirname }, { readFileSync }] = await Promise.all([import("../server/witnesses.ts"), import("node:path"), import("node:fs")]);
       const path = cosignedPath(dirname(dir));
       if (!existsSync(path)) throw new CliError(EXIT.FAILURE, `no cosigned checkpoint at ${path}`, ["serve --witness URL=VKEY keeps one once a witness has cosigned"]);
-      const note = readFileSync(path, "utf8");
-      process.stdout.write(note);
-      process.stderr.write(`cosigned checkpoint: the tree of the first ${note.split("\n")[1]} lines, with ${note.split("\n").filter((l) => l.startsWith("\u2014 ")).length - 1} cosignature(s); check it with transcript verify --checkpoint FILE --witness VKEY\n`);
-      return;
+      return printCosigned(readFileSync(path, "utf8"));
     }
     if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
     print(dir);

@@ -14,7 +14,13 @@ export const HOST_KEY = { key: ed25519Generate(), created: false };
 export const LEASE_MS = 2000;
 const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
 
-export async function startClusterNode(engines: { pg: PostgresHandle; redis: RedisHandle }, name: string, events: LogEvent[], server: NodeOptions["server"] = {}): Promise<ClusterNode> {
+export async function startClusterNode(
+  engines: { pg: PostgresHandle; redis: RedisHandle },
+  name: string,
+  events: LogEvent[],
+  server: NodeOptions["server"] = {},
+  more: Partial<Pick<NodeOptions, "witnesses" | "journal">> = {},
+): Promise<ClusterNode> {
   return ClusterNode.start(
     {
       databaseUrl: engines.pg.url,
@@ -36,6 +42,7 @@ export async function startClusterNode(engines: { pg: PostgresHandle; redis: Red
       renewMs: 400,
       electMs: 250,
       silenceMs: 3000,
+      ...more,
     },
     HOST_KEY,
   );

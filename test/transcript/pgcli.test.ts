@@ -197,7 +197,8 @@ describe.skipIf(!hasPg)("transcript verify|export|follow|checkpoint|prove|tiles 
     expect(exportNone.code).toBe(1);
     expect(exportNone.stderr).toContain("the database holds no transcript lines");
     const cosigned = await runCli("transcript", "checkpoint", "--database", pg.url, "--cosigned");
-    expect(cosigned.code).toBe(2);
+    expect(cosigned.code).toBe(1);
+    expect(cosigned.stderr).toContain(`no cosigned checkpoint in ${redactUrl(pg.url)}`);
   });
 
   test("a directory and --database together are usage errors", async () => {
