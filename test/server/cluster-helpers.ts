@@ -8,7 +8,8 @@ import { DEFAULT_CHAT } from "../../src/server/chat.ts";
 import { ClusterNode, type NodeOptions } from "../../src/server/node.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import type { PostgresHandle, RedisHandle } from "../engines.ts";
-import { type LogEvent, NO_PENALTIES, NO_QUOTAS } from "./helpers.ts";
+import type { Cred } from "./chat-helpers.ts";
+import { type LogEvent, NO_PENALTIES, NO_QUOTAS, type RawSession, rawSession, ticketLogin } from "./helpers.ts";
 
 export const HOST_KEY = { key: ed25519Generate(), created: false };
 export const LEASE_MS = 2000;
@@ -46,4 +47,19 @@ export async function startClusterNode(
     },
     HOST_KEY,
   );
+}
+
+/** A ticket login to `port`, retried while the node knows no core (server_busy); the session is added to `open`. */
+export async function clusterLogin(port: number, c: Cred, open: RawSession[]): Promise<RawSession> {
+  for (const deadline = Date.now() + 30_000; ; ) {
+    const s = await rawSession(port);
+    const o = await ticketLogin(s, c.user, c.ticket, c.ticketKey);
+    if (o.type === "welcome") {
+      open.push(s);
+      return s;
+    }
+    s.close();
+    if (o.code !== "server_busy" || Date.now() > deadline) throw new Error(`test: login ${c.user}: ${o.code} ${o.message}`);
+    await Bun.sleep(200);
+  }
 }

@@ -24,8 +24,8 @@ import { type PostgresHandle, type RedisHandle, requireEngines, startPostgres, s
 import { runCli } from "../cli.ts";
 import { tempDir } from "../transcript/helpers.ts";
 import { type Cred, registerWithTicket } from "./chat-helpers.ts";
-import { HOST_KEY, LEASE_MS, startClusterNode } from "./cluster-helpers.ts";
-import { type LogEvent, type RawSession, rawSession, ticketLogin, untilMessage, waitFor } from "./helpers.ts";
+import { HOST_KEY, LEASE_MS, clusterLogin, startClusterNode } from "./cluster-helpers.ts";
+import { type LogEvent, type RawSession, untilMessage, waitFor } from "./helpers.ts";
 
 const ready = requireEngines("postgres", "redis");
 setDefaultTimeout(120_000);
@@ -59,19 +59,7 @@ describe.skipIf(!ready)("witnesses on a cluster of two nodes", () => {
     return n;
   }
 
-  async function login(p: number, c: Cred): Promise<RawSession> {
-    for (const deadline = Date.now() + 30_000; ; ) {
-      const s = await rawSession(p);
-      const o = await ticketLogin(s, c.user, c.ticket, c.ticketKey);
-      if (o.type === "welcome") {
-        open.push(s);
-        return s;
-      }
-      s.close();
-      if (o.code !== "server_busy" || Date.now() > deadline) throw new Error(`test: login ${c.user}: ${o.code} ${o.message}`);
-      await Bun.sleep(200);
-    }
-  }
+  const login = (p: number, c: Cred): Promise<RawSession> => clusterLogin(p, c, open);
 
   /** Says `text` in ops (joined first) and waits for its ack. */
   async function say(s: RawSession, text: string): Promise<void> {

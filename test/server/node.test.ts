@@ -16,8 +16,8 @@ import { readHead } from "../../src/store/pg/log.ts";
 import { openPg } from "../../src/store/pg/pg.ts";
 import { type PostgresHandle, type RedisHandle, requireEngines, startPostgres, startRedis } from "../engines.ts";
 import { type Cred, registerWithTicket } from "./chat-helpers.ts";
-import { LEASE_MS, startClusterNode } from "./cluster-helpers.ts";
-import { type LogEvent, type RawSession, rawSession, ticketLogin, untilMessage, waitFor } from "./helpers.ts";
+import { LEASE_MS, clusterLogin, startClusterNode } from "./cluster-helpers.ts";
+import { type LogEvent, type RawSession, untilMessage, waitFor } from "./helpers.ts";
 
 const ready = requireEngines("postgres", "redis");
 setDefaultTimeout(90_000);
@@ -36,20 +36,7 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
     return n;
   }
 
-  /** A ticket login to `port`, retried while the node knows no core (server_busy). */
-  async function login(port: number, c: Cred): Promise<RawSession> {
-    for (const deadline = Date.now() + 30_000; ; ) {
-      const s = await rawSession(port);
-      const o = await ticketLogin(s, c.user, c.ticket, c.ticketKey);
-      if (o.type === "welcome") {
-        sessions.push(s);
-        return s;
-      }
-      s.close();
-      if (o.code !== "server_busy" || Date.now() > deadline) throw new Error(`test: login ${c.user}: ${o.code} ${o.message}`);
-      await Bun.sleep(200);
-    }
-  }
+  const login = (port: number, c: Cred): Promise<RawSession> => clusterLogin(port, c, sessions);
 
   /** Every message each session was sent, in order. */
   const stream = new Map<RawSession, Message[]>();
