@@ -129,9 +129,6 @@ export default command({
     const witnessGraceMs = parseDuration("--witness-grace", a["witness-grace"]);
     const { engineEnv, engineUrls } = await import("./defaults.ts");
     const engines = engineUrls({ database: a.database, redis: a.redis }, engineEnv(process.env), (line) => void process.stderr.write(`${line}\n`));
-    if (engines && !a.check && witnesses.length > 0) {
-      throw new CliError(EXIT.USAGE, "--witness is not available on a cluster node yet", ["run the cluster without --witness, or the single node (no --database / --redis) with it"]);
-    }
     const options = {
       host: a.host,
       port,
@@ -196,7 +193,17 @@ export default command({
     }
     process.umask(0o077);
     if (engines) {
-      await serveNode({ engines, dataDir, hostKeyFile: a["host-key"], json: a.json === true, address: { host: a.host, port }, options, vkey: logVkey, journal: { ...DEFAULT_WRITER, ...writer, history, historyKeep, historyMemory } });
+      await serveNode({
+        engines,
+        dataDir,
+        hostKeyFile: a["host-key"],
+        json: a.json === true,
+        address: { host: a.host, port },
+        options,
+        vkey: logVkey,
+        journal: { ...DEFAULT_WRITER, ...writer, history, historyKeep, historyMemory },
+        witnesses: { targets: witnesses, quorum: witnessQuorum, graceMs: witnessGraceMs },
+      });
       return;
     }
     // A --host-key FILE that is not there is said before anything is touched.
@@ -290,6 +297,7 @@ async function serveNode(p: {
   journal: import("../server/node.ts").NodeOptions["journal"];
   /** The transcript's verifier key for the host key (the log's origin, signed-note form). */
   vkey: (publicKey: Uint8Array) => string;
+  witnesses: NonNullable<import("../server/node.ts").NodeOptions["witnesses"]>;
 }): Promise<void> {
   const [{ ClusterNode }, log, { loadOrCreateHostKey, hostKeySource }] = await Promise.all([import("../server/node.ts"), import("../server/log.ts"), import("../server/hostkey.ts")]);
   const logger = p.json ? log.jsonLogger() : log.textLogger();
@@ -304,12 +312,15 @@ async function serveNode(p: {
   }
   let node: import("../server/node.ts").ClusterNode;
   try {
-    node = await ClusterNode.start({ databaseUrl: p.engines.database, redisUrl: p.engines.redis, server: { ...p.options, log: logger }, journal: p.journal }, hostKey);
+    node = await ClusterNode.start({ databaseUrl: p.engines.database, redisUrl: p.engines.redis, server: { ...p.options, log: logger }, journal: p.journal, witnesses: p.witnesses }, hostKey);
   } catch (e) {
     throw listenFailure(e, p.address.host, p.address.port);
   }
   logger.info(hostKey.created ? "host_key_created" : "host_key_loaded", { fingerprint: node.edge.fingerprint });
   logAdmins(logger, p.options.chat.admins);
+  const w = p.witnesses;
+  // Only the core submits (the node holding the writer lease), the cosigned checkpoint kept in PostgreSQL.
+  if (w.targets.length > 0) logger.info("witnesses", { count: w.targets.length, quorum: w.quorum, urls: w.targets.map((t) => t.url).join(","), kept: "log_cosigned" });
   logger.info("listening", { address: `${p.address.host}:${node.port}`, fingerprint: node.edge.fingerprint, vkey: p.vkey(hostKey.key.publicKey), node: node.node, pid: process.pid });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -148,6 +148,33 @@ async function withDatabase<T>(url: string, fn: (sql: import("bun").SQL, where: 
   }
 }
 
+/**
+ * Runs `fn` on a private copy of the transcript a cluster keeps in
+ * PostgreSQL: a new temporary directory (0700) laid out as a data directory
+ * holds it (pgread.ts writeDataCopy), removed afterwards, so that what reads
+ * a directory reads the cluster's log with the same results. What `fn`
+ * throws names the database, never the copy.
+ */
+async function withDatabaseCopy<T>(url: string, fn: (transcriptDir: string, where: string) => T | Promise<T>): Promise<T> {
+  const [{ mkdtempSync, rmSync }, { join }, { tmpdir }, { writeDataCopy }] = await Promise.all([import("node:fs"), import("node:path"), import("node:os"), import("../transcript/pgread.ts")]);
+  const data = mkdtempSync(join(tmpdir(), "securechat-log-"));
+  const dir = join(data, "transcript");
+  try {
+    const where = await withDatabase(url, async (sql, where) => {
+      await writeDataCopy(sql, dir);
+      return where;
+    });
+    try {
+      return await fn(dir, where);
+    } catch (e) {
+      if (e instanceof Error) e.message = e.message.replaceAll(dir, where).replaceAll(data, where);
+      throw e;
+    }
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+  }
+}
+
 async function transcriptDir(flag: string | undefined): Promise<string> {
   const [{ serverData }, { join }] = await Promise.all([import("../paths.ts"), import("node:path")]);
   return join(serverData(flag), "transcript");
@@ -187,7 +214,6 @@ const verify = command({
     const [{ verifyTranscript, verifySource }, { reportLines, reportObjects }, { jsonText }] = await Promise.all([import("../transcript/verify.ts"), import("../transcript/report.ts"), import("../text.ts")]);
     const url = databaseUrl(a.database, a.path !== undefined);
     if (url === null && a.path === undefined) throw new CliError(EXIT.USAGE, "name the transcript: a directory (DATA/transcript), a file, or --database URL", ["or set SECURECHAT_DATABASE_URL"]);
-    if (url !== null && a["tree-only"] === true) throw new CliError(EXIT.USAGE, "--tree-only reads a directory; for the database, run without it, or export it with --directory and check that");
     if (a.user !== undefined && a.against === undefined) throw new CliError(EXIT.USAGE, "--user needs --against FILE");
     const treeOnly = a["tree-only"] === true;
     if (treeOnly && (a.against !== undefined || a.identity !== undefined)) throw new CliError(EXIT.USAGE, "--tree-only checks neither a client's acks (--against) nor sealed bodies (--identity)", ["run without --tree-only for those"]);
@@ -196,17 +222,24 @@ const verify = command({
     if (witnesses && a.checkpoint === undefined) throw new CliError(EXIT.USAGE, "--witness needs --checkpoint FILE: the cosigned checkpoint to check", ['save one with "securechat transcript checkpoint --cosigned"']);
     const opts = { ...(await hostKeyOption(a["host-key"])), ...(await identityOption(a.identity)), against: a.against, user, checkpoint: await savedCheckpoint(a.checkpoint), witnesses, treeOnly };
     let report: Awaited<ReturnType<typeof verifyTranscript>>;
+    // --tree-only reads files: on the database, a private copy of them, named as the database in what is shown.
+    let shown = (line: string): string => line;
     try {
       report =
         url === null
           ? await verifyTranscript(a.path!, opts)
-          : await withDatabase(url, async (sql, where) => verifySource(await (await import("../transcript/pgread.ts")).databaseSource(sql, where), opts));
+          : treeOnly
+            ? await withDatabaseCopy(url, (dir, where) => {
+                shown = (line) => line.replaceAll(dir, where);
+                return verifyTranscript(dir, opts);
+              })
+            : await withDatabase(url, async (sql, where) => verifySource(await (await import("../transcript/pgread.ts")).databaseSource(sql, where), opts));
     } finally {
       opts.identity?.fill(0); // the reader wiped its own copy
     }
-    const [first, ...rest] = reportLines(report);
+    const [first, ...rest] = reportLines(report).map(shown);
     // --json: the findings are data, on stdout; a failure still exits 5 with its FAIL line on stderr.
-    if (a.json) process.stdout.write(reportObjects(report).map((o) => `${jsonText(JSON.stringify(o))}\n`).join(""));
+    if (a.json) process.stdout.write(reportObjects(report).map((o) => `${jsonText(shown(JSON.stringify(o)))}\n`).join(""));
     if (report.problem) throw new CliError(EXIT.TRANSCRIPT, first!, rest);
     if (!a.json) process.stdout.write(`${[first, ...rest].join("\n")}\n`);
   },
@@ -386,13 +419,15 @@ const checkpoint = command({
   },
   args: {
     ...args.data,
-    cosigned: { type: "boolean", description: "Print the newest checkpoint witnesses cosigned, with their cosignatures (DATA/cosigned.checkpoint, kept by serve --witness)" },
+    ...databaseArg,
+    cosigned: { type: "boolean", description: "Print the newest checkpoint witnesses cosigned, with their cosignatures (DATA/cosigned.checkpoint, or a cluster's in --database, kept by serve --witness)" },
     ...args.debug,
   },
   examples: [
     "securechat transcript checkpoint --data /var/lib/securechat > checkpoint",
     "securechat transcript checkpoint --cosigned > cosigned.checkpoint",
     "securechat transcript checkpoint | head -3   # origin, tree size, root",
+    "SECURECHAT_DATABASE_URL=postgres://chat@db.internal/chat securechat transcript checkpoint   # a cluster's",
   ],
   async run({ args: a }) {
     const [{ lastTreeCheckpoint }, { checkpointNote }, { listTranscript }, { existsSync }] = await Promise.all([
@@ -401,21 +436,36 @@ const checkpoint = command({
       import("../transcript/read.ts"),
       import("node:fs"),
     ]);
+    const url = databaseUrl(a.database, a.data !== undefined);
+    const printCosigned = (note: string): void => {
+      process.stdout.write(note);
+      process.stderr.write(`cosigned checkpoint: the tree of the first ${note.split("\n")[1]} lines, with ${note.split("\n").filter((l) => l.startsWith("\u2014 ")).length - 1} cosignature(s); check it with transcript verify --checkpoint FILE --witness VKEY\n`);
+    };
+    if (url !== null && a.cosigned) {
+      const { readCosigned } = await import("../store/pg/log.ts");
+      const found = await withDatabase(url, async (sql, where) => {
+        const exists = (await sql`SELECT to_regclass('log_cosigned') IS NOT NULL AS ok`)[0].ok;
+        return { where, note: exists ? await readCosigned(sql) : null };
+      });
+      if (found.note === null) throw new CliError(EXIT.FAILURE, `no cosigned checkpoint in ${found.where}`, ["the cluster's core keeps one (serve --witness URL=VKEY) once a witness has cosigned"]);
+      return printCosigned(found.note);
+    }
+    const print = (dir: string): void => {
+      const e = lastTreeCheckpoint(listTranscript(dir).files);
+      if (e === null) throw new CliError(EXIT.FAILURE, `no checkpoint in ${dir} signs a tree root yet`, ["a server of this version signs one at least every --checkpoint-interval while there are new entries, and when it stops"]);
+      process.stdout.write(checkpointNote(e)!);
+      process.stderr.write(`checkpoint at seq ${e.seq}: the tree of the first ${e.head_seq} lines, signed as ${e.origin}; check it with the vkey serve prints\n`);
+    };
+    if (url !== null) return withDatabaseCopy(url, print);
     const dir = await transcriptDir(a.data);
     if (a.cosigned) {
       const [{ cosignedPath }, { dirname }, { readFileSync }] = await Promise.all([import("../server/witnesses.ts"), import("node:path"), import("node:fs")]);
       const path = cosignedPath(dirname(dir));
       if (!existsSync(path)) throw new CliError(EXIT.FAILURE, `no cosigned checkpoint at ${path}`, ["serve --witness URL=VKEY keeps one once a witness has cosigned"]);
-      const note = readFileSync(path, "utf8");
-      process.stdout.write(note);
-      process.stderr.write(`cosigned checkpoint: the tree of the first ${note.split("\n")[1]} lines, with ${note.split("\n").filter((l) => l.startsWith("\u2014 ")).length - 1} cosignature(s); check it with transcript verify --checkpoint FILE --witness VKEY\n`);
-      return;
+      return printCosigned(readFileSync(path, "utf8"));
     }
     if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
-    const e = lastTreeCheckpoint(listTranscript(dir).files);
-    if (e === null) throw new CliError(EXIT.FAILURE, `no checkpoint in ${dir} signs a tree root yet`, ["a server of this version signs one at least every --checkpoint-interval while there are new entries, and when it stops"]);
-    process.stdout.write(checkpointNote(e)!);
-    process.stderr.write(`checkpoint at seq ${e.seq}: the tree of the first ${e.head_seq} lines, signed as ${e.origin}; check it with the vkey serve prints\n`);
+    print(dir);
   },
 });
 
@@ -426,11 +476,13 @@ const prove = command({
   },
   args: {
     ...args.data,
+    ...databaseArg,
     seq: { type: "string", description: "The entry's seq (as in export, or an ack's tseq)", valueHint: "N", required: true },
     ...args.debug,
   },
   examples: [
     "securechat transcript prove --seq 1234 > entry-1234.tlog-proof",
+    "SECURECHAT_DATABASE_URL=postgres://chat@db.internal/chat securechat transcript prove --seq 1234   # a cluster's",
     "securechat transcript export --data DATA --user alice | jq -r 'select(.type==\"message\") | .seq' | tail -1",
   ],
   async run({ args: a }) {
@@ -441,19 +493,24 @@ const prove = command({
       import("./values.ts"),
     ]);
     const seq = parseInteger("--seq", a.seq, 1, Number.MAX_SAFE_INTEGER);
+    const print = (dir: string): void => {
+      let made: ReturnType<typeof proveEntry>;
+      try {
+        made = proveEntry(dir, treePath(dir), seq);
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? "";
+        if (code === "proof_tree_damaged" || code === "proof_tree_short") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
+        if (code.startsWith("proof_") || code.startsWith("transcript_")) throw new CliError(EXIT.FAILURE, (e as Error).message);
+        throw e;
+      }
+      process.stdout.write(formatProof(made.proof));
+      process.stderr.write(`proof of entry ${seq} (${made.entry.type}): leaf ${made.proof.index} of the ${made.proof.hashes.length === 0 ? "one-line" : "signed"} tree; check it with: securechat transcript verify-proof FILE --vkey VKEY\n`);
+    };
+    const url = databaseUrl(a.database, a.data !== undefined);
+    if (url !== null) return withDatabaseCopy(url, print);
     const dir = await transcriptDir(a.data);
     if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
-    let made: ReturnType<typeof proveEntry>;
-    try {
-      made = proveEntry(dir, treePath(dir), seq);
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? "";
-      if (code === "proof_tree_damaged" || code === "proof_tree_short") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
-      if (code.startsWith("proof_") || code.startsWith("transcript_")) throw new CliError(EXIT.FAILURE, (e as Error).message);
-      throw e;
-    }
-    process.stdout.write(formatProof(made.proof));
-    process.stderr.write(`proof of entry ${seq} (${made.entry.type}): leaf ${made.proof.index} of the ${made.proof.hashes.length === 0 ? "one-line" : "signed"} tree; check it with: securechat transcript verify-proof FILE --vkey VKEY\n`);
+    print(dir);
   },
 });
 
@@ -503,6 +560,7 @@ const tiles = command({
   },
   args: {
     ...args.data,
+    ...databaseArg,
     out: { type: "string", description: "The directory to write (made if absent): serve it as the log's URL prefix", valueHint: "DIR", required: true },
     entries: { type: "boolean", description: "Also write the entry bundles: the lines themselves, so everything the transcript holds in the clear (unsealed message text included) becomes readable to whoever can fetch OUT" },
     ...args.debug,
@@ -510,19 +568,27 @@ const tiles = command({
   examples: [
     "securechat transcript tiles --data /var/lib/securechat --out /srv/www/log",
     "securechat transcript tiles --out ./log && curl -s http://localhost:8080/log/checkpoint",
+    "SECURECHAT_DATABASE_URL=postgres://chat@db.internal/chat securechat transcript tiles --out /srv/www/log   # a cluster's",
   ],
   async run({ args: a }) {
     const [{ exportTiles }, { treePath }, { existsSync }] = await Promise.all([import("../transcript/tiles.ts"), import("../transcript/writer.ts"), import("node:fs")]);
-    const dir = await transcriptDir(a.data);
-    if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
+    const write = (dir: string): ReturnType<typeof exportTiles> => {
+      try {
+        return exportTiles(dir, treePath(dir), a.out, { entries: a.entries === true });
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? "";
+        if (code === "tiles_foreign" || code === "tiles_tree_damaged" || code === "tiles_line_mismatch") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
+        if (code.startsWith("tiles_") || code.startsWith("transcript_")) throw new CliError(EXIT.FAILURE, (e as Error).message);
+        throw e;
+      }
+    };
+    const url = databaseUrl(a.database, a.data !== undefined);
     let r: ReturnType<typeof exportTiles>;
-    try {
-      r = exportTiles(dir, treePath(dir), a.out, { entries: a.entries === true });
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? "";
-      if (code === "tiles_foreign" || code === "tiles_tree_damaged" || code === "tiles_line_mismatch") throw new CliError(EXIT.TRANSCRIPT, (e as Error).message);
-      if (code.startsWith("tiles_") || code.startsWith("transcript_")) throw new CliError(EXIT.FAILURE, (e as Error).message);
-      throw e;
+    if (url !== null) r = await withDatabaseCopy(url, write);
+    else {
+      const dir = await transcriptDir(a.data);
+      if (!existsSync(dir)) throw new CliError(EXIT.FAILURE, `no transcript at ${dir}`, ["pass --data with the server's data directory"]);
+      r = write(dir);
     }
     const grew = r.previous === r.size ? `already at ${r.size} lines` : r.previous === 0 ? `${r.size} lines` : `${r.previous} → ${r.size} lines`;
     const bundles = a.entries ? `, ${r.bundles} entry bundle${r.bundles === 1 ? "" : "s"}${r.firstBundled !== null && r.firstBundled > 0 && r.previous === 0 ? ` (from leaf ${r.firstBundled}: the first files are archived)` : ""}` : "";

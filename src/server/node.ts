@@ -19,10 +19,10 @@
  */
 import { hostname } from "node:os";
 import type { SQL } from "bun";
-import { SecureChatError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { PgAccountStore } from "../store/pg/accounts.ts";
 import { CLUSTER_COMPONENTS } from "../store/pg/components.ts";
+import { readCosigned, writeCosigned } from "../store/pg/log.ts";
 import { migrate, openPg, redactUrl } from "../store/pg/pg.ts";
 import { Bus } from "../store/redis/bus.ts";
 import { RedisLink, parseRedisUrl } from "../store/redis/link.ts";
@@ -37,6 +37,7 @@ import { ChatCore } from "./chatcore.ts";
 import { Devices } from "./devices.ts";
 import type { HostKey } from "./hostkey.ts";
 import { CoreEndpoint, RemoteCore } from "./redislink.ts";
+import { WitnessSubmitter, type WitnessTarget } from "./witnesses.ts";
 import { DEFAULT_SERVER_OPTIONS, EdgeHost, type ServerOptions } from "./server.ts";
 
 /** How much longer than the longest session a user's connection count is kept in Redis after its last change. */
@@ -63,27 +64,24 @@ export interface NodeOptions {
   renewMs?: number;
   /** How long an edge waits for the core's hello before ending its sessions (redislink.ts CORE_SILENCE_MS). */
   silenceMs?: number;
+  /** serve --witness: the core submits each new checkpoint to these, the cosigned one kept in PostgreSQL (log_cosigned). */
+  witnesses?: { targets: readonly WitnessTarget[]; quorum: number; graceMs: number };
 }
-
-/** What nobody records on an edge: enrollments by password are the core's to record, and an edge has none in process. */
-const NO_RECORD = {
-  recording: false,
-  append(): never {
-    throw new SecureChatError("not_recorded", "device enrollment is not available on a cluster node yet");
-  },
-};
 
 /** A node's edge: the listener and connections, their sessions on the core over the bus. */
 export class ClusterEdge extends EdgeHost {
   readonly link: RemoteCore;
   readonly devices: Devices;
+  readonly #unwatchApprovals: () => void;
   /** Sessions are recorded by the core; a login while none is known is answered server_busy (RemoteCore.available). */
   readonly journal = { recording: true };
 
   private constructor(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore, limits: LoginLimits) {
     super(opts, hostKey, store, limits);
     this.link = link;
-    this.devices = new Devices(store, NO_RECORD, opts.devices);
+    // Waiting enrollments are shared (PostgreSQL); the core records them (approved, or by the password), and the edge lets its waiting connections in.
+    this.devices = new Devices(store, null, opts.devices);
+    this.#unwatchApprovals = this.devices.watch();
   }
 
   static async start(opts: ServerOptions, hostKey: HostKey, store: PgAccountStore, link: RemoteCore, limits: LoginLimits): Promise<ClusterEdge> {
@@ -94,6 +92,7 @@ export class ClusterEdge extends EdgeHost {
   }
 
   protected async stopped(): Promise<void> {
+    this.#unwatchApprovals();
     this.link.close();
   }
 
@@ -108,6 +107,7 @@ interface Elected {
   chat: ChatCore;
   endpoint: CoreEndpoint;
   sweep: ReturnType<typeof setInterval>;
+  submitter: WitnessSubmitter | null;
 }
 
 /** How often a node whose elections keep failing says so again in the log. */
@@ -250,13 +250,40 @@ export class ClusterNode {
       await journal.closed();
       return;
     }
-    const chat = new ChatCore(this.#serverOpts, journal, this.edge.accounts, (this.edge.accounts.store as PgAccountStore).markerStore);
+    const submitter = await this.#witnessing(journal);
+    const opts = submitter ? { ...this.#serverOpts, cosigned: () => submitter.kept } : this.#serverOpts;
+    const chat = new ChatCore(opts, journal, this.edge.accounts, (this.edge.accounts.store as PgAccountStore).markerStore);
     const endpoint = new CoreEndpoint(chat.core, this.#bus, { node: this.node, epoch: journal.epoch, log: this.#log });
     const sweep = setInterval(() => chat.sweep(Date.now()), 1000);
-    const elected: Elected = { journal, chat, endpoint, sweep };
+    const elected: Elected = { journal, chat, endpoint, sweep, submitter };
     this.#core = elected;
     this.#log.info("core_elected", { node: this.node, epoch: journal.epoch });
     journal.onLost((cause) => void this.#stepDown(elected, "fenced", cause.message));
+  }
+
+  /**
+   * serve --witness: the core's witness rounds (only the core runs them),
+   * continuing from the cosigned checkpoint the previous core kept in
+   * PostgreSQL; one that cannot be read is said, and the rounds start afresh.
+   */
+  async #witnessing(journal: PgJournal): Promise<WitnessSubmitter | null> {
+    const w = this.#opts.witnesses;
+    if (!w || w.targets.length === 0) return null;
+    let kept: string | null = null;
+    try {
+      kept = await readCosigned(this.#sql);
+    } catch (e) {
+      this.#log.warn("witness_cosigned_unreadable", { path: "log_cosigned", error: e instanceof Error ? e.message : String(e) });
+    }
+    const sql = this.#sql;
+    return new WitnessSubmitter({
+      store: { where: "log_cosigned", load: () => kept, save: (note, size) => writeCosigned(sql, note, size) },
+      witnesses: w.targets,
+      quorum: w.quorum,
+      graceMs: w.graceMs,
+      log: this.#log,
+      journal,
+    });
   }
 
   /** The core stops here: its edges' sessions end (core_changed), the journal closes, and the node stands for election again. */
@@ -264,6 +291,7 @@ export class ClusterNode {
     if (this.#core !== c) return;
     this.#core = null;
     clearInterval(c.sweep);
+    c.submitter?.close();
     c.endpoint.close();
     this.#log.warn("core_lost", { node: this.node, epoch: c.journal.epoch, reason, ...(why ? { error: why } : {}) });
     await c.chat.stop(reason);
@@ -303,6 +331,7 @@ export class ClusterNode {
     this.#core = null;
     if (c) {
       clearInterval(c.sweep);
+      c.submitter?.close();
       c.endpoint.close();
       c.journal.close("crash");
     }

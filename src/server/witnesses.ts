@@ -5,7 +5,9 @@
  * witness (c2sp.org/tlog-witness add-checkpoint), one request per witness
  * at a time, all for the same checkpoint; checkpoints made meanwhile are
  * not each submitted, the next round takes the newest. The cosignatures
- * are kept in `DATA/cosigned.checkpoint`.
+ * are kept in `DATA/cosigned.checkpoint` (a single node) or in the
+ * cluster's PostgreSQL (`log_cosigned`, so that the next core continues
+ * from them): a `CosignedStore`.
  *
  * A witness that cosigned a larger tree than this log holds (409 with a
  * larger size) or that holds one this log does not extend (422) is evidence
@@ -37,8 +39,30 @@ export interface WitnessTarget {
   vkey: string;
 }
 
+/** Where the kept cosigned checkpoint lives. */
+export interface CosignedStore {
+  /** Its name, for the log. */
+  readonly where: string;
+  /** The kept note, or null (read when the submitter starts). */
+  load(): string | null;
+  /** Keeps `note` (the checkpoint of `size` lines with its cosignatures) in place of the one kept. */
+  save(note: string, size: number): void | Promise<void>;
+}
+
+/** DATA/cosigned.checkpoint, replaced atomically, 0600. */
+export function fileCosigned(dataDir: string): CosignedStore {
+  const path = cosignedPath(dataDir);
+  return {
+    where: path,
+    load: () => (existsSync(path) ? readFileSync(path, "utf8") : null),
+    save: (note) => writePrivateFile(path, note),
+  };
+}
+
 export interface SubmitterOptions {
-  dataDir: string;
+  /** The kept cosigned checkpoint's store: `store`, else DATA/cosigned.checkpoint in `dataDir`. */
+  dataDir?: string;
+  store?: CosignedStore;
   witnesses: readonly WitnessTarget[];
   quorum: number;
   /** How long the newest checkpoint may go without its quorum before `witness_quorum_missing`. */
@@ -66,7 +90,8 @@ export function cosignedPath(dataDir: string): string {
 }
 
 export class WitnessSubmitter {
-  readonly #o: Required<Omit<SubmitterOptions, "journal">> & Pick<SubmitterOptions, "journal">;
+  readonly #o: Required<Omit<SubmitterOptions, "journal" | "dataDir" | "store">> & Pick<SubmitterOptions, "journal">;
+  readonly #store: CosignedStore;
   /** Per witness (by vkey): the size it last cosigned, as far as this server knows. */
   readonly #known = new Map<string, number>();
   readonly #retryAt = new Map<string, number>();
@@ -85,7 +110,10 @@ export class WitnessSubmitter {
   #missing = false;
 
   constructor(opts: SubmitterOptions) {
-    this.#o = { timeoutMs: 10_000, backoffMinMs: 1000, backoffMaxMs: 300_000, now: Date.now, ...opts };
+    const { dataDir, store, ...rest } = opts;
+    if (!store && dataDir === undefined) throw new Error("WitnessSubmitter: a store or a data directory");
+    this.#store = store ?? fileCosigned(dataDir!);
+    this.#o = { timeoutMs: 10_000, backoffMinMs: 1000, backoffMaxMs: 300_000, now: Date.now, ...rest };
     this.#load();
     opts.journal.onSignedTree?.(() => this.kick());
     this.#checkTimer = setInterval(() => this.#checkQuorum(), Math.min(1000, this.#o.graceMs));
@@ -99,10 +127,10 @@ export class WitnessSubmitter {
   }
 
   #load(): void {
-    const path = cosignedPath(this.#o.dataDir);
-    if (!existsSync(path)) return;
+    const path = this.#store.where;
     try {
-      const note = readFileSync(path, "utf8");
+      const note = this.#store.load();
+      if (note === null) return;
       const size = parseCheckpoint(parseNote(note).text).size;
       let count = 0;
       for (const w of this.#o.witnesses) {
@@ -266,10 +294,13 @@ export class WitnessSubmitter {
     const kept = this.#kept;
     const quorum = this.#o.quorum;
     if (!(count >= quorum || kept === null || (kept.count < quorum && count >= kept.count))) return;
+    const unwritable = (e: unknown) => this.#o.log.warn("witness_cosigned_unwritable", { path: this.#store.where, error: (e as Error).message });
     try {
-      writePrivateFile(cosignedPath(this.#o.dataDir), full);
+      // PostgreSQL answers later: what it could not keep is said, and kept here meanwhile.
+      const saved = this.#store.save(full, size);
+      if (saved instanceof Promise) saved.catch(unwritable);
     } catch (e) {
-      this.#o.log.warn("witness_cosigned_unwritable", { path: cosignedPath(this.#o.dataDir), error: (e as Error).message });
+      unwritable(e);
       return;
     }
     this.#kept = { note: full, size, count };

@@ -38,6 +38,38 @@ export interface Device {
   revokedAt: number | null;
 }
 
+/** A new machine's key waiting for an enrolled device's approval (PROTOCOL.md §7.11). */
+export interface PendingDevice {
+  user: string;
+  key: Uint8Array;
+  name: string;
+  /** The address it asked from, as the transcript records sources. */
+  source: string;
+  since: number;
+  expires: number;
+}
+
+/**
+ * Waiting enrollments shared by the nodes of a cluster (PostgreSQL): the
+ * new machine may wait on one node while the approval reaches the core on
+ * another. A single node keeps them in its memory instead (server/devices.ts).
+ */
+export interface PendingDevices {
+  /** The user's unexpired waiting enrollments, oldest first. */
+  pending(user: string, now: number): Awaitable<PendingDevice[]>;
+  /**
+   * Adds `p`, or renames the one waiting for the same key (then its times
+   * stay); false if the user already has `max` others waiting.
+   */
+  putPending(p: PendingDevice, max: number, now: number): Awaitable<boolean>;
+  /** Every account's unexpired waiting enrollments, oldest first, at most `limit`. */
+  pendingAll(now: number, limit: number): Awaitable<PendingDevice[]>;
+  /** Removes the waiting enrollment of `key`; false if none was (another approval took it, or it expired). */
+  takePending(user: string, key: Uint8Array, now: number): Awaitable<boolean>;
+  /** Deletes the expired ones. */
+  prunePending(now: number): Awaitable<void>;
+}
+
 /** A ticket as `sessions` lists it. */
 export interface ListedTicket {
   hash: Uint8Array;
@@ -81,6 +113,8 @@ export interface AccountStore {
   /** Deletes the expired tickets; how many. */
   pruneTickets(now: number): Awaitable<number>;
 
+  /** Where waiting enrollments are kept when several nodes share the store; absent: in the server's memory. */
+  readonly pendingDevices?: PendingDevices;
   /** Where the read markers are kept (the server reads them from memory: WriteBehindMarkers). */
   readonly markerStore: MarkerStore;
   close(): Awaitable<void>;

@@ -2,13 +2,15 @@
  * Reading the transcript kept in PostgreSQL (docs/TRANSCRIPT.md §2.7) as
  * the file readers read a directory: its lines in chain order, batch by
  * batch, named by file and line number; and writing it back out as the
- * directory of JSONL files it stands for, byte for byte.
+ * directory of JSONL files it stands for, byte for byte, with the tree's
+ * stored hashes beside it as a data directory keeps them.
  */
 import type { SQL } from "bun";
-import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ensurePrivateDir, syncDir } from "../paths.ts";
-import { allLines, listFiles } from "../store/pg/log.ts";
+import { allLines, listFiles, readTreeHashes } from "../store/pg/log.ts";
+import { treePath } from "./filestorage.ts";
 import { rowLine } from "./pgstorage.ts";
 import type { FollowSource } from "./export.ts";
 import type { LineSource } from "./verify.ts";
@@ -33,6 +35,7 @@ export async function databaseFiles(sql: SQL): Promise<{ name: string; lines: nu
  */
 export async function writeDirectory(sql: SQL, dir: string): Promise<{ files: number; lines: number }> {
   ensurePrivateDir(dir);
+  if ((await databaseFiles(sql)).length === 0) return { files: 0, lines: 0 };
   let fd = -1;
   let file = "";
   let files = 0;
@@ -63,6 +66,20 @@ export async function writeDirectory(sql: SQL, dir: string): Promise<{ files: nu
   }
   syncDir(dir);
   return { files, lines };
+}
+
+/**
+ * The transcript directory `dir` (a new private one) as a single node's data
+ * directory would hold it: every stored line (writeDirectory), then the
+ * tree's stored hashes as DATA/tree.hashes. The lines are read first: the
+ * hashes, committed with their lines, then cover at least those lines.
+ * What reads a directory (checkpoint, prove, tiles, verify --tree-only)
+ * then reads the cluster's log unchanged.
+ */
+export async function writeDataCopy(sql: SQL, dir: string): Promise<{ files: number; lines: number }> {
+  const wrote = await writeDirectory(sql, dir);
+  if (wrote.lines > 0) writeFileSync(treePath(dir), await readTreeHashes(sql), { mode: 0o600 });
+  return wrote;
 }
 
 /** The transcript in the database as a verifier's and exporter's source (verify.ts LineSource). */

@@ -5,7 +5,9 @@
 # the chat core; two users, each on a node, chat across them with `chat
 # --json`; the core is killed with kill -9, the other node takes the lease,
 # the clients fail over or reconnect and go on, every acknowledged line seen
-# once; `transcript verify --database` passes. No password is logged.
+# once; `transcript verify --database` passes. Then a laptop enrolls on a
+# third node and is approved through the core's node, chats, and is revoked:
+# its chat ends. No password is logged.
 # Skipped, loudly, only where the engines are not installed (a failure under CI=true).
 set -uo pipefail
 bin=$(realpath "${1:-./dist/securechat}")
@@ -91,6 +93,32 @@ check "no line of alice's reported unsent" test "$(grep -c '"type":"unsent"' "$w
 
 run "the transcript in PostgreSQL verifies" 0 "$bin" transcript verify --host-key "$fp"
 expect "…PASS" "PASS: "
-check "no node logged a password" test "$(cat "$work/a.log" "$work/b.log" | grep -cF -e "$pgpw" -e "$rdpw")" = 0
+# Devices across nodes: a laptop enrolls on a third node c (not the core),
+# alice approves its code from her machine (her nodes: a, dead, then b, the
+# core); the laptop chats through c; alice revokes it, and its chat on c ends.
+node c
+printf '%s\n' "$PW" | env SECURECHAT_HOME="$work/laptop" NO_COLOR=1 timeout 60 "$bin" device add -u alice --name "laptop" --server "127.0.0.1:$c_port" --password-stdin --accept-new-host >"$work/add.out" 2>"$work/add.err" &
+add_pid=$!; pids+=("$add_pid")
+if wait_for "$work/add.out" '^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$' 1 300; then ok; else bad "device add on c printed no code"; show "$work/add.out" "$work/add.err" "$work/c.log"; fi
+code=$(head -1 "$work/add.out")
+input="$PW"$'\n'
+run "alice approves the laptop's code from her machine, through b" 0 as alice "$bin" device approve "$code" --password-stdin --yes
+if wait_exit "$add_pid" 100 && [ "$rc" = 0 ]; then ok; else bad "device add: exit $rc after the approval, want 0"; show "$work/add.err" "$work/c.log"; fi
+laptop_id=$(grep -o 'now device [0-9a-f]\{12\}' "$work/add.err" | grep -o '[0-9a-f]\{12\}')
+check "the laptop waited on c, and was let in there" grep -q '"event":"login","user":"alice".*"method":"password"' "$work/c.log"
+srv="127.0.0.1:$c_port"
+chat_bg "$work/laptop" alice laptop
+input="$PW"$'\n'
+run "alice revokes the laptop from her machine" 0 as alice "$bin" device revoke "$laptop_id" --password-stdin
+expect "…its live session on c ended" "1 live session ended"
+if wait_exit "$laptop_pid" 100 && [ "$rc" = 1 ]; then ok; else bad "the laptop's chat: exit $rc after the revocation, want 1"; show "$work/laptop.out" "$work/laptop.err"; fi
+check "…told device_revoked" grep -q '"code":"device_revoked"' "$work/laptop.out"
+input=""
+if "$bin" transcript export >"$work/export.jsonl" 2>"$work/export.err"; then ok; else bad "transcript export (the cluster's)"; show "$work/export.err"; fi
+check "the laptop's enrollment is in the cluster's transcript, approved from alice's machine" \
+  jq -e -s --arg d "$laptop_id" 'any(.[]; .type == "device_enrolled" and .user == "alice" and .device == $d and .name == "laptop" and (.sig | length) > 0)' "$work/export.jsonl" >/dev/null
+check "…and its revocation" jq -e -s --arg d "$laptop_id" 'any(.[]; .type == "device_revoked" and .user == "alice" and .device == $d)' "$work/export.jsonl" >/dev/null
+
+check "no node logged a password" test "$(cat "$work/a.log" "$work/b.log" "$work/c.log" | grep -cF -e "$pgpw" -e "$rdpw")" = 0
 
 finish cluster.sh

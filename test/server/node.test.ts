@@ -10,22 +10,17 @@
  * gone by its liveness key, and its users leave their rooms.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { ClusterNode } from "../../src/server/node.ts";
 import { readHead } from "../../src/store/pg/log.ts";
 import { openPg } from "../../src/store/pg/pg.ts";
 import { type PostgresHandle, type RedisHandle, requireEngines, startPostgres, startRedis } from "../engines.ts";
 import { type Cred, registerWithTicket } from "./chat-helpers.ts";
-import { testNodeOptions } from "./cluster-helpers.ts";
-import { type LogEvent, NO_PENALTIES, NO_QUOTAS, type RawSession, rawSession, ticketLogin, untilMessage, waitFor } from "./helpers.ts";
+import { LEASE_MS, clusterLogin, startClusterNode } from "./cluster-helpers.ts";
+import { type LogEvent, type RawSession, untilMessage, waitFor } from "./helpers.ts";
 
 const ready = requireEngines("postgres", "redis");
 setDefaultTimeout(90_000);
-
-const HOST_KEY = { key: ed25519Generate(), created: false };
-const NO_FLOOD = { rate: 1_000_000, burst: 1_000_000 };
-const LEASE_MS = 2000;
 
 describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () => {
   let pg: PostgresHandle;
@@ -35,42 +30,12 @@ describe.skipIf(!ready)("two cluster nodes on one PostgreSQL and one Redis", () 
   const events: LogEvent[] = [];
 
   async function startNode(name: string): Promise<ClusterNode> {
-    const n = await ClusterNode.start(
-      testNodeOptions(
-        { database: pg.url, redis: redis.url },
-        name,
-        {
-          port: 0,
-          penalties: NO_PENALTIES,
-          ...NO_QUOTAS,
-          chat: { ...(await import("../../src/server/chat.ts")).DEFAULT_CHAT, flood: NO_FLOOD, requests: NO_FLOOD },
-          log: {
-            info: (event, fields) => void events.push({ level: "info", event, fields: { node: name, ...fields } }),
-            warn: (event, fields) => void events.push({ level: "warn", event, fields: { node: name, ...fields } }),
-          },
-        },
-        LEASE_MS,
-      ),
-      HOST_KEY,
-    );
+    const n = await startClusterNode({ pg, redis }, name, events);
     nodes.push(n);
     return n;
   }
 
-  /** A ticket login to `port`, retried while the node knows no core (server_busy). */
-  async function login(port: number, c: Cred): Promise<RawSession> {
-    for (const deadline = Date.now() + 30_000; ; ) {
-      const s = await rawSession(port);
-      const o = await ticketLogin(s, c.user, c.ticket, c.ticketKey);
-      if (o.type === "welcome") {
-        sessions.push(s);
-        return s;
-      }
-      s.close();
-      if (o.code !== "server_busy" || Date.now() > deadline) throw new Error(`test: login ${c.user}: ${o.code} ${o.message}`);
-      await Bun.sleep(200);
-    }
-  }
+  const login = (port: number, c: Cred): Promise<RawSession> => clusterLogin(port, c, sessions);
 
   /** Every message each session was sent, in order. */
   const stream = new Map<RawSession, Message[]>();

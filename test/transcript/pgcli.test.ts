@@ -1,24 +1,27 @@
 /**
- * `transcript verify|export|follow --database` against a real PostgreSQL
+ * `transcript verify|export|follow|checkpoint|prove|tiles --database` against a real PostgreSQL
  * (test/engines.ts) holding a log written by the writer on PgStorage: the
  * same report and lines as over the directory it stands for, the directory
- * written back out byte for byte, followed as later runs commit, a line altered in the table failing with
+ * written back out byte for byte, a proof and tiles that check out with the
+ * log's key alone, followed as later runs commit, a line altered in the table failing with
  * exit 5 at its file and line, and the URL's password never shown.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { SQL } from "bun";
-import { readdirSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { silentLogger } from "../../src/log.ts";
 import { fingerprint } from "../../src/fingerprint.ts";
 import { openPg, redactUrl } from "../../src/store/pg/pg.ts";
 import { followSource } from "../../src/transcript/export.ts";
+import { formatVerifierKey, parseVerifierKey } from "../../src/transcript/note.ts";
 import { databaseFollowSource } from "../../src/transcript/pgread.ts";
 import { PgStorage } from "../../src/transcript/pgstorage.ts";
 import { DEFAULT_WRITER, TranscriptWriter } from "../../src/transcript/writer.ts";
 import { runCli } from "../cli.ts";
 import { type PostgresHandle, requireEngines, startPostgres } from "../engines.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
+import { checkLikeAMonitor, lines } from "./monitor.ts";
 
 const hasPg = requireEngines("postgres");
 
@@ -32,7 +35,7 @@ async function until(cond: () => boolean, ms = 30_000): Promise<void> {
 }
 const HOST = hostKeyPair(9);
 
-describe.skipIf(!hasPg)("transcript verify|export|follow --database", () => {
+describe.skipIf(!hasPg)("transcript verify|export|follow|checkpoint|prove|tiles --database", () => {
   let pg: PostgresHandle;
   let sql: SQL;
   let password: string;
@@ -140,9 +143,67 @@ describe.skipIf(!hasPg)("transcript verify|export|follow --database", () => {
     }
   }, 60_000);
 
-  test("a directory and --database together, or --tree-only with it, are usage errors", async () => {
+  test("checkpoint, prove, tiles and verify --tree-only over the database print what they print over the data directory it exports to; the proof and the tiles check out with the log's key alone", async () => {
+    const data = tempDir("pgcli-data");
+    const dir = join(data, "transcript");
+    expect((await runCli("transcript", "export", "--database", pg.url, "--directory", dir, "--host-key", pin())).code).toBe(0);
+    const exported = lines(dir);
+
+    const cpDir = await runCli("transcript", "checkpoint", "--data", data);
+    const cpDb = await runCli("transcript", "checkpoint", "--database", pg.url);
+    expect(cpDb.code).toBe(0);
+    expect(cpDb.stdout).toBe(cpDir.stdout);
+    // After the warning that the URL in argv shows its password.
+    expect(cpDb.stderr).toEndWith(cpDir.stderr);
+    const origin = cpDb.stdout.split("\n")[0]!;
+    const vkey = formatVerifierKey(origin, HOST.publicKey);
+
+    const treeDir = await runCli("transcript", "verify", dir, "--tree-only", "--host-key", pin());
+    const treeDb = await runCli("transcript", "verify", "--database", pg.url, "--tree-only", "--host-key", pin());
+    expect(treeDb.code).toBe(0);
+    expect(treeDb.stdout).toBe(treeDir.stdout);
+
+    // The proof of an entry, checked offline with the log's verifier key: the line it proves is the one stored.
+    const proofFile = join(tempDir("pgcli-proof"), "7.tlog-proof");
+    const proved = await runCli("transcript", "prove", "--database", pg.url, "--seq", "7");
+    expect(proved.code).toBe(0);
+    writeFileSync(proofFile, proved.stdout);
+    const checked = await runCli("transcript", "verify-proof", proofFile, "--vkey", vkey);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toBe(`${exported[6]!.toString()}\n`);
+
+    // Tiles with their bundles, as a monitor checks them; the checkpoint published is the one above.
+    const out = join(tempDir("pgcli-tiles"), "log");
+    const tiled = await runCli("transcript", "tiles", "--database", pg.url, "--out", out, "--entries");
+    expect(tiled.code).toBe(0);
+    expect(checkLikeAMonitor(out, exported, parseVerifierKey(vkey))).toBe(Number(cpDb.stdout.split("\n")[1]));
+    expect(readFileSync(join(out, "checkpoint"), "utf8")).toBe(cpDb.stdout);
+    for (const r of [cpDb, treeDb, proved, tiled]) expect(r.stdout + r.stderr).not.toContain(password);
+    // Nothing of the private copy is left behind, and none of it is named.
+    for (const r of [cpDb, treeDb, proved, tiled]) expect(r.stdout + r.stderr).not.toContain("securechat-log-");
+  });
+
+  test("on a database that holds no transcript, or past the signed tree, they fail as over a directory, naming the database", async () => {
+    const past = await runCli("transcript", "prove", "--database", pg.url, "--seq", "100000");
+    expect(past.code).toBe(1);
+    expect(past.stderr).toContain("is not in the last signed tree");
+    await sql.unsafe("CREATE DATABASE no_log");
+    const emptyDb = pg.url.replace(/\/[^/]*$/, "/no_log");
+    const none = await runCli("transcript", "checkpoint", "--database", emptyDb);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`no checkpoint in ${redactUrl(emptyDb)} signs a tree root yet`);
+    expect(none.stderr).not.toContain(password);
+    const exportNone = await runCli("transcript", "export", "--database", emptyDb, "--directory", join(tempDir("pgcli-none"), "transcript"));
+    expect(exportNone.code).toBe(1);
+    expect(exportNone.stderr).toContain("the database holds no transcript lines");
+    const cosigned = await runCli("transcript", "checkpoint", "--database", pg.url, "--cosigned");
+    expect(cosigned.code).toBe(1);
+    expect(cosigned.stderr).toContain(`no cosigned checkpoint in ${redactUrl(pg.url)}`);
+  });
+
+  test("a directory and --database together are usage errors", async () => {
     expect((await runCli("transcript", "verify", "somewhere", "--database", pg.url)).code).toBe(2);
-    expect((await runCli("transcript", "verify", "--database", pg.url, "--tree-only")).code).toBe(2);
+    expect((await runCli("transcript", "prove", "--data", "somewhere", "--database", pg.url, "--seq", "1")).code).toBe(2);
     expect((await runCli("transcript", "export", "--directory", "x")).code).toBe(2);
   });
 });

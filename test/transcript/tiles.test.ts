@@ -8,7 +8,6 @@
  * left as it was.
  */
 import { describe, expect, test } from "bun:test";
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fromBase64 } from "../../src/bytes.ts";
@@ -18,6 +17,7 @@ import { BUNDLE_ENTRY_MAX, decodeBundle, encodeBundle, exportTiles, tileCounts, 
 import { DEFAULT_WRITER, TranscriptWriter, treePath } from "../../src/transcript/writer.ts";
 import { codeOf } from "../protocol/helpers.ts";
 import { hostKeyPair, tempDir } from "./helpers.ts";
+import { checkLikeAMonitor, lines, sha } from "./monitor.ts";
 
 const HOST = hostKeyPair(31);
 const ORIGIN = "chat.example.com/securechat";
@@ -29,58 +29,6 @@ function grow(dir: string, n: number, text = "line"): string {
   for (let i = 0; i < n; i++) w.append("message", { room: "lobby", room_seq: i + 1, from: "alice", text: `${text} ${i}` });
   w.close("done");
   return dir;
-}
-
-function lines(dir: string): Buffer[] {
-  const out: Buffer[] = [];
-  for (const f of readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort()) {
-    const b = readFileSync(join(dir, f));
-    for (let at = 0; at < b.length; ) {
-      const nl = b.indexOf(0x0a, at);
-      out.push(b.subarray(at, nl));
-      at = nl + 1;
-    }
-  }
-  return out;
-}
-
-// An independent RFC 6962 tree hash.
-const sha = (...parts: Uint8Array[]): Buffer => {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  return h.digest();
-};
-function mth(leaves: Uint8Array[]): Buffer {
-  if (leaves.length === 1) return sha(Buffer.from([0]), leaves[0]!);
-  let k = 1;
-  while (k * 2 < leaves.length) k *= 2;
-  return sha(Buffer.from([1]), mth(leaves.slice(0, k)), mth(leaves.slice(k)));
-}
-
-/** What a monitor checks: checkpoint signature, bundles = lines, every tile hash = MTH of its range, root = MTH of all. */
-function checkLikeAMonitor(out: string, transcriptLines: Buffer[]): number {
-  const cp = openCheckpoint(readFileSync(join(out, "checkpoint"), "utf8"), VERIFIER);
-  const n = cp.size;
-  const bundled: Uint8Array[] = [];
-  for (let b = 0; b * 256 < n; b++) bundled.push(...decodeBundle(readFileSync(join(out, tilePath("entries", b, Math.min(256, n - b * 256))))));
-  expect(bundled.length).toBe(n);
-  for (let i = 0; i < n; i++) expect(Buffer.from(bundled[i]!).equals(transcriptLines[i]!)).toBe(true);
-  expect(mth(bundled).equals(Buffer.from(cp.root))).toBe(true);
-  for (let level = 0; 256 ** level <= n; level++) {
-    const span = 256 ** level;
-    const { full, partial } = tileCounts(n, level);
-    for (let t = 0; t <= full; t++) {
-      const width = t < full ? 256 : partial;
-      if (width === 0) continue;
-      const tile = readFileSync(join(out, tilePath(level, t, width)));
-      expect(tile.length).toBe(width * 32);
-      for (let i = 0; i < width; i++) {
-        const start = (t * 256 + i) * span;
-        expect(tile.subarray(i * 32, i * 32 + 32).equals(mth(bundled.slice(start, start + span)))).toBe(true);
-      }
-    }
-  }
-  return n;
 }
 
 describe("tile paths and bundles", () => {
@@ -120,7 +68,7 @@ describe("exporting a log", () => {
     const dir = grow(join(tempDir("tiles"), "transcript"), 600);
     const out = join(tempDir("tiles-out"), "log");
     const first = exportTiles(dir, treePath(dir), out, { entries: true });
-    const n1 = checkLikeAMonitor(out, lines(dir));
+    const n1 = checkLikeAMonitor(out, lines(dir), VERIFIER);
     expect(first).toMatchObject({ origin: ORIGIN, size: n1, previous: 0, firstBundled: 0 });
     expect(n1).toBeGreaterThan(512);
     const fullTile = join(out, tilePath(0, 0, 256));
@@ -130,7 +78,7 @@ describe("exporting a log", () => {
 
     grow(dir, 300, "more");
     const second = exportTiles(dir, treePath(dir), out, { entries: true });
-    const n2 = checkLikeAMonitor(out, lines(dir));
+    const n2 = checkLikeAMonitor(out, lines(dir), VERIFIER);
     expect(second).toMatchObject({ size: n2, previous: n1 });
     expect(second.bundles).toBe(Math.ceil(n2 / 256) - 2); // from the first bundle the previous export left partial
     expect(statSync(fullTile).mtimeMs).toBe(before); // full tiles are immutable
@@ -158,7 +106,7 @@ describe("exporting a log", () => {
     const shorter = grow(join(tempDir("tiles-short"), "transcript"), 200);
     expect(codeOf(() => exportTiles(shorter, treePath(shorter), out, { entries: true }))).toBe("tiles_foreign");
     expect(readFileSync(join(out, "checkpoint"), "utf8")).toBe(published);
-    checkLikeAMonitor(out, lines(dir));
+    checkLikeAMonitor(out, lines(dir), VERIFIER);
   });
 
   test("a damaged tree.hashes is refused before anything is written", () => {

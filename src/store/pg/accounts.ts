@@ -6,10 +6,12 @@
  * as a taken name is on one node. Changes to one account's devices and
  * markers (count, then forget the oldest) lock the account's row first, so
  * two nodes cannot both pass a bound. Tickets are kept by their SHA-256,
- * as in securechat.db. Times are milliseconds since the epoch (bigint).
+ * as in securechat.db. Enrollments waiting for approval are kept here too
+ * (`PendingDevices`), bounded per account under the same lock. Times are
+ * milliseconds since the epoch (bigint).
  */
 import type { SQL } from "bun";
-import type { Account, AccountStore, Device, ListedTicket, Ticket } from "../accounts.ts";
+import type { Account, AccountStore, Device, ListedTicket, PendingDevice, PendingDevices, Ticket } from "../accounts.ts";
 import type { DeviceMarker, MarkerOp, MarkerStore } from "../markers.ts";
 import { type Component, migrate } from "./pg.ts";
 
@@ -54,6 +56,17 @@ export const ACCOUNTS: Component = {
        PRIMARY KEY (username, device, room)
      );
      CREATE INDEX accounts_read_markers_room ON accounts_read_markers (username, room);`,
+    // Enrollments waiting for approval (PROTOCOL.md §7.11): the new machine waits on one node, the approval reaches the core on another.
+    `CREATE TABLE accounts_pending_devices (
+       username   text NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+       key        bytea NOT NULL CHECK (length(key) = 32),
+       name       text NOT NULL,
+       source     text NOT NULL,
+       since      bigint NOT NULL,
+       expires_at bigint NOT NULL,
+       PRIMARY KEY (username, key)
+     );
+     CREATE INDEX accounts_pending_devices_expiry ON accounts_pending_devices (expires_at);`,
   ],
 };
 
@@ -61,8 +74,9 @@ const bytes = (b: Uint8Array): Uint8Array => new Uint8Array(b);
 const num = (v: unknown): number => Number(v);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-export class PgAccountStore implements AccountStore {
+export class PgAccountStore implements AccountStore, PendingDevices {
   readonly markerStore: MarkerStore;
+  readonly pendingDevices: PendingDevices = this;
 
   private constructor(readonly sql: SQL) {
     this.markerStore = new PgMarkers(sql);
@@ -139,6 +153,40 @@ export class PgAccountStore implements AccountStore {
     });
   }
 
+  async pending(user: string, now: number): Promise<PendingDevice[]> {
+    const rows = await this.sql`SELECT key, name, source, since, expires_at FROM accounts_pending_devices
+                                WHERE username = ${user} AND expires_at > ${now} ORDER BY since, key`;
+    return rows.map((r: Record<string, unknown>) => pendingRow({ ...r, username: user }));
+  }
+
+  async pendingAll(now: number, limit: number): Promise<PendingDevice[]> {
+    const rows = await this.sql`SELECT username, key, name, source, since, expires_at FROM accounts_pending_devices
+                                WHERE expires_at > ${now} ORDER BY since, username, key LIMIT ${limit}`;
+    return rows.map(pendingRow);
+  }
+
+  async putPending(p: PendingDevice, max: number, now: number): Promise<boolean> {
+    return this.sql.begin(async (tx) => {
+      await lockAccount(tx, p.user);
+      const renamed = await tx`UPDATE accounts_pending_devices SET name = ${p.name} WHERE username = ${p.user} AND key = ${p.key} AND expires_at > ${now}`;
+      if (renamed.count === 1) return true;
+      await tx`DELETE FROM accounts_pending_devices WHERE username = ${p.user} AND expires_at <= ${now}`;
+      const [{ n }] = await tx`SELECT count(*)::int AS n FROM accounts_pending_devices WHERE username = ${p.user}`;
+      if (n >= max) return false;
+      await tx`INSERT INTO accounts_pending_devices (username, key, name, source, since, expires_at)
+               VALUES (${p.user}, ${p.key}, ${p.name}, ${p.source}, ${p.since}, ${p.expires})`;
+      return true;
+    });
+  }
+
+  async takePending(user: string, key: Uint8Array, now: number): Promise<boolean> {
+    return (await this.sql`DELETE FROM accounts_pending_devices WHERE username = ${user} AND key = ${key} AND expires_at > ${now}`).count === 1;
+  }
+
+  async prunePending(now: number): Promise<void> {
+    await this.sql`DELETE FROM accounts_pending_devices WHERE expires_at <= ${now}`;
+  }
+
   async addTicket(hash: Uint8Array, t: Ticket, now: number): Promise<void> {
     await this.sql`INSERT INTO accounts_tickets (hash, username, key, expires_at, created_at, device, source)
                    VALUES (${hash}, ${t.user}, ${t.key}, ${t.expiresAt}, ${now}, ${t.device ?? null}, ${t.source ?? null})`;
@@ -186,6 +234,10 @@ export class PgAccountStore implements AccountStore {
 
   /** The pool is the caller's (several stores share one): closing the store leaves it open. */
   close(): void {}
+}
+
+function pendingRow(r: Record<string, unknown>): PendingDevice {
+  return { user: r.username as string, key: bytes(r.key as Uint8Array), name: r.name as string, source: r.source as string, since: num(r.since), expires: num(r.expires_at) };
 }
 
 /** Serializes changes to one account's rows across nodes until the transaction ends. */

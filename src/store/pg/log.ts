@@ -48,8 +48,26 @@ export const LOG_COMPONENT: Component = {
      CREATE TABLE log_delivered ("user" text PRIMARY KEY, seq bigint NOT NULL);
      CREATE TABLE log_counters (id smallint PRIMARY KEY CHECK (id = 1), direct_seq bigint NOT NULL);
      INSERT INTO log_counters VALUES (1, 0);`,
+    // The newest checkpoint witnesses cosigned (TRANSCRIPT.md §4.5), kept for whichever node is the core next.
+    `CREATE TABLE log_cosigned (id smallint PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, note text NOT NULL);`,
   ],
 };
+
+/** The kept cosigned checkpoint (a signed note with its cosignatures), or null. */
+export async function readCosigned(sql: SQL): Promise<string | null> {
+  const [r] = await sql`SELECT note FROM log_cosigned WHERE id = 1`;
+  return r ? (r.note as string) : null;
+}
+
+/**
+ * Keeps `note`, the cosigned checkpoint of the tree of `size` lines, in place
+ * of the one kept, unless that one is of a larger tree (a core that was
+ * replaced while a round ran must not put back an older checkpoint).
+ */
+export async function writeCosigned(sql: SQL, note: string, size: number): Promise<void> {
+  await sql`INSERT INTO log_cosigned (id, size, note) VALUES (1, ${size}, ${note})
+            ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, note = EXCLUDED.note WHERE log_cosigned.size <= EXCLUDED.size`;
+}
 
 /** A writer whose lease was taken over: it may never append again. */
 export class FencedError extends SecureChatError {
