@@ -310,12 +310,23 @@ cluster_start() {
   cluster_core
 }
 # cluster_stop: stop_server in cluster mode: SIGTERM to every node (each must exit 0), then to the balancer.
+# The nodes that are not the core first, then the core ($server_pid): each node's clients are told
+# server_shutdown by their own node, as from a single server (stopped at once, a client on an edge
+# could first be told core_changed by its edge, the core having gone).
 cluster_stop() {
-  local i rc
-  for i in "${!cl_pids[@]}"; do kill -TERM "${cl_pids[i]}" 2>/dev/null; done
-  for i in "${!cl_pids[@]}"; do
-    wait "${cl_pids[i]}"; rc=$?
-    if [ "$rc" = 0 ]; then ok; else bad "cluster node $i: exit $rc after SIGTERM"; show "$work/server.log"; fi
+  local i rc pass
+  for pass in edges core; do
+    for i in "${!cl_pids[@]}"; do
+      if [ "$pass" = edges ] && [ "${cl_pids[i]}" = "$server_pid" ]; then continue; fi
+      if [ "$pass" = core ] && [ "${cl_pids[i]}" != "$server_pid" ]; then continue; fi
+      kill -TERM "${cl_pids[i]}" 2>/dev/null
+    done
+    for i in "${!cl_pids[@]}"; do
+      if [ "$pass" = edges ] && [ "${cl_pids[i]}" = "$server_pid" ]; then continue; fi
+      if [ "$pass" = core ] && [ "${cl_pids[i]}" != "$server_pid" ]; then continue; fi
+      wait "${cl_pids[i]}"; rc=$?
+      if [ "$rc" = 0 ]; then ok; else bad "cluster node $i: exit $rc after SIGTERM"; show "$work/server.log"; fi
+    done
   done
   kill -TERM "$cl_bal" 2>/dev/null; wait "$cl_bal" 2>/dev/null
   cat "$work/balancer.log" >>"$work/balancer.all"; : >"$work/balancer.log"
