@@ -251,7 +251,7 @@ export class ClusterNode {
       return;
     }
     const chat = new ChatCore(this.#serverOpts, journal, this.edge.accounts, (this.edge.accounts.store as PgAccountStore).markerStore);
-    const endpoint = new CoreEndpoint(chat.core, this.#bus, { node: this.node, epoch: journal.epoch, log: this.#log });
+    const endpoint = new CoreEndpoint(chat.core, this.#bus, { node: this.node, epoch: journal.epoch, log: this.#log, settled: () => journal.settled() });
     const sweep = setInterval(() => chat.sweep(Date.now()), 1000);
     const elected: Elected = { journal, chat, endpoint, sweep };
     this.#core = elected;

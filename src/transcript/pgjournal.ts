@@ -138,8 +138,11 @@ function keptDirect(r: DirectRow): KeptDirect {
 
 export class PgJournal extends WriterJournal implements Journal {
   readonly rooms: RecentRooms;
-  /** A line not yet committed is lost for good if this writer is fenced, and another writer numbers on from before it. */
-  readonly relayWhenDurable = true;
+  // A line not yet committed is lost for good if this writer is fenced, and another writer numbers on from
+  // before it: nothing the core sends may show one before it is. The cluster's core holds all it sends, in
+  // order, until settled() (redislink.ts CoreEndpoint), rather than the chat relaying each message later
+  // (relayWhenDurable), which put a relayed message behind the held ack of a later one: the client took
+  // it for one already seen and dropped it.
   readonly #sql: SQL;
   readonly #storage: PgStorage;
   readonly #log: Logger;
@@ -174,6 +177,8 @@ export class PgJournal extends WriterJournal implements Journal {
   #closed = false;
   /** Loaded at open: what the previous writers acknowledged with a client message id (ackedCids). */
   readonly #cids: AckedCid[];
+  /** The durable promise of the last entry appended, until it settles (settled()). */
+  #unsettled: Promise<void> | null = null;
 
   private constructor(writer: TranscriptWriter, sql: SQL, storage: PgStorage, opts: PgJournalOptions, loaded: Loaded) {
     super(writer);
@@ -379,6 +384,16 @@ export class PgJournal extends WriterJournal implements Journal {
     return this.#cids.filter((a) => a.ts >= since);
   }
 
+  /**
+   * Resolves once every entry appended so far is durable (the last one's
+   * COMMIT: the writer commits in order), rejects if it never will be; null
+   * when none is waiting. The cluster's core publishes what it sends the
+   * edges only after it (redislink.ts CoreEndpoint).
+   */
+  settled(): Promise<void> | null {
+    return this.#unsettled;
+  }
+
   append(e: JournalEvent): Receipt {
     if (this.#closed) return { durable: handled(Promise.reject(new Error("transcript closed"))) };
     if (this.writer.stopped) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
@@ -390,6 +405,11 @@ export class PgJournal extends WriterJournal implements Journal {
       return { durable: handled(Promise.reject(err)) };
     }
     const { entry, durable } = appended;
+    this.#unsettled = durable;
+    const settle = () => {
+      if (this.#unsettled === durable) this.#unsettled = null;
+    };
+    durable.then(settle, settle);
     const attach = (run: (tx: SQL) => Promise<unknown>) => this.#storage.attach(entry.seq, run);
     switch (e.kind) {
       case "message": {
