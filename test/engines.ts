@@ -48,8 +48,12 @@ export interface EngineHandle {
   readonly pid: number;
   /** Its temporary directory, removed by stop(). */
   readonly dir: string;
-  /** Stops the server and starts it again on the same port. `crash` stops it as a crash would; `downMs`: it stays down that long. */
-  restart(opts?: { crash?: boolean; downMs?: number }): Promise<void>;
+  /**
+   * Stops the server and starts it again on the same port. `crash` stops it
+   * as a crash would; `downMs`: it stays down that long; `whileDown` runs
+   * once it is gone, and the start waits for it (an outage a test acts in).
+   */
+  restart(opts?: { crash?: boolean; downMs?: number; whileDown?: () => Promise<void> }): Promise<void>;
   /** Stops the server and removes its directory; idempotent. */
   stop(): Promise<void>;
   /** User+system CPU seconds used by the server's processes since they started (this run only). */
@@ -375,6 +379,7 @@ async function supervise(s: Supervised): Promise<Omit<EngineHandle, "url">> {
       if (stopped) throw new Error(`${s.what} was stopped`);
       await down(o.crash ? s.crashSignal : s.stopSignal);
       if (o.downMs) await Bun.sleep(o.downMs);
+      await o.whileDown?.();
       await launch();
     },
     async stop() {

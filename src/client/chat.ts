@@ -186,6 +186,8 @@ interface RoomState {
   /** The last seq of the room this client has seen (live, acked, or history). */
   seq: number;
   resume: Resume | null;
+  /** Resume.mine of a resume the loss of its connection cut short: the next resume's history must not show them either. */
+  mineCarried?: Set<number>;
   /** A join catching up (its `room` had `unread`): the history held until its end, so the summary comes first. */
   catchup?: { unread: number; since: number; held: Message<"message">[] } | null;
 }
@@ -887,7 +889,10 @@ export class ChatClient {
     this.#unreadAsked = false;
     this.#quietNotices = 0;
     this.#resumed = [];
-    for (const st of this.#rooms.values()) st.resume = null;
+    for (const st of this.#rooms.values()) {
+      if (st.resume && st.resume.mine.size > 0) st.mineCarried = st.resume.mine;
+      st.resume = null;
+    }
     // Sent again after the reconnect, with the same client message ids: the server
     // answers one it recorded already with its first ack, so none arrives twice (PROTOCOL.md §7.15).
     const again = this.opts.reconnect && !this.#closing && this.#state !== "ended" && this.#state !== "connecting";
@@ -959,7 +964,10 @@ export class ChatClient {
   /** Joins every room again with the last seq seen; `reconnected` follows once each has its missed messages. */
   #rejoin(): void {
     this.#state = "resuming";
-    for (const st of this.#rooms.values()) st.resume = newResume();
+    for (const st of this.#rooms.values()) {
+      st.resume = newResume(st.mineCarried);
+      st.mineCarried = undefined;
+    }
     // What was unacknowledged goes first: answered before the history that would show it again.
     let n = 0;
     while (this.#queue[0]?.again) {
@@ -1201,8 +1209,8 @@ class NoPassword extends Error {
   }
 }
 
-function newResume(): Resume {
-  return { target: null, from: 0, held: [], missed: 0, gap: 0, mine: new Set() };
+function newResume(mine = new Set<number>()): Resume {
+  return { target: null, from: 0, held: [], missed: 0, gap: 0, mine };
 }
 
 /** The server broke the protocol: thrown while reading, it ends the connection (the client reconnects with backoff). */

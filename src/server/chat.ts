@@ -568,7 +568,8 @@ export class Chat {
         const receipt = this.journal.append({ kind: "message", message: msg, ...(req.cid ? { cid: req.cid } : {}) });
         const at = receipt.ts ?? ts;
         this.#remember(m, req, { seq: msg.seq, ts: at, receipt });
-        this.#relay(room.members, m, encodeMessage({ ...msg, ts: at }), receipt, (o) => room.members.has(o));
+        const json = encodeMessage({ ...msg, ts: at });
+        for (const other of room.members) if (other !== m) other.post(json);
         return this.#ack(m, req.id, msg.seq, at, receipt);
       }
       case "dm": {
@@ -587,7 +588,8 @@ export class Chat {
         const at = receipt.ts ?? ts;
         this.#remember(m, req, { seq: msg.seq, ts: at, receipt, ...(to ? {} : { stored: true }) });
         const targets = new Set([...(to ?? []), ...(this.#online.get(m.user) ?? [])]);
-        this.#relay(targets, m, encodeMessage({ ...msg, ts: at }), receipt, (o) => this.#state.has(o));
+        const json = encodeMessage({ ...msg, ts: at });
+        for (const t of targets) if (t !== m) t.post(json);
         return this.#ack(m, req.id, msg.seq, at, receipt, !to, this.#away.get(req.to));
       }
       case "who": {
@@ -698,29 +700,8 @@ export class Chat {
         ? { type: "edited", ...at, seq: req.seq, ts: when, by: m.user, text: req.text, ...(kept.action ? { action: true } : {}) }
         : { type: "deleted", ...at, seq: req.seq, ts: when, by: m.user },
     );
-    const room = req.room;
-    this.#relay(told, m, json, receipt, (o) => (room === undefined ? this.#state.has(o) : this.#rooms.get(room)?.members.has(o) === true));
+    for (const other of told) if (other !== m) other.post(json);
     return this.#ack(m, req.id, req.seq, when, receipt);
-  }
-
-  /**
-   * Sends a recorded message, DM or change to `to` but its sender: at once,
-   * or, over a journal that may lose what is not yet durable
-   * (relayWhenDurable), once its line is, to those of `to` still `there`
-   * then, in the order the lines became durable; nothing if it never does.
-   */
-  #relay(to: Iterable<Member>, sender: Member, json: string, receipt: Receipt, there: (m: Member) => boolean): void {
-    if (!this.journal.relayWhenDurable || !receipt.durable) {
-      for (const o of to) if (o !== sender) o.post(json);
-      return;
-    }
-    const targets = [...to].filter((o) => o !== sender);
-    receipt.durable.then(
-      () => {
-        for (const o of targets) if (there(o)) o.post(json);
-      },
-      () => {},
-    );
   }
 
   /**

@@ -253,7 +253,7 @@ export class ClusterNode {
     const submitter = await this.#witnessing(journal);
     const opts = submitter ? { ...this.#serverOpts, cosigned: () => submitter.kept } : this.#serverOpts;
     const chat = new ChatCore(opts, journal, this.edge.accounts, (this.edge.accounts.store as PgAccountStore).markerStore);
-    const endpoint = new CoreEndpoint(chat.core, this.#bus, { node: this.node, epoch: journal.epoch, log: this.#log });
+    const endpoint = new CoreEndpoint(chat.core, this.#bus, { node: this.node, epoch: journal.epoch, log: this.#log, settled: () => journal.settled() });
     const sweep = setInterval(() => chat.sweep(Date.now()), 1000);
     const elected: Elected = { journal, chat, endpoint, sweep, submitter };
     this.#core = elected;

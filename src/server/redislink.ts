@@ -347,6 +347,12 @@ export interface CoreEndpointOptions {
   log?: Logger;
   /** HELLO_MS. */
   helloMs?: number;
+  /**
+   * The journal's `settled()`: resolves once every entry appended so far is
+   * durable, rejects if one never will be; null when none is waiting. What
+   * the core sends in a turn is published only after it (see `#flush`).
+   */
+  settled?: () => Promise<void> | null;
 }
 
 /** The chat core as the edges reach it over the bus (the node holding the lease runs one). */
@@ -362,9 +368,12 @@ export class CoreEndpoint {
   readonly #turn = new AfterTurn(() => this.#flush());
   readonly #hello: ReturnType<typeof setInterval>;
   readonly #off: (() => void)[] = [];
+  readonly #settled: () => Promise<void> | null;
+  /** The last turn's payloads still waiting for the journal (`#flush`), or null. */
+  #waiting: Promise<void> | null = null;
   #closed = false;
   /** Counters since the start: payloads published to edges and their bytes; posts asked of the core and the texts they went as. */
-  readonly stats = { opened: 0, payloads: 0, bytes: 0, posts: 0, postTexts: 0, ignored: 0, malformed: 0 };
+  readonly stats = { opened: 0, payloads: 0, bytes: 0, posts: 0, postTexts: 0, ignored: 0, malformed: 0, dropped: 0 };
 
   constructor(core: CorePort, bus: Bus, opts: CoreEndpointOptions) {
     this.#core = core;
@@ -372,6 +381,7 @@ export class CoreEndpoint {
     this.node = opts.node;
     this.epoch = opts.epoch;
     this.#log = opts.log ?? silentLogger;
+    this.#settled = opts.settled ?? (() => null);
     this.#off.push(bus.subscribe(CORE_CHANNEL, (p) => this.#receive(p)));
     this.#off.push(bus.watchLoss((loss) => this.#loss(loss)));
     const hello = JSON.stringify({ node: this.node, epoch: this.epoch } satisfies Hello);
@@ -475,15 +485,48 @@ export class CoreEndpoint {
     this.#turn.schedule();
   }
 
+  /**
+   * Publishes what the turn sent each edge, once everything the core
+   * recorded up to now is durable (`settled`), and after the turns before
+   * it. A member is shown a room message only once its line is committed:
+   * a core that dies (or is fenced) with lines not yet committed must not
+   * have shown them, for the next core numbers its messages from what the
+   * log holds and would give their seqs to other messages. Acks already
+   * wait for their own line; this holds everything else in the same order.
+   * If the journal fails instead (the core is fenced or closing), the
+   * payloads are dropped: the edges end those sessions when the core
+   * changes or falls silent, and the clients resume from what they saw.
+   */
   #flush(): void {
+    const payloads: [string, string][] = [];
     for (const [node, batch] of this.#out) {
       const text = JSON.stringify({ epoch: this.epoch, ms: batch.ms } satisfies ToEdge);
       this.stats.payloads++;
       this.stats.bytes += Buffer.byteLength(text);
       for (const m of batch.ms) if (m.kind === "post") this.stats.postTexts++;
-      this.#bus.publish(edgeChannel(node), text);
+      payloads.push([edgeChannel(node), text]);
     }
     this.#out.clear();
+    const publish = () => {
+      for (const [channel, text] of payloads) this.#bus.publish(channel, text);
+    };
+    const settled = this.#settled();
+    if (settled === null && this.#waiting === null) return publish();
+    const before = this.#waiting;
+    const mine: Promise<void> = (async () => {
+      await before;
+      try {
+        await settled;
+      } catch (e) {
+        this.stats.dropped += payloads.length;
+        this.#log.warn("core_output_dropped", { payloads: payloads.length, error: e instanceof Error ? e.message : String(e), effect: "what was not recorded is not shown; the edges end those sessions" });
+        return;
+      }
+      publish();
+    })().finally(() => {
+      if (this.#waiting === mine) this.#waiting = null;
+    });
+    this.#waiting = mine;
   }
 
   /** Every session of the edges in `nodes` (all when null) is told `err` and closes on the core. */

@@ -102,15 +102,6 @@ export interface Journal {
    * failing): the server then refuses what would have to be recorded.
    */
   readonly recording: boolean;
-  /**
-   * True where a line not yet durable may be lost for good and its numbers
-   * used again by another writer (PostgreSQL: a writer fenced before its
-   * COMMIT): the chat relays messages, DMs and edits to others only once
-   * their line is durable, so nobody is shown what is not in the record.
-   * Absent or false (files): relayed at once, as what waits for the disk is
-   * written later (TRANSCRIPT.md §6).
-   */
-  readonly relayWhenDurable?: boolean;
   /** Calls `fn(recording)` whenever `recording` changes. */
   watch?(fn: (recording: boolean) => void): void;
   append(e: JournalEvent): Receipt;

@@ -23,28 +23,37 @@ const SERVER_START = Buffer.from('"type":"server_start"');
 
 /** The signed entries with a `cid` and `ts` >= `since` among the last `maxEntries` lines of `files`, oldest first. */
 export function ackedCidsInTail(files: readonly TranscriptFile[], since: number, maxEntries = CID_SCAN_ENTRIES): AckedCid[] {
+  function* newestFirst(): Generator<Buffer> {
+    for (let i = files.length - 1; i >= 0; i--) for (const l of readLinesBackward(files[i]!.path)) yield l.bytes;
+  }
+  return ackedCidsIn(newestFirst(), since, maxEntries);
+}
+
+/**
+ * The same, over the log's lines given newest first (a directory's files,
+ * or the rows of PostgreSQL's `log_lines`: a new core of a cluster answers
+ * a resend of what the previous core acknowledged with its first ack).
+ */
+export function ackedCidsIn(newestFirst: Iterable<Buffer>, since: number, maxEntries = CID_SCAN_ENTRIES): AckedCid[] {
   const found: AckedCid[] = [];
   /** The highest head_seq a checkpoint of the run being read (backwards) signed, so far. */
   let signed = 0;
   let lines = 0;
-  for (let i = files.length - 1; i >= 0; i--) {
-    for (const l of readLinesBackward(files[i]!.path)) {
-      if (++lines > maxEntries) return found.reverse();
-      const line = l.bytes;
-      const isCheckpoint = line.includes(CHECKPOINT);
-      if (!isCheckpoint && !line.includes(CID_MEMBER) && !line.includes(SERVER_START)) continue;
-      let e: ReturnType<typeof parseEntry>;
-      try {
-        e = parseEntry(line.toString("utf8"));
-      } catch {
-        continue; // not an entry: verify reports it
-      }
-      if (e.type === "checkpoint") signed = Math.max(signed, e.head_seq as number);
-      else if (e.type === "server_start") signed = 0;
-      if (e.ts < since && e.type !== "checkpoint") return found.reverse();
-      const acked = e.cid !== undefined && e.seq <= signed ? ackOf(e) : null;
-      if (acked) found.push(acked);
+  for (const line of newestFirst) {
+    if (++lines > maxEntries) return found.reverse();
+    const isCheckpoint = line.includes(CHECKPOINT);
+    if (!isCheckpoint && !line.includes(CID_MEMBER) && !line.includes(SERVER_START)) continue;
+    let e: ReturnType<typeof parseEntry>;
+    try {
+      e = parseEntry(line.toString("utf8"));
+    } catch {
+      continue; // not an entry: verify reports it
     }
+    if (e.type === "checkpoint") signed = Math.max(signed, e.head_seq as number);
+    else if (e.type === "server_start") signed = 0;
+    if (e.ts < since && e.type !== "checkpoint") return found.reverse();
+    const acked = e.cid !== undefined && e.seq <= signed ? ackOf(e) : null;
+    if (acked) found.push(acked);
   }
   return found.reverse();
 }

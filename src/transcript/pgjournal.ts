@@ -27,6 +27,7 @@
 import type { SQL } from "bun";
 import type { Logger } from "../log.ts";
 import {
+  type AckedCid,
   type DirectMessage,
   type Journal,
   type JournalEvent,
@@ -45,6 +46,7 @@ import {
 import { readLinesAt } from "../store/pg/log.ts";
 import { DEFAULT_HISTORY_MEMORY, RecentRooms, type RoomState as RecentState, shown } from "../store/recent.ts";
 import { type RoomState, applyRoomChange, roomStateFromJson, roomStateToJson } from "../store/roomstate.ts";
+import { CID_SCAN_ENTRIES, ackedCidsIn } from "./cids.ts";
 import { EDIT_REACH } from "./format.ts";
 import { WriterJournal, handled, toEntry } from "./journal.ts";
 import { type AttachGroup, type PgStorage, type PgStorageOptions, PgStorage as Storage } from "./pgstorage.ts";
@@ -137,8 +139,9 @@ function keptDirect(r: DirectRow): KeptDirect {
 
 export class PgJournal extends WriterJournal implements Journal {
   readonly rooms: RecentRooms;
-  /** A line not yet committed is lost for good if this writer is fenced, and another writer numbers on from before it. */
-  readonly relayWhenDurable = true;
+  // A line not yet committed is lost for good if this writer is fenced, and another writer numbers on from
+  // before it: nothing the core sends may show one before it is. The cluster's core holds all it sends, in
+  // order, until settled() (redislink.ts CoreEndpoint).
   readonly #sql: SQL;
   readonly #storage: PgStorage;
   readonly #log: Logger;
@@ -171,6 +174,10 @@ export class PgJournal extends WriterJournal implements Journal {
   #editing: KeptDirect | undefined;
   readonly #warned = new Set<string>();
   #closed = false;
+  /** Loaded at open: what the previous writers acknowledged with a client message id (ackedCids). */
+  readonly #cids: AckedCid[];
+  /** The durable promise of the last entry appended, until it settles (settled()). */
+  #unsettled: Promise<void> | null = null;
 
   private constructor(writer: TranscriptWriter, sql: SQL, storage: PgStorage, opts: PgJournalOptions, loaded: Loaded) {
     super(writer);
@@ -181,6 +188,7 @@ export class PgJournal extends WriterJournal implements Journal {
     this.#seqs = loaded.seqs;
     this.#roomStates = loaded.states;
     this.#directSeq = loaded.directSeq;
+    this.#cids = loaded.cids;
     this.#historyKeep = Math.max(opts.history, opts.historyKeep ?? opts.history);
     this.#page = opts.history + 1;
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => this.#load(room));
@@ -190,11 +198,21 @@ export class PgJournal extends WriterJournal implements Journal {
   static async open(sql: SQL, opts: PgJournalOptions): Promise<PgJournal | null> {
     const storage = await Storage.open(sql, { holder: opts.holder, log: opts.log, leaseMs: opts.leaseMs, renewMs: opts.renewMs });
     if (!storage) return null;
-    const [rooms, counters] = await Promise.all([sql`SELECT room, last_seq, state FROM log_rooms`, sql`SELECT direct_seq FROM log_counters WHERE id = 1`]);
+    const head = Number((await sql`SELECT seq FROM log_head WHERE id = 1`)[0].seq);
+    const [rooms, counters, tail] = await Promise.all([
+      sql`SELECT room, last_seq, state FROM log_rooms`,
+      sql`SELECT direct_seq FROM log_counters WHERE id = 1`,
+      // The previous writers' last lines, newest first: their acknowledged client message ids (cids.ts).
+      sql`SELECT bytes FROM log_lines WHERE seq > ${head - CID_SCAN_ENTRIES} ORDER BY seq DESC`,
+    ]);
     const loaded: Loaded = {
       seqs: new Map(rooms.map((r: { room: string; last_seq: string }) => [r.room, Number(r.last_seq)])),
       states: new Map(rooms.filter((r: { state: string | null }) => r.state !== null).map((r: { room: string; state: string }) => [r.room, roomStateFromJson(r.state)])),
       directSeq: Number(counters[0].direct_seq),
+      cids: ackedCidsIn(
+        tail.map((r: { bytes: Uint8Array }) => Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength)),
+        0,
+      ),
     };
     const writer = TranscriptWriter.openOn(storage, opts);
     return new PgJournal(writer, sql, storage, opts, loaded);
@@ -354,6 +372,27 @@ export class PgJournal extends WriterJournal implements Journal {
     this.#log.warn("history_unprepared", { what, effect: "read before prepare(): only what this node appended since it started is shown" });
   }
 
+  /**
+   * The messages with a client message id that the log's previous writers
+   * acknowledged (a signed entry among its last CID_SCAN_ENTRIES lines, as
+   * for a directory: transcript/cids.ts), with `ts` >= `since`, oldest
+   * first: a new core answers a resend of one with its first ack instead
+   * of recording it a second time.
+   */
+  ackedCids(since: number): AckedCid[] {
+    return this.#cids.filter((a) => a.ts >= since);
+  }
+
+  /**
+   * Resolves once every entry appended so far is durable (the last one's
+   * COMMIT: the writer commits in order), rejects if it never will be; null
+   * when none is waiting. The cluster's core publishes what it sends the
+   * edges only after it (redislink.ts CoreEndpoint).
+   */
+  settled(): Promise<void> | null {
+    return this.#unsettled;
+  }
+
   append(e: JournalEvent): Receipt {
     if (this.#closed) return { durable: handled(Promise.reject(new Error("transcript closed"))) };
     if (this.writer.stopped) return { durable: handled(Promise.reject(new Error("transcript stopped"))) };
@@ -365,6 +404,11 @@ export class PgJournal extends WriterJournal implements Journal {
       return { durable: handled(Promise.reject(err)) };
     }
     const { entry, durable } = appended;
+    this.#unsettled = durable;
+    const settle = () => {
+      if (this.#unsettled === durable) this.#unsettled = null;
+    };
+    durable.then(settle, settle);
     const attach = (run: (tx: SQL) => Promise<unknown>) => this.#storage.attach(entry.seq, run);
     switch (e.kind) {
       case "message": {
@@ -551,6 +595,8 @@ interface Loaded {
   seqs: Map<string, number>;
   states: Map<string, RoomState>;
   directSeq: number;
+  /** The acknowledged client message ids among the log's last CID_SCAN_ENTRIES lines, oldest first. */
+  cids: AckedCid[];
 }
 
 /** One direct-message read: the need that names it, its key among the answers, and which DMs belong in its answer. */

@@ -463,6 +463,29 @@ describe("a server that never ends a resume", () => {
     }
   }
 
+  test("one's own line acked early in a resume that is cut short is not shown again by the history of the next resume", async () => {
+    const said = (c: HostileConn): Message => ({ type: "message", room: "lobby", seq: 1, ts: 1, from: c.user, text: "said once", history: true });
+    const s = serve({
+      message: (c, m, n) => {
+        // 1: the line is recorded, and its ack lost with the connection.
+        if (n === 1 && m.type === "say") return c.close();
+        // 2: the line sent again early is answered with its first ack; the connection is lost before the rooms are rejoined.
+        if (n === 2 && m.type === "say") return c.send({ type: "ack", id: m.id, seq: 1, ts: 1 });
+        if (n === 2 && m.type === "join") return c.close();
+        // 3: the rejoin's history holds it.
+        if (n === 3 && m.type === "join") return c.send(room(c, 1), said(c), { type: "history_end", room: "lobby", count: 1 });
+        polite(c, m);
+      },
+    });
+    await withClient(s, async (sink, client) => {
+      await client.say("said once");
+      await reconnected(sink);
+      expect(sink.of("ack").map((a) => a.seq)).toEqual([1]);
+      expect((await s.conn(3)).of("join")).toEqual([{ type: "join", room: "lobby", since: 0 }]);
+      expect(sink.of("message")).toEqual([]);
+    });
+  }, NET);
+
   test(`no history_end: ${HELD_MAX} live messages are held, the next one ends the connection, and the client resumes on a new one`, async () => {
     const T = 5;
     const s = resumeOn2((c, m) => {

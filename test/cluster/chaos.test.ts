@@ -9,11 +9,9 @@
  * in every failure's message. Only generous bounded waits, no timing asserted.
  */
 import { afterEach, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { rng } from "../rng.ts";
 import { check } from "./checker.ts";
-import { type Chat, Harness, Sender, waitUntil } from "./harness.ts";
+import { type Chat, Harness, joinAll, Sender, settle } from "./harness.ts";
 
 /** Bounded waits: a client's reconnect backoff after 3 restarts, on a loaded machine. */
 const WAIT_MS = 60_000;
@@ -21,35 +19,10 @@ const WAIT_MS = 60_000;
 const PACE_MS = 150;
 
 let harness: Harness | null = null;
-/** Set when a run fails: its work directory stays, for the events and logs it names. */
-let keep = false;
 afterEach(async () => {
-  await harness?.close(keep);
+  await harness?.close();
   harness = null;
-  keep = false;
 });
-
-/** The highest seq a chat knows of in `room` (messages shown, acks of its own lines). */
-function lastSeen(c: Chat, room: string): number {
-  const sent = new Map<number, string>();
-  let n = 0;
-  for (const e of c.events) {
-    if (e.type === "sent" && typeof e.room === "string") sent.set(e.id as number, e.room);
-    if (e.type === "message" && e.room === room) n = Math.max(n, e.seq as number);
-    if (e.type === "ack" && sent.get(e.id as number) === room) n = Math.max(n, e.seq as number);
-  }
-  return n;
-}
-
-/** Lines sent that got neither an ack nor an `unsent`: still waiting. */
-function waiting(c: Chat): number {
-  const open = new Set<number>();
-  for (const e of c.events) {
-    if (e.type === "sent") open.add(e.id as number);
-    if (e.type === "ack" || e.type === "nack" || e.type === "unsent") open.delete(e.id as number);
-  }
-  return open.size;
-}
 
 test("one node: kill -9 and restart three times under chat load; every acked message shown once, in order, no gap; the transcript verifies", async () => {
   const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -69,13 +42,7 @@ test("one node: kill -9 and restart three times under chat load; every acked mes
     { chat: bob!.chat("r1"), rooms: ["r1", "r2"] },
     { chat: carol!.chat("r2"), rooms: ["r2", "r1"] },
   ];
-  for (const { chat, rooms } of plan) {
-    await chat.waitFor((e) => e.type === "room" && e.room === rooms[0], WAIT_MS, `joined ${rooms[0]}`);
-    for (const r of rooms.slice(1)) {
-      chat.line(`/join ${r}`);
-      await chat.waitFor((e) => e.type === "room" && e.room === r, WAIT_MS, `joined ${r}`);
-    }
-  }
+  await joinAll(plan, WAIT_MS);
   const senders = plan.map(({ chat, rooms }) => new Sender(chat, rooms, PACE_MS));
 
   for (let i = 1; i <= 3; i++) {
@@ -91,23 +58,8 @@ test("one node: kill -9 and restart three times under chat load; every acked mes
   for (const s of senders) s.stop();
 
   const chats = plan.map((p) => p.chat);
-  /** The failure's text; every client's output and the node's log are kept in the work directory, which is then left in place. */
-  const fail = (why: string): string => {
-    for (const c of chats) writeFileSync(join(h.work, `${c.user}.events.jsonl`), c.events.map((e) => JSON.stringify(e)).join("\n"));
-    writeFileSync(join(h.work, "node.log"), node.log.join("\n"));
-    keep = true;
-    return [why, ...log, `each client's output, the node's log and data: ${h.work}`, ...chats.map((c) => `${c.user}:\n${c.describe()}`), `server:\n${node.tail()}`].join("\n");
-  };
-  // Every line answered (ack, or given up after a loss), then every member up to each room's last seq.
-  await waitUntil(() => chats.every((c) => waiting(c) === 0), WAIT_MS, () => fail("lines still waiting for an answer"));
-  const last = new Map(["r1", "r2"].map((r) => [r, Math.max(...chats.map((c) => lastSeen(c, r)))]));
-  await waitUntil(
-    () => plan.every(({ chat, rooms }) => rooms.every((r) => lastSeen(chat, r) >= last.get(r)!)),
-    WAIT_MS,
-    () => fail(`members not caught up with ${JSON.stringify([...last])}`),
-  );
-  await Promise.all(chats.map((c) => c.end()));
-  const codes = await Promise.all(chats.map((c) => c.done));
+  const fail = (why: string): string => h.failure(why, log, chats);
+  const codes = await settle(plan, WAIT_MS, fail);
   log.push(`clients exited ${codes.join(", ")}`);
   expect(await node.term()).toBe(0);
 

@@ -95,6 +95,28 @@ describe("the chaos checker", () => {
     expect(problems(r)).toEqual([]);
   });
 
+  test("an ack of a line sent again while resuming stands at its seq among the history the rejoin brings; after the resume it is a place in the order", () => {
+    // bob, reconnecting after seq 1, sends b4 again early: it was recorded as seq 4, after a2 and a3 he has not been shown.
+    const resumed = () => {
+      const r = run();
+      r.entries.push({ seq: 13, hash: "h4", type: "message", room: "r", room_seq: 4, from: "bob", text: "b4" });
+      r.alice.push({ type: "message", room: "r", seq: 4, from: "bob", text: "b4" });
+      r.bob.splice(2);
+      r.bob.push({ type: "sent", id: 1, room: "r", text: "b4" }, { type: "disconnected", reason: "lost" });
+      return r;
+    };
+    const history = [2, 3].map((n) => ({ type: "message", room: "r", seq: n, from: "alice", text: `a${n}`, history: true }));
+    const ack = { type: "ack", id: 1, seq: 4, tseq: 13, head: "h4" };
+    const back = { type: "reconnected", after_ms: 1, rooms: [] };
+    const early = resumed();
+    early.bob.push(ack, ...history, back);
+    expect(problems(early)).toEqual([]);
+    // The same ack after the resume is over, then history before it: out of order.
+    const late = resumed();
+    late.bob.push(back, ack, ...history);
+    expect(problems(late)).toEqual([expect.stringContaining("out of order (after seq 4): bob in r: seq 2 (history)"), expect.stringContaining("out of order (after seq 4): bob in r: seq 3 (history)")]);
+  });
+
   test("a transcript that does not verify fails the run", () => {
     const r = run();
     r.verify = [{ kind: "summary", result: "fail", text: "entry 11 edited" }];

@@ -11,7 +11,14 @@
  * the first join), and every `ack` of the member's own `say` to the room
  * (the server does not echo a sender's message back to it: the ack's `seq`
  * is its place in the room), taken with the room and text of the `sent`
- * event of the same id. The member is in the room from its first `room`
+ * event of the same id. An ack that comes while the client is resuming
+ * (after `disconnected`, before `reconnected`) answers a line sent again
+ * right after the reconnect, before the rooms are rejoined (PROTOCOL.md
+ * §7.15): the message may have been recorded after others the member has
+ * yet to be shown, which the rejoin's history then brings, and the client
+ * lets the ack stand for the history's copy of it. In the view it takes
+ * that place: before the first message shown after it with a higher seq
+ * (or where the resume ends). The member is in the room from its first `room`
  * event for it (whose `seq` is the room's last message then) to the end of
  * the run: the client rejoins after every reconnect, asking from the last
  * seq it saw.
@@ -96,19 +103,38 @@ export function viewOf(m: Member): View {
   const sent = new Map<number, { room: string; text: string }>();
   const acked: Acked[] = [];
   const answered = new Set<number>();
+  /** Acks that came while resuming, per room, not yet placed (see the file's comment). */
+  const early = new Map<string, Shown[]>();
+  let resuming = false;
+  /** Places the early acks of `room` that come before `seq` (all of them when undefined). */
+  const place = (room: string, seq?: number): void => {
+    const waiting = early.get(room);
+    const shown = rooms.get(room)?.shown;
+    if (!waiting || !shown) return;
+    waiting.sort((a, b) => a.seq - b.seq);
+    while (waiting.length > 0 && (seq === undefined || waiting[0]!.seq < seq)) shown.push(waiting.shift()!);
+  };
   for (const e of m.events) {
     if (e.type === "room" && !rooms.has(e.room as string)) rooms.set(e.room as string, { joinSeq: e.seq as number, shown: [] });
     else if (e.type === "sent" && typeof e.room === "string") sent.set(e.id as number, { room: e.room, text: e.text as string });
-    else if (e.type === "message") {
+    else if (e.type === "disconnected") resuming = true;
+    else if (e.type === "reconnected") {
+      resuming = false;
+      for (const room of early.keys()) place(room);
+    } else if (e.type === "message") {
+      place(e.room as string, e.seq as number);
       rooms.get(e.room as string)?.shown.push({ seq: e.seq as number, from: e.from as string, text: e.text as string | undefined, how: e.history ? "history" : "live" });
     } else if (e.type === "ack") {
       const s = sent.get(e.id as number);
       if (!s) continue;
       answered.add(e.id as number);
-      rooms.get(s.room)?.shown.push({ seq: e.seq as number, from: m.user, text: s.text, how: "ack" });
+      const shown: Shown = { seq: e.seq as number, from: m.user, text: s.text, how: "ack" };
+      if (resuming) early.set(s.room, [...(early.get(s.room) ?? []), shown]);
+      else rooms.get(s.room)?.shown.push(shown);
       acked.push({ user: m.user, room: s.room, text: s.text, seq: e.seq as number, tseq: e.tseq as number | undefined, head: e.head as string | undefined });
     }
   }
+  for (const room of early.keys()) place(room);
   const unacked = [...sent].filter(([id]) => !answered.has(id)).map(([, s]) => s);
   return { rooms, acked, unacked };
 }

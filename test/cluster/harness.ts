@@ -27,15 +27,22 @@
  * Engines: `{ engines: { postgres: true, redis: true } }` starts them from
  * test/engines.ts and gives each node SECURECHAT_DATABASE_URL and
  * SECURECHAT_REDIS_URL in its environment (never argv). Tests on one node
- * ask for none.
+ * ask for none. A cluster's nodes share one host key (`clusterKey()`, given
+ * to each as `--host-key`); `core()` names the node holding the writer
+ * lease, from the nodes' logs; `transcript()` reads the cluster's transcript
+ * from PostgreSQL as an auditor would (`transcript verify|export` with
+ * SECURECHAT_DATABASE_URL). A user registered with `user(name, node)` has
+ * that node first in its `--server` list, so it lands there and fails over
+ * to the others in order.
  *
  * Every process the harness started is killed (SIGKILL) by `close()` and, as
  * a last resort, when the test process exits; a stopped one too.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { loadOrCreateHostKey } from "../../src/server/hostkey.ts";
 import { startPostgres, startRedis, type PostgresHandle, type RedisHandle } from "../engines.ts";
 import { type ChatEvent, type Entry, type VerifyLine, jsonLines } from "./checker.ts";
 
@@ -119,6 +126,8 @@ export class Harness {
   readonly users: User[] = [];
   postgres: PostgresHandle | null = null;
   redis: RedisHandle | null = null;
+  /** Set by `failure()`: `close()` leaves the work directory for the events and logs a failure names. */
+  keep = false;
 
   static async open(opts: HarnessOptions = {}): Promise<Harness> {
     const h = new Harness();
@@ -144,18 +153,58 @@ export class Harness {
     return n;
   }
 
-  /** Every node's address, as `--server` takes a list. */
-  get servers(): string {
-    return this.nodes.map((n) => n.address).join(",");
-  }
-
-  /** Registers NAME at the first node through the binary (which logs it in), in its own SECURECHAT_HOME. */
-  async user(name: string): Promise<User> {
-    const u = new User(this, name, join(this.work, `home-${name}`));
-    const r = await u.run(["register", name, "--server", this.nodes[0]!.address, "--password-stdin", "--accept-new-host"], `${u.password}\n`);
+  /**
+   * Registers NAME through the binary (which logs it in), in its own
+   * SECURECHAT_HOME, with `--server` every node's address starting at
+   * `first` (default: the first node): the cluster's name for this user, and
+   * the node its clients connect to first.
+   */
+  async user(name: string, first: Node = this.nodes[0]!): Promise<User> {
+    const at = this.nodes.indexOf(first);
+    const servers = [...this.nodes.slice(at), ...this.nodes.slice(0, at)].map((n) => n.address).join(",");
+    const u = new User(this, name, join(this.work, `home-${name}`), servers);
+    const r = await u.run(["register", name, "--server", servers, "--password-stdin", "--accept-new-host"], `${u.password}\n`);
     if (r.code !== 0) throw new Error(`register ${name}: exit ${r.code}\n${r.stderr}`);
     this.users.push(u);
     return u;
+  }
+
+  /** The cluster's one host key, made once in the work directory: `--host-key FILE` for every node, and its public half for verify. */
+  clusterKey(): { file: string; pub: string } {
+    const dir = join(this.work, "cluster-key");
+    loadOrCreateHostKey(dir);
+    return { file: join(dir, "host_key"), pub: join(dir, "host_key.pub") };
+  }
+
+  /** The node whose current run holds the writer lease (its last core event is `core_elected`, of the highest epoch), or null. */
+  core(): Node | null {
+    let best: { node: Node; epoch: number } | null = null;
+    for (const n of this.nodes) {
+      if (!n.running) continue;
+      const e = n.coreEpoch();
+      if (e !== null && (best === null || e > best.epoch)) best = { node: n, epoch: e };
+    }
+    return best?.node ?? null;
+  }
+
+  /** Waits until a running node other than `not` is the core, and returns it. */
+  async newCore(not: Node | null, timeoutMs: number): Promise<Node> {
+    await waitUntil(() => this.core() !== null && this.core() !== not, timeoutMs, () => `no new core:\n${this.nodes.map((n) => `${n.name}:\n${n.tail(8)}`).join("\n")}`);
+    return this.core()!;
+  }
+
+  /**
+   * The cluster's transcript in PostgreSQL as an auditor reads it, through
+   * the binary: `transcript verify --json --host-key PUB` and `transcript
+   * export --stored`, the database named by SECURECHAT_DATABASE_URL.
+   */
+  async transcript(pub: string): Promise<{ verify: VerifyLine[]; verifyCode: number; entries: Entry[] }> {
+    if (!this.postgres) throw new Error("the harness has no PostgreSQL");
+    const env = { SECURECHAT_DATABASE_URL: this.postgres.url };
+    const v = await this.run(["transcript", "verify", "--json", "--host-key", pub], env);
+    const x = await this.run(["transcript", "export", "--stored"], env);
+    if (x.code !== 0) throw new Error(`transcript export --database: exit ${x.code}\n${x.stderr}`);
+    return { verify: jsonLines<VerifyLine>(v.stdout), verifyCode: v.code, entries: jsonLines<Entry>(x.stdout) };
   }
 
   /** `securechat ARGS` to its end, with `stdin`: its exit code and output. */
@@ -166,8 +215,20 @@ export class Harness {
     return { code, stdout, stderr };
   }
 
+  /**
+   * A run's failure: every chat's events and every node's log are written to
+   * the work directory, which `close()` then leaves in place; returns the
+   * failure's text (why, the run's log, each chat's and node's last lines).
+   */
+  failure(why: string, log: string[], chats: Chat[]): string {
+    for (const c of chats) writeFileSync(join(this.work, `${c.user}.events.jsonl`), c.events.map((e) => JSON.stringify(e)).join("\n"));
+    for (const n of this.nodes) writeFileSync(join(this.work, `${n.name}.log`), n.log.join("\n"));
+    this.keep = true;
+    return [why, ...log, `each client's output, the nodes' logs and data: ${this.work}`, ...chats.map((c) => `${c.user}:\n${c.describe()}`), ...this.nodes.map((n) => `${n.name}:\n${n.tail()}`)].join("\n");
+  }
+
   /** Kills every process still running (chats, nodes, stopped or not), stops the engines and removes the work directory. */
-  async close(keep = false): Promise<void> {
+  async close(keep = this.keep): Promise<void> {
     for (const u of this.users) for (const c of u.chats) c.proc.kill("SIGKILL");
     for (const n of this.nodes) n.proc?.kill("SIGKILL");
     await Promise.all([...this.users.flatMap((u) => u.chats.map((c) => c.proc.exited)), ...this.nodes.map((n) => n.proc?.exited)]);
@@ -268,6 +329,18 @@ export class Node {
     return { verify: jsonLines<VerifyLine>(v.stdout), verifyCode: v.code, entries: jsonLines<Entry>(x.stdout) };
   }
 
+  /** The epoch of the writer lease this run of the node holds (its last core event is `core_elected`), or null. */
+  coreEpoch(): number | null {
+    for (let i = this.log.length - 1; i >= 0; i--) {
+      const line = this.log[i]!;
+      if (line.startsWith(`-- ${this.name} run `)) return null;
+      if (line.includes('"event":"core_lost"')) return null;
+      const m = /"event":"core_elected".*"epoch":(\d+)/.exec(line);
+      if (m) return Number(m[1]);
+    }
+    return null;
+  }
+
   /** The last lines of its log, to explain a failure. */
   tail(n = 30): string {
     return this.log.slice(-n).join("\n");
@@ -283,16 +356,18 @@ export class User {
     readonly harness: Harness,
     readonly name: string,
     readonly home: string,
+    /** Its `--server` list: the cluster's addresses, the node it lands on first. */
+    readonly servers: string,
   ) {}
 
   run(args: string[], stdin = ""): Promise<{ code: number; stdout: string; stderr: string }> {
     return this.harness.run(args, { SECURECHAT_HOME: this.home }, stdin);
   }
 
-  /** `chat -u NAME --server ALL_NODES --room ROOM --json`, stdin a pipe. */
+  /** `chat -u NAME --server ITS_LIST --room ROOM --json`, stdin a pipe. */
   chat(room: string, args: string[] = []): Chat {
     const proc = track(
-      Bun.spawn([this.harness.bin, "chat", "-u", this.name, "--server", this.harness.servers, "--room", room, "--json", ...args], {
+      Bun.spawn([this.harness.bin, "chat", "-u", this.name, "--server", this.servers, "--room", room, "--json", ...args], {
         env: { ...process.env, NO_COLOR: "1", SECURECHAT_HOME: this.home },
         stdin: "pipe",
         stdout: "pipe",
@@ -367,6 +442,59 @@ export class Chat {
     const ev = this.events.slice(-n).map((e) => `  ${JSON.stringify(e)}`);
     const diag = this.diagnostics.slice(-n).map((l) => `  stderr: ${l}`);
     return [...ev, ...diag].join("\n");
+  }
+}
+
+/** The highest seq a chat knows of in `room` (messages shown, acks of its own lines). */
+export function lastSeen(c: Chat, room: string): number {
+  const sent = new Map<number, string>();
+  let n = 0;
+  for (const e of c.events) {
+    if (e.type === "sent" && typeof e.room === "string") sent.set(e.id as number, e.room);
+    if (e.type === "message" && e.room === room) n = Math.max(n, e.seq as number);
+    if (e.type === "ack" && sent.get(e.id as number) === room) n = Math.max(n, e.seq as number);
+  }
+  return n;
+}
+
+/** Lines sent that got neither an ack nor an `unsent`: still waiting. */
+export function waiting(c: Chat): number {
+  const open = new Set<number>();
+  for (const e of c.events) {
+    if (e.type === "sent") open.add(e.id as number);
+    if (e.type === "ack" || e.type === "nack" || e.type === "unsent") open.delete(e.id as number);
+  }
+  return open.size;
+}
+
+/**
+ * The end of a run: waits until every line is answered (ack, or given up
+ * after a loss) and every member has been shown each of its rooms up to the
+ * room's last seq, then closes every client's stdin and waits for it to
+ * exit; resolves with their exit codes. `fail` builds a timeout's message.
+ */
+export async function settle(plan: { chat: Chat; rooms: string[] }[], timeoutMs: number, fail: (why: string) => string): Promise<number[]> {
+  const chats = plan.map((p) => p.chat);
+  await waitUntil(() => chats.every((c) => waiting(c) === 0), timeoutMs, () => fail("lines still waiting for an answer"));
+  const rooms = [...new Set(plan.flatMap((p) => p.rooms))];
+  const last = new Map(rooms.map((r) => [r, Math.max(...chats.map((c) => lastSeen(c, r)))]));
+  await waitUntil(
+    () => plan.every(({ chat, rooms }) => rooms.every((r) => lastSeen(chat, r) >= last.get(r)!)),
+    timeoutMs,
+    () => fail(`members not caught up with ${JSON.stringify([...last])}`),
+  );
+  await Promise.all(chats.map((c) => c.end()));
+  return Promise.all(chats.map((c) => c.done));
+}
+
+/** Starts each chat of the plan in its first room and joins the others, waiting for each `room` answer. */
+export async function joinAll(plan: { chat: Chat; rooms: string[] }[], timeoutMs: number): Promise<void> {
+  for (const { chat, rooms } of plan) {
+    await chat.waitFor((e) => e.type === "room" && e.room === rooms[0], timeoutMs, `joined ${rooms[0]}`);
+    for (const r of rooms.slice(1)) {
+      chat.line(`/join ${r}`);
+      await chat.waitFor((e) => e.type === "room" && e.room === r, timeoutMs, `joined ${r}`);
+    }
   }
 }
 

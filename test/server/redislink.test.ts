@@ -55,6 +55,74 @@ describe("what the core sends one edge in a turn", () => {
   });
 });
 
+describe("what the core sends waits for the journal", () => {
+  /** A bus in memory (what CoreEndpoint uses of one): what is published on the edge channels, in order. */
+  function memoryBus() {
+    const subs = new Map<string, (payload: string) => void>();
+    const published: string[] = [];
+    const bus = {
+      subscribe: (channel: string, fn: (payload: string) => void) => {
+        subs.set(channel, fn);
+        return () => subs.delete(channel);
+      },
+      watchLoss: () => () => {},
+      publish: (channel: string, payload: string) => {
+        if (channel.startsWith("securechat:edge:")) published.push(...(JSON.parse(payload) as ToEdge).ms.map((m) => (m.kind === "post" ? m.json : m.kind)));
+      },
+    };
+    return { bus: bus as unknown as Bus, published, toCore: (ms: unknown[]) => subs.get("securechat:core")!(JSON.stringify({ node: "e1", epoch: 1, ms })) };
+  }
+  /** A core whose one session's edge the test posts to directly. */
+  function endpoint(settled: () => Promise<void> | null) {
+    const { bus, published, toCore } = memoryBus();
+    let edge: { post(json: string): void } | null = null;
+    const core = { open: (_f: unknown, e: { post(json: string): void }) => ((edge = e), { closed() {} }), loginFailed() {} } as unknown as CorePort;
+    const ep = new CoreEndpoint(core, bus, { node: "core", epoch: 1, settled });
+    toCore([{ kind: "open", id: 1, facts: {} }]);
+    return { ep, published, post: (json: string) => edge!.post(json) };
+  }
+  const turn = () => new Promise((r) => setImmediate(r));
+
+  test("a message is published to the edges only once the journal says every entry so far is durable, in the order sent", async () => {
+    let commit!: () => void;
+    let pending: Promise<void> | null = new Promise<void>((r) => (commit = r));
+    const t = endpoint(() => pending);
+    t.post("M1");
+    await turn();
+    await turn();
+    expect(t.published).toEqual([]);
+    // A later turn with nothing waiting still goes after the one that waits.
+    pending = null;
+    t.post("M2");
+    await turn();
+    await turn();
+    expect(t.published).toEqual([]);
+    commit();
+    await turn();
+    expect(t.published).toEqual(["M1", "M2"]);
+    t.ep.close();
+  });
+
+  test("what was sent in a turn whose entries are never recorded (the core fenced) is never published", async () => {
+    let fail!: (e: Error) => void;
+    const lost = new Promise<void>((_r, j) => (fail = j));
+    let pending: Promise<void> | null = lost;
+    const t = endpoint(() => pending);
+    t.post("not recorded");
+    await turn();
+    pending = null;
+    fail(new Error("fenced"));
+    await turn();
+    await turn();
+    expect(t.published).toEqual([]);
+    expect(t.ep.stats.dropped).toBe(1);
+    t.post("later");
+    await turn();
+    expect(t.published).toEqual(["later"]);
+    t.ep.close();
+  });
+});
+
 class LossyBus extends Bus {
   /** Set: the hellos published on this bus go nowhere (a core that stalls stops saying hello, and answering asks). */
   muted = false;

@@ -285,4 +285,23 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     expect(k.recent("odd", 3).map((m) => m.text)).toEqual(["odd #98", "odd #99", "odd #100, edited"]);
     expect(k.roomStates().get("odd")?.topic).toBe("busy");
   }, 60_000);
+
+  test("a writer taking over the lease knows the client message ids its predecessor acknowledged, so a resend is answered with the first ack", async () => {
+    await fresh();
+    const j = await journal({ leaseMs: 1000, renewMs: 1e9 });
+    const said = j.append({ ...(say("ops", 1) as Extract<JournalEvent, { kind: "message" }>), cid: "c1c1c1c1c1c1c1c1c1c1cw" });
+    const sent = j.append({ ...(dm(1, "bob", true) as Extract<JournalEvent, { kind: "direct" }>), cid: "d2d2d2d2d2d2d2d2d2d2dw" });
+    await Promise.all([said.durable, sent.durable]);
+    j.append(say("ops", 2, "no id"));
+    // The holder stops renewing (paused, or killed) and another node takes the lease.
+    await sql`UPDATE log_lease SET expires_at = now() - interval '1 second'`;
+    const other = await PgJournal.open(sql, { ...DEFAULT_WRITER, fsync: "always", dir: "(database)", hostKey: HOST, version: "test", log: silentLogger, history: 50, holder: "node-b" });
+    open.push(other!);
+    expect(other!.ackedCids(0)).toEqual([
+      { user: "alice", cid: "c1c1c1c1c1c1c1c1c1c1cw", seq: 1, ts: expect.any(Number), tseq: said.seq!, head: said.hash! },
+      { user: "alice", cid: "d2d2d2d2d2d2d2d2d2d2dw", seq: 1, ts: expect.any(Number), tseq: sent.seq!, head: sent.hash!, stored: true },
+    ]);
+    const [first] = other!.ackedCids(0);
+    expect(other!.ackedCids(first!.ts + 1e9)).toEqual([]);
+  }, 60_000);
 });
