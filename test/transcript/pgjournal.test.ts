@@ -246,7 +246,7 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     await j.append(say("ops", 1)).durable;
     expect(Number((await sql`SELECT count(*) AS n FROM log_messages`)[0].n)).toBe(1);
     // the lease expires (this node paused) and another node takes it
-    await sql`UPDATE log_lease SET expires_at = now() - interval '1 second'`;
+    await sql`UPDATE log_lease SET expires_at = now() - interval '1 millisecond'`;
     const other = await PgJournal.open(sql, { ...DEFAULT_WRITER, fsync: "always", dir: "(database)", hostKey: HOST, version: "test", log: silentLogger, history: 50, holder: "node-b" });
     open.push(other!);
     await expect(j.append(say("ops", 2, "from the fenced node")).durable!).rejects.toThrow(/another writer/);
@@ -294,7 +294,7 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     await Promise.all([said.durable, sent.durable]);
     j.append(say("ops", 2, "no id"));
     // The holder stops renewing (paused, or killed) and another node takes the lease.
-    await sql`UPDATE log_lease SET expires_at = now() - interval '1 second'`;
+    await sql`UPDATE log_lease SET expires_at = now() - interval '1 millisecond'`;
     const other = await PgJournal.open(sql, { ...DEFAULT_WRITER, fsync: "always", dir: "(database)", hostKey: HOST, version: "test", log: silentLogger, history: 50, holder: "node-b" });
     open.push(other!);
     expect(other!.ackedCids(0)).toEqual([

@@ -167,7 +167,7 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
     const a = writer(await storage(sql, { holder: "node-a", leaseMs: 5000, renewMs: 100, log }));
     await a.append("message", msg("alice", "before")).durable;
     // As if node-a had been stopped past its lease: expired, and taken by node-b.
-    await sql`UPDATE log_lease SET expires_at = now() - interval '1 second'`;
+    await sql`UPDATE log_lease SET expires_at = now() - interval '1 millisecond'`;
     expect(await acquireLease(sql, "node-b")).toBe(2);
     await until(() => !a.recording);
     expect(events.some((e) => e.event === "transcript_fenced")).toBe(true);
