@@ -47,7 +47,7 @@ export default command({
     "max-devices": { type: "string", valueHint: "N", description: "Active device keys per account", default: "16" },
     "log-origin": { type: "string", valueHint: "NAME", description: "The name the transcript's checkpoints are signed under (default: securechat/ and 16 hex digits of the host key's hash)" },
     // Witnesses (TRANSCRIPT.md §4.5).
-    witness: repeatable({ type: "string", valueHint: "URL=VKEY", description: "Submit each new checkpoint to this witness (c2sp.org/tlog-witness) and keep its cosignatures in DATA/cosigned.checkpoint: its URL, =, its vkey (as transcript witness prints it). Give it again for more (at most 16)" }),
+    witness: repeatable({ type: "string", valueHint: "URL=VKEY", description: "Submit each new checkpoint to this witness (c2sp.org/tlog-witness) and keep its cosignatures in DATA/cosigned.checkpoint (a cluster: in PostgreSQL): its URL, =, its vkey (as transcript witness prints it). Give it again for more (at most 16)" }),
     "witness-quorum": { type: "string", valueHint: "K", description: "Cosignatures a checkpoint needs (default: every --witness)" },
     "witness-grace": { type: "string", valueHint: "DURATION", description: "Log witness_quorum_missing when the newest checkpoint has lacked its quorum this long", default: "60s" },
     // A cluster of nodes (PostgreSQL + Redis): serve runs a node (docs/CLUSTER.md); --check checks them.
