@@ -273,12 +273,12 @@ export class Chat {
     let set = this.#online.get(m.user);
     if (!set) this.#online.set(m.user, (set = new Set()));
     set.add(m);
-    const loads = [this.markers.load?.(m.user), this.journal.prepare?.({ stored: this.#storedFor(m.user) })].filter((p) => p instanceof Promise);
-    if (loads.length === 0) return this.#deliverStored(m);
+    const loads = [this.markers.load?.(m.user), this.journal.prepare?.({ missed: this.#missedFor(m.user) })].filter((p) => p instanceof Promise);
+    if (loads.length === 0) return this.#deliverMissed(m);
     const ready = Promise.all(loads).then(() => {
       if (this.#state.get(m) !== st) return;
       st.waiting = null;
-      this.#deliverStored(m);
+      this.#deliverMissed(m);
       this.#release(m, st);
     });
     st.waiting = ready.catch(() => {});
@@ -286,20 +286,21 @@ export class Chat {
   }
 
   /**
-   * A login is shown the DMs stored for its user while it was offline
-   * (§7.3), marked `late`: the newest that fit the history budget, oldest
-   * first. Every login within the retention is shown them, so each of the
-   * user's terminals and devices sees them once per connection.
+   * A login is shown the DMs to its user that its device missed (§7.3):
+   * stored while the user was offline, or delivered live while this device
+   * was not connected — or to a connection that was already gone (a node
+   * that died, a silent NAT) — marked `late`: the newest within the
+   * retention that fit the history budget, oldest first.
    */
-  #deliverStored(m: Member): void {
+  #deliverMissed(m: Member): void {
     // Only those after this device's direct-message marker (PROTOCOL.md §7.14): each device is shown each once.
     // A device's first login makes its marker (where the user's most advanced device is), so from then on it gets what it missed.
     const device = this.#state.get(m)!.device;
     const start = this.#startMarker(m.user, device, DM_MARKER);
     const read = start?.seq ?? 0;
     if (!this.markers.get(m.user, device, DM_MARKER)) this.markers.advance(m.user, device, DM_MARKER, read, start?.at ?? this.now(), this.opts.maxReadMarkers);
-    const { user, since, limit } = this.#storedFor(m.user);
-    const stored = this.journal.storedDirects(user, since, limit).filter((d) => d.seq > read);
+    const { user, since, limit } = this.#missedFor(m.user);
+    const stored = this.journal.missedDirects(user, since, read, limit);
     const json: string[] = [];
     let bytes = 0;
     for (let i = stored.length - 1; i >= 0; i--) {
@@ -309,7 +310,7 @@ export class Chat {
       json.push(j);
     }
     if (json.length < stored.length) {
-      post(m, { type: "notice", code: "dm_more", text: `${stored.length - json.length} older direct messages stored for you did not fit; /history @USER to read them` });
+      post(m, { type: "notice", code: "dm_more", text: `${stored.length - json.length} older direct messages you missed did not fit; /history @USER to read them` });
     }
     for (let i = json.length - 1; i >= 0; i--) m.post(json[i]!);
   }
@@ -527,8 +528,8 @@ export class Chat {
     }
   }
 
-  /** The read of what was stored for `user` that a login makes (storedDirects). */
-  #storedFor(user: string): { user: string; since: number; limit: number } {
+  /** The read of the DMs a login's device missed that it makes (missedDirects, before its marker is known). */
+  #missedFor(user: string): { user: string; since: number; limit: number } {
     return { user, since: this.now() - this.opts.dmRetentionMs, limit: this.opts.maxStoredDms };
   }
 

@@ -71,6 +71,7 @@ const SCHEMA = `
     CHECK (CASE deleted WHEN 1 THEN text IS NULL AND sealed IS NULL ELSE (text IS NULL) <> (sealed IS NULL) END)
   ) STRICT;
   CREATE INDEX directs_to ON directs (recipient, stored, seq);
+  CREATE INDEX directs_recipient ON directs (recipient, seq);
   CREATE INDEX directs_pair ON directs (sender, recipient, seq);
   CREATE INDEX directs_ts ON directs (ts);
   CREATE TABLE delivered (
@@ -319,9 +320,9 @@ export class HistoryDb {
     return r ? roomStateFromJson(r.state) : null;
   }
 
-  /** The stored DMs to `user` with ts >= `since`: the newest `limit`, oldest first. */
-  storedDirects(user: string, since: number, limit: number): DirectMessage[] {
-    return this.#directs(this.#q.stored.all(user, since, limit));
+  /** The DMs to `user` (stored or delivered live) with ts >= `since` and seq > `after`, not deleted: the newest `limit`, oldest first. */
+  missedDirects(user: string, since: number, after: number, limit: number): DirectMessage[] {
+    return this.#directs(this.#q.missed.all(user, after, since, limit));
   }
 
   /** The DM seq of `user`'s last login recorded here (0 if none). */
@@ -413,8 +414,8 @@ function prepare(db: Database) {
     delivered: db.prepare<void, [string, number]>("INSERT INTO delivered (user, seq) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET seq = max(seq, excluded.seq)"),
     deliveredSeq: db.prepare<{ seq: number }, [string]>("SELECT seq FROM delivered WHERE user = ?"),
     // a deleted stored DM is not delivered late (PROTOCOL.md §7.12)
-    stored: db.prepare<DirectRow, [string, number, number]>(
-      `SELECT ${DIRECT_COLUMNS} FROM directs WHERE recipient = ? AND stored = 1 AND deleted = 0 AND ts >= ? ORDER BY seq DESC LIMIT ?`,
+    missed: db.prepare<DirectRow, [string, number, number, number]>(
+      `SELECT ${DIRECT_COLUMNS} FROM directs WHERE recipient = ? AND seq > ? AND deleted = 0 AND ts >= ? ORDER BY seq DESC LIMIT ?`,
     ),
     countStored: db.prepare<{ n: number }, [string, number, number]>("SELECT count(*) AS n FROM directs WHERE recipient = ? AND stored = 1 AND ts >= ? AND seq > ?"),
     between: db.prepare<DirectRow, [string, string, string, string, number, number, number]>(

@@ -121,8 +121,13 @@ export interface Journal {
   lastSeq(room: string): number;
   /** The last sequence number of direct messages. */
   lastDirectSeq(): number;
-  /** The stored DMs to `user` with `ts` >= `since`, oldest first: the newest `limit` of them. */
-  storedDirects(user: string, since: number, limit: number): DirectMessage[];
+  /**
+   * The DMs to `user` — stored while it was offline, or delivered live —
+   * with `ts` >= `since` and seq > `after`, not deleted, oldest first: the
+   * newest `limit` of them. A login is shown those its device missed
+   * (`after`: the device's direct-message read marker).
+   */
+  missedDirects(user: string, since: number, after: number, limit: number): DirectMessage[];
   /** How many stored DMs to `user` with `ts` >= `since` no login of `user` has been shown yet. */
   undelivered(user: string, since: number): number;
   /**
@@ -175,8 +180,8 @@ export interface Need {
   /** With `room`: a member catching up reads the first `limit` messages after this seq (`after`; by default one answer's page). */
   since?: number;
   limit?: number;
-  /** `storedDirects(user, since, limit)`: a login is shown what was stored for it. */
-  stored?: { user: string; since: number; limit: number };
+  /** `missedDirects(user, since, after, limit)` for any `after`: a login is shown the DMs its device missed. */
+  missed?: { user: string; since: number; limit: number };
   /** `undelivered(user, since)`: a DM to someone offline counts what waits for them. */
   undelivered?: { user: string; since: number };
   /** `directsBetween(a, b, since, before, limit)`: `/history @user`. */
@@ -261,8 +266,8 @@ export class MemoryJournal implements Journal {
     return this.#directSeq;
   }
 
-  storedDirects(user: string, since: number, limit: number): DirectMessage[] {
-    return newest(this.#directs.filter((d) => d.stored && !d.message.deleted && d.message.to === user && d.message.ts >= since), limit);
+  missedDirects(user: string, since: number, after: number, limit: number): DirectMessage[] {
+    return newest(this.#directs.filter((d) => !d.message.deleted && d.message.to === user && d.message.ts >= since && d.message.seq > after), limit);
   }
 
   undelivered(user: string, since: number): number {

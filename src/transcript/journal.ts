@@ -179,7 +179,7 @@ export class TranscriptJournal extends WriterJournal implements Journal {
         if (!this.#watching) this.#watch(entry.seq, durable);
       }
       // In memory at once (pinned there until history.db has it), with the entry an edit will name.
-      if (e.kind === "message") this.rooms.add({ ...e.message, tseq: entry.seq }, true);
+      if (e.kind === "message") this.rooms.add({ ...e.message, ts: entry.ts, tseq: entry.seq }, true);
       // (a direct message's edit reaches its readers through #current until history.db has it)
       const pinned = (e.kind === "edit" || e.kind === "delete") && e.room !== undefined && this.rooms.change(e.room, e.seq, (m) => changedKept(m, e), true);
       if (e.kind === "message" || e.kind === "direct" || e.kind === "session_open" || e.kind === "edit" || e.kind === "delete") {
@@ -362,10 +362,10 @@ export class TranscriptJournal extends WriterJournal implements Journal {
     return out;
   }
 
-  storedDirects(user: string, since: number, limit: number): DirectMessage[] {
-    const recent = this.#unsavedDirects().filter((d) => d.stored && d.message.to === user && d.message.ts >= since);
+  missedDirects(user: string, since: number, after: number, limit: number): DirectMessage[] {
+    const recent = this.#unsavedDirects().filter((d) => d.message.to === user && d.message.ts >= since && d.message.seq > after);
     // a deleted one is not delivered late (PROTOCOL.md §7.12)
-    return this.#current([...this.#db.storedDirects(user, since, limit), ...newest(recent, limit)].slice(-limit)).filter((m) => !m.deleted);
+    return this.#current([...this.#db.missedDirects(user, since, after, limit), ...newest(recent, limit)].slice(-limit)).filter((m) => !m.deleted);
   }
 
   undelivered(user: string, since: number): number {

@@ -301,9 +301,9 @@ export class PgJournal extends WriterJournal implements Journal {
   async #query(read: DirectRead): Promise<{ rows: DirectRow[]; delivered: number }> {
     const sql = this.#sql;
     const n = read.need;
-    if (n.stored) {
-      const { user, since, limit } = n.stored;
-      return { rows: await sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE recipient = ${user} AND stored AND ts >= ${since} ORDER BY seq DESC LIMIT ${limit}`, delivered: 0 };
+    if (n.missed) {
+      const { user, since, limit } = n.missed;
+      return { rows: await sql`SELECT msg, stored, tseq, edits FROM log_directs WHERE recipient = ${user} AND ts >= ${since} ORDER BY seq DESC LIMIT ${limit}`, delivered: 0 };
     }
     if (n.undelivered) {
       const { user, since } = n.undelivered;
@@ -528,10 +528,10 @@ export class PgJournal extends WriterJournal implements Journal {
     return this.#directSeq;
   }
 
-  storedDirects(user: string, since: number, limit: number): DirectMessage[] {
-    const { directs } = this.#answer({ stored: { user, since, limit } }, `stored direct messages of ${user}`);
+  missedDirects(user: string, since: number, after: number, limit: number): DirectMessage[] {
+    const { directs } = this.#answer({ missed: { user, since, limit } }, `direct messages to ${user}`);
     return newest(
-      directs.filter((d) => d.stored && !d.message.deleted && d.message.to === user && d.message.ts >= since),
+      directs.filter((d) => !d.message.deleted && d.message.to === user && d.message.ts >= since && d.message.seq > after),
       limit,
     );
   }
@@ -614,9 +614,9 @@ interface DirectRead {
  * filters by it): an answer may hold a little more than its read shows.
  */
 function directRead(need: Need): DirectRead | null {
-  if (need.stored) {
-    const { user, limit } = need.stored;
-    return { need, key: `stored\0${user}\0${limit}`, matches: (d) => d.stored && d.message.to === user };
+  if (need.missed) {
+    const { user, limit } = need.missed;
+    return { need, key: `missed\0${user}\0${limit}`, matches: (d) => d.message.to === user };
   }
   if (need.undelivered) {
     const { user } = need.undelivered;

@@ -502,8 +502,9 @@ class Model {
         const to = this.online.get(req.to);
         const seq = ++this.dmSeq;
         const msg = { type: "direct", seq, from: t.user, to: req.to, text: req.text, ...(req.action ? { action: true } : {}) };
-        // to an account that is offline: stored, and shown late to each of its later logins
-        if (!to) this.stored.push(msg);
+        // kept for the recipient: shown late to each of its later logins (its terminals are one device that
+        // never sends `read`: every DM to it since, stored while it was offline or delivered live)
+        this.stored.push(msg);
         for (const o of new Set([...(to ?? []), ...(this.online.get(t.user) ?? [])])) if (o !== t) o.expected.push({ msg });
         this.stats.directs++;
         if (req.to === t.user) this.stats.directsToSelf++;

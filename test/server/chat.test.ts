@@ -384,7 +384,7 @@ describe("direct messages", () => {
 describe("direct messages to offline users (PROTOCOL.md §7.3)", () => {
   const late = (m: FakeMember) => m.of("direct").map((d) => `${d.seq} ${d.from}: ${d.text}${d.late ? " (late)" : ""}`);
 
-  test("stored and acked stored: true; every later login of the recipient is shown them once, marked late, oldest first", () => {
+  test("stored and acked stored: true; every later login of the recipient is shown what its device has not read, marked late, oldest first — a live one too", () => {
     const { chat, connect, dm, clock } = setup({}, ["alice", "bob", "carol"]);
     const alice = connect("alice");
     const bob = connect("bob");
@@ -397,16 +397,20 @@ describe("direct messages to offline users (PROTOCOL.md §7.3)", () => {
     const laptop = connect("carol", "carol/laptop");
     expect(late(laptop)).toEqual(["1 alice: lunch? (late)", "2 bob: call me (late)"]);
     expect(laptop.take()[0]).toEqual({ type: "direct", seq: 1, ts: clock.t - 1000, from: "alice", to: "carol", text: "lunch?", late: true });
-    // while carol is online a dm is live: not stored, not late, not shown again at the next login
+    // while carol is online a dm is live: not stored, not late
     const id3 = dm(alice, "carol", "see you");
     expect(alice.take()).toEqual([{ type: "ack", id: id3, seq: 3, ts: clock.t }]);
     expect(late(laptop)).toEqual(["3 alice: see you"]);
+    // her fakes are one device that has read nothing: the next login is shown everything, the live one too
+    // (a connection that vanished before showing it — a node that died — loses nothing)
     const phone = connect("carol", "carol/phone");
-    expect(late(phone)).toEqual(["1 alice: lunch? (late)", "2 bob: call me (late)"]);
+    expect(late(phone)).toEqual(["1 alice: lunch? (late)", "2 bob: call me (late)", "3 alice: see you (late)"]);
+    // once the device says it read them, its later logins are not shown them again
+    chat.handle(phone, { type: "read", dm: 3 });
     chat.disconnect(laptop);
     chat.disconnect(phone);
     const again = connect("carol", "carol/laptop again");
-    expect(late(again)).toEqual(["1 alice: lunch? (late)", "2 bob: call me (late)"]);
+    expect(late(again)).toEqual([]);
     for (const m of [alice, bob]) expect(m.take()).toEqual([]);
   });
 
@@ -938,7 +942,7 @@ function runModel(seed: number, steps: number): void {
   const online = new Map<string, Set<FakeMember>>();
   const memberOf = new Map<FakeMember, Set<string>>();
   let directSeq = 0;
-  /** DMs sent to each user while it was offline: every later login is shown them, late. */
+  /** DMs sent to each user: every later login is shown them, late (its fakes are one device that never reads them). */
   const storedFor = new Map<string, Message<"direct">[]>();
   let nextId = 0;
   /** Records what the model says member `m` must be posted next. */
@@ -1038,7 +1042,8 @@ function runModel(seed: number, steps: number): void {
       const offline = !targets || targets.size === 0;
       directSeq += 1;
       const msg: Message<"direct"> = { type: "direct", seq: directSeq, ts: clock.t, from: m.user, to, text };
-      if (offline) storedFor.set(to, [...(storedFor.get(to) ?? []), msg]);
+      // every later login of the recipient is shown it late: its fakes are one device that never sends `read` {dm}
+      storedFor.set(to, [...(storedFor.get(to) ?? []), msg]);
       for (const t of new Set([...(targets ?? []), ...(online.get(m.user) ?? [])])) if (t !== m) expect_(t, msg);
       expect_(m, { type: "ack", id, seq: directSeq, ts: clock.t, ...(offline ? { stored: true } : {}) });
     } else if (roll < 0.86) {

@@ -93,7 +93,7 @@ describe("a chat core over a record kept elsewhere", () => {
     const ready = chat.connect(alice);
     expect(ready).toBeInstanceOf(Promise);
     // the read a login makes, with its arguments: the DMs stored for alice within the retention, at most the cap
-    expect(journal.asked).toEqual([{ stored: { user: "alice", since: clock.t - DEFAULT_CHAT.dmRetentionMs, limit: DEFAULT_CHAT.maxStoredDms } }]);
+    expect(journal.asked).toEqual([{ missed: { user: "alice", since: clock.t - DEFAULT_CHAT.dmRetentionMs, limit: DEFAULT_CHAT.maxStoredDms } }]);
     chat.handle(alice, { type: "ping" });
     chat.handle(alice, { type: "join", room: "ra" });
     await settle();

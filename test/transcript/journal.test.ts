@@ -633,13 +633,27 @@ describe("direct messages kept for late delivery and /history @user (PROTOCOL.md
     const j = open(dir);
     const r = j.append(to(1, "alice", "carol", true));
     // not yet in history.db: read from what waits for it
-    expect(seqs(j.storedDirects("carol", 0, 10))).toEqual([1]);
+    expect(seqs(j.missedDirects("carol", 0, 0, 10))).toEqual([1]);
     expect(j.undelivered("carol", 0)).toBe(1);
     await saved([r]);
-    expect(seqs(j.storedDirects("carol", 0, 10))).toEqual([1]);
-    expect(j.storedDirects("carol", 0, 10)[0]).toEqual(expect.objectContaining({ from: "alice", to: "carol", text: "alice to carol #1" }));
+    expect(seqs(j.missedDirects("carol", 0, 0, 10))).toEqual([1]);
+    expect(j.missedDirects("carol", 0, 0, 10)[0]).toEqual(expect.objectContaining({ from: "alice", to: "carol", text: "alice to carol #1" }));
     j.close("shutdown");
     expect(entriesOf(dir).filter((e) => e.type === "direct").map(own)).toEqual([{ dm_seq: 1, from: "alice", to: "carol", text: "alice to carol #1", stored: true }]);
+  });
+
+  test("the DMs a device missed: stored or delivered live, after its marker, before and after history.db has them", async () => {
+    const dir = freshDir();
+    const j = open(dir);
+    const rs = [j.append(to(1, "alice", "carol", true)), j.append(to(2, "bob", "carol")), j.append(to(3, "carol", "bob")), j.append(to(4, "alice", "carol"))];
+    expect(seqs(j.missedDirects("carol", 0, 0, 10))).toEqual([1, 2, 4]);
+    expect(seqs(j.missedDirects("carol", 0, 2, 10))).toEqual([4]);
+    expect(seqs(j.missedDirects("carol", 0, 0, 2))).toEqual([2, 4]);
+    await saved(rs);
+    expect(seqs(j.missedDirects("carol", 0, 0, 10))).toEqual([1, 2, 4]);
+    expect(seqs(j.missedDirects("carol", 0, 1, 10))).toEqual([2, 4]);
+    expect(seqs(j.missedDirects("carol", 0, 0, 2))).toEqual([2, 4]);
+    j.close("shutdown");
   });
 
   test("stored DMs and who was shown them survive a crash and a rebuild of history.db: one source, the transcript", async () => {
@@ -650,7 +664,7 @@ describe("direct messages kept for late delivery and /history @user (PROTOCOL.md
     await Promise.all(rs.map((r) => r.durable));
     // no close: the process died before history.db got them
     const j2 = open(dir);
-    expect(seqs(j2.storedDirects("carol", 0, 10))).toEqual([1, 3]);
+    expect(seqs(j2.missedDirects("carol", 0, 0, 10))).toEqual([1, 3]);
     expect(j2.undelivered("carol", 0)).toBe(1);
     expect(seqs(j2.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 10))).toEqual([2]);
     expect(seqs(j2.directsBetween("carol", "alice", 0, Number.MAX_SAFE_INTEGER, 10))).toEqual([1]);
@@ -658,15 +672,15 @@ describe("direct messages kept for late delivery and /history @user (PROTOCOL.md
     const path = historyDbPath(dir);
     for (const p of [path, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
     const j3 = open(dir);
-    expect(seqs(j3.storedDirects("carol", 0, 10))).toEqual([1, 3]);
+    expect(seqs(j3.missedDirects("carol", 0, 0, 10))).toEqual([1, 3]);
     expect(j3.undelivered("carol", 0)).toBe(1);
     // the retention: older than `since` is not shown, and expireDirects forgets it
     // (the entries' ts are the writer's clock: #1 and #3 may share a millisecond)
-    const [ts1, ts3] = j3.storedDirects("carol", 0, 10).map((m) => m.ts) as [number, number];
-    expect(seqs(j3.storedDirects("carol", ts1, 10))).toEqual([1, 3]);
-    expect(j3.storedDirects("carol", ts3 + 1, 10)).toEqual([]);
+    const [ts1, ts3] = j3.missedDirects("carol", 0, 0, 10).map((m) => m.ts) as [number, number];
+    expect(seqs(j3.missedDirects("carol", ts1, 0, 10))).toEqual([1, 3]);
+    expect(j3.missedDirects("carol", ts3 + 1, 0, 10)).toEqual([]);
     j3.expireDirects(ts3 + 1);
-    expect(j3.storedDirects("carol", 0, 10)).toEqual([]);
+    expect(j3.missedDirects("carol", 0, 0, 10)).toEqual([]);
     expect(j3.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
     j3.close("shutdown");
   });

@@ -161,13 +161,13 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     expect(j.lastSeq("dev")).toBe(1);
     expect(j.lastDirectSeq()).toBe(3);
     expect(JSON.parse(roomStateToJson(j.roomStates().get("ops")!)).topic).toBe("release friday");
-    const ready = j.prepare({ room: "ops", stored: { user: "bob", since: 0, limit: 10 } });
+    const ready = j.prepare({ room: "ops", missed: { user: "bob", since: 0, limit: 10 } });
     expect(ready).not.toBeNull();
     await ready;
     expect(j.prepare({ room: "ops" })).toBeNull();
     expect(j.recent("ops", 10).map((m) => m.text)).toEqual(["ops #1", "ops #2", "third, edited", "ops #4", "ops #5"]);
     expect(j.recent("ops", 10)[2]!.edited).toBe(true);
-    expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
+    expect(j.missedDirects("bob", 0, 0, 10).map((m) => m.seq)).toEqual([1, 2]);
     await j.prepare({ undelivered: { user: "bob", since: 0 } });
     expect(j.undelivered("bob", 0)).toBe(2);
     await j.prepare({ direct: 2 });
@@ -181,8 +181,8 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     j = await restart(j);
     await j.prepare({ room: "ops", undelivered: { user: "bob", since: 0 } });
     expect(j.undelivered("bob", 0)).toBe(0);
-    await j.prepare({ stored: { user: "bob", since: 0, limit: 10 } });
-    expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
+    await j.prepare({ missed: { user: "bob", since: 0, limit: 10 } });
+    expect(j.missedDirects("bob", 0, 0, 10).map((m) => m.seq)).toEqual([1, 2]);
     expect(j.recent("ops", 2).map((m) => m.text)).toEqual(["ops #5", "ops #6"]);
     await j.prepare({ between: { a: "alice", b: "carol", since: 0, before: 100, limit: 10 } });
     expect(j.directsBetween("alice", "carol", 0, 100, 10).map((m) => m.seq)).toEqual([3]);
@@ -199,9 +199,9 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     expect(j.memory).toEqual({ directs: 0, answers: 0 });
     j = await restart(j);
     // a login reads the stored ones only: its answer holds the cap's worth at most
-    await j.prepare({ stored: { user: "bob", since: 0, limit: 2 } });
+    await j.prepare({ missed: { user: "bob", since: 0, limit: 2 } });
     expect(j.memory).toEqual({ directs: 0, answers: 1 });
-    expect(j.storedDirects("bob", 0, 2).map((m) => m.seq)).toEqual([302, 303]);
+    expect(j.missedDirects("bob", 0, 0, 2).map((m) => m.seq)).toEqual([302, 303]);
     // /history @bob: one page, then the page before it
     await j.prepare({ between: { a: "alice", b: "bob", since: 0, before: Number.MAX_SAFE_INTEGER, limit: 11 } });
     expect(j.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 11).map((m) => m.seq)).toEqual([293, 294, 295, 296, 297, 298, 299, 300, 301, 302, 303]);
@@ -215,10 +215,10 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     let j = await journal();
     await j.append(dm(1, "bob", true)).durable;
     j = await restart(j);
-    const ready = j.prepare({ stored: { user: "bob", since: 0, limit: 10 } });
+    const ready = j.prepare({ missed: { user: "bob", since: 0, limit: 10 } });
     await j.append(dm(2, "bob", true)).durable; // committed (and gone from memory) before the read
     await ready;
-    expect(j.storedDirects("bob", 0, 10).map((m) => m.seq)).toEqual([1, 2]);
+    expect(j.missedDirects("bob", 0, 0, 10).map((m) => m.seq)).toEqual([1, 2]);
 
     await j.prepare({ direct: 1 });
     const d = j.editableDirect(1)!;
@@ -236,7 +236,7 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     const logged: string[] = [];
     const log = { ...silentLogger, warn: (event: string) => void logged.push(event) } as typeof silentLogger;
     j = await restart(j, { log });
-    expect(j.storedDirects("bob", 0, 10)).toEqual([]);
+    expect(j.missedDirects("bob", 0, 0, 10)).toEqual([]);
     expect(logged).toContain("history_unprepared");
   }, 60_000);
 
