@@ -462,6 +462,8 @@ function connect(path: string): [Database, State] {
     const version = db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
     if (version === 0) db.transaction(() => db.exec(SCHEMA))();
     else if (version !== SCHEMA_VERSION) throw new OtherSchema(version);
+    // Added within schema 4 (a login reads the DMs to its user after its device's marker): built once on an older file.
+    db.exec("CREATE INDEX IF NOT EXISTS directs_recipient ON directs (recipient, seq)");
     const state = db.query<State, []>("SELECT keep, applied_seq, sealed FROM state WHERE id = 1").get();
     if (!state) throw new Error("no state row");
     return [db, state];
