@@ -452,6 +452,9 @@ export class CoreEndpoint {
       case "open":
         if (sessions.has(m.id)) return;
         this.stats.opened++;
+        // Known while it opens: what the core sends it during open (DMs its device missed, when nothing
+        // had to be loaded first) goes out, not dropped as if for a session already gone.
+        sessions.set(m.id, NOWHERE);
         sessions.set(m.id, this.#core.open(m.facts, this.#proxy(node, sessions, m.id)));
         return;
       case "login_failed":

@@ -122,7 +122,7 @@ describe("handshake deadline and early drop", () => {
     } finally {
       for (const c of [...idle, ...busy]) c.destroy();
     }
-  });
+  }, 30_000); // a handshake deadline, then two logins with argon2 (slow on a loaded machine): a generous wait
 });
 
 describe("per-source penalties", () => {

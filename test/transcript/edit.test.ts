@@ -269,7 +269,7 @@ describe("verify checks what an edit or delete names (bad_edit)", () => {
     // Enough other messages that seq 1 is out of reach, and forgotten as each one is remembered; seq 3 is not.
     for (let seq = 4; seq <= 2 + EDIT_REACH; seq++) expect(other(seq)).toBe("pass");
     expect(feed(3 + EDIT_REACH, "edit", { room: "lobby", room_seq: 1, ref: 3, user: "alice", session: S, text: "edited" })).toBe("pass");
-  });
+  }, 60_000); // writes and verifies EDIT_REACH (131,072) entries: seconds on a loaded machine, a generous wait, not a bound
 
   test("a ref more than EDIT_REACH entries back; mid-chain, one before the first entry checked is taken as given", () => {
     const at = (seq: number, ref: number): Entry =>
