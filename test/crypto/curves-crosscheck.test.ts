@@ -128,7 +128,7 @@ describe(`Ed25519: native agrees with @noble/curves, zip215: false (seed ${SEED}
       // Only the honest triple verifies; a flip of bit 255 of S (S ≥ L) or of the key is refused.
       expect(accepted).toBe(1);
     }
-  });
+  }, 60_000); // thousands of verifications in pure JS (noble): seconds on a loaded machine, a generous wait
 
   test("random junk: 300 (key, message, signature) triples get the same verdict", () => {
     for (let i = 0; i < 300; i++) {

@@ -274,7 +274,8 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     // The writer groups what was appended in one turn: far fewer commits than messages.
     expect(commits).toBeLessThan(20);
     expect(await calls("INSERT INTO log_messages")).toBeLessThanOrEqual(commits);
-    expect(await calls("INSERT INTO log_rooms")).toBeLessThanOrEqual(commits);
+    // (+ 1: the room change's state is a statement of its own, in whichever commit it falls)
+    expect(await calls("INSERT INTO log_rooms")).toBeLessThanOrEqual(commits + 1);
     // Every row is there, and what a restart reads back is whole.
     expect(Number((await sql`SELECT count(*) AS n FROM log_messages`)[0].n)).toBe(200);
     const rooms = await sql`SELECT room, last_seq FROM log_rooms ORDER BY room`;
