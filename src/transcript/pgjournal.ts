@@ -115,8 +115,13 @@ const MESSAGE_ROWS: AttachGroup<{ room: string; seq: number; tseq: number; msg: 
   },
 };
 
-/** Pages of catch-up kept per room at once (a reconnect storm: one per rejoin still to be answered). */
-const CAUGHT_UP_PER_ROOM = 64;
+/**
+ * Catch-up pages kept at once, all rooms together, the oldest dropped first
+ * (a reconnect storm: one per rejoin still to be answered). A page whose
+ * read never comes (a join refused, a connection gone) is dropped after
+ * ANSWER_TTL_MS, as a direct-message answer is.
+ */
+export const CAUGHT_UP_MAX = 4096;
 
 /** A page of a room's messages after one `since`, loaded for `readers` members catching up. */
 interface CaughtUp {
@@ -124,6 +129,8 @@ interface CaughtUp {
   /** As many as asked: more may follow its last. */
   full: boolean;
   readers: number;
+  /** When it was loaded (ms), for ANSWER_TTL_MS. */
+  at: number;
 }
 
 type MessageRow = { msg: RoomMessage; tseq: string; edits: number };
@@ -153,12 +160,14 @@ export class PgJournal extends WriterJournal implements Journal {
   /** Rooms whose memory holds their history (not only what was added since they came back). */
   readonly #whole = new Set<string>();
   /**
-   * Per room and `since`, the page prepare loaded for members catching up
-   * (`after`), until as many reads as prepares took it: several members may
-   * rejoin one room at once from different seqs. At most CAUGHT_UP_PER_ROOM
-   * pages per room, the oldest dropped (its reader then sees memory only, and says so).
+   * Per room and `since` (caughtUpKey), the page prepare loaded for members
+   * catching up (`after`), until as many reads as prepares took it: several
+   * members may rejoin one room at once from different seqs. Oldest first;
+   * at most CAUGHT_UP_MAX, each for ANSWER_TTL_MS (a dropped page's reader
+   * sees memory only, and says so).
    */
-  readonly #caughtUp = new Map<string, Map<number, CaughtUp>>();
+  readonly #caughtUp = new Map<string, CaughtUp>();
+  readonly #now: () => number;
   readonly #historyKeep: number;
   /** What one answer to a member catching up reads (Chat's #sendHistory: --history, and one to tell whether more remain). */
   readonly #page: number;
@@ -191,6 +200,7 @@ export class PgJournal extends WriterJournal implements Journal {
     this.#cids = loaded.cids;
     this.#historyKeep = Math.max(opts.history, opts.historyKeep ?? opts.history);
     this.#page = opts.history + 1;
+    this.#now = opts.now ?? Date.now;
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => this.#load(room));
   }
 
@@ -249,14 +259,14 @@ export class PgJournal extends WriterJournal implements Journal {
     const page = Math.max(1, Math.min(limit, this.#historyKeep));
     const from = Math.max(since, this.lastSeq(room) - this.#historyKeep);
     const rows = this.#sealed ? [] : await this.#sql`SELECT msg, tseq, edits FROM log_messages WHERE room = ${room} AND seq > ${from} ORDER BY seq LIMIT ${page}`;
-    const pages = this.#caughtUp.get(room) ?? new Map<number, CaughtUp>();
-    this.#caughtUp.set(room, pages);
-    const readers = (pages.get(since)?.readers ?? 0) + 1;
-    pages.delete(since);
-    pages.set(since, { messages: (rows as MessageRow[]).map(keptMessage), full: rows.length === page, readers });
-    for (const oldest of pages.keys()) {
-      if (pages.size <= CAUGHT_UP_PER_ROOM) break;
-      pages.delete(oldest);
+    const key = caughtUpKey(room, since);
+    const now = this.#now();
+    const readers = (this.#caughtUp.get(key)?.readers ?? 0) + 1;
+    this.#caughtUp.delete(key);
+    this.#caughtUp.set(key, { messages: (rows as MessageRow[]).map(keptMessage), full: rows.length === page, readers, at: now });
+    for (const [oldest, p] of this.#caughtUp) {
+      if (this.#caughtUp.size <= CAUGHT_UP_MAX && now - p.at < ANSWER_TTL_MS) break;
+      this.#caughtUp.delete(oldest);
     }
   }
 
@@ -271,7 +281,7 @@ export class PgJournal extends WriterJournal implements Journal {
   #prepareDirects(need: Need): Promise<void> | null {
     const read = directRead(need);
     if (!read) return null;
-    const now = Date.now();
+    const now = this.#now();
     for (const [key, a] of this.#answers) {
       if (this.#answers.size < ANSWERS_MAX && now - a.at < ANSWER_TTL_MS) break;
       this.#answers.delete(key);
@@ -492,8 +502,8 @@ export class PgJournal extends WriterJournal implements Journal {
     if (limit <= 0) return [];
     const held = this.rooms.recent(room, this.rooms.keep);
     const bySeq = new Map<number, RoomMessage>();
-    const pages = this.#caughtUp.get(room);
-    const loaded = pages?.get(since);
+    const key = caughtUpKey(room, since);
+    const loaded = this.#caughtUp.get(key);
     /** A full page loaded: messages past its last may not follow it without a hole, so memory's are taken only up to it. */
     let upTo = Number.POSITIVE_INFINITY;
     if (loaded) {
@@ -502,8 +512,7 @@ export class PgJournal extends WriterJournal implements Journal {
     } else if (!this.#memoryHasAfter(room, since)) {
       this.#unprepared(`room ${room} after ${since}`);
     }
-    if (loaded && --loaded.readers === 0) pages!.delete(since);
-    if (pages?.size === 0) this.#caughtUp.delete(room);
+    if (loaded && --loaded.readers === 0) this.#caughtUp.delete(key);
     for (const m of held) if (m.seq > since && m.seq <= upTo) bySeq.set(m.seq, m);
     return [...bySeq.values()].sort((x, y) => x.seq - y.seq).slice(0, limit);
   }
@@ -570,9 +579,9 @@ export class PgJournal extends WriterJournal implements Journal {
     this.writer.close(reason);
   }
 
-  /** What memory holds of direct messages: DMs not yet committed, and prepared answers not yet read (for tests). */
-  get memory(): { directs: number; answers: number } {
-    return { directs: this.#directs.size, answers: this.#answers.size };
+  /** What memory holds of what reads load: DMs not yet committed, prepared answers and catch-up pages not yet read (for tests). */
+  get memory(): { directs: number; answers: number; pages: number } {
+    return { directs: this.#directs.size, answers: this.#answers.size, pages: this.#caughtUp.size };
   }
 
   /** The writer lease's epoch this journal writes under (a cluster's core says it to its edges). */
@@ -606,6 +615,11 @@ interface DirectRead {
   matches: (d: KeptDirect) => boolean;
   /** An undelivered count: whose delivery mark it reads. */
   user?: string;
+}
+
+/** A catch-up page's key: its room and `since`. */
+function caughtUpKey(room: string, since: number): string {
+  return `${room}\0${since}`;
 }
 
 /**
