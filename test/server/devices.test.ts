@@ -19,17 +19,22 @@ const NET = 30_000;
 const PW = "devices test passphrase";
 const server = serversStoppedAfterAll();
 
-/** A journal whose recording can be switched off, keeping what was appended. */
+/** A journal whose recording can be switched off, keeping what was appended; `losing`: appends that never become durable (a write that fails). */
 class Recorder extends MemoryJournal implements Journal {
   events: JournalEvent[] = [];
   on = true;
+  losing = false;
   constructor(keep: number) {
     super(keep);
     Object.defineProperty(this, "recording", { get: () => this.on });
   }
   override append(e: JournalEvent) {
     this.events.push(e);
-    return super.append(e);
+    const r = super.append(e);
+    if (!this.losing) return r;
+    const durable = Promise.reject(new Error("the transcript's write failed"));
+    durable.catch(() => {});
+    return { ...r, durable };
   }
 }
 
@@ -226,6 +231,19 @@ describe("enrolling by password alone (serve --device-enroll password)", () => {
     const late = await rawSession(t.port);
     expect((await passwordLogin(late, "gina", PW, b.key)).code).toBe("auth_failed");
     late.close();
+    b.s.close();
+  }, NET);
+
+  test("an enrollment whose line is never written is not stored: not_recorded, and the key logs in nowhere", async () => {
+    const { t, journal } = await start({ enroll: "password" });
+    const hana = await registerRaw(t.port, "hana", PW);
+    journal.losing = true;
+    const b = await enroll(t, "hana", PW);
+    expect(b.answer).toMatchObject({ type: "error", code: "not_recorded" });
+    journal.losing = false;
+    const a = await session(t, hana);
+    expect(((await ask(a, { type: "device_list" }, "devices")) as Message<"devices">).devices.length).toBe(1);
+    a.close();
     b.s.close();
   }, NET);
 
