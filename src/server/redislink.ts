@@ -48,6 +48,16 @@ export const HELLO_MS = 1000;
 export const ASK_MS = 250;
 /** An edge that hears no hello for this long takes the core for gone. */
 export const CORE_SILENCE_MS = 6000;
+/**
+ * What the core holds for the edges while its journal has not settled, at
+ * most (bytes). A COMMIT's wait holds little (a room of 100 at 30 k
+ * messages/s is about 17 MB/s of output: 85 KB per 5 ms commit), so 64 MiB
+ * rides out a database stall of seconds at that rate, of minutes at
+ * ordinary ones. Past it (the database down for long, users asking for big
+ * answers meanwhile) the sessions a turn was for are ended at once instead
+ * of held: without it the core's memory grew for as long as the outage.
+ */
+export const CORE_HELD_MAX = 64 * 1024 * 1024;
 
 export interface Hello {
   node: string;
@@ -371,6 +381,8 @@ export class CoreEndpoint {
   readonly #settled: () => Promise<void> | null;
   /** The last turn's payloads still waiting for the journal (`#flush`), or null. */
   #waiting: Promise<void> | null = null;
+  /** The bytes of the payloads waiting for the journal, at most CORE_HELD_MAX. */
+  #held = 0;
   #closed = false;
   /** Counters since the start: payloads published to edges and their bytes; posts asked of the core and the texts they went as. */
   readonly stats = { opened: 0, payloads: 0, bytes: 0, posts: 0, postTexts: 0, ignored: 0, malformed: 0, dropped: 0 };
@@ -393,6 +405,11 @@ export class CoreEndpoint {
     this.#off.push(bus.subscribe(ASK_CHANNEL, () => answer.schedule()));
     say();
     this.#hello = setInterval(say, opts.helloMs ?? HELLO_MS);
+  }
+
+  /** The bytes of what waits for the journal to settle. */
+  get heldBytes(): number {
+    return this.#held;
   }
 
   /** Sessions open on the core, all edges together. */
@@ -502,29 +519,42 @@ export class CoreEndpoint {
    */
   #flush(): void {
     const payloads: [string, string][] = [];
+    let bytes = 0;
     for (const [node, batch] of this.#out) {
       const text = JSON.stringify({ epoch: this.epoch, ms: batch.ms } satisfies ToEdge);
       this.stats.payloads++;
-      this.stats.bytes += Buffer.byteLength(text);
+      bytes += Buffer.byteLength(text);
       for (const m of batch.ms) if (m.kind === "post") this.stats.postTexts++;
       payloads.push([edgeChannel(node), text]);
     }
+    this.stats.bytes += bytes;
+    const nodes = [...this.#out.keys()];
     this.#out.clear();
     const publish = () => {
       for (const [channel, text] of payloads) this.#bus.publish(channel, text);
     };
     const settled = this.#settled();
     if (settled === null && this.#waiting === null) return publish();
+    if (this.#held + bytes > CORE_HELD_MAX) {
+      // Not held: its sessions are ended now (their clients resume once the journal is back), so nothing more is held for them.
+      this.stats.dropped += payloads.length;
+      this.#log.warn("core_output_dropped", { payloads: payloads.length, held_bytes: this.#held, effect: "the journal has not settled for long: the sessions this output was for are ended" });
+      this.#endAll(LOST, nodes, true);
+      return;
+    }
+    this.#held += bytes;
     const before = this.#waiting;
     const mine: Promise<void> = (async () => {
       await before;
       try {
         await settled;
       } catch (e) {
+        this.#held -= bytes;
         this.stats.dropped += payloads.length;
         this.#log.warn("core_output_dropped", { payloads: payloads.length, error: e instanceof Error ? e.message : String(e), effect: "what was not recorded is not shown; the edges end those sessions" });
         return;
       }
+      this.#held -= bytes;
       publish();
     })().finally(() => {
       if (this.#waiting === mine) this.#waiting = null;
@@ -532,16 +562,23 @@ export class CoreEndpoint {
     this.#waiting = mine;
   }
 
-  /** Every session of the edges in `nodes` (all when null) is told `err` and closes on the core. */
-  #endAll(err: WireError, nodes: string[] | null = null): void {
+  /**
+   * Every session of the edges in `nodes` (all when null) is told `err` and
+   * closes on the core; `now`: the ends are published at once, not behind
+   * what waits for the journal (they show nothing unrecorded).
+   */
+  #endAll(err: WireError, nodes: string[] | null = null, now = false): void {
     const ended: SessionPort[] = [];
     for (const node of nodes ?? [...this.#edges.keys()]) {
       const sessions = this.#edges.get(node);
       if (!sessions) continue;
+      const ends: CoreToEdgeItem[] = [];
       for (const [id, s] of sessions) {
-        this.#send(node, { kind: "end", id, error: err });
+        if (now) ends.push({ kind: "end", id, error: err });
+        else this.#send(node, { kind: "end", id, error: err });
         ended.push(s);
       }
+      if (ends.length > 0) this.#bus.publish(edgeChannel(node), JSON.stringify({ epoch: this.epoch, ms: ends } satisfies ToEdge));
       this.#edges.delete(node);
     }
     if (ended.length > 0) this.#log.warn("sessions_ended", { node: this.node, why: err === MOVED ? "core_stepped_down" : "bus_lost", sessions: ended.length });

@@ -19,7 +19,7 @@ import type { Ed25519KeyPair } from "../../src/crypto/index.ts";
 import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import type { CorePort } from "../../src/server/link.ts";
-import { CORE_CHANGED, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, HELLO_CHANNEL, RemoteCore, type ToEdge, edgeChannel } from "../../src/server/redislink.ts";
+import { CORE_CHANGED, CORE_HELD_MAX, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, HELLO_CHANNEL, RemoteCore, type ToEdge, edgeChannel } from "../../src/server/redislink.ts";
 import { Bus, type BusLoss } from "../../src/store/redis/bus.ts";
 import { RedisLink, parseRedisUrl } from "../../src/store/redis/link.ts";
 import { type RedisHandle, requireEngines, startRedis } from "../engines.ts";
@@ -119,6 +119,21 @@ describe("what the core sends waits for the journal", () => {
     t.post("later");
     await turn();
     expect(t.published).toEqual(["later"]);
+    t.ep.close();
+  });
+
+  test("while the journal never settles (the database down), what waits is bounded: past CORE_HELD_MAX bytes the sessions it was for are ended at once, and nothing more is held for them", async () => {
+    const t = endpoint(() => new Promise<void>(() => {}));
+    // A user asking for big answers (a room's history, the room list) as fast as the requests bucket lets them.
+    const big = "x".repeat(1024 * 1024);
+    for (let i = 0; i * big.length <= CORE_HELD_MAX; i++) {
+      t.post(`${i}${big}`);
+      await turn();
+    }
+    // The session is ended at once (its client reconnects once the database is back); nothing it was sent is shown.
+    expect(t.published).toEqual(["end"]);
+    expect(t.ep.sessions).toBe(0);
+    expect(t.ep.heldBytes).toBeLessThanOrEqual(CORE_HELD_MAX);
     t.ep.close();
   });
 });
