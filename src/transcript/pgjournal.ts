@@ -156,7 +156,7 @@ export class PgJournal extends WriterJournal implements Journal {
   /** Each room's last number: every room, so numbers never repeat whatever memory holds. */
   readonly #seqs: Map<string, number>;
   /** Rooms' recent history loaded by prepare, until the room's first read takes it. */
-  readonly #loaded = new Map<string, RecentState>();
+  readonly #loaded = new Map<string, { state: RecentState; at: number }>();
   /** Rooms whose memory holds their history (not only what was added since they came back). */
   readonly #whole = new Set<string>();
   /**
@@ -236,6 +236,12 @@ export class PgJournal extends WriterJournal implements Journal {
   prepare(need: Need): Promise<void> | null {
     const jobs: Promise<void>[] = [];
     const { room } = need;
+    // A room loaded for a read that never came (a join or an edit refused) goes after ANSWER_TTL_MS, oldest first.
+    const now = this.#now();
+    for (const [r, l] of this.#loaded) {
+      if (now - l.at < ANSWER_TTL_MS) break;
+      this.#loaded.delete(r);
+    }
     if (room !== undefined && !(this.rooms.holds(room) && this.#whole.has(room)) && !this.#loaded.has(room) && (this.#seqs.get(room) ?? 0) > 0) jobs.push(this.#prepareRoom(room));
     if (room !== undefined && need.since !== undefined && !this.#memoryHasAfter(room, need.since)) jobs.push(this.#prepareAfter(room, need.since, need.limit));
     const direct = this.#prepareDirects(need);
@@ -246,7 +252,7 @@ export class PgJournal extends WriterJournal implements Journal {
   async #prepareRoom(room: string): Promise<void> {
     const rows = this.#sealed ? [] : await this.#sql`SELECT msg, tseq, edits FROM log_messages WHERE room = ${room} ORDER BY seq DESC LIMIT ${this.rooms.keep}`;
     if (this.rooms.holds(room) && this.#whole.has(room)) return; // read meanwhile
-    this.#loaded.set(room, { seq: this.#seqs.get(room) ?? 0, messages: (rows as MessageRow[]).map(keptMessage).reverse() });
+    this.#loaded.set(room, { state: { seq: this.#seqs.get(room) ?? 0, messages: (rows as MessageRow[]).map(keptMessage).reverse() }, at: this.#now() });
   }
 
   /**
@@ -369,7 +375,7 @@ export class PgJournal extends WriterJournal implements Journal {
     const loaded = this.#loaded.get(room);
     if (loaded) {
       this.#loaded.delete(room);
-      return loaded;
+      return loaded.state;
     }
     const seq = this.#seqs.get(room) ?? 0;
     if (seq > 0) this.#unprepared(`room ${room}`);
@@ -579,9 +585,9 @@ export class PgJournal extends WriterJournal implements Journal {
     this.writer.close(reason);
   }
 
-  /** What memory holds of what reads load: DMs not yet committed, prepared answers and catch-up pages not yet read (for tests). */
-  get memory(): { directs: number; answers: number; pages: number } {
-    return { directs: this.#directs.size, answers: this.#answers.size, pages: this.#caughtUp.size };
+  /** What memory holds of what reads load: DMs not yet committed, prepared answers, catch-up pages and rooms' history not yet read (for tests). */
+  get memory(): { directs: number; answers: number; pages: number; rooms: number } {
+    return { directs: this.#directs.size, answers: this.#answers.size, pages: this.#caughtUp.size, rooms: this.#loaded.size };
   }
 
   /** The writer lease's epoch this journal writes under (a cluster's core says it to its edges). */
