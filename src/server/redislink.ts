@@ -528,7 +528,7 @@ export class CoreEndpoint {
       payloads.push([edgeChannel(node), text]);
     }
     this.stats.bytes += bytes;
-    const nodes = [...this.#out.keys()];
+    const batches = [...this.#out];
     this.#out.clear();
     const publish = () => {
       for (const [channel, text] of payloads) this.#bus.publish(channel, text);
@@ -536,10 +536,10 @@ export class CoreEndpoint {
     const settled = this.#settled();
     if (settled === null && this.#waiting === null) return publish();
     if (this.#held + bytes > CORE_HELD_MAX) {
-      // Not held: its sessions are ended now (their clients resume once the journal is back), so nothing more is held for them.
+      // Not held: the sessions it was for are ended now (their clients resume once the journal is back).
       this.stats.dropped += payloads.length;
       this.#log.warn("core_output_dropped", { payloads: payloads.length, held_bytes: this.#held, effect: "the journal has not settled for long: the sessions this output was for are ended" });
-      this.#endAll(LOST, nodes, true);
+      for (const [node, batch] of batches) this.#endNow(node, batch);
       return;
     }
     this.#held += bytes;
@@ -563,22 +563,37 @@ export class CoreEndpoint {
   }
 
   /**
-   * Every session of the edges in `nodes` (all when null) is told `err` and
-   * closes on the core; `now`: the ends are published at once, not behind
-   * what waits for the journal (they show nothing unrecorded).
+   * The sessions `batch` was for are told LOST at once (published without
+   * waiting for the journal: an end shows nothing) and close on the core:
+   * what they were sent is dropped, so they must not go on with a hole.
    */
-  #endAll(err: WireError, nodes: string[] | null = null, now = false): void {
+  #endNow(node: string, batch: EdgeBatch): void {
+    const sessions = this.#edges.get(node);
+    if (!sessions) return;
+    const ended: SessionPort[] = [];
+    const ms: CoreToEdgeItem[] = [];
+    for (const id of new Set(batch.ms.flatMap((m) => (m.kind === "post" ? m.ids : [m.id])))) {
+      const s = sessions.get(id);
+      if (!s) continue;
+      sessions.delete(id);
+      ended.push(s);
+      ms.push({ kind: "end", id, error: LOST });
+    }
+    if (ms.length > 0) this.#bus.publish(edgeChannel(node), JSON.stringify({ epoch: this.epoch, ms } satisfies ToEdge));
+    // Removed first, so what their closing posts to the others is sent (and held) as usual, not to them.
+    for (const s of ended) s.closed();
+  }
+
+  /** Every session of the edges in `nodes` (all when null) is told `err` and closes on the core. */
+  #endAll(err: WireError, nodes: string[] | null = null): void {
     const ended: SessionPort[] = [];
     for (const node of nodes ?? [...this.#edges.keys()]) {
       const sessions = this.#edges.get(node);
       if (!sessions) continue;
-      const ends: CoreToEdgeItem[] = [];
       for (const [id, s] of sessions) {
-        if (now) ends.push({ kind: "end", id, error: err });
-        else this.#send(node, { kind: "end", id, error: err });
+        this.#send(node, { kind: "end", id, error: err });
         ended.push(s);
       }
-      if (ends.length > 0) this.#bus.publish(edgeChannel(node), JSON.stringify({ epoch: this.epoch, ms: ends } satisfies ToEdge));
       this.#edges.delete(node);
     }
     if (ended.length > 0) this.#log.warn("sessions_ended", { node: this.node, why: err === MOVED ? "core_stepped_down" : "bus_lost", sessions: ended.length });
