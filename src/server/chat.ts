@@ -514,9 +514,13 @@ export class Chat {
     switch (req.type) {
       case "join":
         return { room: req.room, ...(req.since !== undefined ? { since: req.since } : {}) };
-      case "history":
+      case "history": {
         if (req.with !== undefined) return { between: this.#directHistoryRead(m.user, req.with, req.limit, req.before) };
+        // A room the connection is not in is answered not_member: nothing is loaded that no read would take.
+        const room = this.#rooms.get(req.room!);
+        if (!room || !this.#state.get(m)?.rooms.has(room)) return null;
         return { room: req.room!, ...(req.since !== undefined ? { since: req.since } : {}) };
+      }
       case "edit":
       case "delete":
         return req.room !== undefined ? { room: req.room } : { direct: req.seq };

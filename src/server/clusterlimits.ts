@@ -40,6 +40,8 @@ export class ClusterLoginLimits implements LoginLimits {
   readonly #penalized = new Map<string, number>();
   /** Connection → the user whose slot it holds. */
   readonly #slots = new Map<object, string>();
+  /** Connections released (gone): a claim still in flight for one gives its slot back. */
+  readonly #gone = new WeakSet<object>();
 
   constructor(
     private readonly buckets: ClusterBuckets,
@@ -79,20 +81,30 @@ export class ClusterLoginLimits implements LoginLimits {
   async admitUser(user: string, _now: number, holder: object): Promise<void> {
     const held = this.#slots.get(holder);
     if (held !== user) {
-      if (held !== undefined) this.release(holder);
+      if (held !== undefined) this.#free(holder);
       const c = await this.slots.claim(user, this.opts.maxConnectionsPerUser);
       if (c.unchecked) throw unreachable();
       if (!c.ok) throw refuse.connections(user, c.count);
+      // The connection closed while Redis was asked: nobody will release this slot but us.
+      if (this.#gone.has(holder)) {
+        this.slots.release(user);
+        return;
+      }
       this.#slots.set(holder, user);
     }
     const t = await this.#take(`login:user:${user}`);
     if (!t.ok) {
-      this.release(holder);
+      this.#free(holder);
       throw refuse.userRate(user, t.waitMs);
     }
   }
 
   release(holder: object): void {
+    this.#gone.add(holder);
+    this.#free(holder);
+  }
+
+  #free(holder: object): void {
     const user = this.#slots.get(holder);
     if (user === undefined) return;
     this.#slots.delete(holder);

@@ -135,7 +135,8 @@ export class Devices {
       if (!(await shared.takePending(p.user, p.key, now))) continue;
       if ((await this.#activeCount(p.user)) >= this.opts.maxActive) continue;
       if ((await this.store.devices(p.user)).some((d) => constantTimeEqual(d.key, p.key))) continue;
-      journal.append({ kind: "device_enrolled", user: p.user, device: deviceId(p.key), key: toBase64(p.key), name: p.name, by: "password", source: p.source, ts: now });
+      // Stored only once recorded: a core fenced before its COMMIT lets nobody in (the waiting edge answers not_recorded).
+      await journal.append({ kind: "device_enrolled", user: p.user, device: deviceId(p.key), key: toBase64(p.key), name: p.name, by: "password", source: p.source, ts: now }).durable;
       await this.store.addDevice(p.user, { key: p.key, name: p.name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
     }
   }
@@ -215,7 +216,9 @@ export class Devices {
     if (this.opts.enroll === "password") {
       if (!this.journal) return this.#enrolledByCore({ user, key, name, source, since: now, expires: now + this.opts.pendingTtlMs });
       if (!this.journal.recording) throw new SecureChatError("not_recorded", "the server cannot record the enrollment right now (its transcript is failing); retry later");
-      this.journal.append({ kind: "device_enrolled", user, device: deviceId(key), key: toBase64(key), name, by: "password", source, ts: now });
+      await this.journal.append({ kind: "device_enrolled", user, device: deviceId(key), key: toBase64(key), name, by: "password", source, ts: now }).durable?.catch(() => {
+        throw new SecureChatError("not_recorded", "the server could not record the enrollment; retry later");
+      });
       await this.store.addDevice(user, { key, name, enrolledAt: now, enrolledBy: "password", revokedAt: null }, DEVICE_LIST_MAX);
       return { kind: "login" };
     }
@@ -281,7 +284,12 @@ export class Devices {
       );
     }
     const by = deviceId(me.device);
-    journal.append({ kind: "device_enrolled", user: me.user, session: me.session, device: deviceId(key), key: toBase64(key), name: pending.name, by, sig: toBase64(sig), source: pending.source, ts: now });
+    // Stored (and so let in, on any node) only once the line is durable: a core fenced before its COMMIT enrolls nothing.
+    const recorded = await journal.append({ kind: "device_enrolled", user: me.user, session: me.session, device: deviceId(key), key: toBase64(key), name: pending.name, by, sig: toBase64(sig), source: pending.source, ts: now }).durable?.then(
+      () => true,
+      () => false,
+    );
+    if (recorded === false) return notice("not_recorded", "the server could not record the enrollment; run \"securechat device add\" on the new machine again");
     await this.store.addDevice(me.user, { key, name: pending.name, enrolledAt: now, enrolledBy: by, revokedAt: null }, DEVICE_LIST_MAX);
     // On a cluster the new machine's edge sees the key active (watch).
     if (!this.#shared) (pending as PendingEnrollment).waiter?.();

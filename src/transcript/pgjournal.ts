@@ -115,8 +115,13 @@ const MESSAGE_ROWS: AttachGroup<{ room: string; seq: number; tseq: number; msg: 
   },
 };
 
-/** Pages of catch-up kept per room at once (a reconnect storm: one per rejoin still to be answered). */
-const CAUGHT_UP_PER_ROOM = 64;
+/**
+ * Catch-up pages kept at once, all rooms together, the oldest dropped first
+ * (a reconnect storm: one per rejoin still to be answered). A page whose
+ * read never comes (a join refused, a connection gone) is dropped after
+ * ANSWER_TTL_MS, as a direct-message answer is.
+ */
+export const CAUGHT_UP_MAX = 4096;
 
 /** A page of a room's messages after one `since`, loaded for `readers` members catching up. */
 interface CaughtUp {
@@ -124,6 +129,8 @@ interface CaughtUp {
   /** As many as asked: more may follow its last. */
   full: boolean;
   readers: number;
+  /** When it was loaded (ms), for ANSWER_TTL_MS. */
+  at: number;
 }
 
 type MessageRow = { msg: RoomMessage; tseq: string; edits: number };
@@ -149,16 +156,18 @@ export class PgJournal extends WriterJournal implements Journal {
   /** Each room's last number: every room, so numbers never repeat whatever memory holds. */
   readonly #seqs: Map<string, number>;
   /** Rooms' recent history loaded by prepare, until the room's first read takes it. */
-  readonly #loaded = new Map<string, RecentState>();
+  readonly #loaded = new Map<string, { state: RecentState; at: number }>();
   /** Rooms whose memory holds their history (not only what was added since they came back). */
   readonly #whole = new Set<string>();
   /**
-   * Per room and `since`, the page prepare loaded for members catching up
-   * (`after`), until as many reads as prepares took it: several members may
-   * rejoin one room at once from different seqs. At most CAUGHT_UP_PER_ROOM
-   * pages per room, the oldest dropped (its reader then sees memory only, and says so).
+   * Per room and `since` (caughtUpKey), the page prepare loaded for members
+   * catching up (`after`), until as many reads as prepares took it: several
+   * members may rejoin one room at once from different seqs. Oldest first;
+   * at most CAUGHT_UP_MAX, each for ANSWER_TTL_MS (a dropped page's reader
+   * sees memory only, and says so).
    */
-  readonly #caughtUp = new Map<string, Map<number, CaughtUp>>();
+  readonly #caughtUp = new Map<string, CaughtUp>();
+  readonly #now: () => number;
   readonly #historyKeep: number;
   /** What one answer to a member catching up reads (Chat's #sendHistory: --history, and one to tell whether more remain). */
   readonly #page: number;
@@ -191,6 +200,7 @@ export class PgJournal extends WriterJournal implements Journal {
     this.#cids = loaded.cids;
     this.#historyKeep = Math.max(opts.history, opts.historyKeep ?? opts.history);
     this.#page = opts.history + 1;
+    this.#now = opts.now ?? Date.now;
     this.rooms = new RecentRooms(opts.history, opts.historyMemory ?? DEFAULT_HISTORY_MEMORY, (room) => this.#load(room));
   }
 
@@ -226,6 +236,12 @@ export class PgJournal extends WriterJournal implements Journal {
   prepare(need: Need): Promise<void> | null {
     const jobs: Promise<void>[] = [];
     const { room } = need;
+    // A room loaded for a read that never came (a join or an edit refused) goes after ANSWER_TTL_MS, oldest first.
+    const now = this.#now();
+    for (const [r, l] of this.#loaded) {
+      if (now - l.at < ANSWER_TTL_MS) break;
+      this.#loaded.delete(r);
+    }
     if (room !== undefined && !(this.rooms.holds(room) && this.#whole.has(room)) && !this.#loaded.has(room) && (this.#seqs.get(room) ?? 0) > 0) jobs.push(this.#prepareRoom(room));
     if (room !== undefined && need.since !== undefined && !this.#memoryHasAfter(room, need.since)) jobs.push(this.#prepareAfter(room, need.since, need.limit));
     const direct = this.#prepareDirects(need);
@@ -236,7 +252,7 @@ export class PgJournal extends WriterJournal implements Journal {
   async #prepareRoom(room: string): Promise<void> {
     const rows = this.#sealed ? [] : await this.#sql`SELECT msg, tseq, edits FROM log_messages WHERE room = ${room} ORDER BY seq DESC LIMIT ${this.rooms.keep}`;
     if (this.rooms.holds(room) && this.#whole.has(room)) return; // read meanwhile
-    this.#loaded.set(room, { seq: this.#seqs.get(room) ?? 0, messages: (rows as MessageRow[]).map(keptMessage).reverse() });
+    this.#loaded.set(room, { state: { seq: this.#seqs.get(room) ?? 0, messages: (rows as MessageRow[]).map(keptMessage).reverse() }, at: this.#now() });
   }
 
   /**
@@ -249,14 +265,14 @@ export class PgJournal extends WriterJournal implements Journal {
     const page = Math.max(1, Math.min(limit, this.#historyKeep));
     const from = Math.max(since, this.lastSeq(room) - this.#historyKeep);
     const rows = this.#sealed ? [] : await this.#sql`SELECT msg, tseq, edits FROM log_messages WHERE room = ${room} AND seq > ${from} ORDER BY seq LIMIT ${page}`;
-    const pages = this.#caughtUp.get(room) ?? new Map<number, CaughtUp>();
-    this.#caughtUp.set(room, pages);
-    const readers = (pages.get(since)?.readers ?? 0) + 1;
-    pages.delete(since);
-    pages.set(since, { messages: (rows as MessageRow[]).map(keptMessage), full: rows.length === page, readers });
-    for (const oldest of pages.keys()) {
-      if (pages.size <= CAUGHT_UP_PER_ROOM) break;
-      pages.delete(oldest);
+    const key = caughtUpKey(room, since);
+    const now = this.#now();
+    const readers = (this.#caughtUp.get(key)?.readers ?? 0) + 1;
+    this.#caughtUp.delete(key);
+    this.#caughtUp.set(key, { messages: (rows as MessageRow[]).map(keptMessage), full: rows.length === page, readers, at: now });
+    for (const [oldest, p] of this.#caughtUp) {
+      if (this.#caughtUp.size <= CAUGHT_UP_MAX && now - p.at < ANSWER_TTL_MS) break;
+      this.#caughtUp.delete(oldest);
     }
   }
 
@@ -271,7 +287,7 @@ export class PgJournal extends WriterJournal implements Journal {
   #prepareDirects(need: Need): Promise<void> | null {
     const read = directRead(need);
     if (!read) return null;
-    const now = Date.now();
+    const now = this.#now();
     for (const [key, a] of this.#answers) {
       if (this.#answers.size < ANSWERS_MAX && now - a.at < ANSWER_TTL_MS) break;
       this.#answers.delete(key);
@@ -359,7 +375,7 @@ export class PgJournal extends WriterJournal implements Journal {
     const loaded = this.#loaded.get(room);
     if (loaded) {
       this.#loaded.delete(room);
-      return loaded;
+      return loaded.state;
     }
     const seq = this.#seqs.get(room) ?? 0;
     if (seq > 0) this.#unprepared(`room ${room}`);
@@ -492,8 +508,8 @@ export class PgJournal extends WriterJournal implements Journal {
     if (limit <= 0) return [];
     const held = this.rooms.recent(room, this.rooms.keep);
     const bySeq = new Map<number, RoomMessage>();
-    const pages = this.#caughtUp.get(room);
-    const loaded = pages?.get(since);
+    const key = caughtUpKey(room, since);
+    const loaded = this.#caughtUp.get(key);
     /** A full page loaded: messages past its last may not follow it without a hole, so memory's are taken only up to it. */
     let upTo = Number.POSITIVE_INFINITY;
     if (loaded) {
@@ -502,8 +518,7 @@ export class PgJournal extends WriterJournal implements Journal {
     } else if (!this.#memoryHasAfter(room, since)) {
       this.#unprepared(`room ${room} after ${since}`);
     }
-    if (loaded && --loaded.readers === 0) pages!.delete(since);
-    if (pages?.size === 0) this.#caughtUp.delete(room);
+    if (loaded && --loaded.readers === 0) this.#caughtUp.delete(key);
     for (const m of held) if (m.seq > since && m.seq <= upTo) bySeq.set(m.seq, m);
     return [...bySeq.values()].sort((x, y) => x.seq - y.seq).slice(0, limit);
   }
@@ -570,9 +585,9 @@ export class PgJournal extends WriterJournal implements Journal {
     this.writer.close(reason);
   }
 
-  /** What memory holds of direct messages: DMs not yet committed, and prepared answers not yet read (for tests). */
-  get memory(): { directs: number; answers: number } {
-    return { directs: this.#directs.size, answers: this.#answers.size };
+  /** What memory holds of what reads load: DMs not yet committed, prepared answers, catch-up pages and rooms' history not yet read (for tests). */
+  get memory(): { directs: number; answers: number; pages: number; rooms: number } {
+    return { directs: this.#directs.size, answers: this.#answers.size, pages: this.#caughtUp.size, rooms: this.#loaded.size };
   }
 
   /** The writer lease's epoch this journal writes under (a cluster's core says it to its edges). */
@@ -606,6 +621,11 @@ interface DirectRead {
   matches: (d: KeptDirect) => boolean;
   /** An undelivered count: whose delivery mark it reads. */
   user?: string;
+}
+
+/** A catch-up page's key: its room and `since`. */
+function caughtUpKey(room: string, since: number): string {
+  return `${room}\0${since}`;
 }
 
 /**

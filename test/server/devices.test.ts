@@ -19,17 +19,22 @@ const NET = 30_000;
 const PW = "devices test passphrase";
 const server = serversStoppedAfterAll();
 
-/** A journal whose recording can be switched off, keeping what was appended. */
+/** A journal whose recording can be switched off, keeping what was appended; `losing`: appends that never become durable (a write that fails). */
 class Recorder extends MemoryJournal implements Journal {
   events: JournalEvent[] = [];
   on = true;
+  losing = false;
   constructor(keep: number) {
     super(keep);
     Object.defineProperty(this, "recording", { get: () => this.on });
   }
   override append(e: JournalEvent) {
     this.events.push(e);
-    return super.append(e);
+    const r = super.append(e);
+    if (!this.losing) return r;
+    const durable = Promise.reject(new Error("the transcript's write failed"));
+    durable.catch(() => {});
+    return { ...r, durable };
   }
 }
 
@@ -229,18 +234,23 @@ describe("enrolling by password alone (serve --device-enroll password)", () => {
     b.s.close();
   }, NET);
 
-  test("nothing is enrolled that cannot be recorded: not_recorded", async () => {
-    const { t, journal } = await start({ enroll: "password" });
-    const gina = await registerRaw(t.port, "gina", PW);
-    journal.on = false;
-    const b = await enroll(t, "gina", PW);
-    expect(b.answer).toMatchObject({ type: "error", code: "not_recorded" });
-    journal.on = true;
-    const a = await session(t, gina);
-    expect(((await ask(a, { type: "device_list" }, "devices")) as Message<"devices">).devices.length).toBe(1);
-    a.close();
-    b.s.close();
-  }, NET);
+  for (const [what, user, fail] of [
+    ["nothing is enrolled that cannot be recorded: not_recorded", "gina", (j: Recorder, on: boolean) => void (j.on = !on)],
+    ["an enrollment whose line is never written is not stored: not_recorded, and the key logs in nowhere", "hana", (j: Recorder, on: boolean) => void (j.losing = on)],
+  ] as const) {
+    test(what, async () => {
+      const { t, journal } = await start({ enroll: "password" });
+      const u = await registerRaw(t.port, user, PW);
+      fail(journal, true);
+      const b = await enroll(t, user, PW);
+      expect(b.answer).toMatchObject({ type: "error", code: "not_recorded" });
+      fail(journal, false);
+      const a = await session(t, u);
+      expect(((await ask(a, { type: "device_list" }, "devices")) as Message<"devices">).devices.length).toBe(1);
+      a.close();
+      b.s.close();
+    }, NET);
+  }
 });
 
 describe("revoking a device (the stolen laptop)", () => {

@@ -13,7 +13,12 @@ import { type Ed25519KeyPair, ed25519Generate } from "../../src/crypto/index.ts"
 import { deviceId } from "../../src/fingerprint.ts";
 import { signEnrollment } from "../../src/protocol/devices.ts";
 import { DEVICE_PENDING_MAX } from "../../src/protocol/limits.ts";
-import { DEFAULT_DEVICES } from "../../src/server/devices.ts";
+import { DEFAULT_DEVICES, Devices } from "../../src/server/devices.ts";
+import { silentLogger } from "../../src/log.ts";
+import { PgAccountStore } from "../../src/store/pg/accounts.ts";
+import { PgJournal } from "../../src/transcript/pgjournal.ts";
+import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
+import { hostKeyPair } from "../transcript/helpers.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import type { ClusterNode } from "../../src/server/node.ts";
 import { openPg } from "../../src/store/pg/pg.ts";
@@ -179,5 +184,64 @@ describe.skipIf(!ready)("devices on a cluster of two nodes, enrolled by the pass
     const list = (await ask(await session(n.b.port, dave), { type: "device_list" }, "devices")) as Message<"devices">;
     expect(list.devices.map((d) => d.by)).toEqual(["register", "password", "password"]);
     expect(list.pending).toEqual([]);
+  });
+});
+
+describe.skipIf(!ready)("a core fenced while it records an enrollment", () => {
+  /** gina's account, and a core whose lease another node took (it was paused): what it appends is never committed. */
+  async function fencedCore(db: string, enroll: "password" | "approve") {
+    // A database of its own on the same server: the nodes of the other tests never see this lease.
+    const admin = openPg(pg.url, { max: 1 });
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${db}`);
+    await admin.unsafe(`CREATE DATABASE ${db}`);
+    await admin.close();
+    const sql = openPg(pg.url.replace(/\/[^/]*$/, `/${db}`), { max: 4 });
+    const writer = { ...DEFAULT_WRITER, fsync: "always" as const, dir: "(database)", hostKey: hostKeyPair(5), version: "test", log: silentLogger, history: 50 };
+    const core = (await PgJournal.open(sql, { ...writer, holder: "core-a", leaseMs: 1000, renewMs: 1e9 }))!;
+    const store = await PgAccountStore.open(sql);
+    const gina = ed25519Generate();
+    await store.createAccount({ name: "gina", identityKey: gina.publicKey, verifier: "x", createdAt: Date.now() });
+    const opts = { ...DEFAULT_DEVICES, enroll };
+    const onCore = new Devices(store, core, opts);
+    const onEdge = new Devices(store, null, opts);
+    await sql`UPDATE log_lease SET expires_at = now() - interval '1 millisecond'`;
+    const next = (await PgJournal.open(sql, { ...writer, holder: "core-b" }))!;
+    const active = async (key: Uint8Array) => (await store.activeDeviceKeys("gina")).some((k) => Buffer.from(k).equals(Buffer.from(key)));
+    const stop = async () => {
+      for (const j of [core, next]) {
+        j.close("test end");
+        await j.closed().catch(() => {});
+      }
+      await sql.close();
+    };
+    return { gina, onCore, onEdge, active, stop };
+  }
+
+  test("by the password: the key is stored only once its device_enrolled line is committed; the waiting machine is refused not_recorded", async () => {
+    const f = await fencedCore("fenced_password", "password");
+    const laptop = ed25519Generate().publicKey;
+    const sweep = setInterval(() => f.onCore.prune(Date.now()), 100); // the old core's sweep, as node.ts runs it
+    try {
+      const answer = await f.onEdge.enroll("gina", laptop, "laptop", "198.51.100.7", Date.now()).then(
+        (r) => r.kind,
+        (e: { code?: string }) => e.code,
+      );
+      expect(answer).toBe("not_recorded");
+    } finally {
+      clearInterval(sweep);
+    }
+    expect(await f.active(laptop)).toBe(false);
+    await f.stop();
+  });
+
+  test("by approval: the approver is told not_recorded and the key is not stored, so no node lets the new machine in", async () => {
+    const f = await fencedCore("fenced_approve", "approve");
+    const laptop = ed25519Generate().publicKey;
+    expect((await f.onEdge.enroll("gina", laptop, "laptop", "198.51.100.7", Date.now())).kind).toBe("pending");
+    const me = { user: "gina", session: Buffer.alloc(16, 1).toString("base64"), device: f.gina.publicKey };
+    const answer = await f.onCore.approve(me, laptop, signEnrollment(f.gina.secretKey, "gina", laptop), Date.now());
+    expect(answer).toMatchObject({ type: "notice", code: "not_recorded" });
+    expect(await f.active(laptop)).toBe(false);
+    await f.stop();
   });
 });

@@ -143,6 +143,29 @@ describe.skipIf(!ready)("login limits shared by cluster nodes through Redis", ()
     expect(codes).toEqual(["welcome", "welcome", "rate_limited", "rate_limited"]);
   });
 
+  test("a connection that closes while its slot is being claimed does not keep it: logins cut short do not lock the user out", async () => {
+    const l = new RedisLink(redis.url, { log: silentLogger, role: "test" }).start();
+    await l.ready();
+    const slots = new ClusterSlots(l, "cut-short", 60_000);
+    const limits = new ClusterLoginLimits(new ClusterBuckets(l), new ClusterPenalties(l, NO_PENALTIES), slots, { logins: { rate: 1e9, burst: 1e9 }, maxConnectionsPerUser: 2, log: silentLogger });
+    // A client on a bad network (or one doing it on purpose) gone while Redis is asked for its slot, five times.
+    for (let i = 0; i < 5; i++) {
+      const conn = {};
+      const admitting = limits.admitUser("finch", Date.now(), conn);
+      limits.release(conn);
+      await admitting.catch(() => {});
+    }
+    expect(slots.held("finch")).toBe(0);
+    // Its next login gets in (before, the cap of 2 was held by connections long gone, for the node's life).
+    const conn = {};
+    await limits.admitUser("finch", Date.now(), conn);
+    expect(slots.held("finch")).toBe(1);
+    limits.release(conn);
+    expect(slots.held("finch")).toBe(0);
+    slots.close();
+    l.close();
+  });
+
   test("connections per user count every node's; a node killed holding one frees it once its liveness key expires", async () => {
     const [a, b, c] = (await cluster(3, { maxConnectionsPerUser: 2 })) as [ClusterNode, ClusterNode, ClusterNode];
     const wren = await registerWithTicket(a.port, "wren", PASSWORD);

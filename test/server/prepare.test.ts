@@ -172,6 +172,16 @@ describe("a chat core over a record kept elsewhere", () => {
     expect(ready).rejects.toThrow("connection refused");
   });
 
+  test("history of a room the connection is not in loads nothing: it is answered not_member at once", async () => {
+    const { chat, journal, markers } = setup(new Map());
+    const alice = await loggedIn(chat, journal, markers);
+    const asked = journal.asked.length;
+    for (let i = 0; i < 100; i++) chat.handle(alice, { type: "history", room: `r${i}`, since: i, limit: 10 });
+    await settle();
+    expect(journal.asked.length).toBe(asked);
+    expect(alice.inbox.filter((m) => m.type === "notice" && m.code === "not_member").length).toBe(100);
+  });
+
   test("history with a user loads that page of their DMs; a room edit loads the room", async () => {
     const { chat, journal, markers } = setup(new Map());
     const alice = await loggedIn(chat, journal, markers);

@@ -19,7 +19,7 @@ import type { Ed25519KeyPair } from "../../src/crypto/index.ts";
 import { ed25519Generate } from "../../src/crypto/index.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import type { CorePort } from "../../src/server/link.ts";
-import { CORE_CHANGED, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, HELLO_CHANNEL, RemoteCore, type ToEdge, edgeChannel } from "../../src/server/redislink.ts";
+import { CORE_CHANGED, CORE_HELD_MAX, CoreEndpoint, type CoreToEdgeItem, EdgeBatch, HELLO_CHANNEL, RemoteCore, type ToEdge, edgeChannel } from "../../src/server/redislink.ts";
 import { Bus, type BusLoss } from "../../src/store/redis/bus.ts";
 import { RedisLink, parseRedisUrl } from "../../src/store/redis/link.ts";
 import { type RedisHandle, requireEngines, startRedis } from "../engines.ts";
@@ -72,14 +72,14 @@ describe("what the core sends waits for the journal", () => {
     };
     return { bus: bus as unknown as Bus, published, toCore: (ms: unknown[]) => subs.get("securechat:core")!(JSON.stringify({ node: "e1", epoch: 1, ms })) };
   }
-  /** A core whose one session's edge the test posts to directly. */
+  /** A core whose sessions' edges the test posts to directly (`post`: to the first; `open` another). */
   function endpoint(settled: () => Promise<void> | null) {
     const { bus, published, toCore } = memoryBus();
-    let edge: { post(json: string): void } | null = null;
-    const core = { open: (_f: unknown, e: { post(json: string): void }) => ((edge = e), { closed() {} }), loginFailed() {} } as unknown as CorePort;
+    const edges: { post(json: string): void }[] = [];
+    const core = { open: (_f: unknown, e: { post(json: string): void }) => (edges.push(e), { closed() {} }), loginFailed() {} } as unknown as CorePort;
     const ep = new CoreEndpoint(core, bus, { node: "core", epoch: 1, settled });
     toCore([{ kind: "open", id: 1, facts: {} }]);
-    return { ep, published, post: (json: string) => edge!.post(json) };
+    return { ep, published, post: (json: string) => edges[0]!.post(json), open: (id: number) => (toCore([{ kind: "open", id, facts: {} }]), edges.at(-1)!) };
   }
   const turn = () => new Promise((r) => setImmediate(r));
 
@@ -119,6 +119,24 @@ describe("what the core sends waits for the journal", () => {
     t.post("later");
     await turn();
     expect(t.published).toEqual(["later"]);
+    t.ep.close();
+  });
+
+  test("while the journal never settles (the database down), what waits is bounded: past CORE_HELD_MAX bytes the sessions it was for are ended at once, and nothing more is held for them", async () => {
+    const t = endpoint(() => new Promise<void>(() => {}));
+    const other = t.open(2);
+    other.post("a quiet member's notice");
+    // A user asking for big answers (a room's history, the room list) as fast as the requests bucket lets them.
+    const big = "x".repeat(1024 * 1024);
+    for (let i = 0; i * big.length <= CORE_HELD_MAX; i++) {
+      t.post(`${i}${big}`);
+      await turn();
+    }
+    // That session is ended at once (its client reconnects once the database is back); nothing it was sent is shown.
+    expect(t.published).toEqual(["end"]);
+    expect(t.ep.heldBytes).toBeLessThanOrEqual(CORE_HELD_MAX);
+    // The other, sent nothing in that turn, goes on.
+    expect(t.ep.sessions).toBe(1);
     t.ep.close();
   });
 });

@@ -13,7 +13,7 @@ import { silentLogger } from "../../src/log.ts";
 import type { JournalEvent, RoomMessage } from "../../src/store/journal.ts";
 import { openPg } from "../../src/store/pg/pg.ts";
 import { roomStateToJson } from "../../src/store/roomstate.ts";
-import { PgJournal, type PgJournalOptions } from "../../src/transcript/pgjournal.ts";
+import { CAUGHT_UP_MAX, PgJournal, type PgJournalOptions } from "../../src/transcript/pgjournal.ts";
 import { DEFAULT_WRITER } from "../../src/transcript/writer.ts";
 import { type PostgresHandle, requireEngines, startPostgres } from "../engines.ts";
 import { hostKeyPair } from "./helpers.ts";
@@ -143,6 +143,42 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     expect(j.after("busy", 2, 6).map((m) => m.seq)).toEqual([3, 4, 5, 6, 7, 8]);
   });
 
+  test("catch-up pages whose read never comes (a /history or a refused join of rooms one is not in) do not pile up: dropped after 60 s, and never more than CAUGHT_UP_MAX", async () => {
+    await fresh();
+    let now = T;
+    const j = await journal({ now: () => now });
+    await j.append(say("busy", 1)).durable;
+    // an attacker's requests, each for a room (existing or not) and a since, none of them ever read
+    for (let i = 0; i < 200; i++) await j.prepare({ room: `nowhere-${i}`, since: i });
+    await j.prepare({ room: "busy", since: 1 });
+    expect(j.memory.pages).toBe(201);
+    // a minute later, the next catch-up finds them gone (before: kept for the core's life, one per room)
+    now += 60_001;
+    await j.prepare({ room: "busy", since: 0 });
+    expect(j.memory.pages).toBe(1);
+    expect(j.after("busy", 0, 6).map((m) => m.seq)).toEqual([1]);
+    expect(j.memory.pages).toBe(0);
+    // within the minute, however many: the oldest go first
+    for (let i = 0; i < CAUGHT_UP_MAX + 50; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => j.prepare({ room: `nowhere-${i + k}`, since: 0 })));
+    expect(j.memory.pages).toBe(CAUGHT_UP_MAX);
+  }, 120_000);
+
+  test("a room's history loaded for a read that never comes (a join or an edit refused) is dropped after 60 s, not kept until someone joins", async () => {
+    await fresh();
+    let now = T;
+    let j = await journal({ now: () => now });
+    const acks: (Promise<void> | undefined)[] = [];
+    for (let i = 1; i <= 30; i++) acks.push(j.append(say(`room-${i}`, 1)).durable);
+    await Promise.all(acks);
+    j = await restart(j, { now: () => now });
+    // refused joins of every room in the database: each room's history loaded, none read
+    for (let i = 1; i <= 30; i++) await j.prepare({ room: `room-${i}` });
+    expect(j.memory.rooms).toBe(30);
+    now += 60_001;
+    expect(j.prepare({ room: "room-1" })).not.toBeNull();
+    expect(j.memory.rooms).toBe(0);
+  }, 60_000);
+
   test("after a restart: room numbers at once, history (with its edits) once prepared, stored DMs and who was shown them, persistent rooms", async () => {
     await fresh();
     let j = await journal();
@@ -196,18 +232,18 @@ describe.skipIf(!hasPg)("PgJournal", () => {
     for (let i = 1; i <= 300; i++) acks.push(j.append(dm(i, "bob", false)).durable);
     for (let i = 301; i <= 303; i++) acks.push(j.append(dm(i, "bob", true)).durable);
     await Promise.all(acks);
-    expect(j.memory).toEqual({ directs: 0, answers: 0 });
+    expect(j.memory).toEqual({ directs: 0, answers: 0, pages: 0, rooms: 0 });
     j = await restart(j);
     // a login reads the stored ones only: its answer holds the cap's worth at most
     await j.prepare({ missed: { user: "bob", since: 0, limit: 2 } });
-    expect(j.memory).toEqual({ directs: 0, answers: 1 });
+    expect(j.memory).toEqual({ directs: 0, answers: 1, pages: 0, rooms: 0 });
     expect(j.missedDirects("bob", 0, 0, 2).map((m) => m.seq)).toEqual([302, 303]);
     // /history @bob: one page, then the page before it
     await j.prepare({ between: { a: "alice", b: "bob", since: 0, before: Number.MAX_SAFE_INTEGER, limit: 11 } });
     expect(j.directsBetween("alice", "bob", 0, Number.MAX_SAFE_INTEGER, 11).map((m) => m.seq)).toEqual([293, 294, 295, 296, 297, 298, 299, 300, 301, 302, 303]);
     await j.prepare({ between: { a: "bob", b: "alice", since: 0, before: 293, limit: 3 } });
     expect(j.directsBetween("bob", "alice", 0, 293, 3).map((m) => m.seq)).toEqual([290, 291, 292]);
-    expect(j.memory).toEqual({ directs: 0, answers: 0 });
+    expect(j.memory).toEqual({ directs: 0, answers: 0, pages: 0, rooms: 0 });
   }, 60_000);
 
   test("a DM committed while a read's query runs is in its answer; an edit of a DM committed before the restart reaches the table", async () => {
