@@ -175,6 +175,8 @@ export class PgStorage implements LogStorage {
   /** The bytes of the lines in #unsent. */
   #unsentBytes = 0;
   /** Statements to run in the transaction that commits the line they belong to (pgjournal.ts's history), by seq. */
+  /** What a COMMIT that failed held (its lines and tree runs from the front of #unsent), until it is in. */
+  #retryExtent: { lines: number; treeParts: number } | null = null;
   #attached: ({ seq: number; run: Attached } | { seq: number; group: AttachGroup<unknown>; item: unknown })[] = [];
   #inFlight: Promise<void> | null = null;
   #renewTimer: ReturnType<typeof setInterval> | null = null;
@@ -312,14 +314,17 @@ export class PgStorage implements LogStorage {
 
   sync(done: (err: Error | null) => void): void {
     const batch = this.#unsent;
-    const lines = batch.lines.slice();
+    // After a failed COMMIT, exactly what it held is tried again first: one whose reply was lost after it went
+    // through is then recognised as already there (appendBatch), which a batch grown since would not be.
+    const retry = this.#retryExtent;
+    const lines = retry ? batch.lines.slice(0, retry.lines) : batch.lines.slice();
     const last = lines.at(-1);
     if (!last) {
       queueMicrotask(() => done(null));
       return;
     }
     const hash = HASH_MEMBER.exec(Buffer.from(last.bytes.slice(-80)).toString("latin1"))?.[1] ?? "";
-    const treeParts = batch.tree ? batch.tree.hashes.slice() : [];
+    const treeParts = batch.tree ? (retry ? batch.tree.hashes.slice(0, retry.treeParts) : batch.tree.hashes.slice()) : [];
     const tree = batch.tree ? { first: batch.tree.first, hashes: Buffer.concat(treeParts) } : null;
     let attached = 0;
     while (attached < this.#attached.length && this.#attached[attached]!.seq <= last.seq) attached++;
@@ -345,10 +350,14 @@ export class PgStorage implements LogStorage {
         }
         this.#committed = last.seq;
         this.#head = { seq: last.seq, hash };
+        this.#retryExtent = null;
+        // The batch that failed is in; what was written since is durable only once it is too.
+        if (retry && this.#unsent.lines.length > 0) return this.sync(done);
         done(null);
       },
       (e: Error) => {
         if (e instanceof FencedError) this.#loseLease(e);
+        else this.#retryExtent ??= { lines: lines.length, treeParts: treeParts.length };
         done(e);
       },
     );

@@ -293,6 +293,50 @@ describe.skipIf(!hasPg)("the transcript in PostgreSQL", () => {
     }
   }, 120_000);
 
+  test("a COMMIT that went through but whose reply was lost while more lines were written: its retry is recognised, the rest committed after it, nothing twice", async () => {
+    await fresh();
+    let loseNextReply = false;
+    let replyLost = (): void => {};
+    const lost = new Promise<void>((r) => (replyLost = r));
+    // The database connection as seen by the writer: armed, its next transaction commits, and its reply is lost
+    // once the test says so (lines appended meanwhile are written while that COMMIT is still in flight).
+    const flaky = new Proxy(sql, {
+      get(target, prop) {
+        if (prop === "begin" && loseNextReply) {
+          return async (fn: (tx: SQL) => Promise<unknown>) => {
+            loseNextReply = false;
+            await target.begin(fn);
+            await lost;
+            throw Object.assign(new Error("Connection closed"), { code: "ERR_POSTGRES_CONNECTION_CLOSED" });
+          };
+        }
+        const v = Reflect.get(target, prop);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    }) as SQL;
+    const { log, events } = collectingLog();
+    const s = (await PgStorage.open(flaky, { holder: "node-a", log, renewMs: NEVER }))!;
+    const w = writer(s, { log });
+    await w.append("message", msg("alice", "before")).durable;
+    loseNextReply = true;
+    const acks = [w.append("message", msg("alice", "its reply lost")).durable];
+    await Bun.sleep(50);
+    for (let i = 0; i < 3; i++) acks.push(w.append("message", msg("alice", `meanwhile ${i}`)).durable);
+    await Bun.sleep(50);
+    replyLost();
+    await Promise.all(acks);
+    await until(() => w.recording);
+    expect(events.map((e) => e.event)).toContain("transcript_blocked");
+    expect(events.map((e) => e.event)).not.toContain("transcript_failed");
+    const texts = (await sql`SELECT convert_from(bytes, 'UTF8') AS t FROM log_lines ORDER BY seq`).map((r: { t: string }) => r.t);
+    for (const t of ["before", "its reply lost", "meanwhile 0", "meanwhile 1", "meanwhile 2"]) expect(texts.filter((x: string) => x.includes(`"text":"${t}"`))).toHaveLength(1);
+    w.close("done");
+    await w.closed();
+    const out = join(tempDir("pglog-lost-reply"), "transcript");
+    await writeDirectory(sql, out);
+    expect((await verifyTranscript(out, { hostKey: HOST.publicKey })).problem).toBeNull();
+  }, 60_000);
+
   test("a database that stays down: what waits for a COMMIT counts toward the writer's 16 MiB bound, so the writer fails instead of growing without end", async () => {
     const down = await startPostgres({ fsync: false });
     const own = openPg(down.url, { max: 2 });
