@@ -462,12 +462,17 @@ describe("reconnecting meets trouble", () => {
     expect(sink.of("reconnected")).toEqual([]);
   }, NET);
 
-  test("the ticket expires mid-chat: the server ends the session, the client asks for the password, logs in again and resumes", async () => {
-    const password = "5-footed heron walks the long grey pier at dawn";
+  const EXPIRING_PASSWORD = "5-footed heron walks the long grey pier at dawn";
+  /** A server whose tickets last 3 s, behind a gate; alice's identity key on machine `home`, under EXPIRING_PASSWORD. */
+  async function expiring(home: string) {
     const { t, gate } = await gated({}, { ticketTtlMs: 3000 });
-    useMachine(machine("expiry-alice"));
-    const id = pinGate(t, gate);
-    await saveIdentity(id, "alice", cred(seed, "alice").identity, password);
+    useMachine(machine(home));
+    await saveIdentity(pinGate(t, gate), "alice", cred(seed, "alice").identity, EXPIRING_PASSWORD);
+    return { t, gate, password: EXPIRING_PASSWORD };
+  }
+
+  test("the ticket expires mid-chat: the server ends the session, the client asks for the password, logs in again and resumes", async () => {
+    const { t, gate, password } = await expiring("expiry-alice");
     let asked = 0;
     const sink = new Collector();
     const a = reconnecting(gate.address, "alice", sink, async () => {
@@ -488,11 +493,7 @@ describe("reconnecting meets trouble", () => {
   }, NET);
 
   test("the ticket expires mid-chat and the first answer at the prompt is not the password (a chat line typed as the prompt appeared): asked again, then back in the room", async () => {
-    const password = "5-footed heron walks the long grey pier at dawn";
-    const { t, gate } = await gated({}, { ticketTtlMs: 3000 });
-    useMachine(machine("expiry-typo"));
-    const id = pinGate(t, gate);
-    await saveIdentity(id, "alice", cred(seed, "alice").identity, password);
+    const { t, gate, password } = await expiring("expiry-typo");
     const answers = [password, "see you all after lunch", password];
     let asked = 0;
     const sink = new Collector();
@@ -508,11 +509,7 @@ describe("reconnecting meets trouble", () => {
   }, NET);
 
   test("three wrong passwords at the mid-chat prompt end the client", async () => {
-    const password = "5-footed heron walks the long grey pier at dawn";
-    const { t, gate } = await gated({}, { ticketTtlMs: 3000 });
-    useMachine(machine("expiry-wrong"));
-    const id = pinGate(t, gate);
-    await saveIdentity(id, "alice", cred(seed, "alice").identity, password);
+    const { t, gate, password } = await expiring("expiry-wrong");
     let asked = 0;
     const sink = new Collector();
     const a = reconnecting(gate.address, "alice", sink, async () => (asked++ === 0 ? password : "not it"));
