@@ -23,7 +23,7 @@ server_pid="" # the server started by start_server, until stop_server
 port=""       # the port that server listens on
 pids=()       # further processes the script started; the exit trap stops them
 work=""       # the temporary directory made by begin
-cluster=${SECURECHAT_E2E_CLUSTER:-} # cluster mode: the number of nodes, or empty for one server
+e2e_cluster=${SECURECHAT_E2E_CLUSTER:-} # cluster mode: the number of nodes, or empty for one server
 
 # ok: counts a passed check.
 ok() { passed=$((passed+1)); }
@@ -86,7 +86,7 @@ register() { printf '%s\n' "$PW" | as "$1" "$bin" register "$1" --server "$srv" 
 # $port from the log's "listening" line. If it does not listen within 100 ×
 # 0.05 s: a failed check, the log, and exit 1 (the trap stops the server).
 start_server() {
-  if [ -n "$cluster" ]; then cluster_start "$@"; return; fi
+  if [ -n "$e2e_cluster" ]; then cluster_start "$@"; return; fi
   : >"$work/server.log" # a restart must not find the previous server's line
   "$bin" serve --port "${2:-0}" --data "$1" --json "${@:3}" >"$work/server.log" 2>&1 &
   server_pid=$!
@@ -107,7 +107,7 @@ listening_port() {
 # stop_server: SIGTERM to the server; passes when it exits with status 0.
 stop_server() {
   local rc
-  if [ -n "$cluster" ]; then cluster_stop; return; fi
+  if [ -n "$e2e_cluster" ]; then cluster_stop; return; fi
   kill -TERM "$server_pid"; wait "$server_pid"; rc=$?
   server_pid=""
   if [ "$rc" = 0 ]; then ok; else bad "server exit $rc after SIGTERM"; show "$work/server.log"; fi
@@ -131,7 +131,7 @@ chat_bg() {
 cleanup() {
   local p
   if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
-  if [ -n "$cluster" ]; then cluster_cleanup; fi
+  if [ -n "$e2e_cluster" ]; then cluster_cleanup; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null; fi
@@ -169,17 +169,17 @@ tmux_begin() {
 # in DATA (DATA/transcript; in cluster mode the cluster's, in PostgreSQL).
 transcript_verify() {
   local data=$1; shift
-  if [ -n "$cluster" ]; then cluster_env "$data" "$bin" transcript verify "$@"; else "$bin" transcript verify "$data/transcript" "$@"; fi
+  if [ -n "$e2e_cluster" ]; then cluster_env "$data" "$bin" transcript verify "$@"; else "$bin" transcript verify "$data/transcript" "$@"; fi
 }
 # transcript_export DATA ARGS...: `transcript export` of the server's transcript in DATA, as transcript_verify.
 transcript_export() {
   local data=$1; shift
-  if [ -n "$cluster" ]; then cluster_env "$data" "$bin" transcript export "$@"; else "$bin" transcript export --data "$data" "$@"; fi
+  if [ -n "$e2e_cluster" ]; then cluster_env "$data" "$bin" transcript export "$@"; else "$bin" transcript export --data "$data" "$@"; fi
 }
 # single_node_only NAME: in cluster mode, says loudly that the check NAME does
 # not apply to a cluster and returns 1 (the caller skips it); else returns 0.
 single_node_only() {
-  [ -z "$cluster" ] && return 0
+  [ -z "$e2e_cluster" ] && return 0
   echo "!!! SKIPPED in cluster mode: $1"
   return 1
 }
@@ -213,7 +213,7 @@ cl_db=""       # the database's name cluster_db found
 # do not start; exit 0 with a loud SKIP where they are not installed, unless CI=true).
 cluster_engines() {
   [ -n "$cl_redis" ] && return 0
-  [[ $cluster =~ ^[0-9]+$ ]] && [ "$cluster" -ge 2 ] || { bad "SECURECHAT_E2E_CLUSTER=$cluster: want a number of nodes, 2 or more"; exit 1; }
+  [[ $e2e_cluster =~ ^[0-9]+$ ]] && [ "$e2e_cluster" -ge 2 ] || { bad "SECURECHAT_E2E_CLUSTER=$e2e_cluster: want a number of nodes, 2 or more"; exit 1; }
   bun "$(dirname "${BASH_SOURCE[0]}")/engines.ts" "$work/engines.env" >"$work/engines.log" 2>&1 &
   pids+=("$!")
   local epid=$!
@@ -296,7 +296,7 @@ cluster_start() {
   cl_data=$data; cl_pids=(); mkdir -p "$data"
   # The first node first: it makes the host key on DATA's first start, and is elected the core.
   cluster_node 1 "$@"
-  for i in $(seq 2 "$cluster"); do cluster_node "$i" "$@"; done
+  for i in $(seq 2 "$e2e_cluster"); do cluster_node "$i" "$@"; done
   mv "$work/backends.new" "$work/backends"
   bun "$(dirname "${BASH_SOURCE[0]}")/balancer.ts" "$want" "$work/backends" >"$work/balancer.log" 2>&1 &
   cl_bal=$!
@@ -342,10 +342,10 @@ cluster_cleanup() {
 
 # finish NAME: prints "NAME: N passed, M failed" and exits, 1 if any check failed.
 finish() {
-  if [ -n "$cluster" ] && [ -n "$work" ]; then
-    echo "  (cluster mode, $cluster nodes: connections per node port: $(cat "$work/balancer.all" "$work/balancer.log" 2>/dev/null | grep '^to ' | sort | uniq -c | awk '{printf "%s:%s ", $3, $1}'))"
+  if [ -n "$e2e_cluster" ] && [ -n "$work" ]; then
+    echo "  (cluster mode, $e2e_cluster nodes: connections per node port: $(cat "$work/balancer.all" "$work/balancer.log" 2>/dev/null | grep '^to ' | sort | uniq -c | awk '{printf "%s:%s ", $3, $1}'))"
   fi
-  if [ -n "$cluster" ] && [ "$fail" != 0 ] && cat "$work/server.all" "$work/server.log" 2>/dev/null | grep -qE '"level":"error"|"event":"internal_error"'; then
+  if [ -n "$e2e_cluster" ] && [ "$fail" != 0 ] && cat "$work/server.all" "$work/server.log" 2>/dev/null | grep -qE '"level":"error"|"event":"internal_error"'; then
     echo "  the nodes' errors:"; cat "$work/server.all" "$work/server.log" 2>/dev/null | grep -E '"level":"error"|"event":"internal_error"' | tail -20 | show
   fi
   echo "$1: $passed passed, $fail failed"

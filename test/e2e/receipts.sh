@@ -60,7 +60,7 @@ expect "…and is alice's direct message to bob" '"text":"a \"quoted\" secret"'
 line_of "$work/alice.jsonl" "$tseq" >"$work/alice.line"
 # The transcript's files: on a cluster, its rows in PostgreSQL written out as files.
 logdir="$work/data/transcript"
-if [ -n "$cluster" ]; then logdir="$work/dbcopy"; transcript_export "$work/data" --directory "$logdir" >/dev/null 2>&1 || bad "export --database --directory"; fi
+if [ -n "$e2e_cluster" ]; then logdir="$work/dbcopy"; transcript_export "$work/data" --directory "$logdir" >/dev/null 2>&1 || bad "export --database --directory"; fi
 check "…whose line is the one the transcript holds" grep -qxF -f "$work/alice.line" <(cat "$logdir"/*.jsonl)
 # Her last message, of her second visit: what the bad logs below lose or rewrite.
 last=$(jq -r 'select(.kind=="receipt") | .tseq' "$work/alice.jsonl" | tail -1)
